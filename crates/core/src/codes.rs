@@ -1,0 +1,514 @@
+//! The error-code table: every user-facing error has a stable code, and the code decides the exit code.
+//!
+//! This table is the single source for `docs/errors/<CODE>.md`, `docs/exit-codes.md` and
+//! `rvbbit explain CODE`; a test regenerates the docs and fails when they drift.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+/// What kind of failure a code belongs to; each kind has one process exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ExitClass {
+    /// Success.
+    Ok,
+    /// The cascade (or other input) is invalid: fix the file.
+    Validation,
+    /// The run failed while executing (a cell error, a schema never satisfied, an unsupported feature).
+    Execution,
+    /// A tool failed or timed out.
+    Tool,
+    /// An LLM provider failed after retries and fallbacks.
+    Llm,
+    /// The event store failed.
+    Storage,
+    /// Configuration or command-line usage is wrong.
+    Configuration,
+    /// The run was interrupted with Ctrl-C (SIGINT).
+    Interrupted,
+    /// The run was terminated with SIGTERM.
+    Terminated,
+}
+
+impl ExitClass {
+    /// Every class, in exit-code order.
+    pub const ALL: [ExitClass; 9] = [
+        ExitClass::Ok,
+        ExitClass::Validation,
+        ExitClass::Execution,
+        ExitClass::Tool,
+        ExitClass::Llm,
+        ExitClass::Storage,
+        ExitClass::Configuration,
+        ExitClass::Interrupted,
+        ExitClass::Terminated,
+    ];
+
+    /// The process exit code for this class.
+    pub const fn exit_code(self) -> u8 {
+        match self {
+            ExitClass::Ok => 0,
+            ExitClass::Validation => 1,
+            ExitClass::Execution => 2,
+            ExitClass::Tool => 3,
+            ExitClass::Llm => 4,
+            ExitClass::Storage => 5,
+            ExitClass::Configuration => 6,
+            ExitClass::Interrupted => 130,
+            ExitClass::Terminated => 143,
+        }
+    }
+
+    /// A one-line description for the exit-code table.
+    pub const fn meaning(self) -> &'static str {
+        match self {
+            ExitClass::Ok => {
+                "Success: the command did what was asked (validation found no errors; the run completed)."
+            }
+            ExitClass::Validation => {
+                "Validation: a cascade, input or other file is invalid. Fix the file; the diagnostics say where."
+            }
+            ExitClass::Execution => {
+                "Execution: the run started but failed (a cell error, an output schema never satisfied, an \
+                 unsupported feature, an internal bug)."
+            }
+            ExitClass::Tool => "Tool: a tool failed or timed out and the cell had no `on_error` route.",
+            ExitClass::Llm => {
+                "LLM: a provider call failed after retries and fallbacks (auth, rate limit, outage)."
+            }
+            ExitClass::Storage => "Storage: the event store could not be opened, migrated or written.",
+            ExitClass::Configuration => {
+                "Configuration: `rvbbit.toml`, an `RVBBIT_*` variable or a command-line flag is wrong."
+            }
+            ExitClass::Interrupted => {
+                "Interrupted by Ctrl-C (SIGINT): the run was cancelled and its events flushed."
+            }
+            ExitClass::Terminated => "Terminated by SIGTERM: the run was cancelled and its events flushed.",
+        }
+    }
+}
+
+/// One entry of the error-code table.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ErrorCode {
+    /// The stable code, such as `RVB-V004`.
+    pub code: &'static str,
+    /// What kind of failure this is, which fixes the exit code.
+    pub class: ExitClass,
+    /// A short title.
+    pub title: &'static str,
+    /// What happened, in a sentence or two.
+    pub what: &'static str,
+    /// Usual causes.
+    pub causes: &'static [&'static str],
+    /// How to fix it.
+    pub fix: &'static str,
+}
+
+impl ErrorCode {
+    /// The process exit code this error leads to.
+    pub const fn exit_code(&self) -> u8 {
+        self.class.exit_code()
+    }
+
+    /// The documentation page for this code, relative to the repository root.
+    pub fn doc_path(&self) -> String {
+        format!("docs/errors/{}.md", self.code)
+    }
+
+    /// Render the Markdown documentation page for this code.
+    pub fn render_markdown(&self) -> String {
+        let mut out = format!("# {}: {}\n\n", self.code, self.title);
+        out.push_str(&format!(
+            "Exit code **{}** ({}).\n\n## What happened\n\n{}\n\n## Usual causes\n\n",
+            self.exit_code(),
+            class_name(self.class),
+            self.what
+        ));
+        for cause in self.causes {
+            out.push_str(&format!("- {cause}\n"));
+        }
+        out.push_str(&format!("\n## How to fix it\n\n{}\n", self.fix));
+        out.push_str("\n<!-- Generated from crates/core/src/codes.rs; edit the table, not this file. -->\n");
+        out
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code)
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.code)
+    }
+}
+
+fn class_name(class: ExitClass) -> &'static str {
+    match class {
+        ExitClass::Ok => "ok",
+        ExitClass::Validation => "validation",
+        ExitClass::Execution => "execution",
+        ExitClass::Tool => "tool",
+        ExitClass::Llm => "LLM",
+        ExitClass::Storage => "storage",
+        ExitClass::Configuration => "configuration",
+        ExitClass::Interrupted => "interrupted",
+        ExitClass::Terminated => "terminated",
+    }
+}
+
+macro_rules! codes {
+    ($( $(#[$meta:meta])* $name:ident = $code:literal, $class:ident, $title:literal, $what:literal,
+        [$($cause:literal),* $(,)?], $fix:literal; )*) => {
+        $(
+            $(#[$meta])*
+            pub const $name: &ErrorCode = &ErrorCode {
+                code: $code,
+                class: ExitClass::$class,
+                title: $title,
+                what: $what,
+                causes: &[$($cause),*],
+                fix: $fix,
+            };
+        )*
+        /// Every error code, in table order.
+        pub const ALL: &[&ErrorCode] = &[$($name),*];
+    };
+}
+
+codes! {
+    // ---- Validation (exit 1) -------------------------------------------------------------------------
+    /// The file is not well-formed YAML or JSON.
+    V_SYNTAX = "RVB-V001", Validation, "Syntax error",
+        "The file could not be parsed as YAML or JSON. The diagnostic points at the position the parser stopped.",
+        ["A tab used for indentation (YAML allows only spaces).", "An unclosed quote, bracket or brace.",
+         "A `key: value` line whose value contains `: ` without quotes."],
+        "Fix the syntax at the reported line and column. Quote values that contain `: `, `#` or start with `{`, `[`, `*` or `&`.";
+    /// The document has the wrong overall shape.
+    V_SHAPE = "RVB-V002", Validation, "Not a cascade",
+        "The document is empty or its top level is not a mapping, so it cannot be a cascade or tool definition.",
+        ["An empty file.", "A file that is a list of cells without the `cascade_id:` / `cells:` wrapper.",
+         "A file that is not a cascade at all (a README, a data file)."],
+        "A cascade is a mapping with at least `cascade_id` and `cells`. See `examples/` for complete files.";
+    /// A required key is absent.
+    V_MISSING_KEY = "RVB-V003", Validation, "Missing required key",
+        "A key that rvbbit needs is absent: `cascade_id` and `cells` at the top level, `name` on every cell.",
+        ["A cell written without `name:`.", "`cells:` misspelled (it is then also reported as an unknown key)."],
+        "Add the key. The example fix in the diagnostic shows the shape.";
+    /// A key is not part of the cascade language.
+    V_UNKNOWN_KEY = "RVB-V004", Validation, "Unknown key",
+        "A key is not part of the cascade language at that place. RVBBIT ignored such keys silently, so a typo changed behaviour without warning; rvbbit reports it (a warning, an error with `--strict`).",
+        ["A typo (`max_turn` for `max_turns`, `handoff` for `handoffs`).", "A key placed at the wrong level (`max_turns` directly on a cell instead of under `rules`).",
+         "A key from a newer version of the language."],
+        "Use the suggested spelling, or move the key to where it belongs. `rvbbit schema export` gives your editor the full list of keys.";
+    /// A value has the wrong type or is not one of the allowed choices.
+    V_TYPE = "RVB-V005", Validation, "Wrong type or value",
+        "A value has the wrong type (a string where a number is expected) or is not one of the allowed choices.",
+        ["A number written as a word (`max_turns: three`).", "A misspelled choice (`mode: blocking_hard`).",
+         "A single value where a list is expected."],
+        "Write the value in the expected form; the diagnostic names the expected type or lists the allowed choices.";
+    /// Two cells share a name.
+    V_DUPLICATE_CELL = "RVB-V006", Validation, "Duplicate cell name",
+        "Two cells have the same `name`. Routing and `outputs.<name>` would be ambiguous (RVBBIT silently used the first).",
+        ["A cell copied and pasted without renaming."],
+        "Give every cell a unique name and update handoffs that should point at the copy.";
+    /// A cell has no primary kind, or more than one.
+    V_CELL_KIND = "RVB-V007", Validation, "Cell kind is ambiguous",
+        "A cell must have exactly one of `instructions` (an LLM cell), `tool` (a deterministic cell) or `for_each_row`, or only `htmx`/`hitl` (a screen).",
+        ["A cell with both `instructions` and `tool`.", "A cell with neither (a misspelled `instruction:`)."],
+        "Keep exactly one primary key. To run a tool and then ask the LLM about it, use two cells.";
+    /// A routing target names no cell.
+    V_UNKNOWN_TARGET = "RVB-V008", Validation, "Unknown cell reference",
+        "A `handoffs`, `routing`, `on_error` or `context.from` entry names a cell that does not exist in this cascade.",
+        ["A typo in the cell name.", "A cell that was renamed or removed."],
+        "Use one of the cell names listed in the diagnostic.";
+    /// A tool name is not registered.
+    V_UNKNOWN_TOOL = "RVB-V009", Validation, "Unknown tool",
+        "A tool named in `traits`/`tackle`/`skills` or `tool` is neither a built-in tool, a tool definition or a cascade in the tool directories, nor provided by a cascade key such as `memory` or `rag`.",
+        ["A typo in the tool name.", "A tool from RVBBIT that rvbbit does not provide.",
+         "A cascade tool whose file is not in a `traits/`, `tackle/`, `skills/` or `cascades/` directory next to the cascade or under a configured root."],
+        "Use one of the listed tools, or put the tool's definition where rvbbit looks for tools.";
+    /// A validator name resolves to nothing.
+    V_UNKNOWN_VALIDATOR = "RVB-V010", Validation, "Unknown validator",
+        "A validator named in `loop_until`, `wards` or `candidates.validator` is not an inline validator, a tool, or a cascade. RVBBIT treated such validators as passing; rvbbit refuses to run them.",
+        ["A typo.", "A validator cascade that is not in a tool directory."],
+        "Define it under the cascade's `validators:` key, or add a validator cascade to `traits/`.";
+    /// Handoffs form a loop with no way out.
+    V_HANDOFF_CYCLE = "RVB-V011", Validation, "Handoff cycle never exits",
+        "The cells listed form a cycle of handoffs from which no path reaches a cell that ends the cascade, so the run could only end by error or cancellation.",
+        ["Two cells that hand off to each other with no third way out."],
+        "Add a handoff from one of the cells to a cell that ends the run, or give a cell in the cycle no handoffs.";
+    /// `output_schema` is not a valid JSON Schema.
+    V_OUTPUT_SCHEMA = "RVB-V012", Validation, "Invalid output_schema",
+        "The cell's `output_schema` is not a valid JSON Schema, so no output could ever be checked against it.",
+        ["A misspelled type (`type: strng`).", "`required` written as a string instead of a list."],
+        "Fix the schema at the reported place; JSON Schema draft 7 and 2020-12 keywords are accepted.";
+    /// A Jinja template does not parse.
+    V_TEMPLATE_SYNTAX = "RVB-V013", Validation, "Template syntax error",
+        "A template field (`instructions`, `inputs`, `turn_prompt`, `retry_instructions`, `loop_until_prompt`, `htmx`, ...) is not valid Jinja.",
+        ["An unclosed `{{` or `{%`.", "A `{% for %}` without `{% endfor %}`.", "Literal `{{` in text (escape it as `{{ '{{' }}`)."],
+        "Fix the template at the reported position.";
+    /// A template refers to a cell that does not exist.
+    V_TEMPLATE_REF = "RVB-V014", Validation, "Template refers to an unknown cell",
+        "A template reads `outputs.<name>` or `state.output_<name>` for a cell that is not in this cascade, so it would always render empty.",
+        ["A typo in the cell name.", "A renamed cell."],
+        "Use one of the cell names listed in the diagnostic.";
+    /// Two spellings of one key from different eras are both given.
+    V_ALIAS_CONFLICT = "RVB-V015", Validation, "Conflicting key spellings",
+        "Two era spellings of the same key are present (for example `traits` and `tackle`), so it is unclear which one is meant.",
+        ["A file migrated halfway between eras."],
+        "Keep one spelling; rvbbit reads `phases`/`cells`, `tackle`/`traits`/`skills` and `soundings`/`candidates`/`takes` alike.";
+    /// An `@path` include could not be read.
+    V_INCLUDE = "RVB-V016", Validation, "Include failed",
+        "A value of the form `@path` names a file that could not be read, or that escapes the cascade's directory.",
+        ["A wrong relative path (paths are relative to the cascade file's directory).", "A missing file."],
+        "Fix the path, or inline the text.";
+    /// A mapping repeats a key.
+    V_DUPLICATE_KEY = "RVB-V017", Validation, "Duplicate key",
+        "A mapping lists the same key twice; YAML parsers disagree on which one wins, so rvbbit refuses to guess.",
+        ["Two `rules:` blocks in one cell.", "A merge of two edits."],
+        "Keep one occurrence and merge their contents.";
+    /// The file could not be read.
+    V_READ = "RVB-V018", Validation, "File cannot be read",
+        "The path does not exist, is not a regular readable file, is not UTF-8 text, or is larger than the size rvbbit reads.",
+        ["A typo in the path.", "A binary file.", "A generated file over the 8 MiB limit."],
+        "Pass the path of a cascade file (`.yaml`, `.yml` or `.json`) or a directory containing them.";
+    /// More than one YAML document in one file.
+    V_MULTI_DOCUMENT = "RVB-V019", Validation, "Several YAML documents",
+        "The file holds more than one YAML document (separated by `---`); only the first is the cascade.",
+        ["Notes or a second draft appended after `---`."],
+        "Move the other documents to their own files, or turn them into comments.";
+    /// A sub-cascade or cascade reference does not resolve.
+    V_UNKNOWN_CASCADE = "RVB-V020", Validation, "Unknown cascade reference",
+        "A `sub_cascades`/`async_cascades` `ref`, `for_each_row.cascade` or validator cascade file could not be found.",
+        ["A relative path that is resolved against the referring file's directory, not the working directory."],
+        "Fix the path relative to the file that refers to it, or put the cascade under a configured root.";
+    /// An inline validator has the wrong shape.
+    V_VALIDATOR_SHAPE = "RVB-V021", Validation, "Inline validator has the wrong shape",
+        "An inline validator must have exactly one of `python`, `javascript`, `sql`, `clojure`, `bash`, or `tool`.",
+        ["An empty validator object.", "Two languages in one validator."],
+        "Keep exactly one language key.";
+    /// A cascade has no cells.
+    V_NO_CELLS = "RVB-V022", Validation, "No cells",
+        "`cells` is empty, so the cascade would do nothing.",
+        ["A cascade under construction."],
+        "Add at least one cell.";
+    /// A tool definition file is invalid.
+    V_TOOL_DEFINITION = "RVB-V023", Validation, "Invalid tool definition",
+        "A declarative tool file (with `tool_id`) lacks what its `type` needs, such as `command` for a shell tool or `url` for an HTTP tool.",
+        ["A shell tool without `command`.", "An unknown `type`."],
+        "Add the missing key; the diagnostic lists what the type needs.";
+
+    // ---- Execution (exit 2) --------------------------------------------------------------------------
+    /// A cell failed.
+    E_CELL_FAILED = "RVB-E001", Execution, "Cell failed",
+        "A cell raised an error and had no `on_error` route, so the cascade stopped.",
+        ["A template that renders invalid input for a tool.", "A post ward in blocking mode rejected the output."],
+        "Read the cell's error event (`rvbbit sessions show ID`), then fix the cell or add `on_error`.";
+    /// The output schema was never satisfied.
+    E_SCHEMA_UNSATISFIED = "RVB-E002", Execution, "Output schema never satisfied",
+        "The model's output failed `output_schema` on every attempt.",
+        ["A schema stricter than the instructions describe.", "Too few `rules.max_attempts`."],
+        "Describe the expected JSON in the instructions, or raise `rules.max_attempts`.";
+    /// A feature that parses but does not run yet.
+    E_UNSUPPORTED = "RVB-E003", Execution, "Feature not supported",
+        "The cascade uses a feature that rvbbit parses and validates but cannot execute yet.",
+        ["An advanced key from RVBBIT such as `browser` or `narrator`."],
+        "Remove the key, or check the release notes for when it is supported.";
+    /// Nesting too deep.
+    E_MAX_DEPTH = "RVB-E004", Execution, "Nesting too deep",
+        "Sub-cascades or validator cascades nested deeper than the limit.",
+        ["A cascade that calls itself."],
+        "Break the recursion.";
+    /// A broken invariant: a bug in rvbbit.
+    INTERNAL = "RVB-I001", Execution, "Internal error",
+        "rvbbit reached a state its authors believed impossible. This is a bug.",
+        ["A bug in rvbbit."],
+        "Report it with the command you ran and the output of `rvbbit --version`.";
+
+    // ---- Tool (exit 3) -------------------------------------------------------------------------------
+    /// A tool failed.
+    T_FAILED = "RVB-T001", Tool, "Tool failed",
+        "A tool returned an error and the cell had no `on_error` route.",
+        ["A shell command that exited non-zero.", "Invalid SQL."],
+        "See the tool's error in the session trace; add `on_error` to route failures.";
+    /// A tool timed out.
+    T_TIMEOUT = "RVB-T002", Tool, "Tool timed out",
+        "A tool ran longer than the cell's `timeout`.",
+        ["A command waiting for input.", "A timeout set too low."],
+        "Raise `timeout` on the cell or make the tool faster.";
+
+    // ---- LLM (exit 4) --------------------------------------------------------------------------------
+    /// The provider could not be reached.
+    L_UNREACHABLE = "RVB-L001", Llm, "Provider unreachable",
+        "The LLM provider could not be reached (connection refused, DNS failure, TLS failure, timeout) after retries.",
+        ["No network.", "A wrong `RVBBIT_PROVIDER_BASE_URL`.", "A local server (Ollama, vLLM) that is not running."],
+        "Check the base URL with `rvbbit config show` and that the server is up.";
+    /// The provider rejected the credentials.
+    L_AUTH = "RVB-L002", Llm, "Provider rejected the API key",
+        "The provider answered 401 or 403.",
+        ["`OPENROUTER_API_KEY` (or the configured key variable) unset, expired or for another provider."],
+        "Set OPENROUTER_API_KEY (or the provider's key variable) to a valid key.";
+    /// Rate limited beyond the retry budget.
+    L_RATE_LIMITED = "RVB-L003", Llm, "Rate limited",
+        "The provider kept answering 429 after every retry.",
+        ["Too much concurrency for the account's limits."],
+        "Lower concurrency or requests/tokens per minute in `rvbbit.toml`, or raise the account's limits.";
+    /// The model is unknown to the provider.
+    L_UNKNOWN_MODEL = "RVB-L004", Llm, "Unknown model",
+        "The provider does not know the requested model.",
+        ["A typo in the model id.", "A model id from another provider."],
+        "Use a model id the provider lists; the diagnostic suggests close matches when it can.";
+    /// The provider rejected the request.
+    L_BAD_REQUEST = "RVB-L005", Llm, "Provider rejected the request",
+        "The provider answered with a 4xx error other than auth, rate limit or unknown model.",
+        ["A context longer than the model allows.", "A tool schema the provider does not accept."],
+        "Read the provider's message in the error event; shorten the context or fix the tool definitions.";
+    /// The provider failed.
+    L_PROVIDER_ERROR = "RVB-L006", Llm, "Provider error",
+        "The provider answered 5xx, sent a malformed or truncated response, or timed out, on every retry and fallback.",
+        ["A provider outage."],
+        "Retry later, or configure a fallback chain (`model: [a, b]`).";
+    /// A replay file has no answer for a request.
+    L_REPLAY_MISS = "RVB-L007", Llm, "No recorded response",
+        "The replay provider found no recorded response for a request.",
+        ["The cascade or its input changed since the recording was made."],
+        "Record again with `--record FILE`.";
+    /// The circuit breaker is open.
+    L_CIRCUIT_OPEN = "RVB-L008", Llm, "Provider circuit open",
+        "Calls to this endpoint are paused after repeated failures; the breaker will try again after its cool-down.",
+        ["A provider outage."],
+        "Wait for the cool-down, or configure a fallback model on another endpoint.";
+
+    // ---- Storage (exit 5) ----------------------------------------------------------------------------
+    /// The store could not be opened or reached.
+    S_UNAVAILABLE = "RVB-S001", Storage, "Store unavailable",
+        "The event store could not be opened or reached.",
+        ["A read-only or full disk.", "A database server that is down.", "A wrong `store.url`."],
+        "Check `rvbbit health` and `rvbbit doctor`; events of an interrupted run wait in `.rvbbit/spill/` for `rvbbit db replay`.";
+    /// A migration failed.
+    S_MIGRATION = "RVB-S002", Storage, "Migration failed",
+        "The store's schema could not be brought to the version this rvbbit needs.",
+        ["A store written by a newer rvbbit.", "A manual change to the store's tables."],
+        "Run `rvbbit db status`; restore from `rvbbit db backup` if the store was changed by hand.";
+
+    // ---- Configuration (exit 6) ----------------------------------------------------------------------
+    /// A config file does not parse.
+    C_SYNTAX = "RVB-C001", Configuration, "Config file syntax error",
+        "`rvbbit.toml` (or `rvbbit.yaml`) is not valid TOML (or YAML).",
+        ["An unquoted string value.", "A missing closing bracket in a table header."],
+        "Fix the syntax at the reported line and column.";
+    /// Unknown config key.
+    C_UNKNOWN_KEY = "RVB-C002", Configuration, "Unknown configuration key",
+        "A key in the config file or an `RVBBIT_*` environment variable is not a setting rvbbit knows.",
+        ["A typo.", "A setting placed in the wrong table."],
+        "Use the suggested key; `rvbbit config show` lists every setting with its source.";
+    /// Invalid config value.
+    C_INVALID = "RVB-C003", Configuration, "Invalid configuration value",
+        "A setting has a value of the wrong type or out of range.",
+        ["A number written as text.", "A URL without a scheme."],
+        "Write the value in the expected form; the message names it.";
+    /// A config file named explicitly is missing.
+    C_NOT_FOUND = "RVB-C004", Configuration, "Config file not found",
+        "The file passed with `--config` (or `RVBBIT_CONFIG`) does not exist or cannot be read.",
+        ["A typo in the path."],
+        "Pass an existing file, or omit `--config` to use `rvbbit.toml` in the current directory.";
+    /// Bad command-line usage.
+    C_USAGE = "RVB-C005", Configuration, "Invalid command line",
+        "The command line could not be parsed: an unknown flag, a missing argument or an invalid value.",
+        ["A typo in a flag."],
+        "Run `rvbbit help <command>` for the accepted flags.";
+    /// Bad `--input`.
+    C_INPUT = "RVB-C006", Configuration, "Invalid input",
+        "The value passed with `--input` is neither a readable JSON file nor valid JSON.",
+        ["A JSON object written without quotes around keys.", "An `@file` that does not exist."],
+        "Pass a JSON object (`--input '{\"name\": \"x\"}'`) or `@path/to/input.json`.";
+}
+
+/// Look a code up by its text (case-insensitive, with or without the `RVB-` prefix).
+pub fn lookup(code: &str) -> Option<&'static ErrorCode> {
+    let wanted = code.trim().to_ascii_uppercase();
+    let wanted = wanted.strip_prefix("RVB-").unwrap_or(&wanted).to_owned();
+    ALL.iter()
+        .copied()
+        .find(|c| c.code.strip_prefix("RVB-") == Some(wanted.as_str()))
+}
+
+/// Render `docs/exit-codes.md` from the table.
+pub fn render_exit_code_doc() -> String {
+    let mut out = String::from(
+        "# Exit codes\n\nEvery `rvbbit` command exits with one of these codes. Each error code (`RVB-…`) belongs to \
+         exactly one class; its page under `docs/errors/` says what happened and how to fix it.\n\n\
+         | exit | class | meaning |\n|---|---|---|\n",
+    );
+    for class in ExitClass::ALL {
+        out.push_str(&format!(
+            "| {} | {} | {} |\n",
+            class.exit_code(),
+            class_name(class),
+            class.meaning()
+        ));
+    }
+    out.push_str("\n## Error codes\n\n| code | exit | title |\n|---|---|---|\n");
+    for code in ALL {
+        out.push_str(&format!(
+            "| [{}](errors/{}.md) | {} | {} |\n",
+            code.code,
+            code.code,
+            code.exit_code(),
+            code.title
+        ));
+    }
+    out.push_str("\n<!-- Generated from crates/core/src/codes.rs; edit the table, not this file. -->\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_well_formed() {
+        let mut seen = HashSet::new();
+        for code in ALL {
+            assert!(seen.insert(code.code), "duplicate code {}", code.code);
+            assert!(
+                code.code.starts_with("RVB-") && code.code.len() == 8,
+                "{}",
+                code.code
+            );
+            assert!(!code.causes.is_empty(), "{} has no causes", code.code);
+            let letter = code.code.as_bytes()[4];
+            let expected = match letter {
+                b'V' => ExitClass::Validation,
+                b'E' | b'I' => ExitClass::Execution,
+                b'T' => ExitClass::Tool,
+                b'L' => ExitClass::Llm,
+                b'S' => ExitClass::Storage,
+                b'C' => ExitClass::Configuration,
+                _ => panic!("unknown prefix in {}", code.code),
+            };
+            assert_eq!(code.class, expected, "{} has the wrong class", code.code);
+        }
+    }
+
+    #[test]
+    fn lookup_is_forgiving() {
+        assert_eq!(lookup("rvb-v004"), Some(V_UNKNOWN_KEY));
+        assert_eq!(lookup("V004"), Some(V_UNKNOWN_KEY));
+        assert_eq!(lookup("nope"), None);
+    }
+
+    #[test]
+    fn exit_codes_match_the_documented_table() {
+        let pairs: Vec<u8> = ExitClass::ALL.iter().map(|c| c.exit_code()).collect();
+        assert_eq!(pairs, [0, 1, 2, 3, 4, 5, 6, 130, 143]);
+    }
+}
