@@ -5,7 +5,8 @@
 //!
 //! - [`MicroUsd`]: money as integer micro-dollars (never floats);
 //! - [`SessionId`] and [`CallerId`]: woodland-style identifiers;
-//! - [`codes`]: the error-code table, which fixes every error's exit code and documentation page.
+//! - [`codes`]: the error-code table, which fixes every error's exit code and documentation page;
+//! - [`config`]: configuration layers (defaults, `rvbbit.toml`, `RVBBIT_*`, flags), validated up front.
 //!
 //! It must not depend on tokio, a network or database client, or any other rvbbit crate.
 //!
@@ -18,9 +19,11 @@
 //! ```
 
 pub mod codes;
+pub mod config;
 mod id;
 mod money;
 
 pub use codes::{ErrorCode, ExitClass};
+pub use config::Config;
 pub use id::{CallerId, IdError, Origin, SessionId, woodland_name, woodland_name_with};
 pub use money::{MicroUsd, MoneyParseError};

@@ -1,0 +1,165 @@
+//! What tools, cascades and validators a cascade can name, for validation.
+//!
+//! The catalog starts from the built-in tools and grows by discovery: declarative tool files
+//! (`*.tool.json`, `*.tool.yaml`) and cascades in `traits/`, `tackle/`, `skills/` and `cascades/`
+//! directories next to a cascade (or its parents) and under configured roots. The engine will later feed its
+//! real registry in through [`Catalog::add_tool`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::load::{Content, load_file};
+
+/// Where a catalog entry comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Built into rvbbit.
+    Builtin,
+    /// A tool RVBBIT had that rvbbit does not provide.
+    Unsupported,
+    /// Registered by the embedding program (the engine's registry).
+    Registered,
+    /// A declarative tool file.
+    ToolFile(PathBuf),
+    /// A cascade usable as a tool or validator.
+    Cascade(PathBuf),
+}
+
+/// Tools rvbbit provides (or will provide, per the engine and SQL issues), by every era's name.
+pub const BUILTIN_TOOLS: &[&str] = &[
+    "sql_data",
+    "python_data",
+    "bash_data",
+    "rvbbit_data",
+    "windlass_data",
+    "lars_data",
+    "linux_shell",
+    "run_code",
+    "http_request",
+    "set_state",
+    "append_state",
+    "ask_human",
+    "ask_human_custom",
+    "route_to",
+    "await_signal",
+    "fire_signal",
+    "spawn_cascade",
+    "map_cascade",
+    "smart_sql_run",
+    "sql_query",
+    "sql_search",
+    "list_sql_connections",
+    "request_decision",
+];
+
+/// Tools RVBBIT registered that rvbbit does not provide: naming one is a warning that says so.
+pub const UNSUPPORTED_TOOLS: &[&str] = &[
+    "js_data",
+    "clojure_data",
+    "linux_shell_dangerous",
+    "create_artifact",
+    "create_chart",
+    "create_plotly",
+    "create_vega_lite",
+    "sql_rag_search",
+    "say",
+    "show_ui",
+    "rabbitize_start",
+    "rabbitize_execute",
+    "rabbitize_extract",
+    "rabbitize_close",
+];
+
+/// Directory names searched for tools and validator cascades (every era's spelling).
+pub const TOOL_DIRS: &[&str] = &["traits", "tackle", "skills", "cascades"];
+
+/// Known tools and cascades.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    tools: BTreeMap<String, Origin>,
+    scanned: HashSet<PathBuf>,
+}
+
+impl Catalog {
+    /// A catalog with the built-in tools only.
+    pub fn builtin() -> Self {
+        let mut catalog = Catalog::default();
+        for name in BUILTIN_TOOLS {
+            catalog.tools.insert((*name).to_owned(), Origin::Builtin);
+        }
+        for name in UNSUPPORTED_TOOLS {
+            catalog.tools.insert((*name).to_owned(), Origin::Unsupported);
+        }
+        catalog
+    }
+
+    /// Register a tool by name (the engine's registry uses this).
+    pub fn add_tool(&mut self, name: impl Into<String>, origin: Origin) {
+        self.tools.entry(name.into()).or_insert(origin);
+    }
+
+    /// Where a name comes from, if known.
+    pub fn get(&self, name: &str) -> Option<&Origin> {
+        self.tools.get(name)
+    }
+
+    /// All usable names (unsupported ones excluded), sorted.
+    pub fn names(&self) -> Vec<&str> {
+        self.tools
+            .iter()
+            .filter(|(_, o)| **o != Origin::Unsupported)
+            .map(|(k, _)| k.as_str())
+            .collect()
+    }
+
+    /// Scan the tool directories under `base` (each directory once per catalog).
+    pub fn discover_under(&mut self, base: &Path) {
+        for dir in TOOL_DIRS {
+            let dir = base.join(dir);
+            let canon = fs::canonicalize(&dir).unwrap_or(dir.clone());
+            if !canon.is_dir() || !self.scanned.insert(canon.clone()) {
+                continue;
+            }
+            let Ok(entries) = fs::read_dir(&canon) else {
+                continue;
+            };
+            let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            paths.sort();
+            for path in paths {
+                let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+                if !path.is_file() || !matches!(ext, "yaml" | "yml" | "json") {
+                    continue;
+                }
+                let loaded = load_file(&path);
+                match loaded.document.map(|d| d.content) {
+                    Some(Content::Tool(tool)) => self.add_tool(tool.tool_id.clone(), Origin::ToolFile(path)),
+                    Some(Content::Cascade(cascade)) if !cascade.cascade_id.is_empty() => {
+                        self.add_tool(cascade.cascade_id.clone(), Origin::Cascade(path.clone()));
+                        // Validators are also named by file stem (`grammar_check.json`).
+                        if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+                            self.add_tool(stem.trim_end_matches(".tool").to_owned(), Origin::Cascade(path));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_and_unsupported_are_distinct() {
+        let c = Catalog::builtin();
+        assert_eq!(c.get("sql_data"), Some(&Origin::Builtin));
+        assert_eq!(c.get("say"), Some(&Origin::Unsupported));
+        assert!(!c.names().contains(&"say"));
+        for name in BUILTIN_TOOLS {
+            assert!(!UNSUPPORTED_TOOLS.contains(name), "{name} is in both lists");
+        }
+    }
+}

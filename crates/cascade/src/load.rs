@@ -1,0 +1,459 @@
+//! Loading a file: read it safely, parse it with spans, normalise era aliases, type it.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+use rvbbit_core::codes;
+use serde_json::Value;
+
+use crate::diagnostic::Diagnostic;
+use crate::model::{Cascade, ToolDefinition};
+use crate::schema::{cascade_schema, tool_definition_schema};
+use crate::schema_check::Walker;
+use crate::source::{SourceFile, Span};
+use crate::yaml::{self, Node, NodeKind, YamlProblem};
+use crate::{Severity, aliases};
+
+/// Largest file rvbbit reads as a cascade.
+pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// What a file turned out to be.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Content {
+    /// A cascade.
+    Cascade(Box<Cascade>),
+    /// A declarative tool definition (a file with `tool_id`).
+    Tool(Box<ToolDefinition>),
+}
+
+/// A template file loaded through `@path`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Include {
+    /// Key path of the field that named it (`cells[0].instructions`).
+    pub field: String,
+    /// The file it was loaded from.
+    pub path: PathBuf,
+    /// Where `@path` is written.
+    pub span: Span,
+}
+
+/// A parsed and typed file, with its source and spanned tree.
+#[derive(Clone, Debug)]
+pub struct Document {
+    /// The text.
+    pub source: SourceFile,
+    /// The spanned tree (keys as written, before alias renaming).
+    pub root: Node,
+    /// The typed content (after alias renaming and `@path` includes).
+    pub content: Content,
+    /// Templates loaded through `@path`.
+    pub includes: Vec<Include>,
+}
+
+impl Document {
+    /// The cascade, if this is one.
+    pub fn cascade(&self) -> Option<&Cascade> {
+        match &self.content {
+            Content::Cascade(c) => Some(c),
+            Content::Tool(_) => None,
+        }
+    }
+
+    /// The node at a key path such as `cells[2].rules.max_turns`. Keys match their era aliases too.
+    pub fn node_at(&self, path: &str) -> Option<&Node> {
+        node_at(&self.root, path)
+    }
+
+    /// The span of the value at a key path.
+    pub fn span_of(&self, path: &str) -> Option<Span> {
+        self.node_at(path).map(|n| n.span)
+    }
+
+    /// The span of the key at a key path (the value's span for list items).
+    pub fn key_span_of(&self, path: &str) -> Option<Span> {
+        let (parent, last) = match path.rfind('.') {
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => ("", path),
+        };
+        if last.ends_with(']') {
+            return self.span_of(path);
+        }
+        let parent_node = if parent.is_empty() {
+            Some(&self.root)
+        } else {
+            self.node_at(parent)
+        }?;
+        find_key(parent_node, last).map(|(k, _)| k.span)
+    }
+}
+
+/// Look a key up in a mapping, accepting any alias spelling of it.
+fn find_key<'n>(map: &'n Node, key: &str) -> Option<(&'n Node, &'n Node)> {
+    let entries = map.as_map()?;
+    entries.iter().map(|(k, v)| (k, v)).find(|(k, _)| {
+        let Some(text) = k.key_text() else { return false };
+        text == key
+            || aliases::ALIASES
+                .iter()
+                .any(|a| a.canonical == key && a.alias == text)
+    })
+}
+
+fn node_at<'n>(root: &'n Node, path: &str) -> Option<&'n Node> {
+    let mut node = root;
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let (key, indexes) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !key.is_empty() {
+            node = find_key(node, key)?.1;
+        }
+        for idx in indexes.split(']').filter(|s| !s.is_empty()) {
+            let i: usize = idx.trim_start_matches('[').parse().ok()?;
+            node = node.as_seq()?.get(i)?;
+        }
+    }
+    Some(node)
+}
+
+/// The outcome of loading one file: the document when it could be typed, and every problem found.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The path as given.
+    pub path: PathBuf,
+    /// The text, when it could be read.
+    pub source: Option<SourceFile>,
+    /// The typed document, when the file parsed into a mapping.
+    pub document: Option<Document>,
+    /// Problems found while loading, in source order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    /// Whether any problem is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(|d| d.severity == Severity::Error)
+    }
+}
+
+/// Read and load a file. Never panics; every problem becomes a diagnostic.
+pub fn load_file(path: &Path) -> Loaded {
+    match read_text(path) {
+        Ok(text) => load_str(path, &text),
+        Err(diag) => Loaded {
+            path: path.to_path_buf(),
+            source: None,
+            document: None,
+            diagnostics: vec![*diag],
+        },
+    }
+}
+
+fn read_text(path: &Path) -> Result<String, Box<Diagnostic>> {
+    let shown = path.display();
+    let read_err =
+        |message: String, hint: &str| Box::new(Diagnostic::error(codes::V_READ, message).with_hint(hint));
+    let meta = fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => read_err(
+            format!("`{shown}` does not exist"),
+            "check the path; relative paths are resolved against the current directory",
+        ),
+        std::io::ErrorKind::PermissionDenied => read_err(
+            format!("`{shown}` cannot be read: permission denied"),
+            "check the file's permissions",
+        ),
+        _ => read_err(format!("`{shown}` cannot be read: {e}"), "check the path"),
+    })?;
+    if meta.is_dir() {
+        return Err(read_err(
+            format!("`{shown}` is a directory"),
+            "pass the directory to `rvbbit validate` to check every cascade in it, or name a file",
+        ));
+    }
+    if !meta.is_file() {
+        return Err(read_err(
+            format!("`{shown}` is not a regular file"),
+            "pass a `.yaml`, `.yml` or `.json` file",
+        ));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(read_err(
+            format!(
+                "`{shown}` is {:.1} MiB; cascade files are limited to {} MiB",
+                meta.len() as f64 / 1_048_576.0,
+                MAX_FILE_BYTES / 1_048_576
+            ),
+            "a cascade this large is almost certainly not a cascade; move data into files the cascade reads",
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| {
+            read_err(
+                format!("`{shown}` cannot be read: {e}"),
+                "check the path and permissions",
+            )
+        })?;
+    if bytes.contains(&0) {
+        return Err(read_err(
+            format!("`{shown}` is a binary file, not YAML or JSON text"),
+            "pass a `.yaml`, `.yml` or `.json` cascade file",
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        read_err(
+            format!(
+                "`{shown}` is not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+            "save the file as UTF-8",
+        )
+    })
+}
+
+/// Load text as if read from `path` (used for files, stdin and HTTP uploads).
+pub fn load_str(path: &Path, text: &str) -> Loaded {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let source = SourceFile::new(path, text);
+    let mut diagnostics = Vec::new();
+    let parsed = yaml::parse(&source);
+    for problem in &parsed.problems {
+        diagnostics.push(yaml_problem(problem));
+    }
+    let syntax_failed = parsed
+        .problems
+        .iter()
+        .any(|p| matches!(p, YamlProblem::Syntax { .. } | YamlProblem::TooDeep { .. }));
+    let mut loaded = Loaded {
+        path: path.to_path_buf(),
+        source: Some(source.clone()),
+        document: None,
+        diagnostics,
+    };
+    if syntax_failed {
+        return loaded;
+    }
+    let Some(root) = parsed.root else {
+        loaded.diagnostics.push(
+            Diagnostic::error(codes::V_SHAPE, "the file is empty")
+                .at(Span::point(0))
+                .with_hint("a cascade needs at least `cascade_id` and `cells`")
+                .with_example("cascade_id: hello\ncells:\n  - name: greet\n    instructions: \"Say hello to {{ input.name }}\""),
+        );
+        return loaded;
+    };
+    if !matches!(root.kind, NodeKind::Map(_)) {
+        let mut diag = Diagnostic::error(
+            codes::V_SHAPE,
+            format!(
+                "the top level is {}, but a cascade is a mapping",
+                root.type_name()
+            ),
+        )
+        .at(root.span)
+        .with_label("expected `cascade_id: ...` and `cells: ...` here");
+        if matches!(root.kind, NodeKind::Seq(_)) {
+            diag = diag
+                .with_hint("this looks like a list of cells; wrap it in a cascade")
+                .with_example("cascade_id: my_cascade\ncells:\n  - name: ...");
+        } else {
+            diag = diag.with_hint("a cascade needs at least `cascade_id` and `cells`");
+        }
+        loaded.diagnostics.push(diag);
+        return loaded;
+    }
+    let is_tool =
+        root.get("tool_id").is_some() && root.get("cells").is_none() && root.get("phases").is_none();
+    let (schema, def) = if is_tool {
+        (tool_definition_schema(), "ToolDefinition")
+    } else {
+        (cascade_schema(), "Cascade")
+    };
+    let (value, diags) = Walker::new(schema, &source).run(&root, def);
+    loaded.diagnostics.extend(diags);
+    let value = value.unwrap_or(Value::Null);
+    let content = if is_tool {
+        serde_json::from_value::<ToolDefinition>(value).map(|t| Content::Tool(Box::new(t)))
+    } else {
+        serde_json::from_value::<Cascade>(value).map(|c| Content::Cascade(Box::new(c)))
+    };
+    match content {
+        Ok(content) => {
+            let mut document = Document {
+                source,
+                root,
+                content,
+                includes: Vec::new(),
+            };
+            resolve_includes(path, &mut document, &mut loaded.diagnostics);
+            loaded.document = Some(document);
+        }
+        Err(e) => loaded.diagnostics.push(
+            Diagnostic::error(
+                codes::INTERNAL,
+                format!("the checked document could not be typed: {e}"),
+            )
+            .with_hint("this is a bug in rvbbit; please report it with the file"),
+        ),
+    }
+    sort(&mut loaded.diagnostics);
+    loaded
+}
+
+/// Sort diagnostics by position (those without a position first), keeping insertion order otherwise.
+pub(crate) fn sort(diags: &mut [Diagnostic]) {
+    diags.sort_by_key(|d| d.span.map_or(0, |s| s.start + 1));
+}
+
+fn yaml_problem(problem: &YamlProblem) -> Diagnostic {
+    match problem {
+        YamlProblem::Syntax { at, message } => {
+            let hint = if message.contains("tab") {
+                "YAML indentation must use spaces, not tabs"
+            } else if message.contains("mapping values are not allowed") {
+                "quote values that contain `: ` (a colon followed by a space)"
+            } else if message.contains("did not find expected") || message.contains("while parsing a flow") {
+                "check for an unclosed quote, bracket or brace before this point"
+            } else {
+                "fix the syntax at this position"
+            };
+            Diagnostic::error(codes::V_SYNTAX, format!("syntax error: {message}"))
+                .at(*at)
+                .with_label("the parser stopped here")
+                .with_hint(hint)
+        }
+        YamlProblem::DuplicateKey { key, first, again } => Diagnostic::error(
+            codes::V_DUPLICATE_KEY,
+            format!("the key `{key}` appears twice in one mapping"),
+        )
+        .at(*again)
+        .with_label("repeated here")
+        .with_secondary(*first, "first here")
+        .with_hint("keep one and merge their contents; YAML readers disagree about which one wins"),
+        YamlProblem::ExtraDocuments { at } => Diagnostic::warning(
+            codes::V_MULTI_DOCUMENT,
+            "the file has more than one YAML document; only the first is read",
+        )
+        .at(*at)
+        .with_label("a second document starts here")
+        .with_hint("move the rest into its own file, or turn it into comments"),
+        YamlProblem::TooDeep { at } => Diagnostic::error(
+            codes::V_SYNTAX,
+            format!("nesting is deeper than {} levels", yaml::MAX_DEPTH),
+        )
+        .at(*at)
+        .with_hint("flatten the structure; no cascade needs this depth"),
+        YamlProblem::UnknownAlias { at } => {
+            Diagnostic::error(codes::V_SYNTAX, "alias to an anchor that is not defined")
+                .at(*at)
+                .with_hint("define the anchor (`&name`) before using it (`*name`)")
+        }
+    }
+}
+
+/// Directories searched for relative references from `file`: its directory, then up to three ancestors.
+pub fn search_bases(file: &Path) -> Vec<PathBuf> {
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir
+    };
+    let mut out = vec![dir.clone()];
+    let mut current = fs::canonicalize(&dir).unwrap_or(dir);
+    for _ in 0..3 {
+        match current.parent() {
+            Some(p) => {
+                out.push(p.to_path_buf());
+                current = p.to_path_buf();
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+/// Resolve a relative reference against `bases`, keeping it inside the base it was found under.
+///
+/// Absolute paths and paths that climb out of their base (`..`, symlinks) are refused.
+pub fn resolve_contained(reference: &str, bases: &[PathBuf]) -> Result<Option<PathBuf>, String> {
+    let rel = Path::new(reference);
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| matches!(c, Component::Prefix(_) | Component::RootDir))
+    {
+        return Err(format!(
+            "`{reference}` is an absolute path; references must be relative to the file"
+        ));
+    }
+    for base in bases {
+        let Ok(base_canon) = fs::canonicalize(base) else {
+            continue;
+        };
+        let candidate = base_canon.join(rel);
+        let Ok(canon) = fs::canonicalize(&candidate) else {
+            continue;
+        };
+        if !canon.starts_with(&base_canon) {
+            return Err(format!("`{reference}` leaves the directory `{}`", base.display()));
+        }
+        if canon.is_file() {
+            return Ok(Some(canon));
+        }
+    }
+    Ok(None)
+}
+
+fn resolve_includes(path: &Path, document: &mut Document, diags: &mut Vec<Diagnostic>) {
+    let Content::Cascade(cascade) = &mut document.content else {
+        return;
+    };
+    let bases = search_bases(path);
+    for (i, cell) in cascade.cells.iter_mut().enumerate() {
+        let Some(text) = &cell.instructions else { continue };
+        let trimmed = text.trim();
+        let Some(reference) = trimmed.strip_prefix('@') else {
+            continue;
+        };
+        if reference.is_empty() || reference.contains(char::is_whitespace) {
+            continue;
+        }
+        let field = format!("cells[{i}].instructions");
+        let span = node_at(&document.root, &field).map_or_else(Span::default, |n| n.span);
+        let fail = |message: String| {
+            Diagnostic::error(codes::V_INCLUDE, message)
+                .at(span)
+                .with_label("included here")
+                .in_cell(Some(cell.name.clone()))
+                .with_path(field.clone())
+        };
+        match resolve_contained(reference, &bases) {
+            Ok(Some(found)) => match fs::read_to_string(&found) {
+                Ok(content) => {
+                    cell.instructions = Some(content);
+                    document.includes.push(Include {
+                        field,
+                        path: found,
+                        span,
+                    });
+                }
+                Err(e) => diags.push(fail(format!("cannot read `{reference}`: {e}"))),
+            },
+            Ok(None) => diags.push(
+                fail(format!("the include `{reference}` was not found")).with_hint(format!(
+                    "paths are looked up relative to the cascade's directory and its parents: {}",
+                    bases
+                        .iter()
+                        .map(|b| format!("`{}`", b.display()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            ),
+            Err(message) => diags.push(fail(message).with_hint("use a relative path inside the project")),
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Command-line definitions (the single source for `--help` and `docs/cli.md`) and the exit-code mapping.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rvbbit_core::codes;
+
+use crate::commands;
+use crate::output::{Format, Out};
+
+/// rvbbit: a declarative engine for LLM and compute workflows.
+///
+/// A cascade is a YAML file of cells: LLM cells, deterministic cells (SQL, shell, code, HTTP) and
+/// human-in-the-loop cells. Exit codes: 0 ok, 1 validation, 2 execution, 3 tool, 4 LLM, 5 storage,
+/// 6 configuration (see docs/exit-codes.md).
+#[derive(Debug, Parser)]
+#[command(name = "rvbbit", version, propagate_version = true, max_term_width = 100)]
+pub(crate) struct Cli {
+    /// Configuration file (default: rvbbit.toml in the current directory). Env: RVBBIT_CONFIG.
+    #[arg(long, global = true, value_name = "PATH", env = "RVBBIT_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Output format: text for people, or one JSON document on stdout.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub(crate) output: Format,
+
+    /// Print more detail (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+
+    /// Print only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub(crate) quiet: bool,
+
+    /// Never use colors (also honoured: the NO_COLOR environment variable).
+    #[arg(long, global = true)]
+    pub(crate) no_color: bool,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Check cascade files and directories without running them.
+    ///
+    /// Reports every problem, never stopping at the first: syntax, unknown keys (with "did you mean"),
+    /// types, cell names and kinds, handoff/routing/on_error/context targets, tools, validators, handoff
+    /// cycles, output_schema, and Jinja templates. Never contacts a provider or a store.
+    /// Exit code 1 when any error is found (with --strict, any warning too).
+    Validate(commands::validate::Args),
+    /// Export the JSON Schema of the cascade language (for editors such as VS Code).
+    #[command(subcommand)]
+    Schema(commands::schema::Command),
+    /// Inspect configuration.
+    #[command(subcommand)]
+    Config(commands::config::Command),
+    /// Explain an error code (such as RVB-V004): what happened and how to fix it.
+    Explain(commands::explain::Args),
+}
+
+/// Parse arguments, run the command, and turn the outcome into an exit code.
+pub(crate) fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+                _ => codes::C_USAGE.exit_code(),
+            };
+            // clap renders its own message and usage.
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let out = Out::new(cli.output, cli.no_color, cli.quiet, cli.verbose > 0);
+    init_tracing(cli.verbose, cli.quiet);
+    let result = match &cli.command {
+        Command::Validate(args) => commands::validate::run(&cli, args, out),
+        Command::Schema(cmd) => commands::schema::run(cmd, out),
+        Command::Config(cmd) => commands::config::run(&cli, cmd, out),
+        Command::Explain(args) => commands::explain::run(args, out),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(commands::Failure::BrokenPipe) => ExitCode::SUCCESS,
+        Err(commands::Failure::Config(err)) => {
+            commands::report_config_error(&err, out);
+            ExitCode::from(codes::C_INVALID.exit_code())
+        }
+    }
+}
+
+fn init_tracing(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RVBBIT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // A second initialisation (never expected) only means logs go to the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+#[cfg(test)]
+/// The clap command, for docs generation.
+pub(crate) fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
+#[cfg(test)]
+/// Write `docs/cli.md` content: every command's `--help`.
+pub(crate) fn render_cli_doc() -> String {
+    let mut doc = String::from(
+        "# Command-line reference\n\nGenerated from the clap definitions in `crates/cli/src`; a test fails when this file is stale (run `RVBBIT_BLESS=1 cargo test -p rvbbit` to regenerate).\n\n",
+    );
+    fn walk(cmd: &mut clap::Command, path: &str, doc: &mut String) {
+        let full = if path.is_empty() {
+            cmd.get_name().to_owned()
+        } else {
+            format!("{path} {}", cmd.get_name())
+        };
+        let help = cmd.render_long_help().to_string();
+        doc.push_str(&format!("## `{full}`\n\n```text\n{}\n```\n\n", help.trim_end()));
+        let names: Vec<String> = cmd.get_subcommands().map(|s| s.get_name().to_owned()).collect();
+        for name in names {
+            if name == "help" {
+                continue;
+            }
+            if let Some(sub) = cmd.find_subcommand_mut(&name) {
+                walk(sub, &full, doc);
+            }
+        }
+    }
+    let mut cmd = command();
+    cmd.build();
+    walk(&mut cmd, "", &mut doc);
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definitions_are_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn cli_doc_is_current() {
+        let expected = render_cli_doc();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/cli.md");
+        if std::env::var_os("RVBBIT_BLESS").is_some() {
+            std::fs::write(&path, &expected).unwrap();
+        }
+        let actual = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            actual == expected,
+            "docs/cli.md is stale: run `RVBBIT_BLESS=1 cargo test -p rvbbit`"
+        );
+    }
+}

@@ -1,0 +1,877 @@
+//! Configuration: defaults, then `rvbbit.toml`, then `RVBBIT_*` environment variables, then flags.
+//!
+//! [`load`] merges the layers, remembers where every value came from, and validates the result once,
+//! reporting every problem (not just the first). `rvbbit config show` prints the result with secrets masked.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::codes::{self, ErrorCode};
+
+/// The default model, as in RVBBIT.
+pub const DEFAULT_MODEL: &str = "x-ai/grok-4.1-fast";
+/// The default provider base URL (OpenRouter).
+pub const DEFAULT_BASE_URL: &str = "https://openrouter.ai/api/v1";
+/// Config file names looked for in the working directory, in order.
+pub const CONFIG_FILE_NAMES: &[&str] = &["rvbbit.toml"];
+
+/// The effective configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Model used when neither the cell, the cascade nor the command line names one.
+    /// Env: `RVBBIT_DEFAULT_MODEL`.
+    pub default_model: String,
+    /// Directories searched for cascades, tools (`traits/`, `tackle/`, `skills/`) and templates.
+    /// Env: `RVBBIT_ROOTS` (comma-separated) or `RVBBIT_ROOT` (one directory).
+    pub roots: Vec<PathBuf>,
+    /// The default LLM provider.
+    pub provider: ProviderConfig,
+    /// Further named providers (for example `ollama`), selected by model prefix.
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Where events, sessions and caches are stored.
+    pub store: StoreConfig,
+    /// Model used to rewrite prompts for candidate mutations (RVBBIT's `RVBBIT_REWRITE_MODEL`).
+    pub rewrite_model: Option<String>,
+    /// Embedding model (RVBBIT's `RVBBIT_DEFAULT_EMBED_MODEL`).
+    pub default_embed_model: Option<String>,
+    /// Keep only this many recent turns in each model call; 0 keeps all.
+    pub keep_recent_turns: u32,
+    /// Keep only this many recent images in each model call; 0 keeps all.
+    pub keep_recent_images: u32,
+    /// Settings of `rvbbit validate`.
+    pub validate: ValidateConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            default_model: DEFAULT_MODEL.to_owned(),
+            roots: vec![PathBuf::from(".")],
+            provider: ProviderConfig::default(),
+            providers: BTreeMap::new(),
+            store: StoreConfig::default(),
+            rewrite_model: None,
+            default_embed_model: None,
+            keep_recent_turns: 0,
+            keep_recent_images: 0,
+            validate: ValidateConfig::default(),
+        }
+    }
+}
+
+/// One LLM provider endpoint.
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProviderConfig {
+    /// OpenAI-compatible base URL. Env for the default provider: `RVBBIT_PROVIDER_BASE_URL`.
+    pub base_url: String,
+    /// Environment variable holding the API key.
+    pub api_key_env: String,
+    /// The API key itself. Prefer `api_key_env`; a key written here is masked in every output.
+    pub api_key: Option<String>,
+    /// Seconds allowed for a whole call.
+    pub timeout_seconds: u64,
+    /// Calls in flight at once.
+    pub max_concurrency: u32,
+    /// Requests per minute (0 = unlimited).
+    pub requests_per_minute: u32,
+    /// Tokens per minute (0 = unlimited).
+    pub tokens_per_minute: u64,
+    /// Retries of transient failures.
+    pub max_retries: u32,
+}
+
+impl Default for ProviderConfig {
+    fn default() -> Self {
+        ProviderConfig {
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            api_key_env: "OPENROUTER_API_KEY".to_owned(),
+            api_key: None,
+            timeout_seconds: 300,
+            max_concurrency: 32,
+            requests_per_minute: 0,
+            tokens_per_minute: 0,
+            max_retries: 4,
+        }
+    }
+}
+
+impl fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key_env", &self.api_key_env)
+            .field("api_key", &self.api_key.as_ref().map(|_| "****"))
+            .field("timeout_seconds", &self.timeout_seconds)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("requests_per_minute", &self.requests_per_minute)
+            .field("tokens_per_minute", &self.tokens_per_minute)
+            .field("max_retries", &self.max_retries)
+            .finish()
+    }
+}
+
+/// Where rvbbit keeps its records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` (the embedded default). Env: `RVBBIT_STORE__URL` or `RVBBIT_STORE_URL`.
+    pub url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: "sqlite://.rvbbit/rvbbit.db".to_owned(),
+        }
+    }
+}
+
+/// Settings of `rvbbit validate`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidateConfig {
+    /// Treat warnings as errors.
+    pub strict: bool,
+}
+
+/// Where a configuration value came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "from", rename_all = "snake_case")]
+pub enum Source {
+    /// Built-in default.
+    Default,
+    /// A config file.
+    File(PathBuf),
+    /// An environment variable.
+    Env(String),
+    /// A command-line flag.
+    Flag(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(p) => write!(f, "file {}", p.display()),
+            Source::Env(v) => write!(f, "env {v}"),
+            Source::Flag(n) => write!(f, "flag {n}"),
+        }
+    }
+}
+
+/// One configuration problem.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The error code.
+    pub code: &'static ErrorCode,
+    /// The dotted key, when the problem is about one.
+    pub key: Option<String>,
+    /// Where the offending value came from.
+    pub source: Option<String>,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}] {}", self.code.code, self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, " ({source})")?;
+        }
+        write!(f, "\n  hint: {}", self.hint)
+    }
+}
+
+/// Configuration could not be loaded: every problem found.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("configuration is invalid ({} problem{})", .problems.len(), if .problems.len() == 1 { "" } else { "s" })]
+pub struct ConfigError {
+    /// The problems, in the order found.
+    pub problems: Vec<Problem>,
+}
+
+/// What to load.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// `--config PATH`: a file that must exist. Without it, `rvbbit.toml` in `dir` is used if present.
+    pub explicit_file: Option<PathBuf>,
+    /// The directory searched for `rvbbit.toml` (the working directory).
+    pub dir: PathBuf,
+    /// Environment variables (normally `std::env::vars()`).
+    pub env: Vec<(String, String)>,
+    /// Flag overrides as (dotted key, value, flag name).
+    pub flags: Vec<(String, Value, String)>,
+}
+
+/// The loaded configuration with the source of every value.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The typed configuration.
+    pub config: Config,
+    /// Dotted key → where its value came from.
+    pub sources: BTreeMap<String, Source>,
+    /// The config file read, if any.
+    pub file: Option<PathBuf>,
+    /// Non-fatal notes (such as unknown `RVBBIT_*` variables).
+    pub warnings: Vec<Problem>,
+}
+
+/// Environment variables that start with `RVBBIT_` but are not settings.
+const NON_CONFIG_ENV: &[&str] = &[
+    "RVBBIT_CONFIG",
+    "RVBBIT_LOG",
+    "RVBBIT_SESSION_ID_STYLE",
+    "RVBBIT_BLESS",
+];
+const NON_CONFIG_ENV_PREFIXES: &[&str] = &["RVBBIT_TEST_", "RVBBIT_CLICKHOUSE_", "RVBBIT_UPDATE_"];
+
+/// Flat environment names mapped to nested keys.
+const ENV_ALIASES: &[(&str, &str)] = &[
+    ("provider_base_url", "provider.base_url"),
+    ("provider_api_key", "provider.api_key"),
+    ("store_url", "store.url"),
+    ("root", "roots"),
+];
+
+/// Load configuration from every layer and validate it, reporting every problem.
+///
+/// # Errors
+/// [`ConfigError`] with one [`Problem`] per unreadable file, syntax error, unknown key, wrong type or
+/// invalid value.
+pub fn load(options: &LoadOptions) -> Result<Loaded, ConfigError> {
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let defaults = serde_json::to_value(Config::default()).unwrap_or(Value::Null);
+    let mut merged = defaults.clone();
+    let mut sources = BTreeMap::new();
+    record_sources(&merged, "", &Source::Default, &mut sources);
+
+    // File layer.
+    let file = match &options.explicit_file {
+        Some(path) => {
+            if path.is_file() {
+                Some(path.clone())
+            } else {
+                problems.push(Problem {
+                    code: codes::C_NOT_FOUND,
+                    key: None,
+                    source: Some(format!("--config {}", path.display())),
+                    message: format!("config file `{}` does not exist", path.display()),
+                    hint:
+                        "pass an existing file, or omit --config to use rvbbit.toml in the current directory"
+                            .into(),
+                });
+                None
+            }
+        }
+        None => CONFIG_FILE_NAMES
+            .iter()
+            .map(|n| options.dir.join(n))
+            .find(|p| p.is_file()),
+    };
+    if let Some(path) = &file {
+        match read_toml(path) {
+            Ok(value) => {
+                let source = Source::File(path.clone());
+                check_shape(&value, &defaults, "", &source, &mut problems);
+                merge(&mut merged, &value, "", &source, &mut sources);
+            }
+            Err(problem) => problems.push(problem),
+        }
+    }
+
+    // Environment layer.
+    let mut env: Vec<&(String, String)> = options
+        .env
+        .iter()
+        .filter(|(k, _)| k.starts_with("RVBBIT_"))
+        .collect();
+    env.sort();
+    for (name, raw) in env {
+        if NON_CONFIG_ENV.contains(&name.as_str())
+            || NON_CONFIG_ENV_PREFIXES.iter().any(|p| name.starts_with(p))
+        {
+            continue;
+        }
+        let rest = name["RVBBIT_".len()..].to_ascii_lowercase();
+        let key = ENV_ALIASES
+            .iter()
+            .find(|(a, _)| *a == rest)
+            .map_or_else(|| rest.replace("__", "."), |(_, k)| (*k).to_owned());
+        let source = Source::Env(name.clone());
+        let Some(template) = lookup(&defaults, &key) else {
+            let known = leaf_keys(&defaults);
+            let env_names: Vec<String> = known
+                .iter()
+                .map(|k| format!("RVBBIT_{}", k.replace('.', "__").to_ascii_uppercase()))
+                .collect();
+            let suggestion = crate::config::closest(name, env_names.iter().map(String::as_str));
+            warnings.push(Problem {
+                code: codes::C_UNKNOWN_KEY,
+                key: None,
+                source: Some(source.to_string()),
+                message: format!("`{name}` is not an rvbbit setting and is ignored"),
+                hint: match suggestion {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "`rvbbit config show` lists every setting".into(),
+                },
+            });
+            continue;
+        };
+        match env_value(raw, template) {
+            Some(value) => {
+                set(&mut merged, &key, value);
+                sources.insert(key, source);
+            }
+            None => problems.push(Problem {
+                code: codes::C_INVALID,
+                key: Some(key.clone()),
+                source: Some(source.to_string()),
+                message: format!("`{name}={raw}` is not {}", describe(template)),
+                hint: format!("set `{name}` to {}", describe(template)),
+            }),
+        }
+    }
+
+    // Flag layer.
+    for (key, value, flag) in &options.flags {
+        set(&mut merged, key, value.clone());
+        sources.insert(key.clone(), Source::Flag(flag.clone()));
+    }
+
+    let config = match serde_json::from_value::<Config>(merged) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            if problems.is_empty() {
+                problems.push(Problem {
+                    code: codes::C_INVALID,
+                    key: None,
+                    source: None,
+                    message: format!("invalid configuration: {e}"),
+                    hint: "`rvbbit config show` prints the effective configuration".into(),
+                });
+            }
+            None
+        }
+    };
+    if let Some(config) = &config {
+        validate(config, &sources, &mut problems);
+    }
+    match config {
+        Some(config) if problems.is_empty() => Ok(Loaded {
+            config,
+            sources,
+            file,
+            warnings,
+        }),
+        _ => Err(ConfigError { problems }),
+    }
+}
+
+fn read_toml(path: &Path) -> Result<Value, Problem> {
+    let source = Some(format!("file {}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| Problem {
+        code: codes::C_NOT_FOUND,
+        key: None,
+        source: source.clone(),
+        message: format!("cannot read `{}`: {e}", path.display()),
+        hint: "check the file's permissions".into(),
+    })?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| {
+        let at = e.span().map(|s| {
+            let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+            let col = s.start - text[..s.start.min(text.len())].rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("{}:{line}:{col}", path.display())
+        });
+        Problem {
+            code: codes::C_SYNTAX,
+            key: None,
+            source: at.or(source.clone()),
+            message: format!("`{}` is not valid TOML: {}", path.display(), e.message()),
+            hint: "fix the syntax at the reported line and column".into(),
+        }
+    })?;
+    serde_json::to_value(table).map_err(|e| Problem {
+        code: codes::C_SYNTAX,
+        key: None,
+        source,
+        message: format!("`{}` holds values rvbbit cannot read: {e}", path.display()),
+        hint: "use strings, numbers, booleans, arrays and tables".into(),
+    })
+}
+
+/// Report unknown keys and type mismatches of a layer against the defaults' shape.
+fn check_shape(layer: &Value, template: &Value, prefix: &str, source: &Source, problems: &mut Vec<Problem>) {
+    let Value::Object(map) = layer else { return };
+    let Value::Object(known) = template else { return };
+    for (key, value) in map {
+        let path = join(prefix, key);
+        // `providers` is a map of user-chosen names to provider settings.
+        if path == "providers" {
+            let provider_template = serde_json::to_value(ProviderConfig::default()).unwrap_or(Value::Null);
+            match value {
+                Value::Object(named) => {
+                    for (name, settings) in named {
+                        check_shape(
+                            settings,
+                            &provider_template,
+                            &format!("providers.{name}"),
+                            source,
+                            problems,
+                        );
+                    }
+                }
+                _ => problems.push(type_problem(
+                    &path,
+                    value,
+                    template.get("providers").unwrap_or(&Value::Null),
+                    source,
+                )),
+            }
+            continue;
+        }
+        match known.get(key) {
+            None => problems.push(Problem {
+                code: codes::C_UNKNOWN_KEY,
+                key: Some(path.clone()),
+                source: Some(source.to_string()),
+                message: format!("unknown setting `{path}`"),
+                hint: match closest(key, known.keys().map(String::as_str)) {
+                    Some(s) => format!("did you mean `{}`?", join(prefix, s)),
+                    None => format!(
+                        "settings here: {}",
+                        known
+                            .keys()
+                            .map(|k| format!("`{}`", join(prefix, k)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                },
+            }),
+            Some(expected) => {
+                if expected.is_object() && value.is_object() {
+                    check_shape(value, expected, &path, source, problems);
+                } else if !same_kind(value, expected) {
+                    problems.push(type_problem(&path, value, expected, source));
+                }
+            }
+        }
+    }
+}
+
+fn type_problem(path: &str, value: &Value, expected: &Value, source: &Source) -> Problem {
+    Problem {
+        code: codes::C_INVALID,
+        key: Some(path.to_owned()),
+        source: Some(source.to_string()),
+        message: format!(
+            "`{path}` must be {}, found {}",
+            describe(expected),
+            describe(value)
+        ),
+        hint: format!("write `{path}` as {}", describe(expected)),
+    }
+}
+
+fn same_kind(value: &Value, expected: &Value) -> bool {
+    match expected {
+        // Optional settings default to null: any scalar is accepted here, serde checks the rest.
+        Value::Null => !value.is_object() && !value.is_array(),
+        Value::Bool(_) => value.is_boolean(),
+        Value::Number(n) if n.is_u64() => value.is_u64(),
+        Value::Number(_) => value.is_number(),
+        Value::String(_) => value.is_string(),
+        Value::Array(_) => value.is_array(),
+        Value::Object(_) => value.is_object(),
+    }
+}
+
+fn describe(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "a value",
+        Value::Bool(_) => "true or false",
+        Value::Number(n) if n.is_u64() => "a whole number ≥ 0",
+        Value::Number(_) => "a number",
+        Value::String(_) => "text",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a table",
+    }
+}
+
+fn env_value(raw: &str, template: &Value) -> Option<Value> {
+    match template {
+        Value::Bool(_) => match raw.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Some(Value::Bool(true)),
+            "0" | "false" | "no" | "off" => Some(Value::Bool(false)),
+            _ => None,
+        },
+        Value::Number(n) if n.is_u64() => raw.trim().parse::<u64>().ok().map(Value::from),
+        Value::Number(_) => raw
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number),
+        Value::Array(_) => Some(Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.into()))
+                .collect(),
+        )),
+        _ => Some(Value::String(raw.to_owned())),
+    }
+}
+
+fn validate(config: &Config, sources: &BTreeMap<String, Source>, problems: &mut Vec<Problem>) {
+    let src = |key: &str| sources.get(key).map(ToString::to_string);
+    let mut check_provider = |prefix: &str, p: &ProviderConfig| {
+        if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+            problems.push(Problem {
+                code: codes::C_INVALID,
+                key: Some(format!("{prefix}.base_url")),
+                source: src(&format!("{prefix}.base_url")),
+                message: format!(
+                    "`{prefix}.base_url` must be an http:// or https:// URL, found `{}`",
+                    p.base_url
+                ),
+                hint: format!("for example `{DEFAULT_BASE_URL}` or `http://localhost:11434/v1`"),
+            });
+        }
+        if p.max_concurrency == 0 {
+            problems.push(Problem {
+                code: codes::C_INVALID,
+                key: Some(format!("{prefix}.max_concurrency")),
+                source: src(&format!("{prefix}.max_concurrency")),
+                message: format!("`{prefix}.max_concurrency` must be at least 1"),
+                hint: "use 1 for strictly sequential calls".into(),
+            });
+        }
+        if p.timeout_seconds == 0 {
+            problems.push(Problem {
+                code: codes::C_INVALID,
+                key: Some(format!("{prefix}.timeout_seconds")),
+                source: src(&format!("{prefix}.timeout_seconds")),
+                message: format!("`{prefix}.timeout_seconds` must be at least 1"),
+                hint: "calls need time to finish; the default is 300".into(),
+            });
+        }
+    };
+    check_provider("provider", &config.provider);
+    for (name, p) in &config.providers {
+        check_provider(&format!("providers.{name}"), p);
+    }
+    if !config.store.url.starts_with("sqlite://") {
+        problems.push(Problem {
+            code: codes::C_INVALID,
+            key: Some("store.url".into()),
+            source: src("store.url"),
+            message: format!(
+                "`store.url` must be a `sqlite://PATH` URL, found `{}`",
+                mask_url(&config.store.url)
+            ),
+            hint: "the embedded store is `sqlite://.rvbbit/rvbbit.db`; other backends come in later releases"
+                .into(),
+        });
+    }
+    if config.default_model.trim().is_empty() {
+        problems.push(Problem {
+            code: codes::C_INVALID,
+            key: Some("default_model".into()),
+            source: src("default_model"),
+            message: "`default_model` is empty".into(),
+            hint: format!("name a model, for example `{DEFAULT_MODEL}`"),
+        });
+    }
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+fn lookup<'v>(value: &'v Value, key: &str) -> Option<&'v Value> {
+    key.split('.').try_fold(value, |v, part| v.get(part))
+}
+
+fn set(value: &mut Value, key: &str, new: Value) {
+    let mut current = value;
+    let parts: Vec<&str> = key.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if !current.is_object() {
+            *current = Value::Object(Map::new());
+        }
+        let Value::Object(map) = current else { return };
+        if i == parts.len() - 1 {
+            map.insert((*part).to_owned(), new);
+            return;
+        }
+        current = map
+            .entry((*part).to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+}
+
+fn merge(
+    base: &mut Value,
+    layer: &Value,
+    prefix: &str,
+    source: &Source,
+    sources: &mut BTreeMap<String, Source>,
+) {
+    match (base, layer) {
+        (Value::Object(b), Value::Object(l)) => {
+            for (k, v) in l {
+                let path = join(prefix, k);
+                match b.get_mut(k) {
+                    Some(existing) if existing.is_object() && v.is_object() => {
+                        merge(existing, v, &path, source, sources)
+                    }
+                    _ => {
+                        b.insert(k.clone(), v.clone());
+                        record_sources(v, &path, source, sources);
+                    }
+                }
+            }
+        }
+        (b, l) => {
+            *b = l.clone();
+            record_sources(l, prefix, source, sources);
+        }
+    }
+}
+
+fn record_sources(value: &Value, prefix: &str, source: &Source, sources: &mut BTreeMap<String, Source>) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                record_sources(v, &join(prefix, k), source, sources);
+            }
+        }
+        _ if !prefix.is_empty() => {
+            sources.insert(prefix.to_owned(), source.clone());
+        }
+        _ => {}
+    }
+}
+
+fn leaf_keys(value: &Value) -> Vec<String> {
+    let mut out = BTreeMap::new();
+    record_sources(value, "", &Source::Default, &mut out);
+    out.into_keys().collect()
+}
+
+/// The closest of `candidates` to `word`, if any is close.
+pub(crate) fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let lower = word.to_ascii_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(&lower, &c.to_ascii_lowercase()), c))
+        .filter(|(score, _)| *score > 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// Whether a dotted key holds a secret.
+pub fn is_secret_key(key: &str) -> bool {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    matches!(last, "api_key" | "password" | "token" | "secret")
+}
+
+/// Hide the password of a URL (`postgres://u:****@h/db`).
+pub fn mask_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((creds, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match creds.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:****@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// One row of `rvbbit config show`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ShownValue {
+    /// Dotted key.
+    pub key: String,
+    /// The value as JSON text, secrets masked.
+    pub value: String,
+    /// Where it came from.
+    pub source: String,
+}
+
+impl Loaded {
+    /// Every leaf setting with its value (secrets masked) and source, sorted by key.
+    pub fn show(&self) -> Vec<ShownValue> {
+        let value = serde_json::to_value(&self.config).unwrap_or(Value::Null);
+        let mut leaves = BTreeMap::new();
+        record_sources(&value, "", &Source::Default, &mut leaves);
+        leaves
+            .into_keys()
+            .map(|key| {
+                let v = lookup(&value, &key).cloned().unwrap_or(Value::Null);
+                let shown = if is_secret_key(&key) && !v.is_null() {
+                    "\"****\"".to_owned()
+                } else if let Value::String(s) = &v {
+                    serde_json::to_string(&mask_url(s)).unwrap_or_default()
+                } else {
+                    v.to_string()
+                };
+                let source = self
+                    .sources
+                    .get(&key)
+                    .map_or_else(|| "default".to_owned(), ToString::to_string);
+                ShownValue {
+                    key,
+                    value: shown,
+                    source,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(dir: &Path) -> LoadOptions {
+        LoadOptions {
+            dir: dir.to_path_buf(),
+            ..LoadOptions::default()
+        }
+    }
+
+    #[test]
+    fn defaults_load_without_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = load(&opts(dir.path())).unwrap();
+        assert_eq!(loaded.config.default_model, DEFAULT_MODEL);
+        assert_eq!(loaded.sources["default_model"], Source::Default);
+        assert!(loaded.file.is_none());
+    }
+
+    #[test]
+    fn layers_apply_in_order_with_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("rvbbit.toml"),
+            "default_model = \"file/model\"\n[provider]\nmax_concurrency = 8\n",
+        )
+        .unwrap();
+        let mut o = opts(dir.path());
+        o.env = vec![
+            ("RVBBIT_DEFAULT_MODEL".into(), "env/model".into()),
+            ("RVBBIT_PROVIDER_BASE_URL".into(), "http://localhost:9/v1".into()),
+            ("RVBBIT_TEST_PG_URL".into(), "ignored".into()),
+            ("PATH".into(), "/bin".into()),
+        ];
+        o.flags = vec![("provider.max_retries".into(), Value::from(1), "--retries".into())];
+        let loaded = load(&o).unwrap();
+        assert_eq!(loaded.config.default_model, "env/model");
+        assert_eq!(loaded.config.provider.max_concurrency, 8);
+        assert_eq!(loaded.config.provider.base_url, "http://localhost:9/v1");
+        assert_eq!(loaded.config.provider.max_retries, 1);
+        assert_eq!(
+            loaded.sources["default_model"],
+            Source::Env("RVBBIT_DEFAULT_MODEL".into())
+        );
+        assert!(matches!(
+            loaded.sources["provider.max_concurrency"],
+            Source::File(_)
+        ));
+        assert_eq!(
+            loaded.sources["provider.max_retries"],
+            Source::Flag("--retries".into())
+        );
+        assert!(loaded.warnings.is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("rvbbit.toml"),
+            "default_modle = \"x\"\n[provider]\nbase_url = \"ftp://x\"\nmax_concurrency = \"lots\"\n[store]\nurl = \"mysql://u:pw@h/db\"\n",
+        )
+        .unwrap();
+        let mut o = opts(dir.path());
+        o.env = vec![("RVBBIT_PROVIDER__TIMEOUT_SECONDS".into(), "soon".into())];
+        let err = load(&o).unwrap_err();
+        let keys: Vec<Option<&str>> = err.problems.iter().map(|p| p.key.as_deref()).collect();
+        assert!(keys.contains(&Some("default_modle")), "{err:?}");
+        assert!(keys.contains(&Some("provider.max_concurrency")), "{err:?}");
+        assert!(keys.contains(&Some("provider.timeout_seconds")), "{err:?}");
+        let unknown = err
+            .problems
+            .iter()
+            .find(|p| p.key.as_deref() == Some("default_modle"))
+            .unwrap();
+        assert_eq!(unknown.hint, "did you mean `default_model`?");
+        assert!(err.problems.iter().all(|p| p.code.exit_code() == 6));
+    }
+
+    #[test]
+    fn semantic_checks_run_after_typing() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("rvbbit.toml"),
+            "[provider]\nbase_url = \"ftp://x\"\n[store]\nurl = \"mysql://u:pw@h/db\"\n",
+        )
+        .unwrap();
+        let err = load(&opts(dir.path())).unwrap_err();
+        assert_eq!(err.problems.len(), 2, "{err:?}");
+        assert!(
+            err.problems[1].message.contains("u:****@h"),
+            "secret leaked: {}",
+            err.problems[1].message
+        );
+    }
+
+    #[test]
+    fn syntax_errors_have_positions_and_missing_explicit_file_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rvbbit.toml"), "[provider\n").unwrap();
+        let err = load(&opts(dir.path())).unwrap_err();
+        assert_eq!(err.problems[0].code, codes::C_SYNTAX);
+        assert!(
+            err.problems[0].source.as_deref().unwrap().ends_with(":1:10"),
+            "{err:?}"
+        );
+        let mut o = opts(dir.path());
+        o.explicit_file = Some(dir.path().join("nope.toml"));
+        assert_eq!(load(&o).unwrap_err().problems[0].code, codes::C_NOT_FOUND);
+    }
+
+    #[test]
+    fn unknown_env_vars_warn_and_secrets_are_masked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(dir.path());
+        o.env = vec![
+            ("RVBBIT_DEFAULT_MODLE".into(), "x".into()),
+            ("RVBBIT_PROVIDER__API_KEY".into(), "sk-secret".into()),
+        ];
+        let loaded = load(&o).unwrap();
+        assert_eq!(loaded.warnings.len(), 1);
+        assert_eq!(loaded.warnings[0].hint, "did you mean `RVBBIT_DEFAULT_MODEL`?");
+        let shown = loaded.show();
+        let key = shown.iter().find(|s| s.key == "provider.api_key").unwrap();
+        assert_eq!(key.value, "\"****\"");
+        assert!(!format!("{:?}", loaded.config).contains("sk-secret"));
+    }
+}
