@@ -1,0 +1,73 @@
+//! Client overhead per call against a zero-latency local testkit server.
+//!
+//! Two measurements on the same server and runtime:
+//! - `raw_reqwest`: one POST of the same JSON body with a bare reqwest client, body read and parsed;
+//! - `client_chat`: `Client::chat` with a concurrency limit, a token-rate window and a breaker enabled
+//!   (routing, model parsing, encoding, decoding, limits, breaker, cost).
+//!
+//! The difference is what rvbbit-llm adds to a call. Run: `cargo bench -p rvbbit-llm`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use rvbbit_llm::{ChatRequest, Client, Limits, Message, Provider, ProviderSettings};
+use rvbbit_testkit::{Script, TestServer};
+use serde_json::json;
+
+fn client_overhead(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = runtime.block_on(TestServer::start(Script::echo()));
+
+    let mut settings = ProviderSettings::new(server.base_url()).with_api_key("sk-bench");
+    settings.limits = Limits::default()
+        .with_max_concurrency(64)
+        .with_tokens_per_minute(u64::MAX / 2);
+    let client = Client::new(settings).unwrap();
+    let request = ChatRequest::new(
+        "openai/gpt-4o-mini",
+        vec![
+            Message::system("You are terse."),
+            Message::user("Say hello in five words."),
+        ],
+    )
+    .with_temperature(0.0);
+
+    let raw = reqwest::Client::new();
+    let url = format!("{}/chat/completions", server.base_url());
+    let body = json!({"model": "openai/gpt-4o-mini", "temperature": 0.0, "messages": [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Say hello in five words."}]});
+
+    let mut group = c.benchmark_group("per_call");
+    group.bench_function("raw_reqwest", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let bytes = raw
+                    .post(&url)
+                    .bearer_auth("sk-bench")
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap();
+                black_box(serde_json::from_slice::<serde_json::Value>(&bytes).unwrap())
+            })
+        })
+    });
+    group.bench_function("client_chat", |b| {
+        b.iter(|| runtime.block_on(async { black_box(client.chat(&request).await.unwrap()) }))
+    });
+    group.finish();
+    runtime.block_on(server.shutdown());
+}
+
+criterion_group!(benches, client_overhead);
+criterion_main!(benches);

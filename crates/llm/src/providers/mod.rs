@@ -1,0 +1,4 @@
+//! Provider implementations, one per file or folder.
+
+pub(crate) mod openai;
+pub(crate) mod replay;

@@ -1,0 +1,30 @@
+//! Test support for rvbbit: a real, scripted OpenAI-compatible HTTP server.
+//!
+//! [`TestServer`] binds `127.0.0.1:0` and speaks the Chat Completions protocol (JSON and SSE
+//! streaming) with replies from a [`Script`]: a sequence of [`Reply`]s, or a rule function of the
+//! request. Replies can carry tool calls, usage and OpenRouter-style `usage.cost` blocks and latency,
+//! or inject failures: 429 with `Retry-After`, 500, a hang, malformed JSON, a truncated body or stream.
+//! Counters (requests, the most requests in flight at once, every body received with its arrival time)
+//! let tests assert what the client really sent. Every LLM test in the workspace uses it; the client is
+//! never stubbed.
+//!
+//! This crate is for `[dev-dependencies]` only. It is also a binary for benchmarks:
+//! `cargo run -p rvbbit-testkit -- serve --latency 200ms`.
+//!
+//! ```
+//! use rvbbit_testkit::{Reply, Script, TestServer};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let server = TestServer::start(Script::sequence([Reply::rate_limited(2), Reply::text("hello")])).await;
+//! assert!(server.base_url().starts_with("http://127.0.0.1:"));
+//! server.shutdown().await;
+//! # }
+//! ```
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod reply;
+mod server;
+
+pub use reply::Reply;
+pub use server::{Options, Received, Rule, Script, TestServer};
