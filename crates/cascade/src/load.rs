@@ -219,6 +219,34 @@ pub fn load_str(path: &Path, text: &str) -> Loaded {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let source = SourceFile::new(path, text);
     let mut diagnostics = Vec::new();
+    // JSON files must be strict JSON (YAML would accept trailing commas and comments).
+    if path.extension().is_some_and(|e| e == "json")
+        && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text)
+    {
+        let at = source.offset_of(e.line(), e.column().saturating_sub(1));
+        let message = e.to_string();
+        let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+        let before = text[..at.min(text.len())].trim_end();
+        let hint = if message.contains("trailing comma") || before.ends_with(',') {
+            "JSON allows no comma after the last item of an object or array"
+        } else if message.contains("EOF") {
+            "the file ends early: check for an unclosed `{` or `[`"
+        } else {
+            "fix the JSON at this position (or write the cascade in YAML, which is more forgiving)"
+        };
+        diagnostics.push(
+            Diagnostic::error(codes::V_SYNTAX, format!("JSON syntax error: {message}"))
+                .at(Span::point(at))
+                .with_label("the parser stopped here")
+                .with_hint(hint),
+        );
+        return Loaded {
+            path: path.to_path_buf(),
+            source: Some(source),
+            document: None,
+            diagnostics,
+        };
+    }
     let parsed = yaml::parse(&source);
     for problem in &parsed.problems {
         diagnostics.push(yaml_problem(problem));
@@ -299,8 +327,20 @@ pub fn load_str(path: &Path, text: &str) -> Loaded {
             .with_hint("this is a bug in rvbbit; please report it with the file"),
         ),
     }
+    clamp_spans(&mut loaded.diagnostics, loaded.source.as_ref());
     sort(&mut loaded.diagnostics);
     loaded
+}
+
+/// Keep every span inside the file and on character boundaries.
+pub(crate) fn clamp_spans(diags: &mut [Diagnostic], source: Option<&SourceFile>) {
+    let Some(source) = source else { return };
+    for d in diags {
+        d.span = d.span.map(|s| source.clamp(s));
+        for l in &mut d.secondary {
+            l.span = source.clamp(l.span);
+        }
+    }
 }
 
 /// Sort diagnostics by position (those without a position first), keeping insertion order otherwise.
@@ -311,7 +351,9 @@ pub(crate) fn sort(diags: &mut [Diagnostic]) {
 fn yaml_problem(problem: &YamlProblem) -> Diagnostic {
     match problem {
         YamlProblem::Syntax { at, message } => {
-            let hint = if message.contains("tab") {
+            let hint = if message.contains("quoted scalar") {
+                "a quoted string is not closed on this line: close the quote, or use a `|` block for multi-line text"
+            } else if message.contains("tab") {
                 "YAML indentation must use spaces, not tabs"
             } else if message.contains("mapping values are not allowed") {
                 "quote values that contain `: ` (a colon followed by a space)"
@@ -355,25 +397,38 @@ fn yaml_problem(problem: &YamlProblem) -> Diagnostic {
 }
 
 /// Directories searched for relative references from `file`: its directory, then up to three ancestors.
+///
+/// Ancestors are computed lexically (`a/b` → `a` → `.` → `..`) so messages show the paths as the user
+/// wrote them.
 pub fn search_bases(file: &Path) -> Vec<PathBuf> {
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let dir = if dir.as_os_str().is_empty() {
+    let mut current = if dir.as_os_str().is_empty() {
         PathBuf::from(".")
     } else {
         dir
     };
-    let mut out = vec![dir.clone()];
-    let mut current = fs::canonicalize(&dir).unwrap_or(dir);
+    let mut out = vec![current.clone()];
     for _ in 0..3 {
-        match current.parent() {
-            Some(p) => {
-                out.push(p.to_path_buf());
-                current = p.to_path_buf();
-            }
-            None => break,
-        }
+        let Some(next) = lexical_parent(&current) else {
+            break;
+        };
+        out.push(next.clone());
+        current = next;
     }
     out
+}
+
+fn lexical_parent(path: &Path) -> Option<PathBuf> {
+    match path.components().next_back() {
+        Some(Component::CurDir) => Some(PathBuf::from("..")),
+        Some(Component::ParentDir) => Some(path.join("..")),
+        Some(Component::RootDir | Component::Prefix(_)) | None => None,
+        Some(Component::Normal(_)) => match path.parent() {
+            Some(p) if p.as_os_str().is_empty() => Some(PathBuf::from(".")),
+            Some(p) => Some(p.to_path_buf()),
+            None => None,
+        },
+    }
 }
 
 /// Resolve a relative reference against `bases`, keeping it inside the base it was found under.

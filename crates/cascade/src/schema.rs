@@ -71,8 +71,28 @@ pub fn export(target: ExportTarget) -> Value {
                 alias.canonical, alias.era
             )),
         );
-        aliased.insert("deprecated".into(), json!(false));
         props.insert(alias.alias.to_owned(), Value::Object(aliased));
+        // A required key may be given in any spelling: `required: [cells]` becomes
+        // `anyOf: [{required: [cells]}, {required: [phases]}]`.
+        let required_here = def
+            .get("required")
+            .and_then(Value::as_array)
+            .is_some_and(|r| r.iter().any(|k| k == alias.canonical));
+        let already = def.get("anyOf").and_then(Value::as_array).is_some_and(|a| {
+            a.iter()
+                .any(|b| b.pointer("/required/0").and_then(Value::as_str) == Some(alias.canonical))
+        });
+        if required_here || already {
+            if let Some(Value::Array(required)) = def.get_mut("required") {
+                required.retain(|k| k != alias.canonical);
+            }
+            let any_of = def
+                .entry("anyOf")
+                .or_insert_with(|| json!([{ "required": [alias.canonical] }]));
+            if let Value::Array(branches) = any_of {
+                branches.push(json!({ "required": [alias.alias] }));
+            }
+        }
     }
     if let Value::Object(root) = &mut schema {
         root.insert("title".into(), json!(title));

@@ -372,6 +372,7 @@ impl<'a> Walker<'a> {
                 )
                 .at(Span::point(node.span.start))
                 .with_label(format!("`{key}` is missing here"))
+                .with_hint(format!("add `{key}` {}", ctx.where_()))
                 .in_cell(ctx.cell.clone())
                 .with_path(ctx.key(key).path);
                 if let Some(example) = missing_example(def, key) {
@@ -554,9 +555,19 @@ impl<'a> Walker<'a> {
         .with_label(format!("expected {expected}"))
         .in_cell(ctx.cell.clone())
         .with_path(ctx.path.clone());
-        if let Some(example) = example_value(schema)
-            && !key.is_empty()
-            && !key.ends_with(']')
+        let named = !key.is_empty() && !key.ends_with(']');
+        if named {
+            diag = diag.with_hint(format!("`{key}` takes {expected}"));
+        }
+        if type_list(schema).contains(&"array")
+            && let NodeKind::Str(s, _) = &node.kind
+        {
+            diag = diag.with_hint("write a single item as a one-item list");
+            if named {
+                diag = diag.with_example(format!("{key}: [{s}]"));
+            }
+        } else if let Some(example) = example_value(schema)
+            && named
         {
             diag = diag.with_example(format!("{key}: {example}"));
         }

@@ -117,6 +117,20 @@ impl SourceFile {
                 .map_or(line_text.len(), |(i, _)| i)
     }
 
+    /// The span moved inside the text and onto character boundaries (start rounded down, end up).
+    pub fn clamp(&self, span: Span) -> Span {
+        let len = self.text.len();
+        let mut start = span.start.min(len);
+        while !self.text.is_char_boundary(start) {
+            start -= 1;
+        }
+        let mut end = span.end.clamp(start, len);
+        while !self.text.is_char_boundary(end) {
+            end += 1;
+        }
+        Span { start, end }
+    }
+
     /// Number of lines.
     pub fn line_count(&self) -> usize {
         self.line_starts.len()
@@ -145,9 +159,10 @@ mod tests {
         assert_eq!(f.line_col(0), LineCol { line: 1, col: 1 });
         assert_eq!(f.line_col(3), LineCol { line: 2, col: 1 });
         assert_eq!(f.line_col(7), LineCol { line: 2, col: 4 });
-        assert_eq!(f.line_col(9), LineCol { line: 3, col: 1 });
+        assert_eq!(f.line_col(8), LineCol { line: 3, col: 1 });
+        assert_eq!(f.line_col(9), LineCol { line: 4, col: 1 });
         assert_eq!(f.offset_of(2, 2), 5);
-        assert_eq!(f.offset_of(4, 0), 10);
+        assert_eq!(f.offset_of(4, 0), 9);
         assert_eq!(f.line_text(2), "cdé");
         assert_eq!(f.line_col(1000).line, 4);
     }

@@ -147,7 +147,13 @@ pub fn map_range(source: &SourceFile, node: &Node, template: &str, range: std::o
 }
 
 fn map_literal(source: &SourceFile, node: &Node, template: &str, offset: usize) -> Option<usize> {
-    let header = source.line_col(node.span.start).line;
+    // The scalar's span may start at the `|` indicator or at its first content line.
+    let at_indicator = source
+        .text()
+        .get(node.span.start..)
+        .is_some_and(|t| t.starts_with(['|', '>']));
+    let first_line = source.line_col(node.span.start).line + usize::from(at_indicator);
+    let header = first_line - 1;
     let before = template.get(..offset)?;
     let line_in_template = before.matches('\n').count();
     let col_bytes = offset - before.rfind('\n').map_or(0, |i| i + 1);

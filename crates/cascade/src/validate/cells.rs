@@ -120,7 +120,7 @@ fn unknown_target(
     let names = ctx.cell_names();
     let mut diag = Diagnostic::error(
         codes::V_UNKNOWN_TARGET,
-        format!("{what} `{name}` is not a cell of this cascade"),
+        format!("{what} is not a cell of this cascade"),
     )
     .at(span)
     .with_label("no cell has this name")
@@ -157,7 +157,14 @@ pub(super) fn check_targets(ctx: &Ctx<'_>, diags: &mut Vec<Diagnostic>) {
                     .span_of(&format!("{path}.target"))
                     .or_else(|| doc.span_of(&path))
                     .unwrap_or_default();
-                diags.push(unknown_target(ctx, target, span, "handoff target", cell, path));
+                diags.push(unknown_target(
+                    ctx,
+                    target,
+                    span,
+                    &format!("handoff target `{target}`"),
+                    cell,
+                    path,
+                ));
             }
         }
         for (key, target) in cell.routing.iter().flatten() {
@@ -168,7 +175,7 @@ pub(super) fn check_targets(ctx: &Ctx<'_>, diags: &mut Vec<Diagnostic>) {
                     ctx,
                     target,
                     span,
-                    &format!("routing target for `{key}`"),
+                    &format!("routing target `{target}` (for `{key}`)"),
                     cell,
                     path,
                 ));
@@ -181,8 +188,15 @@ pub(super) fn check_targets(ctx: &Ctx<'_>, diags: &mut Vec<Diagnostic>) {
             let path = format!("{base}.on_error");
             let span = doc.span_of(&path).unwrap_or_default();
             diags.push(
-                unknown_target(ctx, target, span, "`on_error` target", cell, path)
-                    .with_example("on_error: auto_fix   # or the name of a cell that handles the failure"),
+                unknown_target(
+                    ctx,
+                    target,
+                    span,
+                    &format!("`on_error` target `{target}`"),
+                    cell,
+                    path,
+                )
+                .with_example("on_error: auto_fix   # or the name of a cell that handles the failure"),
             );
         }
         if let Some(context) = &cell.context {
@@ -197,7 +211,7 @@ pub(super) fn check_targets(ctx: &Ctx<'_>, diags: &mut Vec<Diagnostic>) {
                 };
                 let span = doc.span_of(&path).unwrap_or_default();
                 diags.push(
-                    unknown_target(ctx, name, span, "context source", cell, path)
+                    unknown_target(ctx, name, span, &format!("context source `{name}`"), cell, path)
                         .with_label("no cell has this name (keywords: `all`, `first`, `previous`)"),
                 );
             }
@@ -205,7 +219,14 @@ pub(super) fn check_targets(ctx: &Ctx<'_>, diags: &mut Vec<Diagnostic>) {
                 if !names.contains(name.as_str()) {
                     let path = format!("{base}.context.exclude[{j}]");
                     let span = doc.span_of(&path).unwrap_or_default();
-                    diags.push(unknown_target(ctx, name, span, "excluded cell", cell, path));
+                    diags.push(unknown_target(
+                        ctx,
+                        name,
+                        span,
+                        &format!("excluded cell `{name}`"),
+                        cell,
+                        path,
+                    ));
                 }
             }
         }

@@ -13,7 +13,7 @@ use std::path::Path;
 use crate::Severity;
 use crate::catalog::Catalog;
 use crate::diagnostic::Diagnostic;
-use crate::load::{Content, Document, Loaded, load_file, search_bases, sort};
+use crate::load::{Content, Document, Loaded, clamp_spans, load_file, search_bases, sort};
 use crate::model::Cascade;
 
 /// Options for validation.
@@ -91,6 +91,7 @@ pub fn validate_loaded(mut loaded: Loaded, catalog: &mut Catalog, options: &Opti
             }
         }
     }
+    clamp_spans(&mut loaded.diagnostics, loaded.source.as_ref());
     sort(&mut loaded.diagnostics);
     Report { loaded }
 }

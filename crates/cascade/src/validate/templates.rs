@@ -214,7 +214,7 @@ pub(super) fn check_templates(ctx: &Ctx<'_>, diags: &mut Vec<Diagnostic>) {
                     .with_label("here")
                     .in_cell(field.cell.map(str::to_owned))
                     .with_path(field.path.clone())
-                    .with_hint("templates use Jinja syntax: `{{ expression }}` and `{% statement %}`; write a literal `{{` as `{{ '{{' }}`"),
+                    .with_hint(template_hint(&err.message)),
             );
             continue;
         }
@@ -256,6 +256,16 @@ pub(super) fn check_templates(ctx: &Ctx<'_>, diags: &mut Vec<Diagnostic>) {
         }
     }
     check_regexes(ctx, diags);
+}
+
+fn template_hint(message: &str) -> &'static str {
+    if message.contains("end of variable block") {
+        "close `{{` with `}}`; to write a literal `{{`, use `{{ '{{' }}`"
+    } else if message.contains("end of block") || message.contains("unknown statement") {
+        "close every `{% if %}` with `{% endif %}` and every `{% for %}` with `{% endfor %}`"
+    } else {
+        "templates use Jinja syntax: `{{ expression }}` and `{% statement %}`"
+    }
 }
 
 fn check_regexes(ctx: &Ctx<'_>, diags: &mut Vec<Diagnostic>) {
