@@ -57,8 +57,10 @@ pub fn render(diag: &Diagnostic, file: &Path, source: Option<&SourceFile>, color
             cs = cs.with_labels(labels);
         }
         _ => {
-            // No position: name the file in the message instead.
-            cs.message = format!("{}: {}", name, cs.message);
+            // No position: name the file in the message instead (unless the message already does).
+            if !cs.message.contains(&name) {
+                cs.message = format!("{}: {}", name, cs.message);
+            }
         }
     }
     let config = Config::default();

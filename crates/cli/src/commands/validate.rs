@@ -180,7 +180,6 @@ fn print_text(reports: &[Report], summary: &Summary, out: Out) {
                 continue;
             }
             text.push_str(&render(d, &r.loaded.path, r.loaded.source.as_ref(), out.color));
-            text.push('\n');
         }
         if out.verbose && r.diagnostics().is_empty() {
             text.push_str(&format!("ok {}\n", r.loaded.path.display()));

@@ -1,0 +1,28 @@
+//! End-to-end tests of the `rvbbit` binary: exit codes, rendered output and the JSON shapes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod config;
+mod help;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The built binary, run with a clean environment (no host `RVBBIT_*` variables, no colors).
+pub(crate) fn rvbbit(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rvbbit"));
+    cmd.env_clear().env("NO_COLOR", "1").current_dir(dir);
+    cmd
+}
+
+pub(crate) fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Filters that make snapshots independent of the machine.
+pub(crate) fn filters() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (r"/tmp/\.tmp[A-Za-z0-9]+", "[TMP]"),
+        (r"rvbbit \d+\.\d+\.\d+", "rvbbit [VERSION]"),
+    ]
+}
