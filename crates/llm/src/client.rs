@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use tracing::Instrument;
 
 use crate::breaker::{Breaker, BreakerState};
 use crate::cost::Cost;
@@ -165,12 +166,15 @@ impl Inner {
         }
     }
 
+    /// The model's permit first (the narrower limit), then the endpoint's: a call waiting for its
+    /// model's slot must not sit on an endpoint slot other models could use.
     async fn permits(&self, endpoint: &Endpoint, model: &ModelRef, estimate: u64) -> Vec<Permit> {
-        let mut permits = vec![endpoint.limiter.acquire(estimate).await];
+        let mut permits = Vec::with_capacity(2);
         let key = model.raw.split("::").next().unwrap_or(&model.raw);
         if let Some(limiter) = self.model_limits.get(key) {
             permits.push(limiter.acquire(estimate).await);
         }
+        permits.push(endpoint.limiter.acquire(estimate).await);
         permits
     }
 
@@ -361,7 +365,8 @@ impl Provider for Client {
             let mut attempt = request.clone();
             attempt.model.clone_from(model);
             attempt.fallback_models.clear();
-            match self.inner.chat_one(&attempt).await {
+            let span = tracing::info_span!("llm_call", model = %model, streaming = false);
+            match self.inner.chat_one(&attempt).instrument(span).await {
                 Ok(reply) => return Ok(reply),
                 Err(e) if falls_back(&e) => {
                     tracing::warn!(model = %model, error = %e, "Model failed; trying the next in the chain.");
@@ -387,7 +392,8 @@ impl Provider for Client {
             let mut attempt = request.clone();
             attempt.model.clone_from(model);
             attempt.fallback_models.clear();
-            match self.inner.stream_one(&attempt).await {
+            let span = tracing::info_span!("llm_call", model = %model, streaming = true);
+            match self.inner.stream_one(&attempt).instrument(span).await {
                 Ok(stream) => return Ok(stream),
                 Err(e) if falls_back(&e) => {
                     tracing::warn!(model = %model, error = %e, "Model failed before streaming; trying the next.");
