@@ -181,7 +181,8 @@ impl Inner {
     fn finish(&self, endpoint: &Endpoint, model: &ModelRef, reply: &mut ChatResponse) {
         reply.model_requested.clone_from(&model.raw);
         if endpoint.local {
-            reply.cost = Cost::free(None);
+            // Keep what a replayed or cached reply had avoided; a local call itself avoids nothing known.
+            reply.cost = Cost::free(reply.cost.avoided);
         } else if reply.cost.amount.is_none() {
             reply.cost = match self.settings.prices.estimate(&model.id, &reply.usage) {
                 Some(amount) => Cost::estimated(amount),

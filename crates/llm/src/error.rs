@@ -51,7 +51,7 @@ pub enum Error {
         message: String,
         /// The transport error, when there is one.
         #[source]
-        source: Option<reqwest::Error>,
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// A per-call time limit ran out after the connection was made.
     #[error("provider `{provider}` timed out ({phase}, after {after:?}) for model `{model}`")]

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -72,27 +72,15 @@ struct Entry {
 /// A provider that forwards to `inner` and appends every successful reply to a recording file.
 pub struct Recorder<P> {
     inner: P,
+    file: Arc<RecordFile>,
+}
+
+struct RecordFile {
     path: PathBuf,
     file: tokio::sync::Mutex<tokio::fs::File>,
 }
 
-impl<P: Provider> Recorder<P> {
-    /// Record the replies of `inner` into `path`, which is created or truncated.
-    ///
-    /// # Errors
-    /// [`Error::File`] when the file cannot be created.
-    pub async fn create(inner: P, path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref().to_path_buf();
-        let file = tokio::fs::File::create(&path)
-            .await
-            .map_err(|source| file_error(&path, source))?;
-        Ok(Recorder {
-            inner,
-            path,
-            file: tokio::sync::Mutex::new(file),
-        })
-    }
-
+impl RecordFile {
     async fn append(&self, request: &ChatRequest, response: &ChatResponse) -> Result<()> {
         let entry = Entry {
             hash: request_hash(request),
@@ -113,6 +101,31 @@ impl<P: Provider> Recorder<P> {
     }
 }
 
+impl<P: Provider> Recorder<P> {
+    /// Record the replies of `inner` into `path`, which is created or truncated.
+    ///
+    /// # Errors
+    /// [`Error::File`] when the file cannot be created.
+    pub async fn create(inner: P, path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|source| file_error(&path, source))?;
+        Ok(Recorder {
+            inner,
+            file: Arc::new(RecordFile {
+                path,
+                file: tokio::sync::Mutex::new(file),
+            }),
+        })
+    }
+
+    /// The provider being recorded.
+    pub fn inner(&self) -> &P {
+        &self.inner
+    }
+}
+
 #[async_trait]
 impl<P: Provider + 'static> Provider for Recorder<P> {
     fn name(&self) -> &str {
@@ -121,24 +134,25 @@ impl<P: Provider + 'static> Provider for Recorder<P> {
 
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse> {
         let response = self.inner.chat(request).await?;
-        self.append(request, &response).await?;
+        self.file.append(request, &response).await?;
         Ok(response)
     }
 
-    /// Streams pass through unchanged; the final reply is recorded when the stream completes.
+    /// Events pass through as they arrive; the final reply is written before `Done` is delivered.
     async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream> {
-        let mut inner = self.inner.chat_stream(request).await?;
-        let mut events = Vec::new();
-        // Drain first so the recording is written before the caller sees `Done`; events are
-        // delivered afterwards in the same order.
-        while let Some(event) = inner.next().await {
-            let event = event?;
-            if let StreamEvent::Done(reply) = &event {
-                self.append(request, reply).await?;
+        let inner = self.inner.chat_stream(request).await?;
+        let file = Arc::clone(&self.file);
+        let request = request.clone();
+        Ok(Box::pin(inner.then(move |event| {
+            let file = Arc::clone(&file);
+            let request = request.clone();
+            async move {
+                if let Ok(StreamEvent::Done(reply)) = &event {
+                    file.append(&request, reply).await?;
+                }
+                event
             }
-            events.push(Ok(event));
-        }
-        Ok(Box::pin(futures::stream::iter(events)))
+        })))
     }
 }
 

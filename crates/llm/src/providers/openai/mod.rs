@@ -157,7 +157,7 @@ impl OpenAiProvider {
             model: model.to_owned(),
             url: self.base_url.clone(),
             message: error_chain(&e),
-            source: Some(e),
+            source: Some(Box::new(e)),
         }
     }
 
