@@ -257,3 +257,13 @@ fn a_closed_stdout_is_not_an_error() {
     );
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn the_shipped_examples_validate_clean_in_strict_mode() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = rvbbit(&root).args(["validate", "examples", "--strict", "--output", "json"]).output().unwrap();
+    let report: Report = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{:?}", report.diagnostics);
+    assert!(report.summary.files >= 10);
+    assert_eq!(report.summary.warnings, 0);
+}
