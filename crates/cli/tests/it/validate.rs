@@ -261,7 +261,10 @@ fn a_closed_stdout_is_not_an_error() {
 #[test]
 fn the_shipped_examples_validate_clean_in_strict_mode() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = rvbbit(&root).args(["validate", "examples", "--strict", "--output", "json"]).output().unwrap();
+    let out = rvbbit(&root)
+        .args(["validate", "examples", "--strict", "--output", "json"])
+        .output()
+        .unwrap();
     let report: Report = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(0), "{:?}", report.diagnostics);
     assert!(report.summary.files >= 10);
