@@ -92,6 +92,10 @@ pub(crate) fn run() -> ExitCode {
             commands::report_config_error(&err, out);
             ExitCode::from(codes::C_INVALID.exit_code())
         }
+        Err(commands::Failure::Coded(err)) => {
+            commands::report_coded(&err, out);
+            ExitCode::from(err.code.exit_code())
+        }
     }
 }
 

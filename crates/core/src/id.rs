@@ -176,7 +176,7 @@ const ANIMALS: [&str; 96] = [
     "partridge",
     "pheasant",
     "pika",
-    "pine-marten",
+    "muskrat",
     "plover",
     "porcupine",
     "possum",
@@ -215,7 +215,8 @@ const ANIMALS: [&str; 96] = [
 /// Random hex digits in a woodland id.
 const HEX_DIGITS: usize = 16;
 
-/// Generate a fresh woodland name: `adjective-animal-<16 hex digits>`.
+/// Generate a fresh woodland name: `adjective-animal-<16 hex digits>` (matches
+/// `^[a-z]+-[a-z]+-[0-9a-f]{16}$`).
 pub fn woodland_name() -> String {
     woodland_name_with(&mut rand::rng())
 }
@@ -397,6 +398,14 @@ mod tests {
             assert_eq!(hex.len(), HEX_DIGITS, "{name}");
             assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()), "{name}");
             assert!(name.parse::<SessionId>().is_ok(), "{name}");
+            let parts: Vec<&str> = name.split('-').collect();
+            assert_eq!(parts.len(), 3, "{name}");
+            assert!(
+                parts[..2]
+                    .iter()
+                    .all(|p| p.bytes().all(|b| b.is_ascii_lowercase())),
+                "{name}"
+            );
         }
     }
 

@@ -18,6 +18,73 @@ pub(crate) enum Failure {
     BrokenPipe,
     /// Configuration is invalid (exit 6).
     Config(ConfigError),
+    /// Any other user-facing error: its code decides the exit code.
+    Coded(Coded),
+}
+
+/// A user-facing error with its code, message, hint and chain of causes.
+#[derive(Debug)]
+pub(crate) struct Coded {
+    /// The error code (decides the exit code and the docs page).
+    pub(crate) code: &'static rvbbit_core::ErrorCode,
+    /// What went wrong.
+    pub(crate) message: String,
+    /// How to fix it.
+    pub(crate) hint: String,
+    /// Underlying causes, outermost first.
+    pub(crate) causes: Vec<String>,
+}
+
+impl Coded {
+    /// A coded error from a library error: its `Display` is the message, its sources are the causes.
+    #[allow(dead_code)]
+    pub(crate) fn from_error(
+        code: &'static rvbbit_core::ErrorCode,
+        err: &(dyn std::error::Error + 'static),
+        hint: impl Into<String>,
+    ) -> Self {
+        let mut causes = Vec::new();
+        let mut source = err.source();
+        while let Some(s) = source {
+            causes.push(s.to_string());
+            source = s.source();
+        }
+        Coded {
+            code,
+            message: err.to_string(),
+            hint: hint.into(),
+            causes,
+        }
+    }
+}
+
+/// Print a coded error (text on stderr, or the JSON outcome document on stdout).
+pub(crate) fn report_coded(err: &Coded, out: Out) {
+    match out.format {
+        Format::Json => {
+            let doc = json!({
+                "status": "error",
+                "exit_code": err.code.exit_code(),
+                "code": err.code.code,
+                "message": err.message,
+                "hint": err.hint,
+                "causes": err.causes,
+            });
+            // A closed stdout leaves nowhere to report to.
+            let _ = output::json(&doc);
+        }
+        Format::Text => {
+            let mut text = format!(
+                "error[{}]: {}\n  hint: {}\n",
+                err.code.code, err.message, err.hint
+            );
+            for c in &err.causes {
+                text.push_str(&format!("  caused by: {c}\n"));
+            }
+            text.push_str(&format!("  see: docs/errors/{}.md\n", err.code.code));
+            output::stderr(&text);
+        }
+    }
 }
 
 impl From<BrokenPipe> for Failure {
