@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use rvbbit_cascade::schema::{ExportTarget, export};
 
-use super::Outcome;
+use super::{Coded, Failure, Outcome};
 use crate::output::{self, Out};
 
 /// `rvbbit schema` subcommands.
@@ -60,14 +60,12 @@ pub(crate) fn run(cmd: &Command, _out: Out) -> Outcome {
                 output::stderr(&format!("wrote {}\n", path.display()));
                 Ok(0)
             }
-            Err(e) => {
-                output::stderr(&format!(
-                    "error[{}]: cannot write `{}`: {e}\n  hint: check that the directory exists and is writable\n",
-                    rvbbit_core::codes::C_USAGE.code,
-                    path.display()
-                ));
-                Ok(rvbbit_core::codes::C_USAGE.exit_code())
-            }
+            Err(e) => Err(Failure::Coded(Coded {
+                code: rvbbit_core::codes::C_USAGE,
+                message: format!("cannot write `{}`", path.display()),
+                hint: "check that the directory exists and is writable".into(),
+                causes: vec![e.to_string()],
+            })),
         },
         None => {
             output::stdout(&text)?;

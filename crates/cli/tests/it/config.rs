@@ -101,4 +101,15 @@ fn schema_export_writes_a_json_schema() {
     let tool: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("tool.schema.json")).unwrap()).unwrap();
     assert_eq!(tool["title"], "rvbbit tool definition");
+    let out = rvbbit(dir.path())
+        .args(["schema", "export", "-o", "no/such/dir/schema.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("error[RVB-C005]: cannot write `no/such/dir/schema.json`")
+            && stderr.contains("caused by:"),
+        "{stderr}"
+    );
 }
