@@ -2,8 +2,9 @@
 //!
 //! Two measurements on the same server and runtime:
 //! - `raw_reqwest`: one POST of the same JSON body with a bare reqwest client, body read and parsed;
-//! - `client_chat`: `Client::chat` with a concurrency limit, a token-rate window and a breaker enabled
-//!   (routing, model parsing, encoding, decoding, limits, breaker, cost).
+//! - `client_chat`: `Client::chat` with default settings (routing, model parsing, encoding, decoding,
+//!   breaker, retry bookkeeping, cost from the price table);
+//! - `client_chat_limited`: the same with a concurrency limit and request and token rate windows.
 //!
 //! The difference is what rvbbit-llm adds to a call. Run: `cargo bench -p rvbbit-llm`.
 
@@ -24,11 +25,14 @@ fn client_overhead(c: &mut Criterion) {
         .unwrap();
     let server = runtime.block_on(TestServer::start(Script::echo()));
 
-    let mut settings = ProviderSettings::new(server.base_url()).with_api_key("sk-bench");
-    settings.limits = Limits::default()
+    let settings = ProviderSettings::new(server.base_url()).with_api_key("sk-bench");
+    let client = Client::new(settings.clone()).unwrap();
+    let mut limited = settings;
+    limited.limits = Limits::default()
         .with_max_concurrency(64)
+        .with_requests_per_minute(u32::MAX)
         .with_tokens_per_minute(u64::MAX / 2);
-    let client = Client::new(settings).unwrap();
+    let limited = Client::new(limited).unwrap();
     let request = ChatRequest::new(
         "openai/gpt-4o-mini",
         vec![
@@ -64,6 +68,9 @@ fn client_overhead(c: &mut Criterion) {
     });
     group.bench_function("client_chat", |b| {
         b.iter(|| runtime.block_on(async { black_box(client.chat(&request).await.unwrap()) }))
+    });
+    group.bench_function("client_chat_limited", |b| {
+        b.iter(|| runtime.block_on(async { black_box(limited.chat(&request).await.unwrap()) }))
     });
     group.finish();
     runtime.block_on(server.shutdown());

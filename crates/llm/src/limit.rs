@@ -27,18 +27,20 @@ pub(crate) struct Limiter {
 #[derive(Debug, Default)]
 struct Window {
     next_id: u64,
-    /// Admitted calls of the last minute, oldest first: (id, admitted at, tokens charged).
+    /// Admitted calls of the last minute, oldest first (so ids ascend): (id, admitted at, tokens charged).
     entries: VecDeque<(u64, Instant, u64)>,
+    /// The sum of the charged tokens of `entries`, kept so an admission check is O(1).
+    used: u64,
 }
 
 impl Window {
     fn expire(&mut self, now: Instant) {
-        while self
-            .entries
-            .front()
-            .is_some_and(|(_, at, _)| now.duration_since(*at) >= WINDOW)
-        {
+        while let Some((_, at, tokens)) = self.entries.front().copied() {
+            if now.duration_since(at) < WINDOW {
+                break;
+            }
             self.entries.pop_front();
+            self.used = self.used.saturating_sub(tokens);
         }
     }
 }
@@ -95,6 +97,7 @@ impl Limiter {
                         let id = w.next_id;
                         w.next_id += 1;
                         w.entries.push_back((id, now, tokens));
+                        w.used = w.used.saturating_add(tokens);
                         return id;
                     }
                     Some(wait) => wait,
@@ -113,7 +116,7 @@ impl Limiter {
             return None;
         }
         let mut count = w.entries.len() as u64;
-        let mut used: u64 = w.entries.iter().map(|e| e.2).sum();
+        let mut used = w.used;
         let fits = |count: u64, used: u64| {
             self.requests_per_minute.is_none_or(|rpm| count < u64::from(rpm))
                 && self
@@ -125,7 +128,7 @@ impl Limiter {
         }
         for (_, at, charged) in &w.entries {
             count -= 1;
-            used -= charged;
+            used = used.saturating_sub(*charged);
             if fits(count, used) || count == 0 {
                 return Some(
                     (*at + WINDOW)
@@ -143,8 +146,11 @@ impl Permit {
     pub(crate) fn settle(&self, actual_tokens: u64) {
         let Some(id) = self.id else { return };
         let mut w = self.limiter.window.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = w.entries.iter_mut().find(|e| e.0 == id) {
-            entry.2 = actual_tokens;
+        if let Ok(index) = w.entries.binary_search_by_key(&id, |e| e.0)
+            && let Some(entry) = w.entries.get_mut(index)
+        {
+            let charged = std::mem::replace(&mut entry.2, actual_tokens);
+            w.used = w.used.saturating_sub(charged).saturating_add(actual_tokens);
         }
     }
 }
