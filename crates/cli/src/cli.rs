@@ -21,6 +21,11 @@ pub(crate) struct Cli {
     #[arg(long, global = true, value_name = "PATH", env = "RVBBIT_CONFIG")]
     pub(crate) config: Option<PathBuf>,
 
+    /// Override a setting for this command, such as `--set provider.max_concurrency=4` (repeatable;
+    /// wins over rvbbit.toml and RVBBIT_* variables).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    pub(crate) set: Vec<String>,
+
     /// Output format: text for people, or one JSON document on stdout.
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub(crate) output: Format,

@@ -208,8 +208,9 @@ pub struct LoadOptions {
     pub dir: PathBuf,
     /// Environment variables (normally `std::env::vars()`).
     pub env: Vec<(String, String)>,
-    /// Flag overrides as (dotted key, value, flag name).
-    pub flags: Vec<(String, Value, String)>,
+    /// Flag overrides as (dotted key, raw value, flag as written); values are read like environment values
+    /// (numbers, booleans, comma-separated lists by the setting's type).
+    pub flags: Vec<(String, String, String)>,
 }
 
 /// The loaded configuration with the source of every value.
@@ -308,7 +309,10 @@ pub fn load(options: &LoadOptions) -> Result<Loaded, ConfigError> {
             .find(|(a, _)| *a == rest)
             .map_or_else(|| rest.replace("__", "."), |(_, k)| (*k).to_owned());
         let source = Source::Env(name.clone());
-        let Some(template) = lookup(&defaults, &key) else {
+        let Some(template) = lookup(&defaults, &key)
+            .cloned()
+            .or_else(|| provider_template(&key))
+        else {
             let known = leaf_keys(&defaults);
             let env_names: Vec<String> = known
                 .iter()
@@ -327,7 +331,7 @@ pub fn load(options: &LoadOptions) -> Result<Loaded, ConfigError> {
             });
             continue;
         };
-        match env_value(raw, template) {
+        match env_value(raw, &template) {
             Some(value) => {
                 set(&mut merged, &key, value);
                 sources.insert(key, source);
@@ -336,16 +340,43 @@ pub fn load(options: &LoadOptions) -> Result<Loaded, ConfigError> {
                 code: codes::C_INVALID,
                 key: Some(key.clone()),
                 source: Some(source.to_string()),
-                message: format!("`{name}={raw}` is not {}", describe(template)),
-                hint: format!("set `{name}` to {}", describe(template)),
+                message: format!("`{name}={raw}` is not {}", describe(&template)),
+                hint: format!("set `{name}` to {}", describe(&template)),
             }),
         }
     }
 
     // Flag layer.
-    for (key, value, flag) in &options.flags {
-        set(&mut merged, key, value.clone());
-        sources.insert(key.clone(), Source::Flag(flag.clone()));
+    for (key, raw, flag) in &options.flags {
+        let source = Source::Flag(flag.clone());
+        let template = lookup(&defaults, key).cloned().or_else(|| provider_template(key));
+        let Some(template) = template else {
+            let known = leaf_keys(&defaults);
+            problems.push(Problem {
+                code: codes::C_UNKNOWN_KEY,
+                key: Some(key.clone()),
+                source: Some(source.to_string()),
+                message: format!("unknown setting `{key}`"),
+                hint: match closest(key, known.iter().map(String::as_str)) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "`rvbbit config show` lists every setting".into(),
+                },
+            });
+            continue;
+        };
+        match env_value(raw, &template) {
+            Some(value) => {
+                set(&mut merged, key, value);
+                sources.insert(key.clone(), source);
+            }
+            None => problems.push(Problem {
+                code: codes::C_INVALID,
+                key: Some(key.clone()),
+                source: Some(source.to_string()),
+                message: format!("`{key}={raw}` is not {}", describe(&template)),
+                hint: format!("set `{key}` to {}", describe(&template)),
+            }),
+        }
     }
 
     let config = match serde_json::from_value::<Config>(merged) {
@@ -375,6 +406,14 @@ pub fn load(options: &LoadOptions) -> Result<Loaded, ConfigError> {
         }),
         _ => Err(ConfigError { problems }),
     }
+}
+
+/// The default of a setting under `providers.<name>.` (a map of user-chosen names).
+fn provider_template(key: &str) -> Option<Value> {
+    let rest = key.strip_prefix("providers.")?;
+    let (_, field) = rest.split_once('.')?;
+    let provider = serde_json::to_value(ProviderConfig::default()).ok()?;
+    provider.get(field).cloned()
 }
 
 fn read_toml(path: &Path) -> Result<Value, Problem> {
@@ -781,7 +820,11 @@ mod tests {
             ("RVBBIT_TEST_PG_URL".into(), "ignored".into()),
             ("PATH".into(), "/bin".into()),
         ];
-        o.flags = vec![("provider.max_retries".into(), Value::from(1), "--retries".into())];
+        o.flags = vec![(
+            "provider.max_retries".into(),
+            "1".into(),
+            "--set provider.max_retries=1".into(),
+        )];
         let loaded = load(&o).unwrap();
         assert_eq!(loaded.config.default_model, "env/model");
         assert_eq!(loaded.config.provider.max_concurrency, 8);
@@ -797,9 +840,38 @@ mod tests {
         ));
         assert_eq!(
             loaded.sources["provider.max_retries"],
-            Source::Flag("--retries".into())
+            Source::Flag("--set provider.max_retries=1".into())
         );
         assert!(loaded.warnings.is_empty());
+    }
+
+    #[test]
+    fn flags_are_checked_like_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(dir.path());
+        o.flags = vec![
+            (
+                "providers.ollama.base_url".into(),
+                "http://localhost:11434/v1".into(),
+                "--set".into(),
+            ),
+            ("provider.max_concurency".into(), "4".into(), "--set".into()),
+            ("provider.timeout_seconds".into(), "soon".into(), "--set".into()),
+        ];
+        let err = load(&o).unwrap_err();
+        assert_eq!(err.problems.len(), 2, "{err:?}");
+        assert_eq!(err.problems[0].hint, "did you mean `provider.max_concurrency`?");
+        assert_eq!(err.problems[1].code, codes::C_INVALID);
+        o.flags.truncate(1);
+        let loaded = load(&o).unwrap();
+        assert_eq!(
+            loaded.config.providers["ollama"].base_url,
+            "http://localhost:11434/v1"
+        );
+        assert_eq!(
+            loaded.config.providers["ollama"].max_concurrency, 32,
+            "other provider fields default"
+        );
     }
 
     #[test]

@@ -98,11 +98,23 @@ pub(crate) type Outcome = Result<u8, Failure>;
 
 /// Load configuration once, from the working directory, the environment and the global flags.
 pub(crate) fn load_config(cli: &Cli, out: Out) -> Result<Loaded, Failure> {
+    let mut flags = Vec::new();
+    for item in &cli.set {
+        let Some((key, value)) = item.split_once('=') else {
+            return Err(Failure::Coded(Coded {
+                code: rvbbit_core::codes::C_USAGE,
+                message: format!("`--set {item}` is not KEY=VALUE"),
+                hint: "write it as `--set provider.max_concurrency=4`".into(),
+                causes: Vec::new(),
+            }));
+        };
+        flags.push((key.trim().to_owned(), value.to_owned(), format!("--set {item}")));
+    }
     let options = LoadOptions {
         explicit_file: cli.config.clone(),
         dir: std::env::current_dir().unwrap_or_default(),
         env: std::env::vars().collect(),
-        flags: Vec::new(),
+        flags,
     };
     let loaded = rvbbit_core::config::load(&options).map_err(Failure::Config)?;
     if !out.quiet && out.format == Format::Text {

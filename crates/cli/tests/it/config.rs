@@ -113,3 +113,47 @@ fn schema_export_writes_a_json_schema() {
         "{stderr}"
     );
 }
+
+#[test]
+fn set_flags_override_every_other_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rvbbit.toml"),
+        "[provider]\nmax_concurrency = 8\n",
+    )
+    .unwrap();
+    let out = rvbbit(dir.path())
+        .args([
+            "--set",
+            "provider.max_concurrency=4",
+            "config",
+            "show",
+            "--output",
+            "json",
+        ])
+        .env("RVBBIT_PROVIDER__MAX_CONCURRENCY", "6")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = doc["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "provider.max_concurrency")
+        .unwrap()
+        .clone();
+    assert_eq!(row["value"], "4");
+    assert_eq!(row["source"], "flag --set provider.max_concurrency=4");
+    let bad = rvbbit(dir.path())
+        .args(["--set", "provider.max_concurrency", "config", "show"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(6));
+    let unknown = rvbbit(dir.path())
+        .args(["--set", "provider.max_concurency=2", "config", "show"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("did you mean `provider.max_concurrency`?"));
+}
