@@ -14,7 +14,7 @@ use crate::output::{self, Format, Out};
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// Cascade files, tool files (`*.tool.json`) or directories (searched recursively for .yaml, .yml and
-    /// .json files that look like cascades or tools).
+    /// .json files that look like cascades or tools). `-` reads one cascade from standard input.
     #[arg(required = true, value_name = "FILE|DIR")]
     paths: Vec<PathBuf>,
     /// Treat warnings as errors (exit 1 on any warning). Config: validate.strict.
@@ -60,7 +60,9 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
     let mut catalog = Catalog::builtin();
     let mut reports = Vec::new();
     for path in &args.paths {
-        if path.is_dir() {
+        if path.as_os_str() == "-" {
+            reports.push(validate_loaded(read_stdin(), &mut catalog, &options));
+        } else if path.is_dir() {
             let mut files = Vec::new();
             collect(path, 0, &mut files);
             for file in files {
@@ -99,6 +101,34 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         Format::Text => print_text(&reports, &summary, out),
     }
     Ok(exit)
+}
+
+/// Read one cascade from standard input (at most the file-size limit).
+fn read_stdin() -> rvbbit_cascade::Loaded {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let limit = rvbbit_cascade::MAX_FILE_BYTES;
+    let read = std::io::stdin().lock().take(limit + 1).read_to_end(&mut bytes);
+    let path = Path::new("<stdin>");
+    let text = match read {
+        Ok(_) if bytes.len() as u64 > limit => {
+            Err(format!("standard input is larger than {} MiB", limit / 1_048_576))
+        }
+        Ok(_) => String::from_utf8(bytes).map_err(|_| "standard input is not UTF-8 text".to_owned()),
+        Err(e) => Err(format!("cannot read standard input: {e}")),
+    };
+    match text {
+        Ok(text) => rvbbit_cascade::load_str(path, &text),
+        Err(message) => rvbbit_cascade::Loaded {
+            path: path.to_path_buf(),
+            source: None,
+            document: None,
+            diagnostics: vec![
+                rvbbit_cascade::Diagnostic::error(rvbbit_core::codes::V_READ, message)
+                    .with_hint("pipe a UTF-8 YAML or JSON cascade, or pass a file path"),
+            ],
+        },
+    }
 }
 
 fn looks_like_rvbbit_file(loaded: &rvbbit_cascade::Loaded) -> bool {

@@ -270,3 +270,28 @@ fn the_shipped_examples_validate_clean_in_strict_mode() {
     assert!(report.summary.files >= 10);
     assert_eq!(report.summary.warnings, 0);
 }
+
+#[test]
+fn standard_input_is_read_with_a_dash() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = rvbbit(dir.path())
+        .args(["validate", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"cascade_id: x\ncells:\n  - name: a\n    instructions: '{{ oops'\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("<stdin>:4:") && stderr.contains("RVB-V013"),
+        "{stderr}"
+    );
+}
