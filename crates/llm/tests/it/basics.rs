@@ -117,3 +117,26 @@ async fn ollama_models_go_to_the_local_endpoint_without_a_key() {
     assert_eq!(received[0].body["model"], "llama3.2");
     assert_eq!(received[0].authorization, None);
 }
+
+#[tokio::test]
+async fn environment_overrides_base_url_default_model_and_key() {
+    let server = TestServer::start(Script::echo()).await;
+    let url = server.base_url();
+    // `from_env` reads the real environment; `from_lookup` is the same logic with an explicit map, so
+    // tests need not mutate process-global state.
+    let settings = rvbbit_llm::ProviderSettings::from_lookup(|name| match name {
+        "RVBBIT_PROVIDER_BASE_URL" => Some(url.clone()),
+        "RVBBIT_DEFAULT_MODEL" => Some("env/model".to_owned()),
+        "OPENROUTER_API_KEY" => Some("sk-from-env".to_owned()),
+        _ => None,
+    });
+    let client = rvbbit_llm::Client::new(settings).unwrap();
+    let reply = client
+        .chat(&ChatRequest::new("", vec![Message::user("which model?")]))
+        .await
+        .unwrap();
+    assert_eq!(reply.model_requested, "env/model");
+    let received = server.received();
+    assert_eq!(received[0].body["model"], "env/model");
+    assert_eq!(received[0].authorization.as_deref(), Some("Bearer sk-from-env"));
+}

@@ -232,3 +232,15 @@ async fn a_refused_connection_is_unreachable_after_retries() {
     // Three retries happened: 100 + 200 + 400 ms of backoff.
     assert_eq!(start.elapsed(), Duration::from_millis(700));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_error_object_inside_a_200_is_a_retried_provider_error() {
+    // OpenRouter reports some upstream failures this way.
+    let server = TestServer::start(Script::sequence([
+        Reply::error(200, "upstream overloaded"),
+        Reply::text("ok"),
+    ]))
+    .await;
+    assert_eq!(client(&server).chat(&ask("m/x", "hi")).await.unwrap().text, "ok");
+    assert_eq!(server.requests(), 2);
+}
