@@ -4,18 +4,37 @@
 //! - `raw_reqwest`: one POST of the same JSON body with a bare reqwest client, body read and parsed;
 //! - `client_chat`: `Client::chat` with default settings (routing, model parsing, encoding, decoding,
 //!   breaker, retry bookkeeping, cost from the price table);
-//! - `client_chat_limited`: the same with a concurrency limit and request and token rate windows.
+//! - `client_chat_limited`: the same with a concurrency limit and request and token rate windows;
+//! - `client_layer_only`: `Client::chat` in front of an in-process provider (no HTTP), which isolates
+//!   the cost of the reliability layer (chain, routing, limits, breaker, cost) from the transport.
 //!
 //! The difference is what rvbbit-llm adds to a call. Run: `cargo bench -p rvbbit-llm`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::hint::black_box;
+use std::sync::Arc;
+
+use async_trait::async_trait;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use rvbbit_llm::{ChatRequest, Client, Limits, Message, Provider, ProviderSettings};
+use rvbbit_llm::{ChatRequest, ChatResponse, Client, Limits, Message, Provider, ProviderSettings, Usage};
 use rvbbit_testkit::{Script, TestServer};
 use serde_json::json;
+
+/// Answers at once, without I/O: isolates the `Client` layer.
+struct Canned(ChatResponse);
+
+#[async_trait]
+impl Provider for Canned {
+    fn name(&self) -> &str {
+        "canned"
+    }
+
+    async fn chat(&self, _request: &ChatRequest) -> rvbbit_llm::Result<ChatResponse> {
+        Ok(self.0.clone())
+    }
+}
 
 fn client_overhead(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -71,6 +90,17 @@ fn client_overhead(c: &mut Criterion) {
     });
     group.bench_function("client_chat_limited", |b| {
         b.iter(|| runtime.block_on(async { black_box(limited.chat(&request).await.unwrap()) }))
+    });
+    let mut canned = ChatResponse::new("canned", "openai/gpt-4o-mini", "hello there friend");
+    canned.usage = Usage::new(20, 0, 0, 5, 0);
+    let canned = Arc::new(Canned(canned));
+    let mut layer_settings = ProviderSettings::new("http://127.0.0.1:9/v1");
+    layer_settings.limits = Limits::default()
+        .with_max_concurrency(64)
+        .with_tokens_per_minute(u64::MAX / 2);
+    let layer = Client::with_providers(layer_settings, canned.clone(), canned);
+    group.bench_function("client_layer_only", |b| {
+        b.iter(|| runtime.block_on(async { black_box(layer.chat(&request).await.unwrap()) }))
     });
     group.finish();
     runtime.block_on(server.shutdown());
