@@ -6,6 +6,7 @@
 //! - [`MicroUsd`]: money as integer micro-dollars (never floats);
 //! - [`SessionId`] and [`CallerId`]: woodland-style identifiers;
 //! - [`codes`]: the error-code table, which fixes every error's exit code and documentation page;
+//! - [`event`]: the [`Event`] record of everything that happens in a run, with [`Timestamp`] (UTC µs);
 //! - [`config`]: configuration layers (defaults, `rvbbit.toml`, `RVBBIT_*`, flags), validated up front.
 //!
 //! It must not depend on tokio, a network or database client, or any other rvbbit crate.
@@ -20,10 +21,12 @@
 
 pub mod codes;
 pub mod config;
+pub mod event;
 mod id;
 mod money;
 
 pub use codes::{ErrorCode, ExitClass};
 pub use config::Config;
+pub use event::{CostStatus, Event, EventId, EventKind, SessionStatus, Timestamp, Tokens};
 pub use id::{CallerId, IdError, Origin, SessionId, woodland_name, woodland_name_with};
 pub use money::{MicroUsd, MoneyParseError};
