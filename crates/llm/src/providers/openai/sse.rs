@@ -276,3 +276,94 @@ impl State {
 fn preview(text: &str) -> String {
     text.chars().take(120).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn ctx() -> StreamContext {
+        let now = Instant::now();
+        StreamContext {
+            provider: "p".into(),
+            model: "m".into(),
+            deadline: now + Duration::from_secs(60),
+            first_event_deadline: now + Duration::from_secs(10),
+            total: Duration::from_secs(60),
+            first_byte: Duration::from_secs(10),
+        }
+    }
+
+    async fn run(chunks: &[&str]) -> Vec<Result<StreamEvent>> {
+        let owned: Vec<reqwest::Result<Bytes>> =
+            chunks.iter().map(|c| Ok(Bytes::from(c.to_string()))).collect();
+        parse(Box::pin(futures::stream::iter(owned)), ctx())
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn lines_split_across_chunks_crlf_and_comments() {
+        let events = run(&[
+            ": OPENROUTER PROCESSING\r\n\r\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"Hel",
+            "lo\"}}]}\r\n\r\ndata: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}],",
+            "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"cost\":0.000002}}\n\ndata: [DONE]\n\n",
+        ])
+        .await;
+        assert!(matches!(&events[0], Ok(StreamEvent::Text(t)) if t == "Hello"));
+        let Some(Ok(StreamEvent::Done(reply))) = events.last() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(reply.text, "Hello");
+        assert_eq!(reply.usage.total(), 4);
+        assert_eq!(reply.cost.amount, Some(rvbbit_core::MicroUsd::from_micros(2)));
+        assert_eq!(events.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_finish_reason_without_done_is_complete_but_nothing_is_truncation() {
+        let whole =
+            run(&["data: {\"choices\":[{\"delta\":{\"content\":\"x\"},\"finish_reason\":\"length\"}]}\n\n"])
+                .await;
+        let Some(Ok(StreamEvent::Done(reply))) = whole.last() else {
+            panic!("{whole:?}")
+        };
+        assert_eq!(reply.finish_reason, FinishReason::Length);
+
+        let cut = run(&["data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n"]).await;
+        assert!(
+            matches!(
+                cut.last(),
+                Some(Err(Error::InvalidResponse { transient: true, .. }))
+            ),
+            "{cut:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_error_event_ends_the_stream() {
+        let events = run(&[
+            "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
+            "data: {\"error\":{\"message\":\"upstream died\"}}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"never\"}}]}\n\n",
+        ])
+        .await;
+        assert_eq!(events.len(), 2);
+        assert!(matches!(&events[1], Err(Error::Provider { message, .. }) if message == "upstream died"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_stream_hits_the_first_event_timeout() {
+        let silent: ByteStream = Box::pin(futures::stream::pending());
+        let events: Vec<_> = parse(silent, ctx()).collect().await;
+        assert!(matches!(
+            events.as_slice(),
+            [Err(Error::Timeout {
+                phase: TimeoutPhase::FirstByte,
+                ..
+            })]
+        ));
+    }
+}
