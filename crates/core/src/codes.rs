@@ -396,6 +396,31 @@ codes! {
         "The store's schema could not be brought to the version this rvbbit needs.",
         ["A store written by a newer rvbbit.", "A manual change to the store's tables."],
         "Run `rvbbit db status`; restore from `rvbbit db backup` if the store was changed by hand.";
+    /// Events were spilled to files because the store failed mid-run.
+    S_SPILLED = "RVB-S003", Storage, "Events spilled",
+        "The run finished, but the store failed while it was writing (locked too long, read-only, full or gone), so some events were written to JSONL files under `.rvbbit/spill/` instead.",
+        ["A read-only or full disk.", "Another process holding the SQLite database locked longer than `busy_timeout`."],
+        "Fix the store (`rvbbit health`, `rvbbit doctor`), then run `rvbbit db replay`: it loads every spill file exactly once.";
+    /// A stored row cannot be read back.
+    S_CORRUPT = "RVB-S004", Storage, "Unreadable store row",
+        "A row in the store could not be decoded (an unknown kind or status, malformed JSON).",
+        ["A manual change to the store's tables.", "A store written by a newer rvbbit."],
+        "Back the store up with `rvbbit db backup --to DIR`, then fix or delete the row.";
+    /// A session (or other record) was not found.
+    S_NOT_FOUND = "RVB-S005", Storage, "Not found in the store",
+        "The session (or other record) named on the command line is not in the store.",
+        ["A typo in the id.", "A session removed by `rvbbit sessions cleanup`.", "Another `store.url`."],
+        "List sessions with `rvbbit sessions list`.";
+    /// A request conflicts with the record's state.
+    S_CONFLICT = "RVB-S006", Storage, "Not possible in this state",
+        "The request cannot be done in the record's current state, such as cancelling a session that already finished.",
+        ["The session finished before the request arrived."],
+        "Check the session with `rvbbit sessions show ID`.";
+    /// A spill, backup or export file could not be read or written.
+    S_FILE = "RVB-S007", Storage, "Store file cannot be read or written",
+        "A spill, backup or export file or directory could not be read or written, or a spill line is damaged.",
+        ["A read-only or full disk.", "A spill file edited by hand."],
+        "Check the path exists and is writable; a damaged spill line can be removed by hand.";
 
     // ---- Configuration (exit 6) ----------------------------------------------------------------------
     /// A config file does not parse.

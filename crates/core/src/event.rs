@@ -468,7 +468,6 @@ impl Tokens {
 /// a total order within a session even when timestamps tie.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[non_exhaustive]
 pub struct Event {
     /// Unique id; makes store inserts idempotent.
     pub event_id: EventId,

@@ -1,0 +1,163 @@
+//! The store's one error type, each variant mapped to an rvbbit-core code.
+
+use std::path::PathBuf;
+
+use rvbbit_core::{ErrorCode, codes};
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store URL is not one this build understands.
+    #[error("store URL `{url}` is not supported; expected one of: {}", .supported.join(", "))]
+    UnsupportedUrl {
+        /// The URL as given (secrets masked by the caller).
+        url: String,
+        /// The schemes this build supports.
+        supported: Vec<&'static str>,
+    },
+    /// The store could not be opened or written: a missing, read-only or full disk, a server that is down.
+    #[error("store `{url}` is unavailable while trying to {action}")]
+    Unavailable {
+        /// The store URL.
+        url: String,
+        /// What was being done.
+        action: String,
+        /// The backend's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The store is busy (locked by another writer) beyond its timeout; retrying later may work.
+    #[error("store `{url}` is busy (locked by another writer) while trying to {action}")]
+    Busy {
+        /// The store URL.
+        url: String,
+        /// What was being done.
+        action: String,
+        /// The backend's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The schema could not be brought to the version this build needs.
+    #[error("store `{url}` has schema version {found}, this rvbbit knows versions up to {known}")]
+    SchemaTooNew {
+        /// The store URL.
+        url: String,
+        /// The version found in the store.
+        found: i64,
+        /// The newest version this build knows.
+        known: i64,
+    },
+    /// A migration step failed.
+    #[error("migration {version} ({name}) of store `{url}` failed")]
+    Migration {
+        /// The store URL.
+        url: String,
+        /// The migration's version.
+        version: i64,
+        /// The migration's name.
+        name: &'static str,
+        /// The backend's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A row could not be decoded into its type.
+    #[error("store `{url}` holds an unreadable {what}: {detail}")]
+    Corrupt {
+        /// The store URL.
+        url: String,
+        /// What was being read (`event`, `session`, ...).
+        what: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A session (or other record) does not exist.
+    #[error("no {what} `{id}` in the store")]
+    NotFound {
+        /// What was looked up.
+        what: &'static str,
+        /// The id asked for.
+        id: String,
+    },
+    /// The request cannot be done in the record's current state.
+    #[error("{what} `{id}` is {state}: {reason}")]
+    Conflict {
+        /// What was acted on.
+        what: &'static str,
+        /// Its id.
+        id: String,
+        /// Its current state.
+        state: String,
+        /// Why the request cannot be done.
+        reason: String,
+    },
+    /// A spill, backup or export file could not be read or written.
+    #[error("cannot {action} `{}`", .path.display())]
+    File {
+        /// What was being done.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line of a spill file is not a record.
+    #[error("line {line} of spill file `{}` is not a record", .path.display())]
+    SpillLine {
+        /// The spill file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The decoding error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The background writer is gone (its task ended), so nothing more can be written through it.
+    #[error("the event writer has stopped; {0}")]
+    WriterClosed(String),
+    /// A broken invariant.
+    #[error("internal store error: {0} (this is a bug)")]
+    Internal(String),
+}
+
+/// The store's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The rvbbit-core code of this error (which decides the exit code).
+    pub fn code(&self) -> &'static ErrorCode {
+        match self {
+            Error::UnsupportedUrl { .. } => codes::C_INVALID,
+            Error::Unavailable { .. } | Error::Busy { .. } | Error::WriterClosed(_) => codes::S_UNAVAILABLE,
+            Error::SchemaTooNew { .. } | Error::Migration { .. } => codes::S_MIGRATION,
+            Error::Corrupt { .. } => codes::S_CORRUPT,
+            Error::NotFound { .. } => codes::S_NOT_FOUND,
+            Error::Conflict { .. } => codes::S_CONFLICT,
+            Error::File { .. } | Error::SpillLine { .. } => codes::S_FILE,
+            Error::Internal(_) => codes::INTERNAL,
+        }
+    }
+
+    /// Whether retrying the same operation later may succeed (the store was busy).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Busy { .. })
+    }
+
+    /// How to fix it, for the CLI's hint line.
+    pub fn hint(&self) -> String {
+        match self {
+            Error::UnsupportedUrl { .. } => "set `store.url` to `sqlite://PATH` (the default is `sqlite://.rvbbit/rvbbit.db`)".into(),
+            Error::Unavailable { .. } | Error::Busy { .. } | Error::WriterClosed(_) => {
+                "check `rvbbit health` and `rvbbit doctor`; that the directory exists, is writable and the disk is not full. Spilled events wait in `.rvbbit/spill/` for `rvbbit db replay`".into()
+            }
+            Error::SchemaTooNew { .. } => "upgrade rvbbit, or point `store.url` at another store".into(),
+            Error::Migration { .. } => "run `rvbbit db status`; restore from `rvbbit db backup` if the store was changed by hand".into(),
+            Error::Corrupt { .. } => "back the store up with `rvbbit db backup --to DIR`, then inspect the row".into(),
+            Error::NotFound { .. } => "list sessions with `rvbbit sessions list`".into(),
+            Error::Conflict { .. } => "check the session with `rvbbit sessions show ID`".into(),
+            Error::File { .. } | Error::SpillLine { .. } => "check the path exists and is writable; a damaged spill line can be removed by hand".into(),
+            Error::Internal(_) => "report it with the command you ran and `rvbbit --version`".into(),
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Storage for rvbbit: events, sessions, the result cache and signals.
+//!
+//! The [`traits`] ([`EventSink`], [`SessionStore`], [`ResultCache`], [`SignalStore`] and [`Store`]) are
+//! async, batch-oriented and backend-agnostic; each backend lives in its own folder behind a cargo
+//! feature (`sqlite/` today, the default; `postgres/`, `clickhouse/` and `nats/` later) and must pass the
+//! conformance suite in `tests/it/conformance.rs`. The [`Writer`] batches records from a bounded
+//! channel, retries a busy store and spills to `.rvbbit/spill/*.jsonl` when the store fails; [`spill`]
+//! replays those files exactly once.
+//!
+//! This crate must not depend on `rvbbit-cascade`, `rvbbit-llm` or `rvbbit-engine`.
+//!
+//! ```no_run
+//! # async fn demo() -> rvbbit_store::Result<()> {
+//! use std::path::Path;
+//! use rvbbit_core::{Event, EventKind, SessionId};
+//! use rvbbit_store::{Writer, WriterOptions};
+//!
+//! let store = rvbbit_store::open("sqlite://.rvbbit/rvbbit.db", Path::new(".")).await?;
+//! let writer = Writer::spawn(store, WriterOptions::new(".rvbbit/spill".into()));
+//! let session: SessionId = "quiet-heron-0c1d2e3f4a5b6c7d".parse().unwrap();
+//! writer.handle().event(Event::new(EventKind::CascadeStart, session, 0)).await?;
+//! let stats = writer.shutdown().await?;
+//! assert_eq!(stats.lost, 0);
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod model;
+pub mod spill;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+pub mod traits;
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use error::{Error, Result};
+pub use model::{
+    CacheEntry, Cleanup, CostGroup, CostRow, EventFilter, Record, Session, SessionFilter, SessionSummary,
+    Signal, SignalStatus, StoreStatus, StoredEvent,
+};
+pub use traits::{EventSink, ResultCache, SessionStore, SignalStore, Store};
+pub use writer::{Writer, WriterHandle, WriterOptions, WriterStats};
+
+/// Open the store named by `url` (relative paths are taken from `base`), creating and migrating it.
+///
+/// Errors: [`Error::UnsupportedUrl`] for a scheme this build lacks, and the backend's open errors.
+pub async fn open(url: &str, base: &Path) -> Result<Arc<dyn Store>> {
+    #[cfg(feature = "sqlite")]
+    if url.starts_with("sqlite://") {
+        let options = sqlite::SqliteOptions::from_url(url, base)?;
+        return Ok(Arc::new(sqlite::SqliteStore::open(url, options).await?));
+    }
+    let _ = base; // Only used by backends compiled in.
+    Err(Error::UnsupportedUrl {
+        url: url.to_owned(),
+        supported: vec![
+            #[cfg(feature = "sqlite")]
+            "sqlite://PATH",
+        ],
+    })
+}

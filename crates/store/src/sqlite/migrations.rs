@@ -1,0 +1,172 @@
+//! Versioned schema migrations, applied in order inside one `BEGIN IMMEDIATE` transaction each, so many
+//! processes opening the same store at once apply each migration exactly once.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::Fail;
+use crate::error::Error;
+
+/// One migration step.
+pub(crate) struct Migration {
+    pub(crate) version: i64,
+    pub(crate) name: &'static str,
+    pub(crate) sql: &'static str,
+}
+
+/// Every migration, oldest first. Append only: never edit a released step.
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    sql: r#"
+CREATE TABLE events (
+    store_seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id BLOB NOT NULL UNIQUE,
+    seq INTEGER NOT NULL,
+    ts_us INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    parent_session_id TEXT,
+    root_session_id TEXT NOT NULL,
+    caller_id TEXT,
+    invocation_metadata TEXT NOT NULL,
+    cascade_id TEXT,
+    cell_name TEXT,
+    trace_id TEXT,
+    parent_trace_id TEXT,
+    depth INTEGER NOT NULL,
+    candidate_index INTEGER,
+    attempt INTEGER,
+    turn INTEGER,
+    model TEXT,
+    model_requested TEXT,
+    provider TEXT,
+    request_id TEXT,
+    tokens_in INTEGER,
+    tokens_out INTEGER,
+    tokens_reasoning INTEGER,
+    tokens_cached INTEGER,
+    cost_micro_usd INTEGER,
+    cost_status TEXT NOT NULL,
+    duration_us INTEGER,
+    content TEXT NOT NULL,
+    request TEXT,
+    response TEXT,
+    error TEXT,
+    metadata TEXT NOT NULL
+);
+CREATE INDEX events_session ON events (session_id, store_seq);
+CREATE INDEX events_ts ON events (ts_us);
+CREATE TABLE sessions (
+    session_id TEXT PRIMARY KEY,
+    cascade_id TEXT,
+    parent_session_id TEXT,
+    root_session_id TEXT NOT NULL,
+    caller_id TEXT,
+    invocation_metadata TEXT NOT NULL,
+    depth INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    current_cell TEXT,
+    input TEXT NOT NULL,
+    output TEXT,
+    error TEXT,
+    cascade_file TEXT,
+    cascade_text TEXT,
+    cascade_hash TEXT,
+    started_at_us INTEGER NOT NULL,
+    updated_at_us INTEGER NOT NULL,
+    ended_at_us INTEGER,
+    heartbeat_at_us INTEGER NOT NULL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX sessions_started ON sessions (started_at_us);
+CREATE INDEX sessions_status ON sessions (status, heartbeat_at_us);
+CREATE TABLE result_cache (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    created_at_us INTEGER NOT NULL,
+    expires_at_us INTEGER,
+    hits INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE signals (
+    signal_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    session_id TEXT,
+    created_at_us INTEGER NOT NULL,
+    fired_at_us INTEGER,
+    timeout_at_us INTEGER,
+    payload TEXT,
+    source TEXT
+);
+CREATE INDEX signals_name ON signals (name, status);
+"#,
+}];
+
+/// The newest schema version this build knows.
+pub(crate) fn latest() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at_us INTEGER NOT NULL)";
+
+/// The schema version in the store (0 when empty).
+pub(crate) fn current(conn: &Connection) -> Result<i64, Fail> {
+    let exists: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+        [],
+        |r| r.get(0),
+    )?;
+    if exists == 0 {
+        return Ok(0);
+    }
+    Ok(conn.query_row(
+        "SELECT coalesce(max(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Apply every pending migration; returns the names applied.
+pub(crate) fn apply(conn: &mut Connection, url: &str) -> Result<Vec<String>, Fail> {
+    let mut applied = Vec::new();
+    for m in MIGRATIONS {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(BOOKKEEPING)?;
+        let version = current(&tx)?;
+        if version > latest() {
+            return Err(Fail::Store(Error::SchemaTooNew {
+                url: url.to_owned(),
+                found: version,
+                known: latest(),
+            }));
+        }
+        if version >= m.version {
+            continue;
+        }
+        tx.execute_batch(m.sql).map_err(|e| {
+            Fail::Store(Error::Migration {
+                url: url.to_owned(),
+                version: m.version,
+                name: m.name,
+                source: Box::new(e),
+            })
+        })?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at_us) VALUES (?1, ?2, ?3)",
+            rusqlite::params![m.version, m.name, rvbbit_core::Timestamp::now().micros()],
+        )?;
+        tx.commit()?;
+        applied.push(format!("{:04}_{}", m.version, m.name));
+    }
+    Ok(applied)
+}
+
+/// Names of migrations newer than `version`.
+pub(crate) fn pending(version: i64) -> Vec<String> {
+    MIGRATIONS
+        .iter()
+        .filter(|m| m.version > version)
+        .map(|m| format!("{:04}_{}", m.version, m.name))
+        .collect()
+}

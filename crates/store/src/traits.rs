@@ -1,0 +1,137 @@
+//! The backend-agnostic storage traits. Every backend (SQLite today; PostgreSQL, ClickHouse and NATS
+//! later, each behind a cargo feature) implements all of them and passes the conformance suite in
+//! `crates/store/tests/it/conformance.rs`.
+//!
+//! The traits are async and batch-oriented: writes take slices, so a backend can turn one call into one
+//! transaction or one network round trip. Methods are cancel-safe in the sense that dropping the future
+//! never leaves a half-written batch: a batch is committed whole or not at all.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use rvbbit_core::{Event, SessionId, SessionStatus, Timestamp};
+use serde_json::Value;
+
+use crate::error::Result;
+use crate::model::{
+    CacheEntry, Cleanup, CostGroup, CostRow, EventFilter, Session, SessionFilter, SessionSummary, Signal,
+    StoreStatus, StoredEvent,
+};
+
+/// Where events go and how they are read back.
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    /// Insert a batch of events in one transaction. Idempotent by event id: an event already present is
+    /// skipped. Returns how many were new.
+    ///
+    /// Errors: [`crate::Error::Busy`] (transient, retry later), [`crate::Error::Unavailable`].
+    async fn append(&self, events: &[Event]) -> Result<u64>;
+
+    /// Events matching `filter`, in store order (oldest first).
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>>;
+
+    /// How many events match `filter` (its `limit` is ignored).
+    async fn count_events(&self, filter: &EventFilter) -> Result<u64>;
+
+    /// Cost and token totals of the events matching `filter`, grouped by `group`, largest cost first.
+    async fn costs(&self, group: CostGroup, filter: &EventFilter) -> Result<Vec<CostRow>>;
+}
+
+/// Sessions: one record per run, updated as it progresses.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Insert or update session records in one transaction. A record older (by `updated_at`) than the
+    /// stored one is ignored, so replaying old records never rolls a session back; `cancel_requested`
+    /// is never cleared by a write.
+    async fn put_sessions(&self, sessions: &[Session]) -> Result<()>;
+
+    /// One session. Errors: [`crate::Error::NotFound`].
+    async fn session(&self, id: &SessionId) -> Result<Session>;
+
+    /// Sessions matching `filter`, newest first, with totals derived from their events.
+    async fn sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionSummary>>;
+
+    /// Record a sign of life from the process running `id`.
+    async fn heartbeat(&self, id: &SessionId, at: Timestamp) -> Result<()>;
+
+    /// Ask an active session to stop (cooperative). Errors: [`crate::Error::NotFound`],
+    /// [`crate::Error::Conflict`] when it already finished.
+    async fn request_cancel(&self, id: &SessionId, reason: &str) -> Result<Session>;
+
+    /// Mark active sessions whose heartbeat is older than `stale_before` as failed (orphaned), and delete
+    /// finished sessions that ended before `delete_before` with their events. With `dry_run`, only report.
+    async fn cleanup(
+        &self,
+        stale_before: Timestamp,
+        delete_before: Option<Timestamp>,
+        dry_run: bool,
+    ) -> Result<Cleanup>;
+
+    /// How many sessions are in each status.
+    async fn session_counts(&self) -> Result<Vec<(SessionStatus, u64)>>;
+}
+
+/// The result cache: key → JSON value, with hit counts and an optional time to live.
+#[async_trait]
+pub trait ResultCache: Send + Sync {
+    /// The live entry for `key` at `now` (counting a hit), or `None` when absent or expired.
+    async fn cache_get(&self, key: &str, now: Timestamp) -> Result<Option<CacheEntry>>;
+
+    /// Store `value` under `key` (replacing any entry), expiring at `expires_at` if given.
+    async fn cache_put(
+        &self,
+        key: &str,
+        value: &Value,
+        now: Timestamp,
+        expires_at: Option<Timestamp>,
+    ) -> Result<()>;
+
+    /// Delete entries expired at `now`; returns how many.
+    async fn cache_purge(&self, now: Timestamp) -> Result<u64>;
+}
+
+/// Signals: named, latched wake-ups between sessions.
+#[async_trait]
+pub trait SignalStore: Send + Sync {
+    /// Register a signal (normally `waiting`).
+    async fn signal_register(&self, signal: &Signal) -> Result<()>;
+
+    /// Fire every waiting signal named `name` (only `session`'s, if given) with `payload`; returns the
+    /// signals fired.
+    async fn signal_fire(
+        &self,
+        name: &str,
+        payload: &Value,
+        source: &str,
+        session: Option<&SessionId>,
+        now: Timestamp,
+    ) -> Result<Vec<Signal>>;
+
+    /// Cancel one signal. Errors: [`crate::Error::NotFound`].
+    async fn signal_cancel(&self, signal_id: &str) -> Result<()>;
+
+    /// Signals named `name` (all when `None`), newest first.
+    async fn signals(&self, name: Option<&str>) -> Result<Vec<Signal>>;
+}
+
+/// A complete store: all four record kinds plus administration.
+#[async_trait]
+pub trait Store: EventSink + SessionStore + ResultCache + SignalStore {
+    /// The store's URL (for messages).
+    fn url(&self) -> &str;
+
+    /// Apply pending migrations; returns the names applied. Opening a store already does this.
+    async fn migrate(&self) -> Result<Vec<String>>;
+
+    /// Counts, schema version and size.
+    async fn status(&self) -> Result<StoreStatus>;
+
+    /// A cheap round trip proving the store answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Reclaim space (SQLite: checkpoint the WAL and `VACUUM`).
+    async fn compact(&self) -> Result<()>;
+
+    /// Write every table as JSON Lines (`<table>.jsonl`) into `dir`; returns (table, rows) pairs.
+    async fn backup(&self, dir: &Path) -> Result<Vec<(String, u64)>>;
+}

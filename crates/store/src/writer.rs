@@ -1,0 +1,373 @@
+//! The buffered writer: records go through a bounded channel to one task that writes them in batches,
+//! retries a busy store with backoff, and spills to JSON Lines when the store fails, so a run never stops
+//! because its store did.
+//!
+//! Ownership: [`Writer`] owns the task; [`WriterHandle`]s (cheap clones) send to it. [`Writer::shutdown`]
+//! writes everything sent before it and waits for the task. Dropping a `Writer` without shutting down
+//! aborts nothing by itself (the task ends once every handle is dropped), but records still buffered may be
+//! lost if the process exits first: always call `shutdown` (the CLI does, also on SIGINT/SIGTERM).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::model::{Record, Session};
+use crate::traits::Store;
+
+/// How the writer batches, retries and spills.
+#[derive(Clone, Debug)]
+pub struct WriterOptions {
+    /// Channel capacity: senders wait when this many records are queued (backpressure).
+    pub capacity: usize,
+    /// Most records written in one transaction.
+    pub batch_size: usize,
+    /// Where spill files go (normally `.rvbbit/spill/`).
+    pub spill_dir: PathBuf,
+    /// Retries of a busy store before spilling a batch.
+    pub retries: u32,
+    /// First backoff delay; doubles per retry up to `max_backoff`.
+    pub backoff: Duration,
+    /// Longest backoff delay.
+    pub max_backoff: Duration,
+    /// After a failed batch, how long to spill without trying the store again.
+    pub reprobe_after: Duration,
+}
+
+impl WriterOptions {
+    /// Defaults: capacity 8192, batches of 2048, 5 retries from 50 ms to 2 s, reprobe after 5 s.
+    pub fn new(spill_dir: PathBuf) -> Self {
+        WriterOptions {
+            capacity: 8192,
+            batch_size: 2048,
+            spill_dir,
+            retries: 5,
+            backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(2),
+            reprobe_after: Duration::from_secs(5),
+        }
+    }
+
+    /// The delay before retry number `attempt` (0-based): `backoff * 2^attempt`, capped.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        self.backoff
+            .saturating_mul(2u32.saturating_pow(attempt))
+            .min(self.max_backoff)
+    }
+}
+
+/// What the writer did so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct WriterStats {
+    /// Records accepted through the channel.
+    pub accepted: u64,
+    /// Events newly stored (duplicates by id are not counted).
+    pub events_written: u64,
+    /// Session records stored.
+    pub sessions_written: u64,
+    /// Records written to spill files instead of the store.
+    pub spilled: u64,
+    /// Records neither stored nor spilled (the spill file failed too).
+    pub lost: u64,
+    /// Spill files written.
+    pub spill_files: Vec<PathBuf>,
+    /// Retries of a busy store.
+    pub retries: u64,
+    /// The last store or spill error, if any.
+    pub last_error: Option<String>,
+}
+
+enum Msg {
+    Record(Record),
+    Flush(oneshot::Sender<WriterStats>),
+    Shutdown(oneshot::Sender<WriterStats>),
+}
+
+/// Sends records to the writer task. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<Msg>,
+}
+
+impl WriterHandle {
+    /// Queue a record, waiting while the channel is full. Once this returns `Ok`, the record is
+    /// *accepted*: it will be stored or spilled by the next flush or shutdown.
+    ///
+    /// Cancel-safe: if the future is dropped before it completes, the record was not queued.
+    /// Errors: [`Error::WriterClosed`] after shutdown.
+    pub async fn send(&self, record: Record) -> Result<()> {
+        self.tx
+            .send(Msg::Record(record))
+            .await
+            .map_err(|_| Error::WriterClosed("it was shut down".into()))
+    }
+
+    /// Queue an event.
+    pub async fn event(&self, event: rvbbit_core::Event) -> Result<()> {
+        self.send(Record::Event(Box::new(event))).await
+    }
+
+    /// Queue a session record.
+    pub async fn session(&self, session: Session) -> Result<()> {
+        self.send(Record::Session(Box::new(session))).await
+    }
+
+    /// Wait until every record sent before this call is stored or spilled; returns the stats so far.
+    pub async fn flush(&self) -> Result<WriterStats> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Flush(tx))
+            .await
+            .map_err(|_| Error::WriterClosed("it was shut down".into()))?;
+        rx.await
+            .map_err(|_| Error::WriterClosed("its task ended during a flush".into()))
+    }
+}
+
+/// Owns the writer task.
+#[derive(Debug)]
+pub struct Writer {
+    handle: WriterHandle,
+    task: JoinHandle<()>,
+}
+
+impl Writer {
+    /// Start the writer task on the current tokio runtime.
+    pub fn spawn(store: Arc<dyn Store>, options: WriterOptions) -> Self {
+        let (tx, rx) = mpsc::channel(options.capacity.max(1));
+        let task = tokio::spawn(
+            Task {
+                store,
+                options,
+                stats: WriterStats::default(),
+                spill: None,
+                spill_until: None,
+                events: Vec::new(),
+                sessions: Vec::new(),
+            }
+            .run(rx),
+        );
+        Writer {
+            handle: WriterHandle { tx },
+            task,
+        }
+    }
+
+    /// A handle for sending records.
+    pub fn handle(&self) -> WriterHandle {
+        self.handle.clone()
+    }
+
+    /// Write everything queued before this call, stop the task and wait for it. Records sent through
+    /// other handles afterwards are refused with [`Error::WriterClosed`].
+    pub async fn shutdown(self) -> Result<WriterStats> {
+        let (tx, rx) = oneshot::channel();
+        self.handle
+            .tx
+            .send(Msg::Shutdown(tx))
+            .await
+            .map_err(|_| Error::WriterClosed("its task already ended".into()))?;
+        let stats = rx
+            .await
+            .map_err(|_| Error::WriterClosed("its task ended during shutdown".into()))?;
+        self.task
+            .await
+            .map_err(|e| Error::Internal(format!("the writer task failed: {e}")))?;
+        Ok(stats)
+    }
+}
+
+struct Task {
+    store: Arc<dyn Store>,
+    options: WriterOptions,
+    stats: WriterStats,
+    spill: Option<(PathBuf, File)>,
+    spill_until: Option<Instant>,
+    events: Vec<rvbbit_core::Event>,
+    sessions: Vec<Session>,
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        while let Some(msg) = rx.recv().await {
+            let mut pending = Some(msg);
+            loop {
+                match pending.take() {
+                    Some(Msg::Record(r)) => self.push(r),
+                    Some(Msg::Flush(reply)) => {
+                        self.write().await;
+                        // The flusher may have given up waiting; nothing to do then.
+                        let _ = reply.send(self.stats.clone());
+                    }
+                    Some(Msg::Shutdown(reply)) => {
+                        rx.close();
+                        while let Ok(m) = rx.try_recv() {
+                            match m {
+                                Msg::Record(r) => {
+                                    self.push(r);
+                                    if self.buffered() >= self.options.batch_size {
+                                        self.write().await;
+                                    }
+                                }
+                                Msg::Flush(f) | Msg::Shutdown(f) => {
+                                    self.write().await;
+                                    let _ = f.send(self.stats.clone());
+                                }
+                            }
+                        }
+                        self.write().await;
+                        let _ = reply.send(self.stats.clone());
+                        return;
+                    }
+                    None => {}
+                }
+                if self.buffered() >= self.options.batch_size {
+                    break;
+                }
+                match rx.try_recv() {
+                    Ok(m) => pending = Some(m),
+                    Err(_) => break,
+                }
+            }
+            self.write().await;
+        }
+        // Every handle was dropped without a shutdown: still write what is buffered.
+        self.write().await;
+    }
+
+    fn push(&mut self, r: Record) {
+        self.stats.accepted += 1;
+        match r {
+            Record::Event(e) => self.events.push(*e),
+            Record::Session(s) => self.sessions.push(*s),
+        }
+    }
+
+    fn buffered(&self) -> usize {
+        self.events.len() + self.sessions.len()
+    }
+
+    async fn write(&mut self) {
+        if self.buffered() == 0 {
+            return;
+        }
+        let events = std::mem::take(&mut self.events);
+        let sessions = std::mem::take(&mut self.sessions);
+        if self.spill_until.is_some_and(|t| Instant::now() < t) {
+            self.spill_records(events, sessions);
+            return;
+        }
+        let mut attempt = 0;
+        loop {
+            let result = async {
+                self.store.put_sessions(&sessions).await?;
+                self.store.append(&events).await
+            }
+            .await;
+            match result {
+                Ok(n) => {
+                    self.stats.events_written += n;
+                    self.stats.sessions_written += sessions.len() as u64;
+                    self.spill_until = None;
+                    return;
+                }
+                Err(e) if e.is_transient() && attempt < self.options.retries => {
+                    tracing::debug!(error = %e, attempt, "Store busy; retrying the batch.");
+                    self.stats.retries += 1;
+                    tokio::time::sleep(self.options.delay(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, records = events.len() + sessions.len(), "Store write failed; spilling.");
+                    self.stats.last_error = Some(error_chain(&e));
+                    self.spill_until = Some(Instant::now() + self.options.reprobe_after);
+                    self.spill_records(events, sessions);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn spill_records(&mut self, events: Vec<rvbbit_core::Event>, sessions: Vec<Session>) {
+        let n = (events.len() + sessions.len()) as u64;
+        let records = sessions
+            .into_iter()
+            .map(|s| Record::Session(Box::new(s)))
+            .chain(events.into_iter().map(|e| Record::Event(Box::new(e))));
+        let mut text = String::new();
+        for r in records {
+            match serde_json::to_string(&r) {
+                Ok(line) => {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                Err(e) => self.stats.last_error = Some(format!("cannot encode a record: {e}")),
+            }
+        }
+        match self.spill_file().and_then(|f| {
+            f.write_all(text.as_bytes())?;
+            // Synced so a crash or SIGKILL right after a spill keeps the batch.
+            f.sync_data()
+        }) {
+            Ok(()) => self.stats.spilled += n,
+            Err(e) => {
+                tracing::error!(error = %e, records = n, "Spill file failed; records lost.");
+                self.stats.lost += n;
+                self.stats.last_error = Some(format!("spill failed: {e}"));
+            }
+        }
+    }
+
+    fn spill_file(&mut self) -> std::io::Result<&mut File> {
+        if self.spill.is_none() {
+            std::fs::create_dir_all(&self.options.spill_dir)?;
+            let name = format!(
+                "spill-{}-{}.jsonl",
+                rvbbit_core::Timestamp::now().micros(),
+                std::process::id()
+            );
+            let path = self.options.spill_dir.join(name);
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
+            self.stats.spill_files.push(path.clone());
+            self.spill = Some((path, file));
+        }
+        match &mut self.spill {
+            Some((_, f)) => Ok(f),
+            None => Err(std::io::Error::other("spill file vanished")),
+        }
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let o = WriterOptions::new(PathBuf::from("x"));
+        let delays: Vec<u128> = (0..8).map(|a| o.delay(a).as_millis()).collect();
+        assert_eq!(delays, [50, 100, 200, 400, 800, 1600, 2000, 2000]);
+    }
+}

@@ -1,0 +1,272 @@
+//! The store conformance suite. Every backend runs it through `store_conformance!`, given an async
+//! function returning a fresh, empty store URL (plus a guard that keeps it alive) and the base directory.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rvbbit_core::{SessionId, SessionStatus, Timestamp};
+use rvbbit_store::{CostGroup, EventFilter, Session, SessionFilter, Signal, SignalStatus, Store};
+use serde_json::json;
+
+use crate::events;
+
+/// Generate one `#[tokio::test]` per conformance check for a backend. `$fresh` is an async fn
+/// `() -> (String /* url */, Guard)`.
+macro_rules! store_conformance {
+    ($backend:ident, $fresh:path) => {
+        mod $backend {
+            macro_rules! check {
+                ($name:ident) => {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        let (url, _guard) = $fresh().await;
+                        let store = rvbbit_store::open(&url, std::path::Path::new("/"))
+                            .await
+                            .unwrap();
+                        $crate::conformance::$name(store, &url).await;
+                    }
+                };
+            }
+            check!(migrations_are_applied_once_and_reported);
+            check!(events_round_trip_and_are_idempotent);
+            check!(event_filters_and_costs);
+            check!(sessions_upsert_list_cancel_and_cleanup);
+            check!(cache_hits_and_ttl);
+            check!(signals_are_latched_and_fired_once);
+            check!(concurrent_writers_lose_and_duplicate_nothing);
+        }
+    };
+}
+
+pub async fn migrations_are_applied_once_and_reported(store: Arc<dyn Store>, url: &str) {
+    let status = store.status().await.unwrap();
+    assert!(status.schema_version >= 1);
+    assert_eq!(status.schema_version, status.latest_version);
+    assert!(status.pending.is_empty());
+    assert_eq!(store.migrate().await.unwrap(), Vec::<String>::new());
+    // A second handle on the same store migrates nothing and sees the same version.
+    let again = rvbbit_store::open(url, Path::new("/")).await.unwrap();
+    assert_eq!(
+        again.status().await.unwrap().schema_version,
+        status.schema_version
+    );
+    store.ping().await.unwrap();
+}
+
+pub async fn events_round_trip_and_are_idempotent(store: Arc<dyn Store>, _url: &str) {
+    let batch = events("s-one", 10);
+    assert_eq!(store.append(&batch).await.unwrap(), 10);
+    assert_eq!(
+        store.append(&batch).await.unwrap(),
+        0,
+        "re-inserting the same ids adds nothing"
+    );
+    let read = store.events(&EventFilter::default()).await.unwrap();
+    let back: Vec<_> = read.iter().map(|s| s.event.clone()).collect();
+    assert_eq!(back, batch);
+    assert!(read.windows(2).all(|w| w[0].store_seq < w[1].store_seq));
+}
+
+pub async fn event_filters_and_costs(store: Arc<dyn Store>, _url: &str) {
+    store.append(&events("s-a", 9)).await.unwrap();
+    let mut b = events("s-b", 3);
+    for e in &mut b {
+        e.cascade_id = Some("other".into());
+        e.caller_id = Some("cli-x".parse().unwrap());
+    }
+    store.append(&b).await.unwrap();
+    let only_b = EventFilter {
+        session_id: Some("s-b".parse().unwrap()),
+        ..EventFilter::default()
+    };
+    assert_eq!(store.count_events(&only_b).await.unwrap(), 3);
+    let by_caller = EventFilter {
+        caller_id: Some("cli-x".into()),
+        ..EventFilter::default()
+    };
+    assert_eq!(store.count_events(&by_caller).await.unwrap(), 3);
+    let future = EventFilter {
+        since: Some(Timestamp::now().add_micros(3_600_000_000)),
+        ..EventFilter::default()
+    };
+    assert_eq!(store.count_events(&future).await.unwrap(), 0);
+    let total = store
+        .costs(CostGroup::Total, &EventFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(total.len(), 1);
+    assert_eq!(total[0].calls, 4);
+    assert_eq!(total[0].cost.micros(), 400);
+    assert_eq!(total[0].tokens_in, 40);
+    assert_eq!(total[0].sessions, 2);
+    let by_cascade = store
+        .costs(CostGroup::Cascade, &EventFilter::default())
+        .await
+        .unwrap();
+    let keys: Vec<_> = by_cascade
+        .iter()
+        .map(|r| (r.key.as_str(), r.cost.micros()))
+        .collect();
+    assert_eq!(keys, [("demo", 300), ("other", 100)]);
+}
+
+pub async fn sessions_upsert_list_cancel_and_cleanup(store: Arc<dyn Store>, _url: &str) {
+    let id: SessionId = "s-live".parse().unwrap();
+    let mut s = Session::new(id.clone());
+    s.cascade_id = Some("demo".into());
+    s.input = json!({"x": 1});
+    store.put_sessions(std::slice::from_ref(&s)).await.unwrap();
+    // An older record never rolls the session back.
+    let mut old = s.clone();
+    old.updated_at = old.updated_at.add_micros(-10);
+    old.status = SessionStatus::Failed;
+    store.put_sessions(&[old]).await.unwrap();
+    assert_eq!(store.session(&id).await.unwrap().status, SessionStatus::Running);
+    store.append(&events("s-live", 6)).await.unwrap();
+    let list = store.sessions(&SessionFilter::default()).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].events, 6);
+    assert_eq!(list[0].cost.micros(), 200);
+    let cancelled = store.request_cancel(&id, "test").await.unwrap();
+    assert!(cancelled.cancel_requested);
+    // A later write from the running process keeps the cancel request.
+    let mut later = s.clone();
+    later.updated_at = later.updated_at.add_micros(5);
+    store.put_sessions(&[later]).await.unwrap();
+    assert!(store.session(&id).await.unwrap().cancel_requested);
+    assert!(store.session(&"nope".parse().unwrap()).await.is_err());
+
+    let mut done = Session::new("s-done".parse().unwrap());
+    done.finish(SessionStatus::Completed, Some(json!("ok")), None);
+    store.put_sessions(&[done]).await.unwrap();
+    assert!(
+        store
+            .request_cancel(&"s-done".parse().unwrap(), "x")
+            .await
+            .is_err()
+    );
+    store.append(&events("s-done", 4)).await.unwrap();
+
+    let future = Timestamp::now().add_micros(60_000_000);
+    let dry = store.cleanup(future, Some(future), true).await.unwrap();
+    assert_eq!(dry.orphaned, vec![id.clone()]);
+    assert_eq!(dry.deleted, vec!["s-done".parse().unwrap()]);
+    assert_eq!(dry.deleted_events, 4);
+    assert_eq!(
+        store.session(&id).await.unwrap().status,
+        SessionStatus::Running,
+        "dry run changes nothing"
+    );
+    store.cleanup(future, Some(future), false).await.unwrap();
+    assert_eq!(store.session(&id).await.unwrap().status, SessionStatus::Failed);
+    assert_eq!(store.count_events(&EventFilter::default()).await.unwrap(), 6);
+    let counts = store.session_counts().await.unwrap();
+    assert_eq!(counts, vec![(SessionStatus::Failed, 1)]);
+}
+
+pub async fn cache_hits_and_ttl(store: Arc<dyn Store>, _url: &str) {
+    let t0 = Timestamp::from_micros(1_000_000);
+    store
+        .cache_put("k", &json!({"v": 1}), t0, Some(t0.add_micros(10)))
+        .await
+        .unwrap();
+    store.cache_put("forever", &json!(2), t0, None).await.unwrap();
+    let hit = store.cache_get("k", t0).await.unwrap().unwrap();
+    assert_eq!(hit.value, json!({"v": 1}));
+    assert_eq!(hit.hits, 1);
+    assert_eq!(store.cache_get("k", t0).await.unwrap().unwrap().hits, 2);
+    assert!(
+        store.cache_get("k", t0.add_micros(10)).await.unwrap().is_none(),
+        "expired"
+    );
+    assert!(store.cache_get("missing", t0).await.unwrap().is_none());
+    assert_eq!(store.cache_purge(t0.add_micros(11)).await.unwrap(), 1);
+    assert!(
+        store
+            .cache_get("forever", t0.add_micros(1 << 40))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+pub async fn signals_are_latched_and_fired_once(store: Arc<dyn Store>, _url: &str) {
+    let a = Signal::waiting("approve", Some("s-1".parse().unwrap()));
+    let b = Signal::waiting("approve", Some("s-2".parse().unwrap()));
+    store.signal_register(&a).await.unwrap();
+    store.signal_register(&b).await.unwrap();
+    let now = Timestamp::now();
+    let only_one = store
+        .signal_fire(
+            "approve",
+            &json!({"ok": true}),
+            "cli",
+            Some(&"s-1".parse().unwrap()),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(only_one.len(), 1);
+    assert_eq!(only_one[0].payload, Some(json!({"ok": true})));
+    let rest = store
+        .signal_fire("approve", &json!(null), "cli", None, now)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert!(
+        store
+            .signal_fire("approve", &json!(null), "cli", None, now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let all = store.signals(Some("approve")).await.unwrap();
+    assert!(
+        all.iter()
+            .all(|s| s.status == SignalStatus::Fired && s.fired_at.is_some())
+    );
+    let c = Signal::waiting("other", None);
+    store.signal_register(&c).await.unwrap();
+    store.signal_cancel(&c.signal_id).await.unwrap();
+    assert_eq!(
+        store.signals(Some("other")).await.unwrap()[0].status,
+        SignalStatus::Cancelled
+    );
+    assert!(store.signal_cancel("missing").await.is_err());
+}
+
+pub async fn concurrent_writers_lose_and_duplicate_nothing(_store: Arc<dyn Store>, url: &str) {
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let url = url.to_owned();
+        tasks.push(tokio::spawn(async move {
+            // Each writer has its own handle (its own connection), as separate processes would.
+            let store = rvbbit_store::open(&url, Path::new("/")).await.unwrap();
+            let all = events(&format!("w-{w}"), 2000);
+            for chunk in all.chunks(100) {
+                store.append(chunk).await.unwrap();
+            }
+            // Retrying a batch (as after a lost acknowledgement) must not duplicate it.
+            store.append(&all[..100]).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let store = rvbbit_store::open(url, Path::new("/")).await.unwrap();
+    assert_eq!(store.count_events(&EventFilter::default()).await.unwrap(), 8000);
+    for w in 0..4 {
+        let f = EventFilter {
+            session_id: Some(format!("w-{w}").parse().unwrap()),
+            ..EventFilter::default()
+        };
+        let seqs: Vec<i64> = store
+            .events(&f)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.event.seq)
+            .collect();
+        assert_eq!(seqs, (0..2000).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,75 @@
+//! The buffered writer: batching, flush, retry of a busy store with backoff (paused clock), spill and
+//! replay exactly once.
+
+use std::path::Path;
+
+use rvbbit_store::{EventFilter, Writer, WriterOptions, spill};
+
+use crate::events;
+use crate::sqlite::fresh;
+
+#[tokio::test]
+async fn everything_sent_before_shutdown_is_stored() {
+    let (url, dir) = fresh().await;
+    let store = rvbbit_store::open(&url, Path::new("/")).await.unwrap();
+    let mut options = WriterOptions::new(dir.path().join("spill"));
+    options.capacity = 16;
+    options.batch_size = 7;
+    let writer = Writer::spawn(store.clone(), options);
+    let h = writer.handle();
+    for e in events("s", 100) {
+        h.event(e).await.unwrap();
+    }
+    assert_eq!(h.flush().await.unwrap().events_written, 100);
+    for e in events("t", 50) {
+        h.event(e).await.unwrap();
+    }
+    let stats = writer.shutdown().await.unwrap();
+    assert_eq!(
+        (stats.accepted, stats.events_written, stats.spilled),
+        (150, 150, 0)
+    );
+    assert_eq!(store.count_events(&EventFilter::default()).await.unwrap(), 150);
+    assert!(
+        h.event(events("u", 1).remove(0)).await.is_err(),
+        "closed after shutdown"
+    );
+}
+
+/// Another connection holds the write lock: the writer retries with backoff (on a paused clock), then
+/// spills; replay loads the spill exactly once.
+#[tokio::test(start_paused = true)]
+async fn a_locked_store_is_retried_then_spilled_and_replayed_once() {
+    let (url, dir) = fresh().await;
+    let store = rvbbit_store::open(&format!("{url}?busy_timeout_ms=0"), Path::new("/"))
+        .await
+        .unwrap();
+    let db = url.strip_prefix("sqlite://").unwrap().to_owned();
+    let locker = rusqlite_lock(&db);
+    let spill_dir = dir.path().join("spill");
+    let writer = Writer::spawn(store.clone(), WriterOptions::new(spill_dir.clone()));
+    let h = writer.handle();
+    for e in events("s", 300) {
+        h.event(e).await.unwrap();
+    }
+    let stats = writer.shutdown().await.unwrap();
+    assert_eq!(stats.events_written, 0);
+    assert_eq!(stats.spilled, 300);
+    assert_eq!(stats.retries, 5);
+    assert!(stats.last_error.unwrap().contains("busy"));
+    drop(locker);
+    let files = spill::pending(&spill_dir).unwrap();
+    assert_eq!(files.len(), 1);
+    let first = spill::replay(store.as_ref(), &spill_dir).await.unwrap();
+    assert_eq!(first.events_inserted, 300);
+    let second = spill::replay(store.as_ref(), &spill_dir).await.unwrap();
+    assert_eq!(second.events_inserted, 0);
+    assert_eq!(store.count_events(&EventFilter::default()).await.unwrap(), 300);
+}
+
+/// Hold SQLite's write lock from a separate connection (as another process would) until dropped.
+fn rusqlite_lock(db: &str) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    c
+}
