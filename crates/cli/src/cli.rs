@@ -63,6 +63,25 @@ pub(crate) enum Command {
     Config(commands::config::Command),
     /// Explain an error code (such as RVB-V004): what happened and how to fix it.
     Explain(commands::explain::Args),
+    /// Manage the event store: init, status, migrate, compact, backup, replay spilled events.
+    #[command(subcommand)]
+    Db(commands::db::Command),
+    /// List, inspect, cancel, clean up and export sessions (runs).
+    #[command(subcommand)]
+    Sessions(commands::sessions::Command),
+    /// Cost and token totals: summary, by model, cascade or caller, CSV export.
+    #[command(subcommand)]
+    Costs(commands::costs::Command),
+    /// Is the store reachable (and how fast), at the right schema, with a provider key configured?
+    /// Exit 0 when healthy (fit for a Kubernetes probe).
+    Health(commands::health::Args),
+    /// Check configuration, the store, zombie sessions and waiting spill files; each finding has a fix.
+    Doctor,
+    /// Metrics from the store (run counts, costs, tokens, durations) for Prometheus.
+    Metrics(commands::metrics::Args),
+    /// Look inside sessions: the full trace tree, the inputs and messages sent.
+    #[command(subcommand)]
+    Debug(commands::debug::Command),
 }
 
 /// Parse arguments, run the command, and turn the outcome into an exit code.
@@ -89,6 +108,13 @@ pub(crate) fn run() -> ExitCode {
         Command::Schema(cmd) => commands::schema::run(cmd, out),
         Command::Config(cmd) => commands::config::run(&cli, cmd, out),
         Command::Explain(args) => commands::explain::run(args, out),
+        Command::Db(cmd) => commands::db::run(&cli, cmd, out),
+        Command::Sessions(cmd) => commands::sessions::run(&cli, cmd, out),
+        Command::Costs(cmd) => commands::costs::run(&cli, cmd, out),
+        Command::Health(args) => commands::health::run(&cli, args, out),
+        Command::Doctor => commands::doctor::run(&cli, out),
+        Command::Metrics(args) => commands::metrics::run(&cli, args, out),
+        Command::Debug(cmd) => commands::debug::run(&cli, cmd, out),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -5,7 +5,7 @@
 //! feature (`sqlite/` today, the default; `postgres/`, `clickhouse/` and `nats/` later) and must pass the
 //! conformance suite in `tests/it/conformance.rs`. The [`Writer`] batches records from a bounded
 //! channel, retries a busy store and spills to `.rvbbit/spill/*.jsonl` when the store fails; [`spill`]
-//! replays those files exactly once.
+//! replays those files exactly once; [`trace`] builds a session's tree of cells and calls.
 //!
 //! This crate must not depend on `rvbbit-cascade`, `rvbbit-llm` or `rvbbit-engine`.
 //!
@@ -29,6 +29,7 @@ mod model;
 pub mod spill;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub mod trace;
 pub mod traits;
 mod writer;
 

@@ -1,8 +1,16 @@
 //! One module per subcommand.
 
 pub(crate) mod config;
+pub(crate) mod costs;
+pub(crate) mod db;
+pub(crate) mod debug;
+pub(crate) mod doctor;
 pub(crate) mod explain;
+pub(crate) mod health;
+pub(crate) mod metrics;
 pub(crate) mod schema;
+pub(crate) mod sessions;
+pub(crate) mod storage;
 pub(crate) mod validate;
 
 use rvbbit_core::config::{ConfigError, LoadOptions, Loaded};

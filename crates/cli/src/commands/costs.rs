@@ -1,0 +1,165 @@
+//! `rvbbit costs summary|by-model|by-cascade|by-caller|export`.
+
+use rvbbit_core::Timestamp;
+use rvbbit_store::{CostGroup, CostRow};
+use serde_json::json;
+
+use super::Outcome;
+use super::storage::{Filters, block_on, fail, open, table};
+use crate::cli::Cli;
+use crate::output::{self, Format, Out};
+
+/// `rvbbit costs` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// Totals, and one row per UTC day.
+    Summary {
+        /// Only the last N days (same as --since Nd).
+        #[arg(long, value_name = "N")]
+        days: Option<i64>,
+        #[command(flatten)]
+        filters: Filters,
+    },
+    /// Totals per model.
+    ByModel(Filters),
+    /// Totals per cascade.
+    ByCascade(Filters),
+    /// Totals per caller (a CLI invocation, a SQL statement, ...).
+    ByCaller(Filters),
+    /// Every group of --by as CSV on stdout.
+    Export {
+        /// Output format (only csv).
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ExportFormat,
+        /// What rows are grouped by.
+        #[arg(long, value_enum, default_value = "day")]
+        by: By,
+        #[command(flatten)]
+        filters: Filters,
+    },
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum ExportFormat {
+    /// Comma-separated values with a header row; cost in micro-dollars and dollars.
+    Csv,
+}
+
+/// Export grouping.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum By {
+    Day,
+    Model,
+    Cascade,
+    Caller,
+}
+
+fn rows_text(key: &str, rows: &[CostRow]) -> String {
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.key.clone(),
+                r.sessions.to_string(),
+                r.calls.to_string(),
+                r.tokens_in.to_string(),
+                r.tokens_out.to_string(),
+                r.cost.to_string(),
+                r.unknown_cost.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            key,
+            "SESSIONS",
+            "CALLS",
+            "TOKENS IN",
+            "TOKENS OUT",
+            "COST",
+            "UNPRICED",
+        ],
+        &body,
+    )
+}
+
+pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
+    block_on(async {
+        let opened = open(cli, out).await?;
+        let store = opened.store.as_ref();
+        let (group, key, filters) = match cmd {
+            Command::Summary { days, filters } => {
+                let mut f = filters.events();
+                if let Some(d) = days {
+                    f.since = Some(Timestamp::now().add_micros(-d.saturating_mul(86_400_000_000)));
+                }
+                let total = store.costs(CostGroup::Total, &f).await.map_err(fail)?;
+                let by_day = store.costs(CostGroup::Day, &f).await.map_err(fail)?;
+                match out.format {
+                    Format::Json => {
+                        output::json(&json!({"status": "ok", "total": total.first(), "by_day": by_day}))?
+                    }
+                    Format::Text => {
+                        let mut days = by_day.clone();
+                        days.sort_by(|a, b| a.key.cmp(&b.key));
+                        let mut text = rows_text("TOTAL", &total);
+                        text.push('\n');
+                        text.push_str(&rows_text("DAY (UTC)", &days));
+                        output::stdout(&text)?;
+                    }
+                }
+                return Ok(0);
+            }
+            Command::ByModel(f) => (CostGroup::Model, "MODEL", f),
+            Command::ByCascade(f) => (CostGroup::Cascade, "CASCADE", f),
+            Command::ByCaller(f) => (CostGroup::Caller, "CALLER", f),
+            Command::Export {
+                format: ExportFormat::Csv,
+                by,
+                filters,
+            } => {
+                let group = match by {
+                    By::Day => CostGroup::Day,
+                    By::Model => CostGroup::Model,
+                    By::Cascade => CostGroup::Cascade,
+                    By::Caller => CostGroup::Caller,
+                };
+                let rows = store.costs(group, &filters.events()).await.map_err(fail)?;
+                let mut csv = String::from(
+                    "key,sessions,calls,tokens_in,tokens_out,cost_micro_usd,cost_usd,unpriced\n",
+                );
+                for r in rows {
+                    let key = if r.key.contains([',', '"', '\n']) {
+                        format!("\"{}\"", r.key.replace('"', "\"\""))
+                    } else {
+                        r.key.clone()
+                    };
+                    csv.push_str(&format!(
+                        "{key},{},{},{},{},{},{},{}\n",
+                        r.sessions,
+                        r.calls,
+                        r.tokens_in,
+                        r.tokens_out,
+                        r.cost.micros(),
+                        r.cost.to_decimal_string(),
+                        r.unknown_cost
+                    ));
+                }
+                output::stdout(&csv)?;
+                return Ok(0);
+            }
+        };
+        let mut f = filters.events();
+        f.limit = None;
+        let mut rows = store.costs(group, &f).await.map_err(fail)?;
+        if let Some(l) = filters.limit {
+            rows.truncate(usize::try_from(l).unwrap_or(usize::MAX));
+        }
+        match out.format {
+            Format::Json => output::json(&json!({"status": "ok", "rows": rows}))?,
+            Format::Text => output::stdout(&rows_text(key, &rows))?,
+        }
+        Ok(0)
+    })
+}

@@ -1,0 +1,152 @@
+//! `rvbbit db init|status|migrate|compact|backup|replay`.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use super::Outcome;
+use super::storage::{block_on, fail, open, table};
+use crate::cli::Cli;
+use crate::output::{self, Format, Out};
+
+/// `rvbbit db` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// Create the store (default .rvbbit/rvbbit.db) and apply every migration.
+    Init,
+    /// Show the store URL, schema version, pending migrations, row counts and size.
+    Status,
+    /// Apply pending migrations (opening the store does this too; this makes it explicit).
+    Migrate,
+    /// Reclaim space: checkpoint the write-ahead log and VACUUM.
+    Compact,
+    /// Write every table as JSON Lines (<table>.jsonl) into a directory.
+    Backup {
+        /// The directory to write into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
+    /// Load events spilled to .rvbbit/spill/ while the store was unavailable. Exactly once: events
+    /// already present are skipped by id, and replayed files move to .rvbbit/spill/replayed/.
+    Replay,
+}
+
+pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
+    block_on(async {
+        let opened = open(cli, out).await?;
+        let store = opened.store.as_ref();
+        match cmd {
+            Command::Init | Command::Migrate => {
+                let applied = store.migrate().await.map_err(fail)?;
+                let status = store.status().await.map_err(fail)?;
+                match out.format {
+                    Format::Json => output::json(&json!({
+                        "status": "ok", "url": status.url, "schema_version": status.schema_version,
+                        "applied": applied,
+                    }))?,
+                    Format::Text => output::stdout(&format!(
+                        "store {} at schema version {} ({})\n",
+                        status.url,
+                        status.schema_version,
+                        if applied.is_empty() {
+                            "up to date".to_owned()
+                        } else {
+                            format!("applied {}", applied.join(", "))
+                        }
+                    ))?,
+                }
+            }
+            Command::Status => {
+                let s = store.status().await.map_err(fail)?;
+                let spill = rvbbit_store::spill::pending(&opened.spill_dir()).map_err(fail)?;
+                match out.format {
+                    Format::Json => output::json(&json!({
+                        "status": "ok", "store": s, "spill_files": spill.len(),
+                    }))?,
+                    Format::Text => {
+                        let rows = vec![
+                            vec!["url".into(), s.url.clone()],
+                            vec![
+                                "schema version".into(),
+                                format!("{} (latest {})", s.schema_version, s.latest_version),
+                            ],
+                            vec![
+                                "pending migrations".into(),
+                                if s.pending.is_empty() {
+                                    "none".into()
+                                } else {
+                                    s.pending.join(", ")
+                                },
+                            ],
+                            vec!["events".into(), s.events.to_string()],
+                            vec!["sessions".into(), s.sessions.to_string()],
+                            vec!["cache entries".into(), s.cache_entries.to_string()],
+                            vec!["signals".into(), s.signals.to_string()],
+                            vec![
+                                "size".into(),
+                                s.size_bytes.map_or("unknown".into(), |b| format!("{b} bytes")),
+                            ],
+                            vec!["spill files waiting".into(), spill.len().to_string()],
+                        ];
+                        output::stdout(
+                            &table(&["", ""], &rows)
+                                .lines()
+                                .skip(1)
+                                .map(|l| format!("{l}\n"))
+                                .collect::<String>(),
+                        )?;
+                    }
+                }
+            }
+            Command::Compact => {
+                store.compact().await.map_err(fail)?;
+                let s = store.status().await.map_err(fail)?;
+                match out.format {
+                    Format::Json => output::json(&json!({"status": "ok", "size_bytes": s.size_bytes}))?,
+                    Format::Text => output::stdout(&format!(
+                        "compacted {} ({} bytes)\n",
+                        s.url,
+                        s.size_bytes.unwrap_or(0)
+                    ))?,
+                }
+            }
+            Command::Backup { to } => {
+                let tables = store.backup(to).await.map_err(fail)?;
+                match out.format {
+                    Format::Json => output::json(&json!({
+                        "status": "ok", "dir": to,
+                        "tables": tables.iter().map(|(t, n)| json!({"table": t, "rows": n})).collect::<Vec<_>>(),
+                    }))?,
+                    Format::Text => {
+                        let rows: Vec<Vec<String>> = tables
+                            .iter()
+                            .map(|(t, n)| vec![format!("{t}.jsonl"), n.to_string()])
+                            .collect();
+                        output::stdout(&format!(
+                            "backup written to {}\n{}",
+                            to.display(),
+                            table(&["FILE", "ROWS"], &rows)
+                        ))?;
+                    }
+                }
+            }
+            Command::Replay => {
+                let r = rvbbit_store::spill::replay(store, &opened.spill_dir())
+                    .await
+                    .map_err(fail)?;
+                match out.format {
+                    Format::Json => output::json(&json!({"status": "ok", "replay": r}))?,
+                    Format::Text => output::stdout(&format!(
+                        "replayed {} spill file(s): {} records, {} events inserted, {} already present, {} session records\n",
+                        r.files.len(),
+                        r.records,
+                        r.events_inserted,
+                        r.events_already_present,
+                        r.sessions
+                    ))?,
+                }
+            }
+        }
+        Ok(0)
+    })
+}

@@ -1,0 +1,81 @@
+//! `rvbbit health`: is the store reachable (and how fast), at the right schema, and is a provider key
+//! configured. Exit 0 when healthy, 5 when the store is not, 6 when no provider key is configured:
+//! fit for a Kubernetes probe.
+
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::storage::{block_on, fail};
+use super::{Outcome, load_config};
+use crate::cli::Cli;
+use crate::output::{self, Format, Out};
+
+/// `rvbbit health` flags.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Do not require a provider API key (for hosts that only read the store).
+    #[arg(long)]
+    pub(crate) no_provider: bool,
+}
+
+pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
+    let loaded = load_config(cli, out)?;
+    let provider = &loaded.config.provider;
+    let key_configured = provider.api_key.as_deref().is_some_and(|k| !k.is_empty())
+        || std::env::var(&provider.api_key_env).is_ok_and(|k| !k.is_empty());
+    let base = std::env::current_dir().unwrap_or_default();
+    let url = loaded.config.store.url.clone();
+    let started = Instant::now();
+    let store_result = block_on(async {
+        let store = rvbbit_store::open(&url, &base).await.map_err(fail)?;
+        store.ping().await.map_err(fail)?;
+        store.status().await.map_err(fail)
+    });
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (store_ok, version, store_error, code) = match &store_result {
+        Ok(s) => (true, Some(s.schema_version), None, 0),
+        Err(super::Failure::Coded(c)) => (false, None, Some(c.message.clone()), c.code.exit_code()),
+        Err(_) => (false, None, Some("the store could not be opened".to_owned()), 5),
+    };
+    let key_ok = key_configured || args.no_provider;
+    let exit = if !store_ok {
+        code
+    } else if !key_ok {
+        6
+    } else {
+        0
+    };
+    match out.format {
+        Format::Json => output::json(&json!({
+            "status": if exit == 0 { "ok" } else { "unhealthy" },
+            "exit_code": exit,
+            "store": {"url": url, "reachable": store_ok, "latency_ms": latency_ms, "schema_version": version, "error": store_error},
+            "provider": {"api_key_env": provider.api_key_env, "key_configured": key_configured},
+        }))?,
+        Format::Text => {
+            let mut text = String::new();
+            match &store_error {
+                None => text.push_str(&format!(
+                    "ok    store {url} reachable in {latency_ms:.1} ms, schema version {}\n",
+                    version.unwrap_or(0)
+                )),
+                Some(e) => text.push_str(&format!("FAIL  store {url}: {e}\n")),
+            }
+            if key_configured {
+                text.push_str(&format!(
+                    "ok    provider key configured ({})\n",
+                    provider.api_key_env
+                ));
+            } else {
+                text.push_str(&format!(
+                    "{}  provider key not configured: set {}\n",
+                    if args.no_provider { "skip" } else { "FAIL" },
+                    provider.api_key_env
+                ));
+            }
+            output::stdout(&text)?;
+        }
+    }
+    Ok(exit)
+}
