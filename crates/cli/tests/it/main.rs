@@ -3,6 +3,8 @@
 
 mod config;
 mod help;
+mod store_commands;
+mod store_processes;
 mod validate;
 
 use std::path::{Path, PathBuf};
