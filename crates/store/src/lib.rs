@@ -25,6 +25,7 @@
 //! ```
 
 mod error;
+pub mod heartbeat;
 mod model;
 pub mod spill;
 #[cfg(feature = "sqlite")]
@@ -37,6 +38,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use error::{Error, Result};
+pub use heartbeat::Heartbeat;
 pub use model::{
     CacheEntry, Cleanup, CostGroup, CostRow, EventFilter, Record, Session, SessionFilter, SessionSummary,
     Signal, SignalStatus, StoreStatus, StoredEvent,

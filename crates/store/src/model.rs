@@ -142,6 +142,8 @@ pub struct EventFilter {
     pub until: Option<Timestamp>,
     /// Only events of this kind.
     pub kind: Option<EventKind>,
+    /// Only events of sessions currently in this status.
+    pub session_status: Option<SessionStatus>,
     /// At most this many (in store order).
     pub limit: Option<u64>,
 }

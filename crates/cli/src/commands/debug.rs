@@ -1,7 +1,7 @@
 //! `rvbbit debug trace|inputs|emit`.
 
 use rvbbit_core::{Event, EventKind, MicroUsd, SessionId, SessionStatus, codes};
-use rvbbit_store::{EventFilter, Session, Writer, WriterOptions, trace};
+use rvbbit_store::{EventFilter, Heartbeat, Session, Writer, WriterOptions, heartbeat, trace};
 use serde_json::json;
 
 use super::storage::{Signals, block_on, fail, open};
@@ -128,6 +128,13 @@ fn emit(cli: &Cli, out: Out, count: u64, session_id: &SessionId, cascade: &str, 
         session.cascade_id = Some(cascade.to_owned());
         session.input = json!({"count": count});
         h.session(session.clone()).await.map_err(send_err)?;
+        // The session row must exist before it can beat; flushing also proves the store takes writes.
+        h.flush().await.map_err(fail)?;
+        let heartbeat = Heartbeat::spawn(
+            opened.store.clone(),
+            session_id.clone(),
+            heartbeat::DEFAULT_INTERVAL,
+        );
         let mut accepted = 0u64;
         let mut caught = None;
         for i in 0..count {
@@ -159,6 +166,7 @@ fn emit(cli: &Cli, out: Out, count: u64, session_id: &SessionId, cascade: &str, 
                 output::stderr(&format!("accepted {accepted}\n"));
             }
         }
+        heartbeat.stop().await;
         let status = if caught.is_some() {
             SessionStatus::Cancelled
         } else {

@@ -110,7 +110,8 @@ pub(crate) struct Filters {
     /// Only before this time (same forms as --since).
     #[arg(long, value_name = "WHEN", value_parser = parse_time)]
     pub(crate) until: Option<Timestamp>,
-    /// Only sessions in this status: running, waiting, completed, failed, cancelled.
+    /// Only sessions (for costs: events of sessions) in this status: running, waiting, completed,
+    /// failed, cancelled.
     #[arg(long, value_name = "STATUS", value_parser = status_arg)]
     pub(crate) status: Option<SessionStatus>,
     /// At most this many rows.
@@ -139,6 +140,7 @@ impl Filters {
             since: self.since,
             until: self.until,
             limit: self.limit,
+            session_status: self.status,
             ..EventFilter::default()
         }
     }
@@ -233,4 +235,29 @@ pub(crate) fn human_duration(us: i64) -> String {
 pub(crate) fn short_time(t: Timestamp) -> String {
     let s = t.to_rfc3339();
     format!("{} {}", &s[..10], &s[11..19])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_times_parse() {
+        assert_eq!(parse_duration("90s"), Some(90_000_000));
+        assert_eq!(parse_duration("7d"), Some(7 * 86_400_000_000));
+        assert_eq!(parse_duration("7"), None);
+        assert_eq!(parse_duration("xh"), None);
+        assert!(parse_time("2026-01-02").is_ok());
+        assert!(parse_time("last tuesday").unwrap_err().contains("7d"));
+    }
+
+    #[test]
+    fn tables_pad_columns_and_humans_read_durations() {
+        let t = table(&["A", "LONG"], &[vec!["xyz".into(), "1".into()]]);
+        assert_eq!(t, "A    LONG\nxyz  1\n");
+        assert_eq!(human_duration(850), "850µs");
+        assert_eq!(human_duration(12_000), "12ms");
+        assert_eq!(human_duration(3_400_000), "3.4s");
+        assert_eq!(human_duration(125_000_000), "2m05s");
+    }
 }

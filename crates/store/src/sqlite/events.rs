@@ -71,6 +71,12 @@ pub(crate) fn event_where(f: &EventFilter) -> (String, Vec<SqlValue>) {
     if let Some(k) = f.kind {
         add("kind = ?", SqlValue::Text(k.as_str().to_owned()));
     }
+    if let Some(s) = f.session_status {
+        add(
+            "session_id IN (SELECT session_id FROM sessions WHERE status = ?)",
+            SqlValue::Text(s.as_str().to_owned()),
+        );
+    }
     let sql = if clauses.is_empty() {
         String::new()
     } else {

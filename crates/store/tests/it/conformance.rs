@@ -160,6 +160,11 @@ pub async fn sessions_upsert_list_cancel_and_cleanup(store: Arc<dyn Store>, _url
     store.cleanup(future, Some(future), false).await.unwrap();
     assert_eq!(store.session(&id).await.unwrap().status, SessionStatus::Failed);
     assert_eq!(store.count_events(&EventFilter::default()).await.unwrap(), 6);
+    let failed = EventFilter {
+        session_status: Some(SessionStatus::Failed),
+        ..EventFilter::default()
+    };
+    assert_eq!(store.count_events(&failed).await.unwrap(), 6);
     let counts = store.session_counts().await.unwrap();
     assert_eq!(counts, vec![(SessionStatus::Failed, 1)]);
 }

@@ -73,3 +73,19 @@ fn rusqlite_lock(db: &str) -> rusqlite::Connection {
     c.execute_batch("BEGIN EXCLUSIVE").unwrap();
     c
 }
+
+/// Heartbeats on a paused clock: the task beats once per interval and stops on request.
+#[tokio::test(start_paused = true)]
+async fn heartbeats_update_the_session_until_stopped() {
+    let (url, _dir) = fresh().await;
+    let store = rvbbit_store::open(&url, Path::new("/")).await.unwrap();
+    let id: rvbbit_core::SessionId = "beating".parse().unwrap();
+    let mut s = rvbbit_store::Session::new(id.clone());
+    s.heartbeat_at = rvbbit_core::Timestamp::from_micros(0);
+    store.put_sessions(&[s]).await.unwrap();
+    let hb = rvbbit_store::Heartbeat::spawn(store.clone(), id.clone(), std::time::Duration::from_secs(30));
+    tokio::time::sleep(std::time::Duration::from_secs(31)).await;
+    let beats = hb.stop().await;
+    assert!(beats >= 1, "at least the first beat landed");
+    assert!(store.session(&id).await.unwrap().heartbeat_at.micros() > 0);
+}
