@@ -175,7 +175,7 @@ pub enum CostGroup {
 }
 
 /// One row of cost totals.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct CostRow {
     /// The group's key (model, cascade id, caller id, day; `total` for [`CostGroup::Total`]).

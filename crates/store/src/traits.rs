@@ -19,6 +19,90 @@ use crate::model::{
 };
 
 /// Where events go and how they are read back.
+///
+/// A complete (if naive) implementation, keeping events in memory:
+///
+/// ```
+/// use std::sync::Mutex;
+///
+/// use async_trait::async_trait;
+/// use rvbbit_core::{Event, EventKind, MicroUsd, SessionId};
+/// use rvbbit_store::{CostGroup, CostRow, EventFilter, EventSink, Result, StoredEvent};
+///
+/// #[derive(Default)]
+/// struct Memory(Mutex<Vec<StoredEvent>>);
+///
+/// impl Memory {
+///     fn matching(&self, f: &EventFilter) -> Vec<StoredEvent> {
+///         let rows = self.0.lock().unwrap_or_else(|p| p.into_inner());
+///         rows.iter()
+///             .filter(|s| f.session_id.as_ref().is_none_or(|id| &s.event.session_id == id))
+///             .filter(|s| f.kind.is_none_or(|k| s.event.kind == k))
+///             .filter(|s| f.since.is_none_or(|t| s.event.ts_us >= t))
+///             .filter(|s| f.until.is_none_or(|t| s.event.ts_us < t))
+///             .cloned()
+///             .collect()
+///     }
+/// }
+///
+/// #[async_trait]
+/// impl EventSink for Memory {
+///     async fn append(&self, events: &[Event]) -> Result<u64> {
+///         let mut rows = self.0.lock().unwrap_or_else(|p| p.into_inner());
+///         let mut added = 0;
+///         for e in events {
+///             // Idempotent by event id, as the contract requires.
+///             if rows.iter().any(|s| s.event.event_id == e.event_id) {
+///                 continue;
+///             }
+///             let store_seq = rows.len() as i64 + 1;
+///             rows.push(StoredEvent { store_seq, event: e.clone() });
+///             added += 1;
+///         }
+///         Ok(added)
+///     }
+///
+///     async fn events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>> {
+///         let mut rows = self.matching(filter);
+///         rows.truncate(filter.limit.map_or(usize::MAX, |l| l as usize));
+///         Ok(rows)
+///     }
+///
+///     async fn count_events(&self, filter: &EventFilter) -> Result<u64> {
+///         Ok(self.matching(filter).len() as u64)
+///     }
+///
+///     async fn costs(&self, group: CostGroup, filter: &EventFilter) -> Result<Vec<CostRow>> {
+///         // Only the grand total here; a real backend groups by `group`.
+///         assert_eq!(group, CostGroup::Total);
+///         let rows = self.matching(filter);
+///         let priced: Vec<&Event> = rows.iter().map(|s| &s.event).filter(|e| e.cost.is_some()).collect();
+///         let mut sessions: Vec<&SessionId> = priced.iter().map(|e| &e.session_id).collect();
+///         sessions.sort();
+///         sessions.dedup();
+///         let mut row = CostRow::default();
+///         row.key = "total".into();
+///         row.sessions = sessions.len() as u64;
+///         row.calls = priced.len() as u64;
+///         row.tokens_in = priced.iter().filter_map(|e| e.tokens.input).sum();
+///         row.tokens_out = priced.iter().filter_map(|e| e.tokens.output).sum();
+///         row.cost = priced.iter().filter_map(|e| e.cost).sum::<MicroUsd>();
+///         Ok(vec![row])
+///     }
+/// }
+///
+/// # tokio_test_block_on(async {
+/// let sink = Memory::default();
+/// let mut e = Event::new(EventKind::LlmResponse, "s-1".parse().unwrap(), 0);
+/// e.cost = Some(MicroUsd::from_micros(7));
+/// assert_eq!(sink.append(&[e.clone(), e]).await.unwrap(), 1);
+/// let total = sink.costs(CostGroup::Total, &EventFilter::default()).await.unwrap();
+/// assert_eq!(total[0].cost.micros(), 7);
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// ```
 #[async_trait]
 pub trait EventSink: Send + Sync {
     /// Insert a batch of events in one transaction. Idempotent by event id: an event already present is

@@ -249,6 +249,8 @@ impl EventSink for SqliteStore {
             CostGroup::Day => "strftime('%Y-%m-%d', ts_us / 1000000, 'unixepoch')",
         };
         let (clause, params) = event_where(filter);
+        // The same predicate as the partial index `events_priced` (migration 2), so SQLite can use it.
+        // The same predicate as the partial index `events_priced` (migration 2), so SQLite uses it.
         let priced = "(cost_micro_usd IS NOT NULL OR tokens_in IS NOT NULL OR tokens_out IS NOT NULL \
                       OR kind IN ('llm_response', 'llm_error'))";
         let clause = if clause.is_empty() {

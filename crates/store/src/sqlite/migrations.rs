@@ -14,10 +14,11 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, oldest first. Append only: never edit a released step.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: r#"
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: r#"
 CREATE TABLE events (
     store_seq INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id BLOB NOT NULL UNIQUE,
@@ -100,7 +101,20 @@ CREATE TABLE signals (
 );
 CREATE INDEX signals_name ON signals (name, status);
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "priced_events_index",
+        // A partial covering index over the events that carry cost or tokens, so cost totals read a
+        // narrow index instead of every row with its JSON content.
+        sql: r#"
+CREATE INDEX events_priced ON events (ts_us, session_id, model, cascade_id, caller_id, kind, tokens_in, tokens_out,
+    cost_micro_usd)
+    WHERE (cost_micro_usd IS NOT NULL OR tokens_in IS NOT NULL OR tokens_out IS NOT NULL
+           OR kind IN ('llm_response', 'llm_error'));
+"#,
+    },
+];
 
 /// The newest schema version this build knows.
 pub(crate) fn latest() -> i64 {
