@@ -184,3 +184,52 @@ pub(crate) fn pending(version: i64) -> Vec<String> {
         .map(|m| format!("{:04}_{}", m.version, m.name))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at_version_1() -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(BOOKKEEPING).unwrap();
+        c.execute_batch(MIGRATIONS[0].sql).unwrap();
+        c.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at_us) VALUES (1, 'initial', 0)",
+            [],
+        )
+        .unwrap();
+        c
+    }
+
+    #[test]
+    fn an_older_store_is_brought_forward_step_by_step() {
+        let mut c = at_version_1();
+        assert_eq!(pending(1), vec!["0002_priced_events_index".to_owned()]);
+        let applied = apply(&mut c, "sqlite://mem").map_err(|_| "apply failed").unwrap();
+        assert_eq!(applied, vec!["0002_priced_events_index".to_owned()]);
+        assert_eq!(current(&c).map_err(|_| "read failed").unwrap(), latest());
+        assert!(
+            apply(&mut c, "sqlite://mem")
+                .map_err(|_| "apply failed")
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_store_from_a_newer_rvbbit_is_refused() {
+        let mut c = at_version_1();
+        c.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at_us) VALUES (99, 'future', 0)",
+            [],
+        )
+        .unwrap();
+        match apply(&mut c, "sqlite://mem") {
+            Err(Fail::Store(Error::SchemaTooNew { found: 99, .. })) => {}
+            other => panic!(
+                "expected SchemaTooNew, got {:?}",
+                other.map_err(|e| format!("{e:?}"))
+            ),
+        }
+    }
+}
