@@ -142,12 +142,25 @@ pub struct Writer {
 impl Writer {
     /// Start the writer task on the current tokio runtime.
     pub fn spawn(store: Arc<dyn Store>, options: WriterOptions) -> Self {
+        Self::start(Some(store), options, None)
+    }
+
+    /// Start a writer that spills everything, for a run whose store could not be opened at all
+    /// (`reason` is reported as the last error). `rvbbit db replay` loads the spill once the store is back.
+    pub fn spill_only(options: WriterOptions, reason: String) -> Self {
+        Self::start(None, options, Some(reason))
+    }
+
+    fn start(store: Option<Arc<dyn Store>>, options: WriterOptions, reason: Option<String>) -> Self {
         let (tx, rx) = mpsc::channel(options.capacity.max(1));
         let task = tokio::spawn(
             Task {
                 store,
                 options,
-                stats: WriterStats::default(),
+                stats: WriterStats {
+                    last_error: reason,
+                    ..WriterStats::default()
+                },
                 spill: None,
                 spill_until: None,
                 events: Vec::new(),
@@ -186,7 +199,7 @@ impl Writer {
 }
 
 struct Task {
-    store: Arc<dyn Store>,
+    store: Option<Arc<dyn Store>>,
     options: WriterOptions,
     stats: WriterStats,
     spill: Option<(PathBuf, File)>,
@@ -261,6 +274,10 @@ impl Task {
         }
         let events = std::mem::take(&mut self.events);
         let sessions = std::mem::take(&mut self.sessions);
+        let Some(store) = self.store.clone() else {
+            self.spill_records(events, sessions);
+            return;
+        };
         if self.spill_until.is_some_and(|t| Instant::now() < t) {
             self.spill_records(events, sessions);
             return;
@@ -268,8 +285,8 @@ impl Task {
         let mut attempt = 0;
         loop {
             let result = async {
-                self.store.put_sessions(&sessions).await?;
-                self.store.append(&events).await
+                store.put_sessions(&sessions).await?;
+                store.append(&events).await
             }
             .await;
             match result {

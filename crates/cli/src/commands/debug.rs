@@ -119,8 +119,27 @@ fn pretty(v: &serde_json::Value) -> String {
 
 fn emit(cli: &Cli, out: Out, count: u64, session_id: &SessionId, cascade: &str, progress: u64) -> Outcome {
     block_on(async {
-        let opened = open(cli, out).await?;
-        let writer = Writer::spawn(opened.store.clone(), WriterOptions::new(opened.spill_dir()));
+        // A store that cannot be opened does not stop the run: its records spill and wait for replay.
+        let base = std::env::current_dir().unwrap_or_default();
+        let spill_dir = base.join(".rvbbit").join("spill");
+        let (store, writer) = match open(cli, out).await {
+            Ok(opened) => (
+                Some(opened.store.clone()),
+                Writer::spawn(opened.store, WriterOptions::new(spill_dir)),
+            ),
+            Err(Failure::Coded(c)) if c.code.class == rvbbit_core::ExitClass::Storage => {
+                output::stderr(&format!(
+                    "warning[{}]: {}; events spill to .rvbbit/spill/\n",
+                    c.code.code, c.message
+                ));
+                let reason = std::iter::once(c.message)
+                    .chain(c.causes)
+                    .collect::<Vec<_>>()
+                    .join(": ");
+                (None, Writer::spill_only(WriterOptions::new(spill_dir), reason))
+            }
+            Err(other) => return Err(other),
+        };
         let mut signals = Signals::install()?;
         let h = writer.handle();
         let send_err = |e: rvbbit_store::Error| fail(e);
@@ -130,11 +149,8 @@ fn emit(cli: &Cli, out: Out, count: u64, session_id: &SessionId, cascade: &str, 
         h.session(session.clone()).await.map_err(send_err)?;
         // The session row must exist before it can beat; flushing also proves the store takes writes.
         h.flush().await.map_err(fail)?;
-        let heartbeat = Heartbeat::spawn(
-            opened.store.clone(),
-            session_id.clone(),
-            heartbeat::DEFAULT_INTERVAL,
-        );
+        let heartbeat =
+            store.map(|store| Heartbeat::spawn(store, session_id.clone(), heartbeat::DEFAULT_INTERVAL));
         let mut accepted = 0u64;
         let mut caught = None;
         for i in 0..count {
@@ -166,7 +182,9 @@ fn emit(cli: &Cli, out: Out, count: u64, session_id: &SessionId, cascade: &str, 
                 output::stderr(&format!("accepted {accepted}\n"));
             }
         }
-        heartbeat.stop().await;
+        if let Some(hb) = heartbeat {
+            hb.stop().await;
+        }
         let status = if caught.is_some() {
             SessionStatus::Cancelled
         } else {

@@ -209,3 +209,38 @@ fn a_store_locked_mid_run_spills_then_replay_loads_it_exactly_once() {
     assert_eq!(second["replay"]["events_inserted"], 0);
     assert_eq!(count(&c, "SELECT count(*) FROM events"), total);
 }
+
+#[test]
+fn a_store_unavailable_from_the_start_spills_everything_and_the_run_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    // A regular file where the store's directory should be: the store cannot be created.
+    std::fs::write(dir.path().join("blocker"), "").unwrap();
+    let out = rvbbit(dir.path())
+        .args(["debug", "emit", "--count", "3000", "--session", "nostore"])
+        .env("RVBBIT_STORE__URL", "sqlite://blocker/rvbbit.db")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("RVB-S001") && err.contains("RVB-S003"), "{err}");
+    // With the store back (the default location), replay loads everything, once.
+    let replay = |dir: &Path| -> serde_json::Value {
+        let out = rvbbit(dir)
+            .args(["db", "replay", "--output", "json"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(replay(dir.path())["replay"]["events_inserted"], 3000);
+    assert_eq!(replay(dir.path())["replay"]["events_inserted"], 0);
+    let c = db(dir.path());
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM events WHERE session_id = 'nostore'"),
+        3000
+    );
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM sessions WHERE status = 'completed'"),
+        1
+    );
+}

@@ -89,3 +89,43 @@ async fn heartbeats_update_the_session_until_stopped() {
     assert!(beats >= 1, "at least the first beat landed");
     assert!(store.session(&id).await.unwrap().heartbeat_at.micros() > 0);
 }
+
+/// A read-only store is a permanent failure: no retries, the batch spills at once and replay (through a
+/// writable handle) loads it.
+#[tokio::test]
+async fn a_read_only_store_spills_without_retrying() {
+    let (url, dir) = fresh().await;
+    let rw = rvbbit_store::open(&url, Path::new("/")).await.unwrap();
+    let ro = rvbbit_store::open(&format!("{url}?mode=ro"), Path::new("/"))
+        .await
+        .unwrap();
+    let spill_dir = dir.path().join("spill");
+    let writer = Writer::spawn(ro, WriterOptions::new(spill_dir.clone()));
+    for e in events("ro", 40) {
+        writer.handle().event(e).await.unwrap();
+    }
+    let stats = writer.shutdown().await.unwrap();
+    assert_eq!((stats.spilled, stats.retries, stats.lost), (40, 0, 0));
+    assert!(stats.last_error.unwrap().contains("readonly"));
+    assert_eq!(
+        spill::replay(rw.as_ref(), &spill_dir)
+            .await
+            .unwrap()
+            .events_inserted,
+        40
+    );
+}
+
+/// With no store at all (it could not be opened), everything spills and the error is kept.
+#[tokio::test]
+async fn a_spill_only_writer_keeps_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Writer::spill_only(WriterOptions::new(dir.path().join("spill")), "store gone".into());
+    for e in events("gone", 25) {
+        writer.handle().event(e).await.unwrap();
+    }
+    let stats = writer.shutdown().await.unwrap();
+    assert_eq!((stats.accepted, stats.spilled), (25, 25));
+    assert_eq!(stats.last_error.as_deref(), Some("store gone"));
+    assert_eq!(spill::pending(&dir.path().join("spill")).unwrap().len(), 1);
+}
