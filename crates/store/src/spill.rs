@@ -38,6 +38,8 @@ pub fn pending(dir: &Path) -> Result<Vec<PathBuf>> {
 pub struct ReplayReport {
     /// Files replayed (now under `replayed/`).
     pub files: Vec<PathBuf>,
+    /// Files skipped because a running process is still writing them (replay again once it ends).
+    pub in_use: Vec<PathBuf>,
     /// Records read.
     pub records: u64,
     /// Events newly inserted.
@@ -50,7 +52,8 @@ pub struct ReplayReport {
 
 const BATCH: usize = 2000;
 
-/// Load every pending spill file in `dir` into `store`, then move each to `dir/replayed/`.
+/// Load every pending spill file in `dir` into `store`, then move each to `dir/replayed/`. Files a live
+/// process is still writing (it holds their lock) are skipped and listed in [`ReplayReport::in_use`].
 ///
 /// Idempotent: a file interrupted half-way can be replayed again; events already present are skipped.
 /// Errors: [`Error::File`], [`Error::SpillLine`] (the file stays where it is), and store errors.
@@ -62,6 +65,21 @@ pub async fn replay(store: &dyn Store, dir: &Path) -> Result<ReplayReport> {
             path: path.clone(),
             source,
         })?;
+        // A writer holds an exclusive lock on its spill file for as long as its process lives.
+        match file.try_lock_shared() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                report.in_use.push(path);
+                continue;
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(Error::File {
+                    action: "lock the spill file",
+                    path,
+                    source,
+                });
+            }
+        }
         let mut events = Vec::new();
         let mut sessions: Vec<Session> = Vec::new();
         for (i, line) in std::io::BufReader::new(file).lines().enumerate() {

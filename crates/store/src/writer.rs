@@ -356,6 +356,8 @@ impl Task {
                 .create(true)
                 .append(true)
                 .open(&path)?;
+            // Held until this process exits, so `rvbbit db replay` leaves a file still being written.
+            file.lock()?;
             self.stats.spill_files.push(path.clone());
             self.spill = Some((path, file));
         }

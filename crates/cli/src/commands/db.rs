@@ -145,6 +145,13 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
                         r.sessions
                     ))?,
                 }
+                if !r.in_use.is_empty() && out.format == Format::Text {
+                    output::stderr(&format!(
+                        "warning: {} spill file(s) are still being written by a running rvbbit; \
+                         replay again once it ends\n",
+                        r.in_use.len()
+                    ));
+                }
             }
         }
         Ok(0)

@@ -129,3 +129,24 @@ async fn a_spill_only_writer_keeps_every_record() {
     assert_eq!(stats.last_error.as_deref(), Some("store gone"));
     assert_eq!(spill::pending(&dir.path().join("spill")).unwrap().len(), 1);
 }
+
+/// A spill file still held by a live writer is left alone by replay, then loaded once the writer is done.
+#[tokio::test]
+async fn replay_skips_a_spill_file_that_is_still_being_written() {
+    let (url, dir) = fresh().await;
+    let rw = rvbbit_store::open(&url, Path::new("/")).await.unwrap();
+    let spill_dir = dir.path().join("spill");
+    let writer = Writer::spill_only(WriterOptions::new(spill_dir.clone()), "down".into());
+    for e in events("live", 10) {
+        writer.handle().event(e).await.unwrap();
+    }
+    writer.handle().flush().await.unwrap();
+    let busy = spill::replay(rw.as_ref(), &spill_dir).await.unwrap();
+    assert_eq!(
+        (busy.files.len(), busy.in_use.len(), busy.events_inserted),
+        (0, 1, 0)
+    );
+    writer.shutdown().await.unwrap();
+    let done = spill::replay(rw.as_ref(), &spill_dir).await.unwrap();
+    assert_eq!((done.files.len(), done.events_inserted), (1, 10));
+}
