@@ -269,3 +269,115 @@ fn an_unopenable_store_exits_five_with_a_hint() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("RVB-S001") && err.contains("hint:"), "{err}");
 }
+
+/// The documented JSON shapes: any added, renamed or removed field fails here.
+mod shapes {
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    pub(super) struct CostRow {
+        pub(super) key: String,
+        pub(super) sessions: u64,
+        pub(super) calls: u64,
+        pub(super) tokens_in: i64,
+        pub(super) tokens_out: i64,
+        pub(super) cost: i64,
+        pub(super) unknown_cost: u64,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    pub(super) struct Costs {
+        pub(super) status: String,
+        pub(super) rows: Vec<CostRow>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    pub(super) struct Summary {
+        pub(super) status: String,
+        pub(super) total: Option<CostRow>,
+        pub(super) by_day: Vec<CostRow>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    pub(super) struct HealthStore {
+        pub(super) url: String,
+        pub(super) reachable: bool,
+        pub(super) latency_ms: f64,
+        pub(super) schema_version: Option<i64>,
+        pub(super) error: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    pub(super) struct HealthProvider {
+        pub(super) api_key_env: String,
+        pub(super) key_configured: bool,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    pub(super) struct Health {
+        pub(super) status: String,
+        pub(super) exit_code: u8,
+        pub(super) store: HealthStore,
+        pub(super) provider: HealthProvider,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    pub(super) struct Finding {
+        pub(super) check: String,
+        pub(super) level: String,
+        pub(super) message: String,
+        pub(super) fix: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    pub(super) struct Doctor {
+        pub(super) status: String,
+        pub(super) exit_code: u8,
+        pub(super) findings: Vec<Finding>,
+    }
+}
+
+#[test]
+fn json_outputs_have_their_documented_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path());
+    let json = |args: &[&str]| -> Vec<u8> {
+        let out = rvbbit(dir.path())
+            .args(args)
+            .args(["--output", "json"])
+            .output()
+            .unwrap();
+        out.stdout
+    };
+    for by in ["by-model", "by-cascade", "by-caller"] {
+        let doc: shapes::Costs = serde_json::from_slice(&json(&["costs", by])).unwrap();
+        assert_eq!(doc.rows.iter().map(|r| r.cost).sum::<i64>(), 25_500);
+    }
+    let doc: shapes::Summary = serde_json::from_slice(&json(&["costs", "summary"])).unwrap();
+    assert_eq!(doc.total.unwrap().calls, 6);
+    assert_eq!(doc.by_day.len(), 3);
+    let doc: shapes::Health = serde_json::from_slice(&json(&["health"])).unwrap();
+    assert!(doc.store.reachable && !doc.provider.key_configured);
+    let doc: shapes::Doctor = serde_json::from_slice(&json(&["doctor"])).unwrap();
+    assert!(
+        doc.findings
+            .iter()
+            .any(|f| f.fix.as_deref() == Some("rvbbit sessions cleanup"))
+    );
+}

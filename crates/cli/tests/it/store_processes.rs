@@ -130,7 +130,7 @@ fn sigterm_during_a_burst_keeps_every_accepted_event() {
 #[test]
 fn a_store_locked_mid_run_spills_then_replay_loads_it_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let total = 60_000;
+    let total = 200_000;
     let mut child = rvbbit(dir.path())
         .args([
             "debug",
