@@ -5,7 +5,8 @@
 //! feature (`sqlite/` today, the default; `postgres/`, `clickhouse/` and `nats/` later) and must pass the
 //! conformance suite in `tests/it/conformance.rs`. The [`Writer`] batches records from a bounded
 //! channel, retries a busy store and spills to `.rvbbit/spill/*.jsonl` when the store fails; [`spill`]
-//! replays those files exactly once; [`trace`] builds a session's tree of cells and calls.
+//! replays those files exactly once; [`Heartbeat`] keeps a running session's heartbeat fresh so zombies can
+//! be told apart; [`trace`] builds a session's tree of cells and calls.
 //!
 //! This crate must not depend on `rvbbit-cascade`, `rvbbit-llm` or `rvbbit-engine`.
 //!
