@@ -4,7 +4,7 @@
 //! (`spawn_blocking`) and never holds the mutex across an `.await`. Write transactions start with
 //! `BEGIN IMMEDIATE`, so a writer waits for the lock up front (bounded by `busy_timeout`) instead of
 //! failing when upgrading a read lock. A lock held longer than `busy_timeout` surfaces as
-//! [`Error::Busy`](crate::Error::Busy), which callers may retry.
+//! [`Error::Busy`], which callers may retry.
 
 mod events;
 pub(crate) mod migrations;
