@@ -384,6 +384,11 @@ codes! {
         "Calls to this endpoint are paused after repeated failures; the breaker will try again after its cool-down.",
         ["A provider outage."],
         "Wait for the cool-down, or configure a fallback model on another endpoint.";
+    /// A record/replay file cannot be read or written.
+    L_RECORDING_FILE = "RVB-L009", Llm, "Record/replay file unusable",
+        "The file given to `--record` or `--replay` could not be opened, read, written or parsed.",
+        ["A path in a directory that does not exist.", "A recording written by another tool, or truncated."],
+        "Check the path and its permissions; record again with `--record FILE` if the file is damaged.";
 
     // ---- Storage (exit 5) ----------------------------------------------------------------------------
     /// The store could not be opened or reached.

@@ -222,7 +222,7 @@ impl Error {
             Error::CircuitOpen { .. } => codes::L_CIRCUIT_OPEN,
             Error::FallbackExhausted { last, .. } => last.code(),
             Error::Settings { .. } => codes::C_INVALID,
-            Error::File { .. } => codes::C_INPUT,
+            Error::File { .. } => codes::L_RECORDING_FILE,
             Error::Internal(_) => codes::INTERNAL,
         }
     }
