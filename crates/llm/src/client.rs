@@ -359,25 +359,11 @@ impl Provider for Client {
     /// # Errors
     /// The error of the only model tried, or [`Error::FallbackExhausted`] naming every model tried.
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse> {
-        let chain = self.inner.chain(request);
-        let mut tried: Vec<(String, String)> = Vec::new();
-        let mut last: Option<Error> = None;
-        for model in &chain {
-            let mut attempt = request.clone();
-            attempt.model.clone_from(model);
-            attempt.fallback_models.clear();
-            let span = tracing::info_span!("llm_call", model = %model, streaming = false);
-            match self.inner.chat_one(&attempt).instrument(span).await {
-                Ok(reply) => return Ok(reply),
-                Err(e) if falls_back(&e) => {
-                    tracing::warn!(model = %model, error = %e, "Model failed; trying the next in the chain.");
-                    tried.push((model.clone(), e.to_string()));
-                    last = Some(e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(exhausted(tried, last))
+        let inner = &self.inner;
+        with_fallback(inner.chain(request), request, false, |attempt| async move {
+            inner.chat_one(&attempt).await
+        })
+        .await
     }
 
     /// Stream from the first model of the chain that produces an event. Once an event has been
@@ -386,26 +372,43 @@ impl Provider for Client {
     /// # Errors
     /// As [`Client::chat`] for failures before the first event.
     async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream> {
-        let chain = self.inner.chain(request);
-        let mut tried: Vec<(String, String)> = Vec::new();
-        let mut last: Option<Error> = None;
-        for model in &chain {
-            let mut attempt = request.clone();
-            attempt.model.clone_from(model);
-            attempt.fallback_models.clear();
-            let span = tracing::info_span!("llm_call", model = %model, streaming = true);
-            match self.inner.stream_one(&attempt).instrument(span).await {
-                Ok(stream) => return Ok(stream),
-                Err(e) if falls_back(&e) => {
-                    tracing::warn!(model = %model, error = %e, "Model failed before streaming; trying the next.");
-                    tried.push((model.clone(), e.to_string()));
-                    last = Some(e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(exhausted(tried, last))
+        let inner = &self.inner;
+        with_fallback(inner.chain(request), request, true, |attempt| async move {
+            inner.stream_one(&attempt).await
+        })
+        .await
     }
+}
+
+/// Try each model of `chain` in turn with `call`, moving on only for failures that fall back.
+async fn with_fallback<T, F, Fut>(
+    chain: Vec<String>,
+    request: &ChatRequest,
+    streaming: bool,
+    call: F,
+) -> Result<T>
+where
+    F: Fn(ChatRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut tried: Vec<(String, String)> = Vec::new();
+    let mut last: Option<Error> = None;
+    for model in &chain {
+        let mut attempt = request.clone();
+        attempt.model.clone_from(model);
+        attempt.fallback_models.clear();
+        let span = tracing::info_span!("llm_call", model = %model, streaming);
+        match call(attempt).instrument(span).await {
+            Ok(reply) => return Ok(reply),
+            Err(e) if falls_back(&e) => {
+                tracing::warn!(model = %model, error = %e, "Model failed; trying the next in the chain.");
+                tried.push((model.clone(), e.to_string()));
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(exhausted(tried, last))
 }
 
 fn exhausted(tried: Vec<(String, String)>, last: Option<Error>) -> Error {
