@@ -1,10 +1,10 @@
 //! `rvbbit debug trace|inputs|emit`.
 
 use rvbbit_core::{Event, EventKind, MicroUsd, SessionId, SessionStatus, codes};
-use rvbbit_store::{EventFilter, Heartbeat, Session, Writer, WriterOptions, heartbeat, trace};
+use rvbbit_store::{Heartbeat, Session, Writer, WriterOptions, heartbeat, trace};
 use serde_json::json;
 
-use super::storage::{Signals, block_on, fail, open};
+use super::storage::{Signals, block_on, fail, open, session_with_events};
 use super::{Coded, Failure, Outcome};
 use crate::cli::Cli;
 use crate::commands::sessions::render_tree;
@@ -57,14 +57,7 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
         Command::Trace { id } | Command::Inputs { id } => block_on(async {
             let opened = open(cli, out).await?;
             let store = opened.store.as_ref();
-            let session = store.session(id).await.map_err(fail)?;
-            let events = store
-                .events(&EventFilter {
-                    session_id: Some(id.clone()),
-                    ..EventFilter::default()
-                })
-                .await
-                .map_err(fail)?;
+            let (session, events) = session_with_events(store, id).await?;
             if let Command::Trace { .. } = cmd {
                 let tree = trace::build(&events, false);
                 match out.format {

@@ -1,11 +1,13 @@
 //! `rvbbit sessions list|show|cancel|cleanup|export|kill-all`.
 
 use rvbbit_core::{SessionId, SessionStatus, Timestamp};
-use rvbbit_store::{EventFilter, SessionFilter, trace};
+use rvbbit_store::{SessionFilter, trace};
 use serde_json::json;
 
 use super::Outcome;
-use super::storage::{Filters, block_on, duration_arg, fail, human_duration, open, short_time, table};
+use super::storage::{
+    Filters, block_on, duration_arg, fail, human_duration, open, session_with_events, short_time, table,
+};
 use crate::cli::Cli;
 use crate::output::{self, Format, Out};
 
@@ -94,14 +96,7 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
                 }
             }
             Command::Show { id } => {
-                let session = store.session(id).await.map_err(fail)?;
-                let events = store
-                    .events(&EventFilter {
-                        session_id: Some(id.clone()),
-                        ..EventFilter::default()
-                    })
-                    .await
-                    .map_err(fail)?;
+                let (session, events) = session_with_events(store, id).await?;
                 let tree = trace::build(&events, true);
                 match out.format {
                     Format::Json => output::json(&json!({"status": "ok", "session": session, "tree": tree}))?,
@@ -198,14 +193,7 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
                 }
             }
             Command::Export { id } => {
-                let session = store.session(id).await.map_err(fail)?;
-                let events = store
-                    .events(&EventFilter {
-                        session_id: Some(id.clone()),
-                        ..EventFilter::default()
-                    })
-                    .await
-                    .map_err(fail)?;
+                let (session, events) = session_with_events(store, id).await?;
                 // Export is JSON whatever --output says: it is meant for files and scripts.
                 output::json(&json!({"session": session, "events": events}))?;
             }

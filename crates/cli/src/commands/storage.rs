@@ -36,6 +36,20 @@ pub(crate) fn fail(err: rvbbit_store::Error) -> Failure {
 }
 
 /// The configured store and the directory its relative paths (and `.rvbbit/spill/`) are taken from.
+/// A session and all of its events, in order (for `sessions show/export` and `debug trace/inputs`).
+pub(crate) async fn session_with_events(
+    store: &dyn Store,
+    id: &rvbbit_core::SessionId,
+) -> Result<(rvbbit_store::Session, Vec<rvbbit_store::StoredEvent>), Failure> {
+    let session = store.session(id).await.map_err(fail)?;
+    let filter = EventFilter {
+        session_id: Some(id.clone()),
+        ..EventFilter::default()
+    };
+    let events = store.events(&filter).await.map_err(fail)?;
+    Ok((session, events))
+}
+
 pub(crate) struct Opened {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) base: PathBuf,
