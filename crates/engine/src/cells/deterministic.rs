@@ -1,0 +1,214 @@
+//! Deterministic cells (§5): `tool` with rendered `inputs`, `timeout`, `retry`, `routing`.
+
+use std::time::{Duration, Instant};
+
+use rvbbit_cascade::model::Cell;
+use rvbbit_core::EventKind;
+use serde_json::{Map, Value, json};
+use tracing::Instrument;
+
+use crate::error::{Error, Result};
+use crate::run::{CellResult, Run, micros};
+use crate::template::json_parse_rule;
+use crate::tools::{ToolContext, ToolError};
+
+/// Tools of the cascade language this build does not run yet, with the issue that brings them.
+const LATER: &[(&str, &str)] = &[
+    ("sql_data", "the SQL issue"),
+    ("smart_sql_run", "the SQL issue"),
+    ("js_data", "a later release"),
+    ("clojure_data", "a later release"),
+    ("rvbbit_data", "a later release"),
+];
+
+pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
+    let tool_name = cell.tool.clone().unwrap_or_default();
+    let Some(tool) = run.engine.registry.get(&tool_name).cloned() else {
+        let when = LATER
+            .iter()
+            .find(|(n, _)| *n == tool_name)
+            .map(|(_, when)| format!(" (it comes with {when})"))
+            .unwrap_or_default();
+        return Err(Error::Unsupported {
+            cell: cell.name.clone(),
+            feature: format!("the tool `{tool_name}`{when}"),
+        });
+    };
+    let ctx_vars = run.template_ctx();
+    let mut args = Map::new();
+    for (key, value) in cell.inputs.iter().flatten() {
+        let rendered = match value {
+            Value::String(s) => json_parse_rule(render(run, cell, s, &ctx_vars)?),
+            other => render_value(run, cell, other, &ctx_vars)?,
+        };
+        args.insert(key.clone(), rendered);
+    }
+    let args = Value::Object(args);
+    let timeout = match &cell.timeout {
+        Some(t) => Some(
+            t.as_seconds()
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| Error::CellFailed {
+                    cell: cell.name.clone(),
+                    message: "`timeout` is not a duration such as \"30s\"".into(),
+                })?,
+        ),
+        None => None,
+    };
+    let (attempts, backoff, base) = match &cell.retry {
+        Some(r) => (
+            r.max_attempts.unwrap_or(3).max(1),
+            // `Backoff` is not re-exported by rvbbit-cascade; read its serialised name.
+            r.backoff
+                .and_then(|b| serde_json::to_value(b).ok())
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "linear".into()),
+            r.backoff_base_seconds.unwrap_or(1.0).max(0.0),
+        ),
+        None => (1, "none".to_owned(), 0.0),
+    };
+    let ctx = ToolContext {
+        session_id: run.session_id.clone(),
+        cell_name: cell.name.clone(),
+        session_dir: run.session_dir.clone(),
+        state: run.state.clone(),
+        outputs: run.outputs.clone(),
+        previous: run.lineage.last().map(|l| l.output.clone()),
+        input: run.input.clone(),
+        timeout,
+    };
+    let mut last_err = None;
+    for attempt in 1..=attempts {
+        if attempt > 1 {
+            let secs = match backoff.as_str() {
+                "none" => 0.0,
+                "exponential" => base * 2f64.powi(i32::try_from(attempt).unwrap_or(1) - 2),
+                _ => base * f64::from(attempt - 1),
+            };
+            tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+        }
+        match call_tool(run, cell, tool.as_ref(), args.clone(), &ctx, timeout, attempt).await {
+            Ok(result) => {
+                let route = route_of(cell, &result);
+                return Ok(CellResult {
+                    output: result,
+                    route,
+                });
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    let err = last_err.unwrap_or(ToolError::Failed("no attempt was made".into()));
+    Err(tool_error(cell, &tool_name, err))
+}
+
+pub(crate) fn tool_error(cell: &Cell, tool: &str, err: ToolError) -> Error {
+    match err {
+        ToolError::Timeout(after) => Error::ToolTimeout {
+            cell: cell.name.clone(),
+            tool: tool.to_owned(),
+            after,
+        },
+        other => Error::ToolFailed {
+            cell: cell.name.clone(),
+            tool: tool.to_owned(),
+            message: other.to_string(),
+        },
+    }
+}
+
+/// Call a tool with `tool_call`/`tool_result` events, inside its span and time limit.
+pub(crate) async fn call_tool(
+    run: &mut Run<'_>,
+    cell: &Cell,
+    tool: &dyn crate::tools::Tool,
+    args: Value,
+    ctx: &ToolContext,
+    timeout: Option<Duration>,
+    attempt: u32,
+) -> std::result::Result<Value, ToolError> {
+    run.tool_calls += 1;
+    let mut e = run.emit.event(EventKind::ToolCall, Some(&cell.name));
+    e.content = args.clone();
+    e.attempt = Some(i32::try_from(attempt).unwrap_or(i32::MAX) - 1);
+    e.metadata = json!({"tool": tool.name(), "side_effect": tool.side_effect()});
+    run.emit.send(e).await;
+    let span = tracing::info_span!(
+        "tool",
+        tool = tool.name(),
+        cell = %cell.name,
+        session_id = %run.session_id,
+        caller_id = %run.emit.caller()
+    );
+    let started = Instant::now();
+    let limit = timeout.or(tool.default_timeout());
+    let fut = tool.execute(args, ctx).instrument(span);
+    let result = match limit {
+        Some(l) => tokio::time::timeout(l, fut)
+            .await
+            .unwrap_or(Err(ToolError::Timeout(l))),
+        None => fut.await,
+    };
+    let mut e = run.emit.event(EventKind::ToolResult, Some(&cell.name));
+    e.duration_us = Some(micros(started.elapsed()));
+    e.metadata = json!({"tool": tool.name()});
+    match &result {
+        Ok(v) => e.content = v.clone(),
+        Err(err) => {
+            let code = match err {
+                ToolError::Timeout(_) => rvbbit_core::codes::T_TIMEOUT,
+                _ => rvbbit_core::codes::T_FAILED,
+            };
+            e.error = Some(json!({"code": code.code, "message": err.to_string()}));
+        }
+    }
+    run.emit.send(e).await;
+    result
+}
+
+/// §5.4: route key = `_route`, else `status`, else `success`; then `routing[key]`, `routing.default`, or
+/// the single handoff.
+fn route_of(cell: &Cell, result: &Value) -> Option<String> {
+    let key = result
+        .get("_route")
+        .and_then(Value::as_str)
+        .or_else(|| result.get("status").and_then(Value::as_str))
+        .unwrap_or("success");
+    if let Some(routing) = &cell.routing
+        && let Some(target) = routing.get(key).or_else(|| routing.get("default"))
+    {
+        return Some(target.clone());
+    }
+    match cell.handoff_targets().as_slice() {
+        [one] => Some((*one).to_owned()),
+        _ => None,
+    }
+}
+
+fn render(run: &Run<'_>, cell: &Cell, source: &str, ctx: &Value) -> Result<String> {
+    run.templates.render(source, ctx).map_err(|e| Error::CellFailed {
+        cell: cell.name.clone(),
+        message: format!("template error in `inputs`: {e}"),
+    })
+}
+
+/// Render every string inside a non-string input value (no JSON-parse rule for nested strings).
+fn render_value(run: &Run<'_>, cell: &Cell, value: &Value, ctx: &Value) -> Result<Value> {
+    Ok(match value {
+        Value::String(s) => Value::String(render(run, cell, s, ctx)?),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| render_value(run, cell, v, ctx))
+                .collect::<Result<_>>()?,
+        ),
+        Value::Object(m) => {
+            let mut out = Map::new();
+            for (k, v) in m {
+                out.insert(k.clone(), render_value(run, cell, v, ctx)?);
+            }
+            Value::Object(out)
+        }
+        other => other.clone(),
+    })
+}

@@ -1,0 +1,6 @@
+//! Cell executors, one file per kind.
+
+pub(crate) mod deterministic;
+pub(crate) mod llm;
+mod tool_calls;
+mod validators;

@@ -1,0 +1,42 @@
+//! The rvbbit execution engine: runs a validated cascade as one session.
+//!
+//! A run ([`Engine::run`]) creates a session (a woodland id or a given one), records a `cascade_start`
+//! event, then executes cells in order with the routing precedence of the spec (§3.4 Proposed):
+//! `route_to` → a deterministic route (`routing` map or single handoff) → `on_error` → the first handoff →
+//! the next cell. Every cell, LLM call and tool call becomes events (with cost in [`rvbbit_core::MicroUsd`]
+//! and duration) carrying the session and caller ids; the session's status moves from `running` to
+//! `completed`, `failed` or `cancelled`, and the event writer is flushed before [`Engine::run`] returns.
+//!
+//! Cells: LLM cells (`cells/llm.rs`: instructions rendered with minijinja, `context.from`, the turn loop
+//! with native or prompt-described tools, `output_schema` with corrective re-asks, `loop_until`) and
+//! deterministic cells (`cells/deterministic.rs`: a [`tools::Tool`] with rendered inputs, `timeout`,
+//! `retry`, `routing`). Tools live in the [`tools::Registry`]; other crates add theirs with
+//! [`tools::Registry::register`].
+//!
+//! This crate must not depend on clap, axum, pgwire or datafusion; it reaches the store only through
+//! [`rvbbit_store::WriterHandle`].
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use rvbbit_engine::{Engine, RunRequest, tools::Registry};
+//!
+//! let loaded = rvbbit_cascade::load_file(std::path::Path::new("hello.yaml"));
+//! let cascade = loaded.document.and_then(|d| d.cascade().cloned()).unwrap();
+//! let outcome = Engine::new(Registry::builtin())
+//!     .run(RunRequest::new(cascade).with_input(serde_json::json!({"name": "Ada"})))
+//!     .await;
+//! println!("{} {:?}", outcome.status, outcome.output);
+//! # }
+//! ```
+
+mod cells;
+mod emit;
+mod error;
+mod run;
+mod table;
+mod template;
+pub mod tools;
+
+pub use error::{Error, Result};
+pub use run::{Engine, LineageEntry, MAX_STEPS, Outcome, RunRequest};
+pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,524 @@
+//! A run of a cascade: the session, the sequential loop and routing (§3.2, §3.4 Proposed).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rvbbit_cascade::model::{Cascade, Cell, CellKind, OnError};
+use rvbbit_core::{CallerId, EventKind, MicroUsd, Origin, SessionId, SessionStatus};
+use rvbbit_llm::Provider;
+use rvbbit_store::{Session, WriterHandle};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::emit::Emitter;
+use crate::error::{Error, Result};
+use crate::template::Templates;
+use crate::tools::Registry;
+
+/// Most cells one run executes (handoff loops end here instead of running forever).
+pub const MAX_STEPS: usize = 10_000;
+
+/// Runs cascades. Cheap to share; one engine serves many runs.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) provider: Option<Arc<dyn Provider>>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) writer: Option<WriterHandle>,
+    pub(crate) default_model: String,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("registry", &self.registry)
+            .field("default_model", &self.default_model)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine with `registry`, no provider (LLM cells fail with a clear error) and no event writer.
+    pub fn new(registry: Registry) -> Self {
+        Engine {
+            provider: None,
+            registry: Arc::new(registry),
+            writer: None,
+            default_model: rvbbit_llm::DEFAULT_MODEL.to_owned(),
+        }
+    }
+
+    /// Use `provider` for LLM cells (normally an [`rvbbit_llm::Client`], a recorder or a replay).
+    pub fn with_provider(mut self, provider: Arc<dyn Provider>) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
+    /// Record events and session records through `writer`.
+    pub fn with_writer(mut self, writer: WriterHandle) -> Self {
+        self.writer = Some(writer);
+        self
+    }
+
+    /// The model used when neither the cell, the request nor the cascade names one (§4.6).
+    pub fn with_default_model(mut self, model: impl Into<String>) -> Self {
+        self.default_model = model.into();
+        self
+    }
+
+    /// The tool registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Run a cascade to the end. Never returns early with an error: failures are in [`Outcome::error`]
+    /// with the session marked failed (or cancelled), and every event is flushed to the writer first.
+    ///
+    /// # Cancel safety
+    /// Cancel through [`RunRequest::cancel`] rather than dropping the future, so the session is marked
+    /// cancelled and its events flushed.
+    pub async fn run(&self, request: RunRequest) -> Outcome {
+        let session_id = request.session_id.clone().unwrap_or_else(SessionId::new_woodland);
+        let span = tracing::info_span!(
+            "run",
+            session_id = %session_id,
+            caller_id = %request.caller_id,
+            cascade_id = %request.cascade.cascade_id
+        );
+        self.run_inner(request, session_id).instrument(span).await
+    }
+
+    async fn run_inner(&self, request: RunRequest, session_id: SessionId) -> Outcome {
+        let started = Instant::now();
+        let cascade = request.cascade.clone();
+        let emit = Emitter::new(
+            self.writer.clone(),
+            session_id.clone(),
+            request.caller_id.clone(),
+            cascade.cascade_id.clone(),
+        );
+        let mut session = Session::new(session_id.clone());
+        session.cascade_id = Some(cascade.cascade_id.clone());
+        session.caller_id = Some(request.caller_id.clone());
+        session.input = request.input.clone();
+        session.cascade_file = request.cascade_file.as_ref().map(|p| p.display().to_string());
+        session.cascade_text = request.cascade_text.clone();
+        emit.session(session.clone()).await;
+        let mut start = emit.event(EventKind::CascadeStart, None);
+        start.content = request.input.clone();
+        emit.send(start).await;
+
+        let mut state = Map::new();
+        state.insert("input".into(), request.input.clone());
+        let session_dir = std::env::temp_dir().join(format!("rvbbit-{}", session_id.as_str()));
+        let mut run = Run {
+            engine: self,
+            cascade: &cascade,
+            emit,
+            templates: Templates::new(),
+            input: request.input.clone(),
+            state: Arc::new(Mutex::new(state)),
+            outputs: Map::new(),
+            lineage: Vec::new(),
+            model_override: request.model.clone(),
+            session_id: session_id.clone(),
+            session_dir: session_dir.clone(),
+            cost: MicroUsd::ZERO,
+            llm_calls: 0,
+            tool_calls: 0,
+            warnings: Vec::new(),
+            path: Vec::new(),
+            cancel: request.cancel.clone(),
+        };
+        run.check_inputs().await;
+        let result = run.run_loop().await;
+        let (status, error) = match result {
+            Ok(()) => (SessionStatus::Completed, None),
+            Err(Error::Cancelled) => (SessionStatus::Cancelled, Some(Error::Cancelled)),
+            Err(e) => (SessionStatus::Failed, Some(e)),
+        };
+        let output = run
+            .lineage
+            .last()
+            .map(|l| l.output.clone())
+            .unwrap_or(Value::Null);
+        let duration = started.elapsed();
+        let kind = match status {
+            SessionStatus::Completed => EventKind::CascadeComplete,
+            SessionStatus::Cancelled => EventKind::CascadeCancelled,
+            _ => EventKind::CascadeError,
+        };
+        let mut end = run.emit.event(kind, None);
+        end.content = output.clone();
+        end.duration_us = Some(micros(duration));
+        end.cost = Some(run.cost);
+        end.metadata =
+            json!({"status": status.as_str(), "llm_calls": run.llm_calls, "tool_calls": run.tool_calls});
+        if let Some(e) = &error {
+            end.error = Some(json!({"code": e.code().code, "message": e.to_string(), "hint": e.hint()}));
+        }
+        run.emit.send(end).await;
+        session.finish(
+            status,
+            Some(output.clone()),
+            error.as_ref().map(ToString::to_string),
+        );
+        run.emit.session(session).await;
+        run.emit.flush().await;
+        // The session directory only holds scratch files of shell tools.
+        if tokio::fs::try_exists(&session_dir).await.unwrap_or(false)
+            && let Err(e) = tokio::fs::remove_dir_all(&session_dir).await
+        {
+            tracing::warn!(error = %e, dir = %session_dir.display(), "Session directory not removed");
+        }
+        let state = run.state.lock().map(|s| s.clone()).unwrap_or_default();
+        Outcome {
+            session_id,
+            caller_id: request.caller_id,
+            cascade_id: cascade.cascade_id.clone(),
+            status,
+            output,
+            outputs: run.outputs,
+            state,
+            lineage: run.lineage,
+            path: run.path,
+            error,
+            warnings: run.warnings,
+            cost: run.cost,
+            duration,
+            llm_calls: run.llm_calls,
+            tool_calls: run.tool_calls,
+            events: run.emit.count.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct RunRequest {
+    /// The validated cascade.
+    pub cascade: Arc<Cascade>,
+    /// The cascade input (an object, normally).
+    pub input: Value,
+    /// Use this session id instead of a fresh woodland id.
+    pub session_id: Option<SessionId>,
+    /// Who asked for the run (every event carries it).
+    pub caller_id: CallerId,
+    /// The `--model` override (§4.6: below a cell's own model, above the cascade's).
+    pub model: Option<String>,
+    /// Where the cascade came from (recorded on the session).
+    pub cascade_file: Option<PathBuf>,
+    /// The cascade text (recorded on the session, for replay).
+    pub cascade_text: Option<String>,
+    /// Cancelling this token stops the run between steps and marks the session cancelled.
+    pub cancel: CancellationToken,
+}
+
+impl RunRequest {
+    /// A request for `cascade` with an empty input, a fresh CLI caller and no overrides.
+    pub fn new(cascade: Cascade) -> Self {
+        RunRequest {
+            cascade: Arc::new(cascade),
+            input: Value::Object(Map::new()),
+            session_id: None,
+            caller_id: CallerId::new(Origin::Cli),
+            model: None,
+            cascade_file: None,
+            cascade_text: None,
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// Set the input.
+    pub fn with_input(mut self, input: Value) -> Self {
+        self.input = input;
+        self
+    }
+}
+
+/// One executed cell in order.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LineageEntry {
+    /// The cell.
+    pub cell: String,
+    /// Its output.
+    pub output: Value,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Outcome {
+    /// The session.
+    pub session_id: SessionId,
+    /// The caller.
+    pub caller_id: CallerId,
+    /// The cascade.
+    pub cascade_id: String,
+    /// `completed`, `failed` or `cancelled`.
+    pub status: SessionStatus,
+    /// The final output: the last lineage entry's output (`null` when no cell finished).
+    pub output: Value,
+    /// Every cell's output by name (the last one when a cell ran several times).
+    pub outputs: Map<String, Value>,
+    /// The final session state.
+    pub state: Map<String, Value>,
+    /// Every executed cell in order.
+    pub lineage: Vec<LineageEntry>,
+    /// Cell names in execution order, including a failed last cell.
+    pub path: Vec<String>,
+    /// Why it failed or was cancelled.
+    pub error: Option<Error>,
+    /// Non-fatal problems (inputs not in `inputs_schema`, ...).
+    pub warnings: Vec<String>,
+    /// Sum of the known costs of the LLM calls.
+    pub cost: MicroUsd,
+    /// Wall time of the run.
+    pub duration: Duration,
+    /// Provider calls made.
+    pub llm_calls: u32,
+    /// Tool calls made (deterministic cells and model tool calls).
+    pub tool_calls: u32,
+    /// Events emitted.
+    pub events: i64,
+}
+
+/// What a cell produced: its output and, maybe, where to go next.
+#[derive(Debug)]
+pub(crate) struct CellResult {
+    pub(crate) output: Value,
+    pub(crate) route: Option<String>,
+}
+
+/// The state of one run.
+pub(crate) struct Run<'a> {
+    pub(crate) engine: &'a Engine,
+    pub(crate) cascade: &'a Cascade,
+    pub(crate) emit: Emitter,
+    pub(crate) templates: Templates,
+    pub(crate) input: Value,
+    pub(crate) state: Arc<Mutex<Map<String, Value>>>,
+    pub(crate) outputs: Map<String, Value>,
+    pub(crate) lineage: Vec<LineageEntry>,
+    pub(crate) model_override: Option<String>,
+    pub(crate) session_id: SessionId,
+    pub(crate) session_dir: PathBuf,
+    pub(crate) cost: MicroUsd,
+    pub(crate) llm_calls: u32,
+    pub(crate) tool_calls: u32,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) path: Vec<String>,
+    pub(crate) cancel: CancellationToken,
+}
+
+impl Run<'_> {
+    /// Warn (never fail) on inputs missing from or not named in `inputs_schema`.
+    async fn check_inputs(&mut self) {
+        let Some(schema) = &self.cascade.inputs_schema else {
+            return;
+        };
+        let given = self.input.as_object().cloned().unwrap_or_default();
+        let mut warnings = Vec::new();
+        for key in schema.keys() {
+            if !given.contains_key(key) {
+                warnings.push(format!("input `{key}` (declared in inputs_schema) was not given"));
+            }
+        }
+        for key in given.keys() {
+            if !schema.contains_key(key) {
+                warnings.push(format!("input `{key}` is not declared in inputs_schema"));
+            }
+        }
+        for w in warnings {
+            let mut e = self.emit.event(EventKind::Validation, None);
+            e.metadata = json!({"check": "inputs_schema", "severity": "warning", "passed": false});
+            e.content = json!(w);
+            self.emit.send(e).await;
+            tracing::warn!(session_id = %self.session_id, "{w}");
+            self.warnings.push(w);
+        }
+    }
+
+    /// The variables every template sees (§9.3), as JSON.
+    pub(crate) fn template_ctx(&self) -> Value {
+        let state = self
+            .state
+            .lock()
+            .map(|s| Value::Object(s.clone()))
+            .unwrap_or_default();
+        json!({
+            "input": self.input,
+            "state": state,
+            "outputs": self.outputs,
+            "lineage": self.lineage,
+            "history": [],
+            "candidate_index": 0,
+            "sounding_index": 0,
+            "take_index": 0,
+            "candidate_factor": Value::Null,
+            "is_sounding": false,
+            "is_candidate": false,
+            "is_take": false,
+        })
+    }
+
+    /// Set `state[key] = value`.
+    pub(crate) fn set_state(&self, key: &str, value: Value) {
+        if let Ok(mut s) = self.state.lock() {
+            s.insert(key.to_owned(), value);
+        }
+    }
+
+    async fn run_loop(&mut self) -> Result<()> {
+        let cascade = self.cascade;
+        let Some(mut idx) = (!cascade.cells.is_empty()).then_some(0) else {
+            return Ok(());
+        };
+        for _step in 0..MAX_STEPS {
+            if self.cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let cell = &cascade.cells[idx];
+            self.path.push(cell.name.clone());
+            let cancel = self.cancel.clone();
+            let result = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => Err(Error::Cancelled),
+                r = self.run_cell(cell) => r,
+            };
+            let route = match result {
+                Ok(r) => {
+                    self.record(cell, r.output).await;
+                    r.route
+                }
+                Err(Error::Cancelled) => return Err(Error::Cancelled),
+                Err(e) => match &cell.on_error {
+                    Some(OnError::Target(t)) if t != "auto_fix" => {
+                        self.set_state(
+                            "last_deterministic_error",
+                            json!({"cell": cell.name, "tool": cell.tool, "error": e.to_string(), "code": e.code().code}),
+                        );
+                        Some(t.clone())
+                    }
+                    Some(OnError::Spec(spec)) if spec.instructions.is_some() => {
+                        self.set_state(
+                            "last_deterministic_error",
+                            json!({"cell": cell.name, "tool": cell.tool, "error": e.to_string(), "code": e.code().code}),
+                        );
+                        let fallback = Cell {
+                            name: format!("{}_fallback", cell.name),
+                            instructions: spec.instructions.clone(),
+                            model: spec.model.clone(),
+                            traits: spec.traits.clone(),
+                            rules: spec.rules.clone(),
+                            output_schema: spec.output_schema.clone(),
+                            context: spec.context.clone(),
+                            use_native_tools: spec.use_native_tools,
+                            ..Cell::default()
+                        };
+                        let r = Box::pin(self.run_cell(&fallback)).await?;
+                        self.record(cell, r.output).await;
+                        None
+                    }
+                    Some(_) => {
+                        return Err(Error::Unsupported {
+                            cell: cell.name.clone(),
+                            feature: "on_error: auto_fix".into(),
+                        });
+                    }
+                    None if cell.continue_on_error == Some(true) => {
+                        self.record(cell, Value::String(String::new())).await;
+                        None
+                    }
+                    None => return Err(e),
+                },
+            };
+            let next = route.or_else(|| cell.handoff_targets().first().map(|s| (*s).to_owned()));
+            match next {
+                Some(name) => match cascade.cells.iter().position(|c| c.name == name) {
+                    Some(i) => idx = i,
+                    None => {
+                        return Err(Error::CellFailed {
+                            cell: cell.name.clone(),
+                            message: format!(
+                                "routes to `{name}`, which is not a cell; cells: {}",
+                                cascade.cell_names().collect::<Vec<_>>().join(", ")
+                            ),
+                        });
+                    }
+                },
+                None if idx + 1 < cascade.cells.len() => idx += 1,
+                None => return Ok(()),
+            }
+        }
+        Err(Error::CellFailed {
+            cell: cascade.cells[idx].name.clone(),
+            message: format!(
+                "the run exceeded {MAX_STEPS} cell executions (a handoff loop that never exits?)"
+            ),
+        })
+    }
+
+    async fn record(&mut self, cell: &Cell, output: Value) {
+        self.outputs.insert(cell.name.clone(), output.clone());
+        self.set_state(&format!("output_{}", cell.name), output.clone());
+        self.lineage.push(LineageEntry {
+            cell: cell.name.clone(),
+            output,
+        });
+    }
+
+    /// Run one cell with its events (`cell_start`, then `cell_complete` or `cell_error`).
+    pub(crate) async fn run_cell(&mut self, cell: &Cell) -> Result<CellResult> {
+        let span = tracing::info_span!(
+            "cell",
+            cell = %cell.name,
+            session_id = %self.session_id,
+            caller_id = %self.emit.caller()
+        );
+        let started = Instant::now();
+        self.emit
+            .send(self.emit.event(EventKind::CellStart, Some(&cell.name)))
+            .await;
+        let result = async {
+            match cell.kind() {
+                Some(CellKind::Llm) => crate::cells::llm::run(self, cell).await,
+                Some(CellKind::Deterministic) => crate::cells::deterministic::run(self, cell).await,
+                Some(CellKind::ForEachRow) => Err(Error::Unsupported {
+                    cell: cell.name.clone(),
+                    feature: "for_each_row".into(),
+                }),
+                Some(CellKind::Screen) | None => Err(Error::Unsupported {
+                    cell: cell.name.clone(),
+                    feature: "a screen (htmx/hitl) cell".into(),
+                }),
+            }
+        }
+        .instrument(span)
+        .await;
+        let mut e = match &result {
+            Ok(r) => {
+                let mut e = self.emit.event(EventKind::CellComplete, Some(&cell.name));
+                e.content = r.output.clone();
+                e.metadata = json!({"route": r.route});
+                e
+            }
+            Err(err) => {
+                let mut e = self.emit.event(EventKind::CellError, Some(&cell.name));
+                e.error =
+                    Some(json!({"code": err.code().code, "message": err.to_string(), "hint": err.hint()}));
+                e
+            }
+        };
+        e.duration_us = Some(micros(started.elapsed()));
+        self.emit.send(e).await;
+        result
+    }
+}
+
+/// Microseconds of `d`, saturating.
+pub(crate) fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}

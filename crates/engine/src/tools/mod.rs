@@ -1,0 +1,219 @@
+//! The tool registry: the [`Tool`] trait and the built-in tools.
+//!
+//! A tool is called by a deterministic cell (`tool:` with rendered `inputs`) or by the model of an LLM cell
+//! (listed in `traits`). Other crates add tools by implementing [`Tool`] and calling
+//! [`Registry::register`]; the registry also feeds the validator's [`rvbbit_cascade::Catalog`].
+
+mod http;
+mod process;
+mod python;
+mod shell;
+mod state;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rvbbit_cascade::Catalog;
+use rvbbit_cascade::catalog::Origin;
+use rvbbit_core::SessionId;
+use serde_json::{Map, Value};
+
+pub use http::HttpRequest;
+pub use python::{PythonData, RunCode};
+pub use shell::{BashData, LinuxShell};
+pub use state::{AppendState, SetState};
+
+/// What calling a tool may do to the world; decides whether a retry or a cache hit is safe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SideEffect {
+    /// No effect outside the returned value; safe to cache and retry.
+    Pure,
+    /// Repeating the call has the same effect as calling once; safe to retry.
+    Idempotent,
+    /// May change the world each time (shell commands, HTTP POSTs).
+    Irreversible,
+}
+
+/// Why a tool call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ToolError {
+    /// The arguments do not fit the tool's parameters.
+    #[error("invalid arguments: {0}")]
+    InvalidArguments(String),
+    /// The tool ran and failed.
+    #[error("{0}")]
+    Failed(String),
+    /// The tool did not finish in time.
+    #[error("timed out after {}", crate::error::humanize(*.0))]
+    Timeout(Duration),
+}
+
+/// What a tool sees of the run that calls it.
+#[derive(Clone)]
+pub struct ToolContext {
+    /// The session.
+    pub session_id: SessionId,
+    /// The calling cell.
+    pub cell_name: String,
+    /// A private working directory of the session (created on first use by the tools that need it).
+    pub session_dir: PathBuf,
+    /// The session state; tools such as `set_state` write it. Never held across an `.await`.
+    pub state: Arc<Mutex<Map<String, Value>>>,
+    /// The outputs of the cells run so far, by cell name.
+    pub outputs: Map<String, Value>,
+    /// The output of the cell run just before, if any (`bash_data` feeds it to stdin as CSV).
+    pub previous: Option<Value>,
+    /// The cascade input.
+    pub input: Value,
+    /// The time limit of this call, when the cell set one.
+    pub timeout: Option<Duration>,
+}
+
+impl fmt::Debug for ToolContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ToolContext")
+            .field("session_id", &self.session_id)
+            .field("cell_name", &self.cell_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A callable tool.
+///
+/// # Example
+///
+/// A complete tool that upper-cases its `text` argument:
+///
+/// ```
+/// use async_trait::async_trait;
+/// use rvbbit_engine::tools::{Registry, SideEffect, Tool, ToolContext, ToolError};
+/// use serde_json::{Value, json};
+///
+/// struct Upper;
+///
+/// #[async_trait]
+/// impl Tool for Upper {
+///     fn name(&self) -> &str { "upper" }
+///     fn description(&self) -> &str { "Upper-case a text." }
+///     fn parameters(&self) -> Value {
+///         json!({"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]})
+///     }
+///     fn side_effect(&self) -> SideEffect { SideEffect::Pure }
+///     async fn execute(&self, args: Value, _ctx: &ToolContext) -> Result<Value, ToolError> {
+///         let text = args["text"].as_str().ok_or_else(|| ToolError::InvalidArguments("`text` must be a string".into()))?;
+///         Ok(json!(text.to_uppercase()))
+///     }
+/// }
+///
+/// let mut registry = Registry::builtin();
+/// registry.register(std::sync::Arc::new(Upper));
+/// assert!(registry.get("upper").is_some());
+/// ```
+#[async_trait]
+pub trait Tool: Send + Sync {
+    /// The name cascades use (`tool: name`, `traits: [name]`).
+    fn name(&self) -> &str;
+    /// What it does, for the model.
+    fn description(&self) -> &str;
+    /// JSON Schema of the arguments object.
+    fn parameters(&self) -> Value;
+    /// What calling it may do to the world.
+    fn side_effect(&self) -> SideEffect;
+    /// The time limit when the cell sets none (`None`: no limit).
+    fn default_timeout(&self) -> Option<Duration> {
+        None
+    }
+    /// Run the tool with `args` (an object).
+    ///
+    /// # Errors
+    /// [`ToolError`] when the arguments are wrong or the tool fails.
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the call; subprocess tools kill their process.
+    async fn execute(&self, args: Value, ctx: &ToolContext) -> Result<Value, ToolError>;
+}
+
+/// Tools by name. Cheap to share behind an `Arc`.
+#[derive(Clone, Default)]
+pub struct Registry {
+    tools: BTreeMap<String, Arc<dyn Tool>>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.tools.keys()).finish()
+    }
+}
+
+impl Registry {
+    /// The built-in tools: `set_state`, `append_state`, `linux_shell`, `bash_data`, `python_data`,
+    /// `run_code`, `http_request`.
+    pub fn builtin() -> Self {
+        let mut r = Registry::default();
+        r.register(Arc::new(SetState));
+        r.register(Arc::new(AppendState));
+        r.register(Arc::new(LinuxShell));
+        r.register(Arc::new(BashData));
+        r.register(Arc::new(PythonData));
+        r.register(Arc::new(RunCode));
+        r.register(Arc::new(HttpRequest::default()));
+        r
+    }
+
+    /// Add (or replace) a tool under its name.
+    pub fn register(&mut self, tool: Arc<dyn Tool>) {
+        self.tools.insert(tool.name().to_owned(), tool);
+    }
+
+    /// The tool with this name.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
+        self.tools.get(name)
+    }
+
+    /// Every tool name, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        self.tools.keys().map(String::as_str).collect()
+    }
+
+    /// Register every tool of this registry in a validation catalog.
+    pub fn fill_catalog(&self, catalog: &mut Catalog) {
+        for name in self.tools.keys() {
+            catalog.add_tool(name.clone(), Origin::Registered);
+        }
+    }
+}
+
+/// A string argument, or an invalid-arguments error naming it.
+pub(crate) fn str_arg<'a>(args: &'a Value, key: &str) -> Result<&'a str, ToolError> {
+    args.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| ToolError::InvalidArguments(format!("`{key}` is required and must be a string")))
+}
+
+/// Run Python code the way `python_data` does (for inline validators).
+pub(crate) async fn python_runner(
+    code: &str,
+    ctx: &ToolContext,
+    extra: Value,
+    timeout: Option<Duration>,
+) -> Result<(Value, String), ToolError> {
+    python::run_python(code, ctx, extra, timeout).await
+}
+
+/// Run a subprocess the way the shell tools do; returns (stdout, exit code).
+pub(crate) async fn process_runner(
+    cmd: tokio::process::Command,
+    stdin: Vec<u8>,
+    timeout: Option<Duration>,
+) -> Result<(String, i32), ToolError> {
+    process::run(cmd, stdin, timeout)
+        .await
+        .map(|f| (f.stdout, f.code))
+}

@@ -1,0 +1,98 @@
+//! Running a subprocess with a time limit and an output cap.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+
+use super::ToolError;
+
+/// Most bytes kept of a stream (stdout or stderr); the rest is dropped and `truncated` set.
+pub(crate) const OUTPUT_CAP: usize = 4 * 1024 * 1024;
+
+/// What a finished process produced.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) code: i32,
+    pub(crate) truncated: bool,
+}
+
+/// Run `cmd` (stdin fed from `stdin`), killing its whole process group after `timeout`.
+pub(crate) async fn run(
+    mut cmd: Command,
+    stdin: Vec<u8>,
+    timeout: Option<Duration>,
+) -> Result<Finished, ToolError> {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| ToolError::Failed(format!("cannot start the process: {e}")))?;
+    let pid = child.id();
+    let mut child_stdin = child.stdin.take();
+    let mut out = child.stdout.take();
+    let mut err = child.stderr.take();
+    let work = async {
+        let feed = async {
+            if let Some(mut s) = child_stdin.take() {
+                // A script that does not read stdin closes it early; that is not an error.
+                let _ = s.write_all(&stdin).await;
+            }
+        };
+        let read_out = read_capped(out.take());
+        let read_err = read_capped(err.take());
+        let ((), (stdout, t1), (stderr, t2)) = tokio::join!(feed, read_out, read_err);
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| ToolError::Failed(format!("cannot wait for the process: {e}")))?;
+        Ok::<_, ToolError>(Finished {
+            stdout,
+            stderr,
+            code: status.code().unwrap_or(-1),
+            truncated: t1 || t2,
+        })
+    };
+    match timeout {
+        None => work.await,
+        Some(limit) => match tokio::time::timeout(limit, work).await {
+            Ok(r) => r,
+            Err(_) => {
+                kill_group(pid);
+                Err(ToolError::Timeout(limit))
+            }
+        },
+    }
+}
+
+async fn read_capped<R: tokio::io::AsyncRead + Unpin>(reader: Option<R>) -> (String, bool) {
+    let Some(reader) = reader else {
+        return (String::new(), false);
+    };
+    let mut buf = Vec::new();
+    let mut limited = reader.take(OUTPUT_CAP as u64 + 1);
+    // A read error leaves what was read so far; the exit status tells the rest.
+    let _ = limited.read_to_end(&mut buf).await;
+    let truncated = buf.len() > OUTPUT_CAP;
+    buf.truncate(OUTPUT_CAP);
+    (String::from_utf8_lossy(&buf).into_owned(), truncated)
+}
+
+/// Kill the process group `pid` leads (the shell and everything it started).
+fn kill_group(pid: Option<u32>) {
+    if let Some(pid) = pid {
+        // Best effort: the group may already be gone; `kill_on_drop` still kills the leader.
+        let _ = std::process::Command::new("kill")
+            .arg("-KILL")
+            .arg(format!("-{pid}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}

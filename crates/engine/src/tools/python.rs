@@ -1,0 +1,162 @@
+//! `python_data` and `run_code`: Python code in a `python3` subprocess, results passed back as JSON.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use tokio::process::Command;
+
+use super::process;
+use super::{SideEffect, Tool, ToolContext, ToolError, str_arg};
+
+/// The line before the JSON result on stdout.
+const MARKER: &str = "\u{1e}RVBBIT_RESULT\u{1e}";
+
+/// The harness: reads `{code, state, input, outputs}` from stdin, runs `code` with `state`, `input`,
+/// `outputs` and `data` (alias of `outputs`) in scope, then prints the marker and `result` as JSON.
+const HARNESS: &str = r#"
+import json, sys, io, contextlib
+_req = json.load(sys.stdin)
+_ns = {"state": _req["state"], "input": _req["input"], "outputs": _req["outputs"], "data": _req["outputs"]}
+_ns.update(_req.get("extra") or {})
+_buf = io.StringIO()
+with contextlib.redirect_stdout(_buf):
+    exec(compile(_req["code"], "<cell>", "exec"), _ns)
+_res = _ns.get("result")
+sys.stdout.write(_buf.getvalue())
+sys.stdout.write("\n" + _req["marker"] + "\n")
+sys.stdout.write(json.dumps(_res, default=str))
+"#;
+
+/// Run `code` with python3; returns (`result` as JSON, the printed stdout).
+pub(crate) async fn run_python(
+    code: &str,
+    ctx: &ToolContext,
+    extra: Value,
+    timeout: Option<Duration>,
+) -> Result<(Value, String), ToolError> {
+    let state = ctx
+        .state
+        .lock()
+        .map(|s| Value::Object(s.clone()))
+        .map_err(|_| ToolError::Failed("the session state is poisoned".into()))?;
+    let request = json!({
+        "code": code,
+        "state": state,
+        "input": ctx.input,
+        "outputs": ctx.outputs,
+        "extra": extra,
+        "marker": MARKER,
+    });
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(HARNESS);
+    cmd.env("SESSION_ID", ctx.session_id.as_str())
+        .env("CELL_NAME", &ctx.cell_name);
+    let done = process::run(cmd, request.to_string().into_bytes(), timeout).await?;
+    if done.code != 0 {
+        return Err(ToolError::Failed(format!(
+            "python exited with code {}: {}",
+            done.code,
+            done.stderr.trim().lines().last().unwrap_or("(no stderr)")
+        )));
+    }
+    let Some((printed, result)) = done.stdout.rsplit_once(MARKER) else {
+        return Err(ToolError::Failed(
+            "python produced no result (the harness was cut short)".into(),
+        ));
+    };
+    let result: Value = serde_json::from_str(result.trim())
+        .map_err(|e| ToolError::Failed(format!("python result is not JSON: {e}")))?;
+    Ok((result, printed.trim_end_matches('\n').to_owned()))
+}
+
+fn code_params() -> Value {
+    json!({
+        "type": "object",
+        "properties": {"code": {"type": "string", "description": "Python code; assign the answer to `result`."}},
+        "required": ["code"]
+    })
+}
+
+/// `python_data(code)`: run Python that assigns `result`; returns `{result, type, _route}` (`type` is
+/// `dict`, `list` or `scalar`; a list of dicts also gets `rows`, `columns`, `row_count`).
+#[derive(Debug)]
+pub struct PythonData;
+
+#[async_trait]
+impl Tool for PythonData {
+    fn name(&self) -> &str {
+        "python_data"
+    }
+    fn description(&self) -> &str {
+        "Run Python code that assigns `result`; `state`, `input` and `outputs` are in scope."
+    }
+    fn parameters(&self) -> Value {
+        code_params()
+    }
+    fn side_effect(&self) -> SideEffect {
+        SideEffect::Irreversible
+    }
+    fn default_timeout(&self) -> Option<Duration> {
+        Some(Duration::from_secs(300))
+    }
+    async fn execute(&self, args: Value, ctx: &ToolContext) -> Result<Value, ToolError> {
+        let code = str_arg(&args, "code")?;
+        let (result, _) = run_python(code, ctx, Value::Null, ctx.timeout.or(self.default_timeout())).await?;
+        let kind = match &result {
+            Value::Object(_) => "dict",
+            Value::Array(_) => "list",
+            _ => "scalar",
+        };
+        let mut out = json!({"result": result, "type": kind, "_route": "success"});
+        if let Value::Array(items) = &out["result"]
+            && items.iter().all(Value::is_object)
+            && !items.is_empty()
+        {
+            let rows = items.clone();
+            let mut columns: Vec<String> = Vec::new();
+            for r in &rows {
+                if let Value::Object(m) = r {
+                    for k in m.keys() {
+                        if !columns.contains(k) {
+                            columns.push(k.clone());
+                        }
+                    }
+                }
+            }
+            out["row_count"] = json!(rows.len());
+            out["rows"] = Value::Array(rows);
+            out["columns"] = json!(columns);
+        }
+        Ok(out)
+    }
+}
+
+/// `run_code(code)`: run Python and return `{stdout, result}`.
+#[derive(Debug)]
+pub struct RunCode;
+
+#[async_trait]
+impl Tool for RunCode {
+    fn name(&self) -> &str {
+        "run_code"
+    }
+    fn description(&self) -> &str {
+        "Run Python code and return what it printed (and `result`, when it assigns one)."
+    }
+    fn parameters(&self) -> Value {
+        code_params()
+    }
+    fn side_effect(&self) -> SideEffect {
+        SideEffect::Irreversible
+    }
+    fn default_timeout(&self) -> Option<Duration> {
+        Some(Duration::from_secs(300))
+    }
+    async fn execute(&self, args: Value, ctx: &ToolContext) -> Result<Value, ToolError> {
+        let code = str_arg(&args, "code")?;
+        let (result, printed) =
+            run_python(code, ctx, Value::Null, ctx.timeout.or(self.default_timeout())).await?;
+        Ok(json!({"stdout": printed, "result": result}))
+    }
+}

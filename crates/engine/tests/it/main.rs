@@ -1,0 +1,15 @@
+//! Integration tests of rvbbit-engine: real subprocesses, the testkit's OpenAI-compatible server and a
+//! real SQLite store in a temporary directory.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    unreachable_pub
+)]
+
+mod deterministic;
+mod failures;
+mod llm;
+mod support;
