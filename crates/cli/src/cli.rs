@@ -48,6 +48,12 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Run a cascade: validate it, then execute its cells as one session, recording every step.
+    ///
+    /// Prints the final output (text) or one JSON outcome document (--output json). Exit codes: 0 ok,
+    /// 1 invalid cascade, 2 a cell failed, 3 a tool failed or timed out, 4 the LLM provider failed,
+    /// 6 invalid --input or configuration, 130/143 interrupted (the session is marked cancelled).
+    Run(commands::run::Args),
     /// Check cascade files and directories without running them.
     ///
     /// Reports every problem, never stopping at the first: syntax, unknown keys (with "did you mean"),
@@ -104,6 +110,7 @@ pub(crate) fn run() -> ExitCode {
     let out = Out::new(cli.output, cli.no_color, cli.quiet, cli.verbose > 0);
     init_tracing(cli.verbose, cli.quiet);
     let result = match &cli.command {
+        Command::Run(args) => commands::run::run(&cli, args, out),
         Command::Validate(args) => commands::validate::run(&cli, args, out),
         Command::Schema(cmd) => commands::schema::run(cmd, out),
         Command::Config(cmd) => commands::config::run(&cli, cmd, out),

@@ -8,6 +8,7 @@ pub(crate) mod doctor;
 pub(crate) mod explain;
 pub(crate) mod health;
 pub(crate) mod metrics;
+pub(crate) mod run;
 pub(crate) mod schema;
 pub(crate) mod sessions;
 pub(crate) mod storage;

@@ -3,6 +3,8 @@
 
 mod config;
 mod help;
+mod run_command;
+mod run_llm;
 mod store_commands;
 mod store_processes;
 mod validate;

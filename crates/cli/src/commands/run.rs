@@ -1,0 +1,351 @@
+//! `rvbbit run CASCADE`: validate, then run the cascade as one session and print its outcome.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rvbbit_cascade::validate::{Options, validate_loaded};
+use rvbbit_cascade::{Catalog, Severity, load_file, render};
+use rvbbit_core::{CallerId, Origin, SessionId, SessionStatus, codes};
+use rvbbit_engine::tools::Registry;
+use rvbbit_engine::{Engine, Outcome, RunRequest};
+use rvbbit_llm::{Client, Limits, Provider, ProviderSettings, Recorder, ReplayProvider};
+use rvbbit_store::{Writer, WriterOptions};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::storage::{Caught, Signals, block_on};
+use super::{Coded, Failure, Outcome as CmdOutcome, load_config};
+use crate::cli::Cli;
+use crate::output::{self, Format, Out};
+
+/// Arguments of `rvbbit run`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The cascade file (YAML or JSON). It is validated first; errors exit 1.
+    #[arg(value_name = "CASCADE")]
+    cascade: PathBuf,
+    /// The cascade input: a JSON object, or @FILE to read it from a file. Invalid JSON exits 6 (RVB-C006).
+    #[arg(long, value_name = "JSON|@FILE")]
+    input: Option<String>,
+    /// Use this session id instead of a fresh woodland id ([A-Za-z0-9_.-], at most 128 characters).
+    #[arg(long, value_name = "ID")]
+    session: Option<String>,
+    /// Model for LLM cells that name none (a cell's own model still wins; beats the cascade's `model`
+    /// and the configured default).
+    #[arg(long, value_name = "MODEL")]
+    model: Option<String>,
+    /// Record every provider reply into FILE (JSON Lines) for a later --replay.
+    #[arg(long, value_name = "FILE", conflicts_with = "replay")]
+    record: Option<PathBuf>,
+    /// Answer LLM calls from a recording made with --record; no network, no API key.
+    #[arg(long, value_name = "FILE")]
+    replay: Option<PathBuf>,
+}
+
+/// The JSON document printed by `rvbbit run --output json`.
+#[derive(Debug, Serialize)]
+struct JsonOutcome {
+    status: &'static str,
+    exit_code: u8,
+    session_id: String,
+    caller_id: String,
+    cascade_id: String,
+    output: Value,
+    outputs: serde_json::Map<String, Value>,
+    path: Vec<String>,
+    code: Option<&'static str>,
+    message: Option<String>,
+    hint: Option<String>,
+    cost_usd: String,
+    duration_ms: u64,
+    llm_calls: u32,
+    tool_calls: u32,
+    warnings: Vec<String>,
+}
+
+pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
+    let config = load_config(cli, out)?.config;
+    let registry = Registry::builtin();
+
+    // 1. Validate: a run never starts on an invalid file.
+    let mut catalog = Catalog::builtin();
+    registry.fill_catalog(&mut catalog);
+    let options = Options {
+        strict: false,
+        roots: config.roots.clone(),
+    };
+    let report = validate_loaded(load_file(&args.cascade), &mut catalog, &options);
+    let (errors, _) = report.counts();
+    if errors > 0 {
+        return invalid(&report, out);
+    }
+    let Some(cascade) = report.loaded.document.as_ref().and_then(|d| d.cascade().cloned()) else {
+        return Err(usage(
+            codes::V_SHAPE,
+            format!("{} is a tool definition, not a cascade", args.cascade.display()),
+            "pass a cascade file (with `cascade_id` and `cells`)",
+        ));
+    };
+    let text = report.loaded.source.as_ref().map(|s| s.text().to_owned());
+
+    // 2. Input and session id.
+    let input = parse_input(args.input.as_deref())?;
+    let session_id = match &args.session {
+        Some(s) => Some(s.parse::<SessionId>().map_err(|e| {
+            usage(
+                codes::C_USAGE,
+                format!("`--session {s}`: {e}"),
+                "use letters, digits, `_`, `.` and `-` (at most 128)",
+            )
+        })?),
+        None => None,
+    };
+
+    block_on(async move {
+        let mut signals = Signals::install()?;
+        // 3. Provider.
+        let provider = provider(&config, args).await?;
+        // 4. Store: a store that cannot be opened does not stop the run; events spill (RVB-S003).
+        let base = std::env::current_dir().unwrap_or_default();
+        let spill = WriterOptions::new(base.join(".rvbbit").join("spill"));
+        let writer = match rvbbit_store::open(&config.store.url, &base).await {
+            Ok(store) => Writer::spawn(store, spill),
+            Err(e) => {
+                output::stderr(&format!(
+                    "warning: the store cannot be opened ({e}); events go to .rvbbit/spill/\n"
+                ));
+                Writer::spill_only(spill, e.to_string())
+            }
+        };
+        let engine = Engine::new(registry)
+            .with_provider(provider)
+            .with_writer(writer.handle())
+            .with_default_model(config.default_model.clone());
+        let mut request = RunRequest::new(cascade);
+        request.input = input;
+        request.session_id = session_id;
+        request.caller_id = CallerId::new(Origin::Cli);
+        request.model = args.model.clone();
+        request.cascade_file = Some(args.cascade.clone());
+        request.cascade_text = text;
+        let cancel = request.cancel.clone();
+
+        // 5. Run; a signal cancels the run, which then marks the session cancelled and flushes.
+        let run = engine.run(request);
+        tokio::pin!(run);
+        let mut caught = None;
+        let outcome = loop {
+            tokio::select! {
+                o = &mut run => break o,
+                s = signals.recv(), if caught.is_none() => {
+                    caught = Some(s);
+                    cancel.cancel();
+                }
+            }
+        };
+        let stats = writer.shutdown().await.map_err(super::storage::fail)?;
+        if stats.spilled > 0 && !out.quiet {
+            output::stderr(&format!(
+                "warning[{}]: {} event(s) spilled to .rvbbit/spill/; load them with `rvbbit db replay`\n",
+                codes::S_SPILLED.code,
+                stats.spilled
+            ));
+        }
+        render_outcome(&outcome, caught, out)
+    })
+}
+
+/// Build the provider: the configured client, wrapped in a recorder, or a replay of a recording.
+async fn provider(config: &rvbbit_core::Config, args: &Args) -> Result<Arc<dyn Provider>, Failure> {
+    if let Some(path) = &args.replay {
+        let replay = ReplayProvider::open(path).await.map_err(llm_failure)?;
+        return Ok(Arc::new(replay));
+    }
+    let p = &config.provider;
+    let mut settings = ProviderSettings::new(p.base_url.clone());
+    settings.api_key_env = p.api_key_env.clone();
+    let key = p
+        .api_key
+        .clone()
+        .or_else(|| std::env::var(&p.api_key_env).ok())
+        .filter(|k| !k.trim().is_empty());
+    if let Some(key) = key {
+        settings = settings.with_api_key(key);
+    }
+    settings.default_model = config.default_model.clone();
+    settings.timeouts.total = Duration::from_secs(p.timeout_seconds.max(1));
+    settings.retry.max_retries = p.max_retries;
+    let mut limits = Limits::unlimited();
+    if p.max_concurrency > 0 {
+        limits = limits.with_max_concurrency(p.max_concurrency as usize);
+    }
+    if p.requests_per_minute > 0 {
+        limits = limits.with_requests_per_minute(p.requests_per_minute);
+    }
+    if p.tokens_per_minute > 0 {
+        limits = limits.with_tokens_per_minute(p.tokens_per_minute);
+    }
+    settings.limits = limits;
+    let client = Client::new(settings).map_err(llm_failure)?;
+    match &args.record {
+        Some(path) => Ok(Arc::new(
+            Recorder::create(client, path).await.map_err(llm_failure)?,
+        )),
+        None => Ok(Arc::new(client)),
+    }
+}
+
+fn llm_failure(e: rvbbit_llm::Error) -> Failure {
+    let hint = e.hint();
+    Failure::Coded(Coded::from_error(e.code(), &e, hint))
+}
+
+fn usage(code: &'static rvbbit_core::ErrorCode, message: String, hint: &str) -> Failure {
+    Failure::Coded(Coded {
+        code,
+        message,
+        hint: hint.into(),
+        causes: Vec::new(),
+    })
+}
+
+/// `--input`: a JSON text or `@FILE`; invalid JSON is RVB-C006 (exit 6).
+fn parse_input(arg: Option<&str>) -> Result<Value, Failure> {
+    let Some(arg) = arg else {
+        return Ok(Value::Object(serde_json::Map::new()));
+    };
+    let (text, from) = match arg.strip_prefix('@') {
+        Some(path) => (
+            std::fs::read_to_string(Path::new(path)).map_err(|e| {
+                usage(
+                    codes::C_INPUT,
+                    format!("cannot read the input file {path}: {e}"),
+                    "check the path after `@`",
+                )
+            })?,
+            format!("the input file {path}"),
+        ),
+        None => (arg.to_owned(), "--input".to_owned()),
+    };
+    serde_json::from_str(&text).map_err(|e| {
+        usage(
+            codes::C_INPUT,
+            format!("{from} is not valid JSON: {e}"),
+            "pass a JSON object, such as --input '{\"name\": \"Ada\"}', or @file.json",
+        )
+    })
+}
+
+/// Validation failed: the rendered diagnostics (or the validate JSON shape), exit 1.
+fn invalid(report: &rvbbit_cascade::validate::Report, out: Out) -> CmdOutcome {
+    let exit = codes::V_SYNTAX.exit_code();
+    match out.format {
+        Format::Json => {
+            let diagnostics: Vec<_> = report
+                .diagnostics()
+                .iter()
+                .map(|d| d.to_json(&report.loaded.path, report.loaded.source.as_ref()))
+                .collect();
+            let first = report
+                .diagnostics()
+                .iter()
+                .find(|d| d.severity == Severity::Error);
+            output::json(&serde_json::json!({
+                "status": "invalid",
+                "exit_code": exit,
+                "code": first.map(|d| d.code.code),
+                "message": first.map(|d| d.message.clone()),
+                "hint": first.and_then(|d| d.hint.clone()),
+                "diagnostics": diagnostics,
+            }))?;
+        }
+        Format::Text => {
+            let mut text = String::new();
+            for d in report.diagnostics() {
+                text.push_str(&render(
+                    d,
+                    &report.loaded.path,
+                    report.loaded.source.as_ref(),
+                    out.color,
+                ));
+            }
+            text.push_str("✗ the cascade is invalid; nothing was run\n");
+            output::stderr(&text);
+        }
+    }
+    Ok(exit)
+}
+
+fn render_outcome(outcome: &Outcome, caught: Option<Caught>, out: Out) -> CmdOutcome {
+    let exit = match (outcome.status, caught, &outcome.error) {
+        (SessionStatus::Completed, _, _) => 0,
+        (SessionStatus::Cancelled, Some(c), _) => c.exit_code(),
+        (_, _, Some(e)) => e.code().exit_code(),
+        _ => codes::E_CELL_FAILED.exit_code(),
+    };
+    match out.format {
+        Format::Json => {
+            let doc = JsonOutcome {
+                status: outcome.status.as_str(),
+                exit_code: exit,
+                session_id: outcome.session_id.to_string(),
+                caller_id: outcome.caller_id.to_string(),
+                cascade_id: outcome.cascade_id.clone(),
+                output: outcome.output.clone(),
+                outputs: outcome.outputs.clone(),
+                path: outcome.path.clone(),
+                code: outcome.error.as_ref().map(|e| e.code().code),
+                message: outcome.error.as_ref().map(ToString::to_string),
+                hint: outcome.error.as_ref().map(|e| e.hint()),
+                cost_usd: outcome.cost.to_decimal_string(),
+                duration_ms: u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
+                llm_calls: outcome.llm_calls,
+                tool_calls: outcome.tool_calls,
+                warnings: outcome.warnings.clone(),
+            };
+            output::json(&doc)?;
+        }
+        Format::Text => {
+            if !out.quiet {
+                for w in &outcome.warnings {
+                    output::stderr(&format!("warning: {w}\n"));
+                }
+            }
+            match &outcome.error {
+                None => {
+                    let text = match &outcome.output {
+                        Value::String(s) => s.clone(),
+                        Value::Null => String::new(),
+                        other => serde_json::to_string_pretty(other).unwrap_or_default(),
+                    };
+                    if !text.is_empty() {
+                        output::stdout(&format!("{}\n", text.trim_end_matches('\n')))?;
+                    }
+                }
+                Some(e) => {
+                    output::stderr(&format!(
+                        "error[{}]: {e}\n  hint: {}\n  session: {} ({})\n  see: docs/errors/{}.md\n",
+                        e.code().code,
+                        e.hint(),
+                        outcome.session_id,
+                        outcome.status,
+                        e.code().code
+                    ));
+                }
+            }
+            if out.verbose {
+                output::stderr(&format!(
+                    "session {} {} in {} ms, {} LLM call(s), {} tool call(s), cost ${}\n",
+                    outcome.session_id,
+                    outcome.status,
+                    outcome.duration.as_millis(),
+                    outcome.llm_calls,
+                    outcome.tool_calls,
+                    outcome.cost.to_decimal_string()
+                ));
+            }
+        }
+    }
+    Ok(exit)
+}
