@@ -298,3 +298,33 @@ cells:
     assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
     assert_eq!(h.count(&out.session_id, EventKind::Validation).await, 1);
 }
+
+#[tokio::test]
+async fn http_request_calls_a_real_server_and_parses_json() {
+    let server =
+        rvbbit_testkit::TestServer::start(rvbbit_testkit::Script::sequence([rvbbit_testkit::Reply::text(
+            "pong",
+        )]))
+        .await;
+    let h = Harness::new().await;
+    let c = yaml(
+        r#"
+cascade_id: http_demo
+cells:
+  - name: call
+    tool: http_request
+    inputs:
+      url: "{{ input.base }}/chat/completions"
+      method: POST
+      json: {model: m, messages: [{role: user, content: "{{ input.word }}"}]}
+"#,
+    );
+    let out = h
+        .run(&h.engine(), c, json!({"base": server.base_url(), "word": "ping"}))
+        .await;
+    assert_eq!(out.status, SessionStatus::Completed, "{:?}", out.error);
+    assert_eq!(out.output["status"], 200);
+    assert_eq!(out.output["body"]["choices"][0]["message"]["content"], "pong");
+    assert_eq!(server.bodies()[0]["messages"][0]["content"], "ping");
+    server.shutdown().await;
+}

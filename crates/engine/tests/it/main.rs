@@ -9,6 +9,7 @@
     unreachable_pub
 )]
 
+mod corpus_llm;
 mod deterministic;
 mod failures;
 mod llm;
