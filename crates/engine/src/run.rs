@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rvbbit_cascade::model::{Cascade, Cell, CellKind, OnError};
 use rvbbit_core::{CallerId, EventKind, MicroUsd, Origin, SessionId, SessionStatus};
 use rvbbit_llm::Provider;
-use rvbbit_store::{Session, WriterHandle};
+use rvbbit_store::{Heartbeat, Session, Store, WriterHandle};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
@@ -28,6 +28,7 @@ pub struct Engine {
     pub(crate) registry: Arc<Registry>,
     pub(crate) writer: Option<WriterHandle>,
     pub(crate) default_model: String,
+    pub(crate) heartbeat: Option<(Arc<dyn Store>, Duration)>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -47,6 +48,7 @@ impl Engine {
             registry: Arc::new(registry),
             writer: None,
             default_model: rvbbit_llm::DEFAULT_MODEL.to_owned(),
+            heartbeat: None,
         }
     }
 
@@ -59,6 +61,13 @@ impl Engine {
     /// Record events and session records through `writer`.
     pub fn with_writer(mut self, writer: WriterHandle) -> Self {
         self.writer = Some(writer);
+        self
+    }
+
+    /// Keep each session's heartbeat fresh in `store` every `every` while it runs, so a crashed run can be
+    /// told apart from a slow one (`rvbbit sessions cleanup`, `rvbbit doctor`).
+    pub fn with_heartbeat(mut self, store: Arc<dyn Store>, every: Duration) -> Self {
+        self.heartbeat = Some((store, every));
         self
     }
 
@@ -132,8 +141,15 @@ impl Engine {
             path: Vec::new(),
             cancel: request.cancel.clone(),
         };
+        let heartbeat = self
+            .heartbeat
+            .as_ref()
+            .map(|(store, every)| Heartbeat::spawn(store.clone(), session_id.clone(), *every));
         run.check_inputs().await;
         let result = run.run_loop().await;
+        if let Some(h) = heartbeat {
+            h.stop().await;
+        }
         let (status, error) = match result {
             Ok(()) => (SessionStatus::Completed, None),
             Err(Error::Cancelled) => (SessionStatus::Cancelled, Some(Error::Cancelled)),

@@ -19,6 +19,9 @@ use super::{Coded, Failure, Outcome as CmdOutcome, load_config};
 use crate::cli::Cli;
 use crate::output::{self, Format, Out};
 
+/// How often a running session's heartbeat is refreshed.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+
 /// Arguments of `rvbbit run`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -109,19 +112,22 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
         // 4. Store: a store that cannot be opened does not stop the run; events spill (RVB-S003).
         let base = std::env::current_dir().unwrap_or_default();
         let spill = WriterOptions::new(base.join(".rvbbit").join("spill"));
-        let writer = match rvbbit_store::open(&config.store.url, &base).await {
-            Ok(store) => Writer::spawn(store, spill),
+        let (writer, store) = match rvbbit_store::open(&config.store.url, &base).await {
+            Ok(store) => (Writer::spawn(store.clone(), spill), Some(store)),
             Err(e) => {
                 output::stderr(&format!(
                     "warning: the store cannot be opened ({e}); events go to .rvbbit/spill/\n"
                 ));
-                Writer::spill_only(spill, e.to_string())
+                (Writer::spill_only(spill, e.to_string()), None)
             }
         };
-        let engine = Engine::new(registry)
+        let mut engine = Engine::new(registry)
             .with_provider(provider)
             .with_writer(writer.handle())
             .with_default_model(config.default_model.clone());
+        if let Some(store) = store {
+            engine = engine.with_heartbeat(store, HEARTBEAT_EVERY);
+        }
         let mut request = RunRequest::new(cascade);
         request.input = input;
         request.session_id = session_id;

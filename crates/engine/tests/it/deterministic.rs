@@ -328,3 +328,17 @@ cells:
     assert_eq!(server.bodies()[0]["messages"][0]["content"], "ping");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_running_session_keeps_its_heartbeat_fresh() {
+    let h = Harness::new().await;
+    let c = yaml(
+        "cascade_id: beat\ncells:\n  - name: wait\n    tool: linux_shell\n    inputs: {command: 'sleep 0.4'}\n",
+    );
+    let before = rvbbit_core::Timestamp::now();
+    let out = h.run(&h.engine(), c, json!({})).await;
+    assert_eq!(out.status, SessionStatus::Completed);
+    let s = h.store.session(&out.session_id).await.unwrap();
+    assert!(s.heartbeat_at > before);
+    assert!(s.ended_at.is_some());
+}

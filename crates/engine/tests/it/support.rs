@@ -70,7 +70,9 @@ impl Harness {
     }
 
     pub fn engine(&self) -> Engine {
-        Engine::new(Registry::builtin()).with_writer(self.writer.as_ref().unwrap().handle())
+        Engine::new(Registry::builtin())
+            .with_writer(self.writer.as_ref().unwrap().handle())
+            .with_heartbeat(self.store.clone(), std::time::Duration::from_millis(50))
     }
 
     /// An engine whose provider is a real client pointed at `base_url` (the testkit server).
