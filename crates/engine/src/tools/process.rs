@@ -35,6 +35,8 @@ pub(crate) async fn run(
         .spawn()
         .map_err(|e| ToolError::Failed(format!("cannot start the process: {e}")))?;
     let pid = child.id();
+    // Kills the whole group if this future is dropped (a cancelled run) or times out.
+    let mut guard = GroupGuard(pid);
     let mut child_stdin = child.stdin.take();
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();
@@ -59,15 +61,26 @@ pub(crate) async fn run(
             truncated: t1 || t2,
         })
     };
-    match timeout {
+    let result = match timeout {
         None => work.await,
         Some(limit) => match tokio::time::timeout(limit, work).await {
             Ok(r) => r,
-            Err(_) => {
-                kill_group(pid);
-                Err(ToolError::Timeout(limit))
-            }
+            Err(_) => Err(ToolError::Timeout(limit)),
         },
+    };
+    if !matches!(result, Err(ToolError::Timeout(_))) {
+        // The leader exited on its own; its group is left alone (background jobs a script started on purpose).
+        guard.0 = None;
+    }
+    result
+}
+
+/// Kills the process group on drop unless disarmed.
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        kill_group(self.0.take());
     }
 }
 

@@ -94,3 +94,28 @@ async fn cancelling_mid_llm_call_marks_the_session_cancelled_and_flushes() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn cancelling_mid_tool_kills_the_whole_process_group() {
+    let h = Harness::new().await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let marker = dir.path().join("marker");
+    let c = yaml(&format!(
+        "cascade_id: cancel_tool\ncells:\n  - name: s\n    tool: linux_shell\n    inputs: {{command: 'sleep 1 && touch {}'}}\n",
+        marker.display()
+    ));
+    let req = RunRequest::new(c);
+    let token = req.cancel.clone();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        token.cancel();
+    });
+    let out = h.engine().run(req).await;
+    canceller.await.unwrap();
+    assert_eq!(out.status, SessionStatus::Cancelled);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !marker.exists(),
+        "the shell's children kept running after the cancel"
+    );
+}
