@@ -124,3 +124,98 @@ async fn corpus_model_override_test_uses_each_cells_model_then_the_default() {
         ]
     );
 }
+
+/// Corpus cascades that only use supported features: each runs to completion with scripted replies,
+/// along the expected path, with one LLM call per turn, and every call and cell recorded.
+#[tokio::test]
+async fn corpus_plain_llm_cascades_follow_their_handoffs() {
+    let cases: &[(&str, Value, &[&str], usize)] = &[
+        (
+            "code_reviewer.yaml",
+            json!({"code": "x=1", "language": "python"}),
+            &["security_review", "quality_review"],
+            2,
+        ),
+        ("context_demo_child.yaml", json!({}), &["child_step"], 1),
+        (
+            "context_inject_demo.yaml",
+            json!({}),
+            &["original_design", "feedback", "revision", "compare"],
+            4,
+        ),
+        (
+            "context_messages_demo.yaml",
+            json!({}),
+            &["research_phase", "summarize", "detailed_analysis"],
+            3,
+        ),
+        (
+            "context_selective_demo.yaml",
+            json!({"topic": "bees"}),
+            &[
+                "generate_ideas",
+                "add_context",
+                "selective_analysis",
+                "final_summary",
+            ],
+            4,
+        ),
+        (
+            "context_sugar_demo.yaml",
+            json!({}),
+            &["original_problem", "brainstorm", "draft", "review", "final"],
+            5,
+        ),
+        (
+            "context_system_test.yaml",
+            json!({}),
+            &["phase_a", "phase_b", "phase_c", "phase_d", "phase_e"],
+            5,
+        ),
+        ("nested_child.yaml", json!({}), &["sub_greet"], 1),
+        (
+            "thinking_combined_test.yaml",
+            json!({"riddle": "?"}),
+            &["solve_with_budget", "solve_with_effort"],
+            2,
+        ),
+        (
+            "thinking_mode_test.yaml",
+            json!({"problem": "?"}),
+            &["think_high", "think_medium_budget"],
+            2,
+        ),
+        (
+            "thinking_token_budget.yaml",
+            json!({"puzzle": "?"}),
+            &["solve"],
+            1,
+        ),
+        (
+            "turn_prompt_code_review.yaml",
+            json!({"language": "rust", "problem": "sum"}),
+            &["solve_problem"],
+            3,
+        ),
+        (
+            "turn_prompt_demo.yaml",
+            json!({"requirements": "short", "topic": "owls"}),
+            &["write_content"],
+            3,
+        ),
+        (
+            "auto_context_comparison_WITHOUT.yaml",
+            json!({}),
+            &["research", "analysis", "synthesis"],
+            3,
+        ),
+    ];
+    for (file, input, path, calls) in cases {
+        let replies: Vec<String> = (0..*calls).map(|i| format!("reply {i} of {file}")).collect();
+        let refs: Vec<&str> = replies.iter().map(String::as_str).collect();
+        let (out, _) = run_corpus(file, input.clone(), &refs, path).await;
+        for (cell, expected) in path.iter().zip(out.lineage.iter()) {
+            assert_eq!(expected.cell, *cell, "{file}");
+        }
+    }
+}
