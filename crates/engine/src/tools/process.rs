@@ -98,14 +98,16 @@ async fn read_capped<R: tokio::io::AsyncRead + Unpin>(reader: Option<R>) -> (Str
 }
 
 /// Kill the process group `pid` leads (the shell and everything it started).
+///
+/// Uses the `killpg` system call directly. Shelling out to `kill -KILL -PID` is wrong: procps-ng reads
+/// `-PID` after a signal option as a second signal option and then signals far more than the group.
 fn kill_group(pid: Option<u32>) {
-    if let Some(pid) = pid {
-        // Best effort: the group may already be gone; `kill_on_drop` still kills the leader.
-        let _ = std::process::Command::new("kill")
-            .arg("-KILL")
-            .arg(format!("-{pid}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
+    let Some(pid) = pid
+        .and_then(|p| i32::try_from(p).ok())
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return;
+    };
+    // Best effort: the group may already be gone; `kill_on_drop` still kills the leader.
+    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
 }
