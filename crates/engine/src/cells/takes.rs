@@ -14,7 +14,8 @@
 //! once, then fails the cell with RVB-E011. A single remaining branch wins without a judge call.
 //! The winner's state replaces the run's state, and its output and route become the cell's. With
 //! `mode: aggregate` the outputs are merged instead (an LLM call with `aggregator_instructions`, or a
-//! concatenation). If every branch fails, the cell fails with the first branch's error.
+//! concatenation). If every branch fails, the cell fails with the first branch's error. `reforge` then
+//! refines the winner in rounds of `factor_per_step` branches ([`reforge_rounds`]).
 //!
 //! Events: `candidate_start` per branch, the branches' own events, `evaluation` (winner and reason),
 //! then `candidate_complete` per branch with `metadata.is_winner`.
@@ -25,7 +26,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 use rvbbit_cascade::model::{
     CandidateModels, Candidates, CandidatesMode, Cascade, Cell, CellKind, IntOrTemplate, ModelSpec,
-    MutationMode, ValidatorSpec,
+    MutationMode, Reforge, ValidatorSpec,
 };
 use rvbbit_core::{EventKind, MicroUsd};
 use rvbbit_llm::{ChatRequest, Message};
@@ -130,10 +131,65 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
             feature: feature.into(),
         });
     }
-    let factor = u32::try_from(plans.len()).unwrap_or(MAX_FACTOR);
     let max_parallel = cands.max_parallel.unwrap_or(DEFAULT_MAX_PARALLEL).max(1) as usize;
+    let first = Round {
+        step: None,
+        mutation: (cands.mutate != Some(false)).then(|| {
+            let hints = match &cands.mutations {
+                Some(m) if !m.is_empty() => m.clone(),
+                _ => BUILTIN_MUTATIONS.iter().map(|s| (*s).to_owned()).collect(),
+            };
+            (cands.mutation_mode, hints)
+        }),
+        evaluator: cands.evaluator_instructions.clone(),
+        max_parallel,
+    };
+    let (done, judged) = branches(run, cell, &plain, plans, &cands, &first).await?;
 
-    let branches = plans.into_iter().enumerate().map(|(i, plan)| {
+    if cands.mode == Some(CandidatesMode::Aggregate) {
+        let output = aggregate(run, cell, &cands, &done, &judged).await?;
+        let mut e = run.emit.event(EventKind::Evaluation, Some(&cell.name));
+        e.metadata =
+            json!({"mode": "aggregate", "candidates": done.len(), "aggregated": indices(&done, &judged)});
+        e.content = output.clone();
+        run.emit.send(e).await;
+        complete_events(run, cell, &done, None, None).await;
+        return Ok(CellResult { output, route: None });
+    }
+    let mut best = choose(run, cell, &cands, done, &judged, &first).await?;
+    if let Some(reforge) = &cands.reforge {
+        best = reforge_rounds(run, cell, &plain, &cands, reforge, best, max_parallel).await?;
+    }
+    best.result
+}
+
+/// One round of branches: the initial candidates, or one reforge step.
+struct Round {
+    /// The reforge step (`None` for the initial round).
+    step: Option<u32>,
+    /// How branches 2..N vary their prompt, and the hints (`None`: no mutation).
+    mutation: Option<(Option<MutationMode>, Vec<String>)>,
+    /// The judge prompt.
+    evaluator: Option<String>,
+    max_parallel: usize,
+}
+
+/// Run one branch per plan of `plain` concurrently and add their costs to the run. Returns the
+/// branches (in index order) and the positions of those to judge: the successful ones that passed the
+/// pre-filter, or all successful ones when none passed.
+///
+/// # Errors
+/// The first branch's error when every branch failed; a pre-filter validator that cannot run.
+async fn branches<'a>(
+    run: &mut Run<'a>,
+    cell: &Cell,
+    plain: &Cell,
+    plans: Vec<Plan>,
+    cands: &Candidates,
+    round: &Round,
+) -> Result<(Vec<Done<'a>>, Vec<usize>)> {
+    let factor = u32::try_from(plans.len()).unwrap_or(MAX_FACTOR);
+    let tasks = plans.into_iter().enumerate().map(|(i, plan)| {
         let index = u32::try_from(i).unwrap_or(u32::MAX);
         let branch = Branch {
             index,
@@ -150,13 +206,14 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
             "candidate",
             cell = %cell.name,
             candidate_index = index,
+            reforge_step = round.step,
             session_id = %run.session_id,
             caller_id = %run.emit.caller()
         );
-        branch_task(forked, bcell, &cands, cell).instrument(span)
+        branch_task(forked, bcell, cands, cell, round).instrument(span)
     });
-    let mut done: Vec<Done<'_>> = futures::stream::iter(branches)
-        .buffer_unordered(max_parallel)
+    let mut done: Vec<Done<'a>> = futures::stream::iter(tasks)
+        .buffer_unordered(round.max_parallel)
         .collect()
         .await;
     done.sort_by_key(|d| d.index);
@@ -180,7 +237,7 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
     }
     let succeeded: Vec<usize> = (0..done.len()).filter(|&i| done[i].result.is_ok()).collect();
     if succeeded.is_empty() {
-        complete_events(run, cell, &done, None).await;
+        complete_events(run, cell, &done, None, round.step).await;
         let first = done.into_iter().find_map(|d| d.result.err());
         return Err(
             first.unwrap_or_else(|| Error::Internal(format!("cell `{}`: no candidate ran", cell.name)))
@@ -192,23 +249,24 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
         .filter(|&i| !matches!(done[i].verdict, Some(Ok((false, _)))))
         .collect();
     let judged = if passed.is_empty() { succeeded } else { passed };
+    Ok((done, judged))
+}
 
-    if cands.mode == Some(CandidatesMode::Aggregate) {
-        let output = aggregate(run, cell, &cands, &done, &judged).await?;
-        let mut e = run.emit.event(EventKind::Evaluation, Some(&cell.name));
-        e.metadata =
-            json!({"mode": "aggregate", "candidates": factor, "aggregated": indices(&done, &judged)});
-        e.content = output.clone();
-        run.emit.send(e).await;
-        complete_events(run, cell, &done, None).await;
-        return Ok(CellResult { output, route: None });
-    }
-
+/// Pick the winner among `judged` (the evaluator, unless one is left), record the `evaluation` and
+/// `candidate_complete` events, and make the winner's state the run's state.
+async fn choose<'a>(
+    run: &mut Run<'a>,
+    cell: &Cell,
+    cands: &Candidates,
+    mut done: Vec<Done<'a>>,
+    judged: &[usize],
+    round: &Round,
+) -> Result<Done<'a>> {
     let (winner, reason, evaluator_model) = if judged.len() == 1 {
-        let only = judged[0];
-        (only, "the only candidate left to judge".to_owned(), None)
+        (judged[0], "the only candidate left to judge".to_owned(), None)
     } else {
-        let (w, reason, model) = evaluate(run, cell, &cands, &done, &judged).await?;
+        let (w, reason, model) =
+            evaluate(run, cell, cands, round.evaluator.as_deref(), &done, judged).await?;
         (w, reason, Some(model))
     };
     let mut e = run.emit.event(EventKind::Evaluation, Some(&cell.name));
@@ -216,25 +274,99 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
     e.metadata = json!({
         "winner_index": done[winner].index,
         "reason": reason,
-        "candidates": factor,
-        "judged": indices(&done, &judged),
+        "candidates": done.len(),
+        "judged": indices(&done, judged),
         "evaluator_model": evaluator_model,
+        "reforge_step": round.step,
     });
     run.emit.send(e).await;
-    complete_events(run, cell, &done, Some(winner)).await;
-
+    complete_events(run, cell, &done, Some(winner), round.step).await;
     let chosen = done.swap_remove(winner);
     let state = chosen.run.state.lock().map(|s| s.clone()).unwrap_or_default();
     if let Ok(mut s) = run.state.lock() {
         *s = state;
     }
-    chosen.result
+    Ok(chosen)
+}
+
+/// `reforge`: `steps` rounds of `factor_per_step` branches (default 2) that refine the current best
+/// output with `honing_prompt` (plus a built-in variation hint per step with `mutate: true`), judged
+/// with `evaluator_override` (else the evaluator instructions); each round's winner is the new best. A
+/// `threshold` validator that passes on the new best ends the rounds early.
+async fn reforge_rounds<'a>(
+    run: &mut Run<'a>,
+    cell: &Cell,
+    plain: &Cell,
+    cands: &Candidates,
+    reforge: &Reforge,
+    mut best: Done<'a>,
+    max_parallel: usize,
+) -> Result<Done<'a>> {
+    let render = |run: &Run<'_>, source: &str, place: &str| {
+        run.templates
+            .render(source, &run.template_ctx())
+            .map_err(|e| Error::CellFailed {
+                cell: cell.name.clone(),
+                message: format!("template error in `{place}`: {e}"),
+            })
+    };
+    let original = render(run, plain.instructions.as_deref().unwrap_or(""), "instructions")?;
+    let honing = render(
+        run,
+        reforge.honing_prompt.as_deref().unwrap_or(""),
+        "candidates.reforge.honing_prompt",
+    )?;
+    let per_step = reforge.factor_per_step.unwrap_or(2).clamp(1, MAX_FACTOR) as usize;
+    for step in 1..=reforge.steps.unwrap_or(1) {
+        let current = best
+            .result
+            .as_ref()
+            .map(|r| text_of(&r.output))
+            .unwrap_or_default();
+        let mut text = format!(
+            "{original}\n\n## Current Best Output\n{current}\n\n## Refinement Instructions\n{honing}"
+        );
+        if reforge.mutate == Some(true) {
+            let hint = BUILTIN_MUTATIONS[(step as usize - 1) % BUILTIN_MUTATIONS.len()];
+            text.push_str(&format!("\n\n**Variation Strategy**: {hint}"));
+        }
+        let mut refine = plain.clone();
+        // Rendered already: keep the template engine away from braces in the outputs.
+        refine.instructions = Some(format!("{{% raw %}}{text}{{% endraw %}}"));
+        let plan = Plan {
+            model: Some(reforge.model.clone().unwrap_or_else(|| best.model.clone())),
+            ..Plan::default()
+        };
+        let round = Round {
+            step: Some(step),
+            mutation: None,
+            evaluator: reforge
+                .evaluator_override
+                .clone()
+                .or_else(|| cands.evaluator_instructions.clone()),
+            max_parallel,
+        };
+        let (done, judged) = branches(run, cell, &refine, vec![plan; per_step], cands, &round).await?;
+        best = choose(run, cell, cands, done, &judged, &round).await?;
+        if let Some(threshold) = &reforge.threshold {
+            let text = best
+                .result
+                .as_ref()
+                .map(|r| text_of(&r.output))
+                .unwrap_or_default();
+            let (passed, _) = validators::check(run, cell, &threshold.validator, &text).await?;
+            if passed {
+                break;
+            }
+        }
+    }
+    Ok(best)
 }
 
 /// Options of §8.1 this build refuses (RVB-E003) rather than silently ignoring.
 fn unsupported(c: &Candidates) -> Option<&'static str> {
-    if c.reforge.is_some() {
-        return Some("candidates.reforge");
+    if c.reforge.is_some() && c.mode == Some(CandidatesMode::Aggregate) {
+        return Some("candidates.reforge with mode: aggregate");
     }
     if c.cost_aware_evaluation.is_some() {
         return Some("candidates.cost_aware_evaluation");
@@ -351,18 +483,21 @@ fn fork<'a>(run: &Run<'a>, branch: Branch) -> Run<'a> {
 }
 
 /// One branch: its prompt variation, the full LLM cell, then the pre-filter validator.
-async fn branch_task<'a>(mut run: Run<'a>, mut cell: Cell, cands: &Candidates, original: &Cell) -> Done<'a> {
+async fn branch_task<'a>(
+    mut run: Run<'a>,
+    mut cell: Cell,
+    cands: &Candidates,
+    original: &Cell,
+    round: &Round,
+) -> Done<'a> {
     let started = Instant::now();
     let index = run.branch.as_ref().map_or(0, |b| b.index);
     let model = resolve_model(&run, &cell).0;
-    let mutation = if index > 0 && cands.mutate != Some(false) {
-        let hints: Vec<String> = match &cands.mutations {
-            Some(m) if !m.is_empty() => m.clone(),
-            _ => BUILTIN_MUTATIONS.iter().map(|s| (*s).to_owned()).collect(),
-        };
-        Some(hints[(index as usize - 1) % hints.len()].clone())
-    } else {
-        None
+    let (mode, mutation) = match &round.mutation {
+        Some((mode, hints)) if index > 0 && !hints.is_empty() => {
+            (*mode, Some(hints[(index as usize - 1) % hints.len()].clone()))
+        }
+        _ => (None, None),
     };
     let mut start = run.emit.event(EventKind::CandidateStart, Some(&cell.name));
     start.model_requested = Some(model.clone());
@@ -370,12 +505,13 @@ async fn branch_task<'a>(mut run: Run<'a>, mut cell: Cell, cands: &Candidates, o
         "factor": run.branch.as_ref().map(|b| b.factor),
         "model": model,
         "mutation": mutation,
-        "mutation_mode": cands.mutation_mode,
+        "mutation_mode": mutation.as_ref().map(|_| mode.unwrap_or(MutationMode::Rewrite)),
+        "reforge_step": round.step,
     });
     run.emit.send(start).await;
     let result = async {
         if let Some(hint) = &mutation {
-            mutate(&mut run, &mut cell, original, cands.mutation_mode, hint).await?;
+            mutate(&mut run, &mut cell, original, mode, hint).await?;
         }
         super::llm::run(&mut run, &cell).await
     }
@@ -456,10 +592,11 @@ async fn evaluate(
     run: &mut Run<'_>,
     cell: &Cell,
     cands: &Candidates,
+    instructions: Option<&str>,
     done: &[Done<'_>],
     judged: &[usize],
 ) -> Result<(usize, String, String)> {
-    let instructions = match &cands.evaluator_instructions {
+    let instructions = match instructions {
         Some(t) => run
             .templates
             .render(t, &judge_ctx(run, done, judged))
@@ -585,7 +722,13 @@ async fn aggregate(
 }
 
 /// One `candidate_complete` per branch (on the branch's own emitter, so it carries its index).
-async fn complete_events(run: &Run<'_>, cell: &Cell, done: &[Done<'_>], winner: Option<usize>) {
+async fn complete_events(
+    run: &Run<'_>,
+    cell: &Cell,
+    done: &[Done<'_>],
+    winner: Option<usize>,
+    reforge_step: Option<u32>,
+) {
     for (i, d) in done.iter().enumerate() {
         let mut e = d.run.emit.event(EventKind::CandidateComplete, Some(&cell.name));
         e.duration_us = Some(micros(d.duration));
@@ -602,6 +745,7 @@ async fn complete_events(run: &Run<'_>, cell: &Cell, done: &[Done<'_>], winner: 
             "validation_reason": reason,
             "cost_micro_usd": d.run.cost.micros(),
             "llm_calls": d.run.llm_calls,
+            "reforge_step": reforge_step,
         });
         match &d.result {
             Ok(r) => e.content = r.output.clone(),

@@ -602,26 +602,90 @@ cells:
 }
 
 #[tokio::test]
-async fn unsupported_candidate_options_are_refused_with_e003() {
-    let server = TestServer::start(Script::echo()).await;
+async fn reforge_refines_the_winner_in_rounds_until_the_threshold_passes() {
+    let server = TestServer::start(Script::rule(|body| {
+        let t = all_text(body);
+        if is_evaluator(body) {
+            // Initial round: "Pick one." → attempt 2; refinement rounds: the override → attempt 1.
+            if t.starts_with("Pick the sharpest.") {
+                Reply::text(r#"{"winner": 1, "reason": "sharper"}"#)
+            } else {
+                Reply::text(r#"{"winner": 2, "reason": "better start"}"#)
+            }
+        } else if t.contains("## Current Best Output\ndraft 1") {
+            Reply::text("refined once")
+        } else if t.contains("## Current Best Output\nrefined once") {
+            Reply::text("refined twice FINAL")
+        } else {
+            Reply::text(format!("draft {}", take_of(body)))
+        }
+    }))
+    .await;
     let h = Harness::new().await;
     let c = yaml(
         r#"
 cascade_id: reforge
 cells:
   - name: w
+    instructions: "Draft, take {{ candidate_index }}"
+    candidates:
+      factor: 2
+      mutate: false
+      evaluator_instructions: "Pick one."
+      reforge:
+        steps: 3
+        factor_per_step: 2
+        model: r/model
+        honing_prompt: "Make it sharper."
+        evaluator_override: "Pick the sharpest."
+        threshold:
+          validator: {python: "result = {'valid': 'FINAL' in content, 'reason': 'not final'}"}
+"#,
+    );
+    let out = h.run(&h.llm_engine(&server.base_url()), c, json!({})).await;
+    assert_eq!(out.status, SessionStatus::Completed, "{:?}", out.error);
+    assert_eq!(out.output, json!("refined twice FINAL"));
+    // 2 + judge, then two steps of 2 + judge; the threshold passes after step 2 of 3.
+    assert_eq!(server.requests(), 9);
+    let bodies = server.bodies();
+    let refinements: Vec<&Value> = bodies
+        .iter()
+        .filter(|b| !is_evaluator(b) && all_text(b).contains("## Refinement Instructions\nMake it sharper."))
+        .collect();
+    assert_eq!(refinements.len(), 4);
+    assert!(refinements.iter().all(|b| b["model"] == "r/model"));
+    assert!(all_text(refinements[0]).starts_with("Draft, take 0\n\n## Current Best Output\n"));
+    let steps: Vec<Value> = events_of(&h, &out, EventKind::Evaluation)
+        .await
+        .into_iter()
+        .map(|e| e.metadata["reforge_step"].clone())
+        .collect();
+    assert_eq!(steps, [Value::Null, json!(1), json!(2)]);
+    assert_eq!(h.count(&out.session_id, EventKind::CandidateStart).await, 6);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn unsupported_candidate_options_are_refused_with_e003() {
+    let server = TestServer::start(Script::echo()).await;
+    let h = Harness::new().await;
+    let c = yaml(
+        r#"
+cascade_id: pareto
+cells:
+  - name: w
     instructions: "Go"
     candidates:
       factor: 2
       evaluator_instructions: "Pick."
-      reforge: {steps: 1, honing_prompt: "Improve it."}
+      pareto_frontier: {enabled: true}
 "#,
     );
     let out = h.run(&h.llm_engine(&server.base_url()), c, json!({})).await;
     assert_eq!(out.status, SessionStatus::Failed);
     let err = out.error.unwrap();
     assert_eq!(err.code().code, "RVB-E003");
-    assert!(err.to_string().contains("candidates.reforge"), "{err}");
+    assert!(err.to_string().contains("candidates.pareto_frontier"), "{err}");
     assert_eq!(server.requests(), 0);
     server.shutdown().await;
 }
