@@ -401,7 +401,9 @@ impl Run<'_> {
         let Some(mut idx) = (!cascade.cells.is_empty()).then_some(0) else {
             return Ok(());
         };
-        crate::cells::takes::refuse_cascade_candidates(cascade)?;
+        if crate::cells::cascade_takes::applies(cascade) {
+            return crate::cells::cascade_takes::run(self).await;
+        }
         for _step in 0..MAX_STEPS {
             if self.cancel.is_cancelled() {
                 return Err(Error::Cancelled);

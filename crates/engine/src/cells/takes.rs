@@ -25,16 +25,16 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use rvbbit_cascade::model::{
-    CandidateModels, Candidates, CandidatesMode, Cascade, Cell, CellKind, IntOrTemplate, ModelSpec,
-    MutationMode, Reforge, ValidatorSpec,
+    CandidateModels, Candidates, CandidatesMode, Cell, CellKind, IntOrTemplate, ModelSpec, MutationMode,
+    Reforge, ValidatorSpec,
 };
 use rvbbit_core::{EventKind, MicroUsd};
 use rvbbit_llm::{ChatRequest, Message};
 use serde_json::{Value, json};
 use tracing::Instrument;
 
-use super::llm::{call_model, extract_json, resolve_model};
-use super::validators;
+use super::llm::{call_model, resolve_model};
+use super::{evaluator, validators};
 use crate::error::{Error, Result};
 use crate::run::{CellResult, Run, micros};
 use crate::template::Templates;
@@ -42,7 +42,7 @@ use crate::template::Templates;
 /// Most branches one cell may run (a factor template gone wrong must not start thousands of calls).
 pub(crate) const MAX_FACTOR: u32 = 100;
 /// Default `max_parallel`.
-const DEFAULT_MAX_PARALLEL: u32 = 3;
+pub(crate) const DEFAULT_MAX_PARALLEL: u32 = 3;
 /// Mutation hints cycled over branches 2..N when the cell has no `mutations`.
 const BUILTIN_MUTATIONS: [&str; 8] = [
     "Be more concise and direct.",
@@ -70,10 +70,13 @@ pub(crate) struct Branch {
 
 /// What one branch runs with.
 #[derive(Clone, Debug, Default)]
-struct Plan {
-    model: Option<String>,
-    temperature: Option<f64>,
-    max_tokens: Option<u32>,
+pub(crate) struct Plan {
+    /// The branch's model (`None`: the cell's).
+    pub(crate) model: Option<String>,
+    /// Sampling temperature.
+    pub(crate) temperature: Option<f64>,
+    /// Output cap.
+    pub(crate) max_tokens: Option<u32>,
 }
 
 /// What one branch produced.
@@ -88,25 +91,10 @@ struct Done<'a> {
     duration: std::time::Duration,
 }
 
-/// Cascade-level `candidates` (§8.2) are not run yet: refuse them (RVB-E003) unless disabled
-/// (`factor` ≤ 1).
-pub(crate) fn refuse_cascade_candidates(cascade: &Cascade) -> Result<()> {
-    let Some(c) = &cascade.candidates else {
-        return Ok(());
-    };
-    if matches!(c.factor, None | Some(IntOrTemplate::Int(..=1))) {
-        return Ok(());
-    }
-    Err(Error::Unsupported {
-        cell: cascade.cells.first().map(|c| c.name.clone()).unwrap_or_default(),
-        feature: "cascade-level candidates (takes/soundings that run the whole cascade N times)".into(),
-    })
-}
-
 /// Run `cell`, which has `candidates`.
 pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
     let cands = cell.candidates.clone().unwrap_or_default();
-    let plans = plans(run, cell, &cands)?;
+    let plans = plans(run, &cell.name, &cands)?;
     let mut plain = cell.clone();
     plain.candidates = None;
     if plans.len() <= 1 {
@@ -364,7 +352,7 @@ async fn reforge_rounds<'a>(
 }
 
 /// Options of §8.1 this build refuses (RVB-E003) rather than silently ignoring.
-fn unsupported(c: &Candidates) -> Option<&'static str> {
+pub(crate) fn unsupported(c: &Candidates) -> Option<&'static str> {
     if c.reforge.is_some() && c.mode == Some(CandidatesMode::Aggregate) {
         return Some("candidates.reforge with mode: aggregate");
     }
@@ -389,7 +377,7 @@ fn unsupported(c: &Candidates) -> Option<&'static str> {
 
 /// One plan per branch: the factor (rendered when a template; unreadable → 1), or the per-model
 /// factors of a `models` map, with the models assigned in turn (or at random).
-fn plans(run: &Run<'_>, cell: &Cell, c: &Candidates) -> Result<Vec<Plan>> {
+pub(crate) fn plans(run: &Run<'_>, name: &str, c: &Candidates) -> Result<Vec<Plan>> {
     let factor: i64 = match &c.factor {
         None => 1,
         Some(IntOrTemplate::Int(n)) => *n,
@@ -447,7 +435,7 @@ fn plans(run: &Run<'_>, cell: &Cell, c: &Candidates) -> Result<Vec<Plan>> {
     };
     if plans.len() > MAX_FACTOR as usize {
         return Err(Error::CellFailed {
-            cell: cell.name.clone(),
+            cell: name.to_owned(),
             message: format!(
                 "candidates would run more than {MAX_FACTOR} branches; lower `factor` (or the models' factors)"
             ),
@@ -606,81 +594,27 @@ async fn evaluate(
             })?,
         None => "Pick the best attempt.".to_owned(),
     };
-    let choices: Vec<u32> = judged.iter().map(|&i| done[i].index + 1).collect();
-    let mut prompt = format!("{instructions}\n");
-    for &i in judged {
-        let d = &done[i];
-        let output = d.result.as_ref().map(|r| text_of(&r.output)).unwrap_or_default();
-        prompt.push_str(&format!("\n## Attempt {}\nResult: {output}\n", d.index + 1));
-    }
-    let list = choices.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
-    prompt.push_str(&format!(
-        "\nReply with only a JSON object {{\"winner\": <attempt number: one of {list}>, \"reason\": \"<one sentence>\"}}."
-    ));
     let model = cands
         .evaluator_model
         .clone()
         .unwrap_or_else(|| resolve_model(run, cell).0);
-    let mut messages = vec![Message::user(prompt)];
-    let mut reply_text = String::new();
-    for ask in 0..2 {
-        if ask > 0 {
-            messages.push(Message::assistant(reply_text.clone()));
-            messages.push(Message::user(format!(
-                "Your reply did not name one of the attempts ({list}). Reply with only a JSON object {{\"winner\": <number>, \"reason\": \"<one sentence>\"}}."
-            )));
-        }
-        let request = ChatRequest::new(model.clone(), messages.clone());
-        reply_text = call_model(run, &cell.name, &request, None, None).await?.text;
-        if let Some((n, reason)) = parse_winner(&reply_text, &choices) {
-            let pos = judged
-                .iter()
-                .copied()
-                .find(|&i| done[i].index + 1 == n)
-                .ok_or_else(|| Error::Internal(format!("winner {n} is not among {list}")))?;
-            return Ok((pos, reason, model));
-        }
-    }
-    Err(Error::EvaluatorUnreadable {
-        cell: cell.name.clone(),
-        choices: list,
-        reply: reply_text.chars().take(500).collect(),
-    })
-}
-
-/// The winner named by an evaluator reply: `{"winner": n, "reason": ...}` (also `attempt`/`choice`),
-/// else the first number in the text that is one of `choices`. `None` when neither names a choice.
-pub(crate) fn parse_winner(text: &str, choices: &[u32]) -> Option<(u32, String)> {
-    if let Some(Value::Object(obj)) = extract_json(text) {
-        let named = ["winner", "attempt", "choice", "winner_index"]
-            .iter()
-            .find_map(|k| obj.get(*k));
-        if let Some(v) = named {
-            let n = v
-                .as_u64()
-                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-                .and_then(|n| u32::try_from(n).ok());
-            let reason = obj
-                .get("reason")
-                .map(|r| r.as_str().map(str::to_owned).unwrap_or_else(|| r.to_string()))
-                .unwrap_or_default();
-            return n.filter(|n| choices.contains(n)).map(|n| (n, reason));
-        }
-    }
-    let mut digits = String::new();
-    for ch in text.chars().chain(std::iter::once(' ')) {
-        if ch.is_ascii_digit() {
-            digits.push(ch);
-        } else if !digits.is_empty() {
-            if let Ok(n) = digits.parse::<u32>()
-                && choices.contains(&n)
-            {
-                return Some((n, text.trim().chars().take(500).collect()));
-            }
-            digits.clear();
-        }
-    }
-    None
+    let attempts: Vec<(u32, Value)> = judged
+        .iter()
+        .map(|&i| {
+            let d = &done[i];
+            (
+                d.index,
+                d.result.as_ref().map(|r| r.output.clone()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let (index, reason) = evaluator::judge(run, &cell.name, &instructions, &model, &attempts).await?;
+    let pos = judged
+        .iter()
+        .copied()
+        .find(|&i| done[i].index == index)
+        .ok_or_else(|| Error::Internal(format!("the winner {index} is not a judged candidate")))?;
+    Ok((pos, reason, model))
 }
 
 /// `mode: aggregate`: merge the outputs of `judged` with `aggregator_instructions` (an LLM call with
@@ -776,37 +710,9 @@ fn indices(done: &[Done<'_>], positions: &[usize]) -> Vec<u32> {
     positions.iter().map(|&i| done[i].index).collect()
 }
 
-fn text_of(output: &Value) -> String {
+pub(crate) fn text_of(output: &Value) -> String {
     match output {
         Value::String(s) => s.clone(),
         other => other.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn winner_from_json_then_from_the_first_valid_number() {
-        assert_eq!(
-            parse_winner(r#"{"winner": 2, "reason": "clearer"}"#, &[1, 2, 3]),
-            Some((2, "clearer".into()))
-        );
-        assert_eq!(
-            parse_winner("```json\n{\"winner\": \"3\"}\n```", &[1, 3]),
-            Some((3, String::new()))
-        );
-        assert_eq!(
-            parse_winner("Attempt 3 is best.", &[1, 2, 3]).map(|w| w.0),
-            Some(3)
-        );
-        assert_eq!(
-            parse_winner("I pick 7, no wait, 2", &[1, 2]).map(|w| w.0),
-            Some(2)
-        );
-        assert_eq!(parse_winner("They are all fine.", &[1, 2]), None);
-        assert_eq!(parse_winner(r#"{"winner": 9}"#, &[1, 2]), None);
-        assert_eq!(parse_winner("12 of them", &[1, 2]), None);
     }
 }

@@ -914,21 +914,145 @@ async fn corpus_soundings_approach_flow_picks_an_opening_then_develops_it() {
     server.shutdown().await;
 }
 
+/// The number after `word ` in `text` (`analysis 2` → 2).
+fn tag_after(text: &str, word: &str) -> Option<usize> {
+    text.match_indices(word).find_map(|(at, _)| {
+        text[at + word.len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .ok()
+    })
+}
+
 #[tokio::test]
-async fn corpus_cascade_level_candidates_are_refused_with_e003() {
-    let server = TestServer::start(Script::echo()).await;
+async fn corpus_cascade_soundings_test_runs_the_whole_cascade_three_times_and_adopts_the_winner() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let runs = AtomicUsize::new(0);
+    let server = TestServer::start(Script::rule(move |body| {
+        let t = all_text(body);
+        if is_evaluator(body) {
+            // Pick the run whose first analysis arrived second, whatever its attempt number.
+            let n = t
+                .split("## Attempt ")
+                .skip(1)
+                .find(|a| a.contains("validated 2"))
+                .and_then(|a| tag_after(a, ""))
+                .unwrap();
+            return Reply::text(format!("{{\"winner\": {n}, \"reason\": \"most thorough\"}}")).cost(0.01);
+        }
+        if t.contains("Review your solution") {
+            let n = tag_after(&t, "solution ").unwrap();
+            Reply::text(format!("validated {n}")).cost(0.001)
+        } else if t.contains("provide a complete solution") {
+            let n = tag_after(&t, "analysis ").unwrap();
+            Reply::text(format!("solution {n}")).cost(0.001)
+        } else {
+            let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
+            Reply::text(format!("analysis {n}")).cost(0.001)
+        }
+    }))
+    .await;
     let h = Harness::new().await;
     let out = h
         .run(
             &h.llm_engine(&server.base_url()),
             corpus("cascade_soundings_test.yaml"),
-            json!({"problem": "x"}),
+            json!({"problem": "route 3 trucks"}),
         )
         .await;
+    assert_eq!(out.status, SessionStatus::Completed, "{:?}", out.error);
+    // 3 runs × 3 cells, then the evaluator.
+    assert_eq!(server.requests(), 10);
+    assert_eq!(out.llm_calls, 10);
+    assert_eq!(out.cost, MicroUsd::from_micros(9 * 1000 + 10_000));
+    // The parent adopts the winner's path, outputs, lineage and final output.
+    assert_eq!(out.path, ["analyze", "solve", "validate"]);
+    assert_eq!(out.output, json!("validated 2"));
+    assert_eq!(out.outputs["analyze"], json!("analysis 2"));
+    assert_eq!(out.state["output_solve"], json!("solution 2"));
+    assert_eq!(out.lineage.len(), 3);
+    // Each run is its own session `<sid>_sounding_<i>`, linked from the parent's events.
+    let children: Vec<String> = events_of(&h, &out, EventKind::ChildStart)
+        .await
+        .into_iter()
+        .map(|e| e.content.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        children,
+        (0..3)
+            .map(|i| format!("{}_sounding_{i}", out.session_id))
+            .collect::<Vec<_>>()
+    );
+    for child in &children {
+        let sid: rvbbit_core::SessionId = child.parse().unwrap();
+        assert_eq!(h.count(&sid, EventKind::CellComplete).await, 3, "{child}");
+        assert_eq!(h.count(&sid, EventKind::CascadeComplete).await, 1, "{child}");
+    }
+    let eval = events_of(&h, &out, EventKind::Evaluation).await;
+    assert_eq!(eval.len(), 1);
+    assert_eq!(eval[0].metadata["reason"], "most thorough");
+    let winner = eval[0].metadata["winner_session_id"].as_str().unwrap().to_owned();
+    let complete = events_of(&h, &out, EventKind::CandidateComplete).await;
+    assert_eq!(complete.len(), 3);
+    let won: Vec<&Event> = complete
+        .iter()
+        .filter(|e| e.metadata["is_winner"] == true)
+        .collect();
+    assert_eq!(won.len(), 1);
+    assert_eq!(won[0].metadata["child_session_id"], json!(winner));
+    assert_eq!(won[0].content, json!("validated 2"));
+    // The parent itself ran no cell.
+    assert_eq!(h.count(&out.session_id, EventKind::CellStart).await, 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn cascade_level_candidates_fail_with_the_first_runs_error_when_all_fail() {
+    let server = TestServer::start(Script::rule(|_| Reply::error(400, "bad request"))).await;
+    let h = Harness::new().await;
+    let c = yaml(
+        r#"
+cascade_id: all_fail
+candidates: {factor: 2, mutate: false, evaluator_instructions: "Pick."}
+cells:
+  - name: only
+    instructions: "Go"
+"#,
+    );
+    let out = h.run(&h.llm_engine(&server.base_url()), c, json!({})).await;
     assert_eq!(out.status, SessionStatus::Failed);
+    assert!(out.error.as_ref().unwrap().code().code.starts_with("RVB-L"));
+    assert_eq!(server.requests(), 2);
+    assert_eq!(h.count(&out.session_id, EventKind::CandidateComplete).await, 2);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn cascade_level_reforge_is_refused_with_e003() {
+    let server = TestServer::start(Script::echo()).await;
+    let h = Harness::new().await;
+    let c = yaml(
+        r#"
+cascade_id: cascade_reforge
+candidates:
+  factor: 2
+  evaluator_instructions: "Pick."
+  reforge: {steps: 1, honing_prompt: "Improve."}
+cells:
+  - name: only
+    instructions: "Go"
+"#,
+    );
+    let out = h.run(&h.llm_engine(&server.base_url()), c, json!({})).await;
     let err = out.error.unwrap();
     assert_eq!(err.code().code, "RVB-E003");
-    assert!(err.to_string().contains("cascade-level candidates"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("candidates.reforge on cascade-level candidates"),
+        "{err}"
+    );
     assert_eq!(server.requests(), 0);
     server.shutdown().await;
 }
