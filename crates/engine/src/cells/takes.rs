@@ -103,8 +103,12 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
             plain.model = Some(ModelSpec::One(m));
         }
         return match plain.kind() {
+            Some(CellKind::Llm) => super::llm::run(run, &plain).await,
             Some(CellKind::Deterministic) => super::deterministic::run(run, &plain).await,
-            _ => super::llm::run(run, &plain).await,
+            _ => Err(Error::Unsupported {
+                cell: cell.name.clone(),
+                feature: "candidates on a cell that is neither an LLM nor a deterministic cell".into(),
+            }),
         };
     }
     if plain.kind() != Some(CellKind::Llm) {

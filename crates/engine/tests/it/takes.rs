@@ -1056,3 +1056,27 @@ cells:
     assert_eq!(server.requests(), 0);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn candidates_on_a_deterministic_cell_run_once_at_factor_one_and_are_refused_above() {
+    let h = Harness::new().await;
+    let c = |factor: u32| {
+        yaml(&format!(
+            r#"
+cascade_id: det_takes
+cells:
+  - name: s
+    tool: set_state
+    inputs: {{key: k, value: v}}
+    candidates: {{factor: {factor}, evaluator_instructions: "Pick."}}
+"#
+        ))
+    };
+    let out = h.run(&h.engine(), c(1), json!({})).await;
+    assert_eq!(out.status, SessionStatus::Completed, "{:?}", out.error);
+    assert_eq!(out.state["k"], json!("v"));
+    let out = h.run(&h.engine(), c(2), json!({})).await;
+    let err = out.error.unwrap();
+    assert_eq!(err.code().code, "RVB-E003");
+    assert!(err.to_string().contains("not an LLM cell"), "{err}");
+}
