@@ -325,6 +325,16 @@ codes! {
         "Sub-cascades or validator cascades nested deeper than the limit.",
         ["A cascade that calls itself."],
         "Break the recursion.";
+    /// The conversation does not fit the token budget.
+    E_TOKEN_BUDGET = "RVB-E010", Execution, "Token budget exceeded",
+        "Before a model call, the cell's conversation (estimated at 4 characters a token) was larger than the cascade's `token_budget.max_total` minus `reserve_for_output`, and the budget's `strategy` is `fail` or pruning old messages could not make it fit.",
+        ["A large tool result or injected context with `strategy: fail`.", "A single message (the task itself) larger than the budget."],
+        "Raise `token_budget.max_total`, lower `reserve_for_output`, or use `strategy: sliding_window`, `prune_oldest` or `summarize`.";
+    /// The candidates' evaluator named no winner.
+    E_EVALUATOR_UNREADABLE = "RVB-E011", Execution, "Evaluator reply unreadable",
+        "The evaluator of a cell's `candidates` (takes, soundings) replied without a valid attempt number, and again when asked once more for `{\"winner\": n, \"reason\": ...}`.",
+        ["A model that ignores the answer format.", "Evaluator instructions that ask for something other than picking one attempt."],
+        "Ask for the attempt number in `evaluator_instructions`, or set `candidates.evaluator_model` to a model that follows instructions.";
     /// A broken invariant: a bug in rvbbit.
     INTERNAL = "RVB-I001", Execution, "Internal error",
         "rvbbit reached a state its authors believed impossible. This is a bug.",

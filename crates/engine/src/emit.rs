@@ -1,20 +1,25 @@
 //! Event emission: every event of a session carries its ids, caller and cascade, numbered in order.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use rvbbit_core::{CallerId, Event, EventKind, SessionId};
 use rvbbit_store::{Session, WriterHandle};
 
-/// Builds and sends the events of one session.
-#[derive(Debug)]
+/// Builds and sends the events of one session. Clones share the sequence and the count, so the
+/// candidate branches of a cell (each with its own clone, see [`Emitter::for_candidate`]) number their
+/// events in one order.
+#[derive(Clone, Debug)]
 pub(crate) struct Emitter {
     writer: Option<WriterHandle>,
-    seq: AtomicI64,
+    seq: Arc<AtomicI64>,
     session_id: SessionId,
     caller_id: CallerId,
     cascade_id: String,
+    /// Set on every event of a candidate branch.
+    candidate_index: Option<i32>,
     /// How many events were emitted.
-    pub(crate) count: AtomicI64,
+    pub(crate) count: Arc<AtomicI64>,
 }
 
 impl Emitter {
@@ -26,12 +31,20 @@ impl Emitter {
     ) -> Self {
         Emitter {
             writer,
-            seq: AtomicI64::new(0),
+            seq: Arc::new(AtomicI64::new(0)),
             session_id,
             caller_id,
             cascade_id,
-            count: AtomicI64::new(0),
+            candidate_index: None,
+            count: Arc::new(AtomicI64::new(0)),
         }
+    }
+
+    /// A clone whose events carry `candidate_index` (the same sequence and count).
+    pub(crate) fn for_candidate(&self, index: u32) -> Emitter {
+        let mut e = self.clone();
+        e.candidate_index = Some(i32::try_from(index).unwrap_or(i32::MAX));
+        e
     }
 
     /// The caller of the session.
@@ -49,6 +62,7 @@ impl Emitter {
         e.caller_id = Some(self.caller_id.clone());
         e.cascade_id = Some(self.cascade_id.clone());
         e.cell_name = cell.map(str::to_owned);
+        e.candidate_index = self.candidate_index;
         e
     }
 

@@ -38,6 +38,33 @@ pub enum Error {
         /// The feature (a key or a tool name).
         feature: String,
     },
+    /// The conversation of an LLM cell does not fit the cascade's `token_budget` (strategy `fail`, or
+    /// pruning could not bring it under the limit).
+    #[error(
+        "cell `{cell}`: the conversation needs ~{tokens} tokens, over the token_budget limit of {limit} (max_total - reserve_for_output, strategy `{strategy}`)"
+    )]
+    TokenBudgetExceeded {
+        /// The cell.
+        cell: String,
+        /// Estimated tokens of the conversation.
+        tokens: u64,
+        /// `max_total - reserve_for_output`.
+        limit: u64,
+        /// The budget's strategy.
+        strategy: String,
+    },
+    /// The evaluator of a cell's candidates did not name a winner, even when asked again.
+    #[error(
+        "cell `{cell}`: the candidates' evaluator did not name a winner among attempts {choices} (twice); its last reply: {reply:?}"
+    )]
+    EvaluatorUnreadable {
+        /// The cell.
+        cell: String,
+        /// The attempt numbers it could choose from, as text (`1, 2, 3`).
+        choices: String,
+        /// Its last reply (cut to 500 characters).
+        reply: String,
+    },
     /// A tool raised a failure and the cell has no `on_error`.
     #[error("cell `{cell}`: tool `{tool}` failed: {message}")]
     ToolFailed {
@@ -85,6 +112,8 @@ impl Error {
             Error::CellFailed { .. } => codes::E_CELL_FAILED,
             Error::SchemaUnsatisfied { .. } => codes::E_SCHEMA_UNSATISFIED,
             Error::Unsupported { .. } => codes::E_UNSUPPORTED,
+            Error::TokenBudgetExceeded { .. } => codes::E_TOKEN_BUDGET,
+            Error::EvaluatorUnreadable { .. } => codes::E_EVALUATOR_UNREADABLE,
             Error::ToolFailed { .. } => codes::T_FAILED,
             Error::ToolTimeout { .. } => codes::T_TIMEOUT,
             Error::Llm { source, .. } => source.code(),
@@ -106,6 +135,14 @@ impl Error {
             }
             Error::Unsupported { .. } => {
                 "this part of the cascade language comes with a later rvbbit release; see docs/engine.md".into()
+            }
+            Error::TokenBudgetExceeded { .. } => {
+                "raise token_budget.max_total (or lower reserve_for_output), or use strategy sliding_window, prune_oldest or summarize to drop old messages"
+                    .into()
+            }
+            Error::EvaluatorUnreadable { .. } => {
+                "make candidates.evaluator_instructions ask for the attempt number, or set candidates.evaluator_model to a model that follows instructions"
+                    .into()
             }
             Error::ToolFailed { .. } => {
                 "fix the tool inputs, or add `on_error: <cell>` (or `routing`) to handle the failure".into()

@@ -10,7 +10,9 @@
 //! Cells: LLM cells (`cells/llm.rs`: instructions rendered with minijinja, `context.from`, the turn loop
 //! with native or prompt-described tools, `output_schema` with corrective re-asks, `loop_until`) and
 //! deterministic cells (`cells/deterministic.rs`: a [`tools::Tool`] with rendered inputs, `timeout`,
-//! `retry`, `routing`). Tools live in the [`tools::Registry`]; other crates add theirs with
+//! `retry`, `routing`). A cell's `candidates` (takes, soundings) run as concurrent branches, each on a
+//! forked copy of the run, and an evaluator picks the winner (`cells/takes.rs`); the cascade's
+//! `token_budget` is enforced before every model call (`cells/budget.rs`). Tools live in the [`tools::Registry`]; other crates add theirs with
 //! [`tools::Registry::register`].
 //!
 //! This crate must not depend on clap, axum, pgwire or datafusion; it reaches the store only through

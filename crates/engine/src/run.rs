@@ -140,6 +140,7 @@ impl Engine {
             warnings: Vec::new(),
             path: Vec::new(),
             cancel: request.cancel.clone(),
+            branch: None,
         };
         let heartbeat = self
             .heartbeat
@@ -327,6 +328,8 @@ pub(crate) struct Run<'a> {
     pub(crate) warnings: Vec<String>,
     pub(crate) path: Vec<String>,
     pub(crate) cancel: CancellationToken,
+    /// Set inside a candidate branch (`cells/takes.rs`): its index, the factor, sampling overrides.
+    pub(crate) branch: Option<crate::cells::takes::Branch>,
 }
 
 impl Run<'_> {
@@ -364,19 +367,25 @@ impl Run<'_> {
             .lock()
             .map(|s| Value::Object(s.clone()))
             .unwrap_or_default();
+        let (index, factor, inside) = match &self.branch {
+            Some(b) => (json!(b.index), json!(b.factor), true),
+            None => (json!(0), Value::Null, false),
+        };
         json!({
             "input": self.input,
             "state": state,
             "outputs": self.outputs,
             "lineage": self.lineage,
             "history": [],
-            "candidate_index": 0,
-            "sounding_index": 0,
-            "take_index": 0,
-            "candidate_factor": Value::Null,
-            "is_sounding": false,
-            "is_candidate": false,
-            "is_take": false,
+            "candidate_index": index,
+            "sounding_index": index,
+            "take_index": index,
+            "candidate_factor": factor,
+            "sounding_factor": factor,
+            "take_factor": factor,
+            "is_sounding": inside,
+            "is_candidate": inside,
+            "is_take": inside,
         })
     }
 
@@ -392,6 +401,9 @@ impl Run<'_> {
         let Some(mut idx) = (!cascade.cells.is_empty()).then_some(0) else {
             return Ok(());
         };
+        if crate::cells::cascade_takes::applies(cascade) {
+            return crate::cells::cascade_takes::run(self).await;
+        }
         for _step in 0..MAX_STEPS {
             if self.cancel.is_cancelled() {
                 return Err(Error::Cancelled);
@@ -500,6 +512,7 @@ impl Run<'_> {
             .await;
         let result = async {
             match cell.kind() {
+                _ if cell.candidates.is_some() => crate::cells::takes::run(self, cell).await,
                 Some(CellKind::Llm) => crate::cells::llm::run(self, cell).await,
                 Some(CellKind::Deterministic) => crate::cells::deterministic::run(self, cell).await,
                 Some(CellKind::ForEachRow) => Err(Error::Unsupported {

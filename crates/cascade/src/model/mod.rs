@@ -12,7 +12,7 @@ mod extras;
 mod rules;
 mod tool_def;
 
-pub use candidates::{CandidateModel, CandidateModels, Candidates, Reforge};
+pub use candidates::{CandidateModel, CandidateModels, Candidates, CandidatesMode, MutationMode, Reforge};
 pub use cascade::{Cascade, InlineValidator};
 pub use cell::{
     AsyncCascade, AutoFix, Callouts, Cell, CellKind, Handoff, HumanInput, HumanInputSpec, ModelSpec, OnError,

@@ -466,18 +466,24 @@ impl Turns {
         }
     }
 
-    /// One provider call with its `llm_response` (or `llm_error`) event.
+    /// One provider call with its `llm_response` (or `llm_error`) event. The cascade's `token_budget`
+    /// may prune `messages` first (`budget.rs`); a candidate branch's sampling settings apply.
     async fn call(
         &self,
         run: &mut Run<'_>,
         cell: &Cell,
-        messages: &[Message],
+        messages: &mut Vec<Message>,
         attempt: u32,
         turn: u32,
     ) -> Result<ChatResponse> {
-        let request = ChatRequest::new(self.model.clone(), messages.to_vec())
+        super::budget::enforce(run, cell, &self.model, messages).await?;
+        let mut request = ChatRequest::new(self.model.clone(), messages.to_vec())
             .with_tools(self.native_defs.clone())
             .with_fallbacks(self.fallbacks.clone());
+        if let Some(b) = &run.branch {
+            request.temperature = b.temperature.or(request.temperature);
+            request.max_tokens = b.max_tokens.or(request.max_tokens);
+        }
         call_model(run, &cell.name, &request, Some(attempt), Some(turn)).await
     }
 }

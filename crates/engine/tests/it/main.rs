@@ -9,8 +9,10 @@
     unreachable_pub
 )]
 
+mod budget;
 mod corpus_llm;
 mod deterministic;
 mod failures;
 mod llm;
 mod support;
+mod takes;
