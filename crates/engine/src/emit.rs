@@ -13,6 +13,9 @@ pub(crate) struct Emitter {
     session_id: SessionId,
     caller_id: CallerId,
     cascade_id: String,
+    parent_session_id: Option<SessionId>,
+    root_session_id: SessionId,
+    depth: u32,
     /// How many events were emitted.
     pub(crate) count: AtomicI64,
 }
@@ -27,11 +30,22 @@ impl Emitter {
         Emitter {
             writer,
             seq: AtomicI64::new(0),
+            root_session_id: session_id.clone(),
+            parent_session_id: None,
+            depth: 0,
             session_id,
             caller_id,
             cascade_id,
             count: AtomicI64::new(0),
         }
+    }
+
+    /// Mark the session as a child of `parent` in the run tree rooted at `root`, at `depth`.
+    pub(crate) fn with_parent(mut self, parent: Option<SessionId>, root: SessionId, depth: u32) -> Self {
+        self.parent_session_id = parent;
+        self.root_session_id = root;
+        self.depth = depth;
+        self
     }
 
     /// The caller of the session.
@@ -47,6 +61,9 @@ impl Emitter {
             self.seq.fetch_add(1, Ordering::Relaxed),
         );
         e.caller_id = Some(self.caller_id.clone());
+        e.parent_session_id = self.parent_session_id.clone();
+        e.root_session_id = self.root_session_id.clone();
+        e.depth = self.depth;
         e.cascade_id = Some(self.cascade_id.clone());
         e.cell_name = cell.map(str::to_owned);
         e

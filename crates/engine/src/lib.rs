@@ -30,6 +30,7 @@
 //! ```
 
 mod cells;
+mod compose;
 mod emit;
 mod error;
 mod run;
@@ -38,5 +39,5 @@ mod template;
 pub mod tools;
 
 pub use error::{Error, Result};
-pub use run::{Engine, LineageEntry, MAX_STEPS, Outcome, RunRequest};
+pub use run::{Engine, LineageEntry, MAX_DEPTH, MAX_STEPS, Outcome, RunRequest};
 pub use tokio_util::sync::CancellationToken;

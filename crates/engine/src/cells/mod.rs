@@ -4,3 +4,4 @@ pub(crate) mod deterministic;
 pub(crate) mod llm;
 mod tool_calls;
 mod validators;
+pub(crate) mod wards;
