@@ -463,6 +463,30 @@ pub fn resolve_contained(reference: &str, bases: &[PathBuf]) -> Result<Option<Pa
     Ok(None)
 }
 
+/// Resolve a cascade reference (`sub_cascades`/`async_cascades` `ref`) like [`resolve_contained`]; a
+/// `.json`, `.yaml` or `.yml` reference that is not found is also tried with the other two extensions
+/// (RVBBIT's files moved from JSON to YAML while their refs kept saying `child.json`).
+pub fn resolve_cascade_ref(reference: &str, bases: &[PathBuf]) -> Result<Option<PathBuf>, String> {
+    if let Some(found) = resolve_contained(reference, bases)? {
+        return Ok(Some(found));
+    }
+    let path = Path::new(reference);
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if !matches!(ext, "json" | "yaml" | "yml") {
+        return Ok(None);
+    }
+    for other in ["yaml", "yml", "json"] {
+        if other == ext {
+            continue;
+        }
+        let alt = path.with_extension(other);
+        if let Some(found) = resolve_contained(&alt.to_string_lossy(), bases)? {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
+}
+
 fn resolve_includes(path: &Path, document: &mut Document, diags: &mut Vec<Diagnostic>) {
     let Content::Cascade(cascade) = &mut document.content else {
         return;

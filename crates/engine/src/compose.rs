@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use rvbbit_cascade::catalog::Origin as CatalogOrigin;
 use rvbbit_cascade::model::{AsyncTrigger, Cascade, Cell};
 use rvbbit_cascade::validate::{Options, validate_loaded};
-use rvbbit_cascade::{Catalog, Severity, load_file, resolve_contained, search_bases};
+use rvbbit_cascade::{Catalog, Severity, load_file, resolve_cascade_ref, search_bases};
 use rvbbit_core::{CallerId, EventKind, MicroUsd, SessionId, SessionStatus};
 use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
@@ -39,21 +39,37 @@ pub(crate) struct Composition {
     children: ChildTotals,
 }
 
-/// Cost and call counts of finished children, shared with the tools that start them.
+/// Cost and call counts of finished children, shared with the tools that start them, and the tasks the
+/// synchronous children run on (each child is its own task, so deep nesting never deepens the stack).
 #[derive(Clone, Debug, Default)]
-pub(crate) struct ChildTotals(Arc<Mutex<(MicroUsd, u32, u32)>>);
+pub(crate) struct ChildTotals {
+    totals: Arc<Mutex<(MicroUsd, u32, u32)>>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
 
 impl ChildTotals {
     pub(crate) fn add(&self, outcome: &Outcome) {
-        if let Ok(mut t) = self.0.lock() {
+        if let Ok(mut t) = self.totals.lock() {
             t.0 += outcome.cost;
             t.1 += outcome.llm_calls;
             t.2 += outcome.tool_calls;
         }
     }
 
+    /// Wait for every child task (after a cancellation, the children finish marking themselves cancelled
+    /// and flushing before their parent ends).
+    async fn join(&self) {
+        loop {
+            let next = self.tasks.lock().ok().and_then(|mut t| t.pop());
+            let Some(handle) = next else { break };
+            if let Err(e) = handle.await {
+                tracing::warn!(error = %e, "A child run's task failed");
+            }
+        }
+    }
+
     fn take(&self) -> (MicroUsd, u32, u32) {
-        self.0
+        self.totals
             .lock()
             .map(|mut t| std::mem::replace(&mut *t, (MicroUsd::ZERO, 0, 0)))
             .unwrap_or((MicroUsd::ZERO, 0, 0))
@@ -152,13 +168,17 @@ pub(crate) struct Child {
 /// Resolve `reference` like the validator does: a path relative to `from`'s directory or its parents (or
 /// the engine's roots) that stays inside that directory, else a cascade id (or file stem) found in the
 /// tool directories (`traits/`, `tackle/`, `skills/`, `cascades/`) there.
-pub(crate) fn resolve(engine: &Engine, from: Option<&Path>, reference: &str) -> std::result::Result<PathBuf, String> {
+pub(crate) fn resolve(
+    engine: &Engine,
+    from: Option<&Path>,
+    reference: &str,
+) -> std::result::Result<PathBuf, String> {
     let mut bases = match from {
         Some(f) => search_bases(f),
         None => vec![PathBuf::from(".")],
     };
     bases.extend(engine.roots.iter().cloned());
-    if let Some(found) = resolve_contained(reference, &bases)? {
+    if let Some(found) = resolve_cascade_ref(reference, &bases)? {
         return Ok(found);
     }
     let mut catalog = Catalog::default();
@@ -214,10 +234,7 @@ pub(crate) fn load(engine: &Engine, path: &Path) -> std::result::Result<Child, S
             path: path.to_path_buf(),
             text: report.loaded.source.as_ref().map(|s| s.text().to_owned()),
         }),
-        None => Err(format!(
-            "{} is a tool definition, not a cascade",
-            path.display()
-        )),
+        None => Err(format!("{} is a tool definition, not a cascade", path.display())),
     }
 }
 
@@ -255,8 +272,32 @@ fn invalid(cell: &str, what: &str, message: String) -> Error {
     }
 }
 
-/// Run `child` as a child session of `scope` (boxed: runs nest).
-pub(crate) fn run_child(
+/// Run `child` as a child session of `scope`, on its own task (tracked, so the parent waits for it even
+/// when it is cancelled mid-way).
+pub(crate) async fn run_child(
+    scope: &Scope,
+    child: Child,
+    input: Value,
+    session_id: SessionId,
+) -> Result<Outcome> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let fut = child_future(scope, child, input, session_id.clone());
+    let handle = tokio::spawn(async move {
+        // The receiver is gone only when the parent was dropped; the child still finished and flushed.
+        let _ = tx.send(fut.await);
+    });
+    if let Ok(mut tasks) = scope.children.tasks.lock() {
+        tasks.push(handle);
+    }
+    rx.await.map_err(|_| {
+        Error::Internal(format!(
+            "the child session `{session_id}` ended without an outcome (its task panicked)"
+        ))
+    })
+}
+
+/// The future of a child run of `scope` (boxed: runs nest).
+pub(crate) fn child_future(
     scope: &Scope,
     child: Child,
     input: Value,
@@ -279,8 +320,7 @@ pub(crate) fn run_child(
 
 /// A session id from `base`, or `base` made valid (children of user-given ids stay valid ids).
 pub(crate) fn session_id(base: &str) -> SessionId {
-    base.parse()
-        .unwrap_or_else(|_| SessionId::new_woodland())
+    base.parse().unwrap_or_else(|_| SessionId::new_woodland())
 }
 
 /// Six random hex digits (from a fresh woodland id, which comes from a CSPRNG).
@@ -307,22 +347,29 @@ pub(crate) fn child_error(cell: &str, what: &str, outcome: Outcome) -> Error {
     }
 }
 
-/// Run a cell with its composition: pre wards, sub-cascades and `on_start` async cascades before it, the
-/// cell itself (post wards around non-LLM cells; LLM cells run theirs in the attempt loop), then the
-/// `on_end` async cascades.
+/// Run a cell with its composition: pre wards, `on_start` async cascades and sub-cascades before it, then
+/// the cell itself (post wards around non-LLM cells; LLM cells run theirs in the attempt loop).
 pub(crate) async fn run_composed(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
     crate::cells::wards::pre(run, cell).await?;
-    start_async(run, cell, AsyncTrigger::OnStart).await?;
+    start_async(run, cell, AsyncTrigger::OnStart).await;
     sub_cascades(run, cell).await?;
-    let result = crate::cells::wards::run_with_post_wards(run, cell).await?;
-    start_async(run, cell, AsyncTrigger::OnEnd).await?;
-    Ok(result)
+    crate::cells::wards::run_with_post_wards(run, cell).await
+}
+
+/// Start the cell's `on_end` async cascades (after its `cell_complete`).
+pub(crate) async fn on_end(run: &mut Run<'_>, cell: &Cell) {
+    start_async(run, cell, AsyncTrigger::OnEnd).await;
 }
 
 /// §5.6 child input: with `context_in`, the parent state (without `input`) and then the parent input's
 /// keys; then `input_map` (`child_key: parent_key_or_literal`: a string naming a key of the input or the
 /// state copies it, a template is rendered, anything else is a literal).
-fn child_input(run: &Run<'_>, cell: &Cell, context_in: bool, map: Option<&Map<String, Value>>) -> Result<Value> {
+fn child_input(
+    run: &Run<'_>,
+    cell: &Cell,
+    context_in: bool,
+    map: Option<&Map<String, Value>>,
+) -> Result<Value> {
     let state = run.state.lock().map(|s| s.clone()).unwrap_or_default();
     let input = run.input.as_object().cloned().unwrap_or_default();
     let mut out = Map::new();
@@ -392,7 +439,7 @@ async fn sub_cascades(run: &mut Run<'_>, cell: &Cell) -> Result<()> {
         let input = child_input(run, cell, sub.context_in != Some(false), sub.input_map.as_ref())?;
         let sid = run.compose.child_id(&format!("{}_sub", run.session_id));
         child_event(run, cell, &sid, "sub_cascade", &reference).await;
-        let outcome = run_child(&scope, child, input, session_id(&sid)).await;
+        let outcome = run_child(&scope, child, input, session_id(&sid)).await?;
         absorb(run, &outcome);
         if outcome.status != SessionStatus::Completed {
             return Err(child_error(&cell.name, &what, outcome));
@@ -419,16 +466,34 @@ async fn sub_cascades(run: &mut Run<'_>, cell: &Cell) -> Result<()> {
 
 /// Start the cell's `async_cascades` with this trigger (default `on_start`). They run concurrently; the
 /// run waits for them before it ends ([`join_async`]).
-async fn start_async(run: &mut Run<'_>, cell: &Cell, trigger: AsyncTrigger) -> Result<()> {
+async fn start_async(run: &mut Run<'_>, cell: &Cell, trigger: AsyncTrigger) {
     for spec in cell.async_cascades.iter().flatten() {
         if spec.trigger.unwrap_or(AsyncTrigger::OnStart) != trigger {
             continue;
         }
-        let reference = render_ref(run, cell, &spec.reference)?;
-        let what = format!("async cascade `{reference}`");
+        // An async child never fails its parent, not even when it cannot start.
+        let prepared = render_ref(run, cell, &spec.reference).and_then(|reference| {
+            let what = format!("async cascade `{reference}`");
+            let child = prepare(&run.scope(), &cell.name, &reference, &what)?;
+            let input = child_input(run, cell, spec.context_in != Some(false), spec.input_map.as_ref())?;
+            Ok((child, input, what, reference))
+        });
+        let (child, input, what, reference) = match prepared {
+            Ok(c) => c,
+            Err(err) => {
+                let message = format!("[{}] {err} (the async cascade did not start)", err.code().code);
+                let mut e = run.emit.event(EventKind::Error, Some(&cell.name));
+                e.content = json!(message);
+                e.error =
+                    Some(json!({"code": err.code().code, "message": err.to_string(), "hint": err.hint()}));
+                e.metadata = json!({"kind": "async_cascade", "severity": "warning", "ref": spec.reference});
+                run.emit.send(e).await;
+                tracing::warn!(session_id = %run.session_id, "{message}");
+                run.warnings.push(message);
+                continue;
+            }
+        };
         let scope = run.scope();
-        let child = prepare(&scope, &cell.name, &reference, &what)?;
-        let input = child_input(run, cell, spec.context_in != Some(false), spec.input_map.as_ref())?;
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -436,7 +501,7 @@ async fn start_async(run: &mut Run<'_>, cell: &Cell, trigger: AsyncTrigger) -> R
         let sid = run.compose.child_id(&format!("spawned_{unix}_{}", hex6()));
         child_event(run, cell, &sid, "async_cascade", &reference).await;
         let session_id = session_id(&sid);
-        let handle = tokio::spawn(run_child(&scope, child, input, session_id.clone()));
+        let handle = tokio::spawn(child_future(&scope, child, input, session_id.clone()));
         run.compose.pending.push(Pending {
             cell: cell.name.clone(),
             what,
@@ -444,12 +509,12 @@ async fn start_async(run: &mut Run<'_>, cell: &Cell, trigger: AsyncTrigger) -> R
             handle,
         });
     }
-    Ok(())
 }
 
 /// Wait for the async cascades still running (they stop early when the run was cancelled: their tokens
 /// are children of the run's). A failure is an `error` event and a warning, never the run's failure.
 pub(crate) async fn join_async(run: &mut Run<'_>) {
+    run.compose.children.join().await;
     let (cost, llm, tools) = run.compose.children.take();
     run.cost += cost;
     run.llm_calls += llm;
@@ -461,10 +526,9 @@ pub(crate) async fn join_async(run: &mut Run<'_>) {
                 match outcome.status {
                     SessionStatus::Completed => None,
                     status => Some((
-                        outcome
-                            .error
-                            .as_ref()
-                            .map(|e| json!({"code": e.code().code, "message": e.to_string(), "hint": e.hint()})),
+                        outcome.error.as_ref().map(
+                            |e| json!({"code": e.code().code, "message": e.to_string(), "hint": e.hint()}),
+                        ),
                         format!(
                             "{} of cell `{}` ended `{status}` (session {}){}",
                             p.what,
@@ -491,7 +555,8 @@ pub(crate) async fn join_async(run: &mut Run<'_>) {
             let mut e = run.emit.event(EventKind::Error, Some(&p.cell));
             e.content = json!(message);
             e.error = error;
-            e.metadata = json!({"child_session_id": p.session_id, "kind": "async_cascade", "severity": "warning"});
+            e.metadata =
+                json!({"child_session_id": p.session_id, "kind": "async_cascade", "severity": "warning"});
             run.emit.send(e).await;
             tracing::warn!(session_id = %run.session_id, "{message}");
             run.warnings.push(message);

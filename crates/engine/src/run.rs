@@ -122,12 +122,18 @@ impl Engine {
         )
         .with_parent(
             request.parent_session_id.clone(),
-            request.root_session_id.clone().unwrap_or_else(|| session_id.clone()),
+            request
+                .root_session_id
+                .clone()
+                .unwrap_or_else(|| session_id.clone()),
             request.depth,
         );
         let mut session = Session::new(session_id.clone());
         session.parent_session_id = request.parent_session_id.clone();
-        session.root_session_id = request.root_session_id.clone().unwrap_or_else(|| session_id.clone());
+        session.root_session_id = request
+            .root_session_id
+            .clone()
+            .unwrap_or_else(|| session_id.clone());
         session.depth = request.depth;
         session.cascade_id = Some(cascade.cascade_id.clone());
         session.caller_id = Some(request.caller_id.clone());
@@ -581,6 +587,9 @@ impl Run<'_> {
         };
         e.duration_us = Some(micros(started.elapsed()));
         self.emit.send(e).await;
+        if result.is_ok() {
+            crate::compose::on_end(self, cell).await;
+        }
         result
     }
 }

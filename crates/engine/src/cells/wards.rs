@@ -19,11 +19,7 @@ use crate::run::{CellResult, Run};
 
 /// The attempt budget of a cell: `max(rules.max_attempts, every retry ward's max_attempts)`, at least 1.
 pub(crate) fn attempt_budget(cell: &Cell) -> u32 {
-    let rules = cell
-        .rules
-        .as_ref()
-        .and_then(|r| r.max_attempts)
-        .unwrap_or(1);
+    let rules = cell.rules.as_ref().and_then(|r| r.max_attempts).unwrap_or(1);
     let wards = cell
         .wards
         .iter()

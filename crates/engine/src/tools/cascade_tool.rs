@@ -100,7 +100,9 @@ impl Tool for CascadeTool {
         let child = compose::prepare_path(scope, &ctx.cell_name, &self.path, &what)
             .map_err(|e| ToolError::Failed(format!("[{}] {e}", e.code().code)))?;
         let sid = format!("tool_{}_{}", self.cascade_id, compose::hex6());
-        let outcome = compose::run_child(scope, child, input, compose::session_id(&sid)).await;
+        let outcome = compose::run_child(scope, child, input, compose::session_id(&sid))
+            .await
+            .map_err(|e| ToolError::Failed(e.to_string()))?;
         scope.children.add(&outcome);
         match outcome.status {
             SessionStatus::Completed => Ok(outcome.output),

@@ -9,6 +9,7 @@
     unreachable_pub
 )]
 
+mod compose;
 mod corpus_llm;
 mod deterministic;
 mod failures;
