@@ -15,3 +15,4 @@ mod deterministic;
 mod failures;
 mod llm;
 mod support;
+mod wards;
