@@ -4,6 +4,7 @@
 mod config;
 mod help;
 mod run_command;
+mod run_compose;
 mod run_llm;
 mod store_commands;
 mod store_processes;
