@@ -536,3 +536,24 @@ fn resolve_includes(path: &Path, document: &mut Document, diags: &mut Vec<Diagno
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cascade_refs_find_the_yaml_twin_of_a_json_ref_and_stay_contained() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let project = dir.path().join("project");
+        fs::create_dir_all(project.join("sub")).unwrap();
+        fs::write(project.join("sub/child.yaml"), "cascade_id: c\ncells: []\n").unwrap();
+        fs::write(dir.path().join("outside.yaml"), "cascade_id: o\ncells: []\n").unwrap();
+        let bases = vec![project.clone()];
+        let found = resolve_cascade_ref("sub/child.json", &bases).unwrap().unwrap();
+        assert!(found.ends_with("sub/child.yaml"), "{}", found.display());
+        assert_eq!(resolve_cascade_ref("sub/missing.json", &bases), Ok(None));
+        let escape = resolve_cascade_ref("../outside.json", &bases).unwrap_err();
+        assert!(escape.contains("leaves the directory"), "{escape}");
+        assert!(resolve_cascade_ref("/etc/passwd", &bases).is_err());
+    }
+}

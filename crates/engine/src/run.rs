@@ -175,7 +175,7 @@ impl Engine {
         run.check_inputs().await;
         let result = match request.depth {
             d if d > MAX_DEPTH => Err(Error::MaxDepth {
-                cell: String::new(),
+                cell: cascade.cells.first().map(|c| c.name.clone()).unwrap_or_default(),
                 what: format!("cascade `{}`", cascade.cascade_id),
                 depth: d,
                 limit: MAX_DEPTH,
