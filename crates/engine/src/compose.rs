@@ -281,7 +281,10 @@ pub(crate) async fn run_child(
     session_id: SessionId,
 ) -> Result<Outcome> {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let fut = child_future(scope, child, input, session_id.clone());
+    // If the caller stops waiting (a tool timeout, a cancelled cell), the child is cancelled too.
+    let cancel = scope.cancel.child_token();
+    let guard = cancel.clone().drop_guard();
+    let fut = child_future(scope, child, input, session_id.clone(), cancel);
     let handle = tokio::spawn(async move {
         // The receiver is gone only when the parent was dropped; the child still finished and flushed.
         let _ = tx.send(fut.await);
@@ -289,11 +292,13 @@ pub(crate) async fn run_child(
     if let Ok(mut tasks) = scope.children.tasks.lock() {
         tasks.push(handle);
     }
-    rx.await.map_err(|_| {
+    let outcome = rx.await.map_err(|_| {
         Error::Internal(format!(
             "the child session `{session_id}` ended without an outcome (its task panicked)"
         ))
-    })
+    });
+    guard.disarm();
+    outcome
 }
 
 /// The future of a child run of `scope` (boxed: runs nest).
@@ -302,6 +307,7 @@ pub(crate) fn child_future(
     child: Child,
     input: Value,
     session_id: SessionId,
+    cancel: CancellationToken,
 ) -> Pin<Box<dyn Future<Output = Outcome> + Send + 'static>> {
     let mut request = RunRequest::new(child.cascade);
     request.input = input;
@@ -310,7 +316,7 @@ pub(crate) fn child_future(
     request.model = scope.model.clone();
     request.cascade_file = Some(child.path);
     request.cascade_text = child.text;
-    request.cancel = scope.cancel.child_token();
+    request.cancel = cancel;
     request.parent_session_id = Some(scope.session_id.clone());
     request.root_session_id = Some(scope.root_session_id.clone());
     request.depth = scope.depth + 1;
@@ -501,7 +507,13 @@ async fn start_async(run: &mut Run<'_>, cell: &Cell, trigger: AsyncTrigger) {
         let sid = run.compose.child_id(&format!("spawned_{unix}_{}", hex6()));
         child_event(run, cell, &sid, "async_cascade", &reference).await;
         let session_id = session_id(&sid);
-        let handle = tokio::spawn(child_future(&scope, child, input, session_id.clone()));
+        let handle = tokio::spawn(child_future(
+            &scope,
+            child,
+            input,
+            session_id.clone(),
+            scope.cancel.child_token(),
+        ));
         run.compose.pending.push(Pending {
             cell: cell.name.clone(),
             what,

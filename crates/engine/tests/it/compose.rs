@@ -649,3 +649,26 @@ async fn corpus_nested_parent_runs_its_greeter_child_in_between() {
         Some(json!("Hello from the sub-cascade! It is sunny."))
     );
 }
+
+#[tokio::test]
+async fn a_cascade_tool_that_times_out_is_cancelled_and_the_cell_fails_with_t002() {
+    let p = Project::new();
+    p.write(
+        "traits/sleeper.yaml",
+        "cascade_id: sleeper\ninputs_schema: {n: seconds}\ncells:\n  - name: nap\n    tool: linux_shell\n    inputs: {command: 'sleep {{ input.n }}'}\n",
+    );
+    let parent = p.write(
+        "parent.yaml",
+        "cascade_id: parent\ncells:\n  - name: call\n    tool: sleeper\n    timeout: 1s\n    inputs: {n: '30'}\n",
+    );
+    let h = Harness::new().await;
+    let engine = engine_with_cascade_tools(&h, &parent, None);
+    let started = std::time::Instant::now();
+    let out = run(&h, &engine, request_for(&parent, json!({}))).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(out.status, SessionStatus::Failed);
+    assert_eq!(out.error.unwrap().code().code, "RVB-T002");
+    let children = children_of(&h, &out.session_id).await;
+    assert_eq!(children.len(), 1);
+    assert_eq!(children[0].status, SessionStatus::Cancelled);
+}
