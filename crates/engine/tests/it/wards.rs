@@ -431,3 +431,60 @@ async fn a_loop_until_validator_cascade_runs_as_a_validator_session() {
     assert_eq!(second.parent_session_id.as_ref(), Some(&out.session_id));
     assert_eq!(out.llm_calls, 4);
 }
+
+#[tokio::test]
+async fn corpus_ward_advisory_flow_warns_and_continues() {
+    let server = TestServer::start(Script::rule(|body| {
+        let text = last_text(body);
+        let verdict = |reason: &str| Reply::text(json!({"valid": false, "reason": reason}).to_string());
+        if text.contains("grammar and spelling") {
+            verdict("typos")
+        } else if text.contains("content length meets") {
+            verdict("too short")
+        } else if text.contains("Write a quick draft") {
+            Reply::text("Draft about otters.")
+        } else {
+            Reply::text("Reviewed.")
+        }
+    }))
+    .await;
+    let h = Harness::new().await;
+    let path = PathBuf::from(CORPUS).join("ward_advisory_flow.yaml");
+    let out = run(
+        &h,
+        &h.llm_engine(&server.base_url()),
+        request_for(&path, json!({"topic": "otters"})),
+    )
+    .await;
+    assert_eq!(out.status, SessionStatus::Completed, "{:?}", out.error);
+    assert_eq!(out.path, ["draft", "review"]);
+    assert_eq!(out.output, json!("Reviewed."));
+    assert_eq!(out.warnings.len(), 2, "{:?}", out.warnings);
+    assert!(out.warnings[0].contains("post-ward `grammar_check` failed: typos"));
+    assert!(out.warnings[1].contains("post-ward `length_check` failed: too short"));
+    // Both validator cascades ran as ward sessions of this run.
+    assert_eq!(children_of(&h, &out.session_id).await.len(), 2);
+}
+
+#[tokio::test]
+async fn corpus_spawn_flow_with_a_missing_async_ref_still_completes_with_a_warning() {
+    let server = TestServer::start(Script::sequence([Reply::text("1, 2, 3.")])).await;
+    let h = Harness::new().await;
+    let path = PathBuf::from(CORPUS).join("spawn_flow.yaml");
+    let out = run(
+        &h,
+        &h.llm_engine(&server.base_url()),
+        request_for(&path, json!({})),
+    )
+    .await;
+    assert_eq!(out.status, SessionStatus::Completed, "{:?}", out.error);
+    assert_eq!(out.output, json!("1, 2, 3."));
+    assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+    assert!(out.warnings[0].contains("RVB-E006"), "{}", out.warnings[0]);
+    assert!(
+        out.warnings[0].contains("windlass/examples/validator.json"),
+        "{}",
+        out.warnings[0]
+    );
+    assert_eq!(h.count(&out.session_id, EventKind::Error).await, 1);
+}
