@@ -575,3 +575,30 @@ pub(crate) async fn join_async(run: &mut Run<'_>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_ids_of_one_run_never_repeat() {
+        let cascade: Cascade = serde_json::from_value(json!({"cascade_id": "c", "cells": []})).unwrap();
+        let request = RunRequest::new(cascade);
+        let sid: SessionId = "quiet-heron-abcdef".parse().unwrap();
+        let mut c = Composition::new(&request, &sid);
+        assert_eq!(c.root_session_id, sid);
+        assert_eq!(c.child_id("s_sub"), "s_sub");
+        assert_eq!(c.child_id("s_sub"), "s_sub_1");
+        assert_eq!(c.child_id("s_ward"), "s_ward");
+        assert_eq!(c.child_id("s_sub"), "s_sub_2");
+    }
+
+    #[test]
+    fn hex6_is_six_hex_digits_and_bad_ids_fall_back_to_woodland() {
+        let h = hex6();
+        assert_eq!(h.len(), 6);
+        assert!(h.chars().all(|c| c.is_ascii_hexdigit()), "{h}");
+        assert_eq!(session_id("abc_sub").as_str(), "abc_sub");
+        assert_ne!(session_id("has space").as_str(), "has space");
+    }
+}

@@ -159,3 +159,32 @@ fn warn(run: &mut Run<'_>, cell: &Cell, side: &str, ward: &Ward, reason: &str) {
     tracing::warn!(session_id = %run.session_id, "{message}");
     run.warnings.push(message);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(json: &str) -> Cell {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn the_attempt_budget_is_the_largest_of_rules_and_retry_wards() {
+        let c = cell(r#"{"name": "a", "tool": "set_state"}"#);
+        assert_eq!(attempt_budget(&c), 1);
+        let c = cell(r#"{"name": "a", "tool": "set_state", "rules": {"max_attempts": 4}}"#);
+        assert_eq!(attempt_budget(&c), 4);
+        let c = cell(
+            r#"{"name": "a", "tool": "set_state", "rules": {"max_attempts": 2},
+                "wards": {"post": [{"validator": "v", "mode": "retry", "max_attempts": 5},
+                                   {"validator": "w", "mode": "advisory", "max_attempts": 9}]}}"#,
+        );
+        assert_eq!(attempt_budget(&c), 5);
+    }
+
+    #[test]
+    fn ward_text_is_a_string_as_is_and_json_otherwise() {
+        assert_eq!(text_of(&json!("hi")), "hi");
+        assert_eq!(text_of(&json!({"a": 1})), r#"{"a":1}"#);
+    }
+}
