@@ -325,6 +325,19 @@ codes! {
         "Sub-cascades or validator cascades nested deeper than the limit.",
         ["A cascade that calls itself."],
         "Break the recursion.";
+    /// A ward in blocking mode rejected a cell's input or output.
+    E_WARD_BLOCKED = "RVB-E005", Execution, "Blocked by ward",
+        "A `wards` entry in `blocking` mode judged the cell's input (pre ward), a turn (turn ward) or its output (post ward) invalid, so the cascade stopped. The cell's `on_error` does not apply: a blocking ward is a hard stop.",
+        ["The input or the model's output really broke the rule the ward checks.",
+         "A validator that is too strict, or that fails on valid content (check its reason in the `ward` event)."],
+        "Read the ward's reason in the error or in the `ward` event (`rvbbit debug trace SESSION`). Fix the input, relax the validator, or use `mode: retry` (re-ask the model) or `mode: advisory` (warn only).";
+    /// A child cascade (sub-cascade, async cascade, cascade tool, validator cascade) could not be loaded.
+    E_CHILD_INVALID = "RVB-E006", Execution, "Invalid child cascade",
+        "A cascade referenced at run time (a `sub_cascades` or `async_cascades` `ref`, a cascade used as a tool, a validator cascade) could not be found, leaves the project directory, or is not a valid cascade. Nothing of the child ran.",
+        ["A `ref` path with a typo, or relative to the wrong directory (refs are relative to the referring cascade file and its parents).",
+         "A `ref` that climbs out of the project (`../../etc/passwd`) or a symlink that points outside it.",
+         "A child cascade with validation errors."],
+        "Run `rvbbit validate` on the child file named in the message and fix it, or correct the `ref`.";
     /// The conversation does not fit the token budget.
     E_TOKEN_BUDGET = "RVB-E010", Execution, "Token budget exceeded",
         "Before a model call, the cell's conversation (estimated at 4 characters a token) was larger than the cascade's `token_budget.max_total` minus `reserve_for_output`, and the budget's `strategy` is `fail` or pruning old messages could not make it fit.",

@@ -18,6 +18,9 @@ pub(crate) struct Emitter {
     cascade_id: String,
     /// Set on every event of a candidate branch.
     candidate_index: Option<i32>,
+    parent_session_id: Option<SessionId>,
+    root_session_id: SessionId,
+    depth: u32,
     /// How many events were emitted.
     pub(crate) count: Arc<AtomicI64>,
 }
@@ -32,6 +35,9 @@ impl Emitter {
         Emitter {
             writer,
             seq: Arc::new(AtomicI64::new(0)),
+            root_session_id: session_id.clone(),
+            parent_session_id: None,
+            depth: 0,
             session_id,
             caller_id,
             cascade_id,
@@ -47,6 +53,14 @@ impl Emitter {
         e
     }
 
+    /// Mark the session as a child of `parent` in the run tree rooted at `root`, at `depth`.
+    pub(crate) fn with_parent(mut self, parent: Option<SessionId>, root: SessionId, depth: u32) -> Self {
+        self.parent_session_id = parent;
+        self.root_session_id = root;
+        self.depth = depth;
+        self
+    }
+
     /// The caller of the session.
     pub(crate) fn caller(&self) -> &CallerId {
         &self.caller_id
@@ -60,6 +74,9 @@ impl Emitter {
             self.seq.fetch_add(1, Ordering::Relaxed),
         );
         e.caller_id = Some(self.caller_id.clone());
+        e.parent_session_id = self.parent_session_id.clone();
+        e.root_session_id = self.root_session_id.clone();
+        e.depth = self.depth;
         e.cascade_id = Some(self.cascade_id.clone());
         e.cell_name = cell.map(str::to_owned);
         e.candidate_index = self.candidate_index;

@@ -94,6 +94,53 @@ pub enum Error {
         #[source]
         source: Box<rvbbit_llm::Error>,
     },
+    /// Child runs nested deeper than [`crate::MAX_DEPTH`] (a cascade that calls itself).
+    #[error("cell `{cell}`: {what} would run at nesting depth {depth}, deeper than the limit of {limit}")]
+    MaxDepth {
+        /// The cell that started the child.
+        cell: String,
+        /// The child (`sub-cascade `x``, `cascade tool `y``).
+        what: String,
+        /// The depth the child would have had.
+        depth: u32,
+        /// The limit.
+        limit: u32,
+    },
+    /// A ward in blocking mode rejected the cell's input, a turn or its output (§6.4).
+    #[error("cell `{cell}`: [BLOCKED by {side}-ward `{validator}`: {reason}]")]
+    WardBlocked {
+        /// The cell.
+        cell: String,
+        /// `pre`, `turn` or `post`.
+        side: &'static str,
+        /// The validator's name (or its inline languages).
+        validator: String,
+        /// The validator's reason.
+        reason: String,
+    },
+    /// A child cascade could not be found, left the project, or is invalid; nothing of it ran.
+    #[error("cell `{cell}`: {what}: {message}")]
+    ChildInvalid {
+        /// The cell that named the child.
+        cell: String,
+        /// The child (`sub-cascade `x``).
+        what: String,
+        /// What is wrong, with the child's file.
+        message: String,
+    },
+    /// A child session failed; its error decides the code.
+    #[error("cell `{cell}`: {what} failed in session `{child_session}`: [{}] {source}", source.code().code)]
+    Child {
+        /// The cell that started the child.
+        cell: String,
+        /// The child (`sub-cascade `x``).
+        what: String,
+        /// The child's session id.
+        child_session: String,
+        /// The child's error.
+        #[source]
+        source: Box<Error>,
+    },
     /// The store failed in a way the writer could not absorb.
     #[error("event store: {0}")]
     Store(#[from] rvbbit_store::Error),
@@ -118,6 +165,10 @@ impl Error {
             Error::ToolTimeout { .. } => codes::T_TIMEOUT,
             Error::Llm { source, .. } => source.code(),
             Error::Store(e) => e.code(),
+            Error::MaxDepth { .. } => codes::E_MAX_DEPTH,
+            Error::WardBlocked { .. } => codes::E_WARD_BLOCKED,
+            Error::ChildInvalid { .. } => codes::E_CHILD_INVALID,
+            Error::Child { source, .. } => source.code(),
             Error::Cancelled => codes::E_CELL_FAILED,
             Error::Internal(_) => codes::INTERNAL,
         }
@@ -150,6 +201,19 @@ impl Error {
             Error::ToolTimeout { .. } => "raise the cell's `timeout`, or make the tool faster".into(),
             Error::Llm { source, .. } => source.hint(),
             Error::Store(e) => e.hint(),
+            Error::MaxDepth { .. } => {
+                "a cascade reaches itself through sub_cascades, cascade tools or validator cascades; break the cycle".into()
+            }
+            Error::WardBlocked { .. } => {
+                "fix the input or the validator, or use `mode: retry` / `mode: advisory` for this ward".into()
+            }
+            Error::ChildInvalid { .. } => {
+                "run `rvbbit validate` on the child cascade and fix it, or correct the `ref` (relative to the referring file)"
+                    .into()
+            }
+            Error::Child { child_session, .. } => {
+                format!("see the child's events with `rvbbit debug trace {child_session}`")
+            }
             Error::Cancelled => "the session was marked cancelled; run it again to finish".into(),
             Error::Internal(_) => "please report this bug with the session id".into(),
         }

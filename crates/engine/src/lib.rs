@@ -15,6 +15,11 @@
 //! `token_budget` is enforced before every model call (`cells/budget.rs`). Tools live in the [`tools::Registry`]; other crates add theirs with
 //! [`tools::Registry::register`].
 //!
+//! Composition (`compose.rs`, `cells/wards.rs`): `sub_cascades`, `async_cascades`, cascades used as tools
+//! ([`tools::CascadeTool`]) and validator cascades run as child sessions through the same
+//! [`Engine::run`] — with the parent's caller id, writer and (child) cancel token, a `parent_session_id`
+//! link and a depth limited to [`MAX_DEPTH`]. Wards judge a cell's input, turns and output.
+//!
 //! This crate must not depend on clap, axum, pgwire or datafusion; it reaches the store only through
 //! [`rvbbit_store::WriterHandle`].
 //!
@@ -32,6 +37,7 @@
 //! ```
 
 mod cells;
+mod compose;
 mod emit;
 mod error;
 mod run;
@@ -40,5 +46,5 @@ mod template;
 pub mod tools;
 
 pub use error::{Error, Result};
-pub use run::{Engine, LineageEntry, MAX_STEPS, Outcome, RunRequest};
+pub use run::{Engine, LineageEntry, MAX_DEPTH, MAX_STEPS, Outcome, RunRequest};
 pub use tokio_util::sync::CancellationToken;

@@ -21,6 +21,9 @@ use crate::tools::Registry;
 /// Most cells one run executes (handoff loops end here instead of running forever).
 pub const MAX_STEPS: usize = 10_000;
 
+/// Deepest nesting of child runs (sub-cascades, cascade tools, validator cascades); the root is depth 0.
+pub const MAX_DEPTH: u32 = 16;
+
 /// Runs cascades. Cheap to share; one engine serves many runs.
 #[derive(Clone)]
 pub struct Engine {
@@ -29,6 +32,8 @@ pub struct Engine {
     pub(crate) writer: Option<WriterHandle>,
     pub(crate) default_model: String,
     pub(crate) heartbeat: Option<(Arc<dyn Store>, Duration)>,
+    /// Extra directories searched for child cascades (configuration `roots`).
+    pub(crate) roots: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -49,7 +54,14 @@ impl Engine {
             writer: None,
             default_model: rvbbit_llm::DEFAULT_MODEL.to_owned(),
             heartbeat: None,
+            roots: Vec::new(),
         }
+    }
+
+    /// Also search `roots` (configuration `roots`) for child cascades named by `ref` or cascade id.
+    pub fn with_roots(mut self, roots: Vec<PathBuf>) -> Self {
+        self.roots = roots;
+        self
     }
 
     /// Use `provider` for LLM cells (normally an [`rvbbit_llm::Client`], a recorder or a replay).
@@ -107,8 +119,22 @@ impl Engine {
             session_id.clone(),
             request.caller_id.clone(),
             cascade.cascade_id.clone(),
+        )
+        .with_parent(
+            request.parent_session_id.clone(),
+            request
+                .root_session_id
+                .clone()
+                .unwrap_or_else(|| session_id.clone()),
+            request.depth,
         );
         let mut session = Session::new(session_id.clone());
+        session.parent_session_id = request.parent_session_id.clone();
+        session.root_session_id = request
+            .root_session_id
+            .clone()
+            .unwrap_or_else(|| session_id.clone());
+        session.depth = request.depth;
         session.cascade_id = Some(cascade.cascade_id.clone());
         session.caller_id = Some(request.caller_id.clone());
         session.input = request.input.clone();
@@ -141,13 +167,24 @@ impl Engine {
             path: Vec::new(),
             cancel: request.cancel.clone(),
             branch: None,
+            compose: crate::compose::Composition::new(&request, &session_id),
         };
         let heartbeat = self
             .heartbeat
             .as_ref()
             .map(|(store, every)| Heartbeat::spawn(store.clone(), session_id.clone(), *every));
         run.check_inputs().await;
-        let result = run.run_loop().await;
+        let result = match request.depth {
+            d if d > MAX_DEPTH => Err(Error::MaxDepth {
+                cell: cascade.cells.first().map(|c| c.name.clone()).unwrap_or_default(),
+                what: format!("cascade `{}`", cascade.cascade_id),
+                depth: d,
+                limit: MAX_DEPTH,
+            }),
+            _ => run.run_loop().await,
+        };
+        // Async cascades finish (or are cancelled with the run) before the session ends.
+        crate::compose::join_async(&mut run).await;
         if let Some(h) = heartbeat {
             h.stop().await;
         }
@@ -170,9 +207,15 @@ impl Engine {
         let mut end = run.emit.event(kind, None);
         end.content = output.clone();
         end.duration_us = Some(micros(duration));
-        end.cost = Some(run.cost);
-        end.metadata =
-            json!({"status": status.as_str(), "llm_calls": run.llm_calls, "tool_calls": run.tool_calls});
+        // The total goes in metadata, not `cost`: cost rollups sum the `llm_response` events, and a
+        // priced `cascade_complete` would count every call twice (and children once more).
+        end.metadata = json!({
+            "status": status.as_str(),
+            "llm_calls": run.llm_calls,
+            "tool_calls": run.tool_calls,
+            "cost_micro_usd": run.cost.micros(),
+            "parent_session_id": request.parent_session_id,
+        });
         if let Some(e) = &error {
             end.error = Some(json!({"code": e.code().code, "message": e.to_string(), "hint": e.hint()}));
         }
@@ -231,6 +274,12 @@ pub struct RunRequest {
     pub cascade_text: Option<String>,
     /// Cancelling this token stops the run between steps and marks the session cancelled.
     pub cancel: CancellationToken,
+    /// The run that started this one (sub-cascade, cascade tool, validator or async cascade).
+    pub parent_session_id: Option<SessionId>,
+    /// The root of the run tree (`None`: this run is the root).
+    pub root_session_id: Option<SessionId>,
+    /// Nesting depth (root 0); runs deeper than [`MAX_DEPTH`] fail with RVB-E004.
+    pub depth: u32,
 }
 
 impl RunRequest {
@@ -245,6 +294,9 @@ impl RunRequest {
             cascade_file: None,
             cascade_text: None,
             cancel: CancellationToken::new(),
+            parent_session_id: None,
+            root_session_id: None,
+            depth: 0,
         }
     }
 
@@ -330,6 +382,8 @@ pub(crate) struct Run<'a> {
     pub(crate) cancel: CancellationToken,
     /// Set inside a candidate branch (`cells/takes.rs`): its index, the factor, sampling overrides.
     pub(crate) branch: Option<crate::cells::takes::Branch>,
+    /// Child runs: the run tree position, child ids, async cascades in flight.
+    pub(crate) compose: crate::compose::Composition,
 }
 
 impl Run<'_> {
@@ -422,6 +476,8 @@ impl Run<'_> {
                     r.route
                 }
                 Err(Error::Cancelled) => return Err(Error::Cancelled),
+                // A blocking ward is a hard stop (§6.4): `on_error` does not apply.
+                Err(e @ (Error::WardBlocked { .. } | Error::MaxDepth { .. })) => return Err(e),
                 Err(e) => match &cell.on_error {
                     Some(OnError::Target(t)) if t != "auto_fix" => {
                         self.set_state(
@@ -498,6 +554,23 @@ impl Run<'_> {
         });
     }
 
+    /// Execute a cell by kind (no events of its own; [`Run::run_cell`] wraps it with wards and children).
+    pub(crate) async fn dispatch(&mut self, cell: &Cell) -> Result<CellResult> {
+        match cell.kind() {
+            _ if cell.candidates.is_some() => crate::cells::takes::run(self, cell).await,
+            Some(CellKind::Llm) => crate::cells::llm::run(self, cell).await,
+            Some(CellKind::Deterministic) => crate::cells::deterministic::run(self, cell).await,
+            Some(CellKind::ForEachRow) => Err(Error::Unsupported {
+                cell: cell.name.clone(),
+                feature: "for_each_row".into(),
+            }),
+            Some(CellKind::Screen) | None => Err(Error::Unsupported {
+                cell: cell.name.clone(),
+                feature: "a screen (htmx/hitl) cell".into(),
+            }),
+        }
+    }
+
     /// Run one cell with its events (`cell_start`, then `cell_complete` or `cell_error`).
     pub(crate) async fn run_cell(&mut self, cell: &Cell) -> Result<CellResult> {
         let span = tracing::info_span!(
@@ -510,23 +583,7 @@ impl Run<'_> {
         self.emit
             .send(self.emit.event(EventKind::CellStart, Some(&cell.name)))
             .await;
-        let result = async {
-            match cell.kind() {
-                _ if cell.candidates.is_some() => crate::cells::takes::run(self, cell).await,
-                Some(CellKind::Llm) => crate::cells::llm::run(self, cell).await,
-                Some(CellKind::Deterministic) => crate::cells::deterministic::run(self, cell).await,
-                Some(CellKind::ForEachRow) => Err(Error::Unsupported {
-                    cell: cell.name.clone(),
-                    feature: "for_each_row".into(),
-                }),
-                Some(CellKind::Screen) | None => Err(Error::Unsupported {
-                    cell: cell.name.clone(),
-                    feature: "a screen (htmx/hitl) cell".into(),
-                }),
-            }
-        }
-        .instrument(span)
-        .await;
+        let result = crate::compose::run_composed(self, cell).instrument(span).await;
         let mut e = match &result {
             Ok(r) => {
                 let mut e = self.emit.event(EventKind::CellComplete, Some(&cell.name));
@@ -543,6 +600,9 @@ impl Run<'_> {
         };
         e.duration_us = Some(micros(started.elapsed()));
         self.emit.send(e).await;
+        if result.is_ok() {
+            crate::compose::on_end(self, cell).await;
+        }
         result
     }
 }

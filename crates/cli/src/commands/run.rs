@@ -69,7 +69,9 @@ struct JsonOutcome {
 
 pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
     let config = load_config(cli, out)?.config;
-    let registry = Registry::builtin();
+    let mut registry = Registry::builtin();
+    // Cascades in the tool directories are tools too (the names the validator accepts).
+    registry.add_cascade_tools(&args.cascade, &config.roots);
 
     // 1. Validate: a run never starts on an invalid file.
     let mut catalog = Catalog::builtin();
@@ -124,7 +126,8 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
         let mut engine = Engine::new(registry)
             .with_provider(provider)
             .with_writer(writer.handle())
-            .with_default_model(config.default_model.clone());
+            .with_default_model(config.default_model.clone())
+            .with_roots(config.roots.clone());
         if let Some(store) = store {
             engine = engine.with_heartbeat(store, HEARTBEAT_EVERY);
         }

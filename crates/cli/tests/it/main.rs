@@ -5,6 +5,7 @@ mod config;
 mod help;
 mod replay_example;
 mod run_command;
+mod run_compose;
 mod run_llm;
 mod store_commands;
 mod store_processes;

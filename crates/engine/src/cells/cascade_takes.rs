@@ -77,6 +77,9 @@ async fn branch_runs(run: &mut Run<'_>) -> Result<()> {
         request.caller_id = run.emit.caller().clone();
         request.model = plan.model.clone().or_else(|| run.model_override.clone());
         request.cancel = run.cancel.child_token();
+        request.parent_session_id = Some(run.session_id.clone());
+        request.root_session_id = Some(run.compose.root().clone());
+        request.depth = run.compose.depth() + 1;
         let emit = run.emit.for_candidate(index);
         let mut e = emit.event(EventKind::CandidateStart, None);
         e.model_requested = request.model.clone();
@@ -116,7 +119,7 @@ async fn branch_runs(run: &mut Run<'_>) -> Result<()> {
         for (pos, (_, o)) in done.iter().enumerate() {
             if o.status == SessionStatus::Completed {
                 verdicts[pos] =
-                    Some(validators::check(run, &judge_cell, spec, &takes::text_of(&o.output)).await?);
+                    Some(validators::check(run, &judge_cell, spec, &takes::text_of(&o.output), 1).await?);
             }
         }
     }

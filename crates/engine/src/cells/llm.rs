@@ -28,15 +28,6 @@ fn unsupported(cell: &Cell) -> Option<&'static str> {
     if cell.candidates.is_some() {
         return Some("candidates (takes/soundings)");
     }
-    if cell.wards.is_some() {
-        return Some("wards");
-    }
-    if cell.sub_cascades.as_ref().is_some_and(|s| !s.is_empty()) {
-        return Some("sub_cascades");
-    }
-    if cell.async_cascades.as_ref().is_some_and(|s| !s.is_empty()) {
-        return Some("async_cascades");
-    }
     if cell.human_input.is_some() {
         return Some("human_input");
     }
@@ -176,7 +167,7 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
         Vec::new()
     };
     let max_turns = rules.max_turns.unwrap_or(1).max(1);
-    let max_attempts = rules.max_attempts.unwrap_or(1).max(1);
+    let max_attempts = super::wards::attempt_budget(cell);
     let stop_early = rules.stop_when_no_tool_calls == Some(true);
     let tool_ctx = ToolContext {
         session_id: run.session_id.clone(),
@@ -187,6 +178,7 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
         previous: run.lineage.last().map(|l| l.output.clone()),
         input: run.input.clone(),
         timeout: None,
+        scope: Some(run.scope()),
     };
     let mut turn_state = Turns {
         model,
@@ -248,10 +240,11 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
             } else {
                 format!("{text}\n\nTool Execution Results:\n{results}")
             };
+            super::wards::turn(run, cell, &composite).await?;
             if let Some(lu) = &rules.loop_until
                 && turn < max_turns
             {
-                let (ok, _) = validators::check(run, cell, lu, &composite).await?;
+                let (ok, _) = validators::check(run, cell, lu, &composite, attempt).await?;
                 if ok {
                     passed = true;
                     break;
@@ -291,7 +284,7 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
         if let Some(lu) = &rules.loop_until
             && !passed
         {
-            let (ok, reason) = validators::check(run, cell, lu, &composite).await?;
+            let (ok, reason) = validators::check(run, cell, lu, &composite, attempt).await?;
             if !ok {
                 run.set_state("last_validation_error", json!(reason));
                 validation_error = reason;
@@ -304,6 +297,13 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
                     cell.name
                 ));
             }
+        }
+        if let Some(reason) = super::wards::post(run, cell, &super::wards::text_of(&output)).await? {
+            validation_error = reason;
+            if attempt < max_attempts {
+                continue;
+            }
+            super::wards::exhausted(run, cell, max_attempts, &validation_error);
         }
         break;
     }

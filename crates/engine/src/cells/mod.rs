@@ -8,3 +8,4 @@ pub(crate) mod llm;
 pub(crate) mod takes;
 mod tool_calls;
 mod validators;
+pub(crate) mod wards;

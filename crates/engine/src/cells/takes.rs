@@ -346,7 +346,7 @@ async fn reforge_rounds<'a>(
                 .as_ref()
                 .map(|r| text_of(&r.output))
                 .unwrap_or_default();
-            let (passed, _) = validators::check(run, cell, &threshold.validator, &text).await?;
+            let (passed, _) = validators::check(run, cell, &threshold.validator, &text, 1).await?;
             if passed {
                 break;
             }
@@ -470,6 +470,7 @@ fn fork<'a>(run: &Run<'a>, branch: Branch) -> Run<'a> {
         warnings: Vec::new(),
         path: Vec::new(),
         cancel: run.cancel.clone(),
+        compose: run.compose.for_branch(branch.index),
         branch: Some(branch),
     }
 }
@@ -529,7 +530,7 @@ async fn prefilter(
     spec: &ValidatorSpec,
     output: &Value,
 ) -> Result<(bool, String)> {
-    validators::check(run, cell, spec, &text_of(output)).await
+    validators::check(run, cell, spec, &text_of(output), 1).await
 }
 
 /// Vary the branch's instructions (§8.1 `mutation_mode`): `augment` prepends the hint, `approach`

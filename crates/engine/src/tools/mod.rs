@@ -4,6 +4,7 @@
 //! (listed in `traits`). Other crates add tools by implementing [`Tool`] and calling
 //! [`Registry::register`]; the registry also feeds the validator's [`rvbbit_cascade::Catalog`].
 
+mod cascade_tool;
 mod http;
 mod process;
 mod python;
@@ -12,7 +13,7 @@ mod state;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use rvbbit_cascade::catalog::Origin;
 use rvbbit_core::SessionId;
 use serde_json::{Map, Value};
 
+pub use cascade_tool::CascadeTool;
 pub use http::HttpRequest;
 pub use python::{PythonData, RunCode};
 pub use shell::{BashData, LinuxShell};
@@ -74,6 +76,8 @@ pub struct ToolContext {
     pub input: Value,
     /// The time limit of this call, when the cell set one.
     pub timeout: Option<Duration>,
+    /// Where child runs of the calling session start (cascade tools); `None` outside a run.
+    pub(crate) scope: Option<crate::compose::Scope>,
 }
 
 impl fmt::Debug for ToolContext {
@@ -138,6 +142,11 @@ pub trait Tool: Send + Sync {
     /// # Cancel safety
     /// Dropping the future abandons the call; subprocess tools kill their process.
     async fn execute(&self, args: Value, ctx: &ToolContext) -> Result<Value, ToolError>;
+    /// The cascade file behind this tool, for cascades used as tools (validators run such a tool as a
+    /// validator cascade).
+    fn cascade_path(&self) -> Option<&Path> {
+        None
+    }
 }
 
 /// Tools by name. Cheap to share behind an `Arc`.
@@ -180,6 +189,30 @@ impl Registry {
     /// Every tool name, sorted.
     pub fn names(&self) -> Vec<&str> {
         self.tools.keys().map(String::as_str).collect()
+    }
+
+    /// Register every cascade found in the tool directories (`traits/`, `tackle/`, `skills/`,
+    /// `cascades/`) next to `file` and its parents and under `roots` as a [`CascadeTool`], by cascade id
+    /// and by file stem: exactly the names the validator's catalog accepts for those cascades. Names
+    /// already registered win. Returns how many tools were added.
+    pub fn add_cascade_tools(&mut self, file: &Path, roots: &[PathBuf]) -> usize {
+        let mut catalog = Catalog::default();
+        for base in rvbbit_cascade::search_bases(file).iter().chain(roots) {
+            catalog.discover_under(base);
+        }
+        let mut added = 0;
+        for name in catalog.names() {
+            if self.tools.contains_key(name) {
+                continue;
+            }
+            if let Some(Origin::Cascade(path)) = catalog.get(name)
+                && let Some(tool) = CascadeTool::from_file(name, path)
+            {
+                self.register(Arc::new(tool));
+                added += 1;
+            }
+        }
+        added
     }
 
     /// Register every tool of this registry in a validation catalog.

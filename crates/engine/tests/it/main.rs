@@ -10,9 +10,11 @@
 )]
 
 mod budget;
+mod compose;
 mod corpus_llm;
 mod deterministic;
 mod failures;
 mod llm;
 mod support;
 mod takes;
+mod wards;
