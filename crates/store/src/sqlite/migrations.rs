@@ -114,6 +114,20 @@ CREATE INDEX events_priced ON events (ts_us, session_id, model, cascade_id, call
            OR kind IN ('llm_response', 'llm_error'));
 "#,
     },
+    Migration {
+        version: 3,
+        name: "api_keys",
+        sql: r#"
+CREATE TABLE api_keys (
+    key_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    secret_hash TEXT NOT NULL UNIQUE,
+    created_at_us INTEGER NOT NULL,
+    revoked_at_us INTEGER,
+    last_used_at_us INTEGER
+);
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.
