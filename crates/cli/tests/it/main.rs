@@ -6,6 +6,7 @@ mod help;
 mod replay_example;
 mod run_command;
 mod run_llm;
+mod serve;
 mod store_commands;
 mod store_processes;
 mod validate;
