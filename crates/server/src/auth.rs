@@ -60,7 +60,7 @@ fn presented(headers: &HeaderMap) -> Option<&str> {
 fn unauthorized(message: &str) -> Response {
     let mut response = ApiError::new(
         StatusCode::UNAUTHORIZED,
-        codes::H_UNAUTHORIZED,
+        codes::A_UNAUTHORIZED,
         message,
         "send `Authorization: Bearer KEY` with a key created by `rvbbit keys create`",
     )

@@ -24,7 +24,7 @@ pub struct ApiError {
 pub struct ErrorBody {
     /// A fresh id; the server log has the details under it.
     pub error_id: String,
-    /// The error code (`RVB-H003`, `RVB-S001`, ...); `docs/errors/<code>.md` explains it.
+    /// The error code (`RVB-A003`, `RVB-S001`, ...); `docs/errors/<code>.md` explains it.
     pub code: &'static str,
     /// What went wrong.
     pub message: String,
@@ -53,14 +53,14 @@ impl ApiError {
         }
     }
 
-    /// 400 with RVB-H001.
+    /// 400 with RVB-A001.
     pub fn bad_request(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, codes::H_BAD_REQUEST, message, hint)
+        ApiError::new(StatusCode::BAD_REQUEST, codes::A_BAD_REQUEST, message, hint)
     }
 
-    /// 404 with RVB-H003.
+    /// 404 with RVB-A003.
     pub fn not_found(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, codes::H_NOT_FOUND, message, hint)
+        ApiError::new(StatusCode::NOT_FOUND, codes::A_NOT_FOUND, message, hint)
     }
 
     /// 500 with RVB-I001; `detail` is logged, never sent.

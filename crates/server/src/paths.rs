@@ -19,7 +19,7 @@ pub struct Contained {
 fn refused(user_path: &str, why: &str) -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
-        codes::H_PATH_REFUSED,
+        codes::A_PATH_REFUSED,
         format!("the path `{user_path}` is refused: {why}"),
         "name the file by its path relative to a cascade root, as `GET /api/v1/cascades` lists it",
     )

@@ -22,7 +22,7 @@ fn serving_beyond_loopback_without_a_key_is_refused() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(6), "{stderr}");
-    assert!(stderr.contains("RVB-C007"), "{stderr}");
+    assert!(stderr.contains("RVB-C008"), "{stderr}");
     assert!(stderr.contains("rvbbit keys create"), "{stderr}");
 }
 

@@ -26,7 +26,7 @@ where
             Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    codes::H_TOO_LARGE,
+                    codes::A_TOO_LARGE,
                     "the request body is too large",
                     "keep bodies under 8 MiB; put large data in files the cascade reads",
                 ))

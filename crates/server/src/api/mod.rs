@@ -49,7 +49,7 @@ async fn not_found(uri: Uri) -> ApiError {
 async fn method_not_allowed(uri: Uri) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        codes::H_BAD_REQUEST,
+        codes::A_BAD_REQUEST,
         format!("`{}` does not accept this method", uri.path()),
         "the methods of every route are listed in `GET /api/v1/openapi.json`",
     )

@@ -161,19 +161,19 @@ async fn bad_requests_get_json_errors() {
     let root = s.root();
     let (status, e) = s.get("/api/v1/sessions?limit=abc").await;
     assert_eq!(status, 400);
-    assert_error_shape(&e, "RVB-H001", &root);
+    assert_error_shape(&e, "RVB-A001", &root);
     let (status, e) = s.get("/api/v1/sessions?status=sleeping").await;
     assert_eq!(status, 400);
     assert!(e["hint"].as_str().unwrap().contains("completed"));
     let (status, e) = s.get("/api/v1/nothing/here").await;
     assert_eq!(status, 404);
-    assert_error_shape(&e, "RVB-H003", &root);
+    assert_error_shape(&e, "RVB-A003", &root);
     let (status, e) = s.get("/api/v1/sessions/no-such-session").await;
     assert_eq!(status, 404);
     assert_error_shape(&e, "RVB-S005", &root);
     let (status, e) = s.get("/api/v1/costs?group=planet").await;
     assert_eq!(status, 400);
-    assert_error_shape(&e, "RVB-H001", &root);
+    assert_error_shape(&e, "RVB-A001", &root);
     let (status, e) = s.post("/api/v1/runs", &json!({"input": {}})).await;
     assert_eq!(status, 400, "missing `cascade`");
     assert!(e["message"].as_str().unwrap().contains("cascade"), "{e}");
@@ -192,13 +192,13 @@ async fn bad_requests_get_json_errors() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     let e: Value = r.json().await.unwrap();
-    assert_error_shape(&e, "RVB-H001", &root);
+    assert_error_shape(&e, "RVB-A001", &root);
     let r = s.http.delete(s.url("/api/v1/sessions")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 405);
     let big = "x".repeat(9 * 1024 * 1024);
     let (status, e) = s.post("/api/v1/cascades/validate", &json!({"text": big})).await;
     assert_eq!(status, 413);
-    assert_error_shape(&e, "RVB-H005", &root);
+    assert_error_shape(&e, "RVB-A005", &root);
     s.shutdown().await;
 }
 

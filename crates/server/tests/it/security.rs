@@ -25,17 +25,17 @@ async fn paths_outside_the_roots_are_refused_without_revealing_anything() {
     ] {
         let (status, e) = s.get(path).await;
         assert_eq!(status, 403, "{path}: {e}");
-        assert_error_shape(&e, "RVB-H004", &root);
+        assert_error_shape(&e, "RVB-A004", &root);
         assert!(!e.to_string().contains("cascade_id: secret"));
     }
     for cascade in ["../secret.yaml", "/etc/passwd", "leak.yaml"] {
         let (status, e) = s.post("/api/v1/runs", &json!({"cascade": cascade})).await;
         assert_eq!(status, 403, "{cascade}: {e}");
-        assert_error_shape(&e, "RVB-H004", &root);
+        assert_error_shape(&e, "RVB-A004", &root);
     }
     let (status, e) = s.get("/api/v1/cascades/missing.yaml").await;
     assert_eq!(status, 404);
-    assert_error_shape(&e, "RVB-H003", &root);
+    assert_error_shape(&e, "RVB-A003", &root);
     // The listing does not follow the link either.
     let (_, list) = s.get("/api/v1/cascades").await;
     assert!(!list.to_string().contains("secret"), "{list}");
@@ -83,7 +83,7 @@ async fn api_keys_are_required_when_the_server_demands_them() {
     let r = s.http.get(s.url("/api/v1/sessions")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401);
     assert_eq!(r.headers()["www-authenticate"], "Bearer");
-    assert_error_shape(&r.json().await.unwrap(), "RVB-H002", &root);
+    assert_error_shape(&r.json().await.unwrap(), "RVB-A002", &root);
     assert_eq!(
         s.http
             .get(s.url("/metrics"))
