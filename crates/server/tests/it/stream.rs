@@ -198,3 +198,64 @@ async fn shutdown_cancels_runs_that_outlive_the_grace_period() {
         .unwrap();
     assert_eq!(events.last().unwrap().event.kind.as_str(), "cascade_cancelled");
 }
+
+/// Read WebSocket text frames as JSON until `complete` (or the socket ends).
+async fn ws_frames(url: &str) -> Vec<Value> {
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut socket, response) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(response.status().as_u16(), 101);
+    let mut out = Vec::new();
+    while let Some(msg) = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .unwrap()
+    {
+        match msg.unwrap() {
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                let done = v["type"] == "complete";
+                out.push(v);
+                if done {
+                    break;
+                }
+            }
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_carries_the_same_stream_and_resumes_by_cursor() {
+    let s = Running::start(|c| c).await;
+    let (_, started) = s.post("/api/v1/runs", &json!({"cascade": "slow.yaml"})).await;
+    let id = started["session_id"].as_str().unwrap().to_owned();
+    let ws_base = s.base.replace("http://", "ws://");
+    let all = ws_frames(&format!("{ws_base}/api/v1/sessions/{id}/events")).await;
+    assert_eq!(all[0]["type"], "connected");
+    let last = all.last().unwrap();
+    assert_eq!(last["type"], "complete");
+    assert_eq!(last["status"], "completed");
+    let events: Vec<&Value> = all.iter().filter(|f| f["type"] == "event").collect();
+    assert_eq!(events[0]["event"]["kind"], "cascade_start");
+    assert_eq!(events.last().unwrap()["event"]["kind"], "cascade_complete");
+    let cursors: Vec<i64> = events.iter().map(|f| f["cursor"].as_i64().unwrap()).collect();
+    assert!(cursors.windows(2).all(|w| w[0] < w[1]));
+    // The same events as the SSE stream.
+    let sse = frames(open(&s, &id, None).await).await;
+    let sse_ids: Vec<i64> = sse.iter().filter_map(|f| f.id).collect();
+    assert_eq!(sse_ids, cursors);
+    // Resume with ?cursor=.
+    let tail = ws_frames(&format!(
+        "{ws_base}/api/v1/sessions/{id}/events?cursor={}",
+        cursors[1]
+    ))
+    .await;
+    let tail_cursors: Vec<i64> = tail
+        .iter()
+        .filter(|f| f["type"] == "event")
+        .map(|f| f["cursor"].as_i64().unwrap())
+        .collect();
+    assert_eq!(tail_cursors, cursors[2..]);
+    s.shutdown().await;
+}
