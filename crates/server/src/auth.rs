@@ -16,6 +16,9 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// The cookie the Studio's sign-in page sets (HttpOnly, SameSite=Strict).
+pub const COOKIE: &str = "rvbbit_key";
+
 /// Prefix of every secret, so leaked keys are recognisable by secret scanners.
 pub const SECRET_PREFIX: &str = "rvb_";
 
@@ -51,10 +54,28 @@ fn presented(headers: &HeaderMap) -> Option<&str> {
             return Some(token.trim());
         }
     }
+    if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(v.trim());
+    }
     headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == COOKIE).then_some(value.trim())
+        })
+}
+
+/// Paths open without a key: the probes, the sign-in page and the Studio's static files.
+fn is_open(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/login") || path.starts_with("/static/")
+}
+
+/// Whether a path is a Studio page (answered with a redirect to sign in, not a JSON 401).
+fn is_page(path: &str) -> bool {
+    !(path.starts_with("/api/") || path == "/metrics")
 }
 
 fn unauthorized(message: &str) -> Response {
@@ -78,10 +99,22 @@ pub(crate) async fn require_key(
     request: Request,
     next: Next,
 ) -> Response {
-    if !state.config.require_key || matches!(request.uri().path(), "/healthz" | "/readyz") {
+    let path = request.uri().path().to_owned();
+    if !state.config.require_key || is_open(&path) {
         return next.run(request).await;
     }
+    let page = is_page(&path);
+    let next_path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let sign_in =
+        move || axum::response::Redirect::to(&format!("/login?next={}", percent(&next_path))).into_response();
     let Some(secret) = presented(request.headers()) else {
+        if page {
+            return sign_in();
+        }
         return unauthorized("this server requires an API key and the request had none");
     };
     match state
@@ -93,9 +126,21 @@ pub(crate) async fn require_key(
             tracing::debug!(key_id = %key.key_id, "authenticated");
             next.run(request).await
         }
+        Ok(None) if page => sign_in(),
         Ok(None) => unauthorized("the API key is unknown or revoked"),
         Err(e) => ApiError::from(e).into_response(),
     }
+}
+
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[cfg(test)]

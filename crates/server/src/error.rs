@@ -128,8 +128,9 @@ impl From<rvbbit_store::Error> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// Log the error (details included) under a fresh error id; return the id and the client body.
+    pub fn into_logged(self) -> (String, ErrorBody) {
         let error_id = format!("err_{}", hex::encode(rand::random::<[u8; 8]>()));
         if self.status.is_server_error() {
             tracing::error!(%error_id, code = self.code.code, message = %self.message,
@@ -139,13 +140,21 @@ impl IntoResponse for ApiError {
                 detail = self.detail.as_deref().unwrap_or(""), "request refused");
         }
         let body = ErrorBody {
-            error_id,
+            error_id: error_id.clone(),
             code: self.code.code,
             message: self.message,
             hint: self.hint,
             diagnostics: self.diagnostics,
         };
-        (self.status, Json(body)).into_response()
+        (error_id, body)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status;
+        let (_, body) = self.into_logged();
+        (status, Json(body)).into_response()
     }
 }
 

@@ -23,6 +23,7 @@ pub mod error;
 mod metrics;
 pub mod paths;
 mod state;
+mod studio;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -60,6 +61,20 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/sessions/{id}/events"),
     ("POST", "/api/v1/sessions/{id}/cancel"),
     ("GET", "/api/v1/costs"),
+];
+
+/// The Studio's pages (HTML), besides the API routes in [`ROUTES`].
+pub const STUDIO_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/sessions/{id}"),
+    ("GET", "/costs"),
+    ("GET", "/cascades"),
+    ("GET", "/cascades/{path}"),
+    ("POST", "/runs"),
+    ("GET", "/login"),
+    ("POST", "/login"),
+    ("GET", "/static/studio.css"),
+    ("GET", "/static/studio.js"),
 ];
 
 /// The HTTP server.
@@ -164,6 +179,7 @@ impl Server {
 
 fn router(state: Arc<AppState>) -> Router {
     api::routes()
+        .merge(studio::routes())
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_key))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(state.config.max_body))

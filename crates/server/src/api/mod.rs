@@ -1,13 +1,13 @@
 //! The routes and their handlers.
 
-mod cascades;
+pub(crate) mod cascades;
 mod costs;
 mod events;
-mod extract;
+pub(crate) mod extract;
 mod health;
 mod openapi;
-mod runs;
-mod sessions;
+pub(crate) mod runs;
+pub(crate) mod sessions;
 
 use std::sync::Arc;
 

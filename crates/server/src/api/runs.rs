@@ -60,6 +60,38 @@ pub(crate) fn outcome_json(outcome: &Outcome, state: &AppState) -> Value {
     })
 }
 
+/// Run `request` as a task of the server (tracked for shutdown, cancellable by session id).
+fn start_task(
+    state: &Arc<AppState>,
+    mut request: RunRequest,
+) -> (SessionId, tokio::task::JoinHandle<Outcome>) {
+    let id = request
+        .session_id
+        .get_or_insert_with(SessionId::new_woodland)
+        .clone();
+    state
+        .runs
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(id.to_string(), request.cancel.clone());
+    let st = state.clone();
+    let key = id.to_string();
+    let handle = state.tasks.spawn(async move {
+        let outcome = st.engine.run(request).await;
+        st.runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&key);
+        outcome
+    });
+    (id, handle)
+}
+
+/// Start a run in the background; its session id.
+pub(crate) fn spawn(state: &Arc<AppState>, request: RunRequest) -> SessionId {
+    start_task(state, request).0
+}
+
 /// `POST /api/v1/runs[?wait=true]`
 pub(crate) async fn start(
     State(state): State<Arc<AppState>>,
@@ -132,23 +164,8 @@ pub(crate) async fn start(
     request.model = body.model;
     request.cascade_file = Some(file.relative.clone().into());
     request.cascade_text = report.loaded.source.as_ref().map(|s| s.text().to_owned());
-    let id = request.session_id.clone().unwrap_or_else(SessionId::new_woodland);
     let caller = request.caller_id.clone();
-    state
-        .runs
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(id.to_string(), request.cancel.clone());
-    let st = state.clone();
-    let key = id.to_string();
-    let handle = state.tasks.spawn(async move {
-        let outcome = st.engine.run(request).await;
-        st.runs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&key);
-        outcome
-    });
+    let (id, handle) = start_task(&state, request);
     if !q.wait {
         return Ok((
             StatusCode::ACCEPTED,

@@ -12,6 +12,7 @@
 mod api;
 mod security;
 mod stream;
+mod studio;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -61,6 +62,16 @@ cells:
     inputs: {command: "sleep 0.4; echo two"}
 "#;
 
+/// One LLM cell.
+pub const HELLO_LLM: &str = r#"
+cascade_id: hello_llm
+inputs_schema:
+  name: who to greet
+cells:
+  - name: greet
+    instructions: "Write a one-line greeting for {{ input.name }}."
+"#;
+
 /// A cascade that hands off to a cell that does not exist.
 pub const BAD: &str = "cascade_id: bad\ncells:\n  - name: a\n    tool: linux_shell\n    inputs: {command: echo}\n    handoffs: [nowhere]\n";
 
@@ -91,16 +102,42 @@ impl Running {
         Running::start_in(dir, root.as_path().to_owned(), configure).await
     }
 
+    /// Like [`Running::start`], with LLM cells answered by the OpenAI-compatible server at `llm`.
+    pub async fn start_llm(llm: &str, configure: impl FnOnce(ServerConfig) -> ServerConfig) -> Running {
+        let dir = TempDir::new().unwrap();
+        let root = dir.path().join("cascades");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("hello.yaml"), HELLO_LLM).unwrap();
+        Running::start_with(dir, root, configure, Some(llm.to_owned())).await
+    }
+
     pub async fn start_in(
         dir: TempDir,
         root: std::path::PathBuf,
         configure: impl FnOnce(ServerConfig) -> ServerConfig,
     ) -> Running {
+        Running::start_with(dir, root, configure, None).await
+    }
+
+    async fn start_with(
+        dir: TempDir,
+        root: std::path::PathBuf,
+        configure: impl FnOnce(ServerConfig) -> ServerConfig,
+        llm: Option<String>,
+    ) -> Running {
         let store = rvbbit_store::open("sqlite://rvbbit.db", dir.path())
             .await
             .unwrap();
         let writer = Writer::spawn(store.clone(), WriterOptions::new(dir.path().join("spill")));
-        let engine = Engine::new(Registry::builtin()).with_writer(writer.handle());
+        let mut engine = Engine::new(Registry::builtin()).with_writer(writer.handle());
+        if let Some(url) = llm {
+            let mut settings = rvbbit_llm::ProviderSettings::new(url).with_api_key("test-key");
+            settings.retry.max_retries = 0;
+            let client = rvbbit_llm::Client::new(settings).unwrap();
+            engine = engine
+                .with_provider(Arc::new(client))
+                .with_default_model("openai/gpt-4o-mini");
+        }
         let config = configure(ServerConfig::new(vec![root]));
         let server = Server::new(store.clone(), engine, config).with_writer(writer.handle());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
