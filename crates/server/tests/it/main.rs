@@ -10,6 +10,7 @@
 )]
 
 mod api;
+mod browser;
 mod security;
 mod stream;
 mod studio;
