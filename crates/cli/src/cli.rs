@@ -88,6 +88,15 @@ pub(crate) enum Command {
     /// Look inside sessions: the full trace tree, the inputs and messages sent.
     #[command(subcommand)]
     Debug(commands::debug::Command),
+    /// Serve the HTTP API: runs, sessions, live event streams (SSE), costs, metrics and health.
+    ///
+    /// Binds to 127.0.0.1:5050 by default. Any other address requires API keys (`rvbbit keys create`);
+    /// without one the server refuses to start (exit 6). SIGINT/SIGTERM stop it gracefully: in-flight
+    /// runs get --shutdown-grace seconds, then are cancelled and their events flushed.
+    Serve(commands::serve::Args),
+    /// Manage API keys of the HTTP server (the secret is shown once; the store keeps only its hash).
+    #[command(subcommand)]
+    Keys(commands::keys::Command),
 }
 
 /// Parse arguments, run the command, and turn the outcome into an exit code.
@@ -122,6 +131,8 @@ pub(crate) fn run() -> ExitCode {
         Command::Doctor => commands::doctor::run(&cli, out),
         Command::Metrics(args) => commands::metrics::run(&cli, args, out),
         Command::Debug(cmd) => commands::debug::run(&cli, cmd, out),
+        Command::Serve(args) => commands::serve::run(&cli, args, out),
+        Command::Keys(cmd) => commands::keys::run(&cli, cmd, out),
     };
     match result {
         Ok(code) => ExitCode::from(code),

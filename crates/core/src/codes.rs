@@ -481,6 +481,41 @@ codes! {
         "The value passed with `--input` is neither a readable JSON file nor valid JSON.",
         ["A JSON object written without quotes around keys.", "An `@file` that does not exist."],
         "Pass a JSON object (`--input '{\"name\": \"x\"}'`) or `@path/to/input.json`.";
+    /// A server would be reachable from other machines without authentication.
+    C_UNSAFE_BIND = "RVB-C008", Configuration, "Unauthenticated network bind",
+        "`rvbbit serve` was asked to listen on an address other than loopback, but no API key exists. Anyone who can reach the port could then read every session and spend money on runs.",
+        ["`--host 0.0.0.0` (or a LAN address) on a machine where `rvbbit keys create` was never run.",
+         "Every API key was revoked."],
+        "Create a key with `rvbbit keys create --name NAME` and give it to the clients (`Authorization: Bearer KEY`), or bind to `127.0.0.1` (the default).";
+
+    // ---- HTTP API (answered to clients; exit 6 when the CLI reports one) -----------------------------
+    /// The HTTP request is malformed.
+    A_BAD_REQUEST = "RVB-A001", Configuration, "Bad request",
+        "The HTTP API could not use the request: its JSON body does not parse, a field has the wrong type, or a query parameter is invalid.",
+        ["A body that is not JSON, or JSON without the required fields.", "A query parameter such as `limit=abc`.",
+         "A `Content-Type` other than `application/json` on a JSON endpoint."],
+        "Read the `message` of the error; the OpenAPI document at `/api/v1/openapi.json` gives every endpoint's shape.";
+    /// The request needs an API key.
+    A_UNAUTHORIZED = "RVB-A002", Configuration, "API key required",
+        "The server listens beyond loopback, so every API request needs a valid API key, and this one had none, an unknown one, or a revoked one.",
+        ["No `Authorization: Bearer KEY` (or `X-API-Key: KEY`) header.", "A key that was revoked with `rvbbit keys revoke`.",
+         "A key created for another store."],
+        "Send `Authorization: Bearer KEY` with a key from `rvbbit keys create` (it is shown once, when created).";
+    /// The thing asked for does not exist.
+    A_NOT_FOUND = "RVB-A003", Configuration, "Not found",
+        "The route, session or cascade asked for does not exist.",
+        ["A mistyped session id or cascade path.", "A session recorded in another store.", "A route that is not part of `/api/v1`."],
+        "List what exists (`GET /api/v1/sessions`, `GET /api/v1/cascades`); the OpenAPI document lists the routes.";
+    /// A path points outside the configured roots.
+    A_PATH_REFUSED = "RVB-A004", Configuration, "Path outside the allowed roots",
+        "A file path in the request resolves outside every configured cascade root (an absolute path, `..`, or a symbolic link leading out). The server only reads files under its roots.",
+        ["A path starting with `/` or containing `..`.", "A symbolic link inside a root that points outside it."],
+        "Name cascades by their path relative to a root, as `GET /api/v1/cascades` lists them; add roots with the `roots` setting.";
+    /// The request body is too large.
+    A_TOO_LARGE = "RVB-A005", Configuration, "Request too large",
+        "The request body is larger than the server accepts.",
+        ["A cascade or input of several megabytes posted to the API."],
+        "Keep bodies under the limit (8 MiB); put large data in files the cascade reads.";
 }
 
 /// Look a code up by its text (case-insensitive, with or without the `RVB-` prefix).
@@ -545,7 +580,7 @@ mod tests {
                 b'T' => ExitClass::Tool,
                 b'L' => ExitClass::Llm,
                 b'S' => ExitClass::Storage,
-                b'C' => ExitClass::Configuration,
+                b'C' | b'A' => ExitClass::Configuration,
                 _ => panic!("unknown prefix in {}", code.code),
             };
             assert_eq!(code.class, expected, "{} has the wrong class", code.code);

@@ -41,10 +41,10 @@ use std::sync::Arc;
 pub use error::{Error, Result};
 pub use heartbeat::Heartbeat;
 pub use model::{
-    CacheEntry, Cleanup, CostGroup, CostRow, EventFilter, Record, Session, SessionFilter, SessionSummary,
-    Signal, SignalStatus, StoreStatus, StoredEvent,
+    ApiKey, CacheEntry, Cleanup, CostGroup, CostRow, EventFilter, Record, Session, SessionFilter,
+    SessionSummary, Signal, SignalStatus, StoreStatus, StoredEvent,
 };
-pub use traits::{EventSink, ResultCache, SessionStore, SignalStore, Store};
+pub use traits::{ApiKeyStore, EventSink, ResultCache, SessionStore, SignalStore, Store};
 pub use writer::{Writer, WriterHandle, WriterOptions, WriterStats};
 
 /// Open the store named by `url` (relative paths are taken from `base`), creating and migrating it.

@@ -144,6 +144,8 @@ pub struct EventFilter {
     pub kind: Option<EventKind>,
     /// Only events of sessions currently in this status.
     pub session_status: Option<SessionStatus>,
+    /// Only events stored after this [`StoredEvent::store_seq`] (a resume cursor).
+    pub after_seq: Option<i64>,
     /// At most this many (in store order).
     pub limit: Option<u64>,
 }
@@ -345,4 +347,37 @@ pub struct Cleanup {
     pub deleted: Vec<SessionId>,
     /// Events deleted with them.
     pub deleted_events: u64,
+}
+
+/// An API key of the HTTP door. Only a SHA-256 hash of the secret is kept; the secret itself is shown
+/// once, when the key is created.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ApiKey {
+    /// Public identifier (`key_<hex>`), safe to log and show.
+    pub key_id: String,
+    /// A label chosen by whoever created it.
+    pub name: String,
+    /// SHA-256 hex of the secret.
+    pub secret_hash: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<Timestamp>,
+    /// When it was last used to authenticate (updated at most once a minute).
+    pub last_used_at: Option<Timestamp>,
+}
+
+impl ApiKey {
+    /// A new, unrevoked key record.
+    pub fn new(key_id: impl Into<String>, name: impl Into<String>, secret_hash: impl Into<String>) -> Self {
+        ApiKey {
+            key_id: key_id.into(),
+            name: name.into(),
+            secret_hash: secret_hash.into(),
+            created_at: Timestamp::now(),
+            revoked_at: None,
+            last_used_at: None,
+        }
+    }
 }

@@ -171,6 +171,17 @@ async fn provider(config: &rvbbit_core::Config, args: &Args) -> Result<Arc<dyn P
         let replay = ReplayProvider::open(path).await.map_err(llm_failure)?;
         return Ok(Arc::new(replay));
     }
+    let client = configured_client(config)?;
+    match &args.record {
+        Some(path) => Ok(Arc::new(
+            Recorder::create(client, path).await.map_err(llm_failure)?,
+        )),
+        None => Ok(Arc::new(client)),
+    }
+}
+
+/// The LLM client the configuration describes (endpoint, key, timeouts, retries, limits).
+pub(crate) fn configured_client(config: &rvbbit_core::Config) -> Result<Client, Failure> {
     let p = &config.provider;
     let mut settings = ProviderSettings::new(p.base_url.clone());
     settings.api_key_env = p.api_key_env.clone();
@@ -196,13 +207,7 @@ async fn provider(config: &rvbbit_core::Config, args: &Args) -> Result<Arc<dyn P
         limits = limits.with_tokens_per_minute(p.tokens_per_minute);
     }
     settings.limits = limits;
-    let client = Client::new(settings).map_err(llm_failure)?;
-    match &args.record {
-        Some(path) => Ok(Arc::new(
-            Recorder::create(client, path).await.map_err(llm_failure)?,
-        )),
-        None => Ok(Arc::new(client)),
-    }
+    Client::new(settings).map_err(llm_failure)
 }
 
 fn llm_failure(e: rvbbit_llm::Error) -> Failure {

@@ -7,6 +7,7 @@ mod replay_example;
 mod run_command;
 mod run_compose;
 mod run_llm;
+mod serve;
 mod store_commands;
 mod store_processes;
 mod validate;

@@ -114,6 +114,20 @@ CREATE INDEX events_priced ON events (ts_us, session_id, model, cascade_id, call
            OR kind IN ('llm_response', 'llm_error'));
 "#,
     },
+    Migration {
+        version: 4,
+        name: "api_keys",
+        sql: r#"
+CREATE TABLE api_keys (
+    key_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    secret_hash TEXT NOT NULL UNIQUE,
+    created_at_us INTEGER NOT NULL,
+    revoked_at_us INTEGER,
+    last_used_at_us INTEGER
+);
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -204,9 +218,15 @@ mod tests {
     #[test]
     fn an_older_store_is_brought_forward_step_by_step() {
         let mut c = at_version_1();
-        assert_eq!(pending(1), vec!["0002_priced_events_index".to_owned()]);
+        let later: Vec<String> = MIGRATIONS[1..]
+            .iter()
+            .map(|m| format!("{:04}_{}", m.version, m.name))
+            .collect();
+        assert_eq!(later[0], "0002_priced_events_index");
+        assert_eq!(later.last().map(String::as_str), Some("0004_api_keys"));
+        assert_eq!(pending(1), later);
         let applied = apply(&mut c, "sqlite://mem").map_err(|_| "apply failed").unwrap();
-        assert_eq!(applied, vec!["0002_priced_events_index".to_owned()]);
+        assert_eq!(applied, later);
         assert_eq!(current(&c).map_err(|_| "read failed").unwrap(), latest());
         assert!(
             apply(&mut c, "sqlite://mem")

@@ -7,6 +7,7 @@
 //! [`Error::Busy`], which callers may retry.
 
 mod events;
+mod keys;
 pub(crate) mod migrations;
 mod sessions;
 
@@ -289,6 +290,7 @@ impl Store for SqliteStore {
                 "events",
                 "result_cache",
                 "signals",
+                "api_keys",
             ] {
                 let path = dir.join(format!("{table}.jsonl"));
                 let file_err = |source| Error::File {
