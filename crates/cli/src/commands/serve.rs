@@ -104,6 +104,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             .with_provider(Arc::new(client))
             .with_writer(writer.handle())
             .with_default_model(config.default_model.clone())
+            .with_roots(config.roots.clone())
             .with_heartbeat(store.clone(), HEARTBEAT_EVERY);
         let server_config = ServerConfig::new(roots)
             .with_required_key(!loopback)

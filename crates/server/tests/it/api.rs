@@ -214,10 +214,10 @@ async fn costs_metrics_health_and_the_openapi_document() {
     let caller = out["caller_id"].as_str().unwrap().to_owned();
     assert_eq!(s.get("/healthz").await, (200, json!({"status": "ok"})));
     assert_eq!(s.get("/readyz").await.0, 200);
+    // A deterministic run makes no priced calls: nothing to sum (LLM costs: studio.rs).
     let (status, costs) = s.get("/api/v1/costs?group=caller").await;
     assert_eq!(status, 200);
-    assert_eq!(costs["rows"][0]["key"], caller.as_str(), "{costs}");
-    assert_eq!(costs["rows"][0]["sessions"], 1);
+    assert_eq!(costs["rows"], json!([]), "{costs} (caller {caller})");
     assert_eq!(s.get("/api/v1/costs?since=24h").await.0, 200);
     let metrics = s
         .http

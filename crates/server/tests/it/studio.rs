@@ -105,6 +105,10 @@ async fn the_session_page_shows_what_the_model_saw_and_said_and_costs_add_up() {
     // gpt-4o-mini: $0.15 / 1M input, $0.60 / 1M output → 150 + 120 µ$.
     assert!(html.contains("$0.00027"), "{html}");
 
+    let (_, api) = s.get("/api/v1/costs?group=caller").await;
+    assert_eq!(api["rows"][0]["key"], out["caller_id"], "{api}");
+    assert_eq!(api["rows"][0]["cost_micro_usd"], 270);
+    assert_eq!(api["rows"][0]["calls"], 1);
     let (status, costs) = page(&s, "/costs?group=model").await;
     assert_eq!(status, 200);
     assert!(costs.contains("gpt-4o-mini"), "{costs}");
