@@ -132,7 +132,8 @@ pub(crate) async fn require_key(
     }
 }
 
-fn percent(s: &str) -> String {
+/// Percent-encode `s` for a query value (unreserved characters and `/` stay as they are).
+pub(crate) fn percent(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {

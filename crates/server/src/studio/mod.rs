@@ -400,19 +400,10 @@ async fn login(
             );
             Ok(([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response())
         }
-        None => Ok(Redirect::to(&format!("/login?failed=1&next={}", urlencode(&next))).into_response()),
+        None => Ok(
+            Redirect::to(&format!("/login?failed=1&next={}", crate::auth::percent(&next))).into_response(),
+        ),
     }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]
