@@ -5,6 +5,7 @@
 //! [`Registry::register`]; the registry also feeds the validator's [`rvbbit_cascade::Catalog`].
 
 mod cascade_tool;
+mod declarative;
 mod http;
 mod process;
 mod python;
@@ -24,6 +25,7 @@ use rvbbit_core::SessionId;
 use serde_json::{Map, Value};
 
 pub use cascade_tool::CascadeTool;
+pub use declarative::DeclarativeTool;
 pub use http::HttpRequest;
 pub use python::{PythonData, RunCode};
 pub use shell::{BashData, LinuxShell};
@@ -193,8 +195,9 @@ impl Registry {
 
     /// Register every cascade found in the tool directories (`traits/`, `tackle/`, `skills/`,
     /// `cascades/`) next to `file` and its parents and under `roots` as a [`CascadeTool`], by cascade id
-    /// and by file stem: exactly the names the validator's catalog accepts for those cascades. Names
-    /// already registered win. Returns how many tools were added.
+    /// and by file stem, and every declarative tool file (`*.tool.json`) there as a [`DeclarativeTool`]:
+    /// exactly the names the validator's catalog accepts. Names already registered win. Returns how many
+    /// tools were added.
     pub fn add_cascade_tools(&mut self, file: &Path, roots: &[PathBuf]) -> usize {
         let mut catalog = Catalog::default();
         for base in rvbbit_cascade::search_bases(file).iter().chain(roots) {
@@ -205,11 +208,20 @@ impl Registry {
             if self.tools.contains_key(name) {
                 continue;
             }
-            if let Some(Origin::Cascade(path)) = catalog.get(name)
-                && let Some(tool) = CascadeTool::from_file(name, path)
-            {
-                self.register(Arc::new(tool));
-                added += 1;
+            match catalog.get(name) {
+                Some(Origin::Cascade(path)) => {
+                    if let Some(tool) = CascadeTool::from_file(name, path) {
+                        self.register(Arc::new(tool));
+                        added += 1;
+                    }
+                }
+                Some(Origin::ToolFile(path)) => {
+                    if let Some(tool) = DeclarativeTool::from_file(path) {
+                        self.register(Arc::new(tool));
+                        added += 1;
+                    }
+                }
+                _ => {}
             }
         }
         added

@@ -12,6 +12,7 @@
 mod budget;
 mod compose;
 mod corpus_llm;
+mod declarative;
 mod deterministic;
 mod failures;
 mod llm;
