@@ -4,6 +4,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use rvbbit_core::{CallerId, Event, EventKind, SessionId};
 use rvbbit_store::{Session, WriterHandle};
+use tokio::sync::watch;
+
+use crate::progress::Progress;
 
 /// Builds and sends the events of one session.
 #[derive(Debug)]
@@ -15,6 +18,8 @@ pub(crate) struct Emitter {
     cascade_id: String,
     /// How many events were emitted.
     pub(crate) count: AtomicI64,
+    /// Live progress for a display, derived from the events sent.
+    progress: Option<watch::Sender<Progress>>,
 }
 
 impl Emitter {
@@ -31,7 +36,30 @@ impl Emitter {
             caller_id,
             cascade_id,
             count: AtomicI64::new(0),
+            progress: None,
         }
+    }
+
+    /// Publish progress derived from every event sent to `tx`.
+    pub(crate) fn with_progress(mut self, tx: Option<watch::Sender<Progress>>) -> Self {
+        self.progress = tx;
+        self
+    }
+
+    /// Continue numbering at `seq` (a resumed session goes on where it stopped).
+    pub(crate) fn start_at(self, seq: i64) -> Self {
+        self.seq.store(seq, Ordering::Relaxed);
+        self
+    }
+
+    /// The sequence number the next event gets.
+    pub(crate) fn next_seq(&self) -> i64 {
+        self.seq.load(Ordering::Relaxed)
+    }
+
+    /// The cascade id.
+    pub(crate) fn cascade_id(&self) -> &str {
+        &self.cascade_id
     }
 
     /// The caller of the session.
@@ -55,6 +83,9 @@ impl Emitter {
     /// Send an event to the writer. A closed writer is logged, never fatal: the run goes on.
     pub(crate) async fn send(&self, event: Event) {
         self.count.fetch_add(1, Ordering::Relaxed);
+        if let Some(tx) = &self.progress {
+            tx.send_modify(|p| p.apply(&event));
+        }
         if let Some(w) = &self.writer
             && let Err(e) = w.event(event).await
         {

@@ -73,6 +73,32 @@ pub enum Error {
     /// The run was cancelled (Ctrl-C, SIGTERM, or a cancellation token).
     #[error("the run was cancelled")]
     Cancelled,
+    /// The run stopped to wait for a human: the session is `waiting` with a pending checkpoint.
+    #[error("cell `{cell}` waits for a human answer (signal `{signal}` of session {session_id})")]
+    Waiting {
+        /// The asking cell.
+        cell: String,
+        /// The signal that answers it.
+        signal: String,
+        /// The waiting session.
+        session_id: rvbbit_core::SessionId,
+    },
+    /// An answer does not fit the question it answers.
+    #[error("cell `{cell}`: {message}")]
+    Answer {
+        /// The asking cell.
+        cell: String,
+        /// What shape was expected.
+        message: String,
+    },
+    /// A session cannot be resumed (not waiting, no checkpoint, no store, no recorded cascade).
+    #[error("session {session_id} cannot be resumed: {reason}")]
+    NotResumable {
+        /// The session.
+        session_id: rvbbit_core::SessionId,
+        /// Why not.
+        reason: String,
+    },
     /// A broken invariant: this is a bug.
     #[error("internal error (this is a bug): {0}")]
     Internal(String),
@@ -90,6 +116,9 @@ impl Error {
             Error::Llm { source, .. } => source.code(),
             Error::Store(e) => e.code(),
             Error::Cancelled => codes::E_CELL_FAILED,
+            Error::Waiting { .. } => codes::H_WAITING,
+            Error::Answer { .. } => codes::C_ANSWER,
+            Error::NotResumable { .. } => codes::S_CONFLICT,
             Error::Internal(_) => codes::INTERNAL,
         }
     }
@@ -114,6 +143,19 @@ impl Error {
             Error::Llm { source, .. } => source.hint(),
             Error::Store(e) => e.hint(),
             Error::Cancelled => "the session was marked cancelled; run it again to finish".into(),
+            Error::Waiting {
+                signal, session_id, ..
+            } => format!(
+                "answer with `rvbbit signal send {session_id} {signal} --value JSON`, then `rvbbit resume {session_id}` \
+                 (or both at once: `rvbbit resume {session_id} --value JSON`)"
+            ),
+            Error::Answer { .. } => {
+                "answer with the shape the question asks; `rvbbit signal list --session ID` shows it".into()
+            }
+            Error::NotResumable { .. } => {
+                "only `waiting` sessions resume; `rvbbit sessions show ID` shows its status, `rvbbit run` starts anew"
+                    .into()
+            }
             Error::Internal(_) => "please report this bug with the session id".into(),
         }
     }

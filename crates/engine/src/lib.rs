@@ -30,13 +30,18 @@
 //! ```
 
 mod cells;
+mod checkpoint;
 mod emit;
 mod error;
+pub mod human;
+pub mod progress;
 mod run;
 mod table;
 mod template;
 pub mod tools;
 
+pub use checkpoint::ResumeRequest;
 pub use error::{Error, Result};
+pub use progress::Progress;
 pub use run::{Engine, LineageEntry, MAX_STEPS, Outcome, RunRequest};
 pub use tokio_util::sync::CancellationToken;

@@ -8,13 +8,16 @@ use rvbbit_cascade::model::{Cascade, Cell, CellKind, OnError};
 use rvbbit_core::{CallerId, EventKind, MicroUsd, Origin, SessionId, SessionStatus};
 use rvbbit_llm::Provider;
 use rvbbit_store::{Heartbeat, Session, Store, WriterHandle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::checkpoint::Resume;
 use crate::emit::Emitter;
 use crate::error::{Error, Result};
+use crate::human::{Human, NoHuman};
+use crate::progress::Progress;
 use crate::template::Templates;
 use crate::tools::Registry;
 
@@ -29,6 +32,10 @@ pub struct Engine {
     pub(crate) writer: Option<WriterHandle>,
     pub(crate) default_model: String,
     pub(crate) heartbeat: Option<(Arc<dyn Store>, Duration)>,
+    /// The store for signals and checkpoints (human-in-the-loop waits and resume).
+    pub(crate) store: Option<Arc<dyn Store>>,
+    /// Who answers human-in-the-loop questions.
+    pub(crate) human: Arc<dyn Human>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -49,7 +56,22 @@ impl Engine {
             writer: None,
             default_model: rvbbit_llm::DEFAULT_MODEL.to_owned(),
             heartbeat: None,
+            store: None,
+            human: Arc::new(NoHuman),
         }
+    }
+
+    /// Record human-in-the-loop waits (signals, checkpoints) in `store`, so they can be answered from
+    /// another process and the session resumed with [`Engine::resume`].
+    pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Ask `human` when a run waits for an answer (default [`NoHuman`]: every wait suspends the run).
+    pub fn with_human(mut self, human: Arc<dyn Human>) -> Self {
+        self.human = human;
+        self
     }
 
     /// Use `provider` for LLM cells (normally an [`rvbbit_llm::Client`], a recorder or a replay).
@@ -99,25 +121,39 @@ impl Engine {
         self.run_inner(request, session_id).instrument(span).await
     }
 
-    async fn run_inner(&self, request: RunRequest, session_id: SessionId) -> Outcome {
+    pub(crate) async fn run_inner(&self, mut request: RunRequest, session_id: SessionId) -> Outcome {
         let started = Instant::now();
         let cascade = request.cascade.clone();
+        let resume = request.resume.take();
         let emit = Emitter::new(
             self.writer.clone(),
             session_id.clone(),
             request.caller_id.clone(),
             cascade.cascade_id.clone(),
-        );
+        )
+        .with_progress(request.progress.clone());
         let mut session = Session::new(session_id.clone());
         session.cascade_id = Some(cascade.cascade_id.clone());
         session.caller_id = Some(request.caller_id.clone());
         session.input = request.input.clone();
         session.cascade_file = request.cascade_file.as_ref().map(|p| p.display().to_string());
         session.cascade_text = request.cascade_text.clone();
+        // A resumed session keeps its record and goes on numbering its events (no second cascade_start).
+        let emit = match &resume {
+            Some(r) => {
+                session = r.session.clone();
+                session.status = SessionStatus::Running;
+                session.updated_at = rvbbit_core::Timestamp::now();
+                emit.start_at(r.continuation.next_seq)
+            }
+            None => emit,
+        };
         emit.session(session.clone()).await;
-        let mut start = emit.event(EventKind::CascadeStart, None);
-        start.content = request.input.clone();
-        emit.send(start).await;
+        if resume.is_none() {
+            let mut start = emit.event(EventKind::CascadeStart, None);
+            start.content = request.input.clone();
+            emit.send(start).await;
+        }
 
         let mut state = Map::new();
         state.insert("input".into(), request.input.clone());
@@ -140,7 +176,12 @@ impl Engine {
             warnings: Vec::new(),
             path: Vec::new(),
             cancel: request.cancel.clone(),
+            session: session.clone(),
+            hitl: crate::cells::hitl::HitlState::default(),
         };
+        if let Some(r) = resume {
+            r.restore(&mut run);
+        }
         let heartbeat = self
             .heartbeat
             .as_ref()
@@ -153,8 +194,20 @@ impl Engine {
         let (status, error) = match result {
             Ok(()) => (SessionStatus::Completed, None),
             Err(Error::Cancelled) => (SessionStatus::Cancelled, Some(Error::Cancelled)),
+            Err(e @ Error::Waiting { .. }) => (SessionStatus::Waiting, Some(e)),
             Err(e) => (SessionStatus::Failed, Some(e)),
         };
+        if status == SessionStatus::Waiting {
+            return crate::checkpoint::suspended(
+                run,
+                session,
+                request,
+                cascade.cascade_id.clone(),
+                error,
+                started,
+            )
+            .await;
+        }
         let output = run
             .lineage
             .last()
@@ -230,6 +283,10 @@ pub struct RunRequest {
     pub cascade_text: Option<String>,
     /// Cancelling this token stops the run between steps and marks the session cancelled.
     pub cancel: CancellationToken,
+    /// Live progress (current cell, turn, cost so far), derived from the events, for a display.
+    pub progress: Option<tokio::sync::watch::Sender<Progress>>,
+    /// Where a resumed run continues (set by [`Engine::resume`]).
+    pub(crate) resume: Option<Box<Resume>>,
 }
 
 impl RunRequest {
@@ -244,6 +301,8 @@ impl RunRequest {
             cascade_file: None,
             cascade_text: None,
             cancel: CancellationToken::new(),
+            progress: None,
+            resume: None,
         }
     }
 
@@ -255,7 +314,7 @@ impl RunRequest {
 }
 
 /// One executed cell in order.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LineageEntry {
     /// The cell.
     pub cell: String,
@@ -273,7 +332,8 @@ pub struct Outcome {
     pub caller_id: CallerId,
     /// The cascade.
     pub cascade_id: String,
-    /// `completed`, `failed` or `cancelled`.
+    /// `completed`, `failed`, `cancelled`, or `waiting` (stopped at a human-in-the-loop cell; the error is
+    /// [`Error::Waiting`] and [`Engine::resume`] continues it).
     pub status: SessionStatus,
     /// The final output: the last lineage entry's output (`null` when no cell finished).
     pub output: Value,
@@ -327,6 +387,10 @@ pub(crate) struct Run<'a> {
     pub(crate) warnings: Vec<String>,
     pub(crate) path: Vec<String>,
     pub(crate) cancel: CancellationToken,
+    /// The session record (updated when the run waits for a human).
+    pub(crate) session: Session,
+    /// Human-in-the-loop bookkeeping (a resumed wait, `ask_human` answers of the current cell).
+    pub(crate) hitl: crate::cells::hitl::HitlState,
 }
 
 impl Run<'_> {
@@ -392,6 +456,9 @@ impl Run<'_> {
         let Some(mut idx) = (!cascade.cells.is_empty()).then_some(0) else {
             return Ok(());
         };
+        if let Some(i) = self.hitl.resume_cell(cascade) {
+            idx = i;
+        }
         for _step in 0..MAX_STEPS {
             if self.cancel.is_cancelled() {
                 return Err(Error::Cancelled);
@@ -402,7 +469,7 @@ impl Run<'_> {
             let result = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => Err(Error::Cancelled),
-                r = self.run_cell(cell) => r,
+                r = crate::cells::hitl::run_cell(self, cell) => r,
             };
             let route = match result {
                 Ok(r) => {
@@ -410,6 +477,7 @@ impl Run<'_> {
                     r.route
                 }
                 Err(Error::Cancelled) => return Err(Error::Cancelled),
+                Err(e @ Error::Waiting { .. }) => return Err(e),
                 Err(e) => match &cell.on_error {
                     Some(OnError::Target(t)) if t != "auto_fix" => {
                         self.set_state(
@@ -506,7 +574,8 @@ impl Run<'_> {
                     cell: cell.name.clone(),
                     feature: "for_each_row".into(),
                 }),
-                Some(CellKind::Screen) | None => Err(Error::Unsupported {
+                Some(CellKind::Screen) => crate::cells::hitl::screen(self, cell).await,
+                None => Err(Error::Unsupported {
                     cell: cell.name.clone(),
                     feature: "a screen (htmx/hitl) cell".into(),
                 }),

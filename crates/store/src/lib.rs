@@ -42,8 +42,8 @@ use std::sync::Arc;
 pub use error::{Error, Result};
 pub use heartbeat::Heartbeat;
 pub use model::{
-    CacheEntry, Checkpoint, CheckpointStatus, Cleanup, CostGroup, CostRow, EventFilter, Record, Session, SessionFilter, SessionSummary,
-    Signal, SignalStatus, StoreStatus, StoredEvent,
+    CacheEntry, Checkpoint, CheckpointStatus, Cleanup, CostGroup, CostRow, EventFilter, Record, Session,
+    SessionFilter, SessionSummary, Signal, SignalStatus, StoreStatus, StoredEvent,
 };
 pub use traits::{CheckpointStore, EventSink, ResultCache, SessionStore, SignalStore, Store};
 pub use writer::{Writer, WriterHandle, WriterOptions, WriterStats};

@@ -14,8 +14,8 @@ use serde_json::Value;
 
 use crate::error::Result;
 use crate::model::{
-    CacheEntry, Checkpoint, CheckpointStatus, Cleanup, CostGroup, CostRow, EventFilter, Session, SessionFilter,
-    SessionSummary, Signal, StoreStatus, StoredEvent,
+    CacheEntry, Checkpoint, CheckpointStatus, Cleanup, CostGroup, CostRow, EventFilter, Session,
+    SessionFilter, SessionSummary, Signal, StoreStatus, StoredEvent,
 };
 
 /// Where events go and how they are read back.

@@ -5,6 +5,7 @@
 //! [`Registry::register`]; the registry also feeds the validator's [`rvbbit_cascade::Catalog`].
 
 mod http;
+mod human;
 mod process;
 mod python;
 mod shell;
@@ -23,6 +24,7 @@ use rvbbit_core::SessionId;
 use serde_json::{Map, Value};
 
 pub use http::HttpRequest;
+pub use human::AskHuman;
 pub use python::{PythonData, RunCode};
 pub use shell::{BashData, LinuxShell};
 pub use state::{AppendState, SetState};
@@ -154,7 +156,7 @@ impl fmt::Debug for Registry {
 
 impl Registry {
     /// The built-in tools: `set_state`, `append_state`, `linux_shell`, `bash_data`, `python_data`,
-    /// `run_code`, `http_request`.
+    /// `run_code`, `http_request`, `ask_human`.
     pub fn builtin() -> Self {
         let mut r = Registry::default();
         r.register(Arc::new(SetState));
@@ -164,6 +166,7 @@ impl Registry {
         r.register(Arc::new(PythonData));
         r.register(Arc::new(RunCode));
         r.register(Arc::new(HttpRequest::default()));
+        r.register(Arc::new(AskHuman));
         r
     }
 

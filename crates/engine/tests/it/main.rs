@@ -12,5 +12,6 @@
 mod corpus_llm;
 mod deterministic;
 mod failures;
+mod hitl;
 mod llm;
 mod support;

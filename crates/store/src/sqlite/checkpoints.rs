@@ -10,7 +10,8 @@ use crate::error::Result;
 use crate::model::{Checkpoint, CheckpointStatus};
 use crate::traits::CheckpointStore;
 
-const COLUMNS: &str = "checkpoint_id, session_id, cascade_id, cell_name, checkpoint_type, status, signal_name,
+const COLUMNS: &str =
+    "checkpoint_id, session_id, cascade_id, cell_name, checkpoint_type, status, signal_name,
     signal_id, ui_spec, continuation, response, created_at_us, responded_at_us, timeout_at_us";
 
 fn decode(url: &str, r: &Row<'_>) -> Result<Checkpoint, Fail> {
