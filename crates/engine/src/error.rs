@@ -84,12 +84,22 @@ pub enum Error {
         session_id: rvbbit_core::SessionId,
     },
     /// An answer does not fit the question it answers.
-    #[error("cell `{cell}`: {message}")]
+    #[error("{message}")]
     Answer {
         /// The asking cell.
         cell: String,
         /// What shape was expected.
         message: String,
+    },
+    /// A session has no waiting signal of that name.
+    #[error("session {session_id} has no waiting signal `{name}`; {}", waiting_list(.waiting))]
+    NoWaitingSignal {
+        /// The session.
+        session_id: rvbbit_core::SessionId,
+        /// The signal asked for.
+        name: String,
+        /// The signals it waits for.
+        waiting: Vec<String>,
     },
     /// A session cannot be resumed (not waiting, no checkpoint, no store, no recorded cascade).
     #[error("session {session_id} cannot be resumed: {reason}")]
@@ -119,6 +129,7 @@ impl Error {
             Error::Waiting { .. } => codes::H_WAITING,
             Error::Answer { .. } => codes::C_ANSWER,
             Error::NotResumable { .. } => codes::S_CONFLICT,
+            Error::NoWaitingSignal { .. } => codes::S_NOT_FOUND,
             Error::Internal(_) => codes::INTERNAL,
         }
     }
@@ -152,12 +163,23 @@ impl Error {
             Error::Answer { .. } => {
                 "answer with the shape the question asks; `rvbbit signal list --session ID` shows it".into()
             }
+            Error::NoWaitingSignal { session_id, .. } => {
+                format!("`rvbbit signal list --session {session_id} --waiting` shows what it waits for")
+            }
             Error::NotResumable { .. } => {
                 "only `waiting` sessions resume; `rvbbit sessions show ID` shows its status, `rvbbit run` starts anew"
                     .into()
             }
             Error::Internal(_) => "please report this bug with the session id".into(),
         }
+    }
+}
+
+fn waiting_list(names: &[String]) -> String {
+    if names.is_empty() {
+        "it waits for none".into()
+    } else {
+        format!("it waits for: {}", names.join(", "))
     }
 }
 

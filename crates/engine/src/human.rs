@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rvbbit_core::{SessionId, Timestamp};
-use rvbbit_store::{SignalStatus, Store};
+use rvbbit_store::{CheckpointStatus, Signal, SignalStatus, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -313,6 +313,52 @@ impl Human for StoreAnswers {
             tokio::time::sleep(left.map_or(self.every, |l| l.min(self.every))).await;
         }
     }
+}
+
+/// Answer the waiting signal `name` of `session` with `value` (what `rvbbit signal send` does; the HTTP
+/// API will do the same). When the signal answers a pending checkpoint, `value` is first checked against
+/// its question. Returns the signals fired.
+///
+/// # Errors
+/// [`crate::Error::Answer`] when `value` does not fit the question; [`crate::Error::NoWaitingSignal`]
+/// when `session` has no waiting signal `name` (the message lists the ones it has); [`crate::Error::Store`].
+pub async fn send_answer(
+    store: &dyn Store,
+    session: &SessionId,
+    name: &str,
+    value: &Value,
+    source: &str,
+) -> crate::Result<Vec<Signal>> {
+    let pending = store
+        .checkpoints(Some(session), Some(CheckpointStatus::Pending))
+        .await?;
+    if let Some(cp) = pending.iter().find(|c| c.signal_name == name)
+        && let Some(q) = Question::from_ui_spec(&cp.ui_spec)
+    {
+        q.normalize(value).map_err(|message| crate::Error::Answer {
+            cell: cp.cell_name.clone(),
+            message,
+        })?;
+    }
+    let fired = store
+        .signal_fire(name, value, source, Some(session), Timestamp::now())
+        .await?;
+    if fired.is_empty() {
+        let mut waiting: Vec<String> = store
+            .signals(None)
+            .await?
+            .into_iter()
+            .filter(|s| s.status == SignalStatus::Waiting && s.session_id.as_ref() == Some(session))
+            .map(|s| s.name)
+            .collect();
+        waiting.dedup();
+        return Err(crate::Error::NoWaitingSignal {
+            session_id: session.clone(),
+            name: name.to_owned(),
+            waiting,
+        });
+    }
+    Ok(fired)
 }
 
 #[cfg(test)]

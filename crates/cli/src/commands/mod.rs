@@ -7,10 +7,13 @@ pub(crate) mod debug;
 pub(crate) mod doctor;
 pub(crate) mod explain;
 pub(crate) mod health;
+pub(crate) mod hitl;
 pub(crate) mod metrics;
+pub(crate) mod resume;
 pub(crate) mod run;
 pub(crate) mod schema;
 pub(crate) mod sessions;
+pub(crate) mod signal;
 pub(crate) mod storage;
 pub(crate) mod validate;
 

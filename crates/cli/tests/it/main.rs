@@ -3,6 +3,7 @@
 
 mod config;
 mod help;
+mod hitl;
 mod run_command;
 mod run_llm;
 mod store_commands;
