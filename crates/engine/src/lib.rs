@@ -13,8 +13,15 @@
 //! `retry`, `routing`). Tools live in the [`tools::Registry`]; other crates add theirs with
 //! [`tools::Registry::register`].
 //!
-//! This crate must not depend on clap, axum, pgwire or datafusion; it reaches the store only through
-//! [`rvbbit_store::WriterHandle`].
+//! Humans in the loop (`cells/hitl.rs`): a cell's `human_input`, screen cells and the `ask_human` tool
+//! wait through one path that records a signal and a checkpoint and asks the engine's [`human::Human`];
+//! without an answer the run ends with the session `waiting` ([`Error::Waiting`]) and
+//! [`Engine::resume`] continues it later, in any process, without re-running completed cells. Live
+//! [`Progress`] (cell, turn, cost so far) is derived from the emitted events.
+//!
+//! This crate must not depend on clap, axum, pgwire or datafusion; it reaches the store through
+//! [`rvbbit_store::WriterHandle`] (events, session records) and the store traits (signals, checkpoints,
+//! heartbeats).
 //!
 //! ```no_run
 //! # async fn demo() {

@@ -152,15 +152,14 @@ async fn after_cell(run: &mut Run<'_>, cell: &Cell, result: CellResult) -> Resul
     run.set_state(&key, answer.clone());
     let mut route = result.route;
     match kind {
-        QuestionKind::Confirmation if answer.get("confirmed") == Some(&Value::Bool(false)) => {
-            if cell.handoff_targets().is_empty() {
-                return Err(Error::CellFailed {
-                    cell: cell.name.clone(),
-                    message:
-                        "the human rejected its output (human_input confirmation), which stops the cascade"
-                            .into(),
-                });
-            }
+        QuestionKind::Confirmation
+            if answer.get("confirmed") == Some(&Value::Bool(false)) && cell.handoff_targets().is_empty() =>
+        {
+            return Err(Error::CellFailed {
+                cell: cell.name.clone(),
+                message: "the human rejected its output (human_input confirmation), which stops the cascade"
+                    .into(),
+            });
         }
         QuestionKind::Choice => {
             // A chosen value naming a handoff target routes there.
