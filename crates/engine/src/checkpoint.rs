@@ -237,6 +237,11 @@ impl Engine {
         run.cascade_file = session.cascade_file.as_ref().map(Into::into);
         run.cascade_text = Some(text);
         run.cancel = request.cancel;
+        if session.cancel_requested {
+            // `rvbbit sessions cancel` asked a waiting session (with no process) to stop: the resume
+            // finishes it as cancelled.
+            run.cancel.cancel();
+        }
         run.progress = request.progress;
         run.resume = Some(Box::new(Resume {
             session,

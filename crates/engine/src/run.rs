@@ -208,6 +208,7 @@ impl Engine {
             )
             .await;
         }
+        crate::cells::hitl::abandon(&run).await;
         let output = run
             .lineage
             .last()

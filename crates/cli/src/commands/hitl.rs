@@ -127,7 +127,11 @@ impl Human for Terminal {
             let text = tokio::select! {
                 l = line => l,
                 a = store => {
-                    output::stderr("\n(answered from the store)\n");
+                    output::stderr(if a.is_some() {
+                        "\n(answered from the store)\n"
+                    } else {
+                        "\n(no answer in time)\n"
+                    });
                     break a;
                 }
             };

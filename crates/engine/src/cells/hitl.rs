@@ -27,6 +27,8 @@ pub(crate) struct HitlState {
     asked: Vec<Value>,
     /// How many `ask_human` calls the current cell made.
     ask_index: usize,
+    /// Whether the run recorded a wait (so an unfinished one is abandoned when the run ends otherwise).
+    pub(crate) waited: bool,
 }
 
 impl HitlState {
@@ -317,6 +319,7 @@ fn render(run: &Run<'_>, cell: &Cell, source: &str, vars: &Value, place: &str) -
 /// [`Error::Waiting`] when nobody answered (yet).
 async fn wait(run: &mut Run<'_>, cell: &Cell, question: Question, stage: Stage) -> Result<Option<Value>> {
     let store = store(run);
+    run.hitl.waited = true;
     let resumed = match run.hitl.resume.take() {
         Some(r) if r.checkpoint.cell_name == cell.name => Some(r),
         other => {
@@ -449,4 +452,34 @@ async fn resolved(run: &mut Run<'_>, cell: &Cell, cp: &Checkpoint, source: &str,
     session.current_cell = Some(cell.name.clone());
     session.updated_at = Timestamp::now();
     run.emit.session(session).await;
+}
+
+/// The run ended other than waiting (cancelled, failed) while a wait was open: mark its pending
+/// checkpoints `cancelled` and their signals cancelled, so nothing offers to answer or resume it.
+pub(crate) async fn abandon(run: &Run<'_>) {
+    if !run.hitl.waited && run.hitl.resume.is_none() {
+        return;
+    }
+    let Some(store) = store(run) else { return };
+    let pending = match store
+        .checkpoints(Some(&run.session_id), Some(CheckpointStatus::Pending))
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, session_id = %run.session_id, "Pending checkpoints not read");
+            return;
+        }
+    };
+    for mut cp in pending {
+        cp.status = CheckpointStatus::Cancelled;
+        if let Err(e) = store.checkpoint_put(&cp).await {
+            tracing::warn!(error = %e, checkpoint_id = %cp.checkpoint_id, "Checkpoint not cancelled");
+        }
+        if let Some(id) = &cp.signal_id
+            && let Err(e) = store.signal_cancel(id).await
+        {
+            tracing::warn!(error = %e, signal_id = %id, "Signal not cancelled");
+        }
+    }
 }

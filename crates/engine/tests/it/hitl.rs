@@ -407,3 +407,65 @@ cells:
     assert!(matches!(again, Error::NotResumable { .. }), "{again}");
     assert!(again.to_string().contains("completed, not waiting"), "{again}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_waiting_run_abandons_its_checkpoint_and_signal() {
+    let h = Harness::new().await;
+    let engine = answering(&h, h.engine());
+    let session: SessionId = "hitl-cancel".parse().unwrap();
+    let mut request = RunRequest::new(yaml(CONFIRM));
+    request.session_id = Some(session.clone());
+    let cancel = request.cancel.clone();
+    let store = h.store.clone();
+    let id = session.clone();
+    let canceller = tokio::spawn(async move {
+        loop {
+            let signals = store.signals(Some("draft")).await.unwrap();
+            if signals
+                .iter()
+                .any(|s| s.status == SignalStatus::Waiting && s.session_id.as_ref() == Some(&id))
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        cancel.cancel();
+    });
+    let out = engine.run(request).await;
+    canceller.await.unwrap();
+    h.writer.as_ref().unwrap().handle().flush().await.unwrap();
+    assert_eq!(out.status, SessionStatus::Cancelled);
+    let cps = h.store.checkpoints(Some(&session), None).await.unwrap();
+    assert_eq!(cps[0].status, CheckpointStatus::Cancelled);
+    let signals = h.store.signals(Some("draft")).await.unwrap();
+    assert_eq!(signals[0].status, SignalStatus::Cancelled);
+    assert_eq!(
+        h.store.session(&session).await.unwrap().status,
+        SessionStatus::Cancelled
+    );
+    assert_eq!(h.kinds(&session).await.last(), Some(&EventKind::CascadeCancelled));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_requested_while_waiting_is_finished_by_the_resume() {
+    let h = Harness::new().await;
+    let engine = h.engine().with_store(h.store.clone());
+    let mut request = RunRequest::new(yaml(CONFIRM));
+    request.session_id = Some("hitl-cancel-later".parse().unwrap());
+    request.cascade_text = Some(CONFIRM.to_owned());
+    let out = engine.run(request).await;
+    h.writer.as_ref().unwrap().handle().flush().await.unwrap();
+    assert_eq!(out.status, SessionStatus::Waiting);
+    let id = out.session_id.clone();
+    h.store.request_cancel(&id, "not needed").await.unwrap();
+    let out = engine.resume(ResumeRequest::new(id.clone())).await.unwrap();
+    h.writer.as_ref().unwrap().handle().flush().await.unwrap();
+    assert_eq!(out.status, SessionStatus::Cancelled);
+    assert_eq!(
+        h.store.session(&id).await.unwrap().status,
+        SessionStatus::Cancelled
+    );
+    let cps = h.store.checkpoints(Some(&id), None).await.unwrap();
+    assert_eq!(cps[0].status, CheckpointStatus::Cancelled);
+    assert_eq!(h.count(&id, EventKind::CellStart).await, 1);
+}
