@@ -328,14 +328,15 @@ async fn wait(run: &mut Run<'_>, cell: &Cell, question: Question, stage: Stage) 
         }
     };
     let fresh = resumed.is_none();
+    let mut signal = None;
     let (mut cp, question, mut answer) = match resumed {
         Some(r) => {
             let q = Question::from_ui_spec(&r.checkpoint.ui_spec).unwrap_or(question);
             (r.checkpoint, q, r.answer)
         }
         None => {
-            let mut signal = Signal::waiting(question.signal.clone(), Some(run.session_id.clone()));
-            signal.timeout_at = question.timeout_at;
+            let mut waiting = Signal::waiting(question.signal.clone(), Some(run.session_id.clone()));
+            waiting.timeout_at = question.timeout_at;
             let mut cp = Checkpoint::pending(
                 run.session_id.clone(),
                 cell.name.clone(),
@@ -343,12 +344,10 @@ async fn wait(run: &mut Run<'_>, cell: &Cell, question: Question, stage: Stage) 
                 question.signal.clone(),
             );
             cp.cascade_id = Some(run.emit.cascade_id().to_owned());
-            cp.signal_id = Some(signal.signal_id.clone());
+            cp.signal_id = Some(waiting.signal_id.clone());
+            signal = Some(waiting);
             cp.ui_spec = serde_json::to_value(&question).unwrap_or(Value::Null);
             cp.timeout_at = question.timeout_at;
-            if let Some(s) = &store {
-                s.signal_register(&signal).await?;
-            }
             (cp, question, None)
         }
     };
@@ -366,7 +365,11 @@ async fn wait(run: &mut Run<'_>, cell: &Cell, question: Question, stage: Stage) 
         // The continuation's sequence number counts this event: a resume numbers on after it.
         cp.continuation = serde_json::to_value(Continuation::of(run, stage.clone())).unwrap_or(Value::Null);
         if let Some(s) = &store {
+            // The checkpoint first: whoever sees the waiting signal also finds the question it answers.
             s.checkpoint_put(&cp).await?;
+            if let Some(signal) = &signal {
+                s.signal_register(signal).await?;
+            }
         }
         run.emit.send(e).await;
         let mut session = run.session.clone();

@@ -469,3 +469,52 @@ async fn a_cancel_requested_while_waiting_is_finished_by_the_resume() {
     assert_eq!(cps[0].status, CheckpointStatus::Cancelled);
     assert_eq!(h.count(&id, EventKind::CellStart).await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corpus_hitl_choice_demo_asks_twice_and_writes_for_both_answers() {
+    let ask = |q: &str| {
+        Reply::text(format!(
+            "```json\n{{\"tool\": \"ask_human\", \"arguments\": {{\"question\": \"{q}\"}}}}\n```"
+        ))
+    };
+    let server = TestServer::start(Script::sequence([
+        ask("Which topic?"),
+        Reply::text("Topic noted."),
+        Reply::text("Done."),
+        ask("Which audience?"),
+        Reply::text("Audience noted."),
+        Reply::text("Done."),
+        Reply::text("# Rust for beginners"),
+    ]))
+    .await;
+    let h = Harness::new().await;
+    let engine = answering(&h, h.llm_engine(&server.base_url()));
+    let session: SessionId = "hitl-choice-demo".parse().unwrap();
+    let mut request = RunRequest::new(corpus("hitl_choice_demo.yaml"));
+    request.session_id = Some(session.clone());
+    let store = h.store.clone();
+    let id = session.clone();
+    let answerer = tokio::spawn(async move {
+        let topic = answer_when_waiting(store.clone(), id.clone(), "get_topic".into(), json!("Rust")).await;
+        let audience =
+            answer_when_waiting(store, id, "get_audience".into(), json!({"text": "beginners"})).await;
+        (topic.prompt, audience.prompt)
+    });
+    let out = engine.run(request).await;
+    let (topic, audience) = answerer.await.unwrap();
+    assert_eq!(out.status, SessionStatus::Completed, "{:?}", out.error);
+    assert_eq!(
+        (topic.as_str(), audience.as_str()),
+        ("Which topic?", "Which audience?")
+    );
+    assert_eq!(out.state["get_topic"], json!("Rust"));
+    assert_eq!(out.state["get_audience"], json!("beginners"));
+    assert_eq!(out.path, ["get_topic", "get_audience", "write_article"]);
+    let last = server.bodies()[6].to_string();
+    assert!(
+        last.contains("about 'Rust' tailored for the audience: 'beginners'"),
+        "{last}"
+    );
+    assert_eq!(h.count(&session, EventKind::CheckpointResolved).await, 2);
+    server.shutdown().await;
+}
