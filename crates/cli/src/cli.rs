@@ -52,8 +52,24 @@ pub(crate) enum Command {
     ///
     /// Prints the final output (text) or one JSON outcome document (--output json). Exit codes: 0 ok,
     /// 1 invalid cascade, 2 a cell failed, 3 a tool failed or timed out, 4 the LLM provider failed,
-    /// 6 invalid --input or configuration, 130/143 interrupted (the session is marked cancelled).
+    /// 6 invalid --input or configuration, 10 waiting for a human (the session stays `waiting`; the
+    /// message prints the `rvbbit signal send` and `rvbbit resume` commands), 130/143 interrupted (the
+    /// session is marked cancelled).
+    ///
+    /// Human-in-the-loop cells: in a terminal the question is asked on stderr and answered on stdin;
+    /// otherwise the run polls the store for an answer sent with `rvbbit signal send` (up to --wait or
+    /// the cell's timeout), and --detach exits 10 at once. A progress line (cell, turn, LLM calls, cost)
+    /// is drawn on stderr when it is a terminal, never when piped or with -q.
     Run(commands::run::Args),
+    /// Continue a `waiting` session at its waiting cell, without re-running the cells that completed.
+    ///
+    /// Uses the cascade text recorded on the session (a warning when the file changed since), the same
+    /// session id and caller id. With --value, answers the pending question first. Exit codes as for
+    /// `rvbbit run`; 5 when the session is not waiting (RVB-S006) or unknown (RVB-S005).
+    Resume(commands::resume::Args),
+    /// Answer waiting human-in-the-loop cells and list signals.
+    #[command(subcommand)]
+    Signal(commands::signal::Command),
     /// Check cascade files and directories without running them.
     ///
     /// Reports every problem, never stopping at the first: syntax, unknown keys (with "did you mean"),
@@ -120,6 +136,8 @@ pub(crate) fn run() -> ExitCode {
     init_tracing(cli.verbose, cli.quiet);
     let result = match &cli.command {
         Command::Run(args) => commands::run::run(&cli, args, out),
+        Command::Resume(args) => commands::resume::run(&cli, args, out),
+        Command::Signal(cmd) => commands::signal::run(&cli, cmd, out),
         Command::Validate(args) => commands::validate::run(&cli, args, out),
         Command::Schema(cmd) => commands::schema::run(cmd, out),
         Command::Config(cmd) => commands::config::run(&cli, cmd, out),

@@ -26,6 +26,8 @@ pub enum ExitClass {
     Storage,
     /// Configuration or command-line usage is wrong.
     Configuration,
+    /// The run stopped to wait for a human answer; the session stays `waiting` and can be resumed.
+    Waiting,
     /// The run was interrupted with Ctrl-C (SIGINT).
     Interrupted,
     /// The run was terminated with SIGTERM.
@@ -34,7 +36,7 @@ pub enum ExitClass {
 
 impl ExitClass {
     /// Every class, in exit-code order.
-    pub const ALL: [ExitClass; 9] = [
+    pub const ALL: [ExitClass; 10] = [
         ExitClass::Ok,
         ExitClass::Validation,
         ExitClass::Execution,
@@ -42,6 +44,7 @@ impl ExitClass {
         ExitClass::Llm,
         ExitClass::Storage,
         ExitClass::Configuration,
+        ExitClass::Waiting,
         ExitClass::Interrupted,
         ExitClass::Terminated,
     ];
@@ -56,6 +59,7 @@ impl ExitClass {
             ExitClass::Llm => 4,
             ExitClass::Storage => 5,
             ExitClass::Configuration => 6,
+            ExitClass::Waiting => 10,
             ExitClass::Interrupted => 130,
             ExitClass::Terminated => 143,
         }
@@ -81,6 +85,10 @@ impl ExitClass {
             ExitClass::Storage => "Storage: the event store could not be opened, migrated or written.",
             ExitClass::Configuration => {
                 "Configuration: `rvbbit.toml`, an `RVBBIT_*` variable or a command-line flag is wrong."
+            }
+            ExitClass::Waiting => {
+                "Waiting: the run stopped at a human-in-the-loop cell; the session is `waiting`. Answer with \
+                 `rvbbit signal send SESSION NAME --value JSON`, then continue with `rvbbit resume SESSION`."
             }
             ExitClass::Interrupted => {
                 "Interrupted by Ctrl-C (SIGINT): the run was cancelled and its events flushed."
@@ -157,6 +165,7 @@ fn class_name(class: ExitClass) -> &'static str {
         ExitClass::Llm => "LLM",
         ExitClass::Storage => "storage",
         ExitClass::Configuration => "configuration",
+        ExitClass::Waiting => "waiting",
         ExitClass::Interrupted => "interrupted",
         ExitClass::Terminated => "terminated",
     }
@@ -481,6 +490,19 @@ codes! {
         "The value passed with `--input` is neither a readable JSON file nor valid JSON.",
         ["A JSON object written without quotes around keys.", "An `@file` that does not exist."],
         "Pass a JSON object (`--input '{\"name\": \"x\"}'`) or `@path/to/input.json`.";
+    /// An answer to a human-in-the-loop question does not fit the question.
+    C_ANSWER = "RVB-C007", Configuration, "Answer does not fit the question",
+        "The value given for a waiting human-in-the-loop cell (`--value`, or a terminal answer) is valid JSON but not an answer of the kind the cell asked for.",
+        ["A choice that is not one of the cell's `options`.", "Text given to a confirmation (use `true`/`false` or `{\"confirmed\": true}`).",
+         "A number where free text was asked."],
+        "Answer with the shape the question asks: confirmation `true`/`false` or `{\"confirmed\": bool, \"comment\"?: str}`, choice one of the option values or `{\"selected\": value}`, text a string or `{\"text\": str}`. `rvbbit signal list --session ID` shows the question.";
+
+    // ---- Waiting (exit 10) ---------------------------------------------------------------------------
+    /// The run waits for a human.
+    H_WAITING = "RVB-H001", Waiting, "Waiting for a human answer",
+        "The run reached a human-in-the-loop cell (`human_input`, a screen, or the `ask_human` tool), nobody answered in this process, and it stopped with the session `waiting`. Nothing is lost: the completed cells, the state and the cost so far are saved in a checkpoint.",
+        ["`rvbbit run` was not attached to a terminal and no answer arrived within `--wait` (or the cell's timeout).", "`--detach` was given."],
+        "Answer with `rvbbit signal send SESSION NAME --value JSON` (the message prints the exact command), then continue with `rvbbit resume SESSION`; or run `rvbbit resume SESSION --value JSON` in one step.";
     /// A server would be reachable from other machines without authentication.
     C_UNSAFE_BIND = "RVB-C008", Configuration, "Unauthenticated network bind",
         "`rvbbit serve` was asked to listen on an address other than loopback, but no API key exists. Anyone who can reach the port could then read every session and spend money on runs.",
@@ -581,6 +603,7 @@ mod tests {
                 b'L' => ExitClass::Llm,
                 b'S' => ExitClass::Storage,
                 b'C' | b'A' => ExitClass::Configuration,
+                b'H' => ExitClass::Waiting,
                 _ => panic!("unknown prefix in {}", code.code),
             };
             assert_eq!(code.class, expected, "{} has the wrong class", code.code);
@@ -597,6 +620,6 @@ mod tests {
     #[test]
     fn exit_codes_match_the_documented_table() {
         let pairs: Vec<u8> = ExitClass::ALL.iter().map(|c| c.exit_code()).collect();
-        assert_eq!(pairs, [0, 1, 2, 3, 4, 5, 6, 130, 143]);
+        assert_eq!(pairs, [0, 1, 2, 3, 4, 5, 6, 10, 130, 143]);
     }
 }

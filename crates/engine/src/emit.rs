@@ -5,6 +5,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use rvbbit_core::{CallerId, Event, EventKind, SessionId};
 use rvbbit_store::{Session, WriterHandle};
+use tokio::sync::watch;
+
+use crate::progress::Progress;
 
 /// Builds and sends the events of one session. Clones share the sequence and the count, so the
 /// candidate branches of a cell (each with its own clone, see [`Emitter::for_candidate`]) number their
@@ -23,6 +26,8 @@ pub(crate) struct Emitter {
     depth: u32,
     /// How many events were emitted.
     pub(crate) count: Arc<AtomicI64>,
+    /// Live progress for a display, derived from the events sent.
+    progress: Option<Arc<watch::Sender<Progress>>>,
 }
 
 impl Emitter {
@@ -43,6 +48,7 @@ impl Emitter {
             cascade_id,
             candidate_index: None,
             count: Arc::new(AtomicI64::new(0)),
+            progress: None,
         }
     }
 
@@ -59,6 +65,28 @@ impl Emitter {
         self.root_session_id = root;
         self.depth = depth;
         self
+    }
+
+    /// Publish progress derived from every event sent to `tx`.
+    pub(crate) fn with_progress(mut self, tx: Option<watch::Sender<Progress>>) -> Self {
+        self.progress = tx.map(Arc::new);
+        self
+    }
+
+    /// Continue numbering at `seq` (a resumed session goes on where it stopped).
+    pub(crate) fn start_at(self, seq: i64) -> Self {
+        self.seq.store(seq, Ordering::Relaxed);
+        self
+    }
+
+    /// The sequence number the next event gets.
+    pub(crate) fn next_seq(&self) -> i64 {
+        self.seq.load(Ordering::Relaxed)
+    }
+
+    /// The cascade id.
+    pub(crate) fn cascade_id(&self) -> &str {
+        &self.cascade_id
     }
 
     /// The caller of the session.
@@ -86,6 +114,9 @@ impl Emitter {
     /// Send an event to the writer. A closed writer is logged, never fatal: the run goes on.
     pub(crate) async fn send(&self, event: Event) {
         self.count.fetch_add(1, Ordering::Relaxed);
+        if let Some(tx) = &self.progress {
+            tx.send_modify(|p| p.apply(&event));
+        }
         if let Some(w) = &self.writer
             && let Err(e) = w.event(event).await
         {

@@ -147,6 +147,42 @@ pub enum Error {
     /// The run was cancelled (Ctrl-C, SIGTERM, or a cancellation token).
     #[error("the run was cancelled")]
     Cancelled,
+    /// The run stopped to wait for a human: the session is `waiting` with a pending checkpoint.
+    #[error("cell `{cell}` waits for a human answer (signal `{signal}` of session {session_id})")]
+    Waiting {
+        /// The asking cell.
+        cell: String,
+        /// The signal that answers it.
+        signal: String,
+        /// The waiting session.
+        session_id: rvbbit_core::SessionId,
+    },
+    /// An answer does not fit the question it answers.
+    #[error("{message}")]
+    Answer {
+        /// The asking cell.
+        cell: String,
+        /// What shape was expected.
+        message: String,
+    },
+    /// A session has no waiting signal of that name.
+    #[error("session {session_id} has no waiting signal `{name}`; {}", waiting_list(.waiting))]
+    NoWaitingSignal {
+        /// The session.
+        session_id: rvbbit_core::SessionId,
+        /// The signal asked for.
+        name: String,
+        /// The signals it waits for.
+        waiting: Vec<String>,
+    },
+    /// A session cannot be resumed (not waiting, no checkpoint, no store, no recorded cascade).
+    #[error("session {session_id} cannot be resumed: {reason}")]
+    NotResumable {
+        /// The session.
+        session_id: rvbbit_core::SessionId,
+        /// Why not.
+        reason: String,
+    },
     /// A broken invariant: this is a bug.
     #[error("internal error (this is a bug): {0}")]
     Internal(String),
@@ -170,6 +206,10 @@ impl Error {
             Error::ChildInvalid { .. } => codes::E_CHILD_INVALID,
             Error::Child { source, .. } => source.code(),
             Error::Cancelled => codes::E_CELL_FAILED,
+            Error::Waiting { .. } => codes::H_WAITING,
+            Error::Answer { .. } => codes::C_ANSWER,
+            Error::NotResumable { .. } => codes::S_CONFLICT,
+            Error::NoWaitingSignal { .. } => codes::S_NOT_FOUND,
             Error::Internal(_) => codes::INTERNAL,
         }
     }
@@ -215,8 +255,32 @@ impl Error {
                 format!("see the child's events with `rvbbit debug trace {child_session}`")
             }
             Error::Cancelled => "the session was marked cancelled; run it again to finish".into(),
+            Error::Waiting {
+                signal, session_id, ..
+            } => format!(
+                "answer with `rvbbit signal send {session_id} {signal} --value JSON`, then `rvbbit resume {session_id}` \
+                 (or both at once: `rvbbit resume {session_id} --value JSON`)"
+            ),
+            Error::Answer { .. } => {
+                "answer with the shape the question asks; `rvbbit signal list --session ID` shows it".into()
+            }
+            Error::NoWaitingSignal { session_id, .. } => {
+                format!("`rvbbit signal list --session {session_id} --waiting` shows what it waits for")
+            }
+            Error::NotResumable { .. } => {
+                "only `waiting` sessions resume; `rvbbit sessions show ID` shows its status, `rvbbit run` starts anew"
+                    .into()
+            }
             Error::Internal(_) => "please report this bug with the session id".into(),
         }
+    }
+}
+
+fn waiting_list(names: &[String]) -> String {
+    if names.is_empty() {
+        "it waits for none".into()
+    } else {
+        format!("it waits for: {}", names.join(", "))
     }
 }
 

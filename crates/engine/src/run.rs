@@ -8,13 +8,16 @@ use rvbbit_cascade::model::{Cascade, Cell, CellKind, OnError};
 use rvbbit_core::{CallerId, EventKind, MicroUsd, Origin, SessionId, SessionStatus};
 use rvbbit_llm::Provider;
 use rvbbit_store::{Heartbeat, Session, Store, WriterHandle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::checkpoint::Resume;
 use crate::emit::Emitter;
 use crate::error::{Error, Result};
+use crate::human::{Human, NoHuman};
+use crate::progress::Progress;
 use crate::template::Templates;
 use crate::tools::Registry;
 
@@ -34,6 +37,10 @@ pub struct Engine {
     pub(crate) heartbeat: Option<(Arc<dyn Store>, Duration)>,
     /// Extra directories searched for child cascades (configuration `roots`).
     pub(crate) roots: Vec<PathBuf>,
+    /// The store for signals and checkpoints (human-in-the-loop waits and resume).
+    pub(crate) store: Option<Arc<dyn Store>>,
+    /// Who answers human-in-the-loop questions.
+    pub(crate) human: Arc<dyn Human>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -55,12 +62,27 @@ impl Engine {
             default_model: rvbbit_llm::DEFAULT_MODEL.to_owned(),
             heartbeat: None,
             roots: Vec::new(),
+            store: None,
+            human: Arc::new(NoHuman),
         }
     }
 
     /// Also search `roots` (configuration `roots`) for child cascades named by `ref` or cascade id.
     pub fn with_roots(mut self, roots: Vec<PathBuf>) -> Self {
         self.roots = roots;
+        self
+    }
+
+    /// Record human-in-the-loop waits (signals, checkpoints) in `store`, so they can be answered from
+    /// another process and the session resumed with [`Engine::resume`].
+    pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Ask `human` when a run waits for an answer (default [`NoHuman`]: every wait suspends the run).
+    pub fn with_human(mut self, human: Arc<dyn Human>) -> Self {
+        self.human = human;
         self
     }
 
@@ -111,9 +133,10 @@ impl Engine {
         self.run_inner(request, session_id).instrument(span).await
     }
 
-    async fn run_inner(&self, request: RunRequest, session_id: SessionId) -> Outcome {
+    pub(crate) async fn run_inner(&self, mut request: RunRequest, session_id: SessionId) -> Outcome {
         let started = Instant::now();
         let cascade = request.cascade.clone();
+        let resume = request.resume.take();
         let emit = Emitter::new(
             self.writer.clone(),
             session_id.clone(),
@@ -127,7 +150,8 @@ impl Engine {
                 .clone()
                 .unwrap_or_else(|| session_id.clone()),
             request.depth,
-        );
+        )
+        .with_progress(request.progress.clone());
         let mut session = Session::new(session_id.clone());
         session.parent_session_id = request.parent_session_id.clone();
         session.root_session_id = request
@@ -140,10 +164,22 @@ impl Engine {
         session.input = request.input.clone();
         session.cascade_file = request.cascade_file.as_ref().map(|p| p.display().to_string());
         session.cascade_text = request.cascade_text.clone();
+        // A resumed session keeps its record and goes on numbering its events (no second cascade_start).
+        let emit = match &resume {
+            Some(r) => {
+                session = r.session.clone();
+                session.status = SessionStatus::Running;
+                session.updated_at = rvbbit_core::Timestamp::now();
+                emit.start_at(r.continuation.next_seq)
+            }
+            None => emit,
+        };
         emit.session(session.clone()).await;
-        let mut start = emit.event(EventKind::CascadeStart, None);
-        start.content = request.input.clone();
-        emit.send(start).await;
+        if resume.is_none() {
+            let mut start = emit.event(EventKind::CascadeStart, None);
+            start.content = request.input.clone();
+            emit.send(start).await;
+        }
 
         let mut state = Map::new();
         state.insert("input".into(), request.input.clone());
@@ -168,7 +204,12 @@ impl Engine {
             cancel: request.cancel.clone(),
             branch: None,
             compose: crate::compose::Composition::new(&request, &session_id),
+            session: session.clone(),
+            hitl: crate::cells::hitl::HitlState::default(),
         };
+        if let Some(r) = resume {
+            r.restore(&mut run);
+        }
         let heartbeat = self
             .heartbeat
             .as_ref()
@@ -191,8 +232,21 @@ impl Engine {
         let (status, error) = match result {
             Ok(()) => (SessionStatus::Completed, None),
             Err(Error::Cancelled) => (SessionStatus::Cancelled, Some(Error::Cancelled)),
+            Err(e @ Error::Waiting { .. }) => (SessionStatus::Waiting, Some(e)),
             Err(e) => (SessionStatus::Failed, Some(e)),
         };
+        if status == SessionStatus::Waiting {
+            return crate::checkpoint::suspended(
+                run,
+                session,
+                request,
+                cascade.cascade_id.clone(),
+                error,
+                started,
+            )
+            .await;
+        }
+        crate::cells::hitl::abandon(&run).await;
         let output = run
             .lineage
             .last()
@@ -280,6 +334,10 @@ pub struct RunRequest {
     pub root_session_id: Option<SessionId>,
     /// Nesting depth (root 0); runs deeper than [`MAX_DEPTH`] fail with RVB-E004.
     pub depth: u32,
+    /// Live progress (current cell, turn, cost so far), derived from the events, for a display.
+    pub progress: Option<tokio::sync::watch::Sender<Progress>>,
+    /// Where a resumed run continues (set by [`Engine::resume`]).
+    pub(crate) resume: Option<Box<Resume>>,
 }
 
 impl RunRequest {
@@ -297,6 +355,8 @@ impl RunRequest {
             parent_session_id: None,
             root_session_id: None,
             depth: 0,
+            progress: None,
+            resume: None,
         }
     }
 
@@ -308,7 +368,7 @@ impl RunRequest {
 }
 
 /// One executed cell in order.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LineageEntry {
     /// The cell.
     pub cell: String,
@@ -326,7 +386,8 @@ pub struct Outcome {
     pub caller_id: CallerId,
     /// The cascade.
     pub cascade_id: String,
-    /// `completed`, `failed` or `cancelled`.
+    /// `completed`, `failed`, `cancelled`, or `waiting` (stopped at a human-in-the-loop cell; the error is
+    /// [`Error::Waiting`] and [`Engine::resume`] continues it).
     pub status: SessionStatus,
     /// The final output: the last lineage entry's output (`null` when no cell finished).
     pub output: Value,
@@ -384,6 +445,10 @@ pub(crate) struct Run<'a> {
     pub(crate) branch: Option<crate::cells::takes::Branch>,
     /// Child runs: the run tree position, child ids, async cascades in flight.
     pub(crate) compose: crate::compose::Composition,
+    /// The session record (updated when the run waits for a human).
+    pub(crate) session: Session,
+    /// Human-in-the-loop bookkeeping (a resumed wait, `ask_human` answers of the current cell).
+    pub(crate) hitl: crate::cells::hitl::HitlState,
 }
 
 impl Run<'_> {
@@ -455,7 +520,12 @@ impl Run<'_> {
         let Some(mut idx) = (!cascade.cells.is_empty()).then_some(0) else {
             return Ok(());
         };
-        if crate::cells::cascade_takes::applies(cascade) {
+        if let Some(i) = self.hitl.resume_cell(cascade) {
+            idx = i;
+        }
+        // Cascade-level candidates run the whole cascade as branches (not on resume: a resumed run
+        // continues the branch that waited).
+        else if crate::cells::cascade_takes::applies(cascade) {
             return crate::cells::cascade_takes::run(self).await;
         }
         for _step in 0..MAX_STEPS {
@@ -468,7 +538,7 @@ impl Run<'_> {
             let result = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => Err(Error::Cancelled),
-                r = self.run_cell(cell) => r,
+                r = crate::cells::hitl::run_cell(self, cell) => r,
             };
             let route = match result {
                 Ok(r) => {
@@ -476,8 +546,10 @@ impl Run<'_> {
                     r.route
                 }
                 Err(Error::Cancelled) => return Err(Error::Cancelled),
-                // A blocking ward is a hard stop (§6.4): `on_error` does not apply.
-                Err(e @ (Error::WardBlocked { .. } | Error::MaxDepth { .. })) => return Err(e),
+                // A blocking ward is a hard stop (§6.4): `on_error` does not apply; a wait is not an error.
+                Err(e @ (Error::WardBlocked { .. } | Error::MaxDepth { .. } | Error::Waiting { .. })) => {
+                    return Err(e);
+                }
                 Err(e) => match &cell.on_error {
                     Some(OnError::Target(t)) if t != "auto_fix" => {
                         self.set_state(
@@ -564,9 +636,10 @@ impl Run<'_> {
                 cell: cell.name.clone(),
                 feature: "for_each_row".into(),
             }),
-            Some(CellKind::Screen) | None => Err(Error::Unsupported {
+            Some(CellKind::Screen) => crate::cells::hitl::screen(self, cell).await,
+            None => Err(Error::Unsupported {
                 cell: cell.name.clone(),
-                feature: "a screen (htmx/hitl) cell".into(),
+                feature: "a cell without a kind".into(),
             }),
         }
     }

@@ -14,8 +14,8 @@ use serde_json::Value;
 
 use crate::error::Result;
 use crate::model::{
-    ApiKey, CacheEntry, Cleanup, CostGroup, CostRow, EventFilter, Session, SessionFilter, SessionSummary,
-    Signal, StoreStatus, StoredEvent,
+    ApiKey, CacheEntry, Checkpoint, CheckpointStatus, Cleanup, CostGroup, CostRow, EventFilter, Session,
+    SessionFilter, SessionSummary, Signal, StoreStatus, StoredEvent,
 };
 
 /// Where events go and how they are read back.
@@ -198,6 +198,20 @@ pub trait SignalStore: Send + Sync {
     async fn signals(&self, name: Option<&str>) -> Result<Vec<Signal>>;
 }
 
+/// Checkpoints: human-in-the-loop waits and the continuation that lets a run resume in another process.
+#[async_trait]
+pub trait CheckpointStore: Send + Sync {
+    /// Insert a checkpoint, or replace the one with the same id (to record its answer or status).
+    async fn checkpoint_put(&self, checkpoint: &Checkpoint) -> Result<()>;
+
+    /// Checkpoints of `session` (all when `None`) in `status` (any when `None`), newest first.
+    async fn checkpoints(
+        &self,
+        session: Option<&SessionId>,
+        status: Option<CheckpointStatus>,
+    ) -> Result<Vec<Checkpoint>>;
+}
+
 /// API keys of the HTTP door (hashed secrets only).
 #[async_trait]
 pub trait ApiKeyStore: Send + Sync {
@@ -219,7 +233,9 @@ pub trait ApiKeyStore: Send + Sync {
 
 /// A complete store: all record kinds plus administration.
 #[async_trait]
-pub trait Store: EventSink + SessionStore + ResultCache + SignalStore + ApiKeyStore {
+pub trait Store:
+    EventSink + SessionStore + ResultCache + SignalStore + CheckpointStore + ApiKeyStore
+{
     /// The store's URL (for messages).
     fn url(&self) -> &str;
 

@@ -7,12 +7,15 @@ pub(crate) mod debug;
 pub(crate) mod doctor;
 pub(crate) mod explain;
 pub(crate) mod health;
+pub(crate) mod hitl;
 pub(crate) mod keys;
 pub(crate) mod metrics;
+pub(crate) mod resume;
 pub(crate) mod run;
 pub(crate) mod schema;
 pub(crate) mod serve;
 pub(crate) mod sessions;
+pub(crate) mod signal;
 pub(crate) mod storage;
 pub(crate) mod validate;
 

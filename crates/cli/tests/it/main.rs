@@ -3,6 +3,7 @@
 
 mod config;
 mod help;
+mod hitl;
 mod replay_example;
 mod run_command;
 mod run_compose;

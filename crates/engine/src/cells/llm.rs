@@ -28,9 +28,6 @@ fn unsupported(cell: &Cell) -> Option<&'static str> {
     if cell.candidates.is_some() {
         return Some("candidates (takes/soundings)");
     }
-    if cell.human_input.is_some() {
-        return Some("human_input");
-    }
     if matches!(&cell.traits, Some(rvbbit_cascade::model::Traits::One(t)) if t == "manifest") {
         return Some("traits: manifest");
     }
@@ -347,14 +344,14 @@ impl Turns {
             return Ok((reply.text, results, false));
         }
         self.push_assistant(messages, &reply);
-        self.run_calls(run, cell, messages, calls, &mut results).await;
+        self.run_calls(run, cell, messages, calls, &mut results).await?;
         let follow = self.call(run, cell, messages, attempt, turn).await?;
         let more = self.calls_of(&follow);
         if more.is_empty() {
             messages.push(Message::assistant(follow.text.clone()));
         } else {
             self.push_assistant(messages, &follow);
-            self.run_calls(run, cell, messages, more, &mut results).await;
+            self.run_calls(run, cell, messages, more, &mut results).await?;
         }
         Ok((follow.text, results, true))
     }
@@ -415,10 +412,10 @@ impl Turns {
         messages: &mut Vec<Message>,
         calls: Vec<Call>,
         results: &mut String,
-    ) {
+    ) -> Result<()> {
         let mut prompt_results = Vec::new();
         for call in calls {
-            let text = self.run_call(run, cell, &call).await;
+            let text = self.run_call(run, cell, &call).await?;
             results.push_str(&format!("[{}]:\n{text}\n", call.name));
             if self.native {
                 messages.push(Message::tool_result(call.id.clone(), text));
@@ -429,14 +426,23 @@ impl Turns {
         if !prompt_results.is_empty() {
             messages.push(Message::user(prompt_results.join("\n\n")));
         }
+        Ok(())
     }
 
-    /// Run one call; every failure becomes an `Error: ...` text for the model (§4.3).
-    async fn run_call(&mut self, run: &mut Run<'_>, cell: &Cell, call: &Call) -> String {
+    /// Run one call; every failure becomes an `Error: ...` text for the model (§4.3), except a wait for
+    /// a human that suspends the run (`ask_human`) and cancellation.
+    async fn run_call(&mut self, run: &mut Run<'_>, cell: &Cell, call: &Call) -> Result<String> {
         let args = match &call.arguments {
             Ok(a) => a.clone(),
-            Err(e) => return format!("Error: {e}"),
+            Err(e) => return Ok(format!("Error: {e}")),
         };
+        if call.name == "ask_human" && cell.trait_names().contains(&"ask_human") {
+            return crate::cells::hitl::ask_human(run, cell, &args).await;
+        }
+        Ok(self.run_registered(run, cell, call, args).await)
+    }
+
+    async fn run_registered(&mut self, run: &mut Run<'_>, cell: &Cell, call: &Call, args: Value) -> String {
         if call.name == "route_to" {
             let target = args.get("target").and_then(Value::as_str).unwrap_or("");
             let targets = cell.handoff_targets();

@@ -4,6 +4,7 @@ mod budget;
 pub(crate) mod cascade_takes;
 pub(crate) mod deterministic;
 mod evaluator;
+pub(crate) mod hitl;
 pub(crate) mod llm;
 pub(crate) mod takes;
 mod tool_calls;

@@ -471,6 +471,8 @@ fn fork<'a>(run: &Run<'a>, branch: Branch) -> Run<'a> {
         path: Vec::new(),
         cancel: run.cancel.clone(),
         compose: run.compose.for_branch(branch.index),
+        session: run.session.clone(),
+        hitl: crate::cells::hitl::HitlState::default(),
         branch: Some(branch),
     }
 }

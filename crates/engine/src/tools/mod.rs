@@ -7,6 +7,7 @@
 mod cascade_tool;
 mod declarative;
 mod http;
+mod human;
 mod process;
 mod python;
 mod shell;
@@ -27,6 +28,7 @@ use serde_json::{Map, Value};
 pub use cascade_tool::CascadeTool;
 pub use declarative::DeclarativeTool;
 pub use http::HttpRequest;
+pub use human::AskHuman;
 pub use python::{PythonData, RunCode};
 pub use shell::{BashData, LinuxShell};
 pub use state::{AppendState, SetState};
@@ -165,7 +167,7 @@ impl fmt::Debug for Registry {
 
 impl Registry {
     /// The built-in tools: `set_state`, `append_state`, `linux_shell`, `bash_data`, `python_data`,
-    /// `run_code`, `http_request`.
+    /// `run_code`, `http_request`, `ask_human`.
     pub fn builtin() -> Self {
         let mut r = Registry::default();
         r.register(Arc::new(SetState));
@@ -175,6 +177,7 @@ impl Registry {
         r.register(Arc::new(PythonData));
         r.register(Arc::new(RunCode));
         r.register(Arc::new(HttpRequest::default()));
+        r.register(Arc::new(AskHuman));
         r
     }
 

@@ -15,6 +15,7 @@ mod corpus_llm;
 mod declarative;
 mod deterministic;
 mod failures;
+mod hitl;
 mod llm;
 mod support;
 mod takes;
