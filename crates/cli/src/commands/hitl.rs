@@ -62,7 +62,12 @@ impl HumanArgs {
             });
         }
         match polling {
-            Some(polling) => Arc::new(Announce { polling, out }),
+            Some(polling) => Arc::new(Announce {
+                polling,
+                out,
+                pause: line.pause.clone(),
+                clear: line.tx.is_some(),
+            }),
             None => Arc::new(NoHuman),
         }
     }
@@ -80,12 +85,20 @@ pub(crate) fn answer_commands(session: &str, signal: &str) -> String {
 struct Announce {
     polling: StoreAnswers,
     out: Out,
+    pause: Arc<Mutex<bool>>,
+    /// Whether a progress line is drawn (and must be cleared before the message).
+    clear: bool,
 }
 
 #[async_trait]
 impl Human for Announce {
     async fn answer(&self, q: &Question) -> Option<Answer> {
         if !self.out.quiet && self.out.format == Format::Text {
+            // Under the lock, so the progress line is not drawn over the message.
+            let _guard = self.pause.lock();
+            if self.clear {
+                output::stderr("\r\x1b[2K");
+            }
             output::stderr(&format!(
                 "waiting for a human at cell `{}`: {}\n{}",
                 q.cell,
