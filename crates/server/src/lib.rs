@@ -60,6 +60,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/sessions/{id}/trace"),
     ("GET", "/api/v1/sessions/{id}/events"),
     ("POST", "/api/v1/sessions/{id}/cancel"),
+    ("GET", "/api/v1/sessions/{id}/waits"),
+    ("POST", "/api/v1/sessions/{id}/signals/{name}"),
+    ("POST", "/api/v1/sessions/{id}/resume"),
     ("GET", "/api/v1/costs"),
 ];
 
@@ -71,6 +74,7 @@ pub const STUDIO_ROUTES: &[(&str, &str)] = &[
     ("GET", "/cascades"),
     ("GET", "/cascades/{path}"),
     ("POST", "/runs"),
+    ("POST", "/sessions/{id}/answer"),
     ("GET", "/login"),
     ("POST", "/login"),
     ("GET", "/static/studio.css"),

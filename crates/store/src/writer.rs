@@ -289,9 +289,12 @@ impl Task {
         }
         let mut attempt = 0;
         loop {
+            // Events before session records: a reader that sees a session finished (its final record)
+            // also sees every event written before it (live streams rely on this).
             let result = async {
+                let n = store.append(&events).await?;
                 store.put_sessions(&sessions).await?;
-                store.append(&events).await
+                Ok::<u64, Error>(n)
             }
             .await;
             match result {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rvbbit_core::codes;
 use rvbbit_engine::Engine;
+use rvbbit_engine::human::StoreAnswers;
 use rvbbit_engine::tools::Registry;
 use rvbbit_server::{Server, ServerConfig};
 use rvbbit_store::{Writer, WriterOptions};
@@ -20,6 +21,11 @@ use crate::output::{self, Out};
 
 /// How often a running session's heartbeat is refreshed.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+/// How often a waiting run looks for its answer in the store.
+const ANSWER_POLL: Duration = Duration::from_millis(250);
+/// How long a run started over HTTP waits in the server for an answer before it suspends (the session
+/// stays `waiting`; answering it in the Studio or `POST .../resume` continues it).
+const ANSWER_WAIT: Duration = Duration::from_secs(600);
 
 /// Arguments of `rvbbit serve`.
 #[derive(Debug, clap::Args)]
@@ -105,7 +111,13 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             .with_writer(writer.handle())
             .with_default_model(config.default_model.clone())
             .with_roots(config.roots.clone())
-            .with_heartbeat(store.clone(), HEARTBEAT_EVERY);
+            .with_heartbeat(store.clone(), HEARTBEAT_EVERY)
+            .with_store(store.clone())
+            .with_human(Arc::new(StoreAnswers::new(
+                store.clone(),
+                ANSWER_POLL,
+                Some(ANSWER_WAIT),
+            )));
         let server_config = ServerConfig::new(roots)
             .with_required_key(!loopback)
             .with_shutdown_grace(Duration::from_secs(args.shutdown_grace));

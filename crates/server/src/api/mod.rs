@@ -8,6 +8,7 @@ mod health;
 mod openapi;
 pub(crate) mod runs;
 pub(crate) mod sessions;
+pub(crate) mod waits;
 
 use std::sync::Arc;
 
@@ -34,6 +35,9 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/sessions/{id}/trace", get(sessions::trace))
         .route("/api/v1/sessions/{id}/events", get(events::events))
         .route("/api/v1/sessions/{id}/cancel", post(sessions::cancel))
+        .route("/api/v1/sessions/{id}/waits", get(waits::list))
+        .route("/api/v1/sessions/{id}/signals/{name}", post(waits::answer))
+        .route("/api/v1/sessions/{id}/resume", post(waits::resume))
         .route("/api/v1/costs", get(costs::costs))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

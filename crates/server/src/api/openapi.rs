@@ -126,6 +126,19 @@ pub(crate) fn spec() -> Value {
                 "parameters": [id],
                 "responses": {"202": {"description": "`{session_id, cancel}`"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}},
             }},
+            "/api/v1/sessions/{id}/waits": {"get": op("The questions a waiting session asks (pending checkpoints)", json!([id.clone()]),
+                json_ok("`{session_id, status, waits: [{checkpoint_id, cell_name, type, signal_name, question, created_at, timeout_at}]}`"))},
+            "/api/v1/sessions/{id}/signals/{name}": {"post": {
+                "summary": "Answer a waiting signal (checked against its question; 422 RVB-C007 when it does not fit). A process still waiting for it continues by itself; otherwise resume the session",
+                "parameters": [id.clone(), param("name", "path", "Signal name (the asking cell)", s.clone())],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["value"], "properties": {"value": {}}}}}},
+                "responses": {"200": {"description": "`{session_id, signal, fired}`"}, "404": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}},
+            }},
+            "/api/v1/sessions/{id}/resume": {"post": {
+                "summary": "Continue a waiting session in this server (optionally answering first: `{signal?, value?}`)",
+                "parameters": [id.clone()],
+                "responses": {"202": {"description": "`{session_id, status}`"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}},
+            }},
             "/api/v1/costs": {"get": op("Cost totals", json!([
                 param("group", "query", "day (default), model, cascade, caller or total", s.clone()),
                 since, until,

@@ -57,6 +57,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/cascades", get(cascades))
         .route("/cascades/{*path}", get(cascade))
         .route("/runs", axum::routing::post(run))
+        .route("/sessions/{id}/answer", axum::routing::post(answer))
         .route("/login", get(login_page).post(login))
         .route(
             "/static/studio.css",
@@ -189,10 +190,22 @@ async fn session(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String
         .await?;
     let cursor = events.last().map_or(0, |e| e.store_seq);
     let active = session.status.is_active();
+    let waits: Vec<Value> = if session.status == SessionStatus::Waiting {
+        state
+            .store
+            .checkpoints(Some(&id), Some(rvbbit_store::CheckpointStatus::Pending))
+            .await?
+            .iter()
+            .map(|c| views::wait(&c.ui_spec, &c.signal_name, &c.cell_name))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let (header, cells) = views::session_page(&session, &events, &state.config.roots);
     Ok(render(
         "session.html",
-        json!({"nav": "sessions", "s": header, "cells": cells, "cursor": cursor, "active": active}),
+        json!({"nav": "sessions", "s": header, "cells": cells, "cursor": cursor, "active": active,
+               "waits": waits}),
     )?
     .into_response())
 }
@@ -347,6 +360,58 @@ async fn run(
     request.cascade_file = Some(shown.into());
     request.cascade_text = report.loaded.source.as_ref().map(|s| s.text().to_owned());
     let id = crate::api::runs::spawn(&state, request);
+    Ok(Redirect::to(&format!("/sessions/{id}")).into_response())
+}
+
+/// The value a wait form sent, in the shape its question asks.
+fn form_answer(form: &BTreeMap<String, String>) -> Result<Value, ApiError> {
+    let raw = form.get("value").map(String::as_str).unwrap_or("").trim();
+    let kind = form.get("kind").map(String::as_str).unwrap_or("text");
+    let bad = |what: &str| {
+        ApiError::bad_request(
+            format!("the answer `{raw}` is not {what}"),
+            "answer with the form's own buttons and fields",
+        )
+    };
+    Ok(match kind {
+        "confirmation" => {
+            let confirmed = match raw {
+                "true" => true,
+                "false" => false,
+                _ => return Err(bad("true or false")),
+            };
+            match form.get("comment").map(|c| c.trim()).filter(|c| !c.is_empty()) {
+                Some(c) => json!({"confirmed": confirmed, "comment": c}),
+                None => Value::Bool(confirmed),
+            }
+        }
+        "choice" => serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned())),
+        "rating" => json!(raw.parse::<u32>().map_err(|_| bad("a whole number"))?),
+        "screen" => serde_json::from_str(raw).map_err(|_| bad("a JSON object"))?,
+        _ => Value::String(raw.to_owned()),
+    })
+}
+
+/// `POST /sessions/{id}/answer` (a wait form): answer the question; when no other process still runs
+/// the session, continue it in this server. Then back to the session page.
+async fn answer(
+    State(state): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> PageResult {
+    same_origin(&headers)?;
+    let id = crate::api::session_id(&id)?;
+    let signal = form.get("signal").cloned().ok_or_else(|| {
+        ApiError::bad_request("the form names no signal", "use the form on the session page")
+    })?;
+    let value = form_answer(&form)?;
+    crate::api::waits::send(&state, &id, &signal, &value).await?;
+    // A process still polling for the answer (this server's own run, or `rvbbit run` in a shell) takes
+    // it within a second or so and resolves the checkpoint; if nobody does, continue the run here.
+    if !crate::api::waits::taken(&state, &id, &signal).await? {
+        crate::api::waits::start_resume(&state, &id).await?;
+    }
     Ok(Redirect::to(&format!("/sessions/{id}")).into_response())
 }
 

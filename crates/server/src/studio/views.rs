@@ -308,3 +308,31 @@ pub(crate) fn cascade_page(doc: &Value) -> Value {
         "runnable": errors == 0 && !doc["cascade_id"].is_null(),
     })
 }
+
+/// A pending question as the wait form shows it (choice values JSON-encoded for the round trip).
+pub(crate) fn wait(ui_spec: &Value, signal: &str, cell: &str) -> Value {
+    let options: Vec<Value> = ui_spec["options"]
+        .as_array()
+        .map(|o| {
+            o.iter()
+                .map(|c| {
+                    json!({
+                        "label": c["label"].as_str().map_or_else(|| c["value"].to_string(), str::to_owned),
+                        "value": c["value"].to_string(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "signal": signal,
+        "cell": cell,
+        "kind": ui_spec["kind"].as_str().unwrap_or("text"),
+        "prompt": ui_spec["prompt"].as_str().unwrap_or("(no question text)"),
+        "hint": ui_spec["hint"].as_str(),
+        "output": ui_spec.get("output").filter(|o| !o.is_null()).map(pretty),
+        "options": options,
+        "max_rating": ui_spec["max_rating"].as_u64().unwrap_or(5),
+        "html": ui_spec["html"].as_str(),
+    })
+}

@@ -147,9 +147,15 @@ async fn the_cascade_list_shows_every_cascade_under_the_roots() {
         .collect();
     assert_eq!(
         paths,
-        ["bad.yaml", "nested/three.yaml", "slow.yaml", "three.yaml"]
+        [
+            "bad.yaml",
+            "confirm.yaml",
+            "nested/three.yaml",
+            "slow.yaml",
+            "three.yaml"
+        ]
     );
-    let three = &list["cascades"][3];
+    let three = &list["cascades"][4];
     assert_eq!(three["cascade_id"], "three");
     assert_eq!(three["inputs"], json!(["name"]));
     s.shutdown().await;

@@ -14,6 +14,7 @@ mod browser;
 mod security;
 mod stream;
 mod studio;
+mod waits;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -76,6 +77,24 @@ cells:
 /// A cascade that hands off to a cell that does not exist.
 pub const BAD: &str = "cascade_id: bad\ncells:\n  - name: a\n    tool: linux_shell\n    inputs: {command: echo}\n    handoffs: [nowhere]\n";
 
+thread_local! {
+    /// How long a run of the next started server waits in process for a human answer.
+    pub static ANSWER_WAIT: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::from_secs(30)) };
+}
+
+/// A deterministic cell whose output a human must confirm, then one more cell.
+pub const CONFIRM: &str = r#"
+cascade_id: confirm
+cells:
+  - name: draft
+    tool: linux_shell
+    inputs: {command: "echo draft-1"}
+    human_input: {type: confirmation, prompt: "Ship {{ output.stdout | trim }}?"}
+  - name: publish
+    tool: set_state
+    inputs: {key: published, value: "yes"}
+"#;
+
 pub struct Running {
     pub dir: TempDir,
     pub base: String,
@@ -97,6 +116,7 @@ impl Running {
             ("slow.yaml", SLOW),
             ("bad.yaml", BAD),
             ("nested/three.yaml", THREE),
+            ("confirm.yaml", CONFIRM),
         ] {
             std::fs::write(root.join(name), text).unwrap();
         }
@@ -130,7 +150,16 @@ impl Running {
             .await
             .unwrap();
         let writer = Writer::spawn(store.clone(), WriterOptions::new(dir.path().join("spill")));
-        let mut engine = Engine::new(Registry::builtin()).with_writer(writer.handle());
+        let wait = ANSWER_WAIT.with(|w| w.get());
+        let mut engine = Engine::new(Registry::builtin())
+            .with_writer(writer.handle())
+            .with_heartbeat(store.clone(), Duration::from_millis(200))
+            .with_store(store.clone())
+            .with_human(Arc::new(rvbbit_engine::human::StoreAnswers::new(
+                store.clone(),
+                Duration::from_millis(50),
+                Some(wait),
+            )));
         if let Some(url) = llm {
             let mut settings = rvbbit_llm::ProviderSettings::new(url).with_api_key("test-key");
             settings.retry.max_retries = 0;
