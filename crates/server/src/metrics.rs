@@ -48,6 +48,7 @@ pub(crate) struct Metrics {
     cost: Gauge<f64, AtomicU64>,
     unknown_cost: Gauge,
     cache_entries: Gauge,
+    cache_hits: Gauge,
     queue: Gauge,
 }
 
@@ -98,6 +99,12 @@ impl Metrics {
             "Entries in the result cache",
             cache_entries.clone(),
         );
+        let cache_hits = Gauge::default();
+        registry.register(
+            "store_cache_hits",
+            "Hits served by the result cache (calls avoided)",
+            cache_hits.clone(),
+        );
         let queue = Gauge::default();
         registry.register(
             "store_write_queue_depth",
@@ -114,6 +121,7 @@ impl Metrics {
             cost,
             unknown_cost,
             cache_entries,
+            cache_hits,
             queue,
         }
     }
@@ -157,6 +165,8 @@ impl Metrics {
         let status = store.status().await?;
         self.cache_entries
             .set(i64::try_from(status.cache_entries).unwrap_or(i64::MAX));
+        self.cache_hits
+            .set(i64::try_from(status.cache_hits).unwrap_or(i64::MAX));
         self.queue
             .set(writer.map_or(0, |w| i64::try_from(w.queued()).unwrap_or(i64::MAX)));
         let mut out = String::new();

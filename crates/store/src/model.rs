@@ -445,6 +445,8 @@ pub struct StoreStatus {
     pub sessions: u64,
     /// Entries in the result cache.
     pub cache_entries: u64,
+    /// Hits served by the result cache (the sum of its entries' hit counts).
+    pub cache_hits: u64,
     /// Rows in the signals table.
     pub signals: u64,
     /// Rows in the checkpoints table.

@@ -81,6 +81,7 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
                             vec!["events".into(), s.events.to_string()],
                             vec!["sessions".into(), s.sessions.to_string()],
                             vec!["cache entries".into(), s.cache_entries.to_string()],
+                            vec!["cache hits".into(), s.cache_hits.to_string()],
                             vec!["signals".into(), s.signals.to_string()],
                             vec![
                                 "size".into(),

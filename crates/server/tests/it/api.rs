@@ -243,6 +243,24 @@ async fn costs_metrics_health_and_the_openapi_document() {
         "{metrics}"
     );
     assert!(metrics.contains("rvbbit_store_write_queue_depth"), "{metrics}");
+    assert!(metrics.contains("rvbbit_store_cache_hits 0"), "{metrics}");
+    // Two hits on a cached result show up at the next scrape.
+    let now = rvbbit_core::Timestamp::now();
+    s.store.cache_put("k", &json!(1), now, None).await.unwrap();
+    for _ in 0..2 {
+        assert!(s.store.cache_get("k", now).await.unwrap().is_some());
+    }
+    let metrics = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("rvbbit_store_cache_hits 2"), "{metrics}");
+    assert!(metrics.contains("rvbbit_store_cache_entries 1"), "{metrics}");
     assert!(
         metrics.contains("rvbbit_http_request_duration_seconds_bucket"),
         "{metrics}"

@@ -253,6 +253,15 @@ impl Store for SqliteStore {
                 events: n("events")?,
                 sessions: n("sessions")?,
                 cache_entries: n("result_cache")?,
+                cache_hits: if tables_exist {
+                    let hits: i64 =
+                        c.query_row("SELECT coalesce(sum(hits), 0) FROM result_cache", [], |r| {
+                            r.get(0)
+                        })?;
+                    u64::try_from(hits).unwrap_or(0)
+                } else {
+                    0
+                },
                 signals: n("signals")?,
                 checkpoints: if version >= 3 { count(c, "checkpoints")? } else { 0 },
                 size_bytes: Some(size),
