@@ -54,6 +54,13 @@ pub(crate) enum Command {
     /// 1 invalid cascade, 2 a cell failed, 3 a tool failed or timed out, 4 the LLM provider failed,
     /// 6 invalid --input or configuration, 130/143 interrupted (the session is marked cancelled).
     Run(commands::run::Args),
+    /// Run one SQL statement with rvbbit's LLM functions and print the rows.
+    ///
+    /// Each invocation is a fresh SQL session; its LLM calls are sessions under one caller id `sql-…`,
+    /// results are cached in the store. Exit codes: 0 ok, 2 the statement failed (RVB-Q001 invalid,
+    /// RVB-Q002 execution, RVB-Q003 a function failed with rvbbit.udf_errors = 'raise', RVB-Q004 a bad
+    /// argument or setting), 6 configuration, 130/143 interrupted.
+    Sql(commands::sql::Args),
     /// Check cascade files and directories without running them.
     ///
     /// Reports every problem, never stopping at the first: syntax, unknown keys (with "did you mean"),
@@ -111,6 +118,7 @@ pub(crate) fn run() -> ExitCode {
     init_tracing(cli.verbose, cli.quiet);
     let result = match &cli.command {
         Command::Run(args) => commands::run::run(&cli, args, out),
+        Command::Sql(args) => commands::sql::run(&cli, args, out),
         Command::Validate(args) => commands::validate::run(&cli, args, out),
         Command::Schema(cmd) => commands::schema::run(cmd, out),
         Command::Config(cmd) => commands::config::run(&cli, cmd, out),

@@ -169,9 +169,10 @@ impl Engine {
         let mut end = run.emit.event(kind, None);
         end.content = output.clone();
         end.duration_us = Some(micros(duration));
-        end.cost = Some(run.cost);
-        end.metadata =
-            json!({"status": status.as_str(), "llm_calls": run.llm_calls, "tool_calls": run.tool_calls});
+        // The run's total goes in metadata, not `cost`: cost totals sum the `cost` of every event, and
+        // the LLM calls already carry theirs (a cost here counted every run twice).
+        end.metadata = json!({"status": status.as_str(), "llm_calls": run.llm_calls,
+            "tool_calls": run.tool_calls, "total_cost_micro_usd": run.cost.micros()});
         if let Some(e) = &error {
             end.error = Some(json!({"code": e.code().code, "message": e.to_string(), "hint": e.hint()}));
         }

@@ -151,5 +151,11 @@ fn clean_message(err: &DataFusionError) -> String {
             text = rest;
         }
     }
+    // sqlparser's errors print as `ParserError("…")`: keep the sentence (it ends with the position).
+    for wrapper in ["ParserError(\"", "TokenizerError(\""] {
+        if let Some(inner) = text.strip_prefix(wrapper).and_then(|t| t.strip_suffix("\")")) {
+            return inner.replace("\\\"", "\"").replace("\\\\", "\\");
+        }
+    }
     text.trim().to_owned()
 }

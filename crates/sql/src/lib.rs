@@ -34,6 +34,7 @@
 
 mod calls;
 mod error;
+mod format;
 mod options;
 mod session;
 mod udf;

@@ -11,6 +11,8 @@ pub(crate) mod metrics;
 pub(crate) mod run;
 pub(crate) mod schema;
 pub(crate) mod sessions;
+pub(crate) mod setup;
+pub(crate) mod sql;
 pub(crate) mod storage;
 pub(crate) mod validate;
 

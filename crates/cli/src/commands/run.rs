@@ -1,7 +1,6 @@
 //! `rvbbit run CASCADE`: validate, then run the cascade as one session and print its outcome.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use rvbbit_cascade::validate::{Options, validate_loaded};
@@ -9,13 +8,11 @@ use rvbbit_cascade::{Catalog, Severity, load_file, render};
 use rvbbit_core::{CallerId, Origin, SessionId, SessionStatus, codes};
 use rvbbit_engine::tools::Registry;
 use rvbbit_engine::{Engine, Outcome, RunRequest};
-use rvbbit_llm::{Client, Limits, Provider, ProviderSettings, Recorder, ReplayProvider};
-use rvbbit_store::{Writer, WriterOptions};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::storage::{Caught, Signals, block_on};
-use super::{Coded, Failure, Outcome as CmdOutcome, load_config};
+use super::{Coded, Failure, Outcome as CmdOutcome, load_config, setup};
 use crate::cli::Cli;
 use crate::output::{self, Format, Out};
 
@@ -108,19 +105,9 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
     block_on(async move {
         let mut signals = Signals::install()?;
         // 3. Provider.
-        let provider = provider(&config, args).await?;
+        let provider = setup::provider(&config, args.record.as_deref(), args.replay.as_deref()).await?;
         // 4. Store: a store that cannot be opened does not stop the run; events spill (RVB-S003).
-        let base = std::env::current_dir().unwrap_or_default();
-        let spill = WriterOptions::new(base.join(".rvbbit").join("spill"));
-        let (writer, store) = match rvbbit_store::open(&config.store.url, &base).await {
-            Ok(store) => (Writer::spawn(store.clone(), spill), Some(store)),
-            Err(e) => {
-                output::stderr(&format!(
-                    "warning: the store cannot be opened ({e}); events go to .rvbbit/spill/\n"
-                ));
-                (Writer::spill_only(spill, e.to_string()), None)
-            }
-        };
+        let (writer, store) = setup::store_writer(&config).await;
         let mut engine = Engine::new(registry)
             .with_provider(provider)
             .with_writer(writer.handle())
@@ -160,51 +147,6 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
         }
         render_outcome(&outcome, caught, out)
     })
-}
-
-/// Build the provider: the configured client, wrapped in a recorder, or a replay of a recording.
-async fn provider(config: &rvbbit_core::Config, args: &Args) -> Result<Arc<dyn Provider>, Failure> {
-    if let Some(path) = &args.replay {
-        let replay = ReplayProvider::open(path).await.map_err(llm_failure)?;
-        return Ok(Arc::new(replay));
-    }
-    let p = &config.provider;
-    let mut settings = ProviderSettings::new(p.base_url.clone());
-    settings.api_key_env = p.api_key_env.clone();
-    let key = p
-        .api_key
-        .clone()
-        .or_else(|| std::env::var(&p.api_key_env).ok())
-        .filter(|k| !k.trim().is_empty());
-    if let Some(key) = key {
-        settings = settings.with_api_key(key);
-    }
-    settings.default_model = config.default_model.clone();
-    settings.timeouts.total = Duration::from_secs(p.timeout_seconds.max(1));
-    settings.retry.max_retries = p.max_retries;
-    let mut limits = Limits::unlimited();
-    if p.max_concurrency > 0 {
-        limits = limits.with_max_concurrency(p.max_concurrency as usize);
-    }
-    if p.requests_per_minute > 0 {
-        limits = limits.with_requests_per_minute(p.requests_per_minute);
-    }
-    if p.tokens_per_minute > 0 {
-        limits = limits.with_tokens_per_minute(p.tokens_per_minute);
-    }
-    settings.limits = limits;
-    let client = Client::new(settings).map_err(llm_failure)?;
-    match &args.record {
-        Some(path) => Ok(Arc::new(
-            Recorder::create(client, path).await.map_err(llm_failure)?,
-        )),
-        None => Ok(Arc::new(client)),
-    }
-}
-
-fn llm_failure(e: rvbbit_llm::Error) -> Failure {
-    let hint = e.hint();
-    Failure::Coded(Coded::from_error(e.code(), &e, hint))
 }
 
 fn usage(code: &'static rvbbit_core::ErrorCode, message: String, hint: &str) -> Failure {

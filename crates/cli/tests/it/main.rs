@@ -5,6 +5,7 @@ mod config;
 mod help;
 mod run_command;
 mod run_llm;
+mod sql_command;
 mod store_commands;
 mod store_processes;
 mod validate;
