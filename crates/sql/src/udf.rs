@@ -189,6 +189,7 @@ fn parse_options(text: Option<&str>) -> Result<CallOptions, Error> {
 }
 
 /// What a row will get: NULL without a call, a fixed text, or the answer of a distinct call.
+#[derive(Clone)]
 enum Slot {
     Null,
     Text(String),
@@ -214,11 +215,29 @@ impl AsyncScalarUDFImpl for RvbbitFunction {
         let mut index: HashMap<String, usize> = HashMap::new();
         // Per-row fields: for rvbbit_run, the optional 3rd argument.
         let mut fields: Vec<Option<String>> = vec![None; n];
+        // Rows with the same arguments share a slot: the cache key (canonical JSON + SHA-256) is computed
+        // once per distinct argument tuple, which keeps large, repetitive columns cheap.
+        let mut seen: HashMap<[Option<&str>; 4], usize> = HashMap::new();
         for row in 0..n {
             let (Some(first), Some(second)) = (get(cols.first(), row), get(cols.get(1), row)) else {
                 slots.push(Slot::Null);
                 continue;
             };
+            if self.kind == Kind::Run {
+                fields[row] = get(cols.get(2), row).map(str::to_owned);
+            }
+            let raw = [
+                Some(first),
+                Some(second),
+                get(cols.get(2), row),
+                get(cols.get(3), row),
+            ];
+            if let Some(&earlier) = seen.get(&raw) {
+                let slot = slots[earlier].clone();
+                slots.push(slot);
+                continue;
+            }
+            seen.insert(raw, row);
             let call = match self.kind {
                 Kind::Udf => {
                     let opts = parse_options(get(cols.get(3), row)).map_err(Error::into_datafusion)?;
@@ -230,7 +249,6 @@ impl AsyncScalarUDFImpl for RvbbitFunction {
                     runtime.udf_call(first, second, model.as_deref(), cache)
                 }
                 Kind::Run => {
-                    fields[row] = get(cols.get(2), row).map(str::to_owned);
                     let input: Value = match serde_json::from_str(second) {
                         Ok(Value::Object(map)) => Value::Object(map),
                         Ok(_) => {
