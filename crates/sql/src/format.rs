@@ -27,7 +27,11 @@ impl QueryResult {
     /// A boxed text table with a header (an empty result still shows the header).
     ///
     /// Errors: [`Error::Execution`] for a value arrow cannot print.
+    /// A statement without columns (DDL, `SET`) gives the empty string.
     pub fn to_table(&self) -> Result<String> {
+        if self.schema.fields().is_empty() {
+            return Ok(String::new());
+        }
         let batches: Vec<RecordBatch> = if self.batches.is_empty() {
             vec![RecordBatch::new_empty(self.schema.clone())]
         } else {

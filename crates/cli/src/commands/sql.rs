@@ -115,7 +115,12 @@ fn render(result: &QueryResult, format: RowFormat, out: Out) -> Outcome {
                 "duration_ms": u64::try_from(result.duration.as_millis()).unwrap_or(u64::MAX),
             }))?;
         }
-        RowFormat::Table => output::stdout(&format!("{}\n", result.to_table().map_err(fail)?))?,
+        RowFormat::Table => {
+            let table = result.to_table().map_err(fail)?;
+            if !table.is_empty() {
+                output::stdout(&format!("{table}\n"))?;
+            }
+        }
         RowFormat::Csv => output::stdout(&result.to_csv().map_err(fail)?)?,
     }
     if format != RowFormat::Json && !out.quiet {
