@@ -65,22 +65,27 @@ impl QueryResult {
     ///
     /// Errors: [`Error::Execution`] for a value arrow cannot write as JSON.
     pub fn to_json_rows(&self) -> Result<Vec<Value>> {
-        let mut buf = Vec::new();
-        {
-            let mut writer = datafusion::arrow::json::WriterBuilder::new()
-                .with_explicit_nulls(true)
-                .build::<_, datafusion::arrow::json::writer::JsonArray>(&mut buf);
-            for batch in &self.batches {
-                writer.write(batch).map_err(|e| failed("JSON", e))?;
-            }
-            writer.finish().map_err(|e| failed("JSON", e))?;
+        json_rows(&self.batches)
+    }
+}
+
+/// One JSON object per row of `batches` (NULL columns are present as `null`).
+pub(crate) fn json_rows(batches: &[RecordBatch]) -> Result<Vec<Value>> {
+    let mut buf = Vec::new();
+    {
+        let mut writer = datafusion::arrow::json::WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, datafusion::arrow::json::writer::JsonArray>(&mut buf);
+        for batch in batches {
+            writer.write(batch).map_err(|e| failed("JSON", e))?;
         }
-        if buf.is_empty() {
-            return Ok(Vec::new());
-        }
-        match serde_json::from_slice::<Value>(&buf).map_err(|e| failed("JSON", e))? {
-            Value::Array(rows) => Ok(rows),
-            other => Ok(vec![other]),
-        }
+        writer.finish().map_err(|e| failed("JSON", e))?;
+    }
+    if buf.is_empty() {
+        return Ok(Vec::new());
+    }
+    match serde_json::from_slice::<Value>(&buf).map_err(|e| failed("JSON", e))? {
+        Value::Array(rows) => Ok(rows),
+        other => Ok(vec![other]),
     }
 }

@@ -10,6 +10,7 @@
 //! - `rvbbit_run(cascade, inputs_json [, field])` (aliases `rvbbit_cascade_udf`, `lars_run`,
 //!   `lars_cascade_udf`, `windlass_cascade_udf`): runs a cascade file; returns the result document as
 //!   JSON text, or `final_output.<field>` / `state.<field>`.
+//! - the `sql_data` tool for cascades ([`register_tools`]): a query over earlier cells' tables `_<cell>`.
 //! - the settings `rvbbit.udf_errors` (`null`, `raise`, `text`) and `rvbbit.cache` (`on`, `off`).
 //!
 //! Both functions are async and batched (`calls.rs`): per batch, rows with a NULL argument give NULL,
@@ -37,6 +38,7 @@ mod error;
 mod format;
 mod options;
 mod session;
+mod tool;
 mod udf;
 
 pub use calls::Settings;
@@ -44,4 +46,5 @@ pub use datafusion;
 pub use error::{Error, Result};
 pub use options::{RvbbitOptions, UdfErrors};
 pub use session::{QueryResult, SqlRuntime, SqlSession, StatementStats};
+pub use tool::{SqlData, register_tools};
 pub use udf::{RUN_NAMES, UDF_NAMES};

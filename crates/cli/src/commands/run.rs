@@ -66,7 +66,8 @@ struct JsonOutcome {
 
 pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
     let config = load_config(cli, out)?.config;
-    let registry = Registry::builtin();
+    let mut registry = Registry::builtin();
+    rvbbit_sql::register_tools(&mut registry);
 
     // 1. Validate: a run never starts on an invalid file.
     let mut catalog = Catalog::builtin();

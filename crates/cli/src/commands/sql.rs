@@ -45,7 +45,9 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         let mut signals = Signals::install()?;
         let provider = setup::provider(&config, None, None).await?;
         let (writer, store) = setup::store_writer(&config).await;
-        let engine = Engine::new(Registry::builtin())
+        let mut registry = Registry::builtin();
+        rvbbit_sql::register_tools(&mut registry);
+        let engine = Engine::new(registry)
             .with_provider(provider)
             .with_writer(writer.handle())
             .with_default_model(config.default_model.clone());

@@ -140,3 +140,25 @@ fn sql_errors_are_coded_with_positions_and_exit_2() {
     assert!(err.contains("notice: 1 rvbbit function call(s) failed"), "{err}");
     assert!(err.contains("RVB-L001"), "{err}");
 }
+
+#[test]
+fn run_executes_sql_data_cells() {
+    let dir = TempDir::new().unwrap();
+    std::fs::write(
+        dir.path().join("chain.yaml"),
+        "cascade_id: chain\ncells:\n- name: numbers\n  tool: sql_data\n  inputs:\n    query: SELECT * FROM (VALUES (1), (2), (3)) AS t(n)\n- name: total\n  tool: sql_data\n  inputs:\n    query: SELECT sum(n) AS total FROM _numbers\n",
+    )
+    .unwrap();
+    let out = rvbbit(dir.path())
+        .args(["--output", "json", "run", "chain.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["output"]["rows"], serde_json::json!([{"total": 6}]));
+}

@@ -10,4 +10,5 @@
 )]
 
 mod support;
+mod tool;
 mod udf;
