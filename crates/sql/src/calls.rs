@@ -132,6 +132,8 @@ pub(crate) struct Counters {
     pub(crate) llm_calls: AtomicU64,
     pub(crate) cache_hits: AtomicU64,
     pub(crate) errors: AtomicU64,
+    /// Calls not made because the statement's budget was spent.
+    pub(crate) skipped: AtomicU64,
     pub(crate) cost_micros: AtomicI64,
     pub(crate) avoided_micros: AtomicI64,
 }
@@ -144,6 +146,13 @@ pub(crate) struct Statement {
     memo: Mutex<HashMap<String, Arc<OnceCell<Answer>>>>,
     cascades: Mutex<HashMap<String, Result<Arc<LoadedCascade>, String>>>,
     pub(crate) first_error: Mutex<Option<String>>,
+    /// `PARALLEL n` of a MAP statement: at most n of its calls at once (below the runtime's limit).
+    pub(crate) parallel: std::sync::OnceLock<Arc<Semaphore>>,
+    /// `budget_dollars` of a MAP statement, in micro-dollars: no new call starts once the statement's
+    /// committed cost reached it.
+    pub(crate) budget: std::sync::OnceLock<i64>,
+    /// Messages for the user besides failures (a MAP input cut at its LIMIT).
+    pub(crate) notes: Mutex<Vec<String>>,
 }
 
 impl Statement {
@@ -154,6 +163,9 @@ impl Statement {
             memo: Mutex::new(HashMap::new()),
             cascades: Mutex::new(HashMap::new()),
             first_error: Mutex::new(None),
+            parallel: std::sync::OnceLock::new(),
+            budget: std::sync::OnceLock::new(),
+            notes: Mutex::new(Vec::new()),
         }
     }
 
@@ -373,9 +385,31 @@ impl Runtime {
         let started = Instant::now();
         // Only the run holds a permit (waiting duplicates and the cache write do not); the semaphore is
         // never closed, so `acquire` cannot fail.
+        let local = match stmt.parallel.get() {
+            Some(p) => p.acquire().await.ok(),
+            None => None,
+        };
         let permit = self.permits.acquire().await.ok();
+        // Stop when the next call, at the average cost of the calls so far, would pass the budget.
+        let spent = stmt.counters.cost_micros.load(Ordering::Relaxed);
+        let runs = i64::try_from(stmt.counters.runs.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        let next = if runs > 0 { spent / runs } else { 0 };
+        if let Some(&budget) = stmt.budget.get()
+            && spent.saturating_add(next) > budget
+        {
+            stmt.counters.skipped.fetch_add(1, Ordering::Relaxed);
+            let message = format!(
+                "not run: the statement's budget of ${} is spent",
+                MicroUsd::from_micros(budget).to_decimal_string()
+            );
+            return Answer::Failed {
+                document: json!({"error": message, "status": "skipped"}),
+                message,
+            };
+        }
         let outcome = self.engine.run(request).await;
         drop(permit);
+        drop(local);
         stmt.counters.runs.fetch_add(1, Ordering::Relaxed);
         stmt.counters
             .llm_calls

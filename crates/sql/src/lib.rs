@@ -36,6 +36,7 @@
 mod calls;
 mod error;
 mod format;
+mod map;
 mod options;
 mod session;
 mod tool;

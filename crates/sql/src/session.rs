@@ -5,19 +5,26 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::datatypes::SchemaRef;
+use std::collections::HashMap;
+
+use datafusion::arrow::array::{ArrayRef, StringArray};
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::MemTable;
+use datafusion::common::TableReference;
 use datafusion::logical_expr::async_udf::AsyncScalarUDF;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use rvbbit_core::{CallerId, Event, EventKind, MicroUsd, Origin, SessionId};
 use rvbbit_engine::Engine;
 use rvbbit_store::{Store, WriterHandle};
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::calls::{Runtime, Settings, Statement};
+use crate::calls::{Answer, Runtime, Settings, Statement};
 use crate::error::{Error, Result};
+use crate::map::{MapStatement, OptionValue, Verb};
 use crate::options::RvbbitOptions;
 use crate::udf::{Kind, RUN_NAMES, RvbbitFunction, UDF_NAMES};
 
@@ -112,6 +119,8 @@ pub struct StatementStats {
     pub cache_hits: u64,
     /// Calls that failed (NULL, `ERROR: …` or a failure document).
     pub errors: u64,
+    /// Calls not made because a MAP statement's `budget_dollars` was spent (their rows get NULL).
+    pub skipped: u64,
     /// Cost of the runs.
     pub cost: MicroUsd,
     /// What the cache hits would have cost.
@@ -157,6 +166,9 @@ impl SqlSession {
         let stmt = Arc::new(Statement::new(CallerId::new(Origin::Sql)));
         self.shared.set(Some(stmt.clone()));
         let result = async {
+            if let Some(map) = crate::map::parse(sql)? {
+                return self.execute_map(&stmt, map).await;
+            }
             let df = self.ctx.sql(sql).await.map_err(Error::from_datafusion)?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             let batches = df.collect().await.map_err(Error::from_datafusion)?;
@@ -170,6 +182,7 @@ impl SqlSession {
             llm_calls: c.llm_calls.load(Ordering::Relaxed),
             cache_hits: c.cache_hits.load(Ordering::Relaxed),
             errors: c.errors.load(Ordering::Relaxed),
+            skipped: c.skipped.load(Ordering::Relaxed),
             cost: MicroUsd::from_micros(c.cost_micros.load(Ordering::Relaxed)),
             avoided_cost: MicroUsd::from_micros(c.avoided_micros.load(Ordering::Relaxed)),
         };
@@ -181,7 +194,7 @@ impl SqlSession {
         self.log_statement(sql, &stmt, &stats, rows, duration, result.as_ref().err())
             .await;
         let (schema, batches) = result?;
-        let mut notices = Vec::new();
+        let mut notices: Vec<String> = stmt.notes.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if stats.errors > 0 {
             let first = stmt
                 .first_error
@@ -193,6 +206,14 @@ impl SqlSession {
                 "{} rvbbit function call(s) failed (NULL for rvbbit_udf, a failure document for rvbbit_run); \
                  first error: {first}; see `rvbbit sessions list --caller {}`",
                 stats.errors, stmt.caller_id
+            ));
+        }
+        if stats.skipped > 0 {
+            notices.push(format!(
+                "budget reached: {} call(s) were not made (NULL in the result column); the statement \
+                 spent ${}",
+                stats.skipped,
+                stats.cost.to_decimal_string()
             ));
         }
         Ok(QueryResult {
@@ -215,7 +236,7 @@ impl SqlSession {
         duration: Duration,
         error: Option<&Error>,
     ) {
-        if stats.runs + stats.cache_hits + stats.errors == 0 {
+        if stats.runs + stats.cache_hits + stats.errors + stats.skipped == 0 {
             return;
         }
         let Some(writer) = &self.shared.runtime.writer else {
@@ -237,6 +258,7 @@ impl SqlSession {
             "llm_calls": stats.llm_calls,
             "cache_hits": stats.cache_hits,
             "errors": stats.errors,
+            "skipped": stats.skipped,
             "total_cost_micro_usd": stats.cost.micros(),
             "avoided_cost_micro_usd": stats.avoided_cost.micros(),
         });
@@ -246,5 +268,228 @@ impl SqlSession {
         if let Err(e) = writer.event(event).await {
             tracing::warn!(error = %e, "sql_query event not recorded");
         }
+    }
+}
+
+impl SqlSession {
+    /// Execute a parsed `RVBBIT MAP` (natively: the USING rows → concurrent cascade runs → the rows plus a
+    /// result column), its `EXPLAIN`, or its `CREATE TABLE … AS` form.
+    async fn execute_map(
+        &self,
+        stmt: &Arc<Statement>,
+        map: MapStatement,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        if map.verb == Verb::Run {
+            return Err(Error::Invalid {
+                message: "RVBBIT RUN is parsed but not executed yet; use RVBBIT MAP (one run per row) or \
+                          rvbbit_run(cascade, inputs_json)"
+                    .into(),
+            });
+        }
+        let option = |name: &str| {
+            map.options
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let bad = |name: &str, want: &str| Error::Argument {
+            message: format!("MAP option `{name}` must be {want}"),
+        };
+        let limit = match option("limit") {
+            None => DEFAULT_MAP_LIMIT,
+            Some(OptionValue::Number(n)) if n >= 1.0 && n.fract() == 0.0 => n as u64,
+            Some(_) => return Err(bad("limit", "a whole number of at least 1")),
+        };
+        let cache = match option("cache") {
+            None => true,
+            Some(OptionValue::Bool(b)) => b,
+            Some(_) => return Err(bad("cache", "true or false")),
+        };
+        let model = match option("model") {
+            None => None,
+            Some(OptionValue::Text(m)) => Some(m),
+            Some(_) => return Err(bad("model", "a string")),
+        };
+        let parallel = match option("parallel") {
+            None => map.parallel,
+            Some(OptionValue::Number(n)) if n >= 1.0 && n.fract() == 0.0 => Some(n as usize),
+            Some(_) => return Err(bad("parallel", "a whole number of at least 1")),
+        };
+        if let Some(n) = parallel {
+            let _ = stmt.parallel.set(Arc::new(tokio::sync::Semaphore::new(n)));
+        }
+        match option("budget_dollars") {
+            None => {}
+            Some(OptionValue::Number(d)) if d >= 0.0 => {
+                let micros =
+                    MicroUsd::from_usd_f64(d).ok_or_else(|| bad("budget_dollars", "a dollar amount"))?;
+                let _ = stmt.budget.set(micros.micros());
+            }
+            Some(_) => return Err(bad("budget_dollars", "a dollar amount such as 0.50")),
+        }
+        let result_column = map
+            .alias
+            .clone()
+            .or_else(|| match option("result_column") {
+                Some(OptionValue::Text(t)) => Some(t),
+                _ => None,
+            })
+            .unwrap_or_else(|| "result".to_owned());
+        // Typed columns are checked before anything runs.
+        let mut typed = Vec::with_capacity(map.typed.len());
+        for (name, ty) in &map.typed {
+            let target = sql_type(ty).ok_or_else(|| Error::Argument {
+                message: format!(
+                    "unknown column type `{ty}` for `{name}`; use VARCHAR, TEXT, JSON, BIGINT, INTEGER, DOUBLE or BOOLEAN"
+                ),
+            })?;
+            typed.push((name.clone(), target));
+        }
+        let runtime = &self.shared.runtime;
+        // The cascade path is a literal: a missing or invalid cascade fails the statement before any call.
+        let cascade = runtime
+            .cascade(stmt, &map.cascade)
+            .map_err(|message| Error::Invalid { message })?;
+        let select = if map.distinct {
+            "SELECT DISTINCT *"
+        } else {
+            "SELECT *"
+        };
+        let input_sql = format!(
+            "{select} FROM ({}) AS rvbbit_input LIMIT {}",
+            map.using,
+            limit + 1
+        );
+        let df = self.ctx.sql(&input_sql).await.map_err(Error::from_datafusion)?;
+        let input_schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await.map_err(Error::from_datafusion)?;
+        let mut input = concat_batches(&input_schema, &batches).map_err(|e| Error::Execution {
+            message: e.to_string(),
+        })?;
+        let truncated = input.num_rows() as u64 > limit;
+        if truncated {
+            input = input.slice(0, usize::try_from(limit).unwrap_or(usize::MAX));
+            stmt.notes.lock().unwrap_or_else(|p| p.into_inner()).push(format!(
+                "the USING query has more than {limit} rows; only the first {limit} were mapped \
+                 (raise it with WITH (limit = n))"
+            ));
+        }
+        let rows = crate::format::json_rows(std::slice::from_ref(&input))?;
+        let mut calls = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut slots = Vec::with_capacity(rows.len());
+        for row in rows {
+            let call = runtime.run_call(cascade.clone(), row, model.as_deref(), cache);
+            let next = calls.len();
+            let i = *index.entry(call.key.clone()).or_insert(next);
+            if i == next {
+                calls.push(call);
+            }
+            slots.push(i);
+        }
+
+        if map.explain {
+            let lines = [
+                format!("RVBBIT MAP '{}' AS {result_column}", map.cascade),
+                format!("  input: {input_sql}"),
+                format!(
+                    "  rows: {}{}",
+                    slots.len(),
+                    if truncated { format!(" (cut at LIMIT {limit})") } else { String::new() }
+                ),
+                format!(
+                    "  distinct cascade runs: at most {} (cache {}; hits are free)",
+                    calls.len(),
+                    if cache { "on" } else { "off" }
+                ),
+                format!("  concurrency: {}", parallel.unwrap_or(runtime.settings.concurrency)),
+                "  estimated cost: unknown before the first run (the cascade's cost per run is not known yet)"
+                    .to_owned(),
+            ];
+            let schema = Arc::new(Schema::new(vec![Field::new("plan", DataType::Utf8, false)]));
+            let column: ArrayRef = Arc::new(StringArray::from(lines.to_vec()));
+            let batch = RecordBatch::try_new(schema.clone(), vec![column]).map_err(|e| Error::Execution {
+                message: e.to_string(),
+            })?;
+            return Ok((schema, vec![batch]));
+        }
+
+        let answers = runtime.answer(stmt, calls).await;
+        let finals: Vec<Option<Value>> = slots
+            .iter()
+            .map(|&i| match &answers[i] {
+                Answer::Ok(doc) => doc.get("final_output").cloned().filter(|v| !v.is_null()),
+                Answer::Failed { .. } => None,
+            })
+            .collect();
+        let mut fields: Vec<Field> = input_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut columns: Vec<ArrayRef> = input.columns().to_vec();
+        if map.typed.is_empty() {
+            let text: StringArray = finals
+                .iter()
+                .map(|v| {
+                    v.as_ref().map(|v| match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                })
+                .collect();
+            fields.push(Field::new(&result_column, DataType::Utf8, true));
+            columns.push(Arc::new(text));
+        } else {
+            for (name, target) in typed {
+                let text: StringArray = finals
+                    .iter()
+                    .map(|v| {
+                        v.as_ref().and_then(|v| v.get(&name)).and_then(|x| match x {
+                            Value::Null => None,
+                            Value::String(s) => Some(s.clone()),
+                            other => Some(other.to_string()),
+                        })
+                    })
+                    .collect();
+                let array = datafusion::arrow::compute::cast_with_options(
+                    &text,
+                    &target,
+                    &datafusion::arrow::compute::CastOptions {
+                        safe: true,
+                        ..Default::default()
+                    },
+                )
+                .map_err(|e| Error::Execution {
+                    message: e.to_string(),
+                })?;
+                fields.push(Field::new(&name, target, true));
+                columns.push(array);
+            }
+        }
+        let schema = Arc::new(Schema::new(fields));
+        let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Execution {
+            message: e.to_string(),
+        })?;
+        if let Some(table) = &map.create_table {
+            let mem = MemTable::try_new(schema.clone(), vec![vec![batch]]).map_err(|e| Error::Execution {
+                message: e.to_string(),
+            })?;
+            self.ctx
+                .register_table(TableReference::bare(table.clone()), Arc::new(mem))
+                .map_err(Error::from_datafusion)?;
+            let empty = Arc::new(Schema::empty());
+            return Ok((empty, Vec::new()));
+        }
+        Ok((schema, vec![batch]))
+    }
+}
+
+/// Rows a MAP reads from its USING query unless `WITH (limit = n)` says otherwise.
+const DEFAULT_MAP_LIMIT: u64 = 1_000;
+
+fn sql_type(name: &str) -> Option<DataType> {
+    match name {
+        "VARCHAR" | "TEXT" | "STRING" | "JSON" => Some(DataType::Utf8),
+        "BIGINT" | "INTEGER" | "INT" => Some(DataType::Int64),
+        "DOUBLE" | "FLOAT" | "REAL" => Some(DataType::Float64),
+        "BOOLEAN" | "BOOL" => Some(DataType::Boolean),
+        _ => None,
     }
 }

@@ -9,6 +9,7 @@
     unreachable_pub
 )]
 
+mod map;
 mod support;
 mod tool;
 mod udf;
