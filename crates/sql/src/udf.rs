@@ -214,7 +214,12 @@ impl AsyncScalarUDFImpl for RvbbitFunction {
         let mut calls: Vec<Call> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         // Per-row fields: for rvbbit_run, the optional 3rd argument.
-        let mut fields: Vec<Option<String>> = vec![None; n];
+        let fields: Vec<Option<String>> = (0..n)
+            .map(|row| match self.kind {
+                Kind::Run => get(cols.get(2), row).map(str::to_owned),
+                Kind::Udf => None,
+            })
+            .collect();
         // Rows with the same arguments share a slot: the cache key (canonical JSON + SHA-256) is computed
         // once per distinct argument tuple, which keeps large, repetitive columns cheap.
         let mut seen: HashMap<[Option<&str>; 4], usize> = HashMap::new();
@@ -223,9 +228,6 @@ impl AsyncScalarUDFImpl for RvbbitFunction {
                 slots.push(Slot::Null);
                 continue;
             };
-            if self.kind == Kind::Run {
-                fields[row] = get(cols.get(2), row).map(str::to_owned);
-            }
             let raw = [
                 Some(first),
                 Some(second),
