@@ -69,6 +69,11 @@ impl SqlRuntime {
                 ctx.register_udf(AsyncScalarUDF::new(Arc::new(f)).into_scalar_udf());
             }
         }
+        // Magic tables over the store. Registering a fresh name in a fresh context cannot fail.
+        let _ = ctx.register_table(
+            "sql_query_log",
+            Arc::new(crate::magic::SqlQueryLog::new(self.runtime.clone())),
+        );
         SqlSession { ctx, shared }
     }
 }

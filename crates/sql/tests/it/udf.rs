@@ -171,6 +171,27 @@ async fn failures_give_null_are_counted_and_can_raise_or_return_text() {
     assert_eq!(log[0].event.metadata["runs"], 100);
     assert_eq!(log[0].event.metadata["rows_output"], 100);
     assert_eq!(log[0].event.metadata["status"], "completed");
+    // ... queryable as the magic table `sql_query_log`.
+    let logged = session
+        .execute(&format!(
+            "SELECT errors, runs, rows_output, status, total_cost, query_raw FROM sql_query_log \
+             WHERE caller_id = '{caller}'"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(logged.row_count(), 1);
+    let row: Vec<Option<String>> = (0..6).map(|c| column(&logged, c)[0].clone()).collect();
+    assert_eq!(
+        row[..4],
+        [
+            Some("5".into()),
+            Some("100".into()),
+            Some("100".into()),
+            Some("completed".into())
+        ]
+    );
+    assert_eq!(row[4].as_deref(), Some("0.095"), "95 successful calls at $0.001");
+    assert!(row[5].as_deref().unwrap().contains("rvbbit_udf('Echo', v)"));
 
     // Errors are never cached: the failed inputs are called again, the good ones are hits.
     let before = server.requests();

@@ -1,0 +1,155 @@
+//! Magic tables over the event store. Today: `sql_query_log`, one row per SQL statement that reached an
+//! rvbbit function (its `sql_query` event), read from the store when the table is scanned.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{MemTable, Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use rvbbit_core::EventKind;
+use rvbbit_store::EventFilter;
+use serde_json::Value;
+
+use crate::calls::Runtime;
+
+/// `sql_query_log`: one row per statement that used rvbbit functions.
+#[derive(Debug)]
+pub(crate) struct SqlQueryLog {
+    runtime: Arc<Runtime>,
+    schema: SchemaRef,
+}
+
+impl SqlQueryLog {
+    pub(crate) fn new(runtime: Arc<Runtime>) -> Self {
+        let text = |n: &str| Field::new(n, DataType::Utf8, true);
+        let int = |n: &str| Field::new(n, DataType::Int64, true);
+        let schema = Schema::new(vec![
+            text("query_id"),
+            text("caller_id"),
+            text("timestamp"),
+            text("query_raw"),
+            text("query_hash"),
+            text("status"),
+            int("duration_ms"),
+            int("rows_output"),
+            int("runs"),
+            int("llm_calls_count"),
+            int("cache_hits"),
+            int("errors"),
+            int("skipped"),
+            int("total_cost_micro_usd"),
+            Field::new("total_cost", DataType::Float64, true),
+            int("avoided_cost_micro_usd"),
+            text("error_message"),
+        ]);
+        SqlQueryLog {
+            runtime,
+            schema: Arc::new(schema),
+        }
+    }
+
+    async fn batch(&self) -> Result<RecordBatch> {
+        if let Some(writer) = &self.runtime.writer {
+            // Statements finished just before are in the writer's buffer: store them first.
+            let _ = writer.flush().await;
+        }
+        let events = match &self.runtime.store {
+            Some(store) => store
+                .events(&EventFilter {
+                    kind: Some(EventKind::SqlQuery),
+                    ..EventFilter::default()
+                })
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?,
+            None => Vec::new(),
+        };
+        let m = |e: &rvbbit_store::StoredEvent, k: &str| e.event.metadata.get(k).and_then(Value::as_i64);
+        let texts = |f: &dyn Fn(&rvbbit_store::StoredEvent) -> Option<String>| -> ArrayRef {
+            Arc::new(events.iter().map(f).collect::<StringArray>())
+        };
+        let ints = |k: &str| -> ArrayRef { Arc::new(events.iter().map(|e| m(e, k)).collect::<Int64Array>()) };
+        let columns: Vec<ArrayRef> = vec![
+            texts(&|e| Some(e.event.event_id.to_string())),
+            texts(&|e| e.event.caller_id.as_ref().map(ToString::to_string)),
+            texts(&|e| Some(e.event.ts_us.to_rfc3339())),
+            texts(&|e| {
+                e.event
+                    .content
+                    .get("query")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            }),
+            texts(&|e| {
+                e.event
+                    .metadata
+                    .get("query_hash")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            }),
+            texts(&|e| {
+                e.event
+                    .metadata
+                    .get("status")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            }),
+            Arc::new(
+                events
+                    .iter()
+                    .map(|e| e.event.duration_us.map(|d| d / 1000))
+                    .collect::<Int64Array>(),
+            ),
+            ints("rows_output"),
+            ints("runs"),
+            ints("llm_calls"),
+            ints("cache_hits"),
+            ints("errors"),
+            ints("skipped"),
+            ints("total_cost_micro_usd"),
+            Arc::new(
+                events
+                    .iter()
+                    .map(|e| m(e, "total_cost_micro_usd").map(|c| c as f64 / 1e6))
+                    .collect::<Float64Array>(),
+            ),
+            ints("avoided_cost_micro_usd"),
+            texts(&|e| {
+                e.event
+                    .error
+                    .as_ref()
+                    .and_then(|x| x.get("message"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            }),
+        ];
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+#[async_trait]
+impl TableProvider for SqlQueryLog {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let table = MemTable::try_new(self.schema.clone(), vec![vec![self.batch().await?]])?;
+        table.scan(state, projection, filters, limit).await
+    }
+}
