@@ -11,7 +11,8 @@
 //!   `lars_cascade_udf`, `windlass_cascade_udf`): runs a cascade file; returns the result document as
 //!   JSON text, or `final_output.<field>` / `state.<field>`.
 //! - the `sql_data` tool for cascades ([`register_tools`]): a query over earlier cells' tables `_<cell>`.
-//! - the magic table `sql_query_log` (one row per statement that used rvbbit functions, from the store).
+//! - the magic tables `sql_query_log` (one row per statement that used rvbbit functions) and `all_data`
+//!   (one row per event), read from the store.
 //! - the settings `rvbbit.udf_errors` (`null`, `raise`, `text`) and `rvbbit.cache` (`on`, `off`).
 //!
 //! Both functions are async and batched (`calls.rs`): per batch, rows with a NULL argument give NULL,

@@ -74,6 +74,10 @@ impl SqlRuntime {
             "sql_query_log",
             Arc::new(crate::magic::SqlQueryLog::new(self.runtime.clone())),
         );
+        let _ = ctx.register_table(
+            "all_data",
+            Arc::new(crate::magic::AllData::new(self.runtime.clone())),
+        );
         SqlSession { ctx, shared }
     }
 }

@@ -271,6 +271,36 @@ async fn one_statement_is_one_caller_and_costs_sum_by_caller() {
     assert_eq!(by_caller[0].calls, 6);
     assert_eq!(by_caller[0].cost.micros(), 6_000);
     assert_eq!(result.stats.cost.micros(), 6_000);
+
+    // The same from SQL: `all_data` (filters on caller_id and kind go to the store).
+    let sums = session
+        .execute(&format!(
+            "SELECT count(*), sum(cost_micro_usd), count(DISTINCT session_id) FROM all_data \
+             WHERE caller_id = '{caller}' AND kind = 'llm_response'"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        (0..3)
+            .map(|c| column(&sums, c)[0].clone().unwrap())
+            .collect::<Vec<_>>(),
+        ["6", "6000", "6"]
+    );
+    let starts = session
+        .execute("SELECT session_id FROM all_data WHERE kind = 'cascade_start' AND cascade_id = 'sql_udf'")
+        .await
+        .unwrap();
+    assert_eq!(starts.row_count(), 6);
+    assert!(
+        column(&starts, 0)
+            .iter()
+            .all(|s| s.as_deref().unwrap().starts_with("udf-"))
+    );
+    let none = session
+        .execute("SELECT * FROM all_data WHERE kind = 'no_such_kind'")
+        .await
+        .unwrap();
+    assert_eq!(none.row_count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
