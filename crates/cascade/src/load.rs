@@ -463,6 +463,30 @@ pub fn resolve_contained(reference: &str, bases: &[PathBuf]) -> Result<Option<Pa
     Ok(None)
 }
 
+/// Resolve a cascade reference (`sub_cascades`/`async_cascades` `ref`) like [`resolve_contained`]; a
+/// `.json`, `.yaml` or `.yml` reference that is not found is also tried with the other two extensions
+/// (RVBBIT's files moved from JSON to YAML while their refs kept saying `child.json`).
+pub fn resolve_cascade_ref(reference: &str, bases: &[PathBuf]) -> Result<Option<PathBuf>, String> {
+    if let Some(found) = resolve_contained(reference, bases)? {
+        return Ok(Some(found));
+    }
+    let path = Path::new(reference);
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if !matches!(ext, "json" | "yaml" | "yml") {
+        return Ok(None);
+    }
+    for other in ["yaml", "yml", "json"] {
+        if other == ext {
+            continue;
+        }
+        let alt = path.with_extension(other);
+        if let Some(found) = resolve_contained(&alt.to_string_lossy(), bases)? {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
+}
+
 fn resolve_includes(path: &Path, document: &mut Document, diags: &mut Vec<Diagnostic>) {
     let Content::Cascade(cascade) = &mut document.content else {
         return;
@@ -510,5 +534,26 @@ fn resolve_includes(path: &Path, document: &mut Document, diags: &mut Vec<Diagno
             ),
             Err(message) => diags.push(fail(message).with_hint("use a relative path inside the project")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cascade_refs_find_the_yaml_twin_of_a_json_ref_and_stay_contained() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let project = dir.path().join("project");
+        fs::create_dir_all(project.join("sub")).unwrap();
+        fs::write(project.join("sub/child.yaml"), "cascade_id: c\ncells: []\n").unwrap();
+        fs::write(dir.path().join("outside.yaml"), "cascade_id: o\ncells: []\n").unwrap();
+        let bases = vec![project.clone()];
+        let found = resolve_cascade_ref("sub/child.json", &bases).unwrap().unwrap();
+        assert!(found.ends_with("sub/child.yaml"), "{}", found.display());
+        assert_eq!(resolve_cascade_ref("sub/missing.json", &bases), Ok(None));
+        let escape = resolve_cascade_ref("../outside.json", &bases).unwrap_err();
+        assert!(escape.contains("leaves the directory"), "{escape}");
+        assert!(resolve_cascade_ref("/etc/passwd", &bases).is_err());
     }
 }

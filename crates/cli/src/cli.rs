@@ -52,8 +52,24 @@ pub(crate) enum Command {
     ///
     /// Prints the final output (text) or one JSON outcome document (--output json). Exit codes: 0 ok,
     /// 1 invalid cascade, 2 a cell failed, 3 a tool failed or timed out, 4 the LLM provider failed,
-    /// 6 invalid --input or configuration, 130/143 interrupted (the session is marked cancelled).
+    /// 6 invalid --input or configuration, 10 waiting for a human (the session stays `waiting`; the
+    /// message prints the `rvbbit signal send` and `rvbbit resume` commands), 130/143 interrupted (the
+    /// session is marked cancelled).
+    ///
+    /// Human-in-the-loop cells: in a terminal the question is asked on stderr and answered on stdin;
+    /// otherwise the run polls the store for an answer sent with `rvbbit signal send` (up to --wait or
+    /// the cell's timeout), and --detach exits 10 at once. A progress line (cell, turn, LLM calls, cost)
+    /// is drawn on stderr when it is a terminal, never when piped or with -q.
     Run(commands::run::Args),
+    /// Continue a `waiting` session at its waiting cell, without re-running the cells that completed.
+    ///
+    /// Uses the cascade text recorded on the session (a warning when the file changed since), the same
+    /// session id and caller id. With --value, answers the pending question first. Exit codes as for
+    /// `rvbbit run`; 5 when the session is not waiting (RVB-S006) or unknown (RVB-S005).
+    Resume(commands::resume::Args),
+    /// Answer waiting human-in-the-loop cells and list signals.
+    #[command(subcommand)]
+    Signal(commands::signal::Command),
     /// Run one SQL statement with rvbbit's LLM functions and print the rows.
     ///
     /// Each invocation is a fresh SQL session; its LLM calls are sessions under one caller id `sql-…`,
@@ -95,6 +111,15 @@ pub(crate) enum Command {
     /// Look inside sessions: the full trace tree, the inputs and messages sent.
     #[command(subcommand)]
     Debug(commands::debug::Command),
+    /// Serve the HTTP API: runs, sessions, live event streams (SSE), costs, metrics and health.
+    ///
+    /// Binds to 127.0.0.1:5050 by default. Any other address requires API keys (`rvbbit keys create`);
+    /// without one the server refuses to start (exit 6). SIGINT/SIGTERM stop it gracefully: in-flight
+    /// runs get --shutdown-grace seconds, then are cancelled and their events flushed.
+    Serve(commands::serve::Args),
+    /// Manage API keys of the HTTP server (the secret is shown once; the store keeps only its hash).
+    #[command(subcommand)]
+    Keys(commands::keys::Command),
 }
 
 /// Parse arguments, run the command, and turn the outcome into an exit code.
@@ -118,6 +143,8 @@ pub(crate) fn run() -> ExitCode {
     init_tracing(cli.verbose, cli.quiet);
     let result = match &cli.command {
         Command::Run(args) => commands::run::run(&cli, args, out),
+        Command::Resume(args) => commands::resume::run(&cli, args, out),
+        Command::Signal(cmd) => commands::signal::run(&cli, cmd, out),
         Command::Sql(args) => commands::sql::run(&cli, args, out),
         Command::Validate(args) => commands::validate::run(&cli, args, out),
         Command::Schema(cmd) => commands::schema::run(cmd, out),
@@ -130,6 +157,8 @@ pub(crate) fn run() -> ExitCode {
         Command::Doctor => commands::doctor::run(&cli, out),
         Command::Metrics(args) => commands::metrics::run(&cli, args, out),
         Command::Debug(cmd) => commands::debug::run(&cli, cmd, out),
+        Command::Serve(args) => commands::serve::run(&cli, args, out),
+        Command::Keys(cmd) => commands::keys::run(&cli, cmd, out),
     };
     match result {
         Ok(code) => ExitCode::from(code),

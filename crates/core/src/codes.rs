@@ -26,6 +26,8 @@ pub enum ExitClass {
     Storage,
     /// Configuration or command-line usage is wrong.
     Configuration,
+    /// The run stopped to wait for a human answer; the session stays `waiting` and can be resumed.
+    Waiting,
     /// The run was interrupted with Ctrl-C (SIGINT).
     Interrupted,
     /// The run was terminated with SIGTERM.
@@ -34,7 +36,7 @@ pub enum ExitClass {
 
 impl ExitClass {
     /// Every class, in exit-code order.
-    pub const ALL: [ExitClass; 9] = [
+    pub const ALL: [ExitClass; 10] = [
         ExitClass::Ok,
         ExitClass::Validation,
         ExitClass::Execution,
@@ -42,6 +44,7 @@ impl ExitClass {
         ExitClass::Llm,
         ExitClass::Storage,
         ExitClass::Configuration,
+        ExitClass::Waiting,
         ExitClass::Interrupted,
         ExitClass::Terminated,
     ];
@@ -56,6 +59,7 @@ impl ExitClass {
             ExitClass::Llm => 4,
             ExitClass::Storage => 5,
             ExitClass::Configuration => 6,
+            ExitClass::Waiting => 10,
             ExitClass::Interrupted => 130,
             ExitClass::Terminated => 143,
         }
@@ -81,6 +85,10 @@ impl ExitClass {
             ExitClass::Storage => "Storage: the event store could not be opened, migrated or written.",
             ExitClass::Configuration => {
                 "Configuration: `rvbbit.toml`, an `RVBBIT_*` variable or a command-line flag is wrong."
+            }
+            ExitClass::Waiting => {
+                "Waiting: the run stopped at a human-in-the-loop cell; the session is `waiting`. Answer with \
+                 `rvbbit signal send SESSION NAME --value JSON`, then continue with `rvbbit resume SESSION`."
             }
             ExitClass::Interrupted => {
                 "Interrupted by Ctrl-C (SIGINT): the run was cancelled and its events flushed."
@@ -157,6 +165,7 @@ fn class_name(class: ExitClass) -> &'static str {
         ExitClass::Llm => "LLM",
         ExitClass::Storage => "storage",
         ExitClass::Configuration => "configuration",
+        ExitClass::Waiting => "waiting",
         ExitClass::Interrupted => "interrupted",
         ExitClass::Terminated => "terminated",
     }
@@ -325,6 +334,29 @@ codes! {
         "Sub-cascades or validator cascades nested deeper than the limit.",
         ["A cascade that calls itself."],
         "Break the recursion.";
+    /// A ward in blocking mode rejected a cell's input or output.
+    E_WARD_BLOCKED = "RVB-E005", Execution, "Blocked by ward",
+        "A `wards` entry in `blocking` mode judged the cell's input (pre ward), a turn (turn ward) or its output (post ward) invalid, so the cascade stopped. The cell's `on_error` does not apply: a blocking ward is a hard stop.",
+        ["The input or the model's output really broke the rule the ward checks.",
+         "A validator that is too strict, or that fails on valid content (check its reason in the `ward` event)."],
+        "Read the ward's reason in the error or in the `ward` event (`rvbbit debug trace SESSION`). Fix the input, relax the validator, or use `mode: retry` (re-ask the model) or `mode: advisory` (warn only).";
+    /// A child cascade (sub-cascade, async cascade, cascade tool, validator cascade) could not be loaded.
+    E_CHILD_INVALID = "RVB-E006", Execution, "Invalid child cascade",
+        "A cascade referenced at run time (a `sub_cascades` or `async_cascades` `ref`, a cascade used as a tool, a validator cascade) could not be found, leaves the project directory, or is not a valid cascade. Nothing of the child ran.",
+        ["A `ref` path with a typo, or relative to the wrong directory (refs are relative to the referring cascade file and its parents).",
+         "A `ref` that climbs out of the project (`../../etc/passwd`) or a symlink that points outside it.",
+         "A child cascade with validation errors."],
+        "Run `rvbbit validate` on the child file named in the message and fix it, or correct the `ref`.";
+    /// The conversation does not fit the token budget.
+    E_TOKEN_BUDGET = "RVB-E010", Execution, "Token budget exceeded",
+        "Before a model call, the cell's conversation (estimated at 4 characters a token) was larger than the cascade's `token_budget.max_total` minus `reserve_for_output`, and the budget's `strategy` is `fail` or pruning old messages could not make it fit.",
+        ["A large tool result or injected context with `strategy: fail`.", "A single message (the task itself) larger than the budget."],
+        "Raise `token_budget.max_total`, lower `reserve_for_output`, or use `strategy: sliding_window`, `prune_oldest` or `summarize`.";
+    /// The candidates' evaluator named no winner.
+    E_EVALUATOR_UNREADABLE = "RVB-E011", Execution, "Evaluator reply unreadable",
+        "The evaluator of a cell's `candidates` (takes, soundings) replied without a valid attempt number, and again when asked once more for `{\"winner\": n, \"reason\": ...}`.",
+        ["A model that ignores the answer format.", "Evaluator instructions that ask for something other than picking one attempt."],
+        "Ask for the attempt number in `evaluator_instructions`, or set `candidates.evaluator_model` to a model that follows instructions.";
     /// A broken invariant: a bug in rvbbit.
     INTERNAL = "RVB-I001", Execution, "Internal error",
         "rvbbit reached a state its authors believed impossible. This is a bug.",
@@ -481,6 +513,54 @@ codes! {
         "The value passed with `--input` is neither a readable JSON file nor valid JSON.",
         ["A JSON object written without quotes around keys.", "An `@file` that does not exist."],
         "Pass a JSON object (`--input '{\"name\": \"x\"}'`) or `@path/to/input.json`.";
+    /// An answer to a human-in-the-loop question does not fit the question.
+    C_ANSWER = "RVB-C007", Configuration, "Answer does not fit the question",
+        "The value given for a waiting human-in-the-loop cell (`--value`, or a terminal answer) is valid JSON but not an answer of the kind the cell asked for.",
+        ["A choice that is not one of the cell's `options`.", "Text given to a confirmation (use `true`/`false` or `{\"confirmed\": true}`).",
+         "A number where free text was asked."],
+        "Answer with the shape the question asks: confirmation `true`/`false` or `{\"confirmed\": bool, \"comment\"?: str}`, choice one of the option values or `{\"selected\": value}`, text a string or `{\"text\": str}`. `rvbbit signal list --session ID` shows the question.";
+
+    // ---- Waiting (exit 10) ---------------------------------------------------------------------------
+    /// The run waits for a human.
+    H_WAITING = "RVB-H001", Waiting, "Waiting for a human answer",
+        "The run reached a human-in-the-loop cell (`human_input`, a screen, or the `ask_human` tool), nobody answered in this process, and it stopped with the session `waiting`. Nothing is lost: the completed cells, the state and the cost so far are saved in a checkpoint.",
+        ["`rvbbit run` was not attached to a terminal and no answer arrived within `--wait` (or the cell's timeout).", "`--detach` was given."],
+        "Answer with `rvbbit signal send SESSION NAME --value JSON` (the message prints the exact command), then continue with `rvbbit resume SESSION`; or run `rvbbit resume SESSION --value JSON` in one step.";
+    /// A server would be reachable from other machines without authentication.
+    C_UNSAFE_BIND = "RVB-C008", Configuration, "Unauthenticated network bind",
+        "`rvbbit serve` was asked to listen on an address other than loopback, but no API key exists. Anyone who can reach the port could then read every session and spend money on runs.",
+        ["`--host 0.0.0.0` (or a LAN address) on a machine where `rvbbit keys create` was never run.",
+         "Every API key was revoked."],
+        "Create a key with `rvbbit keys create --name NAME` and give it to the clients (`Authorization: Bearer KEY`), or bind to `127.0.0.1` (the default).";
+
+    // ---- HTTP API (answered to clients; exit 6 when the CLI reports one) -----------------------------
+    /// The HTTP request is malformed.
+    A_BAD_REQUEST = "RVB-A001", Configuration, "Bad request",
+        "The HTTP API could not use the request: its JSON body does not parse, a field has the wrong type, or a query parameter is invalid.",
+        ["A body that is not JSON, or JSON without the required fields.", "A query parameter such as `limit=abc`.",
+         "A `Content-Type` other than `application/json` on a JSON endpoint."],
+        "Read the `message` of the error; the OpenAPI document at `/api/v1/openapi.json` gives every endpoint's shape.";
+    /// The request needs an API key.
+    A_UNAUTHORIZED = "RVB-A002", Configuration, "API key required",
+        "The server listens beyond loopback, so every API request needs a valid API key, and this one had none, an unknown one, or a revoked one.",
+        ["No `Authorization: Bearer KEY` (or `X-API-Key: KEY`) header.", "A key that was revoked with `rvbbit keys revoke`.",
+         "A key created for another store."],
+        "Send `Authorization: Bearer KEY` with a key from `rvbbit keys create` (it is shown once, when created).";
+    /// The thing asked for does not exist.
+    A_NOT_FOUND = "RVB-A003", Configuration, "Not found",
+        "The route, session or cascade asked for does not exist.",
+        ["A mistyped session id or cascade path.", "A session recorded in another store.", "A route that is not part of `/api/v1`."],
+        "List what exists (`GET /api/v1/sessions`, `GET /api/v1/cascades`); the OpenAPI document lists the routes.";
+    /// A path points outside the configured roots.
+    A_PATH_REFUSED = "RVB-A004", Configuration, "Path outside the allowed roots",
+        "A file path in the request resolves outside every configured cascade root (an absolute path, `..`, or a symbolic link leading out). The server only reads files under its roots.",
+        ["A path starting with `/` or containing `..`.", "A symbolic link inside a root that points outside it."],
+        "Name cascades by their path relative to a root, as `GET /api/v1/cascades` lists them; add roots with the `roots` setting.";
+    /// The request body is too large.
+    A_TOO_LARGE = "RVB-A005", Configuration, "Request too large",
+        "The request body is larger than the server accepts.",
+        ["A cascade or input of several megabytes posted to the API."],
+        "Keep bodies under the limit (8 MiB); put large data in files the cascade reads.";
 }
 
 /// Look a code up by its text (case-insensitive, with or without the `RVB-` prefix).
@@ -545,7 +625,8 @@ mod tests {
                 b'T' => ExitClass::Tool,
                 b'L' => ExitClass::Llm,
                 b'S' => ExitClass::Storage,
-                b'C' => ExitClass::Configuration,
+                b'C' | b'A' => ExitClass::Configuration,
+                b'H' => ExitClass::Waiting,
                 b'Q' => ExitClass::Execution,
                 _ => panic!("unknown prefix in {}", code.code),
             };
@@ -563,6 +644,6 @@ mod tests {
     #[test]
     fn exit_codes_match_the_documented_table() {
         let pairs: Vec<u8> = ExitClass::ALL.iter().map(|c| c.exit_code()).collect();
-        assert_eq!(pairs, [0, 1, 2, 3, 4, 5, 6, 130, 143]);
+        assert_eq!(pairs, [0, 1, 2, 3, 4, 5, 6, 10, 130, 143]);
     }
 }

@@ -89,6 +89,35 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// A point in time written as a duration back from now (`90s`, `30m`, `24h`, `7d`, `2w`) or as a
+    /// UTC date/time ([`Timestamp::from_str`]): what `--since`/`--until` and the HTTP API's `since`
+    /// accept. The error says which forms are accepted.
+    pub fn parse_relative(text: &str) -> Result<Timestamp, String> {
+        if let Some(micros) = parse_duration_micros(text) {
+            return Ok(Timestamp::now().add_micros(-micros));
+        }
+        text.parse::<Timestamp>()
+            .map_err(|e| format!("{e}, or a duration back from now such as `30m`, `24h` or `7d`"))
+    }
+}
+
+/// Parse a duration such as `90s`, `30m`, `24h`, `7d` or `2w` into microseconds.
+pub fn parse_duration_micros(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let unit = text.chars().last()?;
+    let n: i64 = text[..text.len() - unit.len_utf8()].parse().ok()?;
+    let secs = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
+        _ => return None,
+    };
+    n.checked_mul(secs)?.checked_mul(1_000_000)
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_rfc3339())

@@ -38,6 +38,33 @@ pub enum Error {
         /// The feature (a key or a tool name).
         feature: String,
     },
+    /// The conversation of an LLM cell does not fit the cascade's `token_budget` (strategy `fail`, or
+    /// pruning could not bring it under the limit).
+    #[error(
+        "cell `{cell}`: the conversation needs ~{tokens} tokens, over the token_budget limit of {limit} (max_total - reserve_for_output, strategy `{strategy}`)"
+    )]
+    TokenBudgetExceeded {
+        /// The cell.
+        cell: String,
+        /// Estimated tokens of the conversation.
+        tokens: u64,
+        /// `max_total - reserve_for_output`.
+        limit: u64,
+        /// The budget's strategy.
+        strategy: String,
+    },
+    /// The evaluator of a cell's candidates did not name a winner, even when asked again.
+    #[error(
+        "cell `{cell}`: the candidates' evaluator did not name a winner among attempts {choices} (twice); its last reply: {reply:?}"
+    )]
+    EvaluatorUnreadable {
+        /// The cell.
+        cell: String,
+        /// The attempt numbers it could choose from, as text (`1, 2, 3`).
+        choices: String,
+        /// Its last reply (cut to 500 characters).
+        reply: String,
+    },
     /// A tool raised a failure and the cell has no `on_error`.
     #[error("cell `{cell}`: tool `{tool}` failed: {message}")]
     ToolFailed {
@@ -67,12 +94,95 @@ pub enum Error {
         #[source]
         source: Box<rvbbit_llm::Error>,
     },
+    /// Child runs nested deeper than [`crate::MAX_DEPTH`] (a cascade that calls itself).
+    #[error("cell `{cell}`: {what} would run at nesting depth {depth}, deeper than the limit of {limit}")]
+    MaxDepth {
+        /// The cell that started the child.
+        cell: String,
+        /// The child (`sub-cascade `x``, `cascade tool `y``).
+        what: String,
+        /// The depth the child would have had.
+        depth: u32,
+        /// The limit.
+        limit: u32,
+    },
+    /// A ward in blocking mode rejected the cell's input, a turn or its output (§6.4).
+    #[error("cell `{cell}`: [BLOCKED by {side}-ward `{validator}`: {reason}]")]
+    WardBlocked {
+        /// The cell.
+        cell: String,
+        /// `pre`, `turn` or `post`.
+        side: &'static str,
+        /// The validator's name (or its inline languages).
+        validator: String,
+        /// The validator's reason.
+        reason: String,
+    },
+    /// A child cascade could not be found, left the project, or is invalid; nothing of it ran.
+    #[error("cell `{cell}`: {what}: {message}")]
+    ChildInvalid {
+        /// The cell that named the child.
+        cell: String,
+        /// The child (`sub-cascade `x``).
+        what: String,
+        /// What is wrong, with the child's file.
+        message: String,
+    },
+    /// A child session failed; its error decides the code.
+    #[error("cell `{cell}`: {what} failed in session `{child_session}`: [{}] {source}", source.code().code)]
+    Child {
+        /// The cell that started the child.
+        cell: String,
+        /// The child (`sub-cascade `x``).
+        what: String,
+        /// The child's session id.
+        child_session: String,
+        /// The child's error.
+        #[source]
+        source: Box<Error>,
+    },
     /// The store failed in a way the writer could not absorb.
     #[error("event store: {0}")]
     Store(#[from] rvbbit_store::Error),
     /// The run was cancelled (Ctrl-C, SIGTERM, or a cancellation token).
     #[error("the run was cancelled")]
     Cancelled,
+    /// The run stopped to wait for a human: the session is `waiting` with a pending checkpoint.
+    #[error("cell `{cell}` waits for a human answer (signal `{signal}` of session {session_id})")]
+    Waiting {
+        /// The asking cell.
+        cell: String,
+        /// The signal that answers it.
+        signal: String,
+        /// The waiting session.
+        session_id: rvbbit_core::SessionId,
+    },
+    /// An answer does not fit the question it answers.
+    #[error("{message}")]
+    Answer {
+        /// The asking cell.
+        cell: String,
+        /// What shape was expected.
+        message: String,
+    },
+    /// A session has no waiting signal of that name.
+    #[error("session {session_id} has no waiting signal `{name}`; {}", waiting_list(.waiting))]
+    NoWaitingSignal {
+        /// The session.
+        session_id: rvbbit_core::SessionId,
+        /// The signal asked for.
+        name: String,
+        /// The signals it waits for.
+        waiting: Vec<String>,
+    },
+    /// A session cannot be resumed (not waiting, no checkpoint, no store, no recorded cascade).
+    #[error("session {session_id} cannot be resumed: {reason}")]
+    NotResumable {
+        /// The session.
+        session_id: rvbbit_core::SessionId,
+        /// Why not.
+        reason: String,
+    },
     /// A broken invariant: this is a bug.
     #[error("internal error (this is a bug): {0}")]
     Internal(String),
@@ -85,11 +195,21 @@ impl Error {
             Error::CellFailed { .. } => codes::E_CELL_FAILED,
             Error::SchemaUnsatisfied { .. } => codes::E_SCHEMA_UNSATISFIED,
             Error::Unsupported { .. } => codes::E_UNSUPPORTED,
+            Error::TokenBudgetExceeded { .. } => codes::E_TOKEN_BUDGET,
+            Error::EvaluatorUnreadable { .. } => codes::E_EVALUATOR_UNREADABLE,
             Error::ToolFailed { .. } => codes::T_FAILED,
             Error::ToolTimeout { .. } => codes::T_TIMEOUT,
             Error::Llm { source, .. } => source.code(),
             Error::Store(e) => e.code(),
+            Error::MaxDepth { .. } => codes::E_MAX_DEPTH,
+            Error::WardBlocked { .. } => codes::E_WARD_BLOCKED,
+            Error::ChildInvalid { .. } => codes::E_CHILD_INVALID,
+            Error::Child { source, .. } => source.code(),
             Error::Cancelled => codes::E_CELL_FAILED,
+            Error::Waiting { .. } => codes::H_WAITING,
+            Error::Answer { .. } => codes::C_ANSWER,
+            Error::NotResumable { .. } => codes::S_CONFLICT,
+            Error::NoWaitingSignal { .. } => codes::S_NOT_FOUND,
             Error::Internal(_) => codes::INTERNAL,
         }
     }
@@ -107,15 +227,60 @@ impl Error {
             Error::Unsupported { .. } => {
                 "this part of the cascade language comes with a later rvbbit release; see docs/engine.md".into()
             }
+            Error::TokenBudgetExceeded { .. } => {
+                "raise token_budget.max_total (or lower reserve_for_output), or use strategy sliding_window, prune_oldest or summarize to drop old messages"
+                    .into()
+            }
+            Error::EvaluatorUnreadable { .. } => {
+                "make candidates.evaluator_instructions ask for the attempt number, or set candidates.evaluator_model to a model that follows instructions"
+                    .into()
+            }
             Error::ToolFailed { .. } => {
                 "fix the tool inputs, or add `on_error: <cell>` (or `routing`) to handle the failure".into()
             }
             Error::ToolTimeout { .. } => "raise the cell's `timeout`, or make the tool faster".into(),
             Error::Llm { source, .. } => source.hint(),
             Error::Store(e) => e.hint(),
+            Error::MaxDepth { .. } => {
+                "a cascade reaches itself through sub_cascades, cascade tools or validator cascades; break the cycle".into()
+            }
+            Error::WardBlocked { .. } => {
+                "fix the input or the validator, or use `mode: retry` / `mode: advisory` for this ward".into()
+            }
+            Error::ChildInvalid { .. } => {
+                "run `rvbbit validate` on the child cascade and fix it, or correct the `ref` (relative to the referring file)"
+                    .into()
+            }
+            Error::Child { child_session, .. } => {
+                format!("see the child's events with `rvbbit debug trace {child_session}`")
+            }
             Error::Cancelled => "the session was marked cancelled; run it again to finish".into(),
+            Error::Waiting {
+                signal, session_id, ..
+            } => format!(
+                "answer with `rvbbit signal send {session_id} {signal} --value JSON`, then `rvbbit resume {session_id}` \
+                 (or both at once: `rvbbit resume {session_id} --value JSON`)"
+            ),
+            Error::Answer { .. } => {
+                "answer with the shape the question asks; `rvbbit signal list --session ID` shows it".into()
+            }
+            Error::NoWaitingSignal { session_id, .. } => {
+                format!("`rvbbit signal list --session {session_id} --waiting` shows what it waits for")
+            }
+            Error::NotResumable { .. } => {
+                "only `waiting` sessions resume; `rvbbit sessions show ID` shows its status, `rvbbit run` starts anew"
+                    .into()
+            }
             Error::Internal(_) => "please report this bug with the session id".into(),
         }
+    }
+}
+
+fn waiting_list(names: &[String]) -> String {
+    if names.is_empty() {
+        "it waits for none".into()
+    } else {
+        format!("it waits for: {}", names.join(", "))
     }
 }
 

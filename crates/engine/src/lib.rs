@@ -10,11 +10,25 @@
 //! Cells: LLM cells (`cells/llm.rs`: instructions rendered with minijinja, `context.from`, the turn loop
 //! with native or prompt-described tools, `output_schema` with corrective re-asks, `loop_until`) and
 //! deterministic cells (`cells/deterministic.rs`: a [`tools::Tool`] with rendered inputs, `timeout`,
-//! `retry`, `routing`). Tools live in the [`tools::Registry`]; other crates add theirs with
+//! `retry`, `routing`). A cell's `candidates` (takes, soundings) run as concurrent branches, each on a
+//! forked copy of the run, and an evaluator picks the winner (`cells/takes.rs`); the cascade's
+//! `token_budget` is enforced before every model call (`cells/budget.rs`). Tools live in the [`tools::Registry`]; other crates add theirs with
 //! [`tools::Registry::register`].
 //!
-//! This crate must not depend on clap, axum, pgwire or datafusion; it reaches the store only through
-//! [`rvbbit_store::WriterHandle`].
+//! Composition (`compose.rs`, `cells/wards.rs`): `sub_cascades`, `async_cascades`, cascades used as tools
+//! ([`tools::CascadeTool`]) and validator cascades run as child sessions through the same
+//! [`Engine::run`] — with the parent's caller id, writer and (child) cancel token, a `parent_session_id`
+//! link and a depth limited to [`MAX_DEPTH`]. Wards judge a cell's input, turns and output.
+//!
+//! Humans in the loop (`cells/hitl.rs`): a cell's `human_input`, screen cells and the `ask_human` tool
+//! wait through one path that records a signal and a checkpoint and asks the engine's [`human::Human`];
+//! without an answer the run ends with the session `waiting` ([`Error::Waiting`]) and
+//! [`Engine::resume`] continues it later, in any process, without re-running completed cells. Live
+//! [`Progress`] (cell, turn, cost so far) is derived from the emitted events.
+//!
+//! This crate must not depend on clap, axum, pgwire or datafusion; it reaches the store through
+//! [`rvbbit_store::WriterHandle`] (events, session records) and the store traits (signals, checkpoints,
+//! heartbeats).
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -30,13 +44,19 @@
 //! ```
 
 mod cells;
+mod checkpoint;
+mod compose;
 mod emit;
 mod error;
+pub mod human;
+pub mod progress;
 mod run;
 mod table;
 mod template;
 pub mod tools;
 
+pub use checkpoint::ResumeRequest;
 pub use error::{Error, Result};
-pub use run::{Engine, LineageEntry, MAX_STEPS, Outcome, RunRequest};
+pub use progress::Progress;
+pub use run::{Engine, LineageEntry, MAX_DEPTH, MAX_STEPS, Outcome, RunRequest};
 pub use tokio_util::sync::CancellationToken;

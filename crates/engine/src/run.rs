@@ -8,18 +8,24 @@ use rvbbit_cascade::model::{Cascade, Cell, CellKind, OnError};
 use rvbbit_core::{CallerId, EventKind, MicroUsd, Origin, SessionId, SessionStatus};
 use rvbbit_llm::Provider;
 use rvbbit_store::{Heartbeat, Session, Store, WriterHandle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::checkpoint::Resume;
 use crate::emit::Emitter;
 use crate::error::{Error, Result};
+use crate::human::{Human, NoHuman};
+use crate::progress::Progress;
 use crate::template::Templates;
 use crate::tools::Registry;
 
 /// Most cells one run executes (handoff loops end here instead of running forever).
 pub const MAX_STEPS: usize = 10_000;
+
+/// Deepest nesting of child runs (sub-cascades, cascade tools, validator cascades); the root is depth 0.
+pub const MAX_DEPTH: u32 = 16;
 
 /// Runs cascades. Cheap to share; one engine serves many runs.
 #[derive(Clone)]
@@ -29,6 +35,12 @@ pub struct Engine {
     pub(crate) writer: Option<WriterHandle>,
     pub(crate) default_model: String,
     pub(crate) heartbeat: Option<(Arc<dyn Store>, Duration)>,
+    /// Extra directories searched for child cascades (configuration `roots`).
+    pub(crate) roots: Vec<PathBuf>,
+    /// The store for signals and checkpoints (human-in-the-loop waits and resume).
+    pub(crate) store: Option<Arc<dyn Store>>,
+    /// Who answers human-in-the-loop questions.
+    pub(crate) human: Arc<dyn Human>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -49,7 +61,29 @@ impl Engine {
             writer: None,
             default_model: rvbbit_llm::DEFAULT_MODEL.to_owned(),
             heartbeat: None,
+            roots: Vec::new(),
+            store: None,
+            human: Arc::new(NoHuman),
         }
+    }
+
+    /// Also search `roots` (configuration `roots`) for child cascades named by `ref` or cascade id.
+    pub fn with_roots(mut self, roots: Vec<PathBuf>) -> Self {
+        self.roots = roots;
+        self
+    }
+
+    /// Record human-in-the-loop waits (signals, checkpoints) in `store`, so they can be answered from
+    /// another process and the session resumed with [`Engine::resume`].
+    pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Ask `human` when a run waits for an answer (default [`NoHuman`]: every wait suspends the run).
+    pub fn with_human(mut self, human: Arc<dyn Human>) -> Self {
+        self.human = human;
+        self
     }
 
     /// Use `provider` for LLM cells (normally an [`rvbbit_llm::Client`], a recorder or a replay).
@@ -99,25 +133,53 @@ impl Engine {
         self.run_inner(request, session_id).instrument(span).await
     }
 
-    async fn run_inner(&self, request: RunRequest, session_id: SessionId) -> Outcome {
+    pub(crate) async fn run_inner(&self, mut request: RunRequest, session_id: SessionId) -> Outcome {
         let started = Instant::now();
         let cascade = request.cascade.clone();
+        let resume = request.resume.take();
         let emit = Emitter::new(
             self.writer.clone(),
             session_id.clone(),
             request.caller_id.clone(),
             cascade.cascade_id.clone(),
-        );
+        )
+        .with_parent(
+            request.parent_session_id.clone(),
+            request
+                .root_session_id
+                .clone()
+                .unwrap_or_else(|| session_id.clone()),
+            request.depth,
+        )
+        .with_progress(request.progress.clone());
         let mut session = Session::new(session_id.clone());
+        session.parent_session_id = request.parent_session_id.clone();
+        session.root_session_id = request
+            .root_session_id
+            .clone()
+            .unwrap_or_else(|| session_id.clone());
+        session.depth = request.depth;
         session.cascade_id = Some(cascade.cascade_id.clone());
         session.caller_id = Some(request.caller_id.clone());
         session.input = request.input.clone();
         session.cascade_file = request.cascade_file.as_ref().map(|p| p.display().to_string());
         session.cascade_text = request.cascade_text.clone();
+        // A resumed session keeps its record and goes on numbering its events (no second cascade_start).
+        let emit = match &resume {
+            Some(r) => {
+                session = r.session.clone();
+                session.status = SessionStatus::Running;
+                session.updated_at = rvbbit_core::Timestamp::now();
+                emit.start_at(r.continuation.next_seq)
+            }
+            None => emit,
+        };
         emit.session(session.clone()).await;
-        let mut start = emit.event(EventKind::CascadeStart, None);
-        start.content = request.input.clone();
-        emit.send(start).await;
+        if resume.is_none() {
+            let mut start = emit.event(EventKind::CascadeStart, None);
+            start.content = request.input.clone();
+            emit.send(start).await;
+        }
 
         let mut state = Map::new();
         state.insert("input".into(), request.input.clone());
@@ -140,21 +202,51 @@ impl Engine {
             warnings: Vec::new(),
             path: Vec::new(),
             cancel: request.cancel.clone(),
+            branch: None,
+            compose: crate::compose::Composition::new(&request, &session_id),
+            session: session.clone(),
+            hitl: crate::cells::hitl::HitlState::default(),
         };
+        if let Some(r) = resume {
+            r.restore(&mut run);
+        }
         let heartbeat = self
             .heartbeat
             .as_ref()
             .map(|(store, every)| Heartbeat::spawn(store.clone(), session_id.clone(), *every));
         run.check_inputs().await;
-        let result = run.run_loop().await;
+        let result = match request.depth {
+            d if d > MAX_DEPTH => Err(Error::MaxDepth {
+                cell: cascade.cells.first().map(|c| c.name.clone()).unwrap_or_default(),
+                what: format!("cascade `{}`", cascade.cascade_id),
+                depth: d,
+                limit: MAX_DEPTH,
+            }),
+            _ => run.run_loop().await,
+        };
+        // Async cascades finish (or are cancelled with the run) before the session ends.
+        crate::compose::join_async(&mut run).await;
         if let Some(h) = heartbeat {
             h.stop().await;
         }
         let (status, error) = match result {
             Ok(()) => (SessionStatus::Completed, None),
             Err(Error::Cancelled) => (SessionStatus::Cancelled, Some(Error::Cancelled)),
+            Err(e @ Error::Waiting { .. }) => (SessionStatus::Waiting, Some(e)),
             Err(e) => (SessionStatus::Failed, Some(e)),
         };
+        if status == SessionStatus::Waiting {
+            return crate::checkpoint::suspended(
+                run,
+                session,
+                request,
+                cascade.cascade_id.clone(),
+                error,
+                started,
+            )
+            .await;
+        }
+        crate::cells::hitl::abandon(&run).await;
         let output = run
             .lineage
             .last()
@@ -169,10 +261,15 @@ impl Engine {
         let mut end = run.emit.event(kind, None);
         end.content = output.clone();
         end.duration_us = Some(micros(duration));
-        // The run's total goes in metadata, not `cost`: cost totals sum the `cost` of every event, and
-        // the LLM calls already carry theirs (a cost here counted every run twice).
-        end.metadata = json!({"status": status.as_str(), "llm_calls": run.llm_calls,
-            "tool_calls": run.tool_calls, "total_cost_micro_usd": run.cost.micros()});
+        // The total goes in metadata, not `cost`: cost rollups sum the `llm_response` events, and a
+        // priced `cascade_complete` would count every call twice (and children once more).
+        end.metadata = json!({
+            "status": status.as_str(),
+            "llm_calls": run.llm_calls,
+            "tool_calls": run.tool_calls,
+            "cost_micro_usd": run.cost.micros(),
+            "parent_session_id": request.parent_session_id,
+        });
         if let Some(e) = &error {
             end.error = Some(json!({"code": e.code().code, "message": e.to_string(), "hint": e.hint()}));
         }
@@ -231,6 +328,16 @@ pub struct RunRequest {
     pub cascade_text: Option<String>,
     /// Cancelling this token stops the run between steps and marks the session cancelled.
     pub cancel: CancellationToken,
+    /// The run that started this one (sub-cascade, cascade tool, validator or async cascade).
+    pub parent_session_id: Option<SessionId>,
+    /// The root of the run tree (`None`: this run is the root).
+    pub root_session_id: Option<SessionId>,
+    /// Nesting depth (root 0); runs deeper than [`MAX_DEPTH`] fail with RVB-E004.
+    pub depth: u32,
+    /// Live progress (current cell, turn, cost so far), derived from the events, for a display.
+    pub progress: Option<tokio::sync::watch::Sender<Progress>>,
+    /// Where a resumed run continues (set by [`Engine::resume`]).
+    pub(crate) resume: Option<Box<Resume>>,
 }
 
 impl RunRequest {
@@ -245,6 +352,11 @@ impl RunRequest {
             cascade_file: None,
             cascade_text: None,
             cancel: CancellationToken::new(),
+            parent_session_id: None,
+            root_session_id: None,
+            depth: 0,
+            progress: None,
+            resume: None,
         }
     }
 
@@ -256,7 +368,7 @@ impl RunRequest {
 }
 
 /// One executed cell in order.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LineageEntry {
     /// The cell.
     pub cell: String,
@@ -274,7 +386,8 @@ pub struct Outcome {
     pub caller_id: CallerId,
     /// The cascade.
     pub cascade_id: String,
-    /// `completed`, `failed` or `cancelled`.
+    /// `completed`, `failed`, `cancelled`, or `waiting` (stopped at a human-in-the-loop cell; the error is
+    /// [`Error::Waiting`] and [`Engine::resume`] continues it).
     pub status: SessionStatus,
     /// The final output: the last lineage entry's output (`null` when no cell finished).
     pub output: Value,
@@ -328,6 +441,14 @@ pub(crate) struct Run<'a> {
     pub(crate) warnings: Vec<String>,
     pub(crate) path: Vec<String>,
     pub(crate) cancel: CancellationToken,
+    /// Set inside a candidate branch (`cells/takes.rs`): its index, the factor, sampling overrides.
+    pub(crate) branch: Option<crate::cells::takes::Branch>,
+    /// Child runs: the run tree position, child ids, async cascades in flight.
+    pub(crate) compose: crate::compose::Composition,
+    /// The session record (updated when the run waits for a human).
+    pub(crate) session: Session,
+    /// Human-in-the-loop bookkeeping (a resumed wait, `ask_human` answers of the current cell).
+    pub(crate) hitl: crate::cells::hitl::HitlState,
 }
 
 impl Run<'_> {
@@ -365,19 +486,25 @@ impl Run<'_> {
             .lock()
             .map(|s| Value::Object(s.clone()))
             .unwrap_or_default();
+        let (index, factor, inside) = match &self.branch {
+            Some(b) => (json!(b.index), json!(b.factor), true),
+            None => (json!(0), Value::Null, false),
+        };
         json!({
             "input": self.input,
             "state": state,
             "outputs": self.outputs,
             "lineage": self.lineage,
             "history": [],
-            "candidate_index": 0,
-            "sounding_index": 0,
-            "take_index": 0,
-            "candidate_factor": Value::Null,
-            "is_sounding": false,
-            "is_candidate": false,
-            "is_take": false,
+            "candidate_index": index,
+            "sounding_index": index,
+            "take_index": index,
+            "candidate_factor": factor,
+            "sounding_factor": factor,
+            "take_factor": factor,
+            "is_sounding": inside,
+            "is_candidate": inside,
+            "is_take": inside,
         })
     }
 
@@ -393,6 +520,14 @@ impl Run<'_> {
         let Some(mut idx) = (!cascade.cells.is_empty()).then_some(0) else {
             return Ok(());
         };
+        if let Some(i) = self.hitl.resume_cell(cascade) {
+            idx = i;
+        }
+        // Cascade-level candidates run the whole cascade as branches (not on resume: a resumed run
+        // continues the branch that waited).
+        else if crate::cells::cascade_takes::applies(cascade) {
+            return crate::cells::cascade_takes::run(self).await;
+        }
         for _step in 0..MAX_STEPS {
             if self.cancel.is_cancelled() {
                 return Err(Error::Cancelled);
@@ -403,7 +538,7 @@ impl Run<'_> {
             let result = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => Err(Error::Cancelled),
-                r = self.run_cell(cell) => r,
+                r = crate::cells::hitl::run_cell(self, cell) => r,
             };
             let route = match result {
                 Ok(r) => {
@@ -411,6 +546,10 @@ impl Run<'_> {
                     r.route
                 }
                 Err(Error::Cancelled) => return Err(Error::Cancelled),
+                // A blocking ward is a hard stop (§6.4): `on_error` does not apply; a wait is not an error.
+                Err(e @ (Error::WardBlocked { .. } | Error::MaxDepth { .. } | Error::Waiting { .. })) => {
+                    return Err(e);
+                }
                 Err(e) => match &cell.on_error {
                     Some(OnError::Target(t)) if t != "auto_fix" => {
                         self.set_state(
@@ -487,6 +626,24 @@ impl Run<'_> {
         });
     }
 
+    /// Execute a cell by kind (no events of its own; [`Run::run_cell`] wraps it with wards and children).
+    pub(crate) async fn dispatch(&mut self, cell: &Cell) -> Result<CellResult> {
+        match cell.kind() {
+            _ if cell.candidates.is_some() => crate::cells::takes::run(self, cell).await,
+            Some(CellKind::Llm) => crate::cells::llm::run(self, cell).await,
+            Some(CellKind::Deterministic) => crate::cells::deterministic::run(self, cell).await,
+            Some(CellKind::ForEachRow) => Err(Error::Unsupported {
+                cell: cell.name.clone(),
+                feature: "for_each_row".into(),
+            }),
+            Some(CellKind::Screen) => crate::cells::hitl::screen(self, cell).await,
+            None => Err(Error::Unsupported {
+                cell: cell.name.clone(),
+                feature: "a cell without a kind".into(),
+            }),
+        }
+    }
+
     /// Run one cell with its events (`cell_start`, then `cell_complete` or `cell_error`).
     pub(crate) async fn run_cell(&mut self, cell: &Cell) -> Result<CellResult> {
         let span = tracing::info_span!(
@@ -499,22 +656,7 @@ impl Run<'_> {
         self.emit
             .send(self.emit.event(EventKind::CellStart, Some(&cell.name)))
             .await;
-        let result = async {
-            match cell.kind() {
-                Some(CellKind::Llm) => crate::cells::llm::run(self, cell).await,
-                Some(CellKind::Deterministic) => crate::cells::deterministic::run(self, cell).await,
-                Some(CellKind::ForEachRow) => Err(Error::Unsupported {
-                    cell: cell.name.clone(),
-                    feature: "for_each_row".into(),
-                }),
-                Some(CellKind::Screen) | None => Err(Error::Unsupported {
-                    cell: cell.name.clone(),
-                    feature: "a screen (htmx/hitl) cell".into(),
-                }),
-            }
-        }
-        .instrument(span)
-        .await;
+        let result = crate::compose::run_composed(self, cell).instrument(span).await;
         let mut e = match &result {
             Ok(r) => {
                 let mut e = self.emit.event(EventKind::CellComplete, Some(&cell.name));
@@ -531,6 +673,9 @@ impl Run<'_> {
         };
         e.duration_us = Some(micros(started.elapsed()));
         self.emit.send(e).await;
+        if result.is_ok() {
+            crate::compose::on_end(self, cell).await;
+        }
         result
     }
 }

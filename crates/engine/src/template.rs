@@ -21,6 +21,40 @@ fn from_json(text: String) -> Result<minijinja::Value, minijinja::Error> {
     Ok(minijinja::Value::from(minijinja::value::Serde(parsed)))
 }
 
+/// Escape text for an HTML attribute or element.
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// `route_button(label, target)`: a submit button whose form carries `_route = target`.
+fn route_button(label: String, target: String) -> String {
+    format!(
+        "<button type=\"submit\" name=\"_route\" value=\"{}\">{}</button>",
+        html_escape(&target),
+        html_escape(&label)
+    )
+}
+
+/// `submit_button(label, action?, route?)`: a submit button carrying an `action` (and maybe a `_route`).
+fn submit_button(label: String, action: Option<String>, route: Option<String>) -> String {
+    let route = route
+        .map(|r| {
+            format!(
+                "<input type=\"hidden\" name=\"_route\" value=\"{}\">",
+                html_escape(&r)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "{route}<button type=\"submit\" name=\"action\" value=\"{}\">{}</button>",
+        html_escape(action.as_deref().unwrap_or("submit")),
+        html_escape(&label)
+    )
+}
+
 impl Templates {
     /// The environment with rvbbit's filters.
     pub(crate) fn new() -> Self {
@@ -29,6 +63,9 @@ impl Templates {
         env.add_filter("tojson", to_json);
         env.add_filter("to_json", to_json);
         env.add_filter("from_json", from_json);
+        // Screen helpers (§8.4): buttons that submit the form with a `_route` or an `action`.
+        env.add_function("route_button", route_button);
+        env.add_function("submit_button", submit_button);
         Templates { env }
     }
 

@@ -1,6 +1,7 @@
-//! Storage for rvbbit: events, sessions, the result cache and signals.
+//! Storage for rvbbit: events, sessions, the result cache, signals and checkpoints.
 //!
-//! The [`traits`] ([`EventSink`], [`SessionStore`], [`ResultCache`], [`SignalStore`] and [`Store`]) are
+//! The [`traits`] ([`EventSink`], [`SessionStore`], [`ResultCache`], [`SignalStore`], [`CheckpointStore`]
+//! and [`Store`]) are
 //! async, batch-oriented and backend-agnostic; each backend lives in its own folder behind a cargo
 //! feature (`sqlite/` today, the default; `postgres/`, `clickhouse/` and `nats/` later) and must pass the
 //! conformance suite in `tests/it/conformance.rs`. The [`Writer`] batches records from a bounded
@@ -41,10 +42,10 @@ use std::sync::Arc;
 pub use error::{Error, Result};
 pub use heartbeat::Heartbeat;
 pub use model::{
-    CacheEntry, Cleanup, CostGroup, CostRow, EventFilter, Record, Session, SessionFilter, SessionSummary,
-    Signal, SignalStatus, StoreStatus, StoredEvent,
+    ApiKey, CacheEntry, Checkpoint, CheckpointStatus, Cleanup, CostGroup, CostRow, EventFilter, Record,
+    Session, SessionFilter, SessionSummary, Signal, SignalStatus, StoreStatus, StoredEvent,
 };
-pub use traits::{EventSink, ResultCache, SessionStore, SignalStore, Store};
+pub use traits::{ApiKeyStore, CheckpointStore, EventSink, ResultCache, SessionStore, SignalStore, Store};
 pub use writer::{Writer, WriterHandle, WriterOptions, WriterStats};
 
 /// Open the store named by `url` (relative paths are taken from `base`), creating and migrating it.

@@ -144,6 +144,8 @@ pub struct EventFilter {
     pub kind: Option<EventKind>,
     /// Only events of sessions currently in this status.
     pub session_status: Option<SessionStatus>,
+    /// Only events stored after this [`StoredEvent::store_seq`] (a resume cursor).
+    pub after_seq: Option<i64>,
     /// At most this many (in store order).
     pub limit: Option<u64>,
 }
@@ -301,6 +303,120 @@ impl Signal {
     }
 }
 
+/// Where a checkpoint is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CheckpointStatus {
+    /// Waiting for an answer.
+    Pending,
+    /// Answered; the run went on (or will, on resume).
+    Responded,
+    /// Nobody answered in time.
+    Timeout,
+    /// Abandoned (the session was cancelled).
+    Cancelled,
+}
+
+impl CheckpointStatus {
+    /// The stable text form.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CheckpointStatus::Pending => "pending",
+            CheckpointStatus::Responded => "responded",
+            CheckpointStatus::Timeout => "timeout",
+            CheckpointStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for CheckpointStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CheckpointStatus {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, UnknownValue> {
+        match s {
+            "pending" => Ok(CheckpointStatus::Pending),
+            "responded" => Ok(CheckpointStatus::Responded),
+            "timeout" => Ok(CheckpointStatus::Timeout),
+            "cancelled" => Ok(CheckpointStatus::Cancelled),
+            _ => Err(UnknownValue {
+                what: "checkpoint status",
+                value: s.to_owned(),
+                choices: vec!["pending", "responded", "timeout", "cancelled"],
+            }),
+        }
+    }
+}
+
+/// A human-in-the-loop wait of a session (OBSERVABILITY.md §7): the question, the answer once given, and
+/// the continuation the engine needs to resume the run after the process that started it is gone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Checkpoint {
+    /// Unique id (`cp_<12 hex>`).
+    pub checkpoint_id: String,
+    /// The waiting session.
+    pub session_id: SessionId,
+    /// Its cascade.
+    pub cascade_id: Option<String>,
+    /// The cell that asks.
+    pub cell_name: String,
+    /// What is asked: `confirmation`, `choice`, `text`, `free_text` (the `ask_human` tool), `decision`
+    /// (a screen), ...
+    pub checkpoint_type: String,
+    /// Where it is in its life.
+    pub status: CheckpointStatus,
+    /// The signal that answers it (`rvbbit signal send SESSION NAME`).
+    pub signal_name: String,
+    /// The id of that signal.
+    pub signal_id: Option<String>,
+    /// The question as shown: prompt, options, rendered HTML (a JSON object).
+    pub ui_spec: Value,
+    /// Everything the engine needs to continue the run (opaque to the store; the engine owns its shape).
+    pub continuation: Value,
+    /// The answer, once given.
+    pub response: Option<Value>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it was answered.
+    pub responded_at: Option<Timestamp>,
+    /// When waiting gives up, if ever.
+    pub timeout_at: Option<Timestamp>,
+}
+
+impl Checkpoint {
+    /// A new pending checkpoint of `session_id` at `cell_name`, answered by the signal `signal_name`.
+    pub fn pending(
+        session_id: SessionId,
+        cell_name: impl Into<String>,
+        checkpoint_type: impl Into<String>,
+        signal_name: impl Into<String>,
+    ) -> Self {
+        let id = rvbbit_core::EventId::new().to_string().replace('-', "");
+        Checkpoint {
+            checkpoint_id: format!("cp_{}", &id[id.len().saturating_sub(12)..]),
+            session_id,
+            cascade_id: None,
+            cell_name: cell_name.into(),
+            checkpoint_type: checkpoint_type.into(),
+            status: CheckpointStatus::Pending,
+            signal_name: signal_name.into(),
+            signal_id: None,
+            ui_spec: Value::Object(serde_json::Map::new()),
+            continuation: Value::Null,
+            response: None,
+            created_at: Timestamp::now(),
+            responded_at: None,
+            timeout_at: None,
+        }
+    }
+}
+
 /// One thing the buffered writer writes: an event or a session record (spill files hold these, one per line).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "record", rename_all = "snake_case")]
@@ -331,6 +447,8 @@ pub struct StoreStatus {
     pub cache_entries: u64,
     /// Rows in the signals table.
     pub signals: u64,
+    /// Rows in the checkpoints table.
+    pub checkpoints: u64,
     /// Size on disk in bytes, when the backend knows it.
     pub size_bytes: Option<u64>,
 }
@@ -345,4 +463,37 @@ pub struct Cleanup {
     pub deleted: Vec<SessionId>,
     /// Events deleted with them.
     pub deleted_events: u64,
+}
+
+/// An API key of the HTTP door. Only a SHA-256 hash of the secret is kept; the secret itself is shown
+/// once, when the key is created.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ApiKey {
+    /// Public identifier (`key_<hex>`), safe to log and show.
+    pub key_id: String,
+    /// A label chosen by whoever created it.
+    pub name: String,
+    /// SHA-256 hex of the secret.
+    pub secret_hash: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<Timestamp>,
+    /// When it was last used to authenticate (updated at most once a minute).
+    pub last_used_at: Option<Timestamp>,
+}
+
+impl ApiKey {
+    /// A new, unrevoked key record.
+    pub fn new(key_id: impl Into<String>, name: impl Into<String>, secret_hash: impl Into<String>) -> Self {
+        ApiKey {
+            key_id: key_id.into(),
+            name: name.into(),
+            secret_hash: secret_hash.into(),
+            created_at: Timestamp::now(),
+            revoked_at: None,
+            last_used_at: None,
+        }
+    }
 }

@@ -14,8 +14,8 @@ use serde_json::Value;
 
 use crate::error::Result;
 use crate::model::{
-    CacheEntry, Cleanup, CostGroup, CostRow, EventFilter, Session, SessionFilter, SessionSummary, Signal,
-    StoreStatus, StoredEvent,
+    ApiKey, CacheEntry, Checkpoint, CheckpointStatus, Cleanup, CostGroup, CostRow, EventFilter, Session,
+    SessionFilter, SessionSummary, Signal, StoreStatus, StoredEvent,
 };
 
 /// Where events go and how they are read back.
@@ -209,9 +209,44 @@ pub trait SignalStore: Send + Sync {
     async fn signals(&self, name: Option<&str>) -> Result<Vec<Signal>>;
 }
 
-/// A complete store: all four record kinds plus administration.
+/// Checkpoints: human-in-the-loop waits and the continuation that lets a run resume in another process.
 #[async_trait]
-pub trait Store: EventSink + SessionStore + ResultCache + SignalStore {
+pub trait CheckpointStore: Send + Sync {
+    /// Insert a checkpoint, or replace the one with the same id (to record its answer or status).
+    async fn checkpoint_put(&self, checkpoint: &Checkpoint) -> Result<()>;
+
+    /// Checkpoints of `session` (all when `None`) in `status` (any when `None`), newest first.
+    async fn checkpoints(
+        &self,
+        session: Option<&SessionId>,
+        status: Option<CheckpointStatus>,
+    ) -> Result<Vec<Checkpoint>>;
+}
+
+/// API keys of the HTTP door (hashed secrets only).
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    /// Insert a new key. Errors: [`crate::Error::Conflict`] when its id or hash exists.
+    async fn key_insert(&self, key: &ApiKey) -> Result<()>;
+
+    /// The unrevoked key whose secret hashes to `secret_hash`, if any; records the use.
+    async fn key_authenticate(&self, secret_hash: &str, now: Timestamp) -> Result<Option<ApiKey>>;
+
+    /// Every key, revoked ones included, oldest first.
+    async fn keys(&self) -> Result<Vec<ApiKey>>;
+
+    /// Revoke a key. Errors: [`crate::Error::NotFound`].
+    async fn key_revoke(&self, key_id: &str, now: Timestamp) -> Result<ApiKey>;
+
+    /// How many unrevoked keys exist.
+    async fn active_keys(&self) -> Result<u64>;
+}
+
+/// A complete store: all record kinds plus administration.
+#[async_trait]
+pub trait Store:
+    EventSink + SessionStore + ResultCache + SignalStore + CheckpointStore + ApiKeyStore
+{
     /// The store's URL (for messages).
     fn url(&self) -> &str;
 

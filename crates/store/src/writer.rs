@@ -110,6 +110,11 @@ impl WriterHandle {
             .map_err(|_| Error::WriterClosed("it was shut down".into()))
     }
 
+    /// How many records wait in the channel for the writer task (the write queue depth).
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity().saturating_sub(self.tx.capacity())
+    }
+
     /// Queue an event.
     pub async fn event(&self, event: rvbbit_core::Event) -> Result<()> {
         self.send(Record::Event(Box::new(event))).await

@@ -7,7 +7,7 @@ use rvbbit_core::codes;
 use super::Ctx;
 use crate::catalog::Origin;
 use crate::diagnostic::{Diagnostic, list_names, similar};
-use crate::load::{resolve_contained, search_bases};
+use crate::load::{resolve_cascade_ref, search_bases};
 use crate::model::{Cell, Traits, ValidatorSpec};
 
 /// Names a cascade provides to its own cells through cascade keys.
@@ -235,7 +235,7 @@ pub(super) fn check_cascade_refs(ctx: &Ctx<'_>, diags: &mut Vec<Diagnostic>) {
                 continue;
             }
             let span = ctx.document.span_of(&path).unwrap_or_default();
-            match resolve_contained(reference, &bases) {
+            match resolve_cascade_ref(reference, &bases) {
                 Ok(Some(_)) => {}
                 Ok(None) => diags.push(
                     Diagnostic::warning(

@@ -1,18 +1,22 @@
 //! `rvbbit run CASCADE`: validate, then run the cascade as one session and print its outcome.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rvbbit_cascade::validate::{Options, validate_loaded};
 use rvbbit_cascade::{Catalog, Severity, load_file, render};
 use rvbbit_core::{CallerId, Origin, SessionId, SessionStatus, codes};
 use rvbbit_engine::tools::Registry;
-use rvbbit_engine::{Engine, Outcome, RunRequest};
+use rvbbit_engine::{CancellationToken, Engine, Outcome, Progress, RunRequest};
+use rvbbit_llm::{Client, Limits, Provider, ProviderSettings, Recorder, ReplayProvider};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::hitl::{HumanArgs, ProgressLine, answer_commands};
 use super::storage::{Caught, Signals, block_on};
-use super::{Coded, Failure, Outcome as CmdOutcome, load_config, setup};
+use super::{Coded, Failure, Outcome as CmdOutcome, load_config};
 use crate::cli::Cli;
 use crate::output::{self, Format, Out};
 
@@ -41,6 +45,8 @@ pub(crate) struct Args {
     /// Answer LLM calls from a recording made with --record; no network, no API key.
     #[arg(long, value_name = "FILE")]
     replay: Option<PathBuf>,
+    #[command(flatten)]
+    human: HumanArgs,
 }
 
 /// The JSON document printed by `rvbbit run --output json`.
@@ -68,6 +74,8 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
     let config = load_config(cli, out)?.config;
     let mut registry = Registry::builtin();
     rvbbit_sql::register_tools(&mut registry);
+    // Cascades in the tool directories are tools too (the names the validator accepts).
+    registry.add_cascade_tools(&args.cascade, &config.roots);
 
     // 1. Validate: a run never starts on an invalid file.
     let mut catalog = Catalog::builtin();
@@ -104,18 +112,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
     };
 
     block_on(async move {
-        let mut signals = Signals::install()?;
-        // 3. Provider.
-        let provider = setup::provider(&config, args.record.as_deref(), args.replay.as_deref()).await?;
-        // 4. Store: a store that cannot be opened does not stop the run; events spill (RVB-S003).
-        let (writer, store) = setup::store_writer(&config).await;
-        let mut engine = Engine::new(registry)
-            .with_provider(provider)
-            .with_writer(writer.handle())
-            .with_default_model(config.default_model.clone());
-        if let Some(store) = store {
-            engine = engine.with_heartbeat(store, HEARTBEAT_EVERY);
-        }
+        let provider = provider(&config, args.record.as_deref(), args.replay.as_deref()).await?;
         let mut request = RunRequest::new(cascade);
         request.input = input;
         request.session_id = session_id;
@@ -123,31 +120,135 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
         request.model = args.model.clone();
         request.cascade_file = Some(args.cascade.clone());
         request.cascade_text = text;
-        let cancel = request.cancel.clone();
-
-        // 5. Run; a signal cancels the run, which then marks the session cancelled and flushes.
-        let run = engine.run(request);
-        tokio::pin!(run);
-        let mut caught = None;
-        let outcome = loop {
-            tokio::select! {
-                o = &mut run => break o,
-                s = signals.recv(), if caught.is_none() => {
-                    caught = Some(s);
-                    cancel.cancel();
-                }
-            }
-        };
-        let stats = writer.shutdown().await.map_err(super::storage::fail)?;
-        if stats.spilled > 0 && !out.quiet {
-            output::stderr(&format!(
-                "warning[{}]: {} event(s) spilled to .rvbbit/spill/; load them with `rvbbit db replay`\n",
-                codes::S_SPILLED.code,
-                stats.spilled
-            ));
-        }
-        render_outcome(&outcome, caught, out)
+        execute(
+            &config,
+            registry,
+            provider,
+            out,
+            &args.human,
+            move |engine, cancel, progress| async move {
+                request.cancel = cancel;
+                request.progress = progress;
+                Ok(engine.run(request).await)
+            },
+        )
+        .await
     })
+}
+
+/// Set up the engine (provider, store, writer, heartbeat, who answers humans, the progress line), start
+/// the run with `start`, cancel it on SIGINT/SIGTERM, flush the writer and render the outcome. Shared by
+/// `rvbbit run` and `rvbbit resume`.
+pub(crate) async fn execute<F, Fut>(
+    config: &rvbbit_core::Config,
+    registry: Registry,
+    provider: Arc<dyn Provider>,
+    out: Out,
+    human: &HumanArgs,
+    start: F,
+) -> CmdOutcome
+where
+    F: FnOnce(Engine, CancellationToken, Option<tokio::sync::watch::Sender<Progress>>) -> Fut,
+    Fut: Future<Output = Result<Outcome, rvbbit_engine::Error>>,
+{
+    let mut signals = Signals::install()?;
+    // A store that cannot be opened does not stop the run; events spill (RVB-S003).
+    let (writer, store) = super::setup::store_writer(config).await;
+    let line = ProgressLine::start(out);
+    let mut engine = Engine::new(registry)
+        .with_provider(provider)
+        .with_writer(writer.handle())
+        .with_default_model(config.default_model.clone())
+        .with_roots(config.roots.clone())
+        .with_human(human.human(store.clone(), out, &line));
+    if let Some(store) = store {
+        engine = engine
+            .with_heartbeat(store.clone(), HEARTBEAT_EVERY)
+            .with_store(store);
+    }
+    let cancel = CancellationToken::new();
+
+    // A signal cancels the run, which then marks the session cancelled and flushes.
+    let run = start(engine, cancel.clone(), line.tx.clone());
+    tokio::pin!(run);
+    let mut caught = None;
+    let outcome = loop {
+        tokio::select! {
+            o = &mut run => break o,
+            s = signals.recv(), if caught.is_none() => {
+                caught = Some(s);
+                cancel.cancel();
+            }
+        }
+    };
+    line.finish().await;
+    let stats = writer.shutdown().await.map_err(super::storage::fail)?;
+    if stats.spilled > 0 && !out.quiet {
+        output::stderr(&format!(
+            "warning[{}]: {} event(s) spilled to .rvbbit/spill/; load them with `rvbbit db replay`\n",
+            codes::S_SPILLED.code,
+            stats.spilled
+        ));
+    }
+    let outcome = outcome.map_err(|e| {
+        let hint = e.hint();
+        Failure::Coded(Coded::from_error(e.code(), &e, hint))
+    })?;
+    render_outcome(&outcome, caught, out)
+}
+
+/// Build the provider: the configured client, wrapped in a recorder, or a replay of a recording.
+pub(crate) async fn provider(
+    config: &rvbbit_core::Config,
+    record: Option<&Path>,
+    replay: Option<&Path>,
+) -> Result<Arc<dyn Provider>, Failure> {
+    if let Some(path) = replay {
+        let replay = ReplayProvider::open(path).await.map_err(llm_failure)?;
+        return Ok(Arc::new(replay));
+    }
+    let client = configured_client(config)?;
+    match record {
+        Some(path) => Ok(Arc::new(
+            Recorder::create(client, path).await.map_err(llm_failure)?,
+        )),
+        None => Ok(Arc::new(client)),
+    }
+}
+
+/// The LLM client the configuration describes (endpoint, key, timeouts, retries, limits).
+pub(crate) fn configured_client(config: &rvbbit_core::Config) -> Result<Client, Failure> {
+    let p = &config.provider;
+    let mut settings = ProviderSettings::new(p.base_url.clone());
+    settings.api_key_env = p.api_key_env.clone();
+    let key = p
+        .api_key
+        .clone()
+        .or_else(|| std::env::var(&p.api_key_env).ok())
+        .filter(|k| !k.trim().is_empty());
+    if let Some(key) = key {
+        settings = settings.with_api_key(key);
+    }
+    settings.default_model = config.default_model.clone();
+    settings.timeouts.total = Duration::from_secs(p.timeout_seconds.max(1));
+    settings.retry.max_retries = p.max_retries;
+    let mut limits = Limits::unlimited();
+    if p.max_concurrency > 0 {
+        limits = limits.with_max_concurrency(p.max_concurrency as usize);
+    }
+    if p.requests_per_minute > 0 {
+        limits = limits.with_requests_per_minute(p.requests_per_minute);
+    }
+    if p.tokens_per_minute > 0 {
+        limits = limits.with_tokens_per_minute(p.tokens_per_minute);
+    }
+    settings.limits = limits;
+    Client::new(settings).map_err(llm_failure)
+}
+
+fn llm_failure(e: rvbbit_llm::Error) -> Failure {
+    let hint = e.hint();
+    Failure::Coded(Coded::from_error(e.code(), &e, hint))
 }
 
 fn usage(code: &'static rvbbit_core::ErrorCode, message: String, hint: &str) -> Failure {
@@ -160,7 +261,7 @@ fn usage(code: &'static rvbbit_core::ErrorCode, message: String, hint: &str) -> 
 }
 
 /// `--input`: a JSON text or `@FILE`; invalid JSON is RVB-C006 (exit 6).
-fn parse_input(arg: Option<&str>) -> Result<Value, Failure> {
+pub(crate) fn parse_input(arg: Option<&str>) -> Result<Value, Failure> {
     let Some(arg) = arg else {
         return Ok(Value::Object(serde_json::Map::new()));
     };
@@ -226,7 +327,7 @@ fn invalid(report: &rvbbit_cascade::validate::Report, out: Out) -> CmdOutcome {
     Ok(exit)
 }
 
-fn render_outcome(outcome: &Outcome, caught: Option<Caught>, out: Out) -> CmdOutcome {
+pub(crate) fn render_outcome(outcome: &Outcome, caught: Option<Caught>, out: Out) -> CmdOutcome {
     let exit = match (outcome.status, caught, &outcome.error) {
         (SessionStatus::Completed, _, _) => 0,
         (SessionStatus::Cancelled, Some(c), _) => c.exit_code(),
@@ -271,6 +372,17 @@ fn render_outcome(outcome: &Outcome, caught: Option<Caught>, out: Out) -> CmdOut
                     if !text.is_empty() {
                         output::stdout(&format!("{}\n", text.trim_end_matches('\n')))?;
                     }
+                }
+                Some(rvbbit_engine::Error::Waiting {
+                    cell,
+                    signal,
+                    session_id,
+                }) => {
+                    output::stderr(&format!(
+                        "session {session_id} is waiting for a human at cell `{cell}` ({}, exit {exit})\n{}",
+                        codes::H_WAITING.code,
+                        answer_commands(session_id.as_str(), signal)
+                    ));
                 }
                 Some(e) => {
                     output::stderr(&format!(

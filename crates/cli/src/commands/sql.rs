@@ -43,7 +43,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
     };
     block_on(async move {
         let mut signals = Signals::install()?;
-        let provider = setup::provider(&config, None, None).await?;
+        let provider = super::run::provider(&config, None, None).await?;
         let (writer, store) = setup::store_writer(&config).await;
         let mut registry = Registry::builtin();
         rvbbit_sql::register_tools(&mut registry);

@@ -74,27 +74,12 @@ pub(crate) async fn open(cli: &Cli, out: Out) -> Result<Opened, Failure> {
 
 /// Parse `--since`/`--until`: a duration back from now (`90s`, `30m`, `24h`, `7d`) or a UTC date/time.
 pub(crate) fn parse_time(text: &str) -> Result<Timestamp, String> {
-    if let Some(micros) = parse_duration(text) {
-        return Ok(Timestamp::now().add_micros(-micros));
-    }
-    text.parse::<Timestamp>()
-        .map_err(|e| format!("{e}, or a duration back from now such as `30m`, `24h` or `7d`"))
+    Timestamp::parse_relative(text)
 }
 
 /// Parse a duration such as `90s`, `30m`, `24h` or `7d` into microseconds.
 pub(crate) fn parse_duration(text: &str) -> Option<i64> {
-    let text = text.trim();
-    let unit = text.chars().last()?;
-    let n: i64 = text[..text.len() - unit.len_utf8()].parse().ok()?;
-    let secs = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86_400,
-        'w' => 7 * 86_400,
-        _ => return None,
-    };
-    n.checked_mul(secs)?.checked_mul(1_000_000)
+    rvbbit_core::event::parse_duration_micros(text)
 }
 
 /// Parse a duration flag (clap value parser).

@@ -3,8 +3,12 @@
 
 mod config;
 mod help;
+mod hitl;
+mod replay_example;
 mod run_command;
+mod run_compose;
 mod run_llm;
+mod serve;
 mod sql_command;
 mod store_commands;
 mod store_processes;

@@ -77,16 +77,20 @@ fn run_output_schema_never_satisfied_exits_2_after_the_re_asks() {
     rt.block_on(server.shutdown());
 }
 
-#[test]
-fn run_sigterm_mid_llm_call_cancels_the_session_and_flushes_events() {
+/// Start `rvbbit run` on an LLM cascade whose provider answers only after a minute, send `signal` to the
+/// process (from Rust, by pid, never to a process group) once the call is in flight, and check the exit
+/// code, the outcome document and what reached the store.
+fn interrupt_mid_llm_call(signal: rustix::process::Signal, session: &str, exit: i32) {
     let rt = runtime();
-    let server = rt.block_on(TestServer::start(Script::sequence([Reply::hang()])));
+    let server = rt.block_on(TestServer::start(Script::sequence([
+        Reply::text("too late").latency(Duration::from_secs(60))
+    ])));
     let dir = TempDir::new().unwrap();
     let file = write(dir.path(), "hello.yaml", HELLO);
     let mut cmd = rvbbit(dir.path());
     with_provider(&mut cmd, &server.base_url());
     let child = cmd
-        .args(["--output", "json", "run", &file, "--session", "term-me"])
+        .args(["--output", "json", "run", &file, "--session", session])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -99,24 +103,48 @@ fn run_sigterm_mid_llm_call_cancels_the_session_and_flushes_events() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, signal).unwrap();
     let out = child.wait_with_output().unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "the run did not stop promptly"
+    );
     assert_eq!(
         out.status.code(),
-        Some(143),
+        Some(exit),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let doc: JsonOutcome = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc.status, "cancelled");
-    let (status, kinds) = stored(dir.path(), "term-me");
+    assert_eq!(doc.exit_code, u8::try_from(exit).unwrap());
+    assert_eq!(doc.llm_calls, 1);
+    let (status, kinds) = stored(dir.path(), session);
     assert_eq!(status, SessionStatus::Cancelled);
-    assert_eq!(kinds.last(), Some(&EventKind::CascadeCancelled));
+    // Everything before the signal was flushed (the call in flight is abandoned), then the
+    // cancellation itself.
+    assert_eq!(
+        kinds,
+        [
+            EventKind::CascadeStart,
+            EventKind::CellStart,
+            EventKind::Prompt,
+            EventKind::CascadeCancelled
+        ],
+        "{kinds:?}"
+    );
     rt.block_on(server.shutdown());
+}
+
+#[test]
+fn run_sigterm_mid_llm_call_cancels_the_session_and_flushes_events() {
+    interrupt_mid_llm_call(rustix::process::Signal::TERM, "term-me", 143);
+}
+
+#[test]
+fn run_sigint_mid_llm_call_cancels_the_session_and_exits_130() {
+    interrupt_mid_llm_call(rustix::process::Signal::INT, "int-me", 130);
 }
 
 #[test]

@@ -28,18 +28,6 @@ fn unsupported(cell: &Cell) -> Option<&'static str> {
     if cell.candidates.is_some() {
         return Some("candidates (takes/soundings)");
     }
-    if cell.wards.is_some() {
-        return Some("wards");
-    }
-    if cell.sub_cascades.as_ref().is_some_and(|s| !s.is_empty()) {
-        return Some("sub_cascades");
-    }
-    if cell.async_cascades.as_ref().is_some_and(|s| !s.is_empty()) {
-        return Some("async_cascades");
-    }
-    if cell.human_input.is_some() {
-        return Some("human_input");
-    }
     if matches!(&cell.traits, Some(rvbbit_cascade::model::Traits::One(t)) if t == "manifest") {
         return Some("traits: manifest");
     }
@@ -176,7 +164,7 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
         Vec::new()
     };
     let max_turns = rules.max_turns.unwrap_or(1).max(1);
-    let max_attempts = rules.max_attempts.unwrap_or(1).max(1);
+    let max_attempts = super::wards::attempt_budget(cell);
     let stop_early = rules.stop_when_no_tool_calls == Some(true);
     let tool_ctx = ToolContext {
         session_id: run.session_id.clone(),
@@ -187,6 +175,7 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
         previous: run.lineage.last().map(|l| l.output.clone()),
         input: run.input.clone(),
         timeout: None,
+        scope: Some(run.scope()),
     };
     let mut turn_state = Turns {
         model,
@@ -248,10 +237,11 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
             } else {
                 format!("{text}\n\nTool Execution Results:\n{results}")
             };
+            super::wards::turn(run, cell, &composite).await?;
             if let Some(lu) = &rules.loop_until
                 && turn < max_turns
             {
-                let (ok, _) = validators::check(run, cell, lu, &composite).await?;
+                let (ok, _) = validators::check(run, cell, lu, &composite, attempt).await?;
                 if ok {
                     passed = true;
                     break;
@@ -291,7 +281,7 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
         if let Some(lu) = &rules.loop_until
             && !passed
         {
-            let (ok, reason) = validators::check(run, cell, lu, &composite).await?;
+            let (ok, reason) = validators::check(run, cell, lu, &composite, attempt).await?;
             if !ok {
                 run.set_state("last_validation_error", json!(reason));
                 validation_error = reason;
@@ -304,6 +294,13 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
                     cell.name
                 ));
             }
+        }
+        if let Some(reason) = super::wards::post(run, cell, &super::wards::text_of(&output)).await? {
+            validation_error = reason;
+            if attempt < max_attempts {
+                continue;
+            }
+            super::wards::exhausted(run, cell, max_attempts, &validation_error);
         }
         break;
     }
@@ -347,14 +344,14 @@ impl Turns {
             return Ok((reply.text, results, false));
         }
         self.push_assistant(messages, &reply);
-        self.run_calls(run, cell, messages, calls, &mut results).await;
+        self.run_calls(run, cell, messages, calls, &mut results).await?;
         let follow = self.call(run, cell, messages, attempt, turn).await?;
         let more = self.calls_of(&follow);
         if more.is_empty() {
             messages.push(Message::assistant(follow.text.clone()));
         } else {
             self.push_assistant(messages, &follow);
-            self.run_calls(run, cell, messages, more, &mut results).await;
+            self.run_calls(run, cell, messages, more, &mut results).await?;
         }
         Ok((follow.text, results, true))
     }
@@ -415,10 +412,10 @@ impl Turns {
         messages: &mut Vec<Message>,
         calls: Vec<Call>,
         results: &mut String,
-    ) {
+    ) -> Result<()> {
         let mut prompt_results = Vec::new();
         for call in calls {
-            let text = self.run_call(run, cell, &call).await;
+            let text = self.run_call(run, cell, &call).await?;
             results.push_str(&format!("[{}]:\n{text}\n", call.name));
             if self.native {
                 messages.push(Message::tool_result(call.id.clone(), text));
@@ -429,14 +426,23 @@ impl Turns {
         if !prompt_results.is_empty() {
             messages.push(Message::user(prompt_results.join("\n\n")));
         }
+        Ok(())
     }
 
-    /// Run one call; every failure becomes an `Error: ...` text for the model (§4.3).
-    async fn run_call(&mut self, run: &mut Run<'_>, cell: &Cell, call: &Call) -> String {
+    /// Run one call; every failure becomes an `Error: ...` text for the model (§4.3), except a wait for
+    /// a human that suspends the run (`ask_human`) and cancellation.
+    async fn run_call(&mut self, run: &mut Run<'_>, cell: &Cell, call: &Call) -> Result<String> {
         let args = match &call.arguments {
             Ok(a) => a.clone(),
-            Err(e) => return format!("Error: {e}"),
+            Err(e) => return Ok(format!("Error: {e}")),
         };
+        if call.name == "ask_human" && cell.trait_names().contains(&"ask_human") {
+            return crate::cells::hitl::ask_human(run, cell, &args).await;
+        }
+        Ok(self.run_registered(run, cell, call, args).await)
+    }
+
+    async fn run_registered(&mut self, run: &mut Run<'_>, cell: &Cell, call: &Call, args: Value) -> String {
         if call.name == "route_to" {
             let target = args.get("target").and_then(Value::as_str).unwrap_or("");
             let targets = cell.handoff_targets();
@@ -466,18 +472,24 @@ impl Turns {
         }
     }
 
-    /// One provider call with its `llm_response` (or `llm_error`) event.
+    /// One provider call with its `llm_response` (or `llm_error`) event. The cascade's `token_budget`
+    /// may prune `messages` first (`budget.rs`); a candidate branch's sampling settings apply.
     async fn call(
         &self,
         run: &mut Run<'_>,
         cell: &Cell,
-        messages: &[Message],
+        messages: &mut Vec<Message>,
         attempt: u32,
         turn: u32,
     ) -> Result<ChatResponse> {
-        let request = ChatRequest::new(self.model.clone(), messages.to_vec())
+        super::budget::enforce(run, cell, &self.model, messages).await?;
+        let mut request = ChatRequest::new(self.model.clone(), messages.to_vec())
             .with_tools(self.native_defs.clone())
             .with_fallbacks(self.fallbacks.clone());
+        if let Some(b) = &run.branch {
+            request.temperature = b.temperature.or(request.temperature);
+            request.max_tokens = b.max_tokens.or(request.max_tokens);
+        }
         call_model(run, &cell.name, &request, Some(attempt), Some(turn)).await
     }
 }

@@ -1,6 +1,8 @@
-//! `loop_until` validators: inline `python`/`bash` code, cascade-scoped LLM judges (`validators:`), and
-//! registered tools. Other kinds (validator cascades, `javascript`, `sql`, `clojure`) are refused with
-//! RVB-E003; an unknown validator is an error, never a pass.
+//! Validators (§6.2), shared by `loop_until` and wards: inline `python`/`bash` code or `{tool, inputs}`,
+//! and names. A name resolves in one order everywhere (Proposed): the cascade's `validators:` entry (an
+//! LLM judge) → a registered tool → a validator cascade (a cascade tool, or a cascade found like a
+//! sub-cascade `ref`), run as a child session with input `{content, original_input}`. An unknown validator
+//! is an error, never a pass. `javascript`, `sql` and `clojure` inline validators are refused with RVB-E003.
 
 use rvbbit_cascade::model::{Cell, InlineValidatorSpec, ValidatorSpec};
 use rvbbit_core::EventKind;
@@ -9,27 +11,52 @@ use serde_json::{Value, json};
 use tokio::process::Command;
 
 use super::llm::{call_model, extract_json};
+use crate::compose;
 use crate::error::{Error, Result};
 use crate::run::Run;
 use crate::tools::{ToolContext, ToolError};
 
-/// Judge `content`: `(valid, reason)`, recorded as a `validation` event.
+/// What a validator is judging for: decides a validator cascade's session id.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Purpose {
+    /// `loop_until`, on this attempt (1-based): session `<sid>_validator_<attempt>`.
+    LoopUntil(u32),
+    /// A ward: session `<sid>_ward`.
+    Ward,
+}
+
+/// The name of a validator spec, for events and messages.
+pub(crate) fn name_of(spec: &ValidatorSpec) -> String {
+    match spec {
+        ValidatorSpec::Inline(inline) => inline.languages().join("+"),
+        ValidatorSpec::Name(name) => name.clone(),
+    }
+}
+
+/// Judge `content` (with the cascade input as `original_input`): `(valid, reason)`. No event.
+pub(crate) async fn judge(
+    run: &mut Run<'_>,
+    cell: &Cell,
+    spec: &ValidatorSpec,
+    content: &str,
+    purpose: Purpose,
+) -> Result<(bool, String)> {
+    match spec {
+        ValidatorSpec::Inline(inline) => inline_check(run, cell, inline, content).await,
+        ValidatorSpec::Name(name) => named_check(run, cell, name, content, purpose).await,
+    }
+}
+
+/// Judge `content` for `loop_until` on `attempt`: `(valid, reason)`, recorded as a `validation` event.
 pub(crate) async fn check(
     run: &mut Run<'_>,
     cell: &Cell,
     spec: &ValidatorSpec,
     content: &str,
+    attempt: u32,
 ) -> Result<(bool, String)> {
-    let (valid, reason, name) = match spec {
-        ValidatorSpec::Inline(inline) => {
-            let (v, r) = inline_check(run, cell, inline, content).await?;
-            (v, r, inline.languages().join("+"))
-        }
-        ValidatorSpec::Name(name) => {
-            let (v, r) = named_check(run, cell, name, content).await?;
-            (v, r, name.clone())
-        }
-    };
+    let (valid, reason) = judge(run, cell, spec, content, Purpose::LoopUntil(attempt)).await?;
+    let name = name_of(spec);
     let mut e = run.emit.event(EventKind::Validation, Some(&cell.name));
     e.metadata = json!({"check": "loop_until", "validator": name, "passed": valid});
     e.content = json!(reason);
@@ -63,6 +90,7 @@ fn tool_ctx(run: &Run<'_>, cell: &Cell) -> ToolContext {
         previous: None,
         input: run.input.clone(),
         timeout: None,
+        scope: Some(run.scope()),
     }
 }
 
@@ -134,17 +162,32 @@ async fn tool_check(
     Ok(verdict(&result))
 }
 
-async fn named_check(run: &mut Run<'_>, cell: &Cell, name: &str, content: &str) -> Result<(bool, String)> {
+async fn named_check(
+    run: &mut Run<'_>,
+    cell: &Cell,
+    name: &str,
+    content: &str,
+    purpose: Purpose,
+) -> Result<(bool, String)> {
     let Some(judge) = run.cascade.validators.as_ref().and_then(|v| v.get(name)).cloned() else {
-        if run.engine.registry.get(name).is_some() {
-            return tool_check(run, cell, name, serde_json::Map::new(), content).await;
-        }
-        return Err(Error::Unsupported {
-            cell: cell.name.clone(),
-            feature: format!(
-                "the validator `{name}` (validator cascades are not run yet; only `validators:` entries, inline python/bash and tools)"
-            ),
-        });
+        let path = match run.engine.registry.get(name) {
+            Some(tool) => match tool.cascade_path() {
+                Some(p) => p.to_path_buf(),
+                None => return tool_check(run, cell, name, serde_json::Map::new(), content).await,
+            },
+            None => match compose::resolve(run.engine, run.compose_file(), name) {
+                Ok(p) => p,
+                Err(why) => {
+                    return Err(Error::CellFailed {
+                        cell: cell.name.clone(),
+                        message: format!(
+                            "the validator `{name}` is not defined: not a `validators:` entry of the cascade, not a registered tool, and not a validator cascade ({why})"
+                        ),
+                    });
+                }
+            },
+        };
+        return cascade_check(run, cell, name, &path, content, purpose).await;
     };
     let vars = json!({"input": {"content": content, "original_input": run.input, "has_images": false, "image_count": 0}});
     let prompt = run
@@ -174,5 +217,41 @@ async fn named_check(run: &mut Run<'_>, cell: &Cell, name: &str, content: &str) 
             false,
             format!("the validator `{name}` did not reply with JSON: {}", reply.text),
         ),
+    })
+}
+
+/// Run a validator cascade as a child session with input `{content, original_input}`; its last output
+/// is the verdict.
+async fn cascade_check(
+    run: &mut Run<'_>,
+    cell: &Cell,
+    name: &str,
+    path: &std::path::Path,
+    content: &str,
+    purpose: Purpose,
+) -> Result<(bool, String)> {
+    let what = format!("validator cascade `{name}`");
+    let scope = run.scope();
+    let child = compose::prepare_path(&scope, &cell.name, path, &what)?;
+    let base = match purpose {
+        Purpose::LoopUntil(attempt) => format!("{}_validator_{attempt}", run.session_id),
+        Purpose::Ward => format!("{}_ward", run.session_id),
+    };
+    let sid = run.compose.child_id(&base);
+    let input = json!({"content": content, "original_input": run.input});
+    let outcome = compose::run_child(&scope, child, input, compose::session_id(&sid)).await?;
+    compose::absorb(run, &outcome);
+    if outcome.status != rvbbit_core::SessionStatus::Completed {
+        return Err(compose::child_error(&cell.name, &what, outcome));
+    }
+    Ok(match &outcome.output {
+        Value::String(text) => match extract_json(text) {
+            Some(v) => verdict(&v),
+            None => (
+                false,
+                format!("the validator cascade `{name}` did not reply with JSON: {text}"),
+            ),
+        },
+        other => verdict(other),
     })
 }

@@ -4,7 +4,10 @@
 //! (listed in `traits`). Other crates add tools by implementing [`Tool`] and calling
 //! [`Registry::register`]; the registry also feeds the validator's [`rvbbit_cascade::Catalog`].
 
+mod cascade_tool;
+mod declarative;
 mod http;
+mod human;
 mod process;
 mod python;
 mod shell;
@@ -12,7 +15,7 @@ mod state;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,7 +25,10 @@ use rvbbit_cascade::catalog::Origin;
 use rvbbit_core::SessionId;
 use serde_json::{Map, Value};
 
+pub use cascade_tool::CascadeTool;
+pub use declarative::DeclarativeTool;
 pub use http::HttpRequest;
+pub use human::AskHuman;
 pub use python::{PythonData, RunCode};
 pub use shell::{BashData, LinuxShell};
 pub use state::{AppendState, SetState};
@@ -74,6 +80,8 @@ pub struct ToolContext {
     pub input: Value,
     /// The time limit of this call, when the cell set one.
     pub timeout: Option<Duration>,
+    /// Where child runs of the calling session start (cascade tools); `None` outside a run.
+    pub(crate) scope: Option<crate::compose::Scope>,
 }
 
 impl fmt::Debug for ToolContext {
@@ -138,6 +146,11 @@ pub trait Tool: Send + Sync {
     /// # Cancel safety
     /// Dropping the future abandons the call; subprocess tools kill their process.
     async fn execute(&self, args: Value, ctx: &ToolContext) -> Result<Value, ToolError>;
+    /// The cascade file behind this tool, for cascades used as tools (validators run such a tool as a
+    /// validator cascade).
+    fn cascade_path(&self) -> Option<&Path> {
+        None
+    }
 }
 
 /// Tools by name. Cheap to share behind an `Arc`.
@@ -154,7 +167,7 @@ impl fmt::Debug for Registry {
 
 impl Registry {
     /// The built-in tools: `set_state`, `append_state`, `linux_shell`, `bash_data`, `python_data`,
-    /// `run_code`, `http_request`.
+    /// `run_code`, `http_request`, `ask_human`.
     pub fn builtin() -> Self {
         let mut r = Registry::default();
         r.register(Arc::new(SetState));
@@ -164,6 +177,7 @@ impl Registry {
         r.register(Arc::new(PythonData));
         r.register(Arc::new(RunCode));
         r.register(Arc::new(HttpRequest::default()));
+        r.register(Arc::new(AskHuman));
         r
     }
 
@@ -180,6 +194,40 @@ impl Registry {
     /// Every tool name, sorted.
     pub fn names(&self) -> Vec<&str> {
         self.tools.keys().map(String::as_str).collect()
+    }
+
+    /// Register every cascade found in the tool directories (`traits/`, `tackle/`, `skills/`,
+    /// `cascades/`) next to `file` and its parents and under `roots` as a [`CascadeTool`], by cascade id
+    /// and by file stem, and every declarative tool file (`*.tool.json`) there as a [`DeclarativeTool`]:
+    /// exactly the names the validator's catalog accepts. Names already registered win. Returns how many
+    /// tools were added.
+    pub fn add_cascade_tools(&mut self, file: &Path, roots: &[PathBuf]) -> usize {
+        let mut catalog = Catalog::default();
+        for base in rvbbit_cascade::search_bases(file).iter().chain(roots) {
+            catalog.discover_under(base);
+        }
+        let mut added = 0;
+        for name in catalog.names() {
+            if self.tools.contains_key(name) {
+                continue;
+            }
+            match catalog.get(name) {
+                Some(Origin::Cascade(path)) => {
+                    if let Some(tool) = CascadeTool::from_file(name, path) {
+                        self.register(Arc::new(tool));
+                        added += 1;
+                    }
+                }
+                Some(Origin::ToolFile(path)) => {
+                    if let Some(tool) = DeclarativeTool::from_file(path) {
+                        self.register(Arc::new(tool));
+                        added += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        added
     }
 
     /// Register every tool of this registry in a validation catalog.

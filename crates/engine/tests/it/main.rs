@@ -9,8 +9,14 @@
     unreachable_pub
 )]
 
+mod budget;
+mod compose;
 mod corpus_llm;
+mod declarative;
 mod deterministic;
 mod failures;
+mod hitl;
 mod llm;
 mod support;
+mod takes;
+mod wards;

@@ -68,6 +68,9 @@ pub(crate) fn event_where(f: &EventFilter) -> (String, Vec<SqlValue>) {
     if let Some(t) = f.until {
         add("ts_us < ?", SqlValue::Integer(t.micros()));
     }
+    if let Some(seq) = f.after_seq {
+        add("store_seq > ?", SqlValue::Integer(seq));
+    }
     if let Some(k) = f.kind {
         add("kind = ?", SqlValue::Text(k.as_str().to_owned()));
     }

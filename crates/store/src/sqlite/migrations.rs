@@ -114,6 +114,45 @@ CREATE INDEX events_priced ON events (ts_us, session_id, model, cascade_id, call
            OR kind IN ('llm_response', 'llm_error'));
 "#,
     },
+    Migration {
+        version: 3,
+        name: "checkpoints",
+        // Human-in-the-loop waits with the continuation that lets `rvbbit resume` finish a run after its
+        // process exited (OBSERVABILITY.md §7, Proposed).
+        sql: r#"
+CREATE TABLE checkpoints (
+    checkpoint_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    cascade_id TEXT,
+    cell_name TEXT NOT NULL,
+    checkpoint_type TEXT NOT NULL,
+    status TEXT NOT NULL,
+    signal_name TEXT NOT NULL,
+    signal_id TEXT,
+    ui_spec TEXT NOT NULL,
+    continuation TEXT NOT NULL,
+    response TEXT,
+    created_at_us INTEGER NOT NULL,
+    responded_at_us INTEGER,
+    timeout_at_us INTEGER
+);
+CREATE INDEX checkpoints_session ON checkpoints (session_id, status);
+"#,
+    },
+    Migration {
+        version: 4,
+        name: "api_keys",
+        sql: r#"
+CREATE TABLE api_keys (
+    key_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    secret_hash TEXT NOT NULL UNIQUE,
+    created_at_us INTEGER NOT NULL,
+    revoked_at_us INTEGER,
+    last_used_at_us INTEGER
+);
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -204,9 +243,14 @@ mod tests {
     #[test]
     fn an_older_store_is_brought_forward_step_by_step() {
         let mut c = at_version_1();
-        assert_eq!(pending(1), vec!["0002_priced_events_index".to_owned()]);
+        let expected = vec![
+            "0002_priced_events_index".to_owned(),
+            "0003_checkpoints".to_owned(),
+            "0004_api_keys".to_owned(),
+        ];
+        assert_eq!(pending(1), expected);
         let applied = apply(&mut c, "sqlite://mem").map_err(|_| "apply failed").unwrap();
-        assert_eq!(applied, vec!["0002_priced_events_index".to_owned()]);
+        assert_eq!(applied, expected);
         assert_eq!(current(&c).map_err(|_| "read failed").unwrap(), latest());
         assert!(
             apply(&mut c, "sqlite://mem")

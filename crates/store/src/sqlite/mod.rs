@@ -6,7 +6,9 @@
 //! failing when upgrading a read lock. A lock held longer than `busy_timeout` surfaces as
 //! [`Error::Busy`], which callers may retry.
 
+mod checkpoints;
 mod events;
+mod keys;
 pub(crate) mod migrations;
 mod sessions;
 
@@ -252,6 +254,7 @@ impl Store for SqliteStore {
                 sessions: n("sessions")?,
                 cache_entries: n("result_cache")?,
                 signals: n("signals")?,
+                checkpoints: if version >= 3 { count(c, "checkpoints")? } else { 0 },
                 size_bytes: Some(size),
             })
         })
@@ -289,6 +292,8 @@ impl Store for SqliteStore {
                 "events",
                 "result_cache",
                 "signals",
+                "checkpoints",
+                "api_keys",
             ] {
                 let path = dir.join(format!("{table}.jsonl"));
                 let file_err = |source| Error::File {

@@ -265,7 +265,11 @@ impl SessionStore for SqliteStore {
                 Ok(out)
             };
             let orphaned = ids(
-                "SELECT session_id FROM sessions WHERE status IN ('running', 'waiting') AND heartbeat_at_us < ?1
+                // A waiting session with a pending checkpoint is durable, not orphaned: no process needs
+                // to be alive for `rvbbit resume` to continue it.
+                "SELECT session_id FROM sessions WHERE heartbeat_at_us < ?1
+                 AND (status = 'running' OR (status = 'waiting' AND NOT EXISTS (
+                     SELECT 1 FROM checkpoints k WHERE k.session_id = sessions.session_id AND k.status = 'pending')))
                  ORDER BY session_id",
                 stale_before.micros(),
             )?;
@@ -298,6 +302,7 @@ impl SessionStore for SqliteStore {
                 }
                 for id in &deleted {
                     tx.execute("DELETE FROM events WHERE session_id = ?1", [id.as_str()])?;
+                    tx.execute("DELETE FROM checkpoints WHERE session_id = ?1", [id.as_str()])?;
                     tx.execute("DELETE FROM sessions WHERE session_id = ?1", [id.as_str()])?;
                 }
             }

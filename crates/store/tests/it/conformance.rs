@@ -5,7 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rvbbit_core::{SessionId, SessionStatus, Timestamp};
-use rvbbit_store::{CostGroup, EventFilter, Session, SessionFilter, Signal, SignalStatus, Store};
+use rvbbit_store::{
+    ApiKey, Checkpoint, CheckpointStatus, CostGroup, EventFilter, Session, SessionFilter, Signal,
+    SignalStatus, Store,
+};
 use serde_json::json;
 
 use crate::events;
@@ -33,7 +36,10 @@ macro_rules! store_conformance {
             check!(sessions_upsert_list_cancel_and_cleanup);
             check!(cache_hits_and_ttl);
             check!(signals_are_latched_and_fired_once);
+            check!(checkpoints_round_trip_and_keep_waiting_sessions_alive);
             check!(concurrent_writers_lose_and_duplicate_nothing);
+            check!(event_cursor_resumes_after_a_store_seq);
+            check!(api_keys_authenticate_until_revoked);
         }
     };
 }
@@ -256,6 +262,47 @@ pub async fn signals_are_latched_and_fired_once(store: Arc<dyn Store>, _url: &st
     assert!(store.signal_cancel("missing").await.is_err());
 }
 
+pub async fn checkpoints_round_trip_and_keep_waiting_sessions_alive(store: Arc<dyn Store>, _url: &str) {
+    let id: SessionId = "wait-1".parse().unwrap();
+    let mut cp = Checkpoint::pending(id.clone(), "approve", "confirmation", "approve");
+    assert!(cp.checkpoint_id.starts_with("cp_") && cp.checkpoint_id.len() == 15);
+    cp.ui_spec = json!({"prompt": "Ship it?"});
+    cp.continuation = json!({"state": {"a": 1}});
+    store.checkpoint_put(&cp).await.unwrap();
+    let pending = store
+        .checkpoints(Some(&id), Some(CheckpointStatus::Pending))
+        .await
+        .unwrap();
+    assert_eq!(pending, vec![cp.clone()]);
+
+    // A waiting session with a pending checkpoint survives the stale-heartbeat sweep; a running one not.
+    let mut waiting = Session::new(id.clone());
+    waiting.status = SessionStatus::Waiting;
+    waiting.heartbeat_at = Timestamp::from_micros(1);
+    let mut running = Session::new("run-1".parse().unwrap());
+    running.heartbeat_at = Timestamp::from_micros(1);
+    store.put_sessions(&[waiting, running]).await.unwrap();
+    let swept = store.cleanup(Timestamp::now(), None, false).await.unwrap();
+    assert_eq!(swept.orphaned, vec!["run-1".parse::<SessionId>().unwrap()]);
+    assert_eq!(store.session(&id).await.unwrap().status, SessionStatus::Waiting);
+
+    cp.status = CheckpointStatus::Responded;
+    cp.response = Some(json!({"confirmed": true}));
+    cp.responded_at = Some(Timestamp::now());
+    store.checkpoint_put(&cp).await.unwrap();
+    assert!(
+        store
+            .checkpoints(Some(&id), Some(CheckpointStatus::Pending))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let all = store.checkpoints(None, None).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].response, Some(json!({"confirmed": true})));
+    assert_eq!(store.status().await.unwrap().checkpoints, 1);
+}
+
 pub async fn concurrent_writers_lose_and_duplicate_nothing(_store: Arc<dyn Store>, url: &str) {
     let mut tasks = Vec::new();
     for w in 0..4 {
@@ -290,4 +337,52 @@ pub async fn concurrent_writers_lose_and_duplicate_nothing(_store: Arc<dyn Store
             .collect();
         assert_eq!(seqs, (0..2000).collect::<Vec<_>>());
     }
+}
+
+pub async fn event_cursor_resumes_after_a_store_seq(store: Arc<dyn Store>, _url: &str) {
+    store.append(&events("s-cur", 6)).await.unwrap();
+    let all = store.events(&EventFilter::default()).await.unwrap();
+    let cursor = all[2].store_seq;
+    let page = EventFilter {
+        session_id: Some("s-cur".parse().unwrap()),
+        after_seq: Some(cursor),
+        limit: Some(2),
+        ..EventFilter::default()
+    };
+    let next = store.events(&page).await.unwrap();
+    assert_eq!(
+        next.iter().map(|e| e.store_seq).collect::<Vec<_>>(),
+        [all[3].store_seq, all[4].store_seq]
+    );
+    let rest = EventFilter {
+        after_seq: Some(all[5].store_seq),
+        ..EventFilter::default()
+    };
+    assert!(store.events(&rest).await.unwrap().is_empty());
+}
+
+pub async fn api_keys_authenticate_until_revoked(store: Arc<dyn Store>, _url: &str) {
+    assert_eq!(store.active_keys().await.unwrap(), 0);
+    store
+        .key_insert(&ApiKey::new("key_1", "ci", "hash-one"))
+        .await
+        .unwrap();
+    let dup = store
+        .key_insert(&ApiKey::new("key_2", "dup", "hash-one"))
+        .await
+        .unwrap_err();
+    assert_eq!(dup.code().code, "RVB-S006", "{dup}");
+    let now = Timestamp::now();
+    let key = store.key_authenticate("hash-one", now).await.unwrap().unwrap();
+    assert_eq!((key.key_id.as_str(), key.name.as_str()), ("key_1", "ci"));
+    assert!(store.key_authenticate("hash-two", now).await.unwrap().is_none());
+    let listed = store.keys().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].last_used_at, Some(now), "the use is recorded");
+    let revoked = store.key_revoke("key_1", now).await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert!(store.key_authenticate("hash-one", now).await.unwrap().is_none());
+    assert_eq!(store.active_keys().await.unwrap(), 0);
+    let missing = store.key_revoke("key_9", now).await.unwrap_err();
+    assert!(missing.hint().contains("rvbbit keys list"), "{}", missing.hint());
 }

@@ -1,0 +1,163 @@
+//! `rvbbit serve`: the HTTP API and live event streams (crate rvbbit-server) over the configured store,
+//! running cascades with the configured provider.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rvbbit_core::codes;
+use rvbbit_engine::Engine;
+use rvbbit_engine::tools::Registry;
+use rvbbit_server::{Server, ServerConfig};
+use rvbbit_store::{Writer, WriterOptions};
+
+use super::run::configured_client;
+use super::storage::{Signals, block_on, fail};
+use super::{Coded, Failure, Outcome, load_config};
+use crate::cli::Cli;
+use crate::output::{self, Out};
+
+/// How often a running session's heartbeat is refreshed.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+
+/// Arguments of `rvbbit serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Address to listen on. Anything but a loopback address (127.0.0.1, ::1, localhost) requires API
+    /// keys: create one with `rvbbit keys create` first, or the server refuses to start (exit 6).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0 picks a free one and prints it).
+    #[arg(long, default_value_t = 5050)]
+    port: u16,
+    /// Directories whose cascades the API lists and runs (repeatable). Default: the `roots` setting,
+    /// else the current directory.
+    #[arg(long = "root", value_name = "DIR")]
+    roots: Vec<PathBuf>,
+    /// Seconds in-flight runs may take to finish on shutdown before they are cancelled.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    shutdown_grace: u64,
+}
+
+fn coded(code: &'static rvbbit_core::ErrorCode, message: String, hint: &str) -> Failure {
+    Failure::Coded(Coded {
+        code,
+        message,
+        hint: hint.into(),
+        causes: Vec::new(),
+    })
+}
+
+/// The address to bind, and whether it is loopback only.
+fn address(host: &str, port: u16) -> Result<(SocketAddr, bool), Failure> {
+    let ip: IpAddr = if host.eq_ignore_ascii_case("localhost") {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        host.trim_matches(['[', ']']).parse().map_err(|_| {
+            coded(
+                codes::C_USAGE,
+                format!("`--host {host}` is not an IP address"),
+                "use an address such as 127.0.0.1 (the default), ::1 or 0.0.0.0",
+            )
+        })?
+    };
+    Ok((SocketAddr::new(ip, port), ip.is_loopback()))
+}
+
+pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
+    let config = load_config(cli, out)?.config;
+    let (addr, loopback) = address(&args.host, args.port)?;
+    let roots = if !args.roots.is_empty() {
+        args.roots.clone()
+    } else if !config.roots.is_empty() {
+        config.roots.clone()
+    } else {
+        vec![std::env::current_dir().unwrap_or_default()]
+    };
+    for root in &roots {
+        if !root.is_dir() {
+            return Err(coded(
+                codes::C_INVALID,
+                format!("the cascade root `{}` is not a directory", root.display()),
+                "pass existing directories with --root, or fix the `roots` setting",
+            ));
+        }
+    }
+    block_on(async move {
+        let mut signals = Signals::install()?;
+        let base = std::env::current_dir().unwrap_or_default();
+        let store = rvbbit_store::open(&config.store.url, &base).await.map_err(fail)?;
+        if !loopback && store.active_keys().await.map_err(fail)? == 0 {
+            return Err(coded(
+                codes::C_UNSAFE_BIND,
+                format!("refusing to listen on {addr} without authentication: no API key exists"),
+                "create one with `rvbbit keys create --name NAME` (clients send `Authorization: Bearer KEY`), or bind to 127.0.0.1",
+            ));
+        }
+        let client = configured_client(&config)?;
+        let writer = Writer::spawn(
+            store.clone(),
+            WriterOptions::new(base.join(".rvbbit").join("spill")),
+        );
+        let engine = Engine::new(Registry::builtin())
+            .with_provider(Arc::new(client))
+            .with_writer(writer.handle())
+            .with_default_model(config.default_model.clone())
+            .with_roots(config.roots.clone())
+            .with_heartbeat(store.clone(), HEARTBEAT_EVERY);
+        let server_config = ServerConfig::new(roots)
+            .with_required_key(!loopback)
+            .with_shutdown_grace(Duration::from_secs(args.shutdown_grace));
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            coded(
+                codes::C_INVALID,
+                format!("cannot listen on {addr}: {e}"),
+                "pick a free port with --port (0 picks one), or stop the process holding it",
+            )
+        })?;
+        let bound = listener.local_addr().unwrap_or(addr);
+        if !out.quiet {
+            output::stderr(&format!(
+                "rvbbit serve: listening on http://{bound} (API keys {}); Ctrl-C stops it\n",
+                if loopback {
+                    "not required on loopback"
+                } else {
+                    "required"
+                }
+            ));
+        }
+        let server = Server::new(store, engine, server_config).with_writer(writer.handle());
+        server
+            .serve(listener, async move {
+                let caught = signals.recv().await;
+                tracing::info!(?caught, "shutting down");
+            })
+            .await
+            .map_err(|e| {
+                Failure::Coded(Coded::from_error(
+                    codes::INTERNAL,
+                    &e,
+                    "the HTTP server stopped with an error",
+                ))
+            })?;
+        writer.shutdown().await.map_err(fail)?;
+        Ok(0)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_told_apart_from_network_addresses() {
+        assert!(address("127.0.0.1", 1).unwrap().1);
+        assert!(address("localhost", 1).unwrap().1);
+        assert!(address("::1", 1).unwrap().1);
+        assert!(address("[::1]", 1).unwrap().1);
+        assert!(!address("0.0.0.0", 1).unwrap().1);
+        assert!(!address("192.168.1.10", 1).unwrap().1);
+        assert!(address("example.com", 1).is_err());
+    }
+}

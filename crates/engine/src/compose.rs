@@ -1,0 +1,638 @@
+//! Composition (§5.6): child runs of a session — `sub_cascades`, `async_cascades`, cascades used as tools
+//! and validator cascades.
+//!
+//! A child is an ordinary [`Engine::run`] with the parent's engine (writer, provider, registry), caller id
+//! and a child of its cancel token, a `parent_session_id` link, the root session of the tree and a depth one
+//! deeper (refused past [`MAX_DEPTH`] with RVB-E004). Child files are resolved like the validator resolves
+//! them (a path relative to the referring file and its parents, contained; else a cascade id in the tool
+//! directories), then loaded and validated before they run (RVB-E006 otherwise).
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use rvbbit_cascade::catalog::Origin as CatalogOrigin;
+use rvbbit_cascade::model::{AsyncTrigger, Cascade, Cell};
+use rvbbit_cascade::validate::{Options, validate_loaded};
+use rvbbit_cascade::{Catalog, Severity, load_file, resolve_cascade_ref, search_bases};
+use rvbbit_core::{CallerId, EventKind, MicroUsd, SessionId, SessionStatus};
+use serde_json::{Map, Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::run::{CellResult, Engine, MAX_DEPTH, Outcome, Run, RunRequest};
+
+/// The place of a run in its run tree, and its children.
+#[derive(Debug)]
+pub(crate) struct Composition {
+    depth: u32,
+    root_session_id: SessionId,
+    cascade_file: Option<PathBuf>,
+    /// Child session ids handed out by this run (`<sid>_sub`, `<sid>_sub_1`, ...).
+    used: HashSet<String>,
+    /// Async cascades in flight.
+    pending: Vec<Pending>,
+    /// Totals of children started by tools (cascade tools), added to the run at its end.
+    children: ChildTotals,
+    /// Inside a candidate branch: its index, which child ids carry (`<base>_c<i>`) so concurrent
+    /// branches never share one.
+    branch: Option<u32>,
+}
+
+/// Cost and call counts of finished children, shared with the tools that start them, and the tasks the
+/// synchronous children run on (each child is its own task, so deep nesting never deepens the stack).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ChildTotals {
+    totals: Arc<Mutex<(MicroUsd, u32, u32)>>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl ChildTotals {
+    pub(crate) fn add(&self, outcome: &Outcome) {
+        if let Ok(mut t) = self.totals.lock() {
+            t.0 += outcome.cost;
+            t.1 += outcome.llm_calls;
+            t.2 += outcome.tool_calls;
+        }
+    }
+
+    /// Wait for every child task (after a cancellation, the children finish marking themselves cancelled
+    /// and flushing before their parent ends).
+    async fn join(&self) {
+        loop {
+            let next = self.tasks.lock().ok().and_then(|mut t| t.pop());
+            let Some(handle) = next else { break };
+            if let Err(e) = handle.await {
+                tracing::warn!(error = %e, "A child run's task failed");
+            }
+        }
+    }
+
+    fn take(&self) -> (MicroUsd, u32, u32) {
+        self.totals
+            .lock()
+            .map(|mut t| std::mem::replace(&mut *t, (MicroUsd::ZERO, 0, 0)))
+            .unwrap_or((MicroUsd::ZERO, 0, 0))
+    }
+}
+
+#[derive(Debug)]
+struct Pending {
+    cell: String,
+    what: String,
+    session_id: SessionId,
+    handle: JoinHandle<Outcome>,
+}
+
+impl Composition {
+    pub(crate) fn new(request: &RunRequest, session_id: &SessionId) -> Self {
+        Composition {
+            depth: request.depth,
+            root_session_id: request
+                .root_session_id
+                .clone()
+                .unwrap_or_else(|| session_id.clone()),
+            cascade_file: request.cascade_file.clone(),
+            used: HashSet::new(),
+            pending: Vec::new(),
+            children: ChildTotals::default(),
+            branch: None,
+        }
+    }
+
+    /// The composition of candidate branch `index` of this run: the same place in the run tree and the
+    /// same child totals, its own child ids. (Async cascades started inside a branch are not awaited by
+    /// the parent run.)
+    pub(crate) fn for_branch(&self, index: u32) -> Self {
+        Composition {
+            depth: self.depth,
+            root_session_id: self.root_session_id.clone(),
+            cascade_file: self.cascade_file.clone(),
+            used: HashSet::new(),
+            pending: Vec::new(),
+            children: self.children.clone(),
+            branch: Some(index),
+        }
+    }
+
+    /// Nesting depth of this run (root 0).
+    pub(crate) fn depth(&self) -> u32 {
+        self.depth
+    }
+
+    /// The root of this run's tree.
+    pub(crate) fn root(&self) -> &SessionId {
+        &self.root_session_id
+    }
+
+    /// `base` the first time, then `base_1`, `base_2`, ... so children of one run never share an id.
+    pub(crate) fn child_id(&mut self, base: &str) -> String {
+        let base = match self.branch {
+            Some(i) => format!("{base}_c{i}"),
+            None => base.to_owned(),
+        };
+        let base = base.as_str();
+        let mut id = base.to_owned();
+        let mut n = 0;
+        while !self.used.insert(id.clone()) {
+            n += 1;
+            id = format!("{base}_{n}");
+        }
+        id
+    }
+}
+
+/// What starting a child run needs from its parent; tools get it through their
+/// [`crate::tools::ToolContext`].
+#[derive(Clone)]
+pub(crate) struct Scope {
+    pub(crate) engine: Engine,
+    pub(crate) session_id: SessionId,
+    pub(crate) root_session_id: SessionId,
+    pub(crate) depth: u32,
+    pub(crate) caller_id: CallerId,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) cascade_file: Option<PathBuf>,
+    pub(crate) model: Option<String>,
+    pub(crate) children: ChildTotals,
+}
+
+impl std::fmt::Debug for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scope")
+            .field("session_id", &self.session_id)
+            .field("depth", &self.depth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Run<'_> {
+    /// The file of the cascade being run, when it came from one (child refs are relative to it).
+    pub(crate) fn compose_file(&self) -> Option<&Path> {
+        self.compose.cascade_file.as_deref()
+    }
+
+    /// The scope children of this run are started in.
+    pub(crate) fn scope(&self) -> Scope {
+        Scope {
+            engine: self.engine.clone(),
+            session_id: self.session_id.clone(),
+            root_session_id: self.compose.root_session_id.clone(),
+            depth: self.compose.depth,
+            caller_id: self.emit.caller().clone(),
+            cancel: self.cancel.clone(),
+            cascade_file: self.compose.cascade_file.clone(),
+            model: self.model_override.clone(),
+            children: self.compose.children.clone(),
+        }
+    }
+}
+
+/// A child cascade, resolved, loaded and validated.
+#[derive(Debug)]
+pub(crate) struct Child {
+    pub(crate) cascade: Cascade,
+    pub(crate) path: PathBuf,
+    pub(crate) text: Option<String>,
+}
+
+/// Resolve `reference` like the validator does: a path relative to `from`'s directory or its parents (or
+/// the engine's roots) that stays inside that directory, else a cascade id (or file stem) found in the
+/// tool directories (`traits/`, `tackle/`, `skills/`, `cascades/`) there.
+pub(crate) fn resolve(
+    engine: &Engine,
+    from: Option<&Path>,
+    reference: &str,
+) -> std::result::Result<PathBuf, String> {
+    let mut bases = match from {
+        Some(f) => search_bases(f),
+        None => vec![PathBuf::from(".")],
+    };
+    bases.extend(engine.roots.iter().cloned());
+    if let Some(found) = resolve_cascade_ref(reference, &bases)? {
+        return Ok(found);
+    }
+    let mut catalog = Catalog::default();
+    for base in &bases {
+        catalog.discover_under(base);
+    }
+    if let Some(CatalogOrigin::Cascade(path)) = catalog.get(reference) {
+        return Ok(path.clone());
+    }
+    Err(format!(
+        "`{reference}` was not found: it is neither a file relative to {} nor a cascade id in their {} directories",
+        bases
+            .iter()
+            .map(|b| format!("`{}`", b.display()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        rvbbit_cascade::catalog::TOOL_DIRS.join("/")
+    ))
+}
+
+/// Load and validate the cascade at `path` with the engine's registry; any validation error refuses it.
+pub(crate) fn load(engine: &Engine, path: &Path) -> std::result::Result<Child, String> {
+    let mut catalog = Catalog::builtin();
+    engine.registry.fill_catalog(&mut catalog);
+    let options = Options {
+        strict: false,
+        roots: engine.roots.clone(),
+    };
+    let report = validate_loaded(load_file(path), &mut catalog, &options);
+    if let Some(d) = report
+        .diagnostics()
+        .iter()
+        .find(|d| d.severity == Severity::Error)
+    {
+        let at = match (&report.loaded.source, d.span) {
+            (Some(src), Some(span)) => {
+                let lc = src.line_col(span.start);
+                format!(":{}:{}", lc.line, lc.col)
+            }
+            _ => String::new(),
+        };
+        return Err(format!(
+            "{}{at} is not a valid cascade: [{}] {} (run `rvbbit validate {}`)",
+            path.display(),
+            d.code.code,
+            d.message,
+            path.display()
+        ));
+    }
+    match report.loaded.document.as_ref().and_then(|d| d.cascade().cloned()) {
+        Some(cascade) => Ok(Child {
+            cascade,
+            path: path.to_path_buf(),
+            text: report.loaded.source.as_ref().map(|s| s.text().to_owned()),
+        }),
+        None => Err(format!("{} is a tool definition, not a cascade", path.display())),
+    }
+}
+
+/// Resolve, load and validate a child named by `reference` from the run's cascade file.
+pub(crate) fn prepare(scope: &Scope, cell: &str, reference: &str, what: &str) -> Result<Child> {
+    check_depth(scope, cell, what)?;
+    let path = resolve(&scope.engine, scope.cascade_file.as_deref(), reference)
+        .map_err(|message| invalid(cell, what, message))?;
+    load(&scope.engine, &path).map_err(|message| invalid(cell, what, message))
+}
+
+/// Load and validate the child cascade at `path` (already resolved).
+pub(crate) fn prepare_path(scope: &Scope, cell: &str, path: &Path, what: &str) -> Result<Child> {
+    check_depth(scope, cell, what)?;
+    load(&scope.engine, path).map_err(|message| invalid(cell, what, message))
+}
+
+fn check_depth(scope: &Scope, cell: &str, what: &str) -> Result<()> {
+    if scope.depth + 1 > MAX_DEPTH {
+        return Err(Error::MaxDepth {
+            cell: cell.to_owned(),
+            what: what.to_owned(),
+            depth: scope.depth + 1,
+            limit: MAX_DEPTH,
+        });
+    }
+    Ok(())
+}
+
+fn invalid(cell: &str, what: &str, message: String) -> Error {
+    Error::ChildInvalid {
+        cell: cell.to_owned(),
+        what: what.to_owned(),
+        message,
+    }
+}
+
+/// Run `child` as a child session of `scope`, on its own task (tracked, so the parent waits for it even
+/// when it is cancelled mid-way).
+pub(crate) async fn run_child(
+    scope: &Scope,
+    child: Child,
+    input: Value,
+    session_id: SessionId,
+) -> Result<Outcome> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // If the caller stops waiting (a tool timeout, a cancelled cell), the child is cancelled too.
+    let cancel = scope.cancel.child_token();
+    let guard = cancel.clone().drop_guard();
+    let fut = child_future(scope, child, input, session_id.clone(), cancel);
+    let handle = tokio::spawn(async move {
+        // The receiver is gone only when the parent was dropped; the child still finished and flushed.
+        let _ = tx.send(fut.await);
+    });
+    if let Ok(mut tasks) = scope.children.tasks.lock() {
+        tasks.push(handle);
+    }
+    let outcome = rx.await.map_err(|_| {
+        Error::Internal(format!(
+            "the child session `{session_id}` ended without an outcome (its task panicked)"
+        ))
+    });
+    guard.disarm();
+    outcome
+}
+
+/// The future of a child run of `scope` (boxed: runs nest).
+pub(crate) fn child_future(
+    scope: &Scope,
+    child: Child,
+    input: Value,
+    session_id: SessionId,
+    cancel: CancellationToken,
+) -> Pin<Box<dyn Future<Output = Outcome> + Send + 'static>> {
+    let mut request = RunRequest::new(child.cascade);
+    request.input = input;
+    request.session_id = Some(session_id);
+    request.caller_id = scope.caller_id.clone();
+    request.model = scope.model.clone();
+    request.cascade_file = Some(child.path);
+    request.cascade_text = child.text;
+    request.cancel = cancel;
+    request.parent_session_id = Some(scope.session_id.clone());
+    request.root_session_id = Some(scope.root_session_id.clone());
+    request.depth = scope.depth + 1;
+    let engine = scope.engine.clone();
+    Box::pin(async move { engine.run(request).await })
+}
+
+/// A session id from `base`, or `base` made valid (children of user-given ids stay valid ids).
+pub(crate) fn session_id(base: &str) -> SessionId {
+    base.parse().unwrap_or_else(|_| SessionId::new_woodland())
+}
+
+/// Six random hex digits (from a fresh woodland id, which comes from a CSPRNG).
+pub(crate) fn hex6() -> String {
+    let id = SessionId::new_woodland();
+    let tail = id.as_str().rsplit('-').next().unwrap_or("000000");
+    tail.chars().take(6).collect()
+}
+
+/// The child's error, or a clear one when it ended without one.
+pub(crate) fn child_error(cell: &str, what: &str, outcome: Outcome) -> Error {
+    match outcome.error {
+        Some(Error::Cancelled) => Error::Cancelled,
+        Some(e) => Error::Child {
+            cell: cell.to_owned(),
+            what: what.to_owned(),
+            child_session: outcome.session_id.to_string(),
+            source: Box::new(e),
+        },
+        None => Error::Internal(format!(
+            "the child session `{}` ended `{}` without an error",
+            outcome.session_id, outcome.status
+        )),
+    }
+}
+
+/// Run a cell with its composition: pre wards, `on_start` async cascades and sub-cascades before it, then
+/// the cell itself (post wards around non-LLM cells; LLM cells run theirs in the attempt loop).
+pub(crate) async fn run_composed(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
+    crate::cells::wards::pre(run, cell).await?;
+    start_async(run, cell, AsyncTrigger::OnStart).await;
+    sub_cascades(run, cell).await?;
+    crate::cells::wards::run_with_post_wards(run, cell).await
+}
+
+/// Start the cell's `on_end` async cascades (after its `cell_complete`).
+pub(crate) async fn on_end(run: &mut Run<'_>, cell: &Cell) {
+    start_async(run, cell, AsyncTrigger::OnEnd).await;
+}
+
+/// §5.6 child input: with `context_in`, the parent state (without `input`) and then the parent input's
+/// keys; then `input_map` (`child_key: parent_key_or_literal`: a string naming a key of the input or the
+/// state copies it, a template is rendered, anything else is a literal).
+fn child_input(
+    run: &Run<'_>,
+    cell: &Cell,
+    context_in: bool,
+    map: Option<&Map<String, Value>>,
+) -> Result<Value> {
+    let state = run.state.lock().map(|s| s.clone()).unwrap_or_default();
+    let input = run.input.as_object().cloned().unwrap_or_default();
+    let mut out = Map::new();
+    if context_in {
+        for (k, v) in &state {
+            if k != "input" {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+        for (k, v) in &input {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    let vars = run.template_ctx();
+    for (key, value) in map.into_iter().flatten() {
+        let v = match value {
+            Value::String(s) if input.contains_key(s) => input[s].clone(),
+            Value::String(s) if state.contains_key(s) => state[s].clone(),
+            Value::String(s) if s.contains("{{") || s.contains("{%") => {
+                let text = run.templates.render(s, &vars).map_err(|e| Error::CellFailed {
+                    cell: cell.name.clone(),
+                    message: format!("template error in `input_map.{key}`: {e}"),
+                })?;
+                crate::template::json_parse_rule(text)
+            }
+            other => other.clone(),
+        };
+        out.insert(key.clone(), v);
+    }
+    Ok(Value::Object(out))
+}
+
+/// Render a `ref` (it may be a template).
+fn render_ref(run: &Run<'_>, cell: &Cell, reference: &str) -> Result<String> {
+    if !reference.contains("{{") {
+        return Ok(reference.to_owned());
+    }
+    run.templates
+        .render(reference, &run.template_ctx())
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| Error::CellFailed {
+            cell: cell.name.clone(),
+            message: format!("template error in `ref`: {e}"),
+        })
+}
+
+async fn child_event(run: &Run<'_>, cell: &Cell, child: &str, what: &str, reference: &str) {
+    let mut e = run.emit.event(EventKind::ChildStart, Some(&cell.name));
+    e.metadata = json!({"child_session_id": child, "kind": what, "ref": reference});
+    run.emit.send(e).await;
+}
+
+/// Add a finished child's totals to the run (its cost is the tree's cost).
+pub(crate) fn absorb(run: &mut Run<'_>, outcome: &Outcome) {
+    run.cost += outcome.cost;
+    run.llm_calls += outcome.llm_calls;
+    run.tool_calls += outcome.tool_calls;
+}
+
+/// `sub_cascades` (§5.6): each runs synchronously before the cell's own work; a failure fails the cell.
+async fn sub_cascades(run: &mut Run<'_>, cell: &Cell) -> Result<()> {
+    for sub in cell.sub_cascades.iter().flatten() {
+        let reference = render_ref(run, cell, &sub.reference)?;
+        let what = format!("sub-cascade `{reference}`");
+        let scope = run.scope();
+        let child = prepare(&scope, &cell.name, &reference, &what)?;
+        let input = child_input(run, cell, sub.context_in != Some(false), sub.input_map.as_ref())?;
+        let sid = run.compose.child_id(&format!("{}_sub", run.session_id));
+        child_event(run, cell, &sid, "sub_cascade", &reference).await;
+        let outcome = run_child(&scope, child, input, session_id(&sid)).await?;
+        absorb(run, &outcome);
+        if outcome.status != SessionStatus::Completed {
+            return Err(child_error(&cell.name, &what, outcome));
+        }
+        if sub.context_out != Some(false) {
+            if let Ok(mut s) = run.state.lock() {
+                for (k, v) in &outcome.state {
+                    if k != "input" {
+                        s.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            run.lineage.extend(outcome.lineage.iter().cloned());
+            run.warnings.extend(
+                outcome
+                    .warnings
+                    .iter()
+                    .map(|w| format!("{what} (session {}): {w}", outcome.session_id)),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Start the cell's `async_cascades` with this trigger (default `on_start`). They run concurrently; the
+/// run waits for them before it ends ([`join_async`]).
+async fn start_async(run: &mut Run<'_>, cell: &Cell, trigger: AsyncTrigger) {
+    for spec in cell.async_cascades.iter().flatten() {
+        if spec.trigger.unwrap_or(AsyncTrigger::OnStart) != trigger {
+            continue;
+        }
+        // An async child never fails its parent, not even when it cannot start.
+        let prepared = render_ref(run, cell, &spec.reference).and_then(|reference| {
+            let what = format!("async cascade `{reference}`");
+            let child = prepare(&run.scope(), &cell.name, &reference, &what)?;
+            let input = child_input(run, cell, spec.context_in != Some(false), spec.input_map.as_ref())?;
+            Ok((child, input, what, reference))
+        });
+        let (child, input, what, reference) = match prepared {
+            Ok(c) => c,
+            Err(err) => {
+                let message = format!("[{}] {err} (the async cascade did not start)", err.code().code);
+                let mut e = run.emit.event(EventKind::Error, Some(&cell.name));
+                e.content = json!(message);
+                e.error =
+                    Some(json!({"code": err.code().code, "message": err.to_string(), "hint": err.hint()}));
+                e.metadata = json!({"kind": "async_cascade", "severity": "warning", "ref": spec.reference});
+                run.emit.send(e).await;
+                tracing::warn!(session_id = %run.session_id, "{message}");
+                run.warnings.push(message);
+                continue;
+            }
+        };
+        let scope = run.scope();
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let sid = run.compose.child_id(&format!("spawned_{unix}_{}", hex6()));
+        child_event(run, cell, &sid, "async_cascade", &reference).await;
+        let session_id = session_id(&sid);
+        let handle = tokio::spawn(child_future(
+            &scope,
+            child,
+            input,
+            session_id.clone(),
+            scope.cancel.child_token(),
+        ));
+        run.compose.pending.push(Pending {
+            cell: cell.name.clone(),
+            what,
+            session_id,
+            handle,
+        });
+    }
+}
+
+/// Wait for the async cascades still running (they stop early when the run was cancelled: their tokens
+/// are children of the run's). A failure is an `error` event and a warning, never the run's failure.
+pub(crate) async fn join_async(run: &mut Run<'_>) {
+    run.compose.children.join().await;
+    let (cost, llm, tools) = run.compose.children.take();
+    run.cost += cost;
+    run.llm_calls += llm;
+    run.tool_calls += tools;
+    for p in std::mem::take(&mut run.compose.pending) {
+        let problem = match p.handle.await {
+            Ok(outcome) => {
+                absorb(run, &outcome);
+                match outcome.status {
+                    SessionStatus::Completed => None,
+                    status => Some((
+                        outcome.error.as_ref().map(
+                            |e| json!({"code": e.code().code, "message": e.to_string(), "hint": e.hint()}),
+                        ),
+                        format!(
+                            "{} of cell `{}` ended `{status}` (session {}){}",
+                            p.what,
+                            p.cell,
+                            p.session_id,
+                            outcome
+                                .error
+                                .as_ref()
+                                .map(|e| format!(": [{}] {e}", e.code().code))
+                                .unwrap_or_default()
+                        ),
+                    )),
+                }
+            }
+            Err(e) => Some((
+                None,
+                format!(
+                    "{} of cell `{}` (session {}) did not finish: {e}",
+                    p.what, p.cell, p.session_id
+                ),
+            )),
+        };
+        if let Some((error, message)) = problem {
+            let mut e = run.emit.event(EventKind::Error, Some(&p.cell));
+            e.content = json!(message);
+            e.error = error;
+            e.metadata =
+                json!({"child_session_id": p.session_id, "kind": "async_cascade", "severity": "warning"});
+            run.emit.send(e).await;
+            tracing::warn!(session_id = %run.session_id, "{message}");
+            run.warnings.push(message);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_ids_of_one_run_never_repeat() {
+        let cascade: Cascade = serde_json::from_value(json!({"cascade_id": "c", "cells": []})).unwrap();
+        let request = RunRequest::new(cascade);
+        let sid: SessionId = "quiet-heron-abcdef".parse().unwrap();
+        let mut c = Composition::new(&request, &sid);
+        assert_eq!(c.root_session_id, sid);
+        assert_eq!(c.child_id("s_sub"), "s_sub");
+        assert_eq!(c.child_id("s_sub"), "s_sub_1");
+        assert_eq!(c.child_id("s_ward"), "s_ward");
+        assert_eq!(c.child_id("s_sub"), "s_sub_2");
+    }
+
+    #[test]
+    fn hex6_is_six_hex_digits_and_bad_ids_fall_back_to_woodland() {
+        let h = hex6();
+        assert_eq!(h.len(), 6);
+        assert!(h.chars().all(|c| c.is_ascii_hexdigit()), "{h}");
+        assert_eq!(session_id("abc_sub").as_str(), "abc_sub");
+        assert_ne!(session_id("has space").as_str(), "has space");
+    }
+}

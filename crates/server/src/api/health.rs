@@ -1,0 +1,47 @@
+//! Liveness, readiness and metrics.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use rvbbit_core::codes;
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// The process answers.
+pub(crate) async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// The store answers.
+pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+    state.store.ping().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::S_UNAVAILABLE,
+            "the event store does not answer",
+            "whoever runs the server finds the cause in its log; `rvbbit health` checks the store",
+        )
+        .with_detail(e.to_string())
+    })?;
+    Ok(Json(json!({"status": "ready", "store": "ok"})))
+}
+
+/// Prometheus (OpenMetrics) text.
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> ApiResult<impl IntoResponse> {
+    let text = state
+        .metrics
+        .render(state.store.as_ref(), state.writer.as_ref())
+        .await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    ))
+}

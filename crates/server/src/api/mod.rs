@@ -1,0 +1,66 @@
+//! The routes and their handlers.
+
+pub(crate) mod cascades;
+mod costs;
+mod events;
+pub(crate) mod extract;
+mod health;
+mod openapi;
+pub(crate) mod runs;
+pub(crate) mod sessions;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{StatusCode, Uri};
+use axum::routing::{get, post};
+use rvbbit_core::{SessionId, codes};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub(crate) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/api/v1/cascades", get(cascades::list))
+        .route("/api/v1/cascades/validate", post(cascades::validate))
+        .route("/api/v1/cascades/{*path}", get(cascades::get))
+        .route("/api/v1/runs", post(runs::start))
+        .route("/api/v1/sessions", get(sessions::list))
+        .route("/api/v1/sessions/{id}", get(sessions::get))
+        .route("/api/v1/sessions/{id}/trace", get(sessions::trace))
+        .route("/api/v1/sessions/{id}/events", get(events::events))
+        .route("/api/v1/sessions/{id}/cancel", post(sessions::cancel))
+        .route("/api/v1/costs", get(costs::costs))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(
+        format!("no route `{}`", uri.path()),
+        "the routes are listed in `GET /api/v1/openapi.json`",
+    )
+}
+
+async fn method_not_allowed(uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        codes::A_BAD_REQUEST,
+        format!("`{}` does not accept this method", uri.path()),
+        "the methods of every route are listed in `GET /api/v1/openapi.json`",
+    )
+}
+
+/// A session id from a path segment.
+pub(crate) fn session_id(text: &str) -> Result<SessionId, ApiError> {
+    text.parse::<SessionId>().map_err(|e| {
+        ApiError::bad_request(
+            format!("`{text}` is not a session id: {e}"),
+            "session ids look like `quick-heron-0123456789abcdef`; list them with `GET /api/v1/sessions`",
+        )
+    })
+}

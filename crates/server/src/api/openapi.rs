@@ -1,0 +1,169 @@
+//! The OpenAPI 3.1 document of `/api/v1` (and the probes), served at `/api/v1/openapi.json`.
+
+use axum::Json;
+use serde_json::{Value, json};
+
+fn error_responses() -> Value {
+    json!({
+        "400": {"$ref": "#/components/responses/Error"},
+        "401": {"$ref": "#/components/responses/Error"},
+        "404": {"$ref": "#/components/responses/Error"},
+        "500": {"$ref": "#/components/responses/Error"},
+    })
+}
+
+fn op(summary: &str, params: Value, ok: Value) -> Value {
+    let mut responses = error_responses();
+    if let (Some(r), Some(ok)) = (responses.as_object_mut(), ok.as_object()) {
+        for (k, v) in ok {
+            r.insert(k.clone(), v.clone());
+        }
+    }
+    json!({"summary": summary, "parameters": params, "responses": responses})
+}
+
+fn json_ok(description: &str) -> Value {
+    json!({"200": {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}})
+}
+
+fn param(name: &str, place: &str, description: &str, schema: Value) -> Value {
+    json!({"name": name, "in": place, "required": place == "path", "description": description, "schema": schema})
+}
+
+/// The document.
+pub(crate) fn spec() -> Value {
+    let s = json!({"type": "string"});
+    let i = json!({"type": "integer"});
+    let id = param("id", "path", "Session id", s.clone());
+    let since = param(
+        "since",
+        "query",
+        "UTC date/time or a duration back from now (`24h`)",
+        s.clone(),
+    );
+    let until = param("until", "query", "Same forms as `since`", s.clone());
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "rvbbit HTTP API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Runs, sessions, live events and costs of rvbbit. When the server listens beyond loopback every route except the probes needs `Authorization: Bearer KEY` (keys from `rvbbit keys create`). Errors are `{error_id, code, message, hint}`.",
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error_id", "code", "message", "hint"],
+                    "properties": {
+                        "error_id": {"type": "string", "description": "Find the details in the server log under this id"},
+                        "code": {"type": "string", "description": "RVB-… code; docs/errors/<code>.md explains it"},
+                        "message": {"type": "string"},
+                        "hint": {"type": "string"},
+                        "diagnostics": {"type": "array", "items": {"type": "object"}, "description": "Invalid cascades only"},
+                    },
+                },
+                "RunRequest": {
+                    "type": "object",
+                    "required": ["cascade"],
+                    "properties": {
+                        "cascade": {"type": "string", "description": "Path relative to a cascade root"},
+                        "input": {"type": "object"},
+                        "session_id": {"type": "string"},
+                        "model": {"type": "string"},
+                    },
+                },
+            },
+            "responses": {
+                "Error": {"description": "An error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            },
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/healthz": {"get": op("Liveness: the process answers", json!([]), json_ok("ok"))},
+            "/readyz": {"get": op("Readiness: the event store answers", json!([]), json_ok("ready"))},
+            "/metrics": {"get": op("Prometheus / OpenMetrics text", json!([]),
+                json!({"200": {"description": "metrics", "content": {"application/openmetrics-text": {}}}}))},
+            "/api/v1/openapi.json": {"get": op("This document", json!([]), json_ok("the document"))},
+            "/api/v1/cascades": {"get": op("Cascades under the configured roots", json!([]), json_ok("`{cascades: [{path, cascade_id, description, cells, inputs}]}`"))},
+            "/api/v1/cascades/{path}": {"get": op("A cascade's source and diagnostics",
+                json!([param("path", "path", "Path relative to a root (may contain `/`)", s.clone())]),
+                json_ok("`{path, cascade_id, source, errors, warnings, diagnostics}`"))},
+            "/api/v1/cascades/validate": {"post": {
+                "summary": "Validate posted cascade text",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["text"], "properties": {"text": s.clone(), "filename": s.clone()}}}}},
+                "responses": json_ok("`{valid, errors, warnings, diagnostics}`"),
+            }},
+            "/api/v1/runs": {"post": {
+                "summary": "Start a run: 202 with the session id, or with `wait=true` 200 with the outcome",
+                "parameters": [param("wait", "query", "Wait for the run to finish", json!({"type": "boolean"}))],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RunRequest"}}}},
+                "responses": {
+                    "200": {"description": "The outcome (`wait=true`)"},
+                    "202": {"description": "Started: `{session_id, caller_id, status, links}`"},
+                    "422": {"$ref": "#/components/responses/Error"},
+                },
+            }},
+            "/api/v1/sessions": {"get": op("Sessions, newest first", json!([
+                param("status", "query", "running, waiting, completed, failed or cancelled", s.clone()),
+                param("cascade_id", "query", "Only this cascade", s.clone()),
+                param("caller_id", "query", "Only this caller", s.clone()),
+                since.clone(), until.clone(),
+                param("limit", "query", "At most this many (default 50, max 1000)", i.clone()),
+            ]), json_ok("`{sessions: [...]}`"))},
+            "/api/v1/sessions/{id}": {"get": op("One session with totals", json!([id.clone()]), json_ok("the session"))},
+            "/api/v1/sessions/{id}/trace": {"get": op("The trace tree: cells with their LLM and tool calls", json!([id.clone()]), json_ok("`{session_id, status, nodes}`"))},
+            "/api/v1/sessions/{id}/events": {"get": op(
+                "Events after a cursor: a JSON page, or with `Accept: text/event-stream` a live SSE stream (replay, then live, then a `complete` event). Resume with `Last-Event-ID` or `cursor`.",
+                json!([id.clone(),
+                    param("cursor", "query", "Only events after this store sequence", i.clone()),
+                    param("limit", "query", "Page size (default 500, max 5000)", i.clone()),
+                    param("Last-Event-ID", "header", "SSE resume cursor", s.clone())]),
+                json!({"200": {"description": "`{events, next_cursor, done}` or an SSE stream",
+                    "content": {"application/json": {}, "text/event-stream": {}}}}))},
+            "/api/v1/sessions/{id}/cancel": {"post": {
+                "summary": "Cancel a run (at once when this server runs it; otherwise the running process is asked)",
+                "parameters": [id],
+                "responses": {"202": {"description": "`{session_id, cancel}`"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}},
+            }},
+            "/api/v1/costs": {"get": op("Cost totals", json!([
+                param("group", "query", "day (default), model, cascade, caller or total", s.clone()),
+                since, until,
+                param("cascade_id", "query", "Only this cascade", s.clone()),
+                param("caller_id", "query", "Only this caller", s),
+            ]), json_ok("`{group, rows: [{key, sessions, calls, tokens_in, tokens_out, cost_micro_usd, cost_usd, unknown_cost_calls}]}`"))},
+        },
+    })
+}
+
+/// `GET /api/v1/openapi.json`
+pub(crate) async fn document() -> Json<Value> {
+    Json(spec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented_and_nothing_else() {
+        let spec = spec();
+        let paths = spec["paths"].as_object().unwrap();
+        let mut documented: Vec<(String, String)> = paths
+            .iter()
+            .flat_map(|(p, ops)| {
+                ops.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(move |m| (m.to_uppercase(), p.clone()))
+            })
+            .collect();
+        documented.sort();
+        let mut routes: Vec<(String, String)> = crate::ROUTES
+            .iter()
+            .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+            .collect();
+        routes.sort();
+        assert_eq!(documented, routes);
+    }
+}

@@ -1,0 +1,243 @@
+//! rvbbit's HTTP door: a REST API under `/api/v1` (cascades, runs, sessions, events, costs), live event
+//! streams as Server-Sent Events with resume cursors, Prometheus metrics, health probes, and API-key
+//! authentication whenever the server is reachable beyond loopback.
+//!
+//! The server holds no engine or store logic of its own: runs go through [`rvbbit_engine::Engine`],
+//! reads through [`rvbbit_store::Store`]. Errors reach clients as `{error_id, code, message, hint}`
+//! ([`error::ErrorBody`]); details stay in the server log under the same `error_id`. Every client path
+//! goes through one canonical containment check ([`paths::resolve_under`]).
+//!
+//! ```no_run
+//! # async fn demo(store: std::sync::Arc<dyn rvbbit_store::Store>, engine: rvbbit_engine::Engine) -> std::io::Result<()> {
+//! use rvbbit_server::{Server, ServerConfig};
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:5050").await?;
+//! let server = Server::new(store, engine, ServerConfig::new(vec!["cascades".into()]));
+//! server.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+
+mod api;
+pub mod auth;
+pub mod error;
+mod metrics;
+pub mod paths;
+mod state;
+mod studio;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use rvbbit_engine::{CancellationToken, Engine};
+use rvbbit_store::{Store, WriterHandle};
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+pub use state::ServerConfig;
+
+use crate::metrics::{Metrics, RequestLabels};
+use crate::state::AppState;
+
+/// Every route of the API, as `(method, path template)`: the OpenAPI document and a test keep to it.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/api/v1/openapi.json"),
+    ("GET", "/api/v1/cascades"),
+    ("GET", "/api/v1/cascades/{path}"),
+    ("POST", "/api/v1/cascades/validate"),
+    ("POST", "/api/v1/runs"),
+    ("GET", "/api/v1/sessions"),
+    ("GET", "/api/v1/sessions/{id}"),
+    ("GET", "/api/v1/sessions/{id}/trace"),
+    ("GET", "/api/v1/sessions/{id}/events"),
+    ("POST", "/api/v1/sessions/{id}/cancel"),
+    ("GET", "/api/v1/costs"),
+];
+
+/// The Studio's pages (HTML), besides the API routes in [`ROUTES`].
+pub const STUDIO_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/sessions/{id}"),
+    ("GET", "/costs"),
+    ("GET", "/cascades"),
+    ("GET", "/cascades/{path}"),
+    ("POST", "/runs"),
+    ("GET", "/login"),
+    ("POST", "/login"),
+    ("GET", "/static/studio.css"),
+    ("GET", "/static/studio.js"),
+];
+
+/// The HTTP server.
+pub struct Server {
+    store: Arc<dyn Store>,
+    engine: Engine,
+    writer: Option<WriterHandle>,
+    config: ServerConfig,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A server reading `store` and running cascades with `engine` (which should write events to the
+    /// same store).
+    pub fn new(store: Arc<dyn Store>, engine: Engine, config: ServerConfig) -> Self {
+        Server {
+            store,
+            engine,
+            writer: None,
+            config,
+        }
+    }
+
+    /// The engine's event writer, so `?wait=true` runs flush before answering and `/metrics` shows the
+    /// write queue depth.
+    pub fn with_writer(mut self, writer: WriterHandle) -> Self {
+        self.writer = Some(writer);
+        self
+    }
+
+    fn into_state(self) -> Arc<AppState> {
+        Arc::new(AppState {
+            store: self.store,
+            engine: self.engine,
+            writer: self.writer,
+            config: self.config,
+            metrics: Metrics::new(),
+            runs: Mutex::new(Default::default()),
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// The router (to serve yourself, or to nest under another server).
+    pub fn router(self) -> Router {
+        router(self.into_state())
+    }
+
+    /// Serve on `listener` until `shutdown` completes; then stop accepting, end live streams, let
+    /// in-flight runs finish for the configured grace period, cancel what is left (each run marks its
+    /// session cancelled and flushes its events) and return.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.into_state();
+        let router = router(state.clone());
+        let stop = state.shutdown.clone();
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                stop.cancel();
+            })
+            .await?;
+        state.tasks.close();
+        if tokio::time::timeout(state.config.shutdown_grace, state.tasks.wait())
+            .await
+            .is_err()
+        {
+            let tokens: Vec<CancellationToken> = state
+                .runs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .values()
+                .cloned()
+                .collect();
+            tracing::warn!(
+                runs = tokens.len(),
+                "cancelling runs still going after the shutdown grace period"
+            );
+            for t in tokens {
+                t.cancel();
+            }
+            state.tasks.wait().await;
+        }
+        if let Some(w) = &state.writer
+            && let Err(e) = w.flush().await
+        {
+            tracing::error!(error = %e, "the event writer did not flush on shutdown");
+        }
+        Ok(())
+    }
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    api::routes()
+        .merge(studio::routes())
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_key))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(state.config.max_body))
+        .with_state(state)
+}
+
+/// Request id, structured log line, metrics and security headers for every response.
+async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+        .map_or_else(
+            || format!("req_{}", hex::encode(rand::random::<[u8; 8]>())),
+            str::to_owned,
+        );
+    let span = tracing::info_span!("http", %request_id, %method, %route);
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    span.in_scope(|| {
+        tracing::info!(status, duration_ms = elapsed.as_secs_f64() * 1000.0, "request");
+    });
+    state.metrics.observe(
+        RequestLabels {
+            method,
+            route,
+            status,
+        },
+        elapsed.as_secs_f64(),
+    );
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert(HeaderName::from_static("x-request-id"), v);
+    }
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}

@@ -1,0 +1,95 @@
+//! What every handler shares.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rvbbit_engine::{CancellationToken, Engine};
+use rvbbit_store::{Store, WriterHandle};
+use tokio_util::task::TaskTracker;
+
+use crate::metrics::Metrics;
+
+/// How the server behaves.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Directories cascades are listed from, read from and run from. Every client path resolves under
+    /// one of them (canonical containment check).
+    pub roots: Vec<PathBuf>,
+    /// Whether API requests need a key (always when bound beyond loopback).
+    pub require_key: bool,
+    /// How often live streams look for new events in the store.
+    pub poll_interval: Duration,
+    /// How often an idle live stream sends a keep-alive comment.
+    pub keep_alive: Duration,
+    /// On shutdown, how long in-flight runs may finish before they are cancelled.
+    pub shutdown_grace: Duration,
+    /// Largest request body, in bytes.
+    pub max_body: usize,
+}
+
+impl ServerConfig {
+    /// Defaults: no roots, no keys, 50 ms polling, 15 s keep-alive, 10 s grace, 8 MiB bodies.
+    pub fn new(roots: Vec<PathBuf>) -> Self {
+        ServerConfig {
+            roots,
+            require_key: false,
+            poll_interval: Duration::from_millis(50),
+            keep_alive: Duration::from_secs(15),
+            shutdown_grace: Duration::from_secs(10),
+            max_body: 8 * 1024 * 1024,
+        }
+    }
+
+    /// Require API keys.
+    pub fn with_required_key(mut self, required: bool) -> Self {
+        self.require_key = required;
+        self
+    }
+
+    /// How long in-flight runs may finish on shutdown.
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+}
+
+/// Shared state of the handlers.
+pub(crate) struct AppState {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) engine: Engine,
+    pub(crate) writer: Option<WriterHandle>,
+    pub(crate) config: ServerConfig,
+    pub(crate) metrics: Metrics,
+    /// Runs started by this server and still going, by session id.
+    pub(crate) runs: Mutex<HashMap<String, CancellationToken>>,
+    pub(crate) tasks: TaskTracker,
+    /// Cancelled when the server shuts down: live streams end.
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Cancel an in-process run; false when this server does not run it.
+    pub(crate) fn cancel_local(&self, session_id: &str) -> bool {
+        let runs = self
+            .runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match runs.get(session_id) {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn is_local(&self, session_id: &str) -> bool {
+        self.runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(session_id)
+    }
+}

@@ -1,0 +1,452 @@
+//! The Studio: server-rendered HTML pages over the same store and engine as the API. Templates and
+//! static files are compiled into the binary (no Node build); the only script is a small EventSource
+//! client for live updates. Pages: sessions, one session (timeline with every LLM call's messages, tool
+//! calls, costs and timings; live while running), costs (bar chart as inline SVG), cascades (source
+//! with diagnostics inline) and a run form built from `inputs_schema`.
+
+mod views;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
+
+use axum::Router;
+use axum::extract::{Form, Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use minijinja::Environment;
+use rvbbit_core::{CallerId, Origin, SessionId, SessionStatus, codes};
+use rvbbit_engine::RunRequest;
+use rvbbit_store::{CostGroup, EventFilter, SessionFilter};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::api::extract::Params;
+use crate::error::ApiError;
+use crate::paths::resolve_under;
+use crate::state::AppState;
+
+static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    for (name, text) in [
+        ("base.html", include_str!("templates/base.html")),
+        ("sessions.html", include_str!("templates/sessions.html")),
+        ("session.html", include_str!("templates/session.html")),
+        ("costs.html", include_str!("templates/costs.html")),
+        ("cascades.html", include_str!("templates/cascades.html")),
+        ("cascade.html", include_str!("templates/cascade.html")),
+        ("login.html", include_str!("templates/login.html")),
+        ("error.html", include_str!("templates/error.html")),
+    ] {
+        if let Err(e) = env.add_template(name, text) {
+            // A broken built-in template is a bug caught by the tests; render() reports it per page.
+            tracing::error!(template = name, error = %e, "a Studio template does not compile");
+        }
+    }
+    env
+});
+
+const CSS: &str = include_str!("static/studio.css");
+const JS: &str = include_str!("static/studio.js");
+
+pub(crate) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/", get(sessions))
+        .route("/sessions/{id}", get(session))
+        .route("/costs", get(costs))
+        .route("/cascades", get(cascades))
+        .route("/cascades/{*path}", get(cascade))
+        .route("/runs", axum::routing::post(run))
+        .route("/login", get(login_page).post(login))
+        .route(
+            "/static/studio.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS) }),
+        )
+        .route(
+            "/static/studio.js",
+            get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], JS) }),
+        )
+}
+
+/// A page error: the API error rendered as HTML.
+pub(crate) struct PageError(ApiError);
+
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> Self {
+        PageError(e)
+    }
+}
+
+impl From<rvbbit_store::Error> for PageError {
+    fn from(e: rvbbit_store::Error) -> Self {
+        PageError(e.into())
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let status = self.0.status();
+        let (error_id, body) = self.0.into_logged();
+        let title = status.canonical_reason().unwrap_or("Error");
+        let page = render(
+            "error.html",
+            json!({"title": title, "code": body.code, "message": body.message, "hint": body.hint,
+                   "error_id": error_id, "nav": ""}),
+        );
+        match page {
+            Ok(html) => (status, html).into_response(),
+            Err(e) => (status, e.0.into_logged().1.message).into_response(),
+        }
+    }
+}
+
+type PageResult = Result<Response, PageError>;
+
+fn render(name: &str, mut ctx: Value) -> Result<Html<String>, PageError> {
+    if let Some(m) = ctx.as_object_mut() {
+        m.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
+    }
+    let template = TEMPLATES
+        .get_template(name)
+        .map_err(|e| ApiError::internal(format!("template {name}: {e}")))?;
+    template
+        .render(minijinja::Value::from(minijinja::value::Serde(&ctx)))
+        .map(Html)
+        .map_err(|e| PageError(ApiError::internal(format!("template {name}: {e:#}"))))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct SessionsQuery {
+    status: Option<String>,
+    cascade_id: Option<String>,
+    caller_id: Option<String>,
+    since: Option<String>,
+}
+
+fn non_empty(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// `GET /`: the sessions list.
+async fn sessions(State(state): State<Arc<AppState>>, Params(q): Params<SessionsQuery>) -> PageResult {
+    let status = non_empty(q.status.clone());
+    let filter = SessionFilter {
+        status: status
+            .as_deref()
+            .map(|s| {
+                s.parse::<SessionStatus>().map_err(|e| {
+                    ApiError::bad_request(format!("status `{s}`: {e}"), "pick a status from the list")
+                })
+            })
+            .transpose()?,
+        cascade_id: non_empty(q.cascade_id.clone()),
+        caller_id: non_empty(q.caller_id.clone()),
+        since: crate::api::sessions::time_param("since", non_empty(q.since.clone()).as_deref())?,
+        until: None,
+        limit: Some(200),
+    };
+    let rows: Vec<Value> = state
+        .store
+        .sessions(&filter)
+        .await?
+        .into_iter()
+        .map(|s| views::session_row(&s))
+        .collect();
+    Ok(render(
+        "sessions.html",
+        json!({
+            "nav": "sessions",
+            "sessions": rows,
+            "statuses": ["running", "waiting", "completed", "failed", "cancelled"],
+            "filters": {"status": status, "cascade_id": q.cascade_id, "caller_id": q.caller_id, "since": q.since},
+        }),
+    )?
+    .into_response())
+}
+
+/// `GET /sessions/{id}`: the timeline of one session; live while it runs.
+async fn session(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> PageResult {
+    let id: SessionId = crate::api::session_id(&id)?;
+    let session = match state.store.session(&id).await {
+        Ok(s) => s,
+        // Started here a moment ago: show an empty page that follows it live.
+        Err(rvbbit_store::Error::NotFound { .. }) if state.is_local(id.as_str()) => {
+            return Ok(render(
+                "session.html",
+                json!({"nav": "sessions", "s": {"session_id": id.as_str(), "status": "running"},
+                       "cells": [], "cursor": 0, "active": true}),
+            )?
+            .into_response());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let events = state
+        .store
+        .events(&EventFilter {
+            session_id: Some(id.clone()),
+            ..EventFilter::default()
+        })
+        .await?;
+    let cursor = events.last().map_or(0, |e| e.store_seq);
+    let active = session.status.is_active();
+    let (header, cells) = views::session_page(&session, &events, &state.config.roots);
+    Ok(render(
+        "session.html",
+        json!({"nav": "sessions", "s": header, "cells": cells, "cursor": cursor, "active": active}),
+    )?
+    .into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct CostsQuery {
+    group: Option<String>,
+    since: Option<String>,
+}
+
+/// `GET /costs`: totals by day, model, cascade or caller, as a bar chart and a table.
+async fn costs(State(state): State<Arc<AppState>>, Params(q): Params<CostsQuery>) -> PageResult {
+    let name = non_empty(q.group).unwrap_or_else(|| "day".into());
+    let group = match name.as_str() {
+        "day" => CostGroup::Day,
+        "model" => CostGroup::Model,
+        "cascade" => CostGroup::Cascade,
+        "caller" => CostGroup::Caller,
+        other => {
+            return Err(ApiError::bad_request(
+                format!("`{other}` is not a grouping"),
+                "use day, model, cascade or caller",
+            )
+            .into());
+        }
+    };
+    let since = non_empty(q.since);
+    let filter = EventFilter {
+        since: crate::api::sessions::time_param("since", since.as_deref())?,
+        ..EventFilter::default()
+    };
+    let mut rows = state.store.costs(group, &filter).await?;
+    if matches!(group, CostGroup::Day) {
+        rows.sort_by(|a, b| b.key.cmp(&a.key));
+    }
+    let total = state.store.costs(CostGroup::Total, &filter).await?;
+    let total = total.first().cloned().unwrap_or_default();
+    let (rows, chart_height) = views::cost_rows(&rows);
+    Ok(render(
+        "costs.html",
+        json!({
+            "nav": "costs", "group": name, "groups": ["day", "model", "cascade", "caller"], "since": since,
+            "rows": rows, "chart_height": chart_height,
+            "total": views::money(total.cost), "sessions": total.sessions, "calls": total.calls,
+            "unknown": total.unknown_cost,
+        }),
+    )?
+    .into_response())
+}
+
+/// `GET /cascades`
+async fn cascades(State(state): State<Arc<AppState>>) -> PageResult {
+    let axum::Json(list) = crate::api::cascades::list(State(state)).await?;
+    Ok(render(
+        "cascades.html",
+        json!({"nav": "cascades", "cascades": list["cascades"]}),
+    )?
+    .into_response())
+}
+
+/// `GET /cascades/{path}`: source with diagnostics under their lines, and the run form.
+async fn cascade(State(state): State<Arc<AppState>>, UrlPath(path): UrlPath<String>) -> PageResult {
+    let axum::Json(doc) = crate::api::cascades::get(State(state), UrlPath(path)).await?;
+    let ctx = views::cascade_page(&doc);
+    Ok(render("cascade.html", ctx)?.into_response())
+}
+
+/// Form posts must come from a Studio page: the browser's `Origin` (or `Sec-Fetch-Site`) proves it, so
+/// another site cannot make a visitor's browser start runs (CSRF).
+fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+    let forbidden = |why: &str| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            codes::A_BAD_REQUEST,
+            format!("form posts are only accepted from Studio pages ({why})"),
+            "submit the form from the Studio itself; programs should use the JSON API under /api/v1",
+        )
+    };
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return if matches!(site, "same-origin" | "none") {
+            Ok(())
+        } else {
+            Err(forbidden("cross-site request"))
+        };
+    }
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| forbidden("no Origin header"))?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let bare = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .unwrap_or_default();
+    if !host.is_empty() && bare == host {
+        Ok(())
+    } else {
+        Err(forbidden("the Origin is another site"))
+    }
+}
+
+/// `POST /runs` (the run form): start the run, then show its session page.
+async fn run(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> PageResult {
+    same_origin(&headers)?;
+    let path = form.get("cascade").cloned().ok_or_else(|| {
+        ApiError::bad_request("the form has no cascade", "use the form on a cascade's page")
+    })?;
+    let mut input = Map::new();
+    for (k, v) in &form {
+        if let Some(name) = k.strip_prefix("input.") {
+            // A value that parses as JSON (a number, an object) is passed as such; anything else as text.
+            let value = serde_json::from_str::<Value>(v.trim())
+                .ok()
+                .filter(|_| !v.trim().is_empty())
+                .unwrap_or_else(|| Value::String(v.clone()));
+            input.insert(name.to_owned(), value);
+        }
+    }
+    let file = resolve_under(&state.config.roots, &path)?;
+    let st = state.clone();
+    let shown = file.relative.clone();
+    let fpath = file.path.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        crate::api::cascades::check(&st, rvbbit_cascade::load_file(&fpath))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    if report
+        .diagnostics()
+        .iter()
+        .any(|d| d.severity == rvbbit_cascade::Severity::Error)
+    {
+        return Ok(Redirect::to(&format!("/cascades/{shown}")).into_response());
+    }
+    let Some(cascade) = report.loaded.document.as_ref().and_then(|d| d.cascade().cloned()) else {
+        return Err(
+            ApiError::bad_request(format!("`{shown}` is not a cascade"), "pick a cascade file").into(),
+        );
+    };
+    let mut request = RunRequest::new(cascade);
+    request.input = Value::Object(input);
+    request.session_id = Some(SessionId::new_woodland());
+    request.caller_id = CallerId::new(Origin::Http);
+    request.model = form.get("model").cloned().filter(|m| !m.trim().is_empty());
+    request.cascade_file = Some(shown.into());
+    request.cascade_text = report.loaded.source.as_ref().map(|s| s.text().to_owned());
+    let id = crate::api::runs::spawn(&state, request);
+    Ok(Redirect::to(&format!("/sessions/{id}")).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LoginQuery {
+    next: Option<String>,
+    failed: Option<String>,
+}
+
+/// Only local paths are followed after signing in (no open redirect).
+fn local_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        _ => "/".to_owned(),
+    }
+}
+
+async fn login_page(Params(q): Params<LoginQuery>) -> PageResult {
+    Ok(render(
+        "login.html",
+        json!({"nav": "", "next": local_next(q.next.as_deref()), "failed": q.failed.is_some()}),
+    )?
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    key: String,
+    next: Option<String>,
+}
+
+/// `POST /login`: check the key; on success keep it in an HttpOnly, SameSite=Strict cookie.
+async fn login(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> PageResult {
+    same_origin(&headers)?;
+    let next = local_next(form.next.as_deref());
+    let hash = crate::auth::hash_secret(&form.key);
+    match state
+        .store
+        .key_authenticate(&hash, rvbbit_core::Timestamp::now())
+        .await?
+    {
+        Some(_) => {
+            let cookie = format!(
+                "{}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age=2592000",
+                crate::auth::COOKIE,
+                form.key.trim()
+            );
+            Ok(([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response())
+        }
+        None => Ok(
+            Redirect::to(&format!("/login?failed=1&next={}", crate::auth::percent(&next))).into_response(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_compiles() {
+        for name in [
+            "base.html",
+            "sessions.html",
+            "session.html",
+            "costs.html",
+            "cascades.html",
+            "cascade.html",
+            "login.html",
+            "error.html",
+        ] {
+            TEMPLATES.get_template(name).unwrap();
+        }
+    }
+
+    #[test]
+    fn only_local_paths_are_followed_after_login() {
+        assert_eq!(local_next(Some("/sessions/x")), "/sessions/x");
+        assert_eq!(local_next(Some("//evil.example")), "/");
+        assert_eq!(local_next(Some("https://evil.example")), "/");
+        assert_eq!(local_next(Some("/\\evil")), "/");
+        assert_eq!(local_next(None), "/");
+    }
+
+    #[test]
+    fn cross_site_form_posts_are_refused() {
+        let mut h = HeaderMap::new();
+        assert!(same_origin(&h).is_err(), "no Origin");
+        h.insert(header::HOST, "127.0.0.1:5050".parse().unwrap());
+        h.insert(header::ORIGIN, "http://127.0.0.1:5050".parse().unwrap());
+        assert!(same_origin(&h).is_ok());
+        h.insert(header::ORIGIN, "http://evil.example".parse().unwrap());
+        assert!(same_origin(&h).is_err());
+        h.insert("sec-fetch-site", "cross-site".parse().unwrap());
+        assert!(same_origin(&h).is_err());
+        h.insert("sec-fetch-site", "same-origin".parse().unwrap());
+        assert!(same_origin(&h).is_ok());
+    }
+}
