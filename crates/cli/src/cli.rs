@@ -70,6 +70,13 @@ pub(crate) enum Command {
     /// Answer waiting human-in-the-loop cells and list signals.
     #[command(subcommand)]
     Signal(commands::signal::Command),
+    /// Run one SQL statement with rvbbit's LLM functions and print the rows.
+    ///
+    /// Each invocation is a fresh SQL session; its LLM calls are sessions under one caller id `sql-…`,
+    /// results are cached in the store. Exit codes: 0 ok, 2 the statement failed (RVB-Q001 invalid,
+    /// RVB-Q002 execution, RVB-Q003 a function failed with rvbbit.udf_errors = 'raise', RVB-Q004 a bad
+    /// argument or setting), 6 configuration, 130/143 interrupted.
+    Sql(commands::sql::Args),
     /// Check cascade files and directories without running them.
     ///
     /// Reports every problem, never stopping at the first: syntax, unknown keys (with "did you mean"),
@@ -138,6 +145,7 @@ pub(crate) fn run() -> ExitCode {
         Command::Run(args) => commands::run::run(&cli, args, out),
         Command::Resume(args) => commands::resume::run(&cli, args, out),
         Command::Signal(cmd) => commands::signal::run(&cli, cmd, out),
+        Command::Sql(args) => commands::sql::run(&cli, args, out),
         Command::Validate(args) => commands::validate::run(&cli, args, out),
         Command::Schema(cmd) => commands::schema::run(cmd, out),
         Command::Config(cmd) => commands::config::run(&cli, cmd, out),

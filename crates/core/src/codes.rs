@@ -459,6 +459,29 @@ codes! {
         ["A read-only or full disk.", "A spill file edited by hand."],
         "Check the path exists and is writable; a damaged spill line can be removed by hand.";
 
+    // ---- SQL (exit 2) --------------------------------------------------------------------------------
+    /// A SQL statement does not parse or plan.
+    Q_SYNTAX = "RVB-Q001", Execution, "SQL statement invalid",
+        "The SQL statement could not be parsed or planned: a syntax error, an unknown table, column or function, or arguments of the wrong type. The message gives the line and column when the parser reports one.",
+        ["A typo in a keyword or identifier.", "A table that was never registered in this session.",
+         "A string written with double quotes (an identifier in SQL) instead of single quotes."],
+        "Fix the statement at the reported position. `SHOW TABLES` lists the tables; `rvbbit_udf(instructions, value [, model [, options]])` and `rvbbit_run(cascade, inputs_json [, field])` are rvbbit's functions.";
+    /// A SQL statement failed while executing.
+    Q_EXECUTION = "RVB-Q002", Execution, "SQL statement failed",
+        "The statement planned, but failed while it ran (a cast that cannot succeed, a division by zero, a file that cannot be read).",
+        ["A value that cannot be cast to the requested type.", "A data file that was moved or is unreadable."],
+        "Read the message: it names the failing expression or file. Fix the data or the statement.";
+    /// An rvbbit SQL function call failed and `rvbbit.udf_errors = 'raise'` is set.
+    Q_FUNCTION_FAILED = "RVB-Q003", Execution, "rvbbit SQL function failed",
+        "A call of `rvbbit_udf` (or an alias) failed and the session asked for failures to raise (`SET rvbbit.udf_errors = 'raise'`), so the whole statement failed. By default a failed call returns NULL, the error is recorded in the store and the statement goes on.",
+        ["The LLM provider failed after its retries (see the RVB-L code in the message).", "A missing API key or a wrong base URL."],
+        "Fix the provider problem named in the message, or `SET rvbbit.udf_errors = 'null'` to get NULL for the failed rows and keep the others. `rvbbit sessions list --caller sql-…` shows every call of the statement.";
+    /// An rvbbit SQL function got an argument or setting it cannot use.
+    Q_ARGUMENT = "RVB-Q004", Execution, "Invalid rvbbit SQL argument or setting",
+        "An rvbbit SQL function got an argument it cannot use (an options value that is not a JSON object, an unknown option), or a `SET rvbbit.…` setting has a value outside its choices.",
+        ["`SET rvbbit.udf_errors = 'rais'` (a typo).", "An options argument such as `'{temperature: 0}'` that is not valid JSON."],
+        "Use one of the values listed in the message. See docs/sql.md for every function, option and setting.";
+
     // ---- Configuration (exit 6) ----------------------------------------------------------------------
     /// A config file does not parse.
     C_SYNTAX = "RVB-C001", Configuration, "Config file syntax error",
@@ -604,6 +627,7 @@ mod tests {
                 b'S' => ExitClass::Storage,
                 b'C' | b'A' => ExitClass::Configuration,
                 b'H' => ExitClass::Waiting,
+                b'Q' => ExitClass::Execution,
                 _ => panic!("unknown prefix in {}", code.code),
             };
             assert_eq!(code.class, expected, "{} has the wrong class", code.code);

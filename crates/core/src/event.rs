@@ -429,6 +429,12 @@ string_enum! {
         CostUpdate = "cost_update",
         /// An error not tied to a cell.
         Error = "error",
+        /// A result served from the result cache instead of a new run (SQL functions): zero cost, the
+        /// avoided cost in `metadata.avoided_cost_micro_usd`, the session that produced it as `session_id`.
+        CacheHit = "cache_hit",
+        /// One SQL statement that reached rvbbit functions finished: text, hash, rows, calls, cache hits,
+        /// errors, cost and duration in `metadata` (the rows of `sql_query_log`).
+        SqlQuery = "sql_query",
     }
 }
 

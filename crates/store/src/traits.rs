@@ -161,6 +161,17 @@ pub trait ResultCache: Send + Sync {
     /// The live entry for `key` at `now` (counting a hit), or `None` when absent or expired.
     async fn cache_get(&self, key: &str, now: Timestamp) -> Result<Option<CacheEntry>>;
 
+    /// The live entries for `keys` at `now` (counting a hit for each found), in the order of `keys`.
+    /// Backends override this to read a whole batch in one round trip (SQL functions look up every
+    /// distinct call of a batch at once); the default asks [`ResultCache::cache_get`] key by key.
+    async fn cache_get_many(&self, keys: &[String], now: Timestamp) -> Result<Vec<Option<CacheEntry>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.push(self.cache_get(key, now).await?);
+        }
+        Ok(out)
+    }
+
     /// Store `value` under `key` (replacing any entry), expiring at `expires_at` if given.
     async fn cache_put(
         &self,

@@ -15,7 +15,9 @@ pub(crate) mod run;
 pub(crate) mod schema;
 pub(crate) mod serve;
 pub(crate) mod sessions;
+pub(crate) mod setup;
 pub(crate) mod signal;
+pub(crate) mod sql;
 pub(crate) mod storage;
 pub(crate) mod validate;
 

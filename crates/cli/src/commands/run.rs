@@ -11,7 +11,6 @@ use rvbbit_core::{CallerId, Origin, SessionId, SessionStatus, codes};
 use rvbbit_engine::tools::Registry;
 use rvbbit_engine::{CancellationToken, Engine, Outcome, Progress, RunRequest};
 use rvbbit_llm::{Client, Limits, Provider, ProviderSettings, Recorder, ReplayProvider};
-use rvbbit_store::{Writer, WriterOptions};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -74,6 +73,7 @@ struct JsonOutcome {
 pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
     let config = load_config(cli, out)?.config;
     let mut registry = Registry::builtin();
+    rvbbit_sql::register_tools(&mut registry);
     // Cascades in the tool directories are tools too (the names the validator accepts).
     registry.add_cascade_tools(&args.cascade, &config.roots);
 
@@ -153,17 +153,7 @@ where
 {
     let mut signals = Signals::install()?;
     // A store that cannot be opened does not stop the run; events spill (RVB-S003).
-    let base = std::env::current_dir().unwrap_or_default();
-    let spill = WriterOptions::new(base.join(".rvbbit").join("spill"));
-    let (writer, store) = match rvbbit_store::open(&config.store.url, &base).await {
-        Ok(store) => (Writer::spawn(store.clone(), spill), Some(store)),
-        Err(e) => {
-            output::stderr(&format!(
-                "warning: the store cannot be opened ({e}); events go to .rvbbit/spill/\n"
-            ));
-            (Writer::spill_only(spill, e.to_string()), None)
-        }
-    };
+    let (writer, store) = super::setup::store_writer(config).await;
     let line = ProgressLine::start(out);
     let mut engine = Engine::new(registry)
         .with_provider(provider)

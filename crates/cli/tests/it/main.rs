@@ -9,6 +9,7 @@ mod run_command;
 mod run_compose;
 mod run_llm;
 mod serve;
+mod sql_command;
 mod store_commands;
 mod store_processes;
 mod validate;

@@ -198,15 +198,19 @@ fn run_tool_timeout_exits_3() {
 }
 
 #[test]
-fn run_sql_data_cascade_is_unsupported_exit_2() {
+fn run_corpus_bash_data_then_sql_data_completes() {
+    // bash_data's CSV table becomes the SQL table `_generate` of the sql_data cell (rvbbit-sql).
     let dir = TempDir::new().unwrap();
     let file = "/work/shared/corpus/rvbbit-2025-12-25/examples/bash_substrate/00_hello_bash.yaml";
     let out = rvbbit(dir.path())
         .args(["--output", "json", "run", file])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(0));
     let doc: JsonOutcome = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(doc.code.as_deref(), Some("RVB-E003"));
     assert_eq!(doc.outputs["generate"]["row_count"], 3);
+    assert_eq!(
+        doc.outputs["query"]["rows"],
+        serde_json::json!([{"name": "Alice", "score": 95}, {"name": "Charlie", "score": 92}])
+    );
 }

@@ -379,6 +379,47 @@ impl ResultCache for SqliteStore {
         .await
     }
 
+    async fn cache_get_many(&self, keys: &[String], now: Timestamp) -> Result<Vec<Option<CacheEntry>>> {
+        let keys = keys.to_vec();
+        self.with_conn("read the result cache", move |c, url| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut out = Vec::with_capacity(keys.len());
+            {
+                let mut hit = tx.prepare_cached(
+                    "UPDATE result_cache SET hits = hits + 1 WHERE key = ?1
+                     AND (expires_at_us IS NULL OR expires_at_us > ?2)",
+                )?;
+                let mut read = tx.prepare_cached(
+                    "SELECT value, created_at_us, expires_at_us, hits FROM result_cache WHERE key = ?1",
+                )?;
+                for key in keys {
+                    if hit.execute(params![key, now.micros()])? == 0 {
+                        out.push(None);
+                        continue;
+                    }
+                    let (v, created, expires, hits) = read.query_row([&key], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, Option<i64>>(2)?,
+                            r.get::<_, i64>(3)?,
+                        ))
+                    })?;
+                    out.push(Some(CacheEntry {
+                        value: serde_json::from_str(&v).map_err(|e| corrupt(url, "cache entry", e))?,
+                        key,
+                        created_at: Timestamp::from_micros(created),
+                        expires_at: expires.map(Timestamp::from_micros),
+                        hits: u64::try_from(hits).unwrap_or(0),
+                    }));
+                }
+            }
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
     async fn cache_put(
         &self,
         key: &str,

@@ -191,6 +191,22 @@ pub async fn cache_hits_and_ttl(store: Arc<dyn Store>, _url: &str) {
         "expired"
     );
     assert!(store.cache_get("missing", t0).await.unwrap().is_none());
+    // A batch read answers in key order, counts a hit for each entry found and skips expired ones.
+    let keys = ["forever", "missing", "k", "forever"].map(String::from);
+    let many = store.cache_get_many(&keys, t0).await.unwrap();
+    assert_eq!(many.len(), 4);
+    assert_eq!(
+        many[0].as_ref().map(|e| (e.value.clone(), e.hits)),
+        Some((json!(2), 1))
+    );
+    assert!(many[1].is_none());
+    assert_eq!(many[2].as_ref().map(|e| e.hits), Some(3));
+    assert_eq!(many[3].as_ref().map(|e| e.hits), Some(2));
+    let expired = store
+        .cache_get_many(&keys[2..3], t0.add_micros(10))
+        .await
+        .unwrap();
+    assert!(expired[0].is_none(), "expired");
     assert_eq!(store.cache_purge(t0.add_micros(11)).await.unwrap(), 1);
     assert!(
         store

@@ -1,0 +1,149 @@
+//! `rvbbit sql "QUERY"`: run one SQL statement in a fresh session with rvbbit's functions and print the
+//! rows as a table, JSON or CSV.
+
+use rvbbit_core::codes;
+use rvbbit_engine::Engine;
+use rvbbit_engine::tools::Registry;
+use rvbbit_sql::{QueryResult, Settings, SqlRuntime};
+use serde_json::json;
+
+use super::storage::{Signals, block_on};
+use super::{Coded, Failure, Outcome, load_config, setup};
+use crate::cli::Cli;
+use crate::output::{self, Format, Out};
+
+/// How rows are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum RowFormat {
+    /// A boxed text table.
+    Table,
+    /// One JSON document: columns, rows (objects), caller id, call statistics, notices.
+    Json,
+    /// CSV with a header line.
+    Csv,
+}
+
+/// Arguments of `rvbbit sql`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The SQL statement (DataFusion dialect, with rvbbit_udf and rvbbit_run).
+    #[arg(value_name = "QUERY")]
+    query: String,
+    /// How to print the rows (the global `--output json` also selects json).
+    #[arg(long, value_enum, default_value = "table")]
+    format: RowFormat,
+}
+
+pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
+    let config = load_config(cli, out)?.config;
+    let format = if out.format == Format::Json {
+        RowFormat::Json
+    } else {
+        args.format
+    };
+    block_on(async move {
+        let mut signals = Signals::install()?;
+        let provider = super::run::provider(&config, None, None).await?;
+        let (writer, store) = setup::store_writer(&config).await;
+        let mut registry = Registry::builtin();
+        rvbbit_sql::register_tools(&mut registry);
+        let engine = Engine::new(registry)
+            .with_provider(provider)
+            .with_writer(writer.handle())
+            .with_default_model(config.default_model.clone());
+        let mut settings = Settings::new(std::env::current_dir().unwrap_or_default());
+        settings.concurrency = config.provider.max_concurrency.max(1) as usize;
+        settings.default_model = config.default_model.clone();
+        settings.roots = config.roots.clone();
+        let runtime =
+            SqlRuntime::new(engine, store, Some(writer.handle()), settings).map_err(|e| sql_failure(&e))?;
+        let session = runtime.session();
+        let result = tokio::select! {
+            r = session.execute(&args.query) => r,
+            s = signals.recv() => {
+                // In-flight calls are abandoned; what they recorded so far is flushed below.
+                let _ = writer.shutdown().await;
+                return Ok(s.exit_code());
+            }
+        };
+        let stats = writer.shutdown().await.map_err(super::storage::fail)?;
+        if stats.spilled > 0 && !out.quiet {
+            output::stderr(&format!(
+                "warning[{}]: {} event(s) spilled to .rvbbit/spill/; load them with `rvbbit db replay`\n",
+                codes::S_SPILLED.code,
+                stats.spilled
+            ));
+        }
+        match result {
+            Ok(result) => render(&result, format, out),
+            Err(e) => Err(sql_failure(&e)),
+        }
+    })
+}
+
+fn sql_failure(e: &rvbbit_sql::Error) -> Failure {
+    Failure::Coded(Coded {
+        code: e.code(),
+        message: e.to_string(),
+        hint: e.hint(),
+        causes: Vec::new(),
+    })
+}
+
+fn render(result: &QueryResult, format: RowFormat, out: Out) -> Outcome {
+    let fail = |e: rvbbit_sql::Error| sql_failure(&e);
+    match format {
+        RowFormat::Json => {
+            let columns: Vec<_> = result
+                .columns()
+                .into_iter()
+                .map(|(name, ty)| json!({"name": name, "type": ty}))
+                .collect();
+            output::json(&json!({
+                "status": "ok",
+                "columns": columns,
+                "rows": result.to_json_rows().map_err(fail)?,
+                "row_count": result.row_count(),
+                "caller_id": result.caller_id.as_str(),
+                "stats": {
+                    "runs": result.stats.runs,
+                    "llm_calls": result.stats.llm_calls,
+                    "cache_hits": result.stats.cache_hits,
+                    "errors": result.stats.errors,
+                    "cost_usd": result.stats.cost.to_decimal_string(),
+                    "avoided_cost_usd": result.stats.avoided_cost.to_decimal_string(),
+                },
+                "notices": result.notices,
+                "duration_ms": u64::try_from(result.duration.as_millis()).unwrap_or(u64::MAX),
+            }))?;
+        }
+        RowFormat::Table => {
+            let table = result.to_table().map_err(fail)?;
+            if !table.is_empty() {
+                output::stdout(&format!("{table}\n"))?;
+            }
+        }
+        RowFormat::Csv => output::stdout(&result.to_csv().map_err(fail)?)?,
+    }
+    if format != RowFormat::Json && !out.quiet {
+        for n in &result.notices {
+            output::stderr(&format!("notice: {n}\n"));
+        }
+        if out.verbose {
+            let s = &result.stats;
+            output::stderr(&format!(
+                "{} row(s) in {} ms; caller {}; {} run(s), {} LLM call(s), {} cache hit(s), {} error(s), cost ${} (avoided ${})\n",
+                result.row_count(),
+                result.duration.as_millis(),
+                result.caller_id,
+                s.runs,
+                s.llm_calls,
+                s.cache_hits,
+                s.errors,
+                s.cost.to_decimal_string(),
+                s.avoided_cost.to_decimal_string()
+            ));
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,164 @@
+//! `rvbbit sql "QUERY"` against the testkit server: the three output formats, the persistent cache
+//! across processes, `costs by-caller`, and coded errors with positions.
+
+use rvbbit_testkit::{Reply, Script, TestServer};
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::rvbbit;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn sql(dir: &std::path::Path, base_url: &str, args: &[&str]) -> std::process::Output {
+    let mut cmd = rvbbit(dir);
+    cmd.env("RVBBIT_PROVIDER_BASE_URL", base_url)
+        .env("OPENROUTER_API_KEY", "test-key")
+        .env("RVBBIT_DEFAULT_MODEL", "test/model")
+        .args(["--set", "provider.max_retries=0"])
+        .args(args);
+    cmd.output().unwrap()
+}
+
+const QUERY: &str =
+    "SELECT x, rvbbit_udf('Shout', x) AS r FROM (VALUES ('a'), ('b'), ('a')) AS t(x) ORDER BY x";
+
+#[test]
+fn sql_prints_tables_csv_and_json_and_caches_across_processes() {
+    let rt = runtime();
+    let server = rt.block_on(TestServer::start(Script::rule(|body| {
+        let prompt = body["messages"][0]["content"].as_str().unwrap_or_default();
+        let input = prompt
+            .lines()
+            .find_map(|l| l.strip_prefix("Input: "))
+            .unwrap_or_default()
+            .to_uppercase();
+        Reply::text(input).cost(0.002)
+    })));
+    let dir = TempDir::new().unwrap();
+    let url = server.base_url();
+
+    let out = sql(dir.path(), &url, &["sql", QUERY]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        table,
+        "+---+---+\n| x | r |\n+---+---+\n| a | A |\n| a | A |\n| b | B |\n+---+---+\n"
+    );
+    assert_eq!(server.requests(), 2, "duplicates are called once");
+
+    // Another process: every call is a cache hit.
+    let out = sql(dir.path(), &url, &["--output", "json", "sql", QUERY]);
+    assert_eq!(out.status.code(), Some(0));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["status"], "ok");
+    assert_eq!(doc["row_count"], 3);
+    assert_eq!(doc["rows"][2], serde_json::json!({"x": "b", "r": "B"}));
+    assert_eq!(doc["columns"][1]["name"], "r");
+    assert_eq!(doc["stats"]["cache_hits"], 2);
+    assert_eq!(doc["stats"]["runs"], 0);
+    assert_eq!(doc["stats"]["avoided_cost_usd"], "0.004000");
+    assert!(doc["caller_id"].as_str().unwrap().starts_with("sql-"));
+    assert_eq!(server.requests(), 2);
+
+    let out = sql(
+        dir.path(),
+        &url,
+        &["sql", "--format", "csv", "SELECT 1 AS n, 'x,y' AS s"],
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "n,s\n1,\"x,y\"\n");
+
+    // The first statement's calls are summed under its caller id.
+    let out = sql(dir.path(), &url, &["--output", "json", "costs", "by-caller"]);
+    let costs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Largest cost first: the statement that made the calls (each LLM call counted once), then the
+    // one served from the cache (two hits at zero cost).
+    let rows = costs["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{costs}");
+    assert!(rows[0]["key"].as_str().unwrap().starts_with("sql-"));
+    assert_eq!(
+        (rows[0]["calls"].as_u64(), rows[0]["cost"].as_i64()),
+        (Some(2), Some(4000))
+    );
+    assert_eq!(rows[1]["key"], doc["caller_id"]);
+    assert_eq!(
+        (rows[1]["calls"].as_u64(), rows[1]["cost"].as_i64()),
+        (Some(2), Some(0))
+    );
+    rt.block_on(server.shutdown());
+}
+
+#[test]
+fn sql_errors_are_coded_with_positions_and_exit_2() {
+    let dir = TempDir::new().unwrap();
+    let out = sql(
+        dir.path(),
+        "http://127.0.0.1:9/v1",
+        &["sql", "SELECT *\n  FROM t WHERE = 1"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("error[RVB-Q001]: Expected: an expression, found: = at Line: 2, Column: 16"),
+        "{err}"
+    );
+    assert!(err.contains("hint: "), "{err}");
+
+    let out = sql(
+        dir.path(),
+        "http://127.0.0.1:9/v1",
+        &["--output", "json", "sql", "SELECT * FROM nope"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["code"], "RVB-Q001");
+    assert!(doc["message"].as_str().unwrap().contains("nope"), "{doc}");
+
+    // A provider that is down: the row is NULL, the statement succeeds, a notice says why.
+    let out = sql(
+        dir.path(),
+        "http://127.0.0.1:9/v1",
+        &["sql", "SELECT rvbbit_udf('x', 'y') AS r"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("notice: 1 rvbbit function call(s) failed"), "{err}");
+    assert!(err.contains("RVB-L001"), "{err}");
+}
+
+#[test]
+fn run_executes_sql_data_cells() {
+    let dir = TempDir::new().unwrap();
+    std::fs::write(
+        dir.path().join("chain.yaml"),
+        "cascade_id: chain\ncells:\n- name: numbers\n  tool: sql_data\n  inputs:\n    query: SELECT * FROM (VALUES (1), (2), (3)) AS t(n)\n- name: total\n  tool: sql_data\n  inputs:\n    query: SELECT sum(n) AS total FROM _numbers\n",
+    )
+    .unwrap();
+    let out = rvbbit(dir.path())
+        .args(["--output", "json", "run", "chain.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["output"]["rows"], serde_json::json!([{"total": 6}]));
+}

@@ -1,0 +1,558 @@
+//! How rvbbit function calls run: per statement, distinct calls are served from the statement's memo,
+//! then from the persistent result cache (one batched store read), and the rest run through the engine
+//! concurrently, bounded by the provider's concurrency limit. Every run is a session under the statement's
+//! caller id; every cache hit is a `cache_hit` event at zero cost carrying the avoided cost.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rvbbit_cascade::validate::{Options, validate_loaded};
+use rvbbit_cascade::{Catalog, Severity, load_str};
+use rvbbit_core::{CallerId, CostStatus, Event, EventKind, MicroUsd, SessionId, SessionStatus, Timestamp};
+use rvbbit_engine::{CancellationToken, Engine, Outcome, RunRequest};
+use rvbbit_store::{Store, WriterHandle};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::{OnceCell, Semaphore};
+
+/// Version of the cache value layout and of the `rvbbit_udf` prompt; bump to invalidate old entries.
+const CACHE_LAYOUT: u32 = 1;
+
+/// The in-memory cascade behind `rvbbit_udf`: one LLM cell, one turn. Its content hash is part of every
+/// `rvbbit_udf` cache key, so editing this prompt misses the cache.
+pub(crate) const UDF_CASCADE: &str = r#"cascade_id: sql_udf
+description: One rvbbit_udf(instructions, value) call from SQL.
+inputs_schema:
+  instructions: What to do with the value.
+  value: The value of the row.
+cells:
+  - name: udf
+    instructions: |-
+      {{ input.instructions }}
+
+      Input: {{ input.value }}
+
+      Reply with the result only: no explanation, no preamble, no markdown.
+    rules:
+      max_turns: 1
+"#;
+
+/// Settings of the SQL door, normally from configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Most rvbbit function calls (engine runs) in flight at once, across all sessions of this runtime
+    /// (`provider.max_concurrency`). At least 1.
+    pub concurrency: usize,
+    /// The model used when a call names none (`default_model`); part of every cache key.
+    pub default_model: String,
+    /// Where relative cascade paths of `rvbbit_run` are resolved (normally the working directory).
+    pub base_dir: PathBuf,
+    /// More directories cascades may live in (`roots`); paths outside `base_dir` and these are refused.
+    pub roots: Vec<PathBuf>,
+}
+
+impl Settings {
+    /// Defaults: concurrency 32, the built-in default model, the working directory, no extra roots.
+    pub fn new(base_dir: PathBuf) -> Self {
+        Settings {
+            concurrency: 32,
+            default_model: rvbbit_llm::DEFAULT_MODEL.to_owned(),
+            base_dir,
+            roots: Vec::new(),
+        }
+    }
+}
+
+/// A cascade ready to run from SQL: its run request template and content hash.
+#[derive(Debug)]
+pub(crate) struct LoadedCascade {
+    template: RunRequest,
+    /// SHA-256 of the file text.
+    hash: String,
+}
+
+/// What the runtime shares between sessions.
+pub(crate) struct Runtime {
+    pub(crate) engine: Engine,
+    pub(crate) store: Option<Arc<dyn Store>>,
+    pub(crate) writer: Option<WriterHandle>,
+    pub(crate) settings: Settings,
+    permits: Arc<Semaphore>,
+    udf: Arc<LoadedCascade>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The answer to one distinct call.
+#[derive(Clone, Debug)]
+pub(crate) enum Answer {
+    /// The value (text for `rvbbit_udf`, the result document for `rvbbit_run`).
+    Ok(Value),
+    /// The call failed: a message with the error code, and for `rvbbit_run` the failure document.
+    Failed { message: String, document: Value },
+}
+
+/// One distinct call to make.
+#[derive(Debug)]
+pub(crate) struct Call {
+    /// The cache key (SHA-256 hex).
+    pub(crate) key: String,
+    /// Read and fill the persistent cache.
+    pub(crate) cache: bool,
+    /// What to run.
+    pub(crate) kind: CallKind,
+}
+
+/// What a call runs.
+#[derive(Debug)]
+pub(crate) enum CallKind {
+    /// `rvbbit_udf`: the in-memory one-cell cascade.
+    Udf { input: Value, model: Option<String> },
+    /// `rvbbit_run`: a cascade file.
+    Run {
+        cascade: Arc<LoadedCascade>,
+        input: Value,
+        model: Option<String>,
+    },
+}
+
+/// Counters of one statement.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) runs: AtomicU64,
+    pub(crate) llm_calls: AtomicU64,
+    pub(crate) cache_hits: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    /// Calls not made because the statement's budget was spent.
+    pub(crate) skipped: AtomicU64,
+    pub(crate) cost_micros: AtomicI64,
+    pub(crate) avoided_micros: AtomicI64,
+}
+
+/// One SQL statement: its caller id, counters, memo of answers and loaded cascades.
+#[derive(Debug)]
+pub(crate) struct Statement {
+    pub(crate) caller_id: CallerId,
+    pub(crate) counters: Counters,
+    memo: Mutex<HashMap<String, Arc<OnceCell<Answer>>>>,
+    cascades: Mutex<HashMap<String, Result<Arc<LoadedCascade>, String>>>,
+    pub(crate) first_error: Mutex<Option<String>>,
+    /// `PARALLEL n` of a MAP statement: at most n of its calls at once (below the runtime's limit).
+    pub(crate) parallel: std::sync::OnceLock<Arc<Semaphore>>,
+    /// `budget_dollars` of a MAP statement, in micro-dollars: no new call starts once the statement's
+    /// committed cost reached it.
+    pub(crate) budget: std::sync::OnceLock<i64>,
+    /// Messages for the user besides failures (a MAP input cut at its LIMIT).
+    pub(crate) notes: Mutex<Vec<String>>,
+}
+
+impl Statement {
+    pub(crate) fn new(caller_id: CallerId) -> Self {
+        Statement {
+            caller_id,
+            counters: Counters::default(),
+            memo: Mutex::new(HashMap::new()),
+            cascades: Mutex::new(HashMap::new()),
+            first_error: Mutex::new(None),
+            parallel: std::sync::OnceLock::new(),
+            budget: std::sync::OnceLock::new(),
+            notes: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn cell(&self, key: &str) -> Arc<OnceCell<Answer>> {
+        let mut memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+        memo.entry(key.to_owned()).or_default().clone()
+    }
+
+    fn note_error(&self, message: &str) {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+        if first.is_none() {
+            *first = Some(message.to_owned());
+        }
+    }
+}
+
+impl Runtime {
+    pub(crate) fn new(
+        engine: Engine,
+        store: Option<Arc<dyn Store>>,
+        writer: Option<WriterHandle>,
+        settings: Settings,
+    ) -> Result<Runtime, String> {
+        let udf = load_cascade_text(Path::new("<rvbbit_udf>"), UDF_CASCADE, &engine)?;
+        Ok(Runtime {
+            permits: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+            engine,
+            store,
+            writer,
+            settings,
+            udf: Arc::new(udf),
+        })
+    }
+
+    /// The cache key and call of `rvbbit_udf(instructions, value, model)`.
+    pub(crate) fn udf_call(&self, instructions: &str, value: &str, model: Option<&str>, cache: bool) -> Call {
+        let effective = model.unwrap_or(&self.settings.default_model);
+        let key = cache_key(&json!({
+            "fn": "rvbbit_udf",
+            "layout": CACHE_LAYOUT,
+            "cascade": self.udf.hash,
+            "instructions": instructions,
+            "value": value,
+            "model": effective,
+        }));
+        Call {
+            key,
+            cache,
+            kind: CallKind::Udf {
+                input: json!({"instructions": instructions, "value": value}),
+                model: model.map(str::to_owned),
+            },
+        }
+    }
+
+    /// The cache key and call of `rvbbit_run(cascade, inputs)`.
+    pub(crate) fn run_call(
+        &self,
+        cascade: Arc<LoadedCascade>,
+        input: Value,
+        model: Option<&str>,
+        cache: bool,
+    ) -> Call {
+        let effective = model.unwrap_or(&self.settings.default_model);
+        let key = cache_key(&json!({
+            "fn": "rvbbit_run",
+            "layout": CACHE_LAYOUT,
+            "cascade": cascade.hash,
+            "inputs": input,
+            "model": effective,
+        }));
+        Call {
+            key,
+            cache,
+            kind: CallKind::Run {
+                cascade,
+                input,
+                model: model.map(str::to_owned),
+            },
+        }
+    }
+
+    /// Load (once per statement) the cascade named by `reference`, resolved inside the base directory or
+    /// a configured root. Errors are messages for the failure document.
+    pub(crate) fn cascade(&self, stmt: &Statement, reference: &str) -> Result<Arc<LoadedCascade>, String> {
+        let mut cascades = stmt.cascades.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = cascades.get(reference) {
+            return found.clone();
+        }
+        let loaded = self.resolve(reference).and_then(|path| {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("Cascade {} cannot be read: {e}", path.display()))?;
+            load_cascade_text(&path, &text, &self.engine).map(Arc::new)
+        });
+        cascades.insert(reference.to_owned(), loaded.clone());
+        loaded
+    }
+
+    fn resolve(&self, reference: &str) -> Result<PathBuf, String> {
+        let given = Path::new(reference);
+        let mut bases = vec![self.settings.base_dir.clone()];
+        bases.extend(self.settings.roots.iter().cloned());
+        let allowed: Vec<PathBuf> = bases.iter().filter_map(|b| b.canonicalize().ok()).collect();
+        for base in &bases {
+            let joined = if given.is_absolute() {
+                given.to_path_buf()
+            } else {
+                base.join(given)
+            };
+            for candidate in [
+                joined.clone(),
+                joined.with_extension("yaml"),
+                joined.with_extension("yml"),
+                joined.with_extension("json"),
+            ] {
+                let Ok(real) = candidate.canonicalize() else {
+                    continue;
+                };
+                if !real.is_file() {
+                    continue;
+                }
+                if !allowed.iter().any(|a| real.starts_with(a)) {
+                    return Err(format!(
+                        "Cascade {reference} is outside the working directory and the configured roots"
+                    ));
+                }
+                return Ok(real);
+            }
+        }
+        Err(format!("Cascade not found: {reference}"))
+    }
+
+    /// Answer distinct `calls` (in order): memo, then the persistent cache, then concurrent runs.
+    pub(crate) async fn answer(&self, stmt: &Arc<Statement>, calls: Vec<Call>) -> Vec<Answer> {
+        let cells: Vec<Arc<OnceCell<Answer>>> = calls.iter().map(|c| stmt.cell(&c.key)).collect();
+        // The persistent cache, in one read for the whole batch.
+        let wanted: Vec<usize> = (0..calls.len())
+            .filter(|&i| calls[i].cache && !cells[i].initialized())
+            .collect();
+        if let Some(store) = &self.store
+            && !wanted.is_empty()
+        {
+            let keys: Vec<String> = wanted.iter().map(|&i| calls[i].key.clone()).collect();
+            match store.cache_get_many(&keys, Timestamp::now()).await {
+                Ok(found) => {
+                    for (&i, entry) in wanted.iter().zip(found) {
+                        let Some(entry) = entry else { continue };
+                        if let Some(answer) = self.cached_answer(stmt, &calls[i], &entry.value).await {
+                            // Another batch of the statement may have set it meanwhile: same answer.
+                            let _ = cells[i].set(answer);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "Result cache unreadable; running the calls"),
+            }
+        }
+        let futures = calls
+            .into_iter()
+            .zip(cells)
+            .map(|(call, cell)| async move { cell.get_or_init(|| self.execute(stmt, &call)).await.clone() });
+        futures::future::join_all(futures).await
+    }
+
+    /// A cache entry turned into an answer (and logged as a hit), or `None` when it is unreadable.
+    async fn cached_answer(&self, stmt: &Statement, call: &Call, stored: &Value) -> Option<Answer> {
+        if stored.get("layout").and_then(Value::as_u64) != Some(u64::from(CACHE_LAYOUT)) {
+            return None;
+        }
+        let value = stored.get("value")?.clone();
+        let avoided = stored.get("cost_micro_usd").and_then(Value::as_i64).unwrap_or(0);
+        stmt.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+        stmt.counters.avoided_micros.fetch_add(avoided, Ordering::Relaxed);
+        if let Some(writer) = &self.writer {
+            let session = stored
+                .get("session_id")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse::<SessionId>().ok())
+                .unwrap_or_else(SessionId::new_woodland);
+            let mut event = Event::new(EventKind::CacheHit, session, 0);
+            event.caller_id = Some(stmt.caller_id.clone());
+            event.cascade_id = stored
+                .get("cascade_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            event.cost = Some(MicroUsd::ZERO);
+            event.cost_status = CostStatus::Exact;
+            event.metadata = json!({
+                "function": match call.kind { CallKind::Udf { .. } => "rvbbit_udf", CallKind::Run { .. } => "rvbbit_run" },
+                "cache_key": call.key,
+                "avoided_cost_micro_usd": avoided,
+            });
+            if let Err(e) = writer.event(event).await {
+                tracing::warn!(error = %e, "Cache-hit event not recorded");
+            }
+        }
+        Some(Answer::Ok(value))
+    }
+
+    /// Run one call through the engine; successes go to the persistent cache.
+    async fn execute(&self, stmt: &Statement, call: &Call) -> Answer {
+        let (loaded, input, model) = match &call.kind {
+            CallKind::Udf { input, model } => (&self.udf, input, model),
+            CallKind::Run {
+                cascade,
+                input,
+                model,
+            } => (cascade, input, model),
+        };
+        let mut request = loaded.template.clone();
+        request.input = input.clone();
+        request.caller_id = stmt.caller_id.clone();
+        request.model = model.clone();
+        request.cancel = CancellationToken::new();
+        // Spec §2/§3: SQL function sessions are `udf-<woodland>`.
+        request.session_id = format!("udf-{}", rvbbit_core::woodland_name()).parse().ok();
+        let started = Instant::now();
+        // Only the run holds a permit (waiting duplicates and the cache write do not); the semaphore is
+        // never closed, so `acquire` cannot fail.
+        let local = match stmt.parallel.get() {
+            Some(p) => p.acquire().await.ok(),
+            None => None,
+        };
+        let permit = self.permits.acquire().await.ok();
+        // Stop when the next call, at the average cost of the calls so far, would pass the budget.
+        let spent = stmt.counters.cost_micros.load(Ordering::Relaxed);
+        let runs = i64::try_from(stmt.counters.runs.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        let next = if runs > 0 { spent / runs } else { 0 };
+        if let Some(&budget) = stmt.budget.get()
+            && spent.saturating_add(next) > budget
+        {
+            stmt.counters.skipped.fetch_add(1, Ordering::Relaxed);
+            let message = format!(
+                "not run: the statement's budget of ${} is spent",
+                MicroUsd::from_micros(budget).to_decimal_string()
+            );
+            return Answer::Failed {
+                document: json!({"error": message, "status": "skipped"}),
+                message,
+            };
+        }
+        let outcome = self.engine.run(request).await;
+        drop(permit);
+        drop(local);
+        stmt.counters.runs.fetch_add(1, Ordering::Relaxed);
+        stmt.counters
+            .llm_calls
+            .fetch_add(u64::from(outcome.llm_calls), Ordering::Relaxed);
+        stmt.counters
+            .cost_micros
+            .fetch_add(outcome.cost.micros(), Ordering::Relaxed);
+        tracing::debug!(session = %outcome.session_id, ms = started.elapsed().as_millis(), "SQL call ran");
+        let answer = match &call.kind {
+            CallKind::Udf { .. } => udf_answer(&outcome),
+            CallKind::Run { .. } => run_answer(&outcome),
+        };
+        match &answer {
+            Answer::Ok(value) if call.cache => self.cache_put(call, value, &outcome).await,
+            Answer::Ok(_) => {}
+            Answer::Failed { message, .. } => stmt.note_error(message),
+        }
+        answer
+    }
+
+    async fn cache_put(&self, call: &Call, value: &Value, outcome: &Outcome) {
+        let Some(store) = &self.store else { return };
+        let stored = json!({
+            "layout": CACHE_LAYOUT,
+            "value": value,
+            "session_id": outcome.session_id.as_str(),
+            "cascade_id": outcome.cascade_id,
+            "cost_micro_usd": outcome.cost.micros(),
+        });
+        if let Err(e) = store.cache_put(&call.key, &stored, Timestamp::now(), None).await {
+            tracing::warn!(error = %e, "Result not cached");
+        }
+    }
+}
+
+/// Load and validate a cascade text; the first error is the message.
+fn load_cascade_text(path: &Path, text: &str, engine: &Engine) -> Result<LoadedCascade, String> {
+    let mut catalog = Catalog::builtin();
+    engine.registry().fill_catalog(&mut catalog);
+    let loaded = load_str(path, text);
+    let report = validate_loaded(loaded, &mut catalog, &Options::default());
+    if let Some(d) = report
+        .diagnostics()
+        .iter()
+        .find(|d| d.severity == Severity::Error)
+    {
+        return Err(format!(
+            "Cascade {} is invalid: [{}] {}",
+            path.display(),
+            d.code.code,
+            d.message
+        ));
+    }
+    let Some(cascade) = report.loaded.document.as_ref().and_then(|d| d.cascade().cloned()) else {
+        return Err(format!("{} is a tool definition, not a cascade", path.display()));
+    };
+    let mut template = RunRequest::new(cascade);
+    template.cascade_file = path.is_file().then(|| path.to_path_buf());
+    template.cascade_text = Some(text.to_owned());
+    Ok(LoadedCascade {
+        template,
+        hash: hex::encode(Sha256::digest(text.as_bytes())),
+    })
+}
+
+fn failure_message(outcome: &Outcome) -> String {
+    match &outcome.error {
+        Some(e) => format!("[{}] {e}", e.code().code),
+        None => format!("the run ended {}", outcome.status),
+    }
+}
+
+fn udf_answer(outcome: &Outcome) -> Answer {
+    if outcome.status != SessionStatus::Completed {
+        let message = failure_message(outcome);
+        return Answer::Failed {
+            document: json!({"error": message, "status": "failed", "session_id": outcome.session_id.as_str()}),
+            message,
+        };
+    }
+    let text = match &outcome.output {
+        Value::String(s) => s.trim().to_owned(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    Answer::Ok(Value::String(text))
+}
+
+fn run_answer(outcome: &Outcome) -> Answer {
+    let completed = outcome.status == SessionStatus::Completed;
+    let mut doc = json!({
+        "outputs": outcome.outputs,
+        "state": outcome.state,
+        "status": if completed { "success" } else { "failed" },
+        "session_id": outcome.session_id.as_str(),
+        "has_errors": !completed,
+        "final_output": outcome.output,
+        "cost_usd": outcome.cost.to_decimal_string(),
+    });
+    if completed {
+        return Answer::Ok(doc);
+    }
+    let message = failure_message(outcome);
+    if let Some(map) = doc.as_object_mut() {
+        map.insert("error".into(), Value::String(message.clone()));
+    }
+    Answer::Failed {
+        message,
+        document: doc,
+    }
+}
+
+/// SHA-256 hex of the canonical JSON (object keys sorted at every level) of `value`.
+pub(crate) fn cache_key(value: &Value) -> String {
+    hex::encode(Sha256::digest(canonical(value).to_string().as_bytes()))
+}
+
+/// `value` with every object's keys sorted, so equal inputs give equal keys whatever their order.
+pub(crate) fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let mut out = Map::new();
+            for k in keys {
+                out.insert(k.clone(), canonical(&map[k]));
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_keys_ignore_order() {
+        let a = json!({"b": 1, "a": {"y": [1, {"d": 2, "c": 3}], "x": null}});
+        let b = json!({"a": {"x": null, "y": [1, {"c": 3, "d": 2}]}, "b": 1});
+        assert_eq!(cache_key(&a), cache_key(&b));
+        assert_ne!(cache_key(&a), cache_key(&json!({"b": 2})));
+    }
+}

@@ -1,0 +1,161 @@
+//! Errors of the SQL door, each with a code from [`rvbbit_core::codes`].
+
+use datafusion::error::DataFusionError;
+use rvbbit_core::{ErrorCode, codes};
+
+/// A failed SQL statement or setup step.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The statement does not parse or plan (RVB-Q001).
+    #[error("{message}")]
+    Invalid {
+        /// What is wrong, with the position when the parser gave one.
+        message: String,
+    },
+    /// The statement failed while running (RVB-Q002).
+    #[error("{message}")]
+    Execution {
+        /// What failed.
+        message: String,
+    },
+    /// An rvbbit function call failed in `raise` mode (RVB-Q003).
+    #[error("{message}")]
+    FunctionFailed {
+        /// The call and the underlying error (with its own code).
+        message: String,
+    },
+    /// A bad argument to an rvbbit function, or a bad `rvbbit.*` setting (RVB-Q004).
+    #[error("{message}")]
+    Argument {
+        /// What is wrong and the accepted values.
+        message: String,
+    },
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The error code (decides the exit code and the docs page).
+    pub fn code(&self) -> &'static ErrorCode {
+        match self {
+            Error::Invalid { .. } => codes::Q_SYNTAX,
+            Error::Execution { .. } => codes::Q_EXECUTION,
+            Error::FunctionFailed { .. } => codes::Q_FUNCTION_FAILED,
+            Error::Argument { .. } => codes::Q_ARGUMENT,
+        }
+    }
+
+    /// How to fix it.
+    pub fn hint(&self) -> String {
+        match self {
+            Error::Invalid { .. } => {
+                "fix the statement at the reported position; `SHOW TABLES` lists the tables of this session"
+                    .into()
+            }
+            Error::Execution { .. } => "the message names the failing expression or file".into(),
+            Error::FunctionFailed { .. } => {
+                "fix the cause named in the message, or `SET rvbbit.udf_errors = 'null'` to get NULL for \
+                 failed rows and keep the others"
+                    .into()
+            }
+            Error::Argument { .. } => "see docs/sql.md for the functions, options and settings".into(),
+        }
+    }
+
+    /// Classify a DataFusion error: our own errors come back out of `External`; parse and plan errors
+    /// are [`Error::Invalid`]; anything else is [`Error::Execution`].
+    pub fn from_datafusion(err: DataFusionError) -> Error {
+        let err = strip_context(err);
+        if let DataFusionError::External(inner) = &err
+            && let Some(own) = inner.downcast_ref::<Error>()
+        {
+            return match own {
+                Error::Invalid { message } => Error::Invalid {
+                    message: message.clone(),
+                },
+                Error::Execution { message } => Error::Execution {
+                    message: message.clone(),
+                },
+                Error::FunctionFailed { message } => Error::FunctionFailed {
+                    message: message.clone(),
+                },
+                Error::Argument { message } => Error::Argument {
+                    message: message.clone(),
+                },
+            };
+        }
+        let message = clean_message(&err);
+        match err {
+            DataFusionError::SQL(..)
+            | DataFusionError::Plan(_)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::NotImplemented(_) => Error::Invalid { message },
+            DataFusionError::Configuration(_) => Error::Argument { message },
+            _ => Error::Execution { message },
+        }
+    }
+
+    /// Wrap this error so it travels through DataFusion and comes back out in [`Error::from_datafusion`].
+    pub(crate) fn into_datafusion(self) -> DataFusionError {
+        DataFusionError::External(Box::new(self))
+    }
+}
+
+/// Remove `Context` and `Shared` wrappers (and collections of one error) to reach the cause.
+fn strip_context(err: DataFusionError) -> DataFusionError {
+    match err {
+        DataFusionError::Context(_, inner) => strip_context(*inner),
+        DataFusionError::Shared(inner) => match std::sync::Arc::try_unwrap(inner) {
+            Ok(e) => strip_context(e),
+            Err(shared) => DataFusionError::Execution(shared.to_string()),
+        },
+        DataFusionError::Diagnostic(_, inner) => strip_context(*inner),
+        // Several errors (planning goes on after a bad SELECT item): classify by the first, keep all
+        // messages.
+        DataFusionError::Collection(errors) if !errors.is_empty() => {
+            let messages: Vec<String> = errors.iter().map(clean_message).collect();
+            match strip_context(
+                errors
+                    .into_iter()
+                    .next()
+                    .unwrap_or(DataFusionError::Plan(String::new())),
+            ) {
+                DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => {
+                    DataFusionError::Plan(messages.join("; "))
+                }
+                DataFusionError::SQL(..) => DataFusionError::Plan(messages.join("; ")),
+                other => other,
+            }
+        }
+        other => other,
+    }
+}
+
+/// DataFusion's message without its internal prefixes ("Error during planning: ", "SQL error: ").
+fn clean_message(err: &DataFusionError) -> String {
+    let text = err.to_string();
+    let mut text = text.as_str();
+    for prefix in [
+        "SQL error: ",
+        "Error during planning: ",
+        "Schema error: ",
+        "This feature is not implemented: ",
+        "Execution error: ",
+        "Arrow error: ",
+        "Invalid or Unsupported Configuration: ",
+        "External error: ",
+    ] {
+        if let Some(rest) = text.strip_prefix(prefix) {
+            text = rest;
+        }
+    }
+    // sqlparser's errors print as `ParserError("…")`: keep the sentence (it ends with the position).
+    for wrapper in ["ParserError(\"", "TokenizerError(\""] {
+        if let Some(inner) = text.strip_prefix(wrapper).and_then(|t| t.strip_suffix("\")")) {
+            return inner.replace("\\\"", "\"").replace("\\\\", "\\");
+        }
+    }
+    text.trim().to_owned()
+}

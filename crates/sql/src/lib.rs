@@ -1,0 +1,54 @@
+//! rvbbit's SQL door: a DataFusion session with rvbbit's LLM functions.
+//!
+//! [`SqlRuntime`] is the session factory: it holds the engine (provider, tools, event writer), the store
+//! (the persistent result cache) and the concurrency limit, and makes [`SqlSession`]s. A session is a
+//! DataFusion `SessionContext` with:
+//!
+//! - `rvbbit_udf(instructions, value [, model [, options]])` (aliases `rvbbit`, `lars_udf`, `lars`,
+//!   `windlass_udf`): one LLM call per distinct `(instructions, value, model)`, run through the engine as
+//!   a one-cell cascade built in memory; returns text, or NULL when the call failed.
+//! - `rvbbit_run(cascade, inputs_json [, field])` (aliases `rvbbit_cascade_udf`, `lars_run`,
+//!   `lars_cascade_udf`, `windlass_cascade_udf`): runs a cascade file; returns the result document as
+//!   JSON text, or `final_output.<field>` / `state.<field>`.
+//! - the `sql_data` tool for cascades ([`register_tools`]): a query over earlier cells' tables `_<cell>`.
+//! - the magic tables `sql_query_log` (one row per statement that used rvbbit functions) and `all_data`
+//!   (one row per event), read from the store.
+//! - the settings `rvbbit.udf_errors` (`null`, `raise`, `text`) and `rvbbit.cache` (`on`, `off`).
+//!
+//! Both functions are async and batched (`calls.rs`): per batch, rows with a NULL argument give NULL,
+//! duplicate calls are made once, cache hits (one store read per batch) are served without a call and
+//! logged as `cache_hit` events, and the rest run concurrently under [`Settings::concurrency`]. Each
+//! statement ([`SqlSession::execute`]) gets a fresh caller id `sql-<woodland>` that every session it
+//! starts carries, and ends with a `sql_query` event summarising it.
+//!
+//! This crate is the only one that depends on DataFusion; it owns no LLM logic (it calls the engine).
+//!
+//! ```no_run
+//! # async fn demo() -> rvbbit_sql::Result<()> {
+//! use rvbbit_engine::{Engine, tools::Registry};
+//! use rvbbit_sql::{Settings, SqlRuntime};
+//!
+//! let runtime = SqlRuntime::new(Engine::new(Registry::builtin()), None, None, Settings::new(".".into()))?;
+//! let session = runtime.session();
+//! let result = session.execute("SELECT rvbbit_udf('Translate to French', 'cat') AS fr").await?;
+//! println!("{} row(s), {} call(s)", result.row_count(), result.stats.runs);
+//! # Ok(()) }
+//! ```
+
+mod calls;
+mod error;
+mod format;
+mod magic;
+mod map;
+mod options;
+mod session;
+mod tool;
+mod udf;
+
+pub use calls::Settings;
+pub use datafusion;
+pub use error::{Error, Result};
+pub use options::{RvbbitOptions, UdfErrors};
+pub use session::{QueryResult, SqlRuntime, SqlSession, StatementStats};
+pub use tool::{SqlData, register_tools};
+pub use udf::{RUN_NAMES, UDF_NAMES};

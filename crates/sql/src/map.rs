@@ -1,0 +1,402 @@
+//! The `RVBBIT MAP` / `RVBBIT RUN` statements (and `LARS` spellings), parsed with sqlparser's tokenizer
+//! so string literals, comments and nested parentheses are handled like SQL, with errors at line/column.
+//!
+//! ```text
+//! [EXPLAIN] [CREATE [TEMP] TABLE name AS]
+//! RVBBIT MAP [PARALLEL n] [DISTINCT] 'cascade' [AS alias | AS (col type, ...)] USING (query) [WITH (k = v, ...)]
+//! RVBBIT RUN 'cascade' USING (query) [WITH (k = v, ...)]
+//! ```
+
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+
+use crate::error::Error;
+
+/// MAP or RUN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verb {
+    /// One cascade run per row.
+    Map,
+    /// One cascade run over the whole result set.
+    Run,
+}
+
+/// A parsed MAP/RUN statement.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct MapStatement {
+    pub(crate) verb: Verb,
+    pub(crate) explain: bool,
+    /// `CREATE [TEMP] TABLE name AS`.
+    pub(crate) create_table: Option<String>,
+    pub(crate) parallel: Option<usize>,
+    pub(crate) distinct: bool,
+    pub(crate) cascade: String,
+    /// `AS alias`.
+    pub(crate) alias: Option<String>,
+    /// `AS (col type, ...)`.
+    pub(crate) typed: Vec<(String, String)>,
+    /// The USING query, as written.
+    pub(crate) using: String,
+    pub(crate) options: Vec<(String, OptionValue)>,
+}
+
+/// A `WITH` option value.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum OptionValue {
+    /// `'text'`, `"text"` or a bare word.
+    Text(String),
+    /// A number.
+    Number(f64),
+    /// `true` / `false`.
+    Bool(bool),
+}
+
+/// The options `WITH (...)` accepts.
+pub(crate) const MAP_OPTIONS: &[&str] = &[
+    "cache",
+    "budget_dollars",
+    "model",
+    "parallel",
+    "key",
+    "result_column",
+    "limit",
+];
+
+struct Cursor {
+    tokens: Vec<TokenWithSpan>,
+    pos: usize,
+}
+
+fn syntax(at: &TokenWithSpan, message: &str) -> Error {
+    let l = at.span.start;
+    Error::Invalid {
+        message: format!("{message} at Line: {}, Column: {}", l.line, l.column),
+    }
+}
+
+impl Cursor {
+    /// The next token that is not whitespace or a comment (EOF at the end).
+    fn peek(&self) -> &TokenWithSpan {
+        let mut i = self.pos;
+        while let Some(t) = self.tokens.get(i) {
+            if !matches!(t.token, Token::Whitespace(_)) {
+                return t;
+            }
+            i += 1;
+        }
+        &EOF
+    }
+
+    fn next(&mut self) -> TokenWithSpan {
+        while let Some(t) = self.tokens.get(self.pos) {
+            self.pos += 1;
+            if !matches!(t.token, Token::Whitespace(_)) {
+                return t.clone();
+            }
+        }
+        EOF.clone()
+    }
+
+    fn keyword(&self, word: &str) -> bool {
+        matches!(&self.peek().token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
+    }
+
+    fn eat(&mut self, word: &str) -> bool {
+        if self.keyword(word) {
+            self.next();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect_lparen(&mut self, what: &str) -> Result<(), Error> {
+        let t = self.next();
+        if t.token == Token::LParen {
+            Ok(())
+        } else {
+            Err(syntax(
+                &t,
+                &format!("Expected `(` after {what}, found: {}", shown(&t.token)),
+            ))
+        }
+    }
+
+    /// The tokens up to the `)` matching an already consumed `(`, as text.
+    fn balanced(&mut self, what: &str, open: &TokenWithSpan) -> Result<String, Error> {
+        let mut depth = 1usize;
+        let mut text = String::new();
+        while let Some(t) = self.tokens.get(self.pos).cloned() {
+            self.pos += 1;
+            match t.token {
+                Token::LParen => depth += 1,
+                Token::RParen => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Ok(text.trim().to_owned());
+                    }
+                }
+                Token::EOF => break,
+                _ => {}
+            }
+            text.push_str(&t.token.to_string());
+        }
+        Err(syntax(
+            open,
+            &format!("Unbalanced parentheses: the `(` of {what} is never closed"),
+        ))
+    }
+}
+
+static EOF: TokenWithSpan = TokenWithSpan {
+    token: Token::EOF,
+    span: datafusion::sql::sqlparser::tokenizer::Span::empty(),
+};
+
+fn shown(token: &Token) -> String {
+    match token {
+        Token::EOF => "end of statement".into(),
+        other => format!("`{other}`"),
+    }
+}
+
+/// Parse `sql` as a MAP/RUN statement; `Ok(None)` when it is ordinary SQL.
+pub(crate) fn parse(sql: &str) -> Result<Option<MapStatement>, Error> {
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize_with_location() else {
+        // Not our statement if it does not even tokenize: DataFusion reports the error.
+        return Ok(None);
+    };
+    let mut c = Cursor { tokens, pos: 0 };
+    let explain = c.eat("EXPLAIN");
+    let mut create_table = None;
+    if c.keyword("CREATE") {
+        // Only `CREATE [TEMP] TABLE x AS RVBBIT ...` is ours; look ahead without consuming.
+        let save = c.pos;
+        c.next();
+        let _ = c.eat("TEMP") || c.eat("TEMPORARY");
+        if !c.eat("TABLE") {
+            c.pos = save;
+            return Ok(None);
+        }
+        let name = c.next();
+        let Token::Word(w) = &name.token else {
+            c.pos = save;
+            return Ok(None);
+        };
+        let name = w.value.clone();
+        if !c.eat("AS") || !(c.keyword("RVBBIT") || c.keyword("LARS")) {
+            return Ok(None);
+        }
+        create_table = Some(name);
+    }
+    if !(c.eat("RVBBIT") || c.eat("LARS")) {
+        return Ok(None);
+    }
+    let verb = if c.eat("MAP") {
+        Verb::Map
+    } else if c.eat("RUN") {
+        Verb::Run
+    } else {
+        let t = c.next();
+        return Err(syntax(
+            &t,
+            &format!("Expected MAP or RUN after RVBBIT, found: {}", shown(&t.token)),
+        ));
+    };
+    let mut parallel = None;
+    let mut distinct = false;
+    if verb == Verb::Map {
+        // PARALLEL n and DISTINCT, in either order.
+        for _ in 0..2 {
+            if c.eat("PARALLEL") {
+                let t = c.next();
+                match &t.token {
+                    Token::Number(n, _) => match n.parse::<usize>() {
+                        Ok(n) if n > 0 => parallel = Some(n),
+                        _ => return Err(syntax(&t, "PARALLEL needs a whole number of at least 1")),
+                    },
+                    other => {
+                        return Err(syntax(
+                            &t,
+                            &format!("Expected a number after PARALLEL, found: {}", shown(other)),
+                        ));
+                    }
+                }
+            } else if c.eat("DISTINCT") {
+                distinct = true;
+            }
+        }
+    }
+    let t = c.next();
+    let Token::SingleQuotedString(cascade) = t.token.clone() else {
+        return Err(syntax(
+            &t,
+            &format!(
+                "Expected cascade path as string literal ('path/to/cascade.yaml'), found: {}",
+                shown(&t.token)
+            ),
+        ));
+    };
+    let mut alias = None;
+    let mut typed = Vec::new();
+    if verb == Verb::Map && c.eat("AS") {
+        let t = c.next();
+        match &t.token {
+            Token::Word(w) => alias = Some(w.value.clone()),
+            Token::LParen => loop {
+                let name = c.next();
+                let Token::Word(n) = &name.token else {
+                    return Err(syntax(
+                        &name,
+                        &format!("Expected a column name, found: {}", shown(&name.token)),
+                    ));
+                };
+                let ty = c.next();
+                let Token::Word(ty_word) = &ty.token else {
+                    return Err(syntax(
+                        &ty,
+                        &format!("Expected a type after `{}`, found: {}", n.value, shown(&ty.token)),
+                    ));
+                };
+                typed.push((n.value.clone(), ty_word.value.to_ascii_uppercase()));
+                let sep = c.next();
+                match &sep.token {
+                    Token::Comma => {}
+                    Token::RParen => break,
+                    other => {
+                        return Err(syntax(
+                            &sep,
+                            &format!("Expected `,` or `)` in the column list, found: {}", shown(other)),
+                        ));
+                    }
+                }
+            },
+            other => {
+                return Err(syntax(
+                    &t,
+                    &format!(
+                        "Expected an alias or `(col type, ...)` after AS, found: {}",
+                        shown(other)
+                    ),
+                ));
+            }
+        }
+    }
+    if !c.eat("USING") {
+        let t = c.next();
+        return Err(syntax(
+            &t,
+            &format!("Expected USING (SELECT ...), found: {}", shown(&t.token)),
+        ));
+    }
+    let open = c.peek().clone();
+    c.expect_lparen("USING")?;
+    let using = c.balanced("USING", &open)?;
+    if using.is_empty() {
+        return Err(syntax(&open, "Expected USING (SELECT ...), found an empty query"));
+    }
+    let mut options = Vec::new();
+    if c.eat("WITH") {
+        let open = c.peek().clone();
+        c.expect_lparen("WITH")?;
+        loop {
+            let key = c.next();
+            let key_name = match &key.token {
+                Token::Word(w) => w.value.to_ascii_lowercase(),
+                Token::RParen if options.is_empty() => break,
+                Token::EOF => {
+                    return Err(syntax(
+                        &open,
+                        "Unbalanced parentheses: the `(` of WITH is never closed",
+                    ));
+                }
+                other => {
+                    return Err(syntax(
+                        &key,
+                        &format!("Expected 'key = value', got: {}", shown(other)),
+                    ));
+                }
+            };
+            if !MAP_OPTIONS.contains(&key_name.as_str()) {
+                return Err(syntax(
+                    &key,
+                    &format!(
+                        "unknown MAP option '{key_name}'; valid options: {}",
+                        MAP_OPTIONS.join(", ")
+                    ),
+                ));
+            }
+            let eq = c.next();
+            if eq.token != Token::Eq {
+                return Err(syntax(
+                    &eq,
+                    &format!("Expected 'key = value', got: `{key_name}` {}", shown(&eq.token)),
+                ));
+            }
+            let v = c.next();
+            let value = match &v.token {
+                Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => OptionValue::Text(s.clone()),
+                Token::Number(n, _) => match n.parse::<f64>() {
+                    Ok(f) => OptionValue::Number(f),
+                    Err(_) => return Err(syntax(&v, &format!("`{n}` is not a number"))),
+                },
+                Token::Word(w) if w.value.eq_ignore_ascii_case("true") => OptionValue::Bool(true),
+                Token::Word(w) if w.value.eq_ignore_ascii_case("false") => OptionValue::Bool(false),
+                Token::Word(w) => OptionValue::Text(w.value.clone()),
+                other => {
+                    return Err(syntax(
+                        &v,
+                        &format!("Expected a value for `{key_name}`, got: {}", shown(other)),
+                    ));
+                }
+            };
+            options.push((key_name, value));
+            let sep = c.next();
+            match &sep.token {
+                Token::Comma => {}
+                Token::RParen => break,
+                Token::EOF => {
+                    return Err(syntax(
+                        &open,
+                        "Unbalanced parentheses: the `(` of WITH is never closed",
+                    ));
+                }
+                other => {
+                    return Err(syntax(
+                        &sep,
+                        &format!("Expected `,` or `)` between options, got: {}", shown(other)),
+                    ));
+                }
+            }
+        }
+    }
+    // Only whitespace and `;` may follow.
+    loop {
+        let t = c.next();
+        match &t.token {
+            Token::EOF => break,
+            Token::SemiColon => {}
+            other => {
+                return Err(syntax(
+                    &t,
+                    &format!(
+                        "Unexpected {} after the statement; only `;` may follow",
+                        shown(other)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(Some(MapStatement {
+        verb,
+        explain,
+        create_table,
+        parallel,
+        distinct,
+        cascade,
+        alias,
+        typed,
+        using,
+        options,
+    }))
+}

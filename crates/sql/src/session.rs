@@ -1,0 +1,504 @@
+//! The session factory ([`SqlRuntime`]) and SQL sessions ([`SqlSession`]): DataFusion contexts with
+//! rvbbit's functions and settings, executing one statement at a time under a fresh `sql-…` caller id.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use std::collections::HashMap;
+
+use datafusion::arrow::array::{ArrayRef, StringArray};
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::MemTable;
+use datafusion::common::TableReference;
+use datafusion::logical_expr::async_udf::AsyncScalarUDF;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use rvbbit_core::{CallerId, Event, EventKind, MicroUsd, Origin, SessionId};
+use rvbbit_engine::Engine;
+use rvbbit_store::{Store, WriterHandle};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::calls::{Answer, Runtime, Settings, Statement};
+use crate::error::{Error, Result};
+use crate::map::{MapStatement, OptionValue, Verb};
+use crate::options::RvbbitOptions;
+use crate::udf::{Kind, RUN_NAMES, RvbbitFunction, UDF_NAMES};
+
+/// Builds SQL sessions that share one engine, store, result cache and concurrency limit.
+#[derive(Clone, Debug)]
+pub struct SqlRuntime {
+    runtime: Arc<Runtime>,
+}
+
+impl SqlRuntime {
+    /// A runtime running calls through `engine` (with its provider, writer and default model), caching
+    /// results in `store` (no persistent cache without one) and recording cache hits and statement
+    /// summaries through `writer`.
+    ///
+    /// Errors: [`Error::Execution`] if the built-in `rvbbit_udf` cascade does not validate (a bug).
+    pub fn new(
+        engine: Engine,
+        store: Option<Arc<dyn Store>>,
+        writer: Option<WriterHandle>,
+        settings: Settings,
+    ) -> Result<SqlRuntime> {
+        let runtime =
+            Runtime::new(engine, store, writer, settings).map_err(|message| Error::Execution { message })?;
+        Ok(SqlRuntime {
+            runtime: Arc::new(runtime),
+        })
+    }
+
+    /// A new session: its own tables and settings, the rvbbit functions and `rvbbit.*` settings.
+    pub fn session(&self) -> SqlSession {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_option_extension(RvbbitOptions::default());
+        let ctx = SessionContext::new_with_config(config);
+        let shared = Arc::new(Shared {
+            runtime: self.runtime.clone(),
+            current: Mutex::new(None),
+        });
+        for (kind, names) in [(Kind::Udf, UDF_NAMES), (Kind::Run, RUN_NAMES)] {
+            for name in names {
+                let f = RvbbitFunction::new(kind, name, shared.clone());
+                ctx.register_udf(AsyncScalarUDF::new(Arc::new(f)).into_scalar_udf());
+            }
+        }
+        // Magic tables over the store. Registering a fresh name in a fresh context cannot fail.
+        let _ = ctx.register_table(
+            "sql_query_log",
+            Arc::new(crate::magic::SqlQueryLog::new(self.runtime.clone())),
+        );
+        let _ = ctx.register_table(
+            "all_data",
+            Arc::new(crate::magic::AllData::new(self.runtime.clone())),
+        );
+        SqlSession { ctx, shared }
+    }
+}
+
+/// What the functions of one session share: the runtime and the statement being executed.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) runtime: Arc<Runtime>,
+    current: Mutex<Option<Arc<Statement>>>,
+}
+
+impl Shared {
+    /// The statement being executed, or a fresh one when the context is used directly.
+    pub(crate) fn statement(&self) -> Arc<Statement> {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        current
+            .get_or_insert_with(|| Arc::new(Statement::new(CallerId::new(Origin::Sql))))
+            .clone()
+    }
+
+    fn set(&self, stmt: Option<Arc<Statement>>) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = stmt;
+    }
+}
+
+/// One SQL session (a connection, a CLI invocation): own tables and settings, one statement at a time.
+pub struct SqlSession {
+    ctx: SessionContext,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SqlSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlSession")
+            .field("session_id", &self.ctx.session_id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Totals of one statement's rvbbit function calls.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StatementStats {
+    /// Engine runs (sessions) made: distinct calls that missed the cache.
+    pub runs: u64,
+    /// Provider calls made by those runs.
+    pub llm_calls: u64,
+    /// Distinct calls served from the persistent result cache.
+    pub cache_hits: u64,
+    /// Calls that failed (NULL, `ERROR: …` or a failure document).
+    pub errors: u64,
+    /// Calls not made because a MAP statement's `budget_dollars` was spent (their rows get NULL).
+    pub skipped: u64,
+    /// Cost of the runs.
+    pub cost: MicroUsd,
+    /// What the cache hits would have cost.
+    pub avoided_cost: MicroUsd,
+}
+
+/// The result of one statement.
+#[derive(Debug)]
+pub struct QueryResult {
+    /// The columns.
+    pub schema: SchemaRef,
+    /// The rows.
+    pub batches: Vec<RecordBatch>,
+    /// The statement's caller id (every session it started carries it).
+    pub caller_id: CallerId,
+    /// Calls, cache hits, errors and cost.
+    pub stats: StatementStats,
+    /// Messages for the user (a PostgreSQL NOTICE on the wire, warnings on the CLI).
+    pub notices: Vec<String>,
+    /// Wall time.
+    pub duration: Duration,
+}
+
+impl QueryResult {
+    /// Number of rows.
+    pub fn row_count(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+impl SqlSession {
+    /// The DataFusion context (register tables, inspect the catalog).
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Execute one statement under a fresh `sql-…` caller id.
+    ///
+    /// Errors: [`Error::Invalid`] (parse or plan, with the position), [`Error::Execution`],
+    /// [`Error::FunctionFailed`] (`rvbbit.udf_errors = 'raise'`), [`Error::Argument`].
+    pub async fn execute(&self, sql: &str) -> Result<QueryResult> {
+        let started = Instant::now();
+        let stmt = Arc::new(Statement::new(CallerId::new(Origin::Sql)));
+        self.shared.set(Some(stmt.clone()));
+        let result = async {
+            if let Some(map) = crate::map::parse(sql)? {
+                return self.execute_map(&stmt, map).await;
+            }
+            let df = self.ctx.sql(sql).await.map_err(Error::from_datafusion)?;
+            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let batches = df.collect().await.map_err(Error::from_datafusion)?;
+            Ok::<_, Error>((schema, batches))
+        }
+        .await;
+        self.shared.set(None);
+        let c = &stmt.counters;
+        let stats = StatementStats {
+            runs: c.runs.load(Ordering::Relaxed),
+            llm_calls: c.llm_calls.load(Ordering::Relaxed),
+            cache_hits: c.cache_hits.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            skipped: c.skipped.load(Ordering::Relaxed),
+            cost: MicroUsd::from_micros(c.cost_micros.load(Ordering::Relaxed)),
+            avoided_cost: MicroUsd::from_micros(c.avoided_micros.load(Ordering::Relaxed)),
+        };
+        let duration = started.elapsed();
+        let rows = result
+            .as_ref()
+            .map(|(_, b)| b.iter().map(RecordBatch::num_rows).sum::<usize>())
+            .ok();
+        self.log_statement(sql, &stmt, &stats, rows, duration, result.as_ref().err())
+            .await;
+        let (schema, batches) = result?;
+        let mut notices: Vec<String> = stmt.notes.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if stats.errors > 0 {
+            let first = stmt
+                .first_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .unwrap_or_default();
+            notices.push(format!(
+                "{} rvbbit function call(s) failed (NULL for rvbbit_udf, a failure document for rvbbit_run); \
+                 first error: {first}; see `rvbbit sessions list --caller {}`",
+                stats.errors, stmt.caller_id
+            ));
+        }
+        if stats.skipped > 0 {
+            notices.push(format!(
+                "budget reached: {} call(s) were not made (NULL in the result column); the statement \
+                 spent ${}",
+                stats.skipped,
+                stats.cost.to_decimal_string()
+            ));
+        }
+        Ok(QueryResult {
+            schema,
+            batches,
+            caller_id: stmt.caller_id.clone(),
+            stats,
+            notices,
+            duration,
+        })
+    }
+
+    /// Record a `sql_query` event for a statement that reached rvbbit functions.
+    async fn log_statement(
+        &self,
+        sql: &str,
+        stmt: &Statement,
+        stats: &StatementStats,
+        rows: Option<usize>,
+        duration: Duration,
+        error: Option<&Error>,
+    ) {
+        if stats.runs + stats.cache_hits + stats.errors + stats.skipped == 0 {
+            return;
+        }
+        let Some(writer) = &self.shared.runtime.writer else {
+            return;
+        };
+        let Ok(session) = stmt.caller_id.as_str().parse::<SessionId>() else {
+            return;
+        };
+        let mut event = Event::new(EventKind::SqlQuery, session, 0);
+        event.caller_id = Some(stmt.caller_id.clone());
+        event.duration_us = Some(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX));
+        event.content = json!({"query": sql});
+        let hash = hex::encode(Sha256::digest(sql.as_bytes()));
+        event.metadata = json!({
+            "query_hash": &hash[..16],
+            "status": if error.is_some() { "error" } else { "completed" },
+            "rows_output": rows,
+            "runs": stats.runs,
+            "llm_calls": stats.llm_calls,
+            "cache_hits": stats.cache_hits,
+            "errors": stats.errors,
+            "skipped": stats.skipped,
+            "total_cost_micro_usd": stats.cost.micros(),
+            "avoided_cost_micro_usd": stats.avoided_cost.micros(),
+        });
+        if let Some(e) = error {
+            event.error = Some(json!({"code": e.code().code, "message": e.to_string()}));
+        }
+        if let Err(e) = writer.event(event).await {
+            tracing::warn!(error = %e, "sql_query event not recorded");
+        }
+    }
+}
+
+impl SqlSession {
+    /// Execute a parsed `RVBBIT MAP` (natively: the USING rows → concurrent cascade runs → the rows plus a
+    /// result column), its `EXPLAIN`, or its `CREATE TABLE … AS` form.
+    async fn execute_map(
+        &self,
+        stmt: &Arc<Statement>,
+        map: MapStatement,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        if map.verb == Verb::Run {
+            return Err(Error::Invalid {
+                message: "RVBBIT RUN is parsed but not executed yet; use RVBBIT MAP (one run per row) or \
+                          rvbbit_run(cascade, inputs_json)"
+                    .into(),
+            });
+        }
+        let option = |name: &str| {
+            map.options
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let bad = |name: &str, want: &str| Error::Argument {
+            message: format!("MAP option `{name}` must be {want}"),
+        };
+        let limit = match option("limit") {
+            None => DEFAULT_MAP_LIMIT,
+            Some(OptionValue::Number(n)) if n >= 1.0 && n.fract() == 0.0 => n as u64,
+            Some(_) => return Err(bad("limit", "a whole number of at least 1")),
+        };
+        let cache = match option("cache") {
+            None => true,
+            Some(OptionValue::Bool(b)) => b,
+            Some(_) => return Err(bad("cache", "true or false")),
+        };
+        let model = match option("model") {
+            None => None,
+            Some(OptionValue::Text(m)) => Some(m),
+            Some(_) => return Err(bad("model", "a string")),
+        };
+        let parallel = match option("parallel") {
+            None => map.parallel,
+            Some(OptionValue::Number(n)) if n >= 1.0 && n.fract() == 0.0 => Some(n as usize),
+            Some(_) => return Err(bad("parallel", "a whole number of at least 1")),
+        };
+        if let Some(n) = parallel {
+            let _ = stmt.parallel.set(Arc::new(tokio::sync::Semaphore::new(n)));
+        }
+        match option("budget_dollars") {
+            None => {}
+            Some(OptionValue::Number(d)) if d >= 0.0 => {
+                let micros =
+                    MicroUsd::from_usd_f64(d).ok_or_else(|| bad("budget_dollars", "a dollar amount"))?;
+                let _ = stmt.budget.set(micros.micros());
+            }
+            Some(_) => return Err(bad("budget_dollars", "a dollar amount such as 0.50")),
+        }
+        let result_column = map
+            .alias
+            .clone()
+            .or_else(|| match option("result_column") {
+                Some(OptionValue::Text(t)) => Some(t),
+                _ => None,
+            })
+            .unwrap_or_else(|| "result".to_owned());
+        // Typed columns are checked before anything runs.
+        let mut typed = Vec::with_capacity(map.typed.len());
+        for (name, ty) in &map.typed {
+            let target = sql_type(ty).ok_or_else(|| Error::Argument {
+                message: format!(
+                    "unknown column type `{ty}` for `{name}`; use VARCHAR, TEXT, JSON, BIGINT, INTEGER, DOUBLE or BOOLEAN"
+                ),
+            })?;
+            typed.push((name.clone(), target));
+        }
+        let runtime = &self.shared.runtime;
+        // The cascade path is a literal: a missing or invalid cascade fails the statement before any call.
+        let cascade = runtime
+            .cascade(stmt, &map.cascade)
+            .map_err(|message| Error::Invalid { message })?;
+        let select = if map.distinct {
+            "SELECT DISTINCT *"
+        } else {
+            "SELECT *"
+        };
+        let input_sql = format!(
+            "{select} FROM ({}) AS rvbbit_input LIMIT {}",
+            map.using,
+            limit + 1
+        );
+        let df = self.ctx.sql(&input_sql).await.map_err(Error::from_datafusion)?;
+        let input_schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await.map_err(Error::from_datafusion)?;
+        let mut input = concat_batches(&input_schema, &batches).map_err(|e| Error::Execution {
+            message: e.to_string(),
+        })?;
+        let truncated = input.num_rows() as u64 > limit;
+        if truncated {
+            input = input.slice(0, usize::try_from(limit).unwrap_or(usize::MAX));
+            stmt.notes.lock().unwrap_or_else(|p| p.into_inner()).push(format!(
+                "the USING query has more than {limit} rows; only the first {limit} were mapped \
+                 (raise it with WITH (limit = n))"
+            ));
+        }
+        let rows = crate::format::json_rows(std::slice::from_ref(&input))?;
+        let mut calls = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut slots = Vec::with_capacity(rows.len());
+        for row in rows {
+            let call = runtime.run_call(cascade.clone(), row, model.as_deref(), cache);
+            let next = calls.len();
+            let i = *index.entry(call.key.clone()).or_insert(next);
+            if i == next {
+                calls.push(call);
+            }
+            slots.push(i);
+        }
+
+        if map.explain {
+            let lines = [
+                format!("RVBBIT MAP '{}' AS {result_column}", map.cascade),
+                format!("  input: {input_sql}"),
+                format!(
+                    "  rows: {}{}",
+                    slots.len(),
+                    if truncated { format!(" (cut at LIMIT {limit})") } else { String::new() }
+                ),
+                format!(
+                    "  distinct cascade runs: at most {} (cache {}; hits are free)",
+                    calls.len(),
+                    if cache { "on" } else { "off" }
+                ),
+                format!("  concurrency: {}", parallel.unwrap_or(runtime.settings.concurrency)),
+                "  estimated cost: unknown before the first run (the cascade's cost per run is not known yet)"
+                    .to_owned(),
+            ];
+            let schema = Arc::new(Schema::new(vec![Field::new("plan", DataType::Utf8, false)]));
+            let column: ArrayRef = Arc::new(StringArray::from(lines.to_vec()));
+            let batch = RecordBatch::try_new(schema.clone(), vec![column]).map_err(|e| Error::Execution {
+                message: e.to_string(),
+            })?;
+            return Ok((schema, vec![batch]));
+        }
+
+        let answers = runtime.answer(stmt, calls).await;
+        let finals: Vec<Option<Value>> = slots
+            .iter()
+            .map(|&i| match &answers[i] {
+                Answer::Ok(doc) => doc.get("final_output").cloned().filter(|v| !v.is_null()),
+                Answer::Failed { .. } => None,
+            })
+            .collect();
+        let mut fields: Vec<Field> = input_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut columns: Vec<ArrayRef> = input.columns().to_vec();
+        if map.typed.is_empty() {
+            let text: StringArray = finals
+                .iter()
+                .map(|v| {
+                    v.as_ref().map(|v| match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                })
+                .collect();
+            fields.push(Field::new(&result_column, DataType::Utf8, true));
+            columns.push(Arc::new(text));
+        } else {
+            for (name, target) in typed {
+                let text: StringArray = finals
+                    .iter()
+                    .map(|v| {
+                        v.as_ref().and_then(|v| v.get(&name)).and_then(|x| match x {
+                            Value::Null => None,
+                            Value::String(s) => Some(s.clone()),
+                            other => Some(other.to_string()),
+                        })
+                    })
+                    .collect();
+                let array = datafusion::arrow::compute::cast_with_options(
+                    &text,
+                    &target,
+                    &datafusion::arrow::compute::CastOptions {
+                        safe: true,
+                        ..Default::default()
+                    },
+                )
+                .map_err(|e| Error::Execution {
+                    message: e.to_string(),
+                })?;
+                fields.push(Field::new(&name, target, true));
+                columns.push(array);
+            }
+        }
+        let schema = Arc::new(Schema::new(fields));
+        let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Execution {
+            message: e.to_string(),
+        })?;
+        if let Some(table) = &map.create_table {
+            let mem = MemTable::try_new(schema.clone(), vec![vec![batch]]).map_err(|e| Error::Execution {
+                message: e.to_string(),
+            })?;
+            self.ctx
+                .register_table(TableReference::bare(table.clone()), Arc::new(mem))
+                .map_err(Error::from_datafusion)?;
+            let empty = Arc::new(Schema::empty());
+            return Ok((empty, Vec::new()));
+        }
+        Ok((schema, vec![batch]))
+    }
+}
+
+/// Rows a MAP reads from its USING query unless `WITH (limit = n)` says otherwise.
+const DEFAULT_MAP_LIMIT: u64 = 1_000;
+
+fn sql_type(name: &str) -> Option<DataType> {
+    match name {
+        "VARCHAR" | "TEXT" | "STRING" | "JSON" => Some(DataType::Utf8),
+        "BIGINT" | "INTEGER" | "INT" => Some(DataType::Int64),
+        "DOUBLE" | "FLOAT" | "REAL" => Some(DataType::Float64),
+        "BOOLEAN" | "BOOL" => Some(DataType::Boolean),
+        _ => None,
+    }
+}

@@ -1,0 +1,127 @@
+//! The `sql_data` tool for cascades: run a SQL query over the tables of earlier cells.
+//!
+//! Every earlier cell whose output is a table (`{rows: [...], ...}`, as `sql_data`, `bash_data` and
+//! `python_data` return) is registered as the table `_<cell>` (the corpus's convention), so results pass
+//! from cell to cell. The query's result is returned as a table `{rows, columns, row_count}`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::json::ReaderBuilder;
+use datafusion::arrow::json::reader::infer_json_schema_from_iterator;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::MemTable;
+use datafusion::common::TableReference;
+use datafusion::prelude::SessionContext;
+use rvbbit_engine::tools::{Registry, SideEffect, Tool, ToolContext, ToolError};
+use serde_json::{Value, json};
+
+use crate::error::Error;
+use crate::format::json_rows;
+
+/// Add rvbbit-sql's tools (`sql_data`) to `registry`.
+pub fn register_tools(registry: &mut Registry) {
+    registry.register(Arc::new(SqlData));
+}
+
+/// `sql_data`: a SQL query (DataFusion dialect) over the tables of earlier cells.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SqlData;
+
+#[async_trait]
+impl Tool for SqlData {
+    fn name(&self) -> &str {
+        "sql_data"
+    }
+
+    fn description(&self) -> &str {
+        "Run a SQL query. Earlier cells' tables are available as `_<cell name>`. Returns {rows, columns, row_count}."
+    }
+
+    fn parameters(&self) -> Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "query": {"type": "string", "description": "The SQL query."},
+                "materialize": {"type": "boolean", "description": "Accepted for compatibility: results are always available to later cells as `_<cell>`."}
+            },
+            "required": ["query"]
+        })
+    }
+
+    fn side_effect(&self) -> SideEffect {
+        SideEffect::Pure
+    }
+
+    async fn execute(&self, args: Value, ctx: &ToolContext) -> Result<Value, ToolError> {
+        let query = args
+            .get("query")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ToolError::InvalidArguments("`query` is required and must be a string".into()))?;
+        let session = SessionContext::new();
+        for (cell, output) in &ctx.outputs {
+            if let Some(table) = table_of(output)? {
+                session
+                    .register_table(TableReference::bare(format!("_{cell}")), Arc::new(table))
+                    .map_err(|e| ToolError::Failed(format!("table `_{cell}`: {e}")))?;
+            }
+        }
+        let run = async {
+            let df = session.sql(query).await?;
+            let schema = Arc::new(df.schema().as_arrow().clone());
+            let batches = df.collect().await?;
+            Ok::<_, datafusion::error::DataFusionError>((schema, batches))
+        };
+        let (schema, batches) = run.await.map_err(|e| {
+            let e = Error::from_datafusion(e);
+            ToolError::Failed(format!("[{}] {e}", e.code().code))
+        })?;
+        let rows = json_rows(&batches).map_err(|e| ToolError::Failed(e.to_string()))?;
+        let columns: Vec<&String> = schema.fields().iter().map(|f| f.name()).collect();
+        Ok(json!({"row_count": rows.len(), "rows": rows, "columns": columns}))
+    }
+}
+
+/// An output that is a table (an object with a `rows` array of objects) as an in-memory table.
+fn table_of(output: &Value) -> Result<Option<MemTable>, ToolError> {
+    let Some(rows) = output.get("rows").and_then(Value::as_array) else {
+        return Ok(None);
+    };
+    if !rows.iter().all(Value::is_object) {
+        return Ok(None);
+    }
+    let failed = |e: &dyn std::fmt::Display| {
+        ToolError::Failed(format!("a table of an earlier cell cannot be read: {e}"))
+    };
+    let schema = if rows.is_empty() {
+        // No rows to infer from: the named columns as text.
+        let names: Vec<Field> = output
+            .get("columns")
+            .and_then(Value::as_array)
+            .map(|c| {
+                c.iter()
+                    .filter_map(Value::as_str)
+                    .map(|n| Field::new(n, DataType::Utf8, true))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Schema::new(names)
+    } else {
+        infer_json_schema_from_iterator(rows.iter().map(Ok)).map_err(|e| failed(&e))?
+    };
+    let schema = Arc::new(schema);
+    let mut batches: Vec<RecordBatch> = Vec::new();
+    if !rows.is_empty() {
+        let mut decoder = ReaderBuilder::new(schema.clone())
+            .build_decoder()
+            .map_err(|e| failed(&e))?;
+        decoder.serialize(rows).map_err(|e| failed(&e))?;
+        if let Some(batch) = decoder.flush().map_err(|e| failed(&e))? {
+            batches.push(batch);
+        }
+    }
+    MemTable::try_new(schema, vec![batches])
+        .map(Some)
+        .map_err(|e| failed(&e))
+}

@@ -1,0 +1,348 @@
+//! The async, batched SQL functions `rvbbit_udf` and `rvbbit_run` (with every era's aliases).
+//!
+//! Each invocation gets a whole batch: rows with a NULL required argument give NULL without a call,
+//! duplicate calls within the batch (and the statement) are made once, cache hits are served without a
+//! call, and the rest run concurrently (see `calls.rs`).
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, ArrayRef, StringArray, StringBuilder};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::error::Result;
+use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility,
+};
+use serde_json::{Map, Value};
+
+use crate::calls::{Answer, Call};
+use crate::error::Error;
+use crate::options::{RvbbitOptions, UdfErrors};
+use crate::session::Shared;
+
+/// Which function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    /// `rvbbit_udf(instructions, value [, model [, options]])`.
+    Udf,
+    /// `rvbbit_run(cascade, inputs_json [, field])`.
+    Run,
+}
+
+/// Every name `rvbbit_udf` answers to (E2, E3 LARS, E1 windlass).
+pub const UDF_NAMES: &[&str] = &["rvbbit_udf", "rvbbit", "lars_udf", "lars", "windlass_udf"];
+/// Every name `rvbbit_run` answers to.
+pub const RUN_NAMES: &[&str] = &[
+    "rvbbit_run",
+    "rvbbit_cascade_udf",
+    "lars_run",
+    "lars_cascade_udf",
+    "windlass_cascade_udf",
+];
+
+/// One rvbbit SQL function bound to a session.
+#[derive(Debug)]
+pub(crate) struct RvbbitFunction {
+    kind: Kind,
+    name: &'static str,
+    signature: Signature,
+    shared: Arc<Shared>,
+}
+
+impl RvbbitFunction {
+    /// The function `kind` under `name` (one registration per alias: DataFusion's async wrapper does not
+    /// forward aliases).
+    pub(crate) fn new(kind: Kind, name: &'static str, shared: Arc<Shared>) -> Self {
+        let arities = match kind {
+            Kind::Udf => vec![2, 3, 4],
+            Kind::Run => vec![2, 3],
+        };
+        RvbbitFunction {
+            kind,
+            name,
+            // Any argument types (numbers are passed as their text); volatile, so the planner never
+            // folds a call with constant arguments.
+            signature: Signature::one_of(
+                arities.into_iter().map(TypeSignature::Any).collect(),
+                Volatility::Volatile,
+            ),
+            shared,
+        }
+    }
+
+    fn name_str(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl PartialEq for RvbbitFunction {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.name == other.name && Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+impl Eq for RvbbitFunction {}
+
+impl Hash for RvbbitFunction {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.kind.hash(state);
+        self.name.hash(state);
+        Arc::as_ptr(&self.shared).hash(state);
+    }
+}
+
+impl ScalarUDFImpl for RvbbitFunction {
+    fn name(&self) -> &str {
+        self.name_str()
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        // DataFusion runs async functions through `invoke_async_with_args`; reaching this is a bug.
+        Err(Error::Execution {
+            message: format!("{} cannot be evaluated synchronously", self.name_str()),
+        }
+        .into_datafusion())
+    }
+}
+
+/// The arguments of one batch as optional strings, row by row.
+fn text_columns(args: &ScalarFunctionArgs) -> Result<Vec<StringArray>> {
+    let n = args.number_rows;
+    args.args
+        .iter()
+        .map(|a| {
+            let array: ArrayRef = a.clone().into_array(n)?;
+            let text = cast(&array, &DataType::Utf8)?;
+            Ok(text
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .cloned()
+                .unwrap_or_else(|| StringArray::from(vec![None::<&str>; n])))
+        })
+        .collect()
+}
+
+fn get(col: Option<&StringArray>, row: usize) -> Option<&str> {
+    col.filter(|c| !c.is_null(row)).map(|c| c.value(row))
+}
+
+/// Options of `rvbbit_udf`'s 4th argument: a JSON object with `cache` (bool) and `model` (text).
+struct CallOptions {
+    cache: Option<bool>,
+    model: Option<String>,
+}
+
+fn parse_options(text: Option<&str>) -> Result<CallOptions, Error> {
+    let mut out = CallOptions {
+        cache: None,
+        model: None,
+    };
+    let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+        return Ok(out);
+    };
+    let value: Value = serde_json::from_str(text).map_err(|e| Error::Argument {
+        message: format!(
+            "rvbbit_udf options `{text}` are not valid JSON: {e}; write them as '{{\"cache\": false}}'"
+        ),
+    })?;
+    let Value::Object(map) = value else {
+        return Err(Error::Argument {
+            message: format!(
+                "rvbbit_udf options `{text}` must be a JSON object such as '{{\"cache\": false}}'"
+            ),
+        });
+    };
+    for (k, v) in map {
+        match (k.as_str(), v) {
+            ("cache", Value::Bool(b)) => out.cache = Some(b),
+            ("model", Value::String(m)) => out.model = Some(m),
+            ("cache", other) | ("model", other) => {
+                return Err(Error::Argument {
+                    message: format!(
+                        "rvbbit_udf option `{k}` cannot be {other}; `cache` is true/false, `model` a string"
+                    ),
+                });
+            }
+            (other, _) => {
+                return Err(Error::Argument {
+                    message: format!(
+                        "unknown rvbbit_udf option `{other}`; the options are `cache` and `model` \
+                         (`temperature` and `max_tokens` are not supported yet)"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What a row will get: NULL without a call, a fixed text, or the answer of a distinct call.
+#[derive(Clone)]
+enum Slot {
+    Null,
+    Text(String),
+    Call(usize),
+}
+
+#[async_trait]
+impl AsyncScalarUDFImpl for RvbbitFunction {
+    async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let options = args
+            .config_options
+            .extensions
+            .get::<RvbbitOptions>()
+            .cloned()
+            .unwrap_or_default();
+        let n = args.number_rows;
+        let cols = text_columns(&args)?;
+        let stmt = self.shared.statement();
+        let runtime = &self.shared.runtime;
+
+        let mut slots = Vec::with_capacity(n);
+        let mut calls: Vec<Call> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        // Per-row fields: for rvbbit_run, the optional 3rd argument.
+        let fields: Vec<Option<String>> = (0..n)
+            .map(|row| match self.kind {
+                Kind::Run => get(cols.get(2), row).map(str::to_owned),
+                Kind::Udf => None,
+            })
+            .collect();
+        // Rows with the same arguments share a slot: the cache key (canonical JSON + SHA-256) is computed
+        // once per distinct argument tuple, which keeps large, repetitive columns cheap.
+        let mut seen: HashMap<[Option<&str>; 4], usize> = HashMap::new();
+        for row in 0..n {
+            let (Some(first), Some(second)) = (get(cols.first(), row), get(cols.get(1), row)) else {
+                slots.push(Slot::Null);
+                continue;
+            };
+            let raw = [
+                Some(first),
+                Some(second),
+                get(cols.get(2), row),
+                get(cols.get(3), row),
+            ];
+            if let Some(&earlier) = seen.get(&raw) {
+                let slot = slots[earlier].clone();
+                slots.push(slot);
+                continue;
+            }
+            seen.insert(raw, row);
+            let call = match self.kind {
+                Kind::Udf => {
+                    let opts = parse_options(get(cols.get(3), row)).map_err(Error::into_datafusion)?;
+                    let model = get(cols.get(2), row)
+                        .filter(|m| !m.trim().is_empty())
+                        .map(str::to_owned)
+                        .or(opts.model);
+                    let cache = options.cache && opts.cache.unwrap_or(true);
+                    runtime.udf_call(first, second, model.as_deref(), cache)
+                }
+                Kind::Run => {
+                    let input: Value = match serde_json::from_str(second) {
+                        Ok(Value::Object(map)) => Value::Object(map),
+                        Ok(_) => {
+                            slots.push(Slot::Text(failed_doc("inputs_json must be a JSON object")));
+                            continue;
+                        }
+                        Err(e) => {
+                            slots.push(Slot::Text(failed_doc(&format!(
+                                "inputs_json is not valid JSON: {e}"
+                            ))));
+                            continue;
+                        }
+                    };
+                    match runtime.cascade(&stmt, first) {
+                        Ok(cascade) => runtime.run_call(cascade, input, None, options.cache),
+                        Err(message) => {
+                            slots.push(Slot::Text(failed_doc(&message)));
+                            continue;
+                        }
+                    }
+                }
+            };
+            let next = calls.len();
+            let i = *index.entry(call.key.clone()).or_insert(next);
+            if i == next {
+                calls.push(call);
+            }
+            slots.push(Slot::Call(i));
+        }
+
+        let answers = if calls.is_empty() {
+            Vec::new()
+        } else {
+            runtime.answer(&stmt, calls).await
+        };
+
+        let mut out = StringBuilder::with_capacity(n, n * 16);
+        for (row, slot) in slots.iter().enumerate() {
+            match slot {
+                Slot::Null => out.append_null(),
+                Slot::Text(t) => match (self.kind, &fields[row]) {
+                    (Kind::Run, Some(_)) => out.append_null(),
+                    _ => out.append_value(t),
+                },
+                Slot::Call(i) => match (&answers[*i], self.kind) {
+                    (Answer::Ok(Value::String(s)), Kind::Udf) => out.append_value(s),
+                    (Answer::Ok(other), Kind::Udf) => out.append_value(other.to_string()),
+                    (Answer::Failed { message, .. }, Kind::Udf) => match options.udf_errors {
+                        UdfErrors::Null => out.append_null(),
+                        UdfErrors::Text => {
+                            let short: String = message.chars().take(50).collect();
+                            out.append_value(format!("ERROR: {short}"));
+                        }
+                        UdfErrors::Raise => {
+                            return Err(Error::FunctionFailed {
+                                message: format!("rvbbit_udf failed (caller {}): {message}", stmt.caller_id),
+                            }
+                            .into_datafusion());
+                        }
+                    },
+                    (Answer::Ok(doc) | Answer::Failed { document: doc, .. }, Kind::Run) => {
+                        match &fields[row] {
+                            None => out.append_value(doc.to_string()),
+                            Some(field) => match pick_field(doc, field) {
+                                Some(v) => out.append_value(v),
+                                None => out.append_null(),
+                            },
+                        }
+                    }
+                },
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+fn failed_doc(message: &str) -> String {
+    let mut map = Map::new();
+    map.insert("error".into(), Value::String(message.to_owned()));
+    map.insert("status".into(), Value::String("failed".into()));
+    Value::Object(map).to_string()
+}
+
+/// `final_output.<field>`, else `state.<field>`, as text (strings bare, other values as JSON).
+fn pick_field(doc: &Value, field: &str) -> Option<String> {
+    let found = doc
+        .get("final_output")
+        .and_then(|o| o.get(field))
+        .or_else(|| doc.get("state").and_then(|s| s.get(field)))?;
+    match found {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}

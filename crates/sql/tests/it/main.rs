@@ -1,0 +1,15 @@
+//! Integration tests of rvbbit-sql: real DataFusion sessions, a real SQLite store and the testkit's real
+//! HTTP LLM server.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    unreachable_pub
+)]
+
+mod map;
+mod support;
+mod tool;
+mod udf;
