@@ -106,7 +106,9 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             store.clone(),
             WriterOptions::new(base.join(".rvbbit").join("spill")),
         );
-        let engine = Engine::new(Registry::builtin())
+        let mut registry = Registry::builtin();
+        rvbbit_sql::register_tools(&mut registry);
+        let engine = Engine::new(registry)
             .with_provider(Arc::new(client))
             .with_writer(writer.handle())
             .with_default_model(config.default_model.clone())
