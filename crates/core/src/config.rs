@@ -232,6 +232,8 @@ const NON_CONFIG_ENV: &[&str] = &[
     "RVBBIT_LOG",
     "RVBBIT_SESSION_ID_STYLE",
     "RVBBIT_BLESS",
+    // The Studio's browser test: which Chromium to run.
+    "RVBBIT_CHROMIUM",
 ];
 const NON_CONFIG_ENV_PREFIXES: &[&str] = &["RVBBIT_TEST_", "RVBBIT_CLICKHOUSE_", "RVBBIT_UPDATE_"];
 
