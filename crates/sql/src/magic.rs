@@ -78,27 +78,9 @@ impl SqlQueryLog {
             texts(&|e| Some(e.event.event_id.to_string())),
             texts(&|e| e.event.caller_id.as_ref().map(ToString::to_string)),
             texts(&|e| Some(e.event.ts_us.to_rfc3339())),
-            texts(&|e| {
-                e.event
-                    .content
-                    .get("query")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            }),
-            texts(&|e| {
-                e.event
-                    .metadata
-                    .get("query_hash")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            }),
-            texts(&|e| {
-                e.event
-                    .metadata
-                    .get("status")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            }),
+            texts(&|e| field(&e.event.content, "query")),
+            texts(&|e| field(&e.event.metadata, "query_hash")),
+            texts(&|e| field(&e.event.metadata, "status")),
             Arc::new(
                 events
                     .iter()
@@ -331,4 +313,9 @@ impl TableProvider for AllData {
         let table = MemTable::try_new(self.schema.clone(), vec![vec![batch]])?;
         table.scan(state, projection, filters, limit).await
     }
+}
+
+/// A string field of an event's JSON (`content` or `metadata`).
+fn field(json: &Value, key: &str) -> Option<String> {
+    json.get(key).and_then(Value::as_str).map(str::to_owned)
 }
