@@ -46,6 +46,10 @@ pub struct Config {
     pub keep_recent_images: u32,
     /// Settings of `rvbbit validate`.
     pub validate: ValidateConfig,
+    /// Settings of `rvbbit serve` (the HTTP API and the Studio).
+    pub server: ServerConfig,
+    /// Settings of the SQL door (`rvbbit sql`, `rvbbit serve sql`, `POST /api/v1/sql`).
+    pub sql: SqlConfig,
 }
 
 impl Default for Config {
@@ -61,6 +65,8 @@ impl Default for Config {
             keep_recent_turns: 0,
             keep_recent_images: 0,
             validate: ValidateConfig::default(),
+            server: ServerConfig::default(),
+            sql: SqlConfig::default(),
         }
     }
 }
@@ -139,6 +145,56 @@ impl Default for StoreConfig {
 pub struct ValidateConfig {
     /// Treat warnings as errors.
     pub strict: bool,
+}
+
+/// Settings of `rvbbit serve`; its flags override them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on (`--host`). Anything but loopback requires API keys.
+    pub host: String,
+    /// Port to listen on (`--port`); 0 picks a free one.
+    pub port: u16,
+    /// Seconds in-flight runs may take to finish on shutdown before they are cancelled
+    /// (`--shutdown-grace`).
+    pub shutdown_grace_seconds: u64,
+    /// Origins allowed to call the API from a browser on another origin (CORS), such as
+    /// `https://app.example.com`. Empty (the default): CORS stays off.
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "127.0.0.1".to_owned(),
+            port: 5050,
+            shutdown_grace_seconds: 10,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+/// Settings of the SQL door.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqlConfig {
+    /// Address `rvbbit serve sql` listens on. Anything but loopback requires API keys as passwords.
+    pub host: String,
+    /// Port `rvbbit serve sql` listens on.
+    pub port: u16,
+    /// Tables every SQL session sees: a name and a CSV, Parquet or JSON file or folder (a path, or an
+    /// object-store URL such as `s3://bucket/prefix/`), for example `orders = "data/orders.csv"`.
+    pub tables: BTreeMap<String, String>,
+}
+
+impl Default for SqlConfig {
+    fn default() -> Self {
+        SqlConfig {
+            host: "127.0.0.1".to_owned(),
+            port: 15432,
+            tables: BTreeMap::new(),
+        }
+    }
 }
 
 /// Where a configuration value came from.
@@ -410,8 +466,13 @@ pub fn load(options: &LoadOptions) -> Result<Loaded, ConfigError> {
     }
 }
 
-/// The default of a setting under `providers.<name>.` (a map of user-chosen names).
+/// The default of a setting under `providers.<name>.` or `sql.tables.<name>` (maps of user-chosen
+/// names).
 fn provider_template(key: &str) -> Option<Value> {
+    if let Some(name) = key.strip_prefix("sql.tables.") {
+        // `sql.tables.<name>` is a path or URL.
+        return (!name.is_empty() && !name.contains('.')).then(|| Value::String(String::new()));
+    }
     let rest = key.strip_prefix("providers.")?;
     let (_, field) = rest.split_once('.')?;
     let provider = serde_json::to_value(ProviderConfig::default()).ok()?;
@@ -477,6 +538,25 @@ fn check_shape(layer: &Value, template: &Value, prefix: &str, source: &Source, p
                     template.get("providers").unwrap_or(&Value::Null),
                     source,
                 )),
+            }
+            continue;
+        }
+        // `sql.tables` maps user-chosen table names to a path or URL.
+        if path == "sql.tables" {
+            match value {
+                Value::Object(named) => {
+                    for (name, location) in named {
+                        if !location.is_string() {
+                            problems.push(type_problem(
+                                &format!("sql.tables.{name}"),
+                                location,
+                                &Value::String(String::new()),
+                                source,
+                            ));
+                        }
+                    }
+                }
+                _ => problems.push(type_problem(&path, value, &Value::Object(Default::default()), source)),
             }
             continue;
         }
@@ -796,6 +876,32 @@ mod tests {
             dir: dir.to_path_buf(),
             ..LoadOptions::default()
         }
+    }
+
+    #[test]
+    fn server_and_sql_sections_load_from_file_env_and_flags() {
+        let dir = tempfile::TempDir::new().unwrap();
+        std::fs::write(
+            dir.path().join("rvbbit.toml"),
+            "[server]\nport = 6060\ncors_origins = [\"https://app.example.com\"]\n[sql.tables]\norders = \"data/orders.csv\"\n",
+        )
+        .unwrap();
+        let mut o = opts(dir.path());
+        o.env = vec![("RVBBIT_SQL__PORT".into(), "25432".into())];
+        o.flags = vec![("sql.tables.events".into(), "s3://b/events/".into(), "--set".into())];
+        let loaded = load(&o).unwrap();
+        assert_eq!(loaded.config.server.port, 6060);
+        assert_eq!(loaded.config.server.host, "127.0.0.1");
+        assert_eq!(loaded.config.server.cors_origins, ["https://app.example.com"]);
+        assert_eq!(loaded.config.sql.port, 25432);
+        assert_eq!(loaded.config.sql.tables["orders"], "data/orders.csv");
+        assert_eq!(loaded.config.sql.tables["events"], "s3://b/events/");
+
+        std::fs::write(dir.path().join("rvbbit.toml"), "[sql.tables]\norders = 3\n[server]\nprot = 1\n").unwrap();
+        let err = load(&opts(dir.path())).unwrap_err();
+        let keys: Vec<_> = err.problems.iter().filter_map(|p| p.key.clone()).collect();
+        assert!(keys.contains(&"sql.tables.orders".to_owned()), "{keys:?}");
+        assert!(err.problems.iter().any(|p| p.hint.contains("server.port")), "{err:?}");
     }
 
     #[test]
