@@ -47,6 +47,7 @@ impl SqlQueryLog {
             Field::new("total_cost", DataType::Float64, true),
             int("avoided_cost_micro_usd"),
             text("error_message"),
+            text("protocol"),
         ]);
         SqlQueryLog {
             runtime,
@@ -109,6 +110,7 @@ impl SqlQueryLog {
                     .and_then(Value::as_str)
                     .map(str::to_owned)
             }),
+            texts(&|e| field(&e.event.metadata, "protocol")),
         ];
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }

@@ -53,8 +53,16 @@ impl SqlRuntime {
         })
     }
 
-    /// A new session: its own tables and settings, the rvbbit functions and `rvbbit.*` settings.
+    /// A new session for the command line (`sql-…` caller ids, protocol `cli`): its own tables and
+    /// settings, the rvbbit functions and `rvbbit.*` settings.
     pub fn session(&self) -> SqlSession {
+        self.session_for(Origin::Sql, "cli")
+    }
+
+    /// A new session whose statements get caller ids of `origin` (`sql-…` for pgwire and the CLI,
+    /// `http-…` for the HTTP API) and record `protocol` (`cli`, `postgresql_wire`, `http`) in
+    /// `sql_query_log`.
+    pub fn session_for(&self, origin: Origin, protocol: &'static str) -> SqlSession {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_option_extension(RvbbitOptions::default());
@@ -62,6 +70,8 @@ impl SqlRuntime {
         let shared = Arc::new(Shared {
             runtime: self.runtime.clone(),
             current: Mutex::new(None),
+            origin,
+            protocol,
         });
         for (kind, names) in [(Kind::Udf, UDF_NAMES), (Kind::Run, RUN_NAMES)] {
             for name in names {
@@ -87,6 +97,10 @@ impl SqlRuntime {
 pub(crate) struct Shared {
     pub(crate) runtime: Arc<Runtime>,
     current: Mutex<Option<Arc<Statement>>>,
+    /// What kind of caller ids this session's statements get.
+    origin: Origin,
+    /// Recorded in each `sql_query` event.
+    protocol: &'static str,
 }
 
 impl Shared {
@@ -94,7 +108,7 @@ impl Shared {
     pub(crate) fn statement(&self) -> Arc<Statement> {
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         current
-            .get_or_insert_with(|| Arc::new(Statement::new(CallerId::new(Origin::Sql))))
+            .get_or_insert_with(|| Arc::new(Statement::new(CallerId::new(self.origin))))
             .clone()
     }
 
@@ -166,13 +180,13 @@ impl SqlSession {
         &self.ctx
     }
 
-    /// Execute one statement under a fresh `sql-…` caller id.
+    /// Execute one statement under a fresh caller id (`sql-…`, or `http-…` for an HTTP session).
     ///
     /// Errors: [`Error::Invalid`] (parse or plan, with the position), [`Error::Execution`],
     /// [`Error::FunctionFailed`] (`rvbbit.udf_errors = 'raise'`), [`Error::Argument`].
     pub async fn execute(&self, sql: &str) -> Result<QueryResult> {
         let started = Instant::now();
-        let stmt = Arc::new(Statement::new(CallerId::new(Origin::Sql)));
+        let stmt = Arc::new(Statement::new(CallerId::new(self.shared.origin)));
         self.shared.set(Some(stmt.clone()));
         let result = async {
             if let Some(map) = crate::map::parse(sql)? {
@@ -261,6 +275,7 @@ impl SqlSession {
         let hash = hex::encode(Sha256::digest(sql.as_bytes()));
         event.metadata = json!({
             "query_hash": &hash[..16],
+            "protocol": self.shared.protocol,
             "status": if error.is_some() { "error" } else { "completed" },
             "rows_output": rows,
             "runs": stats.runs,
