@@ -131,7 +131,7 @@ impl From<rvbbit_store::Error> for ApiError {
 impl ApiError {
     /// Log the error (details included) under a fresh error id; return the id and the client body.
     pub fn into_logged(self) -> (String, ErrorBody) {
-        let error_id = format!("err_{}", hex::encode(rand::random::<[u8; 8]>()));
+        let error_id = new_error_id();
         if self.status.is_server_error() {
             tracing::error!(%error_id, code = self.code.code, message = %self.message,
                 detail = self.detail.as_deref().unwrap_or(""), "request failed");
@@ -156,6 +156,11 @@ impl IntoResponse for ApiError {
         let (_, body) = self.into_logged();
         (status, Json(body)).into_response()
     }
+}
+
+/// A fresh error id (`err_<16 hex>`).
+pub(crate) fn new_error_id() -> String {
+    format!("err_{}", hex::encode(rand::random::<[u8; 8]>()))
 }
 
 /// Handler results.

@@ -64,6 +64,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/sessions/{id}/signals/{name}"),
     ("POST", "/api/v1/sessions/{id}/resume"),
     ("GET", "/api/v1/costs"),
+    ("POST", "/api/v1/sql"),
+    ("GET", "/api/v1/sql/tables"),
 ];
 
 /// The Studio's pages (HTML), besides the API routes in [`ROUTES`].
@@ -86,6 +88,7 @@ pub struct Server {
     store: Arc<dyn Store>,
     engine: Engine,
     writer: Option<WriterHandle>,
+    sql: Option<rvbbit_sql::SqlRuntime>,
     config: ServerConfig,
 }
 
@@ -105,8 +108,16 @@ impl Server {
             store,
             engine,
             writer: None,
+            sql: None,
             config,
         }
+    }
+
+    /// The SQL door for `POST /api/v1/sql` and the Studio's SQL console (statements get `http-…`
+    /// caller ids). Without it those answer 503.
+    pub fn with_sql(mut self, runtime: rvbbit_sql::SqlRuntime) -> Self {
+        self.sql = Some(runtime);
+        self
     }
 
     /// The engine's event writer, so `?wait=true` runs flush before answering and `/metrics` shows the
@@ -126,6 +137,8 @@ impl Server {
             runs: Mutex::new(Default::default()),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
+            sql: self.sql,
+            sql_sessions: Default::default(),
         })
     }
 
@@ -182,12 +195,52 @@ impl Server {
 }
 
 fn router(state: Arc<AppState>) -> Router {
-    api::routes()
+    let router = api::routes()
         .merge(studio::routes())
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_key))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(DefaultBodyLimit::max(state.config.max_body))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(state.config.max_body));
+    // CORS outermost, so preflight requests (which carry no key) are answered before authentication.
+    let router = match cors(&state.config.cors_origins) {
+        Some(layer) => router.layer(layer),
+        None => router,
+    };
+    router.with_state(state)
+}
+
+/// The CORS layer for the configured origins; None (CORS off) when there are none. Origins that are not
+/// valid header values are logged and left out.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::Method;
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| match HeaderValue::from_str(o.trim_end_matches('/')) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                tracing::warn!(origin = %o, "ignoring a CORS origin that is not a valid header value");
+                None
+            }
+        })
+        .collect();
+    if allowed.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(allowed))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::ACCEPT,
+                HeaderName::from_static("x-api-key"),
+                HeaderName::from_static("last-event-id"),
+                HeaderName::from_static("x-request-id"),
+            ])
+            .expose_headers([HeaderName::from_static("x-request-id")])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// Request id, structured log line, metrics and security headers for every response.

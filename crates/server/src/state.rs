@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Largest request body, in bytes.
     pub max_body: usize,
+    /// Browser origins allowed to call the API cross-origin (CORS); empty keeps CORS off.
+    pub cors_origins: Vec<String>,
 }
 
 impl ServerConfig {
@@ -40,12 +42,20 @@ impl ServerConfig {
             keep_alive: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(10),
             max_body: 8 * 1024 * 1024,
+            cors_origins: Vec::new(),
         }
     }
 
     /// Require API keys.
     pub fn with_required_key(mut self, required: bool) -> Self {
         self.require_key = required;
+        self
+    }
+
+    /// Allow these browser origins to call the API cross-origin (CORS). Credentials (cookies) are never
+    /// allowed cross-origin: such clients send `Authorization: Bearer KEY`.
+    pub fn with_cors_origins(mut self, origins: Vec<String>) -> Self {
+        self.cors_origins = origins;
         self
     }
 
@@ -68,6 +78,10 @@ pub(crate) struct AppState {
     pub(crate) tasks: TaskTracker,
     /// Cancelled when the server shuts down: live streams end.
     pub(crate) shutdown: CancellationToken,
+    /// The SQL door (`POST /api/v1/sql`, the Studio console), when the server has one.
+    pub(crate) sql: Option<rvbbit_sql::SqlRuntime>,
+    /// Open SQL sessions of the API.
+    pub(crate) sql_sessions: crate::api::sql::SqlSessions,
 }
 
 impl AppState {

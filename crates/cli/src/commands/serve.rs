@@ -30,20 +30,22 @@ const ANSWER_WAIT: Duration = Duration::from_secs(600);
 /// Arguments of `rvbbit serve`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Address to listen on. Anything but a loopback address (127.0.0.1, ::1, localhost) requires API
-    /// keys: create one with `rvbbit keys create` first, or the server refuses to start (exit 6).
-    #[arg(long, default_value = "127.0.0.1")]
-    host: String,
-    /// Port to listen on (0 picks a free one and prints it).
-    #[arg(long, default_value_t = 5050)]
-    port: u16,
+    /// Address to listen on (default 127.0.0.1). Anything but a loopback address (127.0.0.1, ::1,
+    /// localhost) requires API keys: create one with `rvbbit keys create` first, or the server refuses
+    /// to start (exit 6). Config: server.host
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to listen on (default 5050; 0 picks a free one and prints it). Config: server.port
+    #[arg(long)]
+    port: Option<u16>,
     /// Directories whose cascades the API lists and runs (repeatable). Default: the `roots` setting,
     /// else the current directory.
     #[arg(long = "root", value_name = "DIR")]
     roots: Vec<PathBuf>,
-    /// Seconds in-flight runs may take to finish on shutdown before they are cancelled.
-    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
-    shutdown_grace: u64,
+    /// Seconds in-flight runs may take to finish on shutdown before they are cancelled (default 10).
+    /// Config: server.shutdown_grace_seconds
+    #[arg(long, value_name = "SECONDS")]
+    shutdown_grace: Option<u64>,
 }
 
 fn coded(code: &'static rvbbit_core::ErrorCode, message: String, hint: &str) -> Failure {
@@ -73,7 +75,10 @@ fn address(host: &str, port: u16) -> Result<(SocketAddr, bool), Failure> {
 
 pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
     let config = load_config(cli, out)?.config;
-    let (addr, loopback) = address(&args.host, args.port)?;
+    let host = args.host.clone().unwrap_or_else(|| config.server.host.clone());
+    let port = args.port.unwrap_or(config.server.port);
+    let grace = args.shutdown_grace.unwrap_or(config.server.shutdown_grace_seconds);
+    let (addr, loopback) = address(&host, port)?;
     let roots = if !args.roots.is_empty() {
         args.roots.clone()
     } else if !config.roots.is_empty() {
@@ -120,9 +125,17 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
                 ANSWER_POLL,
                 Some(ANSWER_WAIT),
             )));
+        let sql = rvbbit_sql::SqlRuntime::new(
+            engine.clone(),
+            Some(store.clone()),
+            Some(writer.handle()),
+            super::setup::sql_settings(&config),
+        )
+        .map_err(|e| coded(e.code(), e.to_string(), &e.hint()))?;
         let server_config = ServerConfig::new(roots)
             .with_required_key(!loopback)
-            .with_shutdown_grace(Duration::from_secs(args.shutdown_grace));
+            .with_shutdown_grace(Duration::from_secs(grace))
+            .with_cors_origins(config.server.cors_origins.clone());
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
             coded(
                 codes::C_INVALID,
@@ -141,7 +154,8 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
                 }
             ));
         }
-        let server = Server::new(store, engine, server_config).with_writer(writer.handle());
+        let server = Server::new(store, engine, server_config).with_writer(writer.handle())
+            .with_sql(sql);
         server
             .serve(listener, async move {
                 let caught = signals.recv().await;

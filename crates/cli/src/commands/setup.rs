@@ -23,3 +23,13 @@ pub(crate) async fn store_writer(config: &Config) -> (Writer, Option<Arc<dyn Sto
         }
     }
 }
+
+/// Settings of the SQL door from configuration: concurrency from `provider.max_concurrency`, the default
+/// model, the working directory as base for relative cascade paths, and the configured roots.
+pub(crate) fn sql_settings(config: &Config) -> rvbbit_sql::Settings {
+    let mut settings = rvbbit_sql::Settings::new(std::env::current_dir().unwrap_or_default());
+    settings.concurrency = config.provider.max_concurrency.max(1) as usize;
+    settings.default_model = config.default_model.clone();
+    settings.roots = config.roots.clone();
+    settings
+}

@@ -4,7 +4,7 @@
 use rvbbit_core::codes;
 use rvbbit_engine::Engine;
 use rvbbit_engine::tools::Registry;
-use rvbbit_sql::{QueryResult, Settings, SqlRuntime};
+use rvbbit_sql::{QueryResult, SqlRuntime};
 use serde_json::json;
 
 use super::storage::{Signals, block_on};
@@ -51,10 +51,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             .with_provider(provider)
             .with_writer(writer.handle())
             .with_default_model(config.default_model.clone());
-        let mut settings = Settings::new(std::env::current_dir().unwrap_or_default());
-        settings.concurrency = config.provider.max_concurrency.max(1) as usize;
-        settings.default_model = config.default_model.clone();
-        settings.roots = config.roots.clone();
+        let settings = setup::sql_settings(&config);
         let runtime =
             SqlRuntime::new(engine, store, Some(writer.handle()), settings).map_err(|e| sql_failure(&e))?;
         let session = runtime.session();

@@ -8,6 +8,7 @@ mod health;
 mod openapi;
 pub(crate) mod runs;
 pub(crate) mod sessions;
+pub(crate) mod sql;
 pub(crate) mod waits;
 
 use std::sync::Arc;
@@ -39,6 +40,8 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/sessions/{id}/signals/{name}", post(waits::answer))
         .route("/api/v1/sessions/{id}/resume", post(waits::resume))
         .route("/api/v1/costs", get(costs::costs))
+        .route("/api/v1/sql", post(sql::sql))
+        .route("/api/v1/sql/tables", get(sql::tables))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

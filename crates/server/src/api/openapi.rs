@@ -42,7 +42,7 @@ pub(crate) fn spec() -> Value {
         s.clone(),
     );
     let until = param("until", "query", "Same forms as `since`", s.clone());
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "rvbbit HTTP API",
@@ -143,9 +143,44 @@ pub(crate) fn spec() -> Value {
                 param("group", "query", "day (default), model, cascade, caller or total", s.clone()),
                 since, until,
                 param("cascade_id", "query", "Only this cascade", s.clone()),
-                param("caller_id", "query", "Only this caller", s),
+                param("caller_id", "query", "Only this caller", s.clone()),
             ]), json_ok("`{group, rows: [{key, sessions, calls, tokens_in, tokens_out, cost_micro_usd, cost_usd, unknown_cost_calls}]}`"))},
         },
+    });
+    if let Some(paths) = doc["paths"].as_object_mut()
+        && let Value::Object(more) = sql_paths(s)
+    {
+        paths.extend(more);
+    }
+    doc
+}
+
+/// The SQL routes (a separate literal: one `json!` of the whole document exceeds the macro recursion
+/// limit).
+fn sql_paths(s: Value) -> Value {
+    json!({
+            "/api/v1/sql": {"post": {
+            "summary": "Run one SQL statement through the SQL door (DataFusion with rvbbit_udf, rvbbit_run, RVBBIT MAP and the magic tables) under a fresh `http-…` caller id. Without `session_id` a new SQL session opens (expires after 15 minutes idle); pass its id back to keep tables and settings",
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["query"],
+                "properties": {
+                    "query": {"type": "string"},
+                    "session_id": {"type": "string"},
+                    "format": {"type": "string", "enum": ["records", "json", "csv", "ndjson"], "default": "records"},
+                },
+            }}}},
+            "responses": {
+                "200": {"description": "`{success: true, columns, column_types: [{name, type}], data, row_count, session_id, caller_id, execution_time_ms, stats, notices}`; `data` holds objects (`records`) or arrays (`json`); `csv` and `ndjson` answer the rows as text"},
+                "400": {"description": "No query, or the statement does not parse or plan: `{success: false, error_id, code, error, message, hint, position: {line, column} | null, session_id}`"},
+                "401": {"$ref": "#/components/responses/Error"},
+                "404": {"$ref": "#/components/responses/Error"},
+                "422": {"description": "The statement failed while running (same shape as 400)"},
+                "503": {"$ref": "#/components/responses/Error"},
+            },
+        }},
+        "/api/v1/sql/tables": {"get": op("The tables and columns a SQL session can query (a new session unless `session_id` names one)", json!([
+            param("session_id", "query", "An open SQL session", s),
+        ]), json_ok("`{session_id, tables: [{schema, name, columns: [{name, type}]}]}`"))},
     })
 }
 

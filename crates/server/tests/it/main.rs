@@ -12,6 +12,7 @@
 mod api;
 mod browser;
 mod security;
+mod sql;
 mod stream;
 mod studio;
 mod waits;
@@ -151,7 +152,9 @@ impl Running {
             .unwrap();
         let writer = Writer::spawn(store.clone(), WriterOptions::new(dir.path().join("spill")));
         let wait = ANSWER_WAIT.with(|w| w.get());
-        let mut engine = Engine::new(Registry::builtin())
+        let mut registry = Registry::builtin();
+        rvbbit_sql::register_tools(&mut registry);
+        let mut engine = Engine::new(registry)
             .with_writer(writer.handle())
             .with_heartbeat(store.clone(), Duration::from_millis(200))
             .with_store(store.clone())
@@ -168,8 +171,19 @@ impl Running {
                 .with_provider(Arc::new(client))
                 .with_default_model("openai/gpt-4o-mini");
         }
+        let mut sql_settings = rvbbit_sql::Settings::new(root.clone());
+        sql_settings.default_model = "openai/gpt-4o-mini".into();
+        let sql = rvbbit_sql::SqlRuntime::new(
+            engine.clone(),
+            Some(store.clone()),
+            Some(writer.handle()),
+            sql_settings,
+        )
+        .unwrap();
         let config = configure(ServerConfig::new(vec![root]));
-        let server = Server::new(store.clone(), engine, config).with_writer(writer.handle());
+        let server = Server::new(store.clone(), engine, config)
+            .with_writer(writer.handle())
+            .with_sql(sql);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
