@@ -77,7 +77,9 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
     let config = load_config(cli, out)?.config;
     let host = args.host.clone().unwrap_or_else(|| config.server.host.clone());
     let port = args.port.unwrap_or(config.server.port);
-    let grace = args.shutdown_grace.unwrap_or(config.server.shutdown_grace_seconds);
+    let grace = args
+        .shutdown_grace
+        .unwrap_or(config.server.shutdown_grace_seconds);
     let (addr, loopback) = address(&host, port)?;
     let roots = if !args.roots.is_empty() {
         args.roots.clone()
@@ -154,7 +156,8 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
                 }
             ));
         }
-        let server = Server::new(store, engine, server_config).with_writer(writer.handle())
+        let server = Server::new(store, engine, server_config)
+            .with_writer(writer.handle())
             .with_sql(sql);
         server
             .serve(listener, async move {

@@ -27,6 +27,34 @@ use crate::state::AppState;
 const PAGE: u64 = 500;
 const MAX_PAGE: u64 = 5000;
 
+/// WebSockets are not covered by CORS: a page on any site may open one to this server, and the browser
+/// would attach the Studio's cookie (or reach a keyless loopback server). So a handshake that carries an
+/// `Origin` (every browser sends one) must come from this server's own origin or a configured CORS
+/// origin. Programs that send no `Origin` are unaffected.
+fn websocket_origin(headers: &HeaderMap, allowed: &[String]) -> ApiResult<()> {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let bare = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .unwrap_or_default();
+    if (!host.is_empty() && bare == host) || allowed.iter().any(|a| a.trim_end_matches('/') == origin) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        axum::http::StatusCode::FORBIDDEN,
+        rvbbit_core::codes::A_UNAUTHORIZED,
+        format!("WebSocket connections from `{origin}` are not allowed"),
+        "open the socket from a Studio page, add the origin to `server.cors_origins`, or connect from a \
+         program (no Origin header)",
+    ))
+}
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct EventsQuery {
     cursor: Option<i64>,
@@ -101,6 +129,7 @@ pub(crate) async fn events(
     let status = known(&state, &id).await?;
     let after = cursor(&headers, q.cursor)?;
     if wants_websocket(&headers) {
+        websocket_origin(&headers, &state.config.cors_origins)?;
         let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &state)
             .await
             .map_err(|e| {

@@ -53,7 +53,10 @@ impl SqlSessions {
         runtime: &SqlRuntime,
         id: Option<&str>,
     ) -> ApiResult<(String, Arc<tokio::sync::Mutex<SqlSession>>)> {
-        let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         open.retain(|_, e| now.duration_since(e.last_used) < SESSION_IDLE);
         if let Some(id) = id {
@@ -187,7 +190,9 @@ pub(crate) async fn execute(
         Err(e) => {
             let message = scrub(&e.to_string(), &state.config.roots);
             let status = match e {
-                rvbbit_sql::Error::Invalid { .. } | rvbbit_sql::Error::Argument { .. } => StatusCode::BAD_REQUEST,
+                rvbbit_sql::Error::Invalid { .. } | rvbbit_sql::Error::Argument { .. } => {
+                    StatusCode::BAD_REQUEST
+                }
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
             (
@@ -214,7 +219,10 @@ pub(crate) fn columns(result: &QueryResult) -> Vec<Value> {
 }
 
 /// `POST /api/v1/sql`.
-pub(crate) async fn sql(State(state): State<Arc<AppState>>, Body(body): Body<SqlBody>) -> ApiResult<Response> {
+pub(crate) async fn sql(
+    State(state): State<Arc<AppState>>,
+    Body(body): Body<SqlBody>,
+) -> ApiResult<Response> {
     let query = body.query.as_deref().map(str::trim).unwrap_or_default();
     if query.is_empty() {
         return Err(ApiError::bad_request(
@@ -253,7 +261,10 @@ pub(crate) async fn sql(State(state): State<Arc<AppState>>, Body(body): Body<Sql
             return Ok((
                 [
                     (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-                    (header::CONTENT_DISPOSITION, "attachment; filename=\"result.csv\"".to_owned()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"result.csv\"".to_owned(),
+                    ),
                     (header::HeaderName::from_static("x-rvbbit-session-id"), session_id),
                     (
                         header::HeaderName::from_static("x-rvbbit-caller-id"),

@@ -141,3 +141,49 @@ async fn api_keys_are_required_when_the_server_demands_them() {
     assert!(keys.iter().all(|k| !k.secret_hash.contains(&new.secret[4..])));
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_allows_only_the_configured_origins_and_preflights_need_no_key() {
+    let s = Running::start(|c| {
+        c.with_required_key(true)
+            .with_cors_origins(vec!["https://dash.example.com".into()])
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        s.http
+            .request(reqwest::Method::OPTIONS, s.url("/api/v1/sql"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization,content-type")
+            .send()
+    };
+    let ok = preflight("https://dash.example.com").await.unwrap();
+    assert!(ok.status().is_success(), "{}", ok.status());
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://dash.example.com"
+    );
+    assert!(
+        ok.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("authorization")
+    );
+    assert!(ok.headers().get("access-control-allow-credentials").is_none());
+    let other = preflight("https://evil.example.net").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    // The real request still needs its key.
+    let r = s
+        .http
+        .get(s.url("/api/v1/sessions"))
+        .header("origin", "https://dash.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://dash.example.com"
+    );
+    s.shutdown().await;
+}

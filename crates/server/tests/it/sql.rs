@@ -50,9 +50,7 @@ async fn a_session_keeps_its_tables_and_other_sessions_do_not_see_them() {
     assert_eq!(body["data"][0]["n"], 2);
     assert_eq!(body["session_id"], session.as_str());
 
-    let (status, body) = s
-        .get(&format!("/api/v1/sql/tables?session_id={session}"))
-        .await;
+    let (status, body) = s.get(&format!("/api/v1/sql/tables?session_id={session}")).await;
     assert_eq!(status, 200, "{body}");
     let names: Vec<&str> = body["tables"]
         .as_array()
@@ -76,10 +74,16 @@ async fn a_session_keeps_its_tables_and_other_sessions_do_not_see_them() {
 
     // An unknown session is a 404 that says how to get one.
     let (status, body) = s
-        .post("/api/v1/sql", &json!({"query": "SELECT 1", "session_id": "sql_0000"}))
+        .post(
+            "/api/v1/sql",
+            &json!({"query": "SELECT 1", "session_id": "sql_0000"}),
+        )
         .await;
     assert_eq!(status, 404, "{body}");
-    assert!(body["hint"].as_str().unwrap().contains("omit `session_id`"), "{body}");
+    assert!(
+        body["hint"].as_str().unwrap().contains("omit `session_id`"),
+        "{body}"
+    );
     s.shutdown().await;
 }
 
@@ -127,9 +131,24 @@ async fn rows_come_back_as_arrays_csv_or_ndjson_on_request() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
-    assert!(r.headers()["content-disposition"].to_str().unwrap().contains("attachment"));
-    assert!(r.headers()["x-rvbbit-caller-id"].to_str().unwrap().starts_with("http-"));
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("attachment")
+    );
+    assert!(
+        r.headers()["x-rvbbit-caller-id"]
+            .to_str()
+            .unwrap()
+            .starts_with("http-")
+    );
     assert_eq!(r.text().await.unwrap(), "n,s\n1,\"a,b\"\n2,\n");
 
     let r = s
@@ -183,9 +202,7 @@ async fn llm_functions_run_under_one_http_caller_per_statement_and_are_costed() 
     assert!(caller.starts_with("http-"));
 
     // Every per-row session carries the statement's caller, and sql_query_log says it came over HTTP.
-    let (_, sessions) = s
-        .get(&format!("/api/v1/sessions?caller_id={caller}"))
-        .await;
+    let (_, sessions) = s.get(&format!("/api/v1/sessions?caller_id={caller}")).await;
     assert_eq!(sessions["sessions"].as_array().unwrap().len(), 2, "{sessions}");
     let (status, log) = s
         .post(

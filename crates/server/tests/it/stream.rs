@@ -259,3 +259,92 @@ async fn a_websocket_carries_the_same_stream_and_resumes_by_cursor() {
     assert_eq!(tail_cursors, cursors[2..]);
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_open_websockets_with_the_sign_in_cookie_but_not_from_other_sites() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let s = Running::start(|c| c.with_required_key(true)).await;
+    let key = rvbbit_server::auth::generate("browser");
+    s.store.key_insert(&key.key).await.unwrap();
+    let (_, started) = {
+        let r = s
+            .http
+            .post(s.url("/api/v1/runs"))
+            .bearer_auth(&key.secret)
+            .json(&json!({"cascade": "slow.yaml"}))
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json::<Value>().await.unwrap())
+    };
+    let id = started["session_id"].as_str().unwrap().to_owned();
+    let host = s.base.trim_start_matches("http://").to_owned();
+    let url = format!("ws://{host}/api/v1/sessions/{id}/events");
+    let request = |origin: Option<&str>, cookie: bool| {
+        let mut r = url.as_str().into_client_request().unwrap();
+        if let Some(o) = origin {
+            r.headers_mut().insert("origin", o.parse().unwrap());
+        }
+        if cookie {
+            r.headers_mut().insert(
+                "cookie",
+                format!("{}={}", rvbbit_server::auth::COOKIE, key.secret)
+                    .parse()
+                    .unwrap(),
+            );
+        }
+        r
+    };
+    // No key at all: refused before the upgrade.
+    let err = tokio_tungstenite::connect_async(request(Some(&format!("http://{host}")), false))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+    // The Studio page's own origin with the sign-in cookie: the stream runs to completion.
+    let (mut socket, response) =
+        tokio_tungstenite::connect_async(request(Some(&format!("http://{host}")), true))
+            .await
+            .unwrap();
+    assert_eq!(response.status().as_u16(), 101);
+    let mut last = Value::Null;
+    while let Some(Ok(msg)) = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .unwrap()
+    {
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+            last = serde_json::from_str(&t).unwrap();
+            if last["type"] == "complete" {
+                break;
+            }
+        }
+    }
+    assert_eq!(last["type"], "complete", "{last}");
+    // Another site's page, even with the cookie: refused (cross-site WebSocket hijacking).
+    let err = tokio_tungstenite::connect_async(request(Some("https://evil.example.net"), true))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("403"), "{err}");
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyless_loopback_server_refuses_websockets_from_other_sites() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let s = Running::start(|c| c).await;
+    let (_, started) = s
+        .post(
+            "/api/v1/runs",
+            &json!({"cascade": "three.yaml", "input": {"name": "x"}}),
+        )
+        .await;
+    let id = started["session_id"].as_str().unwrap().to_owned();
+    let ws_base = s.base.replace("http://", "ws://");
+    let mut r = format!("{ws_base}/api/v1/sessions/{id}/events")
+        .into_client_request()
+        .unwrap();
+    r.headers_mut()
+        .insert("origin", "https://evil.example.net".parse().unwrap());
+    let err = tokio_tungstenite::connect_async(r).await.unwrap_err();
+    assert!(err.to_string().contains("403"), "{err}");
+    s.shutdown().await;
+}
