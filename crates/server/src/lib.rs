@@ -77,6 +77,8 @@ pub const STUDIO_ROUTES: &[(&str, &str)] = &[
     ("GET", "/cascades/{path}"),
     ("POST", "/runs"),
     ("POST", "/sessions/{id}/answer"),
+    ("GET", "/sql"),
+    ("POST", "/sql"),
     ("GET", "/login"),
     ("POST", "/login"),
     ("GET", "/static/studio.css"),

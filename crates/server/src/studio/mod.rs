@@ -37,6 +37,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("cascade.html", include_str!("templates/cascade.html")),
         ("login.html", include_str!("templates/login.html")),
         ("error.html", include_str!("templates/error.html")),
+        ("sql.html", include_str!("templates/sql.html")),
     ] {
         if let Err(e) = env.add_template(name, text) {
             // A broken built-in template is a bug caught by the tests; render() reports it per page.
@@ -58,6 +59,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/cascades/{*path}", get(cascade))
         .route("/runs", axum::routing::post(run))
         .route("/sessions/{id}/answer", axum::routing::post(answer))
+        .route("/sql", get(sql_page).post(sql_run))
         .route("/login", get(login_page).post(login))
         .route(
             "/static/studio.css",
@@ -254,6 +256,131 @@ async fn costs(State(state): State<Arc<AppState>>, Params(q): Params<CostsQuery>
         }),
     )?
     .into_response())
+}
+
+/// Most rows the console shows of one result.
+const SQL_ROWS_SHOWN: usize = 1000;
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct SqlQuery {
+    q: Option<String>,
+}
+
+/// `GET /sql`: the SQL console (`?q=` fills in a statement).
+async fn sql_page(State(state): State<Arc<AppState>>, Params(q): Params<SqlQuery>) -> PageResult {
+    let query = q.q.unwrap_or_else(|| {
+        "SELECT session_id, cascade_id, kind, cost FROM all_data ORDER BY store_seq DESC LIMIT 20".into()
+    });
+    let tables = sql_tables(&state, None).await;
+    Ok(render(
+        "sql.html",
+        json!({"nav": "sql", "query": query, "tables": tables}),
+    )?
+    .into_response())
+}
+
+/// The console's table list (names and columns) of a session; empty when it cannot be read.
+async fn sql_tables(state: &Arc<AppState>, session_id: Option<&str>) -> Vec<Value> {
+    let query = "SELECT table_name, column_name FROM information_schema.columns \
+                 WHERE table_schema <> 'information_schema' ORDER BY table_name, ordinal_position";
+    let Ok((_, crate::api::sql::Executed::Done(result))) =
+        crate::api::sql::execute(state, query, session_id).await
+    else {
+        return Vec::new();
+    };
+    let mut tables: Vec<(String, Vec<String>)> = Vec::new();
+    for row in result.to_json_rows().unwrap_or_default() {
+        let name = row["table_name"].as_str().unwrap_or_default().to_owned();
+        let column = row["column_name"].as_str().unwrap_or_default().to_owned();
+        match tables.last_mut() {
+            Some((n, cols)) if *n == name => cols.push(column),
+            _ => tables.push((name, vec![column])),
+        }
+    }
+    tables
+        .into_iter()
+        .map(|(name, columns)| json!({"name": name, "columns": columns}))
+        .collect()
+}
+
+/// `POST /sql`: run the statement and show its rows, or the error under the line it points at.
+async fn sql_run(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> PageResult {
+    same_origin(&headers)?;
+    let query = form.get("query").map(|q| q.trim().to_owned()).unwrap_or_default();
+    if query.is_empty() {
+        return Err(ApiError::bad_request("no query provided", "type a statement and press Run").into());
+    }
+    let session = non_empty(form.get("session_id").cloned());
+    // A console session that expired starts over in a new one rather than failing.
+    let executed = match crate::api::sql::execute(&state, &query, session.as_deref()).await {
+        Err(e) if e.status() == StatusCode::NOT_FOUND && session.is_some() => {
+            crate::api::sql::execute(&state, &query, None).await
+        }
+        other => other,
+    };
+    let (session_id, executed) = executed?;
+    let mut ctx = json!({"nav": "sql", "query": query, "session_id": session_id});
+    match executed {
+        crate::api::sql::Executed::Done(result) => {
+            let columns = crate::api::sql::columns(&result);
+            let names: Vec<String> = result.columns().into_iter().map(|(n, _)| n).collect();
+            let rows = result
+                .to_json_rows()
+                .map_err(|e| ApiError::internal(format!("rows not convertible to JSON: {e}")))?;
+            let shown: Vec<Vec<Value>> = rows
+                .iter()
+                .take(SQL_ROWS_SHOWN)
+                .map(|row| {
+                    names
+                        .iter()
+                        .map(|n| match row.get(n) {
+                            None | Some(Value::Null) => Value::Null,
+                            Some(Value::String(s)) => Value::String(s.clone()),
+                            Some(other) => Value::String(other.to_string()),
+                        })
+                        .collect()
+                })
+                .collect();
+            ctx["result"] = json!({
+                "columns": columns, "rows": shown, "row_count": result.row_count(),
+                "shown": shown.len(), "truncated": result.row_count() > shown.len(),
+                "ms": format!("{:.1}", result.duration.as_secs_f64() * 1000.0),
+                "caller_id": result.caller_id.to_string(),
+                "runs": result.stats.runs, "cache_hits": result.stats.cache_hits,
+                "cost": views::money(result.stats.cost),
+                "notices": result.notices,
+            });
+        }
+        crate::api::sql::Executed::Failed(f) => {
+            let (line_text, pad) = match f.position {
+                Some((line, column)) => {
+                    let text = query
+                        .lines()
+                        .nth(usize::try_from(line.saturating_sub(1)).unwrap_or(usize::MAX))
+                        .unwrap_or_default()
+                        .to_owned();
+                    let pad: String = text
+                        .chars()
+                        .take(usize::try_from(column.saturating_sub(1)).unwrap_or(0))
+                        .map(|c| if c == '\t' { '\t' } else { ' ' })
+                        .collect();
+                    (text, pad)
+                }
+                None => (String::new(), String::new()),
+            };
+            ctx["error"] = json!({
+                "code": f.code, "message": f.message, "hint": f.hint,
+                "position": f.position.map(|(line, column)| json!({"line": line, "column": column})),
+                "line_text": line_text, "pad": pad,
+            });
+        }
+    }
+    ctx["tables"] = json!(sql_tables(&state, Some(&session_id)).await);
+    Ok(render("sql.html", ctx)?.into_response())
 }
 
 /// `GET /cascades`

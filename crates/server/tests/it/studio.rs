@@ -256,3 +256,101 @@ async fn with_keys_required_pages_ask_to_sign_in_and_the_cookie_lets_them_throug
     assert_eq!(r.status().as_u16(), 200);
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sql_console_shows_rows_keeps_its_session_and_points_at_errors() {
+    let s = Running::start(|c| c).await;
+    let (status, html) = page(&s, "/sql").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("<textarea name=\"query\""), "{html}");
+    assert!(html.contains("all_data"), "the table list names the magic tables");
+
+    let http = no_redirects();
+    let origin = format!("http://{}", s.base.trim_start_matches("http://"));
+    let post = |form: Vec<(&'static str, String)>| {
+        http.post(s.url("/sql"))
+            .header("origin", origin.clone())
+            .form(&form)
+            .send()
+    };
+    let r = post(vec![(
+        "query",
+        "CREATE TABLE notes AS SELECT * FROM (VALUES (1, '<b>bold</b>'), (2, NULL)) AS t(n, body)".into(),
+    )])
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let html = r.text().await.unwrap();
+    let session = html
+        .split("name=\"session_id\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    assert!(session.starts_with("sql_"), "{session}");
+
+    let r = post(vec![
+        ("query", "SELECT n, body FROM notes ORDER BY n".into()),
+        ("session_id", session.clone()),
+    ])
+    .await
+    .unwrap();
+    let html = r.text().await.unwrap();
+    assert!(html.contains("id=\"sql-result\""), "{html}");
+    assert!(html.contains("2 row(s)"), "{html}");
+    assert!(
+        html.contains("&lt;b&gt;bold&lt;&#x2f;b&gt;"),
+        "values are escaped: {html}"
+    );
+    assert!(html.contains("<td class=\"null\">NULL</td>"));
+    assert!(
+        html.contains("caller <a class=\"mono\" href=\"/?caller_id=http-"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<code>notes</code>"),
+        "the session's own table is listed"
+    );
+
+    // An error: code, message, and a caret under the column the parser stopped at.
+    let r = post(vec![
+        ("query", "SELECT n\nFROM notes WHERE n = = 1".into()),
+        ("session_id", session.clone()),
+    ])
+    .await
+    .unwrap();
+    let html = r.text().await.unwrap();
+    assert!(html.contains("id=\"sql-error\""), "{html}");
+    assert!(html.contains("RVB-Q001"));
+    let caret = html
+        .split("id=\"sql-error-position\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</pre>").next())
+        .unwrap()
+        .to_owned();
+    let lines: Vec<&str> = caret.lines().collect();
+    assert!(lines[0].starts_with("line 2, column "), "{caret}");
+    assert_eq!(lines[1], "FROM notes WHERE n = = 1");
+    let column: usize = lines[0]
+        .trim_start_matches("line 2, column ")
+        .trim_end_matches(':')
+        .parse()
+        .unwrap();
+    assert_eq!(lines[2], format!("{}^", " ".repeat(column - 1)));
+    assert_eq!(
+        &lines[1][column - 1..column],
+        "=",
+        "the caret is under the second `=`"
+    );
+
+    // Cross-site posts are refused like every Studio form.
+    let r = http
+        .post(s.url("/sql"))
+        .header("origin", "http://evil.example")
+        .form(&[("query", "SELECT 1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    s.shutdown().await;
+}

@@ -41,3 +41,12 @@
   });
   source.onerror = function () { /* EventSource reconnects by itself with Last-Event-ID */ };
 })();
+// SQL console: Ctrl+Enter (or Cmd+Enter) runs the statement.
+(function () {
+  var query = document.getElementById("query");
+  var form = document.getElementById("sql-form");
+  if (!query || !form) return;
+  query.addEventListener("keydown", function (e) {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); form.submit(); }
+  });
+})();
