@@ -253,6 +253,7 @@ pub struct StoreAnswers {
     store: Arc<dyn Store>,
     every: Duration,
     wait: Option<Duration>,
+    suspend: Option<tokio_util::sync::CancellationToken>,
 }
 
 impl std::fmt::Debug for StoreAnswers {
@@ -268,7 +269,20 @@ impl std::fmt::Debug for StoreAnswers {
 impl StoreAnswers {
     /// Poll `store` every `every` for at most `wait` (`None`: until the question's timeout, or forever).
     pub fn new(store: Arc<dyn Store>, every: Duration, wait: Option<Duration>) -> Self {
-        StoreAnswers { store, every, wait }
+        StoreAnswers {
+            store,
+            every,
+            wait,
+            suspend: None,
+        }
+    }
+
+    /// Stop waiting when `token` is cancelled: every run waiting for an answer then suspends (its
+    /// session stays `waiting`, resumable from its checkpoint) instead of holding the process. A server
+    /// cancels it when it shuts down, so waiting runs survive the restart.
+    pub fn with_suspend(mut self, token: tokio_util::sync::CancellationToken) -> Self {
+        self.suspend = Some(token);
+        self
     }
 
     /// The payload of the question's signal if it was fired already.
@@ -307,10 +321,19 @@ impl Human for StoreAnswers {
                 );
                 left = Some(left.map_or(until, |l| l.min(until)));
             }
-            if left.is_some_and(|l| l.is_zero()) {
+            if left.is_some_and(|l| l.is_zero()) || self.suspend.as_ref().is_some_and(|t| t.is_cancelled()) {
                 return None;
             }
-            tokio::time::sleep(left.map_or(self.every, |l| l.min(self.every))).await;
+            let pause = tokio::time::sleep(left.map_or(self.every, |l| l.min(self.every)));
+            match &self.suspend {
+                Some(token) => {
+                    tokio::select! {
+                        () = pause => {}
+                        () = token.cancelled() => return None,
+                    }
+                }
+                None => pause.await,
+            }
         }
     }
 }

@@ -83,6 +83,7 @@ pub const STUDIO_ROUTES: &[(&str, &str)] = &[
     ("POST", "/login"),
     ("GET", "/static/studio.css"),
     ("GET", "/static/studio.js"),
+    ("GET", "/static/favicon.svg"),
 ];
 
 /// The HTTP server.
@@ -91,6 +92,7 @@ pub struct Server {
     engine: Engine,
     writer: Option<WriterHandle>,
     sql: Option<rvbbit_sql::SqlRuntime>,
+    suspend: Option<CancellationToken>,
     config: ServerConfig,
 }
 
@@ -111,8 +113,18 @@ impl Server {
             engine,
             writer: None,
             sql: None,
+            suspend: None,
             config,
         }
+    }
+
+    /// The token the engine's human-answer source stops waiting on
+    /// ([`rvbbit_engine::human::StoreAnswers::with_suspend`]). Shutdown cancels it first, so runs waiting
+    /// for a person suspend at once (their sessions stay `waiting`, resumable after a restart) instead of
+    /// being cancelled at the end of the grace period.
+    pub fn with_suspend_waiting(mut self, token: CancellationToken) -> Self {
+        self.suspend = Some(token);
+        self
     }
 
     /// The SQL door for `POST /api/v1/sql` and the Studio's SQL console (statements get `http-…`
@@ -157,12 +169,16 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let suspend = self.suspend.clone();
         let state = self.into_state();
         let router = router(state.clone());
         let stop = state.shutdown.clone();
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
+                if let Some(s) = suspend {
+                    s.cancel();
+                }
                 stop.cancel();
             })
             .await?;

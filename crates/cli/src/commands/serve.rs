@@ -115,6 +115,8 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         );
         let mut registry = Registry::builtin();
         rvbbit_sql::register_tools(&mut registry);
+        // Cancelled on shutdown: runs waiting for a person suspend (stay `waiting`) at once.
+        let suspend = rvbbit_engine::CancellationToken::new();
         let engine = Engine::new(registry)
             .with_provider(Arc::new(client))
             .with_writer(writer.handle())
@@ -122,11 +124,10 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             .with_roots(config.roots.clone())
             .with_heartbeat(store.clone(), HEARTBEAT_EVERY)
             .with_store(store.clone())
-            .with_human(Arc::new(StoreAnswers::new(
-                store.clone(),
-                ANSWER_POLL,
-                Some(ANSWER_WAIT),
-            )));
+            .with_human(Arc::new(
+                StoreAnswers::new(store.clone(), ANSWER_POLL, Some(ANSWER_WAIT))
+                    .with_suspend(suspend.clone()),
+            ));
         let sql = rvbbit_sql::SqlRuntime::new(
             engine.clone(),
             Some(store.clone()),
@@ -158,7 +159,8 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         }
         let server = Server::new(store, engine, server_config)
             .with_writer(writer.handle())
-            .with_sql(sql);
+            .with_sql(sql)
+            .with_suspend_waiting(suspend);
         server
             .serve(listener, async move {
                 let caught = signals.recv().await;

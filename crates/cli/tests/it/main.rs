@@ -12,6 +12,7 @@ mod serve;
 mod sql_command;
 mod store_commands;
 mod store_processes;
+mod studio_e2e;
 mod validate;
 
 use std::path::{Path, PathBuf};

@@ -49,6 +49,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
 
 const CSS: &str = include_str!("static/studio.css");
 const JS: &str = include_str!("static/studio.js");
+const ICON: &str = include_str!("static/favicon.svg");
 
 pub(crate) fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -64,6 +65,10 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route(
             "/static/studio.css",
             get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS) }),
+        )
+        .route(
+            "/static/favicon.svg",
+            get(|| async { ([(header::CONTENT_TYPE, "image/svg+xml")], ICON) }),
         )
         .route(
             "/static/studio.js",

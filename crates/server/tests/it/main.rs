@@ -154,15 +154,15 @@ impl Running {
         let wait = ANSWER_WAIT.with(|w| w.get());
         let mut registry = Registry::builtin();
         rvbbit_sql::register_tools(&mut registry);
+        let suspend = rvbbit_engine::CancellationToken::new();
         let mut engine = Engine::new(registry)
             .with_writer(writer.handle())
             .with_heartbeat(store.clone(), Duration::from_millis(200))
             .with_store(store.clone())
-            .with_human(Arc::new(rvbbit_engine::human::StoreAnswers::new(
-                store.clone(),
-                Duration::from_millis(50),
-                Some(wait),
-            )));
+            .with_human(Arc::new(
+                rvbbit_engine::human::StoreAnswers::new(store.clone(), Duration::from_millis(50), Some(wait))
+                    .with_suspend(suspend.clone()),
+            ));
         if let Some(url) = llm {
             let mut settings = rvbbit_llm::ProviderSettings::new(url).with_api_key("test-key");
             settings.retry.max_retries = 0;
@@ -183,7 +183,8 @@ impl Running {
         let config = configure(ServerConfig::new(vec![root]));
         let server = Server::new(store.clone(), engine, config)
             .with_writer(writer.handle())
-            .with_sql(sql);
+            .with_sql(sql)
+            .with_suspend_waiting(suspend);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();

@@ -149,3 +149,26 @@ async fn the_studio_shows_the_question_and_its_answer_form_continues_the_run() {
     assert_eq!(done["status"], "completed", "{done}");
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_suspends_waiting_runs_instead_of_cancelling_them() {
+    let s = Running::start(|c| c.with_shutdown_grace(Duration::from_secs(1))).await;
+    let (_, started) = s.post("/api/v1/runs", &json!({"cascade": "confirm.yaml"})).await;
+    let id = started["session_id"].as_str().unwrap().to_owned();
+    first_wait(&s, &id).await;
+    let store = s.store.clone();
+    s.shutdown().await;
+    // The run let go of its wait: the session is still waiting (not cancelled), its question pending,
+    // so a restarted server (or `rvbbit resume`) continues it.
+    let session = store.session(&id.parse().unwrap()).await.unwrap();
+    assert_eq!(session.status.as_str(), "waiting");
+    let pending = store
+        .checkpoints(
+            Some(&id.parse().unwrap()),
+            Some(rvbbit_store::CheckpointStatus::Pending),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].cell_name, "draft");
+}
