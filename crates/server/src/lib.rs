@@ -153,6 +153,7 @@ impl Server {
             shutdown: CancellationToken::new(),
             sql: self.sql,
             sql_sessions: Default::default(),
+            feeds: Default::default(),
         })
     }
 

@@ -82,6 +82,8 @@ pub(crate) struct AppState {
     pub(crate) sql: Option<rvbbit_sql::SqlRuntime>,
     /// Open SQL sessions of the API.
     pub(crate) sql_sessions: crate::api::sql::SqlSessions,
+    /// The shared event feeds of sessions followed by live streams.
+    pub(crate) feeds: crate::api::feed::Feeds,
 }
 
 impl AppState {

@@ -2,6 +2,7 @@
 //! client missed (`Last-Event-ID` or `?cursor=N`), follows new events as the store receives them, and
 //! ends with a `complete` event once the session has finished and every event was sent.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::extract::Params;
+use super::feed::{FeedEvent, Next};
 use super::session_id;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -162,7 +164,7 @@ pub(crate) async fn events(
 /// One item of a live stream, before it is framed as SSE or WebSocket.
 enum Item {
     Connected { cursor: i64 },
-    Event(Box<StoredEvent>),
+    Event(Arc<FeedEvent>),
     Complete { status: SessionStatus, cursor: i64 },
 }
 
@@ -174,9 +176,8 @@ impl Item {
                 .data(json!({"session_id": id.as_str(), "cursor": cursor}).to_string()),
             Item::Event(e) => SseEvent::default()
                 .id(e.store_seq.to_string())
-                .event(e.event.kind.as_str())
-                .json_data(e)
-                .unwrap_or_else(|_| SseEvent::default().comment("an event could not be encoded")),
+                .event(e.kind)
+                .data(e.json.as_str()),
             Item::Complete { status, cursor } => SseEvent::default()
                 .event("complete")
                 .data(json!({"session_id": id.as_str(), "status": status, "cursor": cursor}).to_string()),
@@ -187,14 +188,17 @@ impl Item {
     fn ws(&self, id: &SessionId) -> String {
         match self {
             Item::Connected { cursor } => {
-                json!({"type": "connected", "session_id": id.as_str(), "cursor": cursor})
+                json!({"type": "connected", "session_id": id.as_str(), "cursor": cursor}).to_string()
             }
-            Item::Event(e) => json!({"type": "event", "cursor": e.store_seq, "event": e}),
+            Item::Event(e) => format!(
+                r#"{{"type":"event","cursor":{},"event":{}}}"#,
+                e.store_seq, e.json
+            ),
             Item::Complete { status, cursor } => {
                 json!({"type": "complete", "session_id": id.as_str(), "status": status, "cursor": cursor})
+                    .to_string()
             }
         }
-        .to_string()
     }
 }
 
@@ -206,53 +210,65 @@ enum Phase {
 
 /// The live stream: `connected`, then every event after the cursor (replayed, then live), then
 /// `complete`. Ends early (without `complete`) when the server shuts down; the client reconnects with
-/// its last cursor and loses nothing.
+/// its last cursor and loses nothing. Every stream of a session reads the same shared [`feed::Feed`].
 fn live(state: Arc<AppState>, id: SessionId, after: i64) -> impl Stream<Item = Item> {
-    let start = (state, id, after, Phase::Connected, Vec::<StoredEvent>::new());
-    futures::stream::unfold(start, |(state, id, mut cursor, phase, mut pending)| async move {
-        match phase {
-            Phase::Done => return None,
-            Phase::Connected => {
-                let hello = Item::Connected { cursor };
-                return Some((hello, (state, id, cursor, Phase::Following, pending)));
-            }
-            Phase::Following => {}
-        }
-        loop {
-            if let Some(e) = pending.pop() {
-                cursor = e.store_seq;
-                return Some((
-                    Item::Event(Box::new(e)),
-                    (state, id, cursor, Phase::Following, pending),
-                ));
-            }
-            if state.shutdown.is_cancelled() {
-                return None;
-            }
-            // The status is read before the events, so a session seen finished with no events after
-            // the cursor has really sent everything.
-            let status = state.store.session(&id).await.ok().map(|s| s.status);
-            match page(&state, &id, cursor, PAGE).await {
-                Ok(mut batch) if !batch.is_empty() => {
-                    batch.reverse();
-                    pending = batch;
-                    continue;
+    let feed = state.feeds.follow(&state, &id);
+    let changes = feed.subscribe();
+    let start = (
+        state,
+        feed,
+        changes,
+        after,
+        Phase::Connected,
+        VecDeque::<Arc<FeedEvent>>::new(),
+    );
+    futures::stream::unfold(
+        start,
+        |(state, feed, mut changes, mut cursor, phase, mut pending)| async move {
+            match phase {
+                Phase::Done => return None,
+                Phase::Connected => {
+                    let hello = Item::Connected { cursor };
+                    return Some((hello, (state, feed, changes, cursor, Phase::Following, pending)));
                 }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(session_id = %id, error = ?e, "live stream could not read events");
+                Phase::Following => {}
+            }
+            loop {
+                if let Some(e) = pending.pop_front() {
+                    cursor = e.store_seq;
+                    return Some((
+                        Item::Event(e),
+                        (state, feed, changes, cursor, Phase::Following, pending),
+                    ));
+                }
+                if state.shutdown.is_cancelled() {
+                    return None;
+                }
+                // Mark what is seen before reading, so a change made after the read still wakes us.
+                changes.borrow_and_update();
+                match feed.after(cursor) {
+                    Next::Events(events) => {
+                        pending.extend(events);
+                        continue;
+                    }
+                    Next::Done(status) => {
+                        let done = Item::Complete { status, cursor };
+                        return Some((done, (state, feed, changes, cursor, Phase::Done, pending)));
+                    }
+                    Next::Wait => {}
+                }
+                tokio::select! {
+                    () = state.shutdown.cancelled() => return None,
+                    changed = changes.changed() => {
+                        if changed.is_err() {
+                            // The feed's sender lives in the feed we hold: this does not happen.
+                            return None;
+                        }
+                    }
                 }
             }
-            if let Some(status) = status.filter(|s| !s.is_active()) {
-                let done = Item::Complete { status, cursor };
-                return Some((done, (state, id, cursor, Phase::Done, pending)));
-            }
-            tokio::select! {
-                _ = state.shutdown.cancelled() => return None,
-                _ = tokio::time::sleep(state.config.poll_interval) => {}
-            }
-        }
-    })
+        },
+    )
 }
 
 /// Send the live stream over a WebSocket until it completes, the client closes, or the server stops.

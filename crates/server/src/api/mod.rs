@@ -4,6 +4,7 @@ pub(crate) mod cascades;
 mod costs;
 mod events;
 pub(crate) mod extract;
+pub(crate) mod feed;
 mod health;
 mod openapi;
 pub(crate) mod runs;
