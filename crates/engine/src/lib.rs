@@ -58,5 +58,5 @@ pub mod tools;
 pub use checkpoint::ResumeRequest;
 pub use error::{Error, Result};
 pub use progress::Progress;
-pub use run::{Engine, LineageEntry, MAX_DEPTH, MAX_STEPS, Outcome, RunRequest};
+pub use run::{Engine, LineageEntry, MAX_DEPTH, MAX_STEPS, Outcome, RunRequest, Sampling};
 pub use tokio_util::sync::CancellationToken;

@@ -194,6 +194,7 @@ impl Engine {
             outputs: Map::new(),
             lineage: Vec::new(),
             model_override: request.model.clone(),
+            sampling: request.sampling,
             session_id: session_id.clone(),
             session_dir: session_dir.clone(),
             cost: MicroUsd::ZERO,
@@ -336,8 +337,19 @@ pub struct RunRequest {
     pub depth: u32,
     /// Live progress (current cell, turn, cost so far), derived from the events, for a display.
     pub progress: Option<tokio::sync::watch::Sender<Progress>>,
+    /// Sampling settings for every LLM call of the run (a candidate branch's own settings win).
+    pub sampling: Sampling,
     /// Where a resumed run continues (set by [`Engine::resume`]).
     pub(crate) resume: Option<Box<Resume>>,
+}
+
+/// Sampling settings sent with LLM calls; `None` leaves the provider's default.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Sampling {
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// Most output tokens per call.
+    pub max_tokens: Option<u32>,
 }
 
 impl RunRequest {
@@ -356,6 +368,7 @@ impl RunRequest {
             root_session_id: None,
             depth: 0,
             progress: None,
+            sampling: Sampling::default(),
             resume: None,
         }
     }
@@ -433,6 +446,7 @@ pub(crate) struct Run<'a> {
     pub(crate) outputs: Map<String, Value>,
     pub(crate) lineage: Vec<LineageEntry>,
     pub(crate) model_override: Option<String>,
+    pub(crate) sampling: Sampling,
     pub(crate) session_id: SessionId,
     pub(crate) session_dir: PathBuf,
     pub(crate) cost: MicroUsd,

@@ -486,6 +486,8 @@ impl Turns {
         let mut request = ChatRequest::new(self.model.clone(), messages.to_vec())
             .with_tools(self.native_defs.clone())
             .with_fallbacks(self.fallbacks.clone());
+        request.temperature = run.sampling.temperature;
+        request.max_tokens = run.sampling.max_tokens;
         if let Some(b) = &run.branch {
             request.temperature = b.temperature.or(request.temperature);
             request.max_tokens = b.max_tokens.or(request.max_tokens);

@@ -462,6 +462,7 @@ fn fork<'a>(run: &Run<'a>, branch: Branch) -> Run<'a> {
         outputs: run.outputs.clone(),
         lineage: run.lineage.clone(),
         model_override: run.model_override.clone(),
+        sampling: run.sampling,
         session_id: run.session_id.clone(),
         session_dir: run.session_dir.clone(),
         cost: MicroUsd::ZERO,

@@ -417,3 +417,27 @@ async fn llm_events_carry_tokens_cost_and_duration() {
     assert!(resp.event.request.is_some());
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_run_s_sampling_settings_go_with_every_llm_call_and_are_absent_otherwise() {
+    let server = TestServer::start(Script::echo()).await;
+    let h = Harness::new().await;
+    let c = yaml("cascade_id: sampled\ncells:\n  - name: a\n    instructions: \"one\"\n");
+    let engine = h.llm_engine(&server.base_url());
+    let mut req = RunRequest::new(c.clone());
+    req.sampling = rvbbit_engine::Sampling {
+        temperature: Some(0.0),
+        max_tokens: Some(64),
+    };
+    assert_eq!(engine.run(req).await.status, SessionStatus::Completed);
+    assert_eq!(
+        engine.run(RunRequest::new(c)).await.status,
+        SessionStatus::Completed
+    );
+    let bodies = server.bodies();
+    assert_eq!(bodies[0]["temperature"], json!(0.0));
+    assert_eq!(bodies[0]["max_tokens"], json!(64));
+    assert!(bodies[1].get("temperature").is_none(), "{}", bodies[1]);
+    assert!(bodies[1].get("max_tokens").is_none(), "{}", bodies[1]);
+    server.shutdown().await;
+}
