@@ -3,7 +3,7 @@
 //! concurrently, bounded by the provider's concurrency limit. Every run is a session under the statement's
 //! caller id; every cache hit is a `cache_hit` event at zero cost carrying the avoided cost.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -52,6 +52,9 @@ pub struct Settings {
     pub base_dir: PathBuf,
     /// More directories cascades may live in (`roots`); paths outside `base_dir` and these are refused.
     pub roots: Vec<PathBuf>,
+    /// Tables every session sees (`[sql.tables]`): name → CSV, Parquet or JSON file, folder or URL
+    /// (relative paths start at `base_dir`).
+    pub tables: BTreeMap<String, String>,
 }
 
 impl Settings {
@@ -62,6 +65,7 @@ impl Settings {
             default_model: rvbbit_llm::DEFAULT_MODEL.to_owned(),
             base_dir,
             roots: Vec::new(),
+            tables: BTreeMap::new(),
         }
     }
 }
@@ -71,7 +75,23 @@ impl Settings {
 pub(crate) struct LoadedCascade {
     template: RunRequest,
     /// SHA-256 of the file text.
-    hash: String,
+    pub(crate) hash: String,
+}
+
+impl LoadedCascade {
+    /// The cascade's id.
+    pub(crate) fn cascade_id(&self) -> &str {
+        &self.template.cascade.cascade_id
+    }
+}
+
+/// What earlier runs of a cascade cost (for `EXPLAIN`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CostHistory {
+    /// Completed earlier runs of the same cascade content found.
+    pub(crate) runs: u64,
+    /// Their average cost.
+    pub(crate) average: MicroUsd,
 }
 
 /// What the runtime shares between sessions.
@@ -82,6 +102,8 @@ pub(crate) struct Runtime {
     pub(crate) settings: Settings,
     permits: Arc<Semaphore>,
     udf: Arc<LoadedCascade>,
+    /// Files, folders and object stores as tables.
+    pub(crate) sources: Arc<crate::sources::Sources>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -122,6 +144,15 @@ pub(crate) enum CallKind {
         cascade: Arc<LoadedCascade>,
         input: Value,
         model: Option<String>,
+    },
+    /// `RVBBIT RUN` / `rvbbit_run_batch`: a cascade file run once over a table, which its `sql_data`
+    /// cells see under `name` (session `batch-…`, never cached).
+    Batch {
+        cascade: Arc<LoadedCascade>,
+        input: Value,
+        model: Option<String>,
+        name: String,
+        table: Arc<dyn datafusion::catalog::TableProvider>,
     },
 }
 
@@ -191,7 +222,9 @@ impl Runtime {
         settings: Settings,
     ) -> Result<Runtime, String> {
         let udf = load_cascade_text(Path::new("<rvbbit_udf>"), UDF_CASCADE, &engine)?;
+        let sources = crate::sources::Sources::new(settings.base_dir.clone(), settings.tables.clone())?;
         Ok(Runtime {
+            sources: Arc::new(sources),
             permits: Arc::new(Semaphore::new(settings.concurrency.max(1))),
             engine,
             store,
@@ -246,6 +279,90 @@ impl Runtime {
                 input,
                 model: model.map(str::to_owned),
             },
+        }
+    }
+
+    /// A `RVBBIT RUN` / `rvbbit_run_batch` call: `cascade` once over `table` (named `name` for its
+    /// `sql_data` cells); `rows_hash` identifies the rows, so identical batches in a statement run once.
+    pub(crate) fn batch_call(
+        &self,
+        cascade: Arc<LoadedCascade>,
+        input: Value,
+        model: Option<&str>,
+        (name, table, rows_hash): (String, Arc<dyn datafusion::catalog::TableProvider>, String),
+    ) -> Call {
+        let key = cache_key(&json!({
+            "fn": "rvbbit_run_batch",
+            "cascade": cascade.hash,
+            "inputs": input,
+            "rows": rows_hash,
+            "model": model.unwrap_or(&self.settings.default_model),
+        }));
+        Call {
+            key,
+            cache: false,
+            kind: CallKind::Batch {
+                cascade,
+                input,
+                model: model.map(str::to_owned),
+                name,
+                table,
+            },
+        }
+    }
+
+    /// The average cost of earlier completed runs of `cascade` (same content hash) in the store, from the
+    /// newest 200 sessions of its cascade id; `None` without a store or history. Reads only.
+    pub(crate) async fn cost_history(&self, cascade: &LoadedCascade) -> Option<CostHistory> {
+        let store = self.store.as_ref()?;
+        if let Some(writer) = &self.writer {
+            let _ = writer.flush().await;
+        }
+        let sessions = store
+            .sessions(&rvbbit_store::SessionFilter {
+                cascade_id: Some(cascade.cascade_id().to_owned()),
+                status: Some(SessionStatus::Completed),
+                limit: Some(200),
+                ..rvbbit_store::SessionFilter::default()
+            })
+            .await
+            .ok()?;
+        let costs: Vec<i64> = sessions
+            .iter()
+            .filter(|s| {
+                s.session.cascade_hash.as_deref() == Some(cascade.hash.as_str())
+                    || s.session
+                        .cascade_text
+                        .as_ref()
+                        .is_some_and(|t| hex::encode(Sha256::digest(t.as_bytes())) == cascade.hash)
+            })
+            .map(|s| s.cost.micros())
+            .collect();
+        if costs.is_empty() {
+            return None;
+        }
+        let runs = costs.len() as u64;
+        let total: i64 = costs.iter().sum();
+        Some(CostHistory {
+            runs,
+            average: MicroUsd::from_micros(total / costs.len() as i64),
+        })
+    }
+
+    /// How many of `calls` the persistent cache would answer now (one read; nothing is logged).
+    pub(crate) async fn cached_count(&self, calls: &[Call]) -> u64 {
+        let Some(store) = &self.store else { return 0 };
+        let keys: Vec<String> = calls.iter().filter(|c| c.cache).map(|c| c.key.clone()).collect();
+        if keys.is_empty() {
+            return 0;
+        }
+        match store.cache_get_many(&keys, Timestamp::now()).await {
+            Ok(found) => found
+                .iter()
+                .flatten()
+                .filter(|e| e.value.get("layout").and_then(Value::as_u64) == Some(u64::from(CACHE_LAYOUT)))
+                .count() as u64,
+            Err(_) => 0,
         }
     }
 
@@ -354,7 +471,11 @@ impl Runtime {
             event.cost = Some(MicroUsd::ZERO);
             event.cost_status = CostStatus::Exact;
             event.metadata = json!({
-                "function": match call.kind { CallKind::Udf { .. } => "rvbbit_udf", CallKind::Run { .. } => "rvbbit_run" },
+                "function": match call.kind {
+                CallKind::Udf { .. } => "rvbbit_udf",
+                CallKind::Run { .. } => "rvbbit_run",
+                CallKind::Batch { .. } => "rvbbit_run_batch",
+            },
                 "cache_key": call.key,
                 "avoided_cost_micro_usd": avoided,
             });
@@ -367,21 +488,34 @@ impl Runtime {
 
     /// Run one call through the engine; successes go to the persistent cache.
     async fn execute(&self, stmt: &Statement, call: &Call) -> Answer {
-        let (loaded, input, model) = match &call.kind {
-            CallKind::Udf { input, model } => (&self.udf, input, model),
+        let (loaded, input, model, prefix) = match &call.kind {
+            CallKind::Udf { input, model } => (&self.udf, input, model, "udf"),
             CallKind::Run {
                 cascade,
                 input,
                 model,
-            } => (cascade, input, model),
+            } => (cascade, input, model, "udf"),
+            CallKind::Batch {
+                cascade,
+                input,
+                model,
+                ..
+            } => (cascade, input, model, "batch"),
         };
         let mut request = loaded.template.clone();
         request.input = input.clone();
         request.caller_id = stmt.caller_id.clone();
         request.model = model.clone();
         request.cancel = CancellationToken::new();
-        // Spec §2/§3: SQL function sessions are `udf-<woodland>`.
-        request.session_id = format!("udf-{}", rvbbit_core::woodland_name()).parse().ok();
+        // Spec §2/§3/§5: SQL function sessions are `udf-<woodland>`, batch runs `batch-<woodland>`.
+        request.session_id = format!("{prefix}-{}", rvbbit_core::woodland_name()).parse().ok();
+        // A batch run's table, visible to its `sql_data` cells while it runs.
+        let _table = match (&call.kind, &request.session_id) {
+            (CallKind::Batch { name, table, .. }, Some(id)) => {
+                Some(crate::batch::share(id, name, table.clone()))
+            }
+            _ => None,
+        };
         let started = Instant::now();
         // Only the run holds a permit (waiting duplicates and the cache write do not); the semaphore is
         // never closed, so `acquire` cannot fail.
@@ -420,7 +554,7 @@ impl Runtime {
         tracing::debug!(session = %outcome.session_id, ms = started.elapsed().as_millis(), "SQL call ran");
         let answer = match &call.kind {
             CallKind::Udf { .. } => udf_answer(&outcome),
-            CallKind::Run { .. } => run_answer(&outcome),
+            CallKind::Run { .. } | CallKind::Batch { .. } => run_answer(&outcome),
         };
         match &answer {
             Answer::Ok(value) if call.cache => self.cache_put(call, value, &outcome).await,

@@ -35,13 +35,16 @@
 //! # Ok(()) }
 //! ```
 
+mod batch;
 mod calls;
+mod compat;
 mod error;
 mod format;
 mod magic;
 mod map;
 mod options;
 mod session;
+mod sources;
 mod tool;
 mod udf;
 

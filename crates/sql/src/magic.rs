@@ -1,5 +1,7 @@
-//! Magic tables over the event store. Today: `sql_query_log`, one row per SQL statement that reached an
-//! rvbbit function (its `sql_query` event), read from the store when the table is scanned.
+//! Magic tables over the store, read when they are scanned: `sql_query_log` (one row per SQL statement
+//! that reached an rvbbit function), `all_data` (one row per event), `sessions` (one row per session
+//! record), `cascade_runs` (one row per run, with its cascade text and input, for replay), `checkpoints`
+//! and `signals`. Equality filters on their key columns are pushed down to the store.
 
 use std::sync::Arc;
 
@@ -55,7 +57,7 @@ impl SqlQueryLog {
         }
     }
 
-    async fn batch(&self) -> Result<RecordBatch> {
+    async fn batch(&self, caller_id: Option<String>) -> Result<RecordBatch> {
         if let Some(writer) = &self.runtime.writer {
             // Statements finished just before are in the writer's buffer: store them first.
             let _ = writer.flush().await;
@@ -64,6 +66,7 @@ impl SqlQueryLog {
             Some(store) => store
                 .events(&EventFilter {
                     kind: Some(EventKind::SqlQuery),
+                    caller_id,
                     ..EventFilter::default()
                 })
                 .await
@@ -126,6 +129,13 @@ impl TableProvider for SqlQueryLog {
         TableType::View
     }
 
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
+        Ok(pushdown(filters, &["caller_id"]))
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,
@@ -133,7 +143,11 @@ impl TableProvider for SqlQueryLog {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let table = MemTable::try_new(self.schema.clone(), vec![vec![self.batch().await?]])?;
+        let caller = filters
+            .iter()
+            .find_map(|f| pushed_on(f, &["caller_id"]))
+            .map(|(_, v)| v);
+        let table = MemTable::try_new(self.schema.clone(), vec![vec![self.batch(caller).await?]])?;
         table.scan(state, projection, filters, limit).await
     }
 }
@@ -149,8 +163,31 @@ pub(crate) struct AllData {
 /// The columns `all_data` pushes equality filters for.
 const PUSHED: &[&str] = &["session_id", "caller_id", "cascade_id", "kind"];
 
-/// `column = 'literal'` (either side) on a pushed column: (column, value).
+/// `column = 'literal'` (either side) on a pushed column of `all_data`: (column, value).
 fn pushed_filter(expr: &Expr) -> Option<(String, String)> {
+    pushed_on(expr, PUSHED)
+}
+
+/// Inexact pushdown for the filters `pushed_on(_, columns)` understands (DataFusion still applies them).
+fn pushdown(
+    filters: &[&Expr],
+    columns: &[&str],
+) -> Vec<datafusion::logical_expr::TableProviderFilterPushDown> {
+    use datafusion::logical_expr::TableProviderFilterPushDown as P;
+    filters
+        .iter()
+        .map(|f| {
+            if pushed_on(f, columns).is_some() {
+                P::Inexact
+            } else {
+                P::Unsupported
+            }
+        })
+        .collect()
+}
+
+/// `column = 'literal'` (either side) on one of `columns`: (column, value).
+fn pushed_on(expr: &Expr, columns: &[&str]) -> Option<(String, String)> {
     use datafusion::logical_expr::{BinaryExpr, Operator};
     use datafusion::scalar::ScalarValue;
     let Expr::BinaryExpr(BinaryExpr {
@@ -165,7 +202,7 @@ fn pushed_filter(expr: &Expr) -> Option<(String, String)> {
         (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) => (c, v),
         _ => return None,
     };
-    if !PUSHED.contains(&col.name.as_str()) {
+    if !columns.contains(&col.name.as_str()) {
         return None;
     }
     match lit {
@@ -320,4 +357,413 @@ impl TableProvider for AllData {
 /// A string field of an event's JSON (`content` or `metadata`).
 fn field(json: &Value, key: &str) -> Option<String> {
     json.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn external(e: rvbbit_store::Error) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+/// Which view of the session records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SessionView {
+    /// `sessions`: the state of each session (status, timing, cost).
+    State,
+    /// `cascade_runs`: what each run was (cascade text, input), for replay.
+    Runs,
+}
+
+/// `sessions` / `cascade_runs`: one row per session record. Equality filters on `session_id`,
+/// `caller_id`, `cascade_id` and `status` are pushed down (and a `LIMIT` when those are the only filters).
+#[derive(Debug)]
+pub(crate) struct Sessions {
+    runtime: Arc<Runtime>,
+    view: SessionView,
+    schema: SchemaRef,
+}
+
+const SESSION_PUSHED: &[&str] = &["session_id", "caller_id", "cascade_id", "status"];
+
+impl Sessions {
+    pub(crate) fn new(runtime: Arc<Runtime>, view: SessionView) -> Self {
+        let text = |n: &str| Field::new(n, DataType::Utf8, true);
+        let int = |n: &str| Field::new(n, DataType::Int64, true);
+        let fields = match view {
+            SessionView::State => vec![
+                text("session_id"),
+                text("cascade_id"),
+                text("status"),
+                text("caller_id"),
+                text("parent_session_id"),
+                text("root_session_id"),
+                int("depth"),
+                text("current_cell"),
+                text("started_at"),
+                text("ended_at"),
+                text("updated_at"),
+                text("heartbeat_at"),
+                int("duration_ms"),
+                Field::new("cancel_requested", DataType::Boolean, true),
+                text("error"),
+                text("output"),
+                int("events"),
+                int("tokens_in"),
+                int("tokens_out"),
+                int("cost_micro_usd"),
+                Field::new("cost", DataType::Float64, true),
+                text("cascade_file"),
+            ],
+            SessionView::Runs => vec![
+                text("session_id"),
+                text("cascade_id"),
+                text("status"),
+                text("caller_id"),
+                text("parent_session_id"),
+                int("depth"),
+                text("created_at"),
+                text("cascade_file"),
+                text("cascade_hash"),
+                text("cascade_definition"),
+                text("input_data"),
+                text("invocation_metadata"),
+            ],
+        };
+        Sessions {
+            runtime,
+            view,
+            schema: Arc::new(Schema::new(fields)),
+        }
+    }
+
+    async fn read(
+        &self,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Vec<rvbbit_store::SessionSummary>> {
+        let Some(store) = &self.runtime.store else {
+            return Ok(Vec::new());
+        };
+        if let Some(writer) = &self.runtime.writer {
+            let _ = writer.flush().await;
+        }
+        let mut filter = rvbbit_store::SessionFilter::default();
+        let mut all_pushed = true;
+        let mut session_id = None;
+        for f in filters {
+            match pushed_on(f, SESSION_PUSHED) {
+                Some((col, value)) => match col.as_str() {
+                    "session_id" => session_id = Some(value),
+                    "caller_id" => filter.caller_id = Some(value),
+                    "cascade_id" => filter.cascade_id = Some(value),
+                    _ => match value.parse::<rvbbit_core::SessionStatus>() {
+                        Ok(s) => filter.status = Some(s),
+                        Err(_) => return Ok(Vec::new()),
+                    },
+                },
+                None => all_pushed = false,
+            }
+        }
+        if let Some(id) = session_id {
+            // One record: read it, then apply the other pushed filters here.
+            let Ok(id) = id.parse::<rvbbit_core::SessionId>() else {
+                return Ok(Vec::new());
+            };
+            let mut found = store
+                .sessions(&rvbbit_store::SessionFilter {
+                    limit: None,
+                    ..filter.clone()
+                })
+                .await
+                .map_err(external)?;
+            found.retain(|s| s.session.session_id == id);
+            return Ok(found);
+        }
+        if all_pushed {
+            filter.limit = limit.map(|l| l as u64);
+        }
+        store.sessions(&filter).await.map_err(external)
+    }
+}
+
+#[async_trait]
+impl TableProvider for Sessions {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
+        Ok(pushdown(filters, SESSION_PUSHED))
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        use datafusion::arrow::array::BooleanArray;
+        let rows = self.read(filters, limit).await?;
+        let text = |f: &dyn Fn(&rvbbit_store::SessionSummary) -> Option<String>| -> ArrayRef {
+            Arc::new(rows.iter().map(f).collect::<StringArray>())
+        };
+        let int = |f: &dyn Fn(&rvbbit_store::SessionSummary) -> Option<i64>| -> ArrayRef {
+            Arc::new(rows.iter().map(f).collect::<Int64Array>())
+        };
+        let json = |v: &Value| (!v.is_null()).then(|| v.to_string());
+        let columns: Vec<ArrayRef> = match self.view {
+            SessionView::State => vec![
+                text(&|s| Some(s.session.session_id.to_string())),
+                text(&|s| s.session.cascade_id.clone()),
+                text(&|s| Some(s.session.status.as_str().to_owned())),
+                text(&|s| s.session.caller_id.as_ref().map(ToString::to_string)),
+                text(&|s| s.session.parent_session_id.as_ref().map(ToString::to_string)),
+                text(&|s| Some(s.session.root_session_id.to_string())),
+                int(&|s| Some(i64::from(s.session.depth))),
+                text(&|s| s.session.current_cell.clone()),
+                text(&|s| Some(s.session.started_at.to_rfc3339())),
+                text(&|s| s.session.ended_at.map(|t| t.to_rfc3339())),
+                text(&|s| Some(s.session.updated_at.to_rfc3339())),
+                text(&|s| Some(s.session.heartbeat_at.to_rfc3339())),
+                int(&|s| {
+                    s.session
+                        .ended_at
+                        .map(|e| (e.micros() - s.session.started_at.micros()) / 1000)
+                }),
+                Arc::new(
+                    rows.iter()
+                        .map(|s| Some(s.session.cancel_requested))
+                        .collect::<BooleanArray>(),
+                ),
+                text(&|s| s.session.error.clone()),
+                text(&|s| s.session.output.as_ref().and_then(json)),
+                int(&|s| i64::try_from(s.events).ok()),
+                int(&|s| Some(s.tokens_in)),
+                int(&|s| Some(s.tokens_out)),
+                int(&|s| Some(s.cost.micros())),
+                Arc::new(
+                    rows.iter()
+                        .map(|s| Some(s.cost.as_usd_f64()))
+                        .collect::<Float64Array>(),
+                ),
+                text(&|s| s.session.cascade_file.clone()),
+            ],
+            SessionView::Runs => vec![
+                text(&|s| Some(s.session.session_id.to_string())),
+                text(&|s| s.session.cascade_id.clone()),
+                text(&|s| Some(s.session.status.as_str().to_owned())),
+                text(&|s| s.session.caller_id.as_ref().map(ToString::to_string)),
+                text(&|s| s.session.parent_session_id.as_ref().map(ToString::to_string)),
+                int(&|s| Some(i64::from(s.session.depth))),
+                text(&|s| Some(s.session.started_at.to_rfc3339())),
+                text(&|s| s.session.cascade_file.clone()),
+                text(&|s| {
+                    s.session.cascade_hash.clone().or_else(|| {
+                        use sha2::{Digest, Sha256};
+                        s.session
+                            .cascade_text
+                            .as_ref()
+                            .map(|t| hex::encode(Sha256::digest(t.as_bytes())))
+                    })
+                }),
+                text(&|s| s.session.cascade_text.clone()),
+                text(&|s| json(&s.session.input)),
+                text(&|s| json(&s.session.invocation_metadata)),
+            ],
+        };
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
+        let table = MemTable::try_new(self.schema.clone(), vec![vec![batch]])?;
+        table.scan(state, projection, filters, limit).await
+    }
+}
+
+/// `checkpoints`: human-in-the-loop waits. Equality filters on `session_id` and `status` are pushed down.
+#[derive(Debug)]
+pub(crate) struct Checkpoints {
+    runtime: Arc<Runtime>,
+    schema: SchemaRef,
+}
+
+impl Checkpoints {
+    pub(crate) fn new(runtime: Arc<Runtime>) -> Self {
+        let text = |n: &str| Field::new(n, DataType::Utf8, true);
+        Checkpoints {
+            runtime,
+            schema: Arc::new(Schema::new(vec![
+                text("checkpoint_id"),
+                text("session_id"),
+                text("cascade_id"),
+                text("cell_name"),
+                text("checkpoint_type"),
+                text("status"),
+                text("signal_name"),
+                text("ui_spec"),
+                text("response"),
+                text("created_at"),
+                text("responded_at"),
+                text("timeout_at"),
+            ])),
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for Checkpoints {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
+        Ok(pushdown(filters, &["session_id", "status"]))
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let mut session = None;
+        let mut status = None;
+        let mut none = false;
+        for f in filters {
+            match pushed_on(f, &["session_id", "status"]) {
+                Some((c, v)) if c == "session_id" => match v.parse::<rvbbit_core::SessionId>() {
+                    Ok(id) => session = Some(id),
+                    Err(_) => none = true,
+                },
+                Some((_, v)) => match v.parse::<rvbbit_store::CheckpointStatus>() {
+                    Ok(s) => status = Some(s),
+                    Err(_) => none = true,
+                },
+                None => {}
+            }
+        }
+        let rows = match &self.runtime.store {
+            Some(store) if !none => {
+                if let Some(writer) = &self.runtime.writer {
+                    let _ = writer.flush().await;
+                }
+                store
+                    .checkpoints(session.as_ref(), status)
+                    .await
+                    .map_err(external)?
+            }
+            _ => Vec::new(),
+        };
+        let text = |f: &dyn Fn(&rvbbit_store::Checkpoint) -> Option<String>| -> ArrayRef {
+            Arc::new(rows.iter().map(f).collect::<StringArray>())
+        };
+        let json = |v: &Value| (!v.is_null()).then(|| v.to_string());
+        let columns: Vec<ArrayRef> = vec![
+            text(&|c| Some(c.checkpoint_id.clone())),
+            text(&|c| Some(c.session_id.to_string())),
+            text(&|c| c.cascade_id.clone()),
+            text(&|c| Some(c.cell_name.clone())),
+            text(&|c| Some(c.checkpoint_type.clone())),
+            text(&|c| Some(c.status.as_str().to_owned())),
+            text(&|c| Some(c.signal_name.clone())),
+            text(&|c| json(&c.ui_spec)),
+            text(&|c| c.response.as_ref().and_then(json)),
+            text(&|c| Some(c.created_at.to_rfc3339())),
+            text(&|c| c.responded_at.map(|t| t.to_rfc3339())),
+            text(&|c| c.timeout_at.map(|t| t.to_rfc3339())),
+        ];
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
+        let table = MemTable::try_new(self.schema.clone(), vec![vec![batch]])?;
+        table.scan(state, projection, filters, limit).await
+    }
+}
+
+/// `signals`: named wake-ups between sessions. An equality filter on `name` is pushed down.
+#[derive(Debug)]
+pub(crate) struct Signals {
+    runtime: Arc<Runtime>,
+    schema: SchemaRef,
+}
+
+impl Signals {
+    pub(crate) fn new(runtime: Arc<Runtime>) -> Self {
+        let text = |n: &str| Field::new(n, DataType::Utf8, true);
+        Signals {
+            runtime,
+            schema: Arc::new(Schema::new(vec![
+                text("signal_id"),
+                text("name"),
+                text("status"),
+                text("session_id"),
+                text("created_at"),
+                text("fired_at"),
+                text("timeout_at"),
+                text("payload"),
+                text("source"),
+            ])),
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for Signals {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
+        Ok(pushdown(filters, &["name"]))
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let name = filters
+            .iter()
+            .find_map(|f| pushed_on(f, &["name"]))
+            .map(|(_, v)| v);
+        let rows = match &self.runtime.store {
+            Some(store) => store.signals(name.as_deref()).await.map_err(external)?,
+            None => Vec::new(),
+        };
+        let text = |f: &dyn Fn(&rvbbit_store::Signal) -> Option<String>| -> ArrayRef {
+            Arc::new(rows.iter().map(f).collect::<StringArray>())
+        };
+        let columns: Vec<ArrayRef> = vec![
+            text(&|s| Some(s.signal_id.clone())),
+            text(&|s| Some(s.name.clone())),
+            text(&|s| Some(s.status.as_str().to_owned())),
+            text(&|s| s.session_id.as_ref().map(ToString::to_string)),
+            text(&|s| Some(s.created_at.to_rfc3339())),
+            text(&|s| s.fired_at.map(|t| t.to_rfc3339())),
+            text(&|s| s.timeout_at.map(|t| t.to_rfc3339())),
+            text(&|s| s.payload.as_ref().map(ToString::to_string)),
+            text(&|s| s.source.clone()),
+        ];
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
+        let table = MemTable::try_new(self.schema.clone(), vec![vec![batch]])?;
+        table.scan(state, projection, filters, limit).await
+    }
 }

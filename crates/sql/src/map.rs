@@ -60,7 +60,11 @@ pub(crate) const MAP_OPTIONS: &[&str] = &[
     "key",
     "result_column",
     "limit",
+    "as_table",
 ];
+
+/// The options `RVBBIT RUN … WITH (...)` accepts.
+pub(crate) const RUN_OPTIONS: &[&str] = &["as_table", "limit", "model"];
 
 struct Cursor {
     tokens: Vec<TokenWithSpan>,
@@ -317,12 +321,16 @@ pub(crate) fn parse(sql: &str) -> Result<Option<MapStatement>, Error> {
                     ));
                 }
             };
-            if !MAP_OPTIONS.contains(&key_name.as_str()) {
+            let (valid, verb_name) = match verb {
+                Verb::Map => (MAP_OPTIONS, "MAP"),
+                Verb::Run => (RUN_OPTIONS, "RUN"),
+            };
+            if !valid.contains(&key_name.as_str()) {
                 return Err(syntax(
                     &key,
                     &format!(
-                        "unknown MAP option '{key_name}'; valid options: {}",
-                        MAP_OPTIONS.join(", ")
+                        "unknown {verb_name} option '{key_name}'; valid options: {}",
+                        valid.join(", ")
                     ),
                 ));
             }

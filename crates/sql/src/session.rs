@@ -66,18 +66,39 @@ impl SqlRuntime {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_option_extension(RvbbitOptions::default());
-        let ctx = SessionContext::new_with_config(config);
+        let ctx = SessionContext::new_with_config_rt(config, self.runtime.sources.env());
+        // The default schema: the session's own tables, then the configured `[sql.tables]`.
+        let schema = Arc::new(crate::sources::SessionSchema::new(self.runtime.sources.clone()));
+        if let Some(catalog) = ctx.catalog("datafusion") {
+            let _ = catalog.register_schema("public", schema.clone());
+        }
         let shared = Arc::new(Shared {
             runtime: self.runtime.clone(),
             current: Mutex::new(None),
             origin,
             protocol,
+            schema,
         });
         for (kind, names) in [(Kind::Udf, UDF_NAMES), (Kind::Run, RUN_NAMES)] {
             for name in names {
                 let f = RvbbitFunction::new(kind, name, shared.clone());
                 ctx.register_udf(AsyncScalarUDF::new(Arc::new(f)).into_scalar_udf());
             }
+        }
+        for name in crate::batch::BATCH_NAMES {
+            let f = crate::batch::RunBatch::new(name, shared.clone());
+            ctx.register_udf(AsyncScalarUDF::new(Arc::new(f)).into_scalar_udf());
+        }
+        crate::compat::register(&ctx);
+        for (name, format) in crate::sources::READ_FUNCTIONS {
+            ctx.register_udtf(
+                name,
+                Arc::new(crate::sources::ReadFunction::new(
+                    name,
+                    *format,
+                    self.runtime.sources.clone(),
+                )),
+            );
         }
         // Magic tables over the store. Registering a fresh name in a fresh context cannot fail.
         let _ = ctx.register_table(
@@ -87,6 +108,28 @@ impl SqlRuntime {
         let _ = ctx.register_table(
             "all_data",
             Arc::new(crate::magic::AllData::new(self.runtime.clone())),
+        );
+        let _ = ctx.register_table(
+            "sessions",
+            Arc::new(crate::magic::Sessions::new(
+                self.runtime.clone(),
+                crate::magic::SessionView::State,
+            )),
+        );
+        let _ = ctx.register_table(
+            "cascade_runs",
+            Arc::new(crate::magic::Sessions::new(
+                self.runtime.clone(),
+                crate::magic::SessionView::Runs,
+            )),
+        );
+        let _ = ctx.register_table(
+            "checkpoints",
+            Arc::new(crate::magic::Checkpoints::new(self.runtime.clone())),
+        );
+        let _ = ctx.register_table(
+            "signals",
+            Arc::new(crate::magic::Signals::new(self.runtime.clone())),
         );
         SqlSession { ctx, shared }
     }
@@ -101,6 +144,8 @@ pub(crate) struct Shared {
     origin: Origin,
     /// Recorded in each `sql_query` event.
     protocol: &'static str,
+    /// The session's default schema (its own tables).
+    schema: Arc<crate::sources::SessionSchema>,
 }
 
 impl Shared {
@@ -110,6 +155,11 @@ impl Shared {
         current
             .get_or_insert_with(|| Arc::new(Statement::new(CallerId::new(self.origin))))
             .clone()
+    }
+
+    /// The session's default schema (where `RVBBIT RUN` registers its table).
+    pub(crate) fn schema(&self) -> Arc<crate::sources::SessionSchema> {
+        self.schema.clone()
     }
 
     fn set(&self, stmt: Option<Arc<Statement>>) {
@@ -180,6 +230,10 @@ impl SqlSession {
         &self.ctx
     }
 
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
     /// Execute one statement under a fresh caller id (`sql-…`, or `http-…` for an HTTP session).
     ///
     /// Errors: [`Error::Invalid`] (parse or plan, with the position), [`Error::Execution`],
@@ -190,6 +244,9 @@ impl SqlSession {
         self.shared.set(Some(stmt.clone()));
         let result = async {
             if let Some(map) = crate::map::parse(sql)? {
+                if map.verb == Verb::Run {
+                    return self.execute_run(&stmt, map).await;
+                }
                 return self.execute_map(&stmt, map).await;
             }
             let df = self.ctx.sql(sql).await.map_err(Error::from_datafusion)?;
@@ -303,13 +360,6 @@ impl SqlSession {
         stmt: &Arc<Statement>,
         map: MapStatement,
     ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        if map.verb == Verb::Run {
-            return Err(Error::Invalid {
-                message: "RVBBIT RUN is parsed but not executed yet; use RVBBIT MAP (one run per row) or \
-                          rvbbit_run(cascade, inputs_json)"
-                    .into(),
-            });
-        }
         let option = |name: &str| {
             map.options
                 .iter()
@@ -413,29 +463,43 @@ impl SqlSession {
         }
 
         if map.explain {
+            let cached = if cache {
+                runtime.cached_count(&calls).await
+            } else {
+                0
+            };
+            let to_make = calls.len() as u64 - cached.min(calls.len() as u64);
+            let history = runtime.cost_history(&cascade).await;
             let lines = [
                 format!("RVBBIT MAP '{}' AS {result_column}", map.cascade),
                 format!("  input: {input_sql}"),
                 format!(
                     "  rows: {}{}",
                     slots.len(),
-                    if truncated { format!(" (cut at LIMIT {limit})") } else { String::new() }
+                    if truncated {
+                        format!(" (cut at LIMIT {limit})")
+                    } else {
+                        String::new()
+                    }
                 ),
                 format!(
                     "  distinct cascade runs: at most {} (cache {}; hits are free)",
                     calls.len(),
                     if cache { "on" } else { "off" }
                 ),
-                format!("  concurrency: {}", parallel.unwrap_or(runtime.settings.concurrency)),
-                "  estimated cost: unknown before the first run (the cascade's cost per run is not known yet)"
-                    .to_owned(),
+                format!(
+                    "  cached: {cached} of {} distinct run(s) are in the result cache{}",
+                    calls.len(),
+                    if cache { "" } else { " (not read: cache = false)" }
+                ),
+                format!(
+                    "  concurrency: {}",
+                    parallel.unwrap_or(runtime.settings.concurrency)
+                ),
+                crate::batch::estimate_line(to_make, history),
+                "  EXPLAIN made no LLM call".to_owned(),
             ];
-            let schema = Arc::new(Schema::new(vec![Field::new("plan", DataType::Utf8, false)]));
-            let column: ArrayRef = Arc::new(StringArray::from(lines.to_vec()));
-            let batch = RecordBatch::try_new(schema.clone(), vec![column]).map_err(|e| Error::Execution {
-                message: e.to_string(),
-            })?;
-            return Ok((schema, vec![batch]));
+            return crate::batch::plan_lines(&lines);
         }
 
         let answers = runtime.answer(stmt, calls).await;
@@ -491,15 +555,28 @@ impl SqlSession {
         let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Execution {
             message: e.to_string(),
         })?;
-        if let Some(table) = &map.create_table {
-            let mem = MemTable::try_new(schema.clone(), vec![vec![batch]]).map_err(|e| Error::Execution {
-                message: e.to_string(),
+        let as_table = match option("as_table") {
+            None => None,
+            Some(OptionValue::Text(t)) if !t.trim().is_empty() => Some(t),
+            Some(_) => return Err(bad("as_table", "a table name such as 'tagged'")),
+        };
+        if let Some(table) = map.create_table.as_ref().or(as_table.as_ref()) {
+            let mem = MemTable::try_new(schema.clone(), vec![vec![batch.clone()]]).map_err(|e| {
+                Error::Execution {
+                    message: e.to_string(),
+                }
             })?;
+            if map.create_table.is_none() {
+                // `as_table` replaces an earlier result of the same name.
+                let _ = self.ctx.deregister_table(TableReference::bare(table.clone()));
+            }
             self.ctx
                 .register_table(TableReference::bare(table.clone()), Arc::new(mem))
                 .map_err(Error::from_datafusion)?;
-            let empty = Arc::new(Schema::empty());
-            return Ok((empty, Vec::new()));
+            if map.create_table.is_some() {
+                let empty = Arc::new(Schema::empty());
+                return Ok((empty, Vec::new()));
+            }
         }
         Ok((schema, vec![batch]))
     }

@@ -60,6 +60,13 @@ impl Tool for SqlData {
             .and_then(Value::as_str)
             .ok_or_else(|| ToolError::InvalidArguments("`query` is required and must be a string".into()))?;
         let session = SessionContext::new();
+        crate::compat::register(&session);
+        // A batch run's table (`RVBBIT RUN`), under the name the run's input gives.
+        for (name, table) in crate::batch::shared_with(&ctx.session_id) {
+            session
+                .register_table(TableReference::bare(name.clone()), table)
+                .map_err(|e| ToolError::Failed(format!("table `{name}`: {e}")))?;
+        }
         for (cell, output) in &ctx.outputs {
             if let Some(table) = table_of(output)? {
                 session
@@ -91,22 +98,28 @@ fn table_of(output: &Value) -> Result<Option<MemTable>, ToolError> {
     if !rows.iter().all(Value::is_object) {
         return Ok(None);
     }
+    let columns: Vec<String> = output
+        .get("columns")
+        .and_then(Value::as_array)
+        .map(|c| c.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default();
+    rows_table(rows, &columns).map(Some)
+}
+
+/// JSON objects as an in-memory table, column types inferred from all rows; with no rows, `columns` as
+/// text columns.
+pub(crate) fn rows_table(rows: &[Value], columns: &[String]) -> Result<MemTable, ToolError> {
     let failed = |e: &dyn std::fmt::Display| {
         ToolError::Failed(format!("a table of an earlier cell cannot be read: {e}"))
     };
     let schema = if rows.is_empty() {
         // No rows to infer from: the named columns as text.
-        let names: Vec<Field> = output
-            .get("columns")
-            .and_then(Value::as_array)
-            .map(|c| {
-                c.iter()
-                    .filter_map(Value::as_str)
-                    .map(|n| Field::new(n, DataType::Utf8, true))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Schema::new(names)
+        Schema::new(
+            columns
+                .iter()
+                .map(|n| Field::new(n, DataType::Utf8, true))
+                .collect::<Vec<_>>(),
+        )
     } else {
         infer_json_schema_from_iterator(rows.iter().map(Ok)).map_err(|e| failed(&e))?
     };
@@ -121,7 +134,5 @@ fn table_of(output: &Value) -> Result<Option<MemTable>, ToolError> {
             batches.push(batch);
         }
     }
-    MemTable::try_new(schema, vec![batches])
-        .map(Some)
-        .map_err(|e| failed(&e))
+    MemTable::try_new(schema, vec![batches]).map_err(|e| failed(&e))
 }

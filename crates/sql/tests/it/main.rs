@@ -9,7 +9,11 @@
     unreachable_pub
 )]
 
+mod batch;
+mod compat;
+mod magic;
 mod map;
+mod sources;
 mod support;
 mod tool;
 mod udf;

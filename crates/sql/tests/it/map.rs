@@ -54,7 +54,12 @@ async fn map_statement_errors_point_at_line_and_column() {
         "RVBBIT MAP 'tagger'\n  USING (SELECT 1)\n  WITH (limit = 'ten')",
         "RVBBIT MAP 'missing' USING (SELECT 1 AS text)",
         "RVBBIT FLY 'tagger' USING (SELECT 1)",
-        "LARS RUN 'tagger' USING (SELECT 1 AS text)",
+        "LARS RUN 'tagger' USING (SELECT 1 AS text) WITH (cache = false)",
+        "RVBBIT RUN 'tagger' AS x USING (SELECT 1 AS text)",
+        "RVBBIT RUN 'missing' USING (SELECT 1 AS text)",
+        "RVBBIT RUN 'tagger' USING (SELECT 1 AS text) WITH (limit = 0)",
+        "RVBBIT RUN 'tagger' USING (SELECT 1 AS text) WITH (as_table = 3)",
+        "RVBBIT MAP 'tagger' USING (SELECT 1 AS text) WITH (as_table = true)",
         "-- a comment first\nRVBBIT MAP 'tagger' AS (x WEIRD) USING (SELECT 'a' AS text)",
     ];
     let mut out = String::new();
@@ -175,7 +180,42 @@ async fn explain_spends_nothing_and_create_table_materialises() {
     assert!(lines.iter().any(|l| l.contains("LIMIT 1001")), "{lines:?}");
     assert!(lines.iter().any(|l| l == "  rows: 3"), "{lines:?}");
     assert!(lines.iter().any(|l| l.contains("at most 2")), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("unknown (no history")),
+        "{lines:?}"
+    );
     assert_eq!(server.requests(), 0);
+
+    // After one run: one of the two distinct runs is cached, the other is estimated from history.
+    session
+        .execute("RVBBIT MAP 'tagger' USING (SELECT 'a' AS text)")
+        .await
+        .unwrap();
+    assert_eq!(server.requests(), 1);
+    let plan = session
+        .execute(
+            "EXPLAIN RVBBIT MAP 'tagger' USING (SELECT text FROM (VALUES ('a'), ('b'), ('a')) AS t(text))",
+        )
+        .await
+        .unwrap();
+    let lines: Vec<String> = column(&plan, 0).into_iter().flatten().collect();
+    assert!(lines.iter().any(|l| l.contains("cached: 1 of 2")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("estimated cost: $0.001") && l.contains("= 1 run(s) × $0.001")),
+        "{lines:?}"
+    );
+    assert_eq!(server.requests(), 1);
+
+    // as_table keeps the result and returns it.
+    let kept = session
+        .execute("RVBBIT MAP 'tagger' AS t USING (SELECT 'a' AS text) WITH (as_table = 'kept')")
+        .await
+        .unwrap();
+    assert_eq!(kept.row_count(), 1);
+    let read = session.execute("SELECT count(*) FROM kept").await.unwrap();
+    assert_eq!(column(&read, 0), [Some("1".into())]);
 
     session
         .execute("CREATE TEMP TABLE tagged AS RVBBIT MAP 'tagger' AS t USING (SELECT 'x' AS text)")

@@ -22,6 +22,11 @@ pub struct Harness {
 
 impl Harness {
     pub async fn new(base_url: &str, concurrency: usize) -> Harness {
+        Harness::with_tables(base_url, concurrency, &[]).await
+    }
+
+    /// With `[sql.tables]` (name, location) entries; relative locations start at the harness directory.
+    pub async fn with_tables(base_url: &str, concurrency: usize, tables: &[(&str, &str)]) -> Harness {
         let dir = TempDir::new().unwrap();
         let store = rvbbit_store::open("sqlite://rvbbit.db", dir.path())
             .await
@@ -32,13 +37,19 @@ impl Harness {
         provider.default_model = "test/model".into();
         provider.limits = Limits::unlimited().with_max_concurrency(concurrency);
         let client = Client::new(provider).unwrap();
-        let engine = Engine::new(Registry::builtin())
+        let mut registry = Registry::builtin();
+        rvbbit_sql::register_tools(&mut registry);
+        let engine = Engine::new(registry)
             .with_provider(Arc::new(client))
             .with_writer(writer.handle())
             .with_default_model("test/model");
         let mut settings = Settings::new(dir.path().to_path_buf());
         settings.concurrency = concurrency;
         settings.default_model = "test/model".into();
+        settings.tables = tables
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let runtime = SqlRuntime::new(engine, Some(store.clone()), Some(writer.handle()), settings).unwrap();
         Harness {
             dir,

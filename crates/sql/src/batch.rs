@@ -1,0 +1,427 @@
+//! `RVBBIT RUN` (spec §5) and `rvbbit_run_batch(path, rows_json_array, table)`: one cascade run over a
+//! whole result set.
+//!
+//! The rows become a table of the caller's session (`as_table`, or `_rvbbit_batch_<8 hex>`), the cascade
+//! runs once (session `batch-<woodland>`, the statement's caller id) with the input
+//! `{"data_table": <table>, "row_count": n}`, and its `sql_data` cells see the same table under that name
+//! while the run lasts (the table is shared in memory with the run, by session id). The statement returns
+//! one row, column `result`: `{status, session_id, table_created, row_count, has_errors, outputs,
+//! final_output, cost_usd}`, or `{error, status: "failed", session_id, ...}` when the run failed. Batch runs
+//! are never cached (the input names a table, not its content).
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, ArrayRef, StringArray, StringBuilder};
+use datafusion::arrow::compute::{cast, concat_batches};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{MemTable, TableProvider};
+use datafusion::common::TableReference;
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility,
+};
+use rvbbit_core::{MicroUsd, SessionId};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::calls::{Answer, Statement};
+use crate::error::{Error, Result};
+use crate::map::{MapStatement, OptionValue};
+use crate::session::{Shared, SqlSession};
+
+/// Rows a RUN reads from its USING query unless `WITH (limit = n)` says otherwise.
+const DEFAULT_RUN_LIMIT: u64 = 10_000;
+
+type Tables = Vec<(String, Arc<dyn TableProvider>)>;
+
+/// Tables shared with running batch sessions, by session id.
+static SHARED: LazyLock<Mutex<HashMap<String, Tables>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// While alive, `sql_data` cells of the session see the table.
+pub(crate) struct Sharing {
+    session: String,
+}
+
+impl Drop for Sharing {
+    fn drop(&mut self) {
+        SHARED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.session);
+    }
+}
+
+/// Share `table` as `name` with the session `session` until the returned guard is dropped.
+pub(crate) fn share(session: &SessionId, name: &str, table: Arc<dyn TableProvider>) -> Sharing {
+    SHARED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(session.as_str().to_owned())
+        .or_default()
+        .push((name.to_owned(), table));
+    Sharing {
+        session: session.as_str().to_owned(),
+    }
+}
+
+/// The tables shared with `session` (a running batch session), if any.
+pub(crate) fn shared_with(session: &SessionId) -> Tables {
+    SHARED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(session.as_str())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// `_rvbbit_batch_<8 hex>` from what identifies the statement and the time.
+fn batch_table_name(seed: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let hash = hex::encode(Sha256::digest(format!("{seed}|{now}").as_bytes()));
+    format!("_rvbbit_batch_{}", &hash[..8])
+}
+
+/// Register `table` as `name` in the caller's session, replacing a table of that name it made.
+fn register(shared: &Shared, name: &str, table: Arc<dyn TableProvider>) -> Result<()> {
+    let schema = shared.schema();
+    let _ = datafusion::catalog::SchemaProvider::deregister_table(schema.as_ref(), name);
+    datafusion::catalog::SchemaProvider::register_table(schema.as_ref(), name.to_owned(), table)
+        .map(|_| ())
+        .map_err(Error::from_datafusion)
+}
+
+/// The result document of a batch run.
+fn result_doc(answer: &Answer, table: &str, rows: usize) -> Value {
+    match answer {
+        Answer::Ok(doc) => json!({
+            "status": "success",
+            "session_id": doc.get("session_id"),
+            "table_created": table,
+            "row_count": rows,
+            "has_errors": false,
+            "outputs": doc.get("outputs"),
+            "final_output": doc.get("final_output"),
+            "cost_usd": doc.get("cost_usd"),
+        }),
+        Answer::Failed { message, document } => json!({
+            "error": message,
+            "status": "failed",
+            "session_id": document.get("session_id"),
+            "table_created": table,
+            "row_count": rows,
+            "has_errors": true,
+            "outputs": document.get("outputs"),
+            "cost_usd": document.get("cost_usd"),
+        }),
+    }
+}
+
+impl SqlSession {
+    /// Execute a parsed `RVBBIT RUN` (or its `EXPLAIN` / `CREATE TABLE … AS` form).
+    pub(crate) async fn execute_run(
+        &self,
+        stmt: &Arc<Statement>,
+        map: MapStatement,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let option = |name: &str| {
+            map.options
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let bad = |name: &str, want: &str| Error::Argument {
+            message: format!("RUN option `{name}` must be {want}"),
+        };
+        let limit = match option("limit") {
+            None => DEFAULT_RUN_LIMIT,
+            Some(OptionValue::Number(n)) if n >= 1.0 && n.fract() == 0.0 => n as u64,
+            Some(_) => return Err(bad("limit", "a whole number of at least 1")),
+        };
+        let model = match option("model") {
+            None => None,
+            Some(OptionValue::Text(m)) => Some(m),
+            Some(_) => return Err(bad("model", "a string")),
+        };
+        let as_table = match option("as_table") {
+            None => None,
+            Some(OptionValue::Text(t)) if !t.trim().is_empty() => Some(t),
+            Some(_) => return Err(bad("as_table", "a table name such as 'orders_batch'")),
+        };
+        let shared = self.shared();
+        let runtime = &shared.runtime;
+        let cascade = runtime
+            .cascade(stmt, &map.cascade)
+            .map_err(|message| Error::Invalid { message })?;
+        let input_sql = format!(
+            "SELECT * FROM ({}) AS rvbbit_input LIMIT {}",
+            map.using,
+            limit + 1
+        );
+        let df = self
+            .context()
+            .sql(&input_sql)
+            .await
+            .map_err(Error::from_datafusion)?;
+        let input_schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await.map_err(Error::from_datafusion)?;
+        let mut input = concat_batches(&input_schema, &batches).map_err(|e| Error::Execution {
+            message: e.to_string(),
+        })?;
+        let truncated = input.num_rows() as u64 > limit;
+        if truncated {
+            input = input.slice(0, usize::try_from(limit).unwrap_or(usize::MAX));
+            stmt.notes.lock().unwrap_or_else(|p| p.into_inner()).push(format!(
+                "the USING query has more than {limit} rows; only the first {limit} were passed to the \
+                 cascade (raise it with WITH (limit = n))"
+            ));
+        }
+        let rows = input.num_rows();
+        let table_name =
+            as_table.unwrap_or_else(|| batch_table_name(&format!("{}|{}", map.cascade, map.using)));
+
+        if map.explain {
+            let cost = match runtime.cost_history(&cascade).await {
+                Some(h) => format!(
+                    "${} (the average of {} earlier completed run(s) of this cascade content in the store)",
+                    h.average.to_decimal_string(),
+                    h.runs
+                ),
+                None => "unknown (no history: no completed run of this cascade content in the store)".into(),
+            };
+            let lines = [
+                format!("RVBBIT RUN '{}'", map.cascade),
+                format!("  input: {input_sql}"),
+                format!(
+                    "  rows: {rows}{}",
+                    if truncated {
+                        format!(" (cut at LIMIT {limit})")
+                    } else {
+                        String::new()
+                    }
+                ),
+                format!("  table: {table_name} (the cascade reads it with sql_data)"),
+                "  cascade runs: 1 (batch runs are not cached)".to_owned(),
+                format!("  estimated cost: {cost}"),
+                "  EXPLAIN made no LLM call".to_owned(),
+            ];
+            return plan_lines(&lines);
+        }
+
+        let table: Arc<dyn TableProvider> = Arc::new(
+            MemTable::try_new(input_schema.clone(), vec![vec![input]]).map_err(Error::from_datafusion)?,
+        );
+        register(&shared, &table_name, table.clone())?;
+        let call = runtime.batch_call(
+            cascade,
+            json!({"data_table": table_name, "row_count": rows}),
+            model.as_deref(),
+            (table_name.clone(), table, table_name.clone()),
+        );
+        let answers = runtime.answer(stmt, vec![call]).await;
+        let doc = answers
+            .first()
+            .map(|a| result_doc(a, &table_name, rows))
+            .unwrap_or(Value::Null);
+        let schema = Arc::new(Schema::new(vec![Field::new("result", DataType::Utf8, false)]));
+        let column: ArrayRef = Arc::new(StringArray::from(vec![doc.to_string()]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![column]).map_err(|e| Error::Execution {
+            message: e.to_string(),
+        })?;
+        if let Some(name) = &map.create_table {
+            let mem = MemTable::try_new(schema, vec![vec![batch]]).map_err(Error::from_datafusion)?;
+            self.context()
+                .register_table(TableReference::bare(name.clone()), Arc::new(mem))
+                .map_err(Error::from_datafusion)?;
+            return Ok((Arc::new(Schema::empty()), Vec::new()));
+        }
+        Ok((schema, vec![batch]))
+    }
+}
+
+/// A one-column `plan` result.
+pub(crate) fn plan_lines(lines: &[String]) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let schema = Arc::new(Schema::new(vec![Field::new("plan", DataType::Utf8, false)]));
+    let column: ArrayRef = Arc::new(StringArray::from(lines.to_vec()));
+    let batch = RecordBatch::try_new(schema.clone(), vec![column]).map_err(|e| Error::Execution {
+        message: e.to_string(),
+    })?;
+    Ok((schema, vec![batch]))
+}
+
+/// Every name `rvbbit_run_batch` answers to.
+pub(crate) const BATCH_NAMES: &[&str] = &["rvbbit_run_batch", "lars_run_batch"];
+
+/// `rvbbit_run_batch(path, rows_json_array, table)`: the function form of `RVBBIT RUN`.
+#[derive(Debug)]
+pub(crate) struct RunBatch {
+    name: &'static str,
+    signature: Signature,
+    shared: Arc<Shared>,
+}
+
+impl RunBatch {
+    pub(crate) fn new(name: &'static str, shared: Arc<Shared>) -> Self {
+        RunBatch {
+            name,
+            signature: Signature::one_of(
+                vec![TypeSignature::Any(2), TypeSignature::Any(3)],
+                Volatility::Volatile,
+            ),
+            shared,
+        }
+    }
+}
+
+impl PartialEq for RunBatch {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+impl Eq for RunBatch {}
+
+impl Hash for RunBatch {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+        Arc::as_ptr(&self.shared).hash(state);
+    }
+}
+
+impl ScalarUDFImpl for RunBatch {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        Err(Error::Execution {
+            message: format!("{} cannot be evaluated synchronously", self.name),
+        }
+        .into_datafusion())
+    }
+}
+
+fn failed(message: &str) -> String {
+    json!({"error": message, "status": "failed"}).to_string()
+}
+
+#[async_trait]
+impl AsyncScalarUDFImpl for RunBatch {
+    async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let n = args.number_rows;
+        let cols: Vec<StringArray> = args
+            .args
+            .iter()
+            .map(|a| {
+                let array = a.clone().into_array(n)?;
+                let text = cast(&array, &DataType::Utf8)?;
+                Ok(text
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .cloned()
+                    .unwrap_or_else(|| StringArray::from(vec![None::<&str>; n])))
+            })
+            .collect::<DfResult<_>>()?;
+        let get = |c: usize, row: usize| cols.get(c).filter(|a| !a.is_null(row)).map(|a| a.value(row));
+        let stmt = self.shared.statement();
+        let mut out = StringBuilder::with_capacity(n, n * 64);
+        // Identical argument tuples in a batch run once.
+        let mut done: HashMap<(String, String, Option<String>), String> = HashMap::new();
+        for row in 0..n {
+            let (Some(path), Some(rows_json)) = (get(0, row), get(1, row)) else {
+                out.append_null();
+                continue;
+            };
+            let wanted = get(2, row).filter(|t| !t.trim().is_empty()).map(str::to_owned);
+            let key = (path.to_owned(), rows_json.to_owned(), wanted.clone());
+            if let Some(doc) = done.get(&key) {
+                out.append_value(doc);
+                continue;
+            }
+            let doc = match self.run_one(&stmt, path, rows_json, wanted).await {
+                Ok(doc) => doc,
+                Err(message) => failed(&message),
+            };
+            out.append_value(&doc);
+            done.insert(key, doc);
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+impl RunBatch {
+    async fn run_one(
+        &self,
+        stmt: &Arc<Statement>,
+        path: &str,
+        rows_json: &str,
+        wanted: Option<String>,
+    ) -> std::result::Result<String, String> {
+        let runtime = &self.shared.runtime;
+        let rows: Vec<Value> = match serde_json::from_str(rows_json) {
+            Ok(Value::Array(rows)) if rows.iter().all(Value::is_object) => rows,
+            Ok(_) => return Err("rows_json_array must be a JSON array of objects".into()),
+            Err(e) => return Err(format!("rows_json_array is not valid JSON: {e}")),
+        };
+        let cascade = runtime.cascade(stmt, path)?;
+        let table = crate::tool::rows_table(&rows, &[]).map_err(|e| e.to_string())?;
+        let table: Arc<dyn TableProvider> = Arc::new(table);
+        let name = wanted.unwrap_or_else(|| batch_table_name(&format!("{path}|{rows_json}")));
+        register(&self.shared, &name, table.clone()).map_err(|e| e.to_string())?;
+        let rows_hash = hex::encode(Sha256::digest(rows_json.as_bytes()));
+        let call = runtime.batch_call(
+            cascade,
+            json!({"data_table": name, "row_count": rows.len()}),
+            None,
+            (name.clone(), table, rows_hash),
+        );
+        let answers = runtime.answer(stmt, vec![call]).await;
+        Ok(answers
+            .first()
+            .map(|a| result_doc(a, &name, rows.len()))
+            .unwrap_or(Value::Null)
+            .to_string())
+    }
+}
+
+/// The estimated cost line of `EXPLAIN RVBBIT MAP`: calls to make × the average cost of earlier runs.
+pub(crate) fn estimate_line(to_make: u64, history: Option<crate::calls::CostHistory>) -> String {
+    if to_make == 0 {
+        return "  estimated cost: $0 (every distinct run is in the result cache)".to_owned();
+    }
+    match history {
+        Some(h) => {
+            let total = MicroUsd::from_micros(
+                h.average
+                    .micros()
+                    .saturating_mul(i64::try_from(to_make).unwrap_or(i64::MAX)),
+            );
+            format!(
+                "  estimated cost: ${} = {to_make} run(s) × ${} (the average of {} earlier completed run(s) of \
+                 this cascade content in the store, any model)",
+                total.to_decimal_string(),
+                h.average.to_decimal_string(),
+                h.runs
+            )
+        }
+        None => format!(
+            "  estimated cost: unknown (no history: no completed run of this cascade content in the store); \
+             {to_make} run(s) to make"
+        ),
+    }
+}

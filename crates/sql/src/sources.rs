@@ -1,0 +1,434 @@
+//! Data sources: CSV, Parquet and JSON files, folders and object-store URLs as tables.
+//!
+//! - `[sql.tables]` (configuration: name → path or URL) are tables of every session, opened on first use
+//!   and shared by all sessions of the runtime (a folder's files are listed at each scan).
+//! - `read_csv_auto('file')`, `read_csv`, `read_json`, `read_json_auto`, `read_ndjson`, `read_parquet`
+//!   (DuckDB names; the path argument only).
+//! - `CREATE EXTERNAL TABLE … STORED AS CSV|JSON|PARQUET LOCATION '…'` (DataFusion's), through the same
+//!   object stores.
+//!
+//! Every session shares one object-store registry that opens stores on first use: `file://` (and plain
+//! paths), `http(s)://host` (read-only; folders need a WebDAV server) and `s3://bucket` (credentials and
+//! region from the standard `AWS_*` environment variables). Relative paths resolve against the runtime's
+//! base directory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::catalog::TableFunctionArgs;
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableFunctionImpl, TableProvider};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::prelude::{
+    CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
+};
+use datafusion::scalar::ScalarValue;
+use object_store::ObjectStore;
+use url::Url;
+
+use crate::error::Error;
+
+/// A file format, from a file's extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    Csv,
+    Parquet,
+    Json,
+}
+
+impl Format {
+    fn of_extension(ext: &str) -> Option<Format> {
+        match ext.to_ascii_lowercase().as_str() {
+            "csv" | "tsv" => Some(Format::Csv),
+            "parquet" | "pq" => Some(Format::Parquet),
+            "json" | "jsonl" | "ndjson" => Some(Format::Json),
+            _ => None,
+        }
+    }
+}
+
+/// The object-store registry shared by every session: known stores, and stores opened on first use for
+/// `http(s)://` and `s3://` URLs.
+#[derive(Debug, Default)]
+struct LazyStores {
+    known: DefaultObjectStoreRegistry,
+}
+
+impl LazyStores {
+    fn open(url: &Url) -> Result<Arc<dyn ObjectStore>> {
+        let external = |e: object_store::Error| DataFusionError::External(Box::new(e));
+        match url.scheme() {
+            "http" | "https" => {
+                let base = format!("{}://{}", url.scheme(), url.authority());
+                let store = object_store::http::HttpBuilder::new()
+                    .with_url(base)
+                    .with_client_options(object_store::ClientOptions::new().with_allow_http(true))
+                    .build()
+                    .map_err(external)?;
+                Ok(Arc::new(store))
+            }
+            "s3" | "s3a" => {
+                let bucket = url.host_str().unwrap_or_default();
+                let store = object_store::aws::AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()
+                    .map_err(|e| {
+                        Error::Execution {
+                            message: format!(
+                                "the S3 bucket `{bucket}` cannot be opened: {e}; set AWS_REGION and \
+                                 AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or AWS_ENDPOINT for an S3-compatible server)"
+                            ),
+                        }
+                        .into_datafusion()
+                    })?;
+                Ok(Arc::new(store))
+            }
+            other => Err(Error::Invalid {
+                message: format!(
+                    "no object store for `{other}://` URLs ({url}); rvbbit reads local paths, file://, \
+                     http(s):// and s3:// URLs"
+                ),
+            }
+            .into_datafusion()),
+        }
+    }
+}
+
+impl ObjectStoreRegistry for LazyStores {
+    fn register_store(&self, url: &Url, store: Arc<dyn ObjectStore>) -> Option<Arc<dyn ObjectStore>> {
+        self.known.register_store(url, store)
+    }
+
+    fn deregister_store(&self, url: &Url) -> Result<Arc<dyn ObjectStore>> {
+        self.known.deregister_store(url)
+    }
+
+    fn get_store(&self, url: &Url) -> Result<Arc<dyn ObjectStore>> {
+        if let Ok(store) = self.known.get_store(url) {
+            return Ok(store);
+        }
+        let store = LazyStores::open(url)?;
+        self.known.register_store(url, store.clone());
+        Ok(store)
+    }
+}
+
+/// The data sources of a runtime: the shared runtime environment (object stores) and the configured
+/// tables, opened once.
+#[derive(Debug)]
+pub(crate) struct Sources {
+    env: Arc<RuntimeEnv>,
+    base_dir: PathBuf,
+    tables: BTreeMap<String, String>,
+    opened: Mutex<HashMap<String, Arc<dyn TableProvider>>>,
+}
+
+impl Sources {
+    pub(crate) fn new(base_dir: PathBuf, tables: BTreeMap<String, String>) -> Result<Sources, String> {
+        let env = RuntimeEnvBuilder::new()
+            .with_object_store_registry(Arc::new(LazyStores::default()))
+            .build_arc()
+            .map_err(|e| format!("the SQL runtime environment cannot be built: {e}"))?;
+        Ok(Sources {
+            env,
+            base_dir,
+            tables,
+            opened: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The runtime environment every session of the runtime shares.
+    pub(crate) fn env(&self) -> Arc<RuntimeEnv> {
+        self.env.clone()
+    }
+
+    /// `location` as a URL or an absolute path (relative paths against the base directory).
+    pub(crate) fn resolve(&self, location: &str) -> String {
+        if location.contains("://") || Path::new(location).is_absolute() {
+            return location.to_owned();
+        }
+        self.base_dir.join(location).display().to_string()
+    }
+
+    /// The configured table `name`, opened on first use.
+    async fn configured(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let Some(location) = self.tables.get(name) else {
+            return Ok(None);
+        };
+        if let Some(found) = self.opened.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
+            return Ok(Some(found.clone()));
+        }
+        let what = format!("table `{name}` ([sql.tables] in the configuration)");
+        let table = self.open(&what, location, None).await?;
+        self.opened
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), table.clone());
+        Ok(Some(table))
+    }
+
+    /// Open `location` (a file, a folder or a URL) as a table; `what` names it in errors.
+    pub(crate) async fn open(
+        &self,
+        what: &str,
+        location: &str,
+        format: Option<Format>,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let resolved = self.resolve(location);
+        let remote = resolved.contains("://") && !resolved.starts_with("file://");
+        let local = resolved.strip_prefix("file://").unwrap_or(&resolved).to_owned();
+        let missing = |why: &str| {
+            Error::Execution {
+                message: format!(
+                    "{what}: `{location}` {why}; fix the path (relative paths start at {}) or create the file",
+                    self.base_dir.display()
+                ),
+            }
+            .into_datafusion()
+        };
+        // The file's extension, or for a local folder, the first known extension among its files.
+        let mut extension = Path::new(&local)
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_owned);
+        let mut json_array = false;
+        if !remote {
+            let path = Path::new(&local);
+            if !path.exists() {
+                return Err(missing(&format!("does not exist ({})", path.display())));
+            }
+            if path.is_dir() {
+                let mut names: Vec<PathBuf> = std::fs::read_dir(path)
+                    .map_err(|e| missing(&format!("cannot be listed: {e}")))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.is_file())
+                    .collect();
+                names.sort();
+                extension = names.iter().find_map(|p| {
+                    p.extension()
+                        .and_then(|e| e.to_str())
+                        .filter(|e| Format::of_extension(e).is_some())
+                        .map(str::to_owned)
+                });
+                if extension.is_none() && format.is_none() {
+                    return Err(missing("is a folder without .csv, .parquet or .json files"));
+                }
+            } else {
+                // A JSON file holding one array (not newline-delimited objects).
+                json_array = is_json_array(path);
+            }
+        }
+        let format = match format.or_else(|| extension.as_deref().and_then(Format::of_extension)) {
+            Some(f) => f,
+            None => {
+                return Err(Error::Invalid {
+                    message: format!(
+                        "{what}: cannot tell the format of `{location}`; name a .csv, .parquet or .json \
+                         (newline-delimited) file, or a local folder of them"
+                    ),
+                }
+                .into_datafusion());
+            }
+        };
+        let ext = extension.map(|e| format!(".{e}")).unwrap_or_default();
+        let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), self.env.clone());
+        let df = match format {
+            Format::Csv => {
+                let mut o = CsvReadOptions::new().file_extension(&ext);
+                if ext.eq_ignore_ascii_case(".tsv") {
+                    o = o.delimiter(b'\t');
+                }
+                ctx.read_csv(resolved.clone(), o).await
+            }
+            Format::Parquet => {
+                ctx.read_parquet(
+                    resolved.clone(),
+                    ParquetReadOptions::default().file_extension(&ext),
+                )
+                .await
+            }
+            Format::Json => {
+                let o = JsonReadOptions::default()
+                    .file_extension(&ext)
+                    .newline_delimited(!json_array);
+                ctx.read_json(resolved.clone(), o).await
+            }
+        }
+        .map_err(|e| {
+            let e = Error::from_datafusion(e);
+            Error::Execution {
+                message: format!("{what}: `{location}` cannot be read: {e}"),
+            }
+            .into_datafusion()
+        })?;
+        Ok(df.into_view())
+    }
+}
+
+/// Whether the file's first non-blank byte is `[`.
+fn is_json_array(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut buf = [0u8; 256];
+    let Ok(n) = file.read(&mut buf) else {
+        return false;
+    };
+    buf[..n]
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'[')
+}
+
+/// The default schema of a session: its own tables (memory), then the configured `[sql.tables]`.
+#[derive(Debug)]
+pub(crate) struct SessionSchema {
+    own: MemorySchemaProvider,
+    sources: Arc<Sources>,
+}
+
+impl SessionSchema {
+    pub(crate) fn new(sources: Arc<Sources>) -> Self {
+        SessionSchema {
+            own: MemorySchemaProvider::new(),
+            sources,
+        }
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for SessionSchema {
+    fn table_names(&self) -> Vec<String> {
+        let mut names = self.own.table_names();
+        for name in self.sources.tables.keys() {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
+    }
+
+    async fn table_type(&self, name: &str) -> Result<Option<TableType>> {
+        // Listing tables (information_schema.tables) does not open the configured files.
+        if let Some(t) = self.own.table_type(name).await? {
+            return Ok(Some(t));
+        }
+        Ok(self.sources.tables.contains_key(name).then_some(TableType::Base))
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if let Some(table) = self.own.table(name).await? {
+            return Ok(Some(table));
+        }
+        self.sources.configured(name).await
+    }
+
+    fn register_table(
+        &self,
+        name: String,
+        table: Arc<dyn TableProvider>,
+    ) -> Result<Option<Arc<dyn TableProvider>>> {
+        self.own.register_table(name, table)
+    }
+
+    fn deregister_table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        self.own.deregister_table(name)
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.own.table_exist(name) || self.sources.tables.contains_key(name)
+    }
+}
+
+/// `read_csv_auto('file')` and friends.
+#[derive(Debug)]
+pub(crate) struct ReadFunction {
+    name: &'static str,
+    format: Format,
+    sources: Arc<Sources>,
+}
+
+/// The table functions and the format each reads.
+pub(crate) const READ_FUNCTIONS: &[(&str, Format)] = &[
+    ("read_csv_auto", Format::Csv),
+    ("read_csv", Format::Csv),
+    ("read_json", Format::Json),
+    ("read_json_auto", Format::Json),
+    ("read_ndjson", Format::Json),
+    ("read_parquet", Format::Parquet),
+];
+
+impl ReadFunction {
+    pub(crate) fn new(name: &'static str, format: Format, sources: Arc<Sources>) -> Self {
+        ReadFunction {
+            name,
+            format,
+            sources,
+        }
+    }
+
+    fn path(&self, exprs: &[Expr]) -> Result<String> {
+        let usage = || {
+            Error::Argument {
+                message: format!(
+                    "{}(path) takes one argument, a file, folder or URL as a string literal; options such as \
+                     delim or header are not supported here: use CREATE EXTERNAL TABLE … OPTIONS (…) instead",
+                    self.name
+                ),
+            }
+            .into_datafusion()
+        };
+        match exprs {
+            [
+                Expr::Literal(
+                    ScalarValue::Utf8(Some(s))
+                    | ScalarValue::Utf8View(Some(s))
+                    | ScalarValue::LargeUtf8(Some(s)),
+                    _,
+                ),
+            ] => Ok(s.clone()),
+            _ => Err(usage()),
+        }
+    }
+}
+
+impl TableFunctionImpl for ReadFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let path = self.path(args.exprs())?;
+        let what = format!("{}('{path}')", self.name);
+        let sources = self.sources.clone();
+        let format = self.format;
+        // Planning is synchronous here; opening a file (schema inference) is not.
+        block_on(async move { sources.open(&what, &path, Some(format)).await })
+    }
+}
+
+/// Run `fut` to completion from synchronous code inside or outside a Tokio runtime.
+fn block_on<T: Send + 'static>(
+    fut: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| handle.block_on(fut))
+        }
+        _ => std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| DataFusionError::External(Box::new(e)))?
+                .block_on(fut)
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(DataFusionError::Internal(
+                "a file could not be opened (thread failed)".into(),
+            ))
+        }),
+    }
+}

@@ -1,0 +1,140 @@
+//! The magic tables over the store: `sessions`, `cascade_runs`, `checkpoints`, `signals`, and the
+//! `caller_id` pushdown of `sql_query_log`.
+
+use rvbbit_store::{Checkpoint, Signal};
+use rvbbit_testkit::{Reply, Script, TestServer};
+use serde_json::json;
+
+use crate::support::{Harness, column};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_and_runs_with_pushed_filters() {
+    let server = TestServer::start(Script::rule(|_| Reply::text("ok").cost(0.002))).await;
+    let h = Harness::new(&server.base_url(), 4).await;
+    let q = h.runtime.session();
+    let first = q
+        .execute("SELECT rvbbit_udf('Say ok', x) FROM (VALUES ('a'), ('b')) AS t(x)")
+        .await
+        .unwrap();
+    let caller = first.caller_id.to_string();
+    q.execute("SELECT rvbbit_udf('Say ok', 'c')").await.unwrap();
+
+    let r = q
+        .execute(&format!(
+            "SELECT session_id, cascade_id, status, caller_id, cost_micro_usd, cost, events, duration_ms \
+             FROM sessions WHERE caller_id = '{caller}' ORDER BY session_id"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.row_count(), 2);
+    assert!(
+        column(&r, 0)
+            .iter()
+            .all(|s| s.as_deref().unwrap().starts_with("udf-"))
+    );
+    assert!(column(&r, 1).iter().all(|s| s.as_deref() == Some("sql_udf")));
+    assert!(column(&r, 2).iter().all(|s| s.as_deref() == Some("completed")));
+    assert!(column(&r, 4).iter().all(|s| s.as_deref() == Some("2000")));
+    assert!(column(&r, 5).iter().all(|s| s.as_deref() == Some("0.002")));
+    assert!(
+        column(&r, 6)
+            .iter()
+            .all(|s| s.as_deref().unwrap().parse::<i64>().unwrap() > 0)
+    );
+
+    // Status and cascade filters, a session id, and a status that is not one: no rows.
+    let count = |sql: String| {
+        let q = &q;
+        async move { column(&q.execute(&sql).await.unwrap(), 0)[0].clone().unwrap() }
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM sessions WHERE status = 'completed' AND cascade_id = 'sql_udf'".into())
+            .await,
+        "3"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM sessions WHERE status = 'sleepy'".into()).await,
+        "0"
+    );
+    let one = column(&r, 0)[0].clone().unwrap();
+    assert_eq!(
+        count(format!(
+            "SELECT count(*) FROM sessions WHERE session_id = '{one}'"
+        ))
+        .await,
+        "1"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM (SELECT * FROM sessions LIMIT 1)".into()).await,
+        "1"
+    );
+
+    // cascade_runs: what ran, for replay.
+    let runs = q
+        .execute(&format!(
+            "SELECT cascade_definition, input_data, cascade_hash FROM cascade_runs WHERE session_id = '{one}'"
+        ))
+        .await
+        .unwrap();
+    assert!(
+        column(&runs, 0)[0]
+            .as_deref()
+            .unwrap()
+            .contains("cascade_id: sql_udf")
+    );
+    assert!(column(&runs, 1)[0].as_deref().unwrap().contains("Say ok"));
+    assert_eq!(column(&runs, 2)[0].as_deref().unwrap().len(), 64);
+
+    // sql_query_log filtered by caller (pushed down to the store).
+    let log = q
+        .execute(&format!(
+            "SELECT runs FROM sql_query_log WHERE caller_id = '{caller}'"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(column(&log, 0), [Some("2".into())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_and_signals() {
+    let server = TestServer::start(Script::echo()).await;
+    let h = Harness::new(&server.base_url(), 4).await;
+    let session: rvbbit_core::SessionId = "cp-session-one".parse().unwrap();
+    let mut cp = Checkpoint::pending(session.clone(), "ask", "confirmation", "approve");
+    cp.cascade_id = Some("review".into());
+    cp.ui_spec = json!({"prompt": "Ship it?"});
+    let cp_id = cp.checkpoint_id.clone();
+    h.store.checkpoint_put(&cp).await.unwrap();
+    h.store
+        .signal_register(&Signal::waiting("approve", Some(session.clone())))
+        .await
+        .unwrap();
+    h.store
+        .signal_register(&Signal::waiting("other", None))
+        .await
+        .unwrap();
+    let q = h.runtime.session();
+    let r = q
+        .execute(
+            "SELECT checkpoint_id, status, ui_spec FROM checkpoints \
+             WHERE session_id = 'cp-session-one' AND status = 'pending'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(column(&r, 0), [Some(cp_id)]);
+    assert!(column(&r, 2)[0].as_deref().unwrap().contains("Ship it?"));
+    let none = q
+        .execute("SELECT count(*) FROM checkpoints WHERE status = 'responded'")
+        .await
+        .unwrap();
+    assert_eq!(column(&none, 0), [Some("0".into())]);
+    let s = q
+        .execute("SELECT name, status, session_id FROM signals WHERE name = 'approve'")
+        .await
+        .unwrap();
+    assert_eq!(column(&s, 0), [Some("approve".into())]);
+    assert_eq!(column(&s, 1), [Some("waiting".into())]);
+    assert_eq!(column(&s, 2), [Some("cp-session-one".into())]);
+    let all = q.execute("SELECT count(*) FROM signals").await.unwrap();
+    assert_eq!(column(&all, 0), [Some("2".into())]);
+}
