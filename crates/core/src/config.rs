@@ -556,7 +556,12 @@ fn check_shape(layer: &Value, template: &Value, prefix: &str, source: &Source, p
                         }
                     }
                 }
-                _ => problems.push(type_problem(&path, value, &Value::Object(Default::default()), source)),
+                _ => problems.push(type_problem(
+                    &path,
+                    value,
+                    &Value::Object(Default::default()),
+                    source,
+                )),
             }
             continue;
         }
@@ -888,7 +893,11 @@ mod tests {
         .unwrap();
         let mut o = opts(dir.path());
         o.env = vec![("RVBBIT_SQL__PORT".into(), "25432".into())];
-        o.flags = vec![("sql.tables.events".into(), "s3://b/events/".into(), "--set".into())];
+        o.flags = vec![(
+            "sql.tables.events".into(),
+            "s3://b/events/".into(),
+            "--set".into(),
+        )];
         let loaded = load(&o).unwrap();
         assert_eq!(loaded.config.server.port, 6060);
         assert_eq!(loaded.config.server.host, "127.0.0.1");
@@ -897,11 +906,18 @@ mod tests {
         assert_eq!(loaded.config.sql.tables["orders"], "data/orders.csv");
         assert_eq!(loaded.config.sql.tables["events"], "s3://b/events/");
 
-        std::fs::write(dir.path().join("rvbbit.toml"), "[sql.tables]\norders = 3\n[server]\nprot = 1\n").unwrap();
+        std::fs::write(
+            dir.path().join("rvbbit.toml"),
+            "[sql.tables]\norders = 3\n[server]\nprot = 1\n",
+        )
+        .unwrap();
         let err = load(&opts(dir.path())).unwrap_err();
         let keys: Vec<_> = err.problems.iter().filter_map(|p| p.key.clone()).collect();
         assert!(keys.contains(&"sql.tables.orders".to_owned()), "{keys:?}");
-        assert!(err.problems.iter().any(|p| p.hint.contains("server.port")), "{err:?}");
+        assert!(
+            err.problems.iter().any(|p| p.hint.contains("server.port")),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -41,6 +41,7 @@ mod format;
 mod magic;
 mod map;
 mod options;
+pub mod pgwire;
 mod session;
 mod tool;
 mod udf;

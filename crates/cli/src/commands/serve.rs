@@ -44,6 +44,17 @@ pub(crate) struct Args {
     /// Seconds in-flight runs may take to finish on shutdown before they are cancelled.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     shutdown_grace: u64,
+    /// Serve something else than the HTTP API.
+    #[command(subcommand)]
+    command: Option<ServeCommand>,
+}
+
+/// What `rvbbit serve` can serve besides the HTTP API.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum ServeCommand {
+    /// Serve SQL over the PostgreSQL wire protocol (psql, JDBC, psycopg, BI tools) on 127.0.0.1:15432
+    /// (settings `sql.host`, `sql.port`). Any other address requires API keys, sent as the password.
+    Sql(super::serve_sql::Args),
 }
 
 fn coded(code: &'static rvbbit_core::ErrorCode, message: String, hint: &str) -> Failure {
@@ -72,6 +83,9 @@ fn address(host: &str, port: u16) -> Result<(SocketAddr, bool), Failure> {
 }
 
 pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
+    if let Some(ServeCommand::Sql(sql)) = &args.command {
+        return super::serve_sql::run(cli, sql, out);
+    }
     let config = load_config(cli, out)?.config;
     let (addr, loopback) = address(&args.host, args.port)?;
     let roots = if !args.roots.is_empty() {

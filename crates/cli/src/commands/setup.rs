@@ -23,3 +23,45 @@ pub(crate) async fn store_writer(config: &Config) -> (Writer, Option<Arc<dyn Sto
         }
     }
 }
+
+/// What a SQL door needs: the writer (shut it down at the end), the store (None when it cannot be
+/// opened) and the SQL runtime over an engine with the configured provider.
+pub(crate) struct SqlParts {
+    pub(crate) writer: Writer,
+    pub(crate) store: Option<Arc<dyn Store>>,
+    pub(crate) runtime: rvbbit_sql::SqlRuntime,
+}
+
+/// Build the SQL runtime as `rvbbit sql` does: the configured provider, the store and its writer, the
+/// `sql_data` tool, the concurrency limit, default model and cascade roots.
+pub(crate) async fn sql_runtime(config: &Config) -> Result<SqlParts, super::Failure> {
+    use rvbbit_engine::Engine;
+    use rvbbit_engine::tools::Registry;
+
+    let provider = super::run::provider(config, None, None).await?;
+    let (writer, store) = store_writer(config).await;
+    let mut registry = Registry::builtin();
+    rvbbit_sql::register_tools(&mut registry);
+    let engine = Engine::new(registry)
+        .with_provider(provider)
+        .with_writer(writer.handle())
+        .with_default_model(config.default_model.clone());
+    let mut settings = rvbbit_sql::Settings::new(std::env::current_dir().unwrap_or_default());
+    settings.concurrency = config.provider.max_concurrency.max(1) as usize;
+    settings.default_model = config.default_model.clone();
+    settings.roots = config.roots.clone();
+    let runtime = rvbbit_sql::SqlRuntime::new(engine, store.clone(), Some(writer.handle()), settings)
+        .map_err(|e| {
+            super::Failure::Coded(super::Coded {
+                code: e.code(),
+                message: e.to_string(),
+                hint: e.hint(),
+                causes: Vec::new(),
+            })
+        })?;
+    Ok(SqlParts {
+        writer,
+        store,
+        runtime,
+    })
+}
