@@ -43,6 +43,7 @@ mod format;
 mod magic;
 mod map;
 mod options;
+pub mod pgwire;
 mod session;
 mod sources;
 mod tool;

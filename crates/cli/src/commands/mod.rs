@@ -14,6 +14,7 @@ pub(crate) mod resume;
 pub(crate) mod run;
 pub(crate) mod schema;
 pub(crate) mod serve;
+pub(crate) mod serve_sql;
 pub(crate) mod sessions;
 pub(crate) mod setup;
 pub(crate) mod signal;

@@ -46,6 +46,17 @@ pub(crate) struct Args {
     /// Config: server.shutdown_grace_seconds
     #[arg(long, value_name = "SECONDS")]
     shutdown_grace: Option<u64>,
+    /// Serve something else than the HTTP API.
+    #[command(subcommand)]
+    command: Option<ServeCommand>,
+}
+
+/// What `rvbbit serve` can serve besides the HTTP API.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum ServeCommand {
+    /// Serve SQL over the PostgreSQL wire protocol (psql, JDBC, psycopg, BI tools) on 127.0.0.1:15432
+    /// (settings `sql.host`, `sql.port`). Any other address requires API keys, sent as the password.
+    Sql(super::serve_sql::Args),
 }
 
 fn coded(code: &'static rvbbit_core::ErrorCode, message: String, hint: &str) -> Failure {
@@ -74,6 +85,9 @@ fn address(host: &str, port: u16) -> Result<(SocketAddr, bool), Failure> {
 }
 
 pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
+    if let Some(ServeCommand::Sql(sql)) = &args.command {
+        return super::serve_sql::run(cli, sql, out);
+    }
     let config = load_config(cli, out)?.config;
     let host = args.host.clone().unwrap_or_else(|| config.server.host.clone());
     let port = args.port.unwrap_or(config.server.port);

@@ -25,11 +25,52 @@ pub(crate) async fn store_writer(config: &Config) -> (Writer, Option<Arc<dyn Sto
 }
 
 /// Settings of the SQL door from configuration: concurrency from `provider.max_concurrency`, the default
-/// model, the working directory as base for relative cascade paths, and the configured roots.
+/// model, the working directory as base for relative cascade paths, the configured roots and the
+/// `[sql.tables]` registrations.
 pub(crate) fn sql_settings(config: &Config) -> rvbbit_sql::Settings {
     let mut settings = rvbbit_sql::Settings::new(std::env::current_dir().unwrap_or_default());
     settings.concurrency = config.provider.max_concurrency.max(1) as usize;
     settings.default_model = config.default_model.clone();
     settings.roots = config.roots.clone();
+    settings.tables = config.sql.tables.clone();
     settings
+}
+
+/// What a SQL door needs: the writer (shut it down at the end), the store (None when it cannot be
+/// opened) and the SQL runtime over an engine with the configured provider.
+pub(crate) struct SqlParts {
+    pub(crate) writer: Writer,
+    pub(crate) store: Option<Arc<dyn Store>>,
+    pub(crate) runtime: rvbbit_sql::SqlRuntime,
+}
+
+/// Build the SQL runtime as `rvbbit sql` does: the configured provider, the store and its writer, the
+/// `sql_data` tool and [`sql_settings`].
+pub(crate) async fn sql_runtime(config: &Config) -> Result<SqlParts, super::Failure> {
+    use rvbbit_engine::Engine;
+    use rvbbit_engine::tools::Registry;
+
+    let provider = super::run::provider(config, None, None).await?;
+    let (writer, store) = store_writer(config).await;
+    let mut registry = Registry::builtin();
+    rvbbit_sql::register_tools(&mut registry);
+    let engine = Engine::new(registry)
+        .with_provider(provider)
+        .with_writer(writer.handle())
+        .with_default_model(config.default_model.clone());
+    let runtime =
+        rvbbit_sql::SqlRuntime::new(engine, store.clone(), Some(writer.handle()), sql_settings(config))
+            .map_err(|e| {
+                super::Failure::Coded(super::Coded {
+                    code: e.code(),
+                    message: e.to_string(),
+                    hint: e.hint(),
+                    causes: Vec::new(),
+                })
+            })?;
+    Ok(SqlParts {
+        writer,
+        store,
+        runtime,
+    })
 }

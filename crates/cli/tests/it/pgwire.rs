@@ -1,0 +1,500 @@
+//! `rvbbit serve sql` as a process, driven by real PostgreSQL clients: psql (`RVBBIT_PSQL`), psycopg 3
+//! (`RVBBIT_PYTHON`, a python with psycopg installed) and pgjdbc (`RVBBIT_PGJDBC_JAR`, with java/javac),
+//! against the testkit LLM server.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rvbbit_testkit::{Reply, Script, TestServer};
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::rvbbit;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The testkit server: upper-cases the prompt's input; "boom" fails; "slow" takes 1.5 s.
+fn llm(rt: &tokio::runtime::Runtime) -> TestServer {
+    rt.block_on(TestServer::start(Script::rule(|body| {
+        let prompt = body["messages"][0]["content"].as_str().unwrap_or_default();
+        let input = prompt
+            .lines()
+            .find_map(|l| l.strip_prefix("Input: "))
+            .unwrap_or_default()
+            .to_owned();
+        match input.as_str() {
+            "boom" => Reply::error(400, "bad request for boom"),
+            "slow" => Reply::text("SLOW").latency(Duration::from_millis(1500)),
+            other => Reply::text(other.to_uppercase()).cost(0.001),
+        }
+    })))
+}
+
+/// A running `rvbbit serve sql` and the port it listens on.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(dir: &Path, base_url: &str, host: &str) -> Server {
+        let mut child = rvbbit(dir)
+            .env("RVBBIT_PROVIDER_BASE_URL", base_url)
+            .env("OPENROUTER_API_KEY", "test-key")
+            .env("RVBBIT_DEFAULT_MODEL", "test/model")
+            .args(["--set", "provider.max_retries=0"])
+            .args(["serve", "sql", "--host", host, "--port", "0"])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let port: u16 = first
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in `{first}`"));
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, port }
+    }
+
+    /// SIGTERM, then wait for the exit code.
+    fn stop(mut self) -> Option<i32> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.wait()
+    }
+
+    fn wait(&mut self) -> Option<i32> {
+        let started = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the server did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn program(var: &str, default: &str, hint: &str) -> String {
+    let p = std::env::var(var).unwrap_or_else(|_| default.to_owned());
+    let ok = Command::new(&p)
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(ok, "`{p}` is missing: {hint} (or set {var})");
+    p
+}
+
+fn psql(port: u16, script: &str) -> Output {
+    let psql = program(
+        "RVBBIT_PSQL",
+        "psql",
+        "install Debian's postgresql-client (`apt-get install -y postgresql-client`)",
+    );
+    let mut child = Command::new(psql)
+        .args([
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "tester",
+            "-d",
+            "lab",
+            "-f",
+            "-",
+        ])
+        .env_remove("PGPASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn python() -> String {
+    let python = program(
+        "RVBBIT_PYTHON",
+        "python3",
+        "create a venv with psycopg: `python3 -m venv ~/.cache/rvbbit-venv && ~/.cache/rvbbit-venv/bin/pip install \"psycopg[binary]\"` and set RVBBIT_PYTHON=~/.cache/rvbbit-venv/bin/python",
+    );
+    let has = Command::new(&python)
+        .args(["-c", "import psycopg"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        has,
+        "`{python}` has no psycopg: `{python} -m pip install \"psycopg[binary]\"` (or set RVBBIT_PYTHON to a venv's python that has it)"
+    );
+    python
+}
+
+/// Run a psycopg script (`PORT` in its environment); its last stdout line is JSON.
+fn psycopg(port: u16, script: &str) -> Value {
+    let out = Command::new(python())
+        .args(["-c", script])
+        .env("PORT", port.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "psycopg script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap()
+}
+
+#[test]
+fn psql_lists_and_describes_tables_runs_udfs_and_shows_sqlstates() {
+    let rt = runtime();
+    let server = llm(&rt);
+    let dir = TempDir::new().unwrap();
+    let s = Server::start(dir.path(), &server.base_url(), "127.0.0.1");
+    let out = psql(
+        s.port,
+        "\\set VERBOSITY verbose\n\
+         CREATE TABLE animals (id INT NOT NULL, name VARCHAR, weight DOUBLE);\n\
+         INSERT INTO animals VALUES (1, 'cat', 4.5), (2, 'dog', 20.0);\n\
+         \\dt\n\
+         \\d animals\n\
+         SELECT name, weight FROM animals ORDER BY id;\n\
+         SELECT rvbbit_udf('Shout', name) AS loud FROM animals ORDER BY id;\n\
+         SELECT * FROM nope;\n\
+         SELEC 1;\n\
+         SHOW rvbbit.udf_errors;\n\
+         SELECT current_database(), current_schema(), version() LIKE 'PostgreSQL 16%' AS pg;\n",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // \dt
+    assert!(stdout.contains("List of relations"), "{stdout}\n{stderr}");
+    assert!(stdout.contains(" public | animals | table | tester"), "{stdout}");
+    // \d animals: the columns with their PostgreSQL types and nullability
+    assert!(stdout.contains("Table \"public.animals\""), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(" id     | integer          |           | not null |"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(" name   | text             |"), "{stdout}");
+    assert!(stdout.contains(" weight | double precision |"), "{stdout}");
+    // plain query and the LLM function
+    assert!(stdout.contains(" cat  |    4.5"), "{stdout}");
+    assert!(stdout.contains(" CAT\n DOG\n"), "{stdout}");
+    assert_eq!(server.requests(), 2);
+    // errors: SQLSTATE, message, hint; the syntax error has its position
+    assert!(
+        stderr.contains("ERROR:  42P01: table 'datafusion.public.nope' not found"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("ERROR:  42601:"), "{stderr}");
+    assert!(stderr.contains("LINE 1: SELEC 1;"), "{stderr}");
+    assert!(stderr.contains("HINT:"), "{stderr}");
+    assert!(!stderr.contains("src/"), "no internal paths: {stderr}");
+    assert!(stdout.contains(" null\n"), "SHOW rvbbit.*: {stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with(" lab ") && l.contains("| public ") && l.ends_with("| t")),
+        "{stdout}"
+    );
+    assert_eq!(s.stop(), Some(0));
+}
+
+const PSYCOPG_SCRIPT: &str = r#"
+import json, os, psycopg
+conn = psycopg.connect(host="127.0.0.1", port=int(os.environ["PORT"]), user="py", dbname="lab", autocommit=True)
+notices = []
+conn.add_notice_handler(lambda d: notices.append((d.severity, d.message_primary)))
+out = {}
+with conn.cursor() as cur:
+    cur.execute("SELECT %s::int AS n, %s AS s, %s AS f", (42, "it's", 1.5))
+    out["params"] = list(cur.fetchone())
+    out["types"] = [d.type_code for d in cur.description]
+    cur.execute("SELECT x, rvbbit_udf('Shout', x) AS r FROM (VALUES (%s), (%s), (%s)) AS t(x) ORDER BY x", ("a", "b", "a"))
+    out["rows"] = [list(r) for r in cur.fetchall()]
+    cur.execute("SELECT caller_id, runs, protocol FROM sql_query_log ORDER BY timestamp")
+    out["log"] = [list(r) for r in cur.fetchall()]
+    cur.execute("SELECT rvbbit_udf('Shout', 'boom') AS r")
+    out["failed"] = cur.fetchone()[0]
+    out["notices"] = notices
+    for sql in ["SELECT * FROM missing_table", "SELECT nope FROM (VALUES (1)) AS t(x)", "SELECT no_such_fn(1)", "SET rvbbit.udf_errors = 'sometimes'"]:
+        try:
+            cur.execute(sql)
+            out.setdefault("errors", []).append(None)
+        except psycopg.Error as e:
+            out.setdefault("errors", []).append(e.sqlstate)
+    cur.execute("SELECT 1")
+    out["after_error"] = cur.fetchone()[0]
+    cur.execute("BEGIN")
+    out["in_tx"] = conn.info.transaction_status.name
+    cur.execute("COMMIT")
+    out["idle"] = conn.info.transaction_status.name
+    cur.execute("SELECT %s::text AS t, %s::bigint AS b, %s::boolean AS flag", ("x", 10**12, True), binary=True)
+    out["binary"] = list(cur.fetchone())
+print(json.dumps(out))
+"#;
+
+#[test]
+fn psycopg_binds_parameters_gets_udf_rows_notices_sqlstates_and_one_caller_per_statement() {
+    let rt = runtime();
+    let server = llm(&rt);
+    let dir = TempDir::new().unwrap();
+    let s = Server::start(dir.path(), &server.base_url(), "127.0.0.1");
+    let doc = psycopg(s.port, PSYCOPG_SCRIPT);
+    assert_eq!(doc["params"], serde_json::json!([42, "it's", 1.5]), "{doc}");
+    assert_eq!(
+        doc["types"],
+        serde_json::json!([23, 25, 701]),
+        "int4, text, float8: {doc}"
+    );
+    assert_eq!(
+        doc["rows"],
+        serde_json::json!([["a", "A"], ["a", "A"], ["b", "B"]])
+    );
+    // One statement, one caller id shared by its two runs.
+    let log = doc["log"].as_array().unwrap();
+    assert_eq!(log.len(), 1, "{doc}");
+    let caller = log[0][0].as_str().unwrap().to_owned();
+    assert!(caller.starts_with("sql-"), "{caller}");
+    assert_eq!(log[0][1], 2);
+    assert_eq!(log[0][2], "postgresql_wire");
+    assert_eq!(doc["failed"], Value::Null);
+    let notices = doc["notices"].to_string();
+    assert!(
+        notices.contains("NOTICE") && notices.contains("failed"),
+        "{notices}"
+    );
+    assert_eq!(
+        doc["errors"],
+        serde_json::json!(["42P01", "42703", "42883", "22023"]),
+        "{doc}"
+    );
+    assert_eq!(doc["after_error"], 1);
+    assert_eq!(doc["in_tx"], "INTRANS", "{doc}");
+    assert_eq!(doc["idle"], "IDLE", "{doc}");
+    assert_eq!(
+        doc["binary"],
+        serde_json::json!(["x", 1_000_000_000_000i64, true])
+    );
+    assert_eq!(s.stop(), Some(0));
+
+    // The store has both runs under that caller.
+    let sessions = rvbbit(dir.path())
+        .args(["--output", "json", "sessions", "list", "--caller", &caller])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&sessions.stdout);
+    assert_eq!(text.matches(&caller).count(), 2, "{text}");
+}
+
+const JAVA: &str = r#"
+import java.sql.*;
+public class Jdbc {
+    public static void main(String[] args) throws Exception {
+        String url = "jdbc:postgresql://127.0.0.1:" + args[0] + "/lab?user=java";
+        try (Connection c = DriverManager.getConnection(url)) {
+            try (Statement st = c.createStatement()) {
+                st.execute("CREATE TABLE items (id INT, label VARCHAR)");
+                st.execute("INSERT INTO items VALUES (1, 'one'), (2, 'two'), (3, 'three')");
+            }
+            StringBuilder out = new StringBuilder();
+            try (PreparedStatement ps = c.prepareStatement("SELECT label, id * 10 AS tens, ? AS tag FROM items WHERE id >= ? ORDER BY id")) {
+                for (int i = 1; i <= 7; i++) {
+                    ps.setString(1, "run" + i);
+                    ps.setInt(2, (i % 3) + 1);
+                    try (ResultSet rs = ps.executeQuery()) {
+                        int n = 0;
+                        while (rs.next()) { n++; if (i == 7) out.append(rs.getString(1)).append(':').append(rs.getInt(2)).append(':').append(rs.getString(3)).append(' '); }
+                        out.append("n=").append(n).append(' ');
+                    }
+                }
+            }
+            out.append('|');
+            ResultSet tables = c.getMetaData().getTables(null, null, "%", new String[] {"TABLE"});
+            while (tables.next()) out.append(tables.getString("TABLE_SCHEM")).append('.').append(tables.getString("TABLE_NAME")).append(' ');
+            System.out.println(out);
+        }
+    }
+}
+"#;
+
+#[test]
+fn pgjdbc_prepared_statements_switch_to_server_side_and_metadata_lists_tables() {
+    let jar = PathBuf::from(
+        std::env::var("RVBBIT_PGJDBC_JAR").unwrap_or_else(|_| "/usr/share/java/postgresql.jar".into()),
+    );
+    assert!(
+        jar.is_file(),
+        "{} is missing: install Debian's libpostgresql-jdbc-java (or set RVBBIT_PGJDBC_JAR)",
+        jar.display()
+    );
+    let javac = program(
+        "javac",
+        "javac",
+        "install a JDK (`apt-get install -y default-jdk-headless`)",
+    );
+    let rt = runtime();
+    let server = llm(&rt);
+    let dir = TempDir::new().unwrap();
+    let src = TempDir::new().unwrap();
+    std::fs::write(src.path().join("Jdbc.java"), JAVA).unwrap();
+    let compiled = Command::new(javac)
+        .args(["-d", &src.path().to_string_lossy()])
+        .arg(src.path().join("Jdbc.java"))
+        .output()
+        .unwrap();
+    assert!(
+        compiled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&compiled.stderr)
+    );
+    let s = Server::start(dir.path(), &server.base_url(), "127.0.0.1");
+    let classpath = format!("{}:{}", src.path().display(), jar.display());
+    let out = Command::new("java")
+        .args(["-cp", &classpath, "Jdbc", &s.port.to_string()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // i % 3 + 1 for i = 1..7: 2, 3, 1, 2, 3, 1, 2 → rows 2, 1, 3, 2, 1, 3, 2; the 7th run (server-side
+    // prepared by then: prepareThreshold is 5) prints its rows.
+    assert!(
+        stdout.starts_with("n=2 n=1 n=3 n=2 n=1 n=3 two:20:run7 three:30:run7 n=2 |"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("public.items"), "{stdout}");
+    assert_eq!(s.stop(), Some(0));
+}
+
+const AUTH_SCRIPT: &str = r#"
+import json, os, psycopg
+out = {}
+try:
+    psycopg.connect(host="127.0.0.1", port=int(os.environ["PORT"]), user="u", dbname="lab", password="rvb_wrong")
+    out["wrong"] = None
+except psycopg.OperationalError as e:
+    out["wrong"] = str(e)
+with psycopg.connect(host="127.0.0.1", port=int(os.environ["PORT"]), user="u", dbname="lab", password=os.environ["KEY"]) as c:
+    out["right"] = c.execute("SELECT 1 + 1").fetchone()[0]
+print(json.dumps(out))
+"#;
+
+#[test]
+fn a_network_bind_needs_keys_and_checks_the_password() {
+    let rt = runtime();
+    let server = llm(&rt);
+    let dir = TempDir::new().unwrap();
+    let refused = rvbbit(dir.path())
+        .args(["serve", "sql", "--host", "0.0.0.0", "--port", "0"])
+        .env("OPENROUTER_API_KEY", "test-key")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains("RVB-C008") && stderr.contains("rvbbit keys create"),
+        "{stderr}"
+    );
+
+    let created = rvbbit(dir.path())
+        .args(["--output", "json", "keys", "create", "--name", "sql"])
+        .output()
+        .unwrap();
+    let key: Value = serde_json::from_slice(&created.stdout).unwrap();
+    let secret = key["secret"].as_str().unwrap().to_owned();
+    let s = Server::start(dir.path(), &server.base_url(), "0.0.0.0");
+    let out = Command::new(python())
+        .args(["-c", AUTH_SCRIPT])
+        .env("PORT", s.port.to_string())
+        .env("KEY", &secret)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let wrong = doc["wrong"].as_str().unwrap_or_default();
+    assert!(wrong.contains("password authentication failed"), "{doc}");
+    assert_eq!(doc["right"], 2);
+    assert_eq!(s.stop(), Some(0));
+}
+
+const SLOW_SCRIPT: &str = r#"
+import json, os, sys, psycopg
+with psycopg.connect(host="127.0.0.1", port=int(os.environ["PORT"]), user="u", dbname="lab", autocommit=True) as c:
+    print("connected", flush=True)
+    row = c.execute("SELECT rvbbit_udf('Shout', 'slow') AS r").fetchone()
+    print(json.dumps({"row": row[0]}), flush=True)
+"#;
+
+#[test]
+fn sigterm_lets_a_running_statement_finish_and_exits_zero() {
+    let rt = runtime();
+    let server = llm(&rt);
+    let dir = TempDir::new().unwrap();
+    let s = Server::start(dir.path(), &server.base_url(), "127.0.0.1");
+    let mut client = Command::new(python())
+        .args(["-c", SLOW_SCRIPT])
+        .env("PORT", s.port.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(client.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "connected");
+    // Let the statement reach the slow LLM call, then stop the server.
+    let started = Instant::now();
+    while server.requests() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the statement never called the LLM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let code = s.stop();
+    let last = lines.next().unwrap().unwrap();
+    let status = client.wait().unwrap();
+    assert!(status.success(), "client failed: {last}");
+    assert_eq!(last, r#"{"row": "SLOW"}"#);
+    assert_eq!(code, Some(0), "a graceful stop exits 0");
+}

@@ -1,0 +1,730 @@
+//! One connection: its SQL session, PostgreSQL parameters and catalog state; the simple and extended
+//! query protocols on top of [`SqlSession::execute`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use futures::{Sink, SinkExt, stream};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{
+    DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response, Tag,
+};
+use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, METADATA_DATABASE, METADATA_USER, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::extendedquery::Execute;
+use pgwire::messages::response::NoticeResponse;
+use pgwire::messages::simplequery::Query;
+
+use super::ServerState;
+use super::catalog::{self, CatalogState, Identity};
+use super::errors::{error, from_sql_error, state, user_error};
+use super::statement::{self, Kind, Param, Sql};
+use super::types;
+use crate::options::RvbbitOptions;
+use crate::session::{QueryResult, SqlSession};
+
+/// A connection's state (shared by its query handlers and its statement parser).
+pub(crate) struct Conn {
+    session: SqlSession,
+    server: Arc<ServerState>,
+    catalog: CatalogState,
+    /// PostgreSQL parameters changed by SET (lower-case names).
+    params: Mutex<BTreeMap<String, String>>,
+    /// (database, user), known after startup.
+    identity: OnceLock<(String, String)>,
+    /// Results of statements executed early to describe them (RVBBIT MAP), by their SQL.
+    early: Mutex<HashMap<String, QueryResult>>,
+}
+
+impl Conn {
+    pub(crate) fn new(session: SqlSession, server: Arc<ServerState>) -> Conn {
+        Conn {
+            session,
+            server,
+            catalog: CatalogState::default(),
+            params: Mutex::new(BTreeMap::new()),
+            identity: OnceLock::new(),
+            early: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Install the catalog on first use (it needs the database and user names from the startup).
+    fn ensure_ready<C: ClientInfo>(&self, client: &C) -> PgWireResult<()> {
+        if self.identity.get().is_some() {
+            return Ok(());
+        }
+        let user = client
+            .metadata()
+            .get(METADATA_USER)
+            .cloned()
+            .unwrap_or_else(|| "rvbbit".into());
+        let database = client
+            .metadata()
+            .get(METADATA_DATABASE)
+            .cloned()
+            .unwrap_or_else(|| user.clone());
+        let (pid, _) = client.pid_and_secret_key();
+        let identity = Identity {
+            database: &database,
+            user: &user,
+            settings: Vec::new(),
+        };
+        catalog::install(self.session.context(), &identity, pid).map_err(|e| {
+            user_error(error(
+                state::INTERNAL,
+                format!("the catalog cannot be set up: {e}"),
+                "",
+            ))
+        })?;
+        let _ = self.identity.set((database, user));
+        Ok(())
+    }
+
+    fn param(&self, name: &str) -> Option<String> {
+        let lower = name.to_ascii_lowercase();
+        if let Some(v) = self.params.lock().unwrap_or_else(|p| p.into_inner()).get(&lower) {
+            return Some(v.clone());
+        }
+        super::auth::defaults()
+            .into_iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&lower))
+            .map(|(_, v)| v)
+    }
+
+    /// Every parameter and setting, for SHOW ALL and pg_settings.
+    fn all_settings(&self) -> Vec<(String, String)> {
+        let mut all: BTreeMap<String, String> = super::auth::defaults()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        for (k, v) in self.params.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            all.insert(k.clone(), v.clone());
+        }
+        for entry in self.session_entries() {
+            all.insert(entry.0, entry.1);
+        }
+        all.into_iter().collect()
+    }
+
+    /// The `rvbbit.*` settings in force.
+    fn session_entries(&self) -> Vec<(String, String)> {
+        let state = self.session.context().state();
+        let options = state.config().options();
+        let mut out = Vec::new();
+        if let Some(ext) = options.extensions.get::<RvbbitOptions>() {
+            use datafusion::common::config::ExtensionOptions;
+            for e in ext.entries() {
+                out.push((e.key, e.value.unwrap_or_default()));
+            }
+        }
+        out
+    }
+
+    async fn refresh_catalog(&self) -> PgWireResult<()> {
+        let (database, user) = self.identity.get().cloned().unwrap_or_default();
+        let identity = Identity {
+            database: &database,
+            user: &user,
+            settings: self.all_settings(),
+        };
+        catalog::refresh(self.session.context(), &self.catalog, &identity)
+            .await
+            .map_err(|e| {
+                user_error(error(
+                    state::INTERNAL,
+                    format!("the catalog cannot be read: {e}"),
+                    "",
+                ))
+            })
+    }
+
+    /// Run one statement; `format` is the result column format the client asked for.
+    async fn run<C>(
+        &self,
+        client: &mut C,
+        kind: &Kind,
+        params: &[Param],
+        format: &Format,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match kind {
+            Kind::SetParam { name, value } => {
+                let mut p = self.params.lock().unwrap_or_else(|p| p.into_inner());
+                match value {
+                    Some(v) => p.insert(name.clone(), v.clone()),
+                    None => p.remove(name),
+                };
+                Ok(Response::Execution(Tag::new("SET")))
+            }
+            Kind::Reset(name) => {
+                match name {
+                    None => {
+                        self.params.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                        for (key, value) in RvbbitDefaults::entries() {
+                            self.set_session(&key, &value).await?;
+                        }
+                    }
+                    Some(n) if n.starts_with("rvbbit.") || n.starts_with("datafusion.") => {
+                        let default = RvbbitDefaults::entries().into_iter().find(|(k, _)| k == n);
+                        let Some((key, value)) = default else {
+                            return Err(user_error(error(
+                                state::UNDEFINED_OBJECT,
+                                format!("unrecognized configuration parameter \"{n}\""),
+                                "the rvbbit settings are rvbbit.udf_errors and rvbbit.cache",
+                            )));
+                        };
+                        self.set_session(&key, &value).await?;
+                    }
+                    Some(n) => {
+                        self.params.lock().unwrap_or_else(|p| p.into_inner()).remove(n);
+                    }
+                }
+                Ok(Response::Execution(Tag::new("RESET")))
+            }
+            Kind::Show(name) => self.show(name, format),
+            Kind::Begin => Ok(Response::TransactionStart(Tag::new("BEGIN"))),
+            Kind::Commit => Ok(Response::TransactionEnd(Tag::new("COMMIT"))),
+            Kind::Rollback => Ok(Response::TransactionEnd(Tag::new("ROLLBACK"))),
+            Kind::Ignored(tag) => Ok(Response::Execution(Tag::new(tag))),
+            Kind::Sql(sql) => self.run_sql(client, sql, params, format).await,
+        }
+    }
+
+    async fn set_session(&self, key: &str, value: &str) -> PgWireResult<()> {
+        let sql = format!("SET {key} = '{}'", value.replace('\'', "''"));
+        self.session
+            .execute(&sql)
+            .await
+            .map(|_| ())
+            .map_err(|e| user_error(from_sql_error(&e, &sql)))
+    }
+
+    fn show(&self, name: &str, format: &Format) -> PgWireResult<Response> {
+        let name = match name {
+            "transaction isolation level" => "transaction_isolation",
+            "time zone" => "timezone",
+            other => other,
+        };
+        if name == "all" {
+            let all = self.all_settings();
+            let schema = Schema::new(vec![
+                Field::new("name", DataType::Utf8, false),
+                Field::new("setting", DataType::Utf8, false),
+                Field::new("description", DataType::Utf8, false),
+            ]);
+            let names: Vec<&str> = all.iter().map(|(k, _)| k.as_str()).collect();
+            let values: Vec<&str> = all.iter().map(|(_, v)| v.as_str()).collect();
+            let batch = RecordBatch::try_new(
+                Arc::new(schema),
+                vec![
+                    Arc::new(StringArray::from(names)),
+                    Arc::new(StringArray::from(values)),
+                    Arc::new(StringArray::from(vec![""; all.len()])),
+                ],
+            )
+            .map_err(|e| user_error(error(state::INTERNAL, e.to_string(), "")))?;
+            return rows_response(&[batch], batch_schema(&all_schema()), format, "SHOW");
+        }
+        let value = if name.starts_with("rvbbit.") || name.starts_with("datafusion.") {
+            self.session_entries()
+                .into_iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v)
+        } else {
+            self.param(name)
+        };
+        let Some(value) = value else {
+            return Err(user_error(error(
+                state::UNDEFINED_OBJECT,
+                format!("unrecognized configuration parameter \"{name}\""),
+                "SHOW ALL lists the parameters; the rvbbit settings are rvbbit.udf_errors and rvbbit.cache",
+            )));
+        };
+        let schema = Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, false)]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![value]))])
+            .map_err(|e| user_error(error(state::INTERNAL, e.to_string(), "")))?;
+        rows_response(&[batch], &schema, format, "SHOW")
+    }
+
+    async fn run_sql<C>(
+        &self,
+        client: &mut C,
+        sql: &Sql,
+        params: &[Param],
+        format: &Format,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if self.server.shutting_down.load(Ordering::SeqCst) {
+            return Err(user_error(error(
+                state::SHUTDOWN,
+                "the server is shutting down and accepts no new statements",
+                "reconnect when the server is back",
+            )));
+        }
+        let text = sql.render(params).map_err(user_error)?;
+        let early = self.early.lock().unwrap_or_else(|p| p.into_inner()).remove(&text);
+        let result = match early {
+            Some(r) => r,
+            None => self.execute(sql, &text).await?,
+        };
+        for n in &result.notices {
+            let info = ErrorInfo::new("NOTICE".into(), "00000".into(), n.clone());
+            client
+                .feed(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(info)))
+                .await?;
+        }
+        let tag = statement::command_tag(&text);
+        if result.schema.fields().is_empty() {
+            return Ok(Response::Execution(Tag::new(&tag)));
+        }
+        if matches!(tag.as_str(), "INSERT" | "UPDATE" | "DELETE")
+            && result.schema.fields().len() == 1
+            && result.schema.field(0).name() == "count"
+        {
+            let n: u64 = result
+                .batches
+                .iter()
+                .filter_map(|b| {
+                    b.column(0)
+                        .as_any()
+                        .downcast_ref::<UInt64Array>()
+                        .map(|a| a.iter().flatten().sum::<u64>())
+                })
+                .sum();
+            let rows = usize::try_from(n).unwrap_or(usize::MAX);
+            let t = Tag::new(&tag).with_rows(rows);
+            return Ok(Response::Execution(if tag == "INSERT" {
+                t.with_oid(0)
+            } else {
+                t
+            }));
+        }
+        rows_response(&result.batches, &result.schema, format, "SELECT")
+    }
+
+    async fn execute(&self, sql: &Sql, text: &str) -> PgWireResult<QueryResult> {
+        if sql.reads_catalog {
+            self.refresh_catalog().await?;
+        }
+        self.session
+            .execute(text)
+            .await
+            .map_err(|e| user_error(from_sql_error(&e, text)))
+    }
+
+    /// The columns a statement returns, by planning it (parameters as typed NULLs); None when it cannot
+    /// be planned without running (RVBBIT MAP) or does not plan at all (the error comes at Execute).
+    async fn plan_fields(&self, prepared: &Prepared) -> Option<Vec<FieldInfo>> {
+        match &prepared.kind {
+            None => Some(Vec::new()),
+            Some(Kind::Sql(sql)) => {
+                let text = sql.render_unbound(&prepared.types)?;
+                if sql.reads_catalog {
+                    self.refresh_catalog().await.ok()?;
+                }
+                let plan = self
+                    .session
+                    .context()
+                    .state()
+                    .create_logical_plan(&text)
+                    .await
+                    .ok()?;
+                let schema = plan.schema().as_arrow().clone();
+                Some(types::fields(&schema, &Format::UnifiedText))
+            }
+            Some(Kind::Show(name)) => {
+                if name == "all" {
+                    Some(types::fields(&all_schema(), &Format::UnifiedText))
+                } else {
+                    let n = match name.as_str() {
+                        "transaction isolation level" => "transaction_isolation",
+                        other => other,
+                    };
+                    Some(vec![FieldInfo::new(
+                        n.to_owned(),
+                        None,
+                        None,
+                        Type::TEXT,
+                        pgwire::api::results::FieldFormat::Text,
+                    )])
+                }
+            }
+            Some(_) => Some(Vec::new()),
+        }
+    }
+}
+
+fn all_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("setting", DataType::Utf8, false),
+        Field::new("description", DataType::Utf8, false),
+    ])
+}
+
+fn batch_schema(s: &Schema) -> &Schema {
+    s
+}
+
+/// The defaults of the `rvbbit.*` settings (RESET).
+struct RvbbitDefaults;
+
+impl RvbbitDefaults {
+    fn entries() -> Vec<(String, String)> {
+        use datafusion::common::config::ExtensionOptions;
+        RvbbitOptions::default()
+            .entries()
+            .into_iter()
+            .map(|e| (e.key, e.value.unwrap_or_default()))
+            .collect()
+    }
+}
+
+/// Rows as a query response in the asked format.
+fn rows_response(
+    batches: &[RecordBatch],
+    schema: &Schema,
+    format: &Format,
+    tag: &str,
+) -> PgWireResult<Response> {
+    let fields = Arc::new(types::fields(schema, format));
+    let rows = types::encode_rows(batches, &fields).map_err(|e| {
+        user_error(error(
+            state::INTERNAL,
+            format!("a result value cannot be sent: {e}"),
+            "cast the column to text in the query",
+        ))
+    })?;
+    let mut response = QueryResponse::new(fields, stream::iter(rows.into_iter().map(Ok)));
+    response.set_command_tag(tag);
+    Ok(Response::Query(response))
+}
+
+/// A parsed statement of the extended protocol.
+#[derive(Clone, Debug)]
+pub(crate) struct Prepared {
+    /// None: an empty query.
+    kind: Option<Kind>,
+    /// Parameter types the client gave at Parse.
+    types: Vec<Option<Type>>,
+    /// The result columns (text format), when known without running.
+    fields: Option<Vec<FieldInfo>>,
+}
+
+/// The handlers of one connection.
+pub(crate) struct Handler {
+    pub(crate) conn: Arc<Conn>,
+    pub(crate) parser: Arc<Parser>,
+}
+
+/// The extended protocol's statement parser (plans to describe).
+pub(crate) struct Parser {
+    pub(crate) conn: Arc<Conn>,
+}
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        self.conn.ensure_ready(client)?;
+        let mut kinds = statement::parse(sql);
+        if kinds.len() > 1 {
+            return Err(user_error(error(
+                state::SYNTAX,
+                "cannot insert multiple commands into a prepared statement",
+                "send one statement per Parse, or use the simple query protocol",
+            )));
+        }
+        let mut prepared = Prepared {
+            kind: kinds.pop(),
+            types: types.to_vec(),
+            fields: None,
+        };
+        prepared.fields = self.conn.plan_fields(&prepared).await;
+        Ok(Some(prepared))
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        let count = match &stmt.kind {
+            Some(Kind::Sql(sql)) => sql.params,
+            _ => 0,
+        };
+        Ok((0..count.max(stmt.types.len()))
+            .map(|i| stmt.types.get(i).cloned().flatten().unwrap_or(Type::TEXT))
+            .collect())
+    }
+
+    fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        let fields = stmt.fields.clone().unwrap_or_default();
+        Ok(with_format(fields, format))
+    }
+}
+
+fn with_format(fields: Vec<FieldInfo>, format: Option<&Format>) -> Vec<FieldInfo> {
+    let Some(format) = format else {
+        return fields;
+    };
+    fields
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| {
+            FieldInfo::new(
+                f.name().to_owned(),
+                None,
+                None,
+                f.datatype().clone(),
+                types::field_format(format, i),
+            )
+            .with_type_size(f.type_size())
+        })
+        .collect()
+}
+
+/// Decode the bound parameters to text (binary values of the common types are converted).
+fn bound_params(portal: &Portal<Prepared>) -> PgWireResult<Vec<Param>> {
+    let mut out = Vec::with_capacity(portal.parameters.len());
+    for (i, raw) in portal.parameters.iter().enumerate() {
+        let ty = portal
+            .statement
+            .statement
+            .types
+            .get(i)
+            .cloned()
+            .flatten()
+            .unwrap_or(Type::UNKNOWN);
+        let Some(bytes) = raw else {
+            out.push(Param { value: None, ty });
+            continue;
+        };
+        let value = if portal.parameter_format.is_binary(i) {
+            decode_binary(bytes, &ty).ok_or_else(|| {
+                user_error(error(
+                    state::INVALID_PARAMETER,
+                    format!(
+                        "parameter ${} has a binary value of type {} that cannot be read",
+                        i + 1,
+                        ty.name()
+                    ),
+                    "send parameters in text format",
+                ))
+            })?
+        } else {
+            String::from_utf8(bytes.to_vec()).map_err(|_| {
+                user_error(error(
+                    state::INVALID_TEXT,
+                    format!("parameter ${} is not valid UTF-8", i + 1),
+                    "send text parameters as UTF-8",
+                ))
+            })?
+        };
+        out.push(Param {
+            value: Some(value),
+            ty,
+        });
+    }
+    Ok(out)
+}
+
+fn decode_binary(bytes: &[u8], ty: &Type) -> Option<String> {
+    Some(match *ty {
+        Type::BOOL => (bytes.first()? != &0).to_string(),
+        Type::INT2 => i16::from_be_bytes(bytes.try_into().ok()?).to_string(),
+        Type::INT4 => i32::from_be_bytes(bytes.try_into().ok()?).to_string(),
+        Type::OID => u32::from_be_bytes(bytes.try_into().ok()?).to_string(),
+        Type::INT8 => i64::from_be_bytes(bytes.try_into().ok()?).to_string(),
+        Type::FLOAT4 => f32::from_be_bytes(bytes.try_into().ok()?).to_string(),
+        Type::FLOAT8 => f64::from_be_bytes(bytes.try_into().ok()?).to_string(),
+        Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR | Type::UNKNOWN | Type::JSON => {
+            String::from_utf8(bytes.to_vec()).ok()?
+        }
+        _ => return None,
+    })
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Handler {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // Counted until the response (ReadyForQuery included) is written: shutdown waits for it.
+        let _busy = self.conn.server.busy();
+        self._on_query(client, query).await
+    }
+
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.conn.ensure_ready(client)?;
+        let mut responses = Vec::new();
+        for kind in statement::parse(query) {
+            match self.conn.run(client, &kind, &[], &Format::UnifiedText).await {
+                Ok(r) => responses.push(r),
+                Err(PgWireError::UserError(info)) => {
+                    responses.push(Response::Error(info));
+                    break;
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        if responses.is_empty() {
+            responses.push(Response::EmptyQuery);
+        }
+        Ok(responses)
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Handler {
+    type Statement = Prepared;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Parser> {
+        self.parser.clone()
+    }
+
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let _busy = self.conn.server.busy();
+        let result = self._on_execute(client, message).await;
+        client.flush().await?;
+        result
+    }
+
+    async fn do_describe_statement<C>(
+        &self,
+        client: &mut C,
+        target: &StoredStatement<Prepared>,
+    ) -> PgWireResult<DescribeStatementResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &target.statement;
+        let params = self.parser.get_parameter_types(prepared)?;
+        let fields = match &prepared.fields {
+            Some(f) => f.clone(),
+            None => self.describe_by_running(client, prepared, &[]).await?,
+        };
+        Ok(DescribeStatementResponse::new(params, fields))
+    }
+
+    async fn do_describe_portal<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+    ) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &portal.statement.statement;
+        let fields = match &prepared.fields {
+            Some(f) => f.clone(),
+            None => {
+                let params = bound_params(portal)?;
+                self.describe_by_running(client, prepared, &params).await?
+            }
+        };
+        Ok(DescribePortalResponse::new(with_format(
+            fields,
+            Some(&portal.result_column_format),
+        )))
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.conn.ensure_ready(client)?;
+        let prepared = &portal.statement.statement;
+        let Some(kind) = &prepared.kind else {
+            return Ok(Response::EmptyQuery);
+        };
+        let params = bound_params(portal)?;
+        self.conn
+            .run(client, kind, &params, &portal.result_column_format)
+            .await
+    }
+}
+
+impl Handler {
+    /// Run a statement whose columns are only known by running it (RVBBIT MAP); keep the result for
+    /// the Execute that follows.
+    async fn describe_by_running<C>(
+        &self,
+        _client: &mut C,
+        prepared: &Prepared,
+        params: &[Param],
+    ) -> PgWireResult<Vec<FieldInfo>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let Some(Kind::Sql(sql)) = &prepared.kind else {
+            return Ok(Vec::new());
+        };
+        if sql.params > params.len() {
+            return Ok(Vec::new());
+        }
+        let text = sql.render(params).map_err(user_error)?;
+        let result = self.conn.execute(sql, &text).await?;
+        let fields = types::fields(&result.schema, &Format::UnifiedText);
+        self.conn
+            .early
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(text, result);
+        Ok(fields)
+    }
+}

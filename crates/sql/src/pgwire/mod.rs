@@ -1,0 +1,203 @@
+//! The PostgreSQL wire server (`rvbbit serve sql`): psql, JDBC, psycopg and BI tools talk to rvbbit's
+//! SQL sessions over the PostgreSQL protocol (crate `pgwire`).
+//!
+//! - One [`SqlSession`](crate::SqlSession) per connection (`sql-…` caller ids, protocol
+//!   `postgresql_wire` in `sql_query_log`); every statement goes through `SqlSession::execute`.
+//! - Simple and extended query protocols; `$n` parameters are bound as typed literals in the syntax
+//!   tree (never by text substitution); results in text format, binary on request for the common types.
+//! - `SET`/`RESET`/`SHOW` of PostgreSQL parameters and `rvbbit.*` settings; `BEGIN`/`COMMIT`/`ROLLBACK`
+//!   accepted (no transactions: status tracked only).
+//! - A `pg_catalog` schema rebuilt from the session's catalog when a statement reads it (psql `\d`,
+//!   JDBC `getTables`), and the catalog functions clients call.
+//! - Authentication: trust on a loopback bind; otherwise a cleartext password that is an API key.
+//! - CancelRequest cancels the running statement; shutdown lets running statements finish.
+
+mod auth;
+mod catalog;
+mod errors;
+mod handler;
+mod statement;
+mod types;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use pgwire::api::cancel::DefaultCancelHandler;
+use pgwire::api::{ConnectionManager, NoopHandler, PgWireServerHandlers, RandomPidSecretKeyGenerator};
+use rvbbit_core::Origin;
+use rvbbit_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::session::SqlRuntime;
+
+pub use auth::server_version;
+
+/// How the wire server authenticates clients.
+#[derive(Clone)]
+pub enum WireAuth {
+    /// Every client is let in (for loopback binds only).
+    Trust,
+    /// Clients send a cleartext password that must be an active API key of this store
+    /// (`rvbbit keys create`); a wrong one fails with SQLSTATE 28P01.
+    ApiKeys(Arc<dyn Store>),
+}
+
+impl std::fmt::Debug for WireAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WireAuth::Trust => f.write_str("Trust"),
+            WireAuth::ApiKeys(_) => f.write_str("ApiKeys"),
+        }
+    }
+}
+
+/// What the server did, for the caller's log line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WireStats {
+    /// Connections accepted.
+    pub connections: usize,
+    /// Statements still running when the shutdown grace ran out (they were abandoned).
+    pub abandoned: usize,
+}
+
+/// Shared by every connection: the busy counter and the shutdown flag.
+#[derive(Debug, Default)]
+pub(crate) struct ServerState {
+    busy: AtomicUsize,
+    idle: Notify,
+    pub(crate) shutting_down: AtomicBool,
+}
+
+/// Held while a statement runs and its response is written.
+pub(crate) struct Busy(Arc<ServerState>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if self.0.busy.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl ServerState {
+    pub(crate) fn busy(self: &Arc<Self>) -> Busy {
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        Busy(self.clone())
+    }
+}
+
+/// The PostgreSQL wire server over a [`SqlRuntime`].
+#[derive(Debug)]
+pub struct WireServer {
+    runtime: SqlRuntime,
+    auth: WireAuth,
+    grace: Duration,
+}
+
+struct Handlers {
+    handler: Arc<handler::Handler>,
+    startup: Arc<auth::Startup>,
+    cancel: Arc<DefaultCancelHandler>,
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl pgwire::api::query::SimpleQueryHandler> {
+        self.handler.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl pgwire::api::query::ExtendedQueryHandler> {
+        self.handler.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
+        self.startup.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        self.cancel.clone()
+    }
+
+    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
+        Arc::new(NoopHandler)
+    }
+}
+
+impl WireServer {
+    /// A server making one session of `runtime` per connection; `grace` is how long running
+    /// statements may take to finish on shutdown.
+    pub fn new(runtime: SqlRuntime, auth: WireAuth, grace: Duration) -> WireServer {
+        WireServer { runtime, auth, grace }
+    }
+
+    /// Accept connections on `listener` until `shutdown` completes; then stop accepting, refuse new
+    /// statements (SQLSTATE 57P01), wait up to the grace period for running ones to finish and return.
+    ///
+    /// Errors: none once listening; an accept error is logged and the loop goes on.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> WireStats {
+        let state = Arc::new(ServerState::default());
+        let manager = Arc::new(ConnectionManager::new());
+        let startup = Arc::new(auth::Startup {
+            auth: match &self.auth {
+                WireAuth::Trust => auth::Auth::Trust,
+                WireAuth::ApiKeys(store) => auth::Auth::ApiKeys(store.clone()),
+            },
+            manager: manager.clone(),
+            pids: Arc::new(RandomPidSecretKeyGenerator::default()),
+        });
+        let cancel = Arc::new(DefaultCancelHandler::new(manager));
+        let mut stats = WireStats::default();
+        let mut tasks = tokio::task::JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => {
+                    let (socket, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = socket.set_nodelay(true);
+                    stats.connections += 1;
+                    let session = self.runtime.session_for(Origin::Sql, "postgresql_wire");
+                    let conn = Arc::new(handler::Conn::new(session, state.clone()));
+                    let handlers = Handlers {
+                        handler: Arc::new(handler::Handler {
+                            conn: conn.clone(),
+                            parser: Arc::new(handler::Parser { conn }),
+                        }),
+                        startup: startup.clone(),
+                        cancel: cancel.clone(),
+                    };
+                    tasks.spawn(async move {
+                        if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        drop(listener);
+        state.shutting_down.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + self.grace;
+        loop {
+            let idle = state.idle.notified();
+            if state.busy.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                stats.abandoned = state.busy.load(Ordering::SeqCst);
+                break;
+            }
+        }
+        tasks.abort_all();
+        stats
+    }
+}
