@@ -4,12 +4,19 @@
 #
 #   chromium                the Studio's real-browser tests   -> RVBBIT_CHROMIUM
 #   node + playwright-core  e2e/studio.mjs (npm ci in e2e/)    -> RVBBIT_E2E_DIR
+#   psql                    `rvbbit serve sql` driven by psql  -> RVBBIT_PSQL
+#   python venv + psycopg   ... by psycopg 3 (from PyPI)       -> RVBBIT_PYTHON
+#   java, javac + pgjdbc    ... by the PostgreSQL JDBC driver  -> RVBBIT_PGJDBC_JAR
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v node >/dev/null || need_apt+=(nodejs npm)
+command -v psql >/dev/null || need_apt+=(postgresql-client)
+command -v javac >/dev/null || need_apt+=(default-jdk-headless)
+[ -f /usr/share/java/postgresql.jar ] || need_apt+=(libpostgresql-jdbc-java)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "test-deps: installing ${need_apt[*]} (Debian packages)" >&2
   if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi
@@ -23,7 +30,18 @@ if [ ! -d "$repo/e2e/node_modules/playwright-core" ] \
   npm ci --prefix "$repo/e2e" --no-audit --no-fund --loglevel=error >&2
 fi
 
+venv="${RVBBIT_VENV:-$HOME/.cache/rvbbit-venv}"
+if ! "$venv/bin/python" -c 'import psycopg' 2>/dev/null; then
+  echo "test-deps: python venv with psycopg[binary] in $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "psycopg[binary]==3.3.9" >&2
+fi
+
+export RVBBIT_PSQL="${RVBBIT_PSQL:-$(command -v psql)}"
+export RVBBIT_PYTHON="${RVBBIT_PYTHON:-$venv/bin/python}"
+export RVBBIT_PGJDBC_JAR="${RVBBIT_PGJDBC_JAR:-/usr/share/java/postgresql.jar}"
 export RVBBIT_CHROMIUM="${RVBBIT_CHROMIUM:-$(command -v chromium)}"
 export RVBBIT_E2E_DIR="$repo/e2e"
 echo "test-deps: RVBBIT_CHROMIUM=$RVBBIT_CHROMIUM ($("$RVBBIT_CHROMIUM" --version 2>/dev/null | head -1))" >&2
 echo "test-deps: node $(node --version), playwright-core $(node -p "require('$repo/e2e/node_modules/playwright-core/package.json').version")" >&2
+echo "test-deps: $("$RVBBIT_PSQL" --version), psycopg $("$RVBBIT_PYTHON" -c 'import psycopg; print(psycopg.__version__)'), $(javac -version 2>&1), pgjdbc $RVBBIT_PGJDBC_JAR" >&2
