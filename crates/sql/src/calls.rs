@@ -12,7 +12,7 @@ use std::time::Instant;
 use rvbbit_cascade::validate::{Options, validate_loaded};
 use rvbbit_cascade::{Catalog, Severity, load_str};
 use rvbbit_core::{CallerId, CostStatus, Event, EventKind, MicroUsd, SessionId, SessionStatus, Timestamp};
-use rvbbit_engine::{CancellationToken, Engine, Outcome, RunRequest};
+use rvbbit_engine::{CancellationToken, Engine, Outcome, RunRequest, Sampling};
 use rvbbit_store::{Store, WriterHandle};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -138,7 +138,11 @@ pub(crate) struct Call {
 #[derive(Debug)]
 pub(crate) enum CallKind {
     /// `rvbbit_udf`: the in-memory one-cell cascade.
-    Udf { input: Value, model: Option<String> },
+    Udf {
+        input: Value,
+        model: Option<String>,
+        sampling: Sampling,
+    },
     /// `rvbbit_run`: a cascade file.
     Run {
         cascade: Arc<LoadedCascade>,
@@ -235,7 +239,15 @@ impl Runtime {
     }
 
     /// The cache key and call of `rvbbit_udf(instructions, value, model)`.
-    pub(crate) fn udf_call(&self, instructions: &str, value: &str, model: Option<&str>, cache: bool) -> Call {
+    /// The sampling settings (temperature 0 unless overridden, spec §2) are part of the key.
+    pub(crate) fn udf_call(
+        &self,
+        instructions: &str,
+        value: &str,
+        model: Option<&str>,
+        sampling: Sampling,
+        cache: bool,
+    ) -> Call {
         let effective = model.unwrap_or(&self.settings.default_model);
         let key = cache_key(&json!({
             "fn": "rvbbit_udf",
@@ -244,6 +256,8 @@ impl Runtime {
             "instructions": instructions,
             "value": value,
             "model": effective,
+            "temperature": sampling.temperature,
+            "max_tokens": sampling.max_tokens,
         }));
         Call {
             key,
@@ -251,6 +265,7 @@ impl Runtime {
             kind: CallKind::Udf {
                 input: json!({"instructions": instructions, "value": value}),
                 model: model.map(str::to_owned),
+                sampling,
             },
         }
     }
@@ -489,7 +504,7 @@ impl Runtime {
     /// Run one call through the engine; successes go to the persistent cache.
     async fn execute(&self, stmt: &Statement, call: &Call) -> Answer {
         let (loaded, input, model, prefix) = match &call.kind {
-            CallKind::Udf { input, model } => (&self.udf, input, model, "udf"),
+            CallKind::Udf { input, model, .. } => (&self.udf, input, model, "udf"),
             CallKind::Run {
                 cascade,
                 input,
@@ -506,6 +521,9 @@ impl Runtime {
         request.input = input.clone();
         request.caller_id = stmt.caller_id.clone();
         request.model = model.clone();
+        if let CallKind::Udf { sampling, .. } = &call.kind {
+            request.sampling = *sampling;
+        }
         request.cancel = CancellationToken::new();
         // Spec §2/§3/§5: SQL function sessions are `udf-<woodland>`, batch runs `batch-<woodland>`.
         request.session_id = format!("{prefix}-{}", rvbbit_core::woodland_name()).parse().ok();

@@ -17,6 +17,7 @@ use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
+use rvbbit_engine::Sampling;
 use serde_json::{Map, Value};
 
 use crate::calls::{Answer, Call};
@@ -138,16 +139,25 @@ fn get(col: Option<&StringArray>, row: usize) -> Option<&str> {
     col.filter(|c| !c.is_null(row)).map(|c| c.value(row))
 }
 
-/// Options of `rvbbit_udf`'s 4th argument: a JSON object with `cache` (bool) and `model` (text).
+/// Options of `rvbbit_udf`'s 4th argument: a JSON object with `cache` (bool), `model` (text),
+/// `temperature` (0 to 2; default 0, spec §2) and `max_tokens` (a positive integer).
 struct CallOptions {
     cache: Option<bool>,
     model: Option<String>,
+    sampling: Sampling,
 }
+
+const OPTIONS_HINT: &str = "`cache` is true/false, `model` a string, `temperature` a number from 0 to 2, \
+                            `max_tokens` a positive integer";
 
 fn parse_options(text: Option<&str>) -> Result<CallOptions, Error> {
     let mut out = CallOptions {
         cache: None,
         model: None,
+        sampling: Sampling {
+            temperature: Some(0.0),
+            max_tokens: None,
+        },
     };
     let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
         return Ok(out);
@@ -165,21 +175,25 @@ fn parse_options(text: Option<&str>) -> Result<CallOptions, Error> {
         });
     };
     for (k, v) in map {
-        match (k.as_str(), v) {
-            ("cache", Value::Bool(b)) => out.cache = Some(b),
-            ("model", Value::String(m)) => out.model = Some(m),
-            ("cache", other) | ("model", other) => {
+        match (k.as_str(), &v) {
+            ("cache", Value::Bool(b)) => out.cache = Some(*b),
+            ("model", Value::String(m)) => out.model = Some(m.clone()),
+            ("temperature", Value::Number(n)) if n.as_f64().is_some_and(|t| (0.0..=2.0).contains(&t)) => {
+                out.sampling.temperature = n.as_f64();
+            }
+            ("max_tokens", Value::Number(n)) if n.as_u64().is_some_and(|m| m > 0) => {
+                out.sampling.max_tokens = n.as_u64().map(|m| u32::try_from(m).unwrap_or(u32::MAX));
+            }
+            ("cache" | "model" | "temperature" | "max_tokens", other) => {
                 return Err(Error::Argument {
-                    message: format!(
-                        "rvbbit_udf option `{k}` cannot be {other}; `cache` is true/false, `model` a string"
-                    ),
+                    message: format!("rvbbit_udf option `{k}` cannot be {other}; {OPTIONS_HINT}"),
                 });
             }
             (other, _) => {
                 return Err(Error::Argument {
                     message: format!(
-                        "unknown rvbbit_udf option `{other}`; the options are `cache` and `model` \
-                         (`temperature` and `max_tokens` are not supported yet)"
+                        "unknown rvbbit_udf option `{other}`; the options are `cache`, `model`, \
+                         `temperature` and `max_tokens`"
                     ),
                 });
             }
@@ -248,7 +262,7 @@ impl AsyncScalarUDFImpl for RvbbitFunction {
                         .map(str::to_owned)
                         .or(opts.model);
                     let cache = options.cache && opts.cache.unwrap_or(true);
-                    runtime.udf_call(first, second, model.as_deref(), cache)
+                    runtime.udf_call(first, second, model.as_deref(), opts.sampling, cache)
                 }
                 Kind::Run => {
                     let input: Value = match serde_json::from_str(second) {

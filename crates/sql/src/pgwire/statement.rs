@@ -3,6 +3,10 @@
 //! session, rewritten for the catalog (`pg_catalog.` names, `OPERATOR(pg_catalog.~)`, `COLLATE`,
 //! `::regclass`) and with `$n` parameters replaced by literals in the syntax tree.
 
+// `ErrorInfo` is pgwire's own error message type, which the protocol layer consumes as is; a statement
+// fails at most once, so its size on the error path does not matter.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
@@ -362,15 +366,14 @@ impl VisitorMut for CatalogRewriter {
                     *expr = null;
                 }
             }
-            Expr::Function(f) => {
+            Expr::Function(f)
                 if f.name.0.len() == 2
                     && f.name
                         .0
                         .first()
-                        .is_some_and(|p| p.to_string().eq_ignore_ascii_case("pg_catalog"))
-                {
-                    f.name.0.remove(0);
-                }
+                        .is_some_and(|p| p.to_string().eq_ignore_ascii_case("pg_catalog")) =>
+            {
+                f.name.0.remove(0);
             }
             Expr::Value(ValueWithSpan {
                 value: Value::Placeholder(p),
@@ -445,14 +448,13 @@ fn rewrite_catalog_subquery(expr: &mut Expr) {
         let TableFactor::Table { name, alias, .. } = &t.relation else {
             // A set-returning function over the outer row (psql's publication query over the always
             // empty pg_publication_rel): DataFusion cannot run it; it would be NULL here.
-            if matches!(
+            if (matches!(
                 &t.relation,
                 TableFactor::Function { .. } | TableFactor::TableFunction { .. }
-            ) || matches!(&t.relation, TableFactor::Table { args: Some(_), .. })
+            ) || matches!(&t.relation, TableFactor::Table { args: Some(_), .. }))
+                && let Ok(null) = parse_expr("NULL")
             {
-                if let Ok(null) = parse_expr("NULL") {
-                    *expr = null;
-                }
+                *expr = null;
             }
             return;
         };

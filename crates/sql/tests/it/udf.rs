@@ -366,12 +366,24 @@ async fn statement_errors_carry_codes_and_positions() {
     let err = session.execute("SELECT * FROM missing_table").await.unwrap_err();
     assert_eq!(err.code(), codes::Q_SYNTAX);
     assert!(err.to_string().contains("missing_table"), "{err}");
-    let err = session
-        .execute("SELECT rvbbit_udf('x', 'y', NULL, '{\"temperature\": 0}')")
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), codes::Q_ARGUMENT);
-    assert!(err.to_string().contains("temperature"), "{err}");
+    for bad in [
+        r#"{"temperature": 3}"#,
+        r#"{"temperature": "hot"}"#,
+        r#"{"max_tokens": 0}"#,
+        r#"{"top_p": 1}"#,
+    ] {
+        let err = session
+            .execute(&format!("SELECT rvbbit_udf('x', 'y', NULL, '{bad}')"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), codes::Q_ARGUMENT, "{bad}");
+        let key = if bad.contains("top_p") {
+            "top_p"
+        } else {
+            bad.split('"').nth(1).unwrap()
+        };
+        assert!(err.to_string().contains(key), "{bad}: {err}");
+    }
     // The options argument can bypass the cache for one call.
     let first = session
         .execute("SELECT rvbbit_udf('Say', 'hi', NULL, '{\"cache\": false}')")
@@ -383,4 +395,28 @@ async fn statement_errors_carry_codes_and_positions() {
         .unwrap();
     assert_eq!((first.stats.runs, second.stats.runs), (1, 1));
     assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udf_requests_are_deterministic_by_default_and_sampling_options_reach_the_provider() {
+    let server = server(Duration::ZERO).await;
+    let h = Harness::new(&server.base_url(), 4).await;
+    let session = h.runtime.session();
+    session.execute("SELECT rvbbit_udf('Say', 'a')").await.unwrap();
+    session
+        .execute(r#"SELECT rvbbit_udf('Say', 'a', NULL, '{"temperature": 0.7, "max_tokens": 64}')"#)
+        .await
+        .unwrap();
+    // The same call again: served from the cache, which keys on the sampling settings.
+    let again = session
+        .execute(r#"SELECT rvbbit_udf('Say', 'a', NULL, '{"temperature": 0.7, "max_tokens": 64}')"#)
+        .await
+        .unwrap();
+    assert_eq!(again.stats.runs, 0);
+    let bodies = server.bodies();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert_eq!(bodies[0]["temperature"], 0.0);
+    assert!(bodies[0].get("max_tokens").is_none(), "{}", bodies[0]);
+    assert_eq!(bodies[1]["temperature"], 0.7);
+    assert_eq!(bodies[1]["max_tokens"], 64);
 }
