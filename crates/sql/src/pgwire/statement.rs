@@ -241,7 +241,7 @@ fn values_text(values: &[Expr]) -> String {
 pub(crate) fn command_tag(sql: &str) -> String {
     let words: Vec<String> = sql
         .split_whitespace()
-        .take(3)
+        .take(6)
         .map(|w| w.trim_start_matches('(').to_ascii_uppercase())
         .collect();
     let first = words.first().map(String::as_str).unwrap_or("");
