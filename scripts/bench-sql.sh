@@ -8,7 +8,8 @@
 #      concurrency 32, as a ratio to the physical limit ceil(DISTINCT/32) x 200 ms (1.0 = perfect);
 #   2. cached rows per second: the same query again (every value from the persistent cache), and a
 #      CACHED_ROWS-row (default 1,000,000) query over the same DISTINCT values (goal >= 500k rows/s);
-#   3. pgwire round-trip latency: not measured yet (`rvbbit serve sql` is not built).
+#   3. pgwire round-trip latency of a trivial query: scripts/bench-pgwire.py with RVBBIT_PYTHON (a python
+#      with psycopg 3, e.g. the venv scripts/test-deps.sh makes); skipped with a note when there is none.
 # Times are the statement's own duration (`duration_ms` of `rvbbit --output json sql`), without process
 # start. RVBBIT_BENCH_PROFILE=debug uses the debug build instead (slower; for a quick check).
 set -euo pipefail
@@ -55,5 +56,10 @@ ms = max(big["duration_ms"], 1)
 rate = cached_rows * 1000 / ms
 print(f"cached: {cached_rows} rows over {distinct} values in {ms} ms = {rate:,.0f} rows/s "
       f"(goal >= 500,000: {'met' if rate >= 500_000 else 'NOT met'}); runs {big['stats']['runs']}")
-print("pgwire round trip: not measured (`rvbbit serve sql` is not built yet)")
 PY
+python="${RVBBIT_PYTHON:-$HOME/.cache/rvbbit-venv/bin/python}"
+if "$python" -c 'import psycopg' 2>/dev/null; then
+  "$python" "$root/scripts/bench-pgwire.py" "$bin" --round-trips 2000 --rows 1000
+else
+  echo "pgwire round trip: not measured (no python with psycopg; set RVBBIT_PYTHON or run scripts/test-deps.sh)"
+fi
