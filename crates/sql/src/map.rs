@@ -408,3 +408,43 @@ pub(crate) fn parse(sql: &str) -> Result<Option<MapStatement>, Error> {
         options,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every grammar form of the spec (§4/§5), parsed: one snapshot line per form.
+    #[test]
+    fn every_grammar_form_parses() {
+        let forms = [
+            "RVBBIT MAP 'tag.yaml' USING (SELECT name FROM products)",
+            "rvbbit map 'tag.yaml' using (select 1 as x);",
+            "LARS MAP 'tag.yaml' USING (SELECT 1)",
+            "RVBBIT MAP PARALLEL 8 'tag.yaml' USING (SELECT 1)",
+            "RVBBIT MAP DISTINCT 'tag.yaml' USING (SELECT 1)",
+            "RVBBIT MAP PARALLEL 4 DISTINCT 'tag.yaml' AS brand USING (SELECT 1)",
+            "RVBBIT MAP 'tag.yaml' AS (brand VARCHAR, score DOUBLE, n BIGINT) USING (SELECT 1)",
+            "RVBBIT MAP 'tag.yaml' USING (SELECT 1) WITH (cache = false, budget_dollars = 2.5, model = 'a/b')",
+            "RVBBIT MAP 'tag.yaml' USING (SELECT 1) WITH (parallel = 3, key = 'id', result_column = 'out', limit = 50, as_table = 't')",
+            "RVBBIT MAP 'tag.yaml' USING (\n  SELECT ')' AS p, (1 + (2)) AS q -- a ) in a comment\n  FROM t\n)",
+            "EXPLAIN RVBBIT MAP 'tag.yaml' USING (SELECT 1)",
+            "CREATE TABLE tagged AS RVBBIT MAP 'tag.yaml' USING (SELECT 1)",
+            "CREATE TEMP TABLE tagged AS RVBBIT MAP 'tag.yaml' USING (SELECT 1)",
+            "CREATE TEMPORARY TABLE tagged AS LARS MAP 'tag.yaml' USING (SELECT 1)",
+            "RVBBIT RUN 'batch.yaml' USING (SELECT * FROM orders)",
+            "LARS RUN 'batch.yaml' USING (SELECT 1) WITH (as_table = 'orders_batch', limit = 10, model = 'x/y')",
+            "EXPLAIN RVBBIT RUN 'batch.yaml' USING (SELECT 1)",
+            "CREATE TABLE out AS RVBBIT RUN 'batch.yaml' USING (SELECT 1)",
+            // Not ours: ordinary SQL goes to DataFusion.
+            "SELECT 'RVBBIT MAP' AS s",
+            "CREATE TABLE t AS SELECT 1",
+            "EXPLAIN SELECT 1",
+        ];
+        let mut out = String::new();
+        for sql in forms {
+            let parsed = parse(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            out.push_str(&format!("{}\n  => {parsed:?}\n\n", sql.replace('\n', "\\n")));
+        }
+        insta::assert_snapshot!(out);
+    }
+}
