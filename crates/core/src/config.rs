@@ -288,10 +288,22 @@ const NON_CONFIG_ENV: &[&str] = &[
     "RVBBIT_LOG",
     "RVBBIT_SESSION_ID_STYLE",
     "RVBBIT_BLESS",
-    // The Studio's browser test: which Chromium to run.
+    // The test suite's tools (scripts/test-deps.sh): Chromium, Playwright's folder, the PostgreSQL clients.
     "RVBBIT_CHROMIUM",
+    "RVBBIT_E2E_DIR",
+    "RVBBIT_PSQL",
+    "RVBBIT_PYTHON",
+    "RVBBIT_VENV",
+    "RVBBIT_PGJDBC_JAR",
+    // Benchmark scripts: which binary to measure.
+    "RVBBIT_BIN",
 ];
-const NON_CONFIG_ENV_PREFIXES: &[&str] = &["RVBBIT_TEST_", "RVBBIT_CLICKHOUSE_", "RVBBIT_UPDATE_"];
+const NON_CONFIG_ENV_PREFIXES: &[&str] = &[
+    "RVBBIT_TEST_",
+    "RVBBIT_CLICKHOUSE_",
+    "RVBBIT_UPDATE_",
+    "RVBBIT_BENCH_",
+];
 
 /// Flat environment names mapped to nested keys.
 const ENV_ALIASES: &[(&str, &str)] = &[
