@@ -234,7 +234,7 @@ fn psql_lists_and_describes_tables_runs_udfs_and_shows_sqlstates() {
 }
 
 const PSYCOPG_SCRIPT: &str = r#"
-import json, os, psycopg
+import datetime, decimal, json, os, uuid, psycopg
 conn = psycopg.connect(host="127.0.0.1", port=int(os.environ["PORT"]), user="py", dbname="lab", autocommit=True)
 notices = []
 conn.add_notice_handler(lambda d: notices.append((d.severity, d.message_primary)))
@@ -250,7 +250,8 @@ with conn.cursor() as cur:
     cur.execute("SELECT rvbbit_udf('Shout', 'boom') AS r")
     out["failed"] = cur.fetchone()[0]
     out["notices"] = notices
-    for sql in ["SELECT * FROM missing_table", "SELECT nope FROM (VALUES (1)) AS t(x)", "SELECT no_such_fn(1)", "SET rvbbit.udf_errors = 'sometimes'"]:
+    for sql in ["SELECT * FROM missing_table", "SELECT nope FROM (VALUES (1)) AS t(x)", "SELECT no_such_fn(1)", "SET rvbbit.udf_errors = 'sometimes'",
+                "SELECT 1 / 0", "SELECT 1 + 'a'", "SELECT CAST('x' AS INT)", "COPY (SELECT 1) TO STDOUT", "COPY animals FROM STDIN"]:
         try:
             cur.execute(sql)
             out.setdefault("errors", []).append(None)
@@ -264,6 +265,21 @@ with conn.cursor() as cur:
     out["idle"] = conn.info.transaction_status.name
     cur.execute("SELECT %s::text AS t, %s::bigint AS b, %s::boolean AS flag", ("x", 10**12, True), binary=True)
     out["binary"] = list(cur.fetchone())
+    # bytea results, text and binary format
+    out["bytea"] = [list(cur.execute("SELECT X'0102ff' AS b").fetchone()[0]),
+                    list(cur.execute("SELECT X'0102ff' AS b", binary=True).fetchone()[0])]
+    # parameters psycopg sends in binary (%b) and in text (%t)
+    vals = (datetime.date(2024, 1, 2), datetime.datetime(2024, 1, 2, 3, 4, 5, 123456),
+            datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone(datetime.timedelta(hours=2))),
+            datetime.time(3, 4, 5, 500000), b"\x01\x02", uuid.UUID("12345678-1234-5678-1234-567812345678"),
+            decimal.Decimal("-12345.678"), datetime.timedelta(days=2, seconds=3))
+    sql = "SELECT {0} AS d, {0} AS ts, {0} AS tz, {0} AS t, {0} AS by, {0} AS u, {0} AS n, CAST({0} AS TEXT) AS iv"
+    for fmt in ["%b", "%t"]:
+        row = cur.execute(sql.format(fmt), vals).fetchone()
+        out.setdefault("typed_params", []).append([x.hex() if isinstance(x, bytes) else str(x) for x in row])
+    # DataFusion settings: SET and SHOW
+    cur.execute("SET datafusion.execution.batch_size = 1234")
+    out["show_df"] = cur.execute("SHOW datafusion.execution.batch_size").fetchone()[0]
 print(json.dumps(out))
 "#;
 
@@ -297,9 +313,12 @@ fn psycopg_binds_parameters_gets_udf_rows_notices_sqlstates_and_one_caller_per_s
         notices.contains("NOTICE") && notices.contains("failed"),
         "{notices}"
     );
+    // division by zero, operator does not exist (integer + text), invalid input for a cast, COPY
     assert_eq!(
         doc["errors"],
-        serde_json::json!(["42P01", "42703", "42883", "22023"]),
+        serde_json::json!([
+            "42P01", "42703", "42883", "22023", "22012", "42883", "22P02", "0A000", "0A000"
+        ]),
         "{doc}"
     );
     assert_eq!(doc["after_error"], 1);
@@ -309,6 +328,27 @@ fn psycopg_binds_parameters_gets_udf_rows_notices_sqlstates_and_one_caller_per_s
         doc["binary"],
         serde_json::json!(["x", 1_000_000_000_000i64, true])
     );
+    assert_eq!(
+        doc["bytea"],
+        serde_json::json!([[1, 2, 255], [1, 2, 255]]),
+        "{doc}"
+    );
+    let expected = serde_json::json!([
+        "2024-01-02",
+        "2024-01-02 03:04:05.123456",
+        "2024-01-02 01:04:05",
+        "03:04:05.500000",
+        "0102",
+        "12345678-1234-5678-1234-567812345678",
+        "-12345.678",
+        "2 days 3.000000000 secs"
+    ]);
+    assert_eq!(
+        doc["typed_params"],
+        serde_json::json!([expected, expected]),
+        "{doc}"
+    );
+    assert_eq!(doc["show_df"], "1234", "{doc}");
     assert_eq!(s.stop(), Some(0));
 
     // The store has both runs under that caller.
@@ -342,6 +382,44 @@ public class Jdbc {
                     }
                 }
             }
+            out.append('|');
+            try (Statement st = c.createStatement(); ResultSet rs = st.executeQuery("SELECT X'0102ff' AS b")) {
+                rs.next();
+                out.append("bytea=").append(java.util.Arrays.toString(rs.getBytes(1))).append(' ');
+            }
+            try (Statement st = c.createStatement()) {
+                st.execute("CREATE TABLE days (id INT, day DATE)");
+                st.execute("INSERT INTO days VALUES (1, DATE '2024-01-01'), (2, DATE '2024-01-02')");
+            }
+            try (PreparedStatement ps = c.prepareStatement("SELECT id, day FROM days WHERE day = ?")) {
+                ps.setDate(1, java.sql.Date.valueOf("2024-01-02"));
+                try (ResultSet rs = ps.executeQuery()) {
+                    while (rs.next()) out.append("day=").append(rs.getInt(1)).append(':').append(rs.getDate(2)).append(' ');
+                }
+            }
+            try (PreparedStatement ps = c.prepareStatement("SELECT ? AS d, ? AS b")) {
+                ps.setDate(1, java.sql.Date.valueOf("2024-03-04"));
+                ps.setBytes(2, new byte[] {1, 2});
+                try (ResultSet rs = ps.executeQuery()) {
+                    rs.next();
+                    out.append("param=").append(rs.getDate(1)).append(':').append(java.util.Arrays.toString(rs.getBytes(2))).append(' ');
+                }
+            }
+            out.append('|');
+            // metadata calls over pg_index (empty here) and DBeaver's navigator form `x.oid, x.*`
+            try (ResultSet rs = c.getMetaData().getPrimaryKeys(null, "public", "items")) {
+                int n = 0; while (rs.next()) n++;
+                out.append("pk=").append(n).append(' ');
+            } catch (SQLException e) { out.append("pk=").append(e.getSQLState()).append(' ').append(e.getMessage()).append(' '); }
+            try (ResultSet rs = c.getMetaData().getIndexInfo(null, "public", "items", false, true)) {
+                int n = 0; while (rs.next()) n++;
+                out.append("idx=").append(n).append(' ');
+            } catch (SQLException e) { out.append("idx=").append(e.getSQLState()).append(' ').append(e.getMessage()).append(' '); }
+            try (Statement st = c.createStatement(); ResultSet rs = st.executeQuery("SELECT x.oid, x.* FROM pg_catalog.pg_class x WHERE x.relname = 'items'")) {
+                ResultSetMetaData md = rs.getMetaData();
+                rs.next();
+                out.append("dbeaver=").append(md.getColumnName(1)).append(',').append(md.getColumnName(2)).append(',').append(rs.getLong(1) == rs.getLong(2)).append(',').append(rs.getString("relname")).append(' ');
+            } catch (SQLException e) { out.append("dbeaver=").append(e.getSQLState()).append(' ').append(e.getMessage()).append(' '); }
             out.append('|');
             ResultSet tables = c.getMetaData().getTables(null, null, "%", new String[] {"TABLE"});
             while (tables.next()) out.append(tables.getString("TABLE_SCHEM")).append('.').append(tables.getString("TABLE_NAME")).append(' ');
@@ -400,6 +478,15 @@ fn pgjdbc_prepared_statements_switch_to_server_side_and_metadata_lists_tables() 
         "{stdout}"
     );
     assert!(stdout.contains("public.items"), "{stdout}");
+    // bytea in text format, setDate (an untyped `2024-01-02 +00`) and setBytes (binary bytea)
+    assert!(
+        stdout.contains("|bytea=[1, 2, -1] day=2:2024-01-02 param=2024-03-04:[1, 2] |"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("|pk=0 idx=0 dbeaver=oid,oid,true,items |"),
+        "{stdout}"
+    );
     assert_eq!(s.stop(), Some(0));
 }
 

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::array::{ArrayRef, BooleanArray, Int32Array, ListBuilder, StringArray, StringBuilder};
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Int32Array, ListBuilder, StringArray, StringBuilder, new_null_array,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{MemTable, MemorySchemaProvider};
@@ -43,6 +45,8 @@ enum T {
     I4,
     F4,
     TextArray,
+    /// int2vector / int2[] (`pg_index.indkey`, `indoption`)
+    I2Array,
 }
 
 impl T {
@@ -55,6 +59,7 @@ impl T {
             T::I4 => DataType::Int32,
             T::F4 => DataType::Float32,
             T::TextArray => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            T::I2Array => DataType::List(Arc::new(Field::new("item", DataType::Int16, true))),
         }
     }
 }
@@ -66,7 +71,7 @@ struct Table {
     columns: &'static [(&'static str, T)],
 }
 
-use T::{Bool as B, F4, I2, I4, Oid as O, Text as X, TextArray as XA};
+use T::{Bool as B, F4, I2, I2Array as I2A, I4, Oid as O, Text as X, TextArray as XA};
 
 static TABLES: &[Table] = &[
     Table {
@@ -267,10 +272,10 @@ static TABLES: &[Table] = &[
             ("indisready", B),
             ("indislive", B),
             ("indisreplident", B),
-            ("indkey", X),
+            ("indkey", I2A),
             ("indcollation", X),
             ("indclass", X),
-            ("indoption", X),
+            ("indoption", I2A),
             ("indexprs", X),
             ("indpred", X),
         ],
@@ -1132,6 +1137,9 @@ enum Func {
     UserById(String),
     /// `current_schemas(bool)`.
     CurrentSchemas,
+    /// `information_schema._pg_expandarray(array)`: a set-returning function in PostgreSQL, called by
+    /// pgjdbc's `getPrimaryKeys`/`getIndexInfo` over `pg_index`, which is empty here; a NULL `(x, n)`.
+    ExpandArray,
     /// `quote_ident(text)`.
     QuoteIdent,
     /// `pg_encoding_to_char(int)`.
@@ -1177,6 +1185,7 @@ fn functions(id: &Identity<'_>, pid: i32) -> Vec<PgFunction> {
         f("pg_is_in_recovery", Func::Bool(false)),
         f("pg_relation_is_publishable", Func::Bool(false)),
         f("pg_size_pretty", Func::FirstArg),
+        f("_pg_expandarray", Func::ExpandArray),
     ];
     for name in [
         "pg_table_is_visible",
@@ -1211,6 +1220,17 @@ fn functions(id: &Identity<'_>, pid: i32) -> Vec<PgFunction> {
     all
 }
 
+/// The row type of `_pg_expandarray`: the element `x` and its 1-based position `n`.
+fn expand_array_type() -> DataType {
+    DataType::Struct(
+        vec![
+            Field::new("x", DataType::Int64, true),
+            Field::new("n", DataType::Int64, true),
+        ]
+        .into(),
+    )
+}
+
 /// What `version()` returns.
 pub(crate) fn version() -> String {
     format!(
@@ -1234,6 +1254,7 @@ impl ScalarUDFImpl for PgFunction {
             Func::Bool(_) => DataType::Boolean,
             Func::Int(_) => DataType::Int32,
             Func::CurrentSchemas => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            Func::ExpandArray => expand_array_type(),
             _ => DataType::Utf8,
         })
     }
@@ -1263,6 +1284,7 @@ impl ScalarUDFImpl for PgFunction {
                     .collect::<StringArray>(),
             ),
             Func::Encoding => Arc::new(StringArray::from(vec!["UTF8"; rows])),
+            Func::ExpandArray => new_null_array(&expand_array_type(), rows),
             Func::QuoteIdent => Arc::new(
                 (0..rows)
                     .map(|r| {

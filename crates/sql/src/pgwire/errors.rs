@@ -22,6 +22,10 @@ pub(crate) mod state {
     pub(crate) const INVALID_PARAMETER: &str = "22023";
     /// invalid_text_representation
     pub(crate) const INVALID_TEXT: &str = "22P02";
+    /// division_by_zero
+    pub(crate) const DIVISION_BY_ZERO: &str = "22012";
+    /// numeric_value_out_of_range
+    pub(crate) const OUT_OF_RANGE: &str = "22003";
     /// feature_not_supported
     pub(crate) const NOT_SUPPORTED: &str = "0A000";
     /// external_routine_exception (an rvbbit function failed in raise mode)
@@ -56,7 +60,14 @@ pub(crate) fn user_error(info: ErrorInfo) -> PgWireError {
 pub(crate) fn from_sql_error(err: &Error, sql: &str) -> ErrorInfo {
     let message = err.to_string();
     let lower = message.to_ascii_lowercase();
+    let data_error = matches!(err, Error::Invalid { .. } | Error::Execution { .. });
     let code = match err {
+        // DataFusion raises these while planning (constant folding) or running
+        _ if data_error && (lower.contains("divide by zero") || lower.contains("division by zero")) => {
+            state::DIVISION_BY_ZERO
+        }
+        _ if data_error && lower.contains("overflow") => state::OUT_OF_RANGE,
+        _ if data_error && is_cast_error(&lower) => state::INVALID_TEXT,
         Error::Invalid { .. } => {
             if lower.contains("not found") && (lower.contains("table '") || lower.contains("table \"")) {
                 state::UNDEFINED_TABLE
@@ -65,6 +76,9 @@ pub(crate) fn from_sql_error(err: &Error, sql: &str) -> ErrorInfo {
             {
                 state::UNDEFINED_COLUMN
             } else if lower.contains("invalid function") || lower.contains("unknown function") {
+                state::UNDEFINED_FUNCTION
+            } else if lower.contains("cannot coerce arithmetic expression") || lower.contains("no operator") {
+                // PostgreSQL: operator does not exist (integer + text)
                 state::UNDEFINED_FUNCTION
             } else if lower.contains("cannot infer common argument type")
                 || lower.contains("no function matches")
@@ -85,13 +99,7 @@ pub(crate) fn from_sql_error(err: &Error, sql: &str) -> ErrorInfo {
             }
         }
         Error::FunctionFailed { .. } => state::EXTERNAL_ROUTINE,
-        Error::Execution { .. } => {
-            if lower.contains("cannot cast") || lower.contains("cast error") || lower.contains("can't cast") {
-                state::INVALID_TEXT
-            } else {
-                state::INTERNAL
-            }
-        }
+        Error::Execution { .. } => state::INTERNAL,
     };
     let mut info = error(code, first_line(&message), err.hint());
     info.detail = Some(format!("rvbbit error {}", err.code().code));
@@ -99,6 +107,15 @@ pub(crate) fn from_sql_error(err: &Error, sql: &str) -> ErrorInfo {
         info.position = Some(pos.to_string());
     }
     info
+}
+
+/// Arrow's cast and parse failures of a value (`CAST('x' AS INT)`, `'2024-13-01'::date`).
+fn is_cast_error(lower: &str) -> bool {
+    lower.contains("cannot cast")
+        || lower.contains("cast error")
+        || lower.contains("can't cast")
+        || lower.contains("arrow error: parser error")
+        || lower.contains("invalid input syntax")
 }
 
 /// DataFusion messages can carry a "Did you mean …" second line: keep it in the message, drop
@@ -171,5 +188,42 @@ mod tests {
             message: "`rvbbit.cache` cannot be 'x'".into(),
         };
         assert_eq!(from_sql_error(&e, sql).code, "22023");
+    }
+
+    #[test]
+    fn data_errors_map_to_class_22() {
+        let sql = "SELECT 1";
+        let exec = |m: &str| Error::Execution { message: m.into() };
+        let plan = |m: &str| Error::Invalid { message: m.into() };
+        assert_eq!(
+            from_sql_error(&exec("Arrow error: Divide by zero error"), sql).code,
+            "22012"
+        );
+        assert_eq!(from_sql_error(&plan("Divide by zero error"), sql).code, "22012");
+        assert_eq!(
+            from_sql_error(
+                &exec("Cast error: Cannot cast string 'x' to value of Int32 type"),
+                sql
+            )
+            .code,
+            "22P02"
+        );
+        assert_eq!(
+            from_sql_error(
+                &exec("Arrow error: Arithmetic overflow: Overflow happened on: 9223372036854775807 + 1"),
+                sql
+            )
+            .code,
+            "22003"
+        );
+        assert_eq!(
+            from_sql_error(
+                &plan("Cannot coerce arithmetic expression Int64 + Utf8 to valid types"),
+                sql
+            )
+            .code,
+            "42883"
+        );
+        assert_eq!(from_sql_error(&exec("something else broke"), sql).code, "XX000");
     }
 }

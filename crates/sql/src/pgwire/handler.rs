@@ -28,6 +28,7 @@ use pgwire::messages::simplequery::Query;
 use super::ServerState;
 use super::catalog::{self, CatalogState, Identity};
 use super::errors::{error, from_sql_error, state, user_error};
+use super::params;
 use super::statement::{self, Kind, Param, Sql};
 use super::types;
 use crate::options::RvbbitOptions;
@@ -116,18 +117,16 @@ impl Conn {
         all.into_iter().collect()
     }
 
-    /// The `rvbbit.*` settings in force.
+    /// The session's `datafusion.*` and `rvbbit.*` settings in force (unset options show as "").
     fn session_entries(&self) -> Vec<(String, String)> {
         let state = self.session.context().state();
-        let options = state.config().options();
-        let mut out = Vec::new();
-        if let Some(ext) = options.extensions.get::<RvbbitOptions>() {
-            use datafusion::common::config::ExtensionOptions;
-            for e in ext.entries() {
-                out.push((e.key, e.value.unwrap_or_default()));
-            }
-        }
-        out
+        state
+            .config()
+            .options()
+            .entries()
+            .into_iter()
+            .map(|e| (e.key, e.value.unwrap_or_default()))
+            .collect()
     }
 
     async fn refresh_catalog(&self) -> PgWireResult<()> {
@@ -200,6 +199,11 @@ impl Conn {
             Kind::Commit => Ok(Response::TransactionEnd(Tag::new("COMMIT"))),
             Kind::Rollback => Ok(Response::TransactionEnd(Tag::new("ROLLBACK"))),
             Kind::Ignored(tag) => Ok(Response::Execution(Tag::new(tag))),
+            Kind::Copy => Err(user_error(error(
+                state::NOT_SUPPORTED,
+                "COPY is not supported; use SELECT",
+                "read rows with SELECT (psql's \\copy is COPY too); `COPY … TO 'file'` writes a file on the server",
+            ))),
             Kind::Sql(sql) => self.run_sql(client, sql, params, format).await,
         }
     }
@@ -524,17 +528,7 @@ fn bound_params(portal: &Portal<Prepared>) -> PgWireResult<Vec<Param>> {
             continue;
         };
         let value = if portal.parameter_format.is_binary(i) {
-            decode_binary(bytes, &ty).ok_or_else(|| {
-                user_error(error(
-                    state::INVALID_PARAMETER,
-                    format!(
-                        "parameter ${} has a binary value of type {} that cannot be read",
-                        i + 1,
-                        ty.name()
-                    ),
-                    "send parameters in text format",
-                ))
-            })?
+            params::decode_binary(bytes, &ty, i).map_err(user_error)?
         } else {
             String::from_utf8(bytes.to_vec()).map_err(|_| {
                 user_error(error(
@@ -550,22 +544,6 @@ fn bound_params(portal: &Portal<Prepared>) -> PgWireResult<Vec<Param>> {
         });
     }
     Ok(out)
-}
-
-fn decode_binary(bytes: &[u8], ty: &Type) -> Option<String> {
-    Some(match *ty {
-        Type::BOOL => (bytes.first()? != &0).to_string(),
-        Type::INT2 => i16::from_be_bytes(bytes.try_into().ok()?).to_string(),
-        Type::INT4 => i32::from_be_bytes(bytes.try_into().ok()?).to_string(),
-        Type::OID => u32::from_be_bytes(bytes.try_into().ok()?).to_string(),
-        Type::INT8 => i64::from_be_bytes(bytes.try_into().ok()?).to_string(),
-        Type::FLOAT4 => f32::from_be_bytes(bytes.try_into().ok()?).to_string(),
-        Type::FLOAT8 => f64::from_be_bytes(bytes.try_into().ok()?).to_string(),
-        Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR | Type::UNKNOWN | Type::JSON => {
-            String::from_utf8(bytes.to_vec()).ok()?
-        }
-        _ => return None,
-    })
 }
 
 #[async_trait]

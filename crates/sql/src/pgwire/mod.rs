@@ -16,6 +16,7 @@ mod auth;
 mod catalog;
 mod errors;
 mod handler;
+mod params;
 mod statement;
 mod types;
 

@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, CastKind, DataType as SqlType, Expr, ObjectName, ObjectNamePart, Reset, Set, Statement,
-    Value, ValueWithSpan, VisitMut, VisitorMut,
+    AccessExpr, BinaryOperator, CastKind, CopyTarget, DataType as SqlType, ExactNumberInfo, Expr, ObjectName,
+    ObjectNamePart, Reset, Set, Statement, Value, ValueWithSpan, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -22,6 +22,7 @@ use pgwire::error::ErrorInfo;
 
 use super::catalog;
 use super::errors::{error, state};
+use super::params;
 
 /// One statement of a query string.
 #[derive(Clone, Debug)]
@@ -43,6 +44,9 @@ pub(crate) enum Kind {
     Commit,
     /// `ROLLBACK` / `ABORT`.
     Rollback,
+    /// `COPY … TO STDOUT` / `COPY … FROM STDIN`: refused (SQLSTATE 0A000), the copy sub-protocol is
+    /// not served.
+    Copy,
     /// Accepted and ignored (SAVEPOINT, RELEASE, DISCARD, DEALLOCATE, SET TRANSACTION, …) with this tag.
     Ignored(&'static str),
     /// SQL for the session.
@@ -126,6 +130,7 @@ pub(crate) fn parse(sql: &str) -> Vec<Kind> {
     let dialect = PostgreSqlDialect {};
     match Parser::parse_sql(&dialect, sql) {
         Ok(statements) if !statements.is_empty() => statements.into_iter().map(classify).collect(),
+        _ if is_copy_stream(trimmed) => vec![Kind::Copy],
         _ => vec![Kind::Sql(Sql {
             ast: None,
             text: trimmed.to_owned(),
@@ -181,6 +186,10 @@ fn classify(statement: Statement) -> Kind {
                 words.join(".")
             })
         }
+        Statement::Copy {
+            target: CopyTarget::Stdin | CopyTarget::Stdout,
+            ..
+        } => Kind::Copy,
         Statement::StartTransaction { .. } => Kind::Begin,
         Statement::Commit { .. } => Kind::Commit,
         Statement::Rollback { savepoint: None, .. } => Kind::Rollback,
@@ -203,6 +212,15 @@ fn sql(mut statement: Statement) -> Kind {
         reads_catalog: rewriter.reads_catalog,
         params: rewriter.placeholders.last().copied().unwrap_or(0),
     })
+}
+
+/// A `COPY` through the client's stdin/stdout (what sqlparser could not parse, by its words).
+fn is_copy_stream(sql: &str) -> bool {
+    let upper = sql.to_ascii_uppercase();
+    upper.starts_with("COPY")
+        && upper
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|w| w == "STDIN" || w == "STDOUT")
 }
 
 /// `rvbbit.*` and `datafusion.*` settings belong to the session (DataFusion's SET).
@@ -266,6 +284,10 @@ pub(crate) fn command_tag(sql: &str) -> String {
     }
 }
 
+/// Ends the alias of a column named next to `*` (see `pre_visit_select`); the row description drops
+/// it and what follows, so clients see the column's own name.
+pub(crate) const DUPLICATE_MARK: &str = "\u{1}dup";
+
 /// Rewrites that make PostgreSQL client catalog SQL plannable by DataFusion.
 #[derive(Default)]
 struct CatalogRewriter {
@@ -303,6 +325,33 @@ impl VisitorMut for CatalogRewriter {
         // PostgreSQL allows two unnamed columns with the same text (`SELECT NULL, NULL`); DataFusion
         // needs unique names: alias the repeats.
         use datafusion::sql::sqlparser::ast::{Ident, SelectItem};
+        // With `*` in the list, a column named before it (`SELECT c.oid, c.*`, DBeaver's navigator) would
+        // appear twice: alias it with a marked name that the wire's row description drops.
+        let wildcard = select
+            .projection
+            .iter()
+            .any(|i| matches!(i, SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)));
+        if wildcard {
+            for item in select.projection.iter_mut() {
+                if let SelectItem::UnnamedExpr(e @ (Expr::Identifier(_) | Expr::CompoundIdentifier(_))) = item
+                {
+                    let name = match &*e {
+                        Expr::Identifier(i) => i.value.clone(),
+                        Expr::CompoundIdentifier(parts) => {
+                            parts.last().map(|i| i.value.clone()).unwrap_or_default()
+                        }
+                        _ => String::new(),
+                    };
+                    *item = SelectItem::ExprWithAlias {
+                        expr: e.clone(),
+                        alias: Ident::with_quote(
+                            '"',
+                            format!("{}{DUPLICATE_MARK}", name.to_ascii_lowercase()),
+                        ),
+                    };
+                }
+            }
+        }
         let mut seen = BTreeSet::new();
         for (i, item) in select.projection.iter_mut().enumerate() {
             if let SelectItem::UnnamedExpr(e) = item {
@@ -368,12 +417,30 @@ impl VisitorMut for CatalogRewriter {
             }
             Expr::Function(f)
                 if f.name.0.len() == 2
-                    && f.name
-                        .0
-                        .first()
-                        .is_some_and(|p| p.to_string().eq_ignore_ascii_case("pg_catalog")) =>
+                    && f.name.0.first().is_some_and(|p| {
+                        let schema = p.to_string();
+                        schema.eq_ignore_ascii_case("pg_catalog")
+                            || schema.eq_ignore_ascii_case("information_schema")
+                                && f.name
+                                    .0
+                                    .last()
+                                    .is_some_and(|n| n.to_string() == "_pg_expandarray")
+                    }) =>
             {
                 f.name.0.remove(0);
+            }
+            // `(expr).field` → get_field(expr, 'field') (DataFusion reads only `column.field`)
+            Expr::CompoundFieldAccess { root, access_chain } => {
+                if let [AccessExpr::Dot(Expr::Identifier(field))] = access_chain.as_slice() {
+                    let mut base = root.as_ref();
+                    while let Expr::Nested(inner) = base {
+                        base = inner;
+                    }
+                    let field = field.value.to_ascii_lowercase().replace('\'', "''");
+                    if let Ok(call) = parse_expr(&format!("get_field({base}, '{field}')")) {
+                        *expr = call;
+                    }
+                }
             }
             Expr::Value(ValueWithSpan {
                 value: Value::Placeholder(p),
@@ -802,10 +869,44 @@ fn literal(param: &Param) -> Result<Expr, ErrorInfo> {
         }
         Type::NUMERIC => {
             let v = value.trim();
-            if v.parse::<f64>().is_err() {
-                return Err(invalid("numeric"));
+            match v.parse::<f64>() {
+                Ok(f) if f.is_finite() => number(v),
+                // NaN and ±Infinity have no decimal form
+                Ok(_) => cast(string(v), SqlType::Double(ExactNumberInfo::None)),
+                Err(_) => return Err(invalid("numeric")),
             }
-            number(v)
+        }
+        Type::BYTEA => {
+            let bytes = params::bytea_from_text(value).ok_or_else(|| invalid("bytea"))?;
+            Expr::Value(ValueWithSpan {
+                value: Value::HexStringLiteral(hex::encode(bytes)),
+                span: Span::empty(),
+            })
+        }
+        Type::DATE => {
+            // pgjdbc's setDate adds the client's zone offset (`2024-01-02 +00`), which a date ignores
+            let v = params::date_with_offset(value).unwrap_or(value);
+            cast(string(v), SqlType::Date)
+        }
+        Type::UUID => {
+            // psycopg sends a UUID's text as 32 hex digits; PostgreSQL shows it hyphenated
+            let hex: String = value.chars().filter(|c| !matches!(c, '-' | '{' | '}')).collect();
+            if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(invalid("uuid"));
+            }
+            let h = hex.to_ascii_lowercase();
+            string(&format!(
+                "{}-{}-{}-{}-{}",
+                &h[0..8],
+                &h[8..12],
+                &h[12..16],
+                &h[16..20],
+                &h[20..32]
+            ))
+        }
+        Type::UNKNOWN if params::date_with_offset(value).is_some() => {
+            let v = params::date_with_offset(value).unwrap_or(value);
+            cast(string(v), SqlType::Date)
         }
         Type::BOOL => {
             let b = match value.trim().to_ascii_lowercase().as_str() {
@@ -818,12 +919,17 @@ fn literal(param: &Param) -> Result<Expr, ErrorInfo> {
                 span: Span::empty(),
             })
         }
-        Type::DATE | Type::TIMESTAMP | Type::TIMESTAMPTZ | Type::TIME | Type::INTERVAL => {
-            match sql_type(&param.ty) {
-                Some(ty) => cast(string(value), ty),
-                None => string(value),
-            }
-        }
+        Type::INTERVAL => cast(
+            string(&params::interval_text(value)),
+            SqlType::Interval {
+                fields: None,
+                precision: None,
+            },
+        ),
+        Type::TIMESTAMP | Type::TIMESTAMPTZ | Type::TIME => match sql_type(&param.ty) {
+            Some(ty) => cast(string(value), ty),
+            None => string(value),
+        },
         _ => string(value),
     })
 }
@@ -843,6 +949,7 @@ fn sql_type(ty: &Type) -> Option<SqlType> {
         Type::TIME => "TIME",
         Type::INTERVAL => "INTERVAL",
         Type::NUMERIC => "DECIMAL(38, 10)",
+        Type::BYTEA => "BYTEA",
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::JSON | Type::UNKNOWN => "TEXT",
         _ => return None,
     };
@@ -875,6 +982,13 @@ mod tests {
         assert!(matches!(one("COMMIT"), Kind::Commit));
         assert!(matches!(one("END"), Kind::Commit));
         assert!(matches!(one("ROLLBACK"), Kind::Rollback));
+        assert!(matches!(one("COPY (SELECT 1) TO STDOUT"), Kind::Copy));
+        assert!(matches!(one("COPY t FROM STDIN WITH (FORMAT csv)"), Kind::Copy));
+        assert!(matches!(
+            one("COPY t TO STDOUT WITH (FORMAT binary, NOPE)"),
+            Kind::Copy
+        ));
+        assert!(matches!(one("COPY t TO 'out.csv'"), Kind::Sql(_)));
         assert_eq!(parse("SELECT 1; SELECT 2").len(), 2);
         assert!(parse(" ; ").is_empty());
     }
@@ -896,6 +1010,21 @@ mod tests {
         };
         assert!(s.reads_catalog);
         assert!(s.render(&[]).unwrap().contains("pg_catalog.pg_class"));
+        // DBeaver's `x.oid, x.*` and pgjdbc's `(information_schema._pg_expandarray(i.indkey)).n`
+        let Kind::Sql(s) = one(
+            "SELECT x.oid, x.*, (information_schema._pg_expandarray(i.indkey)).n AS k FROM pg_catalog.pg_class x, pg_catalog.pg_index i",
+        ) else {
+            panic!()
+        };
+        let text = s.render(&[]).unwrap();
+        assert!(
+            text.starts_with(&format!("SELECT x.oid AS \"oid{DUPLICATE_MARK}\", x.*, ")),
+            "{text}"
+        );
+        assert!(
+            text.contains("get_field(_pg_expandarray(i.indkey), 'n') AS k"),
+            "{text}"
+        );
     }
 
     #[test]

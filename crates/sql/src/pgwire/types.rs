@@ -109,7 +109,12 @@ pub(crate) fn fields(schema: &datafusion::arrow::datatypes::Schema, format: &For
         .map(|(i, f)| {
             let ty = pg_type(f);
             let len = type_len(&ty);
-            FieldInfo::new(f.name().clone(), None, None, ty, field_format(format, i)).with_type_size(len)
+            // `SELECT c.oid, c.*`: the explicit column carries a marked alias (statement.rs)
+            let name = f
+                .name()
+                .split_once(super::statement::DUPLICATE_MARK)
+                .map_or(f.name().as_str(), |(n, _)| n);
+            FieldInfo::new(name.to_owned(), None, None, ty, field_format(format, i)).with_type_size(len)
         })
         .collect()
 }
@@ -215,6 +220,11 @@ fn write_text(
                 s.push_str("+00");
             }
         }
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => {
+            // bytea's text form (bytea_output = hex): `\x` and two hex digits a byte
+            s.push_str("\\x");
+            s.push_str(&hex::encode(binary_value(array, row)));
+        }
         DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => {
             let values = list_values(array, row);
             let options = FormatOptions::new();
@@ -310,6 +320,22 @@ fn list_values(array: &ArrayRef, row: usize) -> ArrayRef {
     }
 }
 
+/// The bytes of a binary cell (empty for a non-binary array).
+fn binary_value(array: &ArrayRef, row: usize) -> &[u8] {
+    let any = array.as_any();
+    if let Some(a) = any.downcast_ref::<BinaryArray>() {
+        a.value(row)
+    } else if let Some(a) = any.downcast_ref::<LargeBinaryArray>() {
+        a.value(row)
+    } else if let Some(a) = any.downcast_ref::<BinaryViewArray>() {
+        a.value(row)
+    } else if let Some(a) = any.downcast_ref::<FixedSizeBinaryArray>() {
+        a.value(row)
+    } else {
+        &[]
+    }
+}
+
 /// The binary form (PostgreSQL's `send` functions) of the common types; others are sent as their text
 /// form, which is the binary form of text, varchar and json.
 fn write_binary(
@@ -381,34 +407,9 @@ fn write_binary(
             buf.put_i32(v.days);
             buf.put_i32(v.months);
         }
-        DataType::Binary => buf.put_slice(
-            array
-                .as_any()
-                .downcast_ref::<BinaryArray>()
-                .map(|a| a.value(row))
-                .unwrap_or_default(),
-        ),
-        DataType::LargeBinary => buf.put_slice(
-            array
-                .as_any()
-                .downcast_ref::<LargeBinaryArray>()
-                .map(|a| a.value(row))
-                .unwrap_or_default(),
-        ),
-        DataType::BinaryView => buf.put_slice(
-            array
-                .as_any()
-                .downcast_ref::<BinaryViewArray>()
-                .map(|a| a.value(row))
-                .unwrap_or_default(),
-        ),
-        DataType::FixedSizeBinary(_) => buf.put_slice(
-            array
-                .as_any()
-                .downcast_ref::<FixedSizeBinaryArray>()
-                .map(|a| a.value(row))
-                .unwrap_or_default(),
-        ),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => {
+            buf.put_slice(binary_value(array, row));
+        }
         DataType::Utf8 => buf.put_slice(
             array
                 .as_any()

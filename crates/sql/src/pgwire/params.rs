@@ -1,0 +1,341 @@
+//! Bound parameters of the extended protocol: binary values (PostgreSQL's `send` forms) decoded to the
+//! text the statement binder turns into typed literals.
+
+// `ErrorInfo` is pgwire's own error message type (see statement.rs).
+#![allow(clippy::result_large_err)]
+
+use datafusion::arrow::temporal_conversions::{
+    date32_to_datetime, time64us_to_time, timestamp_us_to_datetime,
+};
+use pgwire::api::Type;
+use pgwire::error::ErrorInfo;
+
+use super::errors::{error, state};
+
+/// Days between 1970-01-01 and 2000-01-01 (PostgreSQL's binary epoch).
+const PG_EPOCH_DAYS: i32 = 10_957;
+/// Microseconds between 1970-01-01 and 2000-01-01.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// The text form of a binary parameter value of type `ty`; `index` is the 0-based parameter number
+/// (for the error).
+pub(crate) fn decode_binary(bytes: &[u8], ty: &Type, index: usize) -> Result<String, ErrorInfo> {
+    let n = index + 1;
+    let unreadable = || {
+        error(
+            state::INVALID_PARAMETER,
+            format!(
+                "parameter ${n} has a binary value of type {} that cannot be read ({} bytes)",
+                ty.name(),
+                bytes.len()
+            ),
+            "send the parameter in text format",
+        )
+    };
+    let fixed = |len: usize| -> Result<&[u8], ErrorInfo> {
+        if bytes.len() == len {
+            Ok(bytes)
+        } else {
+            Err(unreadable())
+        }
+    };
+    let be4 = |b: &[u8]| -> [u8; 4] { [b[0], b[1], b[2], b[3]] };
+    let be8 = |b: &[u8]| -> [u8; 8] { [b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]] };
+    Ok(match *ty {
+        Type::BOOL => (fixed(1)?[0] != 0).to_string(),
+        Type::INT2 => {
+            let b = fixed(2)?;
+            i16::from_be_bytes([b[0], b[1]]).to_string()
+        }
+        Type::INT4 => i32::from_be_bytes(be4(fixed(4)?)).to_string(),
+        Type::OID => u32::from_be_bytes(be4(fixed(4)?)).to_string(),
+        Type::INT8 => i64::from_be_bytes(be8(fixed(8)?)).to_string(),
+        Type::FLOAT4 => f32::from_be_bytes(be4(fixed(4)?)).to_string(),
+        Type::FLOAT8 => f64::from_be_bytes(be8(fixed(8)?)).to_string(),
+        Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR | Type::UNKNOWN | Type::JSON => {
+            String::from_utf8(bytes.to_vec()).map_err(|_| unreadable())?
+        }
+        Type::JSONB => match bytes.split_first() {
+            Some((1, rest)) => String::from_utf8(rest.to_vec()).map_err(|_| unreadable())?,
+            _ => return Err(unreadable()),
+        },
+        Type::BYTEA => format!("\\x{}", hex::encode(bytes)),
+        Type::UUID => {
+            let h = hex::encode(fixed(16)?);
+            format!(
+                "{}-{}-{}-{}-{}",
+                &h[0..8],
+                &h[8..12],
+                &h[12..16],
+                &h[16..20],
+                &h[20..32]
+            )
+        }
+        Type::DATE => {
+            let days = i32::from_be_bytes(be4(fixed(4)?));
+            match days {
+                i32::MAX => "infinity".to_owned(),
+                i32::MIN => "-infinity".to_owned(),
+                d => d
+                    .checked_add(PG_EPOCH_DAYS)
+                    .and_then(date32_to_datetime)
+                    .map(|dt| dt.format("%Y-%m-%d").to_string())
+                    .ok_or_else(unreadable)?,
+            }
+        }
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => {
+            let micros = i64::from_be_bytes(be8(fixed(8)?));
+            match micros {
+                i64::MAX => "infinity".to_owned(),
+                i64::MIN => "-infinity".to_owned(),
+                m => {
+                    let dt = m
+                        .checked_add(PG_EPOCH_MICROS)
+                        .and_then(timestamp_us_to_datetime)
+                        .ok_or_else(unreadable)?;
+                    let text = dt.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
+                    // timestamptz travels as UTC
+                    if *ty == Type::TIMESTAMPTZ {
+                        format!("{text}+00:00")
+                    } else {
+                        text
+                    }
+                }
+            }
+        }
+        Type::TIME => {
+            let micros = i64::from_be_bytes(be8(fixed(8)?));
+            time64us_to_time(micros)
+                .map(|t| t.format("%H:%M:%S%.6f").to_string())
+                .ok_or_else(unreadable)?
+        }
+        Type::INTERVAL => {
+            let b = fixed(16)?;
+            let micros = i64::from_be_bytes(be8(&b[0..8]));
+            let days = i32::from_be_bytes(be4(&b[8..12]));
+            let months = i32::from_be_bytes(be4(&b[12..16]));
+            format!("{months} months {days} days {micros} microseconds")
+        }
+        Type::NUMERIC => numeric_text(bytes).ok_or_else(unreadable)?,
+        _ => {
+            return Err(error(
+                state::NOT_SUPPORTED,
+                format!(
+                    "parameter ${n} is sent in binary as type {}, which this server cannot read in binary",
+                    ty.name()
+                ),
+                "send the parameter in text format, or cast a text parameter in the statement ($1::type)",
+            ));
+        }
+    })
+}
+
+/// PostgreSQL's binary `numeric` (base-10000 digits, weight, sign, display scale) as decimal text.
+fn numeric_text(bytes: &[u8]) -> Option<String> {
+    let word = |i: usize| -> Option<u16> {
+        let b = bytes.get(i * 2..i * 2 + 2)?;
+        Some(u16::from_be_bytes([b[0], b[1]]))
+    };
+    let ndigits = usize::from(word(0)?);
+    let weight = i32::from(i16::from_ne_bytes(word(1)?.to_ne_bytes()));
+    let sign = word(2)?;
+    let dscale = usize::from(word(3)?);
+    if bytes.len() != 8 + ndigits * 2 {
+        return None;
+    }
+    match sign {
+        0xC000 => return Some("NaN".to_owned()),
+        0xD000 => return Some("Infinity".to_owned()),
+        0xF000 => return Some("-Infinity".to_owned()),
+        0 | 0x4000 => {}
+        _ => return None,
+    }
+    let digits: Vec<u16> = (0..ndigits).map(|i| word(4 + i)).collect::<Option<_>>()?;
+    if digits.iter().any(|d| *d > 9999) {
+        return None;
+    }
+    // digits[i] has weight `weight - i` (a power of 10000)
+    let digit_at = |w: i32| -> u16 {
+        let i = weight - w;
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| digits.get(i))
+            .copied()
+            .unwrap_or(0)
+    };
+    let mut text = String::new();
+    if sign == 0x4000 && !digits.is_empty() {
+        text.push('-');
+    }
+    if weight < 0 {
+        text.push('0');
+    } else {
+        text.push_str(&digit_at(weight).to_string());
+        for w in (0..weight).rev() {
+            text.push_str(&format!("{:04}", digit_at(w)));
+        }
+    }
+    if dscale > 0 {
+        let mut frac = String::new();
+        let mut w = -1;
+        while frac.len() < dscale {
+            frac.push_str(&format!("{:04}", digit_at(w)));
+            w -= 1;
+        }
+        frac.truncate(dscale);
+        text.push('.');
+        text.push_str(&frac);
+    }
+    Some(text)
+}
+
+/// bytea's text input: `\x` and hex digits, or the escape form (`\\` and `\nnn` octal escapes).
+pub(crate) fn bytea_from_text(text: &str) -> Option<Vec<u8>> {
+    if let Some(h) = text.strip_prefix("\\x").or_else(|| text.strip_prefix("\\X")) {
+        let h: String = h.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        return hex::decode(h).ok();
+    }
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            out.push(b[i]);
+            i += 1;
+        } else if b.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+        } else {
+            let oct = b.get(i + 1..i + 4)?;
+            if !oct.iter().all(|c| (b'0'..=b'7').contains(c)) {
+                return None;
+            }
+            let v = oct.iter().fold(0u16, |acc, c| acc * 8 + u16::from(c - b'0'));
+            out.push(u8::try_from(v).ok()?);
+            i += 4;
+        }
+    }
+    Some(out)
+}
+
+/// pgjdbc's `setDate` sends an untyped `2024-01-02 +00` (the date and the client's zone offset):
+/// the date part when `text` has that shape.
+pub(crate) fn date_with_offset(text: &str) -> Option<&str> {
+    let (date, offset) = text.trim().rsplit_once(' ')?;
+    let date = date.trim_end();
+    let b = date.as_bytes();
+    let is_date = b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    let rest = offset.strip_prefix('+').or_else(|| offset.strip_prefix('-'))?;
+    let is_offset = (2..=8).contains(&rest.len())
+        && rest.starts_with(|c: char| c.is_ascii_digit())
+        && rest.chars().all(|c| c.is_ascii_digit() || c == ':');
+    (is_date && is_offset).then_some(date)
+}
+
+/// PostgreSQL's interval text (`2 days 03:04:05.5`, as psycopg sends a timedelta) in the unit words
+/// DataFusion parses: a `[-]h:mm[:ss[.f]]` part becomes hours, minutes and seconds.
+pub(crate) fn interval_text(text: &str) -> String {
+    text.split_whitespace()
+        .map(|part| {
+            let (sign, clock) = match part.strip_prefix('-') {
+                Some(rest) => ("-", rest),
+                None => ("", part.strip_prefix('+').unwrap_or(part)),
+            };
+            let fields: Vec<&str> = clock.split(':').collect();
+            let numeric = |f: &str| !f.is_empty() && f.chars().all(|c| c.is_ascii_digit() || c == '.');
+            if !(2..=3).contains(&fields.len()) || !fields.iter().all(|f| numeric(f)) {
+                return part.to_owned();
+            }
+            let mut words = format!("{sign}{} hours {sign}{} minutes", fields[0], fields[1]);
+            if let Some(seconds) = fields.get(2) {
+                words.push_str(&format!(" {sign}{seconds} seconds"));
+            }
+            words
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(bytes: &[u8], ty: &Type) -> String {
+        decode_binary(bytes, ty, 0).unwrap()
+    }
+
+    fn numeric(words: &[i16]) -> String {
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
+        numeric_text(&bytes).unwrap()
+    }
+
+    #[test]
+    fn binary_dates_times_and_timestamps_decode() {
+        // 2024-01-02 is 8767 days after 2000-01-01
+        assert_eq!(text(&8767i32.to_be_bytes(), &Type::DATE), "2024-01-02");
+        assert_eq!(text(&(-1i32).to_be_bytes(), &Type::DATE), "1999-12-31");
+        let micros: i64 = 8767 * 86_400_000_000 + 3_723_000_001;
+        assert_eq!(
+            text(&micros.to_be_bytes(), &Type::TIMESTAMP),
+            "2024-01-02 01:02:03.000001"
+        );
+        assert_eq!(
+            text(&micros.to_be_bytes(), &Type::TIMESTAMPTZ),
+            "2024-01-02 01:02:03.000001+00:00"
+        );
+        assert_eq!(
+            text(&3_723_500_000i64.to_be_bytes(), &Type::TIME),
+            "01:02:03.500000"
+        );
+        let mut interval = 3_000_001i64.to_be_bytes().to_vec();
+        interval.extend(2i32.to_be_bytes());
+        interval.extend(1i32.to_be_bytes());
+        assert_eq!(
+            text(&interval, &Type::INTERVAL),
+            "1 months 2 days 3000001 microseconds"
+        );
+    }
+
+    #[test]
+    fn binary_bytea_uuid_and_numeric_decode() {
+        assert_eq!(text(&[1, 2, 255], &Type::BYTEA), "\\x0102ff");
+        let uuid: Vec<u8> = (0u8..16).collect();
+        assert_eq!(text(&uuid, &Type::UUID), "00010203-0405-0607-0809-0a0b0c0d0e0f");
+        // ndigits, weight, sign, dscale, digits… (the pairs numeric_binary writes)
+        assert_eq!(numeric(&[0, 0, 0, 0]), "0");
+        assert_eq!(numeric(&[2, 0, 0, 2, 1, 5000]), "1.50");
+        assert_eq!(numeric(&[3, 1, 0x4000, 1, 1, 2345, 6000]), "-12345.6");
+        assert_eq!(numeric(&[1, -1, 0, 4, 1]), "0.0001");
+        assert_eq!(numeric(&[1, 1, 0, 0, 1]), "10000");
+        assert!(decode_binary(&[1, 2, 3], &Type::INT4, 0).is_err());
+        assert_eq!(
+            decode_binary(&[0; 12], &Type::TIMETZ, 2).unwrap_err().code,
+            "0A000"
+        );
+    }
+
+    #[test]
+    fn bytea_text_and_jdbc_dates() {
+        assert_eq!(bytea_from_text("\\x0102"), Some(vec![1, 2]));
+        assert_eq!(bytea_from_text("a\\\\b\\001"), Some(vec![b'a', b'\\', b'b', 1]));
+        assert_eq!(bytea_from_text("\\xzz"), None);
+        assert_eq!(date_with_offset("2024-01-02 +00"), Some("2024-01-02"));
+        assert_eq!(date_with_offset("2024-01-02 -05:30"), Some("2024-01-02"));
+        assert_eq!(date_with_offset("2024-01-02"), None);
+        assert_eq!(date_with_offset("hello +00"), None);
+        assert_eq!(date_with_offset("2024-01-02 03:04:05+00"), None);
+        assert_eq!(
+            interval_text("2 days 0:00:03"),
+            "2 days 0 hours 00 minutes 03 seconds"
+        );
+        assert_eq!(interval_text("-1:30"), "-1 hours -30 minutes");
+        assert_eq!(interval_text("1 year 2 mons"), "1 year 2 mons");
+    }
+}
