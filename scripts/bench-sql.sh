@@ -11,21 +11,25 @@
 #   3. pgwire round-trip latency of a trivial query: scripts/bench-pgwire.py with RVBBIT_PYTHON (a python
 #      with psycopg 3, e.g. the venv scripts/test-deps.sh makes); skipped with a note when there is none.
 # Times are the statement's own duration (`duration_ms` of `rvbbit --output json sql`), without process
-# start. RVBBIT_BENCH_PROFILE=debug uses the debug build instead (slower; for a quick check).
+# start. RVBBIT_BENCH_PROFILE=debug uses the debug build instead (slower; for a quick check);
+# RVBBIT_BIN and TESTKIT_BIN name prebuilt binaries (no build).
 set -euo pipefail
 distinct="${1:-1000}"
 cached_rows="${2:-1000000}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
 profile="${RVBBIT_BENCH_PROFILE:-release}"
-if [ "$profile" = release ]; then
+if [ -n "${RVBBIT_BIN:-}" ] && [ -n "${TESTKIT_BIN:-}" ]; then
+  :  # binaries given: measure them as they are
+elif [ "$profile" = release ]; then
   cargo build --release -q -p rvbbit -p rvbbit-testkit --manifest-path "$root/Cargo.toml"
 else
   cargo build -q -p rvbbit -p rvbbit-testkit --manifest-path "$root/Cargo.toml"
 fi
-bin="$target/$profile/rvbbit"
+bin="$(realpath "${RVBBIT_BIN:-$target/$profile/rvbbit}")"
+testkit="$(realpath "${TESTKIT_BIN:-$target/$profile/rvbbit-testkit}")"
 work="$(mktemp -d)"
-"$target/$profile/rvbbit-testkit" serve --latency 200ms >"$work/url" 2>/dev/null &
+"$testkit" serve --latency 200ms >"$work/url" 2>/dev/null &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 50); do [ -s "$work/url" ] && break; sleep 0.1; done

@@ -179,6 +179,8 @@ pub(crate) struct Statement {
     pub(crate) caller_id: CallerId,
     pub(crate) counters: Counters,
     memo: Mutex<HashMap<String, Arc<OnceCell<Answer>>>>,
+    /// Final answers by argument tuple (see `udf::args_key`): later batches skip the cache key.
+    answered: Mutex<HashMap<String, Answer>>,
     cascades: Mutex<HashMap<String, Result<Arc<LoadedCascade>, String>>>,
     pub(crate) first_error: Mutex<Option<String>>,
     /// `PARALLEL n` of a MAP statement: at most n of its calls at once (below the runtime's limit).
@@ -196,6 +198,7 @@ impl Statement {
             caller_id,
             counters: Counters::default(),
             memo: Mutex::new(HashMap::new()),
+            answered: Mutex::new(HashMap::new()),
             cascades: Mutex::new(HashMap::new()),
             first_error: Mutex::new(None),
             parallel: std::sync::OnceLock::new(),
@@ -207,6 +210,18 @@ impl Statement {
     fn cell(&self, key: &str) -> Arc<OnceCell<Answer>> {
         let mut memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
         memo.entry(key.to_owned()).or_default().clone()
+    }
+
+    /// The answer an earlier batch of this statement got for the same arguments.
+    pub(crate) fn known_answer(&self, args: &str) -> Option<Answer> {
+        let answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
+        answered.get(args).cloned()
+    }
+
+    /// Remember a batch's answers by their arguments for the statement's later batches.
+    pub(crate) fn remember_answers(&self, answers: impl IntoIterator<Item = (String, Answer)>) {
+        let mut answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
+        answered.extend(answers);
     }
 
     fn note_error(&self, message: &str) {

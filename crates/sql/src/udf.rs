@@ -202,12 +202,35 @@ fn parse_options(text: Option<&str>) -> Result<CallOptions, Error> {
     Ok(out)
 }
 
-/// What a row will get: NULL without a call, a fixed text, or the answer of a distinct call.
+/// What a row will get: NULL without a call, a fixed text, the answer of a distinct call of this batch,
+/// or an answer an earlier batch of the statement already got for the same arguments.
 #[derive(Clone)]
 enum Slot {
     Null,
     Text(String),
     Call(usize),
+    Known(usize),
+}
+
+/// The statement-wide memo key of one argument tuple: the function and each argument, length-prefixed
+/// (so no two tuples share a key).
+fn args_key(kind: Kind, raw: &[Option<&str>; 4]) -> String {
+    let mut key = String::with_capacity(raw.iter().flatten().map(|a| a.len() + 8).sum::<usize>() + 1);
+    key.push(match kind {
+        Kind::Udf => 'u',
+        Kind::Run => 'r',
+    });
+    for arg in raw {
+        match arg {
+            None => key.push('-'),
+            Some(a) => {
+                key.push_str(&a.len().to_string());
+                key.push(':');
+                key.push_str(a);
+            }
+        }
+    }
+    key
 }
 
 #[async_trait]
@@ -227,6 +250,10 @@ impl AsyncScalarUDFImpl for RvbbitFunction {
         let mut slots = Vec::with_capacity(n);
         let mut calls: Vec<Call> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
+        // Answers earlier batches of the statement got (large columns arrive in many batches), and the
+        // argument keys of this batch's calls, remembered once they are answered.
+        let mut known: Vec<Answer> = Vec::new();
+        let mut pending: Vec<(usize, String)> = Vec::new();
         // Per-row fields: for rvbbit_run, the optional 3rd argument.
         let fields: Vec<Option<String>> = (0..n)
             .map(|row| match self.kind {
@@ -254,6 +281,12 @@ impl AsyncScalarUDFImpl for RvbbitFunction {
                 continue;
             }
             seen.insert(raw, row);
+            let memo_key = args_key(self.kind, &raw);
+            if let Some(answer) = stmt.known_answer(&memo_key) {
+                known.push(answer);
+                slots.push(Slot::Known(known.len() - 1));
+                continue;
+            }
             let call = match self.kind {
                 Kind::Udf => {
                     let opts = parse_options(get(cols.get(3), row)).map_err(Error::into_datafusion)?;
@@ -292,6 +325,7 @@ impl AsyncScalarUDFImpl for RvbbitFunction {
             if i == next {
                 calls.push(call);
             }
+            pending.push((i, memo_key));
             slots.push(Slot::Call(i));
         }
 
@@ -300,40 +334,47 @@ impl AsyncScalarUDFImpl for RvbbitFunction {
         } else {
             runtime.answer(&stmt, calls).await
         };
+        stmt.remember_answers(pending.into_iter().map(|(i, key)| (key, answers[i].clone())));
 
         let mut out = StringBuilder::with_capacity(n, n * 16);
         for (row, slot) in slots.iter().enumerate() {
-            match slot {
-                Slot::Null => out.append_null(),
-                Slot::Text(t) => match (self.kind, &fields[row]) {
-                    (Kind::Run, Some(_)) => out.append_null(),
-                    _ => out.append_value(t),
-                },
-                Slot::Call(i) => match (&answers[*i], self.kind) {
-                    (Answer::Ok(Value::String(s)), Kind::Udf) => out.append_value(s),
-                    (Answer::Ok(other), Kind::Udf) => out.append_value(other.to_string()),
-                    (Answer::Failed { message, .. }, Kind::Udf) => match options.udf_errors {
-                        UdfErrors::Null => out.append_null(),
-                        UdfErrors::Text => {
-                            let short: String = message.chars().take(50).collect();
-                            out.append_value(format!("ERROR: {short}"));
-                        }
-                        UdfErrors::Raise => {
-                            return Err(Error::FunctionFailed {
-                                message: format!("rvbbit_udf failed (caller {}): {message}", stmt.caller_id),
-                            }
-                            .into_datafusion());
-                        }
-                    },
-                    (Answer::Ok(doc) | Answer::Failed { document: doc, .. }, Kind::Run) => {
-                        match &fields[row] {
-                            None => out.append_value(doc.to_string()),
-                            Some(field) => match pick_field(doc, field) {
-                                Some(v) => out.append_value(v),
-                                None => out.append_null(),
-                            },
-                        }
+            let answer = match slot {
+                Slot::Null => {
+                    out.append_null();
+                    continue;
+                }
+                Slot::Text(t) => {
+                    match (self.kind, &fields[row]) {
+                        (Kind::Run, Some(_)) => out.append_null(),
+                        _ => out.append_value(t),
                     }
+                    continue;
+                }
+                Slot::Call(i) => &answers[*i],
+                Slot::Known(j) => &known[*j],
+            };
+            match (answer, self.kind) {
+                (Answer::Ok(Value::String(s)), Kind::Udf) => out.append_value(s),
+                (Answer::Ok(other), Kind::Udf) => out.append_value(other.to_string()),
+                (Answer::Failed { message, .. }, Kind::Udf) => match options.udf_errors {
+                    UdfErrors::Null => out.append_null(),
+                    UdfErrors::Text => {
+                        let short: String = message.chars().take(50).collect();
+                        out.append_value(format!("ERROR: {short}"));
+                    }
+                    UdfErrors::Raise => {
+                        return Err(Error::FunctionFailed {
+                            message: format!("rvbbit_udf failed (caller {}): {message}", stmt.caller_id),
+                        }
+                        .into_datafusion());
+                    }
+                },
+                (Answer::Ok(doc) | Answer::Failed { document: doc, .. }, Kind::Run) => match &fields[row] {
+                    None => out.append_value(doc.to_string()),
+                    Some(field) => match pick_field(doc, field) {
+                        Some(v) => out.append_value(v),
+                        None => out.append_null(),
+                    },
                 },
             }
         }

@@ -420,3 +420,37 @@ async fn udf_requests_are_deterministic_by_default_and_sampling_options_reach_th
     assert_eq!(bodies[1]["temperature"], 0.7);
     assert_eq!(bodies[1]["max_tokens"], 64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn later_batches_of_a_statement_reuse_earlier_answers_row_for_row() {
+    let server = server(Duration::ZERO).await;
+    let h = Harness::new(&server.base_url(), 4).await;
+    let session = h.runtime.session();
+    session
+        .execute("SET datafusion.execution.batch_size = 64")
+        .await
+        .unwrap();
+    // 1,000 rows in 16 batches over 40 values, a few of them failing.
+    let sql = "SELECT v, rvbbit_udf('Tag', v) AS r FROM \
+               (SELECT CASE WHEN value % 40 = 7 THEN 'bad' ELSE 'v' END || CAST(value % 40 AS VARCHAR) AS v \
+                FROM generate_series(1, 1000)) ORDER BY v";
+    let result = session.execute(sql).await.unwrap();
+    let (values, answers) = (column(&result, 0), column(&result, 1));
+    assert_eq!(values.len(), 1000);
+    for (v, r) in values.iter().zip(&answers) {
+        let v = v.as_deref().unwrap();
+        if v.starts_with("bad") {
+            assert_eq!(r, &None, "{v}");
+        } else {
+            assert_eq!(r.as_deref(), Some(format!("Tag:{v}").as_str()), "{v}");
+        }
+    }
+    assert_eq!(
+        server.requests(),
+        40,
+        "one call per distinct value across all batches"
+    );
+    assert_eq!((result.stats.runs, result.stats.cache_hits), (40, 0));
+    // Failed calls count once per distinct call, not per batch.
+    assert_eq!(result.stats.errors, 1);
+}
