@@ -401,6 +401,11 @@ impl SqlSession {
             }
             Some(_) => return Err(bad("budget_dollars", "a dollar amount such as 0.50")),
         }
+        let key = match option("key") {
+            None => None,
+            Some(OptionValue::Text(k)) => Some(k),
+            Some(_) => return Err(bad("key", "a column name of the USING query, such as 'id'")),
+        };
         let result_column = map
             .alias
             .clone()
@@ -448,16 +453,53 @@ impl SqlSession {
                  (raise it with WITH (limit = n))"
             ));
         }
+        // `key`: rows with the same (non-NULL) value in that column share the first such row's run.
+        let key = match key {
+            None => None,
+            Some(k) => {
+                let fields = input_schema.fields();
+                let found = fields
+                    .iter()
+                    .find(|f| f.name() == &k)
+                    .or_else(|| fields.iter().find(|f| f.name().eq_ignore_ascii_case(&k)));
+                match found {
+                    Some(f) => Some(f.name().clone()),
+                    None => {
+                        let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+                        return Err(Error::Argument {
+                            message: format!(
+                                "MAP option `key` names `{k}`, which is not a column of the USING query \
+                                 (its columns: {})",
+                                names.join(", ")
+                            ),
+                        });
+                    }
+                }
+            }
+        };
         let rows = crate::format::json_rows(std::slice::from_ref(&input))?;
         let mut calls = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
+        let mut by_key: HashMap<String, usize> = HashMap::new();
         let mut slots = Vec::with_capacity(rows.len());
         for row in rows {
+            let row_key = key
+                .as_ref()
+                .and_then(|k| row.get(k))
+                .filter(|v| !v.is_null())
+                .map(Value::to_string);
+            if let Some(&i) = row_key.as_ref().and_then(|k| by_key.get(k)) {
+                slots.push(i);
+                continue;
+            }
             let call = runtime.run_call(cascade.clone(), row, model.as_deref(), cache);
             let next = calls.len();
             let i = *index.entry(call.key.clone()).or_insert(next);
             if i == next {
                 calls.push(call);
+            }
+            if let Some(k) = row_key {
+                by_key.insert(k, i);
             }
             slots.push(i);
         }

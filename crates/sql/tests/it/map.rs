@@ -61,6 +61,8 @@ async fn map_statement_errors_point_at_line_and_column() {
         "RVBBIT RUN 'tagger' USING (SELECT 1 AS text) WITH (as_table = 3)",
         "RVBBIT MAP 'tagger' USING (SELECT 1 AS text) WITH (as_table = true)",
         "-- a comment first\nRVBBIT MAP 'tagger' AS (x WEIRD) USING (SELECT 'a' AS text)",
+        "RVBBIT MAP 'tagger' USING (SELECT 1 AS id, 'a' AS text) WITH (key = 'sku')",
+        "RVBBIT MAP 'tagger' USING (SELECT 1 AS id, 'a' AS text) WITH (key = 3)",
     ];
     let mut out = String::new();
     for sql in cases {
@@ -230,4 +232,24 @@ async fn explain_spends_nothing_and_create_table_materialises() {
         .await
         .unwrap();
     assert_eq!(column(&plain, 0), [Some("RVBBIT MAP x USING (y)".into())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_shares_one_run_between_rows_with_the_same_key() {
+    let (server, h) = setup(Duration::ZERO).await;
+    let session = h.runtime.session();
+    // Rows 1 and 3 share the key `k1` (their texts differ: the first row's text is mapped); NULL keys
+    // never match each other.
+    let sql = "RVBBIT MAP 'tagger' AS tag USING (SELECT * FROM (VALUES ('k1', 'a'), ('k2', 'b'), ('k1', 'c'), \
+               (NULL, 'd'), (NULL, 'e')) AS t(id, text)) WITH (key = 'ID')";
+    let result = session.execute(sql).await.unwrap();
+    let tags: Vec<String> = column(&result, 2)
+        .into_iter()
+        .map(|t| {
+            let v: Value = serde_json::from_str(&t.unwrap()).unwrap();
+            v["tag"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(tags, ["A", "B", "A", "D", "E"]);
+    assert_eq!((result.stats.runs, server.requests()), (4, 4));
 }
