@@ -190,6 +190,9 @@ pub(crate) struct Statement {
     pub(crate) budget: std::sync::OnceLock<i64>,
     /// Messages for the user besides failures (a MAP input cut at its LIMIT).
     pub(crate) notes: Mutex<Vec<String>>,
+    /// Cancelled when the statement is abandoned (a client's CancelRequest, a closed connection): its
+    /// runs stop and are recorded as `cancelled`.
+    pub(crate) cancel: CancellationToken,
 }
 
 impl Statement {
@@ -204,6 +207,7 @@ impl Statement {
             parallel: std::sync::OnceLock::new(),
             budget: std::sync::OnceLock::new(),
             notes: Mutex::new(Vec::new()),
+            cancel: CancellationToken::new(),
         }
     }
 
@@ -539,7 +543,7 @@ impl Runtime {
         if let CallKind::Udf { sampling, .. } = &call.kind {
             request.sampling = *sampling;
         }
-        request.cancel = CancellationToken::new();
+        request.cancel = stmt.cancel.child_token();
         // Spec §2/§3/§5: SQL function sessions are `udf-<woodland>`, batch runs `batch-<woodland>`.
         request.session_id = format!("{prefix}-{}", rvbbit_core::woodland_name()).parse().ok();
         // A batch run's table, visible to its `sql_data` cells while it runs.
@@ -574,7 +578,22 @@ impl Runtime {
                 message,
             };
         }
-        let outcome = self.engine.run(request).await;
+        // The run is its own task: when the statement is abandoned mid-way, its token cancels the run,
+        // which still records its `cancelled` status instead of vanishing as `running`.
+        let engine = self.engine.clone();
+        let outcome = match tokio::spawn(async move { engine.run(request).await }).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                drop(permit);
+                drop(local);
+                let message = format!("the cascade run stopped unexpectedly: {e}");
+                stmt.note_error(&message);
+                return Answer::Failed {
+                    document: json!({"error": message, "status": "failed"}),
+                    message,
+                };
+            }
+        };
         drop(permit);
         drop(local);
         stmt.counters.runs.fetch_add(1, Ordering::Relaxed);

@@ -242,6 +242,9 @@ impl SqlSession {
         let started = Instant::now();
         let stmt = Arc::new(Statement::new(CallerId::new(self.shared.origin)));
         self.shared.set(Some(stmt.clone()));
+        // Dropping this future mid-statement (CancelRequest, closed connection) cancels the statement's
+        // runs; a statement that ends normally leaves them alone.
+        let abandoned = stmt.cancel.clone().drop_guard();
         let result = async {
             if let Some(map) = crate::map::parse(sql)? {
                 if map.verb == Verb::Run {
@@ -255,6 +258,7 @@ impl SqlSession {
             Ok::<_, Error>((schema, batches))
         }
         .await;
+        abandoned.disarm();
         self.shared.set(None);
         let c = &stmt.counters;
         let stats = StatementStats {

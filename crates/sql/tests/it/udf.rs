@@ -452,3 +452,45 @@ async fn later_batches_of_a_statement_reuse_earlier_answers_row_for_row() {
     // Failed calls count once per distinct call, not per batch.
     assert_eq!(result.stats.errors, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_statement_cancels_its_runs_and_records_them_as_cancelled() {
+    use rvbbit_store::SessionFilter;
+    let server = server(Duration::from_secs(5)).await;
+    let h = Harness::new(&server.base_url(), 4).await;
+    let session = h.runtime.session();
+    let sql = "SELECT rvbbit_udf('Tag', 'v' || CAST(value AS VARCHAR)) FROM generate_series(1, 3)";
+    // What a CancelRequest or a closed connection does: the statement's future is dropped mid-call.
+    let abandoned = tokio::time::timeout(Duration::from_millis(500), session.execute(sql)).await;
+    assert!(abandoned.is_err(), "the calls take 5 s");
+    let by_status = |status| {
+        let store = h.store.clone();
+        async move {
+            store
+                .sessions(&SessionFilter {
+                    status: Some(status),
+                    limit: Some(100),
+                    ..SessionFilter::default()
+                })
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        h.flush().await;
+        if by_status(SessionStatus::Cancelled).await == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the three runs were not recorded as cancelled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(by_status(SessionStatus::Running).await, 0);
+    // The SQL session goes on working.
+    let next = session.execute("SELECT 1 AS one").await.unwrap();
+    assert_eq!(column(&next, 0), [Some("1".to_owned())]);
+}
