@@ -585,3 +585,45 @@ fn sigterm_lets_a_running_statement_finish_and_exits_zero() {
     assert_eq!(last, r#"{"row": "SLOW"}"#);
     assert_eq!(code, Some(0), "a graceful stop exits 0");
 }
+
+#[test]
+fn cancel_request_stops_the_statement_and_records_its_runs_as_cancelled() {
+    let rt = runtime();
+    let server = llm(&rt);
+    let dir = TempDir::new().unwrap();
+    let s = Server::start(dir.path(), &server.base_url(), "127.0.0.1");
+    let out = psycopg(
+        s.port,
+        r#"
+import json, os, threading, time, psycopg
+conn = psycopg.connect(host="127.0.0.1", port=int(os.environ["PORT"]), user="rvbbit", dbname="rvbbit", autocommit=True)
+def cancel():
+    time.sleep(0.5)
+    conn.cancel_safe()
+threading.Thread(target=cancel).start()
+started = time.monotonic()
+try:
+    conn.execute("SELECT rvbbit_udf('Shout', 'slow')").fetchall()
+    code = None
+except psycopg.Error as e:
+    code = e.sqlstate
+took = time.monotonic() - started
+deadline = time.monotonic() + 10
+while True:
+    rows = conn.execute("SELECT status, count(*) FROM sessions GROUP BY status ORDER BY status").fetchall()
+    statuses = {s: n for s, n in rows}
+    if statuses.get("cancelled") or time.monotonic() > deadline:
+        break
+    time.sleep(0.05)
+print(json.dumps({"code": code, "took": took, "statuses": statuses}))
+"#,
+    );
+    assert_eq!(out["code"], "57014", "{out}");
+    assert!(
+        out["took"].as_f64().unwrap() < 1.4,
+        "cancelled before the 1.5 s call ended: {out}"
+    );
+    assert_eq!(out["statuses"]["cancelled"], 1, "{out}");
+    assert!(out["statuses"].get("running").is_none(), "{out}");
+    assert_eq!(s.stop(), Some(0));
+}
