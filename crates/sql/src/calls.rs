@@ -190,7 +190,7 @@ pub(crate) struct Statement {
     pub(crate) budget: std::sync::OnceLock<i64>,
     /// Messages for the user besides failures (a MAP input cut at its LIMIT).
     pub(crate) notes: Mutex<Vec<String>>,
-    /// Cancelled when the statement is abandoned (a client's CancelRequest, a closed connection): its
+    /// Cancelled when the statement is abandoned (its future dropped, as on a CancelRequest): its
     /// runs stop and are recorded as `cancelled`.
     pub(crate) cancel: CancellationToken,
 }

@@ -242,7 +242,7 @@ impl SqlSession {
         let started = Instant::now();
         let stmt = Arc::new(Statement::new(CallerId::new(self.shared.origin)));
         self.shared.set(Some(stmt.clone()));
-        // Dropping this future mid-statement (CancelRequest, closed connection) cancels the statement's
+        // Dropping this future mid-statement (a CancelRequest, a timeout) cancels the statement's
         // runs; a statement that ends normally leaves them alone.
         let abandoned = stmt.cancel.clone().drop_guard();
         let result = async {
