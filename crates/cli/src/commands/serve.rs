@@ -59,7 +59,7 @@ pub(crate) enum ServeCommand {
     Sql(super::serve_sql::Args),
 }
 
-fn coded(code: &'static rvbbit_core::ErrorCode, message: String, hint: &str) -> Failure {
+pub(crate) fn coded(code: &'static rvbbit_core::ErrorCode, message: String, hint: &str) -> Failure {
     Failure::Coded(Coded {
         code,
         message,
@@ -68,8 +68,8 @@ fn coded(code: &'static rvbbit_core::ErrorCode, message: String, hint: &str) -> 
     })
 }
 
-/// The address to bind, and whether it is loopback only.
-fn address(host: &str, port: u16) -> Result<(SocketAddr, bool), Failure> {
+/// The address to bind, and whether it is loopback only (shared with `serve sql`).
+pub(crate) fn address(host: &str, port: u16) -> Result<(SocketAddr, bool), Failure> {
     let ip: IpAddr = if host.eq_ignore_ascii_case("localhost") {
         IpAddr::from([127, 0, 0, 1])
     } else {

@@ -1,14 +1,14 @@
 //! `rvbbit serve sql`: the PostgreSQL wire server (psql, JDBC, psycopg, BI tools) over rvbbit's SQL
 //! sessions, one session per connection.
 
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use rvbbit_core::codes;
 use rvbbit_sql::pgwire::{WireAuth, WireServer};
 
+use super::serve::{address, coded};
 use super::storage::{Signals, block_on, fail};
-use super::{Coded, Failure, Outcome, load_config, setup};
+use super::{Outcome, load_config, setup};
 use crate::cli::Cli;
 use crate::output::{self, Out};
 
@@ -27,31 +27,6 @@ pub(crate) struct Args {
     /// (default: the `server.shutdown_grace_seconds` setting, 10).
     #[arg(long, value_name = "SECONDS")]
     shutdown_grace: Option<u64>,
-}
-
-fn coded(code: &'static rvbbit_core::ErrorCode, message: String, hint: &str) -> Failure {
-    Failure::Coded(Coded {
-        code,
-        message,
-        hint: hint.into(),
-        causes: Vec::new(),
-    })
-}
-
-/// The address to bind, and whether it is loopback only.
-fn address(host: &str, port: u16) -> Result<(SocketAddr, bool), Failure> {
-    let ip: IpAddr = if host.eq_ignore_ascii_case("localhost") {
-        IpAddr::from([127, 0, 0, 1])
-    } else {
-        host.trim_matches(['[', ']']).parse().map_err(|_| {
-            coded(
-                codes::C_USAGE,
-                format!("`--host {host}` is not an IP address"),
-                "use an address such as 127.0.0.1 (the default), ::1 or 0.0.0.0",
-            )
-        })?
-    };
-    Ok((SocketAddr::new(ip, port), ip.is_loopback()))
 }
 
 pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
