@@ -481,6 +481,13 @@ codes! {
         "An rvbbit SQL function got an argument it cannot use (an options value that is not a JSON object, an unknown option), or a `SET rvbbit.…` setting has a value outside its choices.",
         ["`SET rvbbit.udf_errors = 'rais'` (a typo).", "An options argument such as `'{temperature: 0}'` that is not valid JSON."],
         "Use one of the values listed in the message. See docs/sql.md for every function, option and setting.";
+    /// A network SQL door refused a file, URL or write.
+    Q_REFUSED = "RVB-Q005", Execution, "SQL file access refused",
+        "A statement sent to a network door (`rvbbit serve`'s `POST /api/v1/sql` or `rvbbit serve sql`) named a file outside the server's working directory and cascade roots, a remote URL, or asked to write files on the server (`COPY … TO`, `INSERT INTO` an external table). Those doors read only local files under the allowed folders, so a client cannot read the server's other files or write a cascade and run it. `rvbbit sql` on the command line has no such rule.",
+        ["`SELECT * FROM read_csv('/etc/passwd')` or `read_csv('../other/data.csv')` over the wire.",
+         "`CREATE EXTERNAL TABLE t … LOCATION 'https://…'` over the wire.",
+         "`COPY (SELECT …) TO 'out.csv'` over the wire."],
+        "Put the data under the working directory or a configured root and name it relatively, or register it (local or remote) in `[sql.tables]` of `rvbbit.toml`, which the operator controls. Run writes with `rvbbit sql` on the server.";
 
     // ---- Configuration (exit 6) ----------------------------------------------------------------------
     /// A config file does not parse.
@@ -553,8 +560,9 @@ codes! {
         "List what exists (`GET /api/v1/sessions`, `GET /api/v1/cascades`); the OpenAPI document lists the routes.";
     /// A path points outside the configured roots.
     A_PATH_REFUSED = "RVB-A004", Configuration, "Path outside the allowed roots",
-        "A file path in the request resolves outside every configured cascade root (an absolute path, `..`, or a symbolic link leading out). The server only reads files under its roots.",
-        ["A path starting with `/` or containing `..`.", "A symbolic link inside a root that points outside it."],
+        "A file path in the request is refused (HTTP 400): it is absolute, contains `..`, a backslash, a control character or a `%` left after URL decoding, is over 1024 bytes, or resolves outside every configured cascade root through a symbolic link. The server only reads files under its roots.",
+        ["A path starting with `/` or containing `..` (also URL-encoded, `%2e%2e`, or double-encoded, `%252e%252e`).",
+         "A Windows-style path with backslashes.", "A symbolic link inside a root that points outside it."],
         "Name cascades by their path relative to a root, as `GET /api/v1/cascades` lists them; add roots with the `roots` setting.";
     /// The request body is too large.
     A_TOO_LARGE = "RVB-A005", Configuration, "Request too large",

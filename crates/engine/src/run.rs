@@ -164,6 +164,9 @@ impl Engine {
         session.input = request.input.clone();
         session.cascade_file = request.cascade_file.as_ref().map(|p| p.display().to_string());
         session.cascade_text = request.cascade_text.clone();
+        if request.metadata.as_object().is_some_and(|m| !m.is_empty()) {
+            session.invocation_metadata = request.metadata.clone();
+        }
         // A resumed session keeps its record and goes on numbering its events (no second cascade_start).
         let emit = match &resume {
             Some(r) => {
@@ -178,6 +181,9 @@ impl Engine {
         if resume.is_none() {
             let mut start = emit.event(EventKind::CascadeStart, None);
             start.content = request.input.clone();
+            if request.metadata.as_object().is_some_and(|m| !m.is_empty()) {
+                start.invocation_metadata = request.metadata.clone();
+            }
             emit.send(start).await;
         }
 
@@ -339,6 +345,9 @@ pub struct RunRequest {
     pub progress: Option<tokio::sync::watch::Sender<Progress>>,
     /// Sampling settings for every LLM call of the run (a candidate branch's own settings win).
     pub sampling: Sampling,
+    /// Details of the invocation (a JSON object: who triggered the run and how, such as the SQL
+    /// statement and row of a `RVBBIT MAP`), recorded on the session and its `cascade_start` event.
+    pub metadata: Value,
     /// Where a resumed run continues (set by [`Engine::resume`]).
     pub(crate) resume: Option<Box<Resume>>,
 }
@@ -369,6 +378,7 @@ impl RunRequest {
             depth: 0,
             progress: None,
             sampling: Sampling::default(),
+            metadata: Value::Object(Map::new()),
             resume: None,
         }
     }

@@ -16,23 +16,54 @@ pub struct Contained {
     pub relative: String,
 }
 
+/// Longest path a client may name, in bytes.
+const MAX_PATH_BYTES: usize = 1024;
+
 fn refused(user_path: &str, why: &str) -> ApiError {
+    // The path is echoed back, so make control characters visible and keep it short.
+    let mut shown: String = user_path.chars().take(200).flat_map(char::escape_debug).collect();
+    if user_path.chars().count() > 200 {
+        shown.push('…');
+    }
     ApiError::new(
-        StatusCode::FORBIDDEN,
+        StatusCode::BAD_REQUEST,
         codes::A_PATH_REFUSED,
-        format!("the path `{user_path}` is refused: {why}"),
+        format!("the path `{shown}` is refused: {why}"),
         "name the file by its path relative to a cascade root, as `GET /api/v1/cascades` lists it",
     )
 }
 
 /// Resolve `user_path` (relative, as a client sent it) under the first root that has it.
 ///
-/// Lexical checks come first (absolute paths, `..`, empty or NUL-containing paths are refused without
-/// touching the file system), then the candidate is canonicalised and must still lie under the
-/// canonical root, so a symbolic link that leads out of the root is refused too.
+/// Lexical checks come first, without touching the file system: empty or over-long paths, NUL and
+/// other control characters, backslashes, `%` (a path is percent-decoded once by the router, so a `%`
+/// left over is double encoding), absolute paths and `..` components are refused. Then the candidate is
+/// canonicalised and must still lie under the canonical root, so a symbolic link that leads out of the
+/// root is refused too. Every refusal is 400 RVB-A004; a contained path that does not exist is 404.
 pub fn resolve_under(roots: &[PathBuf], user_path: &str) -> Result<Contained, ApiError> {
-    if user_path.is_empty() || user_path.contains('\0') {
-        return Err(refused(user_path, "it is empty or contains a NUL byte"));
+    if user_path.is_empty() {
+        return Err(refused(user_path, "it is empty"));
+    }
+    if user_path.len() > MAX_PATH_BYTES {
+        return Err(refused(user_path, "it is longer than 1024 bytes"));
+    }
+    if user_path.chars().any(char::is_control) {
+        return Err(refused(
+            user_path,
+            "it contains a NUL byte or another control character",
+        ));
+    }
+    if user_path.contains('\\') {
+        return Err(refused(
+            user_path,
+            "it contains a backslash; separate folders with `/`",
+        ));
+    }
+    if user_path.contains('%') {
+        return Err(refused(
+            user_path,
+            "it still contains `%` after URL decoding (double encoding is not accepted)",
+        ));
     }
     let rel = Path::new(user_path);
     for component in rel.components() {
@@ -96,9 +127,20 @@ mod tests {
     #[test]
     fn lexical_escapes_are_refused_before_touching_the_disk() {
         let roots = vec![PathBuf::from("/nonexistent-root")];
-        for bad in ["../etc/passwd", "/etc/passwd", "a/../../b", "", "a\0b"] {
+        let long = "a/".repeat(600);
+        for bad in [
+            "../etc/passwd",
+            "/etc/passwd",
+            "a/../../b",
+            "",
+            "a\0b",
+            "a\nb",
+            "..\\secret.yaml",
+            "%2e%2e/secret.yaml",
+            long.as_str(),
+        ] {
             let e = resolve_under(&roots, bad).unwrap_err();
-            assert_eq!(e.status(), StatusCode::FORBIDDEN, "{bad}");
+            assert_eq!(e.status(), StatusCode::BAD_REQUEST, "{bad}");
         }
         let e = resolve_under(&roots, "fine.yaml").unwrap_err();
         assert_eq!(e.status(), StatusCode::NOT_FOUND);
@@ -116,7 +158,7 @@ mod tests {
         std::os::unix::fs::symlink(root.path().join("sub/ok.yaml"), root.path().join("alias.yaml")).unwrap();
         let roots = vec![root.path().to_path_buf()];
         let e = resolve_under(&roots, "leak.yaml").unwrap_err();
-        assert_eq!(e.status(), StatusCode::FORBIDDEN);
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
         let ok = resolve_under(&roots, "./sub/ok.yaml").unwrap();
         assert_eq!(ok.relative, "sub/ok.yaml");
         let alias = resolve_under(&roots, "alias.yaml").unwrap();

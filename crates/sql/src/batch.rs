@@ -34,9 +34,6 @@ use crate::error::{Error, Result};
 use crate::map::{MapStatement, OptionValue};
 use crate::session::{Shared, SqlSession};
 
-/// Rows a RUN reads from its USING query unless `WITH (limit = n)` says otherwise.
-const DEFAULT_RUN_LIMIT: u64 = 10_000;
-
 type Tables = Vec<(String, Arc<dyn TableProvider>)>;
 
 /// Tables shared with running batch sessions, by session id.
@@ -141,7 +138,7 @@ impl SqlSession {
             message: format!("RUN option `{name}` must be {want}"),
         };
         let limit = match option("limit") {
-            None => DEFAULT_RUN_LIMIT,
+            None => self.rvbbit_options().run_default_limit,
             Some(OptionValue::Number(n)) if n >= 1.0 && n.fract() == 0.0 => n as u64,
             Some(_) => return Err(bad("limit", "a whole number of at least 1")),
         };

@@ -55,6 +55,11 @@ pub struct Settings {
     /// Tables every session sees (`[sql.tables]`): name → CSV, Parquet or JSON file, folder or URL
     /// (relative paths start at `base_dir`).
     pub tables: BTreeMap<String, String>,
+    /// The network doors' file rule (`rvbbit serve`, `rvbbit serve sql`): files that statements name
+    /// (`read_*`, `CREATE EXTERNAL TABLE`) must lie under `base_dir` or a root after following symbolic
+    /// links; remote URLs and writes to files (`COPY … TO`, `INSERT INTO` a file table) are refused with
+    /// RVB-Q005. `[sql.tables]` is the operator's and stays unrestricted. Off for `rvbbit sql`.
+    pub confine_files: bool,
 }
 
 impl Settings {
@@ -66,6 +71,7 @@ impl Settings {
             base_dir,
             roots: Vec::new(),
             tables: BTreeMap::new(),
+            confine_files: false,
         }
     }
 }
@@ -82,6 +88,15 @@ impl LoadedCascade {
     /// The cascade's id.
     pub(crate) fn cascade_id(&self) -> &str {
         &self.template.cascade.cascade_id
+    }
+
+    /// The last cell's `output_schema`: the shape of the cascade's final output, when it declares one.
+    pub(crate) fn final_schema(&self) -> Option<&Value> {
+        self.template
+            .cascade
+            .cells
+            .last()
+            .and_then(|c| c.output_schema.as_ref())
     }
 }
 
@@ -132,6 +147,17 @@ pub(crate) struct Call {
     pub(crate) cache: bool,
     /// What to run.
     pub(crate) kind: CallKind,
+    /// Where the call came from (a MAP row: `{row_index, column, row_key}`), recorded as `source` in
+    /// its run's invocation metadata.
+    pub(crate) source: Option<Value>,
+}
+
+impl Call {
+    /// Record where the call came from.
+    pub(crate) fn with_source(mut self, source: Value) -> Call {
+        self.source = Some(source);
+        self
+    }
 }
 
 /// What a call runs.
@@ -193,6 +219,8 @@ pub(crate) struct Statement {
     /// Cancelled when the statement is abandoned (its future dropped, as on a CancelRequest): its
     /// runs stop and are recorded as `cancelled`.
     pub(crate) cancel: CancellationToken,
+    /// The invocation metadata every run of the statement records (spec §6: origin, trigger, query).
+    pub(crate) metadata: Value,
 }
 
 impl Statement {
@@ -208,7 +236,14 @@ impl Statement {
             budget: std::sync::OnceLock::new(),
             notes: Mutex::new(Vec::new()),
             cancel: CancellationToken::new(),
+            metadata: Value::Object(serde_json::Map::new()),
         }
+    }
+
+    /// Set the invocation metadata of the statement's runs.
+    pub(crate) fn with_metadata(mut self, metadata: Value) -> Statement {
+        self.metadata = metadata;
+        self
     }
 
     fn cell(&self, key: &str) -> Arc<OnceCell<Answer>> {
@@ -245,7 +280,12 @@ impl Runtime {
         settings: Settings,
     ) -> Result<Runtime, String> {
         let udf = load_cascade_text(Path::new("<rvbbit_udf>"), UDF_CASCADE, &engine)?;
-        let sources = crate::sources::Sources::new(settings.base_dir.clone(), settings.tables.clone())?;
+        let mut sources = crate::sources::Sources::new(settings.base_dir.clone(), settings.tables.clone())?;
+        if settings.confine_files {
+            let mut allowed = vec![settings.base_dir.clone()];
+            allowed.extend(settings.roots.iter().cloned());
+            sources = sources.confined_to(&allowed);
+        }
         Ok(Runtime {
             sources: Arc::new(sources),
             permits: Arc::new(Semaphore::new(settings.concurrency.max(1))),
@@ -286,6 +326,7 @@ impl Runtime {
                 model: model.map(str::to_owned),
                 sampling,
             },
+            source: None,
         }
     }
 
@@ -313,6 +354,7 @@ impl Runtime {
                 input,
                 model: model.map(str::to_owned),
             },
+            source: None,
         }
     }
 
@@ -342,6 +384,7 @@ impl Runtime {
                 name,
                 table,
             },
+            source: None,
         }
     }
 
@@ -427,12 +470,14 @@ impl Runtime {
             } else {
                 base.join(given)
             };
-            for candidate in [
-                joined.clone(),
-                joined.with_extension("yaml"),
-                joined.with_extension("yml"),
-                joined.with_extension("json"),
-            ] {
+            // `name` finds `name.yaml`, `.yml` or `.json`; a name with an extension is taken as written.
+            let mut candidates = vec![joined.clone()];
+            if joined.extension().is_none() {
+                for ext in ["yaml", "yml", "json"] {
+                    candidates.push(joined.with_extension(ext));
+                }
+            }
+            for candidate in candidates {
                 let Ok(real) = candidate.canonicalize() else {
                     continue;
                 };
@@ -544,6 +589,10 @@ impl Runtime {
             request.sampling = *sampling;
         }
         request.cancel = stmt.cancel.child_token();
+        request.metadata = stmt.metadata.clone();
+        if let (Some(source), Some(m)) = (&call.source, request.metadata.as_object_mut()) {
+            m.insert("source".into(), source.clone());
+        }
         // Spec §2/§3/§5: SQL function sessions are `udf-<woodland>`, batch runs `batch-<woodland>`.
         request.session_id = format!("{prefix}-{}", rvbbit_core::woodland_name()).parse().ok();
         // A batch run's table, visible to its `sql_data` cells while it runs.

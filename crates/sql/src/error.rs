@@ -31,6 +31,12 @@ pub enum Error {
         /// What is wrong and the accepted values.
         message: String,
     },
+    /// A network door refused a file outside the allowed folders, a remote URL or a write (RVB-Q005).
+    #[error("{message}")]
+    Refused {
+        /// What was refused and why, naming the location only as the client wrote it.
+        message: String,
+    },
 }
 
 /// Shorthand for results of this crate.
@@ -44,6 +50,7 @@ impl Error {
             Error::Execution { .. } => codes::Q_EXECUTION,
             Error::FunctionFailed { .. } => codes::Q_FUNCTION_FAILED,
             Error::Argument { .. } => codes::Q_ARGUMENT,
+            Error::Refused { .. } => codes::Q_REFUSED,
         }
     }
 
@@ -61,6 +68,11 @@ impl Error {
                     .into()
             }
             Error::Argument { .. } => "see docs/sql.md for the functions, options and settings".into(),
+            Error::Refused { .. } => {
+                "name a file under the server's working directory or a cascade root, relatively, or \
+                 register the data in [sql.tables] of rvbbit.toml; run writes with `rvbbit sql` on the server"
+                    .into()
+            }
         }
     }
 
@@ -82,6 +94,9 @@ impl Error {
                     message: message.clone(),
                 },
                 Error::Argument { message } => Error::Argument {
+                    message: message.clone(),
+                },
+                Error::Refused { message } => Error::Refused {
                     message: message.clone(),
                 },
             };

@@ -61,6 +61,9 @@ pub(crate) const MAP_OPTIONS: &[&str] = &[
     "result_column",
     "limit",
     "as_table",
+    "errors",
+    "dedupe_by",
+    "infer_schema",
 ];
 
 /// The options `RVBBIT RUN … WITH (...)` accepts.
@@ -426,6 +429,7 @@ mod tests {
             "RVBBIT MAP 'tag.yaml' AS (brand VARCHAR, score DOUBLE, n BIGINT) USING (SELECT 1)",
             "RVBBIT MAP 'tag.yaml' USING (SELECT 1) WITH (cache = false, budget_dollars = 2.5, model = 'a/b')",
             "RVBBIT MAP 'tag.yaml' USING (SELECT 1) WITH (parallel = 3, key = 'id', result_column = 'out', limit = 50, as_table = 't')",
+            "RVBBIT MAP 'tag.yaml' USING (SELECT 1) WITH (errors = 'column', dedupe_by = 'id', infer_schema = true)",
             "RVBBIT MAP 'tag.yaml' USING (\n  SELECT ')' AS p, (1 + (2)) AS q -- a ) in a comment\n  FROM t\n)",
             "EXPLAIN RVBBIT MAP 'tag.yaml' USING (SELECT 1)",
             "CREATE TABLE tagged AS RVBBIT MAP 'tag.yaml' USING (SELECT 1)",

@@ -46,6 +46,26 @@ pub struct RvbbitOptions {
     pub udf_errors: UdfErrors,
     /// `rvbbit.cache`: serve and fill the persistent result cache (`on`/`off`).
     pub cache: bool,
+    /// `rvbbit.map_default_limit`: rows a `RVBBIT MAP` reads from its USING query without
+    /// `WITH (limit = n)` (default 1,000).
+    pub map_default_limit: u64,
+    /// `rvbbit.run_default_limit`: rows a `RVBBIT RUN` passes to its cascade without `WITH (limit = n)`
+    /// (default 10,000).
+    pub run_default_limit: u64,
+}
+
+/// Rows a MAP reads from its USING query unless told otherwise (spec §4.3).
+const DEFAULT_MAP_LIMIT: u64 = 1_000;
+/// Rows a RUN passes to its cascade unless told otherwise (spec §4.3).
+const DEFAULT_RUN_LIMIT: u64 = 10_000;
+
+fn limit_setting(key: &str, value: &str) -> Result<u64> {
+    match value.trim().parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(DataFusionError::Configuration(format!(
+            "`rvbbit.{key}` cannot be '{value}'; use a whole number of rows of at least 1"
+        ))),
+    }
 }
 
 impl Default for RvbbitOptions {
@@ -53,6 +73,8 @@ impl Default for RvbbitOptions {
         RvbbitOptions {
             udf_errors: UdfErrors::Null,
             cache: true,
+            map_default_limit: DEFAULT_MAP_LIMIT,
+            run_default_limit: DEFAULT_RUN_LIMIT,
         }
     }
 }
@@ -99,10 +121,12 @@ impl ExtensionOptions for RvbbitOptions {
                     ))
                 })?;
             }
+            "map_default_limit" => self.map_default_limit = limit_setting(key, value)?,
+            "run_default_limit" => self.run_default_limit = limit_setting(key, value)?,
             other => {
                 return Err(DataFusionError::Configuration(format!(
-                    "unknown setting `rvbbit.{other}`; the rvbbit settings are `rvbbit.udf_errors` and \
-                     `rvbbit.cache`"
+                    "unknown setting `rvbbit.{other}`; the rvbbit settings are `rvbbit.udf_errors`, \
+                     `rvbbit.cache`, `rvbbit.map_default_limit` and `rvbbit.run_default_limit`"
                 )));
             }
         }
@@ -120,6 +144,16 @@ impl ExtensionOptions for RvbbitOptions {
                 key: "rvbbit.cache".into(),
                 value: Some(if self.cache { "on" } else { "off" }.into()),
                 description: "Serve and fill the persistent result cache: 'on' (default) or 'off'",
+            },
+            ConfigEntry {
+                key: "rvbbit.map_default_limit".into(),
+                value: Some(self.map_default_limit.to_string()),
+                description: "Rows RVBBIT MAP reads from its USING query without WITH (limit = n) (default 1000)",
+            },
+            ConfigEntry {
+                key: "rvbbit.run_default_limit".into(),
+                value: Some(self.run_default_limit.to_string()),
+                description: "Rows RVBBIT RUN passes to its cascade without WITH (limit = n) (default 10000)",
             },
         ]
     }

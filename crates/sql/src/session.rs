@@ -240,7 +240,21 @@ impl SqlSession {
     /// [`Error::FunctionFailed`] (`rvbbit.udf_errors = 'raise'`), [`Error::Argument`].
     pub async fn execute(&self, sql: &str) -> Result<QueryResult> {
         let started = Instant::now();
-        let stmt = Arc::new(Statement::new(CallerId::new(self.shared.origin)));
+        let caller_id = CallerId::new(self.shared.origin);
+        let protocol = self.shared.protocol;
+        let hash = hex::encode(Sha256::digest(sql.as_bytes()));
+        let shown: String = sql.chars().take(MAX_QUERY_IN_METADATA).collect();
+        let metadata = json!({
+            "origin": caller_id.as_str().split('-').next().unwrap_or("sql"),
+            "triggered_by": match protocol {
+                "postgresql_wire" => "postgres_server",
+                "http" => "http_api",
+                other => other,
+            },
+            "invocation_timestamp": rvbbit_core::Timestamp::now(),
+            "sql": {"query": shown, "query_hash": &hash[..16], "protocol": protocol},
+        });
+        let stmt = Arc::new(Statement::new(caller_id).with_metadata(metadata));
         self.shared.set(Some(stmt.clone()));
         // Dropping this future mid-statement (a CancelRequest, a timeout) cancels the statement's
         // runs; a statement that ends normally leaves them alone.
@@ -252,7 +266,7 @@ impl SqlSession {
                 }
                 return self.execute_map(&stmt, map).await;
             }
-            let df = self.ctx.sql(sql).await.map_err(Error::from_datafusion)?;
+            let df = self.plan_and_check(sql).await?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             let batches = df.collect().await.map_err(Error::from_datafusion)?;
             Ok::<_, Error>((schema, batches))
@@ -357,6 +371,38 @@ impl SqlSession {
 }
 
 impl SqlSession {
+    /// The `rvbbit.*` settings in force in this session.
+    pub(crate) fn rvbbit_options(&self) -> RvbbitOptions {
+        self.ctx
+            .state()
+            .config()
+            .options()
+            .extensions
+            .get::<RvbbitOptions>()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Plan ordinary SQL; in a network door's session check the plan against the file rule
+    /// ([`Settings::confine_files`]) before anything runs (DataFusion runs DDL while executing the plan).
+    async fn plan_and_check(&self, sql: &str) -> Result<datafusion::dataframe::DataFrame> {
+        let sources = &self.shared.runtime.sources;
+        if !sources.is_confined() {
+            return self.ctx.sql(sql).await.map_err(Error::from_datafusion);
+        }
+        let plan = self
+            .ctx
+            .state()
+            .create_logical_plan(sql)
+            .await
+            .map_err(Error::from_datafusion)?;
+        sources.check_plan(&plan)?;
+        self.ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(Error::from_datafusion)
+    }
+
     /// Execute a parsed `RVBBIT MAP` (natively: the USING rows → concurrent cascade runs → the rows plus a
     /// result column), its `EXPLAIN`, or its `CREATE TABLE … AS` form.
     async fn execute_map(
@@ -374,7 +420,7 @@ impl SqlSession {
             message: format!("MAP option `{name}` must be {want}"),
         };
         let limit = match option("limit") {
-            None => DEFAULT_MAP_LIMIT,
+            None => self.rvbbit_options().map_default_limit,
             Some(OptionValue::Number(n)) if n >= 1.0 && n.fract() == 0.0 => n as u64,
             Some(_) => return Err(bad("limit", "a whole number of at least 1")),
         };
@@ -410,6 +456,28 @@ impl SqlSession {
             Some(OptionValue::Text(k)) => Some(k),
             Some(_) => return Err(bad("key", "a column name of the USING query, such as 'id'")),
         };
+        let dedupe_by = match option("dedupe_by") {
+            None => None,
+            Some(OptionValue::Text(k)) => Some(k),
+            Some(_) => return Err(bad("dedupe_by", "a column name of the USING query, such as 'id'")),
+        };
+        let error_column = match option("errors") {
+            None => false,
+            Some(OptionValue::Text(t)) if t.eq_ignore_ascii_case("column") => true,
+            Some(OptionValue::Text(t)) if t.eq_ignore_ascii_case("null") => false,
+            Some(_) => return Err(bad("errors", "'null' (the default) or 'column'")),
+        };
+        let infer_schema = match option("infer_schema") {
+            None => false,
+            Some(OptionValue::Bool(b)) => b,
+            Some(_) => return Err(bad("infer_schema", "true or false")),
+        };
+        if infer_schema && !map.typed.is_empty() {
+            return Err(Error::Argument {
+                message: "MAP has both `AS (col type, ...)` and `WITH (infer_schema = true)`; keep one"
+                    .into(),
+            });
+        }
         let result_column = map
             .alias
             .clone()
@@ -433,6 +501,11 @@ impl SqlSession {
         let cascade = runtime
             .cascade(stmt, &map.cascade)
             .map_err(|message| Error::Invalid { message })?;
+        if infer_schema {
+            typed = inferred_columns(&cascade)?;
+        }
+        // The last cell's `output_schema` makes the (untyped) result column JSON.
+        let json_result = cascade.final_schema().is_some();
         let select = if map.distinct {
             "SELECT DISTINCT *"
         } else {
@@ -458,45 +531,33 @@ impl SqlSession {
             ));
         }
         // `key`: rows with the same (non-NULL) value in that column share the first such row's run.
-        let key = match key {
-            None => None,
-            Some(k) => {
-                let fields = input_schema.fields();
-                let found = fields
-                    .iter()
-                    .find(|f| f.name() == &k)
-                    .or_else(|| fields.iter().find(|f| f.name().eq_ignore_ascii_case(&k)));
-                match found {
-                    Some(f) => Some(f.name().clone()),
-                    None => {
-                        let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
-                        return Err(Error::Argument {
-                            message: format!(
-                                "MAP option `key` names `{k}`, which is not a column of the USING query \
-                                 (its columns: {})",
-                                names.join(", ")
-                            ),
-                        });
-                    }
-                }
-            }
-        };
+        let key = key.map(|k| column_named(&input_schema, "key", &k)).transpose()?;
+        // `dedupe_by`: keep the first row of each value of that column (DISTINCT ON), in input order.
+        if let Some(column) = dedupe_by {
+            let column = column_named(&input_schema, "dedupe_by", &column)?;
+            input = first_row_per_value(&input, &column)?;
+        }
         let rows = crate::format::json_rows(std::slice::from_ref(&input))?;
         let mut calls = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut by_key: HashMap<String, usize> = HashMap::new();
         let mut slots = Vec::with_capacity(rows.len());
-        for row in rows {
-            let row_key = key
-                .as_ref()
-                .and_then(|k| row.get(k))
-                .filter(|v| !v.is_null())
-                .map(Value::to_string);
+        for (row_index, row) in rows.into_iter().enumerate() {
+            let row_value = key.as_ref().and_then(|k| row.get(k)).filter(|v| !v.is_null());
+            let row_key = row_value.map(Value::to_string);
             if let Some(&i) = row_key.as_ref().and_then(|k| by_key.get(k)) {
                 slots.push(i);
                 continue;
             }
-            let call = runtime.run_call(cascade.clone(), row, model.as_deref(), cache);
+            // Where the run came from, in its session's invocation metadata (spec §6 `source`).
+            let mut source = json!({"row_index": row_index});
+            if let (Some(k), Some(v)) = (&key, row_value) {
+                source["column"] = json!(k);
+                source["row_key"] = v.clone();
+            }
+            let call = runtime
+                .run_call(cascade.clone(), row, model.as_deref(), cache)
+                .with_source(source);
             let next = calls.len();
             let i = *index.entry(call.key.clone()).or_insert(next);
             if i == next {
@@ -556,9 +617,25 @@ impl SqlSession {
                 Answer::Failed { .. } => None,
             })
             .collect();
+        // `errors = 'column'`: why a row's result is NULL (a failed or skipped run), else NULL.
+        let row_errors: Option<StringArray> = error_column.then(|| {
+            slots
+                .iter()
+                .map(|&i| match &answers[i] {
+                    Answer::Ok(doc) => doc
+                        .get("error")
+                        .filter(|_| doc.get("status").and_then(Value::as_str) == Some("failed"))
+                        .map(|e| match e {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        }),
+                    Answer::Failed { message, .. } => Some(message.clone()),
+                })
+                .collect()
+        });
         let mut fields: Vec<Field> = input_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
         let mut columns: Vec<ArrayRef> = input.columns().to_vec();
-        if map.typed.is_empty() {
+        if typed.is_empty() {
             let text: StringArray = finals
                 .iter()
                 .map(|v| {
@@ -568,7 +645,12 @@ impl SqlSession {
                     })
                 })
                 .collect();
-            fields.push(Field::new(&result_column, DataType::Utf8, true));
+            let mut field = Field::new(&result_column, DataType::Utf8, true);
+            if json_result {
+                field = field
+                    .with_metadata([("ARROW:extension:name".to_owned(), "arrow.json".to_owned())].into());
+            }
+            fields.push(field);
             columns.push(Arc::new(text));
         } else {
             for (name, target) in typed {
@@ -596,6 +678,10 @@ impl SqlSession {
                 fields.push(Field::new(&name, target, true));
                 columns.push(array);
             }
+        }
+        if let Some(errors) = row_errors {
+            fields.push(Field::new(format!("{result_column}_error"), DataType::Utf8, true));
+            columns.push(Arc::new(errors));
         }
         let schema = Arc::new(Schema::new(fields));
         let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Execution {
@@ -628,8 +714,96 @@ impl SqlSession {
     }
 }
 
-/// Rows a MAP reads from its USING query unless `WITH (limit = n)` says otherwise.
-const DEFAULT_MAP_LIMIT: u64 = 1_000;
+/// Characters of a statement's text kept in its runs' invocation metadata.
+const MAX_QUERY_IN_METADATA: usize = 4096;
+
+/// The column of `schema` named `name` (exactly, else ignoring case) for MAP option `option`.
+fn column_named(schema: &Schema, option: &str, name: &str) -> Result<String> {
+    let fields = schema.fields();
+    let found = fields
+        .iter()
+        .find(|f| f.name() == name)
+        .or_else(|| fields.iter().find(|f| f.name().eq_ignore_ascii_case(name)));
+    match found {
+        Some(f) => Ok(f.name().clone()),
+        None => {
+            let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+            Err(Error::Argument {
+                message: format!(
+                    "MAP option `{option}` names `{name}`, which is not a column of the USING query \
+                     (its columns: {})",
+                    names.join(", ")
+                ),
+            })
+        }
+    }
+}
+
+/// The first row of each distinct value of `column` (NULLs count as one value), in input order.
+fn first_row_per_value(batch: &RecordBatch, column: &str) -> Result<RecordBatch> {
+    let failed = |e: datafusion::arrow::error::ArrowError| Error::Execution {
+        message: e.to_string(),
+    };
+    let values = batch.column_by_name(column).ok_or_else(|| Error::Execution {
+        message: format!("column `{column}` disappeared from the USING rows"),
+    })?;
+    let formatter = datafusion::arrow::util::display::ArrayFormatter::try_new(
+        values.as_ref(),
+        &datafusion::arrow::util::display::FormatOptions::default(),
+    )
+    .map_err(failed)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut keep = Vec::new();
+    for row in 0..batch.num_rows() {
+        let value = if values.is_null(row) {
+            None
+        } else {
+            Some(formatter.value(row).to_string())
+        };
+        if seen.insert(value) {
+            keep.push(u32::try_from(row).unwrap_or(u32::MAX));
+        }
+    }
+    let indices = datafusion::arrow::array::UInt32Array::from(keep);
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| datafusion::arrow::compute::take(c.as_ref(), &indices, None))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(failed)?;
+    RecordBatch::try_new(batch.schema(), columns).map_err(failed)
+}
+
+/// `WITH (infer_schema = true)`: typed result columns from the properties of the last cell's
+/// `output_schema` (string → VARCHAR, integer → BIGINT, number → DOUBLE, boolean → BOOLEAN, array and
+/// object → JSON text).
+fn inferred_columns(cascade: &crate::calls::LoadedCascade) -> Result<Vec<(String, DataType)>> {
+    let missing = || Error::Argument {
+        message: format!(
+            "MAP option `infer_schema` needs an `output_schema` with `properties` on the last cell of \
+             cascade `{}`; add one, or name the columns with AS (col type, ...)",
+            cascade.cascade_id()
+        ),
+    };
+    let schema = cascade.final_schema().ok_or_else(missing)?;
+    let properties = schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .filter(|p| !p.is_empty())
+        .ok_or_else(missing)?;
+    Ok(properties
+        .iter()
+        .map(|(name, spec)| {
+            let ty = match spec.get("type").and_then(Value::as_str) {
+                Some("integer") => DataType::Int64,
+                Some("number") => DataType::Float64,
+                Some("boolean") => DataType::Boolean,
+                _ => DataType::Utf8,
+            };
+            (name.clone(), ty)
+        })
+        .collect())
+}
 
 fn sql_type(name: &str) -> Option<DataType> {
     match name {

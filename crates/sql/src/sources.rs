@@ -125,9 +125,65 @@ pub(crate) struct Sources {
     base_dir: PathBuf,
     tables: BTreeMap<String, String>,
     opened: Mutex<HashMap<String, Arc<dyn TableProvider>>>,
+    /// The canonical folders client-named locations must lie under (the network doors); None: any.
+    confine: Option<Vec<PathBuf>>,
 }
 
 impl Sources {
+    /// Confine the locations clients name to these folders (canonicalised now; folders that do not
+    /// exist allow nothing).
+    pub(crate) fn confined_to(mut self, allowed: &[PathBuf]) -> Sources {
+        self.confine = Some(allowed.iter().filter_map(|a| a.canonicalize().ok()).collect());
+        self
+    }
+
+    /// Whether statements are confined (the network doors).
+    pub(crate) fn is_confined(&self) -> bool {
+        self.confine.is_some()
+    }
+
+    /// Check a location a statement names (`read_*`, `CREATE EXTERNAL TABLE … LOCATION`) against the
+    /// network doors' rule: a local path whose canonical form lies under an allowed folder. Without
+    /// confinement everything passes. Messages name the location only as the client wrote it.
+    pub(crate) fn check_client_location(&self, what: &str, location: &str) -> Result<(), Error> {
+        let Some(allowed) = &self.confine else {
+            return Ok(());
+        };
+        let refuse = |why: &str| Error::Refused {
+            message: format!("{what}: `{location}` is refused: {why}"),
+        };
+        let local = match location.strip_prefix("file://") {
+            Some(rest) => rest,
+            None if location.contains("://") => {
+                return Err(refuse(
+                    "this server reads no URLs named in statements (register remote data in [sql.tables])",
+                ));
+            }
+            None => location,
+        };
+        if local.contains('\0') {
+            return Err(refuse("it contains a NUL byte"));
+        }
+        let path = Path::new(local);
+        let path = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        };
+        let Ok(real) = path.canonicalize() else {
+            return Err(refuse(
+                "no such file or folder under the server's working directory or cascade roots",
+            ));
+        };
+        if allowed.iter().any(|a| real.starts_with(a)) {
+            Ok(())
+        } else {
+            Err(refuse(
+                "it lies outside the server's working directory and cascade roots",
+            ))
+        }
+    }
+
     pub(crate) fn new(base_dir: PathBuf, tables: BTreeMap<String, String>) -> Result<Sources, String> {
         let env = RuntimeEnvBuilder::new()
             .with_object_store_registry(Arc::new(LazyStores::default()))
@@ -138,6 +194,7 @@ impl Sources {
             base_dir,
             tables,
             opened: Mutex::new(HashMap::new()),
+            confine: None,
         })
     }
 
@@ -401,6 +458,9 @@ impl TableFunctionImpl for ReadFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         let path = self.path(args.exprs())?;
         let what = format!("{}('{path}')", self.name);
+        self.sources
+            .check_client_location(&what, &path)
+            .map_err(Error::into_datafusion)?;
         let sources = self.sources.clone();
         let format = self.format;
         // Planning is synchronous here; opening a file (schema inference) is not.
@@ -430,5 +490,61 @@ fn block_on<T: Send + 'static>(
                 "a file could not be opened (thread failed)".into(),
             ))
         }),
+    }
+}
+
+impl Sources {
+    /// The network doors' rule over a planned statement (before it runs): no `COPY … TO` files, no
+    /// writes into tables other than the session's in-memory ones, and `CREATE EXTERNAL TABLE` only
+    /// at an allowed location. Without confinement everything passes.
+    pub(crate) fn check_plan(&self, plan: &datafusion::logical_expr::LogicalPlan) -> Result<(), Error> {
+        use datafusion::common::tree_node::TreeNodeRecursion;
+        use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+
+        if !self.is_confined() {
+            return Ok(());
+        }
+        let mut refused = None;
+        let walked = plan.apply_with_subqueries(|node| {
+            let verdict = match node {
+                LogicalPlan::Copy(_) => Err(Error::Refused {
+                    message: "COPY … TO writes a file on the server, which this network door does not allow"
+                        .into(),
+                }),
+                LogicalPlan::Dml(dml) => {
+                    let in_memory = datafusion::datasource::source_as_provider(&dml.target).is_ok_and(|p| {
+                        let any: &dyn std::any::Any = p.as_ref();
+                        any.is::<datafusion::catalog::MemTable>()
+                    });
+                    if in_memory {
+                        Ok(())
+                    } else {
+                        Err(Error::Refused {
+                            message: format!(
+                                "`{}` into `{}` would write files on the server, which this network door \
+                                 does not allow (only tables made in this session can change)",
+                                dml.op, dml.table_name
+                            ),
+                        })
+                    }
+                }
+                LogicalPlan::Ddl(DdlStatement::CreateExternalTable(c)) => c
+                    .locations
+                    .iter()
+                    .try_for_each(|l| self.check_client_location("CREATE EXTERNAL TABLE", l)),
+                _ => Ok(()),
+            };
+            match verdict {
+                Ok(()) => Ok(TreeNodeRecursion::Continue),
+                Err(e) => {
+                    refused = Some(e);
+                    Ok(TreeNodeRecursion::Stop)
+                }
+            }
+        });
+        if let Err(e) = walked {
+            return Err(Error::from_datafusion(e));
+        }
+        refused.map_or(Ok(()), Err)
     }
 }

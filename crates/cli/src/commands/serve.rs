@@ -146,7 +146,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             engine.clone(),
             Some(store.clone()),
             Some(writer.handle()),
-            super::setup::sql_settings(&config),
+            super::setup::served_sql_settings(&config),
         )
         .map_err(|e| coded(e.code(), e.to_string(), &e.hint()))?;
         let server_config = ServerConfig::new(roots)

@@ -36,6 +36,14 @@ pub(crate) fn sql_settings(config: &Config) -> rvbbit_sql::Settings {
     settings
 }
 
+/// [`sql_settings`] for the network doors (`rvbbit serve`, `rvbbit serve sql`): statements may read only
+/// files under the working directory and the roots, name no URLs and write no files (RVB-Q005).
+pub(crate) fn served_sql_settings(config: &Config) -> rvbbit_sql::Settings {
+    let mut settings = sql_settings(config);
+    settings.confine_files = true;
+    settings
+}
+
 /// What a SQL door needs: the writer (shut it down at the end), the store (None when it cannot be
 /// opened) and the SQL runtime over an engine with the configured provider.
 pub(crate) struct SqlParts {
@@ -44,8 +52,8 @@ pub(crate) struct SqlParts {
     pub(crate) runtime: rvbbit_sql::SqlRuntime,
 }
 
-/// Build the SQL runtime as `rvbbit sql` does: the configured provider, the store and its writer, the
-/// `sql_data` tool and [`sql_settings`].
+/// Build the SQL runtime of `rvbbit serve sql`: the configured provider, the store and its writer, the
+/// `sql_data` tool and [`served_sql_settings`].
 pub(crate) async fn sql_runtime(config: &Config) -> Result<SqlParts, super::Failure> {
     use rvbbit_engine::Engine;
     use rvbbit_engine::tools::Registry;
@@ -58,16 +66,20 @@ pub(crate) async fn sql_runtime(config: &Config) -> Result<SqlParts, super::Fail
         .with_provider(provider)
         .with_writer(writer.handle())
         .with_default_model(config.default_model.clone());
-    let runtime =
-        rvbbit_sql::SqlRuntime::new(engine, store.clone(), Some(writer.handle()), sql_settings(config))
-            .map_err(|e| {
-                super::Failure::Coded(super::Coded {
-                    code: e.code(),
-                    message: e.to_string(),
-                    hint: e.hint(),
-                    causes: Vec::new(),
-                })
-            })?;
+    let runtime = rvbbit_sql::SqlRuntime::new(
+        engine,
+        store.clone(),
+        Some(writer.handle()),
+        served_sql_settings(config),
+    )
+    .map_err(|e| {
+        super::Failure::Coded(super::Coded {
+            code: e.code(),
+            message: e.to_string(),
+            hint: e.hint(),
+            causes: Vec::new(),
+        })
+    })?;
     Ok(SqlParts {
         writer,
         store,

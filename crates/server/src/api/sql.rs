@@ -190,9 +190,9 @@ pub(crate) async fn execute(
         Err(e) => {
             let message = scrub(&e.to_string(), &state.config.roots);
             let status = match e {
-                rvbbit_sql::Error::Invalid { .. } | rvbbit_sql::Error::Argument { .. } => {
-                    StatusCode::BAD_REQUEST
-                }
+                rvbbit_sql::Error::Invalid { .. }
+                | rvbbit_sql::Error::Argument { .. }
+                | rvbbit_sql::Error::Refused { .. } => StatusCode::BAD_REQUEST,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
             (

@@ -15,6 +15,7 @@ mod security;
 mod sql;
 mod stream;
 mod studio;
+mod traversal;
 mod waits;
 
 use std::path::Path;
@@ -173,6 +174,8 @@ impl Running {
         }
         let mut sql_settings = rvbbit_sql::Settings::new(root.clone());
         sql_settings.default_model = "openai/gpt-4o-mini".into();
+        // As `rvbbit serve` sets it: the network door's file rule.
+        sql_settings.confine_files = true;
         let sql = rvbbit_sql::SqlRuntime::new(
             engine.clone(),
             Some(store.clone()),

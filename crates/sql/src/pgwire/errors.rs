@@ -30,6 +30,8 @@ pub(crate) mod state {
     pub(crate) const NOT_SUPPORTED: &str = "0A000";
     /// external_routine_exception (an rvbbit function failed in raise mode)
     pub(crate) const EXTERNAL_ROUTINE: &str = "38000";
+    /// insufficient_privilege (a file, URL or write the network door refuses)
+    pub(crate) const INSUFFICIENT_PRIVILEGE: &str = "42501";
     /// internal_error
     pub(crate) const INTERNAL: &str = "XX000";
     /// admin_shutdown
@@ -99,6 +101,7 @@ pub(crate) fn from_sql_error(err: &Error, sql: &str) -> ErrorInfo {
             }
         }
         Error::FunctionFailed { .. } => state::EXTERNAL_ROUTINE,
+        Error::Refused { .. } => state::INSUFFICIENT_PRIVILEGE,
         Error::Execution { .. } => state::INTERNAL,
     };
     let mut info = error(code, first_line(&message), err.hint());

@@ -183,7 +183,7 @@ impl Conn {
                             return Err(user_error(error(
                                 state::UNDEFINED_OBJECT,
                                 format!("unrecognized configuration parameter \"{n}\""),
-                                "the rvbbit settings are rvbbit.udf_errors and rvbbit.cache",
+                                "the rvbbit settings are rvbbit.udf_errors, rvbbit.cache, rvbbit.map_default_limit and rvbbit.run_default_limit",
                             )));
                         };
                         self.set_session(&key, &value).await?;
@@ -255,7 +255,7 @@ impl Conn {
             return Err(user_error(error(
                 state::UNDEFINED_OBJECT,
                 format!("unrecognized configuration parameter \"{name}\""),
-                "SHOW ALL lists the parameters; the rvbbit settings are rvbbit.udf_errors and rvbbit.cache",
+                "SHOW ALL lists the parameters; the rvbbit settings are rvbbit.udf_errors, rvbbit.cache, rvbbit.map_default_limit and rvbbit.run_default_limit",
             )));
         };
         let schema = Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, false)]));

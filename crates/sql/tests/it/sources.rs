@@ -258,3 +258,88 @@ async fn external_tables_and_read_functions_for_every_format() {
         assert!(err.to_string().contains("takes one argument"), "{err}");
     }
 }
+
+/// The network doors' file rule (`Settings::confine_files`): statements read only local files under the
+/// base directory and the roots (symbolic links followed first), name no URLs and write no files;
+/// `[sql.tables]` stays the operator's. The command line's sessions are not confined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_doors_read_only_files_under_their_folders_and_write_none() {
+    let outside = TempDir::new().unwrap();
+    write(outside.path(), "secret.csv", "token\nSECRET-OUTSIDE\n");
+    write(outside.path(), "remote.csv", "id\n7\n");
+    let addr = serve_files(outside.path().to_path_buf()).await;
+    let llm = TestServer::start(Script::echo()).await;
+    let configured = format!("{}", outside.path().join("remote.csv").display());
+    let h = Harness::configured(&llm.base_url(), 4, &[("ops", configured.as_str())], |s| {
+        s.confine_files = true;
+    })
+    .await;
+    let dir = h.dir.path().to_path_buf();
+    write(&dir, "data/orders.csv", "id,amount\n1,10\n2,20\n");
+    std::os::unix::fs::symlink(outside.path().join("secret.csv"), dir.join("data/leak.csv")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.join("escape")).unwrap();
+    let secret = outside.path().join("secret.csv").display().to_string();
+    let session = h.runtime.session();
+
+    // Inside: read functions, external tables, in-memory tables that change.
+    assert_eq!(
+        one(&session, "SELECT sum(amount) FROM read_csv('data/orders.csv')").await,
+        [Some("30".into())]
+    );
+    let inside = dir.join("data/orders.csv").display().to_string();
+    session
+        .execute(&format!(
+            "CREATE EXTERNAL TABLE o STORED AS CSV LOCATION '{inside}'"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(one(&session, "SELECT count(*) FROM o").await, [Some("2".into())]);
+    session.execute("CREATE TABLE m AS SELECT 1 AS x").await.unwrap();
+    session.execute("INSERT INTO m VALUES (2)").await.unwrap();
+    assert_eq!(one(&session, "SELECT sum(x) FROM m").await, [Some("3".into())]);
+    // The operator's [sql.tables] may point anywhere.
+    assert_eq!(one(&session, "SELECT id FROM ops").await, [Some("7".into())]);
+
+    let refused = [
+        format!("SELECT * FROM read_csv('{secret}')"),
+        "SELECT * FROM read_csv('../secret.csv')".to_owned(),
+        format!("SELECT * FROM read_csv('file://{secret}')"),
+        "SELECT * FROM read_csv('data/leak.csv')".to_owned(),
+        "SELECT * FROM read_csv('escape/secret.csv')".to_owned(),
+        "SELECT * FROM read_csv('data/../../secret.csv')".to_owned(),
+        format!("SELECT * FROM read_csv('http://{addr}/secret.csv')"),
+        "SELECT * FROM read_parquet('s3://bucket/x.parquet')".to_owned(),
+        "SELECT * FROM read_json('/etc/passwd')".to_owned(),
+        format!("CREATE EXTERNAL TABLE s STORED AS CSV LOCATION '{secret}'"),
+        "CREATE EXTERNAL TABLE s STORED AS CSV LOCATION 'escape/'".to_owned(),
+        format!("CREATE EXTERNAL TABLE s STORED AS CSV LOCATION 'http://{addr}/secret.csv'"),
+        "COPY (SELECT 1 AS x) TO 'out.csv' STORED AS CSV".to_owned(),
+        "EXPLAIN COPY (SELECT 1 AS x) TO 'out.json' STORED AS JSON".to_owned(),
+        "INSERT INTO o VALUES (3, 30)".to_owned(),
+    ];
+    for sql in &refused {
+        let e = session.execute(sql).await.expect_err(&format!("refused: {sql}"));
+        assert_eq!(e.code().code, "RVB-Q005", "{sql}: {e}");
+        let text = e.to_string();
+        assert!(!text.contains("SECRET-OUTSIDE"), "{sql}: {text}");
+        assert!(
+            !text.contains(&dir.display().to_string()),
+            "{sql} names the server's folder: {text}"
+        );
+    }
+    // Nothing was written, and the external table did not change.
+    assert!(!dir.join("out.csv").exists() && !dir.join("out.json").exists());
+    assert_eq!(one(&session, "SELECT count(*) FROM o").await, [Some("2".into())]);
+    assert!(session.context().table_exist("s").is_ok_and(|exists| !exists));
+
+    // The command line's runtime has no such rule.
+    let cli = Harness::new(&llm.base_url(), 4).await;
+    assert_eq!(
+        one(
+            &cli.runtime.session(),
+            &format!("SELECT token FROM read_csv('{secret}')")
+        )
+        .await,
+        [Some("SECRET-OUTSIDE".into())]
+    );
+}

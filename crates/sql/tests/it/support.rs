@@ -27,6 +27,16 @@ impl Harness {
 
     /// With `[sql.tables]` (name, location) entries; relative locations start at the harness directory.
     pub async fn with_tables(base_url: &str, concurrency: usize, tables: &[(&str, &str)]) -> Harness {
+        Harness::configured(base_url, concurrency, tables, |_| {}).await
+    }
+
+    /// Like [`Harness::with_tables`], then `configure` adjusts the SQL settings (e.g. `confine_files`).
+    pub async fn configured(
+        base_url: &str,
+        concurrency: usize,
+        tables: &[(&str, &str)],
+        configure: impl FnOnce(&mut Settings),
+    ) -> Harness {
         let dir = TempDir::new().unwrap();
         let store = rvbbit_store::open("sqlite://rvbbit.db", dir.path())
             .await
@@ -50,6 +60,7 @@ impl Harness {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
+        configure(&mut settings);
         let runtime = SqlRuntime::new(engine, Some(store.clone()), Some(writer.handle()), settings).unwrap();
         Harness {
             dir,
