@@ -177,7 +177,7 @@ impl SqlSession {
             input = input.slice(0, usize::try_from(limit).unwrap_or(usize::MAX));
             stmt.notes.lock().unwrap_or_else(|p| p.into_inner()).push(format!(
                 "the USING query has more than {limit} rows; only the first {limit} were passed to the \
-                 cascade (raise it with WITH (limit = n))"
+                 cascade (raise it with WITH (limit = n) or SET rvbbit.run_default_limit)"
             ));
         }
         let rows = input.num_rows();

@@ -527,7 +527,7 @@ impl SqlSession {
             input = input.slice(0, usize::try_from(limit).unwrap_or(usize::MAX));
             stmt.notes.lock().unwrap_or_else(|p| p.into_inner()).push(format!(
                 "the USING query has more than {limit} rows; only the first {limit} were mapped \
-                 (raise it with WITH (limit = n))"
+                 (raise it with WITH (limit = n) or SET rvbbit.map_default_limit)"
             ));
         }
         // `key`: rows with the same (non-NULL) value in that column share the first such row's run.

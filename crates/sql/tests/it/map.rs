@@ -253,3 +253,172 @@ async fn key_shares_one_run_between_rows_with_the_same_key() {
     assert_eq!(tags, ["A", "B", "A", "D", "E"]);
     assert_eq!((result.stats.runs, server.requests()), (4, 4));
 }
+
+/// `WITH (errors = 'column')`, `dedupe_by`, `infer_schema`, `SET rvbbit.map_default_limit`, and where
+/// each run came from (`source` in its session's invocation metadata).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn map_error_column_dedupe_by_infer_schema_default_limit_and_row_source() {
+    // `bad` is refused permanently; everything else is tagged.
+    let server = TestServer::start(Script::rule(|body| {
+        let prompt = body["messages"][0]["content"].as_str().unwrap_or_default();
+        let text = prompt
+            .lines()
+            .find_map(|l| l.strip_prefix("Text: "))
+            .unwrap_or_default()
+            .to_owned();
+        if text == "bad" {
+            return Reply::error(400, "this input is rejected");
+        }
+        Reply::text(format!(
+            "{{\"tag\": \"{}\", \"n\": {}, \"ok\": true}}",
+            text.to_uppercase(),
+            text.len()
+        ))
+    }))
+    .await;
+    let h = Harness::new(&server.base_url(), 4).await;
+    h.write("tagger.yaml", TAGGER);
+    h.write(
+        "typed.yaml",
+        "cascade_id: typed\ncells:\n  - name: tag\n    instructions: |-\n      Tag it\n      Text: {{ input.text }}\n    output_schema:\n      type: object\n      properties:\n        tag: {type: string}\n        n: {type: integer}\n        ok: {type: boolean}\n",
+    );
+    let session = h.runtime.session();
+
+    // errors = 'column': the failed row's result is NULL and `<result>_error` says why.
+    let r = session
+        .execute(
+            "RVBBIT MAP 'tagger' AS tag USING (SELECT * FROM (VALUES ('a'), ('bad')) AS t(text)) \
+             WITH (errors = 'column')",
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = r.columns().into_iter().map(|c| c.0).collect();
+    assert_eq!(names, ["text", "tag", "tag_error"]);
+    assert_eq!(column(&r, 1)[1], None);
+    assert_eq!(column(&r, 2)[0], None);
+    let why = column(&r, 2)[1].clone().unwrap();
+    assert!(why.contains("rejected"), "{why}");
+    // The result column is JSON (the last cell has an output_schema): psql and drivers see `json`.
+    let field = r.schema.field(1);
+    assert_eq!(
+        field.metadata().get("ARROW:extension:name").map(String::as_str),
+        Some("arrow.json")
+    );
+    // Without the option there is no error column.
+    let plain = session
+        .execute("RVBBIT MAP 'tagger' USING (SELECT 'a' AS text)")
+        .await
+        .unwrap();
+    assert_eq!(plain.columns().len(), 2);
+
+    // dedupe_by: the first row of each `grp`, in input order, then one run per remaining row.
+    let before = server.requests();
+    let r = session
+        .execute(
+            "RVBBIT MAP 'tagger' AS tag USING (SELECT * FROM (VALUES (1, 'x', 'p'), (2, 'y', 'p'), \
+             (3, 'z', 'q'), (4, 'w', NULL), (5, 'v', NULL)) AS t(id, text, grp)) WITH (dedupe_by = 'grp')",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        column(&r, 0),
+        [Some("1".into()), Some("3".into()), Some("4".into())]
+    );
+    assert_eq!(server.requests() - before, 3);
+    let e = session
+        .execute("RVBBIT MAP 'tagger' USING (SELECT 1 AS id) WITH (dedupe_by = 'nope')")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().code, "RVB-Q004");
+    assert!(e.to_string().contains("its columns: id"), "{e}");
+
+    // infer_schema: typed columns from the last cell's output_schema properties.
+    let r = session
+        .execute("RVBBIT MAP 'typed' USING (SELECT 'abc' AS text) WITH (infer_schema = true)")
+        .await
+        .unwrap();
+    assert_eq!(
+        r.columns(),
+        [
+            ("text".to_owned(), "Utf8".to_owned()),
+            ("tag".to_owned(), "Utf8".to_owned()),
+            ("n".to_owned(), "Int64".to_owned()),
+            ("ok".to_owned(), "Boolean".to_owned()),
+        ]
+    );
+    assert_eq!(column(&r, 1), [Some("ABC".into())]);
+    assert_eq!(column(&r, 2), [Some("3".into())]);
+    assert_eq!(column(&r, 3), [Some("true".into())]);
+    for sql in [
+        "RVBBIT MAP 'tagger' USING (SELECT 'a' AS text) WITH (infer_schema = true)",
+        "RVBBIT MAP 'typed' AS (tag TEXT) USING (SELECT 'a' AS text) WITH (infer_schema = true)",
+        "RVBBIT MAP 'typed' USING (SELECT 'a' AS text) WITH (errors = 'sometimes')",
+    ] {
+        let e = session.execute(sql).await.unwrap_err();
+        assert_eq!(e.code().code, "RVB-Q004", "{sql}: {e}");
+    }
+
+    // SET rvbbit.map_default_limit: the cap without WITH (limit = n), with a notice when it cuts.
+    session.execute("SET rvbbit.map_default_limit = 2").await.unwrap();
+    let shown = session.execute("SHOW rvbbit.map_default_limit").await.unwrap();
+    assert_eq!(column(&shown, 1), [Some("2".into())]);
+    let r = session
+        .execute("RVBBIT MAP 'tagger' USING (SELECT * FROM (VALUES ('a'), ('b'), ('c')) AS t(text))")
+        .await
+        .unwrap();
+    assert_eq!(r.row_count(), 2);
+    assert!(
+        r.notices.iter().any(|n| n.contains("only the first 2")),
+        "{:?}",
+        r.notices
+    );
+    let r = session
+        .execute("RVBBIT MAP 'tagger' USING (SELECT * FROM (VALUES ('a'), ('b'), ('c')) AS t(text)) WITH (limit = 3)")
+        .await
+        .unwrap();
+    assert_eq!(r.row_count(), 3);
+    let e = session
+        .execute("SET rvbbit.map_default_limit = 0")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().code, "RVB-Q004");
+
+    // Each run records where it came from: the statement (origin, trigger, query hash) and its row.
+    let r = session
+        .execute(
+            "RVBBIT MAP 'tagger' USING (SELECT * FROM (VALUES ('s1', 'k'), ('s2', 'l')) AS t(sku, text)) \
+             WITH (key = 'sku')",
+        )
+        .await
+        .unwrap();
+    h.flush().await;
+    let sessions = h
+        .store
+        .sessions(&rvbbit_store::SessionFilter {
+            caller_id: Some(r.caller_id.as_str().to_owned()),
+            ..rvbbit_store::SessionFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(sessions.len(), 2);
+    let mut sources: Vec<Value> = sessions
+        .iter()
+        .map(|s| {
+            let m = &s.session.invocation_metadata;
+            assert_eq!(m["origin"], "sql", "{m}");
+            assert_eq!(m["triggered_by"], "cli", "{m}");
+            assert_eq!(m["sql"]["protocol"], "cli", "{m}");
+            assert_eq!(m["sql"]["query_hash"].as_str().map(str::len), Some(16), "{m}");
+            assert!(m["sql"]["query"].as_str().unwrap().starts_with("RVBBIT MAP"));
+            m["source"].clone()
+        })
+        .collect();
+    sources.sort_by_key(|s| s["row_index"].as_u64());
+    assert_eq!(
+        sources,
+        [
+            serde_json::json!({"row_index": 0, "column": "sku", "row_key": "s1"}),
+            serde_json::json!({"row_index": 1, "column": "sku", "row_key": "s2"}),
+        ]
+    );
+}
