@@ -251,7 +251,8 @@ with conn.cursor() as cur:
     out["failed"] = cur.fetchone()[0]
     out["notices"] = notices
     for sql in ["SELECT * FROM missing_table", "SELECT nope FROM (VALUES (1)) AS t(x)", "SELECT no_such_fn(1)", "SET rvbbit.udf_errors = 'sometimes'",
-                "SELECT 1 / 0", "SELECT 1 + 'a'", "SELECT CAST('x' AS INT)", "COPY (SELECT 1) TO STDOUT", "COPY animals FROM STDIN"]:
+                "SELECT 1 / 0", "SELECT 1 + 'a'", "SELECT CAST('x' AS INT)", "COPY (SELECT 1) TO STDOUT", "COPY animals FROM STDIN",
+                "SELECT * FROM read_csv('/etc/passwd')", "COPY (SELECT 1 AS x) TO 'written.csv' STORED AS CSV"]:
         try:
             cur.execute(sql)
             out.setdefault("errors", []).append(None)
@@ -317,11 +318,15 @@ fn psycopg_binds_parameters_gets_udf_rows_notices_sqlstates_and_one_caller_per_s
     assert_eq!(
         doc["errors"],
         serde_json::json!([
-            "42P01", "42703", "42883", "22023", "22012", "42883", "22P02", "0A000", "0A000"
+            "42P01", "42703", "42883", "22023", "22012", "42883", "22P02", "0A000", "0A000", "42501", "42501"
         ]),
         "{doc}"
     );
     assert_eq!(doc["after_error"], 1);
+    assert!(
+        !dir.path().join("written.csv").exists(),
+        "COPY over the wire wrote a file"
+    );
     assert_eq!(doc["in_tx"], "INTRANS", "{doc}");
     assert_eq!(doc["idle"], "IDLE", "{doc}");
     assert_eq!(
