@@ -636,3 +636,74 @@ mod tests {
         assert_ne!(session_id("has space").as_str(), "has space");
     }
 }
+
+/// For tools that start runs of their own (`sql_data` calling `rvbbit_run` per row): the calling run's
+/// engine and identity, and [`ChildRuns::run`] to run a request as its child. Get it from
+/// [`crate::tools::ToolContext::child_runs`].
+#[derive(Clone)]
+pub struct ChildRuns {
+    scope: Scope,
+}
+
+impl std::fmt::Debug for ChildRuns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildRuns")
+            .field("session_id", &self.scope.session_id)
+            .field("depth", &self.scope.depth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChildRuns {
+    pub(crate) fn new(scope: Scope) -> ChildRuns {
+        ChildRuns { scope }
+    }
+
+    /// The engine running the calling run (its provider, writer, store, tools and roots).
+    pub fn engine(&self) -> &Engine {
+        &self.scope.engine
+    }
+
+    /// The calling run's session.
+    pub fn session_id(&self) -> &SessionId {
+        &self.scope.session_id
+    }
+
+    /// The calling run's caller (children share it).
+    pub fn caller_id(&self) -> &CallerId {
+        &self.scope.caller_id
+    }
+
+    /// The calling run's cascade file, when it came from one (relative references start next to it).
+    pub fn cascade_file(&self) -> Option<&Path> {
+        self.scope.cascade_file.as_deref()
+    }
+
+    /// The calling run's `--model` override, if any.
+    pub fn model(&self) -> Option<&str> {
+        self.scope.model.as_deref()
+    }
+
+    /// A token cancelled when the calling run is (give it to each child request).
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.scope.cancel.child_token()
+    }
+
+    /// Run `request` as a child of the calling run: the same caller, `parent_session_id`/root/depth
+    /// linked, cancelled with the caller (keep [`ChildRuns::cancel_token`] in the request, or any
+    /// token of your own), and its cost and calls added to the caller's totals. A child deeper than
+    /// [`MAX_DEPTH`] is not started (RVB-E004).
+    pub async fn run(&self, mut request: RunRequest, cell: &str) -> Result<Outcome> {
+        check_depth(&self.scope, cell, "child run started by a tool")?;
+        request.caller_id = self.scope.caller_id.clone();
+        request.parent_session_id = Some(self.scope.session_id.clone());
+        request.root_session_id = Some(self.scope.root_session_id.clone());
+        request.depth = self.scope.depth + 1;
+        if request.model.is_none() {
+            request.model = self.scope.model.clone();
+        }
+        let outcome = self.scope.engine.run(request).await;
+        self.scope.children.add(&outcome);
+        Ok(outcome)
+    }
+}

@@ -56,6 +56,7 @@ mod template;
 pub mod tools;
 
 pub use checkpoint::ResumeRequest;
+pub use compose::ChildRuns;
 pub use error::{Error, Result};
 pub use progress::Progress;
 pub use run::{Engine, LineageEntry, MAX_DEPTH, MAX_STEPS, Outcome, RunRequest, Sampling};

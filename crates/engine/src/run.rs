@@ -116,6 +116,26 @@ impl Engine {
         &self.registry
     }
 
+    /// The event writer, if the engine records.
+    pub fn writer(&self) -> Option<&WriterHandle> {
+        self.writer.as_ref()
+    }
+
+    /// The store of human-in-the-loop waits (and, for the SQL door, the result cache), if any.
+    pub fn store(&self) -> Option<&Arc<dyn Store>> {
+        self.store.as_ref()
+    }
+
+    /// The configured roots searched for child cascades.
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.roots
+    }
+
+    /// The model used when nothing else names one.
+    pub fn default_model(&self) -> &str {
+        &self.default_model
+    }
+
     /// Run a cascade to the end. Never returns early with an error: failures are in [`Outcome::error`]
     /// with the session marked failed (or cancelled), and every event is flushed to the writer first.
     ///

@@ -221,6 +221,8 @@ pub(crate) struct Statement {
     pub(crate) cancel: CancellationToken,
     /// The invocation metadata every run of the statement records (spec §6: origin, trigger, query).
     pub(crate) metadata: Value,
+    /// In a cascade's `sql_data` cell: the calling run, whose children the statement's runs are.
+    pub(crate) parent: Option<rvbbit_engine::ChildRuns>,
 }
 
 impl Statement {
@@ -237,7 +239,15 @@ impl Statement {
             notes: Mutex::new(Vec::new()),
             cancel: CancellationToken::new(),
             metadata: Value::Object(serde_json::Map::new()),
+            parent: None,
         }
+    }
+
+    /// Make the statement's runs children of the run calling `sql_data`.
+    pub(crate) fn with_parent(mut self, parent: rvbbit_engine::ChildRuns) -> Statement {
+        self.cancel = parent.cancel_token();
+        self.parent = Some(parent);
+        self
     }
 
     /// Set the invocation metadata of the statement's runs.
@@ -630,7 +640,15 @@ impl Runtime {
         // The run is its own task: when the statement is abandoned mid-way, its token cancels the run,
         // which still records its `cancelled` status instead of vanishing as `running`.
         let engine = self.engine.clone();
-        let outcome = match tokio::spawn(async move { engine.run(request).await }).await {
+        let parent = stmt.parent.clone();
+        let task = tokio::spawn(async move {
+            match parent {
+                // Inside a cascade (`sql_data`): a child of the calling run.
+                Some(parent) => parent.run(request, "sql_data").await.map_err(|e| e.to_string()),
+                None => Ok(engine.run(request).await),
+            }
+        });
+        let outcome = match task.await.map_err(|e| e.to_string()).and_then(|r| r) {
             Ok(outcome) => outcome,
             Err(e) => {
                 drop(permit);
@@ -735,8 +753,15 @@ fn udf_answer(outcome: &Outcome) -> Answer {
 
 fn run_answer(outcome: &Outcome) -> Answer {
     let completed = outcome.status == SessionStatus::Completed;
+    // A cell that answered with JSON text (an LLM told to "return only JSON") is data: its value is
+    // the parsed JSON, so `json_extract_string(doc, '$.outputs.cell.field')` reaches into it.
+    let outputs: serde_json::Map<String, Value> = outcome
+        .outputs
+        .iter()
+        .map(|(cell, output)| (cell.clone(), parsed_if_json(output)))
+        .collect();
     let mut doc = json!({
-        "outputs": outcome.outputs,
+        "outputs": outputs,
         "state": outcome.state,
         "status": if completed { "success" } else { "failed" },
         "session_id": outcome.session_id.as_str(),
@@ -755,6 +780,20 @@ fn run_answer(outcome: &Outcome) -> Answer {
         message,
         document: doc,
     }
+}
+
+/// `output` parsed when it is text holding one JSON object or array (surrounding white space allowed),
+/// else unchanged.
+fn parsed_if_json(output: &Value) -> Value {
+    if let Value::String(text) = output {
+        let t = text.trim();
+        if ((t.starts_with('{') && t.ends_with('}')) || (t.starts_with('[') && t.ends_with(']')))
+            && let Ok(v) = serde_json::from_str::<Value>(t)
+        {
+            return v;
+        }
+    }
+    output.clone()
 }
 
 /// SHA-256 hex of the canonical JSON (object keys sorted at every level) of `value`.

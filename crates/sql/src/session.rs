@@ -239,12 +239,34 @@ impl SqlSession {
     /// Errors: [`Error::Invalid`] (parse or plan, with the position), [`Error::Execution`],
     /// [`Error::FunctionFailed`] (`rvbbit.udf_errors = 'raise'`), [`Error::Argument`].
     pub async fn execute(&self, sql: &str) -> Result<QueryResult> {
-        let started = Instant::now();
         let caller_id = CallerId::new(self.shared.origin);
+        let metadata = self.metadata(sql, &caller_id);
+        let stmt = Statement::new(caller_id).with_metadata(metadata);
+        self.execute_statement(sql, stmt).await
+    }
+
+    /// Execute one statement of a cascade's `sql_data` cell: its runs (`rvbbit_udf`, `rvbbit_run`) are
+    /// children of the calling run, under its caller id, cancelled with it.
+    pub(crate) async fn execute_in_run(
+        &self,
+        sql: &str,
+        parent: rvbbit_engine::ChildRuns,
+    ) -> Result<QueryResult> {
+        let caller_id = parent.caller_id().clone();
+        let mut metadata = self.metadata(sql, &caller_id);
+        metadata["parent_session_id"] = json!(parent.session_id());
+        let stmt = Statement::new(caller_id)
+            .with_metadata(metadata)
+            .with_parent(parent);
+        self.execute_statement(sql, stmt).await
+    }
+
+    /// The invocation metadata of a statement's runs (spec §6).
+    fn metadata(&self, sql: &str, caller_id: &CallerId) -> Value {
         let protocol = self.shared.protocol;
         let hash = hex::encode(Sha256::digest(sql.as_bytes()));
         let shown: String = sql.chars().take(MAX_QUERY_IN_METADATA).collect();
-        let metadata = json!({
+        json!({
             "origin": caller_id.as_str().split('-').next().unwrap_or("sql"),
             "triggered_by": match protocol {
                 "postgresql_wire" => "postgres_server",
@@ -253,8 +275,12 @@ impl SqlSession {
             },
             "invocation_timestamp": rvbbit_core::Timestamp::now(),
             "sql": {"query": shown, "query_hash": &hash[..16], "protocol": protocol},
-        });
-        let stmt = Arc::new(Statement::new(caller_id).with_metadata(metadata));
+        })
+    }
+
+    async fn execute_statement(&self, sql: &str, stmt: Statement) -> Result<QueryResult> {
+        let started = Instant::now();
+        let stmt = Arc::new(stmt);
         self.shared.set(Some(stmt.clone()));
         // Dropping this future mid-statement (a CancelRequest, a timeout) cancels the statement's
         // runs; a statement that ends normally leaves them alone.

@@ -2,7 +2,9 @@
 //!
 //! Every earlier cell whose output is a table (`{rows: [...], ...}`, as `sql_data`, `bash_data` and
 //! `python_data` return) is registered as the table `_<cell>` (the corpus's convention), so results pass
-//! from cell to cell. The query's result is returned as a table `{rows, columns, row_count}`.
+//! from cell to cell. The query's result is returned as a table `{rows, columns, row_count}`. Inside a run
+//! the query may call `rvbbit_udf` and `rvbbit_run` (the corpus's per-row cascades); their runs are child
+//! sessions of the calling run, under its caller id.
 
 use std::sync::Arc;
 
@@ -59,8 +61,22 @@ impl Tool for SqlData {
             .get("query")
             .and_then(Value::as_str)
             .ok_or_else(|| ToolError::InvalidArguments("`query` is required and must be a string".into()))?;
-        let session = SessionContext::new();
-        crate::compat::register(&session);
+        let failed = |e: Error| ToolError::Failed(format!("[{}] {e}", e.code().code));
+        // Inside a run, a full SQL session: `rvbbit_udf` / `rvbbit_run` work, and their runs are children
+        // of this one. Called directly (no run), DataFusion with the DuckDB helpers only.
+        let sql_session = match ctx.child_runs() {
+            Some(parent) => Some((cascade_session(&parent).map_err(failed)?, parent)),
+            None => None,
+        };
+        let plain;
+        let session = match &sql_session {
+            Some((s, _)) => s.context(),
+            None => {
+                plain = SessionContext::new();
+                crate::compat::register(&plain);
+                &plain
+            }
+        };
         // A batch run's table (`RVBBIT RUN`), under the name the run's input gives.
         for (name, table) in crate::batch::shared_with(&ctx.session_id) {
             session
@@ -74,20 +90,49 @@ impl Tool for SqlData {
                     .map_err(|e| ToolError::Failed(format!("table `_{cell}`: {e}")))?;
             }
         }
-        let run = async {
-            let df = session.sql(query).await?;
-            let schema = Arc::new(df.schema().as_arrow().clone());
-            let batches = df.collect().await?;
-            Ok::<_, datafusion::error::DataFusionError>((schema, batches))
+        let (schema, batches) = match sql_session {
+            Some((s, parent)) => {
+                let result = s.execute_in_run(query, parent).await.map_err(failed)?;
+                (result.schema, result.batches)
+            }
+            None => {
+                let run = async {
+                    let df = session.sql(query).await?;
+                    let schema = Arc::new(df.schema().as_arrow().clone());
+                    let batches = df.collect().await?;
+                    Ok::<_, datafusion::error::DataFusionError>((schema, batches))
+                };
+                run.await.map_err(|e| failed(Error::from_datafusion(e)))?
+            }
         };
-        let (schema, batches) = run.await.map_err(|e| {
-            let e = Error::from_datafusion(e);
-            ToolError::Failed(format!("[{}] {e}", e.code().code))
-        })?;
         let rows = json_rows(&batches).map_err(|e| ToolError::Failed(e.to_string()))?;
         let columns: Vec<&String> = schema.fields().iter().map(|f| f.name()).collect();
         Ok(json!({"row_count": rows.len(), "rows": rows, "columns": columns}))
     }
+}
+
+/// A SQL session for a `sql_data` cell of the run behind `parent`: its engine (provider, writer, store as
+/// the result cache), cascades for `rvbbit_run` found next to the calling cascade, in the working
+/// directory or the configured roots, and the run's model override as the default model.
+fn cascade_session(parent: &rvbbit_engine::ChildRuns) -> Result<crate::SqlSession, Error> {
+    let engine = parent.engine();
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let base = parent
+        .cascade_file()
+        .and_then(std::path::Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| cwd.clone(), std::path::Path::to_path_buf);
+    let mut settings = crate::Settings::new(base);
+    settings.default_model = parent.model().unwrap_or(engine.default_model()).to_owned();
+    settings.roots = engine.roots().to_vec();
+    settings.roots.push(cwd);
+    let runtime = crate::SqlRuntime::new(
+        engine.clone(),
+        engine.store().cloned(),
+        engine.writer().cloned(),
+        settings,
+    )?;
+    Ok(runtime.session_for(rvbbit_core::Origin::Sql, "cascade"))
 }
 
 /// An output that is a table (an object with a `rows` array of objects) as an in-memory table.

@@ -13,7 +13,10 @@ use tempfile::TempDir;
 use crate::run_command::{JsonOutcome, stored, write};
 use crate::rvbbit;
 
-const CORPUS: &str = "/work/shared/corpus/rvbbit-2025-12-25/examples";
+const CORPUS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/corpus/rvbbit-2025-12-25/examples"
+);
 
 /// A cascade whose first and last cells append to `log.txt` (a side effect that shows re-runs) and whose
 /// middle cell asks for a choice.

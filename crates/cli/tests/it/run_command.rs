@@ -201,7 +201,10 @@ fn run_tool_timeout_exits_3() {
 fn run_corpus_bash_data_then_sql_data_completes() {
     // bash_data's CSV table becomes the SQL table `_generate` of the sql_data cell (rvbbit-sql).
     let dir = TempDir::new().unwrap();
-    let file = "/work/shared/corpus/rvbbit-2025-12-25/examples/bash_substrate/00_hello_bash.yaml";
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/corpus/rvbbit-2025-12-25/examples/bash_substrate/00_hello_bash.yaml"
+    );
     let out = rvbbit(dir.path())
         .args(["--output", "json", "run", file])
         .output()

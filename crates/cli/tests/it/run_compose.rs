@@ -195,3 +195,127 @@ fn run_tree_shares_the_caller_links_parents_and_sums_costs_by_caller() {
     assert_eq!(rows[0]["unknown_cost"], 0);
     rt.block_on(server.shutdown());
 }
+
+/// The corpus's `test_cascade_udf.yaml` through the real binary: a `sql_data` cell calls `rvbbit_run`
+/// per row on `traits/fraud_assessment_with_soundings.yaml` (3 soundings, an evaluator, a Python post
+/// ward), and the next cell reads the per-row documents with `json_extract_string`. (The corpus's
+/// evaluator instructions ask for "0, 1, or 2"; rvbbit lists the candidates as 1 to 3, so the scripted
+/// evaluator answers 1.) Every per-row run is
+/// a child session of the cascade's run under its caller id.
+#[test]
+fn corpus_test_cascade_udf_runs_a_cascade_per_row_from_sql_data() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = rt.block_on(TestServer::start(Script::rule(|body| {
+        let prompt = body["messages"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|x| x["content"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default();
+        let amount_line = prompt
+            .lines()
+            .find(|l| l.trim().starts_with("Transaction Amount: $"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        if prompt.contains("Rewrite the prompt below") {
+            // The soundings' default `rewrite` mutation: a variation of the prompt, amount kept.
+            return Reply::text(format!("Assess the fraud risk; return only JSON.\n{amount_line}")).cost(0.0001);
+        }
+        if prompt.contains("evaluating 3 different fraud risk assessments") {
+            // rvbbit numbers the candidates from 1.
+            return Reply::text("{\"winner\": 1, \"reason\": \"most conservative\"}").cost(0.0001);
+        }
+        let amount: f64 = prompt
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Transaction Amount: $"))
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or(0.0);
+        let (score, level, action) = if amount >= 100_000.0 {
+            (0.9, "high", "block")
+        } else {
+            (0.2, "low", "approve")
+        };
+        Reply::text(format!(
+            "{{\"risk_score\": {score}, \"risk_level\": \"{level}\", \"reasoning\": \"amount {amount}\", \"recommended_action\": \"{action}\", \"confidence\": 0.8}}"
+        ))
+        .cost(0.001)
+    })));
+    let corpus = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/corpus/rvbbit-2025-12-25"
+    );
+    let dir = TempDir::new().unwrap();
+    for rel in [
+        "examples/test_cascade_udf.yaml",
+        "traits/fraud_assessment_with_soundings.yaml",
+    ] {
+        let text = std::fs::read_to_string(Path::new(corpus).join(rel)).unwrap();
+        write(dir.path(), rel, &text);
+    }
+    let out = rvbbit(dir.path())
+        .env("RVBBIT_PROVIDER_BASE_URL", server.base_url())
+        .env("OPENROUTER_API_KEY", "test-key")
+        .env("RVBBIT_DEFAULT_MODEL", "openai/gpt-4o-mini")
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .args(["--set", "provider.max_retries=0"])
+        .args(["--output", "json", "run", "examples/test_cascade_udf.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: JsonOutcome = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc.status, "completed");
+    // Four customers, highest risk first, with the fields extracted from each run's document.
+    let rows = doc.output["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "{}", doc.output);
+    let mut names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["customer_name"].as_str().unwrap())
+        .collect();
+    names[..2].sort_unstable();
+    assert_eq!(&names[..2], ["Acme Corp", "Test Company"], "{}", doc.output);
+    assert_eq!(rows[0]["risk_level"], "high");
+    assert_eq!(rows[0]["action"], "block");
+    assert_eq!(rows[3]["risk_score"], 0.2);
+    // Per row: 2 prompt rewrites (candidates 2 and 3), 3 assessments, 1 verdict; all children of the run.
+    let prompts: Vec<String> = server
+        .bodies()
+        .iter()
+        .map(|b| b["messages"].to_string())
+        .collect();
+    let count = |needle: &str| prompts.iter().filter(|p| p.contains(needle)).count();
+    assert_eq!(count("Rewrite the prompt below"), 8);
+    assert_eq!(count("evaluating 3 different fraud risk assessments"), 4);
+    assert_eq!(prompts.len(), 24);
+    let listed = json_of(dir.path(), &["sessions", "list", "--caller", &doc.caller_id]);
+    let sessions: Vec<&Value> = listed["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["session"])
+        .collect();
+    let per_row: Vec<&&Value> = sessions
+        .iter()
+        .filter(|s| s["cascade_id"] == "fraud_assessment_with_soundings")
+        .collect();
+    assert_eq!(per_row.len(), 4, "{listed}");
+    for s in per_row {
+        assert_eq!(s["parent_session_id"], doc.session_id.as_str(), "{s}");
+        assert_eq!(s["depth"], 1);
+    }
+    // The run's cost includes its children's: 12 assessments, 8 rewrites and 4 verdicts.
+    assert_eq!(doc.cost_usd, "0.013200");
+}

@@ -111,7 +111,8 @@ async fn inline_check(
     let timeout = Some(std::time::Duration::from_secs(60));
     if let Some(code) = &spec.python {
         let ctx = tool_ctx(run, cell);
-        let extra = json!({"content": content, "original_input": original});
+        // `output` too: a corpus validator (fraud_assessment_with_soundings) reads the reply by that name.
+        let extra = json!({"content": content, "output": content, "original_input": original});
         let (result, _) = crate::tools::python_runner(code, &ctx, extra, timeout)
             .await
             .map_err(|e| validator_failed(cell, e))?;

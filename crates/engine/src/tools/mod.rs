@@ -84,6 +84,13 @@ pub struct ToolContext {
     pub(crate) scope: Option<crate::compose::Scope>,
 }
 
+impl ToolContext {
+    /// Start runs as children of the calling run (`None` outside a run, e.g. a tool called directly).
+    pub fn child_runs(&self) -> Option<crate::compose::ChildRuns> {
+        self.scope.clone().map(crate::compose::ChildRuns::new)
+    }
+}
+
 impl fmt::Debug for ToolContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ToolContext")

@@ -11,7 +11,10 @@ use rvbbit_store::{EventFilter, Store, StoredEvent, Writer, WriterOptions};
 use serde_json::Value;
 use tempfile::TempDir;
 
-pub const CORPUS: &str = "/work/shared/corpus/rvbbit-2025-12-25/examples";
+pub const CORPUS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/corpus/rvbbit-2025-12-25/examples"
+);
 
 /// Load and validate a cascade file; validation errors fail the test.
 pub fn load(path: &Path) -> Cascade {

@@ -149,14 +149,17 @@ async fn duckdb_select_forms_that_datafusion_supports() {
 /// gives failure documents (data), so no LLM is needed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corpus_queries_run_as_written() {
-    const CORPUS: &str = "/work/shared/corpus/rvbbit-2025-12-25/examples";
+    const CORPUS: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/corpus/rvbbit-2025-12-25/examples"
+    );
     let (server, h) = session().await;
     let q = h.runtime.session();
     for file in ["tiered_cascade_routing.yaml", "test_cascade_udf.yaml"] {
         let path = Path::new(CORPUS).join(file);
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
             panic!(
-                "{}: {e} (the corpus lives in /work/shared/corpus)",
+                "{}: {e} (the corpus lives in ../shared/corpus beside the repository)",
                 path.display()
             )
         });

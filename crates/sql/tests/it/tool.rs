@@ -95,3 +95,97 @@ async fn a_bad_query_fails_the_cell_with_the_sql_code() {
     );
     assert_eq!(outcome.output, Value::Null);
 }
+
+/// The corpus's `test_cascade_udf.yaml` shape: a `sql_data` cell calls `rvbbit_run` (a cascade next to
+/// the calling one) and `rvbbit_udf` per row. Distinct calls run once; each is a child session of the
+/// calling run under its caller id, and their cost is part of the run's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_data_calls_rvbbit_functions_as_child_runs_of_the_cell() {
+    use rvbbit_testkit::{Reply, Script, TestServer};
+
+    let server = TestServer::start(Script::rule(|body| {
+        let prompt = body["messages"]
+            .as_array()
+            .and_then(|m| m.iter().rev().find_map(|x| x["content"].as_str()))
+            .unwrap_or_default()
+            .to_owned();
+        let text = prompt
+            .lines()
+            .find_map(|l| l.strip_prefix("Text: "))
+            .map(str::to_uppercase)
+            .unwrap_or_else(|| format!("LOUD:{}", prompt.len()));
+        Reply::text(text).cost(0.001)
+    }))
+    .await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let store = rvbbit_store::open("sqlite://rvbbit.db", dir.path())
+        .await
+        .unwrap();
+    let writer = rvbbit_store::Writer::spawn(
+        store.clone(),
+        rvbbit_store::WriterOptions::new(dir.path().join("spill")),
+    );
+    let mut provider = rvbbit_llm::ProviderSettings::new(server.base_url()).with_api_key("test-key");
+    provider.retry.max_retries = 0;
+    let client = rvbbit_llm::Client::new(provider).unwrap();
+    let mut registry = Registry::builtin();
+    rvbbit_sql::register_tools(&mut registry);
+    let engine = Engine::new(registry)
+        .with_provider(std::sync::Arc::new(client))
+        .with_writer(writer.handle())
+        .with_store(store.clone())
+        .with_default_model("test/model");
+    let folder = dir.path().join("cascades");
+    std::fs::create_dir_all(folder.join("traits")).unwrap();
+    std::fs::write(
+        folder.join("traits/child.yaml"),
+        "cascade_id: child\ncells:\n  - name: tag\n    instructions: |-\n      Tag it\n      Text: {{ input.text }}\n",
+    )
+    .unwrap();
+    let parent_text = "cascade_id: per_row\ncells:\n- name: load\n  tool: sql_data\n  inputs:\n    query: \"SELECT * FROM (VALUES ('a'), ('b'), ('a')) AS t(text)\"\n- name: enrich\n  tool: sql_data\n  inputs:\n    query: \"SELECT text, rvbbit_run('traits/child.yaml', json_object('text', text)) AS doc, rvbbit_udf('Shout', text) AS loud FROM _load ORDER BY text\"\n";
+    let parent_path = folder.join("per_row.yaml");
+    std::fs::write(&parent_path, parent_text).unwrap();
+    let mut request = RunRequest::new(cascade(parent_text, &engine));
+    request.cascade_file = Some(parent_path);
+    let caller = request.caller_id.clone();
+    let outcome = engine.run(request).await;
+    assert_eq!(outcome.status, SessionStatus::Completed, "{:?}", outcome.error);
+    let rows = outcome.output["rows"].as_array().unwrap().clone();
+    assert_eq!(rows.len(), 3);
+    let doc: Value = serde_json::from_str(rows[0]["doc"].as_str().unwrap()).unwrap();
+    assert_eq!(doc["status"], "success", "{doc}");
+    assert_eq!(doc["final_output"], "A", "{doc}");
+    assert_eq!(rows[2]["text"], "b");
+    assert!(rows[0]["loud"].as_str().unwrap().starts_with("LOUD:"), "{rows:?}");
+    // Two distinct rvbbit_run inputs and two distinct rvbbit_udf values: four calls, four children.
+    assert_eq!(server.requests(), 4);
+    writer.handle().flush().await.unwrap();
+    let sessions = store
+        .sessions(&rvbbit_store::SessionFilter {
+            caller_id: Some(caller.as_str().to_owned()),
+            ..rvbbit_store::SessionFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(sessions.len(), 5, "the run and its four children");
+    let children: Vec<_> = sessions
+        .iter()
+        .filter(|s| s.session.session_id != outcome.session_id)
+        .collect();
+    for child in &children {
+        assert_eq!(
+            child.session.parent_session_id.as_ref(),
+            Some(&outcome.session_id)
+        );
+        assert_eq!(child.session.root_session_id, outcome.session_id);
+        assert_eq!(child.session.depth, 1);
+        assert_eq!(
+            child.session.invocation_metadata["sql"]["protocol"], "cascade",
+            "{:?}",
+            child.session.invocation_metadata
+        );
+    }
+    // The children's cost is the run's.
+    assert_eq!(outcome.cost.micros(), 4_000);
+    writer.shutdown().await.unwrap();
+}
