@@ -198,9 +198,8 @@ fn run_tree_shares_the_caller_links_parents_and_sums_costs_by_caller() {
 
 /// The corpus's `test_cascade_udf.yaml` through the real binary: a `sql_data` cell calls `rvbbit_run`
 /// per row on `traits/fraud_assessment_with_soundings.yaml` (3 soundings, an evaluator, a Python post
-/// ward), and the next cell reads the per-row documents with `json_extract_string`. (The corpus's
-/// evaluator instructions ask for "0, 1, or 2"; rvbbit lists the candidates as 1 to 3, so the scripted
-/// evaluator answers 1.) Every per-row run is
+/// ward), and the next cell reads the per-row documents with `json_extract_string`. The evaluator
+/// instructions ask for "0, 1, or 2", so the attempts are numbered from 0 and a `0` is understood. Every per-row run is
 /// a child session of the cascade's run under its caller id.
 #[test]
 fn corpus_test_cascade_udf_runs_a_cascade_per_row_from_sql_data() {
@@ -230,8 +229,9 @@ fn corpus_test_cascade_udf_runs_a_cascade_per_row_from_sql_data() {
             return Reply::text(format!("Assess the fraud risk; return only JSON.\n{amount_line}")).cost(0.0001);
         }
         if prompt.contains("evaluating 3 different fraud risk assessments") {
-            // rvbbit numbers the candidates from 1.
-            return Reply::text("{\"winner\": 1, \"reason\": \"most conservative\"}").cost(0.0001);
+            // The instructions ask for "0, 1, or 2", so the attempts are numbered from 0.
+            assert!(prompt.contains("## Attempt 0") && prompt.contains("## Attempt 2"));
+            return Reply::text("{\"winner\": 0, \"reason\": \"most conservative\"}").cost(0.0001);
         }
         let amount: f64 = prompt
             .lines()

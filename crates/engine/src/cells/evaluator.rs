@@ -1,5 +1,6 @@
 //! The evaluator protocol of candidates (§8.1), shared by cell-level and cascade-level takes: one call
-//! with the judge prompt and one `## Attempt n` block per attempt (`n` = index + 1), asking for
+//! with the judge prompt and one `## Attempt n` block per attempt (`n` = index + 1, or the index itself
+//! when the instructions ask for a 0-based answer), asking for
 //! `{"winner": n, "reason": "..."}` (Proposed); the reply is read as that JSON, else the first number in
 //! the text that is one of the attempts (the Observed protocol). An unreadable reply is asked again
 //! once with the format spelled out; a second one is RVB-E011.
@@ -23,14 +24,17 @@ pub(crate) async fn judge(
     model: &str,
     attempts: &[(u32, Value)],
 ) -> Result<(u32, String)> {
-    let choices: Vec<u32> = attempts.iter().map(|(i, _)| i + 1).collect();
+    // Attempts are numbered from 1, or from 0 when the instructions ask for a 0-based index (several
+    // corpus files do; RVBBIT numbered from 1 regardless and read a `0` as attempt 1).
+    let base = if asks_zero_based(instructions) { 0 } else { 1 };
+    let choices: Vec<u32> = attempts.iter().map(|(i, _)| i + base).collect();
     let mut prompt = format!("{instructions}\n");
     for (i, output) in attempts {
         let text = match output {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        prompt.push_str(&format!("\n## Attempt {}\nResult: {text}\n", i + 1));
+        prompt.push_str(&format!("\n## Attempt {}\nResult: {text}\n", i + base));
     }
     let list = choices.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
     prompt.push_str(&format!(
@@ -48,7 +52,7 @@ pub(crate) async fn judge(
         let request = ChatRequest::new(model.to_owned(), messages.clone());
         reply = call_model(run, cell, &request, None, None).await?.text;
         if let Some((n, reason)) = parse_winner(&reply, &choices) {
-            return Ok((n - 1, reason));
+            return Ok((n - base, reason));
         }
     }
     Err(Error::EvaluatorUnreadable {
@@ -56,6 +60,16 @@ pub(crate) async fn judge(
         choices: list,
         reply: reply.chars().take(500).collect(),
     })
+}
+
+/// Whether judge instructions ask for a 0-based answer ("the index (0-based)", "(0, 1, or 2)").
+pub(crate) fn asks_zero_based(instructions: &str) -> bool {
+    let text = instructions.to_ascii_lowercase();
+    let squeezed: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    ["0-based", "zero-based", "zerobased", "(0,1", "(0or1"]
+        .iter()
+        .any(|p| squeezed.contains(p))
+        || text.contains("zero based")
 }
 
 /// The winner named by an evaluator reply: `{"winner": n, "reason": ...}` (also `attempt`/`choice`),
@@ -96,6 +110,25 @@ pub(crate) fn parse_winner(text: &str, choices: &[u32]) -> Option<(u32, String)>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_based_instructions_are_recognised() {
+        for yes in [
+            "Return the number (0, 1, or 2) of the best assessment.",
+            "Return the index (0-based) of the best output.",
+            "declare the winner by index (0, 1, or 2).",
+            "Answer with the zero-based index.",
+        ] {
+            assert!(asks_zero_based(yes), "{yes}");
+        }
+        for no in [
+            "Pick the clearest explanation.",
+            "Return 1, 2 or 3.",
+            "Score each from 0 to 10, then name the best attempt.",
+        ] {
+            assert!(!asks_zero_based(no), "{no}");
+        }
+    }
 
     #[test]
     fn winner_from_json_then_from_the_first_valid_number() {
