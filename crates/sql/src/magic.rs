@@ -153,7 +153,8 @@ impl TableProvider for SqlQueryLog {
 }
 
 /// `all_data`: one row per event in the store. Equality filters on `session_id`, `caller_id`,
-/// `cascade_id` and `kind` (and a `LIMIT` without other filters) are pushed down to the store.
+/// `cascade_id` and `kind`, time ranges on `ts_us` and `timestamp` (see [`time_bound`]), and a `LIMIT`
+/// with only equality filters are pushed down to the store.
 #[derive(Debug)]
 pub(crate) struct AllData {
     runtime: Arc<Runtime>,
@@ -166,6 +167,114 @@ const PUSHED: &[&str] = &["session_id", "caller_id", "cascade_id", "kind"];
 /// `column = 'literal'` (either side) on a pushed column of `all_data`: (column, value).
 fn pushed_filter(expr: &Expr) -> Option<(String, String)> {
     pushed_on(expr, PUSHED)
+}
+
+/// A time range of events, pushed to the store: at or after `since`, before `until` (microseconds).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct TimeRange {
+    since: Option<i64>,
+    until: Option<i64>,
+}
+
+impl TimeRange {
+    /// Both ranges at once.
+    fn and(self, other: TimeRange) -> TimeRange {
+        let pick = |a: Option<i64>, b: Option<i64>, f: fn(i64, i64) -> i64| match (a, b) {
+            (Some(x), Some(y)) => Some(f(x, y)),
+            (x, y) => x.or(y),
+        };
+        TimeRange {
+            since: pick(self.since, other.since, i64::max),
+            until: pick(self.until, other.until, i64::min),
+        }
+    }
+}
+
+/// The time range a comparison of `all_data.ts_us` (microseconds) or `all_data.timestamp` (RFC 3339
+/// text, or cast to a timestamp as in `timestamp > now() - INTERVAL '1 day'`) with a literal keeps,
+/// widened where needed so it is always a superset of the rows the comparison keeps (DataFusion applies
+/// the filter again). Text literals count only in UTC (`Z`, no zone, or a bare date): a string
+/// comparison with another offset does not follow time order.
+fn time_bound(expr: &Expr) -> Option<TimeRange> {
+    use datafusion::logical_expr::{BinaryExpr, Cast, Operator, TryCast};
+    use datafusion::scalar::ScalarValue;
+
+    enum Bound {
+        /// `ts_us` against whole microseconds.
+        Micros(i64),
+        /// `timestamp` text against a UTC text literal (microseconds of the literal).
+        Text(i64),
+        /// `timestamp` cast to a timestamp against an instant (nanoseconds).
+        Instant(i128),
+    }
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = expr else {
+        return None;
+    };
+    let (column, literal, op) = match (left.as_ref(), right.as_ref()) {
+        (c, Expr::Literal(v, _)) => (c, v, *op),
+        (Expr::Literal(v, _), c) => (c, v, op.swap()?),
+        _ => return None,
+    };
+    if !matches!(op, Operator::Gt | Operator::GtEq | Operator::Lt | Operator::LtEq) {
+        return None;
+    }
+    let named = |e: &Expr, name: &str| matches!(e, Expr::Column(c) if c.name == name);
+    let bound = match (column, literal) {
+        (c, ScalarValue::Int64(Some(v))) if named(c, "ts_us") => Bound::Micros(*v),
+        (
+            c,
+            ScalarValue::Utf8(Some(t)) | ScalarValue::Utf8View(Some(t)) | ScalarValue::LargeUtf8(Some(t)),
+        ) if named(c, "timestamp") => {
+            let t = t.trim();
+            let zone = t.get(10..).unwrap_or_default();
+            if zone.contains('+') || zone.contains('-') {
+                return None;
+            }
+            Bound::Text(t.parse::<rvbbit_core::Timestamp>().ok()?.micros())
+        }
+        (Expr::Cast(Cast { expr, .. }) | Expr::TryCast(TryCast { expr, .. }), v)
+            if named(expr, "timestamp") =>
+        {
+            let ns = match v {
+                ScalarValue::TimestampNanosecond(Some(n), _) => i128::from(*n),
+                ScalarValue::TimestampMicrosecond(Some(n), _) => i128::from(*n) * 1_000,
+                ScalarValue::TimestampMillisecond(Some(n), _) => i128::from(*n) * 1_000_000,
+                ScalarValue::TimestampSecond(Some(n), _) => i128::from(*n) * 1_000_000_000,
+                _ => return None,
+            };
+            Bound::Instant(ns)
+        }
+        _ => return None,
+    };
+    let lower = matches!(op, Operator::Gt | Operator::GtEq);
+    let micros = |ns: i128, up: bool| {
+        let m = if up {
+            (ns + 999).div_euclid(1_000)
+        } else {
+            ns.div_euclid(1_000)
+        };
+        i64::try_from(m).ok()
+    };
+    let (since, until) = match bound {
+        Bound::Micros(v) => match op {
+            Operator::Gt => (v.checked_add(1), None),
+            Operator::GtEq => (Some(v), None),
+            Operator::Lt => (None, Some(v)),
+            _ => (None, v.checked_add(1)),
+        },
+        // The string order of RFC 3339 text puts `…:00.5Z` before `…:00Z`: a second of slack.
+        Bound::Text(t) if lower => (Some(t), None),
+        Bound::Text(t) => (None, t.checked_add(1_000_000)),
+        Bound::Instant(ns) => match op {
+            Operator::Gt | Operator::GtEq => (micros(ns, false), None),
+            Operator::Lt => (None, micros(ns, true)),
+            _ => (None, micros(ns, false).and_then(|m| m.checked_add(1))),
+        },
+    };
+    if since.is_none() && until.is_none() {
+        return None;
+    }
+    Some(TimeRange { since, until })
 }
 
 /// Inexact pushdown for the filters `pushed_on(_, columns)` understands (DataFusion still applies them).
@@ -265,7 +374,7 @@ impl TableProvider for AllData {
         Ok(filters
             .iter()
             .map(|f| {
-                if pushed_filter(f).is_some() {
+                if pushed_filter(f).is_some() || time_bound(f).is_some() {
                     P::Inexact
                 } else {
                     P::Unsupported
@@ -286,7 +395,14 @@ impl TableProvider for AllData {
         }
         let mut filter = EventFilter::default();
         let mut all_pushed = true;
+        let mut range = TimeRange::default();
         for f in filters {
+            if let Some(r) = time_bound(f) {
+                // A time bound may be wider than its filter: a LIMIT cannot go to the store with it.
+                range = range.and(r);
+                all_pushed = false;
+                continue;
+            }
             match pushed_filter(f) {
                 Some((col, value)) => match col.as_str() {
                     "session_id" => match value.parse() {
@@ -306,6 +422,13 @@ impl TableProvider for AllData {
         }
         if all_pushed && filter.limit.is_none() {
             filter.limit = limit.map(|l| l as u64);
+        }
+        filter.since = range.since.map(rvbbit_core::Timestamp::from_micros);
+        filter.until = range.until.map(rvbbit_core::Timestamp::from_micros);
+        if let (Some(since), Some(until)) = (range.since, range.until)
+            && since >= until
+        {
+            filter.limit = Some(0);
         }
         let events = match (&self.runtime.store, filter.limit) {
             (_, Some(0)) | (None, _) => Vec::new(),
@@ -765,5 +888,90 @@ impl TableProvider for Signals {
         let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
         let table = MemTable::try_new(self.schema.clone(), vec![vec![batch]])?;
         table.scan(state, projection, filters, limit).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::prelude::{cast, col, lit};
+    use datafusion::scalar::ScalarValue;
+
+    use super::*;
+
+    fn range(since: Option<i64>, until: Option<i64>) -> Option<TimeRange> {
+        Some(TimeRange { since, until })
+    }
+
+    const DAY: i64 = 1_764_547_200_000_000; // 2025-12-01T00:00:00Z in microseconds
+
+    #[test]
+    fn time_bounds_are_supersets_of_their_filters() {
+        // ts_us against microseconds: exact.
+        assert_eq!(time_bound(&col("ts_us").gt(lit(10_i64))), range(Some(11), None));
+        assert_eq!(
+            time_bound(&col("ts_us").gt_eq(lit(10_i64))),
+            range(Some(10), None)
+        );
+        assert_eq!(time_bound(&col("ts_us").lt(lit(10_i64))), range(None, Some(10)));
+        assert_eq!(
+            time_bound(&col("ts_us").lt_eq(lit(10_i64))),
+            range(None, Some(11))
+        );
+        // The literal on the left flips the comparison.
+        assert_eq!(time_bound(&lit(10_i64).lt(col("ts_us"))), range(Some(11), None));
+        // timestamp text against UTC text: since the instant, until a second after it.
+        assert_eq!(
+            time_bound(&col("timestamp").gt_eq(lit("2025-12-01"))),
+            range(Some(DAY), None)
+        );
+        assert_eq!(
+            time_bound(&col("timestamp").lt(lit("2025-12-01T00:00:00Z"))),
+            range(None, Some(DAY + 1_000_000))
+        );
+        // Another zone does not follow string order: not pushed.
+        assert_eq!(
+            time_bound(&col("timestamp").gt(lit("2025-12-01T10:00:00-05:00"))),
+            None
+        );
+        assert_eq!(time_bound(&col("timestamp").gt(lit("yesterday"))), None);
+        // timestamp cast to an instant (`timestamp > now() - INTERVAL …` after constant folding).
+        let instant = |ns: i64| {
+            Expr::Literal(
+                ScalarValue::TimestampNanosecond(Some(ns), Some("+00:00".into())),
+                None,
+            )
+        };
+        let ts = || {
+            cast(
+                col("timestamp"),
+                DataType::Timestamp(
+                    datafusion::arrow::datatypes::TimeUnit::Nanosecond,
+                    Some("+00:00".into()),
+                ),
+            )
+        };
+        assert_eq!(time_bound(&ts().gt(instant(1_500))), range(Some(1), None));
+        assert_eq!(time_bound(&ts().lt(instant(1_500))), range(None, Some(2)));
+        assert_eq!(time_bound(&ts().lt_eq(instant(1_000))), range(None, Some(2)));
+        // Not a time column, not a comparison, not a literal.
+        assert_eq!(time_bound(&col("tokens_in").gt(lit(10_i64))), None);
+        assert_eq!(time_bound(&col("ts_us").eq(lit(10_i64))), None);
+        assert_eq!(time_bound(&col("ts_us").gt(col("duration_us"))), None);
+        // Ranges combine to their intersection.
+        let both = TimeRange {
+            since: Some(5),
+            until: None,
+        }
+        .and(TimeRange {
+            since: Some(7),
+            until: Some(9),
+        });
+        assert_eq!(
+            both,
+            TimeRange {
+                since: Some(7),
+                until: Some(9)
+            }
+        );
     }
 }

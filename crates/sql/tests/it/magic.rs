@@ -138,3 +138,84 @@ async fn checkpoints_and_signals() {
     let all = q.execute("SELECT count(*) FROM signals").await.unwrap();
     assert_eq!(column(&all, 0), [Some("2".into())]);
 }
+
+/// Time filters on `all_data` (pushed to the store as a range) return exactly the rows they name, in
+/// every form: microseconds, UTC text, `now() - INTERVAL`, a zone the store cannot push, and with LIMIT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_data_time_filters_return_exactly_their_rows() {
+    use rvbbit_core::{Event, EventKind, SessionId, Timestamp};
+
+    let server = TestServer::start(Script::echo()).await;
+    let h = Harness::new(&server.base_url(), 4).await;
+    let session: SessionId = "time-filter-test".parse().unwrap();
+    let stamps = [
+        "2025-01-01T00:00:00Z",
+        "2025-06-01T12:00:00.250000Z",
+        "2025-12-01T00:00:00Z",
+        "2025-12-01T00:00:00.500000Z",
+        "2025-12-02T08:00:00Z",
+    ];
+    for (i, t) in stamps.iter().enumerate() {
+        let mut e = Event::new(EventKind::Retry, session.clone(), i as i64);
+        e.ts_us = t.parse::<Timestamp>().unwrap();
+        e.cascade_id = Some("timed".into());
+        h.writer.handle().event(e).await.unwrap();
+    }
+    // An event now, for `now() - INTERVAL`.
+    let mut recent = Event::new(EventKind::Retry, session.clone(), 9);
+    recent.cascade_id = Some("timed".into());
+    h.writer.handle().event(recent).await.unwrap();
+    h.flush().await;
+    let q = h.runtime.session();
+    let count = |sql: String| {
+        let q = &q;
+        async move {
+            let r = q.execute(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            column(&r, 0)[0].clone().unwrap()
+        }
+    };
+    let dec1 = "2025-12-01T00:00:00Z".parse::<Timestamp>().unwrap().micros();
+    let base = "SELECT count(*) FROM all_data WHERE cascade_id = 'timed'";
+    for (filter, want) in [
+        (format!("ts_us >= {dec1}"), "4"),
+        (format!("ts_us > {dec1}"), "3"),
+        (format!("ts_us < {dec1}"), "2"),
+        (format!("ts_us <= {dec1}"), "3"),
+        ("timestamp >= '2025-12-01'".to_owned(), "4"),
+        ("timestamp < '2025-12-01'".to_owned(), "2"),
+        // Text order: the stored `…T00:00:00.000000Z` and `…T00:00:00.500000Z` sort before `…T00:00:00Z`,
+        // and the answer follows SQL's string comparison, not the store's time order.
+        ("timestamp < '2025-12-01T00:00:00Z'".to_owned(), "4"),
+        (
+            "timestamp > '2025-06-01' AND timestamp < '2025-12-02'".to_owned(),
+            "3",
+        ),
+        ("timestamp > '2025-06-01T07:00:00-05:00'".to_owned(), "5"),
+        (
+            "CAST(timestamp AS TIMESTAMP) > now() - INTERVAL '1 day'".to_owned(),
+            "1",
+        ),
+        (
+            "CAST(timestamp AS TIMESTAMP) < TIMESTAMP '2025-06-01 12:00:00.250'".to_owned(),
+            "1",
+        ),
+        (
+            "CAST(timestamp AS TIMESTAMP) <= TIMESTAMP '2025-06-01 12:00:00.250'".to_owned(),
+            "2",
+        ),
+        (format!("ts_us >= {dec1} AND ts_us < {dec1}"), "0"),
+    ] {
+        assert_eq!(count(format!("{base} AND {filter}")).await, want, "{filter}");
+    }
+    // LIMIT with a time filter: the filter decides, then the limit.
+    let r = q
+        .execute("SELECT ts_us FROM all_data WHERE cascade_id = 'timed' AND timestamp >= '2025-06-01' ORDER BY ts_us LIMIT 2")
+        .await
+        .unwrap();
+    assert_eq!(r.row_count(), 2);
+    let r = q
+        .execute("SELECT ts_us FROM all_data WHERE timestamp < '2025-06-02' AND cascade_id = 'timed' LIMIT 5")
+        .await
+        .unwrap();
+    assert_eq!(r.row_count(), 2);
+}
