@@ -119,6 +119,9 @@ pub(crate) struct Runtime {
     udf: Arc<LoadedCascade>,
     /// Files, folders and object stores as tables.
     pub(crate) sources: Arc<crate::sources::Sources>,
+    /// Every cascade run in flight, so an interrupted process can wait for them to record how they
+    /// ended ([`crate::SqlRuntime::wait_for_runs`]).
+    pub(crate) tasks: tokio_util::task::TaskTracker,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -304,6 +307,7 @@ impl Runtime {
             writer,
             settings,
             udf: Arc::new(udf),
+            tasks: tokio_util::task::TaskTracker::new(),
         })
     }
 
@@ -641,7 +645,7 @@ impl Runtime {
         // which still records its `cancelled` status instead of vanishing as `running`.
         let engine = self.engine.clone();
         let parent = stmt.parent.clone();
-        let task = tokio::spawn(async move {
+        let task = self.tasks.spawn(async move {
             match parent {
                 // Inside a cascade (`sql_data`): a child of the calling run.
                 Some(parent) => parent.run(request, "sql_data").await.map_err(|e| e.to_string()),

@@ -53,6 +53,16 @@ impl SqlRuntime {
         })
     }
 
+    /// Wait up to `grace` for the cascade runs still in flight, such as the runs of a statement that was
+    /// abandoned (its future dropped), which stop and record `cancelled`. True when all ended in time.
+    pub async fn wait_for_runs(&self, grace: Duration) -> bool {
+        let tasks = &self.runtime.tasks;
+        tasks.close();
+        let done = tokio::time::timeout(grace, tasks.wait()).await.is_ok();
+        tasks.reopen();
+        done
+    }
+
     /// A new session for the command line (`sql-…` caller ids, protocol `cli`): its own tables and
     /// settings, the rvbbit functions and `rvbbit.*` settings.
     pub fn session(&self) -> SqlSession {

@@ -55,10 +55,16 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         let runtime =
             SqlRuntime::new(engine, store, Some(writer.handle()), settings).map_err(|e| sql_failure(&e))?;
         let session = runtime.session();
+        let mut statement = Box::pin(session.execute(&args.query));
         let result = tokio::select! {
-            r = session.execute(&args.query) => r,
+            r = &mut statement => r,
             s = signals.recv() => {
-                // In-flight calls are abandoned; what they recorded so far is flushed below.
+                // Dropping the statement cancels its runs; they stop and record `cancelled`, then
+                // everything recorded is flushed.
+                drop(statement);
+                if !runtime.wait_for_runs(RUNS_GRACE).await && !out.quiet {
+                    output::stderr("warning: some runs did not stop in time; `rvbbit sessions cleanup` marks them later\n");
+                }
                 let _ = writer.shutdown().await;
                 return Ok(s.exit_code());
             }
@@ -77,6 +83,9 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         }
     })
 }
+
+/// How long an interrupted `rvbbit sql` waits for its cancelled runs to record how they ended.
+const RUNS_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn sql_failure(e: &rvbbit_sql::Error) -> Failure {
     Failure::Coded(Coded {

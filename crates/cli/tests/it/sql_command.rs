@@ -162,3 +162,63 @@ fn run_executes_sql_data_cells() {
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["output"]["rows"], serde_json::json!([{"total": 6}]));
 }
+
+/// SIGTERM while `rvbbit sql` waits on LLM calls: the statement's runs are cancelled, record
+/// `cancelled` with their events, and the process exits 143 (nothing left `running`).
+#[test]
+fn sigterm_mid_statement_records_its_runs_as_cancelled() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let rt = runtime();
+    let server = rt.block_on(TestServer::start(Script::rule(|_| {
+        Reply::text("too late").latency(Duration::from_secs(60))
+    })));
+    let dir = TempDir::new().unwrap();
+    let child = rvbbit(dir.path())
+        .env("RVBBIT_PROVIDER_BASE_URL", server.base_url())
+        .env("OPENROUTER_API_KEY", "test-key")
+        .env("RVBBIT_DEFAULT_MODEL", "test/model")
+        .args(["--set", "provider.max_retries=0"])
+        .args([
+            "sql",
+            "SELECT rvbbit_udf('Shout', x) FROM (VALUES ('a'), ('b')) AS t(x)",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while server.requests() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the LLM calls never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "the statement did not stop promptly"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Both runs are in the store, cancelled, with their events.
+    let listed = rvbbit(dir.path())
+        .args(["--output", "json", "sessions", "list"])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let sessions = doc["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2, "{doc}");
+    for s in sessions {
+        assert_eq!(s["session"]["status"], "cancelled", "{s}");
+        assert!(s["events"].as_u64().unwrap() >= 2, "{s}");
+    }
+}
