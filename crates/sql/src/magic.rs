@@ -190,12 +190,17 @@ impl TimeRange {
     }
 }
 
-/// The time range a comparison of `all_data.ts_us` (microseconds) or `all_data.timestamp` (RFC 3339
-/// text, or cast to a timestamp as in `timestamp > now() - INTERVAL '1 day'`) with a literal keeps,
+/// The time range of `all_data` a filter keeps ([`time_bound_on`] over `timestamp` and `ts_us`).
+fn time_bound(expr: &Expr) -> Option<TimeRange> {
+    time_bound_on(expr, "timestamp", Some("ts_us"))
+}
+
+/// The time range a comparison of the microseconds column `micros` or the RFC 3339 text column `text`
+/// (also cast to a timestamp, as in `timestamp > now() - INTERVAL '1 day'`) with a literal keeps,
 /// widened where needed so it is always a superset of the rows the comparison keeps (DataFusion applies
 /// the filter again). Text literals count only in UTC (`Z`, no zone, or a bare date): a string
 /// comparison with another offset does not follow time order.
-fn time_bound(expr: &Expr) -> Option<TimeRange> {
+fn time_bound_on(expr: &Expr, text: &str, micros: Option<&str>) -> Option<TimeRange> {
     use datafusion::logical_expr::{BinaryExpr, Cast, Operator, TryCast};
     use datafusion::scalar::ScalarValue;
 
@@ -220,11 +225,11 @@ fn time_bound(expr: &Expr) -> Option<TimeRange> {
     }
     let named = |e: &Expr, name: &str| matches!(e, Expr::Column(c) if c.name == name);
     let bound = match (column, literal) {
-        (c, ScalarValue::Int64(Some(v))) if named(c, "ts_us") => Bound::Micros(*v),
+        (c, ScalarValue::Int64(Some(v))) if micros.is_some_and(|m| named(c, m)) => Bound::Micros(*v),
         (
             c,
             ScalarValue::Utf8(Some(t)) | ScalarValue::Utf8View(Some(t)) | ScalarValue::LargeUtf8(Some(t)),
-        ) if named(c, "timestamp") => {
+        ) if named(c, text) => {
             let t = t.trim();
             let zone = t.get(10..).unwrap_or_default();
             if zone.contains('+') || zone.contains('-') {
@@ -232,9 +237,7 @@ fn time_bound(expr: &Expr) -> Option<TimeRange> {
             }
             Bound::Text(t.parse::<rvbbit_core::Timestamp>().ok()?.micros())
         }
-        (Expr::Cast(Cast { expr, .. }) | Expr::TryCast(TryCast { expr, .. }), v)
-            if named(expr, "timestamp") =>
-        {
+        (Expr::Cast(Cast { expr, .. }) | Expr::TryCast(TryCast { expr, .. }), v) if named(expr, text) => {
             let ns = match v {
                 ScalarValue::TimestampNanosecond(Some(n), _) => i128::from(*n),
                 ScalarValue::TimestampMicrosecond(Some(n), _) => i128::from(*n) * 1_000,
@@ -247,7 +250,7 @@ fn time_bound(expr: &Expr) -> Option<TimeRange> {
         _ => return None,
     };
     let lower = matches!(op, Operator::Gt | Operator::GtEq);
-    let micros = |ns: i128, up: bool| {
+    let to_micros = |ns: i128, up: bool| {
         let m = if up {
             (ns + 999).div_euclid(1_000)
         } else {
@@ -266,9 +269,9 @@ fn time_bound(expr: &Expr) -> Option<TimeRange> {
         Bound::Text(t) if lower => (Some(t), None),
         Bound::Text(t) => (None, t.checked_add(1_000_000)),
         Bound::Instant(ns) => match op {
-            Operator::Gt | Operator::GtEq => (micros(ns, false), None),
-            Operator::Lt => (None, micros(ns, true)),
-            _ => (None, micros(ns, false).and_then(|m| m.checked_add(1))),
+            Operator::Gt | Operator::GtEq => (to_micros(ns, false), None),
+            Operator::Lt => (None, to_micros(ns, true)),
+            _ => (None, to_micros(ns, false).and_then(|m| m.checked_add(1))),
         },
     };
     if since.is_none() && until.is_none() {
@@ -495,8 +498,19 @@ pub(crate) enum SessionView {
     Runs,
 }
 
+impl SessionView {
+    /// The column holding when the session started (time ranges on it are pushed to the store).
+    fn started_column(self) -> &'static str {
+        match self {
+            SessionView::State => "started_at",
+            SessionView::Runs => "created_at",
+        }
+    }
+}
+
 /// `sessions` / `cascade_runs`: one row per session record. Equality filters on `session_id`,
-/// `caller_id`, `cascade_id` and `status` are pushed down (and a `LIMIT` when those are the only filters).
+/// `caller_id`, `cascade_id` and `status` are pushed down (and a `LIMIT` when those are the only filters),
+/// and time ranges on `started_at` / `created_at` like `all_data`'s.
 #[derive(Debug)]
 pub(crate) struct Sessions {
     runtime: Arc<Runtime>,
@@ -571,7 +585,14 @@ impl Sessions {
         let mut filter = rvbbit_store::SessionFilter::default();
         let mut all_pushed = true;
         let mut session_id = None;
+        let mut range = TimeRange::default();
         for f in filters {
+            if let Some(r) = time_bound_on(f, self.view.started_column(), None) {
+                // Possibly wider than the filter: no LIMIT to the store with it.
+                range = range.and(r);
+                all_pushed = false;
+                continue;
+            }
             match pushed_on(f, SESSION_PUSHED) {
                 Some((col, value)) => match col.as_str() {
                     "session_id" => session_id = Some(value),
@@ -584,6 +605,13 @@ impl Sessions {
                 },
                 None => all_pushed = false,
             }
+        }
+        filter.since = range.since.map(rvbbit_core::Timestamp::from_micros);
+        filter.until = range.until.map(rvbbit_core::Timestamp::from_micros);
+        if let (Some(since), Some(until)) = (range.since, range.until)
+            && since >= until
+        {
+            return Ok(Vec::new());
         }
         if let Some(id) = session_id {
             // One record: read it, then apply the other pushed filters here.
@@ -621,7 +649,19 @@ impl TableProvider for Sessions {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
-        Ok(pushdown(filters, SESSION_PUSHED))
+        use datafusion::logical_expr::TableProviderFilterPushDown as P;
+        let started = self.view.started_column();
+        Ok(pushdown(filters, SESSION_PUSHED)
+            .into_iter()
+            .zip(filters)
+            .map(|(p, f)| {
+                if time_bound_on(f, started, None).is_some() {
+                    P::Inexact
+                } else {
+                    p
+                }
+            })
+            .collect())
     }
 
     async fn scan(

@@ -68,6 +68,23 @@ async fn sessions_and_runs_with_pushed_filters() {
         count("SELECT count(*) FROM (SELECT * FROM sessions LIMIT 1)".into()).await,
         "1"
     );
+    // Time ranges on when sessions started, pushed to the store.
+    for (filter, want) in [
+        ("started_at >= '2000-01-01'", "3"),
+        ("started_at < '2000-01-01'", "0"),
+        ("CAST(started_at AS TIMESTAMP) > now() - INTERVAL '1 hour'", "3"),
+        ("CAST(started_at AS TIMESTAMP) > now() + INTERVAL '1 hour'", "0"),
+    ] {
+        assert_eq!(
+            count(format!("SELECT count(*) FROM sessions WHERE {filter}")).await,
+            want,
+            "{filter}"
+        );
+    }
+    assert_eq!(
+        count("SELECT count(*) FROM cascade_runs WHERE created_at >= '2000-01-01' LIMIT 1".into()).await,
+        "3"
+    );
 
     // cascade_runs: what ran, for replay.
     let runs = q
