@@ -57,7 +57,7 @@ impl SqlQueryLog {
         }
     }
 
-    async fn batch(&self, caller_id: Option<String>) -> Result<RecordBatch> {
+    async fn batch(&self, caller_id: Option<String>, range: TimeRange) -> Result<RecordBatch> {
         if let Some(writer) = &self.runtime.writer {
             // Statements finished just before are in the writer's buffer: store them first.
             let _ = writer.flush().await;
@@ -67,6 +67,8 @@ impl SqlQueryLog {
                 .events(&EventFilter {
                     kind: Some(EventKind::SqlQuery),
                     caller_id,
+                    since: range.since.map(rvbbit_core::Timestamp::from_micros),
+                    until: range.until.map(rvbbit_core::Timestamp::from_micros),
                     ..EventFilter::default()
                 })
                 .await
@@ -133,7 +135,18 @@ impl TableProvider for SqlQueryLog {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
-        Ok(pushdown(filters, &["caller_id"]))
+        use datafusion::logical_expr::TableProviderFilterPushDown as P;
+        Ok(pushdown(filters, &["caller_id"])
+            .into_iter()
+            .zip(filters)
+            .map(|(p, f)| {
+                if time_bound_on(f, "timestamp", None).is_some() {
+                    P::Inexact
+                } else {
+                    p
+                }
+            })
+            .collect())
     }
 
     async fn scan(
@@ -147,7 +160,11 @@ impl TableProvider for SqlQueryLog {
             .iter()
             .find_map(|f| pushed_on(f, &["caller_id"]))
             .map(|(_, v)| v);
-        let table = MemTable::try_new(self.schema.clone(), vec![vec![self.batch(caller).await?]])?;
+        let range = filters
+            .iter()
+            .filter_map(|f| time_bound_on(f, "timestamp", None))
+            .fold(TimeRange::default(), TimeRange::and);
+        let table = MemTable::try_new(self.schema.clone(), vec![vec![self.batch(caller, range).await?]])?;
         table.scan(state, projection, filters, limit).await
     }
 }

@@ -110,6 +110,18 @@ async fn sessions_and_runs_with_pushed_filters() {
         .await
         .unwrap();
     assert_eq!(column(&log, 0), [Some("2".into())]);
+    // ... and by time (a range pushed to the store).
+    for (filter, want) in [
+        ("timestamp >= '2000-01-01'", "2"),
+        ("timestamp < '2000-01-01'", "0"),
+        ("CAST(timestamp AS TIMESTAMP) > now() - INTERVAL '1 hour'", "2"),
+    ] {
+        assert_eq!(
+            count(format!("SELECT count(*) FROM sql_query_log WHERE {filter}")).await,
+            want,
+            "{filter}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
