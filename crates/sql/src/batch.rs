@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 
 use crate::calls::{Answer, Statement};
 use crate::error::{Error, Result};
-use crate::map::{MapStatement, OptionValue};
+use crate::map::MapStatement;
 use crate::session::{Shared, SqlSession};
 
 type Tables = Vec<(String, Arc<dyn TableProvider>)>;
@@ -128,30 +128,11 @@ impl SqlSession {
         stmt: &Arc<Statement>,
         map: MapStatement,
     ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let option = |name: &str| {
-            map.options
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
-        let bad = |name: &str, want: &str| Error::Argument {
-            message: format!("RUN option `{name}` must be {want}"),
-        };
-        let limit = match option("limit") {
-            None => self.rvbbit_options().run_default_limit,
-            Some(OptionValue::Number(n)) if n >= 1.0 && n.fract() == 0.0 => n as u64,
-            Some(_) => return Err(bad("limit", "a whole number of at least 1")),
-        };
-        let model = match option("model") {
-            None => None,
-            Some(OptionValue::Text(m)) => Some(m),
-            Some(_) => return Err(bad("model", "a string")),
-        };
-        let as_table = match option("as_table") {
-            None => None,
-            Some(OptionValue::Text(t)) if !t.trim().is_empty() => Some(t),
-            Some(_) => return Err(bad("as_table", "a table name such as 'orders_batch'")),
-        };
+        let limit = map
+            .whole_option("limit")?
+            .unwrap_or(self.rvbbit_options().run_default_limit);
+        let model = map.text_option("model", "a string")?;
+        let as_table = map.text_option("as_table", "a table name such as 'orders_batch'")?;
         let shared = self.shared();
         let runtime = &shared.runtime;
         let cascade = runtime

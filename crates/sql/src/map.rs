@@ -51,6 +51,60 @@ pub(crate) enum OptionValue {
     Bool(bool),
 }
 
+impl MapStatement {
+    /// The value of `WITH (name = …)`, if given.
+    fn option(&self, name: &str) -> Option<&OptionValue> {
+        self.options.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// "MAP option `name` must be …" (RVB-Q004).
+    pub(crate) fn bad_option(&self, name: &str, want: &str) -> Error {
+        let verb = match self.verb {
+            Verb::Map => "MAP",
+            Verb::Run => "RUN",
+        };
+        Error::Argument {
+            message: format!("{verb} option `{name}` must be {want}"),
+        }
+    }
+
+    /// A whole-number option of at least 1 (`limit`, `parallel`).
+    pub(crate) fn whole_option(&self, name: &str) -> Result<Option<u64>, Error> {
+        match self.option(name) {
+            None => Ok(None),
+            Some(OptionValue::Number(n)) if *n >= 1.0 && n.fract() == 0.0 => Ok(Some(*n as u64)),
+            Some(_) => Err(self.bad_option(name, "a whole number of at least 1")),
+        }
+    }
+
+    /// A `true`/`false` option.
+    pub(crate) fn flag_option(&self, name: &str) -> Result<Option<bool>, Error> {
+        match self.option(name) {
+            None => Ok(None),
+            Some(OptionValue::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(self.bad_option(name, "true or false")),
+        }
+    }
+
+    /// A text option that may not be blank; `want` describes it in the error.
+    pub(crate) fn text_option(&self, name: &str, want: &str) -> Result<Option<String>, Error> {
+        match self.option(name) {
+            None => Ok(None),
+            Some(OptionValue::Text(t)) if !t.trim().is_empty() => Ok(Some(t.clone())),
+            Some(_) => Err(self.bad_option(name, want)),
+        }
+    }
+
+    /// A dollar amount option (`budget_dollars`).
+    pub(crate) fn dollars_option(&self, name: &str) -> Result<Option<f64>, Error> {
+        match self.option(name) {
+            None => Ok(None),
+            Some(OptionValue::Number(d)) if *d >= 0.0 => Ok(Some(*d)),
+            Some(_) => Err(self.bad_option(name, "a dollar amount such as 0.50")),
+        }
+    }
+}
+
 /// The options `WITH (...)` accepts.
 pub(crate) const MAP_OPTIONS: &[&str] = &[
     "cache",

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use crate::calls::{Answer, Runtime, Settings, Statement};
 use crate::error::{Error, Result};
-use crate::map::{MapStatement, OptionValue, Verb};
+use crate::map::{MapStatement, Verb};
 use crate::options::RvbbitOptions;
 use crate::udf::{Kind, RUN_NAMES, RvbbitFunction, UDF_NAMES};
 
@@ -446,82 +446,45 @@ impl SqlSession {
         stmt: &Arc<Statement>,
         map: MapStatement,
     ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let option = |name: &str| {
-            map.options
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
-        let bad = |name: &str, want: &str| Error::Argument {
-            message: format!("MAP option `{name}` must be {want}"),
-        };
-        let limit = match option("limit") {
-            None => self.rvbbit_options().map_default_limit,
-            Some(OptionValue::Number(n)) if n >= 1.0 && n.fract() == 0.0 => n as u64,
-            Some(_) => return Err(bad("limit", "a whole number of at least 1")),
-        };
-        let cache = match option("cache") {
-            None => true,
-            Some(OptionValue::Bool(b)) => b,
-            Some(_) => return Err(bad("cache", "true or false")),
-        };
-        let model = match option("model") {
-            None => None,
-            Some(OptionValue::Text(m)) => Some(m),
-            Some(_) => return Err(bad("model", "a string")),
-        };
-        let parallel = match option("parallel") {
+        let limit = map
+            .whole_option("limit")?
+            .unwrap_or(self.rvbbit_options().map_default_limit);
+        let cache = map.flag_option("cache")?.unwrap_or(true);
+        let model = map.text_option("model", "a string")?;
+        let parallel = match map.whole_option("parallel")? {
+            Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
             None => map.parallel,
-            Some(OptionValue::Number(n)) if n >= 1.0 && n.fract() == 0.0 => Some(n as usize),
-            Some(_) => return Err(bad("parallel", "a whole number of at least 1")),
         };
         if let Some(n) = parallel {
             let _ = stmt.parallel.set(Arc::new(tokio::sync::Semaphore::new(n)));
         }
-        match option("budget_dollars") {
-            None => {}
-            Some(OptionValue::Number(d)) if d >= 0.0 => {
-                let micros =
-                    MicroUsd::from_usd_f64(d).ok_or_else(|| bad("budget_dollars", "a dollar amount"))?;
-                let _ = stmt.budget.set(micros.micros());
-            }
-            Some(_) => return Err(bad("budget_dollars", "a dollar amount such as 0.50")),
+        if let Some(d) = map.dollars_option("budget_dollars")? {
+            let micros = MicroUsd::from_usd_f64(d)
+                .ok_or_else(|| map.bad_option("budget_dollars", "a dollar amount"))?;
+            let _ = stmt.budget.set(micros.micros());
         }
-        let key = match option("key") {
-            None => None,
-            Some(OptionValue::Text(k)) => Some(k),
-            Some(_) => return Err(bad("key", "a column name of the USING query, such as 'id'")),
-        };
-        let dedupe_by = match option("dedupe_by") {
-            None => None,
-            Some(OptionValue::Text(k)) => Some(k),
-            Some(_) => return Err(bad("dedupe_by", "a column name of the USING query, such as 'id'")),
-        };
-        let error_column = match option("errors") {
+        let column_name = "a column name of the USING query, such as 'id'";
+        let key = map.text_option("key", column_name)?;
+        let dedupe_by = map.text_option("dedupe_by", column_name)?;
+        let error_column = match map.text_option("errors", "'null' (the default) or 'column'")? {
             None => false,
-            Some(OptionValue::Text(t)) if t.eq_ignore_ascii_case("column") => true,
-            Some(OptionValue::Text(t)) if t.eq_ignore_ascii_case("null") => false,
-            Some(_) => return Err(bad("errors", "'null' (the default) or 'column'")),
+            Some(t) if t.eq_ignore_ascii_case("column") => true,
+            Some(t) if t.eq_ignore_ascii_case("null") => false,
+            Some(_) => return Err(map.bad_option("errors", "'null' (the default) or 'column'")),
         };
-        let infer_schema = match option("infer_schema") {
-            None => false,
-            Some(OptionValue::Bool(b)) => b,
-            Some(_) => return Err(bad("infer_schema", "true or false")),
-        };
+        let infer_schema = map.flag_option("infer_schema")?.unwrap_or(false);
         if infer_schema && !map.typed.is_empty() {
             return Err(Error::Argument {
                 message: "MAP has both `AS (col type, ...)` and `WITH (infer_schema = true)`; keep one"
                     .into(),
             });
         }
-        let result_column = map
-            .alias
-            .clone()
-            .or_else(|| match option("result_column") {
-                Some(OptionValue::Text(t)) => Some(t),
-                _ => None,
-            })
-            .unwrap_or_else(|| "result".to_owned());
+        let result_column = match &map.alias {
+            Some(alias) => alias.clone(),
+            None => map
+                .text_option("result_column", "a column name such as 'tag'")?
+                .unwrap_or_else(|| "result".to_owned()),
+        };
         // Typed columns are checked before anything runs.
         let mut typed = Vec::with_capacity(map.typed.len());
         for (name, ty) in &map.typed {
@@ -723,11 +686,7 @@ impl SqlSession {
         let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Execution {
             message: e.to_string(),
         })?;
-        let as_table = match option("as_table") {
-            None => None,
-            Some(OptionValue::Text(t)) if !t.trim().is_empty() => Some(t),
-            Some(_) => return Err(bad("as_table", "a table name such as 'tagged'")),
-        };
+        let as_table = map.text_option("as_table", "a table name such as 'tagged'")?;
         if let Some(table) = map.create_table.as_ref().or(as_table.as_ref()) {
             let mem = MemTable::try_new(schema.clone(), vec![vec![batch.clone()]]).map_err(|e| {
                 Error::Execution {
