@@ -346,16 +346,21 @@ pub(crate) fn child_future(
     let mut request = RunRequest::new(child.cascade);
     request.input = input;
     request.session_id = Some(session_id);
-    request.caller_id = scope.caller_id.clone();
     request.model = scope.model.clone();
     request.cascade_file = Some(child.path);
     request.cascade_text = child.text;
     request.cancel = cancel;
+    link(scope, &mut request);
+    let engine = scope.engine.clone();
+    Box::pin(async move { engine.run(request).await })
+}
+
+/// Make `request` a child of `scope`'s run: its caller, parent, root and depth.
+fn link(scope: &Scope, request: &mut RunRequest) {
+    request.caller_id = scope.caller_id.clone();
     request.parent_session_id = Some(scope.session_id.clone());
     request.root_session_id = Some(scope.root_session_id.clone());
     request.depth = scope.depth + 1;
-    let engine = scope.engine.clone();
-    Box::pin(async move { engine.run(request).await })
 }
 
 /// A session id from `base`, or `base` made valid (children of user-given ids stay valid ids).
@@ -695,10 +700,7 @@ impl ChildRuns {
     /// [`MAX_DEPTH`] is not started (RVB-E004).
     pub async fn run(&self, mut request: RunRequest, cell: &str) -> Result<Outcome> {
         check_depth(&self.scope, cell, "child run started by a tool")?;
-        request.caller_id = self.scope.caller_id.clone();
-        request.parent_session_id = Some(self.scope.session_id.clone());
-        request.root_session_id = Some(self.scope.root_session_id.clone());
-        request.depth = self.scope.depth + 1;
+        link(&self.scope, &mut request);
         if request.model.is_none() {
             request.model = self.scope.model.clone();
         }

@@ -184,7 +184,8 @@ impl Engine {
         session.input = request.input.clone();
         session.cascade_file = request.cascade_file.as_ref().map(|p| p.display().to_string());
         session.cascade_text = request.cascade_text.clone();
-        if request.metadata.as_object().is_some_and(|m| !m.is_empty()) {
+        let has_metadata = request.metadata.as_object().is_some_and(|m| !m.is_empty());
+        if has_metadata {
             session.invocation_metadata = request.metadata.clone();
         }
         // A resumed session keeps its record and goes on numbering its events (no second cascade_start).
@@ -201,7 +202,7 @@ impl Engine {
         if resume.is_none() {
             let mut start = emit.event(EventKind::CascadeStart, None);
             start.content = request.input.clone();
-            if request.metadata.as_object().is_some_and(|m| !m.is_empty()) {
+            if has_metadata {
                 start.invocation_metadata = request.metadata.clone();
             }
             emit.send(start).await;

@@ -8,6 +8,17 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::session::QueryResult;
 
+/// The Arrow field metadata key of an extension type.
+pub(crate) const EXTENSION_KEY: &str = "ARROW:extension:name";
+/// The extension name that marks a text column as JSON (`json` over the wire).
+pub(crate) const JSON_EXTENSION: &str = "arrow.json";
+
+/// A nullable text column tagged as JSON.
+pub(crate) fn json_field(name: &str) -> datafusion::arrow::datatypes::Field {
+    datafusion::arrow::datatypes::Field::new(name, datafusion::arrow::datatypes::DataType::Utf8, true)
+        .with_metadata([(EXTENSION_KEY.to_owned(), JSON_EXTENSION.to_owned())].into())
+}
+
 fn failed(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Execution {
         message: format!("the result cannot be written as {what}: {e}"),

@@ -67,8 +67,8 @@ impl SqlQueryLog {
                 .events(&EventFilter {
                     kind: Some(EventKind::SqlQuery),
                     caller_id,
-                    since: range.since.map(rvbbit_core::Timestamp::from_micros),
-                    until: range.until.map(rvbbit_core::Timestamp::from_micros),
+                    since: range.bounds().0,
+                    until: range.bounds().1,
                     ..EventFilter::default()
                 })
                 .await
@@ -135,18 +135,7 @@ impl TableProvider for SqlQueryLog {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
-        use datafusion::logical_expr::TableProviderFilterPushDown as P;
-        Ok(pushdown(filters, &["caller_id"])
-            .into_iter()
-            .zip(filters)
-            .map(|(p, f)| {
-                if time_bound_on(f, "timestamp", None).is_some() {
-                    P::Inexact
-                } else {
-                    p
-                }
-            })
-            .collect())
+        Ok(pushdown(filters, &["caller_id"], Some(("timestamp", None))))
     }
 
     async fn scan(
@@ -160,17 +149,14 @@ impl TableProvider for SqlQueryLog {
             .iter()
             .find_map(|f| pushed_on(f, &["caller_id"]))
             .map(|(_, v)| v);
-        let range = filters
-            .iter()
-            .filter_map(|f| time_bound_on(f, "timestamp", None))
-            .fold(TimeRange::default(), TimeRange::and);
+        let range = TimeRange::of(filters, "timestamp", None);
         let table = MemTable::try_new(self.schema.clone(), vec![vec![self.batch(caller, range).await?]])?;
         table.scan(state, projection, filters, limit).await
     }
 }
 
 /// `all_data`: one row per event in the store. Equality filters on `session_id`, `caller_id`,
-/// `cascade_id` and `kind`, time ranges on `ts_us` and `timestamp` (see [`time_bound`]), and a `LIMIT`
+/// `cascade_id` and `kind`, time ranges on `ts_us` and `timestamp` (see [`time_bound_on`]), and a `LIMIT`
 /// with only equality filters are pushed down to the store.
 #[derive(Debug)]
 pub(crate) struct AllData {
@@ -194,6 +180,28 @@ struct TimeRange {
 }
 
 impl TimeRange {
+    /// The intersection of the time bounds among `filters` on the text column `text` (and the
+    /// microseconds column `micros`).
+    fn of(filters: &[Expr], text: &str, micros: Option<&str>) -> TimeRange {
+        filters
+            .iter()
+            .filter_map(|f| time_bound_on(f, text, micros))
+            .fold(TimeRange::default(), TimeRange::and)
+    }
+
+    /// No time can be in the range.
+    fn is_empty(self) -> bool {
+        matches!((self.since, self.until), (Some(s), Some(u)) if s >= u)
+    }
+
+    /// The range as the store's `(since, until)`.
+    fn bounds(self) -> (Option<rvbbit_core::Timestamp>, Option<rvbbit_core::Timestamp>) {
+        (
+            self.since.map(rvbbit_core::Timestamp::from_micros),
+            self.until.map(rvbbit_core::Timestamp::from_micros),
+        )
+    }
+
     /// Both ranges at once.
     fn and(self, other: TimeRange) -> TimeRange {
         let pick = |a: Option<i64>, b: Option<i64>, f: fn(i64, i64) -> i64| match (a, b) {
@@ -207,10 +215,8 @@ impl TimeRange {
     }
 }
 
-/// The time range of `all_data` a filter keeps ([`time_bound_on`] over `timestamp` and `ts_us`).
-fn time_bound(expr: &Expr) -> Option<TimeRange> {
-    time_bound_on(expr, "timestamp", Some("ts_us"))
-}
+/// The time columns of `all_data`: RFC 3339 text and microseconds.
+const ALL_DATA_TIME: (&str, Option<&str>) = ("timestamp", Some("ts_us"));
 
 /// The time range a comparison of the microseconds column `micros` or the RFC 3339 text column `text`
 /// (also cast to a timestamp, as in `timestamp > now() - INTERVAL '1 day'`) with a literal keeps,
@@ -297,16 +303,19 @@ fn time_bound_on(expr: &Expr, text: &str, micros: Option<&str>) -> Option<TimeRa
     Some(TimeRange { since, until })
 }
 
-/// Inexact pushdown for the filters `pushed_on(_, columns)` understands (DataFusion still applies them).
+/// Inexact pushdown for the filters `pushed_on(_, columns)` understands and the time bounds on
+/// `time = (text column, microseconds column)`, if the table has one (DataFusion still applies them all).
 fn pushdown(
     filters: &[&Expr],
     columns: &[&str],
+    time: Option<(&str, Option<&str>)>,
 ) -> Vec<datafusion::logical_expr::TableProviderFilterPushDown> {
     use datafusion::logical_expr::TableProviderFilterPushDown as P;
     filters
         .iter()
         .map(|f| {
-            if pushed_on(f, columns).is_some() {
+            let timed = time.is_some_and(|(text, micros)| time_bound_on(f, text, micros).is_some());
+            if timed || pushed_on(f, columns).is_some() {
                 P::Inexact
             } else {
                 P::Unsupported
@@ -389,18 +398,7 @@ impl TableProvider for AllData {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
-        use datafusion::logical_expr::TableProviderFilterPushDown as P;
-        // Inexact: DataFusion still applies every filter to what the store returns.
-        Ok(filters
-            .iter()
-            .map(|f| {
-                if pushed_filter(f).is_some() || time_bound(f).is_some() {
-                    P::Inexact
-                } else {
-                    P::Unsupported
-                }
-            })
-            .collect())
+        Ok(pushdown(filters, PUSHED, Some(ALL_DATA_TIME)))
     }
 
     async fn scan(
@@ -415,14 +413,9 @@ impl TableProvider for AllData {
         }
         let mut filter = EventFilter::default();
         let mut all_pushed = true;
-        let mut range = TimeRange::default();
+        let range = TimeRange::of(filters, ALL_DATA_TIME.0, ALL_DATA_TIME.1);
+        (filter.since, filter.until) = range.bounds();
         for f in filters {
-            if let Some(r) = time_bound(f) {
-                // A time bound may be wider than its filter: a LIMIT cannot go to the store with it.
-                range = range.and(r);
-                all_pushed = false;
-                continue;
-            }
             match pushed_filter(f) {
                 Some((col, value)) => match col.as_str() {
                     "session_id" => match value.parse() {
@@ -437,17 +430,15 @@ impl TableProvider for AllData {
                         Err(_) => filter.limit = Some(0),
                     },
                 },
+                // Not pushed, or a time bound, which may be wider than its filter: either way a
+                // LIMIT cannot go to the store.
                 None => all_pushed = false,
             }
         }
         if all_pushed && filter.limit.is_none() {
             filter.limit = limit.map(|l| l as u64);
         }
-        filter.since = range.since.map(rvbbit_core::Timestamp::from_micros);
-        filter.until = range.until.map(rvbbit_core::Timestamp::from_micros);
-        if let (Some(since), Some(until)) = (range.since, range.until)
-            && since >= until
-        {
+        if range.is_empty() {
             filter.limit = Some(0);
         }
         let events = match (&self.runtime.store, filter.limit) {
@@ -602,14 +593,12 @@ impl Sessions {
         let mut filter = rvbbit_store::SessionFilter::default();
         let mut all_pushed = true;
         let mut session_id = None;
-        let mut range = TimeRange::default();
+        let range = TimeRange::of(filters, self.view.started_column(), None);
+        if range.is_empty() {
+            return Ok(Vec::new());
+        }
+        (filter.since, filter.until) = range.bounds();
         for f in filters {
-            if let Some(r) = time_bound_on(f, self.view.started_column(), None) {
-                // Possibly wider than the filter: no LIMIT to the store with it.
-                range = range.and(r);
-                all_pushed = false;
-                continue;
-            }
             match pushed_on(f, SESSION_PUSHED) {
                 Some((col, value)) => match col.as_str() {
                     "session_id" => session_id = Some(value),
@@ -622,13 +611,6 @@ impl Sessions {
                 },
                 None => all_pushed = false,
             }
-        }
-        filter.since = range.since.map(rvbbit_core::Timestamp::from_micros);
-        filter.until = range.until.map(rvbbit_core::Timestamp::from_micros);
-        if let (Some(since), Some(until)) = (range.since, range.until)
-            && since >= until
-        {
-            return Ok(Vec::new());
         }
         if let Some(id) = session_id {
             // One record: read it, then apply the other pushed filters here.
@@ -666,19 +648,11 @@ impl TableProvider for Sessions {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
-        use datafusion::logical_expr::TableProviderFilterPushDown as P;
-        let started = self.view.started_column();
-        Ok(pushdown(filters, SESSION_PUSHED)
-            .into_iter()
-            .zip(filters)
-            .map(|(p, f)| {
-                if time_bound_on(f, started, None).is_some() {
-                    P::Inexact
-                } else {
-                    p
-                }
-            })
-            .collect())
+        Ok(pushdown(
+            filters,
+            SESSION_PUSHED,
+            Some((self.view.started_column(), None)),
+        ))
     }
 
     async fn scan(
@@ -807,7 +781,7 @@ impl TableProvider for Checkpoints {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
-        Ok(pushdown(filters, &["session_id", "status"]))
+        Ok(pushdown(filters, &["session_id", "status"], None))
     }
 
     async fn scan(
@@ -910,7 +884,7 @@ impl TableProvider for Signals {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
-        Ok(pushdown(filters, &["name"]))
+        Ok(pushdown(filters, &["name"], None))
     }
 
     async fn scan(
@@ -954,6 +928,10 @@ mod tests {
     use datafusion::scalar::ScalarValue;
 
     use super::*;
+
+    fn time_bound(expr: &Expr) -> Option<TimeRange> {
+        time_bound_on(expr, ALL_DATA_TIME.0, ALL_DATA_TIME.1)
+    }
 
     fn range(since: Option<i64>, until: Option<i64>) -> Option<TimeRange> {
         Some(TimeRange { since, until })
@@ -1014,6 +992,22 @@ mod tests {
         assert_eq!(time_bound(&col("tokens_in").gt(lit(10_i64))), None);
         assert_eq!(time_bound(&col("ts_us").eq(lit(10_i64))), None);
         assert_eq!(time_bound(&col("ts_us").gt(col("duration_us"))), None);
+        // A range with nothing in it reads nothing.
+        assert!(
+            TimeRange {
+                since: Some(9),
+                until: Some(9)
+            }
+            .is_empty()
+        );
+        assert!(
+            !TimeRange {
+                since: Some(8),
+                until: Some(9)
+            }
+            .is_empty()
+        );
+        assert!(!TimeRange::default().is_empty());
         // Ranges combine to their intersection.
         let both = TimeRange {
             since: Some(5),

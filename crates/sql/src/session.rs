@@ -383,9 +383,9 @@ impl SqlSession {
         event.caller_id = Some(stmt.caller_id.clone());
         event.duration_us = Some(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX));
         event.content = json!({"query": sql});
-        let hash = hex::encode(Sha256::digest(sql.as_bytes()));
         event.metadata = json!({
-            "query_hash": &hash[..16],
+            // Computed once for the statement, with the runs' invocation metadata.
+            "query_hash": stmt.metadata["sql"]["query_hash"],
             "protocol": self.shared.protocol,
             "status": if error.is_some() { "error" } else { "completed" },
             "rows_output": rows,
@@ -466,11 +466,12 @@ impl SqlSession {
         let column_name = "a column name of the USING query, such as 'id'";
         let key = map.text_option("key", column_name)?;
         let dedupe_by = map.text_option("dedupe_by", column_name)?;
-        let error_column = match map.text_option("errors", "'null' (the default) or 'column'")? {
+        let errors_want = "'null' (the default) or 'column'";
+        let error_column = match map.text_option("errors", errors_want)? {
             None => false,
             Some(t) if t.eq_ignore_ascii_case("column") => true,
             Some(t) if t.eq_ignore_ascii_case("null") => false,
-            Some(_) => return Err(map.bad_option("errors", "'null' (the default) or 'column'")),
+            Some(_) => return Err(map.bad_option("errors", errors_want)),
         };
         let infer_schema = map.flag_option("infer_schema")?.unwrap_or(false);
         if infer_schema && !map.typed.is_empty() {
@@ -621,13 +622,7 @@ impl SqlSession {
             slots
                 .iter()
                 .map(|&i| match &answers[i] {
-                    Answer::Ok(doc) => doc
-                        .get("error")
-                        .filter(|_| doc.get("status").and_then(Value::as_str) == Some("failed"))
-                        .map(|e| match e {
-                            Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        }),
+                    Answer::Ok(_) => None,
                     Answer::Failed { message, .. } => Some(message.clone()),
                 })
                 .collect()
@@ -644,12 +639,11 @@ impl SqlSession {
                     })
                 })
                 .collect();
-            let mut field = Field::new(&result_column, DataType::Utf8, true);
-            if json_result {
-                field = field
-                    .with_metadata([("ARROW:extension:name".to_owned(), "arrow.json".to_owned())].into());
-            }
-            fields.push(field);
+            fields.push(if json_result {
+                crate::format::json_field(&result_column)
+            } else {
+                Field::new(&result_column, DataType::Utf8, true)
+            });
             columns.push(Arc::new(text));
         } else {
             for (name, target) in typed {

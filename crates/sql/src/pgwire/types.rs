@@ -30,8 +30,8 @@ const PG_EPOCH_DAYS: i32 = 10_957;
 pub(crate) fn pg_type(field: &Field) -> Type {
     if field
         .metadata()
-        .get("ARROW:extension:name")
-        .is_some_and(|n| n == "arrow.json")
+        .get(crate::format::EXTENSION_KEY)
+        .is_some_and(|n| n == crate::format::JSON_EXTENSION)
     {
         return Type::JSON;
     }
@@ -554,8 +554,7 @@ mod tests {
             )))),
             1016
         );
-        let json = Field::new("j", DataType::Utf8, true)
-            .with_metadata([("ARROW:extension:name".to_owned(), "arrow.json".to_owned())].into());
+        let json = crate::format::json_field("j");
         assert_eq!(pg_type(&json).oid(), 114);
     }
 }
