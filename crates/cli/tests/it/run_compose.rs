@@ -59,6 +59,17 @@ fn json_of(dir: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The session records of `caller`, as `rvbbit sessions list --caller` prints them.
+fn sessions_of(dir: &Path, caller: &str) -> Vec<Value> {
+    let listed = json_of(dir, &["sessions", "list", "--caller", caller]);
+    listed["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["session"].clone())
+        .collect()
+}
+
 #[test]
 fn run_tree_shares_the_caller_links_parents_and_sums_costs_by_caller() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -107,14 +118,8 @@ fn run_tree_shares_the_caller_links_parents_and_sums_costs_by_caller() {
     assert_eq!(doc.cost_usd, "0.001800");
 
     // Every session of the tree carries the caller; the parent ids form root → {sub, tool}.
-    let listed = json_of(dir.path(), &["sessions", "list", "--caller", &doc.caller_id]);
-    let sessions: Vec<&Value> = listed["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| &s["session"])
-        .collect();
-    assert_eq!(sessions.len(), 3, "{listed}");
+    let sessions = sessions_of(dir.path(), &doc.caller_id);
+    assert_eq!(sessions.len(), 3, "{sessions:?}");
     let root = sessions
         .iter()
         .find(|s| s["session_id"] == doc.session_id)
@@ -300,18 +305,12 @@ fn corpus_test_cascade_udf_runs_a_cascade_per_row_from_sql_data() {
     assert_eq!(count("Rewrite the prompt below"), 8);
     assert_eq!(count("evaluating 3 different fraud risk assessments"), 4);
     assert_eq!(prompts.len(), 24);
-    let listed = json_of(dir.path(), &["sessions", "list", "--caller", &doc.caller_id]);
-    let sessions: Vec<&Value> = listed["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| &s["session"])
-        .collect();
-    let per_row: Vec<&&Value> = sessions
+    let sessions = sessions_of(dir.path(), &doc.caller_id);
+    let per_row: Vec<&Value> = sessions
         .iter()
         .filter(|s| s["cascade_id"] == "fraud_assessment_with_soundings")
         .collect();
-    assert_eq!(per_row.len(), 4, "{listed}");
+    assert_eq!(per_row.len(), 4, "{sessions:?}");
     for s in per_row {
         assert_eq!(s["parent_session_id"], doc.session_id.as_str(), "{s}");
         assert_eq!(s["depth"], 1);
