@@ -312,6 +312,17 @@ codes! {
         "A declarative tool file (with `tool_id`) lacks what its `type` needs, such as `command` for a shell tool or `url` for an HTTP tool.",
         ["A shell tool without `command`.", "An unknown `type`."],
         "Add the missing key; the diagnostic lists what the type needs.";
+    /// A cascade file exceeds a size, depth or alias-expansion limit.
+    V_TOO_LARGE = "RVB-V024", Validation, "File exceeds a limit",
+        "The file was refused before it was expanded: it has more alias references, more nodes after alias expansion, or deeper nesting than the `limits.yaml_*` settings allow. Such files (\"billion laughs\") grow exponentially when aliases are expanded.",
+        ["A YAML file whose anchors refer to anchors that refer to anchors, many times each.",
+         "A generated file nested hundreds of levels deep."],
+        "Write the repeated part once (use a sub-cascade or `@path` include), or raise the named `limits.yaml_*` setting in `rvbbit.toml` if the file is legitimate.";
+    /// A shell command interpolates input without quoting it.
+    V_UNQUOTED_SHELL = "RVB-V025", Validation, "Unquoted input in a shell command",
+        "A shell command template inserts a value that comes from the run's input or an earlier cell's output without the `shell_quote` (alias `q`) filter, so a value such as `x'; id; echo '` runs commands of its own.",
+        ["`command: echo {{ input.name }}` in a `linux_shell` cell or shell tool."],
+        "Quote every interpolated value: `echo {{ input.name | q }}`. The filter quotes for POSIX shells, including quotes, spaces and newlines.";
 
     // ---- Execution (exit 2) --------------------------------------------------------------------------
     /// A cell failed.
@@ -357,6 +368,11 @@ codes! {
         "The evaluator of a cell's `candidates` (takes, soundings) replied without a valid attempt number, and again when asked once more for `{\"winner\": n, \"reason\": ...}`.",
         ["A model that ignores the answer format.", "Evaluator instructions that ask for something other than picking one attempt."],
         "Ask for the attempt number in `evaluator_instructions`, or set `candidates.evaluator_model` to a model that follows instructions.";
+    /// A template rendering ran out of its budget.
+    E_TEMPLATE_LIMIT = "RVB-E012", Execution, "Template limit exceeded",
+        "Rendering a Jinja template executed more instructions than `limits.template_fuel` allows, or produced more bytes than `limits.template_output_bytes`, so it was stopped. Without these limits a loop such as three nested `range(10000)` runs for many minutes.",
+        ["Nested loops over large ranges or large inputs.", "A template that repeats a large value many times."],
+        "Do heavy computation in a code or SQL cell and render only the result, or raise the named `limits.template_*` setting.";
     /// A broken invariant: a bug in rvbbit.
     INTERNAL = "RVB-I001", Execution, "Internal error",
         "rvbbit reached a state its authors believed impossible. This is a bug.",
@@ -458,6 +474,11 @@ codes! {
         "A spill, backup or export file or directory could not be read or written, or a spill line is damaged.",
         ["A read-only or full disk.", "A spill file edited by hand."],
         "Check the path exists and is writable; a damaged spill line can be removed by hand.";
+    /// Events could neither be stored nor spilled.
+    S_LOST = "RVB-S008", Storage, "Events lost",
+        "Records of the run could not be written to the store and could not be spilled to a file either, so they are lost. The command fails and says how many records were lost and why; the run's outcome cannot be trusted as recorded.",
+        ["A full disk.", "A `.rvbbit/` folder or working directory that is not writable.", "A store file that is read-only."],
+        "Free disk space or fix the permissions (`rvbbit doctor` says which file), then run again.";
 
     // ---- SQL (exit 2) --------------------------------------------------------------------------------
     /// A SQL statement does not parse or plan.
@@ -488,6 +509,12 @@ codes! {
          "`CREATE EXTERNAL TABLE t … LOCATION 'https://…'` over the wire.",
          "`COPY (SELECT …) TO 'out.csv'` over the wire."],
         "Put the data under the working directory or a configured root and name it relatively, or register it (local or remote) in `[sql.tables]` of `rvbbit.toml`, which the operator controls. Run writes with `rvbbit sql` on the server.";
+    /// A SQL statement exceeds a size, depth or count limit.
+    Q_LIMIT = "RVB-Q006", Execution, "SQL limit exceeded",
+        "The SQL text was refused before planning: an expression nests deeper than `limits.sql_expression_depth`, the request holds more statements than `limits.sql_statements`, or its text is longer than `limits.sql_query_bytes`. Deeply nested expressions would exhaust the planner's stack. The server keeps serving other statements and connections.",
+        ["A generated query with hundreds of terms in one `a + b + …` or `x AND y AND …` chain.",
+         "Thousands of statements sent in one message."],
+        "Use `IN (…)` lists, a join against a table of values or several smaller statements; or raise the named `limits.sql_*` setting in `rvbbit.toml`.";
 
     // ---- Configuration (exit 6) ----------------------------------------------------------------------
     /// A config file does not parse.
@@ -569,6 +596,11 @@ codes! {
         "The request body is larger than the server accepts.",
         ["A cascade or input of several megabytes posted to the API."],
         "Keep bodies under the limit (8 MiB); put large data in files the cascade reads.";
+    /// The request's Host header names neither loopback nor a configured name.
+    A_HOST = "RVB-A006", Configuration, "Host not allowed",
+        "A server listening without API keys answers only requests whose `Host` header is a loopback name (`localhost`, `127.0.0.1`, `[::1]`) or a name in `server.allowed_hosts`. A web page on another site could otherwise reach it through DNS rebinding.",
+        ["A browser opened the server through a custom host name.", "A reverse proxy that passes its own host name."],
+        "Open the server as `http://127.0.0.1:PORT`, add the name to `server.allowed_hosts`, or require API keys.";
 }
 
 /// Look a code up by its text (case-insensitive, with or without the `RVB-` prefix).

@@ -50,6 +50,9 @@ pub struct Config {
     pub server: ServerConfig,
     /// Settings of the SQL door (`rvbbit sql`, `rvbbit serve sql`, `POST /api/v1/sql`).
     pub sql: SqlConfig,
+    /// Limits on what a file, a request or a query may make rvbbit do. Each is checked before the work
+    /// starts, and exceeding one is a coded error naming the setting (`limits.<name>`).
+    pub limits: LimitsConfig,
 }
 
 impl Default for Config {
@@ -67,6 +70,7 @@ impl Default for Config {
             validate: ValidateConfig::default(),
             server: ServerConfig::default(),
             sql: SqlConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -161,6 +165,9 @@ pub struct ServerConfig {
     /// Origins allowed to call the API from a browser on another origin (CORS), such as
     /// `https://app.example.com`. Empty (the default): CORS stays off.
     pub cors_origins: Vec<String>,
+    /// Host names (as in the `Host` header, without the port) a keyless server answers besides the
+    /// loopback names `localhost`, `127.0.0.1` and `[::1]`; guards against DNS rebinding. Since v0.2.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -170,6 +177,7 @@ impl Default for ServerConfig {
             port: 5050,
             shutdown_grace_seconds: 10,
             cors_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -193,6 +201,57 @@ impl Default for SqlConfig {
             host: "127.0.0.1".to_owned(),
             port: 15432,
             tables: BTreeMap::new(),
+        }
+    }
+}
+
+/// Limits on every door. Env: `RVBBIT_LIMITS__<NAME>`, for example `RVBBIT_LIMITS__SQL_EXPRESSION_DEPTH=128`.
+///
+/// Since v0.2. Each limit is checked before the work it bounds; exceeding one is a coded error that names
+/// the limit and this setting, and servers keep serving.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// YAML/JSON cascade files: alias references (`*name`) expanded in one document.
+    pub yaml_aliases: u64,
+    /// YAML/JSON cascade files: nodes (scalars, sequences, mappings) in one document after alias
+    /// expansion; bounds "billion laughs" files.
+    pub yaml_nodes: u64,
+    /// YAML/JSON cascade files: nesting depth of sequences and mappings.
+    pub yaml_depth: u32,
+    /// Templates: minijinja instructions one rendering may execute (its fuel).
+    pub template_fuel: u64,
+    /// Templates: bytes one rendering may produce.
+    pub template_output_bytes: u64,
+    /// SQL: nesting depth of one expression (`1+1+…`, nested `CASE`, chains of `AND`), checked before
+    /// planning.
+    pub sql_expression_depth: u32,
+    /// SQL: statements in one request, pgwire message or `rvbbit sql` argument.
+    pub sql_statements: u32,
+    /// SQL: bytes in one request, pgwire message or `rvbbit sql` argument.
+    pub sql_query_bytes: u64,
+    /// HTTP (`rvbbit serve`): connections open at once; more wait in the listen queue.
+    pub http_connections: u32,
+    /// HTTP (`rvbbit serve`): seconds a client may take to send a request's headers.
+    pub http_header_timeout_seconds: u64,
+    /// pgwire (`rvbbit serve sql`): connections open at once; more are refused with SQLSTATE 53300.
+    pub pgwire_connections: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            yaml_aliases: 10_000,
+            yaml_nodes: 1_000_000,
+            yaml_depth: 256,
+            template_fuel: 50_000_000,
+            template_output_bytes: 16 * 1024 * 1024,
+            sql_expression_depth: 256,
+            sql_statements: 64,
+            sql_query_bytes: 1024 * 1024,
+            http_connections: 1024,
+            http_header_timeout_seconds: 10,
+            pgwire_connections: 256,
         }
     }
 }
