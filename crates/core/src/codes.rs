@@ -553,6 +553,12 @@ codes! {
         ["A choice that is not one of the cell's `options`.", "Text given to a confirmation (use `true`/`false` or `{\"confirmed\": true}`).",
          "A number where free text was asked."],
         "Answer with the shape the question asks: confirmation `true`/`false` or `{\"confirmed\": bool, \"comment\"?: str}`, choice one of the option values or `{\"selected\": value}`, text a string or `{\"text\": str}`. `rvbbit signal list --session ID` shows the question.";
+    /// A remote LLM endpoint needs an API key and none is configured.
+    C_NO_API_KEY = "RVB-C009", Configuration, "No API key",
+        "An LLM call needed the configured remote provider (OpenRouter by default), but its API key is not set, so the call was not attempted. Nothing was retried: a missing key cannot fix itself.",
+        ["`OPENROUTER_API_KEY` (or the variable named by `provider.api_key_env`) is not exported in this shell.",
+         "A cascade run on a machine that only has recordings."],
+        "Export the key (`export OPENROUTER_API_KEY=...`), or run from a recording with `--replay FILE`, or set `RVBBIT_PROVIDER_BASE_URL` to a local OpenAI-compatible server (loopback servers need no key).";
 
     // ---- Waiting (exit 10) ---------------------------------------------------------------------------
     /// The run waits for a human.

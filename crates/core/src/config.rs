@@ -34,6 +34,12 @@ pub struct Config {
     pub provider: ProviderConfig,
     /// Further named providers (for example `ollama`), selected by model prefix.
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// Named fallback chains: a cell whose `model` is a chain's name tries its models in order, for
+    /// example `cheap = ["openai/gpt-4o-mini", "anthropic/claude-3.5-haiku"]`. Since v0.2.
+    pub chains: BTreeMap<String, Vec<String>>,
+    /// Price overrides per model id, in dollars per million tokens, on top of the bundled table, for
+    /// example `[prices."openai/gpt-4o"] input = "2.50"` and `output = "10.00"`. Since v0.2.
+    pub prices: BTreeMap<String, PriceConfig>,
     /// Where events, sessions and caches are stored.
     pub store: StoreConfig,
     /// Model used to rewrite prompts for candidate mutations (RVBBIT's `RVBBIT_REWRITE_MODEL`).
@@ -62,6 +68,8 @@ impl Default for Config {
             roots: vec![PathBuf::from(".")],
             provider: ProviderConfig::default(),
             providers: BTreeMap::new(),
+            chains: BTreeMap::new(),
+            prices: BTreeMap::new(),
             store: StoreConfig::default(),
             rewrite_model: None,
             default_embed_model: None,
@@ -85,8 +93,11 @@ pub struct ProviderConfig {
     pub api_key_env: String,
     /// The API key itself. Prefer `api_key_env`; a key written here is masked in every output.
     pub api_key: Option<String>,
-    /// Seconds allowed for a whole call.
+    /// Seconds allowed for a whole call, every retry and fallback model included.
     pub timeout_seconds: u64,
+    /// Seconds one attempt may wait for the response to start (for a stream: its first event) before it
+    /// counts as timed out and is retried or falls back. Since v0.2.
+    pub first_byte_timeout_seconds: u64,
     /// Calls in flight at once.
     pub max_concurrency: u32,
     /// Requests per minute (0 = unlimited).
@@ -104,6 +115,7 @@ impl Default for ProviderConfig {
             api_key_env: "OPENROUTER_API_KEY".to_owned(),
             api_key: None,
             timeout_seconds: 300,
+            first_byte_timeout_seconds: 60,
             max_concurrency: 32,
             requests_per_minute: 0,
             tokens_per_minute: 0,
@@ -119,11 +131,54 @@ impl fmt::Debug for ProviderConfig {
             .field("api_key_env", &self.api_key_env)
             .field("api_key", &self.api_key.as_ref().map(|_| "****"))
             .field("timeout_seconds", &self.timeout_seconds)
+            .field("first_byte_timeout_seconds", &self.first_byte_timeout_seconds)
             .field("max_concurrency", &self.max_concurrency)
             .field("requests_per_minute", &self.requests_per_minute)
             .field("tokens_per_minute", &self.tokens_per_minute)
             .field("max_retries", &self.max_retries)
             .finish()
+    }
+}
+
+/// One model's prices, in dollars per million tokens (decimal text, read exactly: money is never a float).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    /// Uncached prompt tokens, such as `"2.50"`.
+    pub input: String,
+    /// Generated tokens, such as `"10.00"`.
+    pub output: String,
+    /// Prompt tokens read from the provider's cache (default: `input`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input: Option<String>,
+    /// Prompt tokens written to the provider's cache (default: `input`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write: Option<String>,
+    /// Reasoning tokens (default: `output`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
+}
+
+impl PriceConfig {
+    /// Each class's price in micro-dollars per million tokens: input, output, cached input, cache
+    /// write, reasoning. `Err` names the first field that is not a dollar amount.
+    pub fn micros(&self) -> Result<[Option<i64>; 5], String> {
+        let parse = |name: &str, v: Option<&String>| -> Result<Option<i64>, String> {
+            v.map(|t| {
+                t.trim()
+                    .parse::<crate::MicroUsd>()
+                    .map(crate::MicroUsd::micros)
+                    .map_err(|e| format!("`{name}` = {t:?} is not a dollar amount ({e})"))
+            })
+            .transpose()
+        };
+        Ok([
+            parse("input", Some(&self.input))?,
+            parse("output", Some(&self.output))?,
+            parse("cached_input", self.cached_input.as_ref())?,
+            parse("cache_write", self.cache_write.as_ref())?,
+            parse("reasoning", self.reasoning.as_ref())?,
+        ])
     }
 }
 
@@ -612,6 +667,39 @@ fn check_shape(layer: &Value, template: &Value, prefix: &str, source: &Source, p
             }
             continue;
         }
+        // `chains` maps user-chosen names to lists of models; `prices` maps model ids to prices.
+        if path == "chains" || path == "prices" {
+            let entry_template = if path == "chains" {
+                Value::Array(vec![Value::String(String::new())])
+            } else {
+                serde_json::to_value(PriceConfig::default()).unwrap_or(Value::Null)
+            };
+            match value {
+                Value::Object(named) => {
+                    for (name, entry) in named {
+                        let key = format!("{path}.{name}");
+                        let ok = match (&entry_template, entry) {
+                            (Value::Array(_), Value::Array(models)) => models.iter().all(Value::is_string),
+                            (Value::Object(_), Value::Object(_)) => {
+                                check_shape(entry, &entry_template, &key, source, problems);
+                                true
+                            }
+                            _ => false,
+                        };
+                        if !ok {
+                            problems.push(type_problem(&key, entry, &entry_template, source));
+                        }
+                    }
+                }
+                _ => problems.push(type_problem(
+                    &path,
+                    value,
+                    &Value::Object(Default::default()),
+                    source,
+                )),
+            }
+            continue;
+        }
         // `sql.tables` maps user-chosen table names to a path or URL.
         if path == "sql.tables" {
             match value {
@@ -731,6 +819,30 @@ fn env_value(raw: &str, template: &Value) -> Option<Value> {
 
 fn validate(config: &Config, sources: &BTreeMap<String, Source>, problems: &mut Vec<Problem>) {
     let src = |key: &str| sources.get(key).map(ToString::to_string);
+    for (model, price) in &config.prices {
+        if let Err(message) = price.micros() {
+            problems.push(Problem {
+                code: codes::C_INVALID,
+                key: Some(format!("prices.{model}")),
+                source: src(&format!("prices.{model}")),
+                message: format!("price of `{model}`: {message}"),
+                hint: "write dollars per million tokens as text, such as input = \"2.50\"".into(),
+            });
+        }
+    }
+    for (name, models) in &config.chains {
+        if models.is_empty() || models.iter().any(|m| m.trim().is_empty()) {
+            problems.push(Problem {
+                code: codes::C_INVALID,
+                key: Some(format!("chains.{name}")),
+                source: src(&format!("chains.{name}")),
+                message: format!("chain `{name}` must list at least one model, and no empty names"),
+                hint: format!(
+                    "for example {name} = [\"openai/gpt-4o-mini\", \"anthropic/claude-3.5-haiku\"]"
+                ),
+            });
+        }
+    }
     let mut check_provider = |prefix: &str, p: &ProviderConfig| {
         if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
             problems.push(Problem {

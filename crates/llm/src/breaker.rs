@@ -1,5 +1,6 @@
-//! The circuit breaker of one endpoint: opens after N consecutive endpoint failures, lets one probe
-//! through after a cool-down (half-open), and closes again when the probe succeeds.
+//! A circuit breaker (one per model, and one per endpoint for connection failures): opens after N
+//! consecutive failures, lets one probe through after a cool-down (half-open), and closes again when the
+//! probe succeeds.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -95,6 +96,14 @@ impl Breaker {
                 }
             }
         };
+    }
+
+    /// Closed with no failures counted: forgetting this breaker loses nothing.
+    pub(crate) fn is_idle(&self) -> bool {
+        matches!(
+            *self.state.lock().unwrap_or_else(PoisonError::into_inner),
+            State::Closed { failures: 0 }
+        )
     }
 
     pub(crate) fn state(&self) -> BreakerState {

@@ -1,37 +1,79 @@
 //! The resilient client: routing, fallback chains, retries, limits, the circuit breaker and cost, in
 //! front of one [`Provider`] per endpoint.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::breaker::{Breaker, BreakerState};
 use crate::cost::Cost;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TimeoutPhase};
 use crate::limit::{Limiter, Permit};
 use crate::model::{ModelRef, Route};
 use crate::provider::Provider;
 use crate::providers::openai::OpenAiProvider;
 use crate::request::ChatRequest;
-use crate::response::{ChatResponse, ChatStream, StreamEvent};
+use crate::response::{ChatResponse, ChatStream, FailedAttempt, StreamEvent};
 use crate::retry::{Next, next_attempt};
 use crate::settings::ProviderSettings;
 
 /// Output tokens assumed for the rate-limit estimate when a request sets no `max_tokens`.
 const DEFAULT_OUTPUT_ESTIMATE: u64 = 256;
+/// Models whose breakers are remembered at once; idle (closed, failure-free) breakers are forgotten
+/// first, so a client naming endless distinct models cannot grow the map without bound.
+const MAX_MODEL_BREAKERS: usize = 4096;
+
+/// What one call (retries and fallbacks included) shares: its deadline, pushed back by the time spent
+/// waiting for rvbbit's own concurrency and rate limits (queueing is not the provider's time), and the
+/// attempts that failed so far.
+struct CallState {
+    deadline: Mutex<Instant>,
+    failed: Mutex<Vec<FailedAttempt>>,
+}
+
+impl CallState {
+    fn new(total: Duration) -> Self {
+        CallState {
+            deadline: Mutex::new(Instant::now() + total),
+            failed: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        *self.deadline.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn extend(&self, by: Duration) {
+        *self.deadline.lock().unwrap_or_else(PoisonError::into_inner) += by;
+    }
+
+    fn failed(&self, model: &str, error: &Error) {
+        self.failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(FailedAttempt::of(model, error));
+    }
+
+    fn take_failed(&self) -> Vec<FailedAttempt> {
+        std::mem::take(&mut *self.failed.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
 
 /// The client every rvbbit LLM call goes through.
 ///
 /// For each request it expands the model into a fallback chain (the model, or a named chain, then
 /// `fallback_models`), routes each model to its endpoint (`ollama/<model>` to the local Ollama endpoint,
-/// everything else to the configured provider), and for each attempt: checks the endpoint's circuit
-/// breaker, waits for the endpoint's and the model's concurrency and rate limits, makes one call,
-/// retries transient failures with backoff (honouring `Retry-After`), and finally fills in the cost.
-/// A streamed call falls back the same way as long as no event has been delivered yet.
+/// everything else to the configured provider), and for each attempt: checks the circuit breakers (the
+/// model's, and the endpoint's, which only connection failures open), waits for the endpoint's and the
+/// model's concurrency and rate limits, makes one call, retries transient failures with backoff
+/// (honouring `Retry-After`), and finally fills in the cost. A streamed call falls back the same way as
+/// long as no event has been delivered yet. The whole call, retries and fallbacks included, has one
+/// deadline: [`crate::Timeouts::total`].
 ///
 /// `Client` is cheap to clone; clones share limits and breakers.
 ///
@@ -56,6 +98,8 @@ struct Inner {
     remote: Endpoint,
     ollama: Endpoint,
     model_limits: BTreeMap<String, Arc<Limiter>>,
+    /// One breaker per model (route and id as written), created on first use.
+    model_breakers: Mutex<HashMap<String, Arc<Breaker>>>,
 }
 
 struct Endpoint {
@@ -112,6 +156,7 @@ impl Client {
                 remote,
                 ollama,
                 model_limits,
+                model_breakers: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -121,16 +166,82 @@ impl Client {
         &self.inner.settings
     }
 
-    /// The state of the circuit breaker of the endpoint `model` routes to.
+    /// The state of `model`'s circuit breaker: open when the model's own breaker is open or when the
+    /// endpoint it routes to is unreachable (its breaker opens only on connection failures).
     ///
     /// # Errors
     /// [`Error::Settings`] when `model` is not a valid model string.
     pub fn breaker_state(&self, model: &str) -> Result<BreakerState> {
+        let model = ModelRef::parse(model)?;
+        let endpoint = self.inner.endpoint(&model).breaker.state();
+        if endpoint != BreakerState::Closed {
+            return Ok(endpoint);
+        }
+        Ok(self.inner.model_breaker(&model).state())
+    }
+
+    /// The state of the breaker of the endpoint `model` routes to, which only connection-level failures
+    /// (refused, reset, DNS, TLS, connect timeout) open.
+    ///
+    /// # Errors
+    /// [`Error::Settings`] when `model` is not a valid model string.
+    pub fn endpoint_breaker_state(&self, model: &str) -> Result<BreakerState> {
         Ok(self.inner.endpoint(&ModelRef::parse(model)?).breaker.state())
     }
 }
 
+impl Endpoint {
+    /// Whether the endpoint is on this machine (a loopback address or `localhost`), where servers
+    /// usually need no key.
+    fn local_host(&self) -> bool {
+        let loopback = |host: &str| {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            host.eq_ignore_ascii_case("localhost")
+                || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        };
+        self.local
+            || reqwest::Url::parse(&self.url)
+                .ok()
+                .and_then(|u| u.host_str().map(loopback))
+                .unwrap_or(false)
+    }
+}
+
 impl Inner {
+    /// Wait for the model's and the endpoint's permits; the time spent queueing moves the call's
+    /// deadline back, since it is rvbbit's own limit and not the provider's time.
+    async fn queued_permits(
+        &self,
+        endpoint: &Endpoint,
+        model: &ModelRef,
+        estimate: u64,
+        state: &CallState,
+    ) -> Vec<Permit> {
+        let queued = Instant::now();
+        let permits = self.permits(endpoint, model, estimate).await;
+        state.extend(queued.elapsed());
+        permits
+    }
+
+    /// One attempt, cut off at the call's deadline (`timeouts.total`, the one time limit of a call).
+    async fn attempt<T>(
+        &self,
+        endpoint: &Endpoint,
+        model: &str,
+        state: &CallState,
+        call: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout_at(state.deadline(), call).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout {
+                provider: endpoint.provider.name().to_owned(),
+                model: model.to_owned(),
+                phase: TimeoutPhase::Total,
+                after: self.settings.timeouts.total,
+            }),
+        }
+    }
+
     fn endpoint(&self, model: &ModelRef) -> &Endpoint {
         match model.route {
             Route::Ollama => &self.ollama,
@@ -155,6 +266,34 @@ impl Inner {
         }
         out.dedup();
         out
+    }
+
+    /// The breaker of `model`, created on first use.
+    fn model_breaker(&self, model: &ModelRef) -> Arc<Breaker> {
+        let key = format!("{:?}:{}", model.route, model.raw);
+        let mut map = self.model_breakers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(b) = map.get(&key) {
+            return Arc::clone(b);
+        }
+        if map.len() >= MAX_MODEL_BREAKERS {
+            map.retain(|_, b| !b.is_idle());
+        }
+        let breaker = Arc::new(Breaker::new(self.settings.breaker));
+        if map.len() < MAX_MODEL_BREAKERS {
+            map.insert(key, Arc::clone(&breaker));
+        }
+        breaker
+    }
+
+    /// Both breakers allow a call now, or the error of the one that does not.
+    fn check_breakers(&self, endpoint: &Endpoint, breaker: &Breaker, model: &str) -> Result<()> {
+        endpoint
+            .breaker
+            .check()
+            .map_err(|wait| self.circuit_open(endpoint, model, wait))?;
+        breaker
+            .check()
+            .map_err(|wait| self.circuit_open(endpoint, model, wait))
     }
 
     fn circuit_open(&self, endpoint: &Endpoint, model: &str, retry_in: Duration) -> Error {
@@ -191,19 +330,33 @@ impl Inner {
         }
     }
 
-    /// Record the outcome of one attempt on the breaker and the limit windows.
-    fn record(endpoint: &Endpoint, permits: &[Permit], outcome: std::result::Result<u64, &Error>) {
+    /// Record the outcome of one attempt on the breakers and the limit windows: connection failures
+    /// count against the endpoint, other signs of ill health (timeouts, 5xx, malformed replies) against
+    /// the model alone, so one failing model does not block the others on its endpoint.
+    fn record(
+        endpoint: &Endpoint,
+        breaker: &Breaker,
+        permits: &[Permit],
+        outcome: std::result::Result<u64, &Error>,
+    ) {
         match outcome {
             Ok(tokens) => {
                 endpoint.breaker.record_success();
+                breaker.record_success();
                 permits.iter().for_each(|p| p.settle(tokens));
             }
             Err(e) => {
                 if e.counts_against_endpoint() {
                     endpoint.breaker.record_failure();
                 } else if !matches!(e, Error::RateLimited { .. }) {
-                    // A client error proves the endpoint is up (and closes a half-open circuit).
+                    // Any answer proves the endpoint is up (and closes its half-open circuit).
                     endpoint.breaker.record_success();
+                }
+                if e.counts_against_model() {
+                    breaker.record_failure();
+                } else if !e.counts_against_endpoint() && !matches!(e, Error::RateLimited { .. }) {
+                    // A client error says nothing bad about the model's health.
+                    breaker.record_success();
                 }
                 // A rejected call consumed no tokens; it still counts as a request.
                 permits.iter().for_each(|p| p.settle(0));
@@ -211,13 +364,19 @@ impl Inner {
         }
     }
 
-    /// Decide whether to retry after `error` on retry number `retry`, and wait if so.
-    async fn backoff(&self, model: &str, error: &Error, retry: u32) -> bool {
+    /// Decide whether to retry after `error` on retry number `retry`, and wait if so. A wait that would
+    /// end past the call's `deadline` is not started: the call gives up (or falls back) at once.
+    async fn backoff(&self, model: &str, error: &Error, retry: u32, deadline: Instant) -> bool {
         if !error.is_transient() {
             return false;
         }
         match next_attempt(&self.settings.retry, retry, error.retry_after()) {
             Next::GiveUp => false,
+            Next::RetryAfter(wait) if Instant::now() + wait >= deadline => {
+                tracing::warn!(model, retry, wait = ?wait, error = %error,
+                    "Not retrying a provider call: the wait would pass the call's deadline.");
+                false
+            }
             Next::RetryAfter(wait) => {
                 tracing::warn!(model, retry, wait = ?wait, error = %error, "Retrying a provider call.");
                 tokio::time::sleep(wait).await;
@@ -226,51 +385,76 @@ impl Inner {
         }
     }
 
-    async fn chat_one(&self, request: &ChatRequest) -> Result<ChatResponse> {
+    async fn chat_one(&self, request: &ChatRequest, state: &CallState) -> Result<ChatResponse> {
         let model = ModelRef::parse(&request.model)?;
+        self.check_key(&model, &request.model)?;
         let endpoint = self.endpoint(&model);
+        let breaker = self.model_breaker(&model);
         let estimate =
             request.estimated_prompt_tokens() + request.max_tokens.map_or(DEFAULT_OUTPUT_ESTIMATE, u64::from);
         let mut retry = 0;
         loop {
             retry += 1;
-            endpoint
-                .breaker
-                .check()
-                .map_err(|wait| self.circuit_open(endpoint, &request.model, wait))?;
-            let permits = self.permits(endpoint, &model, estimate).await;
-            let error = match endpoint.provider.chat(request).await {
+            if let Err(e) = self.check_breakers(endpoint, &breaker, &request.model) {
+                state.failed(&request.model, &e);
+                return Err(e);
+            }
+            let permits = self.queued_permits(endpoint, &model, estimate, state).await;
+            let call = endpoint.provider.chat(request);
+            let error = match self.attempt(endpoint, &request.model, state, call).await {
                 Ok(mut reply) => {
-                    Inner::record(endpoint, &permits, Ok(reply.usage.total()));
+                    Inner::record(endpoint, &breaker, &permits, Ok(reply.usage.total()));
                     self.finish(endpoint, &model, &mut reply);
                     return Ok(reply);
                 }
                 Err(e) => e,
             };
-            Inner::record(endpoint, &permits, Err(&error));
+            Inner::record(endpoint, &breaker, &permits, Err(&error));
+            state.failed(&request.model, &error);
             // Free the concurrency slots before sleeping: a backing-off call must not block others.
             drop(permits);
-            if !self.backoff(&request.model, &error, retry).await {
+            if !self
+                .backoff(&request.model, &error, retry, state.deadline())
+                .await
+            {
                 return Err(error);
             }
         }
     }
 
-    async fn stream_one(self: &Arc<Self>, request: &ChatRequest) -> Result<ChatStream> {
+    /// A remote endpoint that needs a key and has none fails at once, before any network traffic, with
+    /// an error that names the variable and the alternatives.
+    fn check_key(&self, model: &ModelRef, requested: &str) -> Result<()> {
+        let endpoint = self.endpoint(model);
+        if model.route == Route::Default && self.settings.api_key.is_none() && !endpoint.local_host() {
+            return Err(Error::MissingKey {
+                provider: endpoint.provider.name().to_owned(),
+                model: requested.to_owned(),
+                url: endpoint.url.clone(),
+                key_env: self.settings.api_key_env.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn stream_one(self: &Arc<Self>, request: &ChatRequest, state: &CallState) -> Result<ChatStream> {
         let model = ModelRef::parse(&request.model)?;
+        self.check_key(&model, &request.model)?;
         let endpoint = self.endpoint(&model);
+        let breaker = self.model_breaker(&model);
         let estimate =
             request.estimated_prompt_tokens() + request.max_tokens.map_or(DEFAULT_OUTPUT_ESTIMATE, u64::from);
         let mut retry = 0;
         loop {
             retry += 1;
-            endpoint
-                .breaker
-                .check()
-                .map_err(|wait| self.circuit_open(endpoint, &request.model, wait))?;
-            let permits = self.permits(endpoint, &model, estimate).await;
-            let first = match endpoint.provider.chat_stream(request).await {
-                Ok(mut stream) => match stream.next().await {
+            if let Err(e) = self.check_breakers(endpoint, &breaker, &request.model) {
+                state.failed(&request.model, &e);
+                return Err(e);
+            }
+            let permits = self.queued_permits(endpoint, &model, estimate, state).await;
+            let open = async {
+                let mut stream = endpoint.provider.chat_stream(request).await?;
+                match stream.next().await {
                     Some(Ok(event)) => Ok((event, stream)),
                     Some(Err(e)) => Err(e),
                     None => Err(Error::InvalidResponse {
@@ -279,16 +463,20 @@ impl Inner {
                         message: "the stream ended without any event".to_owned(),
                         transient: true,
                     }),
-                },
-                Err(e) => Err(e),
+                }
             };
+            let first = self.attempt(endpoint, &request.model, state, open).await;
             let error = match first {
-                Ok((event, rest)) => return Ok(self.guard_stream(model, permits, event, rest)),
+                Ok((event, rest)) => return Ok(self.guard_stream(model, breaker, permits, event, rest)),
                 Err(e) => e,
             };
-            Inner::record(endpoint, &permits, Err(&error));
+            Inner::record(endpoint, &breaker, &permits, Err(&error));
+            state.failed(&request.model, &error);
             drop(permits);
-            if !self.backoff(&request.model, &error, retry).await {
+            if !self
+                .backoff(&request.model, &error, retry, state.deadline())
+                .await
+            {
                 return Err(error);
             }
         }
@@ -299,6 +487,7 @@ impl Inner {
     fn guard_stream(
         self: &Arc<Self>,
         model: ModelRef,
+        breaker: Arc<Breaker>,
         permits: Vec<Permit>,
         first: StreamEvent,
         rest: ChatStream,
@@ -306,12 +495,14 @@ impl Inner {
         struct Guard {
             inner: Arc<Inner>,
             model: ModelRef,
+            breaker: Arc<Breaker>,
             permits: Vec<Permit>,
             ended: bool,
         }
         let guard = Guard {
             inner: Arc::clone(self),
             model,
+            breaker,
             permits,
             ended: false,
         };
@@ -324,14 +515,14 @@ impl Inner {
             let item = match item {
                 Ok(StreamEvent::Done(mut reply)) => {
                     guard.ended = true;
-                    Inner::record(endpoint, &guard.permits, Ok(reply.usage.total()));
+                    Inner::record(endpoint, &guard.breaker, &guard.permits, Ok(reply.usage.total()));
                     guard.inner.finish(endpoint, &guard.model, &mut reply);
                     Ok(StreamEvent::Done(reply))
                 }
                 Ok(event) => Ok(event),
                 Err(e) => {
                     guard.ended = true;
-                    Inner::record(endpoint, &guard.permits, Err(&e));
+                    Inner::record(endpoint, &guard.breaker, &guard.permits, Err(&e));
                     Err(e)
                 }
             };
@@ -344,7 +535,7 @@ impl Inner {
 fn falls_back(error: &Error) -> bool {
     !matches!(
         error,
-        Error::Settings { .. } | Error::Internal(_) | Error::File { .. }
+        Error::Settings { .. } | Error::Internal(_) | Error::File { .. } | Error::MissingKey { .. }
     )
 }
 
@@ -360,10 +551,14 @@ impl Provider for Client {
     /// The error of the only model tried, or [`Error::FallbackExhausted`] naming every model tried.
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse> {
         let inner = &self.inner;
-        with_fallback(inner.chain(request), request, false, |attempt| async move {
-            inner.chat_one(&attempt).await
+        let state = CallState::new(inner.settings.timeouts.total);
+        let state = &state;
+        let mut reply = with_fallback(inner.chain(request), request, false, |attempt| async move {
+            inner.chat_one(&attempt, state).await
         })
-        .await
+        .await?;
+        reply.failed_attempts = state.take_failed();
+        Ok(reply)
     }
 
     /// Stream from the first model of the chain that produces an event. Once an event has been
@@ -373,8 +568,10 @@ impl Provider for Client {
     /// As [`Client::chat`] for failures before the first event.
     async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream> {
         let inner = &self.inner;
+        let state = CallState::new(inner.settings.timeouts.total);
+        let state = &state;
         with_fallback(inner.chain(request), request, true, |attempt| async move {
-            inner.stream_one(&attempt).await
+            inner.stream_one(&attempt, state).await
         })
         .await
     }
@@ -393,7 +590,7 @@ where
 {
     let mut tried: Vec<(String, String)> = Vec::new();
     let mut last: Option<Error> = None;
-    for model in &chain {
+    for (i, model) in chain.iter().enumerate() {
         let mut attempt = request.clone();
         attempt.model.clone_from(model);
         attempt.fallback_models.clear();
@@ -401,7 +598,10 @@ where
         match call(attempt).instrument(span).await {
             Ok(reply) => return Ok(reply),
             Err(e) if falls_back(&e) => {
-                tracing::warn!(model = %model, error = %e, "Model failed; trying the next in the chain.");
+                if let Some(next) = chain.get(i + 1) {
+                    tracing::warn!(model = %model, next = %next, error = %e,
+                        "Model failed; trying the next model of the fallback chain.");
+                }
                 tried.push((model.clone(), e.to_string()));
                 last = Some(e);
             }

@@ -65,6 +65,18 @@ pub enum Error {
         /// The limit that was exceeded.
         after: Duration,
     },
+    /// A remote endpoint needs an API key and none is configured; no call was made.
+    #[error("no API key for provider `{provider}` at {url} (model `{model}`): `{key_env}` is not set")]
+    MissingKey {
+        /// Provider name.
+        provider: String,
+        /// Model requested.
+        model: String,
+        /// Endpoint URL.
+        url: String,
+        /// The environment variable that should hold the key.
+        key_env: String,
+    },
     /// The provider rejected the credentials (HTTP 401 or 403).
     #[error("provider `{provider}` rejected the API key (HTTP {status}) for model `{model}`: {message}")]
     Auth {
@@ -215,6 +227,7 @@ impl Error {
                 codes::L_PROVIDER_ERROR
             }
             Error::Auth { .. } => codes::L_AUTH,
+            Error::MissingKey { .. } => codes::C_NO_API_KEY,
             Error::RateLimited { .. } => codes::L_RATE_LIMITED,
             Error::UnknownModel { .. } => codes::L_UNKNOWN_MODEL,
             Error::BadRequest { .. } => codes::L_BAD_REQUEST,
@@ -239,6 +252,10 @@ impl Error {
                 )
             }
             Error::Auth { key_env, .. } => format!("set {key_env} to a valid key for this provider"),
+            Error::MissingKey { key_env, .. } => format!(
+                "export {key_env}=<your key>; or replay a recording with `--replay FILE`; or point \
+                 RVBBIT_PROVIDER_BASE_URL at a local OpenAI-compatible server (which needs no key)"
+            ),
             Error::RateLimited { .. } => {
                 "lower concurrency or requests/tokens per minute, or raise the account's limits".to_owned()
             }
@@ -284,6 +301,7 @@ impl Error {
             Error::Unreachable { model, .. }
             | Error::Timeout { model, .. }
             | Error::Auth { model, .. }
+            | Error::MissingKey { model, .. }
             | Error::RateLimited { model, .. }
             | Error::UnknownModel { model, .. }
             | Error::BadRequest { model, .. }
@@ -302,6 +320,7 @@ impl Error {
             Error::Unreachable { provider, .. }
             | Error::Timeout { provider, .. }
             | Error::Auth { provider, .. }
+            | Error::MissingKey { provider, .. }
             | Error::RateLimited { provider, .. }
             | Error::UnknownModel { provider, .. }
             | Error::BadRequest { provider, .. }
@@ -326,15 +345,29 @@ impl Error {
         }
     }
 
-    /// Whether this failure says the endpoint is unhealthy (counts towards opening its circuit breaker).
-    /// Rate limits and client errors do not: the endpoint answered sensibly.
+    /// Whether this failure says the endpoint itself cannot be reached (counts towards opening the
+    /// endpoint's circuit breaker, which every model on it shares): connection failures only.
     pub(crate) fn counts_against_endpoint(&self) -> bool {
         matches!(
             self,
             Error::Unreachable { .. }
-                | Error::Timeout { .. }
-                | Error::Provider { .. }
-                | Error::InvalidResponse { transient: true, .. }
+                | Error::Timeout {
+                    phase: TimeoutPhase::Connect,
+                    ..
+                }
+        )
+    }
+
+    /// Whether this failure says the model is unhealthy (counts towards opening the model's circuit
+    /// breaker): timeouts after connecting, 5xx, malformed replies. Rate limits and client errors do
+    /// not: the endpoint answered sensibly.
+    pub(crate) fn counts_against_model(&self) -> bool {
+        matches!(
+            self,
+            Error::Timeout { phase, .. } if *phase != TimeoutPhase::Connect
+        ) || matches!(
+            self,
+            Error::Provider { .. } | Error::InvalidResponse { transient: true, .. }
         )
     }
 

@@ -4,7 +4,8 @@
 //! wire: the [`Provider`] trait, the OpenAI-compatible HTTP client ([`OpenAiProvider`]: OpenRouter by
 //! default, OpenAI, Ollama via `ollama/<model>`, vLLM, llama.cpp server, LM Studio), and the
 //! [`Client`] in front of it that adds retries with backoff and `Retry-After`, concurrency and
-//! request/token rate limits, fallback chains, a circuit breaker per endpoint, and cost accounting in
+//! request/token rate limits, fallback chains, circuit breakers per model (and per endpoint for
+//! connection failures), one deadline per call, and cost accounting in
 //! [`rvbbit_core::MicroUsd`]. [`Recorder`] and [`ReplayProvider`] record real replies and answer from
 //! the recording, for tests without a network.
 //!
@@ -51,7 +52,8 @@ pub use request::{
     ChatRequest, Message, Part, Reasoning, ResponseFormat, Role, ToolCall, ToolChoice, ToolDefinition,
 };
 pub use response::{
-    ChatResponse, ChatStream, FinishReason, StreamEvent, Usage, collect_stream, stream_from_response,
+    ChatResponse, ChatStream, FailedAttempt, FinishReason, StreamEvent, Usage, collect_stream,
+    stream_from_response,
 };
 pub use settings::{
     ApiKey, BreakerSettings, DEFAULT_MODEL, Limits, OLLAMA_BASE_URL, OPENROUTER_BASE_URL, ProviderSettings,

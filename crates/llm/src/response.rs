@@ -36,6 +36,32 @@ pub struct ChatResponse {
     pub usage: Usage,
     /// What the call cost.
     pub cost: Cost,
+    /// Attempts that failed before this reply (retries of the same model, then earlier models of the
+    /// fallback chain), in call order; empty when the first attempt answered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_attempts: Vec<FailedAttempt>,
+}
+
+/// One failed attempt of a call that was retried or fell back, as recorded with the reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct FailedAttempt {
+    /// The model the attempt asked for.
+    pub model: String,
+    /// The failure's code (`RVB-L…`).
+    pub code: String,
+    /// The failure's message.
+    pub message: String,
+}
+
+impl FailedAttempt {
+    pub(crate) fn of(model: &str, error: &Error) -> Self {
+        FailedAttempt {
+            model: model.to_owned(),
+            code: error.code().code.to_owned(),
+            message: error.to_string(),
+        }
+    }
 }
 
 impl ChatResponse {
@@ -54,6 +80,7 @@ impl ChatResponse {
             finish_reason: FinishReason::Stop,
             usage: Usage::default(),
             cost: Cost::UNKNOWN,
+            failed_attempts: Vec::new(),
         }
     }
 
@@ -138,6 +165,9 @@ impl Usage {
 }
 
 /// One event of a streamed reply.
+// `Done` is large but comes once per stream, at its end; boxing it would cost every consumer a
+// dereference for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum StreamEvent {

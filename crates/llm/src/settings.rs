@@ -65,7 +65,7 @@ impl Default for Timeouts {
 /// random duration in `[0, min(max_backoff, initial_backoff × 2^(n-1))]` ("full jitter").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Retries after the first attempt. Default 3; 0 disables retrying.
+    /// Retries after the first attempt. Default 4 (five attempts); 0 disables retrying.
     pub max_retries: u32,
     /// Backoff ceiling of the first retry. Default 500 ms.
     pub initial_backoff: Duration,
@@ -81,7 +81,7 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
-            max_retries: 3,
+            max_retries: 4,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(120),

@@ -20,6 +20,8 @@
 mod api;
 pub mod auth;
 pub mod error;
+mod host;
+mod listen;
 mod metrics;
 pub mod paths;
 mod state;
@@ -174,15 +176,18 @@ impl Server {
         let state = self.into_state();
         let router = router(state.clone());
         let stop = state.shutdown.clone();
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                if let Some(s) = suspend {
-                    s.cancel();
-                }
-                stop.cancel();
-            })
-            .await?;
+        let limits = listen::ConnectionLimits {
+            max_connections: state.config.max_connections,
+            header_timeout: state.config.header_timeout,
+        };
+        listen::serve(listener, router, limits, async move {
+            shutdown.await;
+            if let Some(s) = suspend {
+                s.cancel();
+            }
+            stop.cancel();
+        })
+        .await;
         state.tasks.close();
         if tokio::time::timeout(state.config.shutdown_grace, state.tasks.wait())
             .await
@@ -217,6 +222,7 @@ fn router(state: Arc<AppState>) -> Router {
     let router = api::routes()
         .merge(studio::routes())
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_key))
+        .layer(middleware::from_fn_with_state(state.clone(), host::check_host))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(state.config.max_body));
     // CORS outermost, so preflight requests (which carry no key) are answered before authentication.

@@ -30,10 +30,17 @@ pub struct ServerConfig {
     pub max_body: usize,
     /// Browser origins allowed to call the API cross-origin (CORS); empty keeps CORS off.
     pub cors_origins: Vec<String>,
+    /// Host names a keyless server answers besides the loopback names (`server.allowed_hosts`).
+    pub allowed_hosts: Vec<String>,
+    /// Connections served at once (`limits.http_connections`).
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers (`limits.http_header_timeout_seconds`).
+    pub header_timeout: Duration,
 }
 
 impl ServerConfig {
-    /// Defaults: no roots, no keys, 50 ms polling, 15 s keep-alive, 10 s grace, 8 MiB bodies.
+    /// Defaults: no roots, no keys, 50 ms polling, 15 s keep-alive, 10 s grace, 8 MiB bodies, 1024
+    /// connections, 10 s to send headers, only loopback `Host` names.
     pub fn new(roots: Vec<PathBuf>) -> Self {
         ServerConfig {
             roots,
@@ -43,6 +50,9 @@ impl ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             max_body: 8 * 1024 * 1024,
             cors_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
         }
     }
 
@@ -56,6 +66,19 @@ impl ServerConfig {
     /// allowed cross-origin: such clients send `Authorization: Bearer KEY`.
     pub fn with_cors_origins(mut self, origins: Vec<String>) -> Self {
         self.cors_origins = origins;
+        self
+    }
+
+    /// Host names (besides loopback) a keyless server answers; guards against DNS rebinding.
+    pub fn with_allowed_hosts(mut self, hosts: Vec<String>) -> Self {
+        self.allowed_hosts = hosts;
+        self
+    }
+
+    /// Connections served at once, and the time a client has to send each request's headers.
+    pub fn with_connection_limits(mut self, max_connections: usize, header_timeout: Duration) -> Self {
+        self.max_connections = max_connections.max(1);
+        self.header_timeout = header_timeout;
         self
     }
 

@@ -22,6 +22,7 @@ pub(crate) enum Kind {
     },
     Hang,
     MalformedJson,
+    Json(serde_json::Value),
     Truncated {
         frames: usize,
     },
@@ -85,6 +86,12 @@ impl Reply {
     /// Never answer (until the server shuts down): exercises the client's timeouts.
     pub fn hang() -> Reply {
         Reply::new(Kind::Hang)
+    }
+
+    /// A 200 whose body is exactly this JSON value (for replies that are JSON but not a completion, such
+    /// as `{}` with no `choices`).
+    pub fn json(body: serde_json::Value) -> Reply {
+        Reply::new(Kind::Json(body))
     }
 
     /// A 200 whose body is not JSON (or, when streaming, an event that is not JSON).

@@ -290,6 +290,7 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         Kind::MalformedJson if stream => {
             sse_response(vec![Ok("data: {\"choices\": [ this is not json\n\n".to_owned())])
         }
+        Kind::Json(body) => axum::Json(body).into_response(),
         Kind::MalformedJson => (
             [(header::CONTENT_TYPE, "application/json")],
             "{\"choices\": [ this is not json",

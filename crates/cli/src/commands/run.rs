@@ -10,7 +10,7 @@ use rvbbit_cascade::{Catalog, Severity, load_file, render};
 use rvbbit_core::{CallerId, Origin, SessionId, SessionStatus, codes};
 use rvbbit_engine::tools::Registry;
 use rvbbit_engine::{CancellationToken, Engine, Outcome, Progress, RunRequest};
-use rvbbit_llm::{Client, Limits, Provider, ProviderSettings, Recorder, ReplayProvider};
+use rvbbit_llm::{Client, Limits, Price, Provider, ProviderSettings, Recorder, ReplayProvider};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -231,7 +231,25 @@ pub(crate) fn configured_client(config: &rvbbit_core::Config) -> Result<Client, 
     }
     settings.default_model = config.default_model.clone();
     settings.timeouts.total = Duration::from_secs(p.timeout_seconds.max(1));
+    settings.timeouts.first_byte = Duration::from_secs(p.first_byte_timeout_seconds.max(1));
     settings.retry.max_retries = p.max_retries;
+    settings.chains = config.chains.clone();
+    for (model, price) in &config.prices {
+        // `config::load` already refused prices that are not dollar amounts.
+        if let Ok([Some(input), Some(output), cached, write, reasoning]) = price.micros() {
+            let mut price = Price::new(input, output);
+            if let Some(c) = cached {
+                price = price.with_cached_input(c);
+            }
+            if let Some(w) = write {
+                price = price.with_cache_write(w);
+            }
+            if let Some(r) = reasoning {
+                price = price.with_reasoning(r);
+            }
+            settings.prices.set(model.clone(), price);
+        }
+    }
     let mut limits = Limits::unlimited();
     if p.max_concurrency > 0 {
         limits = limits.with_max_concurrency(p.max_concurrency as usize);

@@ -152,7 +152,12 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         let server_config = ServerConfig::new(roots)
             .with_required_key(!loopback)
             .with_shutdown_grace(Duration::from_secs(grace))
-            .with_cors_origins(config.server.cors_origins.clone());
+            .with_cors_origins(config.server.cors_origins.clone())
+            .with_allowed_hosts(config.server.allowed_hosts.clone())
+            .with_connection_limits(
+                usize::try_from(config.limits.http_connections).unwrap_or(usize::MAX),
+                Duration::from_secs(config.limits.http_header_timeout_seconds.max(1)),
+            );
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
             coded(
                 codes::C_INVALID,

@@ -8,6 +8,7 @@ mod concurrency;
 mod cost;
 mod failures;
 mod fallback;
+mod issue_13;
 mod limits;
 mod replay;
 mod streaming;

@@ -13,7 +13,7 @@ pub(crate) fn settings(server: &TestServer) -> ProviderSettings {
     s.timeouts = Timeouts {
         connect: Duration::from_secs(1),
         first_byte: Duration::from_secs(5),
-        total: Duration::from_secs(30),
+        total: Duration::from_secs(120),
     };
     s.retry = RetryPolicy {
         max_retries: 3,

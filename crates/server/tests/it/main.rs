@@ -11,6 +11,7 @@
 
 mod api;
 mod browser;
+mod hostile;
 mod security;
 mod sql;
 mod stream;

@@ -293,12 +293,9 @@ impl OpenAiProvider {
                 retry_after: None,
             });
         }
-        wire::decode_response(&self.name, &request.model, &body).map_err(|m| Error::InvalidResponse {
-            provider: self.name.clone(),
-            model: request.model.clone(),
-            message: m,
-            transient: false,
-        })
+        // A 200 whose body lacks `choices` (or a message) is a provider glitch seen in the wild: retry it
+        // like a malformed body.
+        wire::decode_response(&self.name, &request.model, &body).map_err(|m| self.invalid(&request.model, m))
     }
 }
 
