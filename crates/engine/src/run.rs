@@ -136,6 +136,27 @@ impl Engine {
         &self.default_model
     }
 
+    /// Reserve the session id a request names (`rvbbit run --session ID`) in the engine's store, before
+    /// [`Engine::run`]: insert-if-absent, so a run never merges into an existing session (or into one
+    /// another process starts with the same id at the same moment). Does nothing for a request without
+    /// a session id or an engine without a store.
+    ///
+    /// # Errors
+    /// [`Error::Store`] with a `Conflict` (RVB-S006, exit 5) naming the id when it exists; other store
+    /// errors.
+    pub async fn reserve_session(&self, request: &RunRequest) -> Result<()> {
+        let (Some(store), Some(id)) = (&self.store, &request.session_id) else {
+            return Ok(());
+        };
+        let mut session = Session::new(id.clone());
+        session.cascade_id = Some(request.cascade.cascade_id.clone());
+        session.caller_id = Some(request.caller_id.clone());
+        session.input = request.input.clone();
+        session.cascade_file = request.cascade_file.as_ref().map(|p| p.display().to_string());
+        store.create_session(&session).await?;
+        Ok(())
+    }
+
     /// Run a cascade to the end. Never returns early with an error: failures are in [`Outcome::error`]
     /// with the session marked failed (or cancelled), and every event is flushed to the writer first.
     ///
