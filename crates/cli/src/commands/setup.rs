@@ -90,7 +90,7 @@ impl Recording {
                     "{} of {} record(s) of {what} were lost: neither the store nor a spill file could take them{also}",
                     self.lost, self.accepted
                 ),
-                hint: "free disk space or make the store's directory and `.rvbbit/` writable (`rvbbit doctor`                        names the file), then run again; the store does not hold this run completely"
+                hint: "free disk space or make the store's directory and `.rvbbit/` writable (`rvbbit doctor` names the file), then run again; the store does not hold this run completely"
                     .into(),
                 causes: vec![reason],
             });
@@ -104,7 +104,7 @@ impl Recording {
                     self.accepted,
                     self.files()
                 ),
-                hint: "fix the store (`rvbbit doctor`), then run `rvbbit db replay`: it loads every spill file                        exactly once"
+                hint: "fix the store (`rvbbit doctor`), then run `rvbbit db replay`: it loads every spill file exactly once"
                     .into(),
                 causes: vec![reason],
             });

@@ -432,7 +432,8 @@ pub async fn concurrent_claims_of_a_waiting_session_let_exactly_one_win(store: A
         assert_eq!(won.status, SessionStatus::Running);
         assert_eq!(lost.code().code, "RVB-S006");
         assert!(
-            lost.to_string().contains("already being resumed by another process"),
+            lost.to_string()
+                .contains("already being resumed by another process"),
             "{lost}"
         );
         assert_eq!(store.session(&id).await.unwrap().status, SessionStatus::Running);
@@ -482,6 +483,9 @@ pub async fn concurrent_answers_to_one_signal_fire_it_once(store: Arc<dyn Store>
             .iter()
             .find(|s| s.session_id.as_ref() == Some(&sid))
             .unwrap();
-        assert_eq!(stored.payload, winner.payload, "the stored answer is the winner's");
+        assert_eq!(
+            stored.payload, winner.payload,
+            "the stored answer is the winner's"
+        );
     }
 }

@@ -169,7 +169,10 @@ async fn records_that_can_be_neither_stored_nor_spilled_are_counted_lost_with_th
     let stats = writer.shutdown().await.unwrap();
     assert_eq!((stats.accepted, stats.spilled, stats.lost), (30, 0, 30));
     let reason = stats.lost_reason.unwrap();
-    assert!(reason.contains("store could not be opened (store gone)"), "{reason}");
+    assert!(
+        reason.contains("store could not be opened (store gone)"),
+        "{reason}"
+    );
     assert!(reason.contains(&spill_dir.display().to_string()), "{reason}");
     assert!(reason.contains("os error"), "{reason}");
 }
