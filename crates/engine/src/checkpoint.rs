@@ -358,6 +358,38 @@ pub(crate) async fn suspended(
     }
 }
 
+/// End a run whose session another process resumed while this one waited: nothing is written (the
+/// session and its events now belong to that process); the outcome carries
+/// [`Error::ResumedElsewhere`] with the session still `running` there.
+pub(crate) fn elsewhere(
+    run: Run<'_>,
+    request: RunRequest,
+    cascade_id: String,
+    error: Error,
+    started: Instant,
+) -> Outcome {
+    let state = run.state.lock().map(|s| s.clone()).unwrap_or_default();
+    let events = run.emit.count.load(std::sync::atomic::Ordering::Relaxed);
+    Outcome {
+        session_id: run.session_id.clone(),
+        caller_id: request.caller_id,
+        cascade_id,
+        status: SessionStatus::Running,
+        output: Value::Null,
+        outputs: run.outputs,
+        state,
+        lineage: run.lineage,
+        path: run.path,
+        error: Some(error),
+        warnings: run.warnings,
+        cost: run.cost,
+        duration: started.elapsed(),
+        llm_calls: run.llm_calls,
+        tool_calls: run.tool_calls,
+        events,
+    }
+}
+
 /// The engine's store, if any (for waits).
 pub(crate) fn store(run: &Run<'_>) -> Option<Arc<dyn rvbbit_store::Store>> {
     run.engine.store.clone()

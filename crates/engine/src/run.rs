@@ -278,6 +278,10 @@ impl Engine {
         if let Some(h) = heartbeat {
             h.stop().await;
         }
+        if let Err(e @ Error::ResumedElsewhere { .. }) = result {
+            // The session belongs to the process that resumed it: record nothing more.
+            return crate::checkpoint::elsewhere(run, request, cascade.cascade_id.clone(), e, started);
+        }
         let (status, error) = match result {
             Ok(()) => (SessionStatus::Completed, None),
             Err(Error::Cancelled) => (SessionStatus::Cancelled, Some(Error::Cancelled)),
@@ -613,7 +617,12 @@ impl Run<'_> {
                 }
                 Err(Error::Cancelled) => return Err(Error::Cancelled),
                 // A blocking ward is a hard stop (§6.4): `on_error` does not apply; a wait is not an error.
-                Err(e @ (Error::WardBlocked { .. } | Error::MaxDepth { .. } | Error::Waiting { .. })) => {
+                Err(
+                    e @ (Error::WardBlocked { .. }
+                    | Error::MaxDepth { .. }
+                    | Error::Waiting { .. }
+                    | Error::ResumedElsewhere { .. }),
+                ) => {
                     return Err(e);
                 }
                 Err(e) => match &cell.on_error {

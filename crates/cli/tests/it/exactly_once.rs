@@ -215,3 +215,82 @@ fn run_with_an_existing_session_id_is_refused_naming_it() {
         .unwrap();
     assert_eq!(fresh.status.code(), Some(10), "{}", text(&fresh));
 }
+
+/// Wait until `session` is `waiting` in the store of `dir` (its wait reached the store).
+fn wait_until_waiting(dir: &Path, session: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let status: Option<String> = rusqlite::Connection::open(dir.join(".rvbbit/rvbbit.db"))
+            .ok()
+            .and_then(|c| {
+                c.busy_timeout(std::time::Duration::from_secs(5)).ok()?;
+                c.query_row(
+                    "SELECT status FROM sessions WHERE session_id = ?1",
+                    [session],
+                    |r| r.get(0),
+                )
+                .ok()
+            });
+        if status.as_deref() == Some("waiting") {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{session} never waited"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A run waiting in its own process (polling the store for the answer) and a `rvbbit resume --value`
+/// from another shell race for the session: exactly one continues it; the other exits 5 (RVB-S006)
+/// having run nothing more.
+#[test]
+fn a_run_waiting_in_its_own_process_and_a_resume_continue_the_session_once() {
+    let dir = TempDir::new().unwrap();
+    let file = write(dir.path(), "gated.yaml", GATED);
+    let mut live_won = 0;
+    for round in 0..5 {
+        let session = format!("live-{round}");
+        let live = rvbbit(dir.path())
+            .args(["run", &file, "--session", &session, "--wait", "60s", "--input"])
+            .arg(format!("{{\"round\": {round}}}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_until_waiting(dir.path(), &session);
+        let resume = rvbbit(dir.path())
+            .args(["resume", &session, "--value", "\"go\"", "--detach"])
+            .output()
+            .unwrap();
+        let live = live.wait_with_output().unwrap();
+        let codes = (live.status.code(), resume.status.code());
+        assert!(
+            codes == (Some(0), Some(5)) || codes == (Some(5), Some(0)),
+            "round {round}:\nlive: {}\nresume: {}",
+            text(&live),
+            text(&resume)
+        );
+        let loser = if codes.0 == Some(0) {
+            live_won += 1;
+            &resume
+        } else {
+            &live
+        };
+        assert!(
+            String::from_utf8_lossy(&loser.stderr).contains("error[RVB-S006]"),
+            "{}",
+            text(loser)
+        );
+        let last_starts = count(
+            dir.path(),
+            "SELECT count(*) FROM events WHERE session_id = ?1 AND kind = 'cell_start' AND cell_name = 'last'",
+            &session,
+        );
+        assert_eq!(last_starts, 1, "round {round}");
+    }
+    let log = std::fs::read_to_string(dir.path().join("log.txt")).unwrap();
+    assert_eq!(log.lines().count(), 5, "each session's last cell ran once");
+    eprintln!("the waiting process won {live_won} of 5 rounds");
+}
