@@ -50,7 +50,7 @@ pub(crate) struct Args {
     human: HumanArgs,
 }
 
-/// The JSON document printed by `rvbbit run --output json` (documented in docs/cli-output.md).
+/// The JSON document printed by `rvbbit run --output json` (documented in docs/engine.md).
 #[derive(Debug, Serialize)]
 struct JsonOutcome {
     /// The session status, or `spilled`/`lost` when the store does not hold the whole run.
