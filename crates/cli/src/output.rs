@@ -37,19 +37,21 @@ impl Out {
     }
 }
 
-/// Data written to stdout failed because the reader went away: exit quietly.
+/// Data could not be written to stdout.
 #[derive(Debug)]
-pub(crate) struct BrokenPipe;
+pub(crate) enum BrokenPipe {
+    /// The reader went away (`| head`): exit quietly, as ripgrep does.
+    Closed,
+    /// Any other failure (a full disk, `/dev/full`, a read-only file): the command fails with
+    /// RVB-S009 (exit 5), since its result is incomplete.
+    Failed(io::Error),
+}
 
 fn check(result: io::Result<()>) -> Result<(), BrokenPipe> {
     match result {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(BrokenPipe),
-        // Any other stdout failure cannot be reported anywhere better than stderr.
-        Err(e) => {
-            eprintln!("error: cannot write to stdout: {e}");
-            Err(BrokenPipe)
-        }
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(BrokenPipe::Closed),
+        Err(e) => Err(BrokenPipe::Failed(e)),
     }
 }
 

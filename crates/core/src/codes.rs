@@ -82,7 +82,10 @@ impl ExitClass {
             ExitClass::Llm => {
                 "LLM: a provider call failed after retries and fallbacks (auth, rate limit, outage)."
             }
-            ExitClass::Storage => "Storage: the event store could not be opened, migrated or written.",
+            ExitClass::Storage => {
+                "Storage: the event store could not be opened, migrated or written, records were spilled \
+                 (replay them with `rvbbit db replay`) or lost, or the command's output could not be written."
+            }
             ExitClass::Configuration => {
                 "Configuration: `rvbbit.toml`, an `RVBBIT_*` variable or a command-line flag is wrong."
             }
@@ -479,6 +482,11 @@ codes! {
         "Records of the run could not be written to the store and could not be spilled to a file either, so they are lost. The command fails and says how many records were lost and why; the run's outcome cannot be trusted as recorded.",
         ["A full disk.", "A `.rvbbit/` folder or working directory that is not writable.", "A store file that is read-only."],
         "Free disk space or fix the permissions (`rvbbit doctor` says which file), then run again.";
+    /// The command's output could not be written.
+    S_OUTPUT = "RVB-S009", Storage, "Output cannot be written",
+        "The command could not write its result to standard output (other than the reader closing the pipe, which ends the command quietly), so the result is incomplete or missing.",
+        ["Output redirected to a file on a full disk (`> out.json`).", "Output redirected to `/dev/full` or a read-only file."],
+        "Free disk space or redirect the output elsewhere, then run the command again; with `rvbbit run` the run itself is in the store (`rvbbit sessions show ID`).";
 
     // ---- SQL (exit 2) --------------------------------------------------------------------------------
     /// A SQL statement does not parse or plan.

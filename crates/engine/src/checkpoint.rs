@@ -148,11 +148,30 @@ impl Engine {
     /// since), and the state, outputs, lineage and cost saved in its checkpoint. Completed cells are not
     /// run again (an `ask_human` cell runs again from its start, replaying the answers it already got).
     ///
+    /// Exactly once: the session is claimed with [`rvbbit_store::SessionStore::claim_waiting`] (a
+    /// compare-and-set from `waiting` to `running`) before anything runs, so of two processes resuming
+    /// the same session one continues and the other gets [`Error::NotResumable`] ("it is already being
+    /// resumed by another process") having run nothing.
+    ///
     /// # Errors
     /// [`Error::NotResumable`] (no store, unknown session, not waiting, no pending checkpoint, no recorded
-    /// cascade), [`Error::Answer`] when `answer` does not fit the question, [`Error::Store`]. Once the
-    /// run starts, failures are in the [`Outcome`] as with [`Engine::run`].
+    /// cascade, claimed by another process), [`Error::Answer`] when `answer` does not fit the question,
+    /// [`Error::Store`] (a `Conflict` when the question was already answered). Once the run starts,
+    /// failures are in the [`Outcome`] as with [`Engine::run`].
     pub async fn resume(&self, request: ResumeRequest) -> Result<Outcome> {
+        let claimed = self.claim_resume(request).await?;
+        Ok(self.run_claimed(claimed).await)
+    }
+
+    /// The first half of [`Engine::resume`]: check the session, its checkpoint and the answer, fire the
+    /// answer, and claim the session (`waiting` → `running`, exactly once). Nothing runs yet; a door that
+    /// answers at once and runs in the background (the HTTP API) refuses a losing claim synchronously,
+    /// then hands the [`ClaimedResume`] to [`Engine::run_claimed`]. A claimed resume must be run: until
+    /// then the session is `running` with no process behind it (a zombie `rvbbit doctor` reports).
+    ///
+    /// # Errors
+    /// As [`Engine::resume`].
+    pub async fn claim_resume(&self, request: ResumeRequest) -> Result<ClaimedResume> {
         let id = request.session_id.clone();
         let not = |reason: String| Error::NotResumable {
             session_id: id.clone(),
@@ -213,8 +232,9 @@ impl Engine {
                         message,
                     })?;
                 }
-                // Latch the answer on the signal too, so `rvbbit signal list` shows who answered.
-                store
+                // Latch the answer on the signal too, so `rvbbit signal list` shows who answered. Only
+                // the first answer counts: a signal answered meanwhile refuses this one.
+                let fired = store
                     .signal_fire(
                         &checkpoint.signal_name,
                         &value,
@@ -223,9 +243,22 @@ impl Engine {
                         Timestamp::now(),
                     )
                     .await?;
+                if fired.is_empty() {
+                    crate::human::already_answered(store.as_ref(), &id, &checkpoint.signal_name).await?;
+                }
                 Some(Answer::new(value, "resume"))
             }
             None => None,
+        };
+        // The compare-and-set: of several processes resuming this session at once, exactly one moves it
+        // from `waiting` to `running` (while its checkpoint is still pending); the others run nothing.
+        let session = match store
+            .claim_waiting(&id, &checkpoint.checkpoint_id, Timestamp::now())
+            .await
+        {
+            Ok(s) => s,
+            Err(rvbbit_store::Error::Conflict { reason, .. }) => return Err(not(reason)),
+            Err(e) => return Err(e.into()),
         };
         let mut run = RunRequest::new(cascade);
         run.input = session.input.clone();
@@ -250,8 +283,30 @@ impl Engine {
             answer,
             warnings,
         }));
+        Ok(ClaimedResume { run, id })
+    }
+
+    /// The second half of [`Engine::resume`]: run a claimed session from its waiting cell. Failures are
+    /// in the [`Outcome`], as with [`Engine::run`].
+    pub async fn run_claimed(&self, claimed: ClaimedResume) -> Outcome {
+        let ClaimedResume { run, id } = claimed;
         let span = tracing::info_span!("resume", session_id = %id);
-        Ok(tracing::Instrument::instrument(self.run_inner(run, id.clone()), span).await)
+        tracing::Instrument::instrument(self.run_inner(run, id), span).await
+    }
+}
+
+/// A waiting session this process has claimed for resume (see [`Engine::claim_resume`]); run it with
+/// [`Engine::run_claimed`].
+#[derive(Debug)]
+pub struct ClaimedResume {
+    run: RunRequest,
+    id: SessionId,
+}
+
+impl ClaimedResume {
+    /// The claimed session.
+    pub fn session_id(&self) -> &SessionId {
+        &self.id
     }
 }
 
@@ -294,6 +349,38 @@ pub(crate) async fn suspended(
         lineage: run.lineage,
         path: run.path,
         error,
+        warnings: run.warnings,
+        cost: run.cost,
+        duration: started.elapsed(),
+        llm_calls: run.llm_calls,
+        tool_calls: run.tool_calls,
+        events,
+    }
+}
+
+/// End a run whose session another process resumed while this one waited: nothing is written (the
+/// session and its events now belong to that process); the outcome carries
+/// [`Error::ResumedElsewhere`] with the session still `running` there.
+pub(crate) fn elsewhere(
+    run: Run<'_>,
+    request: RunRequest,
+    cascade_id: String,
+    error: Error,
+    started: Instant,
+) -> Outcome {
+    let state = run.state.lock().map(|s| s.clone()).unwrap_or_default();
+    let events = run.emit.count.load(std::sync::atomic::Ordering::Relaxed);
+    Outcome {
+        session_id: run.session_id.clone(),
+        caller_id: request.caller_id,
+        cascade_id,
+        status: SessionStatus::Running,
+        output: Value::Null,
+        outputs: run.outputs,
+        state,
+        lineage: run.lineage,
+        path: run.path,
+        error: Some(error),
         warnings: run.warnings,
         cost: run.cost,
         duration: started.elapsed(),

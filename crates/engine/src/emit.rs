@@ -133,6 +133,12 @@ impl Emitter {
         }
     }
 
+    /// Records the writer could not store so far (spilled or lost), or `None` without a writer. Equal
+    /// before and after a flush means every record sent in between reached the store.
+    pub(crate) fn unstored(&self) -> Option<u64> {
+        self.writer.as_ref().map(|w| w.spilled() + w.lost())
+    }
+
     /// Wait until everything sent so far is stored or spilled.
     pub(crate) async fn flush(&self) {
         if let Some(w) = &self.writer

@@ -183,6 +183,17 @@ pub enum Error {
         /// Why not.
         reason: String,
     },
+    /// Another process resumed the session while this one waited for the answer in-process; it
+    /// continues there, and this process stops without running or recording anything more.
+    #[error(
+        "session {session_id} was resumed by another process while this one waited at cell `{cell}`; it continues there"
+    )]
+    ResumedElsewhere {
+        /// The session.
+        session_id: rvbbit_core::SessionId,
+        /// The cell that waited.
+        cell: String,
+    },
     /// A broken invariant: this is a bug.
     #[error("internal error (this is a bug): {0}")]
     Internal(String),
@@ -208,7 +219,7 @@ impl Error {
             Error::Cancelled => codes::E_CELL_FAILED,
             Error::Waiting { .. } => codes::H_WAITING,
             Error::Answer { .. } => codes::C_ANSWER,
-            Error::NotResumable { .. } => codes::S_CONFLICT,
+            Error::NotResumable { .. } | Error::ResumedElsewhere { .. } => codes::S_CONFLICT,
             Error::NoWaitingSignal { .. } => codes::S_NOT_FOUND,
             Error::Internal(_) => codes::INTERNAL,
         }
@@ -270,6 +281,9 @@ impl Error {
             Error::NotResumable { .. } => {
                 "only `waiting` sessions resume; `rvbbit sessions show ID` shows its status, `rvbbit run` starts anew"
                     .into()
+            }
+            Error::ResumedElsewhere { session_id, .. } => {
+                format!("nothing more ran here; follow the session with `rvbbit sessions show {session_id}`")
             }
             Error::Internal(_) => "please report this bug with the session id".into(),
         }

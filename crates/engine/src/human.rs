@@ -342,9 +342,14 @@ impl Human for StoreAnswers {
 /// API will do the same). When the signal answers a pending checkpoint, `value` is first checked against
 /// its question. Returns the signals fired.
 ///
+/// Only the first answer counts: firing is a compare-and-set (`waiting` → `fired`), so of two answers
+/// sent at once exactly one wins.
+///
 /// # Errors
 /// [`crate::Error::Answer`] when `value` does not fit the question; [`crate::Error::NoWaitingSignal`]
-/// when `session` has no waiting signal `name` (the message lists the ones it has); [`crate::Error::Store`].
+/// when `session` has no waiting signal `name` (the message lists the ones it has);
+/// [`crate::Error::Store`] with a `Conflict` (RVB-S006) when the signal was already answered, and other
+/// store errors.
 pub async fn send_answer(
     store: &dyn Store,
     session: &SessionId,
@@ -367,6 +372,7 @@ pub async fn send_answer(
         .signal_fire(name, value, source, Some(session), Timestamp::now())
         .await?;
     if fired.is_empty() {
+        already_answered(store, session, name).await?;
         let mut waiting: Vec<String> = store
             .signals(None)
             .await?
@@ -382,6 +388,36 @@ pub async fn send_answer(
         });
     }
     Ok(fired)
+}
+
+/// Fail with a `Conflict` (RVB-S006) when `session`'s signal `name` was already fired (by another
+/// answer); succeed when it never was (the caller then reports what is waiting instead).
+pub(crate) async fn already_answered(
+    store: &dyn Store,
+    session: &SessionId,
+    name: &str,
+) -> crate::Result<()> {
+    let answered = store
+        .signals(Some(name))
+        .await?
+        .into_iter()
+        .find(|s| s.status == SignalStatus::Fired && s.session_id.as_ref() == Some(session));
+    match answered {
+        Some(s) => Err(rvbbit_store::Error::Conflict {
+            what: "signal",
+            id: format!("{name}` of session `{session}"),
+            state: "already answered".into(),
+            reason: format!(
+                "{} answered it first{}; only the first answer counts",
+                s.source.as_deref().unwrap_or("another process"),
+                s.fired_at
+                    .map(|t| format!(" at {}", t.to_rfc3339()))
+                    .unwrap_or_default()
+            ),
+        }
+        .into()),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -55,7 +55,7 @@ mod table;
 mod template;
 pub mod tools;
 
-pub use checkpoint::ResumeRequest;
+pub use checkpoint::{ClaimedResume, ResumeRequest};
 pub use compose::ChildRuns;
 pub use error::{Error, Result};
 pub use progress::Progress;

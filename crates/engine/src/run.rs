@@ -136,6 +136,27 @@ impl Engine {
         &self.default_model
     }
 
+    /// Reserve the session id a request names (`rvbbit run --session ID`) in the engine's store, before
+    /// [`Engine::run`]: insert-if-absent, so a run never merges into an existing session (or into one
+    /// another process starts with the same id at the same moment). Does nothing for a request without
+    /// a session id or an engine without a store.
+    ///
+    /// # Errors
+    /// [`Error::Store`] with a `Conflict` (RVB-S006, exit 5) naming the id when it exists; other store
+    /// errors.
+    pub async fn reserve_session(&self, request: &RunRequest) -> Result<()> {
+        let (Some(store), Some(id)) = (&self.store, &request.session_id) else {
+            return Ok(());
+        };
+        let mut session = Session::new(id.clone());
+        session.cascade_id = Some(request.cascade.cascade_id.clone());
+        session.caller_id = Some(request.caller_id.clone());
+        session.input = request.input.clone();
+        session.cascade_file = request.cascade_file.as_ref().map(|p| p.display().to_string());
+        store.create_session(&session).await?;
+        Ok(())
+    }
+
     /// Run a cascade to the end. Never returns early with an error: failures are in [`Outcome::error`]
     /// with the session marked failed (or cancelled), and every event is flushed to the writer first.
     ///
@@ -256,6 +277,10 @@ impl Engine {
         crate::compose::join_async(&mut run).await;
         if let Some(h) = heartbeat {
             h.stop().await;
+        }
+        if let Err(e @ Error::ResumedElsewhere { .. }) = result {
+            // The session belongs to the process that resumed it: record nothing more.
+            return crate::checkpoint::elsewhere(run, request, cascade.cascade_id.clone(), e, started);
         }
         let (status, error) = match result {
             Ok(()) => (SessionStatus::Completed, None),
@@ -592,7 +617,12 @@ impl Run<'_> {
                 }
                 Err(Error::Cancelled) => return Err(Error::Cancelled),
                 // A blocking ward is a hard stop (§6.4): `on_error` does not apply; a wait is not an error.
-                Err(e @ (Error::WardBlocked { .. } | Error::MaxDepth { .. } | Error::Waiting { .. })) => {
+                Err(
+                    e @ (Error::WardBlocked { .. }
+                    | Error::MaxDepth { .. }
+                    | Error::Waiting { .. }
+                    | Error::ResumedElsewhere { .. }),
+                ) => {
                     return Err(e);
                 }
                 Err(e) => match &cell.on_error {

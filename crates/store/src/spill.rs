@@ -1,8 +1,9 @@
 //! Spill files: JSON Lines of [`Record`]s written when the store failed, loaded back by
 //! `rvbbit db replay` exactly once (event ids make inserts idempotent; replayed files move to
-//! `replayed/`).
+//! `replayed/`). A damaged line (a torn last line after a crash, an edit by hand) does not stop the
+//! replay: it is set aside in `rejected/<file>.rejected` and reported with its line number.
 
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -48,6 +49,23 @@ pub struct ReplayReport {
     pub events_already_present: u64,
     /// Session records applied (older ones are ignored by the store).
     pub sessions: u64,
+    /// Damaged lines that were not replayed, each kept in a `.rejected` file.
+    pub rejected: Vec<Rejected>,
+}
+
+/// A spill line that is not a record (torn by a crash, or edited): skipped, and kept for the operator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Rejected {
+    /// The spill file it came from (as named before the replay moved it).
+    pub file: PathBuf,
+    /// Its 1-based line number.
+    pub line: usize,
+    /// Why it is not a record.
+    pub error: String,
+    /// Where the raw line was kept: `rejected/<file>.rejected` beside the spill files, one damaged
+    /// line per line. Fix it and save it as a `.jsonl` file in the spill directory to replay it.
+    pub kept_in: PathBuf,
 }
 
 const BATCH: usize = 2000;
@@ -56,7 +74,9 @@ const BATCH: usize = 2000;
 /// process is still writing (it holds their lock) are skipped and listed in [`ReplayReport::in_use`].
 ///
 /// Idempotent: a file interrupted half-way can be replayed again; events already present are skipped.
-/// Errors: [`Error::File`], [`Error::SpillLine`] (the file stays where it is), and store errors.
+/// A damaged line is skipped, written to `dir/rejected/<file>.rejected` and listed in
+/// [`ReplayReport::rejected`]; the rest of its file is replayed.
+/// Errors: [`Error::File`] (the file stays where it is), and store errors.
 pub async fn replay(store: &dyn Store, dir: &Path) -> Result<ReplayReport> {
     let mut report = ReplayReport::default();
     for path in pending(dir)? {
@@ -82,20 +102,25 @@ pub async fn replay(store: &dyn Store, dir: &Path) -> Result<ReplayReport> {
         }
         let mut events = Vec::new();
         let mut sessions: Vec<Session> = Vec::new();
-        for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let mut damaged: Vec<(usize, String, Vec<u8>)> = Vec::new();
+        // Split on bytes, not `lines()`: a torn line may end inside a UTF-8 sequence.
+        for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
             let line = line.map_err(|source| Error::File {
                 action: "read the spill file",
                 path: path.clone(),
                 source,
             })?;
-            if line.trim().is_empty() {
+            if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let record: Record = serde_json::from_str(&line).map_err(|source| Error::SpillLine {
-                path: path.clone(),
-                line: i + 1,
-                source,
-            })?;
+            let record: Record = match serde_json::from_slice(&line) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), line = i + 1, error = %e, "Damaged spill line set aside.");
+                    damaged.push((i + 1, e.to_string(), line));
+                    continue;
+                }
+            };
             report.records += 1;
             match record {
                 Record::Event(e) => events.push(*e),
@@ -106,6 +131,9 @@ pub async fn replay(store: &dyn Store, dir: &Path) -> Result<ReplayReport> {
                 report.events_already_present += events.len() as u64;
                 events.clear();
             }
+        }
+        if !damaged.is_empty() {
+            report.rejected.extend(keep_rejected(dir, &path, damaged)?);
         }
         store.put_sessions(&sessions).await?;
         report.sessions += sessions.len() as u64;
@@ -126,4 +154,34 @@ pub async fn replay(store: &dyn Store, dir: &Path) -> Result<ReplayReport> {
         .events_already_present
         .saturating_sub(report.events_inserted);
     Ok(report)
+}
+
+/// Write the damaged lines of `path` to `dir/rejected/<name>.rejected` (replacing an earlier attempt,
+/// so replaying an interrupted file again does not repeat them).
+fn keep_rejected(dir: &Path, path: &Path, damaged: Vec<(usize, String, Vec<u8>)>) -> Result<Vec<Rejected>> {
+    let folder = dir.join("rejected");
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".rejected");
+    let kept_in = folder.join(name);
+    let file_err = |source| Error::File {
+        action: "keep the damaged spill lines in",
+        path: kept_in.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&folder).map_err(file_err)?;
+    let mut out = std::fs::File::create(&kept_in).map_err(file_err)?;
+    let mut rejected = Vec::with_capacity(damaged.len());
+    for (line, error, raw) in damaged {
+        out.write_all(&raw)
+            .and_then(|()| out.write_all(b"\n"))
+            .map_err(file_err)?;
+        rejected.push(Rejected {
+            file: path.to_owned(),
+            line,
+            error,
+            kept_in: kept_in.clone(),
+        });
+    }
+    out.sync_data().map_err(file_err)?;
+    Ok(rejected)
 }

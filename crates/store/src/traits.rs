@@ -132,6 +132,22 @@ pub trait SessionStore: Send + Sync {
     /// One session. Errors: [`crate::Error::NotFound`].
     async fn session(&self, id: &SessionId) -> Result<Session>;
 
+    /// Insert `session` only if no session with its id exists: the compare-and-set behind
+    /// `rvbbit run --session ID`, so two runs never merge into one session. Of several concurrent calls
+    /// with one id exactly one succeeds.
+    ///
+    /// Errors: [`crate::Error::Conflict`] (naming the id and its status) when the id exists.
+    async fn create_session(&self, session: &Session) -> Result<()>;
+
+    /// Claim a `waiting` session for resume: atomically set it `running` (with `updated_at` and
+    /// `heartbeat_at` = `now`), but only while it is `waiting` and its checkpoint `checkpoint_id` is still
+    /// `pending`. Of several concurrent claims exactly one succeeds; the others run nothing. Returns the
+    /// session as claimed.
+    ///
+    /// Errors: [`crate::Error::NotFound`]; [`crate::Error::Conflict`] when it is no longer waiting
+    /// (`running`: "already being resumed by another process") or the checkpoint was answered meanwhile.
+    async fn claim_waiting(&self, id: &SessionId, checkpoint_id: &str, now: Timestamp) -> Result<Session>;
+
     /// Sessions matching `filter`, newest first, with totals derived from their events.
     async fn sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionSummary>>;
 
@@ -192,7 +208,8 @@ pub trait SignalStore: Send + Sync {
     async fn signal_register(&self, signal: &Signal) -> Result<()>;
 
     /// Fire every waiting signal named `name` (only `session`'s, if given) with `payload`; returns the
-    /// signals fired.
+    /// signals fired. A compare-and-set per signal (`waiting` → `fired`): of two concurrent answers to
+    /// one signal exactly one fires it, the other gets an empty list.
     async fn signal_fire(
         &self,
         name: &str,

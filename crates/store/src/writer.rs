@@ -9,8 +9,9 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -75,8 +76,12 @@ pub struct WriterStats {
     pub sessions_written: u64,
     /// Records written to spill files instead of the store.
     pub spilled: u64,
-    /// Records neither stored nor spilled (the spill file failed too).
+    /// Records neither stored nor spilled (the spill file failed too). Anything above 0 means the
+    /// store does not hold the whole run: the CLI fails with `RVB-S008` (exit 5).
     pub lost: u64,
+    /// Why records were lost (the first loss): what failed with the store, and the OS error and path
+    /// of the spill file that could not be written.
+    pub lost_reason: Option<String>,
     /// Spill files written.
     pub spill_files: Vec<PathBuf>,
     /// Retries of a busy store.
@@ -91,10 +96,18 @@ enum Msg {
     Shutdown(oneshot::Sender<WriterStats>),
 }
 
+/// Live counters of a writer, readable from any handle while it runs (a server's health and metrics).
+#[derive(Debug, Default)]
+struct Counters {
+    spilled: AtomicU64,
+    lost: AtomicU64,
+}
+
 /// Sends records to the writer task. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct WriterHandle {
     tx: mpsc::Sender<Msg>,
+    counters: Arc<Counters>,
 }
 
 impl WriterHandle {
@@ -113,6 +126,18 @@ impl WriterHandle {
     /// How many records wait in the channel for the writer task (the write queue depth).
     pub fn queued(&self) -> usize {
         self.tx.max_capacity().saturating_sub(self.tx.capacity())
+    }
+
+    /// Records lost so far (neither stored nor spilled), counted as each batch fails. A long-lived
+    /// process (`rvbbit serve`) reads it for its health and metrics; each loss is also logged at
+    /// `error` level with `code = "RVB-S008"`.
+    pub fn lost(&self) -> u64 {
+        self.counters.lost.load(Ordering::Relaxed)
+    }
+
+    /// Records spilled to files so far (waiting for `rvbbit db replay`).
+    pub fn spilled(&self) -> u64 {
+        self.counters.spilled.load(Ordering::Relaxed)
     }
 
     /// Queue an event.
@@ -158,15 +183,19 @@ impl Writer {
 
     fn start(store: Option<Arc<dyn Store>>, options: WriterOptions, reason: Option<String>) -> Self {
         let (tx, rx) = mpsc::channel(options.capacity.max(1));
+        let counters = Arc::new(Counters::default());
         let task = tokio::spawn(
             Task {
                 store,
                 options,
+                counters: counters.clone(),
+                store_error: reason.clone(),
                 stats: WriterStats {
                     last_error: reason,
                     ..WriterStats::default()
                 },
                 spill: None,
+                spill_len: 0,
                 spill_until: None,
                 events: Vec::new(),
                 sessions: Vec::new(),
@@ -174,7 +203,7 @@ impl Writer {
             .run(rx),
         );
         Writer {
-            handle: WriterHandle { tx },
+            handle: WriterHandle { tx, counters },
             task,
         }
     }
@@ -206,8 +235,13 @@ impl Writer {
 struct Task {
     store: Option<Arc<dyn Store>>,
     options: WriterOptions,
+    counters: Arc<Counters>,
+    /// Why the store last failed (or could not be opened), for the reason of a loss.
+    store_error: Option<String>,
     stats: WriterStats,
     spill: Option<(PathBuf, File)>,
+    /// Bytes of whole records in the open spill file (a failed append is cut back to this).
+    spill_len: u64,
     spill_until: Option<Instant>,
     events: Vec<rvbbit_core::Event>,
     sessions: Vec<Session>,
@@ -313,6 +347,7 @@ impl Task {
                 Err(e) => {
                     tracing::warn!(error = %e, records = events.len() + sessions.len(), "Store write failed; spilling.");
                     self.stats.last_error = Some(error_chain(&e));
+                    self.store_error = self.stats.last_error.clone();
                     self.spill_until = Some(Instant::now() + self.options.reprobe_after);
                     self.spill_records(events, sessions);
                     return;
@@ -328,52 +363,112 @@ impl Task {
             .map(|s| Record::Session(Box::new(s)))
             .chain(events.into_iter().map(|e| Record::Event(Box::new(e))));
         let mut text = String::new();
+        let mut unencodable = 0u64;
         for r in records {
             match serde_json::to_string(&r) {
                 Ok(line) => {
                     text.push_str(&line);
                     text.push('\n');
                 }
-                Err(e) => self.stats.last_error = Some(format!("cannot encode a record: {e}")),
+                Err(e) => {
+                    unencodable += 1;
+                    self.lose(1, format!("a record cannot be encoded as JSON: {e}"));
+                }
             }
         }
-        match self.spill_file().and_then(|f| {
-            f.write_all(text.as_bytes())?;
-            // Synced so a crash or SIGKILL right after a spill keeps the batch.
-            f.sync_data()
-        }) {
-            Ok(()) => self.stats.spilled += n,
-            Err(e) => {
-                tracing::error!(error = %e, records = n, "Spill file failed; records lost.");
-                self.stats.lost += n;
-                self.stats.last_error = Some(format!("spill failed: {e}"));
+        let n = n - unencodable;
+        match self.append_spill(text.as_bytes()) {
+            Ok(()) => {
+                self.stats.spilled += n;
+                self.counters.spilled.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(reason) => {
+                let why = match &self.store_error {
+                    Some(store) if self.store.is_some() => {
+                        format!("the store failed ({store}) and {reason}")
+                    }
+                    Some(store) => format!("the store could not be opened ({store}) and {reason}"),
+                    None => reason,
+                };
+                self.lose(n, why);
             }
         }
     }
 
-    fn spill_file(&mut self) -> std::io::Result<&mut File> {
-        if self.spill.is_none() {
-            std::fs::create_dir_all(&self.options.spill_dir)?;
-            let name = format!(
-                "spill-{}-{}.jsonl",
-                rvbbit_core::Timestamp::now().micros(),
-                std::process::id()
-            );
-            let path = self.options.spill_dir.join(name);
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)?;
-            // Held until this process exits, so `rvbbit db replay` leaves a file still being written.
-            file.lock()?;
-            self.stats.spill_files.push(path.clone());
-            self.spill = Some((path, file));
+    /// Count `n` records as lost for `reason`, and log it with its code.
+    fn lose(&mut self, n: u64, reason: String) {
+        if n == 0 {
+            return;
         }
-        match &mut self.spill {
-            Some((_, f)) => Ok(f),
-            None => Err(std::io::Error::other("spill file vanished")),
+        tracing::error!(
+            code = rvbbit_core::codes::S_LOST.code,
+            records = n,
+            reason = %reason,
+            "Records lost: neither the store nor a spill file could take them."
+        );
+        self.stats.lost += n;
+        self.counters.lost.fetch_add(n, Ordering::Relaxed);
+        self.stats.lost_reason.get_or_insert(reason.clone());
+        self.stats.last_error = Some(reason);
+    }
+
+    /// Append whole records to the spill file and sync them. On failure the file is cut back to its
+    /// last whole record (so a full disk leaves no torn line) and the reason names the OS error and path.
+    fn append_spill(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.open_spill()?;
+        let len = self.spill_len;
+        let Some((path, f)) = &mut self.spill else {
+            return Err("the spill file vanished (this is a bug)".into());
+        };
+        // Synced so a crash or SIGKILL right after a spill keeps the batch.
+        match f.write_all(bytes).and_then(|()| f.sync_data()) {
+            Ok(()) => {
+                self.spill_len = len + bytes.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // Best effort: a file that cannot be shortened keeps a torn last line, which
+                // `rvbbit db replay` sets aside and reports.
+                if let Err(cut) = f.set_len(len) {
+                    tracing::warn!(error = %cut, path = %path.display(), "Spill file not cut back");
+                }
+                Err(format!(
+                    "the spill file `{}` cannot be written: {e}",
+                    path.display()
+                ))
+            }
         }
     }
+
+    fn open_spill(&mut self) -> Result<(), String> {
+        if self.spill.is_some() {
+            return Ok(());
+        }
+        let dir = &self.options.spill_dir;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("the spill directory `{}` cannot be created: {e}", dir.display()))?;
+        let name = format!(
+            "spill-{}-{}.jsonl",
+            rvbbit_core::Timestamp::now().micros(),
+            std::process::id()
+        );
+        let path = dir.join(name);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| cannot("created", &path, &e))?;
+        // Held until this process exits, so `rvbbit db replay` leaves a file still being written.
+        file.lock().map_err(|e| cannot("locked", &path, &e))?;
+        self.stats.spill_files.push(path.clone());
+        self.spill = Some((path, file));
+        self.spill_len = 0;
+        Ok(())
+    }
+}
+
+fn cannot(done: &str, path: &Path, e: &std::io::Error) -> String {
+    format!("the spill file `{}` cannot be {done}: {e}", path.display())
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

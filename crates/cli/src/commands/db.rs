@@ -27,7 +27,9 @@ pub(crate) enum Command {
         to: PathBuf,
     },
     /// Load events spilled to .rvbbit/spill/ while the store was unavailable. Exactly once: events
-    /// already present are skipped by id, and replayed files move to .rvbbit/spill/replayed/.
+    /// already present are skipped by id, and replayed files move to .rvbbit/spill/replayed/. A damaged
+    /// line (such as the torn last line a crash leaves) is skipped, reported with its line number and
+    /// kept in .rvbbit/spill/rejected/<file>.rejected; the rest of the file is replayed.
     Replay,
 }
 
@@ -138,13 +140,32 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
                 match out.format {
                     Format::Json => output::json(&json!({"status": "ok", "replay": r}))?,
                     Format::Text => output::stdout(&format!(
-                        "replayed {} spill file(s): {} records, {} events inserted, {} already present, {} session records\n",
+                        "replayed {} spill file(s): {} records, {} events inserted, {} already present, {} session records, {} damaged line(s) set aside\n",
                         r.files.len(),
                         r.records,
                         r.events_inserted,
                         r.events_already_present,
-                        r.sessions
+                        r.sessions,
+                        r.rejected.len()
                     ))?,
+                }
+                if !r.rejected.is_empty() && !out.quiet && out.format == Format::Text {
+                    let mut text = String::new();
+                    for x in &r.rejected {
+                        text.push_str(&format!(
+                            "warning[{}]: line {} of {} is damaged and was not replayed ({}); kept in {}\n",
+                            rvbbit_core::codes::S_FILE.code,
+                            x.line,
+                            x.file.display(),
+                            x.error,
+                            x.kept_in.display()
+                        ));
+                    }
+                    text.push_str(
+                        "  the other records were replayed; a torn last line is what a crash mid-write leaves. \
+                         Fix a kept line and save it as a .jsonl file in .rvbbit/spill/ to replay it\n",
+                    );
+                    output::stderr(&text);
                 }
                 if !r.in_use.is_empty() && out.format == Format::Text {
                     output::stderr(&format!(

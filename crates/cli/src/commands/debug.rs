@@ -199,7 +199,7 @@ fn emit(cli: &Cli, out: Out, count: u64, session_id: &SessionId, cascade: &str, 
                 stats.lost
             );
             let code = if stats.lost > 0 {
-                codes::S_UNAVAILABLE
+                codes::S_LOST
             } else {
                 codes::S_SPILLED
             };
@@ -207,7 +207,7 @@ fn emit(cli: &Cli, out: Out, count: u64, session_id: &SessionId, cascade: &str, 
                 code,
                 message,
                 hint: "fix the store (`rvbbit health`), then run `rvbbit db replay`".into(),
-                causes: stats.last_error.into_iter().collect(),
+                causes: stats.lost_reason.or(stats.last_error).into_iter().collect(),
             }));
         }
         match out.format {

@@ -1,7 +1,8 @@
-//! `rvbbit doctor`: check configuration, the store, zombie sessions and waiting spill files; every
-//! finding comes with the command or change that fixes it.
+//! `rvbbit doctor`: check configuration, the store (and that its file, `-wal`, `-shm` and directory are
+//! writable), zombie sessions and waiting spill files; every finding comes with the command or change
+//! that fixes it.
 
-use rvbbit_core::Timestamp;
+use rvbbit_core::{Timestamp, codes};
 use serde::Serialize;
 use serde_json::json;
 
@@ -80,6 +81,15 @@ pub(crate) fn run(cli: &Cli, out: Out) -> Outcome {
     let base = std::env::current_dir().unwrap_or_default();
     let url = loaded.config.store.url.clone();
     let spill_dir = base.join(".rvbbit").join("spill");
+    // Before opening the store: a descriptor of the database closed later would drop SQLite's locks.
+    let file_problems = store_files(&url, &base);
+    if let Some(code) = file_problems
+        .iter()
+        .find_map(|f| (f.level == "error").then_some(5))
+    {
+        exit = code;
+    }
+    findings.extend(file_problems);
     let store_findings = block_on(async {
         let mut f = Vec::new();
         let store = rvbbit_store::open(&url, &base).await.map_err(fail)?;
@@ -147,6 +157,43 @@ pub(crate) fn run(cli: &Cli, out: Out) -> Outcome {
         Err(e) => findings.push(finding("spill", "error", e.to_string(), Some(e.hint()))),
     }
     render(&findings, exit, out)
+}
+
+/// The store's files and directory: each one this process cannot write is an error (RVB-S007) naming
+/// the file and the fix. Only the SQLite backend has files.
+fn store_files(url: &str, base: &std::path::Path) -> Vec<Finding> {
+    let Ok(options) = rvbbit_store::sqlite::SqliteOptions::from_url(url, base) else {
+        return Vec::new();
+    };
+    let problems = options.check_files();
+    if problems.is_empty() {
+        return vec![finding(
+            "files",
+            "ok",
+            format!(
+                "{} and its -wal/-shm files and directory are writable",
+                options.path.display()
+            ),
+            None,
+        )];
+    }
+    problems
+        .iter()
+        .map(|p| {
+            finding(
+                "files",
+                "error",
+                format!(
+                    "[{}] the store's {} {} is not writable: {}",
+                    codes::S_FILE.code,
+                    p.role,
+                    p.path.display(),
+                    p.error
+                ),
+                Some(p.fix()),
+            )
+        })
+        .collect()
 }
 
 fn render(findings: &[Finding], exit: u8, out: Out) -> Outcome {

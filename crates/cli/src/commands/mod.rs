@@ -87,8 +87,16 @@ pub(crate) fn report_coded(err: &Coded, out: Out) {
                 "hint": err.hint,
                 "causes": err.causes,
             });
-            // A closed stdout leaves nowhere to report to.
-            let _ = output::json(&doc);
+            if output::json(&doc).is_err() {
+                // stdout itself failed (RVB-S009, or a closed pipe): stderr is the only place left.
+                report_coded(
+                    err,
+                    Out {
+                        format: Format::Text,
+                        ..out
+                    },
+                );
+            }
         }
         Format::Text => {
             let mut text = format!(
@@ -105,8 +113,16 @@ pub(crate) fn report_coded(err: &Coded, out: Out) {
 }
 
 impl From<BrokenPipe> for Failure {
-    fn from(_: BrokenPipe) -> Self {
-        Failure::BrokenPipe
+    fn from(e: BrokenPipe) -> Self {
+        match e {
+            BrokenPipe::Closed => Failure::BrokenPipe,
+            BrokenPipe::Failed(e) => Failure::Coded(Coded {
+                code: rvbbit_core::codes::S_OUTPUT,
+                message: "the result cannot be written to standard output".into(),
+                hint: "free disk space or redirect the output elsewhere, then run the command again".into(),
+                causes: vec![e.to_string()],
+            }),
+        }
     }
 }
 

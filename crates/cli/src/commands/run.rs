@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::hitl::{HumanArgs, ProgressLine, answer_commands};
+use super::setup::Recording;
 use super::storage::{Caught, Signals, block_on};
 use super::{Coded, Failure, Outcome as CmdOutcome, load_config};
 use crate::cli::Cli;
@@ -49,10 +50,13 @@ pub(crate) struct Args {
     human: HumanArgs,
 }
 
-/// The JSON document printed by `rvbbit run --output json`.
+/// The JSON document printed by `rvbbit run --output json` (documented in docs/engine.md).
 #[derive(Debug, Serialize)]
 struct JsonOutcome {
+    /// The session status, or `spilled`/`lost` when the store does not hold the whole run.
     status: &'static str,
+    /// The session's own status (equal to `status` unless records were spilled or lost).
+    session_status: &'static str,
     exit_code: u8,
     session_id: String,
     caller_id: String,
@@ -68,6 +72,10 @@ struct JsonOutcome {
     llm_calls: u32,
     tool_calls: u32,
     warnings: Vec<String>,
+    /// The run's own error when a recording failure took `code`, `message` and `hint`.
+    run_error: Option<Value>,
+    /// What became of the run's records.
+    recording: Recording,
 }
 
 pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
@@ -127,6 +135,8 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
             out,
             &args.human,
             move |engine, cancel, progress| async move {
+                // `--session ID` of an existing session is refused before anything runs.
+                engine.reserve_session(&request).await?;
                 request.cancel = cancel;
                 request.progress = progress;
                 Ok(engine.run(request).await)
@@ -183,18 +193,23 @@ where
     };
     line.finish().await;
     let stats = writer.shutdown().await.map_err(super::storage::fail)?;
-    if stats.spilled > 0 && !out.quiet {
-        output::stderr(&format!(
-            "warning[{}]: {} event(s) spilled to .rvbbit/spill/; load them with `rvbbit db replay`\n",
-            codes::S_SPILLED.code,
-            stats.spilled
-        ));
-    }
-    let outcome = outcome.map_err(|e| {
-        let hint = e.hint();
-        Failure::Coded(Coded::from_error(e.code(), &e, hint))
-    })?;
-    render_outcome(&outcome, caught, out)
+    let recording = Recording::of(&stats);
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            // Refused before running (not resumable, session id taken): still say when records of
+            // what ran were lost or spilled, the run's own error then comes as a cause.
+            let hint = e.hint();
+            let mut coded = Coded::from_error(e.code(), &e, hint);
+            if let Some(mut lost) = recording.failure("this command") {
+                lost.causes
+                    .push(format!("[{}] {}", coded.code.code, coded.message));
+                coded = lost;
+            }
+            return Err(Failure::Coded(coded));
+        }
+    };
+    render_outcome(&outcome, caught, out, &recording)
 }
 
 /// Build the provider: the configured client, wrapped in a recorder, or a replay of a recording.
@@ -345,17 +360,45 @@ fn invalid(report: &rvbbit_cascade::validate::Report, out: Out) -> CmdOutcome {
     Ok(exit)
 }
 
-pub(crate) fn render_outcome(outcome: &Outcome, caught: Option<Caught>, out: Out) -> CmdOutcome {
-    let exit = match (outcome.status, caught, &outcome.error) {
+/// Print the outcome of a run. When the store does not hold the whole run (records spilled or lost),
+/// that failure decides the exit code (5) and the JSON `status`/`code`/`message`/`hint`, over the
+/// run's own result: nothing lost silently.
+pub(crate) fn render_outcome(
+    outcome: &Outcome,
+    caught: Option<Caught>,
+    out: Out,
+    recording: &Recording,
+) -> CmdOutcome {
+    let run_exit = match (outcome.status, caught, &outcome.error) {
         (SessionStatus::Completed, _, _) => 0,
         (SessionStatus::Cancelled, Some(c), _) => c.exit_code(),
         (_, _, Some(e)) => e.code().exit_code(),
         _ => codes::E_CELL_FAILED.exit_code(),
     };
+    let failure = recording.failure(&format!("session {}", outcome.session_id));
+    let exit = failure.as_ref().map_or(run_exit, |f| f.code.exit_code());
     match out.format {
         Format::Json => {
+            let run_error = outcome.error.as_ref().map(
+                |e| serde_json::json!({"code": e.code().code, "message": e.to_string(), "hint": e.hint()}),
+            );
+            let (code, message, hint, run_error) = match &failure {
+                Some(f) => (
+                    Some(f.code.code),
+                    Some(format!("{}: {}", f.message, f.causes.join("; "))),
+                    Some(f.hint.clone()),
+                    run_error,
+                ),
+                None => (
+                    outcome.error.as_ref().map(|e| e.code().code),
+                    outcome.error.as_ref().map(ToString::to_string),
+                    outcome.error.as_ref().map(|e| e.hint()),
+                    None,
+                ),
+            };
             let doc = JsonOutcome {
-                status: outcome.status.as_str(),
+                status: recording.status().unwrap_or(outcome.status.as_str()),
+                session_status: outcome.status.as_str(),
                 exit_code: exit,
                 session_id: outcome.session_id.to_string(),
                 caller_id: outcome.caller_id.to_string(),
@@ -363,14 +406,16 @@ pub(crate) fn render_outcome(outcome: &Outcome, caught: Option<Caught>, out: Out
                 output: outcome.output.clone(),
                 outputs: outcome.outputs.clone(),
                 path: outcome.path.clone(),
-                code: outcome.error.as_ref().map(|e| e.code().code),
-                message: outcome.error.as_ref().map(ToString::to_string),
-                hint: outcome.error.as_ref().map(|e| e.hint()),
+                code,
+                message,
+                hint,
                 cost_usd: outcome.cost.to_decimal_string(),
                 duration_ms: u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
                 llm_calls: outcome.llm_calls,
                 tool_calls: outcome.tool_calls,
                 warnings: outcome.warnings.clone(),
+                run_error,
+                recording: recording.clone(),
             };
             output::json(&doc)?;
         }
@@ -412,6 +457,9 @@ pub(crate) fn render_outcome(outcome: &Outcome, caught: Option<Caught>, out: Out
                         e.code().code
                     ));
                 }
+            }
+            if let Some(f) = &failure {
+                super::report_coded(f, out);
             }
             if out.verbose {
                 output::stderr(&format!(

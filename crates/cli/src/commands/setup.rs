@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
-use rvbbit_core::Config;
-use rvbbit_store::{Store, Writer, WriterOptions};
+use rvbbit_core::{Config, codes};
+use rvbbit_store::{Store, Writer, WriterOptions, WriterStats};
+use serde::Serialize;
 
+use super::Coded;
 use crate::output;
 
 /// Open the configured store and spawn its writer. A store that cannot be opened does not stop the
@@ -20,6 +22,100 @@ pub(crate) async fn store_writer(config: &Config) -> (Writer, Option<Arc<dyn Sto
                 "warning: the store cannot be opened ({e}); events go to .rvbbit/spill/\n"
             ));
             (Writer::spill_only(spill, e.to_string()), None)
+        }
+    }
+}
+
+/// What became of a command's records: the `recording` object of the JSON outcome, and the failure
+/// that decides the exit code when the store does not hold everything (docs/store.md, "Nothing lost
+/// silently").
+#[derive(Clone, Debug, Default, Serialize)]
+pub(crate) struct Recording {
+    /// Records (events and session updates) the writer accepted.
+    pub(crate) accepted: u64,
+    /// Events newly stored.
+    pub(crate) events_stored: u64,
+    /// Records written to spill files instead (they wait for `rvbbit db replay`).
+    pub(crate) spilled: u64,
+    /// Records neither stored nor spilled.
+    pub(crate) lost: u64,
+    /// The spill files written.
+    pub(crate) spill_files: Vec<String>,
+    /// Why records were lost or spilled.
+    pub(crate) error: Option<String>,
+}
+
+impl Recording {
+    /// The recording of a writer that shut down with `stats`.
+    pub(crate) fn of(stats: &WriterStats) -> Self {
+        Recording {
+            accepted: stats.accepted,
+            events_stored: stats.events_written,
+            spilled: stats.spilled,
+            lost: stats.lost,
+            spill_files: stats
+                .spill_files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            error: stats.lost_reason.clone().or_else(|| stats.last_error.clone()),
+        }
+    }
+
+    /// `lost` or `spilled` when the store does not hold everything, else `None`.
+    pub(crate) fn status(&self) -> Option<&'static str> {
+        if self.lost > 0 {
+            Some("lost")
+        } else if self.spilled > 0 {
+            Some("spilled")
+        } else {
+            None
+        }
+    }
+
+    /// The failure to report when the store does not hold everything `what` recorded (such as
+    /// "session quiet-heron-…"): RVB-S008 when records were lost, RVB-S003 when they were spilled. Both
+    /// exit 5: a script must not mistake a run the store does not fully hold for a finished one.
+    pub(crate) fn failure(&self, what: &str) -> Option<Coded> {
+        let reason = self.error.clone().unwrap_or_else(|| "unknown".into());
+        if self.lost > 0 {
+            let also = if self.spilled > 0 {
+                format!("; {} more were spilled to {}", self.spilled, self.files())
+            } else {
+                String::new()
+            };
+            return Some(Coded {
+                code: codes::S_LOST,
+                message: format!(
+                    "{} of {} record(s) of {what} were lost: neither the store nor a spill file could take them{also}",
+                    self.lost, self.accepted
+                ),
+                hint: "free disk space or make the store's directory and `.rvbbit/` writable (`rvbbit doctor` names the file), then run again; the store does not hold this run completely"
+                    .into(),
+                causes: vec![reason],
+            });
+        }
+        if self.spilled > 0 {
+            return Some(Coded {
+                code: codes::S_SPILLED,
+                message: format!(
+                    "{} of {} record(s) of {what} were spilled to {} because the store failed",
+                    self.spilled,
+                    self.accepted,
+                    self.files()
+                ),
+                hint: "fix the store (`rvbbit doctor`), then run `rvbbit db replay`: it loads every spill file exactly once"
+                    .into(),
+                causes: vec![reason],
+            });
+        }
+        None
+    }
+
+    fn files(&self) -> String {
+        match self.spill_files.as_slice() {
+            [] => ".rvbbit/spill/".into(),
+            files => files.join(", "),
         }
     }
 }

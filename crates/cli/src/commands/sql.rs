@@ -1,12 +1,12 @@
 //! `rvbbit sql "QUERY"`: run one SQL statement in a fresh session with rvbbit's functions and print the
 //! rows as a table, JSON or CSV.
 
-use rvbbit_core::codes;
 use rvbbit_engine::Engine;
 use rvbbit_engine::tools::Registry;
 use rvbbit_sql::{QueryResult, SqlRuntime};
 use serde_json::json;
 
+use super::setup::Recording;
 use super::storage::{Signals, block_on};
 use super::{Coded, Failure, Outcome, load_config, setup};
 use crate::cli::Cli;
@@ -52,8 +52,8 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             .with_writer(writer.handle())
             .with_default_model(config.default_model.clone());
         let settings = setup::sql_settings(&config);
-        let runtime =
-            SqlRuntime::new(engine, store, Some(writer.handle()), settings).map_err(|e| sql_failure(&e))?;
+        let runtime = SqlRuntime::new(engine, store, Some(writer.handle()), settings)
+            .map_err(|e| Failure::Coded(sql_failure(&e)))?;
         let session = runtime.session();
         let mut statement = Box::pin(session.execute(&args.query));
         let result = tokio::select! {
@@ -65,21 +65,37 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
                 if !runtime.wait_for_runs(RUNS_GRACE).await && !out.quiet {
                     output::stderr("warning: some runs did not stop in time; `rvbbit sessions cleanup` marks them later\n");
                 }
-                let _ = writer.shutdown().await;
+                let stats = writer.shutdown().await.map_err(super::storage::fail)?;
+                if let Some(f) = Recording::of(&stats).failure("the interrupted statement") {
+                    return Err(Failure::Coded(f));
+                }
                 return Ok(s.exit_code());
             }
         };
         let stats = writer.shutdown().await.map_err(super::storage::fail)?;
-        if stats.spilled > 0 && !out.quiet {
-            output::stderr(&format!(
-                "warning[{}]: {} event(s) spilled to .rvbbit/spill/; load them with `rvbbit db replay`\n",
-                codes::S_SPILLED.code,
-                stats.spilled
-            ));
-        }
+        let recording = Recording::of(&stats);
         match result {
-            Ok(result) => render(&result, format, out),
-            Err(e) => Err(sql_failure(&e)),
+            Ok(result) => {
+                let exit = render(&result, format, out, &recording)?;
+                match recording.failure("the statement's runs") {
+                    Some(f) => {
+                        if format != RowFormat::Json {
+                            super::report_coded(&f, out);
+                        }
+                        Ok(f.code.exit_code())
+                    }
+                    None => Ok(exit),
+                }
+            }
+            Err(e) => {
+                let mut coded = sql_failure(&e);
+                if let Some(mut lost) = recording.failure("the statement's runs") {
+                    lost.causes
+                        .push(format!("[{}] {}", coded.code.code, coded.message));
+                    coded = lost;
+                }
+                Err(Failure::Coded(coded))
+            }
         }
     })
 }
@@ -87,17 +103,19 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
 /// How long an interrupted `rvbbit sql` waits for its cancelled runs to record how they ended.
 const RUNS_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
-fn sql_failure(e: &rvbbit_sql::Error) -> Failure {
-    Failure::Coded(Coded {
+fn sql_failure(e: &rvbbit_sql::Error) -> Coded {
+    Coded {
         code: e.code(),
         message: e.to_string(),
         hint: e.hint(),
         causes: Vec::new(),
-    })
+    }
 }
 
-fn render(result: &QueryResult, format: RowFormat, out: Out) -> Outcome {
-    let fail = |e: rvbbit_sql::Error| sql_failure(&e);
+/// Print the rows. With JSON, a recording failure (records spilled or lost) sets `status` and adds
+/// `code`, `message` and `hint`; `recording` is always there.
+fn render(result: &QueryResult, format: RowFormat, out: Out, recording: &Recording) -> Outcome {
+    let fail = |e: rvbbit_sql::Error| Failure::Coded(sql_failure(&e));
     match format {
         RowFormat::Json => {
             let columns: Vec<_> = result
@@ -105,8 +123,14 @@ fn render(result: &QueryResult, format: RowFormat, out: Out) -> Outcome {
                 .into_iter()
                 .map(|(name, ty)| json!({"name": name, "type": ty}))
                 .collect();
+            let failure = recording.failure("the statement's runs");
             output::json(&json!({
-                "status": "ok",
+                "status": recording.status().unwrap_or("ok"),
+                "exit_code": failure.as_ref().map_or(0, |f| f.code.exit_code()),
+                "code": failure.as_ref().map(|f| f.code.code),
+                "message": failure.as_ref().map(|f| format!("{}: {}", f.message, f.causes.join("; "))),
+                "hint": failure.as_ref().map(|f| f.hint.clone()),
+                "recording": recording,
                 "columns": columns,
                 "rows": result.to_json_rows().map_err(fail)?,
                 "row_count": result.row_count(),

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod config;
+mod exactly_once;
 mod help;
 mod hitl;
 mod pgwire;
@@ -12,6 +13,7 @@ mod run_llm;
 mod serve;
 mod sql_command;
 mod store_commands;
+mod store_faults;
 mod store_processes;
 mod studio_e2e;
 mod validate;

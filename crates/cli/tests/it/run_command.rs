@@ -16,6 +16,7 @@ use crate::rvbbit;
 #[allow(dead_code)]
 pub(crate) struct JsonOutcome {
     pub(crate) status: String,
+    pub(crate) session_status: String,
     pub(crate) exit_code: u8,
     pub(crate) session_id: String,
     pub(crate) caller_id: String,
@@ -31,6 +32,21 @@ pub(crate) struct JsonOutcome {
     pub(crate) llm_calls: u32,
     pub(crate) tool_calls: u32,
     pub(crate) warnings: Vec<String>,
+    pub(crate) run_error: Option<Value>,
+    pub(crate) recording: Recording,
+}
+
+/// What became of a run's records (`recording` in the JSON outcome).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub(crate) struct Recording {
+    pub(crate) accepted: u64,
+    pub(crate) events_stored: u64,
+    pub(crate) spilled: u64,
+    pub(crate) lost: u64,
+    pub(crate) spill_files: Vec<String>,
+    pub(crate) error: Option<String>,
 }
 
 pub(crate) fn example(name: &str) -> String {

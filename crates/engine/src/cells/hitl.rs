@@ -328,6 +328,7 @@ async fn wait(run: &mut Run<'_>, cell: &Cell, question: Question, stage: Stage) 
         }
     };
     let fresh = resumed.is_none();
+    let mut recorded = false;
     let mut signal = None;
     let (mut cp, question, mut answer) = match resumed {
         Some(r) => {
@@ -371,6 +372,7 @@ async fn wait(run: &mut Run<'_>, cell: &Cell, question: Question, stage: Stage) 
                 s.signal_register(signal).await?;
             }
         }
+        let unstored = run.emit.unstored();
         run.emit.send(e).await;
         let mut session = run.session.clone();
         session.status = SessionStatus::Waiting;
@@ -378,6 +380,8 @@ async fn wait(run: &mut Run<'_>, cell: &Cell, question: Question, stage: Stage) 
         session.updated_at = Timestamp::now();
         run.emit.session(session).await;
         run.emit.flush().await;
+        // Only a `waiting` row that reached the store can be resumed (and claimed) by another process.
+        recorded = unstored.is_some() && run.emit.unstored() == unstored;
     }
 
     // An answer: given with the resume, already in the store, or from the engine's human.
@@ -418,6 +422,9 @@ async fn wait(run: &mut Run<'_>, cell: &Cell, question: Question, stage: Stage) 
         cell: cell.name.clone(),
         message,
     })?;
+    if recorded && let Some(s) = &store {
+        claim(s.as_ref(), run, cell, &cp).await?;
+    }
     if let Some(s) = &store {
         if !fired {
             // Latch the answer on the signal, so the store shows who answered.
@@ -437,6 +444,26 @@ async fn wait(run: &mut Run<'_>, cell: &Cell, question: Question, stage: Stage) 
     }
     resolved(run, cell, &cp, &source, normalized.clone()).await;
     Ok(Some(normalized))
+}
+
+/// The wait was recorded (the session is `waiting` in the store), so another process may have resumed it
+/// meanwhile (`rvbbit resume`, the HTTP API): continue only if this process claims it, exactly as a
+/// resume does. A store that cannot answer does not stop the run (its records spill anyway).
+async fn claim(store: &dyn rvbbit_store::Store, run: &Run<'_>, cell: &Cell, cp: &Checkpoint) -> Result<()> {
+    match store
+        .claim_waiting(&run.session_id, &cp.checkpoint_id, Timestamp::now())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(rvbbit_store::Error::Conflict { .. }) => Err(Error::ResumedElsewhere {
+            session_id: run.session_id.clone(),
+            cell: cell.name.clone(),
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, session_id = %run.session_id, "The answered wait could not be claimed; going on");
+            Ok(())
+        }
+    }
 }
 
 /// `checkpoint_resolved` and the session back to `running`.

@@ -154,17 +154,23 @@ pub(crate) async fn start_resume(state: &Arc<AppState>, id: &SessionId) -> Resul
         ));
     }
     let request = ResumeRequest::new(id.clone());
+    let cancel = request.cancel.clone();
+    // The compare-and-set (waiting → running) happens here, so a second resume, from this server or any
+    // other process, gets 409 at once and runs nothing.
+    let claimed = state
+        .engine
+        .claim_resume(request)
+        .await
+        .map_err(|e| engine_error(e, state))?;
     state
         .runs
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(id.to_string(), request.cancel.clone());
+        .insert(id.to_string(), cancel);
     let st = state.clone();
     let key = id.to_string();
     state.tasks.spawn(async move {
-        if let Err(e) = st.engine.resume(request).await {
-            tracing::warn!(session_id = %key, error = %e, "resume failed");
-        }
+        st.engine.run_claimed(claimed).await;
         st.runs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

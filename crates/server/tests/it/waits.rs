@@ -172,3 +172,48 @@ async fn shutdown_suspends_waiting_runs_instead_of_cancelling_them() {
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].cell_name, "draft");
 }
+
+/// Two `POST …/resume` at once for one answered, suspended session: the claim (a compare-and-set in the
+/// store) lets exactly one continue it (202); the other gets 409 RVB-S006 at once and runs nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_resumes_continue_the_session_once() {
+    ANSWER_WAIT.with(|w| w.set(Duration::ZERO));
+    let s = Running::start(|c| c).await;
+    let (_, started) = s.post("/api/v1/runs", &json!({"cascade": "confirm.yaml"})).await;
+    let id = started["session_id"].as_str().unwrap().to_owned();
+    let waits = first_wait(&s, &id).await;
+    let signal = waits["waits"][0]["signal_name"].as_str().unwrap().to_owned();
+    for _ in 0..100 {
+        let (_, sess) = s.get(&format!("/api/v1/sessions/{id}")).await;
+        if sess["status"] == "waiting" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (status, ok) = s
+        .post(
+            &format!("/api/v1/sessions/{id}/signals/{signal}"),
+            &json!({"value": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{ok}");
+    let path = format!("/api/v1/sessions/{id}/resume");
+    let empty = json!({});
+    let ((a, body_a), (b, body_b)) = tokio::join!(s.post(&path, &empty), s.post(&path, &empty));
+    let mut statuses = [a, b];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [202, 409], "{body_a} / {body_b}");
+    let refused = if a == 409 { &body_a } else { &body_b };
+    assert_eq!(refused["code"], "RVB-S006", "{refused}");
+    let done = s.wait_finished(&id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let (_, events) = s.get(&format!("/api/v1/sessions/{id}/events?limit=5000")).await;
+    let publishes = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "cell_start" && e["cell_name"] == "publish")
+        .count();
+    assert_eq!(publishes, 1, "the cell after the wait ran once");
+    s.shutdown().await;
+}

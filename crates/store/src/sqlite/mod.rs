@@ -66,6 +66,84 @@ impl SqliteOptions {
     }
 }
 
+/// A file of the store that this process cannot write, found by [`SqliteOptions::check_files`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct FileProblem {
+    /// The file or directory.
+    pub path: PathBuf,
+    /// What it is: `database file`, `write-ahead log (-wal)`, `shared-memory index (-shm)`, `directory`.
+    pub role: &'static str,
+    /// The OS error of the write attempt.
+    pub error: String,
+}
+
+impl FileProblem {
+    /// How to fix it, naming the file.
+    pub fn fix(&self) -> String {
+        let p = self.path.display();
+        match self.role {
+            "directory" => format!(
+                "make `{p}` writable by the user running rvbbit (`chmod u+w {p}` or `chown`); SQLite creates its -wal and -shm files there"
+            ),
+            _ => format!(
+                "make `{p}` writable by the user running rvbbit (`chmod u+w {p}` or `chown` it); a read-only -wal or -shm file keeps the store read-only even after the database file was fixed"
+            ),
+        }
+    }
+}
+
+impl SqliteOptions {
+    /// Check that this process can write the database file, its `-wal` and `-shm` companions (those
+    /// that exist) and their directory, by opening each for writing (nothing is written; the directory
+    /// gets a probe file that is removed at once). Root passes permission checks but not a read-only
+    /// mount. Call it before opening the store: closing a descriptor of the database file drops this
+    /// process's SQLite locks on it.
+    pub fn check_files(&self) -> Vec<FileProblem> {
+        let mut problems = Vec::new();
+        if self.read_only {
+            return problems;
+        }
+        let db = self.path.display().to_string();
+        for (path, role) in [
+            (PathBuf::from(&db), "database file"),
+            (PathBuf::from(format!("{db}-wal")), "write-ahead log (-wal)"),
+            (PathBuf::from(format!("{db}-shm")), "shared-memory index (-shm)"),
+        ] {
+            if !path.exists() {
+                continue;
+            }
+            if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open(&path) {
+                problems.push(FileProblem {
+                    path,
+                    role,
+                    error: e.to_string(),
+                });
+            }
+        }
+        if let Some(dir) = self.path.parent().filter(|d| d.is_dir()) {
+            let probe = dir.join(format!(".rvbbit-write-check-{}", std::process::id()));
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&probe)
+            {
+                Ok(_) => {
+                    if let Err(e) = std::fs::remove_file(&probe) {
+                        tracing::warn!(error = %e, path = %probe.display(), "Write probe not removed");
+                    }
+                }
+                Err(e) => problems.push(FileProblem {
+                    path: dir.to_owned(),
+                    role: "directory",
+                    error: e.to_string(),
+                }),
+            }
+        }
+        problems
+    }
+}
+
 /// An error inside a blocking SQLite closure: SQLite's own, or one of ours.
 #[derive(Debug)]
 pub(crate) enum Fail {

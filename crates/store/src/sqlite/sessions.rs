@@ -171,6 +171,62 @@ impl SessionStore for SqliteStore {
         .await
     }
 
+    async fn create_session(&self, session: &Session) -> Result<()> {
+        let session = session.clone();
+        self.with_conn("create a session", move |c, url| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let id = session.session_id.as_str().to_owned();
+            if let Some(existing) = load_session(&tx, url, &id)? {
+                return Err(Fail::Store(Error::Conflict {
+                    what: "session",
+                    id,
+                    state: existing.status.to_string(),
+                    reason: "a session with this id already exists; a run never joins another run's session"
+                        .into(),
+                }));
+            }
+            upsert_sessions(&tx, std::slice::from_ref(&session))?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn claim_waiting(&self, id: &SessionId, checkpoint_id: &str, now: Timestamp) -> Result<Session> {
+        let id = id.as_str().to_owned();
+        let checkpoint_id = checkpoint_id.to_owned();
+        self.with_conn("claim a waiting session", move |c, url| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // The compare-and-set: only a waiting session whose checkpoint is still pending moves.
+            let n = tx.execute(
+                "UPDATE sessions SET status = 'running', updated_at_us = max(updated_at_us + 1, ?2),
+                 heartbeat_at_us = max(heartbeat_at_us, ?2)
+                 WHERE session_id = ?1 AND status = 'waiting' AND EXISTS (SELECT 1 FROM checkpoints k
+                     WHERE k.checkpoint_id = ?3 AND k.session_id = ?1 AND k.status = 'pending')",
+                params![id, now.micros(), checkpoint_id],
+            )?;
+            let session = load_session(&tx, url, &id)?.ok_or_else(|| not_found(&id))?;
+            if n == 0 {
+                let reason = match session.status {
+                    SessionStatus::Running => "it is already being resumed by another process".to_owned(),
+                    SessionStatus::Waiting => format!(
+                        "its checkpoint {checkpoint_id} was answered or replaced meanwhile (another process resumed it)"
+                    ),
+                    _ => "only a waiting session can be resumed".to_owned(),
+                };
+                return Err(Fail::Store(Error::Conflict {
+                    what: "session",
+                    id,
+                    state: session.status.to_string(),
+                    reason,
+                }));
+            }
+            tx.commit()?;
+            Ok(session)
+        })
+        .await
+    }
+
     async fn sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionSummary>> {
         let (clause, params) = session_where(filter);
         let limit = filter.limit.map_or(String::new(), |l| format!(" LIMIT {l}"));
@@ -526,11 +582,15 @@ impl SignalStore for SqliteStore {
             };
             let mut fired = Vec::new();
             for id in ids {
-                tx.execute(
+                // Conditional, so a backend without serialized transactions still fires a signal once.
+                let n = tx.execute(
                     "UPDATE signals SET status = 'fired', fired_at_us = ?2, payload = ?3, source = ?4
-                     WHERE signal_id = ?1",
+                     WHERE signal_id = ?1 AND status = 'waiting'",
                     params![id, now.micros(), payload, source],
                 )?;
+                if n == 0 {
+                    continue;
+                }
                 let s = tx.query_row(
                     &format!("SELECT {SIGNAL_COLUMNS} FROM signals WHERE signal_id = ?1"),
                     [&id],

@@ -40,6 +40,9 @@ macro_rules! store_conformance {
             check!(concurrent_writers_lose_and_duplicate_nothing);
             check!(event_cursor_resumes_after_a_store_seq);
             check!(api_keys_authenticate_until_revoked);
+            check!(a_session_id_is_created_once);
+            check!(concurrent_claims_of_a_waiting_session_let_exactly_one_win);
+            check!(concurrent_answers_to_one_signal_fire_it_once);
         }
     };
 }
@@ -385,4 +388,104 @@ pub async fn api_keys_authenticate_until_revoked(store: Arc<dyn Store>, _url: &s
     assert_eq!(store.active_keys().await.unwrap(), 0);
     let missing = store.key_revoke("key_9", now).await.unwrap_err();
     assert!(missing.hint().contains("rvbbit keys list"), "{}", missing.hint());
+}
+
+/// `create_session` is insert-if-absent: a second run with the same id is refused, naming it.
+pub async fn a_session_id_is_created_once(store: Arc<dyn Store>, _url: &str) {
+    let id: SessionId = "taken-1".parse().unwrap();
+    let mut first = Session::new(id.clone());
+    first.cascade_id = Some("one".into());
+    store.create_session(&first).await.unwrap();
+    let mut second = Session::new(id.clone());
+    second.cascade_id = Some("two".into());
+    let err = store.create_session(&second).await.unwrap_err();
+    assert_eq!(err.code().code, "RVB-S006");
+    assert!(err.to_string().contains("taken-1"), "{err}");
+    assert!(err.to_string().contains("already exists"), "{err}");
+    assert_eq!(
+        store.session(&id).await.unwrap().cascade_id.as_deref(),
+        Some("one"),
+        "the refused run changed nothing"
+    );
+}
+
+/// 20 rounds of two claims racing for one waiting session (each through its own connection, as two
+/// processes would): exactly one wins every round, the loser is told the session is being resumed,
+/// and a claim with a checkpoint that is no longer pending loses too.
+pub async fn concurrent_claims_of_a_waiting_session_let_exactly_one_win(store: Arc<dyn Store>, url: &str) {
+    let other = rvbbit_store::open(url, Path::new("/")).await.unwrap();
+    for round in 0..20 {
+        let id: SessionId = format!("claim-{round}").parse().unwrap();
+        let cp = Checkpoint::pending(id.clone(), "gate", "choice", "gate");
+        store.checkpoint_put(&cp).await.unwrap();
+        let mut waiting = Session::new(id.clone());
+        waiting.status = SessionStatus::Waiting;
+        store.put_sessions(&[waiting]).await.unwrap();
+        let (a, b) = tokio::join!(
+            store.claim_waiting(&id, &cp.checkpoint_id, Timestamp::now()),
+            other.claim_waiting(&id, &cp.checkpoint_id, Timestamp::now()),
+        );
+        let (won, lost) = match (a, b) {
+            (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w, l),
+            (a, b) => panic!("round {round}: exactly one claim must win: {a:?} / {b:?}"),
+        };
+        assert_eq!(won.status, SessionStatus::Running);
+        assert_eq!(lost.code().code, "RVB-S006");
+        assert!(
+            lost.to_string()
+                .contains("already being resumed by another process"),
+            "{lost}"
+        );
+        assert_eq!(store.session(&id).await.unwrap().status, SessionStatus::Running);
+    }
+    // Waiting again at a new checkpoint: a claim still holding the old one loses.
+    let id: SessionId = "claim-0".parse().unwrap();
+    let old = store.checkpoints(Some(&id), None).await.unwrap().remove(0);
+    let mut answered = old.clone();
+    answered.status = CheckpointStatus::Responded;
+    store.checkpoint_put(&answered).await.unwrap();
+    let mut waiting = store.session(&id).await.unwrap();
+    waiting.status = SessionStatus::Waiting;
+    waiting.updated_at = Timestamp::now();
+    store.put_sessions(&[waiting]).await.unwrap();
+    let stale = store
+        .claim_waiting(&id, &old.checkpoint_id, Timestamp::now())
+        .await
+        .unwrap_err();
+    assert!(stale.to_string().contains("answered or replaced"), "{stale}");
+    // Unknown sessions and finished ones are refused with their own reasons.
+    let missing = store
+        .claim_waiting(&"nobody".parse().unwrap(), "cp_x", Timestamp::now())
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code().code, "RVB-S005");
+}
+
+/// Two answers to one waiting signal at once (two connections): exactly one fires it.
+pub async fn concurrent_answers_to_one_signal_fire_it_once(store: Arc<dyn Store>, url: &str) {
+    let other = rvbbit_store::open(url, Path::new("/")).await.unwrap();
+    for round in 0..20 {
+        let sid: SessionId = format!("answer-{round}").parse().unwrap();
+        store
+            .signal_register(&Signal::waiting("gate", Some(sid.clone())))
+            .await
+            .unwrap();
+        let (go, stop) = (json!("go"), json!("stop"));
+        let (a, b) = tokio::join!(
+            store.signal_fire("gate", &go, "a", Some(&sid), Timestamp::now()),
+            other.signal_fire("gate", &stop, "b", Some(&sid), Timestamp::now()),
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.len() + b.len(), 1, "round {round}: {a:?} / {b:?}");
+        let winner = a.first().or(b.first()).unwrap();
+        let stored = store.signals(Some("gate")).await.unwrap();
+        let stored = stored
+            .iter()
+            .find(|s| s.session_id.as_ref() == Some(&sid))
+            .unwrap();
+        assert_eq!(
+            stored.payload, winner.payload,
+            "the stored answer is the winner's"
+        );
+    }
 }

@@ -150,3 +150,99 @@ async fn replay_skips_a_spill_file_that_is_still_being_written() {
     let done = spill::replay(rw.as_ref(), &spill_dir).await.unwrap();
     assert_eq!((done.files.len(), done.events_inserted), (1, 10));
 }
+
+/// Neither the store (it could not be opened) nor the spill directory (a regular file sits where it
+/// should be) can take records: every record is counted lost, with the OS error and the path, and the
+/// live counter a server reads agrees.
+#[tokio::test]
+async fn records_that_can_be_neither_stored_nor_spilled_are_counted_lost_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("blocker"), "").unwrap();
+    let spill_dir = dir.path().join("blocker/spill");
+    let writer = Writer::spill_only(WriterOptions::new(spill_dir.clone()), "store gone".into());
+    let h = writer.handle();
+    for e in events("doomed", 30) {
+        h.event(e).await.unwrap();
+    }
+    h.flush().await.unwrap();
+    assert_eq!((h.lost(), h.spilled()), (30, 0), "the live counters");
+    let stats = writer.shutdown().await.unwrap();
+    assert_eq!((stats.accepted, stats.spilled, stats.lost), (30, 0, 30));
+    let reason = stats.lost_reason.unwrap();
+    assert!(
+        reason.contains("store could not be opened (store gone)"),
+        "{reason}"
+    );
+    assert!(reason.contains(&spill_dir.display().to_string()), "{reason}");
+    assert!(reason.contains("os error"), "{reason}");
+}
+
+/// Nothing is lost on the happy path (the counter stays 0, the proof each test needs to be able to fail).
+#[tokio::test]
+async fn a_working_spill_counts_nothing_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Writer::spill_only(WriterOptions::new(dir.path().join("spill")), "down".into());
+    let h = writer.handle();
+    for e in events("kept", 5) {
+        h.event(e).await.unwrap();
+    }
+    let stats = writer.shutdown().await.unwrap();
+    assert_eq!((h.lost(), h.spilled()), (0, 5));
+    assert_eq!((stats.lost, stats.lost_reason), (0, None));
+}
+
+/// A spill file whose last line was torn (a crash mid-write) and which holds a damaged line in the
+/// middle: replay loads every other record exactly once, reports both lines with their numbers, and
+/// keeps them in `rejected/`; a second replay adds nothing.
+#[tokio::test]
+async fn a_torn_spill_line_is_set_aside_and_the_rest_replays_exactly_once() {
+    let (url, dir) = fresh().await;
+    let store = rvbbit_store::open(&url, Path::new("/")).await.unwrap();
+    let spill_dir = dir.path().join("spill");
+    let writer = Writer::spill_only(WriterOptions::new(spill_dir.clone()), "down".into());
+    for e in events("torn", 10) {
+        writer.handle().event(e).await.unwrap();
+    }
+    let stats = writer.shutdown().await.unwrap();
+    let file = stats.spill_files[0].clone();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 10);
+    lines[4] = "{\"type\":\"event\", oops".into();
+    let torn = lines.pop().unwrap();
+    let mut damaged = lines.join("\n");
+    damaged.push('\n');
+    damaged.push_str(&torn[..torn.len() / 2]);
+    std::fs::write(&file, damaged.as_bytes()).unwrap();
+
+    let first = spill::replay(store.as_ref(), &spill_dir).await.unwrap();
+    assert_eq!(first.events_inserted, 8);
+    assert_eq!(first.records, 8);
+    let lines: Vec<usize> = first.rejected.iter().map(|r| r.line).collect();
+    assert_eq!(lines, [5, 10]);
+    let kept = std::fs::read_to_string(&first.rejected[0].kept_in).unwrap();
+    assert_eq!(kept.lines().count(), 2);
+    assert!(kept.starts_with("{\"type\":\"event\", oops"));
+    assert!(first.rejected[0].kept_in.starts_with(spill_dir.join("rejected")));
+    let second = spill::replay(store.as_ref(), &spill_dir).await.unwrap();
+    assert_eq!((second.events_inserted, second.rejected.len()), (0, 0));
+    assert_eq!(store.count_events(&EventFilter::default()).await.unwrap(), 8);
+}
+
+/// A file that only stops being intact at its very last byte (no newline, valid JSON) still replays:
+/// the boundary of "torn".
+#[tokio::test]
+async fn a_last_line_without_its_newline_still_replays() {
+    let (url, dir) = fresh().await;
+    let store = rvbbit_store::open(&url, Path::new("/")).await.unwrap();
+    let spill_dir = dir.path().join("spill");
+    let writer = Writer::spill_only(WriterOptions::new(spill_dir.clone()), "down".into());
+    for e in events("whole", 3) {
+        writer.handle().event(e).await.unwrap();
+    }
+    let file = writer.shutdown().await.unwrap().spill_files[0].clone();
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.trim_end()).unwrap();
+    let r = spill::replay(store.as_ref(), &spill_dir).await.unwrap();
+    assert_eq!((r.events_inserted, r.rejected.len()), (3, 0));
+}
