@@ -50,6 +50,8 @@ pub(crate) struct Metrics {
     cache_entries: Gauge,
     cache_hits: Gauge,
     queue: Gauge,
+    spilled: Gauge,
+    lost: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -111,6 +113,18 @@ impl Metrics {
             "Records waiting for this process's store writer",
             queue.clone(),
         );
+        let spilled = Gauge::default();
+        registry.register(
+            "store_records_spilled",
+            "Records this process spilled to files because the store failed (replay with `rvbbit db replay`)",
+            spilled.clone(),
+        );
+        let lost = Gauge::default();
+        registry.register(
+            "store_records_lost",
+            "Records this process could neither store nor spill (RVB-S008); alert on any increase",
+            lost.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -123,6 +137,8 @@ impl Metrics {
             cache_entries,
             cache_hits,
             queue,
+            spilled,
+            lost,
         }
     }
 
@@ -169,6 +185,10 @@ impl Metrics {
             .set(i64::try_from(status.cache_hits).unwrap_or(i64::MAX));
         self.queue
             .set(writer.map_or(0, |w| i64::try_from(w.queued()).unwrap_or(i64::MAX)));
+        self.spilled
+            .set(writer.map_or(0, |w| i64::try_from(w.spilled()).unwrap_or(i64::MAX)));
+        self.lost
+            .set(writer.map_or(0, |w| i64::try_from(w.lost()).unwrap_or(i64::MAX)));
         let mut out = String::new();
         encode(&mut out, &self.registry)
             .map_err(|e| rvbbit_store::Error::Internal(format!("metrics encoding failed: {e}")))?;

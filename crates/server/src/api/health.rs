@@ -17,7 +17,8 @@ pub(crate) async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The store answers.
+/// The store answers. The body also counts the records this process spilled or lost; with any lost
+/// (RVB-S008) the status is `degraded` (still 200: the store answers now, but the record is incomplete).
 pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
     state.store.ping().await.map_err(|e| {
         ApiError::new(
@@ -28,7 +29,18 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> ApiResult<Json
         )
         .with_detail(e.to_string())
     })?;
-    Ok(Json(json!({"status": "ready", "store": "ok"})))
+    let (spilled, lost) = state
+        .writer
+        .as_ref()
+        .map_or((0, 0), |w| (w.spilled(), w.lost()));
+    if lost > 0 {
+        tracing::error!(code = "RVB-S008", lost, "Readiness: records were lost since the server started.");
+    }
+    Ok(Json(json!({
+        "status": if lost > 0 { "degraded" } else { "ready" },
+        "store": "ok",
+        "records": {"spilled": spilled, "lost": lost},
+    })))
 }
 
 /// Prometheus (OpenMetrics) text.

@@ -219,7 +219,10 @@ async fn costs_metrics_health_and_the_openapi_document() {
         .await;
     let caller = out["caller_id"].as_str().unwrap().to_owned();
     assert_eq!(s.get("/healthz").await, (200, json!({"status": "ok"})));
-    assert_eq!(s.get("/readyz").await.0, 200);
+    assert_eq!(
+        s.get("/readyz").await,
+        (200, json!({"status": "ready", "store": "ok", "records": {"spilled": 0, "lost": 0}}))
+    );
     // A deterministic run makes no priced calls: nothing to sum (LLM costs: studio.rs).
     let (status, costs) = s.get("/api/v1/costs?group=caller").await;
     assert_eq!(status, 200);
@@ -243,6 +246,8 @@ async fn costs_metrics_health_and_the_openapi_document() {
         "{metrics}"
     );
     assert!(metrics.contains("rvbbit_store_write_queue_depth"), "{metrics}");
+    assert!(metrics.contains("rvbbit_store_records_spilled 0"), "{metrics}");
+    assert!(metrics.contains("rvbbit_store_records_lost 0"), "{metrics}");
     assert!(metrics.contains("rvbbit_store_cache_hits 0"), "{metrics}");
     // Two hits on a cached result show up at the next scrape.
     let now = rvbbit_core::Timestamp::now();
