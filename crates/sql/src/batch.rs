@@ -143,11 +143,7 @@ impl SqlSession {
             map.using,
             limit + 1
         );
-        let df = self
-            .context()
-            .sql(&input_sql)
-            .await
-            .map_err(Error::from_datafusion)?;
+        let df = self.plan_and_check(&input_sql).await?;
         let input_schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await.map_err(Error::from_datafusion)?;
         let mut input = concat_batches(&input_schema, &batches).map_err(|e| Error::Execution {

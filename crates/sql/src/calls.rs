@@ -60,6 +60,9 @@ pub struct Settings {
     /// links; remote URLs and writes to files (`COPY … TO`, `INSERT INTO` a file table) are refused with
     /// RVB-Q005. `[sql.tables]` is the operator's and stays unrestricted. Off for `rvbbit sql`.
     pub confine_files: bool,
+    /// Limits on client SQL (`[limits]` of `rvbbit.toml`): text size, statements per request,
+    /// expression depth, pgwire connections. Over a limit: RVB-Q006.
+    pub limits: crate::limits::Limits,
 }
 
 impl Settings {
@@ -72,6 +75,7 @@ impl Settings {
             roots: Vec::new(),
             tables: BTreeMap::new(),
             confine_files: false,
+            limits: crate::limits::Limits::default(),
         }
     }
 }
@@ -122,6 +126,8 @@ pub(crate) struct Runtime {
     /// Every cascade run in flight, so an interrupted process can wait for them to record how they
     /// ended ([`crate::SqlRuntime::wait_for_runs`]).
     pub(crate) tasks: tokio_util::task::TaskTracker,
+    /// The big-stack threads statements parse, plan and run on.
+    pub(crate) stack: crate::stack::BigStack,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -308,6 +314,7 @@ impl Runtime {
             settings,
             udf: Arc::new(udf),
             tasks: tokio_util::task::TaskTracker::new(),
+            stack: crate::stack::BigStack::new()?,
         })
     }
 

@@ -37,6 +37,12 @@ pub enum Error {
         /// What was refused and why, naming the location only as the client wrote it.
         message: String,
     },
+    /// The statement exceeds a size, count or depth limit of `rvbbit.toml` `[limits]` (RVB-Q006).
+    #[error("{message}")]
+    Limit {
+        /// Which limit, its setting and value.
+        message: String,
+    },
 }
 
 /// Shorthand for results of this crate.
@@ -51,6 +57,7 @@ impl Error {
             Error::FunctionFailed { .. } => codes::Q_FUNCTION_FAILED,
             Error::Argument { .. } => codes::Q_ARGUMENT,
             Error::Refused { .. } => codes::Q_REFUSED,
+            Error::Limit { .. } => codes::Q_LIMIT,
         }
     }
 
@@ -71,6 +78,11 @@ impl Error {
             Error::Refused { .. } => {
                 "name a file under the server's working directory or a cascade root, relatively, or \
                  register the data in [sql.tables] of rvbbit.toml; run writes with `rvbbit sql` on the server"
+                    .into()
+            }
+            Error::Limit { .. } => {
+                "split the statement or flatten it (IN (…) lists, a join against a table of values), or \
+                 raise the named limit in rvbbit.toml [limits]"
                     .into()
             }
         }
@@ -97,6 +109,9 @@ impl Error {
                     message: message.clone(),
                 },
                 Error::Refused { message } => Error::Refused {
+                    message: message.clone(),
+                },
+                Error::Limit { message } => Error::Limit {
                     message: message.clone(),
                 },
             };

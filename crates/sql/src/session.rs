@@ -13,8 +13,12 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::MemTable;
 use datafusion::common::TableReference;
+use datafusion::error::DataFusionError;
 use datafusion::logical_expr::async_udf::AsyncScalarUDF;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::DFParserBuilder;
+use datafusion::sql::sqlparser::dialect::{Dialect, dialect_from_str};
+use datafusion::sql::sqlparser::parser::ParserError;
 use rvbbit_core::{CallerId, Event, EventKind, MicroUsd, Origin, SessionId};
 use rvbbit_engine::Engine;
 use rvbbit_store::{Store, WriterHandle};
@@ -24,6 +28,7 @@ use sha2::{Digest, Sha256};
 
 use crate::calls::{Answer, Runtime, Settings, Statement};
 use crate::error::{Error, Result};
+use crate::limits::Limits;
 use crate::map::{MapStatement, Verb};
 use crate::options::RvbbitOptions;
 use crate::udf::{Kind, RUN_NAMES, RvbbitFunction, UDF_NAMES};
@@ -61,6 +66,11 @@ impl SqlRuntime {
         let done = tokio::time::timeout(grace, tasks.wait()).await.is_ok();
         tasks.reopen();
         done
+    }
+
+    /// The limits on client SQL (and pgwire connections) of this runtime.
+    pub(crate) fn limits(&self) -> Limits {
+        self.runtime.settings.limits
     }
 
     /// A new session for the command line (`sql-…` caller ids, protocol `cli`): its own tables and
@@ -248,11 +258,60 @@ impl SqlSession {
     ///
     /// Errors: [`Error::Invalid`] (parse or plan, with the position), [`Error::Execution`],
     /// [`Error::FunctionFailed`] (`rvbbit.udf_errors = 'raise'`), [`Error::Argument`].
+    /// The statement is checked against [`Settings::limits`](crate::Settings::limits) before it is
+    /// planned ([`Error::Limit`]) and parses, plans and runs on the runtime's big-stack threads.
+    /// Dropping the future cancels the statement and its runs.
     pub async fn execute(&self, sql: &str) -> Result<QueryResult> {
         let caller_id = CallerId::new(self.shared.origin);
         let metadata = self.metadata(sql, &caller_id);
         let stmt = Statement::new(caller_id).with_metadata(metadata);
-        self.execute_statement(sql, stmt).await
+        self.execute_on_sql_threads(sql, stmt).await
+    }
+
+    /// A second handle on this session (the same context and state), to move onto the SQL threads.
+    fn handle(&self) -> SqlSession {
+        SqlSession {
+            ctx: self.ctx.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+
+    async fn execute_on_sql_threads(&self, sql: &str, stmt: Statement) -> Result<QueryResult> {
+        let session = self.handle();
+        let sql = sql.to_owned();
+        self.shared
+            .runtime
+            .stack
+            .run(async move { session.execute_statement(&sql, stmt).await })
+            .await
+    }
+
+    /// The limits on client SQL of this session's runtime.
+    pub(crate) fn limits(&self) -> Limits {
+        self.shared.runtime.settings.limits
+    }
+
+    /// Run the blocking `f` on the runtime's big-stack threads (parsing client SQL).
+    pub(crate) async fn on_sql_thread<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T> {
+        self.shared.runtime.stack.run_blocking(f).await
+    }
+
+    /// The columns `sql` would return, by planning it (checked against the limits, on the SQL
+    /// threads) without running it.
+    pub(crate) async fn plan_schema(&self, sql: &str) -> Result<Schema> {
+        let session = self.handle();
+        let sql = sql.to_owned();
+        self.shared
+            .runtime
+            .stack
+            .run(async move {
+                let plan = session.checked_plan(&sql).await?;
+                Ok(plan.schema().as_arrow().clone())
+            })
+            .await
     }
 
     /// Execute one statement of a cascade's `sql_data` cell: its runs (`rvbbit_udf`, `rvbbit_run`) are
@@ -268,7 +327,7 @@ impl SqlSession {
         let stmt = Statement::new(caller_id)
             .with_metadata(metadata)
             .with_parent(parent);
-        self.execute_statement(sql, stmt).await
+        self.execute_on_sql_threads(sql, stmt).await
     }
 
     /// The invocation metadata of a statement's runs (spec §6).
@@ -296,6 +355,7 @@ impl SqlSession {
         // runs; a statement that ends normally leaves them alone.
         let abandoned = stmt.cancel.clone().drop_guard();
         let result = async {
+            self.check_text(sql)?;
             if let Some(map) = crate::map::parse(sql)? {
                 if map.verb == Verb::Run {
                     return self.execute_run(&stmt, map).await;
@@ -419,24 +479,88 @@ impl SqlSession {
             .unwrap_or_default()
     }
 
-    /// Plan ordinary SQL; in a network door's session check the plan against the file rule
-    /// ([`Settings::confine_files`]) before anything runs (DataFusion runs DDL while executing the plan).
-    async fn plan_and_check(&self, sql: &str) -> Result<datafusion::dataframe::DataFrame> {
-        let sources = &self.shared.runtime.sources;
-        if !sources.is_confined() {
-            return self.ctx.sql(sql).await.map_err(Error::from_datafusion);
-        }
-        let plan = self
-            .ctx
-            .state()
-            .create_logical_plan(sql)
-            .await
-            .map_err(Error::from_datafusion)?;
-        sources.check_plan(&plan)?;
+    /// Plan ordinary SQL ([`SqlSession::checked_plan`]) and make it a DataFrame (DDL runs here).
+    pub(crate) async fn plan_and_check(&self, sql: &str) -> Result<datafusion::dataframe::DataFrame> {
+        let plan = self.checked_plan(sql).await?;
         self.ctx
             .execute_logical_plan(plan)
             .await
             .map_err(Error::from_datafusion)
+    }
+
+    /// The session's SQL dialect (`datafusion.sql_parser.dialect`) and parser recursion limit
+    /// (`datafusion.sql_parser.recursion_limit`, capped by the limits).
+    fn dialect(&self) -> Result<(Box<dyn Dialect>, usize)> {
+        let state = self.ctx.state();
+        let options = &state.config().options().sql_parser;
+        let dialect = dialect_from_str(options.dialect).ok_or_else(|| Error::Argument {
+            message: format!(
+                "the SQL dialect `{}` (datafusion.sql_parser.dialect) is not known; use generic or \
+                 postgresql",
+                options.dialect.as_ref()
+            ),
+        })?;
+        let recursion = self.limits().parser_recursion(options.recursion_limit.get());
+        Ok((dialect, recursion))
+    }
+
+    /// Refuse a text over `limits.sql_query_bytes` or `limits.sql_statements`, before parsing.
+    fn check_text(&self, sql: &str) -> Result<()> {
+        let (dialect, recursion) = self.dialect()?;
+        self.limits().check_text(sql, dialect.as_ref(), recursion)
+    }
+
+    /// Parse one statement, check its depth against the limits, then plan it; in a network door's
+    /// session vet the files it names and check the plan against the file rule
+    /// ([`Settings::confine_files`]) before anything runs (DataFusion runs DDL while executing the plan).
+    async fn checked_plan(&self, sql: &str) -> Result<datafusion::logical_expr::LogicalPlan> {
+        let limits = self.limits();
+        let mut statements = {
+            // The dialect is not `Send`: it is gone before the first await.
+            let (dialect, recursion) = self.dialect()?;
+            limits.check_text(sql, dialect.as_ref(), recursion)?;
+            DFParserBuilder::new(sql)
+                .with_dialect(dialect.as_ref())
+                .with_recursion_limit(recursion)
+                .build()
+                .and_then(|mut parser| parser.parse_statements())
+                .map_err(|e| match e {
+                    DataFusionError::SQL(e, _) if matches!(*e, ParserError::RecursionLimitExceeded) => {
+                        limits.parser_too_deep(recursion)
+                    }
+                    other => Error::from_datafusion(other),
+                })?
+        };
+        // Every statement is checked (and a deep one taken apart) before any is dropped.
+        let mut checked = Ok(());
+        for statement in statements.iter_mut() {
+            if let Err(e) = limits.check_statement(statement) {
+                checked = Err(e);
+            }
+        }
+        checked?;
+        if statements.len() > 1 {
+            return Err(Error::Invalid {
+                message: "one statement at a time: this text holds several; send them one by one".into(),
+            });
+        }
+        let Some(mut statement) = statements.pop_front() else {
+            return Err(Error::Invalid {
+                message: "no SQL statement was provided".into(),
+            });
+        };
+        let sources = &self.shared.runtime.sources;
+        if sources.is_confined() {
+            sources.vet_statement(&mut statement)?;
+        }
+        let plan = self
+            .ctx
+            .state()
+            .statement_to_plan(statement)
+            .await
+            .map_err(Error::from_datafusion)?;
+        sources.check_plan(&plan)?;
+        Ok(plan)
     }
 
     /// Execute a parsed `RVBBIT MAP` (natively: the USING rows → concurrent cascade runs → the rows plus a
@@ -516,7 +640,7 @@ impl SqlSession {
             map.using,
             limit + 1
         );
-        let df = self.ctx.sql(&input_sql).await.map_err(Error::from_datafusion)?;
+        let df = self.plan_and_check(&input_sql).await?;
         let input_schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await.map_err(Error::from_datafusion)?;
         let mut input = concat_batches(&input_schema, &batches).map_err(|e| Error::Execution {

@@ -143,11 +143,19 @@ impl Sources {
     }
 
     /// Check a location a statement names (`read_*`, `CREATE EXTERNAL TABLE … LOCATION`) against the
-    /// network doors' rule: a local path whose canonical form lies under an allowed folder. Without
-    /// confinement everything passes. Messages name the location only as the client wrote it.
+    /// network doors' rule ([`Sources::vet`]); the files it reads are vetted when it is opened.
     pub(crate) fn check_client_location(&self, what: &str, location: &str) -> Result<(), Error> {
+        self.vet(what, location).map(|_| ())
+    }
+
+    /// Vet a location a statement names against the network doors' rule: a local path whose canonical
+    /// form (symbolic links resolved) lies under an allowed folder and is no secret file
+    /// ([`is_secret`]). For a folder, every file in it that the statement would read is vetted the
+    /// same way when it is opened ([`Sources::vet_entries`]). Without confinement everything passes
+    /// ([`Vetted::Any`]). Messages name the location only as the client wrote it.
+    pub(crate) fn vet(&self, what: &str, location: &str) -> Result<Vetted, Error> {
         let Some(allowed) = &self.confine else {
-            return Ok(());
+            return Ok(Vetted::Any);
         };
         let refuse = |why: &str| Error::Refused {
             message: format!("{what}: `{location}` is refused: {why}"),
@@ -175,13 +183,108 @@ impl Sources {
                 "no such file or folder under the server's working directory or cascade roots",
             ));
         };
-        if allowed.iter().any(|a| real.starts_with(a)) {
-            Ok(())
-        } else {
-            Err(refuse(
+        if !allowed.iter().any(|a| real.starts_with(a)) {
+            return Err(refuse(
                 "it lies outside the server's working directory and cascade roots",
-            ))
+            ));
         }
+        if is_secret(&path) || is_secret(&real) {
+            return Err(refuse(SECRET));
+        }
+        if real.is_dir() {
+            Ok(Vetted::Folder(real))
+        } else {
+            Ok(Vetted::File(real))
+        }
+    }
+
+    /// The files of a vetted folder that a table over it reads (its direct entries that resolve to
+    /// files, as DataFusion lists a folder; subfolders are not read), each vetted like a named file:
+    /// an entry that resolves outside the allowed folders or to a secret file refuses the whole
+    /// statement, naming the entry relative to the folder. `wanted` keeps the entries a table reads by
+    /// name (an extension filter). Returns the entries' names and canonical paths, sorted by name.
+    pub(crate) fn vet_entries(
+        &self,
+        what: &str,
+        location: &str,
+        folder: &Path,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<Vec<(String, PathBuf)>, Error> {
+        let allowed = self.confine.as_deref().unwrap_or_default();
+        let refuse = |name: &str, why: &str| Error::Refused {
+            message: format!("{what}: `{location}` is refused: its entry `{name}` {why}"),
+        };
+        let listing = std::fs::read_dir(folder).map_err(|e| Error::Execution {
+            message: format!("{what}: the folder `{location}` cannot be listed: {e}"),
+        })?;
+        let mut files = Vec::new();
+        for entry in listing {
+            let entry = entry.map_err(|e| Error::Execution {
+                message: format!("{what}: the folder `{location}` cannot be listed: {e}"),
+            })?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // A dangling link or an entry that vanished is not read; a subfolder is not read.
+            let Ok(real) = entry.path().canonicalize() else {
+                continue;
+            };
+            if real.is_dir() || !wanted(&name) {
+                continue;
+            }
+            if !allowed.iter().any(|a| real.starts_with(a)) {
+                return Err(refuse(
+                    &name,
+                    "leads outside the server's working directory and cascade roots",
+                ));
+            }
+            if is_secret(&entry.path()) || is_secret(&real) {
+                return Err(refuse(&name, SECRET));
+            }
+            files.push((name, real));
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// In a network door's session, pin a `CREATE EXTERNAL TABLE` to vetted files: each local
+    /// location is replaced by the canonical paths of the files it names (a file, or a folder's
+    /// files, [`Sources::vet_entries`]), so the table reads exactly those files, whatever appears in
+    /// the folder later. Other statements are left alone (the plan check refuses URLs and writes).
+    pub(crate) fn vet_statement(
+        &self,
+        statement: &mut datafusion::sql::parser::Statement,
+    ) -> Result<(), Error> {
+        use datafusion::sql::parser::Statement as DfStatement;
+        let DfStatement::CreateExternalTable(create) = statement else {
+            return Ok(());
+        };
+        let what = "CREATE EXTERNAL TABLE";
+        let mut pinned = Vec::new();
+        for location in &create.locations {
+            match self.vet(what, location)? {
+                Vetted::Any => pinned.push(location.clone()),
+                Vetted::File(real) => pinned.push(real.display().to_string()),
+                Vetted::Folder(folder) => {
+                    if !create.table_partition_cols.is_empty() {
+                        return Err(Error::Refused {
+                            message: format!(
+                                "{what}: `{location}` is refused: partitioned folders (PARTITIONED BY) \
+                                 are not read over this network door"
+                            ),
+                        });
+                    }
+                    let files = self.vet_entries(what, location, &folder, |_| true)?;
+                    if files.is_empty() {
+                        return Err(Error::Execution {
+                            message: format!("{what}: the folder `{location}` holds no files to read"),
+                        });
+                    }
+                    pinned.extend(files.into_iter().map(|(_, real)| real.display().to_string()));
+                }
+            }
+        }
+        pinned.dedup();
+        create.locations = pinned;
+        Ok(())
     }
 
     pub(crate) fn new(base_dir: PathBuf, tables: BTreeMap<String, String>) -> Result<Sources, String> {
@@ -235,7 +338,23 @@ impl Sources {
         location: &str,
         format: Option<Format>,
     ) -> Result<Arc<dyn TableProvider>> {
-        let resolved = self.resolve(location);
+        self.open_vetted(what, location, format, Vetted::Any).await
+    }
+
+    /// [`Sources::open`] of a location vetted by [`Sources::vet`]: a vetted file is read by its
+    /// canonical path, a vetted folder as the explicit list of its vetted files.
+    pub(crate) async fn open_vetted(
+        &self,
+        what: &str,
+        location: &str,
+        format: Option<Format>,
+        vetted: Vetted,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let (resolved, folder) = match vetted {
+            Vetted::Any => (self.resolve(location), None),
+            Vetted::File(real) => (real.display().to_string(), None),
+            Vetted::Folder(real) => (real.display().to_string(), Some(real)),
+        };
         let remote = resolved.contains("://") && !resolved.starts_with("file://");
         let local = resolved.strip_prefix("file://").unwrap_or(&resolved).to_owned();
         let missing = |why: &str| {
@@ -253,6 +372,8 @@ impl Sources {
             .and_then(|e| e.to_str())
             .map(str::to_owned);
         let mut json_array = false;
+        // A vetted folder's files, read as an explicit list (nothing added to the folder later is read).
+        let mut pinned: Option<Vec<String>> = None;
         if !remote {
             let path = Path::new(&local);
             if !path.exists() {
@@ -274,6 +395,21 @@ impl Sources {
                 if extension.is_none() && format.is_none() {
                     return Err(missing("is a folder without .csv, .parquet or .json files"));
                 }
+                if let Some(folder) = &folder {
+                    let suffix = extension.as_ref().map(|e| format!(".{e}")).unwrap_or_default();
+                    let files = self
+                        .vet_entries(what, location, folder, |name| name.ends_with(&suffix))
+                        .map_err(Error::into_datafusion)?;
+                    if files.is_empty() {
+                        return Err(missing("is a folder without .csv, .parquet or .json files"));
+                    }
+                    pinned = Some(
+                        files
+                            .into_iter()
+                            .map(|(_, real)| real.display().to_string())
+                            .collect(),
+                    );
+                }
             } else {
                 // A JSON file holding one array (not newline-delimited objects).
                 json_array = is_json_array(path);
@@ -293,26 +429,28 @@ impl Sources {
         };
         let ext = extension.map(|e| format!(".{e}")).unwrap_or_default();
         let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), self.env.clone());
+        // An explicit file list is read whatever the files' extensions (the names were filtered).
+        let (paths, filter) = match pinned {
+            Some(files) => (files, String::new()),
+            None => (vec![resolved.clone()], ext.clone()),
+        };
         let df = match format {
             Format::Csv => {
-                let mut o = CsvReadOptions::new().file_extension(&ext);
+                let mut o = CsvReadOptions::new().file_extension(&filter);
                 if ext.eq_ignore_ascii_case(".tsv") {
                     o = o.delimiter(b'\t');
                 }
-                ctx.read_csv(resolved.clone(), o).await
+                ctx.read_csv(paths, o).await
             }
             Format::Parquet => {
-                ctx.read_parquet(
-                    resolved.clone(),
-                    ParquetReadOptions::default().file_extension(&ext),
-                )
-                .await
+                ctx.read_parquet(paths, ParquetReadOptions::default().file_extension(&filter))
+                    .await
             }
             Format::Json => {
                 let o = JsonReadOptions::default()
-                    .file_extension(&ext)
+                    .file_extension(&filter)
                     .newline_delimited(!json_array);
-                ctx.read_json(resolved.clone(), o).await
+                ctx.read_json(paths, o).await
             }
         }
         .map_err(|e| {
@@ -324,6 +462,37 @@ impl Sources {
         })?;
         Ok(df.into_view())
     }
+}
+
+/// What a location vetted by [`Sources::vet`] is.
+#[derive(Debug)]
+pub(crate) enum Vetted {
+    /// Not confined: read it as named.
+    Any,
+    /// A file allowed to be read, by its canonical path.
+    File(PathBuf),
+    /// A folder (canonical path) whose files are vetted when it is opened.
+    Folder(PathBuf),
+}
+
+/// Why a secret file is refused.
+const SECRET: &str = "it is a configuration, secrets or store file of the server (rvbbit.toml, .env, \
+                      .rvbbit/*.db), which no network door reads";
+
+/// Whether `path` names a file the network doors never read, whatever folder it is in: `rvbbit.toml`
+/// (it may hold `provider.api_key`), `.env`, and the store's database files (`*.db`, `*.db-wal`,
+/// `*.db-shm`) under a `.rvbbit` folder.
+pub(crate) fn is_secret(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    if name.eq_ignore_ascii_case("rvbbit.toml") || name == ".env" {
+        return true;
+    }
+    let store_file = [".db", ".db-wal", ".db-shm"]
+        .iter()
+        .any(|ext| name.ends_with(ext));
+    store_file && path.components().any(|c| c.as_os_str() == ".rvbbit")
 }
 
 /// Whether the file's first non-blank byte is `[`.
@@ -458,13 +627,11 @@ impl TableFunctionImpl for ReadFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         let path = self.path(args.exprs())?;
         let what = format!("{}('{path}')", self.name);
-        self.sources
-            .check_client_location(&what, &path)
-            .map_err(Error::into_datafusion)?;
+        let vetted = self.sources.vet(&what, &path).map_err(Error::into_datafusion)?;
         let sources = self.sources.clone();
         let format = self.format;
         // Planning is synchronous here; opening a file (schema inference) is not.
-        block_on(async move { sources.open(&what, &path, Some(format)).await })
+        block_on(async move { sources.open_vetted(&what, &path, Some(format), vetted).await })
     }
 }
 

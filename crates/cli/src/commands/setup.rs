@@ -121,14 +121,19 @@ impl Recording {
 }
 
 /// Settings of the SQL door from configuration: concurrency from `provider.max_concurrency`, the default
-/// model, the working directory as base for relative cascade paths, the configured roots and the
-/// `[sql.tables]` registrations.
+/// model, the working directory as base for relative cascade paths, the configured roots, the
+/// `[sql.tables]` registrations and the `limits.sql_*` / `limits.pgwire_connections` limits.
 pub(crate) fn sql_settings(config: &Config) -> rvbbit_sql::Settings {
     let mut settings = rvbbit_sql::Settings::new(std::env::current_dir().unwrap_or_default());
     settings.concurrency = config.provider.max_concurrency.max(1) as usize;
     settings.default_model = config.default_model.clone();
     settings.roots = config.roots.clone();
     settings.tables = config.sql.tables.clone();
+    let limits = &config.limits;
+    settings.limits.expression_depth = limits.sql_expression_depth;
+    settings.limits.statements = limits.sql_statements;
+    settings.limits.query_bytes = limits.sql_query_bytes;
+    settings.limits.connections = limits.pgwire_connections;
     settings
 }
 

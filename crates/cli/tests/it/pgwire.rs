@@ -46,7 +46,16 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path, base_url: &str, host: &str) -> Server {
-        let mut child = rvbbit(dir)
+        Server::start_with(dir, base_url, host, &[])
+    }
+
+    /// [`Server::start`] with more `--set key=value` settings.
+    fn start_with(dir: &Path, base_url: &str, host: &str, sets: &[&str]) -> Server {
+        let mut command = rvbbit(dir);
+        for set in sets {
+            command.args(["--set", set]);
+        }
+        let mut child = command
             .env("RVBBIT_PROVIDER_BASE_URL", base_url)
             .env("OPENROUTER_API_KEY", "test-key")
             .env("RVBBIT_DEFAULT_MODEL", "test/model")
@@ -632,3 +641,122 @@ print(json.dumps({"code": code, "took": took, "statuses": statuses}))
     assert!(out["statuses"].get("running").is_none(), "{out}");
     assert_eq!(s.stop(), Some(0));
 }
+
+/// issue_13: hostile statements over the wire, simple and extended protocol. Chains up to
+/// `limits.sql_expression_depth` run, one more is refused with 54001 (RVB-Q006); the statements of the
+/// report that aborted `rvbbit serve sql` (and ones 500,000 levels deep) are refused; nesting past the
+/// parser's recursion limit is 54001; 50,000 statements in one message and a message over
+/// `limits.sql_query_bytes` are 54000, without running any; folders with a link that leads outside and
+/// `rvbbit.toml` are 42501; connections past `limits.pgwire_connections` get 53300 and the server goes
+/// on. After each, the same connection and a new one answer `SELECT 1`.
+#[test]
+fn issue_13_hostile_statements_and_connections_are_refused_and_the_server_keeps_serving() {
+    let rt = runtime();
+    let server = llm(&rt);
+    let dir = TempDir::new().unwrap();
+    let outside = TempDir::new().unwrap();
+    std::fs::write(outside.path().join("secret.csv"), "a\nSECRET-OUTSIDE\n").unwrap();
+    std::fs::create_dir_all(dir.path().join("sub")).unwrap();
+    std::fs::write(dir.path().join("sub/good.csv"), "a\nfine\n").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret.csv"), dir.path().join("sub/evil.csv")).unwrap();
+    std::fs::create_dir_all(dir.path().join("conf")).unwrap();
+    std::fs::write(dir.path().join("conf/rvbbit.toml"), "a\napi-key-SECRET\n").unwrap();
+    let s = Server::start_with(
+        dir.path(),
+        &server.base_url(),
+        "127.0.0.1",
+        &["limits.pgwire_connections=3"],
+    );
+    let doc = psycopg(s.port, HOSTILE_SCRIPT);
+    let expect = serde_json::json!({
+        "simple_below": "255", "simple_above": "54001", "and_above": "54001", "reported_case": "1",
+        "case_below": "1", "case_above": "54001", "parens_below": "1", "parens_above": "54001",
+        "calls_below": "1", "calls_above": "54001", "huge": "54001", "huge_case": "54001",
+        "statements": "54000", "bytes_below": "1", "bytes_above": "54000",
+        "extended_below": 255, "extended_above": "54001", "describe_above": "54001",
+        "folder": "42501", "folder_table": "42501", "toml_folder": "42501", "toml": "42501",
+        "after_same": 1, "after_new": 1,
+    });
+    for (key, want) in expect.as_object().unwrap() {
+        assert_eq!(&doc[key], want, "{key}: {doc}");
+    }
+    let texts = doc["texts"].to_string();
+    assert!(texts.contains("limits.sql_expression_depth = 256"), "{texts}");
+    assert!(texts.contains("limits.sql_statements = 64"), "{texts}");
+    assert!(texts.contains("evil.csv") && !texts.contains("SECRET"), "{texts}");
+    // Three connections are served; a fourth is refused with 53300; once one closes, a new one is served.
+    let refused = doc["fourth"].as_str().unwrap_or_default();
+    assert!(
+        refused.contains("too many clients") && refused.contains("limits.pgwire_connections = 3"),
+        "{doc}"
+    );
+    assert_eq!(doc["after_close"], 1, "{doc}");
+    assert_eq!(s.stop(), Some(0));
+}
+
+const HOSTILE_SCRIPT: &str = r#"
+import json, os, time, psycopg
+from psycopg import pq
+dsn = dict(host="127.0.0.1", port=int(os.environ["PORT"]), user="py", dbname="lab", autocommit=True)
+conn = psycopg.connect(**dsn)
+out = {"texts": []}
+def simple(sql):
+    # One simple-query message (PQexec): several statements stay one message.
+    r = conn.pgconn.exec_(sql.encode())
+    if r.status == pq.ExecStatus.FATAL_ERROR:
+        out["texts"].append((r.error_field(pq.DiagnosticField.MESSAGE_PRIMARY) or b"").decode())
+        return r.error_field(pq.DiagnosticField.SQLSTATE).decode()
+    return r.get_value(0, 0).decode()
+def extended(sql, params=None, prepare=False):
+    # With parameters or prepare=True psycopg uses the extended protocol (Parse, Describe, Bind, Execute).
+    try:
+        return conn.execute(sql, params, prepare=prepare).fetchone()[0]
+    except psycopg.Error as e:
+        out["texts"].append(str(e))
+        return e.sqlstate
+chain = lambda n: "SELECT " + "+".join(["1"] * n)
+case = lambda n: "SELECT " + "CASE WHEN true THEN " * n + "1" + " ELSE 0 END" * n
+parens = lambda n: "SELECT " + "(" * n + "1" + ")" * n
+calls = lambda n: "SELECT " + "abs(" * n + "1" + ")" * n
+out["simple_below"] = simple(chain(255))
+out["simple_above"] = simple(chain(256))
+out["and_above"] = simple("SELECT " + " AND ".join(["true"] * 256))
+out["reported_case"] = simple(case(20))
+out["case_below"] = simple(case(47))
+out["case_above"] = simple(case(48))
+out["parens_below"] = simple(parens(47))
+out["parens_above"] = simple(parens(48))
+out["calls_below"] = simple(calls(47))
+out["calls_above"] = simple(calls(48))
+out["huge"] = simple(chain(500000))
+out["huge_case"] = simple(case(20000))
+out["statements"] = simple("SELECT 1;" * 50000)
+head = "SELECT 1 -- "
+out["bytes_below"] = simple(head + "x" * (1048576 - len(head)))
+out["bytes_above"] = simple(head + "x" * (1048577 - len(head)))
+out["extended_below"] = extended(chain(254) + "+%s::int", (1,))
+out["extended_above"] = extended(chain(255) + "+%s::int", (1,))
+out["describe_above"] = extended(chain(256), prepare=True)
+out["folder"] = simple("SELECT * FROM read_csv('sub/')")
+out["folder_table"] = simple("CREATE EXTERNAL TABLE t STORED AS CSV LOCATION 'sub/'")
+out["toml_folder"] = simple("SELECT * FROM read_csv('conf/')")
+out["toml"] = simple("SELECT * FROM read_csv('conf/rvbbit.toml')")
+out["after_same"] = conn.execute("SELECT 1").fetchone()[0]
+second = psycopg.connect(**dsn)
+out["after_new"] = second.execute("SELECT 1").fetchone()[0]
+third = psycopg.connect(**dsn)
+try:
+    psycopg.connect(**dsn)
+    out["fourth"] = "connected"
+except psycopg.OperationalError as e:
+    out["fourth"] = str(e)
+third.close()
+for _ in range(100):
+    try:
+        fifth = psycopg.connect(**dsn)
+        out["after_close"] = fifth.execute("SELECT 1").fetchone()[0]
+        break
+    except psycopg.OperationalError:
+        time.sleep(0.05)
+print(json.dumps(out))
+"#;

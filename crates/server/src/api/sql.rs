@@ -192,7 +192,8 @@ pub(crate) async fn execute(
             let status = match e {
                 rvbbit_sql::Error::Invalid { .. }
                 | rvbbit_sql::Error::Argument { .. }
-                | rvbbit_sql::Error::Refused { .. } => StatusCode::BAD_REQUEST,
+                | rvbbit_sql::Error::Refused { .. }
+                | rvbbit_sql::Error::Limit { .. } => StatusCode::BAD_REQUEST,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
             (

@@ -247,3 +247,73 @@ async fn the_sql_endpoint_needs_a_key_like_the_rest_of_the_api() {
     assert_eq!(body["data"][0]["answer"], 42);
     s.shutdown().await;
 }
+
+/// issue_13: a 100-term `1+1+…` used to overflow a worker's stack and abort `rvbbit serve`. Now chains
+/// run up to `limits.sql_expression_depth` (256 levels: 255 terms), one more is refused with 400
+/// RVB-Q006, and so are statements far past it and 50,000 statements in one request; a folder holding a
+/// link that leads outside and a folder holding an `rvbbit.toml` are refused with RVB-Q005; afterwards
+/// the server still answers `/healthz` and `SELECT 1`, in the same SQL session and a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_13_hostile_statements_are_refused_and_the_server_keeps_serving() {
+    let s = Running::start(|c| c).await;
+    let root = s.dir.path().join("cascades");
+    let outside = s.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.csv"), "a\nSECRET-OUTSIDE\n").unwrap();
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    std::fs::write(root.join("sub/good.csv"), "a\nfine\n").unwrap();
+    std::os::unix::fs::symlink(outside.join("secret.csv"), root.join("sub/evil.csv")).unwrap();
+    std::fs::create_dir_all(root.join("conf")).unwrap();
+    std::fs::write(root.join("conf/rvbbit.toml"), "a\napi-key-SECRET\n").unwrap();
+
+    let chain = |n: usize| format!("SELECT {} AS v", vec!["1"; n].join("+"));
+    let (status, body) = s.post("/api/v1/sql", &json!({"query": chain(100)})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"][0]["v"], 100);
+    let session = body["session_id"].as_str().unwrap().to_owned();
+    let (status, body) = s
+        .post(
+            "/api/v1/sql",
+            &json!({"query": chain(255), "session_id": session}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"][0]["v"], 255);
+
+    let limit = |query: String| json!({"query": query, "session_id": session});
+    for query in [
+        chain(256),
+        chain(300_000),
+        format!("SELECT {} AS v", vec!["true"; 256].join(" AND ")),
+        "SELECT 1;".repeat(50_000),
+    ] {
+        let (status, body) = s.post("/api/v1/sql", &limit(query)).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["code"], "RVB-Q006", "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("limits.sql_"),
+            "{body}"
+        );
+    }
+    for query in [
+        "SELECT * FROM read_csv('sub/')",
+        "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION 'sub/'",
+        "SELECT * FROM read_csv('conf/')",
+        "SELECT * FROM read_csv('conf/rvbbit.toml')",
+    ] {
+        let (status, body) = s.post("/api/v1/sql", &limit(query.to_owned())).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["code"], "RVB-Q005", "{query}: {body}");
+        let text = body.to_string();
+        assert!(!text.contains("SECRET"), "{query}: {text}");
+        assert!(!text.contains(&root.display().to_string()), "{query}: {text}");
+    }
+
+    let (status, _) = s.get("/healthz").await;
+    assert_eq!(status, 200);
+    let (status, body) = s.post("/api/v1/sql", &limit("SELECT 1 AS v".to_owned())).await;
+    assert_eq!((status, &body["data"][0]["v"]), (200, &json!(1)), "{body}");
+    let (status, body) = s.post("/api/v1/sql", &json!({"query": "SELECT 1 AS v"})).await;
+    assert_eq!((status, &body["data"][0]["v"]), (200, &json!(1)), "{body}");
+    s.shutdown().await;
+}

@@ -40,6 +40,12 @@ pub(crate) mod state {
     pub(crate) const INVALID_PASSWORD: &str = "28P01";
     /// protocol_violation
     pub(crate) const PROTOCOL: &str = "08P01";
+    /// program_limit_exceeded (a statement over `limits.sql_query_bytes` or `limits.sql_statements`)
+    pub(crate) const PROGRAM_LIMIT: &str = "54000";
+    /// statement_too_complex (a statement nested deeper than `limits.sql_expression_depth`)
+    pub(crate) const TOO_COMPLEX: &str = "54001";
+    /// too_many_connections (more than `limits.pgwire_connections`)
+    pub(crate) const TOO_MANY_CONNECTIONS: &str = "53300";
 }
 
 /// An ERROR with a SQLSTATE, message and hint.
@@ -102,6 +108,8 @@ pub(crate) fn from_sql_error(err: &Error, sql: &str) -> ErrorInfo {
         }
         Error::FunctionFailed { .. } => state::EXTERNAL_ROUTINE,
         Error::Refused { .. } => state::INSUFFICIENT_PRIVILEGE,
+        Error::Limit { .. } if lower.contains("sql_expression_depth") => state::TOO_COMPLEX,
+        Error::Limit { .. } => state::PROGRAM_LIMIT,
         Error::Execution { .. } => state::INTERNAL,
     };
     let mut info = error(code, first_line(&message), err.hint());

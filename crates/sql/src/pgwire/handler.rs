@@ -147,6 +147,16 @@ impl Conn {
             })
     }
 
+    /// Split and classify a query string under the runtime's limits, on the SQL threads.
+    async fn parse(&self, sql: &str) -> Result<Vec<Kind>, Box<ErrorInfo>> {
+        let limits = self.session.limits();
+        let text = sql.to_owned();
+        self.session
+            .on_sql_thread(move || statement::parse_checked(&text, &limits).map_err(Box::new))
+            .await
+            .unwrap_or_else(|e| Err(Box::new(from_sql_error(&e, sql))))
+    }
+
     /// Run one statement; `format` is the result column format the client asked for.
     async fn run<C>(
         &self,
@@ -344,14 +354,7 @@ impl Conn {
                 if sql.reads_catalog {
                     self.refresh_catalog().await.ok()?;
                 }
-                let plan = self
-                    .session
-                    .context()
-                    .state()
-                    .create_logical_plan(&text)
-                    .await
-                    .ok()?;
-                let schema = plan.schema().as_arrow().clone();
+                let schema = self.session.plan_schema(&text).await.ok()?;
                 Some(types::fields(&schema, &Format::UnifiedText))
             }
             Some(Kind::Show(name)) => {
@@ -458,7 +461,7 @@ impl QueryParser for Parser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         self.conn.ensure_ready(client)?;
-        let mut kinds = statement::parse(sql);
+        let mut kinds = self.conn.parse(sql).await.map_err(PgWireError::UserError)?;
         if kinds.len() > 1 {
             return Err(user_error(error(
                 state::SYNTAX,
@@ -569,7 +572,11 @@ impl SimpleQueryHandler for Handler {
     {
         self.conn.ensure_ready(client)?;
         let mut responses = Vec::new();
-        for kind in statement::parse(query) {
+        let kinds = match self.conn.parse(query).await {
+            Ok(kinds) => kinds,
+            Err(info) => return Ok(vec![Response::Error(info)]),
+        };
+        for kind in kinds {
             match self.conn.run(client, &kind, &[], &Format::UnifiedText).await {
                 Ok(r) => responses.push(r),
                 Err(PgWireError::UserError(info)) => {

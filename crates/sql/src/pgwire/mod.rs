@@ -151,6 +151,8 @@ impl WireServer {
         let cancel = Arc::new(DefaultCancelHandler::new(manager));
         let mut stats = WireStats::default();
         let mut tasks = tokio::task::JoinSet::new();
+        let cap = self.runtime.limits().connections;
+        let open = Arc::new(AtomicUsize::new(0));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -165,6 +167,12 @@ impl WireServer {
                         }
                     };
                     let _ = socket.set_nodelay(true);
+                    if open.load(Ordering::SeqCst) >= cap as usize {
+                        tracing::warn!(%peer, cap, "Connection refused: limits.pgwire_connections reached");
+                        tasks.spawn(refuse_connection(socket, cap));
+                        continue;
+                    }
+                    let slot = Slot::take(&open);
                     stats.connections += 1;
                     let session = self.runtime.session_for(Origin::Sql, "postgresql_wire");
                     let conn = Arc::new(handler::Conn::new(session, state.clone()));
@@ -177,6 +185,7 @@ impl WireServer {
                         cancel: cancel.clone(),
                     };
                     tasks.spawn(async move {
+                        let _slot = slot;
                         if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
@@ -201,4 +210,81 @@ impl WireServer {
         tasks.abort_all();
         stats
     }
+}
+
+/// One open connection, counted against `limits.pgwire_connections` until dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(open: &Arc<AtomicUsize>) -> Slot {
+        open.fetch_add(1, Ordering::SeqCst);
+        Slot(open.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Seconds a refused client gets to send its startup packet before it is dropped.
+const REFUSE_SECONDS: u64 = 5;
+
+/// Refuse a connection over `limits.pgwire_connections` as PostgreSQL does: read the startup packet
+/// (answering `N` to an SSL or GSS encryption request first), send a FATAL ErrorResponse with SQLSTATE
+/// 53300 `too_many_connections`, close. Bounded by [`REFUSE_SECONDS`].
+async fn refuse_connection(mut socket: tokio::net::TcpStream, cap: u32) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SSL_REQUEST: u32 = 80_877_103;
+    const GSS_REQUEST: u32 = 80_877_104;
+    let exchange = async {
+        loop {
+            let len = socket.read_u32().await? as usize;
+            if !(8..=10_000).contains(&len) {
+                break;
+            }
+            let mut body = vec![0u8; len - 4];
+            socket.read_exact(&mut body).await?;
+            let code = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+            if code == SSL_REQUEST || code == GSS_REQUEST {
+                socket.write_all(b"N").await?;
+                continue;
+            }
+            break;
+        }
+        let message = format!(
+            "sorry, too many clients already: this server serves at most {cap} connections at once \
+             (limits.pgwire_connections = {cap}); retry later, or raise it in rvbbit.toml [limits]"
+        );
+        socket
+            .write_all(&error_response(errors::state::TOO_MANY_CONNECTIONS, &message))
+            .await?;
+        socket.shutdown().await
+    };
+    let timed = tokio::time::timeout(Duration::from_secs(REFUSE_SECONDS), exchange).await;
+    if let Ok(Err(e)) = timed {
+        tracing::debug!(error = %e, "refused connection ended with an error");
+    }
+}
+
+/// A FATAL ErrorResponse message (before any session exists, so it is encoded here).
+fn error_response(sqlstate: &str, message: &str) -> Vec<u8> {
+    let mut fields = Vec::new();
+    for (tag, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', sqlstate),
+        (b'M', message),
+    ] {
+        fields.push(tag);
+        fields.extend_from_slice(value.as_bytes());
+        fields.push(0);
+    }
+    fields.push(0);
+    let mut out = vec![b'E'];
+    let len = u32::try_from(fields.len() + 4).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&fields);
+    out
 }

@@ -23,6 +23,7 @@ use pgwire::error::ErrorInfo;
 use super::catalog;
 use super::errors::{error, state};
 use super::params;
+use crate::limits::Limits;
 
 /// One statement of a query string.
 #[derive(Clone, Debug)]
@@ -122,23 +123,53 @@ pub(crate) struct Param {
 
 /// Split and classify a query string. A string sqlparser cannot parse is one statement for the session
 /// as it is (RVBBIT MAP, or an error the session reports with its position).
+#[cfg(test)]
 pub(crate) fn parse(sql: &str) -> Vec<Kind> {
+    parse_checked(sql, &Limits::default()).unwrap_or_default()
+}
+
+/// [`parse`] under `limits`: the text's size and statement count are checked before parsing, each
+/// parsed statement's depth before it is rewritten (a too-deep tree is taken apart, never recursed
+/// into). Call it on the SQL threads (parsing recurses up to the parser's recursion limit).
+///
+/// Errors: SQLSTATE 54000 (size, count) or 54001 (depth), with the rvbbit code RVB-Q006.
+pub(crate) fn parse_checked(sql: &str, limits: &Limits) -> Result<Vec<Kind>, ErrorInfo> {
     let trimmed = sql.trim().trim_end_matches(';').trim();
     if trimmed.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let dialect = PostgreSqlDialect {};
-    match Parser::parse_sql(&dialect, sql) {
-        Ok(statements) if !statements.is_empty() => statements.into_iter().map(classify).collect(),
-        _ if is_copy_stream(trimmed) => vec![Kind::Copy],
-        _ => vec![Kind::Sql(Sql {
+    let refuse = |e: crate::error::Error| super::errors::from_sql_error(&e, sql);
+    let recursion = limits.parser_recursion(PARSER_RECURSION);
+    limits.check_text(sql, &dialect, recursion).map_err(refuse)?;
+    let parsed = Parser::new(&dialect)
+        .with_recursion_limit(recursion)
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_statements());
+    match parsed {
+        Ok(mut statements) if !statements.is_empty() => {
+            // Every statement is checked (and a deep one taken apart) before any is dropped.
+            let mut checked = Ok(());
+            for statement in &mut statements {
+                if let Err(e) = limits.check_tree(statement) {
+                    checked = Err(e);
+                }
+            }
+            checked.map_err(refuse)?;
+            Ok(statements.into_iter().map(classify).collect())
+        }
+        _ if is_copy_stream(trimmed) => Ok(vec![Kind::Copy]),
+        _ => Ok(vec![Kind::Sql(Sql {
             ast: None,
             text: trimmed.to_owned(),
             reads_catalog: false,
             params: 0,
-        })],
+        })]),
     }
 }
+
+/// sqlparser's default recursion limit (what `Parser::parse_sql` uses).
+const PARSER_RECURSION: usize = 50;
 
 fn classify(statement: Statement) -> Kind {
     match &statement {

@@ -11,6 +11,7 @@
 
 mod batch;
 mod compat;
+mod limits;
 mod magic;
 mod map;
 mod sources;
