@@ -4,6 +4,7 @@
 mod config;
 mod help;
 mod hitl;
+mod limits;
 mod pgwire;
 mod replay_example;
 mod run_command;
