@@ -39,7 +39,7 @@ pub mod yaml;
 pub use catalog::Catalog;
 pub use diagnostic::{Diagnostic, DiagnosticJson, Label, LabelJson, Severity, list_names, similar};
 pub use load::{
-    Content, Document, Include, Loaded, MAX_FILE_BYTES, load_file, load_str, resolve_cascade_ref,
-    resolve_contained, search_bases,
+    Content, Document, Include, Loaded, MAX_FILE_BYTES, load_file, load_file_with, load_str, load_str_with,
+    resolve_cascade_ref, resolve_contained, search_bases,
 };
 pub use render::render;

@@ -5,6 +5,7 @@ use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use rvbbit_core::codes;
+use rvbbit_core::config::LimitsConfig;
 use serde_json::Value;
 
 use crate::diagnostic::Diagnostic;
@@ -138,10 +139,15 @@ impl Loaded {
     }
 }
 
-/// Read and load a file. Never panics; every problem becomes a diagnostic.
+/// Read and load a file within the default `[limits]`. Never panics; every problem becomes a diagnostic.
 pub fn load_file(path: &Path) -> Loaded {
+    load_file_with(path, &LimitsConfig::default())
+}
+
+/// Read and load a file within `limits` (the `yaml_*` budgets: see [`crate::yaml::parse_with`]).
+pub fn load_file_with(path: &Path, limits: &LimitsConfig) -> Loaded {
     match read_text(path) {
-        Ok(text) => load_str(path, &text),
+        Ok(text) => load_str_with(path, &text, limits),
         Err(diag) => Loaded {
             path: path.to_path_buf(),
             source: None,
@@ -214,8 +220,15 @@ fn read_text(path: &Path) -> Result<String, Box<Diagnostic>> {
     })
 }
 
-/// Load text as if read from `path` (used for files, stdin and HTTP uploads).
+/// Load text as if read from `path` (used for files, stdin and HTTP uploads) within the default
+/// `[limits]`.
 pub fn load_str(path: &Path, text: &str) -> Loaded {
+    load_str_with(path, text, &LimitsConfig::default())
+}
+
+/// Load text as if read from `path` within `limits`. A file over a `yaml_*` budget gets one `RVB-V024`
+/// error at the point where the budget ran out, and no document.
+pub fn load_str_with(path: &Path, text: &str, limits: &LimitsConfig) -> Loaded {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let source = SourceFile::new(path, text);
     let mut diagnostics = Vec::new();
@@ -247,14 +260,14 @@ pub fn load_str(path: &Path, text: &str) -> Loaded {
             diagnostics,
         };
     }
-    let parsed = yaml::parse(&source);
+    let parsed = yaml::parse_with(&source, limits);
     for problem in &parsed.problems {
         diagnostics.push(yaml_problem(problem));
     }
     let syntax_failed = parsed
         .problems
         .iter()
-        .any(|p| matches!(p, YamlProblem::Syntax { .. } | YamlProblem::TooDeep { .. }));
+        .any(|p| matches!(p, YamlProblem::Syntax { .. } | YamlProblem::OverLimit { .. }));
     let mut loaded = Loaded {
         path: path.to_path_buf(),
         source: Some(source.clone()),
@@ -382,12 +395,21 @@ fn yaml_problem(problem: &YamlProblem) -> Diagnostic {
         .at(*at)
         .with_label("a second document starts here")
         .with_hint("move the rest into its own file, or turn it into comments"),
-        YamlProblem::TooDeep { at } => Diagnostic::error(
-            codes::V_SYNTAX,
-            format!("nesting is deeper than {} levels", yaml::MAX_DEPTH),
+        YamlProblem::OverLimit { at, limit, max } => Diagnostic::error(
+            codes::V_TOO_LARGE,
+            format!(
+                "the file has more than {max} {} ({} = {max})",
+                limit.what(),
+                limit.setting()
+            ),
         )
         .at(*at)
-        .with_hint("flatten the structure; no cascade needs this depth"),
+        .with_label("the limit was crossed here")
+        .with_hint(format!(
+            "write the repeated part once (a sub-cascade or an `@path` include) and flatten the nesting; \
+             if the file is legitimate, raise {} in rvbbit.toml [limits]",
+            limit.setting()
+        )),
         YamlProblem::UnknownAlias { at } => {
             Diagnostic::error(codes::V_SYNTAX, "alias to an anchor that is not defined")
                 .at(*at)

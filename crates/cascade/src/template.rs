@@ -104,6 +104,109 @@ pub fn output_refs(text: &str) -> Vec<OutputRef> {
     refs
 }
 
+/// Filters that quote a value for the shell (the engine's `shell_quote` and its alias `q`).
+pub const SHELL_QUOTE_FILTERS: &[&str] = &["shell_quote", "q"];
+
+/// Which names bring outside values into a shell command template.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShellValues {
+    /// A cell's command: `input`, `outputs` and `state`.
+    Run,
+    /// A declarative tool's command: any variable (the tool's arguments).
+    ToolArguments,
+}
+
+/// A `{{ ... }}` in a shell command that inserts an outside value without quoting it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnquotedValue {
+    /// The expression inside the braces, trimmed (`input.name`).
+    pub expression: String,
+    /// Byte range of the whole `{{ ... }}` inside the template text.
+    pub range: std::ops::Range<usize>,
+}
+
+/// Every `{{ ... }}` of a shell command template that reads an outside value (see [`ShellValues`]) and
+/// does not end in `| q` or `| shell_quote`. Empty when the template does not tokenize (its syntax
+/// error is reported on its own).
+pub fn unquoted_shell_values(text: &str, values: ShellValues) -> Vec<UnquotedValue> {
+    let mut tokens = Vec::new();
+    for item in machinery::tokenize(text, false, SyntaxConfig::default()) {
+        match item {
+            Ok((token, span)) => tokens.push((token, span.start_offset as usize..span.end_offset as usize)),
+            Err(_) => return Vec::new(),
+        }
+    }
+    let mut out = Vec::new();
+    let mut open: Option<usize> = None;
+    for (i, (token, range)) in tokens.iter().enumerate() {
+        match token {
+            Token::VariableStart => open = Some(i),
+            Token::VariableEnd => {
+                let Some(start) = open.take() else { continue };
+                let inner = &tokens[start + 1..i];
+                if reads_outside_value(inner, values) && !ends_quoted(inner) {
+                    let from = tokens[start].1.end;
+                    out.push(UnquotedValue {
+                        expression: text[from.min(range.start)..range.start].trim().to_owned(),
+                        range: tokens[start].1.start..range.end,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn reads_outside_value(inner: &[(Token<'_>, std::ops::Range<usize>)], values: ShellValues) -> bool {
+    // Names in the condition of `a if cond else b` decide which value is inserted, not what it is.
+    let mut in_condition = false;
+    inner.iter().enumerate().any(|(j, (token, _))| {
+        match token {
+            Token::Ident("if") => in_condition = true,
+            Token::Ident("else") => in_condition = false,
+            _ => {}
+        }
+        let Token::Ident(name) = token else { return false };
+        if in_condition {
+            return false;
+        }
+        let after = inner.get(j + 1).map(|(t, _)| t);
+        let before = j.checked_sub(1).and_then(|b| inner.get(b)).map(|(t, _)| t);
+        // Not an attribute (`x.name`), a filter or test name (`| name`, `is name`), or a call (`name(`).
+        let is_variable = !matches!(before, Some(Token::Dot | Token::Pipe))
+            && !matches!(after, Some(Token::ParenOpen))
+            && !matches!(before, Some(Token::Ident("is")))
+            && !matches!(
+                *name,
+                "true"
+                    | "false"
+                    | "none"
+                    | "True"
+                    | "False"
+                    | "None"
+                    | "is"
+                    | "not"
+                    | "and"
+                    | "or"
+                    | "in"
+                    | "if"
+                    | "else"
+            );
+        match values {
+            ShellValues::Run => is_variable && matches!(*name, "input" | "outputs" | "state"),
+            ShellValues::ToolArguments => is_variable,
+        }
+    })
+}
+
+fn ends_quoted(inner: &[(Token<'_>, std::ops::Range<usize>)]) -> bool {
+    matches!(
+        inner,
+        [.., (Token::Pipe, _), (Token::Ident(name), _)] if SHELL_QUOTE_FILTERS.contains(name)
+    )
+}
+
 /// Map a byte range inside a template string back to the file the string was written in.
 ///
 /// Exact for `|` blocks and for single-line scalars without escapes; otherwise the text around the
@@ -195,5 +298,31 @@ mod tests {
                 ("load", RefKind::StateOutput)
             ]
         );
+    }
+
+    #[test]
+    fn unquoted_shell_values_are_found_and_quoted_ones_are_not() {
+        let found = unquoted_shell_values(
+            "echo {{ input.x }} {{ input.y | q }} {{ outputs.a.rows | length }} {{ state.k | shell_quote }} {{ 'lit' }}",
+            ShellValues::Run,
+        );
+        let exprs: Vec<&str> = found.iter().map(|u| u.expression.as_str()).collect();
+        assert_eq!(exprs, ["input.x", "outputs.a.rows | length"]);
+        assert_eq!(found[0].range, 5..18);
+        // `| tojson` is not shell quoting.
+        assert_eq!(
+            unquoted_shell_values("run {{ input.x | tojson }}", ShellValues::Run).len(),
+            1
+        );
+        // Tool commands: any variable is an argument; functions and literals are not.
+        let tool = unquoted_shell_values(
+            "wc -w < {{ path }} {{ range(3) | join }} {{ name | q }}",
+            ShellValues::ToolArguments,
+        );
+        assert_eq!(
+            tool.iter().map(|u| u.expression.as_str()).collect::<Vec<_>>(),
+            ["path"]
+        );
+        assert!(unquoted_shell_values("echo {{ broken", ShellValues::Run).is_empty());
     }
 }

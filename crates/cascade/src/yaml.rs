@@ -1,17 +1,23 @@
 //! A YAML (and therefore JSON) document tree that keeps the source span of every node.
 //!
 //! Built from `saphyr-parser` events with an explicit stack, so hostile input cannot overflow the call
-//! stack; nesting deeper than [`MAX_DEPTH`] is rejected. Scalars are resolved with the YAML 1.2 core schema
-//! (plus PyYAML's `yes`/`no`/`on`/`off` booleans where a boolean is expected: see the schema walker).
+//! stack. Three budgets from `[limits]` ([`LimitsConfig`]) are checked while the tree is built, before an
+//! alias is copied, so a "billion laughs" file is refused after a few kilobytes of work instead of
+//! growing to gigabytes: alias references expanded (`yaml_aliases`), nodes after expansion (`yaml_nodes`;
+//! a string counts one node plus one per [`BYTES_PER_NODE`] bytes, so one long string aliased many times
+//! is bounded too), and nesting depth after expansion (`yaml_depth`). Scalars are resolved with the YAML
+//! 1.2 core schema (plus PyYAML's `yes`/`no`/`on`/`off` booleans where a boolean is expected: see the
+//! schema walker).
 
 use std::collections::HashMap;
 
+use rvbbit_core::config::LimitsConfig;
 use saphyr_parser::{Event, Parser, ScalarStyle, Span as YamlSpan};
 
 use crate::source::{SourceFile, Span};
 
-/// Deepest nesting of sequences and mappings accepted.
-pub const MAX_DEPTH: usize = 200;
+/// A string scalar costs one node of `limits.yaml_nodes` plus one per this many bytes of text.
+pub const BYTES_PER_NODE: usize = 64;
 
 /// How a string scalar was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,16 +164,51 @@ pub enum YamlProblem {
         /// Where the second document starts.
         at: Span,
     },
-    /// Nesting deeper than [`MAX_DEPTH`].
-    TooDeep {
-        /// Where the limit was crossed.
+    /// A `limits.yaml_*` budget was exceeded; the tree was not built further.
+    OverLimit {
+        /// Where the limit was crossed (the alias, or the collection that went too deep).
         at: Span,
+        /// Which budget.
+        limit: YamlLimit,
+        /// Its configured value.
+        max: u64,
     },
     /// An alias to an anchor that was never defined.
     UnknownAlias {
         /// Where.
         at: Span,
     },
+}
+
+/// The budgets of [`parse_with`], each named after its `[limits]` setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum YamlLimit {
+    /// `limits.yaml_aliases`: alias references expanded.
+    Aliases,
+    /// `limits.yaml_nodes`: nodes after alias expansion.
+    Nodes,
+    /// `limits.yaml_depth`: nesting depth of sequences and mappings, aliases expanded.
+    Depth,
+}
+
+impl YamlLimit {
+    /// The setting, as written in `rvbbit.toml` (`limits.yaml_aliases`, ...).
+    pub fn setting(self) -> &'static str {
+        match self {
+            YamlLimit::Aliases => "limits.yaml_aliases",
+            YamlLimit::Nodes => "limits.yaml_nodes",
+            YamlLimit::Depth => "limits.yaml_depth",
+        }
+    }
+
+    /// What exceeding it means, for messages ("more than N ...").
+    pub fn what(self) -> &'static str {
+        match self {
+            YamlLimit::Aliases => "alias references (`*name`) to expand",
+            YamlLimit::Nodes => "nodes once its aliases are expanded",
+            YamlLimit::Depth => "levels of nesting (aliases expanded)",
+        }
+    }
 }
 
 /// The result of parsing: the first document's root (if any) and the problems found.
@@ -184,13 +225,83 @@ enum Frame {
         start: usize,
         anchor: usize,
         items: Vec<Node>,
+        cost: Cost,
     },
     Map {
         start: usize,
         anchor: usize,
         entries: Vec<(Node, Node)>,
         pending_key: Option<Node>,
+        cost: Cost,
     },
+}
+
+impl Frame {
+    fn cost_mut(&mut self) -> &mut Cost {
+        match self {
+            Frame::Seq { cost, .. } | Frame::Map { cost, .. } => cost,
+        }
+    }
+}
+
+/// What a subtree costs: its weight in `yaml_nodes` and its height in collections (0 for a scalar).
+#[derive(Clone, Copy, Debug, Default)]
+struct Cost {
+    nodes: u64,
+    height: u32,
+}
+
+impl Cost {
+    /// A collection's own cost before its children.
+    const COLLECTION: Cost = Cost { nodes: 1, height: 1 };
+
+    fn scalar(text_len: usize) -> Cost {
+        Cost {
+            nodes: 1 + (text_len / BYTES_PER_NODE) as u64,
+            height: 0,
+        }
+    }
+
+    /// Add a finished child to a collection's cost.
+    fn add_child(&mut self, child: Cost) {
+        self.nodes = self.nodes.saturating_add(child.nodes);
+        self.height = self.height.max(child.height.saturating_add(1));
+    }
+}
+
+/// The running totals checked against the limits.
+struct Budget<'l> {
+    limits: &'l LimitsConfig,
+    aliases: u64,
+    nodes: u64,
+}
+
+impl Budget<'_> {
+    /// Charge `cost` nodes; `Err` names the budget that ran out.
+    fn charge(&mut self, cost: u64) -> Result<(), (YamlLimit, u64)> {
+        self.nodes = self.nodes.saturating_add(cost);
+        if self.nodes > self.limits.yaml_nodes {
+            return Err((YamlLimit::Nodes, self.limits.yaml_nodes));
+        }
+        Ok(())
+    }
+
+    /// Charge one alias expanding a subtree of `cost` at nesting `depth`.
+    fn expand(&mut self, cost: Cost, depth: usize) -> Result<(), (YamlLimit, u64)> {
+        self.aliases += 1;
+        if self.aliases > self.limits.yaml_aliases {
+            return Err((YamlLimit::Aliases, self.limits.yaml_aliases));
+        }
+        self.check_depth(depth.saturating_add(cost.height as usize))?;
+        self.charge(cost.nodes)
+    }
+
+    fn check_depth(&self, depth: usize) -> Result<(), (YamlLimit, u64)> {
+        if depth > self.limits.yaml_depth as usize {
+            return Err((YamlLimit::Depth, u64::from(self.limits.yaml_depth)));
+        }
+        Ok(())
+    }
 }
 
 fn to_span(source: &SourceFile, span: &YamlSpan) -> Span {
@@ -199,11 +310,23 @@ fn to_span(source: &SourceFile, span: &YamlSpan) -> Span {
     Span::new(start, end)
 }
 
-/// Parse `source` as YAML (JSON is parsed as the YAML it is a subset of).
+/// Parse `source` as YAML (JSON is parsed as the YAML it is a subset of) within the default limits.
 pub fn parse(source: &SourceFile) -> Parsed {
+    parse_with(source, &LimitsConfig::default())
+}
+
+/// Parse `source` within `limits` (`yaml_aliases`, `yaml_nodes`, `yaml_depth`). Exceeding one stops the
+/// parse with a [`YamlProblem::OverLimit`] at the alias or collection that crossed it; nothing past that
+/// point is built or copied.
+pub fn parse_with(source: &SourceFile, limits: &LimitsConfig) -> Parsed {
     let mut parsed = Parsed::default();
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    let mut anchors: HashMap<usize, (Node, Cost)> = HashMap::new();
+    let mut budget = Budget {
+        limits,
+        aliases: 0,
+        nodes: 0,
+    };
     let mut documents = 0usize;
     let mut done = false;
 
@@ -221,135 +344,174 @@ pub fn parse(source: &SourceFile) -> Parsed {
             }
         };
         let span = to_span(source, &yspan);
-        let finished: Option<Node> = match event {
-            Event::StreamStart | Event::StreamEnd | Event::Nothing | Event::DocumentEnd => None,
+        let step = match event {
+            Event::StreamStart | Event::StreamEnd | Event::Nothing | Event::DocumentEnd => Ok(None),
             Event::DocumentStart(_) => {
                 documents += 1;
                 if documents > 1 {
                     parsed.problems.push(YamlProblem::ExtraDocuments { at: span });
                     done = true;
                 }
-                None
+                Ok(None)
             }
             Event::Alias(id) => match anchors.get(&id) {
-                Some(node) => Some(Node {
-                    kind: node.kind.clone(),
-                    span,
+                // Charge before copying: the copy is what a "billion laughs" file makes explode.
+                Some((node, cost)) => budget.expand(*cost, stack.len()).map(|()| {
+                    Some((
+                        Node {
+                            kind: node.kind.clone(),
+                            span,
+                        },
+                        *cost,
+                    ))
                 }),
                 None => {
                     parsed.problems.push(YamlProblem::UnknownAlias { at: span });
-                    Some(Node {
-                        kind: NodeKind::Null,
-                        span,
-                    })
+                    Ok(Some((
+                        Node {
+                            kind: NodeKind::Null,
+                            span,
+                        },
+                        Cost::scalar(0),
+                    )))
                 }
             },
             Event::Scalar(value, style, anchor, tag) => {
-                let forced_str = tag.as_ref().is_some_and(|t| t.suffix == "str");
-                let node = Node {
-                    kind: resolve_scalar(&value, style, forced_str),
-                    span,
-                };
-                if anchor > 0 {
-                    anchors.insert(anchor, node.clone());
-                }
-                Some(node)
-            }
-            Event::SequenceStart(anchor, _) => {
-                if stack.len() >= MAX_DEPTH {
-                    parsed.problems.push(YamlProblem::TooDeep { at: span });
-                    break;
-                }
-                stack.push(Frame::Seq {
-                    start: span.start,
-                    anchor,
-                    items: Vec::new(),
-                });
-                None
-            }
-            Event::MappingStart(anchor, _) => {
-                if stack.len() >= MAX_DEPTH {
-                    parsed.problems.push(YamlProblem::TooDeep { at: span });
-                    break;
-                }
-                stack.push(Frame::Map {
-                    start: span.start,
-                    anchor,
-                    entries: Vec::new(),
-                    pending_key: None,
-                });
-                None
-            }
-            Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq { start, anchor, items }) => {
+                let cost = Cost::scalar(value.len());
+                budget.charge(cost.nodes).map(|()| {
+                    let forced_str = tag.as_ref().is_some_and(|t| t.suffix == "str");
                     let node = Node {
-                        kind: NodeKind::Seq(items),
-                        span: Span::new(start, span.end.max(start)),
+                        kind: resolve_scalar(&value, style, forced_str),
+                        span,
                     };
                     if anchor > 0 {
-                        anchors.insert(anchor, node.clone());
+                        anchors.insert(anchor, (node.clone(), cost));
                     }
-                    Some(node)
-                }
-                _ => None,
-            },
-            Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map {
-                    start,
-                    anchor,
-                    entries,
-                    ..
-                }) => {
-                    let entries = merge_keys(entries);
-                    let node = Node {
-                        kind: NodeKind::Map(entries),
-                        span: Span::new(start, span.end.max(start)),
-                    };
-                    if anchor > 0 {
-                        anchors.insert(anchor, node.clone());
-                    }
-                    Some(node)
-                }
-                _ => None,
-            },
+                    Some((node, cost))
+                })
+            }
+            Event::SequenceStart(anchor, _) => budget
+                .check_depth(stack.len() + 1)
+                .and_then(|()| budget.charge(1))
+                .map(|()| {
+                    stack.push(Frame::Seq {
+                        start: span.start,
+                        anchor,
+                        items: Vec::new(),
+                        cost: Cost::COLLECTION,
+                    });
+                    None
+                }),
+            Event::MappingStart(anchor, _) => budget
+                .check_depth(stack.len() + 1)
+                .and_then(|()| budget.charge(1))
+                .map(|()| {
+                    stack.push(Frame::Map {
+                        start: span.start,
+                        anchor,
+                        entries: Vec::new(),
+                        pending_key: None,
+                        cost: Cost::COLLECTION,
+                    });
+                    None
+                }),
+            Event::SequenceEnd | Event::MappingEnd => {
+                Ok(stack.pop().map(|frame| finish(frame, span.end, &mut anchors)))
+            }
+        };
+        let finished = match step {
+            Ok(finished) => finished,
+            Err((limit, max)) => {
+                parsed
+                    .problems
+                    .push(YamlProblem::OverLimit { at: span, limit, max });
+                break;
+            }
         };
         if done {
             break;
         }
-        if let Some(node) = finished {
+        if let Some((node, cost)) = finished {
             match stack.last_mut() {
                 None => {
                     if parsed.root.is_none() {
                         parsed.root = Some(node);
                     }
                 }
-                Some(Frame::Seq { items, .. }) => items.push(node),
-                Some(Frame::Map {
-                    entries, pending_key, ..
-                }) => match pending_key.take() {
-                    None => *pending_key = Some(node),
-                    Some(key) => {
-                        if let Some(text) = key.key_text()
-                            && text != "<<"
-                            && let Some(pos) = entries
-                                .iter()
-                                .position(|(k, _)| k.key_text().as_deref() == Some(&text))
-                        {
-                            parsed.problems.push(YamlProblem::DuplicateKey {
-                                key: text,
-                                first: entries[pos].0.span,
-                                again: key.span,
-                            });
-                            entries[pos] = (key, node);
-                        } else {
-                            entries.push((key, node));
-                        }
-                    }
-                },
+                Some(frame) => {
+                    frame.cost_mut().add_child(cost);
+                    attach(frame, node, &mut parsed.problems);
+                }
             }
         }
     }
     parsed
+}
+
+/// Close a collection: build its node (applying merge keys) and remember it when it is anchored.
+fn finish(frame: Frame, end: usize, anchors: &mut HashMap<usize, (Node, Cost)>) -> (Node, Cost) {
+    let (node, anchor, cost) = match frame {
+        Frame::Seq {
+            start,
+            anchor,
+            items,
+            cost,
+        } => (
+            Node {
+                kind: NodeKind::Seq(items),
+                span: Span::new(start, end.max(start)),
+            },
+            anchor,
+            cost,
+        ),
+        Frame::Map {
+            start,
+            anchor,
+            entries,
+            cost,
+            ..
+        } => (
+            Node {
+                kind: NodeKind::Map(merge_keys(entries)),
+                span: Span::new(start, end.max(start)),
+            },
+            anchor,
+            cost,
+        ),
+    };
+    if anchor > 0 {
+        anchors.insert(anchor, (node.clone(), cost));
+    }
+    (node, cost)
+}
+
+/// Add a finished node to the open collection: an item, a mapping key, or the value of the pending key.
+fn attach(frame: &mut Frame, node: Node, problems: &mut Vec<YamlProblem>) {
+    match frame {
+        Frame::Seq { items, .. } => items.push(node),
+        Frame::Map {
+            entries, pending_key, ..
+        } => match pending_key.take() {
+            None => *pending_key = Some(node),
+            Some(key) => {
+                if let Some(text) = key.key_text()
+                    && text != "<<"
+                    && let Some(pos) = entries
+                        .iter()
+                        .position(|(k, _)| k.key_text().as_deref() == Some(&text))
+                {
+                    problems.push(YamlProblem::DuplicateKey {
+                        key: text,
+                        first: entries[pos].0.span,
+                        again: key.span,
+                    });
+                    entries[pos] = (key, node);
+                } else {
+                    entries.push((key, node));
+                }
+            }
+        },
+    }
 }
 
 /// Apply YAML merge keys (`<<: *base`): entries of the merged mappings that are not already present.
@@ -519,7 +681,7 @@ mod tests {
         assert!(
             p.problems
                 .iter()
-                .any(|x| matches!(x, YamlProblem::TooDeep { .. } | YamlProblem::Syntax { .. }))
+                .any(|x| matches!(x, YamlProblem::OverLimit { .. } | YamlProblem::Syntax { .. }))
         );
     }
 
@@ -534,5 +696,90 @@ mod tests {
         let (_, p) = parse_str("a: 1\n---\nb: 2\n");
         assert!(matches!(p.problems[0], YamlProblem::ExtraDocuments { .. }));
         assert_eq!(p.root.unwrap().to_json(), serde_json::json!({"a": 1}));
+    }
+
+    fn limits(aliases: u64, nodes: u64, depth: u32) -> LimitsConfig {
+        LimitsConfig {
+            yaml_aliases: aliases,
+            yaml_nodes: nodes,
+            yaml_depth: depth,
+            ..LimitsConfig::default()
+        }
+    }
+
+    /// The limit that stopped the parse, if any.
+    fn over(text: &str, limits: &LimitsConfig) -> Option<YamlLimit> {
+        let p = parse_with(&SourceFile::new("t.yaml", text), limits);
+        p.problems.iter().find_map(|x| match x {
+            YamlProblem::OverLimit { limit, .. } => Some(*limit),
+            _ => None,
+        })
+    }
+
+    /// The classic "billion laughs": nine levels of nine aliases each (9^9 strings once expanded).
+    pub(crate) fn billion_laughs() -> String {
+        let mut text = String::from("l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..9 {
+            let refs = vec![format!("*l{}", i - 1); 9].join(", ");
+            text.push_str(&format!("l{i}: &l{i} [{refs}]\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn alias_count_is_probed_below_and_above() {
+        let text = "a: &x 1\nb: [*x, *x, *x]\n";
+        assert_eq!(over(text, &limits(3, 100, 10)), None);
+        assert_eq!(over(text, &limits(2, 100, 10)), Some(YamlLimit::Aliases));
+    }
+
+    #[test]
+    fn node_count_includes_expanded_aliases() {
+        // outer seq + inner seq + 2 items + the alias's copy of 3 nodes = 7
+        let text = "- &a [1, 2]\n- *a\n";
+        assert_eq!(over(text, &limits(10, 7, 10)), None);
+        assert_eq!(over(text, &limits(10, 6, 10)), Some(YamlLimit::Nodes));
+        assert_eq!(over("[1, 2, 3]", &limits(10, 4, 10)), None);
+        assert_eq!(over("[1, 2, 3]", &limits(10, 3, 10)), Some(YamlLimit::Nodes));
+    }
+
+    #[test]
+    fn long_strings_weigh_by_their_bytes() {
+        let long = "x".repeat(BYTES_PER_NODE * 100);
+        // root map 1 + key 1 + string 101 + key 1 + seq 1 + two aliases of 101 = 307
+        let text = format!("a: &a {long}\nb: [*a, *a]\n");
+        assert_eq!(over(&text, &limits(10, 307, 10)), None);
+        assert_eq!(over(&text, &limits(10, 306, 10)), Some(YamlLimit::Nodes));
+    }
+
+    #[test]
+    fn depth_counts_expanded_aliases() {
+        assert_eq!(over("[[1]]", &limits(10, 100, 2)), None);
+        assert_eq!(over("[[1]]", &limits(10, 100, 1)), Some(YamlLimit::Depth));
+        // `a` nests 3 deep; `b: [*a]` nests 4 deep once `*a` is expanded.
+        let text = "a: &a [[1]]\nb: [*a]\n";
+        assert_eq!(over(text, &limits(10, 100, 4)), None);
+        assert_eq!(over(text, &limits(10, 100, 3)), Some(YamlLimit::Depth));
+    }
+
+    #[test]
+    fn billion_laughs_stops_on_nodes_without_expanding() {
+        let text = billion_laughs();
+        let started = std::time::Instant::now();
+        let p = parse(&SourceFile::new("bomb.yaml", text.as_str()));
+        assert!(p.root.is_none());
+        assert!(
+            matches!(
+                p.problems[..],
+                [YamlProblem::OverLimit {
+                    limit: YamlLimit::Nodes,
+                    max: 1_000_000,
+                    ..
+                }]
+            ),
+            "{:?}",
+            p.problems
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
     }
 }

@@ -299,7 +299,7 @@ impl Default for LimitsConfig {
             yaml_aliases: 10_000,
             yaml_nodes: 1_000_000,
             yaml_depth: 256,
-            template_fuel: 50_000_000,
+            template_fuel: 10_000_000,
             template_output_bytes: 16 * 1024 * 1024,
             sql_expression_depth: 256,
             sql_statements: 64,

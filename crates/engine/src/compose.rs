@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use rvbbit_cascade::catalog::Origin as CatalogOrigin;
 use rvbbit_cascade::model::{AsyncTrigger, Cascade, Cell};
 use rvbbit_cascade::validate::{Options, validate_loaded};
-use rvbbit_cascade::{Catalog, Severity, load_file, resolve_cascade_ref, search_bases};
+use rvbbit_cascade::{Catalog, Severity, load_file_with, resolve_cascade_ref, search_bases};
 use rvbbit_core::{CallerId, EventKind, MicroUsd, SessionId, SessionStatus};
 use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
@@ -241,7 +241,7 @@ pub(crate) fn load(engine: &Engine, path: &Path) -> std::result::Result<Child, S
         strict: false,
         roots: engine.roots.clone(),
     };
-    let report = validate_loaded(load_file(path), &mut catalog, &options);
+    let report = validate_loaded(load_file_with(path, &engine.limits), &mut catalog, &options);
     if let Some(d) = report
         .diagnostics()
         .iter()
@@ -409,7 +409,7 @@ pub(crate) async fn on_end(run: &mut Run<'_>, cell: &Cell) {
 /// §5.6 child input: with `context_in`, the parent state (without `input`) and then the parent input's
 /// keys; then `input_map` (`child_key: parent_key_or_literal`: a string naming a key of the input or the
 /// state copies it, a template is rendered, anything else is a literal).
-fn child_input(
+async fn child_input(
     run: &Run<'_>,
     cell: &Cell,
     context_in: bool,
@@ -434,10 +434,11 @@ fn child_input(
             Value::String(s) if input.contains_key(s) => input[s].clone(),
             Value::String(s) if state.contains_key(s) => state[s].clone(),
             Value::String(s) if s.contains("{{") || s.contains("{%") => {
-                let text = run.templates.render(s, &vars).map_err(|e| Error::CellFailed {
-                    cell: cell.name.clone(),
-                    message: format!("template error in `input_map.{key}`: {e}"),
-                })?;
+                let text = run
+                    .templates
+                    .render(s, &vars)
+                    .await
+                    .map_err(|e| e.into_cell_error(&cell.name, &format!("input_map.{key}")))?;
                 crate::template::json_parse_rule(text)
             }
             other => other.clone(),
@@ -448,17 +449,15 @@ fn child_input(
 }
 
 /// Render a `ref` (it may be a template).
-fn render_ref(run: &Run<'_>, cell: &Cell, reference: &str) -> Result<String> {
+async fn render_ref(run: &Run<'_>, cell: &Cell, reference: &str) -> Result<String> {
     if !reference.contains("{{") {
         return Ok(reference.to_owned());
     }
     run.templates
         .render(reference, &run.template_ctx())
+        .await
         .map(|s| s.trim().to_owned())
-        .map_err(|e| Error::CellFailed {
-            cell: cell.name.clone(),
-            message: format!("template error in `ref`: {e}"),
-        })
+        .map_err(|e| e.into_cell_error(&cell.name, "ref"))
 }
 
 async fn child_event(run: &Run<'_>, cell: &Cell, child: &str, what: &str, reference: &str) {
@@ -477,11 +476,11 @@ pub(crate) fn absorb(run: &mut Run<'_>, outcome: &Outcome) {
 /// `sub_cascades` (§5.6): each runs synchronously before the cell's own work; a failure fails the cell.
 async fn sub_cascades(run: &mut Run<'_>, cell: &Cell) -> Result<()> {
     for sub in cell.sub_cascades.iter().flatten() {
-        let reference = render_ref(run, cell, &sub.reference)?;
+        let reference = render_ref(run, cell, &sub.reference).await?;
         let what = format!("sub-cascade `{reference}`");
         let scope = run.scope();
         let child = prepare(&scope, &cell.name, &reference, &what)?;
-        let input = child_input(run, cell, sub.context_in != Some(false), sub.input_map.as_ref())?;
+        let input = child_input(run, cell, sub.context_in != Some(false), sub.input_map.as_ref()).await?;
         let sid = run.compose.child_id(&format!("{}_sub", run.session_id));
         child_event(run, cell, &sid, "sub_cascade", &reference).await;
         let outcome = run_child(&scope, child, input, session_id(&sid)).await?;
@@ -517,12 +516,15 @@ async fn start_async(run: &mut Run<'_>, cell: &Cell, trigger: AsyncTrigger) {
             continue;
         }
         // An async child never fails its parent, not even when it cannot start.
-        let prepared = render_ref(run, cell, &spec.reference).and_then(|reference| {
+        let prepared = async {
+            let reference = render_ref(run, cell, &spec.reference).await?;
             let what = format!("async cascade `{reference}`");
             let child = prepare(&run.scope(), &cell.name, &reference, &what)?;
-            let input = child_input(run, cell, spec.context_in != Some(false), spec.input_map.as_ref())?;
-            Ok((child, input, what, reference))
-        });
+            let input =
+                child_input(run, cell, spec.context_in != Some(false), spec.input_map.as_ref()).await?;
+            Ok::<_, Error>((child, input, what, reference))
+        }
+        .await;
         let (child, input, what, reference) = match prepared {
             Ok(c) => c,
             Err(err) => {

@@ -144,6 +144,22 @@ pub enum Error {
     /// The store failed in a way the writer could not absorb.
     #[error("event store: {0}")]
     Store(#[from] rvbbit_store::Error),
+    /// A template ran out of a `[limits]` budget (`template_fuel` or `template_output_bytes`).
+    #[error(
+        "cell `{cell}`: {what} while rendering `{place}`, over {setting} = {max}; raise it in rvbbit.toml [limits]"
+    )]
+    TemplateLimit {
+        /// The cell.
+        cell: String,
+        /// Which template (`inputs`, `instructions`, ...).
+        place: String,
+        /// What ran out, in words.
+        what: &'static str,
+        /// The setting (`limits.template_fuel`, `limits.template_output_bytes`).
+        setting: &'static str,
+        /// Its value.
+        max: u64,
+    },
     /// The run was cancelled (Ctrl-C, SIGTERM, or a cancellation token).
     #[error("the run was cancelled")]
     Cancelled,
@@ -216,6 +232,7 @@ impl Error {
             Error::WardBlocked { .. } => codes::E_WARD_BLOCKED,
             Error::ChildInvalid { .. } => codes::E_CHILD_INVALID,
             Error::Child { source, .. } => source.code(),
+            Error::TemplateLimit { .. } => codes::E_TEMPLATE_LIMIT,
             Error::Cancelled => codes::E_CELL_FAILED,
             Error::Waiting { .. } => codes::H_WAITING,
             Error::Answer { .. } => codes::C_ANSWER,
@@ -265,6 +282,9 @@ impl Error {
             Error::Child { child_session, .. } => {
                 format!("see the child's events with `rvbbit debug trace {child_session}`")
             }
+            Error::TemplateLimit { setting, .. } => format!(
+                "do heavy computation in a code or SQL cell and render only its result, or raise {setting} in rvbbit.toml [limits]"
+            ),
             Error::Cancelled => "the session was marked cancelled; run it again to finish".into(),
             Error::Waiting {
                 signal, session_id, ..

@@ -60,4 +60,6 @@ pub use compose::ChildRuns;
 pub use error::{Error, Result};
 pub use progress::Progress;
 pub use run::{Engine, LineageEntry, MAX_DEPTH, MAX_STEPS, Outcome, RunRequest, Sampling};
+#[doc(hidden)]
+pub use template::render_for_fuzzing;
 pub use tokio_util::sync::CancellationToken;

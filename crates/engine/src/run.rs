@@ -41,6 +41,8 @@ pub struct Engine {
     pub(crate) store: Option<Arc<dyn Store>>,
     /// Who answers human-in-the-loop questions.
     pub(crate) human: Arc<dyn Human>,
+    /// Budgets of templates (`template_fuel`, `template_output_bytes`) and cascade files.
+    pub(crate) limits: rvbbit_core::config::LimitsConfig,
 }
 
 impl std::fmt::Debug for Engine {
@@ -64,7 +66,20 @@ impl Engine {
             roots: Vec::new(),
             store: None,
             human: Arc::new(NoHuman),
+            limits: rvbbit_core::config::LimitsConfig::default(),
         }
+    }
+
+    /// Render templates within `limits` (`[limits]` of the configuration) and load child cascades
+    /// within its `yaml_*` budgets.
+    pub fn with_limits(mut self, limits: rvbbit_core::config::LimitsConfig) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The configured `[limits]`.
+    pub fn limits(&self) -> &rvbbit_core::config::LimitsConfig {
+        &self.limits
     }
 
     /// Also search `roots` (configuration `roots`) for child cascades named by `ref` or cascade id.
@@ -236,7 +251,7 @@ impl Engine {
             engine: self,
             cascade: &cascade,
             emit,
-            templates: Templates::new(),
+            templates: Templates::new(&self.limits, request.cancel.clone()),
             input: request.input.clone(),
             state: Arc::new(Mutex::new(state)),
             outputs: Map::new(),

@@ -275,16 +275,22 @@ pub(super) fn check_cycles(ctx: &Ctx<'_>, diags: &mut Vec<Diagnostic>) {
             next
         })
         .collect();
-    // Which cells can reach the end (reverse reachability).
+    // Which cells can reach the end: one walk of the reversed edges from the end (linear; a fixed point
+    // over the cells in order took one pass per cell of a forward chain, issue 13).
+    let mut predecessors: Vec<Vec<usize>> = vec![Vec::new(); end + 1];
+    for (i, next) in successors.iter().enumerate() {
+        for &s in next {
+            predecessors[s.min(end)].push(i);
+        }
+    }
     let mut can_end = vec![false; end + 1];
     can_end[end] = true;
-    let mut changed = true;
-    while changed {
-        changed = false;
-        for i in 0..end {
-            if !can_end[i] && successors[i].iter().any(|&s| can_end[s.min(end)]) {
+    let mut stack = vec![end];
+    while let Some(j) = stack.pop() {
+        for &i in &predecessors[j] {
+            if !can_end[i] {
                 can_end[i] = true;
-                changed = true;
+                stack.push(i);
             }
         }
     }

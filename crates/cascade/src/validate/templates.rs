@@ -10,7 +10,9 @@ use crate::diagnostic::{Diagnostic, list_names, similar};
 use crate::load::Document;
 use crate::model::{Callouts, HumanInput, IntOrTemplate, OnError, ToolDefinition, ToolType};
 use crate::source::Span;
-use crate::template::{RefKind, check_syntax, map_range, output_refs};
+use crate::template::{
+    RefKind, ShellValues, UnquotedValue, check_syntax, map_range, output_refs, unquoted_shell_values,
+};
 
 /// A template field: its key path, its text, and the cell it belongs to.
 struct Field<'a> {
@@ -256,6 +258,74 @@ pub(super) fn check_templates(ctx: &Ctx<'_>, diags: &mut Vec<Diagnostic>) {
         }
     }
     check_regexes(ctx, diags);
+    check_shell_quoting(ctx, diags);
+}
+
+/// Built-in tools whose input is a shell command, and which input.
+const SHELL_INPUTS: &[(&str, &str)] = &[("linux_shell", "command"), ("bash_data", "script")];
+
+/// `RVB-V025`: a shell command of a `linux_shell`/`bash_data` cell that inserts `input.*`, `outputs.*` or
+/// `state.*` without `| q`.
+fn check_shell_quoting(ctx: &Ctx<'_>, diags: &mut Vec<Diagnostic>) {
+    for (i, cell) in ctx.cascade.cells.iter().enumerate() {
+        let Some(tool) = cell.tool.as_deref() else {
+            continue;
+        };
+        let Some((_, key)) = SHELL_INPUTS.iter().find(|(t, _)| *t == tool) else {
+            continue;
+        };
+        let Some(Value::String(text)) = cell.inputs.as_ref().and_then(|m| m.get(*key)) else {
+            continue;
+        };
+        let path = format!("cells[{i}].inputs.{key}");
+        let found = unquoted_shell_values(text, ShellValues::Run);
+        let node = ctx.document.node_at(&path);
+        for diag in unquoted_diagnostics(&ctx.document.source, node, text, &found, &path) {
+            diags.push(diag.in_cell(Some(cell.name.clone())));
+        }
+    }
+}
+
+/// One warning per unquoted value, each with the whole template fixed as its example.
+fn unquoted_diagnostics(
+    source: &crate::source::SourceFile,
+    node: Option<&crate::yaml::Node>,
+    text: &str,
+    found: &[UnquotedValue],
+    path: &str,
+) -> Vec<Diagnostic> {
+    if found.is_empty() {
+        return Vec::new();
+    }
+    let mut fixed = String::with_capacity(text.len() + 8 * found.len());
+    let mut at = 0;
+    for u in found {
+        fixed.push_str(&text[at..u.range.start]);
+        fixed.push_str(&format!("{{{{ {} | q }}}}", u.expression));
+        at = u.range.end;
+    }
+    fixed.push_str(&text[at..]);
+    found
+        .iter()
+        .map(|u| {
+            let span = node.map_or_else(Span::default, |n| map_range(source, n, text, u.range.clone()));
+            Diagnostic::warning(
+                codes::V_UNQUOTED_SHELL,
+                format!(
+                    "`{{{{ {} }}}}` inserts a value into a shell command without quoting it",
+                    u.expression
+                ),
+            )
+            .at(span)
+            .with_label("a value such as `x'; id; echo '` would run commands here")
+            .with_path(path.to_owned())
+            .with_hint(format!(
+                "end the expression with `| q` (POSIX shell quoting): `{{{{ {} | q }}}}`",
+                u.expression
+            ))
+            .with_example(fixed.clone())
+        })
+        .collect()
 }
 
 fn template_hint(message: &str) -> &'static str {
@@ -447,6 +517,16 @@ pub(super) fn check_tool_definition(doc: &Document, tool: &ToolDefinition, diags
                 fields.push((format!("steps[{i}].args.{k}"), s));
             }
         }
+    }
+    if let (ToolType::Shell, Some(command)) = (&tool.kind, &tool.command) {
+        let found = unquoted_shell_values(command, ShellValues::ToolArguments);
+        diags.extend(unquoted_diagnostics(
+            &doc.source,
+            doc.node_at("command"),
+            command,
+            &found,
+            "command",
+        ));
     }
     for (path, text) in fields {
         if let Err(err) = check_syntax(text) {

@@ -10,8 +10,9 @@ use crate::diagnostic::{Diagnostic, list_names, similar};
 use crate::load::{resolve_cascade_ref, search_bases};
 use crate::model::{Cell, Traits, ValidatorSpec};
 
-/// Names a cascade provides to its own cells through cascade keys.
-fn provided_by_cascade(ctx: &Ctx<'_>, cell: &Cell) -> BTreeSet<String> {
+/// Names a cascade provides to its cells through cascade keys: the same for every cell, so computed once
+/// (per cell it made validation quadratic in the cell count, issue 13).
+fn provided_by_cascade(ctx: &Ctx<'_>) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     names.insert("route_to".to_owned());
     if let Some(memory) = &ctx.cascade.memory {
@@ -22,7 +23,7 @@ fn provided_by_cascade(ctx: &Ctx<'_>, cell: &Cell) -> BTreeSet<String> {
         names.insert("research_execute".to_owned());
     }
     // RAG tools are registered for the session once any cell declares `rag`.
-    if cell.rag.is_some() || ctx.cascade.cells.iter().any(|c| c.rag.is_some()) {
+    if ctx.cascade.cells.iter().any(|c| c.rag.is_some()) {
         for n in ["rag_search", "rag_read_chunk", "rag_list_sources"] {
             names.insert(n.to_owned());
         }
@@ -82,8 +83,8 @@ fn short_list(known: &[&str]) -> String {
 }
 
 pub(super) fn check_tools(ctx: &Ctx<'_>, diags: &mut Vec<Diagnostic>) {
+    let provided = provided_by_cascade(ctx);
     for (i, cell) in ctx.cascade.cells.iter().enumerate() {
-        let provided = provided_by_cascade(ctx, cell);
         match &cell.traits {
             Some(Traits::List(names)) => {
                 for (j, name) in names.iter().enumerate() {

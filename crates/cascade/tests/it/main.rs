@@ -4,7 +4,9 @@
 mod corpus;
 mod diagnostics;
 mod fuzz;
+mod limits;
 mod schema_export;
+mod shell;
 
 use std::path::PathBuf;
 

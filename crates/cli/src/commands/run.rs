@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rvbbit_cascade::validate::{Options, validate_loaded};
-use rvbbit_cascade::{Catalog, Severity, load_file, render};
+use rvbbit_cascade::{Catalog, Severity, load_file_with, render};
 use rvbbit_core::{CallerId, Origin, SessionId, SessionStatus, codes};
 use rvbbit_engine::tools::Registry;
 use rvbbit_engine::{CancellationToken, Engine, Outcome, Progress, RunRequest};
@@ -92,7 +92,11 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
         strict: false,
         roots: config.roots.clone(),
     };
-    let report = validate_loaded(load_file(&args.cascade), &mut catalog, &options);
+    let report = validate_loaded(
+        load_file_with(&args.cascade, &config.limits),
+        &mut catalog,
+        &options,
+    );
     let (errors, _) = report.counts();
     if errors > 0 {
         return invalid(&report, out);
@@ -170,6 +174,7 @@ where
         .with_writer(writer.handle())
         .with_default_model(config.default_model.clone())
         .with_roots(config.roots.clone())
+        .with_limits(config.limits.clone())
         .with_human(human.human(store.clone(), out, &line));
     if let Some(store) = store {
         engine = engine

@@ -166,7 +166,8 @@ pub(crate) async fn sql_runtime(config: &Config) -> Result<SqlParts, super::Fail
     let engine = Engine::new(registry)
         .with_provider(provider)
         .with_writer(writer.handle())
-        .with_default_model(config.default_model.clone());
+        .with_default_model(config.default_model.clone())
+        .with_limits(config.limits.clone());
     let runtime = rvbbit_sql::SqlRuntime::new(
         engine,
         store.clone(),

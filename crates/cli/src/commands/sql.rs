@@ -50,7 +50,8 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         let engine = Engine::new(registry)
             .with_provider(provider)
             .with_writer(writer.handle())
-            .with_default_model(config.default_model.clone());
+            .with_default_model(config.default_model.clone())
+            .with_limits(config.limits.clone());
         let settings = setup::sql_settings(&config);
         let runtime = SqlRuntime::new(engine, store, Some(writer.handle()), settings)
             .map_err(|e| Failure::Coded(sql_failure(&e)))?;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use rvbbit_cascade::validate::{Options, Report, validate_loaded};
-use rvbbit_cascade::{Catalog, Content, Severity, load_file, render};
+use rvbbit_cascade::{Catalog, Content, Severity, load_file_with, render};
 use serde::Serialize;
 
 use super::{Outcome, load_config};
@@ -57,16 +57,17 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         strict: args.strict || config.config.validate.strict,
         roots: config.config.roots.clone(),
     };
+    let limits = &config.config.limits;
     let mut catalog = Catalog::builtin();
     let mut reports = Vec::new();
     for path in &args.paths {
         if path.as_os_str() == "-" {
-            reports.push(validate_loaded(read_stdin(), &mut catalog, &options));
+            reports.push(validate_loaded(read_stdin(limits), &mut catalog, &options));
         } else if path.is_dir() {
             let mut files = Vec::new();
             collect(path, 0, &mut files);
             for file in files {
-                let loaded = load_file(&file);
+                let loaded = load_file_with(&file, limits);
                 if !looks_like_rvbbit_file(&loaded) {
                     if out.verbose && out.format == Format::Text {
                         output::stderr(&format!(
@@ -79,7 +80,11 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
                 reports.push(validate_loaded(loaded, &mut catalog, &options));
             }
         } else {
-            reports.push(validate_loaded(load_file(path), &mut catalog, &options));
+            reports.push(validate_loaded(
+                load_file_with(path, limits),
+                &mut catalog,
+                &options,
+            ));
         }
     }
     let mut summary = Summary {
@@ -104,7 +109,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
 }
 
 /// Read one cascade from standard input (at most the file-size limit).
-fn read_stdin() -> rvbbit_cascade::Loaded {
+fn read_stdin(limits: &rvbbit_core::config::LimitsConfig) -> rvbbit_cascade::Loaded {
     use std::io::Read;
     let mut bytes = Vec::new();
     let limit = rvbbit_cascade::MAX_FILE_BYTES;
@@ -118,7 +123,7 @@ fn read_stdin() -> rvbbit_cascade::Loaded {
         Err(e) => Err(format!("cannot read standard input: {e}")),
     };
     match text {
-        Ok(text) => rvbbit_cascade::load_str(path, &text),
+        Ok(text) => rvbbit_cascade::load_str_with(path, &text, limits),
         Err(message) => rvbbit_cascade::Loaded {
             path: path.to_path_buf(),
             source: None,

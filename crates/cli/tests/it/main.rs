@@ -5,6 +5,7 @@ mod config;
 mod exactly_once;
 mod help;
 mod hitl;
+mod limits;
 mod pgwire;
 mod replay_example;
 mod run_command;

@@ -183,10 +183,10 @@ async fn evaluate(
             for key in ["soundings", "candidates", "takes"] {
                 ctx[key] = json!(outputs);
             }
-            run.templates.render(t, &ctx).map_err(|e| Error::CellFailed {
-                cell: name.to_owned(),
-                message: format!("template error in `candidates.evaluator_instructions`: {e}"),
-            })?
+            run.templates
+                .render(t, &ctx)
+                .await
+                .map_err(|e| e.into_cell_error(name, "candidates.evaluator_instructions"))?
         }
         None => "Pick the best attempt.".to_owned(),
     };

@@ -38,8 +38,13 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
     let mut args = Map::new();
     for (key, value) in cell.inputs.iter().flatten() {
         let rendered = match value {
-            Value::String(s) => json_parse_rule(render(run, cell, s, &ctx_vars)?),
-            other => render_value(run, cell, other, &ctx_vars)?,
+            Value::String(s) => json_parse_rule(render(run, cell, s, &ctx_vars).await?),
+            // No JSON-parse rule for strings nested in lists and objects.
+            other => run
+                .templates
+                .render_value(other, &ctx_vars)
+                .await
+                .map_err(|e| e.into_cell_error(&cell.name, "inputs"))?,
         };
         args.insert(key.clone(), rendered);
     }
@@ -186,30 +191,9 @@ fn route_of(cell: &Cell, result: &Value) -> Option<String> {
     }
 }
 
-fn render(run: &Run<'_>, cell: &Cell, source: &str, ctx: &Value) -> Result<String> {
-    run.templates.render(source, ctx).map_err(|e| Error::CellFailed {
-        cell: cell.name.clone(),
-        message: format!("template error in `inputs`: {e}"),
-    })
-}
-
-/// Render every string inside a non-string input value (no JSON-parse rule for nested strings).
-fn render_value(run: &Run<'_>, cell: &Cell, value: &Value, ctx: &Value) -> Result<Value> {
-    Ok(match value {
-        Value::String(s) => Value::String(render(run, cell, s, ctx)?),
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|v| render_value(run, cell, v, ctx))
-                .collect::<Result<_>>()?,
-        ),
-        Value::Object(m) => {
-            let mut out = Map::new();
-            for (k, v) in m {
-                out.insert(k.clone(), render_value(run, cell, v, ctx)?);
-            }
-            Value::Object(out)
-        }
-        other => other.clone(),
-    })
+async fn render(run: &Run<'_>, cell: &Cell, source: &str, ctx: &Value) -> Result<String> {
+    run.templates
+        .render(source, ctx)
+        .await
+        .map_err(|e| e.into_cell_error(&cell.name, "inputs"))
 }

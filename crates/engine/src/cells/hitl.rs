@@ -73,7 +73,7 @@ async fn after_cell(run: &mut Run<'_>, cell: &Cell, result: CellResult) -> Resul
     let mut vars = run.template_ctx();
     vars["output"] = result.output.clone();
     if let Some(cond) = &spec.condition {
-        let text = render(run, cell, cond, &vars, "human_input.condition")?;
+        let text = render(run, cell, cond, &vars, "human_input.condition").await?;
         if matches!(
             text.trim().to_ascii_lowercase().as_str(),
             "" | "false" | "0" | "no" | "none"
@@ -101,7 +101,7 @@ async fn after_cell(run: &mut Run<'_>, cell: &Cell, result: CellResult) -> Resul
         }
     };
     let prompt = match &spec.prompt {
-        Some(p) => render(run, cell, p, &vars, "human_input.prompt")?,
+        Some(p) => render(run, cell, p, &vars, "human_input.prompt").await?,
         None => match kind {
             QuestionKind::Confirmation => format!("Approve the output of `{}`?", cell.name),
             QuestionKind::Choice => format!("Choose how `{}` goes on:", cell.name),
@@ -184,7 +184,7 @@ async fn after_cell(run: &mut Run<'_>, cell: &Cell, result: CellResult) -> Resul
 pub(crate) async fn screen(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
     let mut vars = run.template_ctx();
     vars["session_id"] = json!(run.session_id.as_str());
-    let html = render(run, cell, cell.htmx.as_deref().unwrap_or(""), &vars, "htmx")?;
+    let html = render(run, cell, cell.htmx.as_deref().unwrap_or(""), &vars, "htmx").await?;
     if cell.await_input == Some(false) {
         return Ok(CellResult {
             output: json!({"html": html}),
@@ -192,7 +192,7 @@ pub(crate) async fn screen(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult>
         });
     }
     let title = match &cell.hitl_title {
-        Some(t) => render(run, cell, t, &vars, "hitl_title")?,
+        Some(t) => render(run, cell, t, &vars, "hitl_title").await?,
         None => format!("Screen `{}`", cell.name),
     };
     let timeout = cell
@@ -202,7 +202,7 @@ pub(crate) async fn screen(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult>
         .map_or(SCREEN_TIMEOUT, Duration::from_secs_f64);
     let mut question = question(run, cell, QuestionKind::Screen, title, Some(timeout));
     question.hint = match &cell.hitl_description {
-        Some(d) => Some(render(run, cell, d, &vars, "hitl_description")?),
+        Some(d) => Some(render(run, cell, d, &vars, "hitl_description").await?),
         None => None,
     };
     question.html = Some(html);
@@ -305,11 +305,11 @@ fn choice(v: &Value) -> Choice {
     }
 }
 
-fn render(run: &Run<'_>, cell: &Cell, source: &str, vars: &Value, place: &str) -> Result<String> {
-    run.templates.render(source, vars).map_err(|e| Error::CellFailed {
-        cell: cell.name.clone(),
-        message: format!("template error in `{place}`: {e}"),
-    })
+async fn render(run: &Run<'_>, cell: &Cell, source: &str, vars: &Value, place: &str) -> Result<String> {
+    run.templates
+        .render(source, vars)
+        .await
+        .map_err(|e| e.into_cell_error(&cell.name, place))
 }
 
 /// Wait for the answer to `question`: reuse the checkpoint of a resumed wait at this cell, or record a

@@ -70,7 +70,8 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
         cell.instructions.as_deref().unwrap_or(""),
         &vars,
         "instructions",
-    )?;
+    )
+    .await?;
 
     // Tools offered: the cell's traits, plus route_to when there is a real choice (§3.5).
     let mut tools = Vec::new();
@@ -198,7 +199,7 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
             vars["attempt"] = json!(attempt);
             vars["max_attempts"] = json!(max_attempts);
             let text = match &rules.retry_instructions {
-                Some(t) => render(run, cell, t, &vars, "retry_instructions")?,
+                Some(t) => render(run, cell, t, &vars, "retry_instructions").await?,
                 None => {
                     let why = if schema_error.is_empty() {
                         &validation_error
@@ -224,7 +225,7 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
                 vars["turn"] = json!(turn - 1);
                 vars["max_turns"] = json!(max_turns);
                 let nudge = match &rules.turn_prompt {
-                    Some(t) => render(run, cell, t, &vars, "turn_prompt")?,
+                    Some(t) => render(run, cell, t, &vars, "turn_prompt").await?,
                     None => DEFAULT_CONTINUE.to_owned(),
                 };
                 messages.push(Message::user(nudge));
@@ -616,11 +617,11 @@ async fn inject_context(run: &mut Run<'_>, cell: &Cell, messages: &mut Vec<Messa
     !injected.is_empty()
 }
 
-fn render(run: &Run<'_>, cell: &Cell, source: &str, vars: &Value, place: &str) -> Result<String> {
-    run.templates.render(source, vars).map_err(|e| Error::CellFailed {
-        cell: cell.name.clone(),
-        message: format!("template error in `{place}`: {e}"),
-    })
+async fn render(run: &Run<'_>, cell: &Cell, source: &str, vars: &Value, place: &str) -> Result<String> {
+    run.templates
+        .render(source, vars)
+        .await
+        .map_err(|e| e.into_cell_error(&cell.name, place))
 }
 
 async fn validation_event(run: &mut Run<'_>, cell: &Cell, check: &str, passed: bool, reason: &str) {

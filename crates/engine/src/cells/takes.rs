@@ -37,7 +37,6 @@ use super::llm::{call_model, resolve_model};
 use super::{evaluator, validators};
 use crate::error::{Error, Result};
 use crate::run::{CellResult, Run, micros};
-use crate::template::Templates;
 
 /// Most branches one cell may run (a factor template gone wrong must not start thousands of calls).
 pub(crate) const MAX_FACTOR: u32 = 100;
@@ -294,20 +293,19 @@ async fn reforge_rounds<'a>(
     mut best: Done<'a>,
     max_parallel: usize,
 ) -> Result<Done<'a>> {
-    let render = |run: &Run<'_>, source: &str, place: &str| {
+    let render = async |run: &Run<'_>, source: &str, place: &str| {
         run.templates
             .render(source, &run.template_ctx())
-            .map_err(|e| Error::CellFailed {
-                cell: cell.name.clone(),
-                message: format!("template error in `{place}`: {e}"),
-            })
+            .await
+            .map_err(|e| e.into_cell_error(&cell.name, place))
     };
-    let original = render(run, plain.instructions.as_deref().unwrap_or(""), "instructions")?;
+    let original = render(run, plain.instructions.as_deref().unwrap_or(""), "instructions").await?;
     let honing = render(
         run,
         reforge.honing_prompt.as_deref().unwrap_or(""),
         "candidates.reforge.honing_prompt",
-    )?;
+    )
+    .await?;
     let per_step = reforge.factor_per_step.unwrap_or(2).clamp(1, MAX_FACTOR) as usize;
     for step in 1..=reforge.steps.unwrap_or(1) {
         let current = best
@@ -387,7 +385,8 @@ pub(crate) fn plans(run: &Run<'_>, name: &str, c: &Candidates) -> Result<Vec<Pla
         Some(IntOrTemplate::Int(n)) => *n,
         Some(IntOrTemplate::Template(t)) => run
             .templates
-            .render(t, &run.template_ctx())
+            // A factor is a tiny template rendered while planning; the fuel bounds it.
+            .render_now(t, &run.template_ctx())
             .ok()
             .and_then(|s| s.trim().parse::<f64>().ok())
             .filter(|f| f.is_finite())
@@ -456,7 +455,7 @@ fn fork<'a>(run: &Run<'a>, branch: Branch) -> Run<'a> {
         engine: run.engine,
         cascade: run.cascade,
         emit: run.emit.for_candidate(branch.index),
-        templates: Templates::new(),
+        templates: run.templates.clone(),
         input: run.input.clone(),
         state: Arc::new(Mutex::new(state)),
         outputs: run.outputs.clone(),
@@ -553,13 +552,11 @@ async fn mutate(
             cell.instructions = Some(format!("{source}\n\n**Variation Strategy**: {hint}"));
         }
         mode @ (MutationMode::Rewrite | MutationMode::RewriteFree) => {
-            let rendered =
-                run.templates
-                    .render(&source, &run.template_ctx())
-                    .map_err(|e| Error::CellFailed {
-                        cell: cell.name.clone(),
-                        message: format!("template error in `instructions`: {e}"),
-                    })?;
+            let rendered = run
+                .templates
+                .render(&source, &run.template_ctx())
+                .await
+                .map_err(|e| e.into_cell_error(&cell.name, "instructions"))?;
             let freedom = if mode == MutationMode::RewriteFree {
                 "You may restructure it freely."
             } else {
@@ -596,10 +593,8 @@ async fn evaluate(
         Some(t) => run
             .templates
             .render(t, &judge_ctx(run, done, judged))
-            .map_err(|e| Error::CellFailed {
-                cell: cell.name.clone(),
-                message: format!("template error in `candidates.evaluator_instructions`: {e}"),
-            })?,
+            .await
+            .map_err(|e| e.into_cell_error(&cell.name, "candidates.evaluator_instructions"))?,
         None => "Pick the best attempt.".to_owned(),
     };
     let model = cands
@@ -650,10 +645,8 @@ async fn aggregate(
     let instructions = run
         .templates
         .render(instructions, &judge_ctx(run, done, judged))
-        .map_err(|e| Error::CellFailed {
-            cell: cell.name.clone(),
-            message: format!("template error in `candidates.aggregator_instructions`: {e}"),
-        })?;
+        .await
+        .map_err(|e| e.into_cell_error(&cell.name, "candidates.aggregator_instructions"))?;
     let model = cands
         .aggregator_model
         .clone()

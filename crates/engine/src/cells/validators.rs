@@ -194,10 +194,8 @@ async fn named_check(
     let prompt = run
         .templates
         .render(&judge.instructions, &vars)
-        .map_err(|e| Error::CellFailed {
-            cell: cell.name.clone(),
-            message: format!("template error in validator `{name}`: {e}"),
-        })?;
+        .await
+        .map_err(|e| e.into_cell_error(&cell.name, &format!("validator `{name}`")))?;
     let model = judge
         .model
         .clone()

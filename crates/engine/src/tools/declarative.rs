@@ -21,11 +21,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rvbbit_cascade::Content;
 use rvbbit_cascade::model::{ToolDefinition, ToolType};
+use rvbbit_core::config::LimitsConfig;
 use serde_json::{Map, Value, json};
 use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
 
 use super::{SideEffect, Tool, ToolContext, ToolError};
-use crate::template::Templates;
+use crate::template::{RenderError, Templates};
 
 /// A tool defined in a file.
 #[derive(Debug)]
@@ -63,32 +65,34 @@ impl DeclarativeTool {
         }
     }
 
-    fn render(&self, template: &str, ctx: &Value) -> Result<String, ToolError> {
-        Templates::new().render(template, ctx).map_err(|e| {
-            ToolError::InvalidArguments(format!(
-                "the template of tool `{}` does not render: {e}",
-                self.def.tool_id
-            ))
-        })
+    /// The run's template environment (its limits and cancellation), or the defaults outside a run.
+    fn templates(ctx: &ToolContext) -> Templates {
+        match &ctx.scope {
+            Some(scope) => Templates::new(scope.engine.limits(), scope.cancel.clone()),
+            None => Templates::new(&LimitsConfig::default(), CancellationToken::new()),
+        }
+    }
+
+    fn template_error(&self, e: RenderError) -> ToolError {
+        ToolError::InvalidArguments(format!(
+            "the template of tool `{}` does not render: {e}",
+            self.def.tool_id
+        ))
+    }
+
+    async fn render(&self, template: &str, vars: &Value, ctx: &ToolContext) -> Result<String, ToolError> {
+        Self::templates(ctx)
+            .render(template, vars)
+            .await
+            .map_err(|e| self.template_error(e))
     }
 
     /// Render every string inside `value` (objects and lists too).
-    fn render_value(&self, value: &Value, ctx: &Value) -> Result<Value, ToolError> {
-        Ok(match value {
-            Value::String(s) => Value::String(self.render(s, ctx)?),
-            Value::Array(items) => Value::Array(
-                items
-                    .iter()
-                    .map(|v| self.render_value(v, ctx))
-                    .collect::<Result<_, _>>()?,
-            ),
-            Value::Object(m) => Value::Object(
-                m.iter()
-                    .map(|(k, v)| Ok((k.clone(), self.render_value(v, ctx)?)))
-                    .collect::<Result<_, ToolError>>()?,
-            ),
-            other => other.clone(),
-        })
+    async fn render_value(&self, value: &Value, vars: &Value, ctx: &ToolContext) -> Result<Value, ToolError> {
+        Self::templates(ctx)
+            .render_value(value, vars)
+            .await
+            .map_err(|e| self.template_error(e))
     }
 
     fn transform(&self, text: String) -> Result<Value, ToolError> {
@@ -115,7 +119,7 @@ impl DeclarativeTool {
             .command
             .as_deref()
             .ok_or_else(|| missing(&self.def, "command"))?;
-        let command = self.render(template, args)?;
+        let command = self.render(template, args, ctx).await?;
         tokio::fs::create_dir_all(&ctx.session_dir)
             .await
             .map_err(|e| ToolError::Failed(format!("cannot create the session directory: {e}")))?;
@@ -134,17 +138,20 @@ impl DeclarativeTool {
     }
 
     async fn http(&self, args: &Value, ctx: &ToolContext) -> Result<Value, ToolError> {
-        let url = self.render(
-            self.def.url.as_deref().ok_or_else(|| missing(&self.def, "url"))?,
-            args,
-        )?;
+        let url = self
+            .render(
+                self.def.url.as_deref().ok_or_else(|| missing(&self.def, "url"))?,
+                args,
+                ctx,
+            )
+            .await?;
         let mut call = json!({"url": url, "method": self.def.method.clone().unwrap_or_else(|| "GET".into())});
         if let Some(h) = &self.def.headers {
-            call["headers"] = self.render_value(&Value::Object(h.clone()), args)?;
+            call["headers"] = self.render_value(&Value::Object(h.clone()), args, ctx).await?;
         }
         match &self.def.body {
-            Some(Value::String(s)) => call["body"] = Value::String(self.render(s, args)?),
-            Some(other) => call["json"] = self.render_value(other, args)?,
+            Some(Value::String(s)) => call["body"] = Value::String(self.render(s, args, ctx).await?),
+            Some(other) => call["json"] = self.render_value(other, args, ctx).await?,
             None => {}
         }
         let mut ctx = ctx.clone();
@@ -217,7 +224,7 @@ impl DeclarativeTool {
         for (i, step) in steps.iter().enumerate() {
             let vars = json!({"input": args, "steps": done});
             if let Some(cond) = &step.condition {
-                let verdict = self.render(cond, &vars)?;
+                let verdict = self.render(cond, &vars, ctx).await?;
                 if matches!(
                     verdict.trim().to_ascii_lowercase().as_str(),
                     "" | "false" | "0" | "none" | "no"
@@ -234,8 +241,9 @@ impl DeclarativeTool {
                     step.tool
                 ))
             })?;
-            let step_args =
-                self.render_value(&Value::Object(step.args.clone().unwrap_or_default()), &vars)?;
+            let step_args = self
+                .render_value(&Value::Object(step.args.clone().unwrap_or_default()), &vars, ctx)
+                .await?;
             match tool.execute(step_args, ctx).await {
                 Ok(result) => {
                     last = result.clone();

@@ -19,4 +19,5 @@ mod hitl;
 mod llm;
 mod support;
 mod takes;
+mod templates;
 mod wards;

@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
 use rvbbit_cascade::validate::{Options, Report, validate_loaded};
-use rvbbit_cascade::{Catalog, DiagnosticJson, Severity, load_file, load_str};
+use rvbbit_cascade::{Catalog, DiagnosticJson, Severity, load_file_with, load_str_with};
+use rvbbit_core::codes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -69,6 +71,7 @@ fn relative(root: &Path, path: &Path) -> String {
 /// `GET /api/v1/cascades`
 pub(crate) async fn list(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
     let roots = state.config.roots.clone();
+    let limits = state.engine.limits().clone();
     let cascades = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         for root in &roots {
@@ -76,7 +79,7 @@ pub(crate) async fn list(State(state): State<Arc<AppState>>) -> ApiResult<Json<V
                 continue;
             };
             for file in walk(&root) {
-                let loaded = load_file(&file);
+                let loaded = load_file_with(&file, &limits);
                 let Some(cascade) = loaded.document.as_ref().and_then(|d| d.cascade()) else {
                     continue;
                 };
@@ -139,7 +142,7 @@ pub(crate) async fn get(
     let file = resolve_under(&state.config.roots, &path)?;
     let st = state.clone();
     let body = tokio::task::spawn_blocking(move || {
-        let report = check(&st, load_file(&file.path));
+        let report = check(&st, load_file_with(&file.path, st.engine.limits()));
         let (errors, warnings) = counts(&report);
         let cascade = report.loaded.document.as_ref().and_then(|d| d.cascade());
         json!({
@@ -185,16 +188,34 @@ pub(crate) async fn validate(
         .unwrap_or_else(|| std::env::temp_dir().join("rvbbit-no-root"));
     let st = state.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let report = check(&st, load_str(&base.join(&name), &body.text));
+        let report = check(
+            &st,
+            load_str_with(&base.join(&name), &body.text, st.engine.limits()),
+        );
+        // A file over a `limits.yaml_*` budget was refused before it was read: a bad request (400),
+        // not an invalid cascade.
+        if let Some(d) = report
+            .diagnostics()
+            .iter()
+            .find(|d| d.code.code == codes::V_TOO_LARGE.code)
+        {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                codes::V_TOO_LARGE,
+                d.message.clone(),
+                d.hint.clone().unwrap_or_default(),
+            )
+            .with_diagnostics(diagnostics(&st, &report, &name)));
+        }
         let (errors, warnings) = counts(&report);
-        json!({
+        Ok(json!({
             "valid": errors == 0,
             "errors": errors,
             "warnings": warnings,
             "diagnostics": diagnostics(&st, &report, &name),
-        })
+        }))
     })
     .await
-    .map_err(|e| ApiError::internal(e.to_string()))?;
+    .map_err(|e| ApiError::internal(e.to_string()))??;
     Ok(Json(result))
 }

@@ -293,3 +293,38 @@ async fn costs_metrics_health_and_the_openapi_document() {
     }
     s.shutdown().await;
 }
+
+/// A "billion laughs" cascade of about 500 bytes (nine levels of nine aliases: 9^9 strings expanded).
+fn yaml_bomb() -> String {
+    let mut text = String::from("cascade_id: bomb\nl0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..9 {
+        let refs = vec![format!("*l{}", i - 1); 9].join(",");
+        text.push_str(&format!("l{i}: &l{i} [{refs}]\n"));
+    }
+    text
+}
+
+/// Issue 13: a 496-byte body used to expand to gigabytes and kill the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_13_a_yaml_bomb_is_refused_with_400_and_the_server_keeps_serving() {
+    let s = Running::start(|c| c).await;
+    let bomb = yaml_bomb();
+    assert!(bomb.len() < 600, "{} bytes", bomb.len());
+    let started = std::time::Instant::now();
+    let (status, e) = s.post("/api/v1/cascades/validate", &json!({"text": bomb})).await;
+    assert_eq!(status, 400, "{e}");
+    assert_error_shape(&e, "RVB-V024", &s.root());
+    assert!(
+        e["message"].as_str().unwrap().contains("limits.yaml_nodes"),
+        "{e}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(s.get("/healthz").await, (200, json!({"status": "ok"})));
+    // An ordinary invalid cascade still answers 200 with its diagnostics.
+    let (status, out) = s
+        .post("/api/v1/cascades/validate", &json!({"text": "cascade_id: x\n"}))
+        .await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["valid"], false);
+    s.shutdown().await;
+}
