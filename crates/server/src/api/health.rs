@@ -29,12 +29,13 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> ApiResult<Json
         )
         .with_detail(e.to_string())
     })?;
-    let (spilled, lost) = state
-        .writer
-        .as_ref()
-        .map_or((0, 0), |w| (w.spilled(), w.lost()));
+    let (spilled, lost) = state.writer.as_ref().map_or((0, 0), |w| (w.spilled(), w.lost()));
     if lost > 0 {
-        tracing::error!(code = "RVB-S008", lost, "Readiness: records were lost since the server started.");
+        tracing::error!(
+            code = "RVB-S008",
+            lost,
+            "Readiness: records were lost since the server started."
+        );
     }
     Ok(Json(json!({
         "status": if lost > 0 { "degraded" } else { "ready" },

@@ -221,7 +221,10 @@ async fn costs_metrics_health_and_the_openapi_document() {
     assert_eq!(s.get("/healthz").await, (200, json!({"status": "ok"})));
     assert_eq!(
         s.get("/readyz").await,
-        (200, json!({"status": "ready", "store": "ok", "records": {"spilled": 0, "lost": 0}}))
+        (
+            200,
+            json!({"status": "ready", "store": "ok", "records": {"spilled": 0, "lost": 0}})
+        )
     );
     // A deterministic run makes no priced calls: nothing to sum (LLM costs: studio.rs).
     let (status, costs) = s.get("/api/v1/costs?group=caller").await;
