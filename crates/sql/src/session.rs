@@ -73,6 +73,12 @@ impl SqlRuntime {
         self.runtime.settings.limits
     }
 
+    /// The big-stack threads' runtime (pgwire connections run there: their statement trees are
+    /// cloned, printed and dropped recursively).
+    pub(crate) fn sql_threads(&self) -> &tokio::runtime::Handle {
+        self.runtime.stack.handle()
+    }
+
     /// A new session for the command line (`sql-…` caller ids, protocol `cli`): its own tables and
     /// settings, the rvbbit functions and `rvbbit.*` settings.
     pub fn session(&self) -> SqlSession {

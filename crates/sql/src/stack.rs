@@ -50,6 +50,11 @@ impl BigStack {
         })
     }
 
+    /// The runtime's handle, to spawn long-lived tasks (pgwire connections) on the SQL threads.
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
     /// Run `fut` on the SQL threads and wait for it. Dropping the returned future aborts `fut` (which
     /// drops it at its next await point), so a cancelled statement stops as it would inline.
     ///

@@ -117,7 +117,8 @@ fn json_output_has_the_documented_shape() {
             .any(|f| f.path.ends_with("bad.yaml") && f.errors == 2)
     );
     let codes: Vec<&str> = report.diagnostics.iter().map(|d| d.code.as_str()).collect();
-    assert_eq!(codes, ["RVB-V013", "RVB-V004", "RVB-V008"]);
+    // The tool interpolates `text` into its shell command unquoted: RVB-V025 (issue 13).
+    assert_eq!(codes, ["RVB-V013", "RVB-V004", "RVB-V008", "RVB-V025"]);
     assert!(
         out.stderr.is_empty(),
         "JSON mode keeps stderr quiet: {}",

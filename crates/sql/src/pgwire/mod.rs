@@ -184,12 +184,14 @@ impl WireServer {
                         startup: startup.clone(),
                         cancel: cancel.clone(),
                     };
-                    tasks.spawn(async move {
+                    // On the big-stack SQL threads: a connection binds, prints, clones and drops statement
+                    // trees as deep as `limits.sql_expression_depth`, which recurses.
+                    tasks.spawn_on(async move {
                         let _slot = slot;
                         if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
-                    });
+                    }, self.runtime.sql_threads());
                 }
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             }
