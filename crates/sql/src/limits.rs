@@ -170,7 +170,8 @@ impl Limits {
     fn queries_too_deep(&self) -> Error {
         Error::Limit {
             message: format!(
-                "the statement nests subqueries deeper than {} levels (limits.sql_expression_depth / \
+                "the statement nests subqueries or function calls deeper than {} levels \
+                 (limits.sql_expression_depth / \
                  {QUERY_DEPTH_DIVISOR}, with limits.sql_expression_depth = {}; planning time doubles with each \
                  level); use joins or WITH, or {RAISE}",
                 self.query_depth(),
@@ -278,11 +279,22 @@ impl Visitor for Meter {
         self.leave()
     }
 
-    fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<TooDeep> {
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<TooDeep> {
+        // Nested function calls cost DataFusion's planner exponential time too (`abs(abs(…))` 47 deep
+        // never finished), so they share the query nesting bound.
+        if matches!(expr, Expr::Function(_)) {
+            self.queries += 1;
+            if self.queries > self.query_limit {
+                return ControlFlow::Break(TooDeep::Queries);
+            }
+        }
         self.enter()
     }
 
-    fn post_visit_expr(&mut self, _: &Expr) -> ControlFlow<TooDeep> {
+    fn post_visit_expr(&mut self, expr: &Expr) -> ControlFlow<TooDeep> {
+        if matches!(expr, Expr::Function(_)) {
+            self.queries = self.queries.saturating_sub(1);
+        }
         self.leave()
     }
 }

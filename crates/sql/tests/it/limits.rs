@@ -150,7 +150,11 @@ async fn issue_13_nesting_is_bounded_by_the_parser_recursion_limit() {
     assert_eq!(value(&session, &subqueries(11)).await.as_deref(), Some("1"));
     let e = refused(&session, &subqueries(12)).await;
     assert_eq!(e.code().code, "RVB-Q006", "{e}");
-    assert!(e.to_string().contains("subqueries deeper than 12 levels"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("subqueries or function calls deeper than 12 levels"),
+        "{e}"
+    );
     // A client cannot lift the parser's limit past limits.sql_expression_depth (256).
     session
         .execute("SET datafusion.sql_parser.recursion_limit = 1000000")
