@@ -170,10 +170,11 @@ fn python() -> String {
     python
 }
 
-/// Run a psycopg script (`PORT` in its environment); its last stdout line is JSON.
+/// Run a psycopg script (`PORT` in its environment); its last stdout line is JSON. A script that has not
+/// finished after five minutes is killed (`timeout`), so a hung server fails the test instead of CI.
 fn psycopg(port: u16, script: &str) -> Value {
-    let out = Command::new(python())
-        .args(["-c", script])
+    let out = Command::new("timeout")
+        .args(["300", &python(), "-c", script])
         .env("PORT", port.to_string())
         .output()
         .unwrap();
