@@ -145,6 +145,7 @@ impl Limits {
             depth: 0,
             limit: self.depth(),
             queries: 0,
+            calls: 0,
             query_limit: self.query_depth(),
         };
         match Visit::visit(tree, &mut meter) {
@@ -244,6 +245,7 @@ struct Meter {
     depth: usize,
     limit: usize,
     queries: usize,
+    calls: usize,
     query_limit: usize,
 }
 
@@ -283,8 +285,8 @@ impl Visitor for Meter {
         // Nested function calls cost DataFusion's planner exponential time too (`abs(abs(…))` 47 deep
         // never finished), so they share the query nesting bound.
         if matches!(expr, Expr::Function(_)) {
-            self.queries += 1;
-            if self.queries > self.query_limit {
+            self.calls += 1;
+            if self.calls > self.query_limit {
                 return ControlFlow::Break(TooDeep::Queries);
             }
         }
@@ -293,7 +295,7 @@ impl Visitor for Meter {
 
     fn post_visit_expr(&mut self, expr: &Expr) -> ControlFlow<TooDeep> {
         if matches!(expr, Expr::Function(_)) {
-            self.queries = self.queries.saturating_sub(1);
+            self.calls = self.calls.saturating_sub(1);
         }
         self.leave()
     }
