@@ -667,12 +667,13 @@ fn check_shape(layer: &Value, template: &Value, prefix: &str, source: &Source, p
             }
             continue;
         }
-        // `chains` maps user-chosen names to lists of models; `prices` maps model ids to prices.
-        if path == "chains" || path == "prices" {
-            let entry_template = if path == "chains" {
-                Value::Array(vec![Value::String(String::new())])
-            } else {
-                serde_json::to_value(PriceConfig::default()).unwrap_or(Value::Null)
+        // Maps of user-chosen names: `chains` to lists of models, `prices` to prices, `sql.tables` to a
+        // path or URL.
+        if path == "chains" || path == "prices" || path == "sql.tables" {
+            let entry_template = match path.as_str() {
+                "chains" => Value::Array(vec![Value::String(String::new())]),
+                "prices" => serde_json::to_value(PriceConfig::default()).unwrap_or(Value::Null),
+                _ => Value::String(String::new()),
             };
             match value {
                 Value::Object(named) => {
@@ -680,6 +681,7 @@ fn check_shape(layer: &Value, template: &Value, prefix: &str, source: &Source, p
                         let key = format!("{path}.{name}");
                         let ok = match (&entry_template, entry) {
                             (Value::Array(_), Value::Array(models)) => models.iter().all(Value::is_string),
+                            (Value::String(_), entry) => entry.is_string(),
                             (Value::Object(_), Value::Object(_)) => {
                                 check_shape(entry, &entry_template, &key, source, problems);
                                 true
@@ -688,30 +690,6 @@ fn check_shape(layer: &Value, template: &Value, prefix: &str, source: &Source, p
                         };
                         if !ok {
                             problems.push(type_problem(&key, entry, &entry_template, source));
-                        }
-                    }
-                }
-                _ => problems.push(type_problem(
-                    &path,
-                    value,
-                    &Value::Object(Default::default()),
-                    source,
-                )),
-            }
-            continue;
-        }
-        // `sql.tables` maps user-chosen table names to a path or URL.
-        if path == "sql.tables" {
-            match value {
-                Value::Object(named) => {
-                    for (name, location) in named {
-                        if !location.is_string() {
-                            problems.push(type_problem(
-                                &format!("sql.tables.{name}"),
-                                location,
-                                &Value::String(String::new()),
-                                source,
-                            ));
                         }
                     }
                 }
