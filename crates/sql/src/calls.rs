@@ -282,7 +282,8 @@ impl Statement {
         answered.extend(answers);
     }
 
-    fn note_error(&self, message: &str) {
+    /// Count a failed call and keep the statement's first error for its NOTICE.
+    pub(crate) fn note_error(&self, message: &str) {
         self.counters.errors.fetch_add(1, Ordering::Relaxed);
         let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
         if first.is_none() {
@@ -471,10 +472,13 @@ impl Runtime {
         if let Some(found) = cascades.get(reference) {
             return found.clone();
         }
+        // Messages name the cascade as the caller wrote it, never the resolved path on this machine.
         let loaded = self.resolve(reference).and_then(|path| {
             let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("Cascade {} cannot be read: {e}", path.display()))?;
-            load_cascade_text(&path, &text, &self.engine).map(Arc::new)
+                .map_err(|e| format!("Cascade {reference} cannot be read: {}", e.kind()))?;
+            load_cascade_text(&path, &text, &self.engine)
+                .map(Arc::new)
+                .map_err(|e| e.replace(&path.display().to_string(), reference))
         });
         cascades.insert(reference.to_owned(), loaded.clone());
         loaded
@@ -513,7 +517,10 @@ impl Runtime {
                 return Ok(real);
             }
         }
-        Err(format!("Cascade not found: {reference}"))
+        Err(format!(
+            "Cascade not found: {reference} (looked in the working directory and the configured roots, \
+             also with .yaml, .yml and .json)"
+        ))
     }
 
     /// Answer distinct `calls` (in order): memo, then the persistent cache, then concurrent runs.

@@ -298,22 +298,20 @@ impl AsyncScalarUDFImpl for RvbbitFunction {
                     runtime.udf_call(first, second, model.as_deref(), opts.sampling, cache)
                 }
                 Kind::Run => {
-                    let input: Value = match serde_json::from_str(second) {
-                        Ok(Value::Object(map)) => Value::Object(map),
-                        Ok(_) => {
-                            slots.push(Slot::Text(failed_doc("inputs_json must be a JSON object")));
-                            continue;
-                        }
-                        Err(e) => {
-                            slots.push(Slot::Text(failed_doc(&format!(
-                                "inputs_json is not valid JSON: {e}"
-                            ))));
-                            continue;
-                        }
+                    // A row that cannot run at all (bad inputs, cascade missing or invalid) answers the
+                    // failure document like a failed run does, and is counted: the statement's NOTICE
+                    // names the first such error, so a wrong path is never a silent NULL.
+                    let prepared = match serde_json::from_str(second) {
+                        Ok(Value::Object(map)) => runtime
+                            .cascade(&stmt, first)
+                            .map(|cascade| (cascade, Value::Object(map))),
+                        Ok(_) => Err("inputs_json must be a JSON object".to_owned()),
+                        Err(e) => Err(format!("inputs_json is not valid JSON: {e}")),
                     };
-                    match runtime.cascade(&stmt, first) {
-                        Ok(cascade) => runtime.run_call(cascade, input, None, options.cache),
+                    match prepared {
+                        Ok((cascade, input)) => runtime.run_call(cascade, input, None, options.cache),
                         Err(message) => {
+                            stmt.note_error(&format!("rvbbit_run('{first}', …): {message}"));
                             slots.push(Slot::Text(failed_doc(&message)));
                             continue;
                         }

@@ -335,7 +335,8 @@ async fn rvbbit_run_returns_documents_and_misses_the_cache_when_the_cascade_chan
         .unwrap();
     let missing: Value = serde_json::from_str(column(&bad, 0)[0].as_deref().unwrap()).unwrap();
     assert_eq!(missing["status"], "failed");
-    assert_eq!(missing["error"], "Cascade not found: nope");
+    let error = missing["error"].as_str().unwrap();
+    assert!(error.starts_with("Cascade not found: nope ("), "{error}");
     assert!(
         column(&bad, 1)[0]
             .as_deref()
@@ -343,6 +344,36 @@ async fn rvbbit_run_returns_documents_and_misses_the_cache_when_the_cascade_chan
             .contains("must be a JSON object")
     );
     assert!(column(&bad, 2)[0].as_deref().unwrap().contains("\"failed\""));
+    // Each is a counted error, and the statement's NOTICE names the first one's cascade (issue 14 item
+    // 7: a wrong path was a silent NULL in the field form).
+    assert_eq!(bad.stats.errors, 3, "{:?}", bad.stats);
+    assert_eq!(bad.notices.len(), 1, "{:?}", bad.notices);
+    assert!(
+        bad.notices[0].starts_with("3 rvbbit function call(s) failed"),
+        "{:?}",
+        bad.notices
+    );
+    assert!(
+        bad.notices[0].contains("rvbbit_run('nope', …): Cascade not found: nope"),
+        "{:?}",
+        bad.notices
+    );
+
+    // The field form of a missing cascade: NULL, but counted and noticed.
+    let field = session
+        .execute("SELECT rvbbit_run('missing/triage.yaml', '{}', 'label')")
+        .await
+        .unwrap();
+    assert_eq!(column(&field, 0)[0], None);
+    assert_eq!(field.stats.errors, 1);
+    assert!(
+        field.notices[0].contains("missing/triage.yaml"),
+        "{:?}",
+        field.notices
+    );
+    // No path of this machine reaches the client.
+    let base = h.dir.path().display().to_string();
+    assert!(!field.notices[0].contains(&base), "{:?}", field.notices);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
