@@ -161,10 +161,26 @@ pub(crate) async fn start(
     request.input = input;
     request.session_id = Some(session_id.unwrap_or_else(SessionId::new_woodland));
     request.caller_id = CallerId::new(Origin::Http);
-    request.model = body.model;
+    request.model = body.model.clone();
     request.cascade_file = Some(file.relative.clone().into());
     request.cascade_text = report.loaded.source.as_ref().map(|s| s.text().to_owned());
     let caller = request.caller_id.clone();
+    // A chosen id is claimed in the store (create-if-absent) before the run starts: of two requests
+    // racing past the check above with one id, exactly one runs and the other gets 409.
+    if let (Some(id), Some(chosen)) = (&request.session_id, &body.session_id)
+        && let Err(e) = state.engine.reserve_session(&request).await
+    {
+        return Err(if e.code() == rvbbit_core::codes::S_CONFLICT {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                rvbbit_core::codes::S_CONFLICT,
+                format!("session `{chosen}` already exists"),
+                "omit `session_id` to get a fresh one",
+            )
+        } else {
+            ApiError::internal(format!("claiming session {id}: {e}"))
+        });
+    }
     let (id, handle) = start_task(&state, request);
     if !q.wait {
         return Ok((

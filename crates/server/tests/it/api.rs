@@ -331,3 +331,28 @@ async fn issue_13_a_yaml_bomb_is_refused_with_400_and_the_server_keeps_serving()
     assert_eq!(out["valid"], false);
     s.shutdown().await;
 }
+
+/// Issue 13 item 5: `POST /api/v1/runs` with a chosen `session_id` claims it in the store before running,
+/// so of concurrent requests with one id exactly one starts a run; the rest get 409 RVB-S-conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_runs_with_one_chosen_session_id_start_exactly_one() {
+    let s = Running::start(|c| c).await;
+    for trial in 0..10 {
+        let id = format!("chosen-{trial}");
+        let body = json!({"cascade": "three.yaml", "input": {"name": "Ada"}, "session_id": id});
+        let requests = (0..4).map(|_| s.post("/api/v1/runs", &body));
+        let answers = futures::future::join_all(requests).await;
+        let started = answers.iter().filter(|(status, _)| *status == 202).count();
+        let refused: Vec<&Value> = answers
+            .iter()
+            .filter(|(status, _)| *status == 409)
+            .map(|(_, body)| body)
+            .collect();
+        assert_eq!(started, 1, "trial {trial}: {answers:?}");
+        assert_eq!(refused.len(), 3, "trial {trial}: {answers:?}");
+        for body in refused {
+            assert!(body["message"].as_str().unwrap().contains("already exists"), "{body}");
+        }
+    }
+    s.shutdown().await;
+}
