@@ -29,6 +29,8 @@ HEAVY = {
     "tokio": {"rvbbit-llm", "rvbbit-store", "rvbbit-engine", "rvbbit-sql", "rvbbit-server", "rvbbit", "rvbbit-testkit"},
     "rusqlite": {"rvbbit-store"},
     "sqlx": {"rvbbit-store"},
+    "tokio-postgres": {"rvbbit-store"},
+    "deadpool-postgres": {"rvbbit-store"},
 }
 
 def main() -> int:

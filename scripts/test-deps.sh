@@ -5,6 +5,7 @@
 #   chromium                the Studio's real-browser tests   -> RVBBIT_CHROMIUM
 #   node + playwright-core  e2e/studio.mjs (npm ci in e2e/)    -> RVBBIT_E2E_DIR
 #   psql                    `rvbbit serve sql` driven by psql  -> RVBBIT_PSQL
+#   postgresql (server)     throwaway servers for the PostgreSQL store (initdb, pg_ctl)
 #   python venv + psycopg   ... by psycopg 3 (from PyPI)       -> RVBBIT_PYTHON
 #   java, javac + pgjdbc    ... by the PostgreSQL JDBC driver  -> RVBBIT_PGJDBC_JAR
 set -euo pipefail
@@ -14,6 +15,8 @@ need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v node >/dev/null || need_apt+=(nodejs npm)
 command -v psql >/dev/null || need_apt+=(postgresql-client)
+# The PostgreSQL server the store tests start throwaway instances of (rvbbit_testkit::postgres).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v javac >/dev/null || need_apt+=(default-jdk-headless)
 [ -f /usr/share/java/postgresql.jar ] || need_apt+=(libpostgresql-jdbc-java)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)

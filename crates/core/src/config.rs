@@ -186,7 +186,8 @@ impl PriceConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `sqlite://PATH` (the embedded default). Env: `RVBBIT_STORE__URL` or `RVBBIT_STORE_URL`.
+    /// `sqlite://PATH` (the embedded default) or `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (a
+    /// shared server). Env: `RVBBIT_STORE__URL` or `RVBBIT_STORE_URL`.
     pub url: String,
 }
 
@@ -857,16 +858,17 @@ fn validate(config: &Config, sources: &BTreeMap<String, Source>, problems: &mut 
     for (name, p) in &config.providers {
         check_provider(&format!("providers.{name}"), p);
     }
-    if !config.store.url.starts_with("sqlite://") {
+    let store_schemes = ["sqlite://", "postgres://", "postgresql://"];
+    if !store_schemes.iter().any(|s| config.store.url.starts_with(s)) {
         problems.push(Problem {
             code: codes::C_INVALID,
             key: Some("store.url".into()),
             source: src("store.url"),
             message: format!(
-                "`store.url` must be a `sqlite://PATH` URL, found `{}`",
+                "`store.url` must be a `sqlite://PATH` or `postgres://USER@HOST:PORT/DATABASE` URL, found `{}`",
                 mask_url(&config.store.url)
             ),
-            hint: "the embedded store is `sqlite://.rvbbit/rvbbit.db`; other backends come in later releases"
+            hint: "the embedded store is `sqlite://.rvbbit/rvbbit.db`; a shared one is `postgres://user:password@host:5432/rvbbit`"
                 .into(),
         });
     }

@@ -3,7 +3,7 @@
 //! The [`traits`] ([`EventSink`], [`SessionStore`], [`ResultCache`], [`SignalStore`], [`CheckpointStore`]
 //! and [`Store`]) are
 //! async, batch-oriented and backend-agnostic; each backend lives in its own folder behind a cargo
-//! feature (`sqlite/` today, the default; `postgres/`, `clickhouse/` and `nats/` later) and must pass the
+//! feature (`sqlite/` and `postgres/`, both in the default build; `clickhouse/` and `nats/` later) and must pass the
 //! conformance suite in `tests/it/conformance.rs`. The [`Writer`] batches records from a bounded
 //! channel, retries a busy store and spills to `.rvbbit/spill/*.jsonl` when the store fails; [`spill`]
 //! replays those files exactly once; [`Heartbeat`] keeps a running session's heartbeat fresh so zombies can
@@ -29,6 +29,8 @@
 mod error;
 pub mod heartbeat;
 mod model;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod spill;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
@@ -40,6 +42,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use error::{Error, Result};
+#[cfg(feature = "postgres")]
+use postgres::mask_url;
+#[cfg(not(feature = "postgres"))]
+fn mask_url(url: &str) -> String {
+    url.to_owned()
+}
 pub use heartbeat::Heartbeat;
 pub use model::{
     ApiKey, CacheEntry, Checkpoint, CheckpointStatus, Cleanup, CostGroup, CostRow, EventFilter, Record,
@@ -57,12 +65,18 @@ pub async fn open(url: &str, base: &Path) -> Result<Arc<dyn Store>> {
         let options = sqlite::SqliteOptions::from_url(url, base)?;
         return Ok(Arc::new(sqlite::SqliteStore::open(url, options).await?));
     }
+    #[cfg(feature = "postgres")]
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(postgres::PostgresStore::open(url).await?));
+    }
     let _ = base; // Only used by backends compiled in.
     Err(Error::UnsupportedUrl {
-        url: url.to_owned(),
+        url: mask_url(url),
         supported: vec![
             #[cfg(feature = "sqlite")]
             "sqlite://PATH",
+            #[cfg(feature = "postgres")]
+            "postgres://USER@HOST:PORT/DATABASE",
         ],
     })
 }

@@ -23,6 +23,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod postgres;
 mod reply;
 mod server;
 

@@ -12,6 +12,7 @@ mod run_command;
 mod run_compose;
 mod run_llm;
 mod serve;
+mod shared_store;
 mod sql_command;
 mod store_commands;
 mod store_faults;

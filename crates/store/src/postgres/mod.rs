@@ -1,0 +1,321 @@
+//! The shared backend: one PostgreSQL database that many rvbbit processes on many hosts write at once.
+//!
+//! [`PostgresStore`] holds a pool of connections (tokio-postgres under deadpool). Every write that must
+//! happen once is one conditional statement, so PostgreSQL's row locks decide the winner across hosts:
+//! a claim of a waiting session is `UPDATE … WHERE status = 'waiting' AND <checkpoint pending>`, a signal
+//! fires with `UPDATE … WHERE status = 'waiting' RETURNING`, a session id is created with
+//! `INSERT … ON CONFLICT DO NOTHING`, and events are idempotent by event id (`ON CONFLICT DO NOTHING`).
+//! Migrations run under a transaction-scoped advisory lock, so processes opening a new database at once
+//! apply each step exactly once; a schema from a newer rvbbit is refused before anything is written.
+//!
+//! Transient conflicts (serialization failures, deadlocks, lock timeouts) surface as [`Error::Busy`];
+//! a server that cannot be reached, or refuses the credentials, as [`Error::Unavailable`]. URLs in
+//! messages have their password masked.
+
+mod checkpoints;
+mod events;
+mod keys;
+pub(crate) mod migrations;
+mod sessions;
+
+use std::io::Write;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+
+use crate::error::{Error, Result};
+use crate::model::StoreStatus;
+use crate::traits::Store;
+
+/// The tables of the schema, in backup order.
+const TABLES: &[&str] = &[
+    "schema_migrations",
+    "sessions",
+    "events",
+    "result_cache",
+    "signals",
+    "checkpoints",
+    "api_keys",
+];
+
+/// Connections a process keeps to the server at most.
+const POOL_SIZE: usize = 16;
+
+/// `url` with the password (if any) replaced by `***`, for messages and [`Store::url`].
+pub fn mask_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+        None => url.to_owned(),
+    }
+}
+
+/// An error from the server as the store's error: transient conflicts are [`Error::Busy`].
+pub(crate) fn fail(url: &str, action: &str, e: tokio_postgres::Error) -> Error {
+    let transient = e.code().is_some_and(|c| {
+        *c == SqlState::T_R_SERIALIZATION_FAILURE
+            || *c == SqlState::T_R_DEADLOCK_DETECTED
+            || *c == SqlState::LOCK_NOT_AVAILABLE
+    });
+    if transient {
+        Error::Busy {
+            url: url.to_owned(),
+            action: action.to_owned(),
+            source: Box::new(e),
+        }
+    } else {
+        Error::Unavailable {
+            url: url.to_owned(),
+            action: action.to_owned(),
+            source: Box::new(e),
+        }
+    }
+}
+
+/// A corrupt-row error for `what`.
+pub(crate) fn corrupt(url: &str, what: &'static str, detail: impl std::fmt::Display) -> Error {
+    Error::Corrupt {
+        url: url.to_owned(),
+        what,
+        detail: detail.to_string(),
+    }
+}
+
+/// A `u64` count from a `bigint`.
+pub(crate) fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// Query parameters built alongside a WHERE clause (`$1`, `$2`, … in order).
+#[derive(Default)]
+pub(crate) struct Params {
+    values: Vec<Box<dyn ToSql + Sync + Send>>,
+}
+
+impl Params {
+    /// Add a value; returns its placeholder.
+    pub(crate) fn push(&mut self, v: impl ToSql + Sync + Send + 'static) -> String {
+        self.values.push(Box::new(v));
+        format!("${}", self.values.len())
+    }
+
+    /// The values as the driver takes them.
+    pub(crate) fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.values
+            .iter()
+            .map(|v| v.as_ref() as &(dyn ToSql + Sync))
+            .collect()
+    }
+}
+
+/// The shared PostgreSQL store. Cheap to clone (clones share one pool).
+#[derive(Clone)]
+pub struct PostgresStore {
+    url: Arc<str>,
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").field("url", &self.url).finish()
+    }
+}
+
+impl PostgresStore {
+    /// Connect to `url` (`postgres://user[:password]@host[:port]/database[?connect_timeout=S&…]`), check
+    /// the server answers, and migrate the schema.
+    ///
+    /// Errors: [`Error::Unavailable`] for a malformed URL, a server that cannot be reached or refuses the
+    /// credentials (naming the URL with its password masked); [`Error::SchemaTooNew`] and
+    /// [`Error::Migration`].
+    pub async fn open(url: &str) -> Result<Self> {
+        let masked: Arc<str> = Arc::from(mask_url(url));
+        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| Error::Unavailable {
+            url: masked.to_string(),
+            action: "read its URL (expected postgres://user[:password]@host[:port]/database)".into(),
+            source: Box::new(e),
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("rvbbit");
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .build()
+            .map_err(|e| Error::Internal(format!("the PostgreSQL pool could not be built: {e}")))?;
+        let store = PostgresStore { url: masked, pool };
+        // Connect first, so an unreachable server or refused credentials say "connect".
+        drop(store.client("connect").await?);
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// A pooled connection. Errors: [`Error::Unavailable`] naming why (refused, timed out, credentials).
+    pub(crate) async fn client(&self, action: &str) -> Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(|e| {
+            let source: Box<dyn std::error::Error + Send + Sync> = match e {
+                deadpool_postgres::PoolError::Backend(e) => Box::new(e),
+                other => Box::new(std::io::Error::other(other.to_string())),
+            };
+            Error::Unavailable {
+                url: self.url.to_string(),
+                action: action.to_owned(),
+                source,
+            }
+        })
+    }
+
+    /// The server's error as the store's, for `action`.
+    pub(crate) fn fail(&self, action: &str, e: tokio_postgres::Error) -> Error {
+        fail(&self.url, action, e)
+    }
+
+    /// The server's version (`server_version`), for health reports.
+    pub async fn server_version(&self) -> Result<String> {
+        let c = self.client("read its version").await?;
+        let row = c
+            .query_one("SHOW server_version", &[])
+            .await
+            .map_err(|e| self.fail("read its version", e))?;
+        Ok(row.get(0))
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    async fn migrate(&self) -> Result<Vec<String>> {
+        let mut c = self.client("migrate").await?;
+        migrations::apply(&mut c, &self.url).await
+    }
+
+    async fn status(&self) -> Result<StoreStatus> {
+        let action = "read its status";
+        let c = self.client(action).await?;
+        let version = migrations::current(&c, &self.url).await?;
+        let row = c
+            .query_one(
+                "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM sessions),
+                 (SELECT count(*) FROM result_cache), (SELECT coalesce(sum(hits), 0)::bigint FROM result_cache),
+                 (SELECT count(*) FROM signals), (SELECT count(*) FROM checkpoints),
+                 (SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
+                  JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = current_schema() AND c.relkind = 'r'
+                  AND c.relname = ANY($1))",
+                &[&TABLES],
+            )
+            .await
+            .map_err(|e| self.fail(action, e))?;
+        Ok(StoreStatus {
+            url: self.url.to_string(),
+            schema_version: version,
+            latest_version: migrations::latest(),
+            pending: migrations::pending(version),
+            events: count(row.get(0)),
+            sessions: count(row.get(1)),
+            cache_entries: count(row.get(2)),
+            cache_hits: count(row.get(3)),
+            signals: count(row.get(4)),
+            checkpoints: count(row.get(5)),
+            size_bytes: Some(count(row.get(6))),
+        })
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let c = self.client("answer a ping").await?;
+        c.query_one("SELECT count(*) FROM schema_migrations", &[])
+            .await
+            .map_err(|e| self.fail("answer a ping", e))?;
+        Ok(())
+    }
+
+    async fn compact(&self) -> Result<()> {
+        let c = self.client("compact").await?;
+        // VACUUM cannot run inside a transaction: one simple statement per table.
+        for table in TABLES {
+            c.batch_execute(&format!("VACUUM (ANALYZE) {table}"))
+                .await
+                .map_err(|e| self.fail("compact", e))?;
+        }
+        Ok(())
+    }
+
+    async fn backup(&self, dir: &Path) -> Result<Vec<(String, u64)>> {
+        let action = "back up";
+        std::fs::create_dir_all(dir).map_err(|source| Error::File {
+            action: "create the backup directory",
+            path: dir.to_owned(),
+            source,
+        })?;
+        let c = self.client(action).await?;
+        let mut done = Vec::new();
+        for table in TABLES {
+            let path = dir.join(format!("{table}.jsonl"));
+            let file_err = |source| Error::File {
+                action: "write the backup file",
+                path: path.clone(),
+                source,
+            };
+            // One JSON object per row, column names as keys (bytea as hex, as the SQLite backup writes).
+            let rows = c
+                .query(&format!("SELECT row_to_json(t)::text FROM {table} t"), &[])
+                .await
+                .map_err(|e| self.fail(action, e))?;
+            let file = std::fs::File::create(&path).map_err(file_err)?;
+            let mut w = std::io::BufWriter::new(file);
+            for row in &rows {
+                let line: String = row.get(0);
+                writeln!(w, "{line}").map_err(file_err)?;
+            }
+            w.flush().map_err(file_err)?;
+            done.push(((*table).to_owned(), rows.len() as u64));
+        }
+        Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_url;
+
+    #[test]
+    fn passwords_are_masked_and_the_rest_kept() {
+        assert_eq!(
+            mask_url("postgres://ada:s3cret@db.example:5432/rvbbit?sslmode=disable"),
+            "postgres://ada:***@db.example:5432/rvbbit?sslmode=disable"
+        );
+        assert_eq!(mask_url("postgres://ada@db/rvbbit"), "postgres://ada@db/rvbbit");
+        assert_eq!(mask_url("postgres://a:p@ss@h/db"), "postgres://a:***@h/db");
+        assert_eq!(mask_url("not a url"), "not a url");
+    }
+}

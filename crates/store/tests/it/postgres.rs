@@ -1,0 +1,163 @@
+//! The conformance suite on PostgreSQL (a throwaway server from the testkit, a fresh database per
+//! test), plus what only a server has: masked URLs, unreachable servers, wrong credentials, migrations
+//! racing from many processes, a schema from a newer rvbbit.
+
+use std::path::Path;
+
+use rvbbit_store::EventFilter;
+use rvbbit_testkit::postgres;
+
+/// A fresh, empty database on the shared throwaway server.
+pub async fn fresh() -> (String, ()) {
+    let url = tokio::task::spawn_blocking(postgres::fresh_database)
+        .await
+        .unwrap();
+    (url, ())
+}
+
+store_conformance!(postgres_backend, crate::postgres::fresh);
+
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable_naming_the_url_with_its_password_masked() {
+    // A closed loopback port: connection refused at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://ada:hunter2@127.0.0.1:{port}/rvbbit");
+    let err = rvbbit_store::open(&url, Path::new("/"))
+        .await
+        .err()
+        .expect("open must fail");
+    assert_eq!(err.code().code, "RVB-S001", "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("postgres://ada:***@127.0.0.1:{port}/rvbbit")),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(
+        !format!("{err:?}").contains("hunter2"),
+        "the debug form hides it too"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_url_is_refused_with_the_expected_shape() {
+    let err = rvbbit_store::open("postgres://ada:pw@host:notaport/db", Path::new("/"))
+        .await
+        .err()
+        .expect("open must fail");
+    assert_eq!(err.code().code, "RVB-S001", "{err}");
+    assert!(
+        err.to_string()
+            .contains("postgres://user[:password]@host[:port]/database"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains(":pw@"), "{err}");
+}
+
+#[tokio::test]
+async fn wrong_credentials_and_a_missing_database_say_so() {
+    let url = tokio::task::spawn_blocking(postgres::fresh_database)
+        .await
+        .unwrap();
+    let missing = url.rsplit_once('/').unwrap().0.to_owned() + "/no_such_database";
+    let err = rvbbit_store::open(&missing, Path::new("/"))
+        .await
+        .err()
+        .expect("open must fail");
+    assert_eq!(err.code().code, "RVB-S001");
+    let chain = error_chain(&err);
+    assert!(
+        chain.contains("no_such_database") && chain.contains("does not exist"),
+        "{chain}"
+    );
+    let nobody = url.replacen("postgres://postgres@", "postgres://nobody:pw@", 1);
+    let err = rvbbit_store::open(&nobody, Path::new("/"))
+        .await
+        .err()
+        .expect("open must fail");
+    let chain = error_chain(&err);
+    assert!(chain.contains("\"nobody\" does not exist"), "{chain}");
+    assert!(!chain.contains(":pw@"), "{chain}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_processes_opening_a_new_database_at_once_migrate_it_once() {
+    let url = tokio::task::spawn_blocking(postgres::fresh_database)
+        .await
+        .unwrap();
+    let opens = (0..8).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move { rvbbit_store::open(&url, Path::new("/")).await.map(|_| ()) })
+    });
+    for o in opens {
+        o.await.unwrap().unwrap();
+    }
+    let store = rvbbit_store::open(&url, Path::new("/")).await.unwrap();
+    let status = store.status().await.unwrap();
+    assert_eq!(status.schema_version, status.latest_version);
+    assert!(status.size_bytes.unwrap() > 0);
+    let backup = tempfile::tempdir().unwrap();
+    let tables = store.backup(backup.path()).await.unwrap();
+    let migrations = tables.iter().find(|(t, _)| t == "schema_migrations").unwrap();
+    assert_eq!(
+        migrations.1 as i64, status.latest_version,
+        "each step recorded once"
+    );
+}
+
+#[tokio::test]
+async fn a_schema_from_a_newer_rvbbit_is_refused_before_anything_is_written() {
+    let url = tokio::task::spawn_blocking(postgres::fresh_database)
+        .await
+        .unwrap();
+    let store = rvbbit_store::open(&url, Path::new("/")).await.unwrap();
+    store.append(&crate::events("s-new", 3)).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .execute(
+            "INSERT INTO schema_migrations (version, name, applied_at_us) VALUES (99, 'future', 0)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let err = rvbbit_store::open(&url, Path::new("/"))
+        .await
+        .err()
+        .expect("open must fail");
+    assert_eq!(err.code().code, "RVB-S002", "{err}");
+    assert!(err.to_string().contains("schema version 99"), "{err}");
+    assert_eq!(store.count_events(&EventFilter::default()).await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn compaction_and_backup_work_on_a_server() {
+    let (url, ()) = fresh().await;
+    let store = rvbbit_store::open(&url, Path::new("/")).await.unwrap();
+    store.append(&crate::events("s-bk", 9)).await.unwrap();
+    store.compact().await.unwrap();
+    store.ping().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tables = store.backup(dir.path()).await.unwrap();
+    assert_eq!(tables.iter().find(|(t, _)| t == "events").unwrap().1, 9);
+    let text = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["session_id"], "s-bk");
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
