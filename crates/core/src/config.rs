@@ -984,11 +984,15 @@ pub fn mask_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let Some((creds, host)) = rest.split_once('@') else {
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
         return url.to_owned();
     };
-    match creds.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:****@{host}"),
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:****@{host}{tail}"),
         None => url.to_owned(),
     }
 }
@@ -1232,5 +1236,16 @@ mod tests {
         let key = shown.iter().find(|s| s.key == "provider.api_key").unwrap();
         assert_eq!(key.value, "\"****\"");
         assert!(!format!("{:?}", loaded.config).contains("sk-secret"));
+    }
+
+    #[test]
+    fn urls_lose_their_password_and_keep_the_rest() {
+        assert_eq!(
+            mask_url("postgres://ada:s3cret@db.example:5432/rvbbit?sslmode=disable"),
+            "postgres://ada:****@db.example:5432/rvbbit?sslmode=disable"
+        );
+        assert_eq!(mask_url("postgres://ada@db/rvbbit"), "postgres://ada@db/rvbbit");
+        assert_eq!(mask_url("postgres://a:p@ss@h/db"), "postgres://a:****@h/db");
+        assert_eq!(mask_url("not a url"), "not a url");
     }
 }

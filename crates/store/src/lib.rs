@@ -42,17 +42,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use error::{Error, Result};
-#[cfg(feature = "postgres")]
-use postgres::mask_url;
-#[cfg(not(feature = "postgres"))]
-fn mask_url(url: &str) -> String {
-    url.to_owned()
-}
 pub use heartbeat::Heartbeat;
 pub use model::{
     ApiKey, CacheEntry, Checkpoint, CheckpointStatus, Cleanup, CostGroup, CostRow, EventFilter, Record,
     Session, SessionFilter, SessionSummary, Signal, SignalStatus, StoreStatus, StoredEvent,
 };
+use rvbbit_core::config::mask_url;
 pub use traits::{ApiKeyStore, CheckpointStore, EventSink, ResultCache, SessionStore, SignalStore, Store};
 pub use writer::{Writer, WriterHandle, WriterOptions, WriterStats};
 

@@ -276,6 +276,11 @@ pub trait Store:
     /// A cheap round trip proving the store answers.
     async fn ping(&self) -> Result<()>;
 
+    /// The database server's version, for backends with a server (`None` for an embedded file).
+    async fn server_version(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// Reclaim space (SQLite: checkpoint the WAL and `VACUUM`).
     async fn compact(&self) -> Result<()>;
 

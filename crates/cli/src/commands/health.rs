@@ -26,18 +26,28 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         || std::env::var(&provider.api_key_env).is_ok_and(|k| !k.is_empty());
     let base = std::env::current_dir().unwrap_or_default();
     let url = loaded.config.store.url.clone();
+    // Shown in output: never with its password.
+    let shown_url = rvbbit_core::config::mask_url(&url);
     let started = Instant::now();
     let store_result = block_on(async {
         let store = rvbbit_store::open(&url, &base).await.map_err(fail)?;
         store.ping().await.map_err(fail)?;
-        store.status().await.map_err(fail)
+        let server = store.server_version().await.map_err(fail)?;
+        Ok((store.status().await.map_err(fail)?, server))
     });
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let (store_ok, version, store_error, code) = match &store_result {
-        Ok(s) => (true, Some(s.schema_version), None, 0),
+        Ok((s, _)) => (true, Some(s.schema_version), None, 0),
         Err(super::Failure::Coded(c)) => (false, None, Some(c.message.clone()), c.code.exit_code()),
         Err(_) => (false, None, Some("the store could not be opened".to_owned()), 5),
     };
+    let server_version = store_result.as_ref().ok().and_then(|(_, v)| v.clone());
+    let backend = url
+        .split_once("://")
+        .map_or("unknown", |(scheme, _)| match scheme {
+            "postgresql" => "postgres",
+            other => other,
+        });
     let key_ok = key_configured || args.no_provider;
     let exit = if !store_ok {
         code
@@ -50,17 +60,20 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         Format::Json => output::json(&json!({
             "status": if exit == 0 { "ok" } else { "unhealthy" },
             "exit_code": exit,
-            "store": {"url": url, "reachable": store_ok, "latency_ms": latency_ms, "schema_version": version, "error": store_error},
+            "store": {"url": shown_url, "backend": backend, "server_version": server_version, "reachable": store_ok, "latency_ms": latency_ms, "schema_version": version, "error": store_error},
             "provider": {"api_key_env": provider.api_key_env, "key_configured": key_configured},
         }))?,
         Format::Text => {
             let mut text = String::new();
             match &store_error {
                 None => text.push_str(&format!(
-                    "ok    store {url} reachable in {latency_ms:.1} ms, schema version {}\n",
+                    "ok    store {shown_url} ({backend}{}) reachable in {latency_ms:.1} ms, schema version {}\n",
+                    server_version
+                        .as_deref()
+                        .map_or(String::new(), |v| format!(" {v}")),
                     version.unwrap_or(0)
                 )),
-                Some(e) => text.push_str(&format!("FAIL  store {url}: {e}\n")),
+                Some(e) => text.push_str(&format!("FAIL  store {shown_url}: {e}\n")),
             }
             if key_configured {
                 text.push_str(&format!(

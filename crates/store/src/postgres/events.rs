@@ -18,6 +18,9 @@ const INSERT_COLUMNS: &str = "event_id, seq, ts_us, kind, session_id, parent_ses
     tokens_reasoning, tokens_cached, cost_micro_usd, cost_status, duration_us, content, request, response,
     error, metadata";
 
+/// The advisory lock event batches take (`rvbbit` + 1 in ASCII); migrations hold `rvbbit`.
+const EVENTS_LOCK: i64 = 0x7276_6262_6975;
+
 /// Columns per inserted row.
 const WIDTH: usize = 33;
 
@@ -254,6 +257,11 @@ impl EventSink for PostgresStore {
         let action = "insert events";
         let mut c = self.client(action).await?;
         let tx = c.transaction().await.map_err(|e| self.fail(action, e))?;
+        // Event batches commit one at a time, so `store_seq` grows in commit order and a live stream
+        // resuming after a cursor never misses a row committed late by a slower transaction.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&EVENTS_LOCK])
+            .await
+            .map_err(|e| self.fail(action, e))?;
         let n = insert_events(self, &tx, events).await?;
         tx.commit().await.map_err(|e| self.fail(action, e))?;
         Ok(n)

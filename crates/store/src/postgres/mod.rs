@@ -48,23 +48,7 @@ const TABLES: &[&str] = &[
 /// Connections a process keeps to the server at most.
 const POOL_SIZE: usize = 16;
 
-/// `url` with the password (if any) replaced by `***`, for messages and [`Store::url`].
-pub fn mask_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-        None => url.to_owned(),
-    }
-}
+pub use rvbbit_core::config::mask_url;
 
 /// An error from the server as the store's error: transient conflicts are [`Error::Busy`].
 pub(crate) fn fail(url: &str, action: &str, e: tokio_postgres::Error) -> Error {
@@ -196,16 +180,6 @@ impl PostgresStore {
     pub(crate) fn fail(&self, action: &str, e: tokio_postgres::Error) -> Error {
         fail(&self.url, action, e)
     }
-
-    /// The server's version (`server_version`), for health reports.
-    pub async fn server_version(&self) -> Result<String> {
-        let c = self.client("read its version").await?;
-        let row = c
-            .query_one("SHOW server_version", &[])
-            .await
-            .map_err(|e| self.fail("read its version", e))?;
-        Ok(row.get(0))
-    }
 }
 
 #[async_trait]
@@ -259,6 +233,16 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn server_version(&self) -> Result<Option<String>> {
+        let action = "read its version";
+        let c = self.client(action).await?;
+        let row = c
+            .query_one("SHOW server_version", &[])
+            .await
+            .map_err(|e| self.fail(action, e))?;
+        Ok(Some(row.get(0)))
+    }
+
     async fn compact(&self) -> Result<()> {
         let c = self.client("compact").await?;
         // VACUUM cannot run inside a transaction: one simple statement per table.
@@ -301,21 +285,5 @@ impl Store for PostgresStore {
             done.push(((*table).to_owned(), rows.len() as u64));
         }
         Ok(done)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::mask_url;
-
-    #[test]
-    fn passwords_are_masked_and_the_rest_kept() {
-        assert_eq!(
-            mask_url("postgres://ada:s3cret@db.example:5432/rvbbit?sslmode=disable"),
-            "postgres://ada:***@db.example:5432/rvbbit?sslmode=disable"
-        );
-        assert_eq!(mask_url("postgres://ada@db/rvbbit"), "postgres://ada@db/rvbbit");
-        assert_eq!(mask_url("postgres://a:p@ss@h/db"), "postgres://a:***@h/db");
-        assert_eq!(mask_url("not a url"), "not a url");
     }
 }

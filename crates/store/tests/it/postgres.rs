@@ -33,7 +33,7 @@ async fn an_unreachable_server_is_unavailable_naming_the_url_with_its_password_m
     assert_eq!(err.code().code, "RVB-S001", "{err}");
     let text = err.to_string();
     assert!(
-        text.contains(&format!("postgres://ada:***@127.0.0.1:{port}/rvbbit")),
+        text.contains(&format!("postgres://ada:****@127.0.0.1:{port}/rvbbit")),
         "{text}"
     );
     assert!(!text.contains("hunter2"), "{text}");
