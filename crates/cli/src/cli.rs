@@ -120,6 +120,13 @@ pub(crate) enum Command {
     /// Manage API keys of the HTTP server (the secret is shown once; the store keeps only its hash).
     #[command(subcommand)]
     Keys(commands::keys::Command),
+    /// Start a project: write a cascade, a recording of its model calls and rvbbit.toml into DIR.
+    ///
+    /// The printed next steps run offline (`--replay`), with no API key. Existing files are never
+    /// overwritten without --force (RVB-C010, exit 6).
+    Init(commands::init::Args),
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    Completions(commands::completions::Args),
 }
 
 /// Parse arguments, run the command, and turn the outcome into an exit code.
@@ -159,6 +166,8 @@ pub(crate) fn run() -> ExitCode {
         Command::Debug(cmd) => commands::debug::run(&cli, cmd, out),
         Command::Serve(args) => commands::serve::run(&cli, args, out),
         Command::Keys(cmd) => commands::keys::run(&cli, cmd, out),
+        Command::Init(args) => commands::init::run(args, out),
+        Command::Completions(args) => commands::completions::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

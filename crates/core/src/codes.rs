@@ -568,6 +568,18 @@ codes! {
          "A cascade run on a machine that only has recordings."],
         "Export the key (`export OPENROUTER_API_KEY=...`), or run from a recording with `--replay FILE`, or set `RVBBIT_PROVIDER_BASE_URL` to a local OpenAI-compatible server (loopback servers need no key).";
 
+    /// `rvbbit init` would overwrite files that already exist.
+    C_INIT_EXISTS = "RVB-C010", Configuration, "Scaffold would overwrite files",
+        "`rvbbit init` writes a starter project (a cascade, a recording of its model calls and `rvbbit.toml`), but some of those files already exist in the target folder, so nothing was written.",
+        ["`rvbbit init` run twice in the same folder.", "`rvbbit init` in an existing project that already has an `rvbbit.toml`."],
+        "Pass another folder (`rvbbit init my-project`), or `--force` to overwrite the listed files (other files are never touched).";
+
+    /// `rvbbit init` could not write a scaffold file.
+    C_INIT_WRITE = "RVB-C011", Configuration, "Scaffold cannot be written",
+        "`rvbbit init` could not create the target folder or write one of the scaffold files. Files written before the failure stay.",
+        ["The folder is read-only, or belongs to another user.", "A file of the same name as the folder already exists."],
+        "Pass a folder you can write to, or fix its permissions, then run `rvbbit init` again (with `--force` if some files were written).";
+
     // ---- Waiting (exit 10) ---------------------------------------------------------------------------
     /// The run waits for a human.
     H_WAITING = "RVB-H001", Waiting, "Waiting for a human answer",

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod completions;
 pub(crate) mod config;
 pub(crate) mod costs;
 pub(crate) mod db;
@@ -8,6 +9,7 @@ pub(crate) mod doctor;
 pub(crate) mod explain;
 pub(crate) mod health;
 pub(crate) mod hitl;
+pub(crate) mod init;
 pub(crate) mod keys;
 pub(crate) mod metrics;
 pub(crate) mod resume;

@@ -2,9 +2,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod config;
+mod docs_commands;
 mod exactly_once;
 mod help;
 mod hitl;
+mod init;
 mod limits;
 mod pgwire;
 mod replay_example;

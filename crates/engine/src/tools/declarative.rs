@@ -120,11 +120,17 @@ impl DeclarativeTool {
             .as_deref()
             .ok_or_else(|| missing(&self.def, "command"))?;
         let command = self.render(template, args, ctx).await?;
-        tokio::fs::create_dir_all(&ctx.session_dir)
-            .await
-            .map_err(|e| ToolError::Failed(format!("cannot create the session directory: {e}")))?;
+        let dir = match cascade_dir(ctx) {
+            Some(dir) => dir,
+            None => {
+                tokio::fs::create_dir_all(&ctx.session_dir)
+                    .await
+                    .map_err(|e| ToolError::Failed(format!("cannot create the session directory: {e}")))?;
+                ctx.session_dir.clone()
+            }
+        };
         let mut cmd = Command::new("bash");
-        cmd.arg("-c").arg(&command).current_dir(&ctx.session_dir);
+        cmd.arg("-c").arg(&command).current_dir(&dir);
         let done = super::process::run(cmd, Vec::new(), self.limit(ctx)).await?;
         if done.code != 0 {
             return Err(ToolError::Failed(format!(
@@ -353,6 +359,18 @@ impl Tool for DeclarativeTool {
             ))),
         }
     }
+}
+
+/// The folder of the running cascade's file: relative paths in a shell tool's arguments (`wc -w <
+/// README.md`, a cascade input such as `{"directory": "."}`) mean the same thing as the cascade's own
+/// references. `None` outside a run or when the file is unknown (the session directory is used then).
+fn cascade_dir(ctx: &ToolContext) -> Option<PathBuf> {
+    let file = ctx.scope.as_ref()?.cascade_file.as_deref()?;
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    dir.is_dir().then_some(dir)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use rvbbit_core::SessionStatus;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::compose::engine_with_cascade_tools;
+use crate::compose::{engine_with_cascade_tools, request_for, run};
 use crate::support::{CORPUS, Harness, load};
 
 /// A project directory with `traits/` holding the corpus's shell and composite tools, and `cascade.yaml`.
@@ -88,6 +88,32 @@ cells:
     assert_eq!(both["steps"][0]["success"], true, "{both}");
     assert_eq!(both["steps"][1]["tool"], "list_directory");
     assert!(both["result"].as_array().unwrap().len() >= 3, "{both}");
+}
+
+/// A shell tool runs in the folder of the cascade file, so a relative path in its arguments means the
+/// file beside the cascade (examples/tools_and_context.yaml with `{"directory": "children"}`); without a
+/// known file it runs in the session directory, where the path does not exist.
+#[tokio::test]
+async fn shell_tools_resolve_relative_paths_beside_the_cascade_file() {
+    let cat = r#"{"tool_id": "cat_file", "description": "Print a file.", "inputs_schema": {"path": "A file"},
+                 "type": "shell", "command": "cat {{ path | q }}"}"#;
+    let cascade =
+        "cascade_id: rel\ncells:\n  - name: read\n    tool: cat_file\n    inputs: {path: data/note.txt}\n";
+    let (dir, file) = project(cascade, &[("cat_file.tool.json", cat)]);
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/note.txt"), "beside the cascade\n").unwrap();
+    let h = Harness::new().await;
+    let engine = engine_with_cascade_tools(&h, &file, None);
+
+    let out = run(&h, &engine, request_for(&file, json!({}))).await;
+    assert_eq!(out.status, SessionStatus::Completed, "{:?}", out.error);
+    assert_eq!(out.outputs["read"], json!("beside the cascade\n"));
+
+    // The same cascade without its file: the session directory, where data/note.txt is missing.
+    let out = h.run(&engine, load(&file), json!({})).await;
+    assert_eq!(out.status, SessionStatus::Failed);
+    let error = out.error.map(|e| e.to_string()).unwrap_or_default();
+    assert!(error.contains("data/note.txt"), "{error}");
 }
 
 /// `python3 -m http.server` on a free loopback port, serving `dir`.
