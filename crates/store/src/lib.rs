@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod copy;
 mod error;
 pub mod heartbeat;
 mod model;
@@ -41,6 +42,7 @@ mod writer;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use copy::{CopyReport, copy_all};
 pub use error::{Error, Result};
 pub use heartbeat::Heartbeat;
 pub use model::{

@@ -199,12 +199,16 @@ pub trait ResultCache: Send + Sync {
 
     /// Delete entries expired at `now`; returns how many.
     async fn cache_purge(&self, now: Timestamp) -> Result<u64>;
+
+    /// Up to `limit` entries with keys after `after` (all when `None`), in key order, expired ones
+    /// included, without counting hits: for copying a store page by page.
+    async fn cache_entries(&self, after: Option<&str>, limit: u64) -> Result<Vec<CacheEntry>>;
 }
 
 /// Signals: named, latched wake-ups between sessions.
 #[async_trait]
 pub trait SignalStore: Send + Sync {
-    /// Register a signal (normally `waiting`).
+    /// Register a signal (normally `waiting`). Registering an id that exists changes nothing.
     async fn signal_register(&self, signal: &Signal) -> Result<()>;
 
     /// Fire every waiting signal named `name` (only `session`'s, if given) with `payload`; returns the

@@ -1,4 +1,4 @@
-//! `rvbbit db init|status|migrate|compact|backup|replay`.
+//! `rvbbit db init|status|migrate|compact|backup|replay|copy`.
 
 use std::path::PathBuf;
 
@@ -31,6 +31,14 @@ pub(crate) enum Command {
     /// line (such as the torn last line a crash leaves) is skipped, reported with its line number and
     /// kept in .rvbbit/spill/rejected/<file>.rejected; the rest of the file is replayed.
     Replay,
+    /// Copy every record of this store (sessions, events, checkpoints, signals, API keys, the result
+    /// cache) into another one, such as a team's PostgreSQL: `rvbbit db copy --to postgres://…`.
+    /// Idempotent and resumable: run it again after an interruption and nothing is copied twice.
+    Copy {
+        /// The destination store URL (created and migrated if new).
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
@@ -131,6 +139,40 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
                             table(&["FILE", "ROWS"], &rows)
                         ))?;
                     }
+                }
+            }
+            Command::Copy { to } => {
+                let base = std::env::current_dir().unwrap_or_default();
+                let dest = rvbbit_store::open(to, &base).await.map_err(fail)?;
+                let show = out.format == Format::Text && !out.quiet;
+                let report = rvbbit_store::copy_all(store, dest.as_ref(), |r| {
+                    if show {
+                        output::stderr(&format!(
+                            "copying: {} sessions, {} events, {} cache entries\n",
+                            r.sessions, r.events, r.cache_entries
+                        ));
+                    }
+                })
+                .await
+                .map_err(fail)?;
+                match out.format {
+                    Format::Json => output::json(&json!({
+                        "status": "ok", "from": store.url(), "to": dest.url(), "copied": report,
+                    }))?,
+                    Format::Text => output::stdout(&format!(
+                        "copied {} into {}: {} sessions, {} events ({} new), {} checkpoints, {} signals, \
+                         {} API keys ({} already there), {} cache entries\n",
+                        store.url(),
+                        dest.url(),
+                        report.sessions,
+                        report.events,
+                        report.events_inserted,
+                        report.checkpoints,
+                        report.signals,
+                        report.api_keys,
+                        report.api_keys_present,
+                        report.cache_entries
+                    ))?,
                 }
             }
             Command::Replay => {

@@ -249,3 +249,43 @@ fn an_unreachable_postgres_store_spills_and_exits_5_naming_the_url_with_its_pass
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("hunter2"));
 }
+
+#[test]
+fn db_copy_moves_a_laptop_store_into_postgres_and_a_second_copy_adds_nothing() {
+    let laptop = TempDir::new().unwrap();
+    let file = write(laptop.path(), "shell.yaml", SHELL);
+    for _ in 0..2 {
+        let out = rvbbit(laptop.path()).args(["run", &file]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    let url = rvbbit_testkit::postgres::fresh_database();
+    let copy = |expect_new: bool| {
+        let out = rvbbit(laptop.path())
+            .args(["--output", "json", "db", "copy", "--to", &url])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["copied"]["sessions"], 2, "{doc}");
+        let events = doc["copied"]["events"].as_u64().unwrap();
+        let inserted = doc["copied"]["events_inserted"].as_u64().unwrap();
+        assert!(events > 2);
+        assert_eq!(inserted, if expect_new { events } else { 0 }, "{doc}");
+    };
+    copy(true);
+    copy(false);
+    let team = TempDir::new().unwrap();
+    let out = on_postgres(team.path(), &url)
+        .args(["--output", "json", "sessions", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(listed.matches("\"pg_shell\"").count(), 2, "{listed}");
+    let same = rvbbit(laptop.path())
+        .args(["db", "copy", "--to", "sqlite://.rvbbit/rvbbit.db"])
+        .output()
+        .unwrap();
+    assert_eq!(same.status.code(), Some(5), "{}", text(&same));
+    assert!(String::from_utf8_lossy(&same.stderr).contains("cannot be copied into itself"));
+}

@@ -549,6 +549,20 @@ impl ResultCache for PostgresStore {
         Ok(())
     }
 
+    async fn cache_entries(&self, after: Option<&str>, limit: u64) -> Result<Vec<CacheEntry>> {
+        let action = "list the result cache";
+        let c = self.client(action).await?;
+        let rows = c
+            .query(
+                "SELECT key, value, created_at_us, expires_at_us, hits FROM result_cache
+                 WHERE $1::text IS NULL OR key > $1 ORDER BY key LIMIT $2",
+                &[&after, &i64::try_from(limit).unwrap_or(i64::MAX)],
+            )
+            .await
+            .map_err(|e| self.fail(action, e))?;
+        Ok(rows.iter().map(|r| decode_entry(r.get(0), r, 1)).collect())
+    }
+
     async fn cache_purge(&self, now: Timestamp) -> Result<u64> {
         let action = "purge the result cache";
         let c = self.client(action).await?;
@@ -590,7 +604,10 @@ impl SignalStore for PostgresStore {
         let action = "register a signal";
         let c = self.client(action).await?;
         c.execute(
-            &format!("INSERT INTO signals ({SIGNAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
+            &format!(
+                "INSERT INTO signals ({SIGNAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (signal_id) DO NOTHING"
+            ),
             &[
                 &s.signal_id,
                 &s.name,

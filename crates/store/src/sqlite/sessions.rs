@@ -496,6 +496,31 @@ impl ResultCache for SqliteStore {
         .await
     }
 
+    async fn cache_entries(&self, after: Option<&str>, limit: u64) -> Result<Vec<CacheEntry>> {
+        let after = after.map(str::to_owned);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with_conn("list the result cache", move |c, url| {
+            let mut stmt = c.prepare_cached(
+                "SELECT key, value, created_at_us, expires_at_us, hits FROM result_cache
+                 WHERE ?1 IS NULL OR key > ?1 ORDER BY key LIMIT ?2",
+            )?;
+            let mut rows = stmt.query(params![after, limit])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                let v: String = r.get(1)?;
+                out.push(CacheEntry {
+                    key: r.get(0)?,
+                    value: serde_json::from_str(&v).map_err(|e| corrupt(url, "cache entry", e))?,
+                    created_at: Timestamp::from_micros(r.get(2)?),
+                    expires_at: r.get::<_, Option<i64>>(3)?.map(Timestamp::from_micros),
+                    hits: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn cache_purge(&self, now: Timestamp) -> Result<u64> {
         self.with_conn("purge the result cache", move |c, _| {
             let n = c.execute(
@@ -541,7 +566,7 @@ impl SignalStore for SqliteStore {
         self.with_conn("register a signal", move |c, _| {
             c.execute(
                 &format!(
-                    "INSERT INTO signals ({SIGNAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                    "INSERT OR IGNORE INTO signals ({SIGNAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
                 ),
                 params![
                     s.signal_id,

@@ -161,3 +161,83 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_laptop_store_is_copied_into_postgres_once_even_when_copied_twice() {
+    use rvbbit_core::{SessionId, Timestamp};
+    use rvbbit_store::{ApiKey, Checkpoint, Session, Signal};
+
+    let (sqlite_url, _dir) = crate::sqlite::fresh().await;
+    let laptop = rvbbit_store::open(&sqlite_url, Path::new("/")).await.unwrap();
+    let sessions: Vec<Session> = (0..3)
+        .map(|i| Session::new(format!("copy-{i}").parse::<SessionId>().unwrap()))
+        .collect();
+    laptop.put_sessions(&sessions).await.unwrap();
+    for i in 0..3 {
+        laptop
+            .append(&crate::events(&format!("copy-{i}"), 2500))
+            .await
+            .unwrap();
+    }
+    let sid: SessionId = "copy-0".parse().unwrap();
+    laptop
+        .checkpoint_put(&Checkpoint::pending(sid.clone(), "gate", "choice", "gate"))
+        .await
+        .unwrap();
+    laptop
+        .signal_register(&Signal::waiting("gate", Some(sid)))
+        .await
+        .unwrap();
+    laptop
+        .key_insert(&ApiKey::new("key_1", "ci", "hash-1"))
+        .await
+        .unwrap();
+    let now = Timestamp::now();
+    for k in 0..2500 {
+        laptop
+            .cache_put(&format!("k{k:05}"), &serde_json::json!(k), now, None)
+            .await
+            .unwrap();
+    }
+    let (pg_url, ()) = fresh().await;
+    let team = rvbbit_store::open(&pg_url, Path::new("/")).await.unwrap();
+    let mut pages = 0;
+    let first = rvbbit_store::copy_all(laptop.as_ref(), team.as_ref(), |_| pages += 1)
+        .await
+        .unwrap();
+    assert!(pages > 3, "progress is reported page by page");
+    assert_eq!(
+        (first.sessions, first.events, first.events_inserted),
+        (3, 7500, 7500)
+    );
+    assert_eq!((first.checkpoints, first.signals, first.api_keys), (1, 1, 1));
+    assert_eq!(first.cache_entries, 2500);
+    // Again, as after an interruption: nothing is copied twice.
+    let second = rvbbit_store::copy_all(laptop.as_ref(), team.as_ref(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!((second.events, second.events_inserted), (7500, 0));
+    assert_eq!((second.api_keys, second.api_keys_present), (0, 1));
+    let status = team.status().await.unwrap();
+    assert_eq!(
+        (
+            status.sessions,
+            status.events,
+            status.checkpoints,
+            status.signals,
+            status.cache_entries
+        ),
+        (3, 7500, 1, 1, 2500)
+    );
+    assert_eq!(
+        team.count_events(&EventFilter::default()).await.unwrap(),
+        laptop.count_events(&EventFilter::default()).await.unwrap()
+    );
+    let same = rvbbit_store::copy_all(team.as_ref(), team.as_ref(), |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        same.to_string().contains("cannot be copied into itself"),
+        "{same}"
+    );
+}
