@@ -280,6 +280,14 @@ pub trait Store:
     /// A cheap round trip proving the store answers.
     async fn ping(&self) -> Result<()>;
 
+    /// Wake-ups for live feeds: a receiver of the ids of sessions whose events or record changed (sent
+    /// when the change commits, by any process on any host), or `None` when the backend has no such
+    /// notifications and readers must poll. A receiver may lag or close (the listening connection
+    /// dropped); readers then read what they missed and fall back to polling.
+    async fn subscribe(&self) -> Result<Option<tokio::sync::broadcast::Receiver<std::sync::Arc<str>>>> {
+        Ok(None)
+    }
+
     /// The database server's version, for backends with a server (`None` for an embedded file).
     async fn server_version(&self) -> Result<Option<String>> {
         Ok(None)

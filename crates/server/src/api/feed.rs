@@ -5,14 +5,16 @@
 //! poll interval, keeps them in memory with their JSON already encoded, and wakes its subscribers; each
 //! subscriber keeps its own cursor into it, so resuming from any cursor still works. The feed lives as
 //! long as someone follows the session; its poller stops when the last subscriber leaves, the session has
-//! finished and everything is read, or the server shuts down.
+//! finished and everything is read, or the server shuts down. On a store with change notifications
+//! (PostgreSQL's LISTEN/NOTIFY, [`rvbbit_store::Store::subscribe`]) the poller reads when its session
+//! changes instead of on a timer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use rvbbit_core::{SessionId, SessionStatus};
 use rvbbit_store::{EventFilter, StoredEvent};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::state::AppState;
 
@@ -106,8 +108,19 @@ impl Feeds {
 
 /// Read new events of `id` into the feed every poll interval until the session is finished and read,
 /// nobody follows it any more, or the server shuts down.
+///
+/// When the store sends change notifications (PostgreSQL's LISTEN/NOTIFY), the poller reads as soon as
+/// its session changes and polls only as a safety net (every [`NOTIFIED_POLL`]); otherwise it polls
+/// every `poll_interval`.
 async fn poll(state: Arc<AppState>, id: SessionId, feed: Weak<Feed>) {
     let mut cursor = 0_i64;
+    let mut changes = match state.store.subscribe().await {
+        Ok(changes) => changes,
+        Err(e) => {
+            tracing::warn!(session_id = %id, error = %e, "no change notifications; the live stream polls");
+            None
+        }
+    };
     loop {
         let Some(f) = feed.upgrade() else { return };
         // The status is read before the events, so a session seen finished has all its events stored
@@ -154,9 +167,34 @@ async fn poll(state: Arc<AppState>, id: SessionId, feed: Weak<Feed>) {
             return;
         }
         drop(f);
+        let interval = if changes.is_some() {
+            NOTIFIED_POLL.max(state.config.poll_interval)
+        } else {
+            state.config.poll_interval
+        };
         tokio::select! {
             () = state.shutdown.cancelled() => return,
-            () = tokio::time::sleep(state.config.poll_interval) => {}
+            () = tokio::time::sleep(interval) => {}
+            open = changed(&mut changes, id.as_str()) => if !open { changes = None },
+        }
+    }
+}
+
+/// How often a poller that receives change notifications still reads, in case one was missed.
+const NOTIFIED_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Wait until `changes` names session `id` (or lagged, so something may have been missed); `false`
+/// when the notifications stopped (the poller then polls). Never returns without notifications.
+async fn changed(changes: &mut Option<broadcast::Receiver<Arc<str>>>, id: &str) -> bool {
+    let Some(rx) = changes.as_mut() else {
+        return std::future::pending().await;
+    };
+    loop {
+        match rx.recv().await {
+            Ok(session) if &*session == id => return true,
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(_)) => return true,
+            Err(broadcast::error::RecvError::Closed) => return false,
         }
     }
 }

@@ -111,6 +111,11 @@ pub struct Running {
 impl Running {
     /// A server over a temp root holding `three.yaml`, `slow.yaml`, `bad.yaml` and `nested/three.yaml`.
     pub async fn start(configure: impl FnOnce(ServerConfig) -> ServerConfig) -> Running {
+        Running::start_on("sqlite://rvbbit.db", configure).await
+    }
+
+    /// Like [`Running::start`], with the store at `store_url` (such as a PostgreSQL database).
+    pub async fn start_on(store_url: &str, configure: impl FnOnce(ServerConfig) -> ServerConfig) -> Running {
         let dir = TempDir::new().unwrap();
         let root = dir.path().join("cascades");
         std::fs::create_dir_all(root.join("nested")).unwrap();
@@ -123,7 +128,7 @@ impl Running {
         ] {
             std::fs::write(root.join(name), text).unwrap();
         }
-        Running::start_in(dir, root.as_path().to_owned(), configure).await
+        Running::start_with(dir, root.as_path().to_owned(), configure, None, store_url).await
     }
 
     /// Like [`Running::start`], with LLM cells answered by the OpenAI-compatible server at `llm`.
@@ -132,7 +137,7 @@ impl Running {
         let root = dir.path().join("cascades");
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(root.join("hello.yaml"), HELLO_LLM).unwrap();
-        Running::start_with(dir, root, configure, Some(llm.to_owned())).await
+        Running::start_with(dir, root, configure, Some(llm.to_owned()), "sqlite://rvbbit.db").await
     }
 
     pub async fn start_in(
@@ -140,7 +145,7 @@ impl Running {
         root: std::path::PathBuf,
         configure: impl FnOnce(ServerConfig) -> ServerConfig,
     ) -> Running {
-        Running::start_with(dir, root, configure, None).await
+        Running::start_with(dir, root, configure, None, "sqlite://rvbbit.db").await
     }
 
     async fn start_with(
@@ -148,10 +153,9 @@ impl Running {
         root: std::path::PathBuf,
         configure: impl FnOnce(ServerConfig) -> ServerConfig,
         llm: Option<String>,
+        store_url: &str,
     ) -> Running {
-        let store = rvbbit_store::open("sqlite://rvbbit.db", dir.path())
-            .await
-            .unwrap();
+        let store = rvbbit_store::open(store_url, dir.path()).await.unwrap();
         let writer = Writer::spawn(store.clone(), WriterOptions::new(dir.path().join("spill")));
         let wait = ANSWER_WAIT.with(|w| w.get());
         let mut registry = Registry::builtin();

@@ -348,3 +348,74 @@ async fn a_keyless_loopback_server_refuses_websockets_from_other_sites() {
     assert!(err.to_string().contains("403"), "{err}");
     s.shutdown().await;
 }
+
+/// On PostgreSQL a live stream follows LISTEN/NOTIFY, not its poll timer: with polling set to once a
+/// minute, a run is still followed to its end in seconds, and events written by another process (here
+/// another store handle with its own connections) reach the stream the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_stream_is_woken_by_notifications_not_by_its_poll_timer() {
+    let url = tokio::task::spawn_blocking(rvbbit_testkit::postgres::fresh_database)
+        .await
+        .unwrap();
+    let s = Running::start_on(&url, |mut c| {
+        c.poll_interval = Duration::from_secs(60);
+        c
+    })
+    .await;
+    let (status, started) = s.post("/api/v1/runs", &json!({"cascade": "slow.yaml"})).await;
+    assert_eq!(status, 202, "{started}");
+    let id = started["session_id"].as_str().unwrap().to_owned();
+    let all = tokio::time::timeout(Duration::from_secs(20), async {
+        frames(open(&s, &id, None).await).await
+    })
+    .await
+    .expect("followed to the end without waiting for the 60 s poll");
+    let last = all.last().unwrap();
+    assert_eq!(
+        (last.event.as_str(), &last.data["status"]),
+        ("complete", &json!("completed"))
+    );
+    let kinds: Vec<&str> = all
+        .iter()
+        .filter(|f| f.id.is_some())
+        .map(|f| f.event.as_str())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"cascade_start"));
+    assert_eq!(kinds.last(), Some(&"cascade_complete"));
+
+    // Another writer: a session recorded through a second handle, followed live from the first event.
+    let other = rvbbit_store::open(&url, std::path::Path::new("/")).await.unwrap();
+    let sid: rvbbit_core::SessionId = "from-elsewhere".parse().unwrap();
+    other
+        .put_sessions(&[rvbbit_store::Session::new(sid.clone())])
+        .await
+        .unwrap();
+    let first = rvbbit_core::Event::new(rvbbit_core::EventKind::CascadeStart, sid.clone(), 0);
+    other.append(&[first]).await.unwrap();
+    let response = open(&s, "from-elsewhere", None).await;
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    while !text.contains("cascade_start") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    let written = std::time::Instant::now();
+    let mut second = rvbbit_core::Event::new(rvbbit_core::EventKind::CellStart, sid.clone(), 1);
+    second.cell_name = Some("elsewhere".into());
+    other.append(&[second]).await.unwrap();
+    while !text.contains("cell_start") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .expect("the second event arrives without waiting for the 60 s poll")
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    eprintln!(
+        "event written by another handle reached the stream in {:?}",
+        written.elapsed()
+    );
+    s.shutdown().await;
+}

@@ -248,6 +248,27 @@ pub(crate) async fn insert_events(
     Ok(inserted)
 }
 
+/// Tell listeners (at commit) which sessions changed: one `NOTIFY` per distinct session.
+pub(crate) async fn notify<'a>(
+    store: &PostgresStore,
+    tx: &deadpool_postgres::Transaction<'_>,
+    sessions: impl Iterator<Item = &'a str>,
+) -> Result<()> {
+    let mut ids: Vec<&str> = sessions.collect();
+    ids.sort_unstable();
+    ids.dedup();
+    tx.execute(
+        &format!(
+            "SELECT pg_notify('{}', s) FROM unnest($1::text[]) AS s",
+            super::CHANGES
+        ),
+        &[&ids],
+    )
+    .await
+    .map_err(|e| store.fail("notify listeners", e))?;
+    Ok(())
+}
+
 #[async_trait]
 impl EventSink for PostgresStore {
     async fn append(&self, events: &[Event]) -> Result<u64> {
@@ -263,6 +284,7 @@ impl EventSink for PostgresStore {
             .await
             .map_err(|e| self.fail(action, e))?;
         let n = insert_events(self, &tx, events).await?;
+        notify(self, &tx, events.iter().map(|e| e.session_id.as_str())).await?;
         tx.commit().await.map_err(|e| self.fail(action, e))?;
         Ok(n)
     }

@@ -26,9 +26,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use tokio::sync::broadcast;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::error::{Error, Result};
 use crate::model::StoreStatus;
@@ -108,11 +109,19 @@ impl Params {
     }
 }
 
+/// The channel of change notifications (`NOTIFY rvbbit_changes, '<session id>'`).
+pub(crate) const CHANGES: &str = "rvbbit_changes";
+
+/// The sender of the listening connection, while it is connected.
+type Listener = Arc<tokio::sync::Mutex<Option<broadcast::Sender<Arc<str>>>>>;
+
 /// The shared PostgreSQL store. Cheap to clone (clones share one pool).
 #[derive(Clone)]
 pub struct PostgresStore {
     url: Arc<str>,
     pool: Pool,
+    config: tokio_postgres::Config,
+    listener: Listener,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -142,7 +151,7 @@ impl PostgresStore {
             config.application_name("rvbbit");
         }
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -154,7 +163,12 @@ impl PostgresStore {
             .wait_timeout(Some(Duration::from_secs(30)))
             .build()
             .map_err(|e| Error::Internal(format!("the PostgreSQL pool could not be built: {e}")))?;
-        let store = PostgresStore { url: masked, pool };
+        let store = PostgresStore {
+            url: masked,
+            pool,
+            config,
+            listener: Arc::default(),
+        };
         // Connect first, so an unreachable server or refused credentials say "connect".
         drop(store.client("connect").await?);
         store.migrate().await?;
@@ -231,6 +245,55 @@ impl Store for PostgresStore {
             .await
             .map_err(|e| self.fail("answer a ping", e))?;
         Ok(())
+    }
+
+    async fn subscribe(&self) -> Result<Option<broadcast::Receiver<Arc<str>>>> {
+        let action = "listen for changes";
+        let mut slot = self.listener.lock().await;
+        if let Some(tx) = slot.as_ref() {
+            return Ok(Some(tx.subscribe()));
+        }
+        // One dedicated connection (outside the pool) per process listens for every session.
+        let (client, mut connection) = self
+            .config
+            .connect(NoTls)
+            .await
+            .map_err(|e| self.fail(action, e))?;
+        let (tx, rx) = broadcast::channel(4096);
+        let forward = tx.clone();
+        let listener = self.listener.clone();
+        let url = self.url.clone();
+        tokio::spawn(async move {
+            loop {
+                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(AsyncMessage::Notification(n))) => {
+                        // An error only means nobody listens right now: nothing to deliver.
+                        let _nobody = forward.send(Arc::from(n.payload()));
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::warn!(url = %url, error = %e, "the change listener lost its connection; live feeds poll");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            // Dropping the last sender closes every receiver, so feeds know to poll.
+            *listener.lock().await = None;
+        });
+        client
+            .batch_execute(&format!("LISTEN {CHANGES}"))
+            .await
+            .map_err(|e| self.fail(action, e))?;
+        // The client must live as long as the connection task delivers; leak it into that task's
+        // lifetime by keeping it in a detached task that ends when the connection does.
+        let mut closed = tx.subscribe();
+        tokio::spawn(async move {
+            while !matches!(closed.recv().await, Err(broadcast::error::RecvError::Closed)) {}
+            drop(client);
+        });
+        *slot = Some(tx);
+        Ok(Some(rx))
     }
 
     async fn server_version(&self) -> Result<Option<String>> {

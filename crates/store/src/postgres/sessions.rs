@@ -195,6 +195,7 @@ impl SessionStore for PostgresStore {
                 .await
                 .map_err(|e| self.fail(action, e))?;
         }
+        super::events::notify(self, &tx, sessions.iter().map(|s| s.session_id.as_str())).await?;
         tx.commit().await.map_err(|e| self.fail(action, e))
     }
 
