@@ -3,6 +3,7 @@
 
 mod config;
 mod exactly_once;
+mod first_hour;
 mod help;
 mod hitl;
 mod limits;
