@@ -50,11 +50,13 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run a cascade: validate it, then execute its cells as one session, recording every step.
     ///
-    /// Prints the final output (text) or one JSON outcome document (--output json). Exit codes: 0 ok,
-    /// 1 invalid cascade, 2 a cell failed, 3 a tool failed or timed out, 4 the LLM provider failed,
-    /// 6 invalid --input or configuration, 10 waiting for a human (the session stays `waiting`; the
-    /// message prints the `rvbbit signal send` and `rvbbit resume` commands), 130/143 interrupted (the
-    /// session is marked cancelled).
+    /// Text mode prints the validator's warnings (stderr), then the final output (stdout; a tool's result
+    /// as its text) and `session ID completed: rvbbit sessions show ID` (stderr, not with -q);
+    /// --output json prints one JSON outcome document. Exit codes: 0 ok, 1 invalid cascade, 2 a cell
+    /// failed, 3 a tool failed or timed out, 4 the LLM provider failed, 6 invalid --input or
+    /// configuration, 10 waiting for a human (the session stays `waiting`; the message prints the
+    /// `rvbbit signal send` and `rvbbit resume` commands), 130/143 interrupted (RVB-E013; the session is
+    /// marked cancelled).
     ///
     /// Human-in-the-loop cells: in a terminal the question is asked on stderr and answered on stdin;
     /// otherwise the run polls the store for an answer sent with `rvbbit signal send` (up to --wait or
