@@ -32,7 +32,7 @@ pub fn render(diag: &Diagnostic, file: &Path, source: Option<&SourceFile>, color
         let indented: Vec<String> = example.lines().map(|l| format!("    {l}")).collect();
         notes.push(format!("example:\n{}", indented.join("\n")));
     }
-    notes.push(format!("see: docs/errors/{}.md", diag.code.code));
+    notes.push(format!("see: rvbbit explain {}", diag.code.code));
 
     let name = file.display().to_string();
     let text = source.map_or("", SourceFile::text);

@@ -50,11 +50,13 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run a cascade: validate it, then execute its cells as one session, recording every step.
     ///
-    /// Prints the final output (text) or one JSON outcome document (--output json). Exit codes: 0 ok,
-    /// 1 invalid cascade, 2 a cell failed, 3 a tool failed or timed out, 4 the LLM provider failed,
-    /// 6 invalid --input or configuration, 10 waiting for a human (the session stays `waiting`; the
-    /// message prints the `rvbbit signal send` and `rvbbit resume` commands), 130/143 interrupted (the
-    /// session is marked cancelled).
+    /// Text mode prints the validator's warnings (stderr), then the final output (stdout; a tool's result
+    /// as its text) and `session ID completed: rvbbit sessions show ID` (stderr, not with -q);
+    /// --output json prints one JSON outcome document. Exit codes: 0 ok, 1 invalid cascade, 2 a cell
+    /// failed, 3 a tool failed or timed out, 4 the LLM provider failed, 6 invalid --input or
+    /// configuration, 10 waiting for a human (the session stays `waiting`; the message prints the
+    /// `rvbbit signal send` and `rvbbit resume` commands), 130/143 interrupted (RVB-E013; the session is
+    /// marked cancelled).
     ///
     /// Human-in-the-loop cells: in a terminal the question is asked on stderr and answered on stdin;
     /// otherwise the run polls the store for an answer sent with `rvbbit signal send` (up to --wait or
@@ -105,7 +107,12 @@ pub(crate) enum Command {
     /// Exit 0 when healthy (fit for a Kubernetes probe).
     Health(commands::health::Args),
     /// Check configuration, the store, zombie sessions and waiting spill files; each finding has a fix.
-    Doctor,
+    ///
+    /// A zombie is a `running` session whose heartbeat is older than --stale-after (its process was
+    /// killed or crashed); --repair marks each one `failed` with RVB-E014 (as `rvbbit sessions cleanup`
+    /// does). Exit 0 when nothing is wrong (warnings included), 5 when the store fails, 6 for bad
+    /// configuration.
+    Doctor(commands::doctor::Args),
     /// Metrics from the store (run counts, costs, tokens, durations) for Prometheus.
     Metrics(commands::metrics::Args),
     /// Look inside sessions: the full trace tree, the inputs and messages sent.
@@ -147,7 +154,7 @@ pub(crate) fn run() -> ExitCode {
         }
     };
     let out = Out::new(cli.output, cli.no_color, cli.quiet, cli.verbose > 0);
-    init_tracing(cli.verbose, cli.quiet);
+    init_tracing(cli.verbose, cli.quiet, out.color);
     let result = match &cli.command {
         Command::Run(args) => commands::run::run(&cli, args, out),
         Command::Resume(args) => commands::resume::run(&cli, args, out),
@@ -161,7 +168,7 @@ pub(crate) fn run() -> ExitCode {
         Command::Sessions(cmd) => commands::sessions::run(&cli, cmd, out),
         Command::Costs(cmd) => commands::costs::run(&cli, cmd, out),
         Command::Health(args) => commands::health::run(&cli, args, out),
-        Command::Doctor => commands::doctor::run(&cli, out),
+        Command::Doctor(args) => commands::doctor::run(&cli, args, out),
         Command::Metrics(args) => commands::metrics::run(&cli, args, out),
         Command::Debug(cmd) => commands::debug::run(&cli, cmd, out),
         Command::Serve(args) => commands::serve::run(&cli, args, out),
@@ -183,7 +190,9 @@ pub(crate) fn run() -> ExitCode {
     }
 }
 
-fn init_tracing(verbose: u8, quiet: bool) {
+/// Logs go to stderr, coloured only when our own output is (`--no-color`, `NO_COLOR` and a piped stderr
+/// all turn the ANSI escapes off).
+fn init_tracing(verbose: u8, quiet: bool, color: bool) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -196,6 +205,10 @@ fn init_tracing(verbose: u8, quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(color)
+        // A log line that cannot be written (stderr closed: `2>&1 | head -1`) is dropped. Left on,
+        // tracing reports it with `eprintln!`, which panics on the same closed stderr.
+        .log_internal_errors(false)
         .with_target(false)
         .try_init();
 }

@@ -376,6 +376,16 @@ codes! {
         "Rendering a Jinja template executed more instructions than `limits.template_fuel` allows, or produced more bytes than `limits.template_output_bytes`, so it was stopped. Without these limits a loop such as three nested `range(10000)` runs for many minutes.",
         ["Nested loops over large ranges or large inputs.", "A template that repeats a large value many times."],
         "Do heavy computation in a code or SQL cell and render only the result, or raise the named `limits.template_*` setting.";
+    /// The run was stopped by Ctrl-C, SIGTERM or `rvbbit sessions cancel`.
+    E_INTERRUPTED = "RVB-E013", Interrupted, "Run interrupted",
+        "The run was stopped before it finished: Ctrl-C (SIGINT, exit 130), SIGTERM (exit 143) or `rvbbit sessions cancel`. The session is marked `cancelled` and every event recorded so far is flushed; nothing failed.",
+        ["Ctrl-C in the terminal.", "A supervisor (systemd, Kubernetes, `timeout`) sent SIGTERM.", "`rvbbit sessions cancel ID` or `rvbbit sessions kill-all` from another shell."],
+        "Run the cascade again to finish it (`rvbbit sessions show ID` shows the cells that completed); give long runs more time before a supervisor sends SIGTERM.";
+    /// The process running a session died without ending it.
+    E_ORPHANED = "RVB-E014", Execution, "Run orphaned",
+        "The session was `running`, but the process running it stopped sending heartbeats (it was killed, crashed or lost its machine), so `rvbbit doctor --repair` or `rvbbit sessions cleanup` marked it `failed` with this code.",
+        ["`kill -9` or the out-of-memory killer.", "A machine or container that stopped mid-run.", "A closed terminal that killed the process group."],
+        "Run the cascade again; `rvbbit sessions show ID` shows what completed before the process died.";
     /// A broken invariant: a bug in rvbbit.
     INTERNAL = "RVB-I001", Execution, "Internal error",
         "rvbbit reached a state its authors believed impossible. This is a bug.",
@@ -488,13 +498,19 @@ codes! {
         ["Output redirected to a file on a full disk (`> out.json`).", "Output redirected to `/dev/full` or a read-only file."],
         "Free disk space or redirect the output elsewhere, then run the command again; with `rvbbit run` the run itself is in the store (`rvbbit sessions show ID`).";
 
+    /// The session was cancelled, so it can no longer be answered or resumed.
+    S_CANCELLED = "RVB-S010", Storage, "Session cancelled",
+        "The session named on the command line was cancelled, so its questions cannot be answered and it cannot be resumed. A waiting session (stopped at a human-in-the-loop cell, with no process running it) is cancelled at once by `rvbbit sessions cancel`: its pending checkpoints and waiting signals are closed with it.",
+        ["`rvbbit sessions cancel ID` or `rvbbit sessions kill-all` before the answer was sent.", "Ctrl-C while the run waited for an answer."],
+        "Check what it did with `rvbbit sessions show ID`; start a new run with `rvbbit run`.";
+
     // ---- SQL (exit 2) --------------------------------------------------------------------------------
     /// A SQL statement does not parse or plan.
     Q_SYNTAX = "RVB-Q001", Execution, "SQL statement invalid",
         "The SQL statement could not be parsed or planned: a syntax error, an unknown table, column or function, or arguments of the wrong type. The message gives the line and column when the parser reports one.",
         ["A typo in a keyword or identifier.", "A table that was never registered in this session.",
          "A string written with double quotes (an identifier in SQL) instead of single quotes."],
-        "Fix the statement at the reported position. `SHOW TABLES` lists the tables; `rvbbit_udf(instructions, value [, model [, options]])` and `rvbbit_run(cascade, inputs_json [, field])` are rvbbit's functions.";
+        "When the message gives a line and column, fix the statement there; otherwise it names the unknown table, column or function. `SHOW TABLES` lists the tables; `rvbbit_udf(instructions, value [, model [, options]])` and `rvbbit_run(cascade, inputs_json [, field])` are rvbbit's functions.";
     /// A SQL statement failed while executing.
     Q_EXECUTION = "RVB-Q002", Execution, "SQL statement failed",
         "The statement planned, but failed while it ran (a cast that cannot succeed, a division by zero, a file that cannot be read).",
@@ -687,6 +703,8 @@ mod tests {
             let letter = code.code.as_bytes()[4];
             let expected = match letter {
                 b'V' => ExitClass::Validation,
+                // An interruption is not a failure: its own class (exit 130; 143 after SIGTERM).
+                b'E' if code.code == "RVB-E013" => ExitClass::Interrupted,
                 b'E' | b'I' => ExitClass::Execution,
                 b'T' => ExitClass::Tool,
                 b'L' => ExitClass::Llm,

@@ -188,6 +188,12 @@ impl Engine {
             }
             Err(e) => return Err(e.into()),
         };
+        if session.status == SessionStatus::Cancelled {
+            // Cancelled while it waited (`rvbbit sessions cancel`): say so plainly.
+            return Err(Error::SessionCancelled {
+                session_id: id.clone(),
+            });
+        }
         if session.status != SessionStatus::Waiting {
             return Err(not(format!("it is {}, not waiting", session.status)));
         }
@@ -221,7 +227,8 @@ impl Engine {
             let w = format!(
                 "{file} changed since the session started; resuming with the text recorded on the session"
             );
-            tracing::warn!(session_id = %id, "{w}");
+            // Info, not warn: the outcome's `warnings` reach the caller, which shows them once.
+            tracing::info!(session_id = %id, "{w}");
             warnings.push(w);
         }
         let answer = match request.answer {
@@ -257,6 +264,12 @@ impl Engine {
             .await
         {
             Ok(s) => s,
+            // Cancelled between the check above and the claim.
+            Err(rvbbit_store::Error::Conflict { state, .. }) if state == "cancelled" => {
+                return Err(Error::SessionCancelled {
+                    session_id: id.clone(),
+                });
+            }
             Err(rvbbit_store::Error::Conflict { reason, .. }) => return Err(not(reason)),
             Err(e) => return Err(e.into()),
         };

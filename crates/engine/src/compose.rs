@@ -535,7 +535,8 @@ async fn start_async(run: &mut Run<'_>, cell: &Cell, trigger: AsyncTrigger) {
                     Some(json!({"code": err.code().code, "message": err.to_string(), "hint": err.hint()}));
                 e.metadata = json!({"kind": "async_cascade", "severity": "warning", "ref": spec.reference});
                 run.emit.send(e).await;
-                tracing::warn!(session_id = %run.session_id, "{message}");
+                // Info, not warn: the outcome's `warnings` reach the caller, which shows them once.
+                tracing::info!(session_id = %run.session_id, "{message}");
                 run.warnings.push(message);
                 continue;
             }
@@ -611,7 +612,8 @@ pub(crate) async fn join_async(run: &mut Run<'_>) {
             e.metadata =
                 json!({"child_session_id": p.session_id, "kind": "async_cascade", "severity": "warning"});
             run.emit.send(e).await;
-            tracing::warn!(session_id = %run.session_id, "{message}");
+            // Info, not warn: the outcome's `warnings` reach the caller, which shows them once.
+            tracing::info!(session_id = %run.session_id, "{message}");
             run.warnings.push(message);
         }
     }

@@ -199,6 +199,13 @@ pub enum Error {
         /// Why not.
         reason: String,
     },
+    /// The session was cancelled (for a waiting one, `rvbbit sessions cancel` ends it at once): its
+    /// questions can no longer be answered and it cannot be resumed.
+    #[error("session {session_id} was cancelled: it can no longer be answered or resumed")]
+    SessionCancelled {
+        /// The session.
+        session_id: rvbbit_core::SessionId,
+    },
     /// Another process resumed the session while this one waited for the answer in-process; it
     /// continues there, and this process stops without running or recording anything more.
     #[error(
@@ -233,11 +240,12 @@ impl Error {
             Error::ChildInvalid { .. } => codes::E_CHILD_INVALID,
             Error::Child { source, .. } => source.code(),
             Error::TemplateLimit { .. } => codes::E_TEMPLATE_LIMIT,
-            Error::Cancelled => codes::E_CELL_FAILED,
+            Error::Cancelled => codes::E_INTERRUPTED,
             Error::Waiting { .. } => codes::H_WAITING,
             Error::Answer { .. } => codes::C_ANSWER,
             Error::NotResumable { .. } | Error::ResumedElsewhere { .. } => codes::S_CONFLICT,
             Error::NoWaitingSignal { .. } => codes::S_NOT_FOUND,
+            Error::SessionCancelled { .. } => codes::S_CANCELLED,
             Error::Internal(_) => codes::INTERNAL,
         }
     }
@@ -302,6 +310,9 @@ impl Error {
                 "only `waiting` sessions resume; `rvbbit sessions show ID` shows its status, `rvbbit run` starts anew"
                     .into()
             }
+            Error::SessionCancelled { session_id } => format!(
+                "`rvbbit sessions show {session_id}` shows what it did before; `rvbbit run` starts a new session"
+            ),
             Error::ResumedElsewhere { session_id, .. } => {
                 format!("nothing more ran here; follow the session with `rvbbit sessions show {session_id}`")
             }

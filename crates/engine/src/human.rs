@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rvbbit_core::{SessionId, Timestamp};
+use rvbbit_core::{SessionId, SessionStatus, Timestamp};
 use rvbbit_store::{CheckpointStatus, Signal, SignalStatus, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -346,6 +346,7 @@ impl Human for StoreAnswers {
 /// sent at once exactly one wins.
 ///
 /// # Errors
+/// [`crate::Error::SessionCancelled`] when the session was cancelled;
 /// [`crate::Error::Answer`] when `value` does not fit the question; [`crate::Error::NoWaitingSignal`]
 /// when `session` has no waiting signal `name` (the message lists the ones it has);
 /// [`crate::Error::Store`] with a `Conflict` (RVB-S006) when the signal was already answered, and other
@@ -357,6 +358,18 @@ pub async fn send_answer(
     value: &Value,
     source: &str,
 ) -> crate::Result<Vec<Signal>> {
+    // A cancelled session (`rvbbit sessions cancel` while it waited) takes no answers: say so, rather
+    // than "no waiting signal".
+    match store.session(session).await {
+        Ok(s) if s.status == SessionStatus::Cancelled => {
+            return Err(crate::Error::SessionCancelled {
+                session_id: session.clone(),
+            });
+        }
+        // An unknown session (or one only signals know) gets the answer below: no waiting signal.
+        Ok(_) | Err(rvbbit_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
     let pending = store
         .checkpoints(Some(session), Some(CheckpointStatus::Pending))
         .await?;

@@ -559,7 +559,8 @@ impl Run<'_> {
             e.metadata = json!({"check": "inputs_schema", "severity": "warning", "passed": false});
             e.content = json!(w);
             self.emit.send(e).await;
-            tracing::warn!(session_id = %self.session_id, "{w}");
+            // Info, not warn: the outcome's `warnings` reach the caller, which shows them once.
+            tracing::info!(session_id = %self.session_id, "{w}");
             self.warnings.push(w);
         }
     }

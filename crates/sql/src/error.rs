@@ -64,10 +64,7 @@ impl Error {
     /// How to fix it.
     pub fn hint(&self) -> String {
         match self {
-            Error::Invalid { .. } => {
-                "fix the statement at the reported position; `SHOW TABLES` lists the tables of this session"
-                    .into()
-            }
+            Error::Invalid { message } => invalid_hint(message),
             Error::Execution { .. } => "the message names the failing expression or file".into(),
             Error::FunctionFailed { .. } => {
                 "fix the cause named in the message, or `SET rvbbit.udf_errors = 'null'` to get NULL for \
@@ -188,4 +185,71 @@ fn clean_message(err: &DataFusionError) -> String {
         }
     }
     text.trim().to_owned()
+}
+
+/// The hint of an invalid statement, from what its message says: the position when the parser gave one
+/// (sqlparser ends its messages with `at Line: L, Column: C`), else what to check for the kind of
+/// problem named (a table, a column, a function), never a "reported position" that is not there.
+fn invalid_hint(message: &str) -> String {
+    let lower = message.to_lowercase();
+    if let Some(at) = position(message) {
+        return format!(
+            "fix the statement near {at}; string values take 'single quotes' (\"double\" ones name columns)"
+        );
+    }
+    if lower.contains("table") && lower.contains("not found") {
+        return "`SHOW TABLES` lists the tables of this session; register files in [sql.tables] of \
+                rvbbit.toml or with CREATE EXTERNAL TABLE"
+            .into();
+    }
+    if lower.contains("no field named") || lower.contains("column") {
+        return "check the column name (`DESCRIBE table` lists the columns); a \"double-quoted\" word is a \
+                column name, write text values in 'single quotes'"
+            .into();
+    }
+    if lower.contains("function") {
+        return "check the function's name and arguments; `rvbbit_udf(instructions, value [, model [, options]])` \
+                and `rvbbit_run(cascade, inputs_json [, field])` are rvbbit's own (docs/sql.md)"
+            .into();
+    }
+    "check the statement's keywords, names and quotes against the message; `SHOW TABLES` lists the \
+     tables of this session"
+        .into()
+}
+
+/// `line L, column C` from a sqlparser message ending in `at Line: L, Column: C`.
+fn position(message: &str) -> Option<String> {
+    let at = message.rfind("Line: ")?;
+    let rest = &message[at + "Line: ".len()..];
+    let (line, rest) = rest.split_once(", Column: ")?;
+    let column: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    (line.chars().all(|c| c.is_ascii_digit()) && !line.is_empty() && !column.is_empty())
+        .then(|| format!("line {line}, column {column}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_hints_name_the_position_only_when_there_is_one() {
+        let parse = Error::Invalid {
+            message: "Expected: an expression, found: FROM at Line: 1, Column: 8".into(),
+        };
+        assert!(parse.hint().contains("line 1, column 8"), "{}", parse.hint());
+        let table = Error::Invalid {
+            message: "table 'datafusion.public.nope' not found".into(),
+        };
+        assert!(table.hint().contains("SHOW TABLES"), "{}", table.hint());
+        assert!(!table.hint().contains("position"), "{}", table.hint());
+        let column = Error::Invalid {
+            message: "Schema error: No field named z. Valid fields are t.x.".into(),
+        };
+        assert!(column.hint().contains("column name"), "{}", column.hint());
+        assert_eq!(
+            position("found: x at Line: 12, Column: 3"),
+            Some("line 12, column 3".into())
+        );
+        assert_eq!(position("no position here"), None);
+    }
 }

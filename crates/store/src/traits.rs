@@ -126,7 +126,8 @@ pub trait EventSink: Send + Sync {
 pub trait SessionStore: Send + Sync {
     /// Insert or update session records in one transaction. A record older (by `updated_at`) than the
     /// stored one is ignored, so replaying old records never rolls a session back; `cancel_requested`
-    /// is never cleared by a write.
+    /// is never cleared by a write; a finished session (`completed`, `failed`, `cancelled`) is only
+    /// updated by a record of the same status, so a late write never revives or re-ends it.
     async fn put_sessions(&self, sessions: &[Session]) -> Result<()>;
 
     /// One session. Errors: [`crate::Error::NotFound`].
@@ -154,8 +155,11 @@ pub trait SessionStore: Send + Sync {
     /// Record a sign of life from the process running `id`.
     async fn heartbeat(&self, id: &SessionId, at: Timestamp) -> Result<()>;
 
-    /// Ask an active session to stop (cooperative). Errors: [`crate::Error::NotFound`],
-    /// [`crate::Error::Conflict`] when it already finished.
+    /// Ask an active session to stop. A `running` session is asked (cooperative: `cancel_requested`); a
+    /// `waiting` one, which no process may be running, is cancelled at once (a compare-and-set `waiting`
+    /// → `cancelled`, its pending checkpoints and waiting signals cancelled with it). Returns the session
+    /// as it is now. Errors: [`crate::Error::NotFound`], [`crate::Error::Conflict`] when it already
+    /// finished.
     async fn request_cancel(&self, id: &SessionId, reason: &str) -> Result<Session>;
 
     /// Mark active sessions whose heartbeat is older than `stale_before` as failed (orphaned), and delete

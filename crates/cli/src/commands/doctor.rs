@@ -6,10 +6,21 @@ use rvbbit_core::{Timestamp, codes};
 use serde::Serialize;
 use serde_json::json;
 
-use super::storage::{block_on, fail};
+use super::storage::{block_on, duration_arg, fail};
 use super::{Failure, Outcome, load_config};
 use crate::cli::Cli;
 use crate::output::{self, Format, Out};
+
+/// Arguments of `rvbbit doctor`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Mark zombie sessions `failed` (RVB-E014, orphaned) instead of only listing them.
+    #[arg(long)]
+    repair: bool,
+    /// A running session is a zombie when its heartbeat is older than this (runs beat every 10s).
+    #[arg(long, value_name = "AGE", value_parser = duration_arg, default_value = "90s")]
+    stale_after: i64,
+}
 
 #[derive(Debug, Serialize)]
 struct Finding {
@@ -28,7 +39,7 @@ fn finding(check: &'static str, level: &'static str, message: String, fix: Optio
     }
 }
 
-pub(crate) fn run(cli: &Cli, out: Out) -> Outcome {
+pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
     let mut findings = Vec::new();
     let mut exit = 0u8;
     let loaded = match load_config(cli, out) {
@@ -103,27 +114,47 @@ pub(crate) fn run(cli: &Cli, out: Out) -> Outcome {
             ),
             None,
         ));
+        let stale = human_age(args.stale_after);
         let zombies = store
-            .cleanup(Timestamp::now().add_micros(-90_000_000), None, true)
+            .cleanup(Timestamp::now().add_micros(-args.stale_after), None, !args.repair)
             .await
             .map_err(fail)?
             .orphaned;
+        let list = zombies
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
         if zombies.is_empty() {
             f.push(finding("sessions", "ok", "no zombie sessions".into(), None));
+        } else if args.repair {
+            f.push(finding(
+                "sessions",
+                "fixed",
+                format!(
+                    "marked {} zombie session(s) failed ({}, orphaned: no heartbeat for {stale}): {list}",
+                    zombies.len(),
+                    codes::E_ORPHANED.code
+                ),
+                None,
+            ));
         } else {
             f.push(finding(
                 "sessions",
                 "warning",
                 format!(
-                    "{} running session(s) with a heartbeat older than 90s (their process is gone): {}",
+                    "{} running session(s) with a heartbeat older than {stale} (their process is gone): {list}",
                     zombies.len(),
-                    zombies
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
                 ),
-                Some("rvbbit sessions cleanup".into()),
+                Some(format!(
+                    "rvbbit doctor --repair{} (marks them failed, {})",
+                    if args.stale_after == 90_000_000 {
+                        String::new()
+                    } else {
+                        format!(" --stale-after {stale}")
+                    },
+                    codes::E_ORPHANED.code
+                )),
             ));
         }
         Ok(f)
@@ -157,6 +188,17 @@ pub(crate) fn run(cli: &Cli, out: Out) -> Outcome {
         Err(e) => findings.push(finding("spill", "error", e.to_string(), Some(e.hint()))),
     }
     render(&findings, exit, out)
+}
+
+/// An age in microseconds as the flag takes it back (`90s`, `5m`, `2h`, `3d`).
+fn human_age(us: i64) -> String {
+    let s = us / 1_000_000;
+    match s {
+        s if s >= 86_400 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s >= 3_600 && s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }
 
 /// The store's files and directory: each one this process cannot write is an error (RVB-S007) naming

@@ -108,7 +108,7 @@ pub(crate) fn report_coded(err: &Coded, out: Out) {
             for c in &err.causes {
                 text.push_str(&format!("  caused by: {c}\n"));
             }
-            text.push_str(&format!("  see: docs/errors/{}.md\n", err.code.code));
+            text.push_str(&format!("  see: rvbbit explain {}\n", err.code.code));
             output::stderr(&text);
         }
     }
@@ -182,7 +182,7 @@ pub(crate) fn report_config_error(err: &ConfigError, out: Out) {
                 text.push_str(&format!("  - {}\n", p.to_string().replace('\n', "\n    ")));
             }
             text.push_str(
-                "  see: docs/errors/ for each code; `rvbbit config show` prints the effective settings\n",
+                "  see: `rvbbit explain CODE` for each code; `rvbbit config show` prints the effective settings\n",
             );
             output::stderr(&text);
         }

@@ -101,6 +101,9 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
     if errors > 0 {
         return invalid(&report, out);
     }
+    // Warnings do not stop the run, but a typo such as `timout:` must not pass silently: text mode prints
+    // them as `rvbbit validate` does (once, before the run), JSON carries them in `warnings`.
+    let warnings = validation_warnings(&report, out);
     let Some(cascade) = report.loaded.document.as_ref().and_then(|d| d.cascade().cloned()) else {
         return Err(usage(
             codes::V_SHAPE,
@@ -143,7 +146,11 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
                 engine.reserve_session(&request).await?;
                 request.cancel = cancel;
                 request.progress = progress;
-                Ok(engine.run(request).await)
+                let mut outcome = engine.run(request).await;
+                let mut all = warnings;
+                all.append(&mut outcome.warnings);
+                outcome.warnings = all;
+                Ok(outcome)
             },
         )
         .await
@@ -325,6 +332,50 @@ pub(crate) fn parse_input(arg: Option<&str>) -> Result<Value, Failure> {
     })
 }
 
+/// The validator's warnings (and notes) of a cascade about to run. In text mode they are rendered to
+/// stderr now, as `rvbbit validate` renders them (not with `-q`), and nothing is returned; with
+/// `--output json` they are returned as one line each (`FILE:LINE:COL: warning[CODE]: message (hint)`)
+/// for the outcome's `warnings`.
+fn validation_warnings(report: &rvbbit_cascade::validate::Report, out: Out) -> Vec<String> {
+    let warnings = report
+        .diagnostics()
+        .iter()
+        .filter(|d| d.severity != Severity::Error);
+    match out.format {
+        Format::Text => {
+            if !out.quiet {
+                let mut text = String::new();
+                for d in warnings {
+                    text.push_str(&render(
+                        d,
+                        &report.loaded.path,
+                        report.loaded.source.as_ref(),
+                        out.color,
+                    ));
+                }
+                output::stderr(&text);
+            }
+            Vec::new()
+        }
+        Format::Json => warnings
+            .map(|d| {
+                let j = d.to_json(&report.loaded.path, report.loaded.source.as_ref());
+                let at = match (j.line, j.column) {
+                    (Some(l), Some(c)) => format!("{}:{l}:{c}", j.file.display()),
+                    _ => j.file.display().to_string(),
+                };
+                let severity = match d.severity {
+                    Severity::Warning => "warning",
+                    Severity::Note => "note",
+                    _ => "help",
+                };
+                let hint = j.hint.map(|h| format!(" ({h})")).unwrap_or_default();
+                format!("{at}: {severity}[{}]: {}{hint}", j.code, j.message)
+            })
+            .collect(),
+    }
+}
+
 /// Validation failed: the rendered diagnostics (or the validate JSON shape), exit 1.
 fn invalid(report: &rvbbit_cascade::validate::Report, out: Out) -> CmdOutcome {
     let exit = codes::V_SYNTAX.exit_code();
@@ -432,13 +483,17 @@ pub(crate) fn render_outcome(
             }
             match &outcome.error {
                 None => {
-                    let text = match &outcome.output {
-                        Value::String(s) => s.clone(),
-                        Value::Null => String::new(),
-                        other => serde_json::to_string_pretty(other).unwrap_or_default(),
-                    };
+                    let text = output_text(&outcome.output);
                     if !text.is_empty() {
                         output::stdout(&format!("{}\n", text.trim_end_matches('\n')))?;
+                    }
+                    // The next step: stderr, so `rvbbit run … > out.txt` and pipes read only the output.
+                    if !out.quiet && !out.verbose {
+                        output::stderr(&format!(
+                            "session {id} {}: rvbbit sessions show {id}\n",
+                            outcome.status,
+                            id = outcome.session_id
+                        ));
                     }
                 }
                 Some(rvbbit_engine::Error::Waiting {
@@ -454,7 +509,7 @@ pub(crate) fn render_outcome(
                 }
                 Some(e) => {
                     output::stderr(&format!(
-                        "error[{}]: {e}\n  hint: {}\n  session: {} ({})\n  see: docs/errors/{}.md\n",
+                        "error[{}]: {e}\n  hint: {}\n  session: {} ({})\n  see: rvbbit explain {}\n",
                         e.code().code,
                         e.hint(),
                         outcome.session_id,
@@ -468,7 +523,7 @@ pub(crate) fn render_outcome(
             }
             if out.verbose {
                 output::stderr(&format!(
-                    "session {} {} in {} ms, {} LLM call(s), {} tool call(s), cost ${}\n",
+                    "session {} {} in {} ms, {} LLM call(s), {} tool call(s), cost ${}: rvbbit sessions show {0}\n",
                     outcome.session_id,
                     outcome.status,
                     outcome.duration.as_millis(),
@@ -480,4 +535,56 @@ pub(crate) fn render_outcome(
         }
     }
     Ok(exit)
+}
+
+/// The text a finished run prints on stdout: a string as it is; a tool's result as its text (a shell's
+/// `stdout`, a Python cell's `result`) rather than the raw record with `returncode`, `truncated` and
+/// `_route`; any other value as pretty JSON without the routing keys (those starting with `_`).
+fn output_text(output: &Value) -> String {
+    match output {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Object(m) => {
+            if let Some(Value::String(stdout)) = m.get("stdout")
+                && m.contains_key("returncode")
+            {
+                return stdout.clone();
+            }
+            if let Some(result) = m.get("result")
+                && m.contains_key("type")
+            {
+                return output_text(result);
+            }
+            let visible: serde_json::Map<String, Value> = m
+                .iter()
+                .filter(|(k, _)| !k.starts_with('_'))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            serde_json::to_string_pretty(&visible).unwrap_or_default()
+        }
+        other => serde_json::to_string_pretty(other).unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::output_text;
+
+    #[test]
+    fn tool_results_print_as_their_text() {
+        let shell = json!({"stdout": "Hello Ada\n", "stderr": "", "returncode": 0, "truncated": false, "_route": "success"});
+        assert_eq!(output_text(&shell), "Hello Ada\n");
+        assert_eq!(
+            output_text(&json!({"result": "42", "type": "str", "_route": "success"})),
+            "42"
+        );
+        assert_eq!(
+            output_text(&json!({"a": 1, "_route": "success"})),
+            "{\n  \"a\": 1\n}"
+        );
+        assert_eq!(output_text(&json!("plain")), "plain");
+        assert_eq!(output_text(&json!(null)), "");
+    }
 }

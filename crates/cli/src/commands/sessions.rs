@@ -1,27 +1,34 @@
 //! `rvbbit sessions list|show|cancel|cleanup|export|kill-all`.
 
-use rvbbit_core::{SessionId, SessionStatus, Timestamp};
-use rvbbit_store::{SessionFilter, trace};
+use rvbbit_core::{EventKind, MicroUsd, SessionId, SessionStatus, Timestamp, codes};
+use rvbbit_store::{SessionFilter, Store, trace};
 use serde_json::json;
 
-use super::Outcome;
 use super::storage::{
     Filters, block_on, duration_arg, fail, human_duration, open, session_with_events, short_time, table,
 };
+use super::{Coded, Failure, Outcome};
 use crate::cli::Cli;
 use crate::output::{self, Format, Out};
 
 /// `rvbbit sessions` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
-    /// List sessions, newest first, with status, events, tokens and cost (default limit 50).
+    /// List sessions, newest first, with status, events, tokens and cost (default limit 50; when more
+    /// match, a line on stderr says so, and JSON has `"truncated": true`).
     List(Filters),
     /// Show one session: its record and a tree of cells, LLM calls and tool calls with cost and time.
+    ///
+    /// The cost in the header is the whole run's, sub-cascades included (the tree's own calls add up
+    /// to the part spent in this session).
     Show {
-        /// The session id.
-        id: SessionId,
+        /// The session id, or `last` for the newest top-level session.
+        #[arg(value_name = "ID|last")]
+        id: String,
     },
-    /// Ask a running or waiting session to stop (it stops at its next cell, turn or tool boundary).
+    /// Stop a session: a running one stops at its next cell, turn or tool boundary; a waiting one (at a
+    /// human-in-the-loop cell) is cancelled at once, its questions closed, and a later `rvbbit resume` or
+    /// `rvbbit signal send` is refused (RVB-S010).
     Cancel {
         /// The session id.
         id: SessionId,
@@ -44,8 +51,9 @@ pub(crate) enum Command {
     },
     /// Print one session and all its events as one JSON document.
     Export {
-        /// The session id.
-        id: SessionId,
+        /// The session id, or `last` for the newest top-level session.
+        #[arg(value_name = "ID|last")]
+        id: String,
     },
     /// Ask every running or waiting session to stop.
     KillAll,
@@ -57,9 +65,17 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
         let store = opened.store.as_ref();
         match cmd {
             Command::List(filters) => {
-                let list = store.sessions(&filters.sessions(Some(50))).await.map_err(fail)?;
+                // One row more than asked tells whether the list was cut.
+                let mut filter = filters.sessions(Some(50));
+                let limit = filter.limit.unwrap_or(50);
+                filter.limit = Some(limit.saturating_add(1));
+                let mut list = store.sessions(&filter).await.map_err(fail)?;
+                let truncated = list.len() as u64 > limit;
+                list.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
                 match out.format {
-                    Format::Json => output::json(&json!({"status": "ok", "sessions": list}))?,
+                    Format::Json => {
+                        output::json(&json!({"status": "ok", "sessions": list, "truncated": truncated}))?
+                    }
                     Format::Text => {
                         let rows: Vec<Vec<String>> = list
                             .iter()
@@ -92,22 +108,41 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
                             ],
                             &rows,
                         ))?;
+                        if truncated && !out.quiet {
+                            output::stderr(&format!(
+                                "showing the newest {limit} sessions; more match (raise --limit, or narrow \
+                                 with --since, --status, --cascade)\n"
+                            ));
+                        }
                     }
                 }
             }
             Command::Show { id } => {
-                let (session, events) = session_with_events(store, id).await?;
+                let id = resolve(store, id).await?;
+                let (session, events) = session_with_events(store, &id).await?;
                 let tree = trace::build(&events, true);
+                let own: MicroUsd = tree.iter().map(|n| n.cost).sum();
+                let total = run_cost(&events).unwrap_or(own).max(own);
                 match out.format {
-                    Format::Json => output::json(&json!({"status": "ok", "session": session, "tree": tree}))?,
+                    Format::Json => output::json(&json!({
+                        "status": "ok",
+                        "session": session,
+                        "cost_usd": total.to_decimal_string(),
+                        "own_cost_usd": own.to_decimal_string(),
+                        "tree": tree,
+                    }))?,
                     Format::Text => {
-                        let total: rvbbit_core::MicroUsd = tree.iter().map(|n| n.cost).sum();
+                        let cost = if total == own {
+                            total.to_string()
+                        } else {
+                            format!("{total} (sub-cascades {})", total - own)
+                        };
                         let mut text = format!(
                             "session {}  cascade {}  {}  {}  {}\n",
                             session.session_id,
                             session.cascade_id.as_deref().unwrap_or("-"),
                             session.status,
-                            total,
+                            cost,
                             session
                                 .ended_at
                                 .map(|e| human_duration(e.micros() - session.started_at.micros()))
@@ -124,9 +159,17 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
             Command::Cancel { id, reason } => {
                 let s = store.request_cancel(id, reason).await.map_err(fail)?;
                 match out.format {
-                    Format::Json => output::json(
-                        &json!({"status": "ok", "session_id": s.session_id, "cancel_requested": true}),
-                    )?,
+                    Format::Json => output::json(&json!({
+                        "status": "ok",
+                        "session_id": s.session_id,
+                        "cancel_requested": true,
+                        "session_status": s.status,
+                    }))?,
+                    // A waiting session is cancelled at once in the store (no process may be running it).
+                    Format::Text if s.status == SessionStatus::Cancelled => output::stdout(&format!(
+                        "cancelled {}: it was waiting; its questions are closed and it cannot be resumed\n",
+                        s.session_id
+                    ))?,
                     Format::Text => output::stdout(&format!(
                         "cancel requested for {}; it stops at its next cell, turn or tool boundary\n",
                         s.session_id
@@ -193,13 +236,69 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
                 }
             }
             Command::Export { id } => {
-                let (session, events) = session_with_events(store, id).await?;
+                let id = resolve(store, id).await?;
+                let (session, events) = session_with_events(store, &id).await?;
                 // Export is JSON whatever --output says: it is meant for files and scripts.
                 output::json(&json!({"session": session, "events": events}))?;
             }
         }
         Ok(0)
     })
+}
+
+/// A session id from the command line: `last` is the newest top-level session (sub-cascade runs start
+/// after their parent, so the newest session of all may be a child).
+pub(crate) async fn resolve(store: &dyn Store, text: &str) -> Result<SessionId, Failure> {
+    if text == "last" {
+        let filter = SessionFilter {
+            limit: Some(LAST_SCAN),
+            ..SessionFilter::default()
+        };
+        let list = store.sessions(&filter).await.map_err(fail)?;
+        let newest = list
+            .iter()
+            .find(|s| s.session.parent_session_id.is_none())
+            .or(list.first());
+        return match newest {
+            Some(s) => Ok(s.session.session_id.clone()),
+            None => Err(Failure::Coded(Coded {
+                code: codes::S_NOT_FOUND,
+                message: format!("`last`: there are no sessions in {} yet", store.url()),
+                hint: "run a cascade first (`rvbbit run CASCADE`), or point --config / RVBBIT_STORE__URL \
+                       at the store that has them"
+                    .into(),
+                causes: Vec::new(),
+            })),
+        };
+    }
+    text.parse::<SessionId>().map_err(|e| {
+        Failure::Coded(Coded {
+            code: codes::C_USAGE,
+            message: format!("`{text}` is not a session id: {e}"),
+            hint: "copy the id from `rvbbit sessions list`, or write `last` for the newest session".into(),
+            causes: Vec::new(),
+        })
+    })
+}
+
+/// How many of the newest sessions `last` looks through for a top-level one.
+const LAST_SCAN: u64 = 500;
+
+/// The whole run's cost as its end event recorded it (`cost_micro_usd`: its own calls plus every
+/// sub-cascade's); `None` while it runs.
+fn run_cost(events: &[rvbbit_store::StoredEvent]) -> Option<MicroUsd> {
+    events
+        .iter()
+        .rev()
+        .find(|e| {
+            matches!(
+                e.event.kind,
+                EventKind::CascadeComplete | EventKind::CascadeError | EventKind::CascadeCancelled
+            )
+        })
+        .and_then(|e| e.event.metadata.get("cost_micro_usd"))
+        .and_then(serde_json::Value::as_i64)
+        .map(MicroUsd::from_micros)
 }
 
 /// Render trace nodes as a tree with box-drawing branches.

@@ -4,6 +4,7 @@
 mod config;
 mod docs_commands;
 mod exactly_once;
+mod first_hour;
 mod help;
 mod hitl;
 mod init;

@@ -112,7 +112,11 @@ fn sql_errors_are_coded_with_positions_and_exit_2() {
         err.contains("error[RVB-Q001]: Expected: an expression, found: = at Line: 2, Column: 16"),
         "{err}"
     );
-    assert!(err.contains("hint: "), "{err}");
+    // Issue 14 item 10: the hint names the position the parser gave, and only then.
+    assert!(
+        err.contains("hint: fix the statement near line 2, column 16"),
+        "{err}"
+    );
 
     let out = sql(
         dir.path(),
@@ -123,6 +127,11 @@ fn sql_errors_are_coded_with_positions_and_exit_2() {
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["code"], "RVB-Q001");
     assert!(doc["message"].as_str().unwrap().contains("nope"), "{doc}");
+    let hint = doc["hint"].as_str().unwrap();
+    assert!(
+        hint.contains("SHOW TABLES") && !hint.contains("position"),
+        "{doc}"
+    );
 
     // A provider that is down: the row is NULL, the statement succeeds, a notice says why.
     let out = sql(

@@ -378,6 +378,6 @@ fn json_outputs_have_their_documented_shape() {
     assert!(
         doc.findings
             .iter()
-            .any(|f| f.fix.as_deref() == Some("rvbbit sessions cleanup"))
+            .any(|f| f.fix.as_deref() == Some("rvbbit doctor --repair (marks them failed, RVB-E014)"))
     );
 }

@@ -157,7 +157,8 @@ async fn warn_once(run: &mut Run<'_>, cell: &Cell, tokens: u64, limits: &Limits)
     e.metadata = json!({"check": "token_budget", "severity": "warning", "passed": true, "tokens": tokens, "limit": limits.limit});
     e.content = json!(w);
     run.emit.send(e).await;
-    tracing::warn!(session_id = %run.session_id, "{w}");
+    // Info, not warn: the outcome's `warnings` reach the caller, which shows them once.
+    tracing::info!(session_id = %run.session_id, "{w}");
     run.warnings.push(w);
 }
 

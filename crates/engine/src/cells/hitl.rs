@@ -455,6 +455,8 @@ async fn claim(store: &dyn rvbbit_store::Store, run: &Run<'_>, cell: &Cell, cp: 
         .await
     {
         Ok(_) => Ok(()),
+        // `rvbbit sessions cancel` ended the waiting session meanwhile: this run stops as cancelled.
+        Err(rvbbit_store::Error::Conflict { state, .. }) if state == "cancelled" => Err(Error::Cancelled),
         Err(rvbbit_store::Error::Conflict { .. }) => Err(Error::ResumedElsewhere {
             session_id: run.session_id.clone(),
             cell: cell.name.clone(),

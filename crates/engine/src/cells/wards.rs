@@ -156,7 +156,8 @@ fn warn(run: &mut Run<'_>, cell: &Cell, side: &str, ward: &Ward, reason: &str) {
         cell.name,
         validators::name_of(&ward.validator)
     );
-    tracing::warn!(session_id = %run.session_id, "{message}");
+    // Info, not warn: the outcome's `warnings` reach the caller, which shows them once.
+    tracing::info!(session_id = %run.session_id, "{message}");
     run.warnings.push(message);
 }
 

@@ -446,8 +446,11 @@ async fn cancelling_a_waiting_run_abandons_its_checkpoint_and_signal() {
     assert_eq!(h.kinds(&session).await.last(), Some(&EventKind::CascadeCancelled));
 }
 
+/// Issue 14 item 8: `rvbbit sessions cancel` of a waiting session with no process behind it ends the
+/// session in the store at once (its checkpoint and signal closed); a later answer or resume is refused
+/// with RVB-S010 and runs nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancel_requested_while_waiting_is_finished_by_the_resume() {
+async fn issue_14_cancelling_a_detached_waiting_session_ends_it_and_refuses_answers() {
     let h = Harness::new().await;
     let engine = h.engine().with_store(h.store.clone());
     let mut request = RunRequest::new(yaml(CONFIRM));
@@ -457,17 +460,38 @@ async fn a_cancel_requested_while_waiting_is_finished_by_the_resume() {
     h.writer.as_ref().unwrap().handle().flush().await.unwrap();
     assert_eq!(out.status, SessionStatus::Waiting);
     let id = out.session_id.clone();
-    h.store.request_cancel(&id, "not needed").await.unwrap();
-    let out = engine.resume(ResumeRequest::new(id.clone())).await.unwrap();
-    h.writer.as_ref().unwrap().handle().flush().await.unwrap();
-    assert_eq!(out.status, SessionStatus::Cancelled);
+    let cancelled = h.store.request_cancel(&id, "not needed").await.unwrap();
+    assert_eq!(cancelled.status, SessionStatus::Cancelled);
+    let stored = h.store.session(&id).await.unwrap();
+    assert_eq!(stored.status, SessionStatus::Cancelled);
+    assert!(stored.ended_at.is_some());
+    let cps = h.store.checkpoints(Some(&id), None).await.unwrap();
+    assert_eq!(cps[0].status, CheckpointStatus::Cancelled);
+    let signals = h.store.signals(None).await.unwrap();
+    assert!(
+        signals.iter().all(|s| s.status == SignalStatus::Cancelled),
+        "{signals:?}"
+    );
+
+    let answer = rvbbit_engine::human::send_answer(h.store.as_ref(), &id, "draft", &json!(true), "test")
+        .await
+        .unwrap_err();
+    assert!(matches!(answer, Error::SessionCancelled { .. }), "{answer}");
+    assert_eq!(answer.code().code, "RVB-S010");
+    let resume = engine.resume(ResumeRequest::new(id.clone())).await.unwrap_err();
+    assert!(matches!(resume, Error::SessionCancelled { .. }), "{resume}");
+    assert_eq!(h.count(&id, EventKind::CellStart).await, 1);
+
+    // A late record from a process that did not know (still `waiting`) cannot revive it.
+    let mut late = stored.clone();
+    late.status = SessionStatus::Waiting;
+    late.ended_at = None;
+    late.updated_at = late.updated_at.add_micros(1_000_000);
+    h.store.put_sessions(&[late]).await.unwrap();
     assert_eq!(
         h.store.session(&id).await.unwrap().status,
         SessionStatus::Cancelled
     );
-    let cps = h.store.checkpoints(Some(&id), None).await.unwrap();
-    assert_eq!(cps[0].status, CheckpointStatus::Cancelled);
-    assert_eq!(h.count(&id, EventKind::CellStart).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,7 +27,9 @@ pub(crate) fn engine_error(e: rvbbit_engine::Error, state: &AppState) -> ApiErro
     let status = match &e {
         rvbbit_engine::Error::Answer { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         rvbbit_engine::Error::NoWaitingSignal { .. } => StatusCode::NOT_FOUND,
-        rvbbit_engine::Error::NotResumable { .. } => StatusCode::CONFLICT,
+        rvbbit_engine::Error::NotResumable { .. } | rvbbit_engine::Error::SessionCancelled { .. } => {
+            StatusCode::CONFLICT
+        }
         rvbbit_engine::Error::Store(_) => {
             if let rvbbit_engine::Error::Store(inner) = e {
                 return ApiError::from(inner);

@@ -73,7 +73,9 @@ fn not_found(id: &str) -> Fail {
     })
 }
 
-/// Upsert session records inside an open transaction (newer `updated_at` wins).
+/// Upsert session records inside an open transaction (newer `updated_at` wins). A finished session
+/// (`completed`, `failed`, `cancelled`) keeps its status: a late write from a process that did not know
+/// (a waiting run cancelled from the command line, a zombie marked orphaned) cannot revive or re-end it.
 pub(crate) fn upsert_sessions(tx: &rusqlite::Transaction<'_>, sessions: &[Session]) -> Result<(), Fail> {
     let mut stmt = tx.prepare_cached(&format!(
         "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,
@@ -88,7 +90,8 @@ pub(crate) fn upsert_sessions(tx: &rusqlite::Transaction<'_>, sessions: &[Sessio
          updated_at_us = excluded.updated_at_us, ended_at_us = excluded.ended_at_us,
          heartbeat_at_us = max(heartbeat_at_us, excluded.heartbeat_at_us),
          cancel_requested = max(cancel_requested, excluded.cancel_requested)
-         WHERE excluded.updated_at_us >= sessions.updated_at_us"
+         WHERE excluded.updated_at_us >= sessions.updated_at_us
+         AND (sessions.status NOT IN ('completed', 'failed', 'cancelled') OR excluded.status = sessions.status)"
     ))?;
     for s in sessions {
         stmt.execute(params![
@@ -292,6 +295,33 @@ impl SessionStore for SqliteStore {
                     reason: "only running or waiting sessions can be cancelled".into(),
                 }));
             }
+            if s.status == SessionStatus::Waiting {
+                // Nothing may be running a waiting session (it exited with `--detach`, or was never
+                // resumed): cancel it here and now. The compare-and-set (`waiting` → `cancelled`) loses
+                // to a resume that claimed it first; then the running process stops at its next boundary.
+                let now = Timestamp::now().micros();
+                let error = format!("cancelled: {reason}");
+                let n = tx.execute(
+                    "UPDATE sessions SET status = 'cancelled', cancel_requested = 1, error = coalesce(error, ?3),
+                     ended_at_us = ?2, updated_at_us = max(updated_at_us + 1, ?2)
+                     WHERE session_id = ?1 AND status = 'waiting'",
+                    params![id, now, error],
+                )?;
+                if n == 1 {
+                    // Its open questions close with it: nothing offers to answer or resume it.
+                    tx.execute(
+                        "UPDATE checkpoints SET status = 'cancelled' WHERE session_id = ?1 AND status = 'pending'",
+                        [&id],
+                    )?;
+                    tx.execute(
+                        "UPDATE signals SET status = 'cancelled' WHERE session_id = ?1 AND status = 'waiting'",
+                        [&id],
+                    )?;
+                    let s = load_session(&tx, url, &id)?.ok_or_else(|| not_found(&id))?;
+                    tx.commit()?;
+                    return Ok(s);
+                }
+            }
             tx.execute(
                 "UPDATE sessions SET cancel_requested = 1, error = coalesce(error, ?2) WHERE session_id = ?1",
                 params![id, format!("cancel requested: {reason}")],
@@ -348,12 +378,16 @@ impl SessionStore for SqliteStore {
             }
             if !dry_run {
                 let now = Timestamp::now().micros();
+                let error = format!(
+                    "[{}] orphaned: heartbeat went stale (the process running it is gone)",
+                    rvbbit_core::codes::E_ORPHANED.code
+                );
                 for id in &orphaned {
                     tx.execute(
-                        "UPDATE sessions SET status = 'failed', ended_at_us = ?2, updated_at_us = ?2,
-                         error = 'orphaned: heartbeat went stale (the process running it is gone)'
+                        "UPDATE sessions SET status = 'failed', ended_at_us = ?2,
+                         updated_at_us = max(updated_at_us + 1, ?2), error = ?3
                          WHERE session_id = ?1",
-                        params![id.as_str(), now],
+                        params![id.as_str(), now, error],
                     )?;
                 }
                 for id in &deleted {
