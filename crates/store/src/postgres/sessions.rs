@@ -21,8 +21,9 @@ const SESSION_COLUMNS: &str = "session_id, cascade_id, parent_session_id, root_s
 const SESSION_VALUES: &str =
     "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20";
 
-/// The upsert of one session record: a newer or equal `updated_at` wins, heartbeats only move forward
-/// and `cancel_requested` is never cleared.
+/// The upsert of one session record: a newer or equal `updated_at` wins, heartbeats only move forward,
+/// `cancel_requested` is never cleared, and a finished session keeps its status (a late write from a
+/// process that did not know cannot revive or re-end it).
 const UPSERT: &str = "ON CONFLICT (session_id) DO UPDATE SET cascade_id = excluded.cascade_id,
     parent_session_id = excluded.parent_session_id, root_session_id = excluded.root_session_id,
     caller_id = excluded.caller_id, invocation_metadata = excluded.invocation_metadata,
@@ -33,7 +34,8 @@ const UPSERT: &str = "ON CONFLICT (session_id) DO UPDATE SET cascade_id = exclud
     updated_at_us = excluded.updated_at_us, ended_at_us = excluded.ended_at_us,
     heartbeat_at_us = greatest(sessions.heartbeat_at_us, excluded.heartbeat_at_us),
     cancel_requested = sessions.cancel_requested OR excluded.cancel_requested
-    WHERE excluded.updated_at_us >= sessions.updated_at_us";
+    WHERE excluded.updated_at_us >= sessions.updated_at_us
+    AND (sessions.status NOT IN ('completed', 'failed', 'cancelled') OR excluded.status = sessions.status)";
 
 fn decode_session(url: &str, r: &Row) -> Result<Session> {
     let sid = |v: Option<String>| -> Result<Option<SessionId>> {
@@ -346,6 +348,34 @@ impl SessionStore for PostgresStore {
                 reason: "only running or waiting sessions can be cancelled".into(),
             });
         }
+        if s.status == SessionStatus::Waiting {
+            // Nothing may be running a waiting session: cancel it now, with its open questions. The row
+            // is locked (FOR UPDATE above), so a resume claiming it waits and then finds it cancelled.
+            let now = Timestamp::now().micros();
+            let row = tx
+                .query_one(
+                    &format!(
+                        "UPDATE sessions SET status = 'cancelled', cancel_requested = true,
+                         error = coalesce(error, $3), ended_at_us = $2,
+                         updated_at_us = greatest(updated_at_us + 1, $2)
+                         WHERE session_id = $1 RETURNING {SESSION_COLUMNS}"
+                    ),
+                    &[&id.as_str(), &now, &format!("cancelled: {reason}")],
+                )
+                .await
+                .map_err(|e| self.fail(action, e))?;
+            for sql in [
+                "UPDATE checkpoints SET status = 'cancelled' WHERE session_id = $1 AND status = 'pending'",
+                "UPDATE signals SET status = 'cancelled' WHERE session_id = $1 AND status = 'waiting'",
+            ] {
+                tx.execute(sql, &[&id.as_str()])
+                    .await
+                    .map_err(|e| self.fail(action, e))?;
+            }
+            super::events::notify(self, &tx, std::iter::once(id.as_str())).await?;
+            tx.commit().await.map_err(|e| self.fail(action, e))?;
+            return decode_session(&self.url, &row);
+        }
         tx.execute(
             "UPDATE sessions SET cancel_requested = true, error = coalesce(error, $2) WHERE session_id = $1",
             &[&id.as_str(), &format!("cancel requested: {reason}")],
@@ -410,11 +440,15 @@ impl SessionStore for PostgresStore {
         if !dry_run {
             let orphaned_ids: Vec<&str> = orphaned.iter().map(SessionId::as_str).collect();
             let now = Timestamp::now().micros();
+            let error = format!(
+                "[{}] orphaned: heartbeat went stale (the process running it is gone)",
+                rvbbit_core::codes::E_ORPHANED.code
+            );
             tx.execute(
-                "UPDATE sessions SET status = 'failed', ended_at_us = $2, updated_at_us = $2,
-                 error = 'orphaned: heartbeat went stale (the process running it is gone)'
+                "UPDATE sessions SET status = 'failed', ended_at_us = $2,
+                 updated_at_us = greatest(updated_at_us + 1, $2), error = $3
                  WHERE session_id = ANY($1)",
-                &[&orphaned_ids, &now],
+                &[&orphaned_ids, &now, &error],
             )
             .await
             .map_err(|e| self.fail(action, e))?;

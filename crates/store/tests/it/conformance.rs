@@ -43,6 +43,7 @@ macro_rules! store_conformance {
             check!(a_session_id_is_created_once);
             check!(concurrent_claims_of_a_waiting_session_let_exactly_one_win);
             check!(concurrent_answers_to_one_signal_fire_it_once);
+            check!(a_waiting_session_is_cancelled_at_once_and_a_finished_one_keeps_its_status);
         }
     };
 }
@@ -488,4 +489,55 @@ pub async fn concurrent_answers_to_one_signal_fire_it_once(store: Arc<dyn Store>
             "the stored answer is the winner's"
         );
     }
+}
+
+/// Cancelling a waiting session (no process runs it) ends it at once with its open questions; a late
+/// write from a process that did not know cannot revive it, and a running one is only asked to stop.
+pub async fn a_waiting_session_is_cancelled_at_once_and_a_finished_one_keeps_its_status(
+    store: Arc<dyn Store>,
+    _url: &str,
+) {
+    let id: SessionId = "cancel-waiting".parse().unwrap();
+    let cp = Checkpoint::pending(id.clone(), "gate", "choice", "gate");
+    store.checkpoint_put(&cp).await.unwrap();
+    store
+        .signal_register(&Signal::waiting("gate", Some(id.clone())))
+        .await
+        .unwrap();
+    let mut waiting = Session::new(id.clone());
+    waiting.status = SessionStatus::Waiting;
+    store.put_sessions(&[waiting.clone()]).await.unwrap();
+    let cancelled = store.request_cancel(&id, "no longer needed").await.unwrap();
+    assert_eq!(cancelled.status, SessionStatus::Cancelled);
+    assert!(cancelled.ended_at.is_some());
+    let open = store
+        .checkpoints(Some(&id), Some(CheckpointStatus::Pending))
+        .await
+        .unwrap();
+    assert!(open.is_empty(), "its questions closed with it");
+    let signals = store.signals(Some("gate")).await.unwrap();
+    let ours = signals
+        .iter()
+        .find(|s| s.session_id.as_ref() == Some(&id))
+        .unwrap();
+    assert_eq!(ours.status, SignalStatus::Cancelled);
+    let claim = store
+        .claim_waiting(&id, &cp.checkpoint_id, Timestamp::now())
+        .await
+        .unwrap_err();
+    assert_eq!(claim.code().code, "RVB-S006", "{claim}");
+    // A late record from the process that was waiting cannot revive it.
+    waiting.status = SessionStatus::Running;
+    waiting.updated_at = Timestamp::now().add_micros(1_000_000);
+    store.put_sessions(&[waiting]).await.unwrap();
+    assert_eq!(store.session(&id).await.unwrap().status, SessionStatus::Cancelled);
+    // A running session is only asked.
+    let run: SessionId = "cancel-running".parse().unwrap();
+    store.put_sessions(&[Session::new(run.clone())]).await.unwrap();
+    let asked = store.request_cancel(&run, "stop").await.unwrap();
+    assert_eq!(
+        (asked.status, asked.cancel_requested),
+        (SessionStatus::Running, true)
+    );
+    assert_eq!(store.session(&run).await.unwrap().status, SessionStatus::Running);
 }
