@@ -351,7 +351,10 @@ async fn concurrent_runs_with_one_chosen_session_id_start_exactly_one() {
         assert_eq!(started, 1, "trial {trial}: {answers:?}");
         assert_eq!(refused.len(), 3, "trial {trial}: {answers:?}");
         for body in refused {
-            assert!(body["message"].as_str().unwrap().contains("already exists"), "{body}");
+            assert!(
+                body["message"].as_str().unwrap().contains("already exists"),
+                "{body}"
+            );
         }
     }
     s.shutdown().await;
