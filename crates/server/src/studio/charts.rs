@@ -145,8 +145,10 @@ pub(crate) fn line_chart(id: &str, title: &str, unit: Unit, labels: &[String], s
             unit.label(max)
         )),
     );
-    // Gridlines and y labels: 0, ¼, ½, ¾ and the top.
-    for step in 0..=4 {
+    // Gridlines and y labels: 0, ¼, ½, ¾ and the top; only 0 when every value is 0 (unpriced calls),
+    // so the axis does not invent a scale.
+    let steps = if max > 0.0 { 4 } else { 0 };
+    for step in 0..=steps {
         let v = top * f64::from(step) / 4.0;
         let yy = y(v);
         let _ = write!(
@@ -404,6 +406,24 @@ mod tests {
         );
         assert_eq!(svg.matches("<circle").count(), 5);
         assert!(svg.contains("class=\"series s1\""));
+    }
+
+    #[test]
+    fn an_all_zero_chart_labels_only_zero() {
+        let labels = vec!["a".to_owned(), "b".to_owned()];
+        let svg = line_chart(
+            "z",
+            "Cost",
+            Unit::Money,
+            &labels,
+            &[Series {
+                name: "m".into(),
+                values: vec![Some(0.0), Some(0.0)],
+            }],
+        );
+        assert_eq!(svg.matches("class=\"grid\"").count(), 1, "{svg}");
+        assert!(svg.contains(">$0</text>"), "{svg}");
+        assert!(!svg.contains("$0.0000"), "{svg}");
     }
 
     #[test]
