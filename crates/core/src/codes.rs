@@ -643,6 +643,12 @@ codes! {
         "A server listening without API keys answers only requests whose `Host` header is a loopback name (`localhost`, `127.0.0.1`, `[::1]`) or a name in `server.allowed_hosts`. A web page on another site could otherwise reach it through DNS rebinding.",
         ["A browser opened the server through a custom host name.", "A reverse proxy that passes its own host name."],
         "Open the server as `http://127.0.0.1:PORT`, add the name to `server.allowed_hosts`, or require API keys.";
+    /// A session's cascade cannot be run again from the Studio.
+    A_RERUN = "RVB-A007", Configuration, "Session cannot be re-run",
+        "The Studio's Re-run runs the cascade text recorded on a session again, with the same input, as a new session (HTTP 409 when it cannot). This session recorded no cascade text, or that text no longer validates (a tool or sub-cascade it uses is gone, or the server's roots changed).",
+        ["A session recorded by an older rvbbit, or by a door that does not keep the cascade text.",
+         "A sub-cascade or tool file the cascade names was moved or deleted since the run."],
+        "Run the cascade from its page under Cascades (or `rvbbit run FILE --input JSON`); the message names the first validation error when there is one.";
 }
 
 /// Look a code up by its text (case-insensitive, with or without the `RVB-` prefix).

@@ -191,8 +191,10 @@ fn describe(q: &Question) -> String {
     } else if let Some(o) = &q.output {
         s.push_str(&format!("  output: {o}\n"));
     }
-    if let Some(html) = &q.html {
-        s.push_str(&format!("  screen:\n{}\n", html.trim_end()));
+    if let Some(text) = q.screen_text().filter(|t| !t.is_empty()) {
+        for line in text.lines() {
+            s.push_str(&format!("  | {line}\n"));
+        }
     }
     match q.kind {
         QuestionKind::Confirmation => s.push_str("  (y/n)"),
@@ -203,7 +205,17 @@ fn describe(q: &Question) -> String {
             s.push_str("  (number, label or value)");
         }
         QuestionKind::Rating => s.push_str(&format!("  (1-{})", q.max_rating.unwrap_or(5))),
-        QuestionKind::Screen => s.push_str("  (the form as a JSON object, such as {\"_route\": \"next\"})"),
+        QuestionKind::Screen => {
+            let routes = q.routes();
+            for (i, r) in routes.iter().enumerate() {
+                s.push_str(&format!("  {}. {} (→ {})\n", i + 1, r.label, r.target));
+            }
+            if routes.is_empty() {
+                s.push_str("  (the form as a JSON object, such as {\"_route\": \"next\"})");
+            } else {
+                s.push_str("  (number or label; or the whole form as a JSON object)");
+            }
+        }
         _ => {}
     }
     s.push_str("\n> ");
@@ -221,6 +233,23 @@ fn parse_answer(q: &Question, text: &str) -> Value {
             q.options[n - 1].value.clone()
         }
         (QuestionKind::Text | QuestionKind::FreeText, _) => Value::String(text.to_owned()),
+        (QuestionKind::Screen, t) if !t.starts_with('{') => {
+            let routes = q.routes();
+            let picked = t
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| n.checked_sub(1))
+                .and_then(|i| routes.get(i))
+                .or_else(|| {
+                    routes
+                        .iter()
+                        .find(|r| r.label.eq_ignore_ascii_case(text) || r.target == text)
+                });
+            match picked {
+                Some(r) => r.answer(),
+                None => Value::String(text.to_owned()),
+            }
+        }
         _ => serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned())),
     }
 }
@@ -325,5 +354,41 @@ mod tests {
             "{}",
             line(&p)
         );
+    }
+
+    fn screen() -> Question {
+        serde_json::from_value(serde_json::json!({
+            "session_id": "s-1", "cell": "approve", "signal": "approve", "kind": "screen",
+            "prompt": "Approve the draft",
+            "html": "<p>A <b>short</b> draft</p>\n<button type=\"submit\" name=\"_route\" value=\"publish\">Publish</button> <button type=\"submit\" name=\"_route\" value=\"draft\">Redo</button>",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_screen_is_asked_as_text_with_numbered_routes() {
+        let text = describe(&screen());
+        assert!(!text.contains('<'), "no raw HTML: {text}");
+        assert!(text.contains("  | A short draft\n"), "{text}");
+        assert!(
+            text.contains("  1. Publish (→ publish)\n  2. Redo (→ draft)\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_screen_answer_is_a_number_a_label_or_the_form() {
+        let q = screen();
+        assert_eq!(parse_answer(&q, "2"), serde_json::json!({"_route": "draft"}));
+        assert_eq!(
+            parse_answer(&q, "publish"),
+            serde_json::json!({"_route": "publish"})
+        );
+        assert_eq!(parse_answer(&q, "Redo"), serde_json::json!({"_route": "draft"}));
+        assert_eq!(
+            parse_answer(&q, r#"{"_route": "draft", "note": "x"}"#),
+            serde_json::json!({"_route": "draft", "note": "x"})
+        );
+        assert!(q.normalize(&parse_answer(&q, "9")).is_err(), "no route 9");
     }
 }

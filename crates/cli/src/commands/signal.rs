@@ -2,9 +2,9 @@
 //! signals with the questions they answer.
 
 use rvbbit_core::SessionId;
-use rvbbit_engine::human::{Question, send_answer};
+use rvbbit_engine::human::{Question, QuestionKind, send_answer};
 use rvbbit_store::SignalStatus;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::resume::parse_value;
 use super::storage::{block_on, fail, open, short_time, table};
@@ -107,7 +107,11 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
                     Format::Json => {
                         let rows: Vec<_> = signals
                             .iter()
-                            .map(|s| json!({"signal": s, "question": question(&s.signal_id)}))
+                            .map(|s| {
+                                let q = question(&s.signal_id);
+                                let routes = q.as_ref().map(Question::routes).unwrap_or_default();
+                                json!({"signal": s, "question": q, "routes": routes})
+                            })
                             .collect();
                         output::json(&rows)?;
                     }
@@ -121,7 +125,7 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
                                     s.name.clone(),
                                     s.status.to_string(),
                                     short_time(s.created_at),
-                                    q.map(|q| format!("{} ({})", q.prompt, q.kind.checkpoint_type()))
+                                    q.map(|q| summary(&q))
                                         .or_else(|| s.payload.as_ref().map(|p| format!("answer: {p}")))
                                         .unwrap_or_default(),
                                 ]
@@ -137,4 +141,46 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
             }
         }
     })
+}
+
+/// The most characters of the output under review shown in the list.
+const SHOWN: usize = 60;
+
+fn clip(text: &str) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(SHOWN) {
+        Some((i, _)) => format!("{}…", &flat[..i]),
+        None => flat,
+    }
+}
+
+/// What a question asks and about what: `Ship it? (confirmation) · output: A short draft`,
+/// `Go on? (choice: Yes | No)`, `Approve (screen: Publish → publish | Redo → draft) · A short draft`.
+fn summary(q: &Question) -> String {
+    let kind = q.kind.checkpoint_type();
+    let choices = match q.kind {
+        QuestionKind::Choice => q.options.iter().map(|o| o.label.clone()).collect::<Vec<_>>(),
+        QuestionKind::Screen => q
+            .routes()
+            .iter()
+            .map(|r| format!("{} → {}", r.label, r.target))
+            .collect(),
+        QuestionKind::Rating => vec![format!("1-{}", q.max_rating.unwrap_or(5))],
+        _ => Vec::new(),
+    };
+    let mut s = if choices.is_empty() {
+        format!("{} ({kind})", q.prompt)
+    } else {
+        format!("{} ({kind}: {})", q.prompt, choices.join(" | "))
+    };
+    let about = match (&q.output, q.screen_text()) {
+        (Some(Value::String(o)), _) => Some(format!("output: {}", clip(o))),
+        (Some(Value::Null) | None, Some(text)) if !text.is_empty() => Some(clip(&text)),
+        (Some(Value::Null) | None, _) => None,
+        (Some(o), _) => Some(format!("output: {}", clip(&o.to_string()))),
+    };
+    if let Some(a) = about {
+        s.push_str(&format!(" · {a}"));
+    }
+    s
 }

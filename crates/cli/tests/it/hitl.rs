@@ -124,7 +124,9 @@ fn a_waiting_run_exits_10_then_signal_send_and_resume_finish_it_without_rerunnin
         .unwrap_or_default();
     let cols: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(cols[..3], ["gate-1", "gate", "waiting"], "{table}");
-    assert!(row.ends_with("Go on? (choice)"), "{table}");
+    // What is being approved: the question, its choices and the output under review.
+    assert!(row.contains("Go on? (choice: Yes | No) · output: "), "{table}");
+    assert!(row.contains("gated"), "{table}");
 
     let sent = rvbbit(dir.path())
         .args(["signal", "send", "gate-1", "gate", "--value", r#""Yes""#])

@@ -1,8 +1,11 @@
 //! The Studio end to end in a real browser: `rvbbit serve` as a process over a store seeded by
 //! `rvbbit run`, LLM cells answered by the testkit server, and `e2e/studio.mjs` (Playwright's
 //! `playwright-core` driving Chromium headless) clicking through the sessions list, a session's LLM
-//! messages, the SQL console, the run form with a live run, the cost explorer, and every page at phone
-//! width. Screenshots land in `<target>/tmp/studio-e2e/` (the path is printed).
+//! messages, the SQL console, the run form with a live run, the cost explorer (cost, tokens and latency
+//! over time), a screen answered with its route buttons, the waterfall, a re-run compared with its
+//! original, the lists' totals and invalid-cascade marks, and every page at phone width. Screenshots
+//! land in `<target>/tmp/studio-e2e/` (the path is printed); with `RVBBIT_SCREENSHOTS_DIR=docs/images`
+//! (relative to the workspace root) the documentation's screenshots are written there too.
 //!
 //! Needs Node.js with `npm ci --prefix e2e` done (`RVBBIT_E2E_DIR` overrides the folder) and Chromium
 //! (`RVBBIT_CHROMIUM`, default `chromium`); `scripts/test-deps.sh` and `.ci/run` install both. Without
@@ -27,6 +30,27 @@ cells:
   - name: greet
     instructions: "Write a one-line greeting for {{ input.name }}."
 "#;
+
+/// A screen with a route button per way on (issue 8).
+const SCREEN: &str = r#"
+cascade_id: review_screen
+description: A draft waits for a person's go-ahead.
+cells:
+  - name: draft
+    tool: set_state
+    inputs: {key: summary, value: "A short draft of the announcement"}
+  - name: approve
+    htmx: |
+      <h3>Review</h3><p>{{ state.summary }}</p>
+      {{ route_button("Ship it", "publish") }} {{ route_button("Redo", "draft") }}
+    handoffs: [publish, draft]
+  - name: publish
+    tool: set_state
+    inputs: {key: shipped, value: "yes"}
+"#;
+
+/// A cascade that does not validate (a handoff to a cell that does not exist).
+const BAD: &str = "cascade_id: broken\ncells:\n  - name: a\n    tool: linux_shell\n    inputs: {command: echo}\n    handoffs: [nowhere]\n";
 
 /// A shell step that takes a moment, then an LLM cell: long enough to be watched live.
 const SLOW: &str = r#"
@@ -106,6 +130,8 @@ fn the_studio_works_in_a_real_browser_on_a_laptop_and_a_phone() {
     std::fs::create_dir(&cascades).unwrap();
     write(&cascades, "hello_llm.yaml", HELLO);
     write(&cascades, "slow_llm.yaml", SLOW);
+    write(&cascades, "review_screen.yaml", SCREEN);
+    write(&cascades, "broken.yaml", BAD);
 
     // Seed the store with one finished LLM session.
     let seeded = with_provider(&mut rvbbit(dir.path()), &llm.base_url())
@@ -147,7 +173,13 @@ fn the_studio_works_in_a_real_browser_on_a_laptop_and_a_phone() {
 
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("studio-e2e");
     let _ = std::fs::remove_dir_all(&artifacts);
-    let out = Command::new("node")
+    let mut node = Command::new("node");
+    if let Some(dir) = std::env::var_os("RVBBIT_SCREENSHOTS_DIR") {
+        // Relative to the workspace root, as `RVBBIT_SCREENSHOTS_DIR=docs/images` reads.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(dir);
+        node.env("SCREENSHOTS", dir);
+    }
+    let out = node
         .arg(e2e.join("studio.mjs"))
         .env("STUDIO_URL", &url)
         .env("SEEDED_SESSION", &session)
@@ -174,7 +206,7 @@ fn the_studio_works_in_a_real_browser_on_a_laptop_and_a_phone() {
     assert_eq!(status.code(), Some(0), "the server did not stop cleanly");
     // Every check of the script ran, and every screenshot exists.
     let passed = stdout.lines().filter(|l| l.starts_with("ok - ")).count();
-    assert_eq!(passed, 18, "{stdout}");
+    assert_eq!(passed, 34, "{stdout}");
     for name in [
         "1-sessions",
         "2-session",
@@ -188,13 +220,20 @@ fn the_studio_works_in_a_real_browser_on_a_laptop_and_a_phone() {
         "phone-sql",
         "phone-costs",
         "phone-cascades",
+        "phone-compare",
+        "studio-costs",
+        "studio-approve",
+        "studio-waterfall",
+        "studio-compare",
+        "studio-sessions",
+        "studio-cascades",
     ] {
         let png = artifacts.join(format!("{name}.png"));
         let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
         assert!(bytes.starts_with(b"\x89PNG"), "{} is not a PNG", png.display());
     }
     println!("screenshots: {}", artifacts.display());
-    // The run started from the form called the model: the seed, the run, and nothing else.
-    assert_eq!(llm.requests(), 2);
+    // The model was called by the seed, the run from the form and the re-run, and nothing else.
+    assert_eq!(llm.requests(), 3);
     rt.block_on(llm.shutdown());
 }

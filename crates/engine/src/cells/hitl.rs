@@ -206,6 +206,7 @@ pub(crate) async fn screen(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult>
         None => None,
     };
     question.html = Some(html);
+    question.handoffs = cell.handoff_targets().iter().map(|t| (*t).to_owned()).collect();
     let Some(form) = wait(run, cell, question, Stage::Screen).await? else {
         return Ok(CellResult {
             output: json!({"error": format!("no response within {}s", timeout.as_secs()), "_timeout": true}),
@@ -262,6 +263,7 @@ fn question(
         session_id: run.session_id.clone(),
         cell: cell.name.clone(),
         signal: cell.name.clone(),
+        signal_id: None,
         kind,
         prompt,
         options: Vec::new(),
@@ -269,6 +271,7 @@ fn question(
         hint: None,
         output: None,
         html: None,
+        handoffs: Vec::new(),
         timeout_at: timeout.map(|t| {
             Timestamp::from_micros(
                 Timestamp::now()
@@ -336,8 +339,11 @@ async fn wait(run: &mut Run<'_>, cell: &Cell, question: Question, stage: Stage) 
             (r.checkpoint, q, r.answer)
         }
         None => {
+            let mut question = question;
             let mut waiting = Signal::waiting(question.signal.clone(), Some(run.session_id.clone()));
             waiting.timeout_at = question.timeout_at;
+            // Each visit of the cell asks anew: only the answer to this visit's signal counts.
+            question.signal_id = Some(waiting.signal_id.clone());
             let mut cp = Checkpoint::pending(
                 run.session_id.clone(),
                 cell.name.clone(),

@@ -542,3 +542,91 @@ async fn corpus_hitl_choice_demo_asks_twice_and_writes_for_both_answers() {
     assert_eq!(h.count(&session, EventKind::CheckpointResolved).await, 2);
     server.shutdown().await;
 }
+
+/// Wait until `session` has a pending checkpoint other than those in `seen`; fire `value` on it.
+async fn answer_next_visit(
+    store: &Arc<dyn Store>,
+    session: &SessionId,
+    seen: &mut Vec<String>,
+    value: Value,
+) -> Question {
+    let started = std::time::Instant::now();
+    let cp = loop {
+        let pending = store
+            .checkpoints(Some(session), Some(CheckpointStatus::Pending))
+            .await
+            .unwrap();
+        if let Some(cp) = pending.into_iter().find(|c| !seen.contains(&c.checkpoint_id)) {
+            break cp;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no new question after {} answer(s)",
+            seen.len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    seen.push(cp.checkpoint_id.clone());
+    let fired = store
+        .signal_fire(&cp.signal_name, &value, "test", Some(session), Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!(fired.len(), 1, "exactly this visit's signal waits");
+    Question::from_ui_spec(&cp.ui_spec).unwrap()
+}
+
+/// A screen whose "Redo" route goes back to an earlier cell asks again on its next visit (a new signal
+/// and checkpoint per visit) instead of looping on the answer already fired for the first visit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_screen_visited_again_asks_again_instead_of_reusing_the_fired_answer() {
+    let h = Harness::new().await;
+    let engine = answering(&h, h.engine());
+    let cascade = yaml(
+        r#"
+cascade_id: redo_loop
+cells:
+  - name: draft
+    tool: set_state
+    inputs: {key: summary, value: "A draft"}
+  - name: human_review
+    htmx: |
+      <p>{{ state.summary }}</p>
+      {{ route_button("Ship it", "publish") }} {{ route_button("Redo", "draft") }}
+    handoffs: [publish, draft]
+  - name: publish
+    tool: set_state
+    inputs: {key: shipped, value: "yes"}
+"#,
+    );
+    let session: SessionId = "hitl-redo".parse().unwrap();
+    let mut request = RunRequest::new(cascade);
+    request.session_id = Some(session.clone());
+    let store = h.store.clone();
+    let s = session.clone();
+    let answerer = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let first = answer_next_visit(&store, &s, &mut seen, json!({"_route": "draft"})).await;
+        let second = answer_next_visit(&store, &s, &mut seen, json!({"_route": "publish"})).await;
+        (first, second)
+    });
+    let out = tokio::time::timeout(Duration::from_secs(60), engine.run(request))
+        .await
+        .expect("the run loops instead of asking again");
+    h.writer.as_ref().unwrap().handle().flush().await.unwrap();
+    let (first, second) = answerer.await.unwrap();
+    assert_eq!(out.status, SessionStatus::Completed, "{:?}", out.error);
+    assert_eq!(
+        out.path,
+        ["draft", "human_review", "draft", "human_review", "publish"]
+    );
+    assert_ne!(first.signal_id, second.signal_id, "a new signal per visit");
+    assert!(first.signal_id.is_some());
+    let cps = h.store.checkpoints(Some(&session), None).await.unwrap();
+    assert_eq!(cps.len(), 2, "one checkpoint per visit");
+    assert!(cps.iter().all(|c| c.status == CheckpointStatus::Responded));
+    let signals = h.store.signals(Some("human_review")).await.unwrap();
+    assert_eq!(signals.len(), 2, "one signal per visit, no flood");
+    assert!(signals.iter().all(|s| s.status == SignalStatus::Fired));
+    assert_eq!(h.count(&session, EventKind::CheckpointCreated).await, 2);
+    assert_eq!(out.state["shipped"], json!("yes"));
+}

@@ -1,9 +1,15 @@
 //! The Studio: server-rendered HTML pages over the same store and engine as the API. Templates and
 //! static files are compiled into the binary (no Node build); the only script is a small EventSource
-//! client for live updates. Pages: sessions, one session (timeline with every LLM call's messages, tool
-//! calls, costs and timings; live while running), costs (bar chart as inline SVG), cascades (source
-//! with diagnostics inline) and a run form built from `inputs_schema`.
+//! client for live updates. Pages: sessions (paged, with totals), one session (a waterfall of its cells
+//! and calls, the timeline with every LLM call's messages, tool calls, costs and timings; live while
+//! running; its questions to a human as buttons; re-run), two sessions compared, costs (cost, tokens
+//! and latency over time per cascade or model as inline SVG, see [`charts`]), cascades (invalid ones
+//! marked; source with diagnostics inline) and a run form built from `inputs_schema`.
 
+mod charts;
+mod compare;
+mod lists;
+mod trends;
 mod views;
 
 use std::collections::BTreeMap;
@@ -38,6 +44,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("login.html", include_str!("templates/login.html")),
         ("error.html", include_str!("templates/error.html")),
         ("sql.html", include_str!("templates/sql.html")),
+        ("compare.html", include_str!("templates/compare.html")),
     ] {
         if let Err(e) = env.add_template(name, text) {
             // A broken built-in template is a bug caught by the tests; render() reports it per page.
@@ -53,10 +60,12 @@ const ICON: &str = include_str!("static/favicon.svg");
 
 pub(crate) fn routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/", get(sessions))
+        .route("/", get(lists::sessions))
         .route("/sessions/{id}", get(session))
+        .route("/sessions/{id}/rerun", axum::routing::post(compare::rerun))
+        .route("/compare", get(compare::compare))
         .route("/costs", get(costs))
-        .route("/cascades", get(cascades))
+        .route("/cascades", get(lists::cascades))
         .route("/cascades/{*path}", get(cascade))
         .route("/runs", axum::routing::post(run))
         .route("/sessions/{id}/answer", axum::routing::post(answer))
@@ -123,53 +132,8 @@ fn render(name: &str, mut ctx: Value) -> Result<Html<String>, PageError> {
         .map_err(|e| PageError(ApiError::internal(format!("template {name}: {e:#}"))))
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct SessionsQuery {
-    status: Option<String>,
-    cascade_id: Option<String>,
-    caller_id: Option<String>,
-    since: Option<String>,
-}
-
 fn non_empty(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
-}
-
-/// `GET /`: the sessions list.
-async fn sessions(State(state): State<Arc<AppState>>, Params(q): Params<SessionsQuery>) -> PageResult {
-    let status = non_empty(q.status.clone());
-    let filter = SessionFilter {
-        status: status
-            .as_deref()
-            .map(|s| {
-                s.parse::<SessionStatus>().map_err(|e| {
-                    ApiError::bad_request(format!("status `{s}`: {e}"), "pick a status from the list")
-                })
-            })
-            .transpose()?,
-        cascade_id: non_empty(q.cascade_id.clone()),
-        caller_id: non_empty(q.caller_id.clone()),
-        since: crate::api::sessions::time_param("since", non_empty(q.since.clone()).as_deref())?,
-        until: None,
-        limit: Some(200),
-    };
-    let rows: Vec<Value> = state
-        .store
-        .sessions(&filter)
-        .await?
-        .into_iter()
-        .map(|s| views::session_row(&s))
-        .collect();
-    Ok(render(
-        "sessions.html",
-        json!({
-            "nav": "sessions",
-            "sessions": rows,
-            "statuses": ["running", "waiting", "completed", "failed", "cancelled"],
-            "filters": {"status": status, "cascade_id": q.cascade_id, "caller_id": q.caller_id, "since": q.since},
-        }),
-    )?
-    .into_response())
 }
 
 /// `GET /sessions/{id}`: the timeline of one session; live while it runs.
@@ -209,10 +173,30 @@ async fn session(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String
         Vec::new()
     };
     let (header, cells) = views::session_page(&session, &events, &state.config.roots);
+    let (bars, span) = views::waterfall_bars(&session, &events);
+    let waterfall = (!bars.is_empty()).then(|| charts::waterfall("waterfall", &bars, span));
+    // Other runs of the same cascade, to compare this one with.
+    let others: Vec<Value> = match &session.cascade_id {
+        Some(c) => state
+            .store
+            .sessions(&SessionFilter {
+                cascade_id: Some(c.clone()),
+                limit: Some(11),
+                ..SessionFilter::default()
+            })
+            .await?
+            .iter()
+            .filter(|s| s.session.session_id != id)
+            .take(10)
+            .map(views::session_row)
+            .collect(),
+        None => Vec::new(),
+    };
     Ok(render(
         "session.html",
         json!({"nav": "sessions", "s": header, "cells": cells, "cursor": cursor, "active": active,
-               "waits": waits}),
+               "waits": waits, "waterfall": waterfall, "others": others,
+               "rerun": !active && session.cascade_text.is_some()}),
     )?
     .into_response())
 }
@@ -221,10 +205,27 @@ async fn session(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String
 pub(crate) struct CostsQuery {
     group: Option<String>,
     since: Option<String>,
+    range: Option<String>,
+    by: Option<String>,
 }
 
-/// `GET /costs`: totals by day, model, cascade or caller, as a bar chart and a table.
+/// `GET /costs`: cost, tokens and latency over a time range (`range`: 24h, 7d, 30d, 90d) per cascade or
+/// model (`by`) as line charts; totals by day, model, cascade or caller (`group`) as a table.
 async fn costs(State(state): State<Arc<AppState>>, Params(q): Params<CostsQuery>) -> PageResult {
+    let range_name = non_empty(q.range).unwrap_or_else(|| "30d".into());
+    let range = trends::range(&range_name).ok_or_else(|| {
+        ApiError::bad_request(
+            format!("`{range_name}` is not a range"),
+            "use 24h, 7d, 30d or 90d",
+        )
+    })?;
+    let by_name = non_empty(q.by).unwrap_or_else(|| "cascade".into());
+    let by = trends::By::parse(&by_name).ok_or_else(|| {
+        ApiError::bad_request(format!("`{by_name}` is not a breakdown"), "use cascade or model")
+    })?;
+    let now = rvbbit_core::Timestamp::now();
+    let (calls, truncated) = trends::calls(state.store.as_ref(), range, now).await?;
+    let pictures = trends::build(&calls, by, range, now);
     let name = non_empty(q.group).unwrap_or_else(|| "day".into());
     let group = match name.as_str() {
         "day" => CostGroup::Day,
@@ -239,9 +240,13 @@ async fn costs(State(state): State<Arc<AppState>>, Params(q): Params<CostsQuery>
             .into());
         }
     };
+    // The table covers the chart's range unless `since` says otherwise.
     let since = non_empty(q.since);
     let filter = EventFilter {
-        since: crate::api::sessions::time_param("since", since.as_deref())?,
+        since: match since.as_deref() {
+            Some(_) => crate::api::sessions::time_param("since", since.as_deref())?,
+            None => Some(rvbbit_core::Timestamp::from_micros(now.micros() - range.span_us)),
+        },
         ..EventFilter::default()
     };
     let mut rows = state.store.costs(group, &filter).await?;
@@ -255,6 +260,8 @@ async fn costs(State(state): State<Arc<AppState>>, Params(q): Params<CostsQuery>
         "costs.html",
         json!({
             "nav": "costs", "group": name, "groups": ["day", "model", "cascade", "caller"], "since": since,
+            "range": range.name, "ranges": trends::RANGES.iter().map(|r| r.name).collect::<Vec<_>>(),
+            "by": by_name, "charts": pictures, "truncated": truncated, "max_calls": trends::MAX_CALLS,
             "rows": rows, "chart_height": chart_height,
             "total": views::money(total.cost), "sessions": total.sessions, "calls": total.calls,
             "unknown": total.unknown_cost,
@@ -386,16 +393,6 @@ async fn sql_run(
     }
     ctx["tables"] = json!(sql_tables(&state, Some(&session_id)).await);
     Ok(render("sql.html", ctx)?.into_response())
-}
-
-/// `GET /cascades`
-async fn cascades(State(state): State<Arc<AppState>>) -> PageResult {
-    let axum::Json(list) = crate::api::cascades::list(State(state)).await?;
-    Ok(render(
-        "cascades.html",
-        json!({"nav": "cascades", "cascades": list["cascades"]}),
-    )?
-    .into_response())
 }
 
 /// `GET /cascades/{path}`: source with diagnostics under their lines, and the run form.
@@ -618,6 +615,8 @@ mod tests {
             "cascade.html",
             "login.html",
             "error.html",
+            "sql.html",
+            "compare.html",
         ] {
             TEMPLATES.get_template(name).unwrap();
         }

@@ -2,10 +2,12 @@
 
 use std::path::PathBuf;
 
-use rvbbit_core::{EventKind, MicroUsd, Timestamp};
+use rvbbit_core::{EventKind, MicroUsd, SessionStatus, Timestamp, codes};
+use rvbbit_engine::human::Question;
 use rvbbit_store::{CostRow, Session, SessionSummary, StoredEvent};
 use serde_json::{Value, json};
 
+use super::charts::Bar;
 use crate::paths::scrub;
 
 /// `$0.001234`, or `$0` for nothing.
@@ -17,7 +19,7 @@ pub(crate) fn money(m: MicroUsd) -> String {
     }
 }
 
-fn duration_us(us: i64) -> String {
+pub(crate) fn duration_us(us: i64) -> String {
     if us < 1_000 {
         format!("{us} µs")
     } else if us < 1_000_000 {
@@ -29,7 +31,7 @@ fn duration_us(us: i64) -> String {
     }
 }
 
-fn time(t: Timestamp) -> String {
+pub(crate) fn time(t: Timestamp) -> String {
     let s = t.to_rfc3339();
     // 2026-11-23T12:00:00.123456Z → 2026-11-23 12:00:00
     s.get(..19).map_or(s.clone(), |x| x.replace('T', " "))
@@ -58,7 +60,7 @@ pub(crate) fn session_row(s: &SessionSummary) -> Value {
     })
 }
 
-fn pretty(v: &Value) -> String {
+pub(crate) fn pretty(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
@@ -97,6 +99,10 @@ fn messages(request: Option<&Value>) -> Vec<Value> {
             json!({"role": role, "text": text})
         })
         .collect()
+}
+
+fn error_code(e: &rvbbit_core::Event) -> Option<&str> {
+    e.error.as_ref()?.get("code")?.as_str()
 }
 
 fn error_of(e: &rvbbit_core::Event, roots: &[PathBuf]) -> Value {
@@ -148,19 +154,24 @@ pub(crate) fn session_page(s: &Session, events: &[StoredEvent], roots: &[PathBuf
                 }));
             }
             EventKind::CellComplete | EventKind::CellError => {
+                // A cell that stopped to wait for a human did not fail: it waits (or waited, when a
+                // resume answered it and ran it again).
+                let waited = e.kind == EventKind::CellError && error_code(e) == Some(codes::H_WAITING.code);
                 if let Some(c) = cells.last_mut() {
-                    c["status"] = json!(if e.kind == EventKind::CellComplete {
-                        "ok"
-                    } else {
-                        "error"
+                    c["status"] = json!(match (e.kind, waited) {
+                        (EventKind::CellComplete, _) => "ok",
+                        (_, true) if s.status == SessionStatus::Waiting => "waiting",
+                        (_, true) => "waited",
+                        _ => "error",
                     });
+                    c["route"] = e.metadata.get("route").cloned().unwrap_or(Value::Null);
                     c["duration"] = json!(e.duration_us.map(duration_us).unwrap_or_default());
                     c["cost"] = json!(if cell_cost.micros() > 0 {
                         money(cell_cost)
                     } else {
                         String::new()
                     });
-                    c["error"] = error_of(e, roots);
+                    c["error"] = if waited { Value::Null } else { error_of(e, roots) };
                 }
             }
             _ => {
@@ -189,6 +200,23 @@ pub(crate) fn session_page(s: &Session, events: &[StoredEvent], roots: &[PathBuf
                     | EventKind::CascadeComplete
                     | EventKind::CascadeError
                     | EventKind::CascadeCancelled => continue,
+                    EventKind::CheckpointCreated => json!({
+                        "kind": "event",
+                        "label": "asked a human",
+                        "body": Question::from_ui_spec(&e.content).map_or_else(
+                            || scrub(&short(&e.content, 300), roots),
+                            |q| short(&Value::String(q.prompt), 300),
+                        ),
+                    }),
+                    EventKind::CheckpointResolved => json!({
+                        "kind": "event",
+                        "label": "answered",
+                        "body": format!(
+                            "{} (by {})",
+                            scrub(&short(&e.content, 300), roots),
+                            e.metadata.get("source").and_then(Value::as_str).unwrap_or("someone")
+                        ),
+                    }),
                     other => json!({
                         "kind": "event",
                         "label": other.as_str(),
@@ -324,9 +352,19 @@ pub(crate) fn wait(ui_spec: &Value, signal: &str, cell: &str) -> Value {
                 .collect()
         })
         .unwrap_or_default();
+    let question = Question::from_ui_spec(ui_spec);
+    let routes: Vec<Value> = question
+        .as_ref()
+        .map(Question::routes)
+        .unwrap_or_default()
+        .iter()
+        .map(|r| json!({"label": r.label, "target": r.target, "value": r.answer().to_string()}))
+        .collect();
     json!({
         "signal": signal,
         "cell": cell,
+        "routes": routes,
+        "screen_text": question.as_ref().and_then(Question::screen_text),
         "kind": ui_spec["kind"].as_str().unwrap_or("text"),
         "prompt": ui_spec["prompt"].as_str().unwrap_or("(no question text)"),
         "hint": ui_spec["hint"].as_str(),
@@ -335,4 +373,146 @@ pub(crate) fn wait(ui_spec: &Value, signal: &str, cell: &str) -> Value {
         "max_rating": ui_spec["max_rating"].as_u64().unwrap_or(5),
         "html": ui_spec["html"].as_str(),
     })
+}
+
+/// The bars of a session's waterfall: each cell (depth 0) with its LLM calls, tool results and waits
+/// for a human (depth 1), placed by their start after the session's; and the span they cover (µs).
+pub(crate) fn waterfall_bars(s: &Session, events: &[StoredEvent]) -> (Vec<Bar>, i64) {
+    let origin = s.started_at.micros();
+    let mut bars: Vec<Bar> = Vec::new();
+    let mut open_cells: Vec<usize> = Vec::new();
+    let mut asked_at: Option<i64> = None;
+    let mut end = s.ended_at.map_or(origin, |t| t.micros());
+    let mut cell_cost = MicroUsd::ZERO;
+    for stored in events {
+        let e = &stored.event;
+        let at = e.ts_us.micros() - origin;
+        end = end.max(e.ts_us.micros());
+        let took = e.duration_us.unwrap_or(0).max(0);
+        match e.kind {
+            EventKind::CellStart => {
+                cell_cost = MicroUsd::ZERO;
+                open_cells.push(bars.len());
+                bars.push(Bar {
+                    label: e.cell_name.clone().unwrap_or_default(),
+                    kind: "cell",
+                    depth: 0,
+                    start_us: at,
+                    duration_us: 0,
+                    note: String::new(),
+                    route: None,
+                });
+            }
+            EventKind::CellComplete | EventKind::CellError => {
+                let waited = e.kind == EventKind::CellError && error_code(e) == Some(codes::H_WAITING.code);
+                if let Some(bar) = open_cells.pop().and_then(|i| bars.get_mut(i)) {
+                    bar.duration_us = (at - bar.start_us).max(took);
+                    bar.kind = match (e.kind, waited) {
+                        (EventKind::CellComplete, _) => "cell",
+                        (_, true) => "wait",
+                        _ => "error",
+                    };
+                    bar.note = duration_us(bar.duration_us);
+                    if cell_cost.micros() > 0 {
+                        bar.note.push_str(&format!(" · {}", money(cell_cost)));
+                    }
+                    bar.route = e.metadata.get("route").and_then(Value::as_str).map(str::to_owned);
+                }
+            }
+            EventKind::LlmResponse | EventKind::LlmError | EventKind::ToolResult => {
+                let cost = e.cost.unwrap_or(MicroUsd::ZERO);
+                cell_cost += cost;
+                let (label, kind) = if e.kind == EventKind::ToolResult {
+                    (
+                        format!(
+                            "tool {}",
+                            e.metadata.get("tool").and_then(Value::as_str).unwrap_or("")
+                        ),
+                        "tool",
+                    )
+                } else {
+                    (
+                        format!(
+                            "LLM {}",
+                            e.model
+                                .clone()
+                                .or_else(|| e.model_requested.clone())
+                                .unwrap_or_default()
+                        ),
+                        if e.kind == EventKind::LlmError {
+                            "error"
+                        } else {
+                            "llm"
+                        },
+                    )
+                };
+                let mut note = duration_us(took);
+                if cost.micros() > 0 {
+                    note.push_str(&format!(" · {}", money(cost)));
+                }
+                bars.push(Bar {
+                    label,
+                    kind,
+                    depth: 1,
+                    start_us: (at - took).max(0),
+                    duration_us: took,
+                    note,
+                    route: None,
+                });
+            }
+            EventKind::CheckpointCreated => asked_at = Some(at),
+            EventKind::CheckpointResolved => {
+                let from = asked_at.take().unwrap_or(at);
+                bars.push(Bar {
+                    label: "human answer".into(),
+                    kind: "wait",
+                    depth: 1,
+                    start_us: from,
+                    duration_us: at - from,
+                    note: format!(
+                        "{} · by {}",
+                        duration_us(at - from),
+                        e.metadata
+                            .get("source")
+                            .and_then(Value::as_str)
+                            .unwrap_or("someone")
+                    ),
+                    // The route a screen's answer took.
+                    route: e.content.get("_route").and_then(Value::as_str).map(str::to_owned),
+                });
+            }
+            _ => {}
+        }
+    }
+    if let Some(from) = asked_at {
+        // Still waiting (or the run stopped waiting): the wait runs to the end of the picture.
+        let now = if s.status == SessionStatus::Waiting {
+            Timestamp::now().micros()
+        } else {
+            end
+        };
+        end = end.max(now);
+        bars.push(Bar {
+            label: "human answer".into(),
+            kind: "wait",
+            depth: 1,
+            start_us: from,
+            duration_us: now - origin - from,
+            note: "waiting".into(),
+            route: None,
+        });
+    }
+    (bars, end - origin)
+}
+
+/// The facts two runs are compared by: the header of [`session_page`], the path of cells and each
+/// cell's duration and cost.
+pub(crate) fn run_facts(s: &Session, events: &[StoredEvent], roots: &[PathBuf]) -> Value {
+    let (header, cells) = session_page(s, events, roots);
+    let path: Vec<Value> = cells
+        .iter()
+        .filter(|c| c["name"] != "(cascade)")
+        .map(|c| json!({"name": c["name"], "status": c["status"], "duration": c["duration"], "cost": c["cost"]}))
+        .collect();
+    json!({"header": header, "path": path})
 }

@@ -12,6 +12,7 @@
 mod api;
 mod browser;
 mod hostile;
+mod pictures;
 mod security;
 mod sql;
 mod stream;

@@ -7,9 +7,10 @@
   var cursor = facts.dataset.cursor || "0";
   var live = document.getElementById("live");
   var title = document.querySelector(".live-title");
-  if (title) title.hidden = false;
   var source = new EventSource("/api/v1/sessions/" + encodeURIComponent(id) + "/events?cursor=" + encodeURIComponent(cursor));
+  // The heading shows with the first live row, so a waiting session has no empty "Live" section.
   function row(text, cls) {
+    if (title) title.hidden = false;
     var li = document.createElement("li");
     if (cls) li.className = cls;
     li.textContent = text;
@@ -26,10 +27,16 @@
     row("finished: reloading the full view", "done");
     window.setTimeout(function () { window.location.reload(); }, 300);
   });
+  // A run that starts waiting for a human: reload, so the page shows the question and its buttons.
+  source.addEventListener("checkpoint_created", function () {
+    source.close();
+    row("waiting for a human: reloading to show the question", "checkpoint_created");
+    window.setTimeout(function () { window.location.reload(); }, 400);
+  });
   // Every event kind is a named SSE event; listen to the ones a person wants to see as they happen.
   ["cascade_start", "cell_start", "cell_complete", "cell_error", "llm_response", "llm_error", "tool_call",
    "tool_result", "validation", "ward", "retry", "candidate_start", "candidate_complete", "evaluation",
-   "child_start", "cascade_complete", "cascade_error", "cascade_cancelled", "checkpoint_waiting"].forEach(function (kind) {
+   "child_start", "cascade_complete", "cascade_error", "cascade_cancelled", "checkpoint_resolved"].forEach(function (kind) {
     source.addEventListener(kind, function (e) {
       var ev;
       try { ev = JSON.parse(e.data); } catch (err) { return; }

@@ -10,6 +10,8 @@
 //! (polls the store for the signal, so another process can answer while this one waits), and the CLI's
 //! terminal prompt, which implements [`Human`] itself on top of [`StoreAnswers`].
 
+mod screen;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +20,8 @@ use rvbbit_core::{SessionId, SessionStatus, Timestamp};
 use rvbbit_store::{CheckpointStatus, Signal, SignalStatus, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+pub use self::screen::Route;
 
 /// What kind of answer a question wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +75,12 @@ pub struct Question {
     pub cell: String,
     /// The signal that answers it: `rvbbit signal send SESSION <signal> --value JSON`.
     pub signal: String,
+    /// The id of the waiting signal registered for this visit of the cell. A cell visited again (a
+    /// screen routing back to an earlier cell) asks again under the same name, and only the answer to
+    /// this visit's signal counts. `None` in questions recorded before it existed (any answer fired
+    /// under the name then counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal_id: Option<String>,
     /// What kind of answer it wants.
     pub kind: QuestionKind,
     /// The question text (rendered).
@@ -90,6 +100,9 @@ pub struct Question {
     /// The rendered HTML of a screen cell.
     #[serde(default)]
     pub html: Option<String>,
+    /// The handoffs of a screen cell: its routes when the HTML has no route buttons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub handoffs: Vec<String>,
     /// When waiting gives up (the cell's `timeout_seconds`), if ever.
     #[serde(default)]
     pub timeout_at: Option<Timestamp>,
@@ -294,6 +307,8 @@ impl StoreAnswers {
         Ok(signals
             .into_iter()
             .filter(|s| s.session_id.as_ref() == Some(&question.session_id))
+            // An earlier visit's answer (same name, older signal) is not this visit's answer.
+            .filter(|s| question.signal_id.as_ref().is_none_or(|id| *id == s.signal_id))
             .find(|s| s.status == SignalStatus::Fired)
             .map(|s| {
                 Answer::new(
@@ -442,6 +457,7 @@ mod tests {
             session_id: "s-1".parse().unwrap(),
             cell: "c".into(),
             signal: "c".into(),
+            signal_id: None,
             kind,
             prompt: "?".into(),
             options: vec![
@@ -458,6 +474,7 @@ mod tests {
             hint: None,
             output: None,
             html: None,
+            handoffs: Vec::new(),
             timeout_at: None,
         }
     }
