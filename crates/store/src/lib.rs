@@ -42,8 +42,8 @@ use std::sync::Arc;
 pub use error::{Error, Result};
 pub use heartbeat::Heartbeat;
 pub use model::{
-    ApiKey, CacheEntry, Checkpoint, CheckpointStatus, Cleanup, CostGroup, CostRow, EventFilter, Record,
-    Session, SessionFilter, SessionSummary, Signal, SignalStatus, StoreStatus, StoredEvent,
+    ApiKey, CacheEntry, Checkpoint, CheckpointStatus, Cleanup, CostGroup, CostRow, EventFilter, Prune,
+    Record, Session, SessionFilter, SessionSummary, Signal, SignalStatus, StoreStatus, StoredEvent,
 };
 pub use traits::{ApiKeyStore, CheckpointStore, EventSink, ResultCache, SessionStore, SignalStore, Store};
 pub use writer::{Writer, WriterHandle, WriterOptions, WriterStats};

@@ -182,6 +182,11 @@ pub(crate) fn current(conn: &Connection) -> Result<i64, Fail> {
 
 /// Apply every pending migration; returns the names applied.
 pub(crate) fn apply(conn: &mut Connection, url: &str) -> Result<Vec<String>, Fail> {
+    // The common case at start-up: the schema is current. One read, no write transaction, so opening a
+    // store never waits for another process's writer (issue 21).
+    if current(conn)? == latest() {
+        return Ok(Vec::new());
+    }
     let mut applied = Vec::new();
     for m in MIGRATIONS {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
