@@ -1,7 +1,8 @@
 //! How rvbbit function calls run: per statement, distinct calls are served from the statement's memo,
 //! then from the persistent result cache (one batched store read), and the rest run through the engine
 //! concurrently, bounded by the provider's concurrency limit. Every run is a session under the statement's
-//! caller id; every cache hit is a `cache_hit` event at zero cost carrying the avoided cost.
+//! caller id. Cache hits write nothing per hit: the statement counts them ([`HitSummary`]) and
+//! records one `cache_hit` summary event when it ends (count, avoided cost, keys by digest and sample).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use std::time::Instant;
 
 use rvbbit_cascade::validate::{Options, validate_loaded};
 use rvbbit_cascade::{Catalog, Severity, load_str};
-use rvbbit_core::{CallerId, CostStatus, Event, EventKind, MicroUsd, SessionId, SessionStatus, Timestamp};
+use rvbbit_core::{CallerId, MicroUsd, SessionStatus, Timestamp};
 use rvbbit_engine::{CancellationToken, Engine, Outcome, RunRequest, Sampling};
 use rvbbit_store::{Store, WriterHandle};
 use serde_json::{Map, Value, json};
@@ -20,6 +21,11 @@ use tokio::sync::{OnceCell, Semaphore};
 
 /// Version of the cache value layout and of the `rvbbit_udf` prompt; bump to invalidate old entries.
 const CACHE_LAYOUT: u32 = 1;
+
+/// Engine runs in flight per unit of [`Settings::concurrency`]: while `concurrency` runs wait on the
+/// provider, as many more set up and finish around them (issue 21: without it, each wave of calls waited
+/// for the previous wave's bookkeeping, 1.22x the physical limit).
+pub(crate) const RUN_WINDOW: usize = 2;
 
 /// The in-memory cascade behind `rvbbit_udf`: one LLM cell, one turn. Its content hash is part of every
 /// `rvbbit_udf` cache key, so editing this prompt misses the cache.
@@ -43,8 +49,10 @@ cells:
 /// Settings of the SQL door, normally from configuration.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Most rvbbit function calls (engine runs) in flight at once, across all sessions of this runtime
-    /// (`provider.max_concurrency`). At least 1.
+    /// Most LLM requests in flight at once (`provider.max_concurrency`, enforced by the provider
+    /// client). At least 1. The runtime keeps up to twice as many engine runs started,
+    /// across all sessions, so a provider slot that frees finds the next request already prepared
+    /// instead of waiting for a run to set up (no gap between waves of calls).
     pub concurrency: usize,
     /// The model used when a call names none (`default_model`); part of every cache key.
     pub default_model: String,
@@ -208,6 +216,76 @@ pub(crate) struct Counters {
     pub(crate) avoided_micros: AtomicI64,
 }
 
+/// How many keys a `cache_hit` summary event names in full (the rest by the digest).
+pub(crate) const HIT_KEY_SAMPLE: usize = 8;
+
+/// The cache hits of one statement, recorded as one `cache_hit` event when it ends: how many per
+/// function, and the keys by reference (a SHA-256 over every hit key in the order served, plus the first
+/// [`HIT_KEY_SAMPLE`] keys), so a statement of 100,000 hits writes one small event.
+#[derive(Default)]
+pub(crate) struct HitSummary {
+    /// Hits of `rvbbit_udf`, `rvbbit_run` and `rvbbit_run_batch`.
+    pub(crate) by_function: [u64; 3],
+    /// SHA-256 over the hit keys, each followed by a newline.
+    digest: Sha256,
+    /// The first keys served.
+    pub(crate) sample: Vec<String>,
+}
+
+impl std::fmt::Debug for HitSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HitSummary")
+            .field("by_function", &self.by_function)
+            .field("sample", &self.sample)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HitSummary {
+    fn add(&mut self, call: &Call) {
+        let i = match call.kind {
+            CallKind::Udf { .. } => 0,
+            CallKind::Run { .. } => 1,
+            CallKind::Batch { .. } => 2,
+        };
+        self.by_function[i] += 1;
+        self.digest.update(call.key.as_bytes());
+        self.digest.update(b"\n");
+        if self.sample.len() < HIT_KEY_SAMPLE {
+            self.sample.push(call.key.clone());
+        }
+    }
+
+    /// The hits counted.
+    pub(crate) fn count(&self) -> u64 {
+        self.by_function.iter().sum()
+    }
+
+    /// The metadata of the summary event: `count`, `avoided_cost_micro_usd`, `functions` (hits per
+    /// function name) and `keys` (`sha256` over every key, `sample` of the first ones).
+    pub(crate) fn metadata(&self, avoided_micros: i64) -> Value {
+        let mut functions = Map::new();
+        for (name, n) in ["rvbbit_udf", "rvbbit_run", "rvbbit_run_batch"]
+            .iter()
+            .zip(self.by_function)
+        {
+            if n > 0 {
+                functions.insert((*name).to_owned(), json!(n));
+            }
+        }
+        json!({
+            "summary": true,
+            "count": self.count(),
+            "avoided_cost_micro_usd": avoided_micros,
+            "functions": functions,
+            "keys": {
+                "sha256": hex::encode(self.digest.clone().finalize()),
+                "sample": self.sample,
+            },
+        })
+    }
+}
+
 /// One SQL statement: its caller id, counters, memo of answers and loaded cascades.
 #[derive(Debug)]
 pub(crate) struct Statement {
@@ -218,6 +296,8 @@ pub(crate) struct Statement {
     answered: Mutex<HashMap<String, Answer>>,
     cascades: Mutex<HashMap<String, Result<Arc<LoadedCascade>, String>>>,
     pub(crate) first_error: Mutex<Option<String>>,
+    /// The statement's cache hits, for its one `cache_hit` event.
+    pub(crate) hits: Mutex<HitSummary>,
     /// `PARALLEL n` of a MAP statement: at most n of its calls at once (below the runtime's limit).
     pub(crate) parallel: std::sync::OnceLock<Arc<Semaphore>>,
     /// `budget_dollars` of a MAP statement, in micro-dollars: no new call starts once the statement's
@@ -243,6 +323,7 @@ impl Statement {
             answered: Mutex::new(HashMap::new()),
             cascades: Mutex::new(HashMap::new()),
             first_error: Mutex::new(None),
+            hits: Mutex::new(HitSummary::default()),
             parallel: std::sync::OnceLock::new(),
             budget: std::sync::OnceLock::new(),
             notes: Mutex::new(Vec::new()),
@@ -265,9 +346,20 @@ impl Statement {
         self
     }
 
-    fn cell(&self, key: &str) -> Arc<OnceCell<Answer>> {
+    /// The memo cells of `calls` (one lock for the whole batch).
+    fn cells(&self, calls: &[Call]) -> Vec<Arc<OnceCell<Answer>>> {
         let mut memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
-        memo.entry(key.to_owned()).or_default().clone()
+        calls
+            .iter()
+            .map(|c| match memo.get(&c.key) {
+                Some(cell) => cell.clone(),
+                None => {
+                    let cell = Arc::new(OnceCell::new());
+                    memo.insert(c.key.clone(), cell.clone());
+                    cell
+                }
+            })
+            .collect()
     }
 
     /// The answer an earlier batch of this statement got for the same arguments.
@@ -308,7 +400,9 @@ impl Runtime {
         }
         Ok(Runtime {
             sources: Arc::new(sources),
-            permits: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+            permits: Arc::new(Semaphore::new(
+                settings.concurrency.max(1).saturating_mul(RUN_WINDOW),
+            )),
             engine,
             store,
             writer,
@@ -329,17 +423,16 @@ impl Runtime {
         sampling: Sampling,
         cache: bool,
     ) -> Call {
-        let effective = model.unwrap_or(&self.settings.default_model);
-        let key = cache_key(&json!({
-            "fn": "rvbbit_udf",
-            "layout": CACHE_LAYOUT,
-            "cascade": self.udf.hash,
-            "instructions": instructions,
-            "value": value,
-            "model": effective,
-            "temperature": sampling.temperature,
-            "max_tokens": sampling.max_tokens,
-        }));
+        let key = udf_key(&UdfKey {
+            cascade: &self.udf.hash,
+            function: "rvbbit_udf",
+            instructions,
+            layout: CACHE_LAYOUT,
+            max_tokens: sampling.max_tokens,
+            model: model.unwrap_or(&self.settings.default_model),
+            temperature: sampling.temperature,
+            value,
+        });
         Call {
             key,
             cache,
@@ -525,8 +618,9 @@ impl Runtime {
 
     /// Answer distinct `calls` (in order): memo, then the persistent cache, then concurrent runs.
     pub(crate) async fn answer(&self, stmt: &Arc<Statement>, calls: Vec<Call>) -> Vec<Answer> {
-        let cells: Vec<Arc<OnceCell<Answer>>> = calls.iter().map(|c| stmt.cell(&c.key)).collect();
-        // The persistent cache, in one read for the whole batch.
+        let cells = stmt.cells(&calls);
+        // The persistent cache, in one read for the whole batch that writes nothing: the hits are
+        // counted here and recorded once, when the statement ends.
         let wanted: Vec<usize> = (0..calls.len())
             .filter(|&i| calls[i].cache && !cells[i].initialized())
             .collect();
@@ -534,63 +628,64 @@ impl Runtime {
             && !wanted.is_empty()
         {
             let keys: Vec<String> = wanted.iter().map(|&i| calls[i].key.clone()).collect();
-            match store.cache_get_many(&keys, Timestamp::now()).await {
-                Ok(found) => {
-                    for (&i, entry) in wanted.iter().zip(found) {
-                        let Some(entry) = entry else { continue };
-                        if let Some(answer) = self.cached_answer(stmt, &calls[i], &entry.value).await {
-                            // Another batch of the statement may have set it meanwhile: same answer.
-                            let _ = cells[i].set(answer);
-                        }
-                    }
-                }
+            match store.cache_peek_many(&keys, Timestamp::now()).await {
+                Ok(found) => self.serve_hits(stmt, &calls, &cells, &wanted, found),
                 Err(e) => tracing::warn!(error = %e, "Result cache unreadable; running the calls"),
             }
         }
-        let futures = calls
+        // Calls answered already (memo or cache) need no future; the rest run concurrently.
+        let mut known: Vec<Option<Answer>> = cells.iter().map(|c| c.get().cloned()).collect();
+        let open: Vec<usize> = (0..calls.len()).filter(|&i| known[i].is_none()).collect();
+        let futures = open.iter().map(|&i| {
+            let (call, cell) = (&calls[i], &cells[i]);
+            async move { cell.get_or_init(|| self.execute(stmt, call)).await.clone() }
+        });
+        let ran = futures::future::join_all(futures).await;
+        for (i, answer) in open.into_iter().zip(ran) {
+            known[i] = Some(answer);
+        }
+        known
             .into_iter()
-            .zip(cells)
-            .map(|(call, cell)| async move { cell.get_or_init(|| self.execute(stmt, &call)).await.clone() });
-        futures::future::join_all(futures).await
+            .map(|a| {
+                a.unwrap_or_else(|| {
+                    let message = "a call of the batch got no answer; this is a bug".to_owned();
+                    Answer::Failed {
+                        document: json!({"error": message, "status": "failed"}),
+                        message,
+                    }
+                })
+            })
+            .collect()
     }
 
-    /// A cache entry turned into an answer (and logged as a hit), or `None` when it is unreadable.
-    async fn cached_answer(&self, stmt: &Statement, call: &Call, stored: &Value) -> Option<Answer> {
-        if stored.get("layout").and_then(Value::as_u64) != Some(u64::from(CACHE_LAYOUT)) {
-            return None;
-        }
-        let value = stored.get("value")?.clone();
-        let avoided = stored.get("cost_micro_usd").and_then(Value::as_i64).unwrap_or(0);
-        stmt.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-        stmt.counters.avoided_micros.fetch_add(avoided, Ordering::Relaxed);
-        if let Some(writer) = &self.writer {
-            let session = stored
-                .get("session_id")
-                .and_then(Value::as_str)
-                .and_then(|s| s.parse::<SessionId>().ok())
-                .unwrap_or_else(SessionId::new_woodland);
-            let mut event = Event::new(EventKind::CacheHit, session, 0);
-            event.caller_id = Some(stmt.caller_id.clone());
-            event.cascade_id = stored
-                .get("cascade_id")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            event.cost = Some(MicroUsd::ZERO);
-            event.cost_status = CostStatus::Exact;
-            event.metadata = json!({
-                "function": match call.kind {
-                CallKind::Udf { .. } => "rvbbit_udf",
-                CallKind::Run { .. } => "rvbbit_run",
-                CallKind::Batch { .. } => "rvbbit_run_batch",
-            },
-                "cache_key": call.key,
-                "avoided_cost_micro_usd": avoided,
-            });
-            if let Err(e) = writer.event(event).await {
-                tracing::warn!(error = %e, "Cache-hit event not recorded");
+    /// Serve the entries found for `wanted` calls: set their memo cells and count the hits (one lock).
+    fn serve_hits(
+        &self,
+        stmt: &Statement,
+        calls: &[Call],
+        cells: &[Arc<OnceCell<Answer>>],
+        wanted: &[usize],
+        found: Vec<Option<rvbbit_store::CacheEntry>>,
+    ) {
+        let mut avoided_total = 0i64;
+        let mut served = 0u64;
+        let mut hits = stmt.hits.lock().unwrap_or_else(|p| p.into_inner());
+        for (&i, entry) in wanted.iter().zip(found) {
+            let Some((answer, avoided)) = entry.and_then(|e| cached_answer(e.value)) else {
+                continue;
+            };
+            // Another batch of the statement may have set it meanwhile: same answer, counted there.
+            if cells[i].set(answer).is_ok() {
+                hits.add(&calls[i]);
+                served += 1;
+                avoided_total = avoided_total.saturating_add(avoided);
             }
         }
-        Some(Answer::Ok(value))
+        drop(hits);
+        stmt.counters.cache_hits.fetch_add(served, Ordering::Relaxed);
+        stmt.counters
+            .avoided_micros
+            .fetch_add(avoided_total, Ordering::Relaxed);
     }
 
     /// Run one call through the engine; successes go to the persistent cache.
@@ -746,6 +841,17 @@ fn load_cascade_text(path: &Path, text: &str, engine: &Engine) -> Result<LoadedC
     })
 }
 
+/// A cache entry as an answer and the cost it avoids, or `None` when it is of another layout or
+/// unreadable (the call then runs).
+fn cached_answer(mut stored: Value) -> Option<(Answer, i64)> {
+    if stored.get("layout").and_then(Value::as_u64) != Some(u64::from(CACHE_LAYOUT)) {
+        return None;
+    }
+    let avoided = stored.get("cost_micro_usd").and_then(Value::as_i64).unwrap_or(0);
+    let value = stored.get_mut("value")?.take();
+    Some((Answer::Ok(value), avoided))
+}
+
 fn failure_message(outcome: &Outcome) -> String {
     match &outcome.error {
         Some(e) => format!("[{}] {e}", e.code().code),
@@ -814,6 +920,49 @@ fn parsed_if_json(output: &Value) -> Value {
     output.clone()
 }
 
+/// The fields of an `rvbbit_udf` cache key, in sorted order: serialised as they stand they give the same
+/// text as [`canonical`] of the same object, without building it (one per distinct row).
+#[derive(serde::Serialize)]
+struct UdfKey<'a> {
+    cascade: &'a str,
+    #[serde(rename = "fn")]
+    function: &'static str,
+    instructions: &'a str,
+    layout: u32,
+    max_tokens: Option<u32>,
+    model: &'a str,
+    temperature: Option<f64>,
+    value: &'a str,
+}
+
+/// SHA-256 hex of an `rvbbit_udf` key: equal to `cache_key` of the same fields as a JSON object.
+fn udf_key(fields: &UdfKey<'_>) -> String {
+    let mut hasher = HashWriter(Sha256::new());
+    match serde_json::to_writer(&mut hasher, fields) {
+        Ok(()) => hex::encode(hasher.0.finalize()),
+        // Serialising strings and numbers into a hasher cannot fail; should it, the slow path gives the
+        // same key (and a value it cannot build gets a key of its own: a miss, never another's answer).
+        Err(_) => serde_json::to_value(fields).map_or_else(
+            |_| format!("unkeyable-{}", rvbbit_core::woodland_name()),
+            |v| cache_key(&v),
+        ),
+    }
+}
+
+/// Feeds what is written into a SHA-256.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// SHA-256 hex of the canonical JSON (object keys sorted at every level) of `value`.
 pub(crate) fn cache_key(value: &Value) -> String {
     hex::encode(Sha256::digest(canonical(value).to_string().as_bytes()))
@@ -846,5 +995,76 @@ mod tests {
         let b = json!({"a": {"x": null, "y": [1, {"c": 3, "d": 2}]}, "b": 1});
         assert_eq!(cache_key(&a), cache_key(&b));
         assert_ne!(cache_key(&a), cache_key(&json!({"b": 2})));
+    }
+
+    /// The direct `rvbbit_udf` key is the key earlier versions computed, so existing caches still hit.
+    #[test]
+    fn udf_key_equals_the_canonical_key() {
+        let cases = [
+            ("Tag", "v1", "m/x", Some(0.0), None),
+            (
+                "Say \"hi\"\n\ttwice",
+                "naïve — ünïcode \u{1f600} \\ \u{7}",
+                "",
+                Some(1.25),
+                Some(7),
+            ),
+            ("", "", "model", None, Some(u32::MAX)),
+            ("x", "y", "z", Some(2.0), Some(1)),
+        ];
+        for (instructions, value, model, temperature, max_tokens) in cases {
+            let slow = cache_key(&json!({
+                "fn": "rvbbit_udf",
+                "layout": CACHE_LAYOUT,
+                "cascade": "abc123",
+                "instructions": instructions,
+                "value": value,
+                "model": model,
+                "temperature": temperature,
+                "max_tokens": max_tokens,
+            }));
+            let fast = udf_key(&UdfKey {
+                cascade: "abc123",
+                function: "rvbbit_udf",
+                instructions,
+                layout: CACHE_LAYOUT,
+                max_tokens,
+                model,
+                temperature,
+                value,
+            });
+            assert_eq!(fast, slow, "{instructions:?} {value:?}");
+        }
+    }
+
+    #[test]
+    fn a_hit_summary_names_keys_by_reference() {
+        let call = |key: &str| Call {
+            key: key.to_owned(),
+            cache: true,
+            kind: CallKind::Udf {
+                input: Value::Null,
+                model: None,
+                sampling: Sampling::default(),
+            },
+            source: None,
+        };
+        let mut summary = HitSummary::default();
+        for i in 0..100 {
+            summary.add(&call(&format!("k{i}")));
+        }
+        let meta = summary.metadata(1234);
+        assert_eq!(meta["count"], 100);
+        assert_eq!(meta["avoided_cost_micro_usd"], 1234);
+        assert_eq!(meta["functions"], json!({"rvbbit_udf": 100}));
+        assert_eq!(
+            meta["keys"]["sample"].as_array().map(Vec::len),
+            Some(HIT_KEY_SAMPLE)
+        );
+        let mut expected = Sha256::new();
+        for i in 0..100 {
+            expected.update(format!("k{i}\n").as_bytes());
+        }
+        assert_eq!(meta["keys"]["sha256"], hex::encode(expected.finalize()));
     }
 }

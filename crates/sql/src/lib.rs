@@ -16,8 +16,8 @@
 //! - the settings `rvbbit.udf_errors` (`null`, `raise`, `text`) and `rvbbit.cache` (`on`, `off`).
 //!
 //! Both functions are async and batched (`calls.rs`): per batch, rows with a NULL argument give NULL,
-//! duplicate calls are made once, cache hits (one store read per batch) are served without a call and
-//! logged as `cache_hit` events, and the rest run concurrently under [`Settings::concurrency`]. Each
+//! duplicate calls are made once, cache hits (one read-only store read per batch) are served without a
+//! call and counted for the statement's one `cache_hit` summary event, and the rest run concurrently under [`Settings::concurrency`]. Each
 //! statement ([`SqlSession::execute`]) gets a fresh caller id `sql-<woodland>` that every session it
 //! starts carries, and ends with a `sql_query` event summarising it.
 //!

@@ -19,7 +19,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::DFParserBuilder;
 use datafusion::sql::sqlparser::dialect::{Dialect, dialect_from_str};
 use datafusion::sql::sqlparser::parser::ParserError;
-use rvbbit_core::{CallerId, Event, EventKind, MicroUsd, Origin, SessionId};
+use rvbbit_core::{CallerId, CostStatus, Event, EventKind, MicroUsd, Origin, SessionId};
 use rvbbit_engine::Engine;
 use rvbbit_store::{Store, WriterHandle};
 use serde::Serialize;
@@ -445,6 +445,21 @@ impl SqlSession {
         let Ok(session) = stmt.caller_id.as_str().parse::<SessionId>() else {
             return;
         };
+        if stats.cache_hits > 0 {
+            // One event for all of the statement's hits, however many rows they served.
+            let mut hit = Event::new(EventKind::CacheHit, session.clone(), 0);
+            hit.caller_id = Some(stmt.caller_id.clone());
+            hit.cost = Some(MicroUsd::ZERO);
+            hit.cost_status = CostStatus::Exact;
+            hit.metadata = stmt
+                .hits
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .metadata(stats.avoided_cost.micros());
+            if let Err(e) = writer.event(hit).await {
+                tracing::warn!(error = %e, "cache_hit event not recorded");
+            }
+        }
         let mut event = Event::new(EventKind::SqlQuery, session, 0);
         event.caller_id = Some(stmt.caller_id.clone());
         event.duration_us = Some(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX));

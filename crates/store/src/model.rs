@@ -445,7 +445,8 @@ pub struct StoreStatus {
     pub sessions: u64,
     /// Entries in the result cache.
     pub cache_entries: u64,
-    /// Hits served by the result cache (the sum of its entries' hit counts).
+    /// Hits served by the result cache: the sum of its entries' hit counts plus the `count` of every
+    /// `cache_hit` summary event (hits read with [`crate::ResultCache::cache_peek_many`]).
     pub cache_hits: u64,
     /// Rows in the signals table.
     pub signals: u64,
@@ -465,6 +466,24 @@ pub struct Cleanup {
     pub deleted: Vec<SessionId>,
     /// Events deleted with them.
     pub deleted_events: u64,
+}
+
+/// What a prune removed (or, with a dry run, would remove): everything older than a cutoff that no live
+/// session needs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Prune {
+    /// Finished sessions (not `running` or `waiting`) that ended before the cutoff.
+    pub sessions: u64,
+    /// Their events, plus older events of no session record (such as a SQL statement's `sql_query`
+    /// and `cache_hit` events, filed under its caller id).
+    pub events: u64,
+    /// Checkpoints of those sessions.
+    pub checkpoints: u64,
+    /// Signals no longer waiting, created before the cutoff.
+    pub signals: u64,
+    /// Result-cache entries expired by now.
+    pub cache_entries: u64,
 }
 
 /// An API key of the HTTP door. Only a SHA-256 hash of the secret is kept; the secret itself is shown

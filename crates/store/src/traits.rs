@@ -7,6 +7,7 @@
 //! never leaves a half-written batch: a batch is committed whole or not at all.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use rvbbit_core::{Event, SessionId, SessionStatus, Timestamp};
@@ -14,8 +15,8 @@ use serde_json::Value;
 
 use crate::error::Result;
 use crate::model::{
-    ApiKey, CacheEntry, Checkpoint, CheckpointStatus, Cleanup, CostGroup, CostRow, EventFilter, Session,
-    SessionFilter, SessionSummary, Signal, StoreStatus, StoredEvent,
+    ApiKey, CacheEntry, Checkpoint, CheckpointStatus, Cleanup, CostGroup, CostRow, EventFilter, Prune,
+    Session, SessionFilter, SessionSummary, Signal, StoreStatus, StoredEvent,
 };
 
 /// Where events go and how they are read back.
@@ -192,6 +193,15 @@ pub trait ResultCache: Send + Sync {
         Ok(out)
     }
 
+    /// The live entries for `keys` at `now`, in the order of `keys`, read without counting hits: a
+    /// read-only lookup that writes nothing, so a statement served from the cache grows no table and no
+    /// log. Callers that serve many hits record them once themselves (the SQL door writes one
+    /// `cache_hit` summary event per statement, whose `count` [`crate::StoreStatus::cache_hits`] adds).
+    /// The default asks [`ResultCache::cache_get_many`], which counts.
+    async fn cache_peek_many(&self, keys: &[String], now: Timestamp) -> Result<Vec<Option<CacheEntry>>> {
+        self.cache_get_many(keys, now).await
+    }
+
     /// Store `value` under `key` (replacing any entry), expiring at `expires_at` if given.
     async fn cache_put(
         &self,
@@ -299,6 +309,24 @@ pub trait Store:
 
     /// Reclaim space (SQLite: checkpoint the WAL and `VACUUM`).
     async fn compact(&self) -> Result<()>;
+
+    /// Write one batch of the buffered [`crate::Writer`]: `events`, then `sessions`; returns how many
+    /// events were new. Backends override it to write both in one transaction (SQLite: one
+    /// `BEGIN IMMEDIATE`, prepared statements, one commit per batch); the default calls
+    /// [`EventSink::append`], then [`SessionStore::put_sessions`]. The batch is shared, not copied, so a
+    /// retry after [`crate::Error::Busy`] sends the same records again.
+    async fn write_batch(&self, events: Arc<Vec<Event>>, sessions: Arc<Vec<Session>>) -> Result<u64> {
+        let n = self.append(&events).await?;
+        self.put_sessions(&sessions).await?;
+        Ok(n)
+    }
+
+    /// Delete, in one transaction, what is older than `before` and no live session needs: finished
+    /// sessions that ended before it with their events and checkpoints, events before it that belong to
+    /// no session record, signals no longer waiting, and cache entries expired at `now`. `running` and
+    /// `waiting` sessions are never touched. With `dry_run` nothing changes and the counts say what would
+    /// go. The space is reused by later writes; [`Store::compact`] gives it back to the file system.
+    async fn prune(&self, before: Timestamp, now: Timestamp, dry_run: bool) -> Result<Prune>;
 
     /// Write every table as JSON Lines (`<table>.jsonl`) into `dir`; returns (table, rows) pairs.
     async fn backup(&self, dir: &Path) -> Result<Vec<(String, u64)>>;

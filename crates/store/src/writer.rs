@@ -311,8 +311,8 @@ impl Task {
         if self.buffered() == 0 {
             return;
         }
-        let events = std::mem::take(&mut self.events);
-        let sessions = std::mem::take(&mut self.sessions);
+        let events = Arc::new(std::mem::take(&mut self.events));
+        let sessions = Arc::new(std::mem::take(&mut self.sessions));
         let Some(store) = self.store.clone() else {
             self.spill_records(events, sessions);
             return;
@@ -323,14 +323,10 @@ impl Task {
         }
         let mut attempt = 0;
         loop {
-            // Events before session records: a reader that sees a session finished (its final record)
-            // also sees every event written before it (live streams rely on this).
-            let result = async {
-                let n = store.append(&events).await?;
-                store.put_sessions(&sessions).await?;
-                Ok::<u64, Error>(n)
-            }
-            .await;
+            // Events before session records, in one transaction where the backend can: a reader that
+            // sees a session finished (its final record) also sees every event written before it (live
+            // streams rely on this).
+            let result = store.write_batch(events.clone(), sessions.clone()).await;
             match result {
                 Ok(n) => {
                     self.stats.events_written += n;
@@ -356,8 +352,11 @@ impl Task {
         }
     }
 
-    fn spill_records(&mut self, events: Vec<rvbbit_core::Event>, sessions: Vec<Session>) {
+    fn spill_records(&mut self, events: Arc<Vec<rvbbit_core::Event>>, sessions: Arc<Vec<Session>>) {
         let n = (events.len() + sessions.len()) as u64;
+        // The store no longer holds the batch, so these are the only owners (a clone otherwise).
+        let events = Arc::try_unwrap(events).unwrap_or_else(|shared| shared.as_ref().clone());
+        let sessions = Arc::try_unwrap(sessions).unwrap_or_else(|shared| shared.as_ref().clone());
         let records = sessions
             .into_iter()
             .map(|s| Record::Session(Box::new(s)))

@@ -1,11 +1,11 @@
-//! `rvbbit db init|status|migrate|compact|backup|replay|copy`.
+//! `rvbbit db init|status|migrate|compact|prune|backup|replay|copy`.
 
 use std::path::PathBuf;
 
 use serde_json::json;
 
 use super::Outcome;
-use super::storage::{block_on, fail, open, table};
+use super::storage::{block_on, duration_arg, fail, open, table};
 use crate::cli::Cli;
 use crate::output::{self, Format, Out};
 
@@ -20,6 +20,23 @@ pub(crate) enum Command {
     Migrate,
     /// Reclaim space: checkpoint the write-ahead log and VACUUM.
     Compact,
+    /// Delete what is older than --older-than and no live session needs, then compact.
+    ///
+    /// Removes finished sessions that ended before then with their events and checkpoints, older events
+    /// of no session record (SQL statements' `sql_query` and `cache_hit` events), signals no longer
+    /// waiting, and expired cache entries. Running and waiting sessions are never touched. Run it from
+    /// cron to keep the store at its documented size (docs/performance.md).
+    Prune {
+        /// Delete what is older than this (30d, 12h, ...).
+        #[arg(long, value_name = "AGE", value_parser = duration_arg)]
+        older_than: i64,
+        /// Only report what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not VACUUM afterwards (the freed pages are reused by later writes; the file keeps its size).
+        #[arg(long)]
+        no_compact: bool,
+    },
     /// Write every table as JSON Lines (<table>.jsonl) into a directory.
     Backup {
         /// The directory to write into (created if missing).
@@ -118,6 +135,40 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
                         "compacted {} ({} bytes)\n",
                         s.url,
                         s.size_bytes.unwrap_or(0)
+                    ))?,
+                }
+            }
+            Command::Prune {
+                older_than,
+                dry_run,
+                no_compact,
+            } => {
+                let now = rvbbit_core::Timestamp::now();
+                let before = store.status().await.map_err(fail)?.size_bytes;
+                let pruned = store
+                    .prune(now.add_micros(-older_than), now, *dry_run)
+                    .await
+                    .map_err(fail)?;
+                if !dry_run && !no_compact {
+                    store.compact().await.map_err(fail)?;
+                }
+                let after = store.status().await.map_err(fail)?.size_bytes;
+                match out.format {
+                    Format::Json => output::json(&json!({
+                        "status": "ok", "dry_run": dry_run, "pruned": pruned,
+                        "size_bytes_before": before, "size_bytes": after,
+                    }))?,
+                    Format::Text => output::stdout(&format!(
+                        "{} {} session(s), {} event(s), {} checkpoint(s), {} signal(s), {} expired cache \
+                         entr(ies); store {} bytes (was {})\n",
+                        if *dry_run { "would delete" } else { "deleted" },
+                        pruned.sessions,
+                        pruned.events,
+                        pruned.checkpoints,
+                        pruned.signals,
+                        pruned.cache_entries,
+                        after.unwrap_or(0),
+                        before.unwrap_or(0),
                     ))?,
                 }
             }

@@ -22,6 +22,7 @@ pub(crate) mod setup;
 pub(crate) mod signal;
 pub(crate) mod sql;
 pub(crate) mod storage;
+pub(crate) mod timings;
 pub(crate) mod validate;
 
 use rvbbit_core::config::{ConfigError, LoadOptions, Loaded};

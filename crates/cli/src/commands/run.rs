@@ -17,6 +17,7 @@ use serde_json::Value;
 use super::hitl::{HumanArgs, ProgressLine, answer_commands};
 use super::setup::Recording;
 use super::storage::{Caught, Signals, block_on};
+use super::timings::Phases;
 use super::{Coded, Failure, Outcome as CmdOutcome, load_config};
 use crate::cli::Cli;
 use crate::output::{self, Format, Out};
@@ -79,11 +80,14 @@ struct JsonOutcome {
 }
 
 pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
+    let mut phases = Phases::start("run");
     let config = load_config(cli, out)?.config;
+    phases.done("configuration");
     let mut registry = Registry::builtin();
     rvbbit_sql::register_tools(&mut registry);
     // Cascades in the tool directories are tools too (the names the validator accepts).
     registry.add_cascade_tools(&args.cascade, &config.roots);
+    phases.done("tool registry");
 
     // 1. Validate: a run never starts on an invalid file.
     let mut catalog = Catalog::builtin();
@@ -112,6 +116,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
         ));
     };
     let text = report.loaded.source.as_ref().map(|s| s.text().to_owned());
+    phases.done("load and validate");
 
     // 2. Input and session id.
     let input = parse_input(args.input.as_deref())?;
@@ -127,7 +132,9 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
     };
 
     block_on(async move {
+        phases.done("async runtime");
         let provider = provider(&config, args.record.as_deref(), args.replay.as_deref()).await?;
+        phases.done("provider");
         let mut request = RunRequest::new(cascade);
         request.input = input;
         request.session_id = session_id;
@@ -172,9 +179,11 @@ where
     F: FnOnce(Engine, CancellationToken, Option<tokio::sync::watch::Sender<Progress>>) -> Fut,
     Fut: Future<Output = Result<Outcome, rvbbit_engine::Error>>,
 {
+    let mut phases = Phases::start("execute");
     let mut signals = Signals::install()?;
     // A store that cannot be opened does not stop the run; events spill (RVB-S003).
     let (writer, store) = super::setup::store_writer(config).await;
+    phases.done("signals, store and writer");
     let line = ProgressLine::start(out);
     let mut engine = Engine::new(registry)
         .with_provider(provider)
@@ -204,7 +213,9 @@ where
         }
     };
     line.finish().await;
+    phases.done("cascade run");
     let stats = writer.shutdown().await.map_err(super::storage::fail)?;
+    phases.done("writer flush");
     let recording = Recording::of(&stats);
     let outcome = match outcome {
         Ok(o) => o,

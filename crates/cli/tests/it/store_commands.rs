@@ -255,6 +255,48 @@ fn cancel_kill_all_and_cleanup_change_the_store() {
     );
 }
 
+/// Issue 21: `db prune --older-than` deletes finished sessions and their events, keeps the running one.
+#[test]
+fn db_prune_deletes_old_finished_sessions_and_keeps_running_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path());
+    let prune = |extra: &[&str]| {
+        let out = rvbbit(dir.path())
+            .args(["db", "prune", "--older-than", "1d", "--output", "json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let dry = prune(&["--dry-run"]);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["pruned"]["sessions"], 2);
+    assert_eq!(dry["pruned"]["events"], 28, "14 events in each finished session");
+    let done = prune(&[]);
+    assert_eq!(done["pruned"], dry["pruned"]);
+    assert!(done["size_bytes"].as_u64().is_some());
+    let out = rvbbit(dir.path())
+        .args(["sessions", "list", "--output", "json"])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = doc["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["session"]["session_id"].as_str())
+        .collect();
+    assert_eq!(ids, vec!["lost-vole-03"]);
+    // Nothing older is left: a second prune deletes nothing.
+    assert_eq!(prune(&[])["pruned"]["events"], 0);
+}
+
 #[test]
 fn an_unopenable_store_exits_five_with_a_hint() {
     let dir = tempfile::tempdir().unwrap();

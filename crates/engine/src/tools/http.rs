@@ -14,7 +14,9 @@ const BODY_CAP: usize = 4 * 1024 * 1024;
 /// `body` is parsed JSON when the response is JSON, text otherwise; `_route` is `error` for 4xx/5xx.
 #[derive(Debug, Default)]
 pub struct HttpRequest {
-    client: reqwest::Client,
+    /// Built at the first request: building it (TLS roots) costs milliseconds that a run without HTTP
+    /// cells should not pay at start-up (issue 21).
+    client: std::sync::OnceLock<reqwest::Client>,
 }
 
 #[async_trait]
@@ -53,7 +55,7 @@ impl Tool for HttpRequest {
             .to_uppercase();
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| ToolError::InvalidArguments(format!("`{method}` is not an HTTP method")))?;
-        let mut req = self.client.request(method, url);
+        let mut req = self.client.get_or_init(reqwest::Client::new).request(method, url);
         if let Some(Value::Object(h)) = args.get("headers") {
             for (k, v) in h {
                 let v = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());

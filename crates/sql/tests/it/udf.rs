@@ -98,10 +98,33 @@ async fn thousand_rows_respect_concurrency_dedupe_and_the_persistent_cache() {
     assert_eq!(second.stats.avoided_cost.micros(), 500_000);
     assert_eq!(column(&second, 1), tags);
     assert_ne!(second.caller_id, first.caller_id, "one caller id per statement");
+    // Issue 21: 500 hits are one summary event (count, avoided cost, keys by reference), not 500.
     let hits = h.events(second.caller_id.as_str(), EventKind::CacheHit).await;
-    assert_eq!(hits.len(), 500);
-    assert!(hits.iter().all(|e| e.event.cost.map(|c| c.micros()) == Some(0)));
-    assert_eq!(hits[0].event.metadata["avoided_cost_micro_usd"], 1000);
+    assert_eq!(hits.len(), 1, "one cache_hit event per statement");
+    let summary = &hits[0].event;
+    assert_eq!(summary.cost.map(|c| c.micros()), Some(0));
+    assert_eq!(summary.session_id.as_str(), second.caller_id.as_str());
+    assert_eq!(summary.metadata["count"], 500);
+    assert_eq!(summary.metadata["avoided_cost_micro_usd"], 500_000);
+    assert_eq!(summary.metadata["functions"]["rvbbit_udf"], 500);
+    assert_eq!(
+        summary.metadata["keys"]["sample"].as_array().map(Vec::len),
+        Some(8)
+    );
+    assert_eq!(
+        summary.metadata["keys"]["sha256"].as_str().map(str::len),
+        Some(64)
+    );
+    // The query log still shows the statement's hits and avoided cost.
+    let log = session
+        .execute(&format!(
+            "SELECT cache_hits, avoided_cost_micro_usd FROM sql_query_log WHERE caller_id = '{}'",
+            second.caller_id
+        ))
+        .await
+        .unwrap();
+    assert_eq!(column(&log, 0), vec![Some("500".to_owned())]);
+    assert_eq!(column(&log, 1), vec![Some("500000".to_owned())]);
 
     // A new session (another connection) shares the persistent cache.
     let other = h.runtime.session();

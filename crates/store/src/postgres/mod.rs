@@ -26,13 +26,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use rvbbit_core::Timestamp;
 use tokio::sync::broadcast;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::error::{Error, Result};
-use crate::model::StoreStatus;
+use crate::model::{Prune, StoreStatus};
 use crate::traits::Store;
 
 /// The tables of the schema, in backup order.
@@ -214,7 +215,10 @@ impl Store for PostgresStore {
         let row = c
             .query_one(
                 "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM sessions),
-                 (SELECT count(*) FROM result_cache), (SELECT coalesce(sum(hits), 0)::bigint FROM result_cache),
+                 (SELECT count(*) FROM result_cache),
+                 (SELECT coalesce(sum(hits), 0)::bigint FROM result_cache)
+                   + (SELECT coalesce(sum((metadata->>'count')::bigint), 0)::bigint FROM events
+                      WHERE kind = 'cache_hit' AND cost_micro_usd IS NOT NULL),
                  (SELECT count(*) FROM signals), (SELECT count(*) FROM checkpoints),
                  (SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
                   JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -315,6 +319,54 @@ impl Store for PostgresStore {
                 .map_err(|e| self.fail("compact", e))?;
         }
         Ok(())
+    }
+
+    async fn prune(&self, before: Timestamp, now: Timestamp, dry_run: bool) -> Result<Prune> {
+        let action = "prune";
+        let mut c = self.client(action).await?;
+        let tx = c.transaction().await.map_err(|e| self.fail(action, e))?;
+        let t = before.micros();
+        let old = "IN (SELECT session_id FROM sessions WHERE status NOT IN ('running', 'waiting')
+                   AND coalesce(ended_at_us, updated_at_us) < $1)";
+        // Events before the cutoff filed under no session record (a SQL statement's, under its caller).
+        let orphan_events = "FROM events WHERE ts_us < $1
+            AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.session_id = events.session_id)";
+        let old_signals = "FROM signals WHERE status <> 'waiting' AND created_at_us < $1";
+        let expired = "FROM result_cache WHERE expires_at_us IS NOT NULL AND expires_at_us <= $1";
+        let counted = |sql: String, at: i64| {
+            let tx = &tx;
+            async move {
+                let row = tx
+                    .query_one(&format!("SELECT count(*) {sql}"), &[&at])
+                    .await
+                    .map_err(|e| self.fail(action, e))?;
+                Ok::<u64, Error>(count(row.get(0)))
+            }
+        };
+        let report = Prune {
+            sessions: counted(format!("FROM sessions WHERE session_id {old}"), t).await?,
+            events: counted(format!("FROM events WHERE session_id {old}"), t).await?
+                + counted(orphan_events.to_owned(), t).await?,
+            checkpoints: counted(format!("FROM checkpoints WHERE session_id {old}"), t).await?,
+            signals: counted(old_signals.to_owned(), t).await?,
+            cache_entries: counted(expired.to_owned(), now.micros()).await?,
+        };
+        if dry_run {
+            return Ok(report);
+        }
+        // Children first: events and checkpoints name their session, so they go before it.
+        for (sql, at) in [
+            (format!("DELETE FROM events WHERE session_id {old}"), t),
+            (format!("DELETE {orphan_events}"), t),
+            (format!("DELETE FROM checkpoints WHERE session_id {old}"), t),
+            (format!("DELETE FROM sessions WHERE session_id {old}"), t),
+            (format!("DELETE {old_signals}"), t),
+            (format!("DELETE {expired}"), now.micros()),
+        ] {
+            tx.execute(&sql, &[&at]).await.map_err(|e| self.fail(action, e))?;
+        }
+        tx.commit().await.map_err(|e| self.fail(action, e))?;
+        Ok(report)
     }
 
     async fn backup(&self, dir: &Path) -> Result<Vec<(String, u64)>> {

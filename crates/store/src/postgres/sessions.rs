@@ -564,6 +564,31 @@ impl ResultCache for PostgresStore {
             .collect())
     }
 
+    async fn cache_peek_many(&self, keys: &[String], now: Timestamp) -> Result<Vec<Option<CacheEntry>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let action = "read the result cache";
+        let c = self.client(action).await?;
+        // One read for the whole batch; nothing is written (no hit counts).
+        let rows = c
+            .query(
+                "SELECT key, value, created_at_us, expires_at_us, hits FROM result_cache
+                 WHERE key = ANY($1) AND (expires_at_us IS NULL OR expires_at_us > $2)",
+                &[&keys, &now.micros()],
+            )
+            .await
+            .map_err(|e| self.fail(action, e))?;
+        let found: HashMap<String, CacheEntry> = rows
+            .iter()
+            .map(|r| {
+                let key: String = r.get(0);
+                (key.clone(), decode_entry(key, r, 1))
+            })
+            .collect();
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+    }
+
     async fn cache_put(
         &self,
         key: &str,

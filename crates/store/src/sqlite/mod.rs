@@ -10,6 +10,7 @@ mod checkpoints;
 mod events;
 mod keys;
 pub(crate) mod migrations;
+mod prune;
 mod sessions;
 
 use std::io::Write;
@@ -19,9 +20,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
+use rvbbit_core::{Event, Timestamp};
 
 use crate::error::{Error, Result};
-use crate::model::StoreStatus;
+use crate::model::{Prune, Session, StoreStatus};
 use crate::traits::Store;
 
 /// Options of the embedded store, read from the URL's query (`sqlite://PATH?busy_timeout_ms=200&mode=ro`).
@@ -336,7 +338,15 @@ impl Store for SqliteStore {
                         c.query_row("SELECT coalesce(sum(hits), 0) FROM result_cache", [], |r| {
                             r.get(0)
                         })?;
-                    u64::try_from(hits).unwrap_or(0)
+                    // Summary events (one per SQL statement) carry their hits as `count`; the
+                    // `cost_micro_usd` term lets SQLite read the narrow `events_priced` index.
+                    let summarized: i64 = c.query_row(
+                        "SELECT coalesce(sum(json_extract(metadata, '$.count')), 0) FROM events
+                         WHERE kind = 'cache_hit' AND cost_micro_usd IS NOT NULL",
+                        [],
+                        |r| r.get(0),
+                    )?;
+                    u64::try_from(hits.saturating_add(summarized)).unwrap_or(0)
                 } else {
                     0
                 },
@@ -362,6 +372,27 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn write_batch(&self, events: Arc<Vec<Event>>, sessions: Arc<Vec<Session>>) -> Result<u64> {
+        if events.is_empty() && sessions.is_empty() {
+            return Ok(0);
+        }
+        self.with_conn("write a batch", move |c, _| {
+            // Events before session records, in one transaction: a reader that sees a session finished
+            // also sees its events.
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let n = events::insert_events(&tx, &events)?;
+            sessions::upsert_sessions(&tx, &sessions)?;
+            tx.commit()?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn prune(&self, before: Timestamp, now: Timestamp, dry_run: bool) -> Result<Prune> {
+        self.with_conn("prune", move |c, _| prune::prune(c, before, now, dry_run))
+            .await
     }
 
     async fn backup(&self, dir: &Path) -> Result<Vec<(String, u64)>> {

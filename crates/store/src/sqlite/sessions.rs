@@ -510,6 +510,47 @@ impl ResultCache for SqliteStore {
         .await
     }
 
+    async fn cache_peek_many(&self, keys: &[String], now: Timestamp) -> Result<Vec<Option<CacheEntry>>> {
+        let keys = keys.to_vec();
+        self.with_conn("read the result cache", move |c, url| {
+            // One read transaction: one snapshot and one lock for the whole batch, nothing written.
+            let tx = c.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let mut out = Vec::with_capacity(keys.len());
+            {
+                let mut read = tx.prepare_cached(
+                    "SELECT value, created_at_us, expires_at_us, hits FROM result_cache WHERE key = ?1
+                     AND (expires_at_us IS NULL OR expires_at_us > ?2)",
+                )?;
+                for key in keys {
+                    let found = read
+                        .query_row(params![key, now.micros()], |r| {
+                            Ok((
+                                r.get::<_, String>(0)?,
+                                r.get::<_, i64>(1)?,
+                                r.get::<_, Option<i64>>(2)?,
+                                r.get::<_, i64>(3)?,
+                            ))
+                        })
+                        .optional()?;
+                    let Some((v, created, expires, hits)) = found else {
+                        out.push(None);
+                        continue;
+                    };
+                    out.push(Some(CacheEntry {
+                        value: serde_json::from_str(&v).map_err(|e| corrupt(url, "cache entry", e))?,
+                        key,
+                        created_at: Timestamp::from_micros(created),
+                        expires_at: expires.map(Timestamp::from_micros),
+                        hits: u64::try_from(hits).unwrap_or(0),
+                    }));
+                }
+            }
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
     async fn cache_put(
         &self,
         key: &str,

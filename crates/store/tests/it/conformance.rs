@@ -35,6 +35,7 @@ macro_rules! store_conformance {
             check!(event_filters_and_costs);
             check!(sessions_upsert_list_cancel_and_cleanup);
             check!(cache_hits_and_ttl);
+            check!(prune_removes_old_records_and_keeps_live_sessions);
             check!(signals_are_latched_and_fired_once);
             check!(checkpoints_round_trip_and_keep_waiting_sessions_alive);
             check!(concurrent_writers_lose_and_duplicate_nothing);
@@ -211,6 +212,36 @@ pub async fn cache_hits_and_ttl(store: Arc<dyn Store>, _url: &str) {
         .await
         .unwrap();
     assert!(expired[0].is_none(), "expired");
+    // A peek reads the same entries without counting a hit (nothing is written).
+    let hits_before = store.status().await.unwrap().cache_hits;
+    let peeked = store.cache_peek_many(&keys, t0).await.unwrap();
+    let values: Vec<_> = peeked
+        .iter()
+        .map(|e| e.as_ref().map(|e| e.value.clone()))
+        .collect();
+    assert_eq!(
+        values,
+        vec![Some(json!(2)), None, Some(json!({"v": 1})), Some(json!(2))]
+    );
+    assert_eq!(
+        store.status().await.unwrap().cache_hits,
+        hits_before,
+        "a peek counts no hit"
+    );
+    assert!(
+        store
+            .cache_peek_many(&keys[2..3], t0.add_micros(10))
+            .await
+            .unwrap()[0]
+            .is_none(),
+        "expired"
+    );
+    // Hits served by peeks are counted by one summary event per statement, which the status adds.
+    let mut summary = rvbbit_core::Event::new(rvbbit_core::EventKind::CacheHit, "sql-s1".parse().unwrap(), 0);
+    summary.cost = Some(rvbbit_core::MicroUsd::ZERO);
+    summary.metadata = json!({"count": 5, "avoided_cost_micro_usd": 50});
+    store.append(&[summary]).await.unwrap();
+    assert_eq!(store.status().await.unwrap().cache_hits, hits_before + 5);
     assert_eq!(store.cache_purge(t0.add_micros(11)).await.unwrap(), 1);
     assert!(
         store
@@ -219,6 +250,72 @@ pub async fn cache_hits_and_ttl(store: Arc<dyn Store>, _url: &str) {
             .unwrap()
             .is_some()
     );
+}
+
+/// Issue 21: `db prune --older-than` removes finished sessions, their events and checkpoints, orphan
+/// events and old signals before the cutoff, and never a running or waiting session.
+pub async fn prune_removes_old_records_and_keeps_live_sessions(store: Arc<dyn Store>, _url: &str) {
+    let mut old = Session::new("old-done".parse().unwrap());
+    old.finish(SessionStatus::Completed, None, None);
+    let running = Session::new("old-running".parse().unwrap());
+    store.put_sessions(&[old, running]).await.unwrap();
+    store.append(&events("old-done", 4)).await.unwrap();
+    store.append(&events("old-running", 3)).await.unwrap();
+    // A SQL statement's events live under its caller id, which has no session record.
+    store.append(&events("sql-statement", 2)).await.unwrap();
+    let mut fired = Signal::waiting("done", None);
+    fired.status = SignalStatus::Fired;
+    store.signal_register(&fired).await.unwrap();
+    store
+        .signal_register(&Signal::waiting("pending", None))
+        .await
+        .unwrap();
+    let t0 = Timestamp::now();
+    store
+        .cache_put("expired", &json!(1), t0, Some(t0.add_micros(1)))
+        .await
+        .unwrap();
+    store.cache_put("kept", &json!(2), t0, None).await.unwrap();
+
+    let cutoff = Timestamp::now().add_micros(1_000_000);
+    let later = t0.add_micros(2);
+    // Before the records: nothing to do.
+    let none = store
+        .prune(t0.add_micros(-60_000_000), later, true)
+        .await
+        .unwrap();
+    assert_eq!((none.sessions, none.events, none.signals), (0, 0, 0));
+    let dry = store.prune(cutoff, later, true).await.unwrap();
+    assert_eq!(
+        (
+            dry.sessions,
+            dry.events,
+            dry.checkpoints,
+            dry.signals,
+            dry.cache_entries
+        ),
+        (1, 6, 0, 1, 1)
+    );
+    assert_eq!(
+        store.count_events(&EventFilter::default()).await.unwrap(),
+        9,
+        "a dry run deletes nothing"
+    );
+    assert_eq!(store.prune(cutoff, later, false).await.unwrap(), dry);
+    // The running session and its events stay; so do the waiting signal and the live cache entry.
+    assert_eq!(store.count_events(&EventFilter::default()).await.unwrap(), 3);
+    assert!(store.session(&"old-running".parse().unwrap()).await.is_ok());
+    assert!(store.session(&"old-done".parse().unwrap()).await.is_err());
+    let names: Vec<String> = store
+        .signals(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, vec!["pending".to_owned()]);
+    assert!(store.cache_get("kept", later).await.unwrap().is_some());
+    assert_eq!(store.status().await.unwrap().cache_entries, 1);
 }
 
 pub async fn signals_are_latched_and_fired_once(store: Arc<dyn Store>, _url: &str) {

@@ -35,7 +35,10 @@ pub struct OpenAiProvider {
     timeouts: Timeouts,
     request_usage_cost: bool,
     known_models: Vec<String>,
-    http: reqwest::Client,
+    connect_timeout: Duration,
+    /// Built at the first request: building it (TLS roots) costs milliseconds that a run without LLM
+    /// cells should not pay at start-up (issue 21).
+    http: std::sync::OnceLock<std::result::Result<reqwest::Client, String>>,
 }
 
 impl OpenAiProvider {
@@ -79,13 +82,6 @@ impl OpenAiProvider {
                 ),
             });
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(settings.timeouts.connect)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .map_err(|e| Error::Settings {
-                message: format!("cannot build the HTTP client: {e}"),
-            })?;
         let mut known_models: Vec<String> = settings.prices.models().map(str::to_owned).collect();
         known_models.extend(settings.chains.values().flatten().cloned());
         Ok(OpenAiProvider {
@@ -97,8 +93,25 @@ impl OpenAiProvider {
             timeouts: settings.timeouts,
             request_usage_cost,
             known_models,
-            http,
+            connect_timeout: settings.timeouts.connect,
+            http: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The HTTP client, built at the first call.
+    fn http(&self) -> Result<&reqwest::Client> {
+        self.http
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .connect_timeout(self.connect_timeout)
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| Error::Settings {
+                message: format!("cannot build the HTTP client: {e}"),
+            })
     }
 
     /// The base URL (never contains the key).
@@ -116,7 +129,7 @@ impl OpenAiProvider {
                 request_usage_cost: self.request_usage_cost,
             },
         );
-        let mut builder = self.http.post(&self.url).json(&body);
+        let mut builder = self.http()?.post(&self.url).json(&body);
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key.expose());
         }
