@@ -351,6 +351,10 @@ mod shapes {
     #[allow(dead_code)]
     pub(super) struct HealthStore {
         pub(super) url: String,
+        /// `sqlite` or `postgres`.
+        pub(super) backend: String,
+        /// The database server's version (`null` for the embedded file).
+        pub(super) server_version: Option<String>,
         pub(super) reachable: bool,
         pub(super) latency_ms: f64,
         pub(super) schema_version: Option<i64>,
@@ -416,6 +420,7 @@ fn json_outputs_have_their_documented_shape() {
     assert_eq!(doc.by_day.len(), 3);
     let doc: shapes::Health = serde_json::from_slice(&json(&["health"])).unwrap();
     assert!(doc.store.reachable && !doc.provider.key_configured);
+    assert_eq!((doc.store.backend.as_str(), doc.store.server_version), ("sqlite", None));
     let doc: shapes::Doctor = serde_json::from_slice(&json(&["doctor"])).unwrap();
     assert!(
         doc.findings
