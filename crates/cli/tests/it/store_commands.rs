@@ -420,7 +420,10 @@ fn json_outputs_have_their_documented_shape() {
     assert_eq!(doc.by_day.len(), 3);
     let doc: shapes::Health = serde_json::from_slice(&json(&["health"])).unwrap();
     assert!(doc.store.reachable && !doc.provider.key_configured);
-    assert_eq!((doc.store.backend.as_str(), doc.store.server_version), ("sqlite", None));
+    assert_eq!(
+        (doc.store.backend.as_str(), doc.store.server_version),
+        ("sqlite", None)
+    );
     let doc: shapes::Doctor = serde_json::from_slice(&json(&["doctor"])).unwrap();
     assert!(
         doc.findings

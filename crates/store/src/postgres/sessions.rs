@@ -501,6 +501,16 @@ fn decode_entry(key: String, r: &Row, offset: usize) -> CacheEntry {
     }
 }
 
+/// Rows of `key, value, created_at_us, expires_at_us, hits` by key.
+fn entries_by_key(rows: &[Row]) -> HashMap<String, CacheEntry> {
+    rows.iter()
+        .map(|r| {
+            let key: String = r.get(0);
+            (key.clone(), decode_entry(key, r, 1))
+        })
+        .collect()
+}
+
 #[async_trait]
 impl ResultCache for PostgresStore {
     async fn cache_get(&self, key: &str, now: Timestamp) -> Result<Option<CacheEntry>> {
@@ -540,13 +550,7 @@ impl ResultCache for PostgresStore {
             )
             .await
             .map_err(|e| self.fail(action, e))?;
-        let found: HashMap<String, CacheEntry> = rows
-            .iter()
-            .map(|r| {
-                let key: String = r.get(0);
-                (key.clone(), decode_entry(key, r, 1))
-            })
-            .collect();
+        let found = entries_by_key(&rows);
         // Each occurrence sees the count as key-by-key reads would: the i-th of n asks gets
         // (hits after the batch) - n + i.
         let mut seen: HashMap<&str, i64> = HashMap::new();
@@ -579,13 +583,7 @@ impl ResultCache for PostgresStore {
             )
             .await
             .map_err(|e| self.fail(action, e))?;
-        let found: HashMap<String, CacheEntry> = rows
-            .iter()
-            .map(|r| {
-                let key: String = r.get(0);
-                (key.clone(), decode_entry(key, r, 1))
-            })
-            .collect();
+        let found = entries_by_key(&rows);
         Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
     }
 
