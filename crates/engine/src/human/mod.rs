@@ -260,7 +260,8 @@ impl Human for NoHuman {
 
 /// Answers from the store: polls for the question's signal to be fired (by `rvbbit signal send`, the
 /// HTTP API, another session) every `every`, for at most `wait` (and never past the question's
-/// `timeout_at`).
+/// `timeout_at`). On a store with change notifications (PostgreSQL) the wait wakes when its session's
+/// signal fires and polls only every 2 s as a safety net.
 #[derive(Clone)]
 pub struct StoreAnswers {
     store: Arc<dyn Store>,
@@ -323,6 +324,16 @@ impl StoreAnswers {
 impl Human for StoreAnswers {
     async fn answer(&self, question: &Question) -> Option<Answer> {
         let started = tokio::time::Instant::now();
+        // A store with change notifications (PostgreSQL) wakes the wait when the session's signal is
+        // answered, from any process; polling then only backs it up.
+        let mut changes = match self.store.subscribe().await {
+            Ok(changes) => changes,
+            Err(e) => {
+                tracing::debug!(error = %e, "no change notifications; the wait polls");
+                None
+            }
+        };
+        let session = question.session_id.as_str().to_owned();
         loop {
             match self.fired(question).await {
                 Ok(Some(a)) => return Some(a),
@@ -339,16 +350,43 @@ impl Human for StoreAnswers {
             if left.is_some_and(|l| l.is_zero()) || self.suspend.as_ref().is_some_and(|t| t.is_cancelled()) {
                 return None;
             }
-            let pause = tokio::time::sleep(left.map_or(self.every, |l| l.min(self.every)));
-            match &self.suspend {
-                Some(token) => {
-                    tokio::select! {
-                        () = pause => {}
-                        () = token.cancelled() => return None,
-                    }
+            let every = if changes.is_some() {
+                self.every.max(NOTIFIED_POLL)
+            } else {
+                self.every
+            };
+            let pause = tokio::time::sleep(left.map_or(every, |l| l.min(every)));
+            let cancelled = async {
+                match &self.suspend {
+                    Some(token) => token.cancelled().await,
+                    None => std::future::pending().await,
                 }
-                None => pause.await,
+            };
+            tokio::select! {
+                () = pause => {}
+                () = cancelled => return None,
+                open = changed(&mut changes, &session) => if !open { changes = None },
             }
+        }
+    }
+}
+
+/// How often a wait that receives change notifications still reads, in case one was missed.
+const NOTIFIED_POLL: Duration = Duration::from_secs(2);
+
+/// Wait until `changes` names session `id` (or lagged); `false` when the notifications stopped. Never
+/// returns without notifications.
+async fn changed(changes: &mut Option<tokio::sync::broadcast::Receiver<Arc<str>>>, id: &str) -> bool {
+    use tokio::sync::broadcast::error::RecvError;
+    let Some(rx) = changes.as_mut() else {
+        return std::future::pending().await;
+    };
+    loop {
+        match rx.recv().await {
+            Ok(session) if &*session == id => return true,
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => return true,
+            Err(RecvError::Closed) => return false,
         }
     }
 }

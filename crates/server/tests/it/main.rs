@@ -84,6 +84,8 @@ pub const BAD: &str = "cascade_id: bad\ncells:\n  - name: a\n    tool: linux_she
 thread_local! {
     /// How long a run of the next started server waits in process for a human answer.
     pub static ANSWER_WAIT: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::from_secs(30)) };
+    /// How often a run of the next started server polls the store for that answer.
+    pub static ANSWER_EVERY: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::from_millis(50)) };
 }
 
 /// A deterministic cell whose output a human must confirm, then one more cell.
@@ -159,6 +161,7 @@ impl Running {
         let store = rvbbit_store::open(store_url, dir.path()).await.unwrap();
         let writer = Writer::spawn(store.clone(), WriterOptions::new(dir.path().join("spill")));
         let wait = ANSWER_WAIT.with(|w| w.get());
+        let every = ANSWER_EVERY.with(|w| w.get());
         let mut registry = Registry::builtin();
         rvbbit_sql::register_tools(&mut registry);
         let suspend = rvbbit_engine::CancellationToken::new();
@@ -167,7 +170,7 @@ impl Running {
             .with_heartbeat(store.clone(), Duration::from_millis(200))
             .with_store(store.clone())
             .with_human(Arc::new(
-                rvbbit_engine::human::StoreAnswers::new(store.clone(), Duration::from_millis(50), Some(wait))
+                rvbbit_engine::human::StoreAnswers::new(store.clone(), every, Some(wait))
                     .with_suspend(suspend.clone()),
             ));
         if let Some(url) = llm {

@@ -217,3 +217,30 @@ async fn two_concurrent_resumes_continue_the_session_once() {
     assert_eq!(publishes, 1, "the cell after the wait ran once");
     s.shutdown().await;
 }
+
+/// On PostgreSQL a run waiting in the server wakes when its signal is answered (LISTEN/NOTIFY), not on
+/// its poll timer: with polling once a minute, the answered run still finishes within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_waiting_run_wakes_when_answered_not_when_it_polls() {
+    crate::ANSWER_EVERY.with(|w| w.set(Duration::from_secs(60)));
+    crate::ANSWER_WAIT.with(|w| w.set(Duration::from_secs(120)));
+    let url = tokio::task::spawn_blocking(rvbbit_testkit::postgres::fresh_database)
+        .await
+        .unwrap();
+    let s = Running::start_on(&url, |c| c).await;
+    let (_, started) = s.post("/api/v1/runs", &json!({"cascade": "confirm.yaml"})).await;
+    let id = started["session_id"].as_str().unwrap().to_owned();
+    let waits = first_wait(&s, &id).await;
+    let signal = waits["waits"][0]["signal_name"].as_str().unwrap().to_owned();
+    // Answered through another handle, as another process would.
+    let other = rvbbit_store::open(&url, std::path::Path::new("/")).await.unwrap();
+    let sid: rvbbit_core::SessionId = id.parse().unwrap();
+    rvbbit_engine::human::send_answer(other.as_ref(), &sid, &signal, &json!(true), "elsewhere")
+        .await
+        .unwrap();
+    // `wait_finished` gives up after about 5 s, far less than the 60 s poll: only the notification
+    // can have woken the run.
+    let done = s.wait_finished(&id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    s.shutdown().await;
+}

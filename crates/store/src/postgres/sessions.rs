@@ -716,6 +716,22 @@ impl SignalStore for PostgresStore {
             .iter()
             .map(|r| decode_signal(&self.url, r))
             .collect::<Result<Vec<_>>>()?;
+        // Wake whoever waits for these sessions (a run waiting in another process).
+        let sessions: Vec<&str> = fired
+            .iter()
+            .filter_map(|s| s.session_id.as_ref().map(SessionId::as_str))
+            .collect();
+        if !sessions.is_empty() {
+            c.execute(
+                &format!(
+                    "SELECT pg_notify('{}', s) FROM unnest($1::text[]) AS s",
+                    super::CHANGES
+                ),
+                &[&sessions],
+            )
+            .await
+            .map_err(|e| self.fail(action, e))?;
+        }
         fired.sort_by(|a, b| (a.created_at, &a.signal_id).cmp(&(b.created_at, &b.signal_id)));
         Ok(fired)
     }
