@@ -50,12 +50,11 @@ fn world() -> &'static World {
             let mut settings = Settings::new(dir.path().to_path_buf());
             settings.default_model = "fuzz/model".into();
             settings.confine_files = true;
-            settings.limits = Limits {
-                expression_depth: 64,
-                statements: 8,
-                query_bytes: 8192,
-                ..Limits::default()
-            };
+            let mut limits = Limits::default();
+            limits.expression_depth = 64;
+            limits.statements = 8;
+            limits.query_bytes = 8192;
+            settings.limits = limits;
             let sql = SqlRuntime::new(engine, Some(store), Some(writer.handle()), settings)
                 .expect("a SQL runtime");
             (sql, writer)
