@@ -450,6 +450,11 @@ codes! {
         "The file given to `--record` or `--replay` could not be opened, read, written or parsed.",
         ["A path in a directory that does not exist.", "A recording written by another tool, or truncated."],
         "Check the path and its permissions; record again with `--record FILE` if the file is damaged.";
+    /// The mock provider's scripted answers cannot be used.
+    L_MOCK_ANSWERS = "RVB-L010", Llm, "Mock answers unusable",
+        "The file given to `--mock-answers` (or `provider.mock_answers`) could not be read, or is not a mapping of cell names to `answers`, `routes`, `verdicts` and `winners` lists.",
+        ["A path that does not exist.", "A misspelt key, such as `answer:` for `answers:`."],
+        "Fix the file as the message says; the format is in docs/llm.md, \"Offline: the mock provider\".";
 
     // ---- Storage (exit 5) ----------------------------------------------------------------------------
     /// The store could not be opened or reached.

@@ -87,6 +87,12 @@ impl Default for Config {
 #[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProviderConfig {
+    /// Who answers LLM calls: `openai` (the OpenAI-compatible endpoint at `base_url`) or `mock` (answers
+    /// built offline from what each cell expects: its `output_schema`, its routes, judges and
+    /// validators; no network, no key, cost zero). Env: `RVBBIT_PROVIDER_KIND`. Since v0.3.
+    pub kind: ProviderKind,
+    /// With `kind = "mock"`: a YAML file of scripted answers by cell name (docs/llm.md). Since v0.3.
+    pub mock_answers: Option<PathBuf>,
     /// OpenAI-compatible base URL. Env for the default provider: `RVBBIT_PROVIDER_BASE_URL`.
     pub base_url: String,
     /// Environment variable holding the API key.
@@ -111,6 +117,8 @@ pub struct ProviderConfig {
 impl Default for ProviderConfig {
     fn default() -> Self {
         ProviderConfig {
+            kind: ProviderKind::default(),
+            mock_answers: None,
             base_url: DEFAULT_BASE_URL.to_owned(),
             api_key_env: "OPENROUTER_API_KEY".to_owned(),
             api_key: None,
@@ -127,6 +135,8 @@ impl Default for ProviderConfig {
 impl fmt::Debug for ProviderConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProviderConfig")
+            .field("kind", &self.kind)
+            .field("mock_answers", &self.mock_answers)
             .field("base_url", &self.base_url)
             .field("api_key_env", &self.api_key_env)
             .field("api_key", &self.api_key.as_ref().map(|_| "****"))
@@ -138,6 +148,18 @@ impl fmt::Debug for ProviderConfig {
             .field("max_retries", &self.max_retries)
             .finish()
     }
+}
+
+/// Who answers LLM calls (`provider.kind`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ProviderKind {
+    /// An OpenAI-compatible HTTP endpoint (OpenRouter, OpenAI, Ollama, vLLM, ...).
+    #[default]
+    Openai,
+    /// Offline answers shaped by each call's expectations (`rvbbit run --provider mock`).
+    Mock,
 }
 
 /// One model's prices, in dollars per million tokens (decimal text, read exactly: money is never a float).
@@ -424,6 +446,7 @@ const NON_CONFIG_ENV_PREFIXES: &[&str] = &[
 const ENV_ALIASES: &[(&str, &str)] = &[
     ("provider_base_url", "provider.base_url"),
     ("provider_api_key", "provider.api_key"),
+    ("provider_kind", "provider.kind"),
     ("store_url", "store.url"),
     ("root", "roots"),
 ];

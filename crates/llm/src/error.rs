@@ -253,8 +253,8 @@ impl Error {
             }
             Error::Auth { key_env, .. } => format!("set {key_env} to a valid key for this provider"),
             Error::MissingKey { key_env, .. } => format!(
-                "export {key_env}=<your key>; or replay a recording with `--replay FILE`; or point \
-                 RVBBIT_PROVIDER_BASE_URL at a local OpenAI-compatible server (which needs no key)"
+                "export {key_env}=<your key>; or try it offline with `--provider mock` or `--replay FILE`; \
+                 or point RVBBIT_PROVIDER_BASE_URL at a local OpenAI-compatible server (which needs no key)"
             ),
             Error::RateLimited { .. } => {
                 "lower concurrency or requests/tokens per minute, or raise the account's limits".to_owned()

@@ -46,10 +46,12 @@ pub use cost::{BUNDLED_PRICES_AS_OF, Cost, CostStatus, Price, PriceTable};
 pub use error::{Error, Result, TimeoutPhase};
 pub use model::{ModelRef, Route};
 pub use provider::Provider;
+pub use providers::mock::{MockAnswers, MockProvider};
 pub use providers::openai::OpenAiProvider;
 pub use providers::replay::{Recorder, ReplayProvider, request_hash};
 pub use request::{
-    ChatRequest, Message, Part, Reasoning, ResponseFormat, Role, ToolCall, ToolChoice, ToolDefinition,
+    ChatRequest, Expect, Expected, Message, Part, Reasoning, ResponseFormat, Role, ToolCall, ToolChoice,
+    ToolDefinition,
 };
 pub use response::{
     ChatResponse, ChatStream, FailedAttempt, FinishReason, StreamEvent, Usage, collect_stream,

@@ -48,6 +48,54 @@ pub struct ChatRequest {
     /// Reasoning settings; when `None`, taken from the model string's `::` suffix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<Reasoning>,
+    /// What the caller will do with the reply. Never sent to a provider and not part of the request's
+    /// recording hash: offline providers ([`crate::MockProvider`]) read it to answer in shape.
+    #[serde(skip)]
+    pub expect: Option<Expect>,
+}
+
+/// What the caller expects of a reply, for providers that answer without a model.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Expect {
+    /// The cell (or other caller) that asks.
+    pub cell: String,
+    /// The shape of the reply.
+    pub reply: Expected,
+}
+
+impl Expect {
+    /// An expectation of `reply` from `cell`.
+    pub fn new(cell: impl Into<String>, reply: Expected) -> Self {
+        Expect {
+            cell: cell.into(),
+            reply,
+        }
+    }
+}
+
+/// The shape of a reply the caller reads.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub enum Expected {
+    /// Free text (a summary, a rewritten prompt, an aggregate).
+    #[default]
+    Text,
+    /// A cell's answer: JSON following `schema` when there is one; `routes` are the targets offered
+    /// through the `route_to` tool (empty when routing is not offered).
+    Answer {
+        /// The cell's `output_schema`.
+        schema: Option<Value>,
+        /// The `route_to` targets.
+        routes: Vec<String>,
+    },
+    /// A judge's pick: `{"winner": <one of choices>, "reason": "..."}`.
+    Winner {
+        /// The attempt numbers the judge may name.
+        choices: Vec<u32>,
+    },
+    /// A validator's verdict: `{"valid": true|false, "reason": "..."}`.
+    Verdict,
 }
 
 impl ChatRequest {
@@ -89,6 +137,12 @@ impl ChatRequest {
     /// Set the temperature.
     pub fn with_temperature(mut self, temperature: f64) -> Self {
         self.temperature = Some(temperature);
+        self
+    }
+
+    /// Say what the reply is for (read by offline providers only).
+    pub fn with_expect(mut self, expect: Expect) -> Self {
+        self.expect = Some(expect);
         self
     }
 

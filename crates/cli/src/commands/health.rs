@@ -48,7 +48,9 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             "postgresql" => "postgres",
             other => other,
         });
-    let key_ok = key_configured || args.no_provider;
+    // The mock provider answers offline: it needs no key.
+    let mock = provider.kind == rvbbit_core::config::ProviderKind::Mock;
+    let key_ok = key_configured || args.no_provider || mock;
     let exit = if !store_ok {
         code
     } else if !key_ok {
@@ -61,7 +63,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             "status": if exit == 0 { "ok" } else { "unhealthy" },
             "exit_code": exit,
             "store": {"url": shown_url, "backend": backend, "server_version": server_version, "reachable": store_ok, "latency_ms": latency_ms, "schema_version": version, "error": store_error},
-            "provider": {"api_key_env": provider.api_key_env, "key_configured": key_configured},
+            "provider": {"kind": provider.kind, "api_key_env": provider.api_key_env, "key_configured": key_configured},
         }))?,
         Format::Text => {
             let mut text = String::new();
@@ -75,7 +77,9 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
                 )),
                 Some(e) => text.push_str(&format!("FAIL  store {shown_url}: {e}\n")),
             }
-            if key_configured {
+            if mock {
+                text.push_str("ok    provider mock (offline answers, no key needed)\n");
+            } else if key_configured {
                 text.push_str(&format!(
                     "ok    provider key configured ({})\n",
                     provider.api_key_env

@@ -6,7 +6,7 @@ use rvbbit_engine::tools::Registry;
 use serde_json::Value;
 
 use super::hitl::HumanArgs;
-use super::run::{execute, provider};
+use super::run::{MockArgs, execute, provider};
 use super::storage::block_on;
 use super::{Coded, Failure, Outcome, load_config};
 use crate::cli::Cli;
@@ -25,10 +25,13 @@ pub(crate) struct Args {
     value: Option<String>,
     #[command(flatten)]
     human: HumanArgs,
+    #[command(flatten)]
+    mock: MockArgs,
 }
 
 pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
-    let config = load_config(cli, out)?.config;
+    let mut config = load_config(cli, out)?.config;
+    args.mock.apply(&mut config);
     let answer = args.value.as_deref().map(parse_value).transpose()?;
     block_on(async move {
         let provider = provider(&config, None, None).await?;

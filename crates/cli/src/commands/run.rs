@@ -6,11 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rvbbit_cascade::validate::{Options, validate_loaded};
+use rvbbit_cascade::yaml::YamlProblem;
 use rvbbit_cascade::{Catalog, Severity, load_file_with, render};
+use rvbbit_core::config::ProviderKind;
 use rvbbit_core::{CallerId, Origin, SessionId, SessionStatus, codes};
 use rvbbit_engine::tools::Registry;
 use rvbbit_engine::{CancellationToken, Engine, Outcome, Progress, RunRequest};
-use rvbbit_llm::{Client, Limits, Price, Provider, ProviderSettings, Recorder, ReplayProvider};
+use rvbbit_llm::{
+    Client, Limits, MockAnswers, MockProvider, Price, Provider, ProviderSettings, Recorder, ReplayProvider,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -42,13 +46,44 @@ pub(crate) struct Args {
     #[arg(long, value_name = "MODEL")]
     model: Option<String>,
     /// Record every provider reply into FILE (JSON Lines) for a later --replay.
-    #[arg(long, value_name = "FILE", conflicts_with = "replay")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["replay", "provider", "mock_answers"])]
     record: Option<PathBuf>,
     /// Answer LLM calls from a recording made with --record; no network, no API key.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["provider", "mock_answers"])]
     replay: Option<PathBuf>,
     #[command(flatten)]
+    mock: MockArgs,
+    #[command(flatten)]
     human: HumanArgs,
+}
+
+/// `--provider` and `--mock-answers` (of `run` and `resume`).
+#[derive(Debug, Default, clap::Args)]
+pub(crate) struct MockArgs {
+    /// Who answers LLM calls: `openai` (the configured endpoint) or `mock` (offline answers shaped by
+    /// each cell: its output_schema, its routes, judges and validators; no key, cost zero). Beats
+    /// `provider.kind`.
+    #[arg(long, value_name = "KIND", value_parser = ["openai", "mock"])]
+    provider: Option<String>,
+    /// Scripted answers for the mock provider, by cell name (YAML, docs/llm.md); implies
+    /// `--provider mock`. A bad file exits 4 (RVB-L010).
+    #[arg(long, value_name = "FILE")]
+    mock_answers: Option<PathBuf>,
+}
+
+impl MockArgs {
+    /// `config` with these flags applied.
+    pub(crate) fn apply(&self, config: &mut rvbbit_core::Config) {
+        match self.provider.as_deref() {
+            Some("mock") => config.provider.kind = ProviderKind::Mock,
+            Some(_) => config.provider.kind = ProviderKind::Openai,
+            None => {}
+        }
+        if let Some(path) = &self.mock_answers {
+            config.provider.kind = ProviderKind::Mock;
+            config.provider.mock_answers = Some(path.clone());
+        }
+    }
 }
 
 /// The JSON document printed by `rvbbit run --output json` (documented in docs/engine.md).
@@ -81,7 +116,8 @@ struct JsonOutcome {
 
 pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
     let mut phases = Phases::start("run");
-    let config = load_config(cli, out)?.config;
+    let mut config = load_config(cli, out)?.config;
+    args.mock.apply(&mut config);
     phases.done("configuration");
     let mut registry = Registry::builtin();
     rvbbit_sql::register_tools(&mut registry);
@@ -245,6 +281,13 @@ pub(crate) async fn provider(
         let replay = ReplayProvider::open(path).await.map_err(llm_failure)?;
         return Ok(Arc::new(replay));
     }
+    if config.provider.kind == ProviderKind::Mock {
+        let mock = match &config.provider.mock_answers {
+            Some(path) => MockProvider::with_answers(mock_answers(path, &config.limits)?),
+            None => MockProvider::new(),
+        };
+        return Ok(Arc::new(mock));
+    }
     let client = configured_client(config)?;
     match record {
         Some(path) => Ok(Arc::new(
@@ -300,6 +343,76 @@ pub(crate) fn configured_client(config: &rvbbit_core::Config) -> Result<Client, 
     }
     settings.limits = limits;
     Client::new(settings).map_err(llm_failure)
+}
+
+/// The largest scripted-answers file read.
+const MOCK_ANSWERS_MAX_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Read and check a scripted-answers file (YAML within the `limits.yaml_*` budgets).
+fn mock_answers(path: &Path, limits: &rvbbit_core::config::LimitsConfig) -> Result<MockAnswers, Failure> {
+    let fail = |message: String, hint: &str| {
+        Failure::Coded(Coded {
+            code: codes::L_MOCK_ANSWERS,
+            message,
+            hint: hint.into(),
+            causes: Vec::new(),
+        })
+    };
+    let shown = path.display();
+    let size = std::fs::metadata(path)
+        .map_err(|e| {
+            fail(
+                format!("cannot read the mock answers {shown}: {e}"),
+                "check the path given to --mock-answers (or provider.mock_answers)",
+            )
+        })?
+        .len();
+    if size > MOCK_ANSWERS_MAX_BYTES {
+        return Err(fail(
+            format!("the mock answers {shown} are {size} bytes, more than the {MOCK_ANSWERS_MAX_BYTES} read"),
+            "script only the cells you need; the others get default answers",
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        fail(
+            format!("cannot read the mock answers {shown}: {e}"),
+            "check the path and that the file is UTF-8 text",
+        )
+    })?;
+    let source = rvbbit_cascade::source::SourceFile::new(path, text);
+    let parsed = rvbbit_cascade::yaml::parse_with(&source, limits);
+    if let Some(problem) = parsed.problems.iter().find(|p| {
+        !matches!(
+            p,
+            YamlProblem::DuplicateKey { .. } | YamlProblem::ExtraDocuments { .. }
+        )
+    }) {
+        let (at, what) = match problem {
+            YamlProblem::Syntax { at, message } => (at, message.clone()),
+            YamlProblem::OverLimit { at, limit, max } => (
+                at,
+                format!("more than {max} {} (`{}`)", limit.what(), limit.setting()),
+            ),
+            YamlProblem::UnknownAlias { at } => (at, "an alias to an anchor that is not defined".into()),
+            YamlProblem::DuplicateKey { again, .. } => (again, "a repeated key".into()),
+            YamlProblem::ExtraDocuments { at } => (at, "a second document".into()),
+        };
+        let at = source.line_col(at.start);
+        return Err(fail(
+            format!("{shown}:{}:{}: {what}", at.line, at.col),
+            "fix the YAML at that place",
+        ));
+    }
+    let value = parsed
+        .root
+        .as_ref()
+        .map_or(Value::Object(serde_json::Map::new()), |n| n.to_json());
+    serde_json::from_value(value).map_err(|e| {
+        fail(
+            format!("{shown} is not a mock script: {e}"),
+            "map each cell name to `answers`, `routes`, `verdicts` or `winners` lists (docs/llm.md)",
+        )
+    })
 }
 
 fn llm_failure(e: rvbbit_llm::Error) -> Failure {

@@ -13,7 +13,7 @@ use rvbbit_engine::tools::Registry;
 use rvbbit_server::{Server, ServerConfig};
 use rvbbit_store::{Writer, WriterOptions};
 
-use super::run::configured_client;
+use super::run::provider;
 use super::storage::{Signals, block_on, fail};
 use super::{Coded, Failure, Outcome, load_config};
 use crate::cli::Cli;
@@ -122,7 +122,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
                 "create one with `rvbbit keys create --name NAME` (clients send `Authorization: Bearer KEY`), or bind to 127.0.0.1",
             ));
         }
-        let client = configured_client(&config)?;
+        let provider = provider(&config, None, None).await?;
         let writer = Writer::spawn(
             store.clone(),
             WriterOptions::new(base.join(".rvbbit").join("spill")),
@@ -132,7 +132,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         // Cancelled on shutdown: runs waiting for a person suspend (stay `waiting`) at once.
         let suspend = rvbbit_engine::CancellationToken::new();
         let engine = Engine::new(registry)
-            .with_provider(Arc::new(client))
+            .with_provider(provider)
             .with_writer(writer.handle())
             .with_default_model(config.default_model.clone())
             .with_roots(config.roots.clone())

@@ -9,6 +9,7 @@ mod help;
 mod hitl;
 mod init;
 mod limits;
+mod mock_provider;
 mod pgwire;
 mod replay_example;
 mod run_command;

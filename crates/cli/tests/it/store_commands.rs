@@ -365,6 +365,7 @@ mod shapes {
     #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     pub(super) struct HealthProvider {
+        pub(super) kind: String,
         pub(super) api_key_env: String,
         pub(super) key_configured: bool,
     }

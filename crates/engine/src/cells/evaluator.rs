@@ -5,7 +5,7 @@
 //! the text that is one of the attempts (the Observed protocol). An unreadable reply is asked again
 //! once with the format spelled out; a second one is RVB-E011.
 
-use rvbbit_llm::{ChatRequest, Message};
+use rvbbit_llm::{ChatRequest, Expect, Expected, Message};
 use serde_json::Value;
 
 use super::llm::{call_model, extract_json};
@@ -49,7 +49,12 @@ pub(crate) async fn judge(
                 "Your reply did not name one of the attempts ({list}). Reply with only a JSON object {{\"winner\": <number>, \"reason\": \"<one sentence>\"}}."
             )));
         }
-        let request = ChatRequest::new(model.to_owned(), messages.clone());
+        let request = ChatRequest::new(model.to_owned(), messages.clone()).with_expect(Expect::new(
+            cell,
+            Expected::Winner {
+                choices: choices.clone(),
+            },
+        ));
         reply = call_model(run, cell, &request, None, None).await?.text;
         if let Some((n, reason)) = parse_winner(&reply, &choices) {
             return Ok((n - base, reason));

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use rvbbit_cascade::model::{Cell, Handoff, ModelSpec};
 use rvbbit_core::{CostStatus, EventKind, Tokens};
-use rvbbit_llm::{ChatRequest, ChatResponse, Message, ToolCall, ToolDefinition};
+use rvbbit_llm::{ChatRequest, ChatResponse, Expect, Expected, Message, ToolCall, ToolDefinition};
 use serde_json::{Value, json};
 use tracing::Instrument;
 
@@ -489,6 +489,18 @@ impl Turns {
             .with_fallbacks(self.fallbacks.clone());
         request.temperature = run.sampling.temperature;
         request.max_tokens = run.sampling.max_tokens;
+        let routes = if self.offered.iter().any(|t| t == "route_to") {
+            cell.handoff_targets().into_iter().map(str::to_owned).collect()
+        } else {
+            Vec::new()
+        };
+        request.expect = Some(Expect::new(
+            cell.name.clone(),
+            Expected::Answer {
+                schema: cell.output_schema.clone(),
+                routes,
+            },
+        ));
         if let Some(b) = &run.branch {
             request.temperature = b.temperature.or(request.temperature);
             request.max_tokens = b.max_tokens.or(request.max_tokens);
@@ -517,6 +529,14 @@ pub(crate) async fn call_model(
             cell: cell.to_owned(),
             message: "no LLM provider is configured for this run".into(),
         });
+    };
+    // Offline providers answer in shape from what the caller expects; real ones never see it.
+    let hinted;
+    let request = if request.expect.is_none() {
+        hinted = request.clone().with_expect(Expect::new(cell, Expected::Text));
+        &hinted
+    } else {
+        request
     };
     run.llm_calls += 1;
     let span = tracing::info_span!(

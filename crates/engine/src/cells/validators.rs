@@ -6,7 +6,7 @@
 
 use rvbbit_cascade::model::{Cell, InlineValidatorSpec, ValidatorSpec};
 use rvbbit_core::EventKind;
-use rvbbit_llm::{ChatRequest, Message};
+use rvbbit_llm::{ChatRequest, Expect, Expected, Message};
 use serde_json::{Value, json};
 use tokio::process::Command;
 
@@ -208,7 +208,8 @@ async fn named_check(
             ),
             Message::user(prompt),
         ],
-    );
+    )
+    .with_expect(Expect::new(cell.name.clone(), Expected::Verdict));
     let reply = call_model(run, &cell.name, &request, None, None).await?;
     Ok(match extract_json(&reply.text) {
         Some(v) => verdict(&v),
