@@ -18,18 +18,8 @@ if [ -z "${RVBBIT_BIN:-}" ]; then
   cargo build $flag --locked -q -p rvbbit --manifest-path "$root/Cargo.toml"
 fi
 bin="$(realpath "${RVBBIT_BIN:-$target/$profile/rvbbit}")"
-pgbin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
 work="$(mktemp -d)"
-if [ "$(id -u)" -eq 0 ]; then as_pg=(runuser -u postgres --); chown postgres "$work"; else as_pg=(); fi
-cleanup() {
-  "${as_pg[@]}" "$pgbin/pg_ctl" -D "$work/pg" stop -m immediate >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-"${as_pg[@]}" "$pgbin/initdb" -D "$work/pg" -A trust -U postgres --no-sync >/dev/null
-"${as_pg[@]}" "$pgbin/pg_ctl" -w -D "$work/pg" -l "$work/pg.log" \
-  -o "-p $port -k $work -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off" start >/dev/null
+. "$root/scripts/lib/throwaway-pg.sh"
 
 best() { # best events/s of 3 runs of `debug emit` into store URL $1 (a fresh store each run)
   local url="$1" best=0

@@ -43,6 +43,9 @@ pub(crate) enum Command {
         /// Print `accepted N` to stderr every N events (0: never).
         #[arg(long, default_value_t = 0)]
         progress: u64,
+        /// Pause this many milliseconds after each event (0: a burst), to pace events like a run.
+        #[arg(long, default_value_t = 0, value_name = "MS")]
+        every_ms: u64,
     },
 }
 
@@ -53,7 +56,8 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
             session,
             cascade,
             progress,
-        } => emit(cli, out, *count, session, cascade, *progress),
+            every_ms,
+        } => emit(cli, out, *count, session, cascade, *progress, *every_ms),
         Command::Trace { id } | Command::Inputs { id } => block_on(async {
             let opened = open(cli, out).await?;
             let store = opened.store.as_ref();
@@ -110,7 +114,15 @@ fn pretty(v: &serde_json::Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
-fn emit(cli: &Cli, out: Out, count: u64, session_id: &SessionId, cascade: &str, progress: u64) -> Outcome {
+fn emit(
+    cli: &Cli,
+    out: Out,
+    count: u64,
+    session_id: &SessionId,
+    cascade: &str,
+    progress: u64,
+    every_ms: u64,
+) -> Outcome {
     block_on(async {
         // A store that cannot be opened does not stop the run: its records spill and wait for replay.
         let base = std::env::current_dir().unwrap_or_default();
@@ -173,6 +185,13 @@ fn emit(cli: &Cli, out: Out, count: u64, session_id: &SessionId, cascade: &str, 
             accepted += 1;
             if progress > 0 && accepted.is_multiple_of(progress) {
                 output::stderr(&format!("accepted {accepted}\n"));
+            }
+            if every_ms > 0 {
+                tokio::select! {
+                    biased;
+                    s = signals.recv() => { caught = Some(s); break; }
+                    () = tokio::time::sleep(std::time::Duration::from_millis(every_ms)) => {}
+                }
             }
         }
         if let Some(hb) = heartbeat {
