@@ -381,11 +381,18 @@ cells:
 "#,
     );
     let h = Harness::new().await;
-    let started = std::time::Instant::now();
     let out = run(&h, &h.engine(), p.unvalidated("parent.yaml", json!({"x": 1}))).await;
     assert_eq!(out.status, SessionStatus::Completed, "{:?}", out.error);
-    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    let parent = session(&h, out.session_id.as_str()).await;
+    let parent_end = parent.ended_at.expect("the parent has ended");
     let children = children_of(&h, &out.session_id).await;
+    // Each child (the slow ones sleep 0.3 s) ended before the parent did: the run waited for them.
+    for c in &children {
+        let ended = c
+            .ended_at
+            .unwrap_or_else(|| panic!("{} has not ended: {c:?}", c.session_id));
+        assert!(ended <= parent_end, "{} ended after its parent", c.session_id);
+    }
     assert_eq!(children.len(), 3, "{children:?}");
     let mut tags = Vec::new();
     for c in &children {
@@ -455,9 +462,10 @@ async fn cancelling_the_run_cancels_its_async_cascades() {
         tokio::time::sleep(std::time::Duration::from_millis(400)).await;
         cancel.cancel();
     });
-    let started = std::time::Instant::now();
-    let out = run(&h, &h.engine(), request).await;
-    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // Both shells sleep 30 s: only cancellation reaching them (and the child) ends the run in time.
+    let out = tokio::time::timeout(std::time::Duration::from_secs(20), run(&h, &h.engine(), request))
+        .await
+        .expect("cancelling stops the shell and the async child instead of waiting 30 s");
     assert_eq!(out.status, SessionStatus::Cancelled);
     let children = children_of(&h, &out.session_id).await;
     assert_eq!(children.len(), 1);
@@ -663,9 +671,13 @@ async fn a_cascade_tool_that_times_out_is_cancelled_and_the_cell_fails_with_t002
     );
     let h = Harness::new().await;
     let engine = engine_with_cascade_tools(&h, &parent, None);
-    let started = std::time::Instant::now();
-    let out = run(&h, &engine, request_for(&parent, json!({}))).await;
-    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // The child sleeps 30 s: only the 1 s timeout cancelling it ends the run in time.
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        run(&h, &engine, request_for(&parent, json!({}))),
+    )
+    .await
+    .expect("the timeout cancels the sleeping child instead of waiting 30 s");
     assert_eq!(out.status, SessionStatus::Failed);
     assert_eq!(out.error.unwrap().code().code, "RVB-T002");
     let children = children_of(&h, &out.session_id).await;

@@ -110,6 +110,41 @@ async fn sessions_and_runs_with_pushed_filters() {
         .await
         .unwrap();
     assert_eq!(column(&log, 0), [Some("2".into())]);
+    // The same answers would come back if the filters were applied after a full scan: the plans show that
+    // the filters reach the tables' scans (the store query), which is the point of the pushdown.
+    for (sql, table, pushed) in [
+        (
+            format!("SELECT session_id FROM sessions WHERE caller_id = '{caller}'"),
+            "sessions",
+            format!("sessions.caller_id = Utf8(\"{caller}\")"),
+        ),
+        (
+            "SELECT session_id FROM sessions WHERE status = 'completed'".to_owned(),
+            "sessions",
+            "sessions.status = Utf8(\"completed\")".to_owned(),
+        ),
+        (
+            format!("SELECT runs FROM sql_query_log WHERE caller_id = '{caller}'"),
+            "sql_query_log",
+            format!("sql_query_log.caller_id = Utf8(\"{caller}\")"),
+        ),
+        (
+            "SELECT runs FROM sql_query_log WHERE timestamp >= '2000-01-01'".to_owned(),
+            "sql_query_log",
+            "sql_query_log.timestamp >=".to_owned(),
+        ),
+    ] {
+        let plan = q.execute(&format!("EXPLAIN {sql}")).await.unwrap();
+        let logical = column(&plan, 1)[0].clone().unwrap_or_default();
+        let scan = logical
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("TableScan: {table}")))
+            .unwrap_or_else(|| panic!("no scan of {table} in {logical}"));
+        assert!(
+            scan.contains("filters=[") && scan.contains(&pushed),
+            "{sql}: the filter did not reach the scan: {scan}"
+        );
+    }
     // ... and by time (a range pushed to the store).
     for (filter, want) in [
         ("timestamp >= '2000-01-01'", "2"),
