@@ -6,6 +6,7 @@
 #   node + playwright-core  e2e/studio.mjs (npm ci in e2e/)    -> RVBBIT_E2E_DIR
 #   psql                    `rvbbit serve sql` driven by psql  -> RVBBIT_PSQL
 #   postgresql (server)     throwaway servers for the PostgreSQL store (initdb, pg_ctl)
+#   clickhouse-server       throwaway servers for the ClickHouse event sink (rvbbit_testkit::clickhouse)
 #   python venv + psycopg   ... by psycopg 3 (from PyPI)       -> RVBBIT_PYTHON
 #   java, javac + pgjdbc    ... by the PostgreSQL JDBC driver  -> RVBBIT_PGJDBC_JAR
 set -euo pipefail
@@ -17,6 +18,8 @@ command -v node >/dev/null || need_apt+=(nodejs npm)
 command -v psql >/dev/null || need_apt+=(postgresql-client)
 # The PostgreSQL server the store tests start throwaway instances of (rvbbit_testkit::postgres).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+# The ClickHouse server the event-sink tests start throwaway instances of (rvbbit_testkit::clickhouse).
+command -v clickhouse >/dev/null || [ -x /usr/bin/clickhouse-server ] || need_apt+=(clickhouse-server clickhouse-client)
 command -v javac >/dev/null || need_apt+=(default-jdk-headless)
 [ -f /usr/share/java/postgresql.jar ] || need_apt+=(libpostgresql-jdbc-java)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
