@@ -5,7 +5,7 @@
 //! `TabSeparated` for scalars), not the `clickhouse` crate: that crate's row format
 //! (`RowBinaryWithNamesAndTypes`) and validation need servers far newer than Debian's 18.16, while plain
 //! HTTP with JSON rows works on 18.16 and every release since. The schema keeps to that old subset
-//! (see [`migrations`]): plain `String`/`Int64`/`UInt8`/`UInt16` columns, `DateTime` seconds plus a
+//! (see `clickhouse/migrations.rs`): plain `String`/`Int64`/`UInt8`/`UInt16` columns, `DateTime` seconds plus a
 //! milliseconds column, JSON kept as `String`, `ReplacingMergeTree` ordered by event id.
 //!
 //! Exactly once: inserts are idempotent by event id only after ClickHouse merges parts, so every read
