@@ -139,6 +139,9 @@ pub struct WriterStats {
     pub sink_replayed: u64,
     /// The last event-sink error, if any (its URL with the password masked).
     pub sink_error: Option<String>,
+    /// The event sink's spill files written (apart from [`WriterStats::spill_files`], which are the
+    /// store's).
+    pub sink_spill_files: Vec<PathBuf>,
 }
 
 enum Msg {
@@ -535,7 +538,7 @@ impl Task {
         }
         match self
             .sink_spill
-            .append(text.as_bytes(), &mut self.stats.spill_files)
+            .append(text.as_bytes(), &mut self.stats.sink_spill_files)
         {
             Ok(()) => {
                 self.stats.sink_spilled += n;

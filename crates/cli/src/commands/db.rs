@@ -230,16 +230,23 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
                 let r = rvbbit_store::spill::replay(store, &opened.spill_dir())
                     .await
                     .map_err(fail)?;
-                // The event sink's own spill (`[store.events] url`), sent to the sink.
+                // The event sink's own spill (`[store.events] url`), sent to the sink. A sink that
+                // fails is reported after the store's replay, which stands.
+                let mut sink_failure = None;
                 let sink = match &opened.events_url {
                     Some(url) => {
-                        let sink = rvbbit_store::open_sink(url).await.map_err(fail)?;
                         let dir = super::sink::spill_dir(&opened.base);
-                        Some(
-                            rvbbit_store::spill::replay_events(sink.as_ref(), &dir)
-                                .await
-                                .map_err(fail)?,
-                        )
+                        let replayed = match rvbbit_store::open_sink(url).await {
+                            Ok(sink) => rvbbit_store::spill::replay_events(sink.as_ref(), &dir).await,
+                            Err(e) => Err(e),
+                        };
+                        match replayed {
+                            Ok(report) => Some(report),
+                            Err(e) => {
+                                sink_failure = Some(fail(e));
+                                None
+                            }
+                        }
                     }
                     None => None,
                 };
@@ -289,6 +296,9 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
                          replay again once it ends\n",
                         r.in_use.len()
                     ));
+                }
+                if let Some(failure) = sink_failure {
+                    return Err(failure);
                 }
             }
         }

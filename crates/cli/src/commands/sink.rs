@@ -55,8 +55,9 @@ pub(crate) struct SinkReport {
     pub(crate) reachable: bool,
     pub(crate) server_version: Option<String>,
     pub(crate) schema_version: Option<i64>,
-    /// Events the sink holds, each id once.
-    pub(crate) events: Option<u64>,
+    /// Rows in the sink's events table as stored (an event written twice counts twice until
+    /// ClickHouse merges its parts; `SELECT count() FROM events FINAL` counts each once).
+    pub(crate) rows: Option<u64>,
     /// When the newest event was written to it (any process), RFC 3339.
     pub(crate) last_write: Option<String>,
     /// Seconds since then.
@@ -74,7 +75,7 @@ pub(crate) async fn report(url: &str, base: &Path) -> SinkReport {
         reachable: false,
         server_version: None,
         schema_version: None,
-        events: None,
+        rows: None,
         last_write: None,
         lag_seconds: None,
         pending_events: *pending.as_ref().unwrap_or(&0),
@@ -92,7 +93,7 @@ pub(crate) async fn report(url: &str, base: &Path) -> SinkReport {
     r.schema_version = sink.schema_version().await.ok();
     match sink.lag().await {
         Ok(lag) => {
-            r.events = Some(lag.events);
+            r.rows = Some(lag.rows);
             r.last_write = lag.last_write.map(Timestamp::to_rfc3339);
             r.lag_seconds = lag
                 .last_write
@@ -121,13 +122,13 @@ impl SinkReport {
             );
         }
         format!(
-            "events sink {} (clickhouse{}) reachable, schema version {}, {} events, last write {}, {} event(s) waiting in its spill",
+            "events sink {} (clickhouse{}) reachable, schema version {}, {} rows, last write {}, {} event(s) waiting in its spill",
             self.url,
             self.server_version
                 .as_deref()
                 .map_or(String::new(), |v| format!(" {v}")),
             self.schema_version.unwrap_or(0),
-            self.events.unwrap_or(0),
+            self.rows.unwrap_or(0),
             match (&self.last_write, self.lag_seconds) {
                 (Some(t), Some(s)) => format!("{t} ({s}s ago)"),
                 _ => "never".into(),

@@ -390,7 +390,7 @@ mod shapes {
         pub(super) reachable: bool,
         pub(super) server_version: Option<String>,
         pub(super) schema_version: Option<i64>,
-        pub(super) events: Option<u64>,
+        pub(super) rows: Option<u64>,
         pub(super) last_write: Option<String>,
         pub(super) lag_seconds: Option<i64>,
         pub(super) pending_events: u64,

@@ -91,7 +91,7 @@ async fn events_round_trip_with_filters_counts_and_costs() {
         "days are UTC dates: {by_day:?} vs {today}"
     );
     let lag = sink.lag().await.unwrap();
-    assert_eq!(lag.events, 12);
+    assert_eq!(lag.rows, 12);
     assert!(lag.last_write.is_some());
 }
 
