@@ -57,6 +57,28 @@ pub fn available() -> bool {
     false
 }
 
+/// Whether a test can start (and kill) a server of its own: `Ok` with an installed binary. Without one,
+/// under `CI=true` it panics; otherwise it prints why the test is skipped and returns `false` (an
+/// external server from [`URL_VAR`] cannot be killed and restarted by a test).
+pub fn startable() -> bool {
+    match binary() {
+        Ok(_) => true,
+        Err(why) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+                panic!("{why}");
+            }
+            eprintln!("skipped: {why}");
+            false
+        }
+    }
+}
+
+/// Whether [`shared`] is an external server (from [`URL_VAR`]): it has only the users its owner made,
+/// not the throwaway server's `rvbbit` user with password `secret`.
+pub fn is_external() -> bool {
+    std::env::var_os(URL_VAR).is_some()
+}
+
 /// The test process's server, started on first use (or the external one from [`URL_VAR`]).
 ///
 /// Panics with instructions when ClickHouse is not installed or does not start.
@@ -74,7 +96,19 @@ pub fn fresh_database() -> String {
 
 fn binary() -> Result<(PathBuf, Vec<&'static str>), String> {
     if let Some(bin) = std::env::var_os("RVBBIT_CLICKHOUSE_BIN") {
-        return Ok((PathBuf::from(bin), Vec::new()));
+        let bin = PathBuf::from(bin);
+        if !bin.is_file() {
+            return Err(format!(
+                "RVBBIT_CLICKHOUSE_BIN names `{}`, which does not exist: point it at clickhouse-server",
+                bin.display()
+            ));
+        }
+        let args = if bin.file_name().is_some_and(|n| n == "clickhouse") {
+            vec!["server"]
+        } else {
+            Vec::new()
+        };
+        return Ok((bin, args));
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
@@ -126,7 +160,8 @@ fn config_xml(dir: &Path, http_port: u16, tcp_port: u16) -> String {
     )
 }
 
-/// Users: `default` without password, and `rvbbit` with password `secret` (for credential tests).
+/// Users: `default` without password, and `rvbbit` with password `secret` (for credential tests; not on
+/// an external server).
 const USERS_XML: &str = r#"<?xml version="1.0"?>
 <yandex>
   <profiles><default></default></profiles>
