@@ -19,7 +19,8 @@ command -v psql >/dev/null || need_apt+=(postgresql-client)
 # The PostgreSQL server the store tests start throwaway instances of (rvbbit_testkit::postgres).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 # The ClickHouse server the event-sink tests start throwaway instances of (rvbbit_testkit::clickhouse).
-command -v clickhouse >/dev/null || [ -x /usr/bin/clickhouse-server ] || need_apt+=(clickhouse-server clickhouse-client)
+command -v clickhouse-server >/dev/null || [ -x /usr/sbin/clickhouse-server ] || command -v clickhouse >/dev/null \
+  || need_apt+=(clickhouse-server clickhouse-client)
 command -v javac >/dev/null || need_apt+=(default-jdk-headless)
 [ -f /usr/share/java/postgresql.jar ] || need_apt+=(libpostgresql-jdbc-java)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
@@ -50,4 +51,5 @@ export RVBBIT_CHROMIUM="${RVBBIT_CHROMIUM:-$(command -v chromium)}"
 export RVBBIT_E2E_DIR="$repo/e2e"
 echo "test-deps: RVBBIT_CHROMIUM=$RVBBIT_CHROMIUM ($("$RVBBIT_CHROMIUM" --version 2>/dev/null | head -1))" >&2
 echo "test-deps: node $(node --version), playwright-core $(node -p "require('$repo/e2e/node_modules/playwright-core/package.json').version")" >&2
+echo "test-deps: clickhouse-server $(dpkg-query -W -f='${Version}' clickhouse-server 2>/dev/null || echo '(not from apt)')" >&2
 echo "test-deps: $("$RVBBIT_PSQL" --version), psycopg $("$RVBBIT_PYTHON" -c 'import psycopg; print(psycopg.__version__)'), $(javac -version 2>&1), pgjdbc $RVBBIT_PGJDBC_JAR" >&2
