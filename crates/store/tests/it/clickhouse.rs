@@ -265,3 +265,51 @@ async fn a_killed_server_spills_then_the_next_batch_replays_exactly_once() {
     let primary = store.count_events(&EventFilter::default()).await.unwrap();
     assert_eq!((distinct, final_rows, primary), (sent, sent, sent));
 }
+
+/// Nothing lost silently: when the sink fails and its spill directory cannot be written either (a
+/// regular file sits where it should be), the events are counted lost with both reasons, so the command
+/// fails as it does for the store's spill (RVB-S008); the store still has every event.
+#[tokio::test]
+async fn a_sink_whose_spill_cannot_be_written_counts_the_events_lost() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://ada:hunter2@127.0.0.1:{port}/rvbbit");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("blocker"), "").unwrap();
+    let store = rvbbit_store::open(
+        &format!("sqlite://{}", dir.path().join("rvbbit.db").display()),
+        Path::new("/"),
+    )
+    .await
+    .unwrap();
+    let mut options = WriterOptions::new(dir.path().join("spill"));
+    options.sink = Some(SinkOptions {
+        sink: Arc::new(ClickHouseSink::connect(&url).unwrap()),
+        url: rvbbit_store::clickhouse::mask_url(&url),
+        spill_dir: dir.path().join("blocker").join("events-sink"),
+    });
+    let writer = Writer::spawn(store.clone(), options);
+    for e in events("s-lost", 30) {
+        writer.handle().event(e).await.unwrap();
+    }
+    let h = writer.handle();
+    let stats = writer.shutdown().await.unwrap();
+    assert_eq!(
+        (stats.events_written, stats.sink_spilled, stats.lost),
+        (30, 0, 30)
+    );
+    assert_eq!(h.lost(), 30);
+    let reason = stats.lost_reason.unwrap();
+    assert!(
+        reason.contains("the events sink failed") && reason.contains("blocker"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("ada:****@") && !reason.contains("hunter2"),
+        "{reason}"
+    );
+    assert_eq!(store.count_events(&EventFilter::default()).await.unwrap(), 30);
+}
