@@ -25,7 +25,17 @@ pub(crate) fn spill_dir(base: &Path) -> PathBuf {
 /// are replayed).
 pub(crate) async fn writer_sink(url: &str, base: &Path) -> Option<SinkOptions> {
     let shown = mask_url(url);
-    let sink: Arc<dyn EventSink> = match rvbbit_store::open_sink(url).await {
+    // Bounded: a sink host that hangs must not hold the command's start.
+    let opened = tokio::time::timeout(ANSWER_WITHIN, rvbbit_store::open_sink(url))
+        .await
+        .unwrap_or_else(|_| {
+            Err(rvbbit_store::Error::Unavailable {
+                url: shown.clone(),
+                action: "connect".into(),
+                source: format!("no answer within {} s", ANSWER_WITHIN.as_secs()).into(),
+            })
+        });
+    let sink: Arc<dyn EventSink> = match opened {
         Ok(sink) => sink,
         // Unreachable now: the writer tries it with its batches (after its reprobe delay) and warns
         // once, naming the URL, when the first one fails; the events spill meanwhile.
@@ -46,6 +56,9 @@ pub(crate) async fn writer_sink(url: &str, base: &Path) -> Option<SinkOptions> {
         spill_dir: spill_dir(base),
     })
 }
+
+/// How long `rvbbit health` and `rvbbit doctor` wait for the sink, and a command for it to open.
+const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The sink's state: reachable, its schema, its newest write, and what waits in its spill.
 #[derive(Clone, Debug, Serialize)]
@@ -81,17 +94,29 @@ pub(crate) async fn report(url: &str, base: &Path) -> SinkReport {
         pending_events: *pending.as_ref().unwrap_or(&0),
         error: pending.err().map(|e| e.to_string()),
     };
-    let sink = match ClickHouseSink::open(url).await {
-        Ok(s) => s,
-        Err(e) => {
+    // A probe must answer quickly even when the sink's host hangs (the HTTP client waits up to 60 s).
+    let asked = tokio::time::timeout(ANSWER_WITHIN, async {
+        let sink = ClickHouseSink::open(url).await?;
+        let version = sink.server_version().await.ok();
+        let schema = sink.schema_version().await.ok();
+        Ok::<_, rvbbit_store::Error>((version, schema, sink.lag().await))
+    })
+    .await;
+    let (version, schema, lag) = match asked {
+        Ok(Ok(answers)) => answers,
+        Ok(Err(e)) => {
             r.error = Some(chain(&e));
+            return r;
+        }
+        Err(_) => {
+            r.error = Some(format!("no answer within {} s", ANSWER_WITHIN.as_secs()));
             return r;
         }
     };
     r.reachable = true;
-    r.server_version = sink.server_version().await.ok();
-    r.schema_version = sink.schema_version().await.ok();
-    match sink.lag().await {
+    r.server_version = version;
+    r.schema_version = schema;
+    match lag {
         Ok(lag) => {
             r.rows = Some(lag.rows);
             r.last_write = lag.last_write.map(Timestamp::to_rfc3339);

@@ -261,3 +261,40 @@ fn wrong_sink_credentials_say_so_and_the_run_still_succeeds() {
         "{stdout}"
     );
 }
+
+/// A sink host that accepts connections but never answers: `rvbbit health` still answers within a few
+/// seconds (it waits 5 s for the sink), reports the sink unreachable, and exits 0.
+#[test]
+fn health_does_not_hang_on_a_sink_that_never_answers() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://default@{}/rvbbit", silent.local_addr().unwrap());
+    let dir = TempDir::new().unwrap();
+    let started = std::time::Instant::now();
+    let out = with_sink(dir.path(), &url)
+        .args(["health", "--no-provider", "--output", "json"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["events_sink"]["reachable"], false);
+    assert_eq!(json["events_sink"]["error"], "no answer within 5 s");
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    drop(silent);
+}
+
+/// A sink host that accepts connections but never answers does not hold a run: opening it waits 5 s,
+/// an INSERT 15 s, then the events spill (and later batches spill at once until the reprobe delay).
+#[test]
+fn a_run_is_not_held_by_a_sink_that_never_answers() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://default@{}/rvbbit", silent.local_addr().unwrap());
+    let dir = TempDir::new().unwrap();
+    let started = std::time::Instant::now();
+    let out = run_hello(dir.path(), &url);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(took < Duration::from_secs(45), "took {took:?}");
+    assert_eq!(sink_spill_lines(dir.path()) as u64, primary_events(dir.path()));
+    drop(silent);
+}

@@ -44,6 +44,9 @@ impl std::fmt::Debug for ClickHouseSink {
     }
 }
 
+/// The longest an INSERT may take before the batch counts as failed (and spills).
+const INSERT_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// The parts of an events URL: `http[s]://[user[:password]@]host[:port]/database`.
 #[derive(Debug, PartialEq, Eq)]
 struct Parts {
@@ -225,6 +228,7 @@ impl ClickHouseSink {
             query.push(("database", db));
         }
         // With rows to send, the statement goes in the URL and the rows in the body.
+        let is_insert = body.is_some();
         let body = match body {
             Some(rows) => {
                 query.push(("query", sql));
@@ -233,6 +237,11 @@ impl ClickHouseSink {
             None => sql.to_owned(),
         };
         req = req.query(&query).body(body);
+        if is_insert {
+            // A batch takes well under a second; a host that hangs must not hold the writer for the
+            // client's whole 60 s (reads of many rows may need them).
+            req = req.timeout(INSERT_TIMEOUT);
+        }
         if let Some(user) = &self.user {
             req = req.basic_auth(&**user, self.password.as_deref());
         }
