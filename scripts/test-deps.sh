@@ -6,6 +6,7 @@
 #   node + playwright-core  e2e/studio.mjs (npm ci in e2e/)    -> RVBBIT_E2E_DIR
 #   psql                    `rvbbit serve sql` driven by psql  -> RVBBIT_PSQL
 #   postgresql (server)     throwaway servers for the PostgreSQL store (initdb, pg_ctl)
+#   clickhouse-server       throwaway servers for the ClickHouse event sink (rvbbit_testkit::clickhouse)
 #   python venv + psycopg   ... by psycopg 3 (from PyPI)       -> RVBBIT_PYTHON
 #   java, javac + pgjdbc    ... by the PostgreSQL JDBC driver  -> RVBBIT_PGJDBC_JAR
 set -euo pipefail
@@ -17,6 +18,9 @@ command -v node >/dev/null || need_apt+=(nodejs npm)
 command -v psql >/dev/null || need_apt+=(postgresql-client)
 # The PostgreSQL server the store tests start throwaway instances of (rvbbit_testkit::postgres).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+# The ClickHouse server the event-sink tests start throwaway instances of (rvbbit_testkit::clickhouse).
+command -v clickhouse-server >/dev/null || [ -x /usr/sbin/clickhouse-server ] || command -v clickhouse >/dev/null \
+  || need_apt+=(clickhouse-server clickhouse-client)
 command -v javac >/dev/null || need_apt+=(default-jdk-headless)
 [ -f /usr/share/java/postgresql.jar ] || need_apt+=(libpostgresql-jdbc-java)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
@@ -47,4 +51,5 @@ export RVBBIT_CHROMIUM="${RVBBIT_CHROMIUM:-$(command -v chromium)}"
 export RVBBIT_E2E_DIR="$repo/e2e"
 echo "test-deps: RVBBIT_CHROMIUM=$RVBBIT_CHROMIUM ($("$RVBBIT_CHROMIUM" --version 2>/dev/null | head -1))" >&2
 echo "test-deps: node $(node --version), playwright-core $(node -p "require('$repo/e2e/node_modules/playwright-core/package.json').version")" >&2
+echo "test-deps: clickhouse-server $(dpkg-query -W -f='${Version}' clickhouse-server 2>/dev/null || echo '(not from apt)')" >&2
 echo "test-deps: $("$RVBBIT_PSQL" --version), psycopg $("$RVBBIT_PYTHON" -c 'import psycopg; print(psycopg.__version__)'), $(javac -version 2>&1), pgjdbc $RVBBIT_PGJDBC_JAR" >&2

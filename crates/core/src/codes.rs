@@ -460,8 +460,9 @@ codes! {
     /// The store could not be opened or reached.
     S_UNAVAILABLE = "RVB-S001", Storage, "Store unavailable",
         "The event store could not be opened or reached.",
-        ["A read-only or full disk.", "A database server that is down.", "A wrong `store.url`."],
-        "Check `rvbbit health` and `rvbbit doctor`; events of an interrupted run wait in `.rvbbit/spill/` for `rvbbit db replay`.";
+        ["A read-only or full disk.", "A database server that is down.", "A wrong `store.url`.",
+         "The ClickHouse events sink (`store.events.url`) is down or refuses the credentials (only `rvbbit db replay` fails for it; runs go on and spill its events)."],
+        "Check `rvbbit health` and `rvbbit doctor`; events of an interrupted run wait in `.rvbbit/spill/` (the events sink's in `.rvbbit/spill/events-sink/`) for `rvbbit db replay`.";
     /// A migration failed.
     S_MIGRATION = "RVB-S002", Storage, "Migration failed",
         "The store's schema could not be brought to the version this rvbbit needs.",

@@ -211,14 +211,67 @@ pub struct StoreConfig {
     /// `sqlite://PATH` (the embedded default) or `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (a
     /// shared server). Env: `RVBBIT_STORE__URL` or `RVBBIT_STORE_URL`.
     pub url: String,
+    /// A second destination for events (`[store.events]`): the analytics warehouse. Since v0.2.
+    pub events: EventsConfig,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             url: "sqlite://.rvbbit/rvbbit.db".to_owned(),
+            events: EventsConfig::default(),
         }
     }
+}
+
+/// The event sink: every event the store gets is also sent here (ClickHouse), in the same batches.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// ClickHouse's HTTP interface and database, `http[s]://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE`
+    /// (such as `http://rvbbit:secret@ch.example:8123/rvbbit`). Absent: no sink. Env:
+    /// `RVBBIT_STORE_EVENTS_URL` or `RVBBIT_STORE__EVENTS__URL`. Since v0.2.
+    pub url: Option<String>,
+}
+
+impl fmt::Debug for EventsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventsConfig")
+            .field("url", &self.url.as_deref().map(mask_url))
+            .finish()
+    }
+}
+
+/// Why `url` is not an events URL (`http[s]://[user[:password]@]host[:port]/database`), if it is not.
+pub fn events_url_problem(url: &str) -> Option<String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Some("it has no scheme (expected http:// or https://)".into());
+    };
+    if scheme != "http" && scheme != "https" {
+        return Some(format!("its scheme is `{scheme}`, expected http or https"));
+    }
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host.is_empty() || host.starts_with(':') {
+        return Some("it names no host".into());
+    }
+    if let Some((_, port)) = host.rsplit_once(':')
+        && !host.ends_with(']')
+        && port.parse::<u16>().is_err()
+    {
+        return Some(format!("its port `{port}` is not a number"));
+    }
+    let db = path
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('/');
+    if !db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Some(format!(
+            "its database `{db}` is not a plain name (letters, digits and `_`)"
+        ));
+    }
+    None
 }
 
 /// Settings of `rvbbit validate`.
@@ -448,6 +501,7 @@ const ENV_ALIASES: &[(&str, &str)] = &[
     ("provider_api_key", "provider.api_key"),
     ("provider_kind", "provider.kind"),
     ("store_url", "store.url"),
+    ("store_events_url", "store.events.url"),
     ("root", "roots"),
 ];
 
@@ -895,6 +949,20 @@ fn validate(config: &Config, sources: &BTreeMap<String, Source>, problems: &mut 
                 .into(),
         });
     }
+    if let Some(url) = &config.store.events.url
+        && let Some(why) = events_url_problem(url)
+    {
+        problems.push(Problem {
+            code: codes::C_INVALID,
+            key: Some("store.events.url".into()),
+            source: src("store.events.url"),
+            message: format!(
+                "`store.events.url` must be a ClickHouse HTTP URL `http[s]://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE`, found `{}`: {why}",
+                mask_url(url)
+            ),
+            hint: "for example `http://rvbbit:secret@localhost:8123/rvbbit`; remove `[store.events]` to keep events in the store only".into(),
+        });
+    }
     if config.default_model.trim().is_empty() {
         problems.push(Problem {
             code: codes::C_INVALID,
@@ -1227,6 +1295,49 @@ mod tests {
             "secret leaked: {}",
             err.problems[1].message
         );
+    }
+
+    #[test]
+    fn the_events_url_is_checked_and_its_password_masked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("rvbbit.toml"),
+            "[store.events]\nurl = \"ftp://ada:hunter2@ch:8123/db\"\n",
+        )
+        .unwrap();
+        let err = load(&opts(dir.path())).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err:?}");
+        let p = &err.problems[0];
+        assert_eq!(
+            (p.code, p.key.as_deref()),
+            (codes::C_INVALID, Some("store.events.url"))
+        );
+        assert!(p.message.contains("ftp://ada:****@ch:8123/db"), "{}", p.message);
+        assert!(!p.message.contains("hunter2"), "{}", p.message);
+
+        let mut o = opts(dir.path());
+        std::fs::remove_file(dir.path().join("rvbbit.toml")).unwrap();
+        o.env = vec![(
+            "RVBBIT_STORE_EVENTS_URL".into(),
+            "http://ada:hunter2@ch:8123/analytics".into(),
+        )];
+        let loaded = load(&o).unwrap();
+        assert_eq!(
+            loaded.config.store.events.url.as_deref(),
+            Some("http://ada:hunter2@ch:8123/analytics")
+        );
+        assert!(!format!("{:?}", loaded.config).contains("hunter2"));
+        assert!(!format!("{:?}", loaded.show()).contains("hunter2"));
+        assert_eq!(
+            events_url_problem("http://h:port/db").unwrap(),
+            "its port `port` is not a number"
+        );
+        assert!(
+            events_url_problem("https://h/a-b")
+                .unwrap()
+                .contains("plain name")
+        );
+        assert_eq!(events_url_problem("http://localhost:8123/rvbbit"), None);
     }
 
     #[test]

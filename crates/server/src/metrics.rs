@@ -52,6 +52,9 @@ pub(crate) struct Metrics {
     queue: Gauge,
     spilled: Gauge,
     lost: Gauge,
+    sink_written: Gauge,
+    sink_pending: Gauge,
+    sink_last_write: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -125,6 +128,24 @@ impl Metrics {
             "Records this process could neither store nor spill (RVB-S008); alert on any increase",
             lost.clone(),
         );
+        let sink_written = Gauge::default();
+        registry.register(
+            "events_sink_events_written",
+            "Events this process sent to the events sink (`[store.events] url`; 0 without one)",
+            sink_written.clone(),
+        );
+        let sink_pending = Gauge::default();
+        registry.register(
+            "events_sink_events_pending",
+            "Events this process spilled for the events sink and not replayed yet (its lag)",
+            sink_pending.clone(),
+        );
+        let sink_last_write = Gauge::default();
+        registry.register(
+            "events_sink_last_write_timestamp_seconds",
+            "When this process last wrote a batch to the events sink (Unix seconds; 0: never)",
+            sink_last_write.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -139,6 +160,9 @@ impl Metrics {
             queue,
             spilled,
             lost,
+            sink_written,
+            sink_pending,
+            sink_last_write,
         }
     }
 
@@ -189,6 +213,13 @@ impl Metrics {
             .set(writer.map_or(0, |w| i64::try_from(w.spilled()).unwrap_or(i64::MAX)));
         self.lost
             .set(writer.map_or(0, |w| i64::try_from(w.lost()).unwrap_or(i64::MAX)));
+        let sink = writer.and_then(WriterHandle::sink_state).unwrap_or_default();
+        self.sink_written
+            .set(i64::try_from(sink.written).unwrap_or(i64::MAX));
+        self.sink_pending
+            .set(i64::try_from(sink.pending).unwrap_or(i64::MAX));
+        self.sink_last_write
+            .set(sink.last_write.map_or(0, |t| t.micros() / 1_000_000));
         let mut out = String::new();
         encode(&mut out, &self.registry)
             .map_err(|e| rvbbit_store::Error::Internal(format!("metrics encoding failed: {e}")))?;

@@ -3,8 +3,9 @@
 //! The [`traits`] ([`EventSink`], [`SessionStore`], [`ResultCache`], [`SignalStore`], [`CheckpointStore`]
 //! and [`Store`]) are
 //! async, batch-oriented and backend-agnostic; each backend lives in its own folder behind a cargo
-//! feature (`sqlite/` and `postgres/`, both in the default build; `clickhouse/` and `nats/` later) and must pass the
-//! conformance suite in `tests/it/conformance.rs`. The [`Writer`] batches records from a bounded
+//! feature (`sqlite/` and `postgres/`, both in the default build; `nats/` later) and must pass the
+//! conformance suite in `tests/it/conformance.rs`. `clickhouse/` (also default) is not a store but a second
+//! destination for events, the [`Writer`]'s optional event sink (`[store.events] url`). The [`Writer`] batches records from a bounded
 //! channel, retries a busy store and spills to `.rvbbit/spill/*.jsonl` when the store fails; [`spill`]
 //! replays those files exactly once; [`Heartbeat`] keeps a running session's heartbeat fresh so zombies can
 //! be told apart; [`trace`] builds a session's tree of cells and calls.
@@ -26,6 +27,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "clickhouse")]
+pub mod clickhouse;
 pub mod copy;
 mod error;
 pub mod heartbeat;
@@ -51,7 +54,7 @@ pub use model::{
 };
 use rvbbit_core::config::mask_url;
 pub use traits::{ApiKeyStore, CheckpointStore, EventSink, ResultCache, SessionStore, SignalStore, Store};
-pub use writer::{Writer, WriterHandle, WriterOptions, WriterStats};
+pub use writer::{SinkOptions, SinkState, Writer, WriterHandle, WriterOptions, WriterStats};
 
 /// Open the store named by `url` (relative paths are taken from `base`), creating and migrating it.
 ///
@@ -74,6 +77,24 @@ pub async fn open(url: &str, base: &Path) -> Result<Arc<dyn Store>> {
             "sqlite://PATH",
             #[cfg(feature = "postgres")]
             "postgres://USER@HOST:PORT/DATABASE",
+        ],
+    })
+}
+
+/// Open the event sink named by `url` (today only ClickHouse: `http[s]://…/database`), creating its
+/// database and migrating its schema.
+///
+/// Errors: [`Error::UnsupportedUrl`] when this build lacks the sink, and the sink's open errors.
+pub async fn open_sink(url: &str) -> Result<Arc<dyn EventSink>> {
+    #[cfg(feature = "clickhouse")]
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return Ok(Arc::new(clickhouse::ClickHouseSink::open(url).await?));
+    }
+    Err(Error::UnsupportedUrl {
+        url: mask_url(url),
+        supported: vec![
+            #[cfg(feature = "clickhouse")]
+            "http://USER:PASSWORD@HOST:8123/DATABASE",
         ],
     })
 }

@@ -2,6 +2,10 @@
 //! `rvbbit db replay` exactly once (event ids make inserts idempotent; replayed files move to
 //! `replayed/`). A damaged line (a torn last line after a crash, an edit by hand) does not stop the
 //! replay: it is set aside in `rejected/<file>.rejected` and reported with its line number.
+//!
+//! The event sink (`[store.events] url`) has spill files of its own, in `events-sink/` below the store's
+//! spill directory, holding only events: [`replay_events`] sends them to the sink, and
+//! [`pending_records`] counts what waits there (the sink's lag).
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -10,7 +14,66 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::model::{Record, Session};
-use crate::traits::Store;
+use crate::traits::{EventSink, Store};
+
+/// The folder of the event sink's spill files below a spill directory.
+pub const SINK_DIR: &str = "events-sink";
+
+/// Where a replay sends records: the store (events and sessions), or the event sink (events only).
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Store(&'a dyn Store),
+    Sink(&'a dyn EventSink),
+}
+
+impl Target<'_> {
+    async fn append(self, events: &[rvbbit_core::Event]) -> Result<u64> {
+        match self {
+            Target::Store(s) => s.append(events).await,
+            Target::Sink(s) => s.append(events).await,
+        }
+    }
+}
+
+/// Records (lines) waiting in the spill files of `dir`: for the event sink's lag.
+pub fn pending_records(dir: &Path) -> Result<u64> {
+    let mut n = 0;
+    for path in pending(dir)? {
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            // Replayed (moved) meanwhile.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                return Err(Error::File {
+                    action: "read the spill file",
+                    path,
+                    source,
+                });
+            }
+        };
+        for line in std::io::BufReader::new(file).split(b'\n') {
+            let line = line.map_err(|source| Error::File {
+                action: "read the spill file",
+                path: path.clone(),
+                source,
+            })?;
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// Load every pending event-sink spill file in `dir` into `sink`, then move each to `dir/replayed/`.
+/// Session records (there are none in sink files) are ignored. Files a live process holds are skipped
+/// ([`ReplayReport::in_use`]); a file another replay moved meanwhile is skipped too.
+///
+/// Idempotent: the sink keeps each event id once (ClickHouse: `ReplacingMergeTree`, read with `FINAL`).
+/// Errors: as [`replay`].
+pub async fn replay_events(sink: &dyn EventSink, dir: &Path) -> Result<ReplayReport> {
+    replay_into(Target::Sink(sink), dir).await
+}
 
 /// Spill files waiting in `dir` (oldest first); an absent directory has none.
 pub fn pending(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -78,15 +141,34 @@ const BATCH: usize = 2000;
 /// [`ReplayReport::rejected`]; the rest of its file is replayed.
 /// Errors: [`Error::File`] (the file stays where it is), and store errors.
 pub async fn replay(store: &dyn Store, dir: &Path) -> Result<ReplayReport> {
+    replay_into(Target::Store(store), dir).await
+}
+
+async fn replay_into(target: Target<'_>, dir: &Path) -> Result<ReplayReport> {
     let mut report = ReplayReport::default();
     for path in pending(dir)? {
-        let file = std::fs::File::open(&path).map_err(|source| Error::File {
-            action: "open the spill file",
-            path: path.clone(),
-            source,
-        })?;
-        // A writer holds an exclusive lock on its spill file for as long as its process lives.
-        match file.try_lock_shared() {
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            // Another replay of the sink's files moved it meanwhile.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && matches!(target, Target::Sink(_)) => {
+                continue;
+            }
+            Err(source) => {
+                return Err(Error::File {
+                    action: "open the spill file",
+                    path: path.clone(),
+                    source,
+                });
+            }
+        };
+        // A writer holds an exclusive lock on its spill file for as long as its process lives. Sink
+        // files are replayed by writers too, automatically, so those take the lock exclusively: two
+        // replays never send one file at once.
+        let locked = match target {
+            Target::Store(_) => file.try_lock_shared(),
+            Target::Sink(_) => file.try_lock(),
+        };
+        match locked {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 report.in_use.push(path);
@@ -127,7 +209,7 @@ pub async fn replay(store: &dyn Store, dir: &Path) -> Result<ReplayReport> {
                 Record::Session(s) => sessions.push(*s),
             }
             if events.len() >= BATCH {
-                report.events_inserted += store.append(&events).await?;
+                report.events_inserted += target.append(&events).await?;
                 report.events_already_present += events.len() as u64;
                 events.clear();
             }
@@ -135,9 +217,11 @@ pub async fn replay(store: &dyn Store, dir: &Path) -> Result<ReplayReport> {
         if !damaged.is_empty() {
             report.rejected.extend(keep_rejected(dir, &path, damaged)?);
         }
-        store.put_sessions(&sessions).await?;
-        report.sessions += sessions.len() as u64;
-        report.events_inserted += store.append(&events).await?;
+        if let Target::Store(store) = target {
+            store.put_sessions(&sessions).await?;
+            report.sessions += sessions.len() as u64;
+        }
+        report.events_inserted += target.append(&events).await?;
         report.events_already_present += events.len() as u64;
         let done = dir.join("replayed");
         let target = done.join(path.file_name().unwrap_or_default());

@@ -1,6 +1,6 @@
-//! The backend-agnostic storage traits. Every backend (SQLite today; PostgreSQL, ClickHouse and NATS
-//! later, each behind a cargo feature) implements all of them and passes the conformance suite in
-//! `crates/store/tests/it/conformance.rs`.
+//! The backend-agnostic storage traits. Every backend (SQLite and PostgreSQL; NATS later, each behind a
+//! cargo feature) implements all of them and passes the conformance suite in
+//! `crates/store/tests/it/conformance.rs`. The ClickHouse events sink implements [`EventSink`] only.
 //!
 //! The traits are async and batch-oriented: writes take slices, so a backend can turn one call into one
 //! transaction or one network round trip. Methods are cancel-safe in the sense that dropping the future

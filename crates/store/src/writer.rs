@@ -6,12 +6,18 @@
 //! writes everything sent before it and waits for the task. Dropping a `Writer` without shutting down
 //! aborts nothing by itself (the task ends once every handle is dropped), but records still buffered may be
 //! lost if the process exits first: always call `shutdown` (the CLI does, also on SIGINT/SIGTERM).
+//!
+//! With a [`SinkOptions`] (the `[store.events] url`, ClickHouse), each batch of events is also sent to
+//! that second destination after the store's write, in one call. A sink that fails never fails the run:
+//! its events go to their own spill files (`.rvbbit/spill/events-sink/`), a warning naming the sink says
+//! so once per writer, and the spill is replayed by the first batch the sink takes again (and by
+//! `rvbbit db replay`). Only when such a spill file cannot be written are records counted as lost.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -21,7 +27,41 @@ use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::model::{Record, Session};
-use crate::traits::Store;
+use crate::traits::{EventSink, Store};
+
+/// A second destination for events (the analytics warehouse), written after the store.
+#[derive(Clone)]
+pub struct SinkOptions {
+    /// The sink.
+    pub sink: Arc<dyn EventSink>,
+    /// Its URL with the password masked, for messages.
+    pub url: String,
+    /// Where its spill files go (normally `.rvbbit/spill/events-sink/`).
+    pub spill_dir: PathBuf,
+}
+
+impl std::fmt::Debug for SinkOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkOptions")
+            .field("url", &self.url)
+            .field("spill_dir", &self.spill_dir)
+            .finish()
+    }
+}
+
+/// The event sink as this writer saw it (for a server's health and metrics).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct SinkState {
+    /// The sink's URL, password masked.
+    pub url: String,
+    /// When this writer last wrote a batch to it.
+    pub last_write: Option<rvbbit_core::Timestamp>,
+    /// Events this writer sent to it.
+    pub written: u64,
+    /// Events this writer spilled for it and has not replayed yet.
+    pub pending: u64,
+}
 
 /// How the writer batches, retries and spills.
 #[derive(Clone, Debug)]
@@ -38,8 +78,10 @@ pub struct WriterOptions {
     pub backoff: Duration,
     /// Longest backoff delay.
     pub max_backoff: Duration,
-    /// After a failed batch, how long to spill without trying the store again.
+    /// After a failed batch, how long to spill without trying the store (or the sink) again.
     pub reprobe_after: Duration,
+    /// A second destination for events, if any (`[store.events] url`).
+    pub sink: Option<SinkOptions>,
 }
 
 impl WriterOptions {
@@ -53,6 +95,7 @@ impl WriterOptions {
             backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
             reprobe_after: Duration::from_secs(5),
+            sink: None,
         }
     }
 
@@ -88,6 +131,17 @@ pub struct WriterStats {
     pub retries: u64,
     /// The last store or spill error, if any.
     pub last_error: Option<String>,
+    /// Events sent to the event sink.
+    pub sink_written: u64,
+    /// Events spilled for the event sink (`.rvbbit/spill/events-sink/`) because it failed.
+    pub sink_spilled: u64,
+    /// Events of sink spill files replayed into the sink once it answered again.
+    pub sink_replayed: u64,
+    /// The last event-sink error, if any (its URL with the password masked).
+    pub sink_error: Option<String>,
+    /// The event sink's spill files written (apart from [`WriterStats::spill_files`], which are the
+    /// store's).
+    pub sink_spill_files: Vec<PathBuf>,
 }
 
 enum Msg {
@@ -101,6 +155,10 @@ enum Msg {
 struct Counters {
     spilled: AtomicU64,
     lost: AtomicU64,
+    sink_written: AtomicU64,
+    sink_pending: AtomicU64,
+    /// Microseconds since the epoch of the last batch the sink took (0: none yet).
+    sink_last_write: AtomicI64,
 }
 
 /// Sends records to the writer task. Cheap to clone.
@@ -108,6 +166,7 @@ struct Counters {
 pub struct WriterHandle {
     tx: mpsc::Sender<Msg>,
     counters: Arc<Counters>,
+    sink_url: Option<Arc<str>>,
 }
 
 impl WriterHandle {
@@ -138,6 +197,18 @@ impl WriterHandle {
     /// Records spilled to files so far (waiting for `rvbbit db replay`).
     pub fn spilled(&self) -> u64 {
         self.counters.spilled.load(Ordering::Relaxed)
+    }
+
+    /// The event sink as this writer sees it, or `None` without a sink.
+    pub fn sink_state(&self) -> Option<SinkState> {
+        let url = self.sink_url.as_ref()?;
+        let last = self.counters.sink_last_write.load(Ordering::Relaxed);
+        Some(SinkState {
+            url: url.to_string(),
+            last_write: (last > 0).then(|| rvbbit_core::Timestamp::from_micros(last)),
+            written: self.counters.sink_written.load(Ordering::Relaxed),
+            pending: self.counters.sink_pending.load(Ordering::Relaxed),
+        })
     }
 
     /// Queue an event.
@@ -184,9 +255,17 @@ impl Writer {
     fn start(store: Option<Arc<dyn Store>>, options: WriterOptions, reason: Option<String>) -> Self {
         let (tx, rx) = mpsc::channel(options.capacity.max(1));
         let counters = Arc::new(Counters::default());
+        let sink_url = options.sink.as_ref().map(|s| Arc::from(s.url.as_str()));
+        let sink_dir = options
+            .sink
+            .as_ref()
+            .map(|s| s.spill_dir.clone())
+            .unwrap_or_default();
         let task = tokio::spawn(
             Task {
                 store,
+                spill: SpillFile::new(options.spill_dir.clone()),
+                sink_spill: SpillFile::new(sink_dir),
                 options,
                 counters: counters.clone(),
                 store_error: reason.clone(),
@@ -194,16 +273,21 @@ impl Writer {
                     last_error: reason,
                     ..WriterStats::default()
                 },
-                spill: None,
-                spill_len: 0,
                 spill_until: None,
+                sink_until: None,
+                sink_warned: false,
+                sink_replay_due: true,
                 events: Vec::new(),
                 sessions: Vec::new(),
             }
             .run(rx),
         );
         Writer {
-            handle: WriterHandle { tx, counters },
+            handle: WriterHandle {
+                tx,
+                counters,
+                sink_url,
+            },
             task,
         }
     }
@@ -239,10 +323,17 @@ struct Task {
     /// Why the store last failed (or could not be opened), for the reason of a loss.
     store_error: Option<String>,
     stats: WriterStats,
-    spill: Option<(PathBuf, File)>,
-    /// Bytes of whole records in the open spill file (a failed append is cut back to this).
-    spill_len: u64,
+    spill: SpillFile,
+    /// The event sink's own spill file.
+    sink_spill: SpillFile,
     spill_until: Option<Instant>,
+    /// After a failed sink write, until when to spill its events without trying it.
+    sink_until: Option<Instant>,
+    /// Whether the sink's failure was already reported (once per writer).
+    sink_warned: bool,
+    /// Whether the next batch the sink takes should be followed by a replay of its spill files (at start,
+    /// for files left by earlier processes, and after each failure).
+    sink_replay_due: bool,
     events: Vec<rvbbit_core::Event>,
     sessions: Vec<Session>,
 }
@@ -313,6 +404,15 @@ impl Task {
         }
         let events = Arc::new(std::mem::take(&mut self.events));
         let sessions = Arc::new(std::mem::take(&mut self.sessions));
+        let sink_batch = self.options.sink.is_some().then(|| events.clone());
+        self.write_store(events, sessions).await;
+        if let Some(events) = sink_batch {
+            self.write_sink(&events).await;
+        }
+    }
+
+    /// Write a batch to the store, retrying while busy, spilling when it fails.
+    async fn write_store(&mut self, events: Arc<Vec<rvbbit_core::Event>>, sessions: Arc<Vec<Session>>) {
         let Some(store) = self.store.clone() else {
             self.spill_records(events, sessions);
             return;
@@ -352,6 +452,105 @@ impl Task {
         }
     }
 
+    /// Send a batch of events to the event sink (after the store, whatever became of it there). A
+    /// failure spills them to the sink's own files; the next batch it takes replays those files.
+    async fn write_sink(&mut self, events: &[rvbbit_core::Event]) {
+        let Some(sink) = self.options.sink.clone() else {
+            return;
+        };
+        if events.is_empty() {
+            return;
+        }
+        if self.sink_until.is_some_and(|t| Instant::now() < t) {
+            self.spill_sink(events);
+            return;
+        }
+        match sink.sink.append(events).await {
+            Ok(_) => {
+                let n = events.len() as u64;
+                self.stats.sink_written += n;
+                self.counters.sink_written.fetch_add(n, Ordering::Relaxed);
+                self.counters
+                    .sink_last_write
+                    .store(rvbbit_core::Timestamp::now().micros(), Ordering::Relaxed);
+                self.sink_until = None;
+                if self.sink_replay_due {
+                    self.replay_sink(&sink).await;
+                }
+            }
+            Err(e) => {
+                let error = error_chain(&e);
+                if !self.sink_warned {
+                    self.sink_warned = true;
+                    tracing::warn!(
+                        url = %sink.url,
+                        spill = %sink.spill_dir.display(),
+                        error = %error,
+                        "The events sink failed; the run goes on (the store has its events) and they wait in the spill directory until the sink answers again or `rvbbit db replay`."
+                    );
+                }
+                self.stats.sink_error = Some(error);
+                self.sink_until = Some(Instant::now() + self.options.reprobe_after);
+                self.sink_replay_due = true;
+                self.spill_sink(events);
+            }
+        }
+    }
+
+    /// Replay the sink's spill files (this writer's own included: its file is closed first, so a later
+    /// failure starts a new one). Files other live processes write are left to them.
+    async fn replay_sink(&mut self, sink: &SinkOptions) {
+        self.sink_spill.close();
+        match crate::spill::replay_events(sink.sink.as_ref(), &sink.spill_dir).await {
+            Ok(report) => {
+                self.sink_replay_due = false;
+                self.stats.sink_replayed += report.records;
+                let pending = self.counters.sink_pending.load(Ordering::Relaxed);
+                self.counters
+                    .sink_pending
+                    .store(pending.saturating_sub(report.records), Ordering::Relaxed);
+                if report.records > 0 {
+                    tracing::info!(
+                        events = report.records,
+                        files = report.files.len(),
+                        "Events sink spill replayed."
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(url = %sink.url, error = %error_chain(&e), "The events sink spill could not be replayed; it is tried again with the next batch.");
+            }
+        }
+    }
+
+    fn spill_sink(&mut self, events: &[rvbbit_core::Event]) {
+        let mut text = String::new();
+        let mut n = 0u64;
+        for e in events {
+            match serde_json::to_string(&Record::Event(Box::new(e.clone()))) {
+                Ok(line) => {
+                    text.push_str(&line);
+                    text.push('\n');
+                    n += 1;
+                }
+                Err(err) => self.lose(1, format!("an event cannot be encoded as JSON: {err}")),
+            }
+        }
+        match self
+            .sink_spill
+            .append(text.as_bytes(), &mut self.stats.sink_spill_files)
+        {
+            Ok(()) => {
+                self.stats.sink_spilled += n;
+                self.counters.sink_pending.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(reason) => {
+                let sink = self.stats.sink_error.clone().unwrap_or_default();
+                self.lose(n, format!("the events sink failed ({sink}) and {reason}"));
+            }
+        }
+    }
+
     fn spill_records(&mut self, events: Arc<Vec<rvbbit_core::Event>>, sessions: Arc<Vec<Session>>) {
         let n = (events.len() + sessions.len()) as u64;
         // The store no longer holds the batch, so these are the only owners (a clone otherwise).
@@ -376,7 +575,7 @@ impl Task {
             }
         }
         let n = n - unencodable;
-        match self.append_spill(text.as_bytes()) {
+        match self.spill.append(text.as_bytes(), &mut self.stats.spill_files) {
             Ok(()) => {
                 self.stats.spilled += n;
                 self.counters.spilled.fetch_add(n, Ordering::Relaxed);
@@ -410,19 +609,44 @@ impl Task {
         self.stats.lost_reason.get_or_insert(reason.clone());
         self.stats.last_error = Some(reason);
     }
+}
 
-    /// Append whole records to the spill file and sync them. On failure the file is cut back to its
-    /// last whole record (so a full disk leaves no torn line) and the reason names the OS error and path.
-    fn append_spill(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.open_spill()?;
-        let len = self.spill_len;
-        let Some((path, f)) = &mut self.spill else {
+/// One spill file, opened on first use in its directory and locked while this process lives.
+struct SpillFile {
+    dir: PathBuf,
+    open: Option<(PathBuf, File)>,
+    /// Bytes of whole records in the open file (a failed append is cut back to this).
+    len: u64,
+}
+
+impl SpillFile {
+    fn new(dir: PathBuf) -> Self {
+        SpillFile {
+            dir,
+            open: None,
+            len: 0,
+        }
+    }
+
+    /// Close the file (releasing its lock), so a replay may take it; the next append opens a new one.
+    fn close(&mut self) {
+        self.open = None;
+        self.len = 0;
+    }
+
+    /// Append whole records and sync them; a newly opened file is added to `files`. On failure the
+    /// file is cut back to its last whole record (so a full disk leaves no torn line) and the reason
+    /// names the OS error and path.
+    fn append(&mut self, bytes: &[u8], files: &mut Vec<PathBuf>) -> Result<(), String> {
+        self.open_file(files)?;
+        let len = self.len;
+        let Some((path, f)) = &mut self.open else {
             return Err("the spill file vanished (this is a bug)".into());
         };
         // Synced so a crash or SIGKILL right after a spill keeps the batch.
         match f.write_all(bytes).and_then(|()| f.sync_data()) {
             Ok(()) => {
-                self.spill_len = len + bytes.len() as u64;
+                self.len = len + bytes.len() as u64;
                 Ok(())
             }
             Err(e) => {
@@ -439,11 +663,11 @@ impl Task {
         }
     }
 
-    fn open_spill(&mut self) -> Result<(), String> {
-        if self.spill.is_some() {
+    fn open_file(&mut self, files: &mut Vec<PathBuf>) -> Result<(), String> {
+        if self.open.is_some() {
             return Ok(());
         }
-        let dir = &self.options.spill_dir;
+        let dir = &self.dir;
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("the spill directory `{}` cannot be created: {e}", dir.display()))?;
         let name = format!(
@@ -457,11 +681,12 @@ impl Task {
             .append(true)
             .open(&path)
             .map_err(|e| cannot("created", &path, &e))?;
-        // Held until this process exits, so `rvbbit db replay` leaves a file still being written.
+        // Held until this process exits (or the file is closed), so `rvbbit db replay` leaves a file
+        // still being written.
         file.lock().map_err(|e| cannot("locked", &path, &e))?;
-        self.stats.spill_files.push(path.clone());
-        self.spill = Some((path, file));
-        self.spill_len = 0;
+        files.push(path.clone());
+        self.open = Some((path, file));
+        self.len = 0;
         Ok(())
     }
 }

@@ -8,6 +8,8 @@
 //! let tests assert what the client really sent. Every LLM test in the workspace uses it; the client is
 //! never stubbed.
 //!
+//! [`clickhouse`] and [`postgres`] start throwaway database servers for the store tests.
+//!
 //! This crate is for `[dev-dependencies]` only. It is also a binary for benchmarks:
 //! `cargo run -p rvbbit-testkit -- serve --latency 200ms`.
 //!
@@ -23,6 +25,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod clickhouse;
 pub mod postgres;
 mod reply;
 mod server;

@@ -230,17 +230,47 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
                 let r = rvbbit_store::spill::replay(store, &opened.spill_dir())
                     .await
                     .map_err(fail)?;
+                // The event sink's own spill (`[store.events] url`), sent to the sink. A sink that
+                // fails is reported after the store's replay, which stands.
+                let mut sink_failure = None;
+                let sink = match &opened.events_url {
+                    Some(url) => {
+                        let dir = super::sink::spill_dir(&opened.base);
+                        let replayed = match rvbbit_store::open_sink(url).await {
+                            Ok(sink) => rvbbit_store::spill::replay_events(sink.as_ref(), &dir).await,
+                            Err(e) => Err(e),
+                        };
+                        match replayed {
+                            Ok(report) => Some(report),
+                            Err(e) => {
+                                sink_failure = Some(fail(e));
+                                None
+                            }
+                        }
+                    }
+                    None => None,
+                };
                 match out.format {
-                    Format::Json => output::json(&json!({"status": "ok", "replay": r}))?,
-                    Format::Text => output::stdout(&format!(
-                        "replayed {} spill file(s): {} records, {} events inserted, {} already present, {} session records, {} damaged line(s) set aside\n",
-                        r.files.len(),
-                        r.records,
-                        r.events_inserted,
-                        r.events_already_present,
-                        r.sessions,
-                        r.rejected.len()
-                    ))?,
+                    Format::Json => output::json(&json!({"status": "ok", "replay": r, "events_sink": sink}))?,
+                    Format::Text => {
+                        let mut text = format!(
+                            "replayed {} spill file(s): {} records, {} events inserted, {} already present, {} session records, {} damaged line(s) set aside\n",
+                            r.files.len(),
+                            r.records,
+                            r.events_inserted,
+                            r.events_already_present,
+                            r.sessions,
+                            r.rejected.len()
+                        );
+                        if let Some(s) = &sink {
+                            text.push_str(&format!(
+                                "replayed {} events-sink spill file(s): {} events sent to the events sink\n",
+                                s.files.len(),
+                                s.records
+                            ));
+                        }
+                        output::stdout(&text)?
+                    }
                 }
                 if !r.rejected.is_empty() && !out.quiet && out.format == Format::Text {
                     let mut text = String::new();
@@ -266,6 +296,9 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
                          replay again once it ends\n",
                         r.in_use.len()
                     ));
+                }
+                if let Some(failure) = sink_failure {
+                    return Err(failure);
                 }
             }
         }

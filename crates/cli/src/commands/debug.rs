@@ -128,10 +128,13 @@ fn emit(
         let base = std::env::current_dir().unwrap_or_default();
         let spill_dir = base.join(".rvbbit").join("spill");
         let (store, writer) = match open(cli, out).await {
-            Ok(opened) => (
-                Some(opened.store.clone()),
-                Writer::spawn(opened.store, WriterOptions::new(spill_dir)),
-            ),
+            Ok(opened) => {
+                let mut options = WriterOptions::new(spill_dir);
+                if let Some(url) = &opened.events_url {
+                    options.sink = super::sink::writer_sink(url, &base).await;
+                }
+                (Some(opened.store.clone()), Writer::spawn(opened.store, options))
+            }
             Err(Failure::Coded(c)) if c.code.class == rvbbit_core::ExitClass::Storage => {
                 output::stderr(&format!(
                     "warning[{}]: {}; events spill to .rvbbit/spill/\n",

@@ -187,6 +187,20 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         )),
         Err(e) => findings.push(finding("spill", "error", e.to_string(), Some(e.hint()))),
     }
+    if let Some(url) = &loaded.config.store.events.url {
+        let sink = block_on(async { Ok(super::sink::report(url, &base).await) })?;
+        let (level, fix) = if !sink.reachable {
+            (
+                "warning",
+                Some("start ClickHouse or fix `store.events.url`; runs go on and their events wait in .rvbbit/spill/events-sink/".to_owned()),
+            )
+        } else if sink.pending_events > 0 {
+            ("warning", Some("rvbbit db replay".to_owned()))
+        } else {
+            ("ok", None)
+        };
+        findings.push(finding("events_sink", level, sink.line(), fix));
+    }
     render(&findings, exit, out)
 }
 

@@ -51,6 +51,16 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
     // The mock provider answers offline: it needs no key.
     let mock = provider.kind == rvbbit_core::config::ProviderKind::Mock;
     let key_ok = key_configured || args.no_provider || mock;
+    // The event sink never decides the exit code: runs go on without it (its events spill and are
+    // replayed), so a probe must not restart a healthy host because the warehouse is down.
+    let sink = loaded
+        .config
+        .store
+        .events
+        .url
+        .as_ref()
+        .map(|u| block_on(async { Ok(super::sink::report(u, &base).await) }))
+        .transpose()?;
     let exit = if !store_ok {
         code
     } else if !key_ok {
@@ -64,6 +74,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             "exit_code": exit,
             "store": {"url": shown_url, "backend": backend, "server_version": server_version, "reachable": store_ok, "latency_ms": latency_ms, "schema_version": version, "error": store_error},
             "provider": {"kind": provider.kind, "api_key_env": provider.api_key_env, "key_configured": key_configured},
+            "events_sink": sink,
         }))?,
         Format::Text => {
             let mut text = String::new();
@@ -90,6 +101,10 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
                     if args.no_provider { "skip" } else { "FAIL" },
                     provider.api_key_env
                 ));
+            }
+            if let Some(sink) = &sink {
+                let word = if sink.ok() { "ok  " } else { "WARN" };
+                text.push_str(&format!("{word}  {}\n", sink.line()));
             }
             output::stdout(&text)?;
         }

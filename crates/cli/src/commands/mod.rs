@@ -20,6 +20,7 @@ pub(crate) mod serve_sql;
 pub(crate) mod sessions;
 pub(crate) mod setup;
 pub(crate) mod signal;
+pub(crate) mod sink;
 pub(crate) mod sql;
 pub(crate) mod storage;
 pub(crate) mod timings;

@@ -123,10 +123,11 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             ));
         }
         let provider = provider(&config, None, None).await?;
-        let writer = Writer::spawn(
-            store.clone(),
-            WriterOptions::new(base.join(".rvbbit").join("spill")),
-        );
+        let mut writer_options = WriterOptions::new(base.join(".rvbbit").join("spill"));
+        if let Some(url) = &config.store.events.url {
+            writer_options.sink = super::sink::writer_sink(url, &base).await;
+        }
+        let writer = Writer::spawn(store.clone(), writer_options);
         let mut registry = Registry::builtin();
         rvbbit_sql::register_tools(&mut registry);
         // Cancelled on shutdown: runs waiting for a person suspend (stay `waiting`) at once.

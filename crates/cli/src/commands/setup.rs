@@ -12,9 +12,14 @@ use crate::output;
 
 /// Open the configured store and spawn its writer. A store that cannot be opened does not stop the
 /// command: a warning is printed and every event spills to `.rvbbit/spill/` (RVB-S003 at the end).
+/// With `[store.events] url`, the writer also sends every batch of events to that sink
+/// ([`super::sink::writer_sink`]); a sink that fails never fails the command.
 pub(crate) async fn store_writer(config: &Config) -> (Writer, Option<Arc<dyn Store>>) {
     let base = std::env::current_dir().unwrap_or_default();
-    let spill = WriterOptions::new(base.join(".rvbbit").join("spill"));
+    let mut spill = WriterOptions::new(base.join(".rvbbit").join("spill"));
+    if let Some(url) = &config.store.events.url {
+        spill.sink = super::sink::writer_sink(url, &base).await;
+    }
     match rvbbit_store::open(&config.store.url, &base).await {
         Ok(store) => (Writer::spawn(store.clone(), spill), Some(store)),
         Err(e) => {

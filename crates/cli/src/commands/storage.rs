@@ -53,6 +53,8 @@ pub(crate) async fn session_with_events(
 pub(crate) struct Opened {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) base: PathBuf,
+    /// The event sink's URL (`[store.events] url`), if one is configured.
+    pub(crate) events_url: Option<String>,
 }
 
 impl Opened {
@@ -69,7 +71,11 @@ pub(crate) async fn open(cli: &Cli, out: Out) -> Result<Opened, Failure> {
     let store = rvbbit_store::open(&loaded.config.store.url, &base)
         .await
         .map_err(fail)?;
-    Ok(Opened { store, base })
+    Ok(Opened {
+        store,
+        base,
+        events_url: loaded.config.store.events.url.clone(),
+    })
 }
 
 /// Parse `--since`/`--until`: a duration back from now (`90s`, `30m`, `24h`, `7d`) or a UTC date/time.

@@ -3,6 +3,7 @@
 
 mod config;
 mod docs_commands;
+mod events_sink;
 mod exactly_once;
 mod first_hour;
 mod help;

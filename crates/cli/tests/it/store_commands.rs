@@ -378,6 +378,24 @@ mod shapes {
         pub(super) exit_code: u8,
         pub(super) store: HealthStore,
         pub(super) provider: HealthProvider,
+        /// `null` without `[store.events] url`.
+        pub(super) events_sink: Option<HealthSink>,
+    }
+
+    /// The event sink (`[store.events] url`): reachable, how far it is, what waits in its spill.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    pub(super) struct HealthSink {
+        pub(super) url: String,
+        pub(super) reachable: bool,
+        pub(super) server_version: Option<String>,
+        pub(super) schema_version: Option<i64>,
+        pub(super) rows: Option<u64>,
+        pub(super) last_write: Option<String>,
+        pub(super) lag_seconds: Option<i64>,
+        pub(super) pending_events: u64,
+        pub(super) error: Option<String>,
     }
 
     #[derive(Deserialize)]
@@ -421,6 +439,7 @@ fn json_outputs_have_their_documented_shape() {
     assert_eq!(doc.by_day.len(), 3);
     let doc: shapes::Health = serde_json::from_slice(&json(&["health"])).unwrap();
     assert!(doc.store.reachable && !doc.provider.key_configured);
+    assert!(doc.events_sink.is_none(), "no sink configured");
     assert_eq!(
         (doc.store.backend.as_str(), doc.store.server_version),
         ("sqlite", None)

@@ -251,6 +251,10 @@ async fn costs_metrics_health_and_the_openapi_document() {
     assert!(metrics.contains("rvbbit_store_write_queue_depth"), "{metrics}");
     assert!(metrics.contains("rvbbit_store_records_spilled 0"), "{metrics}");
     assert!(metrics.contains("rvbbit_store_records_lost 0"), "{metrics}");
+    assert!(
+        metrics.contains("rvbbit_events_sink_events_pending 0"),
+        "{metrics}"
+    );
     assert!(metrics.contains("rvbbit_store_cache_hits 0"), "{metrics}");
     // Two hits on a cached result show up at the next scrape.
     let now = rvbbit_core::Timestamp::now();

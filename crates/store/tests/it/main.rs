@@ -9,6 +9,7 @@
 
 #[macro_use]
 mod conformance;
+mod clickhouse;
 mod postgres;
 mod sqlite;
 mod writer;
