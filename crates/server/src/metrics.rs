@@ -55,6 +55,7 @@ pub(crate) struct Metrics {
     sink_written: Gauge,
     sink_pending: Gauge,
     sink_last_write: Gauge,
+    ping: Gauge<f64, AtomicU64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -146,6 +147,12 @@ impl Metrics {
             "When this process last wrote a batch to the events sink (Unix seconds; 0: never)",
             sink_last_write.clone(),
         );
+        let ping = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "store_ping_seconds",
+            "Round trip of one store ping, measured when /metrics is scraped",
+            ping.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -163,6 +170,7 @@ impl Metrics {
             sink_written,
             sink_pending,
             sink_last_write,
+            ping,
         }
     }
 
@@ -182,6 +190,9 @@ impl Metrics {
         store: &dyn Store,
         writer: Option<&WriterHandle>,
     ) -> Result<String, rvbbit_store::Error> {
+        let started = std::time::Instant::now();
+        store.ping().await?;
+        self.ping.set(started.elapsed().as_secs_f64());
         for (status, n) in store.session_counts().await? {
             self.sessions
                 .get_or_create(&StatusLabels {

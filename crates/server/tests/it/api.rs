@@ -251,6 +251,13 @@ async fn costs_metrics_health_and_the_openapi_document() {
     assert!(metrics.contains("rvbbit_store_write_queue_depth"), "{metrics}");
     assert!(metrics.contains("rvbbit_store_records_spilled 0"), "{metrics}");
     assert!(metrics.contains("rvbbit_store_records_lost 0"), "{metrics}");
+    let ping: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("rvbbit_store_ping_seconds "))
+        .unwrap_or_else(|| panic!("no store ping in {metrics}"))
+        .parse()
+        .unwrap();
+    assert!(ping > 0.0 && ping < 5.0, "{ping}");
     assert!(
         metrics.contains("rvbbit_events_sink_events_pending 0"),
         "{metrics}"

@@ -10,7 +10,12 @@ use crate::{ANSWER_WAIT, Running, assert_error_shape};
 async fn first_wait(s: &Running, id: &str) -> Value {
     for _ in 0..200 {
         let (status, body) = s.get(&format!("/api/v1/sessions/{id}/waits")).await;
-        if status == 200 && body["waits"].as_array().is_some_and(|w| !w.is_empty()) {
+        // The question is registered in the store at once; the session's `waiting` record follows
+        // through the buffered writer a moment later, so wait for both.
+        if status == 200
+            && body["waits"].as_array().is_some_and(|w| !w.is_empty())
+            && body["status"] == "waiting"
+        {
             return body;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
