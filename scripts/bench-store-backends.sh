@@ -14,13 +14,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 n="${1:-100000}"
-target="${CARGO_TARGET_DIR:-$root/target}"
-profile="${RVBBIT_BENCH_PROFILE:-release}"
-if [ -z "${RVBBIT_BIN:-}" ]; then
-  if [ "$profile" = release ]; then flag=--release; else flag=; fi
-  cargo build $flag --locked -q -p rvbbit --manifest-path "$root/Cargo.toml"
-fi
-bin="$(realpath "${RVBBIT_BIN:-$target/$profile/rvbbit}")"
+. "$root/scripts/lib/bench-bin.sh"
 work="$(mktemp -d)"
 chpid=
 bench_cleanup() { if [ -n "$chpid" ]; then kill -9 "$chpid" 2>/dev/null || true; wait "$chpid" 2>/dev/null || true; fi; }

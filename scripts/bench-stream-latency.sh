@@ -12,13 +12,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 n="${1:-400}"
 every="${2:-10}"
-target="${CARGO_TARGET_DIR:-$root/target}"
-profile="${RVBBIT_BENCH_PROFILE:-release}"
-if [ -z "${RVBBIT_BIN:-}" ]; then
-  if [ "$profile" = release ]; then flag=--release; else flag=; fi
-  cargo build $flag --locked -q -p rvbbit --manifest-path "$root/Cargo.toml"
-fi
-bin="$(realpath "${RVBBIT_BIN:-$target/$profile/rvbbit}")"
+. "$root/scripts/lib/bench-bin.sh"
 work="$(mktemp -d)"
 serve_pid=
 bench_cleanup() { if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null || true; fi; }

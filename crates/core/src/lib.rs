@@ -19,12 +19,14 @@
 //! assert_eq!(codes::V_UNKNOWN_KEY.exit_code(), 1);
 //! ```
 
+mod chain;
 pub mod codes;
 pub mod config;
 pub mod event;
 mod id;
 mod money;
 
+pub use chain::error_chain;
 pub use codes::{ErrorCode, ExitClass};
 pub use config::Config;
 pub use event::{CostStatus, Event, EventId, EventKind, SessionStatus, Timestamp, Tokens};

@@ -442,7 +442,7 @@ impl Task {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, records = events.len() + sessions.len(), "Store write failed; spilling.");
-                    self.stats.last_error = Some(error_chain(&e));
+                    self.stats.last_error = Some(rvbbit_core::error_chain(&e));
                     self.store_error = self.stats.last_error.clone();
                     self.spill_until = Some(Instant::now() + self.options.reprobe_after);
                     self.spill_records(events, sessions);
@@ -479,7 +479,7 @@ impl Task {
                 }
             }
             Err(e) => {
-                let error = error_chain(&e);
+                let error = rvbbit_core::error_chain(&e);
                 if !self.sink_warned {
                     self.sink_warned = true;
                     tracing::warn!(
@@ -518,7 +518,7 @@ impl Task {
                 }
             }
             Err(e) => {
-                tracing::warn!(url = %sink.url, error = %error_chain(&e), "The events sink spill could not be replayed; it is tried again with the next batch.");
+                tracing::warn!(url = %sink.url, error = %rvbbit_core::error_chain(&e), "The events sink spill could not be replayed; it is tried again with the next batch.");
             }
         }
     }
@@ -693,17 +693,6 @@ impl SpillFile {
 
 fn cannot(done: &str, path: &Path, e: &std::io::Error) -> String {
     format!("the spill file `{}` cannot be {done}: {e}", path.display())
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -105,7 +105,7 @@ pub(crate) async fn report(url: &str, base: &Path) -> SinkReport {
     let (version, schema, lag) = match asked {
         Ok(Ok(answers)) => answers,
         Ok(Err(e)) => {
-            r.error = Some(chain(&e));
+            r.error = Some(rvbbit_core::error_chain(&e));
             return r;
         }
         Err(_) => {
@@ -124,7 +124,7 @@ pub(crate) async fn report(url: &str, base: &Path) -> SinkReport {
                 .last_write
                 .map(|t| (Timestamp::now().micros() - t.micros()).max(0) / 1_000_000);
         }
-        Err(e) => r.error = Some(chain(&e)),
+        Err(e) => r.error = Some(rvbbit_core::error_chain(&e)),
     }
     r
 }
@@ -161,15 +161,4 @@ impl SinkReport {
             self.pending_events
         )
     }
-}
-
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

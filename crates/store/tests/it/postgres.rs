@@ -69,7 +69,7 @@ async fn wrong_credentials_and_a_missing_database_say_so() {
         .err()
         .expect("open must fail");
     assert_eq!(err.code().code, "RVB-S001");
-    let chain = error_chain(&err);
+    let chain = rvbbit_core::error_chain(&err);
     assert!(
         chain.contains("no_such_database") && chain.contains("does not exist"),
         "{chain}"
@@ -79,7 +79,7 @@ async fn wrong_credentials_and_a_missing_database_say_so() {
         .await
         .err()
         .expect("open must fail");
-    let chain = error_chain(&err);
+    let chain = rvbbit_core::error_chain(&err);
     assert!(chain.contains("\"nobody\" does not exist"), "{chain}");
     assert!(!chain.contains(":pw@"), "{chain}");
 }
@@ -149,17 +149,6 @@ async fn compaction_and_backup_work_on_a_server() {
     let text = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
     let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(first["session_id"], "s-bk");
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -169,7 +169,7 @@ impl OpenAiProvider {
             provider: self.name.clone(),
             model: model.to_owned(),
             url: self.base_url.clone(),
-            message: error_chain(&e),
+            message: rvbbit_core::error_chain(&e),
             source: Some(Box::new(e)),
         }
     }
@@ -288,7 +288,10 @@ impl OpenAiProvider {
         let bytes = match tokio::time::timeout(remaining, response.bytes()).await {
             Err(_) => return Err(self.timeout(&request.model, TimeoutPhase::Total, self.timeouts.total)),
             Ok(Err(e)) => {
-                return Err(self.invalid(&request.model, format!("the body broke off: {}", error_chain(&e))));
+                return Err(self.invalid(
+                    &request.model,
+                    format!("the body broke off: {}", rvbbit_core::error_chain(&e)),
+                ));
             }
             Ok(Ok(b)) => b,
         };
@@ -359,18 +362,6 @@ fn suggest(model: &str, known: &[String]) -> Vec<String> {
         }
     }
     out
-}
-
-/// The error and its sources on one line (reqwest's own message hides "connection refused").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]
