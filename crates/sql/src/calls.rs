@@ -125,6 +125,9 @@ pub(crate) struct CostHistory {
 pub(crate) struct Runtime {
     pub(crate) engine: Engine,
     pub(crate) store: Option<Arc<dyn Store>>,
+    /// Where `all_data` reads events when there is an events sink (`[store.events] url`); the store is
+    /// the fallback when the sink fails.
+    pub(crate) events: Option<Arc<dyn rvbbit_store::EventSink>>,
     pub(crate) writer: Option<WriterHandle>,
     pub(crate) settings: Settings,
     permits: Arc<Semaphore>,
@@ -405,6 +408,7 @@ impl Runtime {
             )),
             engine,
             store,
+            events: None,
             writer,
             settings,
             udf: Arc::new(udf),

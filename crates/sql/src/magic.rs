@@ -441,9 +441,24 @@ impl TableProvider for AllData {
         if range.is_empty() {
             filter.limit = Some(0);
         }
-        let events = match (&self.runtime.store, filter.limit) {
-            (_, Some(0)) | (None, _) => Vec::new(),
-            (Some(store), _) => store
+        let from_sink = match (&self.runtime.events, filter.limit) {
+            (Some(sink), limit) if limit != Some(0) => match sink.events(&filter).await {
+                Ok(events) => {
+                    tracing::debug!(events = events.len(), "all_data: read from the events sink");
+                    Some(events)
+                }
+                Err(e) => {
+                    // The store holds every event too: answer from it rather than fail the statement.
+                    tracing::warn!(error = %rvbbit_core::error_chain(&e), "all_data: the events sink failed; reading the store instead.");
+                    None
+                }
+            },
+            _ => None,
+        };
+        let events = match (from_sink, &self.runtime.store, filter.limit) {
+            (Some(events), _, _) => events,
+            (None, _, Some(0)) | (None, None, _) => Vec::new(),
+            (None, Some(store), _) => store
                 .events(&filter)
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))?,

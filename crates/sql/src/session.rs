@@ -58,6 +58,20 @@ impl SqlRuntime {
         })
     }
 
+    /// Read `all_data` from `events` (the events sink, such as ClickHouse) instead of the store; a
+    /// statement falls back to the store, with a warning in the log, when the sink fails.
+    ///
+    /// Errors: [`Error::Execution`] once a session has been opened (the runtime is shared from then on).
+    pub fn with_events(mut self, events: Arc<dyn rvbbit_store::EventSink>) -> Result<SqlRuntime> {
+        let Some(runtime) = Arc::get_mut(&mut self.runtime) else {
+            return Err(Error::Execution {
+                message: "the events sink must be given before the first SQL session".into(),
+            });
+        };
+        runtime.events = Some(events);
+        Ok(self)
+    }
+
     /// Wait up to `grace` for the cascade runs still in flight, such as the runs of a statement that was
     /// abandoned (its future dropped), which stop and record `cancelled`. True when all ended in time.
     pub async fn wait_for_runs(&self, grace: Duration) -> bool {

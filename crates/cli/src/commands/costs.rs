@@ -87,15 +87,25 @@ fn rows_text(key: &str, rows: &[CostRow]) -> String {
 pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
     block_on(async {
         let opened = open(cli, out).await?;
-        let store = opened.store.as_ref();
+        // With an events sink (ClickHouse), the costs come from it; the store (which holds every event
+        // too) answers when the sink cannot.
+        let sink = match &opened.events_url {
+            Some(url) => super::sink::reading_sink(url).await,
+            None => None,
+        };
+        let costs = Costs {
+            store: opened.store.as_ref(),
+            sink: sink.as_deref(),
+            url: opened.events_url.as_deref(),
+        };
         let (group, key, filters) = match cmd {
             Command::Summary { days, filters } => {
                 let mut f = filters.events();
                 if let Some(d) = days {
                     f.since = Some(Timestamp::now().add_micros(-d.saturating_mul(86_400_000_000)));
                 }
-                let total = store.costs(CostGroup::Total, &f).await.map_err(fail)?;
-                let by_day = store.costs(CostGroup::Day, &f).await.map_err(fail)?;
+                let total = costs.of(CostGroup::Total, &f).await.map_err(fail)?;
+                let by_day = costs.of(CostGroup::Day, &f).await.map_err(fail)?;
                 match out.format {
                     Format::Json => {
                         output::json(&json!({"status": "ok", "total": total.first(), "by_day": by_day}))?
@@ -125,7 +135,7 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
                     By::Cascade => CostGroup::Cascade,
                     By::Caller => CostGroup::Caller,
                 };
-                let rows = store.costs(group, &filters.events()).await.map_err(fail)?;
+                let rows = costs.of(group, &filters.events()).await.map_err(fail)?;
                 let mut csv = String::from(
                     "key,sessions,calls,tokens_in,tokens_out,cost_micro_usd,cost_usd,unpriced\n",
                 );
@@ -152,7 +162,7 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
         };
         let mut f = filters.events();
         f.limit = None;
-        let mut rows = store.costs(group, &f).await.map_err(fail)?;
+        let mut rows = costs.of(group, &f).await.map_err(fail)?;
         if let Some(l) = filters.limit {
             rows.truncate(usize::try_from(l).unwrap_or(usize::MAX));
         }
@@ -162,4 +172,31 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
         }
         Ok(0)
     })
+}
+
+/// Where cost queries go: the events sink when there is one, else (or when it fails) the store.
+struct Costs<'a> {
+    store: &'a dyn rvbbit_store::Store,
+    sink: Option<&'a dyn rvbbit_store::EventSink>,
+    url: Option<&'a str>,
+}
+
+impl Costs<'_> {
+    async fn of(
+        &self,
+        group: CostGroup,
+        filter: &rvbbit_store::EventFilter,
+    ) -> Result<Vec<rvbbit_store::CostRow>, rvbbit_store::Error> {
+        if let Some(sink) = self.sink {
+            match sink.costs(group, filter).await {
+                Ok(rows) => return Ok(rows),
+                Err(e) => output::stderr(&format!(
+                    "warning: the events sink {} failed ({}); reading the store instead\n",
+                    rvbbit_core::config::mask_url(self.url.unwrap_or_default()),
+                    rvbbit_core::error_chain(&e)
+                )),
+            }
+        }
+        self.store.costs(group, filter).await
+    }
 }

@@ -151,6 +151,9 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             super::setup::served_sql_settings(&config),
         )
         .map_err(|e| coded(e.code(), e.to_string(), &e.hint()))?;
+        let sql = super::sink::sql_reading_sink(sql, config.store.events.url.as_deref())
+            .await
+            .map_err(|e| coded(e.code(), e.to_string(), &e.hint()))?;
         let server_config = ServerConfig::new(roots)
             .with_required_key(!loopback)
             .with_shutdown_grace(Duration::from_secs(grace))

@@ -178,7 +178,11 @@ pub(crate) async fn sql_runtime(config: &Config) -> Result<SqlParts, super::Fail
         store.clone(),
         Some(writer.handle()),
         served_sql_settings(config),
-    )
+    );
+    let runtime = match runtime {
+        Ok(r) => super::sink::sql_reading_sink(r, config.store.events.url.as_deref()).await,
+        Err(e) => Err(e),
+    }
     .map_err(|e| {
         super::Failure::Coded(super::Coded {
             code: e.code(),

@@ -57,6 +57,46 @@ pub(crate) async fn writer_sink(url: &str, base: &Path) -> Option<SinkOptions> {
     })
 }
 
+/// The sink at `url` for reading events (`all_data`, `rvbbit costs`), or `None`, with a warning naming the
+/// URL (password masked), when it cannot be opened now: reads then come from the store, which holds every
+/// event too.
+pub(crate) async fn reading_sink(url: &str) -> Option<Arc<dyn EventSink>> {
+    let opened = tokio::time::timeout(ANSWER_WITHIN, rvbbit_store::open_sink(url)).await;
+    match opened {
+        Ok(Ok(sink)) => Some(sink),
+        Ok(Err(e)) => {
+            output::stderr(&format!(
+                "warning: the events sink {} cannot be read ({}); reading the store instead\n",
+                mask_url(url),
+                rvbbit_core::error_chain(&e)
+            ));
+            None
+        }
+        Err(_) => {
+            output::stderr(&format!(
+                "warning: the events sink {} did not answer within {} s; reading the store instead\n",
+                mask_url(url),
+                ANSWER_WITHIN.as_secs()
+            ));
+            None
+        }
+    }
+}
+
+/// `runtime` reading `all_data` from the configured events sink, if there is one that answers.
+pub(crate) async fn sql_reading_sink(
+    runtime: rvbbit_sql::SqlRuntime,
+    url: Option<&str>,
+) -> Result<rvbbit_sql::SqlRuntime, rvbbit_sql::Error> {
+    match url {
+        Some(url) => match reading_sink(url).await {
+            Some(sink) => runtime.with_events(sink),
+            None => Ok(runtime),
+        },
+        None => Ok(runtime),
+    }
+}
+
 /// How long `rvbbit health` and `rvbbit doctor` wait for the sink, and a command for it to open.
 const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 

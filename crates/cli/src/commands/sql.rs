@@ -55,6 +55,9 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         let settings = setup::sql_settings(&config);
         let runtime = SqlRuntime::new(engine, store, Some(writer.handle()), settings)
             .map_err(|e| Failure::Coded(sql_failure(&e)))?;
+        let runtime = super::sink::sql_reading_sink(runtime, config.store.events.url.as_deref())
+            .await
+            .map_err(|e| Failure::Coded(sql_failure(&e)))?;
         let session = runtime.session();
         let mut statement = Box::pin(session.execute(&args.query));
         let result = tokio::select! {

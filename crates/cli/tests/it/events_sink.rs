@@ -298,3 +298,82 @@ fn a_run_is_not_held_by_a_sink_that_never_answers() {
     assert_eq!(sink_spill_lines(dir.path()) as u64, primary_events(dir.path()));
     drop(silent);
 }
+
+/// With an events sink, `all_data` and `rvbbit costs` read ClickHouse: an event written only there is
+/// counted and priced; with the sink down they answer from the store (which holds every event the runs
+/// wrote) and say so.
+#[test]
+fn all_data_and_costs_read_the_sink_and_fall_back_to_the_store_when_it_is_down() {
+    if !clickhouse::startable() {
+        return;
+    }
+    let server = TestClickHouse::start().unwrap();
+    let url = server.create_database();
+    let dir = TempDir::new().unwrap();
+    for _ in 0..3 {
+        let out = run_hello(dir.path(), &url);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    let primary = primary_events(dir.path());
+    // One priced event that only ClickHouse holds.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let sink = rvbbit_store::open_sink(&url).await.unwrap();
+        let mut e = rvbbit_core::Event::new(
+            rvbbit_core::EventKind::LlmResponse,
+            "only-in-clickhouse".parse().unwrap(),
+            0,
+        );
+        e.cost = Some(rvbbit_core::MicroUsd::from_micros(777));
+        e.cost_status = rvbbit_core::CostStatus::Exact;
+        sink.append(&[e]).await.unwrap();
+    });
+    let count = |cmd: &mut Command| -> (u64, String) {
+        let out = cmd
+            .args(["--output", "json", "sql", "SELECT count(*) AS n FROM all_data"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            json["rows"][0]["n"].as_u64().unwrap(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let cost = |cmd: &mut Command| -> (i64, String) {
+        let out = cmd
+            .args(["--output", "json", "costs", "summary"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            json["total"]["cost"].as_i64().unwrap_or(0),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (n, stderr) = count(&mut with_sink(dir.path(), &url));
+    assert_eq!(n, primary + 1, "all_data reads ClickHouse: {stderr}");
+    assert_eq!(
+        count(&mut rvbbit(dir.path())).0,
+        primary,
+        "without the sink: the store"
+    );
+    assert_eq!(
+        cost(&mut with_sink(dir.path(), &url)).0,
+        777,
+        "costs read ClickHouse"
+    );
+    assert_eq!(cost(&mut rvbbit(dir.path())).0, 0);
+
+    server.kill().unwrap();
+    let (n, stderr) = count(&mut with_sink(dir.path(), &url));
+    assert_eq!(n, primary, "the store answers while the sink is down");
+    assert!(stderr.contains("reading the store instead"), "{stderr}");
+    let (c, stderr) = cost(&mut with_sink(dir.path(), &url));
+    assert_eq!(c, 0);
+    assert!(stderr.contains("reading the store instead"), "{stderr}");
+}
