@@ -276,3 +276,54 @@ fn a_bad_script_exits_4_with_rvb_l010_naming_the_place() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
 }
+
+/// `provider.kind = "mock"` reaches `rvbbit serve` too: an LLM cascade posted over HTTP runs offline,
+/// routed and answered by the mock, at no cost.
+#[test]
+fn serve_runs_llm_cascades_offline_with_the_mock_provider() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = TempDir::new().unwrap();
+    std::fs::create_dir(dir.path().join("cascades")).unwrap();
+    std::fs::copy(
+        example("triage_routing.yaml"),
+        dir.path().join("cascades/triage_routing.yaml"),
+    )
+    .unwrap();
+    let mut child = rvbbit(dir.path())
+        .env("RVBBIT_PROVIDER_KIND", "mock")
+        .args(["serve", "--port", "0", "--root", "cascades"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let port: u16 = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.rsplit(':').next())
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .unwrap_or_else(|| panic!("no port in `{first}`"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let run: serde_json::Value = rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/api/v1/runs?wait=true"))
+            .json(&json!({"cascade": "triage_routing.yaml", "input": {"ticket": "charged twice"}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["output"], json!("(mock) the answer of `reply`"), "{run}");
+}
