@@ -35,6 +35,29 @@ pub(crate) fn rvbbit(dir: &Path) -> Command {
     cmd
 }
 
+/// Spawn a server (`cmd` with stderr piped), read the line it announces itself with, and take the port
+/// from the address after `marker` in it. The rest of stderr is drained so the server never blocks on a
+/// full pipe. Returns the child, the port and the announcement.
+pub(crate) fn spawn_server(cmd: &mut Command, marker: &str) -> (std::process::Child, u16, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let port = first
+        .split(marker)
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.trim_end_matches('/').rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port after `{marker}` in `{first}`"));
+    std::thread::spawn(move || for _ in lines {});
+    (child, port, first)
+}
+
 pub(crate) fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }

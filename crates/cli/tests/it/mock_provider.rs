@@ -281,9 +281,6 @@ fn a_bad_script_exits_4_with_rvb_l010_naming_the_place() {
 /// routed and answered by the mock, at no cost.
 #[test]
 fn serve_runs_llm_cascades_offline_with_the_mock_provider() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-
     let dir = TempDir::new().unwrap();
     std::fs::create_dir(dir.path().join("cascades")).unwrap();
     std::fs::copy(
@@ -291,22 +288,12 @@ fn serve_runs_llm_cascades_offline_with_the_mock_provider() {
         dir.path().join("cascades/triage_routing.yaml"),
     )
     .unwrap();
-    let mut child = rvbbit(dir.path())
-        .env("RVBBIT_PROVIDER_KIND", "mock")
-        .args(["serve", "--port", "0", "--root", "cascades"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let port: u16 = first
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|addr| addr.rsplit(':').next())
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .unwrap_or_else(|| panic!("no port in `{first}`"));
+    let (mut child, port, _) = crate::spawn_server(
+        rvbbit(dir.path())
+            .env("RVBBIT_PROVIDER_KIND", "mock")
+            .args(["serve", "--port", "0", "--root", "cascades"]),
+        "http://",
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -55,27 +55,13 @@ impl Server {
         for set in sets {
             command.args(["--set", set]);
         }
-        let mut child = command
+        command
             .env("RVBBIT_PROVIDER_BASE_URL", base_url)
             .env("OPENROUTER_API_KEY", "test-key")
             .env("RVBBIT_DEFAULT_MODEL", "test/model")
             .args(["--set", "provider.max_retries=0"])
-            .args(["serve", "sql", "--host", host, "--port", "0"])
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let first = lines.next().unwrap().unwrap();
-        let port: u16 = first
-            .split("listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|addr| addr.rsplit(':').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in `{first}`"));
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+            .args(["serve", "sql", "--host", host, "--port", "0"]);
+        let (child, port, _) = crate::spawn_server(&mut command, "listening on ");
         Server { child, port }
     }
 

@@ -1,8 +1,7 @@
 //! `rvbbit serve` and `rvbbit keys` as processes: the unsafe-bind refusal, keys end to end, a run over
 //! HTTP, and a graceful SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -45,21 +44,11 @@ fn keys_guard_a_network_server_that_runs_cascades_and_stops_gracefully() {
     let secret = key["secret"].as_str().unwrap().to_owned();
     let key_id = key["key_id"].as_str().unwrap().to_owned();
 
-    let mut child = rvbbit(dir.path())
-        .args(["serve", "--host", "0.0.0.0", "--port", "0", "--root", "cascades"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
+    let (mut child, port, first) = crate::spawn_server(
+        rvbbit(dir.path()).args(["serve", "--host", "0.0.0.0", "--port", "0", "--root", "cascades"]),
+        "http://",
+    );
     assert!(first.contains("API keys required"), "{first}");
-    let port: u16 = first
-        .split("http://0.0.0.0:")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in `{first}`"));
     let base = format!("http://127.0.0.1:{port}");
 
     let rt = tokio::runtime::Builder::new_current_thread()

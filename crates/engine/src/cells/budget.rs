@@ -14,7 +14,7 @@
 
 use rvbbit_cascade::model::{Cell, TokenBudget};
 use rvbbit_core::EventKind;
-use rvbbit_llm::{ChatRequest, Message, Role};
+use rvbbit_llm::{ChatRequest, Expect, Expected, Message, Role};
 use serde_json::{Value, json};
 
 use super::llm::call_model;
@@ -305,7 +305,8 @@ async fn summarize(
             Message::system("You are a concise summarizer."),
             Message::user(prompt),
         ],
-    );
+    )
+    .with_expect(Expect::new(cell.name.clone(), Expected::Text));
     let reply = call_model(run, &cell.name, &request, None, None).await?;
     let mut out: Vec<Message> = head.into_iter().collect();
     out.push(Message::system(format!(

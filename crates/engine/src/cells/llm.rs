@@ -530,14 +530,10 @@ pub(crate) async fn call_model(
             message: "no LLM provider is configured for this run".into(),
         });
     };
-    // Offline providers answer in shape from what the caller expects; real ones never see it.
-    let hinted;
-    let request = if request.expect.is_none() {
-        hinted = request.clone().with_expect(Expect::new(cell, Expected::Text));
-        &hinted
-    } else {
-        request
-    };
+    debug_assert!(
+        request.expect.is_some(),
+        "every engine call says what it expects (offline providers answer from it)"
+    );
     run.llm_calls += 1;
     let span = tracing::info_span!(
         "llm_call",

@@ -29,7 +29,7 @@ use rvbbit_cascade::model::{
     Reforge, ValidatorSpec,
 };
 use rvbbit_core::{EventKind, MicroUsd};
-use rvbbit_llm::{ChatRequest, Message};
+use rvbbit_llm::{ChatRequest, Expect, Expected, Message};
 use serde_json::{Value, json};
 use tracing::Instrument;
 
@@ -571,7 +571,8 @@ async fn mutate(
                     Message::system("You rewrite prompts for language models."),
                     Message::user(ask),
                 ],
-            );
+            )
+            .with_expect(Expect::new(cell.name.clone(), Expected::Text));
             let reply = call_model(run, &cell.name, &request, None, None).await?;
             // The rewrite is final text: keep the template engine away from any braces in it.
             cell.instructions = Some(format!("{{% raw %}}{}{{% endraw %}}", reply.text.trim()));
@@ -651,7 +652,8 @@ async fn aggregate(
         .aggregator_model
         .clone()
         .unwrap_or_else(|| resolve_model(run, cell).0);
-    let request = ChatRequest::new(model, vec![Message::user(format!("{instructions}\n\n{joined}"))]);
+    let request = ChatRequest::new(model, vec![Message::user(format!("{instructions}\n\n{joined}"))])
+        .with_expect(Expect::new(cell.name.clone(), Expected::Text));
     let reply = call_model(run, &cell.name, &request, None, None).await?;
     Ok(Value::String(reply.text))
 }
