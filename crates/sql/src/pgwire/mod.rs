@@ -36,6 +36,20 @@ use crate::session::SqlRuntime;
 
 pub use auth::server_version;
 
+/// The rows of `result` exactly as this server sends them in text format (`None` for NULL): booleans
+/// `t`/`f`, floats `Infinity`/`NaN`, bytea `\\x…`, arrays `{…}`. With [`sqlstate`] it holds an
+/// in-process run to the wire's answers (the `.slt` tests run every file both ways).
+///
+/// Errors: [`crate::Error::Execution`] for a value the encoder cannot write.
+pub fn text_rows(result: &crate::QueryResult) -> crate::Result<Vec<Vec<Option<String>>>> {
+    types::text_rows(&result.batches).map_err(|message| crate::Error::Execution { message })
+}
+
+/// The SQLSTATE this server reports for `err` (e.g. `42P01` for an unknown table).
+pub fn sqlstate(err: &crate::Error) -> String {
+    errors::from_sql_error(err, "").code
+}
+
 /// How the wire server authenticates clients.
 #[derive(Clone)]
 pub enum WireAuth {

@@ -158,6 +158,33 @@ pub(crate) fn encode_rows(batches: &[RecordBatch], fields: &[FieldInfo]) -> Resu
     Ok(rows)
 }
 
+/// Every cell of `batches` in the text format [`encode_rows`] writes (`None` for NULL).
+pub(crate) fn text_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<Option<String>>>, String> {
+    let options = FormatOptions::new().with_null("");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters: Vec<ArrayFormatter<'_>> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        for row in 0..batch.num_rows() {
+            let mut cells = Vec::with_capacity(batch.num_columns());
+            for (array, formatter) in batch.columns().iter().zip(&formatters) {
+                if array.is_null(row) {
+                    cells.push(None);
+                    continue;
+                }
+                let mut buf = BytesMut::new();
+                write_text(&mut buf, array, row, formatter)?;
+                cells.push(Some(String::from_utf8_lossy(&buf).into_owned()));
+            }
+            rows.push(cells);
+        }
+    }
+    Ok(rows)
+}
+
 fn col_ref(batch: &RecordBatch, col: usize) -> &ArrayRef {
     batch.column(col)
 }

@@ -1,0 +1,340 @@
+//! SQL tests as data: every `crates/sql/tests/slt/*.slt` file (sqllogictest format) runs twice against
+//! a fresh store and the testkit LLM server:
+//!
+//! - **in process**: `SqlSession::execute`, values rendered by `rvbbit_sql::pgwire::text_rows` (the
+//!   wire's own text encoder) and errors by `rvbbit_sql::pgwire::sqlstate`;
+//! - **over the PostgreSQL wire**: a `WireServer` on a loopback port, read with tokio-postgres' simple
+//!   query protocol (the text psql shows).
+//!
+//! The same expected block must hold both ways. `onlyif wire` / `skipif wire` (and `inprocess`) mark the
+//! few records only one door answers (the `pg_catalog` rewrite is a wire feature). NULL is written
+//! `NULL`, the empty string `(empty)`. `statement error (42P01)` expects a SQLSTATE.
+//!
+//! `RVBBIT_BLESS=1 cargo test -p rvbbit-sql --test it slt` rewrites the expected results (in process
+//! first, then over the wire), then runs every file both ways as usual.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rvbbit_sql::datafusion::arrow::datatypes::DataType;
+use rvbbit_sql::pgwire::{WireAuth, WireServer};
+use rvbbit_sql::{SqlSession, pgwire};
+use rvbbit_testkit::{Reply, Script, TestServer};
+use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType, QueryExpect, Record, Runner};
+use tokio::net::TcpListener;
+use tokio_postgres::{NoTls, SimpleQueryMessage};
+
+use crate::support::Harness;
+
+/// What a statement failed with: the SQLSTATE the wire reports and the message.
+#[derive(Debug)]
+struct SltError {
+    sqlstate: String,
+    message: String,
+}
+
+impl std::fmt::Display for SltError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.sqlstate, self.message)
+    }
+}
+
+impl std::error::Error for SltError {}
+
+fn cell(value: Option<&str>) -> String {
+    match value {
+        None => "NULL".to_owned(),
+        Some("") => "(empty)".to_owned(),
+        Some(v) => v.to_owned(),
+    }
+}
+
+/// A row whose cells hold several lines (an `EXPLAIN` plan) becomes one row a line, the other cells
+/// blank on the continuation rows: the `.slt` format has one row a line.
+fn expand(rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let lines: Vec<Vec<&str>> = row.iter().map(|c| c.lines().collect()).collect();
+        let height = lines.iter().map(Vec::len).max().unwrap_or(1).max(1);
+        for i in 0..height {
+            out.push(
+                lines
+                    .iter()
+                    .map(|l| l.get(i).map_or_else(String::new, |s| (*s).to_owned()))
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+/// `sqllogictest::default_validator` on whole lines: a row's cells joined, then normalized (so the blank
+/// first cell of an [`expand`]ed continuation row does not leave a leading space).
+fn validator(normalizer: sqllogictest::Normalizer, actual: &[Vec<String>], expected: &[String]) -> bool {
+    let lines: Vec<Vec<String>> = actual.iter().map(|row| vec![row.join(" ")]).collect();
+    sqllogictest::default_validator(normalizer, &lines, expected)
+}
+
+fn column_type(dt: &DataType) -> DefaultColumnType {
+    if dt.is_integer() {
+        DefaultColumnType::Integer
+    } else if dt.is_floating() || matches!(dt, DataType::Decimal128(..) | DataType::Decimal256(..)) {
+        DefaultColumnType::FloatingPoint
+    } else if matches!(dt, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+        DefaultColumnType::Text
+    } else {
+        DefaultColumnType::Any
+    }
+}
+
+/// One `SqlSession` for the whole file.
+struct InProcess(SqlSession);
+
+#[async_trait]
+impl AsyncDB for InProcess {
+    type Error = SltError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+        let result = self.0.execute(sql).await.map_err(|e| SltError {
+            sqlstate: pgwire::sqlstate(&e),
+            message: e.to_string(),
+        })?;
+        if result.schema.fields().is_empty() {
+            return Ok(DBOutput::StatementComplete(0));
+        }
+        let types = result
+            .schema
+            .fields()
+            .iter()
+            .map(|f| column_type(f.data_type()))
+            .collect();
+        let rows = pgwire::text_rows(&result).map_err(|e| SltError {
+            sqlstate: "XX000".into(),
+            message: e.to_string(),
+        })?;
+        let rows = rows
+            .into_iter()
+            .map(|r| r.iter().map(|v| cell(v.as_deref())).collect())
+            .collect();
+        Ok(DBOutput::Rows {
+            types,
+            rows: expand(rows),
+        })
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn error_sql_state(err: &SltError) -> Option<String> {
+        Some(err.sqlstate.clone())
+    }
+
+    async fn sleep(dur: Duration) {
+        tokio::time::sleep(dur).await;
+    }
+}
+
+/// One wire connection for the whole file.
+struct Wire(tokio_postgres::Client);
+
+#[async_trait]
+impl AsyncDB for Wire {
+    type Error = SltError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+        let messages = self
+            .0
+            .simple_query(sql)
+            .await
+            .map_err(|e| match e.as_db_error() {
+                Some(db) => SltError {
+                    sqlstate: db.code().code().to_owned(),
+                    message: db.message().to_owned(),
+                },
+                None => SltError {
+                    sqlstate: "08000".into(),
+                    message: e.to_string(),
+                },
+            })?;
+        let mut columns = None;
+        let mut rows = Vec::new();
+        let mut count = 0;
+        for message in messages {
+            match message {
+                SimpleQueryMessage::RowDescription(cols) => columns = Some(cols.len()),
+                SimpleQueryMessage::Row(row) => {
+                    rows.push((0..row.len()).map(|i| cell(row.get(i))).collect());
+                }
+                SimpleQueryMessage::CommandComplete(n) => count = n,
+                _ => {}
+            }
+        }
+        match columns {
+            // The wire has no Arrow types: the column letters are checked in process only.
+            Some(n) => Ok(DBOutput::Rows {
+                types: vec![DefaultColumnType::Any; n],
+                rows: expand(rows),
+            }),
+            None => Ok(DBOutput::StatementComplete(count)),
+        }
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn error_sql_state(err: &SltError) -> Option<String> {
+        Some(err.sqlstate.clone())
+    }
+
+    async fn sleep(dur: Duration) {
+        tokio::time::sleep(dur).await;
+    }
+}
+
+/// The testkit server the files' `rvbbit_udf` calls reach: it upper-cases the prompt's `Input:` line;
+/// the input `boom` fails with a 400.
+async fn llm() -> TestServer {
+    TestServer::start(Script::rule(|body| {
+        let prompt = body["messages"][0]["content"].as_str().unwrap_or_default();
+        let input = prompt
+            .lines()
+            .find_map(|l| l.strip_prefix("Input: "))
+            .unwrap_or_default()
+            .to_owned();
+        match input.as_str() {
+            "boom" => Reply::error(400, "bad request for boom"),
+            other => Reply::text(other.to_uppercase()).cost(0.001),
+        }
+    }))
+    .await
+}
+
+/// The settings of the network doors (`rvbbit serve`, `rvbbit serve sql`): files confined to the project.
+async fn harness(base_url: &str) -> Harness {
+    Harness::configured(base_url, 4, &[], |s| s.confine_files = true).await
+}
+
+fn slt_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .collect();
+    files.sort();
+    files
+}
+
+async fn in_process(file: &Path, base_url: &str, bless: bool) -> Result<(), String> {
+    let h = harness(base_url).await;
+    let runtime = h.runtime.clone();
+    let mut runner = Runner::new(move || {
+        let session = runtime.session();
+        async move { Ok::<_, SltError>(InProcess(session)) }
+    });
+    runner.add_label("inprocess");
+    runner.with_validator(validator);
+    bless_or_run(&mut runner, file, "in process", bless).await
+}
+
+/// Run `file`, or (`bless`) rewrite the expected rows of its `query` records from this door's answers
+/// (error records are kept as written: sqllogictest's own updater would turn a `(SQLSTATE)` into the
+/// message, caller ids and all).
+async fn bless_or_run<D, M>(
+    runner: &mut Runner<D, M>,
+    file: &Path,
+    door: &str,
+    bless: bool,
+) -> Result<(), String>
+where
+    D: AsyncDB<ColumnType = DefaultColumnType>,
+    M: sqllogictest::MakeConnection<Conn = D>,
+{
+    if !bless {
+        return runner
+            .run_file_async(file)
+            .await
+            .map_err(|e| format!("{} ({door}): {e}", file.display()));
+    }
+    let records = sqllogictest::parse_file::<DefaultColumnType>(file)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut text = String::new();
+    for record in records {
+        let output = runner.apply_record(record.clone()).await;
+        let is_query = matches!(
+            &record,
+            Record::Query {
+                expected: QueryExpect::Results { .. },
+                ..
+            }
+        );
+        let updated = is_query
+            .then(|| {
+                sqllogictest::update_record_with_output(
+                    &record,
+                    &output,
+                    " ",
+                    validator,
+                    sqllogictest::default_normalizer,
+                    sqllogictest::default_column_validator,
+                )
+            })
+            .flatten();
+        text.push_str(&updated.unwrap_or(record).to_string());
+        text.push('\n');
+    }
+    std::fs::write(file, text.trim_end().to_owned() + "\n").map_err(|e| format!("{}: {e}", file.display()))
+}
+
+async fn over_the_wire(file: &Path, base_url: &str, bless: bool) -> Result<(), String> {
+    let h = harness(base_url).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = WireServer::new(h.runtime.clone(), WireAuth::Trust, Duration::from_secs(5));
+    let serving = tokio::spawn(server.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let mut runner = Runner::new(move || async move {
+        let config = format!("host=127.0.0.1 port={port} user=slt dbname=lab");
+        let (client, connection) = tokio_postgres::connect(&config, NoTls)
+            .await
+            .map_err(|e| SltError {
+                sqlstate: "08001".into(),
+                message: e.to_string(),
+            })?;
+        tokio::spawn(connection);
+        Ok::<_, SltError>(Wire(client))
+    });
+    runner.add_label("wire");
+    runner.with_validator(validator);
+    let outcome = bless_or_run(&mut runner, file, "over the wire", bless).await;
+    runner.shutdown_async().await;
+    let _ = stop.send(());
+    serving.await.unwrap();
+    outcome
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_slt_file_passes_in_process_and_over_the_wire() {
+    let llm = llm().await;
+    let files = slt_files();
+    assert!(files.len() >= 5, "the .slt files are missing: {files:?}");
+    let mut failures = Vec::new();
+    for file in &files {
+        // Blessing: the in-process answers first, then the wire's for the records only it runs (and it
+        // must agree with the rest); each pass on a fresh store.
+        if std::env::var_os("RVBBIT_BLESS").is_some() {
+            for outcome in [
+                in_process(file, &llm.base_url(), true).await,
+                over_the_wire(file, &llm.base_url(), true).await,
+            ] {
+                failures.extend(outcome.err());
+            }
+        }
+        failures.extend(in_process(file, &llm.base_url(), false).await.err());
+        failures.extend(over_the_wire(file, &llm.base_url(), false).await.err());
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
