@@ -527,7 +527,7 @@ pub(crate) struct Run<'a> {
     pub(crate) path: Vec<String>,
     pub(crate) cancel: CancellationToken,
     /// Set inside a candidate branch (`cells/takes.rs`): its index, the factor, sampling overrides.
-    pub(crate) branch: Option<crate::cells::takes::Branch>,
+    pub(crate) branch: Option<crate::cells::plans::Branch>,
     /// Child runs: the run tree position, child ids, async cascades in flight.
     pub(crate) compose: crate::compose::Composition,
     /// The session record (updated when the run waits for a human).

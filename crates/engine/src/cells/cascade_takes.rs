@@ -17,7 +17,7 @@ use rvbbit_cascade::model::{Candidates, CandidatesMode, Cascade, Cell, IntOrTemp
 use rvbbit_core::{EventKind, SessionId, SessionStatus};
 use serde_json::{Value, json};
 
-use super::takes::{self, DEFAULT_MAX_PARALLEL};
+use super::plans::{self, DEFAULT_MAX_PARALLEL};
 use super::{evaluator, validators};
 use crate::error::{Error, Result};
 use crate::run::{Outcome, Run, RunRequest};
@@ -44,7 +44,7 @@ async fn branch_runs(run: &mut Run<'_>) -> Result<()> {
     let cands = cascade.candidates.clone().unwrap_or_default();
     // Events and errors of the cascade-level machinery carry the cascade id in place of a cell name.
     let name = cascade.cascade_id.clone();
-    if let Some(feature) = takes::unsupported(&cands)
+    if let Some(feature) = plans::unsupported(&cands)
         .or_else(|| cands.reforge.is_some().then_some("candidates.reforge"))
         .or_else(|| (cands.mode == Some(CandidatesMode::Aggregate)).then_some("candidates mode: aggregate"))
     {
@@ -53,7 +53,7 @@ async fn branch_runs(run: &mut Run<'_>) -> Result<()> {
             feature: format!("{feature} on cascade-level candidates"),
         });
     }
-    let plans = takes::plans(run, &name, &cands)?;
+    let plans = plans::plans(&run.templates, &run.template_ctx(), &name, &cands)?;
     if cands.mutate != Some(false) {
         run.warnings.push(format!(
             "cascade `{name}`: candidates.mutate is not applied to cascade-level candidates (each run uses the cascade as written)"
@@ -119,7 +119,7 @@ async fn branch_runs(run: &mut Run<'_>) -> Result<()> {
         for (pos, (_, o)) in done.iter().enumerate() {
             if o.status == SessionStatus::Completed {
                 verdicts[pos] =
-                    Some(validators::check(run, &judge_cell, spec, &takes::text_of(&o.output), 1).await?);
+                    Some(validators::check(run, &judge_cell, spec, &plans::text_of(&o.output), 1).await?);
             }
         }
     }

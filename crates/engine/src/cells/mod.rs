@@ -6,6 +6,7 @@ pub(crate) mod deterministic;
 mod evaluator;
 pub(crate) mod hitl;
 pub(crate) mod llm;
+pub(crate) mod plans;
 pub(crate) mod takes;
 mod tool_calls;
 mod validators;
