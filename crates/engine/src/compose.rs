@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::run::{CellResult, Engine, MAX_DEPTH, Outcome, Run, RunRequest};
+use crate::run::{Engine, MAX_DEPTH, Outcome, Run, RunRequest};
 
 /// The place of a run in its run tree, and its children.
 #[derive(Debug)]
@@ -392,20 +392,6 @@ pub(crate) fn child_error(cell: &str, what: &str, outcome: Outcome) -> Error {
     }
 }
 
-/// Run a cell with its composition: pre wards, `on_start` async cascades and sub-cascades before it, then
-/// the cell itself (post wards around non-LLM cells; LLM cells run theirs in the attempt loop).
-pub(crate) async fn run_composed(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
-    crate::cells::wards::pre(run, cell).await?;
-    start_async(run, cell, AsyncTrigger::OnStart).await;
-    sub_cascades(run, cell).await?;
-    crate::cells::wards::run_with_post_wards(run, cell).await
-}
-
-/// Start the cell's `on_end` async cascades (after its `cell_complete`).
-pub(crate) async fn on_end(run: &mut Run<'_>, cell: &Cell) {
-    start_async(run, cell, AsyncTrigger::OnEnd).await;
-}
-
 /// §5.6 child input: with `context_in`, the parent state (without `input`) and then the parent input's
 /// keys; then `input_map` (`child_key: parent_key_or_literal`: a string naming a key of the input or the
 /// state copies it, a template is rendered, anything else is a literal).
@@ -474,7 +460,7 @@ pub(crate) fn absorb(run: &mut Run<'_>, outcome: &Outcome) {
 }
 
 /// `sub_cascades` (§5.6): each runs synchronously before the cell's own work; a failure fails the cell.
-async fn sub_cascades(run: &mut Run<'_>, cell: &Cell) -> Result<()> {
+pub(crate) async fn sub_cascades(run: &mut Run<'_>, cell: &Cell) -> Result<()> {
     for sub in cell.sub_cascades.iter().flatten() {
         let reference = render_ref(run, cell, &sub.reference).await?;
         let what = format!("sub-cascade `{reference}`");
@@ -510,7 +496,7 @@ async fn sub_cascades(run: &mut Run<'_>, cell: &Cell) -> Result<()> {
 
 /// Start the cell's `async_cascades` with this trigger (default `on_start`). They run concurrently; the
 /// run waits for them before it ends ([`join_async`]).
-async fn start_async(run: &mut Run<'_>, cell: &Cell, trigger: AsyncTrigger) {
+pub(crate) async fn start_async(run: &mut Run<'_>, cell: &Cell, trigger: AsyncTrigger) {
     for spec in cell.async_cascades.iter().flatten() {
         if spec.trigger.unwrap_or(AsyncTrigger::OnStart) != trigger {
             continue;

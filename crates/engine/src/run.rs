@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rvbbit_cascade::model::{Cascade, Cell, CellKind, OnError};
+use rvbbit_cascade::model::{Cascade, Cell, OnError};
 use rvbbit_core::{CallerId, EventKind, MicroUsd, Origin, SessionId, SessionStatus};
 use rvbbit_llm::Provider;
 use rvbbit_store::{Heartbeat, Session, Store, WriterHandle};
@@ -624,7 +624,7 @@ impl Run<'_> {
             let result = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => Err(Error::Cancelled),
-                r = crate::cells::hitl::run_cell(self, cell) => r,
+                r = crate::cells::run_cell(self, cell) => r,
             };
             let route = match result {
                 Ok(r) => {
@@ -665,7 +665,7 @@ impl Run<'_> {
                             use_native_tools: spec.use_native_tools,
                             ..Cell::default()
                         };
-                        let r = Box::pin(self.run_cell(&fallback)).await?;
+                        let r = Box::pin(crate::cells::with_events(self, &fallback)).await?;
                         self.record(cell, r.output).await;
                         None
                     }
@@ -715,59 +715,6 @@ impl Run<'_> {
             cell: cell.name.clone(),
             output,
         });
-    }
-
-    /// Execute a cell by kind (no events of its own; [`Run::run_cell`] wraps it with wards and children).
-    pub(crate) async fn dispatch(&mut self, cell: &Cell) -> Result<CellResult> {
-        match cell.kind() {
-            _ if cell.candidates.is_some() => crate::cells::takes::run(self, cell).await,
-            Some(CellKind::Llm) => crate::cells::llm::run(self, cell).await,
-            Some(CellKind::Deterministic) => crate::cells::deterministic::run(self, cell).await,
-            Some(CellKind::ForEachRow) => Err(Error::Unsupported {
-                cell: cell.name.clone(),
-                feature: "for_each_row".into(),
-            }),
-            Some(CellKind::Screen) => crate::cells::hitl::screen(self, cell).await,
-            None => Err(Error::Unsupported {
-                cell: cell.name.clone(),
-                feature: "a cell without a kind".into(),
-            }),
-        }
-    }
-
-    /// Run one cell with its events (`cell_start`, then `cell_complete` or `cell_error`).
-    pub(crate) async fn run_cell(&mut self, cell: &Cell) -> Result<CellResult> {
-        let span = tracing::info_span!(
-            "cell",
-            cell = %cell.name,
-            session_id = %self.session_id,
-            caller_id = %self.emit.caller()
-        );
-        let started = Instant::now();
-        self.emit
-            .send(self.emit.event(EventKind::CellStart, Some(&cell.name)))
-            .await;
-        let result = crate::compose::run_composed(self, cell).instrument(span).await;
-        let mut e = match &result {
-            Ok(r) => {
-                let mut e = self.emit.event(EventKind::CellComplete, Some(&cell.name));
-                e.content = r.output.clone();
-                e.metadata = json!({"route": r.route});
-                e
-            }
-            Err(err) => {
-                let mut e = self.emit.event(EventKind::CellError, Some(&cell.name));
-                e.error =
-                    Some(json!({"code": err.code().code, "message": err.to_string(), "hint": err.hint()}));
-                e
-            }
-        };
-        e.duration_us = Some(micros(started.elapsed()));
-        self.emit.send(e).await;
-        if result.is_ok() {
-            crate::compose::on_end(self, cell).await;
-        }
-        result
     }
 }
 

@@ -42,8 +42,9 @@ impl HitlState {
     }
 }
 
-/// Run `cell`, then its `human_input`; a resumed wait at this cell continues where it stopped.
-pub(crate) async fn run_cell(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
+/// Step 1 of the cell pipeline: the stage a resumed wait at `cell` stopped in (`None`: the cell runs
+/// from its start), with the `ask_human` answers to replay set up for the cell.
+pub(crate) fn enter(run: &mut Run<'_>, cell: &Cell) -> Option<Stage> {
     let stage = run
         .hitl
         .resume
@@ -55,16 +56,11 @@ pub(crate) async fn run_cell(run: &mut Run<'_>, cell: &Cell) -> Result<CellResul
         Some(Stage::AskHuman { answers }) => answers.clone(),
         _ => Vec::new(),
     };
-    let result = match stage {
-        // The cell ran before the wait: only its human input is left.
-        Some(Stage::HumanInput { output, route }) => CellResult { output, route },
-        _ => run.run_cell(cell).await?,
-    };
-    after_cell(run, cell, result).await
+    stage
 }
 
 /// §8.3: ask the human after the cell's output is final; the answer goes to `state["human_<cell>"]`.
-async fn after_cell(run: &mut Run<'_>, cell: &Cell, result: CellResult) -> Result<CellResult> {
+pub(crate) async fn after_cell(run: &mut Run<'_>, cell: &Cell, result: CellResult) -> Result<CellResult> {
     let spec = match &cell.human_input {
         None | Some(HumanInput::Enabled(false)) => return Ok(result),
         Some(HumanInput::Enabled(true)) => HumanInputSpec::default(),
