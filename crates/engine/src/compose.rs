@@ -22,8 +22,11 @@ use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::{Engine, MAX_DEPTH};
 use crate::error::{Error, Result};
-use crate::run::{Engine, MAX_DEPTH, Outcome, Run, RunRequest};
+use crate::outcome::Outcome;
+use crate::request::RunRequest;
+use crate::run::Run;
 
 /// The place of a run in its run tree, and its children.
 #[derive(Debug)]
@@ -452,13 +455,6 @@ async fn child_event(run: &Run<'_>, cell: &Cell, child: &str, what: &str, refere
     run.emit.send(e).await;
 }
 
-/// Add a finished child's totals to the run (its cost is the tree's cost).
-pub(crate) fn absorb(run: &mut Run<'_>, outcome: &Outcome) {
-    run.cost += outcome.cost;
-    run.llm_calls += outcome.llm_calls;
-    run.tool_calls += outcome.tool_calls;
-}
-
 /// `sub_cascades` (§5.6): each runs synchronously before the cell's own work; a failure fails the cell.
 pub(crate) async fn sub_cascades(run: &mut Run<'_>, cell: &Cell) -> Result<()> {
     for sub in cell.sub_cascades.iter().flatten() {
@@ -470,7 +466,7 @@ pub(crate) async fn sub_cascades(run: &mut Run<'_>, cell: &Cell) -> Result<()> {
         let sid = run.compose.child_id(&format!("{}_sub", run.session_id));
         child_event(run, cell, &sid, "sub_cascade", &reference).await;
         let outcome = run_child(&scope, child, input, session_id(&sid)).await?;
-        absorb(run, &outcome);
+        run.absorb(&outcome);
         if outcome.status != SessionStatus::Completed {
             return Err(child_error(&cell.name, &what, outcome));
         }
@@ -483,12 +479,9 @@ pub(crate) async fn sub_cascades(run: &mut Run<'_>, cell: &Cell) -> Result<()> {
                 }
             }
             run.lineage.extend(outcome.lineage.iter().cloned());
-            run.warnings.extend(
-                outcome
-                    .warnings
-                    .iter()
-                    .map(|w| format!("{what} (session {}): {w}", outcome.session_id)),
-            );
+            for w in &outcome.warnings {
+                run.warn(format!("{what} (session {}): {w}", outcome.session_id));
+            }
         }
     }
     Ok(())
@@ -523,7 +516,7 @@ pub(crate) async fn start_async(run: &mut Run<'_>, cell: &Cell, trigger: AsyncTr
                 run.emit.send(e).await;
                 // Info, not warn: the outcome's `warnings` reach the caller, which shows them once.
                 tracing::info!(session_id = %run.session_id, "{message}");
-                run.warnings.push(message);
+                run.warn(message);
                 continue;
             }
         };
@@ -556,13 +549,11 @@ pub(crate) async fn start_async(run: &mut Run<'_>, cell: &Cell, trigger: AsyncTr
 pub(crate) async fn join_async(run: &mut Run<'_>) {
     run.compose.children.join().await;
     let (cost, llm, tools) = run.compose.children.take();
-    run.cost += cost;
-    run.llm_calls += llm;
-    run.tool_calls += tools;
+    run.add_calls(cost, llm, tools);
     for p in std::mem::take(&mut run.compose.pending) {
         let problem = match p.handle.await {
             Ok(outcome) => {
-                absorb(run, &outcome);
+                run.absorb(&outcome);
                 match outcome.status {
                     SessionStatus::Completed => None,
                     status => Some((
@@ -600,7 +591,7 @@ pub(crate) async fn join_async(run: &mut Run<'_>) {
             run.emit.send(e).await;
             // Info, not warn: the outcome's `warnings` reach the caller, which shows them once.
             tracing::info!(session_id = %run.session_id, "{message}");
-            run.warnings.push(message);
+            run.warn(message);
         }
     }
 }

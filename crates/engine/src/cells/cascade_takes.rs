@@ -20,7 +20,9 @@ use serde_json::{Value, json};
 use super::plans::{self, DEFAULT_MAX_PARALLEL};
 use super::{evaluator, validators};
 use crate::error::{Error, Result};
-use crate::run::{Outcome, Run, RunRequest};
+use crate::outcome::Outcome;
+use crate::request::RunRequest;
+use crate::run::Run;
 
 /// Whether `cascade` has cascade-level candidates that are on (`factor` > 1, a template, or a
 /// `models` map).
@@ -55,7 +57,7 @@ async fn branch_runs(run: &mut Run<'_>) -> Result<()> {
     }
     let plans = plans::plans(&run.templates, &run.template_ctx(), &name, &cands)?;
     if cands.mutate != Some(false) {
-        run.warnings.push(format!(
+        run.warn(format!(
             "cascade `{name}`: candidates.mutate is not applied to cascade-level candidates (each run uses the cascade as written)"
         ));
     }
@@ -103,11 +105,10 @@ async fn branch_runs(run: &mut Run<'_>) -> Result<()> {
         .await;
     done.sort_by_key(|(i, _)| *i);
     for (i, o) in &done {
-        run.cost += o.cost;
-        run.llm_calls += o.llm_calls;
-        run.tool_calls += o.tool_calls;
-        run.warnings
-            .extend(o.warnings.iter().map(|w| format!("candidate {i}: {w}")));
+        run.absorb(o);
+        for w in &o.warnings {
+            run.warn(format!("candidate {i}: {w}"));
+        }
     }
 
     let judge_cell = Cell {

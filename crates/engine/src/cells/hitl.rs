@@ -5,42 +5,18 @@
 
 use std::time::Duration;
 
-use rvbbit_cascade::model::{Cascade, Cell, HumanInput, HumanInputSpec};
+use rvbbit_cascade::model::{Cell, HumanInput, HumanInputSpec};
 use rvbbit_core::{EventKind, SessionStatus, Timestamp};
 use rvbbit_store::{Checkpoint, CheckpointStatus, Signal};
 use serde_json::{Value, json};
 
-use crate::checkpoint::{Continuation, Resume, Stage, store};
+use crate::checkpoint::Stage;
 use crate::error::{Error, Result};
 use crate::human::{Answer, Choice, Question, QuestionKind};
 use crate::run::{CellResult, Run};
 
 /// How long a screen waits when the cell sets no `timeout` (§8.4).
 const SCREEN_TIMEOUT: Duration = Duration::from_secs(3600);
-
-/// Human-in-the-loop bookkeeping of a run.
-#[derive(Debug, Default)]
-pub(crate) struct HitlState {
-    /// The wait a resumed run continues (consumed by the first wait at its cell).
-    pub(crate) resume: Option<Resume>,
-    /// Answers to `ask_human` calls of the current cell, in order (replayed when a resumed cell re-runs).
-    asked: Vec<Value>,
-    /// How many `ask_human` calls the current cell made.
-    ask_index: usize,
-    /// Whether the run recorded a wait (so an unfinished one is abandoned when the run ends otherwise).
-    pub(crate) waited: bool,
-}
-
-impl HitlState {
-    /// The index of the cell a resumed run starts at.
-    pub(crate) fn resume_cell(&self, cascade: &Cascade) -> Option<usize> {
-        let r = self.resume.as_ref()?;
-        cascade
-            .cells
-            .iter()
-            .position(|c| c.name == r.checkpoint.cell_name)
-    }
-}
 
 /// Step 1 of the cell pipeline: the stage a resumed wait at `cell` stopped in (`None`: the cell runs
 /// from its start), with the `ask_human` answers to replay set up for the cell.
@@ -317,7 +293,7 @@ async fn render(run: &Run<'_>, cell: &Cell, source: &str, vars: &Value, place: &
 /// the engine's human. Returns the normalized answer, `None` when the question's deadline passed, or
 /// [`Error::Waiting`] when nobody answered (yet).
 async fn wait(run: &mut Run<'_>, cell: &Cell, question: Question, stage: Stage) -> Result<Option<Value>> {
-    let store = store(run);
+    let store = run.engine.store.clone();
     run.hitl.waited = true;
     let resumed = match run.hitl.resume.take() {
         Some(r) if r.checkpoint.cell_name == cell.name => Some(r),
@@ -366,7 +342,7 @@ async fn wait(run: &mut Run<'_>, cell: &Cell, question: Question, stage: Stage) 
         });
         e.content = cp.ui_spec.clone();
         // The continuation's sequence number counts this event: a resume numbers on after it.
-        cp.continuation = serde_json::to_value(Continuation::of(run, stage.clone())).unwrap_or(Value::Null);
+        cp.continuation = serde_json::to_value(run.continuation(stage.clone())).unwrap_or(Value::Null);
         if let Some(s) = &store {
             // The checkpoint first: whoever sees the waiting signal also finds the question it answers.
             s.checkpoint_put(&cp).await?;
@@ -404,7 +380,7 @@ async fn wait(run: &mut Run<'_>, cell: &Cell, question: Question, stage: Stage) 
         if !deadline_passed {
             if !fresh && let Some(s) = &store {
                 // Waiting again after a resume: the next resume numbers its events on from here.
-                cp.continuation = serde_json::to_value(Continuation::of(run, stage)).unwrap_or(Value::Null);
+                cp.continuation = serde_json::to_value(run.continuation(stage)).unwrap_or(Value::Null);
                 s.checkpoint_put(&cp).await?;
             }
             return Err(Error::Waiting {
@@ -494,7 +470,9 @@ pub(crate) async fn abandon(run: &Run<'_>) {
     if !run.hitl.waited && run.hitl.resume.is_none() {
         return;
     }
-    let Some(store) = store(run) else { return };
+    let Some(store) = run.engine.store.clone() else {
+        return;
+    };
     let pending = match store
         .checkpoints(Some(&run.session_id), Some(CheckpointStatus::Pending))
         .await

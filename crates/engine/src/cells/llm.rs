@@ -290,7 +290,7 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
                     continue;
                 }
                 // Observed behaviour, kept: an exhausted `loop_until` keeps the last output.
-                run.warnings.push(format!(
+                run.warn(format!(
                     "cell `{}`: loop_until never passed in {max_attempts} attempt(s); keeping the last output",
                     cell.name
                 ));
@@ -534,7 +534,7 @@ pub(crate) async fn call_model(
         request.expect.is_some(),
         "every engine call says what it expects (offline providers answer from it)"
     );
-    run.llm_calls += 1;
+    run.count_llm_call();
     let span = tracing::info_span!(
         "llm_call",
         cell = %cell,
@@ -576,7 +576,7 @@ pub(crate) async fn call_model(
                 _ => CostStatus::Unknown,
             };
             if let Some(c) = reply.cost.amount {
-                run.cost += c;
+                run.add_cost(c);
             }
         }
         Err(err) => {

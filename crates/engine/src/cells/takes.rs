@@ -20,14 +20,13 @@
 //! Events: `candidate_start` per branch, the branches' own events, `evaluation` (winner and reason),
 //! then `candidate_complete` per branch with `metadata.is_winner`.
 
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::StreamExt;
 use rvbbit_cascade::model::{
     Candidates, CandidatesMode, Cell, CellKind, ModelSpec, MutationMode, Reforge, ValidatorSpec,
 };
-use rvbbit_core::{EventKind, MicroUsd};
+use rvbbit_core::EventKind;
 use rvbbit_llm::{ChatRequest, Expect, Expected, Message};
 use serde_json::{Value, json};
 use tracing::Instrument;
@@ -150,7 +149,7 @@ async fn branches<'a>(
             temperature: plan.temperature,
             max_tokens: plan.max_tokens,
         };
-        let forked = fork(run, branch);
+        let forked = run.fork(branch);
         let mut bcell = plain.clone();
         if let Some(m) = &plan.model {
             bcell.model = Some(ModelSpec::One(m.clone()));
@@ -172,15 +171,11 @@ async fn branches<'a>(
     done.sort_by_key(|d| d.index);
 
     for d in &done {
-        run.cost += d.run.cost;
-        run.llm_calls += d.run.llm_calls;
-        run.tool_calls += d.run.tool_calls;
-        run.warnings.extend(
-            d.run
-                .warnings
-                .iter()
-                .map(|w| format!("candidate {}: {w}", d.index)),
-        );
+        let t = d.run.totals();
+        run.add_calls(t.cost(), t.llm_calls(), t.tool_calls());
+        for w in t.warnings() {
+            run.warn(format!("candidate {}: {w}", d.index));
+        }
     }
     // A validator that cannot run is a problem of the cascade, not of one branch.
     if let Some(i) = done.iter().position(|d| matches!(d.verdict, Some(Err(_))))
@@ -313,36 +308,6 @@ async fn reforge_rounds<'a>(
         }
     }
     Ok(best)
-}
-
-/// A copy of `run` for one branch: the same engine, session, emitter sequence and cancellation, with
-/// its own snapshot of the state and its own cost and call counters.
-fn fork<'a>(run: &Run<'a>, branch: Branch) -> Run<'a> {
-    let state = run.state.lock().map(|s| s.clone()).unwrap_or_default();
-    Run {
-        engine: run.engine,
-        cascade: run.cascade,
-        emit: run.emit.for_candidate(branch.index),
-        templates: run.templates.clone(),
-        input: run.input.clone(),
-        state: Arc::new(Mutex::new(state)),
-        outputs: run.outputs.clone(),
-        lineage: run.lineage.clone(),
-        model_override: run.model_override.clone(),
-        sampling: run.sampling,
-        session_id: run.session_id.clone(),
-        session_dir: run.session_dir.clone(),
-        cost: MicroUsd::ZERO,
-        llm_calls: 0,
-        tool_calls: 0,
-        warnings: Vec::new(),
-        path: Vec::new(),
-        cancel: run.cancel.clone(),
-        compose: run.compose.for_branch(branch.index),
-        session: run.session.clone(),
-        hitl: crate::cells::hitl::HitlState::default(),
-        branch: Some(branch),
-    }
 }
 
 /// One branch: its prompt variation, the full LLM cell, then the pre-filter validator.
@@ -548,8 +513,8 @@ async fn complete_events(
             "mutation": d.mutation,
             "valid": valid,
             "validation_reason": reason,
-            "cost_micro_usd": d.run.cost.micros(),
-            "llm_calls": d.run.llm_calls,
+            "cost_micro_usd": d.run.totals().cost().micros(),
+            "llm_calls": d.run.totals().llm_calls(),
             "reforge_step": reforge_step,
         });
         match &d.result {

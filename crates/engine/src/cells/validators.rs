@@ -240,7 +240,7 @@ async fn cascade_check(
     let sid = run.compose.child_id(&base);
     let input = json!({"content": content, "original_input": run.input});
     let outcome = compose::run_child(&scope, child, input, compose::session_id(&sid)).await?;
-    compose::absorb(run, &outcome);
+    run.absorb(&outcome);
     if outcome.status != rvbbit_core::SessionStatus::Completed {
         return Err(compose::child_error(&cell.name, &what, outcome));
     }

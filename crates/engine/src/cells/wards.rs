@@ -91,7 +91,7 @@ pub(crate) async fn post(run: &mut Run<'_>, cell: &Cell, content: &str) -> Resul
 
 /// A post-ward retry that ran out of attempts keeps the last output, with a warning.
 pub(crate) fn exhausted(run: &mut Run<'_>, cell: &Cell, attempts: u32, reason: &str) {
-    run.warnings.push(format!(
+    run.warn(format!(
         "cell `{}`: a retry post-ward never passed in {attempts} attempt(s) ({reason}); keeping the last output",
         cell.name
     ));
@@ -141,7 +141,7 @@ fn warn(run: &mut Run<'_>, cell: &Cell, side: &str, ward: &Ward, reason: &str) {
     );
     // Info, not warn: the outcome's `warnings` reach the caller, which shows them once.
     tracing::info!(session_id = %run.session_id, "{message}");
-    run.warnings.push(message);
+    run.warn(message);
 }
 
 #[cfg(test)]
