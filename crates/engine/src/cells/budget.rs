@@ -17,7 +17,7 @@ use rvbbit_core::EventKind;
 use rvbbit_llm::{ChatRequest, Expect, Expected, Message, Role};
 use serde_json::{Value, json};
 
-use super::llm::call_model;
+use super::call::call_model;
 use crate::error::{Error, Result};
 use crate::run::Run;
 

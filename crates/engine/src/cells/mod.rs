@@ -18,11 +18,13 @@
 //! Executors get the run ([`crate::run::Run`]) and report their totals through its methods.
 
 mod budget;
+mod call;
 pub(crate) mod cascade_takes;
 pub(crate) mod deterministic;
 mod evaluator;
 pub(crate) mod hitl;
 pub(crate) mod llm;
+mod output;
 pub(crate) mod plans;
 pub(crate) mod takes;
 mod tool_calls;

@@ -31,7 +31,7 @@ use rvbbit_llm::{ChatRequest, Expect, Expected, Message};
 use serde_json::{Value, json};
 use tracing::Instrument;
 
-use super::llm::{call_model, resolve_model};
+use super::call::{call_model, resolve_model};
 use super::plans::{
     BUILTIN_MUTATIONS, Branch, DEFAULT_MAX_PARALLEL, MAX_FACTOR, Plan, plans, text_of, unsupported,
 };
