@@ -66,33 +66,7 @@ async fn branch_runs(run: &mut Run<'_>) -> Result<()> {
     let max_parallel = cands.max_parallel.unwrap_or(DEFAULT_MAX_PARALLEL).max(1) as usize;
     let factor = plans.len();
 
-    let mut children = Vec::with_capacity(factor);
-    for (i, plan) in plans.into_iter().enumerate() {
-        let index = u32::try_from(i).unwrap_or(u32::MAX);
-        let sid = format!("{}_sounding_{i}", run.session_id);
-        let session_id = SessionId::try_from(sid.clone()).map_err(|e| Error::CellFailed {
-            cell: name.clone(),
-            message: format!("cannot name the candidate session `{sid}`: {e}; use a shorter --session id"),
-        })?;
-        let mut request = RunRequest::new(base.clone()).with_input(run.input.clone());
-        request.session_id = Some(session_id);
-        request.caller_id = run.emit.caller().clone();
-        request.model = plan.model.clone().or_else(|| run.model_override.clone());
-        request.cancel = run.cancel.child_token();
-        request.parent_session_id = Some(run.session_id.clone());
-        request.root_session_id = Some(run.compose.root().clone());
-        request.depth = run.compose.depth() + 1;
-        let emit = run.emit.for_candidate(index);
-        let mut e = emit.event(EventKind::CandidateStart, None);
-        e.model_requested = request.model.clone();
-        e.metadata = json!({"factor": factor, "model": request.model, "child_session_id": sid});
-        emit.send(e).await;
-        let mut e = emit.event(EventKind::ChildStart, None);
-        e.content = json!(sid);
-        e.metadata = json!({"kind": "candidate"});
-        emit.send(e).await;
-        children.push((index, request));
-    }
+    let children = requests(run, &base, &name, plans).await?;
     let engine = run.engine;
     let tasks = children.into_iter().map(|(index, request)| {
         // Boxed: a cascade run inside a cascade run is a recursive future.
@@ -167,6 +141,45 @@ async fn branch_runs(run: &mut Run<'_>) -> Result<()> {
         *s = chosen.state;
     }
     Ok(())
+}
+
+/// One child request per plan (session `<sid>_sounding_<i>`, linked to `run`), each announced with
+/// `candidate_start` and `child_start` on the parent.
+async fn requests(
+    run: &Run<'_>,
+    base: &Cascade,
+    name: &str,
+    plans: Vec<super::plans::Plan>,
+) -> Result<Vec<(u32, RunRequest)>> {
+    let factor = plans.len();
+    let mut children = Vec::with_capacity(factor);
+    for (i, plan) in plans.into_iter().enumerate() {
+        let index = u32::try_from(i).unwrap_or(u32::MAX);
+        let sid = format!("{}_sounding_{i}", run.session_id);
+        let session_id = SessionId::try_from(sid.clone()).map_err(|e| Error::CellFailed {
+            cell: name.to_owned(),
+            message: format!("cannot name the candidate session `{sid}`: {e}; use a shorter --session id"),
+        })?;
+        let mut request = RunRequest::new(base.clone()).with_input(run.input.clone());
+        request.session_id = Some(session_id);
+        request.caller_id = run.emit.caller().clone();
+        request.model = plan.model.clone().or_else(|| run.model_override.clone());
+        request.cancel = run.cancel.child_token();
+        request.parent_session_id = Some(run.session_id.clone());
+        request.root_session_id = Some(run.compose.root().clone());
+        request.depth = run.compose.depth() + 1;
+        let emit = run.emit.for_candidate(index);
+        let mut e = emit.event(EventKind::CandidateStart, None);
+        e.model_requested = request.model.clone();
+        e.metadata = json!({"factor": factor, "model": request.model, "child_session_id": sid});
+        emit.send(e).await;
+        let mut e = emit.event(EventKind::ChildStart, None);
+        e.content = json!(sid);
+        e.metadata = json!({"kind": "candidate"});
+        emit.send(e).await;
+        children.push((index, request));
+    }
+    Ok(children)
 }
 
 /// The evaluator's choice among the judged runs: `(position in done, reason, model)`.

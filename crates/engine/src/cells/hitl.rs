@@ -3,11 +3,12 @@
 //! (with the continuation) and the events, marks the session `waiting`, then asks the engine's
 //! [`crate::human::Human`]; no answer suspends the run ([`Error::Waiting`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rvbbit_cascade::model::{Cell, HumanInput, HumanInputSpec};
 use rvbbit_core::{EventKind, SessionStatus, Timestamp};
-use rvbbit_store::{Checkpoint, CheckpointStatus, Signal};
+use rvbbit_store::{Checkpoint, CheckpointStatus, Signal, Store};
 use serde_json::{Value, json};
 
 use crate::checkpoint::Stage;
@@ -331,35 +332,7 @@ async fn wait(run: &mut Run<'_>, cell: &Cell, question: Question, stage: Stage) 
         }
     };
     if fresh {
-        // Record the wait (and the continuation) before anything can suspend the run.
-        let mut e = run.emit.event(EventKind::CheckpointCreated, Some(&cell.name));
-        e.metadata = json!({
-            "checkpoint_id": cp.checkpoint_id,
-            "checkpoint_type": cp.checkpoint_type,
-            "signal_name": cp.signal_name,
-            "signal_id": cp.signal_id,
-            "timeout_at": cp.timeout_at.map(Timestamp::micros),
-        });
-        e.content = cp.ui_spec.clone();
-        // The continuation's sequence number counts this event: a resume numbers on after it.
-        cp.continuation = serde_json::to_value(run.continuation(stage.clone())).unwrap_or(Value::Null);
-        if let Some(s) = &store {
-            // The checkpoint first: whoever sees the waiting signal also finds the question it answers.
-            s.checkpoint_put(&cp).await?;
-            if let Some(signal) = &signal {
-                s.signal_register(signal).await?;
-            }
-        }
-        let unstored = run.emit.unstored();
-        run.emit.send(e).await;
-        let mut session = run.session.clone();
-        session.status = SessionStatus::Waiting;
-        session.current_cell = Some(cell.name.clone());
-        session.updated_at = Timestamp::now();
-        run.emit.session(session).await;
-        run.emit.flush().await;
-        // Only a `waiting` row that reached the store can be resumed (and claimed) by another process.
-        recorded = unstored.is_some() && run.emit.unstored() == unstored;
+        recorded = record(run, cell, &mut cp, signal.as_ref(), &stage, &store).await?;
     }
 
     // An answer: given with the resume, already in the store, or from the engine's human.
@@ -422,6 +395,48 @@ async fn wait(run: &mut Run<'_>, cell: &Cell, question: Question, stage: Stage) 
     }
     resolved(run, cell, &cp, &source, normalized.clone()).await;
     Ok(Some(normalized))
+}
+
+/// Record a fresh wait before anything can suspend the run: the checkpoint (with the continuation at
+/// `stage`) and the signal in the store, `checkpoint_created`, the session `waiting`, a flush. Returns
+/// whether the `waiting` row reached the store.
+async fn record(
+    run: &mut Run<'_>,
+    cell: &Cell,
+    cp: &mut Checkpoint,
+    signal: Option<&Signal>,
+    stage: &Stage,
+    store: &Option<Arc<dyn Store>>,
+) -> Result<bool> {
+    // Record the wait (and the continuation) before anything can suspend the run.
+    let mut e = run.emit.event(EventKind::CheckpointCreated, Some(&cell.name));
+    e.metadata = json!({
+        "checkpoint_id": cp.checkpoint_id,
+        "checkpoint_type": cp.checkpoint_type,
+        "signal_name": cp.signal_name,
+        "signal_id": cp.signal_id,
+        "timeout_at": cp.timeout_at.map(Timestamp::micros),
+    });
+    e.content = cp.ui_spec.clone();
+    // The continuation's sequence number counts this event: a resume numbers on after it.
+    cp.continuation = serde_json::to_value(run.continuation(stage.clone())).unwrap_or(Value::Null);
+    if let Some(s) = &store {
+        // The checkpoint first: whoever sees the waiting signal also finds the question it answers.
+        s.checkpoint_put(cp).await?;
+        if let Some(signal) = signal {
+            s.signal_register(signal).await?;
+        }
+    }
+    let unstored = run.emit.unstored();
+    run.emit.send(e).await;
+    let mut session = run.session.clone();
+    session.status = SessionStatus::Waiting;
+    session.current_cell = Some(cell.name.clone());
+    session.updated_at = Timestamp::now();
+    run.emit.session(session).await;
+    run.emit.flush().await;
+    // Only a `waiting` row that reached the store can be resumed (and claimed) by another process.
+    Ok(unstored.is_some() && run.emit.unstored() == unstored)
 }
 
 /// The wait was recorded (the session is `waiting` in the store), so another process may have resumed it

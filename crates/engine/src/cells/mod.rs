@@ -28,6 +28,7 @@ mod output;
 pub(crate) mod plans;
 pub(crate) mod takes;
 mod tool_calls;
+mod turns;
 mod validators;
 pub(crate) mod wards;
 
