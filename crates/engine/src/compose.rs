@@ -22,8 +22,11 @@ use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::{Engine, MAX_DEPTH};
 use crate::error::{Error, Result};
-use crate::run::{CellResult, Engine, MAX_DEPTH, Outcome, Run, RunRequest};
+use crate::outcome::Outcome;
+use crate::request::RunRequest;
+use crate::run::Run;
 
 /// The place of a run in its run tree, and its children.
 #[derive(Debug)]
@@ -392,20 +395,6 @@ pub(crate) fn child_error(cell: &str, what: &str, outcome: Outcome) -> Error {
     }
 }
 
-/// Run a cell with its composition: pre wards, `on_start` async cascades and sub-cascades before it, then
-/// the cell itself (post wards around non-LLM cells; LLM cells run theirs in the attempt loop).
-pub(crate) async fn run_composed(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
-    crate::cells::wards::pre(run, cell).await?;
-    start_async(run, cell, AsyncTrigger::OnStart).await;
-    sub_cascades(run, cell).await?;
-    crate::cells::wards::run_with_post_wards(run, cell).await
-}
-
-/// Start the cell's `on_end` async cascades (after its `cell_complete`).
-pub(crate) async fn on_end(run: &mut Run<'_>, cell: &Cell) {
-    start_async(run, cell, AsyncTrigger::OnEnd).await;
-}
-
 /// §5.6 child input: with `context_in`, the parent state (without `input`) and then the parent input's
 /// keys; then `input_map` (`child_key: parent_key_or_literal`: a string naming a key of the input or the
 /// state copies it, a template is rendered, anything else is a literal).
@@ -466,15 +455,8 @@ async fn child_event(run: &Run<'_>, cell: &Cell, child: &str, what: &str, refere
     run.emit.send(e).await;
 }
 
-/// Add a finished child's totals to the run (its cost is the tree's cost).
-pub(crate) fn absorb(run: &mut Run<'_>, outcome: &Outcome) {
-    run.cost += outcome.cost;
-    run.llm_calls += outcome.llm_calls;
-    run.tool_calls += outcome.tool_calls;
-}
-
 /// `sub_cascades` (§5.6): each runs synchronously before the cell's own work; a failure fails the cell.
-async fn sub_cascades(run: &mut Run<'_>, cell: &Cell) -> Result<()> {
+pub(crate) async fn sub_cascades(run: &mut Run<'_>, cell: &Cell) -> Result<()> {
     for sub in cell.sub_cascades.iter().flatten() {
         let reference = render_ref(run, cell, &sub.reference).await?;
         let what = format!("sub-cascade `{reference}`");
@@ -484,7 +466,7 @@ async fn sub_cascades(run: &mut Run<'_>, cell: &Cell) -> Result<()> {
         let sid = run.compose.child_id(&format!("{}_sub", run.session_id));
         child_event(run, cell, &sid, "sub_cascade", &reference).await;
         let outcome = run_child(&scope, child, input, session_id(&sid)).await?;
-        absorb(run, &outcome);
+        run.absorb(&outcome);
         if outcome.status != SessionStatus::Completed {
             return Err(child_error(&cell.name, &what, outcome));
         }
@@ -497,12 +479,9 @@ async fn sub_cascades(run: &mut Run<'_>, cell: &Cell) -> Result<()> {
                 }
             }
             run.lineage.extend(outcome.lineage.iter().cloned());
-            run.warnings.extend(
-                outcome
-                    .warnings
-                    .iter()
-                    .map(|w| format!("{what} (session {}): {w}", outcome.session_id)),
-            );
+            for w in &outcome.warnings {
+                run.warn(format!("{what} (session {}): {w}", outcome.session_id));
+            }
         }
     }
     Ok(())
@@ -510,7 +489,7 @@ async fn sub_cascades(run: &mut Run<'_>, cell: &Cell) -> Result<()> {
 
 /// Start the cell's `async_cascades` with this trigger (default `on_start`). They run concurrently; the
 /// run waits for them before it ends ([`join_async`]).
-async fn start_async(run: &mut Run<'_>, cell: &Cell, trigger: AsyncTrigger) {
+pub(crate) async fn start_async(run: &mut Run<'_>, cell: &Cell, trigger: AsyncTrigger) {
     for spec in cell.async_cascades.iter().flatten() {
         if spec.trigger.unwrap_or(AsyncTrigger::OnStart) != trigger {
             continue;
@@ -537,7 +516,7 @@ async fn start_async(run: &mut Run<'_>, cell: &Cell, trigger: AsyncTrigger) {
                 run.emit.send(e).await;
                 // Info, not warn: the outcome's `warnings` reach the caller, which shows them once.
                 tracing::info!(session_id = %run.session_id, "{message}");
-                run.warnings.push(message);
+                run.warn(message);
                 continue;
             }
         };
@@ -570,13 +549,11 @@ async fn start_async(run: &mut Run<'_>, cell: &Cell, trigger: AsyncTrigger) {
 pub(crate) async fn join_async(run: &mut Run<'_>) {
     run.compose.children.join().await;
     let (cost, llm, tools) = run.compose.children.take();
-    run.cost += cost;
-    run.llm_calls += llm;
-    run.tool_calls += tools;
+    run.add_calls(cost, llm, tools);
     for p in std::mem::take(&mut run.compose.pending) {
         let problem = match p.handle.await {
             Ok(outcome) => {
-                absorb(run, &outcome);
+                run.absorb(&outcome);
                 match outcome.status {
                     SessionStatus::Completed => None,
                     status => Some((
@@ -614,7 +591,7 @@ pub(crate) async fn join_async(run: &mut Run<'_>) {
             run.emit.send(e).await;
             // Info, not warn: the outcome's `warnings` reach the caller, which shows them once.
             tracing::info!(session_id = %run.session_id, "{message}");
-            run.warnings.push(message);
+            run.warn(message);
         }
     }
 }

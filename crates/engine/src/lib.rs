@@ -47,19 +47,26 @@ mod cells;
 mod checkpoint;
 mod compose;
 mod emit;
+mod engine;
 mod error;
 pub mod human;
+mod outcome;
 pub mod progress;
+mod request;
+mod resume;
 mod run;
+mod session;
 mod table;
 mod template;
 pub mod tools;
 
-pub use checkpoint::{ClaimedResume, ResumeRequest};
 pub use compose::ChildRuns;
+pub use engine::{Engine, MAX_DEPTH, MAX_STEPS};
 pub use error::{Error, Result};
+pub use outcome::{LineageEntry, Outcome};
 pub use progress::Progress;
-pub use run::{Engine, LineageEntry, MAX_DEPTH, MAX_STEPS, Outcome, RunRequest, Sampling};
+pub use request::{RunRequest, Sampling};
+pub use resume::{ClaimedResume, ResumeRequest};
 #[doc(hidden)]
 pub use template::render_for_fuzzing;
 pub use tokio_util::sync::CancellationToken;

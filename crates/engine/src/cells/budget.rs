@@ -17,7 +17,7 @@ use rvbbit_core::EventKind;
 use rvbbit_llm::{ChatRequest, Expect, Expected, Message, Role};
 use serde_json::{Value, json};
 
-use super::llm::call_model;
+use super::call::call_model;
 use crate::error::{Error, Result};
 use crate::run::Run;
 
@@ -146,7 +146,7 @@ pub(crate) async fn enforce(
 
 async fn warn_once(run: &mut Run<'_>, cell: &Cell, tokens: u64, limits: &Limits) {
     let prefix = format!("cell `{}`: token_budget", cell.name);
-    if run.warnings.iter().any(|w| w.starts_with(&prefix)) {
+    if run.totals().warnings().iter().any(|w| w.starts_with(&prefix)) {
         return;
     }
     let w = format!(
@@ -159,7 +159,7 @@ async fn warn_once(run: &mut Run<'_>, cell: &Cell, tokens: u64, limits: &Limits)
     run.emit.send(e).await;
     // Info, not warn: the outcome's `warnings` reach the caller, which shows them once.
     tracing::info!(session_id = %run.session_id, "{w}");
-    run.warnings.push(w);
+    run.warn(w);
 }
 
 async fn budget_event(

@@ -17,10 +17,12 @@ use rvbbit_cascade::model::{Candidates, CandidatesMode, Cascade, Cell, IntOrTemp
 use rvbbit_core::{EventKind, SessionId, SessionStatus};
 use serde_json::{Value, json};
 
-use super::takes::{self, DEFAULT_MAX_PARALLEL};
+use super::plans::{self, DEFAULT_MAX_PARALLEL};
 use super::{evaluator, validators};
 use crate::error::{Error, Result};
-use crate::run::{Outcome, Run, RunRequest};
+use crate::outcome::Outcome;
+use crate::request::RunRequest;
+use crate::run::Run;
 
 /// Whether `cascade` has cascade-level candidates that are on (`factor` > 1, a template, or a
 /// `models` map).
@@ -44,7 +46,7 @@ async fn branch_runs(run: &mut Run<'_>) -> Result<()> {
     let cands = cascade.candidates.clone().unwrap_or_default();
     // Events and errors of the cascade-level machinery carry the cascade id in place of a cell name.
     let name = cascade.cascade_id.clone();
-    if let Some(feature) = takes::unsupported(&cands)
+    if let Some(feature) = plans::unsupported(&cands)
         .or_else(|| cands.reforge.is_some().then_some("candidates.reforge"))
         .or_else(|| (cands.mode == Some(CandidatesMode::Aggregate)).then_some("candidates mode: aggregate"))
     {
@@ -53,9 +55,9 @@ async fn branch_runs(run: &mut Run<'_>) -> Result<()> {
             feature: format!("{feature} on cascade-level candidates"),
         });
     }
-    let plans = takes::plans(run, &name, &cands)?;
+    let plans = plans::plans(&run.templates, &run.template_ctx(), &name, &cands)?;
     if cands.mutate != Some(false) {
-        run.warnings.push(format!(
+        run.warn(format!(
             "cascade `{name}`: candidates.mutate is not applied to cascade-level candidates (each run uses the cascade as written)"
         ));
     }
@@ -64,33 +66,7 @@ async fn branch_runs(run: &mut Run<'_>) -> Result<()> {
     let max_parallel = cands.max_parallel.unwrap_or(DEFAULT_MAX_PARALLEL).max(1) as usize;
     let factor = plans.len();
 
-    let mut children = Vec::with_capacity(factor);
-    for (i, plan) in plans.into_iter().enumerate() {
-        let index = u32::try_from(i).unwrap_or(u32::MAX);
-        let sid = format!("{}_sounding_{i}", run.session_id);
-        let session_id = SessionId::try_from(sid.clone()).map_err(|e| Error::CellFailed {
-            cell: name.clone(),
-            message: format!("cannot name the candidate session `{sid}`: {e}; use a shorter --session id"),
-        })?;
-        let mut request = RunRequest::new(base.clone()).with_input(run.input.clone());
-        request.session_id = Some(session_id);
-        request.caller_id = run.emit.caller().clone();
-        request.model = plan.model.clone().or_else(|| run.model_override.clone());
-        request.cancel = run.cancel.child_token();
-        request.parent_session_id = Some(run.session_id.clone());
-        request.root_session_id = Some(run.compose.root().clone());
-        request.depth = run.compose.depth() + 1;
-        let emit = run.emit.for_candidate(index);
-        let mut e = emit.event(EventKind::CandidateStart, None);
-        e.model_requested = request.model.clone();
-        e.metadata = json!({"factor": factor, "model": request.model, "child_session_id": sid});
-        emit.send(e).await;
-        let mut e = emit.event(EventKind::ChildStart, None);
-        e.content = json!(sid);
-        e.metadata = json!({"kind": "candidate"});
-        emit.send(e).await;
-        children.push((index, request));
-    }
+    let children = requests(run, &base, &name, plans).await?;
     let engine = run.engine;
     let tasks = children.into_iter().map(|(index, request)| {
         // Boxed: a cascade run inside a cascade run is a recursive future.
@@ -103,11 +79,10 @@ async fn branch_runs(run: &mut Run<'_>) -> Result<()> {
         .await;
     done.sort_by_key(|(i, _)| *i);
     for (i, o) in &done {
-        run.cost += o.cost;
-        run.llm_calls += o.llm_calls;
-        run.tool_calls += o.tool_calls;
-        run.warnings
-            .extend(o.warnings.iter().map(|w| format!("candidate {i}: {w}")));
+        run.absorb(o);
+        for w in &o.warnings {
+            run.warn(format!("candidate {i}: {w}"));
+        }
     }
 
     let judge_cell = Cell {
@@ -119,7 +94,7 @@ async fn branch_runs(run: &mut Run<'_>) -> Result<()> {
         for (pos, (_, o)) in done.iter().enumerate() {
             if o.status == SessionStatus::Completed {
                 verdicts[pos] =
-                    Some(validators::check(run, &judge_cell, spec, &takes::text_of(&o.output), 1).await?);
+                    Some(validators::check(run, &judge_cell, spec, &plans::text_of(&o.output), 1).await?);
             }
         }
     }
@@ -166,6 +141,45 @@ async fn branch_runs(run: &mut Run<'_>) -> Result<()> {
         *s = chosen.state;
     }
     Ok(())
+}
+
+/// One child request per plan (session `<sid>_sounding_<i>`, linked to `run`), each announced with
+/// `candidate_start` and `child_start` on the parent.
+async fn requests(
+    run: &Run<'_>,
+    base: &Cascade,
+    name: &str,
+    plans: Vec<super::plans::Plan>,
+) -> Result<Vec<(u32, RunRequest)>> {
+    let factor = plans.len();
+    let mut children = Vec::with_capacity(factor);
+    for (i, plan) in plans.into_iter().enumerate() {
+        let index = u32::try_from(i).unwrap_or(u32::MAX);
+        let sid = format!("{}_sounding_{i}", run.session_id);
+        let session_id = SessionId::try_from(sid.clone()).map_err(|e| Error::CellFailed {
+            cell: name.to_owned(),
+            message: format!("cannot name the candidate session `{sid}`: {e}; use a shorter --session id"),
+        })?;
+        let mut request = RunRequest::new(base.clone()).with_input(run.input.clone());
+        request.session_id = Some(session_id);
+        request.caller_id = run.emit.caller().clone();
+        request.model = plan.model.clone().or_else(|| run.model_override.clone());
+        request.cancel = run.cancel.child_token();
+        request.parent_session_id = Some(run.session_id.clone());
+        request.root_session_id = Some(run.compose.root().clone());
+        request.depth = run.compose.depth() + 1;
+        let emit = run.emit.for_candidate(index);
+        let mut e = emit.event(EventKind::CandidateStart, None);
+        e.model_requested = request.model.clone();
+        e.metadata = json!({"factor": factor, "model": request.model, "child_session_id": sid});
+        emit.send(e).await;
+        let mut e = emit.event(EventKind::ChildStart, None);
+        e.content = json!(sid);
+        e.metadata = json!({"kind": "candidate"});
+        emit.send(e).await;
+        children.push((index, request));
+    }
+    Ok(children)
 }
 
 /// The evaluator's choice among the judged runs: `(position in done, reason, model)`.

@@ -133,7 +133,7 @@ pub(crate) async fn call_tool(
     timeout: Option<Duration>,
     attempt: u32,
 ) -> std::result::Result<Value, ToolError> {
-    run.tool_calls += 1;
+    run.count_tool_call();
     let mut e = run.emit.event(EventKind::ToolCall, Some(&cell.name));
     e.content = args.clone();
     e.attempt = Some(i32::try_from(attempt).unwrap_or(i32::MAX) - 1);

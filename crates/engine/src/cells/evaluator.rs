@@ -8,7 +8,7 @@
 use rvbbit_llm::{ChatRequest, Expect, Expected, Message};
 use serde_json::Value;
 
-use super::llm::{call_model, extract_json};
+use super::call::{call_model, extract_json};
 use crate::error::{Error, Result};
 use crate::run::Run;
 

@@ -3,14 +3,15 @@
 //! (with the continuation) and the events, marks the session `waiting`, then asks the engine's
 //! [`crate::human::Human`]; no answer suspends the run ([`Error::Waiting`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use rvbbit_cascade::model::{Cascade, Cell, HumanInput, HumanInputSpec};
+use rvbbit_cascade::model::{Cell, HumanInput, HumanInputSpec};
 use rvbbit_core::{EventKind, SessionStatus, Timestamp};
-use rvbbit_store::{Checkpoint, CheckpointStatus, Signal};
+use rvbbit_store::{Checkpoint, CheckpointStatus, Signal, Store};
 use serde_json::{Value, json};
 
-use crate::checkpoint::{Continuation, Resume, Stage, store};
+use crate::checkpoint::Stage;
 use crate::error::{Error, Result};
 use crate::human::{Answer, Choice, Question, QuestionKind};
 use crate::run::{CellResult, Run};
@@ -18,32 +19,9 @@ use crate::run::{CellResult, Run};
 /// How long a screen waits when the cell sets no `timeout` (§8.4).
 const SCREEN_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// Human-in-the-loop bookkeeping of a run.
-#[derive(Debug, Default)]
-pub(crate) struct HitlState {
-    /// The wait a resumed run continues (consumed by the first wait at its cell).
-    pub(crate) resume: Option<Resume>,
-    /// Answers to `ask_human` calls of the current cell, in order (replayed when a resumed cell re-runs).
-    asked: Vec<Value>,
-    /// How many `ask_human` calls the current cell made.
-    ask_index: usize,
-    /// Whether the run recorded a wait (so an unfinished one is abandoned when the run ends otherwise).
-    pub(crate) waited: bool,
-}
-
-impl HitlState {
-    /// The index of the cell a resumed run starts at.
-    pub(crate) fn resume_cell(&self, cascade: &Cascade) -> Option<usize> {
-        let r = self.resume.as_ref()?;
-        cascade
-            .cells
-            .iter()
-            .position(|c| c.name == r.checkpoint.cell_name)
-    }
-}
-
-/// Run `cell`, then its `human_input`; a resumed wait at this cell continues where it stopped.
-pub(crate) async fn run_cell(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
+/// Step 1 of the cell pipeline: the stage a resumed wait at `cell` stopped in (`None`: the cell runs
+/// from its start), with the `ask_human` answers to replay set up for the cell.
+pub(crate) fn enter(run: &mut Run<'_>, cell: &Cell) -> Option<Stage> {
     let stage = run
         .hitl
         .resume
@@ -55,16 +33,11 @@ pub(crate) async fn run_cell(run: &mut Run<'_>, cell: &Cell) -> Result<CellResul
         Some(Stage::AskHuman { answers }) => answers.clone(),
         _ => Vec::new(),
     };
-    let result = match stage {
-        // The cell ran before the wait: only its human input is left.
-        Some(Stage::HumanInput { output, route }) => CellResult { output, route },
-        _ => run.run_cell(cell).await?,
-    };
-    after_cell(run, cell, result).await
+    stage
 }
 
 /// §8.3: ask the human after the cell's output is final; the answer goes to `state["human_<cell>"]`.
-async fn after_cell(run: &mut Run<'_>, cell: &Cell, result: CellResult) -> Result<CellResult> {
+pub(crate) async fn after_cell(run: &mut Run<'_>, cell: &Cell, result: CellResult) -> Result<CellResult> {
     let spec = match &cell.human_input {
         None | Some(HumanInput::Enabled(false)) => return Ok(result),
         Some(HumanInput::Enabled(true)) => HumanInputSpec::default(),
@@ -321,7 +294,7 @@ async fn render(run: &Run<'_>, cell: &Cell, source: &str, vars: &Value, place: &
 /// the engine's human. Returns the normalized answer, `None` when the question's deadline passed, or
 /// [`Error::Waiting`] when nobody answered (yet).
 async fn wait(run: &mut Run<'_>, cell: &Cell, question: Question, stage: Stage) -> Result<Option<Value>> {
-    let store = store(run);
+    let store = run.engine.store.clone();
     run.hitl.waited = true;
     let resumed = match run.hitl.resume.take() {
         Some(r) if r.checkpoint.cell_name == cell.name => Some(r),
@@ -359,35 +332,7 @@ async fn wait(run: &mut Run<'_>, cell: &Cell, question: Question, stage: Stage) 
         }
     };
     if fresh {
-        // Record the wait (and the continuation) before anything can suspend the run.
-        let mut e = run.emit.event(EventKind::CheckpointCreated, Some(&cell.name));
-        e.metadata = json!({
-            "checkpoint_id": cp.checkpoint_id,
-            "checkpoint_type": cp.checkpoint_type,
-            "signal_name": cp.signal_name,
-            "signal_id": cp.signal_id,
-            "timeout_at": cp.timeout_at.map(Timestamp::micros),
-        });
-        e.content = cp.ui_spec.clone();
-        // The continuation's sequence number counts this event: a resume numbers on after it.
-        cp.continuation = serde_json::to_value(Continuation::of(run, stage.clone())).unwrap_or(Value::Null);
-        if let Some(s) = &store {
-            // The checkpoint first: whoever sees the waiting signal also finds the question it answers.
-            s.checkpoint_put(&cp).await?;
-            if let Some(signal) = &signal {
-                s.signal_register(signal).await?;
-            }
-        }
-        let unstored = run.emit.unstored();
-        run.emit.send(e).await;
-        let mut session = run.session.clone();
-        session.status = SessionStatus::Waiting;
-        session.current_cell = Some(cell.name.clone());
-        session.updated_at = Timestamp::now();
-        run.emit.session(session).await;
-        run.emit.flush().await;
-        // Only a `waiting` row that reached the store can be resumed (and claimed) by another process.
-        recorded = unstored.is_some() && run.emit.unstored() == unstored;
+        recorded = record(run, cell, &mut cp, signal.as_ref(), &stage, &store).await?;
     }
 
     // An answer: given with the resume, already in the store, or from the engine's human.
@@ -408,7 +353,7 @@ async fn wait(run: &mut Run<'_>, cell: &Cell, question: Question, stage: Stage) 
         if !deadline_passed {
             if !fresh && let Some(s) = &store {
                 // Waiting again after a resume: the next resume numbers its events on from here.
-                cp.continuation = serde_json::to_value(Continuation::of(run, stage)).unwrap_or(Value::Null);
+                cp.continuation = serde_json::to_value(run.continuation(stage)).unwrap_or(Value::Null);
                 s.checkpoint_put(&cp).await?;
             }
             return Err(Error::Waiting {
@@ -450,6 +395,48 @@ async fn wait(run: &mut Run<'_>, cell: &Cell, question: Question, stage: Stage) 
     }
     resolved(run, cell, &cp, &source, normalized.clone()).await;
     Ok(Some(normalized))
+}
+
+/// Record a fresh wait before anything can suspend the run: the checkpoint (with the continuation at
+/// `stage`) and the signal in the store, `checkpoint_created`, the session `waiting`, a flush. Returns
+/// whether the `waiting` row reached the store.
+async fn record(
+    run: &mut Run<'_>,
+    cell: &Cell,
+    cp: &mut Checkpoint,
+    signal: Option<&Signal>,
+    stage: &Stage,
+    store: &Option<Arc<dyn Store>>,
+) -> Result<bool> {
+    // Record the wait (and the continuation) before anything can suspend the run.
+    let mut e = run.emit.event(EventKind::CheckpointCreated, Some(&cell.name));
+    e.metadata = json!({
+        "checkpoint_id": cp.checkpoint_id,
+        "checkpoint_type": cp.checkpoint_type,
+        "signal_name": cp.signal_name,
+        "signal_id": cp.signal_id,
+        "timeout_at": cp.timeout_at.map(Timestamp::micros),
+    });
+    e.content = cp.ui_spec.clone();
+    // The continuation's sequence number counts this event: a resume numbers on after it.
+    cp.continuation = serde_json::to_value(run.continuation(stage.clone())).unwrap_or(Value::Null);
+    if let Some(s) = &store {
+        // The checkpoint first: whoever sees the waiting signal also finds the question it answers.
+        s.checkpoint_put(cp).await?;
+        if let Some(signal) = signal {
+            s.signal_register(signal).await?;
+        }
+    }
+    let unstored = run.emit.unstored();
+    run.emit.send(e).await;
+    let mut session = run.session.clone();
+    session.status = SessionStatus::Waiting;
+    session.current_cell = Some(cell.name.clone());
+    session.updated_at = Timestamp::now();
+    run.emit.session(session).await;
+    run.emit.flush().await;
+    // Only a `waiting` row that reached the store can be resumed (and claimed) by another process.
+    Ok(unstored.is_some() && run.emit.unstored() == unstored)
 }
 
 /// The wait was recorded (the session is `waiting` in the store), so another process may have resumed it
@@ -498,7 +485,9 @@ pub(crate) async fn abandon(run: &Run<'_>) {
     if !run.hitl.waited && run.hitl.resume.is_none() {
         return;
     }
-    let Some(store) = store(run) else { return };
+    let Some(store) = run.engine.store.clone() else {
+        return;
+    };
     let pending = match store
         .checkpoints(Some(&run.session_id), Some(CheckpointStatus::Pending))
         .await

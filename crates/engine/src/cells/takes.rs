@@ -20,63 +20,24 @@
 //! Events: `candidate_start` per branch, the branches' own events, `evaluation` (winner and reason),
 //! then `candidate_complete` per branch with `metadata.is_winner`.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use futures::StreamExt;
 use rvbbit_cascade::model::{
-    CandidateModels, Candidates, CandidatesMode, Cell, CellKind, IntOrTemplate, ModelSpec, MutationMode,
-    Reforge, ValidatorSpec,
+    Candidates, CandidatesMode, Cell, CellKind, ModelSpec, MutationMode, Reforge, ValidatorSpec,
 };
-use rvbbit_core::{EventKind, MicroUsd};
+use rvbbit_core::EventKind;
 use rvbbit_llm::{ChatRequest, Expect, Expected, Message};
 use serde_json::{Value, json};
 use tracing::Instrument;
 
-use super::llm::{call_model, resolve_model};
+use super::call::{call_model, resolve_model};
+use super::plans::{
+    BUILTIN_MUTATIONS, Branch, DEFAULT_MAX_PARALLEL, MAX_FACTOR, Plan, plans, text_of, unsupported,
+};
 use super::{evaluator, validators};
 use crate::error::{Error, Result};
 use crate::run::{CellResult, Run, micros};
-
-/// Most branches one cell may run (a factor template gone wrong must not start thousands of calls).
-pub(crate) const MAX_FACTOR: u32 = 100;
-/// Default `max_parallel`.
-pub(crate) const DEFAULT_MAX_PARALLEL: u32 = 3;
-/// Mutation hints cycled over branches 2..N when the cell has no `mutations`.
-const BUILTIN_MUTATIONS: [&str; 8] = [
-    "Be more concise and direct.",
-    "Think step by step and show your reasoning.",
-    "Approach the problem from an unconventional angle.",
-    "Ground the answer in concrete examples and specifics.",
-    "Prioritise accuracy: double-check every claim before giving it.",
-    "Consider edge cases and failure modes first.",
-    "Structure the answer with clear headings or lists.",
-    "Write for a non-expert audience.",
-];
-
-/// The branch a forked run belongs to (its template variables and sampling settings).
-#[derive(Clone, Debug)]
-pub(crate) struct Branch {
-    /// 0-based index.
-    pub(crate) index: u32,
-    /// Number of branches.
-    pub(crate) factor: u32,
-    /// Sampling temperature from a `models` map entry.
-    pub(crate) temperature: Option<f64>,
-    /// Output cap from a `models` map entry.
-    pub(crate) max_tokens: Option<u32>,
-}
-
-/// What one branch runs with.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Plan {
-    /// The branch's model (`None`: the cell's).
-    pub(crate) model: Option<String>,
-    /// Sampling temperature.
-    pub(crate) temperature: Option<f64>,
-    /// Output cap.
-    pub(crate) max_tokens: Option<u32>,
-}
 
 /// What one branch produced.
 struct Done<'a> {
@@ -93,7 +54,7 @@ struct Done<'a> {
 /// Run `cell`, which has `candidates`.
 pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
     let cands = cell.candidates.clone().unwrap_or_default();
-    let plans = plans(run, &cell.name, &cands)?;
+    let plans = plans(&run.templates, &run.template_ctx(), &cell.name, &cands)?;
     let mut plain = cell.clone();
     plain.candidates = None;
     if plans.len() <= 1 {
@@ -188,7 +149,7 @@ async fn branches<'a>(
             temperature: plan.temperature,
             max_tokens: plan.max_tokens,
         };
-        let forked = fork(run, branch);
+        let forked = run.fork(branch);
         let mut bcell = plain.clone();
         if let Some(m) = &plan.model {
             bcell.model = Some(ModelSpec::One(m.clone()));
@@ -210,15 +171,11 @@ async fn branches<'a>(
     done.sort_by_key(|d| d.index);
 
     for d in &done {
-        run.cost += d.run.cost;
-        run.llm_calls += d.run.llm_calls;
-        run.tool_calls += d.run.tool_calls;
-        run.warnings.extend(
-            d.run
-                .warnings
-                .iter()
-                .map(|w| format!("candidate {}: {w}", d.index)),
-        );
+        let t = d.run.totals();
+        run.add_calls(t.cost(), t.llm_calls(), t.tool_calls());
+        for w in t.warnings() {
+            run.warn(format!("candidate {}: {w}", d.index));
+        }
     }
     // A validator that cannot run is a problem of the cascade, not of one branch.
     if let Some(i) = done.iter().position(|d| matches!(d.verdict, Some(Err(_))))
@@ -351,130 +308,6 @@ async fn reforge_rounds<'a>(
         }
     }
     Ok(best)
-}
-
-/// Options of §8.1 this build refuses (RVB-E003) rather than silently ignoring.
-pub(crate) fn unsupported(c: &Candidates) -> Option<&'static str> {
-    if c.reforge.is_some() && c.mode == Some(CandidatesMode::Aggregate) {
-        return Some("candidates.reforge with mode: aggregate");
-    }
-    if c.cost_aware_evaluation.is_some() {
-        return Some("candidates.cost_aware_evaluation");
-    }
-    if c.pareto_frontier.is_some() {
-        return Some("candidates.pareto_frontier");
-    }
-    if c.evaluator.as_deref().is_some_and(|e| e != "llm") || c.human_eval.is_some() {
-        return Some("a human or hybrid candidates evaluator");
-    }
-    if c.llm_prefilter.is_some() || c.llm_prefilter_model.is_some() || c.llm_prefilter_instructions.is_some()
-    {
-        return Some("candidates.llm_prefilter");
-    }
-    if c.downstream_model.is_some() {
-        return Some("candidates.downstream_model");
-    }
-    None
-}
-
-/// One plan per branch: the factor (rendered when a template; unreadable → 1), or the per-model
-/// factors of a `models` map, with the models assigned in turn (or at random).
-pub(crate) fn plans(run: &Run<'_>, name: &str, c: &Candidates) -> Result<Vec<Plan>> {
-    let factor: i64 = match &c.factor {
-        None => 1,
-        Some(IntOrTemplate::Int(n)) => *n,
-        Some(IntOrTemplate::Template(t)) => run
-            .templates
-            // A factor is a tiny template rendered while planning; the fuel bounds it.
-            .render_now(t, &run.template_ctx())
-            .ok()
-            .and_then(|s| s.trim().parse::<f64>().ok())
-            .filter(|f| f.is_finite())
-            .map(|f| f as i64)
-            .unwrap_or(1),
-    };
-    let plans: Vec<Plan> = match &c.models {
-        Some(CandidateModels::Map(map)) => map
-            .iter()
-            .flat_map(|(model, s)| {
-                (0..s.factor.unwrap_or(1)).map(move |_| Plan {
-                    model: Some(model.clone()),
-                    temperature: s.temperature,
-                    max_tokens: s.max_tokens,
-                })
-            })
-            .take(MAX_FACTOR as usize + 1)
-            .collect(),
-        Some(CandidateModels::List(list)) if !list.is_empty() => {
-            let n = usize::try_from(factor.clamp(0, i64::from(MAX_FACTOR) + 1)).unwrap_or(0);
-            let random = c.model_strategy.as_deref() == Some("random");
-            let mut seed = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.subsec_nanos() as u64)
-                .unwrap_or(0x9E37_79B9)
-                | 1;
-            (0..n)
-                .map(|i| {
-                    let pick = if random {
-                        // xorshift: a cheap pick; `random` promises no particular distribution.
-                        seed ^= seed << 13;
-                        seed ^= seed >> 7;
-                        seed ^= seed << 17;
-                        (seed % list.len() as u64) as usize
-                    } else {
-                        i % list.len()
-                    };
-                    Plan {
-                        model: Some(list[pick].clone()),
-                        ..Plan::default()
-                    }
-                })
-                .collect()
-        }
-        _ => {
-            let n = usize::try_from(factor.clamp(0, i64::from(MAX_FACTOR) + 1)).unwrap_or(0);
-            vec![Plan::default(); n]
-        }
-    };
-    if plans.len() > MAX_FACTOR as usize {
-        return Err(Error::CellFailed {
-            cell: name.to_owned(),
-            message: format!(
-                "candidates would run more than {MAX_FACTOR} branches; lower `factor` (or the models' factors)"
-            ),
-        });
-    }
-    Ok(plans)
-}
-
-/// A copy of `run` for one branch: the same engine, session, emitter sequence and cancellation, with
-/// its own snapshot of the state and its own cost and call counters.
-fn fork<'a>(run: &Run<'a>, branch: Branch) -> Run<'a> {
-    let state = run.state.lock().map(|s| s.clone()).unwrap_or_default();
-    Run {
-        engine: run.engine,
-        cascade: run.cascade,
-        emit: run.emit.for_candidate(branch.index),
-        templates: run.templates.clone(),
-        input: run.input.clone(),
-        state: Arc::new(Mutex::new(state)),
-        outputs: run.outputs.clone(),
-        lineage: run.lineage.clone(),
-        model_override: run.model_override.clone(),
-        sampling: run.sampling,
-        session_id: run.session_id.clone(),
-        session_dir: run.session_dir.clone(),
-        cost: MicroUsd::ZERO,
-        llm_calls: 0,
-        tool_calls: 0,
-        warnings: Vec::new(),
-        path: Vec::new(),
-        cancel: run.cancel.clone(),
-        compose: run.compose.for_branch(branch.index),
-        session: run.session.clone(),
-        hitl: crate::cells::hitl::HitlState::default(),
-        branch: Some(branch),
-    }
 }
 
 /// One branch: its prompt variation, the full LLM cell, then the pre-filter validator.
@@ -680,8 +513,8 @@ async fn complete_events(
             "mutation": d.mutation,
             "valid": valid,
             "validation_reason": reason,
-            "cost_micro_usd": d.run.cost.micros(),
-            "llm_calls": d.run.llm_calls,
+            "cost_micro_usd": d.run.totals().cost().micros(),
+            "llm_calls": d.run.totals().llm_calls(),
             "reforge_step": reforge_step,
         });
         match &d.result {
@@ -711,11 +544,4 @@ fn judge_ctx(run: &Run<'_>, done: &[Done<'_>], judged: &[usize]) -> Value {
 
 fn indices(done: &[Done<'_>], positions: &[usize]) -> Vec<u32> {
     positions.iter().map(|&i| done[i].index).collect()
-}
-
-pub(crate) fn text_of(output: &Value) -> String {
-    match output {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }

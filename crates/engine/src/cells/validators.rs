@@ -10,7 +10,7 @@ use rvbbit_llm::{ChatRequest, Expect, Expected, Message};
 use serde_json::{Value, json};
 use tokio::process::Command;
 
-use super::llm::{call_model, extract_json};
+use super::call::{call_model, extract_json};
 use crate::compose;
 use crate::error::{Error, Result};
 use crate::run::Run;
@@ -199,7 +199,7 @@ async fn named_check(
     let model = judge
         .model
         .clone()
-        .unwrap_or_else(|| super::llm::resolve_model(run, cell).0);
+        .unwrap_or_else(|| super::call::resolve_model(run, cell).0);
     let request = ChatRequest::new(
         model,
         vec![
@@ -240,7 +240,7 @@ async fn cascade_check(
     let sid = run.compose.child_id(&base);
     let input = json!({"content": content, "original_input": run.input});
     let outcome = compose::run_child(&scope, child, input, compose::session_id(&sid)).await?;
-    compose::absorb(run, &outcome);
+    run.absorb(&outcome);
     if outcome.status != rvbbit_core::SessionStatus::Completed {
         return Err(compose::child_error(&cell.name, &what, outcome));
     }

@@ -9,13 +9,13 @@
 //! ward is treated as advisory (there is nothing to re-ask), and a failing turn ward also sets
 //! `state.last_validation_error`.
 
-use rvbbit_cascade::model::{Cell, CellKind, Ward, WardMode};
+use rvbbit_cascade::model::{Cell, Ward, WardMode};
 use rvbbit_core::EventKind;
 use serde_json::{Value, json};
 
 use super::validators::{self, Purpose};
 use crate::error::{Error, Result};
-use crate::run::{CellResult, Run};
+use crate::run::Run;
 
 /// The attempt budget of a cell: `max(rules.max_attempts, every retry ward's max_attempts)`, at least 1.
 pub(crate) fn attempt_budget(cell: &Cell) -> u32 {
@@ -91,35 +91,18 @@ pub(crate) async fn post(run: &mut Run<'_>, cell: &Cell, content: &str) -> Resul
 
 /// A post-ward retry that ran out of attempts keeps the last output, with a warning.
 pub(crate) fn exhausted(run: &mut Run<'_>, cell: &Cell, attempts: u32, reason: &str) {
-    run.warnings.push(format!(
+    run.warn(format!(
         "cell `{}`: a retry post-ward never passed in {attempts} attempt(s) ({reason}); keeping the last output",
         cell.name
     ));
 }
 
-/// Run a non-LLM cell with its post wards (LLM cells run theirs in their attempt loop).
-pub(crate) async fn run_with_post_wards(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
-    let has_post = cell
-        .wards
+/// Whether the cell has post wards.
+pub(crate) fn has_post(cell: &Cell) -> bool {
+    cell.wards
         .as_ref()
         .and_then(|w| w.post.as_ref())
-        .is_some_and(|p| !p.is_empty());
-    if !has_post || cell.kind() == Some(CellKind::Llm) {
-        return run.dispatch(cell).await;
-    }
-    let budget = attempt_budget(cell);
-    let mut attempt = 1;
-    loop {
-        let result = run.dispatch(cell).await?;
-        match post(run, cell, &text_of(&result.output)).await? {
-            None => return Ok(result),
-            Some(reason) if attempt >= budget => {
-                exhausted(run, cell, budget, &reason);
-                return Ok(result);
-            }
-            Some(_) => attempt += 1,
-        }
-    }
+        .is_some_and(|p| !p.is_empty())
 }
 
 /// Judge `content` with one ward, recording a `ward` event. `Ok(None)`: passed. `Ok(Some(reason))`: failed
@@ -158,7 +141,7 @@ fn warn(run: &mut Run<'_>, cell: &Cell, side: &str, ward: &Ward, reason: &str) {
     );
     // Info, not warn: the outcome's `warnings` reach the caller, which shows them once.
     tracing::info!(session_id = %run.session_id, "{message}");
-    run.warnings.push(message);
+    run.warn(message);
 }
 
 #[cfg(test)]
