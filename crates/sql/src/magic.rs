@@ -18,7 +18,7 @@ use rvbbit_core::EventKind;
 use rvbbit_store::EventFilter;
 use serde_json::Value;
 
-use crate::calls::Runtime;
+use crate::runtime::Runtime;
 
 /// `sql_query_log`: one row per statement that used rvbbit functions.
 #[derive(Debug)]

@@ -32,7 +32,7 @@ use super::params;
 use super::statement::{self, Kind, Param, Sql};
 use super::types;
 use crate::options::RvbbitOptions;
-use crate::session::{QueryResult, SqlSession};
+use crate::session::SqlSession;
 
 /// A connection's state (shared by its query handlers and its statement parser).
 pub(crate) struct Conn {
@@ -44,7 +44,7 @@ pub(crate) struct Conn {
     /// (database, user), known after startup.
     identity: OnceLock<(String, String)>,
     /// Results of statements executed early to describe them (RVBBIT MAP), by their SQL.
-    early: Mutex<HashMap<String, QueryResult>>,
+    early: Mutex<HashMap<String, crate::result::QueryResult>>,
 }
 
 impl Conn {
@@ -334,7 +334,7 @@ impl Conn {
         rows_response(&result.batches, &result.schema, format, "SELECT")
     }
 
-    async fn execute(&self, sql: &Sql, text: &str) -> PgWireResult<QueryResult> {
+    async fn execute(&self, sql: &Sql, text: &str) -> PgWireResult<crate::result::QueryResult> {
         if sql.reads_catalog {
             self.refresh_catalog().await?;
         }

@@ -30,8 +30,8 @@ const PG_EPOCH_DAYS: i32 = 10_957;
 pub(crate) fn pg_type(field: &Field) -> Type {
     if field
         .metadata()
-        .get(crate::format::EXTENSION_KEY)
-        .is_some_and(|n| n == crate::format::JSON_EXTENSION)
+        .get(crate::result::EXTENSION_KEY)
+        .is_some_and(|n| n == crate::result::JSON_EXTENSION)
     {
         return Type::JSON;
     }
@@ -554,7 +554,7 @@ mod tests {
             )))),
             1016
         );
-        let json = crate::format::json_field("j");
+        let json = crate::result::json_field("j");
         assert_eq!(pg_type(&json).oid(), 114);
     }
 }
