@@ -27,9 +27,9 @@ use pgwire::messages::simplequery::Query;
 
 use super::ServerState;
 use super::catalog::{self, CatalogState, Identity};
+use super::classify::{self, Kind, Param, Sql};
 use super::errors::{error, from_sql_error, state, user_error};
 use super::params;
-use super::statement::{self, Kind, Param, Sql};
 use super::types;
 use crate::options::RvbbitOptions;
 use crate::session::SqlSession;
@@ -152,7 +152,7 @@ impl Conn {
         let limits = self.session.limits();
         let text = sql.to_owned();
         self.session
-            .on_sql_thread(move || statement::parse_checked(&text, &limits).map_err(Box::new))
+            .on_sql_thread(move || classify::parse_checked(&text, &limits).map_err(Box::new))
             .await
             .unwrap_or_else(|e| Err(Box::new(from_sql_error(&e, sql))))
     }
@@ -305,7 +305,7 @@ impl Conn {
                 .feed(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(info)))
                 .await?;
         }
-        let tag = statement::command_tag(&text);
+        let tag = classify::command_tag(&text);
         if result.schema.fields().is_empty() {
             return Ok(Response::Execution(Tag::new(&tag)));
         }

@@ -12,12 +12,15 @@
 //! - Authentication: trust on a loopback bind; otherwise a cleartext password that is an API key.
 //! - CancelRequest cancels the running statement; shutdown lets running statements finish.
 
+mod ast;
 mod auth;
+mod bind;
 mod catalog;
+mod classify;
 mod errors;
 mod handler;
 mod params;
-mod statement;
+mod rewrite;
 mod types;
 
 use std::future::Future;

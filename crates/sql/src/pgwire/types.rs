@@ -21,6 +21,10 @@ use pgwire::api::portal::Format;
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::messages::data::DataRow;
 
+/// Ends the alias of a column named next to `*` (see `pre_visit_select`); the row description drops
+/// it and what follows, so clients see the column's own name.
+pub(crate) const DUPLICATE_MARK: &str = "\u{1}dup";
+
 /// Microseconds between 1970-01-01 and 2000-01-01 (PostgreSQL's binary epoch).
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 /// Days between 1970-01-01 and 2000-01-01.
@@ -109,10 +113,10 @@ pub(crate) fn fields(schema: &datafusion::arrow::datatypes::Schema, format: &For
         .map(|(i, f)| {
             let ty = pg_type(f);
             let len = type_len(&ty);
-            // `SELECT c.oid, c.*`: the explicit column carries a marked alias (statement.rs)
+            // `SELECT c.oid, c.*`: the explicit column carries a marked alias (rewrite.rs)
             let name = f
                 .name()
-                .split_once(super::statement::DUPLICATE_MARK)
+                .split_once(DUPLICATE_MARK)
                 .map_or(f.name().as_str(), |(n, _)| n);
             FieldInfo::new(name.to_owned(), None, None, ty, field_format(format, i)).with_type_size(len)
         })
