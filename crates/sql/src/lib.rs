@@ -44,7 +44,6 @@ mod compat;
 mod error;
 mod explain;
 mod limits;
-mod magic;
 mod map;
 mod options;
 pub mod pgwire;
@@ -57,6 +56,7 @@ mod shared;
 mod sources;
 mod stack;
 mod statement;
+mod tables;
 mod tool;
 mod udf;
 

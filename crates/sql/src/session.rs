@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::TableProvider;
 use datafusion::logical_expr::async_udf::AsyncScalarUDF;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use rvbbit_core::{CallerId, CostStatus, Event, EventKind, MicroUsd, Origin, SessionId};
@@ -27,6 +28,7 @@ use crate::runtime::{Runtime, Settings};
 use crate::shared::Shared;
 use crate::sources::{READ_FUNCTIONS, ReadFunction, SessionSchema};
 use crate::statement::Statement;
+use crate::tables::{AllData, Checkpoints, Served, SessionView, Sessions, Signals, SqlQueryLog};
 use crate::udf::{Kind, RUN_NAMES, RvbbitFunction, UDF_NAMES};
 
 /// Builds SQL sessions that share one engine, store, result cache and concurrency limit.
@@ -127,37 +129,30 @@ impl SqlRuntime {
                 Arc::new(ReadFunction::new(name, *format, self.runtime.sources.clone())),
             );
         }
-        // Magic tables over the store. Registering a fresh name in a fresh context cannot fail.
-        let _ = ctx.register_table(
-            "sql_query_log",
-            Arc::new(crate::magic::SqlQueryLog::new(self.runtime.clone())),
-        );
-        let _ = ctx.register_table(
-            "all_data",
-            Arc::new(crate::magic::AllData::new(self.runtime.clone())),
-        );
-        let _ = ctx.register_table(
-            "sessions",
-            Arc::new(crate::magic::Sessions::new(
-                self.runtime.clone(),
-                crate::magic::SessionView::State,
-            )),
-        );
-        let _ = ctx.register_table(
-            "cascade_runs",
-            Arc::new(crate::magic::Sessions::new(
-                self.runtime.clone(),
-                crate::magic::SessionView::Runs,
-            )),
-        );
-        let _ = ctx.register_table(
-            "checkpoints",
-            Arc::new(crate::magic::Checkpoints::new(self.runtime.clone())),
-        );
-        let _ = ctx.register_table(
-            "signals",
-            Arc::new(crate::magic::Signals::new(self.runtime.clone())),
-        );
+        // Magic tables over the store, each served by the one generic provider.
+        let runtime = &self.runtime;
+        let magic: [(&str, Arc<dyn TableProvider>); 6] = [
+            (
+                "sql_query_log",
+                Arc::new(Served(SqlQueryLog::new(runtime.clone()))),
+            ),
+            ("all_data", Arc::new(Served(AllData::new(runtime.clone())))),
+            (
+                "sessions",
+                Arc::new(Served(Sessions::new(runtime.clone(), SessionView::State))),
+            ),
+            (
+                "cascade_runs",
+                Arc::new(Served(Sessions::new(runtime.clone(), SessionView::Runs))),
+            ),
+            ("checkpoints", Arc::new(Served(Checkpoints::new(runtime.clone())))),
+            ("signals", Arc::new(Served(Signals::new(runtime.clone())))),
+        ];
+        for (name, table) in magic {
+            // A fresh name in a fresh context: registering cannot fail, and there is no earlier
+            // table to return.
+            let _ = ctx.register_table(name, table);
+        }
         SqlSession { ctx, shared }
     }
 }
