@@ -166,6 +166,7 @@ impl Runtime {
     pub(crate) async fn cost_history(&self, cascade: &LoadedCascade) -> Option<CostHistory> {
         let store = self.store.as_ref()?;
         if let Some(writer) = &self.writer {
+            // A failed flush (logged by the writer) only leaves the newest events unread; the read goes on.
             let _ = writer.flush().await;
         }
         let sessions = store

@@ -109,6 +109,7 @@ impl SqlRuntime {
         // The default schema: the session's own tables, then the configured `[sql.tables]`.
         let schema = Arc::new(SessionSchema::new(self.runtime.sources.clone()));
         if let Some(catalog) = ctx.catalog("datafusion") {
+            // Replaces the fresh context's empty `public` schema; the old one is not needed.
             let _ = catalog.register_schema("public", schema.clone());
         }
         let shared = Arc::new(Shared::new(self.runtime.clone(), origin, protocol, schema));

@@ -82,6 +82,7 @@ impl Sql {
         }
         let mut ast = ast.clone();
         let mut binder = Binder { params, error: None };
+        // The binder keeps its error in `binder.error`; the visit's `ControlFlow` carries nothing.
         let _ = ast.visit(&mut binder);
         if let Some(e) = binder.error {
             return Err(e);
@@ -103,6 +104,7 @@ impl Sql {
             params: &nulls,
             error: None,
         };
+        // The binder keeps its error in `binder.error`; the visit's `ControlFlow` carries nothing.
         let _ = ast.visit(&mut binder);
         binder.error.is_none().then(|| ast.to_string())
     }
@@ -222,6 +224,7 @@ fn classify(statement: Statement) -> Kind {
 
 fn sql(mut statement: Statement) -> Kind {
     let mut rewriter = CatalogRewriter::default();
+    // The rewriter never breaks: what it finds is in its fields.
     let _ = statement.visit(&mut rewriter);
     let text = statement.to_string();
     Kind::Sql(Sql {

@@ -87,6 +87,7 @@ impl Conn {
                 "",
             ))
         })?;
+        // Set once, after the check above that it is unset: a lost race would set the same identity.
         let _ = self.identity.set((database, user));
         Ok(())
     }

@@ -169,6 +169,7 @@ impl WireServer {
                             continue;
                         }
                     };
+                    // Disabling Nagle is an optimisation: a socket that refuses it still serves the client.
                     let _ = socket.set_nodelay(true);
                     if open.load(Ordering::SeqCst) >= cap as usize {
                         tracing::warn!(%peer, cap, "Connection refused: limits.pgwire_connections reached");

@@ -453,6 +453,7 @@ fn qualifiers(e: &Expr) -> Vec<String> {
         }
     }
     let mut q = Q(Vec::new());
+    // The collector never breaks: the visit's `ControlFlow` carries nothing.
     let _ = e.visit(&mut q);
     q.0
 }
@@ -476,6 +477,7 @@ fn replace_inner_columns(mut e: Expr, alias: &str, table: &str, key: &str, outer
             ControlFlow::Continue(())
         }
     }
+    // The replacer never breaks: the visit's `ControlFlow` carries nothing.
     let _ = e.visit(&mut R(alias, table, key, outer));
     e
 }

@@ -153,6 +153,7 @@ pub(crate) fn encode_rows(batches: &[RecordBatch], fields: &[FieldInfo]) -> Resu
                     .map(|f| f.datatype().clone())
                     .unwrap_or(Type::TEXT);
                 encode_cell(&mut buf, col_ref(batch, col), row, &ty, binary, &formatters[col])?;
+                // The Arrow field is not needed: the wire type comes from the row description.
                 let _ = field;
             }
             let count = i16::try_from(batch.num_columns()).map_err(|_| "too many columns".to_owned())?;
@@ -206,6 +207,7 @@ fn write_text(
         DataType::Float32 => {
             let v = array.as_primitive::<Float32Type>().value(row);
             if v.is_finite() {
+                // Writing to a `String` cannot fail.
                 let _ = write!(s, "{v}");
             } else {
                 float_text(&mut s, f64::from(v));
@@ -219,6 +221,7 @@ fn write_text(
             let dt = datafusion::arrow::temporal_conversions::timestamp_s_to_datetime(secs)
                 .ok_or_else(|| "a timestamp is out of range".to_owned())?;
             let dt = dt + std::time::Duration::from_nanos(u64::from(nanos));
+            // Writing to a `String` cannot fail.
             let _ = write!(s, "{}", dt.format("%Y-%m-%d %H:%M:%S%.f"));
             if tz.is_some() {
                 s.push_str("+00");
@@ -249,6 +252,7 @@ fn write_text(
             s.push('}');
         }
         _ => {
+            // Writing to a `String` cannot fail.
             let _ = write!(s, "{}", formatter.value(row));
         }
     }
@@ -296,6 +300,7 @@ fn float_text(s: &mut String, v: f64) {
     } else if v.is_infinite() {
         s.push_str(if v > 0.0 { "Infinity" } else { "-Infinity" });
     } else {
+        // Writing to a `String` cannot fail.
         let _ = write!(s, "{v}");
     }
 }

@@ -86,6 +86,7 @@ impl MagicTable for AllData {
 
     async fn rows(&self, filters: &[Expr], limit: Option<usize>) -> Result<RecordBatch> {
         if let Some(writer) = &self.runtime.writer {
+            // A failed flush (logged by the writer) only leaves the newest events unread; the read goes on.
             let _ = writer.flush().await;
         }
         let mut filter = EventFilter::default();

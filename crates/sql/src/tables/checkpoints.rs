@@ -74,6 +74,7 @@ impl MagicTable for Checkpoints {
         let rows = match &self.runtime.store {
             Some(store) if !none => {
                 if let Some(writer) = &self.runtime.writer {
+                    // A failed flush (logged by the writer) only leaves the newest events unread; the read goes on.
                     let _ = writer.flush().await;
                 }
                 store

@@ -105,6 +105,7 @@ impl Sessions {
             return Ok(Vec::new());
         };
         if let Some(writer) = &self.runtime.writer {
+            // A failed flush (logged by the writer) only leaves the newest events unread; the read goes on.
             let _ = writer.flush().await;
         }
         let mut filter = rvbbit_store::SessionFilter::default();
