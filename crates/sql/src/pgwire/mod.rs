@@ -20,6 +20,7 @@ mod classify;
 mod errors;
 mod handler;
 mod params;
+mod query;
 mod rewrite;
 mod types;
 
@@ -102,7 +103,7 @@ pub struct WireServer {
 }
 
 struct Handlers {
-    handler: Arc<handler::Handler>,
+    handler: Arc<query::Handler>,
     startup: Arc<auth::Startup>,
     cancel: Arc<DefaultCancelHandler>,
 }
@@ -181,9 +182,9 @@ impl WireServer {
                     let session = self.runtime.session_for(Origin::Sql, "postgresql_wire");
                     let conn = Arc::new(handler::Conn::new(session, state.clone()));
                     let handlers = Handlers {
-                        handler: Arc::new(handler::Handler {
+                        handler: Arc::new(query::Handler {
                             conn: conn.clone(),
-                            parser: Arc::new(handler::Parser { conn }),
+                            parser: Arc::new(query::Parser { conn }),
                         }),
                         startup: startup.clone(),
                         cancel: cancel.clone(),
