@@ -42,7 +42,7 @@ fn world() -> &'static World {
             provider.default_model = "fuzz/model".into();
             let client = Client::new(provider).expect("a provider client");
             let mut registry = Registry::builtin();
-            rvbbit_sql::register_tools(&mut registry);
+            let batch_tables = rvbbit_sql::register_tools(&mut registry);
             let engine = Engine::new(registry)
                 .with_provider(Arc::new(client))
                 .with_writer(writer.handle())
@@ -55,7 +55,7 @@ fn world() -> &'static World {
             limits.statements = 8;
             limits.query_bytes = 8192;
             settings.limits = limits;
-            let sql = SqlRuntime::new(engine, Some(store), Some(writer.handle()), settings)
+            let sql = SqlRuntime::new(engine, Some(store), Some(writer.handle()), settings, batch_tables)
                 .expect("a SQL runtime");
             (sql, writer)
         });

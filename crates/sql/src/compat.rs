@@ -75,7 +75,7 @@ pub(crate) fn json_values(array: &ArrayRef) -> Result<Vec<Value>> {
         true,
     )]));
     let batch = RecordBatch::try_new(schema, vec![array.clone()])?;
-    let rows = crate::format::json_rows(&[batch]).map_err(|e| e.into_datafusion())?;
+    let rows = crate::result::json_rows(&[batch]).map_err(|e| e.into_datafusion())?;
     Ok(rows
         .into_iter()
         .map(|mut row| row.get_mut("v").map(Value::take).unwrap_or(Value::Null))

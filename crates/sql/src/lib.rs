@@ -28,34 +28,45 @@
 //! use rvbbit_engine::{Engine, tools::Registry};
 //! use rvbbit_sql::{Settings, SqlRuntime};
 //!
-//! let runtime = SqlRuntime::new(Engine::new(Registry::builtin()), None, None, Settings::new(".".into()))?;
+//! let mut registry = Registry::builtin();
+//! let tables = rvbbit_sql::register_tools(&mut registry);
+//! let runtime = SqlRuntime::new(Engine::new(registry), None, None, Settings::new(".".into()), tables)?;
 //! let session = runtime.session();
 //! let result = session.execute("SELECT rvbbit_udf('Translate to French', 'cat') AS fr").await?;
 //! println!("{} row(s), {} call(s)", result.row_count(), result.stats.runs);
 //! # Ok(()) }
 //! ```
 
-mod batch;
+mod batch_tables;
 mod calls;
+mod cascade;
 mod compat;
 mod error;
-mod format;
+mod explain;
 mod limits;
-mod magic;
 mod map;
 mod options;
 pub mod pgwire;
+mod plan;
+mod result;
+mod run_batch;
+mod runtime;
 mod session;
+mod shared;
 mod sources;
 mod stack;
+mod statement;
+mod tables;
 mod tool;
 mod udf;
 
-pub use calls::Settings;
+pub use batch_tables::BatchTables;
 pub use datafusion;
 pub use error::{Error, Result};
 pub use limits::Limits;
 pub use options::{RvbbitOptions, UdfErrors};
-pub use session::{QueryResult, SqlRuntime, SqlSession, StatementStats};
+pub use result::{QueryResult, StatementStats};
+pub use runtime::Settings;
+pub use session::{SqlRuntime, SqlSession};
 pub use tool::{SqlData, register_tools};
 pub use udf::{RUN_NAMES, UDF_NAMES};

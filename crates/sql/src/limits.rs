@@ -340,6 +340,7 @@ fn dismantle<T: VisitMut>(tree: &mut T) {
     let _ = VisitMut::visit(tree, &mut cutter);
     while let Some(mut piece) = cutter.cut.pop() {
         cutter.depth = 0;
+        // As above: the cutter never breaks.
         let _ = VisitMut::visit(&mut piece, &mut cutter);
         drop(piece);
     }

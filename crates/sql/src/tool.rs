@@ -9,27 +9,40 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::arrow::json::ReaderBuilder;
-use datafusion::arrow::json::reader::infer_json_schema_from_iterator;
-use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::MemTable;
 use datafusion::common::TableReference;
 use datafusion::prelude::SessionContext;
 use rvbbit_engine::tools::{Registry, SideEffect, Tool, ToolContext, ToolError};
 use serde_json::{Value, json};
 
+use crate::batch_tables::BatchTables;
 use crate::error::Error;
-use crate::format::json_rows;
+use crate::result::{json_rows, rows_table};
+use crate::runtime::Settings;
+use crate::session::{SqlRuntime, SqlSession};
 
-/// Add rvbbit-sql's tools (`sql_data`) to `registry`.
-pub fn register_tools(registry: &mut Registry) {
-    registry.register(Arc::new(SqlData));
+/// Add rvbbit-sql's tools (`sql_data`) to `registry`. Returns the handle on the tables batch runs share
+/// with their `sql_data` cells: give it to [`SqlRuntime::new`] of the runtime built on this registry's
+/// engine, so the cells of its `RVBBIT RUN` / `rvbbit_run_batch` runs see their table.
+pub fn register_tools(registry: &mut Registry) -> BatchTables {
+    let tables = BatchTables::new();
+    registry.register(Arc::new(SqlData::new(tables.clone())));
+    tables
 }
 
 /// `sql_data`: a SQL query (DataFusion dialect) over the tables of earlier cells.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SqlData;
+#[derive(Clone, Debug, Default)]
+pub struct SqlData {
+    /// The tables batch runs share with their cells (`RVBBIT RUN`), by session id.
+    tables: BatchTables,
+}
+
+impl SqlData {
+    /// The tool, seeing the batch tables shared through `tables`.
+    pub fn new(tables: BatchTables) -> Self {
+        SqlData { tables }
+    }
+}
 
 #[async_trait]
 impl Tool for SqlData {
@@ -65,7 +78,7 @@ impl Tool for SqlData {
         // Inside a run, a full SQL session: `rvbbit_udf` / `rvbbit_run` work, and their runs are children
         // of this one. Called directly (no run), DataFusion with the DuckDB helpers only.
         let sql_session = match ctx.child_runs() {
-            Some(parent) => Some((cascade_session(&parent).map_err(failed)?, parent)),
+            Some(parent) => Some((cascade_session(&parent, &self.tables).map_err(failed)?, parent)),
             None => None,
         };
         let plain;
@@ -78,7 +91,7 @@ impl Tool for SqlData {
             }
         };
         // A batch run's table (`RVBBIT RUN`), under the name the run's input gives.
-        for (name, table) in crate::batch::shared_with(&ctx.session_id) {
+        for (name, table) in self.tables.shared_with(&ctx.session_id) {
             session
                 .register_table(TableReference::bare(name.clone()), table)
                 .map_err(|e| ToolError::Failed(format!("table `{name}`: {e}")))?;
@@ -114,7 +127,7 @@ impl Tool for SqlData {
 /// A SQL session for a `sql_data` cell of the run behind `parent`: its engine (provider, writer, store as
 /// the result cache), cascades for `rvbbit_run` found next to the calling cascade, in the working
 /// directory or the configured roots, and the run's model override as the default model.
-fn cascade_session(parent: &rvbbit_engine::ChildRuns) -> Result<crate::SqlSession, Error> {
+fn cascade_session(parent: &rvbbit_engine::ChildRuns, tables: &BatchTables) -> Result<SqlSession, Error> {
     let engine = parent.engine();
     let cwd = std::env::current_dir().unwrap_or_default();
     let base = parent
@@ -122,15 +135,16 @@ fn cascade_session(parent: &rvbbit_engine::ChildRuns) -> Result<crate::SqlSessio
         .and_then(std::path::Path::parent)
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| cwd.clone(), std::path::Path::to_path_buf);
-    let mut settings = crate::Settings::new(base);
+    let mut settings = Settings::new(base);
     settings.default_model = parent.model().unwrap_or(engine.default_model()).to_owned();
     settings.roots = engine.roots().to_vec();
     settings.roots.push(cwd);
-    let runtime = crate::SqlRuntime::new(
+    let runtime = SqlRuntime::new(
         engine.clone(),
         engine.store().cloned(),
         engine.writer().cloned(),
         settings,
+        tables.clone(),
     )?;
     Ok(runtime.session_for(rvbbit_core::Origin::Sql, "cascade"))
 }
@@ -149,35 +163,4 @@ fn table_of(output: &Value) -> Result<Option<MemTable>, ToolError> {
         .map(|c| c.iter().filter_map(Value::as_str).map(str::to_owned).collect())
         .unwrap_or_default();
     rows_table(rows, &columns).map(Some)
-}
-
-/// JSON objects as an in-memory table, column types inferred from all rows; with no rows, `columns` as
-/// text columns.
-pub(crate) fn rows_table(rows: &[Value], columns: &[String]) -> Result<MemTable, ToolError> {
-    let failed = |e: &dyn std::fmt::Display| {
-        ToolError::Failed(format!("a table of an earlier cell cannot be read: {e}"))
-    };
-    let schema = if rows.is_empty() {
-        // No rows to infer from: the named columns as text.
-        Schema::new(
-            columns
-                .iter()
-                .map(|n| Field::new(n, DataType::Utf8, true))
-                .collect::<Vec<_>>(),
-        )
-    } else {
-        infer_json_schema_from_iterator(rows.iter().map(Ok)).map_err(|e| failed(&e))?
-    };
-    let schema = Arc::new(schema);
-    let mut batches: Vec<RecordBatch> = Vec::new();
-    if !rows.is_empty() {
-        let mut decoder = ReaderBuilder::new(schema.clone())
-            .build_decoder()
-            .map_err(|e| failed(&e))?;
-        decoder.serialize(rows).map_err(|e| failed(&e))?;
-        if let Some(batch) = decoder.flush().map_err(|e| failed(&e))? {
-            batches.push(batch);
-        }
-    }
-    MemTable::try_new(schema, vec![batches]).map_err(|e| failed(&e))
 }

@@ -20,10 +20,11 @@ use datafusion::logical_expr::{
 use rvbbit_engine::Sampling;
 use serde_json::{Map, Value};
 
-use crate::calls::{Answer, Call};
+use crate::calls::{self, Call};
 use crate::error::Error;
 use crate::options::{RvbbitOptions, UdfErrors};
-use crate::session::Shared;
+use crate::shared::Shared;
+use crate::statement::{Answer, Statement};
 
 /// Which function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -245,8 +246,58 @@ impl AsyncScalarUDFImpl for RvbbitFunction {
         let n = args.number_rows;
         let cols = text_columns(&args)?;
         let stmt = self.shared.statement();
-        let runtime = &self.shared.runtime;
+        let batch = self.plan_batch(&stmt, &cols, n, &options)?;
+        let answers = if batch.calls.is_empty() {
+            Vec::new()
+        } else {
+            calls::answer(&self.shared.runtime, &stmt, batch.calls).await
+        };
+        stmt.remember_answers(
+            batch
+                .pending
+                .into_iter()
+                .map(|(i, key)| (key, answers[i].clone())),
+        );
+        let column = Column {
+            slots: &batch.slots,
+            answers: &answers,
+            known: &batch.known,
+            fields: &batch.fields,
+        };
+        self.write_column(&stmt, &column, &options)
+    }
+}
 
+/// The calls of one batch of rows and where each row's value comes from.
+struct BatchPlan {
+    slots: Vec<Slot>,
+    calls: Vec<Call>,
+    /// Answers earlier batches of the statement got (large columns arrive in many batches).
+    known: Vec<Answer>,
+    /// The argument keys of this batch's calls, remembered once they are answered.
+    pending: Vec<(usize, String)>,
+    /// Per-row fields: for rvbbit_run, the optional 3rd argument.
+    fields: Vec<Option<String>>,
+}
+
+/// What the output column is written from.
+struct Column<'a> {
+    slots: &'a [Slot],
+    answers: &'a [Answer],
+    known: &'a [Answer],
+    fields: &'a [Option<String>],
+}
+
+impl RvbbitFunction {
+    /// The distinct calls of a batch of `n` rows (argument columns `cols`) and each row's slot.
+    fn plan_batch(
+        &self,
+        stmt: &Arc<Statement>,
+        cols: &[StringArray],
+        n: usize,
+        options: &RvbbitOptions,
+    ) -> Result<BatchPlan> {
+        let runtime = &self.shared.runtime;
         let mut slots = Vec::with_capacity(n);
         let mut calls: Vec<Call> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
@@ -295,7 +346,7 @@ impl AsyncScalarUDFImpl for RvbbitFunction {
                         .map(str::to_owned)
                         .or(opts.model);
                     let cache = options.cache && opts.cache.unwrap_or(true);
-                    runtime.udf_call(first, second, model.as_deref(), opts.sampling, cache)
+                    Call::udf(runtime, first, second, model.as_deref(), opts.sampling, cache)
                 }
                 Kind::Run => {
                     // A row that cannot run at all (bad inputs, cascade missing or invalid) answers the
@@ -303,13 +354,13 @@ impl AsyncScalarUDFImpl for RvbbitFunction {
                     // names the first such error, so a wrong path is never a silent NULL.
                     let prepared = match serde_json::from_str(second) {
                         Ok(Value::Object(map)) => runtime
-                            .cascade(&stmt, first)
+                            .cascade(stmt, first)
                             .map(|cascade| (cascade, Value::Object(map))),
                         Ok(_) => Err("inputs_json must be a JSON object".to_owned()),
                         Err(e) => Err(format!("inputs_json is not valid JSON: {e}")),
                     };
                     match prepared {
-                        Ok((cascade, input)) => runtime.run_call(cascade, input, None, options.cache),
+                        Ok((cascade, input)) => Call::run(runtime, cascade, input, None, options.cache),
                         Err(message) => {
                             stmt.note_error(&format!("rvbbit_run('{first}', …): {message}"));
                             slots.push(Slot::Text(failed_doc(&message)));
@@ -327,14 +378,30 @@ impl AsyncScalarUDFImpl for RvbbitFunction {
             slots.push(Slot::Call(i));
         }
 
-        let answers = if calls.is_empty() {
-            Vec::new()
-        } else {
-            runtime.answer(&stmt, calls).await
-        };
-        stmt.remember_answers(pending.into_iter().map(|(i, key)| (key, answers[i].clone())));
+        Ok(BatchPlan {
+            slots,
+            calls,
+            known,
+            pending,
+            fields,
+        })
+    }
 
-        let mut out = StringBuilder::with_capacity(n, n * 16);
+    /// The output column: each row's answer as text (or the picked field of a run's document), NULL or
+    /// `ERROR: …` for a failed `rvbbit_udf` per `rvbbit.udf_errors` (or the statement fails with `raise`).
+    fn write_column(
+        &self,
+        stmt: &Statement,
+        column: &Column<'_>,
+        options: &RvbbitOptions,
+    ) -> Result<ColumnarValue> {
+        let Column {
+            slots,
+            answers,
+            known,
+            fields,
+        } = column;
+        let mut out = StringBuilder::with_capacity(slots.len(), slots.len() * 16);
         for (row, slot) in slots.iter().enumerate() {
             let answer = match slot {
                 Slot::Null => {

@@ -129,7 +129,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         }
         let writer = Writer::spawn(store.clone(), writer_options);
         let mut registry = Registry::builtin();
-        rvbbit_sql::register_tools(&mut registry);
+        let batch_tables = rvbbit_sql::register_tools(&mut registry);
         // Cancelled on shutdown: runs waiting for a person suspend (stay `waiting`) at once.
         let suspend = rvbbit_engine::CancellationToken::new();
         let engine = Engine::new(registry)
@@ -149,6 +149,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             Some(store.clone()),
             Some(writer.handle()),
             super::setup::served_sql_settings(&config),
+            batch_tables,
         )
         .map_err(|e| coded(e.code(), e.to_string(), &e.hint()))?;
         let sql = super::sink::sql_reading_sink(sql, config.store.events.url.as_deref())

@@ -167,7 +167,7 @@ pub(crate) async fn sql_runtime(config: &Config) -> Result<SqlParts, super::Fail
     let provider = super::run::provider(config, None, None).await?;
     let (writer, store) = store_writer(config).await;
     let mut registry = Registry::builtin();
-    rvbbit_sql::register_tools(&mut registry);
+    let batch_tables = rvbbit_sql::register_tools(&mut registry);
     let engine = Engine::new(registry)
         .with_provider(provider)
         .with_writer(writer.handle())
@@ -178,6 +178,7 @@ pub(crate) async fn sql_runtime(config: &Config) -> Result<SqlParts, super::Fail
         store.clone(),
         Some(writer.handle()),
         served_sql_settings(config),
+        batch_tables,
     );
     let runtime = match runtime {
         Ok(r) => super::sink::sql_reading_sink(r, config.store.events.url.as_deref()).await,

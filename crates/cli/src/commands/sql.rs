@@ -46,14 +46,14 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         let provider = super::run::provider(&config, None, None).await?;
         let (writer, store) = setup::store_writer(&config).await;
         let mut registry = Registry::builtin();
-        rvbbit_sql::register_tools(&mut registry);
+        let batch_tables = rvbbit_sql::register_tools(&mut registry);
         let engine = Engine::new(registry)
             .with_provider(provider)
             .with_writer(writer.handle())
             .with_default_model(config.default_model.clone())
             .with_limits(config.limits.clone());
         let settings = setup::sql_settings(&config);
-        let runtime = SqlRuntime::new(engine, store, Some(writer.handle()), settings)
+        let runtime = SqlRuntime::new(engine, store, Some(writer.handle()), settings, batch_tables)
             .map_err(|e| Failure::Coded(sql_failure(&e)))?;
         let runtime = super::sink::sql_reading_sink(runtime, config.store.events.url.as_deref())
             .await

@@ -163,7 +163,7 @@ impl Running {
         let wait = ANSWER_WAIT.with(|w| w.get());
         let every = ANSWER_EVERY.with(|w| w.get());
         let mut registry = Registry::builtin();
-        rvbbit_sql::register_tools(&mut registry);
+        let batch_tables = rvbbit_sql::register_tools(&mut registry);
         let suspend = rvbbit_engine::CancellationToken::new();
         let mut engine = Engine::new(registry)
             .with_writer(writer.handle())
@@ -190,6 +190,7 @@ impl Running {
             Some(store.clone()),
             Some(writer.handle()),
             sql_settings,
+            batch_tables,
         )
         .unwrap();
         let config = configure(ServerConfig::new(vec![root]));

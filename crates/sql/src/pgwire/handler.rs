@@ -1,50 +1,41 @@
-//! One connection: its SQL session, PostgreSQL parameters and catalog state; the simple and extended
-//! query protocols on top of [`SqlSession::execute`].
+//! One connection ([`Conn`]): its SQL session, PostgreSQL parameters and catalog state, and how it
+//! runs a statement on top of [`SqlSession::execute`]. The protocols over it are in `query.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use async_trait::async_trait;
 use datafusion::arrow::array::{Array, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::{Sink, SinkExt, stream};
-use pgwire::api::portal::{Format, Portal};
-use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{
-    DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response, Tag,
-};
-use pgwire::api::stmt::{QueryParser, StoredStatement};
-use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, METADATA_DATABASE, METADATA_USER, Type};
+use pgwire::api::portal::Format;
+use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::{ClientInfo, METADATA_DATABASE, METADATA_USER, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
-use pgwire::messages::extendedquery::Execute;
 use pgwire::messages::response::NoticeResponse;
-use pgwire::messages::simplequery::Query;
 
 use super::ServerState;
 use super::catalog::{self, CatalogState, Identity};
+use super::classify::{self, Kind, Param, Sql};
 use super::errors::{error, from_sql_error, state, user_error};
-use super::params;
-use super::statement::{self, Kind, Param, Sql};
 use super::types;
 use crate::options::RvbbitOptions;
-use crate::session::{QueryResult, SqlSession};
+use crate::session::SqlSession;
 
 /// A connection's state (shared by its query handlers and its statement parser).
 pub(crate) struct Conn {
-    session: SqlSession,
-    server: Arc<ServerState>,
-    catalog: CatalogState,
+    pub(super) session: SqlSession,
+    pub(super) server: Arc<ServerState>,
+    pub(super) catalog: CatalogState,
     /// PostgreSQL parameters changed by SET (lower-case names).
-    params: Mutex<BTreeMap<String, String>>,
+    pub(super) params: Mutex<BTreeMap<String, String>>,
     /// (database, user), known after startup.
-    identity: OnceLock<(String, String)>,
+    pub(super) identity: OnceLock<(String, String)>,
     /// Results of statements executed early to describe them (RVBBIT MAP), by their SQL.
-    early: Mutex<HashMap<String, QueryResult>>,
+    pub(super) early: Mutex<HashMap<String, crate::result::QueryResult>>,
 }
 
 impl Conn {
@@ -60,7 +51,7 @@ impl Conn {
     }
 
     /// Install the catalog on first use (it needs the database and user names from the startup).
-    fn ensure_ready<C: ClientInfo>(&self, client: &C) -> PgWireResult<()> {
+    pub(super) fn ensure_ready<C: ClientInfo>(&self, client: &C) -> PgWireResult<()> {
         if self.identity.get().is_some() {
             return Ok(());
         }
@@ -87,11 +78,12 @@ impl Conn {
                 "",
             ))
         })?;
+        // Set once, after the check above that it is unset: a lost race would set the same identity.
         let _ = self.identity.set((database, user));
         Ok(())
     }
 
-    fn param(&self, name: &str) -> Option<String> {
+    pub(super) fn param(&self, name: &str) -> Option<String> {
         let lower = name.to_ascii_lowercase();
         if let Some(v) = self.params.lock().unwrap_or_else(|p| p.into_inner()).get(&lower) {
             return Some(v.clone());
@@ -103,7 +95,7 @@ impl Conn {
     }
 
     /// Every parameter and setting, for SHOW ALL and pg_settings.
-    fn all_settings(&self) -> Vec<(String, String)> {
+    pub(super) fn all_settings(&self) -> Vec<(String, String)> {
         let mut all: BTreeMap<String, String> = super::auth::defaults()
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
@@ -118,7 +110,7 @@ impl Conn {
     }
 
     /// The session's `datafusion.*` and `rvbbit.*` settings in force (unset options show as "").
-    fn session_entries(&self) -> Vec<(String, String)> {
+    pub(super) fn session_entries(&self) -> Vec<(String, String)> {
         let state = self.session.context().state();
         state
             .config()
@@ -129,7 +121,7 @@ impl Conn {
             .collect()
     }
 
-    async fn refresh_catalog(&self) -> PgWireResult<()> {
+    pub(super) async fn refresh_catalog(&self) -> PgWireResult<()> {
         let (database, user) = self.identity.get().cloned().unwrap_or_default();
         let identity = Identity {
             database: &database,
@@ -148,17 +140,17 @@ impl Conn {
     }
 
     /// Split and classify a query string under the runtime's limits, on the SQL threads.
-    async fn parse(&self, sql: &str) -> Result<Vec<Kind>, Box<ErrorInfo>> {
+    pub(super) async fn parse(&self, sql: &str) -> Result<Vec<Kind>, Box<ErrorInfo>> {
         let limits = self.session.limits();
         let text = sql.to_owned();
         self.session
-            .on_sql_thread(move || statement::parse_checked(&text, &limits).map_err(Box::new))
+            .on_sql_thread(move || classify::parse_checked(&text, &limits).map_err(Box::new))
             .await
             .unwrap_or_else(|e| Err(Box::new(from_sql_error(&e, sql))))
     }
 
     /// Run one statement; `format` is the result column format the client asked for.
-    async fn run<C>(
+    pub(super) async fn run<C>(
         &self,
         client: &mut C,
         kind: &Kind,
@@ -218,7 +210,7 @@ impl Conn {
         }
     }
 
-    async fn set_session(&self, key: &str, value: &str) -> PgWireResult<()> {
+    pub(super) async fn set_session(&self, key: &str, value: &str) -> PgWireResult<()> {
         let sql = format!("SET {key} = '{}'", value.replace('\'', "''"));
         self.session
             .execute(&sql)
@@ -227,7 +219,7 @@ impl Conn {
             .map_err(|e| user_error(from_sql_error(&e, &sql)))
     }
 
-    fn show(&self, name: &str, format: &Format) -> PgWireResult<Response> {
+    pub(super) fn show(&self, name: &str, format: &Format) -> PgWireResult<Response> {
         let name = match name {
             "transaction isolation level" => "transaction_isolation",
             "time zone" => "timezone",
@@ -274,7 +266,7 @@ impl Conn {
         rows_response(&[batch], &schema, format, "SHOW")
     }
 
-    async fn run_sql<C>(
+    pub(super) async fn run_sql<C>(
         &self,
         client: &mut C,
         sql: &Sql,
@@ -305,7 +297,7 @@ impl Conn {
                 .feed(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(info)))
                 .await?;
         }
-        let tag = statement::command_tag(&text);
+        let tag = classify::command_tag(&text);
         if result.schema.fields().is_empty() {
             return Ok(Response::Execution(Tag::new(&tag)));
         }
@@ -334,7 +326,7 @@ impl Conn {
         rows_response(&result.batches, &result.schema, format, "SELECT")
     }
 
-    async fn execute(&self, sql: &Sql, text: &str) -> PgWireResult<QueryResult> {
+    pub(super) async fn execute(&self, sql: &Sql, text: &str) -> PgWireResult<crate::result::QueryResult> {
         if sql.reads_catalog {
             self.refresh_catalog().await?;
         }
@@ -346,7 +338,7 @@ impl Conn {
 
     /// The columns a statement returns, by planning it (parameters as typed NULLs); None when it cannot
     /// be planned without running (RVBBIT MAP) or does not plan at all (the error comes at Execute).
-    async fn plan_fields(&self, prepared: &Prepared) -> Option<Vec<FieldInfo>> {
+    pub(super) async fn plan_fields(&self, prepared: &Prepared) -> Option<Vec<FieldInfo>> {
         match &prepared.kind {
             None => Some(Vec::new()),
             Some(Kind::Sql(sql)) => {
@@ -379,7 +371,7 @@ impl Conn {
     }
 }
 
-fn all_schema() -> Schema {
+pub(super) fn all_schema() -> Schema {
     Schema::new(vec![
         Field::new("name", DataType::Utf8, false),
         Field::new("setting", DataType::Utf8, false),
@@ -387,15 +379,15 @@ fn all_schema() -> Schema {
     ])
 }
 
-fn batch_schema(s: &Schema) -> &Schema {
+pub(super) fn batch_schema(s: &Schema) -> &Schema {
     s
 }
 
 /// The defaults of the `rvbbit.*` settings (RESET).
-struct RvbbitDefaults;
+pub(super) struct RvbbitDefaults;
 
 impl RvbbitDefaults {
-    fn entries() -> Vec<(String, String)> {
+    pub(super) fn entries() -> Vec<(String, String)> {
         use datafusion::common::config::ExtensionOptions;
         RvbbitOptions::default()
             .entries()
@@ -406,7 +398,7 @@ impl RvbbitDefaults {
 }
 
 /// Rows as a query response in the asked format.
-fn rows_response(
+pub(super) fn rows_response(
     batches: &[RecordBatch],
     schema: &Schema,
     format: &Format,
@@ -429,287 +421,9 @@ fn rows_response(
 #[derive(Clone, Debug)]
 pub(crate) struct Prepared {
     /// None: an empty query.
-    kind: Option<Kind>,
+    pub(super) kind: Option<Kind>,
     /// Parameter types the client gave at Parse.
-    types: Vec<Option<Type>>,
+    pub(super) types: Vec<Option<Type>>,
     /// The result columns (text format), when known without running.
-    fields: Option<Vec<FieldInfo>>,
-}
-
-/// The handlers of one connection.
-pub(crate) struct Handler {
-    pub(crate) conn: Arc<Conn>,
-    pub(crate) parser: Arc<Parser>,
-}
-
-/// The extended protocol's statement parser (plans to describe).
-pub(crate) struct Parser {
-    pub(crate) conn: Arc<Conn>,
-}
-
-#[async_trait]
-impl QueryParser for Parser {
-    type Statement = Prepared;
-
-    async fn parse_sql<C>(
-        &self,
-        client: &C,
-        sql: &str,
-        types: &[Option<Type>],
-    ) -> PgWireResult<Option<Prepared>>
-    where
-        C: ClientInfo + Unpin + Send + Sync,
-    {
-        self.conn.ensure_ready(client)?;
-        let mut kinds = self.conn.parse(sql).await.map_err(PgWireError::UserError)?;
-        if kinds.len() > 1 {
-            return Err(user_error(error(
-                state::SYNTAX,
-                "cannot insert multiple commands into a prepared statement",
-                "send one statement per Parse, or use the simple query protocol",
-            )));
-        }
-        let mut prepared = Prepared {
-            kind: kinds.pop(),
-            types: types.to_vec(),
-            fields: None,
-        };
-        prepared.fields = self.conn.plan_fields(&prepared).await;
-        Ok(Some(prepared))
-    }
-
-    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
-        let count = match &stmt.kind {
-            Some(Kind::Sql(sql)) => sql.params,
-            _ => 0,
-        };
-        Ok((0..count.max(stmt.types.len()))
-            .map(|i| stmt.types.get(i).cloned().flatten().unwrap_or(Type::TEXT))
-            .collect())
-    }
-
-    fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
-        let fields = stmt.fields.clone().unwrap_or_default();
-        Ok(with_format(fields, format))
-    }
-}
-
-fn with_format(fields: Vec<FieldInfo>, format: Option<&Format>) -> Vec<FieldInfo> {
-    let Some(format) = format else {
-        return fields;
-    };
-    fields
-        .into_iter()
-        .enumerate()
-        .map(|(i, f)| {
-            FieldInfo::new(
-                f.name().to_owned(),
-                None,
-                None,
-                f.datatype().clone(),
-                types::field_format(format, i),
-            )
-            .with_type_size(f.type_size())
-        })
-        .collect()
-}
-
-/// Decode the bound parameters to text (binary values of the common types are converted).
-fn bound_params(portal: &Portal<Prepared>) -> PgWireResult<Vec<Param>> {
-    let mut out = Vec::with_capacity(portal.parameters.len());
-    for (i, raw) in portal.parameters.iter().enumerate() {
-        let ty = portal
-            .statement
-            .statement
-            .types
-            .get(i)
-            .cloned()
-            .flatten()
-            .unwrap_or(Type::UNKNOWN);
-        let Some(bytes) = raw else {
-            out.push(Param { value: None, ty });
-            continue;
-        };
-        let value = if portal.parameter_format.is_binary(i) {
-            params::decode_binary(bytes, &ty, i).map_err(user_error)?
-        } else {
-            String::from_utf8(bytes.to_vec()).map_err(|_| {
-                user_error(error(
-                    state::INVALID_TEXT,
-                    format!("parameter ${} is not valid UTF-8", i + 1),
-                    "send text parameters as UTF-8",
-                ))
-            })?
-        };
-        out.push(Param {
-            value: Some(value),
-            ty,
-        });
-    }
-    Ok(out)
-}
-
-#[async_trait]
-impl SimpleQueryHandler for Handler {
-    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
-    where
-        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: PortalStore,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        // Counted until the response (ReadyForQuery included) is written: shutdown waits for it.
-        let _busy = self.conn.server.busy();
-        self._on_query(client, query).await
-    }
-
-    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
-    where
-        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: PortalStore,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        self.conn.ensure_ready(client)?;
-        let mut responses = Vec::new();
-        let kinds = match self.conn.parse(query).await {
-            Ok(kinds) => kinds,
-            Err(info) => return Ok(vec![Response::Error(info)]),
-        };
-        for kind in kinds {
-            match self.conn.run(client, &kind, &[], &Format::UnifiedText).await {
-                Ok(r) => responses.push(r),
-                Err(PgWireError::UserError(info)) => {
-                    responses.push(Response::Error(info));
-                    break;
-                }
-                Err(other) => return Err(other),
-            }
-        }
-        if responses.is_empty() {
-            responses.push(Response::EmptyQuery);
-        }
-        Ok(responses)
-    }
-}
-
-#[async_trait]
-impl ExtendedQueryHandler for Handler {
-    type Statement = Prepared;
-    type QueryParser = Parser;
-
-    fn query_parser(&self) -> Arc<Parser> {
-        self.parser.clone()
-    }
-
-    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
-    where
-        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: PortalStore<Statement = Self::Statement>,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let _busy = self.conn.server.busy();
-        let result = self._on_execute(client, message).await;
-        client.flush().await?;
-        result
-    }
-
-    async fn do_describe_statement<C>(
-        &self,
-        client: &mut C,
-        target: &StoredStatement<Prepared>,
-    ) -> PgWireResult<DescribeStatementResponse>
-    where
-        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: PortalStore<Statement = Self::Statement>,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let prepared = &target.statement;
-        let params = self.parser.get_parameter_types(prepared)?;
-        let fields = match &prepared.fields {
-            Some(f) => f.clone(),
-            None => self.describe_by_running(client, prepared, &[]).await?,
-        };
-        Ok(DescribeStatementResponse::new(params, fields))
-    }
-
-    async fn do_describe_portal<C>(
-        &self,
-        client: &mut C,
-        portal: &Portal<Prepared>,
-    ) -> PgWireResult<DescribePortalResponse>
-    where
-        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: PortalStore<Statement = Self::Statement>,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let prepared = &portal.statement.statement;
-        let fields = match &prepared.fields {
-            Some(f) => f.clone(),
-            None => {
-                let params = bound_params(portal)?;
-                self.describe_by_running(client, prepared, &params).await?
-            }
-        };
-        Ok(DescribePortalResponse::new(with_format(
-            fields,
-            Some(&portal.result_column_format),
-        )))
-    }
-
-    async fn do_query<C>(
-        &self,
-        client: &mut C,
-        portal: &Portal<Prepared>,
-        _max_rows: usize,
-    ) -> PgWireResult<Response>
-    where
-        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: PortalStore<Statement = Self::Statement>,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        self.conn.ensure_ready(client)?;
-        let prepared = &portal.statement.statement;
-        let Some(kind) = &prepared.kind else {
-            return Ok(Response::EmptyQuery);
-        };
-        let params = bound_params(portal)?;
-        self.conn
-            .run(client, kind, &params, &portal.result_column_format)
-            .await
-    }
-}
-
-impl Handler {
-    /// Run a statement whose columns are only known by running it (RVBBIT MAP); keep the result for
-    /// the Execute that follows.
-    async fn describe_by_running<C>(
-        &self,
-        _client: &mut C,
-        prepared: &Prepared,
-        params: &[Param],
-    ) -> PgWireResult<Vec<FieldInfo>>
-    where
-        C: ClientInfo + Unpin + Send + Sync,
-    {
-        let Some(Kind::Sql(sql)) = &prepared.kind else {
-            return Ok(Vec::new());
-        };
-        if sql.params > params.len() {
-            return Ok(Vec::new());
-        }
-        let text = sql.render(params).map_err(user_error)?;
-        let result = self.conn.execute(sql, &text).await?;
-        let fields = types::fields(&result.schema, &Format::UnifiedText);
-        self.conn
-            .early
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(text, result);
-        Ok(fields)
-    }
+    pub(super) fields: Option<Vec<FieldInfo>>,
 }

@@ -12,12 +12,16 @@
 //! - Authentication: trust on a loopback bind; otherwise a cleartext password that is an API key.
 //! - CancelRequest cancels the running statement; shutdown lets running statements finish.
 
+mod ast;
 mod auth;
+mod bind;
 mod catalog;
+mod classify;
 mod errors;
 mod handler;
 mod params;
-mod statement;
+mod query;
+mod rewrite;
 mod types;
 
 use std::future::Future;
@@ -113,7 +117,7 @@ pub struct WireServer {
 }
 
 struct Handlers {
-    handler: Arc<handler::Handler>,
+    handler: Arc<query::Handler>,
     startup: Arc<auth::Startup>,
     cancel: Arc<DefaultCancelHandler>,
 }
@@ -180,6 +184,7 @@ impl WireServer {
                             continue;
                         }
                     };
+                    // Disabling Nagle is an optimisation: a socket that refuses it still serves the client.
                     let _ = socket.set_nodelay(true);
                     if open.load(Ordering::SeqCst) >= cap as usize {
                         tracing::warn!(%peer, cap, "Connection refused: limits.pgwire_connections reached");
@@ -191,9 +196,9 @@ impl WireServer {
                     let session = self.runtime.session_for(Origin::Sql, "postgresql_wire");
                     let conn = Arc::new(handler::Conn::new(session, state.clone()));
                     let handlers = Handlers {
-                        handler: Arc::new(handler::Handler {
+                        handler: Arc::new(query::Handler {
                             conn: conn.clone(),
-                            parser: Arc::new(handler::Parser { conn }),
+                            parser: Arc::new(query::Parser { conn }),
                         }),
                         startup: startup.clone(),
                         cancel: cancel.clone(),

@@ -21,6 +21,10 @@ use pgwire::api::portal::Format;
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::messages::data::DataRow;
 
+/// Ends the alias of a column named next to `*` (see `pre_visit_select`); the row description drops
+/// it and what follows, so clients see the column's own name.
+pub(crate) const DUPLICATE_MARK: &str = "\u{1}dup";
+
 /// Microseconds between 1970-01-01 and 2000-01-01 (PostgreSQL's binary epoch).
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 /// Days between 1970-01-01 and 2000-01-01.
@@ -30,8 +34,8 @@ const PG_EPOCH_DAYS: i32 = 10_957;
 pub(crate) fn pg_type(field: &Field) -> Type {
     if field
         .metadata()
-        .get(crate::format::EXTENSION_KEY)
-        .is_some_and(|n| n == crate::format::JSON_EXTENSION)
+        .get(crate::result::EXTENSION_KEY)
+        .is_some_and(|n| n == crate::result::JSON_EXTENSION)
     {
         return Type::JSON;
     }
@@ -109,10 +113,10 @@ pub(crate) fn fields(schema: &datafusion::arrow::datatypes::Schema, format: &For
         .map(|(i, f)| {
             let ty = pg_type(f);
             let len = type_len(&ty);
-            // `SELECT c.oid, c.*`: the explicit column carries a marked alias (statement.rs)
+            // `SELECT c.oid, c.*`: the explicit column carries a marked alias (rewrite.rs)
             let name = f
                 .name()
-                .split_once(super::statement::DUPLICATE_MARK)
+                .split_once(DUPLICATE_MARK)
                 .map_or(f.name().as_str(), |(n, _)| n);
             FieldInfo::new(name.to_owned(), None, None, ty, field_format(format, i)).with_type_size(len)
         })
@@ -149,6 +153,7 @@ pub(crate) fn encode_rows(batches: &[RecordBatch], fields: &[FieldInfo]) -> Resu
                     .map(|f| f.datatype().clone())
                     .unwrap_or(Type::TEXT);
                 encode_cell(&mut buf, col_ref(batch, col), row, &ty, binary, &formatters[col])?;
+                // The Arrow field is not needed: the wire type comes from the row description.
                 let _ = field;
             }
             let count = i16::try_from(batch.num_columns()).map_err(|_| "too many columns".to_owned())?;
@@ -229,6 +234,7 @@ fn write_text(
         DataType::Float32 => {
             let v = array.as_primitive::<Float32Type>().value(row);
             if v.is_finite() {
+                // Writing to a `String` cannot fail.
                 let _ = write!(s, "{v}");
             } else {
                 float_text(&mut s, f64::from(v));
@@ -242,6 +248,7 @@ fn write_text(
             let dt = datafusion::arrow::temporal_conversions::timestamp_s_to_datetime(secs)
                 .ok_or_else(|| "a timestamp is out of range".to_owned())?;
             let dt = dt + std::time::Duration::from_nanos(u64::from(nanos));
+            // Writing to a `String` cannot fail.
             let _ = write!(s, "{}", dt.format("%Y-%m-%d %H:%M:%S%.f"));
             if tz.is_some() {
                 s.push_str("+00");
@@ -272,6 +279,7 @@ fn write_text(
             s.push('}');
         }
         _ => {
+            // Writing to a `String` cannot fail.
             let _ = write!(s, "{}", formatter.value(row));
         }
     }
@@ -319,6 +327,7 @@ fn float_text(s: &mut String, v: f64) {
     } else if v.is_infinite() {
         s.push_str(if v > 0.0 { "Infinity" } else { "-Infinity" });
     } else {
+        // Writing to a `String` cannot fail.
         let _ = write!(s, "{v}");
     }
 }
@@ -581,7 +590,7 @@ mod tests {
             )))),
             1016
         );
-        let json = crate::format::json_field("j");
+        let json = crate::result::json_field("j");
         assert_eq!(pg_type(&json).oid(), 114);
     }
 }

@@ -48,7 +48,7 @@ impl Harness {
         provider.limits = Limits::unlimited().with_max_concurrency(concurrency);
         let client = Client::new(provider).unwrap();
         let mut registry = Registry::builtin();
-        rvbbit_sql::register_tools(&mut registry);
+        let batch_tables = rvbbit_sql::register_tools(&mut registry);
         let engine = Engine::new(registry)
             .with_provider(Arc::new(client))
             .with_writer(writer.handle())
@@ -61,7 +61,14 @@ impl Harness {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         configure(&mut settings);
-        let runtime = SqlRuntime::new(engine, Some(store.clone()), Some(writer.handle()), settings).unwrap();
+        let runtime = SqlRuntime::new(
+            engine,
+            Some(store.clone()),
+            Some(writer.handle()),
+            settings,
+            batch_tables,
+        )
+        .unwrap();
         Harness {
             dir,
             store,

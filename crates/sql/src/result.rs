@@ -1,12 +1,22 @@
-//! A statement's rows as a text table, CSV or JSON objects (for the CLI and later the HTTP API).
+//! A statement's result ([`QueryResult`], [`StatementStats`]) and its rows as a text table, CSV or JSON
+//! objects (for the CLI and the HTTP API); JSON rows back into an in-memory table ([`rows_table`]).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion::arrow::csv::WriterBuilder;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::json::ReaderBuilder;
+use datafusion::arrow::json::reader::infer_json_schema_from_iterator;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::catalog::MemTable;
+use rvbbit_core::{CallerId, MicroUsd};
+use rvbbit_engine::tools::ToolError;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::session::QueryResult;
 
 /// The Arrow field metadata key of an extension type.
 pub(crate) const EXTENSION_KEY: &str = "ARROW:extension:name";
@@ -22,6 +32,49 @@ pub(crate) fn json_field(name: &str) -> datafusion::arrow::datatypes::Field {
 fn failed(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Execution {
         message: format!("the result cannot be written as {what}: {e}"),
+    }
+}
+
+/// Totals of one statement's rvbbit function calls.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StatementStats {
+    /// Engine runs (sessions) made: distinct calls that missed the cache.
+    pub runs: u64,
+    /// Provider calls made by those runs.
+    pub llm_calls: u64,
+    /// Distinct calls served from the persistent result cache.
+    pub cache_hits: u64,
+    /// Calls that failed (NULL, `ERROR: …` or a failure document).
+    pub errors: u64,
+    /// Calls not made because a MAP statement's `budget_dollars` was spent (their rows get NULL).
+    pub skipped: u64,
+    /// Cost of the runs.
+    pub cost: MicroUsd,
+    /// What the cache hits would have cost.
+    pub avoided_cost: MicroUsd,
+}
+
+/// The result of one statement.
+#[derive(Debug)]
+pub struct QueryResult {
+    /// The columns.
+    pub schema: SchemaRef,
+    /// The rows.
+    pub batches: Vec<RecordBatch>,
+    /// The statement's caller id (every session it started carries it).
+    pub caller_id: CallerId,
+    /// Calls, cache hits, errors and cost.
+    pub stats: StatementStats,
+    /// Messages for the user (a PostgreSQL NOTICE on the wire, warnings on the CLI).
+    pub notices: Vec<String>,
+    /// Wall time.
+    pub duration: Duration,
+}
+
+impl QueryResult {
+    /// Number of rows.
+    pub fn row_count(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
     }
 }
 
@@ -99,4 +152,35 @@ pub(crate) fn json_rows(batches: &[RecordBatch]) -> Result<Vec<Value>> {
         Value::Array(rows) => Ok(rows),
         other => Ok(vec![other]),
     }
+}
+
+/// JSON objects as an in-memory table, column types inferred from all rows; with no rows, `columns` as
+/// text columns.
+pub(crate) fn rows_table(rows: &[Value], columns: &[String]) -> Result<MemTable, ToolError> {
+    let failed = |e: &dyn std::fmt::Display| {
+        ToolError::Failed(format!("a table of an earlier cell cannot be read: {e}"))
+    };
+    let schema = if rows.is_empty() {
+        // No rows to infer from: the named columns as text.
+        Schema::new(
+            columns
+                .iter()
+                .map(|n| Field::new(n, DataType::Utf8, true))
+                .collect::<Vec<_>>(),
+        )
+    } else {
+        infer_json_schema_from_iterator(rows.iter().map(Ok)).map_err(|e| failed(&e))?
+    };
+    let schema = Arc::new(schema);
+    let mut batches: Vec<RecordBatch> = Vec::new();
+    if !rows.is_empty() {
+        let mut decoder = ReaderBuilder::new(schema.clone())
+            .build_decoder()
+            .map_err(|e| failed(&e))?;
+        decoder.serialize(rows).map_err(|e| failed(&e))?;
+        if let Some(batch) = decoder.flush().map_err(|e| failed(&e))? {
+            batches.push(batch);
+        }
+    }
+    MemTable::try_new(schema, vec![batches]).map_err(|e| failed(&e))
 }

@@ -229,65 +229,114 @@ pub(crate) fn parse(sql: &str) -> Result<Option<MapStatement>, Error> {
     };
     let mut c = Cursor { tokens, pos: 0 };
     let explain = c.eat("EXPLAIN");
-    let mut create_table = None;
-    if c.keyword("CREATE") {
-        // Only `CREATE [TEMP] TABLE x AS RVBBIT ...` is ours; look ahead without consuming.
-        let save = c.pos;
-        c.next();
-        let _ = c.eat("TEMP") || c.eat("TEMPORARY");
-        if !c.eat("TABLE") {
-            c.pos = save;
-            return Ok(None);
-        }
-        let name = c.next();
-        let Token::Word(w) = &name.token else {
-            c.pos = save;
-            return Ok(None);
-        };
-        let name = w.value.clone();
-        if !c.eat("AS") || !(c.keyword("RVBBIT") || c.keyword("LARS")) {
-            return Ok(None);
-        }
-        create_table = Some(name);
-    }
+    let Some(create_table) = create_table_prefix(&mut c) else {
+        return Ok(None);
+    };
     if !(c.eat("RVBBIT") || c.eat("LARS")) {
         return Ok(None);
     }
-    let verb = if c.eat("MAP") {
-        Verb::Map
+    let verb = verb(&mut c)?;
+    let (parallel, distinct) = match verb {
+        Verb::Map => map_modifiers(&mut c)?,
+        Verb::Run => (None, false),
+    };
+    let cascade = cascade_path(&mut c)?;
+    let (alias, typed) = if verb == Verb::Map && c.eat("AS") {
+        alias_or_columns(&mut c)?
+    } else {
+        (None, Vec::new())
+    };
+    let using = using_query(&mut c)?;
+    let options = if c.eat("WITH") {
+        with_options(&mut c, verb)?
+    } else {
+        Vec::new()
+    };
+    statement_end(&mut c)?;
+    Ok(Some(MapStatement {
+        verb,
+        explain,
+        create_table,
+        parallel,
+        distinct,
+        cascade,
+        alias,
+        typed,
+        using,
+        options,
+    }))
+}
+
+/// `CREATE [TEMP] TABLE name AS` before `RVBBIT …`: `Some(Some(name))`; `Some(None)` without a CREATE;
+/// `None` when the statement is another CREATE (not ours).
+fn create_table_prefix(c: &mut Cursor) -> Option<Option<String>> {
+    if !c.keyword("CREATE") {
+        return Some(None);
+    }
+    // Only `CREATE [TEMP] TABLE x AS RVBBIT ...` is ours; look ahead without consuming.
+    let save = c.pos;
+    c.next();
+    // TEMP is optional: whether it was there changes nothing (session tables are temporary anyway).
+    let _ = c.eat("TEMP") || c.eat("TEMPORARY");
+    if !c.eat("TABLE") {
+        c.pos = save;
+        return None;
+    }
+    let name = c.next();
+    let Token::Word(w) = &name.token else {
+        c.pos = save;
+        return None;
+    };
+    let name = w.value.clone();
+    if !c.eat("AS") || !(c.keyword("RVBBIT") || c.keyword("LARS")) {
+        return None;
+    }
+    Some(Some(name))
+}
+
+/// MAP or RUN after RVBBIT.
+fn verb(c: &mut Cursor) -> Result<Verb, Error> {
+    if c.eat("MAP") {
+        Ok(Verb::Map)
     } else if c.eat("RUN") {
-        Verb::Run
+        Ok(Verb::Run)
     } else {
         let t = c.next();
-        return Err(syntax(
+        Err(syntax(
             &t,
             &format!("Expected MAP or RUN after RVBBIT, found: {}", shown(&t.token)),
-        ));
-    };
+        ))
+    }
+}
+
+/// `PARALLEL n` and `DISTINCT` of a MAP, in either order.
+fn map_modifiers(c: &mut Cursor) -> Result<(Option<usize>, bool), Error> {
     let mut parallel = None;
     let mut distinct = false;
-    if verb == Verb::Map {
-        // PARALLEL n and DISTINCT, in either order.
-        for _ in 0..2 {
-            if c.eat("PARALLEL") {
-                let t = c.next();
-                match &t.token {
-                    Token::Number(n, _) => match n.parse::<usize>() {
-                        Ok(n) if n > 0 => parallel = Some(n),
-                        _ => return Err(syntax(&t, "PARALLEL needs a whole number of at least 1")),
-                    },
-                    other => {
-                        return Err(syntax(
-                            &t,
-                            &format!("Expected a number after PARALLEL, found: {}", shown(other)),
-                        ));
-                    }
+    for _ in 0..2 {
+        if c.eat("PARALLEL") {
+            let t = c.next();
+            match &t.token {
+                Token::Number(n, _) => match n.parse::<usize>() {
+                    Ok(n) if n > 0 => parallel = Some(n),
+                    _ => return Err(syntax(&t, "PARALLEL needs a whole number of at least 1")),
+                },
+                other => {
+                    return Err(syntax(
+                        &t,
+                        &format!("Expected a number after PARALLEL, found: {}", shown(other)),
+                    ));
                 }
-            } else if c.eat("DISTINCT") {
-                distinct = true;
             }
+        } else if c.eat("DISTINCT") {
+            distinct = true;
         }
     }
+    Ok((parallel, distinct))
+}
+
+/// The cascade path, a string literal.
+fn cascade_path(c: &mut Cursor) -> Result<String, Error> {
     let t = c.next();
     let Token::SingleQuotedString(cascade) = t.token.clone() else {
         return Err(syntax(
@@ -298,51 +347,63 @@ pub(crate) fn parse(sql: &str) -> Result<Option<MapStatement>, Error> {
             ),
         ));
     };
-    let mut alias = None;
+    Ok(cascade)
+}
+
+/// A column of `AS (col type, ...)`: its name and its upper-case type name.
+type TypedColumn = (String, String);
+
+/// What follows a MAP's `AS`: an alias, or `(col type, ...)`.
+fn alias_or_columns(c: &mut Cursor) -> Result<(Option<String>, Vec<TypedColumn>), Error> {
+    let t = c.next();
+    match &t.token {
+        Token::Word(w) => Ok((Some(w.value.clone()), Vec::new())),
+        Token::LParen => Ok((None, typed_columns(c)?)),
+        other => Err(syntax(
+            &t,
+            &format!(
+                "Expected an alias or `(col type, ...)` after AS, found: {}",
+                shown(other)
+            ),
+        )),
+    }
+}
+
+/// `col type, ...)` after the `(` of a MAP's `AS`: names and upper-case type names.
+fn typed_columns(c: &mut Cursor) -> Result<Vec<TypedColumn>, Error> {
     let mut typed = Vec::new();
-    if verb == Verb::Map && c.eat("AS") {
-        let t = c.next();
-        match &t.token {
-            Token::Word(w) => alias = Some(w.value.clone()),
-            Token::LParen => loop {
-                let name = c.next();
-                let Token::Word(n) = &name.token else {
-                    return Err(syntax(
-                        &name,
-                        &format!("Expected a column name, found: {}", shown(&name.token)),
-                    ));
-                };
-                let ty = c.next();
-                let Token::Word(ty_word) = &ty.token else {
-                    return Err(syntax(
-                        &ty,
-                        &format!("Expected a type after `{}`, found: {}", n.value, shown(&ty.token)),
-                    ));
-                };
-                typed.push((n.value.clone(), ty_word.value.to_ascii_uppercase()));
-                let sep = c.next();
-                match &sep.token {
-                    Token::Comma => {}
-                    Token::RParen => break,
-                    other => {
-                        return Err(syntax(
-                            &sep,
-                            &format!("Expected `,` or `)` in the column list, found: {}", shown(other)),
-                        ));
-                    }
-                }
-            },
+    loop {
+        let name = c.next();
+        let Token::Word(n) = &name.token else {
+            return Err(syntax(
+                &name,
+                &format!("Expected a column name, found: {}", shown(&name.token)),
+            ));
+        };
+        let ty = c.next();
+        let Token::Word(ty_word) = &ty.token else {
+            return Err(syntax(
+                &ty,
+                &format!("Expected a type after `{}`, found: {}", n.value, shown(&ty.token)),
+            ));
+        };
+        typed.push((n.value.clone(), ty_word.value.to_ascii_uppercase()));
+        let sep = c.next();
+        match &sep.token {
+            Token::Comma => {}
+            Token::RParen => return Ok(typed),
             other => {
                 return Err(syntax(
-                    &t,
-                    &format!(
-                        "Expected an alias or `(col type, ...)` after AS, found: {}",
-                        shown(other)
-                    ),
+                    &sep,
+                    &format!("Expected `,` or `)` in the column list, found: {}", shown(other)),
                 ));
             }
         }
     }
+}
+
+/// `USING (query)`: the query's text.
+fn using_query(c: &mut Cursor) -> Result<String, Error> {
     if !c.eat("USING") {
         let t = c.next();
         return Err(syntax(
@@ -356,90 +417,91 @@ pub(crate) fn parse(sql: &str) -> Result<Option<MapStatement>, Error> {
     if using.is_empty() {
         return Err(syntax(&open, "Expected USING (SELECT ...), found an empty query"));
     }
+    Ok(using)
+}
+
+/// `(key = value, ...)` after WITH: the options, each checked against the verb's valid names.
+fn with_options(c: &mut Cursor, verb: Verb) -> Result<Vec<(String, OptionValue)>, Error> {
     let mut options = Vec::new();
-    if c.eat("WITH") {
-        let open = c.peek().clone();
-        c.expect_lparen("WITH")?;
-        loop {
-            let key = c.next();
-            let key_name = match &key.token {
-                Token::Word(w) => w.value.to_ascii_lowercase(),
-                Token::RParen if options.is_empty() => break,
-                Token::EOF => {
-                    return Err(syntax(
-                        &open,
-                        "Unbalanced parentheses: the `(` of WITH is never closed",
-                    ));
-                }
-                other => {
-                    return Err(syntax(
-                        &key,
-                        &format!("Expected 'key = value', got: {}", shown(other)),
-                    ));
-                }
-            };
-            let (valid, verb_name) = match verb {
-                Verb::Map => (MAP_OPTIONS, "MAP"),
-                Verb::Run => (RUN_OPTIONS, "RUN"),
-            };
-            if !valid.contains(&key_name.as_str()) {
+    let open = c.peek().clone();
+    c.expect_lparen("WITH")?;
+    let unclosed = || syntax(&open, "Unbalanced parentheses: the `(` of WITH is never closed");
+    loop {
+        let key = c.next();
+        let key_name = match &key.token {
+            Token::Word(w) => w.value.to_ascii_lowercase(),
+            Token::RParen if options.is_empty() => break,
+            Token::EOF => return Err(unclosed()),
+            other => {
                 return Err(syntax(
                     &key,
-                    &format!(
-                        "unknown {verb_name} option '{key_name}'; valid options: {}",
-                        valid.join(", ")
-                    ),
+                    &format!("Expected 'key = value', got: {}", shown(other)),
                 ));
             }
-            let eq = c.next();
-            if eq.token != Token::Eq {
+        };
+        let (valid, verb_name) = match verb {
+            Verb::Map => (MAP_OPTIONS, "MAP"),
+            Verb::Run => (RUN_OPTIONS, "RUN"),
+        };
+        if !valid.contains(&key_name.as_str()) {
+            return Err(syntax(
+                &key,
+                &format!(
+                    "unknown {verb_name} option '{key_name}'; valid options: {}",
+                    valid.join(", ")
+                ),
+            ));
+        }
+        let eq = c.next();
+        if eq.token != Token::Eq {
+            return Err(syntax(
+                &eq,
+                &format!("Expected 'key = value', got: `{key_name}` {}", shown(&eq.token)),
+            ));
+        }
+        let value = option_value(c, &key_name)?;
+        options.push((key_name, value));
+        let sep = c.next();
+        match &sep.token {
+            Token::Comma => {}
+            Token::RParen => break,
+            Token::EOF => return Err(unclosed()),
+            other => {
                 return Err(syntax(
-                    &eq,
-                    &format!("Expected 'key = value', got: `{key_name}` {}", shown(&eq.token)),
+                    &sep,
+                    &format!("Expected `,` or `)` between options, got: {}", shown(other)),
                 ));
-            }
-            let v = c.next();
-            let value = match &v.token {
-                Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => OptionValue::Text(s.clone()),
-                Token::Number(n, _) => match n.parse::<f64>() {
-                    Ok(f) => OptionValue::Number(f),
-                    Err(_) => return Err(syntax(&v, &format!("`{n}` is not a number"))),
-                },
-                Token::Word(w) if w.value.eq_ignore_ascii_case("true") => OptionValue::Bool(true),
-                Token::Word(w) if w.value.eq_ignore_ascii_case("false") => OptionValue::Bool(false),
-                Token::Word(w) => OptionValue::Text(w.value.clone()),
-                other => {
-                    return Err(syntax(
-                        &v,
-                        &format!("Expected a value for `{key_name}`, got: {}", shown(other)),
-                    ));
-                }
-            };
-            options.push((key_name, value));
-            let sep = c.next();
-            match &sep.token {
-                Token::Comma => {}
-                Token::RParen => break,
-                Token::EOF => {
-                    return Err(syntax(
-                        &open,
-                        "Unbalanced parentheses: the `(` of WITH is never closed",
-                    ));
-                }
-                other => {
-                    return Err(syntax(
-                        &sep,
-                        &format!("Expected `,` or `)` between options, got: {}", shown(other)),
-                    ));
-                }
             }
         }
     }
-    // Only whitespace and `;` may follow.
+    Ok(options)
+}
+
+/// The value of option `key_name`: text, a number or a boolean.
+fn option_value(c: &mut Cursor, key_name: &str) -> Result<OptionValue, Error> {
+    let v = c.next();
+    match &v.token {
+        Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => Ok(OptionValue::Text(s.clone())),
+        Token::Number(n, _) => match n.parse::<f64>() {
+            Ok(f) => Ok(OptionValue::Number(f)),
+            Err(_) => Err(syntax(&v, &format!("`{n}` is not a number"))),
+        },
+        Token::Word(w) if w.value.eq_ignore_ascii_case("true") => Ok(OptionValue::Bool(true)),
+        Token::Word(w) if w.value.eq_ignore_ascii_case("false") => Ok(OptionValue::Bool(false)),
+        Token::Word(w) => Ok(OptionValue::Text(w.value.clone())),
+        other => Err(syntax(
+            &v,
+            &format!("Expected a value for `{key_name}`, got: {}", shown(other)),
+        )),
+    }
+}
+
+/// Only whitespace and `;` may follow the statement.
+fn statement_end(c: &mut Cursor) -> Result<(), Error> {
     loop {
         let t = c.next();
         match &t.token {
-            Token::EOF => break,
+            Token::EOF => return Ok(()),
             Token::SemiColon => {}
             other => {
                 return Err(syntax(
@@ -452,18 +514,6 @@ pub(crate) fn parse(sql: &str) -> Result<Option<MapStatement>, Error> {
             }
         }
     }
-    Ok(Some(MapStatement {
-        verb,
-        explain,
-        create_table,
-        parallel,
-        distinct,
-        cascade,
-        alias,
-        typed,
-        using,
-        options,
-    }))
 }
 
 #[cfg(test)]

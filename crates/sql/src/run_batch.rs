@@ -11,11 +11,11 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, StringArray, StringBuilder};
-use datafusion::arrow::compute::{cast, concat_batches};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{MemTable, TableProvider};
@@ -25,56 +25,17 @@ use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
-use rvbbit_core::{MicroUsd, SessionId};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::calls::{Answer, Statement};
+use crate::calls::{self, Call};
 use crate::error::{Error, Result};
+use crate::explain::plan_lines;
 use crate::map::MapStatement;
-use crate::session::{Shared, SqlSession};
-
-type Tables = Vec<(String, Arc<dyn TableProvider>)>;
-
-/// Tables shared with running batch sessions, by session id.
-static SHARED: LazyLock<Mutex<HashMap<String, Tables>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
-
-/// While alive, `sql_data` cells of the session see the table.
-pub(crate) struct Sharing {
-    session: String,
-}
-
-impl Drop for Sharing {
-    fn drop(&mut self) {
-        SHARED
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.session);
-    }
-}
-
-/// Share `table` as `name` with the session `session` until the returned guard is dropped.
-pub(crate) fn share(session: &SessionId, name: &str, table: Arc<dyn TableProvider>) -> Sharing {
-    SHARED
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(session.as_str().to_owned())
-        .or_default()
-        .push((name.to_owned(), table));
-    Sharing {
-        session: session.as_str().to_owned(),
-    }
-}
-
-/// The tables shared with `session` (a running batch session), if any.
-pub(crate) fn shared_with(session: &SessionId) -> Tables {
-    SHARED
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(session.as_str())
-        .cloned()
-        .unwrap_or_default()
-}
+use crate::plan::Planner;
+use crate::result::rows_table;
+use crate::shared::Shared;
+use crate::statement::{Answer, Statement};
 
 /// `_rvbbit_batch_<8 hex>` from what identifies the statement and the time.
 fn batch_table_name(seed: &str) -> String {
@@ -89,6 +50,8 @@ fn batch_table_name(seed: &str) -> String {
 /// Register `table` as `name` in the caller's session, replacing a table of that name it made.
 fn register(shared: &Shared, name: &str, table: Arc<dyn TableProvider>) -> Result<()> {
     let schema = shared.schema();
+    // Replacing: a table of that name may or may not exist, and the session schema's deregistering
+    // never fails.
     let _ = datafusion::catalog::SchemaProvider::deregister_table(schema.as_ref(), name);
     datafusion::catalog::SchemaProvider::register_table(schema.as_ref(), name.to_owned(), table)
         .map(|_| ())
@@ -121,112 +84,93 @@ fn result_doc(answer: &Answer, table: &str, rows: usize) -> Value {
     }
 }
 
-impl SqlSession {
-    /// Execute a parsed `RVBBIT RUN` (or its `EXPLAIN` / `CREATE TABLE … AS` form).
-    pub(crate) async fn execute_run(
-        &self,
-        stmt: &Arc<Statement>,
-        map: MapStatement,
-    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let limit = map
-            .whole_option("limit")?
-            .unwrap_or(self.rvbbit_options().run_default_limit);
-        let model = map.text_option("model", "a string")?;
-        let as_table = map.text_option("as_table", "a table name such as 'orders_batch'")?;
-        let shared = self.shared();
-        let runtime = &shared.runtime;
-        let cascade = runtime
-            .cascade(stmt, &map.cascade)
-            .map_err(|message| Error::Invalid { message })?;
-        let input_sql = format!(
-            "SELECT * FROM ({}) AS rvbbit_input LIMIT {}",
-            map.using,
-            limit + 1
-        );
-        let df = self.plan_and_check(&input_sql).await?;
-        let input_schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await.map_err(Error::from_datafusion)?;
-        let mut input = concat_batches(&input_schema, &batches).map_err(|e| Error::Execution {
-            message: e.to_string(),
-        })?;
-        let truncated = input.num_rows() as u64 > limit;
-        if truncated {
-            input = input.slice(0, usize::try_from(limit).unwrap_or(usize::MAX));
-            stmt.notes.lock().unwrap_or_else(|p| p.into_inner()).push(format!(
-                "the USING query has more than {limit} rows; only the first {limit} were passed to the \
-                 cascade (raise it with WITH (limit = n) or SET rvbbit.run_default_limit)"
-            ));
-        }
-        let rows = input.num_rows();
-        let table_name =
-            as_table.unwrap_or_else(|| batch_table_name(&format!("{}|{}", map.cascade, map.using)));
-
-        if map.explain {
-            let cost = match runtime.cost_history(&cascade).await {
-                Some(h) => format!(
-                    "${} (the average of {} earlier completed run(s) of this cascade content in the store)",
-                    h.average.to_decimal_string(),
-                    h.runs
-                ),
-                None => "unknown (no history: no completed run of this cascade content in the store)".into(),
-            };
-            let lines = [
-                format!("RVBBIT RUN '{}'", map.cascade),
-                format!("  input: {input_sql}"),
-                format!(
-                    "  rows: {rows}{}",
-                    if truncated {
-                        format!(" (cut at LIMIT {limit})")
-                    } else {
-                        String::new()
-                    }
-                ),
-                format!("  table: {table_name} (the cascade reads it with sql_data)"),
-                "  cascade runs: 1 (batch runs are not cached)".to_owned(),
-                format!("  estimated cost: {cost}"),
-                "  EXPLAIN made no LLM call".to_owned(),
-            ];
-            return plan_lines(&lines);
-        }
-
-        let table: Arc<dyn TableProvider> = Arc::new(
-            MemTable::try_new(input_schema.clone(), vec![vec![input]]).map_err(Error::from_datafusion)?,
-        );
-        register(&shared, &table_name, table.clone())?;
-        let call = runtime.batch_call(
-            cascade,
-            json!({"data_table": table_name, "row_count": rows}),
-            model.as_deref(),
-            (table_name.clone(), table, table_name.clone()),
-        );
-        let answers = runtime.answer(stmt, vec![call]).await;
-        let doc = answers
-            .first()
-            .map(|a| result_doc(a, &table_name, rows))
-            .unwrap_or(Value::Null);
-        let schema = Arc::new(Schema::new(vec![Field::new("result", DataType::Utf8, false)]));
-        let column: ArrayRef = Arc::new(StringArray::from(vec![doc.to_string()]));
-        let batch = RecordBatch::try_new(schema.clone(), vec![column]).map_err(|e| Error::Execution {
-            message: e.to_string(),
-        })?;
-        if let Some(name) = &map.create_table {
-            let mem = MemTable::try_new(schema, vec![vec![batch]]).map_err(Error::from_datafusion)?;
-            self.context()
-                .register_table(TableReference::bare(name.clone()), Arc::new(mem))
-                .map_err(Error::from_datafusion)?;
-            return Ok((Arc::new(Schema::empty()), Vec::new()));
-        }
-        Ok((schema, vec![batch]))
+/// Execute a parsed `RVBBIT RUN` (or its `EXPLAIN` / `CREATE TABLE … AS` form).
+pub(crate) async fn execute_run(
+    planner: &Planner<'_>,
+    stmt: &Arc<Statement>,
+    map: MapStatement,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let limit = map
+        .whole_option("limit")?
+        .unwrap_or(planner.rvbbit_options().run_default_limit);
+    let model = map.text_option("model", "a string")?;
+    let as_table = map.text_option("as_table", "a table name such as 'orders_batch'")?;
+    let shared = planner.shared;
+    let runtime = &shared.runtime;
+    let cascade = runtime
+        .cascade(stmt, &map.cascade)
+        .map_err(|message| Error::Invalid { message })?;
+    let input_sql = format!(
+        "SELECT * FROM ({}) AS rvbbit_input LIMIT {}",
+        map.using,
+        limit + 1
+    );
+    let (input_schema, input, truncated) = planner.limited_rows(&input_sql, limit).await?;
+    if truncated {
+        stmt.notes.lock().unwrap_or_else(|p| p.into_inner()).push(format!(
+            "the USING query has more than {limit} rows; only the first {limit} were passed to the \
+             cascade (raise it with WITH (limit = n) or SET rvbbit.run_default_limit)"
+        ));
     }
-}
+    let rows = input.num_rows();
+    let table_name = as_table.unwrap_or_else(|| batch_table_name(&format!("{}|{}", map.cascade, map.using)));
 
-/// A one-column `plan` result.
-pub(crate) fn plan_lines(lines: &[String]) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let schema = Arc::new(Schema::new(vec![Field::new("plan", DataType::Utf8, false)]));
-    let column: ArrayRef = Arc::new(StringArray::from(lines.to_vec()));
+    if map.explain {
+        let cost = match runtime.cost_history(&cascade).await {
+            Some(h) => format!(
+                "${} (the average of {} earlier completed run(s) of this cascade content in the store)",
+                h.average.to_decimal_string(),
+                h.runs
+            ),
+            None => "unknown (no history: no completed run of this cascade content in the store)".into(),
+        };
+        let lines = [
+            format!("RVBBIT RUN '{}'", map.cascade),
+            format!("  input: {input_sql}"),
+            format!(
+                "  rows: {rows}{}",
+                if truncated {
+                    format!(" (cut at LIMIT {limit})")
+                } else {
+                    String::new()
+                }
+            ),
+            format!("  table: {table_name} (the cascade reads it with sql_data)"),
+            "  cascade runs: 1 (batch runs are not cached)".to_owned(),
+            format!("  estimated cost: {cost}"),
+            "  EXPLAIN made no LLM call".to_owned(),
+        ];
+        return plan_lines(&lines);
+    }
+
+    let table: Arc<dyn TableProvider> =
+        Arc::new(MemTable::try_new(input_schema.clone(), vec![vec![input]]).map_err(Error::from_datafusion)?);
+    register(shared, &table_name, table.clone())?;
+    let call = Call::batch(
+        runtime,
+        cascade,
+        json!({"data_table": table_name, "row_count": rows}),
+        model.as_deref(),
+        (table_name.clone(), table, table_name.clone()),
+    );
+    let answers = calls::answer(runtime, stmt, vec![call]).await;
+    let doc = answers
+        .first()
+        .map(|a| result_doc(a, &table_name, rows))
+        .unwrap_or(Value::Null);
+    let schema = Arc::new(Schema::new(vec![Field::new("result", DataType::Utf8, false)]));
+    let column: ArrayRef = Arc::new(StringArray::from(vec![doc.to_string()]));
     let batch = RecordBatch::try_new(schema.clone(), vec![column]).map_err(|e| Error::Execution {
         message: e.to_string(),
     })?;
+    if let Some(name) = &map.create_table {
+        let mem = MemTable::try_new(schema, vec![vec![batch]]).map_err(Error::from_datafusion)?;
+        planner
+            .ctx
+            .register_table(TableReference::bare(name.clone()), Arc::new(mem))
+            .map_err(Error::from_datafusion)?;
+        return Ok((Arc::new(Schema::empty()), Vec::new()));
+    }
     Ok((schema, vec![batch]))
 }
 
@@ -353,49 +297,23 @@ impl RunBatch {
             Err(e) => return Err(format!("rows_json_array is not valid JSON: {e}")),
         };
         let cascade = runtime.cascade(stmt, path)?;
-        let table = crate::tool::rows_table(&rows, &[]).map_err(|e| e.to_string())?;
+        let table = rows_table(&rows, &[]).map_err(|e| e.to_string())?;
         let table: Arc<dyn TableProvider> = Arc::new(table);
         let name = wanted.unwrap_or_else(|| batch_table_name(&format!("{path}|{rows_json}")));
         register(&self.shared, &name, table.clone()).map_err(|e| e.to_string())?;
         let rows_hash = hex::encode(Sha256::digest(rows_json.as_bytes()));
-        let call = runtime.batch_call(
+        let call = Call::batch(
+            runtime,
             cascade,
             json!({"data_table": name, "row_count": rows.len()}),
             None,
             (name.clone(), table, rows_hash),
         );
-        let answers = runtime.answer(stmt, vec![call]).await;
+        let answers = calls::answer(runtime, stmt, vec![call]).await;
         Ok(answers
             .first()
             .map(|a| result_doc(a, &name, rows.len()))
             .unwrap_or(Value::Null)
             .to_string())
-    }
-}
-
-/// The estimated cost line of `EXPLAIN RVBBIT MAP`: calls to make × the average cost of earlier runs.
-pub(crate) fn estimate_line(to_make: u64, history: Option<crate::calls::CostHistory>) -> String {
-    if to_make == 0 {
-        return "  estimated cost: $0 (every distinct run is in the result cache)".to_owned();
-    }
-    match history {
-        Some(h) => {
-            let total = MicroUsd::from_micros(
-                h.average
-                    .micros()
-                    .saturating_mul(i64::try_from(to_make).unwrap_or(i64::MAX)),
-            );
-            format!(
-                "  estimated cost: ${} = {to_make} run(s) × ${} (the average of {} earlier completed run(s) of \
-                 this cascade content in the store, any model)",
-                total.to_decimal_string(),
-                h.average.to_decimal_string(),
-                h.runs
-            )
-        }
-        None => format!(
-            "  estimated cost: unknown (no history: no completed run of this cascade content in the store); \
-             {to_make} run(s) to make"
-        ),
     }
 }

@@ -12,25 +12,27 @@
 //! region from the standard `AWS_*` environment variables). Relative paths resolve against the runtime's
 //! base directory.
 
+mod read;
+mod schema;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
-use datafusion::catalog::TableFunctionArgs;
-use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableFunctionImpl, TableProvider};
+use datafusion::catalog::TableProvider;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::logical_expr::{Expr, TableType};
 use datafusion::prelude::{
     CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
 };
-use datafusion::scalar::ScalarValue;
 use object_store::ObjectStore;
 use url::Url;
 
 use crate::error::Error;
+
+pub(crate) use read::{READ_FUNCTIONS, ReadFunction};
+pub(crate) use schema::SessionSchema;
 
 /// A file format, from a file's extension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -509,155 +511,6 @@ fn is_json_array(path: &Path) -> bool {
         .iter()
         .find(|b| !b.is_ascii_whitespace())
         .is_some_and(|&b| b == b'[')
-}
-
-/// The default schema of a session: its own tables (memory), then the configured `[sql.tables]`.
-#[derive(Debug)]
-pub(crate) struct SessionSchema {
-    own: MemorySchemaProvider,
-    sources: Arc<Sources>,
-}
-
-impl SessionSchema {
-    pub(crate) fn new(sources: Arc<Sources>) -> Self {
-        SessionSchema {
-            own: MemorySchemaProvider::new(),
-            sources,
-        }
-    }
-}
-
-#[async_trait]
-impl SchemaProvider for SessionSchema {
-    fn table_names(&self) -> Vec<String> {
-        let mut names = self.own.table_names();
-        for name in self.sources.tables.keys() {
-            if !names.contains(name) {
-                names.push(name.clone());
-            }
-        }
-        names
-    }
-
-    async fn table_type(&self, name: &str) -> Result<Option<TableType>> {
-        // Listing tables (information_schema.tables) does not open the configured files.
-        if let Some(t) = self.own.table_type(name).await? {
-            return Ok(Some(t));
-        }
-        Ok(self.sources.tables.contains_key(name).then_some(TableType::Base))
-    }
-
-    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        if let Some(table) = self.own.table(name).await? {
-            return Ok(Some(table));
-        }
-        self.sources.configured(name).await
-    }
-
-    fn register_table(
-        &self,
-        name: String,
-        table: Arc<dyn TableProvider>,
-    ) -> Result<Option<Arc<dyn TableProvider>>> {
-        self.own.register_table(name, table)
-    }
-
-    fn deregister_table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        self.own.deregister_table(name)
-    }
-
-    fn table_exist(&self, name: &str) -> bool {
-        self.own.table_exist(name) || self.sources.tables.contains_key(name)
-    }
-}
-
-/// `read_csv_auto('file')` and friends.
-#[derive(Debug)]
-pub(crate) struct ReadFunction {
-    name: &'static str,
-    format: Format,
-    sources: Arc<Sources>,
-}
-
-/// The table functions and the format each reads.
-pub(crate) const READ_FUNCTIONS: &[(&str, Format)] = &[
-    ("read_csv_auto", Format::Csv),
-    ("read_csv", Format::Csv),
-    ("read_json", Format::Json),
-    ("read_json_auto", Format::Json),
-    ("read_ndjson", Format::Json),
-    ("read_parquet", Format::Parquet),
-];
-
-impl ReadFunction {
-    pub(crate) fn new(name: &'static str, format: Format, sources: Arc<Sources>) -> Self {
-        ReadFunction {
-            name,
-            format,
-            sources,
-        }
-    }
-
-    fn path(&self, exprs: &[Expr]) -> Result<String> {
-        let usage = || {
-            Error::Argument {
-                message: format!(
-                    "{}(path) takes one argument, a file, folder or URL as a string literal; options such as \
-                     delim or header are not supported here: use CREATE EXTERNAL TABLE … OPTIONS (…) instead",
-                    self.name
-                ),
-            }
-            .into_datafusion()
-        };
-        match exprs {
-            [
-                Expr::Literal(
-                    ScalarValue::Utf8(Some(s))
-                    | ScalarValue::Utf8View(Some(s))
-                    | ScalarValue::LargeUtf8(Some(s)),
-                    _,
-                ),
-            ] => Ok(s.clone()),
-            _ => Err(usage()),
-        }
-    }
-}
-
-impl TableFunctionImpl for ReadFunction {
-    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
-        let path = self.path(args.exprs())?;
-        let what = format!("{}('{path}')", self.name);
-        let vetted = self.sources.vet(&what, &path).map_err(Error::into_datafusion)?;
-        let sources = self.sources.clone();
-        let format = self.format;
-        // Planning is synchronous here; opening a file (schema inference) is not.
-        block_on(async move { sources.open_vetted(&what, &path, Some(format), vetted).await })
-    }
-}
-
-/// Run `fut` to completion from synchronous code inside or outside a Tokio runtime.
-fn block_on<T: Send + 'static>(
-    fut: impl std::future::Future<Output = Result<T>> + Send + 'static,
-) -> Result<T> {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(|| handle.block_on(fut))
-        }
-        _ => std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| DataFusionError::External(Box::new(e)))?
-                .block_on(fut)
-        })
-        .join()
-        .unwrap_or_else(|_| {
-            Err(DataFusionError::Internal(
-                "a file could not be opened (thread failed)".into(),
-            ))
-        }),
-    }
 }
 
 impl Sources {

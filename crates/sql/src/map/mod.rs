@@ -1,0 +1,9 @@
+//! `RVBBIT MAP` and `RVBBIT RUN` statements (spec §4/§5): the grammar ([`parse`]) and the native
+//! execution of MAP ([`exec`], with its [`columns`]). `RVBBIT RUN` executes in `run_batch.rs`.
+
+mod columns;
+mod exec;
+mod parse;
+
+pub(crate) use exec::execute_map;
+pub(crate) use parse::{MapStatement, Verb, parse};

@@ -1,0 +1,422 @@
+//! What a wire statement is (parsed with sqlparser's PostgreSQL dialect): session commands the server
+//! answers itself (SET/RESET/SHOW of PostgreSQL parameters, transaction control) or SQL for the
+//! session ([`Sql`]), rewritten for the catalog (`rewrite.rs`) and rendered with its `$n` parameters
+//! bound as literals in the syntax tree (`bind.rs`); and the command tag of a statement.
+
+// `ErrorInfo` is pgwire's own error message type, which the protocol layer consumes as is; a statement
+// fails at most once, so its size on the error path does not matter.
+#![allow(clippy::result_large_err)]
+
+use datafusion::sql::sqlparser::ast::{
+    CopyTarget, Expr, ObjectName, ObjectNamePart, Reset, Set, Statement, Value, ValueWithSpan, VisitMut,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use pgwire::api::Type;
+use pgwire::error::ErrorInfo;
+
+use super::bind::Binder;
+pub(crate) use super::bind::Param;
+use super::errors::{error, state};
+use super::rewrite::CatalogRewriter;
+use crate::limits::Limits;
+
+/// One statement of a query string.
+#[derive(Clone, Debug)]
+pub(crate) enum Kind {
+    /// `SET name = value` of a PostgreSQL parameter (kept per connection).
+    SetParam {
+        /// Lower-case parameter name.
+        name: String,
+        /// The value; None for `DEFAULT`.
+        value: Option<String>,
+    },
+    /// `RESET name` / `RESET ALL` (None).
+    Reset(Option<String>),
+    /// `SHOW name` / `SHOW ALL`.
+    Show(String),
+    /// `BEGIN` / `START TRANSACTION`.
+    Begin,
+    /// `COMMIT` / `END`.
+    Commit,
+    /// `ROLLBACK` / `ABORT`.
+    Rollback,
+    /// `COPY … TO STDOUT` / `COPY … FROM STDIN`: refused (SQLSTATE 0A000), the copy sub-protocol is
+    /// not served.
+    Copy,
+    /// Accepted and ignored (SAVEPOINT, RELEASE, DISCARD, DEALLOCATE, SET TRANSACTION, …) with this tag.
+    Ignored(&'static str),
+    /// SQL for the session.
+    Sql(Sql),
+}
+
+/// SQL for the session: the parsed tree (None when sqlparser does not parse it: RVBBIT MAP, DataFusion
+/// extensions) and the original text.
+#[derive(Clone, Debug)]
+pub(crate) struct Sql {
+    /// The parsed statement, already rewritten for the catalog.
+    pub(crate) ast: Option<Box<Statement>>,
+    /// The text as the client sent it (used when there is no tree).
+    pub(crate) text: String,
+    /// Whether it reads `pg_catalog` tables (the session's catalog snapshot is refreshed first).
+    pub(crate) reads_catalog: bool,
+    /// Number of `$n` parameters (the highest n).
+    pub(crate) params: usize,
+}
+
+impl Sql {
+    /// The SQL to run, with `params` (text values and their types) bound as literals.
+    pub(crate) fn render(&self, params: &[Param]) -> Result<String, ErrorInfo> {
+        let Some(ast) = &self.ast else {
+            if params.is_empty() {
+                return Ok(self.text.clone());
+            }
+            return Err(error(
+                state::NOT_SUPPORTED,
+                "parameters ($1, $2, …) are not supported in this statement",
+                "put the values in the statement text, or use parameters in a plain SELECT",
+            ));
+        };
+        if params.is_empty() && self.params == 0 {
+            return Ok(ast.to_string());
+        }
+        let mut ast = ast.clone();
+        let mut binder = Binder { params, error: None };
+        // The binder keeps its error in `binder.error`; the visit's `ControlFlow` carries nothing.
+        let _ = ast.visit(&mut binder);
+        if let Some(e) = binder.error {
+            return Err(e);
+        }
+        Ok(ast.to_string())
+    }
+
+    /// The SQL with every `$n` replaced by a typed NULL (for describing a statement before it is bound).
+    pub(crate) fn render_unbound(&self, types: &[Option<Type>]) -> Option<String> {
+        let ast = self.ast.as_ref()?;
+        let nulls: Vec<Param> = (0..self.params)
+            .map(|i| Param {
+                value: None,
+                ty: types.get(i).cloned().flatten().unwrap_or(Type::UNKNOWN),
+            })
+            .collect();
+        let mut ast = ast.clone();
+        let mut binder = Binder {
+            params: &nulls,
+            error: None,
+        };
+        // The binder keeps its error in `binder.error`; the visit's `ControlFlow` carries nothing.
+        let _ = ast.visit(&mut binder);
+        binder.error.is_none().then(|| ast.to_string())
+    }
+}
+
+/// Split and classify a query string. A string sqlparser cannot parse is one statement for the session
+/// as it is (RVBBIT MAP, or an error the session reports with its position).
+#[cfg(test)]
+pub(crate) fn parse(sql: &str) -> Vec<Kind> {
+    parse_checked(sql, &Limits::default()).unwrap_or_default()
+}
+
+/// [`parse`] under `limits`: the text's size and statement count are checked before parsing, each
+/// parsed statement's depth before it is rewritten (a too-deep tree is taken apart, never recursed
+/// into). Call it on the SQL threads (parsing recurses up to the parser's recursion limit).
+///
+/// Errors: SQLSTATE 54000 (size, count) or 54001 (depth), with the rvbbit code RVB-Q006.
+pub(crate) fn parse_checked(sql: &str, limits: &Limits) -> Result<Vec<Kind>, ErrorInfo> {
+    let trimmed = sql.trim().trim_end_matches(';').trim();
+    if trimmed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dialect = PostgreSqlDialect {};
+    let refuse = |e: crate::error::Error| super::errors::from_sql_error(&e, sql);
+    let recursion = limits.parser_recursion(PARSER_RECURSION);
+    limits.check_text(sql, &dialect, recursion).map_err(refuse)?;
+    let parsed = Parser::new(&dialect)
+        .with_recursion_limit(recursion)
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_statements());
+    match parsed {
+        Ok(mut statements) if !statements.is_empty() => {
+            // Every statement is checked (and a deep one taken apart) before any is dropped.
+            let mut checked = Ok(());
+            for statement in &mut statements {
+                if let Err(e) = limits.check_tree(statement) {
+                    checked = Err(e);
+                }
+            }
+            checked.map_err(refuse)?;
+            Ok(statements.into_iter().map(classify).collect())
+        }
+        _ if is_copy_stream(trimmed) => Ok(vec![Kind::Copy]),
+        _ => Ok(vec![Kind::Sql(Sql {
+            ast: None,
+            text: trimmed.to_owned(),
+            reads_catalog: false,
+            params: 0,
+        })]),
+    }
+}
+
+/// sqlparser's default recursion limit (what `Parser::parse_sql` uses).
+const PARSER_RECURSION: usize = 50;
+
+fn classify(statement: Statement) -> Kind {
+    match &statement {
+        Statement::Set(set) => match set {
+            Set::SingleAssignment { variable, values, .. } => {
+                let name = object_name(variable);
+                if is_session_setting(&name) {
+                    return sql(statement);
+                }
+                let value = values_text(values);
+                if value.eq_ignore_ascii_case("default") {
+                    Kind::SetParam { name, value: None }
+                } else {
+                    Kind::SetParam {
+                        name,
+                        value: Some(value),
+                    }
+                }
+            }
+            Set::SetTimeZone { value, .. } => Kind::SetParam {
+                name: "timezone".into(),
+                value: Some(values_text(std::slice::from_ref(value))),
+            },
+            Set::SetNames { charset_name, .. } => Kind::SetParam {
+                name: "client_encoding".into(),
+                value: Some(charset_name.value.clone()),
+            },
+            _ => Kind::Ignored("SET"),
+        },
+        Statement::Reset(reset) => match &reset.reset {
+            Reset::ALL => Kind::Reset(None),
+            Reset::ConfigurationParameter(name) => Kind::Reset(Some(object_name(name))),
+        },
+        Statement::ShowVariable { variable } => {
+            let words: Vec<String> = variable.iter().map(|i| i.value.to_ascii_lowercase()).collect();
+            let spaced = words.join(" ");
+            let known = [
+                "transaction isolation level",
+                "time zone",
+                "session authorization",
+            ];
+            Kind::Show(if known.contains(&spaced.as_str()) {
+                spaced
+            } else {
+                words.join(".")
+            })
+        }
+        Statement::Copy {
+            target: CopyTarget::Stdin | CopyTarget::Stdout,
+            ..
+        } => Kind::Copy,
+        Statement::StartTransaction { .. } => Kind::Begin,
+        Statement::Commit { .. } => Kind::Commit,
+        Statement::Rollback { savepoint: None, .. } => Kind::Rollback,
+        Statement::Rollback { .. } => Kind::Ignored("ROLLBACK"),
+        Statement::Savepoint { .. } => Kind::Ignored("SAVEPOINT"),
+        Statement::ReleaseSavepoint { .. } => Kind::Ignored("RELEASE"),
+        Statement::Discard { .. } => Kind::Ignored("DISCARD ALL"),
+        Statement::Deallocate { .. } => Kind::Ignored("DEALLOCATE"),
+        _ => sql(statement),
+    }
+}
+
+fn sql(mut statement: Statement) -> Kind {
+    let mut rewriter = CatalogRewriter::default();
+    // The rewriter never breaks: what it finds is in its fields.
+    let _ = statement.visit(&mut rewriter);
+    let text = statement.to_string();
+    Kind::Sql(Sql {
+        ast: Some(Box::new(statement)),
+        text,
+        reads_catalog: rewriter.reads_catalog,
+        params: rewriter.placeholders.last().copied().unwrap_or(0),
+    })
+}
+
+/// A `COPY` through the client's stdin/stdout (what sqlparser could not parse, by its words).
+fn is_copy_stream(sql: &str) -> bool {
+    let upper = sql.to_ascii_uppercase();
+    upper.starts_with("COPY")
+        && upper
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|w| w == "STDIN" || w == "STDOUT")
+}
+
+/// `rvbbit.*` and `datafusion.*` settings belong to the session (DataFusion's SET).
+fn is_session_setting(name: &str) -> bool {
+    name.starts_with("rvbbit.") || name.starts_with("datafusion.")
+}
+
+fn object_name(name: &ObjectName) -> String {
+    name.0
+        .iter()
+        .map(|p| match p {
+            ObjectNamePart::Identifier(i) => i.value.to_ascii_lowercase(),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// The value of a SET as PostgreSQL shows it: strings without quotes, lists joined with ", ".
+fn values_text(values: &[Expr]) -> String {
+    values
+        .iter()
+        .map(|v| match v {
+            Expr::Value(ValueWithSpan {
+                value: Value::SingleQuotedString(s) | Value::DoubleQuotedString(s),
+                ..
+            }) => s.clone(),
+            Expr::Identifier(i) => i.value.clone(),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The command tag of a statement: `SELECT`, `INSERT`, `CREATE TABLE`, …
+pub(crate) fn command_tag(sql: &str) -> String {
+    let words: Vec<String> = sql
+        .split_whitespace()
+        .take(6)
+        .map(|w| w.trim_start_matches('(').to_ascii_uppercase())
+        .collect();
+    let first = words.first().map(String::as_str).unwrap_or("");
+    match first {
+        "SELECT" | "WITH" | "VALUES" | "TABLE" | "" => "SELECT".into(),
+        "CREATE" | "DROP" | "ALTER" => {
+            let mut tag = vec![first.to_owned()];
+            for w in words.iter().skip(1) {
+                if matches!(
+                    w.as_str(),
+                    "OR" | "REPLACE" | "TEMP" | "TEMPORARY" | "EXTERNAL" | "UNBOUNDED"
+                ) {
+                    continue;
+                }
+                tag.push(w.clone());
+                break;
+            }
+            tag.join(" ")
+        }
+        "RVBBIT" | "LARS" => "SELECT".into(),
+        other => other.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pgwire::types::DUPLICATE_MARK;
+
+    fn one(sql: &str) -> Kind {
+        parse(sql).into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn session_commands_are_recognised() {
+        assert!(
+            matches!(one("SET extra_float_digits = 3"), Kind::SetParam { ref name, value: Some(ref v) } if name == "extra_float_digits" && v == "3")
+        );
+        assert!(
+            matches!(one("SET application_name TO 'x y'"), Kind::SetParam { value: Some(ref v), .. } if v == "x y")
+        );
+        assert!(matches!(one("SET rvbbit.udf_errors = 'raise'"), Kind::Sql(_)));
+        assert!(matches!(one("RESET ALL"), Kind::Reset(None)));
+        assert!(
+            matches!(one("SHOW transaction isolation level"), Kind::Show(ref n) if n == "transaction isolation level")
+        );
+        assert!(matches!(one("BEGIN"), Kind::Begin));
+        assert!(matches!(one("START TRANSACTION"), Kind::Begin));
+        assert!(matches!(one("COMMIT"), Kind::Commit));
+        assert!(matches!(one("END"), Kind::Commit));
+        assert!(matches!(one("ROLLBACK"), Kind::Rollback));
+        assert!(matches!(one("COPY (SELECT 1) TO STDOUT"), Kind::Copy));
+        assert!(matches!(one("COPY t FROM STDIN WITH (FORMAT csv)"), Kind::Copy));
+        assert!(matches!(
+            one("COPY t TO STDOUT WITH (FORMAT binary, NOPE)"),
+            Kind::Copy
+        ));
+        assert!(matches!(one("COPY t TO 'out.csv'"), Kind::Sql(_)));
+        assert_eq!(parse("SELECT 1; SELECT 2").len(), 2);
+        assert!(parse(" ; ").is_empty());
+    }
+
+    #[test]
+    fn catalog_sql_is_rewritten() {
+        let Kind::Sql(s) = one(
+            "SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relname OPERATOR(pg_catalog.~) '^(t)$' COLLATE pg_catalog.default AND pg_catalog.pg_table_is_visible(c.oid) AND c.oid = 'pg_class'::regclass",
+        ) else {
+            panic!()
+        };
+        assert!(s.reads_catalog);
+        let text = s.render(&[]).unwrap();
+        assert!(text.contains("c.relname ~ '^(t)$'"), "{text}");
+        assert!(text.contains(" pg_table_is_visible(c.oid)"), "{text}");
+        assert!(text.contains("c.oid = 1259"), "{text}");
+        let Kind::Sql(s) = one("SELECT relname FROM pg_class") else {
+            panic!()
+        };
+        assert!(s.reads_catalog);
+        assert!(s.render(&[]).unwrap().contains("pg_catalog.pg_class"));
+        // DBeaver's `x.oid, x.*` and pgjdbc's `(information_schema._pg_expandarray(i.indkey)).n`
+        let Kind::Sql(s) = one(
+            "SELECT x.oid, x.*, (information_schema._pg_expandarray(i.indkey)).n AS k FROM pg_catalog.pg_class x, pg_catalog.pg_index i",
+        ) else {
+            panic!()
+        };
+        let text = s.render(&[]).unwrap();
+        assert!(
+            text.starts_with(&format!("SELECT x.oid AS \"oid{DUPLICATE_MARK}\", x.*, ")),
+            "{text}"
+        );
+        assert!(
+            text.contains("get_field(_pg_expandarray(i.indkey), 'n') AS k"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn parameters_become_typed_literals() {
+        let Kind::Sql(s) = one("SELECT $1 AS a, $2 AS b, $3 AS c") else {
+            panic!()
+        };
+        assert_eq!(s.params, 3);
+        let params = [
+            Param {
+                value: Some("it's".into()),
+                ty: Type::UNKNOWN,
+            },
+            Param {
+                value: Some("42".into()),
+                ty: Type::INT4,
+            },
+            Param {
+                value: None,
+                ty: Type::TEXT,
+            },
+        ];
+        let text = s.render(&params).unwrap();
+        assert_eq!(
+            text,
+            "SELECT 'it''s' AS a, CAST(42 AS INT) AS b, CAST(NULL AS TEXT) AS c"
+        );
+        let bad = [Param {
+            value: Some("4x".into()),
+            ty: Type::INT8,
+        }];
+        let Kind::Sql(s) = one("SELECT $1") else { panic!() };
+        assert_eq!(s.render(&bad).unwrap_err().code, "22P02");
+        assert_eq!(s.render(&[]).unwrap_err().code, "08P01");
+    }
+
+    #[test]
+    fn tags() {
+        assert_eq!(command_tag("select 1"), "SELECT");
+        assert_eq!(command_tag("CREATE TABLE t AS SELECT 1"), "CREATE TABLE");
+        assert_eq!(command_tag("create or replace view v as select 1"), "CREATE VIEW");
+        assert_eq!(command_tag("INSERT INTO t VALUES (1)"), "INSERT");
+        assert_eq!(command_tag("RVBBIT MAP 'x.yaml' USING (SELECT 1)"), "SELECT");
+    }
+}

@@ -1,0 +1,303 @@
+//! The simple and extended query protocols of one connection ([`Handler`], [`Parser`]): parse,
+//! describe, bind and execute, each through the connection's [`Conn`].
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::{Sink, SinkExt};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{DescribePortalResponse, DescribeStatementResponse, FieldInfo, Response};
+use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::extendedquery::Execute;
+use pgwire::messages::simplequery::Query;
+
+use super::classify::{Kind, Param};
+use super::errors::{error, state, user_error};
+use super::params;
+use super::types;
+
+use super::handler::{Conn, Prepared};
+
+/// The handlers of one connection.
+pub(crate) struct Handler {
+    pub(crate) conn: Arc<Conn>,
+    pub(crate) parser: Arc<Parser>,
+}
+
+/// The extended protocol's statement parser (plans to describe).
+pub(crate) struct Parser {
+    pub(crate) conn: Arc<Conn>,
+}
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        self.conn.ensure_ready(client)?;
+        let mut kinds = self.conn.parse(sql).await.map_err(PgWireError::UserError)?;
+        if kinds.len() > 1 {
+            return Err(user_error(error(
+                state::SYNTAX,
+                "cannot insert multiple commands into a prepared statement",
+                "send one statement per Parse, or use the simple query protocol",
+            )));
+        }
+        let mut prepared = Prepared {
+            kind: kinds.pop(),
+            types: types.to_vec(),
+            fields: None,
+        };
+        prepared.fields = self.conn.plan_fields(&prepared).await;
+        Ok(Some(prepared))
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        let count = match &stmt.kind {
+            Some(Kind::Sql(sql)) => sql.params,
+            _ => 0,
+        };
+        Ok((0..count.max(stmt.types.len()))
+            .map(|i| stmt.types.get(i).cloned().flatten().unwrap_or(Type::TEXT))
+            .collect())
+    }
+
+    fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        let fields = stmt.fields.clone().unwrap_or_default();
+        Ok(with_format(fields, format))
+    }
+}
+
+fn with_format(fields: Vec<FieldInfo>, format: Option<&Format>) -> Vec<FieldInfo> {
+    let Some(format) = format else {
+        return fields;
+    };
+    fields
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| {
+            FieldInfo::new(
+                f.name().to_owned(),
+                None,
+                None,
+                f.datatype().clone(),
+                types::field_format(format, i),
+            )
+            .with_type_size(f.type_size())
+        })
+        .collect()
+}
+
+/// Decode the bound parameters to text (binary values of the common types are converted).
+fn bound_params(portal: &Portal<Prepared>) -> PgWireResult<Vec<Param>> {
+    let mut out = Vec::with_capacity(portal.parameters.len());
+    for (i, raw) in portal.parameters.iter().enumerate() {
+        let ty = portal
+            .statement
+            .statement
+            .types
+            .get(i)
+            .cloned()
+            .flatten()
+            .unwrap_or(Type::UNKNOWN);
+        let Some(bytes) = raw else {
+            out.push(Param { value: None, ty });
+            continue;
+        };
+        let value = if portal.parameter_format.is_binary(i) {
+            params::decode_binary(bytes, &ty, i).map_err(user_error)?
+        } else {
+            String::from_utf8(bytes.to_vec()).map_err(|_| {
+                user_error(error(
+                    state::INVALID_TEXT,
+                    format!("parameter ${} is not valid UTF-8", i + 1),
+                    "send text parameters as UTF-8",
+                ))
+            })?
+        };
+        out.push(Param {
+            value: Some(value),
+            ty,
+        });
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Handler {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // Counted until the response (ReadyForQuery included) is written: shutdown waits for it.
+        let _busy = self.conn.server.busy();
+        self._on_query(client, query).await
+    }
+
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.conn.ensure_ready(client)?;
+        let mut responses = Vec::new();
+        let kinds = match self.conn.parse(query).await {
+            Ok(kinds) => kinds,
+            Err(info) => return Ok(vec![Response::Error(info)]),
+        };
+        for kind in kinds {
+            match self.conn.run(client, &kind, &[], &Format::UnifiedText).await {
+                Ok(r) => responses.push(r),
+                Err(PgWireError::UserError(info)) => {
+                    responses.push(Response::Error(info));
+                    break;
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        if responses.is_empty() {
+            responses.push(Response::EmptyQuery);
+        }
+        Ok(responses)
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Handler {
+    type Statement = Prepared;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Parser> {
+        self.parser.clone()
+    }
+
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let _busy = self.conn.server.busy();
+        let result = self._on_execute(client, message).await;
+        client.flush().await?;
+        result
+    }
+
+    async fn do_describe_statement<C>(
+        &self,
+        client: &mut C,
+        target: &StoredStatement<Prepared>,
+    ) -> PgWireResult<DescribeStatementResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &target.statement;
+        let params = self.parser.get_parameter_types(prepared)?;
+        let fields = match &prepared.fields {
+            Some(f) => f.clone(),
+            None => self.describe_by_running(client, prepared, &[]).await?,
+        };
+        Ok(DescribeStatementResponse::new(params, fields))
+    }
+
+    async fn do_describe_portal<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+    ) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &portal.statement.statement;
+        let fields = match &prepared.fields {
+            Some(f) => f.clone(),
+            None => {
+                let params = bound_params(portal)?;
+                self.describe_by_running(client, prepared, &params).await?
+            }
+        };
+        Ok(DescribePortalResponse::new(with_format(
+            fields,
+            Some(&portal.result_column_format),
+        )))
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.conn.ensure_ready(client)?;
+        let prepared = &portal.statement.statement;
+        let Some(kind) = &prepared.kind else {
+            return Ok(Response::EmptyQuery);
+        };
+        let params = bound_params(portal)?;
+        self.conn
+            .run(client, kind, &params, &portal.result_column_format)
+            .await
+    }
+}
+
+impl Handler {
+    /// Run a statement whose columns are only known by running it (RVBBIT MAP); keep the result for
+    /// the Execute that follows.
+    async fn describe_by_running<C>(
+        &self,
+        _client: &mut C,
+        prepared: &Prepared,
+        params: &[Param],
+    ) -> PgWireResult<Vec<FieldInfo>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let Some(Kind::Sql(sql)) = &prepared.kind else {
+            return Ok(Vec::new());
+        };
+        if sql.params > params.len() {
+            return Ok(Vec::new());
+        }
+        let text = sql.render(params).map_err(user_error)?;
+        let result = self.conn.execute(sql, &text).await?;
+        let fields = types::fields(&result.schema, &Format::UnifiedText);
+        self.conn
+            .early
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(text, result);
+        Ok(fields)
+    }
+}

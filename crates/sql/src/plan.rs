@@ -1,0 +1,151 @@
+//! Planning client SQL in a session ([`Planner`]): the session's dialect and `rvbbit.*` settings, the
+//! limits on the text and its depth, the file rule of the network doors, and the rows of a `USING`
+//! query. `SqlSession`, `RVBBIT MAP` and `RVBBIT RUN` plan through it.
+
+use std::sync::Arc;
+
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::DFParserBuilder;
+use datafusion::sql::sqlparser::dialect::{Dialect, dialect_from_str};
+use datafusion::sql::sqlparser::parser::ParserError;
+
+use crate::error::{Error, Result};
+use crate::limits::Limits;
+use crate::options::RvbbitOptions;
+use crate::shared::Shared;
+
+/// A session's context and shared state, borrowed to plan one statement.
+#[derive(Clone, Copy)]
+pub(crate) struct Planner<'a> {
+    /// The session's DataFusion context.
+    pub(crate) ctx: &'a SessionContext,
+    /// The session's shared state (runtime, statement, schema).
+    pub(crate) shared: &'a Shared,
+}
+
+impl Planner<'_> {
+    /// The `rvbbit.*` settings in force in this session.
+    pub(crate) fn rvbbit_options(&self) -> RvbbitOptions {
+        self.ctx
+            .state()
+            .config()
+            .options()
+            .extensions
+            .get::<RvbbitOptions>()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Plan ordinary SQL ([`Planner::checked_plan`]) and make it a DataFrame (DDL runs here).
+    pub(crate) async fn plan_and_check(&self, sql: &str) -> Result<datafusion::dataframe::DataFrame> {
+        let plan = self.checked_plan(sql).await?;
+        self.ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(Error::from_datafusion)
+    }
+
+    /// The session's SQL dialect (`datafusion.sql_parser.dialect`) and parser recursion limit
+    /// (`datafusion.sql_parser.recursion_limit`, capped by the limits).
+    pub(crate) fn dialect(&self) -> Result<(Box<dyn Dialect>, usize)> {
+        let state = self.ctx.state();
+        let options = &state.config().options().sql_parser;
+        let dialect = dialect_from_str(options.dialect).ok_or_else(|| Error::Argument {
+            message: format!(
+                "the SQL dialect `{}` (datafusion.sql_parser.dialect) is not known; use generic or \
+                 postgresql",
+                options.dialect.as_ref()
+            ),
+        })?;
+        let recursion = self.limits().parser_recursion(options.recursion_limit.get());
+        Ok((dialect, recursion))
+    }
+
+    /// Refuse a text over `limits.sql_query_bytes` or `limits.sql_statements`, before parsing.
+    pub(crate) fn check_text(&self, sql: &str) -> Result<()> {
+        let (dialect, recursion) = self.dialect()?;
+        self.limits().check_text(sql, dialect.as_ref(), recursion)
+    }
+
+    /// Parse one statement, check its depth against the limits, then plan it; in a network door's
+    /// session vet the files it names and check the plan against the file rule
+    /// ([`Settings::confine_files`]) before anything runs (DataFusion runs DDL while executing the plan).
+    pub(crate) async fn checked_plan(&self, sql: &str) -> Result<datafusion::logical_expr::LogicalPlan> {
+        let limits = self.limits();
+        let mut statements = {
+            // The dialect is not `Send`: it is gone before the first await.
+            let (dialect, recursion) = self.dialect()?;
+            limits.check_text(sql, dialect.as_ref(), recursion)?;
+            DFParserBuilder::new(sql)
+                .with_dialect(dialect.as_ref())
+                .with_recursion_limit(recursion)
+                .build()
+                .and_then(|mut parser| parser.parse_statements())
+                .map_err(|e| match e {
+                    DataFusionError::SQL(e, _) if matches!(*e, ParserError::RecursionLimitExceeded) => {
+                        limits.parser_too_deep(recursion)
+                    }
+                    other => Error::from_datafusion(other),
+                })?
+        };
+        // Every statement is checked (and a deep one taken apart) before any is dropped.
+        let mut checked = Ok(());
+        for statement in statements.iter_mut() {
+            if let Err(e) = limits.check_statement(statement) {
+                checked = Err(e);
+            }
+        }
+        checked?;
+        if statements.len() > 1 {
+            return Err(Error::Invalid {
+                message: "one statement at a time: this text holds several; send them one by one".into(),
+            });
+        }
+        let Some(mut statement) = statements.pop_front() else {
+            return Err(Error::Invalid {
+                message: "no SQL statement was provided".into(),
+            });
+        };
+        let sources = &self.shared.runtime.sources;
+        if sources.is_confined() {
+            sources.vet_statement(&mut statement)?;
+        }
+        let plan = self
+            .ctx
+            .state()
+            .statement_to_plan(statement)
+            .await
+            .map_err(Error::from_datafusion)?;
+        sources.check_plan(&plan)?;
+        Ok(plan)
+    }
+
+    /// The limits on client SQL of the session's runtime.
+    pub(crate) fn limits(&self) -> Limits {
+        self.shared.runtime.settings.limits
+    }
+
+    /// The rows of `input_sql` (a query asking for one row more than `limit`): its columns, its rows cut
+    /// at `limit`, and whether there were more.
+    pub(crate) async fn limited_rows(
+        &self,
+        input_sql: &str,
+        limit: u64,
+    ) -> Result<(SchemaRef, RecordBatch, bool)> {
+        let df = self.plan_and_check(input_sql).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await.map_err(Error::from_datafusion)?;
+        let mut input = concat_batches(&schema, &batches).map_err(|e| Error::Execution {
+            message: e.to_string(),
+        })?;
+        let truncated = input.num_rows() as u64 > limit;
+        if truncated {
+            input = input.slice(0, usize::try_from(limit).unwrap_or(usize::MAX));
+        }
+        Ok((schema, input, truncated))
+    }
+}

@@ -1,0 +1,204 @@
+//! One SQL statement's state ([`Statement`]): its caller id, counters, memo of answers, loaded cascades,
+//! `PARALLEL` limit and budget, cache hits ([`HitSummary`]) and notes for the user; and the answer of one
+//! distinct call ([`Answer`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rvbbit_core::CallerId;
+use rvbbit_engine::CancellationToken;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::{OnceCell, Semaphore};
+
+use crate::cascade::LoadedCascade;
+
+/// The answer to one distinct call.
+#[derive(Clone, Debug)]
+pub(crate) enum Answer {
+    /// The value (text for `rvbbit_udf`, the result document for `rvbbit_run`).
+    Ok(Value),
+    /// The call failed: a message with the error code, and for `rvbbit_run` the failure document.
+    Failed { message: String, document: Value },
+}
+
+/// Counters of one statement.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) runs: AtomicU64,
+    pub(crate) llm_calls: AtomicU64,
+    pub(crate) cache_hits: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    /// Calls not made because the statement's budget was spent.
+    pub(crate) skipped: AtomicU64,
+    pub(crate) cost_micros: AtomicI64,
+    pub(crate) avoided_micros: AtomicI64,
+}
+
+/// How many keys a `cache_hit` summary event names in full (the rest by the digest).
+pub(crate) const HIT_KEY_SAMPLE: usize = 8;
+
+/// The cache hits of one statement, recorded as one `cache_hit` event when it ends: how many per
+/// function, and the keys by reference (a SHA-256 over every hit key in the order served, plus the first
+/// [`HIT_KEY_SAMPLE`] keys), so a statement of 100,000 hits writes one small event.
+#[derive(Default)]
+pub(crate) struct HitSummary {
+    /// Hits of `rvbbit_udf`, `rvbbit_run` and `rvbbit_run_batch`.
+    pub(crate) by_function: [u64; 3],
+    /// SHA-256 over the hit keys, each followed by a newline.
+    digest: Sha256,
+    /// The first keys served.
+    pub(crate) sample: Vec<String>,
+}
+
+impl std::fmt::Debug for HitSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HitSummary")
+            .field("by_function", &self.by_function)
+            .field("sample", &self.sample)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HitSummary {
+    /// Count a hit of the function at `function` (0 `rvbbit_udf`, 1 `rvbbit_run`, 2 `rvbbit_run_batch`)
+    /// with the cache key `key`.
+    pub(crate) fn add(&mut self, function: usize, key: &str) {
+        if let Some(n) = self.by_function.get_mut(function) {
+            *n += 1;
+        }
+        self.digest.update(key.as_bytes());
+        self.digest.update(b"\n");
+        if self.sample.len() < HIT_KEY_SAMPLE {
+            self.sample.push(key.to_owned());
+        }
+    }
+
+    /// The hits counted.
+    pub(crate) fn count(&self) -> u64 {
+        self.by_function.iter().sum()
+    }
+
+    /// The metadata of the summary event: `count`, `avoided_cost_micro_usd`, `functions` (hits per
+    /// function name) and `keys` (`sha256` over every key, `sample` of the first ones).
+    pub(crate) fn metadata(&self, avoided_micros: i64) -> Value {
+        let mut functions = Map::new();
+        for (name, n) in ["rvbbit_udf", "rvbbit_run", "rvbbit_run_batch"]
+            .iter()
+            .zip(self.by_function)
+        {
+            if n > 0 {
+                functions.insert((*name).to_owned(), json!(n));
+            }
+        }
+        json!({
+            "summary": true,
+            "count": self.count(),
+            "avoided_cost_micro_usd": avoided_micros,
+            "functions": functions,
+            "keys": {
+                "sha256": hex::encode(self.digest.clone().finalize()),
+                "sample": self.sample,
+            },
+        })
+    }
+}
+
+/// One SQL statement: its caller id, counters, memo of answers and loaded cascades.
+#[derive(Debug)]
+pub(crate) struct Statement {
+    pub(crate) caller_id: CallerId,
+    pub(crate) counters: Counters,
+    memo: Mutex<HashMap<String, Arc<OnceCell<Answer>>>>,
+    /// Final answers by argument tuple (see `udf::args_key`): later batches skip the cache key.
+    answered: Mutex<HashMap<String, Answer>>,
+    /// Cascades loaded by the statement, by reference (a failure is kept as its message).
+    pub(crate) cascades: Mutex<HashMap<String, Result<Arc<LoadedCascade>, String>>>,
+    pub(crate) first_error: Mutex<Option<String>>,
+    /// The statement's cache hits, for its one `cache_hit` event.
+    pub(crate) hits: Mutex<HitSummary>,
+    /// `PARALLEL n` of a MAP statement: at most n of its calls at once (below the runtime's limit).
+    pub(crate) parallel: std::sync::OnceLock<Arc<Semaphore>>,
+    /// `budget_dollars` of a MAP statement, in micro-dollars: no new call starts once the statement's
+    /// committed cost reached it.
+    pub(crate) budget: std::sync::OnceLock<i64>,
+    /// Messages for the user besides failures (a MAP input cut at its LIMIT).
+    pub(crate) notes: Mutex<Vec<String>>,
+    /// Cancelled when the statement is abandoned (its future dropped, as on a CancelRequest): its
+    /// runs stop and are recorded as `cancelled`.
+    pub(crate) cancel: CancellationToken,
+    /// The invocation metadata every run of the statement records (spec §6: origin, trigger, query).
+    pub(crate) metadata: Value,
+    /// In a cascade's `sql_data` cell: the calling run, whose children the statement's runs are.
+    pub(crate) parent: Option<rvbbit_engine::ChildRuns>,
+}
+
+impl Statement {
+    /// A statement of `caller_id`, with no parent run and empty metadata.
+    pub(crate) fn new(caller_id: CallerId) -> Self {
+        Statement {
+            caller_id,
+            counters: Counters::default(),
+            memo: Mutex::new(HashMap::new()),
+            answered: Mutex::new(HashMap::new()),
+            cascades: Mutex::new(HashMap::new()),
+            first_error: Mutex::new(None),
+            hits: Mutex::new(HitSummary::default()),
+            parallel: std::sync::OnceLock::new(),
+            budget: std::sync::OnceLock::new(),
+            notes: Mutex::new(Vec::new()),
+            cancel: CancellationToken::new(),
+            metadata: Value::Object(serde_json::Map::new()),
+            parent: None,
+        }
+    }
+
+    /// Make the statement's runs children of the run calling `sql_data`.
+    pub(crate) fn with_parent(mut self, parent: rvbbit_engine::ChildRuns) -> Statement {
+        self.cancel = parent.cancel_token();
+        self.parent = Some(parent);
+        self
+    }
+
+    /// Set the invocation metadata of the statement's runs.
+    pub(crate) fn with_metadata(mut self, metadata: Value) -> Statement {
+        self.metadata = metadata;
+        self
+    }
+
+    /// The memo cells of the calls keyed `keys` (one lock for the whole batch).
+    pub(crate) fn cells<'k>(&self, keys: impl Iterator<Item = &'k str>) -> Vec<Arc<OnceCell<Answer>>> {
+        let mut memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+        keys.map(|key| match memo.get(key) {
+            Some(cell) => cell.clone(),
+            None => {
+                let cell = Arc::new(OnceCell::new());
+                memo.insert(key.to_owned(), cell.clone());
+                cell
+            }
+        })
+        .collect()
+    }
+
+    /// The answer an earlier batch of this statement got for the same arguments.
+    pub(crate) fn known_answer(&self, args: &str) -> Option<Answer> {
+        let answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
+        answered.get(args).cloned()
+    }
+
+    /// Remember a batch's answers by their arguments for the statement's later batches.
+    pub(crate) fn remember_answers(&self, answers: impl IntoIterator<Item = (String, Answer)>) {
+        let mut answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
+        answered.extend(answers);
+    }
+
+    /// Count a failed call and keep the statement's first error for its NOTICE.
+    pub(crate) fn note_error(&self, message: &str) {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+        if first.is_none() {
+            *first = Some(message.to_owned());
+        }
+    }
+}
