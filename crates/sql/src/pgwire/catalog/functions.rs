@@ -1,0 +1,228 @@
+//! The catalog functions PostgreSQL clients call (`format_type`, `pg_table_is_visible`,
+//! `current_database()`, `pg_get_userbyid`, …): constants of the connection or simple functions of
+//! their first argument.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Int32Array, ListBuilder, StringArray, StringBuilder, new_null_array,
+};
+use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::error::Result;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility,
+};
+
+use super::pg_type::type_sql_name;
+use super::{Identity, SCHEMA};
+
+/// The catalog functions.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Func {
+    /// A constant text.
+    Text(String),
+    /// A constant boolean.
+    Bool(bool),
+    /// A constant int4.
+    Int(i32),
+    /// NULL text.
+    NullText,
+    /// The first argument as text.
+    FirstArg,
+    /// `format_type(oid, typmod)`.
+    FormatType,
+    /// `pg_get_userbyid(oid)`.
+    UserById(String),
+    /// `current_schemas(bool)`.
+    CurrentSchemas,
+    /// `information_schema._pg_expandarray(array)`: a set-returning function in PostgreSQL, called by
+    /// pgjdbc's `getPrimaryKeys`/`getIndexInfo` over `pg_index`, which is empty here; a NULL `(x, n)`.
+    ExpandArray,
+    /// `quote_ident(text)`.
+    QuoteIdent,
+    /// `pg_encoding_to_char(int)`.
+    Encoding,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(super) struct PgFunction {
+    name: &'static str,
+    func: Func,
+    signature: Signature,
+}
+
+pub(super) fn functions(id: &Identity<'_>, pid: i32) -> Vec<PgFunction> {
+    let f = |name: &'static str, func: Func| PgFunction {
+        name,
+        func,
+        signature: Signature::one_of(
+            vec![
+                TypeSignature::Nullary,
+                TypeSignature::Any(1),
+                TypeSignature::Any(2),
+                TypeSignature::Any(3),
+            ],
+            Volatility::Stable,
+        ),
+    };
+    let mut all = vec![
+        f("current_database", Func::Text(id.database.to_owned())),
+        f("current_catalog", Func::Text(id.database.to_owned())),
+        f("current_schema", Func::Text("public".into())),
+        f("current_user", Func::Text(id.user.to_owned())),
+        f("session_user", Func::Text(id.user.to_owned())),
+        f("user", Func::Text(id.user.to_owned())),
+        f("version", Func::Text(version())),
+        f("current_schemas", Func::CurrentSchemas),
+        f("pg_get_userbyid", Func::UserById(id.user.to_owned())),
+        f("format_type", Func::FormatType),
+        f("pg_get_expr", Func::FirstArg),
+        f("quote_ident", Func::QuoteIdent),
+        f("pg_encoding_to_char", Func::Encoding),
+        f("pg_backend_pid", Func::Int(pid)),
+        f("pg_is_in_recovery", Func::Bool(false)),
+        f("pg_relation_is_publishable", Func::Bool(false)),
+        f("pg_size_pretty", Func::FirstArg),
+        f("_pg_expandarray", Func::ExpandArray),
+    ];
+    for name in [
+        "pg_table_is_visible",
+        "pg_type_is_visible",
+        "pg_function_is_visible",
+        "has_table_privilege",
+        "has_schema_privilege",
+        "has_database_privilege",
+        "has_column_privilege",
+        "has_function_privilege",
+        "has_any_column_privilege",
+    ] {
+        all.push(f(name, Func::Bool(true)));
+    }
+    for name in [
+        "obj_description",
+        "col_description",
+        "shobj_description",
+        "pg_get_indexdef",
+        "pg_get_constraintdef",
+        "pg_get_viewdef",
+        "pg_get_triggerdef",
+        "pg_get_ruledef",
+        "pg_get_partkeydef",
+        "pg_get_function_result",
+        "pg_get_function_arguments",
+        "pg_get_statisticsobjdef_columns",
+        "pg_tablespace_location",
+    ] {
+        all.push(f(name, Func::NullText));
+    }
+    all
+}
+
+/// The row type of `_pg_expandarray`: the element `x` and its 1-based position `n`.
+fn expand_array_type() -> DataType {
+    DataType::Struct(
+        vec![
+            Field::new("x", DataType::Int64, true),
+            Field::new("n", DataType::Int64, true),
+        ]
+        .into(),
+    )
+}
+
+/// What `version()` returns.
+pub(crate) fn version() -> String {
+    format!(
+        "PostgreSQL 16.0 (rvbbit {}) on DataFusion {}",
+        env!("CARGO_PKG_VERSION"),
+        datafusion::DATAFUSION_VERSION
+    )
+}
+
+impl ScalarUDFImpl for PgFunction {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(match self.func {
+            Func::Bool(_) => DataType::Boolean,
+            Func::Int(_) => DataType::Int32,
+            Func::CurrentSchemas => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            Func::ExpandArray => expand_array_type(),
+            _ => DataType::Utf8,
+        })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let arg_text = |i: usize, row: usize| -> Option<String> {
+            let a = arrays.get(i)?;
+            if a.is_null(row) {
+                return None;
+            }
+            let options = datafusion::arrow::util::display::FormatOptions::new();
+            datafusion::arrow::util::display::ArrayFormatter::try_new(a.as_ref(), &options)
+                .ok()
+                .map(|f| f.value(row).to_string())
+        };
+        let array: ArrayRef = match &self.func {
+            Func::Text(s) => Arc::new(StringArray::from(vec![s.as_str(); rows])),
+            Func::Bool(b) => Arc::new(BooleanArray::from(vec![*b; rows])),
+            Func::Int(i) => Arc::new(Int32Array::from(vec![*i; rows])),
+            Func::NullText => Arc::new(StringArray::from(vec![None::<&str>; rows])),
+            Func::FirstArg => Arc::new((0..rows).map(|r| arg_text(0, r)).collect::<StringArray>()),
+            Func::UserById(user) => Arc::new(
+                (0..rows)
+                    .map(|r| arg_text(0, r).map(|_| user.clone()))
+                    .collect::<StringArray>(),
+            ),
+            Func::Encoding => Arc::new(StringArray::from(vec!["UTF8"; rows])),
+            Func::ExpandArray => new_null_array(&expand_array_type(), rows),
+            Func::QuoteIdent => Arc::new(
+                (0..rows)
+                    .map(|r| {
+                        arg_text(0, r).map(|s| {
+                            let plain = s
+                                .chars()
+                                .next()
+                                .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+                                && s.chars()
+                                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                            if plain {
+                                s
+                            } else {
+                                format!("\"{}\"", s.replace('"', "\"\""))
+                            }
+                        })
+                    })
+                    .collect::<StringArray>(),
+            ),
+            Func::FormatType => Arc::new(
+                (0..rows)
+                    .map(|r| {
+                        arg_text(0, r)
+                            .and_then(|s| s.parse::<u32>().ok())
+                            .map(type_sql_name)
+                    })
+                    .collect::<StringArray>(),
+            ),
+            Func::CurrentSchemas => {
+                let mut b = ListBuilder::new(StringBuilder::new());
+                for r in 0..rows {
+                    if arg_text(0, r).as_deref() == Some("true") {
+                        b.values().append_value(SCHEMA);
+                    }
+                    b.values().append_value("public");
+                    b.append(true);
+                }
+                Arc::new(b.finish())
+            }
+        };
+        Ok(ColumnarValue::Array(array))
+    }
+}
