@@ -45,6 +45,7 @@
 
 mod cells;
 mod checkpoint;
+mod children;
 mod compose;
 mod emit;
 mod engine;
@@ -60,7 +61,7 @@ mod table;
 mod template;
 pub mod tools;
 
-pub use compose::ChildRuns;
+pub use children::ChildRuns;
 pub use engine::{Engine, MAX_DEPTH, MAX_STEPS};
 pub use error::{Error, Result};
 pub use outcome::{LineageEntry, Outcome};
