@@ -1,181 +1,24 @@
-//! Composition (§5.6): child runs of a session — `sub_cascades`, `async_cascades`, cascades used as tools
-//! and validator cascades.
-//!
-//! A child is an ordinary [`Engine::run`] with the parent's engine (writer, provider, registry), caller id
-//! and a child of its cancel token, a `parent_session_id` link, the root session of the tree and a depth one
-//! deeper (refused past [`MAX_DEPTH`] with RVB-E004). Child files are resolved like the validator resolves
-//! them (a path relative to the referring file and its parents, contained; else a cascade id in the tool
-//! directories), then loaded and validated before they run (RVB-E006 otherwise).
+//! Composition (§5.6) as cells see it: `sub_cascades` (run before the cell's own work, their state and
+//! lineage merged back), `async_cascades` (started at a trigger, joined before the run ends) and the
+//! [`Scope`] of a run that its children start in. Starting, linking and loading child runs is in
+//! `children.rs`.
 
-use std::collections::HashSet;
-use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 
-use rvbbit_cascade::catalog::Origin as CatalogOrigin;
-use rvbbit_cascade::model::{AsyncTrigger, Cascade, Cell};
-use rvbbit_cascade::validate::{Options, validate_loaded};
-use rvbbit_cascade::{Catalog, Severity, load_file_with, resolve_cascade_ref, search_bases};
-use rvbbit_core::{CallerId, EventKind, MicroUsd, SessionId, SessionStatus};
+use rvbbit_cascade::model::{AsyncTrigger, Cell};
+use rvbbit_core::{EventKind, SessionStatus};
 use serde_json::{Map, Value, json};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-use crate::engine::{Engine, MAX_DEPTH};
+use crate::children::{Pending, Scope, child_error, child_future, hex6, prepare, run_child, session_id};
 use crate::error::{Error, Result};
-use crate::outcome::Outcome;
-use crate::request::RunRequest;
 use crate::run::Run;
-
-/// The place of a run in its run tree, and its children.
-#[derive(Debug)]
-pub(crate) struct Composition {
-    depth: u32,
-    root_session_id: SessionId,
-    cascade_file: Option<PathBuf>,
-    /// Child session ids handed out by this run (`<sid>_sub`, `<sid>_sub_1`, ...).
-    used: HashSet<String>,
-    /// Async cascades in flight.
-    pending: Vec<Pending>,
-    /// Totals of children started by tools (cascade tools), added to the run at its end.
-    children: ChildTotals,
-    /// Inside a candidate branch: its index, which child ids carry (`<base>_c<i>`) so concurrent
-    /// branches never share one.
-    branch: Option<u32>,
-}
-
-/// Cost and call counts of finished children, shared with the tools that start them, and the tasks the
-/// synchronous children run on (each child is its own task, so deep nesting never deepens the stack).
-#[derive(Clone, Debug, Default)]
-pub(crate) struct ChildTotals {
-    totals: Arc<Mutex<(MicroUsd, u32, u32)>>,
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl ChildTotals {
-    pub(crate) fn add(&self, outcome: &Outcome) {
-        if let Ok(mut t) = self.totals.lock() {
-            t.0 += outcome.cost;
-            t.1 += outcome.llm_calls;
-            t.2 += outcome.tool_calls;
-        }
-    }
-
-    /// Wait for every child task (after a cancellation, the children finish marking themselves cancelled
-    /// and flushing before their parent ends).
-    async fn join(&self) {
-        loop {
-            let next = self.tasks.lock().ok().and_then(|mut t| t.pop());
-            let Some(handle) = next else { break };
-            if let Err(e) = handle.await {
-                tracing::warn!(error = %e, "A child run's task failed");
-            }
-        }
-    }
-
-    fn take(&self) -> (MicroUsd, u32, u32) {
-        self.totals
-            .lock()
-            .map(|mut t| std::mem::replace(&mut *t, (MicroUsd::ZERO, 0, 0)))
-            .unwrap_or((MicroUsd::ZERO, 0, 0))
-    }
-}
-
-#[derive(Debug)]
-struct Pending {
-    cell: String,
-    what: String,
-    session_id: SessionId,
-    handle: JoinHandle<Outcome>,
-}
-
-impl Composition {
-    pub(crate) fn new(request: &RunRequest, session_id: &SessionId) -> Self {
-        Composition {
-            depth: request.depth,
-            root_session_id: request
-                .root_session_id
-                .clone()
-                .unwrap_or_else(|| session_id.clone()),
-            cascade_file: request.cascade_file.clone(),
-            used: HashSet::new(),
-            pending: Vec::new(),
-            children: ChildTotals::default(),
-            branch: None,
-        }
-    }
-
-    /// The composition of candidate branch `index` of this run: the same place in the run tree and the
-    /// same child totals, its own child ids. (Async cascades started inside a branch are not awaited by
-    /// the parent run.)
-    pub(crate) fn for_branch(&self, index: u32) -> Self {
-        Composition {
-            depth: self.depth,
-            root_session_id: self.root_session_id.clone(),
-            cascade_file: self.cascade_file.clone(),
-            used: HashSet::new(),
-            pending: Vec::new(),
-            children: self.children.clone(),
-            branch: Some(index),
-        }
-    }
-
-    /// Nesting depth of this run (root 0).
-    pub(crate) fn depth(&self) -> u32 {
-        self.depth
-    }
-
-    /// The root of this run's tree.
-    pub(crate) fn root(&self) -> &SessionId {
-        &self.root_session_id
-    }
-
-    /// `base` the first time, then `base_1`, `base_2`, ... so children of one run never share an id.
-    pub(crate) fn child_id(&mut self, base: &str) -> String {
-        let base = match self.branch {
-            Some(i) => format!("{base}_c{i}"),
-            None => base.to_owned(),
-        };
-        let base = base.as_str();
-        let mut id = base.to_owned();
-        let mut n = 0;
-        while !self.used.insert(id.clone()) {
-            n += 1;
-            id = format!("{base}_{n}");
-        }
-        id
-    }
-}
-
-/// What starting a child run needs from its parent; tools get it through their
-/// [`crate::tools::ToolContext`].
-#[derive(Clone)]
-pub(crate) struct Scope {
-    pub(crate) engine: Engine,
-    pub(crate) session_id: SessionId,
-    pub(crate) root_session_id: SessionId,
-    pub(crate) depth: u32,
-    pub(crate) caller_id: CallerId,
-    pub(crate) cancel: CancellationToken,
-    pub(crate) cascade_file: Option<PathBuf>,
-    pub(crate) model: Option<String>,
-    pub(crate) children: ChildTotals,
-}
-
-impl std::fmt::Debug for Scope {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scope")
-            .field("session_id", &self.session_id)
-            .field("depth", &self.depth)
-            .finish_non_exhaustive()
-    }
-}
+use crate::tools::ChildRunner;
 
 impl Run<'_> {
     /// The file of the cascade being run, when it came from one (child refs are relative to it).
     pub(crate) fn compose_file(&self) -> Option<&Path> {
-        self.compose.cascade_file.as_deref()
+        self.compose.cascade_file()
     }
 
     /// The scope children of this run are started in.
@@ -183,215 +26,19 @@ impl Run<'_> {
         Scope {
             engine: self.engine.clone(),
             session_id: self.session_id.clone(),
-            root_session_id: self.compose.root_session_id.clone(),
-            depth: self.compose.depth,
+            root_session_id: self.compose.root().clone(),
+            depth: self.compose.depth(),
             caller_id: self.emit.caller().clone(),
             cancel: self.cancel.clone(),
-            cascade_file: self.compose.cascade_file.clone(),
+            cascade_file: self.compose.cascade_file().map(Path::to_path_buf),
             model: self.model_override.clone(),
-            children: self.compose.children.clone(),
+            children: self.compose.children().clone(),
         }
     }
-}
 
-/// A child cascade, resolved, loaded and validated.
-#[derive(Debug)]
-pub(crate) struct Child {
-    pub(crate) cascade: Cascade,
-    pub(crate) path: PathBuf,
-    pub(crate) text: Option<String>,
-}
-
-/// Resolve `reference` like the validator does: a path relative to `from`'s directory or its parents (or
-/// the engine's roots) that stays inside that directory, else a cascade id (or file stem) found in the
-/// tool directories (`traits/`, `tackle/`, `skills/`, `cascades/`) there.
-pub(crate) fn resolve(
-    engine: &Engine,
-    from: Option<&Path>,
-    reference: &str,
-) -> std::result::Result<PathBuf, String> {
-    let mut bases = match from {
-        Some(f) => search_bases(f),
-        None => vec![PathBuf::from(".")],
-    };
-    bases.extend(engine.roots.iter().cloned());
-    if let Some(found) = resolve_cascade_ref(reference, &bases)? {
-        return Ok(found);
-    }
-    let mut catalog = Catalog::default();
-    for base in &bases {
-        catalog.discover_under(base);
-    }
-    if let Some(CatalogOrigin::Cascade(path)) = catalog.get(reference) {
-        return Ok(path.clone());
-    }
-    Err(format!(
-        "`{reference}` was not found: it is neither a file relative to {} nor a cascade id in their {} directories",
-        bases
-            .iter()
-            .map(|b| format!("`{}`", b.display()))
-            .collect::<Vec<_>>()
-            .join(", "),
-        rvbbit_cascade::catalog::TOOL_DIRS.join("/")
-    ))
-}
-
-/// Load and validate the cascade at `path` with the engine's registry; any validation error refuses it.
-pub(crate) fn load(engine: &Engine, path: &Path) -> std::result::Result<Child, String> {
-    let mut catalog = Catalog::builtin();
-    engine.registry.fill_catalog(&mut catalog);
-    let options = Options {
-        strict: false,
-        roots: engine.roots.clone(),
-    };
-    let report = validate_loaded(load_file_with(path, &engine.limits), &mut catalog, &options);
-    if let Some(d) = report
-        .diagnostics()
-        .iter()
-        .find(|d| d.severity == Severity::Error)
-    {
-        let at = match (&report.loaded.source, d.span) {
-            (Some(src), Some(span)) => {
-                let lc = src.line_col(span.start);
-                format!(":{}:{}", lc.line, lc.col)
-            }
-            _ => String::new(),
-        };
-        return Err(format!(
-            "{}{at} is not a valid cascade: [{}] {} (run `rvbbit validate {}`)",
-            path.display(),
-            d.code.code,
-            d.message,
-            path.display()
-        ));
-    }
-    match report.loaded.document.as_ref().and_then(|d| d.cascade().cloned()) {
-        Some(cascade) => Ok(Child {
-            cascade,
-            path: path.to_path_buf(),
-            text: report.loaded.source.as_ref().map(|s| s.text().to_owned()),
-        }),
-        None => Err(format!("{} is a tool definition, not a cascade", path.display())),
-    }
-}
-
-/// Resolve, load and validate a child named by `reference` from the run's cascade file.
-pub(crate) fn prepare(scope: &Scope, cell: &str, reference: &str, what: &str) -> Result<Child> {
-    check_depth(scope, cell, what)?;
-    let path = resolve(&scope.engine, scope.cascade_file.as_deref(), reference)
-        .map_err(|message| invalid(cell, what, message))?;
-    load(&scope.engine, &path).map_err(|message| invalid(cell, what, message))
-}
-
-/// Load and validate the child cascade at `path` (already resolved).
-pub(crate) fn prepare_path(scope: &Scope, cell: &str, path: &Path, what: &str) -> Result<Child> {
-    check_depth(scope, cell, what)?;
-    load(&scope.engine, path).map_err(|message| invalid(cell, what, message))
-}
-
-fn check_depth(scope: &Scope, cell: &str, what: &str) -> Result<()> {
-    if scope.depth + 1 > MAX_DEPTH {
-        return Err(Error::MaxDepth {
-            cell: cell.to_owned(),
-            what: what.to_owned(),
-            depth: scope.depth + 1,
-            limit: MAX_DEPTH,
-        });
-    }
-    Ok(())
-}
-
-fn invalid(cell: &str, what: &str, message: String) -> Error {
-    Error::ChildInvalid {
-        cell: cell.to_owned(),
-        what: what.to_owned(),
-        message,
-    }
-}
-
-/// Run `child` as a child session of `scope`, on its own task (tracked, so the parent waits for it even
-/// when it is cancelled mid-way).
-pub(crate) async fn run_child(
-    scope: &Scope,
-    child: Child,
-    input: Value,
-    session_id: SessionId,
-) -> Result<Outcome> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    // If the caller stops waiting (a tool timeout, a cancelled cell), the child is cancelled too.
-    let cancel = scope.cancel.child_token();
-    let guard = cancel.clone().drop_guard();
-    let fut = child_future(scope, child, input, session_id.clone(), cancel);
-    let handle = tokio::spawn(async move {
-        // The receiver is gone only when the parent was dropped; the child still finished and flushed.
-        let _ = tx.send(fut.await);
-    });
-    if let Ok(mut tasks) = scope.children.tasks.lock() {
-        tasks.push(handle);
-    }
-    let outcome = rx.await.map_err(|_| {
-        Error::Internal(format!(
-            "the child session `{session_id}` ended without an outcome (its task panicked)"
-        ))
-    });
-    guard.disarm();
-    outcome
-}
-
-/// The future of a child run of `scope` (boxed: runs nest).
-pub(crate) fn child_future(
-    scope: &Scope,
-    child: Child,
-    input: Value,
-    session_id: SessionId,
-    cancel: CancellationToken,
-) -> Pin<Box<dyn Future<Output = Outcome> + Send + 'static>> {
-    let mut request = RunRequest::new(child.cascade);
-    request.input = input;
-    request.session_id = Some(session_id);
-    request.model = scope.model.clone();
-    request.cascade_file = Some(child.path);
-    request.cascade_text = child.text;
-    request.cancel = cancel;
-    link(scope, &mut request);
-    let engine = scope.engine.clone();
-    Box::pin(async move { engine.run(request).await })
-}
-
-/// Make `request` a child of `scope`'s run: its caller, parent, root and depth.
-fn link(scope: &Scope, request: &mut RunRequest) {
-    request.caller_id = scope.caller_id.clone();
-    request.parent_session_id = Some(scope.session_id.clone());
-    request.root_session_id = Some(scope.root_session_id.clone());
-    request.depth = scope.depth + 1;
-}
-
-/// A session id from `base`, or `base` made valid (children of user-given ids stay valid ids).
-pub(crate) fn session_id(base: &str) -> SessionId {
-    base.parse().unwrap_or_else(|_| SessionId::new_woodland())
-}
-
-/// Six random hex digits (from a fresh woodland id, which comes from a CSPRNG).
-pub(crate) fn hex6() -> String {
-    let id = SessionId::new_woodland();
-    let tail = id.as_str().rsplit('-').next().unwrap_or("000000");
-    tail.chars().take(6).collect()
-}
-
-/// The child's error, or a clear one when it ended without one.
-pub(crate) fn child_error(cell: &str, what: &str, outcome: Outcome) -> Error {
-    match outcome.error {
-        Some(Error::Cancelled) => Error::Cancelled,
-        Some(e) => Error::Child {
-            cell: cell.to_owned(),
-            what: what.to_owned(),
-            child_session: outcome.session_id.to_string(),
-            source: Box::new(e),
-        },
-        None => Error::Internal(format!(
-            "the child session `{}` ended `{}` without an error",
-            outcome.session_id, outcome.status
-        )),
+    /// The scope the children of this run's tool calls start in (cascade tools, [`crate::ChildRuns`]).
+    pub(crate) fn tool_scope(&self) -> Arc<dyn ChildRunner> {
+        Arc::new(self.scope())
     }
 }
 
@@ -535,7 +182,7 @@ pub(crate) async fn start_async(run: &mut Run<'_>, cell: &Cell, trigger: AsyncTr
             session_id.clone(),
             scope.cancel.child_token(),
         ));
-        run.compose.pending.push(Pending {
+        run.compose.push_pending(Pending {
             cell: cell.name.clone(),
             what,
             session_id,
@@ -547,10 +194,10 @@ pub(crate) async fn start_async(run: &mut Run<'_>, cell: &Cell, trigger: AsyncTr
 /// Wait for the async cascades still running (they stop early when the run was cancelled: their tokens
 /// are children of the run's). A failure is an `error` event and a warning, never the run's failure.
 pub(crate) async fn join_async(run: &mut Run<'_>) {
-    run.compose.children.join().await;
-    let (cost, llm, tools) = run.compose.children.take();
+    run.compose.children().join().await;
+    let (cost, llm, tools) = run.compose.children().take();
     run.add_calls(cost, llm, tools);
-    for p in std::mem::take(&mut run.compose.pending) {
+    for p in run.compose.take_pending() {
         let problem = match p.handle.await {
             Ok(outcome) => {
                 run.absorb(&outcome);
@@ -593,100 +240,5 @@ pub(crate) async fn join_async(run: &mut Run<'_>) {
             tracing::info!(session_id = %run.session_id, "{message}");
             run.warn(message);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn child_ids_of_one_run_never_repeat() {
-        let cascade: Cascade = serde_json::from_value(json!({"cascade_id": "c", "cells": []})).unwrap();
-        let request = RunRequest::new(cascade);
-        let sid: SessionId = "quiet-heron-abcdef".parse().unwrap();
-        let mut c = Composition::new(&request, &sid);
-        assert_eq!(c.root_session_id, sid);
-        assert_eq!(c.child_id("s_sub"), "s_sub");
-        assert_eq!(c.child_id("s_sub"), "s_sub_1");
-        assert_eq!(c.child_id("s_ward"), "s_ward");
-        assert_eq!(c.child_id("s_sub"), "s_sub_2");
-    }
-
-    #[test]
-    fn hex6_is_six_hex_digits_and_bad_ids_fall_back_to_woodland() {
-        let h = hex6();
-        assert_eq!(h.len(), 6);
-        assert!(h.chars().all(|c| c.is_ascii_hexdigit()), "{h}");
-        assert_eq!(session_id("abc_sub").as_str(), "abc_sub");
-        assert_ne!(session_id("has space").as_str(), "has space");
-    }
-}
-
-/// For tools that start runs of their own (`sql_data` calling `rvbbit_run` per row): the calling run's
-/// engine and identity, and [`ChildRuns::run`] to run a request as its child. Get it from
-/// [`crate::tools::ToolContext::child_runs`].
-#[derive(Clone)]
-pub struct ChildRuns {
-    scope: Scope,
-}
-
-impl std::fmt::Debug for ChildRuns {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChildRuns")
-            .field("session_id", &self.scope.session_id)
-            .field("depth", &self.scope.depth)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ChildRuns {
-    pub(crate) fn new(scope: Scope) -> ChildRuns {
-        ChildRuns { scope }
-    }
-
-    /// The engine running the calling run (its provider, writer, store, tools and roots).
-    pub fn engine(&self) -> &Engine {
-        &self.scope.engine
-    }
-
-    /// The calling run's session.
-    pub fn session_id(&self) -> &SessionId {
-        &self.scope.session_id
-    }
-
-    /// The calling run's caller (children share it).
-    pub fn caller_id(&self) -> &CallerId {
-        &self.scope.caller_id
-    }
-
-    /// The calling run's cascade file, when it came from one (relative references start next to it).
-    pub fn cascade_file(&self) -> Option<&Path> {
-        self.scope.cascade_file.as_deref()
-    }
-
-    /// The calling run's `--model` override, if any.
-    pub fn model(&self) -> Option<&str> {
-        self.scope.model.as_deref()
-    }
-
-    /// A token cancelled when the calling run is (give it to each child request).
-    pub fn cancel_token(&self) -> CancellationToken {
-        self.scope.cancel.child_token()
-    }
-
-    /// Run `request` as a child of the calling run: the same caller, `parent_session_id`/root/depth
-    /// linked, cancelled with the caller (keep [`ChildRuns::cancel_token`] in the request, or any
-    /// token of your own), and its cost and calls added to the caller's totals. A child deeper than
-    /// [`MAX_DEPTH`] is not started (RVB-E004).
-    pub async fn run(&self, mut request: RunRequest, cell: &str) -> Result<Outcome> {
-        check_depth(&self.scope, cell, "child run started by a tool")?;
-        link(&self.scope, &mut request);
-        if request.model.is_none() {
-            request.model = self.scope.model.clone();
-        }
-        let outcome = self.scope.engine.run(request).await;
-        self.scope.children.add(&outcome);
-        Ok(outcome)
     }
 }

@@ -15,10 +15,11 @@
 //! `token_budget` is enforced before every model call (`cells/budget.rs`). Tools live in the [`tools::Registry`]; other crates add theirs with
 //! [`tools::Registry::register`].
 //!
-//! Composition (`compose.rs`, `cells/wards.rs`): `sub_cascades`, `async_cascades`, cascades used as tools
-//! ([`tools::CascadeTool`]) and validator cascades run as child sessions through the same
-//! [`Engine::run`] — with the parent's caller id, writer and (child) cancel token, a `parent_session_id`
-//! link and a depth limited to [`MAX_DEPTH`]. Wards judge a cell's input, turns and output.
+//! Composition (`compose.rs`, `children.rs`, `cells/wards.rs`): `sub_cascades`, `async_cascades`,
+//! cascades used as tools ([`tools::CascadeTool`]) and validator cascades run as child sessions through
+//! the same [`Engine::run`] — with the parent's caller id, writer and (child) cancel token, a
+//! `parent_session_id` link and a depth limited to [`MAX_DEPTH`]. Wards judge a cell's input, turns and
+//! output.
 //!
 //! Humans in the loop (`cells/hitl.rs`): a cell's `human_input`, screen cells and the `ask_human` tool
 //! wait through one path that records a signal and a checkpoint and asks the engine's [`human::Human`];
@@ -45,6 +46,7 @@
 
 mod cells;
 mod checkpoint;
+mod children;
 mod compose;
 mod emit;
 mod engine;
@@ -60,7 +62,7 @@ mod table;
 mod template;
 pub mod tools;
 
-pub use compose::ChildRuns;
+pub use children::ChildRuns;
 pub use engine::{Engine, MAX_DEPTH, MAX_STEPS};
 pub use error::{Error, Result};
 pub use outcome::{LineageEntry, Outcome};

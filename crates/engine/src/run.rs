@@ -80,7 +80,7 @@ pub(crate) struct Run<'a> {
     /// Set inside a candidate branch (`cells/takes.rs`): its index, the factor, sampling overrides.
     pub(crate) branch: Option<crate::cells::plans::Branch>,
     /// Child runs: the run tree position, child ids, async cascades in flight.
-    pub(crate) compose: crate::compose::Composition,
+    pub(crate) compose: crate::children::Composition,
     /// The session record (updated when the run waits for a human).
     pub(crate) session: Session,
     /// Human-in-the-loop bookkeeping (a resumed wait, `ask_human` answers of the current cell).
@@ -100,7 +100,7 @@ pub(crate) struct Parts<'a> {
     pub(crate) session_id: SessionId,
     pub(crate) session_dir: PathBuf,
     pub(crate) cancel: CancellationToken,
-    pub(crate) compose: crate::compose::Composition,
+    pub(crate) compose: crate::children::Composition,
     pub(crate) session: Session,
 }
 

@@ -59,7 +59,7 @@ impl Engine {
             session_id: session_id.clone(),
             session_dir: std::env::temp_dir().join(format!("rvbbit-{}", session_id.as_str())),
             cancel: request.cancel.clone(),
-            compose: crate::compose::Composition::new(&request, &session_id),
+            compose: crate::children::Composition::new(&request, &session_id),
             session: session.clone(),
         });
         if let Some(r) = resume {

@@ -81,7 +81,7 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
         previous: run.lineage.last().map(|l| l.output.clone()),
         input: run.input.clone(),
         timeout,
-        scope: Some(run.scope()),
+        scope: Some(run.tool_scope()),
     };
     let mut last_err = None;
     for attempt in 1..=attempts {

@@ -104,7 +104,7 @@ impl Turns {
             previous: run.lineage.last().map(|l| l.output.clone()),
             input: run.input.clone(),
             timeout: None,
-            scope: Some(run.scope()),
+            scope: Some(run.tool_scope()),
         };
         Turns {
             model,

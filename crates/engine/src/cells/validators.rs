@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::process::Command;
 
 use super::call::{call_model, extract_json};
-use crate::compose;
+use crate::children;
 use crate::error::{Error, Result};
 use crate::run::Run;
 use crate::tools::{ToolContext, ToolError};
@@ -90,7 +90,7 @@ fn tool_ctx(run: &Run<'_>, cell: &Cell) -> ToolContext {
         previous: None,
         input: run.input.clone(),
         timeout: None,
-        scope: Some(run.scope()),
+        scope: Some(run.tool_scope()),
     }
 }
 
@@ -176,7 +176,7 @@ async fn named_check(
                 Some(p) => p.to_path_buf(),
                 None => return tool_check(run, cell, name, serde_json::Map::new(), content).await,
             },
-            None => match compose::resolve(run.engine, run.compose_file(), name) {
+            None => match children::resolve(run.engine, run.compose_file(), name) {
                 Ok(p) => p,
                 Err(why) => {
                     return Err(Error::CellFailed {
@@ -232,17 +232,17 @@ async fn cascade_check(
 ) -> Result<(bool, String)> {
     let what = format!("validator cascade `{name}`");
     let scope = run.scope();
-    let child = compose::prepare_path(&scope, &cell.name, path, &what)?;
+    let child = children::prepare_path(&scope, &cell.name, path, &what)?;
     let base = match purpose {
         Purpose::LoopUntil(attempt) => format!("{}_validator_{attempt}", run.session_id),
         Purpose::Ward => format!("{}_ward", run.session_id),
     };
     let sid = run.compose.child_id(&base);
     let input = json!({"content": content, "original_input": run.input});
-    let outcome = compose::run_child(&scope, child, input, compose::session_id(&sid)).await?;
+    let outcome = children::run_child(&scope, child, input, children::session_id(&sid)).await?;
     run.absorb(&outcome);
     if outcome.status != rvbbit_core::SessionStatus::Completed {
-        return Err(compose::child_error(&cell.name, &what, outcome));
+        return Err(children::child_error(&cell.name, &what, outcome));
     }
     Ok(match &outcome.output {
         Value::String(text) => match extract_json(text) {

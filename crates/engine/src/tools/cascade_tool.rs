@@ -11,7 +11,6 @@ use rvbbit_core::SessionStatus;
 use serde_json::{Map, Value, json};
 
 use super::{SideEffect, Tool, ToolContext, ToolError};
-use crate::compose;
 
 /// A cascade file callable as a tool, named by its `cascade_id` (or file stem).
 #[derive(Debug)]
@@ -97,13 +96,10 @@ impl Tool for CascadeTool {
             }
         };
         let what = format!("cascade tool `{}`", self.name);
-        let child = compose::prepare_path(scope, &ctx.cell_name, &self.path, &what)
-            .map_err(|e| ToolError::Failed(format!("[{}] {e}", e.code().code)))?;
-        let sid = format!("tool_{}_{}", self.cascade_id, compose::hex6());
-        let outcome = compose::run_child(scope, child, input, compose::session_id(&sid))
-            .await
-            .map_err(|e| ToolError::Failed(e.to_string()))?;
-        scope.children.add(&outcome);
+        let base = format!("tool_{}", self.cascade_id);
+        let outcome = scope
+            .run_cascade_file(&ctx.cell_name, &what, &self.path, &base, input)
+            .await?;
         match outcome.status {
             SessionStatus::Completed => Ok(outcome.output),
             status => Err(ToolError::Failed(format!(

@@ -68,7 +68,7 @@ impl DeclarativeTool {
     /// The run's template environment (its limits and cancellation), or the defaults outside a run.
     fn templates(ctx: &ToolContext) -> Templates {
         match &ctx.scope {
-            Some(scope) => Templates::new(scope.engine.limits(), scope.cancel.clone()),
+            Some(scope) => Templates::new(scope.limits(), scope.cancel().clone()),
             None => Templates::new(&LimitsConfig::default(), CancellationToken::new()),
         }
     }
@@ -220,11 +220,10 @@ impl DeclarativeTool {
             .steps
             .as_deref()
             .ok_or_else(|| missing(&self.def, "steps"))?;
-        let registry = ctx
-            .scope
-            .as_ref()
-            .map(|s| s.engine.registry.clone())
-            .ok_or_else(|| ToolError::Failed("a composite tool needs a run to call its steps in".into()))?;
+        let registry =
+            ctx.scope.as_ref().map(|s| s.registry()).ok_or_else(|| {
+                ToolError::Failed("a composite tool needs a run to call its steps in".into())
+            })?;
         let mut done: Vec<Value> = Vec::new();
         let mut last = Value::Null;
         for (i, step) in steps.iter().enumerate() {
@@ -365,7 +364,7 @@ impl Tool for DeclarativeTool {
 /// README.md`, a cascade input such as `{"directory": "."}`) mean the same thing as the cascade's own
 /// references. `None` outside a run or when the file is unknown (the session directory is used then).
 fn cascade_dir(ctx: &ToolContext) -> Option<PathBuf> {
-    let file = ctx.scope.as_ref()?.cascade_file.as_deref()?;
+    let file = ctx.scope.as_ref()?.cascade_file()?;
     let dir = match file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

@@ -24,6 +24,9 @@ use rvbbit_cascade::Catalog;
 use rvbbit_cascade::catalog::Origin;
 use rvbbit_core::SessionId;
 use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::outcome::Outcome;
 
 pub use cascade_tool::CascadeTool;
 pub use declarative::DeclarativeTool;
@@ -81,14 +84,40 @@ pub struct ToolContext {
     /// The time limit of this call, when the cell set one.
     pub timeout: Option<Duration>,
     /// Where child runs of the calling session start (cascade tools); `None` outside a run.
-    pub(crate) scope: Option<crate::compose::Scope>,
+    /// [`ToolContext::child_runs`] (in `children.rs`) gives tools of other crates its public face.
+    pub(crate) scope: Option<Arc<dyn ChildRunner>>,
 }
 
-impl ToolContext {
-    /// Start runs as children of the calling run (`None` outside a run, e.g. a tool called directly).
-    pub fn child_runs(&self) -> Option<crate::compose::ChildRuns> {
-        self.scope.clone().map(crate::compose::ChildRuns::new)
-    }
+/// How a tool starts child runs of the run that calls it. Tools sit below the engine, so they see the
+/// engine only through this trait; the engine implements it for the scope of each run (`children.rs`).
+#[async_trait]
+pub(crate) trait ChildRunner: std::any::Any + Send + Sync {
+    /// The engine's `[limits]` (templates rendered by tools stay within them).
+    fn limits(&self) -> &rvbbit_core::config::LimitsConfig;
+
+    /// The calling run's cancellation.
+    fn cancel(&self) -> &CancellationToken;
+
+    /// The engine's tool registry (composite tools call their steps from it).
+    fn registry(&self) -> Arc<Registry>;
+
+    /// The calling run's cascade file, when it came from one.
+    fn cascade_file(&self) -> Option<&Path>;
+
+    /// Run the cascade file at `path` as a child session `<base>_<6 hex digits>` of the calling run, with
+    /// `input`: loaded and validated first (`what` names it in errors), its cost and calls added to the
+    /// caller's totals. The outcome may be a failed or cancelled run.
+    ///
+    /// # Errors
+    /// [`ToolError::Failed`] when the child cannot start (too deep, an invalid file) or its task failed.
+    async fn run_cascade_file(
+        &self,
+        cell: &str,
+        what: &str,
+        path: &Path,
+        base: &str,
+        input: Value,
+    ) -> Result<Outcome, ToolError>;
 }
 
 impl fmt::Debug for ToolContext {
