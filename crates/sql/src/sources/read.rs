@@ -8,8 +8,8 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::Expr;
 use datafusion::scalar::ScalarValue;
 
-use crate::error::Error;
 use super::{Format, Sources};
+use crate::error::Error;
 
 /// `read_csv_auto('file')` and friends.
 #[derive(Debug)]
