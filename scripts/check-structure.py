@@ -11,6 +11,9 @@ a strongly connected group of more than one module. The baseline (scripts/struct
 the cycles, the functions over MAX_FN_LINES and the files over MAX_FILE_LINES that exist today: CI fails
 on a new cycle (or a larger one), on a function or file newly over its limit, and on one that grew past
 its recorded length. Shrinking is always allowed; `--bless` records it so it cannot grow back.
+
+In every crate (sources, tests and benches), a `let _ =` that drops a result must say why: a comment on
+its line or on the lines just above it (one comment may cover a run of them). This rule has no baseline.
 """
 import json
 import re
@@ -147,6 +150,23 @@ def measure():
     return result
 
 
+def unexplained_drops():
+    """Every `let _ =` in the workspace's crates without a comment on its line or just above it."""
+    found = []
+    for path in sorted((ROOT / "crates").rglob("*.rs")):
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if not re.search(r"\blet _ =", line) or "//" in line:
+                continue
+            # A comment above a run of `let _ =` lines covers the run.
+            j = i - 1
+            while j >= 0 and (not lines[j].strip() or re.search(r"\blet _ =", lines[j])):
+                j -= 1
+            if j < 0 or not lines[j].strip().startswith("//"):
+                found.append(f"{path.relative_to(ROOT)}:{i + 1}: {line.strip()}")
+    return found
+
+
 def report(now):
     for crate, m in now.items():
         print(f"{crate}: {len(m['cycles'])} module cycle(s), {len(m['long_functions'])} function(s) over "
@@ -186,6 +206,7 @@ def main():
         return 0
     base = json.loads(BASELINE.read_text()) if BASELINE.exists() else {}
     problems = worse(now, base)
+    problems += [f"a dropped result without a comment saying why: {d}" for d in unexplained_drops()]
     for p in problems:
         print(f"error: {p}", file=sys.stderr)
     if problems:

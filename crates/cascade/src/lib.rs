@@ -8,7 +8,7 @@
 //!   typed [`model::Cascade`] and a spanned tree, collecting [`Diagnostic`]s instead of stopping.
 //! - [`validate::validate_file`]: all semantic checks (targets, tools, validators, cycles, templates,
 //!   output schemas) against a [`Catalog`] of known tools.
-//! - [`render`]: diagnostics as text with a source excerpt and caret; [`Diagnostic::to_json`] for machines.
+//! - [`render()`](fn@render): diagnostics as text with a source excerpt and caret; [`Diagnostic::to_json`] for machines.
 //! - [`schema::export`]: the JSON Schema of the language for editors.
 //!
 //! ```

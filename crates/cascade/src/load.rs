@@ -570,7 +570,7 @@ mod tests {
         fs::create_dir_all(project.join("sub")).unwrap();
         fs::write(project.join("sub/child.yaml"), "cascade_id: c\ncells: []\n").unwrap();
         fs::write(dir.path().join("outside.yaml"), "cascade_id: o\ncells: []\n").unwrap();
-        let bases = vec![project.clone()];
+        let bases = vec![project];
         let found = resolve_cascade_ref("sub/child.json", &bases).unwrap().unwrap();
         assert!(found.ends_with("sub/child.yaml"), "{}", found.display());
         assert_eq!(resolve_cascade_ref("sub/missing.json", &bases), Ok(None));

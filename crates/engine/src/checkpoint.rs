@@ -1,4 +1,4 @@
-//! Checkpoints and resume: what a waiting run saves, and how [`Engine::resume`] continues it in another
+//! Checkpoints and resume: what a waiting run saves, and how [`Engine::resume`](crate::Engine::resume) continues it in another
 //! process without re-running the cells that completed (OBSERVABILITY.md §6.2 Proposed).
 //!
 //! When a run waits for a human, the checkpoint (in the store's `checkpoints` table) carries a

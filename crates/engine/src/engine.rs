@@ -150,7 +150,7 @@ impl Engine {
     /// a session id or an engine without a store.
     ///
     /// # Errors
-    /// [`Error::Store`] with a `Conflict` (RVB-S006, exit 5) naming the id when it exists; other store
+    /// [`Error::Store`](crate::Error::Store) with a `Conflict` (RVB-S006, exit 5) naming the id when it exists; other store
     /// errors.
     pub async fn reserve_session(&self, request: &RunRequest) -> Result<()> {
         let (Some(store), Some(id)) = (&self.store, &request.session_id) else {

@@ -67,6 +67,7 @@ fn main() {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = tokio::spawn(server.serve(listener, async move {
+            // Dropped sender or a stop signal: either way the server stops.
             let _ = stopped.await;
         }));
         let http = reqwest::Client::new();
@@ -128,6 +129,7 @@ fn main() {
             for i in 0..520 {
                 let t = Instant::now();
                 let r = http.get(format!("{base}{path}")).send().await.unwrap();
+                // The body is read to time the whole response; its bytes are not needed.
                 let _ = r.bytes().await.unwrap();
                 if i >= 20 {
                     ms.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -135,6 +137,7 @@ fn main() {
             }
             report(name, ms, None);
         }
+        // The server may already be gone; the timeout below judges the stop.
         let _ = stop.send(());
         tokio::time::timeout(Duration::from_secs(30), serving)
             .await

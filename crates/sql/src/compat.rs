@@ -115,16 +115,13 @@ fn parse_path(path: &str) -> std::result::Result<Vec<Step>, String> {
             })
             .collect());
     }
-    let rest = match path.strip_prefix('$') {
-        Some(r) => r,
-        None => {
-            // Shorthand: a bare key path.
-            return Ok(path
-                .split('.')
-                .filter(|s| !s.is_empty())
-                .map(|s| Step::Key(s.to_owned()))
-                .collect());
-        }
+    let Some(rest) = path.strip_prefix('$') else {
+        // Shorthand: a bare key path.
+        return Ok(path
+            .split('.')
+            .filter(|s| !s.is_empty())
+            .map(|s| Step::Key(s.to_owned()))
+            .collect());
     };
     let mut steps = Vec::new();
     let chars: Vec<char> = rest.chars().collect();

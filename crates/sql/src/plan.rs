@@ -73,7 +73,7 @@ impl Planner<'_> {
 
     /// Parse one statement, check its depth against the limits, then plan it; in a network door's
     /// session vet the files it names and check the plan against the file rule
-    /// ([`Settings::confine_files`]) before anything runs (DataFusion runs DDL while executing the plan).
+    /// ([`Settings::confine_files`](crate::runtime::Settings::confine_files)) before anything runs (DataFusion runs DDL while executing the plan).
     pub(crate) async fn checked_plan(&self, sql: &str) -> Result<datafusion::logical_expr::LogicalPlan> {
         let limits = self.limits();
         let mut statements = {

@@ -362,11 +362,13 @@ impl Task {
                                 }
                                 Msg::Flush(f) | Msg::Shutdown(f) => {
                                     self.write().await;
+                                    // The flusher may have stopped waiting (timeout); the events are written either way.
                                     let _ = f.send(self.stats.clone());
                                 }
                             }
                         }
                         self.write().await;
+                        // The caller may have stopped waiting; the stats are only informative.
                         let _ = reply.send(self.stats.clone());
                         return;
                     }

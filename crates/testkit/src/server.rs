@@ -34,6 +34,15 @@ pub enum Script {
     Rule(Rule),
 }
 
+impl std::fmt::Debug for Script {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Script::Sequence(replies) => f.debug_tuple("Sequence").field(&replies.len()).finish(),
+            Script::Rule(_) => f.write_str("Rule(..)"),
+        }
+    }
+}
+
 impl Script {
     /// Replies in order, then echoes.
     pub fn sequence(replies: impl IntoIterator<Item = Reply>) -> Script {
@@ -81,8 +90,16 @@ pub struct TestServer {
     task: Option<JoinHandle<()>>,
 }
 
+impl std::fmt::Debug for TestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Options for [`TestServer::start_with`].
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Options {
     /// How replies are chosen.
     pub script: Script,

@@ -111,7 +111,7 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
                         output::json(&json!({"status": "ok", "total": total.first(), "by_day": by_day}))?
                     }
                     Format::Text => {
-                        let mut days = by_day.clone();
+                        let mut days = by_day;
                         days.sort_by(|a, b| a.key.cmp(&b.key));
                         let mut text = rows_text("TOTAL", &total);
                         text.push('\n');

@@ -92,6 +92,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // Best-effort cleanup: the process may already have exited.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -183,6 +183,7 @@ impl Example {
             .unwrap();
         let server = rt.block_on(TestServer::start(Script::rule(scripted)));
         let file = recording(self.name);
+        // The recording may not exist yet.
         let _ = std::fs::remove_file(&file);
         let out = self
             .command(dir, "--record", &file)

@@ -172,6 +172,7 @@ fn the_studio_works_in_a_real_browser_on_a_laptop_and_a_phone() {
     let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
 
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("studio-e2e");
+    // The artifacts of an earlier run may not exist.
     let _ = std::fs::remove_dir_all(&artifacts);
     let mut node = Command::new("node");
     if let Some(dir) = std::env::var_os("RVBBIT_SCREENSHOTS_DIR") {
@@ -192,6 +193,7 @@ fn the_studio_works_in_a_real_browser_on_a_laptop_and_a_phone() {
 
     // Stop the server gracefully before judging, so a failure still leaves a clean machine.
     let pid = server.id().to_string();
+    // The server may already have exited; `wait` below judges how it ended.
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
     let status = server.wait().unwrap();
     let log = log.join().unwrap_or_default();

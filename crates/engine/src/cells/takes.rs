@@ -2,7 +2,7 @@
 //!
 //! `factor` branches (or the sum of the per-model factors of a `models` map) run concurrently, at most
 //! `max_parallel` (default 3) at once. Each branch is a full attempt of the cell (turn loop, tools,
-//! `output_schema`, `loop_until`) on its own copy of the run ([`fork`]): a snapshot of the state, the
+//! `output_schema`, `loop_until`) on its own copy of the run ([`Run::fork`](crate::run::Run::fork)): a snapshot of the state, the
 //! outputs and the lineage, with `candidate_index`/`sounding_index`/`take_index`, `candidate_factor`
 //! (and the era aliases) and `is_candidate`/`is_sounding`/`is_take` set for its templates. Every event of
 //! a branch carries its `candidate_index`; its costs, calls and warnings are added to the run.

@@ -145,6 +145,7 @@ impl PyServer {
 
 impl Drop for PyServer {
     fn drop(&mut self) {
+        // Best-effort cleanup: the process may already have exited.
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

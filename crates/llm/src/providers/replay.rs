@@ -75,6 +75,14 @@ pub struct Recorder<P> {
     file: Arc<RecordFile>,
 }
 
+impl<P> std::fmt::Debug for Recorder<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("path", &self.file.path)
+            .finish_non_exhaustive()
+    }
+}
+
 struct RecordFile {
     path: PathBuf,
     file: tokio::sync::Mutex<tokio::fs::File>,

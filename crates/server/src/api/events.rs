@@ -210,7 +210,7 @@ enum Phase {
 
 /// The live stream: `connected`, then every event after the cursor (replayed, then live), then
 /// `complete`. Ends early (without `complete`) when the server shuts down; the client reconnects with
-/// its last cursor and loses nothing. Every stream of a session reads the same shared [`feed::Feed`].
+/// its last cursor and loses nothing. Every stream of a session reads the same shared [`Feed`](super::feed::Feed).
 fn live(state: Arc<AppState>, id: SessionId, after: i64) -> impl Stream<Item = Item> {
     let feed = state.feeds.follow(&state, &id);
     let changes = feed.subscribe();
@@ -290,5 +290,6 @@ async fn websocket(mut socket: WebSocket, state: Arc<AppState>, id: SessionId, a
             }
         }
     }
+    // The peer may already be gone; the close frame is a courtesy.
     let _ = socket.send(Message::Close(None)).await;
 }

@@ -10,6 +10,14 @@
 
 use std::fmt::Write as _;
 
+/// `write!` into a `String`.
+macro_rules! w {
+    ($($arg:tt)*) => {
+        // Writing into a String cannot fail: its `fmt::Result` carries nothing to handle.
+        let _ = write!($($arg)*);
+    };
+}
+
 /// The colours of the series, as CSS classes `s0`..`s7` (the stylesheet picks light and dark tones).
 pub(crate) const PALETTE: usize = 8;
 
@@ -129,7 +137,7 @@ pub(crate) fn line_chart(id: &str, title: &str, unit: Unit, labels: &[String], s
     let y = |v: f64| TOP + plot_h - plot_h * (v / top).clamp(0.0, 1.0);
     let mut svg = String::new();
     let names: Vec<&str> = series.iter().map(|s| s.name.as_str()).collect();
-    let _ = write!(
+    w!(
         svg,
         "<svg class=\"chart line\" id=\"{id}\" role=\"img\" aria-labelledby=\"{id}-title {id}-desc\" \
          viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"100%\" preserveAspectRatio=\"xMidYMid meet\">\
@@ -151,7 +159,7 @@ pub(crate) fn line_chart(id: &str, title: &str, unit: Unit, labels: &[String], s
     for step in 0..=steps {
         let v = top * f64::from(step) / 4.0;
         let yy = y(v);
-        let _ = write!(
+        w!(
             svg,
             "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\"/>\
              <text class=\"axis\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
@@ -173,7 +181,7 @@ pub(crate) fn line_chart(id: &str, title: &str, unit: Unit, labels: &[String], s
             } else {
                 "middle"
             };
-            let _ = write!(
+            w!(
                 svg,
                 "<text class=\"axis\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">{}</text>",
                 x(i),
@@ -189,13 +197,13 @@ pub(crate) fn line_chart(id: &str, title: &str, unit: Unit, labels: &[String], s
         for (i, v) in s.values.iter().enumerate().take(n) {
             match v {
                 Some(v) => {
-                    let _ = write!(d, "{}{:.1},{:.1} ", if pen_down { "L" } else { "M" }, x(i), y(*v));
+                    w!(d, "{}{:.1},{:.1} ", if pen_down { "L" } else { "M" }, x(i), y(*v));
                     pen_down = true;
                 }
                 None => pen_down = false,
             }
         }
-        let _ = write!(
+        w!(
             svg,
             "<g class=\"series {class}\" data-series=\"{}\"><path d=\"{}\"/>",
             xml(&s.name),
@@ -203,7 +211,7 @@ pub(crate) fn line_chart(id: &str, title: &str, unit: Unit, labels: &[String], s
         );
         for (i, v) in s.values.iter().enumerate().take(n) {
             if let Some(v) = v {
-                let _ = write!(
+                w!(
                     svg,
                     "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\"><title>{}</title></circle>",
                     x(i),
@@ -260,7 +268,7 @@ pub(crate) fn waterfall(id: &str, bars: &[Bar], total_us: i64) -> String {
         .filter_map(|b| b.route.as_ref().map(|r| format!("{} → {r}", b.label)))
         .collect();
     let mut svg = String::new();
-    let _ = write!(
+    w!(
         svg,
         "<svg class=\"chart waterfall\" id=\"{id}\" role=\"img\" aria-labelledby=\"{id}-title {id}-desc\" \
          viewBox=\"0 0 {width} {height:.0}\" width=\"100%\"><title id=\"{id}-title\">Waterfall of the session's cells and calls</title>\
@@ -279,7 +287,7 @@ pub(crate) fn waterfall(id: &str, bars: &[Bar], total_us: i64) -> String {
     // A time axis: 0, ½ and the end.
     for (frac, anchor) in [(0.0, "start"), (0.5, "middle"), (1.0, "end")] {
         let xx = LABEL_W + plot_w * frac;
-        let _ = write!(
+        w!(
             svg,
             "<line class=\"grid\" x1=\"{xx:.1}\" x2=\"{xx:.1}\" y1=\"14\" y2=\"{height:.0}\"/>\
              <text class=\"axis\" x=\"{xx:.1}\" y=\"11\" text-anchor=\"{anchor}\">{}</text>",
@@ -300,7 +308,7 @@ pub(crate) fn waterfall(id: &str, bars: &[Bar], total_us: i64) -> String {
         if let Some(r) = &b.route {
             note.push_str(&format!(" → {r}"));
         }
-        let _ = write!(
+        w!(
             svg,
             "<g class=\"bar {kind} d{depth}\"><title>{tip}</title>\
              <text class=\"label\" x=\"{indent:.1}\" y=\"{ty:.1}\">{label}</text>\
@@ -326,7 +334,7 @@ pub(crate) fn waterfall(id: &str, bars: &[Bar], total_us: i64) -> String {
             note = xml(&note),
         );
         if b.route.is_some() {
-            let _ = write!(
+            w!(
                 svg,
                 "<path class=\"route\" d=\"M{:.1},{:.1} l6,4 l-6,4 z\"/>",
                 x + w + 1.0,
@@ -336,7 +344,7 @@ pub(crate) fn waterfall(id: &str, bars: &[Bar], total_us: i64) -> String {
         svg.push_str("</g>");
     }
     if hidden > 0 {
-        let _ = write!(
+        w!(
             svg,
             "<text class=\"label\" x=\"6\" y=\"{:.1}\">… {hidden} more not drawn</text>",
             18.0 + ROW * shown as f64 + 14.0

@@ -151,6 +151,7 @@ async fn issue_13_slow_clients_are_cut_off_and_connections_are_capped() {
     let mut many = Vec::new();
     for _ in 0..200 {
         if let Ok(mut c) = TcpStream::connect(&addr).await {
+            // The server may refuse or reset these connections: holding them open is the point.
             let _ = c.write_all(b"GET / HTTP/1.1\r\n").await;
             many.push(c);
         }

@@ -111,6 +111,14 @@ pub struct Running {
     writer: Option<Writer>,
 }
 
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Running {
     /// A server over a temp root holding `three.yaml`, `slow.yaml`, `bad.yaml` and `nested/three.yaml`.
     pub async fn start(configure: impl FnOnce(ServerConfig) -> ServerConfig) -> Running {
@@ -202,6 +210,7 @@ impl Running {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(listener, async move {
+            // Dropped sender or a stop signal: either way the server stops.
             let _ = rx.await;
         }));
         Running {
@@ -241,6 +250,7 @@ impl Running {
     /// Stop the server; returns once `serve` returned.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.stop.take() {
+            // The server may already have stopped on its own.
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {

@@ -1,4 +1,4 @@
-//! `RVBBIT MAP` and `RVBBIT RUN` statements (spec §4/§5): the grammar ([`parse`]) and the native
+//! `RVBBIT MAP` and `RVBBIT RUN` statements (spec §4/§5): the grammar ([`parse`](mod@parse)) and the native
 //! execution of MAP ([`exec`], with its [`columns`]). `RVBBIT RUN` executes in `run_batch.rs`.
 
 mod columns;

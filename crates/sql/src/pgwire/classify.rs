@@ -117,7 +117,7 @@ pub(crate) fn parse(sql: &str) -> Vec<Kind> {
     parse_checked(sql, &Limits::default()).unwrap_or_default()
 }
 
-/// [`parse`] under `limits`: the text's size and statement count are checked before parsing, each
+/// Split and classify a query string under `limits`: the text's size and statement count are checked before parsing, each
 /// parsed statement's depth before it is rewritten (a too-deep tree is taken apart, never recursed
 /// into). Call it on the SQL threads (parsing recurses up to the parser's recursion limit).
 ///

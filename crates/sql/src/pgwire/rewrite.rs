@@ -256,9 +256,10 @@ fn rewrite_catalog_subquery(expr: &mut Expr) {
     if inner.is_empty() || select.projection.len() != 1 || grouped {
         return;
     }
-    let projected = match &mut select.projection[0] {
-        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
-        _ => return,
+    let (SelectItem::UnnamedExpr(projected) | SelectItem::ExprWithAlias { expr: projected, .. }) =
+        &mut select.projection[0]
+    else {
+        return;
     };
     let aggregated = matches!(projected, Expr::Function(f) if matches!(f.name.to_string().to_ascii_lowercase().as_str(),
         "max" | "min" | "count" | "sum" | "avg" | "array_agg" | "string_agg" | "bool_or" | "bool_and"));

@@ -417,17 +417,14 @@ impl Sources {
                 json_array = is_json_array(path);
             }
         }
-        let format = match format.or_else(|| extension.as_deref().and_then(Format::of_extension)) {
-            Some(f) => f,
-            None => {
-                return Err(Error::Invalid {
-                    message: format!(
-                        "{what}: cannot tell the format of `{location}`; name a .csv, .parquet or .json \
-                         (newline-delimited) file, or a local folder of them"
-                    ),
-                }
-                .into_datafusion());
+        let Some(format) = format.or_else(|| extension.as_deref().and_then(Format::of_extension)) else {
+            return Err(Error::Invalid {
+                message: format!(
+                    "{what}: cannot tell the format of `{location}`; name a .csv, .parquet or .json \
+                     (newline-delimited) file, or a local folder of them"
+                ),
             }
+            .into_datafusion());
         };
         let ext = extension.map(|e| format!(".{e}")).unwrap_or_default();
         let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), self.env.clone());

@@ -18,7 +18,7 @@ use super::pushdown::{TimeRange, pushed_on};
 use crate::runtime::Runtime;
 
 /// `all_data`: one row per event in the store. Equality filters on `session_id`, `caller_id`,
-/// `cascade_id` and `kind`, time ranges on `ts_us` and `timestamp` (see [`time_bound_on`]), and a `LIMIT`
+/// `cascade_id` and `kind`, time ranges on `ts_us` and `timestamp` (see [`time_bound_on`](super::pushdown::time_bound_on)), and a `LIMIT`
 /// with only equality filters are pushed down to the store.
 #[derive(Debug)]
 pub(crate) struct AllData {

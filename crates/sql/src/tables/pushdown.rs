@@ -166,9 +166,10 @@ pub(super) fn pushed_on(expr: &Expr, columns: &[&str]) -> Option<(String, String
     else {
         return None;
     };
-    let (col, lit) = match (left.as_ref(), right.as_ref()) {
-        (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) => (c, v),
-        _ => return None,
+    let ((Expr::Column(col), Expr::Literal(lit, _)) | (Expr::Literal(lit, _), Expr::Column(col))) =
+        (left.as_ref(), right.as_ref())
+    else {
+        return None;
     };
     if !columns.contains(&col.name.as_str()) {
         return None;

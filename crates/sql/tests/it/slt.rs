@@ -294,6 +294,7 @@ async fn over_the_wire(file: &Path, base_url: &str, bless: bool) -> Result<(), S
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = WireServer::new(h.runtime.clone(), WireAuth::Trust, Duration::from_secs(5));
     let serving = tokio::spawn(server.serve(listener, async {
+        // Dropped sender or a stop signal: either way the server stops.
         let _ = stopped.await;
     }));
     let mut runner = Runner::new(move || async move {
@@ -311,6 +312,7 @@ async fn over_the_wire(file: &Path, base_url: &str, bless: bool) -> Result<(), S
     runner.with_validator(validator);
     let outcome = bless_or_run(&mut runner, file, "over the wire", bless).await;
     runner.shutdown_async().await;
+    // The server may already be gone when a test failed; stopping is best effort.
     let _ = stop.send(());
     serving.await.unwrap();
     outcome

@@ -45,7 +45,7 @@ impl ApiKeyStore for SqliteStore {
             if inserted == 0 {
                 return Err(Fail::Store(Error::Conflict {
                     what: "api key",
-                    id: key.key_id.clone(),
+                    id: key.key_id,
                     state: "taken".into(),
                     reason: "a key with this id or secret already exists".into(),
                 }));
