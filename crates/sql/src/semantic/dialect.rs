@@ -200,3 +200,76 @@ fn call(name: &str, args: Vec<Expr>) -> Expr {
         within_group: Vec::new(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::sql::sqlparser::dialect::{GenericDialect, PostgreSqlDialect};
+
+    use super::*;
+
+    fn op(
+        keywords: &[&str],
+        function: &str,
+        fixity: Fixity,
+        predicate: bool,
+        positions: &[usize],
+    ) -> Operator {
+        Operator {
+            keywords: keywords.iter().map(|k| (*k).to_owned()).collect(),
+            function: function.to_owned(),
+            fixity,
+            predicate,
+            positions: positions.to_vec(),
+        }
+    }
+
+    fn parsed(sql: &str) -> String {
+        let operators = Arc::new(Operators::new(vec![
+            op(&["MEANS"], "matches", Fixity::Infix, true, &[0, 1]),
+            op(&["ABOUT"], "score", Fixity::Infix, false, &[0, 1]),
+            op(&["RELEVANCE", "TO"], "score", Fixity::Infix, false, &[0, 1]),
+            op(&["IS_SPAM"], "spam", Fixity::Postfix, true, &[0]),
+            op(&["EXPLAINS"], "implies", Fixity::Infix, true, &[1, 0]),
+        ]));
+        let dialect = SemanticDialect::new(Box::new(GenericDialect {}), operators);
+        let statements = Parser::parse_sql(&dialect, sql).unwrap();
+        statements[0].to_string()
+    }
+
+    #[test]
+    fn operators_parse_as_calls_at_their_precedence() {
+        assert_eq!(
+            parsed("SELECT x MEANS 'a' AND y ABOUT 'b' > 0.7"),
+            "SELECT matches(x, 'a') AND score(y, 'b') > 0.7"
+        );
+        assert_eq!(parsed("SELECT x NOT MEANS 'a'"), "SELECT NOT matches(x, 'a')");
+        assert_eq!(parsed("SELECT NOT x MEANS 'a'"), "SELECT NOT matches(x, 'a')");
+        assert_eq!(
+            parsed("SELECT x ABOUT 'b' * 2 + 1"),
+            "SELECT score(x, 'b') * 2 + 1"
+        );
+        assert_eq!(
+            parsed("SELECT 1 FROM t ORDER BY x relevance to 'y' DESC"),
+            "SELECT 1 FROM t ORDER BY score(x, 'y') DESC"
+        );
+        assert_eq!(parsed("SELECT a.b IS_SPAM"), "SELECT spam(a.b)");
+        assert_eq!(parsed("SELECT 'p' EXPLAINS 'q'"), "SELECT implies('q', 'p')");
+    }
+
+    #[test]
+    fn strings_comments_quoted_names_and_aliases_are_left_alone() {
+        assert_eq!(parsed("SELECT 'x MEANS y'"), "SELECT 'x MEANS y'");
+        assert_eq!(parsed("SELECT x -- MEANS 'y'\n"), "SELECT x");
+        assert_eq!(parsed("SELECT x /* MEANS 'y' */ FROM t"), "SELECT x FROM t");
+        assert_eq!(parsed("SELECT x means FROM t"), "SELECT x AS means FROM t");
+        assert_eq!(parsed("SELECT x \"MEANS\""), "SELECT x AS \"MEANS\"");
+        assert_eq!(parsed("SELECT x NOT IN (1)"), "SELECT x NOT IN (1)");
+    }
+
+    #[test]
+    fn the_wrapper_is_the_wrapped_dialect_for_dialect_checks() {
+        let dialect = SemanticDialect::new(Box::new(PostgreSqlDialect {}), Arc::default());
+        assert_eq!(dialect.dialect(), std::any::TypeId::of::<PostgreSqlDialect>());
+        assert!(dialect.supports_filter_during_aggregation());
+    }
+}

@@ -263,3 +263,33 @@ fn positions(f: &Definition, t: &Template) -> Option<Vec<usize>> {
     let first_k = sorted.iter().enumerate().all(|(i, p)| i == *p);
     (first_k && positions.len() >= f.required()).then_some(positions)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rvbbit_cascade::validate::{Options, validate_loaded};
+    use rvbbit_cascade::{Catalog, load_str};
+
+    use super::*;
+
+    /// `rvbbit validate --strict` accepts every shipped operator file: no error, no warning.
+    #[test]
+    fn every_builtin_operator_file_validates_strictly() {
+        for (file, text) in BUILTIN {
+            let loaded = load_str(Path::new(file), text);
+            let options = Options {
+                strict: true,
+                ..Options::default()
+            };
+            let report = validate_loaded(loaded, &mut Catalog::builtin(), &options);
+            assert_eq!(report.counts(), (0, 0), "{file}: {:?}", report.diagnostics());
+            let doc = report.loaded.document.as_ref().unwrap();
+            let spec = doc.cascade().unwrap().sql_function.as_ref().unwrap();
+            assert_eq!(spec.name.as_deref(), file.strip_suffix(".yaml"), "{file}");
+            for t in &spec.operators {
+                assert!(operator::parse(t).is_ok(), "{file}: {t}");
+            }
+        }
+    }
+}
