@@ -25,7 +25,7 @@ CRATES = {"rvbbit-sql": ROOT / "crates/sql/src", "rvbbit-engine": ROOT / "crates
 BASELINE = ROOT / "scripts/structure-baseline.json"
 MAX_FN_LINES = 120
 MAX_FILE_LINES = 600
-GENERATED = ("snapshots",)
+GENERATED = ("snapshots",)  # folders skipped; files starting `// @generated` skip the size rules
 
 FN = re.compile(r"^\s*(pub(\([^)]*\))?\s+)?(const\s+)?(async\s+)?(unsafe\s+)?fn\s+(\w+)")
 PATH = re.compile(r"\b(crate|super)::(\w+)(?:::(\w+))?")
@@ -128,7 +128,10 @@ def measure():
             body = strip_tests(text)
             rel = str(path.relative_to(ROOT))
             n = len(body.splitlines())
-            if n > MAX_FILE_LINES:
+            # A generated file (first line `// @generated`) is measured by its generator, not by length;
+            # its module edges still count.
+            generated = text.startswith("// @generated")
+            if n > MAX_FILE_LINES and not generated:
                 big_files[rel] = n
             module = module_of(src, path)
             edges.setdefault(module, set())

@@ -28,6 +28,7 @@ pub mod catalog;
 mod diagnostic;
 mod load;
 pub mod model;
+pub mod operator;
 mod render;
 pub mod schema;
 mod schema_check;

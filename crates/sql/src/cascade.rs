@@ -44,8 +44,15 @@ pub(crate) fn load_cascade_text(path: &Path, text: &str, engine: &Engine) -> Res
         .iter()
         .find(|d| d.severity == Severity::Error)
     {
+        let at = match (d.span, &report.loaded.source) {
+            (Some(span), Some(source)) => {
+                let at = source.line_col(span.start);
+                format!(" at line {}, column {}", at.line, at.col)
+            }
+            _ => String::new(),
+        };
         return Err(format!(
-            "Cascade {} is invalid: [{}] {}",
+            "Cascade {} is invalid{at}: [{}] {}",
             path.display(),
             d.code.code,
             d.message

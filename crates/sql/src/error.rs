@@ -88,31 +88,10 @@ impl Error {
     /// Classify a DataFusion error: our own errors come back out of `External`; parse and plan errors
     /// are [`Error::Invalid`]; anything else is [`Error::Execution`].
     pub fn from_datafusion(err: DataFusionError) -> Error {
-        let err = strip_context(err);
-        if let DataFusionError::External(inner) = &err
-            && let Some(own) = inner.downcast_ref::<Error>()
-        {
-            return match own {
-                Error::Invalid { message } => Error::Invalid {
-                    message: message.clone(),
-                },
-                Error::Execution { message } => Error::Execution {
-                    message: message.clone(),
-                },
-                Error::FunctionFailed { message } => Error::FunctionFailed {
-                    message: message.clone(),
-                },
-                Error::Argument { message } => Error::Argument {
-                    message: message.clone(),
-                },
-                Error::Refused { message } => Error::Refused {
-                    message: message.clone(),
-                },
-                Error::Limit { message } => Error::Limit {
-                    message: message.clone(),
-                },
-            };
+        if let Some(own) = own_error(&err) {
+            return own;
         }
+        let err = strip_context(err);
         let message = clean_message(&err);
         match err {
             DataFusionError::SQL(..)
@@ -124,9 +103,57 @@ impl Error {
         }
     }
 
+    /// The same error (variant and message), for one found behind a reference.
+    fn same(&self) -> Error {
+        match self {
+            Error::Invalid { message } => Error::Invalid {
+                message: message.clone(),
+            },
+            Error::Execution { message } => Error::Execution {
+                message: message.clone(),
+            },
+            Error::FunctionFailed { message } => Error::FunctionFailed {
+                message: message.clone(),
+            },
+            Error::Argument { message } => Error::Argument {
+                message: message.clone(),
+            },
+            Error::Refused { message } => Error::Refused {
+                message: message.clone(),
+            },
+            Error::Limit { message } => Error::Limit {
+                message: message.clone(),
+            },
+        }
+    }
+
     /// Wrap this error so it travels through DataFusion and comes back out in [`Error::from_datafusion`].
     pub(crate) fn into_datafusion(self) -> DataFusionError {
         DataFusionError::External(Box::new(self))
+    }
+}
+
+/// One of our own errors inside `err`, through every wrapper DataFusion puts around an error on its way
+/// out of a plan: context, diagnostics, an error shared between partitions (which cannot be taken out
+/// of its `Arc`), and Arrow's external error (an error raised inside a filter or a stream).
+fn own_error(err: &DataFusionError) -> Option<Error> {
+    match err {
+        DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
+            Some(own) => Some(own.same()),
+            None => inner.downcast_ref::<DataFusionError>().and_then(own_error),
+        },
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => own_error(inner),
+        DataFusionError::Shared(inner) => own_error(inner),
+        DataFusionError::ArrowError(arrow, _) => match arrow.as_ref() {
+            datafusion::arrow::error::ArrowError::ExternalError(inner) => match inner.downcast_ref::<Error>()
+            {
+                Some(own) => Some(own.same()),
+                None => inner.downcast_ref::<DataFusionError>().and_then(own_error),
+            },
+            _ => None,
+        },
+        DataFusionError::Collection(errors) => errors.first().and_then(own_error),
+        _ => None,
     }
 }
 

@@ -37,6 +37,7 @@
 //! # Ok(()) }
 //! ```
 
+mod batch_args;
 mod batch_tables;
 mod calls;
 mod cascade;
@@ -51,6 +52,7 @@ mod plan;
 mod result;
 mod run_batch;
 mod runtime;
+mod semantic;
 mod session;
 mod shared;
 mod sources;

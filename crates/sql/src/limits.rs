@@ -47,7 +47,18 @@ pub struct Limits {
     /// `limits.pgwire_connections`: connections `rvbbit serve sql` serves at once (SQLSTATE 53300 past
     /// it).
     pub connections: u32,
+    /// Operator files: the most `*.yaml`/`*.yml` files a session reads under `cascades/` looking for
+    /// `sql_function` blocks (default 1000; not yet a `rvbbit.toml` setting). Past it the
+    /// rest are not loaded, with an RVB-Q006 warning.
+    pub operator_files: u32,
+    /// Operator files: the most bytes a session reads under `cascades/` (default 16 MiB).
+    pub operator_bytes: u64,
 }
+
+/// Default of [`Limits::operator_files`].
+pub(crate) const OPERATOR_FILES: u32 = 1000;
+/// Default of [`Limits::operator_bytes`] (16 MiB).
+pub(crate) const OPERATOR_BYTES: u64 = 16 * 1024 * 1024;
 
 impl Default for Limits {
     /// The defaults of `rvbbit.toml` `[limits]`.
@@ -58,6 +69,8 @@ impl Default for Limits {
             statements: c.sql_statements,
             query_bytes: c.sql_query_bytes,
             connections: c.pgwire_connections,
+            operator_files: OPERATOR_FILES,
+            operator_bytes: OPERATOR_BYTES,
         }
     }
 }
@@ -359,6 +372,7 @@ mod tests {
             statements,
             query_bytes: bytes,
             connections: 1,
+            ..Limits::default()
         }
     }
 

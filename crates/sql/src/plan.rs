@@ -7,7 +7,10 @@ use std::sync::Arc;
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::Column;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::DataFusionError;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, SortExpr};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::DFParserBuilder;
 use datafusion::sql::sqlparser::dialect::{Dialect, dialect_from_str};
@@ -16,6 +19,7 @@ use datafusion::sql::sqlparser::parser::ParserError;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::options::RvbbitOptions;
+use crate::semantic::{Operators, SemanticDialect};
 use crate::shared::Shared;
 
 /// A session's context and shared state, borrowed to plan one statement.
@@ -25,6 +29,8 @@ pub(crate) struct Planner<'a> {
     pub(crate) ctx: &'a SessionContext,
     /// The session's shared state (runtime, statement, schema).
     pub(crate) shared: &'a Shared,
+    /// The session's semantic operators, parsed by its dialect.
+    pub(crate) operators: &'a Arc<Operators>,
 }
 
 impl Planner<'_> {
@@ -49,7 +55,8 @@ impl Planner<'_> {
             .map_err(Error::from_datafusion)
     }
 
-    /// The session's SQL dialect (`datafusion.sql_parser.dialect`) and parser recursion limit
+    /// The session's SQL dialect (`datafusion.sql_parser.dialect`, with the semantic operators) and
+    /// parser recursion limit
     /// (`datafusion.sql_parser.recursion_limit`, capped by the limits).
     pub(crate) fn dialect(&self) -> Result<(Box<dyn Dialect>, usize)> {
         let state = self.ctx.state();
@@ -62,7 +69,10 @@ impl Planner<'_> {
             ),
         })?;
         let recursion = self.limits().parser_recursion(options.recursion_limit.get());
-        Ok((dialect, recursion))
+        Ok((
+            Box::new(SemanticDialect::new(dialect, self.operators.clone())),
+            recursion,
+        ))
     }
 
     /// Refuse a text over `limits.sql_query_bytes` or `limits.sql_statements`, before parsing.
@@ -121,7 +131,7 @@ impl Planner<'_> {
             .await
             .map_err(Error::from_datafusion)?;
         sources.check_plan(&plan)?;
-        Ok(plan)
+        sort_keys_computed_first(plan)
     }
 
     /// The limits on client SQL of the session's runtime.
@@ -148,4 +158,55 @@ impl Planner<'_> {
         }
         Ok((schema, input, truncated))
     }
+}
+
+/// DataFusion runs async functions (`rvbbit_udf`, the semantic functions) in projections and filters
+/// only: an `ORDER BY x RELEVANCE TO 'y'` would fail with "async functions should not be called
+/// directly". A sort whose keys call one is planned as a projection computing those keys (named
+/// `__rvbbit_sort_<i>`), the sort on them, and a projection back to the sort's own columns.
+fn sort_keys_computed_first(plan: LogicalPlan) -> Result<LogicalPlan> {
+    plan.transform_up(|node| {
+        let LogicalPlan::Sort(sort) = &node else {
+            return Ok(Transformed::no(node));
+        };
+        if !sort.expr.iter().any(|k| calls_async(&k.expr)) {
+            return Ok(Transformed::no(node));
+        }
+        let columns: Vec<Expr> = sort
+            .input
+            .schema()
+            .columns()
+            .into_iter()
+            .map(Expr::Column)
+            .collect();
+        let mut computed = columns.clone();
+        let mut keys = Vec::with_capacity(sort.expr.len());
+        for (i, key) in sort.expr.iter().enumerate() {
+            if calls_async(&key.expr) {
+                let name = format!("__rvbbit_sort_{i}");
+                computed.push(key.expr.clone().alias(&name));
+                keys.push(SortExpr::new(
+                    Expr::Column(Column::from_name(name)),
+                    key.asc,
+                    key.nulls_first,
+                ));
+            } else {
+                keys.push(key.clone());
+            }
+        }
+        let rebuilt = LogicalPlanBuilder::from(sort.input.as_ref().clone())
+            .project(computed)?
+            .sort_with_limit(keys, sort.fetch)?
+            .project(columns)?
+            .build()?;
+        Ok(Transformed::yes(rebuilt))
+    })
+    .map(|t| t.data)
+    .map_err(Error::from_datafusion)
+}
+
+/// Whether `expr` calls an async function.
+fn calls_async(expr: &Expr) -> bool {
+    expr.exists(|e| Ok(matches!(e, Expr::ScalarFunction(f) if f.func.as_async().is_some())))
+        .unwrap_or(false)
 }

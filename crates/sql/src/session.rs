@@ -25,16 +25,19 @@ use crate::plan::Planner;
 use crate::result::{QueryResult, StatementStats};
 use crate::run_batch::{BATCH_NAMES, RunBatch};
 use crate::runtime::{Runtime, Settings};
+use crate::semantic::{Builtins, Operators, Registry};
 use crate::shared::Shared;
 use crate::sources::{READ_FUNCTIONS, ReadFunction, SessionSchema};
 use crate::statement::Statement;
-use crate::tables::{AllData, Checkpoints, Served, SessionView, Sessions, Signals, SqlQueryLog};
+use crate::tables::{AllData, Checkpoints, Functions, Served, SessionView, Sessions, Signals, SqlQueryLog};
 use crate::udf::{Kind, RUN_NAMES, RvbbitFunction, UDF_NAMES};
 
 /// Builds SQL sessions that share one engine, store, result cache and concurrency limit.
 #[derive(Clone, Debug)]
 pub struct SqlRuntime {
     runtime: Arc<Runtime>,
+    /// The built-in semantic SQL functions, loaded once.
+    builtins: Arc<Builtins>,
 }
 
 impl SqlRuntime {
@@ -42,7 +45,8 @@ impl SqlRuntime {
     /// results in `store` (no persistent cache without one) and recording cache hits and statement
     /// summaries through `writer`.
     ///
-    /// Errors: [`Error::Execution`] if the built-in `rvbbit_udf` cascade does not validate (a bug).
+    /// Errors: [`Error::Execution`] if the built-in `rvbbit_udf` cascade or a built-in operator file does
+    /// not validate (a bug).
     pub fn new(
         engine: Engine,
         store: Option<Arc<dyn Store>>,
@@ -52,8 +56,10 @@ impl SqlRuntime {
     ) -> Result<SqlRuntime> {
         let runtime = Runtime::new(engine, store, writer, settings, batch_tables)
             .map_err(|message| Error::Execution { message })?;
+        let builtins = Builtins::load(&runtime.engine).map_err(|message| Error::Execution { message })?;
         Ok(SqlRuntime {
             runtime: Arc::new(runtime),
+            builtins: Arc::new(builtins),
         })
     }
 
@@ -130,6 +136,7 @@ impl SqlRuntime {
                 Arc::new(ReadFunction::new(name, *format, self.runtime.sources.clone())),
             );
         }
+        let operators = self.semantic_functions(&ctx, &shared);
         // Magic tables over the store, each served by the one generic provider.
         let runtime = &self.runtime;
         let magic: [(&str, Arc<dyn TableProvider>); 6] = [
@@ -154,7 +161,34 @@ impl SqlRuntime {
             // table to return.
             let _ = ctx.register_table(name, table);
         }
-        SqlSession { ctx, shared }
+        SqlSession {
+            ctx,
+            shared,
+            operators,
+        }
+    }
+
+    /// Load the session's semantic SQL functions (built-ins, then `cascades/` of the working
+    /// directory), register them and `rvbbit_functions`, and keep the loading warnings for the first
+    /// statement. Returns the operator table of the session's dialect.
+    fn semantic_functions(&self, ctx: &SessionContext, shared: &Arc<Shared>) -> Arc<Operators> {
+        let runtime = &self.runtime;
+        let registry = Registry::load(
+            &self.builtins,
+            &runtime.settings.base_dir,
+            &runtime.settings.limits,
+            &runtime.engine,
+        );
+        let mut warnings = registry.warnings.clone();
+        warnings.extend(crate::semantic::register(ctx, &registry, shared));
+        for warning in &warnings {
+            tracing::warn!(warning = %warning, "Semantic SQL function not loaded");
+        }
+        shared.add_notes(warnings);
+        let table = Served(Functions::new(registry.functions.clone()));
+        // A fresh name in a fresh context: registering cannot fail, and there is no earlier table.
+        let _ = ctx.register_table("rvbbit_functions", Arc::new(table));
+        registry.operators.clone()
     }
 }
 
@@ -162,6 +196,8 @@ impl SqlRuntime {
 pub struct SqlSession {
     ctx: SessionContext,
     shared: Arc<Shared>,
+    /// The semantic operators the session's dialect parses.
+    operators: Arc<Operators>,
 }
 
 impl std::fmt::Debug for SqlSession {
@@ -183,6 +219,7 @@ impl SqlSession {
         Planner {
             ctx: &self.ctx,
             shared: &self.shared,
+            operators: &self.operators,
         }
     }
 
@@ -205,6 +242,7 @@ impl SqlSession {
         SqlSession {
             ctx: self.ctx.clone(),
             shared: self.shared.clone(),
+            operators: self.operators.clone(),
         }
     }
 
@@ -221,6 +259,11 @@ impl SqlSession {
     /// The limits on client SQL of this session's runtime.
     pub(crate) fn limits(&self) -> Limits {
         self.shared.runtime.settings.limits
+    }
+
+    /// The semantic operators of this session (the wire parses statements with them too).
+    pub(crate) fn operators(&self) -> Arc<Operators> {
+        self.operators.clone()
     }
 
     /// Run the blocking `f` on the runtime's big-stack threads (parsing client SQL).
@@ -321,7 +364,14 @@ impl SqlSession {
         self.log_statement(sql, &stmt, &stats, rows, duration, result.as_ref().err())
             .await;
         let (schema, batches) = result?;
-        let mut notices: Vec<String> = stmt.notes.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut notices = self.shared.take_notes();
+        notices.extend(
+            stmt.notes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned(),
+        );
         if stats.errors > 0 {
             let first = stmt
                 .first_error

@@ -22,6 +22,8 @@ pub(crate) struct Shared {
     pub(crate) protocol: &'static str,
     /// The session's default schema (its own tables).
     pub(crate) schema: Arc<SessionSchema>,
+    /// Warnings of the session's start (operator files skipped), reported with its next statement.
+    notes: Mutex<Vec<String>>,
 }
 
 impl Shared {
@@ -38,6 +40,7 @@ impl Shared {
             origin,
             protocol,
             schema,
+            notes: Mutex::new(Vec::new()),
         }
     }
 
@@ -57,5 +60,15 @@ impl Shared {
     /// Make `stmt` the statement being executed (`None` when it ended).
     pub(crate) fn set(&self, stmt: Option<Arc<Statement>>) {
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = stmt;
+    }
+
+    /// Keep `notes` for the session's next statement.
+    pub(crate) fn add_notes(&self, notes: Vec<String>) {
+        self.notes.lock().unwrap_or_else(|p| p.into_inner()).extend(notes);
+    }
+
+    /// The notes kept for the next statement (each reported once).
+    pub(crate) fn take_notes(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notes.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }

@@ -9,8 +9,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, ArrayRef, StringArray, StringBuilder};
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::array::{StringArray, StringBuilder};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::error::Result;
 use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
@@ -20,6 +19,7 @@ use datafusion::logical_expr::{
 use rvbbit_engine::Sampling;
 use serde_json::{Map, Value};
 
+use crate::batch_args::{self, args_key, get, text_columns};
 use crate::calls::{self, Call};
 use crate::error::Error;
 use crate::options::{RvbbitOptions, UdfErrors};
@@ -119,27 +119,6 @@ impl ScalarUDFImpl for RvbbitFunction {
     }
 }
 
-/// The arguments of one batch as optional strings, row by row.
-fn text_columns(args: &ScalarFunctionArgs) -> Result<Vec<StringArray>> {
-    let n = args.number_rows;
-    args.args
-        .iter()
-        .map(|a| {
-            let array: ArrayRef = a.clone().into_array(n)?;
-            let text = cast(&array, &DataType::Utf8)?;
-            Ok(text
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .cloned()
-                .unwrap_or_else(|| StringArray::from(vec![None::<&str>; n])))
-        })
-        .collect()
-}
-
-fn get(col: Option<&StringArray>, row: usize) -> Option<&str> {
-    col.filter(|c| !c.is_null(row)).map(|c| c.value(row))
-}
-
 /// Options of `rvbbit_udf`'s 4th argument: a JSON object with `cache` (bool), `model` (text),
 /// `temperature` (0 to 2; default 0, spec §2) and `max_tokens` (a positive integer).
 struct CallOptions {
@@ -213,36 +192,21 @@ enum Slot {
     Known(usize),
 }
 
-/// The statement-wide memo key of one argument tuple: the function and each argument, length-prefixed
-/// (so no two tuples share a key).
-fn args_key(kind: Kind, raw: &[Option<&str>; 4]) -> String {
-    let mut key = String::with_capacity(raw.iter().flatten().map(|a| a.len() + 8).sum::<usize>() + 1);
-    key.push(match kind {
-        Kind::Udf => 'u',
-        Kind::Run => 'r',
-    });
-    for arg in raw {
-        match arg {
-            None => key.push('-'),
-            Some(a) => {
-                key.push_str(&a.len().to_string());
-                key.push(':');
-                key.push_str(a);
-            }
-        }
-    }
-    key
+/// The statement-wide memo key of one argument tuple of `kind`.
+fn memo_key(kind: Kind, raw: &[Option<&str>; 4]) -> String {
+    args_key(
+        match kind {
+            Kind::Udf => "u",
+            Kind::Run => "r",
+        },
+        raw,
+    )
 }
 
 #[async_trait]
 impl AsyncScalarUDFImpl for RvbbitFunction {
     async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let options = args
-            .config_options
-            .extensions
-            .get::<RvbbitOptions>()
-            .cloned()
-            .unwrap_or_default();
+        let options = batch_args::options(&args);
         let n = args.number_rows;
         let cols = text_columns(&args)?;
         let stmt = self.shared.statement();
@@ -332,7 +296,7 @@ impl RvbbitFunction {
                 continue;
             }
             seen.insert(raw, row);
-            let memo_key = args_key(self.kind, &raw);
+            let memo_key = memo_key(self.kind, &raw);
             if let Some(answer) = stmt.known_answer(&memo_key) {
                 known.push(answer);
                 slots.push(Slot::Known(known.len() - 1));

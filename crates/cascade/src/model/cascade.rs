@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{AutoContext, Candidates, Cell, Narrator, TokenBudget, ToolCaching, Trigger};
+use super::{AutoContext, Candidates, Cell, Narrator, SqlFunction, TokenBudget, ToolCaching, Trigger};
 
 /// A cascade: a named list of cells run from the first one, with routing between them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -62,7 +62,7 @@ pub struct Cascade {
     pub parallel: Option<bool>,
     /// Expose the cascade as a SQL function (see the SQL interface spec §12.1).
     #[serde(default)]
-    pub sql_function: Option<Value>,
+    pub sql_function: Option<SqlFunction>,
     /// Opt out of analytics.
     #[serde(default)]
     pub internal: Option<bool>,

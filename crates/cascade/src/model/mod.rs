@@ -10,6 +10,7 @@ mod cell;
 mod context;
 mod extras;
 mod rules;
+mod sql_function;
 mod tool_def;
 
 pub use candidates::{CandidateModel, CandidateModels, Candidates, CandidatesMode, MutationMode, Reforge};
@@ -26,6 +27,7 @@ pub use extras::{
     ToolCaching, Trigger,
 };
 pub use rules::{InlineValidatorSpec, Rules, ValidatorSpec, Ward, WardMode, Wards};
+pub use sql_function::{OutputMode, SqlArg, SqlFunction, SqlShape, SqlType};
 pub use tool_def::{CompositeStep, ToolDefinition, ToolType};
 
 /// A number given directly or as a template that renders to one (`factor: "{{ input.n }}"`).

@@ -2,9 +2,10 @@
 //!
 //! Checks never stop at the first problem and never touch the network. Each check lives in its own
 //! module: cell names and kinds, routing targets and cycles (`cells`), tools and validators (`tools`),
-//! templates and output schemas (`templates`).
+//! templates and output schemas (`templates`), SQL function arguments and operators (`sql_function`).
 
 mod cells;
+mod sql_function;
 mod templates;
 mod tools;
 
@@ -126,4 +127,5 @@ fn check_cascade(ctx: &Ctx<'_>, diags: &mut Vec<Diagnostic>) {
     tools::check_cascade_refs(ctx, diags);
     templates::check_templates(ctx, diags);
     templates::check_output_schemas(ctx, diags);
+    sql_function::check_sql_function(ctx, diags);
 }

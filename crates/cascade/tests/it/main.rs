@@ -7,6 +7,7 @@ mod fuzz;
 mod limits;
 mod schema_export;
 mod shell;
+mod sql_function;
 
 use std::path::PathBuf;
 

@@ -26,9 +26,17 @@ pub(crate) enum RowFormat {
 /// Arguments of `rvbbit sql`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The SQL statement (DataFusion dialect, with rvbbit_udf and rvbbit_run).
-    #[arg(value_name = "QUERY")]
-    query: String,
+    /// The SQL statement (DataFusion dialect, with rvbbit_udf, rvbbit_run and the semantic operators).
+    #[arg(
+        value_name = "QUERY",
+        required_unless_present = "functions",
+        conflicts_with = "functions"
+    )]
+    query: Option<String>,
+    /// List the semantic SQL functions of this directory instead (the built-ins and the `sql_function`
+    /// cascades under `cascades/`; the `rvbbit_functions` table).
+    #[arg(long)]
+    functions: bool,
     /// How to print the rows (the global `--output json` also selects json).
     #[arg(long, value_enum, default_value = "table")]
     format: RowFormat,
@@ -59,7 +67,11 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             .await
             .map_err(|e| Failure::Coded(sql_failure(&e)))?;
         let session = runtime.session();
-        let mut statement = Box::pin(session.execute(&args.query));
+        let query = match (&args.query, args.functions) {
+            (Some(query), false) => query.as_str(),
+            _ => FUNCTIONS_QUERY,
+        };
+        let mut statement = Box::pin(session.execute(query));
         let result = tokio::select! {
             r = &mut statement => r,
             s = signals.recv() => {
@@ -103,6 +115,10 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         }
     })
 }
+
+/// What `rvbbit sql --functions` runs.
+const FUNCTIONS_QUERY: &str =
+    "SELECT name, shape, returns, args, operators, source, description FROM rvbbit_functions ORDER BY name";
 
 /// How long an interrupted `rvbbit sql` waits for its cancelled runs to record how they ended.
 const RUNS_GRACE: std::time::Duration = std::time::Duration::from_secs(10);

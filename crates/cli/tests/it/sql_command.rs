@@ -98,6 +98,45 @@ fn sql_prints_tables_csv_and_json_and_caches_across_processes() {
     rt.block_on(server.shutdown());
 }
 
+/// `rvbbit sql --functions` lists the built-in semantic functions and the directory's own
+/// (`cascades/`), as the `rvbbit_functions` table; no model is called.
+#[test]
+fn sql_functions_lists_the_builtins_and_the_directorys_operator_files() {
+    let dir = TempDir::new().unwrap();
+    std::fs::create_dir_all(dir.path().join("cascades/semantic_sql")).unwrap();
+    std::fs::write(
+        dir.path().join("cascades/semantic_sql/spam.yaml"),
+        "cascade_id: is_spam\nsql_function:\n  args: [{name: text}]\n  returns: BOOLEAN\n  \
+         operators: ['{{ text }} IS_SPAM']\ncells:\n  - name: judge\n    instructions: 'Spam? {{ input.text }}'\n",
+    )
+    .unwrap();
+    let out = sql(
+        dir.path(),
+        "http://127.0.0.1:9/v1",
+        &["--output", "json", "sql", "--functions"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = doc["rows"].as_array().unwrap();
+    let row = |name: &str| rows.iter().find(|r| r["name"] == name).cloned().unwrap();
+    assert_eq!(row("semantic_matches")["source"], "builtin");
+    assert_eq!(row("semantic_matches")["returns"], "BOOLEAN");
+    assert_eq!(row("is_spam")["source"], "cascades/semantic_sql/spam.yaml");
+    assert_eq!(row("is_spam")["operators"], "{{ text }} IS_SPAM");
+    assert!(rows.len() >= 17, "{doc}");
+    let out = sql(dir.path(), "http://127.0.0.1:9/v1", &["sql"]);
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "a query or --functions is required (a usage error)"
+    );
+}
+
 #[test]
 fn sql_errors_are_coded_with_positions_and_exit_2() {
     let dir = TempDir::new().unwrap();

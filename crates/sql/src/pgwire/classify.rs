@@ -7,6 +7,8 @@
 // fails at most once, so its size on the error path does not matter.
 #![allow(clippy::result_large_err)]
 
+use std::sync::Arc;
+
 use datafusion::sql::sqlparser::ast::{
     CopyTarget, Expr, ObjectName, ObjectNamePart, Reset, Set, Statement, Value, ValueWithSpan, VisitMut,
 };
@@ -20,6 +22,7 @@ pub(crate) use super::bind::Param;
 use super::errors::{error, state};
 use super::rewrite::CatalogRewriter;
 use crate::limits::Limits;
+use crate::semantic::{Operators, SemanticDialect};
 
 /// One statement of a query string.
 #[derive(Clone, Debug)]
@@ -114,7 +117,7 @@ impl Sql {
 /// as it is (RVBBIT MAP, or an error the session reports with its position).
 #[cfg(test)]
 pub(crate) fn parse(sql: &str) -> Vec<Kind> {
-    parse_checked(sql, &Limits::default()).unwrap_or_default()
+    parse_checked(sql, &Limits::default(), Arc::default()).unwrap_or_default()
 }
 
 /// Split and classify a query string under `limits`: the text's size and statement count are checked before parsing, each
@@ -122,12 +125,18 @@ pub(crate) fn parse(sql: &str) -> Vec<Kind> {
 /// into). Call it on the SQL threads (parsing recurses up to the parser's recursion limit).
 ///
 /// Errors: SQLSTATE 54000 (size, count) or 54001 (depth), with the rvbbit code RVB-Q006.
-pub(crate) fn parse_checked(sql: &str, limits: &Limits) -> Result<Vec<Kind>, ErrorInfo> {
+pub(crate) fn parse_checked(
+    sql: &str,
+    limits: &Limits,
+    operators: Arc<Operators>,
+) -> Result<Vec<Kind>, ErrorInfo> {
     let trimmed = sql.trim().trim_end_matches(';').trim();
     if trimmed.is_empty() {
         return Ok(Vec::new());
     }
-    let dialect = PostgreSqlDialect {};
+    // PostgreSQL with the session's semantic operators: a statement using them parses into calls of
+    // their functions, bound and rendered like any other.
+    let dialect = SemanticDialect::new(Box::new(PostgreSqlDialect {}), operators);
     let refuse = |e: crate::error::Error| super::errors::from_sql_error(&e, sql);
     let recursion = limits.parser_recursion(PARSER_RECURSION);
     limits.check_text(sql, &dialect, recursion).map_err(refuse)?;

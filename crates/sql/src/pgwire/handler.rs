@@ -142,9 +142,10 @@ impl Conn {
     /// Split and classify a query string under the runtime's limits, on the SQL threads.
     pub(super) async fn parse(&self, sql: &str) -> Result<Vec<Kind>, Box<ErrorInfo>> {
         let limits = self.session.limits();
+        let operators = self.session.operators();
         let text = sql.to_owned();
         self.session
-            .on_sql_thread(move || classify::parse_checked(&text, &limits).map_err(Box::new))
+            .on_sql_thread(move || classify::parse_checked(&text, &limits, operators).map_err(Box::new))
             .await
             .unwrap_or_else(|e| Err(Box::new(from_sql_error(&e, sql))))
     }

@@ -1,7 +1,7 @@
 //! Magic tables over the store, read when they are scanned: `sql_query_log` (one row per SQL statement
 //! that reached an rvbbit function), `all_data` (one row per event), `sessions` (one row per session
-//! record), `cascade_runs` (one row per run, with its cascade text and input, for replay), `checkpoints`
-//! and `signals`.
+//! record), `cascade_runs` (one row per run, with its cascade text and input, for replay), `checkpoints`,
+//! `signals` and `rvbbit_functions` (the session's semantic SQL functions).
 //!
 //! Each table is data: a struct with its schema, the columns it pushes equality filters for, its time
 //! column, and how its rows are read ([`MagicTable`]). One generic provider ([`Served`]) serves them
@@ -9,6 +9,7 @@
 
 mod all_data;
 mod checkpoints;
+mod functions;
 mod pushdown;
 mod sessions;
 mod signals;
@@ -27,6 +28,7 @@ use datafusion::physical_plan::ExecutionPlan;
 
 pub(crate) use all_data::AllData;
 pub(crate) use checkpoints::Checkpoints;
+pub(crate) use functions::Functions;
 pub(crate) use sessions::{SessionView, Sessions};
 pub(crate) use signals::Signals;
 pub(crate) use sql_query_log::SqlQueryLog;

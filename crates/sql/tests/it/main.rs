@@ -14,6 +14,7 @@ mod compat;
 mod limits;
 mod magic;
 mod map;
+mod semantic;
 mod slt;
 mod sources;
 mod support;

@@ -192,22 +192,100 @@ impl AsyncDB for Wire {
     }
 }
 
-/// The testkit server the files' `rvbbit_udf` calls reach: it upper-cases the prompt's `Input:` line;
-/// the input `boom` fails with a 400.
+/// The testkit server the files' calls reach. An `rvbbit_udf` prompt (it has an `Input:` line): the
+/// input upper-cased; the input `boom` fails with a 400. A built-in semantic function's prompt: the
+/// answer [`semantic_reply`] gives.
 async fn llm() -> TestServer {
     TestServer::start(Script::rule(|body| {
         let prompt = body["messages"][0]["content"].as_str().unwrap_or_default();
-        let input = prompt
-            .lines()
-            .find_map(|l| l.strip_prefix("Input: "))
-            .unwrap_or_default()
-            .to_owned();
-        match input.as_str() {
+        let Some(input) = prompt.lines().find_map(|l| l.strip_prefix("Input: ")) else {
+            return semantic_reply(prompt).unwrap_or_else(|| Reply::error(400, "unknown prompt"));
+        };
+        match input {
             "boom" => Reply::error(400, "bad request for boom"),
             other => Reply::text(other.to_uppercase()).cost(0.001),
         }
     }))
     .await
+}
+
+/// The scripted answers of the built-in semantic functions (`crates/sql/operators/*.yaml`), told apart
+/// by the prompt's first line and reading its `Name: value` lines. A yes/no answer is "does the first
+/// text contain the first word of the second", in each function's own spelling (`true`, `Yes.`,
+/// ` TRUE `, `'1'`) so the coercion is exercised; the text `garble` answers `maybe` (not a boolean) and
+/// the text `boom` fails with a 400.
+fn semantic_reply(prompt: &str) -> Option<Reply> {
+    let field = |name: &str| {
+        let prefix = format!("{name}: ");
+        prompt
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let contains = |hay: &str, needle: &str| {
+        let word = needle
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_lowercase();
+        !word.is_empty() && hay.to_lowercase().contains(&word)
+    };
+    let yes_no = |yes: bool, spelled: (&str, &str)| if yes { spelled.0 } else { spelled.1 }.to_owned();
+    let text = field("Text");
+    if text == "boom" || field("First") == "boom" {
+        return Some(Reply::error(400, "bad request for boom"));
+    }
+    let first = prompt.lines().next().unwrap_or_default();
+    let answer = if first.starts_with("Decide whether the text matches") {
+        if text.contains("garble") {
+            "maybe".to_owned()
+        } else {
+            yes_no(contains(&text, &field("Criterion")), ("true", "false"))
+        }
+    } else if first.starts_with("Rate how relevant") {
+        yes_no(contains(&text, &field("Topic")), ("0.9", "0.1"))
+    } else if first.starts_with("Decide whether the premise implies") {
+        yes_no(contains(&field("Premise"), &field("Conclusion")), ("Yes.", "No."))
+    } else if first.starts_with("Decide whether the two texts contradict") {
+        yes_no(contains(&field("First"), &field("Second")), (" TRUE ", "false"))
+    } else if first.starts_with("Decide whether the text is in line") {
+        yes_no(contains(&text, &field("Value")), ("'1'", "0"))
+    } else if first.starts_with("Decide whether the two texts refer") {
+        yes_no(contains(&field("First"), &field("Second")), ("true", "false"))
+    } else if first.starts_with("Answer the request") {
+        format!("{} ({})", text.to_uppercase(), field("Request"))
+    } else if first.starts_with("List every item") {
+        let found: Vec<&str> = text.split_whitespace().filter(|w| w.contains('@')).collect();
+        serde_json::to_string(&found).unwrap()
+    } else if first.starts_with("Rewrite the text shorter") {
+        text.chars().take(10).collect()
+    } else if first.starts_with("Summarize the text") {
+        format!("About {}.", text.split_whitespace().next().unwrap_or_default())
+    } else if first.starts_with("Rate the sentiment") {
+        (if contains(&text, "love") {
+            "0.8"
+        } else if contains(&text, "hate") {
+            "-0.8"
+        } else {
+            "0"
+        })
+        .to_owned()
+    } else if first.starts_with("Translate the text") {
+        format!("[{}] {text}", field("Language"))
+    } else if first.starts_with("Correct the spelling") {
+        text.replace("teh", "the")
+    } else if first.starts_with("Rewrite the value") {
+        let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+        format!("+{digits}")
+    } else if first.starts_with("Find the date") {
+        "2024-03-01".to_owned()
+    } else if first.starts_with("Name the language") {
+        yes_no(contains(&text, "bonjour"), ("fr", "en"))
+    } else {
+        return None;
+    };
+    Some(Reply::text(answer).cost(0.001))
 }
 
 /// The settings of the network doors (`rvbbit serve`, `rvbbit serve sql`): files confined to the project.

@@ -1,0 +1,79 @@
+//! `sql_function`: typed, and validated with positions (SQL interface spec §12.1).
+
+use std::path::Path;
+
+use rvbbit_cascade::model::{SqlShape, SqlType};
+use rvbbit_cascade::validate::{Options, Report, validate_loaded};
+use rvbbit_cascade::{Catalog, Severity, load_str};
+
+fn validate(text: &str, strict: bool) -> Report {
+    let loaded = load_str(Path::new("op.yaml"), text);
+    validate_loaded(
+        loaded,
+        &mut Catalog::builtin(),
+        &Options {
+            strict,
+            ..Options::default()
+        },
+    )
+}
+
+/// (code, line, column, message) of every error.
+fn errors(report: &Report) -> Vec<(String, usize, usize, String)> {
+    let source = report.loaded.source.as_ref().unwrap();
+    report
+        .diagnostics()
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| {
+            let at = source.line_col(d.span.unwrap().start);
+            (d.code.code.to_owned(), at.line, at.col, d.message.clone())
+        })
+        .collect()
+}
+
+const CELLS: &str =
+    "cells:\n  - name: judge\n    instructions: 'Is {{ input.text }} about {{ input.topic }}?'\n";
+
+#[test]
+fn a_typed_sql_function_with_lars_keys_validates_strictly() {
+    let text = format!(
+        "cascade_id: about\nsql_function:\n  name: semantic_about\n  description: Relevance.\n  args:\n    \
+         - {{name: text, type: VARCHAR, role: data, structure_source: false}}\n    \
+         - {{name: topic, type: VARCHAR, optional: true, default: x}}\n  returns: DOUBLE\n  shape: SCALAR\n  \
+         operators: ['{{{{ text }}}} ABOUT {{{{ topic }}}}', 'ABOUT({{{{ text }}}}, {{{{ topic }}}})']\n  \
+         cache: true\n  cache_ttl: 60\n  cache_key: {{strategy: content}}\n  timeout: 30\n  max_retries: 2\n  \
+         enabled: true\n  output_mode: value\n  test_cases: [{{sql: \"SELECT 1\", expect: 1}}]\n{CELLS}"
+    );
+    let report = validate(&text, true);
+    assert_eq!(report.counts(), (0, 0), "{:?}", report.diagnostics());
+    let doc = report.loaded.document.as_ref().unwrap();
+    let f = doc.cascade().unwrap().sql_function.as_ref().unwrap();
+    assert_eq!(f.result_type(), SqlType::Double);
+    assert_eq!(f.call_shape(), SqlShape::Scalar);
+    assert_eq!(f.sql_name("about"), "semantic_about");
+    assert_eq!(f.args[1].optional, Some(true));
+}
+
+#[test]
+fn broken_sql_functions_are_reported_at_their_position() {
+    let text = format!(
+        "cascade_id: broken\nsql_function:\n  args:\n    - name: text\n    - name: text\n  returns: BOOL\n  \
+         shape: SCALARISH\n  operators:\n    - '{{{{ text }}}} MEANS {{{{ criterion }}}}'\n    \
+         - '{{{{ text }}}} >= {{{{ text }}}}'\n{CELLS}"
+    );
+    let found = errors(&validate(&text, false));
+    let has = |code: &str, line: usize, col: usize, words: &str| {
+        assert!(
+            found
+                .iter()
+                .any(|(c, l, k, m)| c == code && *l == line && *k == col && m.contains(words)),
+            "no {code} at {line}:{col} mentioning {words:?} in {found:#?}"
+        );
+    };
+    has("RVB-V005", 5, 13, "two arguments");
+    has("RVB-V005", 6, 12, "BOOL");
+    has("RVB-V005", 7, 10, "SCALARISH");
+    has("RVB-V005", 9, 28, "`{{ criterion }}`");
+    has("RVB-V013", 10, 19, "does not parse");
+}

@@ -1,0 +1,62 @@
+//! The arguments of one batch of an async function call, shared by `rvbbit_udf`/`rvbbit_run` and the
+//! semantic functions: every argument column as text, row access that treats NULL as absent, the
+//! `rvbbit.*` settings of the call, and the statement-wide memo key of one argument tuple.
+
+use datafusion::arrow::array::{Array, ArrayRef, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::error::Result;
+use datafusion::logical_expr::ScalarFunctionArgs;
+
+use crate::options::RvbbitOptions;
+
+/// The arguments of one batch as optional strings, row by row (numbers and other types as their text).
+pub(crate) fn text_columns(args: &ScalarFunctionArgs) -> Result<Vec<StringArray>> {
+    let n = args.number_rows;
+    args.args
+        .iter()
+        .map(|a| {
+            let array: ArrayRef = a.clone().into_array(n)?;
+            let text = cast(&array, &DataType::Utf8)?;
+            Ok(text
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .cloned()
+                .unwrap_or_else(|| StringArray::from(vec![None::<&str>; n])))
+        })
+        .collect()
+}
+
+/// The value of `col` at `row`; `None` for NULL or a missing column.
+pub(crate) fn get(col: Option<&StringArray>, row: usize) -> Option<&str> {
+    col.filter(|c| !c.is_null(row)).map(|c| c.value(row))
+}
+
+/// The `rvbbit.*` settings the call runs under.
+pub(crate) fn options(args: &ScalarFunctionArgs) -> RvbbitOptions {
+    args.config_options
+        .extensions
+        .get::<RvbbitOptions>()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The statement-wide memo key of one argument tuple: a tag naming the function, then each argument
+/// length-prefixed (so no two tuples share a key).
+pub(crate) fn args_key(tag: &str, raw: &[Option<&str>]) -> String {
+    let mut key =
+        String::with_capacity(tag.len() + raw.iter().flatten().map(|a| a.len() + 8).sum::<usize>() + 1);
+    key.push_str(tag);
+    key.push('\u{0}');
+    for arg in raw {
+        match arg {
+            None => key.push('-'),
+            Some(a) => {
+                key.push_str(&a.len().to_string());
+                key.push(':');
+                key.push_str(a);
+            }
+        }
+    }
+    key
+}

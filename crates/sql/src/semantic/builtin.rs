@@ -1,0 +1,48 @@
+//! The built-in operator files, shipped as readable YAML in `crates/sql/operators/` and embedded here.
+
+/// (file name, text) of every built-in operator file.
+pub(crate) const BUILTIN: &[(&str, &str)] = &[
+    ("condense.yaml", include_str!("../../operators/condense.yaml")),
+    ("fix.yaml", include_str!("../../operators/fix.yaml")),
+    ("language.yaml", include_str!("../../operators/language.yaml")),
+    ("normalize.yaml", include_str!("../../operators/normalize.yaml")),
+    ("parse_date.yaml", include_str!("../../operators/parse_date.yaml")),
+    (
+        "semantic_aligns.yaml",
+        include_str!("../../operators/semantic_aligns.yaml"),
+    ),
+    (
+        "semantic_ask.yaml",
+        include_str!("../../operators/semantic_ask.yaml"),
+    ),
+    (
+        "semantic_contradicts.yaml",
+        include_str!("../../operators/semantic_contradicts.yaml"),
+    ),
+    (
+        "semantic_extracts.yaml",
+        include_str!("../../operators/semantic_extracts.yaml"),
+    ),
+    (
+        "semantic_implies.yaml",
+        include_str!("../../operators/semantic_implies.yaml"),
+    ),
+    (
+        "semantic_matches.yaml",
+        include_str!("../../operators/semantic_matches.yaml"),
+    ),
+    (
+        "semantic_same_as.yaml",
+        include_str!("../../operators/semantic_same_as.yaml"),
+    ),
+    (
+        "semantic_score.yaml",
+        include_str!("../../operators/semantic_score.yaml"),
+    ),
+    ("sentiment.yaml", include_str!("../../operators/sentiment.yaml")),
+    (
+        "smart_translate.yaml",
+        include_str!("../../operators/smart_translate.yaml"),
+    ),
+    ("tldr.yaml", include_str!("../../operators/tldr.yaml")),
+];

@@ -1,0 +1,66 @@
+//! Semantic SQL (SQL interface spec §12): SQL functions defined by cascade files with an `sql_function`
+//! block, and their operator syntax (`body MEANS 'refund request'`, `a ABOUT 'x' > 0.7`).
+//!
+//! - `builtin.rs`: the shipped operator files (`crates/sql/operators/*.yaml`), embedded;
+//! - `files.rs`: the user's files under `cascades/`, bounded and contained;
+//! - `registry.rs`: the functions of a session ([`Registry`]: built-ins, then user files, which override
+//!   a built-in of the same name) and their operator table;
+//! - `dialect.rs` + `dialect_delegate.rs` (generated): [`SemanticDialect`], the operators as a grammar
+//!   extension of the session's SQL dialect;
+//! - `udf.rs` + `coerce.rs`: SCALAR/ROW functions as async, batched UDFs with typed results.
+//!
+//! AGGREGATE, DIMENSION and PIPELINE functions are loaded and listed but fail when used.
+
+mod builtin;
+mod coerce;
+mod dialect;
+mod dialect_delegate;
+mod files;
+mod registry;
+mod udf;
+
+use std::sync::Arc;
+
+use datafusion::logical_expr::ScalarUDF;
+use datafusion::logical_expr::async_udf::AsyncScalarUDF;
+use datafusion::prelude::SessionContext;
+
+pub(crate) use dialect::{Operators, SemanticDialect};
+pub(crate) use registry::{Builtins, Definition, Registry};
+
+use crate::shared::Shared;
+
+/// Register the functions of `registry` in `ctx` under each of their names; a name that is already a
+/// SQL function of the session is left alone, with a warning (returned).
+pub(crate) fn register(ctx: &SessionContext, registry: &Registry, shared: &Arc<Shared>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let state = ctx.state();
+    let taken = |name: &str| {
+        state.scalar_functions().contains_key(name)
+            || state.aggregate_functions().contains_key(name)
+            || state.window_functions().contains_key(name)
+    };
+    let mut names = Vec::new();
+    for definition in &registry.functions {
+        for name in definition.call_names() {
+            if taken(&name) {
+                warnings.push(format!(
+                    "semantic SQL: `{name}` of {} is not registered: it is already a SQL function",
+                    definition.source
+                ));
+                continue;
+            }
+            names.push((name, definition.clone()));
+        }
+    }
+    drop(state);
+    for (name, definition) in names {
+        let udf = match &definition.unsupported {
+            Some(message) => ScalarUDF::new_from_impl(udf::Unsupported::new(name, message.clone())),
+            None => AsyncScalarUDF::new(Arc::new(udf::SemanticUdf::new(name, definition, shared.clone())))
+                .into_scalar_udf(),
+        };
+        ctx.register_udf(udf);
+    }
+    warnings
+}
