@@ -361,6 +361,10 @@ pub struct LimitsConfig {
     pub sql_statements: u32,
     /// SQL: bytes in one request, pgwire message or `rvbbit sql` argument.
     pub sql_query_bytes: u64,
+    /// SQL: operator files (cascades with an `sql_function` block) read under `cascades/` per session.
+    pub sql_operator_files: u32,
+    /// SQL: bytes of operator files read under `cascades/` per session.
+    pub sql_operator_bytes: u64,
     /// HTTP (`rvbbit serve`): connections open at once; more wait in the listen queue.
     pub http_connections: u32,
     /// HTTP (`rvbbit serve`): seconds a client may take to send a request's headers.
@@ -380,6 +384,8 @@ impl Default for LimitsConfig {
             sql_expression_depth: 256,
             sql_statements: 64,
             sql_query_bytes: 1024 * 1024,
+            sql_operator_files: 1000,
+            sql_operator_bytes: 16 * 1024 * 1024,
             http_connections: 1024,
             http_header_timeout_seconds: 10,
             pgwire_connections: 256,

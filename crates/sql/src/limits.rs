@@ -48,10 +48,10 @@ pub struct Limits {
     /// it).
     pub connections: u32,
     /// Operator files: the most `*.yaml`/`*.yml` files a session reads under `cascades/` looking for
-    /// `sql_function` blocks (default 1000; not yet a `rvbbit.toml` setting). Past it the
+    /// `sql_function` blocks (default 1000; `limits.sql_operator_files` in `rvbbit.toml`). Past it the
     /// rest are not loaded, with an RVB-Q006 warning.
     pub operator_files: u32,
-    /// Operator files: the most bytes a session reads under `cascades/` (default 16 MiB).
+    /// Operator files: the most bytes a session reads under `cascades/` (default 16 MiB; `limits.sql_operator_bytes`).
     pub operator_bytes: u64,
 }
 

@@ -138,6 +138,8 @@ pub(crate) fn sql_settings(config: &Config) -> rvbbit_sql::Settings {
     settings.limits.expression_depth = limits.sql_expression_depth;
     settings.limits.statements = limits.sql_statements;
     settings.limits.query_bytes = limits.sql_query_bytes;
+    settings.limits.operator_files = limits.sql_operator_files;
+    settings.limits.operator_bytes = limits.sql_operator_bytes;
     settings.limits.connections = limits.pgwire_connections;
     settings
 }

@@ -116,7 +116,7 @@ impl Walk<'_> {
             self.stop(
                 scan,
                 format!(
-                    "more than {} files under cascades/ (Limits::operator_files); {shown} and the files \
+                    "more than {} files under cascades/ (limits.sql_operator_files); {shown} and the files \
                      after it are not loaded",
                     limits.operator_files
                 ),
@@ -139,7 +139,7 @@ impl Walk<'_> {
             self.stop(
                 scan,
                 format!(
-                    "the files under cascades/ pass {} bytes (Limits::operator_bytes); {shown} and the \
+                    "the files under cascades/ pass {} bytes (limits.sql_operator_bytes); {shown} and the \
                      files after it are not loaded",
                     limits.operator_bytes
                 ),
@@ -158,7 +158,7 @@ impl Walk<'_> {
     fn stop(&mut self, scan: &mut Scan, what: String) {
         self.stopped = true;
         scan.warnings.push(format!(
-            "semantic SQL [RVB-Q006]: {what}; move other cascades out of cascades/ or raise the limit"
+            "semantic SQL [RVB-Q006]: {what}; move other cascades out of cascades/ or raise the limit in rvbbit.toml [limits]"
         ));
     }
 }

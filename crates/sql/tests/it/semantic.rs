@@ -223,7 +223,7 @@ async fn the_file_and_byte_limits_stop_loading_with_a_warning() {
     assert_eq!(column(&r, 0), [Some("f1".to_owned()), Some("f2".to_owned())]);
     assert!(
         r.notices.iter().any(|n| n.contains("RVB-Q006")
-            && n.contains("Limits::operator_files")
+            && n.contains("limits.sql_operator_files")
             && n.contains("cascades/f3.yaml")),
         "{:?}",
         r.notices
@@ -247,7 +247,7 @@ async fn the_file_and_byte_limits_stop_loading_with_a_warning() {
     assert!(
         r.notices
             .iter()
-            .any(|n| n.contains("RVB-Q006") && n.contains("Limits::operator_bytes")),
+            .any(|n| n.contains("RVB-Q006") && n.contains("limits.sql_operator_bytes")),
         "{:?}",
         r.notices
     );
