@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, StringArray, StringBuilder};
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{MemTable, TableProvider};
@@ -28,6 +27,7 @@ use datafusion::logical_expr::{
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::batch_args::text_columns;
 use crate::calls::{self, Call};
 use crate::error::{Error, Result};
 use crate::explain::plan_lines;
@@ -242,19 +242,7 @@ fn failed(message: &str) -> String {
 impl AsyncScalarUDFImpl for RunBatch {
     async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let n = args.number_rows;
-        let cols: Vec<StringArray> = args
-            .args
-            .iter()
-            .map(|a| {
-                let array = a.clone().into_array(n)?;
-                let text = cast(&array, &DataType::Utf8)?;
-                Ok(text
-                    .as_any()
-                    .downcast_ref::<StringArray>()
-                    .cloned()
-                    .unwrap_or_else(|| StringArray::from(vec![None::<&str>; n])))
-            })
-            .collect::<DfResult<_>>()?;
+        let cols: Vec<StringArray> = text_columns(&args)?;
         let get = |c: usize, row: usize| cols.get(c).filter(|a| !a.is_null(row)).map(|a| a.value(row));
         let stmt = self.shared.statement();
         let mut out = StringBuilder::with_capacity(n, n * 64);

@@ -188,7 +188,7 @@ impl SqlRuntime {
         let table = Served(Functions::new(registry.functions.clone()));
         // A fresh name in a fresh context: registering cannot fail, and there is no earlier table.
         let _ = ctx.register_table("rvbbit_functions", Arc::new(table));
-        registry.operators.clone()
+        registry.operators
     }
 }
 
