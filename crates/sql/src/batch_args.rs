@@ -6,25 +6,25 @@ use datafusion::arrow::array::{Array, ArrayRef, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::error::Result;
-use datafusion::logical_expr::ScalarFunctionArgs;
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs};
 
 use crate::options::RvbbitOptions;
 
 /// The arguments of one batch as optional strings, row by row (numbers and other types as their text).
 pub(crate) fn text_columns(args: &ScalarFunctionArgs) -> Result<Vec<StringArray>> {
     let n = args.number_rows;
-    args.args
-        .iter()
-        .map(|a| {
-            let array: ArrayRef = a.clone().into_array(n)?;
-            let text = cast(&array, &DataType::Utf8)?;
-            Ok(text
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .cloned()
-                .unwrap_or_else(|| StringArray::from(vec![None::<&str>; n])))
-        })
-        .collect()
+    args.args.iter().map(|a| text_column(a, n)).collect()
+}
+
+/// One argument of `n` rows as optional strings.
+pub(crate) fn text_column(arg: &ColumnarValue, n: usize) -> Result<StringArray> {
+    let array: ArrayRef = arg.clone().into_array(n)?;
+    let text = cast(&array, &DataType::Utf8)?;
+    Ok(text
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .cloned()
+        .unwrap_or_else(|| StringArray::from(vec![None::<&str>; n])))
 }
 
 /// The value of `col` at `row`; `None` for NULL or a missing column.

@@ -52,12 +52,31 @@ pub struct RvbbitOptions {
     /// `rvbbit.run_default_limit`: rows a `RVBBIT RUN` passes to its cascade without `WITH (limit = n)`
     /// (default 10,000).
     pub run_default_limit: u64,
+    /// `rvbbit.semantic_context_bytes`: the most bytes of a group's values an AGGREGATE semantic
+    /// function puts in one prompt; a larger group is answered map-reduce (default 32,768).
+    pub semantic_context_bytes: usize,
 }
 
 /// Rows a MAP reads from its USING query unless told otherwise (spec §4.3).
 const DEFAULT_MAP_LIMIT: u64 = 1_000;
 /// Rows a RUN passes to its cascade unless told otherwise (spec §4.3).
 const DEFAULT_RUN_LIMIT: u64 = 10_000;
+
+/// The smallest `rvbbit.semantic_context_bytes`: room for a few short values.
+pub(crate) const MIN_CONTEXT_BYTES: usize = 256;
+
+/// The default `rvbbit.semantic_context_bytes`.
+pub(crate) const DEFAULT_CONTEXT_BYTES: usize = 32_768;
+
+fn context_setting(value: &str) -> Result<usize> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if n >= MIN_CONTEXT_BYTES => Ok(n),
+        _ => Err(DataFusionError::Configuration(format!(
+            "`rvbbit.semantic_context_bytes` cannot be '{value}'; use a whole number of bytes of at \
+             least {MIN_CONTEXT_BYTES}"
+        ))),
+    }
+}
 
 fn limit_setting(key: &str, value: &str) -> Result<u64> {
     match value.trim().parse::<u64>() {
@@ -75,6 +94,7 @@ impl Default for RvbbitOptions {
             cache: true,
             map_default_limit: DEFAULT_MAP_LIMIT,
             run_default_limit: DEFAULT_RUN_LIMIT,
+            semantic_context_bytes: DEFAULT_CONTEXT_BYTES,
         }
     }
 }
@@ -123,10 +143,12 @@ impl ExtensionOptions for RvbbitOptions {
             }
             "map_default_limit" => self.map_default_limit = limit_setting(key, value)?,
             "run_default_limit" => self.run_default_limit = limit_setting(key, value)?,
+            "semantic_context_bytes" => self.semantic_context_bytes = context_setting(value)?,
             other => {
                 return Err(DataFusionError::Configuration(format!(
                     "unknown setting `rvbbit.{other}`; the rvbbit settings are `rvbbit.udf_errors`, \
-                     `rvbbit.cache`, `rvbbit.map_default_limit` and `rvbbit.run_default_limit`"
+                     `rvbbit.cache`, `rvbbit.map_default_limit`, `rvbbit.run_default_limit` and \
+                     `rvbbit.semantic_context_bytes`"
                 )));
             }
         }
@@ -154,6 +176,11 @@ impl ExtensionOptions for RvbbitOptions {
                 key: "rvbbit.run_default_limit".into(),
                 value: Some(self.run_default_limit.to_string()),
                 description: "Rows RVBBIT RUN passes to its cascade without WITH (limit = n) (default 10000)",
+            },
+            ConfigEntry {
+                key: "rvbbit.semantic_context_bytes".into(),
+                value: Some(self.semantic_context_bytes.to_string()),
+                description: "Most bytes of a group's values one AGGREGATE semantic call reads; more is map-reduced (default 32768)",
             },
         ]
     }

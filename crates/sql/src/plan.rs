@@ -12,14 +12,14 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, SortExpr};
 use datafusion::prelude::SessionContext;
-use datafusion::sql::parser::DFParserBuilder;
+use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use datafusion::sql::sqlparser::dialect::{Dialect, dialect_from_str};
 use datafusion::sql::sqlparser::parser::ParserError;
 
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::options::RvbbitOptions;
-use crate::semantic::{Operators, SemanticDialect};
+use crate::semantic::{Operators, SemanticDialect, rewrite_aggregates};
 use crate::shared::Shared;
 
 /// A session's context and shared state, borrowed to plan one statement.
@@ -124,6 +124,7 @@ impl Planner<'_> {
         if sources.is_confined() {
             sources.vet_statement(&mut statement)?;
         }
+        self.collect_aggregate_arguments(&mut statement);
         let plan = self
             .ctx
             .state()
@@ -132,6 +133,21 @@ impl Planner<'_> {
             .map_err(Error::from_datafusion)?;
         sources.check_plan(&plan)?;
         sort_keys_computed_first(plan)
+    }
+
+    /// Make each call of a loaded AGGREGATE semantic function read its group's values
+    /// (`f(col)` → `f(array_agg(col))`, [`rewrite_aggregates`]).
+    fn collect_aggregate_arguments(&self, statement: &mut DfStatement) {
+        let state = self.ctx.state();
+        let semantic = |name: &str| {
+            self.operators.is_aggregate(name)
+                && state
+                    .scalar_functions()
+                    .get(name)
+                    .is_some_and(|f| f.as_async().is_some())
+        };
+        let aggregate = |name: &str| state.aggregate_functions().contains_key(name);
+        rewrite_aggregates(statement, &semantic, &aggregate);
     }
 
     /// The limits on client SQL of the session's runtime.

@@ -186,7 +186,7 @@ impl Conn {
                             return Err(user_error(error(
                                 state::UNDEFINED_OBJECT,
                                 format!("unrecognized configuration parameter \"{n}\""),
-                                "the rvbbit settings are rvbbit.udf_errors, rvbbit.cache, rvbbit.map_default_limit and rvbbit.run_default_limit",
+                                "the rvbbit settings are rvbbit.udf_errors, rvbbit.cache, rvbbit.map_default_limit, rvbbit.run_default_limit and rvbbit.semantic_context_bytes",
                             )));
                         };
                         self.set_session(&key, &value).await?;
@@ -258,7 +258,7 @@ impl Conn {
             return Err(user_error(error(
                 state::UNDEFINED_OBJECT,
                 format!("unrecognized configuration parameter \"{name}\""),
-                "SHOW ALL lists the parameters; the rvbbit settings are rvbbit.udf_errors, rvbbit.cache, rvbbit.map_default_limit and rvbbit.run_default_limit",
+                "SHOW ALL lists the parameters; the rvbbit settings are rvbbit.udf_errors, rvbbit.cache, rvbbit.map_default_limit, rvbbit.run_default_limit and rvbbit.semantic_context_bytes",
             )));
         };
         let schema = Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, false)]));

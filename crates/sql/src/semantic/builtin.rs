@@ -2,10 +2,15 @@
 
 /// (file name, text) of every built-in operator file.
 pub(crate) const BUILTIN: &[(&str, &str)] = &[
+    ("best.yaml", include_str!("../../operators/best.yaml")),
+    ("classify.yaml", include_str!("../../operators/classify.yaml")),
     ("condense.yaml", include_str!("../../operators/condense.yaml")),
+    ("consensus.yaml", include_str!("../../operators/consensus.yaml")),
+    ("dedupe.yaml", include_str!("../../operators/dedupe.yaml")),
     ("fix.yaml", include_str!("../../operators/fix.yaml")),
     ("language.yaml", include_str!("../../operators/language.yaml")),
     ("normalize.yaml", include_str!("../../operators/normalize.yaml")),
+    ("outliers.yaml", include_str!("../../operators/outliers.yaml")),
     ("parse_date.yaml", include_str!("../../operators/parse_date.yaml")),
     (
         "semantic_aligns.yaml",
@@ -41,8 +46,15 @@ pub(crate) const BUILTIN: &[(&str, &str)] = &[
     ),
     ("sentiment.yaml", include_str!("../../operators/sentiment.yaml")),
     (
+        "sentiment_agg.yaml",
+        include_str!("../../operators/sentiment_agg.yaml"),
+    ),
+    (
         "smart_translate.yaml",
         include_str!("../../operators/smart_translate.yaml"),
     ),
+    ("summarize.yaml", include_str!("../../operators/summarize.yaml")),
+    ("themes.yaml", include_str!("../../operators/themes.yaml")),
     ("tldr.yaml", include_str!("../../operators/tldr.yaml")),
+    ("topics.yaml", include_str!("../../operators/topics.yaml")),
 ];

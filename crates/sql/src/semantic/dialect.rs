@@ -9,6 +9,7 @@
 //! word followed by the end of the expression (`FROM`, `,`, `)`) is left to the SQL grammar, so a
 //! column alias of the same name still works.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
@@ -49,13 +50,29 @@ pub(crate) struct Operator {
 #[derive(Debug, Default)]
 pub(crate) struct Operators {
     list: Vec<Operator>,
+    /// The call names of the AGGREGATE functions (lower-case), whose calls collect a group's values.
+    aggregates: BTreeSet<String>,
 }
 
 impl Operators {
     /// The table of `operators` (the longest keyword sequence is tried first).
     pub(crate) fn new(mut list: Vec<Operator>) -> Operators {
         list.sort_by_key(|op| std::cmp::Reverse(op.keywords.len()));
-        Operators { list }
+        Operators {
+            list,
+            aggregates: BTreeSet::new(),
+        }
+    }
+
+    /// The table, knowing `names` as the call names of AGGREGATE functions.
+    pub(crate) fn with_aggregates(mut self, names: impl IntoIterator<Item = String>) -> Operators {
+        self.aggregates.extend(names);
+        self
+    }
+
+    /// Whether `name` (lower-case) calls an AGGREGATE semantic function.
+    pub(crate) fn is_aggregate(&self, name: &str) -> bool {
+        self.aggregates.contains(name)
     }
 }
 

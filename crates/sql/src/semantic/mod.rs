@@ -7,16 +7,22 @@
 //!   a built-in of the same name) and their operator table;
 //! - `dialect.rs` + `dialect_delegate.rs` (generated): [`SemanticDialect`], the operators as a grammar
 //!   extension of the session's SQL dialect;
-//! - `udf.rs` + `coerce.rs`: SCALAR/ROW functions as async, batched UDFs with typed results.
+//! - `udf.rs` + `coerce.rs`: SCALAR/ROW/AGGREGATE functions as async, batched UDFs with typed results;
+//! - `rewrite.rs`: an AGGREGATE call `f(col)` planned as `f(array_agg(col))`;
+//! - `aggregate.rs` + `chunk.rs`: a group's values as the JSON array the function reads, map-reduced
+//!   when they are over `rvbbit.semantic_context_bytes`.
 //!
-//! AGGREGATE, DIMENSION and PIPELINE functions are loaded and listed but fail when used.
+//! DIMENSION and PIPELINE functions are loaded and listed but fail when used.
 
+mod aggregate;
 mod builtin;
+mod chunk;
 mod coerce;
 mod dialect;
 mod dialect_delegate;
 mod files;
 mod registry;
+mod rewrite;
 mod udf;
 
 use std::sync::Arc;
@@ -27,6 +33,7 @@ use datafusion::prelude::SessionContext;
 
 pub(crate) use dialect::{Operators, SemanticDialect};
 pub(crate) use registry::{Builtins, Definition, Registry};
+pub(crate) use rewrite::rewrite_aggregates;
 
 use crate::shared::Shared;
 

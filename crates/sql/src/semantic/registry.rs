@@ -117,10 +117,10 @@ fn is_identifier(name: &str) -> bool {
 /// Why `spec` cannot run in this version, if it cannot.
 fn unsupported(name: &str, spec: &SqlFunction) -> Option<String> {
     let shape = spec.call_shape();
-    if !matches!(shape, SqlShape::Scalar | SqlShape::Row) {
+    if !matches!(shape, SqlShape::Scalar | SqlShape::Row | SqlShape::Aggregate) {
         return Some(format!(
-            "`{name}` is an {} operator; {} operators are not supported yet (only SCALAR and ROW \
-             functions run from SQL)",
+            "`{name}` is a {} operator; {} operators are not supported yet (only SCALAR, ROW and \
+             AGGREGATE functions run from SQL)",
             shape.as_str(),
             shape.as_str().to_lowercase()
         ));
@@ -247,7 +247,11 @@ fn operator_table(functions: &[Arc<Definition>], warnings: &mut Vec<String>) -> 
             });
         }
     }
-    Operators::new(list)
+    let aggregates = functions
+        .iter()
+        .filter(|f| f.unsupported.is_none() && f.spec.call_shape() == SqlShape::Aggregate)
+        .flat_map(|f| f.call_names());
+    Operators::new(list).with_aggregates(aggregates)
 }
 
 /// The argument position of each placeholder of `t`, when they are the first k arguments of `f` (k at

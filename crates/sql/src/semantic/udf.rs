@@ -1,8 +1,9 @@
-//! A SCALAR/ROW semantic function as a DataFusion async UDF ([`SemanticUdf`]): per batch, a row with a
+//! A SCALAR/ROW/AGGREGATE semantic function as a DataFusion async UDF ([`SemanticUdf`]): per batch, a row with a
 //! NULL required argument gives NULL without a call, distinct argument tuples run once (statement memo,
 //! persistent cache, concurrent runs through `calls::answer`), and each answer is typed by the
 //! function's `returns` (`coerce.rs`): unparsable or failed is NULL with a notice, or an error under
-//! `rvbbit.udf_errors = 'raise'`. A function of a shape this version does not run is registered as
+//! `rvbbit.udf_errors = 'raise'`. An AGGREGATE function first makes each group's values its context
+//! argument (`aggregate.rs`). A function of a shape this version does not run is registered as
 //! [`Unsupported`], which fails while planning with a message saying so.
 
 use std::collections::HashMap;
@@ -19,15 +20,17 @@ use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
-use rvbbit_cascade::model::SqlType;
+use rvbbit_cascade::model::{SqlShape, SqlType};
 use serde_json::{Map, Value};
 
+use super::aggregate::{self, Grouped};
 use super::coerce::{Typed, coerce};
 use super::registry::Definition;
 use crate::batch_args::{self, args_key, get, text_columns};
 use crate::calls::{self, Call};
 use crate::error::Error;
 use crate::options::{RvbbitOptions, UdfErrors};
+use crate::runtime::Runtime;
 use crate::shared::Shared;
 use crate::statement::{Answer, Statement};
 
@@ -134,8 +137,12 @@ impl AsyncScalarUDFImpl for SemanticUdf {
     async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let options = batch_args::options(&args);
         let n = args.number_rows;
-        let cols = text_columns(&args)?;
         let stmt = self.shared.statement();
+        let cols = if self.definition.spec.call_shape() == SqlShape::Aggregate {
+            aggregate::columns(self, &args, &stmt, &options).await?
+        } else {
+            text_columns(&args)?
+        };
         let plan = self.plan_batch(&stmt, &cols, n, &options);
         let answers = if plan.calls.is_empty() {
             Vec::new()
@@ -151,6 +158,40 @@ impl AsyncScalarUDFImpl for SemanticUdf {
     }
 }
 
+impl Grouped for SemanticUdf {
+    fn label(&self) -> &str {
+        &self.name
+    }
+
+    fn context_index(&self) -> usize {
+        let spec = &self.definition.spec;
+        spec.context_arg
+            .as_ref()
+            .and_then(|name| spec.args.iter().position(|a| &a.name == name))
+            .unwrap_or(0)
+    }
+
+    fn required(&self) -> usize {
+        self.definition.required()
+    }
+
+    fn call(&self, raw: &[Option<&str>], options: &RvbbitOptions) -> Call {
+        // Cached unless the function or the session says not.
+        let cache = options.cache && self.definition.spec.cache != Some(false);
+        Call::run(
+            &self.shared.runtime,
+            self.definition.cascade.clone(),
+            self.input(raw),
+            None,
+            cache,
+        )
+    }
+
+    fn runtime(&self) -> &Runtime {
+        &self.shared.runtime
+    }
+}
+
 impl SemanticUdf {
     fn plan_batch(
         &self,
@@ -159,10 +200,7 @@ impl SemanticUdf {
         n: usize,
         options: &RvbbitOptions,
     ) -> BatchPlan {
-        let runtime = &self.shared.runtime;
-        let spec = &self.definition.spec;
         let required = self.definition.required();
-        let cache = options.cache && spec.cache != Some(false);
         let mut plan = BatchPlan {
             slots: Vec::with_capacity(n),
             calls: Vec::new(),
@@ -186,13 +224,7 @@ impl SemanticUdf {
                 plan.known.push(answer);
                 Slot::Known(plan.known.len() - 1)
             } else {
-                let call = Call::run(
-                    runtime,
-                    self.definition.cascade.clone(),
-                    self.input(&raw),
-                    None,
-                    cache,
-                );
+                let call = self.call(&raw, options);
                 let next = plan.calls.len();
                 let i = *index.entry(call.key.clone()).or_insert(next);
                 if i == next {
@@ -319,7 +351,7 @@ impl SemanticUdf {
     }
 }
 
-/// A function this version cannot run (an AGGREGATE, DIMENSION or PIPELINE operator, a `DOUBLE[]` or
+/// A function this version cannot run (a DIMENSION or PIPELINE operator, a `DOUBLE[]` or
 /// `TABLE` result): planning a call fails with `message`.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Unsupported {

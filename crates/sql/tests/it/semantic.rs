@@ -254,37 +254,142 @@ async fn the_file_and_byte_limits_stop_loading_with_a_warning() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_aggregate_operator_fails_with_a_clear_error() {
+async fn a_user_aggregate_operator_file_runs_once_per_group_on_its_values() {
     let server = llm().await;
     let h = Harness::new(&server.base_url(), 4).await;
     write(
         &h,
-        "cascades/semantic_sql/summarize.yaml",
+        "cascades/semantic_sql/gist.yaml",
         &operator_file(
-            "llm_summarize",
+            "gist",
             "VARCHAR",
             "AGGREGATE",
-            "['SUMMARIZE({{ text }})']",
-            "x",
+            "['GIST({{ text }})']",
+            "Always answer yes.",
         ),
     );
     let session = h.runtime.session();
     let listed = session
-        .execute("SELECT shape FROM rvbbit_functions WHERE name = 'llm_summarize'")
+        .execute("SELECT shape FROM rvbbit_functions WHERE name = 'gist'")
         .await
         .unwrap();
     assert_eq!(column(&listed, 0), [Some("AGGREGATE".to_owned())]);
+    let r = session
+        .execute(
+            "SELECT g, GIST(x) FROM (VALUES (1, 'a'), (1, NULL), (1, 'b'), (2, 'c'), (3, NULL)) AS t(g, x) \
+             GROUP BY g ORDER BY g",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        column(&r, 1),
+        [Some("yes".to_owned()), Some("yes".to_owned()), None]
+    );
+    // One call per group with values; NULL values are skipped, a group of none is NULL without a call.
+    let mut texts: Vec<String> = server
+        .bodies()
+        .iter()
+        .filter_map(|b| {
+            let prompt = b["messages"][0]["content"].as_str()?;
+            prompt
+                .lines()
+                .find_map(|l| l.strip_prefix("Text: "))
+                .map(str::to_owned)
+        })
+        .collect();
+    texts.sort();
+    assert_eq!(texts, [r#"["a","b"]"#, r#"["c"]"#]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dimension_operator_fails_with_a_clear_error() {
+    let server = llm().await;
+    let h = Harness::new(&server.base_url(), 4).await;
+    write(
+        &h,
+        "cascades/semantic_sql/buckets.yaml",
+        &operator_file("buckets", "VARCHAR", "DIMENSION", "['BUCKETS({{ text }})']", "x"),
+    );
+    let session = h.runtime.session();
     let err = session
-        .execute("SELECT summarize(x) FROM (VALUES ('a'), ('b')) AS t(x)")
+        .execute("SELECT buckets(x) FROM (VALUES ('a'), ('b')) AS t(x)")
         .await
         .unwrap_err();
     assert_eq!(err.code().code, "RVB-Q001", "{err}");
     assert!(
         err.to_string()
-            .contains("`llm_summarize` is an AGGREGATE operator; aggregate operators are not supported yet"),
+            .contains("`buckets` is a DIMENSION operator; dimension operators are not supported yet"),
         "{err}"
     );
     assert_eq!(server.requests(), 0);
+}
+
+/// 10,000 rows in 3 groups under a 4 KiB budget: every prompt's values fit the budget, so each group is
+/// answered map (one call per chunk) then reduce (one call on the partial answers); the scripted
+/// SUMMARIZE (`slt::semantic_reply`) adds up the partial counts, so each group's answer names its size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summarize_over_10000_rows_keeps_every_prompt_under_the_context_budget() {
+    const BUDGET: usize = 4096;
+    // The rest of summarize.yaml's prompt around its `Texts:` value (about 300 bytes).
+    const TEMPLATE_OVERHEAD: usize = 512;
+    let server = TestServer::start(Script::rule(|body: &Value| {
+        let prompt = body["messages"][0]["content"].as_str().unwrap_or_default();
+        crate::slt::semantic_reply(prompt).unwrap_or_else(|| Reply::error(400, "unknown prompt"))
+    }))
+    .await;
+    let h = Harness::new(&server.base_url(), 4).await;
+    let session = h.runtime.session();
+    session
+        .execute(
+            "CREATE TABLE big AS SELECT value % 3 AS g, 'note number ' || value || ' about the service' AS body \
+             FROM generate_series(1, 10000)",
+        )
+        .await
+        .unwrap();
+    session
+        .execute(&format!("SET rvbbit.semantic_context_bytes = {BUDGET}"))
+        .await
+        .unwrap();
+    let sql = "SELECT g, summarize(body) FROM big GROUP BY g ORDER BY g";
+    let r = session.execute(sql).await.unwrap();
+    let answers = column(&r, 1);
+    let sizes = [3333, 3334, 3333];
+    for (answer, size) in answers.iter().zip(sizes) {
+        let answer = answer.as_deref().unwrap_or_default();
+        assert!(
+            answer.starts_with(&format!("{size} items: note number ")),
+            "{answer}"
+        );
+    }
+    assert_eq!(answers.len(), 3);
+
+    let (mut map, mut reduce) = (0, 0);
+    for body in server.bodies() {
+        let prompt = body["messages"][0]["content"].as_str().unwrap_or_default();
+        let texts = prompt
+            .lines()
+            .find_map(|l| l.strip_prefix("Texts: "))
+            .unwrap_or_default();
+        assert!(texts.len() <= BUDGET, "{} bytes of values", texts.len());
+        assert!(
+            prompt.len() <= BUDGET + TEMPLATE_OVERHEAD,
+            "{} bytes of prompt",
+            prompt.len()
+        );
+        let items: Vec<String> = serde_json::from_str(texts).unwrap();
+        if items.iter().all(|i| i.contains(" items: ")) {
+            reduce += 1;
+        } else {
+            map += 1;
+        }
+    }
+    assert_eq!(reduce, 3, "one final reduce call per group");
+    assert!(map >= 3 * 25, "{map} map calls: ~120 KB per group in 4 KB chunks");
+
+    let before = server.requests();
+    let again = session.execute(sql).await.unwrap();
+    assert_eq!(column(&again, 1), answers);
+    assert_eq!(server.requests(), before, "the rerun is served from the cache");
 }
 
 /// The delegate of sqlparser's `Dialect` trait is generated: a sqlparser with a new trait method fails

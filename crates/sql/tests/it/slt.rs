@@ -214,7 +214,7 @@ async fn llm() -> TestServer {
 /// text contain the first word of the second", in each function's own spelling (`true`, `Yes.`,
 /// ` TRUE `, `'1'`) so the coercion is exercised; the text `garble` answers `maybe` (not a boolean) and
 /// the text `boom` fails with a 400.
-fn semantic_reply(prompt: &str) -> Option<Reply> {
+pub(crate) fn semantic_reply(prompt: &str) -> Option<Reply> {
     let field = |name: &str| {
         let prefix = format!("{name}: ");
         prompt
@@ -237,7 +237,13 @@ fn semantic_reply(prompt: &str) -> Option<Reply> {
         return Some(Reply::error(400, "bad request for boom"));
     }
     let first = prompt.lines().next().unwrap_or_default();
-    let answer = if first.starts_with("Decide whether the text matches") {
+    let items: Vec<String> = serde_json::from_str(&field("Texts")).unwrap_or_default();
+    if items.iter().any(|i| i == "boom") {
+        return Some(Reply::error(400, "bad request for boom"));
+    }
+    let answer = if let Some(answer) = aggregate_reply(first, &items, &field) {
+        answer
+    } else if first.starts_with("Decide whether the text matches") {
         if text.contains("garble") {
             "maybe".to_owned()
         } else {
@@ -286,6 +292,120 @@ fn semantic_reply(prompt: &str) -> Option<Reply> {
         return None;
     };
     Some(Reply::text(answer).cost(0.001))
+}
+
+/// The scripted answers of the built-in AGGREGATE functions, from the JSON array of `Texts:` (a reduce
+/// call's items are earlier answers: `<n> items: <first>` for SUMMARIZE, numbers for SENTIMENT_AGG, JSON
+/// arrays, flattened, for the JSON functions):
+/// - SUMMARIZE: `<n> items: <first item>` (a reduce adds up the n and keeps the first's item);
+/// - CONSENSUS: the most frequent item (the earliest on a tie);
+/// - DEDUPE: the items without repeats (case-insensitive), as a JSON array;
+/// - OUTLIERS: the `Count` longest items (the earliest on a tie), as a JSON array;
+/// - BEST: the first item containing the first word of `Criterion`, else the first item;
+/// - CLASSIFY: the label of `Labels` contained in the most items (the earliest on a tie);
+/// - SENTIMENT_AGG: the mean of 0.8 per item with `love`, -0.8 with `hate`, else 0 (or its number);
+/// - THEMES / TOPICS: the first `Count` distinct first / last words (lower case), as a JSON array.
+fn aggregate_reply(first: &str, items: &[String], field: &dyn Fn(&str) -> String) -> Option<String> {
+    let flat = || -> Vec<String> {
+        items
+            .iter()
+            .flat_map(|i| serde_json::from_str::<Vec<String>>(i).unwrap_or_else(|_| vec![i.clone()]))
+            .collect()
+    };
+    let count = || field("Count").trim().parse::<usize>().unwrap_or(3);
+    let distinct = |words: Vec<String>| {
+        let mut out: Vec<String> = Vec::new();
+        for w in words {
+            if !out.iter().any(|o| o.eq_ignore_ascii_case(&w)) {
+                out.push(w);
+            }
+        }
+        out
+    };
+    let first_item = items.first().cloned().unwrap_or_default();
+    let answer = if first.starts_with("Summarize these texts") {
+        let partial = |i: &String| {
+            let (n, rest) = i.split_once(" items: ")?;
+            Some((n.parse::<usize>().ok()?, rest.to_owned()))
+        };
+        let partials: Option<Vec<(usize, String)>> = items.iter().map(partial).collect();
+        match partials {
+            Some(p) if !p.is_empty() => {
+                format!("{} items: {}", p.iter().map(|(n, _)| n).sum::<usize>(), p[0].1)
+            }
+            _ => format!("{} items: {first_item}", items.len()),
+        }
+    } else if first.starts_with("Find the view most") {
+        let mut best = first_item;
+        let mut best_n = 0;
+        for i in items {
+            let n = items.iter().filter(|j| *j == i).count();
+            if n > best_n {
+                (best, best_n) = (i.clone(), n);
+            }
+        }
+        best
+    } else if first.starts_with("List the distinct meanings") {
+        serde_json::to_string(&distinct(flat())).unwrap()
+    } else if first.starts_with("Pick the texts that least fit") {
+        let mut all = flat();
+        all.sort_by_key(|i| std::cmp::Reverse(i.chars().count()));
+        all.truncate(count());
+        serde_json::to_string(&all).unwrap()
+    } else if first.starts_with("Pick the one text that best meets") {
+        let word = field("Criterion")
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_lowercase();
+        items
+            .iter()
+            .find(|i| !word.is_empty() && i.to_lowercase().contains(&word))
+            .cloned()
+            .unwrap_or(first_item)
+    } else if first.starts_with("Pick the one label") {
+        let labels: Vec<String> = field("Labels").split(',').map(|l| l.trim().to_owned()).collect();
+        let hits = |l: &String| {
+            items
+                .iter()
+                .filter(|i| i.to_lowercase().contains(&l.to_lowercase()))
+                .count()
+        };
+        let mut best = labels.first().cloned().unwrap_or_default();
+        for l in &labels {
+            if hits(l) > hits(&best) {
+                best = l.clone();
+            }
+        }
+        best
+    } else if first.starts_with("Rate the overall sentiment") {
+        let score = |i: &String| {
+            i.parse::<f64>().unwrap_or(if i.contains("love") {
+                0.8
+            } else if i.contains("hate") {
+                -0.8
+            } else {
+                0.0
+            })
+        };
+        let mean = items.iter().map(score).sum::<f64>() / items.len().max(1) as f64;
+        format!("{:.2}", mean)
+    } else if first.starts_with("Name the main themes") || first.starts_with("Name the topics") {
+        let last = first.starts_with("Name the topics");
+        let words = flat()
+            .iter()
+            .filter_map(|i| {
+                let mut ws = i.split_whitespace();
+                if last { ws.next_back() } else { ws.next() }.map(str::to_lowercase)
+            })
+            .collect();
+        let mut found = distinct(words);
+        found.truncate(count());
+        serde_json::to_string(&found).unwrap()
+    } else {
+        return None;
+    };
+    Some(answer)
 }
 
 /// The settings of the network doors (`rvbbit serve`, `rvbbit serve sql`): files confined to the project.
