@@ -324,6 +324,38 @@ async fn a_dimension_operator_fails_with_a_clear_error() {
     assert_eq!(server.requests(), 0);
 }
 
+/// A value longer than the whole budget is cut to it (at a character boundary), with a notice; the group
+/// is still answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_over_the_context_budget_is_cut_with_a_notice() {
+    let server = TestServer::start(Script::rule(|body: &Value| {
+        let prompt = body["messages"][0]["content"].as_str().unwrap_or_default();
+        crate::slt::semantic_reply(prompt).unwrap_or_else(|| Reply::error(400, "unknown prompt"))
+    }))
+    .await;
+    let h = Harness::new(&server.base_url(), 4).await;
+    let session = h.runtime.session();
+    session
+        .execute("SET rvbbit.semantic_context_bytes = 300")
+        .await
+        .unwrap();
+    let r = session
+        .execute("SELECT summarize(x) FROM (VALUES (repeat('é', 1000))) AS t(x)")
+        .await
+        .unwrap();
+    let answer = column(&r, 0)[0].clone().unwrap_or_default();
+    // 300 bytes of JSON array: brackets, quotes and 148 two-byte characters.
+    assert_eq!(answer, format!("1 items: {}", "é".repeat(148)));
+    assert!(
+        r.notices
+            .iter()
+            .any(|n| n.contains("1 value(s) longer than rvbbit.semantic_context_bytes = 300")),
+        "{:?}",
+        r.notices
+    );
+    assert_eq!(server.requests(), 1);
+}
+
 /// 10,000 rows in 3 groups under a 4 KiB budget: every prompt's values fit the budget, so each group is
 /// answered map (one call per chunk) then reduce (one call on the partial answers); the scripted
 /// SUMMARIZE (`slt::semantic_reply`) adds up the partial counts, so each group's answer names its size.
