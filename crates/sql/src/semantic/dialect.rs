@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName,
-    UnaryOperator,
+    DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
+    FunctionArguments, Ident, ObjectName, UnaryOperator,
 };
 use datafusion::sql::sqlparser::dialect::{Dialect, Precedence};
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -199,12 +199,21 @@ fn operand_follows(parser: &Parser, n: usize) -> bool {
 
 /// `name(args…)` as a plain function call.
 fn call(name: &str, args: Vec<Expr>) -> Expr {
+    call_with(name, args, None)
+}
+
+/// `name([DISTINCT] args…)` as a function call (also the aggregate rewrite's `array_agg`).
+pub(super) fn call_with(
+    name: &str,
+    args: Vec<Expr>,
+    duplicate_treatment: Option<DuplicateTreatment>,
+) -> Expr {
     Expr::Function(Function {
         name: ObjectName::from(vec![Ident::new(name)]),
         uses_odbc_syntax: false,
         parameters: FunctionArguments::None,
         args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
+            duplicate_treatment,
             args: args
                 .into_iter()
                 .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))

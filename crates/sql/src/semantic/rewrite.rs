@@ -8,9 +8,11 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::parser::{CopyToSource, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{
-    DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
-    FunctionArguments, Ident, ObjectName, ObjectNamePart, visit_expressions_mut,
+    DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName,
+    ObjectNamePart, visit_expressions_mut,
 };
+
+use super::dialect::call_with;
 
 /// The name the rewrite wraps a group's values in.
 const COLLECT: &str = "array_agg";
@@ -76,20 +78,11 @@ fn wrap(f: &mut Function, is_semantic_aggregate: &dyn Fn(&str) -> bool, is_aggre
         list.duplicate_treatment.take(),
         Some(DuplicateTreatment::Distinct)
     );
-    *first = Expr::Function(Function {
-        name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(COLLECT))]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: distinct.then_some(DuplicateTreatment::Distinct),
-            args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(values))],
-            clauses: Vec::new(),
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: Vec::new(),
-    });
+    *first = call_with(
+        COLLECT,
+        vec![values],
+        distinct.then_some(DuplicateTreatment::Distinct),
+    );
 }
 
 #[cfg(test)]
