@@ -70,5 +70,5 @@ pub use progress::Progress;
 pub use request::{RunRequest, Sampling};
 pub use resume::{ClaimedResume, ResumeRequest};
 #[doc(hidden)]
-pub use template::render_for_fuzzing;
+pub use template::{render_for_fuzzing, render_template};
 pub use tokio_util::sync::CancellationToken;

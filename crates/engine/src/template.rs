@@ -329,17 +329,28 @@ impl io::Write for Capped {
     }
 }
 
-/// Render `source` with `ctx` in the engine's template environment within `limits`, on the calling
-/// thread. For the fuzz targets in `fuzz/`; not part of the stable API.
+/// Render `source` with the variables of `ctx` (a JSON object) in the engine's template environment (its
+/// filters, lenient undefined values) within `limits`, on the calling thread: the text a cell would
+/// render from the same context. The SQL door renders an operator's instructions with it to ask many
+/// rows in one prompt.
 ///
 /// # Errors
 ///
 /// The template's error, or the `[limits]` budget it ran out of, as text.
-#[doc(hidden)]
-pub fn render_for_fuzzing(source: &str, ctx: &Value, limits: &LimitsConfig) -> Result<String, String> {
+pub fn render_template(source: &str, ctx: &Value, limits: &LimitsConfig) -> Result<String, String> {
     Templates::new(limits, CancellationToken::new())
         .render_now(source, ctx)
         .map_err(|e| e.to_string())
+}
+
+/// [`render_template`], under the name the fuzz targets in `fuzz/` use; not part of the stable API.
+///
+/// # Errors
+///
+/// As [`render_template`].
+#[doc(hidden)]
+pub fn render_for_fuzzing(source: &str, ctx: &Value, limits: &LimitsConfig) -> Result<String, String> {
+    render_template(source, ctx, limits)
 }
 
 /// The §5.1 rule for rendered deterministic inputs: trimmed text starting with `{`, `[` or `"`, or equal

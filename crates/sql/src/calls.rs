@@ -10,11 +10,13 @@ use std::time::Instant;
 
 use rvbbit_core::{MicroUsd, SessionStatus, Timestamp};
 use rvbbit_engine::{Outcome, Sampling};
-use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
+use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
 use crate::cascade::LoadedCascade;
+use crate::error::Error;
+pub(crate) use crate::keys::cache_key;
+use crate::keys::{UdfKey, udf_key};
 use crate::runtime::Runtime;
 use crate::statement::{Answer, Statement};
 
@@ -189,9 +191,48 @@ pub(crate) async fn cached_count(runtime: &Runtime, calls: &[Call]) -> u64 {
 
 /// Answer distinct `calls` (in order): memo, then the persistent cache, then concurrent runs.
 pub(crate) async fn answer(runtime: &Runtime, stmt: &Arc<Statement>, calls: Vec<Call>) -> Vec<Answer> {
+    let known = lookup(runtime, stmt, &calls).await;
+    run(runtime, stmt, &calls, known).await
+}
+
+/// [`answer`], refusing to start more runs than `max_calls` (`rvbbit.max_calls`) for the whole
+/// statement: the runs the memo and the cache do not answer are counted first, and over the limit
+/// nothing runs and the statement fails with a limit error.
+pub(crate) async fn answer_within(
+    runtime: &Runtime,
+    stmt: &Arc<Statement>,
+    calls: Vec<Call>,
+    max_calls: u64,
+) -> Result<Vec<Answer>, Error> {
+    let known = lookup(runtime, stmt, &calls).await;
+    admit(stmt, known.iter().filter(|a| a.is_none()).count(), max_calls)?;
+    Ok(run(runtime, stmt, &calls, known).await)
+}
+
+/// Count `n` more runs of the statement against `max_calls`; over it, count none and say so.
+pub(crate) fn admit(stmt: &Statement, n: usize, max_calls: u64) -> Result<(), Error> {
+    let n = n as u64;
+    if n == 0 {
+        return Ok(());
+    }
+    let admitted = stmt.counters.admitted.fetch_add(n, Ordering::Relaxed);
+    if admitted.saturating_add(n) <= max_calls {
+        return Ok(());
+    }
+    stmt.counters.admitted.fetch_sub(n, Ordering::Relaxed);
+    Err(Error::Limit {
+        message: format!(
+            "the statement needs more than {max_calls} model calls (rvbbit.max_calls; {admitted} started, \
+             {n} more wanted); narrow the query with WHERE or LIMIT, or raise it with SET rvbbit.max_calls = n"
+        ),
+    })
+}
+
+/// The answers the statement's memo and the persistent cache hold for `calls` (one store read that
+/// writes nothing: the hits are counted here and recorded once, when the statement ends); `None` for
+/// the calls still to run.
+pub(crate) async fn lookup(runtime: &Runtime, stmt: &Arc<Statement>, calls: &[Call]) -> Vec<Option<Answer>> {
     let cells = stmt.cells(calls.iter().map(|c| c.key.as_str()));
-    // The persistent cache, in one read for the whole batch that writes nothing: the hits are
-    // counted here and recorded once, when the statement ends.
     let wanted: Vec<usize> = (0..calls.len())
         .filter(|&i| calls[i].cache && !cells[i].initialized())
         .collect();
@@ -200,12 +241,21 @@ pub(crate) async fn answer(runtime: &Runtime, stmt: &Arc<Statement>, calls: Vec<
     {
         let keys: Vec<String> = wanted.iter().map(|&i| calls[i].key.clone()).collect();
         match store.cache_peek_many(&keys, Timestamp::now()).await {
-            Ok(found) => serve_hits(stmt, &calls, &cells, &wanted, found),
+            Ok(found) => serve_hits(stmt, calls, &cells, &wanted, found),
             Err(e) => tracing::warn!(error = %e, "Result cache unreadable; running the calls"),
         }
     }
-    // Calls answered already (memo or cache) need no future; the rest run concurrently.
-    let mut known: Vec<Option<Answer>> = cells.iter().map(|c| c.get().cloned()).collect();
+    cells.iter().map(|c| c.get().cloned()).collect()
+}
+
+/// Run the `calls` that `known` has no answer for, concurrently, and answer all of them in order.
+pub(crate) async fn run(
+    runtime: &Runtime,
+    stmt: &Arc<Statement>,
+    calls: &[Call],
+    mut known: Vec<Option<Answer>>,
+) -> Vec<Answer> {
+    let cells = stmt.cells(calls.iter().map(|c| c.key.as_str()));
     let open: Vec<usize> = (0..calls.len()).filter(|&i| known[i].is_none()).collect();
     let futures = open.iter().map(|&i| {
         let (call, cell) = (&calls[i], &cells[i]);
@@ -227,6 +277,46 @@ pub(crate) async fn answer(runtime: &Runtime, stmt: &Arc<Statement>, calls: Vec<
             })
         })
         .collect()
+}
+
+/// Keep `answered` (a call and its value), answered by another run (`session_id` of `cascade_id`, whose
+/// cost is `cost_micros` for each call's share): the statement's memo answers them from now on, and the
+/// persistent cache (one write for all) those that are cached. A call the memo already answered keeps
+/// that first answer.
+pub(crate) async fn remember(
+    runtime: &Runtime,
+    stmt: &Statement,
+    answered: Vec<(&Call, Value)>,
+    (session_id, cascade_id, cost_micros): (&str, &str, i64),
+) -> Vec<Answer> {
+    let cells = stmt.cells(answered.iter().map(|(c, _)| c.key.as_str()));
+    let mut entries = Vec::new();
+    let mut out = Vec::with_capacity(answered.len());
+    for ((call, value), cell) in answered.into_iter().zip(cells) {
+        let answer = Answer::Ok(value.clone());
+        if cell.set(answer.clone()).is_err() {
+            out.push(cell.get().cloned().unwrap_or(answer));
+            continue;
+        }
+        if call.cache {
+            let stored = json!({
+                "layout": CACHE_LAYOUT,
+                "value": value,
+                "session_id": session_id,
+                "cascade_id": cascade_id,
+                "cost_micro_usd": cost_micros,
+            });
+            entries.push((call.key.clone(), stored));
+        }
+        out.push(answer);
+    }
+    if let Some(store) = &runtime.store
+        && !entries.is_empty()
+        && let Err(e) = store.cache_put_many(&entries, Timestamp::now(), None).await
+    {
+        tracing::warn!(error = %e, "Results not cached");
+    }
+    out
 }
 
 /// Serve the entries found for `wanted` calls: set their memo cells and count the hits (one lock).
@@ -459,123 +549,12 @@ fn parsed_if_json(output: &Value) -> Value {
     output.clone()
 }
 
-/// The fields of an `rvbbit_udf` cache key, in sorted order: serialised as they stand they give the same
-/// text as [`canonical`] of the same object, without building it (one per distinct row).
-#[derive(serde::Serialize)]
-struct UdfKey<'a> {
-    cascade: &'a str,
-    #[serde(rename = "fn")]
-    function: &'static str,
-    instructions: &'a str,
-    layout: u32,
-    max_tokens: Option<u32>,
-    model: &'a str,
-    temperature: Option<f64>,
-    value: &'a str,
-}
-
-/// SHA-256 hex of an `rvbbit_udf` key: equal to `cache_key` of the same fields as a JSON object.
-fn udf_key(fields: &UdfKey<'_>) -> String {
-    let mut hasher = HashWriter(Sha256::new());
-    match serde_json::to_writer(&mut hasher, fields) {
-        Ok(()) => hex::encode(hasher.0.finalize()),
-        // Serialising strings and numbers into a hasher cannot fail; should it, the slow path gives the
-        // same key (and a value it cannot build gets a key of its own: a miss, never another's answer).
-        Err(_) => serde_json::to_value(fields).map_or_else(
-            |_| format!("unkeyable-{}", rvbbit_core::woodland_name()),
-            |v| cache_key(&v),
-        ),
-    }
-}
-
-/// Feeds what is written into a SHA-256.
-struct HashWriter(Sha256);
-
-impl std::io::Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// SHA-256 hex of the canonical JSON (object keys sorted at every level) of `value`.
-pub(crate) fn cache_key(value: &Value) -> String {
-    hex::encode(Sha256::digest(canonical(value).to_string().as_bytes()))
-}
-
-/// `value` with every object's keys sorted, so equal inputs give equal keys whatever their order.
-pub(crate) fn canonical(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            let mut out = Map::new();
-            for k in keys {
-                out.insert(k.clone(), canonical(&map[k]));
-            }
-            Value::Object(out)
-        }
-        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
-        other => other.clone(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
+
     use crate::statement::{HIT_KEY_SAMPLE, HitSummary};
-
-    #[test]
-    fn canonical_keys_ignore_order() {
-        let a = json!({"b": 1, "a": {"y": [1, {"d": 2, "c": 3}], "x": null}});
-        let b = json!({"a": {"x": null, "y": [1, {"c": 3, "d": 2}]}, "b": 1});
-        assert_eq!(cache_key(&a), cache_key(&b));
-        assert_ne!(cache_key(&a), cache_key(&json!({"b": 2})));
-    }
-
-    /// The direct `rvbbit_udf` key is the key earlier versions computed, so existing caches still hit.
-    #[test]
-    fn udf_key_equals_the_canonical_key() {
-        let cases = [
-            ("Tag", "v1", "m/x", Some(0.0), None),
-            (
-                "Say \"hi\"\n\ttwice",
-                "naïve — ünïcode \u{1f600} \\ \u{7}",
-                "",
-                Some(1.25),
-                Some(7),
-            ),
-            ("", "", "model", None, Some(u32::MAX)),
-            ("x", "y", "z", Some(2.0), Some(1)),
-        ];
-        for (instructions, value, model, temperature, max_tokens) in cases {
-            let slow = cache_key(&json!({
-                "fn": "rvbbit_udf",
-                "layout": CACHE_LAYOUT,
-                "cascade": "abc123",
-                "instructions": instructions,
-                "value": value,
-                "model": model,
-                "temperature": temperature,
-                "max_tokens": max_tokens,
-            }));
-            let fast = udf_key(&UdfKey {
-                cascade: "abc123",
-                function: "rvbbit_udf",
-                instructions,
-                layout: CACHE_LAYOUT,
-                max_tokens,
-                model,
-                temperature,
-                value,
-            });
-            assert_eq!(fast, slow, "{instructions:?} {value:?}");
-        }
-    }
 
     #[test]
     fn a_hit_summary_names_keys_by_reference() {

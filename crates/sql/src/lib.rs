@@ -44,6 +44,7 @@ mod cascade;
 mod compat;
 mod error;
 mod explain;
+mod keys;
 mod limits;
 mod map;
 mod options;

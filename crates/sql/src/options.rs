@@ -55,12 +55,25 @@ pub struct RvbbitOptions {
     /// `rvbbit.semantic_context_bytes`: the most bytes of a group's values an AGGREGATE semantic
     /// function puts in one prompt; a larger group is answered map-reduce (default 32,768).
     pub semantic_context_bytes: usize,
+    /// `rvbbit.semantic_batch_size`: the most rows a SCALAR semantic function asks in one prompt; 1 asks
+    /// one row per call. Unset (the default): each operator's `batch_size`, else 16.
+    pub semantic_batch_size: Option<usize>,
+    /// `rvbbit.max_calls`: the most cascade runs the semantic functions, `rvbbit_udf` and `rvbbit_run`
+    /// of one statement may start (cache hits are free); more fails the statement (default 10,000).
+    pub max_calls: u64,
 }
 
 /// Rows a MAP reads from its USING query unless told otherwise (spec §4.3).
 const DEFAULT_MAP_LIMIT: u64 = 1_000;
 /// Rows a RUN passes to its cascade unless told otherwise (spec §4.3).
 const DEFAULT_RUN_LIMIT: u64 = 10_000;
+
+/// The default `rvbbit.semantic_batch_size`.
+pub(crate) const DEFAULT_BATCH_SIZE: usize = 16;
+/// The largest `rvbbit.semantic_batch_size`.
+const MAX_BATCH_SIZE: usize = 1000;
+/// The default `rvbbit.max_calls`.
+pub(crate) const DEFAULT_MAX_CALLS: u64 = 10_000;
 
 /// The smallest `rvbbit.semantic_context_bytes`: room for a few short values.
 pub(crate) const MIN_CONTEXT_BYTES: usize = 256;
@@ -74,6 +87,25 @@ fn context_setting(value: &str) -> Result<usize> {
         _ => Err(DataFusionError::Configuration(format!(
             "`rvbbit.semantic_context_bytes` cannot be '{value}'; use a whole number of bytes of at \
              least {MIN_CONTEXT_BYTES}"
+        ))),
+    }
+}
+
+fn batch_setting(value: &str) -> Result<usize> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_BATCH_SIZE).contains(&n) => Ok(n),
+        _ => Err(DataFusionError::Configuration(format!(
+            "`rvbbit.semantic_batch_size` cannot be '{value}'; use a whole number of rows from 1 (one row \
+             per call) to {MAX_BATCH_SIZE}"
+        ))),
+    }
+}
+
+fn calls_setting(value: &str) -> Result<u64> {
+    match value.trim().parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(DataFusionError::Configuration(format!(
+            "`rvbbit.max_calls` cannot be '{value}'; use a whole number of calls of at least 1"
         ))),
     }
 }
@@ -95,6 +127,8 @@ impl Default for RvbbitOptions {
             map_default_limit: DEFAULT_MAP_LIMIT,
             run_default_limit: DEFAULT_RUN_LIMIT,
             semantic_context_bytes: DEFAULT_CONTEXT_BYTES,
+            semantic_batch_size: None,
+            max_calls: DEFAULT_MAX_CALLS,
         }
     }
 }
@@ -144,11 +178,13 @@ impl ExtensionOptions for RvbbitOptions {
             "map_default_limit" => self.map_default_limit = limit_setting(key, value)?,
             "run_default_limit" => self.run_default_limit = limit_setting(key, value)?,
             "semantic_context_bytes" => self.semantic_context_bytes = context_setting(value)?,
+            "semantic_batch_size" => self.semantic_batch_size = Some(batch_setting(value)?),
+            "max_calls" => self.max_calls = calls_setting(value)?,
             other => {
                 return Err(DataFusionError::Configuration(format!(
                     "unknown setting `rvbbit.{other}`; the rvbbit settings are `rvbbit.udf_errors`, \
-                     `rvbbit.cache`, `rvbbit.map_default_limit`, `rvbbit.run_default_limit` and \
-                     `rvbbit.semantic_context_bytes`"
+                     `rvbbit.cache`, `rvbbit.map_default_limit`, `rvbbit.run_default_limit`, \
+                     `rvbbit.semantic_context_bytes`, `rvbbit.semantic_batch_size` and `rvbbit.max_calls`"
                 )));
             }
         }
@@ -181,6 +217,16 @@ impl ExtensionOptions for RvbbitOptions {
                 key: "rvbbit.semantic_context_bytes".into(),
                 value: Some(self.semantic_context_bytes.to_string()),
                 description: "Most bytes of a group's values one AGGREGATE semantic call reads; more is map-reduced (default 32768)",
+            },
+            ConfigEntry {
+                key: "rvbbit.semantic_batch_size".into(),
+                value: self.semantic_batch_size.map(|n| n.to_string()),
+                description: "Most rows a SCALAR semantic function asks in one prompt; 1 asks one row per call (default: each operator's batch_size, else 16)",
+            },
+            ConfigEntry {
+                key: "rvbbit.max_calls".into(),
+                value: Some(self.max_calls.to_string()),
+                description: "Most cascade runs the semantic functions, rvbbit_udf and rvbbit_run of one statement start (default 10000)",
             },
         ]
     }

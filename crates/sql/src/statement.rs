@@ -26,6 +26,8 @@ pub(crate) enum Answer {
 /// Counters of one statement.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    /// Runs admitted against `rvbbit.max_calls`.
+    pub(crate) admitted: AtomicU64,
     pub(crate) runs: AtomicU64,
     pub(crate) llm_calls: AtomicU64,
     pub(crate) cache_hits: AtomicU64,
@@ -191,6 +193,14 @@ impl Statement {
     pub(crate) fn remember_answers(&self, answers: impl IntoIterator<Item = (String, Answer)>) {
         let mut answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
         answered.extend(answers);
+    }
+
+    /// Tell the user `message` in a NOTICE when the statement ends.
+    pub(crate) fn note(&self, message: &str) {
+        self.notes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(message.to_owned());
     }
 
     /// Count a failed call and keep the statement's first error for its NOTICE.

@@ -214,7 +214,9 @@ impl AsyncScalarUDFImpl for RvbbitFunction {
         let answers = if batch.calls.is_empty() {
             Vec::new()
         } else {
-            calls::answer(&self.shared.runtime, &stmt, batch.calls).await
+            calls::answer_within(&self.shared.runtime, &stmt, batch.calls, options.max_calls)
+                .await
+                .map_err(Error::into_datafusion)?
         };
         stmt.remember_answers(
             batch

@@ -211,6 +211,21 @@ pub trait ResultCache: Send + Sync {
         expires_at: Option<Timestamp>,
     ) -> Result<()>;
 
+    /// Store each `(key, value)` of `entries` like [`ResultCache::cache_put`]. Backends override this to
+    /// write a whole batch at once (the SQL door keeps every row a many-rows prompt answered); the
+    /// default puts them one by one.
+    async fn cache_put_many(
+        &self,
+        entries: &[(String, Value)],
+        now: Timestamp,
+        expires_at: Option<Timestamp>,
+    ) -> Result<()> {
+        for (key, value) in entries {
+            self.cache_put(key, value, now, expires_at).await?;
+        }
+        Ok(())
+    }
+
     /// Delete entries expired at `now`; returns how many.
     async fn cache_purge(&self, now: Timestamp) -> Result<u64>;
 

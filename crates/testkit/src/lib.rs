@@ -8,6 +8,8 @@
 //! let tests assert what the client really sent. Every LLM test in the workspace uses it; the client is
 //! never stubbed.
 //!
+//! [`batch_rows`] and [`batch_answer`] read and answer rvbbit's many-rows prompts row by row.
+//!
 //! [`clickhouse`] and [`postgres`] start throwaway database servers for the store tests.
 //!
 //! This crate is for `[dev-dependencies]` only. It is also a binary for benchmarks:
@@ -25,10 +27,12 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod batch;
 pub mod clickhouse;
 pub mod postgres;
 mod reply;
 mod server;
 
+pub use batch::{batch_answer, batch_rows, is_batch};
 pub use reply::Reply;
 pub use server::{Options, Received, Rule, Script, TestServer};

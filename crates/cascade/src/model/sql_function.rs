@@ -34,6 +34,9 @@ pub struct SqlFunction {
     pub timeout: Option<f64>,
     /// Retries of a failed call (default 2).
     pub max_retries: Option<u32>,
+    /// `SCALAR`/`ROW`: the most rows asked in one prompt (1 to 1000, default 16; a session's
+    /// `SET rvbbit.semantic_batch_size` wins). `1` always asks one row per call. Since v0.4.
+    pub batch_size: Option<u32>,
     /// Register the function (default true).
     pub enabled: Option<bool>,
     /// Examples checked by a test run: `[{sql, expect, skip?, description}]`.

@@ -15,6 +15,9 @@ use crate::operator;
 use crate::source::Span;
 use crate::template::map_range;
 
+/// The largest `sql_function.batch_size`.
+const MAX_BATCH_SIZE: u32 = 1000;
+
 pub(super) fn check_sql_function(ctx: &Ctx<'_>, diags: &mut Vec<Diagnostic>) {
     let Some(function) = &ctx.cascade.sql_function else {
         return;
@@ -42,6 +45,19 @@ pub(super) fn check_sql_function(ctx: &Ctx<'_>, diags: &mut Vec<Diagnostic>) {
     let names: Vec<&str> = function.args.iter().map(|a| a.name.as_str()).collect();
     for (i, text) in function.operators.iter().enumerate() {
         check_operator(ctx, function, &names, i, text, diags);
+    }
+    if let Some(n) = function.batch_size
+        && !(1..=MAX_BATCH_SIZE).contains(&n)
+    {
+        diags.push(
+            Diagnostic::error(
+                codes::V_TYPE,
+                format!("`batch_size` is {n}; it must be between 1 and {MAX_BATCH_SIZE}"),
+            )
+            .at(span("sql_function.batch_size"))
+            .with_path("sql_function.batch_size")
+            .with_hint("the most rows asked in one prompt: 16 is a good start, 1 asks one row per call"),
+        );
     }
     if let Some(context) = &function.context_arg
         && !names.contains(&context.as_str())

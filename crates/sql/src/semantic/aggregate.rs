@@ -156,7 +156,9 @@ async fn reduce_round(
         }
         asked.push((row, mine));
     }
-    let answers = calls::answer(udf.runtime(), stmt, batch).await;
+    let answers = calls::answer_within(udf.runtime(), stmt, batch, options.max_calls)
+        .await
+        .map_err(Error::into_datafusion)?;
     for (row, mine) in asked {
         let mut partials = Vec::with_capacity(mine.len());
         let mut failed = None;

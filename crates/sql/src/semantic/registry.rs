@@ -10,6 +10,7 @@ use rvbbit_cascade::model::{OutputMode, SqlFunction, SqlShape, SqlType};
 use rvbbit_cascade::operator::{self, Form, Template};
 use rvbbit_engine::Engine;
 
+use super::batch::Batching;
 use super::builtin::BUILTIN;
 use super::dialect::{Fixity, Operator, Operators};
 use super::files;
@@ -34,6 +35,8 @@ pub(crate) struct Definition {
     pub(crate) templates: Vec<Template>,
     /// Why the function cannot run in this version (its shape, result type or output mode), if so.
     pub(crate) unsupported: Option<String>,
+    /// How its rows are asked many per prompt, or why they cannot be.
+    pub(crate) batching: Result<Batching, String>,
 }
 
 impl Definition {
@@ -70,9 +73,11 @@ impl Definition {
             .filter_map(|t| operator::parse(t).ok())
             .collect();
         let unsupported = unsupported(&name, &spec);
+        let batching = Batching::of(&spec, &cascade);
         Ok(Some(Definition {
             name,
             spec,
+            batching,
             cascade: Arc::new(cascade),
             source: shown.to_owned(),
             templates,

@@ -24,6 +24,7 @@ use rvbbit_cascade::model::{SqlShape, SqlType};
 use serde_json::{Map, Value};
 
 use super::aggregate::{self, Grouped};
+use super::batch;
 use super::coerce::{Typed, coerce};
 use super::registry::Definition;
 use crate::batch_args::{self, args_key, get, text_columns};
@@ -144,10 +145,25 @@ impl AsyncScalarUDFImpl for SemanticUdf {
             text_columns(&args)?
         };
         let plan = self.plan_batch(&stmt, &cols, n, &options);
-        let answers = if plan.calls.is_empty() {
-            Vec::new()
-        } else {
-            calls::answer(&self.shared.runtime, &stmt, plan.calls).await
+        let runtime = &self.shared.runtime;
+        let answers = match &self.definition.batching {
+            _ if plan.calls.is_empty() => Vec::new(),
+            Ok(batching) if batching.rows_per_prompt(options.semantic_batch_size) > 1 => {
+                let caller = batch::Caller {
+                    name: &self.name,
+                    batching,
+                    runtime,
+                    batch_size: options.semantic_batch_size,
+                    context_bytes: options.semantic_context_bytes,
+                    max_calls: options.max_calls,
+                };
+                batch::answer(&caller, &stmt, plan.calls)
+                    .await
+                    .map_err(Error::into_datafusion)?
+            }
+            _ => calls::answer_within(runtime, &stmt, plan.calls, options.max_calls)
+                .await
+                .map_err(Error::into_datafusion)?,
         };
         stmt.remember_answers(plan.pending.into_iter().map(|(i, key)| (key, answers[i].clone())));
         // Each distinct answer is typed once; only this batch's fresh answers are noted (a known answer

@@ -15,6 +15,7 @@ mod limits;
 mod magic;
 mod map;
 mod semantic;
+mod semantic_batch;
 mod slt;
 mod sources;
 mod support;

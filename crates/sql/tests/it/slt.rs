@@ -214,7 +214,28 @@ async fn llm() -> TestServer {
 /// text contain the first word of the second", in each function's own spelling (`true`, `Yes.`,
 /// ` TRUE `, `'1'`) so the coercion is exercised; the text `garble` answers `maybe` (not a boolean) and
 /// the text `boom` fails with a 400.
+///
+/// A batch prompt (many rows in one) is answered row by row the same way, as a JSON array; a row that
+/// fails alone is left out of it.
 pub(crate) fn semantic_reply(prompt: &str) -> Option<Reply> {
+    if let Some(rows) = rvbbit_testkit::batch_rows(prompt) {
+        let answers: Vec<(u64, serde_json::Value)> = rows
+            .into_iter()
+            .filter_map(|(id, one)| match semantic_answer(&one)? {
+                Ok(answer) => Some((id, serde_json::Value::String(answer))),
+                Err(_) => None,
+            })
+            .collect();
+        return Some(Reply::text(rvbbit_testkit::batch_answer(&answers)).cost(0.001));
+    }
+    Some(match semantic_answer(prompt)? {
+        Ok(answer) => Reply::text(answer).cost(0.001),
+        Err(message) => Reply::error(400, message),
+    })
+}
+
+/// The scripted answer to a one-row prompt, `Err` for a row that fails (with a 400).
+fn semantic_answer(prompt: &str) -> Option<Result<String, String>> {
     let field = |name: &str| {
         let prefix = format!("{name}: ");
         prompt
@@ -234,12 +255,12 @@ pub(crate) fn semantic_reply(prompt: &str) -> Option<Reply> {
     let yes_no = |yes: bool, spelled: (&str, &str)| if yes { spelled.0 } else { spelled.1 }.to_owned();
     let text = field("Text");
     if text == "boom" || field("First") == "boom" {
-        return Some(Reply::error(400, "bad request for boom"));
+        return Some(Err("bad request for boom".to_owned()));
     }
     let first = prompt.lines().next().unwrap_or_default();
     let items: Vec<String> = serde_json::from_str(&field("Texts")).unwrap_or_default();
     if items.iter().any(|i| i == "boom") {
-        return Some(Reply::error(400, "bad request for boom"));
+        return Some(Err("bad request for boom".to_owned()));
     }
     let answer = if let Some(answer) = aggregate_reply(first, &items, &field) {
         answer
@@ -291,7 +312,7 @@ pub(crate) fn semantic_reply(prompt: &str) -> Option<Reply> {
     } else {
         return None;
     };
-    Some(Reply::text(answer).cost(0.001))
+    Some(Ok(answer))
 }
 
 /// The scripted answers of the built-in AGGREGATE functions, from the JSON array of `Texts:` (a reduce

@@ -571,6 +571,32 @@ impl ResultCache for SqliteStore {
         .await
     }
 
+    async fn cache_put_many(
+        &self,
+        entries: &[(String, Value)],
+        now: Timestamp,
+        expires_at: Option<Timestamp>,
+    ) -> Result<()> {
+        let entries: Vec<(String, String)> =
+            entries.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+        self.with_conn("write the result cache", move |c, _| {
+            let tx = c.transaction()?;
+            {
+                let mut put = tx.prepare_cached(
+                    "INSERT INTO result_cache (key, value, created_at_us, expires_at_us, hits) VALUES (?1, ?2, ?3, ?4, 0)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value, created_at_us = excluded.created_at_us,
+                     expires_at_us = excluded.expires_at_us, hits = 0",
+                )?;
+                for (key, value) in &entries {
+                    put.execute(params![key, value, now.micros(), expires_at.map(Timestamp::micros)])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn cache_entries(&self, after: Option<&str>, limit: u64) -> Result<Vec<CacheEntry>> {
         let after = after.map(str::to_owned);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);

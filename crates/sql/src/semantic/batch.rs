@@ -1,0 +1,671 @@
+//! Many rows per prompt (SQL interface spec §12, issue 24): a SCALAR/ROW function whose cascade is one
+//! plain LLM cell asks up to K rows in one call (the session's `rvbbit.semantic_batch_size` when set,
+//! else the operator's `batch_size`, else 16) and reads a JSON array keyed by row id.
+//!
+//! - [`Batching::of`] decides, once per function, whether its cascade can be asked this way (one LLM
+//!   cell without tools, validators or routing) and builds the one-cell cascade that asks a batch prompt.
+//! - [`Batching::prompt`] writes a batch: the task once, with the arguments that differ between the rows
+//!   as marks (`⟨text⟩`), when the instructions use them only by interpolation (checked by rendering
+//!   with two different marks); otherwise each item carries its whole rendered task.
+//! - [`answer`] runs a statement's distinct rows: memo and cache first, then batches sized by row count
+//!   and by bytes (`rvbbit.semantic_context_bytes`), concurrently. Each row's answer is validated
+//!   against the function's type; a missing or malformed row is asked again (once more in a batch when
+//!   several are left, then alone through the function's own cascade, whose failure is NULL for that
+//!   row only). A batch refused for its context length is split in halves, and the function's batch
+//!   size stays halved for the rest of the process. Every row answered by a batch is kept in the memo
+//!   and the persistent cache under the key a one-row call would use, so a rerun, with any batch size,
+//!   makes no call.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rvbbit_cascade::model::{OutputMode, SqlFunction, SqlShape, SqlType};
+use rvbbit_core::config::LimitsConfig;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use super::coerce::coerce;
+use crate::calls::{self, Call};
+use crate::cascade::LoadedCascade;
+use crate::error::Error;
+use crate::options::DEFAULT_BATCH_SIZE;
+use crate::runtime::Runtime;
+use crate::statement::{Answer, Statement};
+
+/// Version of the batch prompt; part of the batch cascade's hash.
+const BATCH_LAYOUT: &str = "rvbbit-semantic-batch-1";
+
+/// Bytes of a batch prompt besides the task and the items (its headings and reply instructions).
+const FRAME_BYTES: usize = 700;
+
+/// Batched rounds before the rows still unanswered are asked one by one.
+const BATCH_ROUNDS: usize = 2;
+
+/// The keys a cell may set and still be asked many rows at once.
+const PLAIN_CELL_KEYS: &[&str] = &[
+    "name",
+    "instructions",
+    "model",
+    "rules",
+    "output_schema",
+    "timeout",
+];
+
+/// The keys a cascade may set and still be asked many rows at once.
+const PLAIN_CASCADE_KEYS: &[&str] = &[
+    "cascade_id",
+    "cells",
+    "description",
+    "inputs_schema",
+    "model",
+    "sql_function",
+];
+
+/// How a function's rows are asked many per prompt.
+#[derive(Debug)]
+pub(crate) struct Batching {
+    /// The one-cell cascade asking one batch prompt (`{{ input.prompt }}`), with the function cell's
+    /// model and settings.
+    cascade: Arc<LoadedCascade>,
+    /// The function cell's instructions (a template over `input`).
+    instructions: String,
+    /// The cell's name, the key of its output.
+    cell: String,
+    /// What each row's answer must be, in words for the prompt.
+    answer_words: String,
+    /// The declared result type.
+    returns: SqlType,
+    /// The operator's `batch_size`.
+    max_rows: Option<usize>,
+    /// A batch size learned from a context-length refusal (0: none).
+    learned: AtomicUsize,
+}
+
+impl Batching {
+    /// How `spec`'s rows are asked many per prompt, or why they cannot be.
+    pub(crate) fn of(spec: &SqlFunction, cascade: &LoadedCascade) -> Result<Batching, String> {
+        if !matches!(spec.call_shape(), SqlShape::Scalar | SqlShape::Row) {
+            return Err("only SCALAR and ROW functions are asked many rows per prompt".into());
+        }
+        if spec.batch_size == Some(1) {
+            return Err("its batch_size is 1".into());
+        }
+        if !matches!(spec.output_mode, None | Some(OutputMode::Value)) {
+            return Err("its output_mode is not `value`".into());
+        }
+        let template = &cascade.template.cascade;
+        let [cell] = template.cells.as_slice() else {
+            return Err("its cascade has more than one cell".into());
+        };
+        if let Some(key) = set_keys(template)
+            .into_iter()
+            .find(|k| !PLAIN_CASCADE_KEYS.contains(&k.as_str()))
+        {
+            return Err(format!("its cascade sets `{key}`"));
+        }
+        if let Some(key) = set_keys(cell)
+            .into_iter()
+            .find(|k| !PLAIN_CELL_KEYS.contains(&k.as_str()))
+        {
+            return Err(format!("its cell sets `{key}`"));
+        }
+        let rules = cell.rules.as_ref().map(set_keys).unwrap_or_default();
+        if let Some(key) = rules.iter().find(|k| k.as_str() != "max_turns") {
+            return Err(format!("its cell sets `rules.{key}`"));
+        }
+        let Some(instructions) = cell.instructions.clone() else {
+            return Err("its cell has no instructions".into());
+        };
+        let returns = spec.result_type();
+        let answer_words = match &cell.output_schema {
+            Some(schema) => format!("a JSON value matching this JSON schema: {schema}"),
+            None => type_words(returns).to_owned(),
+        };
+        let mut request = cascade.template.clone();
+        let mut asking = (*request.cascade).clone();
+        asking.sql_function = None;
+        if let Some(batch_cell) = asking.cells.first_mut() {
+            batch_cell.instructions = Some("{{ input.prompt }}".into());
+            batch_cell.output_schema = None;
+        }
+        request.cascade = Arc::new(asking);
+        request.cascade_file = None;
+        request.cascade_text = None;
+        let hash = hex::encode(Sha256::digest(
+            format!("{BATCH_LAYOUT}\n{}", cascade.hash).as_bytes(),
+        ));
+        Ok(Batching {
+            cascade: Arc::new(LoadedCascade {
+                template: request,
+                hash,
+            }),
+            instructions,
+            cell: cell.name.clone(),
+            answer_words,
+            returns,
+            max_rows: spec.batch_size.map(|n| n as usize),
+            learned: AtomicUsize::new(0),
+        })
+    }
+
+    /// The most rows of one prompt: the session's `rvbbit.semantic_batch_size` when set, else the
+    /// operator's `batch_size`, else [`DEFAULT_BATCH_SIZE`]; lowered by a context-length refusal.
+    pub(crate) fn rows_per_prompt(&self, session: Option<usize>) -> usize {
+        let mut k = session.or(self.max_rows).unwrap_or(DEFAULT_BATCH_SIZE);
+        let learned = self.learned.load(Ordering::Relaxed);
+        if learned > 0 {
+            k = k.min(learned);
+        }
+        k.max(1)
+    }
+
+    /// The prompt asking `rows` (the cascade inputs `{arg: value}`, ids 1, 2, ...).
+    pub(crate) fn prompt(&self, rows: &[&Value], limits: &LimitsConfig) -> Result<String, String> {
+        let varying = varying_args(rows);
+        let shared = self.shared_task(rows.first().copied(), &varying, limits)?;
+        let mut out = String::new();
+        match shared {
+            Some(task) => {
+                let marks: Vec<String> = varying.iter().map(|a| mark(a, 0)).collect();
+                out.push_str(&format!(
+                    "Do the task below once for each of the {} items after it, each item on its own.\n\n\
+                     ### Task ({} stand{} for each item's field{} of the same name)\n{task}\n\n\
+                     ### Items (one JSON object per line)\n",
+                    rows.len(),
+                    marks.join(", "),
+                    if marks.len() == 1 { "s" } else { "" },
+                    if marks.len() == 1 { "" } else { "s" },
+                ));
+                for (i, row) in rows.iter().enumerate() {
+                    let mut item = Map::new();
+                    item.insert("id".into(), json!(i + 1));
+                    for arg in &varying {
+                        item.insert(arg.clone(), row.get(arg).cloned().unwrap_or(Value::Null));
+                    }
+                    out.push_str(&Value::Object(item).to_string());
+                    out.push('\n');
+                }
+                out.push_str(&format!(
+                    "\n### Reply\nOnly a JSON array with one object per item: {{\"id\": <the item's id>, \
+                     \"answer\": <the task's answer for that item>}}. Each answer is {}. No other text.",
+                    self.answer_words
+                ));
+            }
+            None => {
+                out.push_str(&format!(
+                    "Do each of the {} tasks below on its own.\n\n\
+                     ### Items (one JSON object per line; \"task\" is the whole task)\n",
+                    rows.len()
+                ));
+                for (i, row) in rows.iter().enumerate() {
+                    let task = render(&self.instructions, row, limits)?;
+                    out.push_str(&json!({"id": i + 1, "task": task}).to_string());
+                    out.push('\n');
+                }
+                out.push_str(&format!(
+                    "\n### Reply\nOnly a JSON array with one object per item: {{\"id\": <the item's id>, \
+                     \"answer\": <the answer to that item's task>}}. Each answer is {}. No other text.",
+                    self.answer_words
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The task with the `varying` arguments as marks, when the instructions use them only by
+    /// interpolation: rendering with two different marks gives texts that differ only in the marks.
+    fn shared_task(
+        &self,
+        first: Option<&Value>,
+        varying: &[String],
+        limits: &LimitsConfig,
+    ) -> Result<Option<String>, String> {
+        let Some(first) = first else { return Ok(None) };
+        let with = |style: usize| {
+            let mut input = first.as_object().cloned().unwrap_or_default();
+            for arg in varying {
+                input.insert(arg.clone(), Value::String(mark(arg, style)));
+            }
+            Value::Object(input)
+        };
+        let one = render(&self.instructions, &with(0), limits)?;
+        let two = render(&self.instructions, &with(1), limits)?;
+        let mut swapped = one.clone();
+        for arg in varying {
+            swapped = swapped.replace(&mark(arg, 0), &mark(arg, 1));
+        }
+        let every_mark_shown = varying.iter().all(|a| one.contains(&mark(a, 0)));
+        Ok((swapped == two && every_mark_shown).then_some(one))
+    }
+
+    /// Each row's answer in `reply` (ids 1..=n), `None` when missing, repeated differently or not of the
+    /// function's type.
+    pub(crate) fn read_reply(&self, reply: &Value, n: usize) -> Vec<Option<Value>> {
+        let mut answers: Vec<Option<Value>> = vec![None; n];
+        let mut conflicting = vec![false; n];
+        for item in reply_items(reply) {
+            let Some(i) = item_id(&item).filter(|&i| (1..=n).contains(&i)) else {
+                continue;
+            };
+            let Some(answer) = item.get("answer").filter(|a| !a.is_null()) else {
+                continue;
+            };
+            match &answers[i - 1] {
+                Some(earlier) if earlier != answer => conflicting[i - 1] = true,
+                Some(_) => {}
+                None => answers[i - 1] = Some(answer.clone()),
+            }
+        }
+        answers
+            .into_iter()
+            .zip(conflicting)
+            .map(|(a, conflict)| a.filter(|v| !conflict && coerce(self.returns, v).is_ok()))
+            .collect()
+    }
+}
+
+/// Words telling the model what one answer of `returns` is.
+fn type_words(returns: SqlType) -> &'static str {
+    match returns {
+        SqlType::Boolean => "true or false (a JSON boolean)",
+        SqlType::Integer => "a whole number (a JSON number)",
+        SqlType::Double => "a number (a JSON number)",
+        SqlType::Json => "the JSON value the task asks for",
+        SqlType::Varchar | SqlType::DoubleList | SqlType::Table => "the task's answer as a JSON string",
+    }
+}
+
+/// The keys of `value`'s JSON form that are set (not null).
+fn set_keys(value: &impl serde::Serialize) -> Vec<String> {
+    match serde_json::to_value(value) {
+        Ok(Value::Object(map)) => map
+            .into_iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, _)| k)
+            .collect(),
+        _ => vec!["(unreadable)".into()],
+    }
+}
+
+/// The arguments whose values are not the same in every row, in argument order.
+fn varying_args(rows: &[&Value]) -> Vec<String> {
+    let Some(first) = rows.first().and_then(|r| r.as_object()) else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .filter(|(k, v)| rows.iter().any(|r| r.get(k.as_str()) != Some(v)))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// The mark standing for `arg` in a shared task: `⟨arg⟩`, or (style 1, for the interpolation check) a
+/// longer one.
+fn mark(arg: &str, style: usize) -> String {
+    if style == 0 {
+        format!("⟨{arg}⟩")
+    } else {
+        format!("⟨⟨value of {arg}⟩⟩")
+    }
+}
+
+/// `instructions` rendered for the cascade input `input`, with the variables a one-cell run starts with.
+fn render(instructions: &str, input: &Value, limits: &LimitsConfig) -> Result<String, String> {
+    let ctx = json!({
+        "input": input,
+        "state": {},
+        "outputs": {},
+        "lineage": [],
+        "history": [],
+        "candidate_index": 0,
+        "sounding_index": 0,
+        "take_index": 0,
+        "candidate_factor": null,
+        "sounding_factor": null,
+        "take_factor": null,
+        "is_sounding": false,
+        "is_candidate": false,
+        "is_take": false,
+    });
+    rvbbit_engine::render_template(instructions, &ctx, limits)
+}
+
+/// The objects of a batch reply: a JSON array (inside code fences or text, too), or an object holding
+/// one.
+fn reply_items(reply: &Value) -> Vec<Map<String, Value>> {
+    let parsed = match reply {
+        Value::String(text) => parse_array_text(text),
+        other => Some(other.clone()),
+    };
+    let array = match parsed {
+        Some(Value::Array(items)) => items,
+        Some(Value::Object(map)) => map
+            .into_iter()
+            .find_map(|(_, v)| match v {
+                Value::Array(items) => Some(items),
+                _ => None,
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    array
+        .into_iter()
+        .filter_map(|v| match v {
+            Value::Object(m) => Some(m),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The JSON of a reply's text: all of it, or from its first `[` to its last `]`.
+fn parse_array_text(text: &str) -> Option<Value> {
+    let t = text.trim();
+    if let Ok(v) = serde_json::from_str::<Value>(t) {
+        return Some(v);
+    }
+    let (start, end) = (t.find('[')?, t.rfind(']')?);
+    serde_json::from_str(t.get(start..=end)?).ok()
+}
+
+/// An item's id: a number, or a number as text.
+fn item_id(item: &Map<String, Value>) -> Option<usize> {
+    match item.get("id")? {
+        Value::Number(n) => n.as_u64().and_then(|n| usize::try_from(n).ok()),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Whether a failure message is a model's refusal of a prompt too long for its context.
+fn context_overflow(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("context_length_exceeded")
+        || (m.contains("context") && (m.contains("length") || m.contains("window") || m.contains("too long")))
+        || m.contains("maximum context")
+        || m.contains("too many tokens")
+}
+
+/// What [`answer`] needs of the function being called.
+pub(crate) struct Caller<'a> {
+    /// The function's name, for messages.
+    pub(crate) name: &'a str,
+    pub(crate) batching: &'a Batching,
+    pub(crate) runtime: &'a Runtime,
+    /// `rvbbit.semantic_batch_size`, when the session set it.
+    pub(crate) batch_size: Option<usize>,
+    /// `rvbbit.semantic_context_bytes`.
+    pub(crate) context_bytes: usize,
+    /// `rvbbit.max_calls`.
+    pub(crate) max_calls: u64,
+}
+
+/// Answer the distinct one-row `calls` of a function (in order), many rows per prompt.
+pub(crate) async fn answer(
+    caller: &Caller<'_>,
+    stmt: &Arc<Statement>,
+    calls: Vec<Call>,
+) -> Result<Vec<Answer>, Error> {
+    let mut known = calls::lookup(caller.runtime, stmt, &calls).await;
+    let mut open: Vec<usize> = (0..calls.len()).filter(|&i| known[i].is_none()).collect();
+    for _round in 0..BATCH_ROUNDS {
+        if open.len() < 2 {
+            break;
+        }
+        let (answered, left) = ask_in_batches(caller, stmt, &calls, &open).await?;
+        for (i, answer) in answered {
+            known[i] = Some(answer);
+        }
+        let progress = left.len() < open.len();
+        open = left;
+        if !progress {
+            break;
+        }
+    }
+    // The rows no batch answered, each through the function's own cascade.
+    calls::admit(stmt, open.len(), caller.max_calls)?;
+    Ok(calls::run(caller.runtime, stmt, &calls, known).await)
+}
+
+/// Ask the `open` rows of `calls` in batches; the rows answered, and the rows still open.
+async fn ask_in_batches(
+    caller: &Caller<'_>,
+    stmt: &Arc<Statement>,
+    calls: &[Call],
+    open: &[usize],
+) -> Result<(Vec<(usize, Answer)>, Vec<usize>), Error> {
+    let limits = caller.runtime.engine.limits();
+    let mut queue = pack(caller, calls, open);
+    let mut answered = Vec::new();
+    let mut left = Vec::new();
+    while !queue.is_empty() {
+        let mut asked: Vec<(Vec<usize>, Call)> = Vec::new();
+        for rows in std::mem::take(&mut queue) {
+            if rows.len() < 2 {
+                left.extend(rows);
+                continue;
+            }
+            let inputs: Vec<&Value> = rows.iter().map(|&i| input_of(&calls[i])).collect();
+            match caller.batching.prompt(&inputs, limits) {
+                Ok(prompt) => {
+                    let call = Call::run(
+                        caller.runtime,
+                        caller.batching.cascade.clone(),
+                        json!({ "prompt": prompt }),
+                        None,
+                        false,
+                    )
+                    .with_source(json!({"semantic_batch": {"function": caller.name, "rows": rows.len()}}));
+                    asked.push((rows, call));
+                }
+                // A template that does not render for these rows: each row alone says why.
+                Err(_) => left.extend(rows),
+            }
+        }
+        if asked.is_empty() {
+            break;
+        }
+        calls::admit(stmt, asked.len(), caller.max_calls)?;
+        let (rows_of, batch_calls): (Vec<Vec<usize>>, Vec<Call>) = asked.into_iter().unzip();
+        let started = std::time::Instant::now();
+        let replies = calls::answer(caller.runtime, stmt, batch_calls).await;
+        tracing::debug!(
+            batches = rows_of.len(),
+            ms = started.elapsed().as_millis(),
+            "semantic batches answered"
+        );
+        for (rows, reply) in rows_of.into_iter().zip(replies) {
+            match reply {
+                Answer::Ok(doc) => {
+                    let (done, missing) = keep_rows(caller, stmt, calls, &rows, &doc).await;
+                    answered.extend(done);
+                    left.extend(missing);
+                }
+                Answer::Failed { message, .. } if context_overflow(&message) && rows.len() >= 2 => {
+                    let half = rows.len() / 2;
+                    caller.batching.learned.store(half.max(1), Ordering::Relaxed);
+                    stmt.note(&format!(
+                        "{}: the model refused {} rows in one prompt for its context length; asking {half} \
+                         at a time",
+                        caller.name,
+                        rows.len()
+                    ));
+                    queue.push(rows[..half].to_vec());
+                    queue.push(rows[half..].to_vec());
+                }
+                Answer::Failed { .. } => left.extend(rows),
+            }
+        }
+    }
+    Ok((answered, left))
+}
+
+/// The rows of `open` in batches: at most the batch size each, and at most the context bytes.
+fn pack(caller: &Caller<'_>, calls: &[Call], open: &[usize]) -> Vec<Vec<usize>> {
+    let k = caller.batching.rows_per_prompt(caller.batch_size);
+    let frame = FRAME_BYTES + caller.batching.instructions.len();
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    let mut bytes = frame;
+    for &i in open {
+        let item = input_of(&calls[i]).to_string().len() + 16;
+        if frame + item > caller.context_bytes {
+            // Too big to share a prompt: asked alone.
+            batches.push(vec![i]);
+            continue;
+        }
+        if current.len() >= k || bytes + item > caller.context_bytes {
+            batches.push(std::mem::take(&mut current));
+            bytes = frame;
+        }
+        current.push(i);
+        bytes += item;
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
+}
+
+/// The cascade input of a one-row call.
+fn input_of(call: &Call) -> &Value {
+    match &call.kind {
+        calls::CallKind::Run { input, .. } => input,
+        _ => &Value::Null,
+    }
+}
+
+/// Keep the answers a batch reply `doc` has for `rows`; the answered rows, and the rows it missed.
+async fn keep_rows(
+    caller: &Caller<'_>,
+    stmt: &Statement,
+    calls: &[Call],
+    rows: &[usize],
+    doc: &Value,
+) -> (Vec<(usize, Answer)>, Vec<usize>) {
+    let read = caller
+        .batching
+        .read_reply(doc.get("final_output").unwrap_or(&Value::Null), rows.len());
+    let session = doc.get("session_id").and_then(Value::as_str).unwrap_or_default();
+    let cascade_id = caller.batching.cascade.cascade_id();
+    let cost: i64 = doc
+        .get("cost_usd")
+        .and_then(Value::as_str)
+        .and_then(|c| c.parse::<f64>().ok())
+        .and_then(rvbbit_core::MicroUsd::from_usd_f64)
+        .map_or(0, |c| c.micros());
+    let share = cost / i64::try_from(rows.len()).unwrap_or(1).max(1);
+    let mut kept = Vec::new();
+    let mut missing = Vec::new();
+    for (&i, answer) in rows.iter().zip(read) {
+        let Some(value) = answer else {
+            missing.push(i);
+            continue;
+        };
+        let mut outputs = BTreeMap::new();
+        outputs.insert(caller.batching.cell.clone(), value.clone());
+        let row_doc = json!({
+            "outputs": outputs,
+            "state": {},
+            "status": "success",
+            "session_id": session,
+            "has_errors": false,
+            "final_output": value,
+            "batch": {"rows": rows.len()},
+        });
+        kept.push((i, row_doc));
+    }
+    let answers = calls::remember(
+        caller.runtime,
+        stmt,
+        kept.iter().map(|(i, doc)| (&calls[*i], doc.clone())).collect(),
+        (session, cascade_id, share),
+    )
+    .await;
+    let done = kept.into_iter().map(|(i, _)| i).zip(answers).collect();
+    (done, missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batching(returns: SqlType) -> Batching {
+        let text = "cascade_id: f\nsql_function:\n  args: [{name: text}, {name: criterion}]\ncells:\n  - name: answer\n    \
+                    instructions: \"Criterion: {{ input.criterion }}\\nText: {{ input.text }}\"\n";
+        let engine = rvbbit_engine::Engine::new(rvbbit_engine::tools::Registry::builtin());
+        let loaded =
+            crate::cascade::load_cascade_text(std::path::Path::new("f.yaml"), text, &engine).unwrap();
+        let mut spec = loaded.template.cascade.sql_function.clone().unwrap();
+        spec.returns = Some(returns);
+        Batching::of(&spec, &loaded).unwrap()
+    }
+
+    #[test]
+    fn replies_are_read_in_the_shapes_models_write_them() {
+        let b = batching(SqlType::Boolean);
+        let fenced = json!(
+            "Here you go:\n```json\n[{\"id\": 2, \"answer\": false}, {\"id\": \"1\", \"answer\": \"yes\"}]\n```"
+        );
+        assert_eq!(
+            b.read_reply(&fenced, 3),
+            [Some(json!("yes")), Some(json!(false)), None]
+        );
+        let wrapped = json!({"results": [{"id": 1, "answer": true}]});
+        assert_eq!(b.read_reply(&wrapped, 1), [Some(json!(true))]);
+        // Not a boolean, a null answer, an id out of range, conflicting repeats: all missing.
+        let bad = json!([
+            {"id": 1, "answer": "maybe"},
+            {"id": 2, "answer": null},
+            {"id": 9, "answer": true},
+            {"id": 3, "answer": true},
+            {"id": 3, "answer": false},
+            {"id": 4, "answer": true},
+            {"id": 4, "answer": true},
+        ]);
+        assert_eq!(b.read_reply(&bad, 4), [None, None, None, Some(json!(true))]);
+        assert_eq!(b.read_reply(&json!("no JSON here"), 2), [None, None]);
+        assert_eq!(b.read_reply(&json!("[1, 2, {\"id\": 1}]"), 1), [None]);
+    }
+
+    #[test]
+    fn a_shared_task_marks_only_the_arguments_that_differ() {
+        let b = batching(SqlType::Boolean);
+        let limits = LimitsConfig::default();
+        let rows = [
+            json!({"text": "apple", "criterion": "a fruit"}),
+            json!({"text": "hammer", "criterion": "a fruit"}),
+        ];
+        let refs: Vec<&Value> = rows.iter().collect();
+        let prompt = b.prompt(&refs, &limits).unwrap();
+        assert!(prompt.contains("Criterion: a fruit\nText: ⟨text⟩"), "{prompt}");
+        assert!(prompt.contains("{\"id\":1,\"text\":\"apple\"}"), "{prompt}");
+        assert!(prompt.contains("true or false"), "{prompt}");
+        assert!(!prompt.contains("⟨criterion⟩"), "{prompt}");
+    }
+
+    #[test]
+    fn only_plain_one_cell_functions_are_batched() {
+        let engine = rvbbit_engine::Engine::new(rvbbit_engine::tools::Registry::builtin());
+        let load = |text: &str| {
+            crate::cascade::load_cascade_text(std::path::Path::new("f.yaml"), text, &engine).unwrap()
+        };
+        let two = load(
+            "cascade_id: f\nsql_function: {args: [{name: text}]}\ncells:\n  - {name: a, instructions: x}\n  - {name: b, instructions: y}\n",
+        );
+        let spec = two.template.cascade.sql_function.clone().unwrap();
+        assert_eq!(
+            Batching::of(&spec, &two).unwrap_err(),
+            "its cascade has more than one cell"
+        );
+        let one = load(
+            "cascade_id: f\nsql_function: {args: [{name: text}], batch_size: 1}\ncells:\n  - {name: a, instructions: x}\n",
+        );
+        let spec = one.template.cascade.sql_function.clone().unwrap();
+        assert_eq!(Batching::of(&spec, &one).unwrap_err(), "its batch_size is 1");
+        assert!(context_overflow(
+            "This model's maximum context length is 8192 tokens"
+        ));
+        assert!(!context_overflow("bad request for boom"));
+    }
+}
