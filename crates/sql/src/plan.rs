@@ -19,7 +19,10 @@ use datafusion::sql::sqlparser::parser::ParserError;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::options::RvbbitOptions;
-use crate::semantic::{Operators, SemanticDialect, rewrite_aggregates};
+use crate::semantic::{
+    Ask, Dimensions, Lookup, Operators, SemanticDialect, dimension_sites, resolve_dimension,
+    rewrite_aggregates,
+};
 use crate::shared::Shared;
 
 /// A session's context and shared state, borrowed to plan one statement.
@@ -31,6 +34,8 @@ pub(crate) struct Planner<'a> {
     pub(crate) shared: &'a Shared,
     /// The session's semantic operators, parsed by its dialect.
     pub(crate) operators: &'a Arc<Operators>,
+    /// The session's DIMENSION functions (`GROUP BY TOPICS(title, 5)`).
+    pub(crate) dimensions: &'a Arc<Dimensions>,
 }
 
 impl Planner<'_> {
@@ -124,15 +129,72 @@ impl Planner<'_> {
         if sources.is_confined() {
             sources.vet_statement(&mut statement)?;
         }
+        let lookups = self.resolve_dimensions(&mut statement).await?;
         self.collect_aggregate_arguments(&mut statement);
         let plan = self
             .ctx
             .state()
             .statement_to_plan(statement)
             .await
-            .map_err(Error::from_datafusion)?;
+            .map_err(Error::from_datafusion);
+        // The plan holds the lookups it uses; the session's catalog keeps none.
+        for name in lookups {
+            self.ctx.deregister_udf(&name);
+        }
+        let plan = plan?;
         sources.check_plan(&plan)?;
         sort_keys_computed_first(plan)
+    }
+
+    /// Resolve the DIMENSION calls in the statement's GROUP BY (`GROUP BY TOPICS(title, 5)`): ask each
+    /// function for the buckets of its column's distinct values, register the value → bucket lookup and
+    /// call it instead. Returns the names registered (to remove once planned).
+    async fn resolve_dimensions(&self, statement: &mut DfStatement) -> Result<Vec<String>> {
+        if self.dimensions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sites = dimension_sites(statement, self.dimensions)?;
+        let mut registered = Vec::new();
+        for site in sites {
+            let batches = self
+                .ctx
+                .sql(site.distinct_sql())
+                .await
+                .map_err(Error::from_datafusion)?
+                .collect()
+                .await
+                .map_err(Error::from_datafusion)?;
+            let mut values = Vec::new();
+            for batch in &batches {
+                let column = datafusion::arrow::compute::cast(
+                    batch.column(0),
+                    &datafusion::arrow::datatypes::DataType::Utf8,
+                )
+                .map_err(|e| Error::Execution {
+                    message: e.to_string(),
+                })?;
+                if let Some(text) = column
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::StringArray>()
+                {
+                    values.extend(text.iter().flatten().map(str::to_owned));
+                }
+            }
+            let options = self.rvbbit_options();
+            let stmt = self.shared.statement();
+            let ask = Ask {
+                runtime: &self.shared.runtime,
+                stmt: &stmt,
+                options: &options,
+            };
+            let lookup = Lookup::new(resolve_dimension(&site, &values, &ask).await?);
+            let name = lookup.name().to_owned();
+            site.replace(statement, &name);
+            self.ctx
+                .register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(lookup));
+            registered.push(name);
+        }
+        Ok(registered)
     }
 
     /// Make each call of a loaded AGGREGATE semantic function read its group's values

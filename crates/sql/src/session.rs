@@ -25,7 +25,7 @@ use crate::plan::Planner;
 use crate::result::{QueryResult, StatementStats};
 use crate::run_batch::{BATCH_NAMES, RunBatch};
 use crate::runtime::{Runtime, Settings};
-use crate::semantic::{Builtins, Operators, Registry};
+use crate::semantic::{Builtins, Dimensions, Operators, Registry};
 use crate::shared::Shared;
 use crate::sources::{READ_FUNCTIONS, ReadFunction, SessionSchema};
 use crate::statement::Statement;
@@ -136,7 +136,7 @@ impl SqlRuntime {
                 Arc::new(ReadFunction::new(name, *format, self.runtime.sources.clone())),
             );
         }
-        let operators = self.semantic_functions(&ctx, &shared);
+        let (operators, dimensions) = self.semantic_functions(&ctx, &shared);
         // Magic tables over the store, each served by the one generic provider.
         let runtime = &self.runtime;
         let magic: [(&str, Arc<dyn TableProvider>); 6] = [
@@ -165,13 +165,18 @@ impl SqlRuntime {
             ctx,
             shared,
             operators,
+            dimensions,
         }
     }
 
     /// Load the session's semantic SQL functions (built-ins, then `cascades/` of the working
     /// directory), register them and `rvbbit_functions`, and keep the loading warnings for the first
-    /// statement. Returns the operator table of the session's dialect.
-    fn semantic_functions(&self, ctx: &SessionContext, shared: &Arc<Shared>) -> Arc<Operators> {
+    /// statement. Returns the operator table of the session's dialect and its DIMENSION functions.
+    fn semantic_functions(
+        &self,
+        ctx: &SessionContext,
+        shared: &Arc<Shared>,
+    ) -> (Arc<Operators>, Arc<Dimensions>) {
         let runtime = &self.runtime;
         let registry = Registry::load(
             &self.builtins,
@@ -188,7 +193,8 @@ impl SqlRuntime {
         let table = Served(Functions::new(registry.functions.clone()));
         // A fresh name in a fresh context: registering cannot fail, and there is no earlier table.
         let _ = ctx.register_table("rvbbit_functions", Arc::new(table));
-        registry.operators
+        let dimensions = Arc::new(Dimensions::of(&registry.functions));
+        (registry.operators, dimensions)
     }
 }
 
@@ -198,6 +204,8 @@ pub struct SqlSession {
     shared: Arc<Shared>,
     /// The semantic operators the session's dialect parses.
     operators: Arc<Operators>,
+    /// The DIMENSION functions of the session.
+    dimensions: Arc<Dimensions>,
 }
 
 impl std::fmt::Debug for SqlSession {
@@ -220,6 +228,7 @@ impl SqlSession {
             ctx: &self.ctx,
             shared: &self.shared,
             operators: &self.operators,
+            dimensions: &self.dimensions,
         }
     }
 
@@ -243,6 +252,7 @@ impl SqlSession {
             ctx: self.ctx.clone(),
             shared: self.shared.clone(),
             operators: self.operators.clone(),
+            dimensions: self.dimensions.clone(),
         }
     }
 

@@ -9,6 +9,7 @@ pub(crate) const BUILTIN: &[(&str, &str)] = &[
     ("dedupe.yaml", include_str!("../../operators/dedupe.yaml")),
     ("fix.yaml", include_str!("../../operators/fix.yaml")),
     ("language.yaml", include_str!("../../operators/language.yaml")),
+    ("meaning.yaml", include_str!("../../operators/meaning.yaml")),
     ("normalize.yaml", include_str!("../../operators/normalize.yaml")),
     ("outliers.yaml", include_str!("../../operators/outliers.yaml")),
     ("parse_date.yaml", include_str!("../../operators/parse_date.yaml")),
@@ -57,4 +58,8 @@ pub(crate) const BUILTIN: &[(&str, &str)] = &[
     ("themes.yaml", include_str!("../../operators/themes.yaml")),
     ("tldr.yaml", include_str!("../../operators/tldr.yaml")),
     ("topics.yaml", include_str!("../../operators/topics.yaml")),
+    (
+        "topics_dimension.yaml",
+        include_str!("../../operators/topics_dimension.yaml"),
+    ),
 ];

@@ -13,7 +13,10 @@
 //! - `aggregate.rs` + `chunk.rs`: a group's values as the JSON array the function reads, map-reduced
 //!   when they are over `rvbbit.semantic_context_bytes`.
 //!
-//! DIMENSION and PIPELINE functions are loaded and listed but fail when used.
+//! - `dimension.rs`: DIMENSION functions in GROUP BY (`GROUP BY TOPICS(title, 5)`), resolved before
+//!   planning into a value → bucket lookup.
+//!
+//! PIPELINE functions are loaded and listed but fail when used.
 
 mod aggregate;
 mod batch;
@@ -22,6 +25,7 @@ mod chunk;
 mod coerce;
 mod dialect;
 mod dialect_delegate;
+mod dimension;
 mod files;
 mod registry;
 mod rewrite;
@@ -32,8 +36,10 @@ use std::sync::Arc;
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::logical_expr::async_udf::AsyncScalarUDF;
 use datafusion::prelude::SessionContext;
+use rvbbit_cascade::model::SqlShape;
 
 pub(crate) use dialect::{Operators, SemanticDialect};
+pub(crate) use dimension::{Ask, Dimensions, Lookup, resolve as resolve_dimension, sites as dimension_sites};
 pub(crate) use registry::{Builtins, Definition, Registry};
 pub(crate) use rewrite::rewrite_aggregates;
 
@@ -49,9 +55,21 @@ pub(crate) fn register(ctx: &SessionContext, registry: &Registry, shared: &Arc<S
             || state.aggregate_functions().contains_key(name)
             || state.window_functions().contains_key(name)
     };
+    let is_dimension = |d: &Definition| d.spec.call_shape() == SqlShape::Dimension;
+    // A DIMENSION call name may also be another function's (`TOPICS`, an aggregate): that one is the
+    // function, and the name means the dimension only in GROUP BY.
+    let others: std::collections::BTreeSet<String> = registry
+        .functions
+        .iter()
+        .filter(|d| !is_dimension(d))
+        .flat_map(|d| d.call_names())
+        .collect();
     let mut names = Vec::new();
     for definition in &registry.functions {
         for name in definition.call_names() {
+            if is_dimension(definition) && (taken(&name) || others.contains(&name)) {
+                continue;
+            }
             if taken(&name) {
                 warnings.push(format!(
                     "semantic SQL: `{name}` of {} is not registered: it is already a SQL function",
@@ -65,6 +83,13 @@ pub(crate) fn register(ctx: &SessionContext, registry: &Registry, shared: &Arc<S
     drop(state);
     for (name, definition) in names {
         let udf = match &definition.unsupported {
+            None if is_dimension(&definition) => ScalarUDF::new_from_impl(udf::Unsupported::new(
+                name.clone(),
+                format!(
+                    "`{name}` is a DIMENSION function: use it in GROUP BY (`GROUP BY {name}(column, …)`, \
+                         and the same call in the select list for the bucket)"
+                ),
+            )),
             Some(message) => ScalarUDF::new_from_impl(udf::Unsupported::new(name, message.clone())),
             None => AsyncScalarUDF::new(Arc::new(udf::SemanticUdf::new(name, definition, shared.clone())))
                 .into_scalar_udf(),

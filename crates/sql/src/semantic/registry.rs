@@ -122,10 +122,13 @@ fn is_identifier(name: &str) -> bool {
 /// Why `spec` cannot run in this version, if it cannot.
 fn unsupported(name: &str, spec: &SqlFunction) -> Option<String> {
     let shape = spec.call_shape();
-    if !matches!(shape, SqlShape::Scalar | SqlShape::Row | SqlShape::Aggregate) {
+    if !matches!(
+        shape,
+        SqlShape::Scalar | SqlShape::Row | SqlShape::Aggregate | SqlShape::Dimension
+    ) {
         return Some(format!(
-            "`{name}` is a {} operator; {} operators are not supported yet (only SCALAR, ROW and \
-             AGGREGATE functions run from SQL)",
+            "`{name}` is a {} operator; {} operators are not supported yet (SCALAR, ROW, \
+             AGGREGATE and DIMENSION functions run from SQL)",
             shape.as_str(),
             shape.as_str().to_lowercase()
         ));

@@ -16,6 +16,7 @@ mod magic;
 mod map;
 mod semantic;
 mod semantic_batch;
+mod semantic_dimension;
 mod slt;
 mod sources;
 mod support;

@@ -302,13 +302,13 @@ async fn a_user_aggregate_operator_file_runs_once_per_group_on_its_values() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dimension_operator_fails_with_a_clear_error() {
+async fn a_pipeline_operator_fails_with_a_clear_error() {
     let server = llm().await;
     let h = Harness::new(&server.base_url(), 4).await;
     write(
         &h,
         "cascades/semantic_sql/buckets.yaml",
-        &operator_file("buckets", "VARCHAR", "DIMENSION", "['BUCKETS({{ text }})']", "x"),
+        &operator_file("buckets", "VARCHAR", "PIPELINE", "['BUCKETS({{ text }})']", "x"),
     );
     let session = h.runtime.session();
     let err = session
@@ -318,7 +318,7 @@ async fn a_dimension_operator_fails_with_a_clear_error() {
     assert_eq!(err.code().code, "RVB-Q001", "{err}");
     assert!(
         err.to_string()
-            .contains("`buckets` is a DIMENSION operator; dimension operators are not supported yet"),
+            .contains("`buckets` is a PIPELINE operator; pipeline operators are not supported yet"),
         "{err}"
     );
     assert_eq!(server.requests(), 0);

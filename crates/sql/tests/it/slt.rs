@@ -262,7 +262,9 @@ fn semantic_answer(prompt: &str) -> Option<Result<String, String>> {
     if items.iter().any(|i| i == "boom") {
         return Some(Err("bad request for boom".to_owned()));
     }
-    let answer = if let Some(answer) = aggregate_reply(first, &items, &field) {
+    let answer = if let Some(answer) = dimension_reply(first, &items, &field) {
+        answer
+    } else if let Some(answer) = aggregate_reply(first, &items, &field) {
         answer
     } else if first.starts_with("Decide whether the text matches") {
         if text.contains("garble") {
@@ -313,6 +315,55 @@ fn semantic_answer(prompt: &str) -> Option<Result<String, String>> {
         return None;
     };
     Some(Ok(answer))
+}
+
+/// The scripted answers of the built-in DIMENSION functions, a JSON object mapping each of `Texts:` to a
+/// bucket: TOPICS names a text's topic by its first word, MEANING by its last (lower case); naming keeps
+/// the first `Count` such words and puts the other texts under the first; assigning (`Topics:`/`Groups:`
+/// given) picks the listed bucket equal to the word, else the first listed.
+fn dimension_reply(first: &str, items: &[String], field: &dyn Fn(&str) -> String) -> Option<String> {
+    let (key, listed): (fn(&str) -> String, &str) = if first.starts_with("Sort the texts into topics")
+        || first.starts_with("Put each text under the topic")
+    {
+        (
+            |t| t.split_whitespace().next().unwrap_or_default().to_lowercase(),
+            "Topics",
+        )
+    } else if first.starts_with("Sort the texts into groups")
+        || first.starts_with("Put each text under the group")
+    {
+        (
+            |t| t.split_whitespace().last().unwrap_or_default().to_lowercase(),
+            "Groups",
+        )
+    } else {
+        return None;
+    };
+    let given: Vec<String> = serde_json::from_str(&field(listed)).unwrap_or_default();
+    let buckets: Vec<String> = if given.is_empty() {
+        let count = field("Count").trim().parse::<usize>().unwrap_or(5);
+        let mut names: Vec<String> = Vec::new();
+        for item in items {
+            let k = key(item);
+            if !names.contains(&k) && names.len() < count {
+                names.push(k);
+            }
+        }
+        names
+    } else {
+        given
+    };
+    let mut map = serde_json::Map::new();
+    for item in items {
+        let k = key(item);
+        let bucket = if buckets.contains(&k) {
+            k
+        } else {
+            buckets.first().cloned().unwrap_or_default()
+        };
+        map.insert(item.clone(), serde_json::Value::String(bucket));
+    }
+    Some(serde_json::Value::Object(map).to_string())
 }
 
 /// The scripted answers of the built-in AGGREGATE functions, from the JSON array of `Texts:` (a reduce
