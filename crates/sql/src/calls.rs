@@ -35,6 +35,8 @@ pub(crate) struct Call {
     /// Where the call came from (a MAP row: `{row_index, column, row_key}`), recorded as `source` in
     /// its run's invocation metadata.
     pub(crate) source: Option<Value>,
+    /// Seconds its cache entry stays valid (`sql_function.cache_ttl`); `None`: until evicted.
+    pub(crate) ttl: Option<u64>,
 }
 
 impl Call {
@@ -67,6 +69,7 @@ impl Call {
                 sampling,
             },
             source: None,
+            ttl: None,
         }
     }
 
@@ -95,6 +98,7 @@ impl Call {
                 model: model.map(str::to_owned),
             },
             source: None,
+            ttl: None,
         }
     }
 
@@ -125,7 +129,25 @@ impl Call {
                 table,
             },
             source: None,
+            ttl: None,
         }
+    }
+
+    /// Keep its cache entry `seconds` only.
+    pub(crate) fn with_ttl(mut self, seconds: Option<u64>) -> Call {
+        self.ttl = seconds;
+        self
+    }
+
+    /// When its cache entry, written `now`, expires.
+    fn expires(&self, now: Timestamp) -> Option<Timestamp> {
+        self.ttl.map(|s| {
+            now.add_micros(
+                i64::try_from(s)
+                    .unwrap_or(i64::MAX / 2_000_000)
+                    .saturating_mul(1_000_000),
+            )
+        })
     }
 
     /// Record where the call came from.
@@ -290,6 +312,9 @@ pub(crate) async fn remember(
     (session_id, cascade_id, cost_micros): (&str, &str, i64),
 ) -> Vec<Answer> {
     let cells = stmt.cells(answered.iter().map(|(c, _)| c.key.as_str()));
+    let now = Timestamp::now();
+    // The calls of one function share their time to live.
+    let expires = answered.first().and_then(|(c, _)| c.expires(now));
     let mut entries = Vec::new();
     let mut out = Vec::with_capacity(answered.len());
     for ((call, value), cell) in answered.into_iter().zip(cells) {
@@ -312,7 +337,7 @@ pub(crate) async fn remember(
     }
     if let Some(store) = &runtime.store
         && !entries.is_empty()
-        && let Err(e) = store.cache_put_many(&entries, Timestamp::now(), None).await
+        && let Err(e) = store.cache_put_many(&entries, now, expires).await
     {
         tracing::warn!(error = %e, "Results not cached");
     }
@@ -465,7 +490,8 @@ async fn cache_put(runtime: &Runtime, call: &Call, value: &Value, outcome: &Outc
         "cascade_id": outcome.cascade_id,
         "cost_micro_usd": outcome.cost.micros(),
     });
-    if let Err(e) = store.cache_put(&call.key, &stored, Timestamp::now(), None).await {
+    let now = Timestamp::now();
+    if let Err(e) = store.cache_put(&call.key, &stored, now, call.expires(now)).await {
         tracing::warn!(error = %e, "Result not cached");
     }
 }
@@ -567,6 +593,7 @@ mod tests {
                 sampling: Sampling::default(),
             },
             source: None,
+            ttl: None,
         };
         let mut summary = HitSummary::default();
         for i in 0..100 {

@@ -330,6 +330,7 @@ fn chunk_call(site: &Site, array: &str, buckets: Option<&str>, ask: &Ask<'_>) ->
         None,
         cache,
     )
+    .with_ttl(spec.cache_ttl)
 }
 
 /// The mapping in one answer: a JSON object `{value: bucket}`, or an array of `{value, bucket}`. A failed

@@ -201,6 +201,7 @@ impl Grouped for SemanticUdf {
             None,
             cache,
         )
+        .with_ttl(self.definition.spec.cache_ttl)
     }
 
     fn runtime(&self) -> &Runtime {

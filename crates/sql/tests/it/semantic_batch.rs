@@ -302,3 +302,38 @@ async fn instructions_that_branch_on_a_value_send_each_rows_whole_task() {
     assert!(prompt.contains("It is long."), "{prompt}");
     assert_eq!(server.requests(), 1);
 }
+
+/// `cache_ttl` of an operator file bounds its cache entries, whether a row was answered alone or in a
+/// batch: each entry expires `cache_ttl` seconds after it was written, and an expired entry is not
+/// served (the row is asked again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_ttl_bounds_the_cache_entries_of_an_operator() {
+    let server = model(|_| false).await;
+    let h = Harness::new(&server.base_url(), 4).await;
+    let file = "cascade_id: red_ttl\nsql_function:\n  args: [{name: text}]\n  returns: BOOLEAN\n  cache_ttl: 3600\n  \
+                operators: ['{{ text }} IS_RED']\ncells:\n  - name: answer\n    instructions: |-\n      Is it red?\n      \
+                Text: {{ input.text }}\n";
+    std::fs::create_dir_all(h.path("cascades")).unwrap();
+    std::fs::write(h.path("cascades/red.yaml"), file).unwrap();
+    let session = h.runtime.session();
+    let sql = "SELECT x IS_RED FROM (VALUES ('red hat'), ('blue'), ('green')) AS t(x) ORDER BY x";
+    session.execute(sql).await.unwrap();
+    session.execute("SELECT 'one red' IS_RED").await.unwrap();
+    let entries = h.store.cache_entries(None, 100).await.unwrap();
+    assert_eq!(entries.len(), 4, "{entries:?}");
+    for e in &entries {
+        let ttl = e.expires_at.expect("an expiry").micros() - e.created_at.micros();
+        assert_eq!(ttl, 3_600_000_000, "{e:?}");
+    }
+    // An expired entry is not served: the row is asked again.
+    let calls = server.requests();
+    let later = rvbbit_core::Timestamp::now().add_micros(3_700_000_000);
+    let found = h
+        .store
+        .cache_peek_many(&[entries[0].key.clone()], later)
+        .await
+        .unwrap();
+    assert!(found[0].is_none(), "expired entries are not served");
+    session.execute(sql).await.unwrap();
+    assert_eq!(server.requests(), calls, "still fresh now: served from the cache");
+}
