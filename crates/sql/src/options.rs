@@ -40,7 +40,7 @@ impl UdfErrors {
 }
 
 /// The `rvbbit.*` settings of one SQL session.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RvbbitOptions {
     /// `rvbbit.udf_errors`: what a failed call returns.
     pub udf_errors: UdfErrors,
@@ -58,6 +58,12 @@ pub struct RvbbitOptions {
     /// `rvbbit.semantic_batch_size`: the most rows a SCALAR semantic function asks in one prompt; 1 asks
     /// one row per call. Unset (the default): each operator's `batch_size`, else 16.
     pub semantic_batch_size: Option<usize>,
+    /// `rvbbit.semantic_cheap_model`: a model asked first for BOOLEAN semantic functions, with a
+    /// confidence; only the rows it is unsure of go to the function's own model (default: none).
+    pub semantic_cheap_model: Option<String>,
+    /// `rvbbit.semantic_confidence`: the confidence (0 to 1) at which the cheap model's answer is kept
+    /// (default 0.8).
+    pub semantic_confidence: f64,
     /// `rvbbit.max_calls`: the most cascade runs the semantic functions, `rvbbit_udf` and `rvbbit_run`
     /// of one statement may start (cache hits are free); more fails the statement (default 10,000).
     pub max_calls: u64,
@@ -72,6 +78,18 @@ const DEFAULT_RUN_LIMIT: u64 = 10_000;
 pub(crate) const DEFAULT_BATCH_SIZE: usize = 16;
 /// The largest `rvbbit.semantic_batch_size`.
 const MAX_BATCH_SIZE: usize = 1000;
+/// The default `rvbbit.semantic_confidence`.
+const DEFAULT_CONFIDENCE: f64 = 0.8;
+
+fn confidence_setting(value: &str) -> Result<f64> {
+    match value.trim().parse::<f64>() {
+        Ok(c) if (0.0..=1.0).contains(&c) => Ok(c),
+        _ => Err(DataFusionError::Configuration(format!(
+            "`rvbbit.semantic_confidence` cannot be '{value}'; use a number from 0 to 1"
+        ))),
+    }
+}
+
 /// The default `rvbbit.max_calls`.
 pub(crate) const DEFAULT_MAX_CALLS: u64 = 10_000;
 
@@ -128,6 +146,8 @@ impl Default for RvbbitOptions {
             run_default_limit: DEFAULT_RUN_LIMIT,
             semantic_context_bytes: DEFAULT_CONTEXT_BYTES,
             semantic_batch_size: None,
+            semantic_cheap_model: None,
+            semantic_confidence: DEFAULT_CONFIDENCE,
             max_calls: DEFAULT_MAX_CALLS,
         }
     }
@@ -180,11 +200,20 @@ impl ExtensionOptions for RvbbitOptions {
             "semantic_context_bytes" => self.semantic_context_bytes = context_setting(value)?,
             "semantic_batch_size" => self.semantic_batch_size = Some(batch_setting(value)?),
             "max_calls" => self.max_calls = calls_setting(value)?,
+            "semantic_confidence" => self.semantic_confidence = confidence_setting(value)?,
+            "semantic_cheap_model" => {
+                let model = value.trim();
+                self.semantic_cheap_model = match model.to_ascii_lowercase().as_str() {
+                    "" | "off" | "none" => None,
+                    _ => Some(model.to_owned()),
+                };
+            }
             other => {
                 return Err(DataFusionError::Configuration(format!(
                     "unknown setting `rvbbit.{other}`; the rvbbit settings are `rvbbit.udf_errors`, \
                      `rvbbit.cache`, `rvbbit.map_default_limit`, `rvbbit.run_default_limit`, \
-                     `rvbbit.semantic_context_bytes`, `rvbbit.semantic_batch_size` and `rvbbit.max_calls`"
+                     `rvbbit.semantic_context_bytes`, `rvbbit.semantic_batch_size`, `rvbbit.semantic_cheap_model`, \
+                     `rvbbit.semantic_confidence` and `rvbbit.max_calls`"
                 )));
             }
         }
@@ -222,6 +251,16 @@ impl ExtensionOptions for RvbbitOptions {
                 key: "rvbbit.semantic_batch_size".into(),
                 value: self.semantic_batch_size.map(|n| n.to_string()),
                 description: "Most rows a SCALAR semantic function asks in one prompt; 1 asks one row per call (default: each operator's batch_size, else 16)",
+            },
+            ConfigEntry {
+                key: "rvbbit.semantic_cheap_model".into(),
+                value: self.semantic_cheap_model.clone(),
+                description: "A model asked first for BOOLEAN semantic functions; rows it is unsure of go to the function's model (default: none)",
+            },
+            ConfigEntry {
+                key: "rvbbit.semantic_confidence".into(),
+                value: Some(self.semantic_confidence.to_string()),
+                description: "Confidence (0 to 1) at which the cheap model's answer is kept (default 0.8)",
             },
             ConfigEntry {
                 key: "rvbbit.max_calls".into(),

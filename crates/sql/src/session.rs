@@ -464,6 +464,7 @@ impl SqlSession {
             "skipped": stats.skipped,
             "total_cost_micro_usd": stats.cost.micros(),
             "avoided_cost_micro_usd": stats.avoided_cost.micros(),
+            "decided_by": stmt.decided(),
         });
         if let Some(e) = error {
             event.error = Some(json!({"code": e.code().code, "message": e.to_string()}));

@@ -127,6 +127,8 @@ pub(crate) struct Statement {
     pub(crate) budget: std::sync::OnceLock<i64>,
     /// Messages for the user besides failures (a MAP input cut at its LIMIT).
     pub(crate) notes: Mutex<Vec<String>>,
+    /// Rows of semantic functions decided per model, when a cheap model was asked first.
+    decided: Mutex<std::collections::BTreeMap<String, u64>>,
     /// Cancelled when the statement is abandoned (its future dropped, as on a CancelRequest): its
     /// runs stop and are recorded as `cancelled`.
     pub(crate) cancel: CancellationToken,
@@ -150,6 +152,7 @@ impl Statement {
             parallel: std::sync::OnceLock::new(),
             budget: std::sync::OnceLock::new(),
             notes: Mutex::new(Vec::new()),
+            decided: Mutex::new(std::collections::BTreeMap::new()),
             cancel: CancellationToken::new(),
             metadata: Value::Object(serde_json::Map::new()),
             parent: None,
@@ -193,6 +196,18 @@ impl Statement {
     pub(crate) fn remember_answers(&self, answers: impl IntoIterator<Item = (String, Answer)>) {
         let mut answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
         answered.extend(answers);
+    }
+
+    /// Count `rows` decided by `model` (`sql_query_log.decided_by`).
+    pub(crate) fn decided_by(&self, model: &str, rows: u64) {
+        let mut decided = self.decided.lock().unwrap_or_else(|p| p.into_inner());
+        *decided.entry(model.to_owned()).or_default() += rows;
+    }
+
+    /// The rows decided per model, as a JSON object; `None` when no cheap model was asked.
+    pub(crate) fn decided(&self) -> Option<Value> {
+        let decided = self.decided.lock().unwrap_or_else(|p| p.into_inner());
+        (!decided.is_empty()).then(|| serde_json::json!(*decided))
     }
 
     /// Tell the user `message` in a NOTICE when the statement ends.

@@ -8,7 +8,7 @@
 //! - `dialect.rs` + `dialect_delegate.rs` (generated): [`SemanticDialect`], the operators as a grammar
 //!   extension of the session's SQL dialect;
 //! - `udf.rs` + `coerce.rs`: SCALAR/ROW/AGGREGATE functions as async, batched UDFs with typed results;
-//! - `batch.rs`: many rows per prompt for SCALAR/ROW functions whose cascade is one plain LLM cell;
+//! - `batch/`: many rows per prompt (and a cheap model first) for SCALAR/ROW functions whose cascade is one plain LLM cell;
 //! - `rewrite.rs`: an AGGREGATE call `f(col)` planned as `f(array_agg(col))`;
 //! - `aggregate.rs` + `chunk.rs`: a group's values as the JSON array the function reads, map-reduced
 //!   when they are over `rvbbit.semantic_context_bytes`.

@@ -156,6 +156,11 @@ impl AsyncScalarUDFImpl for SemanticUdf {
                     batch_size: options.semantic_batch_size,
                     context_bytes: options.semantic_context_bytes,
                     max_calls: options.max_calls,
+                    cheap: options
+                        .semantic_cheap_model
+                        .as_deref()
+                        .map(|m| (m, options.semantic_confidence)),
+                    default_model: &runtime.settings.default_model,
                 };
                 batch::answer(&caller, &stmt, plan.calls)
                     .await

@@ -47,6 +47,7 @@ impl SqlQueryLog {
             int("avoided_cost_micro_usd"),
             text("error_message"),
             text("protocol"),
+            text("decided_by"),
         ]);
         SqlQueryLog {
             runtime,
@@ -113,6 +114,13 @@ impl SqlQueryLog {
                     .map(str::to_owned)
             }),
             texts(&|e| field(&e.event.metadata, "protocol")),
+            texts(&|e| {
+                e.event
+                    .metadata
+                    .get("decided_by")
+                    .filter(|d| d.is_object())
+                    .map(ToString::to_string)
+            }),
         ];
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }

@@ -337,3 +337,72 @@ async fn cache_ttl_bounds_the_cache_entries_of_an_operator() {
     session.execute(sql).await.unwrap();
     assert_eq!(server.requests(), calls, "still fresh now: served from the cache");
 }
+
+/// With `rvbbit.semantic_cheap_model`, the cheap model answers every row first, with a confidence; only
+/// the rows below `rvbbit.semantic_confidence` go to the function's own model, and
+/// `sql_query_log.decided_by` counts the rows each model decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cheap_model_decides_the_rows_it_is_sure_of_and_the_rest_go_to_the_main_model() {
+    let server = TestServer::start(Script::rule(|body: &Value| {
+        let prompt = prompt_of(body);
+        let rows = batch_rows(&prompt).unwrap_or_default();
+        if body["model"] == "cheap/model" {
+            // Sure of red and blue only (and wrong about nothing it is sure of).
+            let items: Vec<Value> = rows
+                .iter()
+                .map(|(id, one)| {
+                    let sure = one.contains("red") || one.contains("blue");
+                    serde_json::json!({"id": id, "answer": means(one), "confidence": if sure { 0.95 } else { 0.3 }})
+                })
+                .collect();
+            return Reply::text(Value::Array(items).to_string());
+        }
+        let answers: Vec<(u64, Value)> = rows.iter().map(|(id, one)| (*id, Value::Bool(means(one)))).collect();
+        Reply::text(batch_answer(&answers))
+    }))
+    .await;
+    let h = Harness::new(&server.base_url(), 4).await;
+    let session = h.runtime.session();
+    session
+        .execute("SET rvbbit.semantic_cheap_model = 'cheap/model'")
+        .await
+        .unwrap();
+    let r = session
+        .execute(
+            "SELECT x, x MEANS 'a colour' FROM (VALUES ('red hat'), ('blue sky'), ('navy cap'), ('green tea'), \
+             ('plain hat')) AS t(x) ORDER BY x",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        column(&r, 1),
+        [
+            Some("false".to_owned()),
+            Some("true".to_owned()),
+            Some("true".to_owned()),
+            Some("false".to_owned()),
+            Some("true".to_owned())
+        ],
+        "blue sky, green tea, navy cap, plain hat, red hat"
+    );
+    let bodies = server.bodies();
+    assert_eq!(bodies.len(), 2, "one cheap batch, one main batch");
+    assert_eq!(bodies[0]["model"], "cheap/model");
+    assert!(prompt_of(&bodies[0]).contains("\"confidence\""));
+    assert_eq!(bodies[1]["model"], "test/model");
+    assert_eq!(batch_rows(&prompt_of(&bodies[1])).map(|r| r.len()), Some(3));
+    let log = session
+        .execute(&format!(
+            "SELECT decided_by FROM sql_query_log WHERE caller_id = '{}'",
+            r.caller_id
+        ))
+        .await
+        .unwrap();
+    let decided: Value = serde_json::from_str(column(&log, 0)[0].as_deref().unwrap()).unwrap();
+    assert_eq!(decided, serde_json::json!({"cheap/model": 2, "test/model": 3}));
+    let bad = session
+        .execute("SET rvbbit.semantic_confidence = 2")
+        .await
+        .unwrap_err();
+    assert!(bad.to_string().contains("rvbbit.semantic_confidence"), "{bad}");
+}

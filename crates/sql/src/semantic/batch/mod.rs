@@ -16,16 +16,16 @@
 //!   and the persistent cache under the key a one-row call would use, so a rerun, with any batch size,
 //!   makes no call.
 
+mod prompt;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rvbbit_cascade::model::{OutputMode, SqlFunction, SqlShape, SqlType};
-use rvbbit_core::config::LimitsConfig;
-use serde_json::{Map, Value, json};
+use rvbbit_cascade::model::{ModelSpec, OutputMode, SqlFunction, SqlShape, SqlType};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::coerce::coerce;
 use crate::calls::{self, Call};
 use crate::cascade::LoadedCascade;
 use crate::error::Error;
@@ -68,6 +68,10 @@ pub(crate) struct Batching {
     /// The one-cell cascade asking one batch prompt (`{{ input.prompt }}`), with the function cell's
     /// model and settings.
     cascade: Arc<LoadedCascade>,
+    /// The same without a model of its own, asked with the session's cheap model.
+    cheap: Arc<LoadedCascade>,
+    /// The model the function's cell names (its own or its cascade's), if any.
+    model: Option<String>,
     /// The function cell's instructions (a template over `input`).
     instructions: String,
     /// The cell's name, the key of its output.
@@ -129,17 +133,36 @@ impl Batching {
             batch_cell.instructions = Some("{{ input.prompt }}".into());
             batch_cell.output_schema = None;
         }
-        request.cascade = Arc::new(asking);
+        let model = match &cell.model {
+            Some(ModelSpec::One(m)) => Some(m.clone()),
+            Some(ModelSpec::Chain(chain)) => chain.first().cloned(),
+            None => template.model.clone(),
+        };
+        let mut modelless = asking.clone();
+        modelless.model = None;
+        if let Some(c) = modelless.cells.first_mut() {
+            c.model = None;
+        }
         request.cascade_file = None;
         request.cascade_text = None;
-        let hash = hex::encode(Sha256::digest(
-            format!("{BATCH_LAYOUT}\n{}", cascade.hash).as_bytes(),
-        ));
+        let mut cheap_request = request.clone();
+        request.cascade = Arc::new(asking);
+        cheap_request.cascade = Arc::new(modelless);
+        let hash = |tag: &str| {
+            hex::encode(Sha256::digest(
+                format!("{BATCH_LAYOUT}{tag}\n{}", cascade.hash).as_bytes(),
+            ))
+        };
         Ok(Batching {
             cascade: Arc::new(LoadedCascade {
                 template: request,
-                hash,
+                hash: hash(""),
             }),
+            cheap: Arc::new(LoadedCascade {
+                template: cheap_request,
+                hash: hash("-cheap"),
+            }),
+            model,
             instructions,
             cell: cell.name.clone(),
             answer_words,
@@ -158,110 +181,6 @@ impl Batching {
             k = k.min(learned);
         }
         k.max(1)
-    }
-
-    /// The prompt asking `rows` (the cascade inputs `{arg: value}`, ids 1, 2, ...).
-    pub(crate) fn prompt(&self, rows: &[&Value], limits: &LimitsConfig) -> Result<String, String> {
-        let varying = varying_args(rows);
-        let shared = self.shared_task(rows.first().copied(), &varying, limits)?;
-        let mut out = String::new();
-        match shared {
-            Some(task) => {
-                let marks: Vec<String> = varying.iter().map(|a| mark(a, 0)).collect();
-                out.push_str(&format!(
-                    "Do the task below once for each of the {} items after it, each item on its own.\n\n\
-                     ### Task ({} stand{} for each item's field{} of the same name)\n{task}\n\n\
-                     ### Items (one JSON object per line)\n",
-                    rows.len(),
-                    marks.join(", "),
-                    if marks.len() == 1 { "s" } else { "" },
-                    if marks.len() == 1 { "" } else { "s" },
-                ));
-                for (i, row) in rows.iter().enumerate() {
-                    let mut item = Map::new();
-                    item.insert("id".into(), json!(i + 1));
-                    for arg in &varying {
-                        item.insert(arg.clone(), row.get(arg).cloned().unwrap_or(Value::Null));
-                    }
-                    out.push_str(&Value::Object(item).to_string());
-                    out.push('\n');
-                }
-                out.push_str(&format!(
-                    "\n### Reply\nOnly a JSON array with one object per item: {{\"id\": <the item's id>, \
-                     \"answer\": <the task's answer for that item>}}. Each answer is {}. No other text.",
-                    self.answer_words
-                ));
-            }
-            None => {
-                out.push_str(&format!(
-                    "Do each of the {} tasks below on its own.\n\n\
-                     ### Items (one JSON object per line; \"task\" is the whole task)\n",
-                    rows.len()
-                ));
-                for (i, row) in rows.iter().enumerate() {
-                    let task = render(&self.instructions, row, limits)?;
-                    out.push_str(&json!({"id": i + 1, "task": task}).to_string());
-                    out.push('\n');
-                }
-                out.push_str(&format!(
-                    "\n### Reply\nOnly a JSON array with one object per item: {{\"id\": <the item's id>, \
-                     \"answer\": <the answer to that item's task>}}. Each answer is {}. No other text.",
-                    self.answer_words
-                ));
-            }
-        }
-        Ok(out)
-    }
-
-    /// The task with the `varying` arguments as marks, when the instructions use them only by
-    /// interpolation: rendering with two different marks gives texts that differ only in the marks.
-    fn shared_task(
-        &self,
-        first: Option<&Value>,
-        varying: &[String],
-        limits: &LimitsConfig,
-    ) -> Result<Option<String>, String> {
-        let Some(first) = first else { return Ok(None) };
-        let with = |style: usize| {
-            let mut input = first.as_object().cloned().unwrap_or_default();
-            for arg in varying {
-                input.insert(arg.clone(), Value::String(mark(arg, style)));
-            }
-            Value::Object(input)
-        };
-        let one = render(&self.instructions, &with(0), limits)?;
-        let two = render(&self.instructions, &with(1), limits)?;
-        let mut swapped = one.clone();
-        for arg in varying {
-            swapped = swapped.replace(&mark(arg, 0), &mark(arg, 1));
-        }
-        let every_mark_shown = varying.iter().all(|a| one.contains(&mark(a, 0)));
-        Ok((swapped == two && every_mark_shown).then_some(one))
-    }
-
-    /// Each row's answer in `reply` (ids 1..=n), `None` when missing, repeated differently or not of the
-    /// function's type.
-    pub(crate) fn read_reply(&self, reply: &Value, n: usize) -> Vec<Option<Value>> {
-        let mut answers: Vec<Option<Value>> = vec![None; n];
-        let mut conflicting = vec![false; n];
-        for item in reply_items(reply) {
-            let Some(i) = item_id(&item).filter(|&i| (1..=n).contains(&i)) else {
-                continue;
-            };
-            let Some(answer) = item.get("answer").filter(|a| !a.is_null()) else {
-                continue;
-            };
-            match &answers[i - 1] {
-                Some(earlier) if earlier != answer => conflicting[i - 1] = true,
-                Some(_) => {}
-                None => answers[i - 1] = Some(answer.clone()),
-            }
-        }
-        answers
-            .into_iter()
-            .zip(conflicting)
-            .map(|(a, conflict)| a.filter(|v| !conflict && coerce(self.returns, v).is_ok()))
-            .collect()
     }
 }
 
@@ -288,95 +207,6 @@ fn set_keys(value: &impl serde::Serialize) -> Vec<String> {
     }
 }
 
-/// The arguments whose values are not the same in every row, in argument order.
-fn varying_args(rows: &[&Value]) -> Vec<String> {
-    let Some(first) = rows.first().and_then(|r| r.as_object()) else {
-        return Vec::new();
-    };
-    first
-        .iter()
-        .filter(|(k, v)| rows.iter().any(|r| r.get(k.as_str()) != Some(v)))
-        .map(|(k, _)| k.clone())
-        .collect()
-}
-
-/// The mark standing for `arg` in a shared task: `⟨arg⟩`, or (style 1, for the interpolation check) a
-/// longer one.
-fn mark(arg: &str, style: usize) -> String {
-    if style == 0 {
-        format!("⟨{arg}⟩")
-    } else {
-        format!("⟨⟨value of {arg}⟩⟩")
-    }
-}
-
-/// `instructions` rendered for the cascade input `input`, with the variables a one-cell run starts with.
-fn render(instructions: &str, input: &Value, limits: &LimitsConfig) -> Result<String, String> {
-    let ctx = json!({
-        "input": input,
-        "state": {},
-        "outputs": {},
-        "lineage": [],
-        "history": [],
-        "candidate_index": 0,
-        "sounding_index": 0,
-        "take_index": 0,
-        "candidate_factor": null,
-        "sounding_factor": null,
-        "take_factor": null,
-        "is_sounding": false,
-        "is_candidate": false,
-        "is_take": false,
-    });
-    rvbbit_engine::render_template(instructions, &ctx, limits)
-}
-
-/// The objects of a batch reply: a JSON array (inside code fences or text, too), or an object holding
-/// one.
-fn reply_items(reply: &Value) -> Vec<Map<String, Value>> {
-    let parsed = match reply {
-        Value::String(text) => parse_array_text(text),
-        other => Some(other.clone()),
-    };
-    let array = match parsed {
-        Some(Value::Array(items)) => items,
-        Some(Value::Object(map)) => map
-            .into_iter()
-            .find_map(|(_, v)| match v {
-                Value::Array(items) => Some(items),
-                _ => None,
-            })
-            .unwrap_or_default(),
-        _ => Vec::new(),
-    };
-    array
-        .into_iter()
-        .filter_map(|v| match v {
-            Value::Object(m) => Some(m),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The JSON of a reply's text: all of it, or from its first `[` to its last `]`.
-fn parse_array_text(text: &str) -> Option<Value> {
-    let t = text.trim();
-    if let Ok(v) = serde_json::from_str::<Value>(t) {
-        return Some(v);
-    }
-    let (start, end) = (t.find('[')?, t.rfind(']')?);
-    serde_json::from_str(t.get(start..=end)?).ok()
-}
-
-/// An item's id: a number, or a number as text.
-fn item_id(item: &Map<String, Value>) -> Option<usize> {
-    match item.get("id")? {
-        Value::Number(n) => n.as_u64().and_then(|n| usize::try_from(n).ok()),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
 /// Whether a failure message is a model's refusal of a prompt too long for its context.
 fn context_overflow(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
@@ -398,6 +228,10 @@ pub(crate) struct Caller<'a> {
     pub(crate) context_bytes: usize,
     /// `rvbbit.max_calls`.
     pub(crate) max_calls: u64,
+    /// `rvbbit.semantic_cheap_model` and `rvbbit.semantic_confidence`, when set.
+    pub(crate) cheap: Option<(&'a str, f64)>,
+    /// The runtime's default model (the function's model when its cell names none).
+    pub(crate) default_model: &'a str,
 }
 
 /// Answer the distinct one-row `calls` of a function (in order), many rows per prompt.
@@ -408,11 +242,22 @@ pub(crate) async fn answer(
 ) -> Result<Vec<Answer>, Error> {
     let mut known = calls::lookup(caller.runtime, stmt, &calls).await;
     let mut open: Vec<usize> = (0..calls.len()).filter(|&i| known[i].is_none()).collect();
+    let boolean = caller.batching.returns == SqlType::Boolean;
+    if let Some(cheap) = caller.cheap.filter(|_| boolean && !open.is_empty()) {
+        let (answered, left) = ask_in_batches(caller, stmt, &calls, &open, Some(cheap)).await?;
+        stmt.decided_by(cheap.0, answered.len() as u64);
+        let main = caller.batching.model.as_deref().unwrap_or(caller.default_model);
+        stmt.decided_by(main, left.len() as u64);
+        for (i, answer) in answered {
+            known[i] = Some(answer);
+        }
+        open = left;
+    }
     for _round in 0..BATCH_ROUNDS {
         if open.len() < 2 {
             break;
         }
-        let (answered, left) = ask_in_batches(caller, stmt, &calls, &open).await?;
+        let (answered, left) = ask_in_batches(caller, stmt, &calls, &open, None).await?;
         for (i, answer) in answered {
             known[i] = Some(answer);
         }
@@ -427,12 +272,15 @@ pub(crate) async fn answer(
     Ok(calls::run(caller.runtime, stmt, &calls, known).await)
 }
 
-/// Ask the `open` rows of `calls` in batches; the rows answered, and the rows still open.
+/// Ask the `open` rows of `calls` in batches; the rows answered, and the rows still open. With `cheap`
+/// (a model and a confidence), that model is asked (a row alone too) and only answers at least that
+/// confident are kept.
 async fn ask_in_batches(
     caller: &Caller<'_>,
     stmt: &Arc<Statement>,
     calls: &[Call],
     open: &[usize],
+    cheap: Option<(&str, f64)>,
 ) -> Result<(Vec<(usize, Answer)>, Vec<usize>), Error> {
     let limits = caller.runtime.engine.limits();
     let mut queue = pack(caller, calls, open);
@@ -441,21 +289,21 @@ async fn ask_in_batches(
     while !queue.is_empty() {
         let mut asked: Vec<(Vec<usize>, Call)> = Vec::new();
         for rows in std::mem::take(&mut queue) {
-            if rows.len() < 2 {
+            if rows.len() < 2 && cheap.is_none() {
                 left.extend(rows);
                 continue;
             }
             let inputs: Vec<&Value> = rows.iter().map(|&i| input_of(&calls[i])).collect();
-            match caller.batching.prompt(&inputs, limits) {
+            match caller.batching.prompt(&inputs, limits, cheap.is_some()) {
                 Ok(prompt) => {
-                    let call = Call::run(
-                        caller.runtime,
-                        caller.batching.cascade.clone(),
-                        json!({ "prompt": prompt }),
-                        None,
-                        false,
-                    )
-                    .with_source(json!({"semantic_batch": {"function": caller.name, "rows": rows.len()}}));
+                    let (cascade, model) = match cheap {
+                        Some((model, _)) => (caller.batching.cheap.clone(), Some(model)),
+                        None => (caller.batching.cascade.clone(), None),
+                    };
+                    let call = Call::run(caller.runtime, cascade, json!({ "prompt": prompt }), model, false)
+                        .with_source(
+                            json!({"semantic_batch": {"function": caller.name, "rows": rows.len()}}),
+                        );
                     asked.push((rows, call));
                 }
                 // A template that does not render for these rows: each row alone says why.
@@ -477,11 +325,14 @@ async fn ask_in_batches(
         for (rows, reply) in rows_of.into_iter().zip(replies) {
             match reply {
                 Answer::Ok(doc) => {
-                    let (done, missing) = keep_rows(caller, stmt, calls, &rows, &doc).await;
+                    let least = cheap.map_or(0.0, |(_, c)| c);
+                    let (done, missing) = keep_rows(caller, stmt, calls, &rows, &doc, least).await;
                     answered.extend(done);
                     left.extend(missing);
                 }
-                Answer::Failed { message, .. } if context_overflow(&message) && rows.len() >= 2 => {
+                Answer::Failed { message, .. }
+                    if cheap.is_none() && context_overflow(&message) && rows.len() >= 2 =>
+                {
                     let half = rows.len() / 2;
                     caller.batching.learned.store(half.max(1), Ordering::Relaxed);
                     stmt.note(&format!(
@@ -542,10 +393,14 @@ async fn keep_rows(
     calls: &[Call],
     rows: &[usize],
     doc: &Value,
+    least: f64,
 ) -> (Vec<(usize, Answer)>, Vec<usize>) {
-    let read = caller
+    let read: Vec<Option<Value>> = caller
         .batching
-        .read_reply(doc.get("final_output").unwrap_or(&Value::Null), rows.len());
+        .read_scored(doc.get("final_output").unwrap_or(&Value::Null), rows.len())
+        .into_iter()
+        .map(|a| a.filter(|(_, c)| *c >= least).map(|(v, _)| v))
+        .collect();
     let session = doc.get("session_id").and_then(Value::as_str).unwrap_or_default();
     let cascade_id = caller.batching.cascade.cascade_id();
     let cost: i64 = doc
@@ -588,6 +443,8 @@ async fn keep_rows(
 
 #[cfg(test)]
 mod tests {
+    use rvbbit_core::config::LimitsConfig;
+
     use super::*;
 
     fn batching(returns: SqlType) -> Batching {
@@ -637,11 +494,19 @@ mod tests {
             json!({"text": "hammer", "criterion": "a fruit"}),
         ];
         let refs: Vec<&Value> = rows.iter().collect();
-        let prompt = b.prompt(&refs, &limits).unwrap();
+        let prompt = b.prompt(&refs, &limits, false).unwrap();
         assert!(prompt.contains("Criterion: a fruit\nText: ⟨text⟩"), "{prompt}");
         assert!(prompt.contains("{\"id\":1,\"text\":\"apple\"}"), "{prompt}");
         assert!(prompt.contains("true or false"), "{prompt}");
         assert!(!prompt.contains("⟨criterion⟩"), "{prompt}");
+        assert!(!prompt.contains("confidence"), "{prompt}");
+        let sure = b.prompt(&refs, &limits, true).unwrap();
+        assert!(sure.contains("\"confidence\": how sure you are"), "{sure}");
+        let scored = b.read_scored(
+            &json!([{"id": 1, "answer": true, "confidence": 0.9}, {"id": 2, "answer": false, "confidence": 7}]),
+            2,
+        );
+        assert_eq!(scored, [Some((json!(true), 0.9)), Some((json!(false), 0.0))]);
     }
 
     #[test]
