@@ -70,6 +70,7 @@ pub use limits::Limits;
 pub use options::{RvbbitOptions, UdfErrors};
 pub use result::{QueryResult, StatementStats};
 pub use runtime::Settings;
+pub use semantic::{CaseResult, CaseStatus, check_expectation};
 pub use session::{SqlRuntime, SqlSession};
 pub use tool::{SqlData, register_tools};
 pub use udf::{RUN_NAMES, UDF_NAMES};

@@ -72,6 +72,17 @@ pub struct QueryResult {
 }
 
 impl QueryResult {
+    /// The first column of the first row as text (`None`: NULL, or no row or column).
+    pub fn first_value(&self) -> Option<String> {
+        let (name, _) = self.columns().into_iter().next()?;
+        let rows = self.to_json_rows().ok()?;
+        match rows.first()?.get(&name)? {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    }
+
     /// Number of rows.
     pub fn row_count(&self) -> usize {
         self.batches.iter().map(RecordBatch::num_rows).sum()

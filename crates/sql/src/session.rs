@@ -100,6 +100,45 @@ impl SqlRuntime {
 
     /// A new session for the command line (`sql-…` caller ids, protocol `cli`): its own tables and
     /// settings, the rvbbit functions and `rvbbit.*` settings.
+    /// Run the `test_cases` of every semantic function of the working directory (built-ins, then the
+    /// files under `cascades/`), each case's `sql` in one fresh session, its first value checked against
+    /// `expect` (`rvbbit sql --test-functions`).
+    pub async fn test_functions(&self) -> Vec<crate::semantic::CaseResult> {
+        let runtime = &self.runtime;
+        let registry = Registry::load(
+            &self.builtins,
+            &runtime.settings.base_dir,
+            &runtime.settings.limits,
+            &runtime.engine,
+        );
+        let session = self.session();
+        let mut out = Vec::new();
+        for case in crate::semantic::test_cases(&registry.functions) {
+            let mut result = case.result;
+            if let Some(sql) = &case.sql {
+                match session.execute(sql).await {
+                    Ok(r) => {
+                        result.actual = r.first_value();
+                        match crate::semantic::check_expectation(&case.expect, result.actual.as_deref()) {
+                            Ok(()) => result.status = crate::semantic::CaseStatus::Passed,
+                            Err(why) => {
+                                result.status = crate::semantic::CaseStatus::Failed;
+                                result.detail = why;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        result.status = crate::semantic::CaseStatus::Failed;
+                        result.detail = format!("[{}] {e}", e.code().code);
+                    }
+                }
+            }
+            out.push(result);
+        }
+        out
+    }
+
+    /// A new session whose statements are recorded as `cli`.
     pub fn session(&self) -> SqlSession {
         self.session_for(Origin::Sql, "cli")
     }

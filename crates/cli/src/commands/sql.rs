@@ -29,14 +29,18 @@ pub(crate) struct Args {
     /// The SQL statement (DataFusion dialect, with rvbbit_udf, rvbbit_run and the semantic operators).
     #[arg(
         value_name = "QUERY",
-        required_unless_present = "functions",
-        conflicts_with = "functions"
+        required_unless_present_any = ["functions", "test_functions"],
+        conflicts_with_all = ["functions", "test_functions"]
     )]
     query: Option<String>,
     /// List the semantic SQL functions of this directory instead (the built-ins and the `sql_function`
     /// cascades under `cascades/`; the `rvbbit_functions` table).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "test_functions")]
     functions: bool,
+    /// Run the `test_cases` of every semantic SQL function of this directory instead: each case's `sql`,
+    /// its first value checked against `expect`. Exit 2 when a case fails.
+    #[arg(long)]
+    test_functions: bool,
     /// How to print the rows (the global `--output json` also selects json).
     #[arg(long, value_enum, default_value = "table")]
     format: RowFormat,
@@ -66,6 +70,14 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         let runtime = super::sink::sql_reading_sink(runtime, config.store.events.url.as_deref())
             .await
             .map_err(|e| Failure::Coded(sql_failure(&e)))?;
+        if args.test_functions {
+            let results = runtime.test_functions().await;
+            let stats = writer.shutdown().await.map_err(super::storage::fail)?;
+            if let Some(f) = Recording::of(&stats).failure("the test cases' runs") {
+                return Err(Failure::Coded(f));
+            }
+            return render_tests(&results, format, out);
+        }
         let session = runtime.session();
         let query = match (&args.query, args.functions) {
             (Some(query), false) => query.as_str(),
@@ -114,6 +126,64 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             }
         }
     })
+}
+
+/// Print the results of `--test-functions`; exit 2 when a case failed.
+fn render_tests(results: &[rvbbit_sql::CaseResult], format: RowFormat, out: Out) -> Outcome {
+    use rvbbit_sql::CaseStatus;
+    let count = |s: CaseStatus| results.iter().filter(|r| r.status == s).count();
+    let (passed, failed, skipped) = (
+        count(CaseStatus::Passed),
+        count(CaseStatus::Failed),
+        count(CaseStatus::Skipped),
+    );
+    let exit = if failed > 0 {
+        rvbbit_core::ExitClass::Execution.exit_code()
+    } else {
+        0
+    };
+    if format == RowFormat::Json {
+        output::json(&json!({
+            "status": if failed > 0 { "failed" } else { "ok" },
+            "exit_code": exit,
+            "passed": passed,
+            "failed": failed,
+            "skipped": skipped,
+            "cases": results,
+        }))?;
+        return Ok(exit);
+    }
+    let mut text = String::new();
+    for r in results {
+        let tag = match r.status {
+            CaseStatus::Passed => "pass",
+            CaseStatus::Failed => "FAIL",
+            CaseStatus::Skipped => "skip",
+        };
+        let about = r
+            .description
+            .as_deref()
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default();
+        let why = if r.detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", r.detail)
+        };
+        text.push_str(&format!(
+            "{tag} {} #{}{about} [{}]{why}\n",
+            r.function, r.case, r.source
+        ));
+    }
+    text.push_str(&format!(
+        "{passed} of {} test case(s) passed ({failed} failed, {skipped} skipped)\n",
+        results.len()
+    ));
+    output::stdout(&text)?;
+    if failed > 0 && !out.quiet {
+        output::stderr("error: a semantic function's test case failed; the lines marked FAIL say why\n");
+    }
+    Ok(exit)
 }
 
 /// What `rvbbit sql --functions` runs.

@@ -270,3 +270,97 @@ fn sigterm_mid_statement_records_its_runs_as_cancelled() {
         assert!(s["events"].as_u64().unwrap() >= 2, "{s}");
     }
 }
+
+/// `rvbbit sql --test-functions` runs the `test_cases` of the directory's operator files: a value, a
+/// `contains` and a `range` expectation, a skipped case and a failing one; it exits 2 because one failed,
+/// and the JSON document counts them.
+#[test]
+fn test_functions_runs_every_test_case_and_exits_2_when_one_fails() {
+    let rt = runtime();
+    // `Spam?` prompts: `yes` when the text has `win`; `Score` prompts: 0.7.
+    let server = rt.block_on(TestServer::start(Script::rule(|body| {
+        let prompt = body["messages"][0]["content"].as_str().unwrap_or_default();
+        let rows = rvbbit_testkit::batch_rows(prompt).unwrap_or_else(|| vec![(1, prompt.to_owned())]);
+        let answer = |one: &str| {
+            if one.starts_with("Spam?") {
+                Value::String(if one.contains("win") { "yes" } else { "no" }.into())
+            } else {
+                Value::String("0.7 (a fair match)".into())
+            }
+        };
+        if rvbbit_testkit::is_batch(prompt) {
+            let answers: Vec<(u64, Value)> = rows.iter().map(|(id, one)| (*id, answer(one))).collect();
+            return Reply::text(rvbbit_testkit::batch_answer(&answers));
+        }
+        Reply::text(answer(prompt).as_str().unwrap_or_default())
+    })));
+    let dir = TempDir::new().unwrap();
+    std::fs::create_dir_all(dir.path().join("cascades")).unwrap();
+    std::fs::write(
+        dir.path().join("cascades/spam.yaml"),
+        r#"cascade_id: is_spam
+sql_function:
+  args: [{name: text}]
+  returns: BOOLEAN
+  operators: ['{{ text }} IS_SPAM']
+  test_cases:
+    - {sql: "SELECT 'win a prize' IS_SPAM", expect: true, description: obvious spam}
+    - {sql: "SELECT 'lunch at noon?' IS_SPAM", expect: true, description: not spam so this fails}
+    - {sql: "SELECT 'x' IS_SPAM", expect: false, skip: true}
+cells:
+  - name: judge
+    instructions: "Spam? Answer yes or no. Text: {{ input.text }}"
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("cascades/score.yaml"),
+        r#"cascade_id: fit_score
+sql_function:
+  args: [{name: text}]
+  returns: VARCHAR
+  test_cases:
+    - {sql: "SELECT fit_score('a')", expect: {type: contains, value: FAIR}}
+    - {sql: "SELECT 0.7", expect: {type: range, min: 0.5, max: 0.9}}
+cells:
+  - name: judge
+    instructions: "Score {{ input.text }}"
+"#,
+    )
+    .unwrap();
+    let url = server.base_url();
+    let out = sql(dir.path(), &url, &["sql", "--test-functions"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("pass is_spam #1 (obvious spam)"), "{text}");
+    assert!(
+        text.contains("FAIL is_spam #2 (not spam so this fails) [cascades/spam.yaml]: `false` is not `true`"),
+        "{text}"
+    );
+    assert!(text.contains("skip is_spam #3"), "{text}");
+    assert!(text.contains("pass fit_score #1"), "{text}");
+    assert!(text.contains("pass fit_score #2"), "{text}");
+    assert!(
+        text.contains("3 of 5 test case(s) passed (1 failed, 1 skipped)"),
+        "{text}"
+    );
+
+    let out = sql(dir.path(), &url, &["--output", "json", "sql", "--test-functions"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["status"], "failed");
+    assert_eq!(
+        (
+            doc["passed"].as_u64(),
+            doc["failed"].as_u64(),
+            doc["skipped"].as_u64()
+        ),
+        (Some(3), Some(1), Some(1))
+    );
+    assert_eq!(doc["cases"].as_array().map(Vec::len), Some(5));
+    assert_eq!(out.status.code(), Some(2));
+}

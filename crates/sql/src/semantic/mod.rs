@@ -13,6 +13,7 @@
 //! - `aggregate.rs` + `chunk.rs`: a group's values as the JSON array the function reads, map-reduced
 //!   when they are over `rvbbit.semantic_context_bytes`.
 //!
+//! - `test_cases.rs`: the functions' `test_cases`, run by `rvbbit sql --test-functions`;
 //! - `dimension.rs`: DIMENSION functions in GROUP BY (`GROUP BY TOPICS(title, 5)`), resolved before
 //!   planning into a value → bucket lookup.
 //!
@@ -29,6 +30,7 @@ mod dimension;
 mod files;
 mod registry;
 mod rewrite;
+mod test_cases;
 mod udf;
 
 use std::sync::Arc;
@@ -42,6 +44,8 @@ pub(crate) use dialect::{Operators, SemanticDialect};
 pub(crate) use dimension::{Ask, Dimensions, Lookup, resolve as resolve_dimension, sites as dimension_sites};
 pub(crate) use registry::{Builtins, Definition, Registry};
 pub(crate) use rewrite::rewrite_aggregates;
+pub(crate) use test_cases::cases as test_cases;
+pub use test_cases::{CaseResult, CaseStatus, check as check_expectation};
 
 use crate::shared::Shared;
 
