@@ -47,3 +47,39 @@ pub(crate) fn estimate_line(to_make: u64, history: Option<CostHistory>) -> Strin
         ),
     }
 }
+
+/// The line `EXPLAIN` adds for one semantic function (or `rvbbit_udf`): what it would ask, from the
+/// statement's dry run (nothing called), and a cost from the store's history of one-row runs.
+pub(crate) fn semantic_line(
+    function: &str,
+    e: &crate::statement::Estimate,
+    history: Option<CostHistory>,
+) -> String {
+    let to_ask = e.distinct.saturating_sub(e.cached);
+    let cost = match (to_ask, history) {
+        (0, _) => "cost $0".to_owned(),
+        (_, Some(h)) => format!(
+            "cost at most about ${} ({to_ask} row(s) × ${}, the average of {} earlier one-row run(s); asking \
+             many rows per call costs less)",
+            MicroUsd::from_micros(
+                h.average
+                    .micros()
+                    .saturating_mul(i64::try_from(to_ask).unwrap_or(i64::MAX))
+            )
+            .to_decimal_string(),
+            h.average.to_decimal_string(),
+            h.runs
+        ),
+        (_, None) => "cost unknown (no earlier run of this function in the store)".to_owned(),
+    };
+    format!(
+        "{function}: {} row(s), {} distinct, {} in the cache -> {} call(s) of up to {} row(s), about {} \
+         prompt tokens; {cost}",
+        e.rows,
+        e.distinct,
+        e.cached,
+        e.calls,
+        e.rows_per_call.max(1),
+        e.prompt_bytes.div_ceil(4)
+    )
+}

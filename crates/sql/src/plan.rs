@@ -154,6 +154,7 @@ impl Planner<'_> {
             return Ok(Vec::new());
         }
         let sites = dimension_sites(statement, self.dimensions)?;
+        let explaining = crate::semantic::is_explain(statement);
         let mut registered = Vec::new();
         for site in sites {
             let batches = self
@@ -182,6 +183,31 @@ impl Planner<'_> {
             }
             let options = self.rvbbit_options();
             let stmt = self.shared.statement();
+            if stmt.is_estimating() || explaining {
+                // Under EXPLAIN: one call per chunk of distinct values (and one for the sample), nothing
+                // asked; every row in one NULL group.
+                let chunks = crate::semantic::chunk_count(&values, options.semantic_context_bytes) as u64;
+                stmt.estimate(
+                    &site.definition.name,
+                    crate::statement::Estimate {
+                        rows: values.len() as u64,
+                        distinct: values.len() as u64,
+                        calls: if chunks > 1 { chunks + 1 } else { chunks },
+                        rows_per_call: values.len().div_ceil(usize::try_from(chunks.max(1)).unwrap_or(1))
+                            as u64,
+                        prompt_bytes: values.iter().map(|v| v.len() as u64 + 3).sum(),
+                        cascade: Some(site.definition.cascade.clone()),
+                        ..crate::statement::Estimate::default()
+                    },
+                );
+                let lookup = Lookup::new(std::collections::HashMap::new());
+                let name = lookup.name().to_owned();
+                site.replace(statement, &name);
+                self.ctx
+                    .register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(lookup));
+                registered.push(name);
+                continue;
+            }
             let ask = Ask {
                 runtime: &self.shared.runtime,
                 stmt: &stmt,

@@ -107,6 +107,25 @@ impl HitSummary {
     }
 }
 
+/// What one function of an `EXPLAIN`ed statement would do.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Estimate {
+    /// Rows (or groups) with their arguments.
+    pub(crate) rows: u64,
+    /// Distinct argument tuples (or values).
+    pub(crate) distinct: u64,
+    /// Of those, already in the result cache.
+    pub(crate) cached: u64,
+    /// Calls to make.
+    pub(crate) calls: u64,
+    /// The most rows one call asks.
+    pub(crate) rows_per_call: u64,
+    /// Bytes of the prompts, roughly.
+    pub(crate) prompt_bytes: u64,
+    /// The function's one-row cascade, for the cost history.
+    pub(crate) cascade: Option<Arc<LoadedCascade>>,
+}
+
 /// One SQL statement: its caller id, counters, memo of answers and loaded cascades.
 #[derive(Debug)]
 pub(crate) struct Statement {
@@ -127,6 +146,8 @@ pub(crate) struct Statement {
     pub(crate) budget: std::sync::OnceLock<i64>,
     /// Messages for the user besides failures (a MAP input cut at its LIMIT).
     pub(crate) notes: Mutex<Vec<String>>,
+    /// Under `EXPLAIN`: what each function would do, by name; its functions make no call.
+    estimates: Option<Mutex<std::collections::BTreeMap<String, Estimate>>>,
     /// Rows of semantic functions decided per model, when a cheap model was asked first.
     decided: Mutex<std::collections::BTreeMap<String, u64>>,
     /// Cancelled when the statement is abandoned (its future dropped, as on a CancelRequest): its
@@ -153,6 +174,7 @@ impl Statement {
             budget: std::sync::OnceLock::new(),
             notes: Mutex::new(Vec::new()),
             decided: Mutex::new(std::collections::BTreeMap::new()),
+            estimates: None,
             cancel: CancellationToken::new(),
             metadata: Value::Object(serde_json::Map::new()),
             parent: None,
@@ -196,6 +218,41 @@ impl Statement {
     pub(crate) fn remember_answers(&self, answers: impl IntoIterator<Item = (String, Answer)>) {
         let mut answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
         answered.extend(answers);
+    }
+
+    /// A statement that only estimates: its functions record what they would do and make no call.
+    pub(crate) fn estimating(mut self) -> Statement {
+        self.estimates = Some(Mutex::new(std::collections::BTreeMap::new()));
+        self
+    }
+
+    /// Whether the statement only estimates (`EXPLAIN`).
+    pub(crate) fn is_estimating(&self) -> bool {
+        self.estimates.is_some()
+    }
+
+    /// Add `more` to the estimate of `function`.
+    pub(crate) fn estimate(&self, function: &str, more: Estimate) {
+        let Some(estimates) = &self.estimates else { return };
+        let mut estimates = estimates.lock().unwrap_or_else(|p| p.into_inner());
+        let e = estimates.entry(function.to_owned()).or_default();
+        e.rows += more.rows;
+        e.distinct += more.distinct;
+        e.cached += more.cached;
+        e.calls += more.calls;
+        e.rows_per_call = e.rows_per_call.max(more.rows_per_call);
+        e.prompt_bytes += more.prompt_bytes;
+        if e.cascade.is_none() {
+            e.cascade = more.cascade;
+        }
+    }
+
+    /// The estimates, by function name.
+    pub(crate) fn estimates(&self) -> Vec<(String, Estimate)> {
+        self.estimates.as_ref().map_or_else(Vec::new, |e| {
+            let e = e.lock().unwrap_or_else(|p| p.into_inner());
+            e.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        })
     }
 
     /// Count `rows` decided by `model` (`sql_query_log.decided_by`).

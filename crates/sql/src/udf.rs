@@ -211,6 +211,26 @@ impl AsyncScalarUDFImpl for RvbbitFunction {
         let cols = text_columns(&args)?;
         let stmt = self.shared.statement();
         let batch = self.plan_batch(&stmt, &cols, n, &options)?;
+        if stmt.is_estimating() {
+            // Under EXPLAIN: count what would run, call nothing, give NULLs.
+            let cached = calls::cached_count(&self.shared.runtime, &batch.calls).await;
+            let distinct = batch.calls.len() as u64;
+            stmt.estimate(
+                self.name(),
+                crate::statement::Estimate {
+                    rows: n as u64,
+                    distinct,
+                    cached,
+                    calls: distinct.saturating_sub(cached),
+                    rows_per_call: 1,
+                    ..crate::statement::Estimate::default()
+                },
+            );
+            return Ok(ColumnarValue::Array(datafusion::arrow::array::new_null_array(
+                &self.return_type(&[])?,
+                n,
+            )));
+        }
         let answers = if batch.calls.is_empty() {
             Vec::new()
         } else {

@@ -96,17 +96,29 @@ impl Site {
             }
             ControlFlow::<()>::Continue(())
         };
-        if let DfStatement::Statement(s) = statement {
-            // The visitor never breaks: the result carries nothing.
-            let _ = visit_expressions_mut(s.as_mut(), &mut swap);
+        match statement {
+            DfStatement::Statement(s) => {
+                // The visitor never breaks: the result carries nothing.
+                let _ = visit_expressions_mut(s.as_mut(), &mut swap);
+            }
+            DfStatement::Explain(explain) => self.replace(&mut explain.statement, lookup),
+            _ => {}
         }
     }
 }
 
-/// The DIMENSION calls in the GROUP BY of `statement`'s SELECT (a query, or `CREATE TABLE … AS` one).
+/// Whether `statement` is an `EXPLAIN` (its DIMENSION calls are planned without asking the model).
+pub(crate) fn is_explain(statement: &DfStatement) -> bool {
+    matches!(statement, DfStatement::Explain(_))
+}
+
+/// The DIMENSION calls in the GROUP BY of `statement`'s SELECT (a query, or `CREATE TABLE … AS` one,
+/// also under `EXPLAIN`).
 pub(crate) fn sites(statement: &DfStatement, dimensions: &Dimensions) -> Result<Vec<Site>, Error> {
-    let DfStatement::Statement(s) = statement else {
-        return Ok(Vec::new());
+    let s = match statement {
+        DfStatement::Statement(s) => s,
+        DfStatement::Explain(explain) => return sites(&explain.statement, dimensions),
+        _ => return Ok(Vec::new()),
     };
     let query = match s.as_ref() {
         SqlStatement::Query(q) => q,

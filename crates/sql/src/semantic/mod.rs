@@ -41,9 +41,16 @@ use datafusion::prelude::SessionContext;
 use rvbbit_cascade::model::SqlShape;
 
 pub(crate) use dialect::{Operators, SemanticDialect};
-pub(crate) use dimension::{Ask, Dimensions, Lookup, resolve as resolve_dimension, sites as dimension_sites};
+pub(crate) use dimension::{
+    Ask, Dimensions, Lookup, is_explain, resolve as resolve_dimension, sites as dimension_sites,
+};
 pub(crate) use registry::{Builtins, Definition, Registry};
 pub(crate) use rewrite::rewrite_aggregates;
+
+/// How many prompts of `budget` bytes `values` take as JSON arrays.
+pub(crate) fn chunk_count(values: &[String], budget: usize) -> usize {
+    chunk::chunk(values, budget).arrays.len()
+}
 pub(crate) use test_cases::cases as test_cases;
 pub use test_cases::{CaseResult, CaseStatus, check as check_expectation};
 

@@ -33,7 +33,7 @@ use crate::error::Error;
 use crate::options::{RvbbitOptions, UdfErrors};
 use crate::runtime::Runtime;
 use crate::shared::Shared;
-use crate::statement::{Answer, Statement};
+use crate::statement::{Answer, Estimate, Statement};
 
 /// The Arrow type of a declared result type.
 pub(crate) fn arrow_type(returns: SqlType) -> DataType {
@@ -139,6 +139,25 @@ impl AsyncScalarUDFImpl for SemanticUdf {
         let options = batch_args::options(&args);
         let n = args.number_rows;
         let stmt = self.shared.statement();
+        if stmt.is_estimating() && self.definition.spec.call_shape() == SqlShape::Aggregate {
+            // One call per group (more when a group is map-reduced); nothing is asked.
+            stmt.estimate(
+                &self.name,
+                Estimate {
+                    rows: n as u64,
+                    distinct: n as u64,
+                    calls: n as u64,
+                    rows_per_call: 1,
+                    cascade: Some(self.definition.cascade.clone()),
+                    ..Estimate::default()
+                },
+            );
+            return Ok(ColumnarValue::Array(self.column(
+                &vec![Slot::Call(0); n],
+                &[placeholder(self.definition.returns())],
+                &[],
+            )));
+        }
         let cols = if self.definition.spec.call_shape() == SqlShape::Aggregate {
             aggregate::columns(self, &args, &stmt, &options).await?
         } else {
@@ -146,6 +165,9 @@ impl AsyncScalarUDFImpl for SemanticUdf {
         };
         let plan = self.plan_batch(&stmt, &cols, n, &options);
         let runtime = &self.shared.runtime;
+        if stmt.is_estimating() {
+            return Ok(self.estimate(&stmt, &plan, &options).await);
+        }
         let answers = match &self.definition.batching {
             _ if plan.calls.is_empty() => Vec::new(),
             Ok(batching) if batching.rows_per_prompt(options.semantic_batch_size) > 1 => {
@@ -214,7 +236,67 @@ impl Grouped for SemanticUdf {
     }
 }
 
+/// The value an estimating statement gives in place of an answer: `true` (so a `WHERE` keeps every row
+/// and later functions are estimated on all of them), 0 or an empty text.
+fn placeholder(returns: SqlType) -> Option<Typed> {
+    Some(match returns {
+        SqlType::Boolean => Typed::Bool(true),
+        SqlType::Integer => Typed::Int(0),
+        SqlType::Double => Typed::Float(0.0),
+        SqlType::Varchar | SqlType::Json | SqlType::DoubleList | SqlType::Table => Typed::Text(String::new()),
+    })
+}
+
 impl SemanticUdf {
+    /// Under `EXPLAIN`: record what the batch would ask (distinct rows, cache hits, calls, prompt bytes)
+    /// and give placeholders.
+    async fn estimate(&self, stmt: &Statement, plan: &BatchPlan, options: &RvbbitOptions) -> ColumnarValue {
+        let runtime = &self.shared.runtime;
+        let cached = calls::cached_count(runtime, &plan.calls).await;
+        let open: Vec<&Value> = plan.calls.iter().map(batch::input_of).collect();
+        let open = &open[..open
+            .len()
+            .saturating_sub(usize::try_from(cached).unwrap_or(usize::MAX))];
+        let (calls, rows_per_call, prompt_bytes) = match &self.definition.batching {
+            Ok(b) if b.rows_per_prompt(options.semantic_batch_size) > 1 => {
+                b.estimate(open, options.semantic_batch_size)
+            }
+            _ => {
+                let instructions = self
+                    .definition
+                    .cascade
+                    .template
+                    .cascade
+                    .cells
+                    .iter()
+                    .filter_map(|c| c.instructions.as_ref())
+                    .map(String::len)
+                    .sum::<usize>();
+                let bytes: usize = open.iter().map(|v| v.to_string().len() + instructions).sum();
+                (open.len() as u64, 1, bytes as u64)
+            }
+        };
+        let rows = plan.slots.iter().filter(|s| !matches!(s, Slot::Null)).count() as u64;
+        stmt.estimate(
+            &self.name,
+            Estimate {
+                rows,
+                distinct: (plan.calls.len() + plan.known.len()) as u64,
+                cached: cached + plan.known.len() as u64,
+                calls,
+                rows_per_call,
+                prompt_bytes,
+                cascade: Some(self.definition.cascade.clone()),
+            },
+        );
+        let fill = placeholder(self.definition.returns());
+        ColumnarValue::Array(self.column(
+            &plan.slots,
+            &vec![fill.clone(); plan.calls.len()],
+            &vec![fill; plan.known.len()],
+        ))
+    }
+
     fn plan_batch(
         &self,
         stmt: &Statement,

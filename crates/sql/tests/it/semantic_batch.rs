@@ -406,3 +406,63 @@ async fn a_cheap_model_decides_the_rows_it_is_sure_of_and_the_rest_go_to_the_mai
         .unwrap_err();
     assert!(bad.to_string().contains("rvbbit.semantic_confidence"), "{bad}");
 }
+
+/// `EXPLAIN` of a semantic query says what it would ask before anything is spent: rows, distinct
+/// values, cache hits, calls at the batch size, prompt tokens and a cost; after a run, the same EXPLAIN
+/// finds every row in the cache. DIMENSION and `rvbbit_udf` calls are estimated too, and nothing is
+/// called.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_estimates_rows_calls_and_tokens_without_calling() {
+    let server = model(|_| false).await;
+    let h = Harness::new(&server.base_url(), 8).await;
+    let session = products(&h).await;
+    let lines = |r: &rvbbit_sql::QueryResult| -> Vec<String> {
+        let types = column(r, 0);
+        let plans = column(r, 1);
+        types
+            .into_iter()
+            .zip(plans)
+            .filter(|(t, _)| t.as_deref() == Some("rvbbit_estimate"))
+            .map(|(_, p)| p.unwrap_or_default())
+            .collect()
+    };
+    let explain = format!("EXPLAIN {QUERY}");
+    let before = lines(&session.execute(&explain).await.unwrap());
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert!(
+        before[0].starts_with(
+            "semantic_matches: 1000 row(s), 795 distinct, 0 in the cache -> 50 call(s) of up to 16 row(s), about "
+        ),
+        "{}",
+        before[0]
+    );
+    assert!(before[0].contains("cost unknown"), "{}", before[0]);
+    assert_eq!(server.requests(), 0, "EXPLAIN asks nothing");
+
+    session.execute(QUERY).await.unwrap();
+    let calls = server.requests();
+    let after = lines(&session.execute(&explain).await.unwrap());
+    assert!(
+        after[0].contains("795 distinct, 795 in the cache -> 0 call(s)") && after[0].ends_with("cost $0"),
+        "{}",
+        after[0]
+    );
+
+    let other = lines(
+        &session
+            .execute(
+                "EXPLAIN SELECT TOPICS(name, 3) AS t, count(*) FROM products GROUP BY TOPICS(name, 3) \
+                 HAVING max(rvbbit_udf('Tag', brand)) IS NOT NULL",
+            )
+            .await
+            .unwrap(),
+    );
+    assert!(
+        other
+            .iter()
+            .any(|l| l.starts_with("topics_dimension: 795 row(s), 795 distinct")),
+        "{other:?}"
+    );
+    assert!(other.iter().any(|l| l.starts_with("rvbbit_udf: ")), "{other:?}");
+    assert_eq!(server.requests(), calls, "nothing asked");
+}

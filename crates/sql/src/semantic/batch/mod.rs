@@ -172,6 +172,16 @@ impl Batching {
         })
     }
 
+    /// What asking `inputs` (the rows not in the cache) would take: calls, rows per call and prompt
+    /// bytes, at the session's `batch_size`.
+    pub(crate) fn estimate(&self, inputs: &[&Value], batch_size: Option<usize>) -> (u64, u64, u64) {
+        let k = self.rows_per_prompt(batch_size);
+        let calls = inputs.len().div_ceil(k);
+        let items: usize = inputs.iter().map(|v| v.to_string().len() + 16).sum();
+        let bytes = calls * (FRAME_BYTES + self.instructions.len()) + items;
+        (calls as u64, k as u64, bytes as u64)
+    }
+
     /// The most rows of one prompt: the session's `rvbbit.semantic_batch_size` when set, else the
     /// operator's `batch_size`, else [`DEFAULT_BATCH_SIZE`]; lowered by a context-length refusal.
     pub(crate) fn rows_per_prompt(&self, session: Option<usize>) -> usize {
@@ -379,7 +389,7 @@ fn pack(caller: &Caller<'_>, calls: &[Call], open: &[usize]) -> Vec<Vec<usize>> 
 }
 
 /// The cascade input of a one-row call.
-fn input_of(call: &Call) -> &Value {
+pub(crate) fn input_of(call: &Call) -> &Value {
     match &call.kind {
         calls::CallKind::Run { input, .. } => input,
         _ => &Value::Null,
