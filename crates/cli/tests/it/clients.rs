@@ -111,10 +111,10 @@ fn assert_passes(client: &str, module: &str, at_least: usize) {
 
 #[test]
 fn psycopg_passes_its_checks() {
-    assert_passes("psycopg", "psycopg", 11);
+    assert_passes("psycopg", "psycopg", 16);
 }
 
 #[test]
 fn asyncpg_passes_its_checks() {
-    assert_passes("asyncpg", "asyncpg", 6);
+    assert_passes("asyncpg", "asyncpg", 14);
 }

@@ -417,6 +417,33 @@ mod tests {
         }];
         let Kind::Sql(s) = one("SELECT $1") else { panic!() };
         assert_eq!(s.render(&bad).unwrap_err().code, "22P02");
+        let bind = |value: &str, ty: Type| {
+            s.render(&[Param {
+                value: Some(value.into()),
+                ty,
+            }])
+        };
+        assert_eq!(
+            bind("{1, 2}", Type::INT4_ARRAY).unwrap(),
+            "SELECT CAST(ARRAY[1, 2] AS INT[])"
+        );
+        assert_eq!(
+            bind(r#"{"a,b",NULL}"#, Type::TEXT_ARRAY).unwrap(),
+            "SELECT CAST(ARRAY['a,b', CAST(NULL AS TEXT)] AS TEXT[])"
+        );
+        assert_eq!(
+            bind("{}", Type::INT8_ARRAY).unwrap(),
+            "SELECT CAST(ARRAY[] AS BIGINT[])"
+        );
+        assert_eq!(bind("{1,x}", Type::INT8_ARRAY).unwrap_err().code, "22P02");
+        assert_eq!(bind("{1", Type::INT8_ARRAY).unwrap_err().code, "22P02");
+        assert_eq!(bind("{{1}}", Type::INT8_ARRAY).unwrap_err().code, "0A000");
+        // numeric: a decimal of the value's scale, never a float
+        assert_eq!(
+            bind("-1.50", Type::NUMERIC).unwrap(),
+            "SELECT CAST(-1.50 AS DECIMAL(38,2))"
+        );
+        assert_eq!(bind(&"9".repeat(39), Type::NUMERIC).unwrap_err().code, "22003");
         assert_eq!(s.render(&[]).unwrap_err().code, "08P01");
     }
 

@@ -21,7 +21,7 @@ use super::ServerState;
 use super::catalog::{self, CatalogState, Identity};
 use super::classify::{self, Kind, Param, Sql};
 use super::errors::{error, from_sql_error, state, user_error};
-use super::types;
+use super::{infer, types};
 use crate::options::RvbbitOptions;
 use crate::session::SqlSession;
 
@@ -337,16 +337,44 @@ impl Conn {
             .map_err(|e| user_error(from_sql_error(&e, text)))
     }
 
+    /// Describe a parsed statement: the types of its parameters (`infer.rs`) and the columns it returns.
+    pub(super) async fn describe(&self, prepared: &mut Prepared) {
+        if let Some(Kind::Sql(sql)) = &prepared.kind {
+            if sql.reads_catalog && self.refresh_catalog().await.is_err() {
+                prepared.fields = None;
+                return;
+            }
+            prepared.types = self.param_types(sql, &prepared.types).await;
+        }
+        prepared.fields = self.plan_fields(prepared).await;
+    }
+
+    /// The types of `sql`'s parameters: `given` by the client where it gave one, else what the statement
+    /// implies (None: unknown).
+    async fn param_types(&self, sql: &Sql, given: &[Option<Type>]) -> Vec<Option<Type>> {
+        let all_given = given.len() >= sql.params && given.iter().all(Option::is_some);
+        let Some(ast) = sql.ast.as_ref().filter(|_| !all_given) else {
+            return given.to_vec();
+        };
+        let hints = infer::hints(ast);
+        // A statement DataFusion cannot plan with its placeholders still gets the casts' types; its
+        // error comes at Execute.
+        let inferred = self
+            .session
+            .plan_parameter_types(&hints.sql)
+            .await
+            .unwrap_or_default();
+        infer::resolve(sql.params, given, &hints, &inferred)
+    }
+
     /// The columns a statement returns, by planning it (parameters as typed NULLs); None when it cannot
     /// be planned without running (RVBBIT MAP) or does not plan at all (the error comes at Execute).
-    pub(super) async fn plan_fields(&self, prepared: &Prepared) -> Option<Vec<FieldInfo>> {
+    /// A statement reading the catalog is planned on the snapshot [`Self::describe`] refreshed.
+    async fn plan_fields(&self, prepared: &Prepared) -> Option<Vec<FieldInfo>> {
         match &prepared.kind {
             None => Some(Vec::new()),
             Some(Kind::Sql(sql)) => {
                 let text = sql.render_unbound(&prepared.types)?;
-                if sql.reads_catalog {
-                    self.refresh_catalog().await.ok()?;
-                }
                 let schema = self.session.plan_schema(&text).await.ok()?;
                 Some(types::fields(&schema, &Format::UnifiedText))
             }
@@ -423,7 +451,7 @@ pub(super) fn rows_response(
 pub(crate) struct Prepared {
     /// None: an empty query.
     pub(super) kind: Option<Kind>,
-    /// Parameter types the client gave at Parse.
+    /// Parameter types: the client's at Parse, else what the statement implies (None: unknown).
     pub(super) types: Vec<Option<Type>>,
     /// The result columns (text format), when known without running.
     pub(super) fields: Option<Vec<FieldInfo>>,

@@ -62,7 +62,7 @@ impl QueryParser for Parser {
             types: types.to_vec(),
             fields: None,
         };
-        prepared.fields = self.conn.plan_fields(&prepared).await;
+        self.conn.describe(&mut prepared).await;
         Ok(Some(prepared))
     }
 
