@@ -46,7 +46,7 @@ async def _():
     expect([r["name"] for r in rows], ["dog"])
 
 
-@suite.check("WHERE id = ANY($1) with a list", gap="asyncpg introspects int8[] (current_setting, set_config, its pg_type query)")
+@suite.check("WHERE id = ANY($1) with a list")
 async def _():
     rows = await conn.fetch("SELECT id FROM animals WHERE id = ANY($1) ORDER BY id", [1, 2])
     expect([r["id"] for r in rows], [1, 2])
@@ -56,6 +56,25 @@ async def _():
 async def _():
     rows = await conn.fetch("SELECT id FROM animals WHERE name = ANY($1::text[]) ORDER BY id", ["cat", "owl"])
     expect([r["id"] for r in rows], [1, 3])
+
+
+@suite.check("array parameters and results of other element types")
+async def _():
+    expect(await conn.fetchval("SELECT $1::float8[] AS a", [1.5, None, 2.5]), [1.5, None, 2.5])
+    days = [datetime.date(2024, 1, 2), datetime.date(2024, 3, 4)]
+    expect(await conn.fetchval("SELECT $1::date[] AS a", days), days)
+    expect(await conn.fetchval("SELECT $1::bool[] AS a", [True, False]), [True, False])
+    expect(await conn.fetchval("SELECT make_array(1, 2, 3) AS a"), [1, 2, 3])
+
+
+@suite.check("current_setting and set_config")
+async def _():
+    expect(await conn.fetchval("SELECT current_setting('search_path') AS s"), "public")
+    expect(await conn.fetchval("SELECT set_config('application_name', 'checks', false) AS s"), "checks")
+    expect(await conn.fetchval("SELECT current_setting('application_name') AS s"), "checks")
+    expect(await conn.fetchval("SELECT current_setting('no.such', true) AS s"), None)
+    e = await error_of(conn.fetchval("SELECT current_setting('no_such_setting') AS s"))
+    expect_error("42704", e)
 
 
 @suite.check("typed parameters of the common types round-trip")

@@ -116,5 +116,5 @@ fn psycopg_passes_its_checks() {
 
 #[test]
 fn asyncpg_passes_its_checks() {
-    assert_passes("asyncpg", "asyncpg", 14);
+    assert_passes("asyncpg", "asyncpg", 17);
 }

@@ -232,7 +232,7 @@ fn array_literal(value: &str, element: &Type, ty: &Type) -> Result<Expr, ErrorIn
     })?;
     let mut items = Vec::with_capacity(elements.len());
     for value in elements {
-        let integer = matches!(*element, Type::INT2 | Type::INT4 | Type::INT8);
+        let integer = matches!(*element, Type::INT2 | Type::INT4 | Type::INT8 | Type::OID);
         items.push(match value {
             Some(v) if integer => {
                 let v = v.trim();

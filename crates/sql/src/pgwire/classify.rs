@@ -7,6 +7,7 @@
 // fails at most once, so its size on the error path does not matter.
 #![allow(clippy::result_large_err)]
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
@@ -65,6 +66,10 @@ pub(crate) struct Sql {
     pub(crate) reads_catalog: bool,
     /// Number of `$n` parameters (the highest n).
     pub(crate) params: usize,
+    /// The types of parameters cast explicitly, as written (before the catalog rewrites).
+    pub(crate) casts: BTreeMap<usize, Type>,
+    /// Whether it calls `current_setting` or `set_config` (the connection answers those).
+    pub(crate) calls_settings: bool,
 }
 
 impl Sql {
@@ -130,6 +135,7 @@ pub(crate) fn parse_checked(
     limits: &Limits,
     operators: Arc<Operators>,
 ) -> Result<Vec<Kind>, ErrorInfo> {
+    let sql = super::known::substitute(sql).unwrap_or(sql);
     let trimmed = sql.trim().trim_end_matches(';').trim();
     if trimmed.is_empty() {
         return Ok(Vec::new());
@@ -162,6 +168,8 @@ pub(crate) fn parse_checked(
             text: trimmed.to_owned(),
             reads_catalog: false,
             params: 0,
+            casts: BTreeMap::new(),
+            calls_settings: false,
         })]),
     }
 }
@@ -236,11 +244,14 @@ fn sql(mut statement: Statement) -> Kind {
     // The rewriter never breaks: what it finds is in its fields.
     let _ = statement.visit(&mut rewriter);
     let text = statement.to_string();
+    let calls_settings = super::settings::calls_settings(&text);
     Kind::Sql(Sql {
         ast: Some(Box::new(statement)),
         text,
+        calls_settings,
         reads_catalog: rewriter.reads_catalog,
         params: rewriter.placeholders.last().copied().unwrap_or(0),
+        casts: rewriter.casts,
     })
 }
 

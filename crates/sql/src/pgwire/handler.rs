@@ -21,7 +21,7 @@ use super::ServerState;
 use super::catalog::{self, CatalogState, Identity};
 use super::classify::{self, Kind, Param, Sql};
 use super::errors::{error, from_sql_error, state, user_error};
-use super::{infer, types};
+use super::{infer, settings, types};
 use crate::options::RvbbitOptions;
 use crate::session::SqlSession;
 
@@ -286,6 +286,17 @@ impl Conn {
                 "reconnect when the server is back",
             )));
         }
+        let answered;
+        let sql = if sql.calls_settings {
+            let (with_values, sets) = self.answer_settings(sql)?;
+            for (name, value) in sets {
+                self.assign(&name, &value).await?;
+            }
+            answered = with_values;
+            &answered
+        } else {
+            sql
+        };
         let text = sql.render(params).map_err(user_error)?;
         let early = self.early.lock().unwrap_or_else(|p| p.into_inner()).remove(&text);
         let result = match early {
@@ -338,15 +349,65 @@ impl Conn {
     }
 
     /// Describe a parsed statement: the types of its parameters (`infer.rs`) and the columns it returns.
+    /// A statement calling `current_setting`/`set_config` is described with the calls' values (the
+    /// assignments wait for Execute); an unknown setting describes no columns and fails at Execute.
     pub(super) async fn describe(&self, prepared: &mut Prepared) {
         if let Some(Kind::Sql(sql)) = &prepared.kind {
             if sql.reads_catalog && self.refresh_catalog().await.is_err() {
                 prepared.fields = None;
                 return;
             }
+            let answered = match sql.calls_settings.then(|| self.answer_settings(sql)) {
+                None => None,
+                Some(Ok((answered, _))) => Some(answered),
+                Some(Err(_)) => {
+                    prepared.fields = Some(Vec::new());
+                    return;
+                }
+            };
+            let sql = answered.as_ref().unwrap_or(sql);
             prepared.types = self.param_types(sql, &prepared.types).await;
+            let fields = match sql.render_unbound(&prepared.types) {
+                Some(text) => self.session.plan_schema(&text).await.ok(),
+                None => None,
+            };
+            prepared.fields = fields.map(|schema| types::fields(&schema, &Format::UnifiedText));
+            return;
         }
-        prepared.fields = self.plan_fields(prepared).await;
+        prepared.fields = self.plan_fields(prepared);
+    }
+
+    /// `sql` with its `current_setting`/`set_config` calls replaced by their values (`settings.rs`),
+    /// and the assignments its `set_config` calls make.
+    fn answer_settings(&self, sql: &Sql) -> PgWireResult<(Sql, Vec<(String, String)>)> {
+        let mut answered = sql.clone();
+        let Some(ast) = answered.ast.as_mut() else {
+            return Ok((answered, Vec::new()));
+        };
+        let lookup = |name: &str| {
+            if name.starts_with("rvbbit.") || name.starts_with("datafusion.") {
+                self.session_entries()
+                    .into_iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v)
+            } else {
+                self.param(name)
+            }
+        };
+        let sets = settings::substitute(ast, &lookup).map_err(user_error)?;
+        Ok((answered, sets))
+    }
+
+    /// Apply a `set_config` assignment as `SET` would.
+    async fn assign(&self, name: &str, value: &str) -> PgWireResult<()> {
+        if name.starts_with("rvbbit.") || name.starts_with("datafusion.") {
+            return self.set_session(name, value).await;
+        }
+        self.params
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), value.to_owned());
+        Ok(())
     }
 
     /// The types of `sql`'s parameters: `given` by the client where it gave one, else what the statement
@@ -356,7 +417,7 @@ impl Conn {
         let Some(ast) = sql.ast.as_ref().filter(|_| !all_given) else {
             return given.to_vec();
         };
-        let hints = infer::hints(ast);
+        let hints = infer::hints(ast, &sql.casts);
         // A statement DataFusion cannot plan with its placeholders still gets the casts' types; its
         // error comes at Execute.
         let inferred = self
@@ -367,17 +428,10 @@ impl Conn {
         infer::resolve(sql.params, given, &hints, &inferred)
     }
 
-    /// The columns a statement returns, by planning it (parameters as typed NULLs); None when it cannot
-    /// be planned without running (RVBBIT MAP) or does not plan at all (the error comes at Execute).
-    /// A statement reading the catalog is planned on the snapshot [`Self::describe`] refreshed.
-    async fn plan_fields(&self, prepared: &Prepared) -> Option<Vec<FieldInfo>> {
+    /// The columns a statement other than SQL for the session returns.
+    fn plan_fields(&self, prepared: &Prepared) -> Option<Vec<FieldInfo>> {
         match &prepared.kind {
-            None => Some(Vec::new()),
-            Some(Kind::Sql(sql)) => {
-                let text = sql.render_unbound(&prepared.types)?;
-                let schema = self.session.plan_schema(&text).await.ok()?;
-                Some(types::fields(&schema, &Format::UnifiedText))
-            }
+            None | Some(Kind::Sql(_)) => Some(Vec::new()),
             Some(Kind::Show(name)) => {
                 if name == "all" {
                     Some(types::fields(&all_schema(), &Format::UnifiedText))

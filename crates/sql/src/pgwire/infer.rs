@@ -29,10 +29,14 @@ pub(super) struct Hints {
     pub(super) sql: String,
 }
 
-/// Read the casts and `ANY($n)` uses of `statement`.
-pub(super) fn hints(statement: &Statement) -> Hints {
+/// Read the casts and `ANY($n)` uses of `statement`; `casts` are those read before the catalog
+/// rewrites changed them (`$1::oid[]` is planned as `bigint[]` but described as `oid[]`), and win.
+pub(super) fn hints(statement: &Statement, casts: &BTreeMap<usize, Type>) -> Hints {
     let mut copy = statement.clone();
-    let mut visitor = HintVisitor::default();
+    let mut visitor = HintVisitor {
+        casts: casts.clone(),
+        ..HintVisitor::default()
+    };
     // The visitor never breaks: what it finds is in its fields.
     let _ = copy.visit(&mut visitor);
     Hints {
@@ -118,7 +122,7 @@ struct HintVisitor {
 }
 
 /// The number of a `$n` placeholder expression (through parentheses).
-fn placeholder(expr: &Expr) -> Option<usize> {
+pub(super) fn placeholder(expr: &Expr) -> Option<usize> {
     match expr {
         Expr::Nested(inner) => placeholder(inner),
         Expr::Value(ValueWithSpan {
@@ -180,7 +184,7 @@ mod tests {
 
     fn hints_of(sql: &str) -> Hints {
         let statement = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().remove(0);
-        hints(&statement)
+        hints(&statement, &BTreeMap::new())
     }
 
     #[test]

@@ -21,9 +21,11 @@ mod classify;
 mod errors;
 mod handler;
 mod infer;
+mod known;
 mod params;
 mod query;
 mod rewrite;
+mod settings;
 mod types;
 
 use std::future::Future;

@@ -6,17 +6,19 @@
 // fails at most once, so its size on the error path does not matter.
 #![allow(clippy::result_large_err)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    AccessExpr, BinaryOperator, DataType as SqlType, Expr, ObjectName, ObjectNamePart, Value, ValueWithSpan,
-    VisitMut, VisitorMut,
+    AccessExpr, ArrayElemTypeDef, BinaryOperator, DataType as SqlType, Expr, ObjectName, ObjectNamePart,
+    Value, ValueWithSpan, VisitMut, VisitorMut,
 };
 
 use super::ast::{is_text_type, number, parse_expr, parse_type, type_name};
 use super::catalog;
+use super::infer;
 use super::types::DUPLICATE_MARK;
+use pgwire::api::Type;
 
 /// Rewrites that make PostgreSQL client catalog SQL plannable by DataFusion.
 #[derive(Default)]
@@ -25,6 +27,8 @@ pub(super) struct CatalogRewriter {
     pub(super) reads_catalog: bool,
     /// The `$n` placeholders seen.
     pub(super) placeholders: BTreeSet<usize>,
+    /// The types of placeholders cast explicitly (`$1::oid[]`), read before the casts are rewritten.
+    pub(super) casts: BTreeMap<usize, Type>,
 }
 
 impl VisitorMut for CatalogRewriter {
@@ -187,6 +191,9 @@ impl VisitorMut for CatalogRewriter {
                 data_type,
                 ..
             } => {
+                if let (Some(n), Some(ty)) = (infer::placeholder(inner), infer::pg_type_of(data_type)) {
+                    self.casts.entry(n).or_insert(ty);
+                }
                 let name = type_name(data_type);
                 if matches!(
                     name.as_str(),
@@ -210,6 +217,11 @@ impl VisitorMut for CatalogRewriter {
                     }
                 } else if matches!(name.as_str(), "oid" | "xid" | "cid" | "tid") {
                     *data_type = SqlType::BigInt(None);
+                } else if matches!(name.as_str(), "oid[]" | "regtype[]" | "regclass[]") {
+                    *data_type = SqlType::Array(ArrayElemTypeDef::SquareBracket(
+                        Box::new(SqlType::BigInt(None)),
+                        None,
+                    ));
                 } else if matches!(
                     name.as_str(),
                     "name" | "\"char\"" | "char" | "int2vector" | "oidvector" | "text"

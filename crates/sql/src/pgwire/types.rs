@@ -78,6 +78,7 @@ pub(crate) fn array_type(element: &Type) -> Type {
         Type::INT2 => Type::INT2_ARRAY,
         Type::INT4 => Type::INT4_ARRAY,
         Type::INT8 => Type::INT8_ARRAY,
+        Type::OID => Type::OID_ARRAY,
         Type::FLOAT4 => Type::FLOAT4_ARRAY,
         Type::FLOAT8 => Type::FLOAT8_ARRAY,
         Type::NUMERIC => Type::NUMERIC_ARRAY,
