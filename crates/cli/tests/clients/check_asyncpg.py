@@ -124,6 +124,16 @@ async def _():
     expect(await conn.execute("INSERT INTO notes VALUES ($1, $2)", 1, "a"), "INSERT 0 1")
 
 
+@suite.check("a prepared INSERT describes no columns")
+async def _():
+    stmt = await conn.prepare("INSERT INTO notes VALUES ($1, $2)")
+    expect(stmt.get_attributes(), ())
+    expect(stmt.get_statusmsg(), None)
+    await stmt.fetch(9, "z")
+    expect(stmt.get_statusmsg(), "INSERT 0 1")
+    expect(await conn.execute("DELETE FROM notes WHERE id = $1", 9), "DELETE 1")
+
+
 @suite.check("executemany")
 async def _():
     await conn.executemany("INSERT INTO notes VALUES ($1, $2)", [(2, "b"), (3, "c")])

@@ -49,10 +49,9 @@ struct Report {
     output: String,
 }
 
-/// Run `check_<client>.py` against a fresh server (with the `animals` file of `[sql.tables]`) and read
-/// its lines. A script still running after five minutes is killed (`timeout`).
-fn run_checks(client: &str, module: &str) -> Option<Report> {
-    let python = clients_python(module)?;
+/// Start a fresh server (with the `animals` file of `[sql.tables]`), run the check program `command(port)`
+/// makes and read its lines. A program still running after five minutes is killed (`timeout`).
+fn run_checks(client: &str, command: impl FnOnce(u16) -> Command) -> Report {
     let rt = runtime();
     let llm = llm(&rt);
     let dir = TempDir::new().unwrap();
@@ -63,13 +62,7 @@ fn run_checks(client: &str, module: &str) -> Option<Report> {
     )
     .unwrap();
     let server = Server::start(dir.path(), &llm.base_url(), "127.0.0.1");
-    let out = Command::new("timeout")
-        .args(["300", &python])
-        .arg(clients_dir().join(format!("check_{client}.py")))
-        .env("PORT", server.port.to_string())
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .unwrap();
+    let out = command(server.port).output().unwrap();
     let output = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -89,15 +82,29 @@ fn run_checks(client: &str, module: &str) -> Option<Report> {
     }
     assert!(
         output.lines().any(|l| l == summary),
-        "no summary `{summary}` (the script crashed?):\n{output}"
+        "no summary `{summary}` (the checks crashed?):\n{output}"
     );
     assert_eq!(out.status.success(), report.failed == 0, "{output}");
     assert_eq!(server.stop(), Some(0), "the server survived the checks");
-    Some(report)
+    report
 }
 
-fn assert_passes(client: &str, module: &str, at_least: usize) {
-    let Some(report) = run_checks(client, module) else {
+/// A python check script (`check_<client>.py`) run with the clients' python.
+fn python_checks(client: &str, module: &str) -> Option<Report> {
+    let python = clients_python(module)?;
+    Some(run_checks(client, |port| {
+        let mut command = Command::new("timeout");
+        command
+            .args(["300", &python])
+            .arg(clients_dir().join(format!("check_{client}.py")))
+            .env("PORT", port.to_string())
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        command
+    }))
+}
+
+fn assert_passes(client: &str, report: Option<Report>, at_least: usize) {
+    let Some(report) = report else {
         return;
     };
     assert_eq!(report.failed, 0, "{}", report.output);
@@ -111,10 +118,51 @@ fn assert_passes(client: &str, module: &str, at_least: usize) {
 
 #[test]
 fn psycopg_passes_its_checks() {
-    assert_passes("psycopg", "psycopg", 16);
+    assert_passes("psycopg", python_checks("psycopg", "psycopg"), 19);
 }
 
 #[test]
 fn asyncpg_passes_its_checks() {
-    assert_passes("asyncpg", "asyncpg", 17);
+    assert_passes("asyncpg", python_checks("asyncpg", "asyncpg"), 18);
+}
+
+/// pgjdbc from Debian's libpostgresql-jdbc-java (`RVBBIT_PGJDBC_JAR`), compiled with javac; like the
+/// other clients, missing only skips outside CI.
+#[test]
+fn pgjdbc_passes_its_checks() {
+    let jar = PathBuf::from(
+        std::env::var("RVBBIT_PGJDBC_JAR").unwrap_or_else(|_| "/usr/share/java/postgresql.jar".into()),
+    );
+    let javac_ok = Command::new("javac")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !jar.is_file() || !javac_ok {
+        let reason = format!(
+            "pgjdbc ({}) or javac is missing: run `. scripts/test-deps.sh` (Debian's libpostgresql-jdbc-java and \
+             default-jdk-headless)",
+            jar.display()
+        );
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{reason}");
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let classes = TempDir::new().unwrap();
+    let compiled = Command::new("javac")
+        .args(["-d", &classes.path().to_string_lossy()])
+        .arg(clients_dir().join("CheckPgjdbc.java"))
+        .output()
+        .unwrap();
+    assert!(
+        compiled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&compiled.stderr)
+    );
+    let classpath = format!("{}:{}", classes.path().display(), jar.display());
+    let report = run_checks("pgjdbc", |port| {
+        let mut command = Command::new("timeout");
+        command.args(["300", "java", "-cp", &classpath, "CheckPgjdbc", &port.to_string()]);
+        command
+    });
+    assert_passes("pgjdbc", Some(report), 13);
 }

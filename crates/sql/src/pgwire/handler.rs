@@ -313,10 +313,7 @@ impl Conn {
         if result.schema.fields().is_empty() {
             return Ok(Response::Execution(Tag::new(&tag)));
         }
-        if matches!(tag.as_str(), "INSERT" | "UPDATE" | "DELETE")
-            && result.schema.fields().len() == 1
-            && result.schema.field(0).name() == "count"
-        {
+        if is_row_count(&tag, &result.schema) {
             let n: u64 = result
                 .batches
                 .iter()
@@ -371,7 +368,16 @@ impl Conn {
                 Some(text) => self.session.plan_schema(&text).await.ok(),
                 None => None,
             };
-            prepared.fields = fields.map(|schema| types::fields(&schema, &Format::UnifiedText));
+            // INSERT/UPDATE/DELETE answer with a command tag (`INSERT 0 n`), never rows: NoData, as
+            // PostgreSQL describes them (psycopg's rowcount and pgjdbc's executeUpdate read the tag).
+            let tag = classify::command_tag(&sql.text);
+            prepared.fields = fields.map(|schema| {
+                if is_row_count(&tag, &schema) || is_ddl(&tag) {
+                    Vec::new()
+                } else {
+                    types::fields(&schema, &Format::UnifiedText)
+                }
+            });
             return;
         }
         prepared.fields = self.plan_fields(prepared);
@@ -452,6 +458,22 @@ impl Conn {
             Some(_) => Some(Vec::new()),
         }
     }
+}
+
+/// Whether a statement with command tag `tag` returning `schema` is DML reporting its row count
+/// (DataFusion's one `count` column), which the wire sends as the tag's count.
+fn is_row_count(tag: &str, schema: &Schema) -> bool {
+    matches!(tag, "INSERT" | "UPDATE" | "DELETE")
+        && schema.fields().len() == 1
+        && schema.field(0).name() == "count"
+}
+
+/// Whether a statement with command tag `tag` changes the schema (`CREATE TABLE`, `DROP VIEW`, …): it
+/// answers with its tag only, though DataFusion plans `CREATE TABLE` with the new table's columns.
+fn is_ddl(tag: &str) -> bool {
+    ["CREATE", "DROP", "ALTER"]
+        .iter()
+        .any(|verb| tag.starts_with(verb))
 }
 
 pub(super) fn all_schema() -> Schema {
