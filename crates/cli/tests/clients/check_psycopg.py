@@ -191,15 +191,32 @@ def _():
     expect(conn.execute("SELECT 1 AS one").fetchone()[0], 1)
 
 
-@suite.check("::jsonb and ::json casts", gap="json/jsonb types")
+@suite.check("::jsonb and ::json casts")
 def _():
     row = conn.execute("SELECT %s::jsonb AS j, '[1,2]'::json AS k", ('{"a": 1}',)).fetchone()
     expect(row, ({"a": 1}, [1, 2]))
 
 
-@suite.check("to_regtype", gap="to_regtype")
+@suite.check("a bad json value is 22P02, a json parameter typed")
+def _():
+    error = None
+    try:
+        conn.execute("SELECT '{bad'::jsonb AS j")
+    except psycopg.Error as e:
+        error = e
+    expect_error("22P02", error)
+    from psycopg.types.json import Jsonb
+    expect(conn.execute("SELECT %s::jsonb AS j", (Jsonb([1, {"b": None}]),)).fetchone()[0], [1, {"b": None}])
+
+
+@suite.check("to_regtype")
 def _():
     expect(conn.execute("SELECT to_regtype('int4')::oid AS t").fetchone()[0], 23)
+    expect(conn.execute("SELECT to_regtype('no_such_type') AS t").fetchone()[0], None)
+    # psycopg's TypeInfo.fetch (what SQLAlchemy's hstore lookup calls): an unknown type is None
+    from psycopg.types import TypeInfo
+    expect(TypeInfo.fetch(conn, "hstore"), None)
+    expect(TypeInfo.fetch(conn, "int8").array_oid, 1016)
 
 
 @suite.check("server-side cursor", gap="DECLARE/FETCH cursors")

@@ -118,12 +118,17 @@ fn assert_passes(client: &str, report: Option<Report>, at_least: usize) {
 
 #[test]
 fn psycopg_passes_its_checks() {
-    assert_passes("psycopg", python_checks("psycopg", "psycopg"), 19);
+    assert_passes("psycopg", python_checks("psycopg", "psycopg"), 22);
 }
 
 #[test]
 fn asyncpg_passes_its_checks() {
     assert_passes("asyncpg", python_checks("asyncpg", "asyncpg"), 18);
+}
+
+#[test]
+fn sqlalchemy_passes_its_checks() {
+    assert_passes("sqlalchemy", python_checks("sqlalchemy", "sqlalchemy"), 8);
 }
 
 /// pgjdbc from Debian's libpostgresql-jdbc-java (`RVBBIT_PGJDBC_JAR`), compiled with javac; like the

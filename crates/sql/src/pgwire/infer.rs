@@ -111,6 +111,8 @@ pub(super) fn pg_type_of(ty: &SqlType) -> Option<Type> {
         "bytea" => Type::BYTEA,
         "uuid" => Type::UUID,
         "oid" => Type::OID,
+        "json" => Type::JSON,
+        "jsonb" => Type::JSONB,
         _ => return None,
     })
 }

@@ -217,6 +217,11 @@ impl VisitorMut for CatalogRewriter {
                     }
                 } else if matches!(name.as_str(), "oid" | "xid" | "cid" | "tid") {
                     *data_type = SqlType::BigInt(None);
+                } else if matches!(name.as_str(), "json" | "jsonb") {
+                    // DataFusion has no json type: a text checked as JSON, sent as `json`
+                    if let Ok(call) = parse_expr(&format!("json_in(CAST({inner} AS TEXT))")) {
+                        *expr = call;
+                    }
                 } else if matches!(name.as_str(), "oid[]" | "regtype[]" | "regclass[]") {
                     *data_type = SqlType::Array(ArrayElemTypeDef::SquareBracket(
                         Box::new(SqlType::BigInt(None)),

@@ -5,16 +5,17 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Int32Array, ListBuilder, StringArray, StringBuilder, new_null_array,
+    ArrayRef, BooleanArray, Int32Array, Int64Array, ListBuilder, StringArray, StringBuilder, new_null_array,
 };
-use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::exec_err;
 use datafusion::error::Result;
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility,
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
 
 use super::pg_type::type_sql_name;
-use super::{Identity, SCHEMA};
+use super::{Identity, SCHEMA, oid_of};
 
 /// The catalog functions.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -42,6 +43,11 @@ enum Func {
     QuoteIdent,
     /// `pg_encoding_to_char(int)`.
     Encoding,
+    /// `to_regtype(text)`: the type's oid, NULL for a type this server does not have.
+    ToRegtype,
+    /// `json_in(text)`: the text checked as JSON, in a column sent as `json` (what `x::json` and
+    /// `x::jsonb` are rewritten to).
+    JsonIn,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -84,6 +90,8 @@ pub(super) fn functions(id: &Identity<'_>, pid: i32) -> Vec<PgFunction> {
         f("pg_relation_is_publishable", Func::Bool(false)),
         f("pg_size_pretty", Func::FirstArg),
         f("_pg_expandarray", Func::ExpandArray),
+        f("to_regtype", Func::ToRegtype),
+        f("json_in", Func::JsonIn),
     ];
     for name in [
         "pg_table_is_visible",
@@ -153,8 +161,17 @@ impl ScalarUDFImpl for PgFunction {
             Func::Int(_) => DataType::Int32,
             Func::CurrentSchemas => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
             Func::ExpandArray => expand_array_type(),
+            Func::ToRegtype => DataType::Int64,
             _ => DataType::Utf8,
         })
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs<'_>) -> Result<FieldRef> {
+        if self.func == Func::JsonIn {
+            return Ok(Arc::new(crate::result::json_field(self.name)));
+        }
+        let types: Vec<DataType> = args.arg_fields.iter().map(|f| f.data_type().clone()).collect();
+        Ok(Arc::new(Field::new(self.name, self.return_type(&types)?, true)))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -182,6 +199,26 @@ impl ScalarUDFImpl for PgFunction {
                     .collect::<StringArray>(),
             ),
             Func::Encoding => Arc::new(StringArray::from(vec!["UTF8"; rows])),
+            Func::ToRegtype => Arc::new(
+                (0..rows)
+                    .map(|r| arg_text(0, r).and_then(|s| oid_of("regtype", &s)))
+                    .collect::<Int64Array>(),
+            ),
+            Func::JsonIn => {
+                let mut out = StringBuilder::new();
+                for r in 0..rows {
+                    match arg_text(0, r) {
+                        None => out.append_null(),
+                        Some(text) => {
+                            if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+                                return exec_err!("invalid input syntax for type json: {e}");
+                            }
+                            out.append_value(text);
+                        }
+                    }
+                }
+                Arc::new(out.finish())
+            }
             Func::ExpandArray => new_null_array(&expand_array_type(), rows),
             Func::QuoteIdent => Arc::new(
                 (0..rows)
