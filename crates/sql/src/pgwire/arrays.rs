@@ -174,6 +174,23 @@ mod tests {
         assert_eq!(parse_text(&to_text(&odd)), Ok(odd));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_elements_read_back_from_their_text(
+            elements in proptest::collection::vec(proptest::option::of(".{0,12}"), 0..8)
+        ) {
+            proptest::prop_assert_eq!(parse_text(&to_text(&elements)), Ok(elements));
+        }
+
+        #[test]
+        fn any_text_is_read_or_refused(text in "[{}\\\",a-c NUL\\[\\]:=1-3]{0,24}") {
+            // never panics; what it reads writes back to the same elements
+            if let Ok(elements) = parse_text(&text) {
+                proptest::prop_assert_eq!(parse_text(&to_text(&elements)), Ok(elements));
+            }
+        }
+    }
+
     #[test]
     fn bad_arrays_are_refused() {
         assert_eq!(parse_text("{{1,2},{3,4}}"), Err(Refusal::Nested));

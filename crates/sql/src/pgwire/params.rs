@@ -472,6 +472,31 @@ mod tests {
         assert_eq!(code(&array(23, &[Some(&[1, 2])])), "22023");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_binary_value_decodes_or_is_refused(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            ty in proptest::sample::select(vec![
+                Type::INT4_ARRAY, Type::TEXT_ARRAY, Type::NUMERIC_ARRAY, Type::DATE_ARRAY,
+                Type::NUMERIC, Type::TIMESTAMP, Type::INTERVAL, Type::UUID, Type::JSONB,
+            ]),
+        ) {
+            // never panics: a value or a clean refusal
+            if let Err(e) = decode_binary(&bytes, &ty, 0) {
+                proptest::prop_assert!(["22P03", "22023", "42804", "0A000"].contains(&e.code.as_str()), "{}", e.code);
+            }
+        }
+
+        #[test]
+        fn int4_arrays_decode_to_their_elements(values in proptest::collection::vec(proptest::option::of(proptest::num::i32::ANY), 0..16)) {
+            let encoded: Vec<Vec<u8>> = values.iter().map(|v| v.map(i32::to_be_bytes).map(Vec::from).unwrap_or_default()).collect();
+            let elements: Vec<Option<&[u8]>> = values.iter().zip(&encoded).map(|(v, e)| v.map(|_| e.as_slice())).collect();
+            let text = decode_binary(&array(23, &elements), &Type::INT4_ARRAY, 0).unwrap();
+            let expected: Vec<Option<String>> = values.iter().map(|v| v.map(|n| n.to_string())).collect();
+            proptest::prop_assert_eq!(super::super::arrays::parse_text(&text), Ok(expected));
+        }
+    }
+
     #[test]
     fn bytea_text_and_jdbc_dates() {
         assert_eq!(bytea_from_text("\\x0102"), Some(vec![1, 2]));
