@@ -128,7 +128,35 @@ fn asyncpg_passes_its_checks() {
 
 #[test]
 fn sqlalchemy_passes_its_checks() {
-    assert_passes("sqlalchemy", python_checks("sqlalchemy", "sqlalchemy"), 8);
+    assert_passes("sqlalchemy", python_checks("sqlalchemy", "sqlalchemy"), 9);
+}
+
+/// psql (`RVBBIT_PSQL`, Debian's postgresql-client) through `check_psql.sh`.
+#[test]
+fn psql_passes_its_checks() {
+    let psql = std::env::var("RVBBIT_PSQL").unwrap_or_else(|_| "psql".into());
+    let has = Command::new(&psql)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has {
+        let reason =
+            format!("psql (`{psql}`) is missing: run `. scripts/test-deps.sh` (Debian's postgresql-client)");
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{reason}");
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let report = run_checks("psql", |port| {
+        let mut command = Command::new("timeout");
+        command
+            .args(["300", "bash"])
+            .arg(clients_dir().join("check_psql.sh"))
+            .env("PORT", port.to_string())
+            .env("RVBBIT_PSQL", &psql)
+            .env_remove("PGPASSWORD");
+        command
+    });
+    assert_passes("psql", Some(report), 6);
 }
 
 /// pgjdbc from Debian's libpostgresql-jdbc-java (`RVBBIT_PGJDBC_JAR`), compiled with javac; like the

@@ -256,7 +256,13 @@ async fn snapshot<'a>(
             let Ok(Some(table)) = schema.table(&name).await else {
                 continue;
             };
-            let kind = match table.table_type() {
+            // The schema's word first: `[sql.tables]` files are base tables there (relkind `r`, what
+            // psql's `\dt` and SQLAlchemy's `get_table_names` list), whatever provider reads them.
+            let table_type = match schema.table_type(&name).await {
+                Ok(Some(t)) => t,
+                _ => table.table_type(),
+            };
+            let kind = match table_type {
                 TableType::View => "v",
                 _ if schema_name == "information_schema" => "v",
                 _ => "r",
