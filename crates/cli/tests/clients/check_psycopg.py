@@ -209,6 +209,22 @@ def _():
     expect(conn.execute("SELECT %s::jsonb AS j", (Jsonb([1, {"b": None}]),)).fetchone()[0], [1, {"b": None}])
 
 
+@suite.check("json_build_object, pg_get_serial_sequence, pg_sequence (SQLAlchemy's reflection uses them)")
+def _():
+    row = conn.execute(
+        "SELECT json_build_object('a', 1, 'b', true, 'c', 'x', 'd', NULL) AS j, pg_get_serial_sequence('animals', 'id') AS s"
+    ).fetchone()
+    expect(row, ({"a": 1, "b": True, "c": "x", "d": None}, None))
+    expect(conn.execute("SELECT seqmin, seqmax, seqcache FROM pg_catalog.pg_sequence").fetchall(), [])
+    error = None
+    try:
+        conn.execute("SELECT json_build_object('a') AS j")
+    except psycopg.Error as e:
+        error = e
+    expect(error is not None and error.sqlstate is not None, True, "an odd argument count fails cleanly")
+    expect(conn.execute("SELECT 1 AS one").fetchone()[0], 1)
+
+
 @suite.check("to_regtype")
 def _():
     expect(conn.execute("SELECT to_regtype('int4')::oid AS t").fetchone()[0], 23)

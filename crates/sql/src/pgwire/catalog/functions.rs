@@ -48,6 +48,8 @@ enum Func {
     /// `json_in(text)`: the text checked as JSON, in a column sent as `json` (what `x::json` and
     /// `x::jsonb` are rewritten to).
     JsonIn,
+    /// `json_build_object(key, value, …)`: a JSON object of the pairs (numbers and booleans as such).
+    JsonBuildObject,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -92,11 +94,21 @@ pub(super) fn functions(id: &Identity<'_>, pid: i32) -> Vec<PgFunction> {
         f("_pg_expandarray", Func::ExpandArray),
         f("to_regtype", Func::ToRegtype),
         f("json_in", Func::JsonIn),
+        f("pg_get_serial_sequence", Func::NullText),
+        PgFunction {
+            name: "json_build_object",
+            func: Func::JsonBuildObject,
+            signature: Signature::one_of(
+                vec![TypeSignature::Nullary, TypeSignature::VariadicAny],
+                Volatility::Immutable,
+            ),
+        },
     ];
     for name in [
         "pg_table_is_visible",
         "pg_type_is_visible",
         "pg_function_is_visible",
+        "pg_collation_is_visible",
         "has_table_privilege",
         "has_schema_privilege",
         "has_database_privilege",
@@ -137,6 +149,19 @@ fn expand_array_type() -> DataType {
     )
 }
 
+/// A value of `array` (shown as `text`) in JSON: numbers and booleans as such, NULL as null.
+fn json_value(array: &ArrayRef, text: Option<String>) -> serde_json::Value {
+    use serde_json::Value;
+    let Some(text) = text else {
+        return Value::Null;
+    };
+    match array.data_type() {
+        DataType::Boolean => Value::Bool(text == "true"),
+        t if t.is_numeric() => serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        _ => Value::String(text),
+    }
+}
+
 /// What `version()` returns.
 pub(crate) fn version() -> String {
     format!(
@@ -167,7 +192,7 @@ impl ScalarUDFImpl for PgFunction {
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs<'_>) -> Result<FieldRef> {
-        if self.func == Func::JsonIn {
+        if matches!(self.func, Func::JsonIn | Func::JsonBuildObject) {
             return Ok(Arc::new(crate::result::json_field(self.name)));
         }
         let types: Vec<DataType> = args.arg_fields.iter().map(|f| f.data_type().clone()).collect();
@@ -179,7 +204,8 @@ impl ScalarUDFImpl for PgFunction {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let arg_text = |i: usize, row: usize| -> Option<String> {
             let a = arrays.get(i)?;
-            if a.is_null(row) {
+            // a NullArray (an untyped NULL) has no null buffer: `is_null` says false
+            if a.is_null(row) || *a.data_type() == DataType::Null {
                 return None;
             }
             let options = datafusion::arrow::util::display::FormatOptions::new();
@@ -204,6 +230,23 @@ impl ScalarUDFImpl for PgFunction {
                     .map(|r| arg_text(0, r).and_then(|s| oid_of("regtype", &s)))
                     .collect::<Int64Array>(),
             ),
+            Func::JsonBuildObject => {
+                if arrays.len() % 2 != 0 {
+                    return exec_err!("json_build_object takes an even number of arguments (key, value, …)");
+                }
+                let mut out = StringBuilder::new();
+                for r in 0..rows {
+                    let mut object = serde_json::Map::new();
+                    for (pair, chunk) in arrays.chunks(2).enumerate() {
+                        let Some(key) = arg_text(pair * 2, r) else {
+                            return exec_err!("json_build_object: a key is NULL");
+                        };
+                        object.insert(key, json_value(&chunk[1], arg_text(pair * 2 + 1, r)));
+                    }
+                    out.append_value(serde_json::Value::Object(object).to_string());
+                }
+                Arc::new(out.finish())
+            }
             Func::JsonIn => {
                 let mut out = StringBuilder::new();
                 for r in 0..rows {
