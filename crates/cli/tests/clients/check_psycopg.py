@@ -225,6 +225,14 @@ def _():
     expect(conn.execute("SELECT 1 AS one").fetchone()[0], 1)
 
 
+@suite.check("array literals in text ('{a,b}'::text[]) and array_upper")
+def _():
+    row = conn.execute("SELECT '{a,\"b c\",NULL}'::text[] AS t, '{1,2}'::int[] AS i, array_upper(make_array(1, 2, 3), 1) AS u").fetchone()
+    expect(row, (["a", "b c", None], [1, 2], 3))
+    rows = conn.execute("SELECT relname FROM pg_class WHERE relkind = ANY('{r}'::char[]) AND relname = 'animals'").fetchall()
+    expect(rows, [("animals",)])
+
+
 @suite.check("to_regtype")
 def _():
     expect(conn.execute("SELECT to_regtype('int4')::oid AS t").fetchone()[0], 23)

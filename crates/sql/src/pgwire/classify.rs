@@ -398,6 +398,20 @@ mod tests {
     }
 
     #[test]
+    fn array_literals_regproc_and_array_upper_are_rewritten() {
+        let Kind::Sql(s) = one(
+            "SELECT '{a,\"b c\",NULL}'::text[], '{1}'::oid[], array_upper(x, 1) FROM t WHERE typinput = 'array_in'::regproc",
+        ) else {
+            panic!()
+        };
+        let text = s.render(&[]).unwrap();
+        assert!(text.contains("ARRAY['a', 'b c', NULL]::TEXT[]"), "{text}");
+        assert!(text.contains("ARRAY['1']::BIGINT[]"), "{text}");
+        assert!(text.contains("CAST(array_length(x, 1) AS BIGINT)"), "{text}");
+        assert!(text.contains("typinput = 'array_in'"), "{text}");
+    }
+
+    #[test]
     fn parameters_become_typed_literals() {
         let Kind::Sql(s) = one("SELECT $1 AS a, $2 AS b, $3 AS c") else {
             panic!()
