@@ -233,6 +233,12 @@ def _():
     expect(rows, [("animals",)])
 
 
+@suite.check("pg_get_keywords()")
+def _():
+    rows = conn.execute("SELECT word, catcode FROM pg_catalog.pg_get_keywords() WHERE word IN ('select', 'analyze') ORDER BY word").fetchall()
+    expect(rows, [("analyze", "R"), ("select", "R")])
+
+
 @suite.check("to_regtype")
 def _():
     expect(conn.execute("SELECT to_regtype('int4')::oid AS t").fetchone()[0], 23)

@@ -118,7 +118,7 @@ fn assert_passes(client: &str, report: Option<Report>, at_least: usize) {
 
 #[test]
 fn psycopg_passes_its_checks() {
-    assert_passes("psycopg", python_checks("psycopg", "psycopg"), 24);
+    assert_passes("psycopg", python_checks("psycopg", "psycopg"), 25);
 }
 
 #[test]
@@ -197,5 +197,5 @@ fn pgjdbc_passes_its_checks() {
         command.args(["300", "java", "-cp", &classpath, "CheckPgjdbc", &port.to_string()]);
         command
     });
-    assert_passes("pgjdbc", Some(report), 14);
+    assert_passes("pgjdbc", Some(report), 15);
 }

@@ -52,6 +52,10 @@ impl VisitorMut for CatalogRewriter {
                 );
                 self.reads_catalog = true;
             }
+            // a table function (pg_get_keywords()) is registered by its bare name
+            [schema, function] if schema == "pg_catalog" && function == "pg_get_keywords" => {
+                relation.0.remove(0);
+            }
             [schema, _] if schema == "pg_catalog" => self.reads_catalog = true,
             _ => {}
         }

@@ -8,6 +8,7 @@
 //! a table, declare it in the file of its family and add it to [`TABLES`].
 
 mod functions;
+mod keywords;
 mod objects;
 mod pg_type;
 mod relation;
@@ -194,6 +195,7 @@ pub(crate) fn install(ctx: &SessionContext, identity: &Identity<'_>, pid: i32) -
     for f in functions::functions(identity, pid) {
         ctx.register_udf(ScalarUDF::new_from_impl(f));
     }
+    ctx.register_udtf("pg_get_keywords", Arc::new(keywords::Keywords));
     Ok(())
 }
 
