@@ -9,6 +9,8 @@
 #   clickhouse-server       throwaway servers for the ClickHouse event sink (rvbbit_testkit::clickhouse)
 #   python venv + psycopg   ... by psycopg 3 (from PyPI)       -> RVBBIT_PYTHON
 #   java, javac + pgjdbc    ... by the PostgreSQL JDBC driver  -> RVBBIT_PGJDBC_JAR
+#   python venv + clients   the client conformance suite: psycopg, asyncpg, SQLAlchemy, pinned in
+#                           crates/cli/tests/clients/requirements.txt (from PyPI) -> RVBBIT_PYCLIENTS
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -44,12 +46,24 @@ if ! "$venv/bin/python" -c 'import psycopg' 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "psycopg[binary]==3.3.9" >&2
 fi
 
+# The client conformance suite's venv, (re)installed when its pinned requirements change.
+clients="${RVBBIT_PYCLIENTS_VENV:-$HOME/.cache/rvbbit-pyclients}"
+clients_req="$repo/crates/cli/tests/clients/requirements.txt"
+if ! cmp -s "$clients_req" "$clients/requirements.txt" || ! "$clients/bin/python" -c 'import psycopg, asyncpg, sqlalchemy' 2>/dev/null; then
+  echo "test-deps: python venv with the conformance suite's clients in $clients" >&2
+  python3 -m venv "$clients"
+  "$clients/bin/pip" install --quiet --disable-pip-version-check -r "$clients_req" >&2
+  cp "$clients_req" "$clients/requirements.txt"
+fi
+
 export RVBBIT_PSQL="${RVBBIT_PSQL:-$(command -v psql)}"
 export RVBBIT_PYTHON="${RVBBIT_PYTHON:-$venv/bin/python}"
+export RVBBIT_PYCLIENTS="${RVBBIT_PYCLIENTS:-$clients/bin/python}"
 export RVBBIT_PGJDBC_JAR="${RVBBIT_PGJDBC_JAR:-/usr/share/java/postgresql.jar}"
 export RVBBIT_CHROMIUM="${RVBBIT_CHROMIUM:-$(command -v chromium)}"
 export RVBBIT_E2E_DIR="$repo/e2e"
 echo "test-deps: RVBBIT_CHROMIUM=$RVBBIT_CHROMIUM ($("$RVBBIT_CHROMIUM" --version 2>/dev/null | head -1))" >&2
 echo "test-deps: node $(node --version), playwright-core $(node -p "require('$repo/e2e/node_modules/playwright-core/package.json').version")" >&2
 echo "test-deps: clickhouse-server $(dpkg-query -W -f='${Version}' clickhouse-server 2>/dev/null || echo '(not from apt)')" >&2
+echo "test-deps: conformance clients $("$RVBBIT_PYCLIENTS" -c 'import psycopg, asyncpg, sqlalchemy; print(f"psycopg {psycopg.__version__}, asyncpg {asyncpg.__version__}, SQLAlchemy {sqlalchemy.__version__}")')" >&2
 echo "test-deps: $("$RVBBIT_PSQL" --version), psycopg $("$RVBBIT_PYTHON" -c 'import psycopg; print(psycopg.__version__)'), $(javac -version 2>&1), pgjdbc $RVBBIT_PGJDBC_JAR" >&2

@@ -1,11 +1,12 @@
 //! The session factory ([`SqlRuntime`]) and SQL sessions ([`SqlSession`]): DataFusion contexts with
 //! rvbbit's functions and settings, executing one statement at a time under a fresh `sql-…` caller id.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::TableProvider;
 use datafusion::logical_expr::async_udf::AsyncScalarUDF;
@@ -334,6 +335,21 @@ impl SqlSession {
             .run(async move {
                 let plan = session.planner().checked_plan(&sql).await?;
                 Ok(plan.schema().as_arrow().clone())
+            })
+            .await
+    }
+
+    /// The types DataFusion infers for the `$n` placeholders of `sql` (by their id, `$1`; None where
+    /// the context implies none), by planning it like [`Self::plan_schema`].
+    pub(crate) async fn plan_parameter_types(&self, sql: &str) -> Result<HashMap<String, Option<DataType>>> {
+        let session = self.handle();
+        let sql = sql.to_owned();
+        self.shared
+            .runtime
+            .stack
+            .run(async move {
+                let plan = session.planner().checked_plan(&sql).await?;
+                plan.get_parameter_types().map_err(Error::from_datafusion)
             })
             .await
     }

@@ -13,7 +13,7 @@ use tempfile::TempDir;
 
 use crate::rvbbit;
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -22,7 +22,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// The testkit server: upper-cases the prompt's input; "boom" fails; "slow" takes 1.5 s.
-fn llm(rt: &tokio::runtime::Runtime) -> TestServer {
+pub(crate) fn llm(rt: &tokio::runtime::Runtime) -> TestServer {
     rt.block_on(TestServer::start(Script::rule(|body| {
         let prompt = body["messages"][0]["content"].as_str().unwrap_or_default();
         let input = prompt
@@ -39,13 +39,13 @@ fn llm(rt: &tokio::runtime::Runtime) -> TestServer {
 }
 
 /// A running `rvbbit serve sql` and the port it listens on.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Server {
-    fn start(dir: &Path, base_url: &str, host: &str) -> Server {
+    pub(crate) fn start(dir: &Path, base_url: &str, host: &str) -> Server {
         Server::start_with(dir, base_url, host, &[])
     }
 
@@ -66,7 +66,7 @@ impl Server {
     }
 
     /// SIGTERM, then wait for the exit code.
-    fn stop(mut self) -> Option<i32> {
+    pub(crate) fn stop(mut self) -> Option<i32> {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()

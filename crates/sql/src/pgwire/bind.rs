@@ -8,7 +8,7 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    CastKind, DataType as SqlType, ExactNumberInfo, Expr, Value, ValueWithSpan, VisitorMut,
+    ArrayElemTypeDef, CastKind, DataType as SqlType, ExactNumberInfo, Expr, Value, ValueWithSpan, VisitorMut,
 };
 use datafusion::sql::sqlparser::tokenizer::Span;
 use pgwire::api::Type;
@@ -16,7 +16,7 @@ use pgwire::error::ErrorInfo;
 
 use super::ast::{number, parse_type, string};
 use super::errors::{error, state};
-use super::params;
+use super::{arrays, params};
 
 /// A bound parameter: its text form (None: NULL) and type.
 #[derive(Clone, Debug)]
@@ -94,6 +94,9 @@ fn literal(param: &Param) -> Result<Expr, ErrorInfo> {
             None => cast(null, SqlType::Text),
         });
     };
+    if let Some(element) = arrays::element_type(&param.ty) {
+        return array_literal(value, &element, &param.ty);
+    }
     let invalid = |what: &str| {
         error(
             state::INVALID_TEXT,
@@ -121,7 +124,8 @@ fn literal(param: &Param) -> Result<Expr, ErrorInfo> {
         Type::NUMERIC => {
             let v = value.trim();
             match v.parse::<f64>() {
-                Ok(f) if f.is_finite() => number(v),
+                // a decimal of the value's own scale: what Describe said (numeric), never a float
+                Ok(f) if f.is_finite() => cast(number(v), decimal_type(v).map_err(|e| *e)?),
                 // NaN and ±Infinity have no decimal form
                 Ok(_) => cast(string(v), SqlType::Double(ExactNumberInfo::None)),
                 Err(_) => return Err(invalid("numeric")),
@@ -185,8 +189,93 @@ fn literal(param: &Param) -> Result<Expr, ErrorInfo> {
     })
 }
 
+/// Most digits a decimal parameter may have (DataFusion's `Decimal128`).
+const DECIMAL_DIGITS: usize = 38;
+
+/// `DECIMAL(38, s)` for a numeric parameter's text, `s` its digits after the point (fewer when the
+/// whole value has more than 38 digits). An exponent form gets `DECIMAL(38, 10)`.
+fn decimal_type(v: &str) -> Result<SqlType, Box<ErrorInfo>> {
+    let digits = v.trim_start_matches(['-', '+']);
+    let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
+    if digits.contains(['e', 'E']) {
+        return parse_type("DECIMAL(38, 10)").map_err(|e| Box::new(error(state::INTERNAL, e, "")));
+    }
+    let int_digits = int_part.trim_start_matches('0').len();
+    if int_digits > DECIMAL_DIGITS {
+        return Err(Box::new(error(
+            state::OUT_OF_RANGE,
+            format!(
+                "numeric parameter \"{v}\" has {int_digits} digits before the point; this server holds at most {DECIMAL_DIGITS}"
+            ),
+            "bind a smaller value, or a float8",
+        )));
+    }
+    let scale = frac_part.len().min(DECIMAL_DIGITS - int_digits);
+    parse_type(&format!("DECIMAL({DECIMAL_DIGITS}, {scale})"))
+        .map_err(|e| Box::new(error(state::INTERNAL, e, "")))
+}
+
+/// An array parameter (its text form, `{1,2}`) as `CAST(ARRAY[…] AS element[])`, each element a literal
+/// of the element type (integers as plain numbers, which the cast types).
+fn array_literal(value: &str, element: &Type, ty: &Type) -> Result<Expr, ErrorInfo> {
+    let elements = arrays::parse_text(value).map_err(|refusal| match refusal {
+        arrays::Refusal::Malformed(why) => error(
+            state::INVALID_TEXT,
+            format!("malformed array literal for type {}: {why}", ty.name()),
+            "write an array as {1,2,3}, quoting elements with commas, braces or quotes (\"a,b\")",
+        ),
+        arrays::Refusal::Nested => error(
+            state::NOT_SUPPORTED,
+            format!("a multidimensional {} parameter is not supported", ty.name()),
+            "send a flat list",
+        ),
+    })?;
+    let mut items = Vec::with_capacity(elements.len());
+    for value in elements {
+        let integer = matches!(*element, Type::INT2 | Type::INT4 | Type::INT8 | Type::OID);
+        items.push(match value {
+            Some(v) if integer => {
+                let v = v.trim();
+                v.parse::<i64>().map_err(|_| {
+                    error(
+                        state::INVALID_TEXT,
+                        format!("invalid input syntax for type {}: \"{v}\"", element.name()),
+                        format!("bind a valid {} value", element.name()),
+                    )
+                })?;
+                number(v)
+            }
+            value => literal(&Param {
+                value,
+                ty: element.clone(),
+            })?,
+        });
+    }
+    let array = Expr::Array(datafusion::sql::sqlparser::ast::Array {
+        elem: items,
+        named: true,
+    });
+    let Some(data_type) = sql_type(ty) else {
+        return Ok(array);
+    };
+    Ok(Expr::Cast {
+        kind: CastKind::Cast,
+        expr: Box::new(array),
+        data_type,
+        array: false,
+        format: None,
+    })
+}
+
 /// The SQL type a parameter type is cast to (None: leave the literal as it is).
 fn sql_type(ty: &Type) -> Option<SqlType> {
+    if let Some(element) = arrays::element_type(ty) {
+        let inner = sql_type(&element)?;
+        return Some(SqlType::Array(ArrayElemTypeDef::SquareBracket(
+            Box::new(inner),
+            None,
+        )));
+    }
     let name = match *ty {
         Type::INT2 => "SMALLINT",
         Type::INT4 => "INT",

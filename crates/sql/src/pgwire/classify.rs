@@ -7,6 +7,7 @@
 // fails at most once, so its size on the error path does not matter.
 #![allow(clippy::result_large_err)]
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
@@ -65,6 +66,10 @@ pub(crate) struct Sql {
     pub(crate) reads_catalog: bool,
     /// Number of `$n` parameters (the highest n).
     pub(crate) params: usize,
+    /// The types of parameters cast explicitly, as written (before the catalog rewrites).
+    pub(crate) casts: BTreeMap<usize, Type>,
+    /// Whether it calls `current_setting` or `set_config` (the connection answers those).
+    pub(crate) calls_settings: bool,
 }
 
 impl Sql {
@@ -130,6 +135,7 @@ pub(crate) fn parse_checked(
     limits: &Limits,
     operators: Arc<Operators>,
 ) -> Result<Vec<Kind>, ErrorInfo> {
+    let sql = super::known::substitute(sql).unwrap_or(sql);
     let trimmed = sql.trim().trim_end_matches(';').trim();
     if trimmed.is_empty() {
         return Ok(Vec::new());
@@ -162,6 +168,8 @@ pub(crate) fn parse_checked(
             text: trimmed.to_owned(),
             reads_catalog: false,
             params: 0,
+            casts: BTreeMap::new(),
+            calls_settings: false,
         })]),
     }
 }
@@ -236,11 +244,14 @@ fn sql(mut statement: Statement) -> Kind {
     // The rewriter never breaks: what it finds is in its fields.
     let _ = statement.visit(&mut rewriter);
     let text = statement.to_string();
+    let calls_settings = super::settings::calls_settings(&text);
     Kind::Sql(Sql {
         ast: Some(Box::new(statement)),
         text,
+        calls_settings,
         reads_catalog: rewriter.reads_catalog,
         params: rewriter.placeholders.last().copied().unwrap_or(0),
+        casts: rewriter.casts,
     })
 }
 
@@ -387,6 +398,20 @@ mod tests {
     }
 
     #[test]
+    fn array_literals_regproc_and_array_upper_are_rewritten() {
+        let Kind::Sql(s) = one(
+            "SELECT '{a,\"b c\",NULL}'::text[], '{1}'::oid[], array_upper(x, 1) FROM t WHERE typinput = 'array_in'::regproc",
+        ) else {
+            panic!()
+        };
+        let text = s.render(&[]).unwrap();
+        assert!(text.contains("ARRAY['a', 'b c', NULL]::TEXT[]"), "{text}");
+        assert!(text.contains("ARRAY['1']::BIGINT[]"), "{text}");
+        assert!(text.contains("CAST(array_length(x, 1) AS BIGINT)"), "{text}");
+        assert!(text.contains("typinput = 'array_in'"), "{text}");
+    }
+
+    #[test]
     fn parameters_become_typed_literals() {
         let Kind::Sql(s) = one("SELECT $1 AS a, $2 AS b, $3 AS c") else {
             panic!()
@@ -417,6 +442,33 @@ mod tests {
         }];
         let Kind::Sql(s) = one("SELECT $1") else { panic!() };
         assert_eq!(s.render(&bad).unwrap_err().code, "22P02");
+        let bind = |value: &str, ty: Type| {
+            s.render(&[Param {
+                value: Some(value.into()),
+                ty,
+            }])
+        };
+        assert_eq!(
+            bind("{1, 2}", Type::INT4_ARRAY).unwrap(),
+            "SELECT CAST(ARRAY[1, 2] AS INT[])"
+        );
+        assert_eq!(
+            bind(r#"{"a,b",NULL}"#, Type::TEXT_ARRAY).unwrap(),
+            "SELECT CAST(ARRAY['a,b', CAST(NULL AS TEXT)] AS TEXT[])"
+        );
+        assert_eq!(
+            bind("{}", Type::INT8_ARRAY).unwrap(),
+            "SELECT CAST(ARRAY[] AS BIGINT[])"
+        );
+        assert_eq!(bind("{1,x}", Type::INT8_ARRAY).unwrap_err().code, "22P02");
+        assert_eq!(bind("{1", Type::INT8_ARRAY).unwrap_err().code, "22P02");
+        assert_eq!(bind("{{1}}", Type::INT8_ARRAY).unwrap_err().code, "0A000");
+        // numeric: a decimal of the value's scale, never a float
+        assert_eq!(
+            bind("-1.50", Type::NUMERIC).unwrap(),
+            "SELECT CAST(-1.50 AS DECIMAL(38,2))"
+        );
+        assert_eq!(bind(&"9".repeat(39), Type::NUMERIC).unwrap_err().code, "22003");
         assert_eq!(s.render(&[]).unwrap_err().code, "08P01");
     }
 

@@ -22,6 +22,8 @@ pub(crate) mod state {
     pub(crate) const INVALID_PARAMETER: &str = "22023";
     /// invalid_text_representation
     pub(crate) const INVALID_TEXT: &str = "22P02";
+    /// invalid_binary_representation
+    pub(crate) const INVALID_BINARY: &str = "22P03";
     /// division_by_zero
     pub(crate) const DIVISION_BY_ZERO: &str = "22012";
     /// numeric_value_out_of_range

@@ -21,7 +21,7 @@ use super::ServerState;
 use super::catalog::{self, CatalogState, Identity};
 use super::classify::{self, Kind, Param, Sql};
 use super::errors::{error, from_sql_error, state, user_error};
-use super::types;
+use super::{infer, settings, types};
 use crate::options::RvbbitOptions;
 use crate::session::SqlSession;
 
@@ -286,6 +286,17 @@ impl Conn {
                 "reconnect when the server is back",
             )));
         }
+        let answered;
+        let sql = if sql.calls_settings {
+            let (with_values, sets) = self.answer_settings(sql)?;
+            for (name, value) in sets {
+                self.assign(&name, &value).await?;
+            }
+            answered = with_values;
+            &answered
+        } else {
+            sql
+        };
         let text = sql.render(params).map_err(user_error)?;
         let early = self.early.lock().unwrap_or_else(|p| p.into_inner()).remove(&text);
         let result = match early {
@@ -302,10 +313,7 @@ impl Conn {
         if result.schema.fields().is_empty() {
             return Ok(Response::Execution(Tag::new(&tag)));
         }
-        if matches!(tag.as_str(), "INSERT" | "UPDATE" | "DELETE")
-            && result.schema.fields().len() == 1
-            && result.schema.field(0).name() == "count"
-        {
+        if is_row_count(&tag, &result.schema) {
             let n: u64 = result
                 .batches
                 .iter()
@@ -337,19 +345,99 @@ impl Conn {
             .map_err(|e| user_error(from_sql_error(&e, text)))
     }
 
-    /// The columns a statement returns, by planning it (parameters as typed NULLs); None when it cannot
-    /// be planned without running (RVBBIT MAP) or does not plan at all (the error comes at Execute).
-    pub(super) async fn plan_fields(&self, prepared: &Prepared) -> Option<Vec<FieldInfo>> {
-        match &prepared.kind {
-            None => Some(Vec::new()),
-            Some(Kind::Sql(sql)) => {
-                let text = sql.render_unbound(&prepared.types)?;
-                if sql.reads_catalog {
-                    self.refresh_catalog().await.ok()?;
-                }
-                let schema = self.session.plan_schema(&text).await.ok()?;
-                Some(types::fields(&schema, &Format::UnifiedText))
+    /// Describe a parsed statement: the types of its parameters (`infer.rs`) and the columns it returns.
+    /// A statement calling `current_setting`/`set_config` is described with the calls' values (the
+    /// assignments wait for Execute); an unknown setting describes no columns and fails at Execute.
+    pub(super) async fn describe(&self, prepared: &mut Prepared) {
+        if let Some(Kind::Sql(sql)) = &prepared.kind {
+            if sql.reads_catalog && self.refresh_catalog().await.is_err() {
+                prepared.fields = None;
+                return;
             }
+            let answered = match sql.calls_settings.then(|| self.answer_settings(sql)) {
+                None => None,
+                Some(Ok((answered, _))) => Some(answered),
+                Some(Err(_)) => {
+                    prepared.fields = Some(Vec::new());
+                    return;
+                }
+            };
+            let sql = answered.as_ref().unwrap_or(sql);
+            prepared.types = self.param_types(sql, &prepared.types).await;
+            let fields = match sql.render_unbound(&prepared.types) {
+                Some(text) => self.session.plan_schema(&text).await.ok(),
+                None => None,
+            };
+            // INSERT/UPDATE/DELETE answer with a command tag (`INSERT 0 n`), never rows: NoData, as
+            // PostgreSQL describes them (psycopg's rowcount and pgjdbc's executeUpdate read the tag).
+            let tag = classify::command_tag(&sql.text);
+            prepared.fields = fields.map(|schema| {
+                if is_row_count(&tag, &schema) || is_ddl(&tag) {
+                    Vec::new()
+                } else {
+                    types::fields(&schema, &Format::UnifiedText)
+                }
+            });
+            return;
+        }
+        prepared.fields = self.plan_fields(prepared);
+    }
+
+    /// `sql` with its `current_setting`/`set_config` calls replaced by their values (`settings.rs`),
+    /// and the assignments its `set_config` calls make.
+    fn answer_settings(&self, sql: &Sql) -> PgWireResult<(Sql, Vec<(String, String)>)> {
+        let mut answered = sql.clone();
+        let Some(ast) = answered.ast.as_mut() else {
+            return Ok((answered, Vec::new()));
+        };
+        let lookup = |name: &str| {
+            if name.starts_with("rvbbit.") || name.starts_with("datafusion.") {
+                self.session_entries()
+                    .into_iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v)
+            } else {
+                self.param(name)
+            }
+        };
+        let sets = settings::substitute(ast, &lookup).map_err(user_error)?;
+        Ok((answered, sets))
+    }
+
+    /// Apply a `set_config` assignment as `SET` would.
+    async fn assign(&self, name: &str, value: &str) -> PgWireResult<()> {
+        if name.starts_with("rvbbit.") || name.starts_with("datafusion.") {
+            return self.set_session(name, value).await;
+        }
+        self.params
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), value.to_owned());
+        Ok(())
+    }
+
+    /// The types of `sql`'s parameters: `given` by the client where it gave one, else what the statement
+    /// implies (None: unknown).
+    async fn param_types(&self, sql: &Sql, given: &[Option<Type>]) -> Vec<Option<Type>> {
+        let all_given = given.len() >= sql.params && given.iter().all(Option::is_some);
+        let Some(ast) = sql.ast.as_ref().filter(|_| !all_given) else {
+            return given.to_vec();
+        };
+        let hints = infer::hints(ast, &sql.casts);
+        // A statement DataFusion cannot plan with its placeholders still gets the casts' types; its
+        // error comes at Execute.
+        let inferred = self
+            .session
+            .plan_parameter_types(&hints.sql)
+            .await
+            .unwrap_or_default();
+        infer::resolve(sql.params, given, &hints, &inferred)
+    }
+
+    /// The columns a statement other than SQL for the session returns.
+    fn plan_fields(&self, prepared: &Prepared) -> Option<Vec<FieldInfo>> {
+        match &prepared.kind {
+            None | Some(Kind::Sql(_)) => Some(Vec::new()),
             Some(Kind::Show(name)) => {
                 if name == "all" {
                     Some(types::fields(&all_schema(), &Format::UnifiedText))
@@ -370,6 +458,22 @@ impl Conn {
             Some(_) => Some(Vec::new()),
         }
     }
+}
+
+/// Whether a statement with command tag `tag` returning `schema` is DML reporting its row count
+/// (DataFusion's one `count` column), which the wire sends as the tag's count.
+fn is_row_count(tag: &str, schema: &Schema) -> bool {
+    matches!(tag, "INSERT" | "UPDATE" | "DELETE")
+        && schema.fields().len() == 1
+        && schema.field(0).name() == "count"
+}
+
+/// Whether a statement with command tag `tag` changes the schema (`CREATE TABLE`, `DROP VIEW`, …): it
+/// answers with its tag only, though DataFusion plans `CREATE TABLE` with the new table's columns.
+fn is_ddl(tag: &str) -> bool {
+    ["CREATE", "DROP", "ALTER"]
+        .iter()
+        .any(|verb| tag.starts_with(verb))
 }
 
 pub(super) fn all_schema() -> Schema {
@@ -423,7 +527,7 @@ pub(super) fn rows_response(
 pub(crate) struct Prepared {
     /// None: an empty query.
     pub(super) kind: Option<Kind>,
-    /// Parameter types the client gave at Parse.
+    /// Parameter types: the client's at Parse, else what the statement implies (None: unknown).
     pub(super) types: Vec<Option<Type>>,
     /// The result columns (text format), when known without running.
     pub(super) fields: Option<Vec<FieldInfo>>,

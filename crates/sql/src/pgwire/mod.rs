@@ -12,6 +12,7 @@
 //! - Authentication: trust on a loopback bind; otherwise a cleartext password that is an API key.
 //! - CancelRequest cancels the running statement; shutdown lets running statements finish.
 
+mod arrays;
 mod ast;
 mod auth;
 mod bind;
@@ -19,9 +20,12 @@ mod catalog;
 mod classify;
 mod errors;
 mod handler;
+mod infer;
+mod known;
 mod params;
 mod query;
 mod rewrite;
+mod settings;
 mod types;
 
 use std::future::Future;

@@ -20,6 +20,9 @@ const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 /// The text form of a binary parameter value of type `ty`; `index` is the 0-based parameter number
 /// (for the error).
 pub(crate) fn decode_binary(bytes: &[u8], ty: &Type, index: usize) -> Result<String, ErrorInfo> {
+    if let Some(element) = super::arrays::element_type(ty) {
+        return decode_array(bytes, &element, index);
+    }
     let n = index + 1;
     let unreadable = || {
         error(
@@ -128,6 +131,91 @@ pub(crate) fn decode_binary(bytes: &[u8], ty: &Type, index: usize) -> Result<Str
             ));
         }
     })
+}
+
+/// Most dimensions PostgreSQL allows in an array (`MAXDIM`).
+const MAX_DIMENSIONS: i32 = 6;
+
+/// PostgreSQL's binary array (`array_send`: dimensions, null flag, element type, each dimension's length
+/// and lower bound, then each element's length and bytes) of one dimension, as the array's text form.
+/// Every length is checked against the bytes there are before anything is allocated.
+fn decode_array(bytes: &[u8], element: &Type, index: usize) -> Result<String, ErrorInfo> {
+    let n = index + 1;
+    let bad = |why: &str| {
+        error(
+            state::INVALID_BINARY,
+            format!(
+                "parameter ${n} is not a valid binary {}[] value ({} bytes): {why}",
+                element.name(),
+                bytes.len()
+            ),
+            "send the array in PostgreSQL's binary array format, or as text ({1,2,3})",
+        )
+    };
+    let mut rest = bytes;
+    let word = |rest: &mut &[u8], what: &str| -> Result<i32, ErrorInfo> {
+        let (head, tail) = rest.split_first_chunk::<4>().ok_or_else(|| bad(what))?;
+        *rest = tail;
+        Ok(i32::from_be_bytes(*head))
+    };
+    let dimensions = word(&mut rest, "no header")?;
+    let _has_nulls = word(&mut rest, "no header")?;
+    let oid = word(&mut rest, "no header")?;
+    if !(0..=MAX_DIMENSIONS).contains(&dimensions) {
+        return Err(bad("the number of dimensions is out of range"));
+    }
+    if u32::from_ne_bytes(oid.to_ne_bytes()) != element.oid() {
+        return Err(error(
+            state::DATATYPE_MISMATCH,
+            format!(
+                "parameter ${n} is an array of type oid {oid}, not of {} (oid {})",
+                element.name(),
+                element.oid()
+            ),
+            "send the array's elements in the parameter's element type",
+        ));
+    }
+    if dimensions > 1 {
+        return Err(error(
+            state::NOT_SUPPORTED,
+            format!(
+                "parameter ${n} is a {dimensions}-dimensional array; only one-dimensional arrays are supported"
+            ),
+            "send a flat list",
+        ));
+    }
+    let len = if dimensions == 0 {
+        0
+    } else {
+        word(&mut rest, "no dimension")?
+    };
+    if dimensions == 1 {
+        word(&mut rest, "no lower bound")?;
+    }
+    let len = usize::try_from(len).map_err(|_| bad("a negative length"))?;
+    // Each element takes at least its 4-byte length.
+    if len > rest.len() / 4 {
+        return Err(bad("more elements than bytes"));
+    }
+    let mut elements = Vec::with_capacity(len);
+    for _ in 0..len {
+        let size = word(&mut rest, "an element is cut short")?;
+        if size == -1 {
+            elements.push(None);
+            continue;
+        }
+        let size = usize::try_from(size).map_err(|_| bad("a negative element length"))?;
+        if size > rest.len() {
+            return Err(bad("an element is longer than the bytes left"));
+        }
+        let (value, tail) = rest.split_at(size);
+        rest = tail;
+        elements.push(Some(decode_binary(value, element, index)?));
+    }
+    if !rest.is_empty() {
+        return Err(bad("bytes after the last element"));
+    }
+    Ok(super::arrays::to_text(&elements))
 }
 
 /// PostgreSQL's binary `numeric` (base-10000 digits, weight, sign, display scale) as decimal text.
@@ -319,6 +407,94 @@ mod tests {
             decode_binary(&[0; 12], &Type::TIMETZ, 2).unwrap_err().code,
             "0A000"
         );
+    }
+
+    /// `array_send` of one dimension: header, then (length, bytes) per element (None: NULL).
+    fn array(oid: u32, elements: &[Option<&[u8]>]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend(1i32.to_be_bytes());
+        b.extend(i32::from(elements.iter().any(Option::is_none)).to_be_bytes());
+        b.extend(oid.to_be_bytes());
+        b.extend(i32::try_from(elements.len()).unwrap().to_be_bytes());
+        b.extend(1i32.to_be_bytes());
+        for e in elements {
+            match e {
+                None => b.extend((-1i32).to_be_bytes()),
+                Some(v) => {
+                    b.extend(i32::try_from(v.len()).unwrap().to_be_bytes());
+                    b.extend(*v);
+                }
+            }
+        }
+        b
+    }
+
+    #[test]
+    fn binary_arrays_decode_to_array_text() {
+        let one = 1i32.to_be_bytes();
+        let two = 2i32.to_be_bytes();
+        let ints = array(23, &[Some(&one), None, Some(&two)]);
+        assert_eq!(text(&ints, &Type::INT4_ARRAY), "{\"1\",NULL,\"2\"}");
+        let words = array(25, &[Some(b"a,b"), Some(b"c\"d")]);
+        assert_eq!(text(&words, &Type::TEXT_ARRAY), r#"{"a,b","c\"d"}"#);
+        let mut empty = vec![0u8; 12];
+        empty[8..12].copy_from_slice(&23u32.to_be_bytes());
+        assert_eq!(text(&empty, &Type::INT4_ARRAY), "{}");
+    }
+
+    #[test]
+    fn hostile_binary_arrays_are_refused_cleanly() {
+        let one = 1i32.to_be_bytes();
+        let good = array(23, &[Some(&one)]);
+        let code = |b: &[u8]| decode_binary(b, &Type::INT4_ARRAY, 0).unwrap_err().code;
+        // a length claiming a billion elements, an element longer than the bytes, cut short, trailing bytes
+        let mut huge = good.clone();
+        huge[12..16].copy_from_slice(&1_000_000_000i32.to_be_bytes());
+        assert_eq!(code(&huge), "22P03");
+        let mut long = good.clone();
+        long[20..24].copy_from_slice(&1000i32.to_be_bytes());
+        assert_eq!(code(&long), "22P03");
+        assert_eq!(code(&good[..good.len() - 1]), "22P03");
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert_eq!(code(&trailing), "22P03");
+        let mut negative = good.clone();
+        negative[12..16].copy_from_slice(&(-5i32).to_be_bytes());
+        assert_eq!(code(&negative), "22P03");
+        assert_eq!(code(&[0, 0]), "22P03");
+        // seven dimensions, two dimensions, a wrong element type, a bad element
+        let mut dims = good;
+        dims[0..4].copy_from_slice(&7i32.to_be_bytes());
+        assert_eq!(code(&dims), "22P03");
+        dims[0..4].copy_from_slice(&2i32.to_be_bytes());
+        assert_eq!(code(&dims), "0A000");
+        assert_eq!(code(&array(20, &[Some(&one)])), "42804");
+        assert_eq!(code(&array(23, &[Some(&[1, 2])])), "22023");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_binary_value_decodes_or_is_refused(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            ty in proptest::sample::select(vec![
+                Type::INT4_ARRAY, Type::TEXT_ARRAY, Type::NUMERIC_ARRAY, Type::DATE_ARRAY,
+                Type::NUMERIC, Type::TIMESTAMP, Type::INTERVAL, Type::UUID, Type::JSONB,
+            ]),
+        ) {
+            // never panics: a value or a clean refusal
+            if let Err(e) = decode_binary(&bytes, &ty, 0) {
+                proptest::prop_assert!(["22P03", "22023", "42804", "0A000"].contains(&e.code.as_str()), "{}", e.code);
+            }
+        }
+
+        #[test]
+        fn int4_arrays_decode_to_their_elements(values in proptest::collection::vec(proptest::option::of(proptest::num::i32::ANY), 0..16)) {
+            let encoded: Vec<Vec<u8>> = values.iter().map(|v| v.map(i32::to_be_bytes).map(Vec::from).unwrap_or_default()).collect();
+            let elements: Vec<Option<&[u8]>> = values.iter().zip(&encoded).map(|(v, e)| v.map(|_| e.as_slice())).collect();
+            let text = decode_binary(&array(23, &elements), &Type::INT4_ARRAY, 0).unwrap();
+            let expected: Vec<Option<String>> = values.iter().map(|v| v.map(|n| n.to_string())).collect();
+            proptest::prop_assert_eq!(super::super::arrays::parse_text(&text), Ok(expected));
+        }
     }
 
     #[test]

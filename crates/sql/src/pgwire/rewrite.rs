@@ -6,17 +6,20 @@
 // fails at most once, so its size on the error path does not matter.
 #![allow(clippy::result_large_err)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    AccessExpr, BinaryOperator, DataType as SqlType, Expr, ObjectName, ObjectNamePart, Value, ValueWithSpan,
-    VisitMut, VisitorMut,
+    AccessExpr, ArrayElemTypeDef, BinaryOperator, DataType as SqlType, Expr, ObjectName, ObjectNamePart,
+    Value, ValueWithSpan, VisitMut, VisitorMut,
 };
 
-use super::ast::{is_text_type, number, parse_expr, parse_type, type_name};
+use super::arrays;
+use super::ast::{is_text_type, number, parse_expr, parse_type, string, type_name};
 use super::catalog;
+use super::infer;
 use super::types::DUPLICATE_MARK;
+use pgwire::api::Type;
 
 /// Rewrites that make PostgreSQL client catalog SQL plannable by DataFusion.
 #[derive(Default)]
@@ -25,6 +28,8 @@ pub(super) struct CatalogRewriter {
     pub(super) reads_catalog: bool,
     /// The `$n` placeholders seen.
     pub(super) placeholders: BTreeSet<usize>,
+    /// The types of placeholders cast explicitly (`$1::oid[]`), read before the casts are rewritten.
+    pub(super) casts: BTreeMap<usize, Type>,
 }
 
 impl VisitorMut for CatalogRewriter {
@@ -46,6 +51,10 @@ impl VisitorMut for CatalogRewriter {
                     ObjectNamePart::Identifier(datafusion::sql::sqlparser::ast::Ident::new("pg_catalog")),
                 );
                 self.reads_catalog = true;
+            }
+            // a table function (pg_get_keywords()) is registered by its bare name
+            [schema, function] if schema == "pg_catalog" && function == "pg_get_keywords" => {
+                relation.0.remove(0);
             }
             [schema, _] if schema == "pg_catalog" => self.reads_catalog = true,
             _ => {}
@@ -133,6 +142,20 @@ impl VisitorMut for CatalogRewriter {
                     *op = plain;
                 }
             }
+            // array_upper(a, 1) of a one-dimensional array (lower bound 1) is its length
+            Expr::Function(f)
+                if f.name.0.len() == 1 && f.name.to_string().eq_ignore_ascii_case("array_upper") =>
+            {
+                f.name = ObjectName::from(vec![datafusion::sql::sqlparser::ast::Ident::new("array_length")]);
+                // signed, as PostgreSQL's (array_length is unsigned); bigint, which generate_series takes
+                *expr = Expr::Cast {
+                    kind: datafusion::sql::sqlparser::ast::CastKind::Cast,
+                    expr: Box::new(expr.clone()),
+                    data_type: SqlType::BigInt(None),
+                    array: false,
+                    format: None,
+                };
+            }
             // ARRAY(subquery) is not plannable by DataFusion; psql uses it only over catalog tables that
             // are always empty here (pg_policy, pg_publication), where it is never evaluated.
             Expr::Function(f)
@@ -182,49 +205,93 @@ impl VisitorMut for CatalogRewriter {
                     self.placeholders.insert(n);
                 }
             }
-            Expr::Cast {
-                expr: inner,
-                data_type,
-                ..
-            } => {
-                let name = type_name(data_type);
-                if matches!(
-                    name.as_str(),
-                    "regclass"
-                        | "regtype"
-                        | "regproc"
-                        | "regprocedure"
-                        | "regnamespace"
-                        | "regrole"
-                        | "regoper"
-                ) {
-                    if let Expr::Value(ValueWithSpan {
-                        value: Value::SingleQuotedString(s),
-                        ..
-                    }) = inner.as_ref()
-                    {
-                        let oid = catalog::oid_of(&name, s).unwrap_or(0);
-                        *expr = number(&oid.to_string());
-                    } else {
-                        *data_type = SqlType::BigInt(None);
-                    }
-                } else if matches!(name.as_str(), "oid" | "xid" | "cid" | "tid") {
-                    *data_type = SqlType::BigInt(None);
-                } else if matches!(
-                    name.as_str(),
-                    "name" | "\"char\"" | "char" | "int2vector" | "oidvector" | "text"
-                ) {
-                    *data_type = SqlType::Text;
-                } else if let SqlType::Custom(obj, _) = data_type
-                    && obj.0.len() == 2
-                    && let Ok(plain) = parse_type(&name)
-                {
-                    *data_type = plain;
-                }
-            }
+            Expr::Cast { .. } => self.rewrite_cast(expr),
             _ => {}
         }
         ControlFlow::Continue(())
+    }
+}
+
+impl CatalogRewriter {
+    /// The casts: a placeholder's type recorded, `'{…}'::T[]` as `ARRAY[…]`, `::regclass` and friends
+    /// on literals as oids, catalog-only types as DataFusion's, `::json` as `json_in`.
+    fn rewrite_cast(&mut self, expr: &mut Expr) {
+        let Expr::Cast {
+            expr: inner,
+            data_type,
+            ..
+        } = expr
+        else {
+            return;
+        };
+        if let (Some(n), Some(ty)) = (infer::placeholder(inner), infer::pg_type_of(data_type)) {
+            self.casts.entry(n).or_insert(ty);
+        }
+        // '{a,b}'::text[] (an array literal in text): ARRAY['a', 'b'], cast below
+        if let (
+            SqlType::Array(_),
+            Expr::Value(ValueWithSpan {
+                value: Value::SingleQuotedString(text),
+                ..
+            }),
+        ) = (&*data_type, inner.as_ref())
+            && let Ok(elements) = arrays::parse_text(text)
+        {
+            let elem = elements
+                .iter()
+                .map(|e| match e {
+                    Some(v) => string(v),
+                    None => Expr::Value(ValueWithSpan {
+                        value: Value::Null,
+                        span: datafusion::sql::sqlparser::tokenizer::Span::empty(),
+                    }),
+                })
+                .collect();
+            **inner = Expr::Array(datafusion::sql::sqlparser::ast::Array { elem, named: true });
+        }
+        let name = type_name(data_type);
+        if matches!(
+            name.as_str(),
+            "regclass" | "regtype" | "regproc" | "regprocedure" | "regnamespace" | "regrole" | "regoper"
+        ) {
+            if let Expr::Value(ValueWithSpan {
+                value: Value::SingleQuotedString(s),
+                ..
+            }) = inner.as_ref()
+            {
+                if matches!(name.as_str(), "regproc" | "regprocedure") {
+                    // pg_type's typinput/typoutput/… hold function names as text here
+                    *expr = string(s);
+                } else {
+                    let oid = catalog::oid_of(&name, s).unwrap_or(0);
+                    *expr = number(&oid.to_string());
+                }
+            } else {
+                *data_type = SqlType::BigInt(None);
+            }
+        } else if matches!(name.as_str(), "oid" | "xid" | "cid" | "tid") {
+            *data_type = SqlType::BigInt(None);
+        } else if matches!(name.as_str(), "json" | "jsonb") {
+            // DataFusion has no json type: a text checked as JSON, sent as `json`
+            if let Ok(call) = parse_expr(&format!("json_in(CAST({inner} AS TEXT))")) {
+                *expr = call;
+            }
+        } else if matches!(name.as_str(), "oid[]" | "regtype[]" | "regclass[]") {
+            *data_type = SqlType::Array(ArrayElemTypeDef::SquareBracket(
+                Box::new(SqlType::BigInt(None)),
+                None,
+            ));
+        } else if matches!(
+            name.as_str(),
+            "name" | "\"char\"" | "char" | "int2vector" | "oidvector" | "text"
+        ) {
+            *data_type = SqlType::Text;
+        } else if let SqlType::Custom(obj, _) = data_type
+            && obj.0.len() == 2
+            && let Ok(plain) = parse_type(&name)
+        {
+            *data_type = plain;
+        }
     }
 }
 

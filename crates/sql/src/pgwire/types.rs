@@ -42,7 +42,7 @@ pub(crate) fn pg_type(field: &Field) -> Type {
     scalar_type(field.data_type())
 }
 
-fn scalar_type(dt: &DataType) -> Type {
+pub(crate) fn scalar_type(dt: &DataType) -> Type {
     match dt {
         DataType::Boolean => Type::BOOL,
         DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
@@ -72,12 +72,13 @@ fn scalar_type(dt: &DataType) -> Type {
 }
 
 /// The array type of an element type (text[] for anything without one).
-fn array_type(element: &Type) -> Type {
+pub(crate) fn array_type(element: &Type) -> Type {
     match *element {
         Type::BOOL => Type::BOOL_ARRAY,
         Type::INT2 => Type::INT2_ARRAY,
         Type::INT4 => Type::INT4_ARRAY,
         Type::INT8 => Type::INT8_ARRAY,
+        Type::OID => Type::OID_ARRAY,
         Type::FLOAT4 => Type::FLOAT4_ARRAY,
         Type::FLOAT8 => Type::FLOAT8_ARRAY,
         Type::NUMERIC => Type::NUMERIC_ARRAY,

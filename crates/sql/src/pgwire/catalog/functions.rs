@@ -5,16 +5,17 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Int32Array, ListBuilder, StringArray, StringBuilder, new_null_array,
+    ArrayRef, BooleanArray, Int32Array, Int64Array, ListBuilder, StringArray, StringBuilder, new_null_array,
 };
-use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::exec_err;
 use datafusion::error::Result;
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility,
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
 
 use super::pg_type::type_sql_name;
-use super::{Identity, SCHEMA};
+use super::{Identity, SCHEMA, oid_of};
 
 /// The catalog functions.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -42,6 +43,13 @@ enum Func {
     QuoteIdent,
     /// `pg_encoding_to_char(int)`.
     Encoding,
+    /// `to_regtype(text)`: the type's oid, NULL for a type this server does not have.
+    ToRegtype,
+    /// `json_in(text)`: the text checked as JSON, in a column sent as `json` (what `x::json` and
+    /// `x::jsonb` are rewritten to).
+    JsonIn,
+    /// `json_build_object(key, value, …)`: a JSON object of the pairs (numbers and booleans as such).
+    JsonBuildObject,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -84,11 +92,23 @@ pub(super) fn functions(id: &Identity<'_>, pid: i32) -> Vec<PgFunction> {
         f("pg_relation_is_publishable", Func::Bool(false)),
         f("pg_size_pretty", Func::FirstArg),
         f("_pg_expandarray", Func::ExpandArray),
+        f("to_regtype", Func::ToRegtype),
+        f("json_in", Func::JsonIn),
+        f("pg_get_serial_sequence", Func::NullText),
+        PgFunction {
+            name: "json_build_object",
+            func: Func::JsonBuildObject,
+            signature: Signature::one_of(
+                vec![TypeSignature::Nullary, TypeSignature::VariadicAny],
+                Volatility::Immutable,
+            ),
+        },
     ];
     for name in [
         "pg_table_is_visible",
         "pg_type_is_visible",
         "pg_function_is_visible",
+        "pg_collation_is_visible",
         "has_table_privilege",
         "has_schema_privilege",
         "has_database_privilege",
@@ -129,6 +149,19 @@ fn expand_array_type() -> DataType {
     )
 }
 
+/// A value of `array` (shown as `text`) in JSON: numbers and booleans as such, NULL as null.
+fn json_value(array: &ArrayRef, text: Option<String>) -> serde_json::Value {
+    use serde_json::Value;
+    let Some(text) = text else {
+        return Value::Null;
+    };
+    match array.data_type() {
+        DataType::Boolean => Value::Bool(text == "true"),
+        t if t.is_numeric() => serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        _ => Value::String(text),
+    }
+}
+
 /// What `version()` returns.
 pub(crate) fn version() -> String {
     format!(
@@ -153,8 +186,17 @@ impl ScalarUDFImpl for PgFunction {
             Func::Int(_) => DataType::Int32,
             Func::CurrentSchemas => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
             Func::ExpandArray => expand_array_type(),
+            Func::ToRegtype => DataType::Int64,
             _ => DataType::Utf8,
         })
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs<'_>) -> Result<FieldRef> {
+        if matches!(self.func, Func::JsonIn | Func::JsonBuildObject) {
+            return Ok(Arc::new(crate::result::json_field(self.name)));
+        }
+        let types: Vec<DataType> = args.arg_fields.iter().map(|f| f.data_type().clone()).collect();
+        Ok(Arc::new(Field::new(self.name, self.return_type(&types)?, true)))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -162,7 +204,8 @@ impl ScalarUDFImpl for PgFunction {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let arg_text = |i: usize, row: usize| -> Option<String> {
             let a = arrays.get(i)?;
-            if a.is_null(row) {
+            // a NullArray (an untyped NULL) has no null buffer: `is_null` says false
+            if a.is_null(row) || *a.data_type() == DataType::Null {
                 return None;
             }
             let options = datafusion::arrow::util::display::FormatOptions::new();
@@ -182,6 +225,43 @@ impl ScalarUDFImpl for PgFunction {
                     .collect::<StringArray>(),
             ),
             Func::Encoding => Arc::new(StringArray::from(vec!["UTF8"; rows])),
+            Func::ToRegtype => Arc::new(
+                (0..rows)
+                    .map(|r| arg_text(0, r).and_then(|s| oid_of("regtype", &s)))
+                    .collect::<Int64Array>(),
+            ),
+            Func::JsonBuildObject => {
+                if arrays.len() % 2 != 0 {
+                    return exec_err!("json_build_object takes an even number of arguments (key, value, …)");
+                }
+                let mut out = StringBuilder::new();
+                for r in 0..rows {
+                    let mut object = serde_json::Map::new();
+                    for (pair, chunk) in arrays.chunks(2).enumerate() {
+                        let Some(key) = arg_text(pair * 2, r) else {
+                            return exec_err!("json_build_object: a key is NULL");
+                        };
+                        object.insert(key, json_value(&chunk[1], arg_text(pair * 2 + 1, r)));
+                    }
+                    out.append_value(serde_json::Value::Object(object).to_string());
+                }
+                Arc::new(out.finish())
+            }
+            Func::JsonIn => {
+                let mut out = StringBuilder::new();
+                for r in 0..rows {
+                    match arg_text(0, r) {
+                        None => out.append_null(),
+                        Some(text) => {
+                            if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+                                return exec_err!("invalid input syntax for type json: {e}");
+                            }
+                            out.append_value(text);
+                        }
+                    }
+                }
+                Arc::new(out.finish())
+            }
             Func::ExpandArray => new_null_array(&expand_array_type(), rows),
             Func::QuoteIdent => Arc::new(
                 (0..rows)

@@ -8,6 +8,7 @@
 //! a table, declare it in the file of its family and add it to [`TABLES`].
 
 mod functions;
+mod keywords;
 mod objects;
 mod pg_type;
 mod relation;
@@ -194,6 +195,7 @@ pub(crate) fn install(ctx: &SessionContext, identity: &Identity<'_>, pid: i32) -
     for f in functions::functions(identity, pid) {
         ctx.register_udf(ScalarUDF::new_from_impl(f));
     }
+    ctx.register_udtf("pg_get_keywords", Arc::new(keywords::Keywords));
     Ok(())
 }
 
@@ -256,7 +258,13 @@ async fn snapshot<'a>(
             let Ok(Some(table)) = schema.table(&name).await else {
                 continue;
             };
-            let kind = match table.table_type() {
+            // The schema's word first: `[sql.tables]` files are base tables there (relkind `r`, what
+            // psql's `\dt` and SQLAlchemy's `get_table_names` list), whatever provider reads them.
+            let table_type = match schema.table_type(&name).await {
+                Ok(Some(t)) => t,
+                _ => table.table_type(),
+            };
+            let kind = match table_type {
                 TableType::View => "v",
                 _ if schema_name == "information_schema" => "v",
                 _ => "r",

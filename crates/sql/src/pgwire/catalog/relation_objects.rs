@@ -189,6 +189,9 @@ catalog_table! {
         seqtypid: Oid,
         seqstart: Oid,
         seqincrement: Oid,
+        seqmax: Oid,
+        seqmin: Oid,
+        seqcache: Oid,
         seqcycle: bool,
     }
 }
