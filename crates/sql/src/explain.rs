@@ -1,5 +1,6 @@
 //! What `EXPLAIN RVBBIT MAP` / `EXPLAIN RVBBIT RUN` return: a one-column `plan` result and the estimated
-//! cost line from the store's history.
+//! cost line from the store's history; and the `rvbbit_estimate` rows `EXPLAIN <query>` adds for the
+//! semantic functions, from a dry run of the query ([`estimate_lines`]).
 
 use std::sync::Arc;
 
@@ -9,7 +10,9 @@ use datafusion::arrow::record_batch::RecordBatch;
 use rvbbit_core::MicroUsd;
 
 use crate::error::{Error, Result};
+use crate::plan::Planner;
 use crate::runtime::CostHistory;
+use crate::statement::Statement;
 
 /// A one-column `plan` result.
 pub(crate) fn plan_lines(lines: &[String]) -> Result<(SchemaRef, Vec<RecordBatch>)> {
@@ -82,4 +85,71 @@ pub(crate) fn semantic_line(
         e.rows_per_call.max(1),
         e.prompt_bytes.div_ceil(4)
     )
+}
+
+/// Run `query` as a dry run (its rvbbit functions record what they would ask and call nothing;
+/// DIMENSION calls read their distinct values only) and describe what each would do.
+pub(crate) async fn estimate_lines(planner: &Planner<'_>, query: &str, stmt: &Arc<Statement>) -> Vec<String> {
+    let dry = Arc::new(Statement::new(stmt.caller_id.clone()).estimating());
+    planner.shared.set(Some(dry.clone()));
+    let ran = async {
+        let df = planner.plan_and_check(query).await?;
+        df.collect().await.map_err(Error::from_datafusion)
+    }
+    .await;
+    planner.shared.set(Some(stmt.clone()));
+    if let Err(e) = ran {
+        return vec![format!("rvbbit estimate not available: {e}")];
+    }
+    let mut lines = Vec::new();
+    for (function, estimate) in dry.estimates() {
+        let history = match &estimate.cascade {
+            Some(cascade) => planner.shared.runtime.cost_history(cascade).await,
+            None => None,
+        };
+        lines.push(semantic_line(&function, &estimate, history));
+    }
+    lines
+}
+
+/// The query of `EXPLAIN <query>` (a SELECT or WITH query; not `EXPLAIN ANALYZE`, `VERBOSE` or
+/// `FORMAT`, and never a statement that writes).
+pub(crate) fn explained_query(sql: &str) -> Option<&str> {
+    let t = sql.trim_start();
+    let head = t.get(..7)?;
+    if !head.eq_ignore_ascii_case("explain") {
+        return None;
+    }
+    let rest = t[7..].trim_start();
+    let word: String = rest
+        .chars()
+        .take_while(char::is_ascii_alphabetic)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    matches!(word.as_str(), "select" | "with").then_some(rest)
+}
+
+/// The `EXPLAIN` rows of `lines`, as `plan_type` `rvbbit_estimate` in the schema of the plan's result.
+pub(crate) fn estimate_batch(schema: &SchemaRef, lines: &[String]) -> Result<RecordBatch> {
+    let text = |values: Vec<&str>| -> datafusion::arrow::array::ArrayRef {
+        Arc::new(datafusion::arrow::array::StringArray::from(values))
+    };
+    let mut columns = vec![
+        text(vec!["rvbbit_estimate"; lines.len()]),
+        text(lines.iter().map(String::as_str).collect()),
+    ];
+    for (column, field) in columns.iter_mut().zip(schema.fields()) {
+        *column =
+            datafusion::arrow::compute::cast(column, field.data_type()).map_err(|e| Error::Execution {
+                message: e.to_string(),
+            })?;
+    }
+    if columns.len() != schema.fields().len() {
+        return Err(Error::Execution {
+            message: "the EXPLAIN result has an unexpected shape".into(),
+        });
+    }
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Execution {
+        message: e.to_string(),
+    })
 }

@@ -406,10 +406,10 @@ impl SqlSession {
             let df = planner.plan_and_check(sql).await?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             let mut batches = df.collect().await.map_err(Error::from_datafusion)?;
-            if let Some(query) = explained_query(sql) {
-                let lines = self.estimate_lines(&planner, query, &stmt).await;
+            if let Some(query) = crate::explain::explained_query(sql) {
+                let lines = crate::explain::estimate_lines(&planner, query, &stmt).await;
                 if !lines.is_empty() {
-                    batches.push(estimate_batch(&schema, &lines)?);
+                    batches.push(crate::explain::estimate_batch(&schema, &lines)?);
                 }
             }
             Ok::<_, Error>((schema, batches))
@@ -534,75 +534,6 @@ impl SqlSession {
             tracing::warn!(error = %e, "sql_query event not recorded");
         }
     }
-}
-
-impl SqlSession {
-    /// Run `query` as a dry run (its rvbbit functions record what they would ask and call nothing;
-    /// DIMENSION calls read their distinct values only) and describe what each would do.
-    async fn estimate_lines(&self, planner: &Planner<'_>, query: &str, stmt: &Arc<Statement>) -> Vec<String> {
-        let dry = Arc::new(Statement::new(stmt.caller_id.clone()).estimating());
-        self.shared.set(Some(dry.clone()));
-        let ran = async {
-            let df = planner.plan_and_check(query).await?;
-            df.collect().await.map_err(Error::from_datafusion)
-        }
-        .await;
-        self.shared.set(Some(stmt.clone()));
-        if let Err(e) = ran {
-            return vec![format!("rvbbit estimate not available: {e}")];
-        }
-        let mut lines = Vec::new();
-        for (function, estimate) in dry.estimates() {
-            let history = match &estimate.cascade {
-                Some(cascade) => self.shared.runtime.cost_history(cascade).await,
-                None => None,
-            };
-            lines.push(crate::explain::semantic_line(&function, &estimate, history));
-        }
-        lines
-    }
-}
-
-/// The query of `EXPLAIN <query>` (a SELECT or WITH query; not `EXPLAIN ANALYZE`, `VERBOSE` or
-/// `FORMAT`, and never a statement that writes).
-fn explained_query(sql: &str) -> Option<&str> {
-    let t = sql.trim_start();
-    let head = t.get(..7)?;
-    if !head.eq_ignore_ascii_case("explain") {
-        return None;
-    }
-    let rest = t[7..].trim_start();
-    let word: String = rest
-        .chars()
-        .take_while(char::is_ascii_alphabetic)
-        .collect::<String>()
-        .to_ascii_lowercase();
-    matches!(word.as_str(), "select" | "with").then_some(rest)
-}
-
-/// The `EXPLAIN` rows of `lines`, as `plan_type` `rvbbit_estimate` in the schema of the plan's result.
-fn estimate_batch(schema: &SchemaRef, lines: &[String]) -> Result<RecordBatch> {
-    let text = |values: Vec<&str>| -> datafusion::arrow::array::ArrayRef {
-        Arc::new(datafusion::arrow::array::StringArray::from(values))
-    };
-    let mut columns = vec![
-        text(vec!["rvbbit_estimate"; lines.len()]),
-        text(lines.iter().map(String::as_str).collect()),
-    ];
-    for (column, field) in columns.iter_mut().zip(schema.fields()) {
-        *column =
-            datafusion::arrow::compute::cast(column, field.data_type()).map_err(|e| Error::Execution {
-                message: e.to_string(),
-            })?;
-    }
-    if columns.len() != schema.fields().len() {
-        return Err(Error::Execution {
-            message: "the EXPLAIN result has an unexpected shape".into(),
-        });
-    }
-    RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Execution {
-        message: e.to_string(),
-    })
 }
 
 /// Characters of a statement's text kept in its runs' invocation metadata.
