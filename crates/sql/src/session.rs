@@ -327,30 +327,31 @@ impl SqlSession {
     /// The columns `sql` would return, by planning it (checked against the limits, on the SQL
     /// threads) without running it.
     pub(crate) async fn plan_schema(&self, sql: &str) -> Result<Schema> {
-        let session = self.handle();
-        let sql = sql.to_owned();
-        self.shared
-            .runtime
-            .stack
-            .run(async move {
-                let plan = session.planner().checked_plan(&sql).await?;
-                Ok(plan.schema().as_arrow().clone())
-            })
+        self.with_plan(sql, |plan| Ok(plan.schema().as_arrow().clone()))
             .await
     }
 
     /// The types DataFusion infers for the `$n` placeholders of `sql` (by their id, `$1`; None where
     /// the context implies none), by planning it like [`Self::plan_schema`].
     pub(crate) async fn plan_parameter_types(&self, sql: &str) -> Result<HashMap<String, Option<DataType>>> {
+        self.with_plan(sql, |plan| {
+            plan.get_parameter_types().map_err(Error::from_datafusion)
+        })
+        .await
+    }
+
+    /// `read` of the plan of `sql` (checked against the limits, planned on the SQL threads, not run).
+    async fn with_plan<T: Send + 'static>(
+        &self,
+        sql: &str,
+        read: impl FnOnce(&datafusion::logical_expr::LogicalPlan) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let session = self.handle();
         let sql = sql.to_owned();
         self.shared
             .runtime
             .stack
-            .run(async move {
-                let plan = session.planner().checked_plan(&sql).await?;
-                plan.get_parameter_types().map_err(Error::from_datafusion)
-            })
+            .run(async move { read(&session.planner().checked_plan(&sql).await?) })
             .await
     }
 

@@ -83,6 +83,19 @@ impl Conn {
         Ok(())
     }
 
+    /// The value `SHOW name` gives: an `rvbbit.*` or `datafusion.*` setting of the session, else a
+    /// PostgreSQL parameter of the connection.
+    fn setting(&self, name: &str) -> Option<String> {
+        if name.starts_with("rvbbit.") || name.starts_with("datafusion.") {
+            self.session_entries()
+                .into_iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v)
+        } else {
+            self.param(name)
+        }
+    }
+
     pub(super) fn param(&self, name: &str) -> Option<String> {
         let lower = name.to_ascii_lowercase();
         if let Some(v) = self.params.lock().unwrap_or_else(|p| p.into_inner()).get(&lower) {
@@ -246,14 +259,7 @@ impl Conn {
             .map_err(|e| user_error(error(state::INTERNAL, e.to_string(), "")))?;
             return rows_response(&[batch], batch_schema(&all_schema()), format, "SHOW");
         }
-        let value = if name.starts_with("rvbbit.") || name.starts_with("datafusion.") {
-            self.session_entries()
-                .into_iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v)
-        } else {
-            self.param(name)
-        };
+        let value = self.setting(name);
         let Some(value) = value else {
             return Err(user_error(error(
                 state::UNDEFINED_OBJECT,
@@ -390,16 +396,7 @@ impl Conn {
         let Some(ast) = answered.ast.as_mut() else {
             return Ok((answered, Vec::new()));
         };
-        let lookup = |name: &str| {
-            if name.starts_with("rvbbit.") || name.starts_with("datafusion.") {
-                self.session_entries()
-                    .into_iter()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v)
-            } else {
-                self.param(name)
-            }
-        };
+        let lookup = |name: &str| self.setting(name);
         let sets = settings::substitute(ast, &lookup).map_err(user_error)?;
         Ok((answered, sets))
     }

@@ -558,17 +558,8 @@ impl ResultCache for SqliteStore {
         now: Timestamp,
         expires_at: Option<Timestamp>,
     ) -> Result<()> {
-        let (key, value) = (key.to_owned(), value.to_string());
-        self.with_conn("write the result cache", move |c, _| {
-            c.execute(
-                "INSERT INTO result_cache (key, value, created_at_us, expires_at_us, hits) VALUES (?1, ?2, ?3, ?4, 0)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, created_at_us = excluded.created_at_us,
-                 expires_at_us = excluded.expires_at_us, hits = 0",
-                params![key, value, now.micros(), expires_at.map(Timestamp::micros)],
-            )?;
-            Ok(())
-        })
-        .await
+        self.cache_put_many(&[(key.to_owned(), value.clone())], now, expires_at)
+            .await
     }
 
     async fn cache_put_many(

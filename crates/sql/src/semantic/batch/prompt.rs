@@ -109,7 +109,8 @@ impl Batching {
             .collect()
     }
 
-    /// [`Batching::read_reply`] with each answer's `confidence` (0 when absent or not a number in 0..=1).
+    /// Each row's answer in `reply` (ids 1..=n) with its `confidence` (0 when absent or not a number in
+    /// 0..=1); `None` when missing, repeated differently or not of the function's type.
     pub(crate) fn read_scored(&self, reply: &Value, n: usize) -> Vec<Option<(Value, f64)>> {
         let mut answers: Vec<Option<(Value, f64)>> = vec![None; n];
         let mut conflicting = vec![false; n];
