@@ -131,6 +131,8 @@ impl Planner<'_> {
         }
         let lookups = self.resolve_dimensions(&mut statement).await?;
         self.collect_aggregate_arguments(&mut statement);
+        let operators = self.operators.clone();
+        crate::semantic::threshold_scores(&mut statement, &|name| operators.is_score(name));
         let plan = self
             .ctx
             .state()

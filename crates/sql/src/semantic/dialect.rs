@@ -52,6 +52,9 @@ pub(crate) struct Operators {
     list: Vec<Operator>,
     /// The call names of the AGGREGATE functions (lower-case), whose calls collect a group's values.
     aggregates: BTreeSet<String>,
+    /// The call names of the SCALAR functions returning DOUBLE (scores: a bare one in a condition
+    /// means `> 0.5`).
+    scores: BTreeSet<String>,
 }
 
 impl Operators {
@@ -61,6 +64,7 @@ impl Operators {
         Operators {
             list,
             aggregates: BTreeSet::new(),
+            scores: BTreeSet::new(),
         }
     }
 
@@ -68,6 +72,17 @@ impl Operators {
     pub(crate) fn with_aggregates(mut self, names: impl IntoIterator<Item = String>) -> Operators {
         self.aggregates.extend(names);
         self
+    }
+
+    /// The table, knowing `names` as the call names of score functions.
+    pub(crate) fn with_scores(mut self, names: impl IntoIterator<Item = String>) -> Operators {
+        self.scores.extend(names);
+        self
+    }
+
+    /// Whether `name` (lower-case) calls a SCALAR semantic function returning DOUBLE.
+    pub(crate) fn is_score(&self, name: &str) -> bool {
+        self.scores.contains(name)
     }
 
     /// Whether `name` (lower-case) calls an AGGREGATE semantic function.

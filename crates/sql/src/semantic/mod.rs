@@ -45,7 +45,7 @@ pub(crate) use dimension::{
     Ask, Dimensions, Lookup, is_explain, resolve as resolve_dimension, sites as dimension_sites,
 };
 pub(crate) use registry::{Builtins, Definition, Registry};
-pub(crate) use rewrite::rewrite_aggregates;
+pub(crate) use rewrite::{rewrite_aggregates, threshold_scores};
 
 /// How many prompts of `budget` bytes `values` take as JSON arrays.
 pub(crate) fn chunk_count(values: &[String], budget: usize) -> usize {

@@ -259,7 +259,17 @@ fn operator_table(functions: &[Arc<Definition>], warnings: &mut Vec<String>) -> 
         .iter()
         .filter(|f| f.unsupported.is_none() && f.spec.call_shape() == SqlShape::Aggregate)
         .flat_map(|f| f.call_names());
-    Operators::new(list).with_aggregates(aggregates)
+    let scores = functions
+        .iter()
+        .filter(|f| {
+            f.unsupported.is_none()
+                && matches!(f.spec.call_shape(), SqlShape::Scalar | SqlShape::Row)
+                && f.returns() == SqlType::Double
+        })
+        .flat_map(|f| f.call_names());
+    Operators::new(list)
+        .with_aggregates(aggregates)
+        .with_scores(scores)
 }
 
 /// The argument position of each placeholder of `t`, when they are the first k arguments of `f` (k at

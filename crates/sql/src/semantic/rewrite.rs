@@ -1,4 +1,6 @@
-//! AGGREGATE semantic functions before planning: on the parsed statement, a call `f(col [, extra…])` of
+//! Semantic calls rewritten on the parsed statement before planning. A score function (a SCALAR
+//! function returning DOUBLE, `a ABOUT 'x'`) standing alone as a condition (a WHERE, HAVING or JOIN ON
+//! term, under AND, OR and NOT) means `> 0.5` ([`threshold_scores`]). AGGREGATE semantic functions: on the parsed statement, a call `f(col [, extra…])` of
 //! a loaded AGGREGATE function becomes `f(array_agg(col) [, extra…])`, so DataFusion collects each
 //! group's values and then calls the async function once per group. A call whose first argument is
 //! already an aggregate (or a window call, or one with `FILTER`) is left alone, so the rewrite is
@@ -12,7 +14,113 @@ use datafusion::sql::sqlparser::ast::{
     ObjectNamePart, visit_expressions_mut,
 };
 
+use datafusion::sql::sqlparser::ast::{
+    BinaryOperator, JoinConstraint, JoinOperator, Query, SetExpr, Statement as SqlStatement, UnaryOperator,
+};
+
 use super::dialect::call_with;
+
+/// The score a bare score function in a condition must pass.
+const BARE_SCORE: &str = "0.5";
+
+/// Make each bare call of a score function in a condition of `statement` (`WHERE a ABOUT 'x'`) a
+/// comparison `> 0.5`; `is_score(name)` says whether a (lower-case) function name is one.
+pub(crate) fn threshold_scores(statement: &mut DfStatement, is_score: &dyn Fn(&str) -> bool) {
+    match statement {
+        DfStatement::Statement(s) => match s.as_mut() {
+            SqlStatement::Query(q) => query_scores(q, is_score),
+            SqlStatement::CreateTable(c) => {
+                if let Some(q) = c.query.as_mut() {
+                    query_scores(q, is_score);
+                }
+            }
+            SqlStatement::Insert(i) => {
+                if let Some(q) = i.source.as_mut() {
+                    query_scores(q, is_score);
+                }
+            }
+            _ => {}
+        },
+        DfStatement::Explain(explain) => threshold_scores(&mut explain.statement, is_score),
+        _ => {}
+    }
+}
+
+fn query_scores(query: &mut Query, is_score: &dyn Fn(&str) -> bool) {
+    if let Some(with) = query.with.as_mut() {
+        for cte in &mut with.cte_tables {
+            query_scores(&mut cte.query, is_score);
+        }
+    }
+    set_scores(&mut query.body, is_score);
+}
+
+fn set_scores(body: &mut SetExpr, is_score: &dyn Fn(&str) -> bool) {
+    match body {
+        SetExpr::Select(select) => {
+            for condition in [select.selection.as_mut(), select.having.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                condition_scores(condition, is_score);
+            }
+            for table in &mut select.from {
+                for join in &mut table.joins {
+                    let (JoinOperator::Join(constraint)
+                    | JoinOperator::Inner(constraint)
+                    | JoinOperator::Left(constraint)
+                    | JoinOperator::LeftOuter(constraint)
+                    | JoinOperator::Right(constraint)
+                    | JoinOperator::RightOuter(constraint)
+                    | JoinOperator::FullOuter(constraint)) = &mut join.join_operator
+                    else {
+                        continue;
+                    };
+                    if let JoinConstraint::On(on) = constraint {
+                        condition_scores(on, is_score);
+                    }
+                }
+            }
+        }
+        SetExpr::Query(q) => query_scores(q, is_score),
+        SetExpr::SetOperation { left, right, .. } => {
+            set_scores(left, is_score);
+            set_scores(right, is_score);
+        }
+        _ => {}
+    }
+}
+
+/// `expr` as a condition: through AND, OR, NOT and parentheses, a bare score call becomes `> 0.5`.
+fn condition_scores(expr: &mut Expr, is_score: &dyn Fn(&str) -> bool) {
+    match expr {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And | BinaryOperator::Or,
+            right,
+        } => {
+            condition_scores(left, is_score);
+            condition_scores(right, is_score);
+        }
+        Expr::UnaryOp {
+            op: UnaryOperator::Not,
+            expr: inner,
+        }
+        | Expr::Nested(inner) => condition_scores(inner, is_score),
+        Expr::Function(f) if f.over.is_none() && last_name(&f.name).is_some_and(|n| is_score(&n)) => {
+            let call = std::mem::replace(expr, Expr::value(datafusion::sql::sqlparser::ast::Value::Null));
+            *expr = Expr::BinaryOp {
+                left: Box::new(call),
+                op: BinaryOperator::Gt,
+                right: Box::new(Expr::value(datafusion::sql::sqlparser::ast::Value::Number(
+                    BARE_SCORE.to_owned(),
+                    false,
+                ))),
+            };
+        }
+        _ => {}
+    }
+}
 
 /// The name the rewrite wraps a group's values in.
 const COLLECT: &str = "array_agg";
@@ -118,6 +226,38 @@ mod tests {
             rewritten("SELECT summarize(DISTINCT body) FROM t"),
             "SELECT summarize(array_agg(DISTINCT body)) FROM t"
         );
+    }
+
+    fn thresholded(sql: &str) -> String {
+        let mut statements = DFParserBuilder::new(sql)
+            .build()
+            .unwrap()
+            .parse_statements()
+            .unwrap();
+        let mut statement = statements.pop_front().unwrap();
+        threshold_scores(&mut statement, &|n: &str| n == "semantic_score");
+        statement.to_string()
+    }
+
+    #[test]
+    fn a_bare_score_in_a_condition_must_pass_one_half() {
+        assert_eq!(
+            thresholded("SELECT a FROM t WHERE semantic_score(a, 'x') AND NOT (semantic_score(b, 'y'))"),
+            "SELECT a FROM t WHERE semantic_score(a, 'x') > 0.5 AND NOT (semantic_score(b, 'y') > 0.5)"
+        );
+        assert_eq!(
+            thresholded(
+                "SELECT a FROM t JOIN u ON semantic_score(t.a, u.b) GROUP BY a HAVING semantic_score(a, 'z')"
+            ),
+            "SELECT a FROM t JOIN u ON semantic_score(t.a, u.b) > 0.5 GROUP BY a HAVING semantic_score(a, 'z') > 0.5"
+        );
+        // A compared score, a score as a value and other functions are left alone.
+        for sql in [
+            "SELECT semantic_score(a, 'x') FROM t WHERE semantic_score(a, 'x') > 0.7",
+            "SELECT a FROM t WHERE upper(a) = 'X'",
+        ] {
+            assert_eq!(thresholded(sql), sql);
+        }
     }
 
     #[test]
