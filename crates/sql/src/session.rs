@@ -101,17 +101,23 @@ impl SqlRuntime {
 
     /// A new session for the command line (`sql-…` caller ids, protocol `cli`): its own tables and
     /// settings, the rvbbit functions and `rvbbit.*` settings.
-    /// Run the `test_cases` of every semantic function of the working directory (built-ins, then the
-    /// files under `cascades/`), each case's `sql` in one fresh session, its first value checked against
-    /// `expect` (`rvbbit sql --test-functions`).
-    pub async fn test_functions(&self) -> Vec<crate::semantic::CaseResult> {
+    /// The semantic functions of the working directory: the built-ins, then the `sql_function` files
+    /// under `cascades/` (bounded by the limits).
+    fn registry(&self) -> Registry {
         let runtime = &self.runtime;
-        let registry = Registry::load(
+        Registry::load(
             &self.builtins,
             &runtime.settings.base_dir,
             &runtime.settings.limits,
             &runtime.engine,
-        );
+        )
+    }
+
+    /// Run the `test_cases` of every semantic function of the working directory (built-ins, then the
+    /// files under `cascades/`), each case's `sql` in one fresh session, its first value checked against
+    /// `expect` (`rvbbit sql --test-functions`).
+    pub async fn test_functions(&self) -> Vec<crate::semantic::CaseResult> {
+        let registry = self.registry();
         let session = self.session();
         let mut out = Vec::new();
         for case in crate::semantic::test_cases(&registry.functions) {
@@ -217,13 +223,7 @@ impl SqlRuntime {
         ctx: &SessionContext,
         shared: &Arc<Shared>,
     ) -> (Arc<Operators>, Arc<Dimensions>) {
-        let runtime = &self.runtime;
-        let registry = Registry::load(
-            &self.builtins,
-            &runtime.settings.base_dir,
-            &runtime.settings.limits,
-            &runtime.engine,
-        );
+        let registry = self.registry();
         let mut warnings = registry.warnings.clone();
         warnings.extend(crate::semantic::register(ctx, &registry, shared));
         for warning in &warnings {

@@ -199,13 +199,17 @@ mod tests {
 
     use super::*;
 
-    fn rewritten(sql: &str) -> String {
+    fn parsed(sql: &str) -> DfStatement {
         let mut statements = DFParserBuilder::new(sql)
             .build()
             .unwrap()
             .parse_statements()
             .unwrap();
-        let mut statement = statements.pop_front().unwrap();
+        statements.pop_front().unwrap()
+    }
+
+    fn rewritten(sql: &str) -> String {
+        let mut statement = parsed(sql);
         let semantic = |n: &str| n == "summarize" || n == "best";
         let aggregate = |n: &str| n == "array_agg" || n == "string_agg" || n == "count";
         rewrite_aggregates(&mut statement, &semantic, &aggregate);
@@ -229,12 +233,7 @@ mod tests {
     }
 
     fn thresholded(sql: &str) -> String {
-        let mut statements = DFParserBuilder::new(sql)
-            .build()
-            .unwrap()
-            .parse_statements()
-            .unwrap();
-        let mut statement = statements.pop_front().unwrap();
+        let mut statement = parsed(sql);
         threshold_scores(&mut statement, &|n: &str| n == "semantic_score");
         statement.to_string()
     }

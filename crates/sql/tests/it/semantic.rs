@@ -328,11 +328,7 @@ async fn a_pipeline_operator_fails_with_a_clear_error() {
 /// is still answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_value_over_the_context_budget_is_cut_with_a_notice() {
-    let server = TestServer::start(Script::rule(|body: &Value| {
-        let prompt = body["messages"][0]["content"].as_str().unwrap_or_default();
-        crate::slt::semantic_reply(prompt).unwrap_or_else(|| Reply::error(400, "unknown prompt"))
-    }))
-    .await;
+    let server = crate::slt::semantic_model().await;
     let h = Harness::new(&server.base_url(), 4).await;
     let session = h.runtime.session();
     session
@@ -364,11 +360,7 @@ async fn summarize_over_10000_rows_keeps_every_prompt_under_the_context_budget()
     const BUDGET: usize = 4096;
     // The rest of summarize.yaml's prompt around its `Texts:` value (about 300 bytes).
     const TEMPLATE_OVERHEAD: usize = 512;
-    let server = TestServer::start(Script::rule(|body: &Value| {
-        let prompt = body["messages"][0]["content"].as_str().unwrap_or_default();
-        crate::slt::semantic_reply(prompt).unwrap_or_else(|| Reply::error(400, "unknown prompt"))
-    }))
-    .await;
+    let server = crate::slt::semantic_model().await;
     let h = Harness::new(&server.base_url(), 4).await;
     let session = h.runtime.session();
     session

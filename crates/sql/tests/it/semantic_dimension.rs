@@ -15,10 +15,7 @@ fn prompt_of(body: &Value) -> String {
 }
 
 async fn model() -> TestServer {
-    TestServer::start(Script::rule(|body: &Value| {
-        crate::slt::semantic_reply(&prompt_of(body)).unwrap_or_else(|| Reply::error(400, "unknown prompt"))
-    }))
-    .await
+    crate::slt::semantic_model().await
 }
 
 /// 3,000 rows over 300 distinct values and a 1 KiB budget: the first call names at most 3 topics from a
@@ -82,7 +79,7 @@ async fn group_by_topics_names_buckets_once_then_assigns_every_chunk_to_them() {
 }
 
 /// An answer that is not a mapping groups the rows under NULL with a notice; arguments after the column
-/// must be literals; a DIMENSION call in a query without FROM says what is missing.
+/// must be literals; the calls count against `rvbbit.max_calls`; a DIMENSION call in a query without FROM says what is missing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_answers_and_bad_calls_are_reported() {
     let server = TestServer::start(Script::rule(|_| Reply::text("I cannot do that."))).await;
@@ -109,6 +106,23 @@ async fn bad_answers_and_bad_calls_are_reported() {
         .unwrap_err();
     assert!(err.to_string().contains("must be a literal"), "{err}");
     assert_eq!(err.code().code, "RVB-Q001");
+    // Its calls count against rvbbit.max_calls: 300 values in 256-byte chunks need more than 2.
+    session.execute("SET rvbbit.max_calls = 2").await.unwrap();
+    session
+        .execute("SET rvbbit.semantic_context_bytes = 256")
+        .await
+        .unwrap();
+    let before = server.requests();
+    let err = session
+        .execute(
+            "SELECT topics(x), count(*) FROM (SELECT 'note ' || value AS x FROM generate_series(1, 300)) \
+             GROUP BY topics(x)",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().code, "RVB-Q006", "{err}");
+    assert!(err.to_string().contains("rvbbit.max_calls"), "{err}");
+    assert!(server.requests() - before <= 2, "no call past the limit");
     let err = session
         .execute("SELECT 1 GROUP BY topics('a')")
         .await

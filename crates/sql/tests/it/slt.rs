@@ -209,6 +209,16 @@ async fn llm() -> TestServer {
     .await
 }
 
+/// A testkit server answering the built-in semantic functions' prompts with [`semantic_reply`] (an
+/// unknown prompt fails with a 400).
+pub(crate) async fn semantic_model() -> TestServer {
+    TestServer::start(Script::rule(|body| {
+        let prompt = body["messages"][0]["content"].as_str().unwrap_or_default();
+        semantic_reply(prompt).unwrap_or_else(|| Reply::error(400, "unknown prompt"))
+    }))
+    .await
+}
+
 /// The scripted answers of the built-in semantic functions (`crates/sql/operators/*.yaml`), told apart
 /// by the prompt's first line and reading its `Name: value` lines. A yes/no answer is "does the first
 /// text contain the first word of the second", in each function's own spelling (`true`, `Yes.`,
