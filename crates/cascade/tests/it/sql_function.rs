@@ -77,3 +77,22 @@ fn broken_sql_functions_are_reported_at_their_position() {
     has("RVB-V005", 9, 28, "`{{ criterion }}`");
     has("RVB-V013", 10, 19, "does not parse");
 }
+
+/// `batch_size` is 1 to 1000: 1000 validates, 1001 and 0 are reported at their position.
+#[test]
+fn batch_size_is_bounded_and_reported_at_its_position() {
+    let with = |n: u32| {
+        format!("cascade_id: b\nsql_function:\n  args: [{{name: text}}]\n  batch_size: {n}\n{CELLS}")
+    };
+    assert_eq!(validate(&with(1000), true).counts(), (0, 0));
+    for n in [0, 1001] {
+        let found = errors(&validate(&with(n), false));
+        assert!(
+            found.iter().any(|(c, l, k, m)| c == "RVB-V005"
+                && *l == 4
+                && *k == 15
+                && m.contains("between 1 and 1000")),
+            "{found:#?}"
+        );
+    }
+}

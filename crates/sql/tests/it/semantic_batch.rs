@@ -271,6 +271,13 @@ async fn max_calls_refuses_a_statement_before_any_call() {
         .await
         .unwrap_err();
     assert!(bad.to_string().contains("rvbbit.semantic_batch_size"), "{bad}");
+    for (setting, value) in [("max_calls", "0"), ("semantic_batch_size", "1001")] {
+        let bad = session
+            .execute(&format!("SET rvbbit.{setting} = {value}"))
+            .await
+            .unwrap_err();
+        assert!(bad.to_string().contains(&format!("rvbbit.{setting}")), "{bad}");
+    }
 }
 
 /// Instructions that branch on a value cannot share one task with marks: each item of the batch then
