@@ -8,8 +8,10 @@
 //! - [`Form::Infix`]: `{{ a }} KEYWORD [KEYWORD…] {{ b }}`, a binary operator (`x ALIGNS WITH y`);
 //! - [`Form::Postfix`]: `{{ a }} KEYWORD [KEYWORD…]`, a predicate written after its argument;
 //! - [`Form::Call`]: `NAME({{ a }}, {{ b }})`, a function-call spelling;
-//! - [`Form::Other`]: any other sequence with a keyword (`THEN ENRICH {{ prompt }}`,
-//!   `ASK {{ prompt }} FROM {{ text }}`), checked but not yet SQL syntax.
+//! - [`Form::Stage`]: `THEN KEYWORD [KEYWORD | {{ arg }}]…`, a pipeline stage written after a whole
+//!   query (`THEN ENRICH {{ prompt }} AS {{ column }}`, `THEN STATS`);
+//! - [`Form::Other`]: any other sequence with a keyword (`ASK {{ prompt }} FROM {{ text }}`), checked
+//!   but not yet SQL syntax.
 //!
 //! ```
 //! use rvbbit_cascade::operator::{Form, parse};
@@ -98,7 +100,13 @@ pub enum Form {
         /// The function name, lower-cased.
         name: String,
     },
-    /// Any other sequence (prefix and pipeline forms): checked, not yet SQL syntax.
+    /// `THEN KEYWORD [KEYWORD | {{ arg }}]…`: a pipeline stage after a query.
+    Stage {
+        /// The words and placeholders after `THEN`, in order: a keyword upper-cased, a placeholder as
+        /// `None` (its name is the next of [`Template::args`]).
+        pieces: Vec<Option<String>>,
+    },
+    /// Any other sequence (prefix forms): checked, not yet SQL syntax.
     Other,
 }
 
@@ -173,6 +181,9 @@ fn classify(pieces: &[(Piece, usize)]) -> Result<Form, TemplateError> {
             })
             .collect()
     };
+    if let Some(stage) = stage(pieces) {
+        return Ok(stage);
+    }
     let n = pieces.len();
     let starts_with_arg = matches!(pieces.first(), Some((Piece::Arg(_), _)));
     if starts_with_arg && n >= 2 {
@@ -213,6 +224,25 @@ fn classify(pieces: &[(Piece, usize)]) -> Result<Form, TemplateError> {
         });
     }
     Ok(Form::Other)
+}
+
+/// `THEN KEYWORD …` with keywords and placeholders only: a pipeline stage.
+fn stage(pieces: &[(Piece, usize)]) -> Option<Form> {
+    let [(Piece::Word(then), _), (Piece::Word(_), _), ..] = pieces else {
+        return None;
+    };
+    if then != "THEN" {
+        return None;
+    }
+    let rest = pieces[1..]
+        .iter()
+        .map(|(p, _)| match p {
+            Piece::Word(w) => Some(Some(w.clone())),
+            Piece::Arg(_) => Some(None),
+            Piece::Punct(_) => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Form::Stage { pieces: rest })
 }
 
 /// `{{ a }}, {{ b }}` (or nothing).
@@ -316,7 +346,20 @@ mod tests {
             }
         );
         assert_eq!(call.args, ["text", "lang"]);
-        assert_eq!(parse("THEN ENRICH {{ prompt }}").unwrap().form, Form::Other);
+        assert_eq!(
+            parse("then enrich {{ prompt }} as {{ column }}").unwrap().form,
+            Form::Stage {
+                pieces: vec![Some("ENRICH".into()), None, Some("AS".into()), None]
+            }
+        );
+        assert_eq!(
+            parse("THEN STATS").unwrap().form,
+            Form::Stage {
+                pieces: vec![Some("STATS".into())]
+            }
+        );
+        assert_eq!(parse("THEN {{ a }}").unwrap().form, Form::Other);
+        assert_eq!(parse("THEN F({{ a }})").unwrap().form, Form::Other);
         assert_eq!(parse("ASK {{ p }} FROM {{ t }}").unwrap().form, Form::Other);
         assert_eq!(parse("{{ a }} ~ {{ b }}").unwrap().form, Form::Other);
     }

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::options::RvbbitOptions;
 use crate::semantic::{
-    Ask, Dimensions, Lookup, Operators, SemanticDialect, dimension_sites, resolve_dimension,
+    Ask, Dimensions, Lookup, Operators, SemanticDialect, Stages, dimension_sites, resolve_dimension,
     rewrite_aggregates,
 };
 use crate::shared::Shared;
@@ -36,6 +36,8 @@ pub(crate) struct Planner<'a> {
     pub(crate) operators: &'a Arc<Operators>,
     /// The session's DIMENSION functions (`GROUP BY TOPICS(title, 5)`).
     pub(crate) dimensions: &'a Arc<Dimensions>,
+    /// The session's pipeline stages (`… THEN FILTER 'x'`).
+    pub(crate) stages: &'a Arc<Stages>,
 }
 
 impl Planner<'_> {

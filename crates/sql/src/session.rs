@@ -26,7 +26,7 @@ use crate::plan::Planner;
 use crate::result::{QueryResult, StatementStats};
 use crate::run_batch::{BATCH_NAMES, RunBatch};
 use crate::runtime::{Runtime, Settings};
-use crate::semantic::{Builtins, Dimensions, Operators, Registry};
+use crate::semantic::{Builtins, Dimensions, Operators, Registry, Stages};
 use crate::shared::Shared;
 use crate::sources::{READ_FUNCTIONS, ReadFunction, SessionSchema};
 use crate::statement::Statement;
@@ -182,7 +182,7 @@ impl SqlRuntime {
                 Arc::new(ReadFunction::new(name, *format, self.runtime.sources.clone())),
             );
         }
-        let (operators, dimensions) = self.semantic_functions(&ctx, &shared);
+        let (operators, dimensions, stages) = self.semantic_functions(&ctx, &shared);
         // Magic tables over the store, each served by the one generic provider.
         let runtime = &self.runtime;
         let magic: [(&str, Arc<dyn TableProvider>); 6] = [
@@ -212,20 +212,23 @@ impl SqlRuntime {
             shared,
             operators,
             dimensions,
+            stages,
         }
     }
 
     /// Load the session's semantic SQL functions (built-ins, then `cascades/` of the working
     /// directory), register them and `rvbbit_functions`, and keep the loading warnings for the first
-    /// statement. Returns the operator table of the session's dialect and its DIMENSION functions.
+    /// statement. Returns the operator table of the session's dialect, its DIMENSION functions and its
+    /// pipeline stages.
     fn semantic_functions(
         &self,
         ctx: &SessionContext,
         shared: &Arc<Shared>,
-    ) -> (Arc<Operators>, Arc<Dimensions>) {
+    ) -> (Arc<Operators>, Arc<Dimensions>, Arc<Stages>) {
         let registry = self.registry();
         let mut warnings = registry.warnings.clone();
         warnings.extend(crate::semantic::register(ctx, &registry, shared));
+        let stages = Arc::new(Stages::of(&registry.functions, &mut warnings));
         for warning in &warnings {
             tracing::warn!(warning = %warning, "Semantic SQL function not loaded");
         }
@@ -234,7 +237,7 @@ impl SqlRuntime {
         // A fresh name in a fresh context: registering cannot fail, and there is no earlier table.
         let _ = ctx.register_table("rvbbit_functions", Arc::new(table));
         let dimensions = Arc::new(Dimensions::of(&registry.functions));
-        (registry.operators, dimensions)
+        (registry.operators, dimensions, stages)
     }
 }
 
@@ -246,6 +249,8 @@ pub struct SqlSession {
     operators: Arc<Operators>,
     /// The DIMENSION functions of the session.
     dimensions: Arc<Dimensions>,
+    /// The pipeline stages (`… THEN FILTER 'x'`).
+    stages: Arc<Stages>,
 }
 
 impl std::fmt::Debug for SqlSession {
@@ -269,6 +274,7 @@ impl SqlSession {
             shared: &self.shared,
             operators: &self.operators,
             dimensions: &self.dimensions,
+            stages: &self.stages,
         }
     }
 
@@ -293,6 +299,7 @@ impl SqlSession {
             shared: self.shared.clone(),
             operators: self.operators.clone(),
             dimensions: self.dimensions.clone(),
+            stages: self.stages.clone(),
         }
     }
 
@@ -403,6 +410,9 @@ impl SqlSession {
                     return crate::run_batch::execute_run(&planner, &stmt, map).await;
                 }
                 return crate::map::execute_map(&planner, &stmt, map).await;
+            }
+            if let Some(pipeline) = crate::semantic::split_pipeline(sql, planner.stages)? {
+                return crate::semantic::run_pipeline(&planner, &stmt, pipeline).await;
             }
             let df = planner.plan_and_check(sql).await?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());

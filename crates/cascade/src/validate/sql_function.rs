@@ -110,6 +110,27 @@ fn check_operator(
             return;
         }
     };
+    let is_stage = matches!(template.form, operator::Form::Stage { .. });
+    let pipeline = function.call_shape() == crate::model::SqlShape::Pipeline;
+    if is_stage != pipeline {
+        let (message, hint) = if pipeline {
+            (
+                format!("operator template `{text}` of a PIPELINE function is not a stage"),
+                "a PIPELINE stage is written after a query: `THEN KEYWORD {{ arg }}`, such as                  `THEN FILTER {{ criterion }}`",
+            )
+        } else {
+            (
+                format!("operator template `{text}` is a pipeline stage, but the function is not PIPELINE"),
+                "set `shape: PIPELINE` (the cascade then reads the result table as `input._table`), or                  write the operator without `THEN`",
+            )
+        };
+        diags.push(
+            Diagnostic::error(codes::V_TYPE, message)
+                .at(locate(0..text.len()))
+                .with_path(path.clone())
+                .with_hint(hint),
+        );
+    }
     for arg in &template.args {
         if names.contains(&arg.as_str()) {
             continue;

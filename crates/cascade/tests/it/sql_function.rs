@@ -96,3 +96,30 @@ fn batch_size_is_bounded_and_reported_at_its_position() {
         );
     }
 }
+
+#[test]
+fn pipeline_stages_validate_and_a_stage_on_another_shape_is_reported() {
+    let stage = "cascade_id: keep\nsql_function:\n  args: [{name: criterion}]\n  returns: TABLE\n  shape: PIPELINE\n  \
+                 operators: ['THEN KEEP {{ criterion }}', 'THEN KEEP {{ criterion }} AS {{ criterion }}']\n\
+                 cells:\n  - name: judge\n    instructions: 'Keep {{ input.criterion }} of {{ input._table }}'\n";
+    let report = validate(stage, true);
+    assert_eq!(report.counts(), (0, 0), "{:?}", report.diagnostics());
+    let mixed = "cascade_id: mixed\nsql_function:\n  args: [{name: text}]\n  returns: BOOLEAN\n  \
+                 operators: ['THEN KEEP {{ text }}']\ncells:\n  - name: judge\n    instructions: 'x'\n";
+    let found = errors(&validate(mixed, false));
+    assert!(
+        found
+            .iter()
+            .any(|(c, l, _, m)| c == "RVB-V005" && *l == 5 && m.contains("is a pipeline stage")),
+        "{found:#?}"
+    );
+    let pipeline = "cascade_id: p\nsql_function:\n  args: [{name: text}]\n  returns: TABLE\n  shape: PIPELINE\n  \
+                    operators: ['{{ text }} KEEPS']\ncells:\n  - name: judge\n    instructions: 'x'\n";
+    let found = errors(&validate(pipeline, false));
+    assert!(
+        found
+            .iter()
+            .any(|(c, l, _, m)| c == "RVB-V005" && *l == 6 && m.contains("is not a stage")),
+        "{found:#?}"
+    );
+}

@@ -14,6 +14,22 @@ pub(crate) const BUILTIN: &[(&str, &str)] = &[
     ("outliers.yaml", include_str!("../../operators/outliers.yaml")),
     ("parse_date.yaml", include_str!("../../operators/parse_date.yaml")),
     (
+        "pipeline_analyze.yaml",
+        include_str!("../../operators/pipeline_analyze.yaml"),
+    ),
+    (
+        "pipeline_dedupe.yaml",
+        include_str!("../../operators/pipeline_dedupe.yaml"),
+    ),
+    (
+        "pipeline_enrich.yaml",
+        include_str!("../../operators/pipeline_enrich.yaml"),
+    ),
+    (
+        "pipeline_filter.yaml",
+        include_str!("../../operators/pipeline_filter.yaml"),
+    ),
+    (
         "semantic_aligns.yaml",
         include_str!("../../operators/semantic_aligns.yaml"),
     ),

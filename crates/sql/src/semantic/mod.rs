@@ -17,7 +17,8 @@
 //! - `dimension.rs`: DIMENSION functions in GROUP BY (`GROUP BY TOPICS(title, 5)`), resolved before
 //!   planning into a value → bucket lookup.
 //!
-//! PIPELINE functions are loaded and listed but fail when used.
+//! - `pipeline/`: PIPELINE stages after a query (`SELECT … THEN FILTER 'x' THEN STATS`): the
+//!   functions' `THEN …` templates and the relational stages (SAMPLE, TOP, STATS, PASS).
 
 mod aggregate;
 mod batch;
@@ -28,6 +29,7 @@ mod dialect;
 mod dialect_delegate;
 mod dimension;
 mod files;
+mod pipeline;
 mod registry;
 mod rewrite;
 mod test_cases;
@@ -44,6 +46,7 @@ pub(crate) use dialect::{Operators, SemanticDialect};
 pub(crate) use dimension::{
     Ask, Dimensions, Lookup, is_explain, resolve as resolve_dimension, sites as dimension_sites,
 };
+pub(crate) use pipeline::{Stages, run as run_pipeline, split as split_pipeline};
 pub(crate) use registry::{Builtins, Definition, Registry};
 pub(crate) use rewrite::{rewrite_aggregates, threshold_scores};
 
@@ -94,6 +97,15 @@ pub(crate) fn register(ctx: &SessionContext, registry: &Registry, shared: &Arc<S
     drop(state);
     for (name, definition) in names {
         let udf = match &definition.unsupported {
+            None if definition.spec.call_shape() == SqlShape::Pipeline => {
+                ScalarUDF::new_from_impl(udf::Unsupported::new(
+                    name.clone(),
+                    format!(
+                        "`{name}` is a PIPELINE stage: write it after a query (`SELECT … {}`)",
+                        definition.spec.operators.first().map_or("THEN …", String::as_str)
+                    ),
+                ))
+            }
             None if is_dimension(&definition) => ScalarUDF::new_from_impl(udf::Unsupported::new(
                 name.clone(),
                 format!(

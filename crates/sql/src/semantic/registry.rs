@@ -122,19 +122,8 @@ fn is_identifier(name: &str) -> bool {
 /// Why `spec` cannot run in this version, if it cannot.
 fn unsupported(name: &str, spec: &SqlFunction) -> Option<String> {
     let shape = spec.call_shape();
-    if !matches!(
-        shape,
-        SqlShape::Scalar | SqlShape::Row | SqlShape::Aggregate | SqlShape::Dimension
-    ) {
-        return Some(format!(
-            "`{name}` is a {} operator; {} operators are not supported yet (SCALAR, ROW, \
-             AGGREGATE and DIMENSION functions run from SQL)",
-            shape.as_str(),
-            shape.as_str().to_lowercase()
-        ));
-    }
     let returns = spec.result_type();
-    if matches!(returns, SqlType::DoubleList | SqlType::Table) {
+    if shape != SqlShape::Pipeline && matches!(returns, SqlType::DoubleList | SqlType::Table) {
         return Some(format!(
             "`{name}` returns {}, which SQL functions cannot return yet (VARCHAR, INTEGER, DOUBLE, \
              BOOLEAN or JSON)",
@@ -226,7 +215,7 @@ fn operator_table(functions: &[Arc<Definition>], warnings: &mut Vec<String>) -> 
             let (keywords, fixity) = match &t.form {
                 Form::Infix { keywords } => (keywords, Fixity::Infix),
                 Form::Postfix { keywords } => (keywords, Fixity::Postfix),
-                Form::Call { .. } | Form::Other => continue,
+                Form::Call { .. } | Form::Stage { .. } | Form::Other => continue,
             };
             let spelling = keywords.join(" ");
             let Some(positions) = positions(f, t) else {

@@ -45,12 +45,6 @@ fn operator_file(name: &str, returns: &str, shape: &str, operators: &str, prompt
     )
 }
 
-fn write(h: &Harness, rel: &str, text: &str) {
-    let path = h.path(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_operator_file_works_in_the_next_session_and_overrides_a_builtin() {
     let server = llm().await;
@@ -60,8 +54,7 @@ async fn a_user_operator_file_works_in_the_next_session_and_overrides_a_builtin(
     assert_eq!(column(&r, 0), [Some("false".to_owned())], "the built-in answers");
     assert!(before.execute("SELECT is_spam('win now')").await.is_err());
 
-    write(
-        &h,
+    h.write(
         "cascades/semantic_sql/spam.yaml",
         &operator_file(
             "is_spam",
@@ -71,8 +64,7 @@ async fn a_user_operator_file_works_in_the_next_session_and_overrides_a_builtin(
             "Spam? Answer yes or no.",
         ),
     );
-    write(
-        &h,
+    h.write(
         "cascades/semantic_sql/matches.yaml",
         &operator_file(
             "semantic_matches",
@@ -112,14 +104,12 @@ async fn broken_user_files_are_skipped_with_a_warning_and_the_others_load() {
     let server = llm().await;
     let h = Harness::new(&server.base_url(), 4).await;
     let good = operator_file("is_spam", "BOOLEAN", "SCALAR", "['{{ text }} IS_SPAM']", "Spam?");
-    write(&h, "cascades/semantic_sql/good.yaml", &good);
-    write(
-        &h,
+    h.write("cascades/semantic_sql/good.yaml", &good);
+    h.write(
         "cascades/semantic_sql/bad_template.yaml",
         &operator_file("t1", "BOOLEAN", "SCALAR", "['{{ text }} >= {{ other }}']", "x"),
     );
-    write(
-        &h,
+    h.write(
         "cascades/semantic_sql/bad_shape.yaml",
         &operator_file(
             "t2",
@@ -129,15 +119,13 @@ async fn broken_user_files_are_skipped_with_a_warning_and_the_others_load() {
             "x",
         ),
     );
-    write(
-        &h,
+    h.write(
         "cascades/semantic_sql/bad_arg.yaml",
         &operator_file("t3", "BOOLEAN", "SCALAR", "['{{ text }} BAR {{ nope }}']", "x"),
     );
-    write(&h, "cascades/semantic_sql/bad_yaml.yaml", "sql_function: [\n");
+    h.write("cascades/semantic_sql/bad_yaml.yaml", "sql_function: [\n");
     // An ordinary cascade beside them is not a function and says nothing.
-    write(
-        &h,
+    h.write(
         "cascades/plain.yaml",
         "cascade_id: plain\ncells:\n  - name: a\n    instructions: hi\n",
     );
@@ -208,8 +196,7 @@ async fn the_file_and_byte_limits_stop_loading_with_a_warning() {
     let server = llm().await;
     let h = Harness::configured(&server.base_url(), 4, &[], |s| s.limits.operator_files = 2).await;
     for name in ["f1", "f2", "f3"] {
-        write(
-            &h,
+        h.write(
             &format!("cascades/{name}.yaml"),
             &operator_file(name, "VARCHAR", "SCALAR", "[]", "Always"),
         );
@@ -231,8 +218,7 @@ async fn the_file_and_byte_limits_stop_loading_with_a_warning() {
 
     let h = Harness::configured(&server.base_url(), 4, &[], |s| s.limits.operator_bytes = 400).await;
     for name in ["f1", "f2"] {
-        write(
-            &h,
+        h.write(
             &format!("cascades/{name}.yaml"),
             &operator_file(name, "VARCHAR", "SCALAR", "[]", "Always"),
         );
@@ -257,8 +243,7 @@ async fn the_file_and_byte_limits_stop_loading_with_a_warning() {
 async fn a_user_aggregate_operator_file_runs_once_per_group_on_its_values() {
     let server = llm().await;
     let h = Harness::new(&server.base_url(), 4).await;
-    write(
-        &h,
+    h.write(
         "cascades/semantic_sql/gist.yaml",
         &operator_file(
             "gist",
@@ -302,13 +287,12 @@ async fn a_user_aggregate_operator_file_runs_once_per_group_on_its_values() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pipeline_operator_fails_with_a_clear_error() {
+async fn a_pipeline_function_called_as_a_scalar_says_where_it_goes() {
     let server = llm().await;
     let h = Harness::new(&server.base_url(), 4).await;
-    write(
-        &h,
+    h.write(
         "cascades/semantic_sql/buckets.yaml",
-        &operator_file("buckets", "VARCHAR", "PIPELINE", "['BUCKETS({{ text }})']", "x"),
+        &operator_file("buckets", "TABLE", "PIPELINE", "['THEN BUCKETS {{ text }}']", "x"),
     );
     let session = h.runtime.session();
     let err = session
@@ -317,8 +301,9 @@ async fn a_pipeline_operator_fails_with_a_clear_error() {
         .unwrap_err();
     assert_eq!(err.code().code, "RVB-Q001", "{err}");
     assert!(
-        err.to_string()
-            .contains("`buckets` is a PIPELINE operator; pipeline operators are not supported yet"),
+        err.to_string().contains(
+            "`buckets` is a PIPELINE stage: write it after a query (`SELECT … THEN BUCKETS {{ text }}`)"
+        ),
         "{err}"
     );
     assert_eq!(server.requests(), 0);

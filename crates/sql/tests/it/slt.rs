@@ -272,6 +272,9 @@ fn semantic_answer(prompt: &str) -> Option<Result<String, String>> {
     if items.iter().any(|i| i == "boom") {
         return Some(Err("bad request for boom".to_owned()));
     }
+    if let Some(answer) = crate::semantic_pipeline::pipeline_reply(first, &field) {
+        return Some(answer);
+    }
     let answer = if let Some(answer) = dimension_reply(first, &items, &field) {
         answer
     } else if let Some(answer) = aggregate_reply(first, &items, &field) {

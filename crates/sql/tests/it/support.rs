@@ -81,8 +81,11 @@ impl Harness {
         self.dir.path().join(name)
     }
 
+    /// Write `text` to `name` under the harness folder, creating its parent folders.
     pub fn write(&self, name: &str, text: &str) {
-        std::fs::write(self.path(name), text).unwrap();
+        let path = self.path(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
     }
 
     pub async fn flush(&self) {
