@@ -37,6 +37,7 @@
 //! # Ok(()) }
 //! ```
 
+mod async_join;
 mod batch_args;
 mod batch_tables;
 mod calls;

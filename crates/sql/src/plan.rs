@@ -16,6 +16,7 @@ use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use datafusion::sql::sqlparser::dialect::{Dialect, dialect_from_str};
 use datafusion::sql::sqlparser::parser::ParserError;
 
+use crate::async_join::calls_async;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::options::RvbbitOptions;
@@ -93,6 +94,8 @@ impl Planner<'_> {
     /// ([`Settings::confine_files`](crate::runtime::Settings::confine_files)) before anything runs (DataFusion runs DDL while executing the plan).
     pub(crate) async fn checked_plan(&self, sql: &str) -> Result<datafusion::logical_expr::LogicalPlan> {
         let limits = self.limits();
+        let desugared = crate::semantic::desugar(sql)?;
+        let sql = desugared.as_deref().unwrap_or(sql);
         let mut statements = {
             // The dialect is not `Send`: it is gone before the first await.
             let (dialect, recursion) = self.dialect()?;
@@ -311,10 +314,4 @@ fn sort_keys_computed_first(plan: LogicalPlan) -> Result<LogicalPlan> {
     })
     .map(|t| t.data)
     .map_err(Error::from_datafusion)
-}
-
-/// Whether `expr` calls an async function.
-fn calls_async(expr: &Expr) -> bool {
-    expr.exists(|e| Ok(matches!(e, Expr::ScalarFunction(f) if f.func.as_async().is_some())))
-        .unwrap_or(false)
 }

@@ -158,6 +158,7 @@ impl SqlRuntime {
             .with_information_schema(true)
             .with_option_extension(RvbbitOptions::default());
         let ctx = SessionContext::new_with_config_rt(config, self.runtime.sources.env());
+        ctx.add_optimizer_rule(Arc::new(crate::async_join::AsyncOutOfJoins));
         // The default schema: the session's own tables, then the configured `[sql.tables]`.
         let schema = Arc::new(SessionSchema::new(self.runtime.sources.clone()));
         if let Some(catalog) = ctx.catalog("datafusion") {
@@ -411,6 +412,8 @@ impl SqlSession {
                 }
                 return crate::map::execute_map(&planner, &stmt, map).await;
             }
+            let desugared = crate::semantic::desugar(sql)?;
+            let sql = desugared.as_deref().unwrap_or(sql);
             if let Some(pipeline) = crate::semantic::split_pipeline(sql, planner.stages)? {
                 return crate::semantic::run_pipeline(&planner, &stmt, pipeline).await;
             }

@@ -18,13 +18,16 @@
 //!   planning into a value → bucket lookup.
 //!
 //! - `pipeline/`: PIPELINE stages after a query (`SELECT … THEN FILTER 'x' THEN STATS`): the
-//!   functions' `THEN …` templates and the relational stages (SAMPLE, TOP, STATS, PASS).
+//!   functions' `THEN …` templates and the relational stages (SAMPLE, TOP, STATS, PASS);
+//! - `desugar.rs`: `SEMANTIC JOIN` and `SELECT SEMANTIC DISTINCT`, written out on the tokens
+//!   (`tokens.rs`: the top-level `THEN`s both find).
 
 mod aggregate;
 mod batch;
 mod builtin;
 mod chunk;
 mod coerce;
+mod desugar;
 mod dialect;
 mod dialect_delegate;
 mod dimension;
@@ -33,6 +36,7 @@ mod pipeline;
 mod registry;
 mod rewrite;
 mod test_cases;
+mod tokens;
 mod udf;
 
 use std::sync::Arc;
@@ -42,6 +46,7 @@ use datafusion::logical_expr::async_udf::AsyncScalarUDF;
 use datafusion::prelude::SessionContext;
 use rvbbit_cascade::model::SqlShape;
 
+pub(crate) use desugar::desugar;
 pub(crate) use dialect::{Operators, SemanticDialect};
 pub(crate) use dimension::{
     Ask, Dimensions, Lookup, is_explain, resolve as resolve_dimension, sites as dimension_sites,

@@ -419,3 +419,33 @@ fn the_dialect_delegate_forwards_every_method_of_the_trait() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_semantic_join_condition_runs_on_joined_rows_and_an_equi_condition_stays_a_hash_join() {
+    let server = llm().await;
+    let h = Harness::new(&server.base_url(), 4).await;
+    let session = h.runtime.session();
+    let sql = "SELECT t.id FROM (VALUES (1, 'a', 'x'), (2, 'b', 'y')) AS t(id, k, body) \
+               JOIN (VALUES ('a', 'z'), ('b', 'w')) AS u(k, kind) ON t.k = u.k AND t.body SAME_AS u.kind";
+    let r = session.execute(&format!("EXPLAIN {sql}")).await.unwrap();
+    let plan = column(&r, 1).into_iter().flatten().collect::<Vec<_>>().join("\n");
+    assert!(plan.contains("HashJoinExec"), "{plan}");
+    assert!(!plan.contains("NestedLoopJoinExec"), "{plan}");
+    let join_at = plan.find("HashJoinExec").unwrap();
+    let filter_at = plan.find("FilterExec").expect("a filter above the join");
+    assert!(
+        filter_at < join_at,
+        "the semantic condition is a filter above the join: {plan}"
+    );
+    assert_eq!(server.requests(), 0, "EXPLAIN asks nothing");
+    session
+        .execute("SET rvbbit.semantic_batch_size = 1")
+        .await
+        .unwrap();
+    session.execute(sql).await.unwrap();
+    assert_eq!(
+        server.requests(),
+        2,
+        "one question per joined pair, none per unjoined one"
+    );
+}

@@ -19,7 +19,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use datafusion::sql::sqlparser::dialect::GenericDialect;
-use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
 use rvbbit_cascade::model::SqlShape;
 use rvbbit_cascade::operator::Form;
@@ -27,6 +26,7 @@ use rvbbit_cascade::operator::Form;
 pub(crate) use run::run;
 
 use super::Definition;
+use super::tokens::top_level_thens;
 use crate::error::{Error, Result};
 
 /// How a stage runs.
@@ -248,27 +248,6 @@ fn without_explain(query: &str) -> (bool, &str) {
         }
         _ => (false, query),
     }
-}
-
-/// The positions of the `THEN`s outside parentheses, brackets and `CASE … END`.
-fn top_level_thens(tokens: &[Token]) -> Vec<usize> {
-    let mut depth = 0usize;
-    let mut cases = 0usize;
-    let mut out = Vec::new();
-    for (i, token) in tokens.iter().enumerate() {
-        match token {
-            Token::LParen | Token::LBracket | Token::LBrace => depth += 1,
-            Token::RParen | Token::RBracket | Token::RBrace => depth = depth.saturating_sub(1),
-            Token::Word(w) if w.quote_style.is_none() => match w.keyword {
-                Keyword::CASE => cases += 1,
-                Keyword::END => cases = cases.saturating_sub(1),
-                Keyword::THEN if depth == 0 && cases == 0 => out.push(i),
-                _ => {}
-            },
-            _ => {}
-        }
-    }
-    out
 }
 
 #[cfg(test)]
