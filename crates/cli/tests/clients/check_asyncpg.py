@@ -170,7 +170,7 @@ async def _():
     expect(await conn.fetchval("SELECT 1 AS one"), 1)
 
 
-@suite.check("copy_from_query", gap="the COPY sub-protocol")
+@suite.check("copy_from_query")
 async def _():
     import io
 

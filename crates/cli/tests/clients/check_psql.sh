@@ -40,7 +40,8 @@ check "\\dv lists the magic tables as views" "" has "sessions         | view" ru
 check "\\d animals shows its columns" "" has "weight | double precision" run -c '\d animals'
 check "\\l lists the database" "" has "lab" run -c '\l'
 check "an error shows its SQLSTATE" "" has "ERROR:  42P01" run -v VERBOSITY=verbose -c "SELECT * FROM missing_table"
-check "\\copy … to stdout" "the COPY sub-protocol" has "1,cat" run -c "\\copy (SELECT id, name FROM animals ORDER BY id) to stdout with csv"
+check "\\copy … to stdout" "" has "1,cat" run -c "\\copy (SELECT id, name FROM animals ORDER BY id) to stdout with csv"
+check "\\copy … from stdin into a session table" "" has "2 | b" run -c "CREATE TABLE t (n INT, s TEXT)" -c "\\copy t from stdin with csv" -c "SELECT * FROM t ORDER BY n" <<< $'1,a\n2,b\n\\.'
 check "\\dt+ shows sizes" "pg_table_size and the rest of \\dt+" has "animals | table" run -c '\dt+'
 
 summary="psql: $passed passed, $failed failed"
