@@ -42,7 +42,10 @@ check "\\l lists the database" "" has "lab" run -c '\l'
 check "an error shows its SQLSTATE" "" has "ERROR:  42P01" run -v VERBOSITY=verbose -c "SELECT * FROM missing_table"
 check "\\copy … to stdout" "" has "1,cat" run -c "\\copy (SELECT id, name FROM animals ORDER BY id) to stdout with csv"
 check "\\copy … from stdin into a session table" "" has "2 | b" run -c "CREATE TABLE t (n INT, s TEXT)" -c "\\copy t from stdin with csv" -c "SELECT * FROM t ORDER BY n" <<< $'1,a\n2,b\n\\.'
-check "\\dt+ shows sizes" "pg_table_size and the rest of \\dt+" has "animals | table" run -c '\dt+'
+check "\\dt+ lists tables with their size column" "" has "animals | table" run -c '\dt+'
+check "\\dv+ lists the magic tables" "" has "sessions " run -c '\dv+'
+check "\\l+ lists the database" "" has "lab " run -c '\l+'
+check "pg_size_pretty and the size functions" "" has "977 kB|" run -A -t -c "SELECT pg_size_pretty(1000000::bigint) || '|' || coalesce(pg_table_size('animals'::regclass)::text, '')"
 
 summary="psql: $passed passed, $failed failed"
 [ "$gaps" -gt 0 ] && summary="$summary, $gaps known gaps"
