@@ -10,7 +10,7 @@ import asyncpg
 
 from clientcheck import HOST, PORT, Suite, expect, expect_error
 
-suite = Suite("asyncpg")
+suite = Suite("asyncpg", asyncpg.__version__)
 conn = None
 
 

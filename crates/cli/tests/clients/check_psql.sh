@@ -5,6 +5,7 @@
 set -uo pipefail
 psql_bin="${RVBBIT_PSQL:-psql}"
 passed=0 failed=0 gaps=0
+echo "version $("$psql_bin" --version | awk '{print $3}')"
 
 run() { "$psql_bin" -X -q -h 127.0.0.1 -p "$PORT" -U checks -d lab "$@" 2>&1; }
 

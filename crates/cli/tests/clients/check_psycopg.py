@@ -9,7 +9,7 @@ import psycopg
 
 from clientcheck import HOST, PORT, Suite, expect, expect_error
 
-suite = Suite("psycopg")
+suite = Suite("psycopg", psycopg.__version__)
 conn = None
 
 
