@@ -182,6 +182,12 @@ fn asyncpg_passes_its_checks() {
     assert_passes("asyncpg", python_checks("asyncpg", "asyncpg"), 18);
 }
 
+/// pgcli without a terminal: its start-up catalog queries and `\\dt` (`check_pgcli.py`).
+#[test]
+fn pgcli_passes_its_checks() {
+    assert_passes("pgcli", python_checks("pgcli", "pgcli"), 8);
+}
+
 #[test]
 fn sqlalchemy_passes_its_checks() {
     assert_passes("sqlalchemy", python_checks("sqlalchemy", "sqlalchemy"), 9);
