@@ -371,6 +371,9 @@ pub struct LimitsConfig {
     pub http_header_timeout_seconds: u64,
     /// pgwire (`rvbbit serve sql`): connections open at once; more are refused with SQLSTATE 53300.
     pub pgwire_connections: u32,
+    /// pgwire (`rvbbit serve sql`): bytes one `COPY … FROM STDIN` may send; more are refused with
+    /// SQLSTATE 54000 and nothing is copied. Since v0.3.
+    pub pgwire_copy_bytes: u64,
 }
 
 impl Default for LimitsConfig {
@@ -389,6 +392,7 @@ impl Default for LimitsConfig {
             http_connections: 1024,
             http_header_timeout_seconds: 10,
             pgwire_connections: 256,
+            pgwire_copy_bytes: 64 * 1024 * 1024,
         }
     }
 }

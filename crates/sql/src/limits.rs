@@ -47,6 +47,8 @@ pub struct Limits {
     /// `limits.pgwire_connections`: connections `rvbbit serve sql` serves at once (SQLSTATE 53300 past
     /// it).
     pub connections: u32,
+    /// `limits.pgwire_copy_bytes`: bytes one `COPY … FROM STDIN` may send (SQLSTATE 54000 past it).
+    pub copy_bytes: u64,
     /// Operator files: the most `*.yaml`/`*.yml` files a session reads under `cascades/` looking for
     /// `sql_function` blocks (default 1000; `limits.sql_operator_files` in `rvbbit.toml`). Past it the
     /// rest are not loaded, with an RVB-Q006 warning.
@@ -69,6 +71,7 @@ impl Default for Limits {
             statements: c.sql_statements,
             query_bytes: c.sql_query_bytes,
             connections: c.pgwire_connections,
+            copy_bytes: c.pgwire_copy_bytes,
             operator_files: OPERATOR_FILES,
             operator_bytes: OPERATOR_BYTES,
         }

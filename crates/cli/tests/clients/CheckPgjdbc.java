@@ -38,6 +38,7 @@ public class CheckPgjdbc {
 
     public static void main(String[] args) throws Exception {
         String url = "jdbc:postgresql://127.0.0.1:" + args[0] + "/lab?user=java";
+        System.out.println("version " + Class.forName("org.postgresql.util.DriverInfo").getField("DRIVER_VERSION").get(null));
         check("connect and product version", null, () -> {
             conn = DriverManager.getConnection(url);
             expect(conn.getMetaData().getDatabaseProductName(), "PostgreSQL", "product");

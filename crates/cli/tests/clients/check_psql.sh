@@ -5,6 +5,7 @@
 set -uo pipefail
 psql_bin="${RVBBIT_PSQL:-psql}"
 passed=0 failed=0 gaps=0
+echo "version $("$psql_bin" --version | awk '{print $3}')"
 
 run() { "$psql_bin" -X -q -h 127.0.0.1 -p "$PORT" -U checks -d lab "$@" 2>&1; }
 
@@ -40,8 +41,12 @@ check "\\dv lists the magic tables as views" "" has "sessions         | view" ru
 check "\\d animals shows its columns" "" has "weight | double precision" run -c '\d animals'
 check "\\l lists the database" "" has "lab" run -c '\l'
 check "an error shows its SQLSTATE" "" has "ERROR:  42P01" run -v VERBOSITY=verbose -c "SELECT * FROM missing_table"
-check "\\copy … to stdout" "the COPY sub-protocol" has "1,cat" run -c "\\copy (SELECT id, name FROM animals ORDER BY id) to stdout with csv"
-check "\\dt+ shows sizes" "pg_table_size and the rest of \\dt+" has "animals | table" run -c '\dt+'
+check "\\copy … to stdout" "" has "1,cat" run -c "\\copy (SELECT id, name FROM animals ORDER BY id) to stdout with csv"
+check "\\copy … from stdin into a session table" "" has "2 | b" run -c "CREATE TABLE t (n INT, s TEXT)" -c "\\copy t from stdin with csv" -c "SELECT * FROM t ORDER BY n" <<< $'1,a\n2,b\n\\.'
+check "\\dt+ lists tables with their size column" "" has "animals | table" run -c '\dt+'
+check "\\dv+ lists the magic tables" "" has "sessions " run -c '\dv+'
+check "\\l+ lists the database" "" has "lab " run -c '\l+'
+check "pg_size_pretty and the size functions" "" has "977 kB|" run -A -t -c "SELECT pg_size_pretty(1000000::bigint) || '|' || coalesce(pg_table_size('animals'::regclass)::text, '')"
 
 summary="psql: $passed passed, $failed failed"
 [ "$gaps" -gt 0 ] && summary="$summary, $gaps known gaps"

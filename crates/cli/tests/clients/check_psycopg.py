@@ -9,7 +9,7 @@ import psycopg
 
 from clientcheck import HOST, PORT, Suite, expect, expect_error
 
-suite = Suite("psycopg")
+suite = Suite("psycopg", psycopg.__version__)
 conn = None
 
 
@@ -257,12 +257,65 @@ def _():
             expect(len(cur.fetchmany(10)), 10)
 
 
-@suite.check("COPY (query) TO STDOUT", gap="the COPY sub-protocol")
+@suite.check("COPY (query) TO STDOUT")
 def _():
     with conn.cursor() as cur:
         with cur.copy("COPY (SELECT 1 AS a, 'x' AS b) TO STDOUT") as copy:
             rows = list(copy.rows())
     expect(rows, [("1", "x")])
+
+
+@suite.check("COPY TO STDOUT in CSV with a header, and binary, streamed over 20000 rows")
+def _():
+    with conn.cursor() as cur:
+        with cur.copy("COPY (SELECT n, 'a,b' AS s, NULL AS z FROM generate_series(1, 20000) AS t(n)) TO STDOUT WITH (FORMAT csv, HEADER)") as copy:
+            data = b"".join(bytes(b) for b in copy)
+    lines = data.decode().splitlines()
+    expect(lines[:2], ["n,s,z", '1,"a,b",'])
+    expect(len(lines), 20001)
+    with conn.cursor(binary=True) as cur:
+        with cur.copy("COPY (SELECT n::int4 AS n, 'x' AS s FROM generate_series(1, 3) AS t(n)) TO STDOUT (FORMAT binary)") as copy:
+            copy.set_types(["int4", "text"])
+            rows = list(copy.rows())
+    expect(rows, [(1, "x"), (2, "x"), (3, "x")])
+
+
+@suite.check("COPY … FROM STDIN (text and CSV) into a session table")
+def _():
+    conn.execute("CREATE TABLE pets (id INT, name VARCHAR, weight DOUBLE)")
+    with conn.cursor() as cur:
+        with cur.copy("COPY pets (id, name, weight) FROM STDIN") as copy:
+            copy.write_row((1, "rex", 4.5))
+            copy.write_row((2, "tab\tby", None))
+        expect(cur.rowcount, 2)
+        with cur.copy("COPY pets FROM STDIN WITH (FORMAT csv, HEADER)") as copy:
+            copy.write('id,name,weight\n3,"a,b",1\n4,,\n')
+    rows = conn.execute("SELECT id, name, weight FROM pets ORDER BY id").fetchall()
+    expect(rows, [(1, "rex", 4.5), (2, "tab\tby", None), (3, "a,b", 1.0), (4, None, None)])
+
+
+@suite.check("a malformed COPY stream is 22P04 (a bad value 22P02), nothing is written, the connection stays usable")
+def _():
+    for data, state in [("5\tfive\n6\n", "22P04"), ("7\tx\t1\textra\n", "22P04"), ("8\tok\t1\nnine\tbad\t2\n", "22P02")]:
+        error = None
+        try:
+            with conn.cursor() as cur:
+                with cur.copy("COPY pets FROM STDIN") as copy:
+                    copy.write(data)
+        except psycopg.Error as e:
+            error = e
+        expect_error(state, error)
+    error = None
+    try:
+        with conn.cursor() as cur:
+            with cur.copy("COPY pets FROM STDIN") as copy:
+                copy.write("10\tten\t1\n")
+                raise RuntimeError("client gives up")
+    except (psycopg.Error, RuntimeError) as e:
+        error = e
+    expect(error is not None, True, "the aborted copy raised")
+    expect(conn.execute("SELECT count(*) FROM pets").fetchone()[0], 4)
+    expect(conn.execute("SELECT 1 AS one").fetchone()[0], 1)
 
 
 suite.main()

@@ -7,7 +7,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from clientcheck import HOST, PORT, Suite, expect
 
-suite = Suite("sqlalchemy")
+suite = Suite("sqlalchemy", sa.__version__)
 engine = sa.create_engine(f"postgresql+psycopg://sa@{HOST}:{PORT}/lab", pool_size=1, max_overflow=0)
 animals = sa.table("animals", sa.column("id"), sa.column("name"), sa.column("weight"))
 

@@ -7,7 +7,8 @@ order against the server at 127.0.0.1:$PORT and prints one line per check:
     FAIL name: what went wrong
     gap  name: the known gap (what went wrong)
 
-then the summary `client: N passed, M failed` (`, K known gaps` when some are marked). A check marked
+first `version V` (the client's version, for the client matrix of docs/sql-server.md), then the summary
+`client: N passed, M failed` (`, K known gaps` when some are marked). A check marked
 `gap="…"` is one the server does not pass yet: its failure is expected and counted apart, and its
 passing is a failure (remove the mark). The exit code is 1 when any check failed.
 
@@ -46,8 +47,9 @@ def one_line(text):
 class Suite:
     """The checks of one client, run in the order they were registered."""
 
-    def __init__(self, client):
+    def __init__(self, client, version):
         self.client = client
+        self.version = version
         self.checks = []
 
     def check(self, name, gap=None):
@@ -60,6 +62,7 @@ class Suite:
         return register
 
     def main(self):
+        print(f"version {self.version}", flush=True)
         loop = asyncio.new_event_loop()
         passed = failed = gaps = 0
         for name, fn, gap in self.checks:

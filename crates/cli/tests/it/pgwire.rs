@@ -738,3 +738,70 @@ for _ in range(100):
         time.sleep(0.05)
 print(json.dumps(out))
 "#;
+
+/// issue_15: `COPY … FROM STDIN` over `limits.pgwire_copy_bytes` is 54000 naming the setting, a client's
+/// CopyFail is 57014 (as in PostgreSQL), a malformed row 22P04; none of them writes a row, and the
+/// connection stays usable. COPY to a server file stays 42501.
+#[test]
+fn issue_15_copy_from_stdin_is_bounded_and_all_or_nothing() {
+    let rt = runtime();
+    let server = llm(&rt);
+    let dir = TempDir::new().unwrap();
+    let s = Server::start_with(
+        dir.path(),
+        &server.base_url(),
+        "127.0.0.1",
+        &["limits.pgwire_copy_bytes=1000"],
+    );
+    let doc = psycopg(s.port, COPY_SCRIPT);
+    let expect = serde_json::json!({
+        "small": 2, "over_limit": "54000", "aborted": "57014", "malformed": "22P04",
+        "to_file": "42501", "rows": 2, "after": 1,
+    });
+    for (key, want) in expect.as_object().unwrap() {
+        assert_eq!(&doc[key], want, "{key}: {doc}");
+    }
+    let texts = doc["texts"].to_string();
+    assert!(texts.contains("limits.pgwire_copy_bytes = 1000"), "{texts}");
+    assert!(texts.contains("line 2: missing data for column"), "{texts}");
+    assert!(!dir.path().join("out.csv").exists());
+    assert_eq!(s.stop(), Some(0));
+}
+
+const COPY_SCRIPT: &str = r#"
+import json, os, psycopg
+from psycopg import pq
+conn = psycopg.connect(host="127.0.0.1", port=int(os.environ["PORT"]), user="py", dbname="lab", autocommit=True)
+out = {"texts": []}
+def copy_in(data):
+    try:
+        with conn.cursor() as cur:
+            with cur.copy("COPY t FROM STDIN") as copy:
+                copy.write(data)
+            return cur.rowcount
+    except psycopg.Error as e:
+        out["texts"].append(str(e))
+        return e.sqlstate
+conn.execute("CREATE TABLE t (n INT, s TEXT)")
+out["small"] = copy_in("1\ta\n2\tb\n")
+out["over_limit"] = copy_in("3\tx\n" * 400)
+out["malformed"] = copy_in("4\tok\n5\n")
+# CopyFail through libpq (psycopg's copy() raises the client's own exception instead of the server's).
+pg = conn.pgconn
+pg.send_query(b"COPY t FROM STDIN")
+assert pg.get_result().status == pq.ExecStatus.COPY_IN
+pg.put_copy_data(b"6\tz\n")
+pg.put_copy_end(b"client gives up")
+r = pg.get_result()
+out["aborted"] = (r.error_field(pq.DiagnosticField.SQLSTATE) or b"none").decode()
+while pg.get_result() is not None:
+    pass
+try:
+    conn.execute("COPY (SELECT 1 AS a) TO 'out.csv'")
+    out["to_file"] = "written"
+except psycopg.Error as e:
+    out["to_file"] = e.sqlstate
+out["rows"] = conn.execute("SELECT count(*) FROM t").fetchone()[0]
+out["after"] = conn.execute("SELECT 1 AS one").fetchone()[0]
+print(json.dumps(out))
+"#;

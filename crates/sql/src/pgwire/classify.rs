@@ -20,6 +20,7 @@ use pgwire::error::ErrorInfo;
 
 use super::bind::Binder;
 pub(crate) use super::bind::Param;
+use super::copy::{self, CopyFormat, Direction, Target};
 use super::errors::{error, state};
 use super::rewrite::CatalogRewriter;
 use crate::limits::Limits;
@@ -45,13 +46,44 @@ pub(crate) enum Kind {
     Commit,
     /// `ROLLBACK` / `ABORT`.
     Rollback,
-    /// `COPY … TO STDOUT` / `COPY … FROM STDIN`: refused (SQLSTATE 0A000), the copy sub-protocol is
-    /// not served.
-    Copy,
+    /// `COPY (query) TO STDOUT` / `COPY table TO STDOUT`: the query's rows, streamed (`copy/out.rs`).
+    CopyOut {
+        /// The query, as for [`Kind::Sql`].
+        sql: Box<Sql>,
+        /// The row format.
+        format: CopyFormat,
+    },
+    /// `COPY table FROM STDIN` (`copy/input.rs`).
+    CopyIn(Box<Target>),
+    /// A statement refused before it runs (a COPY form or option that is not served).
+    Refused(Box<Refusal>),
     /// Accepted and ignored (SAVEPOINT, RELEASE, DISCARD, DEALLOCATE, SET TRANSACTION, …) with this tag.
     Ignored(&'static str),
     /// SQL for the session.
     Sql(Sql),
+}
+
+/// Why a statement is refused: its SQLSTATE, message and hint (an `ErrorInfo` when it runs).
+#[derive(Clone, Debug)]
+pub(crate) struct Refusal {
+    pub(crate) code: String,
+    pub(crate) message: String,
+    pub(crate) hint: String,
+}
+
+impl Refusal {
+    fn of(info: ErrorInfo) -> Kind {
+        Kind::Refused(Box::new(Refusal {
+            code: info.code,
+            message: info.message,
+            hint: info.hint.unwrap_or_default(),
+        }))
+    }
+
+    /// The error to answer with.
+    pub(crate) fn error(&self) -> ErrorInfo {
+        error(&self.code, self.message.clone(), self.hint.clone())
+    }
 }
 
 /// SQL for the session: the parsed tree (None when sqlparser does not parse it: RVBBIT MAP, DataFusion
@@ -162,7 +194,11 @@ pub(crate) fn parse_checked(
             checked.map_err(refuse)?;
             Ok(statements.into_iter().map(classify).collect())
         }
-        _ if is_copy_stream(trimmed) => Ok(vec![Kind::Copy]),
+        _ if is_copy_stream(trimmed) => Ok(vec![Refusal::of(error(
+            state::SYNTAX,
+            "this COPY statement is not understood",
+            "COPY (query) TO STDOUT [WITH (FORMAT text|csv|binary, HEADER, DELIMITER 'c', NULL 's')], or COPY table [(columns)] FROM STDIN [WITH (…)]",
+        ))]),
         _ => Ok(vec![Kind::Sql(Sql {
             ast: None,
             text: trimmed.to_owned(),
@@ -226,7 +262,16 @@ fn classify(statement: Statement) -> Kind {
         Statement::Copy {
             target: CopyTarget::Stdin | CopyTarget::Stdout,
             ..
-        } => Kind::Copy,
+        } => match copy::plan(&statement) {
+            Ok(c) => match c.direction {
+                Direction::Out(query) => Kind::CopyOut {
+                    sql: Box::new(parsed_sql(*query)),
+                    format: c.format,
+                },
+                Direction::In(target) => Kind::CopyIn(Box::new(target)),
+            },
+            Err(e) => Refusal::of(e),
+        },
         Statement::StartTransaction { .. } => Kind::Begin,
         Statement::Commit { .. } => Kind::Commit,
         Statement::Rollback { savepoint: None, .. } => Kind::Rollback,
@@ -239,20 +284,24 @@ fn classify(statement: Statement) -> Kind {
     }
 }
 
-fn sql(mut statement: Statement) -> Kind {
+fn sql(statement: Statement) -> Kind {
+    Kind::Sql(parsed_sql(statement))
+}
+
+fn parsed_sql(mut statement: Statement) -> Sql {
     let mut rewriter = CatalogRewriter::default();
     // The rewriter never breaks: what it finds is in its fields.
     let _ = statement.visit(&mut rewriter);
     let text = statement.to_string();
     let calls_settings = super::settings::calls_settings(&text);
-    Kind::Sql(Sql {
+    Sql {
         ast: Some(Box::new(statement)),
         text,
         calls_settings,
         reads_catalog: rewriter.reads_catalog,
         params: rewriter.placeholders.last().copied().unwrap_or(0),
         casts: rewriter.casts,
-    })
+    }
 }
 
 /// A `COPY` through the client's stdin/stdout (what sqlparser could not parse, by its words).
@@ -352,11 +401,14 @@ mod tests {
         assert!(matches!(one("COMMIT"), Kind::Commit));
         assert!(matches!(one("END"), Kind::Commit));
         assert!(matches!(one("ROLLBACK"), Kind::Rollback));
-        assert!(matches!(one("COPY (SELECT 1) TO STDOUT"), Kind::Copy));
-        assert!(matches!(one("COPY t FROM STDIN WITH (FORMAT csv)"), Kind::Copy));
+        assert!(matches!(one("COPY (SELECT 1) TO STDOUT"), Kind::CopyOut { .. }));
+        assert!(matches!(
+            one("COPY t FROM STDIN WITH (FORMAT csv)"),
+            Kind::CopyIn(_)
+        ));
         assert!(matches!(
             one("COPY t TO STDOUT WITH (FORMAT binary, NOPE)"),
-            Kind::Copy
+            Kind::Refused(e) if e.code == "42601"
         ));
         assert!(matches!(one("COPY t TO 'out.csv'"), Kind::Sql(_)));
         assert_eq!(parse("SELECT 1; SELECT 2").len(), 2);

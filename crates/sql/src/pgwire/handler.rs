@@ -20,6 +20,7 @@ use pgwire::messages::response::NoticeResponse;
 use super::ServerState;
 use super::catalog::{self, CatalogState, Identity};
 use super::classify::{self, Kind, Param, Sql};
+use super::copy::{self, CopyFormat};
 use super::errors::{error, from_sql_error, state, user_error};
 use super::{infer, settings, types};
 use crate::options::RvbbitOptions;
@@ -36,6 +37,8 @@ pub(crate) struct Conn {
     pub(super) identity: OnceLock<(String, String)>,
     /// Results of statements executed early to describe them (RVBBIT MAP), by their SQL.
     pub(super) early: Mutex<HashMap<String, crate::result::QueryResult>>,
+    /// The `COPY … FROM STDIN` being received.
+    pub(super) copy_in: copy::Pending,
 }
 
 impl Conn {
@@ -47,6 +50,7 @@ impl Conn {
             params: Mutex::new(BTreeMap::new()),
             identity: OnceLock::new(),
             early: Mutex::new(HashMap::new()),
+            copy_in: copy::Pending::default(),
         }
     }
 
@@ -215,13 +219,38 @@ impl Conn {
             Kind::Commit => Ok(Response::TransactionEnd(Tag::new("COMMIT"))),
             Kind::Rollback => Ok(Response::TransactionEnd(Tag::new("ROLLBACK"))),
             Kind::Ignored(tag) => Ok(Response::Execution(Tag::new(tag))),
-            Kind::Copy => Err(user_error(error(
-                state::NOT_SUPPORTED,
-                "COPY is not supported; use SELECT",
-                "read rows with SELECT (psql's \\copy is COPY too); `COPY … TO 'file'` writes a file on the server",
-            ))),
+            Kind::CopyOut { sql, format } => self.copy_out(client, sql, format).await,
+            Kind::CopyIn(target) => copy::start(&self.session, &self.copy_in, target).await,
+            Kind::Refused(refusal) => Err(user_error(refusal.error())),
             Kind::Sql(sql) => self.run_sql(client, sql, params, format).await,
         }
+    }
+
+    /// `COPY (query) TO STDOUT`: the query's rows, streamed (`copy/out.rs`).
+    async fn copy_out<C>(&self, client: &mut C, sql: &Sql, format: &CopyFormat) -> PgWireResult<Response>
+    where
+        C: Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.check_open()?;
+        if sql.reads_catalog {
+            self.refresh_catalog().await?;
+        }
+        let text = sql.render(&[]).map_err(user_error)?;
+        copy::send(&self.session, client, &text, format).await
+    }
+
+    /// Refuse new statements once shutdown began (57P01).
+    fn check_open(&self) -> PgWireResult<()> {
+        if self.server.shutting_down.load(Ordering::SeqCst) {
+            return Err(user_error(error(
+                state::SHUTDOWN,
+                "the server is shutting down and accepts no new statements",
+                "reconnect when the server is back",
+            )));
+        }
+        Ok(())
     }
 
     pub(super) async fn set_session(&self, key: &str, value: &str) -> PgWireResult<()> {
@@ -285,13 +314,7 @@ impl Conn {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        if self.server.shutting_down.load(Ordering::SeqCst) {
-            return Err(user_error(error(
-                state::SHUTDOWN,
-                "the server is shutting down and accepts no new statements",
-                "reconnect when the server is back",
-            )));
-        }
+        self.check_open()?;
         let answered;
         let sql = if sql.calls_settings {
             let (with_values, sets) = self.answer_settings(sql)?;

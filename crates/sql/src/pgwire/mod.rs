@@ -18,6 +18,7 @@ mod auth;
 mod bind;
 mod catalog;
 mod classify;
+mod copy;
 mod errors;
 mod handler;
 mod infer;
@@ -34,7 +35,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use pgwire::api::cancel::DefaultCancelHandler;
-use pgwire::api::{ConnectionManager, NoopHandler, PgWireServerHandlers, RandomPidSecretKeyGenerator};
+use pgwire::api::{ConnectionManager, PgWireServerHandlers, RandomPidSecretKeyGenerator};
 use rvbbit_core::Origin;
 use rvbbit_store::Store;
 use tokio::net::TcpListener;
@@ -144,7 +145,7 @@ impl PgWireServerHandlers for Handlers {
     }
 
     fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
-        Arc::new(NoopHandler)
+        self.handler.clone()
     }
 }
 

@@ -135,6 +135,19 @@ impl VisitorMut for CatalogRewriter {
             Expr::Collate { expr: inner, .. } => {
                 *expr = (**inner).clone();
             }
+            // x = ANY('{r,p}') (an untyped array literal, psycopg's ClientCursor binding of a list, as
+            // pgspecial's `\dt` sends it): ARRAY['r', 'p']
+            Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } => {
+                if let Expr::Value(ValueWithSpan {
+                    value: Value::SingleQuotedString(text),
+                    ..
+                }) = right.as_ref()
+                    && text.starts_with('{')
+                    && let Some(array) = text_array(text)
+                {
+                    **right = array;
+                }
+            }
             Expr::BinaryOp { op, .. } => {
                 if let BinaryOperator::PGCustomBinaryOperator(parts) = op
                     && let Some(plain) = parts.last().and_then(|o| plain_operator(o))
@@ -235,19 +248,9 @@ impl CatalogRewriter {
                 ..
             }),
         ) = (&*data_type, inner.as_ref())
-            && let Ok(elements) = arrays::parse_text(text)
+            && let Some(array) = text_array(text)
         {
-            let elem = elements
-                .iter()
-                .map(|e| match e {
-                    Some(v) => string(v),
-                    None => Expr::Value(ValueWithSpan {
-                        value: Value::Null,
-                        span: datafusion::sql::sqlparser::tokenizer::Span::empty(),
-                    }),
-                })
-                .collect();
-            **inner = Expr::Array(datafusion::sql::sqlparser::ast::Array { elem, named: true });
+            **inner = array;
         }
         let name = type_name(data_type);
         if matches!(
@@ -300,6 +303,25 @@ impl CatalogRewriter {
 /// one selected value in `max(…)`, and lift conditions on the outer row out of the subquery into
 /// `CASE WHEN cond THEN (subquery) END` (a column of an inner table joined by `key = outer` in such a
 /// condition is read by its own subquery).
+/// An array literal in text (`{a,"b c",NULL}`) as `ARRAY['a', 'b c', NULL]`; None when malformed.
+fn text_array(text: &str) -> Option<Expr> {
+    let elements = arrays::parse_text(text).ok()?;
+    let elem = elements
+        .iter()
+        .map(|e| match e {
+            Some(v) => string(v),
+            None => Expr::Value(ValueWithSpan {
+                value: Value::Null,
+                span: datafusion::sql::sqlparser::tokenizer::Span::empty(),
+            }),
+        })
+        .collect();
+    Some(Expr::Array(datafusion::sql::sqlparser::ast::Array {
+        elem,
+        named: true,
+    }))
+}
+
 fn rewrite_catalog_subquery(expr: &mut Expr) {
     use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr};
     let Expr::Subquery(query) = expr else {

@@ -191,6 +191,42 @@ pub(crate) fn text_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<Option<String
     Ok(rows)
 }
 
+/// Write the cell at `row` of every column of `batch` with `write(column, cell)`: `None` for NULL,
+/// else its bytes in text format, or in binary format for the columns whose `binary[col]` is set
+/// (as [`encode_rows`] writes them; COPY frames them its own way).
+pub(crate) fn each_cell(
+    batch: &RecordBatch,
+    types: &[Type],
+    binary: bool,
+    mut write: impl FnMut(usize, usize, Option<&[u8]>) -> Result<(), String>,
+) -> Result<(), String> {
+    let options = FormatOptions::new().with_null("");
+    let formatters: Vec<ArrayFormatter<'_>> = batch
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    let mut buf = BytesMut::with_capacity(64);
+    for row in 0..batch.num_rows() {
+        for (col, array) in batch.columns().iter().enumerate() {
+            // A `NULL` literal's column has no null buffer: every row is NULL.
+            if array.is_null(row) || array.data_type() == &DataType::Null {
+                write(row, col, None)?;
+                continue;
+            }
+            buf.clear();
+            if binary {
+                let ty = types.get(col).cloned().unwrap_or(Type::TEXT);
+                write_binary(&mut buf, array, row, &ty, &formatters[col])?;
+            } else {
+                write_text(&mut buf, array, row, &formatters[col])?;
+            }
+            write(row, col, Some(&buf))?;
+        }
+    }
+    Ok(())
+}
+
 fn col_ref(batch: &RecordBatch, col: usize) -> &ArrayRef {
     batch.column(col)
 }

@@ -50,6 +50,11 @@ enum Func {
     JsonIn,
     /// `json_build_object(key, value, …)`: a JSON object of the pairs (numbers and booleans as such).
     JsonBuildObject,
+    /// `pg_table_size(oid)`, `pg_database_size(name)`, …: NULL bigint (the session's tables have no
+    /// PostgreSQL storage to measure; psql's `\dt+` and `\l+` show an empty Size).
+    NullSize,
+    /// `pg_size_pretty(bigint)`: `123 bytes`, `16 kB`, `3 MB`, … as PostgreSQL rounds them.
+    SizePretty,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -90,7 +95,7 @@ pub(super) fn functions(id: &Identity<'_>, pid: i32) -> Vec<PgFunction> {
         f("pg_backend_pid", Func::Int(pid)),
         f("pg_is_in_recovery", Func::Bool(false)),
         f("pg_relation_is_publishable", Func::Bool(false)),
-        f("pg_size_pretty", Func::FirstArg),
+        f("pg_size_pretty", Func::SizePretty),
         f("_pg_expandarray", Func::ExpandArray),
         f("to_regtype", Func::ToRegtype),
         f("json_in", Func::JsonIn),
@@ -117,6 +122,16 @@ pub(super) fn functions(id: &Identity<'_>, pid: i32) -> Vec<PgFunction> {
         "has_any_column_privilege",
     ] {
         all.push(f(name, Func::Bool(true)));
+    }
+    for name in [
+        "pg_table_size",
+        "pg_relation_size",
+        "pg_total_relation_size",
+        "pg_indexes_size",
+        "pg_database_size",
+        "pg_tablespace_size",
+    ] {
+        all.push(f(name, Func::NullSize));
     }
     for name in [
         "obj_description",
@@ -162,6 +177,26 @@ fn json_value(array: &ArrayRef, text: Option<String>) -> serde_json::Value {
     }
 }
 
+/// PostgreSQL's `pg_size_pretty`: bytes below 10 kB, then kB, MB, GB, TB, PB, each unit kept while the
+/// value is below 10240 of it (half-up rounding).
+fn size_pretty(bytes: i64) -> String {
+    if bytes.unsigned_abs() < 10 * 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes;
+    for unit in ["kB", "MB", "GB", "TB"] {
+        // Halve with rounding away from zero, as PostgreSQL's half_rounded.
+        let next = value / 512;
+        let rounded = if next >= 0 { (next + 1) / 2 } else { (next - 1) / 2 };
+        if rounded.unsigned_abs() < 10 * 1024 {
+            return format!("{rounded} {unit}");
+        }
+        value /= 1024;
+    }
+    let next = value / 512;
+    format!("{} PB", if next >= 0 { (next + 1) / 2 } else { (next - 1) / 2 })
+}
+
 /// What `version()` returns.
 pub(crate) fn version() -> String {
     format!(
@@ -186,7 +221,7 @@ impl ScalarUDFImpl for PgFunction {
             Func::Int(_) => DataType::Int32,
             Func::CurrentSchemas => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
             Func::ExpandArray => expand_array_type(),
-            Func::ToRegtype => DataType::Int64,
+            Func::ToRegtype | Func::NullSize => DataType::Int64,
             _ => DataType::Utf8,
         })
     }
@@ -263,6 +298,16 @@ impl ScalarUDFImpl for PgFunction {
                 Arc::new(out.finish())
             }
             Func::ExpandArray => new_null_array(&expand_array_type(), rows),
+            Func::NullSize => new_null_array(&DataType::Int64, rows),
+            Func::SizePretty => Arc::new(
+                (0..rows)
+                    .map(|r| {
+                        arg_text(0, r)
+                            .and_then(|s| s.parse::<i64>().ok())
+                            .map(size_pretty)
+                    })
+                    .collect::<StringArray>(),
+            ),
             Func::QuoteIdent => Arc::new(
                 (0..rows)
                     .map(|r| {
@@ -304,5 +349,19 @@ impl ScalarUDFImpl for PgFunction {
             }
         };
         Ok(ColumnarValue::Array(array))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_pretty_rounds_as_postgresql() {
+        assert_eq!(size_pretty(10239), "10239 bytes");
+        assert_eq!(size_pretty(10240), "10 kB");
+        assert_eq!(size_pretty(1_000_000), "977 kB");
+        assert_eq!(size_pretty(10 * 1024 * 1024), "10 MB");
+        assert_eq!(size_pretty(20 * 1024 * 1024 * 1024), "20 GB");
     }
 }

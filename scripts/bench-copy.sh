@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Memory and speed of `COPY (query) TO STDOUT` through `rvbbit serve sql` (issue 15): the rows are streamed
+# batch by batch, so the server's peak RSS must stay flat however many rows the query makes.
+#
+#   scripts/bench-copy.sh [ROWS]          # default 1000000
+#
+# The binary: $RVBBIT_BIN, else the release build if it exists, else the debug build (under
+# $CARGO_TARGET_DIR or target/); nothing is built. psql: $RVBBIT_PSQL or `psql`. It starts
+# `rvbbit serve sql --port 0` in a fresh temporary directory, runs the COPY through psql into `wc`, and
+# prints rows, seconds and the server's peak RSS (VmHWM of /proc/PID/status) against the goal of
+# 200 MiB; then the same rows fetched by a plain SELECT (collected before sending), for comparison.
+# Exit 0 when the COPY stayed under the goal, 1 otherwise, 2 on a setup problem.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+rows="${1:-1000000}"
+goal_mib=200
+target="${CARGO_TARGET_DIR:-$root/target}"
+bin="${RVBBIT_BIN:-}"
+if [ -z "$bin" ]; then
+  for profile in release debug; do
+    if [ -x "$target/$profile/rvbbit" ]; then bin="$target/$profile/rvbbit"; break; fi
+  done
+fi
+[ -n "$bin" ] && [ -x "$bin" ] || { echo "bench-copy: no rvbbit binary (build one, or set RVBBIT_BIN)" >&2; exit 2; }
+psql_bin="${RVBBIT_PSQL:-psql}"
+command -v "$psql_bin" >/dev/null || { echo "bench-copy: no psql (set RVBBIT_PSQL)" >&2; exit 2; }
+
+work="$(mktemp -d)"
+pid=
+cleanup() {
+  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+(cd "$work" && RVBBIT_PROVIDER_BASE_URL=http://127.0.0.1:9/v1 exec "$bin" serve sql --port 0 2>"$work/stderr") &
+pid=$!
+port=
+for _ in $(seq 1 300); do
+  port="$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/stderr" | head -1)"
+  [ -n "$port" ] && break
+  sleep 0.1
+done
+[ -n "$port" ] || { echo "bench-copy: the server did not start:" >&2; cat "$work/stderr" >&2; exit 2; }
+
+hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$pid/status"; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+run() { "$psql_bin" -X -q -h 127.0.0.1 -p "$port" -U bench -d bench "$@"; }
+query="SELECT n, 'row number ' || n AS label, n * 0.5 AS half FROM generate_series(1, $rows) AS t(n)"
+
+run -c "SELECT 1" >/dev/null
+start_kib="$(hwm_kib)"
+t0="$(date +%s.%N)"
+copied="$(run -c "COPY ($query) TO STDOUT" | wc -l)"
+t1="$(date +%s.%N)"
+copy_kib="$(hwm_kib)"
+selected="$(run -A -t -c "$query" | wc -l)"
+t2="$(date +%s.%N)"
+select_kib="$(hwm_kib)"
+
+echo "binary: $bin"
+echo "server peak RSS after start-up: $(mib "$start_kib") MiB"
+awk -v r="$copied" -v s="$(echo "$t1 - $t0" | bc)" -v m="$(mib "$copy_kib")" -v g="$goal_mib" \
+  'BEGIN { printf "COPY (query) TO STDOUT: %d rows in %.2f s (%.0f rows/s); server peak RSS %s MiB (goal < %d MiB)\n", r, s, r / s, m, g }'
+awk -v r="$selected" -v s="$(echo "$t2 - $t1" | bc)" -v m="$(mib "$select_kib")" \
+  'BEGIN { printf "SELECT (collected, for comparison): %d rows in %.2f s; server peak RSS %s MiB\n", r, s, m }'
+echo "cursor (FETCH 10 of the same query): not measured, DECLARE/FETCH are not built yet"
+[ "$copied" -eq "$rows" ] || { echo "bench-copy: expected $rows rows, got $copied" >&2; exit 1; }
+[ "$copy_kib" -lt $((goal_mib * 1024)) ]
