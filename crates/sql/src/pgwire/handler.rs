@@ -6,7 +6,7 @@ use std::fmt::Debug;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use datafusion::arrow::array::{Array, StringArray, UInt64Array};
+use datafusion::arrow::array::StringArray;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::{Sink, SinkExt, stream};
@@ -343,17 +343,7 @@ impl Conn {
             return Ok(Response::Execution(Tag::new(&tag)));
         }
         if is_row_count(&tag, &result.schema) {
-            let n: u64 = result
-                .batches
-                .iter()
-                .filter_map(|b| {
-                    b.column(0)
-                        .as_any()
-                        .downcast_ref::<UInt64Array>()
-                        .map(|a| a.iter().flatten().sum::<u64>())
-                })
-                .sum();
-            let rows = usize::try_from(n).unwrap_or(usize::MAX);
+            let rows = copy::affected_rows(&result.batches);
             let t = Tag::new(&tag).with_rows(rows);
             return Ok(Response::Execution(if tag == "INSERT" {
                 t.with_oid(0)

@@ -183,8 +183,12 @@ pub(in crate::pgwire) async fn done(session: &SqlSession, pending: &Pending) -> 
         info.position = None;
         user_error(info)
     })?;
-    let copied: u64 = result
-        .batches
+    Ok(affected_rows(&result.batches))
+}
+
+/// The row count of a DML result (one `count` column of UInt64), as a command tag reports it.
+pub(crate) fn affected_rows(batches: &[RecordBatch]) -> usize {
+    let n: u64 = batches
         .iter()
         .filter_map(|b| {
             b.column(0)
@@ -193,7 +197,7 @@ pub(in crate::pgwire) async fn done(session: &SqlSession, pending: &Pending) -> 
                 .map(|a| a.iter().flatten().sum::<u64>())
         })
         .sum();
-    Ok(usize::try_from(copied).unwrap_or(usize::MAX))
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 /// A double-quoted identifier.

@@ -18,7 +18,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use pgwire::error::ErrorInfo;
 
-pub(super) use input::{Pending, done, fail, receive, start};
+pub(super) use input::{Pending, affected_rows, done, fail, receive, start};
 pub(super) use out::send;
 
 use super::errors::{error, state};
