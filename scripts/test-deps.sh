@@ -7,6 +7,8 @@
 #   psql                    `rvbbit serve sql` driven by psql  -> RVBBIT_PSQL
 #   postgresql (server)     throwaway servers for the PostgreSQL store (initdb, pg_ctl)
 #   clickhouse-server       throwaway servers for the ClickHouse event sink (rvbbit_testkit::clickhouse)
+#   chdb-core (PyPI)        a current ClickHouse release's engine for the same tests
+#                           (scripts/clickhouse-current.sh)  -> RVBBIT_CHDB_PYTHON
 #   python venv + psycopg   ... by psycopg 3 (from PyPI)       -> RVBBIT_PYTHON
 #   java, javac + pgjdbc    ... by the PostgreSQL JDBC driver  -> RVBBIT_PGJDBC_JAR
 #   python venv + clients   the client conformance suite: psycopg, asyncpg, SQLAlchemy, pinned in
@@ -18,6 +20,9 @@ need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v node >/dev/null || need_apt+=(nodejs npm)
 command -v psql >/dev/null || need_apt+=(postgresql-client)
+command -v curl >/dev/null || need_apt+=(curl)
+# Certificates for the PostgreSQL store's TLS tests (rvbbit_testkit::postgres::TestPostgres::start_tls).
+command -v openssl >/dev/null || need_apt+=(openssl)
 # The PostgreSQL server the store tests start throwaway instances of (rvbbit_testkit::postgres).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 # The ClickHouse server the event-sink tests start throwaway instances of (rvbbit_testkit::clickhouse).
@@ -45,6 +50,15 @@ if ! "$venv/bin/python" -c 'import psycopg' 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "psycopg[binary]==3.3.9" >&2
 fi
+
+# A current ClickHouse release (the engine of chdb-core) for the events-sink tests' second pass.
+chdb="${RVBBIT_CHDB_VENV:-$HOME/.cache/rvbbit-chdb}"
+if ! "$chdb/bin/python" -c 'import chdb, sys; sys.exit(chdb.__version__ != "26.9.0")' 2>/dev/null; then
+  echo "test-deps: python venv with chdb-core 26.9.0 (ClickHouse 26.9) in $chdb" >&2
+  python3 -m venv "$chdb"
+  "$chdb/bin/pip" install --quiet --disable-pip-version-check "chdb-core==26.9.0" >&2
+fi
+export RVBBIT_CHDB_PYTHON="${RVBBIT_CHDB_PYTHON:-$chdb/bin/python}"
 
 # The client conformance suite's venv, (re)installed when its pinned requirements change.
 clients="${RVBBIT_PYCLIENTS_VENV:-$HOME/.cache/rvbbit-pyclients}"

@@ -21,6 +21,16 @@ pub struct TestPostgres {
     bin: PathBuf,
     port: u16,
     run_as: Option<&'static str>,
+    tls: Option<TlsFiles>,
+}
+
+/// The certificates of a server started with [`TestPostgres::start_tls`].
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate authority that signed the server's certificate (PEM).
+    pub ca: PathBuf,
+    /// Another authority, which signed nothing this server presents (PEM).
+    pub other_ca: PathBuf,
 }
 
 static SHARED: OnceLock<TestPostgres> = OnceLock::new();
@@ -85,6 +95,25 @@ impl TestPostgres {
     ///
     /// Errors: PostgreSQL missing, `initdb` or `pg_ctl start` failing (with their output).
     pub fn start() -> Result<Self, String> {
+        Self::start_with(false)
+    }
+
+    /// Start a new server that takes only TLS connections (`ssl = on`; `pg_hba.conf` allows `hostssl` and
+    /// rejects `hostnossl`), its certificate signed by a new authority ([`TlsFiles::ca`]) for the name
+    /// `localhost` only (no IP address), so `verify-full` to `127.0.0.1` fails on the name while
+    /// `verify-ca` passes. Certificates come from the `openssl` command.
+    ///
+    /// Errors: as [`start`](Self::start), and `openssl` missing or failing.
+    pub fn start_tls() -> Result<Self, String> {
+        Self::start_with(true)
+    }
+
+    /// The certificates, for a server from [`start_tls`](Self::start_tls).
+    pub fn tls_files(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
+    }
+
+    fn start_with(tls: bool) -> Result<Self, String> {
         let bin = bin_dir()?;
         let run_as = is_root().then_some("postgres");
         let dir = std::env::temp_dir().join(format!(
@@ -98,6 +127,7 @@ impl TestPostgres {
             bin,
             port: 0,
             run_as,
+            tls: None,
         };
         if let Some(user) = run_as {
             server.run(
@@ -123,12 +153,21 @@ impl TestPostgres {
             "initdb",
         )?;
         server.watchdog();
+        let mut extra = String::new();
+        if tls {
+            let files = server.make_certificates(&data)?;
+            extra = format!(
+                " -c ssl=on -c ssl_cert_file={d}/server.crt -c ssl_key_file={d}/server.key",
+                d = data.display()
+            );
+            server.tls = Some(files);
+        }
         let mut last = String::new();
         for _ in 0..3 {
             server.port = free_port()?;
             let options = format!(
                 "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-                 -c full_page_writes=off -c max_connections=200",
+                 -c full_page_writes=off -c max_connections=200{extra}",
                 server.port,
                 server.dir.display()
             );
@@ -152,6 +191,34 @@ impl TestPostgres {
             }
         }
         Err(last)
+    }
+
+    /// A new authority and a server certificate it signs (for `localhost`), written into the data
+    /// directory with the key readable by the server's user only, and `pg_hba.conf` for TLS only.
+    fn make_certificates(&self, data: &Path) -> Result<TlsFiles, String> {
+        let d = self.dir.display();
+        let dd = data.display();
+        let script = format!(
+            "set -e; cd '{d}'
+             openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=rvbbit-test-ca -keyout ca.key -out ca.pem
+             openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=rvbbit-other-ca -keyout other.key -out other-ca.pem
+             openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout '{dd}/server.key' -out server.csr
+             printf 'subjectAltName=DNS:localhost\\n' > san.ext
+             openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext -out '{dd}/server.crt'
+             chmod 600 '{dd}/server.key'
+             printf 'local all all trust\\nhostssl all all 127.0.0.1/32 trust\\nhostnossl all all 127.0.0.1/32 reject\\n' > '{dd}/pg_hba.conf'"
+        );
+        self.run(Command::new("sh").args(["-c", &script]), "openssl (certificates)")?;
+        if let Some(user) = self.run_as {
+            let key = data.join("server.key").display().to_string();
+            let crt = data.join("server.crt").display().to_string();
+            let hba = data.join("pg_hba.conf").display().to_string();
+            self.run(Command::new("chown").args([user, &key, &crt, &hba]), "chown")?;
+        }
+        Ok(TlsFiles {
+            ca: self.dir.join("ca.pem"),
+            other_ca: self.dir.join("other-ca.pem"),
+        })
     }
 
     fn command(&self, program: &Path) -> Command {
@@ -210,7 +277,8 @@ impl TestPostgres {
         self.port
     }
 
-    /// The URL of the `postgres` database as the `postgres` superuser.
+    /// The URL of the `postgres` database as the `postgres` superuser (plain TCP: on a server from
+    /// [`start_tls`](Self::start_tls) add `?sslmode=…`).
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }

@@ -107,6 +107,8 @@ pub(crate) struct SinkReport {
     pub(crate) url: String,
     pub(crate) reachable: bool,
     pub(crate) server_version: Option<String>,
+    /// One round trip (`SELECT version()`), in milliseconds.
+    pub(crate) latency_ms: Option<f64>,
     pub(crate) schema_version: Option<i64>,
     /// Rows in the sink's events table as stored (an event written twice counts twice until
     /// ClickHouse merges its parts; `SELECT count() FROM events FINAL` counts each once).
@@ -127,6 +129,7 @@ pub(crate) async fn report(url: &str, base: &Path) -> SinkReport {
         url: mask_url(url),
         reachable: false,
         server_version: None,
+        latency_ms: None,
         schema_version: None,
         rows: None,
         last_write: None,
@@ -137,9 +140,11 @@ pub(crate) async fn report(url: &str, base: &Path) -> SinkReport {
     // A probe must answer quickly even when the sink's host hangs (the HTTP client waits up to 60 s).
     let asked = tokio::time::timeout(ANSWER_WITHIN, async {
         let sink = ClickHouseSink::open(url).await?;
+        let started = std::time::Instant::now();
         let version = sink.server_version().await.ok();
+        let latency = started.elapsed().as_secs_f64() * 1000.0;
         let schema = sink.schema_version().await.ok();
-        Ok::<_, rvbbit_store::Error>((version, schema, sink.lag().await))
+        Ok::<_, rvbbit_store::Error>((version.map(|v| (v, latency)), schema, sink.lag().await))
     })
     .await;
     let (version, schema, lag) = match asked {
@@ -154,7 +159,8 @@ pub(crate) async fn report(url: &str, base: &Path) -> SinkReport {
         }
     };
     r.reachable = true;
-    r.server_version = version;
+    r.latency_ms = version.as_ref().map(|(_, ms)| *ms);
+    r.server_version = version.map(|(v, _)| v);
     r.schema_version = schema;
     match lag {
         Ok(lag) => {
@@ -187,11 +193,13 @@ impl SinkReport {
             );
         }
         format!(
-            "events sink {} (clickhouse{}) reachable, schema version {}, {} rows, last write {}, {} event(s) waiting in its spill",
+            "events sink {} (clickhouse{}) reachable{}, schema version {}, {} rows, last write {}, {} event(s) waiting in its spill",
             self.url,
             self.server_version
                 .as_deref()
                 .map_or(String::new(), |v| format!(" {v}")),
+            self.latency_ms
+                .map_or(String::new(), |ms| format!(" in {ms:.1} ms")),
             self.schema_version.unwrap_or(0),
             self.rows.unwrap_or(0),
             match (&self.last_write, self.lag_seconds) {

@@ -148,6 +148,8 @@ fn clickhouse_killed_in_the_middle_of_50_runs_gets_every_event_exactly_once() {
     let json: serde_json::Value = serde_json::from_slice(&health.stdout).unwrap();
     assert_eq!(json["events_sink"]["reachable"], true, "{}", text(&health));
     assert_eq!(json["events_sink"]["pending_events"], 0);
+    let latency = json["events_sink"]["latency_ms"].as_f64().unwrap();
+    assert!(latency > 0.0 && latency < 5_000.0, "one round trip: {latency} ms");
     assert!(
         json["events_sink"]["rows"].as_u64().unwrap() >= primary,
         "rows as stored, duplicates until merged: {json}"
@@ -278,6 +280,7 @@ fn health_does_not_hang_on_a_sink_that_never_answers() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["events_sink"]["reachable"], false);
+    assert_eq!(json["events_sink"]["latency_ms"], serde_json::Value::Null);
     assert_eq!(json["events_sink"]["error"], "no answer within 5 s");
     assert!(took < Duration::from_secs(20), "took {took:?}");
     drop(silent);

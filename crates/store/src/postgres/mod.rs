@@ -17,6 +17,7 @@ mod events;
 mod keys;
 pub(crate) mod migrations;
 mod sessions;
+mod tls;
 
 use std::io::Write;
 use std::path::Path;
@@ -28,9 +29,10 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use rvbbit_core::Timestamp;
 use tokio::sync::broadcast;
+use tokio_postgres::AsyncMessage;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::{Error, Result};
 use crate::model::{Prune, StoreStatus};
@@ -122,6 +124,7 @@ pub struct PostgresStore {
     url: Arc<str>,
     pool: Pool,
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     listener: Listener,
 }
 
@@ -133,17 +136,27 @@ impl std::fmt::Debug for PostgresStore {
 
 impl PostgresStore {
     /// Connect to `url` (`postgres://user[:password]@host[:port]/database[?connect_timeout=S&…]`), check
-    /// the server answers, and migrate the schema.
+    /// the server answers, and migrate the schema. TLS follows libpq's `sslmode` and `sslrootcert`
+    /// parameters (see the `tls` module).
     ///
-    /// Errors: [`Error::Unavailable`] for a malformed URL, a server that cannot be reached or refuses the
-    /// credentials (naming the URL with its password masked); [`Error::SchemaTooNew`] and
-    /// [`Error::Migration`].
+    /// Errors: [`Error::Unavailable`] for a malformed URL, an unreadable root certificate, a server that
+    /// cannot be reached, refuses the credentials or fails the TLS checks (naming the URL with its
+    /// password masked); [`Error::SchemaTooNew`] and [`Error::Migration`].
     pub async fn open(url: &str) -> Result<Self> {
         let masked: Arc<str> = Arc::from(mask_url(url));
-        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| Error::Unavailable {
+        let bad_url = |source: Box<dyn std::error::Error + Send + Sync>| Error::Unavailable {
             url: masked.to_string(),
             action: "read its URL (expected postgres://user[:password]@host[:port]/database)".into(),
-            source: Box::new(e),
+            source,
+        };
+        let (plain, verify, root_cert) = tls::split_url(url).map_err(|e| bad_url(e.into()))?;
+        let mut config = tokio_postgres::Config::from_str(&plain).map_err(|e| bad_url(Box::new(e)))?;
+        let tls = tls::connector(&tls::options(config.get_ssl_mode(), verify, root_cert)).map_err(|e| {
+            Error::Unavailable {
+                url: masked.to_string(),
+                action: "set up TLS".into(),
+                source: e.into(),
+            }
         })?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
@@ -153,7 +166,7 @@ impl PostgresStore {
         }
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -168,6 +181,7 @@ impl PostgresStore {
             url: masked,
             pool,
             config,
+            tls,
             listener: Arc::default(),
         };
         // Connect first, so an unreachable server or refused credentials say "connect".
@@ -180,7 +194,13 @@ impl PostgresStore {
     pub(crate) async fn client(&self, action: &str) -> Result<deadpool_postgres::Object> {
         self.pool.get().await.map_err(|e| {
             let source: Box<dyn std::error::Error + Send + Sync> = match e {
-                deadpool_postgres::PoolError::Backend(e) => Box::new(e),
+                deadpool_postgres::PoolError::Backend(e) => match tls::hint(&e) {
+                    Some(fix) => Box::new(std::io::Error::other(format!(
+                        "{}; {fix}",
+                        rvbbit_core::error_chain(&e)
+                    ))),
+                    None => Box::new(e),
+                },
                 other => Box::new(std::io::Error::other(other.to_string())),
             };
             Error::Unavailable {
@@ -260,7 +280,7 @@ impl Store for PostgresStore {
         // One dedicated connection (outside the pool) per process listens for every session.
         let (client, mut connection) = self
             .config
-            .connect(NoTls)
+            .connect(self.tls.clone())
             .await
             .map_err(|e| self.fail(action, e))?;
         let (tx, rx) = broadcast::channel(4096);

@@ -11,6 +11,7 @@
 mod conformance;
 mod clickhouse;
 mod postgres;
+mod postgres_tls;
 mod sqlite;
 mod writer;
 
