@@ -495,12 +495,15 @@ const NON_CONFIG_ENV: &[&str] = &[
     "RVBBIT_PYTHON",
     "RVBBIT_VENV",
     "RVBBIT_PGJDBC_JAR",
+    "RVBBIT_PYCLIENTS",
     // Benchmark scripts: which binary to measure.
     "RVBBIT_BIN",
 ];
 const NON_CONFIG_ENV_PREFIXES: &[&str] = &[
     "RVBBIT_TEST_",
     "RVBBIT_CLICKHOUSE_",
+    // The current-ClickHouse pass of the tests (scripts/clickhouse-current.sh): its Python and venv.
+    "RVBBIT_CHDB_",
     "RVBBIT_UPDATE_",
     "RVBBIT_BENCH_",
 ];

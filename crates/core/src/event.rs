@@ -432,6 +432,9 @@ string_enum! {
         /// A result served from the result cache instead of a new run (SQL functions): zero cost, the
         /// avoided cost in `metadata.avoided_cost_micro_usd`, the session that produced it as `session_id`.
         CacheHit = "cache_hit",
+        /// One embeddings request of a SQL statement (`SIMILAR_TO`, `rvbbit_embed`, `VECTOR_SEARCH`): model,
+        /// prompt tokens, cost and time; `metadata.inputs` texts of `metadata.dimensions`.
+        Embedding = "embedding",
         /// One SQL statement that reached rvbbit functions finished: text, hash, rows, calls, cache hits,
         /// errors, cost and duration in `metadata` (the rows of `sql_query_log`).
         SqlQuery = "sql_query",

@@ -119,6 +119,11 @@ impl Engine {
         self
     }
 
+    /// The LLM provider, if one is set (the SQL door's embedding functions call it directly).
+    pub fn provider(&self) -> Option<&Arc<dyn Provider>> {
+        self.provider.as_ref()
+    }
+
     /// The tool registry.
     pub fn registry(&self) -> &Registry {
         &self.registry

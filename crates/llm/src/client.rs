@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use crate::breaker::{Breaker, BreakerState};
 use crate::cost::Cost;
+use crate::embed::{EmbedRequest, EmbedResponse};
 use crate::error::{Error, Result, TimeoutPhase};
 use crate::limit::{Limiter, Permit};
 use crate::model::{ModelRef, Route};
@@ -422,6 +423,57 @@ impl Inner {
         }
     }
 
+    /// One embeddings call on the request's own model (no fallback: vectors of two models do not
+    /// compare), with the same key check, breakers, limits, retries and deadline as a chat call.
+    async fn embed_one(&self, request: &EmbedRequest, state: &CallState) -> Result<EmbedResponse> {
+        let name = request.model.as_str();
+        if name.trim().is_empty() {
+            return Err(Error::Settings {
+                message:
+                    "an embeddings request names no model: set one (e.g. `openai/text-embedding-3-small`)"
+                        .to_owned(),
+            });
+        }
+        let model = ModelRef::parse(name)?;
+        self.check_key(&model, name)?;
+        let endpoint = self.endpoint(&model);
+        let breaker = self.model_breaker(&model);
+        let estimate = request.estimated_tokens();
+        let mut retry = 0;
+        loop {
+            retry += 1;
+            if let Err(e) = self.check_breakers(endpoint, &breaker, name) {
+                state.failed(name, &e);
+                return Err(e);
+            }
+            let permits = self.queued_permits(endpoint, &model, estimate, state).await;
+            let call = endpoint.provider.embed(request);
+            let error = match self.attempt(endpoint, name, state, call).await {
+                Ok(mut reply) => {
+                    Inner::record(endpoint, &breaker, &permits, Ok(reply.usage.total()));
+                    reply.cost = if endpoint.local {
+                        Cost::free(None)
+                    } else if reply.cost.amount.is_some() {
+                        reply.cost
+                    } else {
+                        self.settings
+                            .prices
+                            .estimate(&model.id, &reply.usage)
+                            .map_or(Cost::UNKNOWN, Cost::estimated)
+                    };
+                    return Ok(reply);
+                }
+                Err(e) => e,
+            };
+            Inner::record(endpoint, &breaker, &permits, Err(&error));
+            state.failed(name, &error);
+            drop(permits);
+            if !self.backoff(name, &error, retry, state.deadline()).await {
+                return Err(error);
+            }
+        }
+    }
+
     /// A remote endpoint that needs a key and has none fails at once, before any network traffic, with
     /// an error that names the variable and the alternatives.
     fn check_key(&self, model: &ModelRef, requested: &str) -> Result<()> {
@@ -559,6 +611,15 @@ impl Provider for Client {
         .await?;
         reply.failed_attempts = state.take_failed();
         Ok(reply)
+    }
+
+    /// Embed `request.inputs` with `request.model` (never a fallback model: see [`crate::EmbedRequest`]).
+    ///
+    /// # Errors
+    /// As [`Client::chat`], for the one model.
+    async fn embed(&self, request: &EmbedRequest) -> Result<EmbedResponse> {
+        let state = CallState::new(self.inner.settings.timeouts.total);
+        self.inner.embed_one(request, &state).await
     }
 
     /// Stream from the first model of the chain that produces an event. Once an event has been

@@ -30,6 +30,7 @@
 mod breaker;
 mod client;
 mod cost;
+mod embed;
 mod error;
 mod limit;
 mod model;
@@ -43,6 +44,7 @@ mod settings;
 pub use breaker::BreakerState;
 pub use client::Client;
 pub use cost::{BUNDLED_PRICES_AS_OF, Cost, CostStatus, Price, PriceTable};
+pub use embed::{EmbedRequest, EmbedResponse, MAX_EMBED_INPUTS, cosine, hashed_embedding};
 pub use error::{Error, Result, TimeoutPhase};
 pub use model::{ModelRef, Route};
 pub use provider::Provider;

@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 
-use crate::error::Result;
+use crate::embed::{EmbedRequest, EmbedResponse};
+use crate::error::{Error, Result};
 use crate::request::ChatRequest;
 use crate::response::{ChatResponse, ChatStream, stream_from_response};
 
@@ -76,5 +77,21 @@ pub trait Provider: Send + Sync {
     /// A failure before the stream starts is returned here; later failures are `Err` items of the stream.
     async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream> {
         Ok(stream_from_response(self.chat(request).await?))
+    }
+
+    /// One vector per input of `request` (an OpenAI-compatible `/embeddings` call).
+    ///
+    /// The default refuses: a provider that has no embeddings (a recording, say) says so.
+    ///
+    /// # Errors
+    /// A typed [`crate::Error`] naming the provider and model.
+    async fn embed(&self, request: &EmbedRequest) -> Result<EmbedResponse> {
+        Err(Error::Settings {
+            message: format!(
+                "provider `{}` does not answer embeddings requests (model `{}`)",
+                self.name(),
+                request.model
+            ),
+        })
     }
 }

@@ -67,6 +67,9 @@ pub struct RvbbitOptions {
     /// `rvbbit.max_calls`: the most cascade runs the semantic functions, `rvbbit_udf` and `rvbbit_run`
     /// of one statement may start (cache hits are free); more fails the statement (default 10,000).
     pub max_calls: u64,
+    /// `rvbbit.embed_model`: the model `SIMILAR_TO`, `rvbbit_embed` and `VECTOR_SEARCH` use when the
+    /// call names none (default: `default_embed_model` of the configuration).
+    pub embed_model: Option<String>,
 }
 
 /// Rows a MAP reads from its USING query unless told otherwise (spec §4.3).
@@ -149,6 +152,7 @@ impl Default for RvbbitOptions {
             semantic_cheap_model: None,
             semantic_confidence: DEFAULT_CONFIDENCE,
             max_calls: DEFAULT_MAX_CALLS,
+            embed_model: None,
         }
     }
 }
@@ -201,6 +205,13 @@ impl ExtensionOptions for RvbbitOptions {
             "semantic_batch_size" => self.semantic_batch_size = Some(batch_setting(value)?),
             "max_calls" => self.max_calls = calls_setting(value)?,
             "semantic_confidence" => self.semantic_confidence = confidence_setting(value)?,
+            "embed_model" => {
+                let model = value.trim();
+                self.embed_model = match model.to_ascii_lowercase().as_str() {
+                    "" | "default" => None,
+                    _ => Some(model.to_owned()),
+                };
+            }
             "semantic_cheap_model" => {
                 let model = value.trim();
                 self.semantic_cheap_model = match model.to_ascii_lowercase().as_str() {
@@ -213,7 +224,7 @@ impl ExtensionOptions for RvbbitOptions {
                     "unknown setting `rvbbit.{other}`; the rvbbit settings are `rvbbit.udf_errors`, \
                      `rvbbit.cache`, `rvbbit.map_default_limit`, `rvbbit.run_default_limit`, \
                      `rvbbit.semantic_context_bytes`, `rvbbit.semantic_batch_size`, `rvbbit.semantic_cheap_model`, \
-                     `rvbbit.semantic_confidence` and `rvbbit.max_calls`"
+                     `rvbbit.semantic_confidence`, `rvbbit.embed_model` and `rvbbit.max_calls`"
                 )));
             }
         }
@@ -266,6 +277,11 @@ impl ExtensionOptions for RvbbitOptions {
                 key: "rvbbit.max_calls".into(),
                 value: Some(self.max_calls.to_string()),
                 description: "Most cascade runs the semantic functions, rvbbit_udf and rvbbit_run of one statement start (default 10000)",
+            },
+            ConfigEntry {
+                key: "rvbbit.embed_model".into(),
+                value: self.embed_model.clone(),
+                description: "The embedding model of SIMILAR_TO, rvbbit_embed and VECTOR_SEARCH when a call names none (default: default_embed_model)",
             },
         ]
     }

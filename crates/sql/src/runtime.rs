@@ -54,6 +54,9 @@ pub struct Settings {
     pub concurrency: usize,
     /// The model used when a call names none (`default_model`); part of every cache key.
     pub default_model: String,
+    /// The embedding model of `SIMILAR_TO`, `rvbbit_embed` and `VECTOR_SEARCH` when neither the call nor
+    /// `rvbbit.embed_model` names one (`default_embed_model`).
+    pub embed_model: Option<String>,
     /// Where relative cascade paths of `rvbbit_run` are resolved (normally the working directory).
     pub base_dir: PathBuf,
     /// More directories cascades may live in (`roots`); paths outside `base_dir` and these are refused.
@@ -77,6 +80,7 @@ impl Settings {
         Settings {
             concurrency: 32,
             default_model: rvbbit_llm::DEFAULT_MODEL.to_owned(),
+            embed_model: None,
             base_dir,
             roots: Vec::new(),
             tables: BTreeMap::new(),

@@ -498,7 +498,7 @@ impl SqlSession {
         duration: Duration,
         error: Option<&Error>,
     ) {
-        if stats.runs + stats.cache_hits + stats.errors + stats.skipped == 0 {
+        if stats.runs + stats.llm_calls + stats.cache_hits + stats.errors + stats.skipped == 0 {
             return;
         }
         let Some(writer) = &self.shared.runtime.writer else {

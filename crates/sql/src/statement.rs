@@ -46,8 +46,8 @@ pub(crate) const HIT_KEY_SAMPLE: usize = 8;
 /// [`HIT_KEY_SAMPLE`] keys), so a statement of 100,000 hits writes one small event.
 #[derive(Default)]
 pub(crate) struct HitSummary {
-    /// Hits of `rvbbit_udf`, `rvbbit_run` and `rvbbit_run_batch`.
-    pub(crate) by_function: [u64; 3],
+    /// Hits of `rvbbit_udf`, `rvbbit_run`, `rvbbit_run_batch` and embeddings.
+    pub(crate) by_function: [u64; 4],
     /// SHA-256 over the hit keys, each followed by a newline.
     digest: Sha256,
     /// The first keys served.
@@ -64,7 +64,8 @@ impl std::fmt::Debug for HitSummary {
 }
 
 impl HitSummary {
-    /// Count a hit of the function at `function` (0 `rvbbit_udf`, 1 `rvbbit_run`, 2 `rvbbit_run_batch`)
+    /// Count a hit of the function at `function` (0 `rvbbit_udf`, 1 `rvbbit_run`, 2 `rvbbit_run_batch`,
+    /// 3 an embedding)
     /// with the cache key `key`.
     pub(crate) fn add(&mut self, function: usize, key: &str) {
         if let Some(n) = self.by_function.get_mut(function) {
@@ -86,7 +87,7 @@ impl HitSummary {
     /// function name) and `keys` (`sha256` over every key, `sample` of the first ones).
     pub(crate) fn metadata(&self, avoided_micros: i64) -> Value {
         let mut functions = Map::new();
-        for (name, n) in ["rvbbit_udf", "rvbbit_run", "rvbbit_run_batch"]
+        for (name, n) in ["rvbbit_udf", "rvbbit_run", "rvbbit_run_batch", "embedding"]
             .iter()
             .zip(self.by_function)
         {
@@ -157,6 +158,8 @@ pub(crate) struct Statement {
     pub(crate) metadata: Value,
     /// In a cascade's `sql_data` cell: the calling run, whose children the statement's runs are.
     pub(crate) parent: Option<rvbbit_engine::ChildRuns>,
+    /// Vectors embedded or read from the cache by the statement, by cache key.
+    vectors: Mutex<HashMap<String, Arc<[f32]>>>,
 }
 
 impl Statement {
@@ -178,7 +181,31 @@ impl Statement {
             cancel: CancellationToken::new(),
             metadata: Value::Object(serde_json::Map::new()),
             parent: None,
+            vectors: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The vector the statement already has under `key`.
+    pub(crate) fn vector(&self, key: &str) -> Option<Arc<[f32]>> {
+        self.vectors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    /// Keep `vector` under `key` for the rest of the statement.
+    pub(crate) fn remember_vector(&self, key: String, vector: Arc<[f32]>) {
+        self.vectors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, vector);
+    }
+
+    /// Count a vector served from the persistent cache (in the statement's `cache_hit` event).
+    pub(crate) fn count_embedding_hit(&self, key: &str) {
+        self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+        self.hits.lock().unwrap_or_else(|p| p.into_inner()).add(3, key);
     }
 
     /// Make the statement's runs children of the run calling `sql_data`.

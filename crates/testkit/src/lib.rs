@@ -35,4 +35,4 @@ mod server;
 
 pub use batch::{batch_answer, batch_rows, is_batch};
 pub use reply::Reply;
-pub use server::{Options, Received, Rule, Script, TestServer};
+pub use server::{EMBED_DIMS, Options, Received, Rule, Script, TestServer, hashed_embedding};

@@ -79,6 +79,8 @@ struct Shared {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     received: Mutex<Vec<Received>>,
+    /// Bodies of `/v1/embeddings` requests, apart from the chat requests.
+    embed_received: Mutex<Vec<Value>>,
     shutdown: CancellationToken,
 }
 
@@ -156,9 +158,12 @@ impl TestServer {
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
             received: Mutex::new(Vec::new()),
+            embed_received: Mutex::new(Vec::new()),
             shutdown: CancellationToken::new(),
         });
         let app = Router::new()
+            .route("/v1/embeddings", post(embeddings))
+            .route("/embeddings", post(embeddings))
             .route("/v1/chat/completions", post(chat))
             .route("/chat/completions", post(chat))
             .route("/v1/models", get(models))
@@ -190,6 +195,15 @@ impl TestServer {
     /// Requests received so far.
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// The bodies of the `/v1/embeddings` requests so far (not counted in [`TestServer::requests`]).
+    pub fn embed_requests(&self) -> Vec<Value> {
+        self.shared
+            .embed_received
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The most requests ever in flight at once.
@@ -251,6 +265,81 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// The length of the scripted server's vectors.
+pub const EMBED_DIMS: usize = 64;
+
+/// `/v1/embeddings`: [`hashed_embedding`] of each input, after the server's latency. An input that
+/// reads `!status NNN` makes the whole request fail with that HTTP status (for retry tests).
+async fn embeddings(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let _guard = InFlight::enter(&shared);
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error_response(400, &format!("request body is not JSON: {e}"), None),
+    };
+    shared
+        .embed_received
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(request.clone());
+    if !shared.latency.is_zero() {
+        tokio::time::sleep(shared.latency).await;
+    }
+    let inputs: Vec<String> = match &request["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_owned())
+            .collect(),
+        _ => return error_response(400, "`input` must be a string or an array of strings", None),
+    };
+    if let Some(status) = inputs.iter().find_map(|i| {
+        i.strip_prefix("!status ")
+            .and_then(|s| s.trim().parse::<u16>().ok())
+    }) {
+        return error_response(status, "scripted embeddings failure", None);
+    }
+    let tokens: usize = inputs.iter().map(|t| t.len().div_ceil(4).max(1)).sum();
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(
+            |(i, t)| json!({"object": "embedding", "index": i, "embedding": hashed_embedding(t, EMBED_DIMS)}),
+        )
+        .collect();
+    axum::Json(json!({
+        "object": "list",
+        "model": request["model"],
+        "data": data,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}
+    }))
+    .into_response()
+}
+
+/// The scripted embedding of `text`: each lower-cased word (letters and digits) adds 1 at the position
+/// of its FNV-1a hash modulo `dims`, then the vector is normalised (the same function as
+/// `rvbbit_llm::hashed_embedding`, which tests compare it with).
+pub fn hashed_embedding(text: &str, dims: usize) -> Vec<f32> {
+    let dims = dims.max(1);
+    let mut v = vec![0.0f32; dims];
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in word.to_lowercase().bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        let slot = usize::try_from(h % dims as u64).unwrap_or(0);
+        v[slot] += 1.0;
+    }
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
 }
 
 async fn models() -> Response {

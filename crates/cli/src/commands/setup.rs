@@ -132,6 +132,7 @@ pub(crate) fn sql_settings(config: &Config) -> rvbbit_sql::Settings {
     let mut settings = rvbbit_sql::Settings::new(std::env::current_dir().unwrap_or_default());
     settings.concurrency = config.provider.max_concurrency.max(1) as usize;
     settings.default_model = config.default_model.clone();
+    settings.embed_model.clone_from(&config.default_embed_model);
     settings.roots = config.roots.clone();
     settings.tables = config.sql.tables.clone();
     let limits = &config.limits;

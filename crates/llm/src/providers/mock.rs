@@ -21,6 +21,9 @@ use crate::provider::Provider;
 use crate::request::{ChatRequest, Expected, Role, ToolCall};
 use crate::response::{ChatResponse, Usage};
 
+/// The length of the mock provider's vectors.
+const MOCK_EMBED_DIMS: usize = 64;
+
 /// How deep an `output_schema` is followed (nesting and `$ref`s) when building its example.
 const MAX_SCHEMA_DEPTH: usize = 32;
 
@@ -122,6 +125,19 @@ impl MockProvider {
 impl Provider for MockProvider {
     fn name(&self) -> &str {
         "mock"
+    }
+
+    /// Offline vectors: [`crate::hashed_embedding`] of each input, 64 dimensions, free.
+    async fn embed(&self, request: &crate::EmbedRequest) -> Result<crate::EmbedResponse> {
+        let vectors = request
+            .inputs
+            .iter()
+            .map(|t| crate::hashed_embedding(t, MOCK_EMBED_DIMS))
+            .collect();
+        let mut reply = crate::EmbedResponse::new(self.name(), &request.model, vectors);
+        reply.usage = Usage::new(request.estimated_tokens(), 0, 0, 0, 0);
+        reply.cost = Cost::free(None);
+        Ok(reply)
     }
 
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse> {

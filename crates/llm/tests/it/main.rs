@@ -6,6 +6,7 @@ mod basics;
 mod breaker;
 mod concurrency;
 mod cost;
+mod embeddings;
 mod failures;
 mod fallback;
 mod issue_13;

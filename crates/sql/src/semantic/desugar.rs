@@ -16,9 +16,19 @@ use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace, Word};
 
 use crate::error::{Error, Result};
 
-/// The statement with `SEMANTIC JOIN` and `SEMANTIC DISTINCT` written out, or `None` when it uses
-/// neither.
+/// The statement with `VECTOR_SEARCH(…)`, `SEMANTIC JOIN` and `SEMANTIC DISTINCT` written out, or `None`
+/// when it uses none of them.
 pub(crate) fn desugar(sql: &str) -> Result<Option<String>> {
+    let searched = super::rewrite_vector_search(sql)?;
+    let sql = searched.as_deref().unwrap_or(sql);
+    match semantic(sql)? {
+        Some(done) => Ok(Some(done)),
+        None => Ok(searched),
+    }
+}
+
+/// `SEMANTIC JOIN` and `SEMANTIC DISTINCT` written out, or `None` without them.
+fn semantic(sql: &str) -> Result<Option<String>> {
     if !sql.to_ascii_uppercase().contains("SEMANTIC") {
         return Ok(None);
     }

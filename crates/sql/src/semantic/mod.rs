@@ -21,6 +21,8 @@
 //!   functions' `THEN …` templates and the relational stages (SAMPLE, TOP, STATS, PASS);
 //! - `desugar.rs`: `SEMANTIC JOIN` and `SELECT SEMANTIC DISTINCT`, written out on the tokens
 //!   (`tokens.rs`: the top-level `THEN`s both find).
+//! - `embed/`: embeddings (`a SIMILAR_TO b`, `rvbbit_embed`, `VECTOR_SEARCH`), native functions over the
+//!   provider's `/embeddings` endpoint with the result cache.
 
 mod aggregate;
 mod batch;
@@ -31,6 +33,7 @@ mod desugar;
 mod dialect;
 mod dialect_delegate;
 mod dimension;
+mod embed;
 mod files;
 mod pipeline;
 mod registry;
@@ -51,6 +54,7 @@ pub(crate) use dialect::{Operators, SemanticDialect};
 pub(crate) use dimension::{
     Ask, Dimensions, Lookup, is_explain, resolve as resolve_dimension, sites as dimension_sites,
 };
+pub(crate) use embed::rewrite_vector_search;
 pub(crate) use pipeline::{Stages, run as run_pipeline, split as split_pipeline};
 pub(crate) use registry::{Builtins, Definition, Registry};
 pub(crate) use rewrite::{rewrite_aggregates, threshold_scores};
@@ -100,6 +104,18 @@ pub(crate) fn register(ctx: &SessionContext, registry: &Registry, shared: &Arc<S
         }
     }
     drop(state);
+    // The native embedding functions, unless a loaded file took the name.
+    let defined: std::collections::BTreeSet<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
+    if !defined.contains("semantic_similarity") {
+        ctx.register_udf(
+            AsyncScalarUDF::new(Arc::new(embed::SimilarityUdf::new(shared.clone()))).into_scalar_udf(),
+        );
+    }
+    if !defined.contains("rvbbit_embed") {
+        ctx.register_udf(
+            AsyncScalarUDF::new(Arc::new(embed::EmbedUdf::new(shared.clone()))).into_scalar_udf(),
+        );
+    }
     for (name, definition) in names {
         let udf = match &definition.unsupported {
             None if definition.spec.call_shape() == SqlShape::Pipeline => {

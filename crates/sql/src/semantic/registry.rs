@@ -244,6 +244,18 @@ fn operator_table(functions: &[Arc<Definition>], warnings: &mut Vec<String>) -> 
             });
         }
     }
+    // `a SIMILAR_TO b`: the native `semantic_similarity` (`embed/`), unless a file took the spelling or
+    // the name.
+    let native_taken = functions.iter().any(|f| f.name == "semantic_similarity");
+    if !native_taken && !seen.contains_key("SIMILAR_TO") {
+        list.push(Operator {
+            keywords: vec!["SIMILAR_TO".to_owned()],
+            function: "semantic_similarity".to_owned(),
+            fixity: Fixity::Infix,
+            predicate: false,
+            positions: vec![0, 1],
+        });
+    }
     let aggregates = functions
         .iter()
         .filter(|f| f.unsupported.is_none() && f.spec.call_shape() == SqlShape::Aggregate)
@@ -255,7 +267,8 @@ fn operator_table(functions: &[Arc<Definition>], warnings: &mut Vec<String>) -> 
                 && matches!(f.spec.call_shape(), SqlShape::Scalar | SqlShape::Row)
                 && f.returns() == SqlType::Double
         })
-        .flat_map(|f| f.call_names());
+        .flat_map(|f| f.call_names())
+        .chain((!native_taken).then(|| "semantic_similarity".to_owned()));
     Operators::new(list)
         .with_aggregates(aggregates)
         .with_scores(scores)

@@ -17,6 +17,7 @@ mod map;
 mod semantic;
 mod semantic_batch;
 mod semantic_dimension;
+mod semantic_embed;
 mod semantic_pipeline;
 mod slt;
 mod sources;

@@ -13,6 +13,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use serde_json::Value;
 use tokio::time::Instant;
 
+use crate::embed::{EmbedRequest, EmbedResponse};
 use crate::error::{Error, Result, TimeoutPhase};
 use crate::model::ModelRef;
 use crate::provider::Provider;
@@ -241,6 +242,54 @@ impl OpenAiProvider {
 impl Provider for OpenAiProvider {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    async fn embed(&self, request: &EmbedRequest) -> Result<EmbedResponse> {
+        let started = Instant::now();
+        let model = ModelRef::parse(&request.model)?;
+        if request.inputs.is_empty() {
+            return Ok(EmbedResponse::new(&self.name, &request.model, Vec::new()));
+        }
+        let body = crate::embed::encode(&model.id, &request.inputs);
+        let mut builder = self
+            .http()?
+            .post(format!("{}/embeddings", self.base_url))
+            .json(&body);
+        if let Some(key) = &self.api_key {
+            builder = builder.bearer_auth(key.expose());
+        }
+        let first_byte = self.timeouts.first_byte.min(self.timeouts.total);
+        let response = match tokio::time::timeout(first_byte, builder.send()).await {
+            Err(_) => return Err(self.timeout(&request.model, TimeoutPhase::FirstByte, first_byte)),
+            Ok(Err(e)) => return Err(self.transport_error(&request.model, e)),
+            Ok(Ok(r)) => r,
+        };
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let remaining = self.timeouts.total.saturating_sub(started.elapsed());
+        let bytes = match tokio::time::timeout(remaining, response.bytes()).await {
+            Err(_) => return Err(self.timeout(&request.model, TimeoutPhase::Total, self.timeouts.total)),
+            Ok(Err(e)) => {
+                return Err(self.invalid(
+                    &request.model,
+                    format!("the body broke off: {}", rvbbit_core::error_chain(&e)),
+                ));
+            }
+            Ok(Ok(b)) => b,
+        };
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes);
+            return Err(self.status_error(&request.model, status, retry_after, &text));
+        }
+        let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            let preview: String = String::from_utf8_lossy(&bytes).chars().take(120).collect();
+            self.invalid(&request.model, format!("the body is not JSON ({e}): {preview}"))
+        })?;
+        let (vectors, usage) = crate::embed::decode(&body, request.inputs.len())
+            .map_err(|m| self.invalid(&request.model, format!("embeddings: {m}")))?;
+        let mut reply = EmbedResponse::new(&self.name, &request.model, vectors);
+        reply.usage = usage;
+        Ok(reply)
     }
 
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse> {
