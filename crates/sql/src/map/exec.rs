@@ -29,6 +29,8 @@ use crate::statement::{Answer, Statement};
 struct MapOptions {
     limit: u64,
     cache: bool,
+    /// `cache = '1h'`: how long the statement's new cache entries are served (LARS's time-limited cache).
+    cache_ttl: Option<u64>,
     model: Option<String>,
     parallel: Option<usize>,
     key: Option<String>,
@@ -48,7 +50,7 @@ impl MapOptions {
         let limit = map
             .whole_option("limit")?
             .unwrap_or(planner.rvbbit_options().map_default_limit);
-        let cache = map.flag_option("cache")?.unwrap_or(true);
+        let (cache, cache_ttl) = map.cache_option()?;
         let model = map.text_option("model", "a string")?;
         let parallel = match map.whole_option("parallel")? {
             Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
@@ -101,6 +103,7 @@ impl MapOptions {
         Ok(MapOptions {
             limit,
             cache,
+            cache_ttl,
             model,
             parallel,
             key,
@@ -248,6 +251,7 @@ fn plan_calls(
             options.model.as_deref(),
             options.cache,
         )
+        .with_ttl(options.cache_ttl)
         .with_source(source);
         let next = calls.len();
         let i = *index.entry(call.key.clone()).or_insert(next);

@@ -86,6 +86,26 @@ impl MapStatement {
         }
     }
 
+    /// `cache`: `true`/`false`, or a lifetime such as `'1h'` (cached, the new entries served for that
+    /// long: `s`, `m`, `h`, `d` or `w`, at most a year). Returns (use the cache, the entries' lifetime in
+    /// seconds).
+    pub(crate) fn cache_option(&self) -> Result<(bool, Option<u64>), Error> {
+        const YEAR: u64 = 366 * 86_400;
+        let want = "true, false or a lifetime such as '30m', '1h' or '7d' (at most a year)";
+        match self.option("cache") {
+            None => Ok((true, None)),
+            Some(OptionValue::Bool(b)) => Ok((*b, None)),
+            Some(OptionValue::Text(t)) => {
+                let secs = rvbbit_core::event::parse_duration_micros(t)
+                    .and_then(|us| u64::try_from(us / 1_000_000).ok())
+                    .filter(|s| (1..=YEAR).contains(s))
+                    .ok_or_else(|| self.bad_option("cache", want))?;
+                Ok((true, Some(secs)))
+            }
+            Some(_) => Err(self.bad_option("cache", want)),
+        }
+    }
+
     /// A text option that may not be blank; `want` describes it in the error.
     pub(crate) fn text_option(&self, name: &str, want: &str) -> Result<Option<String>, Error> {
         match self.option(name) {

@@ -422,3 +422,47 @@ async fn map_error_column_dedupe_by_infer_schema_default_limit_and_row_source() 
         ]
     );
 }
+
+/// `WITH (cache = '1h')` (LARS's time-limited cache): the rows are cached with that lifetime, served
+/// while it lasts and asked again once it is over; a bad lifetime says what it takes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_lifetime_expires_the_statement_s_entries() {
+    let (server, h) = setup(Duration::ZERO).await;
+    let session = h.runtime.session();
+    let map = |life: &str| {
+        format!(
+            "RVBBIT MAP 'tagger' USING (SELECT * FROM (VALUES ('kiwi'), ('fig')) AS v(text)) WITH (cache = '{life}')"
+        )
+    };
+    let before = rvbbit_core::Timestamp::now();
+    session.execute(&map("1h")).await.unwrap();
+    assert_eq!(server.requests(), 2);
+    let entries = h.store.cache_entries(None, 100).await.unwrap();
+    let lifetimes: Vec<i64> = entries
+        .iter()
+        .filter_map(|e| e.expires_at.map(|x| x.micros() - before.micros()))
+        .collect();
+    assert_eq!(lifetimes.len(), 2, "{entries:?}");
+    assert!(
+        lifetimes
+            .iter()
+            .all(|us| (3_590_000_000..=3_700_000_000).contains(us)),
+        "{lifetimes:?}"
+    );
+    session.execute(&map("1h")).await.unwrap();
+    assert_eq!(server.requests(), 2, "served from the cache while it lasts");
+
+    // Other rows with a 1-second lifetime: served at once, asked again after it.
+    let short = "RVBBIT MAP 'tagger' USING (SELECT 'plum' AS text) WITH (cache = '1s')";
+    session.execute(short).await.unwrap();
+    session.execute(short).await.unwrap();
+    assert_eq!(server.requests(), 3);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    session.execute(short).await.unwrap();
+    assert_eq!(server.requests(), 4, "an expired entry is not served");
+
+    for bad in ["soon", "0s", "400d", "1y"] {
+        let err = session.execute(&map(bad)).await.unwrap_err().to_string();
+        assert!(err.contains("'30m', '1h' or '7d'"), "{bad}: {err}");
+    }
+}
