@@ -11,6 +11,7 @@
 mod conformance;
 mod clickhouse;
 mod postgres;
+mod queue;
 mod sqlite;
 mod writer;
 
