@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rvbbit_cascade::validate::{Options, validate_loaded};
 use rvbbit_cascade::{Catalog, Severity};
-use rvbbit_core::{CallerId, SessionId, SessionStatus};
+use rvbbit_core::{CallerId, SessionId, SessionStatus, codes};
 use rvbbit_engine::tools::Registry;
 use rvbbit_engine::{CancellationToken, Engine, RunRequest};
 use rvbbit_store::{Delivery, Job, SessionFilter, Writer, WriterOptions};
@@ -117,12 +117,7 @@ async fn run(ctx: Arc<Context>, delivery: Arc<dyn Delivery>, cancel: Cancellatio
     };
     match ctx.store.sessions(&filter).await {
         Ok(found) => {
-            if let Some(s) = found.iter().find(|s| {
-                matches!(
-                    s.session.status,
-                    SessionStatus::Completed | SessionStatus::Failed | SessionStatus::Waiting
-                )
-            }) {
+            if let Some(s) = found.iter().find(|s| ended_here(&s.session)) {
                 return Verdict::AlreadyDone(s.session.session_id.clone());
             }
         }
@@ -143,6 +138,21 @@ async fn run(ctx: Arc<Context>, delivery: Arc<dyn Delivery>, cancel: Cancellatio
         "meta": job.metadata,
     });
     execute(&ctx, registry, request).await
+}
+
+/// Whether a session of this submission recorded an outcome of its own: it ended (completed, failed or
+/// waiting) and was not merely marked orphaned (RVB-E014) by `rvbbit doctor --fix` or `sessions cleanup`
+/// after its worker died.
+fn ended_here(session: &rvbbit_store::Session) -> bool {
+    let orphaned = session
+        .error
+        .as_deref()
+        .is_some_and(|e| e.contains(codes::E_ORPHANED.code));
+    !orphaned
+        && matches!(
+            session.status,
+            SessionStatus::Completed | SessionStatus::Failed | SessionStatus::Waiting
+        )
 }
 
 /// Load and validate the submitted text as `rvbbit run` loads a file; the registry and the request.
@@ -223,5 +233,25 @@ async fn execute(ctx: &Context, registry: Registry, request: RunRequest) -> Verd
             outcome.status, s.status
         )),
         Err(e) => Verdict::HandBack(format!("session {session}: the store cannot be read: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rvbbit_core::SessionStatus;
+
+    use super::ended_here;
+
+    #[test]
+    fn an_orphaned_session_is_not_an_outcome_but_a_failed_run_is() {
+        let mut s = rvbbit_store::Session::new("quiet-heron-0c1d2e3f4a5b6c7d".parse().unwrap());
+        assert!(!ended_here(&s), "a running session has no outcome yet");
+        s.status = SessionStatus::Failed;
+        s.error = Some("[RVB-E014] orphaned: heartbeat went stale (the process running it is gone)".into());
+        assert!(!ended_here(&s));
+        s.error = Some("cell `x` failed".into());
+        assert!(ended_here(&s));
+        s.status = SessionStatus::Cancelled;
+        assert!(!ended_here(&s));
     }
 }
