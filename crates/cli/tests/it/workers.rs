@@ -170,6 +170,7 @@ fn sixty_jobs_on_three_workers_one_killed_mid_run_all_complete_once() {
     );
     workers[0].kill().unwrap();
     workers[0].wait().unwrap();
+    let killed_at = Instant::now();
     let orphans = count(&rt, &pg, &victims_running);
     assert!(orphans >= 1, "the worker was not killed mid-run");
 
@@ -178,6 +179,11 @@ fn sixty_jobs_on_three_workers_one_killed_mid_run_all_complete_once() {
         eventually(Duration::from_secs(90), || count(&rt, &pg, completed) >= 60),
         "only {} of 60 submissions completed",
         count(&rt, &pg, completed)
+    );
+    eprintln!(
+        "60 jobs: the last completed {:.1} s after the kill ({} orphaned run(s), ack wait 2 s)",
+        killed_at.elapsed().as_secs_f64(),
+        orphans
     );
     // Settle: nothing left to run, then exact counts.
     assert!(eventually(Duration::from_secs(20), || {
@@ -547,4 +553,55 @@ fn sigterm_drains_a_worker_its_job_in_flight_finishes_and_it_exits_zero() {
         (1.into(), 0.into()),
         "{status}"
     );
+}
+
+#[test]
+fn a_drain_past_its_grace_cancels_the_run_and_hands_the_job_back() {
+    let rt = runtime();
+    let nats = TestNats::start();
+    let pg = rvbbit_testkit::postgres::fresh_database();
+    let dir = TempDir::new().unwrap();
+    let cascade = write(dir.path(), "slow.yaml", SLOW);
+    let out = submit(
+        dir.path(),
+        &nats.url(),
+        &pg,
+        &[
+            &cascade,
+            "--id",
+            "endless",
+            "--input",
+            "{\"n\": 1, \"sleep\": 60}",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let mut w = cmd(dir.path(), &nats.url(), &pg)
+        .env("RVBBIT_QUEUE__DRAIN_GRACE_SECONDS", "1")
+        .env("RVBBIT_QUEUE__NAK_DELAY_SECONDS", "30")
+        .arg("worker")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(30), || {
+        count(&rt, &pg, "SELECT count(*) FROM sessions WHERE status = 'running'") == 1
+    }));
+    let started = Instant::now();
+    signal(&w, rustix::process::Signal::TERM);
+    assert_eq!(exit_within(&mut w, Duration::from_secs(30)), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the 60 s run was not cut at the 1 s grace"
+    );
+    let rows = query(
+        &rt,
+        &pg,
+        "SELECT status FROM sessions WHERE caller_id = 'queue-endless'",
+    );
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, String>(0), "cancelled");
+    // Handed back (nak with a 30 s delay), not acked: still on the queue, waiting to be delivered again.
+    let status = queue_status(dir.path(), &nats.url(), &pg);
+    assert_eq!(status["status"]["messages"], 1, "{status}");
+    assert_eq!(status["status"]["dead_letters"], 0, "{status}");
 }
