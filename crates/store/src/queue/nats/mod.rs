@@ -4,7 +4,7 @@
 //! stream when it is acked) and one shared durable pull consumer (`<stream>_WORKERS`, explicit ack, ack
 //! wait and max deliveries from [`QueueOptions`]) that every worker pulls from; the server hands each
 //! job to one of them. A submission id travels as `Nats-Msg-Id`, so the stream's duplicate window drops
-//! a second submission of the same id. Dead letters go to the stream `<stream>_DEAD` ([`dead`]).
+//! a second submission of the same id. Dead letters go to the stream `<stream>_DEAD` (`dead.rs`).
 //!
 //! NATS 2.9 silently drops configuration fields it does not know, so after creating (or updating) the
 //! stream and the consumer this module reads back what the server holds and refuses to go on
