@@ -221,13 +221,27 @@ fn sixty_jobs_on_three_workers_one_killed_mid_run_all_complete_once() {
     ids.sort();
     expected.sort();
     assert_eq!(ids, expected);
-    // The killed worker's jobs were delivered again: as many redeliveries as runs it left behind.
-    let redelivered = count(
+    // Each job the killed worker left running was delivered again and completed on another worker (a job
+    // it had pulled but not yet started is redelivered too, without an orphan).
+    let rerun = query(
         &rt,
         &pg,
-        "SELECT count(*) FROM sessions WHERE status = 'completed' AND (invocation_metadata->>'attempt')::int > 1",
+        &format!(
+            "SELECT o.caller_id, c.invocation_metadata->'worker'->>'name' FROM sessions o \
+             LEFT JOIN sessions c ON c.caller_id = o.caller_id AND c.status = 'completed' \
+                  AND (c.invocation_metadata->>'attempt')::int > 1 \
+             WHERE o.status = 'running' AND o.invocation_metadata->'worker'->>'name' LIKE '%-{victim}'"
+        ),
     );
-    assert_eq!(redelivered, orphans, "each orphaned job ran once more, elsewhere");
+    assert_eq!(rerun.len() as i64, orphans);
+    for row in &rerun {
+        let (job, by): (Option<String>, Option<String>) = (row.get(0), row.get(1));
+        let by = by.unwrap_or_else(|| panic!("{job:?} was not run again after the kill"));
+        assert!(
+            !by.ends_with(&format!("-{victim}")),
+            "{job:?} ran again on the killed worker"
+        );
+    }
     let status = queue_status(dir.path(), &nats.url(), &pg);
     assert_eq!(status["status"]["dead_letters"], 0, "{status}");
     for w in &mut workers[1..] {
