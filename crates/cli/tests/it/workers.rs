@@ -26,12 +26,13 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// `rvbbit` in `dir` with the queue at `nats`, the store at `pg`, and short queue timings.
+/// `rvbbit` in `dir` with the queue at `nats`, the store at `pg`, and short queue timings (an ack wait of
+/// 5 s: long enough that a worker slowed by a loaded machine still reports progress in time).
 fn cmd(dir: &Path, nats: &str, pg: &str) -> Command {
     let mut c = rvbbit(dir);
     c.env("RVBBIT_QUEUE_URL", nats)
         .env("RVBBIT_STORE_URL", pg)
-        .env("RVBBIT_QUEUE__ACK_WAIT_SECONDS", "2")
+        .env("RVBBIT_QUEUE__ACK_WAIT_SECONDS", "5")
         .env("RVBBIT_QUEUE__NAK_DELAY_SECONDS", "0")
         .env("RVBBIT_QUEUE__DRAIN_GRACE_SECONDS", "20")
         .stdin(Stdio::null());
@@ -181,7 +182,7 @@ fn sixty_jobs_on_three_workers_one_killed_mid_run_all_complete_once() {
         count(&rt, &pg, completed)
     );
     eprintln!(
-        "60 jobs: the last completed {:.1} s after the kill ({} orphaned run(s), ack wait 2 s)",
+        "60 jobs: the last completed {:.1} s after the kill ({} orphaned run(s), ack wait 5 s)",
         killed_at.elapsed().as_secs_f64(),
         orphans
     );
@@ -402,7 +403,7 @@ fn poison_jobs_are_dead_lettered_with_their_reason_and_the_worker_keeps_serving(
     // A cascade that does not parse and a message that is not a job, enqueued past `rvbbit submit`.
     rt.block_on(async {
         let options = rvbbit_store::QueueOptions {
-            ack_wait: Duration::from_secs(2),
+            ack_wait: Duration::from_secs(5),
             max_deliveries: 3,
             ..Default::default()
         };
