@@ -620,3 +620,37 @@ fn a_drain_past_its_grace_cancels_the_run_and_hands_the_job_back() {
     assert_eq!(status["status"]["messages"], 1, "{status}");
     assert_eq!(status["status"]["dead_letters"], 0, "{status}");
 }
+
+#[test]
+fn a_worker_rides_out_a_nats_restart() {
+    let nats = TestNats::start();
+    let pg = rvbbit_testkit::postgres::fresh_database();
+    let dir = TempDir::new().unwrap();
+    let cascade = write(dir.path(), "slow.yaml", SLOW);
+    let mut w = worker(dir.path(), &nats.url(), &pg, &[]);
+    let out = submit(
+        dir.path(),
+        &nats.url(),
+        &pg,
+        &[&cascade, "--id", "before", "--input", "{\"n\": 1}", "--wait"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // The server crashes and comes back on the same port and store; the worker reconnects by itself.
+    nats.kill();
+    std::thread::sleep(Duration::from_secs(1));
+    nats.restart();
+    let out = submit(
+        dir.path(),
+        &nats.url(),
+        &pg,
+        &[&cascade, "--id", "after", "--input", "{\"n\": 2}", "--wait"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "after\ndone 2\n");
+    assert!(
+        w.try_wait().unwrap().is_none(),
+        "the worker stopped with the server"
+    );
+    signal(&w, rustix::process::Signal::TERM);
+    assert_eq!(exit_within(&mut w, Duration::from_secs(30)), Some(0));
+}

@@ -117,8 +117,12 @@ async fn a_job_no_worker_ever_acks_is_dead_lettered_from_the_servers_advisory() 
     let nats = TestNats::start();
     let options = options(1, 2);
     let queue = open(&nats, &options).await;
-    let watcher = open(&nats, &options).await;
-    let watching = tokio::spawn(async move { watcher.watch_given_up().await });
+    // Two workers listen: the advisory reaches both, the dead-letter stream keeps one copy.
+    let mut watching = Vec::new();
+    for _ in 0..2 {
+        let watcher = open(&nats, &options).await;
+        watching.push(tokio::spawn(async move { watcher.watch_given_up().await }));
+    }
     queue.submit(&job("hangs")).await.unwrap();
     // Two deliveries, neither acked (the worker "died"): the server gives up after the second.
     for attempt in 1..=2 {
@@ -146,9 +150,17 @@ async fn a_job_no_worker_ever_acks_is_dead_lettered_from_the_servers_advisory() 
     assert_eq!(
         queue.status().await.unwrap().messages,
         0,
-        "the given-up job stays in the work queue"
+        "the given-up job stayed in the work queue"
     );
-    watching.abort();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        queue.dead_letters().await.unwrap().len(),
+        1,
+        "two listeners, two copies"
+    );
+    for w in watching {
+        w.abort();
+    }
 }
 
 #[tokio::test]
