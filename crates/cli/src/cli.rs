@@ -120,8 +120,8 @@ pub(crate) enum Command {
     /// Cost and token totals: summary, by model, cascade or caller, CSV export.
     #[command(subcommand)]
     Costs(commands::costs::Command),
-    /// Is the store reachable (and how fast), at the right schema, with a provider key configured?
-    /// Exit 0 when healthy (fit for a Kubernetes probe).
+    /// Is the store reachable (and how fast), at the right schema, with a provider key configured, and the
+    /// job queue reachable when `queue.url` is set? Exit 0 when healthy (fit for a Kubernetes probe).
     Health(commands::health::Args),
     /// Check configuration, the store, zombie sessions and waiting spill files; each finding has a fix.
     ///

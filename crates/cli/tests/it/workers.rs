@@ -281,6 +281,20 @@ fn the_same_submission_id_twice_is_one_job_and_wait_exits_like_run() {
     let doc: Value = serde_json::from_slice(&fresh.stdout).unwrap();
     assert_eq!(doc["duplicate"], false, "{doc}");
     assert_eq!(queue_status(dir.path(), &nats.url(), &pg)["status"]["depth"], 2);
+    let health = cmd(dir.path(), &nats.url(), &pg)
+        .args(["--output", "json", "health", "--no-provider"])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&health.stdout).unwrap();
+    assert_eq!(
+        (
+            health.status.code(),
+            doc["queue"]["reachable"].clone(),
+            doc["queue"]["depth"].clone()
+        ),
+        (Some(0), true.into(), 2.into()),
+        "{doc}"
+    );
 
     let mut w = worker(dir.path(), &nats.url(), &pg, &[]);
     let waited = submit(
@@ -361,6 +375,20 @@ fn a_missing_or_malformed_queue_is_a_coded_error_naming_it() {
         assert!(!t.contains("hunter2"), "{t}");
         assert!(t.contains("hint: start `nats-server -js`"), "{t}");
     }
+    // `rvbbit health` probes the queue when one is configured: unreachable is unhealthy (exit 5).
+    let out = rvbbit(dir.path())
+        .env("RVBBIT_QUEUE_URL", &url)
+        .args(["health", "--no-provider"])
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(5), "{t}");
+    assert!(
+        t.contains(&format!(
+            "FAIL  queue: queue `nats://ada:****@127.0.0.1:{port}` is unavailable"
+        )),
+        "{t}"
+    );
     std::fs::write(
         dir.path().join("rvbbit.toml"),
         "[queue]\nurl = \"localhost:4222\"\n",
