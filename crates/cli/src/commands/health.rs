@@ -134,7 +134,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
 /// The job queue's reachability and counts, as the `queue` object of the JSON output.
 async fn queue_probe(config: &rvbbit_core::Config) -> serde_json::Value {
     let shown = config.queue.url.as_deref().map(rvbbit_core::config::mask_url);
-    let status = match super::queue::open(config, &super::queue::QueueArg::default()).await {
+    let status = match super::queue::open(config, &super::queue::QueueArg::default(), false).await {
         Ok(queue) => queue.status().await.map_err(|e| e.to_string()),
         Err(super::Failure::Coded(c)) => Err(c.message),
         Err(_) => Err("the queue could not be opened".to_owned()),

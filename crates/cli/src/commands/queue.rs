@@ -43,22 +43,24 @@ pub(crate) enum Command {
     },
 }
 
-/// The queue settings of `config`.
-pub(crate) fn options(config: &Config) -> QueueOptions {
+/// The queue settings of `config`; a worker (`configure_consumer`) also sets the shared consumer's.
+pub(crate) fn options(config: &Config, configure_consumer: bool) -> QueueOptions {
     let q = &config.queue;
     QueueOptions {
         stream: q.stream.clone(),
         ack_wait: Duration::from_secs(q.ack_wait_seconds.max(1)),
         max_deliveries: q.max_deliveries.max(1),
         duplicate_window: Duration::from_secs(q.duplicate_window_seconds.max(1)),
+        configure_consumer,
     }
 }
 
-/// Open the queue named by `--queue` or `queue.url`.
+/// Open the queue named by `--queue` or `queue.url`; a `worker` sets the consumer's ack wait and max
+/// deliveries, anyone else uses the consumer as the server holds it.
 ///
 /// Errors: no URL or a malformed `--queue` (exit 6, naming the setting), the queue unreachable or
 /// refusing its configuration (exit 5).
-pub(crate) async fn open(config: &Config, arg: &QueueArg) -> Result<Arc<dyn Queue>, Failure> {
+pub(crate) async fn open(config: &Config, arg: &QueueArg, worker: bool) -> Result<Arc<dyn Queue>, Failure> {
     let Some(url) = arg.url.as_deref().or(config.queue.url.as_deref()) else {
         return Err(Failure::Coded(Coded {
             code: codes::C_INVALID,
@@ -82,7 +84,7 @@ pub(crate) async fn open(config: &Config, arg: &QueueArg) -> Result<Arc<dyn Queu
             causes: Vec::new(),
         }));
     }
-    rvbbit_store::queue::open(url, &options(config))
+    rvbbit_store::queue::open(url, &options(config, worker))
         .await
         .map_err(fail)
 }
@@ -91,9 +93,9 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
     let config = load_config(cli, out)?.config;
     block_on(async move {
         match cmd {
-            Command::Status { queue } => status(&*open(&config, queue).await?, out).await,
+            Command::Status { queue } => status(&*open(&config, queue, false).await?, out).await,
             Command::RetryDead { ids, queue } => {
-                let queue = open(&config, queue).await?;
+                let queue = open(&config, queue, false).await?;
                 let retried = queue.retry_dead(ids).await.map_err(fail)?;
                 match out.format {
                     Format::Json => output::json(&json!({"retried": retried}))?,

@@ -68,7 +68,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         submitted_at: Timestamp::now().to_rfc3339(),
     };
     block_on(async move {
-        let queue = super::queue::open(&config, &args.queue).await?;
+        let queue = super::queue::open(&config, &args.queue, false).await?;
         let submitted = queue.submit(&job).await.map_err(fail)?;
         if !args.wait {
             match out.format {

@@ -74,6 +74,10 @@ pub struct QueueOptions {
     pub max_deliveries: u32,
     /// How long a submission id is remembered for deduplication.
     pub duplicate_window: Duration,
+    /// Whether this process sets the shared consumer's settings (`ack_wait`, `max_deliveries`): workers
+    /// do. Others (`rvbbit submit`, `rvbbit queue`) create the consumer only when it is missing and
+    /// otherwise use it as the server holds it, so an admin's defaults never override the workers'.
+    pub configure_consumer: bool,
 }
 
 impl Default for QueueOptions {
@@ -83,6 +87,7 @@ impl Default for QueueOptions {
             ack_wait: Duration::from_secs(30),
             max_deliveries: 5,
             duplicate_window: Duration::from_secs(120),
+            configure_consumer: true,
         }
     }
 }

@@ -210,3 +210,32 @@ async fn settings_the_server_does_not_hold_are_refused_not_ignored() {
     let cause = std::error::Error::source(&err).unwrap().to_string();
     assert!(cause.contains("retention"), "{cause}");
 }
+
+#[tokio::test]
+async fn only_a_worker_sets_the_shared_consumers_settings() {
+    let nats = TestNats::start();
+    let worker = options(7, 3);
+    let admin = QueueOptions {
+        configure_consumer: false,
+        ..QueueOptions::default()
+    };
+    // A submitter first: it creates the consumer, with its settings, since there is none.
+    let first = open(&nats, &admin).await;
+    assert_eq!(first.status().await.unwrap().ack_wait_seconds, 30);
+    // A worker sets its own; a later submitter or admin with the defaults leaves them alone.
+    open(&nats, &worker).await;
+    let later = open(&nats, &admin).await;
+    let status = later.status().await.unwrap();
+    assert_eq!(
+        (status.ack_wait_seconds, status.max_deliveries),
+        (7, 3),
+        "{status:?}"
+    );
+    later.submit(&job("x")).await.unwrap();
+    let d = later.pull(Duration::from_secs(2)).await.unwrap().unwrap();
+    assert_eq!(
+        d.max_deliveries(),
+        3,
+        "a delivery knows the server's limit, not its opener's"
+    );
+}

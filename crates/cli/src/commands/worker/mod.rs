@@ -61,7 +61,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
     let tags = parse_tags(&args.tags)?;
     block_on(async move {
         let signals = Signals::install()?;
-        let queue = super::queue::open(&config, &args.queue).await?;
+        let queue = super::queue::open(&config, &args.queue, true).await?;
         let base = std::env::current_dir().unwrap_or_default();
         let store = rvbbit_store::open(&config.store.url, &base).await.map_err(fail)?;
         let provider = super::run::provider(&config, None, None).await?;

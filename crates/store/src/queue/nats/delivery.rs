@@ -78,7 +78,7 @@ impl Delivery for NatsDelivery {
     }
 
     fn max_deliveries(&self) -> u64 {
-        u64::from(self.queue.options.max_deliveries)
+        self.queue.max_deliver
     }
 
     async fn progress(&self) -> Result<()> {

@@ -37,6 +37,8 @@ pub(crate) const ID_HEADER: &str = "Rvbbit-Submission";
 pub struct NatsQueue {
     url: String,
     options: QueueOptions,
+    /// The consumer's max deliveries as the server holds it.
+    max_deliver: u64,
     client: Client,
     js: Context,
     consumer: PullConsumer,
@@ -85,9 +87,11 @@ impl NatsQueue {
         let jobs = ensure_stream(&js, &masked, jobs_stream_config(options)).await?;
         ensure_stream(&js, &masked, dead::stream_config(options)).await?;
         let consumer = ensure_consumer(&jobs, &masked, options).await?;
+        let max_deliver = u64::try_from(consumer.cached_info().config.max_deliver).unwrap_or(1);
         Ok(NatsQueue {
             url: masked,
             options: options.clone(),
+            max_deliver,
             client,
             js,
             consumer,
@@ -183,6 +187,12 @@ async fn ensure_consumer(jobs: &stream::Stream, url: &str, options: &QueueOption
         ..Default::default()
     };
     let action = format!("create the consumer {name}");
+    if !options.configure_consumer
+        && let Ok(existing) = jobs.get_consumer::<pull::Config>(&name).await
+    {
+        // Not a worker: take the consumer as the workers configured it.
+        return Ok(existing);
+    }
     let consumer: PullConsumer = jobs.create_consumer(want.clone()).await.map_err(|e| {
         if matches!(e.kind(), ConsumerErrorKind::JetStream(_)) {
             refused(url, &action, boxed(e))
