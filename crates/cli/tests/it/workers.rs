@@ -682,3 +682,40 @@ fn a_worker_rides_out_a_nats_restart() {
     signal(&w, rustix::process::Signal::TERM);
     assert_eq!(exit_within(&mut w, Duration::from_secs(30)), Some(0));
 }
+
+#[test]
+fn a_job_that_cannot_start_where_it_runs_ends_dead_and_wait_says_why() {
+    let nats = TestNats::start();
+    let pg = rvbbit_testkit::postgres::fresh_database();
+    let dir = TempDir::new().unwrap();
+    let cascade = write(dir.path(), "slow.yaml", SLOW);
+    // The workers' limits are stricter than the submitter's: the same text is too large for them.
+    let mut w = cmd(dir.path(), &nats.url(), &pg)
+        .env("RVBBIT_QUEUE__MAX_DELIVERIES", "3")
+        .env("RVBBIT_LIMITS__YAML_NODES", "4")
+        .arg("worker")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = submit(
+        dir.path(),
+        &nats.url(),
+        &pg,
+        &[&cascade, "--id", "too-big", "--wait"],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(5), "{t}");
+    assert!(
+        t.contains("error[RVB-S013]: submission too-big was given up after 3 deliveries"),
+        "{t}"
+    );
+    assert!(
+        t.contains("the cascade is invalid: slow.yaml:") && t.contains("[RVB-V024]"),
+        "{t}"
+    );
+    assert!(t.contains("rvbbit queue retry-dead too-big"), "{t}");
+    assert!(w.try_wait().unwrap().is_none(), "the worker stopped");
+    signal(&w, rustix::process::Signal::TERM);
+    assert_eq!(exit_within(&mut w, Duration::from_secs(30)), Some(0));
+}
