@@ -142,6 +142,7 @@ async fn queue_probe(config: &rvbbit_core::Config) -> serde_json::Value {
     match status {
         Ok(s) => json!({"url": shown, "reachable": true, "depth": s.depth, "in_flight": s.in_flight,
             "dead_letters": s.dead_letters, "error": null}),
-        Err(e) => json!({"url": shown, "reachable": false, "error": e}),
+        Err(e) => json!({"url": shown, "reachable": false, "depth": null, "in_flight": null,
+            "dead_letters": null, "error": e}),
     }
 }
