@@ -9,6 +9,7 @@
 #   clickhouse-server       throwaway servers for the ClickHouse event sink (rvbbit_testkit::clickhouse)
 #   chdb-core (PyPI)        a current ClickHouse release's engine for the same tests
 #                           (scripts/clickhouse-current.sh)  -> RVBBIT_CHDB_PYTHON
+#   nats-server (2.9)       throwaway servers with JetStream for the job queue (rvbbit_testkit::nats)
 #   python venv + psycopg   ... by psycopg 3 (from PyPI)       -> RVBBIT_PYTHON
 #   java, javac + pgjdbc    ... by the PostgreSQL JDBC driver  -> RVBBIT_PGJDBC_JAR
 #   python venv + clients   the client conformance suite: psycopg, asyncpg, SQLAlchemy, pinned in
@@ -28,6 +29,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 # The ClickHouse server the event-sink tests start throwaway instances of (rvbbit_testkit::clickhouse).
 command -v clickhouse-server >/dev/null || [ -x /usr/sbin/clickhouse-server ] || command -v clickhouse >/dev/null \
   || need_apt+=(clickhouse-server clickhouse-client)
+# The NATS server the job-queue tests start throwaway instances of (rvbbit_testkit::nats).
+command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || need_apt+=(nats-server)
 command -v javac >/dev/null || need_apt+=(default-jdk-headless)
 [ -f /usr/share/java/postgresql.jar ] || need_apt+=(libpostgresql-jdbc-java)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
@@ -79,5 +82,6 @@ export RVBBIT_E2E_DIR="$repo/e2e"
 echo "test-deps: RVBBIT_CHROMIUM=$RVBBIT_CHROMIUM ($("$RVBBIT_CHROMIUM" --version 2>/dev/null | head -1))" >&2
 echo "test-deps: node $(node --version), playwright-core $(node -p "require('$repo/e2e/node_modules/playwright-core/package.json').version")" >&2
 echo "test-deps: clickhouse-server $(dpkg-query -W -f='${Version}' clickhouse-server 2>/dev/null || echo '(not from apt)')" >&2
+echo "test-deps: nats-server $(dpkg-query -W -f='${Version}' nats-server 2>/dev/null || echo '(not from apt)')" >&2
 echo "test-deps: conformance clients $("$RVBBIT_PYCLIENTS" -c 'import psycopg, asyncpg, sqlalchemy; print(f"psycopg {psycopg.__version__}, asyncpg {asyncpg.__version__}, SQLAlchemy {sqlalchemy.__version__}")')" >&2
 echo "test-deps: $("$RVBBIT_PSQL" --version), psycopg $("$RVBBIT_PYTHON" -c 'import psycopg; print(psycopg.__version__)'), $(javac -version 2>&1), pgjdbc $RVBBIT_PGJDBC_JAR" >&2

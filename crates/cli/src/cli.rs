@@ -69,6 +69,23 @@ pub(crate) enum Command {
     /// session id and caller id. With --value, answers the pending question first. Exit codes as for
     /// `rvbbit run`; 5 when the session is not waiting (RVB-S006) or unknown (RVB-S005).
     Resume(commands::resume::Args),
+    /// Enqueue a run of CASCADE on the job queue (`queue.url`) for any `rvbbit worker` to take.
+    ///
+    /// The cascade is validated here (errors exit 1); its text and input travel in the job. Prints the
+    /// submission id; the same id submitted again within the duplicate window is one job. With --wait,
+    /// waits for the outcome in the shared store and exits as `rvbbit run` would. Exit 5 when the queue
+    /// is unreachable (RVB-S011). See docs/workers.md.
+    Submit(commands::submit::Args),
+    /// Pull jobs from the queue and run them against the configured store until SIGTERM or SIGINT.
+    ///
+    /// Each job runs as `rvbbit run` runs a file (caller id `queue-<submission id>`); the worker reports
+    /// progress while a run lives and acks once its outcome is in the store. SIGTERM drains: no new
+    /// jobs, runs in flight get `queue.drain_grace_seconds`, then the rest are cancelled and handed back;
+    /// exit 0. A job that cannot start is dead-lettered on its last delivery. See docs/workers.md.
+    Worker(commands::worker::Args),
+    /// The job queue: its counts and dead letters, and retrying them.
+    #[command(subcommand)]
+    Queue(commands::queue::Command),
     /// Answer waiting human-in-the-loop cells and list signals.
     #[command(subcommand)]
     Signal(commands::signal::Command),
@@ -103,8 +120,8 @@ pub(crate) enum Command {
     /// Cost and token totals: summary, by model, cascade or caller, CSV export.
     #[command(subcommand)]
     Costs(commands::costs::Command),
-    /// Is the store reachable (and how fast), at the right schema, with a provider key configured?
-    /// Exit 0 when healthy (fit for a Kubernetes probe).
+    /// Is the store reachable (and how fast), at the right schema, with a provider key configured, and the
+    /// job queue reachable when `queue.url` is set? Exit 0 when healthy (fit for a Kubernetes probe).
     Health(commands::health::Args),
     /// Check configuration, the store, zombie sessions and waiting spill files; each finding has a fix.
     ///
@@ -158,6 +175,9 @@ pub(crate) fn run() -> ExitCode {
     let result = match &cli.command {
         Command::Run(args) => commands::run::run(&cli, args, out),
         Command::Resume(args) => commands::resume::run(&cli, args, out),
+        Command::Submit(args) => commands::submit::run(&cli, args, out),
+        Command::Worker(args) => commands::worker::run(&cli, args, out),
+        Command::Queue(cmd) => commands::queue::run(&cli, cmd, out),
         Command::Signal(cmd) => commands::signal::run(&cli, cmd, out),
         Command::Sql(args) => commands::sql::run(&cli, args, out),
         Command::Validate(args) => commands::validate::run(&cli, args, out),

@@ -510,6 +510,24 @@ codes! {
         ["`rvbbit sessions cancel ID` or `rvbbit sessions kill-all` before the answer was sent.", "Ctrl-C while the run waited for an answer."],
         "Check what it did with `rvbbit sessions show ID`; start a new run with `rvbbit run`.";
 
+    /// The job queue could not be reached.
+    S_QUEUE_UNAVAILABLE = "RVB-S011", Storage, "Queue unavailable",
+        "The job queue (`queue.url`, a NATS server with JetStream) could not be reached, or it failed a request: `rvbbit submit`, `rvbbit worker` and `rvbbit queue` need it.",
+        ["The NATS server is not running, or runs at another host or port.", "The server runs without JetStream (start it with `nats-server -js`).",
+         "Wrong credentials in `queue.url`.", "A firewall between this machine and the server."],
+        "Check that `nats-server -js` runs at the host and port of `queue.url` (or `--queue`, `RVBBIT_QUEUE_URL`) and that this machine reaches it; then run the command again.";
+    /// The queue server does not hold the stream or consumer as configured.
+    S_QUEUE_CONFIG = "RVB-S012", Storage, "Queue configuration refused",
+        "rvbbit created or updated the job queue's stream or consumer, read back the configuration the server holds, and found a setting that differs from what it asked for. Older NATS servers drop settings they do not know without an error, and an existing stream or consumer may have been made with other settings.",
+        ["A NATS server older than 2.9.", "The stream or consumer was created by hand, or by an rvbbit with other `[queue]` settings, and the server refused the change.",
+         "Two sets of workers sharing one server with different `queue.stream` settings."],
+        "Use NATS server 2.9 or newer; give every worker and submitter the same `[queue]` settings, or delete the stream (`nats stream rm NAME`) when no job in it is needed, then run again.";
+    /// A job could not be read or found.
+    S_QUEUE_JOB = "RVB-S013", Storage, "Queue job not usable",
+        "A job on the queue could not be used: `rvbbit queue retry-dead` was given a submission id with no dead letter, or a message on the queue is not a job `rvbbit submit` wrote.",
+        ["A typo in the submission id.", "The dead letter was already retried.", "Something other than rvbbit published to the queue's subject."],
+        "List dead letters with `rvbbit queue status --output json`; enqueue runs only with `rvbbit submit`.";
+
     // ---- SQL (exit 2) --------------------------------------------------------------------------------
     /// A SQL statement does not parse or plan.
     Q_SYNTAX = "RVB-Q001", Execution, "SQL statement invalid",

@@ -59,6 +59,8 @@ pub struct Config {
     /// Limits on what a file, a request or a query may make rvbbit do. Each is checked before the work
     /// starts, and exceeding one is a coded error naming the setting (`limits.<name>`).
     pub limits: LimitsConfig,
+    /// The job queue of `rvbbit submit` and `rvbbit worker` (NATS JetStream). Since v0.4.
+    pub queue: QueueConfig,
 }
 
 impl Default for Config {
@@ -79,6 +81,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             sql: SqlConfig::default(),
             limits: LimitsConfig::default(),
+            queue: QueueConfig::default(),
         }
     }
 }
@@ -240,6 +243,83 @@ impl fmt::Debug for EventsConfig {
             .field("url", &self.url.as_deref().map(mask_url))
             .finish()
     }
+}
+
+/// The job queue shared by `rvbbit submit` and `rvbbit worker`; every worker and submitter of one queue
+/// must have the same settings.
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// The NATS server with JetStream, `nats://[USER:PASSWORD@]HOST[:PORT]`. Absent: no queue. Env:
+    /// `RVBBIT_QUEUE_URL` or `RVBBIT_QUEUE__URL`; `--queue` beats it.
+    pub url: Option<String>,
+    /// The work-queue stream's name (letters, digits, `_`, `-`); dead letters go to `<stream>_DEAD`.
+    pub stream: String,
+    /// Seconds a delivered job may go without an ack or a progress report before the server delivers
+    /// it again; a worker reports progress every third of it while the run lives.
+    pub ack_wait_seconds: u64,
+    /// Deliveries of one job before it is given up and moved to the dead-letter stream.
+    pub max_deliveries: u32,
+    /// Seconds a submission id is remembered: the same id submitted again within it is one job.
+    pub duplicate_window_seconds: u64,
+    /// Seconds a worker stopped with SIGTERM gives its in-flight runs to finish before it cancels them
+    /// and hands their jobs back.
+    pub drain_grace_seconds: u64,
+    /// Seconds before a job handed back (a run that could not start, a drained worker) is delivered again.
+    pub nak_delay_seconds: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            url: None,
+            stream: "RVBBIT_JOBS".into(),
+            ack_wait_seconds: 30,
+            max_deliveries: 5,
+            duplicate_window_seconds: 120,
+            drain_grace_seconds: 30,
+            nak_delay_seconds: 5,
+        }
+    }
+}
+
+impl fmt::Debug for QueueConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueConfig")
+            .field("url", &self.url.as_deref().map(mask_url))
+            .field("stream", &self.stream)
+            .field("ack_wait_seconds", &self.ack_wait_seconds)
+            .field("max_deliveries", &self.max_deliveries)
+            .field("duplicate_window_seconds", &self.duplicate_window_seconds)
+            .field("drain_grace_seconds", &self.drain_grace_seconds)
+            .field("nak_delay_seconds", &self.nak_delay_seconds)
+            .finish()
+    }
+}
+
+/// Why `url` is not a queue URL (`nats://[user[:password]@]host[:port]`), if it is not.
+pub fn queue_url_problem(url: &str) -> Option<String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Some("it has no scheme (expected nats://)".into());
+    };
+    if scheme != "nats" {
+        return Some(format!("its scheme is `{scheme}`, expected nats"));
+    }
+    let authority = rest.trim_end_matches('/');
+    if authority.contains('/') {
+        return Some("it has a path; a NATS URL names only a host and port".into());
+    }
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host.is_empty() || host.starts_with(':') {
+        return Some("it names no host".into());
+    }
+    if let Some((_, port)) = host.rsplit_once(':')
+        && !host.ends_with(']')
+        && port.parse::<u16>().is_err()
+    {
+        return Some(format!("its port `{port}` is not a number"));
+    }
+    None
 }
 
 /// Why `url` is not an events URL (`http[s]://[user[:password]@]host[:port]/database`), if it is not.
@@ -515,6 +595,7 @@ const ENV_ALIASES: &[(&str, &str)] = &[
     ("provider_kind", "provider.kind"),
     ("store_url", "store.url"),
     ("store_events_url", "store.events.url"),
+    ("queue_url", "queue.url"),
     ("root", "roots"),
 ];
 
@@ -976,6 +1057,7 @@ fn validate(config: &Config, sources: &BTreeMap<String, Source>, problems: &mut 
             hint: "for example `http://rvbbit:secret@localhost:8123/rvbbit`; remove `[store.events]` to keep events in the store only".into(),
         });
     }
+    validate_queue(&config.queue, &src, problems);
     if config.default_model.trim().is_empty() {
         problems.push(Problem {
             code: codes::C_INVALID,
@@ -984,6 +1066,60 @@ fn validate(config: &Config, sources: &BTreeMap<String, Source>, problems: &mut 
             message: "`default_model` is empty".into(),
             hint: format!("name a model, for example `{DEFAULT_MODEL}`"),
         });
+    }
+}
+
+/// The `[queue]` settings' problems.
+fn validate_queue(queue: &QueueConfig, src: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<Problem>) {
+    let mut bad = |key: &str, message: String, hint: &str| {
+        problems.push(Problem {
+            code: codes::C_INVALID,
+            key: Some(key.into()),
+            source: src(key),
+            message,
+            hint: hint.into(),
+        });
+    };
+    if let Some(url) = &queue.url
+        && let Some(why) = queue_url_problem(url)
+    {
+        bad(
+            "queue.url",
+            format!(
+                "`queue.url` must be a NATS URL `nats://[USER:PASSWORD@]HOST[:PORT]`, found `{}`: {why}",
+                mask_url(url)
+            ),
+            "for example `nats://localhost:4222`; remove `[queue] url` when no queue is used",
+        );
+    }
+    let name_ok = !queue.stream.is_empty()
+        && queue.stream.len() <= 64
+        && queue
+            .stream
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !name_ok {
+        bad(
+            "queue.stream",
+            format!(
+                "`queue.stream` must be 1 to 64 letters, digits, `_` or `-`, found `{}`",
+                queue.stream
+            ),
+            "the default is `RVBBIT_JOBS`",
+        );
+    }
+    for (key, value) in [
+        ("queue.ack_wait_seconds", queue.ack_wait_seconds),
+        ("queue.max_deliveries", u64::from(queue.max_deliveries)),
+        ("queue.duplicate_window_seconds", queue.duplicate_window_seconds),
+    ] {
+        if value == 0 {
+            bad(
+                key,
+                format!("`{key}` must be at least 1"),
+                "see docs/workers.md for the defaults",
+            );
+        }
     }
 }
 
@@ -1394,5 +1530,49 @@ mod tests {
         assert_eq!(mask_url("postgres://ada@db/rvbbit"), "postgres://ada@db/rvbbit");
         assert_eq!(mask_url("postgres://a:p@ss@h/db"), "postgres://a:****@h/db");
         assert_eq!(mask_url("not a url"), "not a url");
+    }
+
+    #[test]
+    fn queue_settings_are_checked_and_the_url_comes_from_rvbbit_queue_url() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("rvbbit.toml"),
+            "[queue]\nurl = \"http://ada:hunter2@nats:4222\"\nstream = \"a.b\"\nmax_deliveries = 0\n",
+        )
+        .unwrap();
+        let err = load(&opts(dir.path())).unwrap_err();
+        let keys: Vec<_> = err.problems.iter().map(|p| (p.code, p.key.as_deref())).collect();
+        assert_eq!(
+            keys,
+            vec![
+                (codes::C_INVALID, Some("queue.url")),
+                (codes::C_INVALID, Some("queue.stream")),
+                (codes::C_INVALID, Some("queue.max_deliveries")),
+            ],
+            "{err:?}"
+        );
+        let url = &err.problems[0];
+        assert!(
+            url.message.contains("http://ada:****@nats:4222"),
+            "{}",
+            url.message
+        );
+        assert!(url.message.contains("scheme is `http`"), "{}", url.message);
+        assert!(!format!("{err:?}").contains("hunter2"));
+        assert!(url.hint.contains("nats://localhost:4222"), "{}", url.hint);
+
+        std::fs::remove_file(dir.path().join("rvbbit.toml")).unwrap();
+        let mut o = opts(dir.path());
+        o.env = vec![("RVBBIT_QUEUE_URL".into(), "nats://ada:hunter2@nats:4222".into())];
+        let loaded = load(&o).unwrap();
+        assert_eq!(
+            loaded.config.queue.url.as_deref(),
+            Some("nats://ada:hunter2@nats:4222")
+        );
+        assert!(!format!("{:?}", loaded.config).contains("hunter2"));
+        assert!(!format!("{:?}", loaded.show()).contains("hunter2"));
+        assert_eq!(queue_url_problem("nats://h"), None);
+        assert!(queue_url_problem("nats://h:x").unwrap().contains("port"));
+        assert!(queue_url_problem("nats://h:4222/db").unwrap().contains("path"));
     }
 }

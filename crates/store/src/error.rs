@@ -116,6 +116,50 @@ pub enum Error {
     /// The background writer is gone (its task ended), so nothing more can be written through it.
     #[error("the event writer has stopped; {0}")]
     WriterClosed(String),
+    /// The job queue could not be reached or failed a request.
+    #[error("queue `{url}` is unavailable while trying to {action}")]
+    QueueUnavailable {
+        /// The queue URL (secrets masked).
+        url: String,
+        /// What was being done.
+        action: String,
+        /// The client's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The queue server holds a stream or consumer configured otherwise than asked.
+    #[error("queue `{url}`: the server holds {what} with {field} = {got}, but rvbbit asked for {asked}")]
+    QueueConfig {
+        /// The queue URL (secrets masked).
+        url: String,
+        /// Which stream or consumer.
+        what: String,
+        /// The setting that differs.
+        field: &'static str,
+        /// What rvbbit asked for.
+        asked: String,
+        /// What the server returned.
+        got: String,
+    },
+    /// The queue server refused to create or update the stream or consumer as configured.
+    #[error("queue `{url}` refused to {action}")]
+    QueueRefused {
+        /// The queue URL (secrets masked).
+        url: String,
+        /// What was asked.
+        action: String,
+        /// The server's answer.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A job on the queue cannot be used (not found, or not a job).
+    #[error("queue `{url}`: {detail}")]
+    QueueJob {
+        /// The queue URL (secrets masked).
+        url: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// A broken invariant.
     #[error("internal store error: {0} (this is a bug)")]
     Internal(String),
@@ -135,6 +179,9 @@ impl Error {
             Error::NotFound { .. } => codes::S_NOT_FOUND,
             Error::Conflict { .. } => codes::S_CONFLICT,
             Error::File { .. } | Error::SpillLine { .. } => codes::S_FILE,
+            Error::QueueUnavailable { .. } => codes::S_QUEUE_UNAVAILABLE,
+            Error::QueueConfig { .. } | Error::QueueRefused { .. } => codes::S_QUEUE_CONFIG,
+            Error::QueueJob { .. } => codes::S_QUEUE_JOB,
             Error::Internal(_) => codes::INTERNAL,
         }
     }
@@ -159,6 +206,11 @@ impl Error {
             Error::Conflict { what: "api key", .. } => "create a new key with `rvbbit keys create`".into(),
             Error::Conflict { .. } => "check the session with `rvbbit sessions show ID`".into(),
             Error::File { .. } | Error::SpillLine { .. } => "check the path exists and is writable; a damaged spill line can be removed by hand".into(),
+            Error::QueueUnavailable { url, .. } => format!(
+                "start `nats-server -js` at {url}, or point `queue.url` (`--queue`, `RVBBIT_QUEUE_URL`) at a running NATS server with JetStream"
+            ),
+            Error::QueueConfig { .. } | Error::QueueRefused { .. } => "use NATS server 2.9 or newer and the same `[queue]` settings for every worker and submitter, or remove the stream when no job in it is needed".into(),
+            Error::QueueJob { .. } => "list dead letters with `rvbbit queue status --output json`; enqueue runs only with `rvbbit submit`".into(),
             Error::Internal(_) => "report it with the command you ran and `rvbbit --version`".into(),
         }
     }

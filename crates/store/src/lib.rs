@@ -4,7 +4,8 @@
 //! and [`Store`]) are
 //! async, batch-oriented and backend-agnostic; each backend lives in its own folder behind a cargo
 //! feature (`sqlite/` and `postgres/`, both in the default build; `nats/` later) and must pass the
-//! conformance suite in `tests/it/conformance.rs`. `clickhouse/` (also default) is not a store but a second
+//! conformance suite in `tests/it/conformance.rs`. [`queue`] (feature `queue`, default) is the job queue
+//! that `rvbbit submit` and `rvbbit worker` share, on NATS JetStream. `clickhouse/` (also default) is not a store but a second
 //! destination for events, the [`Writer`]'s optional event sink (`[store.events] url`). The [`Writer`] batches records from a bounded
 //! channel, retries a busy store and spills to `.rvbbit/spill/*.jsonl` when the store fails; [`spill`]
 //! replays those files exactly once; [`Heartbeat`] keeps a running session's heartbeat fresh so zombies can
@@ -35,6 +36,7 @@ pub mod heartbeat;
 mod model;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod queue;
 pub mod spill;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
@@ -52,6 +54,7 @@ pub use model::{
     ApiKey, CacheEntry, Checkpoint, CheckpointStatus, Cleanup, CostGroup, CostRow, EventFilter, Prune,
     Record, Session, SessionFilter, SessionSummary, Signal, SignalStatus, StoreStatus, StoredEvent,
 };
+pub use queue::{Delivery, Job, Queue, QueueOptions, QueueStatus};
 use rvbbit_core::config::mask_url;
 pub use traits::{ApiKeyStore, CheckpointStore, EventSink, ResultCache, SessionStore, SignalStore, Store};
 pub use writer::{SinkOptions, SinkState, Writer, WriterHandle, WriterOptions, WriterStats};

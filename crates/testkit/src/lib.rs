@@ -10,7 +10,8 @@
 //!
 //! [`batch_rows`] and [`batch_answer`] read and answer rvbbit's many-rows prompts row by row.
 //!
-//! [`clickhouse`] and [`postgres`] start throwaway database servers for the store tests.
+//! [`clickhouse`] and [`postgres`] start throwaway database servers for the store tests; [`nats`] starts
+//! a throwaway NATS server with JetStream for the job queue's tests.
 //!
 //! This crate is for `[dev-dependencies]` only. It is also a binary for benchmarks:
 //! `cargo run -p rvbbit-testkit -- serve --latency 200ms`.
@@ -29,6 +30,7 @@
 
 mod batch;
 pub mod clickhouse;
+pub mod nats;
 pub mod postgres;
 mod reply;
 mod server;

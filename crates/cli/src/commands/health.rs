@@ -1,6 +1,6 @@
 //! `rvbbit health`: is the store reachable (and how fast), at the right schema, and is a provider key
-//! configured. Exit 0 when healthy, 5 when the store is not, 6 when no provider key is configured:
-//! fit for a Kubernetes probe.
+//! configured, and (when `queue.url` is set) is the job queue reachable. Exit 0 when healthy, 5 when the
+//! store or the queue is not, 6 when no provider key is configured: fit for a Kubernetes probe.
 
 use std::time::Instant;
 
@@ -61,8 +61,14 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         .as_ref()
         .map(|u| block_on(async { Ok(super::sink::report(u, &base).await) }))
         .transpose()?;
+    let queue = match &loaded.config.queue.url {
+        Some(_) => Some(block_on(async { Ok(queue_probe(&loaded.config).await) })?),
+        None => None,
+    };
     let exit = if !store_ok {
         code
+    } else if queue.as_ref().is_some_and(|q| q["reachable"] != true) {
+        rvbbit_core::codes::S_QUEUE_UNAVAILABLE.exit_code()
     } else if !key_ok {
         6
     } else {
@@ -75,6 +81,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             "store": {"url": shown_url, "backend": backend, "server_version": server_version, "reachable": store_ok, "latency_ms": latency_ms, "schema_version": version, "error": store_error},
             "provider": {"kind": provider.kind, "api_key_env": provider.api_key_env, "key_configured": key_configured},
             "events_sink": sink,
+            "queue": queue,
         }))?,
         Format::Text => {
             let mut text = String::new();
@@ -102,6 +109,18 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
                     provider.api_key_env
                 ));
             }
+            if let Some(q) = &queue {
+                match q["error"].as_str() {
+                    None => text.push_str(&format!(
+                        "ok    queue {} reachable, {} job(s) waiting, {} in flight, {} dead letter(s)\n",
+                        q["url"].as_str().unwrap_or_default(),
+                        q["depth"],
+                        q["in_flight"],
+                        q["dead_letters"]
+                    )),
+                    Some(e) => text.push_str(&format!("FAIL  queue: {e}\n")),
+                }
+            }
             if let Some(sink) = &sink {
                 let word = if sink.ok() { "ok  " } else { "WARN" };
                 text.push_str(&format!("{word}  {}\n", sink.line()));
@@ -110,4 +129,20 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         }
     }
     Ok(exit)
+}
+
+/// The job queue's reachability and counts, as the `queue` object of the JSON output.
+async fn queue_probe(config: &rvbbit_core::Config) -> serde_json::Value {
+    let shown = config.queue.url.as_deref().map(rvbbit_core::config::mask_url);
+    let status = match super::queue::open(config, &super::queue::QueueArg::default(), false).await {
+        Ok(queue) => queue.status().await.map_err(|e| e.to_string()),
+        Err(super::Failure::Coded(c)) => Err(c.message),
+        Err(_) => Err("the queue could not be opened".to_owned()),
+    };
+    match status {
+        Ok(s) => json!({"url": shown, "reachable": true, "depth": s.depth, "in_flight": s.in_flight,
+            "dead_letters": s.dead_letters, "error": null}),
+        Err(e) => json!({"url": shown, "reachable": false, "depth": null, "in_flight": null,
+            "dead_letters": null, "error": e}),
+    }
 }

@@ -12,6 +12,7 @@ pub(crate) mod hitl;
 pub(crate) mod init;
 pub(crate) mod keys;
 pub(crate) mod metrics;
+pub(crate) mod queue;
 pub(crate) mod resume;
 pub(crate) mod run;
 pub(crate) mod schema;
@@ -23,8 +24,10 @@ pub(crate) mod signal;
 pub(crate) mod sink;
 pub(crate) mod sql;
 pub(crate) mod storage;
+pub(crate) mod submit;
 pub(crate) mod timings;
 pub(crate) mod validate;
+pub(crate) mod worker;
 
 use rvbbit_core::config::{ConfigError, LoadOptions, Loaded};
 use serde_json::json;

@@ -664,7 +664,7 @@ pub(crate) fn render_outcome(
 /// The text a finished run prints on stdout: a string as it is; a tool's result as its text (a shell's
 /// `stdout`, a Python cell's `result`) rather than the raw record with `returncode`, `truncated` and
 /// `_route`; any other value as pretty JSON without the routing keys (those starting with `_`).
-fn output_text(output: &Value) -> String {
+pub(crate) fn output_text(output: &Value) -> String {
     match output {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),

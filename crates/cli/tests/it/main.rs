@@ -25,6 +25,7 @@ mod store_faults;
 mod store_processes;
 mod studio_e2e;
 mod validate;
+mod workers;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -380,6 +380,21 @@ mod shapes {
         pub(super) provider: HealthProvider,
         /// `null` without `[store.events] url`.
         pub(super) events_sink: Option<HealthSink>,
+        /// `null` without `[queue] url`.
+        pub(super) queue: Option<HealthQueue>,
+    }
+
+    /// The job queue (`[queue] url`): reachable, and its counts when it is.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    pub(super) struct HealthQueue {
+        pub(super) url: String,
+        pub(super) reachable: bool,
+        pub(super) depth: Option<u64>,
+        pub(super) in_flight: Option<u64>,
+        pub(super) dead_letters: Option<u64>,
+        pub(super) error: Option<String>,
     }
 
     /// The event sink (`[store.events] url`): reachable, how far it is, what waits in its spill.
@@ -440,6 +455,7 @@ fn json_outputs_have_their_documented_shape() {
     let doc: shapes::Health = serde_json::from_slice(&json(&["health"])).unwrap();
     assert!(doc.store.reachable && !doc.provider.key_configured);
     assert!(doc.events_sink.is_none(), "no sink configured");
+    assert!(doc.queue.is_none(), "no queue configured");
     assert_eq!(
         (doc.store.backend.as_str(), doc.store.server_version),
         ("sqlite", None)

@@ -12,6 +12,7 @@ mod conformance;
 mod clickhouse;
 mod postgres;
 mod postgres_tls;
+mod queue;
 mod sqlite;
 mod writer;
 

@@ -1,0 +1,257 @@
+//! One delivered job: load and validate the submitted cascade text, run it as `rvbbit run` does with the
+//! caller id `queue-<submission id>`, report progress to the queue while the run lives, and settle the
+//! delivery.
+//!
+//! | what happened                                        | the delivery is               |
+//! |------------------------------------------------------|-------------------------------|
+//! | the run ended (completed, failed or waiting) and its outcome is in the store | acked |
+//! | an earlier delivery's run already recorded an outcome | acked without running again  |
+//! | the run was cancelled by the drain, or its outcome did not reach the store | nak'd with a delay |
+//! | the job cannot start (not a job, invalid cascade, a panic) | nak'd with a delay; on its last delivery dead-lettered with the reason |
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rvbbit_cascade::validate::{Options, validate_loaded};
+use rvbbit_cascade::{Catalog, Severity};
+use rvbbit_core::{CallerId, SessionId, SessionStatus, codes};
+use rvbbit_engine::tools::Registry;
+use rvbbit_engine::{CancellationToken, Engine, RunRequest};
+use rvbbit_store::{Delivery, Job, SessionFilter, Writer, WriterOptions};
+use serde_json::json;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::Context;
+
+/// How often a running session's heartbeat is refreshed (as `rvbbit run` does).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+
+/// How a delivery ends.
+#[derive(Debug)]
+enum Verdict {
+    /// The run's outcome is in the store.
+    Done(SessionId, SessionStatus),
+    /// An earlier delivery already recorded an outcome.
+    AlreadyDone(SessionId),
+    /// Not done; deliver again later.
+    HandBack(String),
+    /// The job cannot start; deliver again later, or give it up on its last delivery.
+    NotStarted(String),
+}
+
+/// Run one delivery and settle it; `_permit` frees the worker slot when this ends.
+pub(super) async fn handle(
+    ctx: Arc<Context>,
+    delivery: Arc<dyn Delivery>,
+    cancel: CancellationToken,
+    _permit: OwnedSemaphorePermit,
+) {
+    let every = Duration::from_secs(ctx.config.queue.ack_wait_seconds.max(1)) / 3;
+    let progress = tokio::spawn({
+        let delivery = delivery.clone();
+        async move {
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                ticker.tick().await;
+                if let Err(e) = delivery.progress().await {
+                    tracing::warn!(error = %e, "Reporting progress on a job failed.");
+                }
+            }
+        }
+    });
+    // The run is its own task, so a panic in it is caught here and the worker keeps serving.
+    let verdict = match tokio::spawn(run(ctx.clone(), delivery.clone(), cancel)).await {
+        Ok(v) => v,
+        Err(e) => Verdict::NotStarted(format!("the run panicked: {e}")),
+    };
+    progress.abort();
+    settle(&ctx, &*delivery, verdict).await;
+}
+
+async fn settle(ctx: &Context, delivery: &dyn Delivery, verdict: Verdict) {
+    let id = delivery.id().unwrap_or("(no submission id)").to_owned();
+    let attempt = delivery.attempt();
+    let nak_delay = Duration::from_secs(ctx.config.queue.nak_delay_seconds);
+    let result = match &verdict {
+        Verdict::Done(session, status) => {
+            tracing::info!(submission = %id, session_id = %session, %status, attempt, "Job done.");
+            delivery.ack().await
+        }
+        Verdict::AlreadyDone(session) => {
+            tracing::info!(submission = %id, session_id = %session, attempt, "Job already done by an earlier delivery.");
+            delivery.ack().await
+        }
+        Verdict::HandBack(why) => {
+            tracing::warn!(submission = %id, attempt, reason = %why, "Job handed back.");
+            delivery.nak(nak_delay).await
+        }
+        Verdict::NotStarted(why) if attempt >= delivery.max_deliveries() => {
+            tracing::warn!(submission = %id, attempt, reason = %why, "Job given up after its last delivery.");
+            delivery.dead_letter(why).await
+        }
+        Verdict::NotStarted(why) => {
+            tracing::warn!(submission = %id, attempt, reason = %why, "Job could not start; it will be delivered again.");
+            delivery.nak(nak_delay).await
+        }
+    };
+    if let Err(e) = result {
+        // The server redelivers an unsettled job after the ack wait, so nothing is lost.
+        tracing::warn!(error = %e, submission = %id, "Settling a job failed; the queue will deliver it again.");
+    }
+}
+
+async fn run(ctx: Arc<Context>, delivery: Arc<dyn Delivery>, cancel: CancellationToken) -> Verdict {
+    let job = match delivery.job() {
+        Ok(job) => job,
+        Err(e) => return Verdict::NotStarted(e.to_string()),
+    };
+    let caller = format!("queue-{}", job.id);
+    let Ok(caller_id) = caller.parse::<CallerId>() else {
+        return Verdict::NotStarted(format!("`{caller}` cannot be a caller id"));
+    };
+    // At-least-once: a job whose ack was lost comes back; its recorded outcome stands.
+    let filter = SessionFilter {
+        caller_id: Some(caller.clone()),
+        ..SessionFilter::default()
+    };
+    match ctx.store.sessions(&filter).await {
+        Ok(found) => {
+            if let Some(s) = found.iter().find(|s| ended_here(&s.session)) {
+                return Verdict::AlreadyDone(s.session.session_id.clone());
+            }
+        }
+        Err(e) => return Verdict::HandBack(format!("the store cannot be read: {e}")),
+    }
+    let (registry, request) = match prepare(&ctx, &job) {
+        Ok(ok) => ok,
+        Err(why) => return Verdict::NotStarted(why),
+    };
+    let mut request = request;
+    request.caller_id = caller_id;
+    request.cancel = cancel;
+    request.metadata = json!({
+        "submission_id": job.id,
+        "attempt": delivery.attempt(),
+        "submitted_at": job.submitted_at,
+        "worker": ctx.worker,
+        "meta": job.metadata,
+    });
+    execute(&ctx, registry, request).await
+}
+
+/// Whether a session of this submission recorded an outcome of its own: it ended (completed, failed or
+/// waiting) and was not merely marked orphaned (RVB-E014) by `rvbbit doctor --fix` or `sessions cleanup`
+/// after its worker died.
+fn ended_here(session: &rvbbit_store::Session) -> bool {
+    let orphaned = session
+        .error
+        .as_deref()
+        .is_some_and(|e| e.contains(codes::E_ORPHANED.code));
+    !orphaned
+        && matches!(
+            session.status,
+            SessionStatus::Completed | SessionStatus::Failed | SessionStatus::Waiting
+        )
+}
+
+/// Load and validate the submitted text as `rvbbit run` loads a file; the registry and the request.
+fn prepare(ctx: &Context, job: &Job) -> Result<(Registry, RunRequest), String> {
+    let config = &ctx.config;
+    let name = Path::new(&job.cascade_file)
+        .file_name()
+        .map_or_else(|| "cascade.yaml".into(), |n| n.to_string_lossy().into_owned());
+    let path = Path::new(&name);
+    let mut registry = Registry::builtin();
+    rvbbit_sql::register_tools(&mut registry);
+    registry.add_cascade_tools(path, &config.roots);
+    let mut catalog = Catalog::builtin();
+    registry.fill_catalog(&mut catalog);
+    let options = Options {
+        strict: false,
+        roots: config.roots.clone(),
+    };
+    let loaded = rvbbit_cascade::load_str_with(path, &job.cascade_text, &config.limits);
+    let report = validate_loaded(loaded, &mut catalog, &options);
+    if let Some(d) = report
+        .diagnostics()
+        .iter()
+        .find(|d| d.severity == Severity::Error)
+    {
+        let j = d.to_json(&report.loaded.path, report.loaded.source.as_ref());
+        let at = match (j.line, j.column) {
+            (Some(l), Some(c)) => format!("{name}:{l}:{c}"),
+            _ => name.clone(),
+        };
+        return Err(format!(
+            "the cascade is invalid: {at}: {} [{}]",
+            d.message, d.code.code
+        ));
+    }
+    let Some(cascade) = report.loaded.document.as_ref().and_then(|d| d.cascade().cloned()) else {
+        return Err(format!("{name} is a tool definition, not a cascade"));
+    };
+    let mut request = RunRequest::new(cascade);
+    request.input = job.input.clone();
+    request.cascade_file = Some(path.to_path_buf());
+    request.cascade_text = Some(job.cascade_text.clone());
+    Ok((registry, request))
+}
+
+/// Run with a writer of its own, flushed before the verdict, so an ack always follows a recorded outcome.
+async fn execute(ctx: &Context, registry: Registry, request: RunRequest) -> Verdict {
+    let config = &ctx.config;
+    let writer = Writer::spawn(ctx.store.clone(), WriterOptions::new(ctx.spill_dir.clone()));
+    let engine = Engine::new(registry)
+        .with_provider(ctx.provider.clone())
+        .with_writer(writer.handle())
+        .with_default_model(config.default_model.clone())
+        .with_roots(config.roots.clone())
+        .with_limits(config.limits.clone())
+        .with_heartbeat(ctx.store.clone(), HEARTBEAT_EVERY)
+        .with_store(ctx.store.clone());
+    let outcome = engine.run(request).await;
+    drop(engine);
+    let session = outcome.session_id.clone();
+    match writer.shutdown().await {
+        Ok(stats) if stats.lost == 0 && stats.spilled == 0 => {}
+        Ok(stats) => {
+            return Verdict::HandBack(format!(
+                "session {session}: {} record(s) spilled and {} lost, so its outcome is not in the store",
+                stats.spilled, stats.lost
+            ));
+        }
+        Err(e) => return Verdict::HandBack(format!("session {session}: the writer failed: {e}")),
+    }
+    if outcome.status == SessionStatus::Cancelled {
+        return Verdict::HandBack(format!("session {session} was cancelled: the worker was stopped"));
+    }
+    match ctx.store.session(&session).await {
+        Ok(s) if s.status == outcome.status => Verdict::Done(session, outcome.status),
+        Ok(s) => Verdict::HandBack(format!(
+            "session {session} ended {} but the store holds it as {}",
+            outcome.status, s.status
+        )),
+        Err(e) => Verdict::HandBack(format!("session {session}: the store cannot be read: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rvbbit_core::SessionStatus;
+
+    use super::ended_here;
+
+    #[test]
+    fn an_orphaned_session_is_not_an_outcome_but_a_failed_run_is() {
+        let mut s = rvbbit_store::Session::new("quiet-heron-0c1d2e3f4a5b6c7d".parse().unwrap());
+        assert!(!ended_here(&s), "a running session has no outcome yet");
+        s.status = SessionStatus::Failed;
+        s.error = Some("[RVB-E014] orphaned: heartbeat went stale (the process running it is gone)".into());
+        assert!(!ended_here(&s));
+        s.error = Some("cell `x` failed".into());
+        assert!(ended_here(&s));
+        s.status = SessionStatus::Cancelled;
+        assert!(!ended_here(&s));
+    }
+}
