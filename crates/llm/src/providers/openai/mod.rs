@@ -130,14 +130,20 @@ impl OpenAiProvider {
                 request_usage_cost: self.request_usage_cost,
             },
         );
-        let mut builder = self.http()?.post(&self.url).json(&body);
+        self.post_json(&self.url, &body, &req.model).await
+    }
+
+    /// POST `body` to `url` with the key, and wait for the response headers (the first-byte timeout);
+    /// a non-success status is the typed error its body describes.
+    async fn post_json(&self, url: &str, body: &Value, model: &str) -> Result<reqwest::Response> {
+        let mut builder = self.http()?.post(url).json(body);
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key.expose());
         }
         let first_byte = self.timeouts.first_byte.min(self.timeouts.total);
         let response = match tokio::time::timeout(first_byte, builder.send()).await {
-            Err(_) => return Err(self.timeout(&req.model, TimeoutPhase::FirstByte, first_byte)),
-            Ok(Err(e)) => return Err(self.transport_error(&req.model, e)),
+            Err(_) => return Err(self.timeout(model, TimeoutPhase::FirstByte, first_byte)),
+            Ok(Err(e)) => return Err(self.transport_error(model, e)),
             Ok(Ok(r)) => r,
         };
         if response.status().is_success() {
@@ -150,7 +156,26 @@ impl OpenAiProvider {
             Ok(Ok(text)) => text,
             _ => String::new(),
         };
-        Err(self.status_error(&req.model, status, retry_after, &text))
+        Err(self.status_error(model, status, retry_after, &text))
+    }
+
+    /// The whole body of `response` as JSON, within what is left of the total timeout since `started`.
+    async fn json_body(&self, model: &str, response: reqwest::Response, started: Instant) -> Result<Value> {
+        let remaining = self.timeouts.total.saturating_sub(started.elapsed());
+        let bytes = match tokio::time::timeout(remaining, response.bytes()).await {
+            Err(_) => return Err(self.timeout(model, TimeoutPhase::Total, self.timeouts.total)),
+            Ok(Err(e)) => {
+                return Err(self.invalid(
+                    model,
+                    format!("the body broke off: {}", rvbbit_core::error_chain(&e)),
+                ));
+            }
+            Ok(Ok(b)) => b,
+        };
+        serde_json::from_slice(&bytes).map_err(|e| {
+            let preview: String = String::from_utf8_lossy(&bytes).chars().take(120).collect();
+            self.invalid(model, format!("the body is not JSON ({e}): {preview}"))
+        })
     }
 
     fn timeout(&self, model: &str, phase: TimeoutPhase, after: Duration) -> Error {
@@ -251,40 +276,9 @@ impl Provider for OpenAiProvider {
             return Ok(EmbedResponse::new(&self.name, &request.model, Vec::new()));
         }
         let body = crate::embed::encode(&model.id, &request.inputs);
-        let mut builder = self
-            .http()?
-            .post(format!("{}/embeddings", self.base_url))
-            .json(&body);
-        if let Some(key) = &self.api_key {
-            builder = builder.bearer_auth(key.expose());
-        }
-        let first_byte = self.timeouts.first_byte.min(self.timeouts.total);
-        let response = match tokio::time::timeout(first_byte, builder.send()).await {
-            Err(_) => return Err(self.timeout(&request.model, TimeoutPhase::FirstByte, first_byte)),
-            Ok(Err(e)) => return Err(self.transport_error(&request.model, e)),
-            Ok(Ok(r)) => r,
-        };
-        let status = response.status();
-        let retry_after = retry_after(response.headers());
-        let remaining = self.timeouts.total.saturating_sub(started.elapsed());
-        let bytes = match tokio::time::timeout(remaining, response.bytes()).await {
-            Err(_) => return Err(self.timeout(&request.model, TimeoutPhase::Total, self.timeouts.total)),
-            Ok(Err(e)) => {
-                return Err(self.invalid(
-                    &request.model,
-                    format!("the body broke off: {}", rvbbit_core::error_chain(&e)),
-                ));
-            }
-            Ok(Ok(b)) => b,
-        };
-        if !status.is_success() {
-            let text = String::from_utf8_lossy(&bytes);
-            return Err(self.status_error(&request.model, status, retry_after, &text));
-        }
-        let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            let preview: String = String::from_utf8_lossy(&bytes).chars().take(120).collect();
-            self.invalid(&request.model, format!("the body is not JSON ({e}): {preview}"))
-        })?;
+        let url = format!("{}/embeddings", self.base_url);
+        let response = self.post_json(&url, &body, &request.model).await?;
+        let body = self.json_body(&request.model, response, started).await?;
         let (vectors, usage) = crate::embed::decode(&body, request.inputs.len())
             .map_err(|m| self.invalid(&request.model, format!("embeddings: {m}")))?;
         let mut reply = EmbedResponse::new(&self.name, &request.model, vectors);
@@ -333,21 +327,7 @@ impl OpenAiProvider {
         response: reqwest::Response,
         started: Instant,
     ) -> Result<ChatResponse> {
-        let remaining = self.timeouts.total.saturating_sub(started.elapsed());
-        let bytes = match tokio::time::timeout(remaining, response.bytes()).await {
-            Err(_) => return Err(self.timeout(&request.model, TimeoutPhase::Total, self.timeouts.total)),
-            Ok(Err(e)) => {
-                return Err(self.invalid(
-                    &request.model,
-                    format!("the body broke off: {}", rvbbit_core::error_chain(&e)),
-                ));
-            }
-            Ok(Ok(b)) => b,
-        };
-        let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            let preview: String = String::from_utf8_lossy(&bytes).chars().take(120).collect();
-            self.invalid(&request.model, format!("the body is not JSON ({e}): {preview}"))
-        })?;
+        let body = self.json_body(&request.model, response, started).await?;
         if let Some(message) = wire::error_message(&body) {
             // OpenRouter reports some upstream failures as an error object inside a 200.
             return Err(Error::Provider {
