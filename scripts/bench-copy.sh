@@ -9,8 +9,9 @@
 # $CARGO_TARGET_DIR or target/); nothing is built. psql: $RVBBIT_PSQL or `psql`. It starts
 # `rvbbit serve sql --port 0` in a fresh temporary directory, runs the COPY through psql into `wc`, and
 # prints rows, seconds and the server's peak RSS (VmHWM of /proc/PID/status) against the goal of
-# 200 MiB; then a cursor over the same query (`DECLARE … ; FETCH 10`, then `FETCH ALL` of a fresh
-# cursor); then the same rows fetched by a plain SELECT (collected before sending), for comparison.
+# 200 MiB. The steps, in this order (the allocator keeps what a step freed, so each starts from the RSS
+# the last left): a cursor over the query (`DECLARE … ; FETCH 10`), `FETCH ALL` of a fresh cursor, the
+# COPY, then the same rows fetched by a plain SELECT (collected before sending), for comparison.
 # Each step's peak is its own: VmHWM is reset before it (`echo 5 > /proc/PID/clear_refs`).
 # Exit 0 when the COPY and the cursors stayed under the goal, 1 otherwise, 2 on a setup problem.
 set -euo pipefail
@@ -58,12 +59,6 @@ run -c "SELECT 1" >/dev/null
 start_kib="$(hwm_kib)"
 
 reset_hwm
-t0="$(date +%s.%N)"
-copied="$(run -c "COPY ($query) TO STDOUT" | wc -l)"
-t1="$(date +%s.%N)"
-copy_kib="$(hwm_kib)"
-
-reset_hwm
 t2="$(date +%s.%N)"
 fetched10="$(run -A -t -c "BEGIN" -c "DECLARE c CURSOR FOR $query" -c "FETCH 10 FROM c" -c "COMMIT" | wc -l)"
 t3="$(date +%s.%N)"
@@ -74,6 +69,12 @@ t4="$(date +%s.%N)"
 fetched_all="$(run -A -t -c "BEGIN" -c "DECLARE c CURSOR FOR $query" -c "FETCH ALL FROM c" -c "COMMIT" | wc -l)"
 t5="$(date +%s.%N)"
 fetch_all_kib="$(hwm_kib)"
+
+reset_hwm
+t0="$(date +%s.%N)"
+copied="$(run -c "COPY ($query) TO STDOUT" | wc -l)"
+t1="$(date +%s.%N)"
+copy_kib="$(hwm_kib)"
 
 reset_hwm
 t6="$(date +%s.%N)"
