@@ -74,7 +74,8 @@ print(json.dumps(out))
 /// Hostile cursors: past `limits.pgwire_cursors` a DECLARE is 54000 naming the setting (closing one
 /// makes room); a FETCH of 2^63-1 rows answers the rows there are; a 200-byte name and a name of quotes
 /// and semicolons work; unknown (34000), duplicate (42P03), backward (0A000) and out-of-block (25P01)
-/// statements fail with their SQLSTATE and the connection keeps serving after each.
+/// statements fail with their SQLSTATE and the connection keeps serving after each; a 600 KB
+/// one-line statement that names a cursor verb is answered (54001, too deep) within the script's time.
 #[test]
 fn issue_15_hostile_cursors_are_refused_and_the_connection_keeps_serving() {
     let rt = runtime();
@@ -90,7 +91,7 @@ fn issue_15_hostile_cursors_are_refused_and_the_connection_keeps_serving() {
     let expect = serde_json::json!({
         "declared": 3, "fourth": "54000", "after_close": "DECLARE CURSOR", "huge": 5,
         "long": [[1]], "weird": [[2]], "unknown": "34000", "duplicate": "42P03",
-        "backward": "0A000", "scroll": "0A000", "outside": "25P01", "after": 1,
+        "backward": "0A000", "scroll": "0A000", "outside": "25P01", "long_line": "54001", "after": 1,
     });
     for (key, want) in expect.as_object().unwrap() {
         assert_eq!(&doc[key], want, "{key}: {doc}");
@@ -132,6 +133,9 @@ out["duplicate"] = state('DECLARE "a;""b"" -- c" CURSOR WITH HOLD FOR SELECT 3 A
 out["backward"] = state('FETCH BACKWARD 1 FROM "a;""b"" -- c"')
 out["scroll"] = state("DECLARE s SCROLL CURSOR WITH HOLD FOR SELECT 1 AS x")
 out["outside"] = state("DECLARE o CURSOR FOR SELECT 1 AS x")
+# A one-line string of 300,000 tokens that names a cursor verb is split in one pass (then refused as
+# too deep, 54001), not in time quadratic in its length.
+out["long_line"] = state("SELECT " + "+".join(["1"] * 300000) + " -- fetch")
 out["after"] = conn.execute("SELECT 1").fetchone()[0]
 print(json.dumps(out))
 "#;

@@ -49,13 +49,23 @@ struct Tok {
 /// The statements of `sql` when one of them is a cursor statement (None: there is none, or the text
 /// does not tokenize; the usual parser takes it).
 pub(crate) fn split<'a>(sql: &'a str, dialect: &dyn Dialect) -> Option<Vec<Piece<'a>>> {
+    // Most strings name none of the verbs: they are not tokenized a second time.
+    let bytes = sql.as_bytes();
+    let names = |verb: &str| {
+        bytes
+            .windows(verb.len())
+            .any(|w| w.eq_ignore_ascii_case(verb.as_bytes()))
+    };
+    if !["declare", "fetch", "move", "close"].into_iter().any(names) {
+        return None;
+    }
     let tokens = Tokenizer::new(dialect, sql).tokenize_with_location().ok()?;
-    let lines = line_starts(sql);
+    let mut offsets = Offsets::new(sql);
     let mut statements: Vec<(usize, usize, Vec<Tok>)> = Vec::new();
     let mut start = 0;
     let mut current = Vec::new();
     for t in tokens {
-        let at = byte_offset(sql, &lines, t.span.start);
+        let at = offsets.at(t.span.start);
         match t.token {
             Token::SemiColon => {
                 statements.push((start, at, std::mem::take(&mut current)));
@@ -102,24 +112,42 @@ pub(crate) fn split<'a>(sql: &'a str, dialect: &dyn Dialect) -> Option<Vec<Piece
     Some(pieces)
 }
 
-/// The byte offset of each line's start.
-fn line_starts(sql: &str) -> Vec<usize> {
-    let mut starts = vec![0];
-    starts.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
-    starts
+/// Byte offsets of tokenizer locations (1-based line, 1-based column in characters), asked in
+/// increasing order: each call walks on from the last, so a whole string costs one pass.
+struct Offsets<'a> {
+    chars: std::str::CharIndices<'a>,
+    line: u64,
+    column: u64,
+    byte: usize,
+    len: usize,
 }
 
-/// The byte offset of a tokenizer location (1-based line, 1-based column in characters).
-fn byte_offset(sql: &str, lines: &[usize], at: Location) -> usize {
-    let line = usize::try_from(at.line).unwrap_or(usize::MAX).saturating_sub(1);
-    let Some(&line_start) = lines.get(line) else {
-        return sql.len();
-    };
-    let column = usize::try_from(at.column).unwrap_or(usize::MAX).saturating_sub(1);
-    let rest = sql.get(line_start..).unwrap_or_default();
-    rest.char_indices()
-        .nth(column)
-        .map_or(sql.len(), |(i, _)| line_start + i)
+impl<'a> Offsets<'a> {
+    fn new(sql: &'a str) -> Offsets<'a> {
+        Offsets {
+            chars: sql.char_indices(),
+            line: 1,
+            column: 1,
+            byte: 0,
+            len: sql.len(),
+        }
+    }
+
+    fn at(&mut self, to: Location) -> usize {
+        while (self.line, self.column) < (to.line, to.column) {
+            let Some((i, c)) = self.chars.next() else {
+                return self.len;
+            };
+            if c == '\n' {
+                self.line += 1;
+                self.column = 1;
+            } else {
+                self.column += 1;
+            }
+            self.byte = i + c.len_utf8();
+        }
+        self.byte
+    }
 }
 
 /// The word of an unquoted identifier or keyword.
@@ -351,6 +379,13 @@ mod tests {
             }
         );
         assert_eq!(*query, "SELECT ';' -- x\n");
+    }
+
+    #[test]
+    fn statements_split_at_byte_offsets_past_multibyte_text() {
+        let p = pieces("SELECT 'é→'\n  ;  FETCH 1 FROM c; SELECT '«;»'");
+        assert!(matches!(p[0], Piece::Other("SELECT 'é→'\n  ")), "{p:?}");
+        assert!(matches!(p[2], Piece::Other(" SELECT '«;»'")), "{p:?}");
     }
 
     #[test]
