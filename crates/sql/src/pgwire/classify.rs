@@ -140,6 +140,26 @@ impl Sql {
         Ok(ast.to_string())
     }
 
+    /// The statement with `params` bound in its tree (as [`Sql::render`] binds them) and no
+    /// parameters left: what the connection answers `current_setting($1)` calls on.
+    pub(crate) fn bound(&self, params: &[Param]) -> Result<Sql, ErrorInfo> {
+        let Some(ast) = &self.ast else {
+            return Ok(self.clone());
+        };
+        let mut ast = ast.clone();
+        let mut binder = Binder { params, error: None };
+        // The binder keeps its error in `binder.error`; the visit's `ControlFlow` carries nothing.
+        let _ = ast.visit(&mut binder);
+        if let Some(e) = binder.error {
+            return Err(e);
+        }
+        Ok(Sql {
+            ast: Some(ast),
+            params: 0,
+            ..self.clone()
+        })
+    }
+
     /// The SQL with every `$n` replaced by a typed NULL (for describing a statement before it is bound).
     pub(crate) fn render_unbound(&self, types: &[Option<Type>]) -> Option<String> {
         let ast = self.ast.as_ref()?;
@@ -462,6 +482,13 @@ mod tests {
         );
         assert_eq!(bind(&"9".repeat(39), Type::NUMERIC).unwrap_err().code, "22003");
         assert_eq!(s.render(&[]).unwrap_err().code, "08P01");
+        // regclass: a catalog table's name is its oid, an unknown name 42P01
+        assert_eq!(
+            bind("pg_catalog.pg_constraint", Type::REGCLASS).unwrap(),
+            "SELECT 2606"
+        );
+        assert_eq!(bind("1259", Type::REGCLASS).unwrap(), "SELECT 1259");
+        assert_eq!(bind("no_such", Type::REGCLASS).unwrap_err().code, "42P01");
     }
 
     #[test]

@@ -370,11 +370,13 @@ impl Conn {
         if !sql.calls_settings {
             return sql.render(params).map_err(user_error);
         }
-        let (answered, sets) = self.answer_settings(sql)?;
+        // Bound first: a setting's name may be a parameter.
+        let bound = sql.bound(params).map_err(user_error)?;
+        let (answered, sets) = self.answer_settings(&bound)?;
         for (name, value) in sets {
             self.assign(&name, &value).await?;
         }
-        answered.render(params).map_err(user_error)
+        answered.render(&[]).map_err(user_error)
     }
 
     pub(super) async fn execute(&self, sql: &Sql, text: &str) -> PgWireResult<crate::result::QueryResult> {
@@ -399,8 +401,9 @@ impl Conn {
             let answered = match sql.calls_settings.then(|| self.answer_settings(sql)) {
                 None => None,
                 Some(Ok((answered, _))) => Some(answered),
+                // With parameters, a setting's name may be one of them: described at Bind, by running.
                 Some(Err(_)) => {
-                    prepared.fields = Some(Vec::new());
+                    prepared.fields = (sql.params == 0).then(Vec::new);
                     return;
                 }
             };

@@ -31,6 +31,7 @@ mod query;
 mod rewrite;
 mod settings;
 mod split;
+mod subquery;
 mod types;
 
 use std::future::Future;

@@ -422,7 +422,7 @@ impl Handler {
         if sql.params > params.len() {
             return Ok(Vec::new());
         }
-        let text = sql.render(params).map_err(user_error)?;
+        let text = self.conn.rendered(sql, params).await?;
         let result = self.conn.execute(sql, &text).await?;
         let fields = types::fields(&result.schema, &Format::UnifiedText);
         self.conn
