@@ -96,6 +96,11 @@ fn issue_15_hostile_cursors_are_refused_and_the_connection_keeps_serving() {
     for (key, want) in expect.as_object().unwrap() {
         assert_eq!(&doc[key], want, "{key}: {doc}");
     }
+    assert_eq!(
+        doc["binary"],
+        serde_json::json!([1, "00000001", "FETCH 1"]),
+        "{doc}"
+    );
     let texts = doc["texts"].to_string();
     assert!(texts.contains("limits.pgwire_cursors = 3"), "{texts}");
     assert!(texts.contains("FETCH BACKWARD is not supported"), "{texts}");
@@ -136,6 +141,11 @@ out["outside"] = state("DECLARE o CURSOR FOR SELECT 1 AS x")
 # A one-line string of 300,000 tokens that names a cursor verb is split in one pass (then refused as
 # too deep, 54001), not in time quadratic in its length.
 out["long_line"] = state("SELECT " + "+".join(["1"] * 300000) + " -- fetch")
+# A BINARY cursor's rows come in binary over the simple protocol (PQexec): int4 1 is 4 bytes.
+state("DECLARE b BINARY CURSOR WITH HOLD FOR SELECT 1::int4 AS n")
+r = conn.pgconn.exec_(b"FETCH ALL FROM b")
+out["binary"] = [r.fformat(0), r.get_value(0, 0).hex(), r.command_status.decode()]
+state("CLOSE b")
 out["after"] = conn.execute("SELECT 1").fetchone()[0]
 print(json.dumps(out))
 "#;
