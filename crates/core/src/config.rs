@@ -454,6 +454,9 @@ pub struct LimitsConfig {
     /// pgwire (`rvbbit serve sql`): bytes one `COPY … FROM STDIN` may send; more are refused with
     /// SQLSTATE 54000 and nothing is copied. Since v0.3.
     pub pgwire_copy_bytes: u64,
+    /// pgwire (`rvbbit serve sql`): cursors (`DECLARE … CURSOR`) one connection holds open at once;
+    /// another DECLARE is refused with SQLSTATE 54000 until one is closed. Since v0.3.
+    pub pgwire_cursors: u32,
 }
 
 impl Default for LimitsConfig {
@@ -473,6 +476,7 @@ impl Default for LimitsConfig {
             http_header_timeout_seconds: 10,
             pgwire_connections: 256,
             pgwire_copy_bytes: 64 * 1024 * 1024,
+            pgwire_cursors: 64,
         }
     }
 }

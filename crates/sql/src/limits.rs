@@ -49,6 +49,8 @@ pub struct Limits {
     pub connections: u32,
     /// `limits.pgwire_copy_bytes`: bytes one `COPY … FROM STDIN` may send (SQLSTATE 54000 past it).
     pub copy_bytes: u64,
+    /// `limits.pgwire_cursors`: cursors one connection holds open at once (SQLSTATE 54000 past it).
+    pub cursors: u32,
     /// Operator files: the most `*.yaml`/`*.yml` files a session reads under `cascades/` looking for
     /// `sql_function` blocks (default 1000; `limits.sql_operator_files` in `rvbbit.toml`). Past it the
     /// rest are not loaded, with an RVB-Q006 warning.
@@ -72,6 +74,7 @@ impl Default for Limits {
             query_bytes: c.sql_query_bytes,
             connections: c.pgwire_connections,
             copy_bytes: c.pgwire_copy_bytes,
+            cursors: c.pgwire_cursors,
             operator_files: OPERATOR_FILES,
             operator_bytes: OPERATOR_BYTES,
         }

@@ -143,6 +143,7 @@ pub(crate) fn sql_settings(config: &Config) -> rvbbit_sql::Settings {
     settings.limits.operator_bytes = limits.sql_operator_bytes;
     settings.limits.connections = limits.pgwire_connections;
     settings.limits.copy_bytes = limits.pgwire_copy_bytes;
+    settings.limits.cursors = limits.pgwire_cursors;
     settings
 }
 

@@ -249,7 +249,7 @@ def _():
     expect(TypeInfo.fetch(conn, "int8").array_oid, 1016)
 
 
-@suite.check("server-side cursor", gap="DECLARE/FETCH cursors")
+@suite.check("server-side cursor")
 def _():
     with connect(autocommit=False) as c:
         with c.cursor(name="big") as cur:

@@ -3,6 +3,7 @@
 
 mod clients;
 mod config;
+mod cursors;
 mod docs_commands;
 mod events_sink;
 mod exactly_once;

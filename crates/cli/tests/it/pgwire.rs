@@ -50,7 +50,7 @@ impl Server {
     }
 
     /// [`Server::start`] with more `--set key=value` settings.
-    fn start_with(dir: &Path, base_url: &str, host: &str, sets: &[&str]) -> Server {
+    pub(crate) fn start_with(dir: &Path, base_url: &str, host: &str, sets: &[&str]) -> Server {
         let mut command = rvbbit(dir);
         for set in sets {
             command.args(["--set", set]);
@@ -159,7 +159,7 @@ fn python() -> String {
 
 /// Run a psycopg script (`PORT` in its environment); its last stdout line is JSON. A script that has not
 /// finished after five minutes is killed (`timeout`), so a hung server fails the test instead of CI.
-fn psycopg(port: u16, script: &str) -> Value {
+pub(crate) fn psycopg(port: u16, script: &str) -> Value {
     let out = Command::new("timeout")
         .args(["300", &python(), "-c", script])
         .env("PORT", port.to_string())

@@ -71,6 +71,7 @@ pub(crate) fn defaults() -> Vec<(&'static str, String)> {
         ("transaction_isolation", "read committed".into()),
         ("max_identifier_length", "63".into()),
         ("statement_timeout", "0".into()),
+        ("default_table_access_method", "heap".into()),
     ]
 }
 

@@ -15,6 +15,7 @@ use pgwire::api::Type;
 use pgwire::error::ErrorInfo;
 
 use super::ast::{number, parse_type, string};
+use super::catalog;
 use super::errors::{error, state};
 use super::{arrays, params};
 
@@ -76,6 +77,23 @@ impl VisitorMut for Binder<'_> {
 }
 
 /// A parameter as a literal of its type (a string literal when the client gave no type).
+/// `$1::regclass` bound to a name (SQLAlchemy's `CAST('pg_catalog.pg_constraint' AS REGCLASS)`): the
+/// catalog table's oid, or the number given; an unknown name is 42P01, as in PostgreSQL.
+fn regclass(value: &str) -> Result<Expr, ErrorInfo> {
+    let oid = match value.trim().parse::<i64>() {
+        Ok(oid) => Some(oid),
+        Err(_) => catalog::oid_of("regclass", value),
+    };
+    let oid = oid.ok_or_else(|| {
+        error(
+            state::UNDEFINED_TABLE,
+            format!("relation \"{value}\" does not exist"),
+            "a regclass parameter names a pg_catalog table here, or is an oid",
+        )
+    })?;
+    Ok(number(&oid.to_string()))
+}
+
 fn literal(param: &Param) -> Result<Expr, ErrorInfo> {
     let cast = |e: Expr, ty: SqlType| Expr::Cast {
         kind: CastKind::Cast,
@@ -113,6 +131,7 @@ fn literal(param: &Param) -> Result<Expr, ErrorInfo> {
             let ty = sql_type(&param.ty).unwrap_or(SqlType::BigInt(None));
             cast(number(value.trim()), ty)
         }
+        Type::REGCLASS => regclass(value)?,
         Type::FLOAT4 | Type::FLOAT8 => {
             let v = value.trim();
             if v.parse::<f64>().is_err() {

@@ -8,23 +8,19 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
     CopyTarget, Expr, ObjectName, ObjectNamePart, Reset, Set, Statement, Value, ValueWithSpan, VisitMut,
 };
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::parser::Parser;
 use pgwire::api::Type;
 use pgwire::error::ErrorInfo;
 
 use super::bind::Binder;
 pub(crate) use super::bind::Param;
 use super::copy::{self, CopyFormat, Direction, Target};
+use super::cursor::{Fetch, Header};
 use super::errors::{error, state};
 use super::rewrite::CatalogRewriter;
-use crate::limits::Limits;
-use crate::semantic::{Operators, SemanticDialect};
 
 /// One statement of a query string.
 #[derive(Clone, Debug)]
@@ -57,10 +53,24 @@ pub(crate) enum Kind {
     CopyIn(Box<Target>),
     /// A statement refused before it runs (a COPY form or option that is not served).
     Refused(Box<Refusal>),
+    /// `DECLARE name CURSOR … FOR query` (`cursor/`).
+    Declare(Box<Declare>),
+    /// `FETCH` / `MOVE`.
+    Fetch(Fetch),
+    /// `CLOSE name` / `CLOSE ALL` (None).
+    Close(Option<String>),
     /// Accepted and ignored (SAVEPOINT, RELEASE, DISCARD, DEALLOCATE, SET TRANSACTION, …) with this tag.
     Ignored(&'static str),
     /// SQL for the session.
     Sql(Sql),
+}
+
+/// `DECLARE name … CURSOR … FOR query`.
+#[derive(Clone, Debug)]
+pub(crate) struct Declare {
+    pub(crate) header: Header,
+    /// The query (a SELECT or VALUES), as any statement for the session.
+    pub(crate) sql: Sql,
 }
 
 /// Why a statement is refused: its SQLSTATE, message and hint (an `ErrorInfo` when it runs).
@@ -72,7 +82,7 @@ pub(crate) struct Refusal {
 }
 
 impl Refusal {
-    fn of(info: ErrorInfo) -> Kind {
+    pub(super) fn of(info: ErrorInfo) -> Kind {
         Kind::Refused(Box::new(Refusal {
             code: info.code,
             message: info.message,
@@ -130,6 +140,26 @@ impl Sql {
         Ok(ast.to_string())
     }
 
+    /// The statement with `params` bound in its tree (as [`Sql::render`] binds them) and no
+    /// parameters left: what the connection answers `current_setting($1)` calls on.
+    pub(crate) fn bound(&self, params: &[Param]) -> Result<Sql, ErrorInfo> {
+        let Some(ast) = &self.ast else {
+            return Ok(self.clone());
+        };
+        let mut ast = ast.clone();
+        let mut binder = Binder { params, error: None };
+        // The binder keeps its error in `binder.error`; the visit's `ControlFlow` carries nothing.
+        let _ = ast.visit(&mut binder);
+        if let Some(e) = binder.error {
+            return Err(e);
+        }
+        Ok(Sql {
+            ast: Some(ast),
+            params: 0,
+            ..self.clone()
+        })
+    }
+
     /// The SQL with every `$n` replaced by a typed NULL (for describing a statement before it is bound).
     pub(crate) fn render_unbound(&self, types: &[Option<Type>]) -> Option<String> {
         let ast = self.ast.as_ref()?;
@@ -150,70 +180,8 @@ impl Sql {
     }
 }
 
-/// Split and classify a query string. A string sqlparser cannot parse is one statement for the session
-/// as it is (RVBBIT MAP, or an error the session reports with its position).
-#[cfg(test)]
-pub(crate) fn parse(sql: &str) -> Vec<Kind> {
-    parse_checked(sql, &Limits::default(), Arc::default()).unwrap_or_default()
-}
-
-/// Split and classify a query string under `limits`: the text's size and statement count are checked before parsing, each
-/// parsed statement's depth before it is rewritten (a too-deep tree is taken apart, never recursed
-/// into). Call it on the SQL threads (parsing recurses up to the parser's recursion limit).
-///
-/// Errors: SQLSTATE 54000 (size, count) or 54001 (depth), with the rvbbit code RVB-Q006.
-pub(crate) fn parse_checked(
-    sql: &str,
-    limits: &Limits,
-    operators: Arc<Operators>,
-) -> Result<Vec<Kind>, ErrorInfo> {
-    let sql = super::known::substitute(sql).unwrap_or(sql);
-    let trimmed = sql.trim().trim_end_matches(';').trim();
-    if trimmed.is_empty() {
-        return Ok(Vec::new());
-    }
-    // PostgreSQL with the session's semantic operators: a statement using them parses into calls of
-    // their functions, bound and rendered like any other.
-    let dialect = SemanticDialect::new(Box::new(PostgreSqlDialect {}), operators);
-    let refuse = |e: crate::error::Error| super::errors::from_sql_error(&e, sql);
-    let recursion = limits.parser_recursion(PARSER_RECURSION);
-    limits.check_text(sql, &dialect, recursion).map_err(refuse)?;
-    let parsed = Parser::new(&dialect)
-        .with_recursion_limit(recursion)
-        .try_with_sql(sql)
-        .and_then(|mut p| p.parse_statements());
-    match parsed {
-        Ok(mut statements) if !statements.is_empty() => {
-            // Every statement is checked (and a deep one taken apart) before any is dropped.
-            let mut checked = Ok(());
-            for statement in &mut statements {
-                if let Err(e) = limits.check_tree(statement) {
-                    checked = Err(e);
-                }
-            }
-            checked.map_err(refuse)?;
-            Ok(statements.into_iter().map(classify).collect())
-        }
-        _ if is_copy_stream(trimmed) => Ok(vec![Refusal::of(error(
-            state::SYNTAX,
-            "this COPY statement is not understood",
-            "COPY (query) TO STDOUT [WITH (FORMAT text|csv|binary, HEADER, DELIMITER 'c', NULL 's')], or COPY table [(columns)] FROM STDIN [WITH (…)]",
-        ))]),
-        _ => Ok(vec![Kind::Sql(Sql {
-            ast: None,
-            text: trimmed.to_owned(),
-            reads_catalog: false,
-            params: 0,
-            casts: BTreeMap::new(),
-            calls_settings: false,
-        })]),
-    }
-}
-
-/// sqlparser's default recursion limit (what `Parser::parse_sql` uses).
-const PARSER_RECURSION: usize = 50;
-
-fn classify(statement: Statement) -> Kind {
+/// The kind of one parsed statement.
+pub(super) fn classify(statement: Statement) -> Kind {
     match &statement {
         Statement::Set(set) => match set {
             Set::SingleAssignment { variable, values, .. } => {
@@ -304,15 +272,6 @@ fn parsed_sql(mut statement: Statement) -> Sql {
     }
 }
 
-/// A `COPY` through the client's stdin/stdout (what sqlparser could not parse, by its words).
-fn is_copy_stream(sql: &str) -> bool {
-    let upper = sql.to_ascii_uppercase();
-    upper.starts_with("COPY")
-        && upper
-            .split(|c: char| !c.is_ascii_alphanumeric())
-            .any(|w| w == "STDIN" || w == "STDOUT")
-}
-
 /// `rvbbit.*` and `datafusion.*` settings belong to the session (DataFusion's SET).
 fn is_session_setting(name: &str) -> bool {
     name.starts_with("rvbbit.") || name.starts_with("datafusion.")
@@ -377,6 +336,7 @@ pub(crate) fn command_tag(sql: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pgwire::split::parse;
     use crate::pgwire::types::DUPLICATE_MARK;
 
     fn one(sql: &str) -> Kind {
@@ -522,6 +482,13 @@ mod tests {
         );
         assert_eq!(bind(&"9".repeat(39), Type::NUMERIC).unwrap_err().code, "22003");
         assert_eq!(s.render(&[]).unwrap_err().code, "08P01");
+        // regclass: a catalog table's name is its oid, an unknown name 42P01
+        assert_eq!(
+            bind("pg_catalog.pg_constraint", Type::REGCLASS).unwrap(),
+            "SELECT 2606"
+        );
+        assert_eq!(bind("1259", Type::REGCLASS).unwrap(), "SELECT 1259");
+        assert_eq!(bind("no_such", Type::REGCLASS).unwrap_err().code, "42P01");
     }
 
     #[test]

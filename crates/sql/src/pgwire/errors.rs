@@ -46,6 +46,14 @@ pub(crate) mod state {
     pub(crate) const PROGRAM_LIMIT: &str = "54000";
     /// statement_too_complex (a statement nested deeper than `limits.sql_expression_depth`)
     pub(crate) const TOO_COMPLEX: &str = "54001";
+    /// invalid_cursor_name (FETCH, MOVE or CLOSE of a cursor that is not open)
+    pub(crate) const UNDEFINED_CURSOR: &str = "34000";
+    /// duplicate_cursor (DECLARE of a name already open)
+    pub(crate) const DUPLICATE_CURSOR: &str = "42P03";
+    /// invalid_cursor_state (FETCH from a cursor whose query failed)
+    pub(crate) const INVALID_CURSOR_STATE: &str = "24000";
+    /// no_active_sql_transaction (DECLARE without HOLD outside a transaction block)
+    pub(crate) const NO_TRANSACTION: &str = "25P01";
     /// too_many_connections (more than `limits.pgwire_connections`)
     pub(crate) const TOO_MANY_CONNECTIONS: &str = "53300";
 }

@@ -21,8 +21,9 @@ use super::ServerState;
 use super::catalog::{self, CatalogState, Identity};
 use super::classify::{self, Kind, Param, Sql};
 use super::copy::{self, CopyFormat};
+use super::cursor::Cursors;
 use super::errors::{error, from_sql_error, state, user_error};
-use super::{infer, settings, types};
+use super::{infer, settings, split, types};
 use crate::options::RvbbitOptions;
 use crate::session::SqlSession;
 
@@ -39,6 +40,8 @@ pub(crate) struct Conn {
     pub(super) early: Mutex<HashMap<String, crate::result::QueryResult>>,
     /// The `COPY … FROM STDIN` being received.
     pub(super) copy_in: copy::Pending,
+    /// The open SQL cursors and the transaction block state.
+    pub(super) cursors: Cursors,
 }
 
 impl Conn {
@@ -51,6 +54,7 @@ impl Conn {
             identity: OnceLock::new(),
             early: Mutex::new(HashMap::new()),
             copy_in: copy::Pending::default(),
+            cursors: Cursors::default(),
         }
     }
 
@@ -162,7 +166,7 @@ impl Conn {
         let operators = self.session.operators();
         let text = sql.to_owned();
         self.session
-            .on_sql_thread(move || classify::parse_checked(&text, &limits, operators).map_err(Box::new))
+            .on_sql_thread(move || split::parse_checked(&text, &limits, operators).map_err(Box::new))
             .await
             .unwrap_or_else(|e| Err(Box::new(from_sql_error(&e, sql))))
     }
@@ -215,10 +219,27 @@ impl Conn {
                 Ok(Response::Execution(Tag::new("RESET")))
             }
             Kind::Show(name) => self.show(name, format),
-            Kind::Begin => Ok(Response::TransactionStart(Tag::new("BEGIN"))),
-            Kind::Commit => Ok(Response::TransactionEnd(Tag::new("COMMIT"))),
-            Kind::Rollback => Ok(Response::TransactionEnd(Tag::new("ROLLBACK"))),
-            Kind::Ignored(tag) => Ok(Response::Execution(Tag::new(tag))),
+            Kind::Begin => {
+                self.cursors.begin();
+                Ok(Response::TransactionStart(Tag::new("BEGIN")))
+            }
+            Kind::Commit => {
+                self.cursors.end(true);
+                Ok(Response::TransactionEnd(Tag::new("COMMIT")))
+            }
+            Kind::Rollback => {
+                self.cursors.end(false);
+                Ok(Response::TransactionEnd(Tag::new("ROLLBACK")))
+            }
+            Kind::Ignored(tag) => {
+                if *tag == "DISCARD ALL" {
+                    self.close_cursor(None)?;
+                }
+                Ok(Response::Execution(Tag::new(tag)))
+            }
+            Kind::Declare(declare) => self.declare(declare, params).await,
+            Kind::Fetch(fetch) => self.fetch(fetch, format).await,
+            Kind::Close(name) => self.close_cursor(name.as_deref()),
             Kind::CopyOut { sql, format } => self.copy_out(client, sql, format).await,
             Kind::CopyIn(target) => copy::start(&self.session, &self.copy_in, target).await,
             Kind::Refused(refusal) => Err(user_error(refusal.error())),
@@ -242,7 +263,7 @@ impl Conn {
     }
 
     /// Refuse new statements once shutdown began (57P01).
-    fn check_open(&self) -> PgWireResult<()> {
+    pub(super) fn check_open(&self) -> PgWireResult<()> {
         if self.server.shutting_down.load(Ordering::SeqCst) {
             return Err(user_error(error(
                 state::SHUTDOWN,
@@ -315,18 +336,7 @@ impl Conn {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         self.check_open()?;
-        let answered;
-        let sql = if sql.calls_settings {
-            let (with_values, sets) = self.answer_settings(sql)?;
-            for (name, value) in sets {
-                self.assign(&name, &value).await?;
-            }
-            answered = with_values;
-            &answered
-        } else {
-            sql
-        };
-        let text = sql.render(params).map_err(user_error)?;
+        let text = self.rendered(sql, params).await?;
         let early = self.early.lock().unwrap_or_else(|p| p.into_inner()).remove(&text);
         let result = match early {
             Some(r) => r,
@@ -354,6 +364,21 @@ impl Conn {
         rows_response(&result.batches, &result.schema, format, "SELECT")
     }
 
+    /// The text to run for `sql`: its `current_setting`/`set_config` calls answered (and their
+    /// assignments made), `params` bound.
+    pub(super) async fn rendered(&self, sql: &Sql, params: &[Param]) -> PgWireResult<String> {
+        if !sql.calls_settings {
+            return sql.render(params).map_err(user_error);
+        }
+        // Bound first: a setting's name may be a parameter.
+        let bound = sql.bound(params).map_err(user_error)?;
+        let (answered, sets) = self.answer_settings(&bound)?;
+        for (name, value) in sets {
+            self.assign(&name, &value).await?;
+        }
+        answered.render(&[]).map_err(user_error)
+    }
+
     pub(super) async fn execute(&self, sql: &Sql, text: &str) -> PgWireResult<crate::result::QueryResult> {
         if sql.reads_catalog {
             self.refresh_catalog().await?;
@@ -376,8 +401,9 @@ impl Conn {
             let answered = match sql.calls_settings.then(|| self.answer_settings(sql)) {
                 None => None,
                 Some(Ok((answered, _))) => Some(answered),
+                // With parameters, a setting's name may be one of them: described at Bind, by running.
                 Some(Err(_)) => {
-                    prepared.fields = Some(Vec::new());
+                    prepared.fields = (sql.params == 0).then(Vec::new);
                     return;
                 }
             };
@@ -398,6 +424,9 @@ impl Conn {
                 }
             });
             return;
+        }
+        if let Some(Kind::Declare(declare)) = &prepared.kind {
+            prepared.types = self.param_types(&declare.sql, &prepared.types).await;
         }
         prepared.fields = self.plan_fields(prepared);
     }
@@ -465,6 +494,7 @@ impl Conn {
                     )])
                 }
             }
+            Some(Kind::Fetch(fetch)) => Some(self.fetch_fields(fetch)),
             Some(_) => Some(Vec::new()),
         }
     }

@@ -111,6 +111,7 @@ pub(super) fn pg_type_of(ty: &SqlType) -> Option<Type> {
         "bytea" => Type::BYTEA,
         "uuid" => Type::UUID,
         "oid" => Type::OID,
+        "regclass" => Type::REGCLASS,
         "json" => Type::JSON,
         "jsonb" => Type::JSONB,
         _ => return None,

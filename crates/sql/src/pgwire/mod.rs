@@ -6,7 +6,8 @@
 //! - Simple and extended query protocols; `$n` parameters are bound as typed literals in the syntax
 //!   tree (never by text substitution); results in text format, binary on request for the common types.
 //! - `SET`/`RESET`/`SHOW` of PostgreSQL parameters and `rvbbit.*` settings; `BEGIN`/`COMMIT`/`ROLLBACK`
-//!   accepted (no transactions: status tracked only).
+//!   accepted (no transactions: status tracked only, and cursors without HOLD close at the block's end).
+//! - Forward-only SQL cursors (`DECLARE`/`FETCH`/`MOVE`/`CLOSE`) that stream their query (`cursor/`).
 //! - A `pg_catalog` schema rebuilt from the session's catalog when a statement reads it (psql `\d`,
 //!   JDBC `getTables`), and the catalog functions clients call.
 //! - Authentication: trust on a loopback bind; otherwise a cleartext password that is an API key.
@@ -19,6 +20,8 @@ mod bind;
 mod catalog;
 mod classify;
 mod copy;
+mod cursor;
+mod cursor_run;
 mod errors;
 mod handler;
 mod infer;
@@ -27,6 +30,8 @@ mod params;
 mod query;
 mod rewrite;
 mod settings;
+mod split;
+mod subquery;
 mod types;
 
 use std::future::Future;

@@ -5,11 +5,13 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::{Sink, SinkExt};
+use futures::{Sink, SinkExt, StreamExt, stream};
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler, send_describe_response};
-use pgwire::api::results::{DescribePortalResponse, DescribeStatementResponse, FieldInfo, Response, Tag};
+use pgwire::api::results::{
+    DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response, Tag,
+};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{ClientInfo, ClientPortalStore, DEFAULT_NAME, Type};
@@ -17,7 +19,9 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::{NoData, ParameterDescription};
-use pgwire::messages::extendedquery::{Describe, Execute, TARGET_TYPE_BYTE_STATEMENT};
+use pgwire::messages::extendedquery::{
+    Describe, Execute, TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
+};
 use pgwire::messages::simplequery::Query;
 
 use super::classify::{Kind, Param};
@@ -73,6 +77,7 @@ impl QueryParser for Parser {
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
         let count = match &stmt.kind {
             Some(Kind::Sql(sql)) => sql.params,
+            Some(Kind::Declare(declare)) => declare.sql.params,
             _ => 0,
         };
         Ok((0..count.max(stmt.types.len()))
@@ -168,16 +173,16 @@ impl SimpleQueryHandler for Handler {
             Ok(kinds) => kinds,
             Err(info) => return Ok(vec![Response::Error(info)]),
         };
-        for kind in kinds {
-            match self.conn.run(client, &kind, &[], &Format::UnifiedText).await {
-                Ok(r) => responses.push(r),
-                Err(PgWireError::UserError(info)) => {
-                    responses.push(Response::Error(info));
-                    break;
-                }
-                Err(other) => return Err(other),
-            }
+        // Several statements in one string run in PostgreSQL's implicit transaction block.
+        let implicit = kinds.len() > 1;
+        if implicit {
+            self.conn.cursors.implicit(true);
         }
+        let ran = self.run_all(client, &kinds, &mut responses).await;
+        if implicit {
+            self.conn.cursors.implicit(false);
+        }
+        ran?;
         if responses.is_empty() {
             responses.push(Response::EmptyQuery);
         }
@@ -217,6 +222,17 @@ impl ExtendedQueryHandler for Handler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        // A Describe of a portal named like an open SQL cursor describes the cursor, as in PostgreSQL.
+        if message.target_type == TARGET_TYPE_BYTE_PORTAL {
+            let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+            let cursor = match client.portal_store().get_portal(name) {
+                None => self.conn.cursor_fields(name),
+                Some(_) => None,
+            };
+            if let Some(fields) = cursor {
+                return send_describe_response(client, &DescribePortalResponse::new(fields)).await;
+            }
+        }
         if message.target_type == TARGET_TYPE_BYTE_STATEMENT {
             let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
             if let Some(Entry::Value(stmt)) = client.portal_store().get_statement(name) {
@@ -306,6 +322,17 @@ impl ExtendedQueryHandler for Handler {
     }
 }
 
+/// A row set read to its end (a FETCH that more statements follow).
+async fn read_rows(mut query: QueryResponse) -> PgWireResult<Response> {
+    let mut rows = Vec::new();
+    while let Some(row) = query.data_rows.next().await {
+        rows.push(row?);
+    }
+    let mut read = QueryResponse::new(query.row_schema.clone(), stream::iter(rows.into_iter().map(Ok)));
+    read.set_command_tag(query.command_tag());
+    Ok(Response::Query(read))
+}
+
 /// The data of a `COPY … FROM STDIN` (`copy/input.rs`).
 #[async_trait]
 impl CopyHandler for Handler {
@@ -345,6 +372,39 @@ impl CopyHandler for Handler {
 }
 
 impl Handler {
+    /// Run a query string's statements until one fails. The rows of a FETCH followed by more
+    /// statements are read before those run (a later MOVE or CLOSE must not overtake them); the last
+    /// statement's rows stream as the client reads them.
+    async fn run_all<C>(
+        &self,
+        client: &mut C,
+        kinds: &[Kind],
+        responses: &mut Vec<Response>,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        for (i, kind) in kinds.iter().enumerate() {
+            let ran = match self.conn.run(client, kind, &[], &Format::UnifiedText).await {
+                Ok(Response::Query(query)) if matches!(kind, Kind::Fetch(_)) && i + 1 < kinds.len() => {
+                    read_rows(query).await
+                }
+                other => other,
+            };
+            match ran {
+                Ok(r) => responses.push(r),
+                Err(PgWireError::UserError(info)) => {
+                    responses.push(Response::Error(info));
+                    break;
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(())
+    }
+
     /// Run a statement whose columns are only known by running it (RVBBIT MAP); keep the result for
     /// the Execute that follows.
     async fn describe_by_running<C>(
@@ -362,7 +422,7 @@ impl Handler {
         if sql.params > params.len() {
             return Ok(Vec::new());
         }
-        let text = sql.render(params).map_err(user_error)?;
+        let text = self.conn.rendered(sql, params).await?;
         let result = self.conn.execute(sql, &text).await?;
         let fields = types::fields(&result.schema, &Format::UnifiedText);
         self.conn

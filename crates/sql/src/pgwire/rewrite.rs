@@ -11,13 +11,14 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
     AccessExpr, ArrayElemTypeDef, BinaryOperator, DataType as SqlType, Expr, ObjectName, ObjectNamePart,
-    Value, ValueWithSpan, VisitMut, VisitorMut,
+    Value, ValueWithSpan, VisitorMut,
 };
 
 use super::arrays;
 use super::ast::{is_text_type, number, parse_expr, parse_type, string, type_name};
 use super::catalog;
 use super::infer;
+use super::subquery;
 use super::types::DUPLICATE_MARK;
 use pgwire::api::Type;
 
@@ -129,9 +130,16 @@ impl VisitorMut for CatalogRewriter {
         ControlFlow::Continue(())
     }
 
+    fn post_visit_query(&mut self, query: &mut datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
+        if self.reads_catalog {
+            subquery::null_unevaluated(query);
+        }
+        ControlFlow::Continue(())
+    }
+
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         match expr {
-            Expr::Subquery(_) => rewrite_catalog_subquery(expr),
+            Expr::Subquery(_) => subquery::rewrite(expr),
             Expr::Collate { expr: inner, .. } => {
                 *expr = (**inner).clone();
             }
@@ -168,6 +176,21 @@ impl VisitorMut for CatalogRewriter {
                     array: false,
                     format: None,
                 };
+            }
+            // generate_subscripts(a, dim) beside unnest(a) in a select list (SQLAlchemy's constraint
+            // reflection, pgcli's foreign keys): the subscripts 1..n of a one-dimensional array (lower
+            // bound 1, as every array here), one row each, in step with unnest(a)
+            Expr::Function(f)
+                if f.name.0.len() == 1
+                    && f.name.to_string().eq_ignore_ascii_case("generate_subscripts")
+                    && let datafusion::sql::sqlparser::ast::FunctionArguments::List(list) = &f.args
+                    && let [array, dim] = list.args.as_slice() =>
+            {
+                if let Ok(call) = parse_expr(&format!(
+                    "unnest(range(1, CAST(array_length({array}, {dim}) AS BIGINT) + 1))"
+                )) {
+                    *expr = call;
+                }
             }
             // ARRAY(subquery) is not plannable by DataFusion; psql uses it only over catalog tables that
             // are always empty here (pg_policy, pg_publication), where it is never evaluated.
@@ -298,11 +321,6 @@ impl CatalogRewriter {
     }
 }
 
-/// PostgreSQL allows a correlated scalar subquery that returns one row; DataFusion wants it aggregated
-/// and correlated by equalities only. For subqueries over catalog tables only (psql's `\d`): wrap the
-/// one selected value in `max(…)`, and lift conditions on the outer row out of the subquery into
-/// `CASE WHEN cond THEN (subquery) END` (a column of an inner table joined by `key = outer` in such a
-/// condition is read by its own subquery).
 /// An array literal in text (`{a,"b c",NULL}`) as `ARRAY['a', 'b c', NULL]`; None when malformed.
 fn text_array(text: &str) -> Option<Expr> {
     let elements = arrays::parse_text(text).ok()?;
@@ -320,256 +338,6 @@ fn text_array(text: &str) -> Option<Expr> {
         elem,
         named: true,
     }))
-}
-
-fn rewrite_catalog_subquery(expr: &mut Expr) {
-    use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr};
-    let Expr::Subquery(query) = expr else {
-        return;
-    };
-    let SetExpr::Select(select) = query.body.as_mut() else {
-        return;
-    };
-    // inner alias → table name
-    let inner = match inner_from(select) {
-        InnerFrom::Tables(inner) => inner,
-        InnerFrom::Null => {
-            if let Ok(null) = parse_expr("NULL") {
-                *expr = null;
-            }
-            return;
-        }
-        InnerFrom::Keep => return,
-    };
-    let grouped = !matches!(&select.group_by, datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(e, _) if e.is_empty());
-    if inner.is_empty() || select.projection.len() != 1 || grouped {
-        return;
-    }
-    let (SelectItem::UnnamedExpr(projected) | SelectItem::ExprWithAlias { expr: projected, .. }) =
-        &mut select.projection[0]
-    else {
-        return;
-    };
-    let aggregated = matches!(projected, Expr::Function(f) if matches!(f.name.to_string().to_ascii_lowercase().as_str(),
-        "max" | "min" | "count" | "sum" | "avg" | "array_agg" | "string_agg" | "bool_or" | "bool_and"));
-    if !aggregated && let Ok(wrapped) = parse_expr(&format!("max({projected})")) {
-        *projected = wrapped;
-    }
-    let Some(selection) = select.selection.take() else {
-        return;
-    };
-    let (kept, guard) = split_correlated(selection, &inner);
-    select.selection = join_and(kept);
-    if guard.is_empty() {
-        return;
-    }
-    if let Ok(case) = parse_expr(&format!("CASE WHEN {} THEN ({query}) END", guard.join(" AND "))) {
-        *expr = case;
-    }
-}
-
-/// What the FROM of a catalog subquery allows.
-enum InnerFrom {
-    /// Plain `pg_catalog` tables: (alias, table name) of each.
-    Tables(Vec<(String, String)>),
-    /// A set-returning function over the outer row: DataFusion cannot run it; the subquery is NULL.
-    Null,
-    /// Anything else: the subquery stays as it is.
-    Keep,
-}
-
-/// The `pg_catalog` tables a subquery reads, or why it is not rewritten.
-fn inner_from(select: &datafusion::sql::sqlparser::ast::Select) -> InnerFrom {
-    use datafusion::sql::sqlparser::ast::TableFactor;
-    let mut inner: Vec<(String, String)> = Vec::new();
-    for t in &select.from {
-        let TableFactor::Table { name, alias, .. } = &t.relation else {
-            // A set-returning function over the outer row (psql's publication query over the always
-            // empty pg_publication_rel): DataFusion cannot run it; it would be NULL here.
-            if matches!(
-                &t.relation,
-                TableFactor::Function { .. } | TableFactor::TableFunction { .. }
-            ) || matches!(&t.relation, TableFactor::Table { args: Some(_), .. })
-            {
-                return InnerFrom::Null;
-            }
-            return InnerFrom::Keep;
-        };
-        if name
-            .0
-            .first()
-            .is_some_and(|p| p.to_string().eq_ignore_ascii_case("pg_catalog"))
-            && matches!(&t.relation, TableFactor::Table { args: Some(_), .. })
-        {
-            return InnerFrom::Null;
-        }
-        if !t.joins.is_empty()
-            || !name
-                .0
-                .first()
-                .is_some_and(|p| p.to_string().eq_ignore_ascii_case("pg_catalog"))
-        {
-            return InnerFrom::Keep;
-        }
-        let alias = alias
-            .as_ref()
-            .map(|a| a.name.value.to_ascii_lowercase())
-            .unwrap_or_else(|| {
-                name.0
-                    .last()
-                    .map(|p| p.to_string().to_ascii_lowercase())
-                    .unwrap_or_default()
-            });
-        inner.push((alias, name.to_string()));
-    }
-    InnerFrom::Tables(inner)
-}
-
-/// The conditions of a correlated subquery over the `inner` tables, split into those it keeps and the
-/// guards on the outer row (`CASE WHEN guards THEN (subquery) END`).
-fn split_correlated(selection: Expr, inner: &[(String, String)]) -> (Vec<Expr>, Vec<String>) {
-    let is_inner = |q: &str| inner.iter().any(|(a, _)| a == q);
-    let mut conjuncts = Vec::new();
-    split_and(selection, &mut conjuncts);
-    let mut kept = Vec::new();
-    let mut guard = Vec::new();
-    let mut mixed = Vec::new();
-    for c in conjuncts {
-        let quals = qualifiers(&c);
-        let has_inner = quals.iter().any(|q| is_inner(q));
-        let has_outer = quals.iter().any(|q| !is_inner(q));
-        let equality = matches!(&c, Expr::BinaryOp { op: BinaryOperator::Eq, left, right }
-            if qualifiers(left).iter().all(|q| is_inner(q)) != qualifiers(right).iter().all(|q| is_inner(q)));
-        if has_outer && !has_inner {
-            guard.push(c.to_string());
-        } else if has_outer && !equality {
-            mixed.push(c);
-        } else {
-            kept.push(c);
-        }
-    }
-    // `outer <op> t.col` where t is joined by `t.key = outer2`: read t.col by its own subquery.
-    for c in mixed {
-        let mut text = c.to_string();
-        let mut resolved = true;
-        for q in qualifiers(&c).into_iter().filter(|q| is_inner(q)) {
-            let Some(key) = kept.iter().find_map(|k| match k {
-                Expr::BinaryOp {
-                    op: BinaryOperator::Eq,
-                    left,
-                    right,
-                } => {
-                    let (l, r) = (qualifiers(left), qualifiers(right));
-                    if l.len() == 1 && l[0] == q && r.iter().all(|x| !is_inner(x)) {
-                        Some((left.to_string(), right.to_string()))
-                    } else if r.len() == 1 && r[0] == q && l.iter().all(|x| !is_inner(x)) {
-                        Some((right.to_string(), left.to_string()))
-                    } else {
-                        None
-                    }
-                }
-                _ => None,
-            }) else {
-                resolved = false;
-                break;
-            };
-            let table = inner
-                .iter()
-                .find(|(a, _)| *a == q)
-                .map(|(_, t)| t.clone())
-                .unwrap_or_default();
-            let Ok(parsed) = parse_expr(&text) else {
-                resolved = false;
-                break;
-            };
-            text = replace_inner_columns(parsed, &q, &table, &key.0, &key.1).to_string();
-        }
-        if resolved {
-            guard.push(text);
-        } else {
-            kept.push(c);
-        }
-    }
-    (kept, guard)
-}
-
-fn split_and(e: Expr, out: &mut Vec<Expr>) {
-    match e {
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::And,
-            right,
-        } => {
-            split_and(*left, out);
-            split_and(*right, out);
-        }
-        Expr::Nested(inner)
-            if matches!(
-                inner.as_ref(),
-                Expr::BinaryOp {
-                    op: BinaryOperator::And,
-                    ..
-                }
-            ) =>
-        {
-            split_and(*inner, out)
-        }
-        other => out.push(other),
-    }
-}
-
-fn join_and(parts: Vec<Expr>) -> Option<Expr> {
-    parts.into_iter().reduce(|a, b| Expr::BinaryOp {
-        left: Box::new(a),
-        op: BinaryOperator::And,
-        right: Box::new(b),
-    })
-}
-
-/// The qualifiers (`a` in `a.col`) of the compound identifiers in an expression, lower case; a bare
-/// column counts as inner (qualifier "").
-fn qualifiers(e: &Expr) -> Vec<String> {
-    use datafusion::sql::sqlparser::ast::Visit;
-    struct Q(Vec<String>);
-    impl datafusion::sql::sqlparser::ast::Visitor for Q {
-        type Break = ();
-        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-            if let Expr::CompoundIdentifier(parts) = e
-                && parts.len() >= 2
-            {
-                self.0.push(parts[parts.len() - 2].value.to_ascii_lowercase());
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut q = Q(Vec::new());
-    // The collector never breaks: the visit's `ControlFlow` carries nothing.
-    let _ = e.visit(&mut q);
-    q.0
-}
-
-/// Replace `alias.col` by `(SELECT max(alias.col) FROM table alias WHERE key = outer)`.
-fn replace_inner_columns(mut e: Expr, alias: &str, table: &str, key: &str, outer: &str) -> Expr {
-    struct R<'a>(&'a str, &'a str, &'a str, &'a str);
-    impl VisitorMut for R<'_> {
-        type Break = ();
-        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
-            if let Expr::CompoundIdentifier(parts) = e
-                && parts.len() == 2
-                && parts[0].value.eq_ignore_ascii_case(self.0)
-                && let Ok(sub) = parse_expr(&format!(
-                    "(SELECT max({e}) FROM {} {} WHERE {} = {})",
-                    self.1, self.0, self.2, self.3
-                ))
-            {
-                *e = sub;
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    // The replacer never breaks: the visit's `ControlFlow` carries nothing.
-    let _ = e.visit(&mut R(alias, table, key, outer));
-    e
 }
 
 fn plain_operator(op: &str) -> Option<BinaryOperator> {

@@ -61,7 +61,15 @@ enum Literal {
 }
 
 fn literal(arg: &FunctionArg) -> Option<Literal> {
-    let FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(ValueWithSpan { value, .. }))) = arg else {
+    let FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) = arg else {
+        return None;
+    };
+    // A bound parameter arrives cast to its type (SQLAlchemy's `current_setting($1::VARCHAR)`).
+    let mut expr = expr;
+    while let Expr::Cast { expr: inner, .. } | Expr::Nested(inner) = expr {
+        expr = inner;
+    }
+    let Expr::Value(ValueWithSpan { value, .. }) = expr else {
         return None;
     };
     match value {

@@ -177,7 +177,7 @@ pub(crate) fn text_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<Option<String
         for row in 0..batch.num_rows() {
             let mut cells = Vec::with_capacity(batch.num_columns());
             for (array, formatter) in batch.columns().iter().zip(&formatters) {
-                if array.is_null(row) {
+                if array.is_null(row) || array.data_type() == &DataType::Null {
                     cells.push(None);
                     continue;
                 }
@@ -240,7 +240,8 @@ fn encode_cell(
     binary: bool,
     formatter: &ArrayFormatter<'_>,
 ) -> Result<(), String> {
-    if array.is_null(row) {
+    // A `NULL` literal's column (Arrow's Null type) has no null buffer: every row is NULL.
+    if array.is_null(row) || array.data_type() == &DataType::Null {
         buf.put_i32(-1);
         return Ok(());
     }

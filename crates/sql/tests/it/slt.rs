@@ -493,9 +493,14 @@ fn aggregate_reply(first: &str, items: &[String], field: &dyn Fn(&str) -> String
     Some(answer)
 }
 
-/// The settings of the network doors (`rvbbit serve`, `rvbbit serve sql`): files confined to the project.
+/// The settings of the network doors (`rvbbit serve`, `rvbbit serve sql`): files confined to the project;
+/// 4 open cursors per connection (`cursors.slt` reaches the limit).
 async fn harness(base_url: &str) -> Harness {
-    Harness::configured(base_url, 4, &[], |s| s.confine_files = true).await
+    Harness::configured(base_url, 4, &[], |s| {
+        s.confine_files = true;
+        s.limits.cursors = 4;
+    })
+    .await
 }
 
 fn slt_files() -> Vec<PathBuf> {

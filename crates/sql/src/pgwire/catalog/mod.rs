@@ -90,6 +90,7 @@ static TABLES: &[Entry] = &[
     Entry::of::<relation_objects::PgIndexRow>(),
     Entry::of::<relation_objects::PgConstraintRow>(),
     Entry::of::<relation_objects::PgInheritsRow>(),
+    Entry::of::<relation_objects::PgOpclassRow>(),
     Entry::of::<objects::PgDescriptionRow>(),
     Entry::of::<objects::PgShdescriptionRow>(),
     Entry::of::<server::PgCollationRow>(),

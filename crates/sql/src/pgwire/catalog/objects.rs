@@ -2,7 +2,7 @@
 //! PostgreSQL's columns (clients join them): `pg_description`, `pg_shdescription`, `pg_proc`, the
 //! publications, `pg_extension` and `pg_event_trigger`.
 
-use super::table::{Oid, TextArray, catalog_table};
+use super::table::{Oid, OidArray, TextArray, catalog_table};
 
 catalog_table! {
     /// A row of `pg_description` (none: no comments).
@@ -33,8 +33,11 @@ catalog_table! {
         prolang: Oid,
         prokind: String,
         prorettype: Oid,
-        proargtypes: String,
+        proargtypes: OidArray,
+        proallargtypes: OidArray,
+        proargmodes: TextArray,
         proargnames: TextArray,
+        proargdefaults: String,
         proretset: bool,
     }
 }

@@ -1,9 +1,9 @@
 //! The objects that hang off relations and that rvbbit does not have, so their tables are empty but
 //! present with PostgreSQL's columns (clients join them): `pg_attrdef`, `pg_index`, `pg_constraint`,
 //! `pg_inherits`, `pg_depend`, `pg_trigger`, `pg_rewrite`, `pg_policy`, `pg_statistic_ext`,
-//! `pg_partitioned_table`, `pg_foreign_table` and `pg_sequence`.
+//! `pg_partitioned_table`, `pg_foreign_table`, `pg_sequence` and `pg_opclass`.
 
-use super::table::{I2Array, Oid, TextArray, catalog_table};
+use super::table::{I2Array, Oid, OidArray, TextArray, catalog_table};
 
 catalog_table! {
     /// A row of `pg_attrdef` (none: no column has a default).
@@ -34,8 +34,8 @@ catalog_table! {
         indislive: bool,
         indisreplident: bool,
         indkey: I2Array,
-        indcollation: String,
-        indclass: String,
+        indcollation: OidArray,
+        indclass: OidArray,
         indoption: I2Array,
         indexprs: String,
         indpred: String,
@@ -63,8 +63,8 @@ catalog_table! {
         conislocal: bool,
         coninhcount: i32,
         connoinherit: bool,
-        conkey: TextArray,
-        confkey: TextArray,
+        conkey: I2Array,
+        confkey: I2Array,
         conbin: String,
     }
 }
@@ -76,6 +76,21 @@ catalog_table! {
         inhparent: Oid,
         inhseqno: i32,
         inhdetachpending: bool,
+    }
+}
+
+catalog_table! {
+    /// A row of `pg_opclass` (none: there are no indexes, so no operator classes to name).
+    PgOpclassRow = "pg_opclass", oid 2616 {
+        oid: Oid,
+        opcmethod: Oid,
+        opcname: String,
+        opcnamespace: Oid,
+        opcowner: Oid,
+        opcfamily: Oid,
+        opcintype: Oid,
+        opcdefault: bool,
+        opckeytype: Oid,
     }
 }
 

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Float32Array, Int16Array, Int16Builder, Int32Array, Int64Array, ListBuilder,
-    StringArray, StringBuilder,
+    ArrayRef, BooleanArray, Float32Array, Int16Array, Int16Builder, Int32Array, Int64Array, Int64Builder,
+    ListBuilder, StringArray, StringBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -19,8 +19,10 @@ use super::Snapshot;
 pub(super) type Oid = i64;
 /// A `text[]` column (`relacl`, `reloptions`, …).
 pub(super) type TextArray = Option<Vec<String>>;
-/// An `int2vector` / `int2[]` column (`pg_index.indkey`, `indoption`).
+/// An `int2vector` / `int2[]` column (`pg_index.indkey`, `indoption`, `pg_constraint.conkey`).
 pub(super) type I2Array = Option<Vec<i16>>;
+/// An `oidvector` / `oid[]` column (`pg_index.indclass`, `indcollation`), of int8 as [`Oid`].
+pub(super) type OidArray = Option<Vec<Oid>>;
 
 /// A Rust type that is a catalog column: its Arrow type and how a column of values becomes an array.
 /// `Option<T>` is the same column with NULLs.
@@ -83,25 +85,35 @@ impl Column for TextArray {
     }
 }
 
-impl Column for I2Array {
-    fn data_type() -> DataType {
-        DataType::List(Arc::new(Field::new("item", DataType::Int16, true)))
-    }
-    fn array(values: Vec<Self>) -> ArrayRef {
-        let mut b = ListBuilder::new(Int16Builder::new());
-        for value in values {
-            match value {
-                Some(items) => {
-                    for item in items {
-                        b.values().append_value(item);
+/// List columns of a primitive element: (Rust list type, Arrow element type, element builder).
+macro_rules! list_column {
+    ($($rust:ty => $element:expr, $builder:ty;)*) => {$(
+        impl Column for $rust {
+            fn data_type() -> DataType {
+                DataType::List(Arc::new(Field::new("item", $element, true)))
+            }
+            fn array(values: Vec<Self>) -> ArrayRef {
+                let mut b = ListBuilder::new(<$builder>::new());
+                for value in values {
+                    match value {
+                        Some(items) => {
+                            for item in items {
+                                b.values().append_value(item);
+                            }
+                            b.append(true);
+                        }
+                        None => b.append_null(),
                     }
-                    b.append(true);
                 }
-                None => b.append_null(),
+                Arc::new(b.finish())
             }
         }
-        Arc::new(b.finish())
-    }
+    )*};
+}
+
+list_column! {
+    I2Array => DataType::Int16, Int16Builder;
+    OidArray => DataType::Int64, Int64Builder;
 }
 
 /// One `pg_catalog` table: `Self` is one of its rows.
