@@ -66,7 +66,7 @@ export RVBBIT_CHDB_PYTHON="${RVBBIT_CHDB_PYTHON:-$chdb/bin/python}"
 # The client conformance suite's venv, (re)installed when its pinned requirements change.
 clients="${RVBBIT_PYCLIENTS_VENV:-$HOME/.cache/rvbbit-pyclients}"
 clients_req="$repo/crates/cli/tests/clients/requirements.txt"
-if ! cmp -s "$clients_req" "$clients/requirements.txt" || ! "$clients/bin/python" -c 'import psycopg, asyncpg, sqlalchemy, pgcli' 2>/dev/null; then
+if ! cmp -s "$clients_req" "$clients/requirements.txt" || ! "$clients/bin/python" -c 'import psycopg, asyncpg, sqlalchemy, pgcli, pandas' 2>/dev/null; then
   echo "test-deps: python venv with the conformance suite's clients in $clients" >&2
   python3 -m venv "$clients"
   "$clients/bin/pip" install --quiet --disable-pip-version-check -r "$clients_req" >&2

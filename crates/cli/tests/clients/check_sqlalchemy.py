@@ -104,4 +104,23 @@ def _():
         expect(len(result.fetchmany(10)), 10)
 
 
+@suite.check("pandas.read_sql_table of the [sql.tables] file")
+def _():
+    import pandas as pd
+
+    frame = pd.read_sql_table("animals", engine)
+    expect(list(frame.columns), ["id", "name", "weight"])
+    expect(frame.sort_values("id")["name"].tolist(), ["cat", "dog", "owl"])
+
+
+@suite.check("pandas to_sql into a table of the connection, read back")
+def _():
+    import pandas as pd
+
+    with engine.begin() as c:
+        pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}).to_sql("pandas_out", c, index=False)
+        back = pd.read_sql_query("SELECT a, b FROM pandas_out ORDER BY a", c)
+    expect(back.to_dict("records"), [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}])
+
+
 suite.main()
