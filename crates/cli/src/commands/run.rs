@@ -119,24 +119,11 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
     let mut config = load_config(cli, out)?.config;
     args.mock.apply(&mut config);
     phases.done("configuration");
-    let mut registry = Registry::builtin();
-    rvbbit_sql::register_tools(&mut registry);
-    // Cascades in the tool directories are tools too (the names the validator accepts).
-    registry.add_cascade_tools(&args.cascade, &config.roots);
+    let registry = run_registry(&args.cascade, &config);
     phases.done("tool registry");
 
     // 1. Validate: a run never starts on an invalid file.
-    let mut catalog = Catalog::builtin();
-    registry.fill_catalog(&mut catalog);
-    let options = Options {
-        strict: false,
-        roots: config.roots.clone(),
-    };
-    let report = validate_loaded(
-        load_file_with(&args.cascade, &config.limits),
-        &mut catalog,
-        &options,
-    );
+    let report = validate_for_run(load_file_with(&args.cascade, &config.limits), &registry, &config);
     let (errors, _) = report.counts();
     if errors > 0 {
         return invalid(&report, out);
@@ -688,6 +675,32 @@ pub(crate) fn output_text(output: &Value) -> String {
         }
         other => serde_json::to_string_pretty(other).unwrap_or_default(),
     }
+}
+
+/// The tools of a run of `cascade`: the built-ins, the SQL door's, and the cascades in the tool
+/// directories next to it and under the configured roots (the names the validator accepts). `rvbbit
+/// run`, `rvbbit submit` and `rvbbit worker` share it.
+pub(crate) fn run_registry(cascade: &Path, config: &rvbbit_core::Config) -> Registry {
+    let mut registry = Registry::builtin();
+    rvbbit_sql::register_tools(&mut registry);
+    registry.add_cascade_tools(cascade, &config.roots);
+    registry
+}
+
+/// Validate `loaded` as a run does: not strict (warnings do not stop it), against `registry`'s tools and
+/// the configured roots.
+pub(crate) fn validate_for_run(
+    loaded: rvbbit_cascade::Loaded,
+    registry: &Registry,
+    config: &rvbbit_core::Config,
+) -> rvbbit_cascade::validate::Report {
+    let mut catalog = Catalog::builtin();
+    registry.fill_catalog(&mut catalog);
+    let options = Options {
+        strict: false,
+        roots: config.roots.clone(),
+    };
+    validate_loaded(loaded, &mut catalog, &options)
 }
 
 #[cfg(test)]

@@ -5,10 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rvbbit_cascade::validate::{Options, validate_loaded};
-use rvbbit_cascade::{Catalog, load_file_with};
+use rvbbit_cascade::load_file_with;
 use rvbbit_core::{SessionStatus, Timestamp, codes};
-use rvbbit_engine::tools::Registry;
 use rvbbit_store::{EventFilter, Job, Queue, SessionFilter, Store};
 use serde_json::json;
 
@@ -96,20 +94,9 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
 
 /// Load and validate the cascade as `rvbbit run` does; its file name and text.
 fn validated_text(args: &Args, config: &rvbbit_core::Config) -> Result<(String, String), Failure> {
-    let mut registry = Registry::builtin();
-    rvbbit_sql::register_tools(&mut registry);
-    registry.add_cascade_tools(&args.cascade, &config.roots);
-    let mut catalog = Catalog::builtin();
-    registry.fill_catalog(&mut catalog);
-    let options = Options {
-        strict: false,
-        roots: config.roots.clone(),
-    };
-    let report = validate_loaded(
-        load_file_with(&args.cascade, &config.limits),
-        &mut catalog,
-        &options,
-    );
+    let registry = super::run::run_registry(&args.cascade, config);
+    let report =
+        super::run::validate_for_run(load_file_with(&args.cascade, &config.limits), &registry, config);
     if let Some(d) = report
         .diagnostics()
         .iter()

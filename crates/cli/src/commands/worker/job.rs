@@ -13,8 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rvbbit_cascade::validate::{Options, validate_loaded};
-use rvbbit_cascade::{Catalog, Severity};
+use rvbbit_cascade::Severity;
 use rvbbit_core::{CallerId, SessionId, SessionStatus, codes};
 use rvbbit_engine::tools::Registry;
 use rvbbit_engine::{CancellationToken, Engine, RunRequest};
@@ -162,17 +161,9 @@ fn prepare(ctx: &Context, job: &Job) -> Result<(Registry, RunRequest), String> {
         .file_name()
         .map_or_else(|| "cascade.yaml".into(), |n| n.to_string_lossy().into_owned());
     let path = Path::new(&name);
-    let mut registry = Registry::builtin();
-    rvbbit_sql::register_tools(&mut registry);
-    registry.add_cascade_tools(path, &config.roots);
-    let mut catalog = Catalog::builtin();
-    registry.fill_catalog(&mut catalog);
-    let options = Options {
-        strict: false,
-        roots: config.roots.clone(),
-    };
+    let registry = crate::commands::run::run_registry(path, config);
     let loaded = rvbbit_cascade::load_str_with(path, &job.cascade_text, &config.limits);
-    let report = validate_loaded(loaded, &mut catalog, &options);
+    let report = crate::commands::run::validate_for_run(loaded, &registry, config);
     if let Some(d) = report
         .diagnostics()
         .iter()
