@@ -27,6 +27,7 @@ mod store_processes;
 mod studio_e2e;
 mod validate;
 mod workers;
+mod workers_journal;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -105,6 +105,7 @@ impl Turns {
             input: run.input.clone(),
             timeout: None,
             scope: Some(run.tool_scope()),
+            idempotency_key: None,
         };
         Turns {
             model,
