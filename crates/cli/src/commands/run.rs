@@ -488,7 +488,7 @@ fn validation_warnings(report: &rvbbit_cascade::validate::Report, out: Out) -> V
 }
 
 /// Validation failed: the rendered diagnostics (or the validate JSON shape), exit 1.
-fn invalid(report: &rvbbit_cascade::validate::Report, out: Out) -> CmdOutcome {
+pub(crate) fn invalid(report: &rvbbit_cascade::validate::Report, out: Out) -> CmdOutcome {
     let exit = codes::V_SYNTAX.exit_code();
     match out.format {
         Format::Json => {
