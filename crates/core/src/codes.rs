@@ -261,7 +261,7 @@ codes! {
         "A tool named in `traits`/`tackle`/`skills` or `tool` is neither a built-in tool, a tool definition or a cascade in the tool directories, nor provided by a cascade key such as `memory` or `rag`.",
         ["A typo in the tool name.", "A tool from RVBBIT that rvbbit does not provide.",
          "A cascade tool whose file is not in a `traits/`, `tackle/`, `skills/` or `cascades/` directory next to the cascade or under a configured root."],
-        "Use one of the listed tools, or put the tool's definition where rvbbit looks for tools.";
+        "Use one of the listed tools, or put the tool's definition where rvbbit looks for tools. A deterministic cell's `tool:` that nobody provides is an error (a run refuses the cell with RVB-E003); a tool offered to a model in `traits` is a warning (the cell runs without it, and only a call to it fails).";
     /// A validator name resolves to nothing.
     V_UNKNOWN_VALIDATOR = "RVB-V010", Validation, "Unknown validator",
         "A validator named in `loop_until`, `wards` or `candidates.validator` is not an inline validator, a tool, or a cascade. RVBBIT treated such validators as passing; rvbbit refuses to run them.",

@@ -695,6 +695,8 @@ pub(crate) fn validate_for_run(
     config: &rvbbit_core::Config,
 ) -> rvbbit_cascade::validate::Report {
     let mut catalog = Catalog::builtin();
+    let provided = registry.names();
+    catalog.provided_only(&provided);
     registry.fill_catalog(&mut catalog);
     let options = Options {
         strict: false,
