@@ -13,6 +13,10 @@ use serde_json::{Map, Value};
 
 use crate::codes::{self, ErrorCode};
 
+mod artifacts;
+
+pub use artifacts::{ArtifactsConfig, artifacts_url_problem};
+
 /// The default model, as in RVBBIT.
 pub const DEFAULT_MODEL: &str = "x-ai/grok-4.1-fast";
 /// The default provider base URL (OpenRouter).
@@ -61,6 +65,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// The job queue of `rvbbit submit` and `rvbbit worker` (NATS JetStream). Since v0.4.
     pub queue: QueueConfig,
+    /// The object store of cascade bundles and run outputs (`rvbbit cascade push`, `registry:`). Since v0.4.
+    pub artifacts: ArtifactsConfig,
 }
 
 impl Default for Config {
@@ -82,6 +88,7 @@ impl Default for Config {
             sql: SqlConfig::default(),
             limits: LimitsConfig::default(),
             queue: QueueConfig::default(),
+            artifacts: ArtifactsConfig::default(),
         }
     }
 }
@@ -600,6 +607,7 @@ const ENV_ALIASES: &[(&str, &str)] = &[
     ("store_url", "store.url"),
     ("store_events_url", "store.events.url"),
     ("queue_url", "queue.url"),
+    ("artifacts_url", "artifacts.url"),
     ("root", "roots"),
 ];
 
@@ -1062,6 +1070,7 @@ fn validate(config: &Config, sources: &BTreeMap<String, Source>, problems: &mut 
         });
     }
     validate_queue(&config.queue, &src, problems);
+    artifacts::validate(&config.artifacts, &src, problems);
     if config.default_model.trim().is_empty() {
         problems.push(Problem {
             code: codes::C_INVALID,
@@ -1220,7 +1229,10 @@ pub(crate) fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a s
 /// Whether a dotted key holds a secret.
 pub fn is_secret_key(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key);
-    matches!(last, "api_key" | "password" | "token" | "secret")
+    matches!(
+        last,
+        "api_key" | "password" | "token" | "secret" | "secret_access_key"
+    )
 }
 
 /// Hide the password of a URL (`postgres://u:****@h/db`).
