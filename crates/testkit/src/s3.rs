@@ -29,7 +29,10 @@ pub const BUCKET: &str = "rvbbit-test";
 #[derive(Debug)]
 pub struct TestS3 {
     dir: PathBuf,
-    s3_port: u16,
+    bin: PathBuf,
+    /// master, master grpc, volume, volume grpc, filer, filer grpc, s3, s3 grpc, admin, admin grpc,
+    /// debug.
+    ports: Vec<u16>,
     child: Mutex<Option<Child>>,
 }
 
@@ -96,25 +99,34 @@ impl TestS3 {
         }]});
         std::fs::write(dir.join("s3.json"), identities.to_string())
             .map_err(|e| format!("cannot write the S3 identities: {e}"))?;
+        let mut server = TestS3 {
+            dir,
+            bin,
+            ports: Vec::new(),
+            child: Mutex::new(None),
+        };
+        server.watchdog();
         let mut last = String::new();
         for _ in 0..3 {
-            match Self::spawn(&bin, &dir) {
-                Ok(server) => return Ok(server),
+            server.ports = free_ports(11)?;
+            match server.launch() {
+                Ok(()) => return Ok(server),
                 Err(e) => last = e,
             }
         }
         Err(last)
     }
 
-    fn spawn(bin: &std::path::Path, dir: &std::path::Path) -> Result<Self, String> {
-        let p = free_ports(11)?;
-        let log = dir.join("server.log");
+    /// Start `weed mini` on this server's directory and ports and wait until it serves the bucket.
+    fn launch(&self) -> Result<(), String> {
+        let p = &self.ports;
+        let log = self.dir.join("server.log");
         let log_file = std::fs::File::create(&log).map_err(|e| format!("cannot create the log: {e}"))?;
         let err_file = log_file.try_clone().map_err(|e| e.to_string())?;
         let flag = |name: &str, port: u16| format!("-{name}={port}");
-        let child = Command::new(bin)
+        let child = Command::new(&self.bin)
             .arg("mini")
-            .arg(format!("-dir={}", dir.join("data").display()))
+            .arg(format!("-dir={}", self.dir.join("data").display()))
             .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
             .args([
                 flag("master.port", p[0]),
@@ -137,46 +149,32 @@ impl TestS3 {
                 "-master.telemetry=false",
                 "-master.volumeSizeLimitMB=64",
             ])
-            .arg(format!("-s3.config={}", dir.join("s3.json").display()))
+            .arg(format!("-s3.config={}", self.dir.join("s3.json").display()))
             .arg(format!("-bucket={BUCKET}"))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log_file))
             .stderr(Stdio::from(err_file))
             .spawn()
-            .map_err(|e| format!("{} could not start: {e}", bin.display()))?;
-        std::fs::write(dir.join("server.pid"), child.id().to_string())
+            .map_err(|e| format!("{} could not start: {e}", self.bin.display()))?;
+        std::fs::write(self.dir.join("server.pid"), child.id().to_string())
             .map_err(|e| format!("cannot write the pid file: {e}"))?;
-        let server = TestS3 {
-            dir: dir.to_path_buf(),
-            s3_port: p[6],
-            child: Mutex::new(Some(child)),
-        };
-        server.watchdog();
+        *self.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if server.ready() {
-                return Ok(server);
+            if self.ready() {
+                return Ok(());
             }
-            let exited = server
+            let exited = self
                 .child
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten());
             if exited.is_some() || Instant::now() > deadline {
-                server.kill();
+                self.kill();
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
-                let tail: String = text
-                    .lines()
-                    .rev()
-                    .take(30)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                // Keep the directory for the next attempt (it holds the identities file).
-                std::mem::forget(server);
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(30)..].join("\n");
                 return Err(format!(
                     "weed mini did not serve S3 on 127.0.0.1:{}: {tail}",
                     p[6]
@@ -190,7 +188,7 @@ impl TestS3 {
     /// an unsigned `HEAD /BUCKET` gets 403 (exists, not ours to read anonymously) rather than 404.
     fn ready(&self) -> bool {
         use std::io::{Read, Write};
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.s3_port)) else {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.ports[6])) else {
             return false;
         };
         if stream.set_read_timeout(Some(Duration::from_secs(2))).is_err() {
@@ -198,7 +196,7 @@ impl TestS3 {
         }
         let request = format!(
             "HEAD /{BUCKET} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
-            self.s3_port
+            self.ports[6]
         );
         if stream.write_all(request.as_bytes()).is_err() {
             return false;
@@ -231,7 +229,7 @@ impl TestS3 {
 
     /// The S3 endpoint, `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.s3_port)
+        format!("http://127.0.0.1:{}", self.ports[6])
     }
 
     /// `s3://BUCKET/prefix`.
@@ -250,7 +248,10 @@ impl TestS3 {
         ]
     }
 
-    fn kill(&self) {
+    /// Stop the server with SIGKILL, as a crash or an outage would (its data stays for [`restart`]).
+    ///
+    /// [`restart`]: TestS3::restart
+    pub fn kill(&self) {
         if let Some(mut child) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
             if let Err(e) = child.kill() {
                 eprintln!("testkit: cannot kill weed: {e}");
@@ -258,6 +259,16 @@ impl TestS3 {
             // Reap it; the exit status of a killed server says nothing.
             let _ = child.wait();
         }
+    }
+}
+
+impl TestS3 {
+    /// Start the server again on the same directory and ports (after [`kill`](TestS3::kill)).
+    ///
+    /// Panics when it does not come back.
+    pub fn restart(&self) {
+        self.kill();
+        self.launch().unwrap_or_else(|e| panic!("{e}"));
     }
 }
 

@@ -404,6 +404,30 @@ fn submitted_bundles_run_on_a_worker_and_unknown_ones_are_dead_lettered_at_once(
     assert_eq!(out.status.code(), Some(0), "{t}");
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["status"], "completed", "{doc}");
+    assert!(doc["output"].to_string().contains("QUEUED v1"), "{doc}");
+
+    // `submit FILE` with an artifact store pushes the file as a bundle first: the worker, with no files
+    // of its own, still finds the cascade tool of the submitter's `traits/`.
+    let mut s = cmd(&proj, &store);
+    queued(&mut s);
+    let out = s
+        .args([
+            "--output",
+            "json",
+            "submit",
+            "flows/main.yaml",
+            "--id",
+            "file-job",
+            "--input",
+            "{\"word\": \"pushed\"}",
+            "--wait",
+        ])
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["output"].to_string().contains("PUSHED v1"), "{doc}");
 
     // A job naming a bundle the store does not hold: dead-lettered on its first delivery.
     let unknown = format!("sha256:{}", "0".repeat(64));
@@ -445,6 +469,91 @@ fn submitted_bundles_run_on_a_worker_and_unknown_ones_are_dead_lettered_at_once(
         letter.reason
     );
     assert!(w.try_wait().unwrap().is_none(), "the worker stopped");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&w),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while w.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the worker did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_artifact_store_outage_hands_jobs_back_until_it_returns() {
+    let server = TestS3::start();
+    let nats = TestNats::start();
+    let pg = rvbbit_testkit::postgres::fresh_database();
+    let tmp = TempDir::new().unwrap();
+    let proj = project(tmp.path());
+    let store = Store::S3(&server);
+    let pushed = push(&proj, &store, &["flows/main.yaml", "--name", "reg:1"]);
+    let hash = pushed["hash"].as_str().unwrap().to_owned();
+    server.kill();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let queue = rt.block_on(async {
+        let options = rvbbit_store::QueueOptions {
+            ack_wait: Duration::from_secs(5),
+            max_deliveries: 20,
+            ..Default::default()
+        };
+        rvbbit_store::queue::open(&nats.url(), &options).await.unwrap()
+    });
+    let worker_dir = TempDir::new().unwrap();
+    let mut w = cmd(worker_dir.path(), &store)
+        .env("RVBBIT_QUEUE_URL", nats.url())
+        .env("RVBBIT_STORE_URL", &pg)
+        .env("RVBBIT_QUEUE__ACK_WAIT_SECONDS", "5")
+        .env("RVBBIT_QUEUE__MAX_DELIVERIES", "20")
+        .env("RVBBIT_QUEUE__NAK_DELAY_SECONDS", "1")
+        .env("RVBBIT_ARTIFACTS__TIMEOUT_SECONDS", "2")
+        .arg("worker")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let job = rvbbit_store::Job {
+        id: "outage".into(),
+        cascade_file: "flows/main.yaml".into(),
+        cascade_text: MAIN.into(),
+        input: serde_json::json!({"word": "later"}),
+        metadata: Default::default(),
+        submitted_at: "2026-01-01T00:00:00Z".into(),
+        bundle: Some(hash),
+    };
+    rt.block_on(queue.submit(&job)).unwrap();
+    // While the store is down the job goes back and forth, never to the dead letters.
+    let status = || rt.block_on(queue.status()).unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || status().redelivered >= 1),
+        "{:?}",
+        status()
+    );
+    assert!(rt.block_on(queue.dead_letters()).unwrap().is_empty());
+    server.restart();
+    let sessions = || {
+        let out = cmd(worker_dir.path(), &store)
+            .env("RVBBIT_STORE_URL", &pg)
+            .args(["--output", "json", "sessions", "list", "--caller", "queue-outage"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&out.stdout).unwrap_or_default()
+    };
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            sessions()["sessions"][0]["session"]["status"] == "completed"
+        }),
+        "{}",
+        sessions()
+    );
+    assert!(sessions().to_string().contains("LATER v1"), "{}", sessions());
+    assert!(rt.block_on(queue.dead_letters()).unwrap().is_empty());
     rustix::process::kill_process(
         rustix::process::Pid::from_child(&w),
         rustix::process::Signal::TERM,
