@@ -509,3 +509,48 @@ fn manifest_key(hex: &str) -> String {
 fn name_key(name: &str, version: &str) -> String {
     format!("names/{name}/{version}")
 }
+
+#[cfg(test)]
+mod tests {
+    use rvbbit_core::config::ArtifactsConfig;
+
+    use super::ArtifactOptions;
+
+    #[test]
+    fn configuration_beats_the_aws_variables_and_secrets_never_print() {
+        let env = |k: &str| match k {
+            "AWS_ACCESS_KEY_ID" => Some("env-key".to_owned()),
+            "AWS_SECRET_ACCESS_KEY" => Some("env-secret".to_owned()),
+            "AWS_ENDPOINT_URL" => Some("http://env:9000".to_owned()),
+            "AWS_DEFAULT_REGION" => Some("eu-west-3".to_owned()),
+            "AWS_ALLOW_HTTP" => Some("true".to_owned()),
+            "AWS_SESSION_TOKEN" => Some(" ".to_owned()),
+            _ => None,
+        };
+        assert!(ArtifactOptions::from_config(&ArtifactsConfig::default(), env).is_none());
+        let mut config = ArtifactsConfig {
+            url: Some("s3://bucket/prefix".into()),
+            ..ArtifactsConfig::default()
+        };
+        let o = ArtifactOptions::from_config(&config, env).unwrap();
+        assert_eq!(o.access_key_id.as_deref(), Some("env-key"));
+        assert_eq!(o.endpoint.as_deref(), Some("http://env:9000"));
+        assert_eq!(o.region, "eu-west-3");
+        assert!(o.allow_http);
+        assert_eq!(o.session_token, None, "a blank variable is no value");
+        config.access_key_id = Some("cfg-key".into());
+        config.secret_access_key = Some("cfg-secret".into());
+        config.region = Some("us-west-2".into());
+        let o = ArtifactOptions::from_config(&config, env).unwrap();
+        assert_eq!(o.access_key_id.as_deref(), Some("cfg-key"));
+        assert_eq!(o.secret_access_key.as_deref(), Some("cfg-secret"));
+        assert_eq!(o.region, "us-west-2");
+        let shown = format!("{o:?} {config:?}");
+        assert!(
+            !shown.contains("cfg-secret") && !shown.contains("env-secret"),
+            "{shown}"
+        );
+        let o = ArtifactOptions::from_config(&config, |_| None).unwrap();
+        assert!(!o.allow_http && o.endpoint.is_none());
+    }
+}

@@ -194,7 +194,13 @@ fn render(report: &PushReport, out: Out) -> Outcome {
                         "warning: the templated reference {u} is resolved only at run time; its file is not in the bundle unless a tool directory holds it\n"
                     ));
                 }
-                let run = report.references.last().cloned().unwrap_or_default();
+                // The version pushed (`references[1]`), else the hash.
+                let run = report
+                    .references
+                    .get(1)
+                    .or(report.references.first())
+                    .cloned()
+                    .unwrap_or_default();
                 text.push_str(&format!("run it anywhere: rvbbit run {run}\n"));
                 output::stderr(&text);
             }
