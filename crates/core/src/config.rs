@@ -13,6 +13,10 @@ use serde_json::{Map, Value};
 
 use crate::codes::{self, ErrorCode};
 
+mod artifacts;
+
+pub use artifacts::{ArtifactsConfig, artifacts_url_problem};
+
 /// The default model, as in RVBBIT.
 pub const DEFAULT_MODEL: &str = "x-ai/grok-4.1-fast";
 /// The default provider base URL (OpenRouter).
@@ -63,6 +67,8 @@ pub struct Config {
     pub queue: QueueConfig,
     /// Limits and defaults of `rvbbit batch`. Since v0.5.
     pub batch: BatchConfig,
+    /// The object store of cascade bundles and run outputs (`rvbbit cascade push`, `registry:`). Since v0.4.
+    pub artifacts: ArtifactsConfig,
 }
 
 impl Default for Config {
@@ -85,6 +91,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             queue: QueueConfig::default(),
             batch: BatchConfig::default(),
+            artifacts: ArtifactsConfig::default(),
         }
     }
 }
@@ -630,6 +637,7 @@ const ENV_ALIASES: &[(&str, &str)] = &[
     ("store_url", "store.url"),
     ("store_events_url", "store.events.url"),
     ("queue_url", "queue.url"),
+    ("artifacts_url", "artifacts.url"),
     ("root", "roots"),
 ];
 
@@ -1092,6 +1100,7 @@ fn validate(config: &Config, sources: &BTreeMap<String, Source>, problems: &mut 
         });
     }
     validate_queue(&config.queue, &src, problems);
+    artifacts::validate(&config.artifacts, &src, problems);
     if config.default_model.trim().is_empty() {
         problems.push(Problem {
             code: codes::C_INVALID,
@@ -1250,7 +1259,10 @@ pub(crate) fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a s
 /// Whether a dotted key holds a secret.
 pub fn is_secret_key(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key);
-    matches!(last, "api_key" | "password" | "token" | "secret")
+    matches!(
+        last,
+        "api_key" | "password" | "token" | "secret" | "secret_access_key"
+    )
 }
 
 /// Hide the password of a URL (`postgres://u:****@h/db`).

@@ -160,6 +160,63 @@ pub enum Error {
         /// What is wrong.
         detail: String,
     },
+    /// The artifact store cannot work as configured (URL, endpoint, credentials).
+    #[error("artifact store `{url}`: {detail}")]
+    ArtifactsConfig {
+        /// The artifacts URL.
+        url: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The artifact store could not be reached or failed a request.
+    #[error("artifact store `{url}` is unavailable while trying to {action}")]
+    ArtifactsUnavailable {
+        /// The artifacts URL.
+        url: String,
+        /// What was being done.
+        action: String,
+        /// The client's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A bundle (or a file of one) is not in the artifact store.
+    #[error("{what} is not in the artifact store `{url}`")]
+    BundleNotFound {
+        /// What was looked up (`NAME:VERSION`, `sha256:HEX`, a file).
+        what: String,
+        /// The artifacts URL.
+        url: String,
+    },
+    /// A bundle is over a limit.
+    #[error("{what} has {found}, more than the {max} allowed ({setting})")]
+    BundleLimit {
+        /// The bundle.
+        what: String,
+        /// What it has.
+        found: String,
+        /// The limit.
+        max: String,
+        /// The setting that holds the limit.
+        setting: &'static str,
+    },
+    /// A bundle's file or manifest was refused.
+    #[error("bundle refused: {detail}")]
+    BundleRefused {
+        /// What was refused and why.
+        detail: String,
+    },
+    /// `NAME:VERSION` already names other content.
+    #[error("{name}:{version} already names bundle {existing}, not {new}")]
+    BundleNameTaken {
+        /// The name.
+        name: String,
+        /// The version.
+        version: String,
+        /// The bundle it names.
+        existing: String,
+        /// The bundle pushed now.
+        new: String,
+    },
     /// A broken invariant.
     #[error("internal store error: {0} (this is a bug)")]
     Internal(String),
@@ -182,6 +239,12 @@ impl Error {
             Error::QueueUnavailable { .. } => codes::S_QUEUE_UNAVAILABLE,
             Error::QueueConfig { .. } | Error::QueueRefused { .. } => codes::S_QUEUE_CONFIG,
             Error::QueueJob { .. } => codes::S_QUEUE_JOB,
+            Error::ArtifactsConfig { .. } => codes::C_INVALID,
+            Error::ArtifactsUnavailable { .. } => codes::S_ARTIFACTS_UNAVAILABLE,
+            Error::BundleNotFound { .. } => codes::S_BUNDLE_NOT_FOUND,
+            Error::BundleLimit { .. } => codes::S_BUNDLE_LIMIT,
+            Error::BundleRefused { .. } => codes::S_BUNDLE_REFUSED,
+            Error::BundleNameTaken { .. } => codes::S_BUNDLE_NAME_TAKEN,
             Error::Internal(_) => codes::INTERNAL,
         }
     }
@@ -211,6 +274,12 @@ impl Error {
             ),
             Error::QueueConfig { .. } | Error::QueueRefused { .. } => "use NATS server 2.9 or newer and the same `[queue]` settings for every worker and submitter, or remove the stream when no job in it is needed".into(),
             Error::QueueJob { .. } => "list dead letters with `rvbbit queue status --output json`; enqueue runs only with `rvbbit submit`".into(),
+            Error::ArtifactsConfig { .. } => "set `[artifacts] url` to `s3://BUCKET[/PREFIX]` or `file:///ABSOLUTE/PATH`, with credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for S3 (docs/registry.md)".into(),
+            Error::ArtifactsUnavailable { .. } => "check `artifacts.url`, `artifacts.endpoint` and the S3 credentials (`rvbbit config show` masks secrets), and that the bucket exists and this machine reaches it".into(),
+            Error::BundleNotFound { .. } => "push it with `rvbbit cascade push FILE --name NAME:VERSION`, or point `artifacts.url` at the store it was pushed to".into(),
+            Error::BundleLimit { setting, .. } => format!("move unrelated files out of the cascade's tool directories, or raise `{setting}` in rvbbit.toml"),
+            Error::BundleRefused { .. } => "copy referenced files into the project instead of linking them; a fetched bundle that does not check must be pushed again from its source".into(),
+            Error::BundleNameTaken { .. } => "push under a new version, or pass `--force` to move this version to the new content".into(),
             Error::Internal(_) => "report it with the command you ran and `rvbbit --version`".into(),
         }
     }

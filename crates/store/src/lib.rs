@@ -5,7 +5,8 @@
 //! async, batch-oriented and backend-agnostic; each backend lives in its own folder behind a cargo
 //! feature (`sqlite/` and `postgres/`, both in the default build; `nats/` later) and must pass the
 //! conformance suite in `tests/it/conformance.rs`. [`queue`] (feature `queue`, default) is the job queue
-//! that `rvbbit submit` and `rvbbit worker` share, on NATS JetStream. `clickhouse/` (also default) is not a store but a second
+//! that `rvbbit submit` and `rvbbit worker` share, on NATS JetStream. [`artifacts`] (feature `artifacts`,
+//! default) holds content-addressed cascade bundles and run outputs on object storage. `clickhouse/` (also default) is not a store but a second
 //! destination for events, the [`Writer`]'s optional event sink (`[store.events] url`). The [`Writer`] batches records from a bounded
 //! channel, retries a busy store and spills to `.rvbbit/spill/*.jsonl` when the store fails; [`spill`]
 //! replays those files exactly once; [`Heartbeat`] keeps a running session's heartbeat fresh so zombies can
@@ -28,6 +29,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "artifacts")]
+pub mod artifacts;
 #[cfg(feature = "clickhouse")]
 pub mod clickhouse;
 pub mod copy;

@@ -11,7 +11,8 @@
 //! [`batch_rows`] and [`batch_answer`] read and answer rvbbit's many-rows prompts row by row.
 //!
 //! [`clickhouse`] and [`postgres`] start throwaway database servers for the store tests; [`nats`] starts
-//! a throwaway NATS server with JetStream for the job queue's tests.
+//! a throwaway NATS server with JetStream for the job queue's tests; [`s3`] a throwaway S3-compatible
+//! server (SeaweedFS) for the artifact store's.
 //!
 //! This crate is for `[dev-dependencies]` only. It is also a binary for benchmarks:
 //! `cargo run -p rvbbit-testkit -- serve --latency 200ms`.
@@ -33,6 +34,7 @@ pub mod clickhouse;
 pub mod nats;
 pub mod postgres;
 mod reply;
+pub mod s3;
 mod server;
 
 pub use batch::{batch_answer, batch_rows, is_batch};

@@ -14,6 +14,7 @@ pub(crate) mod init;
 pub(crate) mod keys;
 pub(crate) mod metrics;
 pub(crate) mod queue;
+pub(crate) mod registry;
 pub(crate) mod resume;
 pub(crate) mod run;
 pub(crate) mod schema;

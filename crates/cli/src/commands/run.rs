@@ -32,7 +32,9 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 /// Arguments of `rvbbit run`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The cascade file (YAML or JSON). It is validated first; errors exit 1.
+    /// The cascade file (YAML or JSON), or a pushed bundle: `registry:NAME[:VERSION]` or
+    /// `registry:sha256:HEX` (fetched from `artifacts.url`, docs/registry.md). It is validated first;
+    /// errors exit 1.
     #[arg(value_name = "CASCADE")]
     cascade: PathBuf,
     /// The cascade input: a JSON object, or @FILE to read it from a file. Invalid JSON exits 6 (RVB-C006).
@@ -112,6 +114,9 @@ struct JsonOutcome {
     run_error: Option<Value>,
     /// What became of the run's records.
     recording: Recording,
+    /// Where the output was stored as an artifact (`[artifacts] url` set and the run completed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_artifact: Option<String>,
 }
 
 pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
@@ -119,11 +124,14 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
     let mut config = load_config(cli, out)?.config;
     args.mock.apply(&mut config);
     phases.done("configuration");
-    let registry = run_registry(&args.cascade, &config);
+    // `registry:NAME[:VERSION]`: fetch the bundle and run its cascade exactly as a file.
+    let fetched = super::registry::prepare_run(&args.cascade, &mut config)?;
+    let cascade_path = fetched.as_deref().unwrap_or(&args.cascade);
+    let registry = run_registry(cascade_path, &config);
     phases.done("tool registry");
 
     // 1. Validate: a run never starts on an invalid file.
-    let report = validate_for_run(load_file_with(&args.cascade, &config.limits), &registry, &config);
+    let report = validate_for_run(load_file_with(cascade_path, &config.limits), &registry, &config);
     let (errors, _) = report.counts();
     if errors > 0 {
         return invalid(&report, out);
@@ -134,7 +142,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
     let Some(cascade) = report.loaded.document.as_ref().and_then(|d| d.cascade().cloned()) else {
         return Err(usage(
             codes::V_SHAPE,
-            format!("{} is a tool definition, not a cascade", args.cascade.display()),
+            format!("{} is a tool definition, not a cascade", cascade_path.display()),
             "pass a cascade file (with `cascade_id` and `cells`)",
         ));
     };
@@ -163,7 +171,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
         request.session_id = session_id;
         request.caller_id = CallerId::new(Origin::Cli);
         request.model = args.model.clone();
-        request.cascade_file = Some(args.cascade.clone());
+        request.cascade_file = Some(cascade_path.to_path_buf());
         request.cascade_text = text;
         execute(
             &config,
@@ -240,7 +248,7 @@ where
     let stats = writer.shutdown().await.map_err(super::storage::fail)?;
     phases.done("writer flush");
     let recording = Recording::of(&stats);
-    let outcome = match outcome {
+    let mut outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
             // Refused before running (not resumable, session id taken): still say when records of
@@ -255,7 +263,9 @@ where
             return Err(Failure::Coded(coded));
         }
     };
-    render_outcome(&outcome, caught, out, &recording)
+    // With `[artifacts]`, a completed run's output is also stored as `runs/<session>/output.json`.
+    let artifact = super::registry::store_output(config, &mut outcome).await;
+    render_outcome(&outcome, caught, out, &recording, artifact.as_deref())
 }
 
 /// Build the provider: the configured client, wrapped in a recorder, or a replay of a recording.
@@ -535,6 +545,7 @@ pub(crate) fn render_outcome(
     caught: Option<Caught>,
     out: Out,
     recording: &Recording,
+    artifact: Option<&str>,
 ) -> CmdOutcome {
     let run_exit = match (outcome.status, caught, &outcome.error) {
         (SessionStatus::Completed, _, _) => 0,
@@ -583,6 +594,7 @@ pub(crate) fn render_outcome(
                 warnings: outcome.warnings.clone(),
                 run_error,
                 recording: recording.clone(),
+                output_artifact: artifact.map(str::to_owned),
             };
             output::json(&doc)?;
         }
@@ -605,6 +617,11 @@ pub(crate) fn render_outcome(
                             outcome.status,
                             id = outcome.session_id
                         ));
+                    }
+                    if let Some(at) = artifact
+                        && !out.quiet
+                    {
+                        output::stderr(&format!("output stored at {at}\n"));
                     }
                 }
                 Some(rvbbit_engine::Error::Waiting {

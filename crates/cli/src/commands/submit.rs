@@ -22,8 +22,11 @@ const WAIT_POLL: Duration = Duration::from_millis(250);
 /// Arguments of `rvbbit submit`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The cascade file. It is validated here first (errors exit 1); its whole text travels in the job,
-    /// so every worker runs exactly what was submitted.
+    /// The cascade file, or a pushed bundle `registry:NAME[:VERSION]` / `registry:sha256:HEX`. It is
+    /// validated here first (errors exit 1). With `artifacts.url` set, a file is pushed as a bundle
+    /// first and the job names the bundle's hash (workers fetch it, with its tools and sub-cascades);
+    /// otherwise its whole text travels in the job. Either way every worker runs exactly what was
+    /// submitted.
     #[arg(value_name = "CASCADE")]
     cascade: PathBuf,
     /// The cascade input: a JSON object, or @FILE. Invalid JSON exits 6 (RVB-C006).
@@ -46,7 +49,14 @@ pub(crate) struct Args {
 
 pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
     let config = load_config(cli, out)?.config;
-    let (cascade_file, text) = validated_text(args, &config)?;
+    // A bundle (`registry:…`, or the file pushed first when `artifacts.url` is set) or the text alone.
+    let (cascade_file, text, bundle) = match super::registry::submission(&args.cascade, &config)? {
+        Some((file, text, hash)) => (file, text, Some(hash)),
+        None => {
+            let (file, text) = validated_text(args, &config)?;
+            (file, text, None)
+        }
+    };
     let input = super::run::parse_input(args.input.as_deref())?;
     let metadata = parse_meta(&args.meta)?;
     let id = match &args.id {
@@ -64,6 +74,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         input,
         metadata,
         submitted_at: Timestamp::now().to_rfc3339(),
+        bundle,
     };
     block_on(async move {
         let queue = super::queue::open(&config, &args.queue, false).await?;

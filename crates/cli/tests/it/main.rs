@@ -15,6 +15,7 @@ mod init;
 mod limits;
 mod mock_provider;
 mod pgwire;
+mod registry;
 mod replay_example;
 mod run_command;
 mod run_compose;

@@ -315,6 +315,7 @@ fn poison_jobs_are_dead_lettered_with_their_reason_and_the_worker_keeps_serving(
             input: serde_json::json!({}),
             metadata: Default::default(),
             submitted_at: "2026-01-01T00:00:00Z".into(),
+            bundle: None,
         };
         queue.submit(&job).await.unwrap();
         let mut headers = async_nats::HeaderMap::new();

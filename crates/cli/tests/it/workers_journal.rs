@@ -57,6 +57,7 @@ fn enqueue(rt: &tokio::runtime::Runtime, nats: &str, log: &str) {
                 input: serde_json::json!({"id": format!("job-{i}"), "log": log}),
                 metadata: Default::default(),
                 submitted_at: "2026-12-07T00:00:00Z".into(),
+                bundle: None,
             };
             assert!(!queue.submit(&job).await.unwrap().duplicate);
         }

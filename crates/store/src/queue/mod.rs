@@ -42,6 +42,10 @@ pub struct Job {
     pub metadata: BTreeMap<String, String>,
     /// When it was submitted (RFC 3339, UTC).
     pub submitted_at: String,
+    /// The bundle to run (`sha256:HEX`) from the artifact store (`[artifacts] url`); the worker fetches
+    /// it and runs its entry instead of `cascade_text`. Absent in jobs of older submitters. Since v0.4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
 }
 
 /// Whether `id` can name a submission: 1 to [`MAX_ID_LEN`] letters, digits, `_` and `-`.

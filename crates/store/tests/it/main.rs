@@ -9,6 +9,7 @@
 
 #[macro_use]
 mod conformance;
+mod artifacts;
 mod clickhouse;
 mod journal;
 mod postgres;

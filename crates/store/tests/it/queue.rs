@@ -17,6 +17,7 @@ fn job(id: &str) -> Job {
         input: json!({"n": 1}),
         metadata: Default::default(),
         submitted_at: "2026-01-01T00:00:00Z".into(),
+        bundle: None,
     }
 }
 

@@ -8,6 +8,7 @@
 //! | an earlier delivery's run already recorded an outcome | acked without running again  |
 //! | the run was cancelled by the drain, or its outcome did not reach the store | nak'd with a delay |
 //! | the job cannot start (not a job, invalid cascade, a panic) | nak'd with a delay; on its last delivery dead-lettered with the reason |
+//! | the job names a bundle the artifact store does not hold (`bundle.rs`) | dead-lettered at once |
 //!
 //! Each delivery runs under the run key `queue-<submission id>` ([`RunRequest::run_key`]): it continues
 //! after the cells an earlier delivery journaled, and side-effecting tool calls an earlier delivery
@@ -32,7 +33,7 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 
 /// How a delivery ends.
 #[derive(Debug)]
-enum Verdict {
+pub(super) enum Verdict {
     /// The run's outcome is in the store.
     Done(SessionId, SessionStatus),
     /// An earlier delivery already recorded an outcome.
@@ -41,6 +42,8 @@ enum Verdict {
     HandBack(String),
     /// The job cannot start; deliver again later, or give it up on its last delivery.
     NotStarted(String),
+    /// The job can never start (its bundle is not in the artifact store): give it up now.
+    GiveUp(String),
 }
 
 /// Run one delivery and settle it; `_permit` frees the worker slot when this ends.
@@ -89,6 +92,10 @@ async fn settle(ctx: &Context, delivery: &dyn Delivery, verdict: Verdict) {
             tracing::warn!(submission = %id, attempt, reason = %why, "Job handed back.");
             delivery.nak(nak_delay).await
         }
+        Verdict::GiveUp(why) => {
+            tracing::warn!(submission = %id, attempt, reason = %why, "Job given up: it can never start.");
+            delivery.dead_letter(why).await
+        }
         Verdict::NotStarted(why) if attempt >= delivery.max_deliveries() => {
             tracing::warn!(submission = %id, attempt, reason = %why, "Job given up after its last delivery.");
             delivery.dead_letter(why).await
@@ -126,9 +133,15 @@ async fn run(ctx: Arc<Context>, delivery: Arc<dyn Delivery>, cancel: Cancellatio
         }
         Err(e) => return Verdict::HandBack(format!("the store cannot be read: {e}")),
     }
-    let (registry, request) = match prepare(&ctx, &job) {
+    let prepared = match &job.bundle {
+        Some(hash) => super::bundle::prepare(&ctx, &job, hash).await,
+        None => prepare(&ctx, &job)
+            .map(|(registry, request)| (registry, request, ctx.config.roots.clone()))
+            .map_err(Verdict::NotStarted),
+    };
+    let (registry, request, roots) = match prepared {
         Ok(ok) => ok,
-        Err(why) => return Verdict::NotStarted(why),
+        Err(verdict) => return verdict,
     };
     let mut request = request;
     request.caller_id = caller_id;
@@ -143,7 +156,7 @@ async fn run(ctx: Arc<Context>, delivery: Arc<dyn Delivery>, cancel: Cancellatio
         "worker": ctx.worker,
         "meta": job.metadata,
     });
-    execute(&ctx, registry, request).await
+    execute(&ctx, registry, request, roots).await
 }
 
 /// Whether a session of this submission recorded an outcome of its own: it ended (completed, failed or
@@ -197,14 +210,19 @@ fn prepare(ctx: &Context, job: &Job) -> Result<(Registry, RunRequest), String> {
 }
 
 /// Run with a writer of its own, flushed before the verdict, so an ack always follows a recorded outcome.
-async fn execute(ctx: &Context, registry: Registry, request: RunRequest) -> Verdict {
+async fn execute(
+    ctx: &Context,
+    registry: Registry,
+    request: RunRequest,
+    roots: Vec<std::path::PathBuf>,
+) -> Verdict {
     let config = &ctx.config;
     let writer = Writer::spawn(ctx.store.clone(), WriterOptions::new(ctx.spill_dir.clone()));
     let engine = Engine::new(registry)
         .with_provider(ctx.provider.clone())
         .with_writer(writer.handle())
         .with_default_model(config.default_model.clone())
-        .with_roots(config.roots.clone())
+        .with_roots(roots)
         .with_limits(config.limits.clone())
         .with_heartbeat(ctx.store.clone(), HEARTBEAT_EVERY)
         .with_store(ctx.store.clone());

@@ -8,6 +8,7 @@
 //! once. Every worker also listens for the server's max-deliveries advisories and moves given-up jobs to
 //! the dead-letter stream.
 
+mod bundle;
 mod job;
 
 use std::collections::BTreeMap;
