@@ -151,12 +151,18 @@ def check_argv(report, where, argv, spec, binary):
 
 
 def doc_commands(path):
-    """rvbbit command lines in a document: `… run --rm cli ARGS` and `… -- rvbbit ARGS`."""
-    found = []
+    """rvbbit command lines in a document's ```sh blocks (or a YAML file's comments):
+    `… run --rm cli ARGS` and `… exec POD -- rvbbit ARGS`."""
+    found, in_sh = [], False
+    markdown = str(path).endswith(".md")
     for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        m = re.search(r"(?:run --rm cli|exec \S+ -- rvbbit) (.+?)(?:\s+#.*)?$", line)
-        if m:
-            found.append((f"{rel(path)}:{n}", shlex.split(m.group(1).rstrip("\\ "))))
+        if markdown and line.lstrip().startswith("```"):
+            in_sh = not in_sh and line.strip() in ("```sh", "```bash", "```shell")
+            continue
+        if (in_sh if markdown else line.lstrip().startswith("#")):
+            m = re.search(r"(?:run --rm cli|exec \S+ -- rvbbit) (.+?)(?:\s+#.*)?$", line)
+            if m:
+                found.append((f"{rel(path)}:{n}", shlex.split(m.group(1).rstrip("\\ "))))
     return found
 
 
@@ -532,9 +538,22 @@ def check_dist_profile(report, cargo_toml):
 
 # ---- main ----
 
+def check_vendored(report):
+    """The vendored schemas are the files deploy/schemas/README.md names (by sha256)."""
+    import hashlib
+    readme = (SCHEMAS / "README.md").read_text(encoding="utf-8")
+    for name, digest in re.findall(r"^\| `([^`]+)` \|.*\| `([0-9a-f]{64})` \|$", readme, re.M):
+        actual = hashlib.sha256((SCHEMAS / name).read_bytes()).hexdigest()
+        report.check(actual == digest, f"deploy/schemas/{name}",
+                     f"sha256 {actual} differs from deploy/schemas/README.md: record the new source")
+    report.check(len(re.findall(r"`[0-9a-f]{64}`", readme)) == 2, "deploy/schemas/README.md",
+                 "must record both vendored schemas with their sha256")
+
+
 def run_all(binary):
     report = Report()
     spec = cli_spec()
+    check_vendored(report)
     check_dockerfile(report, ROOT / "Dockerfile", ROOT / ".dockerignore", spec, binary)
     check_compose(report, DEPLOY / "compose.yaml", DEPLOY / "env.example", spec, binary)
     check_k8s(report, DEPLOY / "k8s", spec, binary)
