@@ -10,6 +10,7 @@
 #   chdb-core (PyPI)        a current ClickHouse release's engine for the same tests
 #                           (scripts/clickhouse-current.sh)  -> RVBBIT_CHDB_PYTHON
 #   nats-server (2.9)       throwaway servers with JetStream for the job queue (rvbbit_testkit::nats)
+#   tmux                    a real terminal for the batch progress display's test
 #   python venv + psycopg   ... by psycopg 3 (from PyPI)       -> RVBBIT_PYTHON
 #   java, javac + pgjdbc    ... by the PostgreSQL JDBC driver  -> RVBBIT_PGJDBC_JAR
 #   python venv + clients   the client conformance suite: psycopg, asyncpg, SQLAlchemy, pinned in
@@ -34,6 +35,8 @@ command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || need_apt+=(
 command -v javac >/dev/null || need_apt+=(default-jdk-headless)
 [ -f /usr/share/java/postgresql.jar ] || need_apt+=(libpostgresql-jdbc-java)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+# A real terminal for the `rvbbit batch` progress-bar test (cli it::batch).
+command -v tmux >/dev/null || need_apt+=(tmux)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "test-deps: installing ${need_apt[*]} (Debian packages)" >&2
   if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi

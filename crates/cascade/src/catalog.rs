@@ -94,6 +94,17 @@ impl Catalog {
         catalog
     }
 
+    /// Keep as built in only the names in `provided` (what the program that runs cascades registers):
+    /// a built-in name it does not provide becomes [`Origin::Unsupported`], so validation says what a
+    /// run would refuse instead of passing it silently. `route_to` stays: it is routing, not a tool.
+    pub fn provided_only(&mut self, provided: &[&str]) {
+        for (name, origin) in &mut self.tools {
+            if *origin == Origin::Builtin && name != "route_to" && !provided.contains(&name.as_str()) {
+                *origin = Origin::Unsupported;
+            }
+        }
+    }
+
     /// Register a tool by name (the engine's registry uses this).
     pub fn add_tool(&mut self, name: impl Into<String>, origin: Origin) {
         self.tools.entry(name.into()).or_insert(origin);

@@ -69,6 +69,14 @@ pub(crate) enum Command {
     /// session id and caller id. With --value, answers the pending question first. Exit codes as for
     /// `rvbbit run`; 5 when the session is not waiting (RVB-S006) or unknown (RVB-S005).
     Resume(commands::resume::Args),
+    /// Run CASCADE once per input: the files of a glob, or the lines of a JSONL or rows of a CSV file.
+    ///
+    /// One batch id and `batch-…` caller for all; at most --parallel at once; a live progress display;
+    /// each input's output in --output-dir/<input name>/; a result cache by content (a rerun is $0 for
+    /// inputs that completed); --budget-dollars stops starting inputs before the cost would pass it.
+    /// Exit 0 when every input completed, 11 when some failed (RVB-B001), 12 when all failed
+    /// (RVB-B002). See docs/batch.md.
+    Batch(commands::batch::Args),
     /// Enqueue a run of CASCADE on the job queue (`queue.url`) for any `rvbbit worker` to take.
     ///
     /// The cascade is validated here (errors exit 1); its text and input travel in the job. Prints the
@@ -175,6 +183,7 @@ pub(crate) fn run() -> ExitCode {
     let result = match &cli.command {
         Command::Run(args) => commands::run::run(&cli, args, out),
         Command::Resume(args) => commands::resume::run(&cli, args, out),
+        Command::Batch(args) => commands::batch::run(&cli, args, out),
         Command::Submit(args) => commands::submit::run(&cli, args, out),
         Command::Worker(args) => commands::worker::run(&cli, args, out),
         Command::Queue(cmd) => commands::queue::run(&cli, cmd, out),

@@ -28,6 +28,10 @@ pub enum ExitClass {
     Configuration,
     /// The run stopped to wait for a human answer; the session stays `waiting` and can be resumed.
     Waiting,
+    /// A batch ended with some inputs failed (the others completed).
+    BatchPartial,
+    /// A batch ended with every input failed.
+    BatchFailed,
     /// The run was interrupted with Ctrl-C (SIGINT).
     Interrupted,
     /// The run was terminated with SIGTERM.
@@ -36,7 +40,7 @@ pub enum ExitClass {
 
 impl ExitClass {
     /// Every class, in exit-code order.
-    pub const ALL: [ExitClass; 10] = [
+    pub const ALL: [ExitClass; 12] = [
         ExitClass::Ok,
         ExitClass::Validation,
         ExitClass::Execution,
@@ -45,6 +49,8 @@ impl ExitClass {
         ExitClass::Storage,
         ExitClass::Configuration,
         ExitClass::Waiting,
+        ExitClass::BatchPartial,
+        ExitClass::BatchFailed,
         ExitClass::Interrupted,
         ExitClass::Terminated,
     ];
@@ -60,6 +66,8 @@ impl ExitClass {
             ExitClass::Storage => 5,
             ExitClass::Configuration => 6,
             ExitClass::Waiting => 10,
+            ExitClass::BatchPartial => 11,
+            ExitClass::BatchFailed => 12,
             ExitClass::Interrupted => 130,
             ExitClass::Terminated => 143,
         }
@@ -92,6 +100,13 @@ impl ExitClass {
             ExitClass::Waiting => {
                 "Waiting: the run stopped at a human-in-the-loop cell; the session is `waiting`. Answer with \
                  `rvbbit signal send SESSION NAME --value JSON`, then continue with `rvbbit resume SESSION`."
+            }
+            ExitClass::BatchPartial => {
+                "Batch partial: `rvbbit batch` ran every input it could, and some failed or were not run (the \
+                 summary names them). Running the same command again reruns only those: completed inputs come from the cache at $0."
+            }
+            ExitClass::BatchFailed => {
+                "Batch failed: `rvbbit batch` found that every input failed or was not run."
             }
             ExitClass::Interrupted => {
                 "Interrupted by Ctrl-C (SIGINT): the run was cancelled and its events flushed."
@@ -169,6 +184,8 @@ fn class_name(class: ExitClass) -> &'static str {
         ExitClass::Storage => "storage",
         ExitClass::Configuration => "configuration",
         ExitClass::Waiting => "waiting",
+        ExitClass::BatchPartial => "batch partial",
+        ExitClass::BatchFailed => "batch failed",
         ExitClass::Interrupted => "interrupted",
         ExitClass::Terminated => "terminated",
     }
@@ -244,7 +261,7 @@ codes! {
         "A tool named in `traits`/`tackle`/`skills` or `tool` is neither a built-in tool, a tool definition or a cascade in the tool directories, nor provided by a cascade key such as `memory` or `rag`.",
         ["A typo in the tool name.", "A tool from RVBBIT that rvbbit does not provide.",
          "A cascade tool whose file is not in a `traits/`, `tackle/`, `skills/` or `cascades/` directory next to the cascade or under a configured root."],
-        "Use one of the listed tools, or put the tool's definition where rvbbit looks for tools.";
+        "Use one of the listed tools, or put the tool's definition where rvbbit looks for tools. A deterministic cell's `tool:` that nobody provides is an error (a run refuses the cell with RVB-E003); a tool offered to a model in `traits` is a warning (the cell runs without it, and only a call to it fails).";
     /// A validator name resolves to nothing.
     V_UNKNOWN_VALIDATOR = "RVB-V010", Validation, "Unknown validator",
         "A validator named in `loop_until`, `wards` or `candidates.validator` is not an inline validator, a tool, or a cascade. RVBBIT treated such validators as passing; rvbbit refuses to run them.",
@@ -620,6 +637,35 @@ codes! {
         ["The folder is read-only, or belongs to another user.", "A file of the same name as the folder already exists."],
         "Pass a folder you can write to, or fix its permissions, then run `rvbbit init` again (with `--force` if some files were written).";
 
+    // ---- Batches (exit 11 and 12) ---------------------------------------------------------------------
+    /// Some inputs of a batch failed.
+    B_SOME_FAILED = "RVB-B001", BatchPartial, "Some inputs of the batch failed",
+        "`rvbbit batch` ran the batch to its end, and some inputs did not complete: their runs failed, their input could not be read, or the batch's budget stopped them before they started. The others completed, and their outputs are written.",
+        ["A cell failed for some inputs (each failed input's error is in the summary and in `error.json` under its output folder).",
+         "A malformed JSONL line or CSV row, or an input file that cannot be read.",
+         "`--budget-dollars` was reached: the inputs not started are `skipped`."],
+        "Read the summary (`--output json` lists each input's status, code and session); fix what failed, then run the same command again: completed inputs come from the result cache at $0 and only the failed ones run.";
+    /// Every input of a batch failed.
+    B_ALL_FAILED = "RVB-B002", BatchFailed, "Every input of the batch failed",
+        "`rvbbit batch` ran the batch to its end, and no input completed.",
+        ["A cascade that fails on every input (a missing tool, a provider that refuses every call).", "Inputs that are all malformed."],
+        "Run one input with `rvbbit run CASCADE --input ...` to see the error, fix it, and run the batch again.";
+    /// A batch has no inputs to run.
+    B_NO_INPUTS = "RVB-B003", Configuration, "No inputs to run",
+        "`rvbbit batch --inputs` found nothing to run, or more inputs than allowed: a glob that matches no file, an empty JSONL or CSV file, a list file that cannot be read, or more inputs than `batch.max_inputs`.",
+        ["A glob quoted wrongly, or relative to another directory.", "A JSONL file with only blank lines.", "More inputs than `batch.max_inputs`."],
+        "Check the pattern with `ls`, pass a file with at least one row, or raise `batch.max_inputs` (or split the batch).";
+    /// One input of a batch cannot be used.
+    B_BAD_INPUT = "RVB-B004", Validation, "An input cannot be used",
+        "One input of a batch could not be turned into a cascade input: its file cannot be read or is larger than `batch.max_input_bytes`, its JSONL line is not valid JSON, or its CSV row does not have the header's columns. Only that input fails; the others run.",
+        ["A file without read permission.", "A truncated or hand-edited JSONL line.", "A CSV row with a missing or extra field."],
+        "Fix the input named in the summary (file and line), then run the same batch command again (completed inputs come from the cache at $0).";
+    /// The batch's budget stopped an input from starting.
+    B_BUDGET = "RVB-B005", BatchPartial, "Batch budget reached",
+        "`--budget-dollars` would have been exceeded by starting this input, so it was not started (`skipped`). A new input starts only when the cost so far, plus the most any input has cost, for each input in flight and the new one, fits the budget; the first input runs alone so that its cost is known.",
+        ["A budget smaller than the inputs need.", "Inputs that cost more than the first ones."],
+        "Raise `--budget-dollars`, or run the same batch command again later: completed inputs come from the cache at $0 and only the skipped and failed ones run.";
+
     // ---- Waiting (exit 10) ---------------------------------------------------------------------------
     /// The run waits for a human.
     H_WAITING = "RVB-H001", Waiting, "Waiting for a human answer",
@@ -742,6 +788,14 @@ mod tests {
                 b'C' | b'A' => ExitClass::Configuration,
                 b'H' => ExitClass::Waiting,
                 b'Q' => ExitClass::Execution,
+                // A batch's own ends have their own classes (exit 11 and 12); its refusals and bad
+                // inputs are configuration and validation errors like any other.
+                b'B' => match code.code {
+                    "RVB-B002" => ExitClass::BatchFailed,
+                    "RVB-B003" => ExitClass::Configuration,
+                    "RVB-B004" => ExitClass::Validation,
+                    _ => ExitClass::BatchPartial,
+                },
                 _ => panic!("unknown prefix in {}", code.code),
             };
             assert_eq!(code.class, expected, "{} has the wrong class", code.code);
@@ -758,6 +812,6 @@ mod tests {
     #[test]
     fn exit_codes_match_the_documented_table() {
         let pairs: Vec<u8> = ExitClass::ALL.iter().map(|c| c.exit_code()).collect();
-        assert_eq!(pairs, [0, 1, 2, 3, 4, 5, 6, 10, 130, 143]);
+        assert_eq!(pairs, [0, 1, 2, 3, 4, 5, 6, 10, 11, 12, 130, 143]);
     }
 }

@@ -61,6 +61,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// The job queue of `rvbbit submit` and `rvbbit worker` (NATS JetStream). Since v0.4.
     pub queue: QueueConfig,
+    /// Limits and defaults of `rvbbit batch`. Since v0.5.
+    pub batch: BatchConfig,
 }
 
 impl Default for Config {
@@ -82,6 +84,7 @@ impl Default for Config {
             sql: SqlConfig::default(),
             limits: LimitsConfig::default(),
             queue: QueueConfig::default(),
+            batch: BatchConfig::default(),
         }
     }
 }
@@ -242,6 +245,33 @@ impl fmt::Debug for EventsConfig {
         f.debug_struct("EventsConfig")
             .field("url", &self.url.as_deref().map(mask_url))
             .finish()
+    }
+}
+
+/// Limits and defaults of `rvbbit batch` (docs/batch.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Most inputs one batch may have (files matched, or JSONL/CSV rows); more is RVB-B003 before
+    /// anything runs.
+    pub max_inputs: u64,
+    /// Largest input, in bytes: an input file, a JSONL line or a CSV row; larger fails that input
+    /// (RVB-B004) and the others run.
+    pub max_input_bytes: u64,
+    /// Inputs run at once when `--parallel` is not given; 0: the number of CPUs.
+    pub parallel: u32,
+    /// Most inputs run at once, whatever `--parallel` asks.
+    pub max_parallel: u32,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_inputs: 100_000,
+            max_input_bytes: 10 * 1024 * 1024,
+            parallel: 0,
+            max_parallel: 64,
+        }
     }
 }
 

@@ -217,6 +217,14 @@ pub enum Error {
         /// The cell that waited.
         cell: String,
     },
+    /// Another attempt of the same journaled run (a redelivered queue job) got ahead of this one.
+    #[error("run {run_key}: {reason}")]
+    Superseded {
+        /// The run key.
+        run_key: String,
+        /// What the other attempt did.
+        reason: String,
+    },
     /// A broken invariant: this is a bug.
     #[error("internal error (this is a bug): {0}")]
     Internal(String),
@@ -243,7 +251,9 @@ impl Error {
             Error::Cancelled => codes::E_INTERRUPTED,
             Error::Waiting { .. } => codes::H_WAITING,
             Error::Answer { .. } => codes::C_ANSWER,
-            Error::NotResumable { .. } | Error::ResumedElsewhere { .. } => codes::S_CONFLICT,
+            Error::NotResumable { .. } | Error::ResumedElsewhere { .. } | Error::Superseded { .. } => {
+                codes::S_CONFLICT
+            }
             Error::NoWaitingSignal { .. } => codes::S_NOT_FOUND,
             Error::SessionCancelled { .. } => codes::S_CANCELLED,
             Error::Internal(_) => codes::INTERNAL,
@@ -315,6 +325,9 @@ impl Error {
             ),
             Error::ResumedElsewhere { session_id, .. } => {
                 format!("nothing more ran here; follow the session with `rvbbit sessions show {session_id}`")
+            }
+            Error::Superseded { .. } => {
+                "nothing to do: the other attempt continues the run; this one ended as cancelled".into()
             }
             Error::Internal(_) => "please report this bug with the session id".into(),
         }

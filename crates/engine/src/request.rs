@@ -43,6 +43,11 @@ pub struct RunRequest {
     /// Details of the invocation (a JSON object: who triggered the run and how, such as the SQL
     /// statement and row of a `RVBBIT MAP`), recorded on the session and its `cascade_start` event.
     pub metadata: Value,
+    /// A stable key of the logical run, the same for every attempt of it (a queue job's submission).
+    /// With a store, the run journals each completed top-level cell under it, continues after the
+    /// latest journaled cell of an earlier attempt, and records side-effecting tool calls under
+    /// idempotency keys derived from it (see docs/workers.md, "At-least-once, exactly").
+    pub run_key: Option<String>,
     /// Where a resumed run continues (set by [`Engine::resume`](crate::Engine::resume)).
     pub(crate) resume: Option<Box<Resume>>,
 }
@@ -74,6 +79,7 @@ impl RunRequest {
             progress: None,
             sampling: Sampling::default(),
             metadata: Value::Object(Map::new()),
+            run_key: None,
             resume: None,
         }
     }

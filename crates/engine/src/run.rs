@@ -85,6 +85,10 @@ pub(crate) struct Run<'a> {
     pub(crate) session: Session,
     /// Human-in-the-loop bookkeeping (a resumed wait, `ask_human` answers of the current cell).
     pub(crate) hitl: HitlState,
+    /// The journal of a run with a run key (`journal.rs`).
+    pub(crate) journal: Option<crate::durable::Journal>,
+    /// Side-effecting calls made so far by the current cell (numbers their idempotency keys).
+    pub(crate) effect_seq: u32,
 }
 
 /// The parts of a [`Run`] that differ between a session's run and a candidate branch of it.
@@ -127,6 +131,8 @@ impl<'a> Run<'a> {
             compose: parts.compose,
             session: parts.session,
             hitl: HitlState::default(),
+            journal: None,
+            effect_seq: 0,
         }
     }
 
@@ -152,6 +158,8 @@ impl<'a> Run<'a> {
             compose: self.compose.for_branch(branch.index),
             session: self.session.clone(),
             hitl: HitlState::default(),
+            journal: self.journal.clone(),
+            effect_seq: 0,
             branch: Some(branch),
         }
     }
@@ -262,6 +270,52 @@ impl Run<'_> {
             model: self.model_override.clone(),
             next_seq: self.emit.next_seq(),
         }
+    }
+
+    /// Put back what a journaled earlier attempt of this run completed (`journal.rs`); the `totals` are
+    /// (cost, provider calls, tool calls).
+    pub(crate) fn continue_from(
+        &mut self,
+        state: Map<String, Value>,
+        outputs: Map<String, Value>,
+        lineage: Vec<LineageEntry>,
+        path: Vec<String>,
+        totals: (MicroUsd, u32, u32),
+        warnings: Vec<String>,
+    ) {
+        if let Ok(mut s) = self.state.lock() {
+            *s = state;
+        }
+        self.outputs = outputs;
+        self.lineage = lineage;
+        self.path = path;
+        self.totals = Totals {
+            cost: totals.0,
+            llm_calls: totals.1,
+            tool_calls: totals.2,
+            warnings,
+        };
+    }
+
+    /// The idempotency key of the next side-effecting call of `cell`: `<run key or session>/<step>.
+    /// <cell>[.c<candidate>]/<n>`, the same on every attempt that makes the same call.
+    pub(crate) fn next_effect_key(&mut self, cell: &Cell) -> String {
+        self.effect_seq += 1;
+        let base = self
+            .journal
+            .as_ref()
+            .map_or(self.session_id.as_str(), |j| j.key.as_str());
+        let branch = self
+            .branch
+            .as_ref()
+            .map(|b| format!(".c{}", b.index))
+            .unwrap_or_default();
+        format!(
+            "{base}/{}.{}{branch}/{}",
+            self.path.len(),
+            cell.name,
+            self.effect_seq
+        )
     }
 
     /// Put a saved run back; the run loop then starts at the waiting cell.

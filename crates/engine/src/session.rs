@@ -62,10 +62,17 @@ impl Engine {
             compose: crate::children::Composition::new(&request, &session_id),
             session: session.clone(),
         });
-        if let Some(r) = resume {
-            run.restore(r);
-        }
-        let result = self.drive(&mut run, &request).await;
+        let journaled = match resume {
+            Some(r) => {
+                run.restore(r);
+                Ok(())
+            }
+            None => self.open_journal(&mut run, &request).await,
+        };
+        let result = match journaled {
+            Ok(()) => self.drive(&mut run, &request).await,
+            Err(e) => Err(e),
+        };
         match result {
             // The session belongs to the process that resumed it: record nothing more.
             Err(e @ Error::ResumedElsewhere { .. }) => run.into_outcome(
@@ -120,6 +127,19 @@ impl Engine {
             emit.send(start).await;
         }
         (emit, session)
+    }
+
+    /// The journal of a root run with a run key and a store (`journal.rs`); cascade-level candidates
+    /// run the whole cascade as branches and are not journaled.
+    async fn open_journal(&self, run: &mut Run<'_>, request: &RunRequest) -> Result<()> {
+        match (&request.run_key, &self.store) {
+            (Some(key), Some(store))
+                if request.depth == 0 && !crate::cells::cascade_takes::applies(run.cascade) =>
+            {
+                crate::journal::open(store.clone(), key, run).await
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The cells of the run (with its heartbeat kept fresh), then its async cascades.
@@ -205,6 +225,8 @@ async fn run_loop(run: &mut Run<'_>) -> Result<()> {
     };
     if let Some(i) = run.hitl.resume_cell(cascade) {
         idx = i;
+    } else if let Some(i) = run.journal.as_ref().and_then(|j| j.start_cell(cascade)) {
+        idx = i;
     }
     // Cascade-level candidates run the whole cascade as branches (not on resume: a resumed run
     // continues the branch that waited).
@@ -217,6 +239,7 @@ async fn run_loop(run: &mut Run<'_>) -> Result<()> {
         }
         let cell = &cascade.cells[idx];
         run.path.push(cell.name.clone());
+        run.effect_seq = 0;
         let cancel = run.cancel.clone();
         let result = tokio::select! {
             biased;
@@ -236,6 +259,7 @@ async fn run_loop(run: &mut Run<'_>) -> Result<()> {
             None if idx + 1 < cascade.cells.len() => idx += 1,
             None => return Ok(()),
         }
+        crate::journal::record(run, cell, &cascade.cells[idx].name).await?;
     }
     Err(Error::CellFailed {
         cell: cascade.cells[idx].name.clone(),
@@ -252,7 +276,8 @@ async fn on_error(run: &mut Run<'_>, cell: &Cell, e: Error) -> Result<Option<Str
         e @ (Error::WardBlocked { .. }
         | Error::MaxDepth { .. }
         | Error::Waiting { .. }
-        | Error::ResumedElsewhere { .. }) => return Err(e),
+        | Error::ResumedElsewhere { .. }
+        | Error::Superseded { .. }) => return Err(e),
         _ => {}
     }
     let last_error =
@@ -318,6 +343,8 @@ async fn finish(
     let (status, error) = match result {
         Ok(()) => (SessionStatus::Completed, None),
         Err(Error::Cancelled) => (SessionStatus::Cancelled, Some(Error::Cancelled)),
+        // Another attempt of the job continues the run: this one is not its outcome.
+        Err(e @ Error::Superseded { .. }) => (SessionStatus::Cancelled, Some(e)),
         Err(e) => (SessionStatus::Failed, Some(e)),
     };
     crate::cells::hitl::abandon(&run).await;

@@ -33,6 +33,7 @@ pub mod clickhouse;
 pub mod copy;
 mod error;
 pub mod heartbeat;
+pub mod journal;
 mod model;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -50,6 +51,7 @@ use std::sync::Arc;
 pub use copy::{CopyReport, copy_all};
 pub use error::{Error, Result};
 pub use heartbeat::Heartbeat;
+pub use journal::{Effect, EffectBegin, EffectStatus, JournalEntry, JournalStore};
 pub use model::{
     ApiKey, CacheEntry, Checkpoint, CheckpointStatus, Cleanup, CostGroup, CostRow, EventFilter, Prune,
     Record, Session, SessionFilter, SessionSummary, Signal, SignalStatus, StoreStatus, StoredEvent,

@@ -484,6 +484,9 @@ pub struct Prune {
     pub signals: u64,
     /// Result-cache entries expired by now.
     pub cache_entries: u64,
+    /// Run-journal steps and side-effect records (of queue jobs) written before the cutoff.
+    #[serde(default)]
+    pub journal: u64,
 }
 
 /// An API key of the HTTP door. Only a SHA-256 hash of the secret is kept; the secret itself is shown

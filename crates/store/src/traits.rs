@@ -295,7 +295,7 @@ pub trait ApiKeyStore: Send + Sync {
 /// A complete store: all record kinds plus administration.
 #[async_trait]
 pub trait Store:
-    EventSink + SessionStore + ResultCache + SignalStore + CheckpointStore + ApiKeyStore
+    EventSink + SessionStore + ResultCache + SignalStore + CheckpointStore + ApiKeyStore + crate::JournalStore
 {
     /// The store's URL (for messages).
     fn url(&self) -> &str;

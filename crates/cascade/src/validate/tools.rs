@@ -31,21 +31,43 @@ fn provided_by_cascade(ctx: &Ctx<'_>) -> BTreeSet<String> {
     names
 }
 
-fn tool_diag(ctx: &Ctx<'_>, name: &str, path: String, cell: &Cell) -> Option<Diagnostic> {
+/// A tool name nobody provides. Offered to a model (`traits`), it is a warning: the cell runs without it
+/// and only a call to it fails. Called by a deterministic cell (`tool:`), it is an error: the run
+/// refuses the cell (RVB-E003), so validation must too.
+fn tool_diag(ctx: &Ctx<'_>, name: &str, path: String, cell: &Cell, called: bool) -> Option<Diagnostic> {
     let span = ctx.document.span_of(&path).unwrap_or_default();
+    let level = |message: String| {
+        if called {
+            Diagnostic::error(codes::V_UNKNOWN_TOOL, message)
+        } else {
+            Diagnostic::warning(codes::V_UNKNOWN_TOOL, message)
+        }
+    };
     match ctx.catalog.get(name) {
         Some(Origin::Unsupported) => Some(
-            Diagnostic::warning(codes::V_UNKNOWN_TOOL, format!("the tool `{name}` is from RVBBIT and not provided by rvbbit"))
+            level(format!("the tool `{name}` is not provided by this rvbbit"))
                 .at(span)
                 .with_label("not available")
                 .in_cell(Some(cell.name.clone()))
                 .with_path(path)
-                .with_hint("the cell will fail when the model calls it; remove it or provide it as a tool file in `traits/`"),
+                .with_hint(if called {
+                    "a run refuses this cell (RVB-E003); provide the tool as a tool file or cascade in `traits/`, or use another tool"
+                } else {
+                    "the model is not offered it, and a call to it fails; remove it or provide it as a tool file in `traits/`"
+                }),
         ),
         Some(_) => None,
+        None if ["python:", "sql:", "shell:"].iter().any(|p| name.starts_with(p)) => Some(
+            level(format!("the tool reference `{name}` is not supported by this rvbbit"))
+                .at(span)
+                .with_label("not supported")
+                .in_cell(Some(cell.name.clone()))
+                .with_path(path)
+                .with_hint("`python:`, `sql:` and `shell:` references are not built yet (a run refuses them, RVB-E003): use `python_data`, `sql_data` or `linux_shell` with the code in `inputs`"),
+        ),
         None => {
             let known = ctx.catalog.names();
-            let mut diag = Diagnostic::warning(codes::V_UNKNOWN_TOOL, format!("the tool `{name}` is not registered"))
+            let mut diag = level(format!("the tool `{name}` is not registered"))
                 .at(span)
                 .with_label("unknown tool")
                 .in_cell(Some(cell.name.clone()))
@@ -91,19 +113,24 @@ pub(super) fn check_tools(ctx: &Ctx<'_>, diags: &mut Vec<Diagnostic>) {
                     if provided.contains(name) || name == "manifest" {
                         continue;
                     }
-                    diags.extend(tool_diag(ctx, name, format!("cells[{i}].traits[{j}]"), cell));
+                    diags.extend(tool_diag(
+                        ctx,
+                        name,
+                        format!("cells[{i}].traits[{j}]"),
+                        cell,
+                        false,
+                    ));
                 }
             }
             Some(Traits::One(name)) if name != "manifest" && !provided.contains(name) => {
-                diags.extend(tool_diag(ctx, name, format!("cells[{i}].traits"), cell));
+                diags.extend(tool_diag(ctx, name, format!("cells[{i}].traits"), cell, false));
             }
             _ => {}
         }
-        if let Some(tool) = &cell.tool {
-            let prefixed = ["python:", "sql:", "shell:"].iter().any(|p| tool.starts_with(p));
-            if !prefixed && !provided.contains(tool) {
-                diags.extend(tool_diag(ctx, tool, format!("cells[{i}].tool"), cell));
-            }
+        if let Some(tool) = &cell.tool
+            && !provided.contains(tool)
+        {
+            diags.extend(tool_diag(ctx, tool, format!("cells[{i}].tool"), cell, true));
         }
     }
 }

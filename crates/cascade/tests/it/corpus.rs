@@ -67,13 +67,27 @@ fn every_corpus_file_has_its_expected_outcome() {
         "expected the whole corpus, found {} files",
         table.len()
     );
+    // Files whose only errors are deterministic cells calling a tool nobody provides: `rvbbit run` refuses
+    // them (RVB-E003), so validation says so (issue 19: validate predicts run).
+    let mut refused_for_tools = 0;
     for (file, (errors, _, codes)) in &table {
         match INVALID.iter().find(|(f, _)| f == file) {
             Some((_, expected)) => {
                 let got: Vec<&str> = codes.iter().filter_map(|c| c.strip_prefix("E:")).collect();
+                let got: Vec<&str> = got.into_iter().filter(|c| *c != "RVB-V009").collect();
                 assert_eq!(&got, expected, "{file}: error codes");
             }
-            None => assert_eq!(*errors, 0, "{file} should validate without errors, got {codes:?}"),
+            None if *errors > 0 => {
+                assert!(
+                    codes
+                        .iter()
+                        .filter(|c| c.starts_with("E:"))
+                        .all(|c| c == "E:RVB-V009"),
+                    "{file} should validate without errors other than missing tools, got {codes:?}"
+                );
+                refused_for_tools += 1;
+            }
+            None => {}
         }
         for code in codes.iter().filter_map(|c| c.strip_prefix("W:")) {
             assert!(
@@ -82,6 +96,7 @@ fn every_corpus_file_has_its_expected_outcome() {
             );
         }
     }
+    eprintln!("{refused_for_tools} corpus files call a tool this catalog does not provide (refused at run)");
     // The exact per-file outcome (errors, warnings, codes) is pinned as a snapshot.
     let lines: Vec<String> = table
         .iter()

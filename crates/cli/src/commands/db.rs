@@ -160,13 +160,14 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
                     }))?,
                     Format::Text => output::stdout(&format!(
                         "{} {} session(s), {} event(s), {} checkpoint(s), {} signal(s), {} expired cache \
-                         entr(ies); store {} bytes (was {})\n",
+                         entr(ies), {} journal record(s); store {} bytes (was {})\n",
                         if *dry_run { "would delete" } else { "deleted" },
                         pruned.sessions,
                         pruned.events,
                         pruned.checkpoints,
                         pruned.signals,
                         pruned.cache_entries,
+                        pruned.journal,
                         after.unwrap_or(0),
                         before.unwrap_or(0),
                     ))?,

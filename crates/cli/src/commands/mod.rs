@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod batch;
 pub(crate) mod completions;
 pub(crate) mod config;
 pub(crate) mod costs;

@@ -488,7 +488,7 @@ fn validation_warnings(report: &rvbbit_cascade::validate::Report, out: Out) -> V
 }
 
 /// Validation failed: the rendered diagnostics (or the validate JSON shape), exit 1.
-fn invalid(report: &rvbbit_cascade::validate::Report, out: Out) -> CmdOutcome {
+pub(crate) fn invalid(report: &rvbbit_cascade::validate::Report, out: Out) -> CmdOutcome {
     let exit = codes::V_SYNTAX.exit_code();
     match out.format {
         Format::Json => {
@@ -695,6 +695,8 @@ pub(crate) fn validate_for_run(
     config: &rvbbit_core::Config,
 ) -> rvbbit_cascade::validate::Report {
     let mut catalog = Catalog::builtin();
+    let provided = registry.names();
+    catalog.provided_only(&provided);
     registry.fill_catalog(&mut catalog);
     let options = Options {
         strict: false,

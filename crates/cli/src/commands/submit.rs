@@ -131,7 +131,7 @@ fn validated_text(args: &Args, config: &rvbbit_core::Config) -> Result<(String, 
 }
 
 /// `-m key=value` pairs.
-fn parse_meta(items: &[String]) -> Result<BTreeMap<String, String>, Failure> {
+pub(crate) fn parse_meta(items: &[String]) -> Result<BTreeMap<String, String>, Failure> {
     items
         .iter()
         .map(|item| match item.split_once('=') {

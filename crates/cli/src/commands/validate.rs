@@ -58,7 +58,12 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         roots: config.config.roots.clone(),
     };
     let limits = &config.config.limits;
+    // The catalog of what a run can call: the tools `rvbbit run` registers, so validation refuses what a
+    // run would refuse (a deterministic cell's missing tool) instead of passing it silently.
     let mut catalog = Catalog::builtin();
+    let registry = super::run::run_registry(std::path::Path::new("cascade.yaml"), &config.config);
+    catalog.provided_only(&registry.names());
+    registry.fill_catalog(&mut catalog);
     let mut reports = Vec::new();
     for path in &args.paths {
         if path.as_os_str() == "-" {

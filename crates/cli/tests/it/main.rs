@@ -1,6 +1,7 @@
 //! End-to-end tests of the `rvbbit` binary: exit codes, rendered output and the JSON shapes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod batch;
 mod clients;
 mod config;
 mod cursors;
@@ -27,6 +28,7 @@ mod store_processes;
 mod studio_e2e;
 mod validate;
 mod workers;
+mod workers_journal;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -82,6 +82,7 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
         input: run.input.clone(),
         timeout,
         scope: Some(run.tool_scope()),
+        idempotency_key: None,
     };
     let mut last_err = None;
     for attempt in 1..=attempts {
@@ -123,7 +124,10 @@ pub(crate) fn tool_error(cell: &Cell, tool: &str, err: ToolError) -> Error {
     }
 }
 
-/// Call a tool with `tool_call`/`tool_result` events, inside its span and time limit.
+/// Call a tool with `tool_call`/`tool_result` events, inside its span and time limit. A tool that
+/// changes the world gets an idempotency key; in a journaled run its call is recorded before and after
+/// (`journal.rs`), and a call an earlier attempt finished is not made again: its recorded result is
+/// returned (a `tool_result` with `replayed: true`).
 pub(crate) async fn call_tool(
     run: &mut Run<'_>,
     cell: &Cell,
@@ -133,12 +137,31 @@ pub(crate) async fn call_tool(
     timeout: Option<Duration>,
     attempt: u32,
 ) -> std::result::Result<Value, ToolError> {
-    run.count_tool_call();
+    let key = crate::journal::key_for(run, cell, tool);
+    let claim = match &key {
+        Some(k) => crate::journal::claim(run, cell, tool, k).await?,
+        None => crate::journal::Claim::Free,
+    };
     let mut e = run.emit.event(EventKind::ToolCall, Some(&cell.name));
     e.content = args.clone();
     e.attempt = Some(i32::try_from(attempt).unwrap_or(i32::MAX) - 1);
-    e.metadata = json!({"tool": tool.name(), "side_effect": tool.side_effect()});
+    e.metadata = json!({"tool": tool.name(), "side_effect": tool.side_effect(), "idempotency_key": key});
+    if let crate::journal::Claim::Claimed { attempts } = &claim {
+        e.metadata["effect_attempt"] = json!(attempts);
+    }
     run.emit.send(e).await;
+    if let crate::journal::Claim::Replay(recorded) = claim {
+        let mut e = run.emit.event(EventKind::ToolResult, Some(&cell.name));
+        e.content = recorded.clone();
+        e.metadata = json!({"tool": tool.name(), "replayed": true, "idempotency_key": key});
+        run.emit.send(e).await;
+        return Ok(recorded);
+    }
+    run.count_tool_call();
+    let ctx = &ToolContext {
+        idempotency_key: key.clone(),
+        ..ctx.clone()
+    };
     let span = tracing::info_span!(
         "tool",
         tool = tool.name(),
@@ -169,6 +192,9 @@ pub(crate) async fn call_tool(
         }
     }
     run.emit.send(e).await;
+    if let (Some(k), crate::journal::Claim::Claimed { .. }) = (&key, &claim) {
+        crate::journal::finish(run, k, &result).await;
+    }
     result
 }
 

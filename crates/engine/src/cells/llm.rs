@@ -59,6 +59,14 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
     )
     .await?;
     let offer = Offer::of(run, cell)?;
+    for name in &offer.missing {
+        let w = format!(
+            "cell `{}` lists the tool `{name}`, which this rvbbit does not provide: it is not offered to the model, and a call to it fails",
+            cell.name
+        );
+        tracing::info!(session_id = %run.session_id, "{w}");
+        run.warn(w);
+    }
     let rules = cell.rules.clone().unwrap_or_default();
     let mut messages = opening(run, cell, &offer, &rules, instructions).await;
     let mut turns = Turns::new(run, cell, offer);

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::call::{call_model, resolve_model};
 use super::deterministic::call_tool;
 use super::tool_calls::{self, Parsed};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::run::Run;
 use crate::tools::ToolContext;
 
@@ -20,23 +20,21 @@ pub(crate) struct Offer<'c> {
     /// `(name, description, parameters)` of every tool offered, `route_to` last.
     pub(crate) described: Vec<(String, String, Value)>,
     pub(crate) native: bool,
+    /// Tools the cell names that nobody provides: not offered; a call to one fails as a tool error the
+    /// model sees (LARS runs such cells too).
+    pub(crate) missing: Vec<String>,
 }
 
 impl<'c> Offer<'c> {
     pub(crate) fn of(run: &Run<'_>, cell: &'c Cell) -> Result<Self> {
         let mut tools = Vec::new();
+        let mut missing = Vec::new();
         for name in cell.trait_names() {
             match run.engine.registry.get(name) {
                 Some(t) => tools.push(t.clone()),
-                None => {
-                    return Err(Error::Unsupported {
-                        cell: cell.name.clone(),
-                        feature: format!(
-                            "the tool `{name}` (not in the registry: {})",
-                            run.engine.registry.names().join(", ")
-                        ),
-                    });
-                }
+                // Routing listed as a skill: `route_to` is offered below when there is a choice.
+                None if name == "route_to" => {}
+                None => missing.push(name.to_owned()),
             }
         }
         let handoffs: Vec<&Handoff> = cell.handoffs.iter().flatten().collect();
@@ -66,6 +64,7 @@ impl<'c> Offer<'c> {
             route,
             described,
             native: cell.use_native_tools == Some(true),
+            missing,
         })
     }
 }
@@ -105,6 +104,7 @@ impl Turns {
             input: run.input.clone(),
             timeout: None,
             scope: Some(run.tool_scope()),
+            idempotency_key: None,
         };
         Turns {
             model,

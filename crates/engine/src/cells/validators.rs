@@ -91,6 +91,7 @@ fn tool_ctx(run: &Run<'_>, cell: &Cell) -> ToolContext {
         input: run.input.clone(),
         timeout: None,
         scope: Some(run.tool_scope()),
+        idempotency_key: None,
     }
 }
 

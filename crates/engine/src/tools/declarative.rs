@@ -131,6 +131,7 @@ impl DeclarativeTool {
         };
         let mut cmd = Command::new("bash");
         cmd.arg("-c").arg(&command).current_dir(&dir);
+        ctx.process_env(&mut cmd);
         let done = super::process::run(cmd, Vec::new(), self.limit(ctx)).await?;
         if done.code != 0 {
             return Err(ToolError::Failed(format!(
@@ -202,6 +203,7 @@ impl DeclarativeTool {
             sys.stdout.write(json.dumps(result, default=str))\n";
         let mut cmd = Command::new("python3");
         cmd.arg("-c").arg(program).arg(&self.dir).arg(module).arg(name);
+        ctx.process_env(&mut cmd);
         let stdin = serde_json::to_vec(args).unwrap_or_default();
         let done = super::process::run(cmd, stdin, self.limit(ctx)).await?;
         if done.code != 0 {

@@ -62,6 +62,9 @@ impl Tool for HttpRequest {
                 req = req.header(k, v);
             }
         }
+        if let Some(key) = &ctx.idempotency_key {
+            req = req.header("Idempotency-Key", key);
+        }
         if let Some(j) = args.get("json") {
             req = req.json(j);
         } else if let Some(b) = args.get("body") {

@@ -83,6 +83,10 @@ pub struct ToolContext {
     pub input: Value,
     /// The time limit of this call, when the cell set one.
     pub timeout: Option<Duration>,
+    /// The idempotency key of this call, for tools that change the world ([`SideEffect::Irreversible`]):
+    /// the same on every attempt of the same call of the same run, so a tool can deduplicate a repeat.
+    /// Process tools get it as `RVBBIT_IDEMPOTENCY_KEY`, HTTP tools as an `Idempotency-Key` header.
+    pub idempotency_key: Option<String>,
     /// Where child runs of the calling session start (cascade tools); `None` outside a run.
     /// [`ToolContext::child_runs`] (in `children.rs`) gives tools of other crates its public face.
     pub(crate) scope: Option<Arc<dyn ChildRunner>>,
@@ -118,6 +122,18 @@ pub(crate) trait ChildRunner: std::any::Any + Send + Sync {
         base: &str,
         input: Value,
     ) -> Result<Outcome, ToolError>;
+}
+
+impl ToolContext {
+    /// The environment every process tool gets: `SESSION_ID`, `CELL_NAME` and, for a call with an
+    /// idempotency key, `RVBBIT_IDEMPOTENCY_KEY`.
+    pub(crate) fn process_env(&self, cmd: &mut tokio::process::Command) {
+        cmd.env("SESSION_ID", self.session_id.as_str())
+            .env("CELL_NAME", &self.cell_name);
+        if let Some(key) = &self.idempotency_key {
+            cmd.env("RVBBIT_IDEMPOTENCY_KEY", key);
+        }
+    }
 }
 
 impl fmt::Debug for ToolContext {

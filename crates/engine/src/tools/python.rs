@@ -50,8 +50,7 @@ pub(crate) async fn run_python(
     });
     let mut cmd = Command::new("python3");
     cmd.arg("-c").arg(HARNESS);
-    cmd.env("SESSION_ID", ctx.session_id.as_str())
-        .env("CELL_NAME", &ctx.cell_name);
+    ctx.process_env(&mut cmd);
     let done = process::run(cmd, request.to_string().into_bytes(), timeout).await?;
     if done.code != 0 {
         return Err(ToolError::Failed(format!(

@@ -40,8 +40,7 @@ impl Tool for LinuxShell {
         let command = str_arg(&args, "command")?;
         let mut cmd = Command::new("bash");
         cmd.arg("-c").arg(command);
-        cmd.env("SESSION_ID", ctx.session_id.as_str())
-            .env("CELL_NAME", &ctx.cell_name);
+        ctx.process_env(&mut cmd);
         let done = process::run(cmd, Vec::new(), ctx.timeout.or(self.default_timeout())).await?;
         Ok(json!({
             "stdout": done.stdout,
@@ -135,8 +134,8 @@ impl Tool for BashData {
         };
         let mut cmd = Command::new("bash");
         cmd.arg("-c").arg(wrapped).current_dir(&ctx.session_dir);
-        cmd.env("SESSION_ID", ctx.session_id.as_str())
-            .env("SESSION_DIR", &ctx.session_dir)
+        ctx.process_env(&mut cmd);
+        cmd.env("SESSION_DIR", &ctx.session_dir)
             .env("PHASE_NAME", &ctx.cell_name)
             .env("CELL_NAME", &ctx.cell_name);
         if let Some(Value::Object(env)) = args.get("env") {

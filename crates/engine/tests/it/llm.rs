@@ -441,3 +441,40 @@ async fn a_run_s_sampling_settings_go_with_every_llm_call_and_are_absent_otherwi
     assert!(bodies[1].get("max_tokens").is_none(), "{}", bodies[1]);
     server.shutdown().await;
 }
+
+/// A cell that lists a tool nobody provides (and `route_to` as a skill) still runs, as LARS runs it:
+/// the missing tool is not offered, a warning says so, and a call to it is a tool error the model sees.
+#[tokio::test]
+async fn a_missing_offered_tool_is_not_offered_and_a_call_to_it_fails_as_the_model_sees() {
+    let server = TestServer::start(Script::sequence([
+        Reply::tool_call("c1", "brave_web_search", json!({"q": "rust"})),
+        Reply::text("done without it"),
+    ]))
+    .await;
+    let h = Harness::new().await;
+    let cascade = yaml(
+        "cascade_id: missing_tool\ncells:\n  - name: ask\n    instructions: 'Search the web.'\n    traits: [brave_web_search, route_to, set_state]\n    use_native_tools: true\n",
+    );
+    let out = h.run(&h.llm_engine(&server.base_url()), cascade, json!({})).await;
+    assert_eq!(out.status, SessionStatus::Completed, "{:?}", out.error);
+    assert_eq!(out.output, json!("done without it"));
+    assert!(
+        out.warnings
+            .iter()
+            .any(|w| w.contains("`brave_web_search`") && w.contains("not offered")),
+        "{:?}",
+        out.warnings
+    );
+    let bodies = server.bodies();
+    let offered: Vec<&str> = bodies[0]["tools"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|t| t["function"]["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(offered, vec!["set_state"], "only the provided tool is offered");
+    assert!(
+        all_text(&bodies[1]).contains("unknown tool `brave_web_search`"),
+        "the model sees the failed call: {}",
+        all_text(&bodies[1])
+    );
+    server.shutdown().await;
+}

@@ -16,6 +16,7 @@ mod declarative;
 mod deterministic;
 mod failures;
 mod hitl;
+mod journal;
 mod llm;
 mod support;
 mod takes;

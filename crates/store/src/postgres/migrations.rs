@@ -23,10 +23,11 @@ pub(crate) struct Migration {
 const LOCK_KEY: i64 = 0x7276_6262_6974;
 
 /// Every migration, oldest first. Append only: never edit a released step.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: r#"
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: r#"
 CREATE TABLE events (
     store_seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     event_id BYTEA NOT NULL UNIQUE,
@@ -138,7 +139,38 @@ CREATE TABLE api_keys (
     last_used_at_us BIGINT
 );
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "journal",
+        // Durable execution of queue jobs: the steps a run completed (so a redelivered job continues
+        // after them) and its side effects under idempotency keys (crate::journal).
+        sql: r#"
+CREATE TABLE journal (
+    run_key TEXT NOT NULL,
+    step BIGINT NOT NULL,
+    session_id TEXT NOT NULL,
+    cell_name TEXT NOT NULL,
+    continuation JSONB NOT NULL,
+    created_at_us BIGINT NOT NULL,
+    PRIMARY KEY (run_key, step)
+);
+CREATE INDEX journal_created ON journal (created_at_us);
+CREATE TABLE effects (
+    effect_key TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    cell_name TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    result JSONB,
+    started_at_us BIGINT NOT NULL,
+    finished_at_us BIGINT
+);
+CREATE INDEX effects_started ON effects (started_at_us);
+"#,
+    },
+];
 
 /// The newest schema version this build knows.
 pub(crate) fn latest() -> i64 {

@@ -14,6 +14,7 @@
 
 mod checkpoints;
 mod events;
+mod journal;
 mod keys;
 pub(crate) mod migrations;
 mod sessions;
@@ -47,6 +48,8 @@ const TABLES: &[&str] = &[
     "signals",
     "checkpoints",
     "api_keys",
+    "journal",
+    "effects",
 ];
 
 /// Connections a process keeps to the server at most.
@@ -352,6 +355,8 @@ impl Store for PostgresStore {
         let orphan_events = "FROM events WHERE ts_us < $1
             AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.session_id = events.session_id)";
         let old_signals = "FROM signals WHERE status <> 'waiting' AND created_at_us < $1";
+        let old_journal = "FROM journal WHERE created_at_us < $1";
+        let old_effects = "FROM effects WHERE started_at_us < $1";
         let expired = "FROM result_cache WHERE expires_at_us IS NOT NULL AND expires_at_us <= $1";
         let counted = |sql: String, at: i64| {
             let tx = &tx;
@@ -370,6 +375,7 @@ impl Store for PostgresStore {
             checkpoints: counted(format!("FROM checkpoints WHERE session_id {old}"), t).await?,
             signals: counted(old_signals.to_owned(), t).await?,
             cache_entries: counted(expired.to_owned(), now.micros()).await?,
+            journal: counted(old_journal.to_owned(), t).await? + counted(old_effects.to_owned(), t).await?,
         };
         if dry_run {
             return Ok(report);
@@ -382,6 +388,8 @@ impl Store for PostgresStore {
             (format!("DELETE FROM sessions WHERE session_id {old}"), t),
             (format!("DELETE {old_signals}"), t),
             (format!("DELETE {expired}"), now.micros()),
+            (format!("DELETE {old_journal}"), t),
+            (format!("DELETE {old_effects}"), t),
         ] {
             tx.execute(&sql, &[&at]).await.map_err(|e| self.fail(action, e))?;
         }

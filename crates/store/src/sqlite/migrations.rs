@@ -153,6 +153,36 @@ CREATE TABLE api_keys (
 );
 "#,
     },
+    Migration {
+        version: 5,
+        name: "journal",
+        // Durable execution of queue jobs: the steps a run completed (so a redelivered job continues
+        // after them) and its side effects under idempotency keys (crate::journal).
+        sql: r#"
+CREATE TABLE journal (
+    run_key TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    session_id TEXT NOT NULL,
+    cell_name TEXT NOT NULL,
+    continuation TEXT NOT NULL,
+    created_at_us INTEGER NOT NULL,
+    PRIMARY KEY (run_key, step)
+);
+CREATE INDEX journal_created ON journal (created_at_us);
+CREATE TABLE effects (
+    effect_key TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    cell_name TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    result TEXT,
+    started_at_us INTEGER NOT NULL,
+    finished_at_us INTEGER
+);
+CREATE INDEX effects_started ON effects (started_at_us);
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -255,6 +285,7 @@ mod tests {
             "0002_priced_events_index".to_owned(),
             "0003_checkpoints".to_owned(),
             "0004_api_keys".to_owned(),
+            "0005_journal".to_owned(),
         ];
         assert_eq!(pending(1), expected);
         let applied = apply(&mut c, "sqlite://mem").map_err(|_| "apply failed").unwrap();

@@ -8,6 +8,7 @@
 
 mod checkpoints;
 mod events;
+mod journal;
 mod keys;
 pub(crate) mod migrations;
 mod prune;
@@ -412,6 +413,8 @@ impl Store for SqliteStore {
                 "signals",
                 "checkpoints",
                 "api_keys",
+                "journal",
+                "effects",
             ] {
                 let path = dir.join(format!("{table}.jsonl"));
                 let file_err = |source| Error::File {

@@ -12,6 +12,9 @@ use rvbbit_store::{
 use serde_json::json;
 
 use crate::events;
+pub use crate::journal::{
+    concurrent_effect_claims_let_exactly_one_go_first, journal_steps_are_compare_and_set_per_run,
+};
 
 /// Generate one `#[tokio::test]` per conformance check for a backend. `$fresh` is an async fn
 /// `() -> (String /* url */, Guard)`.
@@ -45,6 +48,8 @@ macro_rules! store_conformance {
             check!(concurrent_claims_of_a_waiting_session_let_exactly_one_win);
             check!(concurrent_answers_to_one_signal_fire_it_once);
             check!(a_waiting_session_is_cancelled_at_once_and_a_finished_one_keeps_its_status);
+            check!(journal_steps_are_compare_and_set_per_run);
+            check!(concurrent_effect_claims_let_exactly_one_go_first);
         }
     };
 }

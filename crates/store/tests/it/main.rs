@@ -10,6 +10,7 @@
 #[macro_use]
 mod conformance;
 mod clickhouse;
+mod journal;
 mod postgres;
 mod postgres_tls;
 mod queue;

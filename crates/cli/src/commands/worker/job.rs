@@ -8,6 +8,10 @@
 //! | an earlier delivery's run already recorded an outcome | acked without running again  |
 //! | the run was cancelled by the drain, or its outcome did not reach the store | nak'd with a delay |
 //! | the job cannot start (not a job, invalid cascade, a panic) | nak'd with a delay; on its last delivery dead-lettered with the reason |
+//!
+//! Each delivery runs under the run key `queue-<submission id>` ([`RunRequest::run_key`]): it continues
+//! after the cells an earlier delivery journaled, and side-effecting tool calls an earlier delivery
+//! finished are not made again.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -129,6 +133,9 @@ async fn run(ctx: Arc<Context>, delivery: Arc<dyn Delivery>, cancel: Cancellatio
     let mut request = request;
     request.caller_id = caller_id;
     request.cancel = cancel;
+    // Every delivery of the job is one logical run: a later delivery continues after the cells an
+    // earlier one journaled, and side effects are recorded under keys derived from it.
+    request.run_key = Some(caller);
     request.metadata = json!({
         "submission_id": job.id,
         "attempt": delivery.attempt(),
@@ -215,7 +222,10 @@ async fn execute(ctx: &Context, registry: Registry, request: RunRequest) -> Verd
         Err(e) => return Verdict::HandBack(format!("session {session}: the writer failed: {e}")),
     }
     if outcome.status == SessionStatus::Cancelled {
-        return Verdict::HandBack(format!("session {session} was cancelled: the worker was stopped"));
+        return Verdict::HandBack(match &outcome.error {
+            Some(e @ rvbbit_engine::Error::Superseded { .. }) => format!("session {session} stopped: {e}"),
+            _ => format!("session {session} was cancelled: the worker was stopped"),
+        });
     }
     match ctx.store.session(&session).await {
         Ok(s) if s.status == outcome.status => Verdict::Done(session, outcome.status),

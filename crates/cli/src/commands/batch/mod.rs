@@ -1,0 +1,560 @@
+//! `rvbbit batch CASCADE --inputs GLOB|FILE.jsonl|FILE.csv`: one run of the cascade per input, all
+//! under one batch id and one `batch-…` caller id, at most `--parallel` at once, with a live progress
+//! display, per-input outputs, a result cache by content, a budget, a summary, and exit codes that tell
+//! "all completed" (0), "some failed" (11, RVB-B001) and "all failed" (12, RVB-B002). See docs/batch.md.
+
+mod inputs;
+mod report;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rvbbit_cascade::load_file_with;
+use rvbbit_core::{CallerId, MicroUsd, Origin, SessionStatus, Timestamp, codes};
+use rvbbit_engine::{CancellationToken, Engine, RunRequest};
+use rvbbit_store::Store;
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use super::{Coded, Failure, Outcome, load_config};
+use crate::cli::Cli;
+use crate::output::Out;
+use inputs::Input;
+
+/// How often sessions' heartbeats are refreshed (as `rvbbit run` does).
+const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Arguments of `rvbbit batch`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The cascade file, validated once before any input runs (errors exit 1).
+    #[arg(value_name = "CASCADE")]
+    cascade: PathBuf,
+    /// The inputs: a glob of files (quote it), a .jsonl file (one JSON object per line) or a .csv file
+    /// with a header row.
+    #[arg(long, value_name = "GLOB|FILE.jsonl|FILE.csv")]
+    inputs: String,
+    /// Inputs run at once (default `batch.parallel`: the number of CPUs; at most `batch.max_parallel`).
+    #[arg(long, value_name = "N")]
+    parallel: Option<u32>,
+    /// Where each input's output goes: DIR/<input name>/output.json (error.json when it failed).
+    #[arg(long, value_name = "DIR", default_value = "outputs")]
+    output_dir: PathBuf,
+    /// One file per input instead of a folder: DIR/<input name>.json.
+    #[arg(long)]
+    flat: bool,
+    /// Invocation metadata recorded on every session of the batch (repeatable).
+    #[arg(short = 'm', long = "meta", value_name = "KEY=VALUE")]
+    meta: Vec<String>,
+    /// Stop starting inputs before the batch's cost would pass this many dollars.
+    #[arg(long, value_name = "DOLLARS")]
+    budget_dollars: Option<String>,
+    /// The model for LLM cells without their own (as `rvbbit run --model`); part of the cache key.
+    #[arg(long)]
+    model: Option<String>,
+    /// Neither read nor write the result cache.
+    #[arg(long, conflicts_with = "refresh")]
+    no_cache: bool,
+    /// Run every input again and replace its cached result.
+    #[arg(long)]
+    refresh: bool,
+}
+
+/// What became of one input.
+#[derive(Clone, Debug, Serialize)]
+pub(super) struct Done {
+    name: String,
+    source: String,
+    /// `completed`, `cached`, `failed` or `skipped`.
+    status: &'static str,
+    session_id: Option<String>,
+    code: Option<&'static str>,
+    message: Option<String>,
+    cost_usd: String,
+    /// What a cache hit saved: the cost of the run that produced it.
+    avoided_usd: Option<String>,
+    duration_ms: u64,
+    #[serde(skip)]
+    cost: MicroUsd,
+    #[serde(skip)]
+    output: Option<Value>,
+}
+
+pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
+    let mut config = load_config(cli, out)?.config;
+    config.batch.max_parallel = config.batch.max_parallel.max(1);
+    let registry = super::run::run_registry(&args.cascade, &config);
+    let report =
+        super::run::validate_for_run(load_file_with(&args.cascade, &config.limits), &registry, &config);
+    if report.counts().0 > 0 {
+        return super::run::invalid(&report, out);
+    }
+    let Some(cascade) = report.loaded.document.as_ref().and_then(|d| d.cascade().cloned()) else {
+        return Err(usage(
+            codes::V_SHAPE,
+            format!("{} is a tool definition, not a cascade", args.cascade.display()),
+            "pass a cascade file (with `cascade_id` and `cells`)",
+        ));
+    };
+    let text = report
+        .loaded
+        .source
+        .as_ref()
+        .map(|s| s.text().to_owned())
+        .unwrap_or_default();
+    let budget = match &args.budget_dollars {
+        Some(b) => Some(b.trim_start_matches('$').parse::<MicroUsd>().map_err(|e| {
+            usage(
+                codes::C_USAGE,
+                format!("`--budget-dollars {b}`: {e}"),
+                "give an amount in dollars, such as `--budget-dollars 2.50`",
+            )
+        })?),
+        None => None,
+    };
+    let meta = super::submit::parse_meta(&args.meta)?;
+    let inputs = inputs::collect(&args.inputs, &config.batch)?;
+    let parallel = match args.parallel.unwrap_or(config.batch.parallel) {
+        0 => std::thread::available_parallelism().map_or(2, |n| u32::try_from(n.get()).unwrap_or(2)),
+        n => n,
+    }
+    .min(config.batch.max_parallel);
+    let caller = CallerId::new(Origin::Batch);
+    let batch_id = caller.to_string().trim_start_matches("batch-").to_owned();
+    let plan = Arc::new(Plan {
+        cascade: Arc::new(cascade),
+        text,
+        file: args.cascade.clone(),
+        caller,
+        batch_id,
+        meta: serde_json::to_value(meta).unwrap_or(Value::Null),
+        model: args.model.clone(),
+        cache: !args.no_cache,
+        read_cache: !args.no_cache && !args.refresh,
+        budget,
+    });
+    super::storage::block_on(async move {
+        let provider = super::run::provider(&config, None, None).await?;
+        let (writer, store) = super::setup::store_writer(&config).await;
+        let mut engine = Engine::new(registry)
+            .with_provider(provider)
+            .with_writer(writer.handle())
+            .with_default_model(config.default_model.clone())
+            .with_roots(config.roots.clone())
+            .with_limits(config.limits.clone());
+        if let Some(store) = &store {
+            engine = engine
+                .with_heartbeat(store.clone(), HEARTBEAT_EVERY)
+                .with_store(store.clone());
+        }
+        let started = Instant::now();
+        let outputs = report::Outputs::new(&args.output_dir, args.flat)?;
+        let progress = report::Progress::start(out, &plan.batch_id, inputs.len());
+        let mut signals = super::storage::Signals::install()?;
+        let cancel = CancellationToken::new();
+        let all = execute(
+            Arc::new(engine),
+            store,
+            plan.clone(),
+            inputs,
+            parallel,
+            &outputs,
+            &progress,
+            &cancel,
+        );
+        tokio::pin!(all);
+        let mut caught = None;
+        let done = loop {
+            tokio::select! {
+                d = &mut all => break d,
+                s = signals.recv(), if caught.is_none() => {
+                    caught = Some(s);
+                    cancel.cancel();
+                }
+            }
+        };
+        progress.finish();
+        let stats = writer.shutdown().await.map_err(super::storage::fail)?;
+        let recording = super::setup::Recording::of(&stats);
+        if let Some(lost) = recording.failure("this batch") {
+            return Err(Failure::Coded(lost));
+        }
+        let verdict = verdict(&done);
+        report::summary(
+            &plan.batch_id,
+            &done,
+            started.elapsed(),
+            &outputs,
+            verdict.as_ref(),
+            out,
+        )?;
+        if let Some(s) = caught {
+            return Ok(s.exit_code());
+        }
+        match verdict {
+            None => Ok(0),
+            Some(coded) => {
+                // The JSON summary already carries the code; text mode says it on stderr too.
+                if out.format == crate::output::Format::Text && !out.quiet {
+                    super::report_coded(&coded, out);
+                }
+                Ok(coded.code.exit_code())
+            }
+        }
+    })
+}
+
+/// What every input of the batch shares.
+pub(super) struct Plan {
+    cascade: Arc<rvbbit_cascade::model::Cascade>,
+    text: String,
+    file: PathBuf,
+    caller: CallerId,
+    pub(super) batch_id: String,
+    meta: Value,
+    model: Option<String>,
+    /// Write results to the cache.
+    cache: bool,
+    /// Read results from the cache.
+    read_cache: bool,
+    budget: Option<MicroUsd>,
+}
+
+/// The money side of the batch: spent so far, the most one input cost, inputs in flight.
+#[derive(Debug, Default)]
+struct Spend {
+    spent: MicroUsd,
+    most: MicroUsd,
+    in_flight: i64,
+    finished: u64,
+}
+
+impl Spend {
+    /// Whether one more input may start under `budget` without passing it: the cost so far plus, for
+    /// each input in flight and the new one, the most any input has cost. Until one input has finished
+    /// (its cost unknown), inputs start one at a time.
+    fn admits(&self, budget: MicroUsd) -> bool {
+        if self.finished == 0 {
+            return self.in_flight == 0 && self.spent < budget;
+        }
+        let worst = self.most.micros().saturating_mul(self.in_flight + 1);
+        self.spent.micros().saturating_add(worst) <= budget.micros()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn execute(
+    engine: Arc<Engine>,
+    store: Option<Arc<dyn Store>>,
+    plan: Arc<Plan>,
+    inputs: Vec<Input>,
+    parallel: u32,
+    outputs: &report::Outputs,
+    progress: &report::Progress,
+    cancel: &CancellationToken,
+) -> Vec<Done> {
+    let slots = Arc::new(Semaphore::new(parallel.max(1) as usize));
+    let spend = Arc::new(Mutex::new(Spend::default()));
+    let mut tasks = tokio::task::JoinSet::new();
+    let total = inputs.len();
+    let mut results: Vec<Option<Done>> = vec![None; total];
+    let mut hits = prefetch(store.as_deref(), &plan, &inputs).await;
+    for (index, input) in inputs.into_iter().enumerate() {
+        if let Some(hit) = hits.get_mut(index).and_then(Option::take) {
+            let done = cached(&input, &hit);
+            record(&mut results, Ok((index, done)), progress, outputs);
+            continue;
+        }
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        if cancel.is_cancelled() {
+            results[index] = Some(skipped(
+                &input,
+                "the batch was interrupted before this input started",
+            ));
+            continue;
+        }
+        if let Some(budget) = plan.budget {
+            // Wait for room under the budget; when nothing is in flight and it still does not fit, the
+            // rest is skipped.
+            loop {
+                let (fits, idle) = {
+                    let s = spend.lock().map_err(|_| ()).ok();
+                    s.map_or((false, true), |s| (s.admits(budget), s.in_flight == 0))
+                };
+                if fits || idle {
+                    break;
+                }
+                if let Some(r) = tasks.join_next().await {
+                    record(&mut results, r, progress, outputs);
+                }
+            }
+            let fits = spend.lock().map(|s| s.admits(budget)).unwrap_or(false);
+            if !fits {
+                let mut d = skipped(
+                    &input,
+                    &format!(
+                        "starting it could pass the budget of {budget} (spent {})",
+                        spend.lock().map(|s| s.spent).unwrap_or_default()
+                    ),
+                );
+                d.code = Some(codes::B_BUDGET.code);
+                results[index] = Some(d);
+                progress.tick(&results[index], MicroUsd::ZERO);
+                continue;
+            }
+        }
+        if let Ok(mut s) = spend.lock() {
+            s.in_flight += 1;
+        }
+        let (engine, store, spend, plan) = (engine.clone(), store.clone(), spend.clone(), plan.clone());
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            let done = one(&engine, store.as_deref(), &plan, input, cancel).await;
+            if let Ok(mut s) = spend.lock() {
+                s.in_flight -= 1;
+                s.finished += 1;
+                s.spent += done.cost;
+                if done.cost > s.most {
+                    s.most = done.cost;
+                }
+            }
+            drop(permit);
+            (index, done)
+        });
+        while let Some(r) = tasks.try_join_next() {
+            record(&mut results, r, progress, outputs);
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        record(&mut results, r, progress, outputs);
+    }
+    results.into_iter().flatten().collect()
+}
+
+/// Put a finished task's result in its place, write its output, and move the display on.
+fn record(
+    results: &mut [Option<Done>],
+    joined: Result<(usize, Done), tokio::task::JoinError>,
+    progress: &report::Progress,
+    outputs: &report::Outputs,
+) {
+    match joined {
+        Ok((index, mut done)) => {
+            if let Err(e) = outputs.write(&done) {
+                done.status = "failed";
+                done.code = Some(codes::S_FILE.code);
+                done.message = Some(e);
+            }
+            let cost = done.cost;
+            results[index] = Some(done);
+            progress.tick(&results[index], cost);
+        }
+        // A panic in one input's task: a bug, reported in the summary as that input's failure would be
+        // were its index known; the task's index is lost with it.
+        Err(e) => tracing::error!(error = %e, "A batch input's task failed."),
+    }
+}
+
+/// The cached results of every input, read before anything runs (in chunks, one round trip each), when
+/// the cache is read at all. An input that cannot be used, or a cache that cannot be read, is a miss.
+async fn prefetch(
+    store: Option<&dyn Store>,
+    plan: &Plan,
+    inputs: &[Input],
+) -> Vec<Option<rvbbit_store::CacheEntry>> {
+    let mut hits = vec![None; inputs.len()];
+    let Some(store) = store.filter(|_| plan.read_cache) else {
+        return hits;
+    };
+    let keyed: Vec<(usize, String)> = inputs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, input)| input.value.as_ref().ok().map(|v| (i, cache_key(plan, v))))
+        .collect();
+    for chunk in keyed.chunks(500) {
+        let keys: Vec<String> = chunk.iter().map(|(_, k)| k.clone()).collect();
+        match store.cache_get_many(&keys, Timestamp::now()).await {
+            Ok(found) => {
+                for ((i, _), entry) in chunk.iter().zip(found) {
+                    hits[*i] = entry;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "The batch's result cache cannot be read; those inputs run.");
+                break;
+            }
+        }
+    }
+    hits
+}
+
+/// An input served from the cache.
+fn cached(input: &Input, hit: &rvbbit_store::CacheEntry) -> Done {
+    let mut d = base(&input.name, &input.source, "cached");
+    d.session_id = hit.value["session_id"].as_str().map(str::to_owned);
+    d.avoided_usd = Some(MicroUsd::from_micros(hit.value["cost_micros"].as_i64().unwrap_or(0)).to_string());
+    d.output = Some(hit.value["output"].clone());
+    d
+}
+
+/// Run one input with the engine (its result cached when it completed).
+async fn one(
+    engine: &Engine,
+    store: Option<&dyn Store>,
+    plan: &Plan,
+    input: Input,
+    cancel: CancellationToken,
+) -> Done {
+    let started = Instant::now();
+    let value = match input.value {
+        Ok(v) => v,
+        Err(why) => {
+            let mut d = base(&input.name, &input.source, "failed");
+            d.code = Some(codes::B_BAD_INPUT.code);
+            d.message = Some(format!("{}: {why}", input.source));
+            return d;
+        }
+    };
+    let key = cache_key(plan, &value);
+    let mut request = RunRequest::new((*plan.cascade).clone());
+    request.input = value;
+    request.caller_id = plan.caller.clone();
+    request.model = plan.model.clone();
+    request.cascade_file = Some(plan.file.clone());
+    request.cascade_text = Some(plan.text.clone());
+    request.cancel = cancel;
+    request.metadata =
+        json!({"batch_id": plan.batch_id, "input": input.name, "source": input.source, "meta": plan.meta});
+    let outcome = engine.run(request).await;
+    let status = match outcome.status {
+        SessionStatus::Completed => "completed",
+        SessionStatus::Cancelled => "skipped",
+        _ => "failed",
+    };
+    let mut d = base(&input.name, &input.source, status);
+    d.session_id = Some(outcome.session_id.to_string());
+    d.cost = outcome.cost;
+    d.cost_usd = outcome.cost.to_string();
+    d.duration_ms = elapsed_ms(started);
+    if let Some(e) = &outcome.error {
+        d.code = Some(e.code().code);
+        d.message = Some(e.to_string());
+    }
+    if outcome.status == SessionStatus::Completed {
+        d.output = Some(outcome.output.clone());
+        if plan.cache
+            && let Some(store) = store
+        {
+            let entry = json!({"output": outcome.output, "session_id": outcome.session_id.as_str(),
+                "cost_micros": outcome.cost.micros(), "batch_id": plan.batch_id});
+            if let Err(e) = store.cache_put(&key, &entry, Timestamp::now(), None).await {
+                tracing::warn!(error = %e, input = %input.name, "The batch result was not cached.");
+            }
+        }
+    }
+    d
+}
+
+/// The cache key of one input: the cascade's text, the input (canonical JSON) and the model.
+fn cache_key(plan: &Plan, input: &Value) -> String {
+    let mut h = Sha256::new();
+    h.update(b"rvbbit-batch-v1\0");
+    h.update(plan.cascade.cascade_id.as_bytes());
+    h.update(b"\0");
+    h.update(plan.text.as_bytes());
+    h.update(b"\0");
+    h.update(canonical(input).as_bytes());
+    h.update(b"\0");
+    h.update(plan.model.as_deref().unwrap_or("").as_bytes());
+    format!("batch:{}", hex::encode(h.finalize()))
+}
+
+/// JSON with object keys sorted at every level, so equal inputs hash equal.
+fn canonical(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&m[k])))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        Value::Array(a) => format!("[{}]", a.iter().map(canonical).collect::<Vec<_>>().join(",")),
+        other => other.to_string(),
+    }
+}
+
+fn base(name: &str, source: &str, status: &'static str) -> Done {
+    Done {
+        name: name.to_owned(),
+        source: source.to_owned(),
+        status,
+        session_id: None,
+        code: None,
+        message: None,
+        cost_usd: MicroUsd::ZERO.to_string(),
+        avoided_usd: None,
+        duration_ms: 0,
+        cost: MicroUsd::ZERO,
+        output: None,
+    }
+}
+
+fn skipped(input: &Input, why: &str) -> Done {
+    let mut d = base(&input.name, &input.source, "skipped");
+    d.message = Some(why.to_owned());
+    d
+}
+
+fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// What the batch's end means: `None` when every input completed (or came from the cache), else
+/// RVB-B001 (some did not) or RVB-B002 (none did) with a message.
+fn verdict(done: &[Done]) -> Option<Coded> {
+    let ok = done
+        .iter()
+        .filter(|d| matches!(d.status, "completed" | "cached"))
+        .count();
+    if ok == done.len() {
+        return None;
+    }
+    let (code, what) = if ok == 0 {
+        (
+            codes::B_ALL_FAILED,
+            format!("every one of the {} inputs failed or was skipped", done.len()),
+        )
+    } else {
+        (
+            codes::B_SOME_FAILED,
+            format!(
+                "{} of {} inputs failed or were skipped",
+                done.len() - ok,
+                done.len()
+            ),
+        )
+    };
+    Some(Coded {
+        code,
+        message: what,
+        hint: "the summary names each failed input; fix them and run the same command again (completed inputs come from the cache at $0)".into(),
+        causes: Vec::new(),
+    })
+}
+
+fn usage(code: &'static rvbbit_core::ErrorCode, message: String, hint: &str) -> Failure {
+    Failure::Coded(Coded {
+        code,
+        message,
+        hint: hint.into(),
+        causes: Vec::new(),
+    })
+}

@@ -1,0 +1,430 @@
+//! `rvbbit batch` as a real process (issue 18, local mode): inputs from JSONL, CSV and globs, per-input
+//! outputs, the result cache (a rerun executes nothing), bad inputs that fail alone, the exit codes, a
+//! budget that stops the batch before overspending (testkit LLM server), and the progress display
+//! captured from a real terminal (tmux).
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use rvbbit_testkit::{Reply, Script, TestServer};
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::run_command::write;
+use crate::rvbbit;
+
+/// Two deterministic cells: upper-case the text, then count its bytes.
+const TWO_CELLS: &str = r#"cascade_id: two_cells
+cells:
+  - name: upper
+    tool: linux_shell
+    inputs:
+      command: 'printf %s {{ input.text | q }} | tr a-z A-Z'
+  - name: count
+    tool: linux_shell
+    inputs:
+      command: 'printf %s {{ outputs.upper.stdout | q }} | wc -c'
+"#;
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn batch(dir: &Path, args: &[&str]) -> (Output, Value) {
+    let out = rvbbit(dir)
+        .args(["--output", "json", "batch"])
+        .args(args)
+        .output()
+        .unwrap();
+    let doc = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out, doc)
+}
+
+fn sessions_in_store(dir: &Path) -> i64 {
+    let db = rusqlite::Connection::open(dir.join(".rvbbit/rvbbit.db")).unwrap();
+    db.query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn a_jsonl_batch_writes_each_output_a_bad_line_fails_alone_and_a_rerun_runs_nothing() {
+    let dir = TempDir::new().unwrap();
+    let cascade = write(dir.path(), "two.yaml", TWO_CELLS);
+    let mut lines: Vec<String> = (0..40).map(|i| format!("{{\"text\": \"item {i}\"}}")).collect();
+    lines.insert(10, "{not json".into());
+    lines.insert(20, String::new()); // blank lines are skipped
+    write(dir.path(), "items.jsonl", &(lines.join("\n") + "\n"));
+
+    let (out, doc) = batch(
+        dir.path(),
+        &[&cascade, "--inputs", "items.jsonl", "--parallel", "4"],
+    );
+    assert_eq!(out.status.code(), Some(11), "{}", text(&out));
+    assert_eq!(doc["total"], 41);
+    assert_eq!(doc["completed"], 40);
+    assert_eq!(doc["failed"], 1);
+    let bad = doc["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["status"] == "failed")
+        .unwrap();
+    assert_eq!(bad["name"], "items-11");
+    assert_eq!(bad["code"], "RVB-B004");
+    assert!(
+        bad["message"].as_str().unwrap().contains("items.jsonl:11"),
+        "{bad}"
+    );
+    // One caller for the whole batch, on every session.
+    let caller = doc["caller_id"].as_str().unwrap();
+    let db = rusqlite::Connection::open(dir.path().join(".rvbbit/rvbbit.db")).unwrap();
+    let callers: i64 = db
+        .query_row(
+            "SELECT count(*) FROM sessions WHERE caller_id = ?1 AND status = 'completed'",
+            [caller],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(callers, 40);
+    // Outputs: one folder per input, the failed one with error.json.
+    let first: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("outputs/items-1/output.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        first["stdout"].as_str().unwrap().trim(),
+        "6",
+        "`ITEM 0` is 6 bytes"
+    );
+    let err: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("outputs/items-11/error.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(err["code"], "RVB-B004");
+
+    // The same batch again: every completed input from the cache, no run at all.
+    let before = sessions_in_store(dir.path());
+    let (out, doc) = batch(dir.path(), &[&cascade, "--inputs", "items.jsonl"]);
+    assert_eq!(out.status.code(), Some(11), "{}", text(&out));
+    assert_eq!(
+        (doc["cached"].clone(), doc["completed"].clone()),
+        (40.into(), 0.into())
+    );
+    assert_eq!(
+        sessions_in_store(dir.path()),
+        before,
+        "a rerun started no session"
+    );
+    // --no-cache runs everything again; a changed cascade misses the cache.
+    let (_, doc) = batch(dir.path(), &[&cascade, "--inputs", "items.jsonl", "--no-cache"]);
+    assert_eq!(doc["completed"], 40);
+    let changed = write(dir.path(), "two.yaml", &TWO_CELLS.replace("wc -c", "wc -c; true"));
+    let (_, doc) = batch(dir.path(), &[&changed, "--inputs", "items.jsonl"]);
+    assert_eq!(
+        (doc["completed"].clone(), doc["cached"].clone()),
+        (40.into(), 0.into())
+    );
+}
+
+#[test]
+fn a_glob_batch_refuses_links_out_and_oversize_files_and_flat_outputs_use_safe_names() {
+    let dir = TempDir::new().unwrap();
+    let cascade = write(
+        dir.path(),
+        "echo.yaml",
+        "cascade_id: echo\ncells:\n  - name: echo\n    tool: linux_shell\n    inputs:\n      command: 'printf %s {{ input.content | q }} | wc -c'\n",
+    );
+    std::fs::create_dir_all(dir.path().join("in/sub")).unwrap();
+    std::fs::write(dir.path().join("in/a.txt"), "alpha").unwrap();
+    std::fs::write(dir.path().join("in/sub/b c.txt"), "beta").unwrap();
+    std::fs::write(dir.path().join("in/big.txt"), "x".repeat(200)).unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "outside").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("secret.txt"), dir.path().join("in/link.txt")).unwrap();
+    std::fs::write(dir.path().join("in/latin1.txt"), [0xff, 0xfe, 0x41]).unwrap();
+    let (out, doc) = batch(
+        dir.path(),
+        &[
+            &cascade,
+            "--inputs",
+            "in/**/*.txt",
+            "--flat",
+            "--output-dir",
+            "flat",
+        ],
+    );
+    let out_text = text(&out);
+    assert_eq!(out.status.code(), Some(11), "{out_text}");
+    let by_name = |n: &str| {
+        doc["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == n)
+            .unwrap_or_else(|| panic!("no input {n}: {doc}"))
+            .clone()
+    };
+    assert_eq!(by_name("a")["status"], "completed");
+    assert_eq!(
+        by_name("sub_b_c")["status"],
+        "completed",
+        "a space and a folder make a safe name"
+    );
+    let link = by_name("link");
+    assert_eq!(link["code"], "RVB-B004");
+    assert!(link["message"].as_str().unwrap().contains("outside"), "{link}");
+    assert!(
+        by_name("latin1")["message"]
+            .as_str()
+            .unwrap()
+            .contains("not UTF-8")
+    );
+    // The oversize file fails only under a smaller limit.
+    assert_eq!(by_name("big")["status"], "completed");
+    let out = rvbbit(dir.path())
+        .args([
+            "--output",
+            "json",
+            "--set",
+            "batch.max_input_bytes=100",
+            "batch",
+            &cascade,
+        ])
+        .args(["--inputs", "in/*.txt", "--no-cache"])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let big = doc["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "big")
+        .unwrap()
+        .clone();
+    assert!(
+        big["message"].as_str().unwrap().contains("batch.max_input_bytes"),
+        "{big}"
+    );
+    let flat: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("flat/a.json")).unwrap()).unwrap();
+    assert_eq!(flat["stdout"].as_str().unwrap().trim(), "5");
+    // The refused link's error is written in its own file; the file it pointed at is untouched.
+    let refused: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("flat/link.json")).unwrap()).unwrap();
+    assert_eq!(refused["code"], "RVB-B004");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("secret.txt")).unwrap(),
+        "outside"
+    );
+}
+
+#[test]
+fn no_inputs_too_many_inputs_and_every_input_failing_have_their_own_exit_codes() {
+    let dir = TempDir::new().unwrap();
+    let cascade = write(dir.path(), "two.yaml", TWO_CELLS);
+    let out = rvbbit(dir.path())
+        .args(["batch", &cascade, "--inputs", "nothing/*.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("RVB-B003"),
+        "{}",
+        text(&out)
+    );
+
+    write(dir.path(), "rows.csv", "text,extra\na,1\nb,2\nc,3\nd\n");
+    let out = rvbbit(dir.path())
+        .args([
+            "--set",
+            "batch.max_inputs=2",
+            "batch",
+            &cascade,
+            "--inputs",
+            "rows.csv",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("batch.max_inputs"),
+        "{}",
+        text(&out)
+    );
+
+    let (out, doc) = batch(dir.path(), &[&cascade, "--inputs", "rows.csv"]);
+    assert_eq!(out.status.code(), Some(11), "{}", text(&out));
+    let short = doc["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "rows-5")
+        .unwrap()
+        .clone();
+    assert!(
+        short["message"]
+            .as_str()
+            .unwrap()
+            .contains("row 5 has 1 field(s), the header has 2"),
+        "{short}"
+    );
+    let c: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("outputs/rows-4/output.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(c["stdout"].as_str().unwrap().trim(), "1");
+
+    let failing = write(
+        dir.path(),
+        "fail.yaml",
+        "cascade_id: fail\ncells:\n  - name: boom\n    tool: python_data\n    inputs:\n      code: \"raise ValueError('no')\"\n",
+    );
+    let (out, doc) = batch(dir.path(), &[&failing, "--inputs", "rows.csv"]);
+    assert_eq!(out.status.code(), Some(12), "{}", text(&out));
+    assert_eq!(doc["failed"], 4);
+}
+
+#[test]
+fn a_budget_stops_the_batch_before_it_overspends() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = rt.block_on(TestServer::start(Script::rule(|_| {
+        Reply::text("fine").cost(0.01)
+    })));
+    let dir = TempDir::new().unwrap();
+    let cascade = write(
+        dir.path(),
+        "ask.yaml",
+        "cascade_id: ask\ncells:\n  - name: ask\n    instructions: 'Say one word about {{ input.text }}.'\n",
+    );
+    let rows: Vec<String> = (0..20).map(|i| format!("{{\"text\": \"t{i}\"}}")).collect();
+    write(dir.path(), "rows.jsonl", &rows.join("\n"));
+    let out = rvbbit(dir.path())
+        .env("RVBBIT_PROVIDER_BASE_URL", server.base_url())
+        .env("OPENROUTER_API_KEY", "test-key")
+        .env("RVBBIT_DEFAULT_MODEL", "test/model")
+        .args([
+            "--output",
+            "json",
+            "--set",
+            "provider.max_retries=0",
+            "batch",
+            &cascade,
+        ])
+        .args([
+            "--inputs",
+            "rows.jsonl",
+            "--parallel",
+            "4",
+            "--budget-dollars",
+            "0.055",
+        ])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(11), "{}", text(&out));
+    let completed = doc["completed"].as_u64().unwrap();
+    let skipped = doc["skipped"].as_u64().unwrap();
+    assert!((1..=5).contains(&completed), "{doc}");
+    assert_eq!(completed + skipped, 20, "{doc}");
+    assert_eq!(server.requests(), completed, "a skipped input made no call");
+    let spent: rvbbit_core::MicroUsd = doc["cost_usd"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches('$')
+        .parse()
+        .unwrap();
+    assert!(spent.micros() <= 55_000, "spent {spent} past the $0.055 budget");
+    let skip = doc["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["status"] == "skipped")
+        .unwrap()
+        .clone();
+    assert_eq!(skip["code"], "RVB-B005");
+    drop(rt);
+}
+
+#[test]
+fn the_progress_bar_shows_in_a_real_terminal() {
+    if std::process::Command::new("tmux").arg("-V").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tmux is missing (scripts/test-deps.sh installs it)"
+        );
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    write(
+        dir.path(),
+        "slow.yaml",
+        "cascade_id: slow\ncells:\n  - name: nap\n    tool: linux_shell\n    inputs:\n      command: 'sleep 0.5; echo {{ input.text | q }}'\n",
+    );
+    let rows: Vec<String> = (0..12).map(|i| format!("{{\"text\": \"t{i}\"}}")).collect();
+    write(dir.path(), "rows.jsonl", &rows.join("\n"));
+    let session = format!("rvbbit-batch-{}", std::process::id());
+    let bin = env!("CARGO_BIN_EXE_rvbbit");
+    let command = format!(
+        "cd {} && {bin} batch slow.yaml --inputs rows.jsonl --parallel 2; echo EXIT=$?; sleep 30",
+        dir.path().display()
+    );
+    let started = std::process::Command::new("tmux")
+        .args([
+            "-L",
+            &session,
+            "new-session",
+            "-d",
+            "-x",
+            "160",
+            "-y",
+            "20",
+            "-s",
+            &session,
+            &command,
+        ])
+        .env("RVBBIT_STORE_URL", "sqlite://rvbbit.db")
+        .status()
+        .unwrap();
+    assert!(started.success());
+    let capture = || {
+        let out = std::process::Command::new("tmux")
+            .args(["-L", &session, "capture-pane", "-p", "-t", &session])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut seen_bar = None;
+    let mut screen = String::new();
+    for _ in 0..200 {
+        screen = capture();
+        // A frame after the first input finished: the counts and the running cost are shown.
+        if seen_bar.is_none() && screen.contains("/12") && screen.contains("ETA") && screen.contains("cached")
+        {
+            seen_bar = Some(screen.clone());
+        }
+        if screen.contains("EXIT=") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _kill = std::process::Command::new("tmux")
+        .args(["-L", &session, "kill-server"])
+        .status();
+    let bar = seen_bar.unwrap_or_else(|| panic!("no progress bar seen; last screen:\n{screen}"));
+    eprintln!("progress bar as captured:\n{bar}");
+    assert!(
+        bar.contains("failed") && bar.contains("cached") && bar.contains('$'),
+        "{bar}"
+    );
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    assert!(screen.contains("12 inputs, 12 completed"), "{screen}");
+}
