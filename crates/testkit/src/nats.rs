@@ -27,6 +27,8 @@ pub struct TestNats {
     dir: PathBuf,
     bin: PathBuf,
     port: u16,
+    /// A user and password every client must send (`--user`, `--pass`), when set.
+    auth: Option<(String, String)>,
     child: Mutex<Option<Child>>,
 }
 
@@ -70,8 +72,19 @@ impl TestNats {
         Self::try_start().unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Start a server that accepts only clients sending this user and password.
+    ///
+    /// Panics as [`TestNats::start`] does.
+    pub fn start_with_user(user: &str, password: &str) -> Self {
+        Self::try_start_as(Some((user.to_owned(), password.to_owned()))).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Start a server; errors name what is missing or what the server printed.
     pub fn try_start() -> Result<Self, String> {
+        Self::try_start_as(None)
+    }
+
+    fn try_start_as(auth: Option<(String, String)>) -> Result<Self, String> {
         let bin = binary()?;
         let dir = std::env::temp_dir().join(format!(
             "rvbbit-nats-{}-{}",
@@ -84,6 +97,7 @@ impl TestNats {
             dir,
             bin,
             port: 0,
+            auth,
             child: Mutex::new(None),
         };
         server.watchdog();
@@ -100,11 +114,16 @@ impl TestNats {
 
     fn spawn(&self) -> Result<(), String> {
         let log = self.dir.join("server.log");
-        let child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        command
             .args(["-js", "-sd"])
             .arg(self.dir.join("js"))
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-l"])
-            .arg(&log)
+            .arg(&log);
+        if let Some((user, password)) = &self.auth {
+            command.args(["--user", user, "--pass", password]);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

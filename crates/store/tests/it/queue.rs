@@ -190,6 +190,31 @@ async fn a_queue_that_is_not_there_is_a_coded_error_with_the_masked_url() {
 }
 
 #[tokio::test]
+async fn the_user_and_password_of_the_url_authenticate() {
+    // The deployment files (docs/deploy.md) run NATS with `--user/--pass` and hand rvbbit
+    // `nats://USER:PASSWORD@HOST`: the credentials must reach the server.
+    let nats = TestNats::start_with_user("rvbbit", "p@ss:word");
+    let port = nats.port();
+    let good = format!("nats://rvbbit:p%40ss%3Aword@127.0.0.1:{port}");
+    let queue = rvbbit_store::queue::open(&good, &options(30, 5)).await.unwrap();
+    let submitted = queue.submit(&job("with-credentials")).await.unwrap();
+    assert!(!submitted.duplicate);
+    assert_eq!(queue.status().await.unwrap().depth, 1);
+    for url in [
+        format!("nats://rvbbit:wrong@127.0.0.1:{port}"),
+        format!("nats://127.0.0.1:{port}"),
+    ] {
+        let err = rvbbit_store::queue::open(&url, &options(30, 5))
+            .await
+            .unwrap_err();
+        let text = format!("{err} {:?}", std::error::Error::source(&err));
+        assert_eq!(err.code().code, "RVB-S011", "{text}");
+        assert!(text.to_lowercase().contains("authorization"), "{text}");
+        assert!(!text.contains("wrong"), "the password leaked: {text}");
+    }
+}
+
+#[tokio::test]
 async fn settings_the_server_does_not_hold_are_refused_not_ignored() {
     let nats = TestNats::start();
     // Another deployment made the stream with the default (limits) retention, which cannot change.

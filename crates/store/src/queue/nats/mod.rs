@@ -66,6 +66,39 @@ fn boxed<E: std::error::Error + Send + Sync + 'static>(e: E) -> Box<dyn std::err
     Box::new(e)
 }
 
+/// The user and password of `nats://USER:PASSWORD@HOST[:PORT]`, percent-decoded; `None` without a user.
+fn credentials(url: &str) -> Option<(String, String)> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let (userinfo, _host) = authority.rsplit_once('@')?;
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    if user.is_empty() {
+        return None;
+    }
+    Some((percent_decode(user), percent_decode(password)))
+}
+
+/// `%XX` escapes decoded; anything that is not a valid escape is kept as it is.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 impl NatsQueue {
     /// Connect to `url`, then create or update the streams and the consumer and check them.
     ///
@@ -73,11 +106,16 @@ impl NatsQueue {
     /// [`Error::QueueConfig`] when it holds other settings than `options`.
     pub async fn open(url: &str, options: &QueueOptions) -> Result<Self> {
         let masked = mask_url(url);
-        let connect = async_nats::ConnectOptions::new()
+        let mut connect_options = async_nats::ConnectOptions::new()
             .name("rvbbit")
             .connection_timeout(Duration::from_secs(5))
-            .request_timeout(Some(Duration::from_secs(10)))
-            .connect(url);
+            .request_timeout(Some(Duration::from_secs(10)));
+        // async-nats parses `nats://USER:PASSWORD@HOST` but does not send the credentials it holds:
+        // hand them over explicitly (percent-decoded, as a URL carries them).
+        if let Some((user, password)) = credentials(url) {
+            connect_options = connect_options.user_and_password(user, password);
+        }
+        let connect = connect_options.connect(url);
         let client = match tokio::time::timeout(Duration::from_secs(10), connect).await {
             Ok(Ok(client)) => client,
             Ok(Err(e)) => return Err(unavailable(&masked, "connect")(boxed(e))),
@@ -329,7 +367,25 @@ impl Queue for NatsQueue {
 mod tests {
     use std::time::Duration;
 
-    use super::check;
+    use super::{check, credentials};
+
+    #[test]
+    fn the_urls_user_and_password_are_read_percent_decoded() {
+        assert_eq!(credentials("nats://127.0.0.1:4222"), None);
+        assert_eq!(credentials("nats://:pw@h:4222"), None);
+        assert_eq!(
+            credentials("nats://rvbbit:s3cret@nats:4222"),
+            Some(("rvbbit".into(), "s3cret".into()))
+        );
+        assert_eq!(
+            credentials("nats://a%40b:p%3Aw%2F%zz@h"),
+            Some(("a@b".into(), "p:w/%zz".into()))
+        );
+        assert_eq!(
+            credentials("nats://only-user@h/x?y=a@b"),
+            Some(("only-user".into(), String::new()))
+        );
+    }
 
     #[test]
     fn a_setting_the_server_dropped_is_an_error_naming_it() {
