@@ -4,6 +4,7 @@
 mod clients;
 mod config;
 mod cursors;
+mod distributed_map;
 mod docs_commands;
 mod events_sink;
 mod exactly_once;
