@@ -56,6 +56,7 @@ struct Workers(Vec<Child>);
 impl Drop for Workers {
     fn drop(&mut self) {
         for w in &mut self.0 {
+            // A worker that already exited cannot be killed or waited for again: nothing to do.
             let _ = w.kill();
             let _ = w.wait();
         }
