@@ -94,7 +94,7 @@ print(f"{int(w):>8} {ms:>10.0f} {jobs / ms * 1000:>10.1f} {ideal:>9.0f} {speedup
 PY
 done
 unset RVBBIT_QUEUE__STREAM
-local_ms="$(RVBBIT_QUEUE_URL= RVBBIT_PROVIDER__MAX_CONCURRENCY="$concurrency" map_ms local false)"
+local_ms="$(unset RVBBIT_QUEUE_URL; RVBBIT_PROVIDER__MAX_CONCURRENCY="$concurrency" map_ms local false)"
 python3 - "$one" "$local_ms" "$jobs" "$concurrency" <<'PY'
 import sys
 one, local, jobs, conc = (float(x) for x in sys.argv[1:5])
