@@ -575,7 +575,7 @@ fn run_answer(outcome: &Outcome) -> Answer {
 
 /// `output` parsed when it is text holding one JSON object or array (surrounding white space allowed),
 /// else unchanged.
-fn parsed_if_json(output: &Value) -> Value {
+pub(crate) fn parsed_if_json(output: &Value) -> Value {
     if let Value::String(text) = output {
         let t = text.trim();
         if ((t.starts_with('{') && t.ends_with('}')) || (t.starts_with('[') && t.ends_with(']')))

@@ -166,18 +166,25 @@ fn distributed_map_of_1000_rows_on_4_workers_equals_local_map_and_reruns_without
     assert_eq!(rerun["stats"]["runs"], 0);
     assert_eq!(rerun["rows"].as_array().unwrap(), &rows);
 
+    // A local `rvbbit_run` of the first row is served by the entry the gatherer cached: the same result
+    // document, with the cell's output read from the worker's events.
+    let call = r#"SELECT rvbbit_run('tag.yaml', '{"n": 1, "name": "item-1"}') AS doc"#;
+    let one = ok_doc(&sql(dir.path(), &llm, &pg, None, call));
+    let doc = match &one["rows"][0]["doc"] {
+        Value::String(text) => serde_json::from_str::<Value>(text).unwrap(),
+        other => other.clone(),
+    };
+    assert_eq!(one["stats"]["cache_hits"], 1, "{one}");
+    assert_eq!(doc["final_output"], rows[0]["result"], "{doc}");
+    assert_eq!(doc["outputs"]["tag"], rows[0]["result"], "{doc}");
+    assert_eq!(doc["status"], "success", "{doc}");
+    assert_eq!(server.requests(), 1000);
+
     // The same MAP run here, without the cache: exactly the same rows.
     let local = format!("RVBBIT MAP 'tag.yaml' USING ({ROWS}) WITH (cache = false)");
     let local = ok_doc(&sql(dir.path(), &llm, &pg, None, &local));
     assert_eq!(server.requests(), 2000, "the local MAP ran every row");
     assert_eq!(local["rows"].as_array().unwrap(), &rows);
-}
-
-fn code_of(out: &Output) -> String {
-    let doc: Value = serde_json::from_slice(&out.stdout)
-        .or_else(|_| serde_json::from_slice(&out.stderr))
-        .unwrap_or(Value::Null);
-    doc["code"].as_str().map_or_else(|| text(out), str::to_owned)
 }
 
 /// (The row cap, the gather timeout and dead letters are tested in `rvbbit-sql`'s `it::distributed`, where

@@ -25,11 +25,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use rvbbit_core::{ErrorCode, MicroUsd, SessionStatus, Timestamp, codes};
-use rvbbit_store::{Job, Queue, QueueOptions, SessionFilter, SessionSummary, Store};
+use futures::StreamExt;
+use rvbbit_core::{ErrorCode, SessionStatus, Timestamp, codes};
+use rvbbit_store::{Queue, QueueOptions, SessionFilter, SessionSummary, Store};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::gathered::{cascade_id, cell_outputs, ended, job, over_budget, session_answer};
 use crate::calls::{self, Call, CallKind};
 use crate::error::{Error, Result};
 use crate::options::RvbbitOptions;
@@ -45,6 +47,8 @@ const SLOW_EVERY: u32 = 10;
 const STRAGGLER_AFTER: Duration = Duration::from_secs(3);
 /// Jobs looked up one by one per slow poll.
 const STRAGGLERS: usize = 8;
+/// Event reads at once for the cells' outputs of gathered runs.
+const OUTPUT_READS: usize = 8;
 /// How far before the statement's start the workers' sessions are looked for (their clocks may differ).
 const CLOCK_SKEW_MICROS: i64 = 5_000_000;
 
@@ -391,7 +395,19 @@ impl<'a> Gather<'a> {
     /// Answer the calls of `ended` sessions: memo, counters, and the cache (one write).
     async fn settle(&mut self, ended: Vec<SessionSummary>, known: &mut [Option<Answer>]) {
         let mut entries = Vec::new();
-        for s in ended {
+        // The cells' outputs of the completed runs, a few reads at a time.
+        let reads: Vec<_> = ended
+            .iter()
+            .map(|s| {
+                let completed = s.session.status == SessionStatus::Completed;
+                cell_outputs(self.store.clone(), s.session.session_id.clone(), completed)
+            })
+            .collect();
+        let outputs: Vec<Value> = futures::stream::iter(reads)
+            .buffered(OUTPUT_READS)
+            .collect()
+            .await;
+        for (s, outputs) in ended.into_iter().zip(outputs) {
             let Some(caller) = s.session.caller_id.as_ref().map(|c| c.as_str().to_owned()) else {
                 continue;
             };
@@ -399,7 +415,7 @@ impl<'a> Gather<'a> {
                 continue;
             };
             let call = &self.calls[o.index];
-            let answer = session_answer(&s);
+            let answer = session_answer(&s, outputs);
             self.stmt.counters.runs.fetch_add(1, Ordering::Relaxed);
             self.stmt
                 .counters
@@ -450,129 +466,5 @@ impl<'a> Gather<'a> {
                 self.queue.url()
             ),
         )
-    }
-}
-
-/// The cascade id of a run call.
-fn cascade_id(call: &Call) -> Option<&str> {
-    match &call.kind {
-        CallKind::Run { cascade, .. } => Some(cascade.cascade_id()),
-        _ => None,
-    }
-}
-
-/// Whether a session recorded an outcome of its own (ended, and not merely marked orphaned).
-fn ended(s: &rvbbit_store::Session) -> bool {
-    let orphaned = s
-        .error
-        .as_deref()
-        .is_some_and(|e| e.contains(codes::E_ORPHANED.code));
-    !orphaned
-        && matches!(
-            s.status,
-            SessionStatus::Completed | SessionStatus::Failed | SessionStatus::Waiting
-        )
-}
-
-/// The job of a run call: the cascade's text, the row as input, the statement's caller id.
-fn job(id: &str, call: &Call, stmt: &Statement) -> Result<Job> {
-    let CallKind::Run {
-        cascade,
-        input,
-        model,
-    } = &call.kind
-    else {
-        return Err(Error::Execution {
-            message: "only cascade runs can be distributed".into(),
-        });
-    };
-    if model.is_some() {
-        return Err(Error::Argument {
-            message: "a distributed run cannot name a model yet (MAP option `model`): workers run the \
-                      cascade with its own models; drop `model`, or drop `distributed = true`"
-                .into(),
-        });
-    }
-    let template = &cascade.template;
-    let file = template
-        .cascade_file
-        .as_ref()
-        .and_then(|p| p.file_name())
-        .map_or_else(
-            || format!("{}.yaml", cascade.cascade_id()),
-            |n| n.to_string_lossy().into_owned(),
-        );
-    let mut metadata = serde_json::Map::new();
-    metadata.insert("sql_caller_id".into(), json!(stmt.caller_id.as_str()));
-    if let Some(source) = &call.source {
-        metadata.insert("source".into(), json!(source.to_string()));
-    }
-    // Built from JSON so that optional fields the job gains later keep their defaults.
-    serde_json::from_value(json!({
-        "id": id,
-        "cascade_file": file,
-        "cascade_text": template.cascade_text.clone().unwrap_or_default(),
-        "input": input,
-        "metadata": metadata,
-        "submitted_at": Timestamp::now().to_rfc3339(),
-    }))
-    .map_err(|e| Error::Execution {
-        message: format!("a distributed row job does not encode: {e}"),
-    })
-}
-
-/// The statement's budget is spent: the next call, at the average cost of those so far, would pass it
-/// (the check a local call makes); the skipped answer.
-fn over_budget(stmt: &Statement) -> Option<Answer> {
-    let budget = *stmt.budget.get()?;
-    let spent = stmt.counters.cost_micros.load(Ordering::Relaxed);
-    let runs = i64::try_from(stmt.counters.runs.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
-    let next = if runs > 0 { spent / runs } else { 0 };
-    if spent.saturating_add(next) <= budget {
-        return None;
-    }
-    stmt.counters.skipped.fetch_add(1, Ordering::Relaxed);
-    let message = format!(
-        "not run: the statement's budget of ${} is spent",
-        MicroUsd::from_micros(budget).to_decimal_string()
-    );
-    Some(Answer::Failed {
-        document: json!({"error": message, "status": "skipped"}),
-        message,
-    })
-}
-
-/// The answer a worker's session gives: the result document of `rvbbit_run` (its `outputs` and `state`
-/// are not in the store's session record, so they are empty), or the failure.
-fn session_answer(s: &SessionSummary) -> Answer {
-    let session = &s.session;
-    let completed = session.status == SessionStatus::Completed;
-    let doc = json!({
-        "outputs": {},
-        "state": {},
-        "status": if completed { "success" } else { "failed" },
-        "session_id": session.session_id.as_str(),
-        "has_errors": !completed,
-        "final_output": session.output.clone().unwrap_or(Value::Null),
-        "cost_usd": s.cost.to_decimal_string(),
-    });
-    if completed {
-        return Answer::Ok(doc);
-    }
-    let message = match (&session.error, session.status) {
-        (Some(e), _) => format!("session {}: {e}", session.session_id),
-        (None, SessionStatus::Waiting) => format!(
-            "session {} is waiting for a human (a HITL cell): answer it with `rvbbit sessions`",
-            session.session_id
-        ),
-        (None, status) => format!("session {} ended {status}", session.session_id),
-    };
-    let mut doc = doc;
-    if let Some(map) = doc.as_object_mut() {
-        map.insert("error".into(), Value::String(message.clone()));
-    }
-    Answer::Failed {
-        message,
-        document: doc,
     }
 }

@@ -4,6 +4,7 @@
 mod columns;
 pub(crate) mod distributed;
 mod exec;
+mod gathered;
 mod parse;
 
 pub use distributed::QueueSettings;
