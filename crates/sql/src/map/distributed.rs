@@ -196,6 +196,8 @@ struct Outstanding {
     enqueued: Instant,
     /// The id carries the statement's digest (no earlier statement's run can answer it).
     fresh: bool,
+    /// The queue already held a job of this id (an earlier statement's, still in the duplicate window).
+    duplicate: bool,
 }
 
 /// The gathering of one distributed batch of calls.
@@ -288,7 +290,8 @@ impl<'a> Gather<'a> {
             format!("map-{key}")
         };
         let job = job(&id, call, self.stmt)?;
-        self.queue
+        let submitted = self
+            .queue
             .submit(&job)
             .await
             .map_err(|e| queue_error(e.code(), format!("distributed SQL: {e}")))?;
@@ -299,6 +302,7 @@ impl<'a> Gather<'a> {
                 id,
                 enqueued: Instant::now(),
                 fresh,
+                duplicate: submitted.duplicate,
             },
         );
         Ok(())
@@ -374,7 +378,17 @@ impl<'a> Gather<'a> {
             }
         };
         for letter in dead {
-            let Some(o) = self.waiting.remove(&format!("queue-{}", letter.id)) else {
+            let caller = format!("queue-{}", letter.id);
+            // A dead letter older than the statement belongs to an earlier job of the same id; it
+            // answers this one only when the queue took this submission as that job's duplicate.
+            let old = letter
+                .at
+                .parse::<Timestamp>()
+                .is_ok_and(|at| at.micros() < self.since.micros());
+            if old && self.waiting.get(&caller).is_some_and(|o| !o.duplicate) {
+                continue;
+            }
+            let Some(o) = self.waiting.remove(&caller) else {
                 continue;
             };
             let message = format!(
