@@ -570,6 +570,29 @@ codes! {
         "`rvbbit cascade push --name NAME:VERSION` would change what an existing NAME:VERSION names. Versions other than `latest` are immutable, so every machine running NAME:VERSION runs the same content.",
         ["A file changed after its version was pushed.", "Two projects pushing under one name."],
         "Push under a new version (`--name NAME:VERSION+1`), or pass `--force` to move the version to the new content.";
+    /// `distributed = true` (or `rvbbit.distributed`) without a queue or a store to gather from.
+    S_DIST_NO_QUEUE = "RVB-S030", Storage, "Distributed SQL has no queue",
+        "A SQL statement asked to run its rows as jobs on the queue (`RVBBIT MAP … WITH (distributed = true)`, or `SET rvbbit.distributed = on`), but this process has no job queue configured (`queue.url`), or no store to gather the results from. Nothing was enqueued.",
+        ["`[queue] url` is not set in the configuration of the process running the SQL (`rvbbit sql`, `rvbbit serve sql`).",
+         "The store could not be opened, so results written by the workers cannot be read."],
+        "Set `[queue] url = \"nats://HOST:4222\"` (or `RVBBIT_QUEUE_URL`) and a store every worker shares (`[store] url`), start `rvbbit worker`s, and run the statement again; or drop `distributed = true` / `SET rvbbit.distributed = off` to run the rows here.";
+    /// A distributed statement would enqueue more row jobs than allowed.
+    S_DIST_ROWS = "RVB-S031", Storage, "Too many rows to distribute",
+        "A distributed SQL statement would enqueue more row jobs than `rvbbit.distributed_max_rows` allows (rows answered by the result cache and duplicate rows do not count). It was refused before any job was enqueued.",
+        ["A USING query or table larger than intended.", "A `WITH (limit = n)` raised past the distributed cap."],
+        "Narrow the query with WHERE or LIMIT, or raise the cap with `SET rvbbit.distributed_max_rows = n`.";
+    /// A distributed row job was not gathered in time.
+    S_DIST_TIMEOUT = "RVB-S032", Storage, "Distributed rows not gathered in time",
+        "A distributed SQL statement waited longer than `rvbbit.distributed_timeout` seconds for a row job's outcome to appear in the shared store. The statement failed; jobs already enqueued stay on the queue, and their results are gathered into the result cache by the next run of the statement.",
+        ["No `rvbbit worker` is running on the queue, or the workers use another store.",
+         "The workers are busy with a long queue of other jobs.", "A row's cascade runs longer than the timeout."],
+        "Start workers (`rvbbit worker`) that share this process's store and `[queue]` settings; check `rvbbit queue status`; or raise `SET rvbbit.distributed_timeout = seconds`.";
+    /// A distributed row job was given up by the queue.
+    S_DIST_DEAD = "RVB-S033", Storage, "Distributed row job given up",
+        "A row job of a distributed SQL statement was moved to the queue's dead-letter stream after its last delivery, so the row has no result (NULL, with the reason in `errors = 'column'`).",
+        ["The workers could not start the cascade (it does not validate on the workers, a tool it names is missing there).",
+         "Every worker that took the job died or hung."],
+        "Read the reason in the message or `rvbbit queue status`; fix it on the workers, then run the statement again (rows already answered come from the cache).";
 
     // ---- SQL (exit 2) --------------------------------------------------------------------------------
     /// A SQL statement does not parse or plan.

@@ -140,7 +140,7 @@ impl Call {
     }
 
     /// When its cache entry, written `now`, expires.
-    fn expires(&self, now: Timestamp) -> Option<Timestamp> {
+    pub(crate) fn expires(&self, now: Timestamp) -> Option<Timestamp> {
         self.ttl.map(|s| {
             now.add_micros(
                 i64::try_from(s)
@@ -481,6 +481,18 @@ async fn execute(runtime: &Runtime, stmt: &Statement, call: &Call) -> Answer {
     answer
 }
 
+/// The persistent cache's value for `value`, answered by run `session_id` of `cascade_id` at
+/// `cost_micros` (the layout [`lookup`] reads back).
+pub(crate) fn cache_value(value: &Value, session_id: &str, cascade_id: &str, cost_micros: i64) -> Value {
+    json!({
+        "layout": CACHE_LAYOUT,
+        "value": value,
+        "session_id": session_id,
+        "cascade_id": cascade_id,
+        "cost_micro_usd": cost_micros,
+    })
+}
+
 async fn cache_put(runtime: &Runtime, call: &Call, value: &Value, outcome: &Outcome) {
     let Some(store) = &runtime.store else { return };
     let stored = json!({
@@ -563,7 +575,7 @@ fn run_answer(outcome: &Outcome) -> Answer {
 
 /// `output` parsed when it is text holding one JSON object or array (surrounding white space allowed),
 /// else unchanged.
-fn parsed_if_json(output: &Value) -> Value {
+pub(crate) fn parsed_if_json(output: &Value) -> Value {
     if let Value::String(text) = output {
         let t = text.trim();
         if ((t.starts_with('{') && t.ends_with('}')) || (t.starts_with('[') && t.ends_with(']')))

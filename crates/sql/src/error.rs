@@ -43,6 +43,15 @@ pub enum Error {
         /// Which limit, its setting and value.
         message: String,
     },
+    /// A distributed statement could not use the queue: none configured, too many rows, a row not
+    /// gathered in time, the queue unreachable (RVB-S030…RVB-S033, RVB-S011; exit 5).
+    #[error("{message}")]
+    Queue {
+        /// The code of the failure.
+        code: &'static ErrorCode,
+        /// What failed, naming the setting involved.
+        message: String,
+    },
 }
 
 /// Shorthand for results of this crate.
@@ -58,6 +67,7 @@ impl Error {
             Error::Argument { .. } => codes::Q_ARGUMENT,
             Error::Refused { .. } => codes::Q_REFUSED,
             Error::Limit { .. } => codes::Q_LIMIT,
+            Error::Queue { code, .. } => code,
         }
     }
 
@@ -82,6 +92,7 @@ impl Error {
                  raise the named limit in rvbbit.toml [limits]"
                     .into()
             }
+            Error::Queue { code, .. } => code.fix.into(),
         }
     }
 
@@ -122,6 +133,10 @@ impl Error {
                 message: message.clone(),
             },
             Error::Limit { message } => Error::Limit {
+                message: message.clone(),
+            },
+            Error::Queue { code, message } => Error::Queue {
+                code,
                 message: message.clone(),
             },
         }

@@ -68,6 +68,7 @@ pub use batch_tables::BatchTables;
 pub use datafusion;
 pub use error::{Error, Result};
 pub use limits::Limits;
+pub use map::QueueSettings;
 pub use options::{RvbbitOptions, UdfErrors};
 pub use result::{QueryResult, StatementStats};
 pub use runtime::Settings;

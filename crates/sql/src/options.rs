@@ -70,6 +70,16 @@ pub struct RvbbitOptions {
     /// `rvbbit.embed_model`: the model `SIMILAR_TO`, `rvbbit_embed` and `VECTOR_SEARCH` use when the
     /// call names none (default: `default_embed_model` of the configuration).
     pub embed_model: Option<String>,
+    /// `rvbbit.distributed`: `rvbbit_run` calls (and `RVBBIT MAP` without a `distributed` option) run
+    /// as jobs on the configured queue (`[queue] url`), gathered from the shared store (default off).
+    pub distributed: bool,
+    /// `rvbbit.distributed_timeout`: seconds a distributed row job may take, from being enqueued to
+    /// its outcome in the store, before the statement fails with RVB-S032 (default 600).
+    pub distributed_timeout: u64,
+    /// `rvbbit.distributed_max_rows`: the most row jobs one distributed statement may enqueue (cache
+    /// hits and duplicate rows do not count); more fails it before any is enqueued, RVB-S031
+    /// (default 10,000).
+    pub distributed_max_rows: u64,
 }
 
 /// Rows a MAP reads from its USING query unless told otherwise (spec §4.3).
@@ -140,6 +150,20 @@ fn limit_setting(key: &str, value: &str) -> Result<u64> {
     }
 }
 
+/// The default `rvbbit.distributed_timeout`, in seconds.
+const DEFAULT_DISTRIBUTED_TIMEOUT: u64 = 600;
+/// The default `rvbbit.distributed_max_rows`.
+const DEFAULT_DISTRIBUTED_MAX_ROWS: u64 = 10_000;
+
+fn whole_setting(key: &str, value: &str, unit: &str) -> Result<u64> {
+    match value.trim().parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(DataFusionError::Configuration(format!(
+            "`rvbbit.{key}` cannot be '{value}'; use a whole number of {unit} of at least 1"
+        ))),
+    }
+}
+
 impl Default for RvbbitOptions {
     fn default() -> Self {
         RvbbitOptions {
@@ -153,6 +177,9 @@ impl Default for RvbbitOptions {
             semantic_confidence: DEFAULT_CONFIDENCE,
             max_calls: DEFAULT_MAX_CALLS,
             embed_model: None,
+            distributed: false,
+            distributed_timeout: DEFAULT_DISTRIBUTED_TIMEOUT,
+            distributed_max_rows: DEFAULT_DISTRIBUTED_MAX_ROWS,
         }
     }
 }
@@ -204,6 +231,15 @@ impl ExtensionOptions for RvbbitOptions {
             "semantic_context_bytes" => self.semantic_context_bytes = context_setting(value)?,
             "semantic_batch_size" => self.semantic_batch_size = Some(batch_setting(value)?),
             "max_calls" => self.max_calls = calls_setting(value)?,
+            "distributed" => {
+                self.distributed = bool_setting(value).ok_or_else(|| {
+                    DataFusionError::Configuration(format!(
+                        "`rvbbit.distributed` cannot be '{value}'; use 'on' or 'off'"
+                    ))
+                })?;
+            }
+            "distributed_timeout" => self.distributed_timeout = whole_setting(key, value, "seconds")?,
+            "distributed_max_rows" => self.distributed_max_rows = whole_setting(key, value, "rows")?,
             "semantic_confidence" => self.semantic_confidence = confidence_setting(value)?,
             "embed_model" => {
                 let model = value.trim();
@@ -224,7 +260,8 @@ impl ExtensionOptions for RvbbitOptions {
                     "unknown setting `rvbbit.{other}`; the rvbbit settings are `rvbbit.udf_errors`, \
                      `rvbbit.cache`, `rvbbit.map_default_limit`, `rvbbit.run_default_limit`, \
                      `rvbbit.semantic_context_bytes`, `rvbbit.semantic_batch_size`, `rvbbit.semantic_cheap_model`, \
-                     `rvbbit.semantic_confidence`, `rvbbit.embed_model` and `rvbbit.max_calls`"
+                     `rvbbit.semantic_confidence`, `rvbbit.embed_model`, `rvbbit.max_calls`, `rvbbit.distributed`, \
+                     `rvbbit.distributed_timeout` and `rvbbit.distributed_max_rows`"
                 )));
             }
         }
@@ -282,6 +319,21 @@ impl ExtensionOptions for RvbbitOptions {
                 key: "rvbbit.embed_model".into(),
                 value: self.embed_model.clone(),
                 description: "The embedding model of SIMILAR_TO, rvbbit_embed and VECTOR_SEARCH when a call names none (default: default_embed_model)",
+            },
+            ConfigEntry {
+                key: "rvbbit.distributed".into(),
+                value: Some(if self.distributed { "on" } else { "off" }.into()),
+                description: "Run rvbbit_run calls and RVBBIT MAP rows as jobs on the configured queue: 'on' or 'off' (default)",
+            },
+            ConfigEntry {
+                key: "rvbbit.distributed_timeout".into(),
+                value: Some(self.distributed_timeout.to_string()),
+                description: "Seconds a distributed row job may take from enqueued to gathered (default 600)",
+            },
+            ConfigEntry {
+                key: "rvbbit.distributed_max_rows".into(),
+                value: Some(self.distributed_max_rows.to_string()),
+                description: "Most row jobs one distributed statement may enqueue (default 10000)",
             },
         ]
     }

@@ -72,6 +72,9 @@ pub struct Settings {
     /// Limits on client SQL (`[limits]` of `rvbbit.toml`): text size, statements per request,
     /// expression depth, pgwire connections. Over a limit: RVB-Q006.
     pub limits: Limits,
+    /// The job queue distributed statements enqueue their rows on (`[queue]`); `None`: distributed
+    /// statements fail with RVB-S030.
+    pub queue: Option<crate::map::QueueSettings>,
 }
 
 impl Settings {
@@ -86,6 +89,7 @@ impl Settings {
             tables: BTreeMap::new(),
             confine_files: false,
             limits: Limits::default(),
+            queue: None,
         }
     }
 }
@@ -121,6 +125,8 @@ pub(crate) struct Runtime {
     pub(crate) tasks: tokio_util::task::TaskTracker,
     /// The big-stack threads statements parse, plan and run on.
     pub(crate) stack: BigStack,
+    /// The job queue of distributed statements, opened by the first one.
+    pub(crate) queue: tokio::sync::OnceCell<Arc<dyn rvbbit_store::Queue>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -162,6 +168,7 @@ impl Runtime {
             batch_tables,
             tasks: tokio_util::task::TaskTracker::new(),
             stack: BigStack::new()?,
+            queue: tokio::sync::OnceCell::new(),
         })
     }
 

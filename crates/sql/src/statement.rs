@@ -36,6 +36,8 @@ pub(crate) struct Counters {
     pub(crate) skipped: AtomicU64,
     pub(crate) cost_micros: AtomicI64,
     pub(crate) avoided_micros: AtomicI64,
+    /// Row jobs enqueued by a distributed statement, against `rvbbit.distributed_max_rows`.
+    pub(crate) distributed: AtomicU64,
 }
 
 /// How many keys a `cache_hit` summary event names in full (the rest by the digest).

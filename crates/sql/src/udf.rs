@@ -233,6 +233,18 @@ impl AsyncScalarUDFImpl for RvbbitFunction {
         }
         let answers = if batch.calls.is_empty() {
             Vec::new()
+        } else if options.distributed && self.kind == Kind::Run {
+            // `SET rvbbit.distributed = on`: the rows run as jobs on the queue.
+            let runtime = &self.shared.runtime;
+            let window = runtime
+                .settings
+                .concurrency
+                .saturating_mul(crate::runtime::RUN_WINDOW);
+            let mut d = crate::map::distributed::Distribute::new(&options, window);
+            d.max_calls = Some(options.max_calls);
+            crate::map::distributed::answer(runtime, &stmt, batch.calls, &d)
+                .await
+                .map_err(Error::into_datafusion)?
         } else {
             calls::answer_within(&self.shared.runtime, &stmt, batch.calls, options.max_calls)
                 .await

@@ -144,6 +144,11 @@ pub(crate) fn sql_settings(config: &Config) -> rvbbit_sql::Settings {
     settings.limits.connections = limits.pgwire_connections;
     settings.limits.copy_bytes = limits.pgwire_copy_bytes;
     settings.limits.cursors = limits.pgwire_cursors;
+    // Distributed SQL (`RVBBIT MAP … WITH (distributed = true)`) enqueues on `[queue]`.
+    settings.queue = config.queue.url.clone().map(|url| rvbbit_sql::QueueSettings {
+        url,
+        options: super::queue::options(config, false),
+    });
     settings
 }
 

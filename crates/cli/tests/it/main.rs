@@ -5,6 +5,7 @@ mod batch;
 mod clients;
 mod config;
 mod cursors;
+mod distributed_map;
 mod docs_commands;
 mod events_sink;
 mod exactly_once;

@@ -41,6 +41,8 @@ struct MapOptions {
     result_column: String,
     /// `AS (col type, ...)`: typed result columns.
     typed: Vec<(String, DataType)>,
+    /// `distributed = true` (or `rvbbit.distributed`): the rows run as jobs on the queue.
+    distributed: bool,
 }
 
 impl MapOptions {
@@ -100,7 +102,18 @@ impl MapOptions {
             })?;
             typed.push((name.clone(), target));
         }
+        let distributed = map
+            .flag_option("distributed")?
+            .unwrap_or(planner.rvbbit_options().distributed);
+        if distributed && model.is_some() {
+            return Err(Error::Argument {
+                message: "MAP option `model` cannot be combined with `distributed = true` yet: workers \
+                          run the cascade with its own models; drop one of them"
+                    .into(),
+            });
+        }
         Ok(MapOptions {
+            distributed,
             limit,
             cache,
             cache_ttl,
@@ -156,7 +169,18 @@ pub(crate) async fn execute_map(
         let lines = explain(runtime, &cascade, &map, &options, &input, &planned).await;
         return plan_lines(&lines);
     }
-    let answers = calls::answer(runtime, stmt, planned.calls).await;
+    let answers = if options.distributed {
+        let window = options.parallel.unwrap_or(
+            runtime
+                .settings
+                .concurrency
+                .saturating_mul(crate::runtime::RUN_WINDOW),
+        );
+        let d = super::distributed::Distribute::new(&planner.rvbbit_options(), window);
+        super::distributed::answer(runtime, stmt, planned.calls, &d).await?
+    } else {
+        calls::answer(runtime, stmt, planned.calls).await
+    };
     // The last cell's `output_schema` makes the (untyped) result column JSON.
     let json_result = cascade.final_schema().is_some();
     let (schema, batch) = result_batch(&input, &planned.slots, &answers, options, json_result)?;
@@ -306,10 +330,22 @@ async fn explain(
             calls.len(),
             if cache { "" } else { " (not read: cache = false)" }
         ),
-        format!(
-            "  concurrency: {}",
-            options.parallel.unwrap_or(runtime.settings.concurrency)
-        ),
+        if options.distributed {
+            format!(
+                "  distributed: row jobs on the queue, at most {} outstanding",
+                options.parallel.unwrap_or(
+                    runtime
+                        .settings
+                        .concurrency
+                        .saturating_mul(crate::runtime::RUN_WINDOW)
+                )
+            )
+        } else {
+            format!(
+                "  concurrency: {}",
+                options.parallel.unwrap_or(runtime.settings.concurrency)
+            )
+        },
         estimate_line(to_make, history),
         "  EXPLAIN made no LLM call".to_owned(),
     ]

@@ -2,8 +2,11 @@
 //! execution of MAP ([`exec`], with its [`columns`]). `RVBBIT RUN` executes in `run_batch.rs`.
 
 mod columns;
+pub(crate) mod distributed;
 mod exec;
+mod gathered;
 mod parse;
 
+pub use distributed::QueueSettings;
 pub(crate) use exec::execute_map;
 pub(crate) use parse::{MapStatement, Verb, parse};

@@ -138,6 +138,7 @@ pub(crate) const MAP_OPTIONS: &[&str] = &[
     "errors",
     "dedupe_by",
     "infer_schema",
+    "distributed",
 ];
 
 /// The options `RVBBIT RUN … WITH (...)` accepts.

@@ -11,6 +11,7 @@
 
 mod batch;
 mod compat;
+mod distributed;
 mod limits;
 mod magic;
 mod map;
