@@ -232,17 +232,7 @@ where
 
     // A signal cancels the run, which then marks the session cancelled and flushes.
     let run = start(engine, cancel.clone(), line.tx.clone());
-    tokio::pin!(run);
-    let mut caught = None;
-    let outcome = loop {
-        tokio::select! {
-            o = &mut run => break o,
-            s = signals.recv(), if caught.is_none() => {
-                caught = Some(s);
-                cancel.cancel();
-            }
-        }
-    };
+    let (outcome, caught) = signals.until(run, &cancel).await;
     line.finish().await;
     phases.done("cascade run");
     let stats = writer.shutdown().await.map_err(super::storage::fail)?;

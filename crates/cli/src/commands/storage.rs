@@ -191,6 +191,27 @@ impl Signals {
         })
     }
 
+    /// Drive `work` to its end. The first SIGINT or SIGTERM cancels `cancel` (so the work winds down,
+    /// marking what it ran as cancelled) and is returned beside the work's result.
+    pub(crate) async fn until<T>(
+        &mut self,
+        work: impl Future<Output = T>,
+        cancel: &rvbbit_engine::CancellationToken,
+    ) -> (T, Option<Caught>) {
+        tokio::pin!(work);
+        let mut caught = None;
+        let out = loop {
+            tokio::select! {
+                o = &mut work => break o,
+                s = self.recv(), if caught.is_none() => {
+                    caught = Some(s);
+                    cancel.cancel();
+                }
+            }
+        };
+        (out, caught)
+    }
+
     /// The next signal. Cancel-safe.
     pub(crate) async fn recv(&mut self) -> Caught {
         tokio::select! {

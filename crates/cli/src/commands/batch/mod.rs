@@ -165,17 +165,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             &progress,
             &cancel,
         );
-        tokio::pin!(all);
-        let mut caught = None;
-        let done = loop {
-            tokio::select! {
-                d = &mut all => break d,
-                s = signals.recv(), if caught.is_none() => {
-                    caught = Some(s);
-                    cancel.cancel();
-                }
-            }
-        };
+        let (done, caught) = signals.until(all, &cancel).await;
         progress.finish();
         let stats = writer.shutdown().await.map_err(super::storage::fail)?;
         let recording = super::setup::Recording::of(&stats);
