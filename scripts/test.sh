@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/test-deps.sh
 . scripts/test-deps.sh
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"
 if [ "$#" -eq 0 ]; then
   scripts/clickhouse-current.sh cargo test --locked -p rvbbit-store --test it clickhouse
   scripts/clickhouse-current.sh cargo test --locked -p rvbbit --test it events_sink

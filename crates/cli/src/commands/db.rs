@@ -24,8 +24,9 @@ pub(crate) enum Command {
     ///
     /// Removes finished sessions that ended before then with their events and checkpoints, older events
     /// of no session record (SQL statements' `sql_query` and `cache_hit` events), signals no longer
-    /// waiting, and expired cache entries. Running and waiting sessions are never touched. Run it from
-    /// cron to keep the store at its documented size (docs/performance.md).
+    /// waiting, expired cache entries, and the run-journal steps and side-effect records of queue jobs
+    /// (docs/workers.md) written before then. Running and waiting sessions are never touched. Run it
+    /// from cron to keep the store at its documented size (docs/performance.md).
     Prune {
         /// Delete what is older than this (30d, 12h, ...).
         #[arg(long, value_name = "AGE", value_parser = duration_arg)]
