@@ -617,6 +617,8 @@ const NON_CONFIG_ENV: &[&str] = &[
     "RVBBIT_VENV",
     "RVBBIT_PGJDBC_JAR",
     "RVBBIT_PYCLIENTS",
+    // SeaweedFS's `weed`, the S3 server of the artifact-store tests (rvbbit_testkit::s3).
+    "RVBBIT_WEED",
     // Benchmark scripts: which binary to measure.
     "RVBBIT_BIN",
 ];
