@@ -36,6 +36,7 @@ pub mod postgres;
 mod reply;
 pub mod s3;
 mod server;
+mod watchdog;
 
 pub use batch::{batch_answer, batch_rows, is_batch};
 pub use reply::Reply;

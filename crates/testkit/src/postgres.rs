@@ -249,27 +249,15 @@ impl TestPostgres {
         }
     }
 
-    /// A detached shell that waits for this process to end, then stops the server and removes its
-    /// directory (statics are never dropped, and a test run may be killed).
+    /// Stop the server and remove its directory once this process ends.
     fn watchdog(&self) {
         let pg_ctl = self.bin.join("pg_ctl");
         let stop = match self.run_as {
             Some(user) => format!("runuser -u {user} -- '{}'", pg_ctl.display()),
             None => format!("'{}'", pg_ctl.display()),
         };
-        let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop} -D '{dir}/data' stop -m immediate \
-             >/dev/null 2>&1; rm -rf '{dir}'",
-            pid = std::process::id(),
-            dir = self.dir.display()
-        );
-        // The watchdog is a grandchild reparented to init: nothing waits for it here.
-        let spawned = Command::new("sh")
-            .args(["-c", &format!("({script}) </dev/null >/dev/null 2>&1 &")])
-            .status();
-        if let Err(e) = spawned {
-            eprintln!("testkit: the PostgreSQL watchdog did not start: {e}");
-        }
+        let stop = format!("{stop} -D '{}/data' stop -m immediate", self.dir.display());
+        crate::watchdog::spawn(&self.dir, &stop, "PostgreSQL");
     }
 
     /// The server's port on 127.0.0.1.

@@ -209,22 +209,9 @@ impl TestS3 {
         status == "403" || status == "200"
     }
 
-    /// A detached shell that waits for this process to end, then kills the server and removes its
-    /// directory.
+    /// Stop the server (whatever its pid after restarts) and remove its directory once this process ends.
     fn watchdog(&self) {
-        let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; kill -9 $(cat '{dir}/server.pid') \
-             >/dev/null 2>&1; sleep 0.2; rm -rf '{dir}'",
-            pid = std::process::id(),
-            dir = self.dir.display()
-        );
-        // The watchdog is a grandchild reparented to init: nothing waits for it here.
-        let spawned = Command::new("sh")
-            .args(["-c", &format!("({script}) </dev/null >/dev/null 2>&1 &")])
-            .status();
-        if let Err(e) = spawned {
-            eprintln!("testkit: the S3 watchdog did not start: {e}");
-        }
+        crate::watchdog::spawn(&self.dir, &crate::watchdog::kill_pid_file(&self.dir), "S3");
     }
 
     /// The S3 endpoint, `http://127.0.0.1:PORT`.

@@ -124,6 +124,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
     .min(config.batch.max_parallel);
     let caller = CallerId::new(Origin::Batch);
     let batch_id = caller.to_string().trim_start_matches("batch-").to_owned();
+    let prefix = cache_prefix(&cascade.cascade_id, &text, args.model.as_deref());
     let plan = Arc::new(Plan {
         cascade: Arc::new(cascade),
         text,
@@ -135,6 +136,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         cache: !args.no_cache,
         read_cache: !args.no_cache && !args.refresh,
         budget,
+        cache_prefix: prefix,
     });
     super::storage::block_on(async move {
         let provider = super::run::provider(&config, None, None).await?;
@@ -211,6 +213,8 @@ pub(super) struct Plan {
     /// Read results from the cache.
     read_cache: bool,
     budget: Option<MicroUsd>,
+    /// The hashed cascade and model every input's cache key starts from.
+    cache_prefix: Sha256,
 }
 
 /// The money side of the batch: spent so far, the most one input cost, inputs in flight.
@@ -452,16 +456,19 @@ async fn one(
 
 /// The cache key of one input: the cascade's text, the input (canonical JSON) and the model.
 fn cache_key(plan: &Plan, input: &Value) -> String {
-    let mut h = Sha256::new();
-    h.update(b"rvbbit-batch-v1\0");
-    h.update(plan.cascade.cascade_id.as_bytes());
-    h.update(b"\0");
-    h.update(plan.text.as_bytes());
-    h.update(b"\0");
+    let mut h = plan.cache_prefix.clone();
     h.update(canonical(input).as_bytes());
-    h.update(b"\0");
-    h.update(plan.model.as_deref().unwrap_or("").as_bytes());
     format!("batch:{}", hex::encode(h.finalize()))
+}
+
+/// The part of every cache key the inputs share (the cascade and the model), hashed once per batch.
+fn cache_prefix(cascade_id: &str, text: &str, model: Option<&str>) -> Sha256 {
+    let mut h = Sha256::new();
+    for part in ["rvbbit-batch-v2", cascade_id, text, model.unwrap_or("")] {
+        h.update(part.as_bytes());
+        h.update(b"\0");
+    }
+    h
 }
 
 /// JSON with object keys sorted at every level, so equal inputs hash equal.
