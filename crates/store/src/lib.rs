@@ -46,6 +46,7 @@ pub mod spill;
 pub mod sqlite;
 pub mod trace;
 pub mod traits;
+pub mod workers;
 mod writer;
 
 use std::path::Path;
@@ -62,6 +63,7 @@ pub use model::{
 pub use queue::{Delivery, Job, Queue, QueueOptions, QueueStatus};
 use rvbbit_core::config::mask_url;
 pub use traits::{ApiKeyStore, CheckpointStore, EventSink, ResultCache, SessionStore, SignalStore, Store};
+pub use workers::{WorkerRecord, WorkerState, WorkerStore};
 pub use writer::{SinkOptions, SinkState, Writer, WriterHandle, WriterOptions, WriterStats};
 
 /// Open the store named by `url` (relative paths are taken from `base`), creating and migrating it.

@@ -487,6 +487,9 @@ pub struct Prune {
     /// Run-journal steps and side-effect records (of queue jobs) written before the cutoff.
     #[serde(default)]
     pub journal: u64,
+    /// Worker heartbeat rows (of `rvbbit worker` processes) last seen before the cutoff.
+    #[serde(default)]
+    pub workers: u64,
 }
 
 /// An API key of the HTTP door. Only a SHA-256 hash of the secret is kept; the secret itself is shown

@@ -295,7 +295,14 @@ pub trait ApiKeyStore: Send + Sync {
 /// A complete store: all record kinds plus administration.
 #[async_trait]
 pub trait Store:
-    EventSink + SessionStore + ResultCache + SignalStore + CheckpointStore + ApiKeyStore + crate::JournalStore
+    EventSink
+    + SessionStore
+    + ResultCache
+    + SignalStore
+    + CheckpointStore
+    + ApiKeyStore
+    + crate::JournalStore
+    + crate::WorkerStore
 {
     /// The store's URL (for messages).
     fn url(&self) -> &str;

@@ -161,7 +161,7 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
                     }))?,
                     Format::Text => output::stdout(&format!(
                         "{} {} session(s), {} event(s), {} checkpoint(s), {} signal(s), {} expired cache \
-                         entr(ies), {} journal record(s); store {} bytes (was {})\n",
+                         entr(ies), {} journal record(s), {} worker record(s); store {} bytes (was {})\n",
                         if *dry_run { "would delete" } else { "deleted" },
                         pruned.sessions,
                         pruned.events,
@@ -169,6 +169,7 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
                         pruned.signals,
                         pruned.cache_entries,
                         pruned.journal,
+                        pruned.workers,
                         after.unwrap_or(0),
                         before.unwrap_or(0),
                     ))?,

@@ -4,12 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rvbbit_core::Timestamp;
 use rvbbit_core::codes;
 use rvbbit_core::config::{Config, mask_url, queue_url_problem};
-use rvbbit_store::{Queue, QueueOptions};
+use rvbbit_store::{Queue, QueueOptions, Store, WorkerRecord, WorkerState};
 use serde_json::json;
 
 use super::storage::{block_on, fail, table};
+use super::worker::presence::STALE_AFTER;
 use super::{Coded, Failure, Outcome, load_config};
 use crate::cli::Cli;
 use crate::output::{self, Format, Out};
@@ -26,7 +28,9 @@ pub(crate) struct QueueArg {
 /// `rvbbit queue` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
-    /// Jobs waiting, in flight and redelivered, dead letters (with their reasons) and consumers.
+    /// Jobs waiting, in flight and redelivered, dead letters (with their reasons), consumers, and the
+    /// workers of the store's registry: live ones, and those stopped or lost (no heartbeat for 20 s)
+    /// within the last hour.
     Status {
         #[command(flatten)]
         queue: QueueArg,
@@ -93,7 +97,12 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
     let config = load_config(cli, out)?.config;
     block_on(async move {
         match cmd {
-            Command::Status { queue } => status(&*open(&config, queue, false).await?, out).await,
+            Command::Status { queue } => {
+                let queue = open(&config, queue, false).await?;
+                let base = std::env::current_dir().unwrap_or_default();
+                let store = rvbbit_store::open(&config.store.url, &base).await.map_err(fail)?;
+                status(&*queue, &*store, out).await
+            }
             Command::RetryDead { ids, queue } => {
                 let queue = open(&config, queue, false).await?;
                 let retried = queue.retry_dead(ids).await.map_err(fail)?;
@@ -114,11 +123,55 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
     })
 }
 
-async fn status(queue: &dyn Queue, out: Out) -> Outcome {
+/// Workers not live are listed this long after their latest heartbeat.
+const RECENT: Duration = Duration::from_secs(3600);
+
+/// The registry's workers worth showing, each with what it counts as now: `running`, `draining`,
+/// `stopped`, or `lost` (not stopped, but its heartbeat went stale).
+fn shown_workers(workers: Vec<WorkerRecord>, now: Timestamp) -> Vec<(WorkerRecord, &'static str)> {
+    let recent_us = i64::try_from(RECENT.as_micros()).unwrap_or(i64::MAX);
+    workers
+        .into_iter()
+        .filter(|w| now.micros().saturating_sub(w.heartbeat_at.micros()) <= recent_us)
+        .map(|w| {
+            let shown = if w.is_live(now, STALE_AFTER) {
+                w.state.as_str()
+            } else if w.state == WorkerState::Stopped {
+                "stopped"
+            } else {
+                "lost"
+            };
+            (w, shown)
+        })
+        .collect()
+}
+
+async fn status(queue: &dyn Queue, store: &dyn Store, out: Out) -> Outcome {
     let status = queue.status().await.map_err(fail)?;
     let dead = queue.dead_letters().await.map_err(fail)?;
+    let now = Timestamp::now();
+    let workers = shown_workers(store.workers().await.map_err(fail)?, now);
+    let live = workers
+        .iter()
+        .filter(|(_, s)| matches!(*s, "running" | "draining"))
+        .count();
     match out.format {
-        Format::Json => output::json(&json!({"status": status, "dead_letters": dead}))?,
+        Format::Json => {
+            let workers: Vec<serde_json::Value> = workers
+                .iter()
+                .map(|(w, shown)| {
+                    let mut v = json!(w);
+                    v["status"] = json!(shown);
+                    v
+                })
+                .collect();
+            output::json(&json!({
+                "status": status,
+                "dead_letters": dead,
+                "live_workers": live,
+                "workers": workers,
+            }))?;
+        }
         Format::Text => {
             let rows = [
                 ("queue", status.url.clone()),
@@ -128,6 +181,7 @@ async fn status(queue: &dyn Queue, out: Out) -> Outcome {
                 ("redelivered", status.redelivered.to_string()),
                 ("dead letters", status.dead_letters.to_string()),
                 ("consumers", status.consumers.to_string()),
+                ("live workers", live.to_string()),
                 ("pulls waiting", status.waiting_pulls.to_string()),
                 ("ack wait", format!("{} s", status.ack_wait_seconds)),
                 ("max deliveries", status.max_deliveries.to_string()),
@@ -148,6 +202,40 @@ async fn status(queue: &dyn Queue, out: Out) -> Outcome {
                     .collect();
                 text.push('\n');
                 text.push_str(&table(&["DEAD LETTER", "DELIVERIES", "AT", "REASON"], &rows));
+            }
+            if !workers.is_empty() {
+                let rows: Vec<Vec<String>> = workers
+                    .iter()
+                    .map(|(w, shown)| {
+                        let tags = w.tags.as_object().map_or_else(String::new, |m| {
+                            m.iter()
+                                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        });
+                        let ago = now.micros().saturating_sub(w.heartbeat_at.micros()) / 1_000_000;
+                        vec![
+                            w.name.clone(),
+                            (*shown).to_owned(),
+                            format!("{}/{}", w.in_flight, w.slots),
+                            w.settled.to_string(),
+                            tags,
+                            format!("{ago} s ago"),
+                        ]
+                    })
+                    .collect();
+                text.push('\n');
+                text.push_str(&table(
+                    &[
+                        "WORKER",
+                        "STATUS",
+                        "IN FLIGHT",
+                        "SETTLED",
+                        "TAGS",
+                        "LAST HEARTBEAT",
+                    ],
+                    &rows,
+                ));
             }
             output::stdout(text.trim_start_matches(|c: char| c.is_whitespace()))?;
         }

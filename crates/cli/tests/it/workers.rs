@@ -444,10 +444,24 @@ fn sigterm_drains_a_worker_its_job_in_flight_finishes_and_it_exits_zero() {
         &[&cascade, "--id", "long", "--input", "{\"n\": 1, \"sleep\": 3}"],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let mut w = worker(dir.path(), &nats.url(), &pg, &[]);
+    let mut w = worker(dir.path(), &nats.url(), &pg, &["--tag", "region=eu"]);
     assert!(eventually(Duration::from_secs(30), || {
         count(&rt, &pg, "SELECT count(*) FROM sessions WHERE status = 'running'") == 1
     }));
+    // The worker is in the store's registry, live, with its tags and slots.
+    let status = queue_status(dir.path(), &nats.url(), &pg);
+    assert_eq!(status["live_workers"], 1, "{status}");
+    let me = &status["workers"][0];
+    assert_eq!(me["name"], format!("worker-{}-{}", host(), w.id()), "{status}");
+    assert_eq!(
+        (
+            me["status"].clone(),
+            me["tags"]["region"].clone(),
+            me["slots"].clone()
+        ),
+        ("running".into(), "eu".into(), 1.into()),
+        "{status}"
+    );
     // A second job waits in the queue: the draining worker must not take it.
     let out = submit(dir.path(), &nats.url(), &pg, &[&cascade, "--id", "next"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -467,6 +481,33 @@ fn sigterm_drains_a_worker_its_job_in_flight_finishes_and_it_exits_zero() {
         (1.into(), 0.into()),
         "{status}"
     );
+    // Its last row says it stopped cleanly, after settling its one job.
+    assert_eq!(status["live_workers"], 0, "{status}");
+    assert_eq!(
+        (
+            status["workers"][0]["status"].clone(),
+            status["workers"][0]["settled"].clone()
+        ),
+        ("stopped".into(), 1.into()),
+        "{status}"
+    );
+    let shown = text(
+        &cmd(dir.path(), &nats.url(), &pg)
+            .args(["queue", "status"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        shown.contains("WORKER") && shown.contains("region=eu") && shown.contains("stopped"),
+        "{shown}"
+    );
+}
+
+/// This machine's host name, as the worker names itself.
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
 }
 
 #[test]

@@ -170,6 +170,26 @@ CREATE TABLE effects (
 CREATE INDEX effects_started ON effects (started_at_us);
 "#,
     },
+    Migration {
+        version: 3,
+        name: "workers",
+        // The registry of queue workers and their heartbeats (crate::workers).
+        sql: r#"
+CREATE TABLE workers (
+    name TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid BIGINT NOT NULL,
+    tags JSONB NOT NULL,
+    slots BIGINT NOT NULL,
+    in_flight BIGINT NOT NULL,
+    settled BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    started_at_us BIGINT NOT NULL,
+    heartbeat_at_us BIGINT NOT NULL
+);
+CREATE INDEX workers_heartbeat ON workers (heartbeat_at_us);
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.

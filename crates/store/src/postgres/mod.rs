@@ -19,6 +19,7 @@ mod keys;
 pub(crate) mod migrations;
 mod sessions;
 mod tls;
+mod workers;
 
 use std::io::Write;
 use std::path::Path;
@@ -50,6 +51,7 @@ const TABLES: &[&str] = &[
     "api_keys",
     "journal",
     "effects",
+    "workers",
 ];
 
 /// Connections a process keeps to the server at most.
@@ -357,6 +359,7 @@ impl Store for PostgresStore {
         let old_signals = "FROM signals WHERE status <> 'waiting' AND created_at_us < $1";
         let old_journal = "FROM journal WHERE created_at_us < $1";
         let old_effects = "FROM effects WHERE started_at_us < $1";
+        let old_workers = "FROM workers WHERE heartbeat_at_us < $1";
         let expired = "FROM result_cache WHERE expires_at_us IS NOT NULL AND expires_at_us <= $1";
         let counted = |sql: String, at: i64| {
             let tx = &tx;
@@ -376,6 +379,7 @@ impl Store for PostgresStore {
             signals: counted(old_signals.to_owned(), t).await?,
             cache_entries: counted(expired.to_owned(), now.micros()).await?,
             journal: counted(old_journal.to_owned(), t).await? + counted(old_effects.to_owned(), t).await?,
+            workers: counted(old_workers.to_owned(), t).await?,
         };
         if dry_run {
             return Ok(report);
@@ -390,6 +394,7 @@ impl Store for PostgresStore {
             (format!("DELETE {expired}"), now.micros()),
             (format!("DELETE {old_journal}"), t),
             (format!("DELETE {old_effects}"), t),
+            (format!("DELETE {old_workers}"), t),
         ] {
             tx.execute(&sql, &[&at]).await.map_err(|e| self.fail(action, e))?;
         }

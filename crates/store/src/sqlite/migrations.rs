@@ -183,6 +183,26 @@ CREATE TABLE effects (
 CREATE INDEX effects_started ON effects (started_at_us);
 "#,
     },
+    Migration {
+        version: 6,
+        name: "workers",
+        // The registry of queue workers and their heartbeats (crate::workers).
+        sql: r#"
+CREATE TABLE workers (
+    name TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    tags TEXT NOT NULL,
+    slots INTEGER NOT NULL,
+    in_flight INTEGER NOT NULL,
+    settled INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    started_at_us INTEGER NOT NULL,
+    heartbeat_at_us INTEGER NOT NULL
+);
+CREATE INDEX workers_heartbeat ON workers (heartbeat_at_us);
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -286,6 +306,7 @@ mod tests {
             "0003_checkpoints".to_owned(),
             "0004_api_keys".to_owned(),
             "0005_journal".to_owned(),
+            "0006_workers".to_owned(),
         ];
         assert_eq!(pending(1), expected);
         let applied = apply(&mut c, "sqlite://mem").map_err(|_| "apply failed").unwrap();

@@ -13,6 +13,7 @@ mod keys;
 pub(crate) mod migrations;
 mod prune;
 mod sessions;
+mod workers;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -415,6 +416,7 @@ impl Store for SqliteStore {
                 "api_keys",
                 "journal",
                 "effects",
+                "workers",
             ] {
                 let path = dir.join(format!("{table}.jsonl"));
                 let file_err = |source| Error::File {

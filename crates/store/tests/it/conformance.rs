@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::events;
 pub use crate::journal::{
     concurrent_effect_claims_let_exactly_one_go_first, journal_steps_are_compare_and_set_per_run,
+    worker_heartbeats_are_one_row_per_worker,
 };
 
 /// Generate one `#[tokio::test]` per conformance check for a backend. `$fresh` is an async fn
@@ -50,6 +51,7 @@ macro_rules! store_conformance {
             check!(a_waiting_session_is_cancelled_at_once_and_a_finished_one_keeps_its_status);
             check!(journal_steps_are_compare_and_set_per_run);
             check!(concurrent_effect_claims_let_exactly_one_go_first);
+            check!(worker_heartbeats_are_one_row_per_worker);
         }
     };
 }

@@ -138,3 +138,48 @@ pub async fn concurrent_effect_claims_let_exactly_one_go_first(store: Arc<dyn St
     assert!(keys.contains(&"job-1/3.effect/1") && keys.contains(&"job-2/1.prepare/1"));
     assert!(store.effects("job-3").await.unwrap().is_empty());
 }
+
+/// A worker's heartbeat row is one per name, replaced by each beat; the list is latest heartbeat first;
+/// a stale or stopped worker is not live; prune removes rows last seen before the cutoff.
+pub async fn worker_heartbeats_are_one_row_per_worker(store: Arc<dyn Store>, _url: &str) {
+    use rvbbit_store::{WorkerRecord, WorkerState};
+    assert!(store.workers().await.unwrap().is_empty());
+    let mut a = WorkerRecord::start("worker-h-1", "h", 1, json!({"region": "eu"}), 4);
+    store.worker_beat(&a).await.unwrap();
+    let mut b = WorkerRecord::start("worker-h-2", "h", 2, json!({}), 1);
+    b.heartbeat_at = Timestamp::from_micros(a.heartbeat_at.micros() - 60_000_000);
+    store.worker_beat(&b).await.unwrap();
+    a.in_flight = 3;
+    a.settled = 17;
+    a.state = WorkerState::Draining;
+    a.heartbeat_at = Timestamp::from_micros(a.heartbeat_at.micros() + 1_000);
+    store.worker_beat(&a).await.unwrap();
+    let listed = store.workers().await.unwrap();
+    assert_eq!(listed.len(), 2, "one row per worker name: {listed:?}");
+    assert_eq!(listed[0], a, "the latest beat replaced the row and comes first");
+    assert_eq!(listed[1].name, "worker-h-2");
+    let now = a.heartbeat_at;
+    let stale = std::time::Duration::from_secs(30);
+    assert!(listed[0].is_live(now, stale));
+    assert!(
+        !listed[1].is_live(now, stale),
+        "a minute without a heartbeat is not live"
+    );
+    a.state = WorkerState::Stopped;
+    store.worker_beat(&a).await.unwrap();
+    assert!(
+        !store.workers().await.unwrap()[0].is_live(now, stale),
+        "a stopped worker is not live"
+    );
+    let cutoff = Timestamp::from_micros(now.micros() - 30_000_000);
+    let pruned = store.prune(cutoff, now, false).await.unwrap();
+    assert_eq!(pruned.workers, 1, "only the worker last seen before the cutoff");
+    let left: Vec<String> = store
+        .workers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.name)
+        .collect();
+    assert_eq!(left, ["worker-h-1"]);
+}

@@ -46,11 +46,22 @@ pub(super) enum Verdict {
     GiveUp(String),
 }
 
-/// Run one delivery and settle it; `_permit` frees the worker slot when this ends.
+/// Run one delivery and settle it; `permit` frees the worker slot when this ends.
 pub(super) async fn handle(
     ctx: Arc<Context>,
     delivery: Arc<dyn Delivery>,
     cancel: CancellationToken,
+    permit: OwnedSemaphorePermit,
+) {
+    let running = run(ctx.clone(), delivery.clone(), cancel);
+    handle_with(ctx, delivery, running, permit).await;
+}
+
+/// Settle `delivery` by the verdict of `running` (its run), reporting progress meanwhile.
+async fn handle_with(
+    ctx: Arc<Context>,
+    delivery: Arc<dyn Delivery>,
+    running: impl Future<Output = Verdict> + Send + 'static,
     _permit: OwnedSemaphorePermit,
 ) {
     let every = Duration::from_secs(ctx.config.queue.ack_wait_seconds.max(1)) / 3;
@@ -67,12 +78,25 @@ pub(super) async fn handle(
         }
     });
     // The run is its own task, so a panic in it is caught here and the worker keeps serving.
-    let verdict = match tokio::spawn(run(ctx.clone(), delivery.clone(), cancel)).await {
+    let verdict = match tokio::spawn(running).await {
         Ok(v) => v,
-        Err(e) => Verdict::NotStarted(format!("the run panicked: {e}")),
+        Err(e) => Verdict::NotStarted(format!("the run panicked: {}", panic_text(e))),
     };
     progress.abort();
     settle(&ctx, &*delivery, verdict).await;
+}
+
+/// What a run task's panic said, or why it ended otherwise.
+fn panic_text(e: tokio::task::JoinError) -> String {
+    if !e.is_panic() {
+        return e.to_string();
+    }
+    let payload = e.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }
 
 async fn settle(ctx: &Context, delivery: &dyn Delivery, verdict: Verdict) {
@@ -105,6 +129,7 @@ async fn settle(ctx: &Context, delivery: &dyn Delivery, verdict: Verdict) {
             delivery.nak(nak_delay).await
         }
     };
+    ctx.settled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if let Err(e) = result {
         // The server redelivers an unsettled job after the ack wait, so nothing is lost.
         tracing::warn!(error = %e, submission = %id, "Settling a job failed; the queue will deliver it again.");
@@ -256,7 +281,7 @@ async fn execute(
 }
 
 #[cfg(test)]
-mod tests {
+mod ended_tests {
     use rvbbit_core::SessionStatus;
 
     use super::ended_here;
@@ -272,5 +297,111 @@ mod tests {
         assert!(ended_here(&s));
         s.status = SessionStatus::Cancelled;
         assert!(!ended_here(&s));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use rvbbit_store::{Job, QueueOptions};
+    use rvbbit_testkit::nats::TestNats;
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    const FINE: &str = "cascade_id: fine\ncells:\n  - name: echo\n    tool: linux_shell\n    \
+                        inputs: {command: \"echo fine\"}\n";
+
+    fn job(id: &str) -> Job {
+        Job {
+            id: id.into(),
+            cascade_file: "fine.yaml".into(),
+            cascade_text: FINE.into(),
+            input: json!({}),
+            metadata: Default::default(),
+            submitted_at: rvbbit_core::Timestamp::now().to_rfc3339(),
+            bundle: None,
+        }
+    }
+
+    /// A run that panics (here: the run future itself, standing in for a cell that panics) is caught:
+    /// the delivery is handed back, dead-lettered on its last delivery with the panic's message, and the
+    /// next job on the same worker context runs and is acked.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_run_is_dead_lettered_after_max_deliveries_and_the_worker_keeps_serving() {
+        let nats = TestNats::start();
+        let dir = tempfile::TempDir::new().unwrap();
+        let options = QueueOptions {
+            stream: "PANICS".into(),
+            ack_wait: Duration::from_secs(5),
+            max_deliveries: 2,
+            duplicate_window: Duration::from_secs(60),
+            configure_consumer: true,
+        };
+        let queue = rvbbit_store::queue::open(&nats.url(), &options).await.unwrap();
+        let store_url = format!("sqlite://{}", dir.path().join("rvbbit.db").display());
+        let store = rvbbit_store::open(&store_url, dir.path()).await.unwrap();
+        let mut config = rvbbit_core::Config::default();
+        config.queue.nak_delay_seconds = 0;
+        config.store.url = store_url;
+        let ctx = Arc::new(Context {
+            config,
+            store: store.clone(),
+            provider: Arc::new(rvbbit_llm::MockProvider::new()),
+            worker: json!({"name": "worker-test"}),
+            spill_dir: dir.path().join("spill"),
+            settled: AtomicI64::new(0),
+        });
+        let slots = Arc::new(Semaphore::new(1));
+        queue.submit(&job("boom")).await.unwrap();
+        for attempt in 1..=2u64 {
+            let delivery = queue
+                .pull(Duration::from_secs(10))
+                .await
+                .unwrap()
+                .expect("a delivery");
+            assert_eq!(delivery.attempt(), attempt);
+            let permit = slots.clone().acquire_owned().await.unwrap();
+            let exploding = async { panic!("cell `echo` exploded") };
+            handle_with(ctx.clone(), delivery, exploding, permit).await;
+        }
+        let dead = queue.dead_letters().await.unwrap();
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert_eq!((dead[0].id.as_str(), dead[0].deliveries), ("boom", 2));
+        assert!(
+            dead[0].reason.contains("the run panicked: cell `echo` exploded"),
+            "{}",
+            dead[0].reason
+        );
+        // The same worker context serves the next job.
+        queue.submit(&job("fine")).await.unwrap();
+        let delivery = queue
+            .pull(Duration::from_secs(10))
+            .await
+            .unwrap()
+            .expect("a delivery");
+        let permit = slots.clone().acquire_owned().await.unwrap();
+        handle(ctx.clone(), delivery, CancellationToken::new(), permit).await;
+        let done = store
+            .sessions(&SessionFilter {
+                caller_id: Some("queue-fine".into()),
+                ..SessionFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].session.status, SessionStatus::Completed);
+        assert_eq!(
+            ctx.settled.load(Ordering::Relaxed),
+            3,
+            "two hand-backs and one ack"
+        );
+        let status = queue.status().await.unwrap();
+        assert_eq!(
+            (status.depth, status.in_flight, status.dead_letters),
+            (0, 0, 1),
+            "{status:?}"
+        );
     }
 }

@@ -10,15 +10,17 @@
 
 mod bundle;
 mod job;
+pub(crate) mod presence;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
 use rvbbit_core::codes;
 use rvbbit_engine::CancellationToken;
 use rvbbit_llm::Provider;
-use rvbbit_store::{Queue, Store};
+use rvbbit_store::{Queue, Store, WorkerRecord};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -41,8 +43,9 @@ pub(crate) struct Args {
     /// Runs at once in this process.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     concurrency: u32,
-    /// A label recorded in the metadata of every session this worker runs (repeatable). Jobs are not
-    /// routed by tags yet: every worker takes any job.
+    /// A label recorded in the metadata of every session this worker runs and in its row of the
+    /// worker registry (`rvbbit queue status`; repeatable). Jobs are not routed by tags: every worker
+    /// takes any job.
     #[arg(long = "tag", value_name = "KEY=VALUE")]
     tags: Vec<String>,
 }
@@ -55,6 +58,8 @@ pub(super) struct Context {
     /// `worker-<host>-<pid>` and the tags, recorded on each session.
     pub(super) worker: serde_json::Value,
     pub(super) spill_dir: std::path::PathBuf,
+    /// Deliveries settled so far (acked, handed back or given up), for the worker registry.
+    pub(super) settled: AtomicI64,
 }
 
 pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
@@ -76,14 +81,22 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
                 store.url()
             ));
         }
+        let record = WorkerRecord::start(
+            name.clone(),
+            host(),
+            i64::from(std::process::id()),
+            serde_json::json!(tags),
+            i64::from(args.concurrency),
+        );
         let ctx = Arc::new(Context {
             worker: serde_json::json!({"name": name, "tags": tags}),
             spill_dir: base.join(".rvbbit").join("spill"),
+            settled: AtomicI64::new(0),
             config,
             store,
             provider,
         });
-        serve(ctx, queue, signals, args.concurrency as usize, out).await
+        serve(ctx, queue, signals, record, out).await
     })
 }
 
@@ -92,9 +105,10 @@ async fn serve(
     ctx: Arc<Context>,
     queue: Arc<dyn Queue>,
     signals: Signals,
-    slots: usize,
+    record: WorkerRecord,
     out: Out,
 ) -> Outcome {
+    let slots = usize::try_from(record.slots).unwrap_or(1);
     let watcher = tokio::spawn({
         let queue = queue.clone();
         async move { queue.watch_given_up().await }
@@ -103,6 +117,14 @@ async fn serve(
     let cancel_runs = CancellationToken::new();
     let listener = tokio::spawn(listen(signals, drain.clone(), cancel_runs.clone()));
     let permits = Arc::new(Semaphore::new(slots));
+    let stop_beats = CancellationToken::new();
+    let beats = presence::spawn(
+        ctx.clone(),
+        record,
+        permits.clone(),
+        drain.clone(),
+        stop_beats.clone(),
+    );
     let mut tasks = JoinSet::new();
     let nak_delay = Duration::from_secs(ctx.config.queue.nak_delay_seconds);
     while !drain.is_cancelled() {
@@ -157,6 +179,10 @@ async fn serve(
     }
     watcher.abort();
     listener.abort();
+    stop_beats.cancel();
+    if let Ok(record) = beats.await {
+        presence::stopped(&ctx, record, &permits).await;
+    }
     if !out.quiet {
         output::stderr("worker stopped\n");
     }
