@@ -144,7 +144,9 @@ impl Server {
     }
 
     fn into_state(self) -> Arc<AppState> {
+        let queue = crate::api::queued::QueueDoor::new(self.config.queue.clone());
         Arc::new(AppState {
+            queue,
             store: self.store,
             engine: self.engine,
             writer: self.writer,

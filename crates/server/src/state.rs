@@ -36,6 +36,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Time a client has to send a request's headers (`limits.http_header_timeout_seconds`).
     pub header_timeout: Duration,
+    /// The job queue (`queue.url` and its options) of `POST /api/v1/runs?queue=true`; none refuses it.
+    pub queue: Option<(String, rvbbit_store::QueueOptions)>,
 }
 
 impl ServerConfig {
@@ -53,7 +55,14 @@ impl ServerConfig {
             allowed_hosts: Vec::new(),
             max_connections: 1024,
             header_timeout: Duration::from_secs(10),
+            queue: None,
         }
+    }
+
+    /// Enqueue `POST /api/v1/runs?queue=true` runs on the queue at `url` (opened at the first one).
+    pub fn with_queue(mut self, url: String, options: rvbbit_store::QueueOptions) -> Self {
+        self.queue = Some((url, options));
+        self
     }
 
     /// Require API keys.
@@ -107,6 +116,8 @@ pub(crate) struct AppState {
     pub(crate) sql_sessions: crate::api::sql::SqlSessions,
     /// The shared event feeds of sessions followed by live streams.
     pub(crate) feeds: crate::api::feed::Feeds,
+    /// The job queue of `POST /api/v1/runs?queue=true`.
+    pub(crate) queue: crate::api::queued::QueueDoor,
 }
 
 impl AppState {

@@ -155,7 +155,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         let sql = super::sink::sql_reading_sink(sql, config.store.events.url.as_deref())
             .await
             .map_err(|e| coded(e.code(), e.to_string(), &e.hint()))?;
-        let server_config = ServerConfig::new(roots)
+        let mut server_config = ServerConfig::new(roots)
             .with_required_key(!loopback)
             .with_shutdown_grace(Duration::from_secs(grace))
             .with_cors_origins(config.server.cors_origins.clone())
@@ -164,6 +164,9 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
                 usize::try_from(config.limits.http_connections).unwrap_or(usize::MAX),
                 Duration::from_secs(config.limits.http_header_timeout_seconds.max(1)),
             );
+        if let Some(url) = &config.queue.url {
+            server_config = server_config.with_queue(url.clone(), super::queue::options(&config, false));
+        }
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
             coded(
                 codes::C_INVALID,

@@ -30,6 +30,7 @@ mod store_processes;
 mod studio_e2e;
 mod validate;
 mod workers;
+mod workers_http;
 mod workers_journal;
 
 use std::path::{Path, PathBuf};

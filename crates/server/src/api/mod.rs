@@ -7,6 +7,7 @@ pub(crate) mod extract;
 pub(crate) mod feed;
 mod health;
 mod openapi;
+pub(crate) mod queued;
 pub(crate) mod runs;
 pub(crate) mod sessions;
 pub(crate) mod sql;

@@ -75,6 +75,7 @@ pub(crate) fn spec() -> Value {
                         "input": {"type": "object"},
                         "session_id": {"type": "string"},
                         "model": {"type": "string"},
+                        "submission_id": {"type": "string", "description": "With `queue=true`: deduplicates the job"},
                     },
                 },
             },
@@ -100,11 +101,16 @@ pub(crate) fn spec() -> Value {
             }},
             "/api/v1/runs": {"post": {
                 "summary": "Start a run: 202 with the session id, or with `wait=true` 200 with the outcome",
-                "parameters": [param("wait", "query", "Wait for the run to finish", json!({"type": "boolean"}))],
+                "parameters": [
+                    param("wait", "query", "Wait for the run to finish", json!({"type": "boolean"})),
+                    param("queue", "query", "Enqueue for `rvbbit worker`s instead of running here (202 with the submission id)", json!({"type": "boolean"})),
+                ],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RunRequest"}}}},
                 "responses": {
                     "200": {"description": "The outcome (`wait=true`)"},
-                    "202": {"description": "Started: `{session_id, caller_id, status, links}`"},
+                    "202": {"description": "Started: `{session_id, caller_id, status, links}`; queued (`queue=true`): `{submission_id, duplicate, sequence, caller_id, status, links}`"},
+                    "409": {"$ref": "#/components/responses/Error"},
+                    "503": {"$ref": "#/components/responses/Error"},
                     "422": {"$ref": "#/components/responses/Error"},
                 },
             }},

@@ -29,12 +29,52 @@ pub(crate) struct RunBody {
     /// Model for LLM cells that name none.
     #[serde(default)]
     model: Option<String>,
+    /// With `?queue=true`: the submission id that deduplicates the job (default: a fresh one).
+    #[serde(default)]
+    submission_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RunQuery {
     #[serde(default)]
     wait: bool,
+    /// Enqueue for `rvbbit worker`s instead of running here.
+    #[serde(default)]
+    queue: bool,
+}
+
+/// The fields a queued run cannot take, refused before anything is done.
+fn check_queue_fields(q: &RunQuery, body: &RunBody) -> ApiResult<()> {
+    let refuse =
+        |what: &str, hint: &str| Err(ApiError::bad_request(format!("{what} with `queue=true`"), hint));
+    if !q.queue {
+        if body.submission_id.is_some() {
+            return refuse(
+                "`submission_id` is only taken",
+                "add `?queue=true` to enqueue the run, or drop `submission_id`",
+            );
+        }
+        return Ok(());
+    }
+    if q.wait {
+        return refuse(
+            "`wait=true` cannot be combined",
+            "drop `wait`; follow the run at `links.sessions` of the answer",
+        );
+    }
+    if body.session_id.is_some() {
+        return refuse(
+            "`session_id` cannot be chosen",
+            "the worker picks the session id; name the job with `submission_id` instead",
+        );
+    }
+    if body.model.is_some() {
+        return refuse(
+            "`model` cannot be chosen",
+            "name the model in the cascade's cells; workers use their configured default otherwise",
+        );
+    }
+    Ok(())
 }
 
 /// The outcome document (the shape of `rvbbit run --output json`).
@@ -98,6 +138,7 @@ pub(crate) async fn start(
     Params(q): Params<RunQuery>,
     Body(body): Body<RunBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    check_queue_fields(&q, &body)?;
     let input = match body.input {
         None => Value::Object(Map::new()),
         Some(v @ Value::Object(_)) => v,
@@ -157,6 +198,20 @@ pub(crate) async fn start(
             "run a cascade file (with `cascade_id` and `cells`)",
         ));
     };
+    if q.queue {
+        let queued = super::queued::Queued {
+            cascade_file: &file.relative,
+            cascade_text: report
+                .loaded
+                .source
+                .as_ref()
+                .map(|s| s.text().to_owned())
+                .unwrap_or_default(),
+            input,
+            submission_id: body.submission_id.as_deref(),
+        };
+        return super::queued::enqueue(&state.queue, queued).await;
+    }
     let mut request = RunRequest::new(cascade);
     request.input = input;
     request.session_id = Some(session_id.unwrap_or_else(SessionId::new_woodland));
