@@ -177,7 +177,11 @@ async fn wait(store: &dyn Store, queue: &dyn Queue, id: &str, out: Out) -> Outco
         let ended = sessions
             .iter()
             .map(|s| &s.session)
-            .find(|s| matches!(s.status, SessionStatus::Completed | SessionStatus::Failed));
+            // The root session: children (sub-cascades, cascade tools) share the caller id.
+            .find(|s| {
+                s.parent_session_id.is_none()
+                    && matches!(s.status, SessionStatus::Completed | SessionStatus::Failed)
+            });
         if let Some(session) = ended {
             return render(store, session, out).await;
         }

@@ -565,3 +565,80 @@ fn an_artifact_store_outage_hands_jobs_back_until_it_returns() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A worker with an artifact store stores each completed run's output at `runs/<session>/output.json`,
+/// as `rvbbit run` does.
+#[test]
+fn a_worker_stores_completed_outputs_as_artifacts() {
+    let nats = TestNats::start();
+    let pg = rvbbit_testkit::postgres::fresh_database();
+    let tmp = TempDir::new().unwrap();
+    let proj = project(tmp.path());
+    let artifacts = tmp.path().join("artifacts");
+    let store = Store::File(artifacts.clone());
+    let queued = |c: &mut Command| {
+        c.env("RVBBIT_QUEUE_URL", nats.url())
+            .env("RVBBIT_STORE_URL", &pg)
+            .env("RVBBIT_QUEUE__ACK_WAIT_SECONDS", "5")
+            .env("RVBBIT_QUEUE__NAK_DELAY_SECONDS", "0");
+    };
+    let worker_dir = TempDir::new().unwrap();
+    let mut w = cmd(worker_dir.path(), &store);
+    queued(&mut w);
+    let mut w = w
+        .arg("worker")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut s = cmd(&proj, &store);
+    queued(&mut s);
+    let out = s
+        .args([
+            "--output",
+            "json",
+            "submit",
+            "flows/main.yaml",
+            "--input",
+            "{\"word\": \"kept\"}",
+            "--wait",
+        ])
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sid = doc["session_id"].as_str().unwrap();
+    let stored = artifacts.join("runs").join(sid).join("output.json");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stored.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let listing = walk(&artifacts);
+    let kept: Value = serde_json::from_slice(&std::fs::read(&stored).unwrap_or_else(|e| {
+        panic!("{}: {e}; the artifact store holds {listing:?}", stored.display())
+    }))
+    .unwrap();
+    assert_eq!(kept, doc["output"], "the artifact is the run's final output");
+    assert!(kept.to_string().contains("KEPT v1"), "{kept}");
+    w.kill().unwrap();
+    w.wait().unwrap();
+}
+
+/// Every file under `dir`, relative to it.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap_or(&p).display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -152,8 +152,21 @@ async fn run(ctx: Arc<Context>, delivery: Arc<dyn Delivery>, cancel: Cancellatio
     };
     match ctx.store.sessions(&filter).await {
         Ok(found) => {
-            if let Some(s) = found.iter().find(|s| ended_here(&s.session)) {
-                return Verdict::AlreadyDone(s.session.session_id.clone());
+            // Only a root session is the job's outcome: a child (a sub-cascade, a cascade tool) shares
+            // the caller id and may have ended while its root was cut off.
+            let root = found
+                .iter()
+                .find(|s| s.session.parent_session_id.is_none() && ended_here(&s.session));
+            if let Some(s) = root {
+                let s = &s.session;
+                // The earlier delivery may have been handed back because its output did not reach the
+                // artifact store: storing it again is idempotent (the key is the session's).
+                if s.status == SessionStatus::Completed
+                    && let Err(why) = store_output(&ctx, &s.session_id, s.output.as_ref()).await
+                {
+                    return Verdict::HandBack(why);
+                }
+                return Verdict::AlreadyDone(s.session_id.clone());
             }
         }
         Err(e) => return Verdict::HandBack(format!("the store cannot be read: {e}")),
@@ -271,12 +284,44 @@ async fn execute(
         });
     }
     match ctx.store.session(&session).await {
-        Ok(s) if s.status == outcome.status => Verdict::Done(session, outcome.status),
+        Ok(s) if s.status == outcome.status => {
+            if s.status == SessionStatus::Completed
+                && let Err(why) = store_output(ctx, &session, Some(&outcome.output)).await
+            {
+                return Verdict::HandBack(why);
+            }
+            Verdict::Done(session, outcome.status)
+        }
         Ok(s) => Verdict::HandBack(format!(
             "session {session} ended {} but the store holds it as {}",
             outcome.status, s.status
         )),
         Err(e) => Verdict::HandBack(format!("session {session}: the store cannot be read: {e}")),
+    }
+}
+
+/// With `artifacts.url` set, store a completed run's output at `runs/<session id>/output.json` (as
+/// `rvbbit run` does); a store that fails hands the job back, so the output is stored on a later delivery.
+async fn store_output(
+    ctx: &Context,
+    session: &SessionId,
+    output: Option<&serde_json::Value>,
+) -> Result<(), String> {
+    if ctx.config.artifacts.url.is_none() {
+        return Ok(());
+    }
+    let artifacts = crate::commands::registry::open(&ctx.config)
+        .map_err(|_| format!("session {session}: the artifact store (`artifacts.url`) cannot be opened"))?;
+    let output = output.cloned().unwrap_or(serde_json::Value::Null);
+    match artifacts.put_output(session.as_str(), &output).await {
+        Ok(at) => {
+            tracing::info!(session_id = %session, at = %at, "Output stored as an artifact.");
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "session {session}: its output was not stored as an artifact: [{}] {e}",
+            e.code().code
+        )),
     }
 }
 
