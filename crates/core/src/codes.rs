@@ -714,6 +714,11 @@ codes! {
         "`--budget-dollars` would have been exceeded by starting this input, so it was not started (`skipped`). A new input starts only when the cost so far, plus the most any input has cost, for each input in flight and the new one, fits the budget; the first input runs alone so that its cost is known.",
         ["A budget smaller than the inputs need.", "Inputs that cost more than the first ones."],
         "Raise `--budget-dollars`, or run the same batch command again later: completed inputs come from the cache at $0 and only the skipped and failed ones run.";
+    /// A recorded batch cannot be used as asked.
+    B_UNKNOWN = "RVB-B006", Configuration, "Batch not usable",
+        "`rvbbit batch status` or `rvbbit batch retry` named a batch the store does not hold, or one that cannot be retried: it is still running (or was killed before it ended), or its record lacks its cascade or inputs.",
+        ["A mistyped batch id, or one recorded in another store (`store.url`).", "A batch pruned by `rvbbit db prune`.", "Retrying a batch that has not ended."],
+        "List the batches with `rvbbit batch list`; wait for a running batch to end, or start it again with `rvbbit batch CASCADE --inputs …`.";
 
     // ---- Waiting (exit 10) ---------------------------------------------------------------------------
     /// The run waits for a human.
@@ -841,7 +846,7 @@ mod tests {
                 // inputs are configuration and validation errors like any other.
                 b'B' => match code.code {
                     "RVB-B002" => ExitClass::BatchFailed,
-                    "RVB-B003" => ExitClass::Configuration,
+                    "RVB-B003" | "RVB-B006" => ExitClass::Configuration,
                     "RVB-B004" => ExitClass::Validation,
                     _ => ExitClass::BatchPartial,
                 },

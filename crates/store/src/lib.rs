@@ -31,6 +31,7 @@
 
 #[cfg(feature = "artifacts")]
 pub mod artifacts;
+pub mod batches;
 #[cfg(feature = "clickhouse")]
 pub mod clickhouse;
 pub mod copy;
@@ -52,6 +53,7 @@ mod writer;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use batches::{BatchRecord, BatchStore};
 pub use copy::{CopyReport, copy_all};
 pub use error::{Error, Result};
 pub use heartbeat::Heartbeat;

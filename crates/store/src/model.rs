@@ -490,6 +490,9 @@ pub struct Prune {
     /// Worker heartbeat rows (of `rvbbit worker` processes) last seen before the cutoff.
     #[serde(default)]
     pub workers: u64,
+    /// Batch records (`rvbbit batch`) no longer running, last changed before the cutoff.
+    #[serde(default)]
+    pub batches: u64,
 }
 
 /// An API key of the HTTP door. Only a SHA-256 hash of the secret is kept; the secret itself is shown

@@ -303,6 +303,7 @@ pub trait Store:
     + ApiKeyStore
     + crate::JournalStore
     + crate::WorkerStore
+    + crate::BatchStore
 {
     /// The store's URL (for messages).
     fn url(&self) -> &str;

@@ -161,7 +161,7 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
                     }))?,
                     Format::Text => output::stdout(&format!(
                         "{} {} session(s), {} event(s), {} checkpoint(s), {} signal(s), {} expired cache \
-                         entr(ies), {} journal record(s), {} worker record(s); store {} bytes (was {})\n",
+                         entr(ies), {} journal record(s), {} worker record(s), {} batch record(s); store {} bytes (was {})\n",
                         if *dry_run { "would delete" } else { "deleted" },
                         pruned.sessions,
                         pruned.events,
@@ -170,6 +170,7 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
                         pruned.cache_entries,
                         pruned.journal,
                         pruned.workers,
+                        pruned.batches,
                         after.unwrap_or(0),
                         before.unwrap_or(0),
                     ))?,

@@ -428,3 +428,128 @@ fn the_progress_bar_shows_in_a_real_terminal() {
     assert!(screen.contains("EXIT=0"), "{screen}");
     assert!(screen.contains("12 inputs, 12 completed"), "{screen}");
 }
+
+/// Fails on inputs whose content says "bad".
+const PICKY: &str = r#"cascade_id: picky
+cells:
+  - name: check
+    tool: python_data
+    inputs:
+      code: |
+        if "bad" in input["content"]:
+            raise ValueError("refused")
+        result = "ok"
+"#;
+
+#[test]
+fn batches_are_listed_and_retry_failed_only_reruns_exactly_the_failed_inputs() {
+    let dir = TempDir::new().unwrap();
+    let cascade = write(dir.path(), "picky.yaml", PICKY);
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    for (name, body) in [
+        ("a", "fine"),
+        ("b", "fine"),
+        ("c", "bad"),
+        ("d", "bad"),
+        ("e", "fine"),
+    ] {
+        write(&dir.path().join("in"), &format!("{name}.txt"), body);
+    }
+    let (out, first) = batch(dir.path(), &[&cascade, "--inputs", "in/*.txt"]);
+    assert_eq!(out.status.code(), Some(11), "{}", text(&out));
+    let id = first["batch_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (first["completed"].clone(), first["failed"].clone()),
+        (3.into(), 2.into())
+    );
+    let before = sessions_in_store(dir.path());
+
+    let listed = rvbbit(dir.path())
+        .args(["--output", "json", "batch", "list"])
+        .output()
+        .unwrap();
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed["batches"][0]["batch_id"], id.as_str(), "{listed}");
+    assert_eq!(listed["batches"][0]["status"], "partial", "{listed}");
+    let shown = rvbbit(dir.path())
+        .args(["batch", "status", &id])
+        .output()
+        .unwrap();
+    let t = text(&shown);
+    assert_eq!(shown.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("5 inputs: 3 completed, 0 cached, 2 failed, 0 skipped"),
+        "{t}"
+    );
+    assert!(
+        t.contains("c ") && t.contains("d ") && t.contains("failed"),
+        "{t}"
+    );
+
+    // Fix one of the two; the retry runs exactly the two failed inputs, as a new batch.
+    write(&dir.path().join("in"), "c.txt", "fine now");
+    let (out, retry) = batch(dir.path(), &["retry", &id, "--failed-only"]);
+    assert_eq!(out.status.code(), Some(11), "{}", text(&out));
+    let names: Vec<&str> = retry["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["c", "d"], "{retry}");
+    assert_eq!(
+        (retry["completed"].clone(), retry["failed"].clone()),
+        (1.into(), 1.into())
+    );
+    assert_eq!(sessions_in_store(dir.path()), before + 2, "two runs, no more");
+    assert!(dir.path().join("outputs/c/output.json").is_file());
+    assert!(
+        !dir.path().join("outputs/c/error.json").exists(),
+        "the stale error is gone"
+    );
+    let retry_id = retry["batch_id"].as_str().unwrap();
+    let status = rvbbit(dir.path())
+        .args(["--output", "json", "batch", "status", retry_id])
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["batch"]["retry_of"], id.as_str(), "{status}");
+
+    // A whole retry runs every input again: the four completed ones (c by the
+    // first retry) come from the cache.
+    let (out, all) = batch(dir.path(), &["retry", &id]);
+    assert_eq!(out.status.code(), Some(11), "{}", text(&out));
+    assert_eq!(
+        (
+            all["cached"].clone(),
+            all["completed"].clone(),
+            all["failed"].clone()
+        ),
+        (4.into(), 0.into(), 1.into()),
+        "{all}"
+    );
+
+    // An unknown batch, and nothing to retry, are coded errors.
+    let unknown = rvbbit(dir.path())
+        .args(["batch", "status", "no-such-batch"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(6), "{}", text(&unknown));
+    assert!(text(&unknown).contains("RVB-B006"), "{}", text(&unknown));
+    write(&dir.path().join("in"), "d.txt", "fine too");
+    let (out, _) = batch(dir.path(), &["retry", retry_id, "--failed-only"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let last = rvbbit(dir.path())
+        .args(["--output", "json", "batch", "list", "--limit", "1"])
+        .output()
+        .unwrap();
+    let last: Value = serde_json::from_slice(&last.stdout).unwrap();
+    let newest = last["batches"][0]["batch_id"].as_str().unwrap().to_owned();
+    let (out, _) = batch(dir.path(), &["retry", &newest, "--failed-only"]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    assert!(
+        text(&out).contains("no failed or skipped input"),
+        "{}",
+        text(&out)
+    );
+}

@@ -615,9 +615,10 @@ fn a_worker_stores_completed_outputs_as_artifacts() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let listing = walk(&artifacts);
-    let kept: Value = serde_json::from_slice(&std::fs::read(&stored).unwrap_or_else(|e| {
-        panic!("{}: {e}; the artifact store holds {listing:?}", stored.display())
-    }))
+    let kept: Value = serde_json::from_slice(
+        &std::fs::read(&stored)
+            .unwrap_or_else(|e| panic!("{}: {e}; the artifact store holds {listing:?}", stored.display())),
+    )
     .unwrap();
     assert_eq!(kept, doc["output"], "the artifact is the run's final output");
     assert!(kept.to_string().contains("KEPT v1"), "{kept}");

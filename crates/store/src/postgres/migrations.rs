@@ -190,6 +190,22 @@ CREATE TABLE workers (
 CREATE INDEX workers_heartbeat ON workers (heartbeat_at_us);
 "#,
     },
+    Migration {
+        version: 4,
+        name: "batches",
+        // Records of `rvbbit batch` runs (crate::batches).
+        sql: r#"
+CREATE TABLE batches (
+    batch_id TEXT PRIMARY KEY,
+    cascade_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at_us BIGINT NOT NULL,
+    updated_at_us BIGINT NOT NULL,
+    body JSONB NOT NULL
+);
+CREATE INDEX batches_started ON batches (started_at_us);
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -12,6 +12,7 @@
 //! a server that cannot be reached, or refuses the credentials, as [`Error::Unavailable`]. URLs in
 //! messages have their password masked.
 
+mod batches;
 mod checkpoints;
 mod events;
 mod journal;
@@ -52,6 +53,7 @@ const TABLES: &[&str] = &[
     "journal",
     "effects",
     "workers",
+    "batches",
 ];
 
 /// Connections a process keeps to the server at most.
@@ -360,6 +362,7 @@ impl Store for PostgresStore {
         let old_journal = "FROM journal WHERE created_at_us < $1";
         let old_effects = "FROM effects WHERE started_at_us < $1";
         let old_workers = "FROM workers WHERE heartbeat_at_us < $1";
+        let old_batches = "FROM batches WHERE status <> 'running' AND updated_at_us < $1";
         let expired = "FROM result_cache WHERE expires_at_us IS NOT NULL AND expires_at_us <= $1";
         let counted = |sql: String, at: i64| {
             let tx = &tx;
@@ -380,6 +383,7 @@ impl Store for PostgresStore {
             cache_entries: counted(expired.to_owned(), now.micros()).await?,
             journal: counted(old_journal.to_owned(), t).await? + counted(old_effects.to_owned(), t).await?,
             workers: counted(old_workers.to_owned(), t).await?,
+            batches: counted(old_batches.to_owned(), t).await?,
         };
         if dry_run {
             return Ok(report);
@@ -395,6 +399,7 @@ impl Store for PostgresStore {
             (format!("DELETE {old_journal}"), t),
             (format!("DELETE {old_effects}"), t),
             (format!("DELETE {old_workers}"), t),
+            (format!("DELETE {old_batches}"), t),
         ] {
             tx.execute(&sql, &[&at]).await.map_err(|e| self.fail(action, e))?;
         }

@@ -203,6 +203,22 @@ CREATE TABLE workers (
 CREATE INDEX workers_heartbeat ON workers (heartbeat_at_us);
 "#,
     },
+    Migration {
+        version: 7,
+        name: "batches",
+        // Records of `rvbbit batch` runs (crate::batches).
+        sql: r#"
+CREATE TABLE batches (
+    batch_id TEXT PRIMARY KEY,
+    cascade_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at_us INTEGER NOT NULL,
+    updated_at_us INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX batches_started ON batches (started_at_us);
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -307,6 +323,7 @@ mod tests {
             "0004_api_keys".to_owned(),
             "0005_journal".to_owned(),
             "0006_workers".to_owned(),
+            "0007_batches".to_owned(),
         ];
         assert_eq!(pending(1), expected);
         let applied = apply(&mut c, "sqlite://mem").map_err(|_| "apply failed").unwrap();

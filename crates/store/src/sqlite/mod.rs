@@ -6,6 +6,7 @@
 //! failing when upgrading a read lock. A lock held longer than `busy_timeout` surfaces as
 //! [`Error::Busy`], which callers may retry.
 
+mod batches;
 mod checkpoints;
 mod events;
 mod journal;
@@ -417,6 +418,7 @@ impl Store for SqliteStore {
                 "journal",
                 "effects",
                 "workers",
+                "batches",
             ] {
                 let path = dir.join(format!("{table}.jsonl"));
                 let file_err = |source| Error::File {

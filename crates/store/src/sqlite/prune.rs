@@ -18,6 +18,7 @@ const OLD_SIGNALS: &str = "FROM signals WHERE status <> 'waiting' AND created_at
 const OLD_JOURNAL: &str = "FROM journal WHERE created_at_us < ?1";
 const OLD_EFFECTS: &str = "FROM effects WHERE started_at_us < ?1";
 const OLD_WORKERS: &str = "FROM workers WHERE heartbeat_at_us < ?1";
+const OLD_BATCHES: &str = "FROM batches WHERE status <> 'running' AND updated_at_us < ?1";
 const EXPIRED_CACHE: &str = "FROM result_cache WHERE expires_at_us IS NOT NULL AND expires_at_us <= ?1";
 
 /// Delete (or with `dry_run` count) what is older than `before`; see [`crate::Store::prune`].
@@ -42,6 +43,7 @@ pub(crate) fn prune(
         cache_entries: count(EXPIRED_CACHE, now.micros())?,
         journal: count(OLD_JOURNAL, t)? + count(OLD_EFFECTS, t)?,
         workers: count(OLD_WORKERS, t)?,
+        batches: count(OLD_BATCHES, t)?,
     };
     if dry_run {
         return Ok(report);
@@ -65,6 +67,7 @@ pub(crate) fn prune(
     tx.execute(&format!("DELETE {OLD_JOURNAL}"), params![t])?;
     tx.execute(&format!("DELETE {OLD_EFFECTS}"), params![t])?;
     tx.execute(&format!("DELETE {OLD_WORKERS}"), params![t])?;
+    tx.execute(&format!("DELETE {OLD_BATCHES}"), params![t])?;
     tx.commit()?;
     Ok(report)
 }

@@ -13,8 +13,8 @@ use serde_json::json;
 
 use crate::events;
 pub use crate::journal::{
-    concurrent_effect_claims_let_exactly_one_go_first, journal_steps_are_compare_and_set_per_run,
-    worker_heartbeats_are_one_row_per_worker,
+    batch_records_round_trip_and_list_newest_first, concurrent_effect_claims_let_exactly_one_go_first,
+    journal_steps_are_compare_and_set_per_run, worker_heartbeats_are_one_row_per_worker,
 };
 
 /// Generate one `#[tokio::test]` per conformance check for a backend. `$fresh` is an async fn
@@ -52,6 +52,7 @@ macro_rules! store_conformance {
             check!(journal_steps_are_compare_and_set_per_run);
             check!(concurrent_effect_claims_let_exactly_one_go_first);
             check!(worker_heartbeats_are_one_row_per_worker);
+            check!(batch_records_round_trip_and_list_newest_first);
         }
     };
 }

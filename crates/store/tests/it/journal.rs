@@ -183,3 +183,35 @@ pub async fn worker_heartbeats_are_one_row_per_worker(store: Arc<dyn Store>, _ur
         .collect();
     assert_eq!(left, ["worker-h-1"]);
 }
+
+/// A batch record is one row per id, replaced by each put; the list is newest first without bodies;
+/// an unknown id is not found; prune keeps running batches and removes finished old ones.
+pub async fn batch_records_round_trip_and_list_newest_first(store: Arc<dyn Store>, _url: &str) {
+    use rvbbit_store::BatchRecord;
+    let mut first = BatchRecord::start("b-1", "flow", json!({"inputs": "in/*.txt", "results": []}));
+    first.started_at = Timestamp::from_micros(first.started_at.micros() - 5_000_000);
+    store.batch_put(&first).await.unwrap();
+    let second = BatchRecord::start("b-2", "flow", json!({"inputs": "rows.jsonl"}));
+    store.batch_put(&second).await.unwrap();
+    first.status = "partial".into();
+    first.body = json!({"inputs": "in/*.txt", "results": [{"name": "a", "status": "failed"}]});
+    store.batch_put(&first).await.unwrap();
+    assert_eq!(store.batch("b-1").await.unwrap(), first);
+    let listed = store.batches(10).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|b| b.batch_id.as_str()).collect();
+    assert_eq!(ids, ["b-2", "b-1"]);
+    assert_eq!(listed[1].status, "partial");
+    assert_eq!(listed[1].body, serde_json::Value::Null, "lists leave bodies out");
+    assert_eq!(store.batches(1).await.unwrap().len(), 1);
+    match store.batch("b-9").await {
+        Err(rvbbit_store::Error::NotFound { what, .. }) => assert_eq!(what, "batch"),
+        other => panic!("an unknown batch is not found, got {other:?}"),
+    }
+    let later = Timestamp::from_micros(Timestamp::now().micros() + 1_000_000);
+    let pruned = store.prune(later, later, false).await.unwrap();
+    assert_eq!(
+        pruned.batches, 1,
+        "the finished batch goes, the running one stays"
+    );
+    assert_eq!(store.batches(10).await.unwrap()[0].batch_id, "b-2");
+}

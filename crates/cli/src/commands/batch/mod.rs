@@ -4,6 +4,8 @@
 //! "all completed" (0), "some failed" (11, RVB-B001) and "all failed" (12, RVB-B002). See docs/batch.md.
 
 mod inputs;
+mod manage;
+mod record;
 mod report;
 
 use std::path::PathBuf;
@@ -29,14 +31,15 @@ const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Arguments of `rvbbit batch`.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub(crate) struct Args {
     /// The cascade file, validated once before any input runs (errors exit 1).
-    #[arg(value_name = "CASCADE")]
-    cascade: PathBuf,
+    #[arg(value_name = "CASCADE", required = true)]
+    cascade: Option<PathBuf>,
     /// The inputs: a glob of files (quote it), a .jsonl file (one JSON object per line) or a .csv file
     /// with a header row.
-    #[arg(long, value_name = "GLOB|FILE.jsonl|FILE.csv")]
-    inputs: String,
+    #[arg(long, value_name = "GLOB|FILE.jsonl|FILE.csv", required = true)]
+    inputs: Option<String>,
     /// Inputs run at once (default `batch.parallel`: the number of CPUs; at most `batch.max_parallel`).
     #[arg(long, value_name = "N")]
     parallel: Option<u32>,
@@ -61,6 +64,14 @@ pub(crate) struct Args {
     /// Run every input again and replace its cached result.
     #[arg(long)]
     refresh: bool,
+    #[command(subcommand)]
+    action: Option<manage::Action>,
+    /// Only the inputs of these names (a retry of failed ones).
+    #[arg(skip)]
+    only: Option<std::collections::BTreeSet<String>>,
+    /// The batch this one retries.
+    #[arg(skip)]
+    retry_of: Option<String>,
 }
 
 /// What became of one input.
@@ -84,18 +95,29 @@ pub(super) struct Done {
 }
 
 pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
+    if let Some(action) = &args.action {
+        return manage::run(cli, action, out);
+    }
+    // clap requires both without a subcommand.
+    let (Some(cascade_path), Some(inputs_spec)) = (&args.cascade, &args.inputs) else {
+        return Err(usage(
+            codes::C_USAGE,
+            "`rvbbit batch` needs a CASCADE and `--inputs`".into(),
+            "for example `rvbbit batch flow.yaml --inputs 'docs/*.txt'`",
+        ));
+    };
     let mut config = load_config(cli, out)?.config;
     config.batch.max_parallel = config.batch.max_parallel.max(1);
-    let registry = super::run::run_registry(&args.cascade, &config);
+    let registry = super::run::run_registry(cascade_path, &config);
     let report =
-        super::run::validate_for_run(load_file_with(&args.cascade, &config.limits), &registry, &config);
+        super::run::validate_for_run(load_file_with(cascade_path, &config.limits), &registry, &config);
     if report.counts().0 > 0 {
         return super::run::invalid(&report, out);
     }
     let Some(cascade) = report.loaded.document.as_ref().and_then(|d| d.cascade().cloned()) else {
         return Err(usage(
             codes::V_SHAPE,
-            format!("{} is a tool definition, not a cascade", args.cascade.display()),
+            format!("{} is a tool definition, not a cascade", cascade_path.display()),
             "pass a cascade file (with `cascade_id` and `cells`)",
         ));
     };
@@ -116,7 +138,17 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         None => None,
     };
     let meta = super::submit::parse_meta(&args.meta)?;
-    let inputs = inputs::collect(&args.inputs, &config.batch)?;
+    let mut inputs = inputs::collect(inputs_spec, &config.batch)?;
+    if let Some(only) = &args.only {
+        inputs.retain(|i| only.contains(&i.name));
+        if inputs.is_empty() {
+            return Err(usage(
+                codes::B_NO_INPUTS,
+                format!("none of the inputs to retry is in `{inputs_spec}` any more"),
+                "run the batch again with `rvbbit batch CASCADE --inputs …`",
+            ));
+        }
+    }
     let parallel = match args.parallel.unwrap_or(config.batch.parallel) {
         0 => std::thread::available_parallelism().map_or(2, |n| u32::try_from(n.get()).unwrap_or(2)),
         n => n,
@@ -128,7 +160,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
     let plan = Arc::new(Plan {
         cascade: Arc::new(cascade),
         text,
-        file: args.cascade.clone(),
+        file: cascade_path.clone(),
         caller,
         batch_id,
         meta: serde_json::to_value(meta).unwrap_or(Value::Null),
@@ -154,6 +186,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         }
         let started = Instant::now();
         let outputs = report::Outputs::new(&args.output_dir, args.flat)?;
+        let mut record = record::Record::start(store.clone(), &plan, args, parallel, inputs.len()).await?;
         let progress = report::Progress::start(out, &plan.batch_id, inputs.len());
         let mut signals = super::storage::Signals::install()?;
         let cancel = CancellationToken::new();
@@ -183,6 +216,13 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             verdict.as_ref(),
             out,
         )?;
+        let status = match (&caught, verdict.as_ref().map(|c| c.code)) {
+            (Some(_), _) => "interrupted",
+            (None, None) => "completed",
+            (None, Some(c)) if c == codes::B_ALL_FAILED => "failed",
+            (None, Some(_)) => "partial",
+        };
+        record.finish(status, &done, started.elapsed()).await?;
         if let Some(s) = caught {
             return Ok(s.exit_code());
         }
@@ -547,7 +587,7 @@ fn verdict(done: &[Done]) -> Option<Coded> {
     })
 }
 
-fn usage(code: &'static rvbbit_core::ErrorCode, message: String, hint: &str) -> Failure {
+pub(super) fn usage(code: &'static rvbbit_core::ErrorCode, message: String, hint: &str) -> Failure {
     Failure::Coded(Coded {
         code,
         message,
