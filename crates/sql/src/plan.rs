@@ -21,8 +21,8 @@ use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::options::RvbbitOptions;
 use crate::semantic::{
-    Ask, Dimensions, Lookup, Operators, SemanticDialect, Stages, dimension_sites, resolve_dimension,
-    rewrite_aggregates,
+    Ask, Callables, Dimensions, Lookup, Operators, SemanticDialect, Stages, dimension_sites,
+    resolve_dimension, rewrite_aggregates,
 };
 use crate::shared::Shared;
 
@@ -39,6 +39,8 @@ pub(crate) struct Planner<'a> {
     pub(crate) dimensions: &'a Arc<Dimensions>,
     /// The session's pipeline stages (`… THEN FILTER 'x'`).
     pub(crate) stages: &'a Arc<Stages>,
+    /// The session's semantic functions by name (`-- @` annotations).
+    pub(crate) callables: &'a Arc<Callables>,
 }
 
 impl Planner<'_> {
@@ -138,6 +140,20 @@ impl Planner<'_> {
         self.collect_aggregate_arguments(&mut statement);
         let operators = self.operators.clone();
         crate::semantic::threshold_scores(&mut statement, &|name| operators.is_score(name));
+        let annotated = {
+            let (dialect, _) = self.dialect()?;
+            self.callables
+                .annotate(self.ctx, &mut statement, sql, dialect.as_ref())
+        };
+        let annotated = match annotated {
+            Ok(names) => names,
+            Err(e) => {
+                for name in lookups {
+                    self.ctx.deregister_udf(&name);
+                }
+                return Err(e);
+            }
+        };
         let plan = self
             .ctx
             .state()
@@ -145,8 +161,8 @@ impl Planner<'_> {
             .await
             .map_err(Error::from_datafusion);
         // The plan holds the lookups it uses; the session's catalog keeps none.
-        for name in lookups {
-            self.ctx.deregister_udf(&name);
+        for name in lookups.iter().chain(&annotated) {
+            self.ctx.deregister_udf(name);
         }
         let plan = plan?;
         sources.check_plan(&plan)?;

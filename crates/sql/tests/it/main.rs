@@ -16,6 +16,7 @@ mod limits;
 mod magic;
 mod map;
 mod semantic;
+mod semantic_annotate;
 mod semantic_batch;
 mod semantic_dimension;
 mod semantic_embed;
