@@ -98,11 +98,14 @@ impl Planner<'_> {
         let limits = self.limits();
         let desugared = crate::semantic::desugar(sql)?;
         let sql = desugared.as_deref().unwrap_or(sql);
-        let mut statements = {
+        let (mut statements, annotation_lines) = {
             // The dialect is not `Send`: it is gone before the first await.
             let (dialect, recursion) = self.dialect()?;
             limits.check_text(sql, dialect.as_ref(), recursion)?;
-            DFParserBuilder::new(sql)
+            // `-- @` lines are checked against their limits before anything is asked (DIMENSION
+            // calls ask while planning).
+            let annotation_lines = self.callables.lines(self.ctx, sql, dialect.as_ref())?;
+            let statements = DFParserBuilder::new(sql)
                 .with_dialect(dialect.as_ref())
                 .with_recursion_limit(recursion)
                 .build()
@@ -112,7 +115,8 @@ impl Planner<'_> {
                         limits.parser_too_deep(recursion)
                     }
                     other => Error::from_datafusion(other),
-                })?
+                })?;
+            (statements, annotation_lines)
         };
         // Every statement is checked (and a deep one taken apart) before any is dropped.
         let mut checked = Ok(());
@@ -140,12 +144,10 @@ impl Planner<'_> {
         self.collect_aggregate_arguments(&mut statement);
         let operators = self.operators.clone();
         crate::semantic::threshold_scores(&mut statement, &|name| operators.is_score(name));
-        let annotated = {
-            let (dialect, _) = self.dialect()?;
-            self.callables
-                .annotate(self.ctx, &mut statement, sql, dialect.as_ref())
-        };
-        let annotated = match annotated {
+        let annotated = match self
+            .callables
+            .annotate(self.ctx, &mut statement, &annotation_lines)
+        {
             Ok(names) => names,
             Err(e) => {
                 for name in lookups {

@@ -148,9 +148,9 @@ pub(crate) struct Line {
     pub(crate) text: String,
 }
 
-/// The `-- @` lines of `sql`, checked against the limits (`max_count` lines, `max_bytes` each).
-/// A text that does not tokenize has none (the parser reports it).
-/// Errors: over a limit (RVB-Q007).
+/// The `-- @` lines of `sql`, checked against the limits (`max_count` lines, `max_bytes` each) and
+/// their option values. A text that does not tokenize has none (the parser reports it).
+/// Errors: over a limit (RVB-Q007); a bad value of a known key (RVB-Q004).
 pub(crate) fn lines(
     sql: &str,
     dialect: &dyn Dialect,
@@ -196,6 +196,12 @@ pub(crate) fn lines(
                 ),
             });
         }
+        // A bad value of a known key fails here, before anything is planned or asked.
+        if let Some((key, value)) = key_value(text)
+            && KEYS.contains(&key.as_str())
+        {
+            Overrides::default().set(&key, value, token.span.start.line)?;
+        }
         out.push(Line {
             at: token.span.start,
             text: text.to_owned(),
@@ -207,6 +213,7 @@ pub(crate) fn lines(
 /// Whether `sql` has a `-- @` annotation line (the wire sends such a statement to the session as
 /// written, since rendering its parsed tree would drop the comments).
 pub(crate) fn present(sql: &str, dialect: &dyn Dialect) -> bool {
+    // A line with a bad value is one too (the session reports it).
     lines(sql, dialect, usize::MAX, usize::MAX).map_or(true, |l| !l.is_empty())
 }
 

@@ -97,18 +97,14 @@ impl Callables {
         }
     }
 
-    /// Apply the `-- @` annotations of `sql` (the text `statement` was parsed from, with `dialect`) to
-    /// the semantic calls of `statement`: each annotated call is renamed `name@k` and registered in
-    /// `ctx` as a function of its own. Returns the names registered (to remove once planned); notices go
-    /// to the statement. Errors: over `rvbbit.max_annotations`/`max_annotation_bytes` (RVB-Q007), a
-    /// bad option value (RVB-Q004).
-    pub(crate) fn annotate(
+    /// The `-- @` lines of `sql` (parsed with `dialect`), checked against `rvbbit.max_annotations` and
+    /// `rvbbit.max_annotation_bytes`. Errors: over a limit (RVB-Q007).
+    pub(crate) fn lines(
         &self,
         ctx: &SessionContext,
-        statement: &mut datafusion::sql::parser::Statement,
         sql: &str,
         dialect: &dyn datafusion::sql::sqlparser::dialect::Dialect,
-    ) -> crate::error::Result<Vec<String>> {
+    ) -> crate::error::Result<Vec<annotate::Line>> {
         let options = ctx
             .state()
             .config()
@@ -117,12 +113,24 @@ impl Callables {
             .get::<crate::options::RvbbitOptions>()
             .cloned()
             .unwrap_or_default();
-        let lines = annotate::lines(
+        annotate::lines(
             sql,
             dialect,
             options.max_annotations,
             options.max_annotation_bytes,
-        )?;
+        )
+    }
+
+    /// Apply the `-- @` `lines` of a statement's text to the semantic calls of `statement` (parsed
+    /// from it): each annotated call is renamed `name@k` and registered in `ctx` as a function of its
+    /// own. Returns the names registered (to remove once planned); notices go to the statement.
+    /// Errors: a bad option value (RVB-Q004).
+    pub(crate) fn annotate(
+        &self,
+        ctx: &SessionContext,
+        statement: &mut datafusion::sql::parser::Statement,
+        lines: &[annotate::Line],
+    ) -> crate::error::Result<Vec<String>> {
         if lines.is_empty() {
             return Ok(Vec::new());
         }
@@ -134,7 +142,7 @@ impl Callables {
                     .get(name)
                     .is_some_and(|f| f.as_async().is_some())
         };
-        let (annotated, notices) = annotate::attach(statement, &lines, &is_semantic)?;
+        let (annotated, notices) = annotate::attach(statement, lines, &is_semantic)?;
         drop(state);
         let stmt = self.shared.statement();
         for notice in notices {

@@ -284,3 +284,85 @@ async fn a_cheap_model_decides_the_label_rows_it_is_sure_of_and_only_the_rest_re
         "green tea, navy cap, plain hat, red hat"
     );
 }
+
+/// Over the PostgreSQL wire, an annotated statement reaches the session as written (its parsed tree
+/// would have no comments), through the simple and the extended query protocol; an annotated
+/// AGGREGATE call asks its own model too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annotations_work_over_the_wire_and_on_aggregates() {
+    use rvbbit_sql::pgwire::{WireAuth, WireServer};
+    use tokio_postgres::{NoTls, SimpleQueryMessage};
+
+    let server = TestServer::start(Script::rule(|body: &Value| {
+        let prompt = prompt_of(body);
+        match batch_rows(&prompt) {
+            Some(rows) => {
+                let answers: Vec<(u64, Value)> = rows
+                    .iter()
+                    .map(|(id, one)| (*id, Value::Bool(colour(one))))
+                    .collect();
+                Reply::text(batch_answer(&answers))
+            }
+            None => Reply::text("a short summary"),
+        }
+    }))
+    .await;
+    let h = Harness::new(&server.base_url(), 4).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let wire = WireServer::new(
+        h.runtime.clone(),
+        WireAuth::Trust,
+        std::time::Duration::from_secs(5),
+    );
+    let serving = tokio::spawn(wire.serve(listener, async {
+        // Dropped sender or a stop signal: either way the server stops.
+        let _ = stopped.await;
+    }));
+    let config = format!("host=127.0.0.1 port={port} user=lab dbname=lab");
+    let (client, connection) = tokio_postgres::connect(&config, NoTls).await.unwrap();
+    let connection = tokio::spawn(connection);
+
+    // Extended protocol (Parse, Describe, Bind, Execute).
+    let rows = client
+        .query(
+            "SELECT x FROM (VALUES ('red hat'), ('plain hat'), ('navy cap')) AS t(x)\n\
+             WHERE -- @ model: wire/model\n x MEANS 'a colour' ORDER BY x",
+            &[],
+        )
+        .await
+        .unwrap();
+    let kept: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+    assert_eq!(kept, ["navy cap", "red hat"]);
+    // Simple protocol, an aggregate.
+    let messages = client
+        .simple_query("SELECT -- @ model: summary/model\n SUMMARIZE(x) FROM (VALUES ('a'), ('b')) AS t(x)")
+        .await
+        .unwrap();
+    let summary: Vec<String> = messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(summary, ["a short summary"]);
+    drop(client);
+    // The connection ends with the client; the server stops when told.
+    let _ = connection.await;
+    let _ = stop.send(());
+    serving.await.unwrap();
+
+    let models: Vec<String> = server
+        .bodies()
+        .iter()
+        .map(|b| b["model"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(models.contains(&"wire/model".to_owned()), "{models:?}");
+    assert!(models.contains(&"summary/model".to_owned()), "{models:?}");
+    assert!(
+        !models.contains(&"test/model".to_owned()),
+        "only annotated calls ran: {models:?}"
+    );
+}
