@@ -629,6 +629,12 @@ codes! {
         ["A generated query with hundreds of terms in one `a + b + …` or `x AND y AND …` chain.",
          "Thousands of statements sent in one message."],
         "Use `IN (…)` lists, a join against a table of values or several smaller statements; or raise the named `limits.sql_*` setting in `rvbbit.toml`.";
+    /// A statement has too many or too long `-- @` annotations.
+    Q_ANNOTATION_LIMIT = "RVB-Q007", Execution, "SQL annotation limit exceeded",
+        "The statement's `-- @` annotation lines (options and text for its semantic function calls) are over a limit: more lines than `rvbbit.max_annotations` (default 64), or one line longer than `rvbbit.max_annotation_bytes` (default 2048). Nothing was planned or asked.",
+        ["A generated statement that repeats an annotation for every row or call.",
+         "A long document pasted into a `-- @` line as the prompt's text."],
+        "Annotate fewer calls or shorten the text (put long context into a table and pass it as an argument), or raise the setting named in the message with `SET rvbbit.max_annotations = n` or `SET rvbbit.max_annotation_bytes = n`.";
 
     // ---- Configuration (exit 6) ----------------------------------------------------------------------
     /// A config file does not parse.

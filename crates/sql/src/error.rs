@@ -43,6 +43,13 @@ pub enum Error {
         /// Which limit, its setting and value.
         message: String,
     },
+    /// The statement's `-- @` annotations are over `rvbbit.max_annotations` or
+    /// `rvbbit.max_annotation_bytes` (RVB-Q007).
+    #[error("{message}")]
+    Annotation {
+        /// Which limit, its setting and value, and the line.
+        message: String,
+    },
     /// A distributed statement could not use the queue: none configured, too many rows, a row not
     /// gathered in time, the queue unreachable (RVB-S030…RVB-S033, RVB-S011; exit 5).
     #[error("{message}")]
@@ -67,6 +74,7 @@ impl Error {
             Error::Argument { .. } => codes::Q_ARGUMENT,
             Error::Refused { .. } => codes::Q_REFUSED,
             Error::Limit { .. } => codes::Q_LIMIT,
+            Error::Annotation { .. } => codes::Q_ANNOTATION_LIMIT,
             Error::Queue { code, .. } => code,
         }
     }
@@ -92,6 +100,7 @@ impl Error {
                  raise the named limit in rvbbit.toml [limits]"
                     .into()
             }
+            Error::Annotation { .. } => codes::Q_ANNOTATION_LIMIT.fix.into(),
             Error::Queue { code, .. } => code.fix.into(),
         }
     }
@@ -133,6 +142,9 @@ impl Error {
                 message: message.clone(),
             },
             Error::Limit { message } => Error::Limit {
+                message: message.clone(),
+            },
+            Error::Annotation { message } => Error::Annotation {
                 message: message.clone(),
             },
             Error::Queue { code, message } => Error::Queue {

@@ -75,9 +75,10 @@ pub(crate) fn semantic_line(
         ),
         (_, None) => "cost unknown (no earlier run of this function in the store)".to_owned(),
     };
+    let stages = e.stages.as_ref().map(|s| format!("; {s}")).unwrap_or_default();
     format!(
         "{function}: {} row(s), {} distinct, {} in the cache -> {} call(s) of up to {} row(s), about {} \
-         prompt tokens; {cost}",
+         prompt tokens; {cost}{stages}",
         e.rows,
         e.distinct,
         e.cached,
@@ -101,7 +102,13 @@ pub(crate) async fn estimate_lines(planner: &Planner<'_>, query: &str, stmt: &Ar
     if let Err(e) = ran {
         return vec![format!("rvbbit estimate not available: {e}")];
     }
-    let mut lines = Vec::new();
+    let mut lines: Vec<String> = dry
+        .annotations()
+        .and_then(|a| a.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .map(|a| format!("{}: annotated -- @ {a}", a["call"].as_str().unwrap_or_default()))
+        .collect();
     for (function, estimate) in dry.estimates() {
         let history = match &estimate.cascade {
             Some(cascade) => planner.shared.runtime.cost_history(cascade).await,

@@ -80,6 +80,10 @@ pub struct RvbbitOptions {
     /// hits and duplicate rows do not count); more fails it before any is enqueued, RVB-S031
     /// (default 10,000).
     pub distributed_max_rows: u64,
+    /// `rvbbit.max_annotations`: the most `-- @` annotation lines of one statement (default 64).
+    pub max_annotations: usize,
+    /// `rvbbit.max_annotation_bytes`: the most bytes of one `-- @` annotation line (default 2,048).
+    pub max_annotation_bytes: usize,
 }
 
 /// Rows a MAP reads from its USING query unless told otherwise (spec §4.3).
@@ -90,7 +94,22 @@ const DEFAULT_RUN_LIMIT: u64 = 10_000;
 /// The default `rvbbit.semantic_batch_size`.
 pub(crate) const DEFAULT_BATCH_SIZE: usize = 16;
 /// The largest `rvbbit.semantic_batch_size`.
-const MAX_BATCH_SIZE: usize = 1000;
+pub(crate) const MAX_BATCH_SIZE: usize = 1000;
+/// The default `rvbbit.max_annotations`.
+const DEFAULT_MAX_ANNOTATIONS: usize = 64;
+/// The default `rvbbit.max_annotation_bytes`.
+const DEFAULT_MAX_ANNOTATION_BYTES: usize = 2048;
+/// The largest `rvbbit.max_annotations` and `rvbbit.max_annotation_bytes` a session may set.
+const MAX_ANNOTATION_SETTING: usize = 65_536;
+
+fn annotation_setting(key: &str, value: &str, unit: &str) -> Result<usize> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_ANNOTATION_SETTING).contains(&n) => Ok(n),
+        _ => Err(DataFusionError::Configuration(format!(
+            "`rvbbit.{key}` cannot be '{value}'; use a whole number of {unit} from 1 to {MAX_ANNOTATION_SETTING}"
+        ))),
+    }
+}
 /// The default `rvbbit.semantic_confidence`.
 const DEFAULT_CONFIDENCE: f64 = 0.8;
 
@@ -180,6 +199,8 @@ impl Default for RvbbitOptions {
             distributed: false,
             distributed_timeout: DEFAULT_DISTRIBUTED_TIMEOUT,
             distributed_max_rows: DEFAULT_DISTRIBUTED_MAX_ROWS,
+            max_annotations: DEFAULT_MAX_ANNOTATIONS,
+            max_annotation_bytes: DEFAULT_MAX_ANNOTATION_BYTES,
         }
     }
 }
@@ -241,6 +262,8 @@ impl ExtensionOptions for RvbbitOptions {
             "distributed_timeout" => self.distributed_timeout = whole_setting(key, value, "seconds")?,
             "distributed_max_rows" => self.distributed_max_rows = whole_setting(key, value, "rows")?,
             "semantic_confidence" => self.semantic_confidence = confidence_setting(value)?,
+            "max_annotations" => self.max_annotations = annotation_setting(key, value, "lines")?,
+            "max_annotation_bytes" => self.max_annotation_bytes = annotation_setting(key, value, "bytes")?,
             "embed_model" => {
                 let model = value.trim();
                 self.embed_model = match model.to_ascii_lowercase().as_str() {
@@ -261,7 +284,8 @@ impl ExtensionOptions for RvbbitOptions {
                      `rvbbit.cache`, `rvbbit.map_default_limit`, `rvbbit.run_default_limit`, \
                      `rvbbit.semantic_context_bytes`, `rvbbit.semantic_batch_size`, `rvbbit.semantic_cheap_model`, \
                      `rvbbit.semantic_confidence`, `rvbbit.embed_model`, `rvbbit.max_calls`, `rvbbit.distributed`, \
-                     `rvbbit.distributed_timeout` and `rvbbit.distributed_max_rows`"
+                     `rvbbit.distributed_timeout`, `rvbbit.distributed_max_rows`, `rvbbit.max_annotations` and \
+                     `rvbbit.max_annotation_bytes`"
                 )));
             }
         }
@@ -303,7 +327,7 @@ impl ExtensionOptions for RvbbitOptions {
             ConfigEntry {
                 key: "rvbbit.semantic_cheap_model".into(),
                 value: self.semantic_cheap_model.clone(),
-                description: "A model asked first for BOOLEAN semantic functions; rows it is unsure of go to the function's model (default: none)",
+                description: "A model asked first for BOOLEAN and label semantic functions; rows it is unsure of go to the function's model (default: none)",
             },
             ConfigEntry {
                 key: "rvbbit.semantic_confidence".into(),
@@ -334,6 +358,16 @@ impl ExtensionOptions for RvbbitOptions {
                 key: "rvbbit.distributed_max_rows".into(),
                 value: Some(self.distributed_max_rows.to_string()),
                 description: "Most row jobs one distributed statement may enqueue (default 10000)",
+            },
+            ConfigEntry {
+                key: "rvbbit.max_annotations".into(),
+                value: Some(self.max_annotations.to_string()),
+                description: "Most `-- @` annotation lines of one statement (default 64)",
+            },
+            ConfigEntry {
+                key: "rvbbit.max_annotation_bytes".into(),
+                value: Some(self.max_annotation_bytes.to_string()),
+                description: "Most bytes of one `-- @` annotation line (default 2048)",
             },
         ]
     }

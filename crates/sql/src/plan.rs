@@ -21,8 +21,8 @@ use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::options::RvbbitOptions;
 use crate::semantic::{
-    Ask, Dimensions, Lookup, Operators, SemanticDialect, Stages, dimension_sites, resolve_dimension,
-    rewrite_aggregates,
+    Ask, Callables, Dimensions, Lookup, Operators, SemanticDialect, Stages, dimension_sites,
+    resolve_dimension, rewrite_aggregates,
 };
 use crate::shared::Shared;
 
@@ -39,6 +39,8 @@ pub(crate) struct Planner<'a> {
     pub(crate) dimensions: &'a Arc<Dimensions>,
     /// The session's pipeline stages (`… THEN FILTER 'x'`).
     pub(crate) stages: &'a Arc<Stages>,
+    /// The session's semantic functions by name (`-- @` annotations).
+    pub(crate) callables: &'a Arc<Callables>,
 }
 
 impl Planner<'_> {
@@ -96,11 +98,14 @@ impl Planner<'_> {
         let limits = self.limits();
         let desugared = crate::semantic::desugar(sql)?;
         let sql = desugared.as_deref().unwrap_or(sql);
-        let mut statements = {
+        let (mut statements, annotation_lines) = {
             // The dialect is not `Send`: it is gone before the first await.
             let (dialect, recursion) = self.dialect()?;
             limits.check_text(sql, dialect.as_ref(), recursion)?;
-            DFParserBuilder::new(sql)
+            // `-- @` lines are checked against their limits before anything is asked (DIMENSION
+            // calls ask while planning).
+            let annotation_lines = self.callables.lines(self.ctx, sql, dialect.as_ref())?;
+            let statements = DFParserBuilder::new(sql)
                 .with_dialect(dialect.as_ref())
                 .with_recursion_limit(recursion)
                 .build()
@@ -110,7 +115,8 @@ impl Planner<'_> {
                         limits.parser_too_deep(recursion)
                     }
                     other => Error::from_datafusion(other),
-                })?
+                })?;
+            (statements, annotation_lines)
         };
         // Every statement is checked (and a deep one taken apart) before any is dropped.
         let mut checked = Ok(());
@@ -138,6 +144,18 @@ impl Planner<'_> {
         self.collect_aggregate_arguments(&mut statement);
         let operators = self.operators.clone();
         crate::semantic::threshold_scores(&mut statement, &|name| operators.is_score(name));
+        let annotated = match self
+            .callables
+            .annotate(self.ctx, &mut statement, &annotation_lines)
+        {
+            Ok(names) => names,
+            Err(e) => {
+                for name in lookups {
+                    self.ctx.deregister_udf(&name);
+                }
+                return Err(e);
+            }
+        };
         let plan = self
             .ctx
             .state()
@@ -145,8 +163,8 @@ impl Planner<'_> {
             .await
             .map_err(Error::from_datafusion);
         // The plan holds the lookups it uses; the session's catalog keeps none.
-        for name in lookups {
-            self.ctx.deregister_udf(&name);
+        for name in lookups.iter().chain(&annotated) {
+            self.ctx.deregister_udf(name);
         }
         let plan = plan?;
         sources.check_plan(&plan)?;

@@ -26,7 +26,7 @@ use crate::plan::Planner;
 use crate::result::{QueryResult, StatementStats};
 use crate::run_batch::{BATCH_NAMES, RunBatch};
 use crate::runtime::{Runtime, Settings};
-use crate::semantic::{Builtins, Dimensions, Operators, Registry, Stages};
+use crate::semantic::{Builtins, Callables, Dimensions, Operators, Registry, Stages};
 use crate::shared::Shared;
 use crate::sources::{READ_FUNCTIONS, ReadFunction, SessionSchema};
 use crate::statement::Statement;
@@ -183,7 +183,7 @@ impl SqlRuntime {
                 Arc::new(ReadFunction::new(name, *format, self.runtime.sources.clone())),
             );
         }
-        let (operators, dimensions, stages) = self.semantic_functions(&ctx, &shared);
+        let (operators, dimensions, stages, callables) = self.semantic_functions(&ctx, &shared);
         // Magic tables over the store, each served by the one generic provider.
         let runtime = &self.runtime;
         let magic: [(&str, Arc<dyn TableProvider>); 6] = [
@@ -214,6 +214,7 @@ impl SqlRuntime {
             operators,
             dimensions,
             stages,
+            callables,
         }
     }
 
@@ -225,7 +226,7 @@ impl SqlRuntime {
         &self,
         ctx: &SessionContext,
         shared: &Arc<Shared>,
-    ) -> (Arc<Operators>, Arc<Dimensions>, Arc<Stages>) {
+    ) -> (Arc<Operators>, Arc<Dimensions>, Arc<Stages>, Arc<Callables>) {
         let registry = self.registry();
         let mut warnings = registry.warnings.clone();
         warnings.extend(crate::semantic::register(ctx, &registry, shared));
@@ -238,7 +239,8 @@ impl SqlRuntime {
         // A fresh name in a fresh context: registering cannot fail, and there is no earlier table.
         let _ = ctx.register_table("rvbbit_functions", Arc::new(table));
         let dimensions = Arc::new(Dimensions::of(&registry.functions));
-        (registry.operators, dimensions, stages)
+        let callables = Arc::new(Callables::new(&registry, shared));
+        (registry.operators, dimensions, stages, callables)
     }
 }
 
@@ -252,6 +254,8 @@ pub struct SqlSession {
     dimensions: Arc<Dimensions>,
     /// The pipeline stages (`… THEN FILTER 'x'`).
     stages: Arc<Stages>,
+    /// The semantic functions by name (`-- @` annotations, `pg_proc`).
+    callables: Arc<Callables>,
 }
 
 impl std::fmt::Debug for SqlSession {
@@ -276,6 +280,7 @@ impl SqlSession {
             operators: &self.operators,
             dimensions: &self.dimensions,
             stages: &self.stages,
+            callables: &self.callables,
         }
     }
 
@@ -301,6 +306,7 @@ impl SqlSession {
             operators: self.operators.clone(),
             dimensions: self.dimensions.clone(),
             stages: self.stages.clone(),
+            callables: self.callables.clone(),
         }
     }
 
@@ -317,6 +323,11 @@ impl SqlSession {
     /// The limits on client SQL of this session's runtime.
     pub(crate) fn limits(&self) -> Limits {
         self.shared.runtime.settings.limits
+    }
+
+    /// The semantic functions of this session (`pg_proc` lists them).
+    pub(crate) fn semantic_functions(&self) -> &[Arc<crate::semantic::Definition>] {
+        &self.callables.functions
     }
 
     /// The semantic operators of this session (the wire parses statements with them too).
@@ -540,6 +551,7 @@ impl SqlSession {
             "total_cost_micro_usd": stats.cost.micros(),
             "avoided_cost_micro_usd": stats.avoided_cost.micros(),
             "decided_by": stmt.decided(),
+            "annotations": stmt.annotations(),
         });
         if let Some(e) = error {
             event.error = Some(json!({"code": e.code().code, "message": e.to_string()}));

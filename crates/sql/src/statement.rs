@@ -127,6 +127,8 @@ pub(crate) struct Estimate {
     pub(crate) prompt_bytes: u64,
     /// The function's one-row cascade, for the cost history.
     pub(crate) cascade: Option<Arc<LoadedCascade>>,
+    /// How a cheap model first and the function's model split the rows, when one is set.
+    pub(crate) stages: Option<String>,
 }
 
 /// One SQL statement: its caller id, counters, memo of answers and loaded cascades.
@@ -153,6 +155,8 @@ pub(crate) struct Statement {
     estimates: Option<Mutex<std::collections::BTreeMap<String, Estimate>>>,
     /// Rows of semantic functions decided per model, when a cheap model was asked first.
     decided: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// The statement's annotated calls (`-- @`), as `sql_query_log.annotations` records them.
+    annotations: Mutex<Vec<Value>>,
     /// Cancelled when the statement is abandoned (its future dropped, as on a CancelRequest): its
     /// runs stop and are recorded as `cancelled`.
     pub(crate) cancel: CancellationToken,
@@ -179,6 +183,7 @@ impl Statement {
             budget: std::sync::OnceLock::new(),
             notes: Mutex::new(Vec::new()),
             decided: Mutex::new(std::collections::BTreeMap::new()),
+            annotations: Mutex::new(Vec::new()),
             estimates: None,
             cancel: CancellationToken::new(),
             metadata: Value::Object(serde_json::Map::new()),
@@ -274,6 +279,9 @@ impl Statement {
         if e.cascade.is_none() {
             e.cascade = more.cascade;
         }
+        if e.stages.is_none() {
+            e.stages = more.stages;
+        }
     }
 
     /// The estimates, by function name.
@@ -294,6 +302,20 @@ impl Statement {
     pub(crate) fn decided(&self) -> Option<Value> {
         let decided = self.decided.lock().unwrap_or_else(|p| p.into_inner());
         (!decided.is_empty()).then(|| serde_json::json!(*decided))
+    }
+
+    /// Record an annotated call (`-- @`): what it set, once per call name.
+    pub(crate) fn annotated(&self, described: Value) {
+        let mut annotations = self.annotations.lock().unwrap_or_else(|p| p.into_inner());
+        if !annotations.iter().any(|a| a["call"] == described["call"]) {
+            annotations.push(described);
+        }
+    }
+
+    /// The annotated calls, as a JSON array; `None` when the statement has none.
+    pub(crate) fn annotations(&self) -> Option<Value> {
+        let annotations = self.annotations.lock().unwrap_or_else(|p| p.into_inner());
+        (!annotations.is_empty()).then(|| Value::Array(annotations.clone()))
     }
 
     /// Tell the user `message` in a NOTICE when the statement ends.

@@ -193,7 +193,8 @@ pub(crate) async fn execute(
                 rvbbit_sql::Error::Invalid { .. }
                 | rvbbit_sql::Error::Argument { .. }
                 | rvbbit_sql::Error::Refused { .. }
-                | rvbbit_sql::Error::Limit { .. } => StatusCode::BAD_REQUEST,
+                | rvbbit_sql::Error::Limit { .. }
+                | rvbbit_sql::Error::Annotation { .. } => StatusCode::BAD_REQUEST,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
             (

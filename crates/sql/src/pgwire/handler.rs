@@ -42,11 +42,14 @@ pub(crate) struct Conn {
     pub(super) copy_in: copy::Pending,
     /// The open SQL cursors and the transaction block state.
     pub(super) cursors: Cursors,
+    /// The session's semantic functions as `pg_proc` lists them.
+    pub(super) procs: Vec<catalog::Proc>,
 }
 
 impl Conn {
     pub(crate) fn new(session: SqlSession, server: Arc<ServerState>) -> Conn {
         Conn {
+            procs: catalog::procs(session.semantic_functions()),
             session,
             server,
             catalog: CatalogState::default(),
@@ -78,6 +81,7 @@ impl Conn {
             database: &database,
             user: &user,
             settings: Vec::new(),
+            procs: &self.procs,
         };
         catalog::install(self.session.context(), &identity, pid).map_err(|e| {
             user_error(error(
@@ -148,6 +152,7 @@ impl Conn {
             database: &database,
             user: &user,
             settings: self.all_settings(),
+            procs: &self.procs,
         };
         catalog::refresh(self.session.context(), &self.catalog, &identity)
             .await

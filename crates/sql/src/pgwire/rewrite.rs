@@ -127,6 +127,19 @@ impl VisitorMut for CatalogRewriter {
         {
             *expr = call;
         }
+        // x::regtype[] (pgcli's argument types) → format_types(x): the type names, as PostgreSQL's
+        // regtype[] prints them
+        if let Expr::Cast {
+            expr: inner,
+            data_type,
+            ..
+        } = expr
+            && type_name(data_type) == "regtype[]"
+            && !matches!(inner.as_ref(), Expr::Value(_))
+            && let Ok(call) = parse_expr(&format!("format_types({inner})"))
+        {
+            *expr = call;
+        }
         ControlFlow::Continue(())
     }
 

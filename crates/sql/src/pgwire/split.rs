@@ -99,6 +99,9 @@ impl Checked<'_> {
                     }
                 }
                 checked.map_err(refuse)?;
+                if crate::semantic::has_annotations(sql, self.dialect) {
+                    return annotated(trimmed, statements.len());
+                }
                 Ok(statements.into_iter().map(classify).collect())
             }
             _ if is_copy_stream(trimmed) => Ok(vec![Refusal::of(error(
@@ -116,6 +119,26 @@ impl Checked<'_> {
             })]),
         }
     }
+}
+
+/// A statement with `-- @` annotations (semantic SQL): the session gets its text as written, since the
+/// parsed tree has no comments. Errors: several statements in one string (each must come alone).
+fn annotated(text: &str, statements: usize) -> Result<Vec<Kind>, ErrorInfo> {
+    if statements > 1 {
+        return Err(error(
+            state::NOT_SUPPORTED,
+            "a query string with `-- @` annotations must hold one statement",
+            "send the annotated statement on its own",
+        ));
+    }
+    Ok(vec![Kind::Sql(Sql {
+        ast: None,
+        text: text.to_owned(),
+        reads_catalog: false,
+        params: 0,
+        casts: BTreeMap::new(),
+        calls_settings: false,
+    })])
 }
 
 /// A DECLARE of `header` over the statements its query text parsed into: one query (SELECT, VALUES,

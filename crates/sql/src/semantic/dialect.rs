@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
     DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
-    FunctionArguments, Ident, ObjectName, UnaryOperator,
+    FunctionArguments, Ident, ObjectName, ObjectNamePart, UnaryOperator,
 };
 use datafusion::sql::sqlparser::dialect::{Dialect, Precedence};
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -178,6 +178,8 @@ impl SemanticDialect {
         let Some((op, negated)) = self.next_operator(parser) else {
             return self.inner.parse_infix(parser, expr, precedence);
         };
+        // The call's name carries the operator's position (a `-- @` annotation before it applies).
+        let at = parser.peek_token_ref().span;
         for _ in 0..op.keywords.len() + usize::from(negated) {
             parser.next_token();
         }
@@ -191,7 +193,12 @@ impl SemanticDialect {
         // Placeholders in template order, put at their argument positions.
         let mut placed: Vec<(usize, Expr)> = op.positions.iter().copied().zip(operands).collect();
         placed.sort_by_key(|(position, _)| *position);
-        let call = call(&op.function, placed.into_iter().map(|(_, e)| e).collect());
+        let mut call = call(&op.function, placed.into_iter().map(|(_, e)| e).collect());
+        if let Expr::Function(f) = &mut call
+            && let Some(ObjectNamePart::Identifier(ident)) = f.name.0.first_mut()
+        {
+            ident.span = at;
+        }
         Some(Ok(if negated {
             Expr::UnaryOp {
                 op: UnaryOperator::Not,

@@ -21,10 +21,13 @@
 //!   functions' `THEN …` templates and the relational stages (SAMPLE, TOP, STATS, PASS);
 //! - `desugar.rs`: `SEMANTIC JOIN` and `SELECT SEMANTIC DISTINCT`, written out on the tokens
 //!   (`tokens.rs`: the top-level `THEN`s both find).
+//! - `annotate.rs`: `-- @` annotation lines (model, cheap model, batch size, text) for the next semantic
+//!   call, which is planned as a function of its own (`name@k`) with them ([`Callables::annotate`]).
 //! - `embed/`: embeddings (`a SIMILAR_TO b`, `rvbbit_embed`, `VECTOR_SEARCH`), native functions over the
 //!   provider's `/embeddings` endpoint with the result cache.
 
 mod aggregate;
+mod annotate;
 mod batch;
 mod builtin;
 mod chunk;
@@ -49,6 +52,7 @@ use datafusion::logical_expr::async_udf::AsyncScalarUDF;
 use datafusion::prelude::SessionContext;
 use rvbbit_cascade::model::SqlShape;
 
+pub(crate) use annotate::present as has_annotations;
 pub(crate) use desugar::desugar;
 pub(crate) use dialect::{Operators, SemanticDialect};
 pub(crate) use dimension::{
@@ -67,6 +71,102 @@ pub(crate) use test_cases::cases as test_cases;
 pub use test_cases::{CaseResult, CaseStatus, check as check_expectation};
 
 use crate::shared::Shared;
+
+/// The session's semantic functions by every name they are called by, for `-- @` annotations and
+/// `pg_proc`.
+#[derive(Debug)]
+pub(crate) struct Callables {
+    by_name: std::collections::BTreeMap<String, Arc<Definition>>,
+    /// The functions, each once, in name order.
+    pub(crate) functions: Vec<Arc<Definition>>,
+    shared: Arc<Shared>,
+}
+
+impl Callables {
+    /// The functions of `registry`, registered for `shared`'s session.
+    pub(crate) fn new(registry: &Registry, shared: &Arc<Shared>) -> Callables {
+        let by_name = registry
+            .functions
+            .iter()
+            .flat_map(|d| d.call_names().into_iter().map(move |n| (n, d.clone())))
+            .collect();
+        Callables {
+            by_name,
+            functions: registry.functions.clone(),
+            shared: shared.clone(),
+        }
+    }
+
+    /// The `-- @` lines of `sql` (parsed with `dialect`), checked against `rvbbit.max_annotations` and
+    /// `rvbbit.max_annotation_bytes`. Errors: over a limit (RVB-Q007).
+    pub(crate) fn lines(
+        &self,
+        ctx: &SessionContext,
+        sql: &str,
+        dialect: &dyn datafusion::sql::sqlparser::dialect::Dialect,
+    ) -> crate::error::Result<Vec<annotate::Line>> {
+        let options = ctx
+            .state()
+            .config()
+            .options()
+            .extensions
+            .get::<crate::options::RvbbitOptions>()
+            .cloned()
+            .unwrap_or_default();
+        annotate::lines(
+            sql,
+            dialect,
+            options.max_annotations,
+            options.max_annotation_bytes,
+        )
+    }
+
+    /// Apply the `-- @` `lines` of a statement's text to the semantic calls of `statement` (parsed
+    /// from it): each annotated call is renamed `name@k` and registered in `ctx` as a function of its
+    /// own. Returns the names registered (to remove once planned); notices go to the statement.
+    /// Errors: a bad option value (RVB-Q004).
+    pub(crate) fn annotate(
+        &self,
+        ctx: &SessionContext,
+        statement: &mut datafusion::sql::parser::Statement,
+        lines: &[annotate::Line],
+    ) -> crate::error::Result<Vec<String>> {
+        if lines.is_empty() {
+            return Ok(Vec::new());
+        }
+        let state = ctx.state();
+        let is_semantic = |name: &str| {
+            self.by_name.get(name).is_some_and(|d| d.takes_annotations())
+                && state
+                    .scalar_functions()
+                    .get(name)
+                    .is_some_and(|f| f.as_async().is_some())
+        };
+        let (annotated, notices) = annotate::attach(statement, lines, &is_semantic)?;
+        drop(state);
+        let stmt = self.shared.statement();
+        for notice in notices {
+            stmt.note(&notice);
+        }
+        let mut registered = Vec::new();
+        for a in annotated {
+            let Some(definition) = self.by_name.get(&a.function) else {
+                continue;
+            };
+            let derived = definition.annotated(a.overrides.model.as_deref(), &a.overrides.text());
+            stmt.annotated(a.overrides.describe(&a.call, &a.function));
+            let udf = udf::SemanticUdf::annotated(
+                a.call.clone(),
+                Arc::new(derived),
+                self.shared.clone(),
+                a.overrides,
+            );
+            ctx.register_udf(AsyncScalarUDF::new(Arc::new(udf)).into_scalar_udf());
+            registered.push(a.call);
+        }
+        Ok(registered)
+    }
+}
 
 /// Register the functions of `registry` in `ctx` under each of their names; a name that is already a
 /// SQL function of the session is left alone, with a warning (returned).

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use rvbbit_cascade::model::{OutputMode, SqlFunction, SqlShape, SqlType};
+use rvbbit_cascade::model::{ModelSpec, OutputMode, SqlFunction, SqlShape, SqlType};
 use rvbbit_cascade::operator::{self, Form, Template};
 use rvbbit_engine::Engine;
+use sha2::{Digest, Sha256};
 
 use super::batch::Batching;
 use super::builtin::BUILTIN;
@@ -110,6 +111,57 @@ impl Definition {
     /// The declared result type.
     pub(crate) fn returns(&self) -> SqlType {
         self.spec.result_type()
+    }
+
+    /// The function as one annotated call runs it (`-- @`, `annotate.rs`): every cell asks `model`
+    /// when given, and `text` goes before the first instructions. Its cascade hash covers both, so its
+    /// answers are cached apart from the function's own.
+    pub(crate) fn annotated(&self, model: Option<&str>, text: &str) -> Definition {
+        let mut request = self.cascade.template.clone();
+        let mut cascade = (*request.cascade).clone();
+        if let Some(model) = model {
+            cascade.model = Some(model.to_owned());
+            for cell in &mut cascade.cells {
+                if cell.model.is_some() || cell.instructions.is_some() {
+                    cell.model = Some(ModelSpec::One(model.to_owned()));
+                }
+            }
+        }
+        if !text.is_empty()
+            && let Some(cell) = cascade.cells.iter_mut().find(|c| c.instructions.is_some())
+        {
+            let instructions = cell.instructions.take().unwrap_or_default();
+            cell.instructions = Some(format!("{text}\n\n{instructions}"));
+        }
+        request.cascade = Arc::new(cascade);
+        request.cascade_file = None;
+        request.cascade_text = None;
+        let hash = hex::encode(Sha256::digest(
+            format!("{}\n-- @ model: {model:?}\n-- @ {text}", self.cascade.hash).as_bytes(),
+        ));
+        let loaded = LoadedCascade {
+            template: request,
+            hash,
+        };
+        Definition {
+            name: self.name.clone(),
+            spec: self.spec.clone(),
+            batching: Batching::of(&self.spec, &loaded),
+            cascade: Arc::new(loaded),
+            source: self.source.clone(),
+            templates: self.templates.clone(),
+            unsupported: self.unsupported.clone(),
+        }
+    }
+
+    /// Whether a call of the function may be annotated (`-- @`): a SCALAR, ROW or AGGREGATE function
+    /// this version runs.
+    pub(crate) fn takes_annotations(&self) -> bool {
+        self.unsupported.is_none()
+            && matches!(
+                self.spec.call_shape(),
+                SqlShape::Scalar | SqlShape::Row | SqlShape::Aggregate
+            )
     }
 }
 

@@ -24,6 +24,7 @@ use rvbbit_cascade::model::{SqlShape, SqlType};
 use serde_json::{Map, Value};
 
 use super::aggregate::{self, Grouped};
+use super::annotate::Overrides;
 use super::batch;
 use super::coerce::{Typed, coerce};
 use super::registry::Definition;
@@ -52,9 +53,48 @@ pub(crate) struct SemanticUdf {
     definition: Arc<Definition>,
     signature: Signature,
     shared: Arc<Shared>,
+    /// The statement memo's tag of its answers: the function's name, or the annotated call's.
+    tag: String,
+    /// What the call's `-- @` annotations set (`annotate.rs`), for an annotated call.
+    overrides: Option<Arc<Overrides>>,
 }
 
 impl SemanticUdf {
+    /// One annotated call (`name@k`) of `definition` (already [`Definition::annotated`]), with the
+    /// settings its annotations override.
+    pub(crate) fn annotated(
+        call: String,
+        definition: Arc<Definition>,
+        shared: Arc<Shared>,
+        overrides: Overrides,
+    ) -> SemanticUdf {
+        let mut udf = SemanticUdf::new(call.clone(), definition, shared);
+        udf.tag = call;
+        udf.overrides = Some(Arc::new(overrides));
+        udf
+    }
+
+    /// The session's settings in force for this call: with its annotations' on top.
+    fn options(&self, args: &ScalarFunctionArgs) -> RvbbitOptions {
+        let options = batch_args::options(args);
+        match &self.overrides {
+            Some(o) => o.apply(options),
+            None => options,
+        }
+    }
+
+    /// The cheap model and confidence that answer first, when they apply: the settings name one and
+    /// the function is a BOOLEAN or label function asked many rows per prompt.
+    fn cheap<'o>(&self, options: &'o RvbbitOptions) -> Option<(&'o str, f64)> {
+        let batching = self.definition.batching.as_ref().ok()?;
+        if !batching.takes_cheap() || batching.rows_per_prompt(options.semantic_batch_size) < 2 {
+            return None;
+        }
+        options
+            .semantic_cheap_model
+            .as_deref()
+            .map(|m| (m, options.semantic_confidence))
+    }
     /// `definition` called as `name`: its required arguments, then up to all of them.
     pub(crate) fn new(name: String, definition: Arc<Definition>, shared: Arc<Shared>) -> SemanticUdf {
         let total = definition.spec.args.len();
@@ -68,6 +108,8 @@ impl SemanticUdf {
             })
             .collect();
         SemanticUdf {
+            tag: definition.name.clone(),
+            overrides: None,
             name,
             definition,
             // Volatile: the planner never folds a call with constant arguments.
@@ -136,7 +178,7 @@ struct BatchPlan {
 #[async_trait]
 impl AsyncScalarUDFImpl for SemanticUdf {
     async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let options = batch_args::options(&args);
+        let options = self.options(&args);
         let n = args.number_rows;
         let stmt = self.shared.statement();
         if stmt.is_estimating() && self.definition.spec.call_shape() == SqlShape::Aggregate {
@@ -178,10 +220,7 @@ impl AsyncScalarUDFImpl for SemanticUdf {
                     batch_size: options.semantic_batch_size,
                     context_bytes: options.semantic_context_bytes,
                     max_calls: options.max_calls,
-                    cheap: options
-                        .semantic_cheap_model
-                        .as_deref()
-                        .map(|m| (m, options.semantic_confidence)),
+                    cheap: self.cheap(&options),
                     default_model: &runtime.settings.default_model,
                 };
                 batch::answer(&caller, &stmt, plan.calls)
@@ -192,6 +231,12 @@ impl AsyncScalarUDFImpl for SemanticUdf {
                 .await
                 .map_err(Error::into_datafusion)?,
         };
+        if let Some(model) = self.overrides.as_ref().and_then(|o| o.model.as_deref())
+            && self.cheap(&options).is_none()
+        {
+            // The annotated model decided every row it was asked (the cheap stage counts its own).
+            stmt.decided_by(model, answers.len() as u64);
+        }
         stmt.remember_answers(plan.pending.into_iter().map(|(i, key)| (key, answers[i].clone())));
         // Each distinct answer is typed once; only this batch's fresh answers are noted (a known answer
         // was noted by the batch that got it).
@@ -277,6 +322,19 @@ impl SemanticUdf {
             }
         };
         let rows = plan.slots.iter().filter(|s| !matches!(s, Slot::Null)).count() as u64;
+        let stages = self.cheap(options).map(|(cheap, confidence)| {
+            let main = self
+                .definition
+                .batching
+                .as_ref()
+                .ok()
+                .and_then(|b| b.main_model())
+                .unwrap_or(&runtime.settings.default_model);
+            format!(
+                "two stages: {cheap} first ({calls} call(s)), keeping answers of confidence >= {confidence}; \
+                 then {main} for the rest (up to {calls} call(s) more)"
+            )
+        });
         stmt.estimate(
             &self.name,
             Estimate {
@@ -287,6 +345,7 @@ impl SemanticUdf {
                 rows_per_call,
                 prompt_bytes,
                 cascade: Some(self.definition.cascade.clone()),
+                stages,
             },
         );
         let fill = placeholder(self.definition.returns());
@@ -323,7 +382,7 @@ impl SemanticUdf {
                 plan.slots.push(slot);
                 continue;
             }
-            let memo_key = args_key(&self.definition.name, &raw);
+            let memo_key = args_key(&self.tag, &raw);
             let slot = if let Some(answer) = stmt.known_answer(&memo_key) {
                 plan.known.push(answer);
                 Slot::Known(plan.known.len() - 1)

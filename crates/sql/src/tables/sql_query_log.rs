@@ -48,6 +48,7 @@ impl SqlQueryLog {
             text("error_message"),
             text("protocol"),
             text("decided_by"),
+            text("annotations"),
         ]);
         SqlQueryLog {
             runtime,
@@ -119,6 +120,13 @@ impl SqlQueryLog {
                     .metadata
                     .get("decided_by")
                     .filter(|d| d.is_object())
+                    .map(ToString::to_string)
+            }),
+            texts(&|e| {
+                e.event
+                    .metadata
+                    .get("annotations")
+                    .filter(|a| a.is_array())
                     .map(ToString::to_string)
             }),
         ];

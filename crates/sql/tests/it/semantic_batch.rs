@@ -398,6 +398,18 @@ async fn a_cheap_model_decides_the_rows_it_is_sure_of_and_the_rest_go_to_the_mai
     assert!(prompt_of(&bodies[0]).contains("\"confidence\""));
     assert_eq!(bodies[1]["model"], "test/model");
     assert_eq!(batch_rows(&prompt_of(&bodies[1])).map(|r| r.len()), Some(3));
+    // Exactly the rows the cheap model was unsure of reach the main model.
+    let mut main_rows: Vec<String> = batch_rows(&prompt_of(&bodies[1]))
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|(_, one)| {
+            one.lines()
+                .find_map(|l| l.strip_prefix("Text: "))
+                .map(str::to_owned)
+        })
+        .collect();
+    main_rows.sort();
+    assert_eq!(main_rows, ["green tea", "navy cap", "plain hat"]);
     let log = session
         .execute(&format!(
             "SELECT decided_by FROM sql_query_log WHERE caller_id = '{}'",

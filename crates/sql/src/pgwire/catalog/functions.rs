@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Int32Array, Int64Array, ListBuilder, StringArray, StringBuilder, new_null_array,
+    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, ListBuilder, StringArray, StringBuilder,
+    new_null_array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::exec_err;
@@ -32,6 +33,8 @@ enum Func {
     FirstArg,
     /// `format_type(oid, typmod)`.
     FormatType,
+    /// `format_types(oid[])`: each type's name (what `x::regtype[]` is rewritten to).
+    FormatTypes,
     /// `pg_get_userbyid(oid)`.
     UserById(String),
     /// `current_schemas(bool)`.
@@ -55,6 +58,9 @@ enum Func {
     NullSize,
     /// `pg_size_pretty(bigint)`: `123 bytes`, `16 kB`, `3 MB`, … as PostgreSQL rounds them.
     SizePretty,
+    /// `pg_get_function_arguments(oid)` / `pg_get_function_result(oid)`: the text of a `pg_proc`
+    /// function (by oid, sorted), NULL for another oid.
+    ByOid(Vec<(i64, String)>),
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -89,6 +95,7 @@ pub(super) fn functions(id: &Identity<'_>, pid: i32) -> Vec<PgFunction> {
         f("current_schemas", Func::CurrentSchemas),
         f("pg_get_userbyid", Func::UserById(id.user.to_owned())),
         f("format_type", Func::FormatType),
+        f("format_types", Func::FormatTypes),
         f("pg_get_expr", Func::FirstArg),
         f("quote_ident", Func::QuoteIdent),
         f("pg_encoding_to_char", Func::Encoding),
@@ -143,13 +150,19 @@ pub(super) fn functions(id: &Identity<'_>, pid: i32) -> Vec<PgFunction> {
         "pg_get_triggerdef",
         "pg_get_ruledef",
         "pg_get_partkeydef",
-        "pg_get_function_result",
-        "pg_get_function_arguments",
         "pg_get_statisticsobjdef_columns",
         "pg_tablespace_location",
     ] {
         all.push(f(name, Func::NullText));
     }
+    all.push(f(
+        "pg_get_function_arguments",
+        Func::ByOid(id.procs.iter().map(|p| (p.oid, p.arguments.clone())).collect()),
+    ));
+    all.push(f(
+        "pg_get_function_result",
+        Func::ByOid(id.procs.iter().map(|p| (p.oid, p.result.clone())).collect()),
+    ));
     all
 }
 
@@ -197,6 +210,46 @@ fn size_pretty(bytes: i64) -> String {
     format!("{} PB", if next >= 0 { (next + 1) / 2 } else { (next - 1) / 2 })
 }
 
+/// `pg_get_function_arguments` / `pg_get_function_result`: the text of each oid in `texts` (sorted by
+/// oid), NULL for another.
+fn by_oid(texts: &[(i64, String)], oids: impl Iterator<Item = Option<String>>) -> ArrayRef {
+    Arc::new(
+        oids.map(|oid| {
+            let oid = oid?.parse::<i64>().ok()?;
+            let at = texts.binary_search_by_key(&oid, |(o, _)| *o).ok()?;
+            texts.get(at).map(|(_, t)| t.clone())
+        })
+        .collect::<StringArray>(),
+    )
+}
+
+/// `format_types(oids)`: each row's list of type oids as their names (NULL stays NULL).
+fn format_types(oids: Option<&ArrayRef>, rows: usize) -> ArrayRef {
+    let mut b = ListBuilder::new(StringBuilder::new());
+    let list = oids.and_then(|a| a.as_any().downcast_ref::<datafusion::arrow::array::ListArray>());
+    for r in 0..rows {
+        let Some(list) = list.filter(|l| r < l.len() && !l.is_null(r)) else {
+            b.append_null();
+            continue;
+        };
+        let values = list.value(r);
+        let cast = datafusion::arrow::compute::cast(&values, &DataType::Int64).ok();
+        let ints = cast
+            .as_ref()
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>());
+        for i in 0..values.len() {
+            match ints.filter(|a| !a.is_null(i)).map(|a| a.value(i)) {
+                Some(oid) => b
+                    .values()
+                    .append_value(u32::try_from(oid).map_or_else(|_| oid.to_string(), type_sql_name)),
+                None => b.values().append_null(),
+            }
+        }
+        b.append(true);
+    }
+    Arc::new(b.finish())
+}
+
 /// What `version()` returns.
 pub(crate) fn version() -> String {
     format!(
@@ -219,7 +272,9 @@ impl ScalarUDFImpl for PgFunction {
         Ok(match self.func {
             Func::Bool(_) => DataType::Boolean,
             Func::Int(_) => DataType::Int32,
-            Func::CurrentSchemas => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            Func::CurrentSchemas | Func::FormatTypes => {
+                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+            }
             Func::ExpandArray => expand_array_type(),
             Func::ToRegtype | Func::NullSize => DataType::Int64,
             _ => DataType::Utf8,
@@ -298,6 +353,7 @@ impl ScalarUDFImpl for PgFunction {
                 Arc::new(out.finish())
             }
             Func::ExpandArray => new_null_array(&expand_array_type(), rows),
+            Func::ByOid(texts) => by_oid(texts, (0..rows).map(|r| arg_text(0, r))),
             Func::NullSize => new_null_array(&DataType::Int64, rows),
             Func::SizePretty => Arc::new(
                 (0..rows)
@@ -336,6 +392,7 @@ impl ScalarUDFImpl for PgFunction {
                     })
                     .collect::<StringArray>(),
             ),
+            Func::FormatTypes => format_types(arrays.first(), rows),
             Func::CurrentSchemas => {
                 let mut b = ListBuilder::new(StringBuilder::new());
                 for r in 0..rows {

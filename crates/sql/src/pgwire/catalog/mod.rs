@@ -11,6 +11,7 @@ mod functions;
 mod keywords;
 mod objects;
 mod pg_type;
+mod procs;
 mod relation;
 mod relation_objects;
 mod server;
@@ -30,6 +31,8 @@ use pgwire::api::Type;
 use super::types::pg_type;
 use pg_type::{TYPE_OIDS, type_sql_name};
 use table::CatalogTable;
+
+pub(crate) use procs::{Proc, procs};
 
 /// The schema name.
 pub(crate) const SCHEMA: &str = "pg_catalog";
@@ -94,7 +97,7 @@ static TABLES: &[Entry] = &[
     Entry::of::<objects::PgDescriptionRow>(),
     Entry::of::<objects::PgShdescriptionRow>(),
     Entry::of::<server::PgCollationRow>(),
-    Entry::of::<objects::PgProcRow>(),
+    Entry::of::<procs::PgProcRow>(),
     Entry::of::<server::PgSettingsRow>(),
     Entry::of::<relation::PgTablesRow>(),
     Entry::of::<relation::PgViewsRow>(),
@@ -184,6 +187,8 @@ pub(crate) struct Identity<'a> {
     pub(crate) user: &'a str,
     /// PostgreSQL parameters (name, value) for `pg_settings`.
     pub(crate) settings: Vec<(String, String)>,
+    /// The session's semantic functions, for `pg_proc`.
+    pub(crate) procs: &'a [Proc],
 }
 
 /// Register the empty `pg_catalog` schema and the catalog functions in a fresh session.

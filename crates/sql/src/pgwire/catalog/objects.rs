@@ -1,8 +1,8 @@
 //! The database-wide objects rvbbit does not have, so their tables are empty but present with
-//! PostgreSQL's columns (clients join them): `pg_description`, `pg_shdescription`, `pg_proc`, the
+//! PostgreSQL's columns (clients join them): `pg_description`, `pg_shdescription`, the
 //! publications, `pg_extension` and `pg_event_trigger`.
 
-use super::table::{Oid, OidArray, TextArray, catalog_table};
+use super::table::{Oid, TextArray, catalog_table};
 
 catalog_table! {
     /// A row of `pg_description` (none: no comments).
@@ -20,25 +20,6 @@ catalog_table! {
         objoid: Oid,
         classoid: Oid,
         description: String,
-    }
-}
-
-catalog_table! {
-    /// A row of `pg_proc` (none: functions are not listed).
-    PgProcRow = "pg_proc", oid 1255 {
-        oid: Oid,
-        proname: String,
-        pronamespace: Oid,
-        proowner: Oid,
-        prolang: Oid,
-        prokind: String,
-        prorettype: Oid,
-        proargtypes: OidArray,
-        proallargtypes: OidArray,
-        proargmodes: TextArray,
-        proargnames: TextArray,
-        proargdefaults: String,
-        proretset: bool,
     }
 }
 

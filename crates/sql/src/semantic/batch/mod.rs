@@ -82,6 +82,9 @@ pub(crate) struct Batching {
     returns: SqlType,
     /// The operator's `batch_size`.
     max_rows: Option<usize>,
+    /// A label function's labels: a VARCHAR answer its cell's `output_schema` limits to an `enum` of
+    /// strings (empty for any other function).
+    labels: Vec<String>,
     /// A batch size learned from a context-length refusal (0: none).
     learned: AtomicUsize,
 }
@@ -167,6 +170,14 @@ impl Batching {
             cell: cell.name.clone(),
             answer_words,
             returns,
+            labels: match cell.output_schema.as_ref().and_then(|s| s.get("enum")) {
+                Some(Value::Array(labels)) if returns == SqlType::Varchar => labels
+                    .iter()
+                    .map(|l| l.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<String>>>()
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            },
             max_rows: spec.batch_size.map(|n| n as usize),
             learned: AtomicUsize::new(0),
         })
@@ -180,6 +191,25 @@ impl Batching {
         let items: usize = inputs.iter().map(|v| v.to_string().len() + 16).sum();
         let bytes = calls * (FRAME_BYTES + self.instructions.len()) + items;
         (calls as u64, k as u64, bytes as u64)
+    }
+
+    /// Whether a cheap model may answer first: a BOOLEAN function, or a label function (a VARCHAR
+    /// answer its cell's `output_schema` limits to an `enum` of strings).
+    pub(crate) fn takes_cheap(&self) -> bool {
+        self.returns == SqlType::Boolean || !self.labels.is_empty()
+    }
+
+    /// Whether `answer` is one of a label function's labels (any answer of another function).
+    pub(crate) fn is_label(&self, answer: &Value) -> bool {
+        self.labels.is_empty()
+            || answer
+                .as_str()
+                .is_some_and(|a| self.labels.iter().any(|l| l == a.trim()))
+    }
+
+    /// The model the function's cell (or cascade) names, if any.
+    pub(crate) fn main_model(&self) -> Option<&str> {
+        self.model.as_deref()
     }
 
     /// The most rows of one prompt: the session's `rvbbit.semantic_batch_size` when set, else the
@@ -238,7 +268,8 @@ pub(crate) struct Caller<'a> {
     pub(crate) context_bytes: usize,
     /// `rvbbit.max_calls`.
     pub(crate) max_calls: u64,
-    /// `rvbbit.semantic_cheap_model` and `rvbbit.semantic_confidence`, when set.
+    /// `rvbbit.semantic_cheap_model` and `rvbbit.semantic_confidence` (or the call's annotations),
+    /// when set and the function takes a cheap model.
     pub(crate) cheap: Option<(&'a str, f64)>,
     /// The runtime's default model (the function's model when its cell names none).
     pub(crate) default_model: &'a str,
@@ -252,8 +283,10 @@ pub(crate) async fn answer(
 ) -> Result<Vec<Answer>, Error> {
     let mut known = calls::lookup(caller.runtime, stmt, &calls).await;
     let mut open: Vec<usize> = (0..calls.len()).filter(|&i| known[i].is_none()).collect();
-    let boolean = caller.batching.returns == SqlType::Boolean;
-    if let Some(cheap) = caller.cheap.filter(|_| boolean && !open.is_empty()) {
+    if let Some(cheap) = caller
+        .cheap
+        .filter(|_| caller.batching.takes_cheap() && !open.is_empty())
+    {
         let (answered, left) = ask_in_batches(caller, stmt, &calls, &open, Some(cheap)).await?;
         stmt.decided_by(cheap.0, answered.len() as u64);
         let main = caller.batching.model.as_deref().unwrap_or(caller.default_model);

@@ -135,7 +135,9 @@ impl Batching {
         answers
             .into_iter()
             .zip(conflicting)
-            .map(|(a, conflict)| a.filter(|(v, _)| !conflict && coerce(self.returns, v).is_ok()))
+            .map(|(a, conflict)| {
+                a.filter(|(v, _)| !conflict && coerce(self.returns, v).is_ok() && self.is_label(v))
+            })
             .collect()
     }
 }

@@ -135,6 +135,7 @@ pub(crate) async fn embed(
                 rows_per_call: CHUNK as u64,
                 prompt_bytes: missing.iter().map(|(_, t)| t.len() as u64).sum(),
                 cascade: None,
+                stages: None,
             },
         );
         for (_, text) in missing {
