@@ -53,4 +53,8 @@ pub trait BatchStore: Send + Sync {
 
     /// The latest `limit` batches, newest first, without their bodies (`body` is `null`).
     async fn batches(&self, limit: u32) -> Result<Vec<BatchRecord>>;
+
+    /// Ask a running batch to stop: compare-and-set of its status from `running` to `cancelling`.
+    /// True when this call made the change; false when the batch is not running (or not known).
+    async fn batch_cancel(&self, batch_id: &str) -> Result<bool>;
 }

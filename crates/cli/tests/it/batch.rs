@@ -553,3 +553,100 @@ fn batches_are_listed_and_retry_failed_only_reruns_exactly_the_failed_inputs() {
         text(&out)
     );
 }
+
+#[test]
+fn a_running_batch_is_cancelled_from_another_process_and_its_logs_follow_it_to_the_end() {
+    let dir = TempDir::new().unwrap();
+    let slow = write(
+        dir.path(),
+        "slow.yaml",
+        "cascade_id: slow\ncells:\n  - name: nap\n    tool: linux_shell\n    inputs:\n      command: 'sleep 0.5; echo {{ input.n }}'\n",
+    );
+    let rows: Vec<String> = (0..40).map(|n| format!("{{\"n\": {n}}}")).collect();
+    write(dir.path(), "rows.jsonl", &(rows.join("\n") + "\n"));
+    let running = rvbbit(dir.path())
+        .args([
+            "--output",
+            "json",
+            "batch",
+            &slow,
+            "--inputs",
+            "rows.jsonl",
+            "--parallel",
+            "1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        let out = rvbbit(dir.path())
+            .args(["--output", "json", "batch", "list"])
+            .output()
+            .unwrap();
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if doc["batches"][0]["status"] == "running" && sessions_in_store(dir.path()) >= 2 {
+            break doc["batches"][0]["batch_id"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the batch did not start: {doc}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let follower = rvbbit(dir.path())
+        .args(["batch", "logs", &id, "-f"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = rvbbit(dir.path())
+        .args(["batch", "cancel", &id])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let ended = running.wait_with_output().unwrap();
+    let doc: Value = serde_json::from_slice(&ended.stdout).unwrap();
+    let skipped = doc["skipped"].as_u64().unwrap();
+    assert!(skipped >= 30, "inputs not started were skipped: {doc}");
+    let status = rvbbit(dir.path())
+        .args(["--output", "json", "batch", "status", &id])
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["status"], "cancelled", "{status}");
+    // The follower ends with the batch; it printed each run's events, named by input.
+    let logs = follower.wait_with_output().unwrap();
+    assert_eq!(logs.status.code(), Some(0));
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(
+        logs.contains("rows-1") && logs.contains("cascade_start") && logs.contains("cell_complete"),
+        "{logs}"
+    );
+    let started = logs.lines().filter(|l| l.contains("cascade_start")).count() as u64;
+    let ran = doc["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| !i["session_id"].is_null())
+        .count() as u64;
+    assert_eq!(started, ran, "one run per input that started: {logs}");
+    assert!(ran < 40 - 29, "{doc}");
+    assert!(
+        logs.lines()
+            .filter(|l| l.contains("cell_complete"))
+            .all(|l| l.contains(" rows-")),
+        "every line names its input: {logs}"
+    );
+    // A batch that ended cannot be cancelled.
+    let again = rvbbit(dir.path())
+        .args(["batch", "cancel", &id])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(6), "{}", text(&again));
+    assert!(
+        text(&again).contains("is cancelled, not running"),
+        "{}",
+        text(&again)
+    );
+}

@@ -61,6 +61,20 @@ impl BatchStore for PostgresStore {
         })
     }
 
+    async fn batch_cancel(&self, batch_id: &str) -> Result<bool> {
+        let action = "cancel a batch";
+        let c = self.client(action).await?;
+        let n = c
+            .execute(
+                "UPDATE batches SET status = 'cancelling', updated_at_us = $2
+                 WHERE batch_id = $1 AND status = 'running'",
+                &[&batch_id, &Timestamp::now().micros()],
+            )
+            .await
+            .map_err(|e| self.fail(action, e))?;
+        Ok(n == 1)
+    }
+
     async fn batches(&self, limit: u32) -> Result<Vec<BatchRecord>> {
         let action = "list batches";
         let c = self.client(action).await?;

@@ -362,7 +362,7 @@ impl Store for PostgresStore {
         let old_journal = "FROM journal WHERE created_at_us < $1";
         let old_effects = "FROM effects WHERE started_at_us < $1";
         let old_workers = "FROM workers WHERE heartbeat_at_us < $1";
-        let old_batches = "FROM batches WHERE status <> 'running' AND updated_at_us < $1";
+        let old_batches = "FROM batches WHERE status NOT IN ('running', 'cancelling') AND updated_at_us < $1";
         let expired = "FROM result_cache WHERE expires_at_us IS NOT NULL AND expires_at_us <= $1";
         let counted = |sql: String, at: i64| {
             let tx = &tx;

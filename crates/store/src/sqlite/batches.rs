@@ -67,6 +67,20 @@ impl BatchStore for SqliteStore {
         .await
     }
 
+    async fn batch_cancel(&self, batch_id: &str) -> Result<bool> {
+        let id = batch_id.to_owned();
+        let now = Timestamp::now().micros();
+        self.with_conn("cancel a batch", move |c, _| {
+            let n = c.execute(
+                "UPDATE batches SET status = 'cancelling', updated_at_us = ?2
+                 WHERE batch_id = ?1 AND status = 'running'",
+                params![id, now],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     async fn batches(&self, limit: u32) -> Result<Vec<BatchRecord>> {
         self.with_conn("list batches", move |c, url| {
             let mut stmt = c.prepare(

@@ -18,7 +18,7 @@ const OLD_SIGNALS: &str = "FROM signals WHERE status <> 'waiting' AND created_at
 const OLD_JOURNAL: &str = "FROM journal WHERE created_at_us < ?1";
 const OLD_EFFECTS: &str = "FROM effects WHERE started_at_us < ?1";
 const OLD_WORKERS: &str = "FROM workers WHERE heartbeat_at_us < ?1";
-const OLD_BATCHES: &str = "FROM batches WHERE status <> 'running' AND updated_at_us < ?1";
+const OLD_BATCHES: &str = "FROM batches WHERE status NOT IN ('running', 'cancelling') AND updated_at_us < ?1";
 const EXPIRED_CACHE: &str = "FROM result_cache WHERE expires_at_us IS NOT NULL AND expires_at_us <= ?1";
 
 /// Delete (or with `dry_run` count) what is older than `before`; see [`crate::Store::prune`].

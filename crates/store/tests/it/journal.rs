@@ -207,11 +207,20 @@ pub async fn batch_records_round_trip_and_list_newest_first(store: Arc<dyn Store
         Err(rvbbit_store::Error::NotFound { what, .. }) => assert_eq!(what, "batch"),
         other => panic!("an unknown batch is not found, got {other:?}"),
     }
+    // A cancel is compare-and-set: only a running batch, only once.
+    assert!(!store.batch_cancel("b-1").await.unwrap(), "b-1 is not running");
+    assert!(!store.batch_cancel("b-9").await.unwrap(), "no such batch");
+    let (one, two) = tokio::join!(store.batch_cancel("b-2"), store.batch_cancel("b-2"));
+    assert!(
+        one.unwrap() ^ two.unwrap(),
+        "exactly one of two cancels makes the change"
+    );
+    assert_eq!(store.batch("b-2").await.unwrap().status, "cancelling");
     let later = Timestamp::from_micros(Timestamp::now().micros() + 1_000_000);
     let pruned = store.prune(later, later, false).await.unwrap();
     assert_eq!(
         pruned.batches, 1,
-        "the finished batch goes, the running one stays"
+        "the finished batch goes, the cancelling one stays"
     );
     assert_eq!(store.batches(10).await.unwrap()[0].batch_id, "b-2");
 }

@@ -35,6 +35,22 @@ pub(crate) enum Action {
         #[arg(value_name = "ID")]
         id: String,
     },
+    /// The events of the batch's runs as lines (`--output json`: one event per line), oldest first.
+    Logs {
+        /// The batch id, or `latest`.
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Keep printing new events until the batch ends.
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Ask a running batch (in any process sharing the store) to stop: inputs not started are skipped,
+    /// runs in flight are cancelled, and it ends `cancelled`.
+    Cancel {
+        /// The batch id, or `latest`.
+        #[arg(value_name = "ID")]
+        id: String,
+    },
     /// Run a recorded batch's inputs again as a new batch (same cascade, input source, options and
     /// output folder); completed inputs come from the result cache at $0 unless `--failed-only` leaves
     /// them out.
@@ -62,6 +78,14 @@ pub(super) fn run(cli: &Cli, action: &Action, out: Out) -> Outcome {
         Action::Status { id } => {
             let batch = read(&*store, id)?;
             status(&batch, out)
+        }
+        Action::Logs { id, follow } => {
+            let batch = read(&*store, id)?;
+            block_on(super::follow::logs(&*store, &batch.batch_id, *follow, out))
+        }
+        Action::Cancel { id } => {
+            let batch = read(&*store, id)?;
+            block_on(super::follow::cancel(&*store, &batch.batch_id, out))
         }
         Action::Retry { id, failed_only } => {
             let batch = read(&*store, id)?;
@@ -173,7 +197,7 @@ fn not_ok(body: &Value) -> impl Iterator<Item = &Value> {
 /// The arguments of the batch `b` recorded, for a retry (of the failed inputs only, or of all).
 fn retry_args(b: &BatchRecord, failed_only: bool) -> Result<Args, Failure> {
     let body = &b.body;
-    if b.status == "running" {
+    if matches!(b.status.as_str(), "running" | "cancelling") {
         return Err(usage(
             codes::B_UNKNOWN,
             format!(

@@ -3,6 +3,7 @@
 //! display, per-input outputs, a result cache by content, a budget, a summary, and exit codes that tell
 //! "all completed" (0), "some failed" (11, RVB-B001) and "all failed" (12, RVB-B002). See docs/batch.md.
 
+mod follow;
 mod inputs;
 mod manage;
 mod record;
@@ -190,6 +191,11 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         let progress = report::Progress::start(out, &plan.batch_id, inputs.len());
         let mut signals = super::storage::Signals::install()?;
         let cancel = CancellationToken::new();
+        // `rvbbit batch cancel` from any process: the record turns `cancelling`.
+        let stop_watch = CancellationToken::new();
+        let watcher = store
+            .clone()
+            .map(|s| follow::watch_cancel(s, plan.batch_id.clone(), cancel.clone(), stop_watch.clone()));
         let all = execute(
             Arc::new(engine),
             store,
@@ -201,6 +207,11 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             &cancel,
         );
         let (done, caught) = signals.until(all, &cancel).await;
+        stop_watch.cancel();
+        let cancelled = match watcher {
+            Some(w) => w.await.unwrap_or(false),
+            None => false,
+        };
         progress.finish();
         let stats = writer.shutdown().await.map_err(super::storage::fail)?;
         let recording = super::setup::Recording::of(&stats);
@@ -218,6 +229,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         )?;
         let status = match (&caught, verdict.as_ref().map(|c| c.code)) {
             (Some(_), _) => "interrupted",
+            (None, _) if cancelled => "cancelled",
             (None, None) => "completed",
             (None, Some(c)) if c == codes::B_ALL_FAILED => "failed",
             (None, Some(_)) => "partial",
