@@ -82,6 +82,7 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
         input: run.input.clone(),
         timeout,
         scope: Some(run.tool_scope()),
+        sandbox: run.sandbox_scope(cell),
         idempotency_key: None,
     };
     let mut last_err = None;
@@ -115,6 +116,12 @@ pub(crate) fn tool_error(cell: &Cell, tool: &str, err: ToolError) -> Error {
             cell: cell.name.clone(),
             tool: tool.to_owned(),
             after,
+        },
+        ToolError::Sandbox { code, message } => Error::Sandbox {
+            cell: cell.name.clone(),
+            tool: tool.to_owned(),
+            code,
+            message,
         },
         other => Error::ToolFailed {
             cell: cell.name.clone(),
@@ -186,6 +193,7 @@ pub(crate) async fn call_tool(
         Err(err) => {
             let code = match err {
                 ToolError::Timeout(_) => rvbbit_core::codes::T_TIMEOUT,
+                ToolError::Sandbox { code, .. } => code,
                 _ => rvbbit_core::codes::T_FAILED,
             };
             e.error = Some(json!({"code": code.code, "message": err.to_string()}));

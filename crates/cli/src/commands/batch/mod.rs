@@ -61,6 +61,8 @@ pub(crate) struct Args {
     /// Run every input again and replace its cached result.
     #[arg(long)]
     refresh: bool,
+    #[command(flatten)]
+    sandbox: super::sandbox::BatchArgs,
 }
 
 /// What became of one input.
@@ -140,6 +142,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
     });
     super::storage::block_on(async move {
         let provider = super::run::provider(&config, None, None).await?;
+        let sandbox = args.sandbox.sandbox(&config.sandbox).await?;
         let (writer, store) = super::setup::store_writer(&config).await;
         let mut engine = Engine::new(registry)
             .with_provider(provider)
@@ -147,6 +150,9 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             .with_default_model(config.default_model.clone())
             .with_roots(config.roots.clone())
             .with_limits(config.limits.clone());
+        if let Some(sandbox) = sandbox {
+            engine = engine.with_sandbox(sandbox);
+        }
         if let Some(store) = &store {
             engine = engine
                 .with_heartbeat(store.clone(), HEARTBEAT_EVERY)

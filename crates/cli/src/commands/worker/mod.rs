@@ -55,6 +55,8 @@ pub(super) struct Context {
     /// `worker-<host>-<pid>` and the tags, recorded on each session.
     pub(super) worker: serde_json::Value,
     pub(super) spill_dir: std::path::PathBuf,
+    /// The sandbox of the jobs' code and shell cells (`sandbox.worker`, on by default).
+    pub(super) sandbox: Option<Arc<rvbbit_engine::tools::sandbox::Sandbox>>,
 }
 
 pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
@@ -66,6 +68,11 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         let base = std::env::current_dir().unwrap_or_default();
         let store = rvbbit_store::open(&config.store.url, &base).await.map_err(fail)?;
         let provider = super::run::provider(&config, None, None).await?;
+        let sandbox = if config.sandbox.worker {
+            Some(super::sandbox::build(&config.sandbox, &Default::default()).await?)
+        } else {
+            None
+        };
         let name = format!("worker-{}-{}", host(), std::process::id());
         if !out.quiet {
             output::stderr(&format!(
@@ -82,6 +89,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             config,
             store,
             provider,
+            sandbox,
         });
         serve(ctx, queue, signals, args.concurrency as usize, out).await
     })
