@@ -35,11 +35,12 @@ pub(crate) struct BatchArgs {
 }
 
 impl BatchArgs {
-    /// The sandbox of a batch: `None` when turned off (`--no-sandbox`, `sandbox.batch = false`).
+    /// The sandbox of a batch: `None` when turned off (`--no-sandbox`, `sandbox.batch = false`). Not yet
+    /// checked: [`check`] runs it once before the first input.
     ///
     /// # Errors
-    /// RVB-B010 when bubblewrap is missing or cannot start; RVB-B011 for a flag above its ceiling.
-    pub(crate) async fn sandbox(&self, config: &SandboxConfig) -> Result<Option<Arc<Sandbox>>, Failure> {
+    /// RVB-B010 when bubblewrap is missing; RVB-B011 for a flag above its ceiling.
+    pub(crate) fn sandbox(&self, config: &SandboxConfig) -> Result<Option<Arc<Sandbox>>, Failure> {
         if self.no_sandbox || !config.batch {
             return Ok(None);
         }
@@ -50,8 +51,26 @@ impl BatchArgs {
             wall_seconds: self.sandbox_wall_seconds,
             output_kb: self.sandbox_output_kb,
         };
-        build(config, &overrides).await.map(Some)
+        let sandbox = Sandbox::new(config, &overrides).map_err(failure)?;
+        Ok(Some(Arc::new(sandbox)))
     }
+}
+
+/// What of the batch's sandbox goes into its result cache key: its limits (a result cut by a smaller
+/// output limit is not the result of a larger one), or that it is off.
+pub(crate) fn cache_part(sandbox: Option<&Sandbox>) -> String {
+    match sandbox {
+        Some(s) => format!("sandbox:{:?}", s.defaults()),
+        None => "sandbox:off".into(),
+    }
+}
+
+/// Run `true` in `sandbox` once, so a sandbox the kernel refuses stops the command before any work.
+///
+/// # Errors
+/// RVB-B010 with bubblewrap's message.
+pub(crate) async fn check(sandbox: &Sandbox) -> Result<(), Failure> {
+    sandbox.check().await.map_err(failure)
 }
 
 /// The configured sandbox, checked by running `true` in it once.
@@ -60,7 +79,7 @@ impl BatchArgs {
 /// RVB-B010 when bubblewrap is missing or cannot start; RVB-B011 for a setting above its ceiling.
 pub(crate) async fn build(config: &SandboxConfig, overrides: &CellSandbox) -> Result<Arc<Sandbox>, Failure> {
     let sandbox = Sandbox::new(config, overrides).map_err(failure)?;
-    sandbox.check().await.map_err(failure)?;
+    check(&sandbox).await?;
     Ok(Arc::new(sandbox))
 }
 

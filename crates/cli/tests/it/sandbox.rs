@@ -79,7 +79,6 @@ fn a_batch_of_escapes_fails_each_alone_with_its_code_and_the_good_input_complete
             "escapes.jsonl",
             "--parallel",
             "2",
-            "--no-cache",
             "--sandbox-wall-seconds",
             "4",
             "--sandbox-processes",
@@ -149,6 +148,42 @@ fn a_batch_of_escapes_fails_each_alone_with_its_code_and_the_good_input_complete
     )
     .unwrap();
     assert_eq!(output["truncated"], json!(true), "{output}");
+    // The same batch with a larger output limit is not answered from results cut by the smaller one.
+    // The completed inputs again: from the cache with the same limits, run again with another one.
+    write(
+        dir.path(),
+        "again.jsonl",
+        &format!("{}\n{}\n", lines[0], lines[8]),
+    );
+    let same = ["--sandbox-wall-seconds", "4", "--sandbox-processes", "32"];
+    let (_, again) = batch(
+        dir.path(),
+        &[&[cascade.as_str(), "--inputs", "again.jsonl"][..], &same[..]].concat(),
+    );
+    assert_eq!(
+        (again["cached"].clone(), again["completed"].clone()),
+        (2.into(), 0.into()),
+        "{again}"
+    );
+    let (_, larger) = batch(
+        dir.path(),
+        &[
+            &[
+                cascade.as_str(),
+                "--inputs",
+                "again.jsonl",
+                "--sandbox-output-kb",
+                "200",
+            ][..],
+            &same[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        (larger["cached"].clone(), larger["completed"].clone()),
+        (0.into(), 2.into()),
+        "{larger}"
+    );
     let signal: Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("outputs/escapes-10/output.json")).unwrap(),
     )
@@ -161,7 +196,7 @@ fn a_required_sandbox_without_bubblewrap_or_above_a_ceiling_stops_before_anythin
     let dir = TempDir::new().unwrap();
     let cascade = write(dir.path(), "escapes.yaml", ESCAPES);
     write(dir.path(), "one.jsonl", "{\"cmd\": \"echo '[{}]' > ran\"}\n");
-    let (out, doc) = batch(
+    let (out, _) = batch(
         dir.path(),
         &[
             "--set",
@@ -171,7 +206,6 @@ fn a_required_sandbox_without_bubblewrap_or_above_a_ceiling_stops_before_anythin
             "one.jsonl",
         ],
     );
-    let _ = doc;
     let stderr = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(6), "{stderr}");
     assert!(stderr.contains("RVB-B010"), "{stderr}");

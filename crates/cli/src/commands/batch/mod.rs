@@ -126,7 +126,9 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
     .min(config.batch.max_parallel);
     let caller = CallerId::new(Origin::Batch);
     let batch_id = caller.to_string().trim_start_matches("batch-").to_owned();
-    let prefix = cache_prefix(&cascade.cascade_id, &text, args.model.as_deref());
+    let sandbox = args.sandbox.sandbox(&config.sandbox)?;
+    let mut prefix = cache_prefix(&cascade.cascade_id, &text, args.model.as_deref());
+    prefix.update(super::sandbox::cache_part(sandbox.as_deref()).as_bytes());
     let plan = Arc::new(Plan {
         cascade: Arc::new(cascade),
         text,
@@ -142,7 +144,9 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
     });
     super::storage::block_on(async move {
         let provider = super::run::provider(&config, None, None).await?;
-        let sandbox = args.sandbox.sandbox(&config.sandbox).await?;
+        if let Some(s) = &sandbox {
+            super::sandbox::check(s).await?;
+        }
         let (writer, store) = super::setup::store_writer(&config).await;
         let mut engine = Engine::new(registry)
             .with_provider(provider)
