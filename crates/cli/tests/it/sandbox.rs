@@ -241,3 +241,18 @@ fn a_required_sandbox_without_bubblewrap_or_above_a_ceiling_stops_before_anythin
     );
     assert_eq!(out.status.code(), Some(0), "{doc}");
 }
+
+#[test]
+fn a_worker_without_bubblewrap_stops_before_taking_a_job() {
+    let dir = TempDir::new().unwrap();
+    // No queue is needed to see it: the sandbox is checked before the queue is opened.
+    let out = rvbbit(dir.path())
+        .args(["--set", "sandbox.bwrap=/nonexistent/bwrap", "worker"])
+        .env("RVBBIT_QUEUE_URL", "nats://127.0.0.1:9")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains("RVB-B010"), "{stderr}");
+    assert!(stderr.contains("sandbox.worker = false"), "{stderr}");
+}

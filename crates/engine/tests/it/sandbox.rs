@@ -61,7 +61,7 @@ async fn a_sandboxed_process_is_unprivileged_alone_and_sees_only_its_work_dir() 
         .run(
             &engine(&h),
             shell(
-                "id -u; echo pid=$$; echo home=$HOME; echo cargo=$(env | grep -c '^CARGO'); ls /proc | grep -c '^[0-9]' ; echo hi > note.txt && echo wrote; pwd",
+                "id -u; echo pid=$$; echo home=$HOME; echo cargo=$(env | grep -c '^CARGO'); ls /proc | grep -c '^[0-9]' ; echo hi > note.txt && echo wrote; pwd; grep Cpus_allowed_list /proc/self/status",
                 "",
             ),
             json!({}),
@@ -81,6 +81,11 @@ async fn a_sandboxed_process_is_unprivileged_alone_and_sees_only_its_work_dir() 
     assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
     assert_eq!(lines[3], "cargo=0", "rvbbit's environment reached the sandbox");
     assert_eq!(lines[5], "wrote");
+    // Pinned to one CPU (of the two or more this machine has).
+    let cpus = lines[7].rsplit('\t').next().unwrap_or_default();
+    if std::thread::available_parallelism().unwrap().get() > 1 {
+        assert!(cpus.parse::<usize>().is_ok(), "not pinned to one CPU: {text}");
+    }
     // The work directory (and HOME) is the session directory.
     let dir = std::env::temp_dir().join(format!("rvbbit-{}", out.session_id.as_str()));
     assert_eq!(lines[6], dir.display().to_string());

@@ -63,16 +63,17 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
     let config = load_config(cli, out)?.config;
     let tags = parse_tags(&args.tags)?;
     block_on(async move {
-        let signals = Signals::install()?;
-        let queue = super::queue::open(&config, &args.queue, true).await?;
-        let base = std::env::current_dir().unwrap_or_default();
-        let store = rvbbit_store::open(&config.store.url, &base).await.map_err(fail)?;
-        let provider = super::run::provider(&config, None, None).await?;
+        // Required and unusable stops the worker before it takes a job, never an unsandboxed run.
         let sandbox = if config.sandbox.worker {
             Some(super::sandbox::build(&config.sandbox, &Default::default()).await?)
         } else {
             None
         };
+        let signals = Signals::install()?;
+        let queue = super::queue::open(&config, &args.queue, true).await?;
+        let base = std::env::current_dir().unwrap_or_default();
+        let store = rvbbit_store::open(&config.store.url, &base).await.map_err(fail)?;
+        let provider = super::run::provider(&config, None, None).await?;
         let name = format!("worker-{}-{}", host(), std::process::id());
         if !out.quiet {
             output::stderr(&format!(
