@@ -396,3 +396,43 @@ async fn bash_sessions_python_tools_and_validators_work_sandboxed() {
     assert_ne!(out.output["result"]["uid"], json!(0));
     assert_ne!(out.output["result"]["uid"], Value::Null);
 }
+
+#[tokio::test]
+async fn declarative_tools_see_their_own_files_read_only() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let traits = dir.path().join("traits");
+    std::fs::create_dir_all(&traits).unwrap();
+    std::fs::write(dir.path().join("data.txt"), "from the project\n").unwrap();
+    let shell_tool = json!({
+        "tool_id": "peek",
+        "type": "shell",
+        // A tool file's own `sandbox: false` does not take it out of the operator's sandbox.
+        "sandbox": false,
+        "command": "cat data.txt; (echo x > written.txt) 2>/dev/null && echo wrote || echo read-only; id -u"
+    });
+    let py_tool = json!({"tool_id": "add", "type": "python", "function": "helpers.add"});
+    std::fs::write(traits.join("peek.tool.json"), shell_tool.to_string()).unwrap();
+    std::fs::write(traits.join("add.tool.json"), py_tool.to_string()).unwrap();
+    std::fs::write(
+        traits.join("helpers.py"),
+        "import os\ndef add(a, b):\n    return {'sum': int(a) + int(b), 'uid': os.getuid()}\n",
+    )
+    .unwrap();
+    let file = dir.path().join("cascade.yaml");
+    std::fs::write(
+        &file,
+        "cascade_id: tools_in_sandbox\ncells:\n  - name: peek\n    tool: peek\n    inputs: {}\n  - name: sum\n    tool: add\n    inputs: {a: \"2\", b: \"40\"}\n",
+    )
+    .unwrap();
+    let h = Harness::new().await;
+    let engine = crate::compose::engine_with_cascade_tools(&h, &file, None).with_sandbox(sandbox());
+    let out = crate::compose::run(&h, &engine, crate::compose::request_for(&file, json!({}))).await;
+    assert_eq!(out.status, SessionStatus::Completed, "{:?}", out.error);
+    let peek = out.outputs["peek"].as_str().unwrap().to_owned();
+    let lines: Vec<&str> = peek.lines().collect();
+    assert_eq!(lines[..2], ["from the project", "read-only"], "{peek}");
+    assert_ne!(lines[2], "0", "{peek}");
+    assert!(!dir.path().join("written.txt").exists());
+    assert_eq!(out.outputs["sum"]["sum"], json!(42));
+    assert_ne!(out.outputs["sum"]["uid"], json!(0));
+}

@@ -80,6 +80,7 @@ impl Sandbox {
             push(&["--unshare-user"]);
         }
         system_mounts(&mut args);
+        parent_dirs(&mut args, read_only.iter().chain([work_dir]));
         for path in &read_only {
             args.extend(["--ro-bind".into(), path.into(), path.into()]);
         }
@@ -160,6 +161,28 @@ fn system_mounts(args: &mut Vec<OsString>) {
         "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
     ] {
         args.push(item.into());
+    }
+}
+
+/// The directories above the paths to be bound, created 0755 first: bubblewrap would create them
+/// 0700 and root's, which the sandbox's uid could not pass through by absolute path. Those inside
+/// the system mounts (and `/tmp` itself) exist already.
+fn parent_dirs<'a>(args: &mut Vec<OsString>, paths: impl Iterator<Item = &'a PathBuf>) {
+    let mounted = ["/usr", "/etc", "/proc", "/dev"];
+    let mut made: Vec<PathBuf> = Vec::new();
+    for path in paths {
+        let mut above: Vec<&Path> = path.ancestors().skip(1).collect();
+        above.reverse();
+        for dir in above {
+            let exists = dir.parent().is_none()
+                || dir == Path::new("/tmp")
+                || mounted.iter().any(|m| dir.starts_with(m));
+            if exists || made.iter().any(|m| m == dir) {
+                continue;
+            }
+            made.push(dir.to_path_buf());
+            args.extend(["--perms".into(), "0755".into(), "--dir".into(), dir.into()]);
+        }
     }
 }
 
