@@ -14,7 +14,7 @@ use super::{Coded, Failure};
 #[derive(Debug, Default, clap::Args)]
 pub(crate) struct BatchArgs {
     /// Run code and shell cells without the sandbox (on by default for batches: `sandbox.batch`).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["sandbox_memory_mib", "sandbox_processes", "sandbox_cpus", "sandbox_wall_seconds", "sandbox_output_kb"])]
     no_sandbox: bool,
     /// Address-space limit of each sandboxed process, in MiB (default `sandbox.memory_mib`, 512; at
     /// most `sandbox.max_memory_mib`).
