@@ -6,7 +6,7 @@
 //! root) and the file system (system directories and the given paths read-only, the work directory the
 //! only writable place besides a private `/tmp`); `prlimit` sets the limits inside, so the process cap
 //! counts only this sandbox's processes; as root, `setpriv` drops to an unprivileged uid of the
-//! sandbox's own; `taskset` pins it to its CPUs.
+//! session's own; `taskset` pins it to its CPUs.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -40,14 +40,16 @@ impl Sandbox {
         std::fs::create_dir_all(work_dir)
             .map_err(|e| format!("cannot create the work directory {}: {e}", work_dir.display()))?;
         let n = self.next();
-        let uid = self.root.then_some(UID_BASE + n % UID_SPAN);
-        if let Some(uid) = uid {
-            give_to(work_dir, uid)?;
-        }
         let std = inner.as_std();
         // bubblewrap mounts at absolute places: the work directory, the read-only paths and the
         // working directory are made absolute first.
         let work_dir = &absolute(work_dir);
+        // One uid per work directory (per session): the sandboxes of one session (a bash_data session
+        // over several cells, concurrent candidates) share its files; other sessions' uids differ.
+        let uid = self.root.then(|| uid_of(work_dir));
+        if let Some(uid) = uid {
+            give_to(work_dir, uid)?;
+        }
         let cwd = std.get_current_dir().map_or_else(|| work_dir.clone(), absolute);
         let read_only: Vec<PathBuf> = read_only
             .iter()
@@ -184,6 +186,14 @@ fn parent_dirs<'a>(args: &mut Vec<OsString>, paths: impl Iterator<Item = &'a Pat
             args.extend(["--perms".into(), "0755".into(), "--dir".into(), dir.into()]);
         }
     }
+}
+
+/// The sandbox uid of `work_dir`: `UID_BASE` plus a hash of its path, one of `UID_SPAN`.
+fn uid_of(work_dir: &Path) -> u32 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    work_dir.hash(&mut h);
+    UID_BASE + u32::try_from(h.finish() % u64::from(UID_SPAN)).unwrap_or(0)
 }
 
 /// Hand `dir` and what is in it (not following links) to `uid`, so the sandbox's unprivileged uid can

@@ -66,14 +66,15 @@ pub struct Sandbox {
     ceilings: Limits,
     /// The CPUs this process may run on (the sandboxes are pinned to some of them, in turn).
     cpus: Vec<usize>,
-    /// Counts sandboxes started: picks each one's CPUs and (as root) its uid.
+    /// Counts sandboxes started: picks each one's CPUs.
     started: AtomicU32,
     /// rvbbit runs as root: drop to an unprivileged uid of its own inside each sandbox.
     root: bool,
 }
 
-/// The first uid given to sandboxes when rvbbit runs as root; each sandbox running at once gets its
-/// own (`UID_BASE + n % UID_SPAN`), so the process cap counts that sandbox's processes only.
+/// The first uid given to sandboxes when rvbbit runs as root; each session's sandboxes get their own
+/// (`UID_BASE` + a hash of the session's work directory, one of `UID_SPAN`), so the process cap counts
+/// that session's processes only and sessions cannot touch each other's files.
 pub(crate) const UID_BASE: u32 = 200_000;
 /// How many uids sandboxes take turns with.
 pub(crate) const UID_SPAN: u32 = 50_000;
@@ -184,7 +185,7 @@ impl Sandbox {
         }
     }
 
-    /// The next sandbox's number (its CPUs and uid come from it).
+    /// The next sandbox's number (its CPUs come from it).
     fn next(&self) -> u32 {
         self.started.fetch_add(1, Ordering::Relaxed)
     }
