@@ -436,3 +436,30 @@ async fn declarative_tools_see_their_own_files_read_only() {
     assert_eq!(out.outputs["sum"]["sum"], json!(42));
     assert_ne!(out.outputs["sum"]["uid"], json!(0));
 }
+
+#[tokio::test]
+async fn the_cells_timeout_and_the_sandboxs_wall_clock_limit_each_name_themselves() {
+    let h = Harness::new().await;
+    // A batch's `--sandbox-wall-seconds 2`: the engine's sandbox with that default.
+    let two = Sandbox::new(
+        &SandboxConfig::default(),
+        &rvbbit_cascade::model::CellSandbox {
+            wall_seconds: Some(2),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let engine = h.engine().with_sandbox(Arc::new(two));
+    // The same limit from both sides: the sandbox names it (the outer time limit waits a little longer).
+    let out = h
+        .run(&engine, shell("sleep 30", "    timeout: 2s\n"), json!({}))
+        .await;
+    assert_eq!(code_of(&out), "RVB-B013", "{:?}", out.error);
+    // A shorter cell timeout is the cell's own: RVB-T002, as without a sandbox.
+    let started = Instant::now();
+    let out = h
+        .run(&engine, shell("sleep 30", "    timeout: 1s\n"), json!({}))
+        .await;
+    assert_eq!(code_of(&out), "RVB-T002", "{:?}", out.error);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
