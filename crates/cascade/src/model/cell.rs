@@ -140,6 +140,10 @@ pub struct Cell {
     /// Keep going after this cell fails (RVBBIT's old behaviour for LLM errors).
     #[serde(default)]
     pub continue_on_error: Option<bool>,
+    /// Limits of the sandbox the cell's processes run in (code and shell tools), each up to its
+    /// `sandbox.max_*` ceiling in the configuration (docs/sandbox.md).
+    #[serde(default)]
+    pub sandbox: Option<CellSandbox>,
 
     // ---- Row fan-out ---------------------------------------------------------------------------------
     /// Run a cascade (or instructions) once per row of a table.
@@ -160,6 +164,27 @@ pub struct Cell {
     /// Wait for the human's submission (default: true for screen cells).
     #[serde(default)]
     pub await_input: Option<bool>,
+}
+
+/// A cell's own sandbox limits; an absent one keeps the configured (or batch) value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CellSandbox {
+    /// Address-space limit of each process, in MiB.
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
+    /// Most processes and threads.
+    #[serde(default)]
+    pub processes: Option<u64>,
+    /// CPUs the sandbox is pinned to.
+    #[serde(default)]
+    pub cpus: Option<u32>,
+    /// Wall-clock seconds before the sandbox is killed.
+    #[serde(default)]
+    pub wall_seconds: Option<u64>,
+    /// KB kept of stdout and of stderr.
+    #[serde(default)]
+    pub output_kb: Option<u64>,
 }
 
 /// What kind of cell a [`Cell`] is, from its primary key.

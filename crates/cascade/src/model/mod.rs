@@ -16,8 +16,8 @@ mod tool_def;
 pub use candidates::{CandidateModel, CandidateModels, Candidates, CandidatesMode, MutationMode, Reforge};
 pub use cascade::{Cascade, InlineValidator};
 pub use cell::{
-    AsyncCascade, AsyncTrigger, AutoFix, Callouts, Cell, CellKind, Handoff, HumanInput, HumanInputSpec,
-    ModelSpec, OnError, OnErrorSpec, OutputExtraction, Retry, SubCascade, Traits,
+    AsyncCascade, AsyncTrigger, AutoFix, Callouts, Cell, CellKind, CellSandbox, Handoff, HumanInput,
+    HumanInputSpec, ModelSpec, OnError, OnErrorSpec, OutputExtraction, Retry, SubCascade, Traits,
 };
 pub use context::{
     Anchors, AutoContext, Context, ContextFrom, ContextSource, InterContext, IntraContext, Selection,

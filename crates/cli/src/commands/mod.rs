@@ -17,6 +17,7 @@ pub(crate) mod queue;
 pub(crate) mod registry;
 pub(crate) mod resume;
 pub(crate) mod run;
+pub(crate) mod sandbox;
 pub(crate) mod schema;
 pub(crate) mod serve;
 pub(crate) mod serve_sql;

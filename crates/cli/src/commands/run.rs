@@ -53,6 +53,9 @@ pub(crate) struct Args {
     /// Answer LLM calls from a recording made with --record; no network, no API key.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["provider", "mock_answers"])]
     replay: Option<PathBuf>,
+    /// Run code and shell cells in the sandbox (docs/sandbox.md), as `sandbox.run = true` does.
+    #[arg(long)]
+    sandbox: bool,
     #[command(flatten)]
     mock: MockArgs,
     #[command(flatten)]
@@ -123,6 +126,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
     let mut phases = Phases::start("run");
     let mut config = load_config(cli, out)?.config;
     args.mock.apply(&mut config);
+    config.sandbox.run |= args.sandbox;
     phases.done("configuration");
     // `registry:NAME[:VERSION]`: fetch the bundle and run its cascade exactly as a file.
     let fetched = super::registry::prepare_run(&args.cascade, &mut config)?;
@@ -211,6 +215,11 @@ where
     Fut: Future<Output = Result<Outcome, rvbbit_engine::Error>>,
 {
     let mut phases = Phases::start("execute");
+    // Required and unusable is a coded error before anything starts, never an unsandboxed run.
+    let sandbox = match config.sandbox.run {
+        true => Some(super::sandbox::build(&config.sandbox, &Default::default()).await?),
+        false => None,
+    };
     let mut signals = Signals::install()?;
     // A store that cannot be opened does not stop the run; events spill (RVB-S003).
     let (writer, store) = super::setup::store_writer(config).await;
@@ -223,6 +232,9 @@ where
         .with_roots(config.roots.clone())
         .with_limits(config.limits.clone())
         .with_human(human.human(store.clone(), out, &line));
+    if let Some(sandbox) = sandbox {
+        engine = engine.with_sandbox(sandbox);
+    }
     if let Some(store) = store {
         engine = engine
             .with_heartbeat(store.clone(), HEARTBEAT_EVERY)

@@ -21,6 +21,7 @@ mod replay_example;
 mod run_command;
 mod run_compose;
 mod run_llm;
+mod sandbox;
 mod serve;
 mod shared_store;
 mod sql_command;

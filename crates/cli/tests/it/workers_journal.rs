@@ -66,6 +66,9 @@ fn enqueue(rt: &tokio::runtime::Runtime, nats: &str, log: &str) {
 
 fn worker(dir: &std::path::Path, nats: &str, pg: &str, llm: &str, n: usize) -> Child {
     crate::workers::cmd(dir, nats, pg)
+        // The `effect` cell's side effect is an append to a log file of the test, outside any work
+        // directory: the sandbox (on by default for workers, docs/sandbox.md) would refuse it.
+        .env("RVBBIT_SANDBOX__WORKER", "false")
         .env("RVBBIT_PROVIDER_BASE_URL", llm)
         .env("OPENROUTER_API_KEY", "test-key")
         .env("RVBBIT_DEFAULT_MODEL", "test/model")

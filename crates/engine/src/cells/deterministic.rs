@@ -82,6 +82,7 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
         input: run.input.clone(),
         timeout,
         scope: Some(run.tool_scope()),
+        sandbox: run.sandbox_scope(cell),
         idempotency_key: None,
     };
     let mut last_err = None;
@@ -109,12 +110,21 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
     Err(tool_error(cell, &tool_name, err))
 }
 
+/// How much later than its own limit a sandboxed tool call is stopped from outside.
+const SANDBOX_GRACE: Duration = Duration::from_secs(5);
+
 pub(crate) fn tool_error(cell: &Cell, tool: &str, err: ToolError) -> Error {
     match err {
         ToolError::Timeout(after) => Error::ToolTimeout {
             cell: cell.name.clone(),
             tool: tool.to_owned(),
             after,
+        },
+        ToolError::Sandbox { code, message } => Error::Sandbox {
+            cell: cell.name.clone(),
+            tool: tool.to_owned(),
+            code,
+            message,
         },
         other => Error::ToolFailed {
             cell: cell.name.clone(),
@@ -170,7 +180,16 @@ pub(crate) async fn call_tool(
         caller_id = %run.emit.caller()
     );
     let started = Instant::now();
-    let limit = timeout.or(tool.default_timeout());
+    // In a sandbox the process tools enforce the limit themselves and name the one reached (the cell's
+    // `timeout`: RVB-T002; the sandbox's wall-clock limit: RVB-B013); this outer limit only backs them
+    // up, a little later, so that it never wins the race against them.
+    let limit = timeout.or(tool.default_timeout()).map(|l| {
+        if ctx.sandbox.is_some() {
+            l + SANDBOX_GRACE
+        } else {
+            l
+        }
+    });
     let fut = tool.execute(args, ctx).instrument(span);
     let result = match limit {
         Some(l) => tokio::time::timeout(l, fut)
@@ -186,6 +205,7 @@ pub(crate) async fn call_tool(
         Err(err) => {
             let code = match err {
                 ToolError::Timeout(_) => rvbbit_core::codes::T_TIMEOUT,
+                ToolError::Sandbox { code, .. } => code,
                 _ => rvbbit_core::codes::T_FAILED,
             };
             e.error = Some(json!({"code": code.code, "message": err.to_string()}));

@@ -104,6 +104,7 @@ impl Turns {
             input: run.input.clone(),
             timeout: None,
             scope: Some(run.tool_scope()),
+            sandbox: run.sandbox_scope(cell),
             idempotency_key: None,
         };
         Turns {

@@ -91,11 +91,20 @@ fn tool_ctx(run: &Run<'_>, cell: &Cell) -> ToolContext {
         input: run.input.clone(),
         timeout: None,
         scope: Some(run.tool_scope()),
+        sandbox: run.sandbox_scope(cell),
         idempotency_key: None,
     }
 }
 
 fn validator_failed(cell: &Cell, e: ToolError) -> Error {
+    if let ToolError::Sandbox { code, message } = e {
+        return Error::Sandbox {
+            cell: cell.name.clone(),
+            tool: "loop_until".into(),
+            code,
+            message,
+        };
+    }
     Error::CellFailed {
         cell: cell.name.clone(),
         message: format!("the loop_until validator failed to run: {e}"),
@@ -125,7 +134,8 @@ async fn inline_check(
             .arg(script)
             .env("CONTENT", content)
             .env("ORIGINAL_INPUT", &original);
-        let done = crate::tools::process_runner(cmd, Vec::new(), timeout)
+        let ctx = tool_ctx(run, cell);
+        let done = crate::tools::process_runner(&ctx, cmd, Vec::new(), timeout)
             .await
             .map_err(|e| validator_failed(cell, e))?;
         return Ok(match extract_json(&done.0) {

@@ -132,7 +132,7 @@ impl DeclarativeTool {
         let mut cmd = Command::new("bash");
         cmd.arg("-c").arg(&command).current_dir(&dir);
         ctx.process_env(&mut cmd);
-        let done = super::process::run(cmd, Vec::new(), self.limit(ctx)).await?;
+        let done = super::run_process(ctx, cmd, Vec::new(), self.limit(ctx), &[dir]).await?;
         if done.code != 0 {
             return Err(ToolError::Failed(format!(
                 "`{}` exited with {}: {}",
@@ -201,11 +201,13 @@ impl DeclarativeTool {
             fn = getattr(importlib.import_module(sys.argv[2]), sys.argv[3])\n\
             result = fn(**json.load(sys.stdin))\n\
             sys.stdout.write(json.dumps(result, default=str))\n";
+        // Absolute: in a sandbox the process starts in the session's work directory.
+        let dir = std::fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
         let mut cmd = Command::new("python3");
-        cmd.arg("-c").arg(program).arg(&self.dir).arg(module).arg(name);
+        cmd.arg("-c").arg(program).arg(&dir).arg(module).arg(name);
         ctx.process_env(&mut cmd);
         let stdin = serde_json::to_vec(args).unwrap_or_default();
-        let done = super::process::run(cmd, stdin, self.limit(ctx)).await?;
+        let done = super::run_process(ctx, cmd, stdin, self.limit(ctx), &[dir]).await?;
         if done.code != 0 {
             return Err(ToolError::Failed(format!(
                 "`{function}` raised: {}",

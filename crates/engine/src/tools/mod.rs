@@ -10,6 +10,7 @@ mod http;
 mod human;
 mod process;
 mod python;
+pub mod sandbox;
 mod shell;
 mod state;
 
@@ -62,6 +63,16 @@ pub enum ToolError {
     /// The tool did not finish in time.
     #[error("timed out after {}", crate::error::humanize(*.0))]
     Timeout(Duration),
+    /// The sandbox refused or stopped the process: unavailable (RVB-B010), a limit above its ceiling
+    /// (RVB-B011) or a limit reached (RVB-B012 memory, RVB-B013 wall-clock time, RVB-B014 processes,
+    /// RVB-B015 output).
+    #[error("{} {message}", code.code)]
+    Sandbox {
+        /// The code.
+        code: &'static rvbbit_core::ErrorCode,
+        /// What happened: the limit, its value and how to raise it.
+        message: String,
+    },
 }
 
 /// What a tool sees of the run that calls it.
@@ -90,6 +101,8 @@ pub struct ToolContext {
     /// Where child runs of the calling session start (cascade tools); `None` outside a run.
     /// [`ToolContext::child_runs`] (in `children.rs`) gives tools of other crates its public face.
     pub(crate) scope: Option<Arc<dyn ChildRunner>>,
+    /// The sandbox the calling cell's processes run in, when the engine has one.
+    pub(crate) sandbox: Option<sandbox::Scope>,
 }
 
 /// How a tool starts child runs of the run that calls it. Tools sit below the engine, so they see the
@@ -307,13 +320,31 @@ pub(crate) async fn python_runner(
     python::run_python(code, ctx, extra, timeout).await
 }
 
-/// Run a subprocess the way the shell tools do; returns (stdout, exit code).
+/// Run `cmd` as `process::run` does, inside the calling cell's sandbox when the engine has one
+/// (`sandbox`): the session directory is its writable work directory, `read_only` paths (the
+/// tool's own files) are visible read-only.
+pub(crate) async fn run_process(
+    ctx: &ToolContext,
+    cmd: tokio::process::Command,
+    stdin: Vec<u8>,
+    timeout: Option<Duration>,
+    read_only: &[std::path::PathBuf],
+) -> Result<process::Finished, ToolError> {
+    match &ctx.sandbox {
+        None => process::run(cmd, stdin, timeout).await,
+        Some(scope) => sandbox::run(scope, cmd, stdin, timeout, &ctx.session_dir, read_only).await,
+    }
+}
+
+/// Run a subprocess the way the shell tools do (in the cell's sandbox, when there is one); returns
+/// (stdout, exit code).
 pub(crate) async fn process_runner(
+    ctx: &ToolContext,
     cmd: tokio::process::Command,
     stdin: Vec<u8>,
     timeout: Option<Duration>,
 ) -> Result<(String, i32), ToolError> {
-    process::run(cmd, stdin, timeout)
+    run_process(ctx, cmd, stdin, timeout, &[])
         .await
         .map(|f| (f.stdout, f.code))
 }

@@ -101,7 +101,7 @@ async fn read_capped<R: tokio::io::AsyncRead + Unpin>(reader: Option<R>) -> (Str
 ///
 /// Uses the `killpg` system call directly. Shelling out to `kill -KILL -PID` is wrong: procps-ng reads
 /// `-PID` after a signal option as a second signal option and then signals far more than the group.
-fn kill_group(pid: Option<u32>) {
+pub(crate) fn kill_group(pid: Option<u32>) {
     let Some(pid) = pid
         .and_then(|p| i32::try_from(p).ok())
         .and_then(rustix::process::Pid::from_raw)

@@ -6,7 +6,6 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use tokio::process::Command;
 
-use super::process;
 use super::{SideEffect, Tool, ToolContext, ToolError, str_arg};
 
 /// The line before the JSON result on stdout.
@@ -51,7 +50,7 @@ pub(crate) async fn run_python(
     let mut cmd = Command::new("python3");
     cmd.arg("-c").arg(HARNESS);
     ctx.process_env(&mut cmd);
-    let done = process::run(cmd, request.to_string().into_bytes(), timeout).await?;
+    let done = super::run_process(ctx, cmd, request.to_string().into_bytes(), timeout, &[]).await?;
     if done.code != 0 {
         return Err(ToolError::Failed(format!(
             "python exited with code {}: {}",
@@ -60,6 +59,12 @@ pub(crate) async fn run_python(
         )));
     }
     let Some((printed, result)) = done.stdout.rsplit_once(MARKER) else {
+        if done.truncated {
+            return Err(ToolError::Sandbox {
+                code: rvbbit_core::codes::B_SANDBOX_OUTPUT,
+                message: "what the code printed passed the sandbox output limit before its result, so the result was cut off; print less, or raise it with `sandbox: {output_kb: N}` on the cell or `--sandbox-output-kb N` on the batch, up to `sandbox.max_output_kb`".into(),
+            });
+        }
         return Err(ToolError::Failed(
             "python produced no result (the harness was cut short)".into(),
         ));

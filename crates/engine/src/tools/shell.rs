@@ -6,7 +6,6 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use tokio::process::Command;
 
-use super::process;
 use super::{SideEffect, Tool, ToolContext, ToolError, str_arg};
 use crate::table;
 
@@ -41,7 +40,8 @@ impl Tool for LinuxShell {
         let mut cmd = Command::new("bash");
         cmd.arg("-c").arg(command);
         ctx.process_env(&mut cmd);
-        let done = process::run(cmd, Vec::new(), ctx.timeout.or(self.default_timeout())).await?;
+        let done =
+            super::run_process(ctx, cmd, Vec::new(), ctx.timeout.or(self.default_timeout()), &[]).await?;
         Ok(json!({
             "stdout": done.stdout,
             "stderr": done.stderr,
@@ -147,10 +147,12 @@ impl Tool for BashData {
                 cmd.env(k, v);
             }
         }
-        let done = process::run(
+        let done = super::run_process(
+            ctx,
             cmd,
             stdin.into_bytes(),
             timeout.or(ctx.timeout).or(self.default_timeout()),
+            &[],
         )
         .await?;
         if done.code != 0 {

@@ -18,6 +18,7 @@ mod failures;
 mod hitl;
 mod journal;
 mod llm;
+mod sandbox;
 mod support;
 mod takes;
 mod templates;

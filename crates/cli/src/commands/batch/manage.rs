@@ -261,6 +261,7 @@ fn retry_args(b: &BatchRecord, failed_only: bool) -> Result<Args, Failure> {
         model: text(&o["model"]),
         no_cache: o["no_cache"].as_bool().unwrap_or(false),
         refresh: false,
+        sandbox: serde_json::from_value(o["sandbox"].clone()).unwrap_or_default(),
         action: None,
         only,
         retry_of: Some(b.batch_id.clone()),

@@ -65,6 +65,8 @@ pub(crate) struct Args {
     /// Run every input again and replace its cached result.
     #[arg(long)]
     refresh: bool,
+    #[command(flatten)]
+    sandbox: super::sandbox::BatchArgs,
     #[command(subcommand)]
     action: Option<manage::Action>,
     /// Only the inputs of these names (a retry of failed ones).
@@ -157,7 +159,9 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
     .min(config.batch.max_parallel);
     let caller = CallerId::new(Origin::Batch);
     let batch_id = caller.to_string().trim_start_matches("batch-").to_owned();
-    let prefix = cache_prefix(&cascade.cascade_id, &text, args.model.as_deref());
+    let sandbox = args.sandbox.sandbox(&config.sandbox)?;
+    let mut prefix = cache_prefix(&cascade.cascade_id, &text, args.model.as_deref());
+    prefix.update(super::sandbox::cache_part(sandbox.as_deref()).as_bytes());
     let plan = Arc::new(Plan {
         cascade: Arc::new(cascade),
         text,
@@ -173,6 +177,9 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
     });
     super::storage::block_on(async move {
         let provider = super::run::provider(&config, None, None).await?;
+        if let Some(s) = &sandbox {
+            super::sandbox::check(s).await?;
+        }
         let (writer, store) = super::setup::store_writer(&config).await;
         let mut engine = Engine::new(registry)
             .with_provider(provider)
@@ -180,6 +187,9 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             .with_default_model(config.default_model.clone())
             .with_roots(config.roots.clone())
             .with_limits(config.limits.clone());
+        if let Some(sandbox) = sandbox {
+            engine = engine.with_sandbox(sandbox);
+        }
         if let Some(store) = &store {
             engine = engine
                 .with_heartbeat(store.clone(), HEARTBEAT_EVERY)

@@ -56,6 +56,7 @@ impl Record {
                 "parallel": parallel,
                 "budget_dollars": args.budget_dollars,
                 "no_cache": args.no_cache,
+                "sandbox": args.sandbox,
             },
             "counts": {"total": total},
         });

@@ -256,7 +256,7 @@ async fn execute(
 ) -> Verdict {
     let config = &ctx.config;
     let writer = Writer::spawn(ctx.store.clone(), WriterOptions::new(ctx.spill_dir.clone()));
-    let engine = Engine::new(registry)
+    let mut engine = Engine::new(registry)
         .with_provider(ctx.provider.clone())
         .with_writer(writer.handle())
         .with_default_model(config.default_model.clone())
@@ -264,6 +264,9 @@ async fn execute(
         .with_limits(config.limits.clone())
         .with_heartbeat(ctx.store.clone(), HEARTBEAT_EVERY)
         .with_store(ctx.store.clone());
+    if let Some(sandbox) = &ctx.sandbox {
+        engine = engine.with_sandbox(sandbox.clone());
+    }
     let outcome = engine.run(request).await;
     drop(engine);
     let session = outcome.session_id.clone();
@@ -397,6 +400,7 @@ mod tests {
             worker: json!({"name": "worker-test"}),
             spill_dir: dir.path().join("spill"),
             settled: AtomicI64::new(0),
+            sandbox: None,
         });
         let slots = Arc::new(Semaphore::new(1));
         queue.submit(&job("boom")).await.unwrap();

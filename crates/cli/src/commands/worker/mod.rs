@@ -60,12 +60,20 @@ pub(super) struct Context {
     pub(super) spill_dir: std::path::PathBuf,
     /// Deliveries settled so far (acked, handed back or given up), for the worker registry.
     pub(super) settled: AtomicI64,
+    /// The sandbox of the jobs' code and shell cells (`sandbox.worker`, on by default).
+    pub(super) sandbox: Option<Arc<rvbbit_engine::tools::sandbox::Sandbox>>,
 }
 
 pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
     let config = load_config(cli, out)?.config;
     let tags = parse_tags(&args.tags)?;
     block_on(async move {
+        // Required and unusable stops the worker before it takes a job, never an unsandboxed run.
+        let sandbox = if config.sandbox.worker {
+            Some(super::sandbox::build(&config.sandbox, &Default::default()).await?)
+        } else {
+            None
+        };
         let signals = Signals::install()?;
         let queue = super::queue::open(&config, &args.queue, true).await?;
         let base = std::env::current_dir().unwrap_or_default();
@@ -95,6 +103,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             config,
             store,
             provider,
+            sandbox,
         });
         serve(ctx, queue, signals, record, out).await
     })
