@@ -64,6 +64,14 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// The queue at `nats` and the store at `pg`, with short queue timings.
+fn queue_env(c: &mut Command, nats: &str, pg: &str) {
+    c.env("RVBBIT_QUEUE_URL", nats)
+        .env("RVBBIT_STORE_URL", pg)
+        .env("RVBBIT_QUEUE__ACK_WAIT_SECONDS", "5")
+        .env("RVBBIT_QUEUE__NAK_DELAY_SECONDS", "0");
+}
+
 /// Where the artifacts go: a `file://` directory or the S3 server (endpoint and credentials in the
 /// standard AWS variables).
 enum Store<'a> {
@@ -365,12 +373,7 @@ fn submitted_bundles_run_on_a_worker_and_unknown_ones_are_dead_lettered_at_once(
     let tmp = TempDir::new().unwrap();
     let proj = project(tmp.path());
     let store = Store::S3(&server);
-    let queued = |c: &mut Command| {
-        c.env("RVBBIT_QUEUE_URL", nats.url())
-            .env("RVBBIT_STORE_URL", &pg)
-            .env("RVBBIT_QUEUE__ACK_WAIT_SECONDS", "5")
-            .env("RVBBIT_QUEUE__NAK_DELAY_SECONDS", "0");
-    };
+    let queued = |c: &mut Command| queue_env(c, &nats.url(), &pg);
     push(&proj, &store, &["flows/main.yaml", "--name", "reg:1"]);
     // The worker's host has no files either.
     let worker_dir = TempDir::new().unwrap();
@@ -576,12 +579,7 @@ fn a_worker_stores_completed_outputs_as_artifacts() {
     let proj = project(tmp.path());
     let artifacts = tmp.path().join("artifacts");
     let store = Store::File(artifacts.clone());
-    let queued = |c: &mut Command| {
-        c.env("RVBBIT_QUEUE_URL", nats.url())
-            .env("RVBBIT_STORE_URL", &pg)
-            .env("RVBBIT_QUEUE__ACK_WAIT_SECONDS", "5")
-            .env("RVBBIT_QUEUE__NAK_DELAY_SECONDS", "0");
-    };
+    let queued = |c: &mut Command| queue_env(c, &nats.url(), &pg);
     let worker_dir = TempDir::new().unwrap();
     let mut w = cmd(worker_dir.path(), &store);
     queued(&mut w);
