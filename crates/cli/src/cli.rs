@@ -77,6 +77,12 @@ pub(crate) enum Command {
     /// Exit 0 when every input completed, 11 when some failed (RVB-B001), 12 when all failed
     /// (RVB-B002). See docs/batch.md.
     Batch(commands::batch::Args),
+    /// What `rvbbit batch` with the same arguments would do, without running anything.
+    ///
+    /// Counts the inputs (and the bad ones), looks each up in the result cache, and scales the store's
+    /// history of completed runs of the cascade (its latest 50) to the inputs left to run: LLM calls,
+    /// cost, and time at --parallel. Unknown when the cascade never completed here. See docs/batch.md.
+    Estimate(commands::batch::Args),
     /// Enqueue a run of CASCADE on the job queue (`queue.url`) for any `rvbbit worker` to take.
     ///
     /// The cascade is validated here (errors exit 1); its text and input travel in the job. Prints the
@@ -189,6 +195,7 @@ pub(crate) fn run() -> ExitCode {
         Command::Run(args) => commands::run::run(&cli, args, out),
         Command::Resume(args) => commands::resume::run(&cli, args, out),
         Command::Batch(args) => commands::batch::run(&cli, args, out),
+        Command::Estimate(args) => commands::batch::estimate(&cli, args, out),
         Command::Submit(args) => commands::submit::run(&cli, args, out),
         Command::Worker(args) => commands::worker::run(&cli, args, out),
         Command::Queue(cmd) => commands::queue::run(&cli, cmd, out),

@@ -650,3 +650,73 @@ fn a_running_batch_is_cancelled_from_another_process_and_its_logs_follow_it_to_t
         text(&again)
     );
 }
+
+#[test]
+fn estimate_counts_cache_hits_and_scales_the_history_without_running_anything() {
+    let dir = TempDir::new().unwrap();
+    let cascade = write(dir.path(), "two.yaml", TWO_CELLS);
+    let estimate = |inputs: &str| -> Value {
+        let out = rvbbit(dir.path())
+            .args(["--output", "json", "estimate", &cascade, "--inputs", inputs])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let rows: Vec<String> = (0..5).map(|i| format!("{{\"text\": \"item {i}\"}}")).collect();
+    write(dir.path(), "five.jsonl", &(rows.join("\n") + "\n"));
+    // No history yet: counts only, the rest unknown, and nothing ran.
+    let first = estimate("five.jsonl");
+    assert_eq!(
+        (
+            first["inputs"].clone(),
+            first["cached"].clone(),
+            first["to_run"].clone()
+        ),
+        (5.into(), 0.into(), 5.into())
+    );
+    assert_eq!(first["history_runs"], 0);
+    assert!(first["expected_cost_usd"].is_null(), "{first}");
+    assert_eq!(sessions_in_store(dir.path()), 0, "an estimate runs nothing");
+
+    let (out, _) = batch(dir.path(), &[&cascade, "--inputs", "five.jsonl"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let mut more = rows;
+    more.extend((5..8).map(|i| format!("{{\"text\": \"item {i}\"}}")));
+    more.push("{not json".into());
+    write(dir.path(), "nine.jsonl", &(more.join("\n") + "\n"));
+    let second = estimate("nine.jsonl");
+    assert_eq!(
+        (
+            second["inputs"].clone(),
+            second["bad_inputs"].clone(),
+            second["cached"].clone(),
+            second["to_run"].clone()
+        ),
+        (9.into(), 1.into(), 5.into(), 3.into()),
+        "{second}"
+    );
+    assert_eq!(second["history_runs"], 5, "{second}");
+    assert_eq!(
+        second["expected_cost_usd"], "$0.000000",
+        "deterministic cells cost nothing: {second}"
+    );
+    assert_eq!(second["expected_llm_calls"], 0, "{second}");
+    let per_run = second["duration_ms_per_run"].as_f64().unwrap();
+    assert!(per_run > 0.0, "{second}");
+    let expected = second["expected_seconds"].as_f64().unwrap();
+    assert!(
+        (expected - per_run * 3.0 / 2.0 / 1000.0).abs() < 0.002,
+        "3 runs over 2 slots: {second}"
+    );
+    assert_eq!(sessions_in_store(dir.path()), 5, "the estimate ran nothing");
+    let shown = rvbbit(dir.path())
+        .args(["estimate", &cascade, "--inputs", "nine.jsonl"])
+        .output()
+        .unwrap();
+    let t = text(&shown);
+    assert!(
+        t.contains("from the cache ($0)") && t.contains("5 completed run(s) of `two_cells`"),
+        "{t}"
+    );
+}

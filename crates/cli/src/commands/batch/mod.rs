@@ -3,6 +3,7 @@
 //! display, per-input outputs, a result cache by content, a budget, a summary, and exit codes that tell
 //! "all completed" (0), "some failed" (11, RVB-B001) and "all failed" (12, RVB-B002). See docs/batch.md.
 
+mod estimate;
 mod follow;
 mod inputs;
 mod manage;
@@ -98,6 +99,22 @@ pub(super) struct Done {
 }
 
 pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
+    start(cli, args, false, out)
+}
+
+/// `rvbbit estimate`: the batch's counts, cache hits and the expected calls, time and cost; nothing runs.
+pub(crate) fn estimate(cli: &Cli, args: &Args, out: Out) -> Outcome {
+    if args.action.is_some() {
+        return Err(usage(
+            codes::C_USAGE,
+            "`rvbbit estimate` takes a CASCADE and `--inputs`, not a batch subcommand".into(),
+            "for example `rvbbit estimate flow.yaml --inputs 'docs/*.txt'`",
+        ));
+    }
+    start(cli, args, true, out)
+}
+
+fn start(cli: &Cli, args: &Args, estimate_only: bool, out: Out) -> Outcome {
     if let Some(action) = &args.action {
         return manage::run(cli, action, out);
     }
@@ -175,6 +192,15 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         budget,
         cache_prefix: prefix,
     });
+    if estimate_only {
+        return super::storage::block_on(async {
+            let base = std::env::current_dir().unwrap_or_default();
+            let store = rvbbit_store::open(&config.store.url, &base)
+                .await
+                .map_err(super::storage::fail)?;
+            estimate::report(&*store, &plan, &inputs, parallel, out).await
+        });
+    }
     super::storage::block_on(async move {
         let provider = super::run::provider(&config, None, None).await?;
         if let Some(s) = &sandbox {
