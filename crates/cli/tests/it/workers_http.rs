@@ -77,6 +77,11 @@ fn queued_http_runs_go_to_workers_once_per_submission_id() {
             "`submission_id`",
         ),
         (
+            "?queue=true",
+            json!({"cascade": "echo.yaml", "submission_id": "x".repeat(101)}),
+            "a submission id has 1 to 100 characters",
+        ),
+        (
             "",
             json!({"cascade": "echo.yaml", "submission_id": "x"}),
             "only taken with `queue=true`",

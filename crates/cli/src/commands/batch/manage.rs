@@ -31,13 +31,13 @@ pub(crate) enum Action {
     },
     /// One batch: its options, counts, cost, and the inputs that failed or were skipped.
     Status {
-        /// The batch id (as `rvbbit batch` printed it, with or without `batch-`), or `latest`.
+        /// The batch id (as `rvbbit batch` printed it, with or without `batch-`), or `last` (the newest).
         #[arg(value_name = "ID")]
         id: String,
     },
     /// The events of the batch's runs as lines (`--output json`: one event per line), oldest first.
     Logs {
-        /// The batch id, or `latest`.
+        /// The batch id, or `last` (the newest).
         #[arg(value_name = "ID")]
         id: String,
         /// Keep printing new events until the batch ends.
@@ -47,7 +47,7 @@ pub(crate) enum Action {
     /// Ask a running batch (in any process sharing the store) to stop: inputs not started are skipped,
     /// runs in flight are cancelled, and it ends `cancelled`.
     Cancel {
-        /// The batch id, or `latest`.
+        /// The batch id, or `last` (the newest).
         #[arg(value_name = "ID")]
         id: String,
     },
@@ -55,7 +55,7 @@ pub(crate) enum Action {
     /// output folder); completed inputs come from the result cache at $0 unless `--failed-only` leaves
     /// them out.
     Retry {
-        /// The batch id, or `latest`.
+        /// The batch id, or `last` (the newest).
         #[arg(value_name = "ID")]
         id: String,
         /// Only the inputs that failed or were skipped.
@@ -98,7 +98,8 @@ pub(super) fn run(cli: &Cli, action: &Action, out: Out) -> Outcome {
 fn read(store: &dyn Store, id: &str) -> Result<BatchRecord, Failure> {
     let mut id = id.trim_start_matches("batch-").to_owned();
     block_on(async {
-        if id == "latest" {
+        // `last`, as `rvbbit sessions show last`; `latest` too.
+        if id == "last" || id == "latest" {
             match store.batches(1).await.map_err(fail)?.into_iter().next() {
                 Some(b) => id = b.batch_id,
                 None => {
