@@ -83,6 +83,15 @@ pub(crate) enum Command {
     /// history of completed runs of the cascade (its latest 50) to the inputs left to run: LLM calls,
     /// cost, and time at --parallel. Unknown when the cascade never completed here. See docs/batch.md.
     Estimate(commands::batch::Args),
+    /// Run a plain script (.py, .sh, .js) in the sandbox, once or once per file of --batch GLOB.
+    ///
+    /// Arguments naming existing files or folders are mounted read-only and passed as absolute paths; a
+    /// requirements.txt beside a Python script is installed into a venv cached by its hash; every file
+    /// the script leaves in its work directory is an output (--output-dir/<name>/). Results are cached
+    /// by content (script, requirements, arguments, input files). One run prints the script's stdout
+    /// and stderr and exits 0, or 3 when it fails (RVB-B020); with --batch, exits as `rvbbit batch`.
+    /// Options go before SCRIPT. See docs/exec.md.
+    Exec(commands::batch::exec::ExecArgs),
     /// Enqueue a run of CASCADE on the job queue (`queue.url`) for any `rvbbit worker` to take.
     ///
     /// The cascade is validated here (errors exit 1); its text and input travel in the job. Prints the
@@ -196,6 +205,7 @@ pub(crate) fn run() -> ExitCode {
         Command::Resume(args) => commands::resume::run(&cli, args, out),
         Command::Batch(args) => commands::batch::run(&cli, args, out),
         Command::Estimate(args) => commands::batch::estimate(&cli, args, out),
+        Command::Exec(args) => commands::batch::exec::run(&cli, args, out),
         Command::Submit(args) => commands::submit::run(&cli, args, out),
         Command::Worker(args) => commands::worker::run(&cli, args, out),
         Command::Queue(cmd) => commands::queue::run(&cli, cmd, out),

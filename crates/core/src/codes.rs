@@ -760,6 +760,23 @@ codes! {
         ["Python code that prints a lot before assigning `result`.", "A result larger than the output limit."],
         "Print less, or raise the limit for the cell (`sandbox: {output_kb: 1024}`) or the batch (`--sandbox-output-kb 1024`), up to `sandbox.max_output_kb`.";
 
+    // ---- Scripts run by `rvbbit exec` (docs/exec.md) ---------------------------------------------------
+    /// A script run by `rvbbit exec` (the `run_script` tool) exited with a non-zero code.
+    B_EXEC_SCRIPT = "RVB-B020", Tool, "The script failed",
+        "The script exited with a non-zero code. The message quotes the end of its stderr; with `--batch`, only that input failed and the others ran.",
+        ["An exception or error in the script (Python's traceback is in the message).", "A file argument the script cannot parse.", "A module the script imports that is not in its `requirements.txt`."],
+        "Read the end of stderr in the message (all of it: `rvbbit sessions show SESSION`), fix the script or its input, and run the same command again: inputs that completed come from the cache at $0.";
+    /// The files a script left in its work directory pass `exec.max_output_files` or `exec.max_output_bytes`.
+    B_EXEC_FILES = "RVB-B021", Tool, "Too many or too large output files",
+        "Every file a script leaves in its work directory is collected as an output, up to `exec.max_output_files` files and `exec.max_output_bytes` bytes in all (1,000 files and 8 MiB unless raised); past either, that run failed and nothing was collected.",
+        ["A script that writes large intermediate files in its work directory.", "A script that writes one file per record of a large input."],
+        "Write temporary files under `/tmp` (private to the sandbox, not collected), keep only the results in the work directory, or raise `exec.max_output_files` / `exec.max_output_bytes` in rvbbit.toml ([exec]).";
+    /// A script's environment could not be prepared: its interpreter is missing or its requirements do not install.
+    B_EXEC_SETUP = "RVB-B022", Configuration, "The script's environment cannot be prepared",
+        "Before anything runs, `rvbbit exec` finds the script's interpreter and, for a Python script with a `requirements.txt` beside it, installs those requirements into a virtual environment cached by their hash. That failed: the interpreter is not installed, or `pip install -r requirements.txt` failed (the message quotes its output).",
+        ["`node` (for a `.js` script) or `python3-venv` is not installed.", "A requirement that does not exist, or an index that cannot be reached (installs run outside the sandbox, with the network).", "`pip` ran longer than `exec.install_timeout_seconds`."],
+        "Install the interpreter (`apt-get install nodejs`, `apt-get install python3-venv`), fix `requirements.txt`, or run `pip install -r requirements.txt` yourself to see the whole error; then run the same command again.";
+
     // ---- Waiting (exit 10) ---------------------------------------------------------------------------
     /// The run waits for a human.
     H_WAITING = "RVB-H001", Waiting, "Waiting for a human answer",
@@ -891,7 +908,10 @@ mod tests {
                     // The sandbox: unavailable or a limit above its ceiling is configuration; a limit
                     // reached fails the tool.
                     "RVB-B010" | "RVB-B011" => ExitClass::Configuration,
-                    "RVB-B012" | "RVB-B013" | "RVB-B014" | "RVB-B015" => ExitClass::Tool,
+                    "RVB-B012" | "RVB-B013" | "RVB-B014" | "RVB-B015" | "RVB-B020" | "RVB-B021" => {
+                        ExitClass::Tool
+                    }
+                    "RVB-B022" => ExitClass::Configuration,
                     _ => ExitClass::BatchPartial,
                 },
                 _ => panic!("unknown prefix in {}", code.code),

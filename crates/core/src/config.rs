@@ -71,6 +71,8 @@ pub struct Config {
     pub artifacts: ArtifactsConfig,
     /// The sandbox of code and shell cells (bubblewrap; docs/sandbox.md). Since v0.5.
     pub sandbox: SandboxConfig,
+    /// Scripts run by `rvbbit exec` (docs/exec.md). Since v0.6.
+    pub exec: ExecConfig,
 }
 
 impl Default for Config {
@@ -95,6 +97,7 @@ impl Default for Config {
             batch: BatchConfig::default(),
             artifacts: ArtifactsConfig::default(),
             sandbox: SandboxConfig::default(),
+            exec: ExecConfig::default(),
         }
     }
 }
@@ -272,6 +275,10 @@ pub struct BatchConfig {
     pub parallel: u32,
     /// Most inputs run at once, whatever `--parallel` asks.
     pub max_parallel: u32,
+    /// How many times an input whose run failed for a transient reason (the sandbox's memory or time
+    /// limit, a tool or provider timeout, a connection error) is run again; never for the script's or
+    /// cascade's own errors. At most 5.
+    pub transient_retries: u32,
 }
 
 impl Default for BatchConfig {
@@ -281,6 +288,41 @@ impl Default for BatchConfig {
             max_input_bytes: 10 * 1024 * 1024,
             parallel: 0,
             max_parallel: 64,
+            transient_retries: 2,
+        }
+    }
+}
+
+/// Scripts run by `rvbbit exec` (docs/exec.md): where their environments are kept and how much of
+/// what they write is collected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecConfig {
+    /// Where `rvbbit exec` keeps content-addressed copies of scripts, the one-cell cascades made for
+    /// them and the Python virtual environments of their requirements (relative to the working
+    /// directory unless absolute).
+    pub dir: PathBuf,
+    /// Most files a script may leave in its work directory (each is an output); more fails that run
+    /// (RVB-B021). At most 100,000.
+    pub max_output_files: u64,
+    /// Most bytes of files a script may leave in its work directory; more fails that run (RVB-B021).
+    /// At most 1 GiB.
+    pub max_output_bytes: u64,
+    /// Most bytes of the files and folders named by a script's arguments (each is hashed into the
+    /// result cache's key); more is refused before anything runs (RVB-B022).
+    pub max_argument_bytes: u64,
+    /// Longest `pip install -r requirements.txt` into a new environment, in seconds (RVB-B022).
+    pub install_timeout_seconds: u64,
+}
+
+impl Default for ExecConfig {
+    fn default() -> Self {
+        ExecConfig {
+            dir: PathBuf::from(".rvbbit/exec"),
+            max_output_files: 1_000,
+            max_output_bytes: 8 * 1024 * 1024,
+            max_argument_bytes: 1024 * 1024 * 1024,
+            install_timeout_seconds: 600,
         }
     }
 }
@@ -298,6 +340,8 @@ pub struct SandboxConfig {
     pub batch: bool,
     /// Sandbox the cells of the jobs `rvbbit worker` runs.
     pub worker: bool,
+    /// Sandbox the scripts `rvbbit exec` runs (`--no-sandbox` turns it off for one command).
+    pub exec: bool,
     /// The bubblewrap program (a name looked up in `PATH`, or a path). Missing while the sandbox is
     /// required is RVB-B010, never an unsandboxed run.
     pub bwrap: String,
@@ -330,6 +374,7 @@ impl Default for SandboxConfig {
             run: false,
             batch: true,
             worker: true,
+            exec: true,
             bwrap: "bwrap".to_owned(),
             memory_mib: 512,
             max_memory_mib: 8192,
@@ -1165,6 +1210,7 @@ fn validate(config: &Config, sources: &BTreeMap<String, Source>, problems: &mut 
         });
     }
     validate_queue(&config.queue, &src, problems);
+    validate_exec(config, &src, problems);
     artifacts::validate(&config.artifacts, &src, problems);
     if config.default_model.trim().is_empty() {
         problems.push(Problem {
@@ -1174,6 +1220,34 @@ fn validate(config: &Config, sources: &BTreeMap<String, Source>, problems: &mut 
             message: "`default_model` is empty".into(),
             hint: format!("name a model, for example `{DEFAULT_MODEL}`"),
         });
+    }
+}
+
+/// The `[exec]` ceilings and `batch.transient_retries`.
+fn validate_exec(config: &Config, src: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<Problem>) {
+    let checks = [
+        ("exec.max_output_files", config.exec.max_output_files, 100_000),
+        (
+            "exec.max_output_bytes",
+            config.exec.max_output_bytes,
+            1024 * 1024 * 1024,
+        ),
+        (
+            "batch.transient_retries",
+            u64::from(config.batch.transient_retries),
+            5,
+        ),
+    ];
+    for (key, value, most) in checks {
+        if value > most {
+            problems.push(Problem {
+                code: codes::C_INVALID,
+                key: Some(key.into()),
+                source: src(key),
+                message: format!("`{key}` is {value}, more than its ceiling of {most}"),
+                hint: format!("set `{key}` to at most {most}"),
+            });
+        }
     }
 }
 

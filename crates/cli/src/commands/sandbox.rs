@@ -11,7 +11,7 @@ use rvbbit_engine::tools::sandbox::{Sandbox, SandboxError};
 use super::{Coded, Failure};
 
 /// The sandbox flags of `rvbbit batch` (kept in the batch's record, so a retry uses the same).
-#[derive(Debug, Default, clap::Args, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, clap::Args, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub(crate) struct BatchArgs {
     /// Run code and shell cells without the sandbox (on by default for batches: `sandbox.batch`).
@@ -36,13 +36,18 @@ pub(crate) struct BatchArgs {
 }
 
 impl BatchArgs {
-    /// The sandbox of a batch: `None` when turned off (`--no-sandbox`, `sandbox.batch = false`). Not yet
-    /// checked: [`check`] runs it once before the first input.
+    /// `--no-sandbox` was given.
+    pub(crate) fn is_off(&self) -> bool {
+        self.no_sandbox
+    }
+
+    /// The sandbox of a batch: `None` when turned off (`--no-sandbox`, or `on` false: the door's setting
+    /// `sandbox.batch` or `sandbox.exec`). Not yet checked: [`check`] runs it once before the first input.
     ///
     /// # Errors
     /// RVB-B010 when bubblewrap is missing; RVB-B011 for a flag above its ceiling.
-    pub(crate) fn sandbox(&self, config: &SandboxConfig) -> Result<Option<Arc<Sandbox>>, Failure> {
-        if self.no_sandbox || !config.batch {
+    pub(crate) fn sandbox(&self, config: &SandboxConfig, on: bool) -> Result<Option<Arc<Sandbox>>, Failure> {
+        if self.no_sandbox || !on {
             return Ok(None);
         }
         let overrides = CellSandbox {

@@ -720,3 +720,63 @@ fn estimate_counts_cache_hits_and_scales_the_history_without_running_anything() 
         "{t}"
     );
 }
+
+#[test]
+fn transient_failures_run_again_at_most_twice_and_a_cells_own_error_never() {
+    let dir = TempDir::new().unwrap();
+    // `slow` times out (RVB-T002, transient) on its first run and completes on its second; `stuck`
+    // times out every time: 1 run + 2 retries; `broken` fails with its own error (RVB-T001): run once.
+    let cascade = write(
+        dir.path(),
+        "flaky.yaml",
+        "cascade_id: flaky\ncells:\n  - name: step\n    tool: bash_data\n    timeout: 1s\n    inputs:\n      script: '{{ input.cmd }}'\n      persist_session: false\n",
+    );
+    let marker = dir.path().join("seen");
+    let lines = [
+        serde_json::json!({"name": "slow", "cmd": format!("if [ -e {m} ]; then echo '[{{\"ok\": 1}}]'; else touch {m}; sleep 5; fi", m = marker.display())}),
+        serde_json::json!({"name": "stuck", "cmd": "sleep 5"}),
+        serde_json::json!({"name": "broken", "cmd": "exit 7"}),
+    ];
+    let lines: Vec<String> = lines.iter().map(Value::to_string).collect();
+    write(dir.path(), "in.jsonl", &(lines.join("\n") + "\n"));
+    let (out, doc) = batch(
+        dir.path(),
+        &[
+            &cascade,
+            "--inputs",
+            "in.jsonl",
+            "--no-sandbox",
+            "--parallel",
+            "3",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(11), "{}", text(&out));
+    // JSONL inputs are named after the file and line.
+    let input = |name: &str| -> Value {
+        let line = ["slow", "stuck", "broken"]
+            .iter()
+            .position(|n| *n == name)
+            .unwrap()
+            + 1;
+        doc["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == format!("in-{line}"))
+            .cloned()
+            .unwrap()
+    };
+    let slow = input("slow");
+    assert_eq!(slow["status"], "completed", "{doc}");
+    assert_eq!(slow["retried"].as_array().map(Vec::len), Some(1), "{slow}");
+    let stuck = input("stuck");
+    assert_eq!(stuck["status"], "failed");
+    assert_eq!(stuck["code"], "RVB-T002", "{stuck}");
+    assert_eq!(stuck["retried"].as_array().map(Vec::len), Some(2), "{stuck}");
+    let broken = input("broken");
+    assert_eq!(broken["status"], "failed");
+    assert_eq!(broken["code"], "RVB-T001", "{broken}");
+    assert!(broken.get("retried").is_none(), "{broken}");
+    // Every run is a session: slow 2, stuck 3, broken 1.
+    assert_eq!(sessions_in_store(dir.path()), 6);
+}

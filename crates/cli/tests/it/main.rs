@@ -9,6 +9,7 @@ mod distributed_map;
 mod docs_commands;
 mod events_sink;
 mod exactly_once;
+mod exec;
 mod first_hour;
 mod help;
 mod hitl;

@@ -11,6 +11,7 @@ mod human;
 mod process;
 mod python;
 pub mod sandbox;
+mod script;
 mod shell;
 mod state;
 
@@ -34,6 +35,7 @@ pub use declarative::DeclarativeTool;
 pub use http::HttpRequest;
 pub use human::AskHuman;
 pub use python::{PythonData, RunCode};
+pub use script::RunScript;
 pub use shell::{BashData, LinuxShell};
 pub use state::{AppendState, SetState};
 
@@ -241,6 +243,7 @@ impl Registry {
         r.register(Arc::new(BashData));
         r.register(Arc::new(PythonData));
         r.register(Arc::new(RunCode));
+        r.register(Arc::new(RunScript));
         r.register(Arc::new(HttpRequest::default()));
         r.register(Arc::new(AskHuman));
         r

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use crate::commands::{Coded, Failure};
 
 /// One input of a batch.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Input {
     /// Its name: a safe folder name, unique in the batch.
     pub(super) name: String,
@@ -164,6 +164,46 @@ fn csv_rows(path: &Path, limits: &BatchConfig) -> Result<Vec<Input>, Failure> {
 /// is `{"name", "path", "content"}` (UTF-8 text). Every file must resolve (after links) inside the
 /// pattern's folder.
 fn files(spec: &str, limits: &BatchConfig) -> Result<Vec<Input>, Failure> {
+    matched(spec, limits, &|path, root| read_file(path, root, limits))
+}
+
+/// The files a glob matches as references, for `rvbbit exec --batch`: `{"name", "path", "sha256",
+/// "size"}` with `path` absolute (after links, inside the pattern's folder) and the file any size up to
+/// `max_bytes`, text or not. Names are made safe and unique.
+pub(super) fn file_refs(spec: &str, limits: &BatchConfig, max_bytes: u64) -> Result<Vec<Input>, Failure> {
+    let mut inputs = matched(spec, limits, &|path, root| {
+        let real = std::fs::canonicalize(path).map_err(|e| format!("cannot be read: {e}"))?;
+        if !real.starts_with(root) {
+            return Err(format!(
+                "resolves to {} (through a link), outside {}: refused",
+                real.display(),
+                root.display()
+            ));
+        }
+        let (sha256, size) = super::script_env::file_digest(&real, max_bytes)?;
+        Ok(json!({
+            "name": path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            "path": real.display().to_string(),
+            "sha256": sha256,
+            "size": size,
+        }))
+    })?;
+    if inputs.is_empty() {
+        return Err(no_inputs(
+            format!("`--batch {spec}` matches no file"),
+            "check the pattern with `ls` (quote it so the shell does not expand it)",
+        ));
+    }
+    unique_names(&mut inputs);
+    Ok(inputs)
+}
+
+/// The files `spec` matches, each read by `read` (given the file and the pattern's folder after links).
+fn matched(
+    spec: &str,
+    limits: &BatchConfig,
+    read: &dyn Fn(&Path, &Path) -> Result<Value, String>,
+) -> Result<Vec<Input>, Failure> {
     let paths = glob::glob(spec).map_err(|e| {
         no_inputs(
             format!("`--inputs {spec}` is not a valid pattern: {e}"),
@@ -197,7 +237,7 @@ fn files(spec: &str, limits: &BatchConfig) -> Result<Vec<Input>, Failure> {
         out.push(Input {
             name,
             source: path.display().to_string(),
-            value: read_file(&path, &root, limits),
+            value: read(&path, &root),
         });
         if out.len() as u64 > limits.max_inputs {
             return Err(too_many(spec, limits));

@@ -90,6 +90,9 @@ pub(super) fn run(cli: &Cli, action: &Action, out: Out) -> Outcome {
         Action::Retry { id, failed_only } => {
             let batch = read(&*store, id)?;
             let args = retry_args(&batch, *failed_only)?;
+            if batch.body["exec"].is_object() {
+                return super::exec::retry(cli, &batch.body["exec"], args, out);
+            }
             super::run(cli, &args, out)
         }
     }
@@ -266,5 +269,6 @@ fn retry_args(b: &BatchRecord, failed_only: bool) -> Result<Args, Failure> {
         action: None,
         only,
         retry_of: Some(b.batch_id.clone()),
+        exec: None,
     })
 }

@@ -4,11 +4,13 @@
 //! "all completed" (0), "some failed" (11, RVB-B001) and "all failed" (12, RVB-B002). See docs/batch.md.
 
 mod estimate;
+pub(crate) mod exec;
 mod follow;
 mod inputs;
 mod manage;
 mod record;
 mod report;
+mod script_env;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -76,6 +78,9 @@ pub(crate) struct Args {
     /// The batch this one retries.
     #[arg(skip)]
     retry_of: Option<String>,
+    /// `rvbbit exec`: the script's inputs, made ready (`exec.rs`).
+    #[arg(skip)]
+    exec: Option<Arc<exec::Prepared>>,
 }
 
 /// What became of one input.
@@ -91,6 +96,9 @@ pub(super) struct Done {
     cost_usd: String,
     /// What a cache hit saved: the cost of the run that produced it.
     avoided_usd: Option<String>,
+    /// Runs of this input that failed for a transient reason and were run again (their sessions).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    retried: Vec<String>,
     duration_ms: u64,
     #[serde(skip)]
     cost: MicroUsd,
@@ -158,7 +166,11 @@ fn start(cli: &Cli, args: &Args, estimate_only: bool, out: Out) -> Outcome {
         None => None,
     };
     let meta = super::submit::parse_meta(&args.meta)?;
-    let mut inputs = inputs::collect(inputs_spec, &config.batch)?;
+    let mut inputs = match &args.exec {
+        Some(e) => e.inputs.clone(),
+        None => inputs::collect(inputs_spec, &config.batch)?,
+    };
+    let single = args.exec.as_ref().is_some_and(|e| e.single);
     if let Some(only) = &args.only {
         inputs.retain(|i| only.contains(&i.name));
         if inputs.is_empty() {
@@ -176,7 +188,12 @@ fn start(cli: &Cli, args: &Args, estimate_only: bool, out: Out) -> Outcome {
     .min(config.batch.max_parallel);
     let caller = CallerId::new(Origin::Batch);
     let batch_id = caller.to_string().trim_start_matches("batch-").to_owned();
-    let sandbox = args.sandbox.sandbox(&config.sandbox)?;
+    let sandbox_on = if args.exec.is_some() {
+        config.sandbox.exec
+    } else {
+        config.sandbox.batch
+    };
+    let sandbox = args.sandbox.sandbox(&config.sandbox, sandbox_on)?;
     let mut prefix = cache_prefix(&cascade.cascade_id, &text, args.model.as_deref());
     prefix.update(super::sandbox::cache_part(sandbox.as_deref()).as_bytes());
     let plan = Arc::new(Plan {
@@ -190,6 +207,7 @@ fn start(cli: &Cli, args: &Args, estimate_only: bool, out: Out) -> Outcome {
         cache: !args.no_cache,
         read_cache: !args.no_cache && !args.refresh,
         budget,
+        retries: config.batch.transient_retries.min(5),
         cache_prefix: prefix,
     });
     if estimate_only {
@@ -222,9 +240,10 @@ fn start(cli: &Cli, args: &Args, estimate_only: bool, out: Out) -> Outcome {
                 .with_store(store.clone());
         }
         let started = Instant::now();
-        let outputs = report::Outputs::new(&args.output_dir, args.flat)?;
+        let outputs = report::Outputs::new(&args.output_dir, args.flat)?.with_files(args.exec.is_some());
         let mut record = record::Record::start(store.clone(), &plan, args, parallel, inputs.len()).await?;
-        let progress = report::Progress::start(out, &plan.batch_id, inputs.len());
+        let shown = if single { Out { quiet: true, ..out } } else { out };
+        let progress = report::Progress::start(shown, &plan.batch_id, inputs.len());
         let mut signals = super::storage::Signals::install()?;
         let cancel = CancellationToken::new();
         // `rvbbit batch cancel` from any process: the record turns `cancelling`.
@@ -255,14 +274,18 @@ fn start(cli: &Cli, args: &Args, estimate_only: bool, out: Out) -> Outcome {
             return Err(Failure::Coded(lost));
         }
         let verdict = verdict(&done);
-        report::summary(
-            &plan.batch_id,
-            &done,
-            started.elapsed(),
-            &outputs,
-            verdict.as_ref(),
-            out,
-        )?;
+        if single {
+            exec::show(&done, &args.output_dir, out)?;
+        } else {
+            report::summary(
+                &plan.batch_id,
+                &done,
+                started.elapsed(),
+                &outputs,
+                verdict.as_ref(),
+                out,
+            )?;
+        }
         let status = match (&caught, verdict.as_ref().map(|c| c.code)) {
             (Some(_), _) => "interrupted",
             (None, _) if cancelled => "cancelled",
@@ -273,6 +296,9 @@ fn start(cli: &Cli, args: &Args, estimate_only: bool, out: Out) -> Outcome {
         record.finish(status, &done, started.elapsed()).await?;
         if let Some(s) = caught {
             return Ok(s.exit_code());
+        }
+        if single {
+            return exec::exit(&done, out);
         }
         match verdict {
             None => Ok(0),
@@ -301,6 +327,8 @@ pub(super) struct Plan {
     /// Read results from the cache.
     read_cache: bool,
     budget: Option<MicroUsd>,
+    /// Runs again of an input that failed for a transient reason (`batch.transient_retries`).
+    retries: u32,
     /// The hashed cascade and model every input's cache key starts from.
     cache_prefix: Sha256,
 }
@@ -503,16 +531,29 @@ async fn one(
         }
     };
     let key = cache_key(plan, &value);
-    let mut request = RunRequest::new((*plan.cascade).clone());
-    request.input = value;
-    request.caller_id = plan.caller.clone();
-    request.model = plan.model.clone();
-    request.cascade_file = Some(plan.file.clone());
-    request.cascade_text = Some(plan.text.clone());
-    request.cancel = cancel;
-    request.metadata =
-        json!({"batch_id": plan.batch_id, "input": input.name, "source": input.source, "meta": plan.meta});
-    let outcome = engine.run(request).await;
+    let mut retried = Vec::new();
+    let mut spent = MicroUsd::ZERO;
+    let outcome = loop {
+        let mut request = RunRequest::new((*plan.cascade).clone());
+        request.input = value.clone();
+        request.caller_id = plan.caller.clone();
+        request.model = plan.model.clone();
+        request.cascade_file = Some(plan.file.clone());
+        request.cascade_text = Some(plan.text.clone());
+        request.cancel = cancel.clone();
+        request.metadata = json!({"batch_id": plan.batch_id, "input": input.name, "source": input.source,
+            "meta": plan.meta, "attempt": retried.len() + 1});
+        let outcome = engine.run(request).await;
+        let again = outcome.status == SessionStatus::Failed
+            && outcome.error.as_ref().is_some_and(|e| transient(e.code()))
+            && retried.len() < plan.retries as usize
+            && !cancel.is_cancelled();
+        if !again {
+            break outcome;
+        }
+        spent += outcome.cost;
+        retried.push(outcome.session_id.to_string());
+    };
     let status = match outcome.status {
         SessionStatus::Completed => "completed",
         SessionStatus::Cancelled => "skipped",
@@ -520,8 +561,9 @@ async fn one(
     };
     let mut d = base(&input.name, &input.source, status);
     d.session_id = Some(outcome.session_id.to_string());
-    d.cost = outcome.cost;
-    d.cost_usd = outcome.cost.to_string();
+    d.cost = outcome.cost + spent;
+    d.cost_usd = d.cost.to_string();
+    d.retried = retried;
     d.duration_ms = elapsed_ms(started);
     if let Some(e) = &outcome.error {
         d.code = Some(e.code().code);
@@ -540,6 +582,22 @@ async fn one(
         }
     }
     d
+}
+
+/// Whether a failure with `code` may pass when the input runs again: a resource limit of the sandbox
+/// (memory, time), a tool's time limit, or the provider out of reach, rate limiting or failing.
+/// Never a script's or cascade's own error.
+fn transient(code: &rvbbit_core::ErrorCode) -> bool {
+    [
+        codes::B_SANDBOX_MEMORY,
+        codes::B_SANDBOX_WALL,
+        codes::T_TIMEOUT,
+        codes::L_UNREACHABLE,
+        codes::L_RATE_LIMITED,
+        codes::L_PROVIDER_ERROR,
+    ]
+    .iter()
+    .any(|c| c.code == code.code)
 }
 
 /// The cache key of one input: the cascade's text, the input (canonical JSON) and the model.
@@ -586,6 +644,7 @@ fn base(name: &str, source: &str, status: &'static str) -> Done {
         message: None,
         cost_usd: MicroUsd::ZERO.to_string(),
         avoided_usd: None,
+        retried: Vec::new(),
         duration_ms: 0,
         cost: MicroUsd::ZERO,
         output: None,

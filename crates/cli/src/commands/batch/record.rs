@@ -48,6 +48,7 @@ impl Record {
             "cwd": std::env::current_dir().unwrap_or_default(),
             "caller_id": plan.caller.to_string(),
             "retry_of": args.retry_of,
+            "exec": args.exec.as_ref().map(|e| &e.spec),
             "options": {
                 "output_dir": absolute(&args.output_dir),
                 "flat": args.flat,

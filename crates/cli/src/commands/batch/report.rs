@@ -22,6 +22,9 @@ const PLAIN_EVERY: Duration = Duration::from_secs(2);
 pub(super) struct Outputs {
     dir: PathBuf,
     flat: bool,
+    /// `rvbbit exec`: the files in each output (`files`, with `content_base64`) are written beside
+    /// `output.json`, which keeps their paths, sizes and hashes only.
+    files: bool,
 }
 
 impl Outputs {
@@ -38,7 +41,14 @@ impl Outputs {
         Ok(Outputs {
             dir: dir.to_path_buf(),
             flat,
+            files: false,
         })
+    }
+
+    /// Write the files of each output too (`rvbbit exec`).
+    pub(super) fn with_files(mut self, files: bool) -> Self {
+        self.files = files;
+        self
     }
 
     /// Write one input's result. The name is a safe folder name (inputs.rs); a link planted where the
@@ -49,7 +59,11 @@ impl Outputs {
         }
         let ok = matches!(done.status, "completed" | "cached");
         let body = if ok {
-            done.output.clone().unwrap_or_default()
+            let mut body = done.output.clone().unwrap_or_default();
+            if self.files && !self.flat {
+                write_files(&self.dir.join(&done.name), &mut body)?;
+            }
+            body
         } else {
             json!({"status": done.status, "code": done.code, "message": done.message,
                 "session_id": done.session_id, "source": done.source})
@@ -87,6 +101,56 @@ impl Outputs {
         }
         Ok(())
     }
+}
+
+/// Write each of `body.files` (`{path, content_base64}`) under `folder`, and drop its content from
+/// `body`. A path must be relative with plain parts (no `..`); no link on the way is followed.
+fn write_files(folder: &Path, body: &mut serde_json::Value) -> Result<(), String> {
+    use base64::Engine as _;
+    let Some(files) = body.get_mut("files").and_then(|f| f.as_array_mut()) else {
+        return Ok(());
+    };
+    if std::fs::symlink_metadata(folder).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(format!(
+            "{} is a link: refused (outputs are never written through links)",
+            folder.display()
+        ));
+    }
+    for file in files {
+        let rel = file["path"].as_str().unwrap_or_default().to_owned();
+        let path = Path::new(&rel);
+        let plain = !rel.is_empty()
+            && path
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+            && !matches!(rel.as_str(), "output.json" | "error.json");
+        if !plain {
+            return Err(format!("the script's file `{rel}` has no safe name: refused"));
+        }
+        let target = folder.join(path);
+        let mut at = folder.to_path_buf();
+        for part in path.components() {
+            at.push(part);
+            if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(format!(
+                    "{} is a link: refused (outputs are never written through links)",
+                    at.display()
+                ));
+            }
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(file["content_base64"].as_str().unwrap_or_default())
+            .map_err(|e| format!("the script's file `{rel}` is not valid base64: {e}"))?;
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        std::fs::write(&target, bytes).map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+        if let Some(m) = file.as_object_mut() {
+            m.remove("content_base64");
+        }
+    }
+    Ok(())
 }
 
 /// Counters behind the display.
