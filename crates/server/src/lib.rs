@@ -66,6 +66,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/sessions/{id}/signals/{name}"),
     ("POST", "/api/v1/sessions/{id}/resume"),
     ("GET", "/api/v1/costs"),
+    ("GET", "/api/v1/batches"),
+    ("GET", "/api/v1/batches/{id}"),
+    ("POST", "/api/v1/batches/{id}/cancel"),
     ("POST", "/api/v1/sql"),
     ("GET", "/api/v1/sql/tables"),
 ];
@@ -75,6 +78,8 @@ pub const STUDIO_ROUTES: &[(&str, &str)] = &[
     ("GET", "/"),
     ("GET", "/sessions/{id}"),
     ("GET", "/costs"),
+    ("GET", "/batches"),
+    ("GET", "/batches/{id}"),
     ("GET", "/cascades"),
     ("GET", "/cascades/{path}"),
     ("POST", "/runs"),

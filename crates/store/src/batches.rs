@@ -54,6 +54,10 @@ pub trait BatchStore: Send + Sync {
     /// The latest `limit` batches, newest first, without their bodies (`body` is `null`).
     async fn batches(&self, limit: u32) -> Result<Vec<BatchRecord>>;
 
+    /// Replace the body of a batch that is still `running` (its live progress): compare-and-set on the
+    /// status, so a cancel asked meanwhile is never overwritten. True when the record changed.
+    async fn batch_progress(&self, batch_id: &str, body: &Value) -> Result<bool>;
+
     /// Ask a running batch to stop: compare-and-set of its status from `running` to `cancelling`.
     /// True when this call made the change; false when the batch is not running (or not known).
     async fn batch_cancel(&self, batch_id: &str) -> Result<bool>;

@@ -595,6 +595,31 @@ fn a_running_batch_is_cancelled_from_another_process_and_its_logs_follow_it_to_t
         );
         std::thread::sleep(Duration::from_millis(100));
     };
+    // While it runs, its record shows its progress (written every 2 s), to any process.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = rvbbit(dir.path())
+            .args(["--output", "json", "batch", "status", &id])
+            .output()
+            .unwrap();
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let progress = &doc["batch"]["progress"];
+        if progress["done"].as_u64().is_some_and(|d| d >= 1) {
+            assert_eq!(progress["total"], 40, "{doc}");
+            assert_eq!(doc["status"], "running");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no progress recorded: {doc}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let shown = rvbbit(dir.path())
+        .args(["batch", "status", &id])
+        .output()
+        .unwrap();
+    assert!(text(&shown).contains("/40 done"), "{}", text(&shown));
     let follower = rvbbit(dir.path())
         .args(["batch", "logs", &id, "-f"])
         .stdout(std::process::Stdio::piped())

@@ -241,6 +241,49 @@ fn a_batch_of_files_runs_the_script_once_each_and_retry_failed_only_reruns_the_f
     );
     assert!(!dir.path().join("outputs/b/error.json").exists());
 
+    // The outputs again from the store (as on another machine sharing it): b's retry is the newest
+    // batch, with b's files; the first batch gives a and c, and b's error.
+    let got = rvbbit(dir.path())
+        .args(["batch", "download", "last", "--output-dir", "got"])
+        .output()
+        .unwrap();
+    assert_eq!(got.status.code(), Some(0), "{}", stderr(&got));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("got/b/out/upper.txt")).unwrap(),
+        "FIXED"
+    );
+    let list = rvbbit(dir.path())
+        .args(["--output", "json", "batch", "list"])
+        .output()
+        .unwrap();
+    let list: Value = serde_json::from_slice(&list.stdout).unwrap();
+    let first = list["batches"][1]["batch_id"].as_str().unwrap().to_owned();
+    let out = rvbbit(dir.path())
+        .args([
+            "--output",
+            "json",
+            "batch",
+            "download",
+            &first,
+            "--output-dir",
+            "first",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (doc["outputs"].as_u64(), doc["errors"].as_u64()),
+        (Some(2), Some(1)),
+        "{doc}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("first/a/out/upper.txt")).unwrap(),
+        "ONE TWO"
+    );
+    assert!(dir.path().join("first/b/error.json").is_file());
+    assert!(!dir.path().join("first/b/output.json").exists());
+
     // The whole batch again: every input from the cache.
     let (out, doc) = exec(dir.path(), &["--batch", "in/*.txt", "clean.py", "{}"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

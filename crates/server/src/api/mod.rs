@@ -1,5 +1,6 @@
 //! The routes and their handlers.
 
+pub(crate) mod batches;
 pub(crate) mod cascades;
 mod costs;
 mod events;
@@ -42,6 +43,9 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/sessions/{id}/signals/{name}", post(waits::answer))
         .route("/api/v1/sessions/{id}/resume", post(waits::resume))
         .route("/api/v1/costs", get(costs::costs))
+        .route("/api/v1/batches", get(batches::list))
+        .route("/api/v1/batches/{id}", get(batches::get))
+        .route("/api/v1/batches/{id}/cancel", post(batches::cancel))
         .route("/api/v1/sql", post(sql::sql))
         .route("/api/v1/sql/tables", get(sql::tables))
         .fallback(not_found)

@@ -39,6 +39,7 @@ pub(crate) fn spec() -> Value {
     let s = json!({"type": "string"});
     let i = json!({"type": "integer"});
     let id = param("id", "path", "Session id", s.clone());
+    let bid = param("id", "path", "Batch id (with or without `batch-`)", s.clone());
     let since = param(
         "since",
         "query",
@@ -148,6 +149,16 @@ pub(crate) fn spec() -> Value {
                 "summary": "Continue a waiting session in this server (optionally answering first: `{signal?, value?}`)",
                 "parameters": [id.clone()],
                 "responses": {"202": {"description": "`{session_id, status}`"}, "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"}},
+            }},
+            "/api/v1/batches": {"get": op("The latest batches of `rvbbit batch` and `rvbbit exec`, newest first", json!([
+                param("limit", "query", "How many (1 to 1000, default 20)", json!({"type": "integer"})),
+            ]), json_ok("`{batches: [{batch_id, cascade_id, status, started_at, updated_at, links}]}`"))},
+            "/api/v1/batches/{id}": {"get": op("One batch: options, live progress while it runs (`batch.progress`), counts, cost and each input's result (`batch.results`)", json!([bid.clone()]),
+                json_ok("`{batch_id, cascade_id, status, started_at, updated_at, links, batch}`"))},
+            "/api/v1/batches/{id}/cancel": {"post": {
+                "summary": "Ask a running batch to stop (compare-and-set running → cancelling); the inputs not started are skipped",
+                "parameters": [bid.clone()],
+                "responses": {"202": {"description": "`{batch_id, status}`"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}},
             }},
             "/api/v1/costs": {"get": op("Cost totals", json!([
                 param("group", "query", "day (default), model, cascade, caller or total", s.clone()),

@@ -6,6 +6,7 @@
 //! and latency over time per cascade or model as inline SVG, see [`charts`]), cascades (invalid ones
 //! marked; source with diagnostics inline) and a run form built from `inputs_schema`.
 
+mod batches;
 mod charts;
 mod compare;
 mod lists;
@@ -45,6 +46,8 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("error.html", include_str!("templates/error.html")),
         ("sql.html", include_str!("templates/sql.html")),
         ("compare.html", include_str!("templates/compare.html")),
+        ("batches.html", include_str!("templates/batches.html")),
+        ("batch.html", include_str!("templates/batch.html")),
     ] {
         if let Err(e) = env.add_template(name, text) {
             // A broken built-in template is a bug caught by the tests; render() reports it per page.
@@ -65,6 +68,8 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/sessions/{id}/rerun", axum::routing::post(compare::rerun))
         .route("/compare", get(compare::compare))
         .route("/costs", get(costs))
+        .route("/batches", get(batches::list))
+        .route("/batches/{id}", get(batches::batch))
         .route("/cascades", get(lists::cascades))
         .route("/cascades/{*path}", get(cascade))
         .route("/runs", axum::routing::post(run))
@@ -617,6 +622,8 @@ mod tests {
             "error.html",
             "sql.html",
             "compare.html",
+            "batches.html",
+            "batch.html",
         ] {
             TEMPLATES.get_template(name).unwrap();
         }

@@ -10,6 +10,7 @@
 )]
 
 mod api;
+mod batches;
 mod browser;
 mod hostile;
 mod pictures;

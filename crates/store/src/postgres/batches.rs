@@ -61,6 +61,19 @@ impl BatchStore for PostgresStore {
         })
     }
 
+    async fn batch_progress(&self, batch_id: &str, body: &Value) -> Result<bool> {
+        let action = "record a batch's progress";
+        let c = self.client(action).await?;
+        let n = c
+            .execute(
+                "UPDATE batches SET body = $2, updated_at_us = $3 WHERE batch_id = $1 AND status = 'running'",
+                &[&batch_id, body, &Timestamp::now().micros()],
+            )
+            .await
+            .map_err(|e| self.fail(action, e))?;
+        Ok(n == 1)
+    }
+
     async fn batch_cancel(&self, batch_id: &str) -> Result<bool> {
         let action = "cancel a batch";
         let c = self.client(action).await?;

@@ -67,6 +67,19 @@ impl BatchStore for SqliteStore {
         .await
     }
 
+    async fn batch_progress(&self, batch_id: &str, body: &Value) -> Result<bool> {
+        let (id, body) = (batch_id.to_owned(), body.to_string());
+        let now = Timestamp::now().micros();
+        self.with_conn("record a batch's progress", move |c, _| {
+            let n = c.execute(
+                "UPDATE batches SET body = ?2, updated_at_us = ?3 WHERE batch_id = ?1 AND status = 'running'",
+                params![id, body, now],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     async fn batch_cancel(&self, batch_id: &str) -> Result<bool> {
         let id = batch_id.to_owned();
         let now = Timestamp::now().micros();

@@ -207,6 +207,14 @@ pub async fn batch_records_round_trip_and_list_newest_first(store: Arc<dyn Store
         Err(rvbbit_store::Error::NotFound { what, .. }) => assert_eq!(what, "batch"),
         other => panic!("an unknown batch is not found, got {other:?}"),
     }
+    // Progress replaces the body of a running batch only (compare-and-set on the status).
+    let live = json!({"progress": {"done": 3}});
+    assert!(store.batch_progress("b-2", &live).await.unwrap());
+    assert_eq!(store.batch("b-2").await.unwrap().body, live);
+    assert!(
+        !store.batch_progress("b-1", &live).await.unwrap(),
+        "b-1 has ended"
+    );
     // A cancel is compare-and-set: only a running batch, only once.
     assert!(!store.batch_cancel("b-1").await.unwrap(), "b-1 is not running");
     assert!(!store.batch_cancel("b-9").await.unwrap(), "no such batch");
@@ -214,6 +222,11 @@ pub async fn batch_records_round_trip_and_list_newest_first(store: Arc<dyn Store
     assert!(
         one.unwrap() ^ two.unwrap(),
         "exactly one of two cancels makes the change"
+    );
+    assert_eq!(store.batch("b-2").await.unwrap().status, "cancelling");
+    assert!(
+        !store.batch_progress("b-2", &json!({})).await.unwrap(),
+        "progress never overwrites a cancel"
     );
     assert_eq!(store.batch("b-2").await.unwrap().status, "cancelling");
     let later = Timestamp::from_micros(Timestamp::now().micros() + 1_000_000);

@@ -62,6 +62,17 @@ pub(crate) enum Action {
         #[arg(long)]
         failed_only: bool,
     },
+    /// Write an ended batch's outputs again from the store (another machine's batch, with a shared
+    /// store): DIR/<input name>/output.json (error.json when it failed), with the files of
+    /// `rvbbit exec` runs.
+    Download {
+        /// The batch id, or `last` (the newest).
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Where the outputs go.
+        #[arg(long, value_name = "DIR", default_value = "outputs")]
+        output_dir: PathBuf,
+    },
 }
 
 pub(super) fn run(cli: &Cli, action: &Action, out: Out) -> Outcome {
@@ -86,6 +97,10 @@ pub(super) fn run(cli: &Cli, action: &Action, out: Out) -> Outcome {
         Action::Cancel { id } => {
             let batch = read(&*store, id)?;
             block_on(super::follow::cancel(&*store, &batch.batch_id, out))
+        }
+        Action::Download { id, output_dir } => {
+            let batch = read(&*store, id)?;
+            block_on(super::download(&*store, &batch, output_dir, out))
         }
         Action::Retry { id, failed_only } => {
             let batch = read(&*store, id)?;
@@ -173,6 +188,19 @@ fn status(b: &BatchRecord, out: Out) -> Outcome {
             );
             if let Some(of) = body["retry_of"].as_str() {
                 text.push_str(&format!("retry of batch {of}\n"));
+            }
+            let p = &body["progress"];
+            if matches!(b.status.as_str(), "running" | "cancelling") && p.is_object() {
+                let n = |k: &str| p[k].as_u64().unwrap_or(0);
+                text.push_str(&format!(
+                    "progress: {}/{} done, {} failed, {} cached, {} so far (as of {})\n",
+                    n("done"),
+                    n("total"),
+                    n("failed"),
+                    n("cached"),
+                    p["cost_usd"].as_str().unwrap_or("$0"),
+                    b.updated_at.to_rfc3339()
+                ));
             }
             let bad: Vec<Vec<String>> = not_ok(body)
                 .map(|r| {

@@ -3,6 +3,7 @@
 //! display, per-input outputs, a result cache by content, a budget, a summary, and exit codes that tell
 //! "all completed" (0), "some failed" (11, RVB-B001) and "all failed" (12, RVB-B002). See docs/batch.md.
 
+mod download;
 mod estimate;
 pub(crate) mod exec;
 mod follow;
@@ -28,6 +29,7 @@ use tokio::sync::Semaphore;
 use super::{Coded, Failure, Outcome, load_config};
 use crate::cli::Cli;
 use crate::output::Out;
+use download::download;
 use inputs::Input;
 
 /// How often sessions' heartbeats are refreshed (as `rvbbit run` does).
@@ -251,7 +253,7 @@ fn start(cli: &Cli, args: &Args, estimate_only: bool, out: Out) -> Outcome {
         let watcher = store
             .clone()
             .map(|s| follow::watch_cancel(s, plan.batch_id.clone(), cancel.clone(), stop_watch.clone()));
-        let all = execute(
+        let run = execute(
             Arc::new(engine),
             store,
             plan.clone(),
@@ -261,6 +263,16 @@ fn start(cli: &Cli, args: &Args, estimate_only: bool, out: Out) -> Outcome {
             &progress,
             &cancel,
         );
+        // The record shows the progress while the inputs run.
+        let stop_follow = CancellationToken::new();
+        let all = async {
+            let run = async {
+                let done = run.await;
+                stop_follow.cancel();
+                done
+            };
+            tokio::join!(run, record.follow(&progress, stop_follow.clone())).0
+        };
         let (done, caught) = signals.until(all, &cancel).await;
         stop_watch.cancel();
         let cancelled = match watcher {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rvbbit_core::{MicroUsd, Timestamp};
+use rvbbit_engine::CancellationToken;
 use rvbbit_store::{BatchRecord, Store};
 use serde_json::json;
 
@@ -13,6 +14,9 @@ use super::{Args, Done, Plan};
 use crate::commands::Failure;
 use crate::commands::storage::fail;
 use crate::output;
+
+/// How often a running batch's progress is written to its record.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 /// The record of a running batch.
 pub(super) struct Record {
@@ -71,6 +75,27 @@ impl Record {
             )),
         }
         Ok(Record { store, batch })
+    }
+
+    /// While the batch runs, write its progress (`body.progress`: done, failed, cached, cost) to the
+    /// record every [`PROGRESS_EVERY`], until `stop`; so `rvbbit batch status`, the HTTP API and the
+    /// Studio see a running batch move. A write that fails is logged and tried again at the next tick.
+    pub(super) async fn follow(&mut self, progress: &super::report::Progress, stop: CancellationToken) {
+        let Some(store) = self.store.clone() else {
+            stop.cancelled().await;
+            return;
+        };
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(PROGRESS_EVERY) => {}
+            }
+            self.batch.body["progress"] = progress.snapshot();
+            // Compare-and-set on `running`: a cancel asked meanwhile stays.
+            if let Err(e) = store.batch_progress(&self.batch.batch_id, &self.batch.body).await {
+                tracing::warn!(error = %e, batch = %self.batch.batch_id, "The batch's progress was not recorded.");
+            }
+        }
     }
 
     /// Record how the batch ended: its status, counts, cost and each input's result.

@@ -221,6 +221,16 @@ impl Progress {
         }
     }
 
+    /// The counts so far, as the batch's record shows them while it runs.
+    pub(super) fn snapshot(&self) -> serde_json::Value {
+        let Ok(c) = self.counts.lock() else {
+            return serde_json::Value::Null;
+        };
+        json!({"total": self.total, "done": c.done, "failed": c.failed, "cached": c.cached,
+            "cost_usd": c.cost.to_string(), "cost_micros": c.cost.micros(),
+            "elapsed_ms": u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)})
+    }
+
     fn line(&self, c: &Counts) -> String {
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
         let rate = c.done as f64 / secs;
