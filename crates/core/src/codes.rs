@@ -759,6 +759,16 @@ codes! {
         "The sandbox keeps the first 100 KB (unless raised) of a process's stdout and of its stderr and flags the result `truncated`; a `python_data`/`run_code` cell prints its result after what the code printed, so output past the limit cut the result off.",
         ["Python code that prints a lot before assigning `result`.", "A result larger than the output limit."],
         "Print less, or raise the limit for the cell (`sandbox: {output_kb: 1024}`) or the batch (`--sandbox-output-kb 1024`), up to `sandbox.max_output_kb`.";
+    /// An input of a batch on the queue's workers did not end in time.
+    B_QUEUE_TIMEOUT = "RVB-B023", BatchPartial, "Queued input not done in time",
+        "The batch ran on the queue's workers (`queue.url` is configured), and this input's job did not end within `batch.queue_timeout_seconds` (3600 s unless changed): no worker took it, or its run is still going. Only that input failed; the job may still run later.",
+        ["No `rvbbit worker` is running on the queue (`rvbbit queue status` lists them).", "Workers busy with other jobs, or a run longer than the timeout."],
+        "Start workers (`rvbbit worker`), or raise `batch.queue_timeout_seconds`; then run the same batch command again (completed inputs come from the cache at $0). `--local` runs a batch in this process instead.";
+    /// The queue gave up on an input's job.
+    B_QUEUE_DEAD = "RVB-B024", BatchPartial, "Queued input dead-lettered",
+        "The batch ran on the queue's workers, and the queue gave up on this input's job after `queue.max_deliveries` deliveries (workers lost or crashing on it), or a worker refused it (an unusable job). The message quotes the reason.",
+        ["Workers killed while running it, again and again.", "A job no worker can run (its cascade does not validate there)."],
+        "Read the reason (`rvbbit queue dead-letters`), fix it, and run the same batch command again; or run it here with `--local`.";
 
     // ---- Scripts run by `rvbbit exec` (docs/exec.md) ---------------------------------------------------
     /// A script run by `rvbbit exec` (the `run_script` tool) exited with a non-zero code.

@@ -279,6 +279,9 @@ pub struct BatchConfig {
     /// limit, a tool or provider timeout, a connection error) is run again; never for the script's or
     /// cascade's own errors. At most 5.
     pub transient_retries: u32,
+    /// With a queue configured: the longest an input's job may take, from enqueued to ended, before it
+    /// fails its input (RVB-B023).
+    pub queue_timeout_seconds: u64,
 }
 
 impl Default for BatchConfig {
@@ -289,6 +292,7 @@ impl Default for BatchConfig {
             parallel: 0,
             max_parallel: 64,
             transient_retries: 2,
+            queue_timeout_seconds: 3600,
         }
     }
 }

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod batch;
+mod batch_queue;
 mod clients;
 mod config;
 mod cursors;

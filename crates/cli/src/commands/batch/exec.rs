@@ -96,6 +96,7 @@ pub(crate) fn run(cli: &Cli, args: &ExecArgs, out: Out) -> Outcome {
         action: None,
         only: None,
         retry_of: None,
+        local: true,
         exec: Some(Arc::new(prepared.1)),
     };
     super::run(cli, &batch, out)

@@ -297,6 +297,7 @@ fn retry_args(b: &BatchRecord, failed_only: bool) -> Result<Args, Failure> {
         action: None,
         only,
         retry_of: Some(b.batch_id.clone()),
+        local: o["local"].as_bool().unwrap_or(false),
         exec: None,
     })
 }

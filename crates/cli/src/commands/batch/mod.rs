@@ -9,6 +9,7 @@ pub(crate) mod exec;
 mod follow;
 mod inputs;
 mod manage;
+mod queued;
 mod record;
 mod report;
 mod script_env;
@@ -77,6 +78,10 @@ pub(crate) struct Args {
     /// Only the inputs of these names (a retry of failed ones).
     #[arg(skip)]
     only: Option<std::collections::BTreeSet<String>>,
+    /// Run the inputs in this process even when a queue is configured (`queue.url`): without it, the
+    /// queue's workers run them.
+    #[arg(long)]
+    local: bool,
     /// The batch this one retries.
     #[arg(skip)]
     retry_of: Option<String>,
@@ -195,7 +200,13 @@ fn start(cli: &Cli, args: &Args, estimate_only: bool, out: Out) -> Outcome {
     } else {
         config.sandbox.batch
     };
-    let sandbox = args.sandbox.sandbox(&config.sandbox, sandbox_on)?;
+    // With a queue configured, the workers run the inputs (in their own sandboxes); `exec` runs here.
+    let on_queue = config.queue.url.is_some() && !args.local && args.exec.is_none();
+    let sandbox = if on_queue {
+        None
+    } else {
+        args.sandbox.sandbox(&config.sandbox, sandbox_on)?
+    };
     let mut prefix = cache_prefix(&cascade.cascade_id, &text, args.model.as_deref());
     prefix.update(super::sandbox::cache_part(sandbox.as_deref()).as_bytes());
     let plan = Arc::new(Plan {
@@ -210,6 +221,7 @@ fn start(cli: &Cli, args: &Args, estimate_only: bool, out: Out) -> Outcome {
         read_cache: !args.no_cache && !args.refresh,
         budget,
         retries: config.batch.transient_retries.min(5),
+        queue: std::sync::OnceLock::new(),
         cache_prefix: prefix,
     });
     if estimate_only {
@@ -227,6 +239,11 @@ fn start(cli: &Cli, args: &Args, estimate_only: bool, out: Out) -> Outcome {
             super::sandbox::check(s).await?;
         }
         let (writer, store) = super::setup::store_writer(&config).await;
+        if on_queue {
+            let queued = queued::Queued::open(&config, store.as_ref()).await?;
+            // Set once, here, before any input runs.
+            let _ = plan.queue.set(queued);
+        }
         let mut engine = Engine::new(registry)
             .with_provider(provider)
             .with_writer(writer.handle())
@@ -341,6 +358,8 @@ pub(super) struct Plan {
     budget: Option<MicroUsd>,
     /// Runs again of an input that failed for a transient reason (`batch.transient_retries`).
     retries: u32,
+    /// The queue's workers run the inputs (`queue.url` configured, without `--local`).
+    queue: std::sync::OnceLock<queued::Queued>,
     /// The hashed cascade and model every input's cache key starts from.
     cache_prefix: Sha256,
 }
@@ -543,6 +562,66 @@ async fn one(
         }
     };
     let key = cache_key(plan, &value);
+    let finished = match (plan.queue.get(), store) {
+        (Some(q), Some(store)) => {
+            q.run(store, plan, &input.name, &input.source, value, &cancel)
+                .await
+        }
+        _ => run_here(engine, plan, &input.name, &input.source, value, cancel).await,
+    };
+    let status = match finished.status {
+        SessionStatus::Completed => "completed",
+        SessionStatus::Cancelled => "skipped",
+        _ => "failed",
+    };
+    let mut d = base(&input.name, &input.source, status);
+    d.session_id = finished.session_id.clone();
+    d.cost = finished.cost + finished.spent;
+    d.cost_usd = d.cost.to_string();
+    d.retried = finished.retried;
+    d.duration_ms = elapsed_ms(started);
+    if let Some((code, message)) = finished.error {
+        d.code = Some(code);
+        d.message = Some(message);
+    }
+    if finished.status == SessionStatus::Completed {
+        if plan.cache
+            && let Some(store) = store
+        {
+            let entry = json!({"output": finished.output, "session_id": finished.session_id,
+                "cost_micros": finished.cost.micros(), "batch_id": plan.batch_id});
+            if let Err(e) = store.cache_put(&key, &entry, Timestamp::now(), None).await {
+                tracing::warn!(error = %e, input = %input.name, "The batch result was not cached.");
+            }
+        }
+        d.output = Some(finished.output);
+    }
+    d
+}
+
+/// How one input's run ended, here or on a worker.
+pub(super) struct Finished {
+    pub(super) status: SessionStatus,
+    pub(super) session_id: Option<String>,
+    /// The cost of the run that counts.
+    pub(super) cost: MicroUsd,
+    /// The cost of the runs retried before it.
+    pub(super) spent: MicroUsd,
+    pub(super) retried: Vec<String>,
+    /// Its error: code and message.
+    pub(super) error: Option<(&'static str, String)>,
+    pub(super) output: Value,
+}
+
+/// Run one input in this process, again while it fails for a transient reason.
+async fn run_here(
+    engine: &Engine,
+    plan: &Plan,
+    name: &str,
+    source: &str,
+    value: Value,
+    cancel: CancellationToken,
+) -> Finished {
     let mut retried = Vec::new();
     let mut spent = MicroUsd::ZERO;
     let outcome = loop {
@@ -553,7 +632,7 @@ async fn one(
         request.cascade_file = Some(plan.file.clone());
         request.cascade_text = Some(plan.text.clone());
         request.cancel = cancel.clone();
-        request.metadata = json!({"batch_id": plan.batch_id, "input": input.name, "source": input.source,
+        request.metadata = json!({"batch_id": plan.batch_id, "input": name, "source": source,
             "meta": plan.meta, "attempt": retried.len() + 1});
         let outcome = engine.run(request).await;
         let again = outcome.status == SessionStatus::Failed
@@ -566,34 +645,15 @@ async fn one(
         spent += outcome.cost;
         retried.push(outcome.session_id.to_string());
     };
-    let status = match outcome.status {
-        SessionStatus::Completed => "completed",
-        SessionStatus::Cancelled => "skipped",
-        _ => "failed",
-    };
-    let mut d = base(&input.name, &input.source, status);
-    d.session_id = Some(outcome.session_id.to_string());
-    d.cost = outcome.cost + spent;
-    d.cost_usd = d.cost.to_string();
-    d.retried = retried;
-    d.duration_ms = elapsed_ms(started);
-    if let Some(e) = &outcome.error {
-        d.code = Some(e.code().code);
-        d.message = Some(e.to_string());
+    Finished {
+        status: outcome.status,
+        session_id: Some(outcome.session_id.to_string()),
+        cost: outcome.cost,
+        spent,
+        retried,
+        error: outcome.error.as_ref().map(|e| (e.code().code, e.to_string())),
+        output: outcome.output,
     }
-    if outcome.status == SessionStatus::Completed {
-        d.output = Some(outcome.output.clone());
-        if plan.cache
-            && let Some(store) = store
-        {
-            let entry = json!({"output": outcome.output, "session_id": outcome.session_id.as_str(),
-                "cost_micros": outcome.cost.micros(), "batch_id": plan.batch_id});
-            if let Err(e) = store.cache_put(&key, &entry, Timestamp::now(), None).await {
-                tracing::warn!(error = %e, input = %input.name, "The batch result was not cached.");
-            }
-        }
-    }
-    d
 }
 
 /// Whether a failure with `code` may pass when the input runs again: a resource limit of the sandbox

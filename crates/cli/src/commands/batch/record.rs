@@ -61,6 +61,7 @@ impl Record {
                 "parallel": parallel,
                 "budget_dollars": args.budget_dollars,
                 "no_cache": args.no_cache,
+                "local": args.local,
                 "sandbox": args.sandbox,
             },
             "counts": {"total": total},
