@@ -805,3 +805,40 @@ fn transient_failures_run_again_at_most_twice_and_a_cells_own_error_never() {
     // Every run is a session: slow 2, stuck 3, broken 1.
     assert_eq!(sessions_in_store(dir.path()), 6);
 }
+
+#[test]
+fn the_cache_key_covers_the_cascades_tools_so_changing_one_runs_the_inputs_again() {
+    let tmp = TempDir::new().unwrap();
+    // Three directories deep, so the search for tool directories stays inside the temporary directory.
+    let dir = tmp.path().join("a/b/project");
+    std::fs::create_dir_all(dir.join("traits")).unwrap();
+    let tool = |version: &str| {
+        format!(
+            "cascade_id: shout\ninputs_schema:\n  text: the text\ncells:\n  - name: up\n    tool: linux_shell\n    inputs:\n      command: 'echo {{{{ input.text | upper | q }}}} {version}'\n"
+        )
+    };
+    write(&dir, "traits/shout.yaml", &tool("v1"));
+    let cascade = write(
+        &dir,
+        "main.yaml",
+        "cascade_id: uses_tool\ncells:\n  - name: s\n    tool: shout\n    inputs:\n      text: '{{ input.word }}'\n",
+    );
+    write(&dir, "in.jsonl", "{\"word\": \"a\"}\n{\"word\": \"b\"}\n");
+    let run = || batch(&dir, &[&cascade, "--inputs", "in.jsonl", "--no-sandbox"]);
+    let (out, doc) = run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(doc["completed"], 2, "{doc}");
+    let (_, doc) = run();
+    assert_eq!(doc["cached"], 2, "{doc}");
+    // The cascade file is unchanged; only its tool is: every input runs again, with the new tool.
+    write(&dir, "traits/shout.yaml", &tool("v2"));
+    let (out, doc) = run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        (doc["completed"].as_u64(), doc["cached"].as_u64()),
+        (Some(2), Some(0)),
+        "{doc}"
+    );
+    let output = std::fs::read_to_string(dir.join("outputs/in-1/output.json")).unwrap();
+    assert!(output.contains("A v2"), "{output}");
+}

@@ -209,6 +209,22 @@ fn start(cli: &Cli, args: &Args, estimate_only: bool, out: Out) -> Outcome {
     };
     let mut prefix = cache_prefix(&cascade.cascade_id, &text, args.model.as_deref());
     prefix.update(super::sandbox::cache_part(sandbox.as_deref()).as_bytes());
+    // The cascade's tools and sub-cascades too (an exec's key covers its script already).
+    if args.exec.is_none() {
+        match super::registry::bundle_digest(cascade_path, &config) {
+            Ok(digest) => prefix.update(digest.as_bytes()),
+            Err(e) => {
+                let why = match &e {
+                    Failure::Coded(c) => format!("{}: {}", c.code.code, c.message),
+                    _ => "its bundle cannot be collected".into(),
+                };
+                crate::output::stderr(&format!(
+                    "warning: the result cache's key covers the cascade's text only, not its tools and \
+                     sub-cascades: {why}\n"
+                ));
+            }
+        }
+    }
     let plan = Arc::new(Plan {
         cascade: Arc::new(cascade),
         text,

@@ -174,3 +174,32 @@ pub(crate) async fn store_output(
         }
     }
 }
+
+/// A digest of everything a run of `cascade` reads through the cascade language (its bundle, as
+/// `rvbbit cascade push` collects it: the cascade, its tools, includes and sub-cascades), for result
+/// cache keys that change when any of them changes.
+///
+/// Errors: as collecting a bundle (a file outside its directory, past `artifacts.max_bundle_*`, unreadable).
+pub(crate) fn bundle_digest(cascade: &Path, config: &rvbbit_core::Config) -> Result<String, Failure> {
+    use sha2::{Digest, Sha256};
+    let limits = rvbbit_store::artifacts::BundleLimits {
+        max_files: config.artifacts.max_bundle_files,
+        max_bytes: config.artifacts.max_bundle_bytes,
+    };
+    let collected = collect::collect(cascade, config, limits)?;
+    let mut h = Sha256::new();
+    for (path, real) in &collected.files {
+        let bytes = std::fs::read(real).map_err(|e| {
+            Failure::Coded(Coded {
+                code: codes::V_READ,
+                message: format!("`{}` cannot be read: {e}", real.display()),
+                hint: "check the file's permissions".into(),
+                causes: Vec::new(),
+            })
+        })?;
+        h.update(path.as_bytes());
+        h.update(b"\0");
+        h.update(Sha256::digest(&bytes));
+    }
+    Ok(hex::encode(h.finalize()))
+}
