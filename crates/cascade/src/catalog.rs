@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::diagnostic::{Diagnostic, Severity};
 use crate::load::{Content, load_file};
+use crate::source::SourceFile;
 
 /// Where a catalog entry comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +26,21 @@ pub enum Origin {
     ToolFile(PathBuf),
     /// A cascade usable as a tool or validator.
     Cascade(PathBuf),
+    /// A tool file that names this tool but does not load (an unknown `type`, say): not usable, and
+    /// validation says why, at the file's line, instead of "not registered".
+    Broken {
+        /// The tool file.
+        path: PathBuf,
+        /// Its first error, with the line (`line 3: …`).
+        reason: String,
+    },
+}
+
+impl Origin {
+    /// Whether the name can be used (neither unsupported nor a broken tool file).
+    pub fn usable(&self) -> bool {
+        !matches!(self, Origin::Unsupported | Origin::Broken { .. })
+    }
 }
 
 /// Tools rvbbit provides (or will provide, per the engine and SQL issues), by every era's name.
@@ -70,6 +87,34 @@ pub const UNSUPPORTED_TOOLS: &[&str] = &[
     "rabbitize_extract",
     "rabbitize_close",
 ];
+
+/// The prefix of a Python function reference (`python:module.function`), a tool by itself.
+pub const PYTHON_PREFIX: &str = "python:";
+
+/// The longest `python:` reference taken.
+const MAX_PYTHON_REFERENCE: usize = 256;
+
+/// Why a `python:` reference is malformed, or None when it is well formed (`python:` then a dotted path
+/// of at least two Python identifiers, the last the function).
+pub fn python_reference_problem(name: &str) -> Option<String> {
+    let path = name.strip_prefix(PYTHON_PREFIX)?;
+    if name.len() > MAX_PYTHON_REFERENCE {
+        return Some(format!("it is longer than {MAX_PYTHON_REFERENCE} characters"));
+    }
+    let parts: Vec<&str> = path.split('.').collect();
+    if parts.len() < 2 {
+        return Some("it names no module: write `python:module.function`".into());
+    }
+    let identifier = |p: &str| {
+        let mut chars = p.chars();
+        chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+            && chars.all(|c| c.is_alphanumeric() || c == '_')
+    };
+    parts
+        .iter()
+        .find(|p| !identifier(p))
+        .map(|bad| format!("`{bad}` is not a Python identifier"))
+}
 
 /// Directory names searched for tools and validator cascades (every era's spelling).
 pub const TOOL_DIRS: &[&str] = &["traits", "tackle", "skills", "cascades"];
@@ -119,7 +164,7 @@ impl Catalog {
     pub fn names(&self) -> Vec<&str> {
         self.tools
             .iter()
-            .filter(|(_, o)| **o != Origin::Unsupported)
+            .filter(|(_, o)| o.usable())
             .map(|(k, _)| k.as_str())
             .collect()
     }
@@ -152,11 +197,39 @@ impl Catalog {
                             self.add_tool(stem.trim_end_matches(".tool").to_owned(), Origin::Cascade(path));
                         }
                     }
-                    _ => {}
+                    Some(Content::Cascade(_)) => {}
+                    None => {
+                        if let Some((name, reason)) = broken_tool(&loaded.diagnostics, loaded.source.as_ref())
+                        {
+                            self.add_tool(name, Origin::Broken { path, reason });
+                        }
+                    }
                 }
             }
         }
     }
+}
+
+/// The `tool_id` a tool file that did not load names (read from its text: `tool_id: x` or
+/// `"tool_id": "x"`), and its first error with the line.
+fn broken_tool(diags: &[Diagnostic], source: Option<&SourceFile>) -> Option<(String, String)> {
+    let source = source?;
+    let name = source.text().lines().find_map(|line| {
+        let rest = line.trim().trim_start_matches(['{', ',']).trim();
+        let rest = rest.strip_prefix("tool_id:").or_else(|| {
+            rest.strip_prefix("\"tool_id\"")
+                .map(|r| r.trim_start().trim_start_matches(':'))
+        })?;
+        let value = rest.trim().trim_end_matches(',').trim().trim_matches(['"', '\'']);
+        (!value.is_empty() && value.len() <= 200).then(|| value.to_owned())
+    })?;
+    let first = diags.iter().find(|d| d.severity == Severity::Error)?;
+    let line = first.span.map(|s| source.line_col(s.start).line);
+    let reason = match line {
+        Some(line) => format!("line {line}: {}", first.message),
+        None => first.message.clone(),
+    };
+    Some((name, reason))
 }
 
 #[cfg(test)]

@@ -226,6 +226,44 @@ pub fn load_str(path: &Path, text: &str) -> Loaded {
     load_str_with(path, text, &LimitsConfig::default())
 }
 
+/// `text` with each JSON surrogate-pair escape (`\uD83D\uDC0D`) written as YAML's `\U0001F40D`; `None`
+/// when there is none. An escaped backslash (`\\u…`) is left alone.
+fn join_surrogates(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let hex4 = |at: usize| -> Option<u32> {
+        let s = text.get(at..at + 4)?;
+        u32::from_str_radix(s, 16)
+            .ok()
+            .filter(|_| s.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    let mut out: Option<String> = None;
+    let (mut i, mut copied) = (0, 0);
+    while i + 1 < bytes.len() {
+        if bytes[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        if bytes[i + 1] == b'u'
+            && let Some(high) = hex4(i + 2).filter(|h| (0xD800..0xDC00).contains(h))
+            && text.get(i + 6..i + 8) == Some("\\u")
+            && let Some(low) = hex4(i + 8).filter(|l| (0xDC00..0xE000).contains(l))
+        {
+            let c = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
+            let o = out.get_or_insert_with(|| String::with_capacity(text.len()));
+            o.push_str(&text[copied..i]);
+            o.push_str(&format!("\\U{c:08X}"));
+            i += 12;
+            copied = i;
+            continue;
+        }
+        // Any other escape (an escaped backslash included) is two characters.
+        i += 2;
+    }
+    let mut o = out?;
+    o.push_str(&text[copied..]);
+    Some(o)
+}
+
 /// Load text as if read from `path` within `limits`. A file over a `yaml_*` budget gets one `RVB-V024`
 /// error at the point where the budget ran out, and no document.
 pub fn load_str_with(path: &Path, text: &str, limits: &LimitsConfig) -> Loaded {
@@ -260,6 +298,15 @@ pub fn load_str_with(path: &Path, text: &str, limits: &LimitsConfig) -> Loaded {
             diagnostics,
         };
     }
+    // A JSON file's surrogate-pair escapes (`\ud83d\udc0d`, as Python's `json.dumps` writes every
+    // emoji) are valid JSON but not YAML: they are read as the one character they stand for.
+    let source = match path.extension().is_some_and(|e| e == "json") {
+        true => match join_surrogates(text) {
+            Some(joined) => SourceFile::new(path, joined.as_str()),
+            None => source,
+        },
+        false => source,
+    };
     let parsed = yaml::parse_with(&source, limits);
     for problem in &parsed.problems {
         diagnostics.push(yaml_problem(problem));
@@ -332,6 +379,9 @@ pub fn load_str_with(path: &Path, text: &str, limits: &LimitsConfig) -> Loaded {
             resolve_includes(path, &mut document, &mut loaded.diagnostics);
             loaded.document = Some(document);
         }
+        // Errors already reported (an unknown `type`, say) are why the typing failed: they say it, at
+        // their position. Typing a document the checks passed is a bug.
+        Err(_) if loaded.diagnostics.iter().any(|d| d.severity == Severity::Error) => {}
         Err(e) => loaded.diagnostics.push(
             Diagnostic::error(
                 codes::INTERNAL,
@@ -562,6 +612,29 @@ fn resolve_includes(path: &Path, document: &mut Document, diags: &mut Vec<Diagno
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_surrogate_pairs_become_one_character() {
+        assert_eq!(join_surrogates(r#"{"a": "x"}"#), None);
+        assert_eq!(
+            join_surrogates(r#"{"a": "snake \ud83d\udc0d!"}"#).as_deref(),
+            Some(r#"{"a": "snake \U0001F40D!"}"#)
+        );
+        // An escaped backslash before `u` is not an escape.
+        assert_eq!(join_surrogates(r#"{"a": "\\ud83d\udc0d"}"#), None);
+        let loaded = load_str(
+            Path::new("emoji.json"),
+            r#"{"cascade_id": "e", "description": "\ud83d\udc0d snake", "cells": [{"name": "a", "tool": "set_state", "inputs": {"key": "k", "value": "\ud83d\ude00"}}]}"#,
+        );
+        let errors: Vec<_> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == crate::diagnostic::Severity::Error)
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        let cascade = loaded.document.and_then(|d| d.cascade().cloned()).unwrap();
+        assert_eq!(cascade.description.as_deref(), Some("\u{1F40D} snake"));
+    }
 
     #[test]
     fn cascade_refs_find_the_yaml_twin_of_a_json_ref_and_stay_contained() {

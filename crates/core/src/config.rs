@@ -586,7 +586,7 @@ pub struct LimitsConfig {
     /// SQL: nesting depth of one expression (`1+1+…`, nested `CASE`, chains of `AND`), checked before
     /// planning.
     pub sql_expression_depth: u32,
-    /// SQL: statements in one request, pgwire message or `rvbbit sql` argument.
+    /// SQL: statements in one request, pgwire message, `rvbbit sql` argument or `sql_data` query.
     pub sql_statements: u32,
     /// SQL: bytes in one request, pgwire message or `rvbbit sql` argument.
     pub sql_query_bytes: u64,

@@ -60,6 +60,7 @@ mod shared;
 mod sources;
 mod stack;
 mod statement;
+mod statements;
 mod tables;
 mod tool;
 mod udf;

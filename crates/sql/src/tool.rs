@@ -2,7 +2,8 @@
 //!
 //! Every earlier cell whose output is a table (`{rows: [...], ...}`, as `sql_data`, `bash_data` and
 //! `python_data` return) is registered as the table `_<cell>` (the corpus's convention), so results pass
-//! from cell to cell. The query's result is returned as a table `{rows, columns, row_count}`. Inside a run
+//! from cell to cell. The query's result is returned as a table `{rows, columns, row_count}`; a query of
+//! several statements runs them in order and returns the last one's (`statements.rs`). Inside a run
 //! the query may call `rvbbit_udf` and `rvbbit_run` (the corpus's per-row cascades); their runs are child
 //! sessions of the calling run, under its caller id.
 
@@ -12,14 +13,19 @@ use async_trait::async_trait;
 use datafusion::catalog::MemTable;
 use datafusion::common::TableReference;
 use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use rvbbit_engine::tools::{Registry, SideEffect, Tool, ToolContext, ToolError};
 use serde_json::{Value, json};
 
 use crate::batch_tables::BatchTables;
 use crate::error::Error;
+use crate::limits::Limits;
 use crate::result::{json_rows, rows_table};
 use crate::runtime::Settings;
 use crate::session::{SqlRuntime, SqlSession};
+
+/// The parser recursion `sql_data`'s statements are checked against (the SQL door's default).
+const PARSER_RECURSION: usize = 50;
 
 /// Add rvbbit-sql's tools (`sql_data`) to `registry`. Returns the handle on the tables batch runs share
 /// with their `sql_data` cells: give it to [`SqlRuntime::new`] of the runtime built on this registry's
@@ -51,7 +57,7 @@ impl Tool for SqlData {
     }
 
     fn description(&self) -> &str {
-        "Run a SQL query. Earlier cells' tables are available as `_<cell name>`. Returns {rows, columns, row_count}."
+        "Run a SQL query (several statements separated by `;` run in order; the last one's result is returned). Earlier cells' tables are available as `_<cell name>`. Returns {rows, columns, row_count}."
     }
 
     fn parameters(&self) -> Value {
@@ -103,20 +109,41 @@ impl Tool for SqlData {
                     .map_err(|e| ToolError::Failed(format!("table `_{cell}`: {e}")))?;
             }
         }
-        let (schema, batches) = match sql_session {
-            Some((s, parent)) => {
-                let result = s.execute_in_run(query, parent).await.map_err(failed)?;
-                (result.schema, result.batches)
-            }
-            None => {
-                let run = async {
-                    let df = session.sql(query).await?;
-                    let schema = Arc::new(df.schema().as_arrow().clone());
-                    let batches = df.collect().await?;
-                    Ok::<_, datafusion::error::DataFusionError>((schema, batches))
-                };
-                run.await.map_err(|e| failed(Error::from_datafusion(e)))?
-            }
+        // Several statements run in order in the one session (a table one creates is there for the
+        // next); the last one's result is the cell's. Counted against `limits.sql_statements` first.
+        let limits = sql_session
+            .as_ref()
+            .map_or_else(Limits::default, |(s, _)| s.limits());
+        let dialect = PostgreSqlDialect {};
+        limits
+            .check_text(query, &dialect, limits.parser_recursion(PARSER_RECURSION))
+            .map_err(failed)?;
+        let statements = crate::statements::split(query, &dialect);
+        let mut last = None;
+        for statement in statements {
+            last = Some(match &sql_session {
+                Some((s, parent)) => {
+                    let result = s
+                        .execute_in_run(statement, parent.clone())
+                        .await
+                        .map_err(failed)?;
+                    (result.schema, result.batches)
+                }
+                None => {
+                    let run = async {
+                        let df = session.sql(statement).await?;
+                        let schema = Arc::new(df.schema().as_arrow().clone());
+                        let batches = df.collect().await?;
+                        Ok::<_, datafusion::error::DataFusionError>((schema, batches))
+                    };
+                    run.await.map_err(|e| failed(Error::from_datafusion(e)))?
+                }
+            });
+        }
+        let Some((schema, batches)) = last else {
+            return Err(ToolError::InvalidArguments(
+                "`query` holds no SQL statement".into(),
+            ));
         };
         let rows = json_rows(&batches).map_err(|e| ToolError::Failed(e.to_string()))?;
         let columns: Vec<&String> = schema.fields().iter().map(|f| f.name()).collect();

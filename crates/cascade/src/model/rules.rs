@@ -26,6 +26,9 @@ pub struct Rules {
     pub turn_prompt: Option<String>,
     /// End the turn loop early when the model makes no tool call (rvbbit extension).
     pub stop_when_no_tool_calls: Option<bool>,
+    /// State the cell's `output_schema` in its prompt (an "Output Format Requirement" section with the
+    /// schema), as LARS does (default true; false leaves the prompt as written).
+    pub schema_in_prompt: Option<bool>,
 }
 
 /// A validator: a name (inline validator, tool or cascade) or inline code.

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use rvbbit_core::codes;
 
 use super::Ctx;
-use crate::catalog::Origin;
+use crate::catalog::{Origin, PYTHON_PREFIX, python_reference_problem};
 use crate::diagnostic::{Diagnostic, list_names, similar};
 use crate::load::{resolve_cascade_ref, search_bases};
 use crate::model::{Cell, Traits, ValidatorSpec};
@@ -29,6 +29,24 @@ fn provided_by_cascade(ctx: &Ctx<'_>) -> BTreeSet<String> {
         }
     }
     names
+}
+
+/// The module of a well-formed `python:` reference when neither the cascade's directory nor the
+/// working directory holds it (`a/b.py` or `a/b/__init__.py`); a run looks there, then on PYTHONPATH.
+fn python_module_missing(ctx: &Ctx<'_>, name: &str) -> Option<String> {
+    let (module, _) = name.strip_prefix(PYTHON_PREFIX)?.rsplit_once('.')?;
+    let relative = module.replace('.', "/");
+    let mut bases = vec![
+        ctx.path
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default(),
+    ];
+    bases.extend(std::env::current_dir().ok());
+    let found = bases.iter().any(|base| {
+        base.join(format!("{relative}.py")).is_file() || base.join(&relative).join("__init__.py").is_file()
+    });
+    (!found).then(|| module.to_owned())
 }
 
 /// A tool name nobody provides. Offered to a model (`traits`), it is a warning: the cell runs without it
@@ -56,14 +74,55 @@ fn tool_diag(ctx: &Ctx<'_>, name: &str, path: String, cell: &Cell, called: bool)
                     "the model is not offered it, and a call to it fails; remove it or provide it as a tool file in `traits/`"
                 }),
         ),
+        Some(Origin::Broken { path: file, reason }) => Some(
+            level(format!(
+                "the tool `{name}` is defined in {}, which does not load ({reason})",
+                file.display()
+            ))
+            .at(span)
+            .with_label("its tool file has errors")
+            .in_cell(Some(cell.name.clone()))
+            .with_path(path)
+            .with_hint(format!(
+                "fix the tool file (`rvbbit validate {}` shows every error at its position){}",
+                file.display(),
+                if called {
+                    "; until then a run refuses this cell (RVB-E003)"
+                } else {
+                    "; until then the model is not offered it, and a call to it fails"
+                }
+            )),
+        ),
         Some(_) => None,
-        None if ["python:", "sql:", "shell:"].iter().any(|p| name.starts_with(p)) => Some(
+        // A well-formed `python:module.function` is a tool by itself (imported when called).
+        None if name.starts_with(PYTHON_PREFIX) => match python_reference_problem(name) {
+            Some(problem) => Some(
+                level(format!("the tool reference `{name}` is malformed: {problem}"))
+                    .at(span)
+                    .with_label("not a Python function reference")
+                    .in_cell(Some(cell.name.clone()))
+                    .with_path(path)
+                    .with_hint("write `python:module.function` (a module next to the cascade, in the working directory or on PYTHONPATH)"),
+            ),
+            None => python_module_missing(ctx, name).map(|module| {
+                Diagnostic::warning(
+                    codes::V_UNKNOWN_TOOL,
+                    format!("the module `{module}` of `{name}` is not next to the cascade or in the working directory"),
+                )
+                .at(span)
+                .with_label("module not found here")
+                .in_cell(Some(cell.name.clone()))
+                .with_path(path)
+                .with_hint("a call imports it from PYTHONPATH, or fails with ModuleNotFoundError; put the module beside the cascade")
+            }),
+        },
+        None if ["sql:", "shell:"].iter().any(|p| name.starts_with(p)) => Some(
             level(format!("the tool reference `{name}` is not supported by this rvbbit"))
                 .at(span)
                 .with_label("not supported")
                 .in_cell(Some(cell.name.clone()))
                 .with_path(path)
-                .with_hint("`python:`, `sql:` and `shell:` references are not built yet (a run refuses them, RVB-E003): use `python_data`, `sql_data` or `linux_shell` with the code in `inputs`"),
+                .with_hint("`sql:` and `shell:` references are not built (a run refuses them, RVB-E003): use `sql_data` or `linux_shell` with the code in `inputs`, or a `python:module.function` reference"),
         ),
         None => {
             let known = ctx.catalog.names();
@@ -186,9 +245,7 @@ pub(super) fn check_validators(ctx: &Ctx<'_>, diags: &mut Vec<Diagnostic>) {
         let cell_name = cell.map(|c| c.name.clone());
         match spec {
             ValidatorSpec::Name(name) => {
-                if inline.contains(&name.as_str())
-                    || ctx.catalog.get(name).is_some_and(|o| *o != Origin::Unsupported)
-                {
+                if inline.contains(&name.as_str()) || ctx.catalog.get(name).is_some_and(Origin::usable) {
                     continue;
                 }
                 let span = ctx.document.span_of(&path).unwrap_or_default();

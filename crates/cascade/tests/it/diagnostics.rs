@@ -178,3 +178,45 @@ fn json_form_is_stable() {
     }
     insta::assert_json_snapshot!("diagnostics_json", docs);
 }
+
+/// A tool file with a `type` rvbbit does not run (LARS's `local_model`) is a coded error at its `type`
+/// key, never the internal-error code; a cascade naming that tool hears why the tool is missing (the
+/// file and its line), an error where a cell calls it and a warning where a model is offered it.
+#[test]
+fn an_unknown_tool_type_is_an_error_at_its_key_and_cascades_naming_it_say_why() {
+    let dir = tempfile::TempDir::new().unwrap();
+    std::fs::create_dir(dir.path().join("traits")).unwrap();
+    let tool = dir.path().join("traits/embed.tool.yaml");
+    std::fs::write(&tool, "tool_id: local_embed\ntype: local_model\n").unwrap();
+    let report = check(&tool);
+    let codes: Vec<&str> = report.diagnostics().iter().map(|d| d.code.code).collect();
+    assert_eq!(codes, vec!["RVB-V005"], "{}", rendered(&report));
+    let d = &report.diagnostics()[0];
+    let source = report.loaded.source.as_ref().unwrap();
+    assert_eq!(source.slice(d.span.unwrap()), "local_model");
+    assert!(d.message.contains("`local_model` is not one of"), "{}", d.message);
+
+    let cascade = dir.path().join("c.yaml");
+    std::fs::write(
+        &cascade,
+        "cascade_id: c\ncells:\n  - name: ask\n    instructions: hi\n    traits: [local_embed]\n  - name: call\n    tool: local_embed\n",
+    )
+    .unwrap();
+    let report = check(&cascade);
+    let found: Vec<(String, &str)> = report
+        .diagnostics()
+        .iter()
+        .map(|d| (format!("{:?}", d.severity), d.message.as_str()))
+        .collect();
+    assert_eq!(found.len(), 2, "{found:?}");
+    for (_, message) in &found {
+        assert!(
+            message.contains("is defined in")
+                && message.contains("embed.tool.yaml")
+                && message.contains("line 2: `local_model` is not one of"),
+            "{message}"
+        );
+    }
+    assert_eq!(found[0].0, "Warning");
+    assert_eq!(found[1].0, "Error");
+}

@@ -20,7 +20,7 @@ fn clients_dir() -> PathBuf {
 }
 
 /// The clients' python, or None (skip) when it is missing outside CI.
-fn clients_python(module: &str) -> Option<String> {
+pub(crate) fn clients_python(module: &str) -> Option<String> {
     let python = std::env::var("RVBBIT_PYCLIENTS").ok();
     let has = python.as_deref().is_some_and(|p| {
         Command::new(p)

@@ -15,6 +15,7 @@ mod first_hour;
 mod help;
 mod hitl;
 mod init;
+mod lars_data;
 mod limits;
 mod mock_provider;
 mod pgwire;

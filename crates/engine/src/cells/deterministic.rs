@@ -23,7 +23,7 @@ const LATER: &[(&str, &str)] = &[
 
 pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
     let tool_name = cell.tool.clone().unwrap_or_default();
-    let Some(tool) = run.engine.registry.get(&tool_name).cloned() else {
+    let Some(tool) = run.engine.registry.resolve(&tool_name) else {
         let when = LATER
             .iter()
             .find(|(n, _)| *n == tool_name)

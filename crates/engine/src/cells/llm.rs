@@ -126,11 +126,24 @@ async fn opening(
         };
         task.push_str(&format!("\n\n## Validation Requirement\n{req}"));
     }
+    if let Some(schema) = &cell.output_schema
+        && rules.schema_in_prompt != Some(false)
+    {
+        task.push_str(&schema_requirement(schema));
+    }
     messages.push(Message::user(task));
     let mut prompt = run.emit.event(EventKind::Prompt, Some(&cell.name));
     prompt.content = json!(messages.last().map(Message::text));
     run.emit.send(prompt).await;
     messages
+}
+
+/// The prompt's statement of an `output_schema` (as LARS states it): reply with JSON matching it.
+fn schema_requirement(schema: &serde_json::Value) -> String {
+    let pretty = serde_json::to_string_pretty(schema).unwrap_or_else(|_| schema.to_string());
+    format!(
+        "\n\n## Output Format Requirement\nYour response must be valid JSON matching this JSON Schema (the JSON only, no other text):\n```json\n{pretty}\n```"
+    )
 }
 
 /// Why the last attempt failed its checks (for the re-ask).

@@ -30,8 +30,8 @@ impl<'c> Offer<'c> {
         let mut tools = Vec::new();
         let mut missing = Vec::new();
         for name in cell.trait_names() {
-            match run.engine.registry.get(name) {
-                Some(t) => tools.push(t.clone()),
+            match run.engine.registry.resolve(name) {
+                Some(t) => tools.push(t),
                 // Routing listed as a skill: `route_to` is offered below when there is a choice.
                 None if name == "route_to" => {}
                 None => missing.push(name.to_owned()),
@@ -249,7 +249,7 @@ impl Turns {
             };
         }
         let listed = cell.trait_names().contains(&call.name.as_str());
-        let Some(tool) = run.engine.registry.get(&call.name).cloned().filter(|_| listed) else {
+        let Some(tool) = run.engine.registry.resolve(&call.name).filter(|_| listed) else {
             return format!(
                 "Error: unknown tool `{}`; available: {}",
                 call.name,

@@ -159,7 +159,7 @@ async fn tool_check(
     mut inputs: serde_json::Map<String, Value>,
     content: &str,
 ) -> Result<(bool, String)> {
-    let Some(t) = run.engine.registry.get(tool).cloned() else {
+    let Some(t) = run.engine.registry.resolve(tool) else {
         return Err(Error::CellFailed {
             cell: cell.name.clone(),
             message: format!("the loop_until validator `{tool}` is not a known validator or tool"),

@@ -242,7 +242,7 @@ impl DeclarativeTool {
                     continue;
                 }
             }
-            let tool = registry.get(&step.tool).cloned().ok_or_else(|| {
+            let tool = registry.resolve(&step.tool).ok_or_else(|| {
                 ToolError::InvalidArguments(format!(
                     "step {} of `{}` calls `{}`, which is not a tool here",
                     i + 1,

@@ -10,6 +10,7 @@ mod http;
 mod human;
 mod process;
 mod python;
+pub mod python_ref;
 pub mod sandbox;
 mod script;
 mod shell;
@@ -257,6 +258,15 @@ impl Registry {
     /// The tool with this name.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
         self.tools.get(name)
+    }
+
+    /// The tool a cell names: a registered one, else a well-formed `python:module.function` reference
+    /// as a tool ([`python_ref::PythonRef`]).
+    pub fn resolve(&self, name: &str) -> Option<Arc<dyn Tool>> {
+        self.tools
+            .get(name)
+            .cloned()
+            .or_else(|| python_ref::PythonRef::parse(name).map(|t| Arc::new(t) as Arc<dyn Tool>))
     }
 
     /// Every tool name, sorted.

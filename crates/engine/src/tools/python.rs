@@ -12,19 +12,53 @@ use super::{SideEffect, Tool, ToolContext, ToolError, str_arg};
 const MARKER: &str = "\u{1e}RVBBIT_RESULT\u{1e}";
 
 /// The harness: reads `{code, state, input, outputs}` from stdin, runs `code` with `state`, `input`,
-/// `outputs` and `data` (alias of `outputs`) in scope, then prints the marker and `result` as JSON.
+/// `outputs` and `data` in scope, then prints the marker and `result` as JSON.
+///
+/// `data` is `outputs` (a dict, `data["cell"]` as before) whose attributes are the earlier cells' outputs
+/// as LARS code reads them: `data.generate` is the cell's table as a pandas DataFrame when pandas imports
+/// (a list of row dicts otherwise), any other output as it is. A `result` that is a DataFrame or a Series,
+/// or holds numpy scalars, becomes plain JSON (records, lists, numbers).
 const HARNESS: &str = r#"
 import json, sys, io, contextlib
 _req = json.load(sys.stdin)
-_ns = {"state": _req["state"], "input": _req["input"], "outputs": _req["outputs"], "data": _req["outputs"]}
+try:
+    import pandas as _pd
+except Exception:
+    _pd = None
+class _Data(dict):
+    def __getattr__(self, name):
+        if name not in self:
+            raise AttributeError("no earlier cell is named %r (earlier cells: %s)" % (name, ", ".join(sorted(self)) or "none"))
+        out = self[name]
+        if isinstance(out, dict) and isinstance(out.get("rows"), list) and all(isinstance(r, dict) for r in out["rows"]):
+            if _pd is None:
+                return [dict(r) for r in out["rows"]]
+            cols = out.get("columns") if isinstance(out.get("columns"), list) else None
+            return _pd.DataFrame(out["rows"], columns=cols or None)
+        return out
+def _plain(v):
+    if _pd is not None:
+        if isinstance(v, _pd.DataFrame):
+            return json.loads(v.to_json(orient="records", date_format="iso"))
+        if isinstance(v, _pd.Series):
+            return json.loads(v.to_json(orient="values", date_format="iso"))
+    if hasattr(v, "item") and callable(v.item):
+        return v.item()
+    if hasattr(v, "tolist") and callable(v.tolist):
+        return v.tolist()
+    return str(v)
+_data = _Data(_req["outputs"])
+_ns = {"state": _req["state"], "input": _req["input"], "outputs": _data, "data": _data}
 _ns.update(_req.get("extra") or {})
 _buf = io.StringIO()
 with contextlib.redirect_stdout(_buf):
     exec(compile(_req["code"], "<cell>", "exec"), _ns)
 _res = _ns.get("result")
+if _pd is not None and isinstance(_res, (_pd.DataFrame, _pd.Series)):
+    _res = _plain(_res)
 sys.stdout.write(_buf.getvalue())
 sys.stdout.write("\n" + _req["marker"] + "\n")
-sys.stdout.write(json.dumps(_res, default=str))
+sys.stdout.write(json.dumps(_res, default=_plain))
 "#;
 
 /// Run `code` with python3; returns (`result` as JSON, the printed stdout).

@@ -478,3 +478,60 @@ async fn a_missing_offered_tool_is_not_offered_and_a_call_to_it_fails_as_the_mod
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_output_schema_is_stated_in_the_prompt_unless_turned_off() {
+    // The model follows a schema only when the prompt states it (as a real one mostly does).
+    let server = TestServer::start(Script::rule(|body| {
+        if last_message(body).contains("## Output Format Requirement") {
+            Reply::text("{\"city\": \"Paris\", \"population\": 2100000}")
+        } else {
+            Reply::text("Paris is the capital, with about two million people.")
+        }
+    }))
+    .await;
+    let h = Harness::new().await;
+    let cascade = |extra: &str| {
+        yaml(&format!(
+            r#"
+cascade_id: schema_prompt
+cells:
+  - name: capital
+    instructions: "What is the capital of France?"
+    rules: {{max_attempts: 1{extra}}}
+    output_schema:
+      type: object
+      required: [city, population]
+      properties: {{city: {{type: string}}, population: {{type: integer}}}}
+"#
+        ))
+    };
+    let out = h
+        .run(&h.llm_engine(&server.base_url()), cascade(""), json!({}))
+        .await;
+    assert_eq!(out.status, SessionStatus::Completed, "{:?}", out.error);
+    assert_eq!(out.output, json!({"city": "Paris", "population": 2_100_000}));
+    let prompt = last_message(&server.bodies()[0]);
+    assert!(prompt.starts_with("What is the capital of France?"), "{prompt}");
+    assert!(
+        prompt.contains("## Output Format Requirement") && prompt.contains("\"population\""),
+        "the schema is in the prompt: {prompt}"
+    );
+    // Turned off: the prompt is as written, and the reply does not follow the schema.
+    let out = h
+        .run(
+            &h.llm_engine(&server.base_url()),
+            cascade(", schema_in_prompt: false"),
+            json!({}),
+        )
+        .await;
+    let prompt = last_message(&server.bodies()[1]);
+    assert_eq!(prompt, "What is the capital of France?");
+    assert_ne!(
+        out.output,
+        json!({"city": "Paris", "population": 2_100_000}),
+        "{:?}",
+        out.status
+    );
+    server.shutdown().await;
+}

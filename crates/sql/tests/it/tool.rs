@@ -189,3 +189,44 @@ async fn sql_data_calls_rvbbit_functions_as_child_runs_of_the_cell() {
     assert_eq!(outcome.cost.micros(), 4_000);
     writer.shutdown().await.unwrap();
 }
+
+/// LARS runs a `sql_data` query of several statements and returns the last one's result: a table the
+/// first creates is there for the second, and `;` inside strings and comments does not split.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_of_several_statements_runs_them_in_order_and_returns_the_last() {
+    let engine = engine();
+    let text = format!(
+        "{CHAIN}- name: two\n  tool: sql_data\n  inputs:\n    query: \"CREATE TABLE big AS SELECT * FROM _generate WHERE amount >= 300;\\n-- the count; then\\nSELECT count(*) AS n, 'x;y' AS s FROM big;\"\n"
+    );
+    let outcome = engine
+        .run(RunRequest::new(cascade(&text, &engine)).with_input(json!({"threshold": 2})))
+        .await;
+    assert_eq!(outcome.status, SessionStatus::Completed, "{:?}", outcome.error);
+    assert_eq!(outcome.output["rows"], json!([{"n": 3, "s": "x;y"}]));
+    assert_eq!(outcome.output["columns"], json!(["n", "s"]));
+}
+
+/// More statements than `limits.sql_statements` fail the cell before any runs, naming the setting; a
+/// failing statement fails the cell with its own code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_statements_or_a_failing_one_fail_the_cell_with_a_code() {
+    let engine = engine();
+    let many = "SELECT 1;".repeat(100);
+    let text =
+        format!("cascade_id: many\ncells:\n- name: q\n  tool: sql_data\n  inputs:\n    query: \"{many}\"\n");
+    let outcome = engine.run(RunRequest::new(cascade(&text, &engine))).await;
+    assert_eq!(outcome.status, SessionStatus::Failed);
+    let message = outcome.error.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.contains("RVB-Q006") && message.contains("limits.sql_statements"),
+        "{message}"
+    );
+    let text = "cascade_id: second\ncells:\n- name: q\n  tool: sql_data\n  inputs:\n    query: \"SELECT 1; SELECT * FROM _nothing\"\n";
+    let outcome = engine.run(RunRequest::new(cascade(text, &engine))).await;
+    assert_eq!(outcome.status, SessionStatus::Failed);
+    let message = outcome.error.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.contains("RVB-Q001") && message.contains("_nothing"),
+        "{message}"
+    );
+}

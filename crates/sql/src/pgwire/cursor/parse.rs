@@ -8,11 +8,12 @@
 #![allow(clippy::result_large_err)]
 
 use datafusion::sql::sqlparser::dialect::Dialect;
-use datafusion::sql::sqlparser::tokenizer::{Location, Token, Tokenizer, Word};
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
 use pgwire::error::ErrorInfo;
 
 use super::{Count, Fetch};
 use crate::pgwire::errors::{error, state};
+use crate::statements::Offsets;
 
 /// PostgreSQL's longest identifier in bytes (NAMEDATALEN - 1); longer names are truncated, as there.
 const NAME_BYTES: usize = 63;
@@ -110,44 +111,6 @@ pub(crate) fn split<'a>(sql: &'a str, dialect: &dyn Dialect) -> Option<Vec<Piece
         })
         .collect();
     Some(pieces)
-}
-
-/// Byte offsets of tokenizer locations (1-based line, 1-based column in characters), asked in
-/// increasing order: each call walks on from the last, so a whole string costs one pass.
-struct Offsets<'a> {
-    chars: std::str::CharIndices<'a>,
-    line: u64,
-    column: u64,
-    byte: usize,
-    len: usize,
-}
-
-impl<'a> Offsets<'a> {
-    fn new(sql: &'a str) -> Offsets<'a> {
-        Offsets {
-            chars: sql.char_indices(),
-            line: 1,
-            column: 1,
-            byte: 0,
-            len: sql.len(),
-        }
-    }
-
-    fn at(&mut self, to: Location) -> usize {
-        while (self.line, self.column) < (to.line, to.column) {
-            let Some((i, c)) = self.chars.next() else {
-                return self.len;
-            };
-            if c == '\n' {
-                self.line += 1;
-                self.column = 1;
-            } else {
-                self.column += 1;
-            }
-            self.byte = i + c.len_utf8();
-        }
-        self.byte
-    }
 }
 
 /// The word of an unquoted identifier or keyword.
