@@ -103,7 +103,8 @@ impl ExitClass {
             }
             ExitClass::BatchPartial => {
                 "Batch partial: `rvbbit batch` ran every input it could, and some failed or were not run (the \
-                 summary names them). Running the same command again reruns only those: completed inputs come from the cache at $0."
+                 summary names them). Running the same command again reruns only those: completed inputs come from the cache at $0. \
+                 Also a spending limit that refused new work (RVB-B030), for `rvbbit run` too."
             }
             ExitClass::BatchFailed => {
                 "Batch failed: `rvbbit batch` found that every input failed or was not run."
@@ -770,6 +771,18 @@ codes! {
         ["Workers killed while running it, again and again.", "A job no worker can run (its cascade does not validate there)."],
         "Read the reason (`rvbbit queue dead-letters`), fix it, and run the same batch command again; or run it here with `--local`.";
 
+    // ---- Spending limits (docs/costs.md) ---------------------------------------------------------------
+    /// A spending limit refused new work.
+    B_SPEND_LIMIT = "RVB-B030", BatchPartial, "Spending limit reached",
+        "A spending limit set with `rvbbit costs limit set` (for everything, a caller or a tenant, per UTC day or month) is used up: what was spent since the start of the period (LLM and compute cost, from the recorded events) is at or above the limit, so no new run was started. A batch that reaches a limit mid-way starts no more inputs (they are `skipped` with this code); the inputs already running finish. Runs already going are never stopped.",
+        ["A limit smaller than the day's or month's work.", "Another process (a batch, a server, a worker) spent the rest of the period's limit.", "A cascade that costs more than expected (`rvbbit costs by-cascade`)."],
+        "See the limits and what each has spent with `rvbbit costs limit list`; raise the limit with `rvbbit costs limit set AMOUNT/PERIOD` (with the same `--caller` or `--tenant`), remove it with `rvbbit costs limit remove`, or wait for the next UTC day or month.";
+    /// A spending limit or its arguments cannot be used.
+    B_SPEND_LIMIT_USAGE = "RVB-B031", Configuration, "Spending limit not usable",
+        "`rvbbit costs limit set` or `rvbbit costs limit remove` was given something that is not a limit: the amount and period must read `AMOUNT/PERIOD` with a dollar amount between 0 and 1,000,000,000 (at most six decimals) and a period of `day` or `month`; a caller or tenant name must be 1 to 128 letters, digits, `_`, `.` or `-`; and `remove` must name a limit that exists.",
+        ["`-5/day` (a negative amount), `abc` (no period), `1e99/month` (not a plain decimal, or too large).", "`50/week` (only `day` and `month`).", "Removing a limit with another `--caller`/`--tenant` than it was set with."],
+        "Write the limit as `50/month` or `2.5/day` (`rvbbit costs limit set 50/month --tenant acme`); `rvbbit costs limit list` shows the limits that exist.";
+
     // ---- Scripts run by `rvbbit exec` (docs/exec.md) ---------------------------------------------------
     /// A script run by `rvbbit exec` (the `run_script` tool) exited with a non-zero code.
     B_EXEC_SCRIPT = "RVB-B020", Tool, "The script failed",
@@ -922,6 +935,8 @@ mod tests {
                         ExitClass::Tool
                     }
                     "RVB-B022" => ExitClass::Configuration,
+                    // A spending limit reached stops new work as a budget does; a bad limit is usage.
+                    "RVB-B031" => ExitClass::Configuration,
                     _ => ExitClass::BatchPartial,
                 },
                 _ => panic!("unknown prefix in {}", code.code),

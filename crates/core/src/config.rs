@@ -14,8 +14,10 @@ use serde_json::{Map, Value};
 use crate::codes::{self, ErrorCode};
 
 mod artifacts;
+mod costs;
 
 pub use artifacts::{ArtifactsConfig, artifacts_url_problem};
+pub use costs::{CostsConfig, MAX_COMPUTE_RATE, MAX_LIMIT_NAME, limit_name_problem};
 
 /// The default model, as in RVBBIT.
 pub const DEFAULT_MODEL: &str = "x-ai/grok-4.1-fast";
@@ -73,6 +75,8 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     /// Scripts run by `rvbbit exec` (docs/exec.md). Since v0.6.
     pub exec: ExecConfig,
+    /// The price of compute and the tenant of spending limits (docs/costs.md). Since v0.6.
+    pub costs: CostsConfig,
 }
 
 impl Default for Config {
@@ -98,6 +102,7 @@ impl Default for Config {
             artifacts: ArtifactsConfig::default(),
             sandbox: SandboxConfig::default(),
             exec: ExecConfig::default(),
+            costs: CostsConfig::default(),
         }
     }
 }
@@ -1216,6 +1221,7 @@ fn validate(config: &Config, sources: &BTreeMap<String, Source>, problems: &mut 
     validate_queue(&config.queue, &src, problems);
     validate_exec(config, &src, problems);
     artifacts::validate(&config.artifacts, &src, problems);
+    costs::validate(&config.costs, &src, problems);
     if config.default_model.trim().is_empty() {
         problems.push(Problem {
             code: codes::C_INVALID,

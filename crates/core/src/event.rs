@@ -73,6 +73,18 @@ impl Timestamp {
         Timestamp(self.0.saturating_add(micros))
     }
 
+    /// Midnight UTC at the start of this time's day.
+    pub const fn start_of_utc_day(self) -> Self {
+        Timestamp(self.0.div_euclid(86_400_000_000) * 86_400_000_000)
+    }
+
+    /// Midnight UTC on the first day of this time's month.
+    pub fn start_of_utc_month(self) -> Self {
+        let days = self.0.div_euclid(86_400_000_000);
+        let (y, m, _) = civil_from_days(days);
+        Timestamp(days_from_civil(y, m, 1) * 86_400_000_000)
+    }
+
     /// RFC 3339 in UTC with six decimals: `2026-11-23T09:44:06.123456Z`.
     pub fn to_rfc3339(self) -> String {
         let secs = self.0.div_euclid(1_000_000);
@@ -427,6 +439,10 @@ string_enum! {
         ChildStart = "child_start",
         /// A cost arrived later for an earlier `llm_response` (its id in `metadata.event_id`).
         CostUpdate = "cost_update",
+        /// The compute cost of one code, shell or script tool call: its wall time in `duration_us`, the
+        /// cost (`duration × costs.compute_micro_dollars_per_second`) in `cost`, the tool in
+        /// `metadata.tool` and the rate in `metadata.micro_dollars_per_second`.
+        ComputeCost = "compute_cost",
         /// An error not tied to a cell.
         Error = "error",
         /// A result served from the result cache instead of a new run (SQL functions): zero cost, the
@@ -666,6 +682,16 @@ mod tests {
         for bad in ["2023-02-29", "2024-13-01", "yesterday", "2024-01-01T25:00Z", ""] {
             assert!(bad.parse::<Timestamp>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn periods_start_at_utc_midnight() {
+        let t: Timestamp = "2024-02-29T23:59:59.999999Z".parse().unwrap();
+        assert_eq!(t.start_of_utc_day().to_rfc3339(), "2024-02-29T00:00:00.000000Z");
+        assert_eq!(t.start_of_utc_month().to_rfc3339(), "2024-02-01T00:00:00.000000Z");
+        let t: Timestamp = "1969-12-31T12:00:00Z".parse().unwrap();
+        assert_eq!(t.start_of_utc_day().to_rfc3339(), "1969-12-31T00:00:00.000000Z");
+        assert_eq!(t.start_of_utc_month().to_rfc3339(), "1969-12-01T00:00:00.000000Z");
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct Engine {
     pub(crate) limits: rvbbit_core::config::LimitsConfig,
     /// The sandbox of the processes code and shell tools start (`None`: they run unsandboxed).
     pub(crate) sandbox: Option<Arc<crate::tools::sandbox::Sandbox>>,
+    /// The price of compute and the tenant runs are charged to (`[costs]`; `spending.rs`).
+    pub(crate) costs: rvbbit_core::config::CostsConfig,
 }
 
 impl std::fmt::Debug for Engine {
@@ -63,6 +65,7 @@ impl Engine {
             human: Arc::new(NoHuman),
             limits: rvbbit_core::config::LimitsConfig::default(),
             sandbox: None,
+            costs: rvbbit_core::config::CostsConfig::default(),
         }
     }
 

@@ -237,6 +237,24 @@ pub enum Error {
         /// What the other attempt did.
         reason: String,
     },
+    /// A spending limit is used up, so no new run starts (docs/costs.md).
+    #[error(
+        "{limit} is used up: {spent} spent since {since} ({percent}%); no new run starts until the next UTC {period}"
+    )]
+    SpendLimit {
+        /// The limit, in words (`the limit of $50.000000 per month for tenant `acme``).
+        limit: String,
+        /// What was spent in the current period.
+        spent: rvbbit_core::MicroUsd,
+        /// When the current period began (RFC 3339).
+        since: String,
+        /// What was spent, in percent of the limit.
+        percent: u64,
+        /// `day` or `month`.
+        period: &'static str,
+        /// The flags that name the limit (`--tenant acme`), with a leading space, or empty.
+        flags: String,
+    },
     /// A broken invariant: this is a bug.
     #[error("internal error (this is a bug): {0}")]
     Internal(String),
@@ -269,6 +287,7 @@ impl Error {
             }
             Error::NoWaitingSignal { .. } => codes::S_NOT_FOUND,
             Error::SessionCancelled { .. } => codes::S_CANCELLED,
+            Error::SpendLimit { .. } => codes::B_SPEND_LIMIT,
             Error::Internal(_) => codes::INTERNAL,
         }
     }
@@ -343,6 +362,11 @@ impl Error {
             Error::Superseded { .. } => {
                 "nothing to do: the other attempt continues the run; this one ended as cancelled".into()
             }
+            Error::SpendLimit { period, flags, .. } => format!(
+                "raise it with `rvbbit costs limit set AMOUNT/{period}{flags}` (such as `100/{period}`), remove it with \
+                 `rvbbit costs limit remove {period}{flags}`, or wait for the next UTC {period}; `rvbbit costs limit list` \
+                 shows every limit and its spend"
+            ),
             Error::Internal(_) => "please report this bug with the session id".into(),
         }
     }

@@ -60,6 +60,7 @@ mod request;
 mod resume;
 mod run;
 mod session;
+pub mod spending;
 mod table;
 mod template;
 pub mod tools;
@@ -71,6 +72,7 @@ pub use outcome::{LineageEntry, Outcome};
 pub use progress::Progress;
 pub use request::{RunRequest, Sampling};
 pub use resume::{ClaimedResume, ResumeRequest};
+pub use spending::Admission;
 #[doc(hidden)]
 pub use template::{render_for_fuzzing, render_template};
 pub use tokio_util::sync::CancellationToken;

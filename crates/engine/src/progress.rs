@@ -41,6 +41,11 @@ impl Progress {
                     self.cost += c;
                 }
             }
+            EventKind::ComputeCost => {
+                if let Some(c) = e.cost {
+                    self.cost += c;
+                }
+            }
             EventKind::CheckpointCreated => {
                 self.waiting = e
                     .metadata

@@ -28,7 +28,8 @@ impl Engine {
     /// # Cancel safety
     /// Cancel through [`RunRequest::cancel`] rather than dropping the future, so the session is marked
     /// cancelled and its events flushed.
-    pub async fn run(&self, request: RunRequest) -> Outcome {
+    pub async fn run(&self, mut request: RunRequest) -> Outcome {
+        self.stamp_tenant(&mut request);
         let session_id = request.session_id.clone().unwrap_or_else(SessionId::new_woodland);
         let span = tracing::info_span!(
             "run",

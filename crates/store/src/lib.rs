@@ -38,6 +38,7 @@ pub mod copy;
 mod error;
 pub mod heartbeat;
 pub mod journal;
+pub mod limits;
 mod model;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -58,6 +59,7 @@ pub use copy::{CopyReport, copy_all};
 pub use error::{Error, Result};
 pub use heartbeat::Heartbeat;
 pub use journal::{Effect, EffectBegin, EffectStatus, JournalEntry, JournalStore};
+pub use limits::{LimitPeriod, LimitScope, LimitStore, LimitUse, SpendLimit};
 pub use model::{
     ApiKey, CacheEntry, Checkpoint, CheckpointStatus, Cleanup, CostGroup, CostRow, EventFilter, Prune,
     Record, Session, SessionFilter, SessionSummary, Signal, SignalStatus, StoreStatus, StoredEvent,

@@ -190,8 +190,12 @@ pub struct CostRow {
     pub tokens_in: i64,
     /// Sum of output tokens.
     pub tokens_out: i64,
-    /// Sum of known costs.
+    /// Sum of known costs, LLM and compute.
     pub cost: MicroUsd,
+    /// The part of `cost` that is compute (`compute_cost` events: code, shell and script tool calls
+    /// priced by `costs.compute_micro_dollars_per_second`); `cost - compute_cost` is the LLM cost.
+    #[serde(default)]
+    pub compute_cost: MicroUsd,
     /// Events whose cost is unknown (never counted as zero silently).
     pub unknown_cost: u64,
 }

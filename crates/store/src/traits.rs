@@ -304,6 +304,7 @@ pub trait Store:
     + crate::JournalStore
     + crate::WorkerStore
     + crate::BatchStore
+    + crate::LimitStore
 {
     /// The store's URL (for messages).
     fn url(&self) -> &str;

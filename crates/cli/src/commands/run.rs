@@ -184,12 +184,16 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> CmdOutcome {
             out,
             &args.human,
             move |engine, cancel, progress| async move {
+                // A spending limit used up refuses the run (RVB-B030) before anything is recorded;
+                // one nearly used up is a warning.
+                let mut admission = engine.admit(&request.caller_id).await?;
                 // `--session ID` of an existing session is refused before anything runs.
                 engine.reserve_session(&request).await?;
                 request.cancel = cancel;
                 request.progress = progress;
                 let mut outcome = engine.run(request).await;
                 let mut all = warnings;
+                all.append(&mut admission.warnings);
                 all.append(&mut outcome.warnings);
                 outcome.warnings = all;
                 Ok(outcome)
@@ -231,6 +235,7 @@ where
         .with_default_model(config.default_model.clone())
         .with_roots(config.roots.clone())
         .with_limits(config.limits.clone())
+        .with_costs(config.costs.clone())
         .with_human(human.human(store.clone(), out, &line));
     if let Some(sandbox) = sandbox {
         engine = engine.with_sandbox(sandbox);

@@ -138,6 +138,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             .with_default_model(config.default_model.clone())
             .with_roots(config.roots.clone())
             .with_limits(config.limits.clone())
+            .with_costs(config.costs.clone())
             .with_heartbeat(store.clone(), HEARTBEAT_EVERY)
             .with_store(store.clone())
             .with_human(Arc::new(

@@ -182,7 +182,8 @@ pub(crate) async fn sql_runtime(config: &Config) -> Result<SqlParts, super::Fail
         .with_provider(provider)
         .with_writer(writer.handle())
         .with_default_model(config.default_model.clone())
-        .with_limits(config.limits.clone());
+        .with_limits(config.limits.clone())
+        .with_costs(config.costs.clone());
     let runtime = rvbbit_sql::SqlRuntime::new(
         engine,
         store.clone(),

@@ -63,7 +63,8 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             .with_provider(provider)
             .with_writer(writer.handle())
             .with_default_model(config.default_model.clone())
-            .with_limits(config.limits.clone());
+            .with_limits(config.limits.clone())
+            .with_costs(config.costs.clone());
         let settings = setup::sql_settings(&config);
         let runtime = SqlRuntime::new(engine, store, Some(writer.handle()), settings, batch_tables)
             .map_err(|e| Failure::Coded(sql_failure(&e)))?;

@@ -18,6 +18,7 @@ mod init;
 mod lars_data;
 mod limits;
 mod mock_provider;
+mod money;
 mod pgwire;
 mod registry;
 mod replay_example;

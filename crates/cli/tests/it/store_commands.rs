@@ -327,6 +327,7 @@ mod shapes {
         pub(super) tokens_out: i64,
         pub(super) cost: i64,
         pub(super) unknown_cost: u64,
+        pub(super) compute_cost: i64,
     }
 
     #[derive(Deserialize)]

@@ -197,8 +197,9 @@ pub(crate) async fn call_tool(
             .unwrap_or(Err(ToolError::Timeout(l))),
         None => fut.await,
     };
+    let elapsed = started.elapsed();
     let mut e = run.emit.event(EventKind::ToolResult, Some(&cell.name));
-    e.duration_us = Some(micros(started.elapsed()));
+    e.duration_us = Some(micros(elapsed));
     e.metadata = json!({"tool": tool.name()});
     match &result {
         Ok(v) => e.content = v.clone(),
@@ -212,6 +213,7 @@ pub(crate) async fn call_tool(
         }
     }
     run.emit.send(e).await;
+    crate::spending::charge_compute(run, cell, tool, elapsed).await;
     if let (Some(k), crate::journal::Claim::Claimed { .. }) = (&key, &claim) {
         crate::journal::finish(run, k, &result).await;
     }

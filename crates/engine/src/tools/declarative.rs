@@ -328,6 +328,9 @@ impl Tool for DeclarativeTool {
     fn parameters(&self) -> Value {
         self.parameters.clone()
     }
+    fn compute(&self) -> bool {
+        matches!(self.def.kind, ToolType::Shell | ToolType::Python)
+    }
     fn side_effect(&self) -> SideEffect {
         match self.def.kind {
             ToolType::Http

@@ -206,6 +206,11 @@ pub trait Tool: Send + Sync {
     fn default_timeout(&self) -> Option<Duration> {
         None
     }
+    /// Whether a call runs a process on this machine (code, shell, script), priced by its wall time at
+    /// `costs.compute_micro_dollars_per_second` (a `compute_cost` event). Default false.
+    fn compute(&self) -> bool {
+        false
+    }
     /// Run the tool with `args` (an object).
     ///
     /// # Errors

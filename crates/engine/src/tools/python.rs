@@ -132,6 +132,9 @@ impl Tool for PythonData {
     fn parameters(&self) -> Value {
         code_params()
     }
+    fn compute(&self) -> bool {
+        true
+    }
     fn side_effect(&self) -> SideEffect {
         SideEffect::Irreversible
     }
@@ -184,6 +187,9 @@ impl Tool for RunCode {
     }
     fn parameters(&self) -> Value {
         code_params()
+    }
+    fn compute(&self) -> bool {
+        true
     }
     fn side_effect(&self) -> SideEffect {
         SideEffect::Irreversible

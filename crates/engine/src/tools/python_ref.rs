@@ -117,6 +117,10 @@ impl Tool for PythonRef {
         json!({"type": "object", "additionalProperties": true})
     }
 
+    fn compute(&self) -> bool {
+        true
+    }
+
     fn side_effect(&self) -> SideEffect {
         SideEffect::Irreversible
     }

@@ -60,6 +60,9 @@ impl Tool for RunScript {
             "required": ["script", "command"]
         })
     }
+    fn compute(&self) -> bool {
+        true
+    }
     fn side_effect(&self) -> SideEffect {
         SideEffect::Irreversible
     }

@@ -29,6 +29,9 @@ impl Tool for LinuxShell {
             "required": ["command"]
         })
     }
+    fn compute(&self) -> bool {
+        true
+    }
     fn side_effect(&self) -> SideEffect {
         SideEffect::Irreversible
     }
@@ -86,6 +89,9 @@ impl Tool for BashData {
             },
             "required": ["script"]
         })
+    }
+    fn compute(&self) -> bool {
+        true
     }
     fn side_effect(&self) -> SideEffect {
         SideEffect::Irreversible

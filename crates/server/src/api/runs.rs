@@ -198,6 +198,23 @@ pub(crate) async fn start(
             "run a cascade file (with `cascade_id` and `cells`)",
         ));
     };
+    // A spending limit used up refuses new work (RVB-B030, 429) before it is queued or started.
+    let caller = CallerId::new(Origin::Http);
+    match state.engine.admit(&caller).await {
+        Ok(admission) => {
+            for w in &admission.warnings {
+                tracing::warn!(caller_id = %caller, "{w}");
+            }
+        }
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                e.code(),
+                e.to_string(),
+                e.hint(),
+            ));
+        }
+    }
     if q.queue {
         let queued = super::queued::Queued {
             cascade_file: &file.relative,
@@ -215,7 +232,7 @@ pub(crate) async fn start(
     let mut request = RunRequest::new(cascade);
     request.input = input;
     request.session_id = Some(session_id.unwrap_or_else(SessionId::new_woodland));
-    request.caller_id = CallerId::new(Origin::Http);
+    request.caller_id = caller;
     request.model = body.model.clone();
     request.cascade_file = Some(file.relative.clone().into());
     request.cascade_text = report.loaded.source.as_ref().map(|s| s.text().to_owned());

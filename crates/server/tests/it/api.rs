@@ -370,3 +370,58 @@ async fn concurrent_runs_with_one_chosen_session_id_start_exactly_one() {
     }
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spending_limit_used_up_refuses_run_submissions_with_429() {
+    use rvbbit_store::limits::{LimitPeriod, LimitScope, SpendLimit};
+    let s = Running::start(|c| c).await;
+    // `0/day` for every HTTP run: used up before anything is spent.
+    let zero = SpendLimit::new(
+        LimitScope::Caller,
+        "http",
+        LimitPeriod::Day,
+        rvbbit_core::MicroUsd::ZERO,
+    );
+    s.store.limit_set(&zero).await.unwrap();
+    for path in ["/api/v1/runs?wait=true", "/api/v1/runs"] {
+        let (status, err) = s
+            .post(path, &json!({"cascade": "three.yaml", "input": {"name": "Ada"}}))
+            .await;
+        assert_eq!(status, 429, "{err}");
+        assert_error_shape(&err, "RVB-B030", &s.root());
+        assert!(
+            err["message"].as_str().unwrap().contains("caller `http`"),
+            "{err}"
+        );
+        assert!(
+            err["hint"]
+                .as_str()
+                .unwrap()
+                .contains("rvbbit costs limit set AMOUNT/day --caller http"),
+            "{err}"
+        );
+    }
+    let (_, list) = s.get("/api/v1/sessions").await;
+    assert_eq!(list["sessions"], json!([]), "nothing was started");
+    // Another door's limit does not count HTTP runs.
+    s.store
+        .limit_remove(LimitScope::Caller, "http", LimitPeriod::Day)
+        .await
+        .unwrap();
+    let cli_only = SpendLimit::new(
+        LimitScope::Caller,
+        "cli",
+        LimitPeriod::Day,
+        rvbbit_core::MicroUsd::ZERO,
+    );
+    s.store.limit_set(&cli_only).await.unwrap();
+    let (status, out) = s
+        .post(
+            "/api/v1/runs?wait=true",
+            &json!({"cascade": "three.yaml", "input": {"name": "Ada"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["status"], "completed", "{out}");
+    s.shutdown().await;
+}

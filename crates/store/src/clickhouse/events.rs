@@ -147,6 +147,8 @@ struct CostLine {
     #[serde(deserialize_with = "number")]
     cost: i64,
     #[serde(deserialize_with = "number")]
+    compute: i64,
+    #[serde(deserialize_with = "number")]
     unknown: i64,
 }
 
@@ -252,7 +254,8 @@ impl EventSink for ClickHouseSink {
         let sql = format!(
             "SELECT {key} AS k, uniqExact(session_id) AS sessions, count() AS calls, \
              sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out, sum(cost_micro_usd) AS cost, \
-             countIf(cost_known = 0) AS unknown FROM events FINAL{clause} GROUP BY k \
+             countIf(cost_known = 0) AS unknown, sumIf(cost_micro_usd, kind = 'compute_cost') AS compute \
+             FROM events FINAL{clause} GROUP BY k \
              ORDER BY cost DESC, k FORMAT JSONEachRow"
         );
         let text = self.run(&sql, None, "total costs").await?;
@@ -268,6 +271,7 @@ impl EventSink for ClickHouseSink {
                     tokens_out: r.tokens_out,
                     cost: MicroUsd::from_micros(r.cost),
                     unknown_cost: count(r.unknown),
+                    compute_cost: MicroUsd::from_micros(r.compute),
                 })
             })
             .collect()

@@ -339,7 +339,8 @@ impl EventSink for PostgresStore {
         let sql = format!(
             "SELECT {key} AS k, count(DISTINCT session_id), count(*), coalesce(sum(tokens_in), 0)::bigint,
              coalesce(sum(tokens_out), 0)::bigint, coalesce(sum(cost_micro_usd), 0)::bigint,
-             count(*) FILTER (WHERE cost_micro_usd IS NULL)
+             count(*) FILTER (WHERE cost_micro_usd IS NULL),
+             coalesce(sum(cost_micro_usd) FILTER (WHERE kind = 'compute_cost'), 0)::bigint
              FROM events{clause} GROUP BY k ORDER BY 6 DESC, k"
         );
         let c = self.client(action).await?;
@@ -357,6 +358,7 @@ impl EventSink for PostgresStore {
                 tokens_out: r.get(4),
                 cost: MicroUsd::from_micros(r.get(5)),
                 unknown_cost: count(r.get(6)),
+                compute_cost: MicroUsd::from_micros(r.get(7)),
             })
             .collect())
     }

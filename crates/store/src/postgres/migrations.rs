@@ -206,6 +206,21 @@ CREATE TABLE batches (
 CREATE INDEX batches_started ON batches (started_at_us);
 "#,
     },
+    Migration {
+        version: 5,
+        name: "spend_limits",
+        // Spending limits per caller or tenant per UTC day or month (crate::limits).
+        sql: r#"
+CREATE TABLE spend_limits (
+    scope TEXT NOT NULL,
+    name TEXT NOT NULL,
+    period TEXT NOT NULL,
+    amount_micro_usd BIGINT NOT NULL,
+    updated_at_us BIGINT NOT NULL,
+    PRIMARY KEY (scope, name, period)
+);
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -17,6 +17,7 @@ mod checkpoints;
 mod events;
 mod journal;
 mod keys;
+mod limits;
 pub(crate) mod migrations;
 mod sessions;
 mod tls;
@@ -54,6 +55,7 @@ const TABLES: &[&str] = &[
     "effects",
     "workers",
     "batches",
+    "spend_limits",
 ];
 
 /// Connections a process keeps to the server at most.

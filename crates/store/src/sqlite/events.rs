@@ -252,7 +252,6 @@ impl EventSink for SqliteStore {
             CostGroup::Day => "strftime('%Y-%m-%d', ts_us / 1000000, 'unixepoch')",
         };
         let (clause, params) = event_where(filter);
-        // The same predicate as the partial index `events_priced` (migration 2), so SQLite can use it.
         // The same predicate as the partial index `events_priced` (migration 2), so SQLite uses it.
         let priced = "(cost_micro_usd IS NOT NULL OR tokens_in IS NOT NULL OR tokens_out IS NOT NULL \
                       OR kind IN ('llm_response', 'llm_error'))";
@@ -265,7 +264,8 @@ impl EventSink for SqliteStore {
             let sql = format!(
                 "SELECT {key} AS k, count(DISTINCT session_id), count(*), coalesce(sum(tokens_in), 0),
                  coalesce(sum(tokens_out), 0), coalesce(sum(cost_micro_usd), 0),
-                 sum(CASE WHEN cost_micro_usd IS NULL THEN 1 ELSE 0 END)
+                 sum(CASE WHEN cost_micro_usd IS NULL THEN 1 ELSE 0 END),
+                 coalesce(sum(CASE WHEN kind = 'compute_cost' THEN cost_micro_usd END), 0)
                  FROM events{clause} GROUP BY k ORDER BY 6 DESC, k"
             );
             let mut stmt = c.prepare(&sql)?;
@@ -278,6 +278,7 @@ impl EventSink for SqliteStore {
                     tokens_out: r.get(4)?,
                     cost: MicroUsd::from_micros(r.get(5)?),
                     unknown_cost: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+                    compute_cost: MicroUsd::from_micros(r.get(7)?),
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)

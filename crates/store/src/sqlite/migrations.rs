@@ -219,6 +219,21 @@ CREATE TABLE batches (
 CREATE INDEX batches_started ON batches (started_at_us);
 "#,
     },
+    Migration {
+        version: 8,
+        name: "spend_limits",
+        // Spending limits per caller or tenant per UTC day or month (crate::limits).
+        sql: r#"
+CREATE TABLE spend_limits (
+    scope TEXT NOT NULL,
+    name TEXT NOT NULL,
+    period TEXT NOT NULL,
+    amount_micro_usd INTEGER NOT NULL,
+    updated_at_us INTEGER NOT NULL,
+    PRIMARY KEY (scope, name, period)
+);
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -324,6 +339,7 @@ mod tests {
             "0005_journal".to_owned(),
             "0006_workers".to_owned(),
             "0007_batches".to_owned(),
+            "0008_spend_limits".to_owned(),
         ];
         assert_eq!(pending(1), expected);
         let applied = apply(&mut c, "sqlite://mem").map_err(|_| "apply failed").unwrap();

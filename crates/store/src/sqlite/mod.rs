@@ -11,6 +11,7 @@ mod checkpoints;
 mod events;
 mod journal;
 mod keys;
+mod limits;
 pub(crate) mod migrations;
 mod prune;
 mod sessions;
@@ -419,6 +420,7 @@ impl Store for SqliteStore {
                 "effects",
                 "workers",
                 "batches",
+                "spend_limits",
             ] {
                 let path = dir.join(format!("{table}.jsonl"));
                 let file_err = |source| Error::File {

@@ -16,6 +16,7 @@ pub use crate::journal::{
     batch_records_round_trip_and_list_newest_first, concurrent_effect_claims_let_exactly_one_go_first,
     journal_steps_are_compare_and_set_per_run, worker_heartbeats_are_one_row_per_worker,
 };
+pub use crate::limits::spending_limits_are_set_listed_removed_and_count_what_was_spent;
 
 /// Generate one `#[tokio::test]` per conformance check for a backend. `$fresh` is an async fn
 /// `() -> (String /* url */, Guard)`.
@@ -53,6 +54,7 @@ macro_rules! store_conformance {
             check!(concurrent_effect_claims_let_exactly_one_go_first);
             check!(worker_heartbeats_are_one_row_per_worker);
             check!(batch_records_round_trip_and_list_newest_first);
+            check!(spending_limits_are_set_listed_removed_and_count_what_was_spent);
         }
     };
 }

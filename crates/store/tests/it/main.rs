@@ -12,6 +12,7 @@ mod conformance;
 mod artifacts;
 mod clickhouse;
 mod journal;
+mod limits;
 mod postgres;
 mod postgres_tls;
 mod queue;

@@ -236,6 +236,7 @@ fn start(cli: &Cli, args: &Args, estimate_only: bool, out: Out) -> Outcome {
         cache: !args.no_cache,
         read_cache: !args.no_cache && !args.refresh,
         budget,
+        limit: std::sync::OnceLock::new(),
         retries: config.batch.transient_retries.min(5),
         queue: std::sync::OnceLock::new(),
         cache_prefix: prefix,
@@ -265,7 +266,8 @@ fn start(cli: &Cli, args: &Args, estimate_only: bool, out: Out) -> Outcome {
             .with_writer(writer.handle())
             .with_default_model(config.default_model.clone())
             .with_roots(config.roots.clone())
-            .with_limits(config.limits.clone());
+            .with_limits(config.limits.clone())
+            .with_costs(config.costs.clone());
         if let Some(sandbox) = sandbox {
             engine = engine.with_sandbox(sandbox);
         }
@@ -274,6 +276,7 @@ fn start(cli: &Cli, args: &Args, estimate_only: bool, out: Out) -> Outcome {
                 .with_heartbeat(store.clone(), HEARTBEAT_EVERY)
                 .with_store(store.clone());
         }
+        admit(&engine, &plan, out).await?;
         let started = Instant::now();
         let outputs = report::Outputs::new(&args.output_dir, args.flat)?.with_files(args.exec.is_some());
         let mut record = record::Record::start(store.clone(), &plan, args, parallel, inputs.len()).await?;
@@ -372,12 +375,58 @@ pub(super) struct Plan {
     /// Read results from the cache.
     read_cache: bool,
     budget: Option<MicroUsd>,
+    /// The tightest spending limit that applies, with what it had left when the batch started (set
+    /// once, by [`admit`], before any input runs).
+    limit: std::sync::OnceLock<LimitCap>,
     /// Runs again of an input that failed for a transient reason (`batch.transient_retries`).
     retries: u32,
     /// The queue's workers run the inputs (`queue.url` configured, without `--local`).
     queue: std::sync::OnceLock<queued::Queued>,
     /// The hashed cascade and model every input's cache key starts from.
     cache_prefix: Sha256,
+}
+
+/// A spending limit as a cap on the batch: what it had left when the batch started.
+#[derive(Debug)]
+struct LimitCap {
+    left: MicroUsd,
+    /// The limit in words.
+    what: String,
+}
+
+impl Plan {
+    /// The cap on what the batch may spend, and the code of the inputs it stops: the smaller of
+    /// `--budget-dollars` (RVB-B005) and what the tightest spending limit had left (RVB-B030).
+    fn cap(&self) -> Option<(MicroUsd, &'static rvbbit_core::ErrorCode)> {
+        match (self.budget, self.limit.get()) {
+            (Some(b), Some(l)) if l.left < b => Some((l.left, codes::B_SPEND_LIMIT)),
+            (Some(b), _) => Some((b, codes::B_BUDGET)),
+            (None, Some(l)) => Some((l.left, codes::B_SPEND_LIMIT)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Before any input runs: refuse the batch when a spending limit is used up (RVB-B030), warn on
+/// stderr when one is nearly so, and cap the batch at what the tightest limit has left.
+async fn admit(engine: &Engine, plan: &Plan, out: Out) -> Result<(), Failure> {
+    let admission = engine
+        .admit(&plan.caller)
+        .await
+        .map_err(|e| Failure::Coded(super::Coded::from_error(e.code(), &e, e.hint())))?;
+    if !out.quiet {
+        for w in &admission.warnings {
+            crate::output::stderr(&format!("warning: {w}\n"));
+        }
+    }
+    if let Some(tightest) = admission.verdict.tightest() {
+        // Set once, here, before any input runs.
+        let _ = plan.limit.set(LimitCap {
+            left: tightest.left(),
+            what: tightest.limit.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// The money side of the batch: spent so far, the most one input cost, inputs in flight.
@@ -435,7 +484,7 @@ async fn execute(
             ));
             continue;
         }
-        if let Some(budget) = plan.budget {
+        if let Some((budget, code)) = plan.cap() {
             // Wait for room under the budget; when nothing is in flight and it still does not fit, the
             // rest is skipped.
             loop {
@@ -452,14 +501,16 @@ async fn execute(
             }
             let fits = spend.lock().map(|s| s.admits(budget)).unwrap_or(false);
             if !fits {
-                let mut d = skipped(
-                    &input,
-                    &format!(
-                        "starting it could pass the budget of {budget} (spent {})",
-                        spend.lock().map(|s| s.spent).unwrap_or_default()
+                let spent = spend.lock().map(|s| s.spent).unwrap_or_default();
+                let why = match plan.limit.get() {
+                    Some(l) if code.code == codes::B_SPEND_LIMIT.code => format!(
+                        "starting it could pass {} ({budget} was left when the batch started; the batch spent {spent})",
+                        l.what
                     ),
-                );
-                d.code = Some(codes::B_BUDGET.code);
+                    _ => format!("starting it could pass the budget of {budget} (spent {spent})"),
+                };
+                let mut d = skipped(&input, &why);
+                d.code = Some(code.code);
                 results[index] = Some(d);
                 progress.tick(&results[index], MicroUsd::ZERO);
                 continue;

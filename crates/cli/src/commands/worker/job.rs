@@ -262,10 +262,26 @@ async fn execute(
         .with_default_model(config.default_model.clone())
         .with_roots(roots)
         .with_limits(config.limits.clone())
+        .with_costs(config.costs.clone())
         .with_heartbeat(ctx.store.clone(), HEARTBEAT_EVERY)
         .with_store(ctx.store.clone());
     if let Some(sandbox) = &ctx.sandbox {
         engine = engine.with_sandbox(sandbox.clone());
+    }
+    // A spending limit used up: not started; the job is delivered again later (the limit may be raised
+    // meanwhile) and given up on its last delivery, with the reason.
+    match engine.admit(&request.caller_id).await {
+        Ok(admission) => {
+            for w in &admission.warnings {
+                tracing::warn!(caller_id = %request.caller_id, "{w}");
+            }
+        }
+        Err(e) => {
+            drop(engine);
+            // Nothing was written: the writer only has to stop.
+            let _ = writer.shutdown().await;
+            return Verdict::NotStarted(format!("{}: {e}", e.code().code));
+        }
     }
     let outcome = engine.run(request).await;
     drop(engine);

@@ -1,4 +1,6 @@
-//! `rvbbit costs summary|by-model|by-cascade|by-caller|export`.
+//! `rvbbit costs summary|by-model|by-cascade|by-caller|export|limit`.
+
+mod limit;
 
 use rvbbit_core::Timestamp;
 use rvbbit_store::{CostGroup, CostRow};
@@ -26,6 +28,9 @@ pub(crate) enum Command {
     ByCascade(Filters),
     /// Totals per caller (a CLI invocation, a SQL statement, ...).
     ByCaller(Filters),
+    /// Spending limits per UTC day or month, for everything, a caller or a tenant (docs/costs.md).
+    #[command(subcommand)]
+    Limit(limit::Command),
     /// Every group of --by as CSV on stdout.
     Export {
         /// Output format (only csv).
@@ -65,6 +70,8 @@ fn rows_text(key: &str, rows: &[CostRow]) -> String {
                 r.calls.to_string(),
                 r.tokens_in.to_string(),
                 r.tokens_out.to_string(),
+                (r.cost - r.compute_cost).to_string(),
+                r.compute_cost.to_string(),
                 r.cost.to_string(),
                 r.unknown_cost.to_string(),
             ]
@@ -77,6 +84,8 @@ fn rows_text(key: &str, rows: &[CostRow]) -> String {
             "CALLS",
             "TOKENS IN",
             "TOKENS OUT",
+            "LLM",
+            "COMPUTE",
             "COST",
             "UNPRICED",
         ],
@@ -85,6 +94,9 @@ fn rows_text(key: &str, rows: &[CostRow]) -> String {
 }
 
 pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
+    if let Command::Limit(cmd) = cmd {
+        return limit::run(cli, cmd, out);
+    }
     block_on(async {
         let opened = open(cli, out).await?;
         // With an events sink (ClickHouse), the costs come from it; the store (which holds every event
@@ -124,6 +136,8 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
             Command::ByModel(f) => (CostGroup::Model, "MODEL", f),
             Command::ByCascade(f) => (CostGroup::Cascade, "CASCADE", f),
             Command::ByCaller(f) => (CostGroup::Caller, "CALLER", f),
+            // Answered above, before the store is opened for totals.
+            Command::Limit(_) => return Ok(0),
             Command::Export {
                 format: ExportFormat::Csv,
                 by,
@@ -137,7 +151,7 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
                 };
                 let rows = costs.of(group, &filters.events()).await.map_err(fail)?;
                 let mut csv = String::from(
-                    "key,sessions,calls,tokens_in,tokens_out,cost_micro_usd,cost_usd,unpriced\n",
+                    "key,sessions,calls,tokens_in,tokens_out,cost_micro_usd,cost_usd,unpriced,compute_cost_micro_usd\n",
                 );
                 for r in rows {
                     let key = if r.key.contains([',', '"', '\n']) {
@@ -146,14 +160,15 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
                         r.key.clone()
                     };
                     csv.push_str(&format!(
-                        "{key},{},{},{},{},{},{},{}\n",
+                        "{key},{},{},{},{},{},{},{},{}\n",
                         r.sessions,
                         r.calls,
                         r.tokens_in,
                         r.tokens_out,
                         r.cost.micros(),
                         r.cost.to_decimal_string(),
-                        r.unknown_cost
+                        r.unknown_cost,
+                        r.compute_cost.micros()
                     ));
                 }
                 output::stdout(&csv)?;
