@@ -636,6 +636,16 @@ codes! {
         ["A generated statement that repeats an annotation for every row or call.",
          "A long document pasted into a `-- @` line as the prompt's text."],
         "Annotate fewer calls or shorten the text (put long context into a table and pass it as an argument), or raise the setting named in the message with `SET rvbbit.max_annotations = n` or `SET rvbbit.max_annotation_bytes = n`.";
+    /// A statement's own `WITH (…)` options are refused.
+    Q_STATEMENT_OPTION = "RVB-Q008", Execution, "SQL statement option refused",
+        "A query ended with a `WITH (key = value, …)` clause of statement options (semantic SQL: `cascade` for a cheap model first, `cheap_threshold`, `batch_size`, `cache`) that could not be used: an unknown option, an option given twice, a clause that is not `key = value` pairs, or a value out of range or longer than 256 bytes. Nothing was planned or asked.",
+        ["A typo in an option name (`WITH (casacde = 'm')`).", "`cheap_threshold` outside 0 to 1, `batch_size` outside 1 to 1000, or `cache` that is not true, false or a lifetime such as '1h'."],
+        "Use the options and values the message lists (docs/semantic-sql.md, \"Statement options\"), or drop the clause to use the session's `SET rvbbit.…` settings.";
+    /// `THEN` pipeline stages in a position where they cannot run.
+    Q_STAGE_POSITION = "RVB-Q009", Execution, "Pipeline stage not allowed here",
+        "A statement has `THEN …` pipeline stages (semantic SQL) where they cannot run: after the query of a view (a view is read again each time, stages run once), after a statement that makes no table of the stages' result (only a query, `CREATE TABLE name AS` and `INSERT INTO name` do), in a parenthesised subquery under `EXPLAIN` (the subquery's stages would have to run), or in a subquery that names the outer query's columns or the statement's CTEs (a subquery with stages runs on its own, before the statement). Nothing was asked.",
+        ["`CREATE VIEW v AS SELECT … THEN FILTER 'x'`.", "`EXPLAIN SELECT * FROM (SELECT … THEN ENRICH 'x') s`.", "`WITH a AS (…) SELECT * FROM (SELECT * FROM a THEN FILTER 'x') s`."],
+        "Make a table of the result (`CREATE TABLE t AS SELECT … THEN …`) and use it; EXPLAIN the subquery on its own; or move the stages to the end of the statement.";
 
     // ---- Configuration (exit 6) ----------------------------------------------------------------------
     /// A config file does not parse.

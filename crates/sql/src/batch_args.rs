@@ -9,6 +9,7 @@ use datafusion::error::Result;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs};
 
 use crate::options::RvbbitOptions;
+use crate::statement::Statement;
 
 /// The arguments of one batch as optional strings, row by row (numbers and other types as their text).
 pub(crate) fn text_columns(args: &ScalarFunctionArgs) -> Result<Vec<StringArray>> {
@@ -32,13 +33,16 @@ pub(crate) fn get(col: Option<&StringArray>, row: usize) -> Option<&str> {
     col.filter(|c| !c.is_null(row)).map(|c| c.value(row))
 }
 
-/// The `rvbbit.*` settings the call runs under.
-pub(crate) fn options(args: &ScalarFunctionArgs) -> RvbbitOptions {
-    args.config_options
-        .extensions
-        .get::<RvbbitOptions>()
-        .cloned()
-        .unwrap_or_default()
+/// The `rvbbit.*` settings the call runs under: the session's, with the statement's own `WITH (…)`
+/// options on top.
+pub(crate) fn options(args: &ScalarFunctionArgs, stmt: &Statement) -> RvbbitOptions {
+    stmt.settings(
+        args.config_options
+            .extensions
+            .get::<RvbbitOptions>()
+            .cloned()
+            .unwrap_or_default(),
+    )
 }
 
 /// The statement-wide memo key of one argument tuple: a tag naming the function, then each argument

@@ -139,9 +139,10 @@ impl Call {
         self
     }
 
-    /// When its cache entry, written `now`, expires.
-    pub(crate) fn expires(&self, now: Timestamp) -> Option<Timestamp> {
-        self.ttl.map(|s| {
+    /// When its cache entry, written `now` by `stmt`, expires: the statement's `WITH (cache = '1h')`
+    /// when it has one, else the call's own lifetime.
+    pub(crate) fn expires(&self, stmt: Option<&Statement>, now: Timestamp) -> Option<Timestamp> {
+        stmt.and_then(Statement::cache_ttl).or(self.ttl).map(|s| {
             now.add_micros(
                 i64::try_from(s)
                     .unwrap_or(i64::MAX / 2_000_000)
@@ -314,7 +315,7 @@ pub(crate) async fn remember(
     let cells = stmt.cells(answered.iter().map(|(c, _)| c.key.as_str()));
     let now = Timestamp::now();
     // The calls of one function share their time to live.
-    let expires = answered.first().and_then(|(c, _)| c.expires(now));
+    let expires = answered.first().and_then(|(c, _)| c.expires(Some(stmt), now));
     let mut entries = Vec::new();
     let mut out = Vec::with_capacity(answered.len());
     for ((call, value), cell) in answered.into_iter().zip(cells) {
@@ -474,7 +475,7 @@ async fn execute(runtime: &Runtime, stmt: &Statement, call: &Call) -> Answer {
         CallKind::Run { .. } | CallKind::Batch { .. } => run_answer(&outcome),
     };
     match &answer {
-        Answer::Ok(value) if call.cache => cache_put(runtime, call, value, &outcome).await,
+        Answer::Ok(value) if call.cache => cache_put(runtime, stmt, call, value, &outcome).await,
         Answer::Ok(_) => {}
         Answer::Failed { message, .. } => stmt.note_error(message),
     }
@@ -493,7 +494,7 @@ pub(crate) fn cache_value(value: &Value, session_id: &str, cascade_id: &str, cos
     })
 }
 
-async fn cache_put(runtime: &Runtime, call: &Call, value: &Value, outcome: &Outcome) {
+async fn cache_put(runtime: &Runtime, stmt: &Statement, call: &Call, value: &Value, outcome: &Outcome) {
     let Some(store) = &runtime.store else { return };
     let stored = json!({
         "layout": CACHE_LAYOUT,
@@ -503,7 +504,10 @@ async fn cache_put(runtime: &Runtime, call: &Call, value: &Value, outcome: &Outc
         "cost_micro_usd": outcome.cost.micros(),
     });
     let now = Timestamp::now();
-    if let Err(e) = store.cache_put(&call.key, &stored, now, call.expires(now)).await {
+    if let Err(e) = store
+        .cache_put(&call.key, &stored, now, call.expires(Some(stmt), now))
+        .await
+    {
         tracing::warn!(error = %e, "Result not cached");
     }
 }

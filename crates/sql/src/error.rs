@@ -50,6 +50,20 @@ pub enum Error {
         /// Which limit, its setting and value, and the line.
         message: String,
     },
+    /// The statement's own `WITH (…)` options are malformed, unknown or out of range (RVB-Q008).
+    #[error("{message}")]
+    StatementOption {
+        /// What is wrong, the option, its position and the valid options or values.
+        message: String,
+    },
+    /// `THEN` pipeline stages where they cannot run: after a view's query, after a statement that
+    /// makes no table of them, under `EXPLAIN` inside a subquery, or in a subquery that names the
+    /// outer query (RVB-Q009).
+    #[error("{message}")]
+    StagePosition {
+        /// Where the stages are and what to write instead.
+        message: String,
+    },
     /// A distributed statement could not use the queue: none configured, too many rows, a row not
     /// gathered in time, the queue unreachable (RVB-S030…RVB-S033, RVB-S011; exit 5).
     #[error("{message}")]
@@ -75,6 +89,8 @@ impl Error {
             Error::Refused { .. } => codes::Q_REFUSED,
             Error::Limit { .. } => codes::Q_LIMIT,
             Error::Annotation { .. } => codes::Q_ANNOTATION_LIMIT,
+            Error::StatementOption { .. } => codes::Q_STATEMENT_OPTION,
+            Error::StagePosition { .. } => codes::Q_STAGE_POSITION,
             Error::Queue { code, .. } => code,
         }
     }
@@ -101,6 +117,8 @@ impl Error {
                     .into()
             }
             Error::Annotation { .. } => codes::Q_ANNOTATION_LIMIT.fix.into(),
+            Error::StatementOption { .. } => codes::Q_STATEMENT_OPTION.fix.into(),
+            Error::StagePosition { .. } => codes::Q_STAGE_POSITION.fix.into(),
             Error::Queue { code, .. } => code.fix.into(),
         }
     }
@@ -145,6 +163,12 @@ impl Error {
                 message: message.clone(),
             },
             Error::Annotation { message } => Error::Annotation {
+                message: message.clone(),
+            },
+            Error::StatementOption { message } => Error::StatementOption {
+                message: message.clone(),
+            },
+            Error::StagePosition { message } => Error::StagePosition {
                 message: message.clone(),
             },
             Error::Queue { code, message } => Error::Queue {

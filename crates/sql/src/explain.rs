@@ -92,6 +92,9 @@ pub(crate) fn semantic_line(
 /// DIMENSION calls read their distinct values only) and describe what each would do.
 pub(crate) async fn estimate_lines(planner: &Planner<'_>, query: &str, stmt: &Arc<Statement>) -> Vec<String> {
     let dry = Arc::new(Statement::new(stmt.caller_id.clone()).estimating());
+    if let Some(with) = stmt.options() {
+        dry.set_options(with.clone());
+    }
     planner.shared.set(Some(dry.clone()));
     let ran = async {
         let df = planner.plan_and_check(query).await?;

@@ -64,6 +64,7 @@ mod statements;
 mod tables;
 mod tool;
 mod udf;
+mod with_clause;
 
 pub use batch_tables::BatchTables;
 pub use datafusion;

@@ -22,7 +22,7 @@ use crate::limits::Limits;
 use crate::options::RvbbitOptions;
 use crate::semantic::{
     Ask, Callables, Dimensions, Lookup, Operators, SemanticDialect, Stages, dimension_sites,
-    resolve_dimension, rewrite_aggregates,
+    drop_stage_tables, expand_stages, resolve_dimension, rewrite_aggregates,
 };
 use crate::shared::Shared;
 
@@ -44,25 +44,40 @@ pub(crate) struct Planner<'a> {
 }
 
 impl Planner<'_> {
-    /// The `rvbbit.*` settings in force in this session.
+    /// The `rvbbit.*` settings in force for the session's statement: the session's, with the
+    /// statement's own `WITH (…)` options on top.
     pub(crate) fn rvbbit_options(&self) -> RvbbitOptions {
-        self.ctx
+        let session = self
+            .ctx
             .state()
             .config()
             .options()
             .extensions
             .get::<RvbbitOptions>()
             .cloned()
-            .unwrap_or_default()
+            .unwrap_or_default();
+        match self.shared.current() {
+            Some(stmt) => stmt.settings(session),
+            None => session,
+        }
     }
 
-    /// Plan ordinary SQL ([`Planner::checked_plan`]) and make it a DataFrame (DDL runs here).
+    /// Plan ordinary SQL ([`Planner::checked_plan`]) and make it a DataFrame (DDL runs here). The
+    /// parenthesised queries with `THEN` stages run first, their results in their place
+    /// ([`expand_stages`]).
     pub(crate) async fn plan_and_check(&self, sql: &str) -> Result<datafusion::dataframe::DataFrame> {
-        let plan = self.checked_plan(sql).await?;
-        self.ctx
-            .execute_logical_plan(plan)
-            .await
-            .map_err(Error::from_datafusion)
+        let (sql, tables) = expand_stages(self, sql).await?;
+        let planned = match self.checked_plan(&sql).await {
+            Ok(plan) => self
+                .ctx
+                .execute_logical_plan(plan)
+                .await
+                .map_err(Error::from_datafusion),
+            Err(e) => Err(e),
+        };
+        // The plan holds the tables it reads; the session's catalog keeps none.
+        drop_stage_tables(self, &tables);
+        planned
     }
 
     /// The session's SQL dialect (`datafusion.sql_parser.dialect`, with the semantic operators) and
@@ -96,8 +111,13 @@ impl Planner<'_> {
     /// ([`Settings::confine_files`](crate::runtime::Settings::confine_files)) before anything runs (DataFusion runs DDL while executing the plan).
     pub(crate) async fn checked_plan(&self, sql: &str) -> Result<datafusion::logical_expr::LogicalPlan> {
         let limits = self.limits();
-        let desugared = crate::semantic::desugar(sql)?;
-        let sql = desugared.as_deref().unwrap_or(sql);
+        let (sql, with) = crate::with_clause::split(sql)?;
+        // Kept by the statement being executed (a statement only described keeps none).
+        if let (Some(with), Some(stmt)) = (with, self.shared.current()) {
+            stmt.set_options(with);
+        }
+        let desugared = crate::semantic::desugar(&sql)?;
+        let sql = desugared.as_deref().unwrap_or(&sql);
         let (mut statements, annotation_lines) = {
             // The dialect is not `Send`: it is gone before the first await.
             let (dialect, recursion) = self.dialect()?;

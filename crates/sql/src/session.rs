@@ -423,8 +423,13 @@ impl SqlSession {
                 }
                 return crate::map::execute_map(&planner, &stmt, map).await;
             }
-            let desugared = crate::semantic::desugar(sql)?;
-            let sql = desugared.as_deref().unwrap_or(sql);
+            // The statement's own `WITH (…)` options, taken off its end before stages are split.
+            let (sql, with) = crate::with_clause::split(sql)?;
+            if let Some(with) = with {
+                stmt.set_options(with);
+            }
+            let desugared = crate::semantic::desugar(&sql)?;
+            let sql = desugared.as_deref().unwrap_or(&sql);
             if let Some(pipeline) = crate::semantic::split_pipeline(sql, planner.stages)? {
                 return crate::semantic::run_pipeline(&planner, &stmt, pipeline).await;
             }
@@ -552,6 +557,7 @@ impl SqlSession {
             "avoided_cost_micro_usd": stats.avoided_cost.micros(),
             "decided_by": stmt.decided(),
             "annotations": stmt.annotations(),
+            "options": stmt.options().map(crate::with_clause::WithOptions::describe),
         });
         if let Some(e) = error {
             event.error = Some(json!({"code": e.code().code, "message": e.to_string()}));

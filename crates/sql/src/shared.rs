@@ -52,6 +52,11 @@ impl Shared {
             .clone()
     }
 
+    /// The statement being executed, if one is (none while a wire client's statement is described).
+    pub(crate) fn current(&self) -> Option<Arc<Statement>> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// The session's default schema (where `RVBBIT RUN` registers its table).
     pub(crate) fn schema(&self) -> Arc<SessionSchema> {
         self.schema.clone()

@@ -13,6 +13,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::cascade::LoadedCascade;
+use crate::options::RvbbitOptions;
+use crate::with_clause::WithOptions;
 
 /// The answer to one distinct call.
 #[derive(Clone, Debug)]
@@ -166,6 +168,8 @@ pub(crate) struct Statement {
     pub(crate) parent: Option<rvbbit_engine::ChildRuns>,
     /// Vectors embedded or read from the cache by the statement, by cache key.
     vectors: Mutex<HashMap<String, Arc<[f32]>>>,
+    /// The statement's own `WITH (…)` options (`with_clause.rs`).
+    with: std::sync::OnceLock<WithOptions>,
 }
 
 impl Statement {
@@ -189,7 +193,32 @@ impl Statement {
             metadata: Value::Object(serde_json::Map::new()),
             parent: None,
             vectors: Mutex::new(HashMap::new()),
+            with: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Keep the statement's own `WITH (…)` options (the first ones set stay).
+    pub(crate) fn set_options(&self, options: WithOptions) {
+        // Set once, before planning: a second clause (a pipeline's query) cannot replace the first.
+        let _ = self.with.set(options);
+    }
+
+    /// The statement's own `WITH (…)` options, if it has some.
+    pub(crate) fn options(&self) -> Option<&WithOptions> {
+        self.with.get()
+    }
+
+    /// The session's `rvbbit.*` settings with the statement's own options on top.
+    pub(crate) fn settings(&self, session: RvbbitOptions) -> RvbbitOptions {
+        match self.with.get() {
+            Some(w) => w.apply(session),
+            None => session,
+        }
+    }
+
+    /// `WITH (cache = '1h')`: the seconds the statement's new cache entries are served.
+    pub(crate) fn cache_ttl(&self) -> Option<u64> {
+        self.with.get().and_then(|w| w.cache_ttl)
     }
 
     /// The vector the statement already has under `key`.
@@ -324,6 +353,14 @@ impl Statement {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(message.to_owned());
+    }
+
+    /// [`Statement::note`] `message` unless the statement already holds it (a function's batches).
+    pub(crate) fn note_once(&self, message: &str) {
+        let mut notes = self.notes.lock().unwrap_or_else(|p| p.into_inner());
+        if !notes.iter().any(|n| n == message) {
+            notes.push(message.to_owned());
+        }
     }
 
     /// Count a failed call and keep the statement's first error for its NOTICE.

@@ -206,10 +206,10 @@ fn memo_key(kind: Kind, raw: &[Option<&str>; 4]) -> String {
 #[async_trait]
 impl AsyncScalarUDFImpl for RvbbitFunction {
     async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let options = batch_args::options(&args);
+        let stmt = self.shared.statement();
+        let options = batch_args::options(&args, &stmt);
         let n = args.number_rows;
         let cols = text_columns(&args)?;
-        let stmt = self.shared.statement();
         let batch = self.plan_batch(&stmt, &cols, n, &options)?;
         if stmt.is_estimating() {
             // Under EXPLAIN: count what would run, call nothing, give NULLs.

@@ -805,3 +805,54 @@ out["rows"] = conn.execute("SELECT count(*) FROM t").fetchone()[0]
 out["after"] = conn.execute("SELECT 1 AS one").fetchone()[0]
 print(json.dumps(out))
 "#;
+
+/// psycopg 3 binds `%s` server-side (`$1`, extended protocol) in a statement with `-- @` annotations and
+/// in one with its own `WITH (cascade = …)` options (issue 24): the annotated call asks its model and
+/// the statement's cheap model answers first, each with the bound criterion.
+#[test]
+fn psycopg_binds_parameters_in_annotated_statements_and_with_statement_options() {
+    let rt = runtime();
+    let server = rt.block_on(TestServer::start(Script::rule(|body| {
+        let prompt = body["messages"][0]["content"].as_str().unwrap_or_default();
+        let rows = rvbbit_testkit::batch_rows(prompt).unwrap_or_default();
+        let cheap = body["model"] == "cheap/model";
+        let items: Vec<Value> = rows
+            .iter()
+            .map(|(id, one)| {
+                let red = one.contains("Text: red") || one.contains("Text: navy");
+                let colour = one.contains("Criterion: a colour") && red;
+                serde_json::json!({"id": id, "answer": colour, "confidence": if cheap { 0.95 } else { 1.0 }})
+            })
+            .collect();
+        Reply::text(Value::Array(items).to_string())
+    })));
+    let dir = TempDir::new().unwrap();
+    let s = Server::start(dir.path(), &server.base_url(), "127.0.0.1");
+    let doc = psycopg(
+        s.port,
+        r#"
+import json, os, psycopg
+with psycopg.connect(host="127.0.0.1", port=int(os.environ["PORT"]), user="lab", dbname="lab", autocommit=True) as conn:
+    annotated = conn.execute(
+        "SELECT x FROM (VALUES ('red hat'), ('plain hat')) AS t(x)\nWHERE -- @ model: wire/model\n x MEANS %s ORDER BY x",
+        ("a colour",),
+    ).fetchall()
+    options = conn.execute(
+        "SELECT x FROM (VALUES ('navy cap'), ('grey cap')) AS t(x) WHERE x MEANS %s ORDER BY x WITH (cascade = 'cheap/model')",
+        ("a colour",),
+    ).fetchall()
+    print(json.dumps({"annotated": annotated, "options": options}))
+"#,
+    );
+    assert_eq!(
+        doc,
+        serde_json::json!({"annotated": [["red hat"]], "options": [["navy cap"]]})
+    );
+    let models: Vec<String> = server
+        .bodies()
+        .iter()
+        .map(|b| b["model"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(models, ["wire/model", "cheap/model"], "{models:?}");
+    drop(s);
+}

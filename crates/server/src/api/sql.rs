@@ -194,7 +194,9 @@ pub(crate) async fn execute(
                 | rvbbit_sql::Error::Argument { .. }
                 | rvbbit_sql::Error::Refused { .. }
                 | rvbbit_sql::Error::Limit { .. }
-                | rvbbit_sql::Error::Annotation { .. } => StatusCode::BAD_REQUEST,
+                | rvbbit_sql::Error::Annotation { .. }
+                | rvbbit_sql::Error::StatementOption { .. }
+                | rvbbit_sql::Error::StagePosition { .. } => StatusCode::BAD_REQUEST,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
             (

@@ -459,7 +459,10 @@ impl<'a> Gather<'a> {
             return;
         }
         let now = Timestamp::now();
-        let expires = self.calls.first().and_then(|c| c.expires(now));
+        let expires = self
+            .calls
+            .first()
+            .and_then(|c| c.expires(Some(self.stmt.as_ref()), now));
         if let Err(e) = self.store.cache_put_many(&entries, now, expires).await {
             tracing::warn!(error = %e, "Distributed results not cached");
         }

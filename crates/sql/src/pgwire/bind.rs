@@ -10,7 +10,8 @@ use std::ops::ControlFlow;
 use datafusion::sql::sqlparser::ast::{
     ArrayElemTypeDef, CastKind, DataType as SqlType, ExactNumberInfo, Expr, Value, ValueWithSpan, VisitorMut,
 };
-use datafusion::sql::sqlparser::tokenizer::Span;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::tokenizer::{Span, Token, Tokenizer};
 use pgwire::api::Type;
 use pgwire::error::ErrorInfo;
 
@@ -74,6 +75,42 @@ impl VisitorMut for Binder<'_> {
         }
         ControlFlow::Continue(())
     }
+}
+
+/// `text` with each `$n` placeholder token replaced by the literal of its parameter, as the syntax tree
+/// binds it ([`Binder`]); everything else, comments included, stays as written. For statements whose
+/// comments matter (`-- @` annotations): a `$1` inside a string, a quoted name or a comment is not a
+/// placeholder token and is left alone.
+pub(super) fn bind_text(text: &str, params: &[Param]) -> Result<String, ErrorInfo> {
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, text)
+        .tokenize_with_location()
+        .map_err(|e| error(state::SYNTAX, e.to_string(), "fix the statement's syntax"))?;
+    let mut out = String::with_capacity(text.len() + params.len() * 16);
+    let mut last = 0;
+    for (i, t) in tokens.iter().enumerate() {
+        let Token::Placeholder(p) = &t.token else {
+            continue;
+        };
+        let start = crate::with_clause::offset(text, t.span.start);
+        let end = tokens.get(i + 1).map_or(text.len(), |next| {
+            crate::with_clause::offset(text, next.span.start)
+        });
+        let mut expr = Expr::Value(ValueWithSpan {
+            value: Value::Placeholder(p.clone()),
+            span: Span::empty(),
+        });
+        let mut binder = Binder { params, error: None };
+        // The binder keeps its error in `binder.error`; the visit's `ControlFlow` carries nothing.
+        let _ = binder.post_visit_expr(&mut expr);
+        if let Some(e) = binder.error {
+            return Err(e);
+        }
+        out.push_str(&text[last..start]);
+        out.push_str(&format!("({expr})"));
+        last = end;
+    }
+    out.push_str(&text[last..]);
+    Ok(out)
 }
 
 /// A parameter as a literal of its type (a string literal when the client gave no type).

@@ -15,8 +15,8 @@ use datafusion::sql::sqlparser::ast::{
 use pgwire::api::Type;
 use pgwire::error::ErrorInfo;
 
-use super::bind::Binder;
 pub(crate) use super::bind::Param;
+use super::bind::{Binder, bind_text};
 use super::copy::{self, CopyFormat, Direction, Target};
 use super::cursor::{Fetch, Header};
 use super::errors::{error, state};
@@ -112,11 +112,34 @@ pub(crate) struct Sql {
     pub(crate) casts: BTreeMap<usize, Type>,
     /// Whether it calls `current_setting` or `set_config` (the connection answers those).
     pub(crate) calls_settings: bool,
+    /// It has `-- @` annotations: the session gets `text` as written (the tree has no comments), its
+    /// `$n` bound on the tokens ([`bind_text`]); the tree serves to infer the parameters' types.
+    pub(crate) annotated: bool,
+    /// A query's own trailing `WITH (…)` options, parsed apart and put back after the rendered
+    /// statement.
+    pub(crate) suffix: Option<String>,
 }
 
 impl Sql {
     /// The SQL to run, with `params` (text values and their types) bound as literals.
     pub(crate) fn render(&self, params: &[Param]) -> Result<String, ErrorInfo> {
+        let text = self.render_body(params)?;
+        Ok(self.with_suffix(text))
+    }
+
+    /// `text` followed by the statement's own `WITH (…)` options, if it has some.
+    fn with_suffix(&self, text: String) -> String {
+        match &self.suffix {
+            Some(clause) => format!("{text}\n{clause}"),
+            None => text,
+        }
+    }
+
+    /// The statement without its own `WITH (…)` options, with `params` bound.
+    fn render_body(&self, params: &[Param]) -> Result<String, ErrorInfo> {
+        if self.annotated {
+            return bind_text(&self.text, params);
+        }
         let Some(ast) = &self.ast else {
             if params.is_empty() {
                 return Ok(self.text.clone());
@@ -169,6 +192,9 @@ impl Sql {
                 ty: types.get(i).cloned().flatten().unwrap_or(Type::UNKNOWN),
             })
             .collect();
+        if self.annotated {
+            return bind_text(&self.text, &nulls).ok().map(|t| self.with_suffix(t));
+        }
         let mut ast = ast.clone();
         let mut binder = Binder {
             params: &nulls,
@@ -176,7 +202,7 @@ impl Sql {
         };
         // The binder keeps its error in `binder.error`; the visit's `ControlFlow` carries nothing.
         let _ = ast.visit(&mut binder);
-        binder.error.is_none().then(|| ast.to_string())
+        binder.error.is_none().then(|| self.with_suffix(ast.to_string()))
     }
 }
 
@@ -256,7 +282,7 @@ fn sql(statement: Statement) -> Kind {
     Kind::Sql(parsed_sql(statement))
 }
 
-fn parsed_sql(mut statement: Statement) -> Sql {
+pub(super) fn parsed_sql(mut statement: Statement) -> Sql {
     let mut rewriter = CatalogRewriter::default();
     // The rewriter never breaks: what it finds is in its fields.
     let _ = statement.visit(&mut rewriter);
@@ -269,6 +295,8 @@ fn parsed_sql(mut statement: Statement) -> Sql {
         reads_catalog: rewriter.reads_catalog,
         params: rewriter.placeholders.last().copied().unwrap_or(0),
         casts: rewriter.casts,
+        annotated: false,
+        suffix: None,
     }
 }
 
@@ -306,6 +334,11 @@ fn values_text(values: &[Expr]) -> String {
 
 /// The command tag of a statement: `SELECT`, `INSERT`, `CREATE TABLE`, …
 pub(crate) fn command_tag(sql: &str) -> String {
+    // Leading `--` comment lines (`-- @` annotations) are not the statement.
+    let mut sql = sql.trim_start();
+    while sql.starts_with("--") {
+        sql = sql.split_once('\n').map_or("", |(_, rest)| rest).trim_start();
+    }
     let words: Vec<String> = sql
         .split_whitespace()
         .take(6)

@@ -121,6 +121,8 @@ pub(crate) fn from_sql_error(err: &Error, sql: &str) -> ErrorInfo {
         Error::Limit { .. } if lower.contains("sql_expression_depth") => state::TOO_COMPLEX,
         Error::Limit { .. } => state::PROGRAM_LIMIT,
         Error::Annotation { .. } => state::PROGRAM_LIMIT,
+        Error::StatementOption { .. } => state::INVALID_PARAMETER,
+        Error::StagePosition { .. } => state::NOT_SUPPORTED,
         Error::Queue { code, .. } if code.code == "RVB-S031" => state::PROGRAM_LIMIT,
         Error::Queue { .. } => state::EXTERNAL_ROUTINE,
         Error::Execution { .. } => state::INTERNAL,

@@ -13,7 +13,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use pgwire::error::ErrorInfo;
 
-use super::classify::{Declare, Kind, Refusal, Sql, classify};
+use super::classify::{Declare, Kind, Refusal, Sql, classify, parsed_sql};
 use super::cursor::{self, Header, Piece};
 use super::errors::{error, state};
 use crate::limits::Limits;
@@ -77,9 +77,27 @@ struct Checked<'a> {
 }
 
 impl Checked<'_> {
+    /// Parse and classify statements ([`Checked::parse_plain`]). A query that ends with its own
+    /// `WITH (…)` options (semantic SQL) is parsed without them, so its `$n` parameters bind like any
+    /// query's, and they are put back after it when it is rendered; a clause the session would refuse
+    /// stays in the text (the session reports it).
+    fn parse(&self, sql: &str) -> Result<Vec<Kind>, ErrorInfo> {
+        if let Ok((body, Some(_))) = crate::with_clause::split(sql) {
+            let clause = sql[body.len()..].trim().trim_end_matches(';').trim().to_owned();
+            if let Ok(mut kinds) = self.parse_plain(&body)
+                && let [Kind::Sql(one)] = kinds.as_mut_slice()
+                && one.ast.is_some()
+            {
+                one.suffix = Some(clause);
+                return Ok(kinds);
+            }
+        }
+        self.parse_plain(sql)
+    }
+
     /// Parse and classify statements; each parsed statement's depth is checked before it is rewritten
     /// (a too-deep tree is taken apart, never recursed into).
-    fn parse(&self, sql: &str) -> Result<Vec<Kind>, ErrorInfo> {
+    fn parse_plain(&self, sql: &str) -> Result<Vec<Kind>, ErrorInfo> {
         let trimmed = sql.trim().trim_end_matches(';').trim();
         if trimmed.is_empty() {
             return Ok(Vec::new());
@@ -100,7 +118,7 @@ impl Checked<'_> {
                 }
                 checked.map_err(refuse)?;
                 if crate::semantic::has_annotations(sql, self.dialect) {
-                    return annotated(trimmed, statements.len());
+                    return annotated(trimmed, statements);
                 }
                 Ok(statements.into_iter().map(classify).collect())
             }
@@ -116,29 +134,32 @@ impl Checked<'_> {
                 params: 0,
                 casts: BTreeMap::new(),
                 calls_settings: false,
+                annotated: false,
+                suffix: None,
             })]),
         }
     }
 }
 
 /// A statement with `-- @` annotations (semantic SQL): the session gets its text as written, since the
-/// parsed tree has no comments. Errors: several statements in one string (each must come alone).
-fn annotated(text: &str, statements: usize) -> Result<Vec<Kind>, ErrorInfo> {
-    if statements > 1 {
+/// parsed tree has no comments; its `$n` parameters are bound on the text's tokens, and the tree infers
+/// their types. Errors: several statements in one string (each must come alone).
+fn annotated(text: &str, mut statements: Vec<Statement>) -> Result<Vec<Kind>, ErrorInfo> {
+    if statements.len() > 1 {
         return Err(error(
             state::NOT_SUPPORTED,
             "a query string with `-- @` annotations must hold one statement",
             "send the annotated statement on its own",
         ));
     }
-    Ok(vec![Kind::Sql(Sql {
-        ast: None,
-        text: text.to_owned(),
-        reads_catalog: false,
-        params: 0,
-        casts: BTreeMap::new(),
-        calls_settings: false,
-    })])
+    let Some(statement) = statements.pop() else {
+        return Ok(Vec::new());
+    };
+    let mut sql = parsed_sql(statement);
+    sql.text = text.to_owned();
+    sql.annotated = true;
+    sql.calls_settings = false;
+    Ok(vec![Kind::Sql(sql)])
 }
 
 /// A DECLARE of `header` over the statements its query text parsed into: one query (SELECT, VALUES,

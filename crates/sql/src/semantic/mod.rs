@@ -59,7 +59,10 @@ pub(crate) use dimension::{
     Ask, Dimensions, Lookup, is_explain, resolve as resolve_dimension, sites as dimension_sites,
 };
 pub(crate) use embed::rewrite_vector_search;
-pub(crate) use pipeline::{Stages, run as run_pipeline, split as split_pipeline};
+pub(crate) use pipeline::{
+    Stages, drop_tables as drop_stage_tables, expand as expand_stages, run as run_pipeline,
+    split as split_pipeline,
+};
 pub(crate) use registry::{Builtins, Definition, Registry};
 pub(crate) use rewrite::{rewrite_aggregates, threshold_scores};
 

@@ -74,9 +74,10 @@ impl SemanticUdf {
         udf
     }
 
-    /// The session's settings in force for this call: with its annotations' on top.
-    fn options(&self, args: &ScalarFunctionArgs) -> RvbbitOptions {
-        let options = batch_args::options(args);
+    /// The settings in force for this call: the session's, the statement's `WITH (…)` on top, and its
+    /// annotations' on top of those.
+    fn options(&self, args: &ScalarFunctionArgs, stmt: &Statement) -> RvbbitOptions {
+        let options = batch_args::options(args, stmt);
         match &self.overrides {
             Some(o) => o.apply(options),
             None => options,
@@ -84,10 +85,11 @@ impl SemanticUdf {
     }
 
     /// The cheap model and confidence that answer first, when they apply: the settings name one and
-    /// the function is a BOOLEAN or label function asked many rows per prompt.
+    /// the function is a BOOLEAN or label function whose cascade is one plain cell (asked many rows per
+    /// prompt, or one row per call at K = 1).
     fn cheap<'o>(&self, options: &'o RvbbitOptions) -> Option<(&'o str, f64)> {
         let batching = self.definition.batching.as_ref().ok()?;
-        if !batching.takes_cheap() || batching.rows_per_prompt(options.semantic_batch_size) < 2 {
+        if !batching.takes_cheap() {
             return None;
         }
         options
@@ -178,9 +180,9 @@ struct BatchPlan {
 #[async_trait]
 impl AsyncScalarUDFImpl for SemanticUdf {
     async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let options = self.options(&args);
-        let n = args.number_rows;
         let stmt = self.shared.statement();
+        let options = self.options(&args, &stmt);
+        let n = args.number_rows;
         if stmt.is_estimating() && self.definition.spec.call_shape() == SqlShape::Aggregate {
             // One call per group (more when a group is map-reduced); nothing is asked.
             stmt.estimate(
@@ -212,7 +214,10 @@ impl AsyncScalarUDFImpl for SemanticUdf {
         }
         let answers = match &self.definition.batching {
             _ if plan.calls.is_empty() => Vec::new(),
-            Ok(batching) if batching.rows_per_prompt(options.semantic_batch_size) > 1 => {
+            Ok(batching)
+                if batching.rows_per_prompt(options.semantic_batch_size) > 1
+                    || self.cheap(&options).is_some() =>
+            {
                 let caller = batch::Caller {
                     name: &self.name,
                     batching,
@@ -227,9 +232,20 @@ impl AsyncScalarUDFImpl for SemanticUdf {
                     .await
                     .map_err(Error::into_datafusion)?
             }
-            _ => calls::answer_within(runtime, &stmt, plan.calls, options.max_calls)
-                .await
-                .map_err(Error::into_datafusion)?,
+            other => {
+                if let (Err(why), Some(cheap)) = (other, options.semantic_cheap_model.as_deref())
+                    && self.definition.returns() == SqlType::Boolean
+                {
+                    stmt.note_once(&format!(
+                        "{}: the cheap model {cheap} is not asked first: {why}, so the function's own \
+                         cascade answers every row",
+                        self.name
+                    ));
+                }
+                calls::answer_within(runtime, &stmt, plan.calls, options.max_calls)
+                    .await
+                    .map_err(Error::into_datafusion)?
+            }
         };
         if let Some(model) = self.overrides.as_ref().and_then(|o| o.model.as_deref())
             && self.cheap(&options).is_none()

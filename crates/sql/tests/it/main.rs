@@ -20,6 +20,7 @@ mod semantic_annotate;
 mod semantic_batch;
 mod semantic_dimension;
 mod semantic_embed;
+mod semantic_options;
 mod semantic_pg_proc;
 mod semantic_pipeline;
 mod slt;

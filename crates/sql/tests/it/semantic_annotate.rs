@@ -366,3 +366,94 @@ async fn annotations_work_over_the_wire_and_on_aggregates() {
         "only annotated calls ran: {models:?}"
     );
 }
+
+/// `-- @` annotations together with `$n` parameters over the wire (extended protocol, tokio-postgres):
+/// the parameters are bound on the statement's tokens, so the annotation still applies, a `$1` inside
+/// a string or a comment stays as written, and a parameter whose value looks like an annotation is a
+/// value, never an annotation. A `$n` beyond the values bound is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annotations_and_parameters_work_together_over_the_wire() {
+    use rvbbit_sql::pgwire::{WireAuth, WireServer};
+    use tokio_postgres::NoTls;
+
+    let server = TestServer::start(Script::rule(|body: &Value| {
+        let prompt = prompt_of(body);
+        let rows = batch_rows(&prompt).unwrap_or_default();
+        let answers: Vec<(u64, Value)> = rows
+            .iter()
+            .map(|(id, one)| (*id, Value::Bool(colour(one))))
+            .collect();
+        Reply::text(batch_answer(&answers))
+    }))
+    .await;
+    let h = Harness::new(&server.base_url(), 4).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let wire = WireServer::new(
+        h.runtime.clone(),
+        WireAuth::Trust,
+        std::time::Duration::from_secs(5),
+    );
+    let serving = tokio::spawn(wire.serve(listener, async {
+        // Dropped sender or a stop signal: either way the server stops.
+        let _ = stopped.await;
+    }));
+    let config = format!("host=127.0.0.1 port={port} user=lab dbname=lab");
+    let (client, connection) = tokio_postgres::connect(&config, NoTls).await.unwrap();
+    let connection = tokio::spawn(connection);
+
+    let sql = "SELECT x, '$1 stays' AS note FROM (VALUES ('red hat'), ('plain hat'), ('navy cap')) AS t(x)\n\
+               -- $1 in a comment stays too\n\
+               WHERE -- @ model: wire/model\n x MEANS $1 AND x <> $2 ORDER BY x";
+    let rows = client.query(sql, &[&"a colour", &"navy cap"]).await.unwrap();
+    let kept: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+        .collect();
+    assert_eq!(kept, [("red hat".to_owned(), "$1 stays".to_owned())]);
+    let models: Vec<String> = server
+        .bodies()
+        .iter()
+        .map(|b| b["model"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(models, ["wire/model"], "the annotated call asked its model");
+    let prompt = prompt_of(&server.bodies()[0]);
+    assert!(prompt.contains("a colour"), "{prompt}");
+
+    // A value that looks like an annotation line is a string literal.
+    let hostile = "x\n-- @ model: evil/model\n";
+    let rows = client
+        .query(
+            "SELECT -- @ model: wire/model\n x MEANS $1 FROM (VALUES ('green tea')) AS t(x)",
+            &[&hostile],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(
+        server.bodies().iter().all(|b| b["model"] == "wire/model"),
+        "the parameter set no model"
+    );
+    let last = prompt_of(server.bodies().last().unwrap());
+    assert!(last.contains("-- @ model: evil/model"), "{last}");
+
+    // More placeholders than values.
+    let e = client
+        .query(
+            "SELECT -- @ model: wire/model\n x MEANS $1 FROM (VALUES ('a')) AS t(x) WHERE x <> $2",
+            &[&"a"],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("expected 2 parameters"),
+        "described with its two: {e}"
+    );
+
+    drop(client);
+    // The connection ends with the client; the server stops when told.
+    let _ = connection.await;
+    let _ = stop.send(());
+    serving.await.unwrap();
+}

@@ -287,3 +287,110 @@ async fn a_user_stage_is_loaded_from_cascades_and_replaces_a_relational_one() {
         .unwrap();
     assert_eq!(column(&r, 0), [Some("PIPELINE".to_owned())]);
 }
+
+/// Stages inside parentheses and under CREATE TABLE … AS / INSERT INTO (issue 24): a derived table, a
+/// CTE's body and an `IN (…)` query run their stages first, in the same statement, and their results
+/// take their place; `CREATE TABLE name AS SELECT … THEN …` keeps the stages' result as a table and
+/// `INSERT INTO name SELECT … THEN …` adds it. No helper table is left in the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stages_run_inside_subqueries_and_make_tables() {
+    let server = model().await;
+    let h = Harness::new(&server.base_url(), 4).await;
+    let session = h.runtime.session();
+    session.execute(FRUIT).await.unwrap();
+    let ids = |r: &rvbbit_sql::QueryResult| -> Vec<String> { column(r, 0).into_iter().flatten().collect() };
+
+    session
+        .execute("CREATE TABLE apples AS SELECT id, name FROM fruit THEN FILTER 'apple'")
+        .await
+        .unwrap();
+    let r = session
+        .execute("SELECT id FROM apples ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(ids(&r), ["1", "2"]);
+
+    let r = session
+        .execute(
+            "SELECT s.id, s.brand FROM (SELECT id, name FROM fruit THEN ENRICH 'brand of' AS brand) s \
+             WHERE s.id < 3 ORDER BY s.id",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        column(&r, 1),
+        [
+            Some("brand:APPLE PIE".to_owned()),
+            Some("brand:APPLE JUICE".to_owned())
+        ]
+    );
+    let r = session
+        .execute("WITH b AS (SELECT id, name FROM fruit THEN FILTER 'banana') SELECT count(*) FROM b")
+        .await
+        .unwrap();
+    assert_eq!(ids(&r), ["1"]);
+    let r = session
+        .execute(
+            "SELECT name FROM fruit WHERE id IN (SELECT id FROM (SELECT id, name FROM fruit \
+             THEN FILTER 'cherry') c)",
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(&r), ["Cherry tart"]);
+    session
+        .execute("INSERT INTO apples SELECT id, name FROM fruit THEN FILTER 'cherry'")
+        .await
+        .unwrap();
+    let r = session
+        .execute("SELECT id FROM apples ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(ids(&r), ["1", "2", "4"]);
+    // A top-level stage over a subquery's stages.
+    let r = session
+        .execute("SELECT * FROM (SELECT id, name FROM fruit THEN FILTER 'apple') s THEN ANALYZE 'how many?'")
+        .await
+        .unwrap();
+    assert_eq!(ids(&r), ["2 rows: how many?"]);
+    let r = session
+        .execute("SELECT count(*) FROM information_schema.tables WHERE table_name LIKE '__rvbbit_stage%'")
+        .await
+        .unwrap();
+    assert_eq!(ids(&r), ["0"], "no helper table is left");
+}
+
+/// Where stages cannot run, RVB-Q009 says where and what to write instead, and nothing is asked: a
+/// view, EXPLAIN of a subquery's stages, a subquery that names the statement's CTE, a statement that
+/// makes no table of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stages_where_they_cannot_run_are_refused_naming_the_place() {
+    let server = model().await;
+    let h = Harness::new(&server.base_url(), 4).await;
+    let session = h.runtime.session();
+    session.execute(FRUIT).await.unwrap();
+    for (sql, expected) in [
+        (
+            "CREATE VIEW v AS SELECT * FROM fruit THEN FILTER 'apple'",
+            "a view cannot end with THEN stages",
+        ),
+        (
+            "EXPLAIN SELECT * FROM (SELECT * FROM fruit THEN FILTER 'apple') s",
+            "EXPLAIN cannot show the subquery with THEN stages at Line: 1, Column: 23",
+        ),
+        (
+            "WITH a AS (SELECT * FROM fruit) SELECT * FROM (SELECT * FROM a THEN FILTER 'apple') s",
+            "the subquery with THEN stages at Line: 1, Column: 47 runs on its own",
+        ),
+        ("DELETE FROM fruit THEN PASS", "THEN stages follow a query"),
+    ] {
+        let e = session.execute(sql).await.unwrap_err();
+        assert_eq!(e.code().code, "RVB-Q009", "{sql}: {e}");
+        assert!(e.to_string().contains(expected), "{sql}: {e}");
+    }
+    assert_eq!(server.requests(), 0, "nothing was asked");
+    let r = session
+        .execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'v'")
+        .await
+        .unwrap();
+    assert_eq!(column(&r, 0), [Some("0".to_owned())]);
+}

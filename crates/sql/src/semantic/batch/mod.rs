@@ -4,6 +4,8 @@
 //!
 //! - [`Batching::of`] decides, once per function, whether its cascade can be asked this way (one LLM
 //!   cell without tools, validators or routing) and builds the one-cell cascade that asks a batch prompt.
+//!   A function asked one row per call (K = 1) still goes through [`answer`] when a cheap model is set:
+//!   the cheap model gets one row per call, and the rows it is unsure of run the function's own cascade.
 //! - [`Batching::prompt`] writes a batch: the task once, with the arguments that differ between the rows
 //!   as marks (`⟨text⟩`), when the instructions use them only by interpolation (checked by rendering
 //!   with two different marks); otherwise each item carries its whole rendered task.
@@ -80,7 +82,8 @@ pub(crate) struct Batching {
     answer_words: String,
     /// The declared result type.
     returns: SqlType,
-    /// The operator's `batch_size`.
+    /// The operator's `batch_size` (1: one row per call, whatever the session's batch size; a cheap
+    /// model is still asked first, one row per call).
     max_rows: Option<usize>,
     /// A label function's labels: a VARCHAR answer its cell's `output_schema` limits to an `enum` of
     /// strings (empty for any other function).
@@ -94,9 +97,6 @@ impl Batching {
     pub(crate) fn of(spec: &SqlFunction, cascade: &LoadedCascade) -> Result<Batching, String> {
         if !matches!(spec.call_shape(), SqlShape::Scalar | SqlShape::Row) {
             return Err("only SCALAR and ROW functions are asked many rows per prompt".into());
-        }
-        if spec.batch_size == Some(1) {
-            return Err("its batch_size is 1".into());
         }
         if !matches!(spec.output_mode, None | Some(OutputMode::Value)) {
             return Err("its output_mode is not `value`".into());
@@ -215,6 +215,9 @@ impl Batching {
     /// The most rows of one prompt: the session's `rvbbit.semantic_batch_size` when set, else the
     /// operator's `batch_size`, else [`DEFAULT_BATCH_SIZE`]; lowered by a context-length refusal.
     pub(crate) fn rows_per_prompt(&self, session: Option<usize>) -> usize {
+        if self.max_rows == Some(1) {
+            return 1;
+        }
         let mut k = session.or(self.max_rows).unwrap_or(DEFAULT_BATCH_SIZE);
         let learned = self.learned.load(Ordering::Relaxed);
         if learned > 0 {
@@ -296,7 +299,14 @@ pub(crate) async fn answer(
         }
         open = left;
     }
-    for _round in 0..BATCH_ROUNDS {
+    // One row per prompt (K = 1): after the cheap model, each row goes through the function's own
+    // cascade.
+    let rounds = if caller.batching.rows_per_prompt(caller.batch_size) < 2 {
+        0
+    } else {
+        BATCH_ROUNDS
+    };
+    for _round in 0..rounds {
         if open.len() < 2 {
             break;
         }
@@ -570,7 +580,9 @@ mod tests {
             "cascade_id: f\nsql_function: {args: [{name: text}], batch_size: 1}\ncells:\n  - {name: a, instructions: x}\n",
         );
         let spec = one.template.cascade.sql_function.clone().unwrap();
-        assert_eq!(Batching::of(&spec, &one).unwrap_err(), "its batch_size is 1");
+        // One row per call whatever the session asks, but still a plain cell a cheap model can answer.
+        let b = Batching::of(&spec, &one).unwrap();
+        assert_eq!(b.rows_per_prompt(Some(16)), 1);
         assert!(context_overflow(
             "This model's maximum context length is 8192 tokens"
         ));

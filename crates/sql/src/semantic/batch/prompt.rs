@@ -28,14 +28,22 @@ impl Batching {
         match shared {
             Some(task) => {
                 let marks: Vec<String> = varying.iter().map(|a| mark(a, 0)).collect();
+                // One row alone (a cheap model's one-row call) has no field that differs.
+                let legend = if marks.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " ({} stand{} for each item's field{} of the same name)",
+                        marks.join(", "),
+                        if marks.len() == 1 { "s" } else { "" },
+                        if marks.len() == 1 { "" } else { "s" },
+                    )
+                };
                 out.push_str(&format!(
                     "Do the task below once for each of the {} items after it, each item on its own.\n\n\
-                     ### Task ({} stand{} for each item's field{} of the same name)\n{task}\n\n\
+                     ### Task{legend}\n{task}\n\n\
                      ### Items (one JSON object per line)\n",
                     rows.len(),
-                    marks.join(", "),
-                    if marks.len() == 1 { "s" } else { "" },
-                    if marks.len() == 1 { "" } else { "s" },
                 ));
                 for (i, row) in rows.iter().enumerate() {
                     let mut item = Map::new();

@@ -28,7 +28,8 @@ async fn vectors_of(
     text_cols: &[usize],
     model_at: usize,
 ) -> Result<std::collections::HashMap<String, super::Embedded>> {
-    let options = batch_args::options(args);
+    let stmt = shared.statement();
+    let options = batch_args::options(args, &stmt);
     let n = args.number_rows;
     let mut models = (0..n).filter_map(|r| get(columns.get(model_at), r));
     let own = models.next();
@@ -48,7 +49,6 @@ async fn vectors_of(
         .iter()
         .flat_map(|&c| (0..n).filter_map(move |r| get(columns.get(c), r)))
         .map(str::to_owned);
-    let stmt = shared.statement();
     super::embed(runtime, &stmt, &options, name, &model, texts)
         .await
         .map_err(Error::into_datafusion)

@@ -9,9 +9,12 @@
 //!   never ask a model, and a user's PIPELINE function with the same spelling replaces them.
 //!
 //! [`split`] finds the stages on the SQL tokens: a `THEN` outside parentheses and `CASE … END` ends
-//! the query, so `CASE WHEN … THEN …` and strings are never stages. [`run`](run::run) runs them.
+//! the query, so `CASE WHEN … THEN …` and strings are never stages. [`run`](run::run) runs them, and
+//! makes the table of `CREATE TABLE name AS … THEN …` (or inserts the rows of `INSERT INTO name … THEN
+//! …`). Stages of a parenthesised query (a subquery, a CTE's body) run first ([`nested`]).
 
 mod native;
+mod nested;
 mod run;
 mod table;
 
@@ -23,6 +26,7 @@ use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
 use rvbbit_cascade::model::SqlShape;
 use rvbbit_cascade::operator::Form;
 
+pub(crate) use nested::{drop_tables, expand};
 pub(crate) use run::run;
 
 use super::Definition;
@@ -180,36 +184,43 @@ pub(crate) struct Pipeline {
     pub(crate) stages: Vec<(Stage, Vec<String>)>,
     /// The query was `EXPLAIN …`: show the plan and the stages, run nothing.
     pub(crate) explain: bool,
+    /// What the statement does with the stages' result, written before the query: `CREATE [TEMP]
+    /// TABLE name AS` or `INSERT INTO name [(columns)]`; `None` for a query.
+    pub(crate) target: Option<String>,
 }
 
 /// Split `sql` into a query and its stages; `None` when it has no stage (a `THEN` outside parentheses
-/// and `CASE`). Errors: a stage no spelling matches, or a stage after a statement that is not a query.
+/// and `CASE`). Errors: a stage no spelling matches (RVB-Q001), or stages after a statement that does
+/// not make a table of them (RVB-Q009).
 pub(crate) fn split(sql: &str, stages: &Stages) -> Result<Option<Pipeline>> {
     if !sql.to_ascii_uppercase().contains("THEN") {
         return Ok(None);
     }
-    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+    let Ok(located) = Tokenizer::new(&GenericDialect {}, sql).tokenize_with_location() else {
         // Not a pipeline if it does not even tokenize: the planner reports the error.
         return Ok(None);
     };
+    let tokens: Vec<Token> = located.iter().map(|t| t.token.clone()).collect();
     let cuts = top_level_thens(&tokens);
     let Some(&first) = cuts.first() else {
         return Ok(None);
     };
-    let query: String = tokens[..first].iter().map(ToString::to_string).collect();
+    // The byte offset of token `i` (the end of the text past the last one).
+    let at = |i: usize| {
+        located
+            .get(i)
+            .map_or(sql.len(), |t| crate::with_clause::offset(sql, t.span.start))
+    };
     let mut parts = Vec::new();
-    for (i, &at) in cuts.iter().enumerate() {
+    for (i, &start) in cuts.iter().enumerate() {
         let end = cuts.get(i + 1).copied().unwrap_or(tokens.len());
-        let words: Vec<Token> = tokens[at + 1..end]
+        let words: Vec<Token> = tokens[start + 1..end]
             .iter()
             .filter(|t| !matches!(t, Token::Whitespace(_) | Token::SemiColon | Token::EOF))
             .cloned()
             .collect();
-        let shown: String = tokens[at..end]
-            .iter()
-            .map(ToString::to_string)
-            .collect::<String>();
         let Some(found) = stages.matching(&words) else {
+            let shown = &sql[at(start)..at(end)];
             return Err(Error::Invalid {
                 message: format!(
                     "`{}` is not a pipeline stage; the stages are: {} (each value a 'string', a number \
@@ -221,32 +232,90 @@ pub(crate) fn split(sql: &str, stages: &Stages) -> Result<Option<Pipeline>> {
         };
         parts.push(found);
     }
-    let (explain, query) = without_explain(&query);
-    let head = query.trim_start().to_ascii_uppercase();
-    if !(head.starts_with("SELECT")
-        || head.starts_with("WITH")
-        || head.starts_with("VALUES")
-        || head.starts_with('('))
-    {
-        return Err(Error::Invalid {
-            message: "pipeline stages (`THEN …`) follow a query: write `SELECT … THEN …`".into(),
-        });
-    }
+    let head = significant(&tokens[..first]);
+    let (explain, head) = match head.first() {
+        Some(&i) if is_word(&tokens[i], "EXPLAIN") => (true, &head[1..]),
+        _ => (false, &head[..]),
+    };
+    let query_from = query_start(&tokens, head)?;
+    let target = (query_from != head.first().copied().unwrap_or(first))
+        .then(|| sql[at(head[0])..at(query_from)].trim().to_owned());
     Ok(Some(Pipeline {
-        query: query.trim().to_owned(),
+        query: sql[at(query_from)..at(first)].trim().to_owned(),
         stages: parts,
         explain,
+        target,
     }))
 }
 
-/// The query without a leading `EXPLAIN` (and whether it had one).
-fn without_explain(query: &str) -> (bool, &str) {
-    let trimmed = query.trim_start();
-    match trimmed.get(..8) {
-        Some(head) if head.eq_ignore_ascii_case("EXPLAIN ") || head.eq_ignore_ascii_case("EXPLAIN\n") => {
-            (true, &trimmed[8..])
+/// The positions of the tokens that are not whitespace or comments.
+fn significant(tokens: &[Token]) -> Vec<usize> {
+    (0..tokens.len())
+        .filter(|&i| !matches!(tokens[i], Token::Whitespace(_) | Token::EOF))
+        .collect()
+}
+
+fn is_word(token: &Token, word: &str) -> bool {
+    matches!(token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
+}
+
+/// Where the query of a statement with stages starts (`head`: its significant tokens): at its first
+/// token for a query, after `AS` for `CREATE [TEMP] TABLE name AS`, at the query of `INSERT INTO`.
+/// Errors (RVB-Q009): a view, or a statement that makes no table of the stages.
+fn query_start(tokens: &[Token], head: &[usize]) -> Result<usize> {
+    let Some(&first) = head.first() else {
+        return Err(misplaced("before the first `THEN` there is no query"));
+    };
+    if ["SELECT", "WITH", "VALUES"]
+        .iter()
+        .any(|w| is_word(&tokens[first], w))
+        || tokens[first] == Token::LParen
+    {
+        return Ok(first);
+    }
+    // The first top-level word of the query after the statement's own words.
+    let mut depth = 0usize;
+    let mut top = Vec::new();
+    for &i in head {
+        match tokens[i] {
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            _ if depth == 0 => top.push(i),
+            _ => {}
         }
-        _ => (false, query),
+    }
+    if is_word(&tokens[first], "CREATE") {
+        if top.iter().any(|&i| is_word(&tokens[i], "VIEW")) {
+            return Err(misplaced(
+                "a view cannot end with THEN stages: its query runs each time it is read, and stages run \
+                 once; make a table of the result with CREATE TABLE name AS SELECT … THEN …",
+            ));
+        }
+        if let Some(p) = top.iter().position(|&i| is_word(&tokens[i], "AS"))
+            && top[..p].iter().any(|&i| is_word(&tokens[i], "TABLE"))
+            && let Some(&next) = head.iter().find(|&&i| i > top[p])
+        {
+            return Ok(next);
+        }
+    } else if is_word(&tokens[first], "INSERT")
+        && let Some(&query) = top.iter().skip(1).find(|&&i| {
+            ["SELECT", "WITH", "VALUES"]
+                .iter()
+                .any(|w| is_word(&tokens[i], w))
+        })
+    {
+        return Ok(query);
+    }
+    Err(misplaced(
+        "THEN stages follow a query (`SELECT … THEN …`), the query of `CREATE TABLE name AS` or of \
+         `INSERT INTO name`; not this statement",
+    ))
+}
+
+/// RVB-Q009: stages where they cannot run.
+pub(crate) fn misplaced(message: &str) -> Error {
+    Error::StagePosition {
+        message: format!("pipeline stages (`THEN …`) here are not supported: {message}"),
     }
 }
 
@@ -302,8 +371,24 @@ mod tests {
         let m = e.to_string();
         assert!(m.contains("`THEN EXPLODE 'x'` is not a pipeline stage"), "{m}");
         assert!(m.contains("THEN SAMPLE <n>"), "{m}");
-        let e = split("INSERT INTO t VALUES (1) THEN PASS", &stages()).unwrap_err();
+        let e = split("DELETE FROM t THEN PASS", &stages()).unwrap_err();
         assert!(e.to_string().contains("follow a query"), "{e}");
+        assert_eq!(e.code().code, "RVB-Q009");
+        let e = split("CREATE VIEW v AS SELECT 1 THEN PASS", &stages()).unwrap_err();
+        assert!(
+            e.to_string().contains("a view cannot end with THEN stages"),
+            "{e}"
+        );
+        let p = split("create temp table t as select 'it''s' as x then pass", &stages())
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.target.as_deref(), Some("create temp table t as"));
+        assert_eq!(p.query, "select 'it''s' as x");
+        let p = split("INSERT INTO t (a) SELECT 1 THEN PASS", &stages())
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.target.as_deref(), Some("INSERT INTO t (a)"));
+        assert_eq!(p.query, "SELECT 1");
         let p = split("EXPLAIN SELECT 1 THEN PASS", &stages()).unwrap().unwrap();
         assert!(p.explain);
         assert_eq!(p.query, "SELECT 1");

@@ -35,7 +35,7 @@ pub(crate) async fn run(
         batches.push(crate::explain::estimate_batch(&schema, &lines)?);
         return Ok((schema, batches));
     }
-    let df = planner.plan_and_check(&pipeline.query).await?;
+    let df = Box::pin(planner.plan_and_check(&pipeline.query)).await?;
     let mut schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let mut batches = df.collect().await.map_err(Error::from_datafusion)?;
     for (stage, values) in &pipeline.stages {
@@ -51,7 +51,30 @@ pub(crate) async fn run(
             }
         };
     }
-    Ok((schema, batches))
+    match &pipeline.target {
+        None => Ok((schema, batches)),
+        Some(target) => into_target(planner, target, schema, batches).await,
+    }
+}
+
+/// `CREATE TABLE name AS` / `INSERT INTO name` (`target`) of the stages' result, run as that statement
+/// over the result held in a session table for the while.
+async fn into_target(
+    planner: &Planner<'_>,
+    target: &str,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let table = super::nested::hold(planner, schema, batches)?;
+    let ran = async {
+        let df = Box::pin(planner.plan_and_check(&format!("{target} SELECT * FROM {table}"))).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await.map_err(Error::from_datafusion)?;
+        Ok::<_, Error>((schema, batches))
+    }
+    .await;
+    super::nested::drop_tables(planner, std::slice::from_ref(&table));
+    ran
 }
 
 /// One `EXPLAIN` line per stage: what it runs and how many calls it makes.
