@@ -61,7 +61,7 @@ impl DurationSpec {
     }
 }
 
-/// Parse `"30s"`, `"5m"`, `"1.5h"`, `"250ms"` or a bare number of seconds.
+/// Parse `"30s"`, `"5m"`, `"1.5h"`, `"1d"`, `"250ms"` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Option<f64> {
     let t = text.trim();
     let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
@@ -72,6 +72,8 @@ pub fn parse_duration(text: &str) -> Option<f64> {
         (n, 60.0)
     } else if let Some(n) = t.strip_suffix('h') {
         (n, 3600.0)
+    } else if let Some(n) = t.strip_suffix('d') {
+        (n, 86_400.0)
     } else {
         (t, 1.0)
     };
@@ -88,6 +90,7 @@ mod tests {
         assert_eq!(parse_duration("30s"), Some(30.0));
         assert_eq!(parse_duration("5m"), Some(300.0));
         assert_eq!(parse_duration("1.5h"), Some(5400.0));
+        assert_eq!(parse_duration("1d"), Some(86_400.0));
         assert_eq!(parse_duration("250ms"), Some(0.25));
         assert_eq!(parse_duration("10"), Some(10.0));
         assert_eq!(parse_duration("soon"), None);

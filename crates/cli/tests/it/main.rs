@@ -28,6 +28,7 @@ mod run_llm;
 mod sandbox;
 mod serve;
 mod shared_store;
+mod signal_tools;
 mod sql_command;
 mod store_commands;
 mod store_faults;

@@ -14,6 +14,7 @@ pub mod python_ref;
 pub mod sandbox;
 mod script;
 mod shell;
+mod signal;
 mod state;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,7 @@ pub use human::AskHuman;
 pub use python::{PythonData, RunCode};
 pub use script::RunScript;
 pub use shell::{BashData, LinuxShell};
+pub use signal::{AwaitSignal, FireSignal};
 pub use state::{AppendState, SetState};
 
 /// What calling a tool may do to the world; decides whether a retry or a cache hit is safe.
@@ -252,6 +254,8 @@ impl Registry {
         r.register(Arc::new(RunScript));
         r.register(Arc::new(HttpRequest::default()));
         r.register(Arc::new(AskHuman));
+        r.register(Arc::new(AwaitSignal));
+        r.register(Arc::new(FireSignal));
         r
     }
 
