@@ -1,6 +1,6 @@
 //! Child runs (§5.6): the place of a run in its run tree ([`Composition`]), the [`Scope`] a child starts
 //! in, and starting one — for `sub_cascades`, `async_cascades` (`compose.rs`), validator cascades, cascade
-//! tools and tools that run requests of their own ([`ChildRuns`]).
+//! tools and tools that run requests of their own (`ChildRuns`, in `child_runs.rs`).
 //!
 //! A child is an ordinary [`Engine::run`] with the parent's engine (writer, provider, registry), caller id
 //! and a child of its cancel token, a `parent_session_id` link, the root session of the tree and a depth one
@@ -9,7 +9,7 @@
 //! directories), then loaded and validated before they run (RVB-E006 otherwise).
 //!
 //! Tools sit below the engine, so they start children through [`crate::tools::ChildRunner`], which
-//! [`Scope`] implements here; [`ToolContext::child_runs`] turns a tool's scope back into [`ChildRuns`].
+//! [`Scope`] implements in `child_runs.rs`.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use rvbbit_cascade::catalog::Origin as CatalogOrigin;
 use rvbbit_cascade::model::Cascade;
 use rvbbit_cascade::validate::{Options, validate_loaded};
@@ -31,7 +30,6 @@ use crate::engine::{Engine, MAX_DEPTH};
 use crate::error::{Error, Result};
 use crate::outcome::Outcome;
 use crate::request::RunRequest;
-use crate::tools::{ChildRunner, Registry, ToolContext, ToolError};
 
 /// The place of a run in its run tree, and its children.
 #[derive(Debug)]
@@ -56,6 +54,18 @@ pub(crate) struct Composition {
 pub(crate) struct ChildTotals {
     totals: Arc<Mutex<(MicroUsd, u32, u32)>>,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// Failures of children the run does not wait on (`spawn_cascade`), reported when it ends.
+    problems: Arc<Mutex<Vec<SpawnProblem>>>,
+}
+
+/// A `spawn_cascade` child that did not complete: its cell, what it was, its session, its error and
+/// the message.
+#[derive(Debug)]
+pub(crate) struct SpawnProblem {
+    pub(crate) cell: String,
+    pub(crate) session_id: SessionId,
+    pub(crate) error: Option<Value>,
+    pub(crate) message: String,
 }
 
 impl ChildTotals {
@@ -77,6 +87,28 @@ impl ChildTotals {
                 tracing::warn!(error = %e, "A child run's task failed");
             }
         }
+    }
+
+    /// Track a child task the run waits for before it ends.
+    pub(crate) fn track(&self, handle: JoinHandle<()>) {
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.push(handle);
+        }
+    }
+
+    /// Record a spawned child's failure (reported when the run ends).
+    pub(crate) fn problem(&self, problem: SpawnProblem) {
+        if let Ok(mut p) = self.problems.lock() {
+            p.push(problem);
+        }
+    }
+
+    /// The spawned children's failures recorded so far.
+    pub(crate) fn take_problems(&self) -> Vec<SpawnProblem> {
+        self.problems
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default()
     }
 
     pub(crate) fn take(&self) -> (MicroUsd, u32, u32) {
@@ -293,7 +325,7 @@ pub(crate) fn prepare_path(scope: &Scope, cell: &str, path: &Path, what: &str) -
     load(&scope.engine, path).map_err(|message| invalid(cell, what, message))
 }
 
-fn check_depth(scope: &Scope, cell: &str, what: &str) -> Result<()> {
+pub(crate) fn check_depth(scope: &Scope, cell: &str, what: &str) -> Result<()> {
     if scope.depth + 1 > MAX_DEPTH {
         return Err(Error::MaxDepth {
             cell: cell.to_owned(),
@@ -330,9 +362,7 @@ pub(crate) async fn run_child(
         // The receiver is gone only when the parent was dropped; the child still finished and flushed.
         let _ = tx.send(fut.await);
     });
-    if let Ok(mut tasks) = scope.children.tasks.lock() {
-        tasks.push(handle);
-    }
+    scope.children.track(handle);
     let outcome = rx.await.map_err(|_| {
         Error::Internal(format!(
             "the child session `{session_id}` ended without an outcome (its task panicked)"
@@ -363,7 +393,7 @@ pub(crate) fn child_future(
 }
 
 /// Make `request` a child of `scope`'s run: its caller, parent, root and depth.
-fn link(scope: &Scope, request: &mut RunRequest) {
+pub(crate) fn link(scope: &Scope, request: &mut RunRequest) {
     request.caller_id = scope.caller_id.clone();
     request.parent_session_id = Some(scope.session_id.clone());
     request.root_session_id = Some(scope.root_session_id.clone());
@@ -396,120 +426,6 @@ pub(crate) fn child_error(cell: &str, what: &str, outcome: Outcome) -> Error {
             "the child session `{}` ended `{}` without an error",
             outcome.session_id, outcome.status
         )),
-    }
-}
-
-/// For tools that start runs of their own (`sql_data` calling `rvbbit_run` per row): the calling run's
-/// engine and identity, and [`ChildRuns::run`] to run a request as its child. Get it from
-/// [`crate::tools::ToolContext::child_runs`].
-#[derive(Clone)]
-pub struct ChildRuns {
-    scope: Scope,
-}
-
-impl std::fmt::Debug for ChildRuns {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChildRuns")
-            .field("session_id", &self.scope.session_id)
-            .field("depth", &self.scope.depth)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ChildRuns {
-    pub(crate) fn new(scope: Scope) -> ChildRuns {
-        ChildRuns { scope }
-    }
-
-    /// The engine running the calling run (its provider, writer, store, tools and roots).
-    pub fn engine(&self) -> &Engine {
-        &self.scope.engine
-    }
-
-    /// The calling run's session.
-    pub fn session_id(&self) -> &SessionId {
-        &self.scope.session_id
-    }
-
-    /// The calling run's caller (children share it).
-    pub fn caller_id(&self) -> &CallerId {
-        &self.scope.caller_id
-    }
-
-    /// The calling run's cascade file, when it came from one (relative references start next to it).
-    pub fn cascade_file(&self) -> Option<&Path> {
-        self.scope.cascade_file.as_deref()
-    }
-
-    /// The calling run's `--model` override, if any.
-    pub fn model(&self) -> Option<&str> {
-        self.scope.model.as_deref()
-    }
-
-    /// A token cancelled when the calling run is (give it to each child request).
-    pub fn cancel_token(&self) -> CancellationToken {
-        self.scope.cancel.child_token()
-    }
-
-    /// Run `request` as a child of the calling run: the same caller, `parent_session_id`/root/depth
-    /// linked, cancelled with the caller (keep [`ChildRuns::cancel_token`] in the request, or any
-    /// token of your own), and its cost and calls added to the caller's totals. A child deeper than
-    /// [`MAX_DEPTH`] is not started (RVB-E004).
-    pub async fn run(&self, mut request: RunRequest, cell: &str) -> Result<Outcome> {
-        check_depth(&self.scope, cell, "child run started by a tool")?;
-        link(&self.scope, &mut request);
-        if request.model.is_none() {
-            request.model = self.scope.model.clone();
-        }
-        let outcome = self.scope.engine.run(request).await;
-        self.scope.children.add(&outcome);
-        Ok(outcome)
-    }
-}
-
-/// A tool's calls start children in the calling run's scope.
-#[async_trait]
-impl ChildRunner for Scope {
-    fn limits(&self) -> &rvbbit_core::config::LimitsConfig {
-        self.engine.limits()
-    }
-
-    fn cancel(&self) -> &CancellationToken {
-        &self.cancel
-    }
-
-    fn registry(&self) -> Arc<Registry> {
-        self.engine.registry.clone()
-    }
-
-    fn cascade_file(&self) -> Option<&Path> {
-        self.cascade_file.as_deref()
-    }
-
-    async fn run_cascade_file(
-        &self,
-        cell: &str,
-        what: &str,
-        path: &Path,
-        base: &str,
-        input: Value,
-    ) -> std::result::Result<Outcome, ToolError> {
-        let child = prepare_path(self, cell, path, what)
-            .map_err(|e| ToolError::Failed(format!("[{}] {e}", e.code().code)))?;
-        let sid = format!("{base}_{}", hex6());
-        let outcome = run_child(self, child, input, session_id(&sid))
-            .await
-            .map_err(|e| ToolError::Failed(e.to_string()))?;
-        self.children.add(&outcome);
-        Ok(outcome)
-    }
-}
-
-impl ToolContext {
-    /// Start runs as children of the calling run (`None` outside a run, e.g. a tool called directly).
-    pub fn child_runs(&self) -> Option<ChildRuns> {
-        let runner: &dyn std::any::Any = self.scope.as_deref()?;
-        runner.downcast_ref::<Scope>().cloned().map(ChildRuns::new)
     }
 }
 

@@ -10,7 +10,10 @@ use rvbbit_cascade::model::{AsyncTrigger, Cell};
 use rvbbit_core::{EventKind, SessionStatus};
 use serde_json::{Map, Value, json};
 
-use crate::children::{Pending, Scope, child_error, child_future, hex6, prepare, run_child, session_id};
+use crate::child_runs::unix_now;
+use crate::children::{
+    Pending, Scope, SpawnProblem, child_error, child_future, hex6, prepare, run_child, session_id,
+};
 use crate::error::{Error, Result};
 use crate::run::Run;
 use crate::tools::ChildRunner;
@@ -180,11 +183,9 @@ pub(crate) async fn start_async(run: &mut Run<'_>, cell: &Cell, trigger: AsyncTr
             }
         };
         let scope = run.scope();
-        let unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let sid = run.compose.child_id(&format!("spawned_{unix}_{}", hex6()));
+        let sid = run
+            .compose
+            .child_id(&format!("spawned_{}_{}", unix_now(), hex6()));
         child_event(run, cell, &sid, "async_cascade", &reference).await;
         let session_id = session_id(&sid);
         let handle = tokio::spawn(child_future(
@@ -203,12 +204,27 @@ pub(crate) async fn start_async(run: &mut Run<'_>, cell: &Cell, trigger: AsyncTr
     }
 }
 
+/// An `error` event (`metadata.severity: warning`) and a warning for a child that did not complete.
+async fn report_child_problem(run: &mut Run<'_>, problem: SpawnProblem, kind: &str) {
+    let mut e = run.emit.event(EventKind::Error, Some(&problem.cell));
+    e.content = json!(problem.message);
+    e.error = problem.error;
+    e.metadata = json!({"child_session_id": problem.session_id, "kind": kind, "severity": "warning"});
+    run.emit.send(e).await;
+    // Info, not warn: the outcome's `warnings` reach the caller, which shows them once.
+    tracing::info!(session_id = %run.session_id, "{}", problem.message);
+    run.warn(problem.message);
+}
+
 /// Wait for the async cascades still running (they stop early when the run was cancelled: their tokens
 /// are children of the run's). A failure is an `error` event and a warning, never the run's failure.
 pub(crate) async fn join_async(run: &mut Run<'_>) {
     run.compose.children().join().await;
     let (cost, llm, tools) = run.compose.children().take();
     run.add_calls(cost, llm, tools);
+    for problem in run.compose.children().take_problems() {
+        report_child_problem(run, problem, "spawn_cascade").await;
+    }
     for p in run.compose.take_pending() {
         let problem = match p.handle.await {
             Ok(outcome) => {
@@ -242,15 +258,13 @@ pub(crate) async fn join_async(run: &mut Run<'_>) {
             )),
         };
         if let Some((error, message)) = problem {
-            let mut e = run.emit.event(EventKind::Error, Some(&p.cell));
-            e.content = json!(message);
-            e.error = error;
-            e.metadata =
-                json!({"child_session_id": p.session_id, "kind": "async_cascade", "severity": "warning"});
-            run.emit.send(e).await;
-            // Info, not warn: the outcome's `warnings` reach the caller, which shows them once.
-            tracing::info!(session_id = %run.session_id, "{message}");
-            run.warn(message);
+            let problem = SpawnProblem {
+                cell: p.cell,
+                session_id: p.session_id,
+                error,
+                message,
+            };
+            report_child_problem(run, problem, "async_cascade").await;
         }
     }
 }

@@ -46,6 +46,7 @@
 
 mod cells;
 mod checkpoint;
+mod child_runs;
 mod children;
 mod compose;
 mod durable;
@@ -65,7 +66,7 @@ mod table;
 mod template;
 pub mod tools;
 
-pub use children::ChildRuns;
+pub use child_runs::ChildRuns;
 pub use engine::{Engine, MAX_DEPTH, MAX_STEPS};
 pub use error::{Error, Result};
 pub use outcome::{LineageEntry, Outcome};

@@ -318,3 +318,97 @@ fn corpus_test_cascade_udf_runs_a_cascade_per_row_from_sql_data() {
     // The run's cost includes its children's: 12 assessments, 8 rewrites and 4 verdicts.
     assert_eq!(doc.cost_usd, "0.013200");
 }
+
+/// The corpus's `test_map_cascade.yaml` through the real binary: `python_data` lists five fruits,
+/// `map_cascade` runs `traits/process_single_item.yaml` (an LLM cell) once per fruit as child sessions of
+/// the run, and the summary cell sees every child's answer in input order.
+#[test]
+fn corpus_test_map_cascade_maps_a_list_to_child_runs_and_summarizes_them() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = rt.block_on(TestServer::start(Script::rule(|body| {
+        let prompt = body["messages"].to_string();
+        if let Some(fruit) = prompt
+            .split("analyzing the fruit: \\\"")
+            .nth(1)
+            .and_then(|rest| rest.split("\\\"").next())
+        {
+            return Reply::text(format!(
+                "{{\"name\": \"{fruit}\", \"length\": {}, \"uppercase\": \"{}\"}}",
+                fruit.len(),
+                fruit.to_uppercase()
+            ))
+            .cost(0.001);
+        }
+        Reply::text("| fruit | length |\n|---|---|\n5 fruits").cost(0.002)
+    })));
+    let corpus = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/corpus/rvbbit-2025-12-25"
+    );
+    let dir = TempDir::new().unwrap();
+    for rel in [
+        "examples/test_map_cascade.yaml",
+        "traits/process_single_item.yaml",
+    ] {
+        let text = std::fs::read_to_string(Path::new(corpus).join(rel)).unwrap();
+        write(dir.path(), rel, &text);
+    }
+    let out = rvbbit(dir.path())
+        .env("RVBBIT_PROVIDER_BASE_URL", server.base_url())
+        .env("OPENROUTER_API_KEY", "test-key")
+        .env("RVBBIT_DEFAULT_MODEL", "openai/gpt-4o-mini")
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .args(["--set", "provider.max_retries=0"])
+        .args(["--output", "json", "run", "examples/test_map_cascade.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: JsonOutcome = serde_json::from_slice(&out.stdout).unwrap();
+    let mapped = &doc.outputs["process_all_items"];
+    assert_eq!(mapped["count"], 5, "{mapped}");
+    assert_eq!(mapped["failed"], 0, "{mapped}");
+    let names: Vec<String> = mapped["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let text = r.as_str().map(str::to_owned).unwrap_or_else(|| r.to_string());
+            let v: Value = serde_json::from_str(&text).unwrap_or(r.clone());
+            v["name"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        ["apple", "banana", "cherry", "date", "elderberry"],
+        "{mapped}"
+    );
+    // The summary prompt carries every child's answer.
+    let summary = server.bodies().last().unwrap()["messages"].to_string();
+    assert!(
+        summary.contains("ELDERBERRY") && summary.contains("APPLE"),
+        "{summary}"
+    );
+    let sessions = sessions_of(dir.path(), &doc.caller_id);
+    let children: Vec<&Value> = sessions
+        .iter()
+        .filter(|s| s["cascade_id"] == "process_single_item")
+        .collect();
+    assert_eq!(children.len(), 5, "{sessions:?}");
+    for s in children {
+        assert_eq!(s["parent_session_id"], doc.session_id.as_str(), "{s}");
+        assert_eq!(s["depth"], 1);
+    }
+    // Five item analyses and the summary, all counted by the run.
+    assert_eq!(doc.cost_usd, "0.007000");
+    rt.block_on(server.shutdown());
+}

@@ -37,6 +37,10 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
     let ctx_vars = run.template_ctx();
     let mut args = Map::new();
     for (key, value) in cell.inputs.iter().flatten() {
+        if tool.raw_inputs().contains(&key.as_str()) {
+            args.insert(key.clone(), value.clone());
+            continue;
+        }
         let rendered = match value {
             Value::String(s) => json_parse_rule(render(run, cell, s, &ctx_vars).await?),
             // No JSON-parse rule for strings nested in lists and objects.

@@ -9,12 +9,14 @@ mod declarative;
 mod http;
 mod human;
 mod process;
+mod pyliteral;
 mod python;
 pub mod python_ref;
 pub mod sandbox;
 mod script;
 mod shell;
 mod signal;
+mod spawn;
 mod state;
 
 use std::collections::BTreeMap;
@@ -40,6 +42,7 @@ pub use python::{PythonData, RunCode};
 pub use script::RunScript;
 pub use shell::{BashData, LinuxShell};
 pub use signal::{AwaitSignal, FireSignal};
+pub use spawn::{MapCascade, SpawnCascade};
 pub use state::{AppendState, SetState};
 
 /// What calling a tool may do to the world; decides whether a retry or a cache hit is safe.
@@ -140,6 +143,32 @@ pub(crate) trait ChildRunner: std::any::Any + Send + Sync {
         base: &str,
         input: Value,
     ) -> Result<Outcome, ToolError>;
+
+    /// Resolve a cascade `reference` the way sub-cascade refs are resolved (relative to the calling
+    /// cascade's file and its parents or the engine's roots, contained; else a cascade id in the tool
+    /// directories). The error says what was tried.
+    fn resolve_cascade(&self, reference: &str) -> Result<PathBuf, String>;
+
+    /// Load and validate the cascade at `path` as a child would be (depth included), without running it.
+    ///
+    /// # Errors
+    /// [`ToolError::Failed`] with the code (RVB-E004, RVB-E006) when it could not start.
+    fn check_cascade_file(&self, cell: &str, what: &str, path: &Path) -> Result<(), ToolError>;
+
+    /// Start the cascade file at `path` as an async child session `spawned_<unix>_<6 hex digits>` of
+    /// the calling run, with `input`, and return its session id at once. The calling run waits for it
+    /// before it ends (as for `async_cascades`), adds its cost and calls, and reports its failure as a
+    /// warning.
+    ///
+    /// # Errors
+    /// [`ToolError::Failed`] when the child cannot start (too deep, an invalid file).
+    fn spawn_cascade_file(
+        &self,
+        cell: &str,
+        what: &str,
+        path: &Path,
+        input: Value,
+    ) -> Result<SessionId, ToolError>;
 }
 
 impl ToolContext {
@@ -221,6 +250,11 @@ pub trait Tool: Send + Sync {
     /// # Cancel safety
     /// Dropping the future abandons the call; subprocess tools kill their process.
     async fn execute(&self, args: Value, ctx: &ToolContext) -> Result<Value, ToolError>;
+    /// The `inputs` keys a deterministic cell passes to this tool unrendered, because the tool renders
+    /// them itself (`map_cascade`'s `input_mapping`, rendered once per item with `row`). Default none.
+    fn raw_inputs(&self) -> &[&str] {
+        &[]
+    }
     /// The cascade file behind this tool, for cascades used as tools (validators run such a tool as a
     /// validator cascade).
     fn cascade_path(&self) -> Option<&Path> {
@@ -242,7 +276,7 @@ impl fmt::Debug for Registry {
 
 impl Registry {
     /// The built-in tools: `set_state`, `append_state`, `linux_shell`, `bash_data`, `python_data`,
-    /// `run_code`, `http_request`, `ask_human`.
+    /// `run_code`, `run_script`, `http_request`, `ask_human`, `map_cascade`, `spawn_cascade`.
     pub fn builtin() -> Self {
         let mut r = Registry::default();
         r.register(Arc::new(SetState));
@@ -256,6 +290,8 @@ impl Registry {
         r.register(Arc::new(AskHuman));
         r.register(Arc::new(AwaitSignal));
         r.register(Arc::new(FireSignal));
+        r.register(Arc::new(MapCascade));
+        r.register(Arc::new(SpawnCascade));
         r
     }
 

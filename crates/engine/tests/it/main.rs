@@ -19,6 +19,7 @@ mod hitl;
 mod journal;
 mod llm;
 mod sandbox;
+mod spawn;
 mod support;
 mod takes;
 mod templates;
