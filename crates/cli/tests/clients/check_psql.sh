@@ -30,7 +30,9 @@ has() {
   local text="$1" out
   shift
   out="$("$@")"
-  if printf '%s' "$out" | grep -qF -- "$text"; then return 0; fi
+  # A here-string, not a pipe: `grep -q` leaves at the first match, and with pipefail a writer cut
+  # off by that (SIGPIPE) would fail the check.
+  if grep -qF -- "$text" <<< "$out"; then return 0; fi
   printf 'expected %s in: %s' "$text" "$out"
   return 1
 }
