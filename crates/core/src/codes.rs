@@ -863,6 +863,40 @@ codes! {
         ["A session recorded by an older rvbbit, or by a door that does not keep the cascade text.",
          "A sub-cascade or tool file the cascade names was moved or deleted since the run."],
         "Run the cascade from its page under Cascades (or `rvbbit run FILE --input JSON`); the message names the first validation error when there is one.";
+
+    // ---- Agents (conversations; answered to clients over HTTP, exit 6 when the CLI reports one) ------
+    /// No agent has that name.
+    G_UNKNOWN_AGENT = "RVB-G001", Configuration, "Unknown agent",
+        "A message or conversation request named an agent that is not defined. Agents are `agents/NAME.yaml` files in the served directory (HTTP 404).",
+        ["A typo in the agent name of the URL.", "The agent file is in another directory than the one `rvbbit serve` serves.",
+         "The agent file does not parse or its cascade does not validate (the server logs why when it starts)."],
+        "List the agents in `agents/` of the served directory; see docs/agents.md for the file's shape.";
+    /// A message is larger than the agents accept.
+    G_MESSAGE_TOO_LARGE = "RVB-G002", Configuration, "Message too large",
+        "A message text (or its attachments) is larger than the agent's `limits.max_message_bytes` (default 16384 bytes); it is refused before it reaches the conversation (HTTP 413).",
+        ["A whole document pasted into a chat message.", "Attachments sent inline instead of by reference."],
+        "Send shorter messages, pass large content by reference (an attachment URL), or raise `limits.max_message_bytes` of the agent.";
+    /// A conversation field is missing, too long or malformed.
+    G_BAD_FIELD = "RVB-G003", Configuration, "Bad conversation field",
+        "The tenant, agent, interlocutor or channel of a message is empty, longer than 256 bytes, or contains a control character; or there are more attachments than the agent's `limits.max_attachments` (default 8). These make up the conversation key `tenant:agent:interlocutor:channel` (HTTP 400).",
+        ["An empty `interlocutor`.", "A channel name with a newline.", "Dozens of attachments on one message."],
+        "Send a short printable `interlocutor` and `channel` (such as `web`, `sms`, `whatsapp`, `email`, `voice`), and at most the allowed attachments.";
+    /// A conversation has too many messages waiting.
+    G_BUSY = "RVB-G004", Configuration, "Conversation busy",
+        "A conversation already holds the agent's `limits.max_pending_messages` (default 64) messages not yet answered; the newest is refused instead of growing the queue without bound (HTTP 429).",
+        ["A client retrying in a loop without an `Idempotency-Key`.", "A model so slow that messages pile up behind one turn."],
+        "Wait for the pending turns to finish and send again; raise `limits.max_pending_messages` of the agent if the traffic is real.";
+    /// An agent definition is invalid.
+    G_BAD_DEFINITION = "RVB-G005", Configuration, "Invalid agent definition",
+        "An agent file (`agents/NAME.yaml`) does not parse, has an unknown key, a window setting out of range, an unknown tool policy, or names a cascade that does not load and validate.",
+        ["A `cascade:` path that does not exist relative to the agent file.", "A tool policy other than `pure`, `idempotent`, `compensatable` or `irreversible`.",
+         "`min_ms` above `max_ms` in the window settings."],
+        "Fix the file; the message names the key and the allowed values. docs/agents.md has a complete example.";
+    /// The agents are shutting down.
+    G_UNAVAILABLE = "RVB-G006", Configuration, "Agents shutting down",
+        "The message arrived while the server was stopping its conversations; it was not accepted (HTTP 503).",
+        ["A message sent during a restart or deploy."],
+        "Send it again once the server is back (with the same `Idempotency-Key`).";
 }
 
 /// Look a code up by its text (case-insensitive, with or without the `RVB-` prefix).
@@ -929,7 +963,8 @@ mod tests {
                 b'T' => ExitClass::Tool,
                 b'L' => ExitClass::Llm,
                 b'S' => ExitClass::Storage,
-                b'C' | b'A' => ExitClass::Configuration,
+                // Agents (G): refused messages and definitions are usage errors, like the HTTP API's.
+                b'C' | b'A' | b'G' => ExitClass::Configuration,
                 b'H' => ExitClass::Waiting,
                 b'Q' => ExitClass::Execution,
                 // A batch's own ends have their own classes (exit 11 and 12); its refusals and bad

@@ -454,6 +454,25 @@ string_enum! {
         /// One SQL statement that reached rvbbit functions finished: text, hash, rows, calls, cache hits,
         /// errors, cost and duration in `metadata` (the rows of `sql_query_log`).
         SqlQuery = "sql_query",
+        /// An agent turn began (`rvbbit-agents`): the conversation's session id, the turn group in
+        /// `metadata.turn_group`, the attempt (1, 2, … after supersedes) in `metadata.attempt`, the
+        /// engine run in `metadata.run_session_id`, the turn's raw messages in `content`.
+        #[serde(rename = "turn.started")]
+        AgentTurnStarted = "turn.started",
+        /// An agent turn ended; the reply in `content`, the run's status in `metadata.status`.
+        #[serde(rename = "turn.completed")]
+        AgentTurnCompleted = "turn.completed",
+        /// An agent turn in flight was cancelled by a newer message before its commit point; the turn
+        /// group restarts with all its messages.
+        #[serde(rename = "turn.superseded")]
+        AgentTurnSuperseded = "turn.superseded",
+        /// A message joined a turn group still gathering messages (or one it superseded).
+        #[serde(rename = "turn.message_absorbed")]
+        AgentMessageAbsorbed = "turn.message_absorbed",
+        /// An `irreversible` or `compensatable` tool ran in an agent turn: later messages queue as a new
+        /// turn group (the tool in `metadata.tool`, its policy in `metadata.policy`).
+        #[serde(rename = "commit.reached")]
+        AgentCommitReached = "commit.reached",
     }
 }
 

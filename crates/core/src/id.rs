@@ -314,6 +314,8 @@ pub enum Origin {
     Http,
     /// A batch run (`batch-…`).
     Batch,
+    /// A turn of a conversational agent (`agent-…`, one caller id per turn group).
+    Agent,
 }
 
 impl Origin {
@@ -324,6 +326,7 @@ impl Origin {
             Origin::Sql => "sql",
             Origin::Http => "http",
             Origin::Batch => "batch",
+            Origin::Agent => "agent",
         }
     }
 }

@@ -34,6 +34,7 @@ pub mod artifacts;
 pub mod batches;
 #[cfg(feature = "clickhouse")]
 pub mod clickhouse;
+pub mod conversations;
 pub mod copy;
 mod error;
 pub mod heartbeat;
@@ -55,6 +56,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use batches::{BatchRecord, BatchStore};
+pub use conversations::{Conversation, ConversationMessage, ConversationStore, TurnRecord};
 pub use copy::{CopyReport, copy_all};
 pub use error::{Error, Result};
 pub use heartbeat::Heartbeat;

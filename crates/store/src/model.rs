@@ -516,6 +516,8 @@ pub struct ApiKey {
     pub revoked_at: Option<Timestamp>,
     /// When it was last used to authenticate (updated at most once a minute).
     pub last_used_at: Option<Timestamp>,
+    /// The tenant its requests act for (`rvbbit keys create --tenant T`); `None`: the `default` tenant.
+    pub tenant: Option<String>,
 }
 
 impl ApiKey {
@@ -528,6 +530,7 @@ impl ApiKey {
             created_at: Timestamp::now(),
             revoked_at: None,
             last_used_at: None,
+            tenant: None,
         }
     }
 }

@@ -305,6 +305,7 @@ pub trait Store:
     + crate::WorkerStore
     + crate::BatchStore
     + crate::LimitStore
+    + crate::ConversationStore
 {
     /// The store's URL (for messages).
     fn url(&self) -> &str;

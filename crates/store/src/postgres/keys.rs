@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::model::ApiKey;
 use crate::traits::ApiKeyStore;
 
-const KEY_COLUMNS: &str = "key_id, name, secret_hash, created_at_us, revoked_at_us, last_used_at_us";
+const KEY_COLUMNS: &str = "key_id, name, secret_hash, created_at_us, revoked_at_us, last_used_at_us, tenant";
 
 /// Uses closer together than this are not written back (authentication stays a read).
 const LAST_USED_RESOLUTION_US: i64 = 60_000_000;
@@ -23,6 +23,7 @@ fn decode(r: &Row) -> ApiKey {
         created_at: Timestamp::from_micros(r.get(3)),
         revoked_at: ts(r.get(4)),
         last_used_at: ts(r.get(5)),
+        tenant: r.get(6),
     }
 }
 
@@ -34,7 +35,7 @@ impl ApiKeyStore for PostgresStore {
         let inserted = c
             .execute(
                 &format!(
-                    "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
+                    "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"
                 ),
                 &[
                     &key.key_id,
@@ -43,6 +44,7 @@ impl ApiKeyStore for PostgresStore {
                     &key.created_at.micros(),
                     &key.revoked_at.map(Timestamp::micros),
                     &key.last_used_at.map(Timestamp::micros),
+                    &key.tenant,
                 ],
             )
             .await

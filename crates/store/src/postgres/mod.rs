@@ -14,6 +14,7 @@
 
 mod batches;
 mod checkpoints;
+mod conversations;
 mod events;
 mod journal;
 mod keys;
@@ -56,6 +57,9 @@ const TABLES: &[&str] = &[
     "workers",
     "batches",
     "spend_limits",
+    "conversations",
+    "conversation_messages",
+    "conversation_turns",
 ];
 
 /// Connections a process keeps to the server at most.

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::model::ApiKey;
 use crate::traits::ApiKeyStore;
 
-const KEY_COLUMNS: &str = "key_id, name, secret_hash, created_at_us, revoked_at_us, last_used_at_us";
+const KEY_COLUMNS: &str = "key_id, name, secret_hash, created_at_us, revoked_at_us, last_used_at_us, tenant";
 
 /// Uses closer together than this are not written back (authentication stays a read).
 const LAST_USED_RESOLUTION_US: i64 = 60_000_000;
@@ -23,6 +23,7 @@ fn decode(r: &Row<'_>) -> Result<ApiKey, Fail> {
         created_at: Timestamp::from_micros(r.get(3)?),
         revoked_at: ts(r.get(4)?),
         last_used_at: ts(r.get(5)?),
+        tenant: r.get(6)?,
     })
 }
 
@@ -32,7 +33,9 @@ impl ApiKeyStore for SqliteStore {
         let key = key.clone();
         self.with_conn("create an API key", move |c, _| {
             let inserted = c.execute(
-                &format!("INSERT OR IGNORE INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+                &format!(
+                    "INSERT OR IGNORE INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                ),
                 params![
                     key.key_id,
                     key.name,
@@ -40,6 +43,7 @@ impl ApiKeyStore for SqliteStore {
                     key.created_at.micros(),
                     key.revoked_at.map(Timestamp::micros),
                     key.last_used_at.map(Timestamp::micros),
+                    key.tenant,
                 ],
             )?;
             if inserted == 0 {

@@ -234,6 +234,51 @@ CREATE TABLE spend_limits (
 );
 "#,
     },
+    Migration {
+        version: 9,
+        name: "conversations",
+        // Conversations of agents, their messages and turns, each row with its tenant
+        // (crate::conversations); the tenant of an API key.
+        sql: r#"
+CREATE TABLE conversations (
+    conversation_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    interlocutor TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    vars TEXT NOT NULL,
+    created_at_us INTEGER NOT NULL,
+    updated_at_us INTEGER NOT NULL,
+    UNIQUE (tenant, agent, interlocutor, channel)
+);
+CREATE INDEX conversations_recent ON conversations (tenant, agent, updated_at_us);
+CREATE TABLE conversation_messages (
+    conversation_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    tenant TEXT NOT NULL,
+    role TEXT NOT NULL,
+    text TEXT NOT NULL,
+    attachments TEXT NOT NULL,
+    turn_id TEXT NOT NULL,
+    at_us INTEGER NOT NULL,
+    PRIMARY KEY (conversation_id, seq)
+);
+CREATE TABLE conversation_turns (
+    turn_id TEXT PRIMARY KEY,
+    conversation_id TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    messages INTEGER NOT NULL,
+    reply TEXT,
+    run_session_id TEXT,
+    started_at_us INTEGER NOT NULL,
+    ended_at_us INTEGER
+);
+CREATE INDEX conversation_turns_by_conversation ON conversation_turns (conversation_id, started_at_us);
+ALTER TABLE api_keys ADD COLUMN tenant TEXT;
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.

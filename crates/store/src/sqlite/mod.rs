@@ -8,6 +8,7 @@
 
 mod batches;
 mod checkpoints;
+mod conversations;
 mod events;
 mod journal;
 mod keys;
@@ -421,6 +422,9 @@ impl Store for SqliteStore {
                 "workers",
                 "batches",
                 "spend_limits",
+                "conversations",
+                "conversation_messages",
+                "conversation_turns",
             ] {
                 let path = dir.join(format!("{table}.jsonl"));
                 let file_err = |source| Error::File {

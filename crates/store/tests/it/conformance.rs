@@ -11,6 +11,7 @@ use rvbbit_store::{
 };
 use serde_json::json;
 
+pub use crate::conversations::conversations_are_opened_once_per_key_and_read_only_by_their_tenant;
 use crate::events;
 pub use crate::journal::{
     batch_records_round_trip_and_list_newest_first, concurrent_effect_claims_let_exactly_one_go_first,
@@ -55,6 +56,7 @@ macro_rules! store_conformance {
             check!(worker_heartbeats_are_one_row_per_worker);
             check!(batch_records_round_trip_and_list_newest_first);
             check!(spending_limits_are_set_listed_removed_and_count_what_was_spent);
+            check!(conversations_are_opened_once_per_key_and_read_only_by_their_tenant);
         }
     };
 }
@@ -496,6 +498,13 @@ pub async fn api_keys_authenticate_until_revoked(store: Arc<dyn Store>, _url: &s
     assert_eq!(store.active_keys().await.unwrap(), 0);
     let missing = store.key_revoke("key_9", now).await.unwrap_err();
     assert!(missing.hint().contains("rvbbit keys list"), "{}", missing.hint());
+    // A key may belong to a tenant, which authentication hands back.
+    assert_eq!(key.tenant, None);
+    let mut tenant_key = ApiKey::new("key_3", "acme-app", "hash-three");
+    tenant_key.tenant = Some("acme".into());
+    store.key_insert(&tenant_key).await.unwrap();
+    let found = store.key_authenticate("hash-three", now).await.unwrap().unwrap();
+    assert_eq!(found.tenant.as_deref(), Some("acme"));
 }
 
 /// `create_session` is insert-if-absent: a second run with the same id is refused, naming it.

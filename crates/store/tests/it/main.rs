@@ -11,6 +11,7 @@
 mod conformance;
 mod artifacts;
 mod clickhouse;
+mod conversations;
 mod journal;
 mod limits;
 mod postgres;
