@@ -22,6 +22,7 @@
 mod conversation;
 mod definition;
 mod error;
+pub mod file;
 mod gate;
 mod key;
 mod persist;

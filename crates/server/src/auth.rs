@@ -96,7 +96,7 @@ fn unauthorized(message: &str) -> Response {
 /// Middleware: when the server requires keys, every route but the probes needs a valid, unrevoked one.
 pub(crate) async fn require_key(
     State(state): State<Arc<AppState>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let path = request.uri().path().to_owned();
@@ -124,6 +124,12 @@ pub(crate) async fn require_key(
     {
         Ok(Some(key)) => {
             tracing::debug!(key_id = %key.key_id, "authenticated");
+            let tenant = key
+                .tenant
+                .unwrap_or_else(|| crate::api::agents::DEFAULT_TENANT.to_owned());
+            request
+                .extensions_mut()
+                .insert(crate::api::agents::Tenant(tenant));
             next.run(request).await
         }
         Ok(None) if page => sign_in(),

@@ -71,6 +71,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/batches/{id}/cancel"),
     ("POST", "/api/v1/sql"),
     ("GET", "/api/v1/sql/tables"),
+    ("POST", "/api/v1/agents/{agent}/messages"),
+    ("GET", "/api/v1/agents/{agent}/conversations"),
+    ("GET", "/api/v1/agents/{agent}/conversations/{id}"),
 ];
 
 /// The Studio's pages (HTML), besides the API routes in [`ROUTES`].
@@ -101,6 +104,7 @@ pub struct Server {
     sql: Option<rvbbit_sql::SqlRuntime>,
     suspend: Option<CancellationToken>,
     config: ServerConfig,
+    agents: Option<rvbbit_agents::Agents>,
 }
 
 impl std::fmt::Debug for Server {
@@ -122,6 +126,7 @@ impl Server {
             sql: None,
             suspend: None,
             config,
+            agents: None,
         }
     }
 
@@ -148,6 +153,13 @@ impl Server {
         self
     }
 
+    /// The agents served at `/api/v1/agents/{agent}/…` (their engine should share this server's
+    /// store). Shutdown stops their conversations.
+    pub fn with_agents(mut self, agents: rvbbit_agents::Agents) -> Self {
+        self.agents = Some(agents);
+        self
+    }
+
     fn into_state(self) -> Arc<AppState> {
         let queue = crate::api::queued::QueueDoor::new(self.config.queue.clone());
         Arc::new(AppState {
@@ -163,6 +175,8 @@ impl Server {
             sql: self.sql,
             sql_sessions: Default::default(),
             feeds: Default::default(),
+            agents: self.agents,
+            idempotency: Default::default(),
         })
     }
 
@@ -195,6 +209,9 @@ impl Server {
             stop.cancel();
         })
         .await;
+        if let Some(agents) = &state.agents {
+            agents.shutdown().await;
+        }
         state.tasks.close();
         if tokio::time::timeout(state.config.shutdown_grace, state.tasks.wait())
             .await

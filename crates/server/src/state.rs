@@ -118,6 +118,10 @@ pub(crate) struct AppState {
     pub(crate) feeds: crate::api::feed::Feeds,
     /// The job queue of `POST /api/v1/runs?queue=true`.
     pub(crate) queue: crate::api::queued::QueueDoor,
+    /// The agents of `/api/v1/agents/…` (none: every agent is unknown).
+    pub(crate) agents: Option<rvbbit_agents::Agents>,
+    /// Answers of recent agent messages by `Idempotency-Key`.
+    pub(crate) idempotency: crate::api::agents::Idempotency,
 }
 
 impl AppState {

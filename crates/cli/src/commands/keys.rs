@@ -17,6 +17,10 @@ pub(crate) enum Command {
         /// A label for the key (who or what uses it).
         #[arg(long, default_value = "default")]
         name: String,
+        /// The tenant the key's requests act for (agents' conversations are the tenant's only); without
+        /// it, the `default` tenant. 1 to 256 printable characters.
+        #[arg(long)]
+        tenant: Option<String>,
     },
     /// List keys (ids, names, dates; never secrets).
     List,
@@ -33,13 +37,27 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
         let opened = open(cli, out).await?;
         let store = opened.store;
         match cmd {
-            Command::Create { name } => {
-                let new = rvbbit_server::auth::generate(name);
+            Command::Create { name, tenant } => {
+                let mut new = rvbbit_server::auth::generate(name);
+                if let Some(t) = tenant {
+                    if t.is_empty() || t.len() > 256 || t.chars().any(char::is_control) {
+                        return Err(super::serve::coded(
+                            rvbbit_core::codes::G_BAD_FIELD,
+                            format!(
+                                "`--tenant` must be 1 to 256 printable characters; got {} bytes",
+                                t.len()
+                            ),
+                            "name the tenant as your platform does, such as `acme`",
+                        ));
+                    }
+                    new.key.tenant = Some(t.clone());
+                }
                 store.key_insert(&new.key).await.map_err(fail)?;
                 match out.format {
                     Format::Json => output::json(&json!({
                         "key_id": new.key.key_id,
                         "name": new.key.name,
+                        "tenant": new.key.tenant,
                         "secret": new.secret,
                     }))?,
                     Format::Text => {

@@ -130,6 +130,11 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         let writer = Writer::spawn(store.clone(), writer_options);
         let mut registry = Registry::builtin();
         let batch_tables = rvbbit_sql::register_tools(&mut registry);
+        // Agent turns reach their commit point through the gates (every tool wrapped; other runs see
+        // the plain tools).
+        let gates = rvbbit_agents::Gates::default();
+        let registry_for_agents = registry.clone();
+        let registry = gates.wrap(&registry);
         // Cancelled on shutdown: runs waiting for a person suspend (stay `waiting`) at once.
         let suspend = rvbbit_engine::CancellationToken::new();
         let engine = Engine::new(registry)
@@ -156,6 +161,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         let sql = super::sink::sql_reading_sink(sql, config.store.events.url.as_deref())
             .await
             .map_err(|e| coded(e.code(), e.to_string(), &e.hint()))?;
+        let roots_for_agents = roots.clone();
         let mut server_config = ServerConfig::new(roots)
             .with_required_key(!loopback)
             .with_shutdown_grace(Duration::from_secs(grace))
@@ -186,7 +192,9 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
                 }
             ));
         }
+        let agents = load_agents(&engine, gates, &registry_for_agents, &roots_for_agents, out);
         let server = Server::new(store, engine, server_config)
+            .with_agents(agents)
             .with_writer(writer.handle())
             .with_sql(sql)
             .with_suspend_waiting(suspend);
@@ -206,6 +214,37 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         writer.shutdown().await.map_err(fail)?;
         Ok(0)
     })
+}
+
+/// The agents of `agents/*.yaml` under the first root (docs/agents.md); a file that does not load is
+/// reported on stderr and left out.
+fn load_agents(
+    engine: &Engine,
+    gates: rvbbit_agents::Gates,
+    registry: &Registry,
+    roots: &[PathBuf],
+    out: Out,
+) -> rvbbit_agents::Agents {
+    let agents = rvbbit_agents::Agents::new(engine.clone(), gates);
+    let Some(root) = roots.first() else {
+        return agents;
+    };
+    let mut catalog = rvbbit_cascade::Catalog::builtin();
+    registry.fill_catalog(&mut catalog);
+    let (loaded, failed) = rvbbit_agents::file::load_dir(&root.join("agents"), &catalog);
+    for (path, e) in failed {
+        tracing::warn!(path = %path.display(), error = %e, "An agent file was not loaded.");
+        if !out.quiet {
+            output::stderr(&format!("rvbbit serve: {}: {e}\n", path.display()));
+        }
+    }
+    for agent in loaded {
+        let name = agent.name.clone();
+        if let Err(e) = agents.add(agent) {
+            output::stderr(&format!("rvbbit serve: agent `{name}`: {e}\n"));
+        }
+    }
+    agents
 }
 
 #[cfg(test)]

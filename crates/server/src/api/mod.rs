@@ -1,5 +1,6 @@
 //! The routes and their handlers.
 
+pub(crate) mod agents;
 pub(crate) mod batches;
 pub(crate) mod cascades;
 mod costs;
@@ -48,6 +49,9 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/batches/{id}/cancel", post(batches::cancel))
         .route("/api/v1/sql", post(sql::sql))
         .route("/api/v1/sql/tables", get(sql::tables))
+        .route("/api/v1/agents/{agent}/messages", post(agents::post_message))
+        .route("/api/v1/agents/{agent}/conversations", get(agents::list))
+        .route("/api/v1/agents/{agent}/conversations/{id}", get(agents::get))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -169,11 +169,46 @@ pub(crate) fn spec() -> Value {
         },
     });
     if let Some(paths) = doc["paths"].as_object_mut()
-        && let Value::Object(more) = sql_paths(s)
+        && let Value::Object(more) = sql_paths(s.clone())
+    {
+        paths.extend(more);
+    }
+    if let Some(paths) = doc["paths"].as_object_mut()
+        && let Value::Object(more) = agent_paths(s)
     {
         paths.extend(more);
     }
     doc
+}
+
+/// The agent routes (docs/agents.md). The tenant is the API key's (`default` without keys).
+fn agent_paths(s: Value) -> Value {
+    let agent = param(
+        "agent",
+        "path",
+        "Agent name (the file stem of `agents/NAME.yaml`)",
+        s.clone(),
+    );
+    json!({
+        "/api/v1/agents/{agent}/messages": {"post": {
+            "summary": "Send a message to the conversation `tenant:agent:interlocutor:channel`; it joins a turn (new, gathering, superseding the one in flight, or queued behind a committed one). Retries with the same `Idempotency-Key` header within 5 minutes get the first answer",
+            "parameters": [agent, param("Idempotency-Key", "header", "At most 256 characters; the same on every retry of one message", s.clone())],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["interlocutor", "channel", "text"],
+                "properties": {"interlocutor": s, "channel": s, "text": s,
+                    "attachments": {"type": "array"}}}}}},
+            "responses": {"202": {"description": "`{turn_id, conversation_id, disposition: new_turn|absorbed|superseded|queued, links}`"},
+                "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
+                "404": {"$ref": "#/components/responses/Error"}, "413": {"$ref": "#/components/responses/Error"},
+                "429": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}},
+        }},
+        "/api/v1/agents/{agent}/conversations": {"get": op("The caller's tenant's conversations with the agent, most recently changed first", json!([
+            agent, param("limit", "query", "1 to 1000 (default 50)", json!({"type": "integer"})),
+        ]), json_ok("`{agent, conversations: [{conversation_id, interlocutor, channel, created_at, updated_at, links}]}`"))},
+        "/api/v1/agents/{agent}/conversations/{id}": {"get": op("One conversation of the caller's tenant (404 for another tenant's): its variables, messages and turns", json!([
+            agent, param("id", "path", "Conversation id", s),
+        ]), json_ok("`{conversation_id, agent, interlocutor, channel, vars, messages: [{seq, role, text, attachments, turn_id, at}], turns: [{turn_id, status, attempts, messages, reply, run_session_id, started_at, ended_at}]}`"))},
+    })
 }
 
 /// The SQL routes (a separate literal: one `json!` of the whole document exceeds the macro recursion

@@ -9,6 +9,7 @@
     unreachable_pub
 )]
 
+mod agents;
 mod api;
 mod batches;
 mod browser;
