@@ -47,22 +47,31 @@ impl Engine {
     /// # Errors
     /// [`Error::SpendLimit`] (RVB-B030) naming the first limit used up.
     pub async fn admit(&self, caller: &CallerId) -> Result<Admission> {
-        let Some(store) = &self.store else {
-            return Ok(Admission::default());
+        match &self.store {
+            Some(store) => self.admit_in(&**store, caller).await,
+            None => Ok(Admission::default()),
+        }
+    }
+
+    /// [`Engine::admit`] against `store` (for a door whose engine runs without a store of its own, as
+    /// the SQL door's does), with the engine's `[costs]` tenant.
+    ///
+    /// # Errors
+    /// [`Error::SpendLimit`] (RVB-B030) naming the first limit used up.
+    pub async fn admit_in(&self, store: &dyn rvbbit_store::Store, caller: &CallerId) -> Result<Admission> {
+        let verdict = match limits::check(store, caller, self.costs.tenant.as_deref(), Timestamp::now()).await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                return Ok(Admission {
+                    warnings: vec![format!(
+                        "spending limits could not be checked ({}); the work starts anyway",
+                        rvbbit_core::error_chain(&e)
+                    )],
+                    verdict: Verdict::default(),
+                });
+            }
         };
-        let verdict =
-            match limits::check(&**store, caller, self.costs.tenant.as_deref(), Timestamp::now()).await {
-                Ok(v) => v,
-                Err(e) => {
-                    return Ok(Admission {
-                        warnings: vec![format!(
-                            "spending limits could not be checked ({}); the work starts anyway",
-                            rvbbit_core::error_chain(&e)
-                        )],
-                        verdict: Verdict::default(),
-                    });
-                }
-            };
         if let Some(used) = verdict.reached.first() {
             return Err(refusal(used));
         }

@@ -18,6 +18,7 @@ use crate::error::Error;
 pub(crate) use crate::keys::cache_key;
 use crate::keys::{UdfKey, udf_key};
 use crate::runtime::Runtime;
+pub(crate) use crate::spending::admit;
 use crate::statement::{Answer, Statement};
 
 /// Version of the cache value layout and of the `rvbbit_udf` prompt; bump to invalidate old entries.
@@ -213,9 +214,19 @@ pub(crate) async fn cached_count(runtime: &Runtime, calls: &[Call]) -> u64 {
 }
 
 /// Answer distinct `calls` (in order): memo, then the persistent cache, then concurrent runs.
-pub(crate) async fn answer(runtime: &Runtime, stmt: &Arc<Statement>, calls: Vec<Call>) -> Vec<Answer> {
+///
+/// # Errors
+/// [`Error::SpendLimit`] when runs are needed and a spending limit is used up ([`crate::spending::check`]).
+pub(crate) async fn answer(
+    runtime: &Runtime,
+    stmt: &Arc<Statement>,
+    calls: Vec<Call>,
+) -> Result<Vec<Answer>, Error> {
     let known = lookup(runtime, stmt, &calls).await;
-    run(runtime, stmt, &calls, known).await
+    if known.iter().any(Option::is_none) {
+        crate::spending::check(runtime, stmt).await?;
+    }
+    Ok(run(runtime, stmt, &calls, known).await)
 }
 
 /// [`answer`], refusing to start more runs than `max_calls` (`rvbbit.max_calls`) for the whole
@@ -228,27 +239,12 @@ pub(crate) async fn answer_within(
     max_calls: u64,
 ) -> Result<Vec<Answer>, Error> {
     let known = lookup(runtime, stmt, &calls).await;
-    admit(stmt, known.iter().filter(|a| a.is_none()).count(), max_calls)?;
+    let to_run = known.iter().filter(|a| a.is_none()).count();
+    admit(stmt, to_run, max_calls)?;
+    if to_run > 0 {
+        crate::spending::check(runtime, stmt).await?;
+    }
     Ok(run(runtime, stmt, &calls, known).await)
-}
-
-/// Count `n` more runs of the statement against `max_calls`; over it, count none and say so.
-pub(crate) fn admit(stmt: &Statement, n: usize, max_calls: u64) -> Result<(), Error> {
-    let n = n as u64;
-    if n == 0 {
-        return Ok(());
-    }
-    let admitted = stmt.counters.admitted.fetch_add(n, Ordering::Relaxed);
-    if admitted.saturating_add(n) <= max_calls {
-        return Ok(());
-    }
-    stmt.counters.admitted.fetch_sub(n, Ordering::Relaxed);
-    Err(Error::Limit {
-        message: format!(
-            "the statement needs more than {max_calls} model calls (rvbbit.max_calls; {admitted} started, \
-             {n} more wanted); narrow the query with WHERE or LIMIT, or raise it with SET rvbbit.max_calls = n"
-        ),
-    })
 }
 
 /// The answers the statement's memo and the persistent cache hold for `calls` (one store read that

@@ -64,6 +64,15 @@ pub enum Error {
         /// Where the stages are and what to write instead.
         message: String,
     },
+    /// A spending limit is used up: the statement would start new runs and starts none (RVB-B030,
+    /// docs/costs.md).
+    #[error("{message}")]
+    SpendLimit {
+        /// The limit, what it has spent and its period.
+        message: String,
+        /// The commands that show, raise or remove that limit.
+        hint: String,
+    },
     /// A distributed statement could not use the queue: none configured, too many rows, a row not
     /// gathered in time, the queue unreachable (RVB-S030…RVB-S033, RVB-S011; exit 5).
     #[error("{message}")]
@@ -91,6 +100,7 @@ impl Error {
             Error::Annotation { .. } => codes::Q_ANNOTATION_LIMIT,
             Error::StatementOption { .. } => codes::Q_STATEMENT_OPTION,
             Error::StagePosition { .. } => codes::Q_STAGE_POSITION,
+            Error::SpendLimit { .. } => codes::B_SPEND_LIMIT,
             Error::Queue { code, .. } => code,
         }
     }
@@ -119,6 +129,7 @@ impl Error {
             Error::Annotation { .. } => codes::Q_ANNOTATION_LIMIT.fix.into(),
             Error::StatementOption { .. } => codes::Q_STATEMENT_OPTION.fix.into(),
             Error::StagePosition { .. } => codes::Q_STAGE_POSITION.fix.into(),
+            Error::SpendLimit { hint, .. } => hint.clone(),
             Error::Queue { code, .. } => code.fix.into(),
         }
     }
@@ -170,6 +181,10 @@ impl Error {
             },
             Error::StagePosition { message } => Error::StagePosition {
                 message: message.clone(),
+            },
+            Error::SpendLimit { message, hint } => Error::SpendLimit {
+                message: message.clone(),
+                hint: hint.clone(),
             },
             Error::Queue { code, message } => Error::Queue {
                 code,

@@ -58,6 +58,7 @@ mod semantic;
 mod session;
 mod shared;
 mod sources;
+mod spending;
 mod stack;
 mod statement;
 mod statements;

@@ -153,7 +153,7 @@ pub(crate) async fn execute_run(
         model.as_deref(),
         (table_name.clone(), table, table_name.clone()),
     );
-    let answers = calls::answer(runtime, stmt, vec![call]).await;
+    let answers = calls::answer(runtime, stmt, vec![call]).await?;
     let doc = answers
         .first()
         .map(|a| result_doc(a, &table_name, rows))
@@ -297,7 +297,9 @@ impl RunBatch {
             None,
             (name.clone(), table, rows_hash),
         );
-        let answers = calls::answer(runtime, stmt, vec![call]).await;
+        let answers = calls::answer(runtime, stmt, vec![call])
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(answers
             .first()
             .map(|a| result_doc(a, &name, rows.len()))

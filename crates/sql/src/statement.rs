@@ -170,6 +170,9 @@ pub(crate) struct Statement {
     vectors: Mutex<HashMap<String, Arc<[f32]>>>,
     /// The statement's own `WITH (…)` options (`with_clause.rs`).
     with: std::sync::OnceLock<WithOptions>,
+    /// The spending limits' verdict, read once, before the statement's first run
+    /// ([`crate::crate::spending::check`]): `Err` holds the RVB-B030 message and hint.
+    pub(crate) spending: OnceCell<Result<(), (String, String)>>,
 }
 
 impl Statement {
@@ -194,6 +197,7 @@ impl Statement {
             parent: None,
             vectors: Mutex::new(HashMap::new()),
             with: std::sync::OnceLock::new(),
+            spending: OnceCell::new(),
         }
     }
 

@@ -359,3 +359,52 @@ fn a_worker_does_not_start_a_job_under_a_used_up_limit() {
     signal(&w, rustix::process::Signal::TERM);
     assert_eq!(exit_within(&mut w, Duration::from_secs(30)), Some(0));
 }
+
+/// The SQL door counts toward the limits too: a statement that would start runs is refused with
+/// RVB-B030 once a limit is used up (nothing called), warns at 80 %, and a statement the result cache
+/// answers whole is not new work and still runs.
+#[test]
+fn a_used_up_limit_refuses_sql_statements_that_would_call_a_model_but_not_cached_ones() {
+    let rt = runtime();
+    let server = cents_server(&rt);
+    let dir = TempDir::new().unwrap();
+    json(dir.path(), &["costs", "limit", "set", "0.0125/day"]);
+    let sql = |value: &str| {
+        priced(dir.path(), &server.base_url())
+            .args([
+                "sql",
+                &format!("SELECT rvbbit_udf('Say one word about', '{value}') AS r"),
+            ])
+            .output()
+            .unwrap()
+    };
+    let first = sql("sea");
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    assert!(
+        String::from_utf8_lossy(&first.stdout).contains("fine"),
+        "{}",
+        text(&first)
+    );
+    // $0.01 of $0.0125 (80 %): the statement runs, with a warning naming the limit.
+    let second = sql("sky");
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second));
+    assert!(text(&second).contains("is 80% used"), "{}", text(&second));
+    // $0.02 (160 %): refused before any call, coded, with its exit code and how to raise the limit.
+    let calls = server.requests();
+    let third = sql("sun");
+    assert_eq!(third.status.code(), Some(11), "{}", text(&third));
+    let err = String::from_utf8_lossy(&third.stderr);
+    assert!(err.contains("RVB-B030"), "{err}");
+    assert!(err.contains("rvbbit costs limit set AMOUNT/day"), "{err}");
+    assert_eq!(server.requests(), calls, "a refused statement makes no call");
+    // Answered whole from the result cache: no new work, so it runs under the used-up limit.
+    let cached = sql("sea");
+    assert_eq!(cached.status.code(), Some(0), "{}", text(&cached));
+    assert!(
+        String::from_utf8_lossy(&cached.stdout).contains("fine"),
+        "{}",
+        text(&cached)
+    );
+    assert_eq!(server.requests(), calls);
+    rt.block_on(server.shutdown());
+}

@@ -141,6 +141,7 @@ pub(crate) async fn answer(
         if let Some(max) = d.max_calls {
             calls::admit(stmt, open.len(), max)?;
         }
+        crate::spending::check(runtime, stmt).await?;
         let Some(store) = runtime.store.clone() else {
             return Err(queue_error(
                 codes::S_DIST_NO_QUEUE,

@@ -179,7 +179,7 @@ pub(crate) async fn execute_map(
         let d = super::distributed::Distribute::new(&planner.rvbbit_options(), window);
         super::distributed::answer(runtime, stmt, planned.calls, &d).await?
     } else {
-        calls::answer(runtime, stmt, planned.calls).await
+        calls::answer(runtime, stmt, planned.calls).await?
     };
     // The last cell's `output_schema` makes the (untyped) result column JSON.
     let json_result = cascade.final_schema().is_some();

@@ -56,6 +56,8 @@ pub(crate) mod state {
     pub(crate) const NO_TRANSACTION: &str = "25P01";
     /// too_many_connections (more than `limits.pgwire_connections`)
     pub(crate) const TOO_MANY_CONNECTIONS: &str = "53300";
+    /// configuration_limit_exceeded (a spending limit of `rvbbit costs limit` is used up).
+    pub(crate) const CONFIGURATION_LIMIT: &str = "53400";
 }
 
 /// An ERROR with a SQLSTATE, message and hint.
@@ -123,6 +125,7 @@ pub(crate) fn from_sql_error(err: &Error, sql: &str) -> ErrorInfo {
         Error::Annotation { .. } => state::PROGRAM_LIMIT,
         Error::StatementOption { .. } => state::INVALID_PARAMETER,
         Error::StagePosition { .. } => state::NOT_SUPPORTED,
+        Error::SpendLimit { .. } => state::CONFIGURATION_LIMIT,
         Error::Queue { code, .. } if code.code == "RVB-S031" => state::PROGRAM_LIMIT,
         Error::Queue { .. } => state::EXTERNAL_ROUTINE,
         Error::Execution { .. } => state::INTERNAL,
@@ -214,6 +217,13 @@ mod tests {
             message: "`rvbbit.cache` cannot be 'x'".into(),
         };
         assert_eq!(from_sql_error(&e, sql).code, "22023");
+        let e = Error::SpendLimit {
+            message: "the day limit of everything ($1) is used up".into(),
+            hint: "raise it with `rvbbit costs limit set AMOUNT/day`".into(),
+        };
+        let info = from_sql_error(&e, sql);
+        assert_eq!(info.code, "53400");
+        assert_eq!(info.detail.as_deref(), Some("rvbbit error RVB-B030"));
     }
 
     #[test]

@@ -322,6 +322,9 @@ pub(crate) async fn answer(
     }
     // The rows no batch answered, each through the function's own cascade.
     calls::admit(stmt, open.len(), caller.max_calls)?;
+    if !open.is_empty() {
+        crate::spending::check(caller.runtime, stmt).await?;
+    }
     Ok(calls::run(caller.runtime, stmt, &calls, known).await)
 }
 
@@ -369,7 +372,7 @@ async fn ask_in_batches(
         calls::admit(stmt, asked.len(), caller.max_calls)?;
         let (rows_of, batch_calls): (Vec<Vec<usize>>, Vec<Call>) = asked.into_iter().unzip();
         let started = std::time::Instant::now();
-        let replies = calls::answer(caller.runtime, stmt, batch_calls).await;
+        let replies = calls::answer(caller.runtime, stmt, batch_calls).await?;
         tracing::debug!(
             batches = rows_of.len(),
             ms = started.elapsed().as_millis(),

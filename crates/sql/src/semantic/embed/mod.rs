@@ -147,6 +147,7 @@ pub(crate) async fn embed(
         return Ok(out);
     }
     calls::admit(stmt, requests, options.max_calls)?;
+    crate::spending::check(runtime, stmt).await?;
     let provider = runtime.engine.provider().cloned().ok_or_else(|| Error::Invalid {
         message: "embeddings need an LLM provider, and this SQL door has none configured".into(),
     })?;
