@@ -171,7 +171,7 @@ pub(crate) struct Statement {
     /// The statement's own `WITH (…)` options (`with_clause.rs`).
     with: std::sync::OnceLock<WithOptions>,
     /// The spending limits' verdict, read once, before the statement's first run
-    /// ([`crate::crate::spending::check`]): `Err` holds the RVB-B030 message and hint.
+    /// ([`crate::spending::check`]): `Err` holds the RVB-B030 message and hint.
     pub(crate) spending: OnceCell<Result<(), (String, String)>>,
 }
 
