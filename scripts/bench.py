@@ -76,11 +76,11 @@ def store_bytes(work):
 
 
 def udf_cascade_hash(root):
-    """SHA-256 of the built-in `rvbbit_udf` cascade text, read from crates/sql/src/calls.rs."""
-    text = open(os.path.join(root, "crates/sql/src/calls.rs"), encoding="utf-8").read()
+    """SHA-256 of the built-in `rvbbit_udf` cascade text, read from crates/sql/src/runtime.rs."""
+    text = open(os.path.join(root, "crates/sql/src/runtime.rs"), encoding="utf-8").read()
     m = re.search(r'pub\(crate\) const UDF_CASCADE: &str = r#"(.*?)"#;', text, re.S)
     if not m:
-        fail("UDF_CASCADE not found in crates/sql/src/calls.rs")
+        fail("UDF_CASCADE not found in crates/sql/src/runtime.rs")
     return hashlib.sha256(m.group(1).encode()).hexdigest()
 
 
