@@ -385,6 +385,7 @@ mod tests {
             "0006_workers".to_owned(),
             "0007_batches".to_owned(),
             "0008_spend_limits".to_owned(),
+            "0009_conversations".to_owned(),
         ];
         assert_eq!(pending(1), expected);
         let applied = apply(&mut c, "sqlite://mem").map_err(|_| "apply failed").unwrap();
