@@ -49,22 +49,40 @@ pub(crate) struct WithOptions {
     pub(crate) cache_ttl: Option<u64>,
 }
 
+/// `options` with the semantic settings a statement's `WITH (…)` or a call's `-- @` annotations set on
+/// top (`None`: the session's value stays).
+pub(crate) fn overlay(
+    mut options: RvbbitOptions,
+    cheap_model: Option<&Option<String>>,
+    cheap_threshold: Option<f64>,
+    batch_size: Option<usize>,
+    cache: Option<bool>,
+) -> RvbbitOptions {
+    if let Some(cheap) = cheap_model {
+        options.semantic_cheap_model = cheap.clone();
+    }
+    if let Some(c) = cheap_threshold {
+        options.semantic_confidence = c;
+    }
+    if let Some(k) = batch_size {
+        options.semantic_batch_size = Some(k);
+    }
+    if let Some(cache) = cache {
+        options.cache = cache;
+    }
+    options
+}
+
 impl WithOptions {
     /// The session's settings with these on top.
-    pub(crate) fn apply(&self, mut options: RvbbitOptions) -> RvbbitOptions {
-        if let Some(cheap) = &self.cheap_model {
-            options.semantic_cheap_model = cheap.clone();
-        }
-        if let Some(c) = self.cheap_threshold {
-            options.semantic_confidence = c;
-        }
-        if let Some(k) = self.batch_size {
-            options.semantic_batch_size = Some(k);
-        }
-        if let Some(cache) = self.cache {
-            options.cache = cache;
-        }
-        options
+    pub(crate) fn apply(&self, options: RvbbitOptions) -> RvbbitOptions {
+        overlay(
+            options,
+            self.cheap_model.as_ref(),
+            self.cheap_threshold,
+            self.batch_size,
+            self.cache,
+        )
     }
 
     /// The options as a JSON object (`sql_query_log`'s event metadata).

@@ -56,20 +56,14 @@ pub(crate) struct Overrides {
 
 impl Overrides {
     /// The session's settings with these on top.
-    pub(crate) fn apply(&self, mut options: RvbbitOptions) -> RvbbitOptions {
-        if let Some(cheap) = &self.cheap_model {
-            options.semantic_cheap_model = cheap.clone();
-        }
-        if let Some(c) = self.cheap_threshold {
-            options.semantic_confidence = c;
-        }
-        if let Some(k) = self.batch_size {
-            options.semantic_batch_size = Some(k);
-        }
-        if let Some(cache) = self.cache {
-            options.cache = cache;
-        }
-        options
+    pub(crate) fn apply(&self, options: RvbbitOptions) -> RvbbitOptions {
+        crate::with_clause::overlay(
+            options,
+            self.cheap_model.as_ref(),
+            self.cheap_threshold,
+            self.batch_size,
+            self.cache,
+        )
     }
 
     /// The free text, one line each, as it is prepended to the prompt.
