@@ -61,7 +61,10 @@ impl Idempotency {
             .seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        seen.retain(|_, (at, _)| at.elapsed() < IDEMPOTENCY_TTL);
+        // Expired answers are swept only when the map is full, so a POST costs O(1) until then.
+        if seen.len() >= IDEMPOTENCY_MAX {
+            seen.retain(|_, (at, _)| at.elapsed() < IDEMPOTENCY_TTL);
+        }
         if seen.len() >= IDEMPOTENCY_MAX
             && let Some(oldest) = seen.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| k.clone())
         {
