@@ -10,7 +10,9 @@
 //! - `rvbbit_run(cascade, inputs_json [, field])` (aliases `rvbbit_cascade_udf`, `lars_run`,
 //!   `lars_cascade_udf`, `windlass_cascade_udf`): runs a cascade file; returns the result document as
 //!   JSON text, or `final_output.<field>` / `state.<field>`.
-//! - the `sql_data` tool for cascades ([`register_tools`]): a query over earlier cells' tables `_<cell>`.
+//! - the `sql_data` tool for cascades ([`register_tools`]): a query over earlier cells' tables `_<cell>`;
+//!   and the read-only SQL tools LARS cascades use (`sql_query`, `sql_search`, `list_sql_connections`,
+//!   `smart_sql_run`) over the configured `[sql.tables]` ([`register_tools_with`]).
 //! - the magic tables `sql_query_log` (one row per statement that used rvbbit functions) and `all_data`
 //!   (one row per event), read from the store.
 //! - the settings `rvbbit.udf_errors` (`null`, `raise`, `text`) and `rvbbit.cache` (`on`, `off`).
@@ -64,6 +66,7 @@ mod statement;
 mod statements;
 mod tables;
 mod tool;
+mod tools;
 mod udf;
 mod with_clause;
 
@@ -77,5 +80,6 @@ pub use result::{QueryResult, StatementStats};
 pub use runtime::Settings;
 pub use semantic::{CaseResult, CaseStatus, check_expectation};
 pub use session::{SqlRuntime, SqlSession};
-pub use tool::{SqlData, register_tools};
+pub use tool::SqlData;
+pub use tools::{ListSqlConnections, SmartSqlRun, SqlQuery, SqlSearch, register_tools, register_tools_with};
 pub use udf::{RUN_NAMES, UDF_NAMES};

@@ -14,7 +14,7 @@ use datafusion::catalog::MemTable;
 use datafusion::common::TableReference;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use rvbbit_engine::tools::{Registry, SideEffect, Tool, ToolContext, ToolError};
+use rvbbit_engine::tools::{SideEffect, Tool, ToolContext, ToolError};
 use serde_json::{Value, json};
 
 use crate::batch_tables::BatchTables;
@@ -26,15 +26,6 @@ use crate::session::{SqlRuntime, SqlSession};
 
 /// The parser recursion `sql_data`'s statements are checked against (the SQL door's default).
 const PARSER_RECURSION: usize = 50;
-
-/// Add rvbbit-sql's tools (`sql_data`) to `registry`. Returns the handle on the tables batch runs share
-/// with their `sql_data` cells: give it to [`SqlRuntime::new`] of the runtime built on this registry's
-/// engine, so the cells of its `RVBBIT RUN` / `rvbbit_run_batch` runs see their table.
-pub fn register_tools(registry: &mut Registry) -> BatchTables {
-    let tables = BatchTables::new();
-    registry.register(Arc::new(SqlData::new(tables.clone())));
-    tables
-}
 
 /// `sql_data`: a SQL query (DataFusion dialect) over the tables of earlier cells.
 #[derive(Clone, Debug, Default)]
@@ -177,7 +168,7 @@ fn cascade_session(parent: &rvbbit_engine::ChildRuns, tables: &BatchTables) -> R
 }
 
 /// An output that is a table (an object with a `rows` array of objects) as an in-memory table.
-fn table_of(output: &Value) -> Result<Option<MemTable>, ToolError> {
+pub(crate) fn table_of(output: &Value) -> Result<Option<MemTable>, ToolError> {
     let Some(rows) = output.get("rows").and_then(Value::as_array) else {
         return Ok(None);
     };

@@ -58,7 +58,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
 /// (when the store still names it and it exists), as `rvbbit run` registered them.
 async fn registry_for(config: &rvbbit_core::Config, session: &SessionId) -> Registry {
     let mut registry = Registry::builtin();
-    rvbbit_sql::register_tools(&mut registry);
+    rvbbit_sql::register_tools_with(&mut registry, super::setup::sql_settings(config));
     let base = std::env::current_dir().unwrap_or_default();
     if let Ok(store) = rvbbit_store::open(&config.store.url, &base).await
         && let Ok(s) = store.session(session).await

@@ -706,7 +706,8 @@ pub(crate) fn output_text(output: &Value) -> String {
 /// run`, `rvbbit submit` and `rvbbit worker` share it.
 pub(crate) fn run_registry(cascade: &Path, config: &rvbbit_core::Config) -> Registry {
     let mut registry = Registry::builtin();
-    rvbbit_sql::register_tools(&mut registry);
+    // The SQL tools see `[sql.tables]` and keep to `[limits]`.
+    rvbbit_sql::register_tools_with(&mut registry, super::setup::sql_settings(config));
     registry.add_cascade_tools(cascade, &config.roots);
     registry
 }

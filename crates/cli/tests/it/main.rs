@@ -30,6 +30,7 @@ mod serve;
 mod shared_store;
 mod signal_tools;
 mod sql_command;
+mod sql_tools;
 mod store_commands;
 mod store_faults;
 mod store_processes;

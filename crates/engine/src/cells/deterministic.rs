@@ -15,7 +15,6 @@ use crate::tools::{ToolContext, ToolError};
 /// Tools of the cascade language this build does not run yet, with the issue that brings them.
 const LATER: &[(&str, &str)] = &[
     ("sql_data", "the SQL issue"),
-    ("smart_sql_run", "the SQL issue"),
     ("js_data", "a later release"),
     ("clojure_data", "a later release"),
     ("rvbbit_data", "a later release"),
@@ -53,6 +52,22 @@ pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
         args.insert(key.clone(), rendered);
     }
     let args = Value::Object(args);
+    if super::human_tools::TOOLS.contains(&tool_name.as_str()) {
+        // The engine answers the human tools itself: the wait suspends the run, a resume replays it.
+        return match super::human_tools::call(run, cell, &tool_name, &args).await? {
+            Ok(mut output) => {
+                // The chosen option routes (`routing: {approve: publish, …}`).
+                if let Some(Value::String(selected)) = output.get("selected").cloned()
+                    && let Some(m) = output.as_object_mut()
+                {
+                    m.entry("_route").or_insert(Value::String(selected));
+                }
+                let route = route_of(cell, &output);
+                Ok(CellResult { output, route })
+            }
+            Err(message) => Err(tool_error(cell, &tool_name, ToolError::Failed(message))),
+        };
+    }
     let timeout = match &cell.timeout {
         Some(t) => Some(
             t.as_seconds()

@@ -193,17 +193,10 @@ pub(crate) async fn screen(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult>
 
 /// The `ask_human` tool of an LLM cell: the answer (text) is the tool result and `state[<cell>]`.
 pub(crate) async fn ask_human(run: &mut Run<'_>, cell: &Cell, args: &Value) -> Result<String> {
-    let index = run.hitl.ask_index;
-    run.hitl.ask_index += 1;
     let text = |v: &Value| match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    // A resumed cell runs again from its start: replay the answers it already got.
-    if let Some(answer) = run.hitl.asked.get(index).cloned() {
-        run.set_state(&cell.name, answer.clone());
-        return Ok(text(&answer));
-    }
     let prompt = ["question", "prompt", "message"]
         .iter()
         .find_map(|k| args.get(*k).and_then(Value::as_str))
@@ -211,21 +204,36 @@ pub(crate) async fn ask_human(run: &mut Run<'_>, cell: &Cell, args: &Value) -> R
         .unwrap_or_else(|| text(args));
     let mut question = question(run, cell, QuestionKind::FreeText, prompt, None);
     question.hint = args.get("context").and_then(Value::as_str).map(str::to_owned);
-    let stage = Stage::AskHuman {
-        answers: run.hitl.asked.clone(),
-    };
-    match wait(run, cell, question, stage).await? {
-        Some(answer) => {
-            run.hitl.asked.push(answer.clone());
-            run.set_state(&cell.name, answer.clone());
-            Ok(text(&answer))
-        }
+    match ask(run, cell, question).await? {
+        Some(answer) => Ok(text(&answer)),
         None => Ok("Error: no human answered in time".into()),
     }
 }
 
+/// A human tool's question (`ask_human`, `request_decision`, `ask_human_custom`), asked from an LLM
+/// cell's tool call or a deterministic cell: the normalized answer, also `state[<cell>]`; `None` when
+/// the question's deadline passed. A resumed cell runs again from its start, so the answers its
+/// earlier calls got are replayed, in order, before anything waits.
+pub(crate) async fn ask(run: &mut Run<'_>, cell: &Cell, question: Question) -> Result<Option<Value>> {
+    let index = run.hitl.ask_index;
+    run.hitl.ask_index += 1;
+    if let Some(answer) = run.hitl.asked.get(index).cloned() {
+        run.set_state(&cell.name, answer.clone());
+        return Ok(Some(answer));
+    }
+    let stage = Stage::AskHuman {
+        answers: run.hitl.asked.clone(),
+    };
+    let answer = wait(run, cell, question, stage).await?;
+    if let Some(answer) = &answer {
+        run.hitl.asked.push(answer.clone());
+        run.set_state(&cell.name, answer.clone());
+    }
+    Ok(answer)
+}
+
 /// A question of `cell`, answered by the signal named after the cell.
-fn question(
+pub(crate) fn question(
     run: &Run<'_>,
     cell: &Cell,
     kind: QuestionKind,
@@ -245,6 +253,8 @@ fn question(
         output: None,
         html: None,
         handoffs: Vec::new(),
+        fields: Vec::new(),
+        ui: None,
         timeout_at: timeout.map(|t| {
             Timestamp::from_micros(
                 Timestamp::now()
@@ -255,7 +265,7 @@ fn question(
     }
 }
 
-fn choice(v: &Value) -> Choice {
+pub(crate) fn choice(v: &Value) -> Choice {
     match v {
         Value::Object(m) => {
             let value = m

@@ -23,6 +23,7 @@ pub(crate) mod cascade_takes;
 pub(crate) mod deterministic;
 mod evaluator;
 pub(crate) mod hitl;
+mod human_tools;
 pub(crate) mod llm;
 mod output;
 pub(crate) mod plans;

@@ -222,7 +222,8 @@ impl Turns {
     }
 
     /// Run one call; every failure becomes an `Error: ...` text for the model (§4.3), except a wait for
-    /// a human that suspends the run (`ask_human`) and cancellation.
+    /// a human that suspends the run (`ask_human`, `request_decision`, `ask_human_custom`) and
+    /// cancellation.
     async fn run_call(&mut self, run: &mut Run<'_>, cell: &Cell, call: &Call) -> Result<String> {
         let args = match &call.arguments {
             Ok(a) => a.clone(),
@@ -230,6 +231,16 @@ impl Turns {
         };
         if call.name == "ask_human" && cell.trait_names().contains(&"ask_human") {
             return crate::cells::hitl::ask_human(run, cell, &args).await;
+        }
+        if super::human_tools::TOOLS.contains(&call.name.as_str())
+            && cell.trait_names().contains(&call.name.as_str())
+        {
+            return Ok(
+                match super::human_tools::call(run, cell, &call.name, &args).await? {
+                    Ok(answer) => answer.to_string(),
+                    Err(e) => format!("Error: {e}"),
+                },
+            );
         }
         Ok(self.run_registered(run, cell, call, args).await)
     }

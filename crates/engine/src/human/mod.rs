@@ -10,6 +10,7 @@
 //! (polls the store for the signal, so another process can answer while this one waits), and the CLI's
 //! terminal prompt, which implements [`Human`] itself on top of [`StoreAnswers`].
 
+mod form;
 mod screen;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use rvbbit_store::{CheckpointStatus, Signal, SignalStatus, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+pub use self::form::{FIELD_TYPES, Field};
 pub use self::screen::Route;
 
 /// What kind of answer a question wants.
@@ -40,6 +42,8 @@ pub enum QuestionKind {
     FreeText,
     /// A screen (`htmx` cell): the submitted form, a JSON object (`_route` picks the next cell).
     Screen,
+    /// A form (`ask_human_custom`): a JSON object checked against [`Question::fields`].
+    Form,
 }
 
 impl QuestionKind {
@@ -51,7 +55,7 @@ impl QuestionKind {
             QuestionKind::Rating => "rating",
             QuestionKind::Text => "text",
             QuestionKind::FreeText => "free_text",
-            QuestionKind::Screen => "decision",
+            QuestionKind::Screen | QuestionKind::Form => "decision",
         }
     }
 }
@@ -106,6 +110,14 @@ pub struct Question {
     /// When waiting gives up (the cell's `timeout_seconds`), if ever.
     #[serde(default)]
     pub timeout_at: Option<Timestamp>,
+    /// The fields of a form ([`QuestionKind::Form`]) the answer is checked against.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<Field>,
+    /// What the asking tool gave to show with the question, as given (`ask_human_custom`'s `data`,
+    /// `ui_hint`, `layout_hint`, `html`, `images`; `request_decision`'s option descriptions and
+    /// severity). Never checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ui: Option<Value>,
 }
 
 impl Question {
@@ -116,7 +128,8 @@ impl Question {
 
     /// Check `answer` against the question and bring it to its normal shape (OBSERVABILITY.md §7):
     /// confirmation `{"confirmed": bool, ...}`, choice `{"selected": value}`, rating `{"rating": n}`, text
-    /// `{"text": str}`, `ask_human` a string, a screen the submitted object.
+    /// `{"text": str}`, `ask_human` a string, a screen the submitted object, a form the object with its
+    /// fields checked.
     ///
     /// # Errors
     /// A message saying what shape was expected (with the valid option values for a choice).
@@ -182,6 +195,7 @@ impl Question {
                     )),
                 }
             }
+            QuestionKind::Form => form::check(&self.cell, &self.fields, answer),
             QuestionKind::Screen => match answer {
                 Value::Object(_) => Ok(answer.clone()),
                 _ => Err(format!(
@@ -514,6 +528,8 @@ mod tests {
             html: None,
             handoffs: Vec::new(),
             timeout_at: None,
+            fields: Vec::new(),
+            ui: None,
         }
     }
 

@@ -37,7 +37,7 @@ use crate::outcome::Outcome;
 pub use cascade_tool::CascadeTool;
 pub use declarative::DeclarativeTool;
 pub use http::HttpRequest;
-pub use human::AskHuman;
+pub use human::{AskHuman, AskHumanCustom, RequestDecision};
 pub use python::{PythonData, RunCode};
 pub use script::RunScript;
 pub use shell::{BashData, LinuxShell};
@@ -276,7 +276,8 @@ impl fmt::Debug for Registry {
 
 impl Registry {
     /// The built-in tools: `set_state`, `append_state`, `linux_shell`, `bash_data`, `python_data`,
-    /// `run_code`, `run_script`, `http_request`, `ask_human`, `map_cascade`, `spawn_cascade`.
+    /// `run_code`, `run_script`, `http_request`, `ask_human`, `request_decision`, `ask_human_custom`,
+    /// `await_signal`, `fire_signal`, `map_cascade`, `spawn_cascade`.
     pub fn builtin() -> Self {
         let mut r = Registry::default();
         r.register(Arc::new(SetState));
@@ -288,6 +289,8 @@ impl Registry {
         r.register(Arc::new(RunScript));
         r.register(Arc::new(HttpRequest::default()));
         r.register(Arc::new(AskHuman));
+        r.register(Arc::new(RequestDecision));
+        r.register(Arc::new(AskHumanCustom));
         r.register(Arc::new(AwaitSignal));
         r.register(Arc::new(FireSignal));
         r.register(Arc::new(MapCascade));
