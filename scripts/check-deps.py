@@ -18,7 +18,9 @@ ALLOWED = {
     "rvbbit-sql": {"rvbbit-core", "rvbbit-cascade", "rvbbit-llm", "rvbbit-store", "rvbbit-engine"},
     # Conversational agents sit above the engine and below the server (no axum, no llm client of its own).
     "rvbbit-agents": {"rvbbit-core", "rvbbit-cascade", "rvbbit-store", "rvbbit-engine"},
-    "rvbbit-server": {"rvbbit-core", "rvbbit-cascade", "rvbbit-llm", "rvbbit-store", "rvbbit-engine", "rvbbit-sql", "rvbbit-agents"},
+    # Channels (Slack, Mattermost, webhooks, chat control) sit above the agents and below the server (no axum).
+    "rvbbit-channels": {"rvbbit-core", "rvbbit-cascade", "rvbbit-store", "rvbbit-engine", "rvbbit-agents"},
+    "rvbbit-server": {"rvbbit-core", "rvbbit-cascade", "rvbbit-llm", "rvbbit-store", "rvbbit-engine", "rvbbit-sql", "rvbbit-agents", "rvbbit-channels"},
     "rvbbit": None,  # the binary may depend on anything
     "rvbbit-testkit": {"rvbbit-core", "rvbbit-llm"},
 }
@@ -28,7 +30,7 @@ HEAVY = {
     "pgwire": {"rvbbit-sql"},
     "axum": {"rvbbit-server", "rvbbit-testkit"},
     "tower-http": {"rvbbit-server"},
-    "tokio": {"rvbbit-llm", "rvbbit-store", "rvbbit-engine", "rvbbit-agents", "rvbbit-sql", "rvbbit-server", "rvbbit", "rvbbit-testkit"},
+    "tokio": {"rvbbit-llm", "rvbbit-store", "rvbbit-engine", "rvbbit-agents", "rvbbit-channels", "rvbbit-sql", "rvbbit-server", "rvbbit", "rvbbit-testkit"},
     "rusqlite": {"rvbbit-store"},
     "sqlx": {"rvbbit-store"},
     "tokio-postgres": {"rvbbit-store"},

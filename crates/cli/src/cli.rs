@@ -169,6 +169,12 @@ pub(crate) enum Command {
     /// without one the server refuses to start (exit 6). SIGINT/SIGTERM stop it gracefully: in-flight
     /// runs get --shutdown-grace seconds, then are cancelled and their events flushed.
     Serve(commands::serve::Args),
+    /// Run one chat command (`!run`, `!status`, `!cancel`, `!list`, `!agents`, `!help`) here, through the
+    /// same chat-control code as Slack and Mattermost (docs/channels.md), and print the reply.
+    ///
+    /// With --integration, that `[channels.NAME]` integration's allowlist, rate limit and breaker apply;
+    /// every attempt is recorded as `command.*` events in the store.
+    ChatControl(commands::chat_control::Args),
     /// Manage API keys of the HTTP server (the secret is shown once; the store keeps only its hash).
     #[command(subcommand)]
     Keys(commands::keys::Command),
@@ -224,6 +230,7 @@ pub(crate) fn run() -> ExitCode {
         Command::Metrics(args) => commands::metrics::run(&cli, args, out),
         Command::Debug(cmd) => commands::debug::run(&cli, cmd, out),
         Command::Serve(args) => commands::serve::run(&cli, args, out),
+        Command::ChatControl(args) => commands::chat_control::run(&cli, args, out),
         Command::Keys(cmd) => commands::keys::run(&cli, cmd, out),
         Command::Init(args) => commands::init::run(args, out),
         Command::Completions(args) => commands::completions::run(args),

@@ -897,6 +897,48 @@ codes! {
         "The message arrived while the server was stopping its conversations; it was not accepted (HTTP 503).",
         ["A message sent during a restart or deploy."],
         "Send it again once the server is back (with the same `Idempotency-Key`).";
+
+    // ---- Channels (Slack, Mattermost, webhooks, chat control; exit 6 when the CLI reports one) ------
+    /// A `[channels.NAME]` integration is misconfigured.
+    K_CONFIG = "RVB-K001", Configuration, "Channel integration misconfigured",
+        "A `[channels.NAME]` table of rvbbit.toml lacks a key its kind needs (Slack: `signing_secret`, `token`, `outbound_url`; Mattermost: `token`, `outbound_url`; webhook: `secret`, `outbound_url`), has an empty secret, a bad URL, a rate of 0, or neither an `agent` nor `control = true`. There are no default secrets.",
+        ["A new integration copied without its secret.", "A secret meant to come from the environment that is not set.", "`outbound_url` without `http://` or `https://`."],
+        "Add the key the message names to `[channels.NAME]` (docs/channels.md lists every key per kind), and check with `rvbbit config show` (secrets are masked).";
+    /// An inbound request's signature, token or timestamp did not verify.
+    K_UNVERIFIED = "RVB-K002", Configuration, "Inbound request not verified",
+        "A request to `POST /hooks/{kind}/{integration}` did not prove it came from the platform (HTTP 401): the Slack signature (`X-Slack-Signature` over `v0:{timestamp}:{body}`) or the webhook's `X-Rvbbit-Signature` did not match, the timestamp was more than 5 minutes away from the server's clock, or the Mattermost `token` field was wrong. Nothing ran.",
+        ["The signing secret or token in rvbbit.toml is not the one the platform shows.", "A proxy that rewrites the body (the signature covers the exact bytes).", "A server clock far off (check NTP)."],
+        "Copy the secret again from the platform's app settings into `[channels.NAME]`, keep the body unchanged on the way, and keep the clock in sync.";
+    /// No integration has that name and kind.
+    K_UNKNOWN = "RVB-K003", Configuration, "Unknown integration",
+        "`POST /hooks/{kind}/{integration}` named an integration that is not configured, or one configured with another kind (HTTP 404).",
+        ["A typo in the URL given to the platform.", "`kind = \"slack\"` in rvbbit.toml while the URL says `/hooks/mattermost/...`.", "A server started without the rvbbit.toml that defines the integration."],
+        "Use `/hooks/KIND/NAME` with the name and kind of a `[channels.NAME]` table; `rvbbit config show` lists them.";
+    /// The inbound body is not what the platform sends.
+    K_BAD_REQUEST = "RVB-K004", Configuration, "Bad inbound request",
+        "The body of a verified inbound request could not be read as the platform's payload (HTTP 400): not JSON or form data, or without the user and text fields.",
+        ["A Slack event type that carries no message.", "A hand-made request missing `user` or `text`."],
+        "Send the platform's own payload; for the generic webhook, a JSON object with `user`, `text` and optionally `channel_id` (docs/channels.md).";
+    /// A chat command was refused by argument validation.
+    K_REFUSED = "RVB-K005", Configuration, "Chat command refused",
+        "A chat command (`!run`, `!status`, ...) was refused before anything ran: an unknown command, a cascade name outside `[A-Za-z0-9_./-]`, with `..`, starting with `/` or outside the cascade roots, a JSON input that is not an object or is over 64 KiB, or a control character in the message.",
+        ["`!run ../../etc/passwd` or a name with `;`.", "A JSON input pasted with a trailing comma.", "A 1 MB input (pass large data by reference)."],
+        "Read the reply: it names the rule. `!help` lists the commands and `!list` the cascades `!run` accepts.";
+    /// The user may not run that chat command.
+    K_DENIED = "RVB-K006", Configuration, "Chat command denied",
+        "The user is not in the integration's `allow_users` (or `command_users.COMMAND`) list, so the command was not run. The attempt is recorded as a `command.denied` event.",
+        ["A new team member not yet added to the allowlist.", "A Slack user id (`U…`) expected where a user name was listed (or the reverse)."],
+        "Add the user's id or name to `allow_users` (or `command_users.COMMAND`) of `[channels.NAME]` and restart `rvbbit serve`.";
+    /// The user sent commands faster than the integration allows.
+    K_RATE_LIMITED = "RVB-K007", Configuration, "Chat command rate limit",
+        "The user's commands on this integration went past `rate_per_minute` (30 unless set) with bursts of at most `burst` (5 unless set); the command was not run and the reply says when to try again.",
+        ["A script or a copy-paste of many commands.", "Several people sharing one user id."],
+        "Wait the few seconds the reply names, or raise `rate_per_minute` / `burst` of `[channels.NAME]`.";
+    /// The integration's circuit breaker is open.
+    K_PAUSED = "RVB-K008", Configuration, "Chat execution paused",
+        "Five `!run` executions in a row failed on this integration, so its circuit breaker opened: for 60 seconds commands that execute are answered \"paused\" without running. Then one trial run is let through; its success closes the breaker.",
+        ["A cascade that fails on every input.", "A provider or store outage behind every run."],
+        "Look at the failed sessions (`rvbbit sessions list --status failed`), fix the cause, and try again after the pause.";
 }
 
 /// Look a code up by its text (case-insensitive, with or without the `RVB-` prefix).
@@ -965,6 +1007,8 @@ mod tests {
                 b'S' => ExitClass::Storage,
                 // Agents (G): refused messages and definitions are usage errors, like the HTTP API's.
                 b'C' | b'A' | b'G' => ExitClass::Configuration,
+                // Channels (K): refused, denied and unverified inbound requests are usage errors.
+                b'K' => ExitClass::Configuration,
                 b'H' => ExitClass::Waiting,
                 b'Q' => ExitClass::Execution,
                 // A batch's own ends have their own classes (exit 11 and 12); its refusals and bad

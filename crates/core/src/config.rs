@@ -14,9 +14,11 @@ use serde_json::{Map, Value};
 use crate::codes::{self, ErrorCode};
 
 mod artifacts;
+mod channels;
 mod costs;
 
 pub use artifacts::{ArtifactsConfig, artifacts_url_problem};
+pub use channels::{ChannelConfig, ChannelKind};
 pub use costs::{CostsConfig, MAX_COMPUTE_RATE, MAX_LIMIT_NAME, limit_name_problem};
 
 /// The default model, as in RVBBIT.
@@ -77,6 +79,9 @@ pub struct Config {
     pub exec: ExecConfig,
     /// The price of compute and the tenant of spending limits (docs/costs.md). Since v0.6.
     pub costs: CostsConfig,
+    /// Chat integrations by name (`[channels.NAME]`): Slack, Mattermost and signed webhooks reached at
+    /// `POST /hooks/{kind}/{NAME}`, with chat control (docs/channels.md). Since v0.7.
+    pub channels: BTreeMap<String, ChannelConfig>,
 }
 
 impl Default for Config {
@@ -103,6 +108,7 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             exec: ExecConfig::default(),
             costs: CostsConfig::default(),
+            channels: BTreeMap::new(),
         }
     }
 }
@@ -1000,6 +1006,12 @@ fn check_shape(layer: &Value, template: &Value, prefix: &str, source: &Source, p
             }
             continue;
         }
+        // `channels` maps integration names to their settings; `command_users` inside maps command
+        // names to lists of users.
+        if path == "channels" {
+            check_channels(value, source, problems);
+            continue;
+        }
         // Maps of user-chosen names: `chains` to lists of models, `prices` to prices, `sql.tables` to a
         // path or URL.
         if path == "chains" || path == "prices" || path == "sql.tables" {
@@ -1075,6 +1087,44 @@ fn type_problem(path: &str, value: &Value, expected: &Value, source: &Source) ->
             describe(value)
         ),
         hint: format!("write `{path}` as {}", describe(expected)),
+    }
+}
+
+/// The shape of `[channels.NAME]` tables (see [`check_shape`]).
+fn check_channels(value: &Value, source: &Source, problems: &mut Vec<Problem>) {
+    let template = serde_json::to_value(ChannelConfig::new(ChannelKind::Slack)).unwrap_or(Value::Null);
+    let Value::Object(named) = value else {
+        problems.push(type_problem(
+            "channels",
+            value,
+            &Value::Object(Map::new()),
+            source,
+        ));
+        return;
+    };
+    for (name, settings) in named {
+        let key = format!("channels.{name}");
+        let Value::Object(map) = settings else {
+            problems.push(type_problem(&key, settings, &template, source));
+            continue;
+        };
+        let mut rest = map.clone();
+        if let Some(users) = rest.remove("command_users") {
+            let lists = users.as_object().is_some_and(|m| {
+                m.values()
+                    .all(|v| v.as_array().is_some_and(|a| a.iter().all(Value::is_string)))
+            });
+            if !lists {
+                let expected = serde_json::json!({"run": ["alice"]});
+                problems.push(type_problem(
+                    &format!("{key}.command_users"),
+                    &users,
+                    &expected,
+                    source,
+                ));
+            }
+        }
+        check_shape(&Value::Object(rest), &template, &key, source, problems);
     }
 }
 
@@ -1222,6 +1272,7 @@ fn validate(config: &Config, sources: &BTreeMap<String, Source>, problems: &mut 
     validate_exec(config, &src, problems);
     artifacts::validate(&config.artifacts, &src, problems);
     costs::validate(&config.costs, &src, problems);
+    channels::validate(&config.channels, &src, problems);
     if config.default_model.trim().is_empty() {
         problems.push(Problem {
             code: codes::C_INVALID,
@@ -1410,7 +1461,7 @@ pub fn is_secret_key(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key);
     matches!(
         last,
-        "api_key" | "password" | "token" | "secret" | "secret_access_key"
+        "api_key" | "password" | "token" | "secret" | "secret_access_key" | "signing_secret"
     )
 }
 

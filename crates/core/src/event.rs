@@ -473,6 +473,19 @@ string_enum! {
         /// turn group (the tool in `metadata.tool`, its policy in `metadata.policy`).
         #[serde(rename = "commit.reached")]
         AgentCommitReached = "commit.reached",
+        /// A chat command arrived (`rvbbit-channels`): integration, user and command in `metadata`, the
+        /// message in `content`. One of the three below follows under the same session id.
+        #[serde(rename = "command.attempt")]
+        CommandAttempt = "command.attempt",
+        /// A chat command ran and replied.
+        #[serde(rename = "command.success")]
+        CommandSuccess = "command.success",
+        /// A chat command was refused (allowlist, rate limit, validation, paused breaker): `metadata.reason`.
+        #[serde(rename = "command.denied")]
+        CommandDenied = "command.denied",
+        /// A chat command ran and failed (`metadata.reason` holds the error).
+        #[serde(rename = "command.failed")]
+        CommandFailed = "command.failed",
     }
 }
 

@@ -68,9 +68,12 @@ fn presented(headers: &HeaderMap) -> Option<&str> {
         })
 }
 
-/// Paths open without a key: the probes, the sign-in page and the Studio's static files.
+/// Paths open without a key: the probes, the sign-in page, the Studio's static files, and the chat
+/// hooks (each verified by its platform's signature or token instead).
 fn is_open(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/login") || path.starts_with("/static/")
+    matches!(path, "/healthz" | "/readyz" | "/login")
+        || path.starts_with("/static/")
+        || path.starts_with("/hooks/")
 }
 
 /// Whether a path is a Studio page (answered with a redirect to sign in, not a JSON 401).

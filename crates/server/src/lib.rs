@@ -74,6 +74,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/agents/{agent}/messages"),
     ("GET", "/api/v1/agents/{agent}/conversations"),
     ("GET", "/api/v1/agents/{agent}/conversations/{id}"),
+    ("POST", "/hooks/{kind}/{integration}"),
 ];
 
 /// The Studio's pages (HTML), besides the API routes in [`ROUTES`].
@@ -105,6 +106,7 @@ pub struct Server {
     suspend: Option<CancellationToken>,
     config: ServerConfig,
     agents: Option<rvbbit_agents::Agents>,
+    channels: Option<rvbbit_channels::Channels>,
 }
 
 impl std::fmt::Debug for Server {
@@ -127,6 +129,7 @@ impl Server {
             suspend: None,
             config,
             agents: None,
+            channels: None,
         }
     }
 
@@ -160,6 +163,13 @@ impl Server {
         self
     }
 
+    /// The chat integrations of `POST /hooks/{kind}/{integration}` (docs/channels.md). Shutdown stops
+    /// them (after the HTTP listener, before the agents).
+    pub fn with_channels(mut self, channels: rvbbit_channels::Channels) -> Self {
+        self.channels = Some(channels);
+        self
+    }
+
     fn into_state(self) -> Arc<AppState> {
         let queue = crate::api::queued::QueueDoor::new(self.config.queue.clone());
         Arc::new(AppState {
@@ -176,6 +186,7 @@ impl Server {
             sql_sessions: Default::default(),
             feeds: Default::default(),
             agents: self.agents,
+            channels: self.channels,
             idempotency: Default::default(),
         })
     }
@@ -209,6 +220,9 @@ impl Server {
             stop.cancel();
         })
         .await;
+        if let Some(channels) = &state.channels {
+            channels.shutdown().await;
+        }
         if let Some(agents) = &state.agents {
             agents.shutdown().await;
         }

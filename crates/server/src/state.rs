@@ -120,6 +120,8 @@ pub(crate) struct AppState {
     pub(crate) queue: crate::api::queued::QueueDoor,
     /// The agents of `/api/v1/agents/…` (none: every agent is unknown).
     pub(crate) agents: Option<rvbbit_agents::Agents>,
+    /// The chat integrations of `/hooks/{kind}/{integration}` (none: every integration is unknown).
+    pub(crate) channels: Option<rvbbit_channels::Channels>,
     /// Answers of recent agent messages by `Idempotency-Key`.
     pub(crate) idempotency: crate::api::agents::Idempotency,
 }

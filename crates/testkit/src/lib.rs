@@ -10,6 +10,9 @@
 //!
 //! [`batch_rows`] and [`batch_answer`] read and answer rvbbit's many-rows prompts row by row.
 //!
+//! [`chat`] has fake Slack and Mattermost servers that record what they receive, and inbound requests
+//! signed the way each platform documents.
+//!
 //! [`clickhouse`] and [`postgres`] start throwaway database servers for the store tests; [`nats`] starts
 //! a throwaway NATS server with JetStream for the job queue's tests; [`s3`] a throwaway S3-compatible
 //! server (SeaweedFS) for the artifact store's.
@@ -30,6 +33,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod batch;
+pub mod chat;
 pub mod clickhouse;
 pub mod nats;
 pub mod postgres;

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod batch;
+pub(crate) mod chat_control;
 pub(crate) mod completions;
 pub(crate) mod config;
 pub(crate) mod costs;

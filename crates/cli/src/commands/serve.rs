@@ -193,8 +193,17 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             ));
         }
         let agents = load_agents(&engine, gates, &registry_for_agents, &roots_for_agents, out);
+        // Chat integrations (`[channels.NAME]`, POST /hooks/{kind}/{NAME}; docs/channels.md).
+        let channels = rvbbit_channels::Channels::new(
+            &config.channels,
+            engine.clone(),
+            Some(agents.clone()),
+            roots_for_agents.clone(),
+        )
+        .map_err(|e| coded(e.code(), e.to_string(), e.code().fix))?;
         let server = Server::new(store, engine, server_config)
             .with_agents(agents)
+            .with_channels(channels)
             .with_writer(writer.handle())
             .with_sql(sql)
             .with_suspend_waiting(suspend);
@@ -218,7 +227,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
 
 /// The agents of `agents/*.yaml` under the first root (docs/agents.md); a file that does not load is
 /// reported on stderr and left out.
-fn load_agents(
+pub(crate) fn load_agents(
     engine: &Engine,
     gates: rvbbit_agents::Gates,
     registry: &Registry,

@@ -8,6 +8,7 @@ mod events;
 pub(crate) mod extract;
 pub(crate) mod feed;
 mod health;
+mod hooks;
 mod openapi;
 pub(crate) mod queued;
 pub(crate) mod runs;
@@ -52,6 +53,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/agents/{agent}/messages", post(agents::post_message))
         .route("/api/v1/agents/{agent}/conversations", get(agents::list))
         .route("/api/v1/agents/{agent}/conversations/{id}", get(agents::get))
+        .route("/hooks/{kind}/{integration}", post(hooks::receive))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -174,11 +174,38 @@ pub(crate) fn spec() -> Value {
         paths.extend(more);
     }
     if let Some(paths) = doc["paths"].as_object_mut()
-        && let Value::Object(more) = agent_paths(s)
+        && let Value::Object(more) = agent_paths(s.clone())
+    {
+        paths.extend(more);
+    }
+    if let Some(paths) = doc["paths"].as_object_mut()
+        && let Value::Object(more) = hook_paths(s)
     {
         paths.extend(more);
     }
     doc
+}
+
+/// The chat hooks (docs/channels.md): no API key; the platform's signature or token instead.
+#[allow(
+    clippy::redundant_clone,
+    reason = "`json!` consumes each value; the lint misreads the clones the macro needs"
+)]
+fn hook_paths(s: Value) -> Value {
+    let e = json!({"$ref": "#/components/responses/Error"});
+    json!({
+        "/hooks/{kind}/{integration}": {"post": {
+            "summary": "An inbound message from Slack (Events API, slash command), Mattermost (outgoing webhook, slash command) or a signed webhook. Verified by the signature (`X-Slack-Signature`, `X-Rvbbit-Signature`, timestamps within 5 minutes) or the `token` field; acknowledged at once, handled in the background, replied to through the platform",
+            "security": [],
+            "parameters": [param("kind", "path", "`slack`, `mattermost` or `webhook`", s.clone()),
+                param("integration", "path", "The name of a `[channels.NAME]` table", s)],
+            "requestBody": {"required": true, "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "application/x-www-form-urlencoded": {"schema": {"type": "object"}}}},
+            "responses": {"200": {"description": "Accepted: empty, Slack's `{challenge}`, or the webhook's `{accepted: true}`"},
+                "400": e.clone(), "401": e.clone(), "404": e.clone(), "413": e},
+        }},
+    })
 }
 
 /// The agent routes (docs/agents.md). The tenant is the API key's (`default` without keys).

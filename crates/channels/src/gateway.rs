@@ -1,0 +1,307 @@
+//! [`Channels`]: the configured integrations, what an inbound request becomes, and where replies go.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rvbbit_agents::{Agents, ConversationKey, Disposition, Message};
+use rvbbit_core::config::ChannelConfig;
+use rvbbit_engine::Engine;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::adapter::{Adapter, Inbound, Outbound, Request, Verified};
+use crate::adapters;
+use crate::control::audit::Who;
+use crate::control::{Control, Guard, parse};
+use crate::error::{Error, Result};
+use crate::outbox::{Outbox, unix_now};
+
+/// Largest inbound body, in bytes (256 KiB); the server answers 413 past it before reading.
+pub const MAX_BODY: usize = 256 * 1024;
+/// The tenant of an integration without `tenant`.
+pub const DEFAULT_TENANT: &str = "default";
+/// How long a message waits for its agent's reply.
+const AGENT_REPLY_WAIT: Duration = Duration::from_secs(600);
+
+/// What to answer the platform at once (the work goes on in a task).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ack {
+    /// A JSON body (Slack's challenge answer, the webhook's `{"accepted": true}`), or none (an empty
+    /// 200, which Slack and Mattermost take as "nothing to post").
+    pub body: Option<Value>,
+}
+
+#[derive(Debug)]
+struct Integration {
+    name: String,
+    config: ChannelConfig,
+    adapter: Arc<dyn Adapter>,
+    outbox: Outbox,
+    guard: Guard,
+}
+
+impl Integration {
+    fn who(&self, m: &Inbound) -> Who {
+        Who {
+            integration: self.name.clone(),
+            kind: self.config.kind.as_str().to_owned(),
+            tenant: self
+                .config
+                .tenant
+                .clone()
+                .unwrap_or_else(|| DEFAULT_TENANT.into()),
+            user: m.user.clone(),
+            user_name: m.user_name.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    integrations: BTreeMap<String, Integration>,
+    control: Control,
+    local: Guard,
+    agents: Option<Agents>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// The chat integrations of one process. Cheap to clone.
+///
+/// ```no_run
+/// # async fn demo(engine: rvbbit_engine::Engine, config: rvbbit_core::config::Config) {
+/// use rvbbit_channels::{Channels, Request};
+///
+/// let channels = Channels::new(&config.channels, engine, None, vec!["cascades".into()]).unwrap();
+/// // In an HTTP handler for POST /hooks/{kind}/{name}:
+/// let ack = channels.receive("slack", "ops", Request::default());
+/// # let _ = ack;
+/// channels.shutdown().await;
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Channels {
+    inner: Arc<Inner>,
+}
+
+impl Channels {
+    /// The integrations of `configs` (validated by the config loader), running commands with `engine`
+    /// under `roots` and handing plain messages to `agents`. Starts one sending task per integration,
+    /// so it must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the HTTP client cannot be built.
+    pub fn new(
+        configs: &BTreeMap<String, ChannelConfig>,
+        engine: Engine,
+        agents: Option<Agents>,
+        roots: Vec<PathBuf>,
+    ) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| Error::Config {
+                integration: "*".into(),
+                reason: format!("the HTTP client could not be built: {e}"),
+            })?;
+        let tasks = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let integrations = configs
+            .iter()
+            .map(|(name, config)| {
+                let adapter: Arc<dyn Adapter> = Arc::from(adapters::build(name, config));
+                let outbox = Outbox::spawn(adapter.clone(), http.clone(), &tasks, shutdown.clone());
+                let guard = Guard::new(
+                    Some(config.allow_users.clone()),
+                    config.command_users.clone(),
+                    config.rate_per_minute,
+                    config.burst,
+                );
+                let integration = Integration {
+                    name: name.clone(),
+                    config: config.clone(),
+                    adapter,
+                    outbox,
+                    guard,
+                };
+                (name.clone(), integration)
+            })
+            .collect();
+        Ok(Channels {
+            inner: Arc::new(Inner {
+                integrations,
+                control: Control::new(engine, roots, agents.clone()),
+                local: Guard::new(None, BTreeMap::new(), 30, 5),
+                agents,
+                tasks,
+                shutdown,
+            }),
+        })
+    }
+
+    /// The integrations' names.
+    pub fn names(&self) -> Vec<String> {
+        self.inner.integrations.keys().cloned().collect()
+    }
+
+    /// Handle `POST /hooks/{kind}/{name}`: verify the request, answer what the platform needs at once,
+    /// and handle the message in a task (a command runs, or the agent answers, and the reply goes out
+    /// through the adapter).
+    ///
+    /// # Errors
+    /// [`Error::UnknownIntegration`] (also for a kind that does not match), [`Error::TooLarge`],
+    /// [`Error::Unverified`] (nothing runs), [`Error::BadRequest`].
+    pub fn receive(&self, kind: &str, name: &str, request: Request) -> Result<Ack> {
+        let integration = self
+            .inner
+            .integrations
+            .get(name)
+            .filter(|i| i.config.kind.as_str() == kind)
+            .ok_or_else(|| Error::UnknownIntegration {
+                kind: kind.to_owned(),
+                name: name.to_owned(),
+            })?;
+        if request.body.len() > MAX_BODY {
+            return Err(Error::TooLarge {
+                bytes: request.body.len(),
+                limit: MAX_BODY,
+            });
+        }
+        let message = match integration.adapter.verify(&request, unix_now())? {
+            Verified::Answer(body) => return Ok(Ack { body: Some(body) }),
+            Verified::Ignore => return Ok(Ack { body: None }),
+            Verified::Message(m) => m,
+        };
+        let this = self.clone();
+        let name = name.to_owned();
+        self.inner.tasks.spawn(async move {
+            let shutdown = this.inner.shutdown.clone();
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = this.handle(&name, message) => {}
+            }
+        });
+        let body = (kind == "webhook").then(|| json!({"accepted": true}));
+        Ok(Ack { body })
+    }
+
+    async fn handle(&self, name: &str, message: Inbound) {
+        let Some(integration) = self.inner.integrations.get(name) else {
+            return;
+        };
+        let template = Outbound {
+            integration: name.to_owned(),
+            channel_id: message.channel_id.clone(),
+            thread: message.thread.clone(),
+            user: message.user.clone(),
+            text: String::new(),
+        };
+        let who = integration.who(&message);
+        if integration.config.control
+            && let Some(parsed) = parse::parse(&message.text)
+        {
+            let reply = self
+                .inner
+                .control
+                .execute(&integration.guard, &who, &message.text, parsed)
+                .await;
+            integration.outbox.reply(&template, &reply.text).await;
+            return;
+        }
+        let Some(agent) = &integration.config.agent else {
+            return;
+        };
+        match self.ask_agent(&who, agent, &message.text).await {
+            Ok(Some(reply)) => integration.outbox.reply(&template, &reply).await,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(integration = %name, error = %e, "A message did not reach its agent.");
+                integration.outbox.reply(&template, &e.to_string()).await;
+            }
+        }
+    }
+
+    /// Hand `text` to `agent` and wait for the reply of the turn it opened; `None` when it joined a
+    /// turn another message opened (that message's waiter sends the reply).
+    async fn ask_agent(&self, who: &Who, agent: &str, text: &str) -> rvbbit_agents::Result<Option<String>> {
+        let Some(agents) = &self.inner.agents else {
+            return Err(rvbbit_agents::Error::UnknownAgent {
+                agent: agent.to_owned(),
+                known: "none".into(),
+            });
+        };
+        let key = ConversationKey::new(&who.tenant, agent, &who.user, &who.kind)?;
+        let mut reports = agents.subscribe();
+        let accepted = agents.send(Message::text(key, text)).await?;
+        if !matches!(accepted.disposition, Disposition::NewTurn | Disposition::Queued) {
+            return Ok(None);
+        }
+        let wait = async {
+            loop {
+                match reports.recv().await {
+                    Ok(report) if report.turn_id == accepted.turn_id => return report.reply,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        };
+        Ok(tokio::time::timeout(AGENT_REPLY_WAIT, wait).await.ok().flatten())
+    }
+
+    /// Run one chat command here, without HTTP (`rvbbit chat-control`): as `user` of integration
+    /// `integration` (its allowlist, rate limit and breaker), or as the local operator (every command
+    /// allowed, audit integration `cli`). The reply text.
+    ///
+    /// # Errors
+    /// [`Error::UnknownIntegration`] for an integration that is not configured.
+    pub async fn command(&self, integration: Option<&str>, user: &str, text: &str) -> Result<String> {
+        let (guard, who) = match integration {
+            Some(name) => {
+                let i = self
+                    .inner
+                    .integrations
+                    .get(name)
+                    .ok_or_else(|| Error::UnknownIntegration {
+                        kind: "any".into(),
+                        name: name.to_owned(),
+                    })?;
+                let inbound = Inbound {
+                    user: user.to_owned(),
+                    user_name: Some(user.to_owned()),
+                    text: text.to_owned(),
+                    channel_id: None,
+                    thread: None,
+                };
+                (&i.guard, i.who(&inbound))
+            }
+            None => (
+                &self.inner.local,
+                Who {
+                    integration: "cli".into(),
+                    kind: "cli".into(),
+                    tenant: DEFAULT_TENANT.into(),
+                    user: user.to_owned(),
+                    user_name: None,
+                },
+            ),
+        };
+        let parsed = parse::parse(text).unwrap_or_else(|| {
+            Err(format!(
+                "`{}` is not a command; commands start with `!` or `/rvbbit` (try `!help`)",
+                text.chars().take(40).collect::<String>()
+            ))
+        });
+        Ok(self.inner.control.execute(guard, &who, text, parsed).await.text)
+    }
+
+    /// Stop: messages being handled are dropped, queued replies are not sent, and this returns once
+    /// every task has ended.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+}

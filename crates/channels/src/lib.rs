@@ -1,0 +1,41 @@
+//! rvbbit-channels: agents and chat control where people already talk.
+//!
+//! An *integration* (`[channels.NAME]` in rvbbit.toml) ties a platform to rvbbit: Slack (Events API and
+//! slash commands in, verified with the signing secret; `chat.postMessage` out), Mattermost (outgoing
+//! webhook or slash command in, checked by token; incoming webhook out) or a generic webhook (JSON both
+//! ways, HMAC-SHA256 signed both ways). Each platform is an [`Adapter`]: verify and read an inbound
+//! request, render an outbound part. Replies are split at the channel's limit ([`split`]) and sent in
+//! order by one task per integration, with retries and `Retry-After` ([`outbox`]).
+//!
+//! A message is either a chat command (`!run`, `!status`, `!cancel`, `!list`, `!agents`, `!help`, or
+//! `/rvbbit …`), handled by [`control`] behind its safeguards (rate limit, allowlist, argument
+//! validation, circuit breaker, audit events), or a plain message for the integration's agent
+//! ([`rvbbit_agents::Agents::send`]), whose reply goes back the same way.
+//!
+//! Boundary: above the engine and the agents, below the HTTP server. It never serves HTTP: the server's
+//! `POST /hooks/{kind}/{integration}` handler calls [`Channels::receive`], and `rvbbit chat-control`
+//! calls [`Channels::command`]. It never starts a shell. Time is tokio's, so tests pause the clock.
+//!
+//! Main types: [`Channels`], [`Adapter`] ([`adapters::Slack`], [`adapters::Mattermost`],
+//! [`adapters::Webhook`]), [`Request`], [`Inbound`], [`Outbound`], [`control::Control`], [`Error`].
+//!
+//! ```
+//! // Replies longer than the channel allows are split on line, sentence or word boundaries.
+//! let parts = rvbbit_channels::split::split("One. Two. Three.", 10);
+//! assert_eq!(parts, ["One. Two.", "Three."]);
+//! ```
+//!
+//! See docs/channels.md for the guide, the setup of Slack and Mattermost, and what is not built yet.
+
+mod adapter;
+pub mod adapters;
+pub mod control;
+mod error;
+mod gateway;
+pub mod outbox;
+pub mod sign;
+pub mod split;
+
+pub use adapter::{Adapter, Inbound, Outbound, Post, Request, Verified};
+pub use error::{Error, Result};
+pub use gateway::{Ack, Channels, DEFAULT_TENANT, MAX_BODY};

@@ -1,0 +1,268 @@
+//! `[channels.NAME]`: chat integrations (Slack, Mattermost, signed webhooks) and chat control
+//! (docs/channels.md). Since v0.7.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Problem;
+use super::costs::limit_name_problem;
+use crate::codes;
+
+/// The platform an integration speaks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ChannelKind {
+    /// Slack: Events API and slash commands in (signing secret), `chat.postMessage` out (bot token).
+    Slack,
+    /// Mattermost: outgoing webhook or slash command in (token), incoming webhook out.
+    Mattermost,
+    /// Any system: JSON in and out, HMAC-SHA256 signed both ways with `secret`.
+    Webhook,
+}
+
+impl ChannelKind {
+    /// The name used in `kind = "…"` and in `/hooks/{kind}/…`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Slack => "slack",
+            ChannelKind::Mattermost => "mattermost",
+            ChannelKind::Webhook => "webhook",
+        }
+    }
+
+    /// The secret keys this kind needs, besides `outbound_url`.
+    pub const fn secret_keys(self) -> &'static [&'static str] {
+        match self {
+            ChannelKind::Slack => &["signing_secret", "token"],
+            ChannelKind::Mattermost => &["token"],
+            ChannelKind::Webhook => &["secret"],
+        }
+    }
+}
+
+impl fmt::Display for ChannelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One integration: `[channels.NAME]`, reached at `POST /hooks/{kind}/{NAME}`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// `slack`, `mattermost` or `webhook`.
+    pub kind: ChannelKind,
+    /// Slack: the bot token sent as `Authorization: Bearer` to `chat.postMessage`. Mattermost: the
+    /// outgoing webhook's (or slash command's) token that every inbound request must carry. Masked in
+    /// every output.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Slack: the app's signing secret; inbound requests are verified with it. Masked in every output.
+    #[serde(default)]
+    pub signing_secret: Option<String>,
+    /// Webhook: the HMAC-SHA256 key of both directions. Masked in every output.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Where replies go: Slack's API base (`https://slack.com/api`, `chat.postMessage` is appended),
+    /// Mattermost's incoming webhook URL, or the webhook receiver's URL.
+    #[serde(default)]
+    pub outbound_url: Option<String>,
+    /// Plain (non-command) messages go to this agent (`agents/NAME.yaml`); absent: they are ignored.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Accept chat commands (`!run`, `!status`, `!cancel`, `!list`, `!agents`, `!help`, `/rvbbit …`).
+    #[serde(default)]
+    pub control: bool,
+    /// Users (ids or names) who may use every command; empty: nobody (but `!help`).
+    #[serde(default)]
+    pub allow_users: Vec<String>,
+    /// Per command (`run`, `status`, `cancel`, `list`, `agents`), the users who may use it, in place
+    /// of `allow_users`.
+    #[serde(default)]
+    pub command_users: BTreeMap<String, Vec<String>>,
+    /// The tenant of the integration's conversations and runs (default `default`).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Commands a user may send per minute on this integration (default 30).
+    #[serde(default = "default_rate")]
+    pub rate_per_minute: u32,
+    /// Commands a user may send at once before the rate applies (default 5).
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+}
+
+const fn default_rate() -> u32 {
+    30
+}
+
+const fn default_burst() -> u32 {
+    5
+}
+
+impl ChannelConfig {
+    /// A configuration of `kind` with nothing set but the defaults.
+    pub fn new(kind: ChannelKind) -> Self {
+        ChannelConfig {
+            kind,
+            token: None,
+            signing_secret: None,
+            secret: None,
+            outbound_url: None,
+            agent: None,
+            control: false,
+            allow_users: Vec::new(),
+            command_users: BTreeMap::new(),
+            tenant: None,
+            rate_per_minute: default_rate(),
+            burst: default_burst(),
+        }
+    }
+
+    /// The value of secret key `key` (`token`, `signing_secret` or `secret`).
+    pub fn secret_value(&self, key: &str) -> Option<&str> {
+        match key {
+            "token" => self.token.as_deref(),
+            "signing_secret" => self.signing_secret.as_deref(),
+            "secret" => self.secret.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Debug for ChannelConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mask = |v: &Option<String>| v.as_ref().map(|_| "****");
+        f.debug_struct("ChannelConfig")
+            .field("kind", &self.kind)
+            .field("token", &mask(&self.token))
+            .field("signing_secret", &mask(&self.signing_secret))
+            .field("secret", &mask(&self.secret))
+            .field("outbound_url", &self.outbound_url)
+            .field("agent", &self.agent)
+            .field("control", &self.control)
+            .field("allow_users", &self.allow_users)
+            .field("command_users", &self.command_users)
+            .field("tenant", &self.tenant)
+            .field("rate_per_minute", &self.rate_per_minute)
+            .field("burst", &self.burst)
+            .finish()
+    }
+}
+
+/// Whether `name` may name an integration: 1 to 64 ASCII letters, digits, `_` or `-`.
+fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name.len() > 64 {
+        return Some("it must be 1 to 64 characters long");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+    {
+        return Some("use only letters, digits, `_` and `-` (it is part of the URL)");
+    }
+    None
+}
+
+/// The `[channels.*]` tables' problems: every missing secret named by its key.
+pub(super) fn validate(
+    channels: &BTreeMap<String, ChannelConfig>,
+    src: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<Problem>,
+) {
+    for (name, c) in channels {
+        let mut push = |key: String, message: String, hint: String| {
+            problems.push(Problem {
+                code: codes::K_CONFIG,
+                source: src(&key),
+                key: Some(key),
+                message,
+                hint,
+            });
+        };
+        let prefix = format!("channels.{name}");
+        if let Some(why) = name_problem(name) {
+            push(
+                prefix.clone(),
+                format!("`{name}` cannot name an integration: {why}"),
+                "for example `[channels.ops]`".into(),
+            );
+        }
+        for key in c.kind.secret_keys() {
+            match c.secret_value(key) {
+                None => push(
+                    format!("{prefix}.{key}"),
+                    format!("`{prefix}.{key}` is missing: a {} integration needs it", c.kind),
+                    format!("copy it from the platform's settings into `[{prefix}]` (docs/channels.md)"),
+                ),
+                Some(v) if v.trim().is_empty() => push(
+                    format!("{prefix}.{key}"),
+                    format!("`{prefix}.{key}` is empty"),
+                    "there are no default secrets; set the platform's value".into(),
+                ),
+                Some(_) => {}
+            }
+        }
+        match c.outbound_url.as_deref() {
+            None => push(
+                format!("{prefix}.outbound_url"),
+                format!("`{prefix}.outbound_url` is missing: replies need somewhere to go"),
+                "Slack: `https://slack.com/api`; Mattermost: the incoming webhook URL".into(),
+            ),
+            Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => push(
+                format!("{prefix}.outbound_url"),
+                format!("`{prefix}.outbound_url` must be an http:// or https:// URL, found `{u}`"),
+                "for example `https://slack.com/api`".into(),
+            ),
+            Some(_) => {}
+        }
+        if c.agent.is_none() && !c.control {
+            push(
+                prefix.clone(),
+                format!("`[{prefix}]` has neither `agent` nor `control = true`: it would do nothing"),
+                "name an agent for plain messages, or set `control = true` for chat commands".into(),
+            );
+        }
+        if c.rate_per_minute == 0 || c.burst == 0 {
+            push(
+                format!("{prefix}.rate_per_minute"),
+                format!("`{prefix}.rate_per_minute` and `burst` must be at least 1"),
+                "the defaults are 30 a minute with bursts of 5".into(),
+            );
+        }
+        if let Some(tenant) = &c.tenant
+            && let Some(why) = limit_name_problem(tenant)
+        {
+            push(
+                format!("{prefix}.tenant"),
+                format!("`{prefix}.tenant` is not a tenant name: {why}"),
+                "use 1 to 128 letters, digits, `_`, `.` or `-`".into(),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_missing_secret_is_named_and_debug_masks_secrets() {
+        let mut c = ChannelConfig::new(ChannelKind::Slack);
+        c.control = true;
+        c.token = Some("xoxb-secret".into());
+        let mut problems = Vec::new();
+        validate(
+            &BTreeMap::from([("ops".into(), c.clone())]),
+            &|_| None,
+            &mut problems,
+        );
+        let keys: Vec<_> = problems.iter().filter_map(|p| p.key.clone()).collect();
+        assert_eq!(keys, ["channels.ops.signing_secret", "channels.ops.outbound_url"]);
+        assert!(problems.iter().all(|p| p.code == codes::K_CONFIG));
+        assert!(!format!("{c:?}").contains("xoxb-secret"));
+    }
+}
