@@ -452,3 +452,76 @@ fn validate_accepts_corpus_cascades_using_the_sql_and_decision_tools() {
         assert!(!tools.iter().any(|t| message.contains(&format!("`{t}`"))), "{d}");
     }
 }
+
+#[test]
+fn the_corpus_request_decision_cascade_waits_refuses_a_stray_answer_and_resumes_with_the_choice() {
+    let rt = runtime();
+    let call = "```json\n{\"tool\": \"request_decision\", \"arguments\": {\"question\": \"Which stack?\", \"options\": [{\"id\": \"a\", \"label\": \"Option A\", \"description\": \"Rust\"}, {\"id\": \"b\", \"label\": \"Option B\"}], \"severity\": \"info\"}}\n```";
+    let server = rt.block_on(TestServer::start(Script::sequence([
+        // First process: the model asks; the run exits waiting.
+        Reply::text(call),
+        // Resume: the cell runs again and its call is answered from the checkpoint.
+        Reply::text(call),
+        Reply::text("Going with B."),
+        Reply::text("Done: built with B."),
+    ])));
+    let dir = TempDir::new().unwrap();
+    let file = format!("{CORPUS}/tool_based_decisions.yaml");
+    let out = with_provider(&mut rvbbit(dir.path()), &server.base_url())
+        .args([
+            "run",
+            &file,
+            "--session",
+            "tbd-1",
+            "--detach",
+            "--input",
+            r#"{"task": "pick a stack"}"#,
+        ])
+        .output()
+        .unwrap();
+    ok(&out, 10);
+    let stray = rvbbit(dir.path())
+        .args([
+            "signal",
+            "send",
+            "tbd-1",
+            "analyze_and_decide",
+            "--value",
+            r#""c""#,
+        ])
+        .output()
+        .unwrap();
+    ok(&stray, 6);
+    assert_eq!(stored(dir.path(), "tbd-1").0, SessionStatus::Waiting);
+    ok(
+        &rvbbit(dir.path())
+            .args([
+                "signal",
+                "send",
+                "tbd-1",
+                "analyze_and_decide",
+                "--value",
+                r#""Option B""#,
+            ])
+            .output()
+            .unwrap(),
+        0,
+    );
+    let out = with_provider(&mut rvbbit(dir.path()), &server.base_url())
+        .args(["--output", "json", "resume", "tbd-1"])
+        .output()
+        .unwrap();
+    ok(&out, 0);
+    let doc: JsonOutcome = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc.path, ["analyze_and_decide", "execute"]);
+    assert_eq!(doc.output, "Done: built with B.");
+    let bodies = server.bodies();
+    assert!(
+        bodies[2]
+            .to_string()
+            .contains(r#"{\"selected\":\"b\",\"label\":\"Option B\"}"#),
+        "{}",
+        bodies[2]
+    );
+    rt.block_on(server.shutdown());
+}
