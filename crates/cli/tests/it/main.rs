@@ -3,6 +3,7 @@
 
 mod batch;
 mod batch_queue;
+mod channels;
 mod clients;
 mod config;
 mod cursors;
