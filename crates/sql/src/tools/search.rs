@@ -99,12 +99,21 @@ impl Tool for SqlSearch {
             )));
         }
         let mut tables = Vec::new();
+        let mut skipped = Vec::new();
         let mut rows: Vec<(f64, String, Value)> = Vec::new();
         for (source, name) in &opened.tables {
             if !wanted.is_empty() && !wanted.contains(name) {
                 continue;
             }
-            let found = search_table(&opened, *source, name, &terms, limit).await?;
+            // A configured file that cannot be read is skipped (and named), not fatal to the search.
+            let found = match search_table(&opened, *source, name, &terms, limit).await {
+                Ok(found) => found,
+                Err(e) if wanted.is_empty() => {
+                    skipped.push(json!({"table": name, "error": e.to_string()}));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             rows.extend(found.rows.into_iter().map(|(s, r)| (s, name.clone(), r)));
             if let Some(t) = found.table {
                 tables.push(t);
@@ -128,6 +137,7 @@ impl Tool for SqlSearch {
             "rows": rows,
             "row_count": rows.len(),
             "truncated": rows.len() < total,
+            "skipped": skipped,
         }))
     }
 }
