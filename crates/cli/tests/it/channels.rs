@@ -114,3 +114,99 @@ fn chat_control_runs_one_command_locally_and_applies_an_integrations_allowlist()
     assert_eq!(unknown.status.code(), Some(6));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("RVB-K003"));
 }
+
+const AGENT_CASCADE: &str = "cascade_id: helper_agent\ncells:\n  - name: reply\n    instructions: \"Answer: {{ input.messages | join(' | ') }}\"\n";
+
+/// A reply of `sentences` sentences, a line break after every tenth.
+fn long_reply(sentences: usize) -> String {
+    (0..sentences)
+        .map(|i| {
+            let end = if i % 10 == 9 { "\n" } else { " " };
+            format!("Sentence {i} of the forecast says it will be sunny and mild all afternoon.{end}")
+        })
+        .collect()
+}
+
+#[test]
+fn a_signed_slack_event_on_rvbbit_serve_gets_an_agent_reply_split_at_4000_and_a_bad_signature_is_401() {
+    use rvbbit_testkit::chat::{slack_headers, slack_message_event, unix_now};
+    use rvbbit_testkit::{Reply, Script, TestServer};
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let reply = long_reply(130);
+    let llm = rt.block_on(TestServer::start(Script::sequence([Reply::text(reply.clone())])));
+    let fake = rt.block_on(FakeChat::start());
+    let dir = TempDir::new().unwrap();
+    let root = dir.path().join("cascades");
+    std::fs::create_dir_all(root.join("agents")).unwrap();
+    write(&root, "helper_agent.yaml", AGENT_CASCADE);
+    write(
+        &root.join("agents"),
+        "helper.yaml",
+        "cascade: ../helper_agent.yaml\n",
+    );
+    let config = format!(
+        "[channels.team]\nkind = \"slack\"\nsigning_secret = \"shh\"\ntoken = \"xoxb-bot\"\noutbound_url = \"{}\"\nagent = \"helper\"\n",
+        fake.slack_api()
+    );
+    write(dir.path(), "rvbbit.toml", &config);
+    let mut cmd = rvbbit(dir.path());
+    cmd.env("RVBBIT_PROVIDER_BASE_URL", llm.base_url())
+        .env("OPENROUTER_API_KEY", "test-key")
+        .env("RVBBIT_DEFAULT_MODEL", "test/model")
+        .args(["serve", "--port", "0", "--root", "cascades"]);
+    let (mut child, port, _) = crate::spawn_server(&mut cmd, "http://");
+    let hook = format!("http://127.0.0.1:{port}/hooks/slack/team");
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let send = |secret: &str, body: String| {
+            let mut request = http.post(hook.clone()).header("content-type", "application/json");
+            for (name, value) in slack_headers(secret, unix_now(), &body) {
+                request = request.header(name, value);
+            }
+            request.body(body).send()
+        };
+        let body = slack_message_event("U1", "C9", "Weather tomorrow?");
+        let bad = send("wrong-secret", body.clone()).await.unwrap();
+        assert_eq!(bad.status().as_u16(), 401);
+        let big = http
+            .post(hook.clone())
+            .body(vec![b'x'; 300 * 1024])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(big.status().as_u16(), 413);
+        let challenge = send("shh", r#"{"type":"url_verification","challenge":"c-42"}"#.into())
+            .await
+            .unwrap();
+        let answer: Value = challenge.json().await.unwrap();
+        assert_eq!(answer["challenge"], "c-42");
+        assert_eq!(llm.requests(), 0, "nothing ran for the refused requests");
+        let ok = send("shh", body).await.unwrap();
+        assert_eq!(ok.status().as_u16(), 200);
+        let posted = fake.wait_for(3, std::time::Duration::from_secs(30)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let posted_now = fake.posted();
+        assert_eq!(posted_now.len(), posted.len(), "one reply, nothing more");
+        let texts: Vec<&str> = posted_now.iter().map(|p| p.text()).collect();
+        assert!(
+            texts
+                .iter()
+                .all(|t| t.chars().count() <= 4000 && t.ends_with('.'))
+        );
+        let squeeze = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+        assert_eq!(squeeze(&texts.concat()), squeeze(&reply));
+        assert!(
+            posted_now
+                .iter()
+                .all(|p| p.body["channel"] == "C9" && p.header("authorization") == Some("Bearer xoxb-bot"))
+        );
+        assert_eq!(llm.requests(), 1);
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
