@@ -16,7 +16,7 @@ use tokio::sync::OnceCell;
 use crate::cascade::LoadedCascade;
 use crate::error::Error;
 pub(crate) use crate::keys::cache_key;
-use crate::keys::{UdfKey, udf_key};
+use crate::keys::{Canonical, RunKey, UdfKey, run_key, udf_key};
 use crate::runtime::Runtime;
 pub(crate) use crate::spending::admit;
 use crate::statement::{Answer, Statement};
@@ -83,13 +83,13 @@ impl Call {
         cache: bool,
     ) -> Call {
         let effective = model.unwrap_or(&runtime.settings.default_model);
-        let key = cache_key(&json!({
-            "fn": "rvbbit_run",
-            "layout": CACHE_LAYOUT,
-            "cascade": cascade.hash,
-            "inputs": input,
-            "model": effective,
-        }));
+        let key = run_key(&RunKey {
+            cascade: &cascade.hash,
+            function: "rvbbit_run",
+            inputs: Canonical(&input),
+            layout: CACHE_LAYOUT,
+            model: effective,
+        });
         Call {
             key,
             cache,
@@ -259,10 +259,17 @@ pub(crate) async fn lookup(runtime: &Runtime, stmt: &Arc<Statement>, calls: &[Ca
         && !wanted.is_empty()
     {
         let keys: Vec<String> = wanted.iter().map(|&i| calls[i].key.clone()).collect();
+        let started = Instant::now();
         match store.cache_peek_many(&keys, Timestamp::now()).await {
             Ok(found) => serve_hits(stmt, calls, &cells, &wanted, found),
             Err(e) => tracing::warn!(error = %e, "Result cache unreadable; running the calls"),
         }
+        tracing::debug!(
+            target: "rvbbit::timings",
+            keys = keys.len(),
+            ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
+            "Result cache read"
+        );
     }
     cells.iter().map(|c| c.get().cloned()).collect()
 }

@@ -434,8 +434,15 @@ impl SqlSession {
                 return crate::semantic::run_pipeline(&planner, &stmt, pipeline).await;
             }
             let df = planner.plan_and_check(sql).await?;
+            let planned = Instant::now();
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             let mut batches = df.collect().await.map_err(Error::from_datafusion)?;
+            tracing::debug!(
+                target: "rvbbit::timings",
+                plan_ms = format!("{:.2}", (planned - started).as_secs_f64() * 1000.0),
+                execute_ms = format!("{:.2}", planned.elapsed().as_secs_f64() * 1000.0),
+                "SQL statement planned and executed"
+            );
             if let Some(query) = crate::explain::explained_query(sql) {
                 let lines = crate::explain::estimate_lines(&planner, query, &stmt).await;
                 if !lines.is_empty() {

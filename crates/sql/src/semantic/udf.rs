@@ -207,7 +207,16 @@ impl AsyncScalarUDFImpl for SemanticUdf {
         } else {
             text_columns(&args)?
         };
+        let started = std::time::Instant::now();
         let plan = self.plan_batch(&stmt, &cols, n, &options);
+        tracing::debug!(
+            target: "rvbbit::timings",
+            function = %self.name,
+            rows = n,
+            calls = plan.calls.len(),
+            ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
+            "Semantic function's rows keyed"
+        );
         let runtime = &self.shared.runtime;
         if stmt.is_estimating() {
             return Ok(self.estimate(&stmt, &plan, &options).await);
