@@ -87,6 +87,7 @@ pub struct Post {
 /// use rvbbit_core::config::ChannelKind;
 ///
 /// /// Trusts everyone (a test double: real adapters verify a signature or token).
+/// #[derive(Debug)]
 /// struct Open;
 ///
 /// impl Adapter for Open {
