@@ -47,7 +47,7 @@ pub fn usage(command: &str) -> Option<&'static str> {
         "run" => {
             "!run CASCADE [JSON]: run a cascade under the roots with a JSON object input (at most 64 KiB); replies with its output"
         }
-        "status" => "!status SESSION_ID: a session's status, cascade and cost",
+        "status" => "!status SESSION_ID: a session's status and cascade (and error)",
         "cancel" => "!cancel SESSION_ID: cancel a run started from chat",
         "list" => "!list [FILTER]: the cascades !run accepts (those whose path contains FILTER)",
         "agents" => "!agents: the agents plain messages can reach",
