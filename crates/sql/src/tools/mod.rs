@@ -438,6 +438,23 @@ mod tests {
         assert_eq!(read_only("SELEC 1", &limits).unwrap_err().code().code, "RVB-Q001");
     }
 
+    /// A tool's query is held to the SQL door's limits before it is parsed: one byte over
+    /// `limits.sql_query_bytes`, or nested deeper than the parser's bound, is a limit error naming it.
+    #[test]
+    fn a_query_over_the_doors_limits_is_refused_before_parsing() {
+        let limits = Limits {
+            query_bytes: 16,
+            ..Limits::default()
+        };
+        assert!(read_only("SELECT 123456789", &limits).is_ok());
+        let err = read_only("SELECT 1234567890", &limits).unwrap_err();
+        assert!(matches!(err, Error::Limit { .. }), "{err}");
+        assert!(err.to_string().contains("limits.sql_query_bytes = 16"), "{err}");
+        let deep = format!("SELECT {}1{}", "(".repeat(5000), ")".repeat(5000));
+        let err = read_only(&deep, &Limits::default()).unwrap_err();
+        assert!(matches!(err, Error::Limit { .. }), "{err}");
+    }
+
     #[test]
     fn limits_and_table_lists_are_read_as_lars_writes_them() {
         assert_eq!(limit_arg(&json!({}), 7).unwrap(), 7);
