@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use rvbbit_channels::Channels;
 use rvbbit_core::codes;
-use rvbbit_engine::Engine;
 use rvbbit_engine::tools::Registry;
 use serde_json::json;
 
@@ -57,13 +56,8 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         let provider = provider(&config, None, None).await?;
         let registry = Registry::builtin();
         let gates = rvbbit_agents::Gates::default();
-        let mut engine = Engine::new(gates.wrap(&registry))
-            .with_provider(provider)
-            .with_writer(writer.handle())
-            .with_default_model(config.default_model.clone())
-            .with_roots(config.roots.clone())
-            .with_limits(config.limits.clone())
-            .with_costs(config.costs.clone());
+        let mut engine =
+            super::setup::configured_engine(gates.wrap(&registry), &config, provider, writer.handle());
         if let Some(store) = store {
             engine = engine.with_store(Arc::clone(&store));
         }

@@ -229,13 +229,7 @@ where
     let (writer, store) = super::setup::store_writer(config).await;
     phases.done("signals, store and writer");
     let line = ProgressLine::start(out);
-    let mut engine = Engine::new(registry)
-        .with_provider(provider)
-        .with_writer(writer.handle())
-        .with_default_model(config.default_model.clone())
-        .with_roots(config.roots.clone())
-        .with_limits(config.limits.clone())
-        .with_costs(config.costs.clone())
+    let mut engine = super::setup::configured_engine(registry, config, provider, writer.handle())
         .with_human(human.human(store.clone(), out, &line));
     if let Some(sandbox) = sandbox {
         engine = engine.with_sandbox(sandbox);

@@ -137,13 +137,7 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
         let registry = gates.wrap(&registry);
         // Cancelled on shutdown: runs waiting for a person suspend (stay `waiting`) at once.
         let suspend = rvbbit_engine::CancellationToken::new();
-        let engine = Engine::new(registry)
-            .with_provider(provider)
-            .with_writer(writer.handle())
-            .with_default_model(config.default_model.clone())
-            .with_roots(config.roots.clone())
-            .with_limits(config.limits.clone())
-            .with_costs(config.costs.clone())
+        let engine = super::setup::configured_engine(registry, &config, provider, writer.handle())
             .with_heartbeat(store.clone(), HEARTBEAT_EVERY)
             .with_store(store.clone())
             .with_human(Arc::new(

@@ -168,6 +168,24 @@ pub(crate) struct SqlParts {
     pub(crate) runtime: rvbbit_sql::SqlRuntime,
 }
 
+/// An engine over `registry` set up as the configuration says for a command that runs cascades: the
+/// provider, the writer, the default model, the cascade roots, the limits and the costs. Callers add
+/// what is theirs (store, sandbox, human answers, heartbeat).
+pub(crate) fn configured_engine(
+    registry: rvbbit_engine::tools::Registry,
+    config: &Config,
+    provider: Arc<dyn rvbbit_llm::Provider>,
+    writer: rvbbit_store::WriterHandle,
+) -> rvbbit_engine::Engine {
+    rvbbit_engine::Engine::new(registry)
+        .with_provider(provider)
+        .with_writer(writer)
+        .with_default_model(config.default_model.clone())
+        .with_roots(config.roots.clone())
+        .with_limits(config.limits.clone())
+        .with_costs(config.costs.clone())
+}
+
 /// Build the SQL runtime of `rvbbit serve sql`: the configured provider, the store and its writer, the
 /// `sql_data` tool and [`served_sql_settings`].
 pub(crate) async fn sql_runtime(config: &Config) -> Result<SqlParts, super::Failure> {

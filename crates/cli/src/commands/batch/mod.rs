@@ -261,13 +261,7 @@ fn start(cli: &Cli, args: &Args, estimate_only: bool, out: Out) -> Outcome {
             // Set once, here, before any input runs.
             let _ = plan.queue.set(queued);
         }
-        let mut engine = Engine::new(registry)
-            .with_provider(provider)
-            .with_writer(writer.handle())
-            .with_default_model(config.default_model.clone())
-            .with_roots(config.roots.clone())
-            .with_limits(config.limits.clone())
-            .with_costs(config.costs.clone());
+        let mut engine = super::setup::configured_engine(registry, &config, provider, writer.handle());
         if let Some(sandbox) = sandbox {
             engine = engine.with_sandbox(sandbox);
         }
