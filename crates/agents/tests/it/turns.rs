@@ -165,9 +165,19 @@ async fn a_message_after_the_commit_point_queues_as_a_new_turn() {
     let h = Harness::new(&server.base_url(), Duration::from_secs(1), None).await;
     let mut reports = h.agents.subscribe();
     let a = h.send("u3", "voice", "Book Rome").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Wait for the commit point in small steps: the model's reply comes over real loopback HTTP, during
+    // which the paused clock may jump, so a fixed sleep could end before the reply (a flake under load).
+    // The booking then holds the turn for a whole virtual second, far longer than one step.
+    let mut kinds = Vec::new();
+    for _ in 0..3000 {
+        kinds = h.kinds(&a.conversation_id).await;
+        if kinds.contains(&EventKind::AgentCommitReached) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(
-        h.kinds(&a.conversation_id).await,
+        kinds,
         vec![EventKind::AgentTurnStarted, EventKind::AgentCommitReached]
     );
     let b = h.send("u3", "voice", "and a hotel please").await;
