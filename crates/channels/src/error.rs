@@ -41,6 +41,41 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// A web chat message is over the integration's `max_message_bytes` (HTTP 413).
+    #[error(
+        "RVB-K010 the message is {bytes} bytes; web chat `{integration}` accepts at most {limit} \
+         (`channels.{integration}.max_message_bytes`)"
+    )]
+    MessageTooLarge {
+        /// The integration.
+        integration: String,
+        /// The body's size (as announced, or the limit plus one when it was cut off while read).
+        bytes: usize,
+        /// `max_message_bytes`.
+        limit: usize,
+    },
+    /// A web chat integration has `max_streams` reply streams open already (HTTP 503).
+    #[error(
+        "RVB-K009 web chat `{integration}` has {limit} reply streams open, its limit \
+         (`channels.{integration}.max_streams`)"
+    )]
+    StreamsFull {
+        /// The integration.
+        integration: String,
+        /// `max_streams`.
+        limit: usize,
+    },
+    /// A web chat visitor sent messages faster than `rate_per_minute` and `burst` allow (HTTP 429).
+    #[error(
+        "RVB-K007 rate limit: too many messages; try again in {wait_seconds} s \
+         (`channels.{integration}.rate_per_minute` and `burst`)"
+    )]
+    RateLimited {
+        /// The integration.
+        integration: String,
+        /// Seconds until the visitor may send again.
+        wait_seconds: u64,
+    },
     /// An outbound message could not be built (a bad `outbound_url`).
     #[error("RVB-K001 integration `{integration}`: {reason}")]
     Config {
@@ -60,6 +95,9 @@ impl Error {
             Error::BadRequest { .. } => codes::K_BAD_REQUEST,
             Error::TooLarge { .. } => codes::A_TOO_LARGE,
             Error::Config { .. } => codes::K_CONFIG,
+            Error::MessageTooLarge { .. } => codes::K_MESSAGE_TOO_LARGE,
+            Error::StreamsFull { .. } => codes::K_STREAMS_FULL,
+            Error::RateLimited { .. } => codes::K_RATE_LIMITED,
         }
     }
 
@@ -71,6 +109,9 @@ impl Error {
             Error::BadRequest { .. } => 400,
             Error::TooLarge { .. } => 413,
             Error::Config { .. } => 500,
+            Error::MessageTooLarge { .. } => 413,
+            Error::StreamsFull { .. } => 503,
+            Error::RateLimited { .. } => 429,
         }
     }
 

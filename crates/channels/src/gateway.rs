@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rvbbit_agents::{Agents, ConversationKey, Disposition, Message};
-use rvbbit_core::config::ChannelConfig;
+use rvbbit_core::config::{ChannelConfig, ChannelKind};
 use rvbbit_engine::Engine;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -15,9 +15,12 @@ use tokio_util::task::TaskTracker;
 use crate::adapter::{Adapter, Inbound, Outbound, Request, Verified};
 use crate::adapters;
 use crate::control::audit::Who;
+use crate::control::limit::RateLimiter;
 use crate::control::{Control, Guard, parse};
 use crate::error::{Error, Result};
 use crate::outbox::{Outbox, unix_now};
+use crate::split::split;
+use crate::web::hub::{Hub, Role};
 
 /// Largest inbound body, in bytes (256 KiB); the server answers 413 past it before reading.
 pub const MAX_BODY: usize = 256 * 1024;
@@ -34,12 +37,41 @@ pub struct Ack {
     pub body: Option<Value>,
 }
 
+/// Where an integration's replies go.
 #[derive(Debug)]
-struct Integration {
-    name: String,
-    config: ChannelConfig,
-    adapter: Arc<dyn Adapter>,
-    outbox: Outbox,
+pub(crate) enum Sink {
+    /// POSTed to the platform by the integration's sending task.
+    Post(Outbox),
+    /// Kept in the visitor's mailbox of the web chat, read by their streams.
+    Web(Arc<Hub>),
+}
+
+impl Sink {
+    async fn reply(&self, adapter: &dyn Adapter, template: &Outbound, text: &str) {
+        match self {
+            Sink::Post(outbox) => outbox.reply(template, text).await,
+            Sink::Web(hub) => {
+                for part in split(text, adapter.max_len()) {
+                    hub.record(&template.user, Role::Agent, &part);
+                }
+            }
+        }
+    }
+
+    /// One more (`true`) or one fewer answer being prepared for `user` (the web chat shows "typing").
+    fn working(&self, user: &str, more: bool) {
+        if let Sink::Web(hub) = self {
+            hub.working(user, more);
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Integration {
+    pub(crate) name: String,
+    pub(crate) config: ChannelConfig,
+    pub(crate) adapter: Arc<dyn Adapter>,
+    pub(crate) sink: Sink,
     guard: Guard,
 }
 
@@ -60,13 +92,13 @@ impl Integration {
 }
 
 #[derive(Debug)]
-struct Inner {
-    integrations: BTreeMap<String, Integration>,
+pub(crate) struct Inner {
+    pub(crate) integrations: BTreeMap<String, Integration>,
     control: Control,
     local: Guard,
     agents: Option<Agents>,
     tasks: TaskTracker,
-    shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
 }
 
 /// The chat integrations of one process. Cheap to clone.
@@ -84,7 +116,7 @@ struct Inner {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Channels {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl Channels {
@@ -113,7 +145,20 @@ impl Channels {
             .iter()
             .map(|(name, config)| {
                 let adapter: Arc<dyn Adapter> = Arc::from(adapters::build(name, config));
-                let outbox = Outbox::spawn(adapter.clone(), http.clone(), &tasks, shutdown.clone());
+                let sink = match config.kind {
+                    ChannelKind::Web => Sink::Web(Arc::new(Hub::new(
+                        name,
+                        usize::try_from(config.max_streams).unwrap_or(usize::MAX),
+                        RateLimiter::new(config.rate_per_minute, config.burst),
+                        shutdown.clone(),
+                    ))),
+                    _ => Sink::Post(Outbox::spawn(
+                        adapter.clone(),
+                        http.clone(),
+                        &tasks,
+                        shutdown.clone(),
+                    )),
+                };
                 let guard = Guard::new(
                     Some(config.allow_users.clone()),
                     config.command_users.clone(),
@@ -124,7 +169,7 @@ impl Channels {
                     name: name.clone(),
                     config: config.clone(),
                     adapter,
-                    outbox,
+                    sink,
                     guard,
                 };
                 (name.clone(), integration)
@@ -159,7 +204,7 @@ impl Channels {
             .inner
             .integrations
             .get(name)
-            .filter(|i| i.config.kind.as_str() == kind)
+            .filter(|i| i.config.kind.as_str() == kind && i.config.kind != ChannelKind::Web)
             .ok_or_else(|| Error::UnknownIntegration {
                 kind: kind.to_owned(),
                 name: name.to_owned(),
@@ -175,6 +220,13 @@ impl Channels {
             Verified::Ignore => return Ok(Ack { body: None }),
             Verified::Message(m) => m,
         };
+        self.spawn_handle(name, message);
+        let body = (kind == "webhook").then(|| json!({"accepted": true}));
+        Ok(Ack { body })
+    }
+
+    /// Handle `message` of integration `name` in a task that ends at shutdown.
+    pub(crate) fn spawn_handle(&self, name: &str, message: Inbound) {
         let this = self.clone();
         let name = name.to_owned();
         self.inner.tasks.spawn(async move {
@@ -184,8 +236,6 @@ impl Channels {
                 () = this.handle(&name, message) => {}
             }
         });
-        let body = (kind == "webhook").then(|| json!({"accepted": true}));
-        Ok(Ack { body })
     }
 
     async fn handle(&self, name: &str, message: Inbound) {
@@ -200,28 +250,34 @@ impl Channels {
             text: String::new(),
         };
         let who = integration.who(&message);
+        let adapter = integration.adapter.as_ref();
+        let sink = &integration.sink;
         if integration.config.control
             && let Some(parsed) = parse::parse(&message.text)
         {
+            sink.working(&message.user, true);
             let reply = self
                 .inner
                 .control
                 .execute(&integration.guard, &who, &message.text, parsed)
                 .await;
-            integration.outbox.reply(&template, &reply.text).await;
+            sink.reply(adapter, &template, &reply.text).await;
+            sink.working(&message.user, false);
             return;
         }
         let Some(agent) = &integration.config.agent else {
             return;
         };
+        sink.working(&message.user, true);
         match self.ask_agent(&who, agent, &message.text).await {
-            Ok(Some(reply)) => integration.outbox.reply(&template, &reply).await,
+            Ok(Some(reply)) => sink.reply(adapter, &template, &reply).await,
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(integration = %name, error = %e, "A message did not reach its agent.");
-                integration.outbox.reply(&template, &e.to_string()).await;
+                sink.reply(adapter, &template, &e.to_string()).await;
             }
         }
+        sink.working(&message.user, false);
     }
 
     /// Hand `text` to `agent` and wait for the reply of the turn it opened; `None` when it joined a

@@ -2,10 +2,12 @@
 //!
 //! An *integration* (`[channels.NAME]` in rvbbit.toml) ties a platform to rvbbit: Slack (Events API and
 //! slash commands in, verified with the signing secret; `chat.postMessage` out), Mattermost (outgoing
-//! webhook or slash command in, checked by token; incoming webhook out) or a generic webhook (JSON both
-//! ways, HMAC-SHA256 signed both ways). Each platform is an [`Adapter`]: verify and read an inbound
-//! request, render an outbound part. Replies are split at the channel's limit ([`split`]) and sent in
-//! order by one task per integration, with retries and `Retry-After` ([`outbox`]).
+//! webhook or slash command in, checked by token; incoming webhook out), a generic webhook (JSON both
+//! ways, HMAC-SHA256 signed both ways) or the web chat page (JSON in, Server-Sent Events out; [`web`]).
+//! Each platform is an [`Adapter`]: verify and read an inbound request, render an outbound part.
+//! Replies are split at the channel's limit ([`split`]) and sent in order by one task per integration,
+//! with retries and `Retry-After` ([`outbox`]); the web chat's replies go to the visitor's mailbox
+//! instead ([`web::hub`]).
 //!
 //! A message is either a chat command (`!run`, `!status`, `!cancel`, `!list`, `!agents`, `!help`, or
 //! `/rvbbit …`), handled by [`control`] behind its safeguards (rate limit, allowlist, argument
@@ -13,11 +15,13 @@
 //! ([`rvbbit_agents::Agents::send`]), whose reply goes back the same way.
 //!
 //! Boundary: above the engine and the agents, below the HTTP server. It never serves HTTP: the server's
-//! `POST /hooks/{kind}/{integration}` handler calls [`Channels::receive`], and `rvbbit chat-control`
+//! `POST /hooks/{kind}/{integration}` handler calls [`Channels::receive`], its `/chat/{integration}`
+//! routes call [`Channels::web_message`] and [`Channels::web_subscribe`], and `rvbbit chat-control`
 //! calls [`Channels::command`]. It never starts a shell. Time is tokio's, so tests pause the clock.
 //!
 //! Main types: [`Channels`], [`Adapter`] ([`adapters::Slack`], [`adapters::Mattermost`],
-//! [`adapters::Webhook`]), [`Request`], [`Inbound`], [`Outbound`], [`control::Control`], [`Error`].
+//! [`adapters::Webhook`], [`adapters::Web`]), [`Request`], [`Inbound`], [`Outbound`],
+//! [`control::Control`], [`web::Subscription`], [`Error`].
 //!
 //! ```
 //! // Replies longer than the channel allows are split on line, sentence or word boundaries.
@@ -35,6 +39,7 @@ mod gateway;
 pub mod outbox;
 pub mod sign;
 pub mod split;
+pub mod web;
 
 pub use adapter::{Adapter, Inbound, Outbound, Post, Request, Verified};
 pub use error::{Error, Result};

@@ -901,7 +901,7 @@ codes! {
     // ---- Channels (Slack, Mattermost, webhooks, chat control; exit 6 when the CLI reports one) ------
     /// A `[channels.NAME]` integration is misconfigured.
     K_CONFIG = "RVB-K001", Configuration, "Channel integration misconfigured",
-        "A `[channels.NAME]` table of rvbbit.toml lacks a key its kind needs (Slack: `signing_secret`, `token`, `outbound_url`; Mattermost: `token`, `outbound_url`; webhook: `secret`, `outbound_url`), has an empty secret, a bad URL, a rate of 0, or neither an `agent` nor `control = true`. There are no default secrets.",
+        "A `[channels.NAME]` table of rvbbit.toml lacks a key its kind needs (Slack: `signing_secret`, `token`, `outbound_url`; Mattermost: `token`, `outbound_url`; webhook: `secret`, `outbound_url`; web: `agent`), has an empty secret, a bad URL, a rate of 0, neither an `agent` nor `control = true`, or a web setting out of range (`max_message_bytes` above 65536, `max_streams` of 0, an `allowed_origins` entry that is not an origin). There are no default secrets.",
         ["A new integration copied without its secret.", "A secret meant to come from the environment that is not set.", "`outbound_url` without `http://` or `https://`."],
         "Add the key the message names to `[channels.NAME]` (docs/channels.md lists every key per kind), and check with `rvbbit config show` (secrets are masked).";
     /// An inbound request's signature, token or timestamp did not verify.
@@ -911,7 +911,7 @@ codes! {
         "Copy the secret again from the platform's app settings into `[channels.NAME]`, keep the body unchanged on the way, and keep the clock in sync.";
     /// No integration has that name and kind.
     K_UNKNOWN = "RVB-K003", Configuration, "Unknown integration",
-        "`POST /hooks/{kind}/{integration}` named an integration that is not configured, or one configured with another kind (HTTP 404).",
+        "`POST /hooks/{kind}/{integration}` (or `/chat/{integration}`) named an integration that is not configured, or one configured with another kind (HTTP 404).",
         ["A typo in the URL given to the platform.", "`kind = \"slack\"` in rvbbit.toml while the URL says `/hooks/mattermost/...`.", "A server started without the rvbbit.toml that defines the integration."],
         "Use `/hooks/KIND/NAME` with the name and kind of a `[channels.NAME]` table; `rvbbit config show` lists them.";
     /// The inbound body is not what the platform sends.
@@ -939,6 +939,16 @@ codes! {
         "Five `!run` executions in a row failed on this integration, so its circuit breaker opened: for 60 seconds commands that execute are answered \"paused\" without running. Then one trial run is let through; its success closes the breaker.",
         ["A cascade that fails on every input.", "A provider or store outage behind every run."],
         "Look at the failed sessions (`rvbbit sessions list --status failed`), fix the cause, and try again after the pause.";
+    /// A web chat integration has as many live reply streams open as it allows.
+    K_STREAMS_FULL = "RVB-K009", Configuration, "Web chat streams full",
+        "`GET /chat/{integration}/events` was refused (HTTP 503) because the integration already has `max_streams` reply streams open (256 unless set). Nothing else is affected: the server goes on serving, and open streams keep their replies.",
+        ["More visitors at once than the setting allows.", "A client that opens streams and never closes them."],
+        "Retry in a moment (the page does so by itself), or raise `max_streams` of `[channels.NAME]` (at most 65536).";
+    /// A web chat message is larger than the integration allows.
+    K_MESSAGE_TOO_LARGE = "RVB-K010", Configuration, "Web chat message too large",
+        "A `POST /chat/{integration}/messages` body was larger than the integration's `max_message_bytes` (8192 unless set, at most 65536); it was refused with HTTP 413 before it was read, and nothing ran.",
+        ["A visitor pasted a long document.", "A script posting large payloads to the chat."],
+        "Send a shorter message, or raise `max_message_bytes` of `[channels.NAME]` (at most 65536).";
 }
 
 /// Look a code up by its text (case-insensitive, with or without the `RVB-` prefix).

@@ -18,7 +18,10 @@ mod channels;
 mod costs;
 
 pub use artifacts::{ArtifactsConfig, artifacts_url_problem};
-pub use channels::{ChannelConfig, ChannelKind};
+pub use channels::{
+    ChannelConfig, ChannelKind, WEB_MESSAGE_BYTES, WEB_MESSAGE_BYTES_CEILING, WEB_STREAMS,
+    WEB_STREAMS_CEILING, WEB_TITLE_CHARS,
+};
 pub use costs::{CostsConfig, MAX_COMPUTE_RATE, MAX_LIMIT_NAME, limit_name_problem};
 
 /// The default model, as in RVBBIT.

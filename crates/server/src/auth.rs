@@ -68,12 +68,14 @@ fn presented(headers: &HeaderMap) -> Option<&str> {
         })
 }
 
-/// Paths open without a key: the probes, the sign-in page, the Studio's static files, and the chat
-/// hooks (each verified by its platform's signature or token instead).
+/// Paths open without a key: the probes, the sign-in page, the Studio's static files, the chat hooks
+/// (each verified by its platform's signature or token instead) and the web chat (anonymous visitors,
+/// guarded by its limits).
 fn is_open(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/login")
         || path.starts_with("/static/")
         || path.starts_with("/hooks/")
+        || crate::api::chat::is_chat(path)
 }
 
 /// Whether a path is a Studio page (answered with a redirect to sign in, not a JSON 401).

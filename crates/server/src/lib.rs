@@ -75,6 +75,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/agents/{agent}/conversations"),
     ("GET", "/api/v1/agents/{agent}/conversations/{id}"),
     ("POST", "/hooks/{kind}/{integration}"),
+    ("GET", "/chat/{integration}"),
+    ("POST", "/chat/{integration}/messages"),
+    ("GET", "/chat/{integration}/events"),
 ];
 
 /// The Studio's pages (HTML), besides the API routes in [`ROUTES`].
@@ -163,8 +166,9 @@ impl Server {
         self
     }
 
-    /// The chat integrations of `POST /hooks/{kind}/{integration}` (docs/channels.md). Shutdown stops
-    /// them (after the HTTP listener, before the agents).
+    /// The chat integrations of `POST /hooks/{kind}/{integration}` and the web chat's
+    /// `/chat/{integration}` routes (docs/channels.md). Shutdown stops them (after the HTTP listener,
+    /// before the agents).
     pub fn with_channels(mut self, channels: rvbbit_channels::Channels) -> Self {
         self.channels = Some(channels);
         self
@@ -347,17 +351,20 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert(HeaderName::from_static("x-request-id"), v);
     }
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-        ),
-    );
+    // A response with its own policy (the web chat page, which may be framed) keeps it.
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+            ),
+        );
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     response
 }

@@ -2,6 +2,7 @@
 
 pub mod mattermost;
 pub mod slack;
+pub mod web;
 pub mod webhook;
 
 use rvbbit_core::config::{ChannelConfig, ChannelKind};
@@ -9,6 +10,7 @@ use serde_json::{Map, Value};
 
 pub use mattermost::Mattermost;
 pub use slack::Slack;
+pub use web::Web;
 pub use webhook::Webhook;
 
 use crate::adapter::Adapter;
@@ -29,6 +31,7 @@ pub fn build(name: &str, config: &ChannelConfig) -> Box<dyn Adapter> {
             outbound,
         )),
         ChannelKind::Mattermost => Box::new(Mattermost::new(name, secret("token"), outbound)),
+        ChannelKind::Web => Box::new(Web::new(name, config.allowed_origins.clone())),
         _ => Box::new(Webhook::new(name, secret("secret"), outbound)),
     }
 }

@@ -12,3 +12,4 @@ mod agents;
 mod control;
 mod outbox;
 mod support;
+mod web;

@@ -37,6 +37,7 @@ mod store_faults;
 mod store_processes;
 mod studio_e2e;
 mod validate;
+mod webchat;
 mod workers;
 mod workers_http;
 mod workers_journal;

@@ -1,5 +1,5 @@
-//! `[channels.NAME]`: chat integrations (Slack, Mattermost, signed webhooks) and chat control
-//! (docs/channels.md). Since v0.7.
+//! `[channels.NAME]`: chat integrations (Slack, Mattermost, signed webhooks, the web chat page) and
+//! chat control (docs/channels.md). Since v0.7.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,6 +22,9 @@ pub enum ChannelKind {
     Mattermost,
     /// Any system: JSON in and out, HMAC-SHA256 signed both ways with `secret`.
     Webhook,
+    /// The web chat page served by `rvbbit serve` at `/chat/{NAME}`: JSON in, Server-Sent Events out.
+    /// Needs no secret. Since v0.7.
+    Web,
 }
 
 impl ChannelKind {
@@ -31,6 +34,7 @@ impl ChannelKind {
             ChannelKind::Slack => "slack",
             ChannelKind::Mattermost => "mattermost",
             ChannelKind::Webhook => "webhook",
+            ChannelKind::Web => "web",
         }
     }
 
@@ -40,6 +44,7 @@ impl ChannelKind {
             ChannelKind::Slack => &["signing_secret", "token"],
             ChannelKind::Mattermost => &["token"],
             ChannelKind::Webhook => &["secret"],
+            ChannelKind::Web => &[],
         }
     }
 }
@@ -50,11 +55,23 @@ impl fmt::Display for ChannelKind {
     }
 }
 
-/// One integration: `[channels.NAME]`, reached at `POST /hooks/{kind}/{NAME}`.
+/// Default [`ChannelConfig::max_message_bytes`] (8 KiB).
+pub const WEB_MESSAGE_BYTES: u32 = 8 * 1024;
+/// The ceiling of [`ChannelConfig::max_message_bytes`] (64 KiB).
+pub const WEB_MESSAGE_BYTES_CEILING: u32 = 64 * 1024;
+/// Default [`ChannelConfig::max_streams`].
+pub const WEB_STREAMS: u32 = 256;
+/// The ceiling of [`ChannelConfig::max_streams`].
+pub const WEB_STREAMS_CEILING: u32 = 65_536;
+/// The longest [`ChannelConfig::title`], in characters.
+pub const WEB_TITLE_CHARS: usize = 120;
+
+/// One integration: `[channels.NAME]`, reached at `POST /hooks/{kind}/{NAME}` (the web chat: at
+/// `/chat/{NAME}`).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelConfig {
-    /// `slack`, `mattermost` or `webhook`.
+    /// `slack`, `mattermost`, `webhook` or `web`.
     pub kind: ChannelKind,
     /// Slack: the bot token sent as `Authorization: Bearer` to `chat.postMessage`. Mattermost: the
     /// outgoing webhook's (or slash command's) token that every inbound request must carry. Masked in
@@ -72,6 +89,7 @@ pub struct ChannelConfig {
     #[serde(default)]
     pub outbound_url: Option<String>,
     /// Plain (non-command) messages go to this agent (`agents/NAME.yaml`); absent: they are ignored.
+    /// Required for `web`.
     #[serde(default)]
     pub agent: Option<String>,
     /// Accept chat commands (`!run`, `!status`, `!cancel`, `!list`, `!agents`, `!help`, `/rvbbit …`).
@@ -93,6 +111,30 @@ pub struct ChannelConfig {
     /// Commands a user may send at once before the rate applies (default 5).
     #[serde(default = "default_burst")]
     pub burst: u32,
+    /// Web: the heading of the chat page (default: the agent's name). At most 120 characters. Since
+    /// v0.7.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Web: origins (`https://site.example`) whose pages may show the chat page in an iframe, besides
+    /// the server's own; empty: only the server's own pages. Since v0.7.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Web: the largest message body a visitor may send, in bytes (default 8192, at most 65536); a
+    /// larger one is refused with 413 before it is read. Since v0.7.
+    #[serde(default = "default_message_bytes")]
+    pub max_message_bytes: u32,
+    /// Web: live reply streams (`GET /chat/{NAME}/events`) open at once on this integration (default
+    /// 256); one more is refused with 503. Since v0.7.
+    #[serde(default = "default_streams")]
+    pub max_streams: u32,
+}
+
+const fn default_message_bytes() -> u32 {
+    WEB_MESSAGE_BYTES
+}
+
+const fn default_streams() -> u32 {
+    WEB_STREAMS
 }
 
 const fn default_rate() -> u32 {
@@ -119,6 +161,10 @@ impl ChannelConfig {
             tenant: None,
             rate_per_minute: default_rate(),
             burst: default_burst(),
+            title: None,
+            allowed_origins: Vec::new(),
+            max_message_bytes: default_message_bytes(),
+            max_streams: default_streams(),
         }
     }
 
@@ -149,6 +195,10 @@ impl fmt::Debug for ChannelConfig {
             .field("tenant", &self.tenant)
             .field("rate_per_minute", &self.rate_per_minute)
             .field("burst", &self.burst)
+            .field("title", &self.title)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("max_streams", &self.max_streams)
             .finish()
     }
 }
@@ -206,20 +256,12 @@ pub(super) fn validate(
                 Some(_) => {}
             }
         }
-        match c.outbound_url.as_deref() {
-            None => push(
-                format!("{prefix}.outbound_url"),
-                format!("`{prefix}.outbound_url` is missing: replies need somewhere to go"),
-                "Slack: `https://slack.com/api`; Mattermost: the incoming webhook URL".into(),
-            ),
-            Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => push(
-                format!("{prefix}.outbound_url"),
-                format!("`{prefix}.outbound_url` must be an http:// or https:// URL, found `{u}`"),
-                "for example `https://slack.com/api`".into(),
-            ),
-            Some(_) => {}
+        if c.kind == ChannelKind::Web {
+            web_problems(&prefix, c, &mut push);
+        } else {
+            outbound_problems(&prefix, c, &mut push);
         }
-        if c.agent.is_none() && !c.control {
+        if c.agent.is_none() && !c.control && c.kind != ChannelKind::Web {
             push(
                 prefix.clone(),
                 format!("`[{prefix}]` has neither `agent` nor `control = true`: it would do nothing"),
@@ -245,6 +287,98 @@ pub(super) fn validate(
     }
 }
 
+type Push<'a> = dyn FnMut(String, String, String) + 'a;
+
+/// A Slack, Mattermost or webhook integration's `outbound_url` problems.
+fn outbound_problems(prefix: &str, c: &ChannelConfig, push: &mut Push<'_>) {
+    match c.outbound_url.as_deref() {
+        None => push(
+            format!("{prefix}.outbound_url"),
+            format!("`{prefix}.outbound_url` is missing: replies need somewhere to go"),
+            "Slack: `https://slack.com/api`; Mattermost: the incoming webhook URL".into(),
+        ),
+        Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => push(
+            format!("{prefix}.outbound_url"),
+            format!("`{prefix}.outbound_url` must be an http:// or https:// URL, found `{u}`"),
+            "for example `https://slack.com/api`".into(),
+        ),
+        Some(_) => {}
+    }
+}
+
+/// A web integration's problems: its agent, title, origins and limits.
+fn web_problems(prefix: &str, c: &ChannelConfig, push: &mut Push<'_>) {
+    if c.agent.as_deref().is_none_or(|a| a.trim().is_empty()) {
+        push(
+            format!("{prefix}.agent"),
+            format!("`{prefix}.agent` is missing: a web chat needs the agent that answers its visitors"),
+            "name an agent of the served directory, for example `agent = \"helper\"` for agents/helper.yaml"
+                .into(),
+        );
+    }
+    if c.title
+        .as_ref()
+        .is_some_and(|t| t.chars().count() > WEB_TITLE_CHARS || t.chars().any(char::is_control))
+    {
+        push(
+            format!("{prefix}.title"),
+            format!(
+                "`{prefix}.title` must be at most {WEB_TITLE_CHARS} characters, without control characters"
+            ),
+            "a short heading such as `title = \"Ask the helper\"`".into(),
+        );
+    }
+    for origin in &c.allowed_origins {
+        if let Some(why) = origin_problem(origin) {
+            push(
+                format!("{prefix}.allowed_origins"),
+                format!("`{prefix}.allowed_origins` has `{origin}`, which is not an origin: {why}"),
+                "write origins as scheme, host and optional port: `https://www.example.com`".into(),
+            );
+        }
+    }
+    if c.max_message_bytes == 0 || c.max_message_bytes > WEB_MESSAGE_BYTES_CEILING {
+        push(
+            format!("{prefix}.max_message_bytes"),
+            format!(
+                "`{prefix}.max_message_bytes` is {}; it must be 1 to {WEB_MESSAGE_BYTES_CEILING}",
+                c.max_message_bytes
+            ),
+            format!("the default is {WEB_MESSAGE_BYTES} (8 KiB)"),
+        );
+    }
+    if c.max_streams == 0 || c.max_streams > WEB_STREAMS_CEILING {
+        push(
+            format!("{prefix}.max_streams"),
+            format!(
+                "`{prefix}.max_streams` is {}; it must be 1 to {WEB_STREAMS_CEILING}",
+                c.max_streams
+            ),
+            format!("the default is {WEB_STREAMS}"),
+        );
+    }
+}
+
+/// Why `origin` is not `http(s)://host[:port]` (no path, no spaces), if it is not.
+fn origin_problem(origin: &str) -> Option<&'static str> {
+    let Some(rest) = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+    else {
+        return Some("it must start with `https://` or `http://`");
+    };
+    if rest.is_empty() || rest.contains('/') {
+        return Some("it is scheme and host only, without a path or a trailing `/`");
+    }
+    if !rest
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+    {
+        return Some("the host may hold only letters, digits, `.`, `-`, `:` and brackets");
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,5 +398,45 @@ mod tests {
         assert_eq!(keys, ["channels.ops.signing_secret", "channels.ops.outbound_url"]);
         assert!(problems.iter().all(|p| p.code == codes::K_CONFIG));
         assert!(!format!("{c:?}").contains("xoxb-secret"));
+    }
+
+    #[test]
+    fn a_web_chat_needs_its_agent_and_bounded_limits_but_no_secret() {
+        let mut c = ChannelConfig::new(ChannelKind::Web);
+        c.allowed_origins = vec!["https://site.example".into(), "site.example/".into()];
+        c.max_message_bytes = 100_000;
+        c.max_streams = 0;
+        let mut problems = Vec::new();
+        validate(
+            &BTreeMap::from([("chat".into(), c.clone())]),
+            &|_| None,
+            &mut problems,
+        );
+        let keys: Vec<_> = problems.iter().filter_map(|p| p.key.clone()).collect();
+        assert_eq!(
+            keys,
+            [
+                "channels.chat.agent",
+                "channels.chat.allowed_origins",
+                "channels.chat.max_message_bytes",
+                "channels.chat.max_streams"
+            ]
+        );
+        assert!(
+            problems[0].message.contains("needs the agent"),
+            "{}",
+            problems[0].message
+        );
+        c.agent = Some("helper".into());
+        c.allowed_origins.pop();
+        c.max_message_bytes = WEB_MESSAGE_BYTES_CEILING;
+        c.max_streams = WEB_STREAMS;
+        let mut problems = Vec::new();
+        validate(&BTreeMap::from([("chat".into(), c)]), &|_| None, &mut problems);
+        assert!(
+            problems.is_empty(),
+            "{:?}",
+            problems.iter().map(|p| &p.message).collect::<Vec<_>>()
+        );
     }
 }

@@ -3,6 +3,7 @@
 pub(crate) mod agents;
 pub(crate) mod batches;
 pub(crate) mod cascades;
+pub(crate) mod chat;
 mod costs;
 mod events;
 pub(crate) mod extract;
@@ -54,6 +55,9 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/agents/{agent}/conversations", get(agents::list))
         .route("/api/v1/agents/{agent}/conversations/{id}", get(agents::get))
         .route("/hooks/{kind}/{integration}", post(hooks::receive))
+        .route("/chat/{integration}", get(chat::page))
+        .route("/chat/{integration}/messages", post(chat::message))
+        .route("/chat/{integration}/events", get(chat::events))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -179,7 +179,12 @@ pub(crate) fn spec() -> Value {
         paths.extend(more);
     }
     if let Some(paths) = doc["paths"].as_object_mut()
-        && let Value::Object(more) = hook_paths(s)
+        && let Value::Object(more) = hook_paths(s.clone())
+    {
+        paths.extend(more);
+    }
+    if let Some(paths) = doc["paths"].as_object_mut()
+        && let Value::Object(more) = chat_paths(s)
     {
         paths.extend(more);
     }
@@ -204,6 +209,47 @@ fn hook_paths(s: Value) -> Value {
                 "application/x-www-form-urlencoded": {"schema": {"type": "object"}}}},
             "responses": {"200": {"description": "Accepted: empty, Slack's `{challenge}`, or the webhook's `{accepted: true}`"},
                 "400": e.clone(), "401": e.clone(), "404": e.clone(), "413": e},
+        }},
+    })
+}
+
+/// The web chat (docs/channels.md): no API key; anonymous visitors, bounded by the integration's limits.
+#[allow(
+    clippy::redundant_clone,
+    reason = "`json!` consumes each value; the lint misreads the clones the macro needs"
+)]
+fn chat_paths(s: Value) -> Value {
+    let e = json!({"$ref": "#/components/responses/Error"});
+    let name = param(
+        "integration",
+        "path",
+        "The name of a `[channels.NAME]` table with `kind = \"web\"`",
+        s.clone(),
+    );
+    json!({
+        "/chat/{integration}": {"get": {
+            "summary": "The web chat page (HTML, embeddable in an iframe from `allowed_origins`)",
+            "security": [],
+            "parameters": [name.clone()],
+            "responses": {"200": {"description": "The page", "content": {"text/html": {}}}, "404": e.clone()},
+        }},
+        "/chat/{integration}/messages": {"post": {
+            "summary": "A visitor's message `{visitor, text}` (at most `max_message_bytes`, no control characters but line breaks and tabs); the reply comes on the visitor's event stream",
+            "security": [],
+            "parameters": [name.clone()],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object",
+                "required": ["visitor", "text"],
+                "properties": {"visitor": {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64}$"}, "text": {"type": "string"}}}}}},
+            "responses": {"202": {"description": "`{accepted: true, id}`: the message's entry id"},
+                "400": e.clone(), "401": e.clone(), "404": e.clone(), "413": e.clone(), "429": e.clone()},
+        }},
+        "/chat/{integration}/events": {"get": {
+            "summary": "The visitor's conversation as Server-Sent Events: `ready`, then `entry` ({id, role, text}, after `after` or `Last-Event-ID`) and `typing` ({typing}); at most `max_streams` at once",
+            "security": [],
+            "parameters": [name, param("visitor", "query", "The visitor id the page keeps", s.clone()),
+                param("after", "query", "Only entries after this id (default 0: every kept entry)", json!({"type": "integer"}))],
+            "responses": {"200": {"description": "The event stream", "content": {"text/event-stream": {}}},
+                "400": e.clone(), "404": e.clone(), "503": e},
         }},
     })
 }
