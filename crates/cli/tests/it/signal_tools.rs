@@ -3,7 +3,7 @@
 //! `fired`/`timeout`, and bad arguments are tool errors.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -46,41 +46,74 @@ cells:
     payload: '{"rows": 3}'
 "#;
 
-fn start_waiter(dir: &Path, session: &str, timeout: &str) -> Child {
-    rvbbit(dir)
+/// A waiting run: the child and the file its stderr goes to (read when it fails).
+struct Waiter {
+    child: Child,
+    stderr: std::path::PathBuf,
+}
+
+fn start_waiter(dir: &Path, session: &str, timeout: &str) -> Waiter {
+    let stderr = dir.join(format!("{session}.stderr"));
+    let child = rvbbit(dir)
         .args(["--output", "json", "run", "waiter.yaml", "--session", session])
         .args(["--input", &json!({"timeout": timeout}).to_string()])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
-        .unwrap()
+        .unwrap();
+    Waiter { child, stderr }
 }
 
-fn finish(child: Child) -> (Option<i32>, JsonOutcome) {
-    let out = child.wait_with_output().unwrap();
-    let doc = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+fn finish(waiter: Waiter) -> (Option<i32>, JsonOutcome) {
+    let out = waiter.child.wait_with_output().unwrap();
+    let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            std::fs::read_to_string(&waiter.stderr).unwrap_or_default()
+        )
+    });
     (out.status.code(), doc)
 }
 
-/// Fire until someone was waiting (the waiter registers its signal when its cell starts): the
-/// command's JSON output says how many waits it woke.
-fn fire_until_woken(dir: &Path, fire: impl Fn() -> Command) -> serde_json::Value {
+/// Wait until `session`'s signal is registered as waiting (the waiter registers it when its cell
+/// starts), reading the store with `rvbbit signal list`; a waiter that exits first fails the test with
+/// its own output, so a run that could not wait is not mistaken for a fire that went nowhere.
+fn wait_until_waiting(dir: &Path, session: &str, waiter: &mut Waiter) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let out = fire().output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let doc: serde_json::Value = serde_json::from_str(&text).unwrap_or(json!(text));
-        let woke = doc["output"]["fired"].as_u64().is_none_or(|n| n > 0);
-        if out.status.code() == Some(0) && woke {
-            return doc;
+        let out = rvbbit(dir)
+            .args([
+                "--output",
+                "json",
+                "signal",
+                "list",
+                "--waiting",
+                "--session",
+                session,
+            ])
+            .output()
+            .unwrap();
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or(json!([]));
+        if rows.as_array().is_some_and(|rows| !rows.is_empty()) {
+            return;
+        }
+        if let Some(status) = waiter.child.try_wait().unwrap() {
+            let mut stdout = String::new();
+            if let Some(pipe) = waiter.child.stdout.as_mut() {
+                std::io::Read::read_to_string(pipe, &mut stdout).unwrap();
+            }
+            panic!(
+                "the waiter {session} exited ({status}) before waiting: {stdout}\nstderr: {}",
+                std::fs::read_to_string(&waiter.stderr).unwrap_or_default()
+            );
         }
         assert!(
             Instant::now() < deadline,
-            "nobody waited for the signal in {}: {text}",
+            "{session} never registered its signal in {}",
             dir.display()
         );
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -90,12 +123,19 @@ fn a_run_waits_for_a_signal_another_run_fires_and_routes_on_fired_or_timeout() {
     std::fs::write(dir.path().join("waiter.yaml"), WAITER).unwrap();
     std::fs::write(dir.path().join("firer.yaml"), FIRER).unwrap();
     // Run one, fired by another run's `fire_signal` (a JSON-text payload arrives as JSON).
-    let waiter = start_waiter(dir.path(), "waiter-one", "60s");
-    let fired = fire_until_woken(dir.path(), || {
-        let mut cmd = rvbbit(dir.path());
-        cmd.args(["--output", "json", "run", "firer.yaml"]);
-        cmd
-    });
+    let mut waiter = start_waiter(dir.path(), "waiter-one", "60s");
+    wait_until_waiting(dir.path(), "waiter-one", &mut waiter);
+    let out = rvbbit(dir.path())
+        .args(["--output", "json", "run", "firer.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let fired: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(fired["output"]["fired"], 1, "{fired}");
     assert_eq!(fired["output"]["sessions"], json!(["waiter-one"]));
     let (code, doc) = finish(waiter);
@@ -108,12 +148,18 @@ fn a_run_waits_for_a_signal_another_run_fires_and_routes_on_fired_or_timeout() {
     assert_eq!(doc.outputs["wait"]["source"], json!(fired["session_id"]));
 
     // Run two, fired from the command line.
-    let waiter = start_waiter(dir.path(), "waiter-two", "60s");
-    fire_until_woken(dir.path(), || {
-        let mut cmd = rvbbit(dir.path());
-        cmd.args(["signal", "send", "waiter-two", "data_ready", "--value", r#""go""#]);
-        cmd
-    });
+    let mut waiter = start_waiter(dir.path(), "waiter-two", "60s");
+    wait_until_waiting(dir.path(), "waiter-two", &mut waiter);
+    let out = rvbbit(dir.path())
+        .args(["signal", "send", "waiter-two", "data_ready", "--value", r#""go""#])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (code, doc) = finish(waiter);
     assert_eq!(code, Some(0), "{:?}", doc.message);
     assert_eq!(doc.output["result"], json!({"status": "fired", "payload": "go"}));
