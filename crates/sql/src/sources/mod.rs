@@ -23,6 +23,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{
     CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
 };
@@ -427,7 +428,7 @@ impl Sources {
             .into_datafusion());
         };
         let ext = extension.map(|e| format!(".{e}")).unwrap_or_default();
-        let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), self.env.clone());
+        let ctx = bare_session(&self.env);
         // An explicit file list is read whatever the files' extensions (the names were filtered).
         let (paths, filter) = match pinned {
             Some(files) => (files, String::new()),
@@ -461,6 +462,17 @@ impl Sources {
         })?;
         Ok(df.into_view())
     }
+}
+
+/// A bare session to read a file with: reading needs the file format and the object stores, not the
+/// hundreds of functions a default session registers (a few milliseconds of every statement, issue 24).
+fn bare_session(env: &Arc<RuntimeEnv>) -> SessionContext {
+    SessionContext::new_with_state(
+        SessionStateBuilder::new()
+            .with_config(SessionConfig::new())
+            .with_runtime_env(env.clone())
+            .build(),
+    )
 }
 
 /// What a location vetted by [`Sources::vet`] is.

@@ -1,5 +1,7 @@
 //! Sessions, the result cache and signals in SQLite.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{OptionalExtension, Row, TransactionBehavior, params, params_from_iter};
@@ -511,42 +513,41 @@ impl ResultCache for SqliteStore {
     }
 
     async fn cache_peek_many(&self, keys: &[String], now: Timestamp) -> Result<Vec<Option<CacheEntry>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         let keys = keys.to_vec();
+        // The keys go in as one JSON array: one statement and one index lookup per key inside SQLite,
+        // instead of one statement step per key (issue 24: a 1,000-row statement reads ~800 keys).
+        let list = serde_json::to_string(&keys)
+            .map_err(|e| Error::Internal(format!("cache keys cannot be encoded: {e}")))?;
         self.with_conn("read the result cache", move |c, url| {
             // One read transaction: one snapshot and one lock for the whole batch, nothing written.
             let tx = c.transaction_with_behavior(TransactionBehavior::Deferred)?;
-            let mut out = Vec::with_capacity(keys.len());
+            let mut found: HashMap<String, CacheEntry> = HashMap::new();
             {
                 let mut read = tx.prepare_cached(
-                    "SELECT value, created_at_us, expires_at_us, hits FROM result_cache WHERE key = ?1
+                    "SELECT key, value, created_at_us, expires_at_us, hits FROM result_cache
+                     WHERE key IN (SELECT value FROM json_each(?1))
                      AND (expires_at_us IS NULL OR expires_at_us > ?2)",
                 )?;
-                for key in keys {
-                    let found = read
-                        .query_row(params![key, now.micros()], |r| {
-                            Ok((
-                                r.get::<_, String>(0)?,
-                                r.get::<_, i64>(1)?,
-                                r.get::<_, Option<i64>>(2)?,
-                                r.get::<_, i64>(3)?,
-                            ))
-                        })
-                        .optional()?;
-                    let Some((v, created, expires, hits)) = found else {
-                        out.push(None);
-                        continue;
+                let mut rows = read.query(params![list, now.micros()])?;
+                while let Some(r) = rows.next()? {
+                    let key: String = r.get(0)?;
+                    let value: String = r.get(1)?;
+                    let entry = CacheEntry {
+                        value: serde_json::from_str(&value).map_err(|e| corrupt(url, "cache entry", e))?,
+                        key: key.clone(),
+                        created_at: Timestamp::from_micros(r.get(2)?),
+                        expires_at: r.get::<_, Option<i64>>(3)?.map(Timestamp::from_micros),
+                        hits: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
                     };
-                    out.push(Some(CacheEntry {
-                        value: serde_json::from_str(&v).map_err(|e| corrupt(url, "cache entry", e))?,
-                        key,
-                        created_at: Timestamp::from_micros(created),
-                        expires_at: expires.map(Timestamp::from_micros),
-                        hits: u64::try_from(hits).unwrap_or(0),
-                    }));
+                    found.insert(key, entry);
                 }
             }
             tx.commit()?;
-            Ok(out)
+            // In the order asked, a key asked twice answered twice.
+            Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
         })
         .await
     }

@@ -240,6 +240,7 @@ pub async fn cache_hits_and_ttl(store: Arc<dyn Store>, _url: &str) {
         hits_before,
         "a peek counts no hit"
     );
+    assert!(store.cache_peek_many(&[], t0).await.unwrap().is_empty());
     assert!(
         store
             .cache_peek_many(&keys[2..3], t0.add_micros(10))
