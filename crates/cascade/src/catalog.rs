@@ -68,6 +68,10 @@ pub const BUILTIN_TOOLS: &[&str] = &[
     "sql_search",
     "list_sql_connections",
     "request_decision",
+    "create_artifact",
+    "create_chart",
+    "create_plotly",
+    "create_vega_lite",
 ];
 
 /// Tools RVBBIT registered that rvbbit does not provide: naming one is a warning that says so.
@@ -75,10 +79,6 @@ pub const UNSUPPORTED_TOOLS: &[&str] = &[
     "js_data",
     "clojure_data",
     "linux_shell_dangerous",
-    "create_artifact",
-    "create_chart",
-    "create_plotly",
-    "create_vega_lite",
     "sql_rag_search",
     "say",
     "show_ui",

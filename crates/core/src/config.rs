@@ -620,6 +620,9 @@ pub struct LimitsConfig {
     /// pgwire (`rvbbit serve sql`): cursors (`DECLARE … CURSOR`) one connection holds open at once;
     /// another DECLARE is refused with SQLSTATE 54000 until one is closed. Since v0.3.
     pub pgwire_cursors: u32,
+    /// Artifacts (`create_artifact`, the chart tools): bytes of one artifact's body (HTML, SVG or spec);
+    /// a larger one is a tool error naming this setting. Since v0.3.
+    pub artifact_bytes: u64,
 }
 
 impl Default for LimitsConfig {
@@ -640,6 +643,7 @@ impl Default for LimitsConfig {
             pgwire_connections: 256,
             pgwire_copy_bytes: 64 * 1024 * 1024,
             pgwire_cursors: 64,
+            artifact_bytes: 1024 * 1024,
         }
     }
 }

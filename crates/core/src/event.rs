@@ -486,6 +486,10 @@ string_enum! {
         /// A chat command ran and failed (`metadata.reason` holds the error).
         #[serde(rename = "command.failed")]
         CommandFailed = "command.failed",
+        /// A cell published an artifact (`create_artifact`, `create_chart`, `create_plotly`,
+        /// `create_vega_lite`): `content` holds `artifact_id`, `kind`, `title`, `description`, `tags`,
+        /// `content_type` and the `body` (HTML, SVG or a chart spec as JSON text).
+        Artifact = "artifact",
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rvbbit_core::{CallerId, SessionId, SessionStatus};
+use rvbbit_core::{CallerId, EventKind, SessionId, SessionStatus};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -145,6 +145,12 @@ impl ChildRunner for Scope {
         let child = prepare_path(self, cell, path, what)
             .map_err(|e| ToolError::Failed(format!("[{}] {e}", e.code().code)))?;
         Ok(spawn_child(self, cell, what, child, input))
+    }
+
+    async fn record(&self, kind: EventKind, cell: &str, content: Value) {
+        let mut event = self.emit.event(kind, Some(cell));
+        event.content = content;
+        self.emit.send(event).await;
     }
 }
 

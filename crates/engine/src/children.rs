@@ -219,6 +219,8 @@ pub(crate) struct Scope {
     pub(crate) cascade_file: Option<PathBuf>,
     pub(crate) model: Option<String>,
     pub(crate) children: ChildTotals,
+    /// The calling run's events (tools record artifacts through it).
+    pub(crate) emit: crate::emit::Emitter,
 }
 
 impl std::fmt::Debug for Scope {

@@ -36,6 +36,7 @@ impl Run<'_> {
             cascade_file: self.compose.cascade_file().map(Path::to_path_buf),
             model: self.model_override.clone(),
             children: self.compose.children().clone(),
+            emit: self.emit.clone(),
         }
     }
 

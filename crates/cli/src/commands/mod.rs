@@ -22,6 +22,7 @@ pub(crate) mod sandbox;
 pub(crate) mod schema;
 pub(crate) mod serve;
 pub(crate) mod serve_sql;
+pub(crate) mod session_artifacts;
 pub(crate) mod sessions;
 pub(crate) mod setup;
 pub(crate) mod signal;

@@ -1,4 +1,4 @@
-//! `rvbbit sessions list|show|cancel|cleanup|export|kill-all`.
+//! `rvbbit sessions list|show|cancel|cleanup|export|artifacts|kill-all`.
 
 use rvbbit_core::{EventKind, MicroUsd, SessionId, SessionStatus, Timestamp, codes};
 use rvbbit_store::{SessionFilter, Store, trace};
@@ -54,6 +54,17 @@ pub(crate) enum Command {
         /// The session id, or `last` for the newest top-level session.
         #[arg(value_name = "ID|last")]
         id: String,
+    },
+    /// List the artifacts a session published (`create_artifact`, `create_chart`, `create_plotly`,
+    /// `create_vega_lite`), or write them to a directory: `ID.html|md|txt|json` with the body, and
+    /// `ID.svg` with a chart's drawing.
+    Artifacts {
+        /// The session id, or `last` for the newest top-level session.
+        #[arg(value_name = "ID|last")]
+        id: String,
+        /// Write each artifact to this directory (created if missing) instead of only listing them.
+        #[arg(long, value_name = "DIR")]
+        save: Option<std::path::PathBuf>,
     },
     /// Ask every running or waiting session to stop.
     KillAll,
@@ -234,6 +245,10 @@ pub(crate) fn run(cli: &Cli, cmd: &Command, out: Out) -> Outcome {
                         output::stdout(&text)?;
                     }
                 }
+            }
+            Command::Artifacts { id, save } => {
+                let id = resolve(store, id).await?;
+                super::session_artifacts::show(store, &id, save.as_deref(), out).await?;
             }
             Command::Export { id } => {
                 let id = resolve(store, id).await?;

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `rvbbit` binary: exit codes, rendered output and the JSON shapes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod artifacts;
 mod batch;
 mod batch_queue;
 mod channels;

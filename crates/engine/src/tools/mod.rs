@@ -4,7 +4,9 @@
 //! (listed in `traits`). Other crates add tools by implementing [`Tool`] and calling
 //! [`Registry::register`]; the registry also feeds the validator's [`rvbbit_cascade::Catalog`].
 
+mod artifact;
 mod cascade_tool;
+mod chart;
 mod declarative;
 mod http;
 mod human;
@@ -34,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::outcome::Outcome;
 
+pub use artifact::{CreateArtifact, CreateChart, CreateSpecChart};
 pub use cascade_tool::CascadeTool;
 pub use declarative::DeclarativeTool;
 pub use http::HttpRequest;
@@ -169,6 +172,9 @@ pub(crate) trait ChildRunner: std::any::Any + Send + Sync {
         path: &Path,
         input: Value,
     ) -> Result<SessionId, ToolError>;
+
+    /// Record an event of `kind` for `cell` of the calling run, with `content` (an artifact).
+    async fn record(&self, kind: rvbbit_core::EventKind, cell: &str, content: Value);
 }
 
 impl ToolContext {
@@ -295,6 +301,10 @@ impl Registry {
         r.register(Arc::new(FireSignal));
         r.register(Arc::new(MapCascade));
         r.register(Arc::new(SpawnCascade));
+        r.register(Arc::new(CreateArtifact));
+        r.register(Arc::new(CreateChart));
+        r.register(Arc::new(CreateSpecChart::plotly()));
+        r.register(Arc::new(CreateSpecChart::vega_lite()));
         r
     }
 

@@ -1,0 +1,176 @@
+//! `rvbbit sessions artifacts ID [--save DIR]`: the artifacts a session published (`create_artifact`,
+//! the chart tools), listed, or written to files named by their ids.
+
+use std::path::Path;
+
+use rvbbit_core::{EventKind, SessionId, codes};
+use rvbbit_store::{EventFilter, Store};
+use serde_json::{Value, json};
+
+use super::storage::{fail, short_time, table};
+use super::{Coded, Failure};
+use crate::output::{self, Format, Out};
+
+/// The most artifacts read for one session.
+const MAX_ARTIFACTS: u64 = 10_000;
+
+/// One artifact as recorded: its event's content, the cell and the time.
+pub(crate) struct Found {
+    pub(crate) cell: String,
+    pub(crate) at: rvbbit_core::Timestamp,
+    pub(crate) content: Value,
+}
+
+/// The artifacts of `id`, in the order they were published; a republished id (a retried call) keeps
+/// its last version.
+pub(crate) async fn of_session(store: &dyn Store, id: &SessionId) -> Result<Vec<Found>, Failure> {
+    // An unknown session is an error (RVB-S005), not an empty list.
+    store.session(id).await.map_err(fail)?;
+    let events = store
+        .events(&EventFilter {
+            session_id: Some(id.clone()),
+            kind: Some(EventKind::Artifact),
+            limit: Some(MAX_ARTIFACTS),
+            ..EventFilter::default()
+        })
+        .await
+        .map_err(fail)?;
+    let mut out: Vec<Found> = Vec::new();
+    for e in events.into_iter().map(|s| s.event) {
+        let artifact_id = e.content.get("artifact_id").cloned();
+        out.retain(|f| f.content.get("artifact_id") != artifact_id.as_ref());
+        out.push(Found {
+            cell: e.cell_name.clone().unwrap_or_default(),
+            at: e.ts_us,
+            content: e.content,
+        });
+    }
+    Ok(out)
+}
+
+/// The file name extension of an artifact's body.
+fn extension(content_type: &str) -> &'static str {
+    match content_type.split(';').next().unwrap_or_default().trim() {
+        "text/html" => "html",
+        "text/markdown" => "md",
+        "text/plain" => "txt",
+        _ => "json",
+    }
+}
+
+/// Write each artifact's body (and a chart's drawing as `.svg`) into `dir`; returns the paths written.
+/// Names are the artifact ids (`art_` and 16 hex digits, checked), so nothing can leave `dir`.
+fn save(dir: &Path, found: &[Found]) -> Result<Vec<String>, Failure> {
+    let failed = |what: &Path, e: std::io::Error| {
+        Failure::Coded(Coded {
+            code: codes::S_OUTPUT,
+            message: format!("cannot write {}: {e}", what.display()),
+            hint: "choose a directory you can write to with --save".into(),
+            causes: Vec::new(),
+        })
+    };
+    std::fs::create_dir_all(dir).map_err(|e| failed(dir, e))?;
+    let mut written = Vec::new();
+    for f in found {
+        let id = f.content["artifact_id"].as_str().unwrap_or_default();
+        let safe = id.len() == 20 && id.starts_with("art_") && id[4..].bytes().all(|b| b.is_ascii_hexdigit());
+        if !safe {
+            continue;
+        }
+        let ext = extension(f.content["content_type"].as_str().unwrap_or_default());
+        let mut files = vec![(
+            format!("{id}.{ext}"),
+            f.content["body"].as_str().unwrap_or_default(),
+        )];
+        if let Some(svg) = f.content["svg"].as_str() {
+            files.push((format!("{id}.svg"), svg));
+        }
+        for (name, text) in files {
+            let path = dir.join(&name);
+            std::fs::write(&path, text).map_err(|e| failed(&path, e))?;
+            written.push(path.display().to_string());
+        }
+    }
+    Ok(written)
+}
+
+/// Print (or save) the artifacts of session `id`.
+pub(crate) async fn show(
+    store: &dyn Store,
+    id: &SessionId,
+    save_to: Option<&Path>,
+    out: Out,
+) -> Result<(), Failure> {
+    let found = of_session(store, id).await?;
+    let written = match save_to {
+        Some(dir) => save(dir, &found)?,
+        None => Vec::new(),
+    };
+    match out.format {
+        Format::Json => {
+            let list: Vec<Value> = found
+                .iter()
+                .map(|f| {
+                    let mut c = f.content.clone();
+                    if save_to.is_some()
+                        || c.get("body")
+                            .is_some_and(|b| b.as_str().is_some_and(|b| b.len() > 4096))
+                    {
+                        // Saved, or large: the list says where and how big, not the whole body.
+                        if let Some(obj) = c.as_object_mut() {
+                            obj.remove("body");
+                            obj.remove("svg");
+                        }
+                    }
+                    c["cell_name"] = json!(f.cell);
+                    c["ts_us"] = json!(f.at.micros());
+                    c
+                })
+                .collect();
+            output::json(
+                &json!({"status": "ok", "session_id": id.as_str(), "artifacts": list, "saved": written}),
+            )?;
+        }
+        Format::Text => {
+            let rows: Vec<Vec<String>> = found
+                .iter()
+                .map(|f| {
+                    let c = &f.content;
+                    let s = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+                    let rendered = match c.get("rendered").and_then(Value::as_bool) {
+                        Some(true) => "svg".to_owned(),
+                        Some(false) => "not drawn".to_owned(),
+                        None => "-".to_owned(),
+                    };
+                    vec![
+                        s("artifact_id"),
+                        s("kind"),
+                        s("title"),
+                        f.cell.clone(),
+                        c["bytes"].to_string(),
+                        rendered,
+                        short_time(f.at),
+                    ]
+                })
+                .collect();
+            output::stdout(&table(
+                &[
+                    "ARTIFACT",
+                    "KIND",
+                    "TITLE",
+                    "CELL",
+                    "BYTES",
+                    "DRAWING",
+                    "CREATED (UTC)",
+                ],
+                &rows,
+            ))?;
+            if !out.quiet {
+                for path in &written {
+                    output::stderr(&format!("wrote {path}\n"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
