@@ -140,6 +140,49 @@ try {
   check(true, "phone: the second message is answered too");
   check(phone.errors.length === 0, `phone: no page errors, CSP violations or failed requests ${phone.errors}`);
   await phone.context.close();
+
+  // Embedding: a page of an allowed origin frames the chat and talks through it; another origin's
+  // frame is refused by the page's frame-ancestors. The two sites are served by Playwright itself, so
+  // Chromium takes them for public sites framing a loopback server, which its Local Network Access
+  // checks block before any policy of ours is read: this browser turns those checks off (a chat
+  // served for real is not on loopback).
+  const outside = await chromium.launch({
+    executablePath: env("RVBBIT_CHROMIUM"),
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-features=LocalNetworkAccessChecks"],
+  });
+  const site = (origin) => async (route) =>
+    route.fulfill({
+      contentType: "text/html",
+      body: `<!doctype html><title>${origin}</title><iframe id="chat" src="${url}" title="chat"
+               style="width: 380px; height: 560px; border: 0"></iframe>`,
+    });
+  const embedded = await outside.newContext({ viewport: { width: 800, height: 700 } });
+  await embedded.route("http://site.example/**", site("site.example"));
+  const host = await embedded.newPage();
+  await host.goto("http://site.example/");
+  const frame = host.frameLocator("#chat");
+  await frame.locator("#status.live").waitFor({ timeout: 20000 });
+  await frame.locator("#text").fill("Hello from an embedded chat");
+  await frame.locator("#send").click();
+  await frame.locator(".msg.agent").first().waitFor({ timeout: 30000 });
+  check(
+    (await frame.locator(".msg.agent").first().textContent()) === reply,
+    "iframe: a page of an allowed origin embeds the chat and gets the reply",
+  );
+  await embedded.close();
+  const foreign = await outside.newContext();
+  await foreign.route("http://evil.example/**", site("evil.example"));
+  const evil = await foreign.newPage();
+  const refusals = [];
+  evil.on("console", (m) => m.text().includes("frame-ancestors") && refusals.push(m.text()));
+  await evil.goto("http://evil.example/");
+  await evil.waitForTimeout(1500);
+  const framed = evil.frames().find((f) => f !== evil.mainFrame());
+  const shown = framed ? await framed.locator("#chat").count().catch(() => 0) : 0;
+  check(shown === 0 && refusals.length > 0, "iframe: a page of another origin is refused by frame-ancestors");
+  await foreign.close();
+  await outside.close();
 } catch (e) {
   failed = true;
   console.log(`not ok - ${e.message}`);

@@ -4,7 +4,8 @@
 //! reconnects; the limits (message size, visitor id, control characters, streams at once) refuse with
 //! coded errors and the server keeps serving. Then the page itself in headless Chromium
 //! (`e2e/webchat.mjs`, Playwright's `playwright-core`, as `studio_e2e.rs` does) at laptop and phone
-//! widths, with screenshots; with `RVBBIT_SCREENSHOTS_DIR=docs/img` they are written there too.
+//! widths, with screenshots (with `RVBBIT_SCREENSHOTS_DIR=docs/img` they are written there too), and
+//! framed by a page of an allowed origin (and refused by another).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -421,7 +422,7 @@ fn webchat_page_works_in_headless_chromium_on_a_laptop_and_a_phone() {
     let llm = rt.block_on(TestServer::start_with(
         Options::new(Script::rule(|_| Reply::text(REPLY))).latency(Duration::from_millis(400)),
     ));
-    let dir = project("");
+    let dir = project("allowed_origins = [\"http://site.example\"]\n");
     let (child, base) = serve(dir.path(), &llm.base_url());
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("webchat-e2e");
     // The artifacts of an earlier run may not exist.
@@ -452,13 +453,14 @@ fn webchat_page_works_in_headless_chromium_on_a_laptop_and_a_phone() {
         String::from_utf8_lossy(&out.stderr)
     );
     let passed = stdout.lines().filter(|l| l.starts_with("ok - ")).count();
-    assert_eq!(passed, 18, "{stdout}");
+    assert_eq!(passed, 20, "{stdout}");
     for name in ["webchat-laptop", "webchat-phone"] {
         let png = artifacts.join(format!("{name}.png"));
         let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
         assert!(bytes.starts_with(b"\x89PNG"), "{} is not a PNG", png.display());
     }
     println!("screenshots: {}", artifacts.display());
-    // One model call per message sent from the browser (one on the laptop, two on the phone).
-    assert_eq!(llm.requests(), 3);
+    // One model call per message sent from the browser (one on the laptop, two on the phone, one in
+    // the embedded frame).
+    assert_eq!(llm.requests(), 4);
 }
