@@ -373,8 +373,29 @@ fn webchat_limits_refuse_with_coded_errors_and_the_server_keeps_serving() {
             "{seen:?}"
         );
     });
-    // The open streams end at shutdown and the server exits 0.
-    stop(child);
+    // A stream open at shutdown ends cleanly (the end of the body, not a broken connection), and the
+    // server exits 0.
+    let mut open = rt.block_on(async {
+        let url = format!("{base}/chat/site/events?visitor={VISITOR}");
+        let mut s = Stream::open(&reqwest::Client::new(), &url).await;
+        assert_eq!(s.next().await.unwrap().event, "ready");
+        s
+    });
+    let stopper = std::thread::spawn(move || stop(child));
+    rt.block_on(async {
+        let end = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match open.response.chunk().await {
+                    Ok(Some(_)) => {}
+                    other => return other.map(|_| ()),
+                }
+            }
+        })
+        .await
+        .expect("the stream did not end at shutdown");
+        assert!(end.is_ok(), "the stream broke instead of ending: {end:?}");
+    });
+    stopper.join().unwrap();
 }
 
 fn e2e_dir() -> PathBuf {
