@@ -43,6 +43,7 @@ pub mod limits;
 mod model;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod published;
 pub mod queue;
 pub mod spill;
 #[cfg(feature = "sqlite")]

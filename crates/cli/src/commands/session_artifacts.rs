@@ -3,50 +3,14 @@
 
 use std::path::Path;
 
-use rvbbit_core::{EventKind, SessionId, codes};
-use rvbbit_store::{EventFilter, Store};
+use rvbbit_core::{SessionId, codes};
+use rvbbit_store::Store;
+use rvbbit_store::published::{Published, published};
 use serde_json::{Value, json};
 
 use super::storage::{fail, short_time, table};
 use super::{Coded, Failure};
 use crate::output::{self, Format, Out};
-
-/// The most artifacts read for one session.
-const MAX_ARTIFACTS: u64 = 10_000;
-
-/// One artifact as recorded: its event's content, the cell and the time.
-pub(crate) struct Found {
-    pub(crate) cell: String,
-    pub(crate) at: rvbbit_core::Timestamp,
-    pub(crate) content: Value,
-}
-
-/// The artifacts of `id`, in the order they were published; a republished id (a retried call) keeps
-/// its last version.
-pub(crate) async fn of_session(store: &dyn Store, id: &SessionId) -> Result<Vec<Found>, Failure> {
-    // An unknown session is an error (RVB-S005), not an empty list.
-    store.session(id).await.map_err(fail)?;
-    let events = store
-        .events(&EventFilter {
-            session_id: Some(id.clone()),
-            kind: Some(EventKind::Artifact),
-            limit: Some(MAX_ARTIFACTS),
-            ..EventFilter::default()
-        })
-        .await
-        .map_err(fail)?;
-    let mut out: Vec<Found> = Vec::new();
-    for e in events.into_iter().map(|s| s.event) {
-        let artifact_id = e.content.get("artifact_id").cloned();
-        out.retain(|f| f.content.get("artifact_id") != artifact_id.as_ref());
-        out.push(Found {
-            cell: e.cell_name.clone().unwrap_or_default(),
-            at: e.ts_us,
-            content: e.content,
-        });
-    }
-    Ok(out)
-}
 
 /// The file name extension of an artifact's body.
 fn extension(content_type: &str) -> &'static str {
@@ -60,7 +24,7 @@ fn extension(content_type: &str) -> &'static str {
 
 /// Write each artifact's body (and a chart's drawing as `.svg`) into `dir`; returns the paths written.
 /// Names are the artifact ids (`art_` and 16 hex digits, checked), so nothing can leave `dir`.
-fn save(dir: &Path, found: &[Found]) -> Result<Vec<String>, Failure> {
+fn save(dir: &Path, found: &[Published]) -> Result<Vec<String>, Failure> {
     let failed = |what: &Path, e: std::io::Error| {
         Failure::Coded(Coded {
             code: codes::S_OUTPUT,
@@ -72,11 +36,9 @@ fn save(dir: &Path, found: &[Found]) -> Result<Vec<String>, Failure> {
     std::fs::create_dir_all(dir).map_err(|e| failed(dir, e))?;
     let mut written = Vec::new();
     for f in found {
-        let id = f.content["artifact_id"].as_str().unwrap_or_default();
-        let safe = id.len() == 20 && id.starts_with("art_") && id[4..].bytes().all(|b| b.is_ascii_hexdigit());
-        if !safe {
+        let Some(id) = f.id() else {
             continue;
-        }
+        };
         let ext = extension(f.content["content_type"].as_str().unwrap_or_default());
         let mut files = vec![(
             format!("{id}.{ext}"),
@@ -101,7 +63,9 @@ pub(crate) async fn show(
     save_to: Option<&Path>,
     out: Out,
 ) -> Result<(), Failure> {
-    let found = of_session(store, id).await?;
+    // An unknown session is an error (RVB-S005), not an empty list.
+    store.session(id).await.map_err(fail)?;
+    let found = published(store, id).await.map_err(fail)?;
     let written = match save_to {
         Some(dir) => save(dir, &found)?,
         None => Vec::new(),

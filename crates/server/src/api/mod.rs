@@ -1,6 +1,7 @@
 //! The routes and their handlers.
 
 pub(crate) mod agents;
+pub(crate) mod artifacts;
 pub(crate) mod batches;
 pub(crate) mod cascades;
 pub(crate) mod chat;
@@ -41,6 +42,12 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/sessions/{id}", get(sessions::get))
         .route("/api/v1/sessions/{id}/trace", get(sessions::trace))
         .route("/api/v1/sessions/{id}/events", get(events::events))
+        .route("/api/v1/sessions/{id}/artifacts", get(artifacts::list))
+        .route("/api/v1/sessions/{id}/artifacts/{artifact}", get(artifacts::body))
+        .route(
+            "/api/v1/sessions/{id}/artifacts/{artifact}/svg",
+            get(artifacts::drawing),
+        )
         .route("/api/v1/sessions/{id}/cancel", post(sessions::cancel))
         .route("/api/v1/sessions/{id}/waits", get(waits::list))
         .route("/api/v1/sessions/{id}/signals/{name}", post(waits::answer))

@@ -137,6 +137,18 @@ pub(crate) fn spec() -> Value {
                 "parameters": [id],
                 "responses": {"202": {"description": "`{session_id, cancel}`"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}},
             }},
+            "/api/v1/sessions/{id}/artifacts": {"get": op("The artifacts the session published (`create_artifact`, `create_chart`, `create_plotly`, `create_vega_lite`), oldest first, without their bodies", json!([id.clone()]),
+                json_ok("`{session_id, artifacts: [{artifact_id, kind, title, description, tags, content_type, bytes, rendered, not_rendered_because, cell_name, created_at, links: {body, svg}}]}`"))},
+            "/api/v1/sessions/{id}/artifacts/{artifact}": {"get": {
+                "summary": "One artifact's body with its own content type, served as an untrusted document (a `sandbox` Content-Security-Policy: no script, nothing fetched)",
+                "parameters": [id.clone(), param("artifact", "path", "Artifact id (`art_` and 16 hex digits)", s.clone())],
+                "responses": {"200": {"description": "The body (HTML, Markdown, text or a chart spec as JSON)"}, "400": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}},
+            }},
+            "/api/v1/sessions/{id}/artifacts/{artifact}/svg": {"get": {
+                "summary": "A chart artifact's drawing (`image/svg+xml`, untrusted as above); 404 when it was not drawn, saying why",
+                "parameters": [id.clone(), param("artifact", "path", "Artifact id", s.clone())],
+                "responses": {"200": {"description": "The SVG"}, "404": {"$ref": "#/components/responses/Error"}},
+            }},
             "/api/v1/sessions/{id}/waits": {"get": op("The questions a waiting session asks (pending checkpoints)", json!([id.clone()]),
                 json_ok("`{session_id, status, waits: [{checkpoint_id, cell_name, type, signal_name, question, created_at, timeout_at}]}`"))},
             "/api/v1/sessions/{id}/signals/{name}": {"post": {

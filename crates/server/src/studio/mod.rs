@@ -74,6 +74,26 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/cascades/{*path}", get(cascade))
         .route("/runs", axum::routing::post(run))
         .route("/sessions/{id}/answer", axum::routing::post(answer))
+        .route(
+            "/sessions/{id}/artifacts/{artifact}",
+            get(
+                |State(state): State<Arc<AppState>>, UrlPath((id, a)): UrlPath<(String, String)>| async move {
+                    crate::api::artifacts::serve(&state, &id, &a, false)
+                        .await
+                        .map_err(PageError)
+                },
+            ),
+        )
+        .route(
+            "/sessions/{id}/artifacts/{artifact}/svg",
+            get(
+                |State(state): State<Arc<AppState>>, UrlPath((id, a)): UrlPath<(String, String)>| async move {
+                    crate::api::artifacts::serve(&state, &id, &a, true)
+                        .await
+                        .map_err(PageError)
+                },
+            ),
+        )
         .route("/sql", get(sql_page).post(sql_run))
         .route("/login", get(login_page).post(login))
         .route(
@@ -178,6 +198,15 @@ async fn session(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String
         Vec::new()
     };
     let (header, cells) = views::session_page(&session, &events, &state.config.roots);
+    let artifacts: Vec<Value> =
+        rvbbit_store::published::published_from(events.iter().map(|e| e.event.clone()))
+            .iter()
+            .map(|a| {
+                let mut v = crate::api::artifacts::summary(id.as_str(), a, "");
+                v["frame"] = json!(a.text("content_type").starts_with("text/html"));
+                v
+            })
+            .collect();
     let (bars, span) = views::waterfall_bars(&session, &events);
     let waterfall = (!bars.is_empty()).then(|| charts::waterfall("waterfall", &bars, span));
     // Other runs of the same cascade, to compare this one with.
@@ -200,7 +229,7 @@ async fn session(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String
     Ok(render(
         "session.html",
         json!({"nav": "sessions", "s": header, "cells": cells, "cursor": cursor, "active": active,
-               "waits": waits, "waterfall": waterfall, "others": others,
+               "waits": waits, "waterfall": waterfall, "others": others, "artifacts": artifacts,
                "rerun": !active && session.cascade_text.is_some()}),
     )?
     .into_response())

@@ -11,6 +11,7 @@
 
 mod agents;
 mod api;
+mod artifacts;
 mod batches;
 mod browser;
 mod hostile;
