@@ -164,7 +164,8 @@ impl Channels {
                     config.command_users.clone(),
                     config.rate_per_minute,
                     config.burst,
-                );
+                )
+                .with_groups(config.groups.clone());
                 let integration = Integration {
                     name: name.clone(),
                     config: config.clone(),

@@ -19,8 +19,9 @@ mod costs;
 
 pub use artifacts::{ArtifactsConfig, artifacts_url_problem};
 pub use channels::{
-    ChannelConfig, ChannelKind, WEB_MESSAGE_BYTES, WEB_MESSAGE_BYTES_CEILING, WEB_STREAMS,
-    WEB_STREAMS_CEILING, WEB_TITLE_CHARS,
+    ChannelConfig, ChannelKind, MAX_GROUP_MEMBERS, MAX_GROUPS, STATUS_INTERVAL_MIN_SECONDS,
+    STATUS_INTERVAL_SECONDS, WEB_MESSAGE_BYTES, WEB_MESSAGE_BYTES_CEILING, WEB_STREAMS, WEB_STREAMS_CEILING,
+    WEB_TITLE_CHARS,
 };
 pub use costs::{CostsConfig, MAX_COMPUTE_RATE, MAX_LIMIT_NAME, limit_name_problem};
 

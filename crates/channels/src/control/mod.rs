@@ -35,6 +35,8 @@ pub struct Guard {
     allow_users: Option<Vec<String>>,
     /// Per command, the users in place of `allow_users`.
     command_users: BTreeMap<String, Vec<String>>,
+    /// The groups that `@NAME` entries of the lists name.
+    groups: BTreeMap<String, Vec<String>>,
     limiter: RateLimiter,
     breaker: Breaker,
 }
@@ -50,9 +52,18 @@ impl Guard {
         Guard {
             allow_users,
             command_users,
+            groups: BTreeMap::new(),
             limiter: RateLimiter::new(per_minute, burst),
             breaker: Breaker::default(),
         }
+    }
+
+    /// With these groups for the lists' `@NAME` entries (validated by the config loader: an unknown
+    /// group allows nobody).
+    #[must_use]
+    pub fn with_groups(mut self, groups: BTreeMap<String, Vec<String>>) -> Self {
+        self.groups = groups;
+        self
     }
 
     fn allows(&self, command: &str, who: &Who) -> bool {
@@ -64,8 +75,14 @@ impl Guard {
             (None, Some(list)) => list,
             (None, None) => return true,
         };
-        list.iter()
-            .any(|u| *u == who.user || who.user_name.as_deref() == Some(u.as_str()))
+        let is = |u: &String| *u == who.user || who.user_name.as_deref() == Some(u.as_str());
+        list.iter().any(|entry| match entry.strip_prefix('@') {
+            Some(group) => self
+                .groups
+                .get(group)
+                .is_some_and(|members| members.iter().any(is)),
+            None => is(entry),
+        })
     }
 }
 

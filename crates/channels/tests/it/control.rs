@@ -169,3 +169,38 @@ async fn status_and_cancel_answer_for_sessions() {
     assert!(bad.contains("is not a session id"), "{bad}");
     assert!(h.say("ops", "alice", "!agents").await.contains("no agents"));
 }
+
+#[tokio::test]
+async fn a_member_of_an_allowed_group_may_run_and_a_non_member_is_denied_and_audited() {
+    let (h, _fake) = harness(|c| {
+        c.groups.insert("ops".into(), vec!["bob".into(), "carol".into()]);
+        c.allow_users = vec!["alice".into()];
+        c.command_users.insert("run".into(), vec!["@ops".into()]);
+    })
+    .await;
+    let ok = h.say("ops", "bob", r#"!run hello {"name": "Bo"}"#).await;
+    assert!(ok.contains("completed") && ok.contains("hello Bo"), "{ok}");
+    // alice is in `allow_users` but `run` has its own list, which names only the group.
+    let denied = h.say("ops", "alice", r#"!run hello {"name": "Al"}"#).await;
+    assert!(
+        denied.starts_with("RVB-K006 `alice` may not use `!run`"),
+        "{denied}"
+    );
+    assert!(!h.say("ops", "alice", "!list").await.contains("RVB-K006"));
+    let audited = h.audit(EventKind::CommandDenied).await;
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    let m = &audited[0].event.metadata;
+    assert_eq!(
+        (m["user"].as_str(), m["command"].as_str()),
+        (Some("alice"), Some("run"))
+    );
+    assert!(
+        m["reason"].as_str().unwrap().contains("may not use `!run`"),
+        "{m}"
+    );
+    assert_eq!(
+        h.audit(EventKind::CascadeStart).await.len(),
+        1,
+        "only bob's run started"
+    );
+}

@@ -115,6 +115,29 @@ fn chat_control_runs_one_command_locally_and_applies_an_integrations_allowlist()
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("RVB-K003"));
 }
 
+#[test]
+fn an_allowlist_naming_an_unknown_group_is_a_config_error_naming_the_key() {
+    let dir = project("http://127.0.0.1:9/hooks/incoming");
+    let path = dir.path().join("rvbbit.toml");
+    let config = std::fs::read_to_string(&path).unwrap().replace(
+        "allow_users = [\"alice\"]",
+        "allow_users = [\"alice\", \"@ghosts\"]\ngroups = { ops = [\"bob\"] }",
+    );
+    std::fs::write(&path, config).unwrap();
+    let out = rvbbit(dir.path())
+        .args(["chat-control", "--integration", "ops", "--user", "bob", "!list"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("RVB-K001") && stderr.contains("channels.ops.allow_users"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("`@ghosts`"), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing ran");
+}
+
 const AGENT_CASCADE: &str = "cascade_id: helper_agent\ncells:\n  - name: reply\n    instructions: \"Answer: {{ input.messages | join(' | ') }}\"\n";
 
 /// A reply of `sentences` sentences, a line break after every tenth.

@@ -66,6 +66,15 @@ pub const WEB_STREAMS_CEILING: u32 = 65_536;
 /// The longest [`ChannelConfig::title`], in characters.
 pub const WEB_TITLE_CHARS: usize = 120;
 
+/// Most groups of [`ChannelConfig::groups`].
+pub const MAX_GROUPS: usize = 100;
+/// Most members of one group of [`ChannelConfig::groups`].
+pub const MAX_GROUP_MEMBERS: usize = 1000;
+/// Default [`ChannelConfig::status_interval_seconds`].
+pub const STATUS_INTERVAL_SECONDS: u32 = 30;
+/// The smallest [`ChannelConfig::status_interval_seconds`] other than 0.
+pub const STATUS_INTERVAL_MIN_SECONDS: u32 = 5;
+
 /// One integration: `[channels.NAME]`, reached at `POST /hooks/{kind}/{NAME}` (the web chat: at
 /// `/chat/{NAME}`).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -95,13 +104,23 @@ pub struct ChannelConfig {
     /// Accept chat commands (`!run`, `!status`, `!cancel`, `!list`, `!agents`, `!help`, `/rvbbit …`).
     #[serde(default)]
     pub control: bool,
-    /// Users (ids or names) who may use every command; empty: nobody (but `!help`).
+    /// Users (ids or names) who may use every command; empty: nobody (but `!help`). An entry `@NAME`
+    /// stands for the members of group `NAME` of `groups`.
     #[serde(default)]
     pub allow_users: Vec<String>,
     /// Per command (`run`, `status`, `cancel`, `list`, `agents`), the users who may use it, in place
-    /// of `allow_users`.
+    /// of `allow_users` (`@NAME` entries name groups here too).
     #[serde(default)]
     pub command_users: BTreeMap<String, Vec<String>>,
+    /// Named groups of users (ids or names), for `@NAME` entries of `allow_users` and
+    /// `command_users`: `groups = { ops = ["alice", "bob"] }`. At most 100 groups of at most 1000
+    /// members. Since v0.7.
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// Seconds between the progress replies of a `!run` from chat (naming the running cell), after
+    /// the "started" reply; 0: none. At least 5 when set (the default is 30). Since v0.7.
+    #[serde(default = "default_status_interval")]
+    pub status_interval_seconds: u32,
     /// The tenant of the integration's conversations and runs (default `default`).
     #[serde(default)]
     pub tenant: Option<String>,
@@ -137,6 +156,10 @@ const fn default_streams() -> u32 {
     WEB_STREAMS
 }
 
+const fn default_status_interval() -> u32 {
+    STATUS_INTERVAL_SECONDS
+}
+
 const fn default_rate() -> u32 {
     30
 }
@@ -158,6 +181,8 @@ impl ChannelConfig {
             control: false,
             allow_users: Vec::new(),
             command_users: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            status_interval_seconds: default_status_interval(),
             tenant: None,
             rate_per_minute: default_rate(),
             burst: default_burst(),
@@ -192,6 +217,8 @@ impl fmt::Debug for ChannelConfig {
             .field("control", &self.control)
             .field("allow_users", &self.allow_users)
             .field("command_users", &self.command_users)
+            .field("groups", &self.groups)
+            .field("status_interval_seconds", &self.status_interval_seconds)
             .field("tenant", &self.tenant)
             .field("rate_per_minute", &self.rate_per_minute)
             .field("burst", &self.burst)
@@ -268,6 +295,17 @@ pub(super) fn validate(
                 "name an agent for plain messages, or set `control = true` for chat commands".into(),
             );
         }
+        group_problems(&prefix, c, &mut push);
+        if c.status_interval_seconds != 0 && c.status_interval_seconds < STATUS_INTERVAL_MIN_SECONDS {
+            push(
+                format!("{prefix}.status_interval_seconds"),
+                format!(
+                    "`{prefix}.status_interval_seconds` is {}; it must be 0 (off) or at least {STATUS_INTERVAL_MIN_SECONDS}",
+                    c.status_interval_seconds
+                ),
+                format!("the default is {STATUS_INTERVAL_SECONDS}"),
+            );
+        }
         if c.rate_per_minute == 0 || c.burst == 0 {
             push(
                 format!("{prefix}.rate_per_minute"),
@@ -288,6 +326,57 @@ pub(super) fn validate(
 }
 
 type Push<'a> = dyn FnMut(String, String, String) + 'a;
+
+/// The groups' bounds, and every `@NAME` of the allowlists naming a group of `groups`.
+fn group_problems(prefix: &str, c: &ChannelConfig, push: &mut Push<'_>) {
+    if c.groups.len() > MAX_GROUPS {
+        push(
+            format!("{prefix}.groups"),
+            format!(
+                "`{prefix}.groups` has {} groups; the limit is {MAX_GROUPS}",
+                c.groups.len()
+            ),
+            "merge groups, or split the integration".into(),
+        );
+    }
+    for (group, members) in &c.groups {
+        if let Some(why) = name_problem(group) {
+            push(
+                format!("{prefix}.groups.{group}"),
+                format!("`{group}` cannot name a group: {why}"),
+                "for example `groups = { ops = [\"alice\"] }`".into(),
+            );
+        }
+        if members.len() > MAX_GROUP_MEMBERS {
+            push(
+                format!("{prefix}.groups.{group}"),
+                format!(
+                    "`{prefix}.groups.{group}` has {} members; the limit is {MAX_GROUP_MEMBERS}",
+                    members.len()
+                ),
+                "split it into several groups".into(),
+            );
+        }
+    }
+    let lists = std::iter::once(("allow_users".to_owned(), &c.allow_users)).chain(
+        c.command_users
+            .iter()
+            .map(|(command, list)| (format!("command_users.{command}"), list)),
+    );
+    for (key, list) in lists {
+        for entry in list {
+            if let Some(group) = entry.strip_prefix('@')
+                && !c.groups.contains_key(group)
+            {
+                push(
+                    format!("{prefix}.{key}"),
+                    format!("`{prefix}.{key}` names `@{group}`, which is not a group of `{prefix}.groups`"),
+                    format!("define it: `groups = {{ {group} = [\"alice\"] }}`, or remove the entry"),
+                );
+            }
+        }
+    }
+}
 
 /// A Slack, Mattermost or webhook integration's `outbound_url` problems.
 fn outbound_problems(prefix: &str, c: &ChannelConfig, push: &mut Push<'_>) {
@@ -398,6 +487,59 @@ mod tests {
         assert_eq!(keys, ["channels.ops.signing_secret", "channels.ops.outbound_url"]);
         assert!(problems.iter().all(|p| p.code == codes::K_CONFIG));
         assert!(!format!("{c:?}").contains("xoxb-secret"));
+    }
+
+    #[test]
+    fn unknown_groups_oversized_groups_and_short_status_intervals_are_named() {
+        let mut c = ChannelConfig::new(ChannelKind::Mattermost);
+        c.control = true;
+        c.token = Some("t".into());
+        c.outbound_url = Some("http://mm/hooks/x".into());
+        c.groups.insert("ops".into(), vec!["alice".into()]);
+        c.allow_users = vec!["@ops".into(), "@nobody".into()];
+        c.command_users.insert("run".into(), vec!["@ghosts".into()]);
+        c.groups
+            .insert("big".into(), vec!["u".into(); MAX_GROUP_MEMBERS + 1]);
+        c.status_interval_seconds = 2;
+        let mut problems = Vec::new();
+        validate(
+            &BTreeMap::from([("ops".into(), c.clone())]),
+            &|_| None,
+            &mut problems,
+        );
+        let keys: Vec<_> = problems.iter().filter_map(|p| p.key.clone()).collect();
+        assert_eq!(
+            keys,
+            [
+                "channels.ops.groups.big",
+                "channels.ops.allow_users",
+                "channels.ops.command_users.run",
+                "channels.ops.status_interval_seconds"
+            ]
+        );
+        assert!(problems.iter().all(|p| p.code == codes::K_CONFIG));
+        assert!(
+            problems[0].message.contains("the limit is 1000"),
+            "{}",
+            problems[0].message
+        );
+        assert!(
+            problems[1].message.contains("`@nobody`"),
+            "{}",
+            problems[1].message
+        );
+        c.groups = (0..=MAX_GROUPS).map(|i| (format!("g{i}"), vec![])).collect();
+        c.allow_users.clear();
+        c.command_users.clear();
+        c.status_interval_seconds = 0;
+        let mut problems = Vec::new();
+        validate(&BTreeMap::from([("ops".into(), c)]), &|_| None, &mut problems);
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].message.contains("the limit is 100"),
+            "{}",
+            problems[0].message
+        );
     }
 
     #[test]
