@@ -14,6 +14,7 @@ mod events_sink;
 mod exactly_once;
 mod exec;
 mod first_hour;
+mod for_each_row;
 mod help;
 mod hitl;
 mod init;

@@ -22,6 +22,7 @@ mod call;
 pub(crate) mod cascade_takes;
 pub(crate) mod deterministic;
 mod evaluator;
+mod for_each_row;
 pub(crate) mod hitl;
 mod human_tools;
 pub(crate) mod llm;
@@ -30,7 +31,7 @@ pub(crate) mod plans;
 pub(crate) mod takes;
 mod tool_calls;
 mod turns;
-mod validators;
+pub(crate) mod validators;
 pub(crate) mod wards;
 
 use std::time::Instant;
@@ -126,10 +127,7 @@ async fn kind(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
         _ if cell.candidates.is_some() => takes::run(run, cell).await,
         Some(CellKind::Llm) => llm::run(run, cell).await,
         Some(CellKind::Deterministic) => deterministic::run(run, cell).await,
-        Some(CellKind::ForEachRow) => Err(Error::Unsupported {
-            cell: cell.name.clone(),
-            feature: "for_each_row".into(),
-        }),
+        Some(CellKind::ForEachRow) => for_each_row::run(run, cell).await,
         Some(CellKind::Screen) => hitl::screen(run, cell).await,
         None => Err(Error::Unsupported {
             cell: cell.name.clone(),

@@ -80,7 +80,7 @@ fn verdict(value: &Value) -> (bool, String) {
     }
 }
 
-fn tool_ctx(run: &Run<'_>, cell: &Cell) -> ToolContext {
+pub(crate) fn tool_ctx(run: &Run<'_>, cell: &Cell) -> ToolContext {
     ToolContext {
         session_id: run.session_id.clone(),
         cell_name: cell.name.clone(),

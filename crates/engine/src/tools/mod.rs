@@ -18,7 +18,7 @@ pub mod sandbox;
 mod script;
 mod shell;
 mod signal;
-mod spawn;
+pub(crate) mod spawn;
 mod state;
 
 use std::collections::BTreeMap;

@@ -244,15 +244,21 @@ impl Shape {
     }
 }
 
-/// One item's result: its output, or its error (with its session when it ran).
-type ItemResult = Result<Value, (Option<String>, String)>;
+/// A child run that completed: its session, final output and final state.
+pub(crate) struct Done {
+    pub(crate) session_id: String,
+    pub(crate) output: Value,
+    pub(crate) state: Map<String, Value>,
+}
+
+/// One item's result: the completed child, or its error (with its session when it ran).
+pub(crate) type ItemResult = Result<Done, (Option<String>, String)>;
 
 /// Run one item as a child and say how it ended.
 async fn run_item(
     scope: &dyn ChildRunner,
     ctx: &ToolContext,
-    shape: &Shape,
-    path: &std::path::Path,
+    (shape, path, label): (&Shape, &std::path::Path, &str),
     index: usize,
     item: Value,
 ) -> ItemResult {
@@ -263,14 +269,18 @@ async fn run_item(
         .input(index, item, ctx)
         .await
         .map_err(|e| (None, e.to_string()))?;
-    let what = format!("`map_cascade` item {index}");
-    let base = format!("{}_map_{index}", ctx.session_id);
+    let what = format!("`{}` {label} {index}", ctx.cell_name);
+    let base = format!("{}_{label}_{index}", ctx.session_id);
     let outcome = scope
         .run_cascade_file(&ctx.cell_name, &what, path, &base, input)
         .await
         .map_err(|e| (None, e.to_string()))?;
     match outcome.status {
-        SessionStatus::Completed => Ok(outcome.output),
+        SessionStatus::Completed => Ok(Done {
+            session_id: outcome.session_id.to_string(),
+            output: outcome.output,
+            state: outcome.state,
+        }),
         status => Err((
             Some(outcome.session_id.to_string()),
             format!(
@@ -289,12 +299,17 @@ async fn run_item(
 fn aggregate(results: Vec<ItemResult>) -> Result<Value, ToolError> {
     let count = results.len();
     let mut outputs = Vec::with_capacity(count);
+    let mut sessions = Vec::with_capacity(count);
     let mut errors = Vec::new();
     for (index, r) in results.into_iter().enumerate() {
         match r {
-            Ok(v) => outputs.push(v),
+            Ok(done) => {
+                outputs.push(done.output);
+                sessions.push(json!(done.session_id));
+            }
             Err((session_id, error)) => {
                 outputs.push(Value::Null);
+                sessions.push(json!(session_id));
                 errors.push(json!({"index": index, "session_id": session_id, "error": error}));
             }
         }
@@ -305,7 +320,35 @@ fn aggregate(results: Vec<ItemResult>) -> Result<Value, ToolError> {
             errors[0]["error"].as_str().unwrap_or_default()
         )));
     }
-    Ok(json!({"results": outputs, "count": count, "failed": errors.len(), "errors": errors}))
+    Ok(
+        json!({"results": outputs, "count": count, "failed": errors.len(), "errors": errors, "session_ids": sessions}),
+    )
+}
+
+/// Run `args.cascade` once per item of `args.map_over` (`max_parallel` at once, `input_key` or
+/// `input_mapping` shaping each input) as children `<session>_<label>_<index>_<hex>` of the calling run;
+/// the results in input order. `tool` names the caller in errors.
+pub(crate) async fn map_all(
+    tool: &str,
+    args: &Value,
+    ctx: &ToolContext,
+    label: &str,
+) -> Result<Vec<ItemResult>, ToolError> {
+    let scope = scope(tool, ctx)?.as_ref();
+    let parallel = max_parallel(args.get("max_parallel"))?;
+    let list = items(args.get("map_over"))?;
+    let shape = Shape::of(args, scope)?;
+    let path = cascade_path(tool, args, scope)?;
+    scope.check_cascade_file(&ctx.cell_name, &format!("`{tool}` cascade"), &path)?;
+    let results: Vec<ItemResult> = futures::stream::iter(list.into_iter().enumerate())
+        .map(|(index, item)| run_item(scope, ctx, (&shape, &path, label), index, item))
+        .buffered(parallel)
+        .collect()
+        .await;
+    if scope.cancel().is_cancelled() {
+        return Err(ToolError::Failed(format!("`{tool}`: the run was cancelled")));
+    }
+    Ok(results)
 }
 
 #[async_trait]
@@ -343,23 +386,9 @@ impl Tool for MapCascade {
     }
 
     async fn execute(&self, args: Value, ctx: &ToolContext) -> Result<Value, ToolError> {
-        let scope = scope(self.name(), ctx)?.as_ref();
         known_args(&args)?;
         mode(&args)?;
-        let parallel = max_parallel(args.get("max_parallel"))?;
-        let list = items(args.get("map_over"))?;
-        let shape = Shape::of(&args, scope)?;
-        let path = cascade_path(self.name(), &args, scope)?;
-        scope.check_cascade_file(&ctx.cell_name, "`map_cascade` cascade", &path)?;
-        let results: Vec<ItemResult> = futures::stream::iter(list.into_iter().enumerate())
-            .map(|(index, item)| run_item(scope, ctx, &shape, &path, index, item))
-            .buffered(parallel)
-            .collect()
-            .await;
-        if scope.cancel().is_cancelled() {
-            return Err(ToolError::Failed("`map_cascade`: the run was cancelled".into()));
-        }
-        aggregate(results)
+        aggregate(map_all(self.name(), &args, ctx, "map").await?)
     }
 }
 
