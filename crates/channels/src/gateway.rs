@@ -165,7 +165,8 @@ impl Channels {
                     config.rate_per_minute,
                     config.burst,
                 )
-                .with_groups(config.groups.clone());
+                .with_groups(config.groups.clone())
+                .with_status_interval(config.status_interval_seconds);
                 let integration = Integration {
                     name: name.clone(),
                     config: config.clone(),
@@ -257,11 +258,22 @@ impl Channels {
             && let Some(parsed) = parse::parse(&message.text)
         {
             sink.working(&message.user, true);
-            let reply = self
-                .inner
-                .control
-                .execute(&integration.guard, &who, &message.text, parsed)
-                .await;
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let execute = self.inner.control.execute_with_updates(
+                &integration.guard,
+                &who,
+                &message.text,
+                parsed,
+                Some(tx),
+            );
+            // Updates go out as they come; the sender is dropped when the command ends, so every
+            // update is sent before the final reply.
+            let forward = async {
+                while let Some(update) = rx.recv().await {
+                    sink.reply(adapter, &template, &update).await;
+                }
+            };
+            let (reply, ()) = tokio::join!(execute, forward);
             sink.reply(adapter, &template, &reply.text).await;
             sink.working(&message.user, false);
             return;

@@ -1,12 +1,16 @@
 //! The commands themselves: `!run`, `!status`, `!cancel` and `!list`.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use rvbbit_cascade::validate::{Options, validate_loaded};
 use rvbbit_cascade::{Catalog, Severity};
 use rvbbit_core::{CallerId, Origin, SessionId, SessionStatus, codes};
-use rvbbit_engine::RunRequest;
+use rvbbit_engine::{Progress, RunRequest};
 use serde_json::Value;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::audit::Who;
@@ -14,6 +18,8 @@ use super::{Control, Guard, Outcome, Reply, args, denied, success};
 
 /// Most cascades `!list` names.
 const MAX_LISTED: usize = 50;
+/// Most progress replies one `!run` sends.
+pub(crate) const MAX_PROGRESS_REPLIES: u32 = 20;
 /// Longest output text a reply carries (the channel splits it further).
 const MAX_OUTPUT_CHARS: usize = 60_000;
 
@@ -82,7 +88,14 @@ impl Control {
     }
 
     /// `!run CASCADE [json]`: validate, pass the breaker, run, reply with the output or the error.
-    pub(super) async fn run(&self, guard: &Guard, who: &Who, name: &str, input: Option<&str>) -> Reply {
+    pub(super) async fn run(
+        &self,
+        guard: &Guard,
+        who: &Who,
+        name: &str,
+        input: Option<&str>,
+        updates: Option<UnboundedSender<String>>,
+    ) -> Reply {
         let (path, shown) = match args::resolve(&self.roots, name) {
             Ok(found) => found,
             Err(why) => return denied(codes::K_REFUSED, &why),
@@ -118,8 +131,22 @@ impl Control {
             "user": who.user, "tenant": who.tenant});
         let cancel = CancellationToken::new();
         request.cancel = cancel.clone();
+        let (progress, watch) = tokio::sync::watch::channel(Progress::default());
+        request.progress = Some(progress);
         self.track(&session, Some(cancel));
-        let outcome = self.engine.run(request).await;
+        // Boxed: the engine's future is large, and it is awaited in two places.
+        let run = Box::pin(self.engine.run(request));
+        let outcome = match updates {
+            Some(tx) => {
+                // A closed receiver only means nobody reads the updates any more.
+                let _ = tx.send(format!("started {session} (`{shown}`)"));
+                match guard.status_interval {
+                    Some(every) => with_progress(run, &tx, every, &session, &watch).await,
+                    None => run.await,
+                }
+            }
+            None => run.await,
+        };
         self.track(&session, None);
         let ok = outcome.status == SessionStatus::Completed;
         guard.breaker.record(ok);
@@ -211,6 +238,35 @@ impl Control {
             text.push_str(&format!("\n… and {more} more (narrow with `!list FILTER`)"));
         }
         success(text)
+    }
+}
+
+/// Await `run`, sending a progress reply naming the running cell (from the engine's live progress)
+/// to `tx` every `every`, at most [`MAX_PROGRESS_REPLIES`] times.
+async fn with_progress<F: Future + Unpin>(
+    mut run: F,
+    tx: &UnboundedSender<String>,
+    every: Duration,
+    session: &SessionId,
+    watch: &tokio::sync::watch::Receiver<Progress>,
+) -> F::Output {
+    let started = Instant::now();
+    let mut ticker = tokio::time::interval_at(started + every, every);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut sent = 0;
+    loop {
+        tokio::select! {
+            outcome = &mut run => return outcome,
+            _ = ticker.tick(), if sent < MAX_PROGRESS_REPLIES => {
+                sent += 1;
+                let cell = watch.borrow().cell.clone();
+                let secs = started.elapsed().as_secs();
+                let _ = tx.send(match cell { // A closed receiver: nobody reads updates any more.
+                    Some(cell) => format!("session {session}: running cell `{cell}` ({secs} s)"),
+                    None => format!("session {session}: starting ({secs} s)"),
+                });
+            }
+        }
     }
 }
 

@@ -16,10 +16,12 @@ pub mod parse;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rvbbit_agents::Agents;
 use rvbbit_core::{EventKind, codes};
 use rvbbit_engine::Engine;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
 use self::audit::{Trail, Who};
@@ -37,6 +39,8 @@ pub struct Guard {
     command_users: BTreeMap<String, Vec<String>>,
     /// The groups that `@NAME` entries of the lists name.
     groups: BTreeMap<String, Vec<String>>,
+    /// How often a `!run` sends a progress reply while it lives; `None`: never.
+    status_interval: Option<Duration>,
     limiter: RateLimiter,
     breaker: Breaker,
 }
@@ -53,6 +57,7 @@ impl Guard {
             allow_users,
             command_users,
             groups: BTreeMap::new(),
+            status_interval: None,
             limiter: RateLimiter::new(per_minute, burst),
             breaker: Breaker::default(),
         }
@@ -63,6 +68,13 @@ impl Guard {
     #[must_use]
     pub fn with_groups(mut self, groups: BTreeMap<String, Vec<String>>) -> Self {
         self.groups = groups;
+        self
+    }
+
+    /// With a progress reply every `seconds` while a `!run` lives (0: none).
+    #[must_use]
+    pub fn with_status_interval(mut self, seconds: u32) -> Self {
+        self.status_interval = (seconds > 0).then(|| Duration::from_secs(u64::from(seconds)));
         self
     }
 
@@ -138,11 +150,25 @@ impl Control {
         text: &str,
         parsed: Result<Command, String>,
     ) -> Reply {
+        self.execute_with_updates(guard, who, text, parsed, None).await
+    }
+
+    /// [`Control::execute`], and while a `!run` lives, its updates sent to `updates`: "started
+    /// SESSION" at once, then a progress reply naming the running cell every status interval of
+    /// `guard` (at most 20). The final reply is returned, not sent.
+    pub async fn execute_with_updates(
+        &self,
+        guard: &Guard,
+        who: &Who,
+        text: &str,
+        parsed: Result<Command, String>,
+        updates: Option<UnboundedSender<String>>,
+    ) -> Reply {
         let mut trail = Trail::start(self.engine.writer().cloned(), who, text).await;
         let name = parsed.as_ref().map_or("invalid", Command::name);
         let reply = self.gate(guard, who, parsed).await;
         let reply = match reply {
-            Ok(command) => self.run_command(guard, who, command).await,
+            Ok(command) => self.run_command(guard, who, command, updates).await,
             Err(reply) => reply,
         };
         let (kind, reason) = match reply.outcome {
@@ -184,9 +210,17 @@ impl Control {
         Ok(command)
     }
 
-    async fn run_command(&self, guard: &Guard, who: &Who, command: Command) -> Reply {
+    async fn run_command(
+        &self,
+        guard: &Guard,
+        who: &Who,
+        command: Command,
+        updates: Option<UnboundedSender<String>>,
+    ) -> Reply {
         match command {
-            Command::Run { cascade, input } => self.run(guard, who, &cascade, input.as_deref()).await,
+            Command::Run { cascade, input } => {
+                self.run(guard, who, &cascade, input.as_deref(), updates).await
+            }
             Command::Status(id) => self.status(&id).await,
             Command::Cancel(id) => self.cancel(&id),
             Command::List(filter) => self.list(filter.as_deref()).await,

@@ -204,3 +204,58 @@ async fn a_member_of_an_allowed_group_may_run_and_a_non_member_is_denied_and_aud
         "only bob's run started"
     );
 }
+
+/// A first cell that ends at once, then one that runs about 2.5 s.
+const SLOW: &str = "cascade_id: slow_chat\ncells:\n  - name: prepare\n    tool: set_state\n    inputs: {key: phase, value: ready}\n  - name: wait_a_bit\n    tool: linux_shell\n    inputs: {command: \"sleep 2.5 && echo slept\"}\n";
+
+#[tokio::test]
+async fn a_run_from_chat_replies_started_then_progress_naming_the_running_cell_then_the_output() {
+    let (h, fake) = harness(|c| c.status_interval_seconds = 1).await;
+    std::fs::write(h._dir.path().join("cascades/slow.yaml"), SLOW).unwrap();
+    h.channels
+        .receive(
+            "mattermost",
+            "ops",
+            crate::support::mm_request(crate::support::TOKEN, "alice", "!run slow"),
+        )
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let posted = loop {
+        let posted = fake.posted();
+        if posted.iter().any(|p| p.text().contains("completed")) {
+            break posted;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{posted:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let texts: Vec<&str> = posted.iter().map(|p| p.text()).collect();
+    assert!(texts[0].starts_with("started "), "{texts:?}");
+    let session = texts[0].trim_start_matches("started ").split(' ').next().unwrap();
+    let last = texts.last().unwrap();
+    assert!(
+        last.contains(&format!("(session {session}) completed")) && last.contains("slept"),
+        "the output comes last: {texts:?}"
+    );
+    let progress = &texts[1..texts.len() - 1];
+    assert!(!progress.is_empty(), "{texts:?}");
+    assert!(progress.len() <= 3, "one a second over about 2.5 s: {texts:?}");
+    assert!(
+        progress
+            .iter()
+            .any(|t| t.contains(&format!("session {session}: running cell `wait_a_bit`"))),
+        "{texts:?}"
+    );
+    assert!(posted.iter().all(|p| p.path == "/hooks/incoming"));
+    // With the default interval (30 s) a short run gets only "started" and the output.
+    let (h, fake) = harness(|_| {}).await;
+    h.channels
+        .receive(
+            "mattermost",
+            "ops",
+            crate::support::mm_request(crate::support::TOKEN, "alice", r#"!run hello {"name": "Ada"}"#),
+        )
+        .unwrap();
+    let posted = fake.wait_for(2, std::time::Duration::from_secs(20)).await;
+    assert!(posted[0].text().starts_with("started "), "{posted:?}");
+    assert!(posted[1].text().contains("hello Ada"), "{posted:?}");
+}

@@ -68,9 +68,14 @@ fn a_mattermost_hook_on_rvbbit_serve_runs_a_command_and_refuses_a_bad_token() {
         .await
         .unwrap();
         assert_eq!(ok.status().as_u16(), 200);
-        let posted = fake.wait_for(1, std::time::Duration::from_secs(20)).await;
-        assert!(posted[0].text().contains("hello Ada"), "{posted:?}");
-        assert_eq!(fake.posted().len(), 1, "the bad token ran nothing");
+        let posted = fake.wait_for(2, std::time::Duration::from_secs(20)).await;
+        assert!(posted[0].text().starts_with("started "), "{posted:?}");
+        assert!(posted[1].text().contains("hello Ada"), "{posted:?}");
+        assert_eq!(
+            fake.posted().len(),
+            2,
+            "the bad token ran nothing (a run replies \"started\", then its output)"
+        );
     });
     child.kill().unwrap();
     child.wait().unwrap();

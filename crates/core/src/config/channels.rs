@@ -73,7 +73,9 @@ pub const MAX_GROUP_MEMBERS: usize = 1000;
 /// Default [`ChannelConfig::status_interval_seconds`].
 pub const STATUS_INTERVAL_SECONDS: u32 = 30;
 /// The smallest [`ChannelConfig::status_interval_seconds`] other than 0.
-pub const STATUS_INTERVAL_MIN_SECONDS: u32 = 5;
+pub const STATUS_INTERVAL_MIN_SECONDS: u32 = 1;
+/// The largest [`ChannelConfig::status_interval_seconds`] (one hour).
+pub const STATUS_INTERVAL_MAX_SECONDS: u32 = 3600;
 
 /// One integration: `[channels.NAME]`, reached at `POST /hooks/{kind}/{NAME}` (the web chat: at
 /// `/chat/{NAME}`).
@@ -118,7 +120,8 @@ pub struct ChannelConfig {
     #[serde(default)]
     pub groups: BTreeMap<String, Vec<String>>,
     /// Seconds between the progress replies of a `!run` from chat (naming the running cell), after
-    /// the "started" reply; 0: none. At least 5 when set (the default is 30). Since v0.7.
+    /// the "started" reply; 0: none. 1 to 3600 when set (the default is 30); at most 20 progress
+    /// replies per run. Since v0.7.
     #[serde(default = "default_status_interval")]
     pub status_interval_seconds: u32,
     /// The tenant of the integration's conversations and runs (default `default`).
@@ -296,11 +299,11 @@ pub(super) fn validate(
             );
         }
         group_problems(&prefix, c, &mut push);
-        if c.status_interval_seconds != 0 && c.status_interval_seconds < STATUS_INTERVAL_MIN_SECONDS {
+        if c.status_interval_seconds > STATUS_INTERVAL_MAX_SECONDS {
             push(
                 format!("{prefix}.status_interval_seconds"),
                 format!(
-                    "`{prefix}.status_interval_seconds` is {}; it must be 0 (off) or at least {STATUS_INTERVAL_MIN_SECONDS}",
+                    "`{prefix}.status_interval_seconds` is {}; it must be 0 (off) or {STATUS_INTERVAL_MIN_SECONDS} to {STATUS_INTERVAL_MAX_SECONDS}",
                     c.status_interval_seconds
                 ),
                 format!("the default is {STATUS_INTERVAL_SECONDS}"),
@@ -500,7 +503,7 @@ mod tests {
         c.command_users.insert("run".into(), vec!["@ghosts".into()]);
         c.groups
             .insert("big".into(), vec!["u".into(); MAX_GROUP_MEMBERS + 1]);
-        c.status_interval_seconds = 2;
+        c.status_interval_seconds = STATUS_INTERVAL_MAX_SECONDS + 1;
         let mut problems = Vec::new();
         validate(
             &BTreeMap::from([("ops".into(), c.clone())]),
