@@ -1469,7 +1469,7 @@ pub fn is_secret_key(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key);
     matches!(
         last,
-        "api_key" | "password" | "token" | "secret" | "secret_access_key" | "signing_secret"
+        "api_key" | "password" | "token" | "secret" | "secret_access_key" | "signing_secret" | "bot_token"
     )
 }
 

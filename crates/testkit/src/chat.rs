@@ -2,7 +2,8 @@
 //!
 //! [`FakeChat`] binds `127.0.0.1:0` and records every message it receives: Slack's `chat.postMessage`
 //! bodies at `/api/chat.postMessage` (with the `Authorization` header), Mattermost's incoming-webhook
-//! bodies at `/hooks/incoming`, and signed webhook deliveries at `/webhook`. It can answer the next
+//! bodies at `/hooks/incoming`, Mattermost REST posts at `/api/v4/posts` (with the bearer token),
+//! and signed webhook deliveries at `/webhook`. It can answer the next
 //! post(s) with 429 and a `Retry-After`, or with 500, to exercise the sender's backoff.
 //!
 //! [`slack_headers`] signs a body as Slack does (`v0=` HMAC-SHA256 of `v0:{ts}:{body}` under the
@@ -38,9 +39,17 @@ pub struct Posted {
 }
 
 impl Posted {
-    /// The `text` field of the body.
+    /// The `text` field of the body (a Mattermost REST post's `message`).
     pub fn text(&self) -> &str {
-        self.body["text"].as_str().unwrap_or_default()
+        self.body["text"]
+            .as_str()
+            .or_else(|| self.body["message"].as_str())
+            .unwrap_or_default()
+    }
+
+    /// The bearer token of the `Authorization` header, if any.
+    pub fn bearer(&self) -> Option<&str> {
+        self.header("authorization")?.strip_prefix("Bearer ")
     }
 
     /// A header's value.
@@ -135,6 +144,7 @@ impl FakeChat {
         let app = Router::new()
             .route("/api/chat.postMessage", post(receive))
             .route("/hooks/incoming", post(receive))
+            .route("/api/v4/posts", post(receive))
             .route("/webhook", post(receive))
             .with_state(shared.clone());
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -167,6 +177,11 @@ impl FakeChat {
     /// Mattermost's incoming webhook URL for `outbound_url`.
     pub fn mattermost_hook(&self) -> String {
         format!("http://{}/hooks/incoming", self.addr)
+    }
+
+    /// Mattermost's server base URL for `api_url` (replies are `POST /api/v4/posts`).
+    pub fn mattermost_api(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// The generic webhook's receiver URL for `outbound_url`.

@@ -12,11 +12,14 @@ use crate::sign::constant_time_eq;
 /// Mattermost's longest post, in characters.
 pub const MATTERMOST_MAX_LEN: usize = 16_383;
 
-/// A Mattermost outgoing webhook (or slash command) and incoming webhook pair.
+/// A Mattermost outgoing webhook (or slash command) and incoming webhook pair, or the REST API for
+/// replies.
 pub struct Mattermost {
     name: String,
     token: String,
     incoming_url: String,
+    /// `(api_url, bot_token)`: replies are `POST {api_url}/api/v4/posts` in the inbound's channel.
+    rest: Option<(String, String)>,
 }
 
 impl std::fmt::Debug for Mattermost {
@@ -34,7 +37,16 @@ impl Mattermost {
             name: name.to_owned(),
             token,
             incoming_url,
+            rest: None,
         }
+    }
+
+    /// Replying through the REST API of the server at `api_url` with `bot_token`, in place of the
+    /// incoming webhook.
+    #[must_use]
+    pub fn with_rest(mut self, api_url: &str, bot_token: String) -> Self {
+        self.rest = Some((api_url.trim_end_matches('/').to_owned(), bot_token));
+        self
     }
 }
 
@@ -76,11 +88,27 @@ impl Adapter for Mattermost {
             user_name: text_field(&map, "user_name"),
             text,
             channel_id: text_field(&map, "channel_id"),
-            thread: None,
+            // A reply to a threaded post stays in its thread; a top-level post starts one.
+            thread: text_field(&map, "root_id").or_else(|| text_field(&map, "post_id")),
         }))
     }
 
     fn render(&self, out: &Outbound, _now: i64) -> Result<Post> {
+        if let Some((api_url, bot_token)) = &self.rest {
+            let channel_id = out.channel_id.as_deref().ok_or_else(|| Error::Config {
+                integration: self.name.clone(),
+                reason: "the message named no `channel_id` to answer in".into(),
+            })?;
+            let mut body = json!({"channel_id": channel_id, "message": out.text});
+            if let Some(root) = &out.thread {
+                body["root_id"] = json!(root);
+            }
+            return Ok(Post {
+                url: format!("{api_url}/api/v4/posts"),
+                headers: vec![("Authorization".into(), format!("Bearer {bot_token}"))],
+                body: json_body(&body),
+            });
+        }
         Ok(Post {
             url: self.incoming_url.clone(),
             headers: Vec::new(),
@@ -92,6 +120,33 @@ impl Adapter for Mattermost {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rest_replies_post_to_the_inbound_channel_and_thread_with_the_bot_token() {
+        let m = Mattermost::new("ops", "tok".into(), String::new())
+            .with_rest("https://mm.example.com/", "bot-tok".into());
+        let mut out = Outbound {
+            integration: "ops".into(),
+            channel_id: Some("c1".into()),
+            thread: Some("p9".into()),
+            user: "u1".into(),
+            text: "hi".into(),
+        };
+        let post = m.render(&out, 0).unwrap();
+        assert_eq!(post.url, "https://mm.example.com/api/v4/posts");
+        assert_eq!(
+            post.headers,
+            [("Authorization".to_owned(), "Bearer bot-tok".to_owned())]
+        );
+        let body: serde_json::Value = serde_json::from_slice(&post.body).unwrap();
+        assert_eq!(
+            body,
+            json!({"channel_id": "c1", "message": "hi", "root_id": "p9"})
+        );
+        assert!(!format!("{m:?}").contains("bot-tok"));
+        out.channel_id = None;
+        assert!(m.render(&out, 0).is_err());
+    }
 
     fn request(body: &str) -> Request {
         Request {
@@ -121,6 +176,12 @@ mod tests {
             panic!()
         };
         assert_eq!(msg.text, "/rvbbit status x");
+        assert_eq!(msg.thread, None);
+        let threaded = "token=tok123&user_id=u1&channel_id=c1&post_id=p2&root_id=r1&text=hi";
+        let Verified::Message(msg) = m.verify(&request(threaded), 0).unwrap() else {
+            panic!()
+        };
+        assert_eq!(msg.thread.as_deref(), Some("r1"));
         for bad in ["token=nope&user_id=u1&text=hi", "user_id=u1&text=hi", "garbage"] {
             assert_eq!(m.verify(&request(bad), 0).unwrap_err().status(), 401, "{bad}");
         }

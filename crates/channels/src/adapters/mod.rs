@@ -30,7 +30,13 @@ pub fn build(name: &str, config: &ChannelConfig) -> Box<dyn Adapter> {
             secret("token"),
             outbound,
         )),
-        ChannelKind::Mattermost => Box::new(Mattermost::new(name, secret("token"), outbound)),
+        ChannelKind::Mattermost => {
+            let adapter = Mattermost::new(name, secret("token"), outbound);
+            Box::new(match &config.api_url {
+                Some(api_url) => adapter.with_rest(api_url, secret("bot_token")),
+                None => adapter,
+            })
+        }
         ChannelKind::Web => Box::new(Web::new(name, config.allowed_origins.clone())),
         _ => Box::new(Webhook::new(name, secret("secret"), outbound)),
     }

@@ -78,3 +78,46 @@ async fn server_errors_are_retried_after_1_5_and_15_seconds() {
     );
     assert!(waited < Duration::from_secs(23), "took {waited:?}");
 }
+
+/// `ops` replying through the Mattermost REST API of `fake` with a bot token.
+fn mattermost_rest(fake: &FakeChat) -> rvbbit_core::config::ChannelConfig {
+    let mut c = mattermost(fake);
+    c.outbound_url = None;
+    c.api_url = Some(fake.mattermost_api());
+    c.bot_token = Some("mm-bot-token".into());
+    c
+}
+
+#[tokio::test]
+async fn a_mattermost_rest_reply_is_one_post_in_the_inbound_channel_and_thread_and_a_429_is_retried() {
+    let fake = FakeChat::start().await;
+    let h = Harness::new(BTreeMap::from([("ops".to_owned(), mattermost_rest(&fake))])).await;
+    let mut request = mm_request(TOKEN, "alice", "!help run");
+    request.body.extend_from_slice(b"&post_id=p42");
+    h.channels.receive("mattermost", "ops", request).unwrap();
+    let posted = fake.wait_for(1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fake.posted().len(), 1, "one reply, one post: {posted:?}");
+    let p = &posted[0];
+    assert_eq!(p.path, "/api/v4/posts");
+    assert_eq!(p.bearer(), Some("mm-bot-token"));
+    assert_eq!(p.body["channel_id"], "c1");
+    assert_eq!(p.body["root_id"], "p42", "the reply stays in the post's thread");
+    assert!(p.text().starts_with("!run CASCADE"), "{p:?}");
+    // A 429 with Retry-After is waited out and the post is made again.
+    fake.rate_limit_next(1);
+    let started = tokio::time::Instant::now();
+    h.channels
+        .receive("mattermost", "ops", mm_request(TOKEN, "alice", "!agents"))
+        .unwrap();
+    let posted = fake.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(fake.refused(), 1);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 was honoured"
+    );
+    assert_eq!(posted[1].path, "/api/v4/posts");
+    assert_eq!(posted[1].bearer(), Some("mm-bot-token"));
+    assert!(posted[1].text().contains("no agents"), "{posted:?}");
+    assert!(posted[1].body.get("root_id").is_none(), "{posted:?}");
+}

@@ -99,6 +99,14 @@ pub struct ChannelConfig {
     /// Mattermost's incoming webhook URL, or the webhook receiver's URL.
     #[serde(default)]
     pub outbound_url: Option<String>,
+    /// Mattermost: the server's base URL (`https://mm.example.com`) for replies through the REST API
+    /// (`POST {api_url}/api/v4/posts` with `bot_token`), in place of `outbound_url`. Since v0.7.
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// Mattermost: the bot's (or personal) access token sent as `Authorization: Bearer` with
+    /// `api_url`. Masked in every output. Since v0.7.
+    #[serde(default)]
+    pub bot_token: Option<String>,
     /// Plain (non-command) messages go to this agent (`agents/NAME.yaml`); absent: they are ignored.
     /// Required for `web`.
     #[serde(default)]
@@ -180,6 +188,8 @@ impl ChannelConfig {
             signing_secret: None,
             secret: None,
             outbound_url: None,
+            api_url: None,
+            bot_token: None,
             agent: None,
             control: false,
             allow_users: Vec::new(),
@@ -196,12 +206,13 @@ impl ChannelConfig {
         }
     }
 
-    /// The value of secret key `key` (`token`, `signing_secret` or `secret`).
+    /// The value of secret key `key` (`token`, `signing_secret`, `secret` or `bot_token`).
     pub fn secret_value(&self, key: &str) -> Option<&str> {
         match key {
             "token" => self.token.as_deref(),
             "signing_secret" => self.signing_secret.as_deref(),
             "secret" => self.secret.as_deref(),
+            "bot_token" => self.bot_token.as_deref(),
             _ => None,
         }
     }
@@ -216,6 +227,8 @@ impl fmt::Debug for ChannelConfig {
             .field("signing_secret", &mask(&self.signing_secret))
             .field("secret", &mask(&self.secret))
             .field("outbound_url", &self.outbound_url)
+            .field("api_url", &self.api_url)
+            .field("bot_token", &mask(&self.bot_token))
             .field("agent", &self.agent)
             .field("control", &self.control)
             .field("allow_users", &self.allow_users)
@@ -288,6 +301,8 @@ pub(super) fn validate(
         }
         if c.kind == ChannelKind::Web {
             web_problems(&prefix, c, &mut push);
+        } else if c.kind == ChannelKind::Mattermost && (c.api_url.is_some() || c.bot_token.is_some()) {
+            rest_problems(&prefix, c, &mut push);
         } else {
             outbound_problems(&prefix, c, &mut push);
         }
@@ -378,6 +393,40 @@ fn group_problems(prefix: &str, c: &ChannelConfig, push: &mut Push<'_>) {
                 );
             }
         }
+    }
+}
+
+/// A Mattermost integration replying through the REST API: `api_url` and `bot_token` both set, a
+/// usable URL, and no `outbound_url` besides.
+fn rest_problems(prefix: &str, c: &ChannelConfig, push: &mut Push<'_>) {
+    if c.outbound_url.is_some() {
+        push(
+            format!("{prefix}.outbound_url"),
+            format!(
+                "`[{prefix}]` sets both `outbound_url` and `api_url`/`bot_token`: replies need exactly one way out"
+            ),
+            "keep `outbound_url` (an incoming webhook) or `api_url` with `bot_token` (the REST API)".into(),
+        );
+    }
+    match c.api_url.as_deref() {
+        None => push(
+            format!("{prefix}.api_url"),
+            format!("`{prefix}.api_url` is missing: `bot_token` replies through the REST API at `api_url`"),
+            "the server's base URL, for example `https://mm.example.com`".into(),
+        ),
+        Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) || u.contains("/api/") => push(
+            format!("{prefix}.api_url"),
+            format!("`{prefix}.api_url` must be the server's http:// or https:// base URL, found `{u}`"),
+            "for example `https://mm.example.com` (`/api/v4/posts` is appended)".into(),
+        ),
+        Some(_) => {}
+    }
+    if c.bot_token.as_deref().is_none_or(|t| t.trim().is_empty()) {
+        push(
+            format!("{prefix}.bot_token"),
+            format!("`{prefix}.bot_token` is missing or empty: the REST API needs the bot's access token"),
+            "create a bot account in Mattermost and copy its token (docs/channels.md)".into(),
+        );
     }
 }
 
@@ -542,6 +591,40 @@ mod tests {
             problems[0].message.contains("the limit is 100"),
             "{}",
             problems[0].message
+        );
+    }
+
+    #[test]
+    fn mattermost_replies_through_exactly_one_of_outbound_url_or_api_url_with_bot_token() {
+        let mut c = ChannelConfig::new(ChannelKind::Mattermost);
+        c.control = true;
+        c.token = Some("t".into());
+        c.api_url = Some("https://mm.example.com".into());
+        c.bot_token = Some("bot-secret".into());
+        let check = |c: &ChannelConfig| {
+            let mut problems = Vec::new();
+            validate(
+                &BTreeMap::from([("mm".into(), c.clone())]),
+                &|_| None,
+                &mut problems,
+            );
+            problems.into_iter().filter_map(|p| p.key).collect::<Vec<_>>()
+        };
+        assert!(check(&c).is_empty());
+        assert!(!format!("{c:?}").contains("bot-secret"));
+        c.outbound_url = Some("https://mm.example.com/hooks/x".into());
+        assert_eq!(check(&c), ["channels.mm.outbound_url"]);
+        c.outbound_url = None;
+        c.bot_token = None;
+        assert_eq!(check(&c), ["channels.mm.bot_token"]);
+        c.bot_token = Some("b".into());
+        c.api_url = None;
+        assert_eq!(check(&c), ["channels.mm.api_url"]);
+        c.bot_token = None;
+        assert_eq!(
+            check(&c),
+            ["channels.mm.outbound_url"],
+            "neither: outbound_url is missing"
         );
     }
 
