@@ -33,6 +33,7 @@ mod render;
 pub mod schema;
 mod schema_check;
 pub mod source;
+pub mod support;
 pub mod template;
 pub mod validate;
 pub mod yaml;

@@ -128,4 +128,24 @@ fn check_cascade(ctx: &Ctx<'_>, diags: &mut Vec<Diagnostic>) {
     templates::check_templates(ctx, diags);
     templates::check_output_schemas(ctx, diags);
     sql_function::check_sql_function(ctx, diags);
+    check_refusals(ctx, diags);
+}
+
+/// Features a run refuses (RVB-E003, [`crate::support`]): errors at their keys, so validation
+/// predicts the run.
+fn check_refusals(ctx: &Ctx<'_>, diags: &mut Vec<Diagnostic>) {
+    for r in crate::support::refusals(ctx.cascade) {
+        let span = ctx.document.span_of(&r.path).unwrap_or_default();
+        diags.push(
+            Diagnostic::error(
+                rvbbit_core::codes::E_UNSUPPORTED,
+                format!("{} is not built in this rvbbit: a run refuses it", r.feature),
+            )
+            .at(span)
+            .with_label("not built")
+            .in_cell(r.cell)
+            .with_path(r.path)
+            .with_hint("remove the key or rewrite the cell without it (docs/engine.md, \"Not built yet\")"),
+        );
+    }
 }

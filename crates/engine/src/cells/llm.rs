@@ -24,21 +24,13 @@ pub(crate) const DEFAULT_CONTINUE: &str =
 /// The text of a re-ask after a failed check when the cell has no `retry_instructions`.
 const DEFAULT_RETRY: &str = "Your previous answer did not pass validation";
 
-/// Features of LLM cells this build does not run yet.
+/// Features of LLM cells this build does not run yet (the list the validator reports too:
+/// [`rvbbit_cascade::support`]).
 fn unsupported(cell: &Cell) -> Option<&'static str> {
     if cell.candidates.is_some() {
         return Some("candidates (takes/soundings)");
     }
-    if matches!(&cell.traits, Some(rvbbit_cascade::model::Traits::One(t)) if t == "manifest") {
-        return Some("traits: manifest");
-    }
-    if cell.rag.is_some() {
-        return Some("rag");
-    }
-    if cell.image_config.is_some() {
-        return Some("image_config");
-    }
-    None
+    rvbbit_cascade::support::llm_refusal(cell).map(|(_, feature)| feature)
 }
 
 /// Run an LLM cell: the steps of the module docs.

@@ -4,7 +4,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rvbbit_cascade::model::{CandidateModels, Candidates, CandidatesMode, IntOrTemplate};
+use rvbbit_cascade::model::{CandidateModels, Candidates, IntOrTemplate};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -50,28 +50,10 @@ pub(crate) struct Plan {
     pub(crate) max_tokens: Option<u32>,
 }
 
-/// Options of §8.1 this build refuses (RVB-E003) rather than silently ignoring.
+/// Options of §8.1 this build refuses (RVB-E003) rather than silently ignoring (the list the
+/// validator reports too: [`rvbbit_cascade::support`]).
 pub(crate) fn unsupported(c: &Candidates) -> Option<&'static str> {
-    if c.reforge.is_some() && c.mode == Some(CandidatesMode::Aggregate) {
-        return Some("candidates.reforge with mode: aggregate");
-    }
-    if c.cost_aware_evaluation.is_some() {
-        return Some("candidates.cost_aware_evaluation");
-    }
-    if c.pareto_frontier.is_some() {
-        return Some("candidates.pareto_frontier");
-    }
-    if c.evaluator.as_deref().is_some_and(|e| e != "llm") || c.human_eval.is_some() {
-        return Some("a human or hybrid candidates evaluator");
-    }
-    if c.llm_prefilter.is_some() || c.llm_prefilter_model.is_some() || c.llm_prefilter_instructions.is_some()
-    {
-        return Some("candidates.llm_prefilter");
-    }
-    if c.downstream_model.is_some() {
-        return Some("candidates.downstream_model");
-    }
-    None
+    rvbbit_cascade::support::candidates_refusal(c).map(|(_, feature)| feature)
 }
 
 /// One plan per branch: the factor (rendered when a template; unreadable → 1), or the per-model

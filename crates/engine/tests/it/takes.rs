@@ -7,7 +7,7 @@ use rvbbit_core::{Event, EventKind, MicroUsd, SessionStatus};
 use rvbbit_testkit::{Options, Reply, Script, TestServer};
 use serde_json::{Value, json};
 
-use crate::support::{Harness, corpus, yaml};
+use crate::support::{Harness, corpus, yaml, yaml_allowing};
 
 /// Every message text of a request body, in order.
 pub fn texts(body: &Value) -> Vec<String> {
@@ -669,7 +669,7 @@ cells:
 async fn unsupported_candidate_options_are_refused_with_e003() {
     let server = TestServer::start(Script::echo()).await;
     let h = Harness::new().await;
-    let c = yaml(
+    let c = yaml_allowing(
         r#"
 cascade_id: pareto
 cells:
@@ -680,6 +680,7 @@ cells:
       evaluator_instructions: "Pick."
       pareto_frontier: {enabled: true}
 "#,
+        &["RVB-E003"],
     );
     let out = h.run(&h.llm_engine(&server.base_url()), c, json!({})).await;
     assert_eq!(out.status, SessionStatus::Failed);
@@ -1033,7 +1034,7 @@ cells:
 async fn cascade_level_reforge_is_refused_with_e003() {
     let server = TestServer::start(Script::echo()).await;
     let h = Harness::new().await;
-    let c = yaml(
+    let c = yaml_allowing(
         r#"
 cascade_id: cascade_reforge
 candidates:
@@ -1044,6 +1045,7 @@ cells:
   - name: only
     instructions: "Go"
 "#,
+        &["RVB-E003"],
     );
     let out = h.run(&h.llm_engine(&server.base_url()), c, json!({})).await;
     let err = out.error.unwrap();
