@@ -143,6 +143,27 @@ fn an_allowlist_naming_an_unknown_group_is_a_config_error_naming_the_key() {
     assert!(out.stdout.is_empty(), "nothing ran");
 }
 
+#[test]
+fn a_mattermost_bot_token_is_masked_by_config_show() {
+    let dir = project("unused");
+    let path = dir.path().join("rvbbit.toml");
+    let config = std::fs::read_to_string(&path).unwrap().replace(
+        "outbound_url = \"unused\"",
+        "api_url = \"https://mm.example.com\"\nbot_token = \"mm-bot-very-secret\"",
+    );
+    std::fs::write(&path, config).unwrap();
+    let out = rvbbit(dir.path()).args(["config", "show"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("channels.ops.bot_token"), "{stdout}");
+    assert!(stdout.contains("https://mm.example.com"), "{stdout}");
+    assert!(
+        !stdout.contains("mm-bot-very-secret") && !stderr.contains("mm-bot-very-secret"),
+        "{stdout}"
+    );
+}
+
 const AGENT_CASCADE: &str = "cascade_id: helper_agent\ncells:\n  - name: reply\n    instructions: \"Answer: {{ input.messages | join(' | ') }}\"\n";
 
 /// A reply of `sentences` sentences, a line break after every tenth.
