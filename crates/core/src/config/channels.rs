@@ -18,7 +18,7 @@ use crate::codes;
 pub enum ChannelKind {
     /// Slack: Events API and slash commands in (signing secret), `chat.postMessage` out (bot token).
     Slack,
-    /// Mattermost: outgoing webhook or slash command in (token), incoming webhook out.
+    /// Mattermost: outgoing webhook or slash command in (token), incoming webhook or REST API out.
     Mattermost,
     /// Any system: JSON in and out, HMAC-SHA256 signed both ways with `secret`.
     Webhook,
@@ -96,7 +96,7 @@ pub struct ChannelConfig {
     #[serde(default)]
     pub secret: Option<String>,
     /// Where replies go: Slack's API base (`https://slack.com/api`, `chat.postMessage` is appended),
-    /// Mattermost's incoming webhook URL, or the webhook receiver's URL.
+    /// Mattermost's incoming webhook URL (or `api_url` with `bot_token`), or the webhook receiver's URL.
     #[serde(default)]
     pub outbound_url: Option<String>,
     /// Mattermost: the server's base URL (`https://mm.example.com`) for replies through the REST API
