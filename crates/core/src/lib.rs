@@ -24,6 +24,7 @@ pub mod codes;
 pub mod config;
 pub mod event;
 mod id;
+pub mod markup;
 mod money;
 
 pub use chain::error_chain;

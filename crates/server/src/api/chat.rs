@@ -57,18 +57,7 @@ fn channels<'a>(state: &'a AppState, integration: &str) -> Result<&'a Channels, 
 
 /// Text safe inside HTML text and double-quoted attributes.
 fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    rvbbit_core::markup::escape_markup(text)
 }
 
 /// The page's Content-Security-Policy: nothing but its own nonce'd style and script, requests to this

@@ -79,19 +79,7 @@ pub(crate) struct Series {
 
 /// Escape text for SVG (XML) content and attributes.
 pub(crate) fn xml(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
+    rvbbit_core::markup::escape_markup(text)
 }
 
 /// The smallest 1, 2 or 5 times a power of ten at or above `v` (the top of an axis).

@@ -20,21 +20,9 @@ const COLOURS: &[&str] = &[
     "#4269d0", "#efb118", "#ff725c", "#6cc5b0", "#3ca951", "#ff8ab7", "#a463f2", "#97bbf5",
 ];
 
-/// Escape text for SVG (control characters dropped).
+/// Escape text for SVG.
 fn xml(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
+    rvbbit_core::markup::escape_markup(text)
 }
 
 /// A label's text (a string as is, cut to 40 characters; anything else as JSON).
