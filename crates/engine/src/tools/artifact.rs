@@ -434,7 +434,7 @@ impl Tool for CreateSpecChart {
         let drawn =
             checked.map_err(|e| ToolError::InvalidArguments(format!("the {fallback} is invalid: {e}")))?;
         let title = match text(&args, &["title"], false)? {
-            Some(t) => title(&json!({"title": t}), fallback)?,
+            Some(_) => title(&args, fallback)?,
             None => match &drawn {
                 Ok(chart) if !chart.title.is_empty() => chart.title.chars().take(MAX_TITLE).collect(),
                 _ => fallback.to_owned(),
