@@ -7,6 +7,7 @@
 //! [`Error::Busy`], which callers may retry.
 
 mod batches;
+mod channels;
 mod checkpoints;
 mod conversations;
 mod events;

@@ -1,0 +1,1 @@
+//! Chat identities and integrations kept in SQLite (issue 20).
