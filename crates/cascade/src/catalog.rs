@@ -26,6 +26,12 @@ pub enum Origin {
     ToolFile(PathBuf),
     /// A cascade usable as a tool or validator.
     Cascade(PathBuf),
+    /// A tool the program provides that cannot run on this machine (a runtime it needs is missing):
+    /// a run fails the cell with RVB-E003 and this reason.
+    Unavailable {
+        /// Why, and how to fix it (`not configured: install babashka (bb) …`).
+        reason: String,
+    },
     /// A tool file that names this tool but does not load (an unknown `type`, say): not usable, and
     /// validation says why, at the file's line, instead of "not registered".
     Broken {
@@ -37,9 +43,12 @@ pub enum Origin {
 }
 
 impl Origin {
-    /// Whether the name can be used (neither unsupported nor a broken tool file).
+    /// Whether the name can be used (neither unsupported, unavailable here nor a broken tool file).
     pub fn usable(&self) -> bool {
-        !matches!(self, Origin::Unsupported | Origin::Broken { .. })
+        !matches!(
+            self,
+            Origin::Unsupported | Origin::Unavailable { .. } | Origin::Broken { .. }
+        )
     }
 }
 
@@ -72,15 +81,16 @@ pub const BUILTIN_TOOLS: &[&str] = &[
     "create_chart",
     "create_plotly",
     "create_vega_lite",
+    "js_data",
+    "clojure_data",
+    "read_image",
+    "say",
 ];
 
 /// Tools RVBBIT registered that rvbbit does not provide: naming one is a warning that says so.
 pub const UNSUPPORTED_TOOLS: &[&str] = &[
-    "js_data",
-    "clojure_data",
     "linux_shell_dangerous",
     "sql_rag_search",
-    "say",
     "show_ui",
     "rabbitize_start",
     "rabbitize_execute",
@@ -153,6 +163,12 @@ impl Catalog {
     /// Register a tool by name (the engine's registry uses this).
     pub fn add_tool(&mut self, name: impl Into<String>, origin: Origin) {
         self.tools.entry(name.into()).or_insert(origin);
+    }
+
+    /// Enter `name` with `origin`, replacing what the catalog had (the program knows better than the
+    /// built-in list, e.g. that a tool's runtime is missing here).
+    pub fn set_tool(&mut self, name: impl Into<String>, origin: Origin) {
+        self.tools.insert(name.into(), origin);
     }
 
     /// Where a name comes from, if known.
@@ -240,8 +256,8 @@ mod tests {
     fn builtins_and_unsupported_are_distinct() {
         let c = Catalog::builtin();
         assert_eq!(c.get("sql_data"), Some(&Origin::Builtin));
-        assert_eq!(c.get("say"), Some(&Origin::Unsupported));
-        assert!(!c.names().contains(&"say"));
+        assert_eq!(c.get("show_ui"), Some(&Origin::Unsupported));
+        assert!(!c.names().contains(&"show_ui"));
         for name in BUILTIN_TOOLS {
             assert!(!UNSUPPORTED_TOOLS.contains(name), "{name} is in both lists");
         }

@@ -74,6 +74,18 @@ fn tool_diag(ctx: &Ctx<'_>, name: &str, path: String, cell: &Cell, called: bool)
                     "the model is not offered it, and a call to it fails; remove it or provide it as a tool file in `traits/`"
                 }),
         ),
+        Some(Origin::Unavailable { reason }) => Some(
+            level(format!("the tool `{name}` cannot run on this machine: {reason}"))
+                .at(span)
+                .with_label("not configured here")
+                .in_cell(Some(cell.name.clone()))
+                .with_path(path)
+                .with_hint(if called {
+                    "a run fails this cell (RVB-E003) until the runtime is installed; `rvbbit validate` checks again"
+                } else {
+                    "the model is offered it, and a call to it fails until the runtime is installed"
+                }),
+        ),
         Some(Origin::Broken { path: file, reason }) => Some(
             level(format!(
                 "the tool `{name}` is defined in {}, which does not load ({reason})",

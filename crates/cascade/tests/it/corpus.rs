@@ -26,7 +26,7 @@ const INVALID: &[(&str, &[&str])] = &[
 ];
 
 /// Warning codes that are justified in the corpus, each with the reason:
-/// - V009: a tool RVBBIT had (charts, browser automation, speech, JS/Clojure runtimes) that rvbbit does not provide;
+/// - V009: a tool RVBBIT had (browser automation, `show_ui`, …) that rvbbit does not provide;
 /// - V019: the two `FUTURE_*` design notes append a second YAML document;
 /// - V020: sub-cascade refs written against RVBBIT's old repository layout (`windlass/...`) or `.json` names of `.yaml` files;
 /// - V011: `research_loop` in `research_cockpit_demo.yaml` hands off only to itself, so it can end only by error;

@@ -13,12 +13,7 @@ use crate::template::json_parse_rule;
 use crate::tools::{ToolContext, ToolError};
 
 /// Tools of the cascade language this build does not run yet, with the issue that brings them.
-const LATER: &[(&str, &str)] = &[
-    ("sql_data", "the SQL issue"),
-    ("js_data", "a later release"),
-    ("clojure_data", "a later release"),
-    ("rvbbit_data", "a later release"),
-];
+const LATER: &[(&str, &str)] = &[("sql_data", "the SQL issue"), ("rvbbit_data", "a later release")];
 
 pub(crate) async fn run(run: &mut Run<'_>, cell: &Cell) -> Result<CellResult> {
     let tool_name = cell.tool.clone().unwrap_or_default();

@@ -10,6 +10,7 @@ mod chart;
 mod declarative;
 mod http;
 mod human;
+mod polyglot;
 mod process;
 mod pyliteral;
 mod python;
@@ -41,6 +42,7 @@ pub use cascade_tool::CascadeTool;
 pub use declarative::DeclarativeTool;
 pub use http::HttpRequest;
 pub use human::{AskHuman, AskHumanCustom, RequestDecision};
+pub use polyglot::{ClojureData, JsData};
 pub use python::{PythonData, RunCode};
 pub use script::RunScript;
 pub use shell::{BashData, LinuxShell};
@@ -248,6 +250,12 @@ pub trait Tool: Send + Sync {
     fn compute(&self) -> bool {
         false
     }
+    /// Why this tool cannot run on this machine (a runtime it needs is not installed or not
+    /// configured), as the run's RVB-E003 message says it; `None` (the default) when it can. The
+    /// validator reports it at the cells that use the tool, so `validate` predicts the run.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
     /// Run the tool with `args` (an object).
     ///
     /// # Errors
@@ -282,8 +290,9 @@ impl fmt::Debug for Registry {
 
 impl Registry {
     /// The built-in tools: `set_state`, `append_state`, `linux_shell`, `bash_data`, `python_data`,
-    /// `run_code`, `run_script`, `http_request`, `ask_human`, `request_decision`, `ask_human_custom`,
-    /// `await_signal`, `fire_signal`, `map_cascade`, `spawn_cascade`.
+    /// `run_code`, `js_data`, `clojure_data`, `run_script`, `http_request`, `ask_human`,
+    /// `request_decision`, `ask_human_custom`, `await_signal`, `fire_signal`, `map_cascade`,
+    /// `spawn_cascade`, the artifact and chart tools.
     pub fn builtin() -> Self {
         let mut r = Registry::default();
         r.register(Arc::new(SetState));
@@ -292,6 +301,8 @@ impl Registry {
         r.register(Arc::new(BashData));
         r.register(Arc::new(PythonData));
         r.register(Arc::new(RunCode));
+        r.register(Arc::new(JsData));
+        r.register(Arc::new(ClojureData));
         r.register(Arc::new(RunScript));
         r.register(Arc::new(HttpRequest::default()));
         r.register(Arc::new(AskHuman));
@@ -366,10 +377,14 @@ impl Registry {
         added
     }
 
-    /// Register every tool of this registry in a validation catalog.
+    /// Register every tool of this registry in a validation catalog; a tool that cannot run on this
+    /// machine ([`Tool::unavailable`]) is entered as [`Origin::Unavailable`] with its reason.
     pub fn fill_catalog(&self, catalog: &mut Catalog) {
-        for name in self.tools.keys() {
-            catalog.add_tool(name.clone(), Origin::Registered);
+        for (name, tool) in &self.tools {
+            match tool.unavailable() {
+                Some(reason) => catalog.set_tool(name.clone(), Origin::Unavailable { reason }),
+                None => catalog.add_tool(name.clone(), Origin::Registered),
+            }
         }
     }
 }

@@ -68,11 +68,7 @@ pub(crate) async fn run_python(
     extra: Value,
     timeout: Option<Duration>,
 ) -> Result<(Value, String), ToolError> {
-    let state = ctx
-        .state
-        .lock()
-        .map(|s| Value::Object(s.clone()))
-        .map_err(|_| ToolError::Failed("the session state is poisoned".into()))?;
+    let state = state_of(ctx)?;
     let request = json!({
         "code": code,
         "state": state,
@@ -106,6 +102,46 @@ pub(crate) async fn run_python(
     let result: Value = serde_json::from_str(result.trim())
         .map_err(|e| ToolError::Failed(format!("python result is not JSON: {e}")))?;
     Ok((result, printed.trim_end_matches('\n').to_owned()))
+}
+
+/// A copy of the session state, for a code tool's process.
+pub(crate) fn state_of(ctx: &ToolContext) -> Result<Value, ToolError> {
+    ctx.state
+        .lock()
+        .map(|s| Value::Object(s.clone()))
+        .map_err(|_| ToolError::Failed("the session state is poisoned".into()))
+}
+
+/// The output of a data tool (`python_data`, `js_data`, `clojure_data`) for its `result`:
+/// `{result, type, _route}` (`type` is `dict`, `list` or `scalar`); a non-empty list of objects also
+/// gets `rows`, `columns` (first-seen order) and `row_count`, so later cells read it as a table.
+pub(crate) fn data_output(result: Value) -> Value {
+    let kind = match &result {
+        Value::Object(_) => "dict",
+        Value::Array(_) => "list",
+        _ => "scalar",
+    };
+    let mut out = json!({"result": result, "type": kind, "_route": "success"});
+    if let Value::Array(items) = &out["result"]
+        && items.iter().all(Value::is_object)
+        && !items.is_empty()
+    {
+        let rows = items.clone();
+        let mut columns: Vec<String> = Vec::new();
+        for r in &rows {
+            if let Value::Object(m) = r {
+                for k in m.keys() {
+                    if !columns.contains(k) {
+                        columns.push(k.clone());
+                    }
+                }
+            }
+        }
+        out["row_count"] = json!(rows.len());
+        out["rows"] = Value::Array(rows);
+        out["columns"] = json!(columns);
+    }
+    out
 }
 
 fn code_params() -> Value {
@@ -144,32 +180,7 @@ impl Tool for PythonData {
     async fn execute(&self, args: Value, ctx: &ToolContext) -> Result<Value, ToolError> {
         let code = str_arg(&args, "code")?;
         let (result, _) = run_python(code, ctx, Value::Null, ctx.timeout.or(self.default_timeout())).await?;
-        let kind = match &result {
-            Value::Object(_) => "dict",
-            Value::Array(_) => "list",
-            _ => "scalar",
-        };
-        let mut out = json!({"result": result, "type": kind, "_route": "success"});
-        if let Value::Array(items) = &out["result"]
-            && items.iter().all(Value::is_object)
-            && !items.is_empty()
-        {
-            let rows = items.clone();
-            let mut columns: Vec<String> = Vec::new();
-            for r in &rows {
-                if let Value::Object(m) = r {
-                    for k in m.keys() {
-                        if !columns.contains(k) {
-                            columns.push(k.clone());
-                        }
-                    }
-                }
-            }
-            out["row_count"] = json!(rows.len());
-            out["rows"] = Value::Array(rows);
-            out["columns"] = json!(columns);
-        }
-        Ok(out)
+        Ok(data_output(result))
     }
 }
 

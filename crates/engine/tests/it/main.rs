@@ -18,6 +18,7 @@ mod failures;
 mod hitl;
 mod journal;
 mod llm;
+mod polyglot;
 mod sandbox;
 mod spawn;
 mod support;

@@ -1,5 +1,5 @@
 //! The sandbox of code and shell cells: every process a tool starts (`linux_shell`, `bash_data`,
-//! `python_data`, `run_code`, declarative shell and Python tools, inline validators) runs under
+//! `python_data`, `run_code`, `js_data`, `clojure_data`, declarative shell and Python tools, inline validators) runs under
 //! bubblewrap with no network, read-only system directories, a private writable work directory, its
 //! own PID namespace, an unprivileged uid and limits of memory, processes, CPUs, wall-clock time and
 //! captured output (docs/sandbox.md).
