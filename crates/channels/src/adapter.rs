@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use rvbbit_core::config::ChannelKind;
 use serde_json::Value;
 
+use crate::contacts::Contacts;
 use crate::error::Result;
 
 /// An inbound HTTP request as the server received it.
@@ -40,6 +41,10 @@ pub struct Inbound {
     pub channel_id: Option<String>,
     /// The thread to reply in (Slack `thread_ts`), if any.
     pub thread: Option<String>,
+    /// The sender's verified email and phone, only from what the adapter authenticated (the signed
+    /// webhook's `email_verified`/`phone_verified` facts); Slack's and Mattermost's are read later from
+    /// their directories ([`crate::contacts`]).
+    pub contacts: Contacts,
 }
 
 /// What an inbound request turned out to be.
@@ -96,7 +101,7 @@ pub struct Post {
 ///     fn verify(&self, request: &Request, _now: i64) -> rvbbit_channels::Result<Verified> {
 ///         let text = String::from_utf8_lossy(&request.body).into_owned();
 ///         Ok(Verified::Message(Inbound { user: "u".into(), user_name: None, text,
-///             channel_id: None, thread: None }))
+///             channel_id: None, thread: None, contacts: Default::default() }))
 ///     }
 ///     fn render(&self, out: &Outbound, _now: i64) -> rvbbit_channels::Result<Post> {
 ///         Ok(Post { url: "http://127.0.0.1:9/".into(), headers: vec![],

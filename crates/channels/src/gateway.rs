@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rvbbit_agents::{Agents, ConversationKey, Disposition, Message};
-use rvbbit_core::config::{ChannelConfig, ChannelKind};
+use rvbbit_core::config::{ChannelConfig, ChannelKind, TenantConfig};
 use rvbbit_engine::Engine;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -14,10 +14,13 @@ use tokio_util::task::TaskTracker;
 
 use crate::adapter::{Adapter, Inbound, Outbound, Request, Verified};
 use crate::adapters;
+use crate::contacts::Contacts;
 use crate::control::audit::Who;
 use crate::control::limit::RateLimiter;
 use crate::control::{Control, Guard, parse};
+use crate::directory::Directory;
 use crate::error::{Error, Result};
+use crate::identity::Identities;
 use crate::outbox::{Outbox, unix_now};
 use crate::split::split;
 use crate::web::hub::{Hub, Role};
@@ -97,6 +100,7 @@ pub(crate) struct Inner {
     control: Control,
     local: Guard,
     agents: Option<Agents>,
+    identities: Identities,
     tasks: TaskTracker,
     pub(crate) shutdown: CancellationToken,
 }
@@ -141,6 +145,7 @@ impl Channels {
             })?;
         let tasks = TaskTracker::new();
         let shutdown = CancellationToken::new();
+        let identities = Identities::new(engine.store().cloned(), Directory::new(http.clone()));
         let integrations = configs
             .iter()
             .map(|(name, config)| {
@@ -183,10 +188,19 @@ impl Channels {
                 control: Control::new(engine, roots, agents.clone()),
                 local: Guard::new(None, BTreeMap::new(), 30, 5),
                 agents,
+                identities,
                 tasks,
                 shutdown,
             }),
         })
+    }
+
+    /// Take the tenants' settings (`[tenants.NAME]`): those with `link_identities = true` link a
+    /// person's identities across channels by a verified email or phone (docs/channels.md).
+    #[must_use]
+    pub fn with_tenants(self, tenants: &BTreeMap<String, TenantConfig>) -> Self {
+        self.inner.identities.set_tenants(tenants);
+        self
     }
 
     /// The integrations' names.
@@ -282,7 +296,15 @@ impl Channels {
             return;
         };
         sink.working(&message.user, true);
-        match self.ask_agent(&who, agent, &message.text).await {
+        let (interlocutor, channel) = self
+            .inner
+            .identities
+            .conversation_of(&integration.name, &integration.config, &who, &message)
+            .await;
+        match self
+            .ask_agent(&who, agent, &interlocutor, &channel, &message.text)
+            .await
+        {
             Ok(Some(reply)) => sink.reply(adapter, &template, &reply).await,
             Ok(None) => {}
             Err(e) => {
@@ -293,16 +315,24 @@ impl Channels {
         sink.working(&message.user, false);
     }
 
-    /// Hand `text` to `agent` and wait for the reply of the turn it opened; `None` when it joined a
-    /// turn another message opened (that message's waiter sends the reply).
-    async fn ask_agent(&self, who: &Who, agent: &str, text: &str) -> rvbbit_agents::Result<Option<String>> {
+    /// Hand `text` to `agent` in the conversation of `interlocutor` on `channel` and wait for the
+    /// reply of the turn it opened; `None` when it joined a turn another message opened (that
+    /// message's waiter sends the reply).
+    async fn ask_agent(
+        &self,
+        who: &Who,
+        agent: &str,
+        interlocutor: &str,
+        channel: &str,
+        text: &str,
+    ) -> rvbbit_agents::Result<Option<String>> {
         let Some(agents) = &self.inner.agents else {
             return Err(rvbbit_agents::Error::UnknownAgent {
                 agent: agent.to_owned(),
                 known: "none".into(),
             });
         };
-        let key = ConversationKey::new(&who.tenant, agent, &who.user, &who.kind)?;
+        let key = ConversationKey::new(&who.tenant, agent, interlocutor, channel)?;
         let mut reports = agents.subscribe();
         let accepted = agents.send(Message::text(key, text)).await?;
         if !matches!(accepted.disposition, Disposition::NewTurn | Disposition::Queued) {
@@ -343,6 +373,7 @@ impl Channels {
                     text: text.to_owned(),
                     channel_id: None,
                     thread: None,
+                    contacts: Contacts::default(),
                 };
                 (&i.guard, i.who(&inbound))
             }

@@ -33,14 +33,19 @@
 
 mod adapter;
 pub mod adapters;
+pub mod contacts;
 pub mod control;
+mod directory;
 mod error;
 mod gateway;
+mod identity;
 pub mod outbox;
 pub mod sign;
 pub mod split;
 pub mod web;
 
 pub use adapter::{Adapter, Inbound, Outbound, Post, Request, Verified};
+pub use contacts::Contacts;
 pub use error::{Error, Result};
 pub use gateway::{Ack, Channels, DEFAULT_TENANT, MAX_BODY};
+pub use identity::LINKED_CHANNEL;

@@ -16,6 +16,7 @@ use crate::codes::{self, ErrorCode};
 mod artifacts;
 mod channels;
 mod costs;
+mod tenants;
 
 pub use artifacts::{ArtifactsConfig, artifacts_url_problem};
 pub use channels::{
@@ -24,6 +25,7 @@ pub use channels::{
     WEB_STREAMS, WEB_STREAMS_CEILING, WEB_TITLE_CHARS,
 };
 pub use costs::{CostsConfig, MAX_COMPUTE_RATE, MAX_LIMIT_NAME, limit_name_problem};
+pub use tenants::TenantConfig;
 
 /// The default model, as in RVBBIT.
 pub const DEFAULT_MODEL: &str = "x-ai/grok-4.1-fast";
@@ -86,6 +88,9 @@ pub struct Config {
     /// Chat integrations by name (`[channels.NAME]`): Slack, Mattermost and signed webhooks reached at
     /// `POST /hooks/{kind}/{NAME}`, with chat control (docs/channels.md). Since v0.7.
     pub channels: BTreeMap<String, ChannelConfig>,
+    /// Per-tenant settings by tenant name (`[tenants.NAME]`), such as `link_identities` for chat
+    /// integrations (docs/channels.md). Since v0.7.
+    pub tenants: BTreeMap<String, TenantConfig>,
 }
 
 impl Default for Config {
@@ -113,6 +118,7 @@ impl Default for Config {
             exec: ExecConfig::default(),
             costs: CostsConfig::default(),
             channels: BTreeMap::new(),
+            tenants: BTreeMap::new(),
         }
     }
 }
@@ -624,6 +630,9 @@ pub struct LimitsConfig {
     /// Artifacts (`create_artifact`, the chart tools): bytes of one artifact's body (HTML, SVG or spec);
     /// a larger one is a tool error naming this setting. Since v0.3.
     pub artifact_bytes: u64,
+    /// Images (`read_image`): bytes of one image file sent to a vision model; a larger file is a tool
+    /// error naming this setting. Since v0.7.
+    pub image_bytes: u64,
 }
 
 impl Default for LimitsConfig {
@@ -645,6 +654,7 @@ impl Default for LimitsConfig {
             pgwire_copy_bytes: 64 * 1024 * 1024,
             pgwire_cursors: 64,
             artifact_bytes: 1024 * 1024,
+            image_bytes: 5 * 1024 * 1024,
         }
     }
 }
@@ -1021,11 +1031,12 @@ fn check_shape(layer: &Value, template: &Value, prefix: &str, source: &Source, p
             continue;
         }
         // Maps of user-chosen names: `chains` to lists of models, `prices` to prices, `sql.tables` to a
-        // path or URL.
-        if path == "chains" || path == "prices" || path == "sql.tables" {
+        // path or URL, `tenants` to tenant settings.
+        if path == "chains" || path == "prices" || path == "sql.tables" || path == "tenants" {
             let entry_template = match path.as_str() {
                 "chains" => Value::Array(vec![Value::String(String::new())]),
                 "prices" => serde_json::to_value(PriceConfig::default()).unwrap_or(Value::Null),
+                "tenants" => serde_json::to_value(TenantConfig::default()).unwrap_or(Value::Null),
                 _ => Value::String(String::new()),
             };
             match value {
@@ -1281,6 +1292,7 @@ fn validate(config: &Config, sources: &BTreeMap<String, Source>, problems: &mut 
     artifacts::validate(&config.artifacts, &src, problems);
     costs::validate(&config.costs, &src, problems);
     channels::validate(&config.channels, &src, problems);
+    tenants::validate(&config.tenants, &src, problems);
     if config.default_model.trim().is_empty() {
         problems.push(Problem {
             code: codes::C_INVALID,

@@ -32,6 +32,7 @@
 #[cfg(feature = "artifacts")]
 pub mod artifacts;
 pub mod batches;
+pub mod channels;
 #[cfg(feature = "clickhouse")]
 pub mod clickhouse;
 pub mod conversations;
@@ -57,6 +58,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use batches::{BatchRecord, BatchStore};
+pub use channels::{ChannelStore, IdentityKey};
 pub use conversations::{Conversation, ConversationMessage, ConversationStore, TurnRecord};
 pub use copy::{CopyReport, copy_all};
 pub use error::{Error, Result};

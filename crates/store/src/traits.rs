@@ -306,6 +306,7 @@ pub trait Store:
     + crate::BatchStore
     + crate::LimitStore
     + crate::ConversationStore
+    + crate::ChannelStore
 {
     /// The store's URL (for messages).
     fn url(&self) -> &str;

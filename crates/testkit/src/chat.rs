@@ -3,24 +3,26 @@
 //! [`FakeChat`] binds `127.0.0.1:0` and records every message it receives: Slack's `chat.postMessage`
 //! bodies at `/api/chat.postMessage` (with the `Authorization` header), Mattermost's incoming-webhook
 //! bodies at `/hooks/incoming`, Mattermost REST posts at `/api/v4/posts` (with the bearer token),
-//! and signed webhook deliveries at `/webhook`. It can answer the next
+//! and signed webhook deliveries at `/webhook`. It answers the user directories it is told about
+//! (Slack's `GET /api/users.info?user=ID`, Mattermost's `GET /api/v4/users/{ID}`) and records those
+//! lookups apart ([`FakeChat::lookups`]). It can answer the next
 //! post(s) with 429 and a `Retry-After`, or with 500, to exercise the sender's backoff.
 //!
 //! [`slack_headers`] signs a body as Slack does (`v0=` HMAC-SHA256 of `v0:{ts}:{body}` under the
 //! signing secret); [`webhook_headers`] as rvbbit's generic webhook does (`sha256=` HMAC-SHA256 of
 //! `{ts}.{body}`); [`mattermost_form`] builds an outgoing-webhook form body with its token.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
@@ -73,6 +75,61 @@ struct Shared {
     posted: Mutex<Vec<Posted>>,
     refused: Mutex<u64>,
     fails: Mutex<VecDeque<Fail>>,
+    /// Directory answers by user id: Slack's `users.info` user objects, Mattermost's users.
+    slack_users: Mutex<HashMap<String, Value>>,
+    mattermost_users: Mutex<HashMap<String, Value>>,
+    lookups: Mutex<Vec<Posted>>,
+}
+
+fn headers_of(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect()
+}
+
+fn record_lookup(shared: &Shared, path: String, headers: &HeaderMap) {
+    shared
+        .lookups
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(Posted {
+            path,
+            body: Value::Null,
+            headers: headers_of(headers),
+        });
+}
+
+/// Slack's `users.info`: `{"ok": true, "user": …}` for a user it was told about.
+async fn slack_user(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let id = query.get("user").cloned().unwrap_or_default();
+    record_lookup(&shared, format!("/api/users.info?user={id}"), &headers);
+    let users = shared.slack_users.lock().unwrap_or_else(PoisonError::into_inner);
+    match users.get(&id) {
+        Some(user) => axum::Json(json!({"ok": true, "user": user})).into_response(),
+        None => axum::Json(json!({"ok": false, "error": "user_not_found"})).into_response(),
+    }
+}
+
+/// Mattermost's `GET /api/v4/users/{id}`: the user it was told about, else 404.
+async fn mattermost_user(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    record_lookup(&shared, format!("/api/v4/users/{id}"), &headers);
+    let users = shared
+        .mattermost_users
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    match users.get(&id) {
+        Some(user) => axum::Json(user.clone()).into_response(),
+        None => (StatusCode::NOT_FOUND, "no such user").into_response(),
+    }
 }
 
 /// A fake chat platform on loopback.
@@ -119,10 +176,7 @@ async fn receive(
     let posted = Posted {
         path: uri.path().to_owned(),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-        headers: headers
-            .iter()
-            .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-            .collect(),
+        headers: headers_of(&headers),
     };
     let slack = posted.path.starts_with("/api/");
     shared
@@ -146,6 +200,8 @@ impl FakeChat {
             .route("/hooks/incoming", post(receive))
             .route("/api/v4/posts", post(receive))
             .route("/webhook", post(receive))
+            .route("/api/users.info", get(slack_user))
+            .route("/api/v4/users/{id}", get(mattermost_user))
             .with_state(shared.clone());
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -193,6 +249,36 @@ impl FakeChat {
     pub fn posted(&self) -> Vec<Posted> {
         self.shared
             .posted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Answer Slack's `users.info` for `id` with a profile holding `email` (Slack confirms emails).
+    pub fn slack_user(&self, id: &str, email: &str) {
+        self.shared
+            .slack_users
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.into(), json!({"id": id, "profile": {"email": email}}));
+    }
+
+    /// Answer Mattermost's `GET /api/v4/users/{id}` with `email` and `email_verified`.
+    pub fn mattermost_user(&self, id: &str, email: &str, email_verified: bool) {
+        self.shared
+            .mattermost_users
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                id.into(),
+                json!({"id": id, "username": id, "email": email, "email_verified": email_verified}),
+            );
+    }
+
+    /// The directory lookups received so far (path with query, headers), in arrival order.
+    pub fn lookups(&self) -> Vec<Posted> {
+        self.shared
+            .lookups
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::{fields, json_body, text_field};
 use crate::adapter::{Adapter, Inbound, Outbound, Post, Request, Verified};
+use crate::contacts::Contacts;
 use crate::error::{Error, Result};
 use crate::sign::constant_time_eq;
 
@@ -90,6 +91,7 @@ impl Adapter for Mattermost {
             channel_id: text_field(&map, "channel_id"),
             // A reply to a threaded post stays in its thread; a top-level post starts one.
             thread: text_field(&map, "root_id").or_else(|| text_field(&map, "post_id")),
+            contacts: Contacts::default(),
         }))
     }
 

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::{check_timestamp, fields, json_body, text_field};
 use crate::adapter::{Adapter, Inbound, Outbound, Post, Request, Verified};
+use crate::contacts::Contacts;
 use crate::error::{Error, Result};
 use crate::sign::{constant_time_eq, hmac_hex};
 
@@ -76,6 +77,7 @@ impl Slack {
                     text: e["text"].as_str().unwrap_or_default().to_owned(),
                     channel_id: e["channel"].as_str().map(str::to_owned),
                     thread: e["thread_ts"].as_str().map(str::to_owned),
+                    contacts: Contacts::default(),
                 }))
             }
             _ => Ok(Verified::Ignore),
@@ -126,6 +128,7 @@ impl Adapter for Slack {
             text: format!("/rvbbit {text}"),
             channel_id: text_field(&map, "channel_id"),
             thread: None,
+            contacts: Contacts::default(),
         }))
     }
 

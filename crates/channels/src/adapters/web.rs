@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::text_field;
 use crate::adapter::{Adapter, Inbound, Outbound, Post, Request, Verified};
+use crate::contacts::Contacts;
 use crate::error::{Error, Result};
 
 /// The longest reply shown as one message on the page, in characters. Splitting is not needed for the
@@ -136,6 +137,8 @@ impl Adapter for Web {
             text: text.to_owned(),
             channel_id: None,
             thread: None,
+            // Visitors are anonymous: no contact facts, ever.
+            contacts: Contacts::default(),
         }))
     }
 

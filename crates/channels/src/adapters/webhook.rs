@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::{check_timestamp, json_body, text_field};
 use crate::adapter::{Adapter, Inbound, Outbound, Post, Request, Verified};
+use crate::contacts::Contacts;
 use crate::error::{Error, Result};
 use crate::sign::{constant_time_eq, hmac_hex};
 
@@ -53,6 +54,20 @@ impl Webhook {
     }
 }
 
+/// The facts the signed body vouches for: `email` with `"email_verified": true`, `phone` with
+/// `"phone_verified": true` (anything else, such as `"true"` or a missing flag, vouches for nothing).
+fn contacts(map: &serde_json::Map<String, serde_json::Value>) -> Contacts {
+    let vouched = |fact: &str, flag: &str| {
+        map.get(fact)
+            .and_then(serde_json::Value::as_str)
+            .filter(|_| map.get(flag) == Some(&serde_json::Value::Bool(true)))
+    };
+    Contacts::verified(
+        vouched("email", "email_verified"),
+        vouched("phone", "phone_verified"),
+    )
+}
+
 impl Adapter for Webhook {
     fn kind(&self) -> ChannelKind {
         ChannelKind::Webhook
@@ -88,6 +103,7 @@ impl Adapter for Webhook {
             text,
             channel_id: text_field(&map, "channel_id"),
             thread: text_field(&map, "thread"),
+            contacts: contacts(&map),
         }))
     }
 
@@ -138,6 +154,33 @@ mod tests {
             text: "yo".into(),
         };
         let post = w.render(&out, 42).unwrap();
+        let vouched = |body: &str| {
+            let b = body.as_bytes().to_vec();
+            let r = Request {
+                headers: [
+                    (TIMESTAMP_HEADER.to_owned(), "100".to_owned()),
+                    (SIGNATURE_HEADER.to_owned(), signature("s3cret", 100, &b)),
+                ]
+                .into(),
+                body: b,
+            };
+            match w.verify(&r, 100).unwrap() {
+                Verified::Message(m) => m.contacts,
+                other => panic!("{other:?}"),
+            }
+        };
+        let c = vouched(
+            r#"{"user":"u","text":"t","email":"A@B.io","email_verified":true,"phone":"+1 555 123 4567","phone_verified":true}"#,
+        );
+        assert_eq!(c.facts(), ["email:a@b.io", "phone:+15551234567"]);
+        for unvouched in [
+            r#"{"user":"u","text":"t","email":"a@b.io"}"#,
+            r#"{"user":"u","text":"t","email":"a@b.io","email_verified":"true"}"#,
+            r#"{"user":"u","text":"t","email":"not-an-email","email_verified":true}"#,
+            r#"{"user":"u","text":"t","phone":"+15551234567","email_verified":true}"#,
+        ] {
+            assert!(vouched(unvouched).is_empty(), "{unvouched}");
+        }
         let sig = &post.headers[1].1;
         assert_eq!(sig, &signature("s3cret", 42, &post.body));
     }

@@ -10,6 +10,7 @@
 
 mod agents;
 mod control;
+mod identity;
 mod outbox;
 mod support;
 mod web;

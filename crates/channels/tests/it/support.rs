@@ -54,7 +54,8 @@ pub fn mattermost(fake: &FakeChat) -> ChannelConfig {
 }
 
 /// An agent answering every turn with one model call (the reply is the model's text).
-pub const AGENT: &str = "cascade_id: helper_agent\ncells:\n  - name: reply\n    instructions: \"Answer: {{ input.messages | join(' | ') }}\"\n";
+/// The earlier turns of its conversation are in the prompt too (`input.history`).
+pub const AGENT: &str = "cascade_id: helper_agent\ncells:\n  - name: reply\n    instructions: \"Answer: {{ input.messages | join(' | ') }} Earlier: {{ input.history }}\"\n";
 
 impl Harness {
     pub async fn new(configs: BTreeMap<String, ChannelConfig>) -> Harness {

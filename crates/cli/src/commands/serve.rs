@@ -194,7 +194,8 @@ pub(crate) fn run(cli: &Cli, args: &Args, out: Out) -> Outcome {
             Some(agents.clone()),
             roots_for_agents.clone(),
         )
-        .map_err(|e| coded(e.code(), e.to_string(), e.code().fix))?;
+        .map_err(|e| coded(e.code(), e.to_string(), e.code().fix))?
+        .with_tenants(&config.tenants);
         let server = Server::new(store, engine, server_config)
             .with_agents(agents)
             .with_channels(channels)

@@ -262,3 +262,29 @@ fn a_signed_slack_event_on_rvbbit_serve_gets_an_agent_reply_split_at_4000_and_a_
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn a_tenant_table_with_a_bad_name_is_a_config_error_naming_the_key() {
+    let dir = project("http://127.0.0.1:9/hooks/incoming");
+    let path = dir.path().join("rvbbit.toml");
+    let mut config = std::fs::read_to_string(&path).unwrap();
+    config.push_str(
+        "\n[tenants.\"acme corp\"]\nlink_identities = true\n\n[tenants.default]\nlink_identities = true\n",
+    );
+    std::fs::write(&path, config).unwrap();
+    let out = rvbbit(dir.path())
+        .args(["chat-control", "--integration", "ops", "--user", "alice", "!list"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("RVB-K001") && stderr.contains("tenants.acme corp"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("tenants.default"),
+        "a good tenant is no problem: {stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing ran");
+}

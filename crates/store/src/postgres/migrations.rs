@@ -266,6 +266,30 @@ CREATE INDEX conversation_turns_by_conversation ON conversation_turns (conversat
 ALTER TABLE api_keys ADD COLUMN tenant TEXT;
 "#,
     },
+    Migration {
+        version: 7,
+        name: "channel_identities",
+        // Chat identities per tenant and the verified facts linking them across channels
+        // (crate::channels).
+        sql: r#"
+CREATE TABLE channel_identities (
+    tenant TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    integration TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    interlocutor TEXT NOT NULL,
+    created_at_us BIGINT NOT NULL,
+    PRIMARY KEY (tenant, kind, integration, user_id)
+);
+CREATE TABLE channel_links (
+    tenant TEXT NOT NULL,
+    fact TEXT NOT NULL,
+    interlocutor TEXT NOT NULL,
+    created_at_us BIGINT NOT NULL,
+    PRIMARY KEY (tenant, fact)
+);
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.

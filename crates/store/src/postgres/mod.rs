@@ -13,6 +13,7 @@
 //! messages have their password masked.
 
 mod batches;
+mod channels;
 mod checkpoints;
 mod conversations;
 mod events;
@@ -60,6 +61,8 @@ const TABLES: &[&str] = &[
     "conversations",
     "conversation_messages",
     "conversation_turns",
+    "channel_identities",
+    "channel_links",
 ];
 
 /// Connections a process keeps to the server at most.

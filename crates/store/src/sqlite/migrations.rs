@@ -279,6 +279,30 @@ CREATE INDEX conversation_turns_by_conversation ON conversation_turns (conversat
 ALTER TABLE api_keys ADD COLUMN tenant TEXT;
 "#,
     },
+    Migration {
+        version: 10,
+        name: "channel_identities",
+        // Chat identities per tenant and the verified facts linking them across channels
+        // (crate::channels).
+        sql: r#"
+CREATE TABLE channel_identities (
+    tenant TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    integration TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    interlocutor TEXT NOT NULL,
+    created_at_us INTEGER NOT NULL,
+    PRIMARY KEY (tenant, kind, integration, user_id)
+);
+CREATE TABLE channel_links (
+    tenant TEXT NOT NULL,
+    fact TEXT NOT NULL,
+    interlocutor TEXT NOT NULL,
+    created_at_us INTEGER NOT NULL,
+    PRIMARY KEY (tenant, fact)
+);
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -386,6 +410,7 @@ mod tests {
             "0007_batches".to_owned(),
             "0008_spend_limits".to_owned(),
             "0009_conversations".to_owned(),
+            "0010_channel_identities".to_owned(),
         ];
         assert_eq!(pending(1), expected);
         let applied = apply(&mut c, "sqlite://mem").map_err(|_| "apply failed").unwrap();

@@ -11,6 +11,7 @@ use rvbbit_store::{
 };
 use serde_json::json;
 
+pub use crate::channels::identities_link_by_fact_once_even_when_two_channels_race;
 pub use crate::conversations::conversations_are_opened_once_per_key_and_read_only_by_their_tenant;
 use crate::events;
 pub use crate::journal::{
@@ -57,6 +58,7 @@ macro_rules! store_conformance {
             check!(batch_records_round_trip_and_list_newest_first);
             check!(spending_limits_are_set_listed_removed_and_count_what_was_spent);
             check!(conversations_are_opened_once_per_key_and_read_only_by_their_tenant);
+            check!(identities_link_by_fact_once_even_when_two_channels_race);
         }
     };
 }

@@ -10,6 +10,7 @@
 #[macro_use]
 mod conformance;
 mod artifacts;
+mod channels;
 mod clickhouse;
 mod conversations;
 mod journal;
