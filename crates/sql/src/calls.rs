@@ -11,18 +11,16 @@ use std::time::Instant;
 use rvbbit_core::{MicroUsd, SessionStatus, Timestamp};
 use rvbbit_engine::{Outcome, Sampling};
 use serde_json::{Value, json};
-use tokio::sync::OnceCell;
 
 use crate::cascade::LoadedCascade;
 use crate::error::Error;
 pub(crate) use crate::keys::cache_key;
 use crate::keys::{Canonical, RunKey, UdfKey, run_key, udf_key};
+pub(crate) use crate::result_cache::{AnsweredBy, cache_value, cached_count, lookup, remember};
+use crate::result_cache::{CACHE_LAYOUT, cache_put};
 use crate::runtime::Runtime;
 pub(crate) use crate::spending::admit;
 use crate::statement::{Answer, Statement};
-
-/// Version of the cache value layout and of the `rvbbit_udf` prompt; bump to invalidate old entries.
-const CACHE_LAYOUT: u32 = 1;
 
 /// One distinct call to make.
 #[derive(Debug)]
@@ -187,29 +185,12 @@ pub(crate) enum CallKind {
 
 impl CallKind {
     /// The function's place in a `cache_hit` summary (`rvbbit_udf`, `rvbbit_run`, `rvbbit_run_batch`).
-    fn function(&self) -> usize {
+    pub(crate) fn function(&self) -> usize {
         match self {
             CallKind::Udf { .. } => 0,
             CallKind::Run { .. } => 1,
             CallKind::Batch { .. } => 2,
         }
-    }
-}
-
-/// How many of `calls` the persistent cache would answer now (one read; nothing is logged).
-pub(crate) async fn cached_count(runtime: &Runtime, calls: &[Call]) -> u64 {
-    let Some(store) = &runtime.store else { return 0 };
-    let keys: Vec<String> = calls.iter().filter(|c| c.cache).map(|c| c.key.clone()).collect();
-    if keys.is_empty() {
-        return 0;
-    }
-    match store.cache_get_many(&keys, Timestamp::now()).await {
-        Ok(found) => found
-            .iter()
-            .flatten()
-            .filter(|e| e.value.get("layout").and_then(Value::as_u64) == Some(u64::from(CACHE_LAYOUT)))
-            .count() as u64,
-        Err(_) => 0,
     }
 }
 
@@ -224,7 +205,13 @@ pub(crate) async fn answer(
 ) -> Result<Vec<Answer>, Error> {
     let known = lookup(runtime, stmt, &calls).await;
     if known.iter().any(Option::is_none) {
+        let started = Instant::now();
         crate::spending::check(runtime, stmt).await?;
+        tracing::debug!(
+            target: "rvbbit::timings",
+            ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
+            "Spending limits checked"
+        );
     }
     Ok(run(runtime, stmt, &calls, known).await)
 }
@@ -245,33 +232,6 @@ pub(crate) async fn answer_within(
         crate::spending::check(runtime, stmt).await?;
     }
     Ok(run(runtime, stmt, &calls, known).await)
-}
-
-/// The answers the statement's memo and the persistent cache hold for `calls` (one store read that
-/// writes nothing: the hits are counted here and recorded once, when the statement ends); `None` for
-/// the calls still to run.
-pub(crate) async fn lookup(runtime: &Runtime, stmt: &Arc<Statement>, calls: &[Call]) -> Vec<Option<Answer>> {
-    let cells = stmt.cells(calls.iter().map(|c| c.key.as_str()));
-    let wanted: Vec<usize> = (0..calls.len())
-        .filter(|&i| calls[i].cache && !cells[i].initialized())
-        .collect();
-    if let Some(store) = &runtime.store
-        && !wanted.is_empty()
-    {
-        let keys: Vec<String> = wanted.iter().map(|&i| calls[i].key.clone()).collect();
-        let started = Instant::now();
-        match store.cache_peek_many(&keys, Timestamp::now()).await {
-            Ok(found) => serve_hits(stmt, calls, &cells, &wanted, found),
-            Err(e) => tracing::warn!(error = %e, "Result cache unreadable; running the calls"),
-        }
-        tracing::debug!(
-            target: "rvbbit::timings",
-            keys = keys.len(),
-            ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
-            "Result cache read"
-        );
-    }
-    cells.iter().map(|c| c.get().cloned()).collect()
 }
 
 /// Run the `calls` that `known` has no answer for, concurrently, and answer all of them in order.
@@ -303,78 +263,6 @@ pub(crate) async fn run(
             })
         })
         .collect()
-}
-
-/// Keep `answered` (a call and its value), answered by another run (`session_id` of `cascade_id`, whose
-/// cost is `cost_micros` for each call's share): the statement's memo answers them from now on, and the
-/// persistent cache (one write for all) those that are cached. A call the memo already answered keeps
-/// that first answer.
-pub(crate) async fn remember(
-    runtime: &Runtime,
-    stmt: &Statement,
-    answered: Vec<(&Call, Value)>,
-    (session_id, cascade_id, cost_micros): (&str, &str, i64),
-) -> Vec<Answer> {
-    let cells = stmt.cells(answered.iter().map(|(c, _)| c.key.as_str()));
-    let now = Timestamp::now();
-    // The calls of one function share their time to live.
-    let expires = answered.first().and_then(|(c, _)| c.expires(Some(stmt), now));
-    let mut entries = Vec::new();
-    let mut out = Vec::with_capacity(answered.len());
-    for ((call, value), cell) in answered.into_iter().zip(cells) {
-        let answer = Answer::Ok(value.clone());
-        if cell.set(answer.clone()).is_err() {
-            out.push(cell.get().cloned().unwrap_or(answer));
-            continue;
-        }
-        if call.cache {
-            let stored = json!({
-                "layout": CACHE_LAYOUT,
-                "value": value,
-                "session_id": session_id,
-                "cascade_id": cascade_id,
-                "cost_micro_usd": cost_micros,
-            });
-            entries.push((call.key.clone(), stored));
-        }
-        out.push(answer);
-    }
-    if let Some(store) = &runtime.store
-        && !entries.is_empty()
-        && let Err(e) = store.cache_put_many(&entries, now, expires).await
-    {
-        tracing::warn!(error = %e, "Results not cached");
-    }
-    out
-}
-
-/// Serve the entries found for `wanted` calls: set their memo cells and count the hits (one lock).
-fn serve_hits(
-    stmt: &Statement,
-    calls: &[Call],
-    cells: &[Arc<OnceCell<Answer>>],
-    wanted: &[usize],
-    found: Vec<Option<rvbbit_store::CacheEntry>>,
-) {
-    let mut avoided_total = 0i64;
-    let mut served = 0u64;
-    let mut hits = stmt.hits.lock().unwrap_or_else(|p| p.into_inner());
-    for (&i, entry) in wanted.iter().zip(found) {
-        let Some((answer, avoided)) = entry.and_then(|e| cached_answer(e.value)) else {
-            continue;
-        };
-        // Another batch of the statement may have set it meanwhile: same answer, counted there.
-        if cells[i].set(answer).is_ok() {
-            hits.add(calls[i].kind.function(), &calls[i].key);
-            served += 1;
-            avoided_total = avoided_total.saturating_add(avoided);
-        }
-    }
-    drop(hits);
-    stmt.counters.cache_hits.fetch_add(served, Ordering::Relaxed);
-    stmt.counters
-        .avoided_micros
-        .fetch_add(avoided_total, Ordering::Relaxed);
 }
 
 /// Run one call through the engine; successes go to the persistent cache.
@@ -485,47 +373,6 @@ async fn execute(runtime: &Runtime, stmt: &Statement, call: &Call) -> Answer {
     answer
 }
 
-/// The persistent cache's value for `value`, answered by run `session_id` of `cascade_id` at
-/// `cost_micros` (the layout [`lookup`] reads back).
-pub(crate) fn cache_value(value: &Value, session_id: &str, cascade_id: &str, cost_micros: i64) -> Value {
-    json!({
-        "layout": CACHE_LAYOUT,
-        "value": value,
-        "session_id": session_id,
-        "cascade_id": cascade_id,
-        "cost_micro_usd": cost_micros,
-    })
-}
-
-async fn cache_put(runtime: &Runtime, stmt: &Statement, call: &Call, value: &Value, outcome: &Outcome) {
-    let Some(store) = &runtime.store else { return };
-    let stored = json!({
-        "layout": CACHE_LAYOUT,
-        "value": value,
-        "session_id": outcome.session_id.as_str(),
-        "cascade_id": outcome.cascade_id,
-        "cost_micro_usd": outcome.cost.micros(),
-    });
-    let now = Timestamp::now();
-    if let Err(e) = store
-        .cache_put(&call.key, &stored, now, call.expires(Some(stmt), now))
-        .await
-    {
-        tracing::warn!(error = %e, "Result not cached");
-    }
-}
-
-/// A cache entry as an answer and the cost it avoids, or `None` when it is of another layout or
-/// unreadable (the call then runs).
-fn cached_answer(mut stored: Value) -> Option<(Answer, i64)> {
-    if stored.get("layout").and_then(Value::as_u64) != Some(u64::from(CACHE_LAYOUT)) {
-        return None;
-    }
-    let avoided = stored.get("cost_micro_usd").and_then(Value::as_i64).unwrap_or(0);
-    let value = stored.get_mut("value")?.take();
-    Some((Answer::Ok(value), avoided))
-}
-
 fn failure_message(outcome: &Outcome) -> String {
     match &outcome.error {
         Some(e) => format!("[{}] {e}", e.code().code),
@@ -558,25 +405,26 @@ fn run_answer(outcome: &Outcome) -> Answer {
         .iter()
         .map(|(cell, output)| (cell.clone(), parsed_if_json(output)))
         .collect();
-    let mut doc = json!({
-        "outputs": outputs,
-        "state": outcome.state,
-        "status": if completed { "success" } else { "failed" },
-        "session_id": outcome.session_id.as_str(),
-        "has_errors": !completed,
-        "final_output": outcome.output,
-        "cost_usd": outcome.cost.to_decimal_string(),
-    });
+    // Built field by field: `json!` would copy the outputs through a serializer.
+    let mut doc = serde_json::Map::with_capacity(8);
+    doc.insert("outputs".into(), Value::Object(outputs));
+    doc.insert("state".into(), Value::Object(outcome.state.clone()));
+    doc.insert(
+        "status".into(),
+        Value::from(if completed { "success" } else { "failed" }),
+    );
+    doc.insert("session_id".into(), Value::from(outcome.session_id.as_str()));
+    doc.insert("has_errors".into(), Value::Bool(!completed));
+    doc.insert("final_output".into(), outcome.output.clone());
+    doc.insert("cost_usd".into(), Value::from(outcome.cost.to_decimal_string()));
     if completed {
-        return Answer::Ok(doc);
+        return Answer::Ok(Value::Object(doc));
     }
     let message = failure_message(outcome);
-    if let Some(map) = doc.as_object_mut() {
-        map.insert("error".into(), Value::String(message.clone()));
-    }
+    doc.insert("error".into(), Value::String(message.clone()));
     Answer::Failed {
         message,
-        document: doc,
+        document: Value::Object(doc),
     }
 }
 

@@ -54,6 +54,7 @@ mod options;
 pub mod pgwire;
 mod plan;
 mod result;
+mod result_cache;
 mod run_batch;
 mod runtime;
 mod semantic;

@@ -409,7 +409,7 @@ impl SqlSession {
 
     async fn execute_statement(&self, sql: &str, stmt: Statement) -> Result<QueryResult> {
         let started = Instant::now();
-        let stmt = Arc::new(stmt);
+        let stmt = Arc::new(stmt.with_cache_writes_behind());
         self.shared.set(Some(stmt.clone()));
         // Dropping this future mid-statement (a CancelRequest, a timeout) cancels the statement's
         // runs; a statement that ends normally leaves them alone.
@@ -452,6 +452,7 @@ impl SqlSession {
             Ok::<_, Error>((schema, batches))
         }
         .await;
+        stmt.cache_writes_done().await;
         abandoned.disarm();
         self.shared.set(None);
         let c = &stmt.counters;

@@ -173,6 +173,11 @@ pub(crate) struct Statement {
     /// The spending limits' verdict, read once, before the statement's first run
     /// ([`crate::spending::check`]): `Err` holds the RVB-B030 message and hint.
     pub(crate) spending: OnceCell<Result<(), (String, String)>>,
+    /// Result-cache writes in flight ([`Statement::write_cache`]).
+    writes: tokio_util::task::TaskTracker,
+    /// Whether the one executing the statement waits for its cache writes when it ends
+    /// ([`Statement::with_cache_writes_behind`]); otherwise each write is awaited where it starts.
+    writes_behind: bool,
 }
 
 impl Statement {
@@ -196,6 +201,8 @@ impl Statement {
             metadata: Value::Object(serde_json::Map::new()),
             parent: None,
             vectors: Mutex::new(HashMap::new()),
+            writes: tokio_util::task::TaskTracker::new(),
+            writes_behind: false,
             with: std::sync::OnceLock::new(),
             spending: OnceCell::new(),
         }
@@ -256,6 +263,48 @@ impl Statement {
     }
 
     /// Set the invocation metadata of the statement's runs.
+    /// Let the statement's result-cache writes run beside its remaining work; the caller promises to
+    /// await [`Statement::cache_writes_done`] before the statement ends.
+    pub(crate) fn with_cache_writes_behind(mut self) -> Statement {
+        self.writes_behind = true;
+        self
+    }
+
+    /// Store `entries` in the result cache (the answers are already in the statement's memo): beside
+    /// the statement's remaining work when it writes behind, else at once. A failed write is a warning:
+    /// the cache is an optimisation, and the next statement runs those calls again.
+    pub(crate) async fn write_cache(
+        &self,
+        store: Arc<dyn rvbbit_store::Store>,
+        entries: Vec<(String, Value)>,
+        now: rvbbit_core::Timestamp,
+        expires: Option<rvbbit_core::Timestamp>,
+    ) {
+        let write = async move {
+            let started = std::time::Instant::now();
+            if let Err(e) = store.cache_put_many(&entries, now, expires).await {
+                tracing::warn!(error = %e, entries = entries.len(), "Results not cached");
+            }
+            tracing::debug!(
+                target: "rvbbit::timings",
+                entries = entries.len(),
+                ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
+                "Result cache written"
+            );
+        };
+        if self.writes_behind {
+            self.writes.spawn(write);
+        } else {
+            write.await;
+        }
+    }
+
+    /// Wait for the result-cache writes the statement started.
+    pub(crate) async fn cache_writes_done(&self) {
+        self.writes.close();
+        self.writes.wait().await;
+    }
+
     pub(crate) fn with_metadata(mut self, metadata: Value) -> Statement {
         self.metadata = metadata;
         self

@@ -267,7 +267,14 @@ impl AsyncScalarUDFImpl for SemanticUdf {
         // was noted by the batch that got it).
         let fresh = self.typed(&stmt, &answers, &options, true)?;
         let known = self.typed(&stmt, &plan.known, &options, false)?;
-        Ok(ColumnarValue::Array(self.column(&plan.slots, &fresh, &known)))
+        let column = self.column(&plan.slots, &fresh, &known);
+        tracing::debug!(
+            target: "rvbbit::timings",
+            function = %self.name,
+            ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
+            "Semantic function answered"
+        );
+        Ok(ColumnarValue::Array(column))
     }
 }
 

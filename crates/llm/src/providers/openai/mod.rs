@@ -99,13 +99,18 @@ impl OpenAiProvider {
         })
     }
 
-    /// The HTTP client, built at the first call.
+    /// The HTTP client, built at the first call. A plain `http://` base URL (a local server such as
+    /// Ollama or the test kit) needs no TLS: its client skips loading the system's root certificates,
+    /// which reads and parses every file of the certificate directory (milliseconds on the first call
+    /// of every process, issue 24).
     fn http(&self) -> Result<&reqwest::Client> {
         self.http
             .get_or_init(|| {
+                let plain = self.base_url.starts_with("http://");
                 reqwest::Client::builder()
                     .connect_timeout(self.connect_timeout)
                     .pool_idle_timeout(Duration::from_secs(90))
+                    .tls_built_in_root_certs(!plain)
                     .build()
                     .map_err(|e| e.to_string())
             })

@@ -20,12 +20,11 @@
 
 mod prompt;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rvbbit_cascade::model::{ModelSpec, OutputMode, SqlFunction, SqlShape, SqlType};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::calls::{self, Call};
@@ -372,18 +371,21 @@ async fn ask_in_batches(
         calls::admit(stmt, asked.len(), caller.max_calls)?;
         let (rows_of, batch_calls): (Vec<Vec<usize>>, Vec<Call>) = asked.into_iter().unzip();
         let started = std::time::Instant::now();
+        tracing::debug!(target: "rvbbit::timings", batches = rows_of.len(), "Semantic batch prompts written");
         let replies = calls::answer(caller.runtime, stmt, batch_calls).await?;
         tracing::debug!(
+            target: "rvbbit::timings",
             batches = rows_of.len(),
-            ms = started.elapsed().as_millis(),
-            "semantic batches answered"
+            ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
+            "Semantic batches answered"
         );
+        let mut kept: Vec<Kept> = Vec::new();
         for (rows, reply) in rows_of.into_iter().zip(replies) {
             match reply {
                 Answer::Ok(doc) => {
                     let least = cheap.map_or(0.0, |(_, c)| c);
-                    let (done, missing) = keep_rows(caller, stmt, calls, &rows, &doc, least).await;
-                    answered.extend(done);
+                    let (batch, missing) = keep_rows(caller, &rows, &doc, least);
+                    kept.push(batch);
                     left.extend(missing);
                 }
                 Answer::Failed { message, .. }
@@ -403,6 +405,8 @@ async fn ask_in_batches(
                 Answer::Failed { .. } => left.extend(rows),
             }
         }
+        // Every row this round answered, kept at once: one cache write, not one per batch.
+        answered.extend(remember_kept(caller, stmt, calls, kept).await);
     }
     Ok((answered, left))
 }
@@ -442,15 +446,16 @@ pub(crate) fn input_of(call: &Call) -> &Value {
     }
 }
 
-/// Keep the answers a batch reply `doc` has for `rows`; the answered rows, and the rows it missed.
-async fn keep_rows(
-    caller: &Caller<'_>,
-    stmt: &Statement,
-    calls: &[Call],
-    rows: &[usize],
-    doc: &Value,
-    least: f64,
-) -> (Vec<(usize, Answer)>, Vec<usize>) {
+/// The rows one batch reply answered: each row's document, the reply's run and each row's share of
+/// its cost.
+struct Kept {
+    rows: Vec<(usize, Value)>,
+    session_id: String,
+    share: i64,
+}
+
+/// Keep the answers a batch reply `doc` has for `rows`: the answered rows, and the rows it missed.
+fn keep_rows(caller: &Caller<'_>, rows: &[usize], doc: &Value, least: f64) -> (Kept, Vec<usize>) {
     let read: Vec<Option<Value>> = caller
         .batching
         .read_scored(doc.get("final_output").unwrap_or(&Value::Null), rows.len())
@@ -458,7 +463,6 @@ async fn keep_rows(
         .map(|a| a.filter(|(_, c)| *c >= least).map(|(v, _)| v))
         .collect();
     let session = doc.get("session_id").and_then(Value::as_str).unwrap_or_default();
-    let cascade_id = caller.batching.cascade.cascade_id();
     let cost: i64 = doc
         .get("cost_usd")
         .and_then(Value::as_str)
@@ -473,28 +477,63 @@ async fn keep_rows(
             missing.push(i);
             continue;
         };
-        let mut outputs = BTreeMap::new();
-        outputs.insert(caller.batching.cell.clone(), value.clone());
-        let row_doc = json!({
-            "outputs": outputs,
-            "state": {},
-            "status": "success",
-            "session_id": session,
-            "has_errors": false,
-            "final_output": value,
-            "batch": {"rows": rows.len()},
-        });
-        kept.push((i, row_doc));
+        kept.push((i, row_document(&caller.batching.cell, value, session, rows.len())));
     }
-    let answers = calls::remember(
-        caller.runtime,
-        stmt,
-        kept.iter().map(|(i, doc)| (&calls[*i], doc.clone())).collect(),
-        (session, cascade_id, share),
-    )
-    .await;
-    let done = kept.into_iter().map(|(i, _)| i).zip(answers).collect();
-    (done, missing)
+    let kept = Kept {
+        rows: kept,
+        session_id: session.to_owned(),
+        share,
+    };
+    (kept, missing)
+}
+
+/// The document of one row a batch answered, shaped as a one-row run's (`rvbbit_run`'s JSON). Built
+/// field by field: `json!` would copy the value through a serializer, for every row.
+fn row_document(cell: &str, value: Value, session: &str, rows: usize) -> Value {
+    let mut outputs = Map::with_capacity(1);
+    outputs.insert(cell.to_owned(), value.clone());
+    let mut batch = Map::with_capacity(1);
+    batch.insert("rows".into(), Value::from(rows));
+    let mut doc = Map::with_capacity(7);
+    doc.insert("outputs".into(), Value::Object(outputs));
+    doc.insert("state".into(), Value::Object(Map::new()));
+    doc.insert("status".into(), Value::from("success"));
+    doc.insert("session_id".into(), Value::from(session));
+    doc.insert("has_errors".into(), Value::Bool(false));
+    doc.insert("final_output".into(), value);
+    doc.insert("batch".into(), Value::Object(batch));
+    Value::Object(doc)
+}
+
+/// Remember the rows of every reply of a round (the statement's memo and one cache write); each row's
+/// answer.
+async fn remember_kept(
+    caller: &Caller<'_>,
+    stmt: &Statement,
+    calls: &[Call],
+    kept: Vec<Kept>,
+) -> Vec<(usize, Answer)> {
+    let cascade_id = caller.batching.cascade.cascade_id();
+    let mut runs: Vec<(String, i64)> = Vec::with_capacity(kept.len());
+    let mut rows: Vec<(usize, Value, usize)> = Vec::new();
+    for k in kept {
+        rows.extend(k.rows.into_iter().map(|(i, doc)| (i, doc, runs.len())));
+        runs.push((k.session_id, k.share));
+    }
+    let order: Vec<usize> = rows.iter().map(|(i, _, _)| *i).collect();
+    let entries = rows
+        .into_iter()
+        .map(|(i, doc, run)| {
+            let by = calls::AnsweredBy {
+                session_id: &runs[run].0,
+                cascade_id,
+                cost_micros: runs[run].1,
+            };
+            (&calls[i], doc, by)
+        })
+        .collect();
+    let answers = calls::remember(caller.runtime, stmt, entries).await;
+    order.into_iter().zip(answers).collect()
 }
 
 #[cfg(test)]
