@@ -107,6 +107,10 @@ impl ChildRunner for Scope {
         self.cascade_file.as_deref()
     }
 
+    fn roots(&self) -> &[PathBuf] {
+        &self.engine.roots
+    }
+
     async fn run_cascade_file(
         &self,
         cell: &str,

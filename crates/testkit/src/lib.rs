@@ -35,6 +35,7 @@
 mod batch;
 pub mod chat;
 pub mod clickhouse;
+mod media;
 pub mod nats;
 pub mod postgres;
 mod reply;
@@ -43,5 +44,6 @@ mod server;
 mod watchdog;
 
 pub use batch::{batch_answer, batch_rows, is_batch};
+pub use media::{image_urls, speech_wav};
 pub use reply::Reply;
 pub use server::{EMBED_DIMS, Options, Received, Rule, Script, TestServer, hashed_embedding};

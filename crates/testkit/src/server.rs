@@ -81,6 +81,8 @@ struct Shared {
     received: Mutex<Vec<Received>>,
     /// Bodies of `/v1/embeddings` requests, apart from the chat requests.
     embed_received: Mutex<Vec<Value>>,
+    /// Bodies of `/v1/audio/speech` requests.
+    speech_received: Mutex<Vec<Value>>,
     shutdown: CancellationToken,
 }
 
@@ -159,6 +161,7 @@ impl TestServer {
             max_in_flight: AtomicUsize::new(0),
             received: Mutex::new(Vec::new()),
             embed_received: Mutex::new(Vec::new()),
+            speech_received: Mutex::new(Vec::new()),
             shutdown: CancellationToken::new(),
         });
         let app = Router::new()
@@ -167,6 +170,8 @@ impl TestServer {
             .route("/v1/chat/completions", post(chat))
             .route("/chat/completions", post(chat))
             .route("/v1/models", get(models))
+            .route("/v1/audio/speech", post(speech))
+            .route("/audio/speech", post(speech))
             .with_state(Arc::clone(&shared));
         let token = shared.shutdown.clone();
         let task = tokio::spawn(async move {
@@ -204,6 +209,21 @@ impl TestServer {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The bodies of the `/v1/audio/speech` requests so far (`model`, `input`, `voice`, …; not counted
+    /// in [`TestServer::requests`]).
+    pub fn speech_requests(&self) -> Vec<Value> {
+        self.shared
+            .speech_received
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The image URLs of every chat request so far, in order ([`crate::image_urls`] of each body).
+    pub fn images(&self) -> Vec<String> {
+        self.bodies().iter().flat_map(crate::image_urls).collect()
     }
 
     /// The most requests ever in flight at once.
@@ -272,6 +292,29 @@ pub const EMBED_DIMS: usize = 64;
 
 /// `/v1/embeddings`: [`hashed_embedding`] of each input, after the server's latency. An input that
 /// reads `!status NNN` makes the whole request fail with that HTTP status (for retry tests).
+/// `POST /v1/audio/speech`: records the body and answers with [`crate::speech_wav`] (`audio/wav`),
+/// or 400 when `input` is missing or empty.
+async fn speech(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error_response(400, &format!("request body is not JSON: {e}"), None),
+    };
+    let empty = request["input"].as_str().is_none_or(str::is_empty);
+    shared
+        .speech_received
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(request);
+    if empty {
+        return error_response(400, "`input` must be a non-empty string", None);
+    }
+    let mut response = Response::new(Body::from(crate::speech_wav()));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
+    response
+}
+
 async fn embeddings(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let _guard = InFlight::enter(&shared);
     let request: Value = match serde_json::from_slice(&body) {

@@ -11,7 +11,7 @@ use super::deterministic::call_tool;
 use super::tool_calls::{self, Parsed};
 use crate::error::Result;
 use crate::run::Run;
-use crate::tools::ToolContext;
+use crate::tools::{IMAGES_KEY, ToolContext};
 
 /// The tools a cell offers the model: its traits, plus `route_to` when there is a real choice (§3.5).
 pub(crate) struct Offer<'c> {
@@ -79,6 +79,8 @@ pub(crate) struct Turns {
     tool_ctx: ToolContext,
     /// Names of the tools offered (including `route_to`).
     offered: Vec<String>,
+    /// Images tool calls returned (`read_image`), attached after the tool results of the turn.
+    images: Vec<String>,
 }
 
 impl Turns {
@@ -115,6 +117,7 @@ impl Turns {
             route: None,
             tool_ctx,
             offered: offer.described.into_iter().map(|(n, _, _)| n).collect(),
+            images: Vec::new(),
         }
     }
 
@@ -218,6 +221,15 @@ impl Turns {
         if !prompt_results.is_empty() {
             messages.push(Message::user(prompt_results.join("\n\n")));
         }
+        // Tool messages carry text only: images a tool returned follow as a user message of image
+        // parts, which vision models read (OpenAI-compatible `image_url` parts).
+        if !self.images.is_empty() {
+            let parts = std::mem::take(&mut self.images)
+                .into_iter()
+                .map(|url| rvbbit_llm::Part::Image { url })
+                .collect();
+            messages.push(Message::user_with_images("The images the tools returned:", parts));
+        }
         Ok(())
     }
 
@@ -270,6 +282,13 @@ impl Turns {
         self.tool_ctx.outputs = run.outputs.clone();
         match call_tool(run, cell, tool.as_ref(), args, &self.tool_ctx, None, 1).await {
             Ok(Value::String(s)) => s,
+            Ok(Value::Object(mut m)) if m.contains_key(IMAGES_KEY) => {
+                if let Some(Value::Array(urls)) = m.remove(IMAGES_KEY) {
+                    self.images
+                        .extend(urls.into_iter().filter_map(|u| u.as_str().map(str::to_owned)));
+                }
+                Value::Object(m).to_string()
+            }
             Ok(v) => v.to_string(),
             Err(e) => format!("Error: {e}"),
         }

@@ -10,6 +10,7 @@ mod chart;
 mod declarative;
 mod http;
 mod human;
+mod image;
 mod polyglot;
 mod process;
 mod pyliteral;
@@ -42,6 +43,8 @@ pub use cascade_tool::CascadeTool;
 pub use declarative::DeclarativeTool;
 pub use http::HttpRequest;
 pub use human::{AskHuman, AskHumanCustom, RequestDecision};
+pub(crate) use image::IMAGES_KEY;
+pub use image::ReadImage;
 pub use polyglot::{ClojureData, JsData};
 pub use python::{PythonData, RunCode};
 pub use script::RunScript;
@@ -133,6 +136,9 @@ pub(crate) trait ChildRunner: std::any::Any + Send + Sync {
 
     /// The calling run's cascade file, when it came from one.
     fn cascade_file(&self) -> Option<&Path>;
+
+    /// The engine's configured roots (`roots`): directories tools may read files from.
+    fn roots(&self) -> &[PathBuf];
 
     /// Run the cascade file at `path` as a child session `<base>_<6 hex digits>` of the calling run, with
     /// `input`: loaded and validated first (`what` names it in errors), its cost and calls added to the
@@ -292,7 +298,7 @@ impl Registry {
     /// The built-in tools: `set_state`, `append_state`, `linux_shell`, `bash_data`, `python_data`,
     /// `run_code`, `js_data`, `clojure_data`, `run_script`, `http_request`, `ask_human`,
     /// `request_decision`, `ask_human_custom`, `await_signal`, `fire_signal`, `map_cascade`,
-    /// `spawn_cascade`, the artifact and chart tools.
+    /// `spawn_cascade`, `read_image`, the artifact and chart tools.
     pub fn builtin() -> Self {
         let mut r = Registry::default();
         r.register(Arc::new(SetState));
@@ -303,6 +309,7 @@ impl Registry {
         r.register(Arc::new(RunCode));
         r.register(Arc::new(JsData));
         r.register(Arc::new(ClojureData));
+        r.register(Arc::new(ReadImage));
         r.register(Arc::new(RunScript));
         r.register(Arc::new(HttpRequest::default()));
         r.register(Arc::new(AskHuman));

@@ -24,4 +24,5 @@ mod spawn;
 mod support;
 mod takes;
 mod templates;
+mod vision;
 mod wards;
