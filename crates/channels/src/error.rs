@@ -76,6 +76,32 @@ pub enum Error {
         /// Seconds until the visitor may send again.
         wait_seconds: u64,
     },
+    /// An integration written through the HTTP API is not a valid `[channels.NAME]` (HTTP 400).
+    #[error("RVB-K001 `{key}`: {reason}")]
+    Invalid {
+        /// The offending key (`channels.NAME.KEY`).
+        key: String,
+        /// What is wrong (every problem found).
+        reason: String,
+        /// How to fix the first one.
+        hint: String,
+    },
+    /// The integration is configured in rvbbit.toml, which the HTTP API does not change (HTTP 409).
+    #[error(
+        "RVB-K001 integration `{name}` is configured in rvbbit.toml (`[channels.{name}]`) and is          read-only through the API; edit rvbbit.toml and restart, or choose another name"
+    )]
+    ReadOnly {
+        /// The integration.
+        name: String,
+    },
+    /// The store holds the most integrations the API may add (HTTP 409).
+    #[error(
+        "RVB-K001 the API may configure at most {limit} integrations          (`rvbbit_channels::MAX_API_INTEGRATIONS`); delete one first"
+    )]
+    TooMany {
+        /// The limit.
+        limit: usize,
+    },
     /// An outbound message could not be built (a bad `outbound_url`).
     #[error("RVB-K001 integration `{integration}`: {reason}")]
     Config {
@@ -94,7 +120,9 @@ impl Error {
             Error::Unverified { .. } => codes::K_UNVERIFIED,
             Error::BadRequest { .. } => codes::K_BAD_REQUEST,
             Error::TooLarge { .. } => codes::A_TOO_LARGE,
-            Error::Config { .. } => codes::K_CONFIG,
+            Error::Config { .. } | Error::Invalid { .. } | Error::ReadOnly { .. } | Error::TooMany { .. } => {
+                codes::K_CONFIG
+            }
             Error::MessageTooLarge { .. } => codes::K_MESSAGE_TOO_LARGE,
             Error::StreamsFull { .. } => codes::K_STREAMS_FULL,
             Error::RateLimited { .. } => codes::K_RATE_LIMITED,
@@ -109,6 +137,8 @@ impl Error {
             Error::BadRequest { .. } => 400,
             Error::TooLarge { .. } => 413,
             Error::Config { .. } => 500,
+            Error::Invalid { .. } => 400,
+            Error::ReadOnly { .. } | Error::TooMany { .. } => 409,
             Error::MessageTooLarge { .. } => 413,
             Error::StreamsFull { .. } => 503,
             Error::RateLimited { .. } => 429,

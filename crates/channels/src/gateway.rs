@@ -22,6 +22,7 @@ use crate::directory::Directory;
 use crate::error::{Error, Result};
 use crate::identity::Identities;
 use crate::outbox::{Outbox, unix_now};
+use crate::registry::Api;
 use crate::split::split;
 use crate::web::hub::{Hub, Role};
 
@@ -96,13 +97,58 @@ impl Integration {
 
 #[derive(Debug)]
 pub(crate) struct Inner {
-    pub(crate) integrations: BTreeMap<String, Integration>,
+    /// The integrations of rvbbit.toml.
+    pub(crate) integrations: BTreeMap<String, Arc<Integration>>,
+    /// The integrations configured through the HTTP API, cached from the store.
+    pub(crate) api: Api,
+    pub(crate) http: reqwest::Client,
     control: Control,
     local: Guard,
     agents: Option<Agents>,
     identities: Identities,
-    tasks: TaskTracker,
+    pub(crate) tasks: TaskTracker,
     pub(crate) shutdown: CancellationToken,
+}
+
+/// The integration `name` configured as `config`, its sending task started on `tasks`.
+pub(crate) fn build_integration(
+    name: &str,
+    config: &ChannelConfig,
+    http: &reqwest::Client,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Integration {
+    let adapter: Arc<dyn Adapter> = Arc::from(adapters::build(name, config));
+    let sink = match config.kind {
+        ChannelKind::Web => Sink::Web(Arc::new(Hub::new(
+            name,
+            usize::try_from(config.max_streams).unwrap_or(usize::MAX),
+            RateLimiter::new(config.rate_per_minute, config.burst),
+            shutdown.clone(),
+        ))),
+        // The sending task ends when this integration (its only sender) is dropped, or at shutdown.
+        _ => Sink::Post(Outbox::spawn(
+            adapter.clone(),
+            http.clone(),
+            tasks,
+            shutdown.clone(),
+        )),
+    };
+    let guard = Guard::new(
+        Some(config.allow_users.clone()),
+        config.command_users.clone(),
+        config.rate_per_minute,
+        config.burst,
+    )
+    .with_groups(config.groups.clone())
+    .with_status_interval(config.status_interval_seconds);
+    Integration {
+        name: name.to_owned(),
+        config: config.clone(),
+        adapter,
+        sink,
+        guard,
+    }
 }
 
 /// The chat integrations of one process. Cheap to clone.
@@ -149,42 +195,16 @@ impl Channels {
         let integrations = configs
             .iter()
             .map(|(name, config)| {
-                let adapter: Arc<dyn Adapter> = Arc::from(adapters::build(name, config));
-                let sink = match config.kind {
-                    ChannelKind::Web => Sink::Web(Arc::new(Hub::new(
-                        name,
-                        usize::try_from(config.max_streams).unwrap_or(usize::MAX),
-                        RateLimiter::new(config.rate_per_minute, config.burst),
-                        shutdown.clone(),
-                    ))),
-                    _ => Sink::Post(Outbox::spawn(
-                        adapter.clone(),
-                        http.clone(),
-                        &tasks,
-                        shutdown.clone(),
-                    )),
-                };
-                let guard = Guard::new(
-                    Some(config.allow_users.clone()),
-                    config.command_users.clone(),
-                    config.rate_per_minute,
-                    config.burst,
-                )
-                .with_groups(config.groups.clone())
-                .with_status_interval(config.status_interval_seconds);
-                let integration = Integration {
-                    name: name.clone(),
-                    config: config.clone(),
-                    adapter,
-                    sink,
-                    guard,
-                };
-                (name.clone(), integration)
+                let integration = build_integration(name, config, &http, &tasks, &shutdown);
+                (name.clone(), Arc::new(integration))
             })
             .collect();
+        let api = Api::new(engine.store().cloned());
         Ok(Channels {
             inner: Arc::new(Inner {
                 integrations,
+                api,
+                http,
                 control: Control::new(engine, roots, agents.clone()),
                 local: Guard::new(None, BTreeMap::new(), 30, 5),
                 agents,
@@ -205,7 +225,9 @@ impl Channels {
 
     /// The integrations' names.
     pub fn names(&self) -> Vec<String> {
-        self.inner.integrations.keys().cloned().collect()
+        let mut names: Vec<String> = self.inner.integrations.keys().cloned().collect();
+        names.extend(self.inner.api.cached_names());
+        names
     }
 
     /// Handle `POST /hooks/{kind}/{name}`: verify the request, answer what the platform needs at once,
@@ -217,9 +239,7 @@ impl Channels {
     /// [`Error::Unverified`] (nothing runs), [`Error::BadRequest`].
     pub fn receive(&self, kind: &str, name: &str, request: Request) -> Result<Ack> {
         let integration = self
-            .inner
-            .integrations
-            .get(name)
+            .integration(name)
             .filter(|i| i.config.kind.as_str() == kind && i.config.kind != ChannelKind::Web)
             .ok_or_else(|| Error::UnknownIntegration {
                 kind: kind.to_owned(),
@@ -236,28 +256,35 @@ impl Channels {
             Verified::Ignore => return Ok(Ack { body: None }),
             Verified::Message(m) => m,
         };
-        self.spawn_handle(name, message);
+        self.spawn_handle(integration, message);
         let body = (kind == "webhook").then(|| json!({"accepted": true}));
         Ok(Ack { body })
     }
 
-    /// Handle `message` of integration `name` in a task that ends at shutdown.
-    pub(crate) fn spawn_handle(&self, name: &str, message: Inbound) {
+    /// The integration `name`: of rvbbit.toml, else configured through the API (as last read from
+    /// the store; [`Channels::refresh`] reads it again).
+    pub(crate) fn integration(&self, name: &str) -> Option<Arc<Integration>> {
+        self.inner
+            .integrations
+            .get(name)
+            .cloned()
+            .or_else(|| self.inner.api.cached(name))
+    }
+
+    /// Handle `message` of `integration` in a task that ends at shutdown.
+    pub(crate) fn spawn_handle(&self, integration: Arc<Integration>, message: Inbound) {
         let this = self.clone();
-        let name = name.to_owned();
         self.inner.tasks.spawn(async move {
             let shutdown = this.inner.shutdown.clone();
             tokio::select! {
                 () = shutdown.cancelled() => {}
-                () = this.handle(&name, message) => {}
+                () = this.handle(&integration, message) => {}
             }
         });
     }
 
-    async fn handle(&self, name: &str, message: Inbound) {
-        let Some(integration) = self.inner.integrations.get(name) else {
-            return;
-        };
+    async fn handle(&self, integration: &Integration, message: Inbound) {
+        let name = integration.name.as_str();
         let template = Outbound {
             integration: name.to_owned(),
             channel_id: message.channel_id.clone(),
@@ -357,16 +384,15 @@ impl Channels {
     /// # Errors
     /// [`Error::UnknownIntegration`] for an integration that is not configured.
     pub async fn command(&self, integration: Option<&str>, user: &str, text: &str) -> Result<String> {
-        let (guard, who) = match integration {
-            Some(name) => {
-                let i = self
-                    .inner
-                    .integrations
-                    .get(name)
-                    .ok_or_else(|| Error::UnknownIntegration {
-                        kind: "any".into(),
-                        name: name.to_owned(),
-                    })?;
+        let found = match integration {
+            Some(name) => Some(self.integration(name).ok_or_else(|| Error::UnknownIntegration {
+                kind: "any".into(),
+                name: name.to_owned(),
+            })?),
+            None => None,
+        };
+        let (guard, who) = match &found {
+            Some(i) => {
                 let inbound = Inbound {
                     user: user.to_owned(),
                     user_name: Some(user.to_owned()),

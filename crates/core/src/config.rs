@@ -22,7 +22,7 @@ pub use artifacts::{ArtifactsConfig, artifacts_url_problem};
 pub use channels::{
     ChannelConfig, ChannelKind, MAX_GROUP_MEMBERS, MAX_GROUPS, STATUS_INTERVAL_MAX_SECONDS,
     STATUS_INTERVAL_MIN_SECONDS, STATUS_INTERVAL_SECONDS, WEB_MESSAGE_BYTES, WEB_MESSAGE_BYTES_CEILING,
-    WEB_STREAMS, WEB_STREAMS_CEILING, WEB_TITLE_CHARS,
+    WEB_STREAMS, WEB_STREAMS_CEILING, WEB_TITLE_CHARS, channel_problems,
 };
 pub use costs::{CostsConfig, MAX_COMPUTE_RATE, MAX_LIMIT_NAME, limit_name_problem};
 pub use tenants::TenantConfig;

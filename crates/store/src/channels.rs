@@ -5,9 +5,14 @@
 //! → interlocutor, where a fact is `email:alice@example.com` or `phone:+15551234567` (normalised by
 //! the caller). Both are created compare-and-set ([`ChannelStore::identity_link`]): two messages from
 //! two channels racing with the same fact end with one interlocutor, on one host or many.
+//!
+//! Integrations configured through the HTTP API (`PUT /api/v1/channels/{name}`) are kept here too
+//! ([`StoredIntegration`]), so every `serve` process sharing the store answers their hooks.
 
 use async_trait::async_trait;
+use rvbbit_core::Timestamp;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::error::Result;
 
@@ -42,6 +47,41 @@ impl IdentityKey {
     }
 }
 
+/// An integration configured through the HTTP API: its `[channels.NAME]` keys as JSON, secrets
+/// included (the store is as private as rvbbit.toml).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StoredIntegration {
+    /// Its name (unique across tenants: it is part of the hook's URL).
+    pub name: String,
+    /// Its tenant (`tenant`, `default` without one).
+    pub tenant: String,
+    /// Its kind.
+    pub kind: String,
+    /// The `[channels.NAME]` keys, as a JSON object.
+    pub config: Value,
+    /// When it was last written (also its version: a reader rebuilds it when this changes).
+    pub updated_at: Timestamp,
+}
+
+impl StoredIntegration {
+    /// Integration `name` of `tenant` and `kind` with `config`, written now.
+    pub fn new(
+        name: impl Into<String>,
+        tenant: impl Into<String>,
+        kind: impl Into<String>,
+        config: Value,
+    ) -> Self {
+        StoredIntegration {
+            name: name.into(),
+            tenant: tenant.into(),
+            kind: kind.into(),
+            config,
+            updated_at: Timestamp::now(),
+        }
+    }
+}
+
 /// Chat identities and the verified facts linking them.
 ///
 /// # Example
@@ -70,4 +110,16 @@ pub trait ChannelStore: Send + Sync {
     ///   stored it first, whose interlocutor is returned;
     /// - without facts, `fresh` (or the stored one).
     async fn identity_link(&self, key: &IdentityKey, facts: &[String], fresh: &str) -> Result<String>;
+
+    /// Create or replace the integration named `integration.name`.
+    async fn integration_put(&self, integration: &StoredIntegration) -> Result<()>;
+
+    /// The integration `name`, if stored.
+    async fn integration(&self, name: &str) -> Result<Option<StoredIntegration>>;
+
+    /// The stored integrations by name, at most `limit`.
+    async fn integrations(&self, limit: u64) -> Result<Vec<StoredIntegration>>;
+
+    /// Remove the integration `name`; whether it existed.
+    async fn integration_delete(&self, name: &str) -> Result<bool>;
 }

@@ -58,7 +58,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use batches::{BatchRecord, BatchStore};
-pub use channels::{ChannelStore, IdentityKey};
+pub use channels::{ChannelStore, IdentityKey, StoredIntegration};
 pub use conversations::{Conversation, ConversationMessage, ConversationStore, TurnRecord};
 pub use copy::{CopyReport, copy_all};
 pub use error::{Error, Result};

@@ -35,18 +35,17 @@ pub struct WebPage {
 }
 
 impl Channels {
-    fn web(&self, name: &str) -> Result<(&Integration, &Arc<Hub>)> {
-        match self.inner.integrations.get(name) {
-            Some(
-                i @ Integration {
-                    sink: Sink::Web(hub), ..
-                },
-            ) => Ok((i, hub)),
-            _ => Err(Error::UnknownIntegration {
-                kind: ChannelKind::Web.as_str().into(),
-                name: name.to_owned(),
-            }),
-        }
+    fn web(&self, name: &str) -> Result<(Arc<Integration>, Arc<Hub>)> {
+        let unknown = || Error::UnknownIntegration {
+            kind: ChannelKind::Web.as_str().into(),
+            name: name.to_owned(),
+        };
+        let integration = self.integration(name).ok_or_else(unknown)?;
+        let Sink::Web(hub) = &integration.sink else {
+            return Err(unknown());
+        };
+        let hub = hub.clone();
+        Ok((integration, hub))
     }
 
     /// The page settings of web chat `name`.
@@ -108,7 +107,7 @@ impl Channels {
                 wait_seconds: (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1),
             })?;
         let id = hub.record(&message.user, Role::Visitor, &message.text);
-        self.spawn_handle(name, message);
+        self.spawn_handle(integration, message);
         Ok(id)
     }
 

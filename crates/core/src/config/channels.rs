@@ -260,6 +260,15 @@ fn name_problem(name: &str) -> Option<&'static str> {
     None
 }
 
+/// The problems of one integration `name` configured as `config` (through the HTTP API), found by the
+/// same checks as `[channels.NAME]` in rvbbit.toml; each names its key (`channels.NAME.KEY`).
+pub fn channel_problems(name: &str, config: &ChannelConfig) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let one = BTreeMap::from([(name.to_owned(), config.clone())]);
+    validate(&one, &|_| Some("the HTTP API".to_owned()), &mut problems);
+    problems
+}
+
 /// The `[channels.*]` tables' problems: every missing secret named by its key.
 pub(super) fn validate(
     channels: &BTreeMap<String, ChannelConfig>,

@@ -87,6 +87,8 @@ pub(crate) async fn page(
         Ok(c) => c,
         Err(e) => return chat_error(&e),
     };
+    // An integration configured through the API may be new, changed or gone (another process).
+    channels.refresh(&integration).await;
     let page = match channels.web_page(&integration) {
         Ok(p) => p,
         Err(e) => return chat_error(&e),
@@ -128,6 +130,8 @@ pub(crate) async fn message(
         Ok(c) => c,
         Err(e) => return chat_error(&e),
     };
+    // An integration configured through the API may be new, changed or gone (another process).
+    channels.refresh(&integration).await;
     let limit = match channels.web_max_bytes(&integration) {
         Ok(l) => l,
         Err(e) => return chat_error(&e),
@@ -198,6 +202,8 @@ pub(crate) async fn events(
         Ok(c) => c,
         Err(e) => return chat_error(&e),
     };
+    // An integration configured through the API may be new, changed or gone (another process).
+    channels.refresh(&integration).await;
     let resumed = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

@@ -72,6 +72,8 @@ pub(crate) async fn receive(
             .collect(),
         body: bytes.to_vec(),
     };
+    // An integration configured through the API may be new, changed or gone (another process).
+    channels.refresh(&integration).await;
     match channels.receive(&kind, &integration, request) {
         Ok(ack) => match ack.body {
             Some(body) => (StatusCode::OK, Json(body)).into_response(),

@@ -4,6 +4,7 @@ pub(crate) mod agents;
 pub(crate) mod artifacts;
 pub(crate) mod batches;
 pub(crate) mod cascades;
+mod channels;
 pub(crate) mod chat;
 mod costs;
 mod events;
@@ -61,6 +62,11 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/agents/{agent}/messages", post(agents::post_message))
         .route("/api/v1/agents/{agent}/conversations", get(agents::list))
         .route("/api/v1/agents/{agent}/conversations/{id}", get(agents::get))
+        .route("/api/v1/channels", get(channels::list))
+        .route(
+            "/api/v1/channels/{name}",
+            get(channels::get).put(channels::put).delete(channels::delete),
+        )
         .route("/hooks/{kind}/{integration}", post(hooks::receive))
         .route("/chat/{integration}", get(chat::page))
         .route("/chat/{integration}/messages", post(chat::message))

@@ -196,6 +196,11 @@ pub(crate) fn spec() -> Value {
         paths.extend(more);
     }
     if let Some(paths) = doc["paths"].as_object_mut()
+        && let Value::Object(more) = channel_paths(s.clone())
+    {
+        paths.extend(more);
+    }
+    if let Some(paths) = doc["paths"].as_object_mut()
         && let Value::Object(more) = chat_paths(s)
     {
         paths.extend(more);
@@ -222,6 +227,36 @@ fn hook_paths(s: Value) -> Value {
             "responses": {"200": {"description": "Accepted: empty, Slack's `{challenge}`, or the webhook's `{accepted: true}`"},
                 "400": e.clone(), "401": e.clone(), "404": e.clone(), "413": e},
         }},
+    })
+}
+
+/// Integrations configured through the API (docs/channels.md): secrets accepted, never answered.
+#[allow(
+    clippy::redundant_clone,
+    reason = "`json!` consumes each value; the lint misreads the clones the macro needs"
+)]
+fn channel_paths(s: Value) -> Value {
+    let e = json!({"$ref": "#/components/responses/Error"});
+    let name = param(
+        "name",
+        "path",
+        "The integration's name (1 to 64 letters, digits, `_` or `-`)",
+        s,
+    );
+    let view = "`{name, source: config|api, kind, tenant, config (secrets as \"***\"), secrets_set: {token, signing_secret, secret, bot_token}}`";
+    json!({
+        "/api/v1/channels": {"get": op("Every chat integration: rvbbit.toml's (`source: config`, read-only) and the API's (`source: api`), secrets masked",
+            json!([]), json_ok("`{integrations: [view]}`"))},
+        "/api/v1/channels/{name}": {
+            "get": {"summary": "One integration, secrets masked", "parameters": [name.clone()],
+                "responses": {"200": {"description": view}, "404": e.clone()}},
+            "put": {"summary": "Create or replace an integration: the body is the `[channels.NAME]` keys as JSON, checked as rvbbit.toml is (RVB-K001 naming the key). Works for `/hooks/{kind}/{name}` (or `/chat/{name}`) at once; other processes sharing the store within seconds. At most 1000",
+                "parameters": [name.clone()],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["kind"]}}}},
+                "responses": {"200": {"description": view}, "400": e.clone(), "401": e.clone(), "409": e.clone(), "413": e.clone()}},
+            "delete": {"summary": "Remove an integration configured through the API (its hook answers 404)", "parameters": [name],
+                "responses": {"204": {"description": "Removed"}, "404": e.clone(), "409": e}},
+        },
     })
 }
 

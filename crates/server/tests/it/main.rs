@@ -14,6 +14,7 @@ mod api;
 mod artifacts;
 mod batches;
 mod browser;
+mod channels;
 mod hostile;
 mod pictures;
 mod security;

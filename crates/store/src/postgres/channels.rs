@@ -7,12 +7,25 @@ use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use rvbbit_core::Timestamp;
 
-use super::PostgresStore;
-use crate::channels::{ChannelStore, IdentityKey};
+use super::{PostgresStore, corrupt};
+use crate::channels::{ChannelStore, IdentityKey, StoredIntegration};
 use crate::error::Result;
 
 const IDENTITY: &str = "SELECT interlocutor FROM channel_identities
     WHERE tenant = $1 AND kind = $2 AND integration = $3 AND user_id = $4";
+
+const INTEGRATION: &str = "SELECT name, tenant, kind, config, updated_at_us FROM channel_integrations";
+
+fn integration(url: &str, r: &tokio_postgres::Row) -> Result<StoredIntegration> {
+    let config: &str = r.get(3);
+    Ok(StoredIntegration {
+        name: r.get(0),
+        tenant: r.get(1),
+        kind: r.get(2),
+        config: serde_json::from_str(config).map_err(|e| corrupt(url, "channel integration", e))?,
+        updated_at: Timestamp::from_micros(r.get(4)),
+    })
+}
 
 impl PostgresStore {
     async fn identity_on(&self, c: &impl GenericClient, k: &IdentityKey) -> Result<Option<String>> {
@@ -88,5 +101,61 @@ impl ChannelStore for PostgresStore {
             .await
             .map_err(|e| self.fail(action, e))?;
         Ok(self.identity_on(&client, k).await?.unwrap_or(chosen))
+    }
+
+    async fn integration_put(&self, i: &StoredIntegration) -> Result<()> {
+        let action = "store a channel integration";
+        self.client(action)
+            .await?
+            .execute(
+                "INSERT INTO channel_integrations (name, tenant, kind, config, updated_at_us)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (name) DO UPDATE SET tenant = excluded.tenant, kind = excluded.kind,
+                 config = excluded.config, updated_at_us = excluded.updated_at_us",
+                &[
+                    &i.name,
+                    &i.tenant,
+                    &i.kind,
+                    &i.config.to_string(),
+                    &i.updated_at.micros(),
+                ],
+            )
+            .await
+            .map_err(|e| self.fail(action, e))?;
+        Ok(())
+    }
+
+    async fn integration(&self, name: &str) -> Result<Option<StoredIntegration>> {
+        let action = "read a channel integration";
+        let row = self
+            .client(action)
+            .await?
+            .query_opt(&format!("{INTEGRATION} WHERE name = $1"), &[&name])
+            .await
+            .map_err(|e| self.fail(action, e))?;
+        row.map(|r| integration(&self.url, &r)).transpose()
+    }
+
+    async fn integrations(&self, limit: u64) -> Result<Vec<StoredIntegration>> {
+        let action = "list channel integrations";
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .client(action)
+            .await?
+            .query(&format!("{INTEGRATION} ORDER BY name LIMIT $1"), &[&limit])
+            .await
+            .map_err(|e| self.fail(action, e))?;
+        rows.iter().map(|r| integration(&self.url, r)).collect()
+    }
+
+    async fn integration_delete(&self, name: &str) -> Result<bool> {
+        let action = "remove a channel integration";
+        let n = self
+            .client(action)
+            .await?
+            .execute("DELETE FROM channel_integrations WHERE name = $1", &[&name])
+            .await
+            .map_err(|e| self.fail(action, e))?;
+        Ok(n > 0)
     }
 }

@@ -290,6 +290,20 @@ CREATE TABLE channel_links (
 );
 "#,
     },
+    Migration {
+        version: 8,
+        name: "channel_integrations",
+        // Chat integrations configured through the HTTP API (crate::channels).
+        sql: r#"
+CREATE TABLE channel_integrations (
+    name TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    config TEXT NOT NULL,
+    updated_at_us BIGINT NOT NULL
+);
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.

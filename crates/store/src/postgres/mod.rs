@@ -63,6 +63,7 @@ const TABLES: &[&str] = &[
     "conversation_turns",
     "channel_identities",
     "channel_links",
+    "channel_integrations",
 ];
 
 /// Connections a process keeps to the server at most.

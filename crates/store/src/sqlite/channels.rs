@@ -5,11 +5,11 @@
 //! the same interlocutor.
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use rvbbit_core::Timestamp;
 
-use super::{Fail, SqliteStore};
-use crate::channels::{ChannelStore, IdentityKey};
+use super::{Fail, SqliteStore, corrupt};
+use crate::channels::{ChannelStore, IdentityKey, StoredIntegration};
 use crate::error::Result;
 
 fn identity(conn: &Connection, k: &IdentityKey) -> Result<Option<String>, Fail> {
@@ -69,6 +69,19 @@ fn identity_link(
     Ok(interlocutor)
 }
 
+const INTEGRATION: &str = "SELECT name, tenant, kind, config, updated_at_us FROM channel_integrations";
+
+fn integration(url: &str, r: &Row<'_>) -> Result<StoredIntegration, Fail> {
+    let config: String = r.get(3)?;
+    Ok(StoredIntegration {
+        name: r.get(0)?,
+        tenant: r.get(1)?,
+        kind: r.get(2)?,
+        config: serde_json::from_str(&config).map_err(|e| corrupt(url, "channel integration", e))?,
+        updated_at: Timestamp::from_micros(r.get(4)?),
+    })
+}
+
 #[async_trait]
 impl ChannelStore for SqliteStore {
     async fn identity(&self, key: &IdentityKey) -> Result<Option<String>> {
@@ -81,6 +94,59 @@ impl ChannelStore for SqliteStore {
         let (k, facts, fresh) = (key.clone(), facts.to_vec(), fresh.to_owned());
         self.with_conn("link a chat identity", move |conn, _| {
             identity_link(conn, &k, &facts, &fresh)
+        })
+        .await
+    }
+
+    async fn integration_put(&self, i: &StoredIntegration) -> Result<()> {
+        let i = i.clone();
+        self.with_conn("store a channel integration", move |conn, _| {
+            conn.execute(
+                "INSERT INTO channel_integrations (name, tenant, kind, config, updated_at_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (name) DO UPDATE SET tenant = excluded.tenant, kind = excluded.kind,
+                 config = excluded.config, updated_at_us = excluded.updated_at_us",
+                params![
+                    i.name,
+                    i.tenant,
+                    i.kind,
+                    i.config.to_string(),
+                    i.updated_at.micros()
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn integration(&self, name: &str) -> Result<Option<StoredIntegration>> {
+        let name = name.to_owned();
+        self.with_conn("read a channel integration", move |conn, url| {
+            let mut stmt = conn.prepare(&format!("{INTEGRATION} WHERE name = ?1"))?;
+            let mut rows = stmt.query(params![name])?;
+            rows.next()?.map(|r| integration(url, r)).transpose()
+        })
+        .await
+    }
+
+    async fn integrations(&self, limit: u64) -> Result<Vec<StoredIntegration>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with_conn("list channel integrations", move |conn, url| {
+            let mut stmt = conn.prepare(&format!("{INTEGRATION} ORDER BY name LIMIT ?1"))?;
+            let mut rows = stmt.query(params![limit])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(integration(url, r)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn integration_delete(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.with_conn("remove a channel integration", move |conn, _| {
+            Ok(conn.execute("DELETE FROM channel_integrations WHERE name = ?1", params![name])? > 0)
         })
         .await
     }

@@ -303,6 +303,20 @@ CREATE TABLE channel_links (
 );
 "#,
     },
+    Migration {
+        version: 11,
+        name: "channel_integrations",
+        // Chat integrations configured through the HTTP API (crate::channels).
+        sql: r#"
+CREATE TABLE channel_integrations (
+    name TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    config TEXT NOT NULL,
+    updated_at_us INTEGER NOT NULL
+);
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.
@@ -411,6 +425,7 @@ mod tests {
             "0008_spend_limits".to_owned(),
             "0009_conversations".to_owned(),
             "0010_channel_identities".to_owned(),
+            "0011_channel_integrations".to_owned(),
         ];
         assert_eq!(pending(1), expected);
         let applied = apply(&mut c, "sqlite://mem").map_err(|_| "apply failed").unwrap();

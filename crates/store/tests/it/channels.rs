@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use rvbbit_store::{IdentityKey, Store};
+use rvbbit_store::{IdentityKey, Store, StoredIntegration};
+use serde_json::json;
 
 pub async fn identities_link_by_fact_once_even_when_two_channels_race(store: Arc<dyn Store>, url: &str) {
     let email = vec!["email:alice@example.com".to_owned()];
@@ -66,4 +67,45 @@ pub async fn identities_link_by_fact_once_even_when_two_channels_race(store: Arc
     }
     won.dedup();
     assert_eq!(won.len(), 1, "one interlocutor: {won:?}");
+}
+
+pub async fn integrations_are_put_replaced_listed_and_deleted(store: Arc<dyn Store>, _url: &str) {
+    assert!(store.integrations(10).await.unwrap().is_empty());
+    let hook = StoredIntegration::new(
+        "hook",
+        "acme",
+        "webhook",
+        json!({"kind": "webhook", "secret": "s1"}),
+    );
+    store.integration_put(&hook).await.unwrap();
+    let mut replaced = StoredIntegration::new(
+        "hook",
+        "acme",
+        "webhook",
+        json!({"kind": "webhook", "secret": "s2"}),
+    );
+    replaced.updated_at = rvbbit_core::Timestamp::from_micros(hook.updated_at.micros() + 1);
+    store.integration_put(&replaced).await.unwrap();
+    store
+        .integration_put(&StoredIntegration::new(
+            "alpha",
+            "default",
+            "web",
+            json!({"kind": "web"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(store.integration("hook").await.unwrap(), Some(replaced));
+    let names: Vec<String> = store
+        .integrations(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(names, ["alpha", "hook"]);
+    assert_eq!(store.integrations(1).await.unwrap().len(), 1);
+    assert!(store.integration_delete("hook").await.unwrap());
+    assert!(!store.integration_delete("hook").await.unwrap());
+    assert_eq!(store.integration("hook").await.unwrap(), None);
 }

@@ -11,7 +11,10 @@ use rvbbit_store::{
 };
 use serde_json::json;
 
-pub use crate::channels::identities_link_by_fact_once_even_when_two_channels_race;
+pub use crate::channels::{
+    identities_link_by_fact_once_even_when_two_channels_race,
+    integrations_are_put_replaced_listed_and_deleted,
+};
 pub use crate::conversations::conversations_are_opened_once_per_key_and_read_only_by_their_tenant;
 use crate::events;
 pub use crate::journal::{
@@ -59,6 +62,7 @@ macro_rules! store_conformance {
             check!(spending_limits_are_set_listed_removed_and_count_what_was_spent);
             check!(conversations_are_opened_once_per_key_and_read_only_by_their_tenant);
             check!(identities_link_by_fact_once_even_when_two_channels_race);
+            check!(integrations_are_put_replaced_listed_and_deleted);
         }
     };
 }
