@@ -17,7 +17,7 @@
 //!   (one row per event), read from the store.
 //! - the settings `rvbbit.udf_errors` (`null`, `raise`, `text`) and `rvbbit.cache` (`on`, `off`).
 //!
-//! Both functions are async and batched (`calls.rs`): per batch, rows with a NULL argument give NULL,
+//! Both functions are async and batched (`calls/`): per batch, rows with a NULL argument give NULL,
 //! duplicate calls are made once, cache hits (one read-only store read per batch) are served without a
 //! call and counted for the statement's one `cache_hit` summary event, and the rest run concurrently under [`Settings::concurrency`]. Each
 //! statement ([`SqlSession::execute`]) gets a fresh caller id `sql-<woodland>` that every session it
@@ -54,7 +54,6 @@ mod options;
 pub mod pgwire;
 mod plan;
 mod result;
-mod result_cache;
 mod run_batch;
 mod runtime;
 mod semantic;

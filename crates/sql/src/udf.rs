@@ -2,7 +2,7 @@
 //!
 //! Each invocation gets a whole batch: rows with a NULL required argument give NULL without a call,
 //! duplicate calls within the batch (and the statement) are made once, cache hits are served without a
-//! call, and the rest run concurrently (see `calls.rs`).
+//! call, and the rest run concurrently (see `calls/`).
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};

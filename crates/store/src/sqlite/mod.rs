@@ -426,6 +426,9 @@ impl Store for SqliteStore {
                 "conversations",
                 "conversation_messages",
                 "conversation_turns",
+                "channel_identities",
+                "channel_links",
+                "channel_integrations",
             ] {
                 let path = dir.join(format!("{table}.jsonl"));
                 let file_err = |source| Error::File {

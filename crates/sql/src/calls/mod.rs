@@ -4,6 +4,8 @@
 //! caller id. Cache hits write nothing per hit: the statement counts them (`HitSummary`) and
 //! records one `cache_hit` summary event when it ends (count, avoided cost, keys by digest and sample).
 
+mod cache;
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -16,11 +18,11 @@ use crate::cascade::LoadedCascade;
 use crate::error::Error;
 pub(crate) use crate::keys::cache_key;
 use crate::keys::{Canonical, RunKey, UdfKey, run_key, udf_key};
-pub(crate) use crate::result_cache::{AnsweredBy, cache_value, cached_count, lookup, remember};
-use crate::result_cache::{CACHE_LAYOUT, cache_put};
 use crate::runtime::Runtime;
 pub(crate) use crate::spending::admit;
 use crate::statement::{Answer, Statement};
+pub(crate) use cache::{AnsweredBy, cache_value, cached_count, lookup, remember};
+use cache::{CACHE_LAYOUT, cache_put};
 
 /// One distinct call to make.
 #[derive(Debug)]

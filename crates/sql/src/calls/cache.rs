@@ -12,7 +12,7 @@ use rvbbit_engine::Outcome;
 use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
-use crate::calls::Call;
+use super::Call;
 use crate::runtime::Runtime;
 use crate::statement::{Answer, Statement};
 
