@@ -13,11 +13,6 @@ mod output;
 
 use std::process::ExitCode;
 
-/// mimalloc instead of the C library's allocator: statements and runs build many small JSON values, and
-/// glibc's malloc was a fifth of a semantic statement's CPU time (issue 24; `scripts/bench-semantic.sh`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     cli::run()
 }
