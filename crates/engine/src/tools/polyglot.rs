@@ -104,6 +104,10 @@ struct Runtime {
     program: &'static str,
     language: &'static str,
     install: &'static str,
+    /// The tool's description for the model.
+    description: &'static str,
+    /// How the code gives its answer (the `code` parameter's description).
+    answer: &'static str,
 }
 
 const NODE: Runtime = Runtime {
@@ -111,6 +115,8 @@ const NODE: Runtime = Runtime {
     program: "node",
     language: "JavaScript",
     install: "install Node.js (`node`, https://nodejs.org, or your distribution's `nodejs` package) on this machine's PATH",
+    description: "Run JavaScript (Node.js) that assigns `result`; `data.<cell>` (earlier cells' rows), `state` and `input` are in scope.",
+    answer: "assign the answer to `result`.",
 };
 
 const BABASHKA: Runtime = Runtime {
@@ -118,6 +124,8 @@ const BABASHKA: Runtime = Runtime {
     program: "bb",
     language: "Clojure",
     install: "install babashka (`bb`, https://babashka.org, e.g. `bash < <(curl -s https://raw.githubusercontent.com/babashka/babashka/master/install)`) on this machine's PATH",
+    description: "Run Clojure (babashka) whose last expression is the result; `data` (earlier cells' rows, kebab-case keywords), `state` and `input` are in scope.",
+    answer: "the value of the last expression is the answer.",
 };
 
 impl Runtime {
@@ -268,55 +276,36 @@ fn params(language: &str, how: &str) -> Value {
     })
 }
 
-/// `js_data(code, timeout?)`: run JavaScript with Node.js; `data.<cell>` holds earlier cells' rows,
-/// the code assigns `result`. Returns `python_data`'s shape (`rows`/`columns`/`row_count` for a list of
-/// objects), plus `stdout` when the code printed.
+/// A data cell in another language: `js_data(code, timeout?)` ([`CodeData::javascript`]: Node.js, `data.<cell>` holds
+/// earlier cells' rows, the code assigns `result`) and `clojure_data(code, timeout?)` ([`CodeData::clojure`]:
+/// babashka, `(:cell-name data)` with names kebab-cased, the last expression is the result). Returns
+/// `python_data`'s shape (`rows`/`columns`/`row_count` for a list of objects), plus `stdout` when the
+/// code printed.
 #[derive(Debug)]
-pub struct JsData;
+pub struct CodeData(&'static Runtime);
 
-#[async_trait]
-impl Tool for JsData {
-    fn name(&self) -> &str {
-        NODE.tool
+impl CodeData {
+    /// `js_data`: JavaScript with Node.js.
+    pub fn javascript() -> Self {
+        CodeData(&NODE)
     }
-    fn description(&self) -> &str {
-        "Run JavaScript (Node.js) that assigns `result`; `data.<cell>` (earlier cells' rows), `state` and `input` are in scope."
-    }
-    fn parameters(&self) -> Value {
-        params("JavaScript", "assign the answer to `result`.")
-    }
-    fn compute(&self) -> bool {
-        true
-    }
-    fn side_effect(&self) -> SideEffect {
-        SideEffect::Irreversible
-    }
-    fn default_timeout(&self) -> Option<Duration> {
-        Some(Duration::from_secs(30))
-    }
-    fn unavailable(&self) -> Option<String> {
-        NODE.find().err()
-    }
-    async fn execute(&self, args: Value, ctx: &ToolContext) -> Result<Value, ToolError> {
-        run_code(NODE, &args, ctx, Duration::from_secs(30)).await
+
+    /// `clojure_data`: Clojure with babashka.
+    pub fn clojure() -> Self {
+        CodeData(&BABASHKA)
     }
 }
 
-/// `clojure_data(code, timeout?)`: run Clojure with babashka; `(:cell-name data)` holds earlier cells'
-/// rows (names kebab-cased), the value of the last expression is the result.
-#[derive(Debug)]
-pub struct ClojureData;
-
 #[async_trait]
-impl Tool for ClojureData {
+impl Tool for CodeData {
     fn name(&self) -> &str {
-        BABASHKA.tool
+        self.0.tool
     }
     fn description(&self) -> &str {
-        "Run Clojure (babashka) whose last expression is the result; `data` (earlier cells' rows, kebab-case keywords), `state` and `input` are in scope."
+        self.0.description
     }
     fn parameters(&self) -> Value {
-        params("Clojure", "the value of the last expression is the answer.")
+        params(self.0.language, self.0.answer)
     }
     fn compute(&self) -> bool {
         true
@@ -328,10 +317,10 @@ impl Tool for ClojureData {
         Some(Duration::from_secs(30))
     }
     fn unavailable(&self) -> Option<String> {
-        BABASHKA.find().err()
+        self.0.find().err()
     }
     async fn execute(&self, args: Value, ctx: &ToolContext) -> Result<Value, ToolError> {
-        run_code(BABASHKA, &args, ctx, Duration::from_secs(30)).await
+        run_code(*self.0, &args, ctx, Duration::from_secs(30)).await
     }
 }
 

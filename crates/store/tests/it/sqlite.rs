@@ -52,7 +52,10 @@ async fn backup_writes_every_table_as_json_lines() {
     assert!(tables.contains(&("events".to_owned(), 5)));
     // The chat identities and integrations (issue 20) are backed up like the rest.
     for table in ["channel_identities", "channel_links", "channel_integrations"] {
-        assert!(tables.iter().any(|(t, _)| t == table), "{table} missing from {tables:?}");
+        assert!(
+            tables.iter().any(|(t, _)| t == table),
+            "{table} missing from {tables:?}"
+        );
         assert!(out.join(format!("{table}.jsonl")).is_file());
     }
     let text = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
