@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rvbbit_channels::{LINKED_CHANNEL, Request};
 use rvbbit_core::config::{ChannelConfig, ChannelKind, TenantConfig};
-use rvbbit_testkit::chat::{FakeChat, slack_headers, slack_message_event, unix_now, webhook_headers};
+use rvbbit_testkit::chat::{FakeChat, Posted, slack_headers, slack_message_event, unix_now, webhook_headers};
 use rvbbit_testkit::{Reply, Script, TestServer};
 
 use crate::support::{Harness, TOKEN, mattermost, mm_request};
@@ -60,6 +60,20 @@ fn slack_says(h: &Harness, user: &str, text: &str) {
     h.channels.receive("slack", "team", request).unwrap();
 }
 
+/// Alice says [`FIRST`] on Slack, then asks her name on Mattermost; the two replies posted.
+async fn slack_then_mattermost(h: &Harness, fake: &FakeChat) -> Vec<Posted> {
+    slack_says(h, "U123", FIRST);
+    fake.wait_for(1, Duration::from_secs(20)).await;
+    h.channels
+        .receive(
+            "mattermost",
+            "ops",
+            mm_request(TOKEN, "alice", "What is my name?"),
+        )
+        .unwrap();
+    fake.wait_for(2, Duration::from_secs(20)).await
+}
+
 fn webhook_says(h: &Harness, body: serde_json::Value) {
     let body = body.to_string();
     let request = Request {
@@ -99,16 +113,7 @@ async fn the_same_verified_email_on_slack_and_mattermost_is_one_conversation() {
     fake.mattermost_user("id-alice", "alice@example.com", true);
     let h = harness(&fake, &llm, true).await;
 
-    slack_says(&h, "U123", FIRST);
-    fake.wait_for(1, Duration::from_secs(20)).await;
-    h.channels
-        .receive(
-            "mattermost",
-            "ops",
-            mm_request(TOKEN, "alice", "What is my name?"),
-        )
-        .unwrap();
-    let posted = fake.wait_for(2, Duration::from_secs(20)).await;
+    let posted = slack_then_mattermost(&h, &fake).await;
 
     // Each reply goes back where its message came from.
     assert_eq!(posted[0].path, "/api/chat.postMessage");
@@ -147,16 +152,7 @@ async fn with_linking_off_the_same_person_on_two_channels_is_two_conversations()
     fake.mattermost_user("id-alice", "alice@example.com", true);
     let h = harness(&fake, &llm, false).await;
 
-    slack_says(&h, "U123", FIRST);
-    fake.wait_for(1, Duration::from_secs(20)).await;
-    h.channels
-        .receive(
-            "mattermost",
-            "ops",
-            mm_request(TOKEN, "alice", "What is my name?"),
-        )
-        .unwrap();
-    fake.wait_for(2, Duration::from_secs(20)).await;
+    slack_then_mattermost(&h, &fake).await;
 
     let sent = prompts(&llm);
     assert!(!sent[1].contains(FIRST), "{}", sent[1]);
